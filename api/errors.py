@@ -1,0 +1,134 @@
+"""One JSON shape for every error the API returns: ``{"error": {"code": "...", "message": "..."}}``.
+
+Routers raise :class:`ApiError` (or FastAPI's ``HTTPException``); :func:`install` registers the handlers that turn
+those, request validation failures (FastAPI's detail kept under ``error.detail``) and unexpected failures into it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+#: error code of each status the API answers with when the raiser named none
+STATUS_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code", "message"}}`` with an HTTP status (and optional headers)."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        detail: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.detail = list(detail) if detail is not None else None
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "not_found", message)
+
+
+def invalid(message: str, *, param: str | None = None, location: str = "query") -> ApiError:
+    """422 for a request that is well formed but means nothing (bad date, empty range, unknown unit)."""
+    detail = None
+    if param is not None:
+        detail = [{"loc": [location, param], "msg": message, "type": "value_error"}]
+    return ApiError(422, "invalid_request", message, detail=detail)
+
+
+def error_body(code: str, message: str, detail: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if detail is not None:
+        error["detail"] = list(detail)
+    return {"error": error}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    detail: Sequence[Mapping[str, Any]] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, detail), status_code=status_code, headers=dict(headers or {}))
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """FastAPI's validation errors reduced to JSON-safe ``loc`` / ``msg`` / ``type`` (the input is not echoed: it
+    may be large, and it is what the caller sent anyway)."""
+    out: list[dict[str, Any]] = []
+    for error in errors:
+        loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
+        out.append({"loc": loc, "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))})
+    return out
+
+
+def _validation_message(detail: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for error in detail[:3]:
+        where = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    if len(detail) > 3:
+        parts.append(f"and {len(detail) - 3} more")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers, detail=exc.detail)
+
+
+async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = STATUS_CODES.get(exc.status_code, "client_error" if exc.status_code < 500 else "server_error")
+    message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = validation_detail(exc.errors())
+    return error_response(422, "invalid_request", _validation_message(detail), detail=detail)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "the server failed to answer; the error was logged")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app`` (every router's errors then share the shape)."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,107 @@
+"""HTTP helpers of the read API: entity tags and caching headers, conditional requests, and time parameters.
+
+Caching rules
+    Data that can no longer change — an entry, or a commitment version, in a block at or below the finalized block —
+    is served with a strong ETag derived from what identifies it on chain and ``Cache-Control: public,
+    max-age=31536000, immutable``. Everything else (lists, cases, metrics, anything not yet final) gets an ETag derived
+    from the index's position (entry count, last indexed block, finalized block) and the request, and a short
+    ``max-age``: the same request on the same index gives the same bytes, so a revalidation is answered ``304``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date, datetime, timezone
+from typing import Any
+
+from fastapi import Request, Response
+
+from api.errors import invalid
+
+#: bumped whenever the JSON representation of a resource changes, so cached copies of the old one are not reused
+REPRESENTATION = "1"
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+#: lists and other views that move as the chain grows: a few seconds, about a block
+SHORT = "public, max-age=5"
+
+
+def etag_of(*parts: Any) -> str:
+    """A strong entity tag (quoted) over ``parts``."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in (REPRESENTATION, *parts)).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def request_key(request: Request) -> tuple[str, str]:
+    """The request as an ETag part: its path and its query parameters in a canonical order."""
+    query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
+    return request.url.path, query
+
+
+def _tags(header: str) -> list[str]:
+    return [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    """Whether ``If-None-Match`` matches ``etag`` (weak comparison, as RFC 9110 §13.1.2 prescribes)."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    tags = _tags(header)
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def cache_headers(etag: str, cache_control: str) -> dict[str, str]:
+    return {"ETag": etag, "Cache-Control": cache_control}
+
+
+def not_modified_response(etag: str, cache_control: str) -> Response:
+    return Response(status_code=304, headers=cache_headers(etag, cache_control))
+
+
+def apply_cache(response: Response, etag: str, cache_control: str) -> None:
+    response.headers.update(cache_headers(etag, cache_control))
+
+
+# --- times ------------------------------------------------------------------------------------------------------------
+
+#: the forms a time parameter may take (the zone is optional here only so that a time without one is refused with
+#: a message saying so, rather than as "not a time")
+TIME_PATTERN = r"^(\d{1,19}|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?)$"
+_TIME = re.compile(TIME_PATTERN)
+TIME_DESCRIPTION = (
+    "unix seconds (`1793491200`), an ISO 8601 date meaning its midnight UTC (`2026-11-01`), or an ISO 8601 time "
+    "with its zone (`2026-11-01T08:00:00+08:00`, `2026-11-01T00:00:00Z`; fractions of a second are dropped)"
+)
+TIME_EXAMPLES = ["2026-11-01", "2026-11-01T08:00:00+08:00", "1793491200"]
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_SECONDS = re.compile(r"^\d{1,19}$")
+
+
+def parse_time(value: str, name: str) -> int:
+    """A time parameter as unix seconds; a 422 naming the parameter and the accepted forms otherwise."""
+    if not _TIME.fullmatch(value):
+        raise invalid(f"{name}: {value!r} is not a time; give {TIME_DESCRIPTION}", param=name)
+    if _SECONDS.fullmatch(value):
+        return int(value)
+    try:
+        if _DATE.fullmatch(value):
+            day = date.fromisoformat(value)
+            return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid(f"{name}: {value!r} is not a time; give {TIME_DESCRIPTION}", param=name) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise invalid(
+            f"{name}: {value!r} has no zone; add one (Z or an offset such as +08:00), or give a date or unix seconds",
+            param=name,
+        )
+    try:
+        return int(moment.astimezone(timezone.utc).timestamp() // 1)
+    except (OverflowError, ValueError):
+        raise invalid(f"{name}: {value!r} is out of range", param=name) from None
+
+
+def optional_time(value: str | None, name: str) -> int | None:
+    return None if value is None else parse_time(value, name)

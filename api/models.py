@@ -1,0 +1,426 @@
+"""Response models of the public read API (Pydantic v2): what each field means, with examples, in the OpenAPI document.
+
+Conventions: bytes are ``0x`` + lowercase hex; addresses are EIP-55 checksummed; times are unix seconds (UTC);
+codes (agency, commitment, district, service, jurisdiction) are the ASCII text written on chain, or ``0x`` + 64 hex
+digits for a bytes32 that is not printable ASCII; rates are exact decimal strings with 4 places (``"0.9500"``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --- shared field types -----------------------------------------------------------------------------------------------
+
+CODE_PATTERN = r"^[!-~]{1,66}$"
+HEX32_PATTERN = r"^0x[0-9a-f]{64}$"
+HEX24_PATTERN = r"^0x[0-9a-f]{48}$"
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+RATE_PATTERN = r"^[01]\.\d{4}$"
+
+Hex32 = Annotated[str, Field(pattern=HEX32_PATTERN)]
+Code = Annotated[str, Field(pattern=CODE_PATTERN)]
+Address = Annotated[str, Field(pattern=ADDRESS_PATTERN)]
+Rate = Annotated[str, Field(pattern=RATE_PATTERN)]
+
+EntryKindName = Literal[
+    "agency_registered",
+    "signer_authorized",
+    "signer_revoked",
+    "commitment_published",
+    "commitment_retired",
+    "case_event",
+    "correction",
+    "holiday_calendar_published",
+]
+CaseActionName = Literal["opened", "accepted", "on_hold", "resumed", "escalated", "fulfilled", "rejected", "withdrawn"]
+ChannelName = Literal["counter", "hotline", "web", "app", "mail", "proactive"]
+CaseStatus = Literal["open", "on_hold", "fulfilled", "rejected", "withdrawn"]
+DeadlineUnitName = Literal["calendar_hours", "working_days"]
+
+_TX = "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060"
+_BLOCK = "0x9e4f1c0a0d0c8a1b4f0b7f2d3a7e6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b"
+_ENTRY = "0x3f0e8b6c8b1f3e0f6f3e5d1f0c2a8b9d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b"
+_RECORD = "0x0b7d4c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c"
+_HEAD = "0x8c2e7a1f3b5d9c4e6a8b0d2f4e6a8c0b2d4f6e8a0c2b4d6f"
+_CASE = "0x4b1f8e2d6c9a3e7f0b5d8c2a6e9f3b7d1c5a8e2f6b9d3c7a0e4f8b2d6c9a3e7f"
+_ADDRESS = "0x448742A18a57Bd81d51bB4b9B4ff47aBA6daaB65"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+# --- errors -----------------------------------------------------------------------------------------------------------
+
+
+class ValidationIssue(Model):
+    loc: list[str | int] = Field(description="where: location then parameter name", examples=[["query", "limit"]])
+    msg: str = Field(description="what is wrong", examples=["Input should be less than or equal to 1000"])
+    type: str = Field(description="machine-readable kind of problem", examples=["less_than_equal"])
+
+
+class ErrorInfo(Model):
+    code: str = Field(
+        description="machine-readable: not_found, invalid_request, rate_limited, method_not_allowed, internal_error…",
+        examples=["not_found"],
+    )
+    message: str = Field(description="what went wrong, for a person", examples=["no agency 'DEMO-PARKS'"])
+    detail: list[ValidationIssue] | None = Field(
+        default=None, description="for invalid_request: each problem found in the request"
+    )
+
+
+class ErrorResponse(Model):
+    """Every 4xx (and 5xx) answer of the API has this shape."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": {"code": "not_found", "message": "no agency 'DEMO-PARKS'"}}]}
+    )
+    error: ErrorInfo
+
+
+# --- proofs -----------------------------------------------------------------------------------------------------------
+
+
+class Proof(Model):
+    """Where an entry is on chain: enough to fetch it from any node (``eth_getTransactionReceipt(tx_hash)``, the log
+    at ``log_index``, whose first indexed topic after the event signature is ``seq``) and check it yourself."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "seq": 42,
+                    "tx_hash": _TX,
+                    "block_number": 17,
+                    "block_hash": _BLOCK,
+                    "block_time": 1793491200,
+                    "log_index": 3,
+                    "entry_hash": _ENTRY,
+                }
+            ]
+        }
+    )
+    seq: int = Field(ge=0, description="position of the entry in the ledger, from 0", examples=[42])
+    tx_hash: Hex32 = Field(description="hash of the transaction that recorded the entry", examples=[_TX])
+    block_number: int = Field(ge=0, description="block holding that transaction", examples=[17])
+    block_hash: Hex32 = Field(description="hash of that block (changes if the block is reorganised)", examples=[_BLOCK])
+    block_time: int = Field(description="timestamp of that block: when the entry was recorded", examples=[1793491200])
+    log_index: int = Field(ge=0, description="index of the entry's event among the block's logs", examples=[3])
+    entry_hash: Hex32 = Field(description="entry hash as docs/ledger-format.md defines it", examples=[_ENTRY])
+
+
+_FINAL = "whether the entry's block is at or below the finalized block (see /api/v1/chain); only final data is final"
+
+
+# --- chain ------------------------------------------------------------------------------------------------------------
+
+
+class NodeStatus(Model):
+    configured: bool = Field(description="whether the service is configured with a JSON-RPC node to ask")
+    reachable: bool | None = Field(
+        description="whether the node answered just now (null when none is configured)", examples=[True]
+    )
+    chain_id: int | None = Field(default=None, description="chain id the node reports", examples=[31337])
+    head_block: int | None = Field(default=None, description="the node's latest block number", examples=[270])
+    behind_blocks: int | None = Field(
+        default=None, description="head_block minus last_indexed_block: how far the index lags", examples=[4]
+    )
+    error: str | None = Field(default=None, description="why the node could not be asked, when it could not")
+
+
+class ChainFacts(Model):
+    """Where the ledger lives and how far the index has read it."""
+
+    chain_id: int | None = Field(description="EIP-155 chain id of the ledger's chain", examples=[31337])
+    contract_address: Address | None = Field(description="address of the CivicLedger contract", examples=[_ADDRESS])
+    deploy_block: int | None = Field(description="block the contract was deployed in", examples=[8])
+    entry_count: int = Field(ge=0, description="entries indexed (the contract's entryCount() at that block)")
+    running_hash: str = Field(
+        pattern=HEX24_PATTERN,
+        description="running hash over those entries (bytes24; the contract's runningHash())",
+        examples=[_HEAD],
+    )
+    last_indexed_block: int = Field(ge=-1, description="highest block whose entries are all indexed (-1: none yet)")
+    finalized_block: int = Field(
+        ge=-1, description="highest block considered final: entries at or below it will not change"
+    )
+    halted_reason: str | None = Field(
+        description="set when indexing stopped on purpose (e.g. a reorganisation deeper than the confirmation depth)"
+    )
+    node: NodeStatus = Field(description="what the chain's node says right now (best effort, never an error)")
+
+
+# --- entries ----------------------------------------------------------------------------------------------------------
+
+
+class Entry(Model):
+    """One ledger entry exactly as the chain has it (what later corrections did to it is shown where it matters:
+    on cases and commitments)."""
+
+    seq: int = Field(ge=0, description="position in the ledger, from 0", examples=[42])
+    kind: EntryKindName = Field(description="what the entry is", examples=["case_event"])
+    kind_code: int = Field(ge=0, le=255, description="the kind as the contract numbers it", examples=[5])
+    agency_id: Code = Field(description="agency the entry belongs to", examples=["DEMO-ROADS"])
+    actor: Address = Field(
+        description="key that authorised the entry (the governance account for kinds 0–2)", examples=[_ADDRESS]
+    )
+    record_hash: Hex32 = Field(description="EIP-712 hashStruct of the record", examples=[_RECORD])
+    entry_hash: Hex32 = Field(description="entry hash (binds seq, kind, agency, actor, record hash)", examples=[_ENTRY])
+    running_hash: str = Field(
+        pattern=HEX24_PATTERN, description="running hash after this entry (bytes24)", examples=[_HEAD]
+    )
+    occurred_at: int | None = Field(
+        description="time the agency says it happened (null for governance entries)", examples=[1793487600]
+    )
+    final: bool = Field(description=_FINAL, examples=[True])
+    proof: Proof
+
+
+class EntryPage(Model):
+    items: list[Entry] = Field(description="entries in seq order")
+    next: int | None = Field(
+        description="pass as `after` for the next page; null when this page reached the end of the log as it stands "
+        "(to follow new entries, pass the last seq you have)",
+        examples=[141],
+    )
+
+
+# --- agencies ---------------------------------------------------------------------------------------------------------
+
+
+class SignerChange(Model):
+    signer: Address = Field(description="the key", examples=[_ADDRESS])
+    action: Literal["authorized", "revoked"] = Field(description="what governance did", examples=["authorized"])
+    final: bool = Field(description=_FINAL)
+    proof: Proof
+
+
+class Agency(Model):
+    agency_id: Code = Field(description="agency code", examples=["DEMO-ROADS"])
+    jurisdiction: Code = Field(description="jurisdiction (whose holiday calendar applies)", examples=["DEMO-CITY"])
+    name_zh: str = Field(description="name in Chinese", examples=["示范市道路管理所"])
+    name_en: str = Field(description="name in English", examples=["Demo City Roads Office"])
+    signers: list[Address] = Field(description="keys authorised to write for the agency now, in address order")
+    final: bool = Field(description=_FINAL + " (of the registration)")
+    registration: Proof = Field(description="proof of the registration entry")
+
+
+class AgencyDetail(Agency):
+    key_history: list[SignerChange] = Field(description="every authorisation and revocation, in ledger order")
+
+
+class AgencyPage(Model):
+    items: list[Agency] = Field(description="agencies in agency id order")
+    next: str | None = Field(description="pass as `after` for the next page; null on the last", examples=[None])
+
+
+# --- commitments ------------------------------------------------------------------------------------------------------
+
+
+class CommitmentVersion(Model):
+    """One published version of a commitment: immutable once final."""
+
+    agency_id: Code = Field(examples=["DEMO-ROADS"])
+    commitment_id: Code = Field(examples=["STREETLIGHT-48H"])
+    version: int = Field(ge=1, description="1 for the first publication, then +1 per amendment", examples=[1])
+    service_code: Code = Field(description="service code", examples=["STREETLIGHT-48H"])
+    name_zh: str = Field(examples=["路灯故障48小时内修复"])
+    name_en: str = Field(examples=["Dark streetlight repaired within 48 hours"])
+    deadline: int = Field(ge=0, description="the deadline, in deadline_unit", examples=[48])
+    deadline_unit: DeadlineUnitName = Field(
+        description="calendar_hours, or working_days (against the jurisdiction's holiday calendar)",
+        examples=["calendar_hours"],
+    )
+    target_bps: int = Field(ge=0, description="target on-time rate in basis points", examples=[9500])
+    target_rate: Rate = Field(description="target on-time rate, target_bps / 10000", examples=["0.9500"])
+    valid_from: int = Field(description="from when the version applies", examples=[1791676800])
+    terms_hash: Hex32 = Field(description="keccak256 of the full terms text (published elsewhere)", examples=[_RECORD])
+    occurred_at: int = Field(description="when the agency says it published it", examples=[1791676800])
+    final: bool = Field(description=_FINAL)
+    proof: Proof
+
+
+class CommitmentVersionState(CommitmentVersion):
+    voided_by: int | None = Field(
+        description="seq of the correction that voided this version (a voided version does not count), if any",
+        examples=[None],
+    )
+
+
+class Retirement(Model):
+    reason_hash: Hex32 = Field(description="keccak256 of the reason text", examples=[_RECORD])
+    occurred_at: int = Field(description="when the agency says it retired the commitment", examples=[1793491200])
+    final: bool = Field(description=_FINAL)
+    proof: Proof
+
+
+class CommitmentSummary(CommitmentVersionState):
+    """The current version of a commitment (its latest version not voided, or the latest if all are)."""
+
+    retired: bool = Field(description="whether the commitment is retired (no new cases)", examples=[False])
+    retirement: Retirement | None = Field(description="the retirement entry, if retired")
+    version_count: int = Field(ge=1, description="how many versions were published", examples=[1])
+
+
+class CommitmentPage(Model):
+    items: list[CommitmentSummary] = Field(description="commitments in (agency id, commitment id) order")
+    next: str | None = Field(description="pass as `after` for the next page; null on the last", examples=[None])
+
+
+class CommitmentHistory(Model):
+    agency_id: Code = Field(examples=["DEMO-ROADS"])
+    commitment_id: Code = Field(examples=["STREETLIGHT-48H"])
+    current_version: int = Field(ge=1, description="the version in force: the latest not voided", examples=[1])
+    retired: bool = Field(examples=[False])
+    retirement: Retirement | None = Field(description="the retirement entry, if retired")
+    versions: list[CommitmentVersionState] = Field(description="every version, oldest first")
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------------
+
+
+class MetricsValues(Model):
+    """The published figures (ledger/metrics.py defines each one exactly; an auditor's script recomputes them)."""
+
+    cases_opened: int = Field(ge=0, description="cases whose opening is in the range", examples=[120])
+    cases_closed: int = Field(ge=0, description="fulfilled + rejected + withdrawn", examples=[110])
+    fulfilled: int = Field(ge=0, description="cases fulfilled in the range", examples=[100])
+    rejected: int = Field(ge=0, description="cases rejected in the range", examples=[6])
+    withdrawn: int = Field(ge=0, description="cases withdrawn in the range", examples=[4])
+    on_time: int = Field(ge=0, description="of those fulfilled with a due time, fulfilled by it", examples=[95])
+    on_time_eligible: int = Field(ge=0, description="fulfilled in the range with a due time", examples=[100])
+    on_time_rate: Rate | None = Field(
+        description="on_time / on_time_eligible (null: none eligible)", examples=["0.9500"]
+    )
+    target_rate: Rate | None = Field(
+        description="the commitment's target (its latest version not voided); null unless one commitment is selected",
+        examples=["0.9500"],
+    )
+    median_fulfil_seconds: int | None = Field(
+        description="median time to fulfil, hold time excluded (nearest rank)", examples=[86400]
+    )
+    p90_fulfil_seconds: int | None = Field(description="90th percentile of the same (nearest rank)", examples=[160000])
+    open_cases: int = Field(ge=0, description="cases open at as_of (the range does not apply)", examples=[12])
+    overdue_cases: int = Field(
+        ge=0, description="of those, past their due time at as_of (holds excluded)", examples=[2]
+    )
+    events_recorded: int = Field(
+        ge=0, description="case events recorded (block time) in the range, voided ones left out"
+    )
+    latency_median_seconds: int | None = Field(description="median recording latency: block time − claimed time")
+    latency_max_seconds: int | None = Field(description="largest recording latency")
+    late_recordings: int = Field(ge=0, description="events recorded more than 24 h after their claimed time")
+    rejection_rate: Rate | None = Field(description="rejected / (fulfilled + rejected) over cases closed in the range")
+
+
+class MetricsFilterEcho(Model):
+    """The selection the figures are for, as applied (times as unix seconds): repeat it to reproduce them."""
+
+    agency_id: Code | None = Field(default=None, examples=["DEMO-ROADS"])
+    commitment_id: Code | None = Field(default=None, examples=["STREETLIGHT-48H"])
+    from_: int | None = Field(default=None, alias="from", description="start of the range (inclusive)")
+    to: int | None = Field(default=None, description="end of the range (exclusive)")
+    district: Code | None = Field(default=None, examples=["EAST"])
+    channel: int | None = Field(default=None, description="intake channel code", examples=[2])
+    as_of: int = Field(description="instant of the open and overdue counts", examples=[1793491200])
+
+
+class MetricsResponse(Model):
+    filter: MetricsFilterEcho
+    metrics: MetricsValues
+
+
+class Scorecard(Model):
+    agency_id: Code = Field(examples=["DEMO-ROADS"])
+    agency_name_zh: str | None = Field(examples=["示范市道路管理所"])
+    agency_name_en: str | None = Field(examples=["Demo City Roads Office"])
+    commitment_id: Code | None = Field(default=None, description="set when by=commitment", examples=["STREETLIGHT-48H"])
+    commitment_name_zh: str | None = Field(default=None, examples=["路灯故障48小时内修复"])
+    commitment_name_en: str | None = Field(default=None, examples=["Dark streetlight repaired within 48 hours"])
+    target_rate: Rate | None = Field(
+        default=None, description="the commitment's target on-time rate (by=commitment)", examples=["0.9500"]
+    )
+    retired: bool | None = Field(default=None, description="whether the commitment is retired (by=commitment)")
+    metrics: MetricsValues
+
+
+class ScorecardsResponse(Model):
+    by: Literal["agency", "commitment"] = Field(description="one scorecard per agency or per commitment")
+    filter: MetricsFilterEcho
+    items: list[Scorecard] = Field(
+        description="one per agency (commitment) having a case matching the filter, at any time, in id order"
+    )
+
+
+class TrendBucket(Model):
+    start: int = Field(description="start of the bucket (inclusive)", examples=[1793404800])
+    end: int = Field(description="end of the bucket (exclusive)", examples=[1793491200])
+    on_time_rate: Rate | None = Field(description="metrics.on_time_rate, repeated for charts", examples=["0.9500"])
+    metrics: MetricsValues = Field(description="every figure of the bucket (open and overdue at min(end, now))")
+
+
+class TrendResponse(Model):
+    agency_id: Code = Field(examples=["DEMO-ROADS"])
+    commitment_id: Code = Field(examples=["STREETLIGHT-48H"])
+    bucket: Literal["day", "week"] = Field(description="bucket length: a day or a week")
+    from_: int = Field(alias="from", description="start of the first bucket")
+    to: int = Field(description="end of the last bucket")
+    target_rate: Rate | None = Field(description="the commitment's target on-time rate", examples=["0.9500"])
+    buckets: list[TrendBucket]
+
+
+# --- cases ------------------------------------------------------------------------------------------------------------
+
+
+class CaseEventItem(Model):
+    seq: int = Field(ge=0, examples=[57])
+    action: CaseActionName = Field(examples=["opened"])
+    action_code: int = Field(ge=0, le=255, examples=[1])
+    occurred_at: int = Field(description="time the agency says it happened", examples=[1793487600])
+    recorded_at: int = Field(description="block time: when it was recorded on chain", examples=[1793491200])
+    recording_latency_seconds: int = Field(
+        description="recorded_at − occurred_at (more than a day is a late recording)", examples=[3600]
+    )
+    details_hash: Hex32 = Field(description="keccak256 of the event's details (kept off chain)", examples=[_RECORD])
+    commitment_id: Code | None = Field(description="on opened events: the commitment", examples=["STREETLIGHT-48H"])
+    district: Code | None = Field(description="on opened events: the district", examples=["EAST"])
+    channel: int | None = Field(description="on opened events: the intake channel code", examples=[2])
+    voided_by: int | None = Field(description="seq of the correction that voided this event, if any", examples=[None])
+    final: bool = Field(description=_FINAL)
+    proof: Proof
+
+
+class CaseView(Model):
+    """A case: its state folded from its events that are not voided (ledger/cases.py), and every event with proof.
+
+    A case whose opening was voided has no state: then only ``agency_id``, ``case_id`` and ``events`` are set."""
+
+    agency_id: Code = Field(examples=["DEMO-ROADS"])
+    case_id: Hex32 = Field(description="opaque case id (from the citizen's receipt)", examples=[_CASE])
+    status: CaseStatus | None = Field(examples=["fulfilled"])
+    commitment_id: Code | None = Field(examples=["STREETLIGHT-48H"])
+    commitment_version: int | None = Field(description="version in force when the case opened", examples=[1])
+    commitment_name_zh: str | None = Field(default=None, examples=["路灯故障48小时内修复"])
+    commitment_name_en: str | None = Field(default=None, examples=["Dark streetlight repaired within 48 hours"])
+    district: Code | None = Field(examples=["EAST"])
+    channel: int | None = Field(description="intake channel code", examples=[2])
+    channel_name: ChannelName | None = Field(
+        description="the channel's name, when it is a known code", examples=["hotline"]
+    )
+    opened_at: int | None = Field(examples=[1793487600])
+    closed_at: int | None = Field(description="when fulfilled, rejected or withdrawn", examples=[1793574000])
+    due_at: int | None = Field(
+        description="due time, extended by completed holds (null: cannot be computed, e.g. no holiday calendar)",
+        examples=[1793660400],
+    )
+    hold_seconds: int | None = Field(description="total time on hold (does not count against the deadline)")
+    on_hold_since: int | None = Field(description="start of the current hold, while on hold")
+    fulfil_seconds: int | None = Field(description="opening to fulfilment, hold time excluded (fulfilled only)")
+    on_time: bool | None = Field(description="fulfilled by due_at (fulfilled cases with a due time only)")
+    overdue: bool | None = Field(description="open and past its due time now, holds excluded (metrics definition)")
+    escalated: bool | None = Field(examples=[False])
+    invalid_transitions: int | None = Field(description="events that broke the case state machine", examples=[0])
+    events: list[CaseEventItem] = Field(description="every event of the case, voided ones included, in ledger order")

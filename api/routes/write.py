@@ -1,0 +1,448 @@
+"""The agency write API: records signed with EIP-712 by an authorised agency key, checked, then relayed exactly once.
+
+``POST /api/v1/agency/records`` takes ``{"typed_data": <eth_signTypedData_v4 object>, "signature": "0x…"}`` (and
+optionally ``"signer"``). Every check runs before anything is stored, each refusal a 4xx ``{"error": {"code",
+"message"}}``: body shape (422 ``invalid_body``; 400 ``invalid_json``), primary type, types, domain (``wrong_chain``,
+``wrong_contract``), the record, the signature (``bad_signature``, ``signer_mismatch``), a message already submitted
+(409 ``duplicate``, with that submission), the deadline (``expired``), the key (403 ``unauthorized_signer``) and its
+nonce (409 ``stale_nonce``). An accepted record is stored durably (``ledger.relay.RelayStore``) and sent by the
+relayer key (``ledger.relay.RelayWriter``); the answer (202) waits a few seconds for it to be recorded, and
+``GET /api/v1/agency/records/{id}`` follows it afterwards.
+
+Logs carry submission ids, signer addresses and error codes only — never bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_hex_address, to_checksum_address
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from api.ratelimit import TokenBuckets
+from api.settings import ApiSettings
+from api.write_models import (
+    ConflictOut,
+    ErrorOut,
+    NonceOut,
+    SignedRecordIn,
+    SubmissionOut,
+    TypedDataTemplate,
+)
+from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, Chain, Ledger
+from ledger.devnet import KeyStore
+from ledger.errors import ChainMismatch, LedgerError, OutboxError
+from ledger.records import code_text
+from ledger.relay import (
+    MAX_RELAY_BATCH,
+    RELAY_TYPES,
+    RelayRefused,
+    RelayStatus,
+    RelayStore,
+    RelayWriter,
+    check_signed_record,
+    relay_types,
+)
+
+log = logging.getLogger("api.write")
+
+PREFIX = "/api/v1/agency"
+#: a batch of MAX_RELAY_BATCH case events is about 250 KB of JSON
+MAX_BODY_BYTES = 1024 * 1024
+#: how long POST waits for the relay before answering "pending" (ApiSettings.extra["write_wait_seconds"])
+DEFAULT_WAIT_SECONDS = 5.0
+
+STATUS_OF_CODE = {
+    "invalid_json": 400,
+    "invalid_body": 422,
+    "body_too_large": 413,
+    "unsupported_primary_type": 400,
+    "wrong_types": 400,
+    "wrong_domain": 400,
+    "wrong_chain": 400,
+    "wrong_contract": 400,
+    "invalid_record": 400,
+    "bad_signature": 400,
+    "signer_mismatch": 400,
+    "expired": 400,
+    "invalid_address": 400,
+    "unauthorized_signer": 403,
+    "not_found": 404,
+    "duplicate": 409,
+    "stale_nonce": 409,
+    "rate_limited": 429,
+    "write_unavailable": 503,
+    "node_unavailable": 503,
+}
+
+
+def error_response(code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse({"error": body}, status_code=STATUS_OF_CODE[code], headers=headers)
+
+
+class _Unavailable(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------------- the relay, started on first use
+
+
+class RelayService:
+    """The chain connection, relay store and relay writer of one app, built on first use and closed at shutdown."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._ledger: Ledger | None = None
+        self._store: RelayStore | None = None
+        self._writer: RelayWriter | None = None
+        self._relayer: LocalAccount | None = None
+        self._retry_writer_at = 0.0
+        self._closed = False
+
+    def _ensure(self) -> tuple[Ledger, RelayStore]:
+        with self._lock:
+            if self._closed:
+                raise _Unavailable("write_unavailable", "the service is shutting down")
+            if self._ledger is not None and self._store is not None:
+                if self._writer is None and time.monotonic() >= self._retry_writer_at:
+                    self._start_writer(self._ledger, self._store)  # the relaying process may have gone
+                return self._ledger, self._store
+            s = self.settings
+            if not s.rpc_url or not s.contract_address:
+                raise _Unavailable("write_unavailable", "this deployment has no chain configured for writes")
+            try:
+                chain = Chain.connect(s.rpc_url, expected_chain_id=s.chain_id, timeout=10.0)
+                ledger = Ledger(chain, s.contract_address)
+            except ChainMismatch as exc:
+                log.error("write API: the configured ledger does not match the node: %s", exc)
+                raise _Unavailable("write_unavailable", "the configured ledger is not on this node") from exc
+            except LedgerError as exc:
+                log.error("write API cannot reach its ledger: %s", type(exc).__name__)
+                raise _Unavailable("node_unavailable", "the ledger's node cannot be reached; try again later") from exc
+            try:
+                store = RelayStore(s.data_dir / "relay", ledger)
+                self._relayer = KeyStore(s.data_dir / "keys").get_or_create("relayer")
+            except (LedgerError, OSError, ValueError) as exc:
+                log.error("write API cannot open its relay store or key: %s", type(exc).__name__)
+                raise _Unavailable("write_unavailable", "the relay is not available; try again later") from exc
+            self._ledger, self._store = ledger, store
+            self._start_writer(ledger, store)
+            return ledger, store
+
+    def _start_writer(self, ledger: Ledger, store: RelayStore) -> None:
+        assert self._relayer is not None
+        try:
+            writer = RelayWriter(ledger, self._relayer, store)
+        except OutboxError:
+            # Another process (another worker) holds the relay outbox: it sends what this one stores. Try again
+            # later, in case that process has stopped.
+            log.info("relay outbox held by another process; this one stores submissions for it")
+            self._retry_writer_at = time.monotonic() + 10.0
+            return
+        writer.start()
+        self._writer = writer
+        log.info("relaying agency records from %s", self._relayer.address)
+
+    def warm_up(self) -> None:
+        """Start relaying at once (submissions left pending by the last run go out without waiting for a request)."""
+        try:
+            self._ensure()
+        except _Unavailable as exc:
+            log.warning("write API not started: %s", exc.code)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ensure()[0]
+
+    @property
+    def store(self) -> RelayStore:
+        return self._ensure()[1]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.close()  # stops the thread; what is pending stays in the outbox for the next start
+            if self._store is not None:
+                self._store.close()
+            self._ledger = self._store = self._writer = None
+
+
+# ---------------------------------------------------------------------- responses
+
+
+def submission_body(status: RelayStatus) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": status.key,
+        "status": status.state,
+        "signer": status.signer,
+        "agency_id": code_text(status.agency_id),
+        "primary_type": status.primary_type,
+        "nonce": status.nonce,
+        "record_hash": status.record_hash,
+        "entries": status.entries,
+    }
+    if status.tx_hash:
+        body["tx_hash"] = status.tx_hash
+    if status.seqs:
+        body["seq"] = status.seqs[0]
+        if status.entries > 1:
+            body["seqs"] = list(status.seqs)
+    if status.state == "failed":
+        body["error"] = {"code": "relay_failed", "name": status.error_name or "NotRelayed", "message": status.error}
+    return body
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return error_response("invalid_json", "the body is not valid JSON")
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    where = ".".join(loc) or "body"
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return error_response("invalid_body", f"{where}: {message}", field=where)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class _WriteRoute(APIRoute):
+    """Routes of this router answer in the write API's error shape: the rate limit and body size are checked before
+    the body is parsed, and a body that does not parse or fit the model is a 400/422 ``{"error": …}``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            if request.method == "POST":
+                limiter: TokenBuckets = request.app.state.agency_write_limiter
+                wait = limiter.take(_client(request))
+                if wait:
+                    log.info("write refused: rate_limited")
+                    return error_response(
+                        "rate_limited", "too many writes from this client; retry later",
+                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                    )
+                declared = request.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                    return error_response("body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+                if len(await request.body()) > MAX_BODY_BYTES:
+                    return error_response("body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+            try:
+                return await original(request)
+            except RequestValidationError as exc:
+                if request.method == "POST":
+                    log.info("write refused: invalid body")
+                return _validation_response(exc)
+
+        return handler
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "refused: the code says why"},
+    403: {"model": ErrorOut, "description": "unauthorized_signer: the key is unknown or revoked"},
+    409: {"model": ConflictOut, "description": "duplicate (with the earlier submission) or stale_nonce"},
+    413: {"model": ErrorOut, "description": "body_too_large"},
+    422: {"model": ErrorOut, "description": "invalid_body: the body does not have the documented shape"},
+    429: {"model": ErrorOut, "description": "rate_limited (see Retry-After)"},
+    503: {"model": ErrorOut, "description": "the chain is not configured or not reachable"},
+}
+
+
+def register(app: FastAPI, settings: ApiSettings) -> None:
+    service = RelayService(settings)
+    app.state.agency_writes = service
+    app.state.agency_write_limiter = TokenBuckets(max(1, settings.write_rate_per_minute))
+    wait_seconds = float(settings.extra.get("write_wait_seconds", DEFAULT_WAIT_SECONDS))
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        if (settings.data_dir / "relay" / "relays.sqlite").exists():
+            # This deployment has relayed before: resume at once (in the background: startup does not wait for the
+            # node), so submissions left pending by the last run do not wait for the next request.
+            threading.Thread(target=service.warm_up, name="agency-writes-warm-up", daemon=True).start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.close)
+
+    router = APIRouter(prefix=PREFIX, tags=["agency writes"], route_class=_WriteRoute, lifespan=lifespan)
+
+    def domain() -> dict[str, Any]:
+        if settings.chain_id is not None and settings.contract_address:
+            return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": settings.chain_id,
+                    "verifyingContract": to_checksum_address(settings.contract_address)}
+        return service.ledger.domain()
+
+    def accept(body: SignedRecordIn) -> tuple[int, dict[str, Any]]:
+        """Every check, then the durable store; (HTTP status, body). Runs in a worker thread."""
+        ledger = service.ledger
+        store = service.store
+        typed = body.typed_data.model_dump()
+        signed = check_signed_record(typed, body.signature, ledger.domain(), signer=body.signer)
+        existing = store.status(signed.key)
+        if existing is not None:
+            raise _Duplicate(existing)
+        signed.check_deadline()
+        agency_id = _chain(lambda: ledger.agency_of(signed.signer))
+        if agency_id == b"\0" * 32:
+            raise RelayRefused(
+                "unauthorized_signer",
+                f"{signed.signer} is not authorised for any agency (unknown, or revoked)",
+                signer=signed.signer,
+            )
+        status, created = store.submit(signed, agency_id, lambda: _chain(lambda: ledger.nonce(signed.signer)))
+        if not created:
+            raise _Duplicate(status)
+        log.info("accepted %s: %s by %s (%s), nonce %d", status.key, status.primary_type, status.signer,
+                 code_text(agency_id), status.nonce)
+        return 202, submission_body(status)
+
+    @router.post(
+        "/records",
+        operation_id="submitAgencyRecord",
+        status_code=202,
+        response_model=SubmissionOut,
+        responses=_ERRORS,
+        summary="Submit a record signed with EIP-712 (eth_signTypedData_v4) by an authorised agency key",
+    )
+    async def submit_record(body: SignedRecordIn) -> Response:
+        """Checks the typed data and signature (see the error codes), stores the submission durably and relays it
+        from the service's relayer key; the entry's actor on chain is the agency key. Waits a few seconds for the
+        transaction, so the answer is often already `recorded`; else follow `GET /api/v1/agency/records/{id}`."""
+        try:
+            status_code, payload = await run_in_threadpool(accept, body)
+        except RelayRefused as exc:
+            log.info("write refused: %s", exc.code)
+            return error_response(exc.code, exc.message, **{k: v for k, v in exc.details.items() if k != "recovered"})
+        except _Duplicate as dup:
+            log.info("write refused: duplicate of %s", dup.status.key)
+            message = "this signed record was already submitted; here is that submission"
+            if dup.status.state == "failed":
+                message += " (it failed: to try again, sign the record again, e.g. with another deadline)"
+            return JSONResponse(
+                {"error": {"code": "duplicate", "message": message}, **submission_body(dup.status)}, status_code=409
+            )
+        except _Unavailable as exc:
+            return error_response(exc.code, exc.message)
+        # Wait a little for the relay, so that on a quick chain the answer is already "recorded".
+        key = payload["id"]
+        deadline = time.monotonic() + wait_seconds
+        while payload["status"] in ("pending", "sent") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            current = await run_in_threadpool(service.store.status, key)
+            if current is not None:
+                payload = submission_body(current)
+        return JSONResponse(payload, status_code=status_code)
+
+    @router.get(
+        "/records/{submission_id}",
+        operation_id="getAgencySubmission",
+        response_model=SubmissionOut,
+        responses={404: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        summary="A submission's status (pending, sent, recorded or failed, with the decoded error)",
+    )
+    async def get_record(submission_id: str) -> Response:
+        """The submission with this id (as POST answered it), with `tx_hash` and `seq` once recorded and the
+        contract's decoded custom error when it failed."""
+        text = submission_id.lower()
+        if len(text) != 66 or not text.startswith("0x") or any(c not in "0123456789abcdef" for c in text[2:]):
+            return error_response("not_found", "no such submission (ids are 0x and 64 hex digits)")
+        try:
+            status = await run_in_threadpool(lambda: service.store.status(text))
+        except _Unavailable as exc:
+            return error_response(exc.code, exc.message)
+        if status is None:
+            return error_response("not_found", "no such submission")
+        return JSONResponse(submission_body(status))
+
+    @router.get(
+        "/nonce/{address}",
+        operation_id="getAgencyNonce",
+        response_model=NonceOut,
+        responses={400: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        summary="The nonce a signer's next signed record must carry (on-chain nonce plus pending relays)",
+    )
+    async def get_nonce(address: str) -> Response:
+        """The signer's on-chain nonce and its submissions still being relayed: the next signed record carries
+        `next_nonce`."""
+        if not is_hex_address(address):
+            return error_response("invalid_address", "not an Ethereum address")
+        signer = to_checksum_address(address)
+
+        def read() -> dict[str, Any]:
+            onchain = _chain(lambda: service.ledger.nonce(signer))
+            next_nonce, pending = service.store.next_nonce(signer, onchain)
+            return {"address": signer, "onchain_nonce": onchain, "pending": pending, "next_nonce": next_nonce}
+
+        try:
+            return JSONResponse(await run_in_threadpool(read))
+        except _Unavailable as exc:
+            return error_response(exc.code, exc.message)
+
+    @router.get(
+        "/typed-data/{primary_type}",
+        operation_id="getAgencyTypedData",
+        response_model=TypedDataTemplate,
+        responses={404: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        summary="EIP-712 types and domain of a relayed record for this deployment",
+    )
+    async def get_typed_data(primary_type: str) -> Response:
+        """What a wallet or library needs to build the typed data: the EIP-712 `types` and this deployment's
+        `domain`; the message holds the record (field names as in docs/ledger-format.md), `nonce` and `deadline`."""
+        spec = RELAY_TYPES.get(primary_type)
+        if spec is None:
+            return error_response("not_found", f"unknown primary type; one of {', '.join(RELAY_TYPES)}")
+        try:
+            found = await run_in_threadpool(domain)
+        except _Unavailable as exc:
+            return error_response(exc.code, exc.message)
+        return JSONResponse({
+            "primaryType": primary_type,
+            "types": relay_types(primary_type),
+            "domain": found,
+            "message_fields": [spec.field, "nonce", "deadline"],
+            "max_batch": MAX_RELAY_BATCH if spec.batch else None,
+        })
+
+    app.include_router(router)
+
+
+class _Duplicate(Exception):
+    def __init__(self, status: RelayStatus) -> None:
+        super().__init__(status.key)
+        self.status = status
+
+
+def _chain(call: Callable[[], Any]) -> Any:
+    """A read from the node; its failure is a 503, not a 500."""
+    try:
+        return call()
+    except (RelayRefused, _Unavailable):
+        raise
+    except Exception as exc:  # requests, web3 and node errors alike: the node did not answer as it should
+        log.warning("write API: node read failed (%s)", type(exc).__name__)
+        raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
+
+
+__all__ = ["RelayService", "register"]

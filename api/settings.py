@@ -1,0 +1,53 @@
+"""Configuration of the API, from the environment (CIVIC_*) or given directly (tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledger.devnet import DEFAULT_DATA_DIR
+from ledger.store.db import default_url
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    #: SQLAlchemy URL of the index the API reads
+    store_url: str
+    #: JSON-RPC URL of the chain (chain facts, and the write API's relaying); None: chain facts from the index only
+    rpc_url: str | None = None
+    contract_address: str | None = None
+    chain_id: int | None = None
+    #: directory of the relayer key and its outbox (write API)
+    data_dir: Path = DEFAULT_DATA_DIR
+    #: largest page a list endpoint returns
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    #: requests per client address per minute, for reads and for writes (0: no limit); per uvicorn worker
+    read_rate_per_minute: int = 6000
+    write_rate_per_minute: int = 600
+    #: origins allowed to read cross-origin ("*": everyone, for a public audit API)
+    cors_origins: tuple[str, ...] = ("*",)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> ApiSettings:
+        data_dir = Path(os.environ.get("CIVIC_DATA_DIR", DEFAULT_DATA_DIR))
+        address, chain_id = os.environ.get("CIVIC_CONTRACT"), os.environ.get("CIVIC_CHAIN_ID")
+        deployment = data_dir / "deployment.json"
+        if address is None and deployment.exists():
+            recorded = json.loads(deployment.read_text())
+            address, chain_id = recorded["address"], chain_id or recorded["chain_id"]
+        return cls(
+            store_url=os.environ.get("CIVIC_STORE_URL", default_url(data_dir)),
+            rpc_url=os.environ.get("CIVIC_RPC_URL", "http://127.0.0.1:8545"),
+            contract_address=address,
+            chain_id=int(chain_id) if chain_id else None,
+            data_dir=data_dir,
+            read_rate_per_minute=int(os.environ.get("CIVIC_READ_RATE_PER_MINUTE", cls.read_rate_per_minute)),
+            write_rate_per_minute=int(os.environ.get("CIVIC_WRITE_RATE_PER_MINUTE", cls.write_rate_per_minute)),
+            cors_origins=tuple(
+                o.strip() for o in os.environ.get("CIVIC_CORS_ORIGINS", "*").split(",") if o.strip()
+            ),
+        )

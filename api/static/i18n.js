@@ -1,0 +1,622 @@
+// Strings (Chinese and English) and number, time and duration formatting for the citizen page.
+// The language is the reader's choice (kept in localStorage); until they choose, Chinese when the browser
+// prefers Chinese, English otherwise. Times are shown in the jurisdiction's local time, UTC+8.
+
+const STORAGE_KEY = "civic-ledger.lang";
+export const LANGS = ["zh", "en"];
+// A fixed offset, not a city's rules: the jurisdiction's published deadlines are counted in UTC+8.
+export const TIME_ZONE = "Etc/GMT-8";
+export const UTC_OFFSET_SECONDS = 8 * 3600;
+
+const STRINGS = {
+  en: {
+    site_name: "Civic Ledger",
+    tagline: "Public-service promises and how well they are kept, on a tamper-evident public ledger.",
+    skip: "Skip to main content",
+    nav_label: "Main",
+    breadcrumbs: "Breadcrumb",
+    nav_scorecards: "Scorecards",
+    nav_case: "Case lookup",
+    nav_log: "Raw log",
+    lang_group: "Language",
+    loading: "Loading…",
+    error_title: "Something went wrong",
+    load_error: "Could not load the data: {message}",
+    retry: "Try again",
+    none: "—",
+    yes: "Yes",
+    not_found_title: "Page not found",
+    not_found_text: "There is no page at this address.",
+    go_home: "Go to the scorecards",
+
+    footer_time: "All times are the jurisdiction's local time (UTC+8).",
+    footer_privacy: "No personal data is on the chain: case ids are opaque and free text is recorded only as a hash.",
+    footer_api: "JSON API description",
+    chain_title: "The chain this page reads",
+    chain_id: "Chain id",
+    contract: "Contract address",
+    entry_count: "Entries",
+    running_hash: "Running hash",
+    last_block: "Last indexed block",
+    finalized_block: "Finalized block",
+
+    sc_title: "How agencies keep their promises",
+    sc_intro:
+      "Each agency publishes its service commitments and records every case on a public chain. " +
+      "Every figure below is computed from that record, and anyone can recompute it.",
+    filter: "Filter",
+    from: "From",
+    to: "To (inclusive)",
+    district: "District code",
+    channel: "Channel",
+    any: "Any",
+    apply: "Apply",
+    reset: "Reset",
+    sc_caption_agency: "Agency scorecards, {range}",
+    sc_caption_commitment: "Commitments of {agency}, {range}",
+    range_all: "all dates",
+    range_from_to: "{from} to {to}",
+    range_from: "from {from}",
+    range_to: "up to {to}",
+    col_agency: "Agency",
+    col_commitment: "Commitment",
+    col_opened: "Cases opened",
+    col_closed: "Closed",
+    col_on_time_rate: "On time",
+    col_target: "Target",
+    col_median: "Median time to fulfil",
+    col_p90: "90% fulfilled within",
+    col_open: "Open now",
+    col_overdue: "Overdue now",
+    col_late: "Recorded > 24 h late",
+    col_latency: "Median recording delay",
+    col_rejection: "Rejection rate",
+    no_cases: "No cases in this selection.",
+    below_target: "below target",
+    meets_target: "meets target",
+
+    jurisdiction: "Jurisdiction",
+    agency_id: "Agency code",
+    signers: "Authorised signing keys",
+    signer: "Key (address)",
+    signers_caption: "Every authorisation and revocation of the agency's keys, in ledger order",
+    signer_change: "Change",
+    authorized: "Authorised",
+    revoked: "Revoked",
+    commitments: "Service commitments",
+    no_commitments: "This agency has published no commitments.",
+    registered_proof: "Registration proof",
+
+    commitment_id: "Commitment code",
+    service_code: "Service code",
+    deadline: "Deadline",
+    hours: "{n} hours",
+    working_days: "{n} working days",
+    target: "Target on-time rate",
+    valid_from: "Valid from",
+    terms_hash: "Terms hash",
+    status: "Status",
+    in_force: "In force",
+    retired: "Retired",
+    versions: "Published versions",
+    versions_caption: "Every version of this commitment, oldest first; a new version never changes an old one",
+    version: "Version",
+    published: "Published",
+    figures: "Figures",
+    trend_title: "On-time trend",
+    bucket: "Period",
+    bucket_day: "Day",
+    bucket_week: "Week",
+    chart_title: "Share of cases fulfilled on time per {bucket}, {range}",
+    chart_desc:
+      "Bar chart of {count} periods. Each bar is the share of the cases fulfilled in that period that were on time; " +
+      "the dashed line is the target of {target}. Lowest: {min}; highest: {max}. The same figures are in the table below.",
+    chart_desc_no_target: "Bar chart of {count} periods. Each bar is the share of the cases fulfilled in that period that were on time.",
+    chart_empty: "No case was fulfilled in this range, so there is no on-time rate to draw.",
+    chart_no_data: "no fulfilled case",
+    chart_target: "target {target}",
+    data_table: "The chart's figures as a table",
+    trend_caption: "On-time rate per {bucket}",
+    period_start: "Period starting",
+    on_time_rate: "On-time rate",
+    on_time: "Fulfilled on time",
+    legend_meets: "at or above the target",
+    legend_below: "below the target",
+    eligible: "With a due time",
+
+    case_title: "Look up a case",
+    case_intro:
+      "Choose the agency and enter the case id from your receipt. Every event recorded for the case is listed " +
+      "with its proof on the chain.",
+    case_id: "Case id",
+    case_id_hint: "0x followed by 64 hexadecimal digits, as printed on the receipt.",
+    case_id_invalid: "A case id is 0x followed by 64 hexadecimal digits (0–9, a–f).",
+    choose_agency: "Choose an agency",
+    agency_required: "Choose the agency that handles the case.",
+    lookup: "Look up",
+    case_not_found: "No case with this id is recorded by this agency.",
+    case_heading: "Case",
+    opened_at: "Opened",
+    due_at: "Due",
+    closed_at: "Closed",
+    hold_time: "Time on hold (not counted)",
+    fulfil_time: "Time to fulfil (hold excluded)",
+    on_time_q: "On time",
+    on_time_yes: "Yes, fulfilled by the due time",
+    on_time_no: "No, fulfilled after the due time",
+    escalated: "Escalated",
+    invalid_transitions: "Events out of order (flagged for the auditor)",
+    events: "Events",
+    events_caption: "Every event recorded for this case, in the order recorded",
+    col_event: "Event",
+    col_occurred: "Happened (agency's claim)",
+    col_recorded: "Recorded on chain",
+    col_latency_short: "Recording delay",
+    col_proof: "Proof",
+    proof_link: "Proof of entry #{seq}",
+    voided: "voided by correction #{seq}",
+    late_note: "recorded more than 24 hours after it happened",
+
+    proof_title: "Proof of entry #{seq}",
+    proof_intro:
+      "This entry is part of a transaction on a public chain. You do not need to trust this site: ask any node of " +
+      "the chain for the transaction's receipt and compare it with the figures below.",
+    proof_fields: "Where the entry is",
+    seq: "Sequence number",
+    kind: "Kind",
+    tx_hash: "Transaction hash",
+    block_number: "Block",
+    block_hash: "Block hash",
+    block_time: "Block time",
+    log_index: "Log index",
+    entry_hash: "Entry hash",
+    record_hash: "Record hash",
+    actor: "Signed by",
+    occurred_at: "Happened (claimed)",
+    final: "Final",
+    final_yes: "Yes: its block is at or below the finalized block",
+    final_no: "Not yet: its block could still be reorganised",
+    how_to_check: "How to check it yourself",
+    check_1: "Connect to any node of the chain with id {chain_id} (your own, or a public one).",
+    check_2: "Call eth_getTransactionReceipt with the transaction hash (the request is below).",
+    check_3:
+      "The receipt must be in block {block}, and its log with index {log_index} must come from the contract " +
+      "{contract} and carry the entry hash {entry_hash}.",
+    check_4:
+      "The contract keeps a count of entries and a running hash over all of them; the figures below must match " +
+      "the contract's: a missing, reordered or altered entry would change them.",
+    rpc_request: "JSON-RPC request",
+    proof_json: "The proof as JSON",
+    copy_json: "Copy JSON",
+    copied: "Copied to the clipboard.",
+    copy_failed: "Could not copy: select the text and copy it.",
+    back_to_case: "Back to the case",
+
+    log_title: "The raw ledger log",
+    log_intro:
+      "Every entry in the order it was recorded, with its proof. Nothing is ever edited or deleted: a correction " +
+      "is a new entry that points at the old one, which stays visible.",
+    log_caption: "Ledger entries, oldest first",
+    col_seq: "#",
+    col_kind: "Kind",
+    col_agency_short: "Agency",
+    col_block: "Block",
+    col_recorded_short: "Recorded",
+    col_tx: "Transaction",
+    col_entry_hash: "Entry hash",
+    load_more: "Load more",
+    log_count: "{n} entries shown.",
+    log_end: "This is the end of the log.",
+    log_empty: "The log is empty.",
+
+    "status.open": "Open",
+    "status.on_hold": "On hold (waiting for the citizen)",
+    "status.fulfilled": "Fulfilled",
+    "status.rejected": "Rejected",
+    "status.withdrawn": "Withdrawn",
+    "action.1": "Opened",
+    "action.2": "Accepted",
+    "action.3": "Put on hold",
+    "action.4": "Resumed",
+    "action.5": "Escalated",
+    "action.6": "Fulfilled",
+    "action.7": "Rejected",
+    "action.8": "Withdrawn",
+    "kind.0": "Agency registered",
+    "kind.1": "Key authorised",
+    "kind.2": "Key revoked",
+    "kind.3": "Commitment published",
+    "kind.4": "Commitment retired",
+    "kind.5": "Case event",
+    "kind.6": "Correction",
+    "kind.7": "Holiday calendar",
+    "channel.1": "Service counter",
+    "channel.2": "Hotline",
+    "channel.3": "Website",
+    "channel.4": "Mobile app",
+    "channel.5": "Mail",
+    "channel.6": "Found by staff",
+    "unit.day": "day",
+    "unit.week": "week",
+    dur_d: "{n} d",
+    dur_h: "{n} h",
+    dur_min: "{n} min",
+    dur_s: "{n} s",
+    dur_sep: " ",
+    dur_negative: "{d} early",
+  },
+  zh: {
+    site_name: "民生承诺公开账本",
+    tagline: "公共服务承诺及其兑现情况，记录在防篡改的公开账本上。",
+    skip: "跳到主要内容",
+    nav_label: "主导航",
+    breadcrumbs: "页面路径",
+    nav_scorecards: "兑现情况",
+    nav_case: "办件查询",
+    nav_log: "原始日志",
+    lang_group: "语言",
+    loading: "正在加载…",
+    error_title: "出错了",
+    load_error: "数据加载失败：{message}",
+    retry: "重试",
+    none: "—",
+    yes: "是",
+    not_found_title: "页面不存在",
+    not_found_text: "此地址没有页面。",
+    go_home: "返回兑现情况",
+
+    footer_time: "所有时间均为当地时间（UTC+8）。",
+    footer_privacy: "链上没有任何个人信息：办件编号不含身份信息，文字内容只以哈希值记录。",
+    footer_api: "JSON 接口说明",
+    chain_title: "本页读取的区块链",
+    chain_id: "链 ID",
+    contract: "合约地址",
+    entry_count: "条目总数",
+    running_hash: "累积哈希",
+    last_block: "已索引至区块",
+    finalized_block: "已确认区块",
+
+    sc_title: "各部门承诺兑现情况",
+    sc_intro: "各部门公开服务承诺，并把每一件办件记录在公开的区块链上。下列数字均由这些记录计算得出，任何人都可以重新计算核验。",
+    filter: "筛选",
+    from: "起始日期",
+    to: "截止日期（含当日）",
+    district: "区域代码",
+    channel: "受理渠道",
+    any: "全部",
+    apply: "应用",
+    reset: "重置",
+    sc_caption_agency: "各部门兑现情况（{range}）",
+    sc_caption_commitment: "{agency}的各项承诺（{range}）",
+    range_all: "全部日期",
+    range_from_to: "{from} 至 {to}",
+    range_from: "{from} 起",
+    range_to: "截至 {to}",
+    col_agency: "部门",
+    col_commitment: "承诺",
+    col_opened: "受理件数",
+    col_closed: "办结件数",
+    col_on_time_rate: "按时办结率",
+    col_target: "目标",
+    col_median: "办理时长中位数",
+    col_p90: "90% 办件办结用时",
+    col_open: "在办件数",
+    col_overdue: "超期件数",
+    col_late: "超过 24 小时才记录",
+    col_latency: "记录延迟中位数",
+    col_rejection: "驳回率",
+    no_cases: "所选范围内没有办件。",
+    below_target: "低于目标",
+    meets_target: "达到目标",
+
+    jurisdiction: "辖区",
+    agency_id: "部门代码",
+    signers: "授权签名密钥",
+    signer: "密钥（地址）",
+    signers_caption: "该部门密钥的每一次授权与撤销（按账本顺序）",
+    signer_change: "变更",
+    authorized: "授权",
+    revoked: "撤销",
+    commitments: "服务承诺",
+    no_commitments: "该部门尚未公开任何承诺。",
+    registered_proof: "登记凭证",
+
+    commitment_id: "承诺代码",
+    service_code: "服务代码",
+    deadline: "办理时限",
+    hours: "{n} 小时",
+    working_days: "{n} 个工作日",
+    target: "按时办结目标",
+    valid_from: "生效时间",
+    terms_hash: "条款哈希",
+    status: "状态",
+    in_force: "有效",
+    retired: "已停止",
+    versions: "历次发布版本",
+    versions_caption: "该承诺的全部版本（由旧到新）；新版本不会改动旧版本",
+    version: "版本",
+    published: "发布时间",
+    figures: "统计数字",
+    trend_title: "按时办结趋势",
+    bucket: "统计周期",
+    bucket_day: "按日",
+    bucket_week: "按周",
+    chart_title: "每{bucket}按时办结的比例（{range}）",
+    chart_desc: "共 {count} 个周期的柱形图。每根柱表示该周期内办结的办件中按时办结的比例；虚线为目标 {target}。最低 {min}，最高 {max}。下表列出相同的数字。",
+    chart_desc_no_target: "共 {count} 个周期的柱形图。每根柱表示该周期内办结的办件中按时办结的比例。",
+    chart_empty: "所选范围内没有办结的办件，无法绘制按时办结率。",
+    chart_no_data: "无办结办件",
+    chart_target: "目标 {target}",
+    data_table: "以表格查看图中数字",
+    trend_caption: "每{bucket}按时办结率",
+    period_start: "周期起始",
+    on_time_rate: "按时办结率",
+    on_time: "按时办结件数",
+    legend_meets: "达到目标",
+    legend_below: "低于目标",
+    eligible: "有应办结时间的件数",
+
+    case_title: "办件查询",
+    case_intro: "请选择部门并输入回执上的办件编号。该办件在链上记录的每个事件都会连同凭证一起列出。",
+    case_id: "办件编号",
+    case_id_hint: "回执上印的 0x 加 64 位十六进制数字。",
+    case_id_invalid: "办件编号应为 0x 加 64 位十六进制数字（0–9、a–f）。",
+    choose_agency: "请选择部门",
+    agency_required: "请选择办理该办件的部门。",
+    lookup: "查询",
+    case_not_found: "该部门没有记录此编号的办件。",
+    case_heading: "办件",
+    opened_at: "受理时间",
+    due_at: "应办结时间",
+    closed_at: "办结时间",
+    hold_time: "暂停时长（不计入时限）",
+    fulfil_time: "办理用时（不含暂停）",
+    on_time_q: "是否按时",
+    on_time_yes: "是，在应办结时间前办结",
+    on_time_no: "否，超过应办结时间才办结",
+    escalated: "是否升级督办",
+    invalid_transitions: "顺序异常的事件（已提示审计）",
+    events: "办理过程",
+    events_caption: "该办件记录的全部事件（按记录顺序）",
+    col_event: "事件",
+    col_occurred: "发生时间（部门申报）",
+    col_recorded: "上链时间",
+    col_latency_short: "记录延迟",
+    col_proof: "凭证",
+    proof_link: "条目 #{seq} 的凭证",
+    voided: "已被第 {seq} 号更正作废",
+    late_note: "发生超过 24 小时后才记录",
+
+    proof_title: "第 {seq} 号条目的凭证",
+    proof_intro: "此条目记录在公开区块链的一笔交易中。您无需信任本网站：向该链任一节点查询这笔交易的回执，与下列数据比对即可。",
+    proof_fields: "条目所在位置",
+    seq: "序号",
+    kind: "类型",
+    tx_hash: "交易哈希",
+    block_number: "区块",
+    block_hash: "区块哈希",
+    block_time: "区块时间",
+    log_index: "日志序号",
+    entry_hash: "条目哈希",
+    record_hash: "记录哈希",
+    actor: "签名者",
+    occurred_at: "发生时间（申报）",
+    final: "是否已确认",
+    final_yes: "是：所在区块已确认",
+    final_no: "尚未：所在区块仍可能被重组",
+    how_to_check: "如何自行核验",
+    check_1: "连接到链 ID 为 {chain_id} 的任一节点（自己的节点或公共节点均可）。",
+    check_2: "用交易哈希调用 eth_getTransactionReceipt（请求见下）。",
+    check_3: "回执应位于第 {block} 号区块，其中序号为 {log_index} 的日志应来自合约 {contract}，并带有条目哈希 {entry_hash}。",
+    check_4: "合约记录了条目总数和覆盖全部条目的累积哈希，应与下列数字一致：缺失、调换或篡改任何条目都会使其改变。",
+    rpc_request: "JSON-RPC 请求",
+    proof_json: "凭证 JSON",
+    copy_json: "复制 JSON",
+    copied: "已复制到剪贴板。",
+    copy_failed: "复制失败：请选中文本后手动复制。",
+    back_to_case: "返回办件",
+
+    log_title: "原始账本日志",
+    log_intro: "按记录顺序列出的全部条目及其凭证。条目从不修改或删除：更正是一条指向原条目的新条目，原条目仍然可见。",
+    log_caption: "账本条目（由旧到新）",
+    col_seq: "序号",
+    col_kind: "类型",
+    col_agency_short: "部门",
+    col_block: "区块",
+    col_recorded_short: "记录时间",
+    col_tx: "交易",
+    col_entry_hash: "条目哈希",
+    load_more: "加载更多",
+    log_count: "已显示 {n} 条。",
+    log_end: "已到日志末尾。",
+    log_empty: "日志为空。",
+
+    "status.open": "办理中",
+    "status.on_hold": "暂停（等待群众补充材料）",
+    "status.fulfilled": "已办结",
+    "status.rejected": "已驳回",
+    "status.withdrawn": "已撤回",
+    "action.1": "受理",
+    "action.2": "承办",
+    "action.3": "暂停",
+    "action.4": "恢复办理",
+    "action.5": "升级督办",
+    "action.6": "办结",
+    "action.7": "驳回",
+    "action.8": "撤回",
+    "kind.0": "部门登记",
+    "kind.1": "授权密钥",
+    "kind.2": "撤销密钥",
+    "kind.3": "发布承诺",
+    "kind.4": "停止承诺",
+    "kind.5": "办件事件",
+    "kind.6": "更正",
+    "kind.7": "节假日安排",
+    "channel.1": "窗口",
+    "channel.2": "热线",
+    "channel.3": "网站",
+    "channel.4": "手机应用",
+    "channel.5": "信件",
+    "channel.6": "主动发现",
+    "unit.day": "日",
+    "unit.week": "周",
+    dur_d: "{n}天",
+    dur_h: "{n}小时",
+    dur_min: "{n}分钟",
+    dur_s: "{n}秒",
+    dur_sep: "",
+    dur_negative: "提前{d}",
+  },
+};
+
+// Names of enum members as the API may spell them, mapped to the numbers the strings are keyed by.
+const ACTION_NAMES = { OPENED: 1, ACCEPTED: 2, ON_HOLD: 3, RESUMED: 4, ESCALATED: 5, FULFILLED: 6, REJECTED: 7, WITHDRAWN: 8 };
+const KIND_NAMES = {
+  AGENCY_REGISTERED: 0, SIGNER_AUTHORIZED: 1, SIGNER_REVOKED: 2, COMMITMENT_PUBLISHED: 3, COMMITMENT_RETIRED: 4,
+  CASE_EVENT: 5, CORRECTION: 6, HOLIDAY_CALENDAR_PUBLISHED: 7,
+};
+const CHANNEL_NAMES = { COUNTER: 1, HOTLINE: 2, WEB: 3, APP: 4, MAIL: 5, PROACTIVE: 6 };
+export const CHANNELS = [1, 2, 3, 4, 5, 6];
+
+let current = initialLang();
+
+function initialLang() {
+  let saved = null;
+  try {
+    saved = localStorage.getItem(STORAGE_KEY);
+  } catch {
+    // storage disabled: the choice lasts for this page only
+  }
+  if (LANGS.includes(saved)) return saved;
+  const preferred = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"];
+  return String(preferred[0] || "").toLowerCase().startsWith("zh") ? "zh" : "en";
+}
+
+export function lang() {
+  return current;
+}
+
+export function setLang(next) {
+  if (!LANGS.includes(next)) return;
+  current = next;
+  try {
+    localStorage.setItem(STORAGE_KEY, next);
+  } catch {
+    // storage disabled
+  }
+}
+
+/** The BCP 47 tag for <html lang> and Intl. */
+export function locale() {
+  return current === "zh" ? "zh-CN" : "en-GB";
+}
+
+/** The string `key` in the current language with {name} placeholders filled from `params`. */
+export function t(key, params = {}) {
+  const table = STRINGS[current];
+  const text = key in table ? table[key] : key in STRINGS.en ? STRINGS.en[key] : key;
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+}
+
+/** A name given in both languages (`name_zh`, `name_en`, or with another `prefix`) in the current one, else the other. */
+export function localName(item, fallback = "", prefix = "name_") {
+  if (!item) return fallback;
+  return item[`${prefix}${current}`] || item[`${prefix}${current === "zh" ? "en" : "zh"}`] || fallback;
+}
+
+function enumNumber(value, names) {
+  if (typeof value === "number") return value;
+  if (typeof value === "string") {
+    if (/^\d+$/.test(value)) return Number(value);
+    const upper = value.toUpperCase();
+    if (upper in names) return names[upper];
+  }
+  return null;
+}
+
+function enumLabel(prefix, value, names) {
+  const number = enumNumber(value, names);
+  const key = `${prefix}.${number}`;
+  return number !== null && key in STRINGS.en ? t(key) : String(value ?? t("none"));
+}
+
+export const actionLabel = (value) => enumLabel("action", value, ACTION_NAMES);
+export const kindLabel = (value) => enumLabel("kind", value, KIND_NAMES);
+export const channelLabel = (value) => enumLabel("channel", value, CHANNEL_NAMES);
+export function statusLabel(value) {
+  const key = `status.${value}`;
+  return key in STRINGS.en ? t(key) : String(value ?? t("none"));
+}
+
+// --- numbers --------------------------------------------------------------------------------------------------
+
+export function formatInt(value) {
+  if (value === null || value === undefined || value === "") return t("none");
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: 0 }).format(Number(value));
+}
+
+/** A published rate ("0.9523", a 4-place decimal string) as a percentage, exactly (95.23%). */
+export function formatRate(value) {
+  if (value === null || value === undefined || value === "") return t("none");
+  return new Intl.NumberFormat(locale(), { style: "percent", maximumFractionDigits: 2 }).format(Number(value));
+}
+
+/** A number of seconds as days, hours and minutes (two largest units), e.g. "2 d 3 h" / "2天3小时". */
+export function formatDuration(seconds) {
+  if (seconds === null || seconds === undefined || seconds === "") return t("none");
+  const s = Math.round(Number(seconds));
+  if (s < 0) return t("dur_negative", { d: formatDuration(-s) });
+  const nf = new Intl.NumberFormat(locale(), { maximumFractionDigits: 0 });
+  const unit = (key, n) => (n > 0 ? [t(key, { n: nf.format(n) })] : []);
+  const days = Math.floor(s / 86400);
+  const hours = Math.floor((s % 86400) / 3600);
+  const minutes = Math.floor((s % 3600) / 60);
+  let parts;
+  if (days > 0) parts = [...unit("dur_d", days), ...unit("dur_h", hours)];
+  else if (hours > 0) parts = [...unit("dur_h", hours), ...unit("dur_min", minutes)];
+  else if (minutes > 0) parts = unit("dur_min", minutes);
+  else parts = [t("dur_s", { n: nf.format(s) })];
+  return parts.join(t("dur_sep"));
+}
+
+// --- times ----------------------------------------------------------------------------------------------------
+
+function dateTimeFormat(options) {
+  return new Intl.DateTimeFormat(locale(), { timeZone: TIME_ZONE, ...options });
+}
+
+/** Unix seconds as a local (UTC+8) date and time, e.g. "21/11/2026, 14:05". */
+export function formatTime(unix) {
+  if (unix === null || unix === undefined || unix === "") return t("none");
+  return dateTimeFormat({
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  }).format(new Date(Number(unix) * 1000));
+}
+
+/** Unix seconds as a local (UTC+8) date. */
+export function formatDate(unix) {
+  if (unix === null || unix === undefined || unix === "") return t("none");
+  return dateTimeFormat({ year: "numeric", month: "short", day: "numeric" }).format(new Date(Number(unix) * 1000));
+}
+
+/** Unix seconds as a short local date for chart labels ("21 Nov" / "11月21日"). */
+export function formatShortDate(unix) {
+  return dateTimeFormat({ month: "short", day: "numeric" }).format(new Date(Number(unix) * 1000));
+}
+
+/** Unix seconds as an ISO 8601 instant, for <time datetime>. */
+export function isoInstant(unix) {
+  return new Date(Number(unix) * 1000).toISOString().replace(".000Z", "Z");
+}
+
+/** A "YYYY-MM-DD" date (as a date input gives it) to the unix second its local (UTC+8) day starts. */
+export function localDayStart(isoDate) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(isoDate || "");
+  if (!match) return null;
+  return Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3])) / 1000 - UTC_OFFSET_SECONDS;
+}
+
+/** The local (UTC+8) "YYYY-MM-DD" of unix seconds. */
+export function localIsoDate(unix) {
+  return new Date((Number(unix) + UTC_OFFSET_SECONDS) * 1000).toISOString().slice(0, 10);
+}

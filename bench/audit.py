@@ -1,0 +1,168 @@
+"""Auditor speed on a local anvil (a benchmark, not a test): the whole independent audit of about 100,000 entries.
+
+Run: python bench/audit.py [--entries N] [--batch 500] [--api] — fills a fresh anvil with case events in large
+``recordCaseEvents`` batches (not measured; the same traffic as bench/indexer.py), then runs ``civic-audit`` on it
+as an auditor would, in a process of its own, and measures its wall time and peak memory (the process's own peak
+RSS, from ``wait4``). Two runs: the whole audit (the contracts compiled afresh by solc-js, concurrently with the
+chain checks), and the same with ``--no-compile``, which shows what the chain work itself costs. With ``--api`` the
+chain is also indexed (bench/indexer.py's indexer, not measured) and served by the real API over HTTP, and a third
+run cross-checks it. Prints a table, then one JSON line.
+
+Target: the whole audit of 100,000 entries in under 10 s; no per-entry cost near a millisecond (logs are decoded
+from raw JSON-RPC by ledger.logs, not web3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ledger.chain import Chain  # noqa: E402
+from ledger.node import AnvilNode, free_port  # noqa: E402
+
+TARGET_SECONDS = 10.0
+
+
+def _fill_module() -> Any:
+    """bench/indexer.py: its ledger setup and traffic generator (the same load both benchmarks measure)."""
+    spec = importlib.util.spec_from_file_location("bench_indexer", Path(__file__).with_name("indexer.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_audit_process(arguments: list[str], report: Path) -> dict[str, Any]:
+    """Run civic-audit in a child process; its wall time, peak RSS (its own, from wait4) and report."""
+    log = report.with_suffix(".log")
+    with log.open("wb") as output:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "ledger.audit.cli", *arguments, "--quiet", "--json", str(report)],
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+    child.returncode = code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise RuntimeError(f"civic-audit exited {code}:\n{log.read_text()}")
+    data = json.loads(report.read_text())
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "exit_code": code, "report": data}
+
+
+def _serve_api(store_url: str, rpc_url: str, address: str, chain_id: int, data_dir: Path) -> tuple[str, Any]:
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    port = free_port()
+    settings = ApiSettings(store_url=store_url, rpc_url=rpc_url, contract_address=address, chain_id=chain_id,
+                           data_dir=data_dir, read_rate_per_minute=1_000_000)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=100_000, help="case events to write (default 100,000)")
+    parser.add_argument("--batch", type=int, default=500, help="case events per transaction (default 500)")
+    parser.add_argument("--api", action="store_true", help="also index the chain and cross-check the API")
+    args = parser.parse_args()
+    bench_indexer = _fill_module()
+    fill = bench_indexer.fill
+
+    with AnvilNode(extra_args=["--gas-limit", "100000000"]) as node, tempfile.TemporaryDirectory() as tmp:
+        chain = Chain.connect(node.url)
+        ledger, signer, commitment_id = bench_indexer.setup(chain)
+        started = time.perf_counter()
+        written = fill(chain, ledger, signer, commitment_id, args.entries, args.batch)
+        fill_seconds = time.perf_counter() - started
+        entries = ledger.entry_count()
+        base = ["--rpc-url", node.url, "--contract", ledger.address]
+        whole = run_audit_process(base, Path(tmp) / "whole.json")
+        chain_only = run_audit_process([*base, "--no-compile"], Path(tmp) / "chain.json")
+        with_api = None
+        if args.api:
+            from ledger.indexer import Indexer
+            from ledger.store.db import open_store
+
+            store_url = f"sqlite:///{Path(tmp) / 'index.sqlite3'}"
+            store = open_store(store_url)
+            Indexer(chain, ledger.address, store, confirmations=0).sync()
+            store.close()
+            url, server = _serve_api(store_url, node.url, ledger.address, chain.chain_id, Path(tmp))
+            try:
+                with_api = run_audit_process([*base, "--no-compile", "--api", url], Path(tmp) / "api.json")
+            finally:
+                server.should_exit = True
+
+    def checks(run: dict[str, Any]) -> dict[str, float]:
+        return {c["name"]: c["seconds"] for c in run["report"]["checks"]}
+
+    report = whole["report"]
+    findings = report["summary"]["findings"]
+    rate = entries / chain_only["seconds"]
+    rows = [
+        ("entries on chain", f"{entries:,} ({written:,} case events written in {fill_seconds:.1f} s, not timed)"),
+        ("whole audit (fresh compile, concurrent)",
+         f"{whole['seconds']:.2f} s, peak RSS {whole['peak_rss_mb']:.0f} MB"),
+        ("  of which waiting for the compiler", f"{checks(whole)['contract_code']:.2f} s"),
+        ("audit without compiling", f"{chain_only['seconds']:.2f} s, peak RSS {chain_only['peak_rss_mb']:.0f} MB"),
+        ("  reading logs and headers", f"{chain_only['report']['stats']['log_seconds']:.2f} s"),
+        ("  checks", ", ".join(f"{k} {v:.2f} s" for k, v in checks(chain_only).items() if v >= 0.01)),
+        ("entries verified per second (without compiling)", f"{rate:,.0f}"),
+        ("per entry", f"{1e6 * chain_only['seconds'] / entries:.1f} µs"),
+        ("findings", f"{findings} (exit code {whole['exit_code']})"),
+        ("target", f"whole audit < {TARGET_SECONDS:g} s: {'met' if whole['seconds'] < TARGET_SECONDS else 'NOT met'}"),
+        ("machine", f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, Python "
+                    f"{platform.python_version()}"),
+    ]
+    if with_api is not None:
+        rows.insert(8, ("audit with the API cross-check (no compile)",
+                        f"{with_api['seconds']:.2f} s, peak RSS {with_api['peak_rss_mb']:.0f} MB; "
+                        f"{with_api['report']['summary']['findings']} findings"))
+    width = max(len(k) for k, _ in rows)
+    print(f"{'civic-audit':<{width}}  value")
+    print(f"{'-' * width}  -----")
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    line = {
+        "entries": entries,
+        "seconds": round(whole["seconds"], 3),
+        "peak_rss_mb": round(whole["peak_rss_mb"], 1),
+        "entries_per_s": round(entries / whole["seconds"], 1),
+        "compile_wait_seconds": round(checks(whole)["contract_code"], 3),
+        "seconds_without_compile": round(chain_only["seconds"], 3),
+        "entries_per_s_without_compile": round(rate, 1),
+        "peak_rss_mb_without_compile": round(chain_only["peak_rss_mb"], 1),
+        "findings": findings,
+        "exit_code": whole["exit_code"],
+        "target_seconds": TARGET_SECONDS,
+    }
+    if with_api is not None:
+        line["seconds_with_api"] = round(with_api["seconds"], 3)
+        line["peak_rss_mb_with_api"] = round(with_api["peak_rss_mb"], 1)
+        line["findings_with_api"] = with_api["report"]["summary"]["findings"]
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Gas per ledger entry on a local anvil: single, batched and relayed writes (a benchmark, not a test).
+
+Run: python bench/gas.py  — prints a table, then one JSON line of the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ledger.chain import Chain, Ledger  # noqa: E402
+from ledger.node import AnvilNode  # noqa: E402
+from ledger.records import (  # noqa: E402
+    AgencyRegistration,
+    CaseAction,
+    CaseEvent,
+    Commitment,
+    Correction,
+    DeadlineUnit,
+    HolidayCalendar,
+    keccak,
+    short_code,
+    text_hash,
+)
+
+BATCH = 100
+
+
+def main() -> None:
+    with AnvilNode() as node:
+        chain = Chain.connect(node.url)
+        governance, signer, relayer = chain.new_account(), chain.new_account(), chain.new_account()
+        ledger = Ledger.deploy(chain, governance)
+        agency = short_code("BENCH-AGENCY")
+        ledger.register_agency(
+            governance, AgencyRegistration(agency_id=agency, jurisdiction=short_code("CN-SH"), name_zh="测", name_en="B")
+        )
+        ledger.authorize_signer(governance, agency, signer.address)
+
+        def now() -> int:
+            return int(chain.w3.eth.get_block("latest")["timestamp"])
+
+        commitment_id = short_code("STREETLIGHT-48H")
+        commitment = Commitment(
+            commitment_id=commitment_id, service_code=short_code("STREETLIGHT"), name_zh="路灯维修",
+            name_en="Streetlight repair", deadline=48, deadline_unit=DeadlineUnit.CALENDAR_HOURS, target_bps=9500,
+            valid_from=now(), terms_hash=text_hash("terms"), occurred_at=now(),
+        )
+        rows: dict[str, int] = {}
+        rows["commitment published"] = ledger.write(signer, commitment)["gasUsed"]
+        counter = iter(range(10**9))
+
+        def opened() -> CaseEvent:
+            return CaseEvent(
+                case_id=keccak(b"case%d" % next(counter)), action=CaseAction.OPENED, occurred_at=now(),
+                commitment_id=commitment_id, district=short_code("PUDONG"), channel=2,
+                details_hash=text_hash("details"),
+            )
+
+        def later(event: CaseEvent, action: CaseAction) -> CaseEvent:
+            return CaseEvent(case_id=event.case_id, action=action, occurred_at=now(), details_hash=text_hash("d"))
+
+        first = opened()
+        rows["single: case opened"] = ledger.write(signer, first)["gasUsed"]
+        rows["single: case fulfilled"] = ledger.write(signer, later(first, CaseAction.FULFILLED))["gasUsed"]
+
+        opens = [opened() for _ in range(BATCH)]
+        rows[f"batch of {BATCH}: opened, per entry"] = ledger.write_batch(signer, opens)["gasUsed"] // BATCH
+        updates = [later(e, CaseAction.ACCEPTED) for e in opens]
+        rows[f"batch of {BATCH}: later events, per entry"] = ledger.write_batch(signer, updates)["gasUsed"] // BATCH
+        # A case's usual life: opened, accepted, fulfilled — one open for two later events.
+        mixed: list[CaseEvent] = []
+        while len(mixed) < BATCH:
+            e = opened()
+            mixed += [e, later(e, CaseAction.ACCEPTED), later(e, CaseAction.FULFILLED)]
+        mixed = mixed[:BATCH]
+        rows[f"batch of {BATCH}: case lives (1 open : 2 later), per entry"] = (
+            ledger.write_batch(signer, mixed)["gasUsed"] // BATCH
+        )
+
+        deadline = now() + 3600
+        relayed = opened()
+        rows["relayed: case opened"] = ledger.relay(
+            relayer, relayed, signer.address, deadline, ledger.sign(signer, relayed, deadline)
+        )["gasUsed"]
+        relayed_batch = [opened() for _ in range(BATCH)]
+        rows[f"relayed batch of {BATCH}: opened, per entry"] = (
+            ledger.relay(relayer, relayed_batch, signer.address, deadline, ledger.sign(signer, relayed_batch, deadline))[
+                "gasUsed"
+            ]
+            // BATCH
+        )
+        rows["correction"] = ledger.write(
+            signer, Correction(target_seq=3, reason_hash=text_hash("wrong time"), occurred_at=now())
+        )["gasUsed"]
+        from datetime import date
+
+        calendar = HolidayCalendar.from_dates(
+            2026,
+            [date(2026, 1, 1), date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 5), date(2026, 10, 6)],
+            [date(2026, 9, 27), date(2026, 10, 10)],
+            now(),
+        )
+        rows["holiday calendar (5 holidays, 2 workdays)"] = ledger.write(signer, calendar)["gasUsed"]
+
+    width = max(len(k) for k in rows)
+    print(f"{'entry':<{width}}  gas")
+    for name, gas in rows.items():
+        print(f"{name:<{width}}  {gas:>7,}")
+    figures = {
+        "single_entry_gas": rows["single: case opened"],
+        "single_later_event_gas": rows["single: case fulfilled"],
+        "batched_entry_gas": rows[f"batch of {BATCH}: opened, per entry"],
+        "batched_later_event_gas": rows[f"batch of {BATCH}: later events, per entry"],
+        "batched_case_life_gas": rows[f"batch of {BATCH}: case lives (1 open : 2 later), per entry"],
+        "relayed_entry_gas": rows["relayed: case opened"],
+        "relayed_batched_entry_gas": rows[f"relayed batch of {BATCH}: opened, per entry"],
+        "batch_size": BATCH,
+        "node": "anvil 1.7.1",
+        "machine": f"{platform.machine()} {platform.system()}",
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title Civic Ledger — the interface the outside world sees
+/// @notice An append-only ledger of public-service commitments and of every case recorded under them.
+/// Every entry advances an on-chain running hash and count, and emits an event carrying every public field
+/// needed to rebuild state, plus the address that authorised it. No personal data is ever recorded:
+/// case ids are opaque, and free text appears only as a hash.
+/// @dev The encoding of each record is its EIP-712 `hashStruct`; the entry hash and running hash are
+/// documented on {entryHashOf} and {runningHash}. The Python package mirrors them byte for byte.
+interface ICivicLedger {
+    // ------------------------------------------------------------------ enums
+
+    /// @notice Kinds of ledger entry, in the order they were introduced. Stored as `uint8` in events.
+    enum EntryKind {
+        AgencyRegistered, // governance registered an agency
+        SignerAuthorized, // governance authorised a signer key for an agency
+        SignerRevoked, // governance revoked a signer key
+        CommitmentPublished, // an agency published a commitment or a new version of one
+        CommitmentRetired, // an agency retired a commitment
+        CaseEvent, // an agency recorded an event of one of its cases
+        Correction, // an agency voided one of its earlier entries, giving a reason
+        HolidayCalendarPublished // an agency published its jurisdiction's holiday calendar for a year
+    }
+
+    /// @notice Case life cycle actions. `None` (0) is never valid.
+    enum CaseAction {
+        None,
+        Opened,
+        Accepted,
+        OnHold,
+        Resumed,
+        Escalated,
+        Fulfilled,
+        Rejected,
+        Withdrawn
+    }
+
+    /// @notice How a commitment's deadline is counted. `None` (0) is never valid.
+    enum DeadlineUnit {
+        None,
+        CalendarHours, // hours on the clock, every day counts
+        WorkingDays // working days of the agency's jurisdiction, per its published holiday calendars
+    }
+
+    // ---------------------------------------------------------------- records
+
+    /// @notice A service commitment (promise), or a new version of one.
+    struct Commitment {
+        bytes32 commitmentId; // agency-scoped id of the commitment, stable across versions
+        bytes32 serviceCode; // Open311-style service code, ASCII, right-padded with zero bytes
+        string nameZh; // service name in Chinese (public)
+        string nameEn; // service name in English (public)
+        uint32 deadline; // amount of `deadlineUnit` within which a case must be fulfilled
+        uint8 deadlineUnit; // a {DeadlineUnit}
+        uint16 targetBps; // target on-time rate, in basis points (0..10000)
+        uint64 validFrom; // unix seconds from which this version applies
+        bytes32 termsHash; // keccak256 of the full published terms document
+        uint64 occurredAt; // agency-claimed unix time of publication
+    }
+
+    /// @notice Retirement of a commitment: no case may be opened under it afterwards.
+    struct Retirement {
+        bytes32 commitmentId; // agency-scoped id of the commitment
+        bytes32 reasonHash; // keccak256 of the published reason
+        uint64 occurredAt; // agency-claimed unix time
+    }
+
+    /// @notice One event in the life of a case.
+    struct CaseEvent {
+        bytes32 caseId; // agency-scoped opaque case id (never derived from personal data without a secret salt)
+        uint8 action; // a {CaseAction}
+        uint64 occurredAt; // agency-claimed unix time at which the action happened
+        bytes32 commitmentId; // commitment the case falls under; required for Opened, zero otherwise
+        bytes32 district; // district code (no finer location), ASCII right-padded; Opened only, zero otherwise
+        uint8 channel; // intake channel code (1 counter, 2 hotline, 3 web, 4 app, 5 mail, 6 proactive); Opened only
+        bytes32 detailsHash; // keccak256 of off-chain details (documents, reasons); zero when none
+    }
+
+    /// @notice A correction: voids an earlier entry of the same agency. The original stays visible.
+    struct Correction {
+        uint64 targetSeq; // sequence number of the entry being voided
+        bytes32 reasonHash; // keccak256 of the published reason
+        uint64 occurredAt; // agency-claimed unix time
+    }
+
+    /// @notice Non-working days and swapped working days of the agency's jurisdiction for one year.
+    struct HolidayCalendar {
+        uint16 year; // Gregorian year the calendar covers
+        uint32[] holidays; // weekdays that are not working days, as days since 1970-01-01, strictly ascending
+        uint32[] workdays; // weekend days that are working days, as days since 1970-01-01, strictly ascending
+        uint64 occurredAt; // agency-claimed unix time of publication
+    }
+
+    // ----------------------------------------------------------------- events
+
+    /// @notice Governance registered an agency.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency's public id
+    /// @param jurisdiction the jurisdiction whose holiday calendars apply to the agency
+    /// @param nameZh the agency's name in Chinese
+    /// @param nameEn the agency's name in English
+    /// @param actor the governance account that registered it
+    event AgencyRegistered(
+        uint256 indexed seq, bytes32 indexed agencyId, bytes32 jurisdiction, string nameZh, string nameEn, address actor
+    );
+
+    /// @notice Governance authorised `signer` to write for `agencyId`.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param signer the key now authorised
+    /// @param actor the governance account that authorised it
+    event SignerAuthorized(uint256 indexed seq, bytes32 indexed agencyId, address indexed signer, address actor);
+
+    /// @notice Governance revoked `signer`, which may no longer write for `agencyId`.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency the key belonged to
+    /// @param signer the key now revoked
+    /// @param actor the governance account that revoked it
+    event SignerRevoked(uint256 indexed seq, bytes32 indexed agencyId, address indexed signer, address actor);
+
+    /// @notice An agency published a commitment (version 1) or a new version of it.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param commitmentId the commitment
+    /// @param version 1 for the first publication, then 2, 3, …
+    /// @param commitment every public field of the commitment
+    /// @param signer the agency key that authorised the entry
+    event CommitmentPublished(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        bytes32 indexed commitmentId,
+        uint32 version,
+        Commitment commitment,
+        address signer
+    );
+
+    /// @notice An agency retired a commitment.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param commitmentId the commitment
+    /// @param reasonHash keccak256 of the published reason
+    /// @param occurredAt agency-claimed unix time
+    /// @param signer the agency key that authorised the entry
+    event CommitmentRetired(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        bytes32 indexed commitmentId,
+        bytes32 reasonHash,
+        uint64 occurredAt,
+        address signer
+    );
+
+    /// @notice An agency opened a case.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param caseId the agency-scoped case id
+    /// @param commitmentId the commitment the case falls under
+    /// @param occurredAt agency-claimed unix time the case was opened
+    /// @param district district code
+    /// @param channel intake channel code
+    /// @param detailsHash keccak256 of off-chain details, or zero
+    /// @param signer the agency key that authorised the entry
+    event CaseOpened(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        bytes32 indexed caseId,
+        bytes32 commitmentId,
+        uint64 occurredAt,
+        bytes32 district,
+        uint8 channel,
+        bytes32 detailsHash,
+        address signer
+    );
+
+    /// @notice An agency recorded a later event of a case (any action but Opened).
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param caseId the agency-scoped case id
+    /// @param action the {CaseAction}
+    /// @param occurredAt agency-claimed unix time of the action
+    /// @param detailsHash keccak256 of off-chain details, or zero
+    /// @param signer the agency key that authorised the entry
+    event CaseUpdated(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        bytes32 indexed caseId,
+        uint8 action,
+        uint64 occurredAt,
+        bytes32 detailsHash,
+        address signer
+    );
+
+    /// @notice An agency voided one of its earlier entries.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param targetSeq the voided entry; it belongs to the same agency unless the auditor says otherwise
+    /// @param reasonHash keccak256 of the published reason
+    /// @param occurredAt agency-claimed unix time
+    /// @param signer the agency key that authorised the entry
+    event CorrectionRecorded(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        uint64 indexed targetSeq,
+        bytes32 reasonHash,
+        uint64 occurredAt,
+        address signer
+    );
+
+    /// @notice An agency published the holiday calendar of its jurisdiction for one year.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param jurisdiction the agency's jurisdiction
+    /// @param version 1 for the first calendar of that jurisdiction and year, then 2, 3, … (latest applies)
+    /// @param calendar the calendar
+    /// @param signer the agency key that authorised the entry
+    event HolidayCalendarPublished(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        bytes32 indexed jurisdiction,
+        uint32 version,
+        HolidayCalendar calendar,
+        address signer
+    );
+
+    /// @notice `signer` invalidated every relayed signature with a nonce below `newNonce`.
+    /// @param signer the key whose outstanding signatures are cancelled
+    /// @param newNonce the next nonce a relayed signature of `signer` must carry
+    event SignaturesCancelled(address indexed signer, uint256 newNonce);
+
+    // ----------------------------------------------------------------- errors
+
+    /// @notice The agency id is zero.
+    error InvalidAgencyId();
+    /// @notice The jurisdiction is zero.
+    error InvalidJurisdiction();
+    /// @notice An agency with this id is already registered.
+    error AgencyAlreadyRegistered(bytes32 agencyId);
+    /// @notice No agency with this id is registered.
+    error UnknownAgency(bytes32 agencyId);
+    /// @notice The signer address is zero.
+    error InvalidSigner();
+    /// @notice The signer is already authorised (for `agencyId`).
+    error SignerAlreadyAuthorized(address signer, bytes32 agencyId);
+    /// @notice The key is not, or no longer, authorised for any agency.
+    error UnauthorizedSigner(address signer);
+    /// @notice The relayed signature is not `signer`'s over this record, nonce and domain.
+    error InvalidSignature(address signer);
+    /// @notice The relayed signature's deadline has passed.
+    error SignatureExpired(uint256 deadline, uint256 blockTime);
+    /// @notice A signer may only move its nonce forward.
+    error NonceNotIncreasing(uint256 current, uint256 requested);
+    /// @notice The commitment does not exist for this agency.
+    error UnknownCommitment(bytes32 agencyId, bytes32 commitmentId);
+    /// @notice The commitment has been retired.
+    error CommitmentIsRetired(bytes32 agencyId, bytes32 commitmentId);
+    /// @notice A commitment field is out of range; `field` names it.
+    error InvalidCommitment(bytes32 commitmentId, string field);
+    /// @notice The case event is malformed; `field` names what is wrong.
+    error InvalidCaseEvent(bytes32 caseId, string field);
+    /// @notice The claimed time is zero or after the block's time.
+    error InvalidOccurredAt(uint64 occurredAt, uint256 blockTime);
+    /// @notice A correction must point at an earlier entry.
+    error InvalidCorrectionTarget(uint64 targetSeq, uint256 entryCount);
+    /// @notice The holiday calendar is malformed; `field` names what is wrong.
+    error InvalidHolidayCalendar(uint16 year, string field);
+    /// @notice A batch must hold at least one entry.
+    error EmptyBatch();
+
+    // ------------------------------------------------------------- governance
+
+    /// @notice Register an agency. Governance only.
+    /// @param agencyId the agency's public id (non-zero, ASCII right-padded)
+    /// @param jurisdiction the jurisdiction whose holiday calendars apply
+    /// @param nameZh the agency's name in Chinese
+    /// @param nameEn the agency's name in English
+    function registerAgency(bytes32 agencyId, bytes32 jurisdiction, string calldata nameZh, string calldata nameEn)
+        external;
+
+    /// @notice Authorise `signer` to write for `agencyId`. Governance only.
+    /// @param agencyId a registered agency
+    /// @param signer an address not currently authorised for any agency
+    function authorizeSigner(bytes32 agencyId, address signer) external;
+
+    /// @notice Revoke `signer`. Governance only. Entries it wrote stay; it can write no more.
+    /// @param signer a currently authorised key
+    function revokeSigner(address signer) external;
+
+    // ----------------------------------------------------- agency: direct calls
+
+    /// @notice Publish a commitment, or a new version of one already published by the caller's agency.
+    /// @param commitment the commitment
+    function publishCommitment(Commitment calldata commitment) external;
+
+    /// @notice Retire a commitment of the caller's agency.
+    /// @param retirement the retirement
+    function retireCommitment(Retirement calldata retirement) external;
+
+    /// @notice Record one case event for the caller's agency.
+    /// @param caseEvent the event
+    function recordCaseEvent(CaseEvent calldata caseEvent) external;
+
+    /// @notice Record many case events for the caller's agency in one transaction, in order.
+    /// @param caseEvents the events (at least one)
+    function recordCaseEvents(CaseEvent[] calldata caseEvents) external;
+
+    /// @notice Void an earlier entry of the caller's agency.
+    /// @param correction the correction
+    function recordCorrection(Correction calldata correction) external;
+
+    /// @notice Publish the holiday calendar of the caller's agency's jurisdiction for one year.
+    /// @param calendar the calendar
+    function publishHolidayCalendar(HolidayCalendar calldata calendar) external;
+
+    /// @notice Invalidate every outstanding relayed signature of the caller with a nonce below `newNonce`.
+    /// @param newNonce the next nonce; must be greater than the current one
+    function cancelSignatures(uint256 newNonce) external;
+
+    // ---------------------------------------------- agency: relayed signatures
+
+    /// @notice {publishCommitment} on behalf of `signer`, who signed the EIP-712 `PublishCommitment`.
+    /// @param commitment the commitment
+    /// @param signer the agency key that signed
+    /// @param deadline unix time after which the signature is void
+    /// @param signature the 65-byte signature (or an ERC-1271 signature when `signer` is a contract)
+    function publishCommitmentBySig(
+        Commitment calldata commitment,
+        address signer,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice {retireCommitment} on behalf of `signer`, who signed the EIP-712 `RetireCommitment`.
+    /// @param retirement the retirement
+    /// @param signer the agency key that signed
+    /// @param deadline unix time after which the signature is void
+    /// @param signature the signature
+    function retireCommitmentBySig(
+        Retirement calldata retirement,
+        address signer,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice {recordCaseEvent} on behalf of `signer`, who signed the EIP-712 `RecordCaseEvent`.
+    /// @param caseEvent the event
+    /// @param signer the agency key that signed
+    /// @param deadline unix time after which the signature is void
+    /// @param signature the signature
+    function recordCaseEventBySig(
+        CaseEvent calldata caseEvent,
+        address signer,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice {recordCaseEvents} on behalf of `signer`, who signed the EIP-712 `RecordCaseEvents` once for all.
+    /// @param caseEvents the events (at least one)
+    /// @param signer the agency key that signed
+    /// @param deadline unix time after which the signature is void
+    /// @param signature the signature
+    function recordCaseEventsBySig(
+        CaseEvent[] calldata caseEvents,
+        address signer,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice {recordCorrection} on behalf of `signer`, who signed the EIP-712 `RecordCorrection`.
+    /// @param correction the correction
+    /// @param signer the agency key that signed
+    /// @param deadline unix time after which the signature is void
+    /// @param signature the signature
+    function recordCorrectionBySig(
+        Correction calldata correction,
+        address signer,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice {publishHolidayCalendar} on behalf of `signer`, who signed the EIP-712 `PublishHolidayCalendar`.
+    /// @param calendar the calendar
+    /// @param signer the agency key that signed
+    /// @param deadline unix time after which the signature is void
+    /// @param signature the signature
+    function publishHolidayCalendarBySig(
+        HolidayCalendar calldata calendar,
+        address signer,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice Running hash over all entries: `h(0) = 0`, `h(n+1) = bytes24(keccak256(abi.encode(h(n), entryHash(n))))`.
+    /// @dev 192 bits so that it shares one storage slot with the count (see CivicLedger's `LogHead`).
+    /// @return the running hash after the last entry
+    function runningHash() external view returns (bytes24);
+
+    /// @notice Number of entries recorded; the next entry's sequence number.
+    /// @return the count
+    function entryCount() external view returns (uint256);
+
+    /// @notice The entry hash the ledger folds into the running hash.
+    /// @dev `keccak256(abi.encode(ENTRY_TYPEHASH, seq, kind, agencyId, actor, recordHash))`, where
+    /// `recordHash` is the EIP-712 `hashStruct` of the record.
+    /// @param seq sequence number
+    /// @param kind the {EntryKind}
+    /// @param agencyId the agency the entry is attributed to
+    /// @param actor the signer (agency entries) or governance account (governance entries)
+    /// @param recordHash EIP-712 hashStruct of the record
+    /// @return the entry hash
+    function entryHashOf(uint256 seq, EntryKind kind, bytes32 agencyId, address actor, bytes32 recordHash)
+        external
+        pure
+        returns (bytes32);
+
+    /// @notice The agency `signer` is currently authorised for, or zero.
+    /// @param signer a key
+    /// @return agencyId the agency, or zero when not authorised
+    function agencyOf(address signer) external view returns (bytes32 agencyId);
+
+    /// @notice Public facts of a registered agency.
+    /// @param agencyId the agency
+    /// @return registered whether it is registered
+    /// @return jurisdiction its jurisdiction
+    /// @return signerCount how many keys are currently authorised for it
+    function agency(bytes32 agencyId) external view returns (bool registered, bytes32 jurisdiction, uint32 signerCount);
+
+    /// @notice Current state of a commitment of an agency.
+    /// @param agencyId the agency
+    /// @param commitmentId the commitment
+    /// @return version latest version (0 when never published)
+    /// @return retired whether it has been retired
+    function commitmentState(bytes32 agencyId, bytes32 commitmentId)
+        external
+        view
+        returns (uint32 version, bool retired);
+
+    /// @notice Latest version of a jurisdiction's holiday calendar for `year` (0 when none).
+    /// @param jurisdiction the jurisdiction
+    /// @param year the year
+    /// @return version the latest version
+    function holidayCalendarVersion(bytes32 jurisdiction, uint16 year) external view returns (uint32 version);
+
+    /// @notice The nonce the next relayed signature of `signer` must carry.
+    /// @param signer a key
+    /// @return the nonce
+    function nonces(address signer) external view returns (uint256);
+}

@@ -1,0 +1,450 @@
+"""API records equal on-chain data: every entry, agency, key change, commitment version and case the public API
+serves (pages, single resources and bulk exports) is what the chain says, field by field, proofs included."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+from ledger.audit import expected
+from ledger.audit.apiread import ApiError
+from ledger.audit.checks import Check
+from ledger.audit.checks._api import Horizon, horizon, moved
+from ledger.audit.context import AuditContext
+from ledger.audit.model import CheckResult, Finding
+from ledger.audit.rebuild import CaseRecord, LedgerModel, entry_pointer, hex0x
+from ledger.logs import DecodedEntry, code_text
+from ledger.metrics import CaseRow, is_overdue_at
+from ledger.records import EntryKind
+
+NAME = "api_records"
+
+
+def _show(diffs: list[tuple[str, Any, Any]], limit: int = 4) -> str:
+    shown = "; ".join(f"{field}: API {actual!r}, chain {want!r}" for field, want, actual in diffs[:limit])
+    return shown + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
+
+
+def _finding(e: DecodedEntry | None, what: str, diffs: list[tuple[str, Any, Any]], subject: str) -> Finding:
+    pointer = entry_pointer(e) if e is not None else {}
+    field, want, actual = diffs[0]
+    return Finding(NAME, f"{what} differs from the chain: {_show(diffs)}", **pointer, subject=subject,
+                   field=field, expected=want, actual=actual)
+
+
+def run(ctx: AuditContext, result: CheckResult) -> None:
+    h = horizon(ctx)
+    result.notes.append(h.note)
+    _chain_facts(ctx, h, result)
+    _entries(ctx, h, result)
+    _agencies(ctx, h, result)
+    _commitments(ctx, h, result)
+    _cases(ctx, h, result)
+    result.counts["api_requests"] = ctx.api.requests
+
+
+def _chain_facts(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
+    facts, chain = h.facts, ctx.chain
+    subject = "GET /api/v1/chain"
+    if facts.get("chain_id") != chain.chain_id:
+        result.add(Finding(NAME, f"the API says chain id {facts.get('chain_id')}, the node serves {chain.chain_id}",
+                           subject=subject, field="chain_id", expected=chain.chain_id, actual=facts.get("chain_id")))
+    if str(facts.get("contract_address", "")).lower() != chain.address.lower():
+        result.add(Finding(NAME, f"the API names contract {facts.get('contract_address')}, audited: {chain.address}",
+                           subject=subject, field="contract_address", expected=chain.address,
+                           actual=facts.get("contract_address")))
+    count = int(facts.get("entry_count") or 0)
+    chain_count = len(ctx.model.entries)
+    if count > chain_count:
+        result.add(Finding(
+            NAME, f"the API says {count} entries are indexed, but the chain has {chain_count}: it serves entries "
+            "that are not on the chain", subject=subject, field="entry_count", expected=chain_count, actual=count,
+        ))
+    elif not h.consistent:
+        want = "0x" + (ctx.model.running[count - 1].hex() if count else "00" * 24)
+        result.add(Finding(
+            NAME, f"the API says running hash {facts.get('running_hash')} after {count} entries; the chain's "
+            f"running hash after {count} entries is {want}", subject=subject, field="running_hash", expected=want,
+            actual=facts.get("running_hash"),
+        ))
+    last = facts.get("last_indexed_block")
+    if ctx.cache.get("api_chain_facts") is not None and isinstance(last, int) and last > chain.block_number:
+        result.add(Finding(
+            NAME, f"the API says it indexed up to block {last}, but the chain's head was block {chain.block_number} "
+            "after it answered: it indexed blocks that are no longer on the chain", subject=subject,
+            field="last_indexed_block", expected=chain.block_number, actual=last,
+        ))
+    if facts.get("halted_reason"):
+        result.warn(Finding(NAME, f"the service's indexing is halted: {facts['halted_reason']}", subject=subject))
+    result.counts["api_entry_count"] = count
+
+
+class _Finality:
+    """``final`` may only be true at or below /chain's finalized block (a depth the service chooses). Finality moves
+    on while the audit runs: before calling a flag wrong, /chain is asked again (at most once a second)."""
+
+    def __init__(self, ctx: AuditContext, h: Horizon) -> None:
+        self.ctx = ctx
+        self.block = int(h.facts.get("finalized_block", -1))
+        self.asked = 0.0  # the first doubt always asks again
+
+    def ok(self, item: dict[str, Any], block: int) -> bool:
+        if item.get("final") is not True or block <= self.block:
+            return True
+        if time.monotonic() - self.asked > 1.0:
+            self.asked = time.monotonic()
+            self.block = max(self.block, int(self.ctx.api.get("/chain").get("finalized_block", -1)))
+        return block <= self.block
+
+
+def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
+    full, api = ctx.model, ctx.api
+    finality = ctx.cache.setdefault("api_finality", _Finality(ctx, h))
+    strange_blocks: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for view, path, builder in (
+        ("entry", "/entries", expected.entry),
+        ("exported entry", "/export/entries.jsonl", expected.entry_export),
+    ):
+        served: set[int] = set()  # seqs seen (items are compared as they stream by, not kept)
+        rows: Iterable[dict[str, Any]] = api.pages(path) if view == "entry" else api.lines(path)
+        try:
+            for item in rows:
+                seq = item.get("seq")
+                if not isinstance(seq, int):
+                    result.add(Finding(NAME, f"the API serves an {view} without a seq", subject=f"GET /api/v1{path}"))
+                    continue
+                if seq in served:
+                    e = full.by_seq.get(seq)
+                    result.add(Finding(NAME, f"duplicated entry: the API serves seq {seq} twice ({view} list)",
+                                       **(entry_pointer(e) if e else {"seq": seq}), subject=f"GET /api/v1{path}"))
+                    continue
+                served.add(seq)
+                e = full.by_seq.get(seq)
+                if e is None or seq >= ctx.chain.contract_count:
+                    block_hash = (item.get("proof") or item).get("block_hash")
+                    strange_blocks.setdefault(str(block_hash).lower(), []).append((seq, item))
+                    continue
+                diffs = expected.differences(builder(e, full), item)
+                if not finality.ok(item, e.block_number):
+                    diffs.append(("final", f"false (block {e.block_number} > finalized {finality.block})", True))
+                if diffs:
+                    fields = {d[0] for d in diffs}
+                    if fields & {"proof.block_hash", "block_hash"}:
+                        block_hash = (item.get("proof") or item).get("block_hash")
+                        strange_blocks.setdefault(str(block_hash).lower(), []).append((seq, item))
+                    result.add(_finding(e, f"{view} seq {seq}", diffs, f"GET /api/v1{path}"))
+        except ApiError as exc:
+            result.add(Finding(NAME, f"the API failed while listing entries: {exc}", subject=f"GET /api/v1{path}"))
+            continue
+        missing = [seq for seq in range(h.count) if seq not in served]
+        for first, last in _runs(missing):
+            e = full.by_seq.get(first)
+            span = f"seq {first}" if first == last else f"seqs {first}-{last} ({last - first + 1} entries)"
+            result.add(Finding(NAME, f"missing from the API ({view} list): {span}, on chain",
+                               **(entry_pointer(e) if e else {"seq": first}), subject=f"GET /api/v1{path}"))
+        result.counts["entries_compared" if view == "entry" else "exported_entries_compared"] = len(served)
+    _reorganised(ctx, strange_blocks, result)
+
+
+def _reorganised(ctx: AuditContext, blocks: dict[str, list[tuple[int, dict[str, Any]]]], result: CheckResult) -> None:
+    """Entries the API serves from blocks the chain does not have (at that seq, or at all)."""
+    if not blocks:
+        return
+    rpc = ctx.reader.rpc if ctx.reader is not None else None
+    for block_hash, items in list(blocks.items())[:100]:
+        on_chain: Any = "unknown"
+        if rpc is not None and block_hash.startswith("0x"):
+            on_chain = rpc.try_call("eth_getBlockByHash", [block_hash, False])[0]
+        seqs = sorted({seq for seq, _ in items})
+        block = (items[0][1].get("proof") or items[0][1]).get("block_number")
+        beyond = [s for s in seqs if s >= ctx.chain.contract_count]
+        if on_chain is None:
+            why = f"block {block} ({block_hash}) is not on the chain: the index kept a reorganised block"
+        elif on_chain == "unknown":
+            why = f"block {block} ({block_hash}) could not be looked up"
+        elif beyond and isinstance(block, int) and block > ctx.chain.block_number:
+            result.notes.append(f"seqs {beyond[0]}-{beyond[-1]} are in block {block}, after the audited block")
+            continue
+        else:
+            why = f"block {block} ({block_hash}) holds no such entry on the chain"
+        if beyond:
+            e = None
+            result.add(Finding(
+                NAME, f"the API serves seq {beyond[0]}" + (f"-{beyond[-1]}" if len(beyond) > 1 else "")
+                + f", which the chain does not have (entry count {ctx.chain.contract_count}): {why}",
+                seq=beyond[0], tx_hash=(items[0][1].get("proof") or items[0][1]).get("tx_hash"),
+                block_number=block if isinstance(block, int) else None, subject="GET /api/v1/entries",
+            ))
+        for seq in [s for s in seqs if s < ctx.chain.contract_count]:
+            e = ctx.model.by_seq.get(seq)
+            if e is not None:
+                result.add(Finding(NAME, f"seq {seq}: the API's proof names {why}; on chain the entry is in block "
+                                   f"{e.block_number} (0x{e.block_hash.hex()})", **entry_pointer(e),
+                                   subject="GET /api/v1/entries", field="proof.block_hash",
+                                   expected=hex0x(e.block_hash), actual=block_hash))
+
+
+_FAILED = object()
+
+
+def _fetch(ctx: AuditContext, result: CheckResult, path: str, about: DecodedEntry | None) -> Any:
+    """``GET path``: the answer, None for 404, or ``_FAILED`` (recorded as a finding) when the API fails."""
+    try:
+        return ctx.api.get_or_none(path)
+    except ApiError as exc:
+        result.add(Finding(NAME, f"the API failed to answer: {exc.status} {exc.message}",
+                           **(entry_pointer(about) if about is not None else {}), subject=f"GET /api/v1{path}"))
+        return _FAILED
+
+
+def _runs(numbers: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for n in numbers:
+        if out and out[-1][1] == n - 1:
+            out[-1] = (out[-1][0], n)
+        else:
+            out.append((n, n))
+    return out
+
+
+def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
+    api, model = ctx.api, h.model
+    try:
+        listed = {item.get("agency_id"): item for item in api.pages("/agencies")}
+    except ApiError as exc:
+        result.add(Finding(NAME, f"the API failed to list agencies: {exc}", subject="GET /api/v1/agencies"))
+        return
+    for agency_id, state in sorted(model.agencies.items()):
+        item = listed.pop(agency_id, None)
+        subject = f"GET /api/v1/agencies/{agency_id}"
+        if item is None:
+            result.add(Finding(NAME, f"agency {agency_id} is missing from the API's agency list",
+                               **entry_pointer(state.registration), subject="GET /api/v1/agencies"))
+            continue
+        diffs = expected.differences(expected.agency(model, agency_id), item)
+        if diffs:
+            result.add(_finding(state.registration, f"agency {agency_id}", diffs, "GET /api/v1/agencies"))
+        detail = _fetch(ctx, result, f"/agencies/{quote(agency_id, safe='')}", state.registration)
+        if detail is _FAILED:
+            continue
+        if detail is None:
+            result.add(Finding(NAME, f"agency {agency_id}: the API answers 404", **entry_pointer(state.registration),
+                               subject=subject))
+            continue
+        diffs = expected.differences(expected.agency(model, agency_id, detail=True), detail)
+        if diffs:
+            pointer = _history_entry(state, diffs[0][0])
+            result.add(_finding(pointer, f"agency {agency_id} (key history)", diffs, subject))
+    for agency_id in listed:
+        result.add(Finding(NAME, f"the API lists agency {agency_id}, which the chain has not registered",
+                           subject="GET /api/v1/agencies", actual=agency_id))
+    result.counts["agencies_compared"] = len(model.agencies)
+
+
+def _history_entry(state: Any, field: str) -> DecodedEntry:
+    if field.startswith("key_history["):
+        index = int(field[len("key_history["):].split("]")[0])
+        if index < len(state.key_history):
+            return state.key_history[index][0]  # type: ignore[no-any-return]
+    return state.registration  # type: ignore[no-any-return]
+
+
+def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
+    api, model = ctx.api, h.model
+    try:
+        listed = {(i.get("agency_id"), i.get("commitment_id")): i for i in api.pages("/commitments")}
+    except ApiError as exc:
+        result.add(Finding(NAME, f"the API failed to list commitments: {exc}", subject="GET /api/v1/commitments"))
+        return
+    versions = 0
+    for key, c in sorted(model.commitments.items()):
+        if not c.versions:
+            continue
+        agency_id, commitment_id = key
+        base = f"/commitments/{quote(agency_id, safe='')}/{quote(commitment_id, safe='')}"
+        current_row, current_entry = c.current
+        item = listed.pop(key, None)
+        if item is None:
+            result.add(Finding(NAME, f"commitment {agency_id}/{commitment_id} is missing from the API's list",
+                               **entry_pointer(current_entry), subject="GET /api/v1/commitments"))
+        else:
+            diffs = expected.differences(expected.commitment_summary(c), item)
+            if diffs:
+                result.add(_finding(current_entry, f"commitment {agency_id}/{commitment_id}", diffs,
+                                    "GET /api/v1/commitments"))
+        history = _fetch(ctx, result, base, current_entry)
+        if history is _FAILED:
+            continue
+        if history is None:
+            result.add(Finding(NAME, f"commitment {agency_id}/{commitment_id}: the API answers 404",
+                               **entry_pointer(current_entry), subject=f"GET /api/v1{base}"))
+            continue
+        diffs = expected.differences(expected.commitment_history(c), history)
+        if diffs:
+            result.add(_finding(_version_entry(c, diffs[0][0]), f"commitment {agency_id}/{commitment_id} (versions)",
+                                diffs, f"GET /api/v1{base}"))
+        for row, e in c.versions:
+            versions += 1
+            one = _fetch(ctx, result, f"{base}/versions/{row.version}", e)
+            if one is _FAILED:
+                continue
+            want = expected.commitment_version(c, row.version)
+            diffs = [("(whole)", "the version", None)] if one is None else expected.differences(want, one)
+            if diffs:
+                result.add(_finding(e, f"commitment {agency_id}/{commitment_id} version {row.version}", diffs,
+                                    f"GET /api/v1{base}/versions/{row.version}"))
+    for agency_id, commitment_id in listed:
+        result.add(Finding(NAME, f"the API lists commitment {agency_id}/{commitment_id}, which the chain does not have",
+                           subject="GET /api/v1/commitments"))
+    result.counts["commitment_versions_compared"] = versions
+
+
+def _version_entry(c: Any, field: str) -> DecodedEntry:
+    ordered = sorted(c.versions, key=lambda v: v[0].version)
+    if field.startswith("versions["):
+        index = int(field[len("versions["):].split("]")[0])
+        if index < len(ordered):
+            return ordered[index][1]  # type: ignore[no-any-return]
+    return c.current[1]  # type: ignore[no-any-return]
+
+
+def sample_cases(model: LedgerModel, limit: int) -> tuple[list[CaseRecord], bool]:
+    """Every case when there are at most `limit`, else `limit` of them chosen by hash of (agency, case id): the same
+    cases on every run over the same ledger, and no way for the operator to know in advance which without the ids."""
+    records = list(model.cases.values())
+    if len(records) <= limit:
+        return sorted(records, key=lambda r: (r.agency_id, r.case_id)), False
+
+    def rank(r: CaseRecord) -> bytes:
+        return hashlib.sha256(r.agency_id.encode() + r.case_id).digest()
+    return sorted(records, key=rank)[:limit], True
+
+
+def _case_pointer(record: CaseRecord, field: str) -> DecodedEntry:
+    if field.startswith("events["):
+        index = int(field[len("events["):].split("]")[0])
+        if index < len(record.events):
+            return record.events[index]
+    return record.events[-1]
+
+
+def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
+    """Every case state (bulk export) and the case views; a case the index changed while it was audited (a live
+    index moves on) is reported as a warning, not a finding, saying so."""
+    api, model = ctx.api, h.model
+    pending: list[tuple[tuple[str, bytes] | None, Finding]] = []
+
+    def add(record: CaseRecord | None, finding: Finding) -> None:
+        pending.append((None if record is None else (record.agency_id, record.case_id), finding))
+
+    # Every case row, from the bulk export.
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    try:
+        for row in api.lines("/export/cases.jsonl"):
+            key = (row.get("agency_id"), str(row.get("case_id", "")).lower())
+            if key in rows:
+                add(None, Finding(NAME, f"the API exports case {key[0]}/{key[1]} twice",
+                                  subject="GET /api/v1/export/cases.jsonl"))
+            rows[key] = row
+    except ApiError as exc:
+        result.add(Finding(NAME, f"the API failed to export cases: {exc}", subject="GET /api/v1/export/cases.jsonl"))
+    compared = 0
+    for record in model.cases.values():
+        want = expected.case_row(record)
+        key = (record.agency_id, hex0x(record.case_id))
+        got = rows.pop(key, None)
+        subject = f"case {record.agency_id}/{key[1]} (GET /api/v1/export/cases.jsonl)"
+        if want is None:
+            if got is not None:
+                add(record, Finding(NAME, "the API exports a state for a case that has no opening standing on chain",
+                                    **entry_pointer(record.events[-1]), subject=subject))
+            continue
+        compared += 1
+        if got is None:
+            add(record, Finding(NAME, "case missing from the API's case export", **entry_pointer(record.events[0]),
+                                subject=subject))
+            continue
+        diffs = expected.differences(want, got)
+        if diffs:
+            add(record, _finding(record.events[-1], "case state", diffs, subject))
+    for agency_id, case_id in rows:
+        try:
+            found = ctx.model.cases.get((agency_id, bytes.fromhex(case_id[2:])))
+        except ValueError:
+            found = None
+        add(found, Finding(NAME, f"the API exports case {agency_id}/{case_id}, which has no events on chain"
+                           + (" at its position" if found else ""), subject="GET /api/v1/export/cases.jsonl"))
+    result.counts["case_rows_compared"] = compared
+
+    # A sample (or all) of the cases, one by one, with every event and its proof.
+    sample, sampled = sample_cases(model, ctx.config.case_sample)
+    result.notes.append(
+        f"case views: {len(sample)} of {len(model.cases)} cases fetched one by one"
+        + (" (a deterministic sample by hash of agency and case id)" if sampled else " (all of them)")
+        + "; every case's state was compared through the bulk export"
+    )
+    for record in sample:
+        path = f"/cases/{quote(record.agency_id, safe='')}/0x{record.case_id.hex()}"
+        before = int(time.time())
+        view = _fetch(ctx, result, path, record.events[-1])
+        if view is _FAILED:
+            continue
+        after = int(time.time())
+        if view is None:
+            add(record, Finding(NAME, "the API has no such case (404), but the chain has its events",
+                                **entry_pointer(record.events[0]), subject=f"GET /api/v1{path}"))
+            continue
+        diffs = expected.differences(expected.case_view(record, model), view)
+        finality = ctx.cache.setdefault("api_finality", _Finality(ctx, h))
+        for i, (item, e) in enumerate(zip(view.get("events") or [], record.events, strict=False)):
+            if isinstance(item, dict) and not finality.ok(item, e.block_number):
+                diffs.append((f"events[{i}].final", False, True))
+        state = record.state
+        if state is not None and state.status in ("open", "on_hold"):
+            row = CaseRow(agency_id=record.agency_id, case_id=record.case_id, **state.row())
+            then, now = is_overdue_at(row, before), is_overdue_at(row, after + 1)
+            if then == now and view.get("overdue") is not then:
+                diffs.append(("overdue", then, view.get("overdue")))
+        if diffs:
+            add(record, _finding(_case_pointer(record, diffs[0][0]), "case", diffs, f"GET /api/v1{path}"))
+    result.counts["case_views_compared"] = len(sample)
+
+    touched = _touched_cases(ctx, h) if pending else set()
+    for key, finding in pending:
+        if touched is None or (key is not None and key in touched):
+            result.warn(dataclasses.replace(finding, message=finding.message + " (the index moved on during the "
+                                            "audit and this case has newer events: may follow from that)"))
+        else:
+            result.add(finding)
+
+
+def _touched_cases(ctx: AuditContext, h: Horizon) -> set[tuple[str, bytes]] | None:
+    """Cases given events after the API's position, if the index moved on during the audit (an empty set if it did
+    not; None if which cannot be told)."""
+    now = moved(ctx, h)
+    if now is None:
+        return set()
+    newer = [e for e in ctx.model.entries if e.seq >= h.count]
+    last = now.get("last_indexed_block")
+    if isinstance(last, int) and last > ctx.chain.block_number:
+        if ctx.reader is None:
+            return None
+        newer += ctx.reader.entries_between(ctx.chain.block_number + 1, last)
+    return {(code_text(e.agency_id), e.record["case_id"]) for e in newer if e.kind == EntryKind.CASE_EVENT}
+
+
+CHECK = Check(
+    NAME,
+    "API records equal on-chain data",
+    "Every entry the public API lists and exports (all fields, hashes and proofs: tx hash, block number and hash, "
+    "block time, log index, entry hash), every agency with its keys and key history, every commitment version and "
+    "retirement, every case state (bulk export) and a sample of case views with all their events equals what the "
+    "chain says; /chain's entry count and running hash are the chain's; no entry is missing, duplicated or from a "
+    "block that is not on the chain.",
+    run,
+    needs_api=True,
+)

@@ -1,0 +1,103 @@
+"""Authorisation: every entry was written by a key allowed to write it at that point of the ledger."""
+
+from __future__ import annotations
+
+from ledger.audit.chainread import GOVERNOR_ROLE
+from ledger.audit.checks import Check
+from ledger.audit.context import AuditContext
+from ledger.audit.model import CheckResult, Finding
+from ledger.audit.rebuild import GOVERNANCE_KINDS, entry_pointer
+from ledger.logs import code_text
+from ledger.records import EntryKind
+
+NAME = "authorised"
+
+
+def run(ctx: AuditContext, result: CheckResult) -> None:
+    entries = ctx.model.entries
+    # Governance: GOVERNOR_ROLE holders, from the contract's RoleGranted/RoleRevoked events, in chain order.
+    roles = sorted(
+        (r for r in ctx.chain.role_changes if r.role == GOVERNOR_ROLE), key=lambda r: (r.block_number, r.log_index)
+    )
+    governance = [e for e in entries if e.kind in GOVERNANCE_KINDS]
+    if roles:
+        holders: set[str] = set()
+        i = 0
+        for e in sorted(governance, key=lambda e: (e.block_number, e.log_index)):
+            while i < len(roles) and (roles[i].block_number, roles[i].log_index) < (e.block_number, e.log_index):
+                (holders.add if roles[i].granted else holders.discard)(roles[i].account)
+                i += 1
+            if e.actor not in holders:
+                result.add(Finding(
+                    NAME,
+                    f"{e.kind.name.lower()} by {e.actor}, which did not hold GOVERNOR_ROLE at that point",
+                    **entry_pointer(e), field="actor", actual=e.actor,
+                ))
+    elif governance:
+        result.notes.append(
+            "the contract's role grants are not in the audited block range (--from-block after deployment): "
+            "governance actors were not checked"
+        )
+
+    # Agency keys: replayed from SignerAuthorized / SignerRevoked entries, in seq order.
+    registered: set[bytes] = set()
+    key_agency: dict[str, bytes] = {}  # key -> agency it is authorised for now
+    last_change: dict[str, tuple[int, bool, bytes]] = {}  # key -> (seq, authorised, agency) of its last change
+    agency_entries = 0
+    for e in entries:
+        kind = e.kind
+        if kind == EntryKind.AGENCY_REGISTERED:
+            if e.agency_id in registered:
+                result.add(Finding(NAME, f"agency {code_text(e.agency_id)} registered twice", **entry_pointer(e)))
+            registered.add(e.agency_id)
+            continue
+        if kind in (EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED):
+            signer = e.signer or ""
+            agency = code_text(e.agency_id)
+            if kind == EntryKind.SIGNER_AUTHORIZED:
+                if e.agency_id not in registered:
+                    result.add(Finding(NAME, f"authorises {signer} for {agency}, which is not registered",
+                                       **entry_pointer(e)))
+                if signer in key_agency:
+                    result.add(Finding(
+                        NAME, f"authorises {signer}, already authorised for {code_text(key_agency[signer])}",
+                        **entry_pointer(e),
+                    ))
+                key_agency[signer] = e.agency_id
+            else:
+                if key_agency.get(signer) != e.agency_id:
+                    result.add(Finding(NAME, f"revokes {signer} for {agency}, which it was not authorised for",
+                                       **entry_pointer(e)))
+                key_agency.pop(signer, None)
+            last_change[signer] = (e.seq, kind == EntryKind.SIGNER_AUTHORIZED, e.agency_id)
+            continue
+        agency_entries += 1
+        if key_agency.get(e.actor) == e.agency_id:
+            continue
+        agency = code_text(e.agency_id)
+        change = last_change.get(e.actor)
+        if change is None:
+            why = "a key never authorised for any agency"
+        elif not change[1]:
+            why = f"a key revoked at seq {change[0]}, before this entry"
+        else:
+            why = f"a key authorised for {code_text(change[2])} (seq {change[0]}), not for {agency}"
+        result.add(Finding(
+            NAME, f"{e.kind.name.lower()} for {agency} signed by {e.actor}: {why}",
+            **entry_pointer(e), field="actor", actual=e.actor,
+        ))
+    result.counts.update(
+        entries=len(entries), governance_entries=len(governance), agency_entries=agency_entries,
+        keys=len(last_change), keys_revoked=sum(1 for _, authorised, _ in last_change.values() if not authorised),
+        role_changes=len(roles),
+    )
+
+
+CHECK = Check(
+    NAME,
+    "Every signer authorised at its block",
+    "Replaying the key history from the ledger's own SignerAuthorized/SignerRevoked entries (and GOVERNOR_ROLE "
+    "grants from the contract's RoleGranted/RoleRevoked events), every agency entry's signer was authorised for "
+    "that agency, and every governance entry's actor held GOVERNOR_ROLE, at the point the entry was written.",
+    run,
+)

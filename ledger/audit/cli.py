@@ -1,0 +1,127 @@
+"""``civic-audit``: audit a Civic Ledger from its chain (and, optionally, its public API), independently.
+
+It reads only the JSON-RPC node and the public API — never the service's database — and recomputes every figure
+from chain data. Exit code 0: every check passed; 1: findings; 2: the audit could not run (unreachable node or API,
+wrong chain, no contract at the address) or a check could not complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+# Only light imports here: the compiler is started before the rest of the auditor (web3, SQLAlchemy, …) loads.
+from ledger.audit.errors import CannotAudit
+from ledger.audit.rpc import Rpc
+from ledger.errors import LedgerError
+
+STAGES = {"logs": "reading the contract's logs (blocks)", "headers": "reading block headers",
+          "rebuild": "rebuilding state from the entries"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="civic-audit", description=__doc__.split("\n\n")[0],
+        epilog="Exit codes: 0 all checks pass, 1 findings, 2 the audit could not run.",
+    )
+    p.add_argument("--rpc-url", required=True, help="JSON-RPC URL of a node of the ledger's chain")
+    p.add_argument("--contract", required=True, help="address of the CivicLedger contract")
+    p.add_argument("--api", default=None, metavar="URL", help="base URL of the public API to cross-check")
+    p.add_argument("--batches", default=None, metavar="DIR_OR_URL",
+                   help="where batch files are published (no batches on this ledger yet: reported not applicable)")
+    p.add_argument("--chain-id", type=int, default=None, help="the chain id expected (another one: exit 2)")
+    p.add_argument("--from-block", type=int, default=None, help="first block to read logs from (default: deployment)")
+    p.add_argument("--to-block", type=int, default=None, help="audit the ledger as of this block (default: latest)")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the JSON report here")
+    p.add_argument("--html", type=Path, default=None, metavar="PATH", help="write the self-contained HTML report here")
+    p.add_argument("--case-sample", type=int, default=1000, metavar="N",
+                   help="fetch at most N cases one by one from the API (all when there are no more; default 1000)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="do not compile the sources (the contract-code check is then reported skipped)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (default 60)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _preflight(args: argparse.Namespace) -> str | None:
+    """Why the audit cannot run, found cheaply (node unreachable, wrong chain) before the compiler is started."""
+    rpc = Rpc(args.rpc_url, timeout=args.timeout)
+    try:
+        chain_id = int(rpc.call("eth_chainId", []), 16)
+    except (CannotAudit, LedgerError, ValueError, TypeError) as exc:
+        return str(exc)
+    finally:
+        rpc.close()
+    if args.chain_id is not None and chain_id != args.chain_id:
+        return (f"wrong chain: the node at {rpc.where} serves chain id {chain_id}, but the audit expects "
+                f"{args.chain_id}")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from rich.console import Console
+
+    err = Console(stderr=True, soft_wrap=True)
+    problem = _preflight(args)
+    if problem is not None:
+        err.print(f"[bold red]could not run the audit[/]: {problem}", highlight=False)
+        return 2
+    build: Any = None
+    if not args.no_compile:
+        from ledger.audit.build import BackgroundBuild
+
+        build = BackgroundBuild()
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ledger.audit.context import AuditConfig
+    from ledger.audit.report import print_summary, write_html, write_json
+    from ledger.audit.runner import run_audit
+
+    out = Console()
+    config = AuditConfig(
+        rpc_url=args.rpc_url, contract=args.contract, api_url=args.api, batches=args.batches,
+        from_block=args.from_block, to_block=args.to_block, chain_id=args.chain_id, case_sample=args.case_sample,
+        compile=not args.no_compile, timeout=args.timeout,
+    )
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True, disable=args.quiet,
+    )
+    tasks: dict[str, int] = {}
+
+    def report_progress(stage: str, done: int, total: int) -> None:
+        key = "checks" if stage.startswith("check") or stage == "done" else stage
+        if key not in tasks:
+            tasks[key] = progress.add_task(STAGES.get(key, "running the checks"), total=total)
+        description = STAGES.get(key) or (stage if stage != "done" else "checks done")
+        progress.update(tasks[key], completed=done, total=total, description=description)
+
+    try:
+        with progress:
+            report = run_audit(config, progress=report_progress, compiled=build)
+    except CannotAudit as exc:
+        err.print(f"[bold red]could not run the audit[/]: {exc}", highlight=False)
+        return 2
+    except LedgerError as exc:
+        err.print(f"[bold red]could not run the audit[/]: {exc}", highlight=False)
+        return 2
+    print_summary(report, out)
+    try:
+        if args.json is not None:
+            write_json(report, args.json)
+            out.print(f"JSON report: {args.json}")
+        if args.html is not None:
+            write_html(report, args.html)
+            out.print(f"HTML report: {args.html}")
+    except OSError as exc:
+        err.print(f"[bold red]cannot write the report[/]: {exc}")
+        return 2
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

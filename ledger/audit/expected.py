@@ -1,0 +1,238 @@
+"""What the public API should answer, built from the chain alone: each function gives the JSON the API must serve
+for an entry, agency, commitment or case, in the API's representation (``api/models.py``: bytes as ``0x`` + lowercase
+hex, codes as text, times as unix seconds, rates as 4-place decimal strings). The auditor compares the API's answers
+with these value for value. ``final`` is left out: it depends on the service's confirmation depth, and is checked
+separately."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.audit.rebuild import CaseRecord, CommitmentState, LedgerModel, hex0x
+from ledger.logs import DecodedEntry, code_text
+from ledger.metrics import rate_from_bps
+from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
+
+KIND_NAMES = {kind.value: kind.name.lower() for kind in EntryKind}
+ACTION_NAMES = {action.value: action.name.lower() for action in CaseAction}
+CHANNEL_NAMES = {channel.value: channel.name.lower() for channel in Channel}
+UNIT_NAMES = {unit.value: unit.name.lower() for unit in DeadlineUnit}
+GOVERNANCE = (EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED)
+
+
+def proof(e: DecodedEntry) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "tx_hash": hex0x(e.tx_hash),
+        "block_number": e.block_number,
+        "block_hash": hex0x(e.block_hash),
+        "block_time": e.block_time,
+        "log_index": e.log_index,
+        "entry_hash": hex0x(e.entry_hash),
+    }
+
+
+def entry(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
+    """``GET /entries`` item."""
+    return {
+        "seq": e.seq,
+        "kind": KIND_NAMES[int(e.kind)],
+        "kind_code": int(e.kind),
+        "agency_id": code_text(e.agency_id),
+        "actor": e.actor,
+        "record_hash": hex0x(e.record_hash),
+        "entry_hash": hex0x(e.entry_hash),
+        "running_hash": hex0x(model.running[e.seq]),
+        "occurred_at": None if e.kind in GOVERNANCE else e.record["occurred_at"],
+        "proof": proof(e),
+    }
+
+
+def entry_export(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
+    """``/export/entries.jsonl`` row."""
+    out = {k: v for k, v in entry(e, model).items() if k != "proof"}
+    out.update(
+        voided_by=model.voided.get(e.seq), block_number=e.block_number, block_hash=hex0x(e.block_hash),
+        block_time=e.block_time, tx_hash=hex0x(e.tx_hash), log_index=e.log_index,
+    )
+    return out
+
+
+def agency(model: LedgerModel, agency_id: str, *, detail: bool = False) -> dict[str, Any]:
+    state = model.agencies[agency_id]
+    out: dict[str, Any] = {
+        "agency_id": state.agency_id,
+        "jurisdiction": state.jurisdiction,
+        "name_zh": state.name_zh,
+        "name_en": state.name_en,
+        "signers": sorted(state.signers, key=str.lower),
+        "registration": proof(state.registration),
+    }
+    if detail:
+        out["key_history"] = [
+            {"signer": signer, "action": "authorized" if authorised else "revoked", "proof": proof(e)}
+            for e, signer, authorised in state.key_history
+        ]
+    return out
+
+
+def _version(row: Any, e: DecodedEntry, *, voided: bool) -> dict[str, Any]:
+    out = {
+        "agency_id": row.agency_id,
+        "commitment_id": row.commitment_id,
+        "version": row.version,
+        "service_code": row.service_code,
+        "name_zh": row.name_zh,
+        "name_en": row.name_en,
+        "deadline": row.deadline,
+        "deadline_unit": UNIT_NAMES.get(row.deadline_unit, str(row.deadline_unit)),
+        "target_bps": row.target_bps,
+        "target_rate": str(rate_from_bps(row.target_bps)),
+        "valid_from": row.valid_from,
+        "terms_hash": hex0x(row.terms_hash),
+        "occurred_at": row.occurred_at,
+        "proof": proof(e),
+    }
+    if voided:
+        out["voided_by"] = row.voided_by
+    return out
+
+
+def commitment_version(c: CommitmentState, version: int) -> dict[str, Any] | None:
+    """``GET /commitments/{agency}/{commitment}/versions/{version}``."""
+    for row, e in c.versions:
+        if row.version == version:
+            return _version(row, e, voided=False)
+    return None
+
+
+def _retirement(c: CommitmentState) -> dict[str, Any] | None:
+    if c.retirement is None:
+        return None
+    r = c.retirement
+    return {"reason_hash": hex0x(r.record["reason_hash"]), "occurred_at": r.record["occurred_at"], "proof": proof(r)}
+
+
+def commitment_summary(c: CommitmentState) -> dict[str, Any]:
+    """``GET /commitments`` item: the current version (the latest not voided), retirement, version count."""
+    row, e = c.current
+    return {
+        **_version(row, e, voided=True),
+        "retired": c.retirement is not None,
+        "retirement": _retirement(c),
+        "version_count": len(c.versions),
+    }
+
+
+def commitment_history(c: CommitmentState) -> dict[str, Any]:
+    """``GET /commitments/{agency}/{commitment}``."""
+    return {
+        "agency_id": c.agency_id,
+        "commitment_id": c.commitment_id,
+        "current_version": c.current[0].version,
+        "retired": c.retirement is not None,
+        "retirement": _retirement(c),
+        "versions": [_version(row, e, voided=True) for row, e in sorted(c.versions, key=lambda v: v[0].version)],
+    }
+
+
+CASE_FIELDS = (
+    "commitment_id", "commitment_version", "district", "channel", "status", "opened_seq", "opened_at", "closed_at",
+    "hold_seconds", "on_hold_since", "due_at", "fulfil_seconds", "on_time", "escalated", "invalid_transitions",
+    "last_seq",
+)
+
+
+def case_row(record: CaseRecord) -> dict[str, Any] | None:
+    """``/export/cases.jsonl`` row (None when the case has no state: no opening that stands)."""
+    if record.state is None:
+        return None
+    state = record.state._asdict()
+    return {"agency_id": record.agency_id, "case_id": hex0x(record.case_id), **{k: state[k] for k in CASE_FIELDS}}
+
+
+def case_event(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
+    r = e.record
+    opened = r["action"] == CaseAction.OPENED
+    return {
+        "seq": e.seq,
+        "action": ACTION_NAMES.get(int(r["action"]), str(r["action"])),
+        "action_code": int(r["action"]),
+        "occurred_at": r["occurred_at"],
+        "recorded_at": e.block_time,
+        "recording_latency_seconds": (e.block_time or 0) - r["occurred_at"],
+        "details_hash": hex0x(r["details_hash"]),
+        "commitment_id": code_text(r["commitment_id"]) if opened else None,
+        "district": code_text(r["district"]) if opened else None,
+        "channel": r["channel"] if opened else None,
+        "voided_by": model.voided.get(e.seq),
+        "proof": proof(e),
+    }
+
+
+def case_view(record: CaseRecord, model: LedgerModel) -> dict[str, Any]:
+    """``GET /cases/{agency}/{case}`` without ``overdue`` (taken at the moment of the request: checked apart)."""
+    out: dict[str, Any] = {
+        "agency_id": record.agency_id,
+        "case_id": hex0x(record.case_id),
+        "events": [case_event(e, model) for e in record.events],
+    }
+    state = record.state
+    if state is None:
+        out.update({name: None for name in (
+            "status", "commitment_id", "commitment_version", "district", "channel", "opened_at", "closed_at",
+            "due_at", "hold_seconds", "on_hold_since", "fulfil_seconds", "on_time", "escalated",
+            "invalid_transitions",
+        )})
+        return out
+    names = (None, None)
+    commitment = model.commitments.get((record.agency_id, state.commitment_id))
+    if commitment is not None:
+        for row, _ in commitment.versions:
+            if row.version == state.commitment_version:
+                names = (row.name_zh, row.name_en)
+    out.update(
+        status=state.status, commitment_id=state.commitment_id, commitment_version=state.commitment_version,
+        commitment_name_zh=names[0], commitment_name_en=names[1], district=state.district, channel=state.channel,
+        channel_name=CHANNEL_NAMES.get(state.channel), opened_at=state.opened_at, closed_at=state.closed_at,
+        due_at=state.due_at, hold_seconds=state.hold_seconds, on_hold_since=state.on_hold_since,
+        fulfil_seconds=state.fulfil_seconds, on_time=state.on_time, escalated=state.escalated,
+        invalid_transitions=state.invalid_transitions,
+    )
+    return out
+
+
+def differences(expected: Any, actual: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """(field path, expected, actual) for every value of `expected` that `actual` does not have equal. Keys absent
+    from `expected` are not compared; hex strings compare case-insensitively (checksummed addresses)."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [(path or "(whole)", expected, actual)]
+        out: list[tuple[str, Any, Any]] = []
+        for key, value in expected.items():
+            sub = f"{path}.{key}" if path else key
+            if key not in actual:
+                out.append((sub, value, "(missing)"))
+            else:
+                out.extend(differences(value, actual[key], sub))
+        return out
+    if isinstance(expected, list):
+        if not isinstance(actual, list):
+            return [(path, f"a list of {len(expected)}", actual)]
+        out = []
+        if len(expected) != len(actual):
+            out.append((f"{path} (length)", len(expected), len(actual)))
+        for i, (a, b) in enumerate(zip(expected, actual, strict=False)):
+            out.extend(differences(a, b, f"{path}[{i}]"))
+        return out
+    if _same(expected, actual):
+        return []
+    return [(path, expected, actual)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (a is None and b is None)
+    if isinstance(a, str) and isinstance(b, str) and a.startswith("0x") and b.startswith("0x"):
+        return a.lower() == b.lower()
+    return type(a) is type(b) and a == b if a is not None and b is not None else a is b

@@ -1,0 +1,255 @@
+"""``civic-verify-case``: verify one case from its id — every event with its proof, checked against the chain.
+
+For each event of the case it prints what was claimed and when it was recorded, the transaction, block and log that
+hold it, and the entry hash; then it checks, independently of any service: that the transaction's receipt (from the
+node) holds that very log in that block and that it decodes to the same entry hash; that the whole log folds to the
+contract's own ``runningHash()`` and ``entryCount()`` (so no event of the case is missing or altered); and that the
+case's events are valid transitions. With ``--api`` it also compares the public API's view of the case. Exit code 0:
+everything verifies; 1: something does not (or no such case); 2: could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.table import Table
+
+from ledger.audit import expected
+from ledger.audit.apiread import ApiError, PublicApi
+from ledger.audit.chainread import ChainReader, ChainSnapshot
+from ledger.audit.checks import run_check
+from ledger.audit.context import AuditConfig, AuditContext
+from ledger.audit.errors import CannotAudit
+from ledger.audit.rebuild import CaseRecord, LedgerModel, hex0x, rebuild
+from ledger.audit.rpc import Rpc, RpcError
+from ledger.cases import CaseProgress, Event
+from ledger.logs import DecodedEntry, LogDecoder, code_text
+from ledger.metrics import CaseRow, is_overdue_at
+from ledger.records import CaseAction
+from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
+
+LOCAL = timezone(timedelta(seconds=LOCAL_UTC_OFFSET_SECONDS))
+
+
+def _time(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, LOCAL).strftime("%Y-%m-%d %H:%M:%S%z")
+
+
+def _span(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    return f"{sign}{days}d {hours:02d}h{rest // 60:02d}m" if days else f"{sign}{hours}h{rest // 60:02d}m"
+
+
+def receipt_proofs(rpc: Rpc, events: list[DecodedEntry]) -> dict[int, str | None]:
+    """seq -> None when the node's receipt of the event's transaction holds the same log (same entry hash) in the
+    same block, else what is wrong."""
+    decoder = LogDecoder()
+    hashes = sorted({e.tx_hash for e in events})
+    receipts = dict(zip(hashes, rpc.batch([("eth_getTransactionReceipt", [hex0x(h)]) for h in hashes]), strict=True))
+    out: dict[int, str | None] = {}
+    for e in events:
+        receipt = receipts.get(e.tx_hash)
+        if receipt is None:
+            out[e.seq] = "the node has no receipt for the transaction"
+            continue
+        if int(receipt.get("status", "0x0"), 16) != 1:
+            out[e.seq] = "the transaction failed"
+            continue
+        if receipt.get("blockHash", "").lower() != hex0x(e.block_hash):
+            out[e.seq] = f"the receipt is in block {receipt.get('blockHash')}, not the log's"
+            continue
+        logs = [log for log in receipt.get("logs", []) if int(log["logIndex"], 16) == e.log_index]
+        decoded = decoder.decode([{**log, "blockTimestamp": None} for log in logs]) if logs else []
+        if not decoded:
+            out[e.seq] = f"the receipt has no ledger entry at log index {e.log_index}"
+        elif decoded[0].entry_hash != e.entry_hash or decoded[0].seq != e.seq:
+            out[e.seq] = "the receipt's log decodes to another entry"
+        else:
+            out[e.seq] = None
+    return out
+
+
+def _transitions(record: CaseRecord, model: LedgerModel) -> dict[int, str]:
+    """seq -> status after the event ('invalid …' for an event that is not a valid transition, 'voided by …')."""
+    progress = CaseProgress()
+    out: dict[int, str] = {}
+    for e in record.events:
+        if e.seq in model.voided:
+            out[e.seq] = f"voided by seq {model.voided[e.seq]}"
+            continue
+        r = e.record
+        action = int(r["action"])
+        event = (
+            Event(e.seq, action, r["occurred_at"], code_text(r["commitment_id"]), code_text(r["district"]),
+                  r["channel"])
+            if action == CaseAction.OPENED else Event(e.seq, action, r["occurred_at"])
+        )
+        before = progress.status if progress.opened else "(not opened)"
+        out[e.seq] = progress.status if progress.apply(event) else f"INVALID from {before}"
+    return out
+
+
+def verify(
+    rpc_url: str, contract: str, case_id: bytes, *, agency: str | None = None, api: PublicApi | None = None,
+    chain_id: int | None = None,
+) -> dict[str, Any]:
+    """Everything the command prints, as data; `ok` says whether it all verified."""
+    rpc = Rpc(rpc_url)
+    try:
+        reader = ChainReader(rpc, contract, expected_chain_id=chain_id)
+        chain: ChainSnapshot = reader.read()
+        model = rebuild(chain.entries)
+        log = run_check("log_complete", AuditContext(
+            config=AuditConfig(rpc_url=rpc_url, contract=contract), chain=chain, model=model, reader=reader,
+        ))
+        records = [r for (a, c), r in sorted(model.cases.items()) if c == case_id and (agency is None or a == agency)]
+        cases = []
+        ok = bool(records) and log.status.value == "pass"
+        for record in records:
+            proofs = receipt_proofs(rpc, record.events)
+            after = _transitions(record, model)
+            state = record.state
+            overdue = None
+            if state is not None:
+                row = CaseRow(agency_id=record.agency_id, case_id=record.case_id, **state.row())
+                overdue = is_overdue_at(row, chain.block_time) if state.status in ("open", "on_hold") else False
+            api_diffs: list[tuple[str, Any, Any]] | None = None
+            if api is not None:
+                path = f"/cases/{quote(record.agency_id, safe='')}/{hex0x(record.case_id)}"
+                try:
+                    view = api.get_or_none(path)
+                except ApiError as exc:
+                    api_diffs = [("(request)", "an answer", str(exc))]
+                else:
+                    api_diffs = (
+                        [("(whole)", "the case", "404 not found")] if view is None
+                        else expected.differences(expected.case_view(record, model), view)
+                    )
+            events = []
+            for e in record.events:
+                item = expected.case_event(e, model)
+                item.update(
+                    status_after=after[e.seq], record_hash=hex0x(e.record_hash),
+                    running_hash=hex0x(model.running.get(e.seq)), actor=e.actor,
+                    proof_verified=proofs[e.seq] is None, proof_problem=proofs[e.seq],
+                )
+                events.append(item)
+            problems = [f"seq {s}: {p}" for s, p in proofs.items() if p is not None]
+            problems += [f"seq {e.seq}: not a valid transition ({after[e.seq]})" for e, _ in record.invalid]
+            if api_diffs:
+                problems += [f"the API's view differs: {f}: API {a!r}, chain {w!r}" for f, w, a in api_diffs[:10]]
+            ok = ok and not problems
+            cases.append({
+                "agency_id": record.agency_id, "case_id": hex0x(record.case_id),
+                "state": None if state is None else {**state._asdict(), "overdue_at_audited_block": overdue},
+                "events": events, "problems": problems,
+            })
+        return {
+            "ok": ok, "case_id": hex0x(case_id), "agency_id": agency, "chain_id": chain.chain_id,
+            "contract": chain.address, "block_number": chain.block_number, "block_time": chain.block_time,
+            "entry_count": chain.contract_count, "running_hash": hex0x(chain.contract_head),
+            "log_complete": log.status.value == "pass",
+            "log_findings": [f.message for f in log.findings[:10]], "cases": cases,
+        }
+    finally:
+        rpc.close()
+
+
+def _print(result: dict[str, Any], console: Console) -> None:
+    tick = {True: "[green]✓[/]", False: "[red]✗[/]"}
+    console.print(
+        f"[bold]Case {result['case_id']}[/] on chain {result['chain_id']}, contract {result['contract']}, "
+        f"as of block {result['block_number']} ({_time(result['block_time'])})"
+    )
+    console.print(
+        f"{tick[result['log_complete']]} the log folds to the contract's runningHash() {result['running_hash']} over "
+        f"{result['entry_count']:,} entries: no entry is missing or altered"
+    )
+    for message in result["log_findings"]:
+        console.print(f"  [red]{message}[/]")
+    if not result["cases"]:
+        console.print(f"[red]no case {result['case_id']} on this ledger[/]"
+                      + (f" for agency {result['agency_id']}" if result["agency_id"] else ""))
+    for case in result["cases"]:
+        table = Table(title=f"{case['agency_id']} / {case['case_id']}", title_justify="left")
+        for column in ("seq", "action", "claimed", "recorded", "latency", "status after", "proof"):
+            table.add_column(column)
+        for ev in case["events"]:
+            table.add_row(
+                str(ev["seq"]), ev["action"], _time(ev["occurred_at"]), _time(ev["recorded_at"]),
+                _span(ev["recording_latency_seconds"]), ev["status_after"],
+                tick[ev["proof_verified"]] if ev["proof_verified"] else f"✗ {ev['proof_problem']}",
+            )
+        console.print(table)
+        for ev in case["events"]:
+            p = ev["proof"]
+            console.print(
+                f"  seq {ev['seq']}: tx {p['tx_hash']} · block {p['block_number']} {p['block_hash']} · log "
+                f"{p['log_index']} · entry hash {p['entry_hash']} · record hash {ev['record_hash']} · signed by "
+                f"{ev['actor']}", highlight=False,
+            )
+        state = case["state"]
+        if state is None:
+            console.print("  [yellow]no state: the case has no opening that stands[/]")
+        else:
+            console.print(
+                f"  status [bold]{state['status']}[/] · commitment {state['commitment_id']} v"
+                f"{state['commitment_version']} · opened {_time(state['opened_at'])} · due {_time(state['due_at'])} · "
+                f"closed {_time(state['closed_at'])} · on hold {_span(state['hold_seconds'])} · on time "
+                f"{state['on_time']} · overdue {state['overdue_at_audited_block']} · invalid transitions "
+                f"{state['invalid_transitions']}", highlight=False,
+            )
+        for problem in case["problems"]:
+            console.print(f"  [red]✗ {problem}[/]", highlight=False)
+    console.print("[bold green]VERIFIED[/]" if result["ok"] else "[bold red]NOT VERIFIED[/]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="civic-verify-case", description=__doc__.split("\n\n")[0])
+    p.add_argument("case_id", help="the case id from the receipt: 0x + 64 hex digits")
+    p.add_argument("--rpc-url", required=True, help="JSON-RPC URL of a node of the ledger's chain")
+    p.add_argument("--contract", required=True, help="address of the CivicLedger contract")
+    p.add_argument("--agency", default=None, help="the agency the case belongs to (default: any that has the id)")
+    p.add_argument("--api", default=None, metavar="URL", help="also compare the public API's view of the case")
+    p.add_argument("--chain-id", type=int, default=None, help="the chain id expected (another one: exit 2)")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
+    args = p.parse_args(argv)
+    err = Console(stderr=True, soft_wrap=True)
+    text = args.case_id[2:] if args.case_id.lower().startswith("0x") else args.case_id
+    try:
+        case_id = bytes.fromhex(text)
+        if len(case_id) != 32:
+            raise ValueError
+    except ValueError:
+        err.print(f"[red]{args.case_id!r} is not a case id (0x + 64 hex digits)[/]")
+        return 2
+    api = PublicApi(args.api) if args.api else None
+    try:
+        result = verify(args.rpc_url, args.contract, case_id, agency=args.agency, api=api, chain_id=args.chain_id)
+    except (CannotAudit, RpcError) as exc:
+        err.print(f"[bold red]could not verify[/]: {exc}", highlight=False)
+        return 2
+    finally:
+        if api is not None:
+            api.close()
+    _print(result, Console())
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

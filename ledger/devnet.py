@@ -1,0 +1,263 @@
+"""The local development network: an anvil chain kept under a data directory, the ledger deployed once, the demo
+city loaded once. ``make run`` runs this; it is idempotent, so a restart resumes where the last run stopped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ledger import demo
+from ledger.chain import Chain, Ledger
+from ledger.errors import ChainMismatch, LedgerError
+from ledger.indexer import Indexer
+from ledger.node import AnvilNode
+from ledger.store.db import default_url, open_store
+
+DEFAULT_DATA_DIR = Path(os.environ.get("CIVIC_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+CHAIN_ID = 31337
+
+#: blocks before an entry counts as final in the local index (a local anvil does not reorganise on its own)
+CONFIRMATIONS = 2
+DEMO_DAYS = 90
+DEMO_SEED = 20261121
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    address: str
+    block: int
+    governance: str
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment | None:
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2) + "\n")
+        tmp.replace(path)  # atomic: a crash never leaves half a file
+
+
+class KeyStore:
+    """Encrypted keystore files (eth-account, scrypt) under data/keys; the password file is readable by the owner only.
+    Keys are never printed or logged: only addresses are."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        password_file = directory / ".password"
+        if not password_file.exists():
+            password_file.write_text(secrets.token_urlsafe(32))
+            password_file.chmod(0o600)
+        self._password = password_file.read_text()
+        self._loaded: dict[str, LocalAccount] = {}
+
+    def get_or_create(self, name: str) -> LocalAccount:
+        if name in self._loaded:  # scrypt makes each decryption cost about a second
+            return self._loaded[name]
+        path = self.directory / f"{name}.json"
+        if path.exists():
+            account: LocalAccount = Account.from_key(Account.decrypt(json.loads(path.read_text()), self._password))
+            self._loaded[name] = account
+            return account
+        account = Account.create()
+        self._loaded[name] = account
+        tmp = path.with_suffix(".tmp")
+        # scrypt n = 2^15 (geth's "light" setting is 2^12, its default 2^18): seconds matter at every start of the
+        # demo, which decrypts seven keys, and these keys guard nothing of value.
+        tmp.write_text(json.dumps(Account.encrypt(account.key, self._password, iterations=2**15)))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return account
+
+
+def ensure_ledger(chain: Chain, data_dir: Path, keys: KeyStore) -> tuple[Ledger, Deployment]:
+    """Deploy once; on later runs check the recorded deployment is still there."""
+    record_path = data_dir / "deployment.json"
+    deployment = Deployment.load(record_path)
+    governance = keys.get_or_create("governance")
+    if deployment is not None:
+        if deployment.chain_id != chain.chain_id:
+            raise ChainMismatch(
+                f"{record_path} is for chain {deployment.chain_id}, the node serves {chain.chain_id}"
+            )
+        try:
+            return Ledger(chain, deployment.address), deployment
+        except ChainMismatch as exc:
+            raise ChainMismatch(
+                f"{exc}. The chain state in {data_dir} was lost or belongs to another build; "
+                f"move {data_dir} aside to start a fresh chain"
+            ) from exc
+    if chain.w3.eth.get_balance(governance.address) == 0:
+        chain.fund(governance.address)
+    ledger = Ledger.deploy(chain, governance)
+    deployment = Deployment(
+        chain_id=chain.chain_id,
+        address=ledger.address,
+        block=int(chain.w3.eth.block_number),
+        governance=governance.address,
+    )
+    deployment.save(record_path)
+    return ledger, deployment
+
+
+def load_demo_city(chain: Chain, ledger: Ledger, data_dir: Path, keys: KeyStore, *, quiet: bool = False) -> int:
+    """Load the demo city once (resuming an interrupted load); the city is fixed by data/demo.json."""
+    spec_path = data_dir / "demo.json"
+    spec = json.loads(spec_path.read_text())
+    city = demo.generate_city(end=spec["end"], days=spec["days"], cases=spec["cases"], seed=spec["seed"])
+    expected = demo.setup_entries(city) + city.case_events
+    if ledger.entry_count() >= expected:
+        return 0
+    governance = keys.get_or_create("governance")
+    signers = {}
+    for agency in demo.AGENCIES:
+        signer = keys.get_or_create(f"agency-{agency.agency_id}")
+        if chain.w3.eth.get_balance(signer.address) < 10**18:
+            chain.fund(signer.address)
+        signers[agency.agency_id] = signer
+    with Progress(
+        TextColumn("loading the demo city"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        disable=quiet, transient=True,
+    ) as bar:
+        task = bar.add_task("load", total=expected)
+        return demo.load_city(
+            chain, ledger, governance, signers, city, progress=lambda done, total: bar.update(task, completed=done)
+        )
+
+
+def _follow(indexer: Indexer, stop: threading.Event) -> None:
+    """Keep the index up with the chain; a failure is reported, never silent, and retried."""
+    while not stop.is_set():
+        try:
+            indexer.run(poll_interval=1.0, stop_event=stop)
+        except LedgerError as exc:
+            print(f"indexer: {exc}; retrying in 5 s", file=sys.stderr)
+            stop.wait(5)
+
+
+def _serve(args: argparse.Namespace, node: AnvilNode, ledger: Ledger, chain: Chain, data_dir: Path) -> int:
+    """Serve the API and the page on loopback until Ctrl-C (uvicorn handles the signal)."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    settings = ApiSettings(
+        store_url=default_url(data_dir), rpc_url=node.url, contract_address=ledger.address,
+        chain_id=chain.chain_id, data_dir=data_dir,
+    )
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=args.api_port, log_level="warning")
+    server = uvicorn.Server(config)
+    print(f"  web page          http://127.0.0.1:{args.api_port}/")
+    print(f"  public API        http://127.0.0.1:{args.api_port}/api/v1/chain (docs: /docs)")
+    print(f"  Open311           http://127.0.0.1:{args.api_port}/open311/v2/services.json")
+    print("Press Ctrl-C to stop; the chain is saved and resumes on the next run.")
+    sys.stdout.flush()
+    server.run()
+    if not node.running:
+        print(f"error: the local chain stopped unexpectedly; see {data_dir / 'anvil.log'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("CIVIC_CHAIN_PORT", "8545")))
+    parser.add_argument("--demo-cases", type=int, default=20_000, help="cases in the demo city (0: no demo data)")
+    parser.add_argument("--api-port", type=int, default=int(os.environ.get("CIVIC_API_PORT", "8000")))
+    parser.add_argument("--once", action="store_true", help="set up, print, stop the chain and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    state_path = data_dir / "chain" / "anvil-state.json"
+    extra_args: list[str] = []
+    if not state_path.exists() and not (data_dir / "deployment.json").exists():
+        # A new chain starts 92 days back, so the demo city's 90 days of history get block times that move like
+        # real ones (the loader advances the clock as it records); afterwards the chain runs on the real clock.
+        now = int(time.time())
+        if args.demo_cases > 0:
+            spec = {"end": now, "days": DEMO_DAYS, "cases": args.demo_cases, "seed": DEMO_SEED}
+            (data_dir / "demo.json").write_text(json.dumps(spec) + "\n")
+        extra_args = ["--timestamp", str(now - (DEMO_DAYS + 2) * demo.DAY)]
+    node = AnvilNode(
+        port=args.port, state_path=state_path, chain_id=CHAIN_ID, log_path=data_dir / "anvil.log",
+        extra_args=extra_args,
+    )
+    try:
+        node.start()
+    except LedgerError as exc:
+        print(f"error: could not start the local chain on 127.0.0.1:{args.port}: {exc} "
+              f"(is something else using the port? set CIVIC_CHAIN_PORT)", file=sys.stderr)
+        return 2
+    def _terminate(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: through the finally below, which saves the chain
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        chain = Chain.connect(node.url, expected_chain_id=CHAIN_ID)
+        keys = KeyStore(data_dir / "keys")
+        ledger, deployment = ensure_ledger(chain, data_dir, keys)
+        if (data_dir / "demo.json").exists():
+            load_demo_city(chain, ledger, data_dir, keys, quiet=args.quiet)
+        # The write API relays agencies' signed records from this key; on the local chain it is funded here.
+        relayer = keys.get_or_create("relayer")
+        if chain.w3.eth.get_balance(relayer.address) < 10**18:
+            chain.fund(relayer.address)
+        store = open_store(default_url(data_dir))
+        indexer = Indexer(chain, ledger.address, store, confirmations=CONFIRMATIONS, deploy_block=deployment.block)
+        report = indexer.sync()
+        print("Civic Ledger is up")
+        print(f"  chain URL         {node.url}")
+        print(f"  chain id          {chain.chain_id}")
+        print(f"  contract address  {ledger.address} (deployed in block {deployment.block})")
+        print(f"  governance        {deployment.governance}")
+        print(f"  entries           {ledger.entry_count()}, running hash 0x{ledger.running_hash().hex()}")
+        print(f"  index             {store.url} ({report.entries} entries indexed now)")
+        print(f"  data directory    {data_dir}")
+        sys.stdout.flush()
+        if args.once:
+            store.close()
+            return 0
+        stop_indexing = threading.Event()
+        follower = threading.Thread(
+            target=_follow, args=(indexer, stop_indexing), name="indexer", daemon=True
+        )
+        follower.start()
+        try:
+            return _serve(args, node, ledger, chain, data_dir)
+        finally:
+            stop_indexing.set()
+            follower.join(timeout=10)
+            store.close()
+    except LedgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopping; the chain is saved", file=sys.stderr)
+        return 0
+    finally:
+        node.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

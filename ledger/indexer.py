@@ -1,0 +1,1292 @@
+"""The indexer: follows the ledger's events into the SQL store, resumably, and survives reorganisations.
+
+How a sync goes
+    From the block after ``sync_state.last_block`` up to the head, in block ranges sized to about
+    ``target_logs`` logs (never more than ``max_block_range`` blocks; halved and retried when the node says a range
+    or response is too large), each range is: raw ``eth_getLogs`` (no web3 formatters), decoded by
+    :mod:`ledger.logs`; block headers where needed; then the contract's own ``entryCount()`` and ``runningHash()``
+    at the range's last block, **by block hash**, must equal the count and running hash folded over the store's
+    entries plus the new ones, or the range is refused (:class:`~ledger.errors.IndexIntegrityError`). (A node that
+    keeps no state that old — a pruned node — cannot answer; those ranges are checked at the first later block that
+    has state, which covers them because the running hash is cumulative.) Everything a range changes — entries,
+    per-kind rows, corrections, case states, block hashes and ``sync_state`` — is written in ONE transaction: a
+    crash leaves the store at the end of the last range, and the next sync resumes there. The next range's logs are
+    fetched in a background thread while a range is checked and written.
+
+Finality and reorganisations
+    ``blocks`` keeps the hashes of the last ``keep_blocks`` indexed blocks. Every sync first compares the stored hash
+    of the last indexed block with the node's; on a difference it finds the first orphaned block. Blocks newer than
+    ``head - confirmations`` are indexed at once but are not final: :meth:`Indexer.finalized_block` says up to
+    where data is final, and never decreases. If the first orphaned block is above it, everything from that block on
+    is rolled back (entries, per-kind rows, voids by rolled-back corrections, retirements, case states re-folded,
+    due times recomputed) and indexed again from the new chain. If it is at or below it, a block already reported
+    final has changed: indexing halts (``sync_state.halted_reason``, a CRITICAL log line, the optional ``alert``
+    callback) and raises :class:`~ledger.errors.ReorgTooDeep` until an operator calls :meth:`Indexer.clear_halt`.
+
+Derived rows (a pure function of the entries; dropping the store and re-syncing gives the same rows)
+    * Corrections (the rule is ``ledger.cases.voided_entries``): a correction is ``applied`` when its target
+      belongs to the same agency and is not voided already; it then sets the target's ``entries.voided_by``.
+      Voiding is final: a correction that voids another correction does not restore that one's target (record the
+      entry again instead). Voiding a case event re-folds its case. Voiding a commitment version, retirement or
+      holiday calendar marks the entry only: the contract still counts that version, retirement or calendar, so
+      deadlines follow the contract's view.
+    * Cases: ``ledger.cases`` folds each case's non-voided events. A case that gets new events continues from its
+      stored row (the same result as re-folding, see ``CaseProgress``), kept in a bounded in-memory cache of
+      recently written rows so that most cases need no read; corrections, reorgs and cases without an Opened are
+      re-folded from all their events. A case with no non-voided Opened has no row.
+    * A new holiday calendar version recomputes ``due_at`` and ``on_time`` of the working-day cases of that
+      jurisdiction that the year can affect.
+
+Node access
+    Reads are JSON-RPC over HTTP (requests, keep-alive, batches), with timeouts; timeouts, connection errors, HTTP
+    5xx and 429 (``Retry-After`` honoured) and rate-limit errors are retried with exponential backoff and jitter.
+    The embedded eth-tester chain has no raw JSON-RPC, so it is not supported: index an anvil (or any node).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from eth_utils import to_checksum_address
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import OperationalError
+
+from ledger.cases import CASE_STATE_FIELDS, FULFILLED, CaseProgress, CaseState, CommitmentVersion, Event, due_time
+from ledger.chain import Chain, Ledger
+from ledger.errors import ChainMismatch, IndexIntegrityError, LedgerError, NodeUnavailable, ReorgTooDeep
+from ledger.logs import DecodedEntry, LogDecoder, code_text, display_text, fold, keccak
+from ledger.records import ZERO_HEAD, CaseAction, DeadlineUnit, EntryKind
+from ledger.store.db import Store
+from ledger.store.schema import (
+    agencies,
+    blocks,
+    case_events,
+    cases,
+    commitment_retirements,
+    commitments,
+    corrections,
+    entries,
+    holiday_calendars,
+    signer_changes,
+    sync_state,
+)
+from ledger.workdays import YearCalendar, local_day_start, year_days
+
+log = logging.getLogger(__name__)
+
+_SELECTOR_ENTRY_COUNT = "0x" + keccak(b"entryCount()")[:4].hex()
+_SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()
+#: rows per statement when selecting by a list of keys (well under SQLite's and PostgreSQL's parameter limits)
+_CHUNK = 400
+_GOVERNANCE_KINDS = {EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED}
+
+# ---------------------------------------------------------------------------------------------------- JSON-RPC
+
+
+class RpcError(LedgerError):
+    """A JSON-RPC error answer (not a transport failure)."""
+
+    def __init__(self, method: str, code: int | None, message: str, data: Any = None) -> None:
+        self.method, self.code, self.message, self.data = method, code, message, data
+        super().__init__(f"{method}: JSON-RPC error {code}: {message}")
+
+
+class RangeTooLarge(RpcError):
+    """The node refused a log query as too large (too many blocks, results or bytes)."""
+
+
+# Providers word this differently: "query returned more than 10000 results" (Infura, Alchemy, geth), "block range
+# is too large", "exceed maximum block range", "response size exceeded", "log response size exceeded", …
+_TOO_LARGE = re.compile(
+    r"more than \d+ results|too many (logs|results|blocks)|(block )?range (is )?too (large|wide|big)|"
+    r"exceed\w* (the )?(max\w* )?(block )?range|response (size|is too)|too large|size (limit )?exceeded|"
+    r"limit exceeded.*(logs|results)",
+    re.IGNORECASE,
+)
+_RATE_LIMITED = re.compile(r"rate.?limit|too many requests|capacity|try again|request limit", re.IGNORECASE)
+
+
+class JsonRpc:
+    """Minimal JSON-RPC client for reads: batches, timeouts, and retries with backoff on transient failures."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 8,
+        backoff: float = 0.25,
+        max_backoff: float = 20.0,
+        headers: dict[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.sleep = sleep
+        self.session = requests.Session()
+        self.session.headers.update({"Content-Type": "application/json", **(headers or {})})
+        self.retries = 0  # transient failures seen (for reports and tests)
+        self._ids = iter(range(1, 2**62))
+
+    @classmethod
+    def for_chain(cls, chain: Chain, **kwargs: Any) -> JsonRpc:
+        provider = chain.w3.provider
+        url = getattr(provider, "endpoint_uri", None)
+        if not url or not str(url).startswith(("http://", "https://")):
+            raise NodeUnavailable(
+                "the indexer reads raw JSON-RPC over HTTP; this chain has none (the embedded eth-tester chain is not "
+                "supported: run anvil)"
+            )
+        headers = {}
+        get_kwargs = getattr(provider, "get_request_kwargs", None)
+        if callable(get_kwargs):
+            headers = dict(get_kwargs().get("headers") or {})
+        headers.pop("Content-Type", None)
+        return cls(str(url), headers=headers, **kwargs)
+
+    def clone(self) -> JsonRpc:
+        """Another client to the same node with the same settings and a session of its own (for another thread)."""
+        other = JsonRpc(self.url, timeout=self.timeout, max_retries=self.max_retries, backoff=self.backoff,
+                        max_backoff=self.max_backoff, sleep=self.sleep)
+        other.session.headers.update(self.session.headers)
+        return other
+
+    @property
+    def where(self) -> str:
+        """The endpoint without path, query or credentials (API keys often sit in the path): safe to log."""
+        match = re.match(r"^(https?://)(?:[^@/]*@)?([^/?#]+)", self.url)
+        return match.group(1) + match.group(2) if match else "the node"
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        answer = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}, method)
+        return _result(method, answer)
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Results in order; a call answered with an error raises it (the whole batch is one read)."""
+        if not calls:
+            return []
+        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        answers = self._post(payload, calls[0][0] + ("" if len(calls) == 1 else f" (+{len(calls) - 1})"))
+        if not isinstance(answers, list):  # some nodes answer a failed batch with one error object
+            raise RpcError(calls[0][0], *_error_fields(answers))
+        by_id = {a.get("id"): a for a in answers}
+        return [_result(m, by_id.get(i, {})) for i, (m, _) in enumerate(calls)]
+
+    def _post(self, payload: Any, what: str) -> Any:
+        attempt = 0
+        while True:
+            delay: float | None = None
+            try:
+                response = self.session.post(self.url, data=json.dumps(payload), timeout=self.timeout)
+                code = response.status_code
+                if code == 429 or code >= 500:
+                    retry_after = response.headers.get("Retry-After", "")
+                    # Honour the node's Retry-After, within reason.
+                    delay = min(float(retry_after), 60.0) if retry_after.replace(".", "", 1).isdigit() else None
+                    problem = f"HTTP {code}"
+                else:
+                    try:
+                        answer = response.json()
+                    except ValueError:
+                        answer = None
+                    if code == 413 and what.startswith("eth_getLogs"):
+                        raise RangeTooLarge(what, 413, "HTTP 413: request or response too large")
+                    if code >= 400 and _single_error(answer) is None:
+                        # Some nodes send JSON-RPC errors with a 4xx status: those are answered below; the rest
+                        # (wrong URL, no access) retrying will not fix.
+                        raise NodeUnavailable(f"{what}: {self.where} answered HTTP {code}")
+                    if answer is None:
+                        problem = "an answer that is not JSON"
+                    else:
+                        error = _single_error(answer)
+                        if error is None or not _RATE_LIMITED.search(str(error.get("message", ""))):
+                            return answer
+                        problem = f"rate limited ({error.get('code')})"
+            except requests.Timeout:
+                problem = f"no answer within {self.timeout:g} s"
+            except requests.ConnectionError:
+                problem = "connection failed"
+            attempt += 1
+            self.retries += 1
+            if attempt > self.max_retries:
+                raise NodeUnavailable(f"{what}: {self.where} failed {attempt} times, last with {problem}")
+            if delay is None:
+                # Exponential backoff with full jitter: many clients retrying never synchronise into bursts.
+                delay = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+            log.warning("%s: %s; retry %d of %d in %.2f s", what, problem, attempt, self.max_retries, delay)
+            self.sleep(delay)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _error_fields(answer: Any) -> tuple[int | None, str, Any]:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if not isinstance(error, dict):
+        return None, f"malformed answer {str(answer)[:200]!r}", None
+    return error.get("code"), str(error.get("message", "")), error.get("data")
+
+
+def _single_error(answer: Any) -> dict[str, Any] | None:
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        return answer["error"]  # type: ignore[no-any-return]
+    return None
+
+
+def _result(method: str, answer: Any) -> Any:
+    if isinstance(answer, dict) and "result" in answer and "error" not in answer:
+        return answer["result"]
+    code, message, data = _error_fields(answer)
+    if method == "eth_getLogs" and _TOO_LARGE.search(message):
+        raise RangeTooLarge(method, code, message, data)
+    raise RpcError(method, code, message, data)
+
+
+# -------------------------------------------------------------------------------------------------- reports
+
+
+@dataclass
+class SyncReport:
+    """What one :meth:`Indexer.sync` did."""
+
+    from_block: int
+    to_block: int
+    head: int
+    finalized_block: int
+    entries: int = 0
+    ranges: int = 0
+    #: blocks rolled back because of reorganisations, and how many reorganisations
+    rolled_back_blocks: int = 0
+    reorgs: int = 0
+    #: log queries the node refused as too large (each was split)
+    splits: int = 0
+    entry_count: int = 0
+    running_hash: bytes = ZERO_HEAD
+    seconds: float = 0.0
+
+    @property
+    def entries_per_s(self) -> float:
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+
+_UNKNOWN: Any = object()  # not in the case cache
+_ORPHAN: Any = object()  # cached: the case has events but no row (no non-voided Opened)
+
+
+class _StateMoved(Exception):
+    """Another indexer wrote to this store since this one read its state: re-read and go on from there."""
+
+
+class _ReorgDetected(Exception):
+    """A block the current range depends on changed while it was read: check for a reorganisation and retry."""
+
+
+@dataclass
+class _Caches:
+    """Small, slowly changing facts every range needs, mirrored from the store (reloaded after a rollback)."""
+
+    jurisdiction: dict[str, str] = field(default_factory=dict)  # agency → jurisdiction
+    versions: dict[tuple[str, str], list[CommitmentVersion]] = field(default_factory=dict)  # by seq
+    calendars: dict[str, dict[int, YearCalendar]] = field(default_factory=dict)  # jurisdiction → year → latest
+    calendar_versions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def calendars_of(self, agency: str) -> dict[int, YearCalendar]:
+        return self.calendars.get(self.jurisdiction.get(agency, ""), {})
+
+
+ENTRY_COLUMNS = (
+    "seq", "kind", "agency_id", "actor", "record_hash", "entry_hash", "running_hash", "block_number", "block_hash",
+    "block_time", "tx_hash", "log_index", "occurred_at", "voided_by",
+)
+EVENT_COLUMNS = (
+    "seq", "agency_id", "case_id", "action", "occurred_at", "block_time", "details_hash", "commitment_id", "district",
+    "channel",
+)
+CASE_COLUMNS = ("agency_id", "case_id", *CASE_STATE_FIELDS)
+
+
+class _Statements:
+    """The hot path's SQL, as plain DBAPI statements: executemany with tuples skips SQLAlchemy's per-row parameter
+    processing, which otherwise costs more than everything else per entry."""
+
+    def __init__(self, dialect: Any) -> None:
+        ph = "?" if dialect.paramstyle == "qmark" else "%s"
+        q = dialect.identifier_preparer.quote
+
+        def insert_sql(table: Any, columns: Sequence[str]) -> str:
+            if set(columns) != set(table.columns.keys()):
+                raise RuntimeError(f"{table.name}: the indexer's columns do not match the schema")
+            return (
+                f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in columns)}) "
+                f"VALUES ({', '.join([ph] * len(columns))})"
+            )
+
+        self.insert_entries = insert_sql(entries, ENTRY_COLUMNS)
+        self.insert_case_events = insert_sql(case_events, EVENT_COLUMNS)
+        self.insert_cases = insert_sql(cases, CASE_COLUMNS)
+        self.postgresql = dialect.name == "postgresql"
+        events_before = (
+            f"SELECT DISTINCT {q('case_id')} FROM {q(case_events.name)} WHERE {q('agency_id')} = {ph} AND "
+            f"{q('case_id')} {{}} AND {q('seq')} < {ph}"
+        )
+        self.events_before_any = events_before.format(f"= ANY({ph})")  # PostgreSQL: one array parameter
+        self.events_before_in = events_before.format("IN ({})")
+        self.update_cases = (
+            f"UPDATE {q(cases.name)} SET {', '.join(f'{q(c)} = {ph}' for c in CASE_STATE_FIELDS)} "
+            f"WHERE {q('agency_id')} = {ph} AND {q('case_id')} = {ph}"
+        )
+
+
+# -------------------------------------------------------------------------------------------------- indexer
+
+
+class Indexer:
+    """Indexes one deployed ledger into one store (one ledger per store). Two indexers on the same store (say the
+    service's and an operator's ``sync``) are safe: their writes take turns and each notices the other's."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        contract_address: str,
+        store: Store,
+        *,
+        confirmations: int = 12,
+        max_block_range: int = 2000,
+        deploy_block: int | None = None,
+        target_logs: int = 10_000,
+        keep_blocks: int | None = None,
+        request_timeout: float = 30.0,
+        max_retries: int = 8,
+        backoff: float = 0.25,
+        check_code: bool = True,
+        alert: Callable[[str], None] | None = None,
+        rpc: JsonRpc | None = None,
+        case_cache_size: int = 200_000,
+    ) -> None:
+        if confirmations < 0 or max_block_range < 1 or target_logs < 1:
+            raise ValueError("confirmations must be >= 0, max_block_range and target_logs >= 1")
+        self.chain = chain
+        self.address = to_checksum_address(contract_address)
+        self.store = store
+        self.confirmations = confirmations
+        self.max_block_range = max_block_range
+        self.target_logs = target_logs
+        #: block hashes kept for reorg detection: more than the confirmation depth, so a reorg that reaches a final
+        #: block is always seen as one
+        self.keep_blocks = max(keep_blocks or confirmations + 64, confirmations + 2)
+        self.alert = alert
+        self.rpc = rpc or JsonRpc.for_chain(chain, timeout=request_timeout, max_retries=max_retries, backoff=backoff)
+        # The log prefetching thread has a session of its own (requests sessions are not thread-safe).
+        self._prefetch_rpc = self.rpc.clone()
+        if check_code:
+            Ledger(chain, self.address)  # refuses an address without this package's contract code
+        self._deploy_block = deploy_block
+        self._decoder = LogDecoder()
+        self._sql = _Statements(store.engine.dialect)
+        self._range = min(max_block_range, 10)  # grows with sparse logs (at most twofold a range), shrinks with dense
+        self._range_ceiling = max_block_range  # lowered when the node refuses a range as too large
+        self._caches: _Caches | None = None
+        #: case rows as stored (or _ORPHAN), most recently written last: new events of a recent case need no read
+        self._case_cache: dict[tuple[str, bytes], Any] = {}
+        self.case_cache_size = case_cache_size
+        self._call_by_hash = True  # EIP-1898 block-hash calls; dropped for nodes that refuse them
+        self._unverified = False  # ranges committed without the contract's check (no state on the node there)
+        #: (last_block, entry_count, running_hash) as this indexer last wrote them; None when unknown
+        self._written: tuple[int, int, bytes] | None = None
+
+    # -- public
+
+    def finalized_block(self) -> int:
+        """Highest block whose indexed data is final (-1 before any): the API shows data above it as unconfirmed."""
+        state = self._read_state()
+        return -1 if state is None else int(state["finalized_block"])
+
+    def last_block(self) -> int:
+        """Highest block whose events are all in the store (-1 before any)."""
+        state = self._read_state()
+        return -1 if state is None else int(state["last_block"])
+
+    def halted_reason(self) -> str | None:
+        state = self._read_state()
+        return None if state is None else state["halted_reason"]
+
+    def clear_halt(self) -> None:
+        """Operator action after :class:`ReorgTooDeep`: accept the new chain. The next sync rolls back to the fork
+        (from the deployment block when the fork is older than the kept block hashes) and indexes the new chain."""
+        with self.store.begin() as conn:
+            conn.execute(
+                update(sync_state)
+                .where(sync_state.c.contract_address == self.address)
+                .values(halted_reason=None, finalized_block=-1)
+            )
+        log.warning("halt cleared by the operator for %s: the next sync accepts the reorganised chain", self.address)
+
+    def sync(self, to_block: int | None = None) -> SyncReport:
+        """Index up to `to_block` (default: the head). Blocks above head - confirmations are indexed but not final."""
+        started = time.perf_counter()
+        state = self._ensure_state()
+        if state["halted_reason"]:
+            raise ReorgTooDeep(f"indexing is halted: {state['halted_reason']} (an operator must clear the halt)")
+        head = int(self.rpc.call("eth_blockNumber", []), 16)
+        target = head if to_block is None else min(to_block, head)
+        report = SyncReport(from_block=int(state["last_block"]) + 1, to_block=target, head=head,
+                            finalized_block=int(state["finalized_block"]))
+        self._check_reorg(report)
+        # While one range is checked and written, the next one's logs are already being fetched: the node works
+        # on them while this process works on the store.
+        prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-logs")
+        try:
+            self._sync_ranges(target, report, prefetcher)
+        finally:
+            prefetcher.shutdown(wait=False, cancel_futures=True)
+        finalized = self._advance_finality(head)
+        state = self._read_state()
+        assert state is not None
+        report.finalized_block = finalized
+        report.entry_count = int(state["entry_count"])
+        report.running_hash = bytes(state["running_hash"])
+        report.to_block = int(state["last_block"])
+        report.seconds = time.perf_counter() - started
+        if report.entries or report.reorgs:
+            log.info(
+                "indexed %d entries in blocks %d-%d (%d ranges, %.0f entries/s); final up to block %d",
+                report.entries, report.from_block, report.to_block, report.ranges, report.entries_per_s, finalized,
+            )
+        return report
+
+    def _sync_ranges(self, target: int, report: SyncReport, prefetcher: ThreadPoolExecutor) -> None:
+        races = 0
+        ahead: tuple[int, int, Future[list[dict[str, Any]]]] | None = None
+        while True:
+            # Python's cyclic collector, left on, keeps walking the many objects a range holds (a third of
+            # the CPU time); nothing here makes reference cycles, so it is paused while a range is processed.
+            with _gc_paused():
+                state = self._read_state()
+                assert state is not None
+                if self._written is not None and self._written != _position(state):
+                    self._forget()  # another indexer wrote here meanwhile: what this one mirrors may be stale
+                start = int(state["last_block"]) + 1
+                if start > target:
+                    return
+                if ahead is not None and ahead[0] == start:
+                    end, fetching = ahead[1], ahead[2]
+                else:
+                    if ahead is not None:
+                        ahead[2].cancel()
+                    end, fetching = min(target, start + min(self._range, self._range_ceiling) - 1), None
+                ahead = None
+                try:
+                    logs = fetching.result() if fetching is not None else self._get_logs(start, end)
+                except RangeTooLarge:
+                    report.splits += 1
+                    if end == start:
+                        raise
+                    self._range = max(1, (end - start + 1) // 2)
+                    self._range_ceiling = self._range
+                    log.info("the node refused blocks %d-%d as too large; trying %d blocks", start, end, self._range)
+                    continue
+                # Aim the next range at about target_logs logs (growing at most twofold), and start fetching it.
+                span = end - start + 1
+                wanted = span * 2 if not logs else max(1, span * self.target_logs // len(logs))
+                self._range = max(1, min(wanted, span * 2, self.max_block_range))
+                if end < target:
+                    following = (end + 1, min(target, end + min(self._range, self._range_ceiling)))
+                    ahead = (*following, prefetcher.submit(self._get_logs, *following, self._prefetch_rpc))
+                try:
+                    count = self._index_range(state, start, end, target, logs)
+                except _StateMoved:
+                    log.info("another indexer advanced this store; continuing from where it stopped")
+                    if ahead is not None:
+                        ahead[2].cancel()
+                        ahead = None
+                    continue
+                except _ReorgDetected as exc:
+                    races += 1
+                    if races > 20:
+                        raise NodeUnavailable(f"the chain kept changing under the indexer: {exc}") from exc
+                    log.info("a block changed while reading %d-%d (%s); checking for a reorganisation", start, end, exc)
+                    if ahead is not None:
+                        ahead[2].cancel()
+                        ahead = None
+                    self._check_reorg(report)
+                    continue
+                report.entries += count
+                report.ranges += 1
+
+    def run(self, poll_interval: float = 2.0, stop_event: threading.Event | None = None) -> None:
+        """Sync, then keep following the head every `poll_interval` seconds until `stop_event` is set. Transient
+        failures (node or database unreachable) are logged and retried; a halt or an integrity failure stops it."""
+        stop = stop_event or threading.Event()
+        while not stop.is_set():
+            try:
+                self.sync()
+            except (ReorgTooDeep, IndexIntegrityError, ChainMismatch):
+                raise
+            except (NodeUnavailable, RpcError, OperationalError) as exc:
+                log.warning("sync failed, retrying in %.1f s: %s", poll_interval, exc)
+            stop.wait(poll_interval)
+
+    # -- state
+
+    def _read_state(self, conn: Connection | None = None) -> dict[str, Any] | None:
+        query = select(sync_state).where(sync_state.c.contract_address == self.address)
+        if conn is not None:
+            row = conn.execute(query).mappings().first()
+        else:
+            with self.store.connect() as own:
+                row = own.execute(query).mappings().first()
+        return None if row is None else dict(row)
+
+    def _ensure_state(self) -> dict[str, Any]:
+        state = self._read_state()
+        chain_id = self.chain.chain_id
+        if state is not None:
+            if int(state["chain_id"]) != chain_id:
+                raise ChainMismatch(
+                    f"the store indexes {self.address} on chain {state['chain_id']}, but the node serves chain "
+                    f"{chain_id}: use another store"
+                )
+            return state
+        with self.store.connect() as conn:
+            other = conn.execute(select(sync_state.c.contract_address)).scalar()
+        if other is not None:  # entries are keyed by seq alone: one ledger per store
+            raise ChainMismatch(f"this store already indexes the ledger at {other}: use another one for {self.address}")
+        deploy_block = self._deploy_block if self._deploy_block is not None else self._find_deploy_block()
+        with self.store.begin() as conn:
+            conn.execute(
+                insert(sync_state).values(
+                    contract_address=self.address, chain_id=chain_id, deploy_block=deploy_block,
+                    last_block=deploy_block - 1, entry_count=0, running_hash=ZERO_HEAD, halted_reason=None,
+                    finalized_block=-1,
+                )
+            )
+        log.info("indexing %s on chain %d from block %d", self.address, chain_id, deploy_block)
+        state = self._read_state()
+        assert state is not None
+        return state
+
+    def _find_deploy_block(self) -> int:
+        """The contract's creation block, by bisection on eth_getCode (0 when the node keeps no old state)."""
+        head = int(self.rpc.call("eth_blockNumber", []), 16)
+        try:
+            if self.rpc.call("eth_getCode", [self.address, hex(head)]) in ("0x", "", None):
+                raise ChainMismatch(f"no contract at {self.address} on this chain")
+            low, high = 0, head
+            while low < high:
+                mid = (low + high) // 2
+                if self.rpc.call("eth_getCode", [self.address, hex(mid)]) in ("0x", "", None):
+                    low = mid + 1
+                else:
+                    high = mid
+            return low
+        except RpcError:
+            log.warning("the node cannot tell when the contract was deployed (no archive state); starting at block 0")
+            return 0
+
+    def _advance_finality(self, head: int) -> int:
+        with self.store.begin() as conn:
+            state = self._read_state(conn)
+            assert state is not None
+            finalized = max(int(state["finalized_block"]), min(int(state["last_block"]), head - self.confirmations))
+            if finalized != state["finalized_block"]:
+                conn.execute(
+                    update(sync_state)
+                    .where(sync_state.c.contract_address == self.address)
+                    .values(finalized_block=finalized)
+                )
+        return finalized
+
+    # -- node reads
+
+    def _headers(self, numbers: Iterable[int]) -> dict[int, dict[str, Any] | None]:
+        wanted = sorted(set(numbers))
+        out: dict[int, dict[str, Any] | None] = {}
+        for i in range(0, len(wanted), 100):
+            chunk = wanted[i : i + 100]
+            results = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
+            out.update(zip(chunk, results, strict=True))
+        return out
+
+    def _contract_head(self, block: int, block_hash: str) -> tuple[int, bytes] | None:
+        """The contract's entryCount() and runningHash() at exactly that block (by hash when the node can), or
+        None when the node keeps no state that old (a pruned node: the check then happens at a later block)."""
+        try:
+            return self._call_head({"blockHash": block_hash} if self._call_by_hash else hex(block))
+        except RpcError as exc:
+            # The block is gone (a reorg), the node does not take block hashes (EIP-1898), or it has no state there.
+            header = self._headers([block])[block]
+            if header is None or "0x" + _hash(header).hex() != block_hash:
+                raise _ReorgDetected(f"block {block} changed during the read") from exc
+            if self._call_by_hash:
+                try:
+                    found = self._call_head(hex(block))
+                except RpcError:
+                    pass
+                else:
+                    log.info("the node does not take calls by block hash (EIP-1898); calling by number")
+                    self._call_by_hash = False
+                    return found
+            log.debug("no contract state at block %d on the node (%s)", block, exc.message)
+            return None
+
+    def _call_head(self, where: Any) -> tuple[int, bytes]:
+        calls = [
+            ("eth_call", [{"to": self.address, "data": _SELECTOR_ENTRY_COUNT}, where]),
+            ("eth_call", [{"to": self.address, "data": _SELECTOR_RUNNING_HASH}, where]),
+        ]
+        count_hex, hash_hex = self.rpc.batch(calls)
+        if count_hex in ("0x", None):  # no code yet at that block
+            return 0, ZERO_HEAD
+        return int(count_hex, 16), bytes.fromhex(hash_hex[2:])[:24]
+
+    def _get_logs(self, start: int, end: int, rpc: JsonRpc | None = None) -> list[dict[str, Any]]:
+        logs = (rpc or self.rpc).call(
+            "eth_getLogs", [{"address": self.address, "fromBlock": hex(start), "toBlock": hex(end)}]
+        )
+        if not isinstance(logs, list):
+            raise RpcError("eth_getLogs", None, f"unexpected answer {str(logs)[:200]!r}")
+        return logs
+
+    # -- one range
+
+    def _index_range(self, state: dict[str, Any], start: int, end: int, target: int, logs: list[Any]) -> int:
+        if any(entry.get("removed") for entry in logs):
+            raise _ReorgDetected("the node marked logs as removed")
+        decoded = self._decoder.decode(logs)
+        decoded.sort(key=lambda e: e.seq)
+        window = range(max(start, target - self.keep_blocks + 1), end + 1)
+        numbers = {end, *window}
+        numbers.update(e.block_number for e in decoded if e.block_time is None)
+        previous = self._stored_hash(start - 1)
+        if previous is not None:
+            numbers.add(start - 1)
+        headers = self._headers(numbers)
+        for number, header in headers.items():
+            if header is None:
+                raise _ReorgDetected(f"block {number} is no longer on the chain")
+        if previous is not None and _hash(headers[start - 1]) != previous:
+            raise _ReorgDetected(f"block {start - 1} changed")
+        for e in decoded:
+            header = headers.get(e.block_number)
+            if header is not None and _hash(header) != e.block_hash:
+                raise _ReorgDetected(f"the log of entry {e.seq} names another block {e.block_number}")
+            if e.block_time is None:
+                e.block_time = _timestamp(header)
+
+        # The chain vouches for the whole log so far: count and running hash at the range's last block.
+        count, head = int(state["entry_count"]), bytes(state["running_hash"])
+        running: list[bytes] = []
+        expected_seq = count
+        for e in decoded:
+            if e.seq != expected_seq:
+                break
+            head = fold(head, e.entry_hash)
+            running.append(head)
+            expected_seq += 1
+        end_hash = "0x" + _hash(headers[end]).hex()
+        vouched = self._contract_head(end, end_hash)
+        if vouched is None:
+            # A node without state at that block (pruned, or anvil after loading a state file): the running hash is
+            # cumulative, so the first later range whose block has state checks these entries too.
+            if not self._unverified:
+                log.warning(
+                    "the node has no contract state at block %d: entries from there on are checked against the "
+                    "contract at the first later block that has state", end,
+                )
+            self._unverified = True
+            vouched = (expected_seq, head) if expected_seq == count + len(decoded) else (-1, ZERO_HEAD)
+        else:
+            self._unverified = False
+        chain_count, chain_head = vouched
+        if expected_seq != count + len(decoded) or chain_count != expected_seq or chain_head != head:
+            # A reorganisation between the reads looks the same: rule it out before calling it an integrity failure.
+            again = self._headers({end, *(e.block_number for e in decoded)})
+            if (
+                any(header is None for header in again.values())
+                or _hash(again[end]) != _hash(headers[end])
+                or any(_hash(again[e.block_number]) != e.block_hash for e in decoded)
+            ):
+                raise _ReorgDetected(f"blocks {start}-{end} changed while they were read")
+            raise IndexIntegrityError(
+                f"blocks {start}-{end}: the logs give {len(decoded)} entries from seq {count}"
+                f"{'' if expected_seq == count + len(decoded) else f' with a gap at seq {expected_seq}'}, "
+                f"ending at count {expected_seq} and running hash 0x{head.hex()}, but the contract at block {end} "
+                f"reports count {chain_count} and running hash 0x{chain_head.hex()}: the node's logs are incomplete "
+                "or altered; indexing stops here"
+            )
+
+        try:
+            self._commit_range(decoded, running, headers, sorted({*window, end}), _position(state), end,
+                               expected_seq, head)
+        except BaseException:
+            # The caches may hold this range's commitments, calendars and case rows, which were not committed.
+            self._forget()
+            raise
+        return len(decoded)
+
+    def _commit_range(
+        self,
+        decoded: list[DecodedEntry],
+        running: list[bytes],
+        headers: dict[int, dict[str, Any] | None],
+        keep: list[int],
+        read_at: tuple[int, int, bytes],
+        end: int,
+        count: int,
+        head: bytes,
+    ) -> None:
+        """Write one range: everything or nothing."""
+        with self.store.begin() as conn:
+            self._lock_state(conn, read_at)
+            caches = self._load_caches(conn)
+            self._write_entries(conn, decoded, running, caches)
+            conn.execute(
+                insert(blocks),
+                [{"number": n, "hash": _hash(headers[n]), "timestamp": _timestamp(headers[n])} for n in keep],
+            )
+            conn.execute(delete(blocks).where(blocks.c.number <= end - self.keep_blocks))
+            conn.execute(
+                update(sync_state)
+                .where(sync_state.c.contract_address == self.address)
+                .values(last_block=end, entry_count=count, running_hash=head)
+            )
+        self._written = (end, count, head)
+
+    def _lock_state(self, conn: Connection, read_at: tuple[int, int, bytes] | None) -> dict[str, Any]:
+        """Take the write lock on this ledger's sync state (a no-op UPDATE locks the row on PostgreSQL and the
+        database on SQLite) and check nobody moved it since `read_at`: two indexers on one store never interleave
+        their writes, the second waits, then notices and carries on from the new state."""
+        conn.execute(
+            update(sync_state)
+            .where(sync_state.c.contract_address == self.address)
+            .values(last_block=sync_state.c.last_block)
+        )
+        state = self._read_state(conn)
+        assert state is not None
+        if read_at is not None and _position(state) != read_at:
+            raise _StateMoved()
+        return state
+
+    def _stored_hash(self, number: int) -> bytes | None:
+        with self.store.connect() as conn:
+            value = conn.execute(select(blocks.c.hash).where(blocks.c.number == number)).scalar()
+        return None if value is None else bytes(value)
+
+    # -- writing entries and derived rows
+
+    def _write_entries(
+        self, conn: Connection, decoded: list[DecodedEntry], running: list[bytes], caches: _Caches
+    ) -> None:
+        entry_rows: list[tuple[Any, ...]] = []
+        per_kind: dict[Any, list[dict[str, Any]]] = {}
+        event_rows: list[tuple[Any, ...]] = []
+        new_events: dict[tuple[str, bytes], list[Event]] = {}
+        retirements: list[tuple[int, str, str]] = []
+        correction_entries: list[DecodedEntry] = []
+        changed_years: set[tuple[str, int]] = set()
+        for e, running_hash in zip(decoded, running, strict=True):
+            agency = code_text(e.agency_id)
+            r = e.record
+            kind = e.kind
+            entry_rows.append(
+                (
+                    e.seq, int(kind), agency, e.actor, e.record_hash, e.entry_hash, running_hash, e.block_number,
+                    e.block_hash, e.block_time, e.tx_hash, e.log_index,
+                    None if kind in _GOVERNANCE_KINDS else r["occurred_at"], None,
+                )
+            )
+            if kind == EntryKind.CASE_EVENT:
+                case_id, action, at = r["case_id"], r["action"], r["occurred_at"]
+                if action == CaseAction.OPENED:
+                    event = Event(e.seq, action, at, code_text(r["commitment_id"]), code_text(r["district"]),
+                                  r["channel"])
+                    intake = (event.commitment_id, event.district, event.channel)
+                else:
+                    event = Event(e.seq, action, at)
+                    intake = (None, None, None)
+                event_rows.append(
+                    (e.seq, agency, case_id, action, at, e.block_time, r["details_hash"], *intake)
+                )
+                new_events.setdefault((agency, case_id), []).append(event)
+            elif kind == EntryKind.CORRECTION:
+                correction_entries.append(e)
+            elif kind == EntryKind.AGENCY_REGISTERED:
+                jurisdiction = code_text(r["jurisdiction"])
+                caches.jurisdiction[agency] = jurisdiction
+                per_kind.setdefault(agencies, []).append(
+                    {"agency_id": agency, "jurisdiction": jurisdiction, "name_zh": display_text(r["name_zh"]),
+                     "name_en": display_text(r["name_en"]), "seq": e.seq}
+                )
+            elif kind in (EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED):
+                per_kind.setdefault(signer_changes, []).append(
+                    {"seq": e.seq, "agency_id": agency, "signer": e.signer,
+                     "authorized": kind == EntryKind.SIGNER_AUTHORIZED}
+                )
+            elif kind == EntryKind.COMMITMENT_PUBLISHED:
+                commitment = code_text(r["commitment_id"])
+                assert e.version is not None
+                per_kind.setdefault(commitments, []).append(
+                    {
+                        "agency_id": agency, "commitment_id": commitment, "version": e.version,
+                        "service_code": code_text(r["service_code"]), "name_zh": display_text(r["name_zh"]),
+                        "name_en": display_text(r["name_en"]), "deadline": r["deadline"],
+                        "deadline_unit": r["deadline_unit"], "target_bps": r["target_bps"],
+                        "valid_from": r["valid_from"], "terms_hash": r["terms_hash"], "occurred_at": r["occurred_at"],
+                        "seq": e.seq, "retired_seq": None,
+                    }
+                )
+                caches.versions.setdefault((agency, commitment), []).append(
+                    CommitmentVersion(e.version, e.seq, r["deadline"], r["deadline_unit"])
+                )
+            elif kind == EntryKind.COMMITMENT_RETIRED:
+                commitment = code_text(r["commitment_id"])
+                per_kind.setdefault(commitment_retirements, []).append(
+                    {"seq": e.seq, "agency_id": agency, "commitment_id": commitment,
+                     "reason_hash": r["reason_hash"], "occurred_at": r["occurred_at"]}
+                )
+                retirements.append((e.seq, agency, commitment))
+            elif kind == EntryKind.HOLIDAY_CALENDAR_PUBLISHED:
+                assert e.jurisdiction is not None and e.version is not None
+                jurisdiction = code_text(e.jurisdiction)
+                per_kind.setdefault(holiday_calendars, []).append(
+                    {
+                        "jurisdiction": jurisdiction, "year": r["year"], "version": e.version, "agency_id": agency,
+                        "holidays": _days_json(r["holidays"]), "workdays": _days_json(r["workdays"]),
+                        "occurred_at": r["occurred_at"], "seq": e.seq,
+                    }
+                )
+                if e.version > caches.calendar_versions.get((jurisdiction, r["year"]), 0):
+                    caches.calendar_versions[(jurisdiction, r["year"])] = e.version
+                    caches.calendars.setdefault(jurisdiction, {})[r["year"]] = YearCalendar.of(
+                        r["year"], r["holidays"], r["workdays"]
+                    )
+                    changed_years.add((jurisdiction, r["year"]))
+
+        if entry_rows:
+            conn.exec_driver_sql(self._sql.insert_entries, entry_rows)
+        for table, rows in per_kind.items():
+            conn.execute(insert(table), rows)
+        if event_rows:
+            conn.exec_driver_sql(self._sql.insert_case_events, event_rows)
+        for seq, agency, commitment in retirements:
+            conn.execute(
+                update(commitments)
+                .where(commitments.c.agency_id == agency, commitments.c.commitment_id == commitment)
+                .values(retired_seq=seq)
+            )
+        refold: set[tuple[str, bytes]] = set()
+        if correction_entries:
+            refold |= self._apply_corrections(conn, correction_entries)
+        self._update_cases(conn, new_events, refold, caches, first_new_seq=decoded[0].seq if decoded else 0)
+        for jurisdiction, year in sorted(changed_years):
+            self._recompute_due(conn, jurisdiction, year, caches)
+
+    def _apply_corrections(self, conn: Connection, found: list[DecodedEntry]) -> set[tuple[str, bytes]]:
+        """Void the targets (in seq order, each seeing the voids before it); returns the cases to re-fold."""
+        refold: set[tuple[str, bytes]] = set()
+        rows = []
+        for e in found:
+            agency, target = code_text(e.agency_id), int(e.record["target_seq"])
+            row = conn.execute(
+                select(entries.c.agency_id, entries.c.kind, entries.c.voided_by).where(entries.c.seq == target)
+            ).first()
+            applied = row is not None and row.agency_id == agency and row.voided_by is None
+            if applied:
+                conn.execute(update(entries).where(entries.c.seq == target).values(voided_by=e.seq))
+                if row.kind == EntryKind.CASE_EVENT:  # type: ignore[union-attr]
+                    case = conn.execute(
+                        select(case_events.c.agency_id, case_events.c.case_id).where(case_events.c.seq == target)
+                    ).one()
+                    refold.add((case.agency_id, bytes(case.case_id)))
+            rows.append(
+                {"seq": e.seq, "agency_id": agency, "target_seq": target, "reason_hash": e.record["reason_hash"],
+                 "occurred_at": e.record["occurred_at"], "applied": applied}
+            )
+        conn.execute(insert(corrections), rows)
+        return refold
+
+    def _update_cases(
+        self,
+        conn: Connection,
+        new_events: dict[tuple[str, bytes], list[Event]],
+        refold: set[tuple[str, bytes]],
+        caches: _Caches,
+        first_new_seq: int,
+    ) -> None:
+        """Bring the case rows of every case that got events (or lost some to corrections) up to date."""
+        incremental = [key for key in new_events if key not in refold]
+        cache = self._case_cache
+        known: dict[tuple[str, bytes], CaseState | None] = {}
+        unknown: list[tuple[str, bytes]] = []
+        for key in incremental:
+            found = cache.get(key, _UNKNOWN)
+            if found is _UNKNOWN:
+                unknown.append(key)
+            elif found is _ORPHAN:
+                refold.add(key)  # events but no row: re-fold with the new ones
+            else:
+                known[key] = found  # type: ignore[assignment]
+        # Not in the cache: a case with no earlier event is new; one with earlier events has a row to continue from,
+        # or (events before its Opened, or a voided Opened) none, and is re-folded from everything.
+        seen_before = self._keys_with_events_before(conn, unknown, first_new_seq)
+        stored = self._load_cases(conn, seen_before)
+        for key in unknown:
+            if key not in seen_before:
+                known[key] = None
+            elif key in stored:
+                known[key] = stored[key]
+            else:
+                refold.add(key)
+        changes: list[tuple[tuple[str, bytes], CaseState | None, CaseState | None]] = []
+        for key, old in known.items():
+            if key in refold:
+                continue
+            agency = key[0]
+            progress = CaseProgress() if old is None else CaseProgress.from_state(old)
+            for event in new_events[key]:
+                progress.apply(event)
+            new = progress.state(self._versions(caches, agency, progress.commitment_id), caches.calendars_of(agency))
+            changes.append((key, old, new))
+        self._write_cases(conn, changes)
+        if refold:
+            self._refold(conn, refold, caches)
+
+    def _keys_with_events_before(
+        self, conn: Connection, keys: Sequence[tuple[str, bytes]], seq: int
+    ) -> set[tuple[str, bytes]]:
+        """Which of these cases have events with a smaller seq (plain SQL: this runs for every new case)."""
+        found: set[tuple[str, bytes]] = set()
+        by_agency: dict[str, list[bytes]] = {}
+        for agency, case_id in keys:
+            by_agency.setdefault(agency, []).append(case_id)
+        for agency, ids in sorted(by_agency.items()):
+            for chunk in _chunks(ids):
+                if self._sql.postgresql:
+                    sql, params = self._sql.events_before_any, (agency, chunk, seq)
+                else:
+                    sql = self._sql.events_before_in.format(", ".join("?" * len(chunk)))
+                    params = (agency, *chunk, seq)
+                found.update((agency, bytes(row[0])) for row in conn.exec_driver_sql(sql, params))
+        return found
+
+    def _versions(self, caches: _Caches, agency: str, commitment_id: Any) -> list[CommitmentVersion]:
+        return caches.versions.get((agency, commitment_id), [])
+
+    def _load_cases(self, conn: Connection, keys: Iterable[tuple[str, bytes]]) -> dict[tuple[str, bytes], CaseState]:
+        out: dict[tuple[str, bytes], CaseState] = {}
+        for where in _case_filters(cases.c.agency_id, cases.c.case_id, keys):
+            for row in conn.execute(select(cases).where(where)).mappings():
+                out[(row["agency_id"], bytes(row["case_id"]))] = CaseState(**{n: row[n] for n in CASE_STATE_FIELDS})
+        return out
+
+    def _refold(self, conn: Connection, keys: Iterable[tuple[str, bytes]], caches: _Caches) -> None:
+        """Re-fold cases from all their non-voided events in the store; rows appear, change or disappear."""
+        keys = sorted(set(keys))
+        events: dict[tuple[str, bytes], list[Event]] = {key: [] for key in keys}
+        c = case_events.c
+        for where in _case_filters(c.agency_id, c.case_id, keys):
+            rows = conn.execute(
+                select(c.seq, c.agency_id, c.case_id, c.action, c.occurred_at, c.commitment_id, c.district, c.channel)
+                .join(entries, entries.c.seq == c.seq)
+                .where(where)
+                .where(entries.c.voided_by.is_(None))
+                .order_by(c.seq)
+            )
+            for row in rows:
+                events[(row.agency_id, bytes(row.case_id))].append(
+                    Event(row.seq, row.action, row.occurred_at, row.commitment_id or "", row.district or "",
+                          row.channel or 0)
+                )
+        stored = self._load_cases(conn, keys)
+        changes: list[tuple[tuple[str, bytes], CaseState | None, CaseState | None]] = []
+        for key in keys:
+            agency = key[0]
+            progress = CaseProgress()
+            for event in events[key]:
+                progress.apply(event)
+            new = progress.state(self._versions(caches, agency, progress.commitment_id), caches.calendars_of(agency))
+            changes.append((key, stored.get(key), new))
+        self._write_cases(conn, changes, has_events={key for key in keys if events[key]})
+
+    def _write_cases(
+        self,
+        conn: Connection,
+        changes: list[tuple[tuple[str, bytes], CaseState | None, CaseState | None]],
+        has_events: set[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Store (key, old row, new row) changes, and mirror them in the case cache. A key without a new row is
+        remembered as an orphan when it has events (always, unless `has_events` says otherwise)."""
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        deletes: list[tuple[str, bytes]] = []
+        cache = self._case_cache
+        for key, old, new in changes:
+            if new is None:
+                if old is not None:
+                    deletes.append(key)
+                cache.pop(key, None)
+                if has_events is None or key in has_events:
+                    cache[key] = _ORPHAN
+                continue
+            if old is None:
+                inserts.append((*key, *new))
+            elif new != old:
+                updates.append((*new, *key))
+            cache.pop(key, None)  # re-inserted at the end: the dict's order is least recently written first
+            cache[key] = new
+        if inserts:
+            conn.exec_driver_sql(self._sql.insert_cases, inserts)
+        if updates:
+            conn.exec_driver_sql(self._sql.update_cases, updates)
+        for where in _case_filters(cases.c.agency_id, cases.c.case_id, deletes):
+            conn.execute(delete(cases).where(where))
+        excess = len(cache) - self.case_cache_size
+        if excess > 0:
+            for key in list(itertools.islice(cache, excess)):
+                del cache[key]
+
+    def _recompute_due(self, conn: Connection, jurisdiction: str, year: int, caches: _Caches) -> None:
+        """A calendar of `year` changed: recompute due times of the jurisdiction's working-day cases it can affect
+        (opened before the year ends, due — or without a due time — after it starts)."""
+        members = [a for a, j in caches.jurisdiction.items() if j == jurisdiction]
+        if not members:
+            return
+        first, end = year_days(year)
+        year_start, year_end = local_day_start(first), local_day_start(end)
+        calendars = caches.calendars.get(jurisdiction, {})
+        updates = []
+        rows = conn.execute(
+            select(cases.c.agency_id, cases.c.case_id, cases.c.commitment_id, cases.c.commitment_version,
+                   cases.c.opened_at, cases.c.hold_seconds, cases.c.status, cases.c.closed_at, cases.c.due_at,
+                   cases.c.on_time)
+            .where(cases.c.agency_id.in_(members))
+            .where(cases.c.opened_at < year_end)
+            .where((cases.c.due_at.is_(None)) | (cases.c.due_at >= year_start))
+        )
+        for row in rows:
+            version = next(
+                (v for v in self._versions(caches, row.agency_id, row.commitment_id)
+                 if v.version == row.commitment_version),
+                None,
+            )
+            if version is None or version.deadline_unit != DeadlineUnit.WORKING_DAYS:
+                continue
+            due_at = due_time(row.opened_at, row.hold_seconds, version, calendars)
+            on_time = None
+            if row.status == FULFILLED and due_at is not None:
+                on_time = row.closed_at <= due_at
+            if due_at != row.due_at or on_time != row.on_time:
+                updates.append({"_agency": row.agency_id, "_case": bytes(row.case_id), "due_at": due_at,
+                                "on_time": on_time})
+        if updates:
+            conn.execute(
+                update(cases).where(cases.c.agency_id == bindparam("_agency"), cases.c.case_id == bindparam("_case")),
+                updates,
+            )
+            self._case_cache.clear()  # rare (a calendar changed): simpler than patching cached rows
+
+    def _forget(self) -> None:
+        """Drop everything mirrored from the store (after a failed write or a rollback)."""
+        self._caches = None
+        self._case_cache.clear()
+        self._written = None
+
+    def _load_caches(self, conn: Connection) -> _Caches:
+        if self._caches is not None:
+            return self._caches
+        caches = _Caches()
+        for row in conn.execute(select(agencies.c.agency_id, agencies.c.jurisdiction)):
+            caches.jurisdiction[row.agency_id] = row.jurisdiction
+        for row in conn.execute(
+            select(commitments.c.agency_id, commitments.c.commitment_id, commitments.c.version, commitments.c.seq,
+                   commitments.c.deadline, commitments.c.deadline_unit).order_by(commitments.c.seq)
+        ):
+            caches.versions.setdefault((row.agency_id, row.commitment_id), []).append(
+                CommitmentVersion(row.version, row.seq, row.deadline, row.deadline_unit)
+            )
+        for row in conn.execute(
+            select(holiday_calendars).order_by(holiday_calendars.c.jurisdiction, holiday_calendars.c.year,
+                                               holiday_calendars.c.version)
+        ):
+            caches.calendar_versions[(row.jurisdiction, row.year)] = row.version
+            caches.calendars.setdefault(row.jurisdiction, {})[row.year] = YearCalendar.of(
+                row.year, json.loads(row.holidays), json.loads(row.workdays)
+            )
+        self._caches = caches
+        return caches
+
+    # -- reorganisations
+
+    def _check_reorg(self, report: SyncReport) -> None:
+        """Compare the last indexed block with the node's; roll back a shallow reorg, halt on a deep one."""
+        with self.store.connect() as conn:
+            stored = {int(r.number): bytes(r.hash) for r in conn.execute(select(blocks.c.number, blocks.c.hash))}
+        if not stored:
+            return
+        top = max(stored)
+        if _hash_or_none(self._headers([top])[top]) == stored[top]:
+            return
+        node = self._headers(stored)
+        common = [n for n in sorted(stored, reverse=True) if _hash_or_none(node[n]) == stored[n]]
+        state = self._read_state()
+        assert state is not None
+        finalized = int(state["finalized_block"])
+        deploy_block = int(state["deploy_block"])
+        if common:
+            first_orphaned: int | None = common[0] + 1
+        elif min(stored) <= deploy_block or finalized < 0:
+            # The whole indexed history changed, or nothing was reported final yet (a fresh index, or an operator
+            # cleared a halt): index everything again.
+            first_orphaned = deploy_block
+        else:
+            first_orphaned = None  # older than every kept hash: at least that deep
+        if first_orphaned is None or first_orphaned <= finalized:
+            where = (
+                f"at block {first_orphaned}" if first_orphaned is not None else f"below block {min(stored)}"
+            )
+            reason = (
+                f"chain reorganisation {where}, at or below block {finalized} which was already reported final "
+                f"(confirmation depth {self.confirmations}); indexed data up to block {state['last_block']} no "
+                "longer matches the node"
+            )
+            with self.store.begin() as conn:
+                conn.execute(
+                    update(sync_state)
+                    .where(sync_state.c.contract_address == self.address)
+                    .values(halted_reason=reason)
+                )
+            log.critical("INDEXING HALTED for %s: %s", self.address, reason)
+            if self.alert is not None:
+                self.alert(reason)
+            raise ReorgTooDeep(reason)
+        keep_to = first_orphaned - 1
+        rolled_back = int(state["last_block"]) - keep_to
+        log.warning("chain reorganisation: rolling back blocks %d-%d of %s", first_orphaned, state["last_block"],
+                    self.address)
+        self._rollback(keep_to)
+        report.reorgs += 1
+        report.rolled_back_blocks += rolled_back
+
+    def _rollback(self, keep_to: int) -> None:
+        """Remove everything indexed above block `keep_to`, in one transaction, and re-derive what it touched."""
+        self._forget()
+        try:
+            self._rollback_in_transaction(keep_to)
+        finally:
+            self._forget()  # reloaded from the store as needed
+
+    def _rollback_in_transaction(self, keep_to: int) -> None:
+        with self.store.begin() as conn:
+            state = self._lock_state(conn, None)
+            if int(state["last_block"]) <= keep_to:
+                return  # another indexer rolled back already
+            first = conn.execute(select(func.min(entries.c.seq)).where(entries.c.block_number > keep_to)).scalar()
+            count = int(state["entry_count"]) if first is None else int(first)
+            affected: set[tuple[str, bytes]] = set()
+            for row in conn.execute(
+                select(case_events.c.agency_id, case_events.c.case_id).where(case_events.c.seq >= count).distinct()
+            ):
+                affected.add((row.agency_id, bytes(row.case_id)))
+            unvoid = [
+                int(t) for t in conn.execute(
+                    select(corrections.c.target_seq).where(corrections.c.seq >= count, corrections.c.applied)
+                ).scalars()
+            ]
+            for chunk in _chunks(unvoid):
+                conn.execute(update(entries).where(entries.c.seq.in_(chunk)).values(voided_by=None))
+                for row in conn.execute(
+                    select(case_events.c.agency_id, case_events.c.case_id).where(case_events.c.seq.in_(chunk))
+                ):
+                    affected.add((row.agency_id, bytes(row.case_id)))
+            years = {
+                (row.jurisdiction, int(row.year))
+                for row in conn.execute(
+                    select(holiday_calendars.c.jurisdiction, holiday_calendars.c.year)
+                    .where(holiday_calendars.c.seq >= count)
+                )
+            }
+            conn.execute(update(commitments).where(commitments.c.retired_seq >= count).values(retired_seq=None))
+            for table in (agencies, signer_changes, commitments, commitment_retirements, case_events,
+                          corrections, holiday_calendars):
+                conn.execute(delete(table).where(table.c.seq >= count))
+            conn.execute(delete(entries).where(entries.c.seq >= count))
+            running = conn.execute(select(entries.c.running_hash).where(entries.c.seq == count - 1)).scalar()
+            conn.execute(delete(blocks).where(blocks.c.number > keep_to))
+            conn.execute(
+                update(sync_state)
+                .where(sync_state.c.contract_address == self.address)
+                .values(last_block=keep_to, entry_count=count,
+                        running_hash=ZERO_HEAD if running is None else bytes(running))
+            )
+            caches = self._load_caches(conn)
+            self._refold(conn, affected, caches)
+            for jurisdiction, year in sorted(years):
+                self._recompute_due(conn, jurisdiction, year, caches)
+        log.info("rolled back to block %d (%d entries kept)", keep_to, count)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause automatic garbage collection (reference counting still frees everything without cycles)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _position(state: dict[str, Any]) -> tuple[int, int, bytes]:
+    return int(state["last_block"]), int(state["entry_count"]), bytes(state["running_hash"])
+
+
+def _hash(header: dict[str, Any] | None) -> bytes:
+    assert header is not None
+    return bytes.fromhex(header["hash"][2:])
+
+
+def _timestamp(header: dict[str, Any] | None) -> int:
+    assert header is not None
+    return int(header["timestamp"], 16)
+
+
+def _hash_or_none(header: dict[str, Any] | None) -> bytes | None:
+    return None if header is None else bytes.fromhex(header["hash"][2:])
+
+
+def _days_json(days: Iterable[int]) -> str:
+    return json.dumps([int(d) for d in days], separators=(",", ":"))
+
+
+def _case_filters(agency_column: Any, case_column: Any, keys: Iterable[tuple[str, bytes]]) -> Iterator[Any]:
+    """WHERE clauses selecting cases by (agency, case id), one agency and a chunk of ids at a time: unlike a
+    row-value IN, ``agency_id = ? AND case_id IN (…)`` uses the (agency_id, case_id, …) index on SQLite."""
+    by_agency: dict[str, list[bytes]] = {}
+    for agency, case_id in keys:
+        by_agency.setdefault(agency, []).append(case_id)
+    for agency in sorted(by_agency):
+        for chunk in _chunks(by_agency[agency]):
+            yield (agency_column == agency) & case_column.in_(chunk)
+
+
+def _chunks(items: Sequence[Any] | Iterable[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

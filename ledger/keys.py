@@ -1,0 +1,143 @@
+"""Agency signing keys: loaded from an encrypted keystore file (eth-account's Web3 Secret Storage, scrypt or pbkdf2)
+or from an environment variable, and never shown.
+
+The account returned is an :class:`AgencyKey`: a LocalAccount whose ``repr``/``str`` name only its address and which
+refuses to be pickled (so a key does not travel into a log line, a traceback's repr or a multiprocessing queue by
+accident). Errors name where the key was looked for, never the key or the password: a malformed key is refused
+with ``raise ... from None`` so the library error that may quote the value is not chained into the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any, NoReturn
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from ledger.errors import KeyUnavailable
+
+log = logging.getLogger(__name__)
+
+_HEX_KEY = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+
+
+class AgencyKey(LocalAccount):
+    """A LocalAccount that shows only its address. Signing works exactly as for any LocalAccount."""
+
+    def __repr__(self) -> str:
+        return f"AgencyKey(address={self.address})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("an agency key cannot be pickled; load it again in the other process")
+
+    @classmethod
+    def wrap(cls, account: LocalAccount) -> AgencyKey:
+        """The same key as an AgencyKey (e.g. for an account created by ``Account.create()``)."""
+        if isinstance(account, AgencyKey):
+            return account
+        return cls(account._key_obj, Account)
+
+
+def load_key(
+    keystore: Path | str | None = None,
+    *,
+    password: str | None = None,
+    password_file: Path | str | None = None,
+    env_var: str | None = None,
+) -> AgencyKey:
+    """Load an agency key from exactly one source.
+
+    - ``keystore``: an encrypted keystore file, with ``password`` or ``password_file`` (whose first line is the
+      password; a trailing newline is not part of it).
+    - ``env_var``: the name of an environment variable holding the hex private key (with or without ``0x``).
+
+    Raises :class:`KeyUnavailable` with a message that names the file or variable but never the key or password.
+    """
+    if keystore is not None and env_var is not None:
+        raise KeyUnavailable("give either a keystore file or an environment variable for the agency key, not both")
+    if keystore is not None:
+        return _from_keystore(Path(keystore), _password(Path(keystore), password, password_file))
+    if env_var is not None:
+        return _from_env(env_var)
+    raise KeyUnavailable("no agency key given: name a keystore file (with its password) or an environment variable")
+
+
+def _password(keystore: Path, password: str | None, password_file: Path | str | None) -> str:
+    if password is not None and password_file is not None:
+        raise KeyUnavailable(f"give either a password or a password file for {keystore}, not both")
+    if password is not None:
+        return password
+    if password_file is None:
+        raise KeyUnavailable(f"keystore {keystore} is encrypted: a password or a password file is needed")
+    path = Path(password_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyUnavailable(f"password file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyUnavailable(f"cannot read password file {path}: {type(exc).__name__}") from None
+    _warn_if_readable_by_others(path, "password file")
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
+def _from_keystore(path: Path, password: str) -> AgencyKey:
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KeyUnavailable(f"keystore file {path} not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise KeyUnavailable(f"{path} is not a readable keystore file ({type(exc).__name__})") from None
+    if not isinstance(document, dict) or "crypto" not in {k.lower() for k in document}:
+        raise KeyUnavailable(f"{path} is not a keystore file (no 'crypto' section)")
+    _warn_if_readable_by_others(path, "keystore file")
+    address = document.get("address")
+    shown = f" (address 0x{str(address).removeprefix('0x')})" if address else ""
+    try:
+        raw = Account.decrypt(document, password)
+    except ValueError as exc:
+        # eth-keyfile says "MAC mismatch" for a wrong password; anything else is a format it does not support.
+        reason = "wrong password" if "MAC mismatch" in str(exc) else f"unsupported or damaged keystore ({exc})"
+        raise KeyUnavailable(f"cannot decrypt keystore {path}{shown}: {reason}") from None
+    except (KeyError, TypeError) as exc:
+        raise KeyUnavailable(f"cannot decrypt keystore {path}{shown}: damaged keystore (missing {exc})") from None
+    key = _account(bytes(raw), f"keystore {path}")
+    if address and key.address.lower().removeprefix("0x") != str(address).lower().removeprefix("0x"):
+        raise KeyUnavailable(f"keystore {path} decrypts to a key for another address than the{shown} it declares")
+    return key
+
+
+def _from_env(name: str) -> AgencyKey:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        raise KeyUnavailable(f"environment variable {name} is not set (it should hold the agency's private key)")
+    text = value.strip()
+    if not _HEX_KEY.fullmatch(text):
+        raise KeyUnavailable(
+            f"environment variable {name} does not hold a private key (expected 64 hex digits, optionally 0x-prefixed)"
+        )
+    return _account(bytes.fromhex(text.removeprefix("0x")), f"environment variable {name}")
+
+
+def _account(raw: bytes, source: str) -> AgencyKey:
+    try:
+        return AgencyKey.wrap(Account.from_key(raw))
+    except Exception:  # eth-keys' message may quote the value: never chain it
+        raise KeyUnavailable(f"{source} does not hold a valid secp256k1 private key") from None
+
+
+def _warn_if_readable_by_others(path: Path, what: str) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("%s %s is accessible to other users (mode %o); chmod 600 it", what, path, stat.S_IMODE(mode))

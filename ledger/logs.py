@@ -1,0 +1,320 @@
+"""Fast decoding of the ledger's raw ``eth_getLogs`` results into entries, with their record and entry hashes.
+
+``ledger.chain.Ledger.decode_log`` goes through web3's ``process_log`` and pydantic models: clear, but tens of
+microseconds per log. The indexer needs ten thousand entries a second, so this module decodes the JSON-RPC log
+objects directly: a table from ``topic0`` to a decoder, built once from the contract's ABI; fixed-size events by
+slicing 32-byte words, events with strings or arrays by ``eth_abi``. The record hash (EIP-712 ``hashStruct``) of a
+case event is computed from the very words of the log, and the entry hash from the raw topics, so nothing is
+re-encoded. ``tests/ledger/test_indexer.py`` checks every kind against ``Ledger.decode_log``.
+
+Strings (names) are decoded as bytes: the record hash is over the exact bytes on chain, which need not be valid
+UTF-8 (the contract does not check); the text kept for display replaces what is not (see :func:`display_text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import to_checksum_address
+
+from ledger.chain import artifact
+from ledger.records import (
+    ENTRY_TYPEHASH,
+    AgencyRegistration,
+    CaseAction,
+    CaseEvent,
+    Commitment,
+    Correction,
+    EntryKind,
+    HolidayCalendar,
+    Retirement,
+    SignerChange,
+)
+
+try:  # safe-pysha3 (installed with eth-hash[pysha3]) is about four times faster than eth-hash's automatic choice
+    from sha3 import keccak_256 as _keccak_256
+except ImportError:  # pragma: no cover - same values, slower
+    from Crypto.Hash import keccak as _pycryptodome
+
+    def _keccak_256(data: bytes) -> Any:  # type: ignore[misc]
+        return _pycryptodome.new(data=data, digest_bits=256)
+
+
+def keccak(data: bytes) -> bytes:
+    return _keccak_256(data).digest()
+
+ZERO32 = b"\0" * 32
+_KIND_WORDS = {kind: int(kind).to_bytes(32, "big") for kind in EntryKind}
+_CASE_TYPEHASH = CaseEvent.typehash()
+_OPENED_WORD = int(CaseAction.OPENED).to_bytes(32, "big")
+_CASE_KIND_WORD = _KIND_WORDS[EntryKind.CASE_EVENT]
+_ZERO96 = b"\0" * 96
+
+
+def fold(head: bytes, entry: bytes) -> bytes:
+    """``ledger.records.fold`` with the faster keccak (the tests check they agree)."""
+    return keccak(head + b"\0" * 8 + entry)[:24]
+
+
+_CODES: dict[bytes, str] = {}
+_PRINTABLE = bytes(range(0x21, 0x7F))
+
+
+def code_text(value: bytes) -> str:
+    """A bytes32 code as stored in the index: its text when it is 1 to 32 printable ASCII characters right-padded
+    with zero bytes (what ``ledger.records.short_code`` makes), else ``0x`` + hex. One-to-one either way."""
+    found = _CODES.get(value)
+    if found is not None:
+        return found
+    text = value.rstrip(b"\0")
+    found = text.decode("ascii") if text and not text.translate(None, _PRINTABLE) else "0x" + value.hex()
+    if len(_CODES) > 100_000:  # codes repeat (agencies, districts, commitments); bound the memory anyway
+        _CODES.clear()
+    _CODES[value] = found
+    return found
+
+
+def display_text(raw: bytes) -> str:
+    """Free text for display and the index: UTF-8, with invalid bytes and NUL (which PostgreSQL refuses) as U+FFFD."""
+    return raw.decode("utf-8", errors="replace").replace("\0", "\ufffd")
+
+
+@dataclass(slots=True)
+class DecodedEntry:
+    """One ledger entry decoded from its log. `record` holds the record's fields under ``ledger.records`` names,
+    with codes and hashes as raw bytes and strings as their raw UTF-8 bytes."""
+
+    seq: int
+    kind: EntryKind
+    agency_id: bytes
+    actor: str
+    record_hash: bytes
+    entry_hash: bytes
+    block_number: int
+    block_hash: bytes
+    #: the log's ``blockTimestamp`` when the node gives one (anvil, recent geth/reth), else None
+    block_time: int | None
+    tx_hash: bytes
+    log_index: int
+    record: dict[str, Any] = field(default_factory=dict)
+    #: commitment or calendar version, for the kinds that have one
+    version: int | None = None
+    #: for AgencyRegistered and HolidayCalendarPublished
+    jurisdiction: bytes | None = None
+    #: SignerAuthorized / SignerRevoked: the key concerned
+    signer: str | None = None
+
+    @property
+    def occurred_at(self) -> int | None:
+        return self.record.get("occurred_at")
+
+
+class LogDecoder:
+    """Decodes raw JSON-RPC logs of one contract. Build once; :meth:`decode` is the hot path."""
+
+    def __init__(self, abi: list[dict[str, Any]] | None = None) -> None:
+        abi = artifact()["abi"] if abi is None else abi
+        self._addresses: dict[bytes, str] = {}
+        builders: dict[str, Callable[[list[str], bytes, dict[str, Any]], DecodedEntry]] = {
+            "AgencyRegistered": self._agency_registered,
+            "SignerAuthorized": self._signer_change,
+            "SignerRevoked": self._signer_change,
+            "CommitmentPublished": self._commitment_published,
+            "CommitmentRetired": self._commitment_retired,
+            "CaseOpened": self._case_opened,
+            "CaseUpdated": self._case_updated,
+            "CorrectionRecorded": self._correction,
+            "HolidayCalendarPublished": self._calendar,
+        }
+        #: topic0 (hex, lower case, as nodes send it) → (event name, builder, non-indexed ABI types)
+        self.table: dict[str, tuple[str, Callable[..., DecodedEntry] | None, list[str]]] = {}
+        for item in abi:
+            if item["type"] != "event":
+                continue
+            signature = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+            topic0 = "0x" + keccak(signature.encode()).hex()
+            # Strings are decoded as bytes (same encoding): the hash is over the exact bytes, valid UTF-8 or not.
+            data_types = [_abi_type(i, strings_as_bytes=True) for i in item["inputs"] if not i["indexed"]]
+            self.table[topic0] = (item["name"], builders.get(item["name"]), data_types)
+        missing = set(builders) - {name for name, _, _ in self.table.values()}
+        if missing:
+            raise ValueError(f"the ABI lacks the ledger events {sorted(missing)}")
+        self._types = {name: types for name, _, types in self.table.values()}
+
+    # -- the hot path
+
+    def decode(self, logs: Iterable[dict[str, Any]]) -> list[DecodedEntry]:
+        """Entries of the given raw logs (in the order given); logs that are not entries are skipped."""
+        out: list[DecodedEntry] = []
+        table = self.table
+        # Logs come grouped by block and transaction: convert those fields once per group.
+        block_hex = tx_hex = ""
+        block_number = block_time = 0
+        block_hash = tx_hash = b""
+        for log in logs:
+            topics = log["topics"]
+            found = table.get(topics[0]) if topics else None
+            if found is None or found[1] is None:
+                continue
+            if log["blockHash"] != block_hex:
+                block_hex = log["blockHash"]
+                block_hash = bytes.fromhex(block_hex[2:])
+                block_number = int(log["blockNumber"], 16)
+                timestamp = log.get("blockTimestamp")
+                block_time = None if timestamp is None else int(timestamp, 16)
+            if log["transactionHash"] != tx_hex:
+                tx_hex = log["transactionHash"]
+                tx_hash = bytes.fromhex(tx_hex[2:])
+            where = (block_number, block_hash, block_time, tx_hash, int(log["logIndex"], 16))
+            out.append(found[1](topics, bytes.fromhex(log["data"][2:]), where))
+        return out
+
+    def _address(self, word: bytes) -> str:
+        found = self._addresses.get(word)
+        if found is None:
+            found = self._addresses[word] = to_checksum_address(word[12:])
+        return found
+
+    def _case_opened(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # data: commitmentId, occurredAt, district, channel, detailsHash, signer (one 32-byte word each)
+        seq_word = bytes.fromhex(topics[1][2:])
+        agency, case_id = bytes.fromhex(topics[2][2:]), bytes.fromhex(topics[3][2:])
+        commitment, occurred, district, channel = data[0:32], data[32:64], data[64:96], data[96:128]
+        details, signer = data[128:160], data[160:192]
+        # CaseEvent(caseId, action, occurredAt, commitmentId, district, channel, detailsHash), word for word
+        record_hash = _keccak_256(
+            _CASE_TYPEHASH + case_id + _OPENED_WORD + occurred + commitment + district + channel + details
+        ).digest()
+        entry = _keccak_256(ENTRY_TYPEHASH + seq_word + _CASE_KIND_WORD + agency + signer + record_hash).digest()
+        record = {
+            "case_id": case_id,
+            "action": CaseAction.OPENED,
+            "occurred_at": int.from_bytes(occurred, "big"),
+            "commitment_id": commitment,
+            "district": district,
+            "channel": int.from_bytes(channel, "big"),
+            "details_hash": details,
+        }
+        return DecodedEntry(
+            int.from_bytes(seq_word, "big"), EntryKind.CASE_EVENT, agency, self._address(signer), record_hash, entry,
+            *where, record,
+        )
+
+    def _case_updated(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # data: action, occurredAt, detailsHash, signer; the intake fields of a later event are zero
+        seq_word = bytes.fromhex(topics[1][2:])
+        agency, case_id = bytes.fromhex(topics[2][2:]), bytes.fromhex(topics[3][2:])
+        action, occurred, details, signer = data[0:32], data[32:64], data[64:96], data[96:128]
+        record_hash = _keccak_256(_CASE_TYPEHASH + case_id + action + occurred + _ZERO96 + details).digest()
+        entry = _keccak_256(ENTRY_TYPEHASH + seq_word + _CASE_KIND_WORD + agency + signer + record_hash).digest()
+        record = {
+            "case_id": case_id,
+            "action": int.from_bytes(action, "big"),
+            "occurred_at": int.from_bytes(occurred, "big"),
+            "commitment_id": ZERO32,
+            "district": ZERO32,
+            "channel": 0,
+            "details_hash": details,
+        }
+        return DecodedEntry(
+            int.from_bytes(seq_word, "big"), EntryKind.CASE_EVENT, agency, self._address(signer), record_hash, entry,
+            *where, record,
+        )
+
+    # -- the rarer kinds: clarity over speed
+
+    def _entry(
+        self, kind: EntryKind, topics: list[str], actor_word: bytes, record_type: type, record: dict[str, Any],
+        where: tuple[Any, ...], **extra: Any,
+    ) -> DecodedEntry:
+        seq_word = bytes.fromhex(topics[1][2:])
+        agency = bytes.fromhex(topics[2][2:])
+        record_hash = struct_hash(record_type, record)
+        entry = keccak(ENTRY_TYPEHASH + seq_word + _KIND_WORDS[kind] + agency + actor_word + record_hash)
+        return DecodedEntry(
+            int.from_bytes(seq_word, "big"), kind, agency, self._address(actor_word), record_hash, entry,
+            *where, record, **extra,
+        )
+
+    def _agency_registered(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        jurisdiction, name_zh, name_en, actor = abi_decode(self._types["AgencyRegistered"], data)
+        agency = bytes.fromhex(topics[2][2:])
+        record = {"agency_id": agency, "jurisdiction": jurisdiction, "name_zh": name_zh, "name_en": name_en}
+        return self._entry(EntryKind.AGENCY_REGISTERED, topics, _word(actor), AgencyRegistration, record, where,
+                           jurisdiction=jurisdiction)
+
+    def _signer_change(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # SignerAuthorized and SignerRevoked share a layout; topic0 tells which
+        authorized = self.table[topics[0]][0] == "SignerAuthorized"
+        kind = EntryKind.SIGNER_AUTHORIZED if authorized else EntryKind.SIGNER_REVOKED
+        signer_word = bytes.fromhex(topics[3][2:])
+        signer = self._address(signer_word)
+        record = {"agency_id": bytes.fromhex(topics[2][2:]), "signer": signer}
+        return self._entry(kind, topics, data[0:32], SignerChange, record, where, signer=signer)
+
+    def _commitment_published(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        version, c, signer = abi_decode(self._types["CommitmentPublished"], data)
+        record = dict(zip((attr for attr, _, _ in Commitment.FIELDS), c, strict=True))
+        return self._entry(EntryKind.COMMITMENT_PUBLISHED, topics, _word(signer), Commitment, record, where,
+                           version=version)
+
+    def _commitment_retired(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        record = {
+            "commitment_id": bytes.fromhex(topics[3][2:]),
+            "reason_hash": data[0:32],
+            "occurred_at": int.from_bytes(data[32:64], "big"),
+        }
+        return self._entry(EntryKind.COMMITMENT_RETIRED, topics, data[64:96], Retirement, record, where)
+
+    def _correction(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        record = {
+            "target_seq": int(topics[3], 16),
+            "reason_hash": data[0:32],
+            "occurred_at": int.from_bytes(data[32:64], "big"),
+        }
+        return self._entry(EntryKind.CORRECTION, topics, data[64:96], Correction, record, where)
+
+    def _calendar(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        version, (year, holidays, workdays, occurred_at), signer = abi_decode(
+            self._types["HolidayCalendarPublished"], data
+        )
+        record = {"year": year, "holidays": tuple(holidays), "workdays": tuple(workdays), "occurred_at": occurred_at}
+        return self._entry(EntryKind.HOLIDAY_CALENDAR_PUBLISHED, topics, _word(signer), HolidayCalendar, record, where,
+                           version=version, jurisdiction=bytes.fromhex(topics[3][2:]))
+
+
+def struct_hash(record_type: type, record: dict[str, Any]) -> bytes:
+    """EIP-712 ``hashStruct`` of a record given as raw field values (strings as bytes): the same definition as
+    ``ledger.records.Record.struct_hash``, without needing the bytes to be valid UTF-8."""
+    words = [record_type.typehash()]
+    for attr, _, sol_type in record_type.FIELDS:
+        value = record[attr]
+        if sol_type == "string":
+            words.append(keccak(value if isinstance(value, bytes) else value.encode("utf-8")))
+        elif sol_type.endswith("[]"):
+            words.append(keccak(b"".join(int(v).to_bytes(32, "big") for v in value)))
+        elif sol_type == "address":
+            words.append(bytes.fromhex(value[2:]).rjust(32, b"\0"))
+        elif sol_type == "bytes32":
+            words.append(value)
+        else:  # uintN
+            words.append(int(value).to_bytes(32, "big"))
+    return keccak(b"".join(words))
+
+
+def _word(address: str) -> bytes:
+    """An address as its 32-byte ABI word."""
+    return bytes.fromhex(address[2:]).rjust(32, b"\0")
+
+
+def _abi_type(item: dict[str, Any], *, strings_as_bytes: bool = False) -> str:
+    kind = item["type"]
+    if kind.startswith("tuple"):
+        inner = ",".join(_abi_type(c, strings_as_bytes=strings_as_bytes) for c in item["components"])
+        return f"({inner}){kind[5:]}"
+    if strings_as_bytes and kind == "string":
+        return "bytes"
+    return kind

@@ -1,0 +1,757 @@
+"""Published metrics per commitment and per agency: the one definition of each figure, in SQL and in pure Python.
+
+The service computes metrics from its SQL index (:func:`compute_metrics`, SQLite or PostgreSQL); an auditor who
+rebuilt the rows from the chain computes them with :func:`compute_metrics_from_rows`. Both implement the
+definitions below, share the arithmetic (:func:`nearest_rank`, :func:`percentile`, :func:`rate`, the percentile
+fractions) and give equal :class:`Metrics` — ``to_dict()`` byte for byte — on the same rows;
+``tests/ledger/test_metrics.py`` checks this on random rows, on both databases. Per-case values (status,
+opened_at, closed_at, due_at, fulfil_seconds, on_time, the hold columns) come from ``ledger.cases`` through the
+``cases`` table: hold time is excluded and working days are honoured there, not here.
+
+Selection (:class:`MetricsFilter`)
+    agency, commitment (scoped to its agency, so it needs the agency too), district and channel select cases by
+    their ``cases`` row. Times are unix seconds and the date range is half-open, ``start <= t < end``; either bound
+    may be left open. ``as_of`` is the instant at which the snapshot figures (open, overdue) are taken; it defaults
+    to ``end``. Like ``end`` it is exclusive: what happened at a time ``< as_of`` has happened, what happens at
+    ``as_of`` has not yet.
+
+Definitions ("in range" means ``start <= t < end`` for the time named)
+    cases_opened
+        selected cases whose ``opened_at`` is in range.
+    fulfilled, rejected, withdrawn
+        selected cases with that status whose ``closed_at`` is in range.
+    cases_closed
+        ``fulfilled + rejected + withdrawn``.
+    on_time, on_time_eligible, on_time_rate
+        among those fulfilled cases, ``on_time_eligible`` counts the ones with a due time (``on_time`` not null,
+        which by the schema are exactly those with ``due_at``) and ``on_time`` the ones fulfilled by it;
+        ``on_time_rate = rate(on_time, on_time_eligible)``. A case whose due time cannot be computed (a working-day
+        deadline without the holiday calendar) is left out rather than guessed.
+    target_rate
+        for a filter naming one commitment, ``target_bps / 10000`` of its latest non-voided version (the promise as
+        it stands now), as a 4-place decimal; otherwise None (a target belongs to one commitment).
+    median_fulfil_seconds, p90_fulfil_seconds
+        ``percentile(·, 1/2)`` and ``percentile(·, 9/10)`` of ``fulfil_seconds`` (opening to fulfilment, hold time
+        excluded) over those fulfilled cases.
+    open_cases
+        selected cases with ``opened_at < as_of`` not closed by then (``closed_at`` null or ``>= as_of``). A
+        snapshot: the date range does not apply. For ``t1 <= t2``, and cases closing after they open,
+        ``open(t2) = open(t1) + (opened in [t1, t2)) - (closed in [t1, t2))``.
+    overdue_cases
+        open cases whose effective due time is before ``as_of``. The effective due time is ``due_at``, extended for a
+        case on hold by the running hold: ``due_at + max(0, as_of - on_hold_since)``. So a case on hold is overdue only
+        if it already was when the hold began (``due_at < on_hold_since``): waiting for the citizen does not make a
+        case late, and putting a late case on hold does not make it on time. A case without a due time is never
+        overdue. Limitation: a ``cases`` row is the case's state now, so for an ``as_of`` in the past ``due_at`` may
+        include holds completed after ``as_of``, and a hold that was running then but has ended is not seen as
+        running. The figure is exact for an ``as_of`` at or after every case's last event (e.g. "now").
+    events_recorded, latency_median_seconds, latency_max_seconds, late_recordings
+        over case events that are not voided (``entries.voided_by`` null), whose ``block_time`` is in range, of the
+        filter's agency, and — when the filter names a commitment, district or channel — whose case is a selected
+        case. Latency is ``block_time - occurred_at``: recorded time minus claimed time. ``events_recorded`` counts
+        the events; median by ``percentile(·, 1/2)``; max; ``late_recordings`` counts latencies ``> 86400`` (recorded
+        more than 24 h after the claimed time: possible backdating). Negative latencies (claimed time in the future)
+        are kept as they are. The range is on block time because that is the one time nobody can choose. An event of
+        a case without a ``cases`` row (its Opened entry voided, or never recorded) has no commitment, district or
+        channel: it counts in city and agency figures — its agency did record it, late or not — and in no figure
+        narrowed by commitment, district or channel.
+    rejection_rate
+        ``rate(rejected, fulfilled + rejected)`` over the cases closed in range. Withdrawn cases are left out: a
+        withdrawal is the citizen's decision, not the agency's answer, so counting it either way would misstate how
+        often the agency refuses.
+
+Scorecards
+    per agency (per commitment): for each agency (commitment) that has a case matching the filter — at any time, so a
+    group idle in the range still shows its open cases — the metrics of the filter narrowed to that group. Keys are
+    in code-point order.
+
+Arithmetic (exact, so every database and Python agree)
+    percentile(values, p)
+        nearest rank: the value at 1-based rank ``ceil(p * n)`` of the ``n`` ascending values (``p`` a Fraction),
+        None when there are none; equivalently the least value ``v`` with ``#(values <= v) >= p * n``, which is how
+        SQL finds it. No interpolation, so integer seconds stay integers (the median of two values is the lower).
+    rate(numerator, denominator)
+        ``numerator / denominator`` rounded to 4 decimal places, ties to even (``ROUND_HALF_EVEN``), computed in
+        integers and returned as a ``Decimal`` with exactly 4 places; None when the denominator is 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
+
+from ledger.cases import FULFILLED, ON_HOLD, REJECTED, WITHDRAWN
+from ledger.errors import LedgerError
+from ledger.store.schema import CODE, case_events, cases, commitments, entries
+
+__all__ = [
+    "CaseRow",
+    "CommitmentRow",
+    "EventRow",
+    "InvalidFilter",
+    "Metrics",
+    "MetricsFilter",
+    "agency_scorecards",
+    "commitment_scorecards",
+    "compute_metrics",
+    "compute_metrics_from_rows",
+    "is_open_at",
+    "is_overdue_at",
+    "nearest_rank",
+    "percentile",
+    "rate",
+    "rate_from_bps",
+    "scorecards_from_rows",
+    "table_values",
+]
+
+MEDIAN = Fraction(1, 2)
+P90 = Fraction(9, 10)
+#: a case event recorded more than this many seconds after its claimed time is a late recording
+LATE_RECORDING_SECONDS = 86_400
+#: rates are published to this many decimal places (4 places = basis points, the unit of a commitment's target)
+RATE_PLACES = 4
+_RATE_SCALE = 10**RATE_PLACES
+
+_INT64_MAX = 2**63 - 1  # times are BIGINT columns
+
+
+class InvalidFilter(LedgerError, ValueError):
+    """A metrics filter that cannot select anything meaningful (e.g. start not before end)."""
+
+
+# --- arithmetic shared by both implementations ------------------------------------------------------------------------
+
+
+def nearest_rank(n: int, p: Fraction) -> int:
+    """1-based rank ``ceil(p * n)`` of the nearest-rank percentile ``p`` (0 < p <= 1) among ``n >= 1`` values."""
+    if n < 1:
+        raise ValueError("a rank needs at least one value")
+    if not 0 < p <= 1:
+        raise ValueError(f"a percentile is in (0, 1], got {p}")
+    return -(-p.numerator * n // p.denominator)
+
+
+def percentile(sorted_values: Sequence[int], p: Fraction) -> int | None:
+    """Nearest-rank percentile ``p`` of ascending values, or None when there are none."""
+    if not sorted_values:
+        return None
+    return sorted_values[nearest_rank(len(sorted_values), p) - 1]
+
+
+def rate(numerator: int, denominator: int) -> Decimal | None:
+    """``numerator / denominator`` to 4 places, ties to even, in exact integer arithmetic; None if nothing to divide."""
+    if denominator == 0:
+        return None
+    if numerator < 0 or denominator < 0:
+        raise ValueError("a rate is of counts, which are not negative")
+    units, remainder = divmod(numerator * _RATE_SCALE, denominator)
+    # ROUND_HALF_EVEN: more than half rounds up; exactly half rounds to the even neighbour
+    if 2 * remainder > denominator or (2 * remainder == denominator and units % 2 == 1):
+        units += 1
+    return Decimal(units).scaleb(-RATE_PLACES)
+
+
+def rate_from_bps(target_bps: int) -> Decimal:
+    """A commitment's target on-time rate, ``target_bps / 10000``, as the same 4-place decimal as :func:`rate`."""
+    return Decimal(target_bps).scaleb(-RATE_PLACES)
+
+
+@dataclass(frozen=True)
+class _Distribution:
+    """What the metrics need of a set of integers: count, median, p90, max and how many exceed a threshold."""
+
+    count: int = 0
+    median: int | None = None
+    p90: int | None = None
+    maximum: int | None = None
+    above: int = 0
+
+
+def _distribution(values: Iterable[int], threshold: int | None = None) -> _Distribution:
+    ordered = sorted(values)
+    if not ordered:
+        return _Distribution()
+    return _Distribution(
+        count=len(ordered),
+        median=percentile(ordered, MEDIAN),
+        p90=percentile(ordered, P90),
+        maximum=ordered[-1],
+        above=0 if threshold is None else sum(1 for v in ordered if v > threshold),
+    )
+
+
+# --- values -----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsFilter:
+    """Which cases and case events a :class:`Metrics` covers. Times are unix seconds; the range is ``[start, end)``."""
+
+    agency_id: str | None = None
+    #: commitment ids are scoped to their agency, so a commitment needs ``agency_id`` too
+    commitment_id: str | None = None
+    start: int | None = None
+    end: int | None = None
+    district: str | None = None
+    channel: int | None = None
+    #: the "now" of the snapshot figures (open, overdue); defaults to ``end``, so it is required when ``end`` is open
+    as_of: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("agency_id", "commitment_id", "district"):
+            value = getattr(self, name)
+            # as stored: a printable code of up to 32 characters, or 0x + 64 hex digits for any other bytes32
+            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= CODE):
+                raise InvalidFilter(f"{name} must be a code of 1 to {CODE} characters, got {value!r}")
+        if self.commitment_id is not None and self.agency_id is None:
+            raise InvalidFilter("commitment_id needs agency_id: commitment ids are scoped to their agency")
+        if self.channel is not None and (_not_int(self.channel) or not 1 <= self.channel <= 255):
+            raise InvalidFilter(f"channel must be an integer from 1 to 255, got {self.channel!r}")
+        for name in ("start", "end", "as_of"):
+            value = getattr(self, name)
+            if value is not None and (_not_int(value) or not 0 <= value <= _INT64_MAX):
+                raise InvalidFilter(f"{name} must be unix seconds (an integer from 0 to 2**63 - 1), got {value!r}")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise InvalidFilter(f"start ({self.start}) must be before end ({self.end}): the range is [start, end)")
+        if self.as_of is None:
+            if self.end is None:
+                raise InvalidFilter("as_of is needed when end is open: open and overdue counts are taken at a time")
+            object.__setattr__(self, "as_of", self.end)
+
+    @property
+    def now(self) -> int:
+        """``as_of``, which is always set once the filter is built."""
+        assert self.as_of is not None
+        return self.as_of
+
+    @property
+    def commitment_key(self) -> tuple[str, str] | None:
+        """(agency_id, commitment_id) when the filter names one commitment."""
+        if self.agency_id is None or self.commitment_id is None:
+            return None
+        return (self.agency_id, self.commitment_id)
+
+    @property
+    def narrows_cases(self) -> bool:
+        """Whether case events must be matched to their case (a commitment, district or channel is named)."""
+        return self.commitment_id is not None or self.district is not None or self.channel is not None
+
+
+def _not_int(value: object) -> bool:
+    return not isinstance(value, int) or isinstance(value, bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metrics:
+    """The published figures for one selection; the module docstring defines each field."""
+
+    cases_opened: int
+    cases_closed: int
+    fulfilled: int
+    rejected: int
+    withdrawn: int
+    on_time: int
+    on_time_eligible: int
+    on_time_rate: Decimal | None
+    target_rate: Decimal | None
+    median_fulfil_seconds: int | None
+    p90_fulfil_seconds: int | None
+    open_cases: int
+    overdue_cases: int
+    events_recorded: int
+    latency_median_seconds: int | None
+    latency_max_seconds: int | None
+    late_recordings: int
+    rejection_rate: Decimal | None
+
+    def to_dict(self) -> dict[str, int | str | None]:
+        """JSON-ready: counts and seconds as integers, rates as exact decimal strings (``"0.9523"``), absent as null."""
+        out: dict[str, int | str | None] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Decimal) else value
+        return out
+
+
+def _assemble(
+    *,
+    opened: int,
+    fulfilled: int,
+    rejected: int,
+    withdrawn: int,
+    on_time: int,
+    on_time_eligible: int,
+    target_bps: int | None,
+    fulfil: _Distribution,
+    open_cases: int,
+    overdue: int,
+    latency: _Distribution,
+) -> Metrics:
+    """The published figures from the counted ones: the derived ones (totals, rates) are computed here only."""
+    return Metrics(
+        cases_opened=opened,
+        cases_closed=fulfilled + rejected + withdrawn,
+        fulfilled=fulfilled,
+        rejected=rejected,
+        withdrawn=withdrawn,
+        on_time=on_time,
+        on_time_eligible=on_time_eligible,
+        on_time_rate=rate(on_time, on_time_eligible),
+        target_rate=None if target_bps is None else rate_from_bps(target_bps),
+        median_fulfil_seconds=fulfil.median,
+        p90_fulfil_seconds=fulfil.p90,
+        open_cases=open_cases,
+        overdue_cases=overdue,
+        events_recorded=latency.count,
+        latency_median_seconds=latency.median,
+        latency_max_seconds=latency.maximum,
+        late_recordings=latency.above,
+        rejection_rate=rate(rejected, fulfilled + rejected),
+    )
+
+
+# --- rows, for the pure-Python implementation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseRow:
+    """A row of the ``cases`` table (``ledger.store.schema`` says what each column means)."""
+
+    agency_id: str
+    case_id: bytes
+    commitment_id: str
+    commitment_version: int
+    district: str
+    channel: int
+    opened_seq: int
+    opened_at: int
+    status: str
+    closed_at: int | None
+    hold_seconds: int
+    on_hold_since: int | None
+    due_at: int | None
+    fulfil_seconds: int | None
+    on_time: bool | None
+    escalated: bool
+    invalid_transitions: int
+    last_seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventRow:
+    """A row of the ``case_events`` table, with its entry's ``voided_by`` (a column of ``entries``)."""
+
+    seq: int
+    agency_id: str
+    case_id: bytes
+    action: int
+    occurred_at: int
+    block_time: int
+    details_hash: bytes
+    #: intake fields, on Opened events only (metrics take a case's from its ``cases`` row)
+    commitment_id: str | None = None
+    district: str | None = None
+    channel: int | None = None
+    voided_by: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommitmentRow:
+    """A row of the ``commitments`` table (one version of a commitment), with its entry's ``voided_by``."""
+
+    agency_id: str
+    commitment_id: str
+    version: int
+    service_code: str
+    name_zh: str
+    name_en: str
+    deadline: int
+    deadline_unit: int
+    target_bps: int
+    valid_from: int
+    terms_hash: bytes
+    occurred_at: int
+    seq: int
+    retired_seq: int | None = None
+    voided_by: int | None = None
+
+
+def table_values(row: CaseRow | EventRow | CommitmentRow) -> dict[str, Any]:
+    """The row's values for an insert into its own table (``voided_by`` belongs to ``entries``)."""
+    values = dataclasses.asdict(row)
+    values.pop("voided_by", None)
+    return values
+
+
+# --- pure Python ------------------------------------------------------------------------------------------------------
+
+
+def _in_range(t: int | None, flt: MetricsFilter) -> bool:
+    return t is not None and (flt.start is None or t >= flt.start) and (flt.end is None or t < flt.end)
+
+
+def _case_selected(case: CaseRow, flt: MetricsFilter) -> bool:
+    return (
+        (flt.agency_id is None or case.agency_id == flt.agency_id)
+        and (flt.commitment_id is None or case.commitment_id == flt.commitment_id)
+        and (flt.district is None or case.district == flt.district)
+        and (flt.channel is None or case.channel == flt.channel)
+    )
+
+
+def is_open_at(case: CaseRow, as_of: int) -> bool:
+    return case.opened_at < as_of and (case.closed_at is None or case.closed_at >= as_of)
+
+
+def is_overdue_at(case: CaseRow, as_of: int) -> bool:
+    if case.due_at is None:
+        return False
+    due = case.due_at
+    if case.status == ON_HOLD and case.on_hold_since is not None:
+        due += max(0, as_of - case.on_hold_since)  # the running hold extends the due time
+    return due < as_of
+
+
+def _latest_targets(versions: Iterable[tuple[str, str, int, int]]) -> dict[tuple[str, ...], int]:
+    """(agency, commitment) -> target_bps of its highest version, from (agency, commitment, version, target_bps)
+    of the non-voided versions."""
+    latest: dict[tuple[str, ...], tuple[int, int]] = {}
+    for agency_id, commitment_id, version, target_bps in versions:
+        key = (agency_id, commitment_id)
+        if key not in latest or version > latest[key][0]:
+            latest[key] = (version, target_bps)
+    return {key: target_bps for key, (_, target_bps) in latest.items()}
+
+
+def _latest_target_bps(commitment_rows: Iterable[CommitmentRow], key: tuple[str, str] | None) -> int | None:
+    if key is None:
+        return None
+    targets = _latest_targets(
+        (row.agency_id, row.commitment_id, row.version, row.target_bps)
+        for row in commitment_rows
+        if (row.agency_id, row.commitment_id) == key and row.voided_by is None
+    )
+    return targets.get(key)
+
+
+def compute_metrics_from_rows(
+    case_rows: Iterable[CaseRow],
+    event_rows: Iterable[EventRow],
+    commitment_rows: Iterable[CommitmentRow],
+    flt: MetricsFilter,
+) -> Metrics:
+    """The metrics of ``flt`` from rows in memory (e.g. rebuilt from the chain by an auditor), by the same
+    definitions as :func:`compute_metrics`."""
+    as_of = flt.now
+    all_cases = list(case_rows)
+    selected = [case for case in all_cases if _case_selected(case, flt)]
+    closed = [case for case in selected if _in_range(case.closed_at, flt)]
+    fulfilled = [case for case in closed if case.status == FULFILLED]
+    open_now = [case for case in selected if is_open_at(case, as_of)]
+    selected_keys = {(case.agency_id, case.case_id) for case in selected}
+    latencies = [
+        event.block_time - event.occurred_at
+        for event in event_rows
+        if event.voided_by is None
+        and _in_range(event.block_time, flt)
+        and (flt.agency_id is None or event.agency_id == flt.agency_id)
+        and (not flt.narrows_cases or (event.agency_id, event.case_id) in selected_keys)
+    ]
+    return _assemble(
+        opened=sum(1 for case in selected if _in_range(case.opened_at, flt)),
+        fulfilled=len(fulfilled),
+        rejected=sum(1 for case in closed if case.status == REJECTED),
+        withdrawn=sum(1 for case in closed if case.status == WITHDRAWN),
+        on_time=sum(1 for case in fulfilled if case.on_time is True),
+        on_time_eligible=sum(1 for case in fulfilled if case.on_time is not None),
+        target_bps=_latest_target_bps(commitment_rows, flt.commitment_key),
+        fulfil=_distribution(case.fulfil_seconds for case in fulfilled if case.fulfil_seconds is not None),
+        open_cases=len(open_now),
+        overdue=sum(1 for case in open_now if is_overdue_at(case, as_of)),
+        latency=_distribution(latencies, LATE_RECORDING_SECONDS),
+    )
+
+
+def scorecards_from_rows(
+    case_rows: Iterable[CaseRow],
+    event_rows: Iterable[EventRow],
+    commitment_rows: Iterable[CommitmentRow],
+    flt: MetricsFilter,
+    *,
+    by: Literal["agency", "commitment"],
+) -> dict[Any, Metrics]:
+    """:func:`agency_scorecards` (``by="agency"``) or :func:`commitment_scorecards` (``by="commitment"``) from rows
+    in memory, for the auditor."""
+    all_cases, all_events, all_commitments = list(case_rows), list(event_rows), list(commitment_rows)
+    selected = [case for case in all_cases if _case_selected(case, flt)]
+    narrowed: list[MetricsFilter]
+    if by == "agency":
+        narrowed = [dataclasses.replace(flt, agency_id=a) for a in sorted({case.agency_id for case in selected})]
+    elif by == "commitment":
+        keys = sorted({(case.agency_id, case.commitment_id) for case in selected})
+        narrowed = [dataclasses.replace(flt, agency_id=a, commitment_id=m) for a, m in keys]
+    else:
+        raise ValueError(f"by must be 'agency' or 'commitment', got {by!r}")
+    return {
+        _scorecard_key(one, by): compute_metrics_from_rows(all_cases, all_events, all_commitments, one)
+        for one in narrowed
+    }
+
+
+def _scorecard_key(flt: MetricsFilter, by: str) -> Any:
+    return flt.agency_id if by == "agency" else flt.commitment_key
+
+
+# --- SQL (SQLite and PostgreSQL) --------------------------------------------------------------------------------------
+#
+# Every query can be grouped by agency or by commitment, so a page of scorecards costs the same few passes over the
+# tables as one figure; ungrouped (compute_metrics) is the case of no group columns. A group's figures are those of
+# the filter narrowed to that group (the definition scorecards_from_rows applies literally), because each condition
+# below is a conjunction that the group key only adds to.
+
+_By = Literal["agency", "commitment"] | None
+_GroupKey = tuple[str, ...]
+
+
+def _range(column: ColumnElement[Any], flt: MetricsFilter) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = []
+    if flt.start is not None:
+        conditions.append(column >= flt.start)
+    if flt.end is not None:
+        conditions.append(column < flt.end)
+    # a comparison already leaves out NULL (the closed_at of an open case); with no bound, say so explicitly
+    return and_(*conditions) if conditions else column.is_not(None)
+
+
+def _case_conditions(flt: MetricsFilter) -> list[ColumnElement[bool]]:
+    c = cases.c
+    conditions: list[ColumnElement[bool]] = []
+    if flt.agency_id is not None:
+        conditions.append(c.agency_id == flt.agency_id)
+    if flt.commitment_id is not None:
+        conditions.append(c.commitment_id == flt.commitment_id)
+    if flt.district is not None:
+        conditions.append(c.district == flt.district)
+    if flt.channel is not None:
+        conditions.append(c.channel == flt.channel)
+    return conditions
+
+
+def _case_groups(by: _By) -> list[ColumnElement[Any]]:
+    c = cases.c
+    return {None: [], "agency": [c.agency_id], "commitment": [c.agency_id, c.commitment_id]}[by]
+
+
+def _open_at(as_of: int) -> ColumnElement[bool]:
+    c = cases.c
+    return and_(c.opened_at < as_of, or_(c.closed_at.is_(None), c.closed_at >= as_of))
+
+
+def _overdue_at(as_of: int) -> ColumnElement[bool]:
+    """:func:`is_overdue_at` without arithmetic: ``due + max(0, as_of - since) < as_of`` holds exactly when
+    ``due < as_of`` and, for a case on hold, ``due < since`` (when ``since >= as_of`` that follows from the first)."""
+    c = cases.c
+    on_hold = and_(c.status == ON_HOLD, c.on_hold_since.is_not(None))
+    return and_(c.due_at.is_not(None), c.due_at < as_of, or_(~on_hold, c.due_at < c.on_hold_since))
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    # COUNT(*) FILTER (WHERE …) runs on SQLite (>= 3.30) and PostgreSQL alike, and gives an integer on both
+    return func.count().filter(condition)
+
+
+def _distributions_sql(
+    conn: Connection,
+    values: Select[Any],
+    groups: Sequence[ColumnElement[Any]],
+    threshold: int | None = None,
+) -> dict[_GroupKey, _Distribution]:
+    """:func:`_distribution` of the single column ``values`` selects, per group, computed in the database.
+
+    Equal values are counted together first (latencies repeat a lot), then a running count per group finds each
+    percentile as the least value whose cumulative count reaches ``p * n``, compared in integers as
+    ``cum * den >= num * n``: the nearest rank ``ceil(p * n)`` without division or floating point.
+    """
+    value = values.selected_columns[0]
+    keys = [g.label(f"g{i}") for i, g in enumerate(groups)]
+    counted = values.with_only_columns(*keys, value.label("v"), func.count().label("c"))
+    counted_q = counted.group_by(*groups, value).subquery()
+    gk = [counted_q.c[f"g{i}"] for i in range(len(groups))]
+    partition = {"partition_by": gk} if gk else {}
+    ranked = select(
+        *gk,
+        counted_q.c.v,
+        counted_q.c.c,
+        func.sum(counted_q.c.c).over(order_by=counted_q.c.v, rows=(None, 0), **partition).label("cum"),
+        func.sum(counted_q.c.c).over(**partition).label("n"),
+    ).subquery()
+    rk = [ranked.c[f"g{i}"] for i in range(len(groups))]
+    v, cum, n = ranked.c.v, ranked.c.cum, ranked.c.n
+
+    def at(p: Fraction) -> ColumnElement[Any]:
+        return func.min(v).filter(cum * p.denominator >= n * p.numerator)
+
+    above = func.sum(ranked.c.c).filter(v > threshold) if threshold is not None else literal(0)
+    out: dict[_GroupKey, _Distribution] = {}
+    for row in conn.execute(select(*rk, func.max(n), at(MEDIAN), at(P90), func.max(v), above).group_by(*rk)):
+        key, (count, median, p90, maximum, n_above) = tuple(row[: len(rk)]), row[len(rk) :]
+        if count is None:  # no group columns and no values: the one aggregate row is all NULL
+            continue
+        # PostgreSQL sums BIGINTs as NUMERIC: every figure goes back to int
+        out[key] = _Distribution(int(count), int(median), int(p90), int(maximum), int(n_above or 0))
+    return out
+
+
+def _latency_values(flt: MetricsFilter, by: _By) -> tuple[Select[Any], list[ColumnElement[Any]]]:
+    """The latencies ``flt`` selects, and the columns that group them ``by`` agency or commitment."""
+    e = case_events.c
+    # NOT EXISTS, not NOT IN: an anti-join stays cheap however many entries are voided
+    voided = exists().where(entries.c.seq == e.seq, entries.c.voided_by.is_not(None))
+    query = select((e.block_time - e.occurred_at).label("latency")).where(_range(e.block_time, flt), ~voided)
+    if flt.agency_id is not None:
+        query = query.where(e.agency_id == flt.agency_id)
+    if not flt.narrows_cases and by != "commitment":
+        # matched to no case: the join is most of the cost, and events of cases without a row belong in city and
+        # agency figures (see the module docstring)
+        return query, [e.agency_id] if by == "agency" else []
+    c = cases.c
+    # (agency_id, case_id) is the key of cases: the join finds at most one case per event
+    joined = case_events.join(cases, and_(c.agency_id == e.agency_id, c.case_id == e.case_id))
+    return query.select_from(joined).where(*_case_conditions(flt)), _case_groups(by)
+
+
+def _latest_targets_sql(conn: Connection, flt: MetricsFilter) -> dict[_GroupKey, int]:
+    m = commitments.c
+    voided = exists().where(entries.c.seq == m.seq, entries.c.voided_by.is_not(None))
+    query = select(m.agency_id, m.commitment_id, m.version, m.target_bps).where(~voided)
+    if flt.agency_id is not None:
+        query = query.where(m.agency_id == flt.agency_id)
+    if flt.commitment_id is not None:
+        query = query.where(m.commitment_id == flt.commitment_id)
+    return _latest_targets(
+        (agency_id, commitment_id, version, target_bps)
+        for agency_id, commitment_id, version, target_bps in conn.execute(query)
+    )
+
+
+def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKey, Metrics]:
+    """Metrics of ``flt`` per group (one group, keyed ``()``, when ``by`` is None)."""
+    c = cases.c
+    as_of = flt.now
+    groups = _case_groups(by)
+    selection = _case_conditions(flt)
+    if by is None:
+        keys: list[_GroupKey] = [()]
+    else:
+        # the groups that have a case under the filter, whatever its dates (a group idle in the range shows zeros)
+        # sorted here, not by ORDER BY: database collations differ, code-point order does not
+        keys = sorted(tuple(row) for row in conn.execute(select(*groups).where(*selection).distinct()))
+    opened_in = _range(c.opened_at, flt)
+    closed_in = _range(c.closed_at, flt)
+    fulfilled_in = and_(closed_in, c.status == FULFILLED)
+    open_now = _open_at(as_of)
+
+    # One pass over the union of the three sets of cases the counts need, each an index range (opened_at, closed_at).
+    counted = conn.execute(
+        select(
+            *groups,
+            _count(opened_in),
+            _count(fulfilled_in),
+            _count(and_(closed_in, c.status == REJECTED)),
+            _count(and_(closed_in, c.status == WITHDRAWN)),
+            _count(and_(fulfilled_in, c.on_time.is_(True))),
+            _count(and_(fulfilled_in, c.on_time.is_not(None))),
+            _count(open_now),
+            _count(and_(open_now, _overdue_at(as_of))),
+        )
+        .where(*selection, or_(opened_in, closed_in, open_now))
+        .group_by(*groups)
+    ).all()
+    counts = {tuple(row[: len(groups)]): tuple(row[len(groups) :]) for row in counted}
+    fulfil = _distributions_sql(
+        conn, select(c.fulfil_seconds).where(*selection, fulfilled_in, c.fulfil_seconds.is_not(None)), groups
+    )
+    latency_values, latency_groups = _latency_values(flt, by)
+    latency = _distributions_sql(conn, latency_values, latency_groups, LATE_RECORDING_SECONDS)
+    targets = _latest_targets_sql(conn, flt) if by == "commitment" or flt.commitment_key is not None else {}
+
+    out: dict[_GroupKey, Metrics] = {}
+    for key in keys:
+        opened, fulfilled, rejected, withdrawn, on_time, eligible, open_cases, overdue = counts.get(key, (0,) * 8)
+        # the group's own commitment, or the one the filter names (an agency group keeps the filter's commitment)
+        commitment_key = key if by == "commitment" else flt.commitment_key
+        out[key] = _assemble(
+            opened=opened,
+            fulfilled=fulfilled,
+            rejected=rejected,
+            withdrawn=withdrawn,
+            on_time=on_time,
+            on_time_eligible=eligible,
+            target_bps=None if commitment_key is None else targets.get(commitment_key),
+            fulfil=fulfil.get(key, _Distribution()),
+            open_cases=open_cases,
+            overdue=overdue,
+            latency=latency.get(key, _Distribution()),
+        )
+    return out
+
+
+_T = TypeVar("_T")
+
+
+def _with_connection(conn_or_engine: Connection | Engine, work: Callable[[Connection], _T]) -> _T:
+    if isinstance(conn_or_engine, Connection):
+        return work(conn_or_engine)
+    # One snapshot for every query, so the figures agree with each other while the indexer writes: a set of figures
+    # that no single state of the index gives could not be reproduced by an auditor.
+    with conn_or_engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            # pysqlite opens no transaction for reads; in one, WAL keeps the first read's snapshot to the end
+            dbapi = conn.connection.dbapi_connection
+            if conn.dialect.name == "sqlite" and not getattr(dbapi, "in_transaction", True):
+                conn.exec_driver_sql("BEGIN")
+            return work(conn)
+
+
+def compute_metrics(conn_or_engine: Connection | Engine, flt: MetricsFilter) -> Metrics:
+    """The metrics of ``flt`` from the SQL index (SQLite or PostgreSQL).
+
+    Given an engine, every query reads one snapshot (PostgreSQL: a read-only REPEATABLE READ transaction; SQLite: one
+    transaction). Given a connection, they run in the caller's transaction: use snapshot isolation if the index is
+    being written meanwhile.
+    """
+    return _with_connection(conn_or_engine, lambda conn: _metrics_sql(conn, flt, None)[()])
+
+
+def agency_scorecards(conn_or_engine: Connection | Engine, flt: MetricsFilter) -> dict[str, Metrics]:
+    """Metrics per agency, in agency id order: for each agency having a case that matches ``flt`` (at any time: the
+    date range does not choose the agencies), ``compute_metrics`` of ``flt`` narrowed to that agency."""
+    grouped = _with_connection(conn_or_engine, lambda conn: _metrics_sql(conn, flt, "agency"))
+    return {key[0]: metrics for key, metrics in grouped.items()}
+
+
+def commitment_scorecards(conn_or_engine: Connection | Engine, flt: MetricsFilter) -> dict[tuple[str, str], Metrics]:
+    """Metrics per commitment, keyed and ordered by (agency_id, commitment_id): for each commitment having a case that
+    matches ``flt`` (at any time), ``compute_metrics`` of ``flt`` narrowed to that commitment."""
+    grouped = _with_connection(conn_or_engine, lambda conn: _metrics_sql(conn, flt, "commitment"))
+    return {(key[0], key[1]): metrics for key, metrics in grouped.items()}

@@ -1,0 +1,392 @@
+"""Ledger records: validated models, and their canonical encoding and hashes, byte for byte those of the contract.
+
+Each record's hash is its EIP-712 ``hashStruct``; an entry hash binds that to its sequence number, kind, agency
+and actor; the running hash folds entry hashes in order. ``contracts/CivicLedger.sol`` computes the same values
+and the tests cross-check both.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar
+
+from eth_abi import encode as abi_encode
+from eth_hash.auto import keccak
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ledger.errors import InvalidRecord
+
+UINT64_MAX = 2**64 - 1
+EPOCH = date(1970, 1, 1)
+
+
+class EntryKind(enum.IntEnum):
+    """Kinds of ledger entry (``ICivicLedger.EntryKind``)."""
+
+    AGENCY_REGISTERED = 0
+    SIGNER_AUTHORIZED = 1
+    SIGNER_REVOKED = 2
+    COMMITMENT_PUBLISHED = 3
+    COMMITMENT_RETIRED = 4
+    CASE_EVENT = 5
+    CORRECTION = 6
+    HOLIDAY_CALENDAR_PUBLISHED = 7
+
+
+class CaseAction(enum.IntEnum):
+    """Case life-cycle actions (``ICivicLedger.CaseAction``)."""
+
+    OPENED = 1
+    ACCEPTED = 2
+    ON_HOLD = 3
+    RESUMED = 4
+    ESCALATED = 5
+    FULFILLED = 6
+    REJECTED = 7
+    WITHDRAWN = 8
+
+
+class DeadlineUnit(enum.IntEnum):
+    """How a commitment's deadline is counted (``ICivicLedger.DeadlineUnit``)."""
+
+    CALENDAR_HOURS = 1
+    WORKING_DAYS = 2
+
+
+class Channel(enum.IntEnum):
+    """Intake channel codes recorded when a case opens."""
+
+    COUNTER = 1
+    HOTLINE = 2
+    WEB = 3
+    APP = 4
+    MAIL = 5
+    PROACTIVE = 6
+
+
+def short_code(text: str) -> bytes:
+    """An ASCII code (agency id, district, service code) as a right-padded bytes32."""
+    raw = text.encode("ascii", errors="strict") if text.isascii() else b""
+    if not raw or len(raw) > 32 or any(b < 0x21 or b > 0x7E for b in raw):
+        raise InvalidRecord(f"code {text!r} must be 1 to 32 printable ASCII characters without spaces")
+    return raw.ljust(32, b"\0")
+
+
+def code_text(value: bytes) -> str:
+    """Inverse of :func:`short_code`."""
+    return value.rstrip(b"\0").decode("ascii", errors="replace")
+
+
+def text_hash(text: str) -> bytes:
+    """keccak256 of UTF-8 text: how free text and documents appear on chain."""
+    return keccak(text.encode("utf-8"))
+
+
+def day_number(day: date) -> int:
+    """Days since 1970-01-01, the calendar unit on chain."""
+    return (day - EPOCH).days
+
+
+def _to_bytes32(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value[2:] if value.startswith(("0x", "0X")) else value
+        try:
+            value = bytes.fromhex(text)
+        except ValueError as exc:
+            raise ValueError(f"not a hex string: {value!r}") from exc
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) != 32:
+            raise ValueError(f"must be 32 bytes, got {len(value)}")
+        return bytes(value)
+    raise ValueError(f"must be 32 bytes or a 0x-hex string, got {type(value).__name__}")
+
+
+def _to_unix_time(value: Any) -> Any:
+    """Unix seconds, or a time with its zone (datetime or ISO 8601 text); a time without a zone is refused,
+    since it would silently mean different instants on different machines."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"not an ISO 8601 time: {value!r}") from exc
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"time {value.isoformat()} has no zone; give an offset such as +08:00 or Z")
+        if value.microsecond:
+            raise ValueError("times are recorded to the second; drop the fraction")
+        return int(value.timestamp())
+    if isinstance(value, bool):
+        raise ValueError("a time cannot be a boolean")
+    return value
+
+
+Bytes32 = Annotated[bytes, BeforeValidator(_to_bytes32)]
+ZERO32 = b"\0" * 32
+UnixTime = Annotated[int, BeforeValidator(_to_unix_time), Field(gt=0, le=UINT64_MAX)]
+
+
+class Record(BaseModel):
+    """A record an agency (or governance) appends; subclasses declare their EIP-712 type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, ser_json_bytes="hex")
+
+    TYPE_NAME: ClassVar[str]
+    #: (python attribute, solidity name, solidity type), in struct order
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]]
+    KIND: ClassVar[EntryKind]
+    #: name of the EIP-712 wrapper a relayer submits, and the wrapper's field name for the record
+    RELAY: ClassVar[tuple[str, str] | None] = None
+
+    @classmethod
+    def encode_type(cls) -> str:
+        """EIP-712 §Definition of encodeType."""
+        return f"{cls.TYPE_NAME}({','.join(f'{t} {n}' for _, n, t in cls.FIELDS)})"
+
+    @classmethod
+    def typehash(cls) -> bytes:
+        return keccak(cls.encode_type().encode())
+
+    def abi_values(self) -> tuple[Any, ...]:
+        """Field values in struct order, as the contract ABI takes them."""
+        return tuple(_abi_value(getattr(self, attr)) for attr, _, _ in self.FIELDS)
+
+    def struct_hash(self) -> bytes:
+        """EIP-712 §Definition of hashStruct: keccak256(typeHash ‖ encodeData(record))."""
+        types = ["bytes32"]
+        values: list[Any] = [self.typehash()]
+        for (_, _, sol_type), value in zip(self.FIELDS, self.abi_values(), strict=True):
+            if sol_type == "string":
+                types.append("bytes32")
+                values.append(keccak(value.encode("utf-8")))
+            elif sol_type.endswith("[]"):
+                types.append("bytes32")
+                values.append(keccak(abi_encode([sol_type[:-2]] * len(value), list(value))))
+            else:
+                types.append(sol_type)
+                values.append(value)
+        return keccak(abi_encode(types, values))
+
+    def eip712_fields(self) -> list[dict[str, str]]:
+        return [{"name": n, "type": t} for _, n, t in self.FIELDS]
+
+    def eip712_message(self) -> dict[str, Any]:
+        """The record as an EIP-712 message value (what ``eth_signTypedData_v4`` takes)."""
+        out: dict[str, Any] = {}
+        for (_, name, _), value in zip(self.FIELDS, self.abi_values(), strict=True):
+            out[name] = "0x" + value.hex() if isinstance(value, bytes) else value
+        return out
+
+
+def _abi_value(value: Any) -> Any:
+    if isinstance(value, enum.IntEnum):
+        return int(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class AgencyRegistration(Record):
+    """Governance registers an agency."""
+
+    TYPE_NAME = "AgencyRegistration"
+    FIELDS = (
+        ("agency_id", "agencyId", "bytes32"),
+        ("jurisdiction", "jurisdiction", "bytes32"),
+        ("name_zh", "nameZh", "string"),
+        ("name_en", "nameEn", "string"),
+    )
+    KIND = EntryKind.AGENCY_REGISTERED
+
+    agency_id: Bytes32
+    jurisdiction: Bytes32
+    name_zh: str
+    name_en: str
+
+
+class SignerChange(Record):
+    """Governance authorises or revokes an agency key; the entry kind tells which."""
+
+    TYPE_NAME = "SignerChange"
+    FIELDS = (("agency_id", "agencyId", "bytes32"), ("signer", "signer", "address"))
+    KIND = EntryKind.SIGNER_AUTHORIZED
+
+    agency_id: Bytes32
+    signer: str
+
+
+class Commitment(Record):
+    """A service commitment, or a new version of one."""
+
+    TYPE_NAME = "Commitment"
+    FIELDS = (
+        ("commitment_id", "commitmentId", "bytes32"),
+        ("service_code", "serviceCode", "bytes32"),
+        ("name_zh", "nameZh", "string"),
+        ("name_en", "nameEn", "string"),
+        ("deadline", "deadline", "uint32"),
+        ("deadline_unit", "deadlineUnit", "uint8"),
+        ("target_bps", "targetBps", "uint16"),
+        ("valid_from", "validFrom", "uint64"),
+        ("terms_hash", "termsHash", "bytes32"),
+        ("occurred_at", "occurredAt", "uint64"),
+    )
+    KIND = EntryKind.COMMITMENT_PUBLISHED
+    RELAY = ("PublishCommitment", "commitment")
+
+    commitment_id: Bytes32
+    service_code: Bytes32
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+    deadline: int = Field(gt=0, lt=2**32)
+    deadline_unit: DeadlineUnit
+    target_bps: int = Field(ge=0, le=10_000)
+    valid_from: UnixTime
+    terms_hash: Bytes32
+    occurred_at: UnixTime
+
+
+class Retirement(Record):
+    """Retirement of a commitment."""
+
+    TYPE_NAME = "Retirement"
+    FIELDS = (
+        ("commitment_id", "commitmentId", "bytes32"),
+        ("reason_hash", "reasonHash", "bytes32"),
+        ("occurred_at", "occurredAt", "uint64"),
+    )
+    KIND = EntryKind.COMMITMENT_RETIRED
+    RELAY = ("RetireCommitment", "retirement")
+
+    commitment_id: Bytes32
+    reason_hash: Bytes32
+    occurred_at: UnixTime
+
+
+class CaseEvent(Record):
+    """One event in the life of a case. Intake fields (commitment, district, channel) belong to Opened only."""
+
+    TYPE_NAME = "CaseEvent"
+    FIELDS = (
+        ("case_id", "caseId", "bytes32"),
+        ("action", "action", "uint8"),
+        ("occurred_at", "occurredAt", "uint64"),
+        ("commitment_id", "commitmentId", "bytes32"),
+        ("district", "district", "bytes32"),
+        ("channel", "channel", "uint8"),
+        ("details_hash", "detailsHash", "bytes32"),
+    )
+    KIND = EntryKind.CASE_EVENT
+    RELAY = ("RecordCaseEvent", "caseEvent")
+
+    case_id: Bytes32
+    action: CaseAction
+    occurred_at: UnixTime
+    commitment_id: Bytes32 = ZERO32
+    district: Bytes32 = ZERO32
+    channel: int = Field(default=0, ge=0, le=255)
+    details_hash: Bytes32 = ZERO32
+
+    @model_validator(mode="after")
+    def _intake_fields(self) -> CaseEvent:
+        if self.case_id == ZERO32:
+            raise ValueError("case_id must not be zero")
+        intake = (self.commitment_id != ZERO32, self.district != ZERO32, self.channel != 0)
+        if self.action is CaseAction.OPENED and not all(intake):
+            raise ValueError("an Opened event needs commitment_id, district and channel")
+        if self.action is not CaseAction.OPENED and any(intake):
+            raise ValueError("commitment_id, district and channel belong to the Opened event only")
+        return self
+
+
+class Correction(Record):
+    """Voids an earlier entry of the same agency, with a reason; the original stays visible."""
+
+    TYPE_NAME = "Correction"
+    FIELDS = (
+        ("target_seq", "targetSeq", "uint64"),
+        ("reason_hash", "reasonHash", "bytes32"),
+        ("occurred_at", "occurredAt", "uint64"),
+    )
+    KIND = EntryKind.CORRECTION
+    RELAY = ("RecordCorrection", "correction")
+
+    target_seq: int = Field(ge=0, le=UINT64_MAX)
+    reason_hash: Bytes32
+    occurred_at: UnixTime
+
+
+class HolidayCalendar(Record):
+    """Non-working weekdays and working weekend days of a jurisdiction for one year."""
+
+    TYPE_NAME = "HolidayCalendar"
+    FIELDS = (
+        ("year", "year", "uint16"),
+        ("holidays", "holidays", "uint32[]"),
+        ("workdays", "workdays", "uint32[]"),
+        ("occurred_at", "occurredAt", "uint64"),
+    )
+    KIND = EntryKind.HOLIDAY_CALENDAR_PUBLISHED
+    RELAY = ("PublishHolidayCalendar", "calendar")
+
+    year: int = Field(ge=1970, le=9999)
+    holidays: tuple[int, ...] = ()
+    workdays: tuple[int, ...] = ()
+    occurred_at: UnixTime
+
+    @classmethod
+    def from_dates(
+        cls, year: int, holidays: Iterable[date], workdays: Iterable[date], occurred_at: int
+    ) -> HolidayCalendar:
+        return cls(
+            year=year,
+            holidays=tuple(sorted(day_number(d) for d in holidays)),
+            workdays=tuple(sorted(day_number(d) for d in workdays)),
+            occurred_at=occurred_at,
+        )
+
+    @model_validator(mode="after")
+    def _days(self) -> HolidayCalendar:
+        first, end = day_number(date(self.year, 1, 1)), day_number(date(self.year, 12, 31)) + 1  # 9999 has no next
+        for name, days, weekend in (("holidays", self.holidays, False), ("workdays", self.workdays, True)):
+            for i, day in enumerate(days):
+                if not first <= day < end:
+                    raise ValueError(f"{name}: day {day} is not in {self.year}")
+                if i and day <= days[i - 1]:
+                    raise ValueError(f"{name} must be strictly ascending")
+                if ((day + 4) % 7 in (0, 6)) != weekend:
+                    kind = "a Saturday or Sunday" if weekend else "a weekday"
+                    raise ValueError(f"{name}: {EPOCH.fromordinal(EPOCH.toordinal() + day)} is not {kind}")
+        return self
+
+
+#: EIP-712 wrappers a relayer submits: the batch of case events has its own, signed once for all.
+BATCH_RELAY = "RecordCaseEvents"
+
+ENTRY_TYPEHASH = keccak(b"Entry(uint256 seq,uint8 kind,bytes32 agencyId,address actor,bytes32 recordHash)")
+
+
+def entry_hash(seq: int, kind: EntryKind, agency_id: bytes, actor: str, record_hash: bytes) -> bytes:
+    """The entry hash the contract folds into its running hash (``ICivicLedger.entryHashOf``)."""
+    return keccak(
+        abi_encode(
+            ["bytes32", "uint256", "uint8", "bytes32", "address", "bytes32"],
+            [ENTRY_TYPEHASH, seq, int(kind), agency_id, actor, record_hash],
+        )
+    )
+
+
+ZERO_HEAD = b"\0" * 24
+
+
+def fold(head: bytes, entry: bytes) -> bytes:
+    """One step of the running hash: bytes24(keccak256(abi.encode(bytes24 head, bytes32 entryHash)))."""
+    return keccak(head + b"\0" * 8 + entry)[:24]
+
+
+def running_hash(entry_hashes: Iterable[bytes], start: bytes = ZERO_HEAD) -> bytes:
+    head = start
+    for entry in entry_hashes:
+        head = fold(head, entry)
+    return head

@@ -1,0 +1,756 @@
+"""Relayed writes: records an agency key signed with EIP-712 (``eth_signTypedData_v4``), checked, stored durably and
+sent by a relayer key as ``…BySig`` transactions, exactly once.
+
+Three parts:
+
+- :func:`check_signed_record` takes the typed data and signature as a wallet produced them and either returns a
+  :class:`SignedRecord` (the records, nonce, deadline, EIP-712 digest and the recovered signer) or raises
+  :class:`RelayRefused` with a stable ``code`` saying what is wrong. It checks only what needs no chain; whether the
+  signer is authorised and the nonce current is the caller's to ask the chain.
+- :class:`RelayStore` keeps every accepted submission (the signed envelope: signer, nonce, deadline, signature,
+  records) in a small SQLite file next to the writer's :class:`~ledger.outbox.Outbox`, and puts its records into that
+  outbox, one row per entry. The idempotency key is ``keccak("civic-ledger relay" ‖ signer ‖ EIP-712 digest)``: the
+  same signed message submitted twice (a client retrying after a timeout) is the same submission, whatever the
+  signature bytes. Submissions are serialised (a lock across threads and processes), so the nonce check — the
+  signer's on-chain nonce plus its submissions not yet settled — and the insert cannot interleave.
+- :class:`RelayWriter` is a :class:`~ledger.writer.Writer` whose transactions are the stored submissions, one per
+  transaction, sent from the relayer key. Everything else — signing before broadcast, re-broadcasting the same bytes
+  after a crash, receipts, retries with backoff, decoding reverts — is the writer's. A relayed batch is never split:
+  its one signature covers every event in it, so a revert fails the whole submission with the decoded custom error.
+
+A crash between storing the envelope and adding its outbox rows leaves an envelope without rows; the store notices
+and queues it before anything else (on opening, and before every submission), so submission order — and so each
+signer's nonce order — is kept.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
+from eth_utils import is_hex_address, to_checksum_address
+from pydantic import ValidationError
+
+from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, Ledger, relay_typed_data
+from ledger.errors import LedgerError, OutboxError
+from ledger.outbox import Outbox, OutboxItem, OutboxState, record_from_json, record_json, struct_hash
+from ledger.records import BATCH_RELAY, CaseEvent, Commitment, Correction, HolidayCalendar, Record, Retirement
+from ledger.writer import MAX_BATCH, MAX_CALLDATA, Writer
+
+#: case events in one relayed batch; ``recordCaseEventsBySig`` calldata then stays under the writer's MAX_CALLDATA
+MAX_RELAY_BATCH = 500
+assert 4 + 32 * 8 + 65 + 7 * 32 * MAX_RELAY_BATCH < MAX_CALLDATA
+
+UINT256_MAX = 2**256 - 1
+#: secp256k1 group order; a signature's s above half of it is the malleable twin (EIP-2), refused by OpenZeppelin
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+#: an entry stamped this far ahead of the clock is refused at once rather than held for a block that late
+MAX_CLOCK_SKEW = 60
+
+_KEY_DOMAIN = b"civic-ledger relay"
+
+
+@dataclass(frozen=True)
+class RelayType:
+    """One EIP-712 primary type a relayer accepts."""
+
+    primary_type: str
+    #: name of the wrapper's record field ("caseEvent", "caseEvents", …)
+    field: str
+    record_type: type[Record]
+    batch: bool
+    #: the contract function the relayer calls
+    function: str
+
+
+RELAY_TYPES: dict[str, RelayType] = {
+    "PublishCommitment": RelayType("PublishCommitment", "commitment", Commitment, False, "publishCommitmentBySig"),
+    "RetireCommitment": RelayType("RetireCommitment", "retirement", Retirement, False, "retireCommitmentBySig"),
+    "RecordCaseEvent": RelayType("RecordCaseEvent", "caseEvent", CaseEvent, False, "recordCaseEventBySig"),
+    BATCH_RELAY: RelayType(BATCH_RELAY, "caseEvents", CaseEvent, True, "recordCaseEventsBySig"),
+    "RecordCorrection": RelayType("RecordCorrection", "correction", Correction, False, "recordCorrectionBySig"),
+    "PublishHolidayCalendar": RelayType(
+        "PublishHolidayCalendar", "calendar", HolidayCalendar, False, "publishHolidayCalendarBySig"
+    ),
+}
+
+# EIP-712 §Definition of domainSeparator: the fields of this contract's domain, in order
+_DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
+def relay_types(primary_type: str) -> dict[str, list[dict[str, str]]]:
+    """The EIP-712 ``types`` of a relayed record, exactly as :func:`ledger.chain.relay_typed_data` writes them."""
+    spec = RELAY_TYPES[primary_type]
+    inner = spec.record_type
+    field_type = f"{inner.TYPE_NAME}[]" if spec.batch else inner.TYPE_NAME
+    return {
+        "EIP712Domain": [dict(f) for f in _DOMAIN_FIELDS],
+        primary_type: [
+            {"name": spec.field, "type": field_type},
+            {"name": "nonce", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+        ],
+        inner.TYPE_NAME: [{"name": n, "type": t} for _, n, t in inner.FIELDS],
+    }
+
+
+class RelayRefused(LedgerError):
+    """A signed record was refused before anything was stored. ``code`` is stable (API clients branch on it);
+    ``details`` adds facts such as the field at fault or the expected nonce."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class StaleNonce(RelayRefused):
+    def __init__(self, given: int, expected: int) -> None:
+        super().__init__(
+            "stale_nonce",
+            f"nonce {given} is not the signer's next one: expected {expected} (its on-chain nonce plus its "
+            "submissions still being relayed); sign again with that nonce",
+            expected_nonce=expected,
+        )
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """A relayed submission whose typed data and signature have been checked (but not yet against the chain)."""
+
+    relay_type: RelayType
+    records: tuple[Record, ...]
+    nonce: int
+    deadline: int
+    #: EIP-712 digest the signer signed (``keccak(0x1901 ‖ domainSeparator ‖ hashStruct(message))``)
+    digest: bytes
+    #: 65 bytes r ‖ s ‖ v with v 27 or 28 (what OpenZeppelin's ECDSA takes)
+    signature: bytes
+    signer: str
+
+    def check_deadline(self, now: float | None = None) -> None:
+        """Refuse the submission when its deadline has passed (the contract would refuse it too)."""
+        if self.deadline < (time.time() if now is None else now):
+            raise RelayRefused(
+                "expired", f"the signature's deadline {self.deadline} has passed; sign again with a later one"
+            )
+
+    @property
+    def key(self) -> str:
+        return relay_key(self.signer, self.digest)
+
+    @property
+    def record_hash(self) -> bytes:
+        """What the signature covers besides nonce and deadline: the record's struct hash, or for a batch the
+        keccak256 of its events' struct hashes (EIP-712 encoding of an array of structs)."""
+        if self.relay_type.batch:
+            return keccak(b"".join(struct_hash(r) for r in self.records))
+        return struct_hash(self.records[0])
+
+
+def relay_key(signer: str, digest: bytes) -> str:
+    """Idempotency key of a submission: one per signer and signed message, whatever the signature's bytes."""
+    return "0x" + keccak(_KEY_DOMAIN + bytes.fromhex(signer[2:]) + digest).hex()
+
+
+# ---------------------------------------------------------------------- checking a signed record
+
+
+def check_signed_record(
+    typed_data: Mapping[str, Any],
+    signature: str | bytes,
+    domain: Mapping[str, Any],
+    *,
+    signer: str | None = None,
+) -> SignedRecord:
+    """Check typed data as ``eth_signTypedData_v4`` takes it and its signature, against this deployment's `domain`
+    (:meth:`Ledger.domain`). Checks, in order: primary type, types (exactly the canonical ones; ``EIP712Domain`` may
+    be left out), domain (name and version, chain id, contract), the record (the ``ledger.records`` models), the
+    signature (65 bytes, low s, recoverable; equal to `signer` when given). Raises RelayRefused.
+
+    The deadline is checked separately (:meth:`SignedRecord.check_deadline`), so that a caller can first recognise a
+    message it already accepted (its key) and answer with that submission even after the deadline passed."""
+    primary = typed_data.get("primaryType")
+    spec = RELAY_TYPES.get(primary) if isinstance(primary, str) else None
+    if spec is None:
+        raise RelayRefused(
+            "unsupported_primary_type",
+            f"primaryType {primary!r} is not relayed here; use one of {', '.join(RELAY_TYPES)}",
+        )
+    _check_types(spec, typed_data.get("types"))
+    _check_domain(typed_data.get("domain"), domain)
+    records, nonce, deadline = _parse_message(spec, typed_data.get("message"))
+    canonical = relay_typed_data(dict(domain), list(records) if spec.batch else records[0], nonce, deadline)
+    signable = encode_typed_data(full_message=canonical)
+    digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
+    raw = _signature_bytes(signature)
+    try:
+        recovered = Account.recover_message(signable, signature=raw)
+    except Exception as exc:  # eth-keys raises BadSignature, ValueError… for bytes that are no signature
+        raise RelayRefused("bad_signature", "the signature does not recover to any key") from exc
+    if signer is not None:
+        if not is_hex_address(signer):
+            raise RelayRefused("invalid_body", "signer is not an address", field="signer")
+        if to_checksum_address(signer) != recovered:
+            raise RelayRefused(
+                "signer_mismatch",
+                f"the signature over this typed data is not by {to_checksum_address(signer)} (it recovers to "
+                f"{recovered}): the message, domain or key differ from what was signed",
+                recovered=recovered,
+            )
+    return SignedRecord(spec, records, nonce, deadline, digest, raw, recovered)
+
+
+def _check_types(spec: RelayType, types: Any) -> None:
+    expected = relay_types(spec.primary_type)
+    if not isinstance(types, dict):
+        raise RelayRefused("wrong_types", "types must be an object of EIP-712 struct definitions")
+    given = dict(types)
+    if "EIP712Domain" not in given:  # ethers-style typed data leaves the domain's type implied
+        given["EIP712Domain"] = expected["EIP712Domain"]
+    for name in sorted(set(given) | set(expected)):
+        if name not in expected:
+            raise RelayRefused("wrong_types", f"types has {name!r}, which {spec.primary_type} does not use")
+        if name not in given:
+            raise RelayRefused("wrong_types", f"types lacks {name!r}")
+        if given[name] != expected[name]:
+            want = ",".join(f"{f['type']} {f['name']}" for f in expected[name])
+            raise RelayRefused(
+                "wrong_types", f"types.{name} must be exactly ({want}), in that order and with nothing else",
+                field=f"types.{name}",
+            )
+
+
+def _check_domain(given: Any, expected: Mapping[str, Any]) -> None:
+    if not isinstance(given, dict) or set(given) != {"name", "version", "chainId", "verifyingContract"}:
+        raise RelayRefused("wrong_domain", "domain must have exactly name, version, chainId and verifyingContract")
+    if given["name"] != DOMAIN_NAME or given["version"] != DOMAIN_VERSION:
+        raise RelayRefused(
+            "wrong_domain", f"domain name and version must be {DOMAIN_NAME!r} and {DOMAIN_VERSION!r}"
+        )
+    chain_id = _uint(given["chainId"])
+    if chain_id is None or chain_id != int(expected["chainId"]):
+        raise RelayRefused(
+            "wrong_chain",
+            f"domain.chainId {given['chainId']!r} is not this ledger's chain ({expected['chainId']}): a signature "
+            "for another chain is never relayed here",
+            expected_chain_id=int(expected["chainId"]),
+        )
+    contract = given["verifyingContract"]
+    if not isinstance(contract, str) or not is_hex_address(contract) or (
+        to_checksum_address(contract) != to_checksum_address(expected["verifyingContract"])
+    ):
+        raise RelayRefused(
+            "wrong_contract",
+            f"domain.verifyingContract {contract!r} is not this ledger ({expected['verifyingContract']})",
+            expected_contract=expected["verifyingContract"],
+        )
+
+
+def _uint(value: Any) -> int | None:
+    """A uint256 as JSON typed data carries it: a number, or a decimal or 0x-hex string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, str) and value:
+        try:
+            result = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if 0 <= result <= UINT256_MAX else None
+
+
+def _parse_message(spec: RelayType, message: Any) -> tuple[tuple[Record, ...], int, int]:
+    if not isinstance(message, dict):
+        raise RelayRefused("invalid_record", "message must be an object", field="message")
+    expected_keys = {spec.field, "nonce", "deadline"}
+    if set(message) != expected_keys:
+        extra, missing = sorted(set(message) - expected_keys), sorted(expected_keys - set(message))
+        what = "; ".join(p for p in (extra and f"unexpected {', '.join(extra)}",
+                                     missing and f"missing {', '.join(missing)}") if p)
+        raise RelayRefused("invalid_record", f"message must have exactly {spec.field}, nonce and deadline: {what}",
+                           field="message")
+    nonce, deadline = _uint(message["nonce"]), _uint(message["deadline"])
+    if nonce is None:
+        raise RelayRefused("invalid_record", "message.nonce must be a uint256", field="nonce")
+    if deadline is None:
+        raise RelayRefused("invalid_record", "message.deadline must be a uint256", field="deadline")
+    value = message[spec.field]
+    if spec.batch:
+        if not isinstance(value, list) or not value:
+            raise RelayRefused("invalid_record", f"{spec.field} must be a non-empty list", field=spec.field)
+        if len(value) > MAX_RELAY_BATCH:
+            raise RelayRefused(
+                "invalid_record", f"{spec.field} holds {len(value)} events; at most {MAX_RELAY_BATCH} per signature",
+                field=spec.field,
+            )
+        records = tuple(_record(spec.record_type, item, f"{spec.field}[{i}]") for i, item in enumerate(value))
+    else:
+        records = (_record(spec.record_type, value, spec.field),)
+    horizon = time.time() + MAX_CLOCK_SKEW
+    for index, record in enumerate(records):
+        if record.occurred_at > horizon:  # type: ignore[attr-defined]  # every relayed record has it
+            where = f"{spec.field}[{index}]" if spec.batch else spec.field
+            raise RelayRefused("invalid_record", f"{where}.occurredAt is in the future", field=f"{where}.occurredAt")
+    return records, nonce, deadline
+
+
+def _record(cls: type[Record], value: Any, where: str) -> Record:
+    """Build a record from its EIP-712 message value (Solidity field names), naming the field at fault."""
+    if not isinstance(value, dict):
+        raise RelayRefused("invalid_record", f"{where} must be an object", field=where)
+    names = {sol: attr for attr, sol, _ in cls.FIELDS}
+    unknown, missing = sorted(set(value) - set(names)), sorted(set(names) - set(value))
+    if unknown or missing:
+        problem = f"unknown field {unknown[0]}" if unknown else f"missing field {missing[0]}"
+        field = f"{where}.{unknown[0] if unknown else missing[0]}"
+        raise RelayRefused("invalid_record", f"{where}: {problem}", field=field)
+    try:
+        return cls.model_validate({names[k]: v for k, v in value.items()})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        attr = str(error["loc"][0]) if error.get("loc") else ""
+        solidity = next((sol for a, sol, _ in cls.FIELDS if a == attr), "")
+        field = f"{where}.{solidity}" if solidity else where
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        raise RelayRefused("invalid_record", f"{field}: {message}", field=field) from None
+    except LedgerError as exc:
+        raise RelayRefused("invalid_record", f"{where}: {exc}", field=where) from None
+
+
+def _signature_bytes(signature: str | bytes) -> bytes:
+    """65 bytes r ‖ s ‖ v, v normalised to 27/28 (some wallets give 0/1); a high-s twin is refused, as the
+    contract refuses it (OpenZeppelin ECDSA, EIP-2)."""
+    if isinstance(signature, str):
+        text = signature[2:] if signature.startswith(("0x", "0X")) else None
+        try:
+            raw = bytes.fromhex(text) if text is not None else b""
+        except ValueError:
+            raw = b""
+        if not raw:
+            raise RelayRefused("bad_signature", "signature must be 0x-hex")
+    else:
+        raw = bytes(signature)
+    if len(raw) != 65:
+        raise RelayRefused("bad_signature", f"signature must be 65 bytes (r, s, v), got {len(raw)}")
+    r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+    if v in (0, 1):
+        v += 27
+    if v not in (27, 28) or not 0 < r < SECP256K1_N or s == 0:
+        raise RelayRefused("bad_signature", "the signature is malformed (r, s or v out of range)")
+    if s > SECP256K1_N // 2:
+        raise RelayRefused(
+            "bad_signature", "the signature has a high s value (the malleable twin of a valid one); the ledger "
+            "accepts only low-s signatures (EIP-2)"
+        )
+    return raw[:64] + bytes([v])
+
+
+# ---------------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    key: str
+    state: str  # pending | sent | recorded | failed
+    signer: str
+    agency_id: bytes
+    primary_type: str
+    nonce: int
+    deadline: int
+    record_hash: str
+    entries: int
+    created_at: float
+    tx_hash: str | None = None
+    #: seq of each recorded entry, in order
+    seqs: tuple[int, ...] = ()
+    #: for failed submissions: the decoded custom error's name (or a short reason) and a message
+    error_name: str | None = None
+    error: str | None = None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS relays (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,   -- submission order
+    key          TEXT NOT NULL UNIQUE,                -- relay_key(signer, digest)
+    signer       TEXT NOT NULL,
+    agency_id    TEXT NOT NULL,                       -- 0x-hex bytes32, as authorised when accepted
+    primary_type TEXT NOT NULL,
+    nonce        TEXT NOT NULL,                       -- uint256, zero-padded decimal so that text order is number order
+    deadline     TEXT NOT NULL,
+    signature    BLOB NOT NULL,
+    record_type  TEXT NOT NULL,
+    records_json TEXT NOT NULL,                       -- JSON list of the records (ledger.outbox.record_json)
+    record_hash  TEXT NOT NULL,
+    entries      INTEGER NOT NULL,
+    queued       INTEGER NOT NULL DEFAULT 0,          -- its rows are in the outbox
+    settled      TEXT,                                -- NULL until recorded or failed
+    created_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relays_by_signer ON relays (signer, settled, nonce);
+CREATE INDEX IF NOT EXISTS relays_unqueued ON relays (queued, id);
+"""
+
+_COLUMNS = (
+    "key, signer, agency_id, primary_type, nonce, deadline, signature, record_type, records_json, record_hash, "
+    "entries, queued, settled, created_at"
+)
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    key: str
+    signer: str
+    agency_id: bytes
+    primary_type: str
+    nonce: int
+    deadline: int
+    signature: bytes
+    record_type: str
+    records_json: str
+    record_hash: str
+    entries: int
+    queued: bool
+    settled: str | None
+    created_at: float
+
+    def records(self) -> list[Record]:
+        return [record_from_json(self.record_type, json.dumps(r)) for r in json.loads(self.records_json)]
+
+    def row_keys(self) -> list[str]:
+        return [row_key(self.key, i) for i in range(self.entries)]
+
+
+def _envelope(row: Sequence[Any]) -> _Envelope:
+    return _Envelope(row[0], row[1], bytes.fromhex(row[2][2:]), row[3], int(row[4]), int(row[5]), bytes(row[6]),
+                     row[7], row[8], row[9], row[10], bool(row[11]), row[12], row[13])
+
+
+def row_key(key: str, index: int) -> str:
+    """Outbox idempotency key of entry `index` of a submission."""
+    return f"{key}/{index}"
+
+
+def _submission_key(item: OutboxItem) -> str:
+    return item.idempotency_key.rsplit("/", 1)[0]
+
+
+def _nonce_text(value: int) -> str:
+    return f"{value:078d}"  # 2**256 has 78 digits
+
+
+class RelayStore:
+    """Accepted submissions and the outbox their entries go through. Safe to share between threads, and between
+    processes on one machine (SQLite files plus a lock file)."""
+
+    def __init__(self, directory: Path | str, ledger: Ledger, *, synchronous: str = "FULL") -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.ledger = ledger
+        self.outbox = Outbox(self.directory / "outbox.sqlite", synchronous=synchronous)
+        #: called (without arguments) after rows were added to the outbox, e.g. to wake a writer
+        self.on_queued: list[Callable[[], None]] = []
+        self._thread_lock = threading.RLock()
+        self._lock_path = self.directory / "submit.lock"
+        try:
+            self._db = sqlite3.connect(
+                str(self.directory / "relays.sqlite"), isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise OutboxError(f"cannot open the relay store in {self.directory}: {exc}") from exc
+        with self._exclusive():
+            self._queue_orphans()
+
+    def close(self) -> None:
+        with self._thread_lock:
+            self._db.close()
+            self.outbox.close()
+
+    def __repr__(self) -> str:
+        return f"RelayStore({str(self.directory)!r})"
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Serialise submissions across threads (RLock) and processes (flock on a lock file)."""
+        with self._thread_lock:
+            handle: IO[str] = open(self._lock_path, "a+")  # noqa: SIM115 - closed below
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                yield
+            finally:
+                handle.close()  # releases the flock
+
+    # -- submitting
+
+    def submit(
+        self, signed: SignedRecord, agency_id: bytes, onchain_nonce: Callable[[], int]
+    ) -> tuple[RelayStatus, bool]:
+        """Store a checked submission and queue its entries; return ``(status, created)``. The same signed message
+        again returns the stored submission with ``created`` False. Raises :class:`StaleNonce` unless the nonce is
+        the signer's next: `onchain_nonce()` (read under the lock) plus its submissions not yet settled."""
+        key = signed.key
+        with self._exclusive():
+            self._queue_orphans()
+            existing = self._get(key)
+            if existing is not None:
+                return self._status(existing), False
+            expected = self._next_nonce(signed.signer, onchain_nonce())
+            if signed.nonce != expected:
+                raise StaleNonce(signed.nonce, expected)
+            records = list(signed.records)
+            texts = json.dumps([json.loads(record_json(r)) for r in records], separators=(",", ":"))
+            with self._transaction() as db:
+                db.execute(
+                    f"INSERT INTO relays ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+                    (key, signed.signer, "0x" + agency_id.hex(), signed.relay_type.primary_type,
+                     _nonce_text(signed.nonce), _nonce_text(signed.deadline), signed.signature,
+                     type(records[0]).__name__, texts, "0x" + signed.record_hash.hex(), len(records), time.time()),
+                )
+            envelope = self._get(key)
+            assert envelope is not None
+            self._queue(envelope)
+        self._notify()
+        return self._status(envelope), True
+
+    def _queue(self, envelope: _Envelope) -> None:
+        """Put the submission's entries into the outbox (idempotent), then mark it queued."""
+        records = envelope.records()
+        self.outbox.add_many(
+            (record, key, None) for record, key in zip(records, envelope.row_keys(), strict=True)
+        )
+        with self._transaction() as db:
+            db.execute("UPDATE relays SET queued = 1 WHERE key = ?", (envelope.key,))
+
+    def _queue_orphans(self) -> None:
+        """Envelopes stored by a process that died before queuing them go into the outbox now, in their order."""
+        with self._thread_lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM relays WHERE queued = 0 ORDER BY id").fetchall()
+        for row in rows:
+            self._queue(_envelope(row))
+        if rows:
+            self._notify()
+
+    def _notify(self) -> None:
+        for callback in list(self.on_queued):
+            callback()
+
+    def _next_nonce(self, signer: str, onchain: int) -> int:
+        """The on-chain nonce, moved past every nonce this signer has in submissions not failed (pending, sent, or
+        recorded since the chain was read)."""
+        taken: set[int] = set()
+        with self._thread_lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM relays WHERE signer = ? AND nonce >= ? AND "
+                "(settled IS NULL OR settled = 'recorded') ORDER BY nonce",
+                (signer, _nonce_text(onchain)),
+            ).fetchall()
+        for row in rows:
+            envelope = _envelope(row)
+            if self._status(envelope).state != "failed":
+                taken.add(envelope.nonce)
+        expected = onchain
+        while expected in taken:
+            expected += 1
+        return expected
+
+    # -- reading
+
+    def status(self, key: str) -> RelayStatus | None:
+        envelope = self._get(key)
+        return None if envelope is None else self._status(envelope)
+
+    def envelope(self, key: str) -> _Envelope | None:
+        return self._get(key)
+
+    def next_nonce(self, signer: str, onchain: int) -> tuple[int, int]:
+        """``(next nonce, submissions of this signer not yet settled)`` given its on-chain nonce."""
+        expected = self._next_nonce(signer, onchain)
+        return expected, expected - onchain
+
+    def _get(self, key: str) -> _Envelope | None:
+        with self._thread_lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM relays WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _envelope(row)
+
+    def _status(self, envelope: _Envelope) -> RelayStatus:
+        common: dict[str, Any] = dict(
+            key=envelope.key, signer=envelope.signer, agency_id=envelope.agency_id,
+            primary_type=envelope.primary_type, nonce=envelope.nonce, deadline=envelope.deadline,
+            record_hash=envelope.record_hash, entries=envelope.entries, created_at=envelope.created_at,
+        )
+        first = self.outbox.get_by_key(row_key(envelope.key, 0)) if envelope.queued else None
+        if first is None:  # not queued yet, or its outbox rows were pruned after it settled
+            return RelayStatus(state=envelope.settled or "pending", **common)
+        state = first.state.value
+        seqs: tuple[int, ...] = ()
+        error_name = error = None
+        if first.state is OutboxState.RECORDED:
+            rows = self.outbox.tx_items(first.tx_hash) if first.tx_hash and envelope.entries > 1 else [first]
+            seqs = tuple(int(r.seq) for r in rows if r.seq is not None)
+        elif first.state is OutboxState.FAILED:
+            error = first.error
+            if first.revert_data:
+                error_name = self.ledger.decode_revert_data(first.revert_data).error_name
+            else:
+                error_name = "NotRelayed"
+        if first.state in (OutboxState.RECORDED, OutboxState.FAILED) and envelope.settled != state:
+            with self._transaction() as db:
+                db.execute("UPDATE relays SET settled = ? WHERE key = ?", (state, envelope.key))
+        return RelayStatus(state=state, tx_hash=first.tx_hash, seqs=seqs, error_name=error_name, error=error,
+                           **common)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._thread_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+
+# ---------------------------------------------------------------------- the writer
+
+
+class RelayWriter(Writer):
+    """Sends stored submissions from the relayer key: one ``…BySig`` transaction per submission, in submission order
+    (so each signer's nonces go out in order). One relay writer per store (the outbox's lock file enforces it)."""
+
+    def __init__(
+        self, ledger: Ledger, relayer: LocalAccount, store: RelayStore, *, poll_interval: float = 0.5, **options: Any
+    ) -> None:
+        options.setdefault("batch_size", MAX_BATCH)  # only sets how many rows a flush reads at once
+        options.setdefault("flush_interval", 0.05)
+        super().__init__(ledger, relayer, store.outbox, **options)
+        self.store = store
+        self.poll_interval = poll_interval
+        self._envelopes: dict[str, _Envelope] = {}
+        self._poller: threading.Thread | None = None
+        self._poll_stop = threading.Event()
+        store.on_queued.append(self._wake)
+
+    def __repr__(self) -> str:
+        return f"RelayWriter(ledger={self.ledger.address}, relayer={self.address}, store={str(self.store.directory)!r})"
+
+    def _wake(self) -> None:
+        self.notice_pending()
+
+    def _envelope_of(self, item: OutboxItem) -> _Envelope:
+        key = _submission_key(item)
+        envelope = self._envelopes.get(key)
+        if envelope is None:
+            envelope = self.store.envelope(key)
+            if envelope is None:
+                raise OutboxError(f"outbox entry {item.id} belongs to no stored relay submission")
+            if len(self._envelopes) > 10_000:
+                self._envelopes.clear()
+            self._envelopes[key] = envelope
+        return envelope
+
+    # -- the Writer hooks
+
+    def ready_rows(self, chunk: list[OutboxItem], records: dict[int, Record]) -> list[OutboxItem]:
+        """The writer's ready prefix, cut back to whole submissions (a flush reads rows in chunks, and an entry
+        waiting for a newer block holds back the rest of its submission)."""
+        ready = super().ready_rows(chunk, records)
+        end = 0
+        index = 0
+        while index < len(ready):
+            envelope = self._envelope_of(ready[index])
+            if index + envelope.entries > len(ready):
+                break
+            index += envelope.entries
+            end = index
+        return ready[:end]
+
+    def plan_units(self, ready: list[OutboxItem]) -> list[list[OutboxItem]]:
+        units: list[list[OutboxItem]] = []
+        index = 0
+        while index < len(ready):
+            size = self._envelope_of(ready[index]).entries
+            units.append(ready[index : index + size])
+            index += size
+        return units
+
+    def encode_unit(self, items: list[OutboxItem], records: Sequence[Record]) -> bytes:
+        envelope = self._envelope_of(items[0])
+        if len(items) != envelope.entries or any(_submission_key(i) != envelope.key for i in items):
+            raise OutboxError(f"outbox entries {items[0].id}… do not match relay submission {envelope.key}")
+        spec = RELAY_TYPES[envelope.primary_type]
+        record = [r.abi_values() for r in records] if spec.batch else records[0].abi_values()
+        args = [record, envelope.signer, envelope.deadline, envelope.signature]
+        return bytes.fromhex(self.ledger.contract.encode_abi(spec.function, args)[2:])
+
+    def unit_splittable(self, items: list[OutboxItem]) -> bool:
+        return False  # one signature covers every entry of a submission
+
+    # -- picking up submissions other processes stored
+
+    def start(self) -> None:
+        super().start()
+        if self._poller is None:
+            self._poll_stop.clear()
+            self._poller = threading.Thread(target=self._poll, name="ledger-relay-poll", daemon=True)
+            self._poller.start()
+
+    def stop(self, *, flush: bool = True, timeout: float | None = None) -> None:
+        self._poll_stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout)
+            self._poller = None
+        super().stop(flush=flush, timeout=timeout)
+
+    def close(self) -> None:
+        if self._wake in self.store.on_queued:
+            self.store.on_queued.remove(self._wake)
+        super().close()
+
+    def _poll(self) -> None:
+        while not self._poll_stop.wait(self.poll_interval):
+            try:
+                self.notice_pending()
+            except Exception:  # noqa: BLE001 - the outbox may be closing; the next poll tries again
+                continue
+
+
+__all__ = [
+    "MAX_RELAY_BATCH",
+    "RELAY_TYPES",
+    "RelayRefused",
+    "RelayStatus",
+    "RelayStore",
+    "RelayType",
+    "RelayWriter",
+    "SignedRecord",
+    "StaleNonce",
+    "check_signed_record",
+    "relay_key",
+    "relay_types",
+    "row_key",
+]

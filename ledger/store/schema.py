@@ -1,0 +1,236 @@
+"""Tables of the index. Every row is derived from chain events (plus block hashes and times) and nothing else,
+so dropping the store and re-syncing gives the same rows.
+
+Conventions: codes (agency, commitment, district, service, jurisdiction) are decoded ASCII text; opaque 32-byte
+values (case ids, hashes) are binary; addresses are checksummed text; times are unix seconds (BigInteger), never
+database datetimes, so SQLite and PostgreSQL hold and compare identical values.
+
+A code on chain is any non-zero bytes32: the contract does not check that it is ASCII. One that is not 1 to 32
+printable ASCII characters right-padded with zero bytes (what ``ledger.records.short_code`` makes) is stored as
+``0x`` + 64 hex digits instead, so the mapping stays one-to-one and PostgreSQL never sees a NUL character; hence
+``CODE`` is 66 characters wide. Free text (names) is stored as UTF-8 with invalid bytes and NULs replaced by
+U+FFFD; its exact bytes are on chain and in the record hash.
+
+Migrations (``ledger/store/migrations``, Alembic) build exactly this schema; a test compares them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+#: width of a code column: 32 ASCII characters, or 0x + 64 hex digits for a bytes32 that is not a printable code
+CODE = 66
+
+#: One row per indexed contract: where indexing stands, so it resumes after a restart.
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("contract_address", String(42), primary_key=True),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("deploy_block", BigInteger, nullable=False),
+    #: highest block whose events are all in the store (-1 before the first)
+    Column("last_block", BigInteger, nullable=False),
+    #: entries in the store, and the running hash over them (bytes24), as the contract computes it
+    Column("entry_count", BigInteger, nullable=False),
+    Column("running_hash", LargeBinary(24), nullable=False),
+    #: set when indexing stopped on purpose (e.g. a reorg deeper than the confirmation depth); cleared by an operator
+    Column("halted_reason", Text, nullable=True),
+    #: highest block the indexer has reported final (head minus the confirmation depth when it was seen, never more
+    #: than last_block, never decreasing): entries at or below it are final; a reorg reaching it halts indexing
+    Column("finalized_block", BigInteger, nullable=False),
+)
+
+#: Hashes of recently indexed blocks, to notice a reorganisation and find the fork point.
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)
+
+#: Every ledger entry, of every kind, with its proof (transaction, block, log index) and hashes.
+entries = Table(
+    "entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("agency_id", String(CODE), nullable=False),
+    #: the agency key (or governance account) that authorised the entry
+    Column("actor", String(42), nullable=False),
+    Column("record_hash", LargeBinary(32), nullable=False),
+    Column("entry_hash", LargeBinary(32), nullable=False),
+    #: running hash after this entry (bytes24)
+    Column("running_hash", LargeBinary(24), nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", LargeBinary(32), nullable=False),
+    Column("block_time", BigInteger, nullable=False),
+    Column("tx_hash", LargeBinary(32), nullable=False),
+    Column("log_index", Integer, nullable=False),
+    #: agency-claimed time (null for governance entries, which have none)
+    Column("occurred_at", BigInteger, nullable=True),
+    #: seq of the correction that voided this entry, if any
+    Column("voided_by", BigInteger, nullable=True),
+    Index("ix_entries_block", "block_number"),
+    Index("ix_entries_agency_seq", "agency_id", "seq"),
+    # The few voided entries, so metrics exclude them with a small lookup instead of a scan (revision 0002).
+    Index(
+        "ix_entries_voided",
+        "seq",
+        postgresql_where=text("voided_by IS NOT NULL"),
+        sqlite_where=text("voided_by IS NOT NULL"),
+    ),
+)
+
+agencies = Table(
+    "agencies",
+    metadata,
+    Column("agency_id", String(CODE), primary_key=True),
+    Column("jurisdiction", String(CODE), nullable=False),
+    Column("name_zh", Text, nullable=False),
+    Column("name_en", Text, nullable=False),
+    Column("seq", BigInteger, ForeignKey("entries.seq"), nullable=False),
+)
+
+#: Key history: one row per authorisation or revocation, in order.
+signer_changes = Table(
+    "signer_changes",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("signer", String(42), nullable=False),
+    Column("authorized", Boolean, nullable=False),
+    Index("ix_signer_changes_signer", "signer"),
+)
+
+#: Every version of every commitment.
+commitments = Table(
+    "commitments",
+    metadata,
+    Column("agency_id", String(CODE), primary_key=True),
+    Column("commitment_id", String(CODE), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("service_code", String(CODE), nullable=False),
+    Column("name_zh", Text, nullable=False),
+    Column("name_en", Text, nullable=False),
+    Column("deadline", BigInteger, nullable=False),
+    #: 1 calendar hours, 2 working days
+    Column("deadline_unit", SmallInteger, nullable=False),
+    Column("target_bps", Integer, nullable=False),
+    Column("valid_from", BigInteger, nullable=False),
+    Column("terms_hash", LargeBinary(32), nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("seq", BigInteger, ForeignKey("entries.seq"), nullable=False, unique=True),
+    #: seq of the retirement entry, set on every version of a retired commitment
+    Column("retired_seq", BigInteger, nullable=True),
+)
+
+commitment_retirements = Table(
+    "commitment_retirements",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("commitment_id", String(CODE), nullable=False),
+    Column("reason_hash", LargeBinary(32), nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+)
+
+#: Every case event as recorded (voided ones included: see entries.voided_by).
+case_events = Table(
+    "case_events",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("case_id", LargeBinary(32), nullable=False),
+    #: ledger.records.CaseAction
+    Column("action", SmallInteger, nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("block_time", BigInteger, nullable=False),
+    Column("details_hash", LargeBinary(32), nullable=False),
+    #: intake fields, on Opened events only (null on the others): re-folding a case after a correction needs them
+    Column("commitment_id", String(CODE), nullable=True),
+    Column("district", String(CODE), nullable=True),
+    Column("channel", SmallInteger, nullable=True),
+    Index("ix_case_events_case", "agency_id", "case_id", "seq"),
+    Index("ix_case_events_block_time", "block_time"),
+)
+
+#: One row per case: its state folded from its non-voided events by ledger.cases (the one definition).
+cases = Table(
+    "cases",
+    metadata,
+    Column("agency_id", String(CODE), primary_key=True),
+    Column("case_id", LargeBinary(32), primary_key=True),
+    Column("commitment_id", String(CODE), nullable=False),
+    #: the commitment version in force when the case opened (latest version recorded before the Opened entry)
+    Column("commitment_version", Integer, nullable=False),
+    Column("district", String(CODE), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("opened_seq", BigInteger, nullable=False),
+    Column("opened_at", BigInteger, nullable=False),
+    #: open, on_hold, fulfilled, rejected, withdrawn
+    Column("status", String(16), nullable=False),
+    Column("closed_at", BigInteger, nullable=True),
+    #: total seconds spent on hold (up to closing, or up to the last event while open)
+    Column("hold_seconds", BigInteger, nullable=False),
+    #: start of the current hold, while on hold
+    Column("on_hold_since", BigInteger, nullable=True),
+    #: when the case is due, hold time excluded (extended by completed holds); null if it cannot be computed
+    #: (a working-day deadline without the jurisdiction's calendar for the years it spans)
+    Column("due_at", BigInteger, nullable=True),
+    #: seconds from opening to fulfilment minus hold time (fulfilled cases only)
+    Column("fulfil_seconds", BigInteger, nullable=True),
+    #: fulfilled by due_at (fulfilled cases with a due time only)
+    Column("on_time", Boolean, nullable=True),
+    Column("escalated", Boolean, nullable=False),
+    #: number of events that broke the case state machine (the auditor reports them; the index keeps counting)
+    Column("invalid_transitions", Integer, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index("ix_cases_commitment_opened", "agency_id", "commitment_id", "opened_at"),
+    Index("ix_cases_opened", "opened_at"),
+    Index("ix_cases_closed", "closed_at"),
+    Index("ix_cases_district", "district"),
+    Index("ix_cases_channel", "channel"),
+)
+
+corrections = Table(
+    "corrections",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("target_seq", BigInteger, nullable=False),
+    Column("reason_hash", LargeBinary(32), nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+    #: whether it took effect: the target exists, belongs to the same agency and was not voided already
+    Column("applied", Boolean, nullable=False),
+)
+
+holiday_calendars = Table(
+    "holiday_calendars",
+    metadata,
+    Column("jurisdiction", String(CODE), primary_key=True),
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    #: JSON arrays of day numbers (days since 1970-01-01)
+    Column("holidays", Text, nullable=False),
+    Column("workdays", Text, nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("seq", BigInteger, ForeignKey("entries.seq"), nullable=False, unique=True),
+)

@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""Verify one case from its id, printing each event with its proof: see ``ledger/audit/verify_case.py`` or ``--help``.
+
+Also installed as the ``civic-verify-case`` command.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ledger.audit.verify_case import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

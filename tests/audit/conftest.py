@@ -1,0 +1,327 @@
+"""An honest ledger for the auditor's tests: a small demo city on an anvil of its own, plus key rotation (a key
+authorised, used and revoked), a commitment amended and one retired, corrections, a relayed entry and a working-day
+case; indexed into SQLite by the real indexer and served by the real API (the tests may use the indexer; the auditor
+never does).
+
+Tests that tamper with the index work on a copy of it (:meth:`HonestLedger.index_copy`); tests that write to the
+chain run inside :func:`chain_state` (an anvil snapshot, reverted afterwards), so every test sees the honest ledger.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import ApiSettings
+from ledger import demo
+from ledger.audit import AuditConfig, AuditReport, run_audit
+from ledger.audit.build import fresh_build
+from ledger.chain import Chain, Ledger
+from ledger.indexer import Indexer
+from ledger.logs import DecodedEntry, keccak
+from ledger.node import AnvilNode
+from ledger.records import (
+    CaseAction,
+    CaseEvent,
+    Correction,
+    DeadlineUnit,
+    EntryKind,
+    Record,
+    Retirement,
+    entry_hash,
+    short_code,
+    text_hash,
+)
+from ledger.store.db import open_store
+
+HOUR = 3600
+DAY = 86_400
+
+
+@dataclass
+class HonestLedger:
+    node: AnvilNode
+    chain: Chain
+    ledger: Ledger
+    governance: LocalAccount
+    signers: dict[str, LocalAccount]
+    city: demo.DemoCity
+    data_dir: Path
+    index_path: Path
+    #: seqs of notable entries written by :func:`_extras`
+    seqs: dict[str, int] = field(default_factory=dict)
+    revoked_key: str = ""
+
+    @property
+    def url(self) -> str:
+        return self.node.url
+
+    def config(self, **changes: Any) -> AuditConfig:
+        fields: dict[str, Any] = dict(rpc_url=self.node.url, contract=self.ledger.address, compile=False)
+        fields.update(changes)
+        return AuditConfig(**fields)
+
+    def now(self) -> int:
+        return int(self.chain.w3.eth.get_block("latest")["timestamp"])
+
+    def index_copy(self, directory: Path, name: str = "index.sqlite") -> Path:
+        """A copy of the honest index (SQLite's backup API: consistent whatever its WAL holds)."""
+        target = directory / name
+        source = sqlite3.connect(self.index_path)
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            source.close()
+            copy.close()
+        return target
+
+    def settings(self, index: Path) -> ApiSettings:
+        return ApiSettings(
+            store_url=f"sqlite:///{index}", rpc_url=self.node.url, contract_address=self.ledger.address,
+            chain_id=self.chain.chain_id, data_dir=self.data_dir,
+        )
+
+    @contextmanager
+    def api(self, index: Path | None = None, *, wrap: Callable[[FastAPI], Any] | None = None) -> Iterator[TestClient]:
+        """The real public API over `index` (default: the honest one); `wrap` may add middleware (a lying API)."""
+        app = create_app(self.settings(index or self.index_path))
+        if wrap is not None:
+            wrap(app)
+        with TestClient(app) as client:
+            yield client
+
+    def sync(self, index: Path) -> None:
+        store = open_store(f"sqlite:///{index}")
+        try:
+            Indexer(self.chain, self.ledger.address, store, confirmations=0).sync()
+        finally:
+            store.close()
+
+    def audit(self, index: Path | None = None, *, wrap: Callable[[FastAPI], Any] | None = None,
+              **config: Any) -> AuditReport:
+        """Audit the chain and (with `index` or `wrap`) the API serving that index."""
+        if index is None and wrap is None:
+            return run_audit(self.config(**config))
+        with self.api(index, wrap=wrap) as client:
+            return run_audit(self.config(**config), api_client=client)
+
+    def send(self, signer: LocalAccount, data: bytes, at: int | None = None) -> None:
+        """Send calldata to the ledger from `signer`, mined in a block at time `at` (if given). Gas is given, not
+        estimated: an estimate runs at the latest block's time, before the one the next block is set to."""
+        if at is not None:
+            demo.set_next_block_time(self.chain, at)
+        w3 = self.chain.w3
+        tx = {
+            "to": self.ledger.address, "data": data, "chainId": self.chain.chain_id, "gas": 3_000_000,
+            "nonce": w3.eth.get_transaction_count(signer.address, "pending"),
+            "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 1,
+        }
+        receipt = w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(signer.sign_transaction(tx).raw_transaction)
+        )
+        if receipt["status"] != 1:
+            raise AssertionError(f"the write reverted: {self.ledger.decode_revert(RuntimeError(str(receipt)))}")
+
+    def write(self, record: Record, agency: str = "DEMO-ROADS", at: int | None = None,
+              signer: LocalAccount | None = None) -> int:
+        """Write one record as the agency's key (in a block at time `at`, if given); returns its seq."""
+        self.send(signer or self.signers[agency], self.ledger.encode_write(record), at)
+        return self.ledger.entry_count() - 1
+
+    def write_batch(self, events: list[CaseEvent], agency: str = "DEMO-ROADS", at: int | None = None,
+                    signer: LocalAccount | None = None) -> int:
+        """Write case events in one transaction; returns the last one's seq."""
+        self.send(signer or self.signers[agency], self.ledger.encode_batch(events), at)
+        return self.ledger.entry_count() - 1
+
+
+def case_id(name: str) -> bytes:
+    return keccak(b"audit-case:" + name.encode())
+
+
+def opened(
+    name: str, at: int, commitment: str = "STREETLIGHT-48H", district: str = "EAST", channel: int = 2
+) -> CaseEvent:
+    return CaseEvent(case_id=case_id(name), action=CaseAction.OPENED, occurred_at=at,
+                     commitment_id=short_code(commitment), district=short_code(district), channel=channel)
+
+
+def later(name: str, action: CaseAction, at: int) -> CaseEvent:
+    return CaseEvent(case_id=case_id(name), action=action, occurred_at=at, details_hash=text_hash(f"{name}:{at}"))
+
+
+def _extras(h: HonestLedger) -> None:
+    """Valid entries of every kind the demo city lacks."""
+    gov, ledger, chain = h.governance, h.ledger, h.chain
+    roads = short_code("DEMO-ROADS")
+    t = h.now() + 60
+    # Key rotation: a second key for the roads office writes a case, then is revoked.
+    spare = chain.new_account()
+    ledger.authorize_signer(gov, roads, spare.address)
+    h.seqs["spare authorised"] = ledger.entry_count() - 1
+    h.seqs["spare wrote"] = h.write_batch([opened("spare", t), later("spare", CaseAction.ACCEPTED, t)], at=t,
+                                          signer=spare)
+    ledger.revoke_signer(gov, spare.address)
+    h.seqs["spare revoked"] = ledger.entry_count() - 1
+    h.revoked_key = spare.address
+    # A commitment amended (version 2), another published and retired.
+    t += 60
+    h.seqs["water v2"] = h.write(demo_commitment("WATER-OUTAGE-24H", t, deadline=24, target_bps=9700), "DEMO-WATER", t)
+    h.write(demo_commitment("OLD-SERVICE", t, deadline=72, target_bps=8000), "DEMO-SANITATION", t)
+    h.seqs["retired"] = h.write(
+        Retirement(commitment_id=short_code("OLD-SERVICE"), reason_hash=text_hash("merged"), occurred_at=t),
+        "DEMO-SANITATION", t,
+    )
+    # Corrections: a fulfilment voided and recorded again; an acceptance voided.
+    t += 60
+    h.write_batch([opened("corrected", t - 2 * HOUR), later("corrected", CaseAction.ACCEPTED, t - HOUR),
+                   later("corrected", CaseAction.FULFILLED, t)], at=t)
+    h.seqs["corrected fulfilled"] = h.ledger.entry_count() - 1
+    h.seqs["correction"] = h.write(Correction(target_seq=h.seqs["corrected fulfilled"], reason_hash=text_hash("typo"),
+                                              occurred_at=t + 60), at=t + 60)
+    h.seqs["fulfilled again"] = h.write(later("corrected", CaseAction.FULFILLED, t + 90), at=t + 120)
+    h.seqs["accepted voided"] = h.write(later("spare", CaseAction.ESCALATED, t + 120), at=t + 180)
+    h.write(Correction(target_seq=h.seqs["accepted voided"], reason_hash=text_hash("not escalated"),
+                       occurred_at=t + 180), at=t + 240)
+    # A relayed case event: the relayer pays, the roads key signs.
+    t = h.now()
+    relayer = chain.new_account()
+    record = opened("relayed", t - 300, district="WEST", channel=3)
+    deadline = t + 3600
+    ledger.relay(relayer, record, h.signers["DEMO-ROADS"].address, deadline,
+                 ledger.sign(h.signers["DEMO-ROADS"], record, deadline))
+    h.seqs["relayed"] = ledger.entry_count() - 1
+    # A working-day case of the licensing bureau.
+    h.write(opened("licence", t + 30, "BIZ-LICENCE-3WD", "NORTH", 1), "DEMO-LICENSING", t + 60)
+    h.seqs["last"] = ledger.entry_count() - 1
+
+
+def demo_commitment(code: str, at: int, *, deadline: int, target_bps: int,
+                    unit: DeadlineUnit = DeadlineUnit.CALENDAR_HOURS) -> Record:
+    from ledger.records import Commitment
+
+    return Commitment(
+        commitment_id=short_code(code), service_code=short_code(code.rsplit("-", 1)[0]), name_zh="测试承诺",
+        name_en=f"{code} (audit test)", deadline=deadline, deadline_unit=unit, target_bps=target_bps,
+        valid_from=at, terms_hash=text_hash(f"{code} terms"), occurred_at=at,
+    )
+
+
+def in_case_order(city: demo.DemoCity) -> demo.DemoCity:
+    """The demo city with each case's events recorded in the order they happened.
+
+    ``ledger.demo`` delays a few events' recording by days, which can put an event in the ledger after a later event
+    of the same case (an acceptance recorded after the fulfilment): by ``ledger.cases`` (ledger order) that is an
+    invalid transition, and the auditor rightly reports it. An honest ledger records a late event late, but not after
+    what followed it: here such following events wait for it (moved to its batch, so recorded later, never earlier).
+    """
+    placed: dict[bytes, int] = {}  # case -> latest batch index one of its events is recorded in
+    moves: list[tuple[int, int, Record]] = []
+    natural = sorted(
+        ((record.occurred_at, int(record.action), index, record)
+         for index, batch in enumerate(city.batches) for record in batch.records),
+        key=lambda item: (item[0], item[1], item[2]),
+    )
+    for _, _, index, record in natural:
+        target = max(index, placed.get(record.case_id, -1))  # type: ignore[attr-defined]
+        placed[record.case_id] = target  # type: ignore[attr-defined]
+        if target != index:
+            moves.append((index, target, record))
+    for index, target, record in moves:
+        city.batches[index].records.remove(record)
+        city.batches[target].records.append(record)
+    for batch in city.batches:
+        batch.records.sort(key=lambda r: (r.occurred_at, int(r.action)))  # type: ignore[attr-defined]
+    city.batches = [batch for batch in city.batches if batch.records]
+    return city
+
+
+@pytest.fixture(scope="session")
+def honest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HonestLedger]:
+    data_dir = tmp_path_factory.mktemp("audit-honest")
+    city = in_case_order(demo.generate_city(end=int(time.time()) - 3 * DAY, days=21, cases=400, seed=7))
+    node = AnvilNode(extra_args=["--timestamp", str(city.start - HOUR)]).start()
+    try:
+        chain = Chain.connect(node.url)
+        governance = chain.new_account()
+        signers = {agency.agency_id: chain.new_account() for agency in demo.AGENCIES}
+        ledger = Ledger.deploy(chain, governance)
+        demo.load_city(chain, ledger, governance, signers, city)
+        h = HonestLedger(node, chain, ledger, governance, signers, city, data_dir, data_dir / "honest.sqlite")
+        _extras(h)
+        h.sync(h.index_path)
+        yield h
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def compiled() -> dict[str, Any]:
+    """A fresh build of the sources, made once for the session (it takes seconds)."""
+    return fresh_build()
+
+
+@pytest.fixture(scope="session")
+def honest_report(honest: HonestLedger, compiled: dict[str, Any]) -> AuditReport:
+    """The whole audit of the honest ledger: chain, code (fresh build) and the real API."""
+    with honest.api() as client:
+        return run_audit(honest.config(), api_client=client, compiled=compiled)
+
+
+@contextmanager
+def chain_state(h: HonestLedger) -> Iterator[None]:
+    """Writes to the chain inside this block are undone afterwards."""
+    snapshot = h.chain.snapshot()
+    try:
+        yield
+    finally:
+        h.chain.revert(snapshot)
+
+
+def findings(report: AuditReport, check: str) -> list[Any]:
+    return report.check(check).findings
+
+
+def failed(report: AuditReport) -> set[str]:
+    return {c.name for c in report.failed}
+
+
+def copy_entry(e: DecodedEntry, **changes: Any) -> DecodedEntry:
+    """A decoded entry with some fields changed (record fields in `record`), hashes recomputed as the decoder would
+    from such a log."""
+    import dataclasses
+
+    from ledger.logs import struct_hash
+    from ledger.records import (
+        AgencyRegistration,
+        CaseEvent as CaseEventRecord,
+        Commitment,
+        HolidayCalendar,
+        SignerChange,
+    )
+
+    record = {**e.record, **changes.pop("record", {})}
+    out = dataclasses.replace(e, record=record, **changes)
+    types = {
+        EntryKind.AGENCY_REGISTERED: AgencyRegistration, EntryKind.SIGNER_AUTHORIZED: SignerChange,
+        EntryKind.SIGNER_REVOKED: SignerChange, EntryKind.COMMITMENT_PUBLISHED: Commitment,
+        EntryKind.COMMITMENT_RETIRED: Retirement, EntryKind.CASE_EVENT: CaseEventRecord,
+        EntryKind.CORRECTION: Correction, EntryKind.HOLIDAY_CALENDAR_PUBLISHED: HolidayCalendar,
+    }
+    record_hash = struct_hash(types[out.kind], record)
+    out.record_hash = record_hash
+    out.entry_hash = entry_hash(out.seq, out.kind, out.agency_id, out.actor, record_hash)
+    return out
+

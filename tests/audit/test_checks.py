@@ -1,0 +1,322 @@
+"""The checks one by one: the honest ledger passes every one with zero findings; each check's rule holds on crafted
+streams of decoded entries (no node needed: what a lying node or a buggy contract could show); the reports are
+self-contained; the auditor stays independent of the service's code paths."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+
+from ledger.audit import AuditContext, CannotAudit, Status, run_audit
+from ledger.audit import expected
+from ledger.audit.chainread import GOVERNOR_ROLE, ChainReader, RoleChange
+from ledger.audit.checks import CHECKS, Check, run_check
+from ledger.audit.checks.api_records import sample_cases
+from ledger.audit.report import render_html, write_json
+from ledger.audit.rpc import Rpc
+from ledger.logs import DecodedEntry, code_text
+from ledger.records import CaseAction, EntryKind
+from tests.audit.conftest import DAY, HonestLedger, case_id, copy_entry
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def entries(honest: HonestLedger) -> list[DecodedEntry]:
+    """The honest ledger's entries, as the auditor decodes them."""
+    rpc = Rpc(honest.url)
+    try:
+        return ChainReader(rpc, honest.ledger.address).read().entries
+    finally:
+        rpc.close()
+
+
+def context(entries: list[DecodedEntry], **kwargs: Any) -> AuditContext:
+    return AuditContext.for_entries(entries, **kwargs)
+
+
+def replace(entries: list[DecodedEntry], *changed: DecodedEntry) -> list[DecodedEntry]:
+    by_seq = {e.seq: e for e in changed}
+    return [by_seq.get(e.seq, e) for e in entries]
+
+
+# --- the honest ledger ---------------------------------------------------------------------------------------------
+
+
+def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any, honest: HonestLedger) -> None:
+    statuses = {c.name: c.status for c in honest_report.checks}
+    assert statuses == {
+        "contract_code": Status.PASS, "log_complete": Status.PASS, "authorised": Status.PASS,
+        "case_transitions": Status.PASS, "timeliness": Status.PASS, "api_records": Status.PASS,
+        "metrics_reproduced": Status.PASS, "feedback_authentic": Status.NOT_APPLICABLE,
+        "batches_complete": Status.NOT_APPLICABLE,
+    }
+    assert honest_report.summary()["findings"] == 0 and honest_report.exit_code == 0 and not honest_report.errors
+    count = honest.ledger.entry_count()
+    assert honest_report.check("log_complete").counts["entries"] == count
+    assert honest_report.check("authorised").counts["keys_revoked"] == 1
+    assert honest_report.check("case_transitions").counts["corrections_applied"] == 2
+    api = honest_report.check("api_records").counts
+    assert api["entries_compared"] == api["exported_entries_compared"] == count
+    assert api["case_views_compared"] == api["case_rows_compared"] == honest_report.stats["cases"]
+    assert honest_report.check("metrics_reproduced").counts["figures_compared"] >= 30
+    # late recordings are listed, but the demo city's few are no finding
+    assert honest_report.check("timeliness").warnings
+
+
+def test_reports_are_self_contained(honest_report: Any, tmp_path: Path) -> None:
+    page = render_html(honest_report)
+    assert page.count("<svg") >= 4 and "PASS" in page
+    # nothing that loads anything: no script, stylesheet, image, font or link to fetch (the node's URL appears as text)
+    for forbidden in ("<script", "<link", " src=", "@import", "url(", 'href="http', "<img", "<iframe"):
+        assert forbidden not in page
+    for check in CHECKS:
+        assert f'id="{check.name}"' in page
+    write_json(honest_report, tmp_path / "report.json")
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["exit_code"] == 0 and data["summary"]["findings"] == 0
+    assert [c["name"] for c in data["checks"]] == [c.name for c in CHECKS]
+    assert data["target"]["entry_count"] == honest_report.target["entry_count"]
+
+
+def test_every_check_is_registered_once_with_its_rule() -> None:
+    names = [c.name for c in CHECKS]
+    assert len(names) == len(set(names)) == 9
+    assert all(isinstance(c, Check) and c.title and len(c.description) > 80 for c in CHECKS)
+
+
+def test_api_checks_are_skipped_without_an_api(entries: list[DecodedEntry]) -> None:
+    for name in ("api_records", "metrics_reproduced"):
+        result = run_check(name, context(entries))
+        assert result.status is Status.SKIPPED and "no public API" in result.notes[0]
+
+
+# --- authorisation, on crafted streams --------------------------------------------------------------------------------
+
+
+def test_entry_signed_by_a_revoked_key(entries: list[DecodedEntry], honest: HonestLedger) -> None:
+    target = next(e for e in entries if e.seq == honest.seqs["fulfilled again"])
+    forged = copy_entry(target, actor=honest.revoked_key)
+    result = run_check("authorised", context(replace(entries, forged)))
+    [finding] = result.findings
+    assert (finding.seq, finding.tx_hash, finding.log_index) == (target.seq, "0x" + target.tx_hash.hex(),
+                                                                target.log_index)
+    assert f"a key revoked at seq {honest.seqs['spare revoked']}, before this entry" in finding.message
+
+
+def test_entry_signed_by_a_key_never_authorised_or_of_another_agency(
+    entries: list[DecodedEntry], honest: HonestLedger
+) -> None:
+    roads = [e for e in entries if e.kind == EntryKind.CASE_EVENT and code_text(e.agency_id) == "DEMO-ROADS"]
+    stranger = copy_entry(roads[0], actor=Account.create().address)
+    other = copy_entry(roads[1], actor=honest.signers["DEMO-WATER"].address)
+    result = run_check("authorised", context(replace(entries, stranger, other)))
+    messages = {f.seq: f.message for f in result.findings}
+    assert "a key never authorised for any agency" in messages[roads[0].seq]
+    assert "a key authorised for DEMO-WATER" in messages[roads[1].seq]
+    assert "not for DEMO-ROADS" in messages[roads[1].seq]
+
+
+def test_governance_entry_by_an_account_without_the_role(entries: list[DecodedEntry], honest: HonestLedger) -> None:
+    registration = entries[0]
+    grant = RoleChange(0, 0, b"\0" * 32, GOVERNOR_ROLE, honest.governance.address, True)
+    forged = copy_entry(registration, actor=Account.create().address)
+    result = run_check("authorised", context(replace(entries, forged), role_changes=[grant]))
+    [finding] = result.findings
+    assert finding.seq == 0 and "did not hold GOVERNOR_ROLE" in finding.message
+    # with the role history out of range, governance actors are not checked, and the check says so
+    result = run_check("authorised", context(entries))
+    assert result.status is Status.PASS and "governance actors were not checked" in result.notes[0]
+
+
+# --- timeliness ---------------------------------------------------------------------------------------------------
+
+
+def _case_events(entries: list[DecodedEntry], agency: str) -> list[DecodedEntry]:
+    return [e for e in entries if e.kind == EntryKind.CASE_EVENT and code_text(e.agency_id) == agency]
+
+
+def test_claimed_after_recorded_and_backdating(entries: list[DecodedEntry]) -> None:
+    a, b, c = _case_events(entries, "DEMO-ROADS")[10:13]
+    future = copy_entry(a, record={"occurred_at": a.block_time + 5})
+    backdated = copy_entry(b, record={"occurred_at": b.block_time - 8 * DAY})
+    late = copy_entry(c, record={"occurred_at": c.block_time - 2 * DAY})
+    result = run_check("timeliness", context(replace(entries, future, backdated, late)))
+    found = {f.seq: f.message for f in result.findings}
+    assert set(found) == {a.seq, b.seq}
+    assert "5 s after the block time" in found[a.seq] and "8.0 days after" in found[b.seq]
+    assert any(w.seq == c.seq and "late recording: 2.0 days" in w.message for w in result.warnings)
+
+
+def test_an_agency_recording_late_as_a_habit(entries: list[DecodedEntry]) -> None:
+    water = _case_events(entries, "DEMO-WATER")
+    n = len(water) // 10 + 1  # about 10 %, above the 5 % threshold
+    late = [copy_entry(e, record={"occurred_at": e.block_time - 2 * DAY}) for e in water[:n]]
+    honest_late = run_check("timeliness", context(entries)).counts["late_recordings"]
+    result = run_check("timeliness", context(replace(entries, *late)))
+    [finding] = result.findings
+    assert finding.subject == "agency DEMO-WATER" and f"of its {len(water)} case events" in finding.message
+    assert result.counts["late_recordings"] >= honest_late + n - 3
+    assert len([w for w in result.warnings if w.message.startswith("late recording")]) >= n
+
+
+# --- transitions ----------------------------------------------------------------------------------------------------
+
+
+def test_transitions_on_a_crafted_case(entries: list[DecodedEntry]) -> None:
+    """Take one fulfilled case's events and make them wrong in several ways at once."""
+    ctx = context(entries)
+    record = next(r for r in ctx.model.cases.values() if r.state and r.state.status == "fulfilled"
+                  and [e.record["action"] for e in r.events][-1] == CaseAction.FULFILLED and len(r.events) >= 3)
+    opened_entry, accepted_entry, fulfilled_entry = record.events[0], record.events[1], record.events[-1]
+    crafted = replace(
+        entries,
+        copy_entry(accepted_entry, record={"action": int(CaseAction.RESUMED)}),  # resumed while open
+        copy_entry(fulfilled_entry, record={"action": int(CaseAction.WITHDRAWN)}),
+    )
+    result = run_check("case_transitions", context(crafted))
+    [finding] = result.findings
+    assert finding.seq == accepted_entry.seq and "resumed while the case is open" in finding.message
+    assert finding.subject == f"case {record.agency_id}/0x{record.case_id.hex()}"
+    # the case's opening voided by a (crafted) correction: every later event comes before an opening
+    correction = dataclasses.replace(
+        fulfilled_entry, seq=max(e.seq for e in entries) + 1, kind=EntryKind.CORRECTION,
+        record={"target_seq": opened_entry.seq, "reason_hash": b"\0" * 32, "occurred_at": fulfilled_entry.block_time},
+    )
+    result = run_check("case_transitions", context([*entries, correction]))
+    assert {f.seq for f in result.findings} == {e.seq for e in record.events[1:]}
+    assert all("before the case was opened (it never is)" in f.message for f in result.findings)
+    assert result.counts["cases_never_opened"] == 1
+
+
+def test_correction_of_another_agencys_entry_is_a_warning(entries: list[DecodedEntry]) -> None:
+    water = _case_events(entries, "DEMO-WATER")[0]
+    roads_case = _case_events(entries, "DEMO-ROADS")[5]
+    correction = dataclasses.replace(
+        water, seq=max(e.seq for e in entries) + 1, kind=EntryKind.CORRECTION,
+        record={"target_seq": roads_case.seq, "reason_hash": b"\0" * 32, "occurred_at": water.block_time},
+    )
+    result = run_check("case_transitions", context([*entries, correction]))
+    assert result.status is Status.PASS
+    [warning] = result.warnings
+    assert warning.seq == correction.seq and "belongs to another agency (DEMO-ROADS)" in warning.message
+
+
+# --- log completeness -----------------------------------------------------------------------------------------------
+
+
+def test_log_gaps_duplicates_and_extras(entries: list[DecodedEntry]) -> None:
+    model_ctx = context(entries)
+    count, head = len(entries), model_ctx.model.head
+    gapped = [e for e in entries if e.seq not in (100, 101, 102)]
+    result = run_check("log_complete", context(gapped, contract_count=count, contract_head=head))
+    [gap] = result.findings
+    assert gap.seq == 100 and "seqs 100-102 (3 entries)" in gap.message and "after seq 99" in gap.message
+    twice = [*entries, entries[7]]
+    result = run_check("log_complete", context(twice, contract_count=count, contract_head=head))
+    [dup] = result.findings
+    assert dup.seq == 7 and "served this log twice" in dup.message
+    result = run_check("log_complete", context(entries, contract_count=count - 1, contract_head=head))
+    assert any(f.seq == count - 1 and "beyond the contract's entry count" in f.message for f in result.findings)
+    result = run_check("log_complete", context(entries, contract_count=count, contract_head=b"\1" * 24))
+    [mismatch] = result.findings
+    assert mismatch.subject == "running hash" and mismatch.expected == "0x" + "01" * 24
+
+
+# --- pieces ---------------------------------------------------------------------------------------------------------
+
+
+def test_case_sample_is_deterministic(entries: list[DecodedEntry]) -> None:
+    model = context(entries).model
+    everything, sampled = sample_cases(model, 10_000)
+    assert not sampled and len(everything) == len(model.cases)
+    some, sampled = sample_cases(model, 25)
+    assert sampled and len(some) == 25 and some == sample_cases(model, 25)[0]
+
+
+def test_differences_compare_values_not_representations() -> None:
+    want = {"a": "0xAbC", "b": [1, 2], "c": {"d": None}}
+    assert expected.differences(want, {"a": "0xabc", "b": [1, 2], "c": {"d": None}, "extra": 1}) == []
+    assert expected.differences({"a": True}, {"a": 1}) == [("a", True, 1)]
+    assert expected.differences({"a": 1}, {}) == [("a", 1, "(missing)")]
+    assert expected.differences({"b": [1, 2]}, {"b": [1]}) == [("b (length)", 2, 1)]
+
+
+def test_unreachable_node_cannot_be_audited(honest: HonestLedger) -> None:
+    from ledger.node import free_port
+
+    with pytest.raises(CannotAudit, match="cannot reach the JSON-RPC node"):
+        run_audit(honest.config(rpc_url=f"http://127.0.0.1:{free_port()}", timeout=2))
+
+
+def test_a_check_that_breaks_makes_the_audit_incomplete(honest: HonestLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(ctx: AuditContext, result: Any) -> None:
+        raise RuntimeError("boom")
+
+    patched = [dataclasses.replace(c, run=broken) if c.name == "case_transitions" else c for c in CHECKS]
+    monkeypatch.setattr("ledger.audit.runner.CHECKS", patched)
+    report = run_audit(honest.config())
+    assert report.check("case_transitions").status is Status.SKIPPED
+    assert report.errors == ["case_transitions: RuntimeError: boom"] and report.exit_code == 2
+
+
+def test_the_auditor_reads_no_database() -> None:
+    """Independent by construction: the auditor's modules load neither the indexer nor the store's database layer
+    (``ledger.metrics`` brings in the table definitions it shares with the SQL implementation, nothing that opens
+    a database)."""
+    code = (
+        "import sys, ledger.audit.cli, ledger.audit.verify_case, ledger.audit.runner;"
+        "bad = [m for m in ('ledger.indexer', 'ledger.store.db', 'api', 'sqlite3') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_corrections_void_by_the_shared_rule(entries: list[DecodedEntry], honest: HonestLedger) -> None:
+    """The rebuilt state uses ledger.cases' voiding: the voided fulfilment and escalation do not count."""
+    model = context(entries).model
+    corrected = model.cases[("DEMO-ROADS", case_id("corrected"))].state
+    assert corrected is not None and corrected.status == "fulfilled" and corrected.invalid_transitions == 0
+    assert corrected.last_seq == honest.seqs["fulfilled again"]
+    spare = model.cases[("DEMO-ROADS", case_id("spare"))].state
+    assert spare is not None and not spare.escalated
+    assert model.voided == {honest.seqs["corrected fulfilled"]: honest.seqs["correction"],
+                            honest.seqs["accepted voided"]: honest.seqs["accepted voided"] + 1}
+
+
+def test_a_live_index_moving_during_the_audit_is_no_finding(honest: HonestLedger, tmp_path: Path) -> None:
+    """The indexer catches up with new entries while the audit runs: the API is compared at the position it
+    first reported, metrics are compared again at its new one, and a case it changed meanwhile is a warning."""
+    from fastapi import FastAPI, Request
+
+    from ledger.records import CaseAction
+    from tests.audit.conftest import chain_state, later
+
+    index = honest.index_copy(tmp_path)
+    synced: list[bool] = []
+
+    def catch_up_after_the_first_answer(app: FastAPI) -> None:
+        @app.middleware("http")
+        async def catch_up(request: Request, call_next: Any) -> Any:
+            response = await call_next(request)
+            if request.url.path == "/api/v1/chain" and not synced:
+                synced.append(True)
+                honest.sync(index)
+            return response
+
+    with chain_state(honest):
+        t = honest.now() + 60
+        honest.write(later("relayed", CaseAction.ACCEPTED, t), at=t)
+        report = honest.audit(index, wrap=catch_up_after_the_first_answer, case_sample=2000)
+    assert synced and report.exit_code == 0, [f.message for c in report.checks for f in c.findings]
+    warned = [w for w in report.check("api_records").warnings if "the index moved on" in w.message]
+    assert warned and all(f"0x{case_id('relayed').hex()}" in (w.subject or "") for w in warned)
+    assert "the index advanced from" in report.check("metrics_reproduced").notes[0]

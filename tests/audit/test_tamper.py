@@ -1,0 +1,406 @@
+"""Tamper tests: each fault injected into the honest ledger — in the index the API serves, in the API's answers, in
+the node's answers, or written on the chain itself — is caught by the check whose job it is, with a finding that
+points at the entry (seq, transaction hash, log index) and says what is wrong; the other checks are unaffected
+where the fault does not concern them. The honest ledger itself passes with zero findings (test_checks.py).
+
+Faults not yet possible on this ledger — a forged rating, a missing or altered batch file — are shown to be
+reported as not applicable, never as passed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request, Response
+
+from ledger.audit import CannotAudit, Status, run_audit
+from ledger.audit.model import AuditReport, Finding
+from ledger.records import CaseAction
+from tests.audit.conftest import (
+    DAY,
+    HOUR,
+    HonestLedger,
+    chain_state,
+    failed,
+    findings,
+    later,
+    opened,
+)
+from tests.ledger.index_faults import FaultProxy, rewrite
+
+pytestmark = pytest.mark.slow
+
+CHAIN_CHECKS = {"log_complete", "authorised", "case_transitions", "timeliness"}
+
+
+def pointer(h: HonestLedger, seq: int) -> tuple[str, int]:
+    """(transaction hash, log index) of the entry `seq`, asked of the node directly."""
+    logs = h.chain.w3.provider.make_request("eth_getLogs", [{
+        "address": h.ledger.address, "fromBlock": "0x0", "toBlock": "latest",
+        "topics": [None, "0x" + seq.to_bytes(32, "big").hex()],
+    }])["result"]
+    assert len(logs) == 1, logs
+    return logs[0]["transactionHash"], int(logs[0]["logIndex"], 16)
+
+
+def points_at(h: HonestLedger, finding: Finding, seq: int) -> bool:
+    tx_hash, log_index = pointer(h, seq)
+    return finding.seq == seq and finding.tx_hash == tx_hash and finding.log_index == log_index
+
+
+def at_seq(report: AuditReport, check: str, seq: int) -> list[Finding]:
+    return [f for f in findings(report, check) if f.seq == seq]
+
+
+def tampered(h: HonestLedger, tmp_path: Path, *statements: tuple[str, tuple[Any, ...]]) -> Path:
+    """A copy of the honest index with SQL applied (as an operator with database access could)."""
+    index = h.index_copy(tmp_path, "tampered.sqlite")
+    db = sqlite3.connect(index)
+    try:
+        for sql, params in statements:
+            assert db.execute(sql, params).rowcount >= 1, sql
+        db.commit()
+    finally:
+        db.close()
+    return index
+
+
+def query(index: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(index)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def lying(path: str, change: Callable[[Any, Request], Any]) -> Callable[[FastAPI], None]:
+    """Wrap the real API so that answers to `path` are changed by `change(body, request)`: an API that lies."""
+
+    def wrap(app: FastAPI) -> None:
+        @app.middleware("http")
+        async def lie(request: Request, call_next: Any) -> Response:
+            response = await call_next(request)
+            if request.url.path != path or response.status_code != 200:
+                return response
+            body = b"".join([chunk async for chunk in response.body_iterator])
+            changed = change(json.loads(body), request)
+            headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag")}
+            return Response(json.dumps(changed), status_code=200, headers=headers, media_type="application/json")
+
+    return wrap
+
+
+# --- 1. the index the API serves -------------------------------------------------------------------------------------
+
+
+def test_altered_record_served_by_the_api(honest: HonestLedger, tmp_path: Path) -> None:
+    seq = honest.seqs["relayed"]
+    index = tampered(honest, tmp_path, ("UPDATE entries SET record_hash = ? WHERE seq = ?", (b"\x01" * 32, seq)))
+    report = honest.audit(index, case_sample=20)
+    assert failed(report) == {"api_records"}
+    hits = at_seq(report, "api_records", seq)
+    assert hits and all(points_at(honest, f, seq) for f in hits)
+    assert any(f.field == "record_hash" and f.actual == "0x" + "01" * 32 for f in hits)
+    assert "differs from the chain" in hits[0].message
+
+
+def test_entry_missing_from_the_index(honest: HonestLedger, tmp_path: Path) -> None:
+    seq = honest.seqs["spare wrote"]  # the spare key's acceptance of its case
+    index = tampered(honest, tmp_path, ("DELETE FROM entries WHERE seq = ?", (seq,)))
+    report = honest.audit(index, case_sample=20)
+    assert failed(report) == {"api_records"}
+    missing = [f for f in at_seq(report, "api_records", seq) if "missing from the API" in f.message]
+    assert len(missing) == 2  # from the entry pages and from the bulk export
+    assert all(points_at(honest, f, seq) for f in missing)
+
+
+def test_metric_off_by_one_case(honest: HonestLedger, tmp_path: Path) -> None:
+    """One fulfilled case's on_time flag flipped in the index: every figure that counts it is one off."""
+    agency, case_id, last_seq = query(
+        honest.index_path, "SELECT agency_id, case_id, last_seq FROM cases WHERE on_time = 1 ORDER BY opened_seq"
+    )[0]
+    index = tampered(honest, tmp_path, ("UPDATE cases SET on_time = 0 WHERE agency_id = ? AND case_id = ?",
+                                        (agency, case_id)))
+    report = honest.audit(index, case_sample=20)
+    assert "metrics_reproduced" in failed(report)
+    whole = [f for f in findings(report, "metrics_reproduced")
+             if f.field == "on_time" and f.subject and "agency_id" not in f.subject and "by=" not in f.subject]
+    assert whole and all(f.expected - f.actual == 1 for f in whole)
+    # and the case's state, as exported, is caught too, pointing at the case's last event
+    state = [f for f in findings(report, "api_records") if f.subject and f"0x{case_id.hex()}" in f.subject]
+    assert state and state[0].field == "on_time" and points_at(honest, state[0], last_seq)
+    assert failed(report) <= {"metrics_reproduced", "api_records"}
+
+
+def test_case_served_with_a_wrong_status(honest: HonestLedger, tmp_path: Path) -> None:
+    agency, case_id, last_seq = query(
+        honest.index_path,
+        "SELECT agency_id, case_id, last_seq FROM cases WHERE status = 'fulfilled' ORDER BY opened_seq DESC",
+    )[0]
+    index = tampered(honest, tmp_path, (
+        "UPDATE cases SET status = 'rejected' WHERE agency_id = ? AND case_id = ?", (agency, case_id)))
+    report = honest.audit(index)  # every case view fetched (there are fewer than 1000)
+    hits = [f for f in findings(report, "api_records") if f.subject and f"0x{case_id.hex()}" in f.subject]
+    assert len(hits) == 2  # the bulk export and the case view
+    assert {hits[0].subject.split(" ")[0], hits[1].subject.split(" ")[0]} == {"case", "GET"}
+    assert all(f.field == "status" and f.expected == "fulfilled" and f.actual == "rejected" for f in hits)
+    assert all(points_at(honest, f, last_seq) for f in hits)
+    assert report.check("api_records").counts["case_views_compared"] == len(query(index, "SELECT 1 FROM cases"))
+
+
+def test_commitment_version_served_altered(honest: HonestLedger, tmp_path: Path) -> None:
+    seq = query(honest.index_path, "SELECT seq FROM commitments WHERE agency_id = 'DEMO-ROADS' AND commitment_id = "
+                       "'POTHOLE-72H' AND version = 1")[0][0]
+    index = tampered(honest, tmp_path, ("UPDATE commitments SET deadline = 96 WHERE seq = ?", (seq,)))
+    report = honest.audit(index, case_sample=5)
+    assert failed(report) == {"api_records"}
+    hits = at_seq(report, "api_records", seq)
+    assert len(hits) == 3  # the list, the history and the version itself
+    assert all(points_at(honest, f, seq) and "deadline" in f.field and f.actual == 96 for f in hits)
+
+
+def test_chain_facts_served_with_a_wrong_entry_count(honest: HonestLedger, tmp_path: Path) -> None:
+    index = tampered(honest, tmp_path, ("UPDATE sync_state SET entry_count = entry_count + 1", ()))
+    report = honest.audit(index, case_sample=5)
+    assert failed(report) == {"api_records"}
+    [hit] = [f for f in findings(report, "api_records") if f.subject == "GET /api/v1/chain"]
+    assert hit.field == "entry_count" and hit.actual == hit.expected + 1
+    assert "not on the chain" in hit.message
+
+
+def test_index_serving_a_reorganised_block(honest: HonestLedger, tmp_path: Path) -> None:
+    """The index followed a branch the chain abandoned (an anvil snapshot reverted): it serves entries whose blocks
+    are no longer on the chain."""
+    index = honest.index_copy(tmp_path)
+    base = honest.chain.snapshot()
+    try:
+        t = honest.now()
+        first = honest.write_batch([opened("orphan-a", t), later("orphan-a", CaseAction.ACCEPTED, t)], at=t + 60) - 1
+        honest.write(opened("orphan-b", t + 60), at=t + 120)
+        honest.sync(index)
+        orphaned = honest.chain.w3.eth.get_block("latest")["hash"]
+    finally:
+        honest.chain.revert(base)
+    with chain_state(honest):
+        t = honest.now()
+        honest.write(opened("winner", t), at=t + 300)
+        gone = honest.chain.w3.provider.make_request("eth_getBlockByHash", [orphaned.to_0x_hex(), False])
+        assert gone["result"] is None
+        report = honest.audit(index, case_sample=5)
+        api = findings(report, "api_records")
+        reorg = [f for f in api if "not on the chain" in f.message]
+        # seq `first`: on the chain in another block now; first+1, first+2: not on the chain at all
+        assert any(f.seq == first and f.field == "proof.block_hash" and points_at(honest, f, first) for f in reorg)
+        assert any(f.seq == first + 1 and "which the chain does not have" in f.message for f in reorg)
+        assert any(f.subject == "GET /api/v1/chain" and f.field == "entry_count" for f in api)
+        assert any(f.field == "last_indexed_block" for f in api)
+        assert not failed(report) & CHAIN_CHECKS
+
+
+# --- 2. the API's answers themselves -------------------------------------------------------------------------------
+
+
+def test_api_metric_off_by_one(honest: HonestLedger) -> None:
+    def plus_one(body: Any, request: Request) -> Any:
+        if "agency_id" not in request.query_params and "district" not in request.query_params:
+            body["metrics"]["fulfilled"] += 1
+        return body
+
+    report = honest.audit(wrap=lying("/api/v1/metrics", plus_one), case_sample=5)
+    assert failed(report) == {"metrics_reproduced"}
+    hits = findings(report, "metrics_reproduced")
+    assert hits and all(f.field == "fulfilled" and f.actual == f.expected + 1 for f in hits)
+    assert all("agency_id" not in (f.subject or "") for f in hits)
+
+
+def test_api_serving_an_entry_twice(honest: HonestLedger) -> None:
+    def duplicate(body: Any, request: Request) -> Any:
+        if "after" not in request.query_params:
+            body["items"].insert(5, body["items"][4])
+        return body
+
+    report = honest.audit(wrap=lying("/api/v1/entries", duplicate), case_sample=5)
+    assert failed(report) == {"api_records"}
+    [hit] = findings(report, "api_records")
+    assert "duplicated entry" in hit.message and points_at(honest, hit, 4)
+
+
+# --- 3. the node's answers (a node that lies about the log) -----------------------------------------------------------
+
+
+def _seq_topic(seq: int) -> str:
+    return "0x" + seq.to_bytes(32, "big").hex()
+
+
+def forged(h: HonestLedger, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> AuditReport:
+    with FaultProxy(h.url) as proxy:
+        proxy.add("eth_getLogs", rewrite(lambda logs: change([dict(log) for log in logs])), times=None)
+        return run_audit(h.config(rpc_url=proxy.url))
+
+
+def test_node_duplicating_a_log(honest: HonestLedger) -> None:
+    seq = honest.seqs["relayed"]
+
+    def twice(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for log in logs:
+            out += [log, log] if log["topics"][1:2] == [_seq_topic(seq)] else [log]
+        return out
+
+    report = forged(honest, twice)
+    assert failed(report) == {"log_complete"}
+    [hit] = findings(report, "log_complete")
+    assert "duplicated entry" in hit.message and points_at(honest, hit, seq)
+
+
+def test_node_hiding_a_log(honest: HonestLedger) -> None:
+    seq = honest.seqs["spare wrote"]
+    report = forged(honest, lambda logs: [log for log in logs if log["topics"][1:2] != [_seq_topic(seq)]])
+    assert failed(report) == {"log_complete"}
+    [hit] = findings(report, "log_complete")
+    assert hit.seq == seq and f"missing from the log: seq {seq}" in hit.message
+
+
+def test_node_altering_a_log(honest: HonestLedger) -> None:
+    """One logged field changed (the claimed time): the entries no longer fold to the contract's running hash, and
+    bisection on the contract's historical state finds the block."""
+    seq = honest.seqs["relayed"]
+
+    def alter(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for log in logs:
+            if log["topics"][1:2] == [_seq_topic(seq)]:
+                data = bytes.fromhex(log["data"][2:])
+                occurred = int.from_bytes(data[32:64], "big") - HOUR
+                log["data"] = "0x" + (data[:32] + occurred.to_bytes(32, "big") + data[64:]).hex()
+        return logs
+
+    report = forged(honest, alter)
+    assert failed(report) == {"log_complete"}
+    [hit] = findings(report, "log_complete")
+    assert points_at(honest, hit, seq) and "first diverges" in hit.message
+
+
+def test_entry_by_a_revoked_key(honest: HonestLedger) -> None:
+    """The contract refuses a revoked key, so only a lying node can show such an entry: the authorisation check
+    names the revocation, and the running hash exposes the forgery too."""
+    seq = honest.seqs["fulfilled again"]  # a roads-office entry written after the spare key was revoked
+    revoked = honest.revoked_key
+
+    def resign(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for log in logs:
+            if log["topics"][1:2] == [_seq_topic(seq)]:
+                data = bytes.fromhex(log["data"][2:])
+                log["data"] = "0x" + (data[:-32] + bytes.fromhex(revoked[2:]).rjust(32, b"\0")).hex()
+        return logs
+
+    report = forged(honest, resign)
+    assert failed(report) == {"authorised", "log_complete"}
+    [hit] = findings(report, "authorised")
+    assert points_at(honest, hit, seq) and hit.actual == revoked
+    assert f"revoked at seq {honest.seqs['spare revoked']}" in hit.message
+
+
+def test_claimed_time_after_the_recorded_time(honest: HonestLedger) -> None:
+    seq = honest.seqs["relayed"]
+
+    def future(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for log in logs:
+            if log["topics"][1:2] == [_seq_topic(seq)]:
+                data = bytes.fromhex(log["data"][2:])
+                occurred = int(log["blockTimestamp"], 16) + HOUR
+                log["data"] = "0x" + (data[:32] + occurred.to_bytes(32, "big") + data[64:]).hex()
+        return logs
+
+    report = forged(honest, future)
+    assert failed(report) == {"timeliness", "log_complete"}
+    [hit] = findings(report, "timeliness")
+    assert points_at(honest, hit, seq) and "after the block time" in hit.message
+
+
+# --- 4. the chain itself --------------------------------------------------------------------------------------------
+
+
+def test_backdated_event(honest: HonestLedger) -> None:
+    with chain_state(honest):
+        t = honest.now() + 60
+        seq = honest.write(opened("backdated", t - 30 * DAY), at=t)
+        report = run_audit(honest.config())
+        assert failed(report) == {"timeliness"}
+        [hit] = findings(report, "timeliness")
+        assert points_at(honest, hit, seq) and "30.0 days after its claimed time" in hit.message
+
+
+def test_invalid_transitions(honest: HonestLedger) -> None:
+    with chain_state(honest):
+        t = honest.now() + 60
+        before_opened = honest.write(later("never-opened", CaseAction.FULFILLED, t), at=t)
+        last = honest.write_batch([
+            opened("twice", t), later("twice", CaseAction.FULFILLED, t), later("twice", CaseAction.FULFILLED, t),
+        ], at=t + 60)
+        report = run_audit(honest.config())
+        assert failed(report) == {"case_transitions"}
+        hits = {f.seq: f for f in findings(report, "case_transitions")}
+        assert set(hits) == {before_opened, last}
+        assert "fulfilled before the case was opened (it never is)" in hits[before_opened].message
+        assert "fulfilled after the case was closed (fulfilled)" in hits[last].message
+        assert points_at(honest, hits[before_opened], before_opened) and points_at(honest, hits[last], last)
+
+
+def test_hold_abuse(honest: HonestLedger) -> None:
+    """The water company puts eight cases on hold at 22 h of a 24 h deadline, resumes them a day later and fulfils
+    them: each counts as on time only because of the hold, and the habit is a finding."""
+    names = [f"held-{i}" for i in range(8)]
+    with chain_state(honest):
+        t = honest.now() + 60
+        honest.write_batch([opened(n, t, "WATER-OUTAGE-24H") for n in names], "DEMO-WATER", at=t)
+        first_hold = honest.write_batch([later(n, CaseAction.ON_HOLD, t + 22 * HOUR) for n in names], "DEMO-WATER",
+                                        at=t + 22 * HOUR) - 7
+        honest.write_batch([later(n, CaseAction.RESUMED, t + 46 * HOUR) for n in names], "DEMO-WATER",
+                           at=t + 46 * HOUR)
+        honest.write_batch([later(n, CaseAction.FULFILLED, t + 47 * HOUR) for n in names], "DEMO-WATER",
+                           at=t + 47 * HOUR)
+        report = run_audit(honest.config())
+        assert failed(report) == {"timeliness"}
+        [hit] = findings(report, "timeliness")
+        assert hit.subject == "agency DEMO-WATER" and "holds" in hit.message and points_at(honest, hit, first_hold)
+    late = [w for w in report.check("timeliness").warnings if w.message.startswith("late hold")]
+    assert len(late) == 8 and all("92%" in w.message for w in late)
+
+
+def test_bytecode_differing_from_the_source(honest: HonestLedger, compiled: dict[str, Any]) -> None:
+    address = honest.ledger.address
+    with chain_state(honest):
+        code = bytes(honest.chain.w3.eth.get_code(address))
+        # one byte of the compiler's metadata at the end: the contract still runs, but it is not this build
+        altered = code[:-12] + bytes([code[-12] ^ 0xFF]) + code[-11:]
+        honest.chain.w3.provider.make_request("anvil_setCode", [address, "0x" + altered.hex()])
+        report = run_audit(honest.config(), compiled=compiled)
+    assert failed(report) == {"contract_code"}
+    [hit] = findings(report, "contract_code")
+    assert f"first difference at byte {len(code) - 12}" in hit.message and hit.subject == f"contract {address}"
+
+
+def test_wrong_chain(honest: HonestLedger) -> None:
+    with pytest.raises(CannotAudit, match="wrong chain: .* serves chain id 31337, but the audit expects 1"):
+        run_audit(honest.config(chain_id=1))
+
+
+def test_no_contract_at_the_address(honest: HonestLedger) -> None:
+    with pytest.raises(CannotAudit, match="no contract at"):
+        run_audit(honest.config(contract="0x" + "12" * 20))
+
+
+# --- 5. faults this ledger cannot have yet ---------------------------------------------------------------------------
+
+
+def test_forged_rating_and_batch_files_are_not_applicable_yet(honest: HonestLedger) -> None:
+    report = run_audit(honest.config(batches="/nowhere/batches"))
+    ratings, batches = report.check("feedback_authentic"), report.check("batches_complete")
+    assert ratings.status is Status.NOT_APPLICABLE and "no ratings on this ledger yet" in ratings.notes[0]
+    assert batches.status is Status.NOT_APPLICABLE and "no batches on this ledger yet" in batches.notes[0]
+    assert "/nowhere/batches" in batches.notes[0]
+    assert report.exit_code == 0

@@ -1,0 +1,63 @@
+"""The run command's local network: deploys once, survives restarts, and refuses a lost or foreign chain."""
+
+from __future__ import annotations
+
+import json
+
+from ledger import devnet
+from ledger.node import free_port
+
+
+def _run(data_dir, capsys) -> tuple[int, str]:
+    code = devnet.main(
+        ["--data-dir", str(data_dir), "--port", str(free_port()), "--once", "--quiet", "--demo-cases", "40"]
+    )
+    return code, capsys.readouterr().out
+
+
+def _entries(out: str) -> int:
+    line = next(line for line in out.splitlines() if line.strip().startswith("entries"))
+    return int(line.split()[1].rstrip(","))
+
+
+def test_state_survives_a_restart_and_nothing_is_deployed_twice(tmp_path, capsys):
+    code, first = _run(tmp_path, capsys)
+    assert code == 0
+    deployment = json.loads((tmp_path / "deployment.json").read_text())
+    assert deployment["address"] in first
+    # six agencies registered and keyed, fifteen commitments, the calendars, and the cases' events
+    assert _entries(first) > 2 * 6 + 15 + 40
+
+    code, second = _run(tmp_path, capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "deployment.json").read_text()) == deployment
+    assert _entries(second) == _entries(first)
+    assert first.splitlines()[3] == second.splitlines()[3]  # same contract address line
+
+
+def test_keys_are_encrypted_and_never_printed(tmp_path, capsys):
+    code, out = _run(tmp_path, capsys)
+    assert code == 0
+    keys = tmp_path / "keys"
+    for name in ("governance", "agency-DEMO-ROADS"):
+        stored = json.loads((keys / f"{name}.json").read_text())
+        assert stored["crypto"]["kdf"] == "scrypt"
+        assert (keys / f"{name}.json").stat().st_mode & 0o077 == 0
+        account = devnet.KeyStore(keys).get_or_create(name)
+        assert account.key.hex().removeprefix("0x") not in out
+    assert (keys / ".password").stat().st_mode & 0o077 == 0
+
+
+def test_lost_chain_state_is_a_clear_error(tmp_path, capsys):
+    assert _run(tmp_path, capsys)[0] == 0
+    (tmp_path / "chain" / "anvil-state.json").unlink()
+    code = devnet.main(["--data-dir", str(tmp_path), "--port", str(free_port()), "--once", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no contract at" in err and "move" in err
+
+
+def test_busy_port_is_a_clear_error(tmp_path, capsys, anvil_node):
+    code = devnet.main(["--data-dir", str(tmp_path), "--port", str(anvil_node.port), "--once", "--quiet"])
+    assert code == 2
+    assert "could not start the local chain" in capsys.readouterr().err

@@ -1,0 +1,195 @@
+"""Agency keys load from an encrypted keystore or an environment variable, and are never shown: not in a repr, a str,
+an error message, a traceback or a log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import traceback
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from ledger.errors import KeyUnavailable
+from ledger.keys import AgencyKey, load_key
+from ledger.outbox import Outbox
+from ledger.writer import Writer
+from tests.conftest import World
+
+PASSWORD = "correct horse battery staple"
+ENV = "CIVIC_TEST_KEY_FOR_KEYS"
+
+
+def secrets_of(account: object) -> list[str]:
+    """Every way the key could appear in text: hex with and without 0x, either case."""
+    raw = bytes(account.key)  # type: ignore[attr-defined]
+    return [raw.hex(), raw.hex().upper(), "0x" + raw.hex()]
+
+
+def assert_hidden(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text
+
+
+def keystore(tmp_path: Path, account: object, password: str = PASSWORD) -> Path:
+    # A cheap KDF keeps the test fast; production keystores use eth-account's default scrypt parameters.
+    path = tmp_path / "agency.json"
+    encrypted = Account.encrypt(account.key, password, kdf="pbkdf2", iterations=2)  # type: ignore[attr-defined]
+    path.write_text(json.dumps(encrypted))
+    path.chmod(0o600)
+    return path
+
+
+def test_environment_variable_with_or_without_0x(monkeypatch):
+    account = Account.create()
+    for value in (account.key.hex(), "0x" + bytes(account.key).hex(), f"  {bytes(account.key).hex()}\n"):
+        monkeypatch.setenv(ENV, value)
+        loaded = load_key(env_var=ENV)
+        assert isinstance(loaded, AgencyKey)
+        assert loaded.address == account.address
+        assert bytes(loaded.key) == bytes(account.key)
+
+
+def test_repr_and_str_show_only_the_address(monkeypatch):
+    account = Account.create()
+    monkeypatch.setenv(ENV, bytes(account.key).hex())
+    loaded = load_key(env_var=ENV)
+    for text in (repr(loaded), str(loaded), f"{loaded}", f"{loaded!r}", repr([loaded]), repr({"signer": loaded})):
+        assert account.address in text
+        assert_hidden(text, *secrets_of(account))
+
+
+def test_a_key_cannot_be_pickled(monkeypatch):
+    monkeypatch.setenv(ENV, bytes(Account.create().key).hex())
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(load_key(env_var=ENV))
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (None, "is not set"),
+        ("   ", "is not set"),
+        ("0x1234", "expected 64 hex digits"),
+        ("zz" * 32, "expected 64 hex digits"),
+        ("00" * 32, "not hold a valid secp256k1 private key"),  # zero is out of range
+        ("ff" * 32, "not hold a valid secp256k1 private key"),  # above the curve order
+    ],
+)
+def test_bad_environment_variables_are_clear_errors_that_never_quote_the_value(monkeypatch, value, reason):
+    if value is None:
+        monkeypatch.delenv(ENV, raising=False)
+    else:
+        monkeypatch.setenv(ENV, value)
+    with pytest.raises(KeyUnavailable, match=reason) as info:
+        load_key(env_var=ENV)
+    assert ENV in str(info.value)
+    shown = "".join(traceback.format_exception(info.value)) + repr(info.value)
+    if value and value.strip():
+        assert value.strip() not in shown
+        assert value.strip().removeprefix("0x") not in shown
+    # nothing chained that could quote the value
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None or info.value.__suppress_context__
+
+
+def test_keystore_with_password_or_password_file(tmp_path):
+    account = Account.create()
+    path = keystore(tmp_path, account)
+    assert load_key(path, password=PASSWORD).address == account.address
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")  # the trailing newline an editor adds is not part of the password
+    password_file.chmod(0o600)
+    loaded = load_key(path, password_file=password_file)
+    assert loaded.address == account.address
+    assert isinstance(loaded, AgencyKey)
+
+
+def test_wrong_password_names_the_file_and_address_but_not_the_password(tmp_path):
+    account = Account.create()
+    path = keystore(tmp_path, account)
+    with pytest.raises(KeyUnavailable, match="wrong password") as info:
+        load_key(path, password="not it")
+    message = str(info.value)
+    assert str(path) in message and account.address[2:].lower() in message.lower()
+    assert "not it" not in message
+    assert_hidden("".join(traceback.format_exception(info.value)), *secrets_of(account))
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("missing", "not found"),
+        ("not json", "not a readable keystore"),
+        ("no crypto", "not a keystore file"),
+        ("no password", "password or a password file is needed"),
+        ("missing password file", "password file .* not found"),
+        ("both passwords", "not both"),
+        ("both sources", "not both"),
+        ("no source", "no agency key given"),
+    ],
+)
+def test_keystore_problems_are_clear_errors(tmp_path, monkeypatch, case, reason):
+    account = Account.create()
+    path = keystore(tmp_path, account)
+    monkeypatch.setenv(ENV, bytes(account.key).hex())
+    kwargs: dict[str, object] = {"keystore": path, "password": PASSWORD}
+    if case == "missing":
+        kwargs["keystore"] = tmp_path / "nope.json"
+    elif case == "not json":
+        path.write_text("{ not json")
+    elif case == "no crypto":
+        path.write_text(json.dumps({"address": "00" * 20}))
+    elif case == "no password":
+        kwargs.pop("password")
+    elif case == "missing password file":
+        kwargs = {"keystore": path, "password_file": tmp_path / "nope"}
+    elif case == "both passwords":
+        kwargs["password_file"] = tmp_path / "password"
+    elif case == "both sources":
+        kwargs["env_var"] = ENV
+    elif case == "no source":
+        kwargs = {}
+    with pytest.raises(KeyUnavailable, match=reason) as info:
+        load_key(**kwargs)  # type: ignore[arg-type]
+    assert PASSWORD not in str(info.value)
+    assert_hidden("".join(traceback.format_exception(info.value)), *secrets_of(account))
+
+
+def test_files_readable_by_others_are_warned_about_without_showing_them(tmp_path, caplog):
+    account = Account.create()
+    path = keystore(tmp_path, account)
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    for target in (path, password_file):
+        target.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="ledger.keys"):
+        load_key(path, password_file=password_file)
+    assert "keystore file" in caplog.text and "password file" in caplog.text and "chmod 600" in caplog.text
+    assert PASSWORD not in caplog.text
+    assert_hidden(caplog.text, *secrets_of(account))
+
+
+def test_a_whole_write_never_logs_or_shows_the_key(world: World, tmp_path, monkeypatch, caplog):
+    """Every logger at DEBUG (web3's request logging included) through a submit, a flush with a refused entry, and
+    a write that raises: the key appears nowhere — not in logs, reprs, errors or the outbox file."""
+    monkeypatch.setenv(ENV, bytes(world.signer.key).hex())
+    signer = load_key(env_var=ENV)
+    secrets = secrets_of(signer)
+    with caplog.at_level(logging.DEBUG), Outbox(tmp_path / "outbox.db") as outbox:
+        writer = Writer(world.ledger, signer, outbox)
+        texts = [repr(writer), str(writer), repr(outbox)]
+        writer.submit(world.opened("key-test"))
+        writer.submit(world.opened("bad", commitment_id=b"\x07" * 32))
+        items = writer.flush()
+        texts += [repr(item) for item in items]
+        with pytest.raises(Exception) as info:
+            writer.write(world.opened("bad again", commitment_id=b"\x07" * 32))
+        texts += [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
+        writer.close()
+    texts.append(caplog.text)
+    assert_hidden("\n".join(texts), *secrets)
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert bytes(signer.key) not in raw and bytes(signer.key).hex().encode() not in raw

@@ -1,0 +1,648 @@
+"""Metrics: hand-computed figures for every definition and edge, and SQLite = PostgreSQL = pure Python on random rows.
+
+Every hand-computed case runs through all three implementations (``compute_metrics`` on SQLite and on PostgreSQL,
+``compute_metrics_from_rows``) and checks they agree before checking the figures. PostgreSQL is the local server
+(``CIVIC_TEST_PG`` to point elsewhere): a database of this module's own is created and dropped; rows are
+inserted in a transaction that is rolled back, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Literal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, Engine, create_engine, insert, text
+from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy.engine import make_url
+
+from ledger.metrics import (
+    CaseRow,
+    CommitmentRow,
+    EventRow,
+    InvalidFilter,
+    Metrics,
+    MetricsFilter,
+    agency_scorecards,
+    commitment_scorecards,
+    compute_metrics,
+    compute_metrics_from_rows,
+    nearest_rank,
+    percentile,
+    rate,
+    scorecards_from_rows,
+    table_values,
+)
+from ledger.records import CaseAction, EntryKind
+from ledger.store.schema import case_events, cases, commitments, entries, metadata
+
+#: the server's URL, as the other index tests take it (their conftest reads the same variable)
+POSTGRES_URL = os.environ.get("CIVIC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test").replace(
+    "postgresql://", "postgresql+psycopg://", 1
+)
+
+H, D = 3_600, 86_400
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+END = T0 + 10 * D
+
+
+# --- databases ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Engine]:
+    """A fresh PostgreSQL database with the store's tables, dropped afterwards."""
+    admin_url = make_url(POSTGRES_URL)
+    name = f"civic_test_metrics_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = create_engine(admin_url.set(database=name))
+    try:
+        metadata.create_all(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def sqlite() -> Iterator[Engine]:
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@dataclass
+class World:
+    cases: list[CaseRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    commitments: list[CommitmentRow] = field(default_factory=list)
+
+
+def _entry(seq: int, kind: int, agency_id: str, occurred_at: int, block_time: int, voided_by: int | None) -> dict:
+    filler = hashlib.sha256(b"%d" % seq).digest()
+    return dict(
+        seq=seq, kind=kind, agency_id=agency_id, actor="0x" + "11" * 20, record_hash=filler, entry_hash=filler,
+        running_hash=filler[:24], block_number=seq, block_hash=filler, block_time=block_time, tx_hash=filler,
+        log_index=0, occurred_at=occurred_at, voided_by=voided_by,
+    )  # fmt: skip
+
+
+def insert_world(conn: Connection, world: World) -> None:
+    """Rows straight into the tables, each case event and commitment with its entry (the foreign keys want it)."""
+    entry_rows = [
+        _entry(e.seq, EntryKind.CASE_EVENT, e.agency_id, e.occurred_at, e.block_time, e.voided_by) for e in world.events
+    ] + [
+        _entry(m.seq, EntryKind.COMMITMENT_PUBLISHED, m.agency_id, m.occurred_at, m.occurred_at, m.voided_by)
+        for m in world.commitments
+    ]
+    for table, rows in (
+        (entries, entry_rows),
+        (case_events, [table_values(e) for e in world.events]),
+        (commitments, [table_values(m) for m in world.commitments]),
+        (cases, [table_values(c) for c in world.cases]),
+    ):
+        if rows:
+            conn.execute(insert(table), rows)
+
+
+def in_database(engine: Engine, world: World, work: Callable[[Connection], Any]) -> Any:
+    """``work`` on a connection that sees ``world``, then every row rolled back."""
+    with engine.connect() as conn:
+        tx = conn.begin()
+        try:
+            insert_world(conn, world)
+            return work(conn)
+        finally:
+            tx.rollback()
+
+
+@pytest.fixture
+def all_three(sqlite: Engine, postgres: Engine) -> Callable[[World, MetricsFilter], Metrics]:
+    """Metrics of a world by the three implementations, checked equal (to_dict byte for byte included)."""
+
+    def compute(world: World, flt: MetricsFilter) -> Metrics:
+        by_rows = compute_metrics_from_rows(world.cases, world.events, world.commitments, flt)
+        by_sqlite = in_database(sqlite, world, lambda conn: compute_metrics(conn, flt))
+        by_postgres = in_database(postgres, world, lambda conn: compute_metrics(conn, flt))
+        assert by_sqlite == by_rows
+        assert by_postgres == by_rows
+        assert json.dumps(by_sqlite.to_dict()) == json.dumps(by_postgres.to_dict()) == json.dumps(by_rows.to_dict())
+        return by_rows
+
+    return compute
+
+
+# --- a hand-made world ----------------------------------------------------------------------------------------------
+
+_seq = iter(range(1, 10**9))
+
+
+def case_id(name: str) -> bytes:
+    return hashlib.sha256(b"case:" + name.encode()).digest()
+
+
+def case(
+    name: str,
+    opened_at: int,
+    status: str = "open",
+    *,
+    closed_at: int | None = None,
+    due_at: int | None = None,
+    fulfil_seconds: int | None = None,
+    on_time: bool | None = None,
+    hold_seconds: int = 0,
+    on_hold_since: int | None = None,
+    agency_id: str = "ROADS",
+    commitment_id: str = "LIGHT",
+    district: str = "PUDONG",
+    channel: int = 2,
+) -> CaseRow:
+    return CaseRow(
+        agency_id=agency_id, case_id=case_id(name), commitment_id=commitment_id, commitment_version=1,
+        district=district, channel=channel, opened_seq=next(_seq), opened_at=opened_at, status=status,
+        closed_at=closed_at, hold_seconds=hold_seconds, on_hold_since=on_hold_since, due_at=due_at,
+        fulfil_seconds=fulfil_seconds, on_time=on_time, escalated=False, invalid_transitions=0, last_seq=0,
+    )  # fmt: skip
+
+
+def event_row(
+    name: str, occurred_at: int, latency: int, *, agency_id: str = "ROADS", voided_by: int | None = None
+) -> EventRow:
+    return EventRow(
+        seq=next(_seq), agency_id=agency_id, case_id=case_id(name), action=CaseAction.ACCEPTED,
+        occurred_at=occurred_at, block_time=occurred_at + latency, details_hash=b"\0" * 32, voided_by=voided_by,
+    )  # fmt: skip
+
+
+def commitment(agency_id: str, commitment_id: str, version: int, target_bps: int, **changes: Any) -> CommitmentRow:
+    row = CommitmentRow(
+        agency_id=agency_id, commitment_id=commitment_id, version=version, service_code="SVC", name_zh="服务",
+        name_en="Service", deadline=48, deadline_unit=1, target_bps=target_bps, valid_from=T0 - 30 * D,
+        terms_hash=b"\1" * 32, occurred_at=T0 - 30 * D + version, seq=next(_seq),
+    )  # fmt: skip
+    return replace(row, **changes)
+
+
+def hand_world() -> World:
+    """Cases of ROADS / LIGHT in PUDONG by hotline (channel 2) unless said otherwise; range [T0, END), as_of END."""
+    return World(
+        cases=[
+            case("c1", T0 + 1 * H, "fulfilled", closed_at=T0 + 5 * H, due_at=T0 + 49 * H, fulfil_seconds=4 * H,
+                 on_time=True),
+            case("c2", T0 + 2 * H, "fulfilled", closed_at=T0 + 60 * H, due_at=T0 + 50 * H, fulfil_seconds=58 * H,
+                 on_time=False),
+            # held 10 h: due and time to fulfil exclude it
+            case("c3", T0 + 3 * H, "fulfilled", closed_at=T0 + 30 * H, due_at=T0 + 61 * H, fulfil_seconds=17 * H,
+                 on_time=True, hold_seconds=10 * H),
+            case("c4", T0 + 4 * H, "rejected", closed_at=T0 + 6 * H, due_at=T0 + 52 * H),
+            case("c5", T0 + 5 * H, "withdrawn", closed_at=T0 + 7 * H, due_at=T0 + 53 * H),
+            # opened before the range, fulfilled in it: closed, not opened
+            case("c6", T0 - 5 * D, "fulfilled", closed_at=T0 + 1 * D, due_at=T0 - 3 * D, fulfil_seconds=6 * D,
+                 on_time=False),
+            case("c7", T0 + 9 * D, due_at=T0 + 11 * D),  # open, not yet due
+            case("c8", T0 + 1 * D, due_at=T0 + 3 * D),  # open, overdue
+            # on hold since before it was due: not overdue however long the hold
+            case("c9", T0 + 2 * D, "on_hold", due_at=T0 + 4 * D, on_hold_since=T0 + 2 * D + 10 * H),
+            # put on hold when already overdue: still overdue
+            case("c10", T0 + 1 * D, "on_hold", due_at=T0 + 3 * D, on_hold_since=T0 + 5 * D),
+            # fulfilled after the range: open (and overdue) at as_of
+            case("c11", T0 + 8 * D, "fulfilled", closed_at=T0 + 12 * D, due_at=T0 + 9 * D, fulfil_seconds=4 * D,
+                 on_time=False),
+            # a working-day deadline without a calendar: no due time, so not in the on-time rate
+            case("c12", T0 + 6 * D, "fulfilled", closed_at=T0 + 7 * D, fulfil_seconds=1 * D),
+            # closed exactly at start: in the range
+            case("c13", T0 - 1 * D, "fulfilled", closed_at=T0, due_at=T0 + 1 * D, fulfil_seconds=1 * D, on_time=True),
+            # opened exactly at end: neither opened in the range nor open at as_of
+            case("c14", END, due_at=END + 2 * D),
+            # rejected exactly at end: not closed in the range, still open (and overdue) at as_of
+            case("c15", T0 + 1 * D, "rejected", closed_at=END, due_at=T0 + 3 * D),
+            case("c16", T0 + 1 * H, "fulfilled", closed_at=T0 + 3 * H, due_at=T0 + 49 * H, fulfil_seconds=2 * H,
+                 on_time=True, district="XUHUI", channel=3),
+            case("c17", T0 + 1 * D, "fulfilled", closed_at=T0 + 2 * D, due_at=T0 + 3 * D, fulfil_seconds=1 * D,
+                 on_time=True, commitment_id="HOLE"),
+            case("c18", T0 + 1 * D, "rejected", closed_at=T0 + 1 * D + H, due_at=T0 + 2 * D, agency_id="WATER",
+                 commitment_id="LEAK"),
+        ],  # fmt: skip
+        events=[
+            event_row("c1", T0 + 1 * H, 30),
+            event_row("c1", T0 + 5 * H, 90),
+            event_row("c2", T0 + 2 * H, 86_400),  # exactly 24 h: not late
+            event_row("c2", T0 + 60 * H, 86_401),  # late
+            event_row("c3", T0 + 3 * H, -60),  # claimed a minute in the future: kept as it is
+            event_row("c3", T0 + 4 * H, 200_000, voided_by=999),  # voided: not counted
+            event_row("c6", T0 + 1 * D, 100),
+            event_row("c6", T0 - 5 * D, 10),  # recorded before the range
+            event_row("c7", END, 0),  # recorded exactly at end: after the range
+            event_row("ghost", T0 + 2 * D, 2 * D),  # no case row: agency and city figures only
+            event_row("c13", T0 - 100, 100),  # recorded exactly at start: in the range
+            event_row("c16", T0 + 1 * H, 500),
+            event_row("c18", T0 + 1 * D, 40, agency_id="WATER"),
+        ],
+        commitments=[
+            commitment("ROADS", "LIGHT", 1, 9000),
+            commitment("ROADS", "LIGHT", 2, 9500),
+            commitment("ROADS", "LIGHT", 3, 9900, voided_by=999),  # voided: version 2 is the latest
+            commitment("ROADS", "HOLE", 1, 8000),
+            commitment("WATER", "LEAK", 1, 9800),
+        ],
+    )
+
+
+RANGE = dict(start=T0, end=END)
+LIGHT_PUDONG = MetricsFilter(agency_id="ROADS", commitment_id="LIGHT", district="PUDONG", **RANGE)
+
+
+def test_every_figure_of_one_commitment_in_one_district(all_three):
+    m = all_three(hand_world(), LIGHT_PUDONG)
+    assert m.to_dict() == {
+        "cases_opened": 12,  # c1-c5, c7-c12, c15 (c6, c13 opened before; c14 at end)
+        "cases_closed": 8,
+        "fulfilled": 6,  # c1, c2, c3, c6, c12, c13 (c11 after the range)
+        "rejected": 1,  # c4 (c15 at end)
+        "withdrawn": 1,  # c5
+        "on_time": 3,  # c1, c3, c13
+        "on_time_eligible": 5,  # c12 has no due time
+        "on_time_rate": "0.6000",
+        "target_rate": "0.9500",  # version 2: version 3 is voided
+        # 4 h, 17 h, 1 d, 1 d, 58 h, 6 d: ranks ceil(3) = 3 and ceil(5.4) = 6
+        "median_fulfil_seconds": 1 * D,
+        "p90_fulfil_seconds": 6 * D,
+        "open_cases": 6,  # c7, c8, c9, c10, c11, c15
+        "overdue_cases": 4,  # c8, c10, c11, c15
+        "events_recorded": 7,  # -60, 30, 90, 100, 100, 86400, 86401
+        "latency_median_seconds": 100,  # rank ceil(3.5) = 4
+        "latency_max_seconds": 86_401,
+        "late_recordings": 1,
+        "rejection_rate": "0.1429",  # 1 / (6 + 1); withdrawn left out
+    }
+
+
+def test_district_and_channel_filters(all_three):
+    world = hand_world()
+    whole = all_three(world, MetricsFilter(agency_id="ROADS", commitment_id="LIGHT", **RANGE))
+    # c16 (XUHUI, web) joins: 2 h fulfilled on time, and its event of 500 s
+    assert (whole.cases_opened, whole.fulfilled, whole.on_time, whole.on_time_eligible) == (13, 7, 4, 6)
+    assert (whole.on_time_rate, whole.rejection_rate) == (Decimal("0.6667"), Decimal("0.1250"))
+    assert (whole.median_fulfil_seconds, whole.p90_fulfil_seconds) == (1 * D, 6 * D)  # ranks 4 and ceil(6.3) = 7
+    assert (whole.events_recorded, whole.latency_median_seconds) == (8, 100)
+    for flt in (
+        MetricsFilter(district="XUHUI", **RANGE),
+        MetricsFilter(channel=3, **RANGE),
+        MetricsFilter(agency_id="ROADS", district="XUHUI", channel=3, **RANGE),
+    ):
+        m = all_three(world, flt)
+        assert (m.cases_opened, m.fulfilled, m.on_time_rate, m.median_fulfil_seconds) == (1, 1, Decimal(1), 2 * H)
+        assert (m.events_recorded, m.latency_median_seconds, m.latency_max_seconds) == (1, 500, 500)
+        assert m.target_rate is None  # no single commitment named
+    nothing = all_three(world, MetricsFilter(district="XUHUI", channel=2, **RANGE))
+    assert (nothing.cases_opened, nothing.events_recorded, nothing.open_cases) == (0, 0, 0)
+
+
+def test_agency_and_city_figures_count_events_of_cases_without_a_row(all_three):
+    world = hand_world()
+    roads = all_three(world, MetricsFilter(agency_id="ROADS", **RANGE))
+    assert (roads.cases_opened, roads.fulfilled) == (14, 8)  # + c16, c17
+    # the ghost's late event counts for its agency: -60, 30, 90, 100, 100, 500, 86400, 86401, 172800
+    assert (roads.events_recorded, roads.latency_median_seconds) == (9, 100)
+    assert (roads.latency_max_seconds, roads.late_recordings) == (2 * D, 2)
+    city = all_three(world, MetricsFilter(**RANGE))
+    assert (city.cases_opened, city.rejected, city.events_recorded, city.latency_median_seconds) == (15, 2, 10, 100)
+    assert city.rejection_rate == rate(2, 8 + 2) == Decimal("0.2000")
+
+
+def test_a_commitment_filter_reports_its_own_target(all_three):
+    m = all_three(hand_world(), MetricsFilter(agency_id="ROADS", commitment_id="HOLE", **RANGE))
+    assert (m.cases_opened, m.on_time_rate, m.events_recorded) == (1, Decimal("1.0000"), 0)
+    assert m.target_rate == Decimal("0.8")
+    assert m.to_dict()["target_rate"] == "0.8000"
+    unknown = all_three(hand_world(), MetricsFilter(agency_id="ROADS", commitment_id="NONE", **RANGE))
+    assert unknown.target_rate is None and unknown.cases_opened == 0
+
+
+def test_no_fulfilled_case_leaves_rates_and_times_empty_not_zero(all_three):
+    m = all_three(hand_world(), MetricsFilter(agency_id="WATER", **RANGE))
+    assert (m.cases_opened, m.rejected, m.fulfilled, m.on_time_eligible) == (1, 1, 0, 0)
+    assert (m.on_time_rate, m.median_fulfil_seconds, m.p90_fulfil_seconds) == (None, None, None)
+    assert m.rejection_rate == Decimal("1.0000")
+    assert (m.events_recorded, m.latency_median_seconds, m.latency_max_seconds) == (1, 40, 40)
+
+
+def test_an_empty_range_still_counts_what_is_open_at_as_of(all_three):
+    flt = replace(LIGHT_PUDONG, start=T0 + 20 * D, end=T0 + 21 * D, as_of=None)
+    m = all_three(hand_world(), flt)
+    assert m.to_dict() == {
+        "cases_opened": 0, "cases_closed": 0, "fulfilled": 0, "rejected": 0, "withdrawn": 0, "on_time": 0,
+        "on_time_eligible": 0, "on_time_rate": None, "target_rate": "0.9500", "median_fulfil_seconds": None,
+        "p90_fulfil_seconds": None,
+        "open_cases": 5,  # c7, c8, c9, c10, c14; c11 and c15 have closed by now
+        "overdue_cases": 4,  # c7, c8, c10, c14; c9's hold began before it was due
+        "events_recorded": 0, "latency_median_seconds": None, "latency_max_seconds": None, "late_recordings": 0,
+        "rejection_rate": None,
+    }  # fmt: skip
+    assert all_three(World(), flt) == Metrics(
+        cases_opened=0, cases_closed=0, fulfilled=0, rejected=0, withdrawn=0, on_time=0, on_time_eligible=0,
+        on_time_rate=None, target_rate=None, median_fulfil_seconds=None, p90_fulfil_seconds=None, open_cases=0,
+        overdue_cases=0, events_recorded=0, latency_median_seconds=None, latency_max_seconds=None, late_recordings=0,
+        rejection_rate=None,
+    )  # fmt: skip
+
+
+def test_on_hold_overdue_is_judged_when_the_hold_began(all_three):
+    """Due at T0 + 3 d. On hold since T0 + 2 d: not overdue at any as_of. Since T0 + 4 d: overdue from due time on."""
+    held_early = case("early", T0, "on_hold", due_at=T0 + 3 * D, on_hold_since=T0 + 2 * D)
+    held_late = case("late", T0, "on_hold", due_at=T0 + 3 * D, on_hold_since=T0 + 4 * D)
+    world = World(cases=[held_early, held_late])
+    overdue = {
+        as_of: all_three(world, MetricsFilter(start=T0, end=T0 + 30 * D, as_of=as_of)).overdue_cases
+        for as_of in (T0 + 3 * D, T0 + 3 * D + 1, T0 + 4 * D, T0 + 30 * D)
+    }
+    # at exactly the due time nothing is overdue yet; after it only the late hold is
+    assert overdue == {T0 + 3 * D: 0, T0 + 3 * D + 1: 1, T0 + 4 * D: 1, T0 + 30 * D: 1}
+    # before a hold begins, the case counts as any open case (the hold is not running yet)
+    early_view = MetricsFilter(start=T0, end=T0 + 30 * D, as_of=T0 + 3 * D + 5)
+    assert all_three(World(cases=[held_late]), early_view).overdue_cases == 1
+    assert all_three(World(cases=[held_early]), early_view).overdue_cases == 0
+
+
+def test_voided_entries_are_not_counted(all_three):
+    world = World(
+        cases=[case("v", T0, "fulfilled", closed_at=T0 + H, due_at=T0 + D, fulfil_seconds=H, on_time=True)],
+        events=[event_row("v", T0, 5), event_row("v", T0 + H, 3 * D, voided_by=1234)],
+        commitments=[commitment("ROADS", "LIGHT", 1, 9000, voided_by=55)],
+    )
+    m = all_three(world, MetricsFilter(agency_id="ROADS", commitment_id="LIGHT", **RANGE))
+    assert (m.events_recorded, m.latency_max_seconds, m.late_recordings) == (1, 5, 0)
+    assert m.target_rate is None  # its only version is voided
+
+
+def test_scorecards_are_the_filter_narrowed_to_each_group(sqlite, postgres):
+    world = hand_world()
+    flt = MetricsFilter(**RANGE)
+    expected_agencies = scorecards_from_rows(world.cases, world.events, world.commitments, flt, by="agency")
+    expected_commitments = scorecards_from_rows(world.cases, world.events, world.commitments, flt, by="commitment")
+    assert list(expected_agencies) == ["ROADS", "WATER"]
+    assert list(expected_commitments) == [("ROADS", "HOLE"), ("ROADS", "LIGHT"), ("WATER", "LEAK")]
+    assert expected_agencies["ROADS"] == compute_metrics_from_rows(
+        world.cases, world.events, world.commitments, replace(flt, agency_id="ROADS")
+    )
+    assert expected_commitments[("ROADS", "LIGHT")].target_rate == Decimal("0.9500")
+    for engine in (sqlite, postgres):
+        assert in_database(engine, world, lambda conn: agency_scorecards(conn, flt)) == expected_agencies
+        assert in_database(engine, world, lambda conn: commitment_scorecards(conn, flt)) == expected_commitments
+    # a group idle in the range still has a scorecard (its open cases, if nothing else)
+    late = MetricsFilter(start=T0 + 20 * D, end=T0 + 21 * D)
+    idle = in_database(postgres, world, lambda conn: agency_scorecards(conn, late))
+    assert list(idle) == ["ROADS", "WATER"] and idle["WATER"].open_cases == 0 and idle["ROADS"].open_cases == 5
+
+
+def test_compute_metrics_takes_an_engine_too(sqlite, postgres):
+    for engine in (sqlite, postgres):
+        with engine.begin() as conn:
+            insert_world(conn, hand_world())
+        try:
+            assert compute_metrics(engine, LIGHT_PUDONG) == compute_metrics_from_rows(
+                hand_world().cases, hand_world().events, hand_world().commitments, LIGHT_PUDONG
+            )
+            assert list(agency_scorecards(engine, MetricsFilter(**RANGE))) == ["ROADS", "WATER"]
+        finally:
+            with engine.begin() as conn:
+                for table in (cases, case_events, commitments, entries):
+                    conn.execute(table.delete())
+
+
+@pytest.fixture
+def wal_sqlite(tmp_path) -> Iterator[Engine]:
+    """A SQLite file in WAL mode, as the store runs it: readers and a writer side by side."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    sqlalchemy_event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA journal_mode=WAL"))
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_given_an_engine_every_query_reads_one_snapshot(kind, request, postgres):
+    """An event indexed between two of compute_metrics' queries must not show in half of the figures: a mix of two
+    states of the index is a set of figures nobody could reproduce."""
+    engine = request.getfixturevalue("wal_sqlite") if kind == "sqlite" else postgres
+    late = event_row("c1", T0 + 2 * H, 5)
+    wrote: list[bool] = []
+
+    def write_once(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT") and not wrote:  # after the first query, from another connection
+            wrote.append(True)
+            with engine.begin() as other:
+                insert_world(other, World(events=[late]))
+
+    with engine.begin() as conn:
+        insert_world(conn, hand_world())
+    sqlalchemy_event.listen(engine, "after_cursor_execute", write_once)
+    try:
+        during = compute_metrics(engine, LIGHT_PUDONG)
+        after = compute_metrics(engine, LIGHT_PUDONG)
+    finally:
+        sqlalchemy_event.remove(engine, "after_cursor_execute", write_once)
+        with engine.begin() as conn:
+            for table in (cases, case_events, commitments, entries):
+                conn.execute(table.delete())
+    assert wrote and (during.events_recorded, after.events_recorded) == (7, 8)
+
+
+def test_metrics_to_dict_is_json_with_exact_rates(all_three):
+    m = all_three(hand_world(), LIGHT_PUDONG)
+    line = json.dumps(m.to_dict())
+    assert '"on_time_rate": "0.6000"' in line and '"rejection_rate": "0.1429"' in line
+    assert json.loads(line)["p90_fulfil_seconds"] == 6 * D
+
+
+def test_row_types_match_the_tables():
+    """CaseRow, EventRow and CommitmentRow are rows of their tables (plus the entry's voided_by): no column missed."""
+    for row_type, table in ((CaseRow, cases), (EventRow, case_events), (CommitmentRow, commitments)):
+        names = [f.name for f in fields(row_type) if f.name != "voided_by"]
+        assert names == [column.name for column in table.columns], row_type.__name__
+
+
+# --- the arithmetic --------------------------------------------------------------------------------------------------
+
+
+def test_nearest_rank_percentiles():
+    assert percentile([], Fraction(1, 2)) is None
+    assert percentile([7], Fraction(1, 2)) == percentile([7], Fraction(9, 10)) == 7
+    assert percentile([1, 2], Fraction(1, 2)) == 1  # the lower middle: no interpolation
+    assert percentile(list(range(1, 11)), Fraction(9, 10)) == 9
+    assert percentile(list(range(1, 12)), Fraction(9, 10)) == 10  # ceil(9.9)
+    assert [nearest_rank(n, Fraction(1, 2)) for n in (1, 2, 3, 4, 5)] == [1, 1, 2, 2, 3]
+    with pytest.raises(ValueError):
+        nearest_rank(0, Fraction(1, 2))
+    with pytest.raises(ValueError):
+        nearest_rank(3, Fraction(0))
+
+
+def test_rates_round_half_to_even_at_four_places():
+    assert rate(1, 3) == Decimal("0.3333") and str(rate(2, 3)) == "0.6667"
+    assert str(rate(1, 20_000)) == "0.0000"  # 0.00005: the tie goes to the even 0.0000
+    assert str(rate(3, 20_000)) == "0.0002"  # 0.00015 -> 0.0002
+    assert str(rate(5, 5)) == "1.0000" and str(rate(0, 9)) == "0.0000"
+    assert rate(0, 0) is None
+
+
+@given(st.integers(0, 10**7), st.integers(1, 10**7))
+def test_rate_is_the_exact_fraction_rounded_half_even(numerator, denominator):
+    # round() of a Fraction rounds half to even, exactly
+    assert rate(numerator, denominator) == Decimal(round(Fraction(numerator, denominator) * 10_000)).scaleb(-4)
+
+
+def test_filter_validation():
+    with pytest.raises(InvalidFilter, match="before end"):
+        MetricsFilter(start=10, end=10)
+    with pytest.raises(InvalidFilter, match="as_of is needed"):
+        MetricsFilter(start=10)
+    with pytest.raises(InvalidFilter, match="needs agency_id"):
+        MetricsFilter(commitment_id="LIGHT", end=10)
+    with pytest.raises(InvalidFilter, match="channel"):
+        MetricsFilter(channel=0, end=10)
+    with pytest.raises(InvalidFilter, match="unix seconds"):
+        MetricsFilter(end=True)  # type: ignore[arg-type]
+    with pytest.raises(InvalidFilter, match="district"):
+        MetricsFilter(district="", end=10)
+    assert MetricsFilter(end=10).as_of == 10
+    assert MetricsFilter(as_of=5).now == 5  # all time, open cases at 5
+    assert isinstance(InvalidFilter("x"), ValueError)
+
+
+# --- the same figures everywhere, on random rows --------------------------------------------------------------------
+
+B = 1_000_000  # random times are B + a few hundred seconds, so boundaries and ties are hit often
+STATUSES = ["open", "on_hold", "fulfilled", "rejected", "withdrawn"]
+LATENCIES = st.one_of(st.sampled_from([-5, 0, 1, 86_399, 86_400, 86_401]), st.integers(-100, 200_000))
+small_time = st.integers(B, B + 120)
+
+
+@st.composite
+def case_rows(draw: st.DrawFn, index: int) -> CaseRow:
+    status = draw(st.sampled_from(STATUSES))
+    opened = draw(small_time)
+    closed = opened + draw(st.integers(-3, 60)) if status in ("fulfilled", "rejected", "withdrawn") else None
+    due = draw(st.none() | st.integers(opened - 5, opened + 80))
+    on_hold_since = draw(st.none() | st.integers(opened, opened + 80)) if status == "on_hold" else None
+    fulfilled = status == "fulfilled"
+    return CaseRow(
+        agency_id=draw(st.sampled_from(["A", "B"])), case_id=b"%031d" % index + b"c",
+        commitment_id=draw(st.sampled_from(["C1", "C2"])), commitment_version=1,
+        district=draw(st.sampled_from(["D1", "D2", "D3"])), channel=draw(st.integers(1, 3)), opened_seq=index,
+        opened_at=opened, status=status, closed_at=closed, hold_seconds=draw(st.integers(0, 30)),
+        on_hold_since=on_hold_since, due_at=due,
+        fulfil_seconds=draw(st.none() | st.integers(0, 60)) if fulfilled else None,
+        on_time=draw(st.booleans()) if fulfilled and due is not None else None,
+        escalated=False, invalid_transitions=0, last_seq=index,
+    )  # fmt: skip
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> World:
+    n_cases = draw(st.integers(0, 25))
+    case_list = [draw(case_rows(i)) for i in range(n_cases)]
+    event_list = []
+    for seq in range(draw(st.integers(0, 40))):
+        # mostly events of known cases; some of cases without a row, some with another agency's case id (a case is
+        # (agency, case id): they are not that case's)
+        kind = draw(st.integers(0, 5)) if case_list else 0
+        if kind == 0:
+            agency_id, cid = draw(st.sampled_from(["A", "B"])), b"%031d" % (1000 + seq) + b"c"
+        else:
+            owner = draw(st.sampled_from(case_list))
+            agency_id, cid = owner.agency_id, owner.case_id
+            if kind == 1:
+                agency_id = "B" if owner.agency_id == "A" else "A"
+        block_time = draw(small_time)
+        event_list.append(
+            EventRow(
+                seq=seq, agency_id=agency_id, case_id=cid, action=draw(st.integers(1, 8)),
+                occurred_at=block_time - draw(LATENCIES), block_time=block_time, details_hash=b"\0" * 32,
+                voided_by=draw(st.sampled_from([None, None, None, 10_000])),
+            )
+        )  # fmt: skip
+    commitment_list = []
+    seq = 5_000
+    for agency_id in ("A", "B"):
+        for commitment_id in ("C1", "C2"):
+            for version in range(1, draw(st.integers(0, 3)) + 1):
+                seq += 1
+                commitment_list.append(
+                    replace(
+                        commitment(agency_id, commitment_id, version, draw(st.integers(0, 10_000))),
+                        seq=seq,
+                        voided_by=draw(st.sampled_from([None, None, 77])),
+                    )
+                )
+    return World(cases=case_list, events=event_list, commitments=commitment_list)
+
+
+@st.composite
+def filters(draw: st.DrawFn) -> MetricsFilter:
+    agency_id = draw(st.sampled_from([None, None, "A", "B"]))
+    start = draw(st.none() | small_time)
+    end = draw(st.none() | st.integers((start or B) + 1, B + 130))
+    return MetricsFilter(
+        agency_id=agency_id,
+        commitment_id=draw(st.none() | st.sampled_from(["C1", "C2"])) if agency_id else None,
+        start=start,
+        end=end,
+        # mostly unfiltered: each filter alone already leaves few of a handful of rows
+        district=draw(st.sampled_from([None, None, None, "D1", "D2"])),
+        channel=draw(st.sampled_from([None, None, None, 1, 2])),
+        as_of=draw(small_time) if end is None or draw(st.booleans()) else None,
+    )
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(world=worlds(), flt=filters())
+def test_sqlite_postgres_and_python_give_identical_metrics(sqlite, postgres, world, flt):
+    expected = compute_metrics_from_rows(world.cases, world.events, world.commitments, flt)
+    assert in_database(sqlite, world, lambda conn: compute_metrics(conn, flt)) == expected
+    assert in_database(postgres, world, lambda conn: compute_metrics(conn, flt)) == expected
+
+
+@pytest.mark.slow
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(world=worlds(), flt=filters())
+def test_sqlite_postgres_and_python_give_identical_scorecards(sqlite, postgres, world, flt):
+    groupings: list[tuple[Literal["agency", "commitment"], Callable[..., dict]]] = [
+        ("agency", agency_scorecards),
+        ("commitment", commitment_scorecards),
+    ]
+    for by, scorecards in groupings:
+        expected = scorecards_from_rows(world.cases, world.events, world.commitments, flt, by=by)
+        for engine in (sqlite, postgres):
+            got = in_database(engine, world, lambda conn, f=scorecards: f(conn, flt))
+            assert list(got.items()) == list(expected.items())
+
+
+@given(world=worlds(), t1=small_time, t2=small_time)
+def test_open_cases_move_by_opened_minus_closed(world, t1, t2):
+    """open(t2) = open(t1) + opened in [t1, t2) - closed in [t1, t2), for cases that close after they open."""
+    t1, t2 = min(t1, t2), max(t1, t2) + 1
+    consistent = [c for c in world.cases if c.closed_at is None or c.closed_at >= c.opened_at]
+
+    def at(flt: MetricsFilter) -> Metrics:
+        return compute_metrics_from_rows(consistent, [], [], flt)
+
+    span = at(MetricsFilter(start=t1, end=t2))
+    assert at(MetricsFilter(as_of=t2)).open_cases == (
+        at(MetricsFilter(as_of=t1)).open_cases + span.cases_opened - span.cases_closed
+    )
