@@ -276,8 +276,9 @@ def _event_order(event: CaseEvent) -> tuple[int, int]:
 def set_next_block_time(chain: Chain, timestamp: int) -> None:
     """Demo only: anvil lets the loader record 90 days of history with block times that move like real ones."""
     latest = int(chain.w3.eth.get_block("latest")["timestamp"])
-    if timestamp <= latest:
-        return
+    # A time already past is mined one second after the latest block, not at the node's wall-clock offset,
+    # which on a slow machine could drift further from the history.
+    timestamp = max(timestamp, latest + 1)
     answer = chain.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
     if "error" in answer:
         raise LedgerError(f"the node refused to move its clock: {answer['error']}")

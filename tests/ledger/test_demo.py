@@ -99,9 +99,10 @@ def test_load_resumes_after_an_interruption(monkeypatch):
         case_hashes = [e.record_hash for e in entries if isinstance(e.record, CaseEvent)]
         assert len(case_hashes) == len(set(case_hashes)) == city.case_events
         assert running_hash(e.entry_hash for e in entries) == ledger.running_hash()
-        # block times move with the history: recording latency is realistic, not 90 days
+        # block times move with the history: recording latency is realistic, not 90 days. A batch whose time is
+        # already past is mined a second after the block before it, so the last may end a few seconds after END.
         last = max(entries, key=lambda e: e.seq)
-        assert chain.w3.eth.get_block(last.block_number)["timestamp"] <= END
+        assert END - 86_400 < chain.w3.eth.get_block(last.block_number)["timestamp"] <= END + 60
 
 
 def test_replayed_in_recording_order_every_case_is_a_valid_life(city):
