@@ -3,6 +3,7 @@ pragma solidity 0.8.30;
 
 import {AccessControlDefaultAdminRules} from
     "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
@@ -15,6 +16,12 @@ import {ICivicLedger} from "./interfaces/ICivicLedger.sol";
 contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     /// @notice Role allowed to register agencies and authorise or revoke their keys.
     bytes32 public constant GOVERNOR_ROLE = keccak256("GOVERNOR_ROLE");
+    /// @inheritdoc ICivicLedger
+    bytes32 public constant RECEIPT_CASE_FLAG = bytes32(uint256(1) << 255);
+    /// @inheritdoc ICivicLedger
+    uint256 public constant DISPUTE_WINDOW = 30 days;
+    /// @inheritdoc ICivicLedger
+    uint256 public constant DISPUTE_RESPONSE_WINDOW = 10 days;
 
     // EIP-712 §Definition of encodeType: each record's type string, then the relayed wrappers.
     bytes32 private constant AGENCY_REGISTRATION_TYPEHASH =
@@ -30,6 +37,11 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         "CaseEvent(bytes32 caseId,uint8 action,uint64 occurredAt,bytes32 commitmentId,bytes32 district,"
         "uint8 channel,bytes32 detailsHash)"
     );
+    bytes32 private constant RECEIPT_TYPEHASH = keccak256("Receipt(bytes32 caseId,address receipt,uint64 occurredAt)");
+    bytes32 private constant RATING_TYPEHASH =
+        keccak256("Rating(bytes32 agencyId,bytes32 caseId,uint8 score,bytes32 commentHash)");
+    bytes32 private constant DISPUTE_TYPEHASH =
+        keccak256("Dispute(bytes32 agencyId,bytes32 caseId,uint16 closure,bytes32 reasonHash)");
     bytes32 private constant CORRECTION_TYPEHASH =
         keccak256("Correction(uint64 targetSeq,bytes32 reasonHash,uint64 occurredAt)");
     bytes32 private constant HOLIDAY_CALENDAR_TYPEHASH =
@@ -53,6 +65,9 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         "RecordCaseEvents(CaseEvent[] caseEvents,uint256 nonce,uint256 deadline)"
         "CaseEvent(bytes32 caseId,uint8 action,uint64 occurredAt,bytes32 commitmentId,bytes32 district,"
         "uint8 channel,bytes32 detailsHash)"
+    );
+    bytes32 private constant ISSUE_RECEIPT_TYPEHASH = keccak256(
+        "IssueReceipt(Receipt receipt,uint256 nonce,uint256 deadline)Receipt(bytes32 caseId,address receipt,uint64 occurredAt)"
     );
     bytes32 private constant RECORD_CORRECTION_TYPEHASH = keccak256(
         "RecordCorrection(Correction correction,uint256 nonce,uint256 deadline)"
@@ -92,6 +107,8 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     mapping(bytes32 agencyId => mapping(bytes32 commitmentId => CommitmentRecord record)) private _commitments;
     mapping(bytes32 jurisdiction => mapping(uint16 year => uint32 version)) private _calendarVersions;
     mapping(address signer => uint256 nonce) private _nonces;
+    /// @dev Written only for cases opened with a receipt: what a rating or dispute must be checked against.
+    mapping(bytes32 agencyId => mapping(bytes32 caseId => ReceiptCase state)) private _receiptCases;
 
     /// @param adminDelay seconds a governance handover must wait between its two steps
     /// @param admin the initial governance admin; it is also granted {GOVERNOR_ROLE}
@@ -190,6 +207,21 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     }
 
     /// @inheritdoc ICivicLedger
+    function issueReceipt(Receipt calldata receipt) external {
+        _issueReceipt(_requireSigner(msg.sender), msg.sender, receipt, _hashReceipt(receipt));
+    }
+
+    /// @inheritdoc ICivicLedger
+    function issueReceipts(Receipt[] calldata receipts) external {
+        bytes32 agencyId = _requireSigner(msg.sender);
+        uint256 n = receipts.length;
+        if (n == 0) revert EmptyBatch();
+        for (uint256 i = 0; i < n; ++i) {
+            _issueReceipt(agencyId, msg.sender, receipts[i], _hashReceipt(receipts[i]));
+        }
+    }
+
+    /// @inheritdoc ICivicLedger
     function recordCorrection(Correction calldata correction) external {
         _recordCorrection(_requireSigner(msg.sender), msg.sender, correction, _hashCorrection(correction));
     }
@@ -264,6 +296,15 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     }
 
     /// @inheritdoc ICivicLedger
+    function issueReceiptBySig(Receipt calldata receipt, address signer, uint256 deadline, bytes calldata signature)
+        external
+    {
+        bytes32 recordHash = _hashReceipt(receipt);
+        bytes32 agencyId = _useSignature(ISSUE_RECEIPT_TYPEHASH, recordHash, signer, deadline, signature);
+        _issueReceipt(agencyId, signer, receipt, recordHash);
+    }
+
+    /// @inheritdoc ICivicLedger
     function recordCorrectionBySig(
         Correction calldata correction,
         address signer,
@@ -287,7 +328,71 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         _publishHolidayCalendar(agencyId, signer, calendar, recordHash);
     }
 
+    // ---------------------------------------------------- citizens: receipts
+
+    /// @inheritdoc ICivicLedger
+    function rateCase(Rating calldata rating, bytes calldata signature) external {
+        if (rating.score == 0 || rating.score > 5) revert InvalidScore(rating.score);
+        ReceiptCase storage state = _receiptCases[rating.agencyId][rating.caseId];
+        ReceiptCase memory current = state;
+        if (current.status == ReceiptCaseStatus.None) revert CaseHasNoReceipt(rating.agencyId, rating.caseId);
+        if (current.status == ReceiptCaseStatus.Open) {
+            revert InvalidReceiptCaseStatus(rating.agencyId, rating.caseId, current.status);
+        }
+        if (current.rated) revert AlreadyRated(rating.agencyId, rating.caseId);
+        bytes32 recordHash = keccak256(
+            abi.encode(RATING_TYPEHASH, rating.agencyId, rating.caseId, rating.score, rating.commentHash)
+        );
+        _requireReceiptSignature(current.receipt, recordHash, signature, rating.agencyId, rating.caseId);
+        state.rated = true;
+        uint256 seq = _appendOne(EntryKind.CaseRated, rating.agencyId, current.receipt, recordHash);
+        emit CaseRated({
+            seq: seq,
+            agencyId: rating.agencyId,
+            caseId: rating.caseId,
+            score: rating.score,
+            commentHash: rating.commentHash,
+            receipt: current.receipt
+        });
+    }
+
+    /// @inheritdoc ICivicLedger
+    function disputeCase(Dispute calldata dispute, bytes calldata signature) external {
+        ReceiptCase storage state = _receiptCases[dispute.agencyId][dispute.caseId];
+        ReceiptCase memory current = state;
+        if (current.status == ReceiptCaseStatus.None) revert CaseHasNoReceipt(dispute.agencyId, dispute.caseId);
+        if (current.status != ReceiptCaseStatus.Fulfilled) {
+            revert InvalidReceiptCaseStatus(dispute.agencyId, dispute.caseId, current.status);
+        }
+        if (current.disputed) revert AlreadyDisputed(dispute.agencyId, dispute.caseId);
+        if (dispute.closure != current.closures) revert StaleClosure(dispute.closure, current.closures);
+        // Slither (timestamp, low) accepted: a window of days cannot be moved meaningfully by a validator's seconds.
+        // slither-disable-next-line timestamp
+        if (block.timestamp > uint256(current.closedAt) + DISPUTE_WINDOW) {
+            revert DisputeWindowClosed(current.closedAt, block.timestamp);
+        }
+        bytes32 recordHash = keccak256(
+            abi.encode(DISPUTE_TYPEHASH, dispute.agencyId, dispute.caseId, dispute.closure, dispute.reasonHash)
+        );
+        _requireReceiptSignature(current.receipt, recordHash, signature, dispute.agencyId, dispute.caseId);
+        state.disputed = true;
+        uint256 seq = _appendOne(EntryKind.CaseDisputed, dispute.agencyId, current.receipt, recordHash);
+        emit CaseDisputed({
+            seq: seq,
+            agencyId: dispute.agencyId,
+            caseId: dispute.caseId,
+            closure: dispute.closure,
+            reasonHash: dispute.reasonHash,
+            receipt: current.receipt
+        });
+    }
+
     // ------------------------------------------------------------------ views
+
+    /// @inheritdoc ICivicLedger
+    function receiptCase(bytes32 agencyId, bytes32 caseId) external view returns (ReceiptCase memory) {
+        return _receiptCases[agencyId][caseId];
+    }
 
     /// @inheritdoc ICivicLedger
     function runningHash() external view returns (bytes24) {
@@ -387,6 +492,62 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         _nonces[signer] = nonce + 1;
     }
 
+    /// @dev Reverts unless `signature` is the receipt key's over the EIP-712 digest of `recordHash`. Plain ECDSA
+    /// (a receipt key is never a contract); OpenZeppelin's recover refuses malleable (high-s) signatures.
+    function _requireReceiptSignature(
+        address receipt,
+        bytes32 recordHash,
+        bytes calldata signature,
+        bytes32 agencyId,
+        bytes32 caseId
+    ) private view {
+        (address recovered, ECDSA.RecoverError error,) = ECDSA.tryRecover(_hashTypedDataV4(recordHash), signature);
+        if (error != ECDSA.RecoverError.NoError || recovered != receipt) revert InvalidReceiptSignature(agencyId, caseId);
+    }
+
+    /// @dev Starts tracking a case with a receipt; a case gets one receipt.
+    function _issueReceipt(bytes32 agencyId, address signer, Receipt calldata r, bytes32 recordHash) private {
+        _requireOccurredAt(r.occurredAt);
+        if (r.caseId & RECEIPT_CASE_FLAG == 0 || r.receipt == address(0)) revert InvalidReceipt(r.caseId, r.receipt);
+        ReceiptCase storage state = _receiptCases[agencyId][r.caseId];
+        if (state.status != ReceiptCaseStatus.None) revert CaseAlreadyHasReceipt(agencyId, r.caseId);
+        state.receipt = r.receipt;
+        state.status = ReceiptCaseStatus.Open;
+        uint256 seq = _appendOne(EntryKind.ReceiptIssued, agencyId, signer, recordHash);
+        emit ReceiptIssued({
+            seq: seq,
+            agencyId: agencyId,
+            caseId: r.caseId,
+            receipt: r.receipt,
+            occurredAt: r.occurredAt,
+            signer: signer
+        });
+    }
+
+    /// @dev Moves a receipt case's tracked state on a closing, `Reopened` or `DisputeRejected` event of a case
+    /// whose id carries {RECEIPT_CASE_FLAG}. Other cases never come here; their transitions are the auditor's.
+    function _moveReceiptCase(bytes32 agencyId, bytes32 caseId, uint8 action) private {
+        ReceiptCase storage state = _receiptCases[agencyId][caseId];
+        ReceiptCaseStatus status = state.status;
+        if (action == uint8(CaseAction.DisputeRejected)) {
+            if (!state.disputed) revert CaseNotDisputed(agencyId, caseId);
+            state.disputed = false;
+        } else if (status == ReceiptCaseStatus.None) {
+            return;
+        } else if (action == uint8(CaseAction.Reopened)) {
+            if (status == ReceiptCaseStatus.Open) revert InvalidReceiptCaseStatus(agencyId, caseId, status);
+            state.status = ReceiptCaseStatus.Open;
+            state.disputed = false;
+        } else {
+            // Fulfilled, Rejected or Withdrawn
+            if (status != ReceiptCaseStatus.Open) revert InvalidReceiptCaseStatus(agencyId, caseId, status);
+            state.status =
+                action == uint8(CaseAction.Fulfilled) ? ReceiptCaseStatus.Fulfilled : ReceiptCaseStatus.ClosedUnfulfilled;
+            state.closures += 1;
+            state.closedAt = uint40(block.timestamp);
+        }
+    }
+
     function _appendOne(EntryKind kind, bytes32 agencyId, address actor, bytes32 recordHash)
         private
         returns (uint256 seq)
@@ -479,6 +640,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
 
     /// @dev Validates one case event, emits it, and returns the running hash advanced over it.
     /// Case state transitions are not enforced here (that would cost a storage write per case); the auditor checks them.
+    /// Cases with a receipt are the exception: the ledger tracks them, as ratings and disputes depend on it.
     function _foldCaseEvent(
         bytes24 head,
         uint256 seq,
@@ -507,12 +669,20 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
                 signer: signer
             });
         } else {
-            if (e.action == uint8(CaseAction.None) || e.action > uint8(CaseAction.Withdrawn)) {
+            uint8 action = e.action;
+            if (action == uint8(CaseAction.None) || action > uint8(CaseAction.DisputeRejected)) {
                 revert InvalidCaseEvent(e.caseId, "action");
             }
             // Intake fields belong to Opened only: one meaning per field, nothing to misread later.
             if (e.commitmentId != bytes32(0) || e.district != bytes32(0) || e.channel != 0) {
                 revert InvalidCaseEvent(e.caseId, "intake fields on a later event");
+            }
+            // Only closing, reopening and answering a dispute move a receipt case's tracked state.
+            bytes32 caseId = e.caseId;
+            if (action >= uint8(CaseAction.Fulfilled) && caseId & RECEIPT_CASE_FLAG != 0) {
+                _moveReceiptCase(agencyId, caseId, action);
+            } else if (action == uint8(CaseAction.DisputeRejected)) {
+                revert CaseNotDisputed(agencyId, caseId);
             }
             emit CaseUpdated({
                 seq: seq,
@@ -645,6 +815,10 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
             // A bytes24 is left-aligned: keep the high 24 bytes, clear the low 8 so the value is clean.
             next := and(keccak256(0x00, 0x40), not(0xffffffffffffffff))
         }
+    }
+
+    function _hashReceipt(Receipt calldata r) private pure returns (bytes32) {
+        return keccak256(abi.encode(RECEIPT_TYPEHASH, r.caseId, r.receipt, r.occurredAt));
     }
 
     function _hashCorrection(Correction calldata c) private pure returns (bytes32) {

@@ -36,10 +36,14 @@ from ledger.records import (
     Commitment,
     Correction,
     DeadlineUnit,
+    Dispute,
     EntryKind,
     HolidayCalendar,
+    Rating,
+    ReceiptCaseStatus,
     Record,
     Retirement,
+    Receipt,
     SignerChange,
     entry_hash,
 )
@@ -198,8 +202,44 @@ class Ledger:
         """Append many case events in one transaction."""
         return self._transact(signer, self.contract.functions.recordCaseEvents([e.abi_values() for e in events]))
 
+    def issue_receipts(self, signer: LocalAccount, receipts: Sequence[Receipt]) -> TxReceipt:
+        """Record many receipt keys in one transaction."""
+        return self._transact(signer, self.contract.functions.issueReceipts([r.abi_values() for r in receipts]))
+
     def cancel_signatures(self, signer: LocalAccount, new_nonce: int) -> TxReceipt:
         return self._transact(signer, self.contract.functions.cancelSignatures(new_nonce))
+
+    # -- citizens: ratings and disputes signed with a receipt key, submitted by anyone
+
+    def citizen_typed_data(self, record: Rating | Dispute) -> dict[str, Any]:
+        """The EIP-712 typed data a receipt key signs: the record itself, no nonce (a case is rated once, and a
+        dispute names the closure it disputes), bound to this chain and contract by the domain."""
+        return citizen_typed_data(self.domain(), record)
+
+    def sign_citizen(self, receipt_key: bytes, record: Rating | Dispute) -> bytes:
+        signed = Account.sign_typed_data(receipt_key, full_message=self.citizen_typed_data(record))
+        return bytes(signed.signature)
+
+    def submit_citizen(self, relayer: LocalAccount, record: Rating | Dispute, signature: bytes) -> TxReceipt:
+        """Submit a receipt holder's rating or dispute; the relayer pays the gas."""
+        return self._transact(relayer, self.encode_citizen_call(record, signature))
+
+    def encode_citizen_call(self, record: Rating | Dispute, signature: bytes) -> Any:
+        name = "rateCase" if isinstance(record, Rating) else "disputeCase"
+        return getattr(self.contract.functions, name)(record.abi_values(), signature)
+
+    def receipt_case(self, agency_id: bytes, case_id: bytes, block: int | str = "latest") -> ReceiptCaseState:
+        raw = self.contract.functions.receiptCase(agency_id, case_id).call(block_identifier=block)
+        receipt, status, closures, closed_at, rated, disputed = raw
+        return ReceiptCaseState(
+            to_checksum_address(receipt), ReceiptCaseStatus(status), int(closures), int(closed_at), bool(rated),
+            bool(disputed),
+        )
+
+    def dispute_windows(self) -> tuple[int, int]:
+        """(seconds to dispute after a fulfilment, seconds the agency has to answer a dispute)."""
+        functions = self.contract.functions
+        return int(functions.DISPUTE_WINDOW().call()), int(functions.DISPUTE_RESPONSE_WINDOW().call())
 
     # -- agency, relayed
 
@@ -393,6 +433,19 @@ class Ledger:
             )
             return LoggedEntry(a["seq"], EntryKind.HOLIDAY_CALENDAR_PUBLISHED, a["agencyId"], a["signer"], record,
                                version=a["version"], jurisdiction=a["jurisdiction"], **common)
+        if name == "ReceiptIssued":
+            record = Receipt.model_construct(case_id=a["caseId"], receipt=a["receipt"], occurred_at=a["occurredAt"])
+            return LoggedEntry(a["seq"], EntryKind.RECEIPT_ISSUED, a["agencyId"], a["signer"], record, **common)
+        if name == "CaseRated":
+            record = Rating.model_construct(
+                agency_id=a["agencyId"], case_id=a["caseId"], score=a["score"], comment_hash=a["commentHash"]
+            )
+            return LoggedEntry(a["seq"], EntryKind.CASE_RATED, a["agencyId"], a["receipt"], record, **common)
+        if name == "CaseDisputed":
+            record = Dispute.model_construct(
+                agency_id=a["agencyId"], case_id=a["caseId"], closure=a["closure"], reason_hash=a["reasonHash"]
+            )
+            return LoggedEntry(a["seq"], EntryKind.CASE_DISPUTED, a["agencyId"], a["receipt"], record, **common)
         return None
 
 
@@ -402,7 +455,38 @@ _DIRECT: dict[type[Record], str] = {
     CaseEvent: "recordCaseEvent",
     Correction: "recordCorrection",
     HolidayCalendar: "publishHolidayCalendar",
+    Receipt: "issueReceipt",
 }
+
+
+@dataclass(frozen=True)
+class ReceiptCaseState:
+    """What the contract tracks of a case opened with a receipt (``ICivicLedger.ReceiptCase``)."""
+
+    receipt: str
+    status: ReceiptCaseStatus
+    closures: int
+    closed_at: int
+    rated: bool
+    disputed: bool
+
+
+_EIP712_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
+def citizen_typed_data(domain: dict[str, Any], record: Rating | Dispute) -> dict[str, Any]:
+    """EIP-712 typed data of a receipt holder's rating or dispute (what the citizen page signs)."""
+    return {
+        "types": {"EIP712Domain": _EIP712_DOMAIN_TYPE, record.TYPE_NAME: record.eip712_fields()},
+        "primaryType": record.TYPE_NAME,
+        "domain": domain,
+        "message": record.eip712_message(),
+    }
 
 
 def relay_typed_data(
@@ -419,12 +503,7 @@ def relay_typed_data(
         inner, message, field_type = type(record), record.eip712_message(), record.TYPE_NAME
     return {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": _EIP712_DOMAIN_TYPE,
             primary: [
                 {"name": field, "type": field_type},
                 {"name": "nonce", "type": "uint256"},

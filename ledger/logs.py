@@ -28,8 +28,11 @@ from ledger.records import (
     CaseEvent,
     Commitment,
     Correction,
+    Dispute,
     EntryKind,
     HolidayCalendar,
+    Rating,
+    Receipt,
     Retirement,
     SignerChange,
 )
@@ -128,6 +131,9 @@ class LogDecoder:
             "CaseUpdated": self._case_updated,
             "CorrectionRecorded": self._correction,
             "HolidayCalendarPublished": self._calendar,
+            "ReceiptIssued": self._receipt_issued,
+            "CaseRated": self._case_rated,
+            "CaseDisputed": self._case_disputed,
         }
         #: topic0 (hex, lower case, as nodes send it) → (event name, builder, non-indexed ABI types)
         self.table: dict[str, tuple[str, Callable[..., DecodedEntry] | None, list[str]]] = {}
@@ -284,6 +290,36 @@ class LogDecoder:
         record = {"year": year, "holidays": tuple(holidays), "workdays": tuple(workdays), "occurred_at": occurred_at}
         return self._entry(EntryKind.HOLIDAY_CALENDAR_PUBLISHED, topics, _word(signer), HolidayCalendar, record, where,
                            version=version, jurisdiction=bytes.fromhex(topics[3][2:]))
+
+
+    def _receipt_issued(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # data: receipt, occurredAt, signer
+        record = {
+            "case_id": bytes.fromhex(topics[3][2:]),
+            "receipt": self._address(data[0:32]),
+            "occurred_at": int.from_bytes(data[32:64], "big"),
+        }
+        return self._entry(EntryKind.RECEIPT_ISSUED, topics, data[64:96], Receipt, record, where)
+
+    def _case_rated(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # data: score, commentHash, receipt; the receipt key is the entry's actor
+        record = {
+            "agency_id": bytes.fromhex(topics[2][2:]),
+            "case_id": bytes.fromhex(topics[3][2:]),
+            "score": int.from_bytes(data[0:32], "big"),
+            "comment_hash": data[32:64],
+        }
+        return self._entry(EntryKind.CASE_RATED, topics, data[64:96], Rating, record, where)
+
+    def _case_disputed(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # data: closure, reasonHash, receipt; the receipt key is the entry's actor
+        record = {
+            "agency_id": bytes.fromhex(topics[2][2:]),
+            "case_id": bytes.fromhex(topics[3][2:]),
+            "closure": int.from_bytes(data[0:32], "big"),
+            "reason_hash": data[32:64],
+        }
+        return self._entry(EntryKind.CASE_DISPUTED, topics, data[64:96], Dispute, record, where)
 
 
 def struct_hash(record_type: type, record: dict[str, Any]) -> bytes:

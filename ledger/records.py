@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar
 
 from eth_abi import encode as abi_encode
 from eth_hash.auto import keccak
+from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ledger.errors import InvalidRecord
@@ -33,6 +34,9 @@ class EntryKind(enum.IntEnum):
     CASE_EVENT = 5
     CORRECTION = 6
     HOLIDAY_CALENDAR_PUBLISHED = 7
+    RECEIPT_ISSUED = 8
+    CASE_RATED = 9
+    CASE_DISPUTED = 10
 
 
 class CaseAction(enum.IntEnum):
@@ -46,6 +50,17 @@ class CaseAction(enum.IntEnum):
     FULFILLED = 6
     REJECTED = 7
     WITHDRAWN = 8
+    REOPENED = 9
+    DISPUTE_REJECTED = 10
+
+
+class ReceiptCaseStatus(enum.IntEnum):
+    """What the contract tracks of a case opened with a receipt (``ICivicLedger.ReceiptCaseStatus``)."""
+
+    NONE = 0
+    OPEN = 1
+    FULFILLED = 2
+    CLOSED_UNFULFILLED = 3
 
 
 class DeadlineUnit(enum.IntEnum):
@@ -122,7 +137,17 @@ def _to_unix_time(value: Any) -> Any:
     return value
 
 
+def _to_address(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)) and len(value) == 20:
+        value = "0x" + bytes(value).hex()
+    if not isinstance(value, str) or not is_address(value):
+        raise ValueError(f"not an address: {value!r}")
+    return to_checksum_address(value)
+
+
 Bytes32 = Annotated[bytes, BeforeValidator(_to_bytes32)]
+Address = Annotated[str, BeforeValidator(_to_address)]
+ZERO_ADDRESS = "0x" + "0" * 40
 ZERO32 = b"\0" * 32
 UnixTime = Annotated[int, BeforeValidator(_to_unix_time), Field(gt=0, le=UINT64_MAX)]
 
@@ -298,6 +323,79 @@ class CaseEvent(Record):
         if self.action is not CaseAction.OPENED and any(intake):
             raise ValueError("commitment_id, district and channel belong to the Opened event only")
         return self
+
+
+#: The top bit of a case id marks a case that can have a receipt (``ICivicLedger.RECEIPT_CASE_FLAG``).
+RECEIPT_CASE_FLAG = 0x80
+
+
+def is_receipt_case(case_id: bytes) -> bool:
+    return bool(case_id[0] & RECEIPT_CASE_FLAG)
+
+
+class Receipt(Record):
+    """The public side of a citizen's receipt: the address of the key derived from its secret (``ledger.receipts``)."""
+
+    TYPE_NAME = "Receipt"
+    FIELDS = (
+        ("case_id", "caseId", "bytes32"),
+        ("receipt", "receipt", "address"),
+        ("occurred_at", "occurredAt", "uint64"),
+    )
+    KIND = EntryKind.RECEIPT_ISSUED
+    RELAY = ("IssueReceipt", "receipt")
+
+    case_id: Bytes32
+    receipt: Address
+    occurred_at: UnixTime
+
+    @model_validator(mode="after")
+    def _receipt_case(self) -> Receipt:
+        if not is_receipt_case(self.case_id):
+            raise ValueError("only a case id with its top bit set can have a receipt (ledger.records.RECEIPT_CASE_FLAG)")
+        if self.receipt == ZERO_ADDRESS:
+            raise ValueError("the receipt address must not be zero")
+        return self
+
+
+class Rating(Record):
+    """A receipt holder's rating (1-5) of their closed case, signed with the receipt key, relayed by anyone."""
+
+    TYPE_NAME = "Rating"
+    FIELDS = (
+        ("agency_id", "agencyId", "bytes32"),
+        ("case_id", "caseId", "bytes32"),
+        ("score", "score", "uint8"),
+        ("comment_hash", "commentHash", "bytes32"),
+    )
+    KIND = EntryKind.CASE_RATED
+
+    agency_id: Bytes32
+    case_id: Bytes32
+    score: int = Field(ge=1, le=5)
+    comment_hash: Bytes32 = ZERO32
+
+
+class Dispute(Record):
+    """A receipt holder's dispute of the latest fulfilment (``closure``, counted from 1) of their case."""
+
+    TYPE_NAME = "Dispute"
+    FIELDS = (
+        ("agency_id", "agencyId", "bytes32"),
+        ("case_id", "caseId", "bytes32"),
+        ("closure", "closure", "uint16"),
+        ("reason_hash", "reasonHash", "bytes32"),
+    )
+    KIND = EntryKind.CASE_DISPUTED
+
+    agency_id: Bytes32
+    case_id: Bytes32
+    closure: int = Field(ge=1, lt=2**16)
+    reason_hash: Bytes32 = ZERO32
+
+
+#: Receipt-signed records: the actor of their entry is the receipt key, and the contract checks the signature.
+CITIZEN_RECORDS: tuple[type[Record], ...] = (Rating, Dispute)
 
 
 class Correction(Record):

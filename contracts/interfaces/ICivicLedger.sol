@@ -20,7 +20,10 @@ interface ICivicLedger {
         CommitmentRetired, // an agency retired a commitment
         CaseEvent, // an agency recorded an event of one of its cases
         Correction, // an agency voided one of its earlier entries, giving a reason
-        HolidayCalendarPublished // an agency published its jurisdiction's holiday calendar for a year
+        HolidayCalendarPublished, // an agency published its jurisdiction's holiday calendar for a year
+        ReceiptIssued, // an agency recorded the public key of the receipt it gave the citizen who opened a case
+        CaseRated, // a receipt holder rated their closed case (relayed; the actor is the receipt key)
+        CaseDisputed // a receipt holder disputed the fulfilment of their case (relayed; the actor is the receipt key)
     }
 
     /// @notice Case life cycle actions. `None` (0) is never valid.
@@ -33,7 +36,17 @@ interface ICivicLedger {
         Escalated,
         Fulfilled,
         Rejected,
-        Withdrawn
+        Withdrawn,
+        Reopened, // the agency reopened a closed case (its answer to a dispute, or on its own)
+        DisputeRejected // the agency answered a dispute by standing by the fulfilment; `detailsHash` is its reason
+    }
+
+    /// @notice What the ledger tracks of a case that has a receipt. `None` (0): the case has no receipt.
+    enum ReceiptCaseStatus {
+        None,
+        Open, // opened or reopened, not closed
+        Fulfilled, // closed as fulfilled
+        ClosedUnfulfilled // closed as rejected or withdrawn
     }
 
     /// @notice How a commitment's deadline is counted. `None` (0) is never valid.
@@ -75,6 +88,40 @@ interface ICivicLedger {
         bytes32 district; // district code (no finer location), ASCII right-padded; Opened only, zero otherwise
         uint8 channel; // intake channel code (1 counter, 2 hotline, 3 web, 4 app, 5 mail, 6 proactive); Opened only
         bytes32 detailsHash; // keccak256 of off-chain details (documents, reasons); zero when none
+    }
+
+    /// @notice The public side of the receipt a citizen got when their case opened: the address of the key
+    /// derived from the receipt's secret. Only cases whose id has its top bit set can have a receipt.
+    struct Receipt {
+        bytes32 caseId; // agency-scoped case id, top bit set (see {RECEIPT_CASE_FLAG})
+        address receipt; // address of the receipt key
+        uint64 occurredAt; // agency-claimed unix time the receipt was issued
+    }
+
+    /// @notice A receipt holder's rating of their closed case, signed with the receipt key (EIP-712).
+    struct Rating {
+        bytes32 agencyId; // the agency whose case it is
+        bytes32 caseId; // the agency-scoped case id
+        uint8 score; // 1 (worst) to 5 (best)
+        bytes32 commentHash; // keccak256(salt ‖ comment) of the off-chain comment, or zero for none
+    }
+
+    /// @notice A receipt holder's dispute of a fulfilment, signed with the receipt key (EIP-712).
+    struct Dispute {
+        bytes32 agencyId; // the agency whose case it is
+        bytes32 caseId; // the agency-scoped case id
+        uint16 closure; // which closure of the case is disputed (1 for the first), so a dispute is never replayed
+        bytes32 reasonHash; // keccak256(salt ‖ reason) of the off-chain reason, or zero for none
+    }
+
+    /// @notice The state the ledger keeps for a case opened with a receipt (one storage slot).
+    struct ReceiptCase {
+        address receipt; // the receipt key's address
+        ReceiptCaseStatus status; // where the case stands
+        uint16 closures; // how many times the case was closed
+        uint40 closedAt; // block time of the last closure (0 while never closed)
+        bool rated; // the receipt holder rated the case (at most once)
+        bool disputed; // a dispute awaits the agency's answer
     }
 
     /// @notice A correction: voids an earlier entry of the same agency. The original stays visible.
@@ -223,6 +270,55 @@ interface ICivicLedger {
         address signer
     );
 
+    /// @notice An agency recorded the receipt key of a case; from now on the ledger tracks the case's state.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param caseId the agency-scoped case id
+    /// @param receipt address of the receipt key
+    /// @param occurredAt agency-claimed unix time of issue
+    /// @param signer the agency key that authorised the entry
+    event ReceiptIssued(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        bytes32 indexed caseId,
+        address receipt,
+        uint64 occurredAt,
+        address signer
+    );
+
+    /// @notice The holder of a case's receipt rated the closed case.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param caseId the agency-scoped case id
+    /// @param score 1 to 5
+    /// @param commentHash hash of the off-chain comment, or zero
+    /// @param receipt the receipt key that signed (the entry's actor)
+    event CaseRated(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        bytes32 indexed caseId,
+        uint8 score,
+        bytes32 commentHash,
+        address receipt
+    );
+
+    /// @notice The holder of a case's receipt disputed its fulfilment; the agency must answer with a
+    /// `Reopened` or `DisputeRejected` case event within {DISPUTE_RESPONSE_WINDOW}.
+    /// @param seq sequence number of this entry
+    /// @param agencyId the agency
+    /// @param caseId the agency-scoped case id
+    /// @param closure the closure disputed
+    /// @param reasonHash hash of the off-chain reason, or zero
+    /// @param receipt the receipt key that signed (the entry's actor)
+    event CaseDisputed(
+        uint256 indexed seq,
+        bytes32 indexed agencyId,
+        bytes32 indexed caseId,
+        uint16 closure,
+        bytes32 reasonHash,
+        address receipt
+    );
+
     /// @notice `signer` invalidated every relayed signature with a nonce below `newNonce`.
     /// @param signer the key whose outstanding signatures are cancelled
     /// @param newNonce the next nonce a relayed signature of `signer` must carry
@@ -266,6 +362,28 @@ interface ICivicLedger {
     error InvalidHolidayCalendar(uint16 year, string field);
     /// @notice A batch must hold at least one entry.
     error EmptyBatch();
+    /// @notice The case already has a receipt; a case gets one receipt.
+    error CaseAlreadyHasReceipt(bytes32 agencyId, bytes32 caseId);
+    /// @notice Only a case whose id has its top bit set ({RECEIPT_CASE_FLAG}) can have a receipt; zero is no key.
+    error InvalidReceipt(bytes32 caseId, address receipt);
+    /// @notice The case was opened without a receipt, so nobody can rate or dispute it.
+    error CaseHasNoReceipt(bytes32 agencyId, bytes32 caseId);
+    /// @notice The event needs the receipt case in another status (`status` is where it stands).
+    error InvalidReceiptCaseStatus(bytes32 agencyId, bytes32 caseId, ReceiptCaseStatus status);
+    /// @notice The signature is not from the case's receipt key.
+    error InvalidReceiptSignature(bytes32 agencyId, bytes32 caseId);
+    /// @notice The score must be 1 to 5.
+    error InvalidScore(uint8 score);
+    /// @notice The case has been rated already; a case is rated at most once.
+    error AlreadyRated(bytes32 agencyId, bytes32 caseId);
+    /// @notice The dispute names another closure than the case's latest.
+    error StaleClosure(uint16 closure, uint16 latest);
+    /// @notice The dispute window after the fulfilment has passed.
+    error DisputeWindowClosed(uint256 closedAt, uint256 blockTime);
+    /// @notice The case has a dispute awaiting the agency's answer already.
+    error AlreadyDisputed(bytes32 agencyId, bytes32 caseId);
+    /// @notice `DisputeRejected` answers a dispute; the case has none awaiting an answer.
+    error CaseNotDisputed(bytes32 agencyId, bytes32 caseId);
 
     // ------------------------------------------------------------- governance
 
@@ -303,6 +421,14 @@ interface ICivicLedger {
     /// @notice Record many case events for the caller's agency in one transaction, in order.
     /// @param caseEvents the events (at least one)
     function recordCaseEvents(CaseEvent[] calldata caseEvents) external;
+
+    /// @notice Record the receipt key of a case of the caller's agency, issued when the case opened.
+    /// @param receipt the receipt's public side
+    function issueReceipt(Receipt calldata receipt) external;
+
+    /// @notice Record the receipt keys of many cases of the caller's agency in one transaction.
+    /// @param receipts the receipts (at least one)
+    function issueReceipts(Receipt[] calldata receipts) external;
 
     /// @notice Void an earlier entry of the caller's agency.
     /// @param correction the correction
@@ -366,6 +492,14 @@ interface ICivicLedger {
         bytes calldata signature
     ) external;
 
+    /// @notice {issueReceipt} on behalf of `signer`, who signed the EIP-712 `IssueReceipt`.
+    /// @param receipt the receipt's public side
+    /// @param signer the agency key that signed
+    /// @param deadline unix time after which the signature is void
+    /// @param signature the signature
+    function issueReceiptBySig(Receipt calldata receipt, address signer, uint256 deadline, bytes calldata signature)
+        external;
+
     /// @notice {recordCorrection} on behalf of `signer`, who signed the EIP-712 `RecordCorrection`.
     /// @param correction the correction
     /// @param signer the agency key that signed
@@ -390,7 +524,41 @@ interface ICivicLedger {
         bytes calldata signature
     ) external;
 
+    // ---------------------------------------------------- citizens: receipts
+
+    /// @notice Record the receipt holder's rating of their closed case. Anyone may submit it (the service relays
+    /// it, so the citizen pays nothing); only the case's receipt key can sign it; at most once per case.
+    /// @param rating the rating
+    /// @param signature the receipt key's 65-byte EIP-712 signature over `Rating`
+    function rateCase(Rating calldata rating, bytes calldata signature) external;
+
+    /// @notice Record the receipt holder's dispute of their fulfilled case, within {DISPUTE_WINDOW} of the
+    /// fulfilment. Anyone may submit it; only the case's receipt key can sign it.
+    /// @param dispute the dispute
+    /// @param signature the receipt key's 65-byte EIP-712 signature over `Dispute`
+    function disputeCase(Dispute calldata dispute, bytes calldata signature) external;
+
     // ------------------------------------------------------------------ views
+
+    /// @notice The bit of a case id that marks a case with a receipt: only such a case can be issued one, and only
+    /// such a case's closing events cost a storage read, so cases without receipts pay nothing for the feature.
+    /// @return the flag (the top bit of the 32-byte id)
+    function RECEIPT_CASE_FLAG() external view returns (bytes32);
+
+    /// @notice How long after a fulfilment the receipt holder may dispute it, in seconds.
+    /// @return the window
+    function DISPUTE_WINDOW() external view returns (uint256);
+
+    /// @notice How long after a dispute the agency has to answer it (reopen, or reject with a reason), in seconds.
+    /// @dev Not enforced on chain (the agency cannot be forced to write); the auditor flags late answers.
+    /// @return the window
+    function DISPUTE_RESPONSE_WINDOW() external view returns (uint256);
+
+    /// @notice What the ledger tracks of a case opened with a receipt (all zero when it has none).
+    /// @param agencyId the agency
+    /// @param caseId the agency-scoped case id
+    /// @return the tracked state
+    function receiptCase(bytes32 agencyId, bytes32 caseId) external view returns (ReceiptCase memory);
 
     /// @notice Running hash over all entries: `h(0) = 0`, `h(n+1) = bytes24(keccak256(abi.encode(h(n), entryHash(n))))`.
     /// @dev 192 bits so that it shares one storage slot with the count (see CivicLedger's `LogHead`).

@@ -202,6 +202,15 @@ cases = Table(
     #: number of events that broke the case state machine (the auditor reports them; the index keeps counting)
     Column("invalid_transitions", Integer, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
+    #: receipt key address when the case was issued a receipt (revision 0003), else null
+    Column("receipt", String(42), nullable=True),
+    #: the receipt holder's rating 1-5 and its entry's block time (null when not rated)
+    Column("rating", SmallInteger, nullable=True),
+    Column("rated_at", BigInteger, nullable=True),
+    #: disputes recorded, times the case was reopened, and whether a dispute awaits the agency's answer
+    Column("disputes", Integer, nullable=False, server_default="0"),
+    Column("reopened", Integer, nullable=False, server_default="0"),
+    Column("dispute_open", Boolean, nullable=False, server_default=text("false")),
     Index("ix_cases_commitment_opened", "agency_id", "commitment_id", "opened_at"),
     Index("ix_cases_opened", "opened_at"),
     Index("ix_cases_closed", "closed_at"),
@@ -233,4 +242,55 @@ holiday_calendars = Table(
     Column("workdays", Text, nullable=False),
     Column("occurred_at", BigInteger, nullable=False),
     Column("seq", BigInteger, ForeignKey("entries.seq"), nullable=False, unique=True),
+)
+
+
+#: Receipt keys issued to citizens (revision 0003): the public side only, never the secret.
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("case_id", LargeBinary(32), nullable=False),
+    #: checksummed address of the receipt key; a citizen's page looks its case up by it
+    Column("receipt", String(42), nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("block_time", BigInteger, nullable=False),
+    Index("ix_receipts_receipt", "receipt"),
+    Index("ix_receipts_case", "agency_id", "case_id"),
+)
+
+#: Ratings by receipt holders (revision 0003), as recorded; the contract allows one per case.
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("case_id", LargeBinary(32), nullable=False),
+    Column("score", SmallInteger, nullable=False),
+    Column("comment_hash", LargeBinary(32), nullable=False),
+    Column("receipt", String(42), nullable=False),
+    Column("block_time", BigInteger, nullable=False),
+    Index("ix_ratings_case", "agency_id", "case_id"),
+    Index("ix_ratings_block_time", "block_time"),
+)
+
+#: Disputes by receipt holders (revision 0003) and the agency's answer to each.
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("case_id", LargeBinary(32), nullable=False),
+    #: which closure of the case is disputed (1 for the first)
+    Column("closure", Integer, nullable=False),
+    Column("reason_hash", LargeBinary(32), nullable=False),
+    Column("receipt", String(42), nullable=False),
+    Column("block_time", BigInteger, nullable=False),
+    #: the agency's answering case event (Reopened or DisputeRejected): its seq, action and block time
+    Column("answer_seq", BigInteger, nullable=True),
+    Column("answer_action", SmallInteger, nullable=True),
+    Column("answered_at", BigInteger, nullable=True),
+    Index("ix_disputes_case", "agency_id", "case_id"),
+    Index("ix_disputes_block_time", "block_time"),
 )

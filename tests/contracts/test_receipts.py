@@ -1,0 +1,256 @@
+"""Receipts, ratings and disputes on chain: only the receipt key can rate or dispute, once, after closing.
+
+Runs on both backends against the shared world of ``tests/conftest.py`` (rolled back after each test). A receipt
+case has an id with its top bit set (``RECEIPT_CASE_FLAG``); its receipt key is derived from a code as the citizen's
+page derives it (``ledger.receipts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from eth_keys import keys
+
+from ledger import receipts
+from ledger.chain import Ledger
+from ledger.errors import ContractReverted
+from ledger.records import (
+    CaseAction,
+    Dispute,
+    EntryKind,
+    Rating,
+    Receipt,
+    ReceiptCaseStatus,
+    keccak,
+    running_hash,
+    short_code,
+    text_hash,
+)
+from tests.conftest import World
+
+SECP256K1_N = receipts.SECP256K1_N
+CODE = "7KQ2-M9XD-4TPA-0WZC-88RN"
+
+
+def receipt_case_id(name: str) -> bytes:
+    raw = bytearray(keccak(b"receipt-case:" + name.encode()))
+    raw[0] |= 0x80
+    return bytes(raw)
+
+
+def refused(error_name: str, call: Callable[..., Any], *args: Any) -> ContractReverted:
+    with pytest.raises(ContractReverted) as info:
+        call(*args)
+    assert info.value.error_name == error_name, f"expected {error_name}, got {info.value}"
+    return info.value
+
+
+def open_with_receipt(world: World, name: str, code: str = CODE) -> bytes:
+    case_id = receipt_case_id(name)
+    world.ledger.write(world.signer, world.opened(name, case_id=case_id))
+    world.ledger.write(
+        world.signer, Receipt(case_id=case_id, receipt=receipts.address(code), occurred_at=world.now())
+    )
+    return case_id
+
+
+def close(world: World, case_id: bytes, action: CaseAction = CaseAction.FULFILLED) -> None:
+    world.ledger.write(world.signer, world.update("x", action, case_id=case_id))
+
+
+def rate(world: World, case_id: bytes, score: int = 4, key: bytes | None = None) -> Any:
+    # built without validation, so that the contract's own checks are what refuse a bad score
+    record = Rating.model_construct(agency_id=world.agency_id, case_id=case_id, score=score,
+                                    comment_hash=text_hash("salt:ok"))
+    signature = world.ledger.sign_citizen(key or receipts.private_key(CODE), record)
+    return world.ledger.submit_citizen(world.relayer, record, signature)
+
+
+def dispute(world: World, case_id: bytes, closure: int = 1, key: bytes | None = None) -> Any:
+    record = Dispute(agency_id=world.agency_id, case_id=case_id, closure=closure, reason_hash=text_hash("dark"))
+    signature = world.ledger.sign_citizen(key or receipts.private_key(CODE), record)
+    return world.ledger.submit_citizen(world.relayer, record, signature)
+
+
+def state(world: World, case_id: bytes) -> Any:
+    return world.ledger.receipt_case(world.agency_id, case_id)
+
+
+# ------------------------------------------------------------------ receipts
+
+
+def test_a_receipt_is_recorded_once_and_only_for_a_flagged_case(world: World) -> None:
+    case_id = open_with_receipt(world, "one")
+    tracked = state(world, case_id)
+    assert tracked.receipt == receipts.address(CODE) and tracked.status is ReceiptCaseStatus.OPEN
+    entry = world.ledger.entries()[-1]
+    assert entry.kind is EntryKind.RECEIPT_ISSUED and entry.actor == world.signer.address
+    assert entry.record == Receipt(case_id=case_id, receipt=receipts.address(CODE), occurred_at=entry.record.occurred_at)
+
+    again = Receipt(case_id=case_id, receipt=receipts.address(receipts.new_code()), occurred_at=world.now())
+    refused("CaseAlreadyHasReceipt", world.ledger.write, world.signer, again)
+    assert state(world, case_id).receipt == receipts.address(CODE)
+
+    plain = keccak(b"no flag")
+    plain = bytes([plain[0] & 0x7F]) + plain[1:]
+    unflagged = Receipt.model_construct(case_id=plain, receipt=receipts.address(CODE), occurred_at=world.now())
+    refused("InvalidReceipt", world.ledger.write, world.signer, unflagged)
+    zero = Receipt.model_construct(case_id=receipt_case_id("z"), receipt="0x" + "00" * 20, occurred_at=world.now())
+    refused("InvalidReceipt", world.ledger.write, world.signer, zero)
+
+
+def test_receipts_are_agency_scoped_and_batched(world: World) -> None:
+    case_id = open_with_receipt(world, "scoped")
+    # the other agency's receipt for the same id is its own case, not this one
+    world.ledger.write(
+        world.other_signer, Receipt(case_id=case_id, receipt=receipts.address(receipts.new_code()), occurred_at=world.now())
+    )
+    assert state(world, case_id).receipt == receipts.address(CODE)
+    codes = [receipts.new_code() for _ in range(3)]
+    batch = [Receipt(case_id=receipt_case_id(f"b{i}"), receipt=receipts.address(c), occurred_at=world.now())
+             for i, c in enumerate(codes)]
+    world.ledger.issue_receipts(world.signer, batch)
+    assert [state(world, r.case_id).receipt for r in batch] == [receipts.address(c) for c in codes]
+    refused("EmptyBatch", world.ledger.issue_receipts, world.signer, [])
+
+
+def test_a_relayed_receipt_issue_is_checked_like_any_relayed_record(world: World) -> None:
+    record = Receipt(case_id=receipt_case_id("relayed"), receipt=receipts.address(CODE), occurred_at=world.now())
+    deadline = world.now() + 3600
+    signature = world.ledger.sign(world.signer, record, deadline)
+    world.ledger.relay(world.relayer, record, world.signer.address, deadline, signature)
+    assert state(world, record.case_id).receipt == receipts.address(CODE)
+
+
+# ------------------------------------------------------------------- ratings
+
+
+def test_rating_after_closing_by_the_receipt_key_once(world: World) -> None:
+    case_id = open_with_receipt(world, "rated")
+    err = refused("InvalidReceiptCaseStatus", rate, world, case_id)  # before closing
+    assert err.error_args["status"] == ReceiptCaseStatus.OPEN
+    close(world, case_id)
+    before = world.ledger.entry_count()
+    receipt = rate(world, case_id, 5)
+    entry = world.ledger.entries()[-1]
+    assert entry.seq == before and entry.kind is EntryKind.CASE_RATED
+    assert entry.actor == receipts.address(CODE) and entry.record.score == 5
+    assert running_hash(e.entry_hash for e in world.ledger.entries()) == world.ledger.running_hash()
+    assert state(world, case_id).rated
+    refused("AlreadyRated", rate, world, case_id, 1)
+    assert receipt["gasUsed"] < 80_000
+
+
+def test_a_rating_not_signed_by_the_receipt_is_refused(world: World) -> None:
+    case_id = open_with_receipt(world, "forged")
+    close(world, case_id)
+    # the agency's own signing key cannot rate its case, nor can any other key
+    refused("InvalidReceiptSignature", rate, world, case_id, 5, bytes(world.signer.key))
+    refused("InvalidReceiptSignature", rate, world, case_id, 5, receipts.private_key(receipts.new_code()))
+    # a genuine signature over another score, case or agency does not carry over
+    record = Rating(agency_id=world.agency_id, case_id=case_id, score=2)
+    signature = world.ledger.sign_citizen(receipts.private_key(CODE), record)
+    for tampered in (record.model_copy(update={"score": 5}), record.model_copy(update={"comment_hash": keccak(b"x")}),
+                     record.model_copy(update={"agency_id": world.other_agency_id})):
+        with pytest.raises(ContractReverted):
+            world.ledger.submit_citizen(world.relayer, tampered, signature)
+    # the high-s twin of the genuine signature is refused; the genuine one is accepted
+    r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
+    twin = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
+    refused("InvalidReceiptSignature", world.ledger.submit_citizen, world.relayer, record, twin)
+    world.ledger.submit_citizen(world.relayer, record, signature)
+    assert state(world, case_id).rated
+
+
+def test_a_rating_signed_for_another_deployment_is_refused(world: World) -> None:
+    case_id = open_with_receipt(world, "domain")
+    close(world, case_id)
+    twin = Ledger.deploy(world.chain, world.governance)
+    record = Rating(agency_id=world.agency_id, case_id=case_id, score=3)
+    signature = twin.sign_citizen(receipts.private_key(CODE), record)
+    refused("InvalidReceiptSignature", world.ledger.submit_citizen, world.relayer, record, signature)
+
+
+def test_scores_outside_one_to_five_and_cases_without_receipt_are_refused(world: World) -> None:
+    case_id = open_with_receipt(world, "scores")
+    close(world, case_id, CaseAction.WITHDRAWN)
+    refused("InvalidScore", rate, world, case_id, 0)
+    refused("InvalidScore", rate, world, case_id, 6)
+    rate(world, case_id, 1)  # a withdrawn case can be rated too: any closing
+    world.ledger.write(world.signer, world.opened("plain"))
+    plain = world.opened("plain").case_id
+    close(world, plain)
+    refused("CaseHasNoReceipt", rate, world, plain)
+
+
+# ------------------------------------------------------------------ disputes
+
+
+def test_dispute_then_the_agency_answers(world: World) -> None:
+    case_id = open_with_receipt(world, "disputed")
+    refused("InvalidReceiptCaseStatus", dispute, world, case_id)  # open: nothing to dispute
+    close(world, case_id)
+    refused("StaleClosure", dispute, world, case_id, 2)
+    refused("InvalidReceiptSignature", dispute, world, case_id, 1, bytes(world.signer.key))
+    dispute(world, case_id)
+    assert state(world, case_id).disputed
+    assert world.ledger.entries()[-1].kind is EntryKind.CASE_DISPUTED
+    refused("AlreadyDisputed", dispute, world, case_id)
+
+    # the agency stands by the fulfilment, with a reason; the case stays fulfilled
+    world.ledger.write(world.signer, world.update("x", CaseAction.DISPUTE_REJECTED, case_id=case_id,
+                                                  details_hash=text_hash("lamp tested working")))
+    tracked = state(world, case_id)
+    assert not tracked.disputed and tracked.status is ReceiptCaseStatus.FULFILLED
+    refused("CaseNotDisputed", world.ledger.write, world.signer,
+            world.update("x", CaseAction.DISPUTE_REJECTED, case_id=case_id))
+
+    # disputed again: the agency reopens; the old closure's dispute cannot be replayed after the next fulfilment
+    signature_record = Dispute(agency_id=world.agency_id, case_id=case_id, closure=1)
+    signature = world.ledger.sign_citizen(receipts.private_key(CODE), signature_record)
+    world.ledger.write(world.signer, world.update("x", CaseAction.REOPENED, case_id=case_id))
+    assert state(world, case_id).status is ReceiptCaseStatus.OPEN
+    refused("InvalidReceiptCaseStatus", world.ledger.write, world.signer,
+            world.update("x", CaseAction.REOPENED, case_id=case_id))
+    close(world, case_id)
+    assert state(world, case_id).closures == 2
+    refused("StaleClosure", world.ledger.submit_citizen, world.relayer, signature_record, signature)
+    dispute(world, case_id, 2)
+
+
+def test_only_a_fulfilment_can_be_disputed_and_only_a_receipt_case_answered(world: World) -> None:
+    case_id = open_with_receipt(world, "rejected")
+    close(world, case_id, CaseAction.REJECTED)
+    err = refused("InvalidReceiptCaseStatus", dispute, world, case_id)
+    assert err.error_args["status"] == ReceiptCaseStatus.CLOSED_UNFULFILLED
+    refused("InvalidReceiptCaseStatus", world.ledger.write, world.signer,
+            world.update("x", CaseAction.FULFILLED, case_id=case_id))  # closed already
+    world.ledger.write(world.signer, world.opened("plain"))
+    refused("CaseNotDisputed", world.ledger.write, world.signer,
+            world.update("plain", CaseAction.DISPUTE_REJECTED))
+
+
+def test_the_dispute_window_closes(world: World) -> None:
+    if world.chain.embedded:
+        pytest.skip("eth-tester's clock cannot be moved forward by a month here")
+    case_id = open_with_receipt(world, "late")
+    close(world, case_id)
+    window, response = world.ledger.dispute_windows()
+    assert (window, response) == (30 * 86_400, 10 * 86_400)
+    world.chain.w3.provider.make_request("evm_increaseTime", [window + 1])
+    world.chain.w3.provider.make_request("evm_mine", [])
+    refused("DisputeWindowClosed", dispute, world, case_id)
+
+
+def test_closing_events_of_cases_without_receipt_cost_no_storage_read(world: World) -> None:
+    """Unflagged cases never touch receipt storage: their closing costs what it did before receipts existed."""
+    world.ledger.write(world.signer, world.opened("cheap"))
+    flagged = open_with_receipt(world, "dear")
+    cheap = world.ledger.write(world.signer, world.update("cheap", CaseAction.FULFILLED))["gasUsed"]
+    dear = world.ledger.write(world.signer, world.update("x", CaseAction.FULFILLED, case_id=flagged))["gasUsed"]
+    assert dear - cheap > 2_000  # the flagged case reads and writes its tracked state
+    assert cheap < 40_000
+    assert short_code("SH-ROADS") == world.agency_id
+    assert keys.PrivateKey(receipts.private_key(CODE)).public_key.to_checksum_address() == receipts.address(CODE)
