@@ -8,8 +8,10 @@ under ``/static/`` (ETag, ``no-cache``) for links that do not know the version.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
@@ -75,16 +77,33 @@ def asset_version(directory: Path = STATIC_DIR) -> str:
 
 
 def render_index(version: str, directory: Path = STATIC_DIR) -> bytes:
-    """index.html with its asset paths pointing at the versioned copies."""
+    """index.html with its asset paths — in attributes and in the import map — pointing at the versioned copies."""
     html = (directory / "index.html").read_text(encoding="utf-8")
-    return html.replace('="/static/', f'="/static/{version}/').encode("utf-8")
+    return html.replace('"/static/', f'"/static/{version}/').encode("utf-8")
+
+
+_INLINE_SCRIPT = re.compile(rb"<script(?: [^>]*)?>(.*?)</script>", re.S)
+
+
+def content_security_policy(index: bytes) -> str:
+    """The page's policy, allowing its inline scripts — only the import map, which cannot be a file in every
+    browser — by their SHA-256 (CSP Level 2 hash sources), and nothing else inline."""
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(match.group(1)).digest()).decode() + "'"
+        for match in _INLINE_SCRIPT.finditer(index)
+        if match.group(1).strip()
+    ]
+    return CONTENT_SECURITY_POLICY.replace("script-src 'self'", " ".join(["script-src 'self'", *hashes]))
 
 
 def register(app: FastAPI, settings: ApiSettings) -> None:
     version = asset_version()
     index = render_index(version)
     etag = f'"{hashlib.sha256(index).hexdigest()[:32]}"'
-    index_headers = {"ETag": etag, "Cache-Control": REVALIDATE, **SECURITY_HEADERS}
+    index_headers = {
+        "ETag": etag, "Cache-Control": REVALIDATE, **SECURITY_HEADERS,
+        "Content-Security-Policy": content_security_policy(index),
+    }
 
     def page(request: Request) -> Response:
         if not_modified(request, etag):
