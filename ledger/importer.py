@@ -6,6 +6,25 @@ the agency's secret salt, so the reference never reaches the chain), ``action`` 
 resumed, escalated, fulfilled, rejected, withdrawn), ``occurred_at`` (ISO 8601 with a zone, e.g.
 2026-11-21T09:30:00+08:00), and for ``opened`` also ``commitment``, ``district``, ``channel`` (counter, hotline,
 web, app, mail, proactive, or its number). Optional ``details``: free text, of which only the hash is recorded.
+Optional ``receipt`` on an opened row (yes/no, true/false, 1/0): whether the citizen gets a receipt; when an import
+issues receipts it defaults to yes, otherwise a "yes" is refused (there is nowhere to hand the code over).
+
+Case ids (:class:`CaseIds`)
+    A case id is HMAC-SHA256 of the reference under the agency's secret salt (:func:`case_id_for`). A case opened
+    with a receipt must have the top bit of its id set (``ledger.records.RECEIPT_CASE_FLAG``): its id is that HMAC
+    with the bit forced on. A case opened without one keeps the plain HMAC — as every case did before receipts
+    existed, so references recorded then still find their cases. For half of all references the HMAC has the bit set
+    already, and both ids are the same. For the other half, a later event (``case update``, ``case close``,
+    ``case respond``, an import row) must know how the case was opened. :class:`CaseIds` decides, in this order:
+
+    1. a reference opened earlier in the same run (an import's opened row before its later rows);
+    2. the caller's memory of cases opened with a receipt — the CLI passes the writer's outbox, which remembers
+       every Opened event it sent with a flagged id (``Outbox.opened_with_receipt``), and then the ledger itself,
+       which tracks every case that was issued a receipt (``receiptCase``), so a case opened at another desk, with
+       another key, is found too;
+    3. otherwise the plain HMAC.
+
+    Only the case id is remembered, never the reference (which may hold a name or a phone number).
 """
 
 from __future__ import annotations
@@ -14,7 +33,7 @@ import csv
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,32 +41,92 @@ from typing import Any
 from pydantic import ValidationError
 
 from ledger.errors import InvalidRecord
-from ledger.records import CaseAction, CaseEvent, Channel, short_code, text_hash
+from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Channel, short_code, text_hash
 
 ACTIONS = {a.name.lower(): a for a in CaseAction}
 CHANNELS = {c.name.lower(): int(c) for c in Channel}
-KNOWN_COLUMNS = {"case", "action", "occurred_at", "commitment", "district", "channel", "details"}
+KNOWN_COLUMNS = {"case", "action", "occurred_at", "commitment", "district", "channel", "details", "receipt"}
+_YES = {"yes", "y", "true", "1"}
+_NO = {"no", "n", "false", "0"}
 
 
-def case_id_for(salt: bytes, agency_id: str, reference: str) -> bytes:
+def case_id_for(salt: bytes, agency_id: str, reference: str, *, receipt: bool = False) -> bytes:
     """Opaque case id: HMAC-SHA256 of the agency's case reference under the agency's secret salt. Without the salt
-    nobody can test guesses of a reference (which may contain a name or a phone number) against the chain."""
+    nobody can test guesses of a reference (which may contain a name or a phone number) against the chain. With
+    `receipt`, the id's top bit is set, as a case with a receipt needs (see :class:`CaseIds`)."""
     if len(salt) < 16:
         raise InvalidRecord("the case-id salt must be at least 16 bytes")
-    return hmac.new(salt, f"{agency_id}\0{reference}".encode(), hashlib.sha256).digest()
+    digest = hmac.new(salt, f"{agency_id}\0{reference}".encode(), hashlib.sha256).digest()
+    return with_receipt_flag(digest) if receipt else digest
+
+
+def with_receipt_flag(case_id: bytes) -> bytes:
+    """The case id with its top bit set (``RECEIPT_CASE_FLAG``)."""
+    return bytes([case_id[0] | RECEIPT_CASE_FLAG]) + case_id[1:]
+
+
+class CaseIds:
+    """Turns an agency's case references into case ids, opened with or without a receipt (see the module doc).
+
+    `opened_with_receipt(flagged_id)` answers whether a case was opened with that flagged id: the caller's memory
+    (the outbox, the ledger). It is asked only for references whose plain id lacks the top bit, and only for later
+    events of cases not opened in this run; answers are cached for the run.
+    """
+
+    def __init__(
+        self, salt: bytes, agency_id: str, opened_with_receipt: Callable[[bytes], bool] | None = None
+    ) -> None:
+        case_id_for(salt, agency_id, "")  # refuses a short salt up front
+        self.salt = salt
+        self.agency_id = agency_id
+        self._ask = opened_with_receipt
+        self._opened: dict[str, bytes] = {}  # reference -> id it was opened with in this run
+        self._known: dict[bytes, bytes] = {}  # plain id -> id of an earlier opening
+
+    def plain(self, reference: str) -> bytes:
+        return case_id_for(self.salt, self.agency_id, reference)
+
+    def opened(self, reference: str, *, receipt: bool) -> bytes:
+        """The id a case opened now gets; later events of the reference in this run find it."""
+        case_id = case_id_for(self.salt, self.agency_id, reference, receipt=receipt)
+        self._opened[reference] = case_id
+        return case_id
+
+    def existing(self, reference: str) -> bytes:
+        """The id of a case opened before (in this run, or earlier through the caller's memory)."""
+        if reference in self._opened:
+            return self._opened[reference]
+        plain = self.plain(reference)
+        flagged = with_receipt_flag(plain)
+        if flagged == plain or self._ask is None:
+            return plain
+        if plain not in self._known:
+            self._known[plain] = flagged if self._ask(flagged) else plain
+        return self._known[plain]
+
+    def is_receipt_case(self, reference: str) -> bool:
+        """Whether the reference's case was opened with a flagged id that its plain id would not have had."""
+        return self.existing(reference) != self.plain(reference)
 
 
 @dataclass(frozen=True)
 class Row:
-    """One input row: its line number, and either the record it gives or why it was refused."""
+    """One input row: its line number, and either the record it gives or why it was refused. `receipt` marks an
+    opened row whose citizen gets a receipt; `reference` is the agency's reference (never recorded on chain)."""
 
     line: int
     record: CaseEvent | None
     error: str | None
+    receipt: bool = False
+    reference: str | None = None
 
 
-def read_rows(path: Path, *, agency_id: str, salt: bytes) -> Iterator[Row]:
-    """Rows of a .csv or .jsonl/.ndjson file, in order."""
+def read_rows(
+    path: Path, *, agency_id: str, salt: bytes, case_ids: CaseIds | None = None, receipts: bool = False
+) -> Iterator[Row]:
+    """Rows of a .csv or .jsonl/.ndjson file, in order. `case_ids` resolves references (default: without memory,
+    plain ids); with `receipts`, opened rows get a receipt unless their ``receipt`` column says no."""
+    ids = case_ids or CaseIds(salt, agency_id)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -58,7 +137,7 @@ def read_rows(path: Path, *, agency_id: str, salt: bytes) -> Iterator[Row]:
             if unknown:
                 raise InvalidRecord(f"{path.name}: unknown column(s) {sorted(unknown)}; expected {sorted(KNOWN_COLUMNS)}")
             for number, raw in enumerate(reader, start=2):
-                yield parse_row(number, raw, agency_id=agency_id, salt=salt)
+                yield parse_row(number, raw, agency_id=agency_id, salt=salt, case_ids=ids, receipts=receipts)
     elif suffix in (".jsonl", ".ndjson"):
         with path.open(encoding="utf-8") as handle:
             for number, text in enumerate(handle, start=1):
@@ -72,19 +151,29 @@ def read_rows(path: Path, *, agency_id: str, salt: bytes) -> Iterator[Row]:
                 if not isinstance(raw, dict):
                     yield Row(number, None, "each line must be a JSON object")
                     continue
-                yield parse_row(number, raw, agency_id=agency_id, salt=salt)
+                yield parse_row(number, raw, agency_id=agency_id, salt=salt, case_ids=ids, receipts=receipts)
     else:
         raise InvalidRecord(f"{path.name}: expected a .csv, .jsonl or .ndjson file")
 
 
-def parse_row(line: int, raw: dict[str, Any], *, agency_id: str, salt: bytes) -> Row:
+def parse_row(
+    line: int,
+    raw: dict[str, Any],
+    *,
+    agency_id: str,
+    salt: bytes,
+    case_ids: CaseIds | None = None,
+    receipts: bool = False,
+) -> Row:
+    ids = case_ids or CaseIds(salt, agency_id)
     try:
-        return Row(line, _record(raw, agency_id, salt), None)
+        record, receipt, reference = _record(raw, ids, receipts)
+        return Row(line, record, None, receipt, reference)
     except (InvalidRecord, ValueError) as exc:
         return Row(line, None, _reason(exc))
 
 
-def _record(raw: dict[str, Any], agency_id: str, salt: bytes) -> CaseEvent:
+def _record(raw: dict[str, Any], ids: CaseIds, receipts: bool) -> tuple[CaseEvent, bool, str]:
     unknown = set(raw) - KNOWN_COLUMNS
     if unknown:
         raise InvalidRecord(f"unknown field(s) {sorted(unknown)}")
@@ -93,23 +182,39 @@ def _record(raw: dict[str, Any], agency_id: str, salt: bytes) -> CaseEvent:
     if action_name not in ACTIONS:
         raise InvalidRecord(f"action {action_name!r} is not one of {', '.join(ACTIONS)}")
     action = ACTIONS[action_name]
-    fields: dict[str, Any] = {
-        "case_id": case_id_for(salt, agency_id, reference),
-        "action": action,
-        "occurred_at": _text(raw, "occurred_at"),
-    }
+    fields: dict[str, Any] = {"action": action, "occurred_at": _text(raw, "occurred_at")}
     details = raw.get("details")
     if details not in (None, ""):
         fields["details_hash"] = text_hash(str(details))
+    receipt = False
     if action is CaseAction.OPENED:
         fields["commitment_id"] = short_code(_text(raw, "commitment"))
         fields["district"] = short_code(_text(raw, "district"))
         fields["channel"] = _channel(raw.get("channel"))
+        receipt = _receipt(raw.get("receipt"), receipts)
     else:
-        for name in ("commitment", "district", "channel"):
+        for name in ("commitment", "district", "channel", "receipt"):
             if raw.get(name) not in (None, ""):
                 raise InvalidRecord(f"{name} belongs to the opened row only")
-    return CaseEvent(**fields)
+    # Validate everything before the id is chosen: a refused opened row must not decide its reference's id.
+    CaseEvent(case_id=b"\x01" * 32, **fields)
+    fields["case_id"] = ids.opened(reference, receipt=receipt) if action is CaseAction.OPENED else ids.existing(
+        reference
+    )
+    return CaseEvent(**fields), receipt, reference
+
+
+def _receipt(value: Any, receipts: bool) -> bool:
+    if value is None or str(value).strip() == "":
+        return receipts
+    text = str(value).strip().lower()
+    if text in _YES:
+        if not receipts:
+            raise InvalidRecord("receipt requested, but this import issues no receipts (give it a receipts directory)")
+        return True
+    if text in _NO:
+        return False
+    raise InvalidRecord(f"receipt {value!r} is not yes or no")
 
 
 def _text(raw: dict[str, Any], name: str) -> str:
@@ -136,4 +241,4 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
-__all__ = ["Row", "case_id_for", "parse_row", "read_rows"]
+__all__ = ["CaseIds", "Row", "case_id_for", "parse_row", "read_rows", "with_receipt_flag"]

@@ -13,6 +13,12 @@ One SQLite file (stdlib ``sqlite3``, WAL mode) with two tables, plus ``meta`` fo
   the old transaction might still land. A batch of case events is one transaction for up to hundreds of entries,
   which is why the raw bytes live here once rather than on every row.
 
+A third table, ``receipt_cases``, remembers every case this outbox opened with a flagged id (top bit set: a case
+with a receipt), with the outbox rows of its Opened event and of its receipt. It answers two questions: which id a
+later event of the agency's reference must use (``ledger.importer.CaseIds``: the same reference always finds the
+same case), and whether a receipt may go out (only after its case's Opened event is recorded; if that was refused,
+the receipt is refused too — see ``ledger.writer``). It holds case ids only: no reference, and never a receipt code.
+
 Every state change is one SQLite transaction (``BEGIN IMMEDIATE … COMMIT``), so a crash leaves each row either
 before or after a change, never half way. ``synchronous=FULL`` (the default) makes a commit survive power loss;
 ``NORMAL`` survives a crash of the process but not of the machine, and is several times faster per commit.
@@ -42,17 +48,22 @@ from ledger.records import (
     Commitment,
     Correction,
     EntryKind,
+    CaseAction,
     HolidayCalendar,
+    Receipt,
     Record,
     Retirement,
     SignerChange,
+    is_receipt_case,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: receipt_cases
 
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls
-    for cls in (AgencyRegistration, SignerChange, Commitment, Retirement, CaseEvent, Correction, HolidayCalendar)
+    for cls in (
+        AgencyRegistration, SignerChange, Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt
+    )
 }
 
 
@@ -98,6 +109,28 @@ class OutboxItem:
     def record(self) -> Record:
         """The record, rebuilt (and validated again) from its stored JSON."""
         return record_from_json(self.record_type, self.record_json)
+
+
+@dataclass(frozen=True)
+class ReceiptCaseRow:
+    """A case this outbox opened with a flagged id: the rows of its Opened event and of its receipt (None when not
+    submitted here, or pruned after it was recorded), with their states."""
+
+    case_id: bytes
+    opened_id: int | None
+    opened_state: OutboxState | None
+    receipt_id: int | None
+    receipt_state: OutboxState | None
+
+    @property
+    def opened(self) -> bool:
+        """The case was (or is being) opened with this id: its Opened row is not refused."""
+        return self.opened_state is not OutboxState.FAILED
+
+    @property
+    def has_receipt(self) -> bool:
+        """A receipt was submitted for it and not refused (it is pending, sent or recorded)."""
+        return self.receipt_id is not None and self.receipt_state is not OutboxState.FAILED
 
 
 @dataclass(frozen=True)
@@ -200,6 +233,12 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_by_state ON entries (state, id);
 CREATE INDEX IF NOT EXISTS entries_by_tx ON entries (tx_hash, tx_index);
+CREATE TABLE IF NOT EXISTS receipt_cases (
+    case_id    TEXT PRIMARY KEY,                         -- 0x-hex case id, top bit set
+    opened_id  INTEGER REFERENCES entries (id) ON DELETE SET NULL,  -- its Opened event's row
+    receipt_id INTEGER REFERENCES entries (id) ON DELETE SET NULL,  -- its Receipt's row
+    created_at REAL NOT NULL
+);
 """
 
 _ITEM_COLUMNS = (
@@ -281,6 +320,8 @@ class Outbox:
                             f"outbox {self.path} has schema version {row[0]}, newer than this package's "
                             f"{SCHEMA_VERSION}: upgrade civic-ledger"
                         )
+                    elif int(row[0]) < SCHEMA_VERSION:  # 1 → 2: receipt_cases, made above, starts empty
+                        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             except sqlite3.DatabaseError as exc:
                 raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
 
@@ -335,6 +376,7 @@ class Outbox:
                     )
                     item.__dict__["record"] = record  # spare a rebuild from JSON
                     out.append((item, True))
+                    self._remember(db, record, item.id, now)
                     continue
                 existing = _item(
                     db.execute(f"SELECT {_ITEM_COLUMNS} FROM entries WHERE idempotency_key = ?", (key,)).fetchone()
@@ -346,7 +388,50 @@ class Outbox:
                 out.append((existing, False))
         return out
 
+    @staticmethod
+    def _remember(db: sqlite3.Connection, record: Record, item_id: int, now: float) -> None:
+        """Link a new Opened event with a flagged id, or a receipt, to its case in ``receipt_cases``. A link to a
+        refused row is replaced; a link to a live one stays (the first Opened, the first receipt: the contract
+        refuses a second receipt anyway)."""
+        if type(record) is CaseEvent:
+            if record.action is not CaseAction.OPENED or not is_receipt_case(record.case_id):
+                return
+            column = "opened_id"
+        elif type(record) is Receipt:
+            column = "receipt_id"
+        else:
+            return
+        db.execute(
+            f"INSERT INTO receipt_cases (case_id, {column}, created_at) VALUES (?, ?, ?) "
+            f"ON CONFLICT (case_id) DO UPDATE SET {column} = excluded.{column} "
+            f"WHERE receipt_cases.{column} IS NULL OR EXISTS (SELECT 1 FROM entries e "
+            f"WHERE e.id = receipt_cases.{column} AND e.state = 'failed')",
+            ("0x" + record.case_id.hex(), item_id, now),
+        )
+
     # -- reading
+
+    def receipt_case(self, case_id: bytes) -> ReceiptCaseRow | None:
+        """What this outbox knows of a case opened with a flagged id, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT r.opened_id, o.state, r.receipt_id, x.state FROM receipt_cases r "
+                "LEFT JOIN entries o ON o.id = r.opened_id LEFT JOIN entries x ON x.id = r.receipt_id "
+                "WHERE r.case_id = ?",
+                ("0x" + bytes(case_id).hex(),),
+            ).fetchone()
+        if row is None:
+            return None
+        return ReceiptCaseRow(
+            case_id=bytes(case_id), opened_id=row[0], opened_state=None if row[1] is None else _STATES[row[1]],
+            receipt_id=row[2], receipt_state=None if row[3] is None else _STATES[row[3]],
+        )
+
+    def opened_with_receipt(self, case_id: bytes) -> bool:
+        """Whether this outbox opened the case with this (flagged) id — its Opened row not refused. A case whose
+        Opened row was pruned after it was recorded still counts: the link outlives the row."""
+        found = self.receipt_case(case_id)
+        return found is not None and found.opened
 
     def get(self, item_id: int) -> OutboxItem | None:
         with self._lock:

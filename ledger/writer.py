@@ -18,6 +18,13 @@ How "exactly once" holds, whatever fails:
   mined transactions the node no longer has (a reorg, or a dev chain restarted from an older state file) and
   broadcasts them again.
 
+Receipts (:class:`~ledger.records.Receipt`, the public key of a citizen's receipt) go out right after their case's
+Opened event: the planner moves them past the case events submitted with them, into one ``issueReceipts``
+transaction per run (up to ``batch_size``), and never past a later event of their own case. The ledger would accept
+a receipt before its case's Opened event, but the auditor reports a receipt for an unopened case, so a receipt is
+sent only once the outbox has seen that case's Opened event recorded (``Outbox.receipt_case``): while it is in flight
+the writer waits for it, and if the ledger refused it the receipt fails too, with a message saying so.
+
 A contract revert is permanent: every transaction is run once on the latest state before it is signed (to measure
 its gas, so a revert spends no nonce), the revert is decoded into :class:`~ledger.errors.ContractReverted` naming the
 custom error, and the row fails with that message. A batch that reverts is halved until the bad entries are
@@ -54,22 +61,39 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 from web3.providers.rpc import HTTPProvider
 
+from eth_hash.auto import keccak
+
 from ledger.chain import REVERT_ERRORS, Ledger
 from ledger.errors import ContractReverted, InvalidRecord, NodeUnavailable, OutboxError, WriterError
 from ledger.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key, struct_hash
-from ledger.records import CaseEvent, Commitment, Correction, HolidayCalendar, Record, Retirement
+from ledger.records import CaseAction, CaseEvent, Commitment, Correction, HolidayCalendar, Receipt, Record, Retirement
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 #: records an agency key writes directly (governance records go through Ledger.register_agency and friends)
-WRITABLE: tuple[type[Record], ...] = (Commitment, Retirement, CaseEvent, Correction, HolidayCalendar)
+WRITABLE: tuple[type[Record], ...] = (Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt)
 
 #: geth's and Besu's transaction pools refuse transactions over 128 KiB; stay clear of it
 MAX_CALLDATA = 120_000
-#: each case event is seven 32-byte words of calldata
+#: each case event is seven 32-byte words of calldata (a receipt three)
 MAX_BATCH = (MAX_CALLDATA - 4 - 64) // (7 * 32)
+
+_ISSUE_RECEIPTS_SELECTOR = keccak(b"issueReceipts((bytes32,address,uint64)[])")[:4]
+
+
+def encode_receipts(receipts: Sequence[Receipt]) -> bytes:
+    """Calldata of ``issueReceipts(receipts)``, encoded directly: every field is static, so it is the selector, the
+    array's offset and length, then three 32-byte words per receipt (the tests check it against the ABI encoder)."""
+    words = [_ISSUE_RECEIPTS_SELECTOR, (32).to_bytes(32, "big"), len(receipts).to_bytes(32, "big")]
+    for r in receipts:
+        words += (r.case_id, bytes.fromhex(r.receipt[2:]).rjust(32, b"\0"), r.occurred_at.to_bytes(32, "big"))
+    return b"".join(words)
+
+
+class _Hold(Exception):
+    """Internal: a receipt's case is not opened on chain yet; it and everything after it wait for a later flush."""
 
 
 @dataclass(frozen=True)
@@ -319,12 +343,23 @@ class Writer:
                 self._rpc("mine a block", lambda: _raw_request(self._w3, "evm_mine", []))
                 self._read_fees()
                 ready = self.ready_rows(chunk, records)
+            held = False
             for unit in self.plan_units(ready):
-                self._send_unit(unit, [records[item.id] for item in unit], window, results)
+                try:
+                    unit = self._opened_first(unit, window, results)
+                except _Hold:
+                    held = True
+                    break
+                if unit:
+                    self._send_unit(unit, [records[item.id] for item in unit], window, results)
                 while len(window) >= self.max_in_flight:
                     self._settle(window.popleft(), results)
             for item in ready:
                 self._records.pop(item.id, None)
+            if held:
+                self._holding = True
+                log.debug("holding receipts until their cases' Opened events are recorded")
+                break
             self._holding = len(ready) < len(chunk)
             if self._holding:
                 held = chunk[len(ready)]
@@ -367,23 +402,92 @@ class Writer:
         return self._automine_cached
 
     def _plan(self, chunk: list[OutboxItem]) -> list[list[OutboxItem]]:
-        """Group rows into transactions, keeping submission order: consecutive case events share a batch."""
+        """Group rows into transactions, keeping submission order: consecutive case events share a batch, and the
+        receipts among them share an ``issueReceipts`` batch sent right after the case events before them. A receipt
+        never moves past a later event of its own case (closing a case before its receipt is on chain would leave
+        the receipt on a case the ledger thinks is still open)."""
         units: list[list[OutboxItem]] = []
-        run: list[OutboxItem] = []
+        events: list[OutboxItem] = []
+        receipts: list[OutboxItem] = []
+        waiting: set[bytes] = set()  # case ids of the receipts in `receipts`
+
+        def close_run() -> None:
+            nonlocal events, receipts
+            if events:
+                units.append(events)
+            if receipts:
+                units.append(receipts)
+            events, receipts = [], []
+            waiting.clear()
+
         for item in chunk:
             if item.record_type == CaseEvent.__name__:
-                run.append(item)
-                if len(run) == self.batch_size:
-                    units.append(run)
-                    run = []
+                if waiting:
+                    event = self._records.get(item.id) or item.record
+                    if getattr(event, "case_id", None) in waiting and event.action is not CaseAction.OPENED:  # type: ignore[attr-defined]
+                        close_run()
+                events.append(item)
+                if len(events) == self.batch_size:
+                    units.append(events)
+                    events = []
+                    if receipts:  # they follow the Opened events just batched
+                        units.append(receipts)
+                        receipts = []
+                        waiting.clear()
                 continue
-            if run:
-                units.append(run)
-                run = []
+            if item.record_type == Receipt.__name__:
+                receipt = self._records.get(item.id) or item.record
+                receipts.append(item)
+                waiting.add(receipt.case_id)  # type: ignore[attr-defined]
+                if len(receipts) == self.batch_size:
+                    close_run()
+                continue
+            close_run()
             units.append([item])
-        if run:
-            units.append(run)
+        close_run()
         return units
+
+    def _opened_first(
+        self, unit: list[OutboxItem], window: deque[_InFlight], results: dict[int, OutboxItem]
+    ) -> list[OutboxItem]:
+        """The receipts of `unit` that may go now: each case's Opened event recorded first (or not known here, when
+        the case was opened through another outbox). Waits for Opened events in flight; fails a receipt whose case's
+        Opened event was refused; raises _Hold when one is still pending (it goes out first, in a later flush)."""
+        if not unit or unit[0].record_type != Receipt.__name__:
+            return unit
+        cases = {}
+        for item in unit:
+            record = self._records.get(item.id) or item.record
+            cases[item.id] = self.outbox.receipt_case(record.case_id)  # type: ignore[attr-defined]
+        if window and any(c is not None and c.opened_state is OutboxState.SENT for c in cases.values()):
+            self._drain(window, results)
+            for item in unit:
+                found = cases[item.id]
+                if found is not None:
+                    cases[item.id] = self.outbox.receipt_case(found.case_id)
+        ready, refused = [], []
+        for item in unit:
+            found = cases[item.id]
+            state = found.opened_state if found is not None and found.opened_id is not None else None
+            if state is OutboxState.FAILED:
+                refused.append((item, found))
+            elif state in (OutboxState.PENDING, OutboxState.SENT):
+                raise _Hold(item.id)
+            else:
+                ready.append(item)
+        for item, found in refused:
+            opened = self.outbox.get(found.opened_id) if found and found.opened_id else None
+            message = (
+                f"not issued: the Opened event of its case (outbox entry {found.opened_id if found else '?'}) was "
+                f"refused ({opened.error if opened else 'unknown reason'}), and a receipt for a case that was never "
+                "opened would open nothing"
+            )
+            for failed in self.outbox.record_failed([item.id], message):
+                results[failed.id] = failed
+            self.stats.failed += 1
+            log.warning("outbox entry %d refused: its case's Opened event (entry %s) was refused", item.id,
+                        found.opened_id if found else "?")
+        return ready
 
     def _send_unit(
         self, items: list[OutboxItem], records: list[Record], window: deque[_InFlight], results: dict[int, OutboxItem]
@@ -438,6 +542,8 @@ class Writer:
 
     def _encode(self, records: Sequence[Record]) -> bytes:
         if len(records) > 1:
+            if isinstance(records[0], Receipt):
+                return encode_receipts(records)  # type: ignore[arg-type]  # a unit holds one kind of record
             return self.ledger.encode_batch(records)  # type: ignore[arg-type]  # only case events are batched
         return self.ledger.encode_write(records[0])
 
@@ -980,4 +1086,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-__all__ = ["MAX_BATCH", "WRITABLE", "Writer", "WriterStats"]
+__all__ = ["MAX_BATCH", "WRITABLE", "Writer", "WriterStats", "encode_receipts"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ledger.errors import InvalidRecord
-from ledger.importer import case_id_for, read_rows
+from ledger.importer import CaseIds, case_id_for, read_rows, with_receipt_flag
 from ledger.records import CaseAction, Channel, code_text, text_hash
 
 SALT = b"agency-secret-salt-0001"
@@ -87,3 +87,78 @@ def test_salt_must_be_long_enough():
     with pytest.raises(InvalidRecord, match="at least 16 bytes"):
         case_id_for(b"short", "A", "R-1")
     assert case_id_for(SALT, "A", "R-1") != case_id_for(SALT, "B", "R-1")
+
+
+def _reference_with_top_bit(clear: bool) -> str:
+    return next(f"R-{i}" for i in range(1000) if bool(case_id_for(SALT, "A", f"R-{i}")[0] & 0x80) != clear)
+
+
+def test_receipt_case_ids_have_the_top_bit_and_plain_ids_are_unchanged():
+    reference = _reference_with_top_bit(clear=True)
+    plain = case_id_for(SALT, "A", reference)
+    flagged = case_id_for(SALT, "A", reference, receipt=True)
+    assert not plain[0] & 0x80 and flagged[0] & 0x80 and flagged[1:] == plain[1:]
+    assert with_receipt_flag(flagged) == flagged
+    already = _reference_with_top_bit(clear=False)
+    assert case_id_for(SALT, "A", already, receipt=True) == case_id_for(SALT, "A", already)
+
+
+def test_later_events_find_the_case_however_it_was_opened():
+    asked: list[bytes] = []
+    remembered = {case_id_for(SALT, "A", "OLD-RECEIPT-CASE", receipt=True)}
+
+    def memory(case_id: bytes) -> bool:
+        asked.append(case_id)
+        return case_id in remembered
+
+    ids = CaseIds(SALT, "A", memory)
+    # opened in this run: found without asking
+    opened = ids.opened("NEW", receipt=True)
+    assert ids.existing("NEW") == opened == case_id_for(SALT, "A", "NEW", receipt=True)
+    # opened earlier with a receipt: the memory says so, once
+    old = "OLD-RECEIPT-CASE"
+    expected = case_id_for(SALT, "A", old, receipt=True)
+    assert ids.existing(old) == expected and ids.existing(old) == expected
+    # opened earlier without: the plain id
+    plain_ref = _reference_with_top_bit(clear=True)
+    assert ids.existing(plain_ref) == case_id_for(SALT, "A", plain_ref)
+    # a plain id with the bit already set is the same either way: nobody is asked
+    set_ref = _reference_with_top_bit(clear=False)
+    assert ids.existing(set_ref) == case_id_for(SALT, "A", set_ref)
+    assert case_id_for(SALT, "A", set_ref) not in asked
+    assert asked.count(expected) == 1  # cached for the run
+
+
+def test_receipt_column_and_receipt_rows(tmp_path):
+    path = tmp_path / "cases.csv"
+    path.write_text(HEADER.replace("details\n", "details,receipt\n") + "\n".join([
+        "R-1,opened,2026-11-01T09:00:00+08:00,STREETLIGHT-48H,EAST,counter,,",
+        "R-2,opened,2026-11-01T09:00:00+08:00,STREETLIGHT-48H,EAST,proactive,,no",
+        "R-1,fulfilled,2026-11-02T09:00:00+08:00,,,,,",
+        "R-3,fulfilled,2026-11-02T09:00:00+08:00,,,,,yes",
+        "R-4,opened,2026-11-01T09:00:00+08:00,STREETLIGHT-48H,EAST,web,,maybe",
+    ]) + "\n")
+    with_receipts = list(read_rows(path, agency_id="A", salt=SALT, receipts=True))
+    assert [(r.receipt, r.reference) for r in with_receipts[:3]] == [(True, "R-1"), (False, "R-2"), (False, "R-1")]
+    assert with_receipts[0].record.case_id == with_receipts[2].record.case_id == case_id_for(
+        SALT, "A", "R-1", receipt=True)
+    assert with_receipts[1].record.case_id == case_id_for(SALT, "A", "R-2")
+    assert "belongs to the opened row only" in with_receipts[3].error
+    assert "is not yes or no" in with_receipts[4].error
+    without = list(read_rows(path, agency_id="A", salt=SALT))
+    assert not without[0].receipt and without[0].record.case_id == case_id_for(SALT, "A", "R-1")
+    assert without[1].record is not None
+    yes = tmp_path / "yes.jsonl"
+    yes.write_text(json.dumps({"case": "R-5", "action": "opened", "occurred_at": "2026-11-01T09:00:00Z",
+                               "commitment": "X", "district": "EAST", "channel": "app", "receipt": "yes"}) + "\n")
+    (row,) = read_rows(yes, agency_id="A", salt=SALT)
+    assert "issues no receipts" in row.error
+
+
+def test_new_actions_answer_disputes(tmp_path):
+    rows = _rows(tmp_path, "answers.csv", HEADER + "\n".join([
+        "R-1,reopened,2026-11-05T09:00:00+08:00,,,,still dark",
+        "R-2,dispute_rejected,2026-11-05T09:00:00+08:00,,,,photo of the lamp lit on 11-03",
+    ]) + "\n")
+    assert [r.record.action for r in rows] == [CaseAction.REOPENED, CaseAction.DISPUTE_REJECTED]
+    assert rows[1].record.details_hash == text_hash("photo of the lamp lit on 11-03")

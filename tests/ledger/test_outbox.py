@@ -14,6 +14,7 @@ from eth_account import Account
 
 from ledger.errors import OutboxError
 from ledger.outbox import (
+    SCHEMA_VERSION,
     Outbox,
     OutboxState,
     TxState,
@@ -29,6 +30,7 @@ from ledger.records import (
     Correction,
     DeadlineUnit,
     HolidayCalendar,
+    Receipt,
     Record,
     Retirement,
     keccak,
@@ -60,6 +62,7 @@ def every_kind() -> list[Record]:
         CaseEvent(case_id=keccak(b"a"), action=CaseAction.ON_HOLD, occurred_at=T + 5, details_hash=text_hash("docs")),
         Correction(target_seq=7, reason_hash=text_hash("typo"), occurred_at=T),
         HolidayCalendar.from_dates(2026, [date(2026, 1, 1), date(2026, 10, 1)], [date(2026, 10, 10)], T),
+        Receipt(case_id=b"\x80" + b"\x01" * 31, receipt=Account.create().address, occurred_at=T),
     ]
 
 
@@ -238,6 +241,63 @@ def test_a_newer_schema_is_refused(tmp_path):
     db.close()
     with pytest.raises(OutboxError, match="schema version 99"):
         Outbox(path)
+
+
+def test_an_older_schema_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as box:
+        a, _ = add(box, opened("kept"))
+    db = sqlite3.connect(path)  # as version 1 left it: no receipt_cases
+    db.execute("DROP TABLE receipt_cases")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with Outbox(path) as box:
+        assert box.get(a.id) is not None and box.receipt_case(b"\x80" * 32) is None
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    db.close()
+
+
+def flagged_opened(name: str) -> CaseEvent:
+    event = opened(name)
+    return event.model_copy(update={"case_id": bytes([event.case_id[0] | 0x80]) + event.case_id[1:]})
+
+
+def test_cases_opened_with_a_receipt_are_remembered_by_case_id(outbox):
+    event = flagged_opened("r")
+    receipt = Receipt(case_id=event.case_id, receipt=Account.create().address, occurred_at=T)
+    (o, _), (r, _) = outbox.add_many([(event, default_idempotency_key(SIGNER, event), None),
+                                      (receipt, default_idempotency_key(SIGNER, receipt), None)])
+    found = outbox.receipt_case(event.case_id)
+    assert found is not None and (found.opened_id, found.receipt_id) == (o.id, r.id)
+    assert found.opened and found.has_receipt and outbox.opened_with_receipt(event.case_id)
+    # a plain opening, or a flagged id nobody opened, is not remembered
+    plain = opened("p")
+    add(outbox, plain.model_copy(update={"case_id": bytes([plain.case_id[0] & 0x7F]) + plain.case_id[1:]}))
+    assert outbox.receipt_case(bytes([plain.case_id[0] | 0x80]) + plain.case_id[1:]) is None
+    # the memory outlives the rows once they are recorded and pruned
+    outbox.record_signed([o.id, r.id], tx_hash="0x0a", sender=SIGNER, nonce=0, raw=b"a")
+    outbox.record_mined("0x0a", [1, 2])
+    assert outbox.prune(before=10**12) == 2
+    found = outbox.receipt_case(event.case_id)
+    assert found is not None and (found.opened_id, found.receipt_id) == (None, None)
+    assert outbox.opened_with_receipt(event.case_id)
+
+
+def test_a_refused_opening_is_forgotten_and_replaced(outbox):
+    event = flagged_opened("x")
+    first, _ = add(outbox, event)
+    outbox.record_failed([first.id], "UnknownCommitment")
+    assert not outbox.opened_with_receipt(event.case_id)
+    again = event.model_copy(update={"occurred_at": T + 60})
+    second, _ = add(outbox, again)
+    found = outbox.receipt_case(event.case_id)
+    assert found is not None and found.opened_id == second.id and outbox.opened_with_receipt(event.case_id)
+    # a second live receipt does not replace the first (the ledger refuses it)
+    r1, _ = add(outbox, Receipt(case_id=event.case_id, receipt=Account.create().address, occurred_at=T))
+    add(outbox, Receipt(case_id=event.case_id, receipt=Account.create().address, occurred_at=T))
+    assert outbox.receipt_case(event.case_id).receipt_id == r1.id  # type: ignore[union-attr]
 
 
 def test_not_a_database_is_a_clear_error(tmp_path):
