@@ -8,12 +8,14 @@ Input
 
 Voiding (:func:`voided_entries`)
     Corrections take effect in seq order. A correction is applied when its target belongs to the same agency as
-    the correction and has not been voided already; the target is then voided (by that correction). Voiding is
-    final: voiding a correction does not restore what that correction voided.
+    the correction, has not been voided already, and is not a receipt, rating or dispute (a citizen's rating or
+    dispute carries the rated agency's id, but is not the agency's to void; nor is the receipt that lets the
+    citizen make one); the target is then voided (by that correction). Voiding is final: voiding a correction does
+    not restore what that correction voided.
 
 Status machine
-    ``opened → (accepted | on_hold | resumed | escalated)* → fulfilled | rejected | withdrawn``, with statuses
-    ``open``, ``on_hold``, ``fulfilled``, ``rejected``, ``withdrawn``. Valid transitions:
+    ``opened → (accepted | on_hold | resumed | escalated)* → fulfilled | rejected | withdrawn [→ reopened → …]``, with
+    statuses ``open``, ``on_hold``, ``fulfilled``, ``rejected``, ``withdrawn``. Valid transitions:
 
     ============  =====================================================================
     from          valid actions (and the status they lead to)
@@ -22,7 +24,8 @@ Status machine
     open          accepted → open, escalated → open (sets ``escalated``), on_hold → on_hold,
                   fulfilled / rejected / withdrawn → that status (closed)
     on_hold       resumed → open, rejected / withdrawn → that status (closed)
-    closed        none: fulfilled, rejected and withdrawn are terminal
+    closed        reopened → open (``closed_at`` cleared, ``reopened`` counts it)
+    any           dispute_rejected → unchanged, valid only while a dispute awaits an answer
     ============  =====================================================================
 
     Opened is valid only as the first event: a later Opened is invalid (its intake fields are ignored). Every
@@ -30,6 +33,21 @@ Status machine
     ``invalid_transitions`` and is otherwise ignored. A case whose events contain no Opened has no state (it is not a
     case of any commitment): :func:`fold_case` returns None. ``last_seq`` is the seq of the case's last event,
     valid or not.
+
+Receipts, ratings and disputes (:class:`Feedback`)
+    A case's ReceiptIssued, CaseRated and CaseDisputed entries fold in seq order with its events (none of them can
+    be voided: see :func:`voided_entries`). ``receipt`` is the address of the case's first receipt; ``rating`` the
+    score of its first rating and ``rated_at`` that entry's block time (the contract allows one rating per case);
+    ``disputes`` counts its disputes. ``dispute_open`` is set by a dispute and cleared by the next Reopened or
+    DisputeRejected event (valid or not): that event is the dispute's answer (:func:`dispute_answers`). These do
+    not change the status: the contract enforces when a rating or dispute may be made, the auditor re-checks it.
+
+Reopening
+    A reopened case is open again: ``closed_at`` is cleared, and the next closing event closes it anew. The outcome
+    (``fulfil_seconds``, ``on_time``) is that of the **final** fulfilment: the time the case spent wrongly marked
+    fulfilled counts against the deadline, as it would have had the agency never closed it. Hold time keeps adding
+    up across the reopening. ``reopened`` counts valid Reopened events (an invalid one, of a case not closed, is an
+    invalid transition like any other).
 
 Hold time (by the agency-claimed ``occurred_at``)
     ``hold_seconds`` is the sum of the on_hold → resumed intervals; a hold still running when the case closes
@@ -52,17 +70,30 @@ Due time (``due_at``, unix seconds)
 
 Outcome
     For fulfilled cases: ``fulfil_seconds = closed_at - opened_at - hold_seconds`` and
-    ``on_time = closed_at <= due_at`` (None when ``due_at`` is None). Both are None for other statuses.
+    ``on_time = closed_at <= due_at`` (None when ``due_at`` is None), with ``closed_at`` the final fulfilment. Both
+    are None for other statuses (a reopened case has none until it is fulfilled again).
+
+Windows (the contract's constants, mirrored: ``tests/ledger/test_cases.py`` checks them against it)
+    :data:`DISPUTE_WINDOW`: a fulfilment may be disputed until this long after its closing entry's block time;
+    :data:`DISPUTE_RESPONSE_WINDOW`: the agency must answer a dispute within this long of the dispute's block time
+    (not enforced on chain; the metrics count and the auditor flags disputes left unanswered past it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from ledger.records import CaseAction, DeadlineUnit
+from ledger.records import CaseAction, DeadlineUnit, EntryKind
 from ledger.workdays import YearCalendar, working_days_due
+
+DAY = 86_400
+#: ``ICivicLedger.DISPUTE_WINDOW``: how long after a fulfilment (its entry's block time) it may be disputed
+DISPUTE_WINDOW = 30 * DAY
+#: ``ICivicLedger.DISPUTE_RESPONSE_WINDOW``: how long after a dispute (its entry's block time) the agency has to
+#: answer it with a Reopened or DisputeRejected event
+DISPUTE_RESPONSE_WINDOW = 10 * DAY
 
 OPEN = "open"
 ON_HOLD = "on_hold"
@@ -78,6 +109,15 @@ _CLOSING: dict[int, str] = {
     CaseAction.WITHDRAWN: WITHDRAWN,
 }
 _CLOSING_FROM_HOLD: dict[int, str] = {CaseAction.REJECTED: REJECTED, CaseAction.WITHDRAWN: WITHDRAWN}
+_REOPENED = int(CaseAction.REOPENED)
+_DISPUTE_REJECTED = int(CaseAction.DISPUTE_REJECTED)
+#: the case events that answer a dispute
+ANSWERS = frozenset({_REOPENED, _DISPUTE_REJECTED})
+#: entries a correction cannot void: a citizen's rating or dispute, and the receipt that lets them make one
+UNVOIDABLE_KINDS = frozenset({int(EntryKind.RECEIPT_ISSUED), int(EntryKind.CASE_RATED), int(EntryKind.CASE_DISPUTED)})
+_RECEIPT_ISSUED = int(EntryKind.RECEIPT_ISSUED)
+_CASE_RATED = int(EntryKind.CASE_RATED)
+_CASE_DISPUTED = int(EntryKind.CASE_DISPUTED)
 
 
 class CaseEventLike(Protocol):
@@ -110,6 +150,20 @@ class Event(NamedTuple):
     channel: int = 0
 
 
+class Feedback(NamedTuple):
+    """A ReceiptIssued, CaseRated or CaseDisputed entry of a case: what the fold reads of it."""
+
+    seq: int
+    #: ``ledger.records.EntryKind`` (RECEIPT_ISSUED, CASE_RATED or CASE_DISPUTED)
+    kind: int
+    #: the receipt key's address: the one issued, or the one that signed the rating or dispute
+    receipt: str
+    #: the entry's block time
+    block_time: int
+    #: CaseRated: the score 1-5 (0 otherwise)
+    score: int = 0
+
+
 class CommitmentVersion(NamedTuple):
     """One published version of the case's commitment: what a due time needs from it."""
 
@@ -138,6 +192,12 @@ class CaseState(NamedTuple):
     escalated: bool
     invalid_transitions: int
     last_seq: int
+    receipt: str | None = None
+    rating: int | None = None
+    rated_at: int | None = None
+    disputes: int = 0
+    reopened: int = 0
+    dispute_open: bool = False
 
     def row(self) -> dict[str, Any]:
         """The state as a ``cases`` row (without the key columns)."""
@@ -169,6 +229,12 @@ class CaseProgress:
     escalated: bool = False
     invalid_transitions: int = 0
     last_seq: int = -1
+    receipt: str | None = None
+    rating: int | None = None
+    rated_at: int | None = None
+    disputes: int = 0
+    reopened: int = 0
+    dispute_open: bool = False
 
     @classmethod
     def from_state(cls, state: CaseState) -> CaseProgress:
@@ -186,12 +252,20 @@ class CaseProgress:
             escalated=state.escalated,
             invalid_transitions=state.invalid_transitions,
             last_seq=state.last_seq,
+            receipt=state.receipt,
+            rating=state.rating,
+            rated_at=state.rated_at,
+            disputes=state.disputes,
+            reopened=state.reopened,
+            dispute_open=state.dispute_open,
         )
 
     def apply(self, event: CaseEventLike) -> bool:
         """Advance by one event (the case's next non-voided event in seq order). Returns whether it was valid."""
         self.last_seq = event.seq
         action, at = event.action, event.occurred_at
+        if action == _REOPENED or action == _DISPUTE_REJECTED:
+            return self._answer(action)
         if not self.opened:
             if action == CaseAction.OPENED:
                 self.opened = True
@@ -226,6 +300,47 @@ class CaseProgress:
                 return True
         self.invalid_transitions += 1
         return False
+
+    def _answer(self, action: int) -> bool:
+        """Reopened or DisputeRejected: either answers the dispute awaiting an answer, if any."""
+        disputed, self.dispute_open = self.dispute_open, False
+        if self.opened:
+            if action == _REOPENED:
+                if self.status in CLOSED:
+                    self.status, self.closed_at = OPEN, None
+                    self.reopened += 1
+                    return True
+            elif disputed:
+                return True
+        self.invalid_transitions += 1
+        return False
+
+    def take(self, item: Feedback) -> None:
+        """Advance by one receipt, rating or dispute entry of the case (in seq order among its events)."""
+        kind = item.kind
+        if kind == _RECEIPT_ISSUED:
+            if self.receipt is None:
+                self.receipt = item.receipt
+        elif kind == _CASE_RATED:
+            if self.rating is None:
+                self.rating, self.rated_at = item.score, item.block_time
+        elif kind == _CASE_DISPUTED:
+            self.disputes += 1
+            self.dispute_open = True
+        else:
+            raise ValueError(f"entry kind {kind} is not a receipt, rating or dispute")
+
+    def advance(self, events: Sequence[CaseEventLike], feedback: Sequence[Feedback] = ()) -> None:
+        """Apply the case's next events and feedback entries (each list in seq order), merged in seq order."""
+        if not feedback:
+            for event in events:
+                self.apply(event)
+            return
+        for item in merged(events, feedback):
+            if isinstance(item, Feedback):
+                self.take(item)
+            else:
+                self.apply(item)
 
     def _end_hold(self, at: int) -> None:
         assert self.on_hold_since is not None
@@ -263,7 +378,27 @@ class CaseProgress:
             escalated=self.escalated,
             invalid_transitions=self.invalid_transitions,
             last_seq=self.last_seq,
+            receipt=self.receipt,
+            rating=self.rating,
+            rated_at=self.rated_at,
+            disputes=self.disputes,
+            reopened=self.reopened,
+            dispute_open=self.dispute_open,
         )
+
+
+def merged(events: Sequence[CaseEventLike], feedback: Sequence[Feedback]) -> Iterator[CaseEventLike | Feedback]:
+    """A case's events and feedback entries (each in seq order) in one seq order."""
+    i = 0
+    n = len(events)
+    for item in feedback:
+        while i < n and events[i].seq < item.seq:
+            yield events[i]
+            i += 1
+        yield item
+    while i < n:
+        yield events[i]
+        i += 1
 
 
 def commitment_in_force(versions: Iterable[CommitmentVersion], opened_seq: int) -> CommitmentVersion | None:
@@ -291,27 +426,51 @@ def fold_case(
     events: Iterable[CaseEventLike],
     commitment_versions: Sequence[CommitmentVersion],
     calendars: Mapping[int, YearCalendar],
+    feedback: Sequence[Feedback] = (),
 ) -> CaseState | None:
-    """Fold a case's non-voided events (in seq order) into its state; None if none of them is an Opened.
+    """Fold a case's non-voided events (in seq order) and its receipt, rating and dispute entries (`feedback`, in
+    seq order) into its state; None if none of the events is an Opened.
 
     `commitment_versions` are the versions of the commitment the case's Opened event names (the fold picks the one
     in force); `calendars` maps a year to the latest calendar of the agency's jurisdiction for it."""
     progress = CaseProgress()
-    for event in events:
-        progress.apply(event)
+    progress.advance(list(events), feedback)
     return progress.state(commitment_versions, calendars)
 
 
-def voided_entries(entries: Iterable[tuple[int, Any, int | None]]) -> dict[int, int]:
+class Answer(NamedTuple):
+    """The agency's answer to a dispute: a Reopened or DisputeRejected event of the case."""
+
+    seq: int
+    action: int
+    block_time: int
+
+
+def dispute_answers(disputes: Iterable[int], answers: Iterable[Answer]) -> dict[int, Answer | None]:
+    """Each dispute's answer: the case's first non-voided Reopened or DisputeRejected event after it (by seq), or
+    None. `disputes` are the seqs of one case's disputes; `answers` its non-voided Reopened and DisputeRejected
+    events (any order). On chain an answer clears the dispute, so it answers exactly one; should one be voided, the
+    dispute it answered waits for the next."""
+    ordered = sorted(answers)
+    out: dict[int, Answer | None] = {}
+    for dispute in disputes:
+        out[dispute] = next((a for a in ordered if a.seq > dispute), None)
+    return out
+
+
+def voided_entries(entries: Iterable[tuple[int, Any, int | None, int]]) -> dict[int, int]:
     """Which entries corrections void: target seq → seq of the correction that voided it.
 
-    `entries` are ``(seq, agency_id, target_seq)`` for every entry in seq order, with ``target_seq`` None for
-    entries that are not corrections (the agency ids only need to compare equal, in any representation). A
-    correction whose seq is among the values was applied; the others were not."""
+    `entries` are ``(seq, agency_id, target_seq, kind)`` for every entry in seq order, with ``target_seq`` None for
+    entries that are not corrections (the agency ids only need to compare equal, in any representation; ``kind``
+    is the ``EntryKind``). A correction is applied when its target is an earlier entry of the same agency, not
+    voided already, and not of :data:`UNVOIDABLE_KINDS`: an agency cannot void the rating or dispute a citizen
+    signed (such an entry carries the rated agency's id), nor the receipt they hold. A correction whose seq is
+    among the values was applied; the others were not."""
     agency_of: dict[int, Any] = {}
     voided: dict[int, int] = {}
-    for seq, agency, target in entries:
-        agency_of[seq] = agency
+    for seq, agency, target, kind in entries:
+        agency_of[seq] = _NOBODY if kind in UNVOIDABLE_KINDS else agency
         if target is not None and agency_of.get(target, _NOBODY) == agency and target not in voided:
             voided[target] = seq
     return voided

@@ -25,15 +25,22 @@ Finality and reorganisations
 
 Derived rows (a pure function of the entries; dropping the store and re-syncing gives the same rows)
     * Corrections (the rule is ``ledger.cases.voided_entries``): a correction is ``applied`` when its target
-      belongs to the same agency and is not voided already; it then sets the target's ``entries.voided_by``.
+      belongs to the same agency, is not voided already and is not a receipt, rating or dispute (those are the
+      citizen's: an agency cannot void them); it then sets the target's ``entries.voided_by``.
       Voiding is final: a correction that voids another correction does not restore that one's target (record the
       entry again instead). Voiding a case event re-folds its case. Voiding a commitment version, retirement or
       holiday calendar marks the entry only: the contract still counts that version, retirement or calendar, so
       deadlines follow the contract's view.
-    * Cases: ``ledger.cases`` folds each case's non-voided events. A case that gets new events continues from its
-      stored row (the same result as re-folding, see ``CaseProgress``), kept in a bounded in-memory cache of
-      recently written rows so that most cases need no read; corrections, reorgs and cases without an Opened are
-      re-folded from all their events. A case with no non-voided Opened has no row.
+    * Cases: ``ledger.cases`` folds each case's non-voided events, with its receipts, ratings and disputes (rows of
+      ``receipts``, ``ratings``, ``disputes``; the ``cases`` columns receipt, rating, rated_at, disputes, reopened,
+      dispute_open). A case that gets new entries continues from its stored row (the same result as re-folding, see
+      ``CaseProgress``), kept in a bounded in-memory cache of recently written rows so that most cases need no read;
+      corrections, reorgs and cases without an Opened are re-folded from all their entries. A case with no
+      non-voided Opened has no row. Only a case id with ``RECEIPT_CASE_FLAG`` can have a receipt (the contract sees
+      to it), so only such cases cost a look at the receipt, rating and dispute tables.
+    * Disputes: a dispute's answer (``answer_seq``, ``answer_action``, ``answered_at``) is the case's first
+      non-voided Reopened or DisputeRejected event after it (``ledger.cases.dispute_answers``), set when that event
+      is indexed and worked out again whenever the case is re-folded.
     * A new holiday calendar version recomputes ``due_at`` and ``on_time`` of the working-day cases of that
       jurisdiction that the year can affect.
 
@@ -64,11 +71,24 @@ from eth_utils import to_checksum_address
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
-from ledger.cases import CASE_STATE_FIELDS, FULFILLED, CaseProgress, CaseState, CommitmentVersion, Event, due_time
+from ledger.cases import (
+    ANSWERS,
+    CASE_STATE_FIELDS,
+    FULFILLED,
+    UNVOIDABLE_KINDS,
+    Answer,
+    CaseProgress,
+    CaseState,
+    CommitmentVersion,
+    Event,
+    Feedback,
+    dispute_answers,
+    due_time,
+)
 from ledger.chain import Chain, Ledger
 from ledger.errors import ChainMismatch, IndexIntegrityError, LedgerError, NodeUnavailable, ReorgTooDeep
 from ledger.logs import DecodedEntry, LogDecoder, code_text, display_text, fold, keccak
-from ledger.records import ZERO_HEAD, CaseAction, DeadlineUnit, EntryKind
+from ledger.records import RECEIPT_CASE_FLAG, ZERO_HEAD, CaseAction, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.store.schema import (
     agencies,
@@ -78,8 +98,11 @@ from ledger.store.schema import (
     commitment_retirements,
     commitments,
     corrections,
+    disputes,
     entries,
     holiday_calendars,
+    ratings,
+    receipts,
     signer_changes,
     sync_state,
 )
@@ -92,6 +115,10 @@ _SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()
 #: rows per statement when selecting by a list of keys (well under SQLite's and PostgreSQL's parameter limits)
 _CHUNK = 400
 _GOVERNANCE_KINDS = {EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED}
+#: entries without a claimed time: governance's, and the citizens' ratings and disputes (their time is the block's)
+_UNCLAIMED_KINDS = _GOVERNANCE_KINDS | {EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED}
+#: per-case tables other than case_events: receipts, ratings and disputes (each row one entry, keyed by seq)
+_FEEDBACK_TABLES = (receipts, ratings, disputes)
 
 # ---------------------------------------------------------------------------------------------------- JSON-RPC
 
@@ -319,6 +346,12 @@ EVENT_COLUMNS = (
     "channel",
 )
 CASE_COLUMNS = ("agency_id", "case_id", *CASE_STATE_FIELDS)
+RECEIPT_COLUMNS = ("seq", "agency_id", "case_id", "receipt", "occurred_at", "block_time")
+RATING_COLUMNS = ("seq", "agency_id", "case_id", "score", "comment_hash", "receipt", "block_time")
+DISPUTE_COLUMNS = (
+    "seq", "agency_id", "case_id", "closure", "reason_hash", "receipt", "block_time", "answer_seq", "answer_action",
+    "answered_at",
+)
 
 
 class _Statements:
@@ -340,13 +373,25 @@ class _Statements:
         self.insert_entries = insert_sql(entries, ENTRY_COLUMNS)
         self.insert_case_events = insert_sql(case_events, EVENT_COLUMNS)
         self.insert_cases = insert_sql(cases, CASE_COLUMNS)
-        self.postgresql = dialect.name == "postgresql"
-        events_before = (
-            f"SELECT DISTINCT {q('case_id')} FROM {q(case_events.name)} WHERE {q('agency_id')} = {ph} AND "
-            f"{q('case_id')} {{}} AND {q('seq')} < {ph}"
+        self.insert_receipts = insert_sql(receipts, RECEIPT_COLUMNS)
+        self.insert_ratings = insert_sql(ratings, RATING_COLUMNS)
+        self.insert_disputes = insert_sql(disputes, DISPUTE_COLUMNS)
+        # A dispute's answer: the case's first Reopened or DisputeRejected event after it (ledger.cases).
+        self.answer_disputes = (
+            f"UPDATE {q(disputes.name)} SET {q('answer_seq')} = {ph}, {q('answer_action')} = {ph}, "
+            f"{q('answered_at')} = {ph} WHERE {q('agency_id')} = {ph} AND {q('case_id')} = {ph} AND "
+            f"{q('answer_seq')} IS NULL AND {q('seq')} < {ph}"
         )
-        self.events_before_any = events_before.format(f"= ANY({ph})")  # PostgreSQL: one array parameter
-        self.events_before_in = events_before.format("IN ({})")
+        self.postgresql = dialect.name == "postgresql"
+        #: table name -> (PostgreSQL, SQLite) statement: which of these cases have rows in the table before a seq
+        self.rows_before: dict[str, tuple[str, str]] = {}
+        for table in (case_events, *_FEEDBACK_TABLES):
+            before = (
+                f"SELECT DISTINCT {q('case_id')} FROM {q(table.name)} WHERE {q('agency_id')} = {ph} AND "
+                f"{q('case_id')} {{}} AND {q('seq')} < {ph}"
+            )
+            # PostgreSQL: one array parameter; SQLite: a list of them, filled in per chunk
+            self.rows_before[table.name] = (before.format(f"= ANY({ph})"), before.format("IN ({})"))
         self.update_cases = (
             f"UPDATE {q(cases.name)} SET {', '.join(f'{q(c)} = {ph}' for c in CASE_STATE_FIELDS)} "
             f"WHERE {q('agency_id')} = {ph} AND {q('case_id')} = {ph}"
@@ -797,6 +842,11 @@ class Indexer:
         per_kind: dict[Any, list[dict[str, Any]]] = {}
         event_rows: list[tuple[Any, ...]] = []
         new_events: dict[tuple[str, bytes], list[Event]] = {}
+        #: receipts, ratings and disputes: rows per table, and per case what the fold reads of them
+        feedback_rows: dict[str, list[tuple[Any, ...]]] = {}
+        new_feedback: dict[tuple[str, bytes], list[Feedback]] = {}
+        #: Reopened and DisputeRejected events, which answer disputes: (seq, agency, case id, action, block time)
+        answers: list[tuple[int, str, bytes, int, int]] = []
         retirements: list[tuple[int, str, str]] = []
         correction_entries: list[DecodedEntry] = []
         changed_years: set[tuple[str, int]] = set()
@@ -808,7 +858,7 @@ class Indexer:
                 (
                     e.seq, int(kind), agency, e.actor, e.record_hash, e.entry_hash, running_hash, e.block_number,
                     e.block_hash, e.block_time, e.tx_hash, e.log_index,
-                    None if kind in _GOVERNANCE_KINDS else r["occurred_at"], None,
+                    None if kind in _UNCLAIMED_KINDS else r["occurred_at"], None,
                 )
             )
             if kind == EntryKind.CASE_EVENT:
@@ -820,10 +870,35 @@ class Indexer:
                 else:
                     event = Event(e.seq, action, at)
                     intake = (None, None, None)
+                    if action in ANSWERS:
+                        answers.append((e.seq, agency, case_id, action, e.block_time))
                 event_rows.append(
                     (e.seq, agency, case_id, action, at, e.block_time, r["details_hash"], *intake)
                 )
                 new_events.setdefault((agency, case_id), []).append(event)
+            elif kind == EntryKind.RECEIPT_ISSUED:
+                case_id = r["case_id"]
+                feedback_rows.setdefault(self._sql.insert_receipts, []).append(
+                    (e.seq, agency, case_id, r["receipt"], r["occurred_at"], e.block_time)
+                )
+                new_feedback.setdefault((agency, case_id), []).append(
+                    Feedback(e.seq, kind, r["receipt"], e.block_time)
+                )
+            elif kind == EntryKind.CASE_RATED:
+                # the entry's actor is the receipt key that signed it (the contract checked the signature)
+                case_id = r["case_id"]
+                feedback_rows.setdefault(self._sql.insert_ratings, []).append(
+                    (e.seq, agency, case_id, r["score"], r["comment_hash"], e.actor, e.block_time)
+                )
+                new_feedback.setdefault((agency, case_id), []).append(
+                    Feedback(e.seq, kind, e.actor, e.block_time, r["score"])
+                )
+            elif kind == EntryKind.CASE_DISPUTED:
+                case_id = r["case_id"]
+                feedback_rows.setdefault(self._sql.insert_disputes, []).append(
+                    (e.seq, agency, case_id, r["closure"], r["reason_hash"], e.actor, e.block_time, None, None, None)
+                )
+                new_feedback.setdefault((agency, case_id), []).append(Feedback(e.seq, kind, e.actor, e.block_time))
             elif kind == EntryKind.CORRECTION:
                 correction_entries.append(e)
             elif kind == EntryKind.AGENCY_REGISTERED:
@@ -884,6 +959,12 @@ class Indexer:
             conn.execute(insert(table), rows)
         if event_rows:
             conn.exec_driver_sql(self._sql.insert_case_events, event_rows)
+        for statement, rows in feedback_rows.items():
+            conn.exec_driver_sql(statement, rows)
+        # Each answer takes the case's disputes before it that have none yet; a case re-folded below (its answer
+        # voided by a correction, say) has its answers worked out again there.
+        for seq, agency, case_id, action, block_time in answers:
+            conn.exec_driver_sql(self._sql.answer_disputes, (seq, action, block_time, agency, case_id, seq))
         for seq, agency, commitment in retirements:
             conn.execute(
                 update(commitments)
@@ -893,7 +974,8 @@ class Indexer:
         refold: set[tuple[str, bytes]] = set()
         if correction_entries:
             refold |= self._apply_corrections(conn, correction_entries)
-        self._update_cases(conn, new_events, refold, caches, first_new_seq=decoded[0].seq if decoded else 0)
+        self._update_cases(conn, new_events, new_feedback, refold, caches,
+                           first_new_seq=decoded[0].seq if decoded else 0)
         for jurisdiction, year in sorted(changed_years):
             self._recompute_due(conn, jurisdiction, year, caches)
 
@@ -906,7 +988,12 @@ class Indexer:
             row = conn.execute(
                 select(entries.c.agency_id, entries.c.kind, entries.c.voided_by).where(entries.c.seq == target)
             ).first()
-            applied = row is not None and row.agency_id == agency and row.voided_by is None
+            # a citizen's rating or dispute (which carries the rated agency's id) and a receipt are not the
+            # agency's to void (ledger.cases.voided_entries)
+            applied = (
+                row is not None and row.agency_id == agency and row.voided_by is None
+                and row.kind not in UNVOIDABLE_KINDS
+            )
             if applied:
                 conn.execute(update(entries).where(entries.c.seq == target).values(voided_by=e.seq))
                 if row.kind == EntryKind.CASE_EVENT:  # type: ignore[union-attr]
@@ -925,12 +1012,15 @@ class Indexer:
         self,
         conn: Connection,
         new_events: dict[tuple[str, bytes], list[Event]],
+        new_feedback: dict[tuple[str, bytes], list[Feedback]],
         refold: set[tuple[str, bytes]],
         caches: _Caches,
         first_new_seq: int,
     ) -> None:
-        """Bring the case rows of every case that got events (or lost some to corrections) up to date."""
+        """Bring the case rows of every case that got events, receipts, ratings or disputes (or lost events to
+        corrections) up to date."""
         incremental = [key for key in new_events if key not in refold]
+        incremental += [key for key in new_feedback if key not in refold and key not in new_events]
         cache = self._case_cache
         known: dict[tuple[str, bytes], CaseState | None] = {}
         unknown: list[tuple[str, bytes]] = []
@@ -939,12 +1029,12 @@ class Indexer:
             if found is _UNKNOWN:
                 unknown.append(key)
             elif found is _ORPHAN:
-                refold.add(key)  # events but no row: re-fold with the new ones
+                refold.add(key)  # entries but no row: re-fold with the new ones
             else:
                 known[key] = found  # type: ignore[assignment]
-        # Not in the cache: a case with no earlier event is new; one with earlier events has a row to continue from,
-        # or (events before its Opened, or a voided Opened) none, and is re-folded from everything.
-        seen_before = self._keys_with_events_before(conn, unknown, first_new_seq)
+        # Not in the cache: a case with no earlier entry is new; one with earlier entries has a row to continue
+        # from, or (entries before its Opened, or a voided Opened) none, and is re-folded from everything.
+        seen_before = self._keys_with_entries_before(conn, unknown, first_new_seq)
         stored = self._load_cases(conn, seen_before)
         for key in unknown:
             if key not in seen_before:
@@ -954,33 +1044,52 @@ class Indexer:
             else:
                 refold.add(key)
         changes: list[tuple[tuple[str, bytes], CaseState | None, CaseState | None]] = []
+        no_events: list[Event] = []
         for key, old in known.items():
             if key in refold:
                 continue
             agency = key[0]
             progress = CaseProgress() if old is None else CaseProgress.from_state(old)
-            for event in new_events[key]:
-                progress.apply(event)
+            feedback = new_feedback.get(key)
+            if feedback is None:
+                for event in new_events[key]:
+                    progress.apply(event)
+            else:
+                progress.advance(new_events.get(key, no_events), feedback)
             new = progress.state(self._versions(caches, agency, progress.commitment_id), caches.calendars_of(agency))
             changes.append((key, old, new))
         self._write_cases(conn, changes)
         if refold:
             self._refold(conn, refold, caches)
 
-    def _keys_with_events_before(
+    def _keys_with_entries_before(
         self, conn: Connection, keys: Sequence[tuple[str, bytes]], seq: int
     ) -> set[tuple[str, bytes]]:
-        """Which of these cases have events with a smaller seq (plain SQL: this runs for every new case)."""
+        """Which of these cases have events — or, for a case id that can have a receipt, receipts, ratings or
+        disputes — with a smaller seq (plain SQL: this runs for every new case)."""
+        found = self._keys_with_rows_before(conn, case_events.name, keys, seq)
+        flagged = [key for key in keys if key[1][0] & RECEIPT_CASE_FLAG and key not in found]
+        if flagged:
+            # A rating or dispute needs the case's receipt first (the contract sees to it), but all three are
+            # looked at: the fold must never start from scratch on a case that has entries already.
+            for table in _FEEDBACK_TABLES:
+                found |= self._keys_with_rows_before(conn, table.name, flagged, seq)
+        return found
+
+    def _keys_with_rows_before(
+        self, conn: Connection, table: str, keys: Sequence[tuple[str, bytes]], seq: int
+    ) -> set[tuple[str, bytes]]:
         found: set[tuple[str, bytes]] = set()
         by_agency: dict[str, list[bytes]] = {}
         for agency, case_id in keys:
             by_agency.setdefault(agency, []).append(case_id)
+        any_sql, in_sql = self._sql.rows_before[table]
         for agency, ids in sorted(by_agency.items()):
             for chunk in _chunks(ids):
                 if self._sql.postgresql:
-                    sql, params = self._sql.events_before_any, (agency, chunk, seq)
+                    sql, params = any_sql, (agency, chunk, seq)
                 else:
-                    sql = self._sql.events_before_in.format(", ".join("?" * len(chunk)))
+                    sql = in_sql.format(", ".join("?" * len(chunk)))
                     params = (agency, *chunk, seq)
                 found.update((agency, bytes(row[0])) for row in conn.exec_driver_sql(sql, params))
         return found
@@ -996,33 +1105,85 @@ class Indexer:
         return out
 
     def _refold(self, conn: Connection, keys: Iterable[tuple[str, bytes]], caches: _Caches) -> None:
-        """Re-fold cases from all their non-voided events in the store; rows appear, change or disappear."""
+        """Re-fold cases from all their non-voided events and their receipts, ratings and disputes in the store;
+        rows appear, change or disappear. Their disputes' answers are worked out again too."""
         keys = sorted(set(keys))
         events: dict[tuple[str, bytes], list[Event]] = {key: [] for key in keys}
+        answers: dict[tuple[str, bytes], list[Answer]] = {}
         c = case_events.c
         for where in _case_filters(c.agency_id, c.case_id, keys):
             rows = conn.execute(
-                select(c.seq, c.agency_id, c.case_id, c.action, c.occurred_at, c.commitment_id, c.district, c.channel)
+                select(c.seq, c.agency_id, c.case_id, c.action, c.occurred_at, c.commitment_id, c.district, c.channel,
+                       c.block_time)
                 .join(entries, entries.c.seq == c.seq)
                 .where(where)
                 .where(entries.c.voided_by.is_(None))
                 .order_by(c.seq)
             )
             for row in rows:
-                events[(row.agency_id, bytes(row.case_id))].append(
+                key = (row.agency_id, bytes(row.case_id))
+                events[key].append(
                     Event(row.seq, row.action, row.occurred_at, row.commitment_id or "", row.district or "",
                           row.channel or 0)
                 )
+                if row.action in ANSWERS:
+                    answers.setdefault(key, []).append(Answer(row.seq, row.action, row.block_time))
+        feedback, dispute_rows = self._load_feedback(conn, keys)
         stored = self._load_cases(conn, keys)
         changes: list[tuple[tuple[str, bytes], CaseState | None, CaseState | None]] = []
         for key in keys:
             agency = key[0]
             progress = CaseProgress()
-            for event in events[key]:
-                progress.apply(event)
+            progress.advance(events[key], feedback.get(key, ()))
             new = progress.state(self._versions(caches, agency, progress.commitment_id), caches.calendars_of(agency))
             changes.append((key, stored.get(key), new))
-        self._write_cases(conn, changes, has_events={key for key in keys if events[key]})
+        self._write_cases(conn, changes, has_events={key for key in keys if events[key] or key in feedback})
+        updates = []
+        for key, rows in dispute_rows.items():
+            found = dispute_answers([seq for seq, _ in rows], answers.get(key, ()))
+            for seq, current in rows:
+                answer = found[seq]
+                wanted = (None, None, None) if answer is None else tuple(answer)
+                if wanted != current:
+                    updates.append({"_seq": seq, "answer_seq": wanted[0], "answer_action": wanted[1],
+                                    "answered_at": wanted[2]})
+        if updates:
+            conn.execute(update(disputes).where(disputes.c.seq == bindparam("_seq")), updates)
+
+    def _load_feedback(
+        self, conn: Connection, keys: Sequence[tuple[str, bytes]]
+    ) -> tuple[dict[tuple[str, bytes], list[Feedback]], dict[tuple[str, bytes], list[tuple[int, tuple[Any, ...]]]]]:
+        """The receipts, ratings and disputes of these cases (only case ids that can have a receipt have any), in
+        seq order; and each case's disputes as (seq, its stored answer)."""
+        flagged = [key for key in keys if key[1][0] & RECEIPT_CASE_FLAG]
+        feedback: dict[tuple[str, bytes], list[Feedback]] = {}
+        dispute_rows: dict[tuple[str, bytes], list[tuple[int, tuple[Any, ...]]]] = {}
+        if not flagged:
+            return feedback, dispute_rows
+        kinds = {receipts.name: EntryKind.RECEIPT_ISSUED, ratings.name: EntryKind.CASE_RATED,
+                 disputes.name: EntryKind.CASE_DISPUTED}
+        for table in _FEEDBACK_TABLES:
+            t = table.c
+            score = t.score if table is ratings else None
+            answer = (t.answer_seq, t.answer_action, t.answered_at) if table is disputes else ()
+            columns = [t.seq, t.agency_id, t.case_id, t.receipt, t.block_time, *([score] if score is not None else []),
+                       *answer]
+            for where in _case_filters(t.agency_id, t.case_id, flagged):
+                for row in conn.execute(select(*columns).where(where)):
+                    key = (row.agency_id, bytes(row.case_id))
+                    feedback.setdefault(key, []).append(Feedback(
+                        row.seq, kinds[table.name], row.receipt, row.block_time,
+                        row.score if score is not None else 0,
+                    ))
+                    if table is disputes:
+                        dispute_rows.setdefault(key, []).append(
+                            (row.seq, (row.answer_seq, row.answer_action, row.answered_at))
+                        )
+        for items in feedback.values():
+            items.sort()
+        for rows in dispute_rows.values():
+            rows.sort()
+        return feedback, dispute_rows
 
     def _write_cases(
         self,
@@ -1199,10 +1360,11 @@ class Indexer:
             first = conn.execute(select(func.min(entries.c.seq)).where(entries.c.block_number > keep_to)).scalar()
             count = int(state["entry_count"]) if first is None else int(first)
             affected: set[tuple[str, bytes]] = set()
-            for row in conn.execute(
-                select(case_events.c.agency_id, case_events.c.case_id).where(case_events.c.seq >= count).distinct()
-            ):
-                affected.add((row.agency_id, bytes(row.case_id)))
+            for table in (case_events, *_FEEDBACK_TABLES):
+                for row in conn.execute(
+                    select(table.c.agency_id, table.c.case_id).where(table.c.seq >= count).distinct()
+                ):
+                    affected.add((row.agency_id, bytes(row.case_id)))
             unvoid = [
                 int(t) for t in conn.execute(
                     select(corrections.c.target_seq).where(corrections.c.seq >= count, corrections.c.applied)
@@ -1223,8 +1385,11 @@ class Indexer:
             }
             conn.execute(update(commitments).where(commitments.c.retired_seq >= count).values(retired_seq=None))
             for table in (agencies, signer_changes, commitments, commitment_retirements, case_events,
-                          corrections, holiday_calendars):
+                          corrections, holiday_calendars, *_FEEDBACK_TABLES):
                 conn.execute(delete(table).where(table.c.seq >= count))
+            # answers rolled back (the re-fold below works out the answers of the affected cases again)
+            conn.execute(update(disputes).where(disputes.c.answer_seq >= count)
+                         .values(answer_seq=None, answer_action=None, answered_at=None))
             conn.execute(delete(entries).where(entries.c.seq >= count))
             running = conn.execute(select(entries.c.running_hash).where(entries.c.seq == count - 1)).scalar()
             conn.execute(delete(blocks).where(blocks.c.number > keep_to))

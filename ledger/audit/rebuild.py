@@ -135,7 +135,8 @@ def rebuild(entries: Sequence[DecodedEntry]) -> LedgerModel:
         running[e.seq] = head
 
     targets = [
-        (e.seq, e.agency_id, e.record["target_seq"] if e.kind == EntryKind.CORRECTION else None) for e in unique
+        (e.seq, e.agency_id, e.record["target_seq"] if e.kind == EntryKind.CORRECTION else None, int(e.kind))
+        for e in unique
     ]
     voided = voided_entries(targets)
     applied = set(voided.values())

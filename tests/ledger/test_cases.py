@@ -1,4 +1,5 @@
-"""Case state folding (ledger.cases): the status machine, hold time, commitment version, due time and outcome."""
+"""Case state folding (ledger.cases): the status machine, hold time, commitment version, due time and outcome;
+reopening, disputes and their answers, receipts and ratings."""
 
 from __future__ import annotations
 
@@ -9,22 +10,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.cases import (
+    ANSWERS,
     CLOSED,
+    DISPUTE_RESPONSE_WINDOW,
+    DISPUTE_WINDOW,
     FULFILLED,
     ON_HOLD,
     OPEN,
     REJECTED,
     STATUSES,
     WITHDRAWN,
+    Answer,
     CaseProgress,
     CaseState,
     CommitmentVersion,
     Event,
+    Feedback,
+    dispute_answers,
     fold_case,
     voided_entries,
 )
 from ledger.records import CaseAction as A
-from ledger.records import DeadlineUnit
+from ledger.records import DeadlineUnit, EntryKind
 from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS, YearCalendar, day_of
 
 HOURS_48 = [CommitmentVersion(version=1, seq=3, deadline=48, deadline_unit=DeadlineUnit.CALENDAR_HOURS)]
@@ -155,17 +162,25 @@ def test_working_days_due_with_national_day_and_hold() -> None:
 
 
 def test_voided_entries() -> None:
+    case, correction = int(EntryKind.CASE_EVENT), int(EntryKind.CORRECTION)
     entries = [
-        (0, "A", None),
-        (1, "A", None),
-        (2, "B", None),
-        (3, "A", 1),  # applied
-        (4, "A", 1),  # already voided
-        (5, "A", 2),  # another agency's entry
-        (6, "A", 3),  # voids the correction; entry 1 stays voided
-        (7, "B", 2),  # applied
+        (0, "A", None, case),
+        (1, "A", None, case),
+        (2, "B", None, case),
+        (3, "A", 1, correction),  # applied
+        (4, "A", 1, correction),  # already voided
+        (5, "A", 2, correction),  # another agency's entry
+        (6, "A", 3, correction),  # voids the correction; entry 1 stays voided
+        (7, "B", 2, correction),  # applied
+        (8, "A", None, int(EntryKind.RECEIPT_ISSUED)),
+        (9, "A", None, int(EntryKind.CASE_RATED)),  # a citizen's rating of agency A
+        (10, "A", None, int(EntryKind.CASE_DISPUTED)),
+        (11, "A", 9, correction),  # refused: the rating is the citizen's
+        (12, "A", 10, correction),  # refused: so is the dispute
+        (13, "A", 8, correction),  # refused: and the receipt they hold
+        (14, "A", 12, correction),  # a refused correction is an entry of A like any other: voidable
     ]
-    assert voided_entries(entries) == {1: 3, 3: 6, 2: 7}
+    assert voided_entries(entries) == {1: 3, 3: 6, 2: 7, 12: 14}
 
 
 # ------------------------------------------------------------------ properties
@@ -194,3 +209,120 @@ def test_resuming_from_a_stored_state_equals_folding_everything(steps: list[tupl
     assert (full.fulfil_seconds is not None) == (full.status == FULFILLED)
     assert full.hold_seconds >= 0
     assert full.due_at == T0 + 48 * H + full.hold_seconds
+
+
+# ------------------------------------------------------------------ reopening, disputes, receipts, ratings
+
+RECEIPT = "0x" + "ab" * 20
+
+
+def fb(seq: int, kind: EntryKind, score: int = 0, receipt: str = RECEIPT) -> Feedback:
+    return Feedback(seq, int(kind), receipt, T0 + seq, score)
+
+
+def test_reopened_case_is_judged_by_its_final_fulfilment() -> None:
+    case = Case().then(A.FULFILLED, T0 + 10 * H).then(A.REOPENED, T0 + 20 * H)
+    s = case.fold()
+    assert s is not None and (s.status, s.closed_at, s.reopened, s.fulfil_seconds, s.on_time) == (OPEN, None, 1, None,
+                                                                                                  None)
+    s = case.then(A.ON_HOLD, T0 + 21 * H).then(A.RESUMED, T0 + 23 * H).then(A.FULFILLED, T0 + 49 * H).fold()
+    assert s is not None and (s.status, s.closed_at, s.hold_seconds, s.due_at) == (FULFILLED, T0 + 49 * H, 2 * H,
+                                                                                  T0 + 50 * H)
+    # the 10 h it spent wrongly marked fulfilled count: 49 h - 2 h on hold
+    assert (s.fulfil_seconds, s.on_time, s.reopened, s.invalid_transitions) == (47 * H, True, 1, 0)
+    s = case.then(A.REOPENED, T0 + 60 * H).then(A.REJECTED, T0 + 61 * H).fold()
+    assert s is not None and (s.status, s.closed_at, s.reopened, s.fulfil_seconds) == (REJECTED, T0 + 61 * H, 2, None)
+
+
+@pytest.mark.parametrize("closing", [A.FULFILLED, A.REJECTED, A.WITHDRAWN])
+def test_any_closed_case_can_be_reopened(closing: A) -> None:
+    s = Case().then(closing, T0 + H).then(A.REOPENED, T0 + 2 * H).then(A.ACCEPTED, T0 + 3 * H).fold()
+    assert s is not None and (s.status, s.reopened, s.invalid_transitions) == (OPEN, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("actions", "status", "invalid"),
+    [
+        ([A.REOPENED], OPEN, 1),  # not closed
+        ([A.ON_HOLD, A.REOPENED], ON_HOLD, 1),
+        ([A.FULFILLED, A.REOPENED, A.REOPENED], OPEN, 1),
+        ([A.DISPUTE_REJECTED], OPEN, 1),  # no dispute to answer
+        ([A.FULFILLED, A.DISPUTE_REJECTED], FULFILLED, 1),
+    ],
+)
+def test_invalid_reopenings_and_rejections(actions: list[A], status: str, invalid: int) -> None:
+    case = Case()
+    for i, action in enumerate(actions):
+        case.then(action, T0 + (i + 1) * H)
+    s = case.fold()
+    assert s is not None and (s.status, s.invalid_transitions) == (status, invalid)
+
+
+def test_feedback_folds_in_seq_order_with_the_events() -> None:
+    events = [Event(10, A.OPENED, T0, "C1", "D", 1), Event(12, A.FULFILLED, T0 + H)]
+    feedback = [fb(11, EntryKind.RECEIPT_ISSUED), fb(13, EntryKind.CASE_RATED, 4),
+                fb(14, EntryKind.CASE_RATED, 1), fb(15, EntryKind.CASE_DISPUTED)]
+    s = fold_case(events, HOURS_48, {}, feedback)
+    assert s is not None
+    # the first rating stands (the contract allows one); a dispute awaits its answer
+    assert (s.receipt, s.rating, s.rated_at, s.disputes, s.dispute_open) == (RECEIPT, 4, T0 + 13, 1, True)
+    assert s.last_seq == 12  # feedback entries are not case events
+    events += [Event(16, A.DISPUTE_REJECTED, T0 + 2 * H)]
+    s = fold_case(events, HOURS_48, {}, feedback + [fb(17, EntryKind.CASE_DISPUTED)])
+    assert s is not None and (s.status, s.disputes, s.dispute_open, s.invalid_transitions) == (FULFILLED, 2, True, 0)
+    events += [Event(18, A.REOPENED, T0 + 3 * H), Event(19, A.DISPUTE_REJECTED, T0 + 4 * H)]
+    s = fold_case(events, HOURS_48, {}, feedback + [fb(17, EntryKind.CASE_DISPUTED)])
+    # the reopening answered the second dispute; the rejection after it has nothing to answer
+    assert s is not None and (s.status, s.reopened, s.dispute_open, s.invalid_transitions) == (OPEN, 1, False, 1)
+    # a receipt before the Opened still counts; without an Opened there is no case
+    assert fold_case([], HOURS_48, {}, [fb(1, EntryKind.RECEIPT_ISSUED)]) is None
+    s = fold_case([Event(5, A.OPENED, T0, "C1", "D", 1)], HOURS_48, {}, [fb(1, EntryKind.RECEIPT_ISSUED)])
+    assert s is not None and s.receipt == RECEIPT
+    with pytest.raises(ValueError, match="not a receipt"):
+        CaseProgress().take(fb(1, EntryKind.CASE_EVENT))
+
+
+def test_an_answer_answers_the_disputes_before_it() -> None:
+    reopen, reject = Answer(20, A.REOPENED, T0 + 20), Answer(30, A.DISPUTE_REJECTED, T0 + 30)
+    assert dispute_answers([10, 25, 31], [reject, reopen]) == {10: reopen, 25: reject, 31: None}
+    assert dispute_answers([10], []) == {10: None}
+
+
+def test_the_windows_are_the_contracts(world) -> None:  # type: ignore[no-untyped-def]
+    assert world.ledger.dispute_windows() == (DISPUTE_WINDOW, DISPUTE_RESPONSE_WINDOW) == (30 * 86_400, 10 * 86_400)
+
+
+feedback_st = st.sampled_from([EntryKind.RECEIPT_ISSUED, EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(st.one_of(event_st, st.tuples(feedback_st, st.integers(1, 5))), max_size=30),
+    split=st.integers(min_value=0, max_value=30),
+)
+def test_resuming_with_feedback_equals_folding_everything(steps: list[tuple[int, int]], split: int) -> None:
+    """The same as above with receipts, ratings, disputes, reopenings and rejections mixed in: the indexer's
+    incremental fold (continued from a stored row, events and feedback merged by seq) equals one full fold, and
+    ``dispute_open`` says exactly whether a dispute has no answer after it."""
+    events: list[Event] = [Event(10, A.OPENED, T0, "C1", "D", 3)]
+    feedback: list[Feedback] = []
+    for i, (what, value) in enumerate(steps):
+        seq = i + 11
+        if isinstance(what, EntryKind):
+            feedback.append(fb(seq, what, value))
+        else:
+            events.append(Event(seq, what, T0 + value, "X" if what == A.OPENED else "", "", 0))
+    full = fold_case(events, HOURS_48, {}, feedback)
+    assert full is not None
+    cut = 11 + min(split, len(steps))
+    head = fold_case([e for e in events if e.seq < cut], HOURS_48, {}, [f for f in feedback if f.seq < cut])
+    assert head is not None
+    progress = CaseProgress.from_state(head)
+    progress.advance([e for e in events if e.seq >= cut], [f for f in feedback if f.seq >= cut])
+    assert progress.state(HOURS_48, {}) == full
+    disputes = [f.seq for f in feedback if f.kind == EntryKind.CASE_DISPUTED]
+    answers = dispute_answers(disputes, [Answer(e.seq, e.action, 0) for e in events if e.action in ANSWERS])
+    assert full.dispute_open == any(answer is None for answer in answers.values())
+    assert full.disputes == len(disputes)
+    assert (full.closed_at is not None) == (full.status in CLOSED)
+    assert (full.fulfil_seconds is not None) == (full.status == FULFILLED)

@@ -11,15 +11,19 @@ import pytest
 
 from ledger import records
 from ledger.cases import (
+    ANSWERS,
     CASE_STATE_FIELDS,
     FULFILLED,
     ON_HOLD,
     OPEN,
     REJECTED,
     WITHDRAWN,
+    Answer,
     CaseState,
     CommitmentVersion,
     Event,
+    Feedback,
+    dispute_answers,
     fold_case,
     voided_entries,
 )
@@ -34,6 +38,7 @@ from ledger.store.schema import sync_state
 from ledger.workdays import YearCalendar
 from tests.conftest import World, build_world, case_id
 from tests.ledger.conftest import WORKING_DAYS_COMMITMENT, Scenario, cst, write_everything
+from tests.ledger.feedback_scenario import write_feedback
 
 HOUR = 3600
 
@@ -87,6 +92,7 @@ def case_row(store: Store, agency: str, case_id: bytes) -> dict[str, Any] | None
 
 def test_fast_decoder_matches_decode_log(world: World) -> None:
     write_everything(world)
+    write_feedback(world)
     raw = world.chain.w3.provider.make_request(
         "eth_getLogs", [{"address": world.ledger.address, "fromBlock": "0x0", "toBlock": "latest"}]
     )["result"]
@@ -246,6 +252,102 @@ def test_calendar_version_recomputes_due_times(world: World, stores: Callable[..
     assert case_row(store, "SH-ROADS", licence) == after
 
 
+def test_indexes_receipts_ratings_disputes_and_their_answers(world: World, stores: Callable[..., Store]) -> None:
+    """Synced between every stage (so answers, ratings and corrections arrive in later syncs than what they concern),
+    once by an indexer that keeps its case cache and once by a new indexer each time (no cache: the receipt issued
+    before its case's Opened must be found in the store); both equal a sync from scratch."""
+    cached_store, fresh_store = stores(), stores()
+    cached = index(world, cached_store, max_block_range=2)
+
+    def checkpoint(stage: str) -> None:
+        cached.sync()
+        index(world, fresh_store, max_block_range=3, case_cache_size=0).sync()
+
+    f = write_feedback(world, checkpoint)
+    once = stores()
+    index(world, once).sync(to_block=head(world))
+    assert cached_store.dump() == fresh_store.dump() == once.dump()
+    store = cached_store
+    entries = {r["seq"]: r for r in rows(store, "entries")}
+
+    def case(name: str) -> dict[str, Any]:
+        found = case_row(store, "SH-ROADS", f.cases[name])
+        assert found is not None, name
+        return found
+
+    def feedback_of(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[k] for k in ("receipt", "rating", "rated_at", "disputes", "reopened", "dispute_open"))
+
+    rated_at = entries[f.seqs["rated"]]["block_time"]
+    assert feedback_of(case("rated")) == (f.receipt("rated"), 5, rated_at, 0, 0, False)
+    reopened = case("reopened")
+    assert feedback_of(reopened) == (f.receipt("reopened"), 2, entries[f.seqs["reopened rated"]]["block_time"],
+                                     1, 1, False)
+    # the outcome is the final fulfilment's
+    final = entries[f.seqs["reopened rated"] - 1]
+    assert (reopened["status"], reopened["closed_at"], reopened["invalid_transitions"]) == (
+        FULFILLED, final["occurred_at"], 0)
+    assert reopened["fulfil_seconds"] == final["occurred_at"] - reopened["opened_at"]
+    assert feedback_of(case("rejected"))[3:] == (2, 0, True)  # disputed again, not answered yet
+    assert feedback_of(case("voided-answer"))[3:] == (1, 0, True)  # its answer was voided
+    assert case("voided-answer")["invalid_transitions"] == 0
+    assert case("receipt-first")["receipt"] == f.receipt("receipt-first")
+    late = case("late-receipt")
+    assert (late["status"], late["receipt"]) == (REJECTED, f.receipt("late-receipt"))
+    plain = case("plain-reopened")
+    assert (plain["status"], plain["reopened"], plain["receipt"], plain["invalid_transitions"]) == (REJECTED, 1, None, 0)
+
+    assert {r["receipt"] for r in rows(store, "receipts")} == {
+        f.receipt(n) for n in ("rated", "reopened", "rejected", "voided-answer", "receipt-first", "late-receipt")}
+    receipt_first = [r for r in rows(store, "receipts") if r["seq"] == f.seqs["receipt first"]][0]
+    assert bytes(receipt_first["case_id"]) == f.cases["receipt-first"]
+    ratings = {r["seq"]: (r["score"], r["receipt"]) for r in rows(store, "ratings")}
+    assert ratings == {f.seqs["rated"]: (5, f.receipt("rated")), f.seqs["reopened rated"]: (2, f.receipt("reopened"))}
+    assert entries[f.seqs["rated"]]["actor"] == f.receipt("rated")  # the receipt key, not the relayer
+
+    def answer(name: str, action: CaseAction) -> tuple[Any, ...]:
+        seq = f.seqs[name]
+        return (seq, int(action), entries[seq]["block_time"])
+
+    disputes = {r["seq"]: (r["answer_seq"], r["answer_action"], r["answered_at"], r["closure"])
+                for r in rows(store, "disputes")}
+    assert disputes == {
+        f.seqs["reopened dispute"]: (*answer("reopened answer", CaseAction.REOPENED), 1),
+        f.seqs["rejected dispute"]: (*answer("rejected answer", CaseAction.DISPUTE_REJECTED), 1),
+        f.seqs["voided dispute"]: (None, None, None, 1),
+        f.seqs["rejected again"]: (None, None, None, 1),
+    }
+    corrections = {r["seq"]: r["applied"] for r in rows(store, "corrections")}
+    assert corrections == {f.seqs["answer voided"]: True, f.seqs["void rated"]: False,
+                           f.seqs["void rejected dispute"]: False, f.seqs["void rated receipt"]: False}
+    assert {seq for seq, r in entries.items() if r["voided_by"] is not None} == {f.seqs["voided answer"]}
+
+
+def test_a_voided_opened_leaves_the_rating_without_a_case_and_a_reopen_refolds(
+    world: World, stores: Callable[..., Store]
+) -> None:
+    """A rated case whose Opened the agency voids: no case row, but the rating and receipt rows stay; recording the
+    Opened again brings the case back with its receipt and rating (a re-fold reads them from the store)."""
+    store = stores()
+    indexer = index(world, store)
+    f = write_feedback(world)
+    indexer.sync()
+    opened = [e for e in world.ledger.entries() if e.kind == EntryKind.CASE_EVENT
+              and e.record.case_id == f.cases["rated"] and e.record.action == CaseAction.OPENED][0]
+    world.ledger.write(world.signer, records.Correction(target_seq=opened.seq, reason_hash=keccak(b"x"),
+                                                        occurred_at=world.now()))
+    indexer.sync()
+    assert case_row(store, "SH-ROADS", f.cases["rated"]) is None
+    assert len(rows(store, "ratings")) == 2 and len(rows(store, "receipts")) == 6
+    world.ledger.write(world.signer, world.opened("rated", case_id=f.cases["rated"]))
+    indexer.sync()
+    again = case_row(store, "SH-ROADS", f.cases["rated"])
+    assert again is not None and (again["status"], again["receipt"], again["rating"]) == (OPEN, f.receipt("rated"), 5)
+    fresh = stores()
+    index(world, fresh).sync(to_block=head(world))
+    assert store.dump() == fresh.dump()
+
+
 # ---------------------------------------------------------------------------------------- the rebuild
 
 
@@ -265,7 +367,8 @@ def test_rebuild_gives_identical_rows_on_sqlite_and_postgresql(
                 index(world, store, max_block_range=3).sync()
 
     write_everything(world, checkpoint)
-    assert stage_syncs == 4
+    write_feedback(world, checkpoint)
+    assert stage_syncs == 4 + 5
     top = head(world)
     dumps = {}
     for name, url in urls.items():
@@ -371,14 +474,22 @@ def auditor_cases(world: World) -> dict[tuple[str, bytes], CaseState]:
     no incremental folding, no caches."""
     log = world.ledger.entries()
     voided = voided_entries(
-        (e.seq, e.agency_id, e.record.target_seq if e.kind == EntryKind.CORRECTION else None) for e in log
+        (e.seq, e.agency_id, e.record.target_seq if e.kind == EntryKind.CORRECTION else None, e.kind) for e in log
     )
     jurisdiction = {e.agency_id: e.jurisdiction for e in log if e.kind == EntryKind.AGENCY_REGISTERED}
     versions: dict[tuple[bytes, bytes], list[CommitmentVersion]] = {}
     calendars: dict[bytes, dict[int, tuple[int, YearCalendar]]] = {}
     events: dict[tuple[bytes, bytes], list[Event]] = {}
+    feedback: dict[tuple[bytes, bytes], list[Feedback]] = {}
+    block_times: dict[int, int] = {}
     for e in log:
         r = e.record
+        if e.kind in (EntryKind.RECEIPT_ISSUED, EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED):
+            if e.block_number not in block_times:
+                block_times[e.block_number] = int(world.chain.w3.eth.get_block(e.block_number)["timestamp"])
+            address = r.receipt if e.kind == EntryKind.RECEIPT_ISSUED else e.actor
+            feedback.setdefault((e.agency_id, r.case_id), []).append(Feedback(
+                e.seq, e.kind, address, block_times[e.block_number], getattr(r, "score", 0)))
         if e.kind == EntryKind.COMMITMENT_PUBLISHED:
             versions.setdefault((e.agency_id, r.commitment_id), []).append(
                 CommitmentVersion(e.version, e.seq, r.deadline, r.deadline_unit))
@@ -398,6 +509,7 @@ def auditor_cases(world: World) -> dict[tuple[str, bytes], CaseState]:
             evs,
             [] if opened is None else versions.get((agency, opened.commitment_id), []),
             {y: cal for y, (_, cal) in calendars.get(jurisdiction[agency], {}).items()},
+            feedback.get((agency, case), []),
         )
         if state is not None:
             out[(code_text(agency), case)] = state._replace(
@@ -410,11 +522,27 @@ def test_index_equals_the_auditors_fold(world: World, stores: Callable[..., Stor
     store = stores()
     indexer = index(world, store, max_block_range=4)
     write_everything(world, lambda stage: indexer.sync())
+    write_feedback(world, lambda stage: indexer.sync())
     stored = {(r["agency_id"], bytes(r["case_id"])): CaseState(**{f: r[f] for f in CASE_STATE_FIELDS})
               for r in rows(store, "cases")}
     expected = auditor_cases(world)
-    assert len(expected) == 71
+    assert len(expected) == 71 + 7
     assert stored == expected
+    # Each dispute's answer, by ledger.cases.dispute_answers over the chain's non-voided answering events.
+    log = world.ledger.entries()
+    voided = {r["seq"] for r in rows(store, "entries") if r["voided_by"] is not None}
+    times = {r["seq"]: r["block_time"] for r in rows(store, "entries")}
+    answers: dict[bytes, list[Answer]] = {}
+    for e in log:
+        if e.kind == EntryKind.CASE_EVENT and e.record.action in ANSWERS and e.seq not in voided:
+            answers.setdefault(e.record.case_id, []).append(Answer(e.seq, e.record.action, times[e.seq]))
+    disputes = [e for e in log if e.kind == EntryKind.CASE_DISPUTED]
+    want = {}
+    for e in disputes:
+        answer = dispute_answers([e.seq], answers.get(e.record.case_id, []))[e.seq]
+        want[e.seq] = (None, None, None) if answer is None else tuple(answer)
+    got = {r["seq"]: (r["answer_seq"], r["answer_action"], r["answered_at"]) for r in rows(store, "disputes")}
+    assert got == want and len(got) == 4
 
 
 def test_two_indexers_on_one_store_take_turns(world: World, store_url: str, stores: Callable[..., Store]) -> None:

@@ -16,10 +16,12 @@ from ledger.chain import Chain
 from ledger.errors import IndexIntegrityError, NodeUnavailable, ReorgTooDeep
 from ledger.indexer import Indexer, JsonRpc, RangeTooLarge
 from ledger.node import AnvilNode
-from ledger.records import CaseAction, Correction, HolidayCalendar, Retirement, text_hash
+from ledger import receipts
+from ledger.records import CaseAction, Correction, HolidayCalendar, Receipt, Retirement, text_hash
 from ledger.store.db import Store, open_store
 from tests.conftest import World, build_world
 from tests.ledger.conftest import cst, write_everything
+from tests.ledger.feedback_scenario import code_of, rate, receipt_case_id, write_feedback
 from tests.ledger.index_faults import Fault, FaultProxy, rewrite, rpc_error, span, status, timeout
 
 
@@ -199,17 +201,27 @@ def _write_some(world: World, tag: str, n: int = 3) -> None:
 
 def test_shallow_reorg_is_rolled_back_and_never_shown_final(world: World, stores: Callable[[], Store]) -> None:
     store = stores()
-    indexer = direct(world, store, confirmations=10)
+    indexer = direct(world, store, confirmations=20)
     write_everything(world)
-    mine(world, 10)
+    f = write_feedback(world)
+    mine(world, 20)
     indexer.sync()
     settled = store.dump()
     snapshot = world.chain.snapshot()
-    # Orphaned to be: a correction voiding a case's fulfilment, a calendar version, a commitment version, cases.
+    # Orphaned to be: a correction voiding a case's fulfilment, a calendar version, a commitment version, cases;
+    # a rating, the answer to a dispute, a correction voiding another answer, a new case with its receipt.
     undone = [r for r in world.ledger.entries() if r.kind == 5 and r.record.action == CaseAction.FULFILLED][0]
     first_orphan = head(world) + 1
     world.ledger.write(world.signer, Correction(target_seq=undone.seq, reason_hash=text_hash("x"),
                                                 occurred_at=cst(2025, 9, 2)))
+    rate(world, "rejected", 3)
+    world.ledger.write(world.signer, world.update("r", CaseAction.REOPENED, case_id=f.cases["rejected"]))
+    world.ledger.write(world.signer, Correction(target_seq=f.seqs["reopened answer"], reason_hash=text_hash("y"),
+                                                occurred_at=cst(2025, 9, 2)))
+    new_case = receipt_case_id("orphaned receipt")
+    world.ledger.write(world.signer, world.opened("o", case_id=new_case))
+    world.ledger.write(world.signer, Receipt(case_id=new_case, receipt=receipts.address(code_of("orphaned receipt")),
+                                             occurred_at=world.now()))
     world.ledger.write(world.signer, HolidayCalendar(year=2025, occurred_at=cst(2025, 9, 2)))
     world.ledger.write(world.signer, world.commitment(deadline=1))
     _write_some(world, "orphan")
@@ -219,17 +231,29 @@ def test_shallow_reorg_is_rolled_back_and_never_shown_final(world: World, stores
     assert report.finalized_block < first_orphan  # indexed, but never reported final
     orphaned = store.dump()
     assert orphaned != settled
+    assert len(orphaned["ratings"]) == len(settled["ratings"]) + 1
+    answered = {row[0]: row[7] for row in orphaned["disputes"]}
+    assert answered[f.seqs["rejected again"]] is not None  # answered by the orphaned reopening...
+    assert answered[f.seqs["reopened dispute"]] is None  # ...and this one's answer voided
     assert all(row[-1] is not None for row in orphaned["commitments"] if row[1] == "STREETLIGHT-48H")  # retired
     orphaned_head = head(world)
 
     world.chain.revert(snapshot)  # the chain forgets those blocks...
     _write_some(world, "winner", 4)  # ...and grows another way, past the old head
-    mine(world, 5)
+    mine(world, 15)
     assert head(world) > orphaned_head
     report = indexer.sync()
     assert report.reorgs == 1 and report.rolled_back_blocks == orphaned_head - first_orphan + 1
-    assert store.dump() == fresh_dump(world, stores, report.to_block, confirmations=10)
+    rebuilt = store.dump()
+    assert rebuilt == fresh_dump(world, stores, report.to_block, confirmations=20)
+    for table in ("receipts", "ratings", "disputes", "corrections"):
+        assert rebuilt[table] == settled[table], table
     assert indexer.halted_reason() is None
+    # and the winning branch's own feedback indexes as usual
+    rate(world, "rejected", 4)
+    mine(world, 20)
+    report = indexer.sync()
+    assert store.dump() == fresh_dump(world, stores, report.to_block, confirmations=20)
 
 
 def test_anvil_reorg_replacing_recent_blocks(world: World, stores: Callable[[], Store]) -> None:
