@@ -33,8 +33,22 @@ EntryKindName = Literal[
     "case_event",
     "correction",
     "holiday_calendar_published",
+    "receipt_issued",
+    "case_rated",
+    "case_disputed",
 ]
-CaseActionName = Literal["opened", "accepted", "on_hold", "resumed", "escalated", "fulfilled", "rejected", "withdrawn"]
+CaseActionName = Literal[
+    "opened",
+    "accepted",
+    "on_hold",
+    "resumed",
+    "escalated",
+    "fulfilled",
+    "rejected",
+    "withdrawn",
+    "reopened",
+    "dispute_rejected",
+]
 ChannelName = Literal["counter", "hotline", "web", "app", "mail", "proactive"]
 CaseStatus = Literal["open", "on_hold", "fulfilled", "rejected", "withdrawn"]
 DeadlineUnitName = Literal["calendar_hours", "working_days"]
@@ -424,3 +438,137 @@ class CaseView(Model):
     escalated: bool | None = Field(examples=[False])
     invalid_transitions: int | None = Field(description="events that broke the case state machine", examples=[0])
     events: list[CaseEventItem] = Field(description="every event of the case, voided ones included, in ledger order")
+
+
+# --- receipts: a case seen through its receipt, and the citizen's feedback ---------------------------------------------
+
+_RECEIPT = "0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF"
+
+
+class ReceiptInfo(Model):
+    """The public side of the citizen's receipt: the address of the key derived from its code (never the code)."""
+
+    address: Address = Field(description="address of the receipt key, as recorded on chain", examples=[_RECEIPT])
+    issued_at: int = Field(description="when the agency says it issued the receipt", examples=[1793487600])
+    final: bool = Field(description=_FINAL)
+    proof: Proof = Field(description="proof of the ReceiptIssued entry")
+
+
+class RatingItem(Model):
+    """The receipt holder's rating of the case (at most one, ever)."""
+
+    score: int = Field(ge=1, le=5, description="1 (worst) to 5 (best)", examples=[4])
+    comment_hash: Hex32 = Field(
+        description="keccak256(salt ‖ utf8(comment)) of the off-chain comment, or zero for none", examples=[_RECORD]
+    )
+    comment: str | None = Field(
+        description="the comment, when the citizen agreed to publish it (it matches comment_hash with its salt)",
+        examples=["Fixed the next morning, thank you."],
+    )
+    rated_at: int = Field(description="block time of the rating", examples=[1793577600])
+    final: bool = Field(description=_FINAL)
+    proof: Proof
+
+
+class DisputeAnswer(Model):
+    """The agency's answer to a dispute: it reopened the case, or stood by the fulfilment with a reason (hash)."""
+
+    action: Literal["reopened", "dispute_rejected"] = Field(examples=["reopened"])
+    seq: int = Field(ge=0, description="seq of the answering case event (in `events`)", examples=[120])
+    answered_at: int = Field(description="block time of the answer", examples=[1793664000])
+
+
+class DisputeItem(Model):
+    """A dispute of a fulfilment by the receipt holder, and the agency's answer."""
+
+    closure: int = Field(ge=1, description="which closure of the case was disputed (1 for the first)", examples=[1])
+    reason_hash: Hex32 = Field(
+        description="keccak256(salt ‖ utf8(reason)) of the off-chain reason, or zero for none", examples=[_RECORD]
+    )
+    reason: str | None = Field(
+        description="the reason, when the citizen agreed to publish it", examples=["The streetlight is still dark."]
+    )
+    disputed_at: int = Field(description="block time of the dispute", examples=[1793577600])
+    answer_due: int = Field(
+        description="disputed_at + the response window: the agency must answer by then", examples=[1794441600]
+    )
+    answer: DisputeAnswer | None = Field(description="the agency's answer (null: none yet)")
+    answer_overdue: bool = Field(description="no answer, and answer_due has passed (the auditor flags it)")
+    final: bool = Field(description=_FINAL)
+    proof: Proof
+
+
+class FeedbackSubmission(Model):
+    """A rating or dispute accepted by this service and not yet in the index (follow it by its id)."""
+
+    id: str = Field(description="the submission's id (GET /api/v1/ratings/{id} or /api/v1/disputes/{id})")
+    kind: Literal["rating", "dispute"] = Field(description="what was submitted", examples=["rating"])
+    status: str = Field(description="pending | sent | recorded | failed", examples=["sent"])
+    closure: int | None = Field(default=None, description="for a dispute: the closure it disputes")
+
+
+class Feedback(Model):
+    """What the receipt holder may do now, as the ledger tracks the case (every recorded closing, reopening and
+    answer after the receipt, as the contract counts them), and what they did."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "fulfilled",
+                    "closures": 1,
+                    "closed_at": 1793574000,
+                    "rated": False,
+                    "rating": None,
+                    "can_rate": True,
+                    "rate_refusal": None,
+                    "can_dispute": True,
+                    "dispute_refusal": None,
+                    "dispute_closure": 1,
+                    "dispute_deadline": 1796166000,
+                    "dispute_window_seconds": 2592000,
+                    "response_window_seconds": 864000,
+                    "disputes": [],
+                    "submissions": [],
+                }
+            ]
+        }
+    )
+
+    status: Literal["open", "fulfilled", "closed_unfulfilled"] = Field(
+        description="the case as the contract tracks it: open (opened or reopened), fulfilled, or closed otherwise "
+        "(rejected or withdrawn)",
+        examples=["fulfilled"],
+    )
+    closures: int = Field(ge=0, description="how many times the case was closed", examples=[1])
+    closed_at: int | None = Field(description="block time of the latest closing (null: never closed)")
+    rated: bool = Field(description="whether the case has been rated (once ever)")
+    rating: RatingItem | None = Field(description="the rating, if any")
+    can_rate: bool = Field(description="whether a rating would be accepted now")
+    rate_refusal: Literal["not_closed", "already_rated", "rating_pending"] | None = Field(
+        description="why not, when it would not be"
+    )
+    can_dispute: bool = Field(description="whether a dispute of the latest fulfilment would be accepted now")
+    dispute_refusal: (
+        Literal["not_closed", "not_fulfilled", "already_disputed", "dispute_window_closed", "dispute_pending"] | None
+    ) = Field(description="why not, when it would not be")
+    dispute_closure: int | None = Field(
+        description="the closure number a dispute must name (the latest closure of a fulfilled case)", examples=[1]
+    )
+    dispute_deadline: int | None = Field(
+        description="until when the latest fulfilment may be disputed (block time; closed_at + the window)"
+    )
+    dispute_window_seconds: int = Field(description="how long after a fulfilment it may be disputed")
+    response_window_seconds: int = Field(description="how long the agency has to answer a dispute")
+    disputes: list[DisputeItem] = Field(description="every dispute of the case, oldest first")
+    submissions: list[FeedbackSubmission] = Field(
+        description="ratings and disputes accepted by this service that the index does not show yet"
+    )
+
+
+class ReceiptView(CaseView):
+    """A case looked up by its receipt: the case as ``GET /cases/{agency_id}/{case_id}`` shows it (with every
+    event and its proof), the receipt, and the feedback state."""
+
+    receipt: ReceiptInfo
+    feedback: Feedback

@@ -21,6 +21,17 @@ Three parts:
 A crash between storing the envelope and adding its outbox rows leaves an envelope without rows; the store notices
 and queues it before anything else (on opening, and before every submission), so submission order — and so each
 signer's nonce order — is kept.
+
+Citizens' records go the same way. A receipt holder's :class:`~ledger.records.Rating` or
+:class:`~ledger.records.Dispute` is signed by the receipt key over the record itself (EIP-712, no nonce and no
+deadline: a case is rated once, and a dispute names the closure it disputes) and sent as ``rateCase`` /
+``disputeCase`` (:meth:`Ledger.encode_citizen_call`). :func:`check_citizen_signature` checks the signature and
+recovers the key; :meth:`RelayStore.submit_citizen` stores the envelope (the receipt address as signer) together
+with a row naming the case — so a second rating of a case, or a second dispute of a closure, is refused while the
+first is in flight — and the off-chain text, if the citizen wrote one: the comment or reason, the random salt its
+on-chain hash was made with (``keccak256(salt ‖ utf8(text))``) and whether the citizen agreed to publish it. That
+text lives here only: never on chain, never in the index (which must stay rebuildable from the chain), never in a
+log. :class:`CitizenFiles` reads it back, and the state of citizens' submissions, without a chain connection.
 """
 
 from __future__ import annotations
@@ -43,11 +54,27 @@ from eth_hash.auto import keccak
 from eth_utils import is_hex_address, to_checksum_address
 from pydantic import ValidationError
 
-from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, Ledger, relay_typed_data
+from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, Ledger, citizen_typed_data, relay_typed_data
 from ledger.errors import LedgerError, OutboxError
-from ledger.outbox import Outbox, OutboxItem, OutboxState, record_from_json, record_json, struct_hash
-from ledger.records import BATCH_RELAY, CaseEvent, Commitment, Correction, HolidayCalendar, Record, Retirement
+from ledger.outbox import RECORD_TYPES, Outbox, OutboxItem, OutboxState, record_from_json, record_json, struct_hash
+from ledger.records import (
+    BATCH_RELAY,
+    CITIZEN_RECORDS,
+    CaseEvent,
+    Commitment,
+    Correction,
+    Dispute,
+    HolidayCalendar,
+    Rating,
+    Record,
+    Retirement,
+)
 from ledger.writer import MAX_BATCH, MAX_CALLDATA, Writer
+
+# The outbox rebuilds a row's record from its class name; citizens' records reach the outbox only through this
+# module, so it makes them known there (a no-op once ledger.outbox lists them itself).
+for _citizen in CITIZEN_RECORDS:
+    RECORD_TYPES.setdefault(_citizen.__name__, _citizen)
 
 #: case events in one relayed batch; ``recordCaseEventsBySig`` calldata then stays under the writer's MAX_CALLDATA
 MAX_RELAY_BATCH = 500
@@ -169,6 +196,84 @@ class SignedRecord:
 def relay_key(signer: str, digest: bytes) -> str:
     """Idempotency key of a submission: one per signer and signed message, whatever the signature's bytes."""
     return "0x" + keccak(_KEY_DOMAIN + bytes.fromhex(signer[2:]) + digest).hex()
+
+
+# ---------------------------------------------------------------------- citizens' records
+
+#: primary type -> (record class, contract function) of the records a receipt key signs
+CITIZEN_TYPES: dict[str, tuple[type[Rating] | type[Dispute], str]] = {
+    "Rating": (Rating, "rateCase"),
+    "Dispute": (Dispute, "disputeCase"),
+}
+#: the longest comment or dispute reason kept off chain, in characters
+MAX_TEXT_LENGTH = 2000
+
+
+def salted_text_hash(salt: bytes, text: str) -> bytes:
+    """``keccak256(salt ‖ utf8(text))``: the on-chain hash of a comment or a dispute's reason. The salt is 32 random
+    bytes the citizen's page chose, so a short text ("ok") cannot be found by hashing guesses."""
+    return keccak(bytes(salt) + text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class OffChainText:
+    """A comment or dispute reason kept off chain: its text, the salt of its hash, and whether it may be published."""
+
+    text: str
+    salt: bytes
+    publish: bool
+
+    @property
+    def hash(self) -> bytes:
+        return salted_text_hash(self.salt, self.text)
+
+    def __repr__(self) -> str:  # never the text itself (reprs end up in logs and tracebacks)
+        return f"OffChainText(<{len(self.text)} characters>, publish={self.publish})"
+
+
+@dataclass(frozen=True)
+class SignedCitizenRecord:
+    """A rating or dispute whose signature has been checked (not yet against the case's receipt or the chain)."""
+
+    record: Rating | Dispute
+    #: EIP-712 digest the receipt key signed
+    digest: bytes
+    #: 65 bytes r ‖ s ‖ v with v 27 or 28
+    signature: bytes
+    #: the address the signature recovers to: the receipt's, if it is genuine
+    signer: str
+
+    @property
+    def primary_type(self) -> str:
+        return self.record.TYPE_NAME
+
+    @property
+    def key(self) -> str:
+        return relay_key(self.signer, self.digest)
+
+    @property
+    def record_hash(self) -> bytes:
+        return self.record.struct_hash()
+
+    @property
+    def text_hash(self) -> bytes:
+        return self.record.comment_hash if isinstance(self.record, Rating) else self.record.reason_hash
+
+
+def check_citizen_signature(
+    record: Rating | Dispute, signature: str | bytes, domain: Mapping[str, Any]
+) -> SignedCitizenRecord:
+    """Check a receipt holder's signature over `record` under this deployment's `domain` (65 bytes, low s,
+    recoverable) and recover the key that made it. Whether that key is the case's receipt is the caller's to check,
+    against the index and the chain. Raises RelayRefused ``bad_signature``."""
+    raw = _signature_bytes(signature)
+    signable = encode_typed_data(full_message=citizen_typed_data(dict(domain), record))
+    digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
+    try:
+        recovered = Account.recover_message(signable, signature=raw)
+    except Exception as exc:  # eth-keys raises BadSignature, ValueError… for bytes that are no signature
+        raise RelayRefused("bad_signature", "the signature does not recover to any key") from exc
+    return SignedCitizenRecord(record, digest, raw, recovered)
 
 
 # ---------------------------------------------------------------------- checking a signed record
@@ -410,6 +515,20 @@ CREATE TABLE IF NOT EXISTS relays (
 );
 CREATE INDEX IF NOT EXISTS relays_by_signer ON relays (signer, settled, nonce);
 CREATE INDEX IF NOT EXISTS relays_unqueued ON relays (queued, id);
+-- Citizens' submissions (ratings and disputes; their envelope is in relays, signer = the receipt address, nonce and
+-- deadline 0): the case they are about, and the off-chain text of the comment or reason, if any. Never in the index.
+CREATE TABLE IF NOT EXISTS citizen_records (
+    key          TEXT PRIMARY KEY REFERENCES relays (key),
+    primary_type TEXT NOT NULL,                       -- Rating | Dispute
+    agency_id    TEXT NOT NULL,                       -- 0x-hex bytes32
+    case_id      TEXT NOT NULL,                       -- 0x-hex bytes32
+    closure      INTEGER,                             -- disputes: the closure disputed
+    text_hash    TEXT NOT NULL,                       -- commentHash or reasonHash, 0x-hex
+    salt         BLOB,                                -- the text's salt and the text, when the citizen wrote one
+    text         TEXT,
+    publish      INTEGER NOT NULL DEFAULT 0           -- whether the citizen agreed to its publication
+);
+CREATE INDEX IF NOT EXISTS citizen_records_by_case ON citizen_records (agency_id, case_id, primary_type);
 """
 
 _COLUMNS = (
@@ -536,6 +655,64 @@ class RelayStore:
         self._notify()
         return self._status(envelope), True
 
+    def submit_citizen(self, signed: SignedCitizenRecord, text: OffChainText | None = None) -> tuple[RelayStatus, bool]:
+        """Store a checked rating or dispute (and its off-chain text) and queue it; return ``(status, created)``. The
+        same signed message again returns the stored submission with ``created`` False. While another rating of the
+        case (another dispute of the same closure) is pending, sent or recorded, raises :class:`RelayRefused`
+        ``already_rated`` (``already_disputed``) naming it: the contract would refuse the second anyway."""
+        record = signed.record
+        if text is not None and text.hash != signed.text_hash:
+            raise RelayRefused("text_mismatch", "the text and salt do not hash to the record's hash")
+        key = signed.key
+        agency_hex, case_hex = "0x" + record.agency_id.hex(), "0x" + record.case_id.hex()
+        closure = record.closure if isinstance(record, Dispute) else None
+        with self._exclusive():
+            self._queue_orphans()
+            existing = self._get(key)
+            if existing is not None:
+                return self._status(existing), False
+            for other in self._citizen_envelopes(agency_hex, case_hex, signed.primary_type, closure):
+                status = self._status(other)
+                if status.state != "failed":
+                    code = "already_rated" if isinstance(record, Rating) else "already_disputed"
+                    what = "a rating of this case" if isinstance(record, Rating) else "a dispute of this closure"
+                    raise RelayRefused(code, f"{what} was submitted already ({status.state})", submission=status.key)
+            texts = json.dumps([json.loads(record_json(record))], separators=(",", ":"))
+            with self._transaction() as db:
+                db.execute(
+                    f"INSERT INTO relays ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+                    (key, signed.signer, agency_hex, signed.primary_type, _nonce_text(0), _nonce_text(0),
+                     signed.signature, type(record).__name__, texts, "0x" + signed.record_hash.hex(), 1, time.time()),
+                )
+                db.execute(
+                    "INSERT INTO citizen_records (key, primary_type, agency_id, case_id, closure, text_hash, salt, "
+                    "text, publish) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, signed.primary_type, agency_hex, case_hex, closure, "0x" + signed.text_hash.hex(),
+                     None if text is None else bytes(text.salt), None if text is None else text.text,
+                     int(text is not None and text.publish)),
+                )
+            envelope = self._get(key)
+            assert envelope is not None
+            self._queue(envelope)
+        self._notify()
+        return self._status(envelope), True
+
+    def _citizen_envelopes(
+        self, agency_hex: str, case_hex: str, primary_type: str, closure: int | None
+    ) -> list[_Envelope]:
+        columns = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
+        query = (
+            f"SELECT {columns} FROM citizen_records c JOIN relays r ON r.key = c.key "
+            "WHERE c.agency_id = ? AND c.case_id = ? AND c.primary_type = ?"
+        )
+        params: list[Any] = [agency_hex, case_hex, primary_type]
+        if closure is not None:
+            query += " AND c.closure = ?"
+            params.append(closure)
+        with self._thread_lock:
+            rows = self._db.execute(query + " ORDER BY r.id", params).fetchall()
+        return [_envelope(row) for row in rows]
+
     def _queue(self, envelope: _Envelope) -> None:
         """Put the submission's entries into the outbox (idempotent), then mark it queued."""
         records = envelope.records()
@@ -565,7 +742,7 @@ class RelayStore:
         with self._thread_lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM relays WHERE signer = ? AND nonce >= ? AND "
-                "(settled IS NULL OR settled = 'recorded') ORDER BY nonce",
+                "(settled IS NULL OR settled = 'recorded') AND primary_type NOT IN ('Rating', 'Dispute') ORDER BY nonce",
                 (signer, _nonce_text(onchain)),
             ).fetchall()
         for row in rows:
@@ -702,6 +879,9 @@ class RelayWriter(Writer):
         envelope = self._envelope_of(items[0])
         if len(items) != envelope.entries or any(_submission_key(i) != envelope.key for i in items):
             raise OutboxError(f"outbox entries {items[0].id}… do not match relay submission {envelope.key}")
+        if envelope.primary_type in CITIZEN_TYPES:
+            call = self.ledger.encode_citizen_call(records[0], envelope.signature)  # type: ignore[arg-type]
+            return bytes.fromhex(self.ledger.contract.encode_abi(call.fn_name, list(call.args))[2:])
         spec = RELAY_TYPES[envelope.primary_type]
         record = [r.abi_values() for r in records] if spec.batch else records[0].abi_values()
         args = [record, envelope.signer, envelope.deadline, envelope.signature]
@@ -739,7 +919,93 @@ class RelayWriter(Writer):
                 continue
 
 
+# ---------------------------------------------------------------------- reading citizens' submissions back
+
+
+@dataclass(frozen=True)
+class CitizenSubmission:
+    """A rating or dispute accepted for relaying, as far as it got."""
+
+    key: str
+    primary_type: str  # Rating | Dispute
+    state: str  # pending | sent | recorded | failed
+    closure: int | None
+    text_hash: str
+    tx_hash: str | None
+    seq: int | None
+    created_at: float
+
+
+class CitizenFiles:
+    """Citizens' submissions and published texts in a relay directory, read without a chain connection or any lock
+    (the read API answers with them while the relaying process writes). Each call opens the files afresh and finds
+    nothing where there are none yet; nothing is ever written."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+
+    @contextmanager
+    def _open(self) -> Iterator[sqlite3.Connection | None]:
+        relays, outbox = self.directory / "relays.sqlite", self.directory / "outbox.sqlite"
+        if not relays.exists():
+            yield None
+            return
+        db = sqlite3.connect(str(relays), isolation_level=None, timeout=30)
+        try:
+            has_table = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'citizen_records'"
+            ).fetchone()
+            if not has_table:
+                yield None
+                return
+            if outbox.exists():
+                db.execute("ATTACH DATABASE ? AS ob", (str(outbox),))
+            yield db
+        finally:
+            db.close()
+
+    def submissions(self, agency_id: bytes, case_id: bytes) -> list[CitizenSubmission]:
+        """Every rating and dispute of the case accepted here, oldest first."""
+        with self._open() as db:
+            if db is None:
+                return []
+            attached = any(row[1] == "ob" for row in db.execute("PRAGMA database_list"))
+            outbox_columns = "o.state, o.tx_hash, o.seq" if attached else "NULL, NULL, NULL"
+            outbox_join = "LEFT JOIN ob.entries o ON o.idempotency_key = r.key || '/0'" if attached else ""
+            rows = db.execute(
+                f"SELECT r.key, c.primary_type, r.settled, c.closure, c.text_hash, r.created_at, {outbox_columns} "
+                f"FROM citizen_records c JOIN relays r ON r.key = c.key {outbox_join} "
+                "WHERE c.agency_id = ? AND c.case_id = ? ORDER BY r.id",
+                ("0x" + agency_id.hex(), "0x" + case_id.hex()),
+            ).fetchall()
+        return [
+            CitizenSubmission(key=row[0], primary_type=row[1], state=row[6] or row[2] or "pending", closure=row[3],
+                              text_hash=row[4], tx_hash=row[7], seq=row[8], created_at=row[5])
+            for row in rows
+        ]
+
+    def published_texts(self, agency_id: bytes, case_id: bytes) -> dict[str, str]:
+        """The texts of the case's ratings and disputes whose authors agreed to publish them, by their hash
+        (0x-hex). Whether a hash was recorded on chain is the caller's to check (against the index)."""
+        with self._open() as db:
+            if db is None:
+                return {}
+            rows = db.execute(
+                "SELECT text_hash, text FROM citizen_records WHERE agency_id = ? AND case_id = ? AND publish = 1 "
+                "AND text IS NOT NULL",
+                ("0x" + agency_id.hex(), "0x" + case_id.hex()),
+            ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+
 __all__ = [
+    "CITIZEN_TYPES",
+    "CitizenFiles",
+    "CitizenSubmission",
+    "OffChainText",
+    "SignedCitizenRecord",
+    "check_citizen_signature",
+    "salted_text_hash",
     "MAX_RELAY_BATCH",
     "RELAY_TYPES",
     "RelayRefused",

@@ -30,6 +30,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from api.ratelimit import TokenBuckets
 from api.settings import ApiSettings
@@ -173,8 +174,19 @@ class RelayService:
         return self._ensure()[0]
 
     @property
+    def relayer_address(self) -> str | None:
+        """The relayer key's address (None until the relay started)."""
+        return None if self._relayer is None else self._relayer.address
+
+    @property
     def store(self) -> RelayStore:
         return self._ensure()[1]
+
+    def open(self) -> None:
+        """Accept work again (the app's lifespan starts it; an app may be started again after a shutdown)."""
+        with self._lock:
+            self._closed = False
+            self._retry_writer_at = 0.0
 
     def close(self) -> None:
         with self._lock:
@@ -228,32 +240,51 @@ def _client(request: Request) -> str:
 
 class _WriteRoute(APIRoute):
     """Routes of this router answer in the write API's error shape: the rate limit and body size are checked before
-    the body is parsed, and a body that does not parse or fit the model is a 400/422 ``{"error": …}``."""
+    the body is parsed, and a body that does not parse or fit the model is a 400/422 ``{"error": …}``. Subclasses
+    (the citizen write API) name their own limiter (an ``app.state`` attribute), body limit and error answers."""
+
+    limiter_state = "agency_write_limiter"
+    max_body_bytes = MAX_BODY_BYTES
+
+    @staticmethod
+    def refuse(code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
+        return error_response(code, message, headers=headers)
+
+    @staticmethod
+    def invalid(exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
+        limit = self.max_body_bytes
 
         async def handler(request: Request) -> Response:
             if request.method == "POST":
-                limiter: TokenBuckets = request.app.state.agency_write_limiter
+                limiter: TokenBuckets = getattr(request.app.state, self.limiter_state)
                 wait = limiter.take(_client(request))
                 if wait:
                     log.info("write refused: rate_limited")
-                    return error_response(
+                    return self.refuse(
                         "rate_limited", "too many writes from this client; retry later",
                         headers={"Retry-After": str(max(1, math.ceil(wait)))},
                     )
                 declared = request.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                    return error_response("body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
-                if len(await request.body()) > MAX_BODY_BYTES:
-                    return error_response("body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    return self.refuse("body_too_large", f"the body exceeds {limit} bytes")
+                if len(await request.body()) > limit:
+                    return self.refuse("body_too_large", f"the body exceeds {limit} bytes")
             try:
                 return await original(request)
             except RequestValidationError as exc:
                 if request.method == "POST":
                     log.info("write refused: invalid body")
-                return _validation_response(exc)
+                return self.invalid(exc)
+            except HTTPException as exc:
+                if request.method != "POST" or exc.status_code != 400:
+                    raise
+                # FastAPI's answer to a body it cannot even decode (not UTF-8): in this API's shape
+                log.info("write refused: invalid body")
+                return self.refuse("invalid_json", "the body is not valid JSON (UTF-8)")
 
         return handler
 
@@ -277,6 +308,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
+        service.open()
         if (settings.data_dir / "relay" / "relays.sqlite").exists():
             # This deployment has relayed before: resume at once (in the background: startup does not wait for the
             # node), so submissions left pending by the last run do not wait for the next request.

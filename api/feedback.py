@@ -1,0 +1,292 @@
+"""Receipts, ratings and disputes as the API shows them: a case looked up by its receipt key, and what its holder
+may do now.
+
+What the holder may do is the contract's decision (``CivicLedger.rateCase`` / ``disputeCase``), made on the state
+it tracks for a case with a receipt (``ICivicLedger.ReceiptCase``). :func:`track` rebuilds that state from the
+index the way the contract builds it — from every case event recorded after the receipt, voided or not (the
+contract knows nothing of corrections): a closing moves an open case to fulfilled or closed-unfulfilled and counts a
+closure at its block time; Reopened opens a closed case again and clears a pending dispute; DisputeRejected clears a
+pending dispute; a rating sets ``rated``, a dispute ``disputed``. Events the contract would have refused were never
+recorded, so every recorded event applies. The write API checks the same state on the chain itself before relaying
+(``Ledger.receipt_case``), so an index that lags cannot let a refused rating through; this module makes the page's
+answer right as soon as the index has the entries.
+
+The off-chain texts (comments, dispute reasons) are not in the index: they are read from the relay store
+(``ledger.relay.CitizenFiles``) and shown only when the citizen agreed and the hash they match is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.engine import RowMapping
+
+from api import models
+from api.queries import CASE_STATE_FIELDS, IndexState, case_view, proof_columns, proof_of, to_hex
+from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
+from ledger.records import CaseAction, ReceiptCaseStatus, short_code
+from ledger.relay import CitizenFiles, CitizenSubmission
+from ledger.store.schema import case_events, disputes, entries, ratings, receipts
+
+_CLOSING = {
+    int(CaseAction.FULFILLED): ReceiptCaseStatus.FULFILLED,
+    int(CaseAction.REJECTED): ReceiptCaseStatus.CLOSED_UNFULFILLED,
+    int(CaseAction.WITHDRAWN): ReceiptCaseStatus.CLOSED_UNFULFILLED,
+}
+STATUS_NAMES = {
+    ReceiptCaseStatus.OPEN: "open",
+    ReceiptCaseStatus.FULFILLED: "fulfilled",
+    ReceiptCaseStatus.CLOSED_UNFULFILLED: "closed_unfulfilled",
+}
+ZERO32 = b"\0" * 32
+
+
+def code_bytes(code: str) -> bytes:
+    """A code as the API shows it (ASCII text, or ``0x`` + 64 hex digits for a bytes32 that is not) back to the
+    bytes32 written on chain. Raises ``ledger.errors.InvalidRecord`` for text that is neither."""
+    if len(code) == 66 and code.startswith("0x"):
+        try:
+            return bytes.fromhex(code[2:])
+        except ValueError:
+            pass
+    return short_code(code)
+
+
+# --- the state the contract tracks ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """``ICivicLedger.ReceiptCase`` rebuilt from the index (block times, not claimed times)."""
+
+    status: ReceiptCaseStatus
+    closures: int
+    closed_at: int | None
+    rated: bool
+    disputed: bool
+
+
+def track(receipt_seq: int, events: Sequence[tuple[int, int, int]], rated_seqs: Sequence[int],
+          dispute_seqs: Sequence[int]) -> Tracked:
+    """The contract's state of a case after the entries in the index: `events` are the case's events as
+    ``(seq, action, block_time)`` (voided ones included), `rated_seqs` and `dispute_seqs` the seqs of its ratings and
+    disputes. Only what was recorded after the receipt counts: before it the contract did not track the case."""
+    status, closures, closed_at, rated, disputed = ReceiptCaseStatus.OPEN, 0, None, False, False
+    merged: list[tuple[int, str, int, int]] = [(seq, "event", action, at) for seq, action, at in events]
+    merged += [(seq, "rating", 0, 0) for seq in rated_seqs] + [(seq, "dispute", 0, 0) for seq in dispute_seqs]
+    for seq, what, action, at in sorted(merged):
+        if seq <= receipt_seq:
+            continue
+        if what == "rating":
+            rated = True
+        elif what == "dispute":
+            disputed = True
+        elif action == CaseAction.DISPUTE_REJECTED:
+            disputed = False
+        elif action == CaseAction.REOPENED:
+            status, disputed = ReceiptCaseStatus.OPEN, False
+        elif action in _CLOSING and status is ReceiptCaseStatus.OPEN:
+            status, closures, closed_at = _CLOSING[action], closures + 1, at
+    return Tracked(status, closures, closed_at, rated, disputed)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a rating and a dispute would be accepted now, and if not why (a refusal code of the write API)."""
+
+    rate_refusal: str | None
+    dispute_refusal: str | None
+    dispute_deadline: int | None
+
+
+def decide(tracked: Tracked, now: int, *, rating_pending: bool = False, dispute_pending: bool = False) -> Decision:
+    """What the contract would say to a rating or a dispute of the latest closure now (`now`: the time a block would
+    have), given `tracked`; ``*_pending``: one is being relayed already."""
+    if tracked.status is ReceiptCaseStatus.OPEN:
+        rate = "not_closed"
+    elif tracked.rated:
+        rate = "already_rated"
+    elif rating_pending:
+        rate = "rating_pending"
+    else:
+        rate = None
+    deadline = None
+    if tracked.status is ReceiptCaseStatus.OPEN:
+        dispute: str | None = "not_closed"
+    elif tracked.status is not ReceiptCaseStatus.FULFILLED:
+        dispute = "not_fulfilled"
+    else:
+        assert tracked.closed_at is not None
+        deadline = tracked.closed_at + DISPUTE_WINDOW
+        if tracked.disputed:
+            dispute = "already_disputed"
+        elif now > deadline:
+            dispute = "dispute_window_closed"
+        elif dispute_pending:
+            dispute = "dispute_pending"
+        else:
+            dispute = None
+    return Decision(rate, dispute, deadline)
+
+
+# --- reading the index ------------------------------------------------------------------------------------------------
+
+
+def receipt_by_address(conn: Connection, address: str) -> RowMapping | None:
+    """The first receipt issued with this key (a key is issued once in practice: codes carry 100 random bits)."""
+    query = (
+        select(receipts, entries.c.block_number, *proof_columns())
+        .join(entries, entries.c.seq == receipts.c.seq)
+        .where(receipts.c.receipt == address)
+        .order_by(receipts.c.seq)
+        .limit(1)
+    )
+    return conn.execute(query).mappings().first()
+
+
+def receipt_of_case(conn: Connection, agency_id: str, case_id: bytes) -> RowMapping | None:
+    """The case's receipt (the first: the contract allows one per case)."""
+    query = (
+        select(receipts, entries.c.block_number, *proof_columns())
+        .join(entries, entries.c.seq == receipts.c.seq)
+        .where(receipts.c.agency_id == agency_id, receipts.c.case_id == case_id)
+        .order_by(receipts.c.seq)
+        .limit(1)
+    )
+    return conn.execute(query).mappings().first()
+
+
+@dataclass(frozen=True)
+class CaseFeedback:
+    """A case's receipt and the index's entries that decide what its holder may do."""
+
+    receipt: RowMapping
+    tracked: Tracked
+    ratings: list[RowMapping]
+    disputes: list[RowMapping]
+
+
+def case_feedback(conn: Connection, receipt: RowMapping) -> CaseFeedback:
+    agency_id, case_id = receipt["agency_id"], bytes(receipt["case_id"])
+    e = case_events.c
+    events = [
+        (row.seq, row.action, row.block_time)
+        for row in conn.execute(
+            select(e.seq, e.action, e.block_time).where(e.agency_id == agency_id, e.case_id == case_id).order_by(e.seq)
+        )
+    ]
+    rating_rows = list(
+        conn.execute(
+            select(ratings, entries.c.block_number, *proof_columns())
+            .join(entries, entries.c.seq == ratings.c.seq)
+            .where(ratings.c.agency_id == agency_id, ratings.c.case_id == case_id)
+            .order_by(ratings.c.seq)
+        ).mappings()
+    )
+    dispute_rows = list(
+        conn.execute(
+            select(disputes, entries.c.block_number, *proof_columns())
+            .join(entries, entries.c.seq == disputes.c.seq)
+            .where(disputes.c.agency_id == agency_id, disputes.c.case_id == case_id)
+            .order_by(disputes.c.seq)
+        ).mappings()
+    )
+    tracked = track(receipt["seq"], events, [r["seq"] for r in rating_rows], [d["seq"] for d in dispute_rows])
+    return CaseFeedback(receipt, tracked, rating_rows, dispute_rows)
+
+
+def _live(submissions: Sequence[CitizenSubmission], kind: str, indexed: set[str]) -> list[CitizenSubmission]:
+    """This service's submissions of `kind` that are not failed and whose record the index does not show yet."""
+    return [s for s in submissions if s.primary_type == kind and s.state != "failed" and s.key not in indexed]
+
+
+def receipt_view(
+    conn: Connection, state: IndexState, address: str, now: int, files: CitizenFiles | None
+) -> models.ReceiptView | None:
+    """The case of the receipt with this (checksummed) address, with its receipt and feedback; None if no receipt
+    with this key is recorded."""
+    receipt = receipt_by_address(conn, address)
+    if receipt is None:
+        return None
+    agency_id, case_id = receipt["agency_id"], bytes(receipt["case_id"])
+    found = case_feedback(conn, receipt)
+    tracked = found.tracked
+    view = case_view(conn, state, agency_id, case_id, now)
+    if view is None:  # a receipt for a case whose events are not recorded (yet)
+        view = models.CaseView(agency_id=agency_id, case_id=to_hex(case_id), events=[],
+                               **dict.fromkeys(CASE_STATE_FIELDS))
+
+    try:
+        agency_bytes = code_bytes(agency_id)
+    except Exception:  # noqa: BLE001 - a code the index could not have written; no texts or submissions then
+        agency_bytes = None
+    texts: dict[str, str] = {}
+    submissions: list[CitizenSubmission] = []
+    if files is not None and agency_bytes is not None:
+        texts = files.published_texts(agency_bytes, case_id)
+        submissions = files.submissions(agency_bytes, case_id)
+    # a submission the index shows already: its entry's transaction is in the index
+    indexed_tx = {to_hex(r["p_tx_hash"]) for r in (*found.ratings, *found.disputes)}
+    indexed = {s.key for s in submissions if s.tx_hash is not None and s.tx_hash in indexed_tx}
+    live_ratings = _live(submissions, "Rating", indexed)
+    live_disputes = [s for s in _live(submissions, "Dispute", indexed) if s.closure == tracked.closures]
+    decision = decide(tracked, now, rating_pending=bool(live_ratings), dispute_pending=bool(live_disputes))
+
+    def text(hash_value: bytes) -> str | None:
+        return None if bytes(hash_value) == ZERO32 else texts.get(to_hex(hash_value))
+
+    rating = None
+    if found.ratings:
+        r = found.ratings[0]
+        rating = models.RatingItem(
+            score=r["score"], comment_hash=to_hex(r["comment_hash"]), comment=text(r["comment_hash"]),
+            rated_at=r["block_time"], final=state.is_final(r["block_number"]), proof=proof_of(r),
+        )
+    dispute_items = []
+    for d in found.disputes:
+        due = d["block_time"] + DISPUTE_RESPONSE_WINDOW
+        answer = None
+        if d["answer_seq"] is not None:
+            answer = models.DisputeAnswer(
+                action="reopened" if d["answer_action"] == CaseAction.REOPENED else "dispute_rejected",
+                seq=d["answer_seq"], answered_at=d["answered_at"],
+            )
+        dispute_items.append(
+            models.DisputeItem(
+                closure=d["closure"], reason_hash=to_hex(d["reason_hash"]), reason=text(d["reason_hash"]),
+                disputed_at=d["block_time"], answer_due=due, answer=answer,
+                answer_overdue=answer is None and now > due, final=state.is_final(d["block_number"]),
+                proof=proof_of(d),
+            )
+        )
+    fulfilled = tracked.status is ReceiptCaseStatus.FULFILLED
+    feedback = models.Feedback(
+        status=STATUS_NAMES[tracked.status],  # type: ignore[arg-type]
+        closures=tracked.closures,
+        closed_at=tracked.closed_at if tracked.status is not ReceiptCaseStatus.OPEN else None,
+        rated=tracked.rated,
+        rating=rating,
+        can_rate=decision.rate_refusal is None,
+        rate_refusal=decision.rate_refusal,  # type: ignore[arg-type]
+        can_dispute=decision.dispute_refusal is None,
+        dispute_refusal=decision.dispute_refusal,  # type: ignore[arg-type]
+        dispute_closure=tracked.closures if fulfilled else None,
+        dispute_deadline=decision.dispute_deadline,
+        dispute_window_seconds=DISPUTE_WINDOW,
+        response_window_seconds=DISPUTE_RESPONSE_WINDOW,
+        disputes=dispute_items,
+        submissions=[
+            models.FeedbackSubmission(id=s.key, kind="rating" if s.primary_type == "Rating" else "dispute",
+                                      status=s.state, closure=s.closure)
+            for s in (*live_ratings, *_live(submissions, "Dispute", indexed))
+        ],
+    )
+    info = models.ReceiptInfo(
+        address=receipt["receipt"], issued_at=receipt["occurred_at"], final=state.is_final(receipt["block_number"]),
+        proof=proof_of(receipt),
+    )
+    fields: dict[str, Any] = view.model_dump()
+    return models.ReceiptView(**fields, receipt=info, feedback=feedback)
