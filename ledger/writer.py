@@ -476,11 +476,9 @@ class Writer:
             else:
                 ready.append(item)
         for item, found in refused:
-            opened = self.outbox.get(found.opened_id) if found and found.opened_id else None
             message = (
-                f"not issued: the Opened event of its case (outbox entry {found.opened_id if found else '?'}) was "
-                f"refused ({opened.error if opened else 'unknown reason'}), and a receipt for a case that was never "
-                "opened would open nothing"
+                f"receipt not issued: the Opened event of its case (outbox entry {found.opened_id if found else '?'}) "
+                "was refused, and a receipt must not open a case that does not exist"
             )
             for failed in self.outbox.record_failed([item.id], message):
                 results[failed.id] = failed
