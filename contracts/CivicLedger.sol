@@ -3,7 +3,6 @@ pragma solidity 0.8.30;
 
 import {AccessControlDefaultAdminRules} from
     "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
@@ -492,8 +491,9 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         _nonces[signer] = nonce + 1;
     }
 
-    /// @dev Reverts unless `signature` is the receipt key's over the EIP-712 digest of `recordHash`. Plain ECDSA
-    /// (a receipt key is never a contract); OpenZeppelin's recover refuses malleable (high-s) signatures.
+    /// @dev Reverts unless `signature` is the receipt key's over the EIP-712 digest of `recordHash`. A receipt key
+    /// is derived from a code, so it has no contract code and OpenZeppelin's checker does plain ECDSA, refusing
+    /// malleable (high-s) signatures.
     function _requireReceiptSignature(
         address receipt,
         bytes32 recordHash,
@@ -501,8 +501,9 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         bytes32 agencyId,
         bytes32 caseId
     ) private view {
-        (address recovered, ECDSA.RecoverError error,) = ECDSA.tryRecover(_hashTypedDataV4(recordHash), signature);
-        if (error != ECDSA.RecoverError.NoError || recovered != receipt) revert InvalidReceiptSignature(agencyId, caseId);
+        if (!SignatureChecker.isValidSignatureNow(receipt, _hashTypedDataV4(recordHash), signature)) {
+            revert InvalidReceiptSignature(agencyId, caseId);
+        }
     }
 
     /// @dev Starts tracking a case with a receipt; a case gets one receipt.
