@@ -5,8 +5,9 @@ rebuilt the rows from the chain computes them with :func:`compute_metrics_from_r
 definitions below, share the arithmetic (:func:`nearest_rank`, :func:`percentile`, :func:`rate`, the percentile
 fractions) and give equal :class:`Metrics` — ``to_dict()`` byte for byte — on the same rows;
 ``tests/ledger/test_metrics.py`` checks this on random rows, on both databases. Per-case values (status,
-opened_at, closed_at, due_at, fulfil_seconds, on_time, the hold columns) come from ``ledger.cases`` through the
-``cases`` table: hold time is excluded and working days are honoured there, not here.
+opened_at, closed_at, due_at, fulfil_seconds, on_time, the hold columns, receipt, rated_at) come from ``ledger.cases``
+through the ``cases`` table: hold time is excluded, working days are honoured and a reopened case is judged by its
+final fulfilment there, not here.
 
 Selection (:class:`MetricsFilter`)
     agency, commitment (scoped to its agency, so it needs the agency too), district and channel select cases by
@@ -60,6 +61,30 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
         withdrawal is the citizen's decision, not the agency's answer, so counting it either way would misstate how
         often the agency refuses.
 
+    Citizens' feedback. Ratings, disputes and Reopened events are selected like case events (above): of the filter's
+    agency, and — when it names a commitment, district or channel — of a selected case; one of a case without a
+    ``cases`` row counts in city and agency figures only (an agency cannot drop a rating from its figures by voiding
+    the case's opening, nor void the rating itself: see ``ledger.cases.voided_entries``).
+    ratings, rating_distribution, rating_average
+        over ratings (``ratings`` rows) whose ``block_time`` is in range: ``ratings`` counts them,
+        ``rating_distribution`` is the list of how many have score 1, 2, 3, 4 and 5, and
+        ``rating_average = rate(sum of their scores, ratings)`` — the mean score as a 4-place decimal (``"4.2500"``),
+        None when there are none.
+    rating_response_rate
+        ``rate(rated, closed_with_receipt)`` over the selected cases closed in range (as ``cases_closed``) that have
+        a receipt (``receipt`` not null): ``rated`` counts those rated before ``as_of`` (``rated_at < as_of``). A
+        case that was not given a receipt cannot be rated, so it is not in the denominator.
+    disputes
+        disputes (``disputes`` rows) whose ``block_time`` is in range.
+    disputes_unanswered
+        disputes whose answer was due before ``as_of`` and had not come by then: ``block_time +
+        DISPUTE_RESPONSE_WINDOW < as_of`` (``ledger.cases.DISPUTE_RESPONSE_WINDOW``, ten days, the contract's) and
+        ``answered_at`` null or ``>= as_of``. A snapshot, like ``overdue_cases``: the date range does not apply. An
+        answer after the deadline ends the count (the auditor lists such late answers).
+    reopened
+        Reopened case events that are not voided, whose ``block_time`` is in range (each reopening of a case counts;
+        one that was not a valid transition — of a case not closed — counts too, and the auditor reports it).
+
 Scorecards
     per agency (per commitment): for each agency (commitment) that has a case matching the filter — at any time, so a
     group idle in the range still shows its open cases — the metrics of the filter narrowed to that group. Keys are
@@ -97,13 +122,15 @@ from sqlalchemy import (
     select,
 )
 
-from ledger.cases import FULFILLED, ON_HOLD, REJECTED, WITHDRAWN
+from ledger.cases import DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, REJECTED, WITHDRAWN
 from ledger.errors import LedgerError
-from ledger.store.schema import CODE, case_events, cases, commitments, entries
+from ledger.records import CaseAction
+from ledger.store.schema import CODE, case_events, cases, commitments, disputes, entries, ratings
 
 __all__ = [
     "CaseRow",
     "CommitmentRow",
+    "DisputeRow",
     "EventRow",
     "InvalidFilter",
     "Metrics",
@@ -114,10 +141,12 @@ __all__ = [
     "compute_metrics_from_rows",
     "is_open_at",
     "is_overdue_at",
+    "is_unanswered_at",
     "nearest_rank",
     "percentile",
     "rate",
     "rate_from_bps",
+    "RatingRow",
     "scorecards_from_rows",
     "table_values",
 ]
@@ -131,6 +160,9 @@ RATE_PLACES = 4
 _RATE_SCALE = 10**RATE_PLACES
 
 _INT64_MAX = 2**63 - 1  # times are BIGINT columns
+#: scores a rating can have
+SCORES = (1, 2, 3, 4, 5)
+_REOPENED = int(CaseAction.REOPENED)
 
 
 class InvalidFilter(LedgerError, ValueError):
@@ -183,6 +215,19 @@ class _Distribution:
     p90: int | None = None
     maximum: int | None = None
     above: int = 0
+
+
+@dataclass(frozen=True)
+class _Feedback:
+    """The counts the citizens' feedback figures are made of."""
+
+    #: ratings with score 1, 2, 3, 4, 5
+    scores: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    closed_with_receipt: int = 0
+    rated: int = 0
+    disputes: int = 0
+    unanswered: int = 0
+    reopened: int = 0
 
 
 def _distribution(values: Iterable[int], threshold: int | None = None) -> _Distribution:
@@ -281,13 +326,26 @@ class Metrics:
     latency_max_seconds: int | None
     late_recordings: int
     rejection_rate: Decimal | None
+    ratings: int = 0
+    rating_average: Decimal | None = None
+    #: how many ratings scored 1, 2, 3, 4 and 5
+    rating_distribution: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    rating_response_rate: Decimal | None = None
+    disputes: int = 0
+    disputes_unanswered: int = 0
+    reopened: int = 0
 
-    def to_dict(self) -> dict[str, int | str | None]:
-        """JSON-ready: counts and seconds as integers, rates as exact decimal strings (``"0.9523"``), absent as null."""
-        out: dict[str, int | str | None] = {}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: counts and seconds as integers, rates (and the rating average) as exact decimal strings
+        (``"0.9523"``, ``"4.2500"``), the rating distribution as a list of five integers, absent as null."""
+        out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Decimal) else value
+            if isinstance(value, Decimal):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
         return out
 
 
@@ -304,6 +362,7 @@ def _assemble(
     open_cases: int,
     overdue: int,
     latency: _Distribution,
+    feedback: _Feedback,
 ) -> Metrics:
     """The published figures from the counted ones: the derived ones (totals, rates) are computed here only."""
     return Metrics(
@@ -325,6 +384,14 @@ def _assemble(
         latency_max_seconds=latency.maximum,
         late_recordings=latency.above,
         rejection_rate=rate(rejected, fulfilled + rejected),
+        ratings=sum(feedback.scores),
+        rating_average=rate(sum(n * score for n, score in zip(feedback.scores, SCORES, strict=True)),
+                            sum(feedback.scores)),
+        rating_distribution=feedback.scores,
+        rating_response_rate=rate(feedback.rated, feedback.closed_with_receipt),
+        disputes=feedback.disputes,
+        disputes_unanswered=feedback.unanswered,
+        reopened=feedback.reopened,
     )
 
 
@@ -353,6 +420,41 @@ class CaseRow:
     escalated: bool
     invalid_transitions: int
     last_seq: int
+    receipt: str | None = None
+    rating: int | None = None
+    rated_at: int | None = None
+    disputes: int = 0
+    reopened: int = 0
+    dispute_open: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatingRow:
+    """A row of the ``ratings`` table."""
+
+    seq: int
+    agency_id: str
+    case_id: bytes
+    score: int
+    comment_hash: bytes
+    receipt: str
+    block_time: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisputeRow:
+    """A row of the ``disputes`` table."""
+
+    seq: int
+    agency_id: str
+    case_id: bytes
+    closure: int
+    reason_hash: bytes
+    receipt: str
+    block_time: int
+    answer_seq: int | None = None
+    answer_action: int | None = None
+    answered_at: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -394,7 +496,7 @@ class CommitmentRow:
     voided_by: int | None = None
 
 
-def table_values(row: CaseRow | EventRow | CommitmentRow) -> dict[str, Any]:
+def table_values(row: CaseRow | EventRow | CommitmentRow | RatingRow | DisputeRow) -> dict[str, Any]:
     """The row's values for an insert into its own table (``voided_by`` belongs to ``entries``)."""
     values = dataclasses.asdict(row)
     values.pop("voided_by", None)
@@ -452,11 +554,21 @@ def _latest_target_bps(commitment_rows: Iterable[CommitmentRow], key: tuple[str,
     return targets.get(key)
 
 
+def is_unanswered_at(dispute: DisputeRow, as_of: int) -> bool:
+    """Whether the dispute's answer was due before ``as_of`` and had not come by then."""
+    return dispute.block_time + DISPUTE_RESPONSE_WINDOW < as_of and (
+        dispute.answered_at is None or dispute.answered_at >= as_of
+    )
+
+
 def compute_metrics_from_rows(
     case_rows: Iterable[CaseRow],
     event_rows: Iterable[EventRow],
     commitment_rows: Iterable[CommitmentRow],
     flt: MetricsFilter,
+    *,
+    rating_rows: Iterable[RatingRow] = (),
+    dispute_rows: Iterable[DisputeRow] = (),
 ) -> Metrics:
     """The metrics of ``flt`` from rows in memory (e.g. rebuilt from the chain by an auditor), by the same
     definitions as :func:`compute_metrics`."""
@@ -467,14 +579,30 @@ def compute_metrics_from_rows(
     fulfilled = [case for case in closed if case.status == FULFILLED]
     open_now = [case for case in selected if is_open_at(case, as_of)]
     selected_keys = {(case.agency_id, case.case_id) for case in selected}
-    latencies = [
-        event.block_time - event.occurred_at
-        for event in event_rows
-        if event.voided_by is None
-        and _in_range(event.block_time, flt)
-        and (flt.agency_id is None or event.agency_id == flt.agency_id)
-        and (not flt.narrows_cases or (event.agency_id, event.case_id) in selected_keys)
-    ]
+
+    def chosen(row: EventRow | RatingRow | DisputeRow) -> bool:
+        """Selected like a case event: of the filter's agency, and of a selected case when the filter narrows."""
+        return (flt.agency_id is None or row.agency_id == flt.agency_id) and (
+            not flt.narrows_cases or (row.agency_id, row.case_id) in selected_keys
+        )
+
+    events = [event for event in event_rows if event.voided_by is None and _in_range(event.block_time, flt)
+              and chosen(event)]
+    latencies = [event.block_time - event.occurred_at for event in events]
+    scores = [0] * len(SCORES)
+    for rating in rating_rows:
+        if _in_range(rating.block_time, flt) and chosen(rating):
+            scores[rating.score - 1] += 1
+    chosen_disputes = [dispute for dispute in dispute_rows if chosen(dispute)]
+    with_receipt = [case for case in closed if case.receipt is not None]
+    feedback = _Feedback(
+        scores=tuple(scores),  # type: ignore[arg-type]
+        closed_with_receipt=len(with_receipt),
+        rated=sum(1 for case in with_receipt if case.rated_at is not None and case.rated_at < as_of),
+        disputes=sum(1 for dispute in chosen_disputes if _in_range(dispute.block_time, flt)),
+        unanswered=sum(1 for dispute in chosen_disputes if is_unanswered_at(dispute, as_of)),
+        reopened=sum(1 for event in events if event.action == _REOPENED),
+    )
     return _assemble(
         opened=sum(1 for case in selected if _in_range(case.opened_at, flt)),
         fulfilled=len(fulfilled),
@@ -487,6 +615,7 @@ def compute_metrics_from_rows(
         open_cases=len(open_now),
         overdue=sum(1 for case in open_now if is_overdue_at(case, as_of)),
         latency=_distribution(latencies, LATE_RECORDING_SECONDS),
+        feedback=feedback,
     )
 
 
@@ -497,10 +626,13 @@ def scorecards_from_rows(
     flt: MetricsFilter,
     *,
     by: Literal["agency", "commitment"],
+    rating_rows: Iterable[RatingRow] = (),
+    dispute_rows: Iterable[DisputeRow] = (),
 ) -> dict[Any, Metrics]:
     """:func:`agency_scorecards` (``by="agency"``) or :func:`commitment_scorecards` (``by="commitment"``) from rows
     in memory, for the auditor."""
     all_cases, all_events, all_commitments = list(case_rows), list(event_rows), list(commitment_rows)
+    all_ratings, all_disputes = list(rating_rows), list(dispute_rows)
     selected = [case for case in all_cases if _case_selected(case, flt)]
     narrowed: list[MetricsFilter]
     if by == "agency":
@@ -511,7 +643,9 @@ def scorecards_from_rows(
     else:
         raise ValueError(f"by must be 'agency' or 'commitment', got {by!r}")
     return {
-        _scorecard_key(one, by): compute_metrics_from_rows(all_cases, all_events, all_commitments, one)
+        _scorecard_key(one, by): compute_metrics_from_rows(
+            all_cases, all_events, all_commitments, one, rating_rows=all_ratings, dispute_rows=all_disputes
+        )
         for one in narrowed
     }
 
@@ -638,6 +772,63 @@ def _latency_values(flt: MetricsFilter, by: _By) -> tuple[Select[Any], list[Colu
     return query.select_from(joined).where(*_case_conditions(flt)), _case_groups(by)
 
 
+def _like_events(
+    conn: Connection,
+    table: Any,
+    flt: MetricsFilter,
+    by: _By,
+    aggregates: Sequence[ColumnElement[Any]],
+    *where: ColumnElement[bool],
+) -> dict[_GroupKey, tuple[int, ...]]:
+    """``aggregates`` per group over the rows of ``table`` (``case_events``, ``ratings`` or ``disputes``: each row of
+    one case) that ``where`` keeps and that are selected like case events (see ``events_recorded``): of the filter's
+    agency, and of a selected case when the filter narrows to a commitment, district or channel."""
+    t = table.c
+    if not flt.narrows_cases and by != "commitment":
+        groups: list[ColumnElement[Any]] = [t.agency_id] if by == "agency" else []
+        query = select(*groups, *aggregates).select_from(table)
+    else:
+        c = cases.c
+        groups = _case_groups(by)
+        joined = table.join(cases, and_(c.agency_id == t.agency_id, c.case_id == t.case_id))
+        query = select(*groups, *aggregates).select_from(joined).where(*_case_conditions(flt))
+    if flt.agency_id is not None:
+        query = query.where(t.agency_id == flt.agency_id)
+    out: dict[_GroupKey, tuple[int, ...]] = {}
+    for row in conn.execute(query.where(*where).group_by(*groups)):
+        out[tuple(row[: len(groups)])] = tuple(int(v or 0) for v in row[len(groups) :])
+    return out
+
+
+def _feedback_sql(
+    conn: Connection, flt: MetricsFilter, by: _By, receipts_closed: dict[_GroupKey, tuple[int, int]]
+) -> dict[_GroupKey, _Feedback]:
+    """The feedback counts per group; `receipts_closed` are (closed with a receipt, of those rated by as_of), counted
+    with the other case figures."""
+    as_of = flt.now
+    r, d, e = ratings.c, disputes.c, case_events.c
+    scores = _like_events(conn, ratings, flt, by, [_count(r.score == k) for k in SCORES], _range(r.block_time, flt))
+    unanswered = and_(d.block_time < as_of - DISPUTE_RESPONSE_WINDOW,
+                      or_(d.answered_at.is_(None), d.answered_at >= as_of))
+    disputed = _like_events(conn, disputes, flt, by, [_count(_range(d.block_time, flt)), _count(unanswered)])
+    voided = exists().where(entries.c.seq == e.seq, entries.c.voided_by.is_not(None))
+    reopened = _like_events(conn, case_events, flt, by, [func.count()], e.action == _REOPENED,
+                            _range(e.block_time, flt), ~voided)
+    out: dict[_GroupKey, _Feedback] = {}
+    for key in {*scores, *disputed, *reopened, *receipts_closed}:
+        closed_with_receipt, rated = receipts_closed.get(key, (0, 0))
+        n_disputes, n_unanswered = disputed.get(key, (0, 0))
+        out[key] = _Feedback(
+            scores=scores.get(key, (0,) * len(SCORES)),  # type: ignore[arg-type]
+            closed_with_receipt=closed_with_receipt,
+            rated=rated,
+            disputes=n_disputes,
+            unanswered=n_unanswered,
+            reopened=reopened.get(key, (0,))[0],
+        )
+    return out
+
+
 def _latest_targets_sql(conn: Connection, flt: MetricsFilter) -> dict[_GroupKey, int]:
     m = commitments.c
     voided = exists().where(entries.c.seq == m.seq, entries.c.voided_by.is_not(None))
@@ -668,6 +859,7 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
     closed_in = _range(c.closed_at, flt)
     fulfilled_in = and_(closed_in, c.status == FULFILLED)
     open_now = _open_at(as_of)
+    closed_with_receipt = and_(closed_in, c.receipt.is_not(None))
 
     # One pass over the union of the three sets of cases the counts need, each an index range (opened_at, closed_at).
     counted = conn.execute(
@@ -681,17 +873,21 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
             _count(and_(fulfilled_in, c.on_time.is_not(None))),
             _count(open_now),
             _count(and_(open_now, _overdue_at(as_of))),
+            _count(closed_with_receipt),
+            _count(and_(closed_with_receipt, c.rated_at < as_of)),
         )
         .where(*selection, or_(opened_in, closed_in, open_now))
         .group_by(*groups)
     ).all()
-    counts = {tuple(row[: len(groups)]): tuple(row[len(groups) :]) for row in counted}
+    counts = {tuple(row[: len(groups)]): tuple(row[len(groups) : len(groups) + 8]) for row in counted}
+    receipts_closed = {tuple(row[: len(groups)]): tuple(row[len(groups) + 8 :]) for row in counted}
     fulfil = _distributions_sql(
         conn, select(c.fulfil_seconds).where(*selection, fulfilled_in, c.fulfil_seconds.is_not(None)), groups
     )
     latency_values, latency_groups = _latency_values(flt, by)
     latency = _distributions_sql(conn, latency_values, latency_groups, LATE_RECORDING_SECONDS)
     targets = _latest_targets_sql(conn, flt) if by == "commitment" or flt.commitment_key is not None else {}
+    feedback = _feedback_sql(conn, flt, by, receipts_closed)  # type: ignore[arg-type]
 
     out: dict[_GroupKey, Metrics] = {}
     for key in keys:
@@ -710,6 +906,7 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
             open_cases=open_cases,
             overdue=overdue,
             latency=latency.get(key, _Distribution()),
+            feedback=feedback.get(key, _Feedback()),
         )
     return out
 

@@ -1,4 +1,5 @@
-"""Metrics: hand-computed figures for every definition and edge, and SQLite = PostgreSQL = pure Python on random rows.
+"""Metrics: hand-computed figures for every definition and edge (citizens' ratings and disputes included), and
+SQLite = PostgreSQL = pure Python on random rows.
 
 Every hand-computed case runs through all three implementations (``compute_metrics`` on SQLite and on PostgreSQL,
 ``compute_metrics_from_rows``) and checks they agree before checking the figures. PostgreSQL is the local server
@@ -25,9 +26,11 @@ from sqlalchemy import Connection, Engine, create_engine, insert, text
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.engine import make_url
 
+from ledger.cases import DISPUTE_RESPONSE_WINDOW
 from ledger.metrics import (
     CaseRow,
     CommitmentRow,
+    DisputeRow,
     EventRow,
     InvalidFilter,
     Metrics,
@@ -38,12 +41,13 @@ from ledger.metrics import (
     compute_metrics_from_rows,
     nearest_rank,
     percentile,
+    RatingRow,
     rate,
     scorecards_from_rows,
     table_values,
 )
 from ledger.records import CaseAction, EntryKind
-from ledger.store.schema import case_events, cases, commitments, entries, metadata
+from ledger.store.schema import case_events, cases, commitments, disputes, entries, metadata, ratings
 
 #: the server's URL, as the other index tests take it (their conftest reads the same variable)
 POSTGRES_URL = os.environ.get("CIVIC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test").replace(
@@ -90,9 +94,20 @@ class World:
     cases: list[CaseRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     commitments: list[CommitmentRow] = field(default_factory=list)
+    ratings: list[RatingRow] = field(default_factory=list)
+    disputes: list[DisputeRow] = field(default_factory=list)
+
+    def metrics(self, flt: MetricsFilter) -> Metrics:
+        """The pure-Python figures."""
+        return compute_metrics_from_rows(self.cases, self.events, self.commitments, flt, rating_rows=self.ratings,
+                                         dispute_rows=self.disputes)
+
+    def scorecards(self, flt: MetricsFilter, by: Literal["agency", "commitment"]) -> dict[Any, Metrics]:
+        return scorecards_from_rows(self.cases, self.events, self.commitments, flt, by=by, rating_rows=self.ratings,
+                                    dispute_rows=self.disputes)
 
 
-def _entry(seq: int, kind: int, agency_id: str, occurred_at: int, block_time: int, voided_by: int | None) -> dict:
+def _entry(seq: int, kind: int, agency_id: str, occurred_at: int | None, block_time: int, voided_by: int | None) -> dict:
     filler = hashlib.sha256(b"%d" % seq).digest()
     return dict(
         seq=seq, kind=kind, agency_id=agency_id, actor="0x" + "11" * 20, record_hash=filler, entry_hash=filler,
@@ -108,12 +123,18 @@ def insert_world(conn: Connection, world: World) -> None:
     ] + [
         _entry(m.seq, EntryKind.COMMITMENT_PUBLISHED, m.agency_id, m.occurred_at, m.occurred_at, m.voided_by)
         for m in world.commitments
+    ] + [
+        _entry(r.seq, EntryKind.CASE_RATED, r.agency_id, None, r.block_time, None) for r in world.ratings
+    ] + [
+        _entry(d.seq, EntryKind.CASE_DISPUTED, d.agency_id, None, d.block_time, None) for d in world.disputes
     ]
     for table, rows in (
         (entries, entry_rows),
         (case_events, [table_values(e) for e in world.events]),
         (commitments, [table_values(m) for m in world.commitments]),
         (cases, [table_values(c) for c in world.cases]),
+        (ratings, [table_values(r) for r in world.ratings]),
+        (disputes, [table_values(d) for d in world.disputes]),
     ):
         if rows:
             conn.execute(insert(table), rows)
@@ -135,7 +156,7 @@ def all_three(sqlite: Engine, postgres: Engine) -> Callable[[World, MetricsFilte
     """Metrics of a world by the three implementations, checked equal (to_dict byte for byte included)."""
 
     def compute(world: World, flt: MetricsFilter) -> Metrics:
-        by_rows = compute_metrics_from_rows(world.cases, world.events, world.commitments, flt)
+        by_rows = world.metrics(flt)
         by_sqlite = in_database(sqlite, world, lambda conn: compute_metrics(conn, flt))
         by_postgres = in_database(postgres, world, lambda conn: compute_metrics(conn, flt))
         assert by_sqlite == by_rows
@@ -264,6 +285,10 @@ def hand_world() -> World:
 
 RANGE = dict(start=T0, end=END)
 LIGHT_PUDONG = MetricsFilter(agency_id="ROADS", commitment_id="LIGHT", district="PUDONG", **RANGE)
+NO_FEEDBACK = {
+    "ratings": 0, "rating_average": None, "rating_distribution": [0, 0, 0, 0, 0], "rating_response_rate": None,
+    "disputes": 0, "disputes_unanswered": 0, "reopened": 0,
+}  # fmt: skip
 
 
 def test_every_figure_of_one_commitment_in_one_district(all_three):
@@ -288,6 +313,7 @@ def test_every_figure_of_one_commitment_in_one_district(all_three):
         "latency_max_seconds": 86_401,
         "late_recordings": 1,
         "rejection_rate": "0.1429",  # 1 / (6 + 1); withdrawn left out
+        **NO_FEEDBACK,
     }
 
 
@@ -351,7 +377,7 @@ def test_an_empty_range_still_counts_what_is_open_at_as_of(all_three):
         "open_cases": 5,  # c7, c8, c9, c10, c14; c11 and c15 have closed by now
         "overdue_cases": 4,  # c7, c8, c10, c14; c9's hold began before it was due
         "events_recorded": 0, "latency_median_seconds": None, "latency_max_seconds": None, "late_recordings": 0,
-        "rejection_rate": None,
+        "rejection_rate": None, **NO_FEEDBACK,
     }  # fmt: skip
     assert all_three(World(), flt) == Metrics(
         cases_opened=0, cases_closed=0, fulfilled=0, rejected=0, withdrawn=0, on_time=0, on_time_eligible=0,
@@ -359,6 +385,113 @@ def test_an_empty_range_still_counts_what_is_open_at_as_of(all_three):
         overdue_cases=0, events_recorded=0, latency_median_seconds=None, latency_max_seconds=None, late_recordings=0,
         rejection_rate=None,
     )  # fmt: skip
+
+
+RECEIPT = "0x" + "ab" * 20
+
+
+def rating_row(name: str, score: int, block_time: int, *, agency_id: str = "ROADS") -> RatingRow:
+    return RatingRow(seq=next(_seq), agency_id=agency_id, case_id=case_id(name), score=score,
+                     comment_hash=b"\0" * 32, receipt=RECEIPT, block_time=block_time)
+
+
+def dispute_row(name: str, block_time: int, answered_at: int | None = None, *, agency_id: str = "ROADS") -> DisputeRow:
+    return DisputeRow(
+        seq=next(_seq), agency_id=agency_id, case_id=case_id(name), closure=1, reason_hash=b"\0" * 32,
+        receipt=RECEIPT, block_time=block_time, answer_seq=None if answered_at is None else next(_seq),
+        answer_action=None if answered_at is None else int(CaseAction.DISPUTE_REJECTED), answered_at=answered_at,
+    )  # fmt: skip
+
+
+def feedback_world() -> World:
+    """The hand-made world with receipts, ratings, disputes and reopenings."""
+    world = hand_world()
+    rated = {"c1": (5, T0 + 6 * H), "c2": (2, T0 + 3 * D), "c4": (1, END), "c13": (4, T0), "c16": (3, T0 + 4 * H),
+             "c18": (1, T0 + 1 * D + 2 * H)}  # fmt: skip
+    with_receipt = {"c1", "c2", "c3", "c4", "c11", "c13", "c16", "c18"}
+    names = {c.case_id: f"c{i + 1}" for i, c in enumerate(world.cases)}
+    world.cases = [
+        replace(c, receipt=RECEIPT if names[c.case_id] in with_receipt else None,
+                rating=rated.get(names[c.case_id], (None, None))[0], rated_at=rated.get(names[c.case_id], (None, None))[1])
+        for c in world.cases
+    ]  # fmt: skip
+    world.ratings = [
+        rating_row(name, score, at, agency_id="WATER" if name == "c18" else "ROADS") for name, (score, at) in rated.items()
+    ] + [rating_row("ghost", 5, T0 + 2 * D)]  # a rating of a case without a row: agency and city figures only
+    world.disputes = [
+        dispute_row("c2", T0 + 1 * D, T0 + 2 * D),  # in range, answered
+        dispute_row("c1", T0 + 2 * D),  # in range; its answer is not due before END
+        dispute_row("c3", T0 - 1 * D),  # due T0 + 9 d, never answered: unanswered at END
+        dispute_row("c13", T0 - 5 * D, END),  # due T0 + 5 d, answered only at END: unanswered at END
+        dispute_row("c4", T0 - 1 * D, T0 + 10 * D - 1),  # answered late, but before END
+        dispute_row("c16", T0 + 1 * H),  # XUHUI
+        dispute_row("ghost", T0 - 20 * D),
+        dispute_row("c18", T0 + 1 * D, agency_id="WATER"),
+    ]
+    reopened = [
+        replace(event_row("c2", T0 + 2 * D, 0), action=int(CaseAction.REOPENED)),
+        replace(event_row("c11", END, 0), action=int(CaseAction.REOPENED)),  # recorded at END: after the range
+        replace(event_row("c1", T0 + 1 * D, 0, voided_by=4321), action=int(CaseAction.REOPENED)),  # voided
+        replace(event_row("ghost", T0 + 3 * D, 0), action=int(CaseAction.REOPENED)),
+    ]
+    world.events = world.events + reopened
+    return world
+
+
+def feedback_of(m: Metrics) -> dict[str, Any]:
+    return {k: v for k, v in m.to_dict().items() if k in NO_FEEDBACK}
+
+
+def test_ratings_disputes_and_reopenings(all_three):
+    world = feedback_world()
+    assert feedback_of(all_three(world, LIGHT_PUDONG)) == {
+        "ratings": 3,  # c1, c2, c13 (c4's at END is after the range; c16 is in XUHUI)
+        "rating_distribution": [0, 1, 0, 1, 1],
+        "rating_average": "3.6667",  # (5 + 2 + 4) / 3
+        # closed in range with a receipt: c1, c2, c3, c4, c13; rated before as_of: c1, c2, c13 (c4 at as_of)
+        "rating_response_rate": "0.6000",
+        "disputes": 2,  # c2, c1
+        "disputes_unanswered": 2,  # c3, c13
+        "reopened": 1,  # c2 (c11's at END, c1's voided)
+    }
+    roads = all_three(world, MetricsFilter(agency_id="ROADS", **RANGE))
+    # + c16 (3) and the ghost (5): 2 + 3 + 4 + 5 + 5 = 19 over 5
+    assert (roads.ratings, roads.rating_distribution, roads.rating_average) == (5, (0, 1, 1, 1, 2), Decimal("3.8"))
+    assert roads.rating_response_rate == rate(4, 6)  # + c16, rated
+    assert (roads.disputes, roads.disputes_unanswered, roads.reopened) == (3, 3, 2)  # + c16; + the ghost; + ghost
+    city = all_three(world, MetricsFilter(**RANGE))
+    assert (city.ratings, city.rating_response_rate, city.disputes, city.disputes_unanswered) == (
+        6, rate(5, 7), 4, 3)
+    xuhui = all_three(world, MetricsFilter(district="XUHUI", **RANGE))
+    assert feedback_of(xuhui) == {"ratings": 1, "rating_distribution": [0, 0, 1, 0, 0], "rating_average": "3.0000",
+                                  "rating_response_rate": "1.0000", "disputes": 1, "disputes_unanswered": 0,
+                                  "reopened": 0}
+
+
+def test_an_unanswered_dispute_counts_once_its_answer_is_overdue(all_three):
+    """The snapshot: a dispute counts from just after its deadline until its answer (exclusive of as_of, like
+    every snapshot figure); the range does not apply."""
+    world = feedback_world()
+
+    def unanswered(as_of: int) -> int:
+        return all_three(world, replace(LIGHT_PUDONG, as_of=as_of)).disputes_unanswered
+
+    assert unanswered(T0 - 1 * D + DISPUTE_RESPONSE_WINDOW) == 1  # c13 (due T0 + 5 d); c3 and c4 due right now
+    assert unanswered(T0 - 1 * D + DISPUTE_RESPONSE_WINDOW + 1) == 3  # + c3, + c4 (answered later)
+    assert unanswered(T0 + 10 * D - 1) == 3  # c4's answer comes at this very instant: not yet
+    assert unanswered(T0 + 10 * D) == 2  # c4 answered
+    assert unanswered(T0 + 5 * D) == 0  # nothing due yet (c13 due at T0 + 5 d, not before)
+
+
+def test_feedback_scorecards_agree(sqlite, postgres):
+    world = feedback_world()
+    flt = MetricsFilter(**RANGE)
+    for by, scorecards in (("agency", agency_scorecards), ("commitment", commitment_scorecards)):
+        expected = world.scorecards(flt, by)  # type: ignore[arg-type]
+        for engine in (sqlite, postgres):
+            got = in_database(engine, world, lambda conn, f=scorecards: f(conn, flt))
+            assert list(got.items()) == list(expected.items())
+    assert expected[("ROADS", "LIGHT")].ratings == 4  # c1, c2, c13, c16: the ghost has no commitment
 
 
 def test_on_hold_overdue_is_judged_when_the_hold_began(all_three):
@@ -470,8 +603,10 @@ def test_metrics_to_dict_is_json_with_exact_rates(all_three):
 
 
 def test_row_types_match_the_tables():
-    """CaseRow, EventRow and CommitmentRow are rows of their tables (plus the entry's voided_by): no column missed."""
-    for row_type, table in ((CaseRow, cases), (EventRow, case_events), (CommitmentRow, commitments)):
+    """CaseRow, EventRow, CommitmentRow, RatingRow and DisputeRow are rows of their tables (plus the entry's
+    voided_by): no column missed."""
+    for row_type, table in ((CaseRow, cases), (EventRow, case_events), (CommitmentRow, commitments),
+                            (RatingRow, ratings), (DisputeRow, disputes)):
         names = [f.name for f in fields(row_type) if f.name != "voided_by"]
         assert names == [column.name for column in table.columns], row_type.__name__
 
@@ -540,6 +675,8 @@ def case_rows(draw: st.DrawFn, index: int) -> CaseRow:
     due = draw(st.none() | st.integers(opened - 5, opened + 80))
     on_hold_since = draw(st.none() | st.integers(opened, opened + 80)) if status == "on_hold" else None
     fulfilled = status == "fulfilled"
+    receipt = draw(st.sampled_from([None, RECEIPT]))
+    rated_at = draw(st.none() | small_time) if receipt else None
     return CaseRow(
         agency_id=draw(st.sampled_from(["A", "B"])), case_id=b"%031d" % index + b"c",
         commitment_id=draw(st.sampled_from(["C1", "C2"])), commitment_version=1,
@@ -548,7 +685,8 @@ def case_rows(draw: st.DrawFn, index: int) -> CaseRow:
         on_hold_since=on_hold_since, due_at=due,
         fulfil_seconds=draw(st.none() | st.integers(0, 60)) if fulfilled else None,
         on_time=draw(st.booleans()) if fulfilled and due is not None else None,
-        escalated=False, invalid_transitions=0, last_seq=index,
+        escalated=False, invalid_transitions=0, last_seq=index, receipt=receipt,
+        rating=None if rated_at is None else draw(st.integers(1, 5)), rated_at=rated_at,
     )  # fmt: skip
 
 
@@ -571,11 +709,35 @@ def worlds(draw: st.DrawFn) -> World:
         block_time = draw(small_time)
         event_list.append(
             EventRow(
-                seq=seq, agency_id=agency_id, case_id=cid, action=draw(st.integers(1, 8)),
+                seq=seq, agency_id=agency_id, case_id=cid, action=draw(st.integers(1, 10)),
                 occurred_at=block_time - draw(LATENCIES), block_time=block_time, details_hash=b"\0" * 32,
                 voided_by=draw(st.sampled_from([None, None, None, 10_000])),
             )
         )  # fmt: skip
+    def some_case() -> tuple[str, bytes]:
+        """Mostly a known case, some of cases without a row."""
+        if case_list and draw(st.integers(0, 4)):
+            owner = draw(st.sampled_from(case_list))
+            return owner.agency_id, owner.case_id
+        return draw(st.sampled_from(["A", "B"])), b"%031d" % draw(st.integers(2000, 2005)) + b"c"
+
+    rating_list = []
+    for seq in range(20_000, 20_000 + draw(st.integers(0, 15))):
+        agency_id, cid = some_case()
+        rating_list.append(RatingRow(seq=seq, agency_id=agency_id, case_id=cid, score=draw(st.integers(1, 5)),
+                                     comment_hash=b"\0" * 32, receipt=RECEIPT, block_time=draw(small_time)))
+    dispute_list = []
+    for seq in range(30_000, 30_000 + draw(st.integers(0, 15))):
+        agency_id, cid = some_case()
+        # around as_of - DISPUTE_RESPONSE_WINDOW, so that answers fall due on either side of as_of
+        due = B - DISPUTE_RESPONSE_WINDOW
+        block_time = draw(st.integers(due - 10, due + 130) | small_time)
+        answered_at = draw(st.none() | st.integers(B - 5, B + 130))
+        dispute_list.append(DisputeRow(
+            seq=seq, agency_id=agency_id, case_id=cid, closure=1, reason_hash=b"\0" * 32, receipt=RECEIPT,
+            block_time=block_time, answer_seq=None if answered_at is None else seq + 1,
+            answer_action=None if answered_at is None else int(CaseAction.REOPENED), answered_at=answered_at,
+        ))  # fmt: skip
     commitment_list = []
     seq = 5_000
     for agency_id in ("A", "B"):
@@ -589,7 +751,8 @@ def worlds(draw: st.DrawFn) -> World:
                         voided_by=draw(st.sampled_from([None, None, 77])),
                     )
                 )
-    return World(cases=case_list, events=event_list, commitments=commitment_list)
+    return World(cases=case_list, events=event_list, commitments=commitment_list, ratings=rating_list,
+                 disputes=dispute_list)
 
 
 @st.composite
@@ -613,7 +776,7 @@ def filters(draw: st.DrawFn) -> MetricsFilter:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(world=worlds(), flt=filters())
 def test_sqlite_postgres_and_python_give_identical_metrics(sqlite, postgres, world, flt):
-    expected = compute_metrics_from_rows(world.cases, world.events, world.commitments, flt)
+    expected = world.metrics(flt)
     assert in_database(sqlite, world, lambda conn: compute_metrics(conn, flt)) == expected
     assert in_database(postgres, world, lambda conn: compute_metrics(conn, flt)) == expected
 
@@ -627,7 +790,7 @@ def test_sqlite_postgres_and_python_give_identical_scorecards(sqlite, postgres, 
         ("commitment", commitment_scorecards),
     ]
     for by, scorecards in groupings:
-        expected = scorecards_from_rows(world.cases, world.events, world.commitments, flt, by=by)
+        expected = world.scorecards(flt, by)
         for engine in (sqlite, postgres):
             got = in_database(engine, world, lambda conn, f=scorecards: f(conn, flt))
             assert list(got.items()) == list(expected.items())
