@@ -1,10 +1,38 @@
-// The public JSON API (/api/v1), as the page reads it. Response shapes: api/models.py.
+// The public JSON API (/api/v1), as the page reads it (and the two writes a receipt holder makes). Response shapes:
+// api/models.py and api/write_models.py.
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, code = null, body = null) {
     super(message);
     this.status = status;
+    // the API's error code ({"error": {"code"}}), and the whole answer (a 409 duplicate carries its submission)
+    this.code = code;
+    this.body = body;
   }
+}
+
+async function send(url, init) {
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (error) {
+    throw new ApiError(0, error.message || String(error));
+  }
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    let code = null;
+    let body = null;
+    try {
+      body = await response.json();
+      // {"error": {"code", "message", "detail"}}
+      if (body.error && body.error.message) message = body.error.message;
+      if (body.error && body.error.code) code = body.error.code;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw new ApiError(response.status, message, code, body);
+  }
+  return response.json();
 }
 
 /** GET /api/v1/{path} with the query `params` (null and empty values left out); the parsed JSON. */
@@ -13,22 +41,15 @@ export async function get(path, params = {}) {
   for (const [name, value] of Object.entries(params)) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(name, String(value));
   }
-  let response;
-  try {
-    response = await fetch(url, { headers: { Accept: "application/json" } });
-  } catch (error) {
-    throw new ApiError(0, error.message || String(error));
-  }
-  if (!response.ok) {
-    let message = `${response.status} ${response.statusText}`;
-    try {
-      const body = await response.json();
-      // {"error": {"code", "message", "detail"}}
-      if (body.error && body.error.message) message = body.error.message;
-    } catch {
-      // not JSON: keep the status line
-    }
-    throw new ApiError(response.status, message);
-  }
-  return response.json();
+  return send(url, { headers: { Accept: "application/json" } });
+}
+
+/** POST /api/v1/{path} with a JSON body; the parsed JSON answer, or an ApiError carrying the API's error code. */
+export async function post(path, body) {
+  const url = new URL(`/api/v1/${path}`, window.location.origin);
+  return send(url, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
 }

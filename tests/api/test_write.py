@@ -369,7 +369,7 @@ def test_an_invalid_record_is_refused_naming_the_field(writes: Writes):
     cases = [
         ({"district": "0x" + "00" * 32}, "caseEvent"),  # Opened without its district
         ({"caseId": "0x1234"}, "caseEvent.caseId"),
-        ({"action": 9}, "caseEvent.action"),
+        ({"action": 11}, "caseEvent.action"),  # 1 to 10 are actions (9 Reopened, 10 DisputeRejected)
         ({"occurredAt": int(time.time()) + 86400}, "caseEvent.occurredAt"),
         ({"colour": "red"}, "caseEvent.colour"),
     ]
