@@ -4,6 +4,7 @@ pragma solidity 0.8.30;
 import {AccessControlDefaultAdminRules} from
     "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
 import {ICivicLedger} from "./interfaces/ICivicLedger.sol";
@@ -37,6 +38,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         "uint8 channel,bytes32 detailsHash)"
     );
     bytes32 private constant RECEIPT_TYPEHASH = keccak256("Receipt(bytes32 caseId,address receipt,uint64 occurredAt)");
+    bytes32 private constant BATCH_TYPEHASH = keccak256("Batch(bytes32 root,uint64 count,bytes32 fileHash)");
     bytes32 private constant RATING_TYPEHASH =
         keccak256("Rating(bytes32 agencyId,bytes32 caseId,uint8 score,bytes32 commentHash)");
     bytes32 private constant DISPUTE_TYPEHASH =
@@ -108,6 +110,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     mapping(address signer => uint256 nonce) private _nonces;
     /// @dev Written only for cases opened with a receipt: what a rating or dispute must be checked against.
     mapping(bytes32 agencyId => mapping(bytes32 caseId => ReceiptCase state)) private _receiptCases;
+    mapping(uint256 firstSeq => bytes32 root) private _batchRoots;
 
     /// @param adminDelay seconds a governance handover must wait between its two steps
     /// @param admin the initial governance admin; it is also granted {GOVERNOR_ROLE}
@@ -218,6 +221,21 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         for (uint256 i = 0; i < n; ++i) {
             _issueReceipt(agencyId, msg.sender, receipts[i], _hashReceipt(receipts[i]));
         }
+    }
+
+    /// @inheritdoc ICivicLedger
+    function anchorBatch(bytes32 root, uint64 count, bytes32 fileHash) external {
+        bytes32 agencyId = _requireSigner(msg.sender);
+        if (root == bytes32(0) || count == 0 || fileHash == bytes32(0)) revert InvalidBatch(root, count, fileHash);
+        LogHead memory head = _head;
+        uint64 seq = head.entryCount;
+        bytes32 batchHash = keccak256(abi.encode(BATCH_TYPEHASH, root, count, fileHash));
+        _head = LogHead({
+            runningHash: _fold(head.runningHash, entryHashOf(seq, EntryKind.BatchAnchored, agencyId, msg.sender, batchHash)),
+            entryCount: seq + count
+        });
+        _batchRoots[seq] = root;
+        emit BatchAnchored({seq: seq, agencyId: agencyId, root: root, count: count, fileHash: fileHash, signer: msg.sender});
     }
 
     /// @inheritdoc ICivicLedger
@@ -387,6 +405,23 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     }
 
     // ------------------------------------------------------------------ views
+
+    /// @inheritdoc ICivicLedger
+    function batchRoot(uint256 seq) external view returns (bytes32) {
+        return _batchRoots[seq];
+    }
+
+    /// @inheritdoc ICivicLedger
+    function verifyBatchEntry(uint256 seq, uint256 index, bytes32 recordHash, bytes32[] calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        bytes32 root = _batchRoots[seq];
+        if (root == bytes32(0)) return false;
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(index, recordHash))));
+        return MerkleProof.verifyCalldata(proof, root, leaf);
+    }
 
     /// @inheritdoc ICivicLedger
     function receiptCase(bytes32 agencyId, bytes32 caseId) external view returns (ReceiptCase memory) {

@@ -31,6 +31,7 @@ from ledger.errors import ChainMismatch, ContractReverted, NodeUnavailable
 from ledger.records import (
     BATCH_RELAY,
     AgencyRegistration,
+    BatchAnchor,
     CaseAction,
     CaseEvent,
     Commitment,
@@ -201,6 +202,14 @@ class Ledger:
     def write_batch(self, signer: LocalAccount, events: list[CaseEvent]) -> TxReceipt:
         """Append many case events in one transaction."""
         return self._transact(signer, self.contract.functions.recordCaseEvents([e.abi_values() for e in events]))
+
+    def anchor_batch(self, signer: LocalAccount, root: bytes, count: int, file_hash: bytes) -> TxReceipt:
+        """Anchor a Merkle batch of case events (see ``ledger.batches``, which builds and publishes the file)."""
+        return self._transact(signer, self.contract.functions.anchorBatch(root, count, file_hash))
+
+    def verify_batch_entry(self, seq: int, index: int, record_hash: bytes, proof: Sequence[bytes]) -> bool:
+        """The contract's own check of a batched entry's inclusion proof (a view call, no gas)."""
+        return bool(self.contract.functions.verifyBatchEntry(seq, index, record_hash, list(proof)).call())
 
     def issue_receipts(self, signer: LocalAccount, receipts: Sequence[Receipt]) -> TxReceipt:
         """Record many receipt keys in one transaction."""
@@ -436,6 +445,9 @@ class Ledger:
         if name == "ReceiptIssued":
             record = Receipt.model_construct(case_id=a["caseId"], receipt=a["receipt"], occurred_at=a["occurredAt"])
             return LoggedEntry(a["seq"], EntryKind.RECEIPT_ISSUED, a["agencyId"], a["signer"], record, **common)
+        if name == "BatchAnchored":
+            record = BatchAnchor.model_construct(root=a["root"], count=a["count"], file_hash=a["fileHash"])
+            return LoggedEntry(a["seq"], EntryKind.BATCH_ANCHORED, a["agencyId"], a["signer"], record, **common)
         if name == "CaseRated":
             record = Rating.model_construct(
                 agency_id=a["agencyId"], case_id=a["caseId"], score=a["score"], comment_hash=a["commentHash"]

@@ -24,6 +24,7 @@ from ledger.chain import artifact
 from ledger.records import (
     ENTRY_TYPEHASH,
     AgencyRegistration,
+    BatchAnchor,
     CaseAction,
     CaseEvent,
     Commitment,
@@ -133,6 +134,7 @@ class LogDecoder:
             "HolidayCalendarPublished": self._calendar,
             "ReceiptIssued": self._receipt_issued,
             "CaseRated": self._case_rated,
+            "BatchAnchored": self._batch_anchored,
             "CaseDisputed": self._case_disputed,
         }
         #: topic0 (hex, lower case, as nodes send it) → (event name, builder, non-indexed ABI types)
@@ -300,6 +302,12 @@ class LogDecoder:
             "occurred_at": int.from_bytes(data[32:64], "big"),
         }
         return self._entry(EntryKind.RECEIPT_ISSUED, topics, data[64:96], Receipt, record, where)
+
+    def _batch_anchored(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # data: root, count, fileHash, signer. One entry here stands for the batch's `count` entries (seq to
+        # seq + count - 1), whose records are in the batch file (ledger.batches); the running hash folds this one.
+        record = {"root": data[0:32], "count": int.from_bytes(data[32:64], "big"), "file_hash": data[64:96]}
+        return self._entry(EntryKind.BATCH_ANCHORED, topics, data[96:128], BatchAnchor, record, where)
 
     def _case_rated(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
         # data: score, commentHash, receipt; the receipt key is the entry's actor

@@ -37,6 +37,7 @@ class EntryKind(enum.IntEnum):
     RECEIPT_ISSUED = 8
     CASE_RATED = 9
     CASE_DISPUTED = 10
+    BATCH_ANCHORED = 11
 
 
 class CaseAction(enum.IntEnum):
@@ -392,6 +393,22 @@ class Dispute(Record):
     case_id: Bytes32
     closure: int = Field(ge=1, lt=2**16)
     reason_hash: Bytes32 = ZERO32
+
+
+class BatchAnchor(Record):
+    """An anchored Merkle batch of case events (``ledger.batches``): its hash is what the running hash folds."""
+
+    TYPE_NAME = "Batch"
+    FIELDS = (
+        ("root", "root", "bytes32"),
+        ("count", "count", "uint64"),
+        ("file_hash", "fileHash", "bytes32"),
+    )
+    KIND = EntryKind.BATCH_ANCHORED
+
+    root: Bytes32
+    count: int = Field(gt=0, le=UINT64_MAX)
+    file_hash: Bytes32
 
 
 #: Receipt-signed records: the actor of their entry is the receipt key, and the contract checks the signature.

@@ -23,7 +23,8 @@ interface ICivicLedger {
         HolidayCalendarPublished, // an agency published its jurisdiction's holiday calendar for a year
         ReceiptIssued, // an agency recorded the public key of the receipt it gave the citizen who opened a case
         CaseRated, // a receipt holder rated their closed case (relayed; the actor is the receipt key)
-        CaseDisputed // a receipt holder disputed the fulfilment of their case (relayed; the actor is the receipt key)
+        CaseDisputed, // a receipt holder disputed the fulfilment of their case (relayed; the actor is the receipt key)
+        BatchAnchored // an agency anchored a Merkle batch of case events: `count` entries, one running-hash step
     }
 
     /// @notice Case life cycle actions. `None` (0) is never valid.
@@ -319,6 +320,19 @@ interface ICivicLedger {
         address receipt
     );
 
+    /// @notice An agency anchored a batch of `count` case events, kept off chain in a published batch file and
+    /// committed to by `root`: they are entries `seq` to `seq + count - 1`. The running hash advances once, over
+    /// the batch's entry hash (see {anchorBatch}); the count advances by `count`.
+    /// @param seq sequence number of the batch's first entry
+    /// @param agencyId the agency
+    /// @param root Merkle root over the batch's leaves (OpenZeppelin standard tree; see {verifyBatchEntry})
+    /// @param count number of entries in the batch
+    /// @param fileHash keccak256 of the published batch file
+    /// @param signer the agency key that anchored it
+    event BatchAnchored(
+        uint256 indexed seq, bytes32 indexed agencyId, bytes32 root, uint64 count, bytes32 fileHash, address signer
+    );
+
     /// @notice `signer` invalidated every relayed signature with a nonce below `newNonce`.
     /// @param signer the key whose outstanding signatures are cancelled
     /// @param newNonce the next nonce a relayed signature of `signer` must carry
@@ -376,6 +390,8 @@ interface ICivicLedger {
     error InvalidScore(uint8 score);
     /// @notice The case has been rated already; a case is rated at most once.
     error AlreadyRated(bytes32 agencyId, bytes32 caseId);
+    /// @notice A batch needs a non-zero root, at least one entry, and the hash of its file.
+    error InvalidBatch(bytes32 root, uint64 count, bytes32 fileHash);
     /// @notice The dispute names another closure than the case's latest.
     error StaleClosure(uint16 closure, uint16 latest);
     /// @notice The dispute window after the fulfilment has passed.
@@ -429,6 +445,18 @@ interface ICivicLedger {
     /// @notice Record the receipt keys of many cases of the caller's agency in one transaction.
     /// @param receipts the receipts (at least one)
     function issueReceipts(Receipt[] calldata receipts) external;
+
+    /// @notice Anchor a batch of the caller's agency's case events, kept off chain: the batch's Merkle root, its
+    /// entry count and the hash of the published batch file, in one transaction whatever the batch's size.
+    /// @dev The entry hash folded into the running hash is `entryHashOf(seq, BatchAnchored, agencyId, signer,
+    /// keccak256(abi.encode(BATCH_TYPEHASH, root, count, fileHash)))` with `seq` the batch's first entry; the
+    /// count then grows by `count`. Leaves: `keccak256(bytes.concat(keccak256(abi.encode(uint256 index,
+    /// bytes32 recordHash))))`, `index` the entry's position in the batch (its seq minus the batch's first seq),
+    /// `recordHash` the case event's EIP-712 hashStruct — OpenZeppelin's standard Merkle tree over (uint256,bytes32).
+    /// @param root the Merkle root
+    /// @param count the number of entries in the batch
+    /// @param fileHash keccak256 of the batch file's bytes
+    function anchorBatch(bytes32 root, uint64 count, bytes32 fileHash) external;
 
     /// @notice Void an earlier entry of the caller's agency.
     /// @param correction the correction
@@ -539,6 +567,23 @@ interface ICivicLedger {
     function disputeCase(Dispute calldata dispute, bytes calldata signature) external;
 
     // ------------------------------------------------------------------ views
+
+    /// @notice Root of the batch whose first entry is `seq` (zero when no batch starts there).
+    /// @param seq the batch's first sequence number
+    /// @return the Merkle root
+    function batchRoot(uint256 seq) external view returns (bytes32);
+
+    /// @notice Whether the case event with EIP-712 hash `recordHash` is entry number `index` of the batch anchored at
+    /// `seq`, given its Merkle proof (OpenZeppelin's MerkleProof over the standard tree's leaves).
+    /// @param seq the batch's first sequence number
+    /// @param index the entry's position in the batch
+    /// @param recordHash the case event's EIP-712 hashStruct
+    /// @param proof sibling hashes from the leaf up
+    /// @return whether the proof holds
+    function verifyBatchEntry(uint256 seq, uint256 index, bytes32 recordHash, bytes32[] calldata proof)
+        external
+        view
+        returns (bool);
 
     /// @notice The bit of a case id that marks a case with a receipt: only such a case can be issued one, and only
     /// such a case's closing events cost a storage read, so cases without receipts pay nothing for the feature.
