@@ -45,7 +45,8 @@ from ledger.records import CaseAction, CaseEvent, EntryKind, entry_hash
 HEADER = "index,caseId,action,occurredAt,commitmentId,district,channel,detailsHash"
 BATCH_TYPEHASH = keccak(b"Batch(bytes32 root,uint64 count,bytes32 fileHash)")
 _CASE_TYPEHASH = CaseEvent.typehash()
-MAX_ENTRIES = 2**20  # a file of about 300 MB; larger batches are split by the caller
+MAX_ENTRIES = 2**20
+_SMALL_WORDS = [i.to_bytes(32, "big") for i in range(256)]  # a file of about 300 MB; larger batches are split by the caller
 
 
 def record_hash(event: CaseEvent) -> bytes:
@@ -148,13 +149,18 @@ def build_batch(events: Sequence[CaseEvent]) -> Batch:
     lines = [HEADER]
     hashes = []
     leaves = []
+    keccak_256, typehash, words = _keccak_256, _CASE_TYPEHASH, _SMALL_WORDS
     for index, e in enumerate(events):
-        r = record_hash(e)
+        action, channel = int(e.action), e.channel
+        # the event's seven ABI words: hashed for the record hash, hex-encoded once for the file's line
+        body = (e.case_id + words[action] + e.occurred_at.to_bytes(32, "big") + e.commitment_id + e.district
+                + words[channel] + e.details_hash)
+        r = keccak_256(typehash + body).digest()
         hashes.append(r)
-        leaves.append(_keccak_256(_keccak_256(index.to_bytes(32, "big") + r).digest()).digest())
+        leaves.append(keccak_256(keccak_256(index.to_bytes(32, "big") + r).digest()).digest())
+        h = body.hex()
         lines.append(
-            f"{index},0x{e.case_id.hex()},{int(e.action)},{e.occurred_at},0x{e.commitment_id.hex()},"
-            f"0x{e.district.hex()},{e.channel},0x{e.details_hash.hex()}"
+            f"{index},0x{h[0:64]},{action},{e.occurred_at},0x{h[192:256]},0x{h[256:320]},{channel},0x{h[384:448]}"
         )
     content = ("\n".join(lines) + "\n").encode("ascii")
     return Batch(tuple(events), tuple(hashes), content, keccak(content), MerkleTree(leaves))
