@@ -215,6 +215,8 @@ class _Distribution:
     p90: int | None = None
     maximum: int | None = None
     above: int = 0
+    #: (SQL only) how many of the rows also met a further condition, counted in the same pass
+    also: int = 0
 
 
 @dataclass(frozen=True)
@@ -717,8 +719,10 @@ def _distributions_sql(
     values: Select[Any],
     groups: Sequence[ColumnElement[Any]],
     threshold: int | None = None,
+    also: ColumnElement[bool] | None = None,
 ) -> dict[_GroupKey, _Distribution]:
-    """:func:`_distribution` of the single column ``values`` selects, per group, computed in the database.
+    """:func:`_distribution` of the single column ``values`` selects, per group, computed in the database; and,
+    when ``also`` is given, how many of the selected rows meet it (in the same pass over them).
 
     Equal values are counted together first (latencies repeat a lot), then a running count per group finds each
     percentile as the least value whose cumulative count reaches ``p * n``, compared in integers as
@@ -726,7 +730,8 @@ def _distributions_sql(
     """
     value = values.selected_columns[0]
     keys = [g.label(f"g{i}") for i, g in enumerate(groups)]
-    counted = values.with_only_columns(*keys, value.label("v"), func.count().label("c"))
+    also_count = func.count().filter(also) if also is not None else literal(0)
+    counted = values.with_only_columns(*keys, value.label("v"), func.count().label("c"), also_count.label("a"))
     counted_q = counted.group_by(*groups, value).subquery()
     gk = [counted_q.c[f"g{i}"] for i in range(len(groups))]
     partition = {"partition_by": gk} if gk else {}
@@ -734,6 +739,7 @@ def _distributions_sql(
         *gk,
         counted_q.c.v,
         counted_q.c.c,
+        counted_q.c.a,
         func.sum(counted_q.c.c).over(order_by=counted_q.c.v, rows=(None, 0), **partition).label("cum"),
         func.sum(counted_q.c.c).over(**partition).label("n"),
     ).subquery()
@@ -745,12 +751,15 @@ def _distributions_sql(
 
     above = func.sum(ranked.c.c).filter(v > threshold) if threshold is not None else literal(0)
     out: dict[_GroupKey, _Distribution] = {}
-    for row in conn.execute(select(*rk, func.max(n), at(MEDIAN), at(P90), func.max(v), above).group_by(*rk)):
-        key, (count, median, p90, maximum, n_above) = tuple(row[: len(rk)]), row[len(rk) :]
+    total_also = func.sum(ranked.c.a)
+    query = select(*rk, func.max(n), at(MEDIAN), at(P90), func.max(v), above, total_also).group_by(*rk)
+    for row in conn.execute(query):
+        key, (count, median, p90, maximum, n_above, n_also) = tuple(row[: len(rk)]), row[len(rk) :]
         if count is None:  # no group columns and no values: the one aggregate row is all NULL
             continue
         # PostgreSQL sums BIGINTs as NUMERIC: every figure goes back to int
-        out[key] = _Distribution(int(count), int(median), int(p90), int(maximum), int(n_above or 0))
+        out[key] = _Distribution(int(count), int(median), int(p90), int(maximum), int(n_above or 0),
+                                 int(n_also or 0))
     return out
 
 
@@ -801,21 +810,22 @@ def _like_events(
 
 
 def _feedback_sql(
-    conn: Connection, flt: MetricsFilter, by: _By, receipts_closed: dict[_GroupKey, tuple[int, int]]
+    conn: Connection,
+    flt: MetricsFilter,
+    by: _By,
+    receipts_closed: dict[_GroupKey, tuple[int, int]],
+    latency: dict[_GroupKey, _Distribution],
 ) -> dict[_GroupKey, _Feedback]:
     """The feedback counts per group; `receipts_closed` are (closed with a receipt, of those rated by as_of), counted
-    with the other case figures."""
+    with the other case figures, and the reopenings were counted with the latencies (the same case events)."""
     as_of = flt.now
-    r, d, e = ratings.c, disputes.c, case_events.c
+    r, d = ratings.c, disputes.c
     scores = _like_events(conn, ratings, flt, by, [_count(r.score == k) for k in SCORES], _range(r.block_time, flt))
     unanswered = and_(d.block_time < as_of - DISPUTE_RESPONSE_WINDOW,
                       or_(d.answered_at.is_(None), d.answered_at >= as_of))
     disputed = _like_events(conn, disputes, flt, by, [_count(_range(d.block_time, flt)), _count(unanswered)])
-    voided = exists().where(entries.c.seq == e.seq, entries.c.voided_by.is_not(None))
-    reopened = _like_events(conn, case_events, flt, by, [func.count()], e.action == _REOPENED,
-                            _range(e.block_time, flt), ~voided)
     out: dict[_GroupKey, _Feedback] = {}
-    for key in {*scores, *disputed, *reopened, *receipts_closed}:
+    for key in {*scores, *disputed, *receipts_closed, *latency}:
         closed_with_receipt, rated = receipts_closed.get(key, (0, 0))
         n_disputes, n_unanswered = disputed.get(key, (0, 0))
         out[key] = _Feedback(
@@ -824,7 +834,7 @@ def _feedback_sql(
             rated=rated,
             disputes=n_disputes,
             unanswered=n_unanswered,
-            reopened=reopened.get(key, (0,))[0],
+            reopened=latency[key].also if key in latency else 0,
         )
     return out
 
@@ -885,9 +895,10 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
         conn, select(c.fulfil_seconds).where(*selection, fulfilled_in, c.fulfil_seconds.is_not(None)), groups
     )
     latency_values, latency_groups = _latency_values(flt, by)
-    latency = _distributions_sql(conn, latency_values, latency_groups, LATE_RECORDING_SECONDS)
+    latency = _distributions_sql(conn, latency_values, latency_groups, LATE_RECORDING_SECONDS,
+                                 also=case_events.c.action == _REOPENED)
     targets = _latest_targets_sql(conn, flt) if by == "commitment" or flt.commitment_key is not None else {}
-    feedback = _feedback_sql(conn, flt, by, receipts_closed)  # type: ignore[arg-type]
+    feedback = _feedback_sql(conn, flt, by, receipts_closed, latency)  # type: ignore[arg-type]
 
     out: dict[_GroupKey, Metrics] = {}
     for key in keys:
