@@ -328,6 +328,25 @@ class MetricsValues(Model):
     latency_max_seconds: int | None = Field(description="largest recording latency")
     late_recordings: int = Field(ge=0, description="events recorded more than 24 h after their claimed time")
     rejection_rate: Rate | None = Field(description="rejected / (fulfilled + rejected) over cases closed in the range")
+    ratings: int = Field(ge=0, description="ratings by receipt holders recorded (block time) in the range", examples=[40])
+    rating_average: str | None = Field(
+        pattern=r"^[1-5]\.\d{4}$",
+        description="mean score of those ratings, 1 to 5, as a 4-place decimal (null: no rating)",
+        examples=["4.2500"],
+    )
+    rating_distribution: list[int] = Field(
+        min_length=5, max_length=5, description="how many of those ratings scored 1, 2, 3, 4 and 5",
+        examples=[[1, 2, 5, 12, 20]],
+    )
+    rating_response_rate: Rate | None = Field(
+        description="of the cases closed in the range that have a receipt, the share rated by as_of", examples=["0.3600"]
+    )
+    disputes: int = Field(ge=0, description="disputes of a fulfilment recorded in the range", examples=[3])
+    disputes_unanswered: int = Field(
+        ge=0, description="disputes whose 10-day answer deadline passed before as_of without an answer (a snapshot)",
+        examples=[1],
+    )
+    reopened: int = Field(ge=0, description="Reopened case events recorded in the range", examples=[2])
 
 
 class MetricsFilterEcho(Model):
@@ -437,6 +456,15 @@ class CaseView(Model):
     overdue: bool | None = Field(description="open and past its due time now, holds excluded (metrics definition)")
     escalated: bool | None = Field(examples=[False])
     invalid_transitions: int | None = Field(description="events that broke the case state machine", examples=[0])
+    has_receipt: bool | None = Field(
+        description="whether the citizen was given a receipt (only its holder can rate or dispute the case)",
+        examples=[True],
+    )
+    rating: int | None = Field(description="the receipt holder's rating, 1 to 5 (null: not rated)", examples=[4])
+    rated_at: int | None = Field(description="block time of the rating", examples=[1793577600])
+    disputes: int | None = Field(description="disputes of the case's fulfilment by the receipt holder", examples=[0])
+    reopened: int | None = Field(description="times the agency reopened the case", examples=[0])
+    dispute_open: bool | None = Field(description="a dispute awaits the agency's answer", examples=[False])
     events: list[CaseEventItem] = Field(description="every event of the case, voided ones included, in ledger order")
 
 

@@ -594,6 +594,12 @@ CASE_STATE_FIELDS = (
     "overdue",
     "escalated",
     "invalid_transitions",
+    "has_receipt",
+    "rating",
+    "rated_at",
+    "disputes",
+    "reopened",
+    "dispute_open",
 )
 
 
@@ -661,7 +667,21 @@ def case_view(conn: Connection, state: IndexState, agency_id: str, case_id: byte
         overdue=_is_overdue(row, now),
         escalated=row["escalated"],
         invalid_transitions=row["invalid_transitions"],
+        **_feedback_fields(row),
     )
+
+
+def _feedback_fields(case: Any) -> dict[str, Any]:
+    """The case's receipt, rating and dispute columns as the case view shows them (the receipt's address is left to
+    ``GET /receipts``: a case view says only whether there is one)."""
+    return {
+        "has_receipt": case["receipt"] is not None,
+        "rating": case["rating"],
+        "rated_at": case["rated_at"],
+        "disputes": case["disputes"],
+        "reopened": case["reopened"],
+        "dispute_open": _flag(case["dispute_open"]),
+    }
 
 
 #: the case lookup in one statement: where the index stands, the case's row, its commitment's names and every event
@@ -673,9 +693,7 @@ SELECT s.contract_address, s.chain_id, s.deploy_block, s.last_block, s.entry_cou
        e.seq, e.action, e.occurred_at, e.block_time, e.details_hash, e.commitment_id, e.district, e.channel,
        n.seq, n.voided_by, n.tx_hash, n.block_number, n.block_hash, n.block_time, n.log_index, n.entry_hash,
        m.name_zh, m.name_en,
-       c.agency_id, c.case_id, c.commitment_id, c.commitment_version, c.district, c.channel, c.opened_seq, c.opened_at,
-       c.status, c.closed_at, c.hold_seconds, c.on_hold_since, c.due_at, c.fulfil_seconds, c.on_time, c.escalated,
-       c.invalid_transitions, c.last_seq
+       {case_columns}
 FROM sync_state s
 LEFT JOIN case_events e ON e.agency_id = :agency_id AND e.case_id = :case_id
 LEFT JOIN entries n ON n.seq = e.seq
@@ -684,9 +702,10 @@ LEFT JOIN commitments m
        ON m.agency_id = c.agency_id AND m.commitment_id = c.commitment_id AND m.version = c.commitment_version
 ORDER BY s.contract_address, e.seq
 """
-#: where the cases columns start in a row of CASE_SQL, in CaseRow's order (the table's)
+#: the cases columns of a row of CASE_SQL: CaseRow's fields (the table's columns), in its order, from this position
 _CASE_AT = 26
 _CASE_NAMES = tuple(CaseRow.__dataclass_fields__)
+CASE_SQL = CASE_SQL.replace("{case_columns}", ", ".join(f"c.{name}" for name in _CASE_NAMES))
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -753,7 +772,7 @@ def case_of(
         view.update(dict.fromkeys(("status", "commitment_id", "commitment_version", "commitment_name_zh",
                                    "commitment_name_en", "district", "channel", "channel_name", "opened_at",
                                    "closed_at", "due_at", "hold_seconds", "on_hold_since", "fulfil_seconds", "on_time",
-                                   "overdue", "escalated", "invalid_transitions")))  # fmt: skip
+                                   "overdue", "escalated", "invalid_transitions", *CASE_STATE_FIELDS[16:])))  # fmt: skip
         overdue = None
     else:
         case = dict(zip(_CASE_NAMES, row[_CASE_AT:], strict=True))
@@ -778,6 +797,7 @@ def case_of(
             overdue=overdue,
             escalated=case["escalated"],
             invalid_transitions=case["invalid_transitions"],
+            **_feedback_fields(case),
         )
     view["events"] = events
     return CaseLookup(state, _JSON.encode(view).encode(), overdue)
@@ -904,6 +924,11 @@ CASE_EXPORT_COLUMNS = (
     "escalated",
     "invalid_transitions",
     "last_seq",
+    "rating",
+    "rated_at",
+    "disputes",
+    "reopened",
+    "dispute_open",
 )
 
 
@@ -953,7 +978,7 @@ def export_cases(conn: Connection, agency_id: str | None, batch: int = EXPORT_BA
     for row in _stream(conn, query, batch):
         out = {name: row[name] for name in CASE_EXPORT_COLUMNS}
         out["case_id"] = to_hex(row["case_id"])
-        for flag in ("on_time", "escalated"):
+        for flag in ("on_time", "escalated", "dispute_open"):
             out[flag] = None if out[flag] is None else bool(out[flag])
         yield out
 

@@ -18,6 +18,7 @@ import {
   formatDuration,
   formatInt,
   formatRate,
+  formatScore,
   formatTime,
   isoInstant,
   kindLabel,
@@ -216,6 +217,11 @@ function scorecardColumns() {
     { label: t("col_overdue"), num: true },
     { label: t("col_rejection"), num: true },
     { label: t("col_late"), num: true },
+    { label: t("col_rating"), num: true },
+    { label: t("col_rating_response"), num: true },
+    { label: t("col_disputes"), num: true },
+    { label: t("col_unanswered"), num: true },
+    { label: t("col_reopened"), num: true },
   ];
 }
 
@@ -229,7 +235,45 @@ function scorecardCells(metrics) {
     [formatInt(metrics.overdue_cases), true],
     [formatRate(metrics.rejection_rate), true],
     [formatInt(metrics.late_recordings), true],
+    [ratingCell(metrics), true],
+    [formatRate(metrics.rating_response_rate), true],
+    [formatInt(metrics.disputes), true],
+    [unansweredCell(metrics.disputes_unanswered), true],
+    [formatInt(metrics.reopened), true],
   ];
+}
+
+/** The average rating and how many ratings it is over: "4.25 (40)". */
+function ratingCell(metrics) {
+  if (metrics.rating_average === null || metrics.rating_average === undefined) return t("none");
+  return h("span", {}, formatScore(metrics.rating_average), " ", h("span", { class: "subtle" }, t("rating_count", { n: formatInt(metrics.ratings) })));
+}
+
+function unansweredCell(count) {
+  if (!count) return formatInt(count);
+  return h("span", { class: "late" }, formatInt(count));
+}
+
+/** How the ratings of a selection are spread over the scores: a table (with bars) a screen reader reads as one. */
+function ratingDistribution(metrics) {
+  const counts = metrics.rating_distribution || [0, 0, 0, 0, 0];
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (!total) return null;
+  return table({
+    caption: t("distribution_caption", { n: formatInt(total) }),
+    columns: [{ label: t("col_score") }, { label: t("col_ratings"), num: true }, { label: t("col_share") }],
+    className: "distribution",
+    rows: [5, 4, 3, 2, 1].map((score) => {
+      const n = counts[score - 1];
+      const share = n / total;
+      const bar = h("span", { class: "share-bar", "aria-hidden": "true" });
+      bar.style.width = `${(share * 100).toFixed(1)}%`; // through the CSSOM: the page's policy forbids style attributes
+      return row(h("span", {}, `${score} · ${t(`score.${score}`)}`), [
+        [formatInt(n), true],
+        [h("span", { class: "share" }, h("span", { class: "share-track" }, bar), formatRate(share)), false],
+      ]);
+    }),
+  });
 }
 
 function filterForm(params) {
@@ -434,6 +478,18 @@ async function commitmentView({ args: [agencyId, commitmentId], params }) {
       ],
       "facts figures",
     ),
+    h("h2", {}, t("feedback_figures"), " ", h("span", { class: "subtle" }, `(${rangeText(params)})`)),
+    facts(
+      [
+        [t("col_rating"), ratingCell(metrics)],
+        [t("col_rating_response"), formatRate(metrics.rating_response_rate)],
+        [t("col_disputes"), formatInt(metrics.disputes)],
+        [t("col_unanswered"), unansweredCell(metrics.disputes_unanswered)],
+        [t("col_reopened"), formatInt(metrics.reopened)],
+      ],
+      "facts figures",
+    ),
+    ratingDistribution(metrics),
     h("h2", {}, t("trend_title")),
     bucketSwitch(bucket, params, agencyId, commitmentId),
     rates.length

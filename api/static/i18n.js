@@ -71,6 +71,17 @@ const STRINGS = {
     col_late: "Recorded > 24 h late",
     col_latency: "Median recording delay",
     col_rejection: "Rejection rate",
+    col_rating: "Average rating",
+    col_rating_response: "Rating response rate",
+    col_disputes: "Disputes",
+    col_unanswered: "Unanswered disputes",
+    col_reopened: "Reopened",
+    rating_count: "({n})",
+    feedback_figures: "Citizens' ratings and disputes",
+    distribution_caption: "Ratings by score ({n} ratings)",
+    col_score: "Score",
+    col_ratings: "Ratings",
+    col_share: "Share",
     no_cases: "No cases in this selection.",
     below_target: "below target",
     meets_target: "meets target",
@@ -396,6 +407,17 @@ const STRINGS = {
     col_late: "超过 24 小时才记录",
     col_latency: "记录延迟中位数",
     col_rejection: "驳回率",
+    col_rating: "平均评分",
+    col_rating_response: "评价率",
+    col_disputes: "异议数",
+    col_unanswered: "逾期未答复异议",
+    col_reopened: "重新办理",
+    rating_count: "（{n} 条）",
+    feedback_figures: "群众评价与异议",
+    distribution_caption: "各分值评价数（共 {n} 条）",
+    col_score: "分值",
+    col_ratings: "评价数",
+    col_share: "占比",
     no_cases: "所选范围内没有办件。",
     below_target: "低于目标",
     meets_target: "达到目标",
@@ -735,6 +757,12 @@ export function formatInt(value) {
 export function formatRate(value) {
   if (value === null || value === undefined || value === "") return t("none");
   return new Intl.NumberFormat(locale(), { style: "percent", maximumFractionDigits: 2 }).format(Number(value));
+}
+
+/** A mean score ("4.2500", a 4-place decimal string) with up to two decimals: "4.25". */
+export function formatScore(value) {
+  if (value === null || value === undefined || value === "") return t("none");
+  return new Intl.NumberFormat(locale(), { minimumFractionDigits: 1, maximumFractionDigits: 2 }).format(Number(value));
 }
 
 /** A number of seconds as days, hours and minutes (two largest units), e.g. "2 d 3 h" / "2天3小时". */

@@ -316,6 +316,22 @@ def test_only_a_fulfilled_case_can_be_disputed(client: TestClient, cw: CitizenWo
     refused(client, cw, DISPUTES, early, 409, "not_fulfilled")
 
 
+def test_scorecards_show_the_ratings_and_disputes(client: TestClient, cw: CitizenWorld):
+    cw.sync()
+    [card] = client.get("/api/v1/scorecards", params={"by": "agency"}).json()["items"]
+    metrics = card["metrics"]
+    ratings = client.get(f"/api/v1/receipts/{cw.address('rated')}").json()["feedback"]["rating"]
+    assert metrics["ratings"] == sum(metrics["rating_distribution"]) >= 1 and ratings["score"] == 4
+    assert metrics["rating_distribution"][3] >= 1  # the 4 given above
+    average = sum(n * score for n, score in zip(metrics["rating_distribution"], range(1, 6))) / metrics["ratings"]
+    assert metrics["rating_average"] == f"{average:.4f}"
+    assert metrics["disputes"] >= 2 and metrics["reopened"] >= 1 and metrics["disputes_unanswered"] == 0
+    assert metrics["rating_response_rate"] is not None
+    one = client.get("/api/v1/metrics", params={"agency_id": cw.agency}).json()["metrics"]
+    assert {k: one[k] for k in ("ratings", "rating_average", "rating_distribution", "disputes", "reopened")} == {
+        k: metrics[k] for k in ("ratings", "rating_average", "rating_distribution", "disputes", "reopened")}
+
+
 def test_a_dispute_after_the_window_is_refused_by_the_chain(client: TestClient, cw: CitizenWorld):
     """The index cannot know the time of the next block; the chain can. Runs last: it moves the chain's clock."""
     cw.open("late")

@@ -268,6 +268,22 @@ def test_open_look_up_rate_and_dispute_from_the_page(town: Town, browser: Browse
     expect(page.locator("form.rating-form")).to_have_count(0)
     assert page.evaluate(AUDIT) == []
     screenshot(page, "page-en-receipt.png", tmp_path)
+    receipt_url = page.url
+
+    # -- the rating counts in the agency's scorecard and the commitment's figures
+    open_receipt(page, town.base_url + "/#/")
+    card = page.locator("table.scorecards tbody tr").filter(has_text="Roads Office")
+    expect(card).to_contain_text("4.0 (1)")  # average rating (ratings)
+    expect(card).to_contain_text("100%")  # every closed case with a receipt was rated
+    open_receipt(page, town.base_url + "/#/commitment/SH-ROADS/LIGHT-48H")
+    expect(page.get_by_role("heading", name="Citizens' ratings and disputes")).to_be_visible()
+    distribution = page.locator("table.distribution tbody tr")
+    expect(distribution).to_have_count(5)
+    expect(distribution.nth(1)).to_contain_text("4 · Satisfied")
+    expect(distribution.nth(1)).to_contain_text("100%")
+    assert page.evaluate(AUDIT) == []
+    screenshot(page, "page-en-commitment-ratings.png", tmp_path)
+    open_receipt(page, receipt_url)
 
     # -- the light goes dark again: the citizen disputes the fulfilment, keeping the reason private
     page.get_by_label("What is still wrong? (optional)").fill("The streetlight is dark again.")
