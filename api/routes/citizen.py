@@ -32,8 +32,9 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     503     ``node_unavailable``       the chain cannot be reached, or writes are not configured
     ======  =========================  ====================================================================
 
-    The state checks run on the index first, then on the chain itself (``Ledger.receipt_case``, and the call run
-    once on the latest block), so an index that lags cannot let a refused record through. An accepted record is
+    The state checks run on the index, then on the chain itself (``Ledger.receipt_case``, and the call run once on
+    the latest block), which has the last word: an index that lags neither lets a refused record through nor refuses
+    one the chain would take (the index's refusal stands only when the chain agrees). An accepted record is
     stored durably with its off-chain text (``ledger.relay.RelayStore.submit_citizen``) and sent by the relayer key as
     ``rateCase`` / ``disputeCase``; the answer (202) waits a few seconds for it to be recorded, and
     ``GET /api/v1/ratings/{id}`` (``/disputes/{id}``) follows it afterwards.
@@ -361,8 +362,14 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             if existing is not None:
                 raise _Duplicate(existing, record)
             tracked = feedback.case_feedback(conn, receipt).tracked
-        check_against(signed, tracked, int(time.time()))
-        # the chain itself, before anything is stored
+        try:
+            check_against(signed, tracked, int(time.time()))
+        except _Refused as refusal:
+            index_refusal: _Refused | None = refusal
+        else:
+            index_refusal = None
+        # the chain itself, before anything is stored: it has the last word, refusing what a lagging index would
+        # let through, and taking what the index refused before it saw the agency's latest entries
         chain = _chain(lambda: ledger.receipt_case(record.agency_id, record.case_id))
         if chain.status is ReceiptCaseStatus.NONE:
             raise _Refused("unknown_receipt", f"the ledger has no receipt for case {case_hex} of agency "
@@ -376,6 +383,8 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             block_time,
         )
         simulate(ledger, signed)
+        if index_refusal is not None:
+            log.info("index behind the chain: %s refused there, accepted here", index_refusal.code)
         try:
             status, created = store.submit_citizen(signed, text)
         except RelayRefused as exc:  # another rating (dispute) of the case is in flight

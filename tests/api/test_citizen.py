@@ -257,6 +257,16 @@ def test_a_rating_relayed_but_not_yet_indexed_cannot_be_doubled(client: TestClie
     refused(client, cw, RATINGS, cw.rating_body("lagging", 1), 409, "already_rated")
 
 
+def test_the_chain_has_the_last_word_when_the_index_lags(client: TestClient, cw: CitizenWorld):
+    cw.open("closed-unseen")
+    cw.sync()
+    cw.act("closed-unseen", CaseAction.FULFILLED)  # not indexed yet: the index still has the case open
+    view = lookup(client, cw, "closed-unseen")
+    assert view["feedback"]["rate_refusal"] == "not_closed"
+    recorded(client, cw, client.post(RATINGS, json=cw.rating_body("closed-unseen", 3)), "closed-unseen",
+             EntryKind.CASE_RATED)
+
+
 # ---------------------------------------------------------------------- disputes
 
 
