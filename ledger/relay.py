@@ -671,12 +671,7 @@ class RelayStore:
             existing = self._get(key)
             if existing is not None:
                 return self._status(existing), False
-            for other in self._citizen_envelopes(agency_hex, case_hex, signed.primary_type, closure):
-                status = self._status(other)
-                if status.state != "failed":
-                    code = "already_rated" if isinstance(record, Rating) else "already_disputed"
-                    what = "a rating of this case" if isinstance(record, Rating) else "a dispute of this closure"
-                    raise RelayRefused(code, f"{what} was submitted already ({status.state})", submission=status.key)
+            self._refuse_in_flight(record, agency_hex, case_hex)
             texts = json.dumps([json.loads(record_json(record))], separators=(",", ":"))
             with self._transaction() as db:
                 db.execute(
@@ -696,6 +691,42 @@ class RelayStore:
             self._queue(envelope)
         self._notify()
         return self._status(envelope), True
+
+    def retry_citizen(self, key: str) -> RelayStatus:
+        """Send a failed rating or dispute again (its record is signed once and for all: the same record always has
+        the same signature, so "sign again" is no way to retry it). The caller has checked that the chain would take
+        it now. Anything but a failed citizen submission is returned as it is."""
+        with self._exclusive():
+            envelope = self._get(key)
+            if envelope is None or envelope.primary_type not in CITIZEN_TYPES:
+                raise RelayRefused("not_found", "no such rating or dispute")
+            status = self._status(envelope)
+            if status.state != "failed":
+                return status
+            record = envelope.records()[0]
+            assert isinstance(record, (Rating, Dispute))
+            self._refuse_in_flight(record, "0x" + record.agency_id.hex(), "0x" + record.case_id.hex(), exclude=key)
+            items = [self.outbox.get_by_key(row) for row in envelope.row_keys()]
+            self.outbox.requeue([item.id for item in items if item is not None])
+            with self._transaction() as db:
+                db.execute("UPDATE relays SET settled = NULL WHERE key = ?", (key,))
+            envelope = self._get(key)
+            assert envelope is not None
+        self._notify()
+        return self._status(envelope)
+
+    def _refuse_in_flight(self, record: Rating | Dispute, agency_hex: str, case_hex: str,
+                          exclude: str | None = None) -> None:
+        """RelayRefused while another rating of the case (dispute of the closure) is pending, sent or recorded."""
+        closure = record.closure if isinstance(record, Dispute) else None
+        for other in self._citizen_envelopes(agency_hex, case_hex, record.TYPE_NAME, closure):
+            if other.key == exclude:
+                continue
+            status = self._status(other)
+            if status.state != "failed":
+                code = "already_rated" if isinstance(record, Rating) else "already_disputed"
+                what = "a rating of this case" if isinstance(record, Rating) else "a dispute of this closure"
+                raise RelayRefused(code, f"{what} was submitted already ({status.state})", submission=status.key)
 
     def _citizen_envelopes(
         self, agency_hex: str, case_hex: str, primary_type: str, closure: int | None

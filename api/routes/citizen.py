@@ -22,7 +22,8 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     422     ``bad_signature``          not 65 bytes, malformed, high s, or not recoverable
     404     ``unknown_receipt``        no receipt is recorded for this case (or no such case)
     403     ``forged_signature``       the signature is valid but not by the case's receipt key
-    409     ``duplicate``              this signed record was submitted before (the body carries that submission)
+    409     ``duplicate``              this signed record was submitted before (the body carries that submission);
+                                       one that failed is sent again instead, once the chain would take it
     409     ``not_closed``             the case is not closed yet
     409     ``already_rated``          the case has been rated (once ever), or a rating of it is being relayed
     409     ``not_fulfilled``          a dispute of a case closed otherwise than fulfilled (rejected, withdrawn)
@@ -359,7 +360,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
                     "code can rate or dispute it",
                 )
             existing = store.status(signed.key)
-            if existing is not None:
+            if existing is not None and existing.state != "failed":
                 raise _Duplicate(existing, record)
             tracked = feedback.case_feedback(conn, receipt).tracked
         try:
@@ -386,7 +387,10 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         if index_refusal is not None:
             log.info("index behind the chain: %s refused there, accepted here", index_refusal.code)
         try:
-            status, created = store.submit_citizen(signed, text)
+            if existing is not None:  # it failed, and the chain takes it now: the same submission, sent again
+                status, created = store.retry_citizen(signed.key), True
+            else:
+                status, created = store.submit_citizen(signed, text)
         except RelayRefused as exc:  # another rating (dispute) of the case is in flight
             raise _Refused(exc.code, exc.message, submission=exc.details.get("submission")) from None
         if not created:

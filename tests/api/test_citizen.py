@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from ledger import receipts
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
-from ledger.records import CaseAction, EntryKind
+from ledger.records import CaseAction, EntryKind, Rating
 from ledger.relay import SECP256K1_N
 from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id
 
@@ -265,6 +266,33 @@ def test_the_chain_has_the_last_word_when_the_index_lags(client: TestClient, cw:
     assert view["feedback"]["rate_refusal"] == "not_closed"
     recorded(client, cw, client.post(RATINGS, json=cw.rating_body("closed-unseen", 3)), "closed-unseen",
              EntryKind.CASE_RATED)
+
+
+def test_a_failed_rating_is_sent_again_when_the_chain_takes_it(client: TestClient, cw: CitizenWorld):
+    """A rating that failed on chain cannot be signed anew (no nonce: the same record, the same signature), so the
+    same signed record posted again is retried, once the chain would take it — not refused as a duplicate."""
+    from ledger.chain import Ledger
+    from ledger.relay import check_citizen_signature
+
+    cw.open("retried")
+    cw.sync()
+    body = cw.rating_body("retried", 5)
+    record = Rating(agency_id=cw.world.agency_id, case_id=receipt_case_id("retried"), score=5)
+    ledger: Ledger = cw.ledger
+    signed = check_citizen_signature(record, body["signature"], ledger.domain())
+    service = client.app.state.agency_writes  # type: ignore[attr-defined]
+    status, created = service.store.submit_citizen(signed)  # straight into the relay, past the API's checks
+    deadline = time.monotonic() + 30
+    while (status := service.store.status(status.key)).state != "failed":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    assert created and status.error_name == "InvalidReceiptCaseStatus"
+    refused(client, cw, RATINGS, body, 409, "not_closed")  # still early: refused, not retried
+    cw.act("retried", CaseAction.FULFILLED)
+    cw.sync()
+    answer = recorded(client, cw, client.post(RATINGS, json=body), "retried", EntryKind.CASE_RATED)
+    assert answer["id"] == status.key  # the same submission, sent again
+    refused(client, cw, RATINGS, body, 409, "duplicate")
 
 
 # ---------------------------------------------------------------------- disputes
