@@ -381,7 +381,9 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         if (current.status != ReceiptCaseStatus.Fulfilled) {
             revert InvalidReceiptCaseStatus(dispute.agencyId, dispute.caseId, current.status);
         }
-        if (current.disputed) revert AlreadyDisputed(dispute.agencyId, dispute.caseId);
+        if (current.disputed || current.disputedClosure == current.closures) {
+            revert AlreadyDisputed(dispute.agencyId, dispute.caseId);
+        }
         if (dispute.closure != current.closures) revert StaleClosure(dispute.closure, current.closures);
         // Slither (timestamp, low) accepted: a window of days cannot be moved meaningfully by a validator's seconds.
         // slither-disable-next-line timestamp
@@ -393,6 +395,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         );
         _requireReceiptSignature(current.receipt, recordHash, signature, dispute.agencyId, dispute.caseId);
         state.disputed = true;
+        state.disputedClosure = current.closures;
         uint256 seq = _appendOne(EntryKind.CaseDisputed, dispute.agencyId, current.receipt, recordHash);
         emit CaseDisputed({
             seq: seq,

@@ -239,10 +239,10 @@ class Ledger:
 
     def receipt_case(self, agency_id: bytes, case_id: bytes, block: int | str = "latest") -> ReceiptCaseState:
         raw = self.contract.functions.receiptCase(agency_id, case_id).call(block_identifier=block)
-        receipt, status, closures, closed_at, rated, disputed = raw
+        receipt, status, closures, closed_at, rated, disputed, disputed_closure = raw
         return ReceiptCaseState(
             to_checksum_address(receipt), ReceiptCaseStatus(status), int(closures), int(closed_at), bool(rated),
-            bool(disputed),
+            bool(disputed), int(disputed_closure),
         )
 
     def dispute_windows(self) -> tuple[int, int]:
@@ -481,6 +481,8 @@ class ReceiptCaseState:
     closed_at: int
     rated: bool
     disputed: bool
+    #: the last closure disputed (each closure can be disputed once)
+    disputed_closure: int = 0
 
 
 _EIP712_DOMAIN_TYPE = [

@@ -123,6 +123,8 @@ interface ICivicLedger {
         uint40 closedAt; // block time of the last closure (0 while never closed)
         bool rated; // the receipt holder rated the case (at most once)
         bool disputed; // a dispute awaits the agency's answer
+        uint16 disputedClosure; // the last closure disputed: each closure can be disputed once, so an answered
+        // dispute cannot be replayed from its calldata
     }
 
     /// @notice A correction: voids an earlier entry of the same agency. The original stays visible.
@@ -396,7 +398,7 @@ interface ICivicLedger {
     error StaleClosure(uint16 closure, uint16 latest);
     /// @notice The dispute window after the fulfilment has passed.
     error DisputeWindowClosed(uint256 closedAt, uint256 blockTime);
-    /// @notice The case has a dispute awaiting the agency's answer already.
+    /// @notice The case has a dispute awaiting the agency's answer already, or this closure was disputed already.
     error AlreadyDisputed(bytes32 agencyId, bytes32 caseId);
     /// @notice `DisputeRejected` answers a dispute; the case has none awaiting an answer.
     error CaseNotDisputed(bytes32 agencyId, bytes32 caseId);

@@ -206,6 +206,9 @@ def test_dispute_then_the_agency_answers(world: World) -> None:
     assert not tracked.disputed and tracked.status is ReceiptCaseStatus.FULFILLED
     refused("CaseNotDisputed", world.ledger.write, world.signer,
             world.update("x", CaseAction.DISPUTE_REJECTED, case_id=case_id))
+    # the answered dispute cannot be replayed from its calldata: one dispute per closure
+    assert state(world, case_id).disputed_closure == 1
+    refused("AlreadyDisputed", dispute, world, case_id)
 
     # disputed again: the agency reopens; the old closure's dispute cannot be replayed after the next fulfilment
     signature_record = Dispute(agency_id=world.agency_id, case_id=case_id, closure=1)
