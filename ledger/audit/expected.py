@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.audit.rebuild import CaseRecord, CommitmentState, LedgerModel, hex0x
+from ledger.audit.rebuild import UNCLAIMED_KINDS, CaseRecord, CommitmentState, LedgerModel, hex0x
 from ledger.logs import DecodedEntry, code_text
 from ledger.metrics import rate_from_bps
 from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
@@ -43,7 +43,7 @@ def entry(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
         "record_hash": hex0x(e.record_hash),
         "entry_hash": hex0x(e.entry_hash),
         "running_hash": hex0x(model.running[e.seq]),
-        "occurred_at": None if e.kind in GOVERNANCE else e.record["occurred_at"],
+        "occurred_at": None if e.kind in UNCLAIMED_KINDS else e.record["occurred_at"],
         "proof": proof(e),
     }
 
@@ -139,8 +139,10 @@ def commitment_history(c: CommitmentState) -> dict[str, Any]:
 CASE_FIELDS = (
     "commitment_id", "commitment_version", "district", "channel", "status", "opened_seq", "opened_at", "closed_at",
     "hold_seconds", "on_hold_since", "due_at", "fulfil_seconds", "on_time", "escalated", "invalid_transitions",
-    "last_seq",
+    "last_seq", "rating", "rated_at", "disputes", "reopened", "dispute_open",
 )
+#: a case view's receipt, rating and dispute fields (the receipt's address itself is left to ``GET /receipts``)
+FEEDBACK_VIEW_FIELDS = ("has_receipt", "rating", "rated_at", "disputes", "reopened", "dispute_open")
 
 
 def case_row(record: CaseRecord) -> dict[str, Any] | None:
@@ -182,7 +184,7 @@ def case_view(record: CaseRecord, model: LedgerModel) -> dict[str, Any]:
         out.update({name: None for name in (
             "status", "commitment_id", "commitment_version", "district", "channel", "opened_at", "closed_at",
             "due_at", "hold_seconds", "on_hold_since", "fulfil_seconds", "on_time", "escalated",
-            "invalid_transitions",
+            "invalid_transitions", *FEEDBACK_VIEW_FIELDS,
         )})
         return out
     names = (None, None)
@@ -197,7 +199,8 @@ def case_view(record: CaseRecord, model: LedgerModel) -> dict[str, Any]:
         channel_name=CHANNEL_NAMES.get(state.channel), opened_at=state.opened_at, closed_at=state.closed_at,
         due_at=state.due_at, hold_seconds=state.hold_seconds, on_hold_since=state.on_hold_since,
         fulfil_seconds=state.fulfil_seconds, on_time=state.on_time, escalated=state.escalated,
-        invalid_transitions=state.invalid_transitions,
+        invalid_transitions=state.invalid_transitions, has_receipt=state.receipt is not None, rating=state.rating,
+        rated_at=state.rated_at, disputes=state.disputes, reopened=state.reopened, dispute_open=state.dispute_open,
     )
     return out
 

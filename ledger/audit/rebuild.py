@@ -1,9 +1,10 @@
 """Rebuild the ledger's state from its entries alone — agencies and key history, commitment versions, holiday
-calendars, corrections, case states — with the project's own definitions (``ledger.cases``, ``ledger.metrics``,
-``ledger.logs``), never from the service's database.
+calendars, corrections, case states, receipts, ratings, disputes and their answers — with the project's own
+definitions (``ledger.cases``, ``ledger.metrics``, ``ledger.logs``), never from the service's database.
 
 The rows built here (:class:`~ledger.metrics.CaseRow`, :class:`~ledger.metrics.EventRow`,
-:class:`~ledger.metrics.CommitmentRow`) are what the index's tables would hold if it were honest, in the index's
+:class:`~ledger.metrics.CommitmentRow`, :class:`~ledger.metrics.RatingRow`, :class:`~ledger.metrics.DisputeRow`) are
+what the index's tables would hold if it were honest, in the index's
 representation (codes as text, names as display text), so the public API's answers and metrics can be compared
 with them value for value.
 """
@@ -16,13 +17,32 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from ledger.cases import CaseProgress, CaseState, CommitmentVersion, Event, voided_entries
+from ledger.cases import (
+    ANSWERS,
+    CLOSED,
+    UNVOIDABLE_KINDS,
+    Answer,
+    CaseProgress,
+    CaseState,
+    CommitmentVersion,
+    Event,
+    Feedback,
+    dispute_answers,
+    merged,
+    voided_entries,
+)
 from ledger.logs import DecodedEntry, code_text, display_text, fold
-from ledger.metrics import CaseRow, CommitmentRow, EventRow
+from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, RatingRow
 from ledger.records import ZERO_HEAD, CaseAction, EntryKind
 from ledger.workdays import YearCalendar
 
 GOVERNANCE_KINDS = frozenset({EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED})
+#: entries signed by a citizen's receipt key (relayed), not by an agency key; they claim no time
+CITIZEN_KINDS = frozenset({EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED})
+#: the entries of a case other than its events: its receipt, and its holder's ratings and disputes
+FEEDBACK_KINDS = frozenset({EntryKind.RECEIPT_ISSUED, *CITIZEN_KINDS})
+#: entries that carry no agency-claimed time
+UNCLAIMED_KINDS = GOVERNANCE_KINDS | CITIZEN_KINDS
 
 
 @dataclass
@@ -53,14 +73,37 @@ class CommitmentState:
         return max(live or self.versions, key=lambda v: v[0].version)
 
 
+@dataclass(frozen=True)
+class FeedbackContext:
+    """A receipt, rating or dispute entry of a case, and where the case stood just before it (by the fold of its
+    non-voided events and earlier feedback entries, in seq order)."""
+
+    entry: DecodedEntry
+    #: the case's status ("" while it has not been opened)
+    status: str
+    #: the receipt first issued for the case (None: none yet)
+    receipt: str | None
+    #: receipts issued for the case so far
+    receipts: int
+    #: valid closing events (fulfilled, rejected, withdrawn) so far, and the latest of them
+    closures: int
+    last_closing: DecodedEntry | None
+    #: times the case was reopened so far
+    reopened: int
+    #: ratings recorded so far
+    ratings: int
+
+
 @dataclass
 class CaseRecord:
-    """A case: every event (voided ones included) and its state folded from the others."""
+    """A case: every event (voided ones included) and its state folded from the others (and its feedback)."""
 
     agency_id: str
     case_id: bytes
     events: list[DecodedEntry] = field(default_factory=list)
     state: CaseState | None = None
+    #: its ReceiptIssued, CaseRated and CaseDisputed entries, in seq order
+    feedback: list[DecodedEntry] = field(default_factory=list)
     #: non-voided events that were not valid transitions, each with the status the case had then ("" before Opened)
     invalid: list[tuple[DecodedEntry, str]] = field(default_factory=list)
     #: valid on-hold events, each with the hold time completed before it
@@ -84,6 +127,11 @@ class LedgerModel:
     #: jurisdiction -> year -> (version, calendar, entry) of the latest version
     calendars: dict[str, dict[int, tuple[int, YearCalendar, DecodedEntry]]]
     cases: dict[tuple[str, bytes], CaseRecord]
+    #: every receipt, rating and dispute entry with where its case stood, by case (cases without events included)
+    feedback: dict[tuple[str, bytes], list[FeedbackContext]] = field(default_factory=dict)
+    #: each dispute's answer (by the dispute's seq): the case's first non-voided Reopened or DisputeRejected event
+    #: after it, or None
+    answers: dict[int, DecodedEntry | None] = field(default_factory=dict)
 
     # The rows the metrics are computed from, made when first needed (only the metrics check needs them).
 
@@ -119,6 +167,33 @@ class LedgerModel:
         """A ``commitments`` row per version."""
         return [row for c in self.commitments.values() for row, _ in c.versions]
 
+    @cached_property
+    def rating_rows(self) -> list[RatingRow]:
+        """A ``ratings`` row per rating, in seq order."""
+        return [
+            RatingRow(seq=e.seq, agency_id=code_text(e.agency_id), case_id=e.record["case_id"],
+                      score=e.record["score"], comment_hash=e.record["comment_hash"], receipt=e.actor,
+                      block_time=e.block_time or 0)
+            for e in self.entries if e.kind == EntryKind.CASE_RATED
+        ]
+
+    @cached_property
+    def dispute_rows(self) -> list[DisputeRow]:
+        """A ``disputes`` row per dispute, with its answer, in seq order."""
+        rows = []
+        for e in self.entries:
+            if e.kind != EntryKind.CASE_DISPUTED:
+                continue
+            answer = self.answers.get(e.seq)
+            rows.append(DisputeRow(
+                seq=e.seq, agency_id=code_text(e.agency_id), case_id=e.record["case_id"],
+                closure=e.record["closure"], reason_hash=e.record["reason_hash"], receipt=e.actor,
+                block_time=e.block_time or 0, answer_seq=None if answer is None else answer.seq,
+                answer_action=None if answer is None else int(answer.record["action"]),
+                answered_at=None if answer is None else answer.block_time or 0,
+            ))
+        return rows
+
 
 def rebuild(entries: Sequence[DecodedEntry]) -> LedgerModel:
     """The model of `entries` (in seq order; a duplicated seq is taken once, the first time)."""
@@ -148,6 +223,9 @@ def rebuild(entries: Sequence[DecodedEntry]) -> LedgerModel:
                 why = f"its target seq {e.record['target_seq']} is not an earlier entry"
             elif target.agency_id != e.agency_id:
                 why = f"its target seq {target.seq} belongs to another agency ({code_text(target.agency_id)})"
+            elif int(target.kind) in UNVOIDABLE_KINDS:
+                why = (f"its target seq {target.seq} is a {target.kind.name.lower()} entry, which no correction can "
+                       "void (a citizen's receipt, rating or dispute)")
             else:
                 why = f"its target seq {target.seq} was already voided by seq {voided.get(target.seq)}"
             refused.append((e, why))
@@ -156,6 +234,7 @@ def rebuild(entries: Sequence[DecodedEntry]) -> LedgerModel:
     commitments: dict[tuple[str, str], CommitmentState] = {}
     calendars: dict[str, dict[int, tuple[int, YearCalendar, DecodedEntry]]] = {}
     cases: dict[tuple[str, bytes], CaseRecord] = {}
+    feedback: dict[tuple[str, bytes], list[DecodedEntry]] = {}
     case_event_kind = EntryKind.CASE_EVENT
     for e in unique:
         kind = e.kind
@@ -167,6 +246,8 @@ def rebuild(entries: Sequence[DecodedEntry]) -> LedgerModel:
             if record is None:
                 record = cases[key] = CaseRecord(agency, r["case_id"])
             record.events.append(e)
+        elif kind in FEEDBACK_KINDS:
+            feedback.setdefault((code_text(e.agency_id), r["case_id"]), []).append(e)
         elif kind == EntryKind.AGENCY_REGISTERED:
             agency = code_text(e.agency_id)
             if agency not in agencies:
@@ -217,34 +298,85 @@ def rebuild(entries: Sequence[DecodedEntry]) -> LedgerModel:
         j: {year: calendar for year, (_, calendar, _) in years.items()} for j, years in calendars.items()
     }
 
-    for (agency, _), record in cases.items():
+    contexts: dict[tuple[str, bytes], list[FeedbackContext]] = {}
+    answers: dict[int, DecodedEntry | None] = {}
+    for key in [*cases, *(key for key in feedback if key not in cases)]:
+        agency = key[0]
+        record = cases.get(key) or CaseRecord(*key)
+        record.feedback = feedback.get(key, [])
         progress = CaseProgress()
+        closures, last_closing, receipts_so_far, ratings_so_far = 0, None, 0, 0
+        answering: list[DecodedEntry] = []
+        items = {e.seq: e for e in record.feedback}
+        folded: list[Event] = []
         for e in record.events:
             if e.seq in voided:
                 continue
             r = e.record
             action = int(r["action"])
             if action == CaseAction.OPENED:
-                event = Event(e.seq, action, r["occurred_at"], code_text(r["commitment_id"]),
-                              code_text(r["district"]), r["channel"])
+                folded.append(Event(e.seq, action, r["occurred_at"], code_text(r["commitment_id"]),
+                                    code_text(r["district"]), r["channel"]))
             else:
-                event = Event(e.seq, action, r["occurred_at"])
+                folded.append(Event(e.seq, action, r["occurred_at"]))
+            items[e.seq] = e
+        fed = [feedback_item(e) for e in record.feedback]
+        if not fed:  # most cases: their events alone, without the bookkeeping feedback needs
+            for item in folded:
+                e = items[item.seq]
+                before = progress.status if progress.opened else ""
+                held = progress.hold_seconds
+                if not progress.apply(item):
+                    record.invalid.append((e, before))
+                elif item.action == CaseAction.ON_HOLD:
+                    record.holds.append((e, held))
+        for item in merged(folded, fed) if fed else ():
+            e = items[item.seq]
+            if isinstance(item, Feedback):
+                contexts.setdefault(key, []).append(FeedbackContext(
+                    e, progress.status if progress.opened else "", progress.receipt, receipts_so_far, closures,
+                    last_closing, progress.reopened, ratings_so_far,
+                ))
+                progress.take(item)
+                receipts_so_far += item.kind == EntryKind.RECEIPT_ISSUED
+                ratings_so_far += item.kind == EntryKind.CASE_RATED
+                continue
+            action = item.action
             before = progress.status if progress.opened else ""
             held = progress.hold_seconds
-            if not progress.apply(event):
+            if action in ANSWERS:
+                answering.append(e)
+            if not progress.apply(item):
                 record.invalid.append((e, before))
             elif action == CaseAction.ON_HOLD:
                 record.holds.append((e, held))
-        jurisdiction = agencies[agency].jurisdiction if agency in agencies else ""
-        state = progress.state(
-            versions.get((agency, progress.commitment_id), []), jurisdiction_calendars.get(jurisdiction, {})
-        )
-        record.state = state
+            elif progress.status in CLOSED and before not in CLOSED:
+                closures += 1
+                last_closing = e
+        disputes = [e.seq for e in record.feedback if e.kind == EntryKind.CASE_DISPUTED]
+        if disputes:
+            by_seq_answer = {a.seq: a for a in answering}
+            found = dispute_answers(disputes, [Answer(a.seq, int(a.record["action"]), a.block_time or 0)
+                                               for a in answering])
+            answers.update({seq: None if a is None else by_seq_answer[a.seq] for seq, a in found.items()})
+        if key in cases:
+            jurisdiction = agencies[agency].jurisdiction if agency in agencies else ""
+            record.state = progress.state(
+                versions.get((agency, progress.commitment_id), []), jurisdiction_calendars.get(jurisdiction, {})
+            )
 
     return LedgerModel(
         entries=unique, by_seq=by_seq, running=running, head=head, voided=voided, refused_corrections=refused,
-        agencies=agencies, commitments=commitments, calendars=calendars, cases=cases,
+        agencies=agencies, commitments=commitments, calendars=calendars, cases=cases, feedback=contexts,
+        answers=answers,
     )
+
+
+def feedback_item(e: DecodedEntry) -> Feedback:
+    """What the case fold reads of a receipt, rating or dispute entry."""
+    r = e.record
+    receipt = r["receipt"] if e.kind == EntryKind.RECEIPT_ISSUED else e.actor
+    return Feedback(e.seq, int(e.kind), receipt, e.block_time or 0, r.get("score", 0))
 
 
 def hex0x(value: bytes | None) -> str | None:

@@ -225,6 +225,16 @@ def render_html(report: AuditReport) -> str:
     if holds:
         charts.append(hbar_chart("Holds per agency (of which late: after 80 % of the deadline)",
                                  [(f"{a} ({v['late']} late)", v["holds"]) for a, v in holds.items()], colour="#1a7f37"))
+    scores = stats.get("rating_distribution") or {}
+    if any(scores.values()):
+        charts.append(bar_chart("Ratings by score (1 worst, 5 best)", list(scores.items()), colour="#0969da"))
+    disputes = {a: v for a, v in (stats.get("disputes_by_agency") or {}).items() if v["disputes"]}
+    if disputes:
+        charts.append(hbar_chart(
+            "Disputes per agency (answered late, or unanswered past the 10-day deadline)",
+            [(f"{a} ({v['late']} late, {v['overdue']} unanswered)", v["disputes"]) for a, v in disputes.items()],
+            colour="#cf222e",
+        ))
     out.append('<h2>Charts</h2><div class="charts">'
                + "".join(f'<div class="card">{c}</div>' for c in charts) + "</div>")
 

@@ -27,7 +27,7 @@ from ledger.audit.chainread import ChainReader, ChainSnapshot
 from ledger.audit.checks import run_check
 from ledger.audit.context import AuditConfig, AuditContext
 from ledger.audit.errors import CannotAudit
-from ledger.audit.rebuild import CaseRecord, LedgerModel, hex0x, rebuild
+from ledger.audit.rebuild import CaseRecord, LedgerModel, feedback_item, hex0x, rebuild
 from ledger.audit.rpc import Rpc, RpcError
 from ledger.cases import CaseProgress, Event
 from ledger.logs import DecodedEntry, LogDecoder, code_text
@@ -83,10 +83,15 @@ def receipt_proofs(rpc: Rpc, events: list[DecodedEntry]) -> dict[int, str | None
 
 
 def _transitions(record: CaseRecord, model: LedgerModel) -> dict[int, str]:
-    """seq -> status after the event ('invalid …' for an event that is not a valid transition, 'voided by …')."""
+    """seq -> status after the event ('invalid …' for an event that is not a valid transition, 'voided by …'); the
+    case's receipt, ratings and disputes fold in between (a dispute is what makes a DisputeRejected valid)."""
     progress = CaseProgress()
     out: dict[int, str] = {}
+    feedback = {item.seq: item for item in (feedback_item(e) for e in record.feedback)}
+    pending = sorted(feedback)
     for e in record.events:
+        while pending and pending[0] < e.seq:
+            progress.take(feedback[pending.pop(0)])
         if e.seq in model.voided:
             out[e.seq] = f"voided by seq {model.voided[e.seq]}"
             continue

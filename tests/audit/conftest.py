@@ -1,7 +1,8 @@
 """An honest ledger for the auditor's tests: a small demo city on an anvil of its own, plus key rotation (a key
-authorised, used and revoked), a commitment amended and one retired, corrections, a relayed entry and a working-day
-case; indexed into SQLite by the real indexer and served by the real API (the tests may use the indexer; the auditor
-never does).
+authorised, used and revoked), a commitment amended and one retired, corrections, a relayed entry, a working-day
+case, and citizens' feedback (receipts, ratings, disputes answered by a reopening and by a rejection, a receipt case
+still open); indexed into SQLite by the real indexer and served by the real API (the tests may use the indexer; the
+auditor never does).
 
 Tests that tamper with the index work on a copy of it (:meth:`HonestLedger.index_copy`); tests that write to the
 chain run inside :func:`chain_state` (an anvil snapshot, reverted afterwards), so every test sees the honest ledger.
@@ -24,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from ledger import demo
+from ledger import demo, receipts
 from ledger.audit import AuditConfig, AuditReport, run_audit
 from ledger.audit.build import fresh_build
 from ledger.chain import Chain, Ledger
@@ -36,7 +37,10 @@ from ledger.records import (
     CaseEvent,
     Correction,
     DeadlineUnit,
+    Dispute,
     EntryKind,
+    Rating,
+    Receipt,
     Record,
     Retirement,
     entry_hash,
@@ -146,9 +150,64 @@ class HonestLedger:
         self.send(signer or self.signers[agency], self.ledger.encode_batch(events), at)
         return self.ledger.entry_count() - 1
 
+    def issue_receipt(self, name: str, at: int, agency: str = "DEMO-ROADS") -> int:
+        """Record the receipt of the receipt case `name` (its key derived from :func:`receipt_code`)."""
+        record = Receipt(case_id=receipt_case_id(name), receipt=receipts.address(receipt_code(name)), occurred_at=at)
+        return self.write(record, agency, at)
+
+    def citizen(self, record: Rating | Dispute, name: str, at: int | None = None, key: bytes | None = None) -> int:
+        """Submit a rating or dispute of case `name` signed with its receipt key (or `key`), relayed by the relayer
+        account, in a block at time `at`; returns its seq."""
+        signature = self.ledger.sign_citizen(key or receipts.private_key(receipt_code(name)), record)
+        call = self.ledger.encode_citizen_call(record, signature)
+        self.send(self.relayer, bytes.fromhex(call._encode_transaction_data()[2:]), at)
+        return self.ledger.entry_count() - 1
+
+    def rate(self, name: str, score: int, at: int | None = None, agency: str = "DEMO-ROADS",
+             key: bytes | None = None) -> int:
+        record = Rating(agency_id=short_code(agency), case_id=receipt_case_id(name), score=score,
+                        comment_hash=text_hash(f"salt:{name}:{score}"))
+        return self.citizen(record, name, at, key)
+
+    def dispute(self, name: str, closure: int, at: int | None = None, agency: str = "DEMO-ROADS") -> int:
+        record = Dispute(agency_id=short_code(agency), case_id=receipt_case_id(name), closure=closure,
+                         reason_hash=text_hash(f"salt:{name}:still dark"))
+        return self.citizen(record, name, at)
+
+    @property
+    def relayer(self) -> LocalAccount:
+        found = getattr(self, "_relayer", None)
+        if found is None:
+            found = self._relayer = self.chain.new_account()
+        return found
+
 
 def case_id(name: str) -> bytes:
     return keccak(b"audit-case:" + name.encode())
+
+
+def receipt_case_id(name: str) -> bytes:
+    """A case id that can have a receipt (top bit set)."""
+    raw = bytearray(keccak(b"audit-receipt-case:" + name.encode()))
+    raw[0] |= 0x80
+    return bytes(raw)
+
+
+def receipt_code(name: str) -> str:
+    """The receipt code of receipt case `name` (deterministic)."""
+    digest = keccak(b"audit-receipt-code:" + name.encode())
+    return receipts.format_code("".join(receipts.ALPHABET[b % 32] for b in digest[:20]))
+
+
+def receipt_opened(name: str, at: int, commitment: str = "STREETLIGHT-48H", district: str = "EAST",
+                   channel: int = 1) -> CaseEvent:
+    return CaseEvent(case_id=receipt_case_id(name), action=CaseAction.OPENED, occurred_at=at,
+                     commitment_id=short_code(commitment), district=short_code(district), channel=channel)
+
+
+def receipt_later(name: str, action: CaseAction, at: int) -> CaseEvent:
+    return CaseEvent(case_id=receipt_case_id(name), action=action, occurred_at=at,
+                     details_hash=text_hash(f"{name}:{at}"))
 
 
 def opened(
@@ -205,7 +264,31 @@ def _extras(h: HonestLedger) -> None:
     h.seqs["relayed"] = ledger.entry_count() - 1
     # A working-day case of the licensing bureau.
     h.write(opened("licence", t + 30, "BIZ-LICENCE-3WD", "NORTH", 1), "DEMO-LICENSING", t + 60)
+    _feedback(h)
     h.seqs["last"] = ledger.entry_count() - 1
+
+
+def _feedback(h: HonestLedger) -> None:
+    """Receipt cases at the roads office: each receipt recorded right after its Opened; one rated; one disputed,
+    reopened, fulfilled again and rated; one disputed and the dispute rejected (both answered within a day); one
+    still open. No dispute is left waiting, so tests that move the clock on do not make one overdue."""
+    t = h.now() + 60
+    names = ("fb-rated", "fb-reopened", "fb-rejected", "fb-open")
+    h.write_batch([receipt_opened(n, t) for n in names], at=t)
+    for i, name in enumerate(names):
+        h.seqs[f"{name} receipt"] = h.issue_receipt(name, t + 10 + i)
+    t += HOUR
+    h.seqs["fb fulfilled"] = h.write_batch(
+        [receipt_later(n, CaseAction.FULFILLED, t) for n in names[:3]], at=t + 60) - 2
+    h.seqs["fb-rated rating"] = h.rate("fb-rated", 4, t + 2 * HOUR)
+    h.seqs["fb-reopened dispute"] = h.dispute("fb-reopened", 1, t + 3 * HOUR)
+    h.seqs["fb-rejected dispute"] = h.dispute("fb-rejected", 1, t + 3 * HOUR + 60)
+    h.seqs["fb-reopened answer"] = h.write(receipt_later("fb-reopened", CaseAction.REOPENED, t + 20 * HOUR),
+                                           at=t + 20 * HOUR + 60)
+    h.seqs["fb-rejected answer"] = h.write(receipt_later("fb-rejected", CaseAction.DISPUTE_REJECTED, t + 21 * HOUR),
+                                           at=t + 21 * HOUR + 60)
+    h.write(receipt_later("fb-reopened", CaseAction.FULFILLED, t + 30 * HOUR), at=t + 30 * HOUR + 60)
+    h.seqs["fb-reopened rating"] = h.rate("fb-reopened", 2, t + 31 * HOUR)
 
 
 def demo_commitment(code: str, at: int, *, deadline: int, target_bps: int,
@@ -311,6 +394,9 @@ def copy_entry(e: DecodedEntry, **changes: Any) -> DecodedEntry:
         HolidayCalendar,
         SignerChange,
     )
+    from ledger.records import Dispute as DisputeRecord
+    from ledger.records import Rating as RatingRecord
+    from ledger.records import Receipt as ReceiptRecord
 
     record = {**e.record, **changes.pop("record", {})}
     out = dataclasses.replace(e, record=record, **changes)
@@ -319,6 +405,8 @@ def copy_entry(e: DecodedEntry, **changes: Any) -> DecodedEntry:
         EntryKind.SIGNER_REVOKED: SignerChange, EntryKind.COMMITMENT_PUBLISHED: Commitment,
         EntryKind.COMMITMENT_RETIRED: Retirement, EntryKind.CASE_EVENT: CaseEventRecord,
         EntryKind.CORRECTION: Correction, EntryKind.HOLIDAY_CALENDAR_PUBLISHED: HolidayCalendar,
+        EntryKind.RECEIPT_ISSUED: ReceiptRecord, EntryKind.CASE_RATED: RatingRecord,
+        EntryKind.CASE_DISPUTED: DisputeRecord,
     }
     record_hash = struct_hash(types[out.kind], record)
     out.record_hash = record_hash

@@ -19,11 +19,13 @@ from ledger.audit import expected
 from ledger.audit.chainread import GOVERNOR_ROLE, ChainReader, RoleChange
 from ledger.audit.checks import CHECKS, Check, run_check
 from ledger.audit.checks.api_records import sample_cases
+from ledger.audit.checks.pending import _abi_events as pending_abi_events
 from ledger.audit.report import render_html, write_json
 from ledger.audit.rpc import Rpc
 from ledger.logs import DecodedEntry, code_text
 from ledger.records import CaseAction, EntryKind
-from tests.audit.conftest import DAY, HonestLedger, case_id, copy_entry
+from ledger import receipts
+from tests.audit.conftest import DAY, HonestLedger, case_id, copy_entry, receipt_case_id, receipt_code
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,11 +54,13 @@ def replace(entries: list[DecodedEntry], *changed: DecodedEntry) -> list[Decoded
 
 def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any, honest: HonestLedger) -> None:
     statuses = {c.name: c.status for c in honest_report.checks}
+    # batches: not applicable on a contract without batch anchors; skipped (never passed) once it has them and
+    # this auditor cannot verify them yet (ledger/audit/checks/pending.py)
+    batches = Status.SKIPPED if pending_abi_events("batch", "anchor", "merkle") else Status.NOT_APPLICABLE
     assert statuses == {
         "contract_code": Status.PASS, "log_complete": Status.PASS, "authorised": Status.PASS,
         "case_transitions": Status.PASS, "timeliness": Status.PASS, "api_records": Status.PASS,
-        "metrics_reproduced": Status.PASS, "feedback_authentic": Status.NOT_APPLICABLE,
-        "batches_complete": Status.NOT_APPLICABLE,
+        "metrics_reproduced": Status.PASS, "feedback_authentic": Status.PASS, "batches_complete": batches,
     }
     assert honest_report.summary()["findings"] == 0 and honest_report.exit_code == 0 and not honest_report.errors
     count = honest.ledger.entry_count()
@@ -67,6 +71,10 @@ def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any,
     assert api["entries_compared"] == api["exported_entries_compared"] == count
     assert api["case_views_compared"] == api["case_rows_compared"] == honest_report.stats["cases"]
     assert honest_report.check("metrics_reproduced").counts["figures_compared"] >= 30
+    feedback = honest_report.check("feedback_authentic").counts
+    assert feedback["receipts"] >= 4 and feedback["ratings"] >= 2 and feedback["disputes"] >= 2
+    assert feedback["answered_in_time"] == feedback["disputes"] - feedback["awaiting_answer"]
+    assert honest_report.check("authorised").counts["citizen_entries"] == feedback["ratings"] + feedback["disputes"]
     # late recordings are listed, but the demo city's few are no finding
     assert honest_report.check("timeliness").warnings
 
@@ -207,6 +215,91 @@ def test_correction_of_another_agencys_entry_is_a_warning(entries: list[DecodedE
     assert result.status is Status.PASS
     [warning] = result.warnings
     assert warning.seq == correction.seq and "belongs to another agency (DEMO-ROADS)" in warning.message
+
+
+# --- feedback, on crafted streams (what a lying node or a contract that let it through could show) --------------------
+
+
+def _feedback_entry(entries: list[DecodedEntry], seq: int) -> DecodedEntry:
+    return next(e for e in entries if e.seq == seq)
+
+
+def feedback_findings(stream: list[DecodedEntry]) -> list[Any]:
+    return run_check("feedback_authentic", context(stream)).findings
+
+
+def test_ratings_the_contract_would_refuse(entries: list[DecodedEntry], honest: HonestLedger) -> None:
+    rating = _feedback_entry(entries, honest.seqs["fb-rated rating"])
+    top = max(e.seq for e in entries)
+    open_receipt = receipts.address(receipt_code("fb-open"))
+    again = copy_entry(rating, seq=top + 1, record={"score": 1})
+    early = copy_entry(rating, seq=top + 2, actor=open_receipt, record={"case_id": receipt_case_id("fb-open")})
+    stranger = copy_entry(rating, seq=top + 3, actor=Account.create().address,
+                          record={"case_id": receipt_case_id("fb-open")})
+    unknown = copy_entry(rating, seq=top + 4, record={"case_id": receipt_case_id("no receipt")})
+    hits = feedback_findings([*entries, again, early, stranger, unknown])
+    messages = {(f.seq, f.message.split(":")[0]) for f in hits}
+    assert messages == {
+        (top + 1, "a second rating of the case (it had 1)"),
+        (top + 2, "rating before the case was closed (open)"),
+        (top + 3, "rating not signed by the case's receipt key (" + open_receipt + ")"),
+        (top + 3, "rating before the case was closed (open)"),
+        (top + 3, "a second rating of the case (it had 1)"),  # the one at top + 2 counts, refused or not
+        (top + 4, "rating of a case that has no receipt"),
+        (top + 4, "rating before the case was opened"),
+    }
+    assert all((f.tx_hash, f.log_index) == ("0x" + rating.tx_hash.hex(), rating.log_index) for f in hits)
+
+
+def test_a_rating_while_the_case_is_reopened(entries: list[DecodedEntry], honest: HonestLedger) -> None:
+    """Cut the stream right after the reopening that answered a dispute, and rate the case there."""
+    reopened = honest.seqs["fb-reopened answer"]
+    rating = _feedback_entry(entries, honest.seqs["fb-reopened rating"])
+    stream = [e for e in entries if e.seq <= reopened] + [copy_entry(rating, seq=reopened + 1)]
+    [hit] = feedback_findings(stream)
+    assert hit.seq == reopened + 1 and hit.message.startswith("rating while the case was reopened (open)")
+
+
+def test_disputes_the_contract_would_refuse(entries: list[DecodedEntry], honest: HonestLedger) -> None:
+    dispute = _feedback_entry(entries, honest.seqs["fb-rejected dispute"])
+    fulfilled = _feedback_entry(entries, honest.seqs["fb fulfilled"])  # fb-rated's fulfilment
+    top = max(e.seq for e in entries)
+    rated = {"case_id": receipt_case_id("fb-rated")}
+    rated_receipt = receipts.address(receipt_code("fb-rated"))
+    stale = copy_entry(dispute, seq=top + 1, actor=rated_receipt, record={**rated, "closure": 2})
+    window = (fulfilled.block_time or 0) + 31 * DAY
+    late = copy_entry(dispute, seq=top + 2, actor=rated_receipt, record=rated, block_time=window)
+    not_fulfilled = copy_entry(dispute, seq=top + 3, actor=receipts.address(receipt_code("fb-open")),
+                               record={"case_id": receipt_case_id("fb-open")}, block_time=window)
+    hits = feedback_findings([*entries, stale, late, not_fulfilled])
+    by_seq: dict[int, list[str]] = {}
+    for f in hits:
+        by_seq.setdefault(f.seq, []).append(f.message)
+    # the audit's "now" is the latest block's time, 31 days after the fulfilment: the first crafted dispute (recorded
+    # at the honest dispute's time) has waited for an answer for three weeks by then
+    assert [m.split(" (")[0] for m in by_seq[top + 1]] == [
+        "dispute names closure 2, but the case's latest is closure 1",
+        "dispute left unanswered 20.9 days past its deadline",
+    ]
+    assert [m.split(" (")[0] for m in by_seq[top + 2]] == ["dispute recorded 31.0 days after the fulfilment it disputes"]
+    assert sorted(m.split(":")[0] for m in by_seq[top + 3]) == [
+        "dispute names closure 1, but the case's latest is closure 0",
+        "dispute of a case that is not fulfilled (open)",
+    ]
+
+
+def test_receipts_the_contract_would_refuse(entries: list[DecodedEntry], honest: HonestLedger) -> None:
+    receipt = _feedback_entry(entries, honest.seqs["fb-open receipt"])
+    top = max(e.seq for e in entries)
+    plain = bytes([receipt.record["case_id"][0] & 0x7F]) + receipt.record["case_id"][1:]
+    second = copy_entry(receipt, seq=top + 1, record={"receipt": Account.create().address})
+    unflagged = copy_entry(receipt, seq=top + 2, record={"case_id": plain})
+    hits = feedback_findings([*entries, second, unflagged])
+    assert sorted((f.seq, f.message.split(":")[0].split(" (")[0]) for f in hits) == [
+        (top + 1, "a second receipt for the case"),
+        (top + 2, "receipt for a case id without the receipt flag"),
+        (top + 2, "receipt issued before the case's Opened event"),
+    ]
 
 
 # --- log completeness -----------------------------------------------------------------------------------------------

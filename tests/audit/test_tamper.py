@@ -3,8 +3,10 @@ the node's answers, or written on the chain itself — is caught by the check wh
 points at the entry (seq, transaction hash, log index) and says what is wrong; the other checks are unaffected
 where the fault does not concern them. The honest ledger itself passes with zero findings (test_checks.py).
 
-Faults not yet possible on this ledger — a forged rating, a missing or altered batch file — are shown to be
-reported as not applicable, never as passed."""
+Citizens' feedback is tampered with as an agency really could: leaving a dispute unanswered or answering it late,
+"correcting" away a rating, a dispute or a receipt, issuing a receipt too late or too early, or to its own key; what
+the contract refuses (rating with an agency key) is shown refused, and a rating forged by a lying node is caught.
+Batch files, not yet verified by this auditor, are shown never to pass."""
 
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from ledger import demo, receipts
 from ledger.audit import CannotAudit, Status, run_audit
 from ledger.audit.model import AuditReport, Finding
-from ledger.records import CaseAction
+from ledger.errors import ContractReverted
+from ledger.records import CaseAction, Correction, Rating, Receipt, short_code, text_hash
 from tests.audit.conftest import (
     DAY,
     HOUR,
@@ -29,7 +33,11 @@ from tests.audit.conftest import (
     findings,
     later,
     opened,
+    receipt_case_id,
+    receipt_code,
+    receipt_opened,
 )
+from tests.audit.conftest import receipt_later as later_receipt
 from tests.ledger.index_faults import FaultProxy, rewrite
 
 pytestmark = pytest.mark.slow
@@ -394,13 +402,146 @@ def test_no_contract_at_the_address(honest: HonestLedger) -> None:
         run_audit(honest.config(contract="0x" + "12" * 20))
 
 
-# --- 5. faults this ledger cannot have yet ---------------------------------------------------------------------------
+# --- 5. citizens' feedback: what an agency can really do on the chain, and what it cannot ---------------------------
 
 
-def test_forged_rating_and_batch_files_are_not_applicable_yet(honest: HonestLedger) -> None:
+def mine_at(h: HonestLedger, at: int) -> None:
+    """Move the chain's clock: mine an empty block at time `at` (the audit's "now" is the latest block's time)."""
+    demo.set_next_block_time(h.chain, at)
+    h.chain.w3.provider.make_request("anvil_mine", [hex(1)])
+
+
+def test_dispute_left_unanswered_past_its_deadline(honest: HonestLedger, tmp_path: Path) -> None:
+    """A citizen disputes the rated streetlight's fulfilment; the roads office never answers. Eleven days on, the
+    dispute is a finding, pointing at it; the index and the API count it as unanswered, and agree with the
+    auditor."""
+    index = honest.index_copy(tmp_path)
+    with chain_state(honest):
+        t = honest.now() + 60
+        seq = honest.dispute("fb-rated", 1, t)
+        mine_at(honest, t + 9 * DAY)
+        honest.sync(index)
+        early = honest.audit(index, case_sample=5)
+        assert not failed(early)  # due in ten days: not yet
+        assert early.check("feedback_authentic").counts["awaiting_answer"] == 1
+        mine_at(honest, t + 11 * DAY)
+        honest.sync(index)
+        report = honest.audit(index, case_sample=5)
+        assert failed(report) == {"feedback_authentic"}
+        [hit] = findings(report, "feedback_authentic")
+        assert points_at(honest, hit, seq) and "unanswered 1.0 days past its deadline" in hit.message
+        assert report.check("feedback_authentic").counts["unanswered_overdue"] == 1
+        # the published figure counts it too, and the API's equals the auditor's
+        assert report.check("metrics_reproduced").status is Status.PASS
+        with honest.api(index) as client:
+            end = t + 11 * DAY + 1
+            whole = client.get("/api/v1/metrics", params={"from": 0, "to": end, "as_of": end}).json()["metrics"]
+        assert whole["disputes_unanswered"] == 1 and whole["disputes"] >= 3
+
+
+def test_dispute_answered_late(honest: HonestLedger) -> None:
+    with chain_state(honest):
+        t = honest.now() + 60
+        seq = honest.dispute("fb-rated", 1, t)
+        honest.write(later_receipt("fb-rated", CaseAction.DISPUTE_REJECTED, t + 12 * DAY), at=t + 12 * DAY)
+        report = run_audit(honest.config())
+        assert failed(report) == {"feedback_authentic"}
+        [hit] = findings(report, "feedback_authentic")
+        assert points_at(honest, hit, seq) and "answered 2.0 days late" in hit.message
+        assert "dispute_rejected" in hit.message and report.check("feedback_authentic").counts["answered_late"] == 1
+
+
+def test_correction_aimed_at_a_rating_a_dispute_and_a_receipt(honest: HonestLedger, tmp_path: Path) -> None:
+    """The roads office 'corrects' away a bad rating, a dispute and a receipt. The contract records the corrections
+    (it does not read targets), but none takes effect: the index keeps counting the rating, and the auditor flags
+    each correction, pointing at it."""
+    index = honest.index_copy(tmp_path)
+    with chain_state(honest):
+        t = honest.now() + 60
+        targets = [honest.seqs[k] for k in ("fb-reopened rating", "fb-rejected dispute", "fb-open receipt")]
+        corrections = [
+            honest.write(Correction(target_seq=target, reason_hash=text_hash("unfair"), occurred_at=t), at=t)
+            for target in targets
+        ]
+        honest.sync(index)
+        report = honest.audit(index, case_sample=5)
+        assert failed(report) == {"feedback_authentic"}
+        hits = findings(report, "feedback_authentic")
+        assert [f.seq for f in hits] == corrections
+        assert all(points_at(honest, f, seq) for f, seq in zip(hits, corrections, strict=True))
+        assert "cannot void what a citizen wrote" in hits[0].message and hits[0].actual == targets[0]
+        # listed by the transitions check as corrections that took no effect, and not applied in the index
+        refused = report.check("case_transitions").warnings
+        assert {w.seq for w in refused} >= set(corrections)
+        assert query(index, "SELECT applied FROM corrections WHERE seq >= ?", (corrections[0],)) == [(0,)] * 3
+        assert query(index, "SELECT voided_by FROM entries WHERE seq = ?", (targets[0],)) == [(None,)]
+        assert query(index, "SELECT rating FROM cases WHERE case_id = ?", (receipt_case_id("fb-reopened"),)) == [(2,)]
+
+
+def test_receipts_issued_too_late_or_too_early(honest: HonestLedger) -> None:
+    """A receipt recorded after its case closed (the agency picks which cases can be rated), and one recorded before
+    its case's Opened: the contract takes both; the auditor flags both."""
+    with chain_state(honest):
+        t = honest.now() + 60
+        honest.write_batch([receipt_opened("late", t), later_receipt("late", CaseAction.REJECTED, t)], at=t)
+        late = honest.issue_receipt("late", t + 60)
+        early = honest.issue_receipt("early", t + 120)
+        honest.write(receipt_opened("early", t + 180), at=t + 180)
+        report = run_audit(honest.config())
+        assert failed(report) == {"feedback_authentic"}
+        hits = {f.seq: f for f in findings(report, "feedback_authentic")}
+        assert set(hits) == {late, early}
+        assert "after the case was closed (rejected)" in hits[late].message and points_at(honest, hits[late], late)
+        assert "before the case's Opened event" in hits[early].message and points_at(honest, hits[early], early)
+
+
+def test_an_agency_key_cannot_rate_but_a_receipt_issued_to_one_is_caught(honest: HonestLedger) -> None:
+    """The roads office signs a rating of its open-then-closed case with its own key: refused on chain. So it issues
+    the receipt of a new case to its own key, and rates that case itself: the contract cannot tell, the auditor can."""
+    roads = honest.signers["DEMO-ROADS"]
+    with chain_state(honest):
+        t = honest.now() + 60
+        honest.write(later_receipt("fb-open", CaseAction.FULFILLED, t), at=t)
+        rating = Rating(agency_id=short_code("DEMO-ROADS"), case_id=receipt_case_id("fb-open"), score=5)
+        with pytest.raises(ContractReverted) as refused:
+            honest.ledger.submit_citizen(honest.relayer, rating, honest.ledger.sign_citizen(bytes(roads.key), rating))
+        assert refused.value.error_name == "InvalidReceiptSignature"
+        honest.write(receipt_opened("self-rated", t + 120), at=t + 120)
+        issued = honest.write(Receipt(case_id=receipt_case_id("self-rated"), receipt=roads.address, occurred_at=t + 180),
+                              at=t + 180)
+        honest.write(later_receipt("self-rated", CaseAction.FULFILLED, t + 240), at=t + 240)
+        honest.rate("self-rated", 5, t + 300, key=bytes(roads.key))
+        report = run_audit(honest.config())
+        assert failed(report) == {"feedback_authentic"}
+        [hit] = findings(report, "feedback_authentic")
+        assert points_at(honest, hit, issued) and "is an agency signing key" in hit.message
+
+
+def test_a_node_forging_a_rating(honest: HonestLedger) -> None:
+    """A lying node shows the roads office's rating as signed by another key: the feedback check names the receipt
+    the rating should have been signed with; the running hash exposes the forgery too."""
+    seq = honest.seqs["fb-rated rating"]
+    forger = "0x" + "66" * 20
+
+    def resign(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for log in logs:
+            if log["topics"][1:2] == [_seq_topic(seq)]:
+                data = bytes.fromhex(log["data"][2:])
+                log["data"] = "0x" + (data[:-32] + bytes.fromhex(forger[2:]).rjust(32, b"\0")).hex()
+        return logs
+
+    report = forged(honest, resign)
+    assert failed(report) == {"feedback_authentic", "log_complete"}
+    [hit] = findings(report, "feedback_authentic")
+    assert points_at(honest, hit, seq) and "not signed by the case's receipt key" in hit.message
+    assert hit.expected == receipts.address(receipt_code("fb-rated")) and hit.actual.lower() == forger
+
+
+def test_batch_files_are_never_passed_unverified(honest: HonestLedger) -> None:
+    """Batches: not applicable on a contract without batch anchors, skipped (never passed) on one with them, until
+    the auditor verifies batch files."""
     report = run_audit(honest.config(batches="/nowhere/batches"))
-    ratings, batches = report.check("feedback_authentic"), report.check("batches_complete")
-    assert ratings.status is Status.NOT_APPLICABLE and "no ratings on this ledger yet" in ratings.notes[0]
-    assert batches.status is Status.NOT_APPLICABLE and "no batches on this ledger yet" in batches.notes[0]
+    batches = report.check("batches_complete")
+    assert batches.status in (Status.NOT_APPLICABLE, Status.SKIPPED)
     assert "/nowhere/batches" in batches.notes[0]
     assert report.exit_code == 0

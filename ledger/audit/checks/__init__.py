@@ -28,6 +28,7 @@ def _registry() -> list[Check]:
         api_records,
         authorisation,
         code,
+        feedback,
         log,
         metrics,
         pending,
@@ -43,7 +44,7 @@ def _registry() -> list[Check]:
         timeliness.CHECK,
         api_records.CHECK,
         metrics.CHECK,
-        pending.RATINGS,
+        feedback.CHECK,
         pending.BATCHES,
     ]
 

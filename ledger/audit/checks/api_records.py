@@ -16,7 +16,7 @@ from ledger.audit.checks import Check
 from ledger.audit.checks._api import Horizon, horizon, moved
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.audit.rebuild import CaseRecord, LedgerModel, entry_pointer, hex0x
+from ledger.audit.rebuild import FEEDBACK_KINDS, CaseRecord, LedgerModel, entry_pointer, hex0x
 from ledger.logs import DecodedEntry, code_text
 from ledger.metrics import CaseRow, is_overdue_at
 from ledger.records import EntryKind
@@ -434,7 +434,8 @@ def _touched_cases(ctx: AuditContext, h: Horizon) -> set[tuple[str, bytes]] | No
         if ctx.reader is None:
             return None
         newer += ctx.reader.entries_between(ctx.chain.block_number + 1, last)
-    return {(code_text(e.agency_id), e.record["case_id"]) for e in newer if e.kind == EntryKind.CASE_EVENT}
+    return {(code_text(e.agency_id), e.record["case_id"]) for e in newer
+            if e.kind == EntryKind.CASE_EVENT or e.kind in FEEDBACK_KINDS}
 
 
 CHECK = Check(

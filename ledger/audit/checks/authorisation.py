@@ -6,7 +6,7 @@ from ledger.audit.chainread import GOVERNOR_ROLE
 from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.audit.rebuild import GOVERNANCE_KINDS, entry_pointer
+from ledger.audit.rebuild import CITIZEN_KINDS, GOVERNANCE_KINDS, entry_pointer
 from ledger.logs import code_text
 from ledger.records import EntryKind
 
@@ -43,9 +43,13 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     registered: set[bytes] = set()
     key_agency: dict[str, bytes] = {}  # key -> agency it is authorised for now
     last_change: dict[str, tuple[int, bool, bytes]] = {}  # key -> (seq, authorised, agency) of its last change
-    agency_entries = 0
+    agency_entries = citizen_entries = 0
     for e in entries:
         kind = e.kind
+        if kind in CITIZEN_KINDS:
+            # signed by the case's receipt key, not an agency key: the feedback_authentic check's business
+            citizen_entries += 1
+            continue
         if kind == EntryKind.AGENCY_REGISTERED:
             if e.agency_id in registered:
                 result.add(Finding(NAME, f"agency {code_text(e.agency_id)} registered twice", **entry_pointer(e)))
@@ -88,6 +92,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         ))
     result.counts.update(
         entries=len(entries), governance_entries=len(governance), agency_entries=agency_entries,
+        citizen_entries=citizen_entries,
         keys=len(last_change), keys_revoked=sum(1 for _, authorised, _ in last_change.values() if not authorised),
         role_changes=len(roles),
     )
@@ -98,6 +103,7 @@ CHECK = Check(
     "Every signer authorised at its block",
     "Replaying the key history from the ledger's own SignerAuthorized/SignerRevoked entries (and GOVERNOR_ROLE "
     "grants from the contract's RoleGranted/RoleRevoked events), every agency entry's signer was authorised for "
-    "that agency, and every governance entry's actor held GOVERNOR_ROLE, at the point the entry was written.",
+    "that agency, and every governance entry's actor held GOVERNOR_ROLE, at the point the entry was written. "
+    "(Ratings and disputes are signed by the citizen's receipt key: feedback_authentic checks those.)",
     run,
 )

@@ -1,10 +1,10 @@
-"""Checks whose data this ledger does not carry yet: citizens' ratings and Merkle-anchored batches.
+"""Checks whose data this auditor cannot verify yet: Merkle-anchored batches.
 
-Both arrive with later issues (a rating entry signed with the citizen's receipt key; batch-anchor entries with
-per-record inclusion proofs and published batch files). Until the contract emits such entries these checks report
-``not_applicable`` and say why — they never pass by default. If the contract's ABI gains such an event before the
-auditor learns to verify it, the check is ``skipped`` with that reason, so an audit can never look complete
-without it. The later issues fill in ``run`` here.
+Batches arrive with a later issue (batch-anchor entries with per-record inclusion proofs and published batch files).
+Until the contract emits such entries this check reports ``not_applicable`` and says why — it never passes by
+default. If the contract's ABI gains such an event before the auditor learns to verify it, the check is ``skipped``
+with that reason, so an audit can never look complete without it. (Ratings, the other such check once, are verified
+by ``ledger.audit.checks.feedback``.)
 """
 
 from __future__ import annotations
@@ -22,17 +22,6 @@ def _abi_events(*words: str) -> list[str]:
     ]
 
 
-def run_ratings(ctx: AuditContext, result: CheckResult) -> None:
-    found = _abi_events("rating", "feedback")
-    if found:
-        result.skip(f"the contract emits {found}, which this auditor version cannot verify yet")
-        return
-    result.not_applicable(
-        "not applicable: no ratings on this ledger yet (the contract has no rating/feedback entry; the check that "
-        "each closed case has at most one rating, signed with its receipt key, arrives with ratings)"
-    )
-
-
 def run_batches(ctx: AuditContext, result: CheckResult) -> None:
     found = _abi_events("batch", "anchor", "merkle")
     given = f" (batch files at {ctx.config.batches!r} were not read)" if ctx.config.batches else ""
@@ -44,14 +33,6 @@ def run_batches(ctx: AuditContext, result: CheckResult) -> None:
         f"published batch file is complete and matches its anchored Merkle root arrives with batches){given}"
     )
 
-
-RATINGS = Check(
-    "feedback_authentic",
-    "Feedback authentic (one per case, receipt-signed)",
-    "Every rating belongs to a closed case, at most one per case, signed with the key of the receipt the citizen "
-    "was given when the case opened; the agency cannot have written it.",
-    run_ratings,
-)
 
 BATCHES = Check(
     "batches_complete",
