@@ -1,36 +1,54 @@
 """A demo city for the run command: six agencies, fifteen commitments and about 20,000 cases over 90 days, with
 realistic durations, holds, rejections, late cases and late recordings. Deterministic for a given seed.
 
+Receipts, ratings and disputes: most cases opened at a counter, on the web or in the app get a receipt (fewer by
+hotline or mail, none when the agency found the problem itself). The demo plays the citizens too: each receipt's
+code derives from the seed and the case id (:func:`receipt_code`; never printed), and some holders rate their case
+after it closes (1 to 5, mostly 4-5 when it was fulfilled on time, lower when late or rejected). A few dispute a
+fulfilment; the agency answers each within days, by reopening the case and fulfilling it again, or by rejecting the
+dispute with a reason (only its hash is recorded). Ratings and disputes are relayed, one transaction each.
+
 Nothing here is real: names, cases and the holiday calendar are invented (the calendar follows the shape of a
-Chinese National Day week with swapped weekend working days). Case ids are random 32-byte values; no person
-appears anywhere.
+Chinese National Day week with swapped weekend working days). Case ids are random 32-byte values (the top bit set
+for cases with a receipt); no person appears anywhere.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import cached_property
+from typing import Any
 
+import requests
 from eth_account.signers.local import LocalAccount
 
+from ledger import receipts
 from ledger.chain import Chain, Ledger
 from ledger.errors import LedgerError
 from ledger.records import (
+    RECEIPT_CASE_FLAG,
     AgencyRegistration,
     CaseAction,
     CaseEvent,
     Channel,
     Commitment,
     DeadlineUnit,
+    Dispute,
     HolidayCalendar,
+    Rating,
+    Receipt,
     Record,
     code_text,
     short_code,
     text_hash,
 )
+from ledger.writer import encode_receipts
 
 JURISDICTION = "DEMO-CITY"
 DISTRICTS = ("EAST", "WEST", "NORTH", "SOUTH", "RIVERSIDE", "OLDTOWN", "HARBOUR", "HILLS")
@@ -82,6 +100,28 @@ class AgencySpec:
     services: tuple[ServiceSpec, ...]
 
 
+#: Which citizens get a receipt, by intake channel: handed over at the counter, shown on the web and in the app, sent
+#: by text message for some hotline calls and by post for some letters; none for problems the agency found itself.
+RECEIPT_SHARE = {
+    Channel.COUNTER: 0.9, Channel.WEB: 0.5, Channel.APP: 0.5, Channel.MAIL: 0.25, Channel.HOTLINE: 0.1,
+    Channel.PROACTIVE: 0.0,
+}
+#: Share of receipt holders who rate their closed case (each rating is one relayed transaction).
+RATING_SHARE = 0.05
+#: Share of fulfilled receipt cases disputed (at least two in any city with candidates: one reopened, one rejected).
+DISPUTE_SHARE = 0.002
+#: Score weights (1..5) by how the case ended.
+SCORES = {
+    "on_time": (2, 3, 8, 32, 55),
+    "late": (12, 22, 32, 22, 12),
+    "rejected": (35, 25, 20, 12, 8),
+    "withdrawn": (8, 12, 35, 27, 18),
+    "dispute_rejected": (55, 30, 10, 4, 1),
+    "reopened": (10, 25, 35, 22, 8),
+}
+#: Bumped when the city's recipe changes: a chain loaded with another version is not resumed with this one.
+VERSION = 2
+
 W, H = DeadlineUnit.WORKING_DAYS, DeadlineUnit.CALENDAR_HOURS
 C = Channel
 AGENCIES: tuple[AgencySpec, ...] = (
@@ -130,13 +170,53 @@ AGENCIES: tuple[AgencySpec, ...] = (
 )
 
 
+def receipt_code(seed: int, case_id: bytes) -> str:
+    """The demo citizen's receipt code for a case: derived from the city's seed, so nothing needs storing (and it is
+    never printed: tests and the demo's loader derive it again)."""
+    digest = hmac.new(f"civic-ledger demo receipts {seed}".encode(), case_id, hashlib.sha256).digest()
+    value = int.from_bytes(digest[:13], "big") >> 4  # 100 bits, 5 per character
+    plain = "".join(receipts.ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(receipts.CODE_LENGTH)))
+    return "-".join(plain[i : i + receipts.GROUP] for i in range(0, receipts.CODE_LENGTH, receipts.GROUP))
+
+
+@dataclass(frozen=True)
+class DemoReceipt:
+    """A receipt the demo gives a citizen when their case opens. The Receipt record (the key's address) is derived
+    from the code only when needed: that costs about a millisecond, and the city has thousands."""
+
+    case_id: bytes
+    occurred_at: int
+    code: str = field(repr=False)
+
+    @cached_property
+    def key(self) -> bytes:
+        return receipts.private_key(self.code)
+
+    @cached_property
+    def record(self) -> Receipt:
+        return Receipt(case_id=self.case_id, receipt=receipts.address(self.code), occurred_at=self.occurred_at)
+
+
+@dataclass(frozen=True)
+class CitizenAction:
+    """A receipt holder's rating or dispute, relayed at `at` (unix seconds)."""
+
+    at: int
+    agency_id: str
+    record: Rating | Dispute
+    receipt: DemoReceipt
+
+
 @dataclass
 class Batch:
-    """Records one agency records together at `recorded_at` (unix seconds)."""
+    """Case events one agency records together at `recorded_at` (unix seconds), in one transaction; then, in a
+    second, the receipts of the cases opened in it. Closings of those cases recorded at the same time follow in
+    another batch with the same `recorded_at` (a case is closed only after its receipt is on chain)."""
 
     recorded_at: int
     agency_id: str
     records: list[Record] = field(default_factory=list)
+    receipts: list[DemoReceipt] = field(default_factory=list)
 
 
 @dataclass
@@ -149,10 +229,41 @@ class DemoCity:
     #: case records, grouped as they are recorded, in recording order
     batches: list[Batch]
     cases: int
+    #: ratings and disputes, in the order (and at the times) they are relayed
+    citizen_actions: list[CitizenAction] = field(default_factory=list)
+    seed: int = 0
 
     @property
     def case_events(self) -> int:
         return sum(len(b.records) for b in self.batches)
+
+    @property
+    def receipts(self) -> list[DemoReceipt]:
+        return [r for b in self.batches for r in b.receipts]
+
+    @property
+    def entries(self) -> int:
+        """Entries the city writes after the setup: case events, receipts, ratings and disputes."""
+        return self.case_events + sum(len(b.receipts) for b in self.batches) + len(self.citizen_actions)
+
+    def steps(self) -> list[Batch | CitizenAction]:
+        """Everything after the setup in the order it is recorded: batches and citizens' actions by time (a batch
+        before an action at the same second)."""
+        timeline: list[tuple[int, int, int, Batch | CitizenAction]] = [
+            (b.recorded_at, 0, i, b) for i, b in enumerate(self.batches)
+        ]
+        timeline += [(a.at, 1, i, a) for i, a in enumerate(self.citizen_actions)]
+        return [step for *_, step in sorted(timeline, key=lambda t: t[:3])]
+
+
+@dataclass
+class _Closed:
+    """A receipt case as it closed: what its citizen may do next."""
+
+    agency_id: str
+    receipt: DemoReceipt
+    outcome: str  # on_time, late, rejected, withdrawn
+    recorded: int  # when its closing was recorded
 
 
 def _calendars(start: int, end: int, recorded_at: int) -> list[HolidayCalendar]:
@@ -204,9 +315,19 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
     setup["DEMO-LICENSING"] = _calendars(start, end, setup_time) + setup["DEMO-LICENSING"]
 
     pending: dict[tuple[str, int], list[CaseEvent]] = {}
+    issued: dict[tuple[str, int], list[DemoReceipt]] = {}
+    closed_cases: list[_Closed] = []
     offsets = {spec.agency_id: 60 * (5 + 7 * i) for i, spec in enumerate(AGENCIES)}
     weights = [s.share for _, s in services]
     opened_count = 0
+
+    def recording_time(agency: AgencySpec, occurred: int, delay: int, after: int) -> int:
+        # Agencies record in a batch twice a day (each at its own minute past); a few events much later.
+        recorded = ((occurred + delay) // (12 * HOUR) + 1) * 12 * HOUR + offsets[agency.agency_id]
+        # A late event holds back the case's later events too: an agency records a case's history in order
+        # (otherwise the ledger would show e.g. a fulfilment before the acceptance, which the auditor flags).
+        return max(min(recorded, end), after)
+
     for _ in range(cases):
         agency, service = rng.choices(services, weights)[0]
         # Cases arrive in office hours mostly, more on weekdays, uniformly over the period.
@@ -216,6 +337,14 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
         if opened >= end:
             continue
         case_id = rng.randbytes(32)
+        district = short_code(rng.choice(DISTRICTS))
+        channel = rng.choice(service.channels)
+        receipt: DemoReceipt | None = None
+        if rng.random() < RECEIPT_SHARE[channel]:
+            case_id = bytes([case_id[0] | RECEIPT_CASE_FLAG]) + case_id[1:]
+            receipt = DemoReceipt(case_id, opened, receipt_code(seed, case_id))
+        else:
+            case_id = bytes([case_id[0] & ~RECEIPT_CASE_FLAG & 0xFF]) + case_id[1:]
         commitment_id = short_code(service.code)
         if service.unit is DeadlineUnit.CALENDAR_HOURS:
             deadline_span = service.deadline * HOUR
@@ -236,41 +365,114 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
         closed = max(events[-1][0] + 60, opened + duration)
         if roll < service.reject_rate:
             events.append((closed, CaseAction.REJECTED))
+            outcome = "rejected"
         elif roll < service.reject_rate + service.withdraw_rate:
             events.append((closed, CaseAction.WITHDRAWN))
+            outcome = "withdrawn"
         else:
             events.append((closed, CaseAction.FULFILLED))
+            outcome = "on_time" if closed - hold <= opened + deadline_span else "late"
         opened_count += 1
         last_recorded = 0
         for occurred, action in events:
             if occurred >= end:
                 break  # still in progress at the end of the period
-            # Agencies record in a batch twice a day (each at its own minute past); a few events much later.
             delay = rng.randrange(DAY, 6 * DAY) if rng.random() < agency.late_recording_rate else 0
-            recorded = ((occurred + delay) // (12 * HOUR) + 1) * 12 * HOUR + offsets[agency.agency_id]
-            # A late event holds back the case's later events too: an agency records a case's history in order
-            # (otherwise the ledger would show e.g. a fulfilment before the acceptance, which the auditor flags).
-            recorded = max(min(recorded, end), last_recorded)
-            last_recorded = recorded
+            recorded = last_recorded = recording_time(agency, occurred, delay, last_recorded)
             if action is CaseAction.OPENED:
                 record = CaseEvent(
                     case_id=case_id, action=action, occurred_at=occurred, commitment_id=commitment_id,
-                    district=short_code(rng.choice(DISTRICTS)), channel=int(rng.choice(service.channels)),
+                    district=district, channel=int(channel),
                 )
+                if receipt is not None:
+                    issued.setdefault((agency.agency_id, recorded), []).append(receipt)
             else:
                 record = CaseEvent(case_id=case_id, action=action, occurred_at=occurred)
             pending.setdefault((agency.agency_id, recorded), []).append(record)
+            if receipt is not None and occurred == closed:
+                closed_cases.append(_Closed(agency.agency_id, receipt, outcome, recorded))
 
-    batches = [
-        Batch(recorded_at=recorded, agency_id=agency_id, records=sorted(records, key=_event_order))
-        for (agency_id, recorded), records in sorted(pending.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-    ]
+    actions = _citizens(rng, closed_cases, pending, end, recording_time)
+
+    batches: list[Batch] = []
+    for (agency_id, recorded), records in sorted(pending.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        records.sort(key=_event_order)
+        given = issued.get((agency_id, recorded), [])
+        # Closings of cases whose receipt goes out in this batch wait for the receipts: the ledger tracks a receipt
+        # case's state from its receipt on, and a closing before it would leave the case open there.
+        waiting = {r.case_id for r in given}
+        first = [e for e in records if e.case_id not in waiting or e.action not in _RECEIPT_STATE]  # type: ignore[attr-defined]
+        later = [e for e in records if e.case_id in waiting and e.action in _RECEIPT_STATE]  # type: ignore[attr-defined]
+        batches.append(Batch(recorded_at=recorded, agency_id=agency_id, records=first, receipts=given))
+        if later:
+            batches.append(Batch(recorded_at=recorded, agency_id=agency_id, records=later))
     return DemoCity(start=setup_time, end=end, agencies=registrations, setup=setup, batches=batches,
-                    cases=opened_count)
+                    cases=opened_count, citizen_actions=actions, seed=seed)
 
 
-def _event_order(event: CaseEvent) -> tuple[int, int]:
-    return (event.occurred_at, int(event.action))
+#: Actions that move a receipt case's state on chain (closings, reopening, answering a dispute).
+_RECEIPT_STATE = frozenset({CaseAction.FULFILLED, CaseAction.REJECTED, CaseAction.WITHDRAWN, CaseAction.REOPENED,
+                            CaseAction.DISPUTE_REJECTED})
+
+
+def _event_order(event: Record) -> tuple[int, int]:
+    return (event.occurred_at, int(event.action))  # type: ignore[attr-defined]
+
+
+def _citizens(
+    rng: random.Random,
+    closed: list[_Closed],
+    pending: dict[tuple[str, int], list[CaseEvent]],
+    end: int,
+    recording_time: Callable[[AgencySpec, int, int, int], int],
+) -> list[CitizenAction]:
+    """Ratings and disputes of receipt holders, and the agencies' answers to the disputes (added to `pending`)."""
+    specs = {spec.agency_id: spec for spec in AGENCIES}
+    actions: list[CitizenAction] = []
+
+    def rate(case: _Closed, after: int, outcome: str) -> None:
+        at = after + 600 + int(rng.lognormvariate(math.log(DAY), 1.0))
+        if at < end - 60:
+            score = rng.choices(range(1, 6), SCORES[outcome])[0]
+            rating = Rating(agency_id=short_code(case.agency_id), case_id=case.receipt.case_id, score=score)
+            actions.append(CitizenAction(at, case.agency_id, rating, case.receipt))
+
+    # A dispute, its answer (within days: the response window is 10) and a refulfilment must all fit before the end.
+    room = 12 * DAY
+    candidates = [c for c in closed if c.outcome in ("on_time", "late") and c.recorded + room < end]
+    count = min(len(candidates), max(2, round(DISPUTE_SHARE * len(candidates))))
+    disputed = rng.sample(candidates, count) if candidates else []
+    disputed_ids = {c.receipt.case_id for c in disputed}
+    for n, case in enumerate(disputed):
+        agency = specs[case.agency_id]
+        at = case.recorded + 2 * HOUR + rng.randrange(4 * DAY)
+        dispute = Dispute(agency_id=short_code(case.agency_id), case_id=case.receipt.case_id, closure=1)
+        actions.append(CitizenAction(at, case.agency_id, dispute, case.receipt))
+        answered = at + HOUR + rng.randrange(2 * DAY)
+        reopen = n % 2 == 0 if n < 2 else rng.random() < 0.5
+        if reopen:
+            refulfilled = answered + 4 * HOUR + rng.randrange(2 * DAY)
+            answer = recording_time(agency, answered, 0, 0)
+            events = [(answer, CaseEvent(case_id=case.receipt.case_id, action=CaseAction.REOPENED,
+                                         occurred_at=answered, details_hash=text_hash("dispute upheld: reopened"))),
+                      (recording_time(agency, refulfilled, 0, answer),
+                       CaseEvent(case_id=case.receipt.case_id, action=CaseAction.FULFILLED, occurred_at=refulfilled))]
+            outcome = "reopened"
+        else:
+            reason = "Inspected after the dispute: the work was done as recorded (photos in the case file)."
+            answer = recording_time(agency, answered, 0, 0)
+            events = [(answer, CaseEvent(case_id=case.receipt.case_id, action=CaseAction.DISPUTE_REJECTED,
+                                         occurred_at=answered, details_hash=text_hash(reason)))]
+            outcome = "dispute_rejected"
+        for recorded, event in events:
+            pending.setdefault((case.agency_id, recorded), []).append(event)
+        if rng.random() < 0.5:
+            rate(case, events[-1][0], outcome)
+    for case in closed:
+        if case.receipt.case_id not in disputed_ids and rng.random() < RATING_SHARE:
+            rate(case, case.recorded, case.outcome)
+    actions.sort(key=lambda a: a.at)
+    return actions
 
 
 def set_next_block_time(chain: Chain, timestamp: int) -> None:
@@ -285,29 +487,96 @@ def set_next_block_time(chain: Chain, timestamp: int) -> None:
 
 
 class _BatchSender:
-    """Sends demo batches quickly: calldata encoded once, gas given (estimation would run at the latest block's
-    time, before the time the next block is set to), nonce tracked locally, and the receipt read at once, since
-    anvil mines each transaction as it arrives."""
+    """Sends the demo's transactions quickly, one block per moment of the history: everything an agency records at
+    one time (its case events, then its receipts, then closings that had to wait for them), or the ratings relayed at
+    one time, is mined together in a block at that time. anvil's cost is mostly per block (its state root), so this
+    is several times faster than a block per transaction. Calldata is encoded once, gas given (estimation would run
+    at the latest block's time, not the block's to be), nonces and the chain's clock are tracked locally, and
+    JSON-RPC is spoken directly over one kept-alive connection.
+
+    Automining is off while it works (``begin``) and on again afterwards (``finish``); transactions of a block not yet
+    mined when something fails are dropped, so the chain holds whole blocks only and a resumed load (which counts
+    entries) starts from a block boundary."""
 
     def __init__(self, chain: Chain, ledger: Ledger) -> None:
         self.chain, self.ledger = chain, ledger
         self.nonces: dict[str, int] = {}
+        self.url = str(getattr(chain.w3.provider, "endpoint_uri", ""))
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxy lookups: the node is local
+        self.clock = int(chain.w3.eth.get_block("latest")["timestamp"])
+        self.block_time: int | None = None  # the time of the block being filled
+        self.pending = 0  # transactions sent into it
 
-    def send(self, signer: LocalAccount, events: list[CaseEvent]) -> None:
-        w3 = self.chain.w3
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        answer = self.session.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                                   timeout=120)
+        answer.raise_for_status()
+        body = answer.json()
+        if "error" in body:
+            raise LedgerError(f"the node refused {method}: {body['error']}")
+        return body["result"]
+
+    def begin(self) -> None:
+        self._rpc("evm_setAutomine", [False])
+
+    def finish(self, completed: bool) -> None:
+        """Mine the last block (when all went well) or drop its transactions, and let the node automine again."""
+        try:
+            if completed:
+                self.mine()
+            elif self.pending:
+                self._rpc("anvil_dropAllTransactions", [])
+                self.pending = 0
+        finally:
+            self._rpc("evm_setAutomine", [True])
+
+    def at(self, timestamp: int) -> None:
+        """What is sent next goes into a block at `timestamp` (one second after the latest block, if that is later)."""
+        if timestamp != self.block_time:
+            self.mine()
+            self.block_time = timestamp
+
+    def mine(self) -> None:
+        if not self.pending:
+            return
+        assert self.block_time is not None
+        self.clock = max(self.block_time, self.clock + 1)
+        self._rpc("evm_setNextBlockTimestamp", [self.clock])
+        self._rpc("evm_mine", [])
+        receipts = self._rpc("eth_getBlockReceipts", ["latest"])
+        sent, self.pending = self.pending, 0
+        if len(receipts) != sent:
+            raise LedgerError(f"the demo block at {self.clock} holds {len(receipts)} transactions, not {sent}")
+        for receipt in receipts:
+            if int(receipt["status"], 16) != 1:
+                raise LedgerError(f"a demo transaction reverted (transaction {receipt['transactionHash']})")
+
+    def send(self, signer: LocalAccount, events: list[CaseEvent] | list[Receipt]) -> None:
+        """One batch: case events (recordCaseEvents) or receipts (issueReceipts)."""
+        if events and isinstance(events[0], Receipt):
+            self._send(signer, encode_receipts(events), 60_000 + 40_000 * len(events))  # type: ignore[arg-type]
+        else:
+            self._send(signer, self.ledger.encode_batch(events), 100_000 + 20_000 * len(events))  # type: ignore[arg-type]
+
+    def send_citizen(self, relayer: LocalAccount, action: CitizenAction) -> None:
+        """A receipt holder's rating or dispute, signed with the receipt key, relayed."""
+        signature = self.ledger.sign_citizen(action.receipt.key, action.record)
+        name = "rateCase" if isinstance(action.record, Rating) else "disputeCase"
+        data = self.ledger.contract.encode_abi(name, [action.record.abi_values(), signature])
+        self._send(relayer, bytes.fromhex(data[2:]), 200_000)
+
+    def _send(self, signer: LocalAccount, data: bytes, gas: int) -> None:
         nonce = self.nonces.get(signer.address)
         if nonce is None:
-            nonce = w3.eth.get_transaction_count(signer.address, "pending")
-        data = self.ledger.encode_batch(events)
+            nonce = int(self._rpc("eth_getTransactionCount", [signer.address, "pending"]), 16)
         tx = {
             "to": self.ledger.address, "data": data, "nonce": nonce, "chainId": self.chain.chain_id,
-            "gas": 100_000 + 20_000 * len(events), "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 1,
+            "gas": gas, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 1,
         }
-        tx_hash = w3.eth.send_raw_transaction(signer.sign_transaction(tx).raw_transaction)
+        self._rpc("eth_sendRawTransaction", ["0x" + bytes(signer.sign_transaction(tx).raw_transaction).hex()])
         self.nonces[signer.address] = nonce + 1
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.002)
-        if receipt["status"] != 1:
-            raise LedgerError(f"a demo batch reverted (transaction 0x{bytes(tx_hash).hex()})")
+        self.pending += 1
 
 
 def setup_entries(city: DemoCity) -> int:
@@ -322,13 +591,15 @@ def load_city(
     signers: dict[str, LocalAccount],
     city: DemoCity,
     progress: Callable[[int, int], None] | None = None,
+    relayer: LocalAccount | None = None,
 ) -> int:
     """Write the demo city, resuming after an interruption: the chain's entry count says how far it got, because
-    every step is one transaction and the city is deterministic. Returns the number of entries written now."""
+    every step is one transaction and the city is deterministic. Returns the number of entries written now.
+    Citizens' ratings and disputes are relayed by `relayer` (default: the governance account)."""
     base = ledger.entry_count()
     done = base
     setup_count = setup_entries(city)
-    total = setup_count + city.case_events
+    total = setup_count + city.entries
     written = 0
     step = 0
 
@@ -356,12 +627,29 @@ def load_city(
     if progress:
         progress(min(done, step) + written, total)
     sender = _BatchSender(chain, ledger)
-    for batch in city.batches:
-        events = [r for r in batch.records if isinstance(r, CaseEvent)]
-        if due(len(events)):
-            set_next_block_time(chain, batch.recorded_at)
-            sender.send(signers[batch.agency_id], events)
-            written += len(events)
-            if progress:
+    sender.begin()
+    completed = False
+    try:
+        for item in city.steps():
+            before = written
+            if isinstance(item, CitizenAction):
+                if due(1):
+                    sender.at(item.at)
+                    sender.send_citizen(relayer or governance, item)
+                    written += 1
+            else:
+                events = [r for r in item.records if isinstance(r, CaseEvent)]
+                if events and due(len(events)):
+                    sender.at(item.recorded_at)
+                    sender.send(signers[item.agency_id], events)
+                    written += len(events)
+                if item.receipts and due(len(item.receipts)):
+                    sender.at(item.recorded_at)
+                    sender.send(signers[item.agency_id], [r.record for r in item.receipts])
+                    written += len(item.receipts)
+            if progress and written != before:
                 progress(step, total)
+        completed = True
+    finally:
+        sender.finish(completed)
     return written

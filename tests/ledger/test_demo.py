@@ -1,4 +1,5 @@
-"""The demo city: realistic, deterministic, free of personal data, and loadable in one go or after an interruption."""
+"""The demo city: realistic, deterministic, free of personal data, and loadable in one go or after an interruption;
+with receipts, ratings and disputes that the ledger accepts and the case fold finds valid."""
 
 from __future__ import annotations
 
@@ -6,11 +7,23 @@ from collections import Counter
 
 import pytest
 
-from ledger import demo
+from ledger import demo, receipts
 from ledger.chain import Chain, Ledger
 from ledger.errors import LedgerError
 from ledger.node import AnvilNode
-from ledger.records import CaseAction, CaseEvent, Commitment, HolidayCalendar, running_hash
+from ledger.records import (
+    CaseAction,
+    CaseEvent,
+    Commitment,
+    Dispute,
+    EntryKind,
+    HolidayCalendar,
+    Rating,
+    ReceiptCaseStatus,
+    is_receipt_case,
+    running_hash,
+    short_code,
+)
 
 END = 1_790_000_000  # 2026-09-21
 
@@ -69,6 +82,63 @@ def test_no_personal_data_only_opaque_ids_and_codes(city):
             }
 
 
+def test_receipts_go_to_citizens_who_can_use_them(city):
+    opened = {e.case_id: (b, e) for b in city.batches for e in b.records if e.action is CaseAction.OPENED}
+    given = [(b, r) for b in city.batches for r in b.receipts]
+    share = len(given) / city.cases
+    assert 0.3 < share < 0.6  # counter, web and app mostly; a few by hotline or mail; none proactive
+    for batch, receipt in given:
+        assert is_receipt_case(receipt.case_id)
+        home, event = opened[receipt.case_id]
+        assert home is batch and receipt.occurred_at == event.occurred_at  # issued with the opening, recorded with it
+        assert event.channel != 6  # nobody to hand a receipt to when the agency found the problem itself
+        assert receipt.code == demo.receipt_code(city.seed, receipt.case_id) == receipts.format_code(receipt.code)
+        assert receipt.code not in repr(receipt)
+    with_receipt = {r.case_id for _, r in given}
+    assert all(not is_receipt_case(case) for case in opened if case not in with_receipt)
+    # a receipt case's closing is never in the batch its receipt goes out with: it waits for the receipt
+    for batch in city.batches:
+        waiting = {r.case_id for r in batch.receipts}
+        assert not [e for e in batch.records if e.case_id in waiting and e.action is not CaseAction.OPENED
+                    and e.action not in (CaseAction.ACCEPTED, CaseAction.ON_HOLD, CaseAction.RESUMED,
+                                         CaseAction.ESCALATED)]
+
+
+def test_ratings_and_disputes_follow_the_cases(city):
+    closed_at: dict[bytes, int] = {}  # when each case's latest closing was recorded
+    answers: dict[bytes, list[tuple[int, CaseAction]]] = {}
+    for batch in city.batches:
+        for e in batch.records:
+            if e.action in (CaseAction.FULFILLED, CaseAction.REJECTED, CaseAction.WITHDRAWN):
+                closed_at[e.case_id] = max(closed_at.get(e.case_id, 0), batch.recorded_at)
+            if e.action in (CaseAction.REOPENED, CaseAction.DISPUTE_REJECTED):
+                answers.setdefault(e.case_id, []).append((batch.recorded_at, e.action))
+    ratings = [a for a in city.citizen_actions if isinstance(a.record, Rating)]
+    disputes = [a for a in city.citizen_actions if isinstance(a.record, Dispute)]
+    assert 0.02 * city.cases < len(ratings) < 0.05 * city.cases and len(disputes) >= 2
+    assert [a.at for a in city.citizen_actions] == sorted(a.at for a in city.citizen_actions)
+    assert len({a.record.case_id for a in ratings}) == len(ratings)  # once per case
+    assert all(city.start < a.at < END for a in city.citizen_actions)
+    for action in ratings:
+        assert action.at > closed_at[action.record.case_id] + 60  # rated after the (final) closing is on chain
+        assert action.receipt.case_id == action.record.case_id
+    kinds = set()
+    for action in disputes:
+        case = action.record.case_id
+        assert action.at > closed_at[case] or answers[case]  # a fulfilment it disputes was on chain before
+        (answered, kind), = answers[case]
+        assert action.at < answered <= action.at + 10 * demo.DAY  # answered within the response window
+        kinds.add(kind)
+    assert kinds == {CaseAction.REOPENED, CaseAction.DISPUTE_REJECTED}
+    # scores follow how the case went: fulfilments rate well, refusals badly
+    outcome = {e.case_id: e.action for b in city.batches for e in b.records
+               if e.action in (CaseAction.FULFILLED, CaseAction.REJECTED, CaseAction.WITHDRAWN)}
+    fulfilled = [a.record.score for a in ratings if outcome[a.record.case_id] is CaseAction.FULFILLED]
+    rejected = [a.record.score for a in ratings if outcome[a.record.case_id] is CaseAction.REJECTED]
+    assert sum(fulfilled) / len(fulfilled) > 3.5 > 2.8 > sum(rejected) / len(rejected)
+    assert {a.record.score for a in ratings} == {1, 2, 3, 4, 5}
+
+
 def test_load_resumes_after_an_interruption(monkeypatch):
     city = demo.generate_city(end=END, days=10, cases=120, seed=3)
     with AnvilNode(extra_args=["--timestamp", str(city.start - 3600)]) as node:
@@ -90,14 +160,38 @@ def test_load_resumes_after_an_interruption(monkeypatch):
         with pytest.raises(LedgerError, match="node went away"):
             demo.load_city(chain, ledger, governance, signers, city)
         partial = ledger.entry_count()
+        assert chain.w3.provider.make_request("anvil_getAutomine", [])["result"] is True  # left as it was
         monkeypatch.setattr(demo._BatchSender, "send", real_send)
-        demo.load_city(chain, ledger, governance, signers, city)
-        expected = demo.setup_entries(city) + city.case_events
+        # and once more, at a citizen's rating this time
+        real_citizen = demo._BatchSender.send_citizen
+
+        def failing_citizen(self, relayer, action):
+            raise LedgerError("relayer went away")
+
+        monkeypatch.setattr(demo._BatchSender, "send_citizen", failing_citizen)
+        with pytest.raises(LedgerError, match="relayer went away"):
+            demo.load_city(chain, ledger, governance, signers, city)
+        assert partial < ledger.entry_count()
+        monkeypatch.setattr(demo._BatchSender, "send_citizen", real_citizen)
+        relayer = chain.new_account()
+        demo.load_city(chain, ledger, governance, signers, city, relayer=relayer)
+        expected = demo.setup_entries(city) + city.entries
         assert partial < expected == ledger.entry_count()
         assert demo.load_city(chain, ledger, governance, signers, city) == 0
         entries = ledger.entries()
         case_hashes = [e.record_hash for e in entries if isinstance(e.record, CaseEvent)]
         assert len(case_hashes) == len(set(case_hashes)) == city.case_events
+        kinds = Counter(e.kind for e in entries)
+        assert kinds[EntryKind.RECEIPT_ISSUED] == len(city.receipts)
+        assert kinds[EntryKind.CASE_RATED] + kinds[EntryKind.CASE_DISPUTED] == len(city.citizen_actions) > 0
+        for receipt in city.receipts:  # every receipt on chain is the key of its demo code
+            agency = next(b.agency_id for b in city.batches if receipt in b.receipts)
+            state = ledger.receipt_case(short_code(agency), receipt.case_id)
+            assert state.receipt == receipts.address(receipt.code) and state.status is not ReceiptCaseStatus.NONE
+        for action in city.citizen_actions:
+            state = ledger.receipt_case(short_code(action.agency_id), action.record.case_id)
+            assert state.rated if isinstance(action.record, Rating) else state.closures >= 1
+            assert not state.disputed  # every dispute answered
         assert running_hash(e.entry_hash for e in entries) == ledger.running_hash()
         # block times move with the history: recording latency is realistic, not 90 days. A batch whose time is
         # already past is mined a second after the block before it, so the last may end a few seconds after END.
@@ -107,18 +201,32 @@ def test_load_resumes_after_an_interruption(monkeypatch):
 
 def test_replayed_in_recording_order_every_case_is_a_valid_life(city):
     """Regression: a late event used to be recorded after a later event of its case, which the case fold (and so
-    the auditor) counts as an invalid transition."""
-    from ledger.cases import CommitmentVersion, Event, fold_case
+    the auditor) counts as an invalid transition. Receipts, ratings, disputes and their answers fold in too."""
+    from ledger.cases import CommitmentVersion, Event, Feedback, fold_case
 
     events: dict[bytes, list[Event]] = {}
+    feedback: dict[bytes, list[Feedback]] = {}
     seq = 0
-    for batch in city.batches:
-        for e in batch.records:
+    for step in city.steps():
+        if isinstance(step, demo.CitizenAction):
+            kind = EntryKind.CASE_RATED if isinstance(step.record, Rating) else EntryKind.CASE_DISPUTED
+            score = step.record.score if isinstance(step.record, Rating) else 0
+            feedback.setdefault(step.record.case_id, []).append(
+                Feedback(seq, int(kind), "0x" + "11" * 20, step.at, score))
+            seq += 1
+            continue
+        for e in step.records:
             events.setdefault(e.case_id, []).append(
                 Event(seq, int(e.action), e.occurred_at, e.commitment_id, e.district, e.channel)
             )
             seq += 1
+        for r in step.receipts:
+            feedback.setdefault(r.case_id, []).append(
+                Feedback(seq, int(EntryKind.RECEIPT_ISSUED), "0x" + "11" * 20, step.recorded_at))
+            seq += 1
     version = [CommitmentVersion(version=1, seq=-1, deadline=48, deadline_unit=1)]
-    states = [fold_case(case_events, version, {}) for case_events in events.values()]
+    states = [fold_case(case_events, version, {}, feedback.get(case, ())) for case, case_events in events.items()]
     assert len(states) == city.cases
     assert sum(state.invalid_transitions for state in states) == 0
+    assert not any(state.dispute_open for state in states)
+    assert sum(state.reopened for state in states) >= 1
