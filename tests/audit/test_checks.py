@@ -271,7 +271,8 @@ def test_disputes_the_contract_would_refuse(entries: list[DecodedEntry], honest:
     late = copy_entry(dispute, seq=top + 2, actor=rated_receipt, record=rated, block_time=window)
     not_fulfilled = copy_entry(dispute, seq=top + 3, actor=receipts.address(receipt_code("fb-open")),
                                record={"case_id": receipt_case_id("fb-open")}, block_time=window)
-    hits = feedback_findings([*entries, stale, late, not_fulfilled])
+    replayed = copy_entry(dispute, seq=top + 4, block_time=window)  # fb-rejected's answered dispute, again
+    hits = feedback_findings([*entries, stale, late, not_fulfilled, replayed])
     by_seq: dict[int, list[str]] = {}
     for f in hits:
         by_seq.setdefault(f.seq, []).append(f.message)
@@ -281,10 +282,16 @@ def test_disputes_the_contract_would_refuse(entries: list[DecodedEntry], honest:
         "dispute names closure 2, but the case's latest is closure 1",
         "dispute left unanswered 20.9 days past its deadline",
     ]
-    assert [m.split(" (")[0] for m in by_seq[top + 2]] == ["dispute recorded 31.0 days after the fulfilment it disputes"]
+    assert [m.split(" (")[0] for m in by_seq[top + 2]] == [
+        "dispute recorded 31.0 days after the fulfilment it disputes"
+    ]
     assert sorted(m.split(":")[0] for m in by_seq[top + 3]) == [
         "dispute names closure 1, but the case's latest is closure 0",
         "dispute of a case that is not fulfilled (open)",
+    ]
+    assert [m.split(" (")[0] for m in by_seq[top + 4]] == [
+        "closure 1 of the case was disputed already",
+        "dispute recorded 31.0 days after the fulfilment it disputes",
     ]
 
 

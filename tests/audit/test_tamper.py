@@ -507,8 +507,8 @@ def test_an_agency_key_cannot_rate_but_a_receipt_issued_to_one_is_caught(honest:
             honest.ledger.submit_citizen(honest.relayer, rating, honest.ledger.sign_citizen(bytes(roads.key), rating))
         assert refused.value.error_name == "InvalidReceiptSignature"
         honest.write(receipt_opened("self-rated", t + 120), at=t + 120)
-        issued = honest.write(Receipt(case_id=receipt_case_id("self-rated"), receipt=roads.address, occurred_at=t + 180),
-                              at=t + 180)
+        receipt = Receipt(case_id=receipt_case_id("self-rated"), receipt=roads.address, occurred_at=t + 180)
+        issued = honest.write(receipt, at=t + 180)
         honest.write(later_receipt("self-rated", CaseAction.FULFILLED, t + 240), at=t + 240)
         honest.rate("self-rated", 5, t + 300, key=bytes(roads.key))
         report = run_audit(honest.config())

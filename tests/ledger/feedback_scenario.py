@@ -76,8 +76,9 @@ class Feedback:
 
 def write_feedback(world: World, checkpoint: Callable[[str], None] = lambda stage: None) -> Feedback:
     """Receipts (single, batched, issued before the Opened, issued after the close), ratings, disputes and their
-    answers (reopening, rejection, an answer voided by a correction), a reopened case without a receipt, and
-    corrections aimed at a receipt, a rating and a dispute (refused). `checkpoint(stage)` is called between stages,
+    answers (reopening, rejection, an answer voided by a correction; the second closure of a reopened case disputed
+    and left unanswered), a reopened case without a receipt, and corrections aimed at a receipt, a rating and a
+    dispute (refused). `checkpoint(stage)` is called between stages,
     e.g. to sync an index part way, so that answers and ratings arrive in later syncs than what they concern."""
     f = Feedback()
     ledger, signer = world.ledger, world.signer
@@ -128,9 +129,8 @@ def write_feedback(world: World, checkpoint: Callable[[str], None] = lambda stag
     f.seqs["answer voided"] = last()
     ledger.write(signer, event("reopened", CaseAction.FULFILLED))
     f.seqs["reopened rated"] = rate(world, "reopened", 2)
-    # The rejected dispute's case is disputed again (same closure: allowed once the first was answered), and that
-    # dispute is left unanswered.
-    f.seqs["rejected again"] = dispute(world, "rejected", 1)
+    # The reopened case's second fulfilment is disputed too (closure 2), and that dispute is left unanswered.
+    f.seqs["reopened again"] = dispute(world, "reopened", 2)
     # The agency tries to void what citizens wrote, and the receipt: none of it takes effect.
     for target in ("rated", "rejected dispute", "rated receipt"):
         ledger.write(signer, Correction(target_seq=f.seqs[target], reason_hash=text_hash("we disagree"),

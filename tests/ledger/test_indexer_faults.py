@@ -215,8 +215,8 @@ def test_shallow_reorg_is_rolled_back_and_never_shown_final(world: World, stores
     world.ledger.write(world.signer, Correction(target_seq=undone.seq, reason_hash=text_hash("x"),
                                                 occurred_at=cst(2025, 9, 2)))
     rate(world, "rejected", 3)
-    world.ledger.write(world.signer, world.update("r", CaseAction.REOPENED, case_id=f.cases["rejected"]))
-    world.ledger.write(world.signer, Correction(target_seq=f.seqs["reopened answer"], reason_hash=text_hash("y"),
+    world.ledger.write(world.signer, world.update("r", CaseAction.REOPENED, case_id=f.cases["reopened"]))
+    world.ledger.write(world.signer, Correction(target_seq=f.seqs["rejected answer"], reason_hash=text_hash("y"),
                                                 occurred_at=cst(2025, 9, 2)))
     new_case = receipt_case_id("orphaned receipt")
     world.ledger.write(world.signer, world.opened("o", case_id=new_case))
@@ -233,8 +233,8 @@ def test_shallow_reorg_is_rolled_back_and_never_shown_final(world: World, stores
     assert orphaned != settled
     assert len(orphaned["ratings"]) == len(settled["ratings"]) + 1
     answered = {row[0]: row[7] for row in orphaned["disputes"]}
-    assert answered[f.seqs["rejected again"]] is not None  # answered by the orphaned reopening...
-    assert answered[f.seqs["reopened dispute"]] is None  # ...and this one's answer voided
+    assert answered[f.seqs["reopened again"]] is not None  # answered by the orphaned reopening...
+    assert answered[f.seqs["rejected dispute"]] is None  # ...and this one's answer voided
     assert all(row[-1] is not None for row in orphaned["commitments"] if row[1] == "STREETLIGHT-48H")  # retired
     orphaned_head = head(world)
 

@@ -107,7 +107,9 @@ class World:
                                     dispute_rows=self.disputes)
 
 
-def _entry(seq: int, kind: int, agency_id: str, occurred_at: int | None, block_time: int, voided_by: int | None) -> dict:
+def _entry(
+    seq: int, kind: int, agency_id: str, occurred_at: int | None, block_time: int, voided_by: int | None
+) -> dict:
     filler = hashlib.sha256(b"%d" % seq).digest()
     return dict(
         seq=seq, kind=kind, agency_id=agency_id, actor="0x" + "11" * 20, record_hash=filler, entry_hash=filler,
@@ -412,11 +414,13 @@ def feedback_world() -> World:
     names = {c.case_id: f"c{i + 1}" for i, c in enumerate(world.cases)}
     world.cases = [
         replace(c, receipt=RECEIPT if names[c.case_id] in with_receipt else None,
-                rating=rated.get(names[c.case_id], (None, None))[0], rated_at=rated.get(names[c.case_id], (None, None))[1])
+                rating=rated.get(names[c.case_id], (None, None))[0],
+                rated_at=rated.get(names[c.case_id], (None, None))[1])
         for c in world.cases
     ]  # fmt: skip
     world.ratings = [
-        rating_row(name, score, at, agency_id="WATER" if name == "c18" else "ROADS") for name, (score, at) in rated.items()
+        rating_row(name, score, at, agency_id="WATER" if name == "c18" else "ROADS")
+        for name, (score, at) in rated.items()
     ] + [rating_row("ghost", 5, T0 + 2 * D)]  # a rating of a case without a row: agency and city figures only
     world.disputes = [
         dispute_row("c2", T0 + 1 * D, T0 + 2 * D),  # in range, answered

@@ -43,6 +43,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         subject = f"case {agency}/0x{case_id.hex()}"
         never_opened = model.cases.get((agency, case_id)) is None or model.cases[(agency, case_id)].state is None
         tally = by_agency.setdefault(agency, Counter())
+        disputed: dict[int, int] = {}  # closure -> seq of its dispute
         for c in contexts:
             e = c.entry
             kind = e.kind
@@ -68,6 +69,14 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
             else:
                 counts["disputes"] += 1
                 tally["disputes"] += 1
+                closure = e.record["closure"]
+                if closure in disputed:
+                    result.add(Finding(
+                        NAME, f"closure {closure} of the case was disputed already (seq {disputed[closure]}): each "
+                        "closure can be disputed once", **entry_pointer(e), subject=subject, field="closure",
+                        actual=closure,
+                    ))
+                disputed.setdefault(closure, e.seq)
                 outcome = _dispute(ctx, result, c, subject, as_of)
                 counts[outcome] += 1
                 tally[outcome] += 1
@@ -227,8 +236,9 @@ CHECK = Check(
     "Feedback authentic (one per case, receipt-signed), disputes answered",
     "Every rating and dispute is signed by the receipt key issued for its case; a case is rated at most once, only "
     "once closed and not while reopened; a dispute concerns a fulfilment, names the case's latest closure, and comes "
-    "within 30 days of that closing entry's block time; a receipt is issued once per case, only for a flagged case "
-    "id, after the case's Opened and before it closes, and never to an agency key; no correction aims at a receipt, "
+    "within 30 days of that closing entry's block time, once per closure; a receipt is issued once per case, only "
+    "for a flagged case id, after the case's Opened and before it closes, and never to an agency key; no correction "
+    "aims at a receipt, "
     "rating or dispute; every dispute is answered (Reopened or DisputeRejected) within 10 days of it — one still "
     "unanswered past that, as of the audited block, or answered late, is a finding.",
     run,
