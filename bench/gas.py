@@ -1,4 +1,5 @@
-"""Gas per ledger entry on a local anvil: single, batched and relayed writes (a benchmark, not a test).
+"""Gas per ledger entry on a local anvil: single, batched and relayed writes, and citizens' receipts, ratings and
+disputes (a benchmark, not a test).
 
 Run: python bench/gas.py  — prints a table, then one JSON line of the figures.
 """
@@ -12,16 +13,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ledger import receipts  # noqa: E402
 from ledger.chain import Chain, Ledger  # noqa: E402
 from ledger.node import AnvilNode  # noqa: E402
 from ledger.records import (  # noqa: E402
+    RECEIPT_CASE_FLAG,
     AgencyRegistration,
     CaseAction,
     CaseEvent,
     Commitment,
     Correction,
     DeadlineUnit,
+    Dispute,
     HolidayCalendar,
+    Rating,
+    Receipt,
     keccak,
     short_code,
     text_hash,
@@ -55,8 +61,12 @@ def main() -> None:
         counter = iter(range(10**9))
 
         def opened() -> CaseEvent:
+            # A case without a receipt has the top bit of its id clear (ledger.importer.case_id_for): the ledger
+            # tracks nothing for it, so it pays nothing for receipts.
+            case_id = keccak(b"case%d" % next(counter))
             return CaseEvent(
-                case_id=keccak(b"case%d" % next(counter)), action=CaseAction.OPENED, occurred_at=now(),
+                case_id=bytes([case_id[0] & ~RECEIPT_CASE_FLAG & 0xFF]) + case_id[1:], action=CaseAction.OPENED,
+                occurred_at=now(),
                 commitment_id=commitment_id, district=short_code("PUDONG"), channel=2,
                 details_hash=text_hash("details"),
             )
@@ -107,6 +117,52 @@ def main() -> None:
         )
         rows["holiday calendar (5 holidays, 2 workdays)"] = ledger.write(signer, calendar)["gasUsed"]
 
+        # Receipts: a case opened with one has the top bit of its id set; the receipt is its own entry.
+        def receipt_case() -> tuple[CaseEvent, str]:
+            event = opened()
+            flagged = bytes([event.case_id[0] | RECEIPT_CASE_FLAG]) + event.case_id[1:]
+            return event.model_copy(update={"case_id": flagged}), receipts.new_code()
+
+        def receipt(event: CaseEvent, code: str) -> Receipt:
+            return Receipt(case_id=event.case_id, receipt=receipts.address(code), occurred_at=now())
+
+        first_receipt_case, first_code = receipt_case()
+        rows["single: receipt case opened"] = ledger.write(signer, first_receipt_case)["gasUsed"]
+        rows["single: receipt issued"] = ledger.write(signer, receipt(first_receipt_case, first_code))["gasUsed"]
+        rows["single: receipt case fulfilled"] = ledger.write(
+            signer, later(first_receipt_case, CaseAction.FULFILLED)
+        )["gasUsed"]
+        cases = [receipt_case() for _ in range(BATCH)]
+        ledger.write_batch(signer, [event for event, _ in cases])
+        rows[f"batch of {BATCH}: receipts issued, per entry"] = (
+            ledger.issue_receipts(signer, [receipt(event, code) for event, code in cases])["gasUsed"] // BATCH
+        )
+        rows[f"batch of {BATCH}: receipt cases fulfilled, per entry"] = (
+            ledger.write_batch(signer, [later(event, CaseAction.FULFILLED) for event, _ in cases])["gasUsed"] // BATCH
+        )
+        plain = [opened() for _ in range(BATCH)]
+        ledger.write_batch(signer, plain)
+        rows[f"batch of {BATCH}: plain cases fulfilled, per entry"] = (
+            ledger.write_batch(signer, [later(event, CaseAction.FULFILLED) for event in plain])["gasUsed"] // BATCH
+        )
+
+        # Citizens sign with the receipt key; a relayer pays. A rating with a comment (its hash), a dispute with a
+        # reason (its hash), and the agency's answer.
+        rating = Rating(agency_id=agency, case_id=first_receipt_case.case_id, score=4,
+                        comment_hash=text_hash("quick and polite"))
+        key = receipts.private_key(first_code)
+        rows["rating (relayed, receipt-signed)"] = ledger.submit_citizen(
+            relayer, rating, ledger.sign_citizen(key, rating)
+        )["gasUsed"]
+        disputed, code = cases[0]
+        dispute = Dispute(agency_id=agency, case_id=disputed.case_id, closure=1, reason_hash=text_hash("still dark"))
+        rows["dispute (relayed, receipt-signed)"] = ledger.submit_citizen(
+            relayer, dispute, ledger.sign_citizen(receipts.private_key(code), dispute)
+        )["gasUsed"]
+        rows["single: dispute answered (rejected, with reason)"] = ledger.write(
+            signer, later(disputed, CaseAction.DISPUTE_REJECTED)
+        )["gasUsed"]
+
     width = max(len(k) for k in rows)
     print(f"{'entry':<{width}}  gas")
     for name, gas in rows.items():
@@ -119,6 +175,17 @@ def main() -> None:
         "batched_case_life_gas": rows[f"batch of {BATCH}: case lives (1 open : 2 later), per entry"],
         "relayed_entry_gas": rows["relayed: case opened"],
         "relayed_batched_entry_gas": rows[f"relayed batch of {BATCH}: opened, per entry"],
+        "receipt_gas": rows["single: receipt issued"],
+        "receipt_batched_gas": rows[f"batch of {BATCH}: receipts issued, per entry"],
+        "rating_gas": rows["rating (relayed, receipt-signed)"],
+        "dispute_gas": rows["dispute (relayed, receipt-signed)"],
+        "dispute_answer_gas": rows["single: dispute answered (rejected, with reason)"],
+        # what closing a case costs more when it has a receipt (the ledger tracks its state for ratings, disputes)
+        "receipt_close_extra_gas": rows["single: receipt case fulfilled"] - rows["single: case fulfilled"],
+        "receipt_close_extra_batched_gas": (
+            rows[f"batch of {BATCH}: receipt cases fulfilled, per entry"]
+            - rows[f"batch of {BATCH}: plain cases fulfilled, per entry"]
+        ),
         "batch_size": BATCH,
         "node": "anvil 1.7.1",
         "machine": f"{platform.machine()} {platform.system()}",

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from eth_hash.auto import keccak
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ledger.chain import Chain, Ledger
 from ledger.errors import ContractReverted, InvalidRecord, LedgerError
-from ledger.importer import CaseIds, read_rows
+from ledger.importer import CaseIds, read_rows, references
 from ledger.keys import AgencyKey, load_key
 from ledger.outbox import Outbox, OutboxItem, OutboxState
 from ledger.receipts import (
@@ -584,12 +585,35 @@ def _case_ids(s: Settings, agency: str, outbox: Outbox) -> CaseIds:
     opened with a receipt at another desk, with another key, is tracked there)."""
     ledger, agency_id = s.ledger(), short_code(agency)
 
-    def opened_with_receipt(flagged: bytes) -> bool:
-        if outbox.opened_with_receipt(flagged):
-            return True
-        return ledger.receipt_case(agency_id, flagged).status is not ReceiptCaseStatus.NONE
+    def opened_flagged(flagged: list[bytes]) -> set[bytes]:
+        known = outbox.opened_flagged(flagged)
+        return known | _receipt_cases_on_chain(ledger, agency_id, [c for c in flagged if c not in known])
 
-    return CaseIds(s.salt(agency), agency, opened_with_receipt)
+    return CaseIds(s.salt(agency), agency, opened_flagged)
+
+
+_RECEIPT_CASE_SELECTOR = keccak(b"receiptCase(bytes32,bytes32)")[:4]
+
+
+def _receipt_cases_on_chain(ledger: Ledger, agency_id: bytes, case_ids: list[bytes]) -> set[bytes]:
+    """Of these case ids, the ones the ledger tracks as issued a receipt: ``receiptCase`` read in JSON-RPC batches
+    of 500 calls (an import may ask about thousands of references)."""
+    found: set[bytes] = set()
+    provider: Any = ledger.w3.provider
+    for start in range(0, len(case_ids), 500):
+        chunk = case_ids[start : start + 500]
+        calls = [("eth_call", [{"to": ledger.address, "data": "0x" + (_RECEIPT_CASE_SELECTOR + agency_id + c).hex()},
+                               "latest"]) for c in chunk]
+        answers = provider.make_batch_request(calls) if len(calls) > 1 else [provider.make_request(*calls[0])]
+        if not isinstance(answers, list) or len(answers) != len(chunk):
+            raise LedgerError(f"the node answered a batch of {len(chunk)} calls with {answers!r:.200}")
+        for case_id, answer in zip(chunk, answers, strict=True):
+            if "error" in answer:
+                raise LedgerError(f"could not read a case's receipt state from the ledger: {answer['error']}")
+            result = bytes.fromhex(str(answer["result"])[2:])
+            if int.from_bytes(result[32:64], "big") != 0:  # ReceiptCase.status (the second word) is not None
+                found.add(case_id)
+    return found
 
 
 @contextmanager
@@ -664,6 +688,7 @@ def case_import(
     agency = _agency_of(s, signer)
     with _open_writer(s, signer) as writer:
         ids = _case_ids(s, agency, writer.outbox)
+        ids.prefetch(references(path))  # how each later event's case was opened, asked all at once
         rows = list(read_rows(path, agency_id=agency, salt=s.salt(agency), case_ids=ids,
                               receipts=receipts_dir is not None))
         issued = _ImportReceipts(s, writer, agency, path, receipts_dir, page_url) if receipts_dir else None

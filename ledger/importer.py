@@ -10,21 +10,23 @@ Optional ``receipt`` on an opened row (yes/no, true/false, 1/0): whether the cit
 issues receipts it defaults to yes, otherwise a "yes" is refused (there is nowhere to hand the code over).
 
 Case ids (:class:`CaseIds`)
-    A case id is HMAC-SHA256 of the reference under the agency's secret salt (:func:`case_id_for`). A case opened
-    with a receipt must have the top bit of its id set (``ledger.records.RECEIPT_CASE_FLAG``): its id is that HMAC
-    with the bit forced on. A case opened without one keeps the plain HMAC — as every case did before receipts
-    existed, so references recorded then still find their cases. For half of all references the HMAC has the bit set
-    already, and both ids are the same. For the other half, a later event (``case update``, ``case close``,
-    ``case respond``, an import row) must know how the case was opened. :class:`CaseIds` decides, in this order:
+    A case id is HMAC-SHA256 of the reference under the agency's secret salt (:func:`case_id_for`), with its top bit
+    (``ledger.records.RECEIPT_CASE_FLAG``) set when the case is opened with a receipt and cleared otherwise: the
+    ledger tracks the state of flagged cases only (ratings and disputes depend on it), so a case without a receipt
+    never pays for the feature. The same reference has two possible ids, so a later event (``case update``,
+    ``case close``, ``case respond``, an import row) must know how its case was opened. :class:`CaseIds` decides, in
+    this order:
 
     1. a reference opened earlier in the same run (an import's opened row before its later rows);
-    2. the caller's memory of cases opened with a receipt — the CLI passes the writer's outbox, which remembers
-       every Opened event it sent with a flagged id (``Outbox.opened_with_receipt``), and then the ledger itself,
-       which tracks every case that was issued a receipt (``receiptCase``), so a case opened at another desk, with
-       another key, is found too;
-    3. otherwise the plain HMAC.
+    2. the caller's memory of cases opened with a flagged id — the CLI passes the writer's outbox, which remembers
+       every Opened event it sent with one (``Outbox.opened_with_receipt``), and then the ledger itself, which
+       tracks every case that was issued a receipt (``receiptCase``), so a case opened at another desk, with another
+       key, is found too; an import asks about all its references at once (:meth:`CaseIds.prefetch`);
+    3. otherwise the id without the flag.
 
-    Only the case id is remembered, never the reference (which may hold a name or a phone number).
+    Only case ids are remembered, never a reference (which may hold a name or a phone number). Before receipts
+    existed every case kept the bare HMAC, top bit and all; the outbox took note of those openings when it was
+    upgraded, so their references still find their cases through it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import csv
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,13 +53,13 @@ _NO = {"no", "n", "false", "0"}
 
 
 def case_id_for(salt: bytes, agency_id: str, reference: str, *, receipt: bool = False) -> bytes:
-    """Opaque case id: HMAC-SHA256 of the agency's case reference under the agency's secret salt. Without the salt
-    nobody can test guesses of a reference (which may contain a name or a phone number) against the chain. With
-    `receipt`, the id's top bit is set, as a case with a receipt needs (see :class:`CaseIds`)."""
+    """Opaque case id: HMAC-SHA256 of the agency's case reference under the agency's secret salt, its top bit set
+    for a case opened with a receipt and cleared for one without. Without the salt nobody can test guesses of a
+    reference (which may contain a name or a phone number) against the chain."""
     if len(salt) < 16:
         raise InvalidRecord("the case-id salt must be at least 16 bytes")
     digest = hmac.new(salt, f"{agency_id}\0{reference}".encode(), hashlib.sha256).digest()
-    return with_receipt_flag(digest) if receipt else digest
+    return with_receipt_flag(digest) if receipt else without_receipt_flag(digest)
 
 
 def with_receipt_flag(case_id: bytes) -> bytes:
@@ -65,26 +67,30 @@ def with_receipt_flag(case_id: bytes) -> bytes:
     return bytes([case_id[0] | RECEIPT_CASE_FLAG]) + case_id[1:]
 
 
+def without_receipt_flag(case_id: bytes) -> bytes:
+    """The case id with its top bit cleared."""
+    return bytes([case_id[0] & ~RECEIPT_CASE_FLAG & 0xFF]) + case_id[1:]
+
+
+#: Given flagged case ids, the ones whose case was opened with that id (the caller's memory: outbox, ledger).
+OpenedFlagged = Callable[[list[bytes]], set[bytes]]
+
+
 class CaseIds:
     """Turns an agency's case references into case ids, opened with or without a receipt (see the module doc).
 
-    `opened_with_receipt(flagged_id)` answers whether a case was opened with that flagged id: the caller's memory
-    (the outbox, the ledger). It is asked only for references whose plain id lacks the top bit, and only for later
-    events of cases not opened in this run; answers are cached for the run.
+    `opened_flagged(ids)` answers, for flagged ids, which cases were opened with them. It is asked only about later
+    events of references not opened in this run, once per reference: one by one, or all at once after
+    :meth:`prefetch`.
     """
 
-    def __init__(
-        self, salt: bytes, agency_id: str, opened_with_receipt: Callable[[bytes], bool] | None = None
-    ) -> None:
+    def __init__(self, salt: bytes, agency_id: str, opened_flagged: OpenedFlagged | None = None) -> None:
         case_id_for(salt, agency_id, "")  # refuses a short salt up front
         self.salt = salt
         self.agency_id = agency_id
-        self._ask = opened_with_receipt
+        self._ask = opened_flagged
         self._opened: dict[str, bytes] = {}  # reference -> id it was opened with in this run
-        self._known: dict[bytes, bytes] = {}  # plain id -> id of an earlier opening
-
-    def plain(self, reference: str) -> bytes:
-        return case_id_for(self.salt, self.agency_id, reference)
+        self._known: dict[str, bytes] = {}  # reference -> id of its earlier opening, as the memory says
 
     def opened(self, reference: str, *, receipt: bool) -> bytes:
         """The id a case opened now gets; later events of the reference in this run find it."""
@@ -96,17 +102,43 @@ class CaseIds:
         """The id of a case opened before (in this run, or earlier through the caller's memory)."""
         if reference in self._opened:
             return self._opened[reference]
-        plain = self.plain(reference)
-        flagged = with_receipt_flag(plain)
-        if flagged == plain or self._ask is None:
-            return plain
-        if plain not in self._known:
-            self._known[plain] = flagged if self._ask(flagged) else plain
-        return self._known[plain]
+        if reference not in self._known:
+            self.prefetch([reference])
+        return self._known[reference]
 
-    def is_receipt_case(self, reference: str) -> bool:
-        """Whether the reference's case was opened with a flagged id that its plain id would not have had."""
-        return self.existing(reference) != self.plain(reference)
+    def prefetch(self, references: Iterable[str]) -> None:
+        """Ask the memory about many references at once (an import's, before its rows are read)."""
+        todo = {r: case_id_for(self.salt, self.agency_id, r, receipt=True)
+                for r in references if r not in self._opened and r not in self._known}
+        flagged = self._ask(list(todo.values())) if self._ask is not None and todo else set()
+        for reference, case_id in todo.items():
+            self._known[reference] = case_id if case_id in flagged else without_receipt_flag(case_id)
+
+
+def references(path: Path) -> list[str]:
+    """The case references of a .csv or .jsonl/.ndjson file's later events (rows other than opened), for
+    :meth:`CaseIds.prefetch`; rows that cannot be read are skipped (:func:`read_rows` reports them)."""
+    found: dict[str, None] = {}
+
+    def take(raw: Any) -> None:
+        if isinstance(raw, dict) and str(raw.get("action") or "").strip().lower() != "opened":
+            reference = str(raw.get("case") or "").strip()
+            if reference:
+                found[reference] = None
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            for raw in csv.DictReader(handle):
+                take(raw)
+    elif suffix in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8") as handle:
+            for text in handle:
+                try:
+                    take(json.loads(text))
+                except json.JSONDecodeError:
+                    continue
+    return list(found)
 
 
 @dataclass(frozen=True)
@@ -124,8 +156,9 @@ class Row:
 def read_rows(
     path: Path, *, agency_id: str, salt: bytes, case_ids: CaseIds | None = None, receipts: bool = False
 ) -> Iterator[Row]:
-    """Rows of a .csv or .jsonl/.ndjson file, in order. `case_ids` resolves references (default: without memory,
-    plain ids); with `receipts`, opened rows get a receipt unless their ``receipt`` column says no."""
+    """Rows of a .csv or .jsonl/.ndjson file, in order. `case_ids` resolves references (default: no memory, so every
+    later event gets the id without the receipt flag); with `receipts`, opened rows get a receipt unless their
+    ``receipt`` column says no."""
     ids = case_ids or CaseIds(salt, agency_id)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -241,4 +274,5 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
-__all__ = ["CaseIds", "Row", "case_id_for", "parse_row", "read_rows", "with_receipt_flag"]
+__all__ = ["CaseIds", "Row", "case_id_for", "parse_row", "read_rows", "references", "with_receipt_flag",
+           "without_receipt_flag"]

@@ -320,10 +320,29 @@ class Outbox:
                             f"outbox {self.path} has schema version {row[0]}, newer than this package's "
                             f"{SCHEMA_VERSION}: upgrade civic-ledger"
                         )
-                    elif int(row[0]) < SCHEMA_VERSION:  # 1 → 2: receipt_cases, made above, starts empty
+                    elif int(row[0]) < SCHEMA_VERSION:
+                        self._upgrade_to_2(db)
                         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             except sqlite3.DatabaseError as exc:
                 raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _upgrade_to_2(db: sqlite3.Connection) -> None:
+        """1 → 2: receipt_cases (made by the schema script) learns the openings already here whose id has its top
+        bit set. Before receipts, a case id was the bare HMAC of its reference, top bit and all; now an id without a
+        receipt has the bit cleared, so those cases' later events must be told to keep the old id."""
+        rows = db.execute(
+            "SELECT id, record_json, created_at FROM entries WHERE record_type = 'CaseEvent' AND state != 'failed'"
+        ).fetchall()
+        for item_id, text, created_at in rows:
+            fields = json.loads(text)
+            case_id = str(fields.get("case_id", ""))
+            if fields.get("action") == int(CaseAction.OPENED) and len(case_id) == 66 and int(case_id[2:4], 16) >= 0x80:
+                db.execute(
+                    "INSERT INTO receipt_cases (case_id, opened_id, created_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (case_id) DO NOTHING",
+                    (case_id, item_id, created_at),
+                )
 
     def close(self) -> None:
         with self._lock:
@@ -430,8 +449,22 @@ class Outbox:
     def opened_with_receipt(self, case_id: bytes) -> bool:
         """Whether this outbox opened the case with this (flagged) id — its Opened row not refused. A case whose
         Opened row was pruned after it was recorded still counts: the link outlives the row."""
-        found = self.receipt_case(case_id)
-        return found is not None and found.opened
+        return bool(self.opened_flagged([case_id]))
+
+    def opened_flagged(self, case_ids: Sequence[bytes]) -> set[bytes]:
+        """Of these (flagged) case ids, the ones this outbox opened a case with (:meth:`opened_with_receipt`)."""
+        found: set[bytes] = set()
+        ids = list(case_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ["0x" + bytes(c).hex() for c in ids[start : start + 500]]
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT r.case_id FROM receipt_cases r LEFT JOIN entries o ON o.id = r.opened_id "
+                    f"WHERE r.case_id IN ({','.join('?' * len(chunk))}) AND (o.state IS NULL OR o.state != 'failed')",
+                    chunk,
+                ).fetchall()
+            found.update(bytes.fromhex(row[0][2:]) for row in rows)
+        return found
 
     def get(self, item_id: int) -> OutboxItem | None:
         with self._lock:

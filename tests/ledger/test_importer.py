@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ledger.errors import InvalidRecord
-from ledger.importer import CaseIds, case_id_for, read_rows, with_receipt_flag
+from ledger.importer import CaseIds, case_id_for, read_rows, references, with_receipt_flag, without_receipt_flag
 from ledger.records import CaseAction, Channel, code_text, text_hash
 
 SALT = b"agency-secret-salt-0001"
@@ -89,44 +89,52 @@ def test_salt_must_be_long_enough():
     assert case_id_for(SALT, "A", "R-1") != case_id_for(SALT, "B", "R-1")
 
 
-def _reference_with_top_bit(clear: bool) -> str:
-    return next(f"R-{i}" for i in range(1000) if bool(case_id_for(SALT, "A", f"R-{i}")[0] & 0x80) != clear)
-
-
-def test_receipt_case_ids_have_the_top_bit_and_plain_ids_are_unchanged():
-    reference = _reference_with_top_bit(clear=True)
-    plain = case_id_for(SALT, "A", reference)
-    flagged = case_id_for(SALT, "A", reference, receipt=True)
-    assert not plain[0] & 0x80 and flagged[0] & 0x80 and flagged[1:] == plain[1:]
-    assert with_receipt_flag(flagged) == flagged
-    already = _reference_with_top_bit(clear=False)
-    assert case_id_for(SALT, "A", already, receipt=True) == case_id_for(SALT, "A", already)
+def test_receipt_case_ids_have_the_top_bit_and_others_do_not():
+    for i in range(32):
+        reference = f"R-{i}"
+        plain = case_id_for(SALT, "A", reference)
+        flagged = case_id_for(SALT, "A", reference, receipt=True)
+        assert not plain[0] & 0x80 and flagged[0] & 0x80 and flagged[1:] == plain[1:]
+        assert with_receipt_flag(plain) == flagged and without_receipt_flag(flagged) == plain
 
 
 def test_later_events_find_the_case_however_it_was_opened():
-    asked: list[bytes] = []
-    old = _reference_with_top_bit(clear=True)  # a reference whose plain id lacks the bit: the two ids differ
-    remembered = {case_id_for(SALT, "A", old, receipt=True)}
+    asked: list[list[bytes]] = []
+    remembered = {case_id_for(SALT, "A", "OLD-RECEIPT-CASE", receipt=True)}
 
-    def memory(case_id: bytes) -> bool:
-        asked.append(case_id)
-        return case_id in remembered
+    def memory(case_ids: list[bytes]) -> set[bytes]:
+        asked.append(case_ids)
+        assert all(c[0] & 0x80 for c in case_ids)
+        return remembered & set(case_ids)
 
     ids = CaseIds(SALT, "A", memory)
     # opened in this run: found without asking
     opened = ids.opened("NEW", receipt=True)
     assert ids.existing("NEW") == opened == case_id_for(SALT, "A", "NEW", receipt=True)
+    assert asked == []
     # opened earlier with a receipt: the memory says so, once
-    expected = case_id_for(SALT, "A", old, receipt=True)
-    assert ids.existing(old) == expected and ids.existing(old) == expected
-    # opened earlier without: the plain id
-    plain_ref = next(f"P-{i}" for i in range(1000) if not case_id_for(SALT, "A", f"P-{i}")[0] & 0x80)
-    assert ids.existing(plain_ref) == case_id_for(SALT, "A", plain_ref)
-    # a plain id with the bit already set is the same either way: nobody is asked
-    set_ref = _reference_with_top_bit(clear=False)
-    assert ids.existing(set_ref) == case_id_for(SALT, "A", set_ref)
-    assert case_id_for(SALT, "A", set_ref) not in asked
-    assert asked.count(expected) == 1  # cached for the run
+    expected = case_id_for(SALT, "A", "OLD-RECEIPT-CASE", receipt=True)
+    assert ids.existing("OLD-RECEIPT-CASE") == expected == ids.existing("OLD-RECEIPT-CASE")
+    assert asked == [[expected]]
+    # opened earlier without: the id without the flag
+    assert ids.existing("OLD-PLAIN-CASE") == case_id_for(SALT, "A", "OLD-PLAIN-CASE")
+    # an import asks about all its references in one go
+    asked.clear()
+    ids.prefetch(["A-1", "A-2", "NEW", "OLD-RECEIPT-CASE", "A-3"])
+    assert len(asked) == 1 and len(asked[0]) == 3
+    assert [ids.existing(r) for r in ("A-1", "A-2")] == [case_id_for(SALT, "A", r) for r in ("A-1", "A-2")]
+    assert len(asked) == 1
+    # without a memory, every later event gets the id without the flag
+    assert CaseIds(SALT, "A").existing("OLD-RECEIPT-CASE") == case_id_for(SALT, "A", "OLD-RECEIPT-CASE")
+
+
+def test_references_of_later_events(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("case,action,occurred_at\nR-1,opened,x\nR-1,fulfilled,x\nR-2,accepted,x\nR-2,rejected,x\n,withdrawn,x\n")
+    assert references(path) == ["R-1", "R-2"]
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text('{"case": "J-1", "action": "accepted"}\n{broken\n{"case": "J-2", "action": "OPENED"}\n')
+    assert references(lines) == ["J-1"]
 
 
 def test_receipt_column_and_receipt_rows(tmp_path):

@@ -244,16 +244,25 @@ def test_a_newer_schema_is_refused(tmp_path):
 
 
 def test_an_older_schema_is_upgraded_in_place(tmp_path):
+    """Version 1 had no receipt_cases; its openings whose id has the top bit set (a bare HMAC, from before receipts)
+    are remembered on upgrade, so their later events keep that id."""
     path = tmp_path / "outbox.db"
+    legacy = [opened(f"legacy-{i}") for i in range(8)]
     with Outbox(path) as box:
-        a, _ = add(box, opened("kept"))
+        items = [add(box, event)[0] for event in legacy]
+        add(box, CaseEvent(case_id=legacy[0].case_id, action=CaseAction.ACCEPTED, occurred_at=T))
+        box.record_failed([items[-1].id], "refused")
     db = sqlite3.connect(path)  # as version 1 left it: no receipt_cases
     db.execute("DROP TABLE receipt_cases")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     with Outbox(path) as box:
-        assert box.get(a.id) is not None and box.receipt_case(b"\x80" * 32) is None
+        assert box.get(items[0].id) is not None
+        for item, event in zip(items, legacy, strict=True):
+            expected = bool(event.case_id[0] & 0x80) and item is not items[-1]
+            assert box.opened_with_receipt(event.case_id) is expected
+        assert any(e.case_id[0] & 0x80 for e in legacy[:-1]) and any(not e.case_id[0] & 0x80 for e in legacy)
     db = sqlite3.connect(path)
     assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     db.close()
