@@ -6,7 +6,8 @@ it tracks for a case with a receipt (``ICivicLedger.ReceiptCase``). :func:`track
 index the way the contract builds it — from every case event recorded after the receipt, voided or not (the
 contract knows nothing of corrections): a closing moves an open case to fulfilled or closed-unfulfilled and counts a
 closure at its block time; Reopened opens a closed case again and clears a pending dispute; DisputeRejected clears a
-pending dispute; a rating sets ``rated``, a dispute ``disputed``. Events the contract would have refused were never
+pending dispute; a rating sets ``rated``, a dispute ``disputed`` and ``disputed_closure`` (each closure can be
+disputed once: a dispute the agency answered by standing by the fulfilment leaves that closure disputed). Events the contract would have refused were never
 recorded, so every recorded event applies. The write API checks the same state on the chain itself before relaying
 (``Ledger.receipt_case``), so an index that lags cannot let a refused rating through; this module makes the page's
 answer right as soon as the index has the entries.
@@ -67,6 +68,8 @@ class Tracked:
     closed_at: int | None
     rated: bool
     disputed: bool
+    #: the last closure disputed (0: none); a closure can be disputed once (``ReceiptCase.disputedClosure``)
+    disputed_closure: int = 0
 
 
 def track(receipt_seq: int, events: Sequence[tuple[int, int, int]], rated_seqs: Sequence[int],
@@ -75,6 +78,7 @@ def track(receipt_seq: int, events: Sequence[tuple[int, int, int]], rated_seqs: 
     ``(seq, action, block_time)`` (voided ones included), `rated_seqs` and `dispute_seqs` the seqs of its ratings and
     disputes. Only what was recorded after the receipt counts: before it the contract did not track the case."""
     status, closures, closed_at, rated, disputed = ReceiptCaseStatus.OPEN, 0, None, False, False
+    disputed_closure = 0
     merged: list[tuple[int, str, int, int]] = [(seq, "event", action, at) for seq, action, at in events]
     merged += [(seq, "rating", 0, 0) for seq in rated_seqs] + [(seq, "dispute", 0, 0) for seq in dispute_seqs]
     for seq, what, action, at in sorted(merged):
@@ -83,14 +87,14 @@ def track(receipt_seq: int, events: Sequence[tuple[int, int, int]], rated_seqs: 
         if what == "rating":
             rated = True
         elif what == "dispute":
-            disputed = True
+            disputed, disputed_closure = True, closures
         elif action == CaseAction.DISPUTE_REJECTED:
             disputed = False
         elif action == CaseAction.REOPENED:
             status, disputed = ReceiptCaseStatus.OPEN, False
         elif action in _CLOSING and status is ReceiptCaseStatus.OPEN:
             status, closures, closed_at = _CLOSING[action], closures + 1, at
-    return Tracked(status, closures, closed_at, rated, disputed)
+    return Tracked(status, closures, closed_at, rated, disputed, disputed_closure)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ def decide(tracked: Tracked, now: int, *, rating_pending: bool = False, dispute_
         deadline = tracked.closed_at + DISPUTE_WINDOW
         if tracked.disputed:
             dispute = "already_disputed"
+        elif tracked.disputed_closure == tracked.closures:
+            # answered (the agency stood by the fulfilment): the contract takes one dispute per closure
+            dispute = "closure_disputed"
         elif now > deadline:
             dispute = "dispute_window_closed"
         elif dispute_pending:

@@ -578,8 +578,16 @@ class Feedback(Model):
     )
     can_dispute: bool = Field(description="whether a dispute of the latest fulfilment would be accepted now")
     dispute_refusal: (
-        Literal["not_closed", "not_fulfilled", "already_disputed", "dispute_window_closed", "dispute_pending"] | None
-    ) = Field(description="why not, when it would not be")
+        Literal[
+            "not_closed", "not_fulfilled", "already_disputed", "closure_disputed", "dispute_window_closed",
+            "dispute_pending",
+        ]
+        | None
+    ) = Field(
+        description="why not, when it would not be: not_closed, not_fulfilled (closed otherwise), already_disputed "
+        "(a dispute awaits the agency's answer), closure_disputed (this closure was disputed and the agency stood by "
+        "it: one dispute per closure), dispute_window_closed, dispute_pending (being recorded)"
+    )
     dispute_closure: int | None = Field(
         description="the closure number a dispute must name (the latest closure of a fulfilled case)", examples=[1]
     )

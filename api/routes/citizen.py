@@ -28,6 +28,8 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     409     ``already_rated``          the case has been rated (once ever), or a rating of it is being relayed
     409     ``not_fulfilled``          a dispute of a case closed otherwise than fulfilled (rejected, withdrawn)
     409     ``already_disputed``       a dispute of the case awaits the agency's answer, or is being relayed
+    409     ``closure_disputed``       the latest closure was disputed already and the agency answered it (standing
+                                       by the fulfilment): the contract takes one dispute per closure
     409     ``stale_closure``          the dispute names another closure than the case's latest
     409     ``dispute_window_closed``  the fulfilment is older than the dispute window
     503     ``node_unavailable``       the chain cannot be reached, or writes are not configured
@@ -112,6 +114,7 @@ STATUS_OF_CODE = {
     "already_rated": 409,
     "not_fulfilled": 409,
     "already_disputed": 409,
+    "closure_disputed": 409,
     "stale_closure": 409,
     "dispute_window_closed": 409,
     "refused_by_ledger": 409,
@@ -127,6 +130,8 @@ STATE_MESSAGES = {
     "rating_pending": "a rating of this case is being recorded already: a case is rated once",
     "not_fulfilled": "only a fulfilled case can be disputed; this one was closed otherwise (rejected or withdrawn)",
     "already_disputed": "a dispute of this case awaits the agency's answer already",
+    "closure_disputed": "this fulfilment was disputed once already and the agency answered: each closure of a case can "
+    "be disputed once",
     "dispute_pending": "a dispute of this fulfilment is being recorded already",
     "dispute_window_closed": "the time to dispute this fulfilment has passed",
 }
@@ -212,7 +217,7 @@ _CITIZEN_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {
         "model": CitizenConflictOut,
         "description": "the case's state refuses it (not_closed, already_rated, not_fulfilled, already_disputed, "
-        "stale_closure, dispute_window_closed), or duplicate (with the earlier submission)",
+        "closure_disputed, stale_closure, dispute_window_closed), or duplicate (with the earlier submission)",
     },
     413: {"model": ErrorOut, "description": "body_too_large"},
     422: {"model": ErrorOut, "description": "invalid_json, invalid_body, text_mismatch or bad_signature"},
@@ -327,7 +332,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         if isinstance(record, Rating):
             refuse_state(decision.rate_refusal)
             return
-        if decision.dispute_refusal in ("not_closed", "not_fulfilled", "already_disputed"):
+        if decision.dispute_refusal in ("not_closed", "not_fulfilled", "already_disputed", "closure_disputed"):
             refuse_state(decision.dispute_refusal)
         if record.closure != tracked.closures:
             raise _Refused(
@@ -380,7 +385,8 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         block_time = _chain(lambda: int(ledger.w3.eth.get_block("latest")["timestamp"]))
         check_against(
             signed,
-            feedback.Tracked(chain.status, chain.closures, chain.closed_at or None, chain.rated, chain.disputed),
+            feedback.Tracked(chain.status, chain.closures, chain.closed_at or None, chain.rated, chain.disputed,
+                             chain.disputed_closure),
             block_time,
         )
         simulate(ledger, signed)

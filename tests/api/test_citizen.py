@@ -340,8 +340,35 @@ def test_a_fulfilment_is_disputed_answered_reopened_and_disputed_again(client: T
     feedback = lookup(client, cw, "disputed")["feedback"]
     assert [d["answer"]["action"] for d in feedback["disputes"]] == ["reopened", "dispute_rejected"]
     assert feedback["disputes"][1]["reason"] is None  # none given
-    # the fulfilment stands; as the contract has it, its holder may dispute it again within the window
-    assert feedback["status"] == "fulfilled" and feedback["closures"] == 2 and feedback["can_dispute"]
+    # the fulfilment stands; the contract takes one dispute per closure, so none is offered, and the chain agrees
+    assert feedback["status"] == "fulfilled" and feedback["closures"] == 2
+    assert not feedback["can_dispute"] and feedback["dispute_refusal"] == "closure_disputed"
+    assert feedback["dispute_closure"] == 2 and feedback["dispute_deadline"] is not None
+    state = cw.ledger.receipt_case(cw.world.agency_id, receipt_case_id("disputed"))
+    assert state.disputed_closure == state.closures == 2 and not state.disputed
+    answer = refused(client, cw, DISPUTES, cw.dispute_body("disputed", 2, "once more"), 409, "closure_disputed")
+    assert "once" in answer["error"]["message"]
+    # the replay of the recorded dispute itself is recognised first
+    refused(client, cw, DISPUTES, second, 409, "duplicate")
+
+
+def test_the_chain_refuses_a_second_dispute_of_a_closure_the_index_has_not_seen_answered(
+    client: TestClient, cw: CitizenWorld
+):
+    """The index lags the rejection of the dispute: it says a dispute awaits an answer; the chain, which has the
+    answer, refuses a second dispute of the closure with the reason it has."""
+    cw.open("answered-unseen")
+    cw.act("answered-unseen", CaseAction.FULFILLED)
+    cw.sync()
+    recorded(client, cw, client.post(DISPUTES, json=cw.dispute_body("answered-unseen", 1)), "answered-unseen",
+             EntryKind.CASE_DISPUTED)
+    cw.sync()
+    cw.act("answered-unseen", CaseAction.DISPUTE_REJECTED)  # not indexed yet
+    assert lookup(client, cw, "answered-unseen")["feedback"]["dispute_refusal"] == "already_disputed"
+    refused(client, cw, DISPUTES, cw.dispute_body("answered-unseen", 1, "again"), 409, "closure_disputed")
+    cw.sync()
+    feedback = lookup(client, cw, "answered-unseen")["feedback"]
+    assert not feedback["can_dispute"] and feedback["dispute_refusal"] == "closure_disputed"
 
 
 def test_only_a_fulfilled_case_can_be_disputed(client: TestClient, cw: CitizenWorld):
