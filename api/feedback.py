@@ -7,8 +7,8 @@ index the way the contract builds it — from every case event recorded after th
 contract knows nothing of corrections): a closing moves an open case to fulfilled or closed-unfulfilled and counts a
 closure at its block time; Reopened opens a closed case again and clears a pending dispute; DisputeRejected clears a
 pending dispute; a rating sets ``rated``, a dispute ``disputed`` and ``disputed_closure`` (each closure can be
-disputed once: a dispute the agency answered by standing by the fulfilment leaves that closure disputed). Events the contract would have refused were never
-recorded, so every recorded event applies. The write API checks the same state on the chain itself before relaying
+disputed once: a dispute the agency answered by standing by the fulfilment leaves that closure disputed). Events the
+contract would have refused were never recorded, so every recorded event applies. The write API checks the same state on the chain itself before relaying
 (``Ledger.receipt_case``), so an index that lags cannot let a refused rating through; this module makes the page's
 answer right as soon as the index has the entries.
 
