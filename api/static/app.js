@@ -6,7 +6,8 @@
 //   #/receipt, #/receipt/{CODE}     a citizen's receipt: their case, and their rating or dispute (the code stays in
 //                                   the URL fragment, which browsers never send; only the key's address is asked for)
 //   #/proof/{seq}                   one entry's proof, checkable against any node
-//   #/log                           the raw entry log, a page at a time
+//   #/log                           the raw entry log, a page at a time (batch anchors marked)
+//   #/batches, #/batch/{seq}        Merkle-anchored batches, and one batch with its file
 
 import * as api from "./api.js";
 import { drawTrend } from "./chart.js";
@@ -400,6 +401,22 @@ async function agencyView({ args: [agencyId], params }) {
   };
 }
 
+/** "in batch #S (Merkle proof) file" for a record written in a Merkle-anchored batch; null for any other. */
+function batchNote(seq, batch) {
+  if (!batch) return null;
+  return h(
+    "span",
+    { class: "batch-note" },
+    t("in_batch"),
+    " ",
+    h("a", { href: `#/batch/${batch.seq}`, "aria-label": t("batch_link", { seq: batch.seq }) }, `#${batch.seq}`),
+    " (",
+    h("a", { href: `#/proof/${seq}` }, t("merkle_proof")),
+    ") ",
+    h("a", { href: batch.file_url, download: "" }, t("batch_file")),
+  );
+}
+
 function proofLink(seq) {
   // the accessible name contains the visible text ("#12"), as WCAG's "label in name" asks
   return h("a", { href: `#/proof/${seq}`, "aria-label": t("proof_link", { seq }) }, `#${seq}`);
@@ -705,7 +722,7 @@ function caseResult(kase, agency) {
             [timeEl(event.occurred_at), false],
             [timeEl(event.recorded_at), false],
             [h("span", { class: late ? "late" : null }, formatDuration(event.recording_latency_seconds), late ? h("span", { class: "badge warn" }, t("late_note")) : null), true],
-            [proofLink(event.seq), false],
+            [h("span", {}, proofLink(event.seq), event.proof.batch ? " " : null, batchNote(event.seq, event.proof.batch)), false],
           ],
           { class: voided ? "voided" : null },
         );
@@ -1047,6 +1064,7 @@ async function proofView({ args: [seqText] }) {
     2,
   );
   const rpc = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_getTransactionReceipt", params: [proof.tx_hash] });
+  const batch = proof.batch;
   const jsonBlock = h("pre", { class: "json", tabindex: "0", "aria-label": t("proof_json") }, h("code", {}, proofJson));
   const status = h("p", { class: "copy-status", role: "status" });
   const copyButton = h("button", { type: "button", class: "secondary" }, t("copy_json"));
@@ -1086,13 +1104,17 @@ async function proofView({ args: [seqText] }) {
         [t("occurred_at"), entry.occurred_at !== null ? timeEl(entry.occurred_at) : null],
         [t("final"), entry.final ? t("final_yes") : t("final_no")],
       ]),
+      batch ? batchSection(entry, batch) : null,
       h("h2", {}, t("how_to_check")),
       h(
         "ol",
         { class: "steps" },
         h("li", {}, t("check_1", { chain_id: chain.chain_id ?? t("none") })),
         h("li", {}, t("check_2")),
-        h("li", {}, t("check_3", { block: proof.block_number, log_index: proof.log_index, contract: chain.contract_address ?? t("none"), entry_hash: proof.entry_hash })),
+        batch
+          ? h("li", {}, t("batch_check_3", { block: proof.block_number, log_index: proof.log_index, contract: chain.contract_address ?? t("none"), batch: batch.seq, root: batch.root }))
+          : h("li", {}, t("check_3", { block: proof.block_number, log_index: proof.log_index, contract: chain.contract_address ?? t("none"), entry_hash: proof.entry_hash })),
+        batch ? h("li", {}, t("batch_check_4", { batch: batch.seq, index: batch.index })) : null,
         h("li", {}, t("check_4")),
       ),
       h("h3", {}, t("rpc_request")),
@@ -1107,17 +1129,135 @@ async function proofView({ args: [seqText] }) {
   };
 }
 
+/** The proof view's part for a batched record: its batch, its Merkle proof, and a check of it in this browser. */
+function batchSection(entry, batch) {
+  const result = h("p", { class: "verify-status", role: "status" });
+  let verify = null;
+  if (batch.merkle_proof) {
+    verify = h("button", { type: "button", class: "secondary" }, t("verify_here"));
+    verify.addEventListener("click", async () => {
+      const { verifyProof } = await import("./merkle.js");
+      const ok = verifyProof(batch.root, batch.index, entry.record_hash, batch.merkle_proof);
+      result.textContent = ok ? t("verify_ok") : t("verify_bad");
+      result.className = `verify-status message ${ok ? "success" : "error"}`;
+    });
+  }
+  return h(
+    "section",
+    { class: "batch-proof", "aria-labelledby": "batch-proof-heading" },
+    h("h2", { id: "batch-proof-heading" }, t("batch_section")),
+    h("p", {}, t("batch_intro")),
+    facts([
+      [t("batch_no"), h("a", { href: `#/batch/${batch.seq}` }, t("batch_link", { seq: batch.seq }))],
+      [t("batch_index"), formatInt(batch.index)],
+      [t("batch_count"), formatInt(batch.count)],
+      [t("batch_root"), code(batch.root)],
+      [t("batch_file_hash"), h("span", {}, code(batch.file_hash), " ", h("a", { href: batch.file_url, download: "" }, t("batch_file_link")))],
+    ]),
+    batch.merkle_proof
+      ? [
+          h("h3", {}, t("merkle_proof_hashes", { n: formatInt(batch.merkle_proof.length) })),
+          h("ol", { class: "merkle-proof" }, batch.merkle_proof.map((node) => h("li", {}, code(node)))),
+          h("div", { class: "buttons" }, verify),
+          result,
+        ]
+      : message(t("proof_unavailable", { reason: batch.proof_unavailable }), "error"),
+  );
+}
+
+function batchFileLink(batch) {
+  return batch.file_available
+    ? h("a", { href: batch.file_url, download: "" }, t("batch_file_link"))
+    : h("span", { class: "badge warn" }, t("batch_file_missing"));
+}
+
+async function batchesView() {
+  const page = await cached("batches", { limit: MAX_LIST });
+  const heading = t("batches_title");
+  const intro = [
+    h("p", { class: "back" }, h("a", { href: "#/log" }, `← ${t("log_title")}`)),
+    pageHeading(heading),
+    h("p", { class: "lead" }, t("batches_intro")),
+  ];
+  if (!page.items.length) return { title: heading, node: [...intro, message(t("batches_empty"))] };
+  return {
+    title: heading,
+    node: [
+      ...intro,
+      table({
+        caption: t("batches_caption"),
+        columns: [
+          { label: t("col_batch") },
+          { label: t("col_agency_short") },
+          { label: t("col_entries"), num: true },
+          { label: t("col_recorded_short") },
+          { label: t("col_root") },
+          { label: t("col_file") },
+        ],
+        rows: page.items.map((batch) =>
+          row(h("a", { href: `#/batch/${batch.seq}` }, `#${batch.seq}`), [
+            [code(batch.agency_id), false],
+            [formatInt(batch.count), true],
+            [timeEl(batch.proof.block_time), false],
+            [code(batch.root, { short: true }), false],
+            [batchFileLink(batch), false],
+          ]),
+        ),
+        className: "batches",
+      }),
+    ],
+  };
+}
+
+async function batchView({ args: [seqText] }) {
+  const seq = Number(seqText);
+  const batch = await cached(`batches/${seq}`, {});
+  const heading = t("batch_title", { seq });
+  const { proof } = batch;
+  return {
+    title: heading,
+    node: [
+      h("p", { class: "back" }, h("a", { href: "#/batches" }, `← ${t("batches_title")}`)),
+      pageHeading(heading),
+      h("p", { class: "lead" }, t("batch_view_intro", { seq: batch.seq, last: batch.last_seq })),
+      facts([
+        [t("batch_entries"), t("batch_range", { seq: batch.seq, last: batch.last_seq, n: formatInt(batch.count) })],
+        [t("col_agency"), h("a", { href: `#/agency/${enc(batch.agency_id)}` }, batch.agency_id)],
+        [t("batch_signer"), code(batch.signer)],
+        [t("batch_root"), code(batch.root)],
+        [t("batch_file_hash"), code(batch.file_hash)],
+        [t("batch_file_state"), batchFileLink(batch)],
+        [t("batch_record_hash"), code(batch.record_hash)],
+        [t("batch_entry_hash"), code(batch.entry_hash)],
+        [t("batch_running_hash"), code(batch.running_hash)],
+        [t("tx_hash"), code(proof.tx_hash)],
+        [t("block_number"), formatInt(proof.block_number)],
+        [t("block_hash"), code(proof.block_hash)],
+        [t("block_time"), timeEl(proof.block_time)],
+        [t("log_index"), String(proof.log_index)],
+        [t("final"), batch.final ? t("final_yes") : t("final_no")],
+      ]),
+      h("p", {}, h("a", { href: `#/proof/${batch.seq}` }, t("proof_link", { seq: batch.seq }))),
+    ],
+  };
+}
+
 async function logView() {
   if (!state.log) {
     const first = await api.get("entries", { limit: LOG_PAGE });
     state.log = { items: first.items, next: first.next };
   }
   const heading = t("log_title");
-  const intro = [pageHeading(heading), h("p", { class: "lead" }, t("log_intro"))];
+  const intro = [
+    pageHeading(heading),
+    h("p", { class: "lead" }, t("log_intro")),
+    h("p", {}, h("a", { href: "#/batches" }, t("batches_link"))),
+  ];
   if (!state.log.items.length) return { title: heading, node: [...intro, message(t("log_empty"))] };
-  const entryRow = (entry) =>
-    row(proofLink(entry.seq), [
-      [kindLabel(entry.kind), false],
+  const entryRow = (entry) => {
+    const batch = entry.proof.batch;
+    const line = row(proofLink(entry.seq), [
+      [h("span", {}, kindLabel(entry.kind), batch ? " " : null, batch ? h("a", { class: "badge muted", href: `#/batch/${batch.seq}` }, t("batch_badge", { seq: batch.seq })) : null), false],
       [code(entry.agency_id), false],
       [timeEl(entry.occurred_at), false],
       [timeEl(entry.proof.block_time), false],
@@ -1125,6 +1265,22 @@ async function logView() {
       [code(entry.proof.tx_hash, { short: true }), false],
       [code(entry.proof.entry_hash, { short: true }), false],
     ]);
+    if (!batch || batch.index !== 0) return line;
+    // the batch's anchoring, before its first record: one transaction for all of them
+    const anchor = h(
+      "tr",
+      { class: "batch-anchor" },
+      h("th", { scope: "row" }, h("a", { href: `#/batch/${batch.seq}` }, `#${batch.seq}`)),
+      h(
+        "td",
+        { colspan: "7" },
+        t("batch_anchor_row", { seq: batch.seq, n: formatInt(batch.count), root: `${batch.root.slice(0, 10)}…` }),
+        " ",
+        h("a", { href: batch.file_url, download: "" }, t("batch_file_link")),
+      ),
+    );
+    return [anchor, line];
+  };
   const logTable = table({
     caption: t("log_caption"),
     columns: [
@@ -1152,7 +1308,7 @@ async function logView() {
       const page = await api.get("entries", { after: state.log.next, limit: LOG_PAGE });
       state.log.items.push(...page.items);
       state.log.next = page.next;
-      body.append(...page.items.map(entryRow));
+      body.append(...page.items.flatMap(entryRow));
       status.textContent = t("log_count", { n: formatInt(state.log.items.length) });
       if (state.log.next === null) {
         more.hidden = true;
@@ -1183,6 +1339,8 @@ const ROUTES = [
   [/^\/receipt(?:\/([^/]+))?$/, receiptView],
   [/^\/proof\/(\d+)$/, proofView],
   [/^\/log$/, logView],
+  [/^\/batches$/, batchesView],
+  [/^\/batch\/(\d+)$/, batchView],
 ];
 
 function currentRoute() {
@@ -1261,7 +1419,7 @@ function updateNav(path) {
     ? "/case"
     : path.startsWith("/receipt")
       ? "/receipt"
-      : path.startsWith("/log")
+      : path.startsWith("/log") || path.startsWith("/batch")
         ? "/log"
         : path.startsWith("/proof")
           ? null
