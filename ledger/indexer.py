@@ -114,9 +114,6 @@ _SELECTOR_ENTRY_COUNT = "0x" + keccak(b"entryCount()")[:4].hex()
 _SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()
 #: rows per statement when selecting by a list of keys (well under SQLite's and PostgreSQL's parameter limits)
 _CHUNK = 400
-_GOVERNANCE_KINDS = {EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED}
-#: entries without a claimed time: governance's, and the citizens' ratings and disputes (their time is the block's)
-_UNCLAIMED_KINDS = _GOVERNANCE_KINDS | {EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED}
 #: per-case tables other than case_events: receipts, ratings and disputes (each row one entry, keyed by seq)
 _FEEDBACK_TABLES = (receipts, ratings, disputes)
 
@@ -385,7 +382,7 @@ class _Statements:
         self.postgresql = dialect.name == "postgresql"
         #: table name -> (PostgreSQL, SQLite) statement: which of these cases have rows in the table before a seq
         self.rows_before: dict[str, tuple[str, str]] = {}
-        for table in (case_events, *_FEEDBACK_TABLES):
+        for table in (case_events, receipts):
             before = (
                 f"SELECT DISTINCT {q('case_id')} FROM {q(table.name)} WHERE {q('agency_id')} = {ph} AND "
                 f"{q('case_id')} {{}} AND {q('seq')} < {ph}"
@@ -858,7 +855,8 @@ class Indexer:
                 (
                     e.seq, int(kind), agency, e.actor, e.record_hash, e.entry_hash, running_hash, e.block_number,
                     e.block_hash, e.block_time, e.tx_hash, e.log_index,
-                    None if kind in _UNCLAIMED_KINDS else r["occurred_at"], None,
+                    # governance entries, citizens' ratings and disputes (and batch anchors) claim no time
+                    r["occurred_at"] if kind == EntryKind.CASE_EVENT else r.get("occurred_at"), None,
                 )
             )
             if kind == EntryKind.CASE_EVENT:
@@ -1065,15 +1063,14 @@ class Indexer:
     def _keys_with_entries_before(
         self, conn: Connection, keys: Sequence[tuple[str, bytes]], seq: int
     ) -> set[tuple[str, bytes]]:
-        """Which of these cases have events — or, for a case id that can have a receipt, receipts, ratings or
-        disputes — with a smaller seq (plain SQL: this runs for every new case)."""
+        """Which of these cases have events — or, for a case id that can have a receipt, a receipt — with a smaller
+        seq (plain SQL: this runs for every new case)."""
         found = self._keys_with_rows_before(conn, case_events.name, keys, seq)
         flagged = [key for key in keys if key[1][0] & RECEIPT_CASE_FLAG and key not in found]
         if flagged:
-            # A rating or dispute needs the case's receipt first (the contract sees to it), but all three are
-            # looked at: the fold must never start from scratch on a case that has entries already.
-            for table in _FEEDBACK_TABLES:
-                found |= self._keys_with_rows_before(conn, table.name, flagged, seq)
+            # A rating or dispute needs the case's receipt first (the contract refuses it otherwise, and the chain's
+            # running hash vouches for every entry indexed), so the receipts table is enough.
+            found |= self._keys_with_rows_before(conn, receipts.name, flagged, seq)
         return found
 
     def _keys_with_rows_before(

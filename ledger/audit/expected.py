@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.audit.rebuild import UNCLAIMED_KINDS, CaseRecord, CommitmentState, LedgerModel, hex0x
+from ledger.audit.rebuild import CaseRecord, CommitmentState, LedgerModel, hex0x
 from ledger.logs import DecodedEntry, code_text
 from ledger.metrics import rate_from_bps
 from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
@@ -43,7 +43,7 @@ def entry(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
         "record_hash": hex0x(e.record_hash),
         "entry_hash": hex0x(e.entry_hash),
         "running_hash": hex0x(model.running[e.seq]),
-        "occurred_at": None if e.kind in UNCLAIMED_KINDS else e.record["occurred_at"],
+        "occurred_at": e.record.get("occurred_at"),  # none for governance entries, ratings and disputes
         "proof": proof(e),
     }
 

@@ -41,8 +41,6 @@ GOVERNANCE_KINDS = frozenset({EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTH
 CITIZEN_KINDS = frozenset({EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED})
 #: the entries of a case other than its events: its receipt, and its holder's ratings and disputes
 FEEDBACK_KINDS = frozenset({EntryKind.RECEIPT_ISSUED, *CITIZEN_KINDS})
-#: entries that carry no agency-claimed time
-UNCLAIMED_KINDS = GOVERNANCE_KINDS | CITIZEN_KINDS
 
 
 @dataclass

@@ -8,7 +8,7 @@ from collections import Counter
 from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.audit.rebuild import UNCLAIMED_KINDS, entry_pointer
+from ledger.audit.rebuild import entry_pointer
 from ledger.cases import FULFILLED, ON_HOLD, OPEN
 from ledger.logs import code_text
 from ledger.metrics import CaseRow, is_overdue_at
@@ -37,10 +37,10 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     late_entries: dict[str, list] = {}
     checked = future = extreme = late_total = 0
     for e in model.entries:
-        if e.kind in UNCLAIMED_KINDS:  # governance's entries and citizens' ratings and disputes claim no time
+        claimed = e.record.get("occurred_at")
+        if claimed is None:  # governance's entries, citizens' ratings and disputes (and batch anchors) claim none
             continue
         checked += 1
-        claimed = e.record["occurred_at"]
         recorded = e.block_time or 0
         latency = recorded - claimed
         if latency < 0:
