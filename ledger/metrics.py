@@ -135,6 +135,7 @@ __all__ = [
     "InvalidFilter",
     "Metrics",
     "MetricsFilter",
+    "RatingRow",
     "agency_scorecards",
     "commitment_scorecards",
     "compute_metrics",
@@ -146,7 +147,6 @@ __all__ = [
     "percentile",
     "rate",
     "rate_from_bps",
-    "RatingRow",
     "scorecards_from_rows",
     "table_values",
 ]
