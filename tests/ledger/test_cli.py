@@ -280,12 +280,16 @@ def test_import_with_receipts(env, agency, tmp_path):
     assert {row["reference"]: row["code"] for row in csv.DictReader(listing.open())} == {
         k: v["code"] for k, v in rows.items()}
 
-    # a later file with later events finds the receipt cases
+    # a later file with later events, imported at another desk (whose outbox knows none of these cases), finds the
+    # receipt cases through the ledger, asked about all references at once
     later = tmp_path / "later.csv"
-    later.write_text(f"case,action,occurred_at\nI-2,rejected,{iso(env, -700)}\n")
-    cli(env, "case", "import", str(later), *KEY)
+    later.write_text(f"case,action,occurred_at\nI-2,rejected,{iso(env, -700)}\nI-3,withdrawn,{iso(env, -700)}\n")
+    cli(env, "case", "import", str(later), "--key", "roads-desk-2")
     state = ledger.receipt_case(short_code(AGENCY), case_id_for(salt(env), AGENCY, "I-2", receipt=True))
     assert state.status is ReceiptCaseStatus.CLOSED_UNFULFILLED
+    i3 = case_id_for(salt(env), AGENCY, "I-3")
+    assert [e.record.action for e in ledger.entries() if getattr(e.record, "case_id", None) == i3] == [
+        CaseAction.OPENED, CaseAction.WITHDRAWN]
 
 
 def test_bad_input_is_a_clear_error(env, agency):
