@@ -87,6 +87,10 @@ entries = Table(
     Column("occurred_at", BigInteger, nullable=True),
     #: seq of the correction that voided this entry, if any
     Column("voided_by", BigInteger, nullable=True),
+    #: for an entry of a Merkle-anchored batch (revision 0004): the batch's first seq and the entry's position in it.
+    #: Its tx/block/log columns are the anchoring transaction's, and running_hash is the head after the batch.
+    Column("batch_seq", BigInteger, nullable=True),
+    Column("batch_index", Integer, nullable=True),
     Index("ix_entries_block", "block_number"),
     Index("ix_entries_agency_seq", "agency_id", "seq"),
     # The few voided entries, so metrics exclude them with a small lookup instead of a scan (revision 0002).
@@ -293,4 +297,25 @@ disputes = Table(
     Column("answered_at", BigInteger, nullable=True),
     Index("ix_disputes_case", "agency_id", "case_id"),
     Index("ix_disputes_block_time", "block_time"),
+)
+
+
+#: Merkle-anchored batches (revision 0004): one row per anchoring; the batch's entries are rows of ``entries``
+#: (seq to seq + count - 1) rebuilt from the published batch file, checked against root, count and file hash.
+batches = Table(
+    "batches",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("signer", String(42), nullable=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("file_hash", LargeBinary(32), nullable=False),
+    #: the batch's own entry hash, folded into the running hash once for all its entries
+    Column("entry_hash", LargeBinary(32), nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_time", BigInteger, nullable=False),
+    Column("tx_hash", LargeBinary(32), nullable=False),
+    Column("log_index", Integer, nullable=False),
+    Index("ix_batches_block", "block_number"),
 )
