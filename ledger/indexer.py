@@ -336,7 +336,7 @@ class _Caches:
 
 ENTRY_COLUMNS = (
     "seq", "kind", "agency_id", "actor", "record_hash", "entry_hash", "running_hash", "block_number", "block_hash",
-    "block_time", "tx_hash", "log_index", "occurred_at", "voided_by",
+    "block_time", "tx_hash", "log_index", "occurred_at", "voided_by", "batch_seq", "batch_index",
 )
 EVENT_COLUMNS = (
     "seq", "agency_id", "case_id", "action", "occurred_at", "block_time", "details_hash", "commitment_id", "district",
@@ -856,7 +856,7 @@ class Indexer:
                     e.seq, int(kind), agency, e.actor, e.record_hash, e.entry_hash, running_hash, e.block_number,
                     e.block_hash, e.block_time, e.tx_hash, e.log_index,
                     # governance entries, citizens' ratings and disputes (and batch anchors) claim no time
-                    r["occurred_at"] if kind == EntryKind.CASE_EVENT else r.get("occurred_at"), None,
+                    r["occurred_at"] if kind == EntryKind.CASE_EVENT else r.get("occurred_at"), None, None, None,
                 )
             )
             if kind == EntryKind.CASE_EVENT:
