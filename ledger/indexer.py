@@ -23,6 +23,24 @@ Finality and reorganisations
     final has changed: indexing halts (``sync_state.halted_reason``, a CRITICAL log line, the optional ``alert``
     callback) and raises :class:`~ledger.errors.ReorgTooDeep` until an operator calls :meth:`Indexer.clear_halt`.
 
+Merkle-anchored batches (``ledger.batches``)
+    A ``BatchAnchored`` log stands for ``count`` case events, entries ``seq`` to ``seq + count - 1``, whose records
+    are in the published batch file. The range check folds the anchor's entry hash once and advances the count by
+    ``count``, as the contract does. Once the contract vouches for the range, each anchor's file is read from the
+    batch directory (``batch_dir``: a ``BatchStore`` directory, files named by their hash; the service's is
+    ``<data dir>/batches``) and checked against the anchor by :func:`ledger.batchread.read_batch` — the bytes hash to
+    the file hash, every line is a canonical, well-formed case event, the count and the Merkle root are the
+    anchored ones. The batch then gives one ``batches`` row and, per event, an ``entries`` row exactly like a case
+    event written alone (kind CASE_EVENT, the anchor's agency and signer as actor, its record hash, and its own entry
+    hash ``entry_hash(seq, CASE_EVENT, agency, signer, record_hash)`` — shown, not folded), whose proof columns are
+    the anchoring transaction's, whose ``running_hash`` is the head after the batch, and whose ``batch_seq`` and
+    ``batch_index`` say where it sits; plus its ``case_events`` row and the case fold, so metrics and the API treat
+    it as any other case event. A file that is missing or does not match is never skipped: the blocks before the
+    batch's block are indexed, then indexing stops there (:class:`BatchUnavailable`, the sync state's
+    ``halted_reason`` starting with :data:`BATCH_HALT_PREFIX` and naming the batch seq and what is wrong, a CRITICAL
+    log line and one ``alert``); each later sync tries again, and indexing goes on by itself once the right file is
+    published (:meth:`Indexer.run` keeps polling meanwhile). Ranges are sized by entries, batched ones included.
+
 Derived rows (a pure function of the entries; dropping the store and re-syncing gives the same rows)
     * Corrections (the rule is ``ledger.cases.voided_entries``): a correction is ``applied`` when its target
       belongs to the same agency, is not voided already and is not a receipt, rating or dispute (those are the
@@ -64,6 +82,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -85,13 +104,16 @@ from ledger.cases import (
     dispute_answers,
     due_time,
 )
+from ledger.batches import BatchStore
+from ledger.batchread import BatchContent, BatchFileProblem, read_batch_file
 from ledger.chain import Chain, Ledger
 from ledger.errors import ChainMismatch, IndexIntegrityError, LedgerError, NodeUnavailable, ReorgTooDeep
-from ledger.logs import DecodedEntry, LogDecoder, code_text, display_text, fold, keccak
-from ledger.records import RECEIPT_CASE_FLAG, ZERO_HEAD, CaseAction, DeadlineUnit, EntryKind
+from ledger.logs import _keccak_256, DecodedEntry, LogDecoder, code_text, display_text, fold, keccak
+from ledger.records import ENTRY_TYPEHASH, RECEIPT_CASE_FLAG, ZERO_HEAD, CaseAction, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.store.schema import (
     agencies,
+    batches,
     blocks,
     case_events,
     cases,
@@ -116,6 +138,7 @@ _SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()
 _CHUNK = 400
 #: per-case tables other than case_events: receipts, ratings and disputes (each row one entry, keyed by seq)
 _FEEDBACK_TABLES = (receipts, ratings, disputes)
+_CASE_KIND_WORD = int(EntryKind.CASE_EVENT).to_bytes(32, "big")
 
 # ---------------------------------------------------------------------------------------------------- JSON-RPC
 
@@ -293,7 +316,9 @@ class SyncReport:
     to_block: int
     head: int
     finalized_block: int
+    #: entries indexed, batched ones included (each counts), and how many of them came in Merkle-anchored batches
     entries: int = 0
+    batched_entries: int = 0
     ranges: int = 0
     #: blocks rolled back because of reorganisations, and how many reorganisations
     rolled_back_blocks: int = 0
@@ -319,6 +344,32 @@ class _StateMoved(Exception):
 
 class _ReorgDetected(Exception):
     """A block the current range depends on changed while it was read: check for a reorganisation and retry."""
+
+
+#: how the sync state's ``halted_reason`` starts while indexing waits at a batch whose file is missing or wrong: such
+#: a halt lifts itself (each sync tries the batch again), unlike a deep reorganisation's, which an operator clears
+BATCH_HALT_PREFIX = "waiting for batch "
+
+_WHAT = {"missing": "file missing", "hash": "file hash differs", "count": "count differs", "root": "root differs",
+         "malformed": "malformed file"}
+
+
+class BatchUnavailable(LedgerError):
+    """Indexing stopped at a Merkle-anchored batch whose file is missing, or does not match its anchor (hash, count,
+    root, a malformed line). Everything before the batch's block is indexed; the next sync tries again, and goes
+    on once the file is published. ``seq`` is the batch's first seq, ``kind`` what is wrong
+    (``ledger.batchread.BatchFileProblem``), ``line`` the malformed line if any."""
+
+    def __init__(self, seq: int, kind: str, message: str, line: int | None = None) -> None:
+        self.seq, self.kind, self.line = seq, kind, line
+        super().__init__(message)
+
+
+class _BatchBlocked(Exception):
+    """A batch of the range cannot be indexed (yet): index up to the block before it, then stop there."""
+
+    def __init__(self, block: int, problem: BatchUnavailable) -> None:
+        self.block, self.problem = block, problem
 
 
 @dataclass
@@ -420,6 +471,8 @@ class Indexer:
         alert: Callable[[str], None] | None = None,
         rpc: JsonRpc | None = None,
         case_cache_size: int = 200_000,
+        batch_dir: str | Path | None = None,
+        batch_store: BatchStore | None = None,
     ) -> None:
         if confirmations < 0 or max_block_range < 1 or target_logs < 1:
             raise ValueError("confirmations must be >= 0, max_block_range and target_logs >= 1")
@@ -433,6 +486,11 @@ class Indexer:
         #: block is always seen as one
         self.keep_blocks = max(keep_blocks or confirmations + 64, confirmations + 2)
         self.alert = alert
+        #: where published batch files are read (``ledger.batches.BatchStore``, files named by their hash): the
+        #: service keeps them in ``<data dir>/batches``. None: a batch anchor halts indexing until one is given.
+        self.batch_dir: Path | None = (
+            batch_store.directory if batch_store is not None else Path(batch_dir) if batch_dir is not None else None
+        )
         self.rpc = rpc or JsonRpc.for_chain(chain, timeout=request_timeout, max_retries=max_retries, backoff=backoff)
         # The log prefetching thread has a session of its own (requests sessions are not thread-safe).
         self._prefetch_rpc = self.rpc.clone()
@@ -440,6 +498,7 @@ class Indexer:
             Ledger(chain, self.address)  # refuses an address without this package's contract code
         self._deploy_block = deploy_block
         self._decoder = LogDecoder()
+        self._batch_topic = next(t for t, (name, _, _) in self._decoder.table.items() if name == "BatchAnchored")
         self._sql = _Statements(store.engine.dialect)
         self._range = min(max_block_range, 10)  # grows with sparse logs (at most twofold a range), shrinks with dense
         self._range_ceiling = max_block_range  # lowered when the node refuses a range as too large
@@ -483,7 +542,7 @@ class Indexer:
         """Index up to `to_block` (default: the head). Blocks above head - confirmations are indexed but not final."""
         started = time.perf_counter()
         state = self._ensure_state()
-        if state["halted_reason"]:
+        if state["halted_reason"] and not state["halted_reason"].startswith(BATCH_HALT_PREFIX):
             raise ReorgTooDeep(f"indexing is halted: {state['halted_reason']} (an operator must clear the halt)")
         head = int(self.rpc.call("eth_blockNumber", []), 16)
         target = head if to_block is None else min(to_block, head)
@@ -495,6 +554,9 @@ class Indexer:
         prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-logs")
         try:
             self._sync_ranges(target, report, prefetcher)
+        except BatchUnavailable:
+            self._advance_finality(head)  # what was indexed before the batch becomes final as usual
+            raise
         finally:
             prefetcher.shutdown(wait=False, cancel_futures=True)
         finalized = self._advance_finality(head)
@@ -515,6 +577,8 @@ class Indexer:
     def _sync_ranges(self, target: int, report: SyncReport, prefetcher: ThreadPoolExecutor) -> None:
         races = 0
         ahead: tuple[int, int, Future[list[dict[str, Any]]]] | None = None
+        #: set when a batch that cannot be indexed was met at this block: index up to the block before it
+        blocked_at: int | None = None
         while True:
             # Python's cyclic collector, left on, keeps walking the many objects a range holds (a third of
             # the CPU time); nothing here makes reference cycles, so it is paused while a range is processed.
@@ -526,12 +590,16 @@ class Indexer:
                 start = int(state["last_block"]) + 1
                 if start > target:
                     return
+                if blocked_at is not None and start >= blocked_at:
+                    blocked_at = None  # reached the batch: this range begins with it
                 if ahead is not None and ahead[0] == start:
                     end, fetching = ahead[1], ahead[2]
                 else:
                     if ahead is not None:
                         ahead[2].cancel()
                     end, fetching = min(target, start + min(self._range, self._range_ceiling) - 1), None
+                    if blocked_at is not None and start < blocked_at:
+                        end = min(end, blocked_at - 1)
                 ahead = None
                 try:
                     logs = fetching.result() if fetching is not None else self._get_logs(start, end)
@@ -543,17 +611,31 @@ class Indexer:
                     self._range_ceiling = self._range
                     log.info("the node refused blocks %d-%d as too large; trying %d blocks", start, end, self._range)
                     continue
-                # Aim the next range at about target_logs logs (growing at most twofold), and start fetching it.
+                # Aim the next range at about target_logs entries (growing at most twofold), and start fetching it.
+                # A batch anchor is one log but `count` entries.
                 span = end - start + 1
-                wanted = span * 2 if not logs else max(1, span * self.target_logs // len(logs))
+                weight = len(logs) + self._batched_in(logs)
+                wanted = span * 2 if not weight else max(1, span * self.target_logs // weight)
                 self._range = max(1, min(wanted, span * 2, self.max_block_range))
-                if end < target:
+                if blocked_at is not None and end >= blocked_at - 1:
+                    pass  # up to the blocked batch: nothing to fetch ahead
+                elif end < target:
                     following = (end + 1, min(target, end + min(self._range, self._range_ceiling)))
                     ahead = (*following, prefetcher.submit(self._get_logs, *following, self._prefetch_rpc))
                 try:
-                    count = self._index_range(state, start, end, target, logs)
+                    count, batched = self._index_range(state, start, end, target, logs)
+                except _BatchBlocked as blocked:
+                    if ahead is not None:
+                        ahead[2].cancel()
+                        ahead = None
+                    if blocked.block > start:
+                        blocked_at = blocked.block  # index what comes before the batch's block first
+                        continue
+                    self._halt_at_batch(blocked.problem)
+                    raise blocked.problem from None
                 except _StateMoved:
                     log.info("another indexer advanced this store; continuing from where it stopped")
+                    blocked_at = None
                     if ahead is not None:
                         ahead[2].cancel()
                         ahead = None
@@ -563,12 +645,14 @@ class Indexer:
                     if races > 20:
                         raise NodeUnavailable(f"the chain kept changing under the indexer: {exc}") from exc
                     log.info("a block changed while reading %d-%d (%s); checking for a reorganisation", start, end, exc)
+                    blocked_at = None
                     if ahead is not None:
                         ahead[2].cancel()
                         ahead = None
                     self._check_reorg(report)
                     continue
                 report.entries += count
+                report.batched_entries += batched
                 report.ranges += 1
 
     def run(self, poll_interval: float = 2.0, stop_event: threading.Event | None = None) -> None:
@@ -580,6 +664,8 @@ class Indexer:
                 self.sync()
             except (ReorgTooDeep, IndexIntegrityError, ChainMismatch):
                 raise
+            except BatchUnavailable:
+                pass  # logged and alerted when it began (_halt_at_batch); tried again every poll
             except (NodeUnavailable, RpcError, OperationalError) as exc:
                 log.warning("sync failed, retrying in %.1f s: %s", poll_interval, exc)
             stop.wait(poll_interval)
@@ -697,6 +783,16 @@ class Indexer:
             return 0, ZERO_HEAD
         return int(count_hex, 16), bytes.fromhex(hash_hex[2:])[:24]
 
+    def _batched_in(self, logs: list[dict[str, Any]]) -> int:
+        """Entries beyond one per log that these logs' batch anchors stand for (for sizing ranges)."""
+        topic = self._batch_topic
+        extra = 0
+        for entry in logs:
+            topics = entry.get("topics")
+            if topics and topics[0] == topic:
+                extra += max(0, int(entry["data"][66:130], 16) - 1)  # the second data word: count
+        return extra
+
     def _get_logs(self, start: int, end: int, rpc: JsonRpc | None = None) -> list[dict[str, Any]]:
         logs = (rpc or self.rpc).call(
             "eth_getLogs", [{"address": self.address, "fromBlock": hex(start), "toBlock": hex(end)}]
@@ -707,7 +803,10 @@ class Indexer:
 
     # -- one range
 
-    def _index_range(self, state: dict[str, Any], start: int, end: int, target: int, logs: list[Any]) -> int:
+    def _index_range(
+        self, state: dict[str, Any], start: int, end: int, target: int, logs: list[Any]
+    ) -> tuple[int, int]:
+        """Check and write one range; returns (entries, of which batched)."""
         if any(entry.get("removed") for entry in logs):
             raise _ReorgDetected("the node marked logs as removed")
         decoded = self._decoder.decode(logs)
@@ -735,12 +834,19 @@ class Indexer:
         count, head = int(state["entry_count"]), bytes(state["running_hash"])
         running: list[bytes] = []
         expected_seq = count
+        anchors: list[DecodedEntry] = []
         for e in decoded:
             if e.seq != expected_seq:
                 break
+            # A batch anchor is folded once, for all its entries (seq to seq + count - 1).
             head = fold(head, e.entry_hash)
             running.append(head)
-            expected_seq += 1
+            if e.kind == EntryKind.BATCH_ANCHORED:
+                anchors.append(e)
+                expected_seq += e.record["count"]
+            else:
+                expected_seq += 1
+        complete = len(running) == len(decoded)  # no gap in the seqs
         end_hash = "0x" + _hash(headers[end]).hex()
         vouched = self._contract_head(end, end_hash)
         if vouched is None:
@@ -752,11 +858,11 @@ class Indexer:
                     "contract at the first later block that has state", end,
                 )
             self._unverified = True
-            vouched = (expected_seq, head) if expected_seq == count + len(decoded) else (-1, ZERO_HEAD)
+            vouched = (expected_seq, head) if complete else (-1, ZERO_HEAD)
         else:
             self._unverified = False
         chain_count, chain_head = vouched
-        if expected_seq != count + len(decoded) or chain_count != expected_seq or chain_head != head:
+        if not complete or chain_count != expected_seq or chain_head != head:
             # A reorganisation between the reads looks the same: rule it out before calling it an integrity failure.
             again = self._headers({end, *(e.block_number for e in decoded)})
             if (
@@ -767,20 +873,61 @@ class Indexer:
                 raise _ReorgDetected(f"blocks {start}-{end} changed while they were read")
             raise IndexIntegrityError(
                 f"blocks {start}-{end}: the logs give {len(decoded)} entries from seq {count}"
-                f"{'' if expected_seq == count + len(decoded) else f' with a gap at seq {expected_seq}'}, "
+                f"{'' if complete else f' with a gap at seq {expected_seq}'}, "
                 f"ending at count {expected_seq} and running hash 0x{head.hex()}, but the contract at block {end} "
                 f"reports count {chain_count} and running hash 0x{chain_head.hex()}: the node's logs are incomplete "
                 "or altered; indexing stops here"
             )
 
+        # The chain vouches for the anchors; their files must match them (read once the range is known good).
+        contents = {e.seq: self._batch_content(e) for e in anchors}
         try:
             self._commit_range(decoded, running, headers, sorted({*window, end}), _position(state), end,
-                               expected_seq, head)
+                               expected_seq, head, contents)
         except BaseException:
             # The caches may hold this range's commitments, calendars and case rows, which were not committed.
             self._forget()
             raise
-        return len(decoded)
+        batched = sum(c.count for c in contents.values())
+        return len(decoded) - len(anchors) + batched, batched
+
+    def _batch_content(self, e: DecodedEntry) -> BatchContent:
+        """The anchored batch's file, checked against the anchor (ledger.batchread), or _BatchBlocked."""
+        r = e.record
+        where = (f"seq {e.seq} ({r['count']} entries, anchored in tx 0x{e.tx_hash.hex()} log {e.log_index}, "
+                 f"block {e.block_number}; file hash 0x{r['file_hash'].hex()})")
+        if self.batch_dir is None:
+            problem = BatchUnavailable(
+                e.seq, "missing", f"{BATCH_HALT_PREFIX}{where}: file missing: no batch directory is configured "
+                "(Indexer batch_dir); indexing resumes once one is given",
+            )
+            raise _BatchBlocked(e.block_number, problem)
+        try:
+            return read_batch_file(self.batch_dir, r["root"], r["count"], r["file_hash"])
+        except BatchFileProblem as exc:
+            then = ("indexing resumes once the file is published there" if exc.kind == "missing" else
+                    "the anchored batch cannot be indexed from this file; indexing resumes once the right file "
+                    "replaces it")
+            problem = BatchUnavailable(
+                e.seq, exc.kind, f"{BATCH_HALT_PREFIX}{where}: {_WHAT[exc.kind]}: {exc.message}; {then}", exc.line
+            )
+            raise _BatchBlocked(e.block_number, problem) from None
+
+    def _halt_at_batch(self, problem: BatchUnavailable) -> None:
+        """Record why indexing waits at a batch (the API shows it as the halted reason) and alert once."""
+        reason = str(problem)
+        with self.store.begin() as conn:
+            state = self._lock_state(conn, None)
+            if state["halted_reason"] == reason:
+                return  # said already: the sync loop tries again every poll
+            if state["halted_reason"] and not state["halted_reason"].startswith(BATCH_HALT_PREFIX):
+                return  # a deeper halt (a reorganisation) stands
+            conn.execute(
+                update(sync_state).where(sync_state.c.contract_address == self.address).values(halted_reason=reason)
+            )
+        log.critical("INDEXING WAITS for %s: %s", self.address, reason)
+        if self.alert is not None:
+            self.alert(reason)
 
     def _commit_range(
         self,
@@ -792,12 +939,13 @@ class Indexer:
         end: int,
         count: int,
         head: bytes,
+        contents: dict[int, BatchContent],
     ) -> None:
         """Write one range: everything or nothing."""
         with self.store.begin() as conn:
-            self._lock_state(conn, read_at)
+            state = self._lock_state(conn, read_at)
             caches = self._load_caches(conn)
-            self._write_entries(conn, decoded, running, caches)
+            self._write_entries(conn, decoded, running, caches, contents)
             conn.execute(
                 insert(blocks),
                 [{"number": n, "hash": _hash(headers[n]), "timestamp": _timestamp(headers[n])} for n in keep],
@@ -808,6 +956,12 @@ class Indexer:
                 .where(sync_state.c.contract_address == self.address)
                 .values(last_block=end, entry_count=count, running_hash=head)
             )
+            reason = state["halted_reason"]
+            if reason and reason.startswith(BATCH_HALT_PREFIX):  # past the batch it waited for
+                conn.execute(
+                    update(sync_state).where(sync_state.c.contract_address == self.address).values(halted_reason=None)
+                )
+                log.warning("indexing goes on for %s: the batch it waited for is indexed", self.address)
         self._written = (end, count, head)
 
     def _lock_state(self, conn: Connection, read_at: tuple[int, int, bytes] | None) -> dict[str, Any]:
@@ -833,9 +987,11 @@ class Indexer:
     # -- writing entries and derived rows
 
     def _write_entries(
-        self, conn: Connection, decoded: list[DecodedEntry], running: list[bytes], caches: _Caches
+        self, conn: Connection, decoded: list[DecodedEntry], running: list[bytes], caches: _Caches,
+        contents: dict[int, BatchContent] | None = None,
     ) -> None:
         entry_rows: list[tuple[Any, ...]] = []
+        batch_rows: list[dict[str, Any]] = []
         per_kind: dict[Any, list[dict[str, Any]]] = {}
         event_rows: list[tuple[Any, ...]] = []
         new_events: dict[tuple[str, bytes], list[Event]] = {}
@@ -851,6 +1007,16 @@ class Indexer:
             agency = code_text(e.agency_id)
             r = e.record
             kind = e.kind
+            if kind == EntryKind.BATCH_ANCHORED:
+                assert contents is not None
+                batch_rows.append(
+                    {"seq": e.seq, "agency_id": agency, "signer": e.actor, "root": r["root"], "count": r["count"],
+                     "file_hash": r["file_hash"], "entry_hash": e.entry_hash, "block_number": e.block_number,
+                     "block_time": e.block_time, "tx_hash": e.tx_hash, "log_index": e.log_index}
+                )
+                self._batched_rows(e, agency, running_hash, contents[e.seq], entry_rows, event_rows, new_events,
+                                   answers)
+                continue
             entry_rows.append(
                 (
                     e.seq, int(kind), agency, e.actor, e.record_hash, e.entry_hash, running_hash, e.block_number,
@@ -953,6 +1119,8 @@ class Indexer:
 
         if entry_rows:
             conn.exec_driver_sql(self._sql.insert_entries, entry_rows)
+        if batch_rows:
+            conn.execute(insert(batches), batch_rows)
         for table, rows in per_kind.items():
             conn.execute(insert(table), rows)
         if event_rows:
@@ -976,6 +1144,50 @@ class Indexer:
                            first_new_seq=decoded[0].seq if decoded else 0)
         for jurisdiction, year in sorted(changed_years):
             self._recompute_due(conn, jurisdiction, year, caches)
+
+    @staticmethod
+    def _batched_rows(
+        e: DecodedEntry,
+        agency: str,
+        running_hash: bytes,
+        content: BatchContent,
+        entry_rows: list[tuple[Any, ...]],
+        event_rows: list[tuple[Any, ...]],
+        new_events: dict[tuple[str, bytes], list[Event]],
+        answers: list[tuple[int, str, bytes, int, int]],
+    ) -> None:
+        """The rows of a batch's events: each an entry of kind CASE_EVENT like one written alone (agency and actor of
+        the anchor, its own record hash and entry hash), with the anchoring transaction as its proof, the running
+        hash after the batch, and its place in the batch; plus its case_events row and what the case fold needs."""
+        first, actor, block_time = e.seq, e.actor, e.block_time
+        # entry_hash(seq, CASE_EVENT, agency, signer, record_hash), from the words (ledger.records.entry_hash)
+        prefix = ENTRY_TYPEHASH
+        middle = _CASE_KIND_WORD + e.agency_id + bytes.fromhex(actor[2:]).rjust(32, b"\0")
+        keccak_256, opened, answering = _keccak_256, CaseAction.OPENED, ANSWERS
+        proof = (e.block_number, e.block_hash, block_time, e.tx_hash, e.log_index)
+        case_kind = int(EntryKind.CASE_EVENT)
+        for index, ((case_id, action, at, commitment, district, channel, details), record_hash) in enumerate(
+            zip(content.events, content.record_hashes, strict=True)
+        ):
+            seq = first + index
+            entry_hash = keccak_256(prefix + seq.to_bytes(32, "big") + middle + record_hash).digest()
+            entry_rows.append(
+                (seq, case_kind, agency, actor, record_hash, entry_hash, running_hash, *proof, at, None, first, index)
+            )
+            if action == opened:
+                event = Event(seq, action, at, code_text(commitment), code_text(district), channel)
+                event_rows.append((seq, agency, case_id, action, at, block_time, details, event.commitment_id,
+                                   event.district, channel))
+            else:
+                event = Event(seq, action, at)
+                event_rows.append((seq, agency, case_id, action, at, block_time, details, None, None, None))
+                if action in answering:
+                    answers.append((seq, agency, case_id, action, block_time))
+            found = new_events.get((agency, case_id))
+            if found is None:
+                new_events[(agency, case_id)] = [event]
+            else:
+                found.append(event)
 
     def _apply_corrections(self, conn: Connection, found: list[DecodedEntry]) -> set[tuple[str, bytes]]:
         """Void the targets (in seq order, each seeing the voids before it); returns the cases to re-fold."""
@@ -1382,7 +1594,7 @@ class Indexer:
             }
             conn.execute(update(commitments).where(commitments.c.retired_seq >= count).values(retired_seq=None))
             for table in (agencies, signer_changes, commitments, commitment_retirements, case_events,
-                          corrections, holiday_calendars, *_FEEDBACK_TABLES):
+                          corrections, holiday_calendars, *_FEEDBACK_TABLES, batches):
                 conn.execute(delete(table).where(table.c.seq >= count))
             # answers rolled back (the re-fold below works out the answers of the affected cases again)
             conn.execute(update(disputes).where(disputes.c.answer_seq >= count)

@@ -1,0 +1,197 @@
+"""Reading a published batch file against its anchor, fast: what the indexer and the auditor do with every batch.
+
+:func:`read_batch` checks a file's bytes against the anchoring entry's ``(root, count, fileHash)`` — in this order:
+the bytes hash to ``fileHash``; every line is a well-formed case event in canonical form (``ledger.batches`` defines
+the format); the file holds ``count`` events; they build the Merkle ``root`` — and returns the events as plain tuples
+with their record hashes. A failure raises :class:`BatchFileProblem`, whose ``kind`` says what is wrong (``missing``,
+``hash``, ``malformed`` with the line, ``count``, ``root``).
+
+It accepts exactly the files :func:`ledger.batches.rebuild` accepts, without building a pydantic ``CaseEvent`` per
+line (about four times faster): each line is matched against the canonical form, its values range-checked as
+``CaseEvent`` checks them, and its record hash computed from the ABI words. Whenever this fast path finds something
+wrong, the file goes through ``rebuild`` itself, whose message (naming the line) is the one reported — and whose
+verdict wins, should the two ever disagree (``tests/ledger/test_batchread.py`` checks they do not).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.batches import HEADER, MAX_ENTRIES, MerkleTree, rebuild
+from ledger.errors import InvalidRecord, LedgerError
+from ledger.logs import _keccak_256, keccak
+from ledger.records import CaseAction, CaseEvent
+
+_CASE_TYPEHASH = CaseEvent.typehash()
+_ACTIONS = frozenset(int(a) for a in CaseAction)
+_OPENED = int(CaseAction.OPENED)
+_UINT64_MAX = 2**64 - 1
+_ZERO_HEX = "0" * 64
+_SMALL_HEX = [f"{i:064x}" for i in range(256)]
+_NUMBER = r"(0|[1-9][0-9]*)"
+_HEX = r"0x([0-9a-f]{64})"
+_LINE = re.compile(",".join((_NUMBER, _HEX, _NUMBER, _NUMBER, _HEX, _HEX, _NUMBER, _HEX)))
+
+#: one batched case event: (case_id, action, occurred_at, commitment_id, district, channel, details_hash), the
+#: intake fields zero except on Opened — the fields of ``CaseEvent`` as the indexer and the auditor use them
+EventTuple = tuple[bytes, int, int, bytes, bytes, int, bytes]
+
+MISSING, HASH, MALFORMED, COUNT, ROOT = "missing", "hash", "malformed", "count", "root"
+
+
+class BatchFileProblem(LedgerError):
+    """A batch file that is not available, or does not match its anchor. ``kind`` is one of ``missing``, ``hash``,
+    ``malformed``, ``count``, ``root``; ``line`` the file's line (1 is the header) for a malformed one."""
+
+    def __init__(self, kind: str, message: str, line: int | None = None) -> None:
+        self.kind, self.message, self.line = kind, message, line
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class BatchContent:
+    """A batch file checked against its anchor: its events (in file order: event ``i`` is entry ``seq + i``) and
+    their record hashes."""
+
+    root: bytes
+    file_hash: bytes
+    events: list[EventTuple]
+    record_hashes: list[bytes]
+
+    @property
+    def count(self) -> int:
+        return len(self.events)
+
+
+def read_batch(content: bytes, root: bytes, count: int, file_hash: bytes) -> BatchContent:
+    """The events of the batch file `content`, checked against the anchor's `root`, `count` and `file_hash`;
+    :class:`BatchFileProblem` says what does not match."""
+    found = keccak(content)
+    if found != file_hash:
+        raise BatchFileProblem(
+            HASH, f"the file hashes to 0x{found.hex()}, not to the anchored file hash 0x{file_hash.hex()}"
+            + _also(content, root, count)
+        )
+    return check_content(content, root, count, file_hash)
+
+
+def check_content(content: bytes, root: bytes, count: int, file_hash: bytes) -> BatchContent:
+    """:func:`read_batch` without the file-hash check (for bytes already known to hash to `file_hash`)."""
+    parsed = parse(content)
+    if parsed.count != count:
+        raise BatchFileProblem(
+            COUNT, f"the file holds {parsed.count} events, the anchor says {count}"
+            + ("" if parsed.count > count else f": {count - parsed.count} missing")
+        )
+    built = MerkleTree(
+        [_keccak_256(_keccak_256(i.to_bytes(32, "big") + r).digest()).digest()
+         for i, r in enumerate(parsed.record_hashes)]
+    ).root
+    if built != root:
+        raise BatchFileProblem(
+            ROOT, f"the file's {parsed.count} events build Merkle root 0x{built.hex()}, the anchor says 0x{root.hex()}"
+        )
+    return BatchContent(root, file_hash, parsed.events, parsed.record_hashes)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    events: list[EventTuple]
+    record_hashes: list[bytes]
+
+    @property
+    def count(self) -> int:
+        return len(self.events)
+
+
+def parse(content: bytes) -> _Parsed:
+    """The events and record hashes of a batch file (no anchor to compare with); malformed: BatchFileProblem."""
+    try:
+        return _fast_parse(content)
+    except _NotFast:
+        pass
+    try:
+        batch = rebuild(content)
+    except InvalidRecord as exc:
+        text = str(exc)
+        match = re.match(r"line (\d+)", text)
+        raise BatchFileProblem(MALFORMED, f"malformed batch file: {text}",
+                               int(match.group(1)) if match else None) from exc
+    events = [
+        (e.case_id, int(e.action), e.occurred_at, e.commitment_id, e.district, e.channel, e.details_hash)
+        for e in batch.events
+    ]
+    return _Parsed(events, list(batch.record_hashes))
+
+
+class _NotFast(Exception):
+    """The fast path found something it does not accept: ``rebuild`` decides, and words the problem."""
+
+
+def _fast_parse(content: bytes) -> _Parsed:
+    try:
+        text = content.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise _NotFast from exc
+    lines = text.split("\n")
+    if lines[0] != HEADER or lines[-1] != "" or not 2 < len(lines) <= MAX_ENTRIES + 2:
+        raise _NotFast
+    del lines[0], lines[-1]
+    events: list[EventTuple] = []
+    hashes: list[bytes] = []
+    match, keccak_256, typehash, small, zero = _LINE.fullmatch, _keccak_256, _CASE_TYPEHASH, _SMALL_HEX, _ZERO_HEX
+    actions, opened = _ACTIONS, _OPENED
+    for index, line in enumerate(lines):
+        m = match(line)
+        if m is None:
+            raise _NotFast
+        position, case, action_text, at_text, commitment, district, channel_text, details = m.groups()
+        action, at, channel = int(action_text), int(at_text), int(channel_text)
+        if (
+            int(position) != index or action not in actions or not 0 < at <= _UINT64_MAX or channel > 255
+            or case == zero
+        ):
+            raise _NotFast
+        if action == opened:
+            if commitment == zero or district == zero or channel == 0:
+                raise _NotFast
+        elif commitment != zero or district != zero or channel != 0:
+            raise _NotFast
+        body = bytes.fromhex(case + small[action] + f"{at:064x}" + commitment + district + small[channel] + details)
+        hashes.append(keccak_256(typehash + body).digest())
+        events.append((body[0:32], action, at, body[96:128], body[128:160], channel, body[192:224]))
+    return _Parsed(events, hashes)
+
+
+def _also(content: bytes, root: bytes, count: int) -> str:
+    """For a file that does not hash to the anchor: what else differs, when that can be said."""
+    try:
+        parsed = parse(content)
+    except BatchFileProblem as exc:
+        return f"; it is also malformed ({exc.message.removeprefix('malformed batch file: ')})"
+    if parsed.count != count:
+        return f"; it holds {parsed.count} events, the anchor says {count}"
+    built = MerkleTree(
+        [_keccak_256(_keccak_256(i.to_bytes(32, "big") + r).digest()).digest()
+         for i, r in enumerate(parsed.record_hashes)]
+    ).root
+    if built != root:
+        return f"; its {count} events build another Merkle root (0x{built.hex()}): an event was altered"
+    return "; its events still build the anchored root (only the file's bytes differ)"
+
+
+def read_batch_file(directory: Path, root: bytes, count: int, file_hash: bytes) -> BatchContent:
+    """The batch file named by `file_hash` in a ``BatchStore`` directory, checked against its anchor."""
+    path = Path(directory) / f"{file_hash.hex()}.csv"
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise BatchFileProblem(MISSING, f"the batch file {path} is missing") from exc
+    except OSError as exc:
+        raise BatchFileProblem(MISSING, f"the batch file {path} cannot be read: {exc}") from exc
+    try:
+        return read_batch(content, root, count, file_hash)
+    except BatchFileProblem as exc:
+        raise BatchFileProblem(exc.kind, f"{path}: {exc.message}", exc.line) from exc
