@@ -24,6 +24,9 @@ Case ids (:class:`CaseIds`)
        key, is found too; an import asks about all its references at once (:meth:`CaseIds.prefetch`);
     3. otherwise the id without the flag.
 
+    One case is out of reach: opened with a receipt at another desk whose receipt is not on chain yet (still in
+    that desk's outbox). Its later events here would get the id without the flag; send them once the receipt is in.
+
     Only case ids are remembered, never a reference (which may hold a name or a phone number). Before receipts
     existed every case kept the bare HMAC, top bit and all; the outbox took note of those openings when it was
     upgraded, so their references still find their cases through it.
