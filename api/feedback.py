@@ -8,9 +8,9 @@ contract knows nothing of corrections): a closing moves an open case to fulfille
 closure at its block time; Reopened opens a closed case again and clears a pending dispute; DisputeRejected clears a
 pending dispute; a rating sets ``rated``, a dispute ``disputed`` and ``disputed_closure`` (each closure can be
 disputed once: a dispute the agency answered by standing by the fulfilment leaves that closure disputed). Events the
-contract would have refused were never recorded, so every recorded event applies. The write API checks the same state on the chain itself before relaying
-(``Ledger.receipt_case``), so an index that lags cannot let a refused rating through; this module makes the page's
-answer right as soon as the index has the entries.
+contract would have refused were never recorded, so every recorded event applies. The write API checks the same
+state on the chain itself before relaying (``Ledger.receipt_case``), so an index that lags cannot let a refused
+rating through; this module makes the page's answer right as soon as the index has the entries.
 
 The off-chain texts (comments, dispute reasons) are not in the index: they are read from the relay store
 (``ledger.relay.CitizenFiles``) and shown only when the citizen agreed and the hash they match is recorded.
@@ -26,6 +26,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.engine import RowMapping
 
 from api import models
+from api.batches import BatchProofs
 from api.queries import CASE_STATE_FIELDS, IndexState, case_view, proof_columns, proof_of, to_hex
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.records import CaseAction, ReceiptCaseStatus, short_code
@@ -211,17 +212,22 @@ def _live(submissions: Sequence[CitizenSubmission], kind: str, indexed: set[str]
 
 
 def receipt_view(
-    conn: Connection, state: IndexState, address: str, now: int, files: CitizenFiles | None
+    conn: Connection,
+    state: IndexState,
+    address: str,
+    now: int,
+    files: CitizenFiles | None,
+    proofs: BatchProofs | None = None,
 ) -> models.ReceiptView | None:
     """The case of the receipt with this (checksummed) address, with its receipt and feedback; None if no receipt
-    with this key is recorded."""
+    with this key is recorded. Batched events carry their Merkle proofs (from ``proofs``)."""
     receipt = receipt_by_address(conn, address)
     if receipt is None:
         return None
     agency_id, case_id = receipt["agency_id"], bytes(receipt["case_id"])
     found = case_feedback(conn, receipt)
     tracked = found.tracked
-    view = case_view(conn, state, agency_id, case_id, now)
+    view = case_view(conn, state, agency_id, case_id, now, proofs)
     if view is None:  # a receipt for a case whose events are not recorded (yet)
         view = models.CaseView(agency_id=agency_id, case_id=to_hex(case_id), events=[],
                                **dict.fromkeys(CASE_STATE_FIELDS))

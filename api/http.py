@@ -20,7 +20,7 @@ from fastapi import Request, Response
 from api.errors import invalid
 
 #: bumped whenever the JSON representation of a resource changes, so cached copies of the old one are not reused
-REPRESENTATION = "1"
+REPRESENTATION = "2"  # 2: proofs gained `batch` (Merkle-anchored batches)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 #: lists and other views that move as the chain grows: a few seconds, about a block

@@ -36,6 +36,7 @@ EntryKindName = Literal[
     "receipt_issued",
     "case_rated",
     "case_disputed",
+    "batch_anchored",
 ]
 CaseActionName = Literal[
     "opened",
@@ -97,10 +98,64 @@ class ErrorResponse(Model):
 
 # --- proofs -----------------------------------------------------------------------------------------------------------
 
+_ROOT = "0x6c1f0e3d7b2a9c8e5f4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29"
+_FILE = "0x1d4e7a0b3c6f9e2d5a8b1c4f7e0d3a6b9c2f5e8d1a4b7c0f3e6d9a2b5c8f1e4d"
+_SIBLING = "0x9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"
+
+
+class BatchProof(Model):
+    """Where a batched record is in its Merkle-anchored batch, and its inclusion proof.
+
+    The batch's events are entries ``seq`` to ``seq + count - 1``; this record is entry ``seq + index``, line
+    ``index + 2`` of the batch file. The tree is OpenZeppelin's standard Merkle tree over ``(uint256 index, bytes32
+    recordHash)`` (``@openzeppelin/merkle-tree``): leaf = ``keccak256(keccak256(abi.encode(index, recordHash)))``,
+    each step the keccak256 of the sorted pair. Check it off chain by hashing up from the leaf with ``merkle_proof``
+    to ``root``, or on chain with the contract's view ``verifyBatchEntry(seq, index, recordHash, merkle_proof)``;
+    ``root`` itself is on chain (``batchRoot(seq)``, and the ``BatchAnchored`` log the proof points to)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "seq": 1200,
+                    "index": 57,
+                    "root": _ROOT,
+                    "count": 10000,
+                    "file_hash": _FILE,
+                    "file_url": "/api/v1/batches/1200/file",
+                    "merkle_proof": [_SIBLING, _RECORD],
+                    "proof_unavailable": None,
+                }
+            ]
+        }
+    )
+    seq: int = Field(ge=0, description="the batch: seq of its first entry (GET /api/v1/batches/{seq})", examples=[1200])
+    index: int = Field(ge=0, description="the record's position in the batch (its seq − the batch's seq)", examples=[57])
+    root: Hex32 = Field(description="Merkle root anchored on chain for the batch", examples=[_ROOT])
+    count: int = Field(ge=1, description="entries in the batch", examples=[10000])
+    file_hash: Hex32 = Field(description="keccak256 of the batch file's bytes, anchored on chain", examples=[_FILE])
+    file_url: str = Field(description="where this service serves the batch file", examples=["/api/v1/batches/1200/file"])
+    merkle_proof: list[Hex32] | None = Field(
+        description="sibling hashes from the record's leaf up to the root (null: not available, see "
+        "proof_unavailable)",
+        examples=[[_SIBLING, _RECORD]],
+    )
+    proof_unavailable: str | None = Field(
+        default=None,
+        description="why there is no merkle_proof now (e.g. the batch file is not available from this service yet); "
+        "null when there is one",
+        examples=[None],
+    )
+
 
 class Proof(Model):
     """Where an entry is on chain: enough to fetch it from any node (``eth_getTransactionReceipt(tx_hash)``, the log
-    at ``log_index``, whose first indexed topic after the event signature is ``seq``) and check it yourself."""
+    at ``log_index``, whose first indexed topic after the event signature is ``seq``) and check it yourself.
+
+    A batched record (``batch`` set) has no log of its own: ``tx_hash``, ``block_*`` and ``log_index`` are those of
+    its batch's ``BatchAnchored`` log (whose ``seq`` topic is the batch's first seq), ``entry_hash`` is the entry hash
+    the record would have as a single entry (shown, not folded: the running hash folds the batch's entry hash once),
+    and ``batch`` carries the Merkle proof that ties the record to the anchored root."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -124,6 +179,10 @@ class Proof(Model):
     block_time: int = Field(description="timestamp of that block: when the entry was recorded", examples=[1793491200])
     log_index: int = Field(ge=0, description="index of the entry's event among the block's logs", examples=[3])
     entry_hash: Hex32 = Field(description="entry hash as docs/ledger-format.md defines it", examples=[_ENTRY])
+    batch: BatchProof | None = Field(
+        default=None, description="for a record written in a Merkle-anchored batch: the batch and the record's "
+        "inclusion proof; null for an entry written on its own"
+    )
 
 
 _FINAL = "whether the entry's block is at or below the finalized block (see /api/v1/chain); only final data is final"
@@ -199,6 +258,75 @@ class EntryPage(Model):
         description="pass as `after` for the next page; null when this page reached the end of the log as it stands "
         "(to follow new entries, pass the last seq you have)",
         examples=[141],
+    )
+
+
+# --- batches ----------------------------------------------------------------------------------------------------------
+
+
+class BatchInfo(Model):
+    """A Merkle-anchored batch of case events: one ``BatchAnchored`` log on chain (root, count, file hash), the file
+    published here, and its events as entries ``seq`` to ``last_seq`` (each with its Merkle proof)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "seq": 1200,
+                    "last_seq": 11199,
+                    "count": 10000,
+                    "agency_id": "DEMO-HOTLINE",
+                    "signer": _ADDRESS,
+                    "root": _ROOT,
+                    "file_hash": _FILE,
+                    "record_hash": _RECORD,
+                    "entry_hash": _ENTRY,
+                    "running_hash": _HEAD,
+                    "final": True,
+                    "file_url": "/api/v1/batches/1200/file",
+                    "file_available": True,
+                    "proof": {
+                        "seq": 1200,
+                        "tx_hash": _TX,
+                        "block_number": 17,
+                        "block_hash": _BLOCK,
+                        "block_time": 1793491200,
+                        "log_index": 0,
+                        "entry_hash": _ENTRY,
+                        "batch": None,
+                    },
+                }
+            ]
+        }
+    )
+    seq: int = Field(ge=0, description="seq of the batch's first entry (the BatchAnchored log's seq)", examples=[1200])
+    last_seq: int = Field(ge=0, description="seq of its last entry: seq + count − 1", examples=[11199])
+    count: int = Field(ge=1, description="entries in the batch (lines of its file after the header)", examples=[10000])
+    agency_id: Code = Field(description="agency that anchored it", examples=["DEMO-HOTLINE"])
+    signer: Address = Field(description="the agency key that sent the anchoring transaction", examples=[_ADDRESS])
+    root: Hex32 = Field(description="Merkle root over (index, record hash) of its events (batchRoot(seq))",
+                        examples=[_ROOT])
+    file_hash: Hex32 = Field(description="keccak256 of the batch file's bytes", examples=[_FILE])
+    record_hash: Hex32 = Field(
+        description="keccak256(abi.encode(BATCH_TYPEHASH, root, count, fileHash)): the batch's record hash",
+        examples=[_RECORD],
+    )
+    entry_hash: Hex32 = Field(
+        description="the batch's entry hash (kind 11, batch_anchored), which the running hash folds once for the "
+        "whole batch",
+        examples=[_ENTRY],
+    )
+    running_hash: str = Field(pattern=HEX24_PATTERN, description="running hash after the batch", examples=[_HEAD])
+    final: bool = Field(description=_FINAL)
+    file_url: str = Field(description="where this service serves the file", examples=["/api/v1/batches/1200/file"])
+    file_available: bool = Field(description="whether this service has the file now")
+    proof: Proof = Field(description="the anchoring: transaction, block and log index of the BatchAnchored log")
+
+
+class BatchPage(Model):
+    items: list[BatchInfo] = Field(description="batches in seq order")
+    next: int | None = Field(
+        description="pass as `after` for the next page; null when this page reached the last batch", examples=[None]
     )
 
 

@@ -10,6 +10,10 @@ sees one state of the index by itself, so they need no transaction, and cost one
 answer is JSON built straight from the rows (:func:`case_of`), byte for byte what :func:`case_view` and its response
 model give (``tests/api/test_cache.py`` compares them). Computed figures (metrics, scorecards) are kept by
 :class:`FiguresCache`, keyed by what was asked and what the index holds.
+
+A record written in a Merkle-anchored batch is an entry row like any other (``entries.batch_seq`` and
+``batch_index`` say where it is in its batch); its Merkle proof is not in the index but rebuilt from the batch file
+(``api.batches``): every function that shows such a record's proof takes a :class:`api.batches.BatchProofs` for it.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, text,
 from sqlalchemy.engine import Dialect, Engine, RowMapping
 
 from api import models
+from api.batches import BatchKey, BatchProofs, file_url
 from ledger.cases import ON_HOLD
 from ledger.metrics import CaseRow, MetricsFilter, compute_metrics_from_rows, rate_from_bps
 from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
 from ledger.store.db import Store
+from ledger.batches import batch_hash
 from ledger.store.schema import (
     agencies,
+    batches,
     case_events,
     cases,
     commitment_retirements,
@@ -249,7 +256,50 @@ def proof_columns() -> list[ColumnElement[Any]]:
     return [entries.c[name].label(f"p_{name}") for name in _PROOF_COLUMNS]
 
 
-def proof_of(row: RowMapping) -> models.Proof:
+def batch_columns() -> list[ColumnElement[Any]]:
+    """What a batched record's proof needs beside :func:`proof_columns`: its place in the batch and record hash
+    (``p_batch_seq``, ``p_batch_index``, ``p_record_hash``) and the batch's root, count and file hash (``b_root``,
+    ``b_count``, ``b_file_hash``; null for an entry written on its own). Select from :func:`with_batches`."""
+    return [
+        entries.c.batch_seq.label("p_batch_seq"),
+        entries.c.batch_index.label("p_batch_index"),
+        entries.c.record_hash.label("p_record_hash"),
+        batches.c.root.label("b_root"),
+        batches.c.count.label("b_count"),
+        batches.c.file_hash.label("b_file_hash"),
+    ]
+
+
+def with_batches(source: Any) -> Any:
+    """``source`` (entries, or a join holding it) joined to the batch of each entry, if any."""
+    return source.outerjoin(batches, batches.c.seq == entries.c.batch_seq)
+
+
+def batch_key_of(seq: Any, root: Any, count: Any, file_hash: Any) -> BatchKey | None:
+    """The batch of a row's entry (None: not batched, or its batch row is not there)."""
+    if seq is None or root is None:
+        return None
+    return BatchKey.of(seq, root, count, file_hash)
+
+
+def _batch_proof(row: RowMapping, proofs: BatchProofs | None) -> models.BatchProof | None:
+    if "p_batch_seq" not in row:
+        return None
+    key = batch_key_of(row["p_batch_seq"], row["b_root"], row["b_count"], row["b_file_hash"])
+    if key is None:
+        return None
+    return (proofs or BatchProofs(None)).proof(key, row["p_batch_index"], bytes(row["p_record_hash"]))
+
+
+def batch_keys(rows: Iterable[RowMapping]) -> list[BatchKey]:
+    """The batches of rows selected with :func:`batch_columns`, each once."""
+    keys = (batch_key_of(r["p_batch_seq"], r["b_root"], r["b_count"], r["b_file_hash"]) for r in rows)
+    return list(dict.fromkeys(key for key in keys if key is not None))
+
+
+def proof_of(row: RowMapping, proofs: BatchProofs | None = None) -> models.Proof:
+    """The proof of the row's entry (:func:`proof_columns`; with :func:`batch_columns`, a batched record's
+    ``batch``, from ``proofs``)."""
     return models.Proof(
         seq=row["p_seq"],
         tx_hash=to_hex(row["p_tx_hash"]),
@@ -258,10 +308,33 @@ def proof_of(row: RowMapping) -> models.Proof:
         block_time=row["p_block_time"],
         log_index=row["p_log_index"],
         entry_hash=to_hex(row["p_entry_hash"]),
+        batch=_batch_proof(row, proofs),
     )
 
 
-def _entry(row: RowMapping, state: IndexState) -> models.Entry:
+def _entry_query() -> Any:
+    """Every entry column, and the batch of a batched one."""
+    return select(
+        entries,
+        batches.c.root.label("b_root"),
+        batches.c.count.label("b_count"),
+        batches.c.file_hash.label("b_file_hash"),
+    ).select_from(with_batches(entries))
+
+
+def _entry_batch_key(row: RowMapping) -> BatchKey | None:
+    return batch_key_of(row["batch_seq"], row["b_root"], row["b_count"], row["b_file_hash"])
+
+
+def entry_batch_keys(rows: Iterable[RowMapping]) -> list[BatchKey]:
+    return list(dict.fromkeys(key for key in map(_entry_batch_key, rows) if key is not None))
+
+
+def _entry(row: RowMapping, state: IndexState, proofs: BatchProofs | None = None) -> models.Entry:
+    key = _entry_batch_key(row)
+    batch = None
+    if key is not None:
+        batch = (proofs or BatchProofs(None)).proof(key, row["batch_index"], bytes(row["record_hash"]))
     return models.Entry(
         seq=row["seq"],
         kind=KIND_NAMES[row["kind"]],  # type: ignore[arg-type]
@@ -281,22 +354,94 @@ def _entry(row: RowMapping, state: IndexState) -> models.Entry:
             block_time=row["block_time"],
             log_index=row["log_index"],
             entry_hash=to_hex(row["entry_hash"]),
+            batch=batch,
         ),
     )
 
 
-def entries_page(conn: Connection, state: IndexState, after: int | None, limit: int) -> tuple[list[models.Entry], bool]:
-    """Up to ``limit`` entries with seq above ``after``, and whether more follow."""
-    query = select(entries).order_by(entries.c.seq).limit(limit + 1)
+def entries_page(
+    conn: Connection, state: IndexState, after: int | None, limit: int, proofs: BatchProofs | None = None
+) -> tuple[list[models.Entry], bool]:
+    """Up to ``limit`` entries with seq above ``after``, and whether more follow (batched records with their Merkle
+    proofs from ``proofs``)."""
+    query = _entry_query().order_by(entries.c.seq).limit(limit + 1)
     if after is not None:
         query = query.where(entries.c.seq > after)
     rows = conn.execute(query).mappings().all()
-    return [_entry(row, state) for row in rows[:limit]], len(rows) > limit
+    return [_entry(row, state, proofs) for row in rows[:limit]], len(rows) > limit
 
 
-def entry(conn: Connection, state: IndexState, seq: int) -> models.Entry | None:
-    row = conn.execute(select(entries).where(entries.c.seq == seq)).mappings().first()
-    return None if row is None else _entry(row, state)
+def entry(conn: Connection, state: IndexState, seq: int, proofs: BatchProofs | None = None) -> models.Entry | None:
+    row = conn.execute(_entry_query().where(entries.c.seq == seq)).mappings().first()
+    return None if row is None else _entry(row, state, proofs)
+
+
+# --- batches ----------------------------------------------------------------------------------------------------------
+
+
+def _batch_query() -> Any:
+    """Each batch with the block hash and running hash of its entries (the first one's row: all share them)."""
+    return select(batches, entries.c.block_hash, entries.c.running_hash).join(entries, entries.c.seq == batches.c.seq)
+
+
+def batch_info(row: RowMapping, state: IndexState, available: bool) -> models.BatchInfo:
+    root, count, file_hash = bytes(row["root"]), int(row["count"]), bytes(row["file_hash"])
+    seq = int(row["seq"])
+    return models.BatchInfo(
+        seq=seq,
+        last_seq=seq + count - 1,
+        count=count,
+        agency_id=row["agency_id"],
+        signer=row["signer"],
+        root=to_hex(root),
+        file_hash=to_hex(file_hash),
+        record_hash=to_hex(batch_hash(root, count, file_hash)),
+        entry_hash=to_hex(row["entry_hash"]),
+        running_hash=to_hex(row["running_hash"]),
+        final=state.is_final(row["block_number"]),
+        file_url=file_url(seq),
+        file_available=available,
+        proof=models.Proof(
+            seq=seq,
+            tx_hash=to_hex(row["tx_hash"]),
+            block_number=row["block_number"],
+            block_hash=to_hex(row["block_hash"]),
+            block_time=row["block_time"],
+            log_index=row["log_index"],
+            entry_hash=to_hex(row["entry_hash"]),
+        ),
+    )
+
+
+def batch_rows(
+    conn: Connection, after: int | None, limit: int, agency_id: str | None = None
+) -> tuple[list[RowMapping], bool]:
+    """Up to ``limit`` batches with seq above ``after`` (of one agency, if given), and whether more follow."""
+    query = _batch_query().order_by(batches.c.seq).limit(limit + 1)
+    if after is not None:
+        query = query.where(batches.c.seq > after)
+    if agency_id is not None:
+        query = query.where(batches.c.agency_id == agency_id)
+    rows = conn.execute(query).mappings().all()
+    return list(rows[:limit]), len(rows) > limit
+
+
+def batch_row(conn: Connection, seq: int) -> RowMapping | None:
+    return conn.execute(_batch_query().where(batches.c.seq == seq)).mappings().first()
+
+
+def batch_files(conn: Connection, agency_id: str | None = None) -> list[tuple[int, bytes]]:
+    """(seq, file hash) of every batch (of one agency, if given), in seq order."""
+    query = select(batches.c.seq, batches.c.file_hash).order_by(batches.c.seq)
+    if agency_id is not None:
+        query = query.where(batches.c.agency_id == agency_id)
+    return [(int(row.seq), bytes(row.file_hash)) for row in conn.execute(query)]
+
+
+def batch_containing(conn: Connection, seq: int) -> int | None:
+    """The batch holding entry ``seq``, if it is a batched record."""
+    found = conn.execute(select(entries.c.batch_seq).where(entries.c.seq == seq)).first()
+    return None if found is None else found[0]
 
 
 # --- agencies ---------------------------------------------------------------------------------------------------------
@@ -603,7 +748,11 @@ CASE_STATE_FIELDS = (
 )
 
 
-def case_view(conn: Connection, state: IndexState, agency_id: str, case_id: bytes, now: int) -> models.CaseView | None:
+def case_view(
+    conn: Connection, state: IndexState, agency_id: str, case_id: bytes, now: int, proofs: BatchProofs | None = None
+) -> models.CaseView | None:
+    """The case and every event with its proof (batched events with their Merkle proofs, from ``proofs``); None
+    when the index has neither."""
     row = (
         conn.execute(select(cases).where(cases.c.agency_id == agency_id, cases.c.case_id == case_id))
         .mappings()
@@ -611,8 +760,8 @@ def case_view(conn: Connection, state: IndexState, agency_id: str, case_id: byte
     )
     e = case_events.c
     event_rows = conn.execute(
-        select(case_events, entries.c.voided_by, *proof_columns())
-        .join(entries, entries.c.seq == e.seq)
+        select(case_events, entries.c.voided_by, *proof_columns(), *batch_columns())
+        .select_from(with_batches(case_events.join(entries, entries.c.seq == e.seq)))
         .where(e.agency_id == agency_id, e.case_id == case_id)
         .order_by(e.seq)
     ).mappings()
@@ -630,7 +779,7 @@ def case_view(conn: Connection, state: IndexState, agency_id: str, case_id: byte
             channel=ev["channel"],
             voided_by=ev["voided_by"],
             final=state.is_final(ev["p_block_number"]),
-            proof=proof_of(ev),
+            proof=proof_of(ev, proofs),
         )
         for ev in event_rows
     ]
@@ -685,25 +834,29 @@ def _feedback_fields(case: Any) -> dict[str, Any]:
 
 
 #: the case lookup in one statement: where the index stands, the case's row, its commitment's names and every event
-#: with its entry (for the proof and voided_by); one row per event (the case's columns repeated), or one row of nulls
-#: but the state when there is no event; one set of rows per sync_state row
+#: with its entry (for the proof and voided_by) and its batch, if batched; one row per event (the case's columns
+#: repeated), or one row of nulls but the state when there is no event; one set of rows per sync_state row
 CASE_SQL = """
 SELECT s.contract_address, s.chain_id, s.deploy_block, s.last_block, s.entry_count, s.running_hash,
        s.finalized_block, s.halted_reason,
        e.seq, e.action, e.occurred_at, e.block_time, e.details_hash, e.commitment_id, e.district, e.channel,
        n.seq, n.voided_by, n.tx_hash, n.block_number, n.block_hash, n.block_time, n.log_index, n.entry_hash,
        m.name_zh, m.name_en,
+       n.batch_seq, n.batch_index, n.record_hash, b.root, b.count, b.file_hash,
        {case_columns}
 FROM sync_state s
 LEFT JOIN case_events e ON e.agency_id = :agency_id AND e.case_id = :case_id
 LEFT JOIN entries n ON n.seq = e.seq
+LEFT JOIN batches b ON b.seq = n.batch_seq
 LEFT JOIN cases c ON c.agency_id = :agency_id AND c.case_id = :case_id
 LEFT JOIN commitments m
        ON m.agency_id = c.agency_id AND m.commitment_id = c.commitment_id AND m.version = c.commitment_version
 ORDER BY s.contract_address, e.seq
 """
 #: the cases columns of a row of CASE_SQL: CaseRow's fields (the table's columns), in its order, from this position
-_CASE_AT = 26
+_CASE_AT = 32
+#: where the batch columns of a row of CASE_SQL start (batch_seq, batch_index, record_hash, root, count, file_hash)
+_BATCH_AT = 26
 _CASE_NAMES = tuple(CaseRow.__dataclass_fields__)
 CASE_SQL = CASE_SQL.replace("{case_columns}", ", ".join(f"c.{name}" for name in _CASE_NAMES))
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -724,12 +877,25 @@ class CaseLookup:
     overdue: bool | None
 
 
+def case_batch_keys(rows: Sequence[Sequence[Any]]) -> list[BatchKey]:
+    """The batches of the events in rows of :data:`CASE_SQL`, each once (to load before :func:`case_of`)."""
+    at = _BATCH_AT
+    keys = (batch_key_of(r[at], r[at + 3], r[at + 4], r[at + 5]) for r in rows if r[8] is not None)
+    return list(dict.fromkeys(key for key in keys if key is not None))
+
+
 def case_of(
-    rows: Sequence[Sequence[Any]], contract_address: str | None, agency_id: str, case_id: bytes, now: int
+    rows: Sequence[Sequence[Any]],
+    contract_address: str | None,
+    agency_id: str,
+    case_id: bytes,
+    now: int,
+    proofs: BatchProofs | None = None,
 ) -> CaseLookup | None:
     """The answer of a case lookup from the rows of :data:`CASE_SQL` (parameters ``agency_id``, ``case_id``): JSON
     bytes equal to the :class:`models.CaseView` the slow path gives. None when the index has no state row yet: then
-    use :func:`case_view` in a snapshot."""
+    use :func:`case_view` in a snapshot. Batched events' Merkle proofs come from ``proofs`` (load
+    :func:`case_batch_keys` into it first, off the event loop: a batch not loaded is built here)."""
     first = _pick_state(rows, contract_address)
     if first is None:
         return None
@@ -740,6 +906,10 @@ def case_of(
         if r[8] is None or r[16] is None:  # no event; or (impossible by the foreign key) no entry, which joins nothing
             continue
         block_time = r[11]
+        key = batch_key_of(r[_BATCH_AT], r[_BATCH_AT + 3], r[_BATCH_AT + 4], r[_BATCH_AT + 5])
+        batch = None
+        if key is not None:
+            batch = (proofs or BatchProofs(None)).proof(key, r[_BATCH_AT + 1], bytes(r[_BATCH_AT + 2])).model_dump()
         events.append({
             "seq": r[8],
             "action": ACTION_NAMES[r[9]],
@@ -761,6 +931,7 @@ def case_of(
                 "block_time": r[21],
                 "log_index": r[22],
                 "entry_hash": to_hex(r[23]),
+                "batch": batch,
             },
         })  # fmt: skip
     row = first if first[_CASE_AT] is not None else None
@@ -904,6 +1075,12 @@ ENTRY_EXPORT_COLUMNS = (
     "tx_hash",
     "log_index",
     "final",
+    "batch_seq",
+    "batch_index",
+    "batch_root",
+    "batch_file_hash",
+    "merkle_proof",
+    "merkle_proof_unavailable",
 )
 CASE_EXPORT_COLUMNS = (
     "agency_id",
@@ -941,14 +1118,23 @@ def _stream(conn: Connection, query: Any, batch: int) -> Iterator[RowMapping]:
 
 
 def export_entries(
-    conn: Connection, state: IndexState, agency_id: str | None, batch: int = EXPORT_BATCH
+    conn: Connection,
+    state: IndexState,
+    agency_id: str | None,
+    batch: int = EXPORT_BATCH,
+    proofs: BatchProofs | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every entry (of one agency, if given) in seq order, as flat JSON-ready dicts; rows are read ``batch`` at a
-    time, never all at once."""
-    query = select(entries).order_by(entries.c.seq)
+    time, never all at once. A batched record carries its batch and Merkle proof (``merkle_proof``: a list, or null
+    with ``merkle_proof_unavailable`` saying why) from ``proofs`` — give it ``keep=1``: a batch's records are
+    consecutive, so each batch is looked up once and only the current one is held."""
+    query = _entry_query().order_by(entries.c.seq)
     if agency_id is not None:
         query = query.where(entries.c.agency_id == agency_id)
+    proofs = proofs or BatchProofs(None)
     for row in _stream(conn, query, batch):
+        key = _entry_batch_key(row)
+        found = None if key is None else proofs.proof(key, row["batch_index"], bytes(row["record_hash"]))
         yield {
             "seq": row["seq"],
             "kind": KIND_NAMES.get(row["kind"], str(row["kind"])),
@@ -966,6 +1152,12 @@ def export_entries(
             "tx_hash": to_hex(row["tx_hash"]),
             "log_index": row["log_index"],
             "final": state.is_final(row["block_number"]),
+            "batch_seq": None if found is None else found.seq,
+            "batch_index": None if found is None else found.index,
+            "batch_root": None if found is None else found.root,
+            "batch_file_hash": None if found is None else found.file_hash,
+            "merkle_proof": None if found is None else found.merkle_proof,
+            "merkle_proof_unavailable": None if found is None else found.proof_unavailable,
         }
 
 

@@ -21,6 +21,12 @@ class ApiSettings:
     chain_id: int | None = None
     #: directory of the relayer key and its outbox (write API)
     data_dir: Path = DEFAULT_DATA_DIR
+    #: directory of the published batch files (``ledger.batches.BatchStore``, named by their hash); None: the
+    #: service's default, ``<data_dir>/batches``
+    batch_dir: Path | None = None
+    #: memory for rebuilt Merkle trees of batches (about 100 bytes per batched entry: a 100,000-entry batch takes
+    #: 10 MB), so a batched record's proof is rebuilt from its file once, not on every lookup
+    batch_tree_cache_bytes: int = 256 * 2**20
     #: largest page a list endpoint returns
     max_page_size: int = 1000
     default_page_size: int = 100
@@ -30,6 +36,11 @@ class ApiSettings:
     #: origins allowed to read cross-origin ("*": everyone, for a public audit API)
     cors_origins: tuple[str, ...] = ("*",)
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def batch_directory(self) -> Path:
+        """Where the batch files are: ``batch_dir``, or ``<data_dir>/batches``."""
+        return Path(self.batch_dir) if self.batch_dir is not None else Path(self.data_dir) / "batches"
 
     @classmethod
     def from_env(cls) -> ApiSettings:
@@ -45,6 +56,10 @@ class ApiSettings:
             contract_address=address,
             chain_id=int(chain_id) if chain_id else None,
             data_dir=data_dir,
+            batch_dir=Path(os.environ["CIVIC_BATCH_DIR"]) if os.environ.get("CIVIC_BATCH_DIR") else None,
+            batch_tree_cache_bytes=int(
+                os.environ.get("CIVIC_BATCH_TREE_CACHE_BYTES", cls.batch_tree_cache_bytes)
+            ),
             read_rate_per_minute=int(os.environ.get("CIVIC_READ_RATE_PER_MINUTE", cls.read_rate_per_minute)),
             write_rate_per_minute=int(os.environ.get("CIVIC_WRITE_RATE_PER_MINUTE", cls.write_rate_per_minute)),
             cors_origins=tuple(

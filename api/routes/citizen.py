@@ -61,6 +61,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api import feedback, models, queries
+from api.batches import batch_proofs
 from api.errors import not_found
 from api.http import etag_of, not_modified
 from api.ratelimit import TokenBuckets
@@ -269,7 +270,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         def read() -> tuple[bytes | None, str]:
             with queries.read_snapshot(request.app.state.store) as conn:
                 state = queries.index_state(conn, settings.contract_address, settings.chain_id)
-                view = feedback.receipt_view(conn, state, checksummed, now, files)
+                view = feedback.receipt_view(conn, state, checksummed, now, files, batch_proofs(request.app))
             body = None if view is None else view.model_dump_json().encode()
             return body, etag_of("receipt", hashlib.sha256(body or b"").hexdigest())
 

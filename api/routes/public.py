@@ -31,13 +31,14 @@ from urllib.parse import urlencode
 import requests
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from api import errors, models, queries
+from api.batches import Unavailable, batch_proofs, verified_files
 from api.deps import close_index_reader, get_snapshot, index_reader
-from api.errors import invalid, not_found
+from api.errors import ApiError, invalid, not_found
 from api.http import (
     IMMUTABLE,
     SHORT,
@@ -54,6 +55,7 @@ from api.http import (
 )
 from api.ratelimit import RateLimitMiddleware
 from api.settings import ApiSettings
+from ledger.batches import HEADER as BATCH_HEADER
 from ledger.metrics import (
     InvalidFilter,
     Metrics,
@@ -305,6 +307,8 @@ def _csv_value(value: Any) -> Any:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)  # a Merkle proof: its hashes, space-separated
     return value
 
 
@@ -778,20 +782,27 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         key, now = bytes.fromhex(case_id[2:]), _now()
         # one statement, awaited on the event loop (no thread): the state, the case, its names, its events and proofs
         rows = await index_reader(request.app).rows(queries.CASE_SQL, {"agency_id": agency_id, "case_id": key})
-        found = queries.case_of(rows, settings.contract_address, agency_id, key, now)
+        proofs = batch_proofs(request.app)
+        batched = queries.case_batch_keys(rows)
+        if batched and proofs.missing(batched):  # a batch tree not kept: rebuilt from its file in a worker thread
+            await run_in_threadpool(proofs.load, batched)
+        found = queries.case_of(rows, settings.contract_address, agency_id, key, now, proofs)
         if found is None:  # an index without its state row yet: the general path
-            found = await run_in_threadpool(case_in_snapshot, request, agency_id, key, now)
+            found = await run_in_threadpool(case_in_snapshot, request, agency_id, key, now, proofs)
         if found.body is None:
             raise not_found(f"no case {case_id.lower()} of agency {agency_id!r}")
-        etag = _list_etag(request, found.state, found.overdue)
+        # a batch file published later changes the answer (its records gain their Merkle proofs)
+        etag = _list_etag(request, found.state, found.overdue, proofs.unavailable)
         if not_modified(request, etag):
             return not_modified_response(etag, SHORT)
         return Response(found.body, media_type="application/json", headers=cache_headers(etag, SHORT))
 
-    def case_in_snapshot(request: Request, agency_id: str, case_id: bytes, now: int) -> queries.CaseLookup:
+    def case_in_snapshot(
+        request: Request, agency_id: str, case_id: bytes, now: int, proofs: Any
+    ) -> queries.CaseLookup:
         with queries.read_snapshot(request.app.state.store) as conn:
             state = _state(conn, settings)
-            view = queries.case_view(conn, state, agency_id, case_id, now)
+            view = queries.case_view(conn, state, agency_id, case_id, now, proofs)
         body = None if view is None else _serialise(view)
         return queries.CaseLookup(state, body, None if view is None else view.overdue)
 
@@ -816,16 +827,20 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         limit: Limit = default_page,
     ) -> Any:
         """Every entry in order, each with its hashes and proof: walk the pages with `next` (or the `Link` header)
-        to rebuild the running hash and compare it with `/chain`. A full page of final entries never changes and is
-        served as immutable."""
+        to rebuild the running hash and compare it with `/chain`. A record written in a Merkle-anchored batch is an
+        entry of its own here (kind case_event) whose `proof.batch` gives its batch and Merkle proof; the running
+        hash folds the batch's entry hash once (`GET /api/v1/batches/{seq}`), after the batch's last record. A full
+        page of final entries never changes and is served as immutable (unless a batch file it needs for a proof is
+        not here yet)."""
         state = _state(conn, settings)
-        items, more = queries.entries_page(conn, state, after, limit)
+        proofs = batch_proofs(request.app)
+        items, more = queries.entries_page(conn, state, after, limit, proofs)
         nxt = items[-1].seq if more and items else None
-        if more and items and all(item.final for item in items):
+        if more and items and all(item.final for item in items) and not proofs.unavailable:
             etag = etag_of("entries", state.chain_id, state.contract_address, after, limit, items[-1].entry_hash)
             cache = IMMUTABLE
         else:
-            etag, cache = _list_etag(request, state), SHORT
+            etag, cache = _list_etag(request, state, proofs.unavailable), SHORT
         if (cached := _cached(request, response, etag, cache)) is not None:
             return cached
         if nxt is not None:
@@ -846,17 +861,178 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         conn: Snapshot,
         seq: Annotated[int, Path(ge=0, le=INT64_MAX, description="the entry's seq", examples=[42])],
     ) -> Any:
-        """The entry at `seq`. Once its block is final it never changes and is served as immutable."""
+        """The entry at `seq`. Once its block is final it never changes and is served as immutable (a batched
+        record once its Merkle proof can be given, too)."""
+        found, etag, cache = one_entry(request, conn, seq)
+        return _cached(request, response, etag, cache) or found
+
+    def one_entry(request: Request, conn: Connection, seq: int) -> tuple[models.Entry, str, str]:
+        """The entry, its ETag and how long it may be kept."""
         state = _state(conn, settings)
-        found = queries.entry(conn, state, seq)
+        proofs = batch_proofs(request.app)
+        found = queries.entry(conn, state, seq, proofs)
         if found is None:
             raise not_found(f"no entry {seq}: the ledger has {state.entry_count} entries indexed (seq 0 to "
                             f"{state.entry_count - 1})")
-        if found.final:
+        if found.final and not proofs.unavailable:
             proof = found.proof
             etag = etag_of("entry", state.chain_id, state.contract_address, seq, proof.entry_hash, proof.block_hash)
+            return found, etag, IMMUTABLE
+        return found, _list_etag(request, state, proofs.unavailable), SHORT
+
+    @read(
+        "/entries/{seq}/proof",
+        operation_id="getEntryProof",
+        response_model=models.Proof,
+        tags=["entries"],
+        summary="One entry's proof alone (a batched record's with its Merkle proof)",
+        responses={**_ok("The proof"), **NOT_MODIFIED, **NOT_FOUND},
+    )
+    def get_entry_proof(
+        request: Request,
+        response: Response,
+        conn: Snapshot,
+        seq: Annotated[int, Path(ge=0, le=INT64_MAX, description="the entry's seq", examples=[42])],
+    ) -> Any:
+        """`proof` of `GET /api/v1/entries/{seq}`: where the entry is on chain and, for a record written in a
+        batch, `batch` with its Merkle proof. Cached as the entry is."""
+        found, etag, cache = one_entry(request, conn, seq)
+        return _cached(request, response, etag_of("proof", etag), cache) or found.proof
+
+    # -- Merkle-anchored batches
+
+    BatchSeq = Annotated[
+        int, Path(ge=0, le=INT64_MAX, description="the batch: seq of its first entry", examples=[1200])
+    ]
+
+    def batch_or_404(conn: Connection, seq: int) -> Any:
+        row = queries.batch_row(conn, seq)
+        if row is None:
+            inside = queries.batch_containing(conn, seq)
+            if inside is not None:
+                raise not_found(f"no batch starts at seq {seq}: entry {seq} is in batch #{inside} "
+                                f"({PREFIX}/batches/{inside})")
+            raise not_found(f"no batch anchored at seq {seq}")
+        return row
+
+    @read(
+        "/batches",
+        operation_id="listBatches",
+        response_model=models.BatchPage,
+        tags=["batches"],
+        summary="Merkle-anchored batches, in seq order, a page at a time",
+        responses={**_ok("A page of batches", headers=LINK_HEADER), **NOT_MODIFIED, **NOT_FOUND},
+    )
+    def list_batches(
+        request: Request,
+        response: Response,
+        conn: Snapshot,
+        agency_id: AgencyQuery = None,
+        after: Annotated[
+            int | None,
+            Query(ge=0, le=INT64_MAX, description="cursor: batches whose first seq is above this (the `next` of the "
+                  "previous page)"),
+        ] = None,
+        limit: Limit = default_page,
+    ) -> Any:
+        """Every batch an agency anchored: its root, entry count and file hash as on chain, the anchoring
+        transaction, block and log index, the batch's entry hash, and whether this service has its file."""
+        state = _state(conn, settings)
+        if agency_id is not None:
+            _require_agency(conn, agency_id)
+        rows, more = queries.batch_rows(conn, after, limit, agency_id)
+        files = verified_files(request.app)
+        present = [files.present(bytes(row["file_hash"])) for row in rows]
+        if (cached := _cached(request, response, _list_etag(request, state, present), SHORT)) is not None:
+            return cached
+        items = [queries.batch_info(row, state, available) for row, available in zip(rows, present, strict=True)]
+        nxt = items[-1].seq if more and items else None
+        if nxt is not None:
+            response.headers["Link"] = _link_next(request, after=nxt, limit=limit, **(
+                {"agency_id": agency_id} if agency_id is not None else {}))
+        return models.BatchPage(items=items, next=nxt)
+
+    @read(
+        "/batches/{seq}",
+        operation_id="getBatch",
+        response_model=models.BatchInfo,
+        tags=["batches"],
+        summary="One Merkle-anchored batch: root, count, file hash and the anchoring proof",
+        responses={**_ok("The batch"), **NOT_MODIFIED, **NOT_FOUND},
+    )
+    def get_batch(request: Request, response: Response, conn: Snapshot, seq: BatchSeq) -> Any:
+        """The batch whose first entry is `seq`: its root, count and file hash (check them against the contract's
+        `batchRoot(seq)` and the `BatchAnchored` log at `proof`), the batch's record and entry hash (the running
+        hash folds the entry hash once for the whole batch), and where its file is served. Once final and its file
+        is here, served as immutable."""
+        state = _state(conn, settings)
+        row = batch_or_404(conn, seq)
+        available = verified_files(request.app).present(bytes(row["file_hash"]))
+        found = queries.batch_info(row, state, available)
+        if found.final and available:
+            etag = etag_of("batch", state.chain_id, state.contract_address, seq, found.entry_hash,
+                           found.proof.block_hash)
             return _cached(request, response, etag, IMMUTABLE) or found
-        return _cached(request, response, _list_etag(request, state), SHORT) or found
+        return _cached(request, response, _list_etag(request, state, available), SHORT) or found
+
+    @read(
+        "/batches/{seq}/file",
+        operation_id="getBatchFile",
+        tags=["batches"],
+        summary="The batch file, byte for byte as anchored (CSV)",
+        response_class=FileResponse,
+        responses={
+            200: {
+                "description": "The file, streamed; its keccak256 is the batch's file_hash",
+                "content": {"text/csv": {"schema": {"type": "string"}, "example": BATCH_HEADER + "\n0,0x…\n"}},
+                "headers": {
+                    **CACHE_HEADERS,
+                    "Content-Disposition": {"description": "attachment file name", "schema": {"type": "string"}},
+                },
+            },
+            **NOT_MODIFIED,
+            404: {
+                "model": models.ErrorResponse,
+                "description": "No such batch (not_found), or its file is not available from this service (yet) "
+                "(batch_file_unavailable)",
+            },
+        },
+    )
+    async def get_batch_file(request: Request, seq: BatchSeq) -> Any:
+        """The exact bytes the agency published (`ledger.batches`: a header line, then one line per event, `\\n`
+        line ends), whose keccak256 is the anchored `file_hash`: rebuild the tree from it and compare the root with
+        `batchRoot(seq)`. The ETag is the file hash; served as immutable once the anchoring is final. A file is
+        checked against its hash before it is first served, never passed on altered."""
+
+        def look() -> tuple[queries.IndexState, Any]:
+            with queries.read_snapshot(request.app.state.store) as conn:
+                return _state(conn, settings), batch_or_404(conn, seq)
+
+        state, row = await run_in_threadpool(look)
+        file_hash = bytes(row["file_hash"])
+        etag = f'"{queries.to_hex(file_hash)}"'
+        cache = IMMUTABLE if state.is_final(row["block_number"]) else SHORT
+        if not_modified(request, etag):
+            return not_modified_response(etag, cache)
+        checked = await run_in_threadpool(verified_files(request.app).check, file_hash)
+        if isinstance(checked, Unavailable):
+            if checked.code == "file_altered":
+                message = (f"the file of batch #{seq} ({queries.to_hex(file_hash)}) is not available: the copy "
+                           "stored here does not hash to it (it was altered), so it is not served")
+            else:
+                message = (f"the file of batch #{seq} ({queries.to_hex(file_hash)}) is not available from this "
+                           "service (yet): the agency publishes it with the batch; try again later")
+            raise ApiError(404, "batch_file_unavailable", message)
+        path, stat = checked
+        return FileResponse(
+            path,
+            stat_result=stat,
+            media_type="text/csv",
+            headers={
+                **cache_headers(etag, cache),
+                "Content-Disposition": f'attachment; filename="batch-{seq}-{file_hash.hex()}.csv"',
+            },
+        )
 
     # -- bulk export
 
@@ -870,7 +1046,13 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         state = _state(conn, settings)
         if agency_id is not None:
             _require_agency(conn, agency_id)
-        etag = _list_etag(request, state)
+        missing: tuple[int, ...] = ()
+        if what == "entries":  # a batch file published later gives its records their Merkle proofs
+            files = verified_files(request.app)
+            missing = tuple(
+                seq for seq, file_hash in queries.batch_files(conn, agency_id) if not files.present(file_hash)
+            )
+        etag = _list_etag(request, state, missing)
         headers = {
             "ETag": etag,
             "Cache-Control": SHORT,
@@ -887,9 +1069,11 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             with queries.read_snapshot(store) as stream_conn:
                 if what == "entries":
                     # the entries counted when the headers were made: an export is one position of the log
+                    # each batch's tree looked up once, only the current one held (its records are consecutive)
+                    proofs = batch_proofs(request.app, keep=1)
                     rows = (
                         row
-                        for row in queries.export_entries(stream_conn, state, agency_id)
+                        for row in queries.export_entries(stream_conn, state, agency_id, proofs=proofs)
                         if row["seq"] < state.entry_count
                     )
                     yield from _chunks(rows, queries.ENTRY_EXPORT_COLUMNS, fmt)
@@ -908,6 +1092,13 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             + ("CSV (a header line, then one line per row; empty = null)" if fmt == "csv" else "JSON Lines")
             + ". Read from the database a batch at a time, so the server's memory stays flat whatever the size. "
             + f"Columns: {', '.join(columns)}."
+            + (
+                " A record written in a Merkle-anchored batch has batch_seq, batch_index, batch_root, "
+                "batch_file_hash and merkle_proof (the sibling hashes, "
+                + ("space-separated" if fmt == "csv" else "a list")
+                + "; empty with merkle_proof_unavailable saying why when the batch file is not here)."
+                if what == "entries" else ""
+            )
         )
 
         def endpoint(
@@ -958,6 +1149,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         {"name": "metrics", "description": "Published figures, as ledger/metrics.py defines them"},
         {"name": "cases", "description": "A case and its events"},
         {"name": "entries", "description": "The raw ledger, entry by entry"},
+        {"name": "batches", "description": "Merkle-anchored batches of case events, and their files"},
         {"name": "export", "description": "Bulk export, streamed"},
     ]
     # Added before CORS so that CORS is the outer layer: a 429 then carries CORS headers a browser can read.

@@ -107,8 +107,10 @@ def assert_proof_on_chain(
     assert w3.eth.get_block(proof["block_number"])["timestamp"] == proof["block_time"]
     [log] = [log for log in receipt["logs"] if log["logIndex"] == proof["log_index"]]
     assert log["address"] == contract
-    # every entry event: topic 1 is the seq, topic 2 the agency id (both indexed)
-    assert int.from_bytes(bytes(log["topics"][1]), "big") == proof["seq"]
+    # every entry event: topic 1 is the seq, topic 2 the agency id (both indexed); a batched record's log is its
+    # batch's BatchAnchored, whose seq is the batch's first
+    batch = proof.get("batch")
+    assert int.from_bytes(bytes(log["topics"][1]), "big") == (batch["seq"] if batch else proof["seq"])
     if agency_id is not None:
         assert bytes(log["topics"][2]) == code_bytes(agency_id)
 

@@ -113,8 +113,10 @@ def test_exports_stream_in_chunks_as_the_client_reads(
     read: list[int] = []
     original = queries.export_entries
 
-    def counting(conn: Any, state: Any, agency_id: Any, batch: int = queries.EXPORT_BATCH) -> Iterator[dict[str, Any]]:
-        for row in original(conn, state, agency_id, batch=50):
+    def counting(
+        conn: Any, state: Any, agency_id: Any, batch: int = queries.EXPORT_BATCH, proofs: Any = None
+    ) -> Iterator[dict[str, Any]]:
+        for row in original(conn, state, agency_id, batch=50, proofs=proofs):
             read.append(row["seq"])
             yield row
 

@@ -30,6 +30,10 @@ PUBLIC_OPERATIONS = {
     "getCase": "/api/v1/cases/{agency_id}/{case_id}",
     "listEntries": "/api/v1/entries",
     "getEntry": "/api/v1/entries/{seq}",
+    "getEntryProof": "/api/v1/entries/{seq}/proof",
+    "listBatches": "/api/v1/batches",
+    "getBatch": "/api/v1/batches/{seq}",
+    "getBatchFile": "/api/v1/batches/{seq}/file",
     "exportEntriesCsv": "/api/v1/export/entries.csv",
     "exportEntriesJsonl": "/api/v1/export/entries.jsonl",
     "exportCasesCsv": "/api/v1/export/cases.csv",
@@ -111,6 +115,8 @@ def test_examples_in_the_document_validate_against_their_models() -> None:
     from api import models
 
     assert models.Proof.model_validate(models.Proof.model_json_schema()["examples"][0])
+    assert models.BatchProof.model_validate(models.BatchProof.model_json_schema()["examples"][0])
+    assert models.BatchInfo.model_validate(models.BatchInfo.model_json_schema()["examples"][0])
     assert models.ErrorResponse.model_validate(models.ErrorResponse.model_json_schema()["examples"][0])
 
 

@@ -1,0 +1,106 @@
+"""A ledger of its own for the batch tests (API and page): an anvil, one agency with a commitment
+(``tests.conftest.build_world``), two Merkle-anchored batches of case events with single entries around them — one
+case opened on its own and moved along in a batch —, the files in the service's default batch directory
+(``<data dir>/batches``), indexed into SQLite with the indexer's batch expansion."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from api.settings import ApiSettings
+from ledger import batches, receipts
+from ledger.batches import Anchored, Batch, BatchStore, build_batch
+from ledger.chain import Chain
+from ledger.indexer import Indexer
+from ledger.logs import code_text
+from ledger.node import AnvilNode
+from ledger.records import CaseAction, CaseEvent, Receipt, text_hash
+from ledger.store.db import open_store
+from tests.api.citizen_world import receipt_case_id
+from tests.conftest import World, build_world
+
+
+@dataclass
+class BatchWorld:
+    node: AnvilNode
+    world: World
+    data_dir: Path
+    store_url: str
+    #: the batches anchored, in order, with where they landed
+    anchored: list[tuple[Batch, Anchored]]
+    #: the case whose opening is written on its own and whose next event is batched
+    mixed: str
+    #: the receipt code of the case "receipted" (opened with a receipt on its own, accepted and fulfilled in a batch)
+    receipt_code: str
+
+    @property
+    def chain(self) -> Chain:
+        return self.world.chain
+
+    @property
+    def agency(self) -> str:
+        return code_text(self.world.agency_id)
+
+    def settings(self, **changes: Any) -> ApiSettings:
+        fields: dict[str, Any] = dict(
+            store_url=self.store_url, rpc_url=self.node.url, contract_address=self.world.ledger.address,
+            chain_id=self.chain.chain_id, data_dir=self.data_dir,
+        )
+        fields.update(changes)
+        return ApiSettings(**fields)
+
+
+def case_events(world: World, prefix: str, cases: int) -> list[CaseEvent]:
+    """Each case opened, accepted and fulfilled (in that order, so the fold is clean)."""
+    out: list[CaseEvent] = []
+    for i in range(cases):
+        out.append(world.opened(f"{prefix}{i}"))
+    for i in range(cases):
+        out.append(world.update(f"{prefix}{i}", CaseAction.ACCEPTED))
+        out.append(world.update(f"{prefix}{i}", CaseAction.FULFILLED, details_hash=text_hash(f"{prefix}{i} done")))
+    return out
+
+
+def index(chain: Chain, address: str, url: str, batch_dir: Path) -> None:
+    store = open_store(url)
+    try:
+        Indexer(chain, address, store, confirmations=0, batch_dir=batch_dir).sync()
+    finally:
+        store.close()
+
+
+@contextmanager
+def batch_world(tmp: Path) -> Iterator[BatchWorld]:
+    node = AnvilNode().start()
+    try:
+        chain = Chain.connect(node.url)
+        world = build_world(chain)
+        data_dir = tmp / "data"
+        store = BatchStore(data_dir / "batches")  # the service's default batch directory
+        ledger, signer = world.ledger, world.signer
+        # a case opened on its own, then moved along in a batch; single entries between the batches
+        ledger.write(signer, world.opened("mixed"))
+        # a case opened with a receipt, its later events batched
+        code = receipts.new_code()
+        receipted = receipt_case_id("receipted")
+        ledger.write(signer, world.opened("receipted", case_id=receipted))
+        ledger.write(signer, Receipt(case_id=receipted, receipt=receipts.address(code), occurred_at=world.now()))
+        first = build_batch(case_events(world, "a", 12) + [
+            world.update("mixed", CaseAction.ACCEPTED),
+            world.update("receipted", CaseAction.ACCEPTED, case_id=receipted),
+            world.update("receipted", CaseAction.FULFILLED, case_id=receipted),
+        ])
+        a = batches.anchor(ledger, signer, first, store)
+        ledger.write(signer, world.opened("single"))
+        second = build_batch(case_events(world, "b", 3))
+        b = batches.anchor(ledger, signer, second, store)
+        ledger.write(signer, world.update("single", CaseAction.ACCEPTED))
+        url = f"sqlite:///{tmp / 'index.sqlite'}"
+        index(chain, ledger.address, url, store.directory)
+        yield BatchWorld(node, world, data_dir, url, [(first, a), (second, b)], "mixed", code)
+    finally:
+        node.stop()
