@@ -47,9 +47,11 @@ from ledger.records import (
     CaseEvent,
     Commitment,
     Correction,
+    Dispute,
     EntryKind,
     CaseAction,
     HolidayCalendar,
+    Rating,
     Receipt,
     Record,
     Retirement,
@@ -59,10 +61,12 @@ from ledger.records import (
 
 SCHEMA_VERSION = 2  # 2: receipt_cases
 
+#: Record types an outbox row may hold, by name; ratings and disputes are relayed citizens' records (``ledger.relay``).
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls
     for cls in (
-        AgencyRegistration, SignerChange, Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt
+        AgencyRegistration, SignerChange, Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt,
+        Rating, Dispute,
     )
 }
 

@@ -29,7 +29,9 @@ from ledger.records import (
     Commitment,
     Correction,
     DeadlineUnit,
+    Dispute,
     HolidayCalendar,
+    Rating,
     Receipt,
     Record,
     Retirement,
@@ -83,6 +85,19 @@ def test_records_round_trip_through_json_exactly():
         assert rebuilt == record
         assert rebuilt.struct_hash() == record.struct_hash()
     assert '"营业执照办理"' in record_json(every_kind()[0])  # stored readable, not escaped
+
+
+def test_citizens_records_are_known_to_the_outbox_itself():
+    """Ratings and disputes (relayed by ledger.relay) round-trip without ledger.relay having been imported."""
+
+    code = ("import ledger.outbox as o, sys; sys.exit(0 if {'Rating', 'Dispute'} <= set(o.RECORD_TYPES) "
+            "and 'ledger.relay' not in sys.modules else 1)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    case = b"\x80" + b"\x02" * 31
+    for record in (Rating(agency_id=short_code("ROADS"), case_id=case, score=4, comment_hash=text_hash("quick")),
+                   Dispute(agency_id=short_code("ROADS"), case_id=case, closure=1, reason_hash=text_hash("still dark"))):
+        rebuilt = record_from_json(type(record).__name__, record_json(record))
+        assert rebuilt == record and rebuilt.struct_hash() == record.struct_hash()
 
 
 def test_fast_case_event_hash_matches_the_generic_one():
