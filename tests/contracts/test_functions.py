@@ -42,6 +42,9 @@ from ledger.records import (
     short_code,
     text_hash,
 )
+from ledger import receipts
+from ledger.batches import build_batch
+from ledger.records import Dispute, Rating, Receipt
 from tests.conftest import World, case_id
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -477,6 +480,7 @@ def test_case_life_cycle_every_action_recorded(world: World) -> None:
         world.update("life", CaseAction.FULFILLED, details_hash=text_hash("lamp replaced")),
         world.update("life", CaseAction.REJECTED, details_hash=text_hash("duplicate report")),
         world.update("life", CaseAction.WITHDRAWN),
+        world.update("life", CaseAction.REOPENED, details_hash=text_hash("the lamp went dark again")),
     ]
     for i, update in enumerate(updates, start=1):
         event = only_event(ledger, ledger.write(signer, update), "CaseUpdated")
@@ -487,17 +491,18 @@ def test_case_life_cycle_every_action_recorded(world: World) -> None:
         assert same_address(event["signer"], signer.address)
 
     recorded = [e for e in ledger.entries() if e.seq >= count]
-    assert [e.kind for e in recorded] == [EntryKind.CASE_EVENT] * 8
-    assert [e.record.action for e in recorded] == list(CaseAction)
+    assert [e.kind for e in recorded] == [EntryKind.CASE_EVENT] * 9
+    # every action but DisputeRejected, which answers a pending dispute (tests/contracts/test_receipts.py)
+    assert [e.record.action for e in recorded] == [a for a in CaseAction if a is not CaseAction.DISPUTE_REJECTED]
     assert [e.record_hash for e in recorded] == [r.struct_hash() for r in [opened, *updates]]
-    assert ledger.entry_count() == count + 8
+    assert ledger.entry_count() == count + 9
 
 
 CASE_EVENT_ERRORS: list[tuple[str, Callable[[World], CaseEvent], str]] = [
     ("caseId-zero", lambda w: broken(w.opened("x"), case_id=ZERO32), "caseId"),
     ("caseId-zero-update", lambda w: broken(w.update("x", CaseAction.ACCEPTED), case_id=ZERO32), "caseId"),
     ("action-0", lambda w: broken(w.update("x", CaseAction.ACCEPTED), action=0), "action"),
-    ("action-9", lambda w: broken(w.update("x", CaseAction.ACCEPTED), action=9), "action"),
+    ("action-11", lambda w: broken(w.update("x", CaseAction.ACCEPTED), action=11), "action"),
     ("action-255", lambda w: broken(w.update("x", CaseAction.ACCEPTED), action=255), "action"),
     ("no-district", lambda w: broken(w.opened("x"), district=ZERO32), "district"),
     ("no-channel", lambda w: broken(w.opened("x"), channel=0), "channel"),
@@ -776,7 +781,7 @@ def test_batch_with_one_bad_entry_writes_nothing(world: World) -> None:
     count, running = head(world)
     entries = ledger.entries()
     reverted(lambda: ledger.write_batch(world.signer, batch), "InvalidOccurredAt", occurredAt=batch[2].occurred_at)
-    batch[2] = broken(batch[2], occurred_at=world.now(), action=9)
+    batch[2] = broken(batch[2], occurred_at=world.now(), action=11)
     reverted(lambda: ledger.write_batch(world.signer, batch), "InvalidCaseEvent", caseId=case_id("b1"), field="action")
     until = deadline(world)
     signature = ledger.sign(world.signer, batch, until)
@@ -1006,10 +1011,24 @@ def test_running_hash_over_every_kind(world: World) -> None:
     opened = world.opened("mix-3")
     ledger.relay(world.relayer, opened, signer.address, until, ledger.sign(signer, opened, until))
     ledger.revoke_signer(gov, key.address)
+    # a citizen's receipt, rating and dispute, then a Merkle-anchored batch of three events
+    code = receipts.new_code()
+    flagged = bytes([case_id("mix-r")[0] | 0x80]) + case_id("mix-r")[1:]
+    ledger.write(signer, world.opened("mix-r", case_id=flagged))
+    ledger.write(signer, Receipt(case_id=flagged, receipt=receipts.address(code), occurred_at=world.now()))
+    ledger.write(signer, world.update("mix-r", CaseAction.FULFILLED, case_id=flagged))
+    for record in (Rating(agency_id=world.agency_id, case_id=flagged, score=2),
+                   Dispute(agency_id=world.agency_id, case_id=flagged, closure=1)):
+        ledger.submit_citizen(world.relayer, record, ledger.sign_citizen(receipts.private_key(code), record))
+    anchored = build_batch([world.opened("mix-b"), world.update("mix-b", CaseAction.ACCEPTED),
+                            world.update("mix-b", CaseAction.FULFILLED)])
+    ledger.anchor_batch(signer, anchored.root, anchored.count, anchored.file_hash)
 
     entries = ledger.entries()
+    # one logged entry stands for the batch's three: seqs run on, skipping the batch's other two
     assert [e.seq for e in entries] == list(range(len(entries)))
-    assert ledger.entry_count() == len(entries) == 5 + 14
+    assert len(entries) == 5 + 14 + 5 + 1
+    assert ledger.entry_count() == len(entries) + 2
     assert running_hash(e.entry_hash for e in entries) == ledger.running_hash()
     assert {e.kind for e in entries} == set(EntryKind)
     # The running hash is a fold: every prefix's hash is the head as of the block that ended that prefix.
@@ -1018,7 +1037,8 @@ def test_running_hash_over_every_kind(world: World) -> None:
         last_in_block[e.block_number] = i
     for block, i in list(last_in_block.items())[-4:]:
         assert ledger.running_hash(block) == running_hash(e.entry_hash for e in entries[: i + 1])
-        assert ledger.entry_count(block) == i + 1
+        # the batch's anchor (the last entry) counts for its three entries
+        assert ledger.entry_count(block) == entries[i].seq + (3 if entries[i].kind is EntryKind.BATCH_ANCHORED else 1)
     # The contract's own entry hash equals the Python one, for one entry of every kind.
     first_of_kind = {e.kind: e for e in reversed(entries)}
     for kind, e in sorted(first_of_kind.items()):

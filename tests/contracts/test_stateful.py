@@ -208,7 +208,7 @@ class LedgerMachine(RuleBasedStateMachine):
         elif flaw == "intake_on_update":
             fields.update(intake, action=action)
         elif flaw == "action_out_of_range":
-            fields["action"] = 0 if case_index % 2 else 9
+            fields["action"] = 0 if case_index % 2 else 11
         else:
             fields["action"] = action
         if flaw is None:
@@ -231,6 +231,8 @@ class LedgerMachine(RuleBasedStateMachine):
             return None
         if flaw in ("action_out_of_range", "intake_on_update"):
             return "InvalidCaseEvent"
+        if event.action == CaseAction.DISPUTE_REJECTED:
+            return "CaseNotDisputed"  # no receipt case here, so never a dispute to answer
         return None
 
     event_specs = st.tuples(
