@@ -1,8 +1,11 @@
-"""The operator command line: register agencies and keys, publish commitments, record cases (one by one or
-imported from CSV / JSON Lines), sync the index and show metrics. ``civic-ledger --help`` lists everything.
+"""The operator command line: register agencies and keys, publish commitments, record cases (one by one, imported
+from CSV / JSON Lines, or as Merkle-anchored batches), sync the index and show metrics. ``civic-ledger --help`` lists
+everything.
 
 Agencies write through the :class:`~ledger.writer.Writer` and its durable outbox (``DATA_DIR/outbox/``), so a
-command interrupted halfway can simply be run again: nothing is recorded twice.
+command interrupted halfway can simply be run again: nothing is recorded twice. ``batch submit`` writes through
+:mod:`ledger.batches` instead: a batch is recognised on chain by its file's hash, so running it again anchors nothing
+twice either.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from eth_hash.auto import keccak
+from web3.exceptions import TimeExhausted
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ledger import batches
 from ledger.chain import Chain, Ledger
 from ledger.errors import ContractReverted, InvalidRecord, LedgerError
-from ledger.importer import CaseIds, read_rows, references
+from ledger.importer import CaseIds, Row, read_rows, references
 from ledger.keys import AgencyKey, load_key
 from ledger.outbox import Outbox, OutboxItem, OutboxState
 from ledger.receipts import (
@@ -49,6 +54,7 @@ from ledger.receipts import (
 from ledger.receipts import address as receipt_address
 from ledger.records import (
     AgencyRegistration,
+    CaseAction,
     CaseEvent,
     Commitment,
     DeadlineUnit,
@@ -58,6 +64,7 @@ from ledger.records import (
     Record,
     Retirement,
     code_text,
+    is_receipt_case,
     short_code,
     text_hash,
 )
@@ -66,8 +73,8 @@ from ledger.writer import Writer
 DEFAULT_DATA_DIR = Path(os.environ.get("CIVIC_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
 
 app = typer.Typer(
-    help="Civic Ledger operator commands: agencies and keys, commitments, cases (one by one or imported), the index "
-    "and its metrics. Agency writes go through a durable outbox: an interrupted command can be run again.",
+    help="Civic Ledger operator commands: agencies and keys, commitments, cases (one by one, imported, or in "
+    "Merkle-anchored batches), the index and its metrics. Agency writes go through a durable outbox: an interrupted command can be run again.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -76,11 +83,16 @@ commitment_app = typer.Typer(help="An agency's service commitments.", no_args_is
 case_app = typer.Typer(help="An agency's cases.", no_args_is_help=True)
 calendar_app = typer.Typer(help="Holiday calendars for working-day deadlines.", no_args_is_help=True)
 outbox_app = typer.Typer(help="What an agency key has waiting, sent or failed.", no_args_is_help=True)
+batch_app = typer.Typer(
+    help="Merkle-anchored batches: many case events in one transaction (a few gas each), each provable on its own.",
+    no_args_is_help=True,
+)
 app.add_typer(agency_app, name="agency")
 app.add_typer(commitment_app, name="commitment")
 app.add_typer(case_app, name="case")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(batch_app, name="batch")
 
 out = Console()
 err = Console(stderr=True)
@@ -883,6 +895,228 @@ def outbox_status(
         outbox.close()
 
 
+# ------------------------------------------------------------------------------------------ Merkle batches
+
+#: entries in one anchored batch, unless --max-entries says otherwise (a file of about 30 MB)
+DEFAULT_BATCH_ENTRIES = 100_000
+NO_BATCH_RECEIPTS = ("receipt requested, but batched cases get no receipts (the ledger tracks a receipt case's state "
+                     "one event at a time): import this row with `case import --receipts`")
+BATCH_RECEIPT_CASE = ("the case was opened with a receipt: the ledger tracks its state one event at a time, so its "
+                      "events are recorded with `case import` or `case update`, not in a batch")
+BatchDirOpt = Annotated[
+    Path | None,
+    typer.Option("--batches", help="batch directory: where files are published for the API and the indexer "
+                 "(default DATA_DIR/batches)"),
+]
+
+
+def _batch_store(s: Settings, batch_dir: Path | None) -> batches.BatchStore:
+    return batches.BatchStore(batch_dir or s.data_dir / "batches")
+
+
+def _batchable(s: Settings, agency: str, rows: list[Row]) -> tuple[list[CaseEvent], list[tuple[int, str]]]:
+    """The rows' events that may go in a batch, and why the others may not. The contract checks nothing of a
+    batched event, so what it would refuse in a single one is refused here, before anything is published: a claimed
+    time after the chain's clock, an opening under a commitment the agency has not published or has retired, and
+    any event of a case with a receipt (their state is tracked on chain; a dispute answer needs one)."""
+    ledger, agency_id = s.ledger(), short_code(agency)
+    now = int(ledger.w3.eth.get_block("latest")["timestamp"])
+    commitments: dict[bytes, str | None] = {}
+    events: list[CaseEvent] = []
+    refused = [(r.line, r.error or "invalid row") for r in rows if r.record is None]
+    for row in rows:
+        event = row.record
+        if event is None:
+            continue
+        why = None
+        if is_receipt_case(event.case_id):
+            why = BATCH_RECEIPT_CASE
+        elif event.action is CaseAction.DISPUTE_REJECTED:
+            why = "dispute_rejected answers a citizen's dispute, which only a case with a receipt can have"
+        elif event.occurred_at > now:
+            why = (f"occurred_at is after the chain's latest block time "
+                   f"({datetime.fromtimestamp(now, timezone.utc).isoformat()}): the ledger refuses claimed times in "
+                   "the future")
+        elif event.action is CaseAction.OPENED:
+            if event.commitment_id not in commitments:
+                version, retired = ledger.commitment_state(agency_id, event.commitment_id)
+                name = code_text(event.commitment_id)
+                commitments[event.commitment_id] = (
+                    f"UnknownCommitment: {agency} has not published commitment {name}" if version == 0
+                    else f"CommitmentIsRetired: commitment {name} of {agency} is retired" if retired else None
+                )
+            why = commitments[event.commitment_id]
+        if why is None:
+            events.append(event)
+        else:
+            refused.append((row.line, why))
+    return events, sorted(refused)
+
+
+def _problems_table(problems: list[tuple[int, str]]) -> None:
+    table = Table(title="rows not recorded")
+    table.add_column("line", justify="right")
+    table.add_column("why")
+    for line, why in problems[:200]:
+        table.add_row(str(line), why or "")
+    out.print(table)
+    if len(problems) > 200:
+        out.print(f"… and {len(problems) - 200} more")
+    reasons = Counter((why or "").split(":")[0] for _, why in problems)
+    out.print("by reason: " + ", ".join(f"{k} ({v})" for k, v in reasons.most_common(5)))
+
+
+@command(batch_app, "submit")
+def batch_submit(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a .csv, .jsonl or .ndjson file")],
+    max_entries: Annotated[
+        int, typer.Option("--max-entries", help="split larger inputs into batches of at most this many entries")
+    ] = DEFAULT_BATCH_ENTRIES,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="anchor the good rows even when some are refused (submit the fixed "
+                           "rows alone later: an edited file is a new batch, whose good rows would be recorded twice)")
+    ] = False,
+    batch_dir: BatchDirOpt = None,
+    key: KeyOpt = None,
+    key_env: KeyEnvOpt = None,
+    password_file: PasswordOpt = None,
+) -> None:
+    """Record case events as Merkle-anchored batches: rows as for `case import`; each batch's file is published to
+    the batch directory (which the API serves) and its root, count and file hash anchored in one transaction.
+    Batched cases get no receipts, and cases with one are refused (record those with `case import`). Any refused
+    row stops the whole file unless --skip-invalid. Running the command again anchors nothing twice: a batch is
+    recognised on chain by its file's hash."""
+    s = settings(ctx)
+    if not 1 <= max_entries <= batches.MAX_ENTRIES:
+        raise InvalidRecord(f"--max-entries must be from 1 to {batches.MAX_ENTRIES:,}")
+    signer = s.key(key, key_env, password_file)
+    agency = _agency_of(s, signer)
+    ledger = s.ledger()
+    store = _batch_store(s, batch_dir)
+    with _open_writer(s, signer) as writer:
+        ids = _case_ids(s, agency, writer.outbox)
+        with err.status(f"reading {path.name}…"):
+            ids.prefetch(references(path))
+            rows = list(read_rows(path, agency_id=agency, salt=s.salt(agency), case_ids=ids,
+                                  no_receipts=NO_BATCH_RECEIPTS))
+        # This key's outbox goes first: its transactions and the anchors share the key's nonces.
+        waiting = writer.outbox.counts()[OutboxState.PENDING]
+        sent = writer.flush()
+        if waiting or sent:
+            err.print(f"{len(sent) or waiting} entries waiting in the outbox of {signer.address} were sent first")
+    events, refused = _batchable(s, agency, rows)
+    summary = Table(title=f"batch submit of {path.name}")
+    for column in ("rows", "to batch", "refused"):
+        summary.add_column(column, justify="right")
+    summary.add_row(str(len(rows)), str(len(events)), str(len(refused)))
+    out.print(summary)
+    if refused:
+        _problems_table(refused)
+        if not skip_invalid:
+            out.print("nothing was anchored: fix or remove these rows and run the command again (or pass "
+                      "--skip-invalid to anchor the others now)")
+            raise typer.Exit(1)
+    if not events:
+        fail("no rows to batch", code=1)
+    _anchor_all(s, signer, events, store, max_entries)
+    out.print("receipts are not issued for batched cases; each entry's Merkle proof is served by the API once the "
+              "index has synced (`civic-ledger batch verify SEQ INDEX` checks one here)")
+    if refused:
+        raise typer.Exit(1)
+
+
+def _anchor_all(s: Settings, signer: AgencyKey, events: list[CaseEvent], store: batches.BatchStore,
+                max_entries: int) -> None:
+    ledger, w3 = s.ledger(), s.ledger().w3
+    pending = w3.eth.get_transaction_count(signer.address, "pending") - w3.eth.get_transaction_count(signer.address)
+    if pending > 0:
+        # An earlier anchoring that timed out may still be in the node's pool: another now could anchor it twice.
+        fail(f"{signer.address} has {pending} transaction(s) in the node's pool, not mined yet (an earlier run's "
+             "anchoring?): run this again once they are mined, so that no batch is anchored twice")
+    agency_id = ledger.agency_of(signer.address)
+    start = s.deploy_block()
+    count = -(-len(events) // max_entries)
+    out.print(f"{len(events):,} entries in {count} batch(es) of at most {max_entries:,}")
+    for number, start_index in enumerate(range(0, len(events), max_entries), start=1):
+        chunk = events[start_index : start_index + max_entries]
+        with err.status(f"building and anchoring batch {number} of {count} ({len(chunk):,} entries)…"):
+            batch = batches.build_batch(chunk)
+            path = store.put(batch)  # published first: a file nobody anchored is harmless
+            found = batches.find_anchored(ledger, agency_id, batch.file_hash, start)
+            try:
+                anchored = found or batches.anchor(ledger, signer, batch, store, from_block=start)
+            except BaseException as exc:
+                err.print(f"the batch of the input's entries {start_index + 1}-{start_index + len(chunk)} was "
+                          f"published to {path}, but its anchoring did not complete (or its answer was lost). The "
+                          "file alone is harmless: nothing refers to it. Run the command again: it anchors what is "
+                          "missing, and nothing twice")
+                if isinstance(exc, TimeExhausted):
+                    fail(f"the anchoring transaction was not mined in time ({exc})", code=1)
+                raise
+        gas = int(w3.eth.get_transaction_receipt("0x" + anchored.tx_hash.hex())["gasUsed"])
+        out.print(f"batch at seq {anchored.seq}: entries {anchored.seq}-{anchored.seq + batch.count - 1} "
+                  f"({batch.count:,}), {'anchored earlier' if found else 'anchored now'} in block "
+                  f"{anchored.block_number}, gas {gas:,} ({gas / batch.count:.2f} per entry)")
+        out.print(f"  root         0x{batch.root.hex()}", soft_wrap=True)
+        out.print(f"  file hash    0x{batch.file_hash.hex()}", soft_wrap=True)
+        out.print(f"  file         {path}", soft_wrap=True)
+        out.print(f"  transaction  0x{anchored.tx_hash.hex()}", soft_wrap=True)
+
+
+@command(batch_app, "verify")
+def batch_verify(
+    ctx: typer.Context,
+    seq: Annotated[int, typer.Argument(help="the batch's first seq (its anchor's)")],
+    index: Annotated[int, typer.Argument(help="the entry's position in the batch: its seq minus the batch's")],
+    batch_dir: BatchDirOpt = None,
+) -> None:
+    """Show a batched entry, its Merkle proof, and check it off chain and with the contract's verifyBatchEntry."""
+    s = settings(ctx)
+    ledger = s.ledger()
+    found = _batch_anchor(ledger, seq, s.deploy_block())
+    if found is None:
+        fail(f"no batch is anchored at seq {seq} (give the batch's first seq, and the entry's index in it)", code=1)
+    root, count, file_hash = bytes(found["root"]), int(found["count"]), bytes(found["fileHash"])
+    if not 0 <= index < count:
+        fail(f"the batch at seq {seq} holds {count} entries: index must be from 0 to {count - 1}", code=1)
+    store = _batch_store(s, batch_dir)
+    content = store.get(file_hash)
+    if content is None:
+        fail(f"the batch file 0x{file_hash.hex()} is not in {store.directory} (the API serves it at "
+             f"/api/v1/batches/{seq}/file)", code=1)
+    batch = batches.rebuild(content)
+    if batch.root != root or batch.count != count:
+        fail(f"the file {store.path(file_hash)} does not build the anchored root and count", code=1)
+    event, record_hash, proof = batch.events[index], batch.record_hashes[index], batch.proof(index)
+    off_chain = batches.verify_proof(root, index, record_hash, proof)
+    on_chain = ledger.verify_batch_entry(seq, index, record_hash, proof)
+    out.print(f"entry {seq + index}: index {index} of the batch at seq {seq} ({count:,} entries, agency "
+              f"{code_text(bytes(found['agencyId']))}, signer {found['signer']})")
+    out.print(f"  case 0x{event.case_id.hex()} {event.action.name.lower()} at "
+              f"{datetime.fromtimestamp(event.occurred_at, timezone.utc).isoformat()}"
+              + (f", commitment {code_text(event.commitment_id)}, district {code_text(event.district)}, channel "
+                 f"{event.channel}" if event.action is CaseAction.OPENED else ""))
+    out.print(f"  record hash 0x{record_hash.hex()}", soft_wrap=True)
+    out.print(f"  root        0x{root.hex()}", soft_wrap=True)
+    out.print(f"  file hash   0x{file_hash.hex()}", soft_wrap=True)
+    out.print(f"  Merkle proof ({len(proof)} hashes, {32 * len(proof)} bytes):")
+    for sibling in proof:
+        out.print(f"    0x{sibling.hex()}", soft_wrap=True)
+    out.print(f"  off chain (ledger.batches.verify_proof): {'valid' if off_chain else 'INVALID'}")
+    out.print(f"  on chain (verifyBatchEntry):             {'valid' if on_chain else 'INVALID'}")
+    if not (off_chain and on_chain):
+        raise typer.Exit(1)
+
+
+def _batch_anchor(ledger: Ledger, seq: int, from_block: int) -> dict[str, Any] | None:
+    """The BatchAnchored event whose first seq is `seq` (its first indexed topic), if any."""
+    event = ledger.contract.events.BatchAnchored
+    logs = ledger.w3.eth.get_logs({"address": ledger.address, "fromBlock": from_block, "toBlock": "latest",
+                                   "topics": [event.topic, "0x" + seq.to_bytes(32, "big").hex()]})
+    return dict(event().process_log(logs[0])["args"]) if logs else None
+
+
 # ------------------------------------------------------------------------------------------ index, metrics
 
 
@@ -903,8 +1137,12 @@ def sync(
     store: StoreOpt = None,
     confirmations: Annotated[int, typer.Option(help="blocks before an entry is final")] = 12,
     follow: Annotated[bool, typer.Option(help="keep following new blocks until Ctrl-C")] = False,
+    batch_dir: Annotated[
+        Path | None, typer.Option("--batches", help="where the batches' files are read (default DATA_DIR/batches)")
+    ] = None,
 ) -> None:
-    """Index the chain's entries into the SQL store (resumes where it stopped)."""
+    """Index the chain's entries into the SQL store (resumes where it stopped). A Merkle batch whose file is not in
+    the batch directory stops indexing there until it is published."""
     import threading
 
     from ledger.indexer import Indexer
@@ -917,7 +1155,8 @@ def sync(
     opened = open_store(_store_url(s, store))
     try:
         indexer = Indexer(ledger.chain, ledger.address, opened, confirmations=confirmations,
-                          deploy_block=deploy_block, alert=lambda message: err.print(f"[bold red]alert:[/] {message}"))
+                          deploy_block=deploy_block, batch_dir=batch_dir or s.data_dir / "batches",
+                          alert=lambda message: err.print(f"[bold red]alert:[/] {message}"))
         with err.status("indexing…"):
             report = indexer.sync()
         out.print(f"indexed {report.entries} entries up to block {indexer.last_block()} "

@@ -9,6 +9,9 @@ web, app, mail, proactive, or its number). Optional ``details``: free text, of w
 Optional ``receipt`` on an opened row (yes/no, true/false, 1/0): whether the citizen gets a receipt; when an import
 issues receipts it defaults to yes, otherwise a "yes" is refused (there is nowhere to hand the code over).
 
+``civic-ledger case import`` records the rows through the writer's outbox; ``civic-ledger batch submit`` reads the
+same files and anchors them as Merkle batches (``ledger.batches``), which give no receipts.
+
 Case ids (:class:`CaseIds`)
     A case id is HMAC-SHA256 of the reference under the agency's secret salt (:func:`case_id_for`), with its top bit
     (``ledger.records.RECEIPT_CASE_FLAG``) set when the case is opened with a receipt and cleared otherwise: the
@@ -52,6 +55,8 @@ ACTIONS = {a.name.lower(): a for a in CaseAction}
 CHANNELS = {c.name.lower(): int(c) for c in Channel}
 KNOWN_COLUMNS = {"case", "action", "occurred_at", "commitment", "district", "channel", "details", "receipt"}
 _YES = {"yes", "y", "true", "1"}
+#: why a row asking for a receipt is refused by an import that issues none
+NO_RECEIPTS = "receipt requested, but this import issues no receipts (give it a receipts directory)"
 _NO = {"no", "n", "false", "0"}
 
 
@@ -157,11 +162,12 @@ class Row:
 
 
 def read_rows(
-    path: Path, *, agency_id: str, salt: bytes, case_ids: CaseIds | None = None, receipts: bool = False
+    path: Path, *, agency_id: str, salt: bytes, case_ids: CaseIds | None = None, receipts: bool = False,
+    no_receipts: str = NO_RECEIPTS,
 ) -> Iterator[Row]:
     """Rows of a .csv or .jsonl/.ndjson file, in order. `case_ids` resolves references (default: no memory, so every
     later event gets the id without the receipt flag); with `receipts`, opened rows get a receipt unless their
-    ``receipt`` column says no."""
+    ``receipt`` column says no; without, a row asking for one is refused with the reason `no_receipts`."""
     ids = case_ids or CaseIds(salt, agency_id)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -173,7 +179,8 @@ def read_rows(
             if unknown:
                 raise InvalidRecord(f"{path.name}: unknown column(s) {sorted(unknown)}; expected {sorted(KNOWN_COLUMNS)}")
             for number, raw in enumerate(reader, start=2):
-                yield parse_row(number, raw, agency_id=agency_id, salt=salt, case_ids=ids, receipts=receipts)
+                yield parse_row(number, raw, agency_id=agency_id, salt=salt, case_ids=ids, receipts=receipts,
+                                no_receipts=no_receipts)
     elif suffix in (".jsonl", ".ndjson"):
         with path.open(encoding="utf-8") as handle:
             for number, text in enumerate(handle, start=1):
@@ -187,7 +194,8 @@ def read_rows(
                 if not isinstance(raw, dict):
                     yield Row(number, None, "each line must be a JSON object")
                     continue
-                yield parse_row(number, raw, agency_id=agency_id, salt=salt, case_ids=ids, receipts=receipts)
+                yield parse_row(number, raw, agency_id=agency_id, salt=salt, case_ids=ids, receipts=receipts,
+                                no_receipts=no_receipts)
     else:
         raise InvalidRecord(f"{path.name}: expected a .csv, .jsonl or .ndjson file")
 
@@ -200,16 +208,17 @@ def parse_row(
     salt: bytes,
     case_ids: CaseIds | None = None,
     receipts: bool = False,
+    no_receipts: str = NO_RECEIPTS,
 ) -> Row:
     ids = case_ids or CaseIds(salt, agency_id)
     try:
-        record, receipt, reference = _record(raw, ids, receipts)
+        record, receipt, reference = _record(raw, ids, receipts, no_receipts)
         return Row(line, record, None, receipt, reference)
     except (InvalidRecord, ValueError) as exc:
         return Row(line, None, _reason(exc))
 
 
-def _record(raw: dict[str, Any], ids: CaseIds, receipts: bool) -> tuple[CaseEvent, bool, str]:
+def _record(raw: dict[str, Any], ids: CaseIds, receipts: bool, no_receipts: str) -> tuple[CaseEvent, bool, str]:
     unknown = set(raw) - KNOWN_COLUMNS
     if unknown:
         raise InvalidRecord(f"unknown field(s) {sorted(unknown)}")
@@ -227,7 +236,7 @@ def _record(raw: dict[str, Any], ids: CaseIds, receipts: bool) -> tuple[CaseEven
         fields["commitment_id"] = short_code(_text(raw, "commitment"))
         fields["district"] = short_code(_text(raw, "district"))
         fields["channel"] = _channel(raw.get("channel"))
-        receipt = _receipt(raw.get("receipt"), receipts)
+        receipt = _receipt(raw.get("receipt"), receipts, no_receipts)
     else:
         for name in ("commitment", "district", "channel", "receipt"):
             if raw.get(name) not in (None, ""):
@@ -240,13 +249,13 @@ def _record(raw: dict[str, Any], ids: CaseIds, receipts: bool) -> tuple[CaseEven
     return CaseEvent(**fields), receipt, reference
 
 
-def _receipt(value: Any, receipts: bool) -> bool:
+def _receipt(value: Any, receipts: bool, no_receipts: str) -> bool:
     if value is None or str(value).strip() == "":
         return receipts
     text = str(value).strip().lower()
     if text in _YES:
         if not receipts:
-            raise InvalidRecord("receipt requested, but this import issues no receipts (give it a receipts directory)")
+            raise InvalidRecord(no_receipts)
         return True
     if text in _NO:
         return False
