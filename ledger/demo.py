@@ -8,6 +8,11 @@ after it closes (1 to 5, mostly 4-5 when it was fulfilled on time, lower when la
 fulfilment; the agency answers each within days, by reopening the case and fulfilling it again, or by rejecting the
 dispute with a reason (only its hash is recorded). Ratings and disputes are relayed, one transaction each.
 
+Merkle-anchored batches: the 12345 hotline, the city's high-volume agency, writes the events of its cases without a
+receipt as one batch a day (``ledger.batches``): the day's file published in the batch directory, its root, count and
+file hash anchored in one transaction. Its receipt cases' events stay transactions, as every other agency's do (the
+ledger tracks a receipt case's state one event at a time).
+
 Nothing here is real: names, cases and the holiday calendar are invented (the calendar follows the shape of a
 Chinese National Day week with swapped weekend working days). Case ids are random 32-byte values (the top bit set
 for cases with a receipt); no person appears anywhere.
@@ -29,7 +34,7 @@ from typing import Any
 import requests
 from eth_account.signers.local import LocalAccount
 
-from ledger import receipts
+from ledger import batches, receipts
 from ledger.chain import Chain, Ledger
 from ledger.errors import LedgerError
 from ledger.records import (
@@ -99,6 +104,10 @@ class AgencySpec:
     #: share of events recorded more than a day late (possible backdating) — one agency is noticeably worse
     late_recording_rate: float
     services: tuple[ServiceSpec, ...]
+    #: a high-volume agency: the events of its cases without a receipt go into one Merkle-anchored batch a day
+    #: (``ledger.batches``) instead of transactions; its receipt cases' events stay transactions, because the ledger
+    #: tracks those cases' state one event at a time
+    batched: bool = False
 
 
 #: Which citizens get a receipt, by intake channel: handed over at the counter, shown on the web and in the app, sent
@@ -121,7 +130,8 @@ SCORES = {
     "reopened": (10, 25, 35, 22, 8),
 }
 #: Bumped when the city's recipe changes: a chain loaded with another version is not resumed with this one.
-VERSION = 2
+#: 3: the hotline's daily Merkle-anchored batches.
+VERSION = 3
 
 W, H = DeadlineUnit.WORKING_DAYS, DeadlineUnit.CALENDAR_HOURS
 C = Channel
@@ -151,7 +161,7 @@ AGENCIES: tuple[AgencySpec, ...] = (
                     9000, 0.55, 0.6, 0.05, 0.03, 0.03, 0.06, 0.12, (C.HOTLINE, C.WEB, C.APP)),
         ServiceSpec("INQUIRY-1WD", "咨询1个工作日内答复", "Inquiry answered within 1 working day", 1, W,
                     9500, 0.4, 0.5, 0.02, 0.01, 0.02, 0.01, 0.10, (C.HOTLINE, C.WEB)),
-    )),
+    ), batched=True),
     AgencySpec("DEMO-HOUSING", "示范市住房保障局", "Demo City Housing Office", 0.025, (
         ServiceSpec("SUBSIDY-15WD", "住房补贴15个工作日内审核", "Housing subsidy decided within 15 working days", 15, W,
                     8500, 0.75, 0.45, 0.25, 0.10, 0.03, 0.04, 0.04, (C.COUNTER, C.WEB, C.MAIL)),
@@ -212,12 +222,16 @@ class CitizenAction:
 class Batch:
     """Case events one agency records together at `recorded_at` (unix seconds), in one transaction; then, in a
     second, the receipts of the cases opened in it. Closings of those cases recorded at the same time follow in
-    another batch with the same `recorded_at` (a case is closed only after its receipt is on chain)."""
+    another batch with the same `recorded_at` (a case is closed only after its receipt is on chain).
+
+    An `anchored` batch is a batched agency's day of case events without receipts: the loader publishes it as a
+    Merkle batch file and anchors it (``ledger.batches``) when given a batch store, else records it as above."""
 
     recorded_at: int
     agency_id: str
     records: list[Record] = field(default_factory=list)
     receipts: list[DemoReceipt] = field(default_factory=list)
+    anchored: bool = False
 
 
 @dataclass
@@ -246,6 +260,11 @@ class DemoCity:
     def entries(self) -> int:
         """Entries the city writes after the setup: case events, receipts, ratings and disputes."""
         return self.case_events + sum(len(b.receipts) for b in self.batches) + len(self.citizen_actions)
+
+    @property
+    def anchored(self) -> list[Batch]:
+        """The Merkle-anchored batches (a batched agency's days), in recording order."""
+        return [b for b in self.batches if b.anchored]
 
     def steps(self) -> list[Batch | CitizenAction]:
         """Everything after the setup in the order it is recorded: batches and citizens' actions by time (a batch
@@ -316,15 +335,21 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
     setup["DEMO-LICENSING"] = _calendars(start, end, setup_time) + setup["DEMO-LICENSING"]
 
     pending: dict[tuple[str, int], list[CaseEvent]] = {}
+    anchored: dict[tuple[str, int], list[CaseEvent]] = {}  # a batched agency's days, by (agency, recorded)
     issued: dict[tuple[str, int], list[DemoReceipt]] = {}
     closed_cases: list[_Closed] = []
     offsets = {spec.agency_id: 60 * (5 + 7 * i) for i, spec in enumerate(AGENCIES)}
     weights = [s.share for _, s in services]
     opened_count = 0
 
-    def recording_time(agency: AgencySpec, occurred: int, delay: int, after: int) -> int:
-        # Agencies record in a batch twice a day (each at its own minute past); a few events much later.
-        recorded = ((occurred + delay) // (12 * HOUR) + 1) * 12 * HOUR + offsets[agency.agency_id]
+    def recording_time(agency: AgencySpec, occurred: int, delay: int, after: int, daily: bool = False) -> int:
+        # Agencies record in a batch twice a day (each at its own minute past); a few events much later. A daily
+        # Merkle batch holds the 24 hours up to its own minute, so that nothing in it is more than a day old.
+        offset = offsets[agency.agency_id]
+        if daily:
+            recorded = ((occurred + delay - offset) // DAY + 1) * DAY + offset
+        else:
+            recorded = ((occurred + delay) // (12 * HOUR) + 1) * 12 * HOUR + offset
         # A late event holds back the case's later events too: an agency records a case's history in order
         # (otherwise the ledger would show e.g. a fulfilment before the acceptance, which the auditor flags).
         return max(min(recorded, end), after)
@@ -375,11 +400,12 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
             outcome = "on_time" if closed - hold <= opened + deadline_span else "late"
         opened_count += 1
         last_recorded = 0
+        daily = agency.batched and receipt is None
         for occurred, action in events:
             if occurred >= end:
                 break  # still in progress at the end of the period
             delay = rng.randrange(DAY, 6 * DAY) if rng.random() < agency.late_recording_rate else 0
-            recorded = last_recorded = recording_time(agency, occurred, delay, last_recorded)
+            recorded = last_recorded = recording_time(agency, occurred, delay, last_recorded, daily)
             if action is CaseAction.OPENED:
                 record = CaseEvent(
                     case_id=case_id, action=action, occurred_at=occurred, commitment_id=commitment_id,
@@ -389,7 +415,10 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
                     issued.setdefault((agency.agency_id, recorded), []).append(receipt)
             else:
                 record = CaseEvent(case_id=case_id, action=action, occurred_at=occurred)
-            pending.setdefault((agency.agency_id, recorded), []).append(record)
+            if daily:
+                anchored.setdefault((agency.agency_id, recorded), []).append(record)
+            else:
+                pending.setdefault((agency.agency_id, recorded), []).append(record)
             if receipt is not None and occurred == closed:
                 closed_cases.append(_Closed(agency.agency_id, receipt, outcome, recorded))
 
@@ -407,6 +436,11 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
         batches.append(Batch(recorded_at=recorded, agency_id=agency_id, records=first, receipts=given))
         if later:
             batches.append(Batch(recorded_at=recorded, agency_id=agency_id, records=later))
+    for (agency_id, recorded), records in anchored.items():
+        records.sort(key=_event_order)
+        batches.append(Batch(recorded_at=recorded, agency_id=agency_id, records=records, anchored=True))
+    # By time; at one time, the transactions before the anchored batch (stable: each keeps its order otherwise).
+    batches.sort(key=lambda b: (b.recorded_at, b.agency_id, b.anchored))
     return DemoCity(start=setup_time, end=end, agencies=registrations, setup=setup, batches=batches,
                     cases=opened_count, citizen_actions=actions, seed=seed)
 
@@ -560,6 +594,11 @@ class _BatchSender:
         else:
             self._send(signer, self.ledger.encode_batch(events), 100_000 + 20_000 * len(events))  # type: ignore[arg-type]
 
+    def send_anchor(self, signer: LocalAccount, batch: batches.Batch) -> None:
+        """A Merkle batch's anchor (anchorBatch: about 56,000 gas whatever its size)."""
+        data = self.ledger.contract.encode_abi("anchorBatch", [batch.root, batch.count, batch.file_hash])
+        self._send(signer, bytes.fromhex(data[2:]), 100_000)
+
     def send_citizen(self, relayer: LocalAccount, action: CitizenAction) -> None:
         """A receipt holder's rating or dispute, signed with the receipt key, relayed."""
         signature = self.ledger.sign_citizen(action.receipt.key, action.record)
@@ -599,6 +638,24 @@ def _derive(city: DemoCity, skip: int) -> None:
         seen += len(item.receipts)
 
 
+def build_batch(batch: Batch) -> batches.Batch:
+    """The Merkle batch of an anchored demo batch (deterministic: the same file, hash and root every time)."""
+    return batches.build_batch([r for r in batch.records if isinstance(r, CaseEvent)])
+
+
+def publish_batches(city: DemoCity, store: batches.BatchStore) -> int:
+    """Put every anchored batch's file in `store` (those there already are left as they are); returns how many were
+    missing. Cheap — the city's batches build in well under a second — so a service can run it at every start,
+    before its indexer looks for them."""
+    missing = 0
+    for batch in city.anchored:
+        built = build_batch(batch)
+        if not store.path(built.file_hash).exists():
+            store.put(built)
+            missing += 1
+    return missing
+
+
 def load_city(
     chain: Chain,
     ledger: Ledger,
@@ -607,10 +664,15 @@ def load_city(
     city: DemoCity,
     progress: Callable[[int, int], None] | None = None,
     relayer: LocalAccount | None = None,
+    batch_store: batches.BatchStore | None = None,
 ) -> int:
     """Write the demo city, resuming after an interruption: the chain's entry count says how far it got, because
     every step is one transaction and the city is deterministic. Returns the number of entries written now.
-    Citizens' ratings and disputes are relayed by `relayer` (default: the governance account)."""
+    Citizens' ratings and disputes are relayed by `relayer` (default: the governance account).
+
+    With a `batch_store`, each anchored batch's file is published there, then the batch anchored (its entries count
+    as any others, so resuming works the same); without one, its events are recorded as one transaction, as the
+    other agencies' are."""
     base = ledger.entry_count()
     done = base
     setup_count = setup_entries(city)
@@ -660,7 +722,12 @@ def load_city(
                 events = [r for r in item.records if isinstance(r, CaseEvent)]
                 if events and due(len(events)):
                     sender.at(item.recorded_at)
-                    sender.send(signers[item.agency_id], events)
+                    if item.anchored and batch_store is not None:
+                        merkle = build_batch(item)
+                        batch_store.put(merkle)  # published before it is anchored: the indexer then finds it
+                        sender.send_anchor(signers[item.agency_id], merkle)
+                    else:
+                        sender.send(signers[item.agency_id], events)
                     written += len(events)
                 if item.receipts and due(len(item.receipts)):
                     sender.at(item.recorded_at)

@@ -20,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ledger import demo
+from ledger.batches import BatchStore
 from ledger.chain import Chain, Ledger
 from ledger.errors import ChainMismatch, LedgerError
 from ledger.indexer import Indexer
@@ -117,16 +118,25 @@ def ensure_ledger(chain: Chain, data_dir: Path, keys: KeyStore) -> tuple[Ledger,
     return ledger, deployment
 
 
+def batch_store(data_dir: Path) -> BatchStore:
+    """Where batch files are published: the API serves them and the indexer reads them from here."""
+    return BatchStore(data_dir / "batches")
+
+
 def load_demo_city(chain: Chain, ledger: Ledger, data_dir: Path, keys: KeyStore, *, quiet: bool = False) -> int:
-    """Load the demo city once (resuming an interrupted load); the city is fixed by data/demo.json."""
+    """Load the demo city once (resuming an interrupted load); the city is fixed by data/demo.json. Its batch files
+    are (re)published to data/batches every time, before anything indexes them."""
     spec_path = data_dir / "demo.json"
     spec = json.loads(spec_path.read_text())
     if spec.get("version", 1) != demo.VERSION:
         # Resuming counts entries, so it is right only for the recipe that started the load.
-        print(f"note: the demo city in {data_dir} was made by an older version (without receipts and ratings); "
-              f"it is left as it is. Move {data_dir} aside to get the current one.", file=sys.stderr)
+        print(f"note: the demo city in {data_dir} was made by an older version of the demo (version "
+              f"{spec.get('version', 1)}, now {demo.VERSION}); it is left as it is. Move {data_dir} aside to get the "
+              "current one.", file=sys.stderr)
         return 0
     city = demo.generate_city(end=spec["end"], days=spec["days"], cases=spec["cases"], seed=spec["seed"])
+    store = batch_store(data_dir)
+    demo.publish_batches(city, store)
     expected = demo.setup_entries(city) + city.entries
     if ledger.entry_count() >= expected:
         return 0
@@ -142,7 +152,7 @@ def load_demo_city(chain: Chain, ledger: Ledger, data_dir: Path, keys: KeyStore,
         task = bar.add_task("load", total=expected)
         return demo.load_city(
             chain, ledger, governance, signers, city, progress=lambda done, total: bar.update(task, completed=done),
-            relayer=relayer,
+            relayer=relayer, batch_store=store,
         )
 
 
@@ -233,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         # too); on the local chain it is funded here.
         _funded(chain, keys.get_or_create("relayer"))
         store = open_store(default_url(data_dir))
-        indexer = Indexer(chain, ledger.address, store, confirmations=CONFIRMATIONS, deploy_block=deployment.block)
+        indexer = Indexer(chain, ledger.address, store, confirmations=CONFIRMATIONS, deploy_block=deployment.block,
+                          batch_dir=batch_store(data_dir).directory)
         report = indexer.sync()
         print("Civic Ledger is up")
         print(f"  chain URL         {node.url}")
@@ -242,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  governance        {deployment.governance}")
         print(f"  entries           {ledger.entry_count()}, running hash 0x{ledger.running_hash().hex()}")
         print(f"  index             {store.url} ({report.entries} entries indexed now)")
+        print(f"  batch files       {batch_store(data_dir).directory} (Merkle-anchored batches, served by the API)")
         print(f"  data directory    {data_dir}")
         sys.stdout.flush()
         if args.once:

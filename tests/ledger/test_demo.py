@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from ledger import demo, receipts
+from ledger import batches, demo, receipts
 from ledger.chain import Chain, Ledger
 from ledger.errors import LedgerError
 from ledger.node import AnvilNode
@@ -139,8 +139,32 @@ def test_ratings_and_disputes_follow_the_cases(city):
     assert {a.record.score for a in ratings} == {1, 2, 3, 4, 5}
 
 
-def test_load_resumes_after_an_interruption(monkeypatch):
+def test_the_hotline_anchors_a_batch_a_day_of_its_cases_without_receipts(city):
+    anchored = city.anchored
+    hotline = next(a for a in demo.AGENCIES if a.batched)
+    assert hotline.agency_id == "DEMO-HOTLINE" and [a for a in demo.AGENCIES if a.batched] == [hotline]
+    assert {b.agency_id for b in anchored} == {"DEMO-HOTLINE"} and not any(b.receipts for b in anchored)
+    assert 80 <= len(anchored) <= 91  # one a day (of 90), the first days' few cases included
+    assert [b.recorded_at for b in anchored] == sorted({b.recorded_at for b in anchored})  # one a day, in order
+    assert len({b.recorded_at % demo.DAY for b in anchored[:-1]}) == 1  # at the hotline's own minute (the last: END)
+    batched = {e.case_id for b in anchored for e in b.records}
+    direct = {e.case_id for b in city.batches if not b.anchored for e in b.records}
+    assert not batched & direct  # a case is batched whole or not at all
+    assert not any(is_receipt_case(case) for case in batched)  # receipt cases stay transactions
+    assert any(is_receipt_case(e.case_id) for b in city.batches if b.agency_id == "DEMO-HOTLINE" and not b.anchored
+               for e in b.records)
+    # a day's batch holds the 24 hours before it: only the few events recorded late (by design) are older
+    latencies = [b.recorded_at - e.occurred_at for b in anchored for e in b.records]
+    assert min(latencies) > 0 and sum(1 for t in latencies if t > demo.DAY) < 0.01 * len(latencies)
+    # the same files every time (their hashes are on chain)
+    again = demo.generate_city(end=END, cases=3000, seed=7)
+    assert [demo.build_batch(b).file_hash for b in again.anchored] == [demo.build_batch(b).file_hash for b in anchored]
+
+
+def test_load_resumes_after_an_interruption(monkeypatch, tmp_path):
     city = demo.generate_city(end=END, days=10, cases=120, seed=3)
+    store = batches.BatchStore(tmp_path / "batches")
+    assert len(city.anchored) >= 5
     with AnvilNode(extra_args=["--timestamp", str(city.start - 3600)]) as node:
         chain = Chain.connect(node.url)
         governance = chain.new_account()
@@ -158,10 +182,27 @@ def test_load_resumes_after_an_interruption(monkeypatch):
 
         monkeypatch.setattr(demo._BatchSender, "send", failing_send)
         with pytest.raises(LedgerError, match="node went away"):
-            demo.load_city(chain, ledger, governance, signers, city)
+            demo.load_city(chain, ledger, governance, signers, city, batch_store=store)
         partial = ledger.entry_count()
         assert chain.w3.provider.make_request("anvil_getAutomine", [])["result"] is True  # left as it was
         monkeypatch.setattr(demo._BatchSender, "send", real_send)
+        # then at an anchor: its file is published already (harmless), its block dropped
+        anchors = 0
+        real_anchor = demo._BatchSender.send_anchor
+
+        def failing_anchor(self, signer, batch):
+            nonlocal anchors
+            anchors += 1
+            if anchors == 3:
+                raise LedgerError("anchor went away")
+            real_anchor(self, signer, batch)
+
+        monkeypatch.setattr(demo._BatchSender, "send_anchor", failing_anchor)
+        with pytest.raises(LedgerError, match="anchor went away"):
+            demo.load_city(chain, ledger, governance, signers, city, batch_store=store)
+        assert partial < ledger.entry_count()
+        partial = ledger.entry_count()
+        monkeypatch.setattr(demo._BatchSender, "send_anchor", real_anchor)
         # and once more, at a citizen's rating this time
         real_citizen = demo._BatchSender.send_citizen
 
@@ -170,17 +211,31 @@ def test_load_resumes_after_an_interruption(monkeypatch):
 
         monkeypatch.setattr(demo._BatchSender, "send_citizen", failing_citizen)
         with pytest.raises(LedgerError, match="relayer went away"):
-            demo.load_city(chain, ledger, governance, signers, city)
+            demo.load_city(chain, ledger, governance, signers, city, batch_store=store)
         assert partial < ledger.entry_count()
         monkeypatch.setattr(demo._BatchSender, "send_citizen", real_citizen)
         relayer = chain.new_account()
-        demo.load_city(chain, ledger, governance, signers, city, relayer=relayer)
+        demo.load_city(chain, ledger, governance, signers, city, relayer=relayer, batch_store=store)
         expected = demo.setup_entries(city) + city.entries
         assert partial < expected == ledger.entry_count()
-        assert demo.load_city(chain, ledger, governance, signers, city) == 0
+        assert demo.load_city(chain, ledger, governance, signers, city, batch_store=store) == 0
         entries = ledger.entries()
-        case_hashes = [e.record_hash for e in entries if isinstance(e.record, CaseEvent)]
+        # every anchored day once, its file in the store: together with the transactions, every event once
+        anchored = [e for e in entries if e.kind == EntryKind.BATCH_ANCHORED]
+        assert len(anchored) == len(city.anchored) and len(list(store.directory.glob("*.csv"))) == len(anchored)
+        batched = []
+        for entry, day in zip(anchored, city.anchored, strict=True):
+            built = batches.rebuild(store.get(entry.record.file_hash))
+            assert (built.root, built.count) == (entry.record.root, entry.record.count) == (
+                demo.build_batch(day).root, len(day.records))
+            assert entry.agency_id == short_code("DEMO-HOTLINE") and entry.actor == signers["DEMO-HOTLINE"].address
+            assert ledger.verify_batch_entry(entry.seq, 0, built.record_hashes[0], built.proof(0))
+            batched += built.record_hashes
+        case_hashes = [e.record_hash for e in entries if isinstance(e.record, CaseEvent)] + batched
         assert len(case_hashes) == len(set(case_hashes)) == city.case_events
+        # no gaps: each anchor's seq range ends where the next entry begins
+        spans = sorted((e.seq, e.record.count if e.kind == EntryKind.BATCH_ANCHORED else 1) for e in entries)
+        assert all(a + n == b for (a, n), (b, _) in zip(spans, spans[1:])) and sum(n for _, n in spans) == expected
         kinds = Counter(e.kind for e in entries)
         assert kinds[EntryKind.RECEIPT_ISSUED] == len(city.receipts)
         assert kinds[EntryKind.CASE_RATED] + kinds[EntryKind.CASE_DISPUTED] == len(city.citizen_actions) > 0
@@ -192,7 +247,9 @@ def test_load_resumes_after_an_interruption(monkeypatch):
             state = ledger.receipt_case(short_code(action.agency_id), action.record.case_id)
             assert state.rated if isinstance(action.record, Rating) else state.closures >= 1
             assert not state.disputed  # every dispute answered
-        assert running_hash(e.entry_hash for e in entries) == ledger.running_hash()
+        assert running_hash(e.entry_hash for e in entries) == ledger.running_hash()  # each batch folded once
+        store.path(anchored[0].record.file_hash).unlink()  # lost: publishing again brings back the same file
+        assert demo.publish_batches(city, store) == 1 and store.get(anchored[0].record.file_hash) is not None
         # block times move with the history: recording latency is realistic, not 90 days. A batch whose time is
         # already past is mined a second after the block before it, so the last may end a few seconds after END.
         last = max(entries, key=lambda e: e.seq)

@@ -28,11 +28,35 @@ def test_state_survives_a_restart_and_nothing_is_deployed_twice(tmp_path, capsys
     # six agencies registered and keyed, fifteen commitments, the calendars, and the cases' events
     assert _entries(first) > 2 * 6 + 15 + 40
 
+    # the hotline's days are Merkle-anchored batches: their files published, then indexed with every entry
+    files = sorted((tmp_path / "batches").glob("*.csv"))
+    assert files and "batch files" in first
+    assert _indexed(tmp_path) == (_entries(first), sum(len(f.read_text().splitlines()) - 1 for f in files))
+    files[0].unlink()  # a lost file is published again at the next start (the city is deterministic)
+
     code, second = _run(tmp_path, capsys)
     assert code == 0
     assert json.loads((tmp_path / "deployment.json").read_text()) == deployment
     assert _entries(second) == _entries(first)
     assert first.splitlines()[3] == second.splitlines()[3]  # same contract address line
+    assert sorted((tmp_path / "batches").glob("*.csv")) == files
+
+
+def _indexed(data_dir) -> tuple[int, int]:
+    """Entries in the index, and how many of them came in batches."""
+    from sqlalchemy import func, select
+
+    from ledger.store import schema
+    from ledger.store.db import default_url, open_store
+
+    store = open_store(default_url(data_dir), migrate=False)
+    try:
+        with store.engine.connect() as conn:
+            count = select(func.count()).select_from(schema.entries)
+            return (conn.execute(count).scalar_one(),
+                    conn.execute(count.where(schema.entries.c.batch_seq.is_not(None))).scalar_one())
+    finally:
+        store.close()
 
 
 def test_keys_are_encrypted_and_never_printed(tmp_path, capsys):
