@@ -18,7 +18,7 @@ from ledger.audit.rpc import Rpc
 from ledger.errors import LedgerError
 
 STAGES = {"logs": "reading the contract's logs (blocks)", "headers": "reading block headers",
-          "rebuild": "rebuilding state from the entries"}
+          "batches": "reading and checking batch files", "rebuild": "rebuilding state from the entries"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--contract", required=True, help="address of the CivicLedger contract")
     p.add_argument("--api", default=None, metavar="URL", help="base URL of the public API to cross-check")
     p.add_argument("--batches", default=None, metavar="DIR_OR_URL",
-                   help="where batch files are published (no batches on this ledger yet: reported not applicable)")
+                   help="where batch files are published: a directory of <file hash>.csv files, or a public API's "
+                   "base URL (GET /api/v1/batches/{seq}/file); default: the API given with --api")
     p.add_argument("--chain-id", type=int, default=None, help="the chain id expected (another one: exit 2)")
     p.add_argument("--from-block", type=int, default=None, help="first block to read logs from (default: deployment)")
     p.add_argument("--to-block", type=int, default=None, help="audit the ledger as of this block (default: latest)")

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.audit.chainread import ChainReader, ChainSnapshot, RoleChange
 from ledger.audit.rebuild import LedgerModel, rebuild
+from ledger.batchread import BatchContent
 from ledger.logs import DecodedEntry
 from ledger.metrics import LATE_RECORDING_SECONDS
 
@@ -47,7 +48,8 @@ class AuditConfig:
     contract: str
     #: base URL of the public API to cross-check (None: chain checks only)
     api_url: str | None = None
-    #: where batch files are published (accepted; batches are not on this ledger yet)
+    #: where batch files are published: a directory of files named by their hash, or a public API's base URL
+    #: (GET /api/v1/batches/{seq}/file); None: the API given as `api_url`, if any
     batches: str | None = None
     from_block: int | None = None
     to_block: int | None = None
@@ -78,6 +80,11 @@ class AuditContext:
     stats: dict[str, Any] = field(default_factory=dict)
     #: shared between checks (e.g. the API's view of the chain, read once)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: each anchored batch's file as fetched and checked (ledger.audit.batchfiles.BatchOutcome), by the anchor's seq;
+    #: None when no source of batch files was given
+    batch_files: dict[int, Any] | None = None
+    #: where batch files were read from (None: nowhere)
+    batch_source: str | None = None
 
     @property
     def thresholds(self) -> Thresholds:
@@ -98,17 +105,18 @@ class AuditContext:
         config: AuditConfig | None = None,
         contract_count: int | None = None,
         contract_head: bytes | None = None,
+        batches: Mapping[int, BatchContent] | None = None,
     ) -> AuditContext:
         """A context over decoded entries alone (no node): for the checks that need nothing else, and for tests that
-        feed them crafted streams."""
+        feed them crafted streams. `batches`: the checked contents of batch anchors' files, by the anchor's seq."""
         ordered = sorted(entries, key=lambda e: e.seq)
-        model = rebuild(ordered)
+        model = rebuild(ordered, batches)
         last_time = max((e.block_time or 0 for e in ordered), default=0)
         snapshot = ChainSnapshot(
             rpc_where="(entries given)", chain_id=0, address="0x" + "00" * 20,
             block_number=max((e.block_number for e in ordered), default=0), block_hash=b"\0" * 32,
             block_time=block_time if block_time is not None else last_time, code=b"",
-            contract_count=len(model.entries) if contract_count is None else contract_count,
+            contract_count=model.count if contract_count is None else contract_count,
             contract_head=model.head if contract_head is None else contract_head, from_block=0,
             entries=list(ordered), role_changes=list(role_changes),
             headers={e.block_number: (e.block_hash, e.block_time or 0) for e in ordered},

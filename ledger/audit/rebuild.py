@@ -2,6 +2,13 @@
 calendars, corrections, case states, receipts, ratings, disputes and their answers — with the project's own
 definitions (``ledger.cases``, ``ledger.metrics``, ``ledger.logs``), never from the service's database.
 
+Merkle-anchored batches: a ``BatchAnchored`` entry of the log stands for ``count`` case events (entries ``seq`` to
+``seq + count - 1``) whose records are in its published batch file. :func:`rebuild` takes the files' checked
+contents (``ledger.batchread``) and puts each batched event in the model as the case event it is — the anchor's
+agency and signer, its own record and entry hash, the anchoring transaction as its proof, the running hash after the
+batch — so every check treats it like an event written alone. The log's running hash folds the anchor once. A batch
+whose file is not given leaves its entries out of the model (``LedgerModel.unread``): the batch check reports why.
+
 The rows built here (:class:`~ledger.metrics.CaseRow`, :class:`~ledger.metrics.EventRow`,
 :class:`~ledger.metrics.CommitmentRow`, :class:`~ledger.metrics.RatingRow`, :class:`~ledger.metrics.DisputeRow`) are
 what the index's tables would hold if it were honest, in the index's
@@ -12,7 +19,8 @@ with them value for value.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -31,9 +39,10 @@ from ledger.cases import (
     merged,
     voided_entries,
 )
-from ledger.logs import DecodedEntry, code_text, display_text, fold
+from ledger.batchread import BatchContent
+from ledger.logs import _keccak_256, DecodedEntry, code_text, display_text, fold
 from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, RatingRow
-from ledger.records import ZERO_HEAD, CaseAction, EntryKind
+from ledger.records import ENTRY_TYPEHASH, ZERO_HEAD, CaseAction, EntryKind
 from ledger.workdays import YearCalendar
 
 GOVERNANCE_KINDS = frozenset({EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED})
@@ -112,9 +121,11 @@ class CaseRecord:
 class LedgerModel:
     """Everything the audit derives from a list of entries."""
 
+    #: every entry, in seq order, as the index has them: a batch's events in place of its anchor
     entries: list[DecodedEntry]
     by_seq: dict[int, DecodedEntry]
-    #: running hash after each entry, folded in seq order over the entries as given
+    #: running hash after each entry, folded in seq order over the logged entries (a batch anchor once: its entries
+    #: all have the head after the batch)
     running: dict[int, bytes]
     head: bytes
     voided: dict[int, int]
@@ -130,6 +141,34 @@ class LedgerModel:
     #: each dispute's answer (by the dispute's seq): the case's first non-voided Reopened or DisputeRejected event
     #: after it, or None
     answers: dict[int, DecodedEntry | None] = field(default_factory=dict)
+    #: the entries as logged, in seq order: batch anchors as such, their events not expanded
+    logged: list[DecodedEntry] = field(default_factory=list)
+    #: batch anchors by seq (their first entry's seq), and the contents given for them
+    anchors: dict[int, DecodedEntry] = field(default_factory=dict)
+    contents: Mapping[int, BatchContent] = field(default_factory=dict)
+    #: anchors whose file was not given: their entries are not in `entries`
+    unread: dict[int, DecodedEntry] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        """Entries the log accounts for: one past the last seq, a batch counting its `count` entries."""
+        if not self.logged:
+            return 0
+        last = self.logged[-1]
+        return last.seq + (last.record["count"] if last.kind == EntryKind.BATCH_ANCHORED else 1)
+
+    def batch_of(self, seq: int) -> DecodedEntry | None:
+        """The anchor of the batch entry `seq` belongs to (None: not a batched entry)."""
+        starts = self._anchor_starts
+        i = bisect_right(starts, seq) - 1
+        if i < 0:
+            return None
+        anchor = self.anchors[starts[i]]
+        return anchor if seq < anchor.seq + anchor.record["count"] else None
+
+    @cached_property
+    def _anchor_starts(self) -> list[int]:
+        return sorted(self.anchors)
 
     # The rows the metrics are computed from, made when first needed (only the metrics check needs them).
 
@@ -193,19 +232,43 @@ class LedgerModel:
         return rows
 
 
-def rebuild(entries: Sequence[DecodedEntry]) -> LedgerModel:
-    """The model of `entries` (in seq order; a duplicated seq is taken once, the first time)."""
-    unique: list[DecodedEntry] = []
-    by_seq: dict[int, DecodedEntry] = {}
+def rebuild(entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent] | None = None) -> LedgerModel:
+    """The model of `entries` (in seq order; a duplicated seq is taken once, the first time), with the events of each
+    batch anchor whose checked file content `batches` gives (by the anchor's seq)."""
+    logged: list[DecodedEntry] = []
+    seen: set[int] = set()
     for e in entries:
-        if e.seq not in by_seq:
-            by_seq[e.seq] = e
-            unique.append(e)
+        if e.seq not in seen:
+            seen.add(e.seq)
+            logged.append(e)
+    contents = batches or {}
     running: dict[int, bytes] = {}
     head = ZERO_HEAD
-    for e in unique:
+    unique: list[DecodedEntry] = []
+    by_seq: dict[int, DecodedEntry] = {}
+    anchors: dict[int, DecodedEntry] = {}
+    unread: dict[int, DecodedEntry] = {}
+    for e in logged:
         head = fold(head, e.entry_hash)
-        running[e.seq] = head
+        if e.kind != EntryKind.BATCH_ANCHORED:
+            running[e.seq] = head
+            if e.seq not in by_seq:
+                by_seq[e.seq] = e
+                unique.append(e)
+            continue
+        anchors[e.seq] = e
+        for seq in range(e.seq, e.seq + e.record["count"]):
+            running[seq] = head
+        content = contents.get(e.seq)
+        if content is None:
+            unread[e.seq] = e
+            continue
+        for item in batched_entries(e, content):
+            if item.seq not in by_seq:  # a later log claiming a batched seq is the log check's business
+                by_seq[item.seq] = item
+                unique.append(item)
+    if anchors:
+        unique.sort(key=lambda e: e.seq)
 
     targets = [
         (e.seq, e.agency_id, e.record["target_seq"] if e.kind == EntryKind.CORRECTION else None, int(e.kind))
@@ -366,8 +429,30 @@ def rebuild(entries: Sequence[DecodedEntry]) -> LedgerModel:
     return LedgerModel(
         entries=unique, by_seq=by_seq, running=running, head=head, voided=voided, refused_corrections=refused,
         agencies=agencies, commitments=commitments, calendars=calendars, cases=cases, feedback=contexts,
-        answers=answers,
+        answers=answers, logged=logged, anchors=anchors, contents=contents, unread=unread,
     )
+
+
+_CASE_KIND_WORD = int(EntryKind.CASE_EVENT).to_bytes(32, "big")
+
+
+def batched_entries(anchor: DecodedEntry, content: BatchContent) -> list[DecodedEntry]:
+    """The case events of a batch as entries: kind CASE_EVENT, the anchor's agency and signer, their own record hash
+    and entry hash (``entry_hash(seq, CASE_EVENT, agency, signer, record_hash)``), the anchoring log as their
+    proof. Entry ``anchor.seq + i`` is the file's event ``i``."""
+    out = []
+    middle = _CASE_KIND_WORD + anchor.agency_id + bytes.fromhex(anchor.actor[2:]).rjust(32, b"\0")
+    where = (anchor.block_number, anchor.block_hash, anchor.block_time, anchor.tx_hash, anchor.log_index)
+    kind, keccak_256 = EntryKind.CASE_EVENT, _keccak_256
+    for i, ((case_id, action, at, commitment, district, channel, details), record_hash) in enumerate(
+        zip(content.events, content.record_hashes, strict=True)
+    ):
+        seq = anchor.seq + i
+        entry = keccak_256(ENTRY_TYPEHASH + seq.to_bytes(32, "big") + middle + record_hash).digest()
+        record = {"case_id": case_id, "action": action, "occurred_at": at, "commitment_id": commitment,
+                  "district": district, "channel": channel, "details_hash": details}
+        out.append(DecodedEntry(seq, kind, anchor.agency_id, anchor.actor, record_hash, entry, *where, record))
+    return out
 
 
 def feedback_item(e: DecodedEntry) -> Feedback:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from ledger.audit.apiread import ApiError, PublicApi
+from ledger.audit.batchfiles import anchors_of, load, source_for
 from ledger.audit.build import BackgroundBuild
 from ledger.audit.chainread import ChainReader
 from ledger.audit.checks import CHECKS
@@ -85,10 +86,23 @@ def run_audit(
         # of the time walking them (as in the indexer), so it is paused while they are made.
         with gc_paused():
             chain = reader.read()
+            # Batch anchors stand for the events of their published files: fetched and checked before the rebuild.
+            anchors = anchors_of(chain.entries)
+            source = source_for(config.batches, api, config.timeout)
+            outcomes = None
+            if source is not None:
+                try:
+                    report_progress("batches", 0, len(anchors))
+                    outcomes = load(anchors, source)
+                    report_progress("batches", len(anchors), len(anchors))
+                finally:
+                    source.close()
+            contents = {seq: o.content for seq, o in (outcomes or {}).items() if o.content is not None}
             report_progress("rebuild", 0, 1)
-            model = rebuild(chain.entries)
+            model = rebuild(chain.entries, contents)
             report_progress("rebuild", 1, 1)
-        ctx = AuditContext(config=config, chain=chain, model=model, reader=reader, api=api, compiled=build)
+        ctx = AuditContext(config=config, chain=chain, model=model, reader=reader, api=api, compiled=build,
+                           batch_files=outcomes, batch_source=None if source is None else source.description)
         if facts is not None:
             ctx.cache["api_chain_facts"] = facts
         results: dict[str, CheckResult] = {}
@@ -121,6 +135,9 @@ def run_audit(
         ordered = [results[c.name] for c in CHECKS]
         stats["findings_per_check"] = {r.name: r.finding_total() for r in ordered}
         stats["entries_by_kind"] = dict(Counter(e.kind.name.lower() for e in model.entries))
+        if model.anchors:
+            stats["batches"] = {"anchored": len(model.anchors), "read": len(model.contents),
+                                "batched_entries": sum(a.record["count"] for a in model.anchors.values())}
         stats["cases"] = len(model.cases)
         stats["log_seconds"] = round(chain.seconds, 3)
         target = {
@@ -134,7 +151,7 @@ def run_audit(
             "entry_count": chain.contract_count,
             "running_hash": "0x" + chain.contract_head.hex(),
             "api": api.where if api is not None else None,
-            "batches": config.batches,
+            "batches": ctx.batch_source,
             "case_sample": config.case_sample,
             "thresholds": config.thresholds.to_dict(),
         }

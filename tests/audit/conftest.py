@@ -1,7 +1,8 @@
 """An honest ledger for the auditor's tests: a small demo city on an anvil of its own, plus key rotation (a key
 authorised, used and revoked), a commitment amended and one retired, corrections, a relayed entry, a working-day
-case, and citizens' feedback (receipts, ratings, disputes answered by a reopening and by a rejection, a receipt case
-still open); indexed into SQLite by the real indexer and served by the real API (the tests may use the indexer; the
+case, citizens' feedback (receipts, ratings, disputes answered by a reopening and by a rejection, a receipt case
+still open), and Merkle-anchored batches of case events (published in ``data_dir/batches``, where the API serves them
+from); indexed into SQLite by the real indexer and served by the real API (the tests may use the indexer; the
 auditor never does).
 
 Tests that tamper with the index work on a copy of it (:meth:`HonestLedger.index_copy`); tests that write to the
@@ -10,6 +11,7 @@ chain run inside :func:`chain_state` (an anvil snapshot, reverted afterwards), s
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from ledger import demo, receipts
+from ledger import batches, demo, receipts
 from ledger.audit import AuditConfig, AuditReport, run_audit
 from ledger.audit.build import fresh_build
 from ledger.chain import Chain, Ledger
@@ -72,7 +74,10 @@ class HonestLedger:
         return self.node.url
 
     def config(self, **changes: Any) -> AuditConfig:
-        fields: dict[str, Any] = dict(rpc_url=self.node.url, contract=self.ledger.address, compile=False)
+        """The audit's settings: batch files from the honest directory unless `batches` says otherwise (None: from
+        the API, when one is audited)."""
+        fields: dict[str, Any] = dict(rpc_url=self.node.url, contract=self.ledger.address, compile=False,
+                                      batches=str(self.batch_dir))
         fields.update(changes)
         return AuditConfig(**fields)
 
@@ -91,34 +96,55 @@ class HonestLedger:
             copy.close()
         return target
 
-    def settings(self, index: Path) -> ApiSettings:
-        return ApiSettings(
+    def settings(self, index: Path, batch_dir: Path | None = None) -> ApiSettings:
+        """The API's settings over `index`; its batch files in `batch_dir` (default: ``<data dir>/batches``)."""
+        settings = ApiSettings(
             store_url=f"sqlite:///{index}", rpc_url=self.node.url, contract_address=self.ledger.address,
             chain_id=self.chain.chain_id, data_dir=self.data_dir,
         )
+        return settings if batch_dir is None else dataclasses.replace(settings, batch_dir=batch_dir)
 
     @contextmanager
-    def api(self, index: Path | None = None, *, wrap: Callable[[FastAPI], Any] | None = None) -> Iterator[TestClient]:
-        """The real public API over `index` (default: the honest one); `wrap` may add middleware (a lying API)."""
-        app = create_app(self.settings(index or self.index_path))
+    def api(self, index: Path | None = None, *, wrap: Callable[[FastAPI], Any] | None = None,
+            batch_dir: Path | None = None) -> Iterator[TestClient]:
+        """The real public API over `index` (default: the honest one) serving batch files from `batch_dir`
+        (default: the honest ones); `wrap` may add middleware (a lying API)."""
+        app = create_app(self.settings(index or self.index_path, batch_dir))
         if wrap is not None:
             wrap(app)
         with TestClient(app) as client:
             yield client
 
+    @property
+    def batch_dir(self) -> Path:
+        """Where the batch files are published (the API's default, ``<data dir>/batches``)."""
+        return self.data_dir / "batches"
+
+    def anchor(self, events: list[CaseEvent], agency: str = "DEMO-ROADS", at: int | None = None,
+               directory: Path | None = None) -> tuple[batches.Batch, int]:
+        """Anchor `events` as a Merkle batch (in a block at time `at`), its file published in `directory` (default:
+        :attr:`batch_dir`); returns the batch and its first seq."""
+        batch = batches.build_batch(events)
+        if at is not None:
+            demo.set_next_block_time(self.chain, at)
+        anchored = batches.anchor(self.ledger, self.signers[agency], batch,
+                                  batches.BatchStore(directory or self.batch_dir))
+        return batch, anchored.seq
+
     def sync(self, index: Path) -> None:
         store = open_store(f"sqlite:///{index}")
         try:
-            Indexer(self.chain, self.ledger.address, store, confirmations=0).sync()
+            Indexer(self.chain, self.ledger.address, store, confirmations=0, batch_dir=self.batch_dir).sync()
         finally:
             store.close()
 
     def audit(self, index: Path | None = None, *, wrap: Callable[[FastAPI], Any] | None = None,
-              **config: Any) -> AuditReport:
-        """Audit the chain and (with `index` or `wrap`) the API serving that index."""
-        if index is None and wrap is None:
+              batch_dir: Path | None = None, **config: Any) -> AuditReport:
+        """Audit the chain and (with `index`, `wrap` or `batch_dir`) the API serving that index and batch files."""
+        if index is None and wrap is None and batch_dir is None:
             return run_audit(self.config(**config))
-        with self.api(index, wrap=wrap) as client:
+        config.setdefault("batches", None)  # the batch files the API serves
+        with self.api(index, wrap=wrap, batch_dir=batch_dir) as client:
             return run_audit(self.config(**config), api_client=client)
 
     def send(self, signer: LocalAccount, data: bytes, at: int | None = None) -> None:
@@ -265,7 +291,30 @@ def _extras(h: HonestLedger) -> None:
     # A working-day case of the licensing bureau.
     h.write(opened("licence", t + 30, "BIZ-LICENCE-3WD", "NORTH", 1), "DEMO-LICENSING", t + 60)
     _feedback(h)
+    _batches(h)
     h.seqs["last"] = ledger.entry_count() - 1
+
+
+def _batches(h: HonestLedger) -> None:
+    """Two Merkle-anchored batches: the roads office's hotline (cases opened, some closed in the batch, one closed
+    later by an entry of its own, one opened alone and closed in the batch) and a small one of the water office."""
+    t = h.now() + 60
+    h.seqs["opened alone"] = h.write(opened("batch-alone", t - 10 * 60, district="WEST"), at=t)
+    t += 60
+    names = [f"hotline-{i}" for i in range(12)]
+    events = [opened(n, t - 3 * HOUR + i * 60, district=("EAST", "WEST")[i % 2], channel=2)
+              for i, n in enumerate(names)]
+    events += [later(n, CaseAction.ACCEPTED, t - 2 * HOUR + i) for i, n in enumerate(names[:8])]
+    events += [later(n, CaseAction.FULFILLED, t - HOUR + i) for i, n in enumerate(names[:5])]
+    events += [later(names[5], CaseAction.ON_HOLD, t - 50 * 60), later(names[5], CaseAction.RESUMED, t - 20 * 60)]
+    events.append(later("batch-alone", CaseAction.FULFILLED, t - 5 * 60))
+    batch, h.seqs["hotline batch"] = h.anchor(events, at=t)
+    h.seqs["hotline batch count"] = batch.count
+    h.seqs["closed alone"] = h.write(later(names[6], CaseAction.FULFILLED, t + 60), at=t + 120)
+    t += 300
+    water = [opened(f"water-batch-{i}", t - HOUR, "WATER-OUTAGE-24H", "NORTH", 4) for i in range(3)]
+    water.append(later("water-batch-0", CaseAction.REJECTED, t - 30 * 60))
+    _, h.seqs["water batch"] = h.anchor(water, "DEMO-WATER", at=t)
 
 
 def _feedback(h: HonestLedger) -> None:
@@ -359,8 +408,8 @@ def compiled() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def honest_report(honest: HonestLedger, compiled: dict[str, Any]) -> AuditReport:
     """The whole audit of the honest ledger: chain, code (fresh build) and the real API."""
-    with honest.api() as client:
-        return run_audit(honest.config(), api_client=client, compiled=compiled)
+    with honest.api() as client:  # batch files from the API too
+        return run_audit(honest.config(batches=None), api_client=client, compiled=compiled)
 
 
 @contextmanager

@@ -18,8 +18,8 @@ from ledger.audit import AuditContext, CannotAudit, Status, run_audit
 from ledger.audit import expected
 from ledger.audit.chainread import GOVERNOR_ROLE, ChainReader, RoleChange
 from ledger.audit.checks import CHECKS, Check, run_check
+from ledger.audit.batchfiles import DirectorySource, anchors_of, load
 from ledger.audit.checks.api_records import sample_cases
-from ledger.audit.checks.pending import _abi_events as pending_abi_events
 from ledger.audit.report import render_html, write_json
 from ledger.audit.rpc import Rpc
 from ledger.logs import DecodedEntry, code_text
@@ -30,18 +30,33 @@ from tests.audit.conftest import DAY, HonestLedger, case_id, copy_entry, receipt
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: the honest ledger's batch files, checked against their anchors (by the anchor's seq): crafted streams are made
+#: from its entries, batch anchors included, and their files come with them
+BATCHES: dict[int, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def entries(honest: HonestLedger) -> list[DecodedEntry]:
-    """The honest ledger's entries, as the auditor decodes them."""
+    """The honest ledger's entries, as the auditor decodes them (batch anchors as logged)."""
     rpc = Rpc(honest.url)
     try:
-        return ChainReader(rpc, honest.ledger.address).read().entries
+        found = ChainReader(rpc, honest.ledger.address).read().entries
     finally:
         rpc.close()
+    outcomes = load(anchors_of(found), DirectorySource(honest.batch_dir))
+    assert outcomes and all(o.content is not None for o in outcomes.values())
+    BATCHES.update({seq: o.content for seq, o in outcomes.items()})
+    return found
 
 
 def context(entries: list[DecodedEntry], **kwargs: Any) -> AuditContext:
+    kwargs.setdefault("batches", BATCHES)
     return AuditContext.for_entries(entries, **kwargs)
+
+
+def last_seq(entries: list[DecodedEntry]) -> int:
+    """The last seq of the ledger (a batch anchor's entries counted): crafted entries go after it."""
+    return context(entries).model.count - 1
 
 
 def replace(entries: list[DecodedEntry], *changed: DecodedEntry) -> list[DecodedEntry]:
@@ -54,17 +69,20 @@ def replace(entries: list[DecodedEntry], *changed: DecodedEntry) -> list[Decoded
 
 def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any, honest: HonestLedger) -> None:
     statuses = {c.name: c.status for c in honest_report.checks}
-    # batches: not applicable on a contract without batch anchors; skipped (never passed) once it has them and
-    # this auditor cannot verify them yet (ledger/audit/checks/pending.py)
-    batches = Status.SKIPPED if pending_abi_events("batch", "anchor", "merkle") else Status.NOT_APPLICABLE
     assert statuses == {
         "contract_code": Status.PASS, "log_complete": Status.PASS, "authorised": Status.PASS,
         "case_transitions": Status.PASS, "timeliness": Status.PASS, "api_records": Status.PASS,
-        "metrics_reproduced": Status.PASS, "feedback_authentic": Status.PASS, "batches_complete": batches,
+        "metrics_reproduced": Status.PASS, "feedback_authentic": Status.PASS, "batches_complete": Status.PASS,
     }
     assert honest_report.summary()["findings"] == 0 and honest_report.exit_code == 0 and not honest_report.errors
     count = honest.ledger.entry_count()
     assert honest_report.check("log_complete").counts["entries"] == count
+    # the batches: read from the API, every one verified, their events compared like any other
+    batches = honest_report.check("batches_complete")
+    assert batches.counts["batches"] == batches.counts["batches_verified"] == 2
+    assert batches.counts["entries_verified"] == honest.seqs["hotline batch count"] + 4
+    assert "/api/v1/batches/{seq}/file" in batches.notes[0]
+    assert honest_report.stats["batches"]["read"] == 2
     assert honest_report.check("authorised").counts["keys_revoked"] == 1
     assert honest_report.check("case_transitions").counts["corrections_applied"] == 2
     api = honest_report.check("api_records").counts
@@ -170,7 +188,10 @@ def test_an_agency_recording_late_as_a_habit(entries: list[DecodedEntry]) -> Non
     honest_late = run_check("timeliness", context(entries)).counts["late_recordings"]
     result = run_check("timeliness", context(replace(entries, *late)))
     [finding] = result.findings
-    assert finding.subject == "agency DEMO-WATER" and f"of its {len(water)} case events" in finding.message
+    # its events as the checks see them: those of its batch too
+    total = len(_case_events(context(entries).model.entries, "DEMO-WATER"))
+    assert total > len(water)
+    assert finding.subject == "agency DEMO-WATER" and f"of its {total} case events" in finding.message
     assert result.counts["late_recordings"] >= honest_late + n - 3
     assert len([w for w in result.warnings if w.message.startswith("late recording")]) >= n
 
@@ -195,7 +216,7 @@ def test_transitions_on_a_crafted_case(entries: list[DecodedEntry]) -> None:
     assert finding.subject == f"case {record.agency_id}/0x{record.case_id.hex()}"
     # the case's opening voided by a (crafted) correction: every later event comes before an opening
     correction = dataclasses.replace(
-        fulfilled_entry, seq=max(e.seq for e in entries) + 1, kind=EntryKind.CORRECTION,
+        fulfilled_entry, seq=last_seq(entries) + 1, kind=EntryKind.CORRECTION,
         record={"target_seq": opened_entry.seq, "reason_hash": b"\0" * 32, "occurred_at": fulfilled_entry.block_time},
     )
     result = run_check("case_transitions", context([*entries, correction]))
@@ -208,7 +229,7 @@ def test_correction_of_another_agencys_entry_is_a_warning(entries: list[DecodedE
     water = _case_events(entries, "DEMO-WATER")[0]
     roads_case = _case_events(entries, "DEMO-ROADS")[5]
     correction = dataclasses.replace(
-        water, seq=max(e.seq for e in entries) + 1, kind=EntryKind.CORRECTION,
+        water, seq=last_seq(entries) + 1, kind=EntryKind.CORRECTION,
         record={"target_seq": roads_case.seq, "reason_hash": b"\0" * 32, "occurred_at": water.block_time},
     )
     result = run_check("case_transitions", context([*entries, correction]))
@@ -230,7 +251,7 @@ def feedback_findings(stream: list[DecodedEntry]) -> list[Any]:
 
 def test_ratings_the_contract_would_refuse(entries: list[DecodedEntry], honest: HonestLedger) -> None:
     rating = _feedback_entry(entries, honest.seqs["fb-rated rating"])
-    top = max(e.seq for e in entries)
+    top = last_seq(entries)
     open_receipt = receipts.address(receipt_code("fb-open"))
     again = copy_entry(rating, seq=top + 1, record={"score": 1})
     early = copy_entry(rating, seq=top + 2, actor=open_receipt, record={"case_id": receipt_case_id("fb-open")})
@@ -263,7 +284,7 @@ def test_a_rating_while_the_case_is_reopened(entries: list[DecodedEntry], honest
 def test_disputes_the_contract_would_refuse(entries: list[DecodedEntry], honest: HonestLedger) -> None:
     dispute = _feedback_entry(entries, honest.seqs["fb-rejected dispute"])
     fulfilled = _feedback_entry(entries, honest.seqs["fb fulfilled"])  # fb-rated's fulfilment
-    top = max(e.seq for e in entries)
+    top = last_seq(entries)
     rated = {"case_id": receipt_case_id("fb-rated")}
     rated_receipt = receipts.address(receipt_code("fb-rated"))
     stale = copy_entry(dispute, seq=top + 1, actor=rated_receipt, record={**rated, "closure": 2})
@@ -297,7 +318,7 @@ def test_disputes_the_contract_would_refuse(entries: list[DecodedEntry], honest:
 
 def test_receipts_the_contract_would_refuse(entries: list[DecodedEntry], honest: HonestLedger) -> None:
     receipt = _feedback_entry(entries, honest.seqs["fb-open receipt"])
-    top = max(e.seq for e in entries)
+    top = last_seq(entries)
     plain = bytes([receipt.record["case_id"][0] & 0x7F]) + receipt.record["case_id"][1:]
     second = copy_entry(receipt, seq=top + 1, record={"receipt": Account.create().address})
     unflagged = copy_entry(receipt, seq=top + 2, record={"case_id": plain})
@@ -314,7 +335,7 @@ def test_receipts_the_contract_would_refuse(entries: list[DecodedEntry], honest:
 
 def test_log_gaps_duplicates_and_extras(entries: list[DecodedEntry]) -> None:
     model_ctx = context(entries)
-    count, head = len(entries), model_ctx.model.head
+    count, head = model_ctx.model.count, model_ctx.model.head
     gapped = [e for e in entries if e.seq not in (100, 101, 102)]
     result = run_check("log_complete", context(gapped, contract_count=count, contract_head=head))
     [gap] = result.findings
@@ -324,7 +345,25 @@ def test_log_gaps_duplicates_and_extras(entries: list[DecodedEntry]) -> None:
     [dup] = result.findings
     assert dup.seq == 7 and "served this log twice" in dup.message
     result = run_check("log_complete", context(entries, contract_count=count - 1, contract_head=head))
-    assert any(f.seq == count - 1 and "beyond the contract's entry count" in f.message for f in result.findings)
+    # the last entry is a batch's (the water office's): its anchor claims one entry too many
+    anchor = entries[-1]
+    assert anchor.kind == EntryKind.BATCH_ANCHORED and anchor.seq + anchor.record["count"] == count
+    assert any(f.seq == anchor.seq and "claims 4 entries, beyond the contract's entry count" in f.message
+               for f in result.findings)
+    result = run_check("log_complete", context(entries[:-1], contract_count=anchor.seq - 1, contract_head=head))
+    assert any(f.seq == anchor.seq - 1 and "beyond the contract's entry count" in f.message for f in result.findings)
+    # a batch's seqs are its own: another entry claiming one of them is found, and a gap after a batch too
+    hotline = next(e for e in entries if e.kind == EntryKind.BATCH_ANCHORED)
+    intruder = dataclasses.replace(entries[7], seq=hotline.seq + 3)
+    result = run_check("log_complete", context([*entries, intruder], contract_count=count, contract_head=head))
+    [claim] = [f for f in result.findings if f.seq == hotline.seq + 3]
+    words = f"also one of the {hotline.record['count']} entries of the batch anchored at seq {hotline.seq}"
+    assert words in claim.message
+    after = hotline.seq + hotline.record["count"]
+    result = run_check("log_complete", context([e for e in entries if e.seq != after], contract_count=count,
+                                                contract_head=head))
+    [gap] = result.findings
+    assert gap.seq == after and f"after seq {hotline.seq}" in gap.message
     result = run_check("log_complete", context(entries, contract_count=count, contract_head=b"\1" * 24))
     [mismatch] = result.findings
     assert mismatch.subject == "running hash" and mismatch.expected == "0x" + "01" * 24

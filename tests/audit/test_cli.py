@@ -19,7 +19,6 @@ import uvicorn
 
 from api.app import create_app
 from ledger.audit import cli, verify_case
-from ledger.audit.checks.pending import _abi_events as pending_abi_events
 from ledger.node import free_port
 from ledger.records import CaseAction
 from tests.audit.conftest import DAY, HonestLedger, case_id, chain_state, later, opened
@@ -59,14 +58,10 @@ def test_full_audit_from_the_script_passes(honest: HonestLedger, api_url: str, t
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    # every check passes but batches: not applicable, or skipped once the contract anchors batches this auditor
-    # cannot verify yet (ledger/audit/checks/pending.py)
-    batches = "skipped" if pending_abi_events("batch", "anchor", "merkle") else "not_applicable"
-    summary = ("PASS: 8 passed, 0 failed, 1 skipped, 0 not applicable; 0 finding(s)" if batches == "skipped" else
-               "PASS: 8 passed, 0 failed, 0 skipped, 1 not applicable; 0 finding(s)")
-    assert summary in " ".join(done.stdout.split())
+    # every check passes, batches included (their files read from the API, the default without --batches)
+    assert "PASS: 9 passed, 0 failed, 0 skipped, 0 not applicable; 0 finding(s)" in " ".join(done.stdout.split())
     data = json.loads(report.read_text())
-    assert data["exit_code"] == 0 and {c["status"] for c in data["checks"]} == {"pass", batches}
+    assert data["exit_code"] == 0 and {c["status"] for c in data["checks"]} == {"pass"}
     assert data["target"]["api"] == api_url
     assert data["checks"][0]["name"] == "contract_code" and data["checks"][0]["status"] == "pass"
     assert "<svg" in page.read_text()

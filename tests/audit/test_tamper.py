@@ -6,11 +6,15 @@ where the fault does not concern them. The honest ledger itself passes with zero
 Citizens' feedback is tampered with as an agency really could: leaving a dispute unanswered or answering it late,
 "correcting" away a rating, a dispute or a receipt, issuing a receipt too late or too early, or to its own key; what
 the contract refuses (rating with an agency key) is shown refused, and a rating forged by a lying node is caught.
-Batch files, not yet verified by this auditor, are shown never to pass."""
+
+Merkle-anchored batches are tampered with for real: a published file withheld, deleted, altered or truncated, a root
+anchored over a file lacking an entry, a malformed line anchored, and batched events that break the other checks'
+rules; each is a finding at the anchoring transaction and log, saying what is wrong."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +23,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from ledger import demo, receipts
+from ledger import batches, demo, receipts
 from ledger.audit import CannotAudit, Status, run_audit
 from ledger.audit.model import AuditReport, Finding
 from ledger.errors import ContractReverted
+from ledger.logs import keccak
 from ledger.records import CaseAction, Correction, Rating, Receipt, short_code, text_hash
 from tests.audit.conftest import (
     DAY,
@@ -537,11 +542,132 @@ def test_a_node_forging_a_rating(honest: HonestLedger) -> None:
     assert hit.expected == receipts.address(receipt_code("fb-rated")) and hit.actual.lower() == forger
 
 
-def test_batch_files_are_never_passed_unverified(honest: HonestLedger) -> None:
-    """Batches: not applicable on a contract without batch anchors, skipped (never passed) on one with them, until
-    the auditor verifies batch files."""
-    report = run_audit(honest.config(batches="/nowhere/batches"))
-    batches = report.check("batches_complete")
-    assert batches.status in (Status.NOT_APPLICABLE, Status.SKIPPED)
-    assert "/nowhere/batches" in batches.notes[0]
-    assert report.exit_code == 0
+# --- Merkle-anchored batches -------------------------------------------------------------------------------------
+
+
+def anchor_log(h: HonestLedger, seq: int) -> tuple[str, int]:
+    """(transaction hash, log index) of the BatchAnchored log of the batch starting at `seq` (its seq topic)."""
+    return pointer(h, seq)
+
+
+def at_anchor(h: HonestLedger, finding: Finding, batch_seq: int, seq: int | None = None) -> bool:
+    """The finding points at the anchoring transaction and log of the batch (and at entry `seq` of it)."""
+    tx_hash, log_index = anchor_log(h, batch_seq)
+    return (finding.seq == (batch_seq if seq is None else seq) and finding.tx_hash == tx_hash
+            and finding.log_index == log_index)
+
+
+def copy_batches(h: HonestLedger, target: Path) -> Path:
+    shutil.copytree(h.batch_dir, target)
+    return target
+
+
+def batch_file(h: HonestLedger, directory: Path, seq: int) -> Path:
+    [anchor] = [e for e in h.ledger.entries() if e.seq == seq]
+    return directory / f"{anchor.record.file_hash.hex()}.csv"
+
+
+def test_without_batch_files_the_batch_check_is_skipped_never_passed(honest: HonestLedger) -> None:
+    report = run_audit(honest.config(batches=None))  # no --batches, no --api
+    check = report.check("batches_complete")
+    assert check.status is Status.SKIPPED
+    assert "2 batches" in check.notes[0] and "--batches" in check.notes[0]
+
+
+@pytest.mark.parametrize("fault", ["deleted", "altered", "truncated", "extended"])
+def test_a_published_batch_file_deleted_altered_or_truncated(honest: HonestLedger, tmp_path: Path, fault: str) -> None:
+    directory = copy_batches(honest, tmp_path / "batches")
+    seq, count = honest.seqs["hotline batch"], honest.seqs["hotline batch count"]
+    path = batch_file(honest, directory, seq)
+    content = path.read_bytes()
+    if fault == "deleted":
+        path.unlink()
+        words = f"the batch file is not available: the batch file is not published: {path} has no such file"
+    elif fault == "altered":  # one event's action changed (a fulfilment made a rejection)
+        path.write_bytes(content.replace(b",6,", b",7,", 1))
+        words = f"its {count} events build another Merkle root"
+    elif fault == "truncated":  # the last event cut off
+        path.write_bytes(content[: content.rstrip(b"\n").rfind(b"\n") + 1])
+        words = f"it holds {count - 1} events, the anchor says {count}"
+    else:  # an event added
+        path.write_bytes(content + content.splitlines(keepends=True)[-1].replace(f"{count - 1},".encode(),
+                                                                                 f"{count},".encode(), 1))
+        words = f"it holds {count + 1} events, the anchor says {count}"
+    report = honest.audit(batches=str(directory))
+    [hit] = findings(report, "batches_complete")
+    assert at_anchor(honest, hit, seq), hit
+    assert f"batch seq {seq} ({count} entries" in hit.message and words in hit.message, hit.message
+    if fault != "deleted":
+        assert "the published file is not the anchored one" in hit.message and hit.field == "file_hash"
+    # The running hash and count still reproduce (the anchor is on chain); the batch's events are missing from the
+    # state, which the transitions show: a case of the batch closed later by an entry of its own was never opened.
+    assert report.check("log_complete").status is Status.PASS
+    assert "batches_complete" in failed(report)
+    [orphan] = findings(report, "case_transitions")
+    assert orphan.seq == honest.seqs["closed alone"] and "before the case was opened" in orphan.message
+
+
+def test_a_batch_file_withheld_by_the_service(honest: HonestLedger, tmp_path: Path) -> None:
+    """The API does not serve the files (its batch directory is empty): the audit, reading them from the API by
+    default, finds both batches unavailable, at their anchors."""
+    empty = tmp_path / "none"
+    empty.mkdir()
+    report = honest.audit(batch_dir=empty)
+    hits = findings(report, "batches_complete")
+    assert [h.seq for h in hits] == [honest.seqs["hotline batch"], honest.seqs["water batch"]]
+    for hit, seq in zip(hits, (honest.seqs["hotline batch"], honest.seqs["water batch"]), strict=True):
+        assert at_anchor(honest, hit, seq)
+        assert "the batch file is not available" in hit.message and f"/api/v1/batches/{seq}/file" in hit.message
+    assert report.check("log_complete").status is Status.PASS
+
+
+@pytest.mark.parametrize("fault", ["lacks an entry", "another root", "malformed line"])
+def test_an_anchored_root_over_a_file_that_does_not_match(honest: HonestLedger, tmp_path: Path, fault: str) -> None:
+    """The agency anchors (root, count, file hash) where the file it publishes (and whose hash it anchors) lacks an
+    entry, holds other events than the root's, or has a malformed line."""
+    t = honest.now() + 60
+    events = [opened(f"short-{i}", t - HOUR) for i in range(4)] + [later("short-0", CaseAction.FULFILLED, t - 60)]
+    full = batches.build_batch(events)
+    if fault == "lacks an entry":
+        content, root, count = batches.build_batch(events[:-1]).content, full.root, full.count
+        words, field = "the file holds 4 events, the anchor says 5: 1 missing", "count"
+    elif fault == "another root":
+        content, root, count = full.content, batches.build_batch(events[::-1]).root, full.count
+        words, field = f"the file's 5 events build Merkle root 0x{full.root.hex()}, the anchor says", "root"
+    else:
+        content, root, count = full.content.replace(b",6,", b",66,", 1), full.root, full.count
+        words, field = "line 6: not a well-formed case event", "line 6"
+    directory = copy_batches(honest, tmp_path / "batches")
+    (directory / f"{keccak(content).hex()}.csv").write_bytes(content)
+    with chain_state(honest):
+        seq = honest.ledger.entry_count()
+        demo.set_next_block_time(honest.chain, t)
+        honest.ledger.anchor_batch(honest.signers["DEMO-ROADS"], root, count, keccak(content))
+        report = honest.audit(batches=str(directory))
+        [hit] = findings(report, "batches_complete")
+        assert at_anchor(honest, hit, seq)
+    assert words in hit.message and hit.field == field, hit.message
+    assert report.check("log_complete").status is Status.PASS
+
+
+def test_batched_events_join_the_other_checks(honest: HonestLedger, tmp_path: Path) -> None:
+    """A batch with an invalid transition and a backdated event: found by the transitions and timeliness checks,
+    pointing at the batched entry's seq and the anchoring transaction and log; the batch itself is fine."""
+    t = honest.now() + 60
+    events = [opened("b-ok", t - HOUR), later("b-never-opened", CaseAction.FULFILLED, t - 60),
+              opened("b-backdated", t - 9 * DAY)]
+    with chain_state(honest):
+        batch, seq = honest.anchor(events, at=t, directory=tmp_path / "batches")
+        report = honest.audit(batches=str(tmp_path / "batches"))
+        assert report.check("batches_complete").findings[0].seq != seq  # the honest batches are not in that directory
+        copy_batches(honest, tmp_path / "all")
+        batches.BatchStore(tmp_path / "all").put(batch)
+        report = honest.audit(batches=str(tmp_path / "all"))
+        [transition] = findings(report, "case_transitions")
+        assert at_anchor(honest, transition, seq, seq + 1)
+        assert "fulfilled before the case was opened" in transition.message
+        [backdated] = findings(report, "timeliness")
+        assert at_anchor(honest, backdated, seq, seq + 2) and "possible backdating" in backdated.message
+        assert report.check("batches_complete").status is Status.PASS
+        assert report.check("authorised").counts["batches"] == 3
+        assert failed(report) == {"case_transitions", "timeliness"}

@@ -27,11 +27,11 @@ def _registry() -> list[Check]:
     from ledger.audit.checks import (
         api_records,
         authorisation,
+        batches,
         code,
         feedback,
         log,
         metrics,
-        pending,
         timeliness,
         transitions,
     )
@@ -45,7 +45,7 @@ def _registry() -> list[Check]:
         api_records.CHECK,
         metrics.CHECK,
         feedback.CHECK,
-        pending.BATCHES,
+        batches.CHECK,
     ]
 
 

@@ -42,7 +42,7 @@ def horizon_at(ctx: AuditContext, facts: dict[str, Any]) -> Horizon:
     """The state of the chain's entries up to the position `facts` (an answer of /chain) names."""
     model = ctx.model
     count = int(facts.get("entry_count") or 0)
-    chain_count = len(model.entries)
+    chain_count = model.count
     head = None
     if count == 0:
         head = "0x" + "00" * 24
@@ -54,7 +54,8 @@ def horizon_at(ctx: AuditContext, facts: dict[str, Any]) -> Horizon:
         sub = model
         note = f"the API has indexed all {chain_count} entries of the audited block"
     else:
-        sub = rebuild([e for e in model.entries if e.seq < used])
+        # (the index takes a batch whole: a batch starting before `used` is in)
+        sub = rebuild([e for e in model.logged if e.seq < used], model.contents)
         note = (f"the API has indexed {count} of the chain's {chain_count} entries: it is compared with the chain's "
                 f"first {used}")
     return Horizon(facts, used, consistent, sub, note)

@@ -1,4 +1,6 @@
-"""Authorisation: every entry was written by a key allowed to write it at that point of the ledger."""
+"""Authorisation: every entry was written by a key allowed to write it at that point of the ledger. A Merkle batch's
+events were written by its anchoring transaction: the anchor's signer is checked, at the anchor's place in the
+ledger, once for all of them."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ NAME = "authorised"
 
 
 def run(ctx: AuditContext, result: CheckResult) -> None:
-    entries = ctx.model.entries
+    entries = ctx.model.logged  # as logged: a batch is its anchor
     # Governance: GOVERNOR_ROLE holders, from the contract's RoleGranted/RoleRevoked events, in chain order.
     roles = sorted(
         (r for r in ctx.chain.role_changes if r.role == GOVERNOR_ROLE), key=lambda r: (r.block_number, r.log_index)
@@ -43,7 +45,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     registered: set[bytes] = set()
     key_agency: dict[str, bytes] = {}  # key -> agency it is authorised for now
     last_change: dict[str, tuple[int, bool, bytes]] = {}  # key -> (seq, authorised, agency) of its last change
-    agency_entries = citizen_entries = 0
+    agency_entries = citizen_entries = batches = batched = 0
     for e in entries:
         kind = e.kind
         if kind in CITIZEN_KINDS:
@@ -76,6 +78,9 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
             last_change[signer] = (e.seq, kind == EntryKind.SIGNER_AUTHORIZED, e.agency_id)
             continue
         agency_entries += 1
+        if kind == EntryKind.BATCH_ANCHORED:
+            batches += 1
+            batched += e.record["count"]
         if key_agency.get(e.actor) == e.agency_id:
             continue
         agency = code_text(e.agency_id)
@@ -86,13 +91,15 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
             why = f"a key revoked at seq {change[0]}, before this entry"
         else:
             why = f"a key authorised for {code_text(change[2])} (seq {change[0]}), not for {agency}"
+        what = (f"batch of {e.record['count']} case events (seq {e.seq}-{e.seq + e.record['count'] - 1})"
+                if kind == EntryKind.BATCH_ANCHORED else e.kind.name.lower())
         result.add(Finding(
-            NAME, f"{e.kind.name.lower()} for {agency} signed by {e.actor}: {why}",
+            NAME, f"{what} for {agency} signed by {e.actor}: {why}",
             **entry_pointer(e), field="actor", actual=e.actor,
         ))
     result.counts.update(
         entries=len(entries), governance_entries=len(governance), agency_entries=agency_entries,
-        citizen_entries=citizen_entries,
+        citizen_entries=citizen_entries, batches=batches, batched_entries=batched,
         keys=len(last_change), keys_revoked=sum(1 for _, authorised, _ in last_change.values() if not authorised),
         role_changes=len(roles),
     )
@@ -103,7 +110,8 @@ CHECK = Check(
     "Every signer authorised at its block",
     "Replaying the key history from the ledger's own SignerAuthorized/SignerRevoked entries (and GOVERNOR_ROLE "
     "grants from the contract's RoleGranted/RoleRevoked events), every agency entry's signer was authorised for "
-    "that agency, and every governance entry's actor held GOVERNOR_ROLE, at the point the entry was written. "
+    "that agency, and every governance entry's actor held GOVERNOR_ROLE, at the point the entry was written (a "
+    "Merkle batch's events: its anchor's signer, at the anchor). "
     "(Ratings and disputes are signed by the citizen's receipt key: feedback_authentic checks those.)",
     run,
 )

@@ -1,5 +1,6 @@
 """Log completeness: the entries the logs record are exactly seq 0 … n-1, once each, and fold to the contract's own
-running hash and count at the audited block."""
+running hash and count at the audited block. A batch anchor accounts for its ``count`` entries (seq … seq+count-1)
+and is folded once, as the contract folds it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import entry_pointer, hex0x
 from ledger.logs import DecodedEntry
+from ledger.records import EntryKind
 
 NAME = "log_complete"
 
@@ -35,24 +37,44 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         result.add(Finding(NAME, f"duplicated entry: {what}", **entry_pointer(e),
                            expected=hex0x(first.entry_hash), actual=hex0x(e.entry_hash)))
 
-    # Seq 0 … count-1, no gap, nothing beyond the contract's count.
+    # Seq 0 … count-1, no gap, nothing beyond the contract's count; a batch covers seq … seq+count-1.
     count = chain.contract_count
     seqs = sorted(seen)
     expected_next = 0
     gaps = 0
+    covered = batches = batched = 0
+    holder: DecodedEntry | None = None  # the entry (or batch) covering the seqs before expected_next
     for seq in seqs:
+        e = seen[seq]
+        span = e.record["count"] if e.kind == EntryKind.BATCH_ANCHORED else 1
         if seq >= count:
-            e = seen[seq]
             result.add(Finding(NAME, f"the log holds seq {seq}, beyond the contract's entry count {count}",
                                **entry_pointer(e)))
             continue
+        if seq < expected_next and holder is not None:
+            result.add(Finding(
+                NAME, f"seq {seq} is also one of the {holder.record['count']} entries of the batch anchored at seq "
+                f"{holder.seq} (tx 0x{holder.tx_hash.hex()} log {holder.log_index}): two entries claim it",
+                **entry_pointer(e), expected=hex0x(holder.entry_hash), actual=hex0x(e.entry_hash),
+            ))
+            continue
         if seq > expected_next:
             gaps += seq - expected_next
-            _gap(result, seen, expected_next, seq - 1)
-        expected_next = seq + 1
+            _gap(result, seen, expected_next, seq - 1, holder)
+        expected_next = seq + span
+        covered += span
+        holder = e
+        if span > 1 or e.kind == EntryKind.BATCH_ANCHORED:
+            batches += 1
+            batched += span
+            if expected_next > count:
+                result.add(Finding(
+                    NAME, f"the batch anchored at seq {seq} claims {span} entries, beyond the contract's entry count "
+                    f"{count}", **entry_pointer(e), field="count", actual=span,
+                ))
     if expected_next < count:
         gaps += count - expected_next
-        _gap(result, seen, expected_next, count - 1)
+        _gap(result, seen, expected_next, count - 1, holder)
 
     # The running hash over the log = the contract's (a gap already explains a difference).
     if not gaps:
@@ -63,7 +85,8 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         result.notes.append("running hash not compared: entries are missing from the log")
 
     result.counts.update(
-        entries=len(seen), contract_entry_count=count, duplicates=duplicates, missing=gaps,
+        entries=covered, logged_entries=len(seen), batches=batches, batched_entries=batched,
+        contract_entry_count=count, duplicates=duplicates, missing=gaps,
         blocks=len({e.block_number for e in chain.entries}), log_requests=chain.log_requests,
     )
     result.notes.append(
@@ -72,8 +95,10 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     )
 
 
-def _gap(result: CheckResult, seen: dict[int, DecodedEntry], first: int, last: int) -> None:
-    before = seen.get(first - 1)
+def _gap(
+    result: CheckResult, seen: dict[int, DecodedEntry], first: int, last: int, before: DecodedEntry | None
+) -> None:
+    """Seqs first … last are missing; `before` is the entry (or batch) that ends just before them."""
     after = seen.get(last + 1)
     span = f"seq {first}" if first == last else f"seqs {first}-{last} ({last - first + 1} entries)"
     around = []
@@ -95,7 +120,7 @@ def _locate_divergence(ctx: AuditContext, result: CheckResult) -> None:
         f"the log's entries fold to running hash 0x{model.running.get(chain.contract_count - 1, b'').hex()} but the "
         f"contract's runningHash() is 0x{chain.contract_head.hex()}: an entry's logged fields were altered"
     )
-    blocks = sorted({e.block_number for e in model.entries})
+    blocks = sorted({e.block_number for e in model.logged})
     if ctx.reader is None or not blocks:
         result.add(Finding(NAME, message, subject="running hash",
                            expected=hex0x(chain.contract_head), actual=hex0x(model.head)))
@@ -120,7 +145,7 @@ def _locate_divergence(ctx: AuditContext, result: CheckResult) -> None:
         else:
             high = mid
     block = blocks[low]
-    in_block = [e for e in model.entries if e.block_number == block]
+    in_block = [e for e in model.logged if e.block_number == block]
     seqs = f"seq {in_block[0].seq}" if len(in_block) == 1 else f"seqs {in_block[0].seq}-{in_block[-1].seq}"
     result.add(Finding(
         NAME,
@@ -134,9 +159,10 @@ def _locate_divergence(ctx: AuditContext, result: CheckResult) -> None:
 CHECK = Check(
     NAME,
     "Log complete (running hash and count)",
-    "Every entry seq 0 … entryCount()-1 appears in the logs exactly once, from the canonical block its log names, "
-    "and the entries fold (docs/ledger-format.md) to the contract's own runningHash() and entryCount() at the "
-    "audited block; where they do not, the first divergent block is found by bisection on historical state.",
+    "Every entry seq 0 … entryCount()-1 appears in the logs exactly once, from the canonical block its log names "
+    "(a Merkle batch's anchor accounts for its count entries, seq … seq+count-1), and the entries fold "
+    "(docs/ledger-format.md; a batch once, over its anchor) to the contract's own runningHash() and entryCount() at "
+    "the audited block; where they do not, the first divergent block is found by bisection on historical state.",
     run,
 )
 

@@ -1,0 +1,128 @@
+"""Fetch every anchored batch's published file and check it against its anchor (``ledger.batchread``): from a
+directory (a ``BatchStore``: files named ``<file hash hex>.csv``) or from a public API (``GET
+/api/v1/batches/{seq}/file``), whichever ``--batches`` names — by default the API given with ``--api``.
+
+Fetching happens before the state is rebuilt, since the batches' events are part of it; what happened to each batch
+(its checked content, or the problem) is kept for the batch check (``ledger.audit.checks.batches``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ledger.audit.apiread import PREFIX, PublicApi
+from ledger.batchread import MISSING, BatchContent, BatchFileProblem, read_batch
+from ledger.logs import DecodedEntry
+from ledger.records import EntryKind
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """One anchored batch: its checked content, or what is wrong (``problem.kind``: missing, hash, malformed,
+    count, root)."""
+
+    anchor: DecodedEntry
+    #: where the file was looked for (a path or a URL)
+    where: str
+    content: BatchContent | None = None
+    problem: BatchFileProblem | None = None
+
+
+class BatchSource:
+    """Where published batch files are read from."""
+
+    #: what the report says the source is
+    description = ""
+
+    def fetch(self, anchor: DecodedEntry) -> tuple[str, bytes | None]:
+        """(where it was looked for, the file's bytes or None when it is not there); BatchFileProblem (missing) when
+        it cannot be read at all."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class DirectorySource(BatchSource):
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.description = f"directory {self.directory}"
+
+    def fetch(self, anchor: DecodedEntry) -> tuple[str, bytes | None]:
+        path = self.directory / f"{anchor.record['file_hash'].hex()}.csv"
+        try:
+            return str(path), path.read_bytes()
+        except FileNotFoundError:
+            return str(path), None
+        except OSError as exc:
+            raise BatchFileProblem(MISSING, f"{path} cannot be read: {exc}") from exc
+
+
+class ApiSource(BatchSource):
+    """``GET {base}/api/v1/batches/{seq}/file``: the exact bytes the service publishes."""
+
+    def __init__(self, api: PublicApi, *, owned: bool = False) -> None:
+        self.api, self.owned = api, owned
+        self.description = f"the public API at {api.where} (GET {PREFIX}/batches/{{seq}}/file)"
+
+    def fetch(self, anchor: DecodedEntry) -> tuple[str, bytes | None]:
+        path = f"/batches/{anchor.seq}/file"
+        where = f"{self.api.where}{PREFIX}{path}"
+        try:
+            response = self.api.client.get(PREFIX + path)
+        except httpx.TransportError as exc:
+            raise BatchFileProblem(MISSING, f"GET {where} failed: {exc}") from exc
+        self.api.requests += 1
+        if response.status_code == 404:
+            return where, None
+        if response.status_code >= 400:
+            raise BatchFileProblem(MISSING, f"GET {where} answered HTTP {response.status_code}")
+        return where, response.content
+
+    def close(self) -> None:
+        if self.owned:
+            self.api.close()
+
+
+def source_for(batches: str | None, api: PublicApi | None, timeout: float = 60.0) -> BatchSource | None:
+    """The source ``--batches`` names: a URL is a public API's base URL, anything else a directory; without it, the
+    API given with ``--api`` (None when there is neither)."""
+    if batches:
+        if batches.startswith(("http://", "https://")):
+            return ApiSource(PublicApi(batches, timeout=timeout), owned=True)
+        return DirectorySource(Path(batches))
+    return ApiSource(api) if api is not None else None
+
+
+def anchors_of(entries: Iterable[DecodedEntry]) -> list[DecodedEntry]:
+    """The batch anchors among logged entries, once each, in seq order."""
+    found: dict[int, DecodedEntry] = {}
+    for e in entries:
+        if e.kind == EntryKind.BATCH_ANCHORED and e.seq not in found:
+            found[e.seq] = e
+    return [found[seq] for seq in sorted(found)]
+
+
+def load(anchors: list[DecodedEntry], source: BatchSource, workers: int = 8) -> dict[int, BatchOutcome]:
+    """Fetch and check every anchored batch's file (a few at a time), by the anchor's seq."""
+
+    def one(anchor: DecodedEntry) -> BatchOutcome:
+        r = anchor.record
+        where = source.description
+        try:
+            where, content = source.fetch(anchor)
+            if content is None:
+                raise BatchFileProblem(MISSING, f"the batch file is not published: {where} has no such file")
+            return BatchOutcome(anchor, where, read_batch(content, r["root"], r["count"], r["file_hash"]))
+        except BatchFileProblem as exc:
+            return BatchOutcome(anchor, where, problem=exc)
+
+    if len(anchors) <= 1:
+        return {a.seq: one(a) for a in anchors}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit-batches") as pool:
+        return {outcome.anchor.seq: outcome for outcome in pool.map(one, anchors)}
