@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.audit.rebuild import CaseRecord, CommitmentState, LedgerModel, hex0x
+from ledger.batches import verify_proof
 from ledger.logs import DecodedEntry, code_text
 from ledger.metrics import rate_from_bps
 from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
@@ -20,8 +21,10 @@ UNIT_NAMES = {unit.value: unit.name.lower() for unit in DeadlineUnit}
 GOVERNANCE = (EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED)
 
 
-def proof(e: DecodedEntry) -> dict[str, Any]:
-    return {
+def proof(e: DecodedEntry, model: LedgerModel | None = None) -> dict[str, Any]:
+    """An entry's proof; with the model, a batched entry's gains ``batch`` (its Merkle proof is checked apart, by
+    :func:`merkle_problem`: the API may build another valid one)."""
+    out: dict[str, Any] = {
         "seq": e.seq,
         "tx_hash": hex0x(e.tx_hash),
         "block_number": e.block_number,
@@ -29,6 +32,56 @@ def proof(e: DecodedEntry) -> dict[str, Any]:
         "block_time": e.block_time,
         "log_index": e.log_index,
         "entry_hash": hex0x(e.entry_hash),
+    }
+    anchor = model.batch_of(e.seq) if model is not None and model.anchors else None
+    if anchor is not None:
+        r = anchor.record
+        out["batch"] = {
+            "seq": anchor.seq, "index": e.seq - anchor.seq, "root": hex0x(r["root"]), "count": r["count"],
+            "file_hash": hex0x(r["file_hash"]), "file_url": f"/api/v1/batches/{anchor.seq}/file",
+        }
+    return out
+
+
+def merkle_problem(e: DecodedEntry, model: LedgerModel, served: Any) -> tuple[str, bool] | None:
+    """What is wrong with the Merkle proof the API serves for batched entry `e` in its proof object `served`: (the
+    problem, whether it is only a warning — no proof offered), or None when it verifies (or `e` is not batched)."""
+    anchor = model.batch_of(e.seq) if model.anchors else None
+    if anchor is None:
+        return None
+    batch = served.get("batch") if isinstance(served, dict) else None
+    if not isinstance(batch, dict):
+        return "the API does not give the batched entry's batch and Merkle proof (proof.batch)", False
+    branch = batch.get("merkle_proof")
+    if branch is None:
+        why = batch.get("proof_unavailable") or "no reason given"
+        return f"the API gives no Merkle proof for the batched entry ({why}), though the batch file is published", True
+    try:
+        siblings = [bytes.fromhex(str(h)[2:]) for h in branch]
+    except ValueError:
+        return f"the API's Merkle proof is not a list of 0x-hex hashes: {branch!r}", False
+    if not verify_proof(anchor.record["root"], e.seq - anchor.seq, e.record_hash, siblings):
+        return (f"the API's Merkle proof of entry {e.seq} (index {e.seq - anchor.seq} of batch {anchor.seq}) does not "
+                f"lead to the anchored root 0x{anchor.record['root'].hex()}"), False
+    return None
+
+
+def batch(anchor: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
+    """``GET /batches`` item (``final`` and ``file_available`` left out: the service's view of the moment)."""
+    r = anchor.record
+    return {
+        "seq": anchor.seq,
+        "last_seq": anchor.seq + r["count"] - 1,
+        "count": r["count"],
+        "agency_id": code_text(anchor.agency_id),
+        "signer": anchor.actor,
+        "root": hex0x(r["root"]),
+        "file_hash": hex0x(r["file_hash"]),
+        "record_hash": hex0x(anchor.record_hash),
+        "entry_hash": hex0x(anchor.entry_hash),
+        "running_hash": hex0x(model.running[anchor.seq]),
+        "file_url": f"/api/v1/batches/{anchor.seq}/file",
+        "proof": proof(anchor),
     }
 
 
@@ -44,7 +97,7 @@ def entry(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
         "entry_hash": hex0x(e.entry_hash),
         "running_hash": hex0x(model.running[e.seq]),
         "occurred_at": e.record.get("occurred_at"),  # none for governance entries, ratings and disputes
-        "proof": proof(e),
+        "proof": proof(e, model),
     }
 
 
@@ -55,6 +108,11 @@ def entry_export(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
         voided_by=model.voided.get(e.seq), block_number=e.block_number, block_hash=hex0x(e.block_hash),
         block_time=e.block_time, tx_hash=hex0x(e.tx_hash), log_index=e.log_index,
     )
+    anchor = model.batch_of(e.seq) if model.anchors else None
+    if anchor is not None:
+        r = anchor.record
+        out.update(batch_seq=anchor.seq, batch_index=e.seq - anchor.seq, batch_root=hex0x(r["root"]),
+                   batch_file_hash=hex0x(r["file_hash"]))
     return out
 
 
@@ -168,7 +226,7 @@ def case_event(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
         "district": code_text(r["district"]) if opened else None,
         "channel": r["channel"] if opened else None,
         "voided_by": model.voided.get(e.seq),
-        "proof": proof(e),
+        "proof": proof(e, model),
     }
 
 

@@ -4,8 +4,11 @@ For each event of the case it prints what was claimed and when it was recorded, 
 hold it, and the entry hash; then it checks, independently of any service: that the transaction's receipt (from the
 node) holds that very log in that block and that it decodes to the same entry hash; that the whole log folds to the
 contract's own ``runningHash()`` and ``entryCount()`` (so no event of the case is missing or altered); and that the
-case's events are valid transitions. With ``--api`` it also compares the public API's view of the case. Exit code 0:
-everything verifies; 1: something does not (or no such case); 2: could not run.
+case's events are valid transitions. With ``--api`` it also compares the public API's view of the case. An event
+written in a Merkle-anchored batch is read from its batch file (``--batches``, a directory or API URL; by default the
+API): its proof is the anchoring transaction's log, checked the same way, plus the event's inclusion proof in the
+batch's Merkle tree, rebuilt from the file and checked off chain and by the contract's own ``verifyBatchEntry``.
+Exit code 0: everything verifies; 1: something does not (or no such case); 2: could not run.
 """
 
 from __future__ import annotations
@@ -18,19 +21,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from eth_abi import encode as abi_encode
 from rich.console import Console
 from rich.table import Table
 
 from ledger.audit import expected
 from ledger.audit.apiread import ApiError, PublicApi
+from ledger.audit.batchfiles import anchors_of, load, source_for
 from ledger.audit.chainread import ChainReader, ChainSnapshot
 from ledger.audit.checks import run_check
 from ledger.audit.context import AuditConfig, AuditContext
 from ledger.audit.errors import CannotAudit
 from ledger.audit.rebuild import CaseRecord, LedgerModel, feedback_item, hex0x, rebuild
 from ledger.audit.rpc import Rpc, RpcError
+from ledger.batches import MerkleTree, leaf_hash, verify_proof
 from ledger.cases import CaseProgress, Event
-from ledger.logs import DecodedEntry, LogDecoder, code_text
+from ledger.logs import DecodedEntry, LogDecoder, code_text, keccak
 from ledger.metrics import CaseRow, is_overdue_at
 from ledger.records import CaseAction
 from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
@@ -53,14 +59,55 @@ def _span(seconds: int | None) -> str:
     return f"{sign}{days}d {hours:02d}h{rest // 60:02d}m" if days else f"{sign}{hours}h{rest // 60:02d}m"
 
 
-def receipt_proofs(rpc: Rpc, events: list[DecodedEntry]) -> dict[int, str | None]:
+_VERIFY_BATCH_ENTRY = keccak(b"verifyBatchEntry(uint256,uint256,bytes32,bytes32[])")[:4]
+
+
+def merkle_proofs(rpc: Rpc, contract: str, events: list[DecodedEntry], model: LedgerModel) -> dict[int, Any]:
+    """For each batched event: its batch, index and Merkle proof (rebuilt from the batch file), checked off chain
+    (``verified``) and by the contract's ``verifyBatchEntry`` at the latest block (``contract_verified``)."""
+    out: dict[int, Any] = {}
+    trees: dict[int, MerkleTree] = {}
+    calls = []
+    for e in events:
+        anchor = model.batch_of(e.seq) if model.anchors else None
+        if anchor is None or anchor.seq not in model.contents:
+            continue
+        content = model.contents[anchor.seq]
+        tree = trees.get(anchor.seq)
+        if tree is None:
+            tree = trees[anchor.seq] = MerkleTree(
+                [leaf_hash(i, r) for i, r in enumerate(content.record_hashes)]
+            )
+        index = e.seq - anchor.seq
+        branch = tree.proof(index)
+        out[e.seq] = {
+            "batch_seq": anchor.seq, "index": index, "root": hex0x(anchor.record["root"]),
+            "merkle_proof": [hex0x(h) for h in branch],
+            "verified": verify_proof(anchor.record["root"], index, e.record_hash, branch),
+        }
+        data = _VERIFY_BATCH_ENTRY + abi_encode(["uint256", "uint256", "bytes32", "bytes32[]"],
+                                                [anchor.seq, index, e.record_hash, branch])
+        calls.append((e.seq, ("eth_call", [{"to": contract, "data": hex0x(data)}, "latest"])))
+    if calls:
+        try:
+            answers = rpc.batch([call for _, call in calls])
+        except RpcError:
+            answers = [None] * len(calls)
+        for (seq, _), answer in zip(calls, answers, strict=True):
+            out[seq]["contract_verified"] = None if answer in (None, "0x") else int(answer, 16) == 1
+    return out
+
+
+def receipt_proofs(rpc: Rpc, events: list[DecodedEntry], model: LedgerModel | None = None) -> dict[int, str | None]:
     """seq -> None when the node's receipt of the event's transaction holds the same log (same entry hash) in the
-    same block, else what is wrong."""
+    same block, else what is wrong. A batched event's log is its batch's anchor."""
     decoder = LogDecoder()
     hashes = sorted({e.tx_hash for e in events})
     receipts = dict(zip(hashes, rpc.batch([("eth_getTransactionReceipt", [hex0x(h)]) for h in hashes]), strict=True))
     out: dict[int, str | None] = {}
     for e in events:
+        anchor = model.batch_of(e.seq) if model is not None and model.anchors else None
+        logged = anchor or e  # the log that holds the event
         receipt = receipts.get(e.tx_hash)
         if receipt is None:
             out[e.seq] = "the node has no receipt for the transaction"
@@ -75,8 +122,8 @@ def receipt_proofs(rpc: Rpc, events: list[DecodedEntry]) -> dict[int, str | None
         decoded = decoder.decode([{**log, "blockTimestamp": None} for log in logs]) if logs else []
         if not decoded:
             out[e.seq] = f"the receipt has no ledger entry at log index {e.log_index}"
-        elif decoded[0].entry_hash != e.entry_hash or decoded[0].seq != e.seq:
-            out[e.seq] = "the receipt's log decodes to another entry"
+        elif decoded[0].entry_hash != logged.entry_hash or decoded[0].seq != logged.seq:
+            out[e.seq] = "the receipt's log decodes to another entry" + (" than the batch's anchor" if anchor else "")
         else:
             out[e.seq] = None
     return out
@@ -109,22 +156,41 @@ def _transitions(record: CaseRecord, model: LedgerModel) -> dict[int, str]:
 
 def verify(
     rpc_url: str, contract: str, case_id: bytes, *, agency: str | None = None, api: PublicApi | None = None,
-    chain_id: int | None = None,
+    chain_id: int | None = None, batches: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the command prints, as data; `ok` says whether it all verified."""
+    """Everything the command prints, as data; `ok` says whether it all verified. `batches`: where batch files are
+    read (a directory or an API base URL; default: `api`)."""
     rpc = Rpc(rpc_url)
     try:
         reader = ChainReader(rpc, contract, expected_chain_id=chain_id)
         chain: ChainSnapshot = reader.read()
-        model = rebuild(chain.entries)
+        anchors = anchors_of(chain.entries)
+        source = source_for(batches, api) if anchors else None
+        outcomes = {}
+        if source is not None:
+            try:
+                outcomes = load(anchors, source)
+            finally:
+                source.close()
+        model = rebuild(chain.entries, {s: o.content for s, o in outcomes.items() if o.content is not None})
         log = run_check("log_complete", AuditContext(
             config=AuditConfig(rpc_url=rpc_url, contract=contract), chain=chain, model=model, reader=reader,
         ))
         records = [r for (a, c), r in sorted(model.cases.items()) if c == case_id and (agency is None or a == agency)]
         cases = []
         ok = bool(records) and log.status.value == "pass"
+        unread = [a for a in anchors if a.seq not in model.contents]
+        batch_notes = [
+            f"batch seq {a.seq} ({a.record['count']} entries): "
+            + (outcomes[a.seq].problem.message if a.seq in outcomes and outcomes[a.seq].problem else
+               "its file was not read (--batches, or --api)")
+            for a in unread
+        ]
+        if unread:
+            ok = False  # the case may have events in a batch that could not be read
         for record in records:
-            proofs = receipt_proofs(rpc, record.events)
+            proofs = receipt_proofs(rpc, record.events, model)
+            merkle = merkle_proofs(rpc, chain.address, record.events, model)
             after = _transitions(record, model)
             state = record.state
             overdue = None
@@ -146,13 +212,20 @@ def verify(
             events = []
             for e in record.events:
                 item = expected.case_event(e, model)
+                problem = proofs[e.seq]
+                batch = merkle.get(e.seq)
+                if batch is not None and problem is None:
+                    if not batch["verified"]:
+                        problem = "its Merkle proof does not lead to the anchored root"
+                    elif batch.get("contract_verified") is False:
+                        problem = "the contract's verifyBatchEntry refuses its Merkle proof"
                 item.update(
                     status_after=after[e.seq], record_hash=hex0x(e.record_hash),
                     running_hash=hex0x(model.running.get(e.seq)), actor=e.actor,
-                    proof_verified=proofs[e.seq] is None, proof_problem=proofs[e.seq],
+                    proof_verified=problem is None, proof_problem=problem, batch=batch,
                 )
                 events.append(item)
-            problems = [f"seq {s}: {p}" for s, p in proofs.items() if p is not None]
+            problems = [f"seq {ev['seq']}: {ev['proof_problem']}" for ev in events if ev["proof_problem"]]
             problems += [f"seq {e.seq}: not a valid transition ({after[e.seq]})" for e, _ in record.invalid]
             if api_diffs:
                 problems += [f"the API's view differs: {f}: API {a!r}, chain {w!r}" for f, w, a in api_diffs[:10]]
@@ -168,6 +241,7 @@ def verify(
             "entry_count": chain.contract_count, "running_hash": hex0x(chain.contract_head),
             "log_complete": log.status.value == "pass",
             "log_findings": [f.message for f in log.findings[:10]], "cases": cases,
+            "unread_batches": batch_notes,
         }
     finally:
         rpc.close()
@@ -185,6 +259,8 @@ def _print(result: dict[str, Any], console: Console) -> None:
     )
     for message in result["log_findings"]:
         console.print(f"  [red]{message}[/]")
+    for message in result.get("unread_batches", []):
+        console.print(f"[red]✗ {message}: the case may have events there[/]", highlight=False)
     if not result["cases"]:
         console.print(f"[red]no case {result['case_id']} on this ledger[/]"
                       + (f" for agency {result['agency_id']}" if result["agency_id"] else ""))
@@ -206,6 +282,14 @@ def _print(result: dict[str, Any], console: Console) -> None:
                 f"{p['log_index']} · entry hash {p['entry_hash']} · record hash {ev['record_hash']} · signed by "
                 f"{ev['actor']}", highlight=False,
             )
+            b = ev.get("batch")
+            if b:
+                on_chain = {True: "✓", False: "✗", None: "not asked"}[b.get("contract_verified")]
+                console.print(
+                    f"    in batch seq {b['batch_seq']} at index {b['index']}: Merkle proof of "
+                    f"{len(b['merkle_proof'])} hashes to root {b['root']} {'✓' if b['verified'] else '✗'} · the "
+                    f"contract's verifyBatchEntry {on_chain}", highlight=False,
+                )
         state = case["state"]
         if state is None:
             console.print("  [yellow]no state: the case has no opening that stands[/]")
@@ -229,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contract", required=True, help="address of the CivicLedger contract")
     p.add_argument("--agency", default=None, help="the agency the case belongs to (default: any that has the id)")
     p.add_argument("--api", default=None, metavar="URL", help="also compare the public API's view of the case")
+    p.add_argument("--batches", default=None, metavar="DIR_OR_URL",
+                   help="where batch files are published (a directory, or an API base URL; default: --api)")
     p.add_argument("--chain-id", type=int, default=None, help="the chain id expected (another one: exit 2)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
     args = p.parse_args(argv)
@@ -243,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     api = PublicApi(args.api) if args.api else None
     try:
-        result = verify(args.rpc_url, args.contract, case_id, agency=args.agency, api=api, chain_id=args.chain_id)
+        result = verify(args.rpc_url, args.contract, case_id, agency=args.agency, api=api, chain_id=args.chain_id,
+                        batches=args.batches)
     except (CannotAudit, RpcError) as exc:
         err.print(f"[bold red]could not verify[/]: {exc}", highlight=False)
         return 2

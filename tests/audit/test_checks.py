@@ -83,6 +83,8 @@ def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any,
     assert batches.counts["entries_verified"] == honest.seqs["hotline batch count"] + 4
     assert "/api/v1/batches/{seq}/file" in batches.notes[0]
     assert honest_report.stats["batches"]["read"] == 2
+    api = honest_report.check("api_records").counts
+    assert api["batches_compared"] == 2 and api["merkle_proofs_checked"] == batches.counts["entries_verified"]
     assert honest_report.check("authorised").counts["keys_revoked"] == 1
     assert honest_report.check("case_transitions").counts["corrections_applied"] == 2
     api = honest_report.check("api_records").counts

@@ -119,10 +119,37 @@ def test_verify_case_from_the_script(honest: HonestLedger) -> None:
     relayed = "0x" + case_id("relayed").hex()
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "verify_case.py"), relayed, "--rpc-url", honest.url, "--contract",
-         honest.ledger.address], capture_output=True, text=True, timeout=120,
+         honest.ledger.address, "--batches", str(honest.batch_dir)], capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "VERIFIED" in done.stdout and "opened" in done.stdout
+
+
+def test_verify_case_of_a_batched_case(
+    honest: HonestLedger, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A case opened in a batch and closed by an entry of its own: the batched event's proof is the anchoring log
+    plus its Merkle proof, checked off chain and by the contract; without the batch files nothing is verified."""
+    name = "0x" + case_id("hotline-6").hex()
+    code = verify_case.main([name, "--rpc-url", honest.url, "--contract", honest.ledger.address, "--api", api_url,
+                             "--json", str(tmp_path / "case.json")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0, out
+    [case] = json.loads((tmp_path / "case.json").read_text())["cases"]
+    assert [e["action"] for e in case["events"]] == ["opened", "accepted", "fulfilled"]
+    batched, alone = case["events"][:2], case["events"][2]
+    batch_seq = honest.seqs["hotline batch"]
+    for event in batched:
+        assert event["proof_verified"] and event["batch"]["batch_seq"] == batch_seq
+        assert event["batch"]["verified"] and event["batch"]["contract_verified"] is True
+        assert event["batch"]["index"] == event["seq"] - batch_seq
+        assert f"in batch seq {batch_seq} at index {event['batch']['index']}" in out
+    assert alone["batch"] is None and alone["seq"] == honest.seqs["closed alone"]
+    assert case["state"]["status"] == "fulfilled" and "VERIFIED" in out
+    # without the batch files: the case's batched events are unknown, so nothing is verified
+    code = verify_case.main([name, "--rpc-url", honest.url, "--contract", honest.ledger.address])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1 and "NOT VERIFIED" in out and f"batch seq {batch_seq}" in out
 
 
 def test_verify_case_unknown_or_forged(honest: HonestLedger, capsys: pytest.CaptureFixture[str]) -> None:

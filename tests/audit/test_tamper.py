@@ -671,3 +671,32 @@ def test_batched_events_join_the_other_checks(honest: HonestLedger, tmp_path: Pa
         assert report.check("batches_complete").status is Status.PASS
         assert report.check("authorised").counts["batches"] == 3
         assert failed(report) == {"case_transitions", "timeliness"}
+
+
+def test_api_serving_a_wrong_merkle_proof_or_batch(honest: HonestLedger) -> None:
+    """The API's Merkle proof of a batched record that does not lead to the anchored root, and a batch listed with
+    another root: both found, at the anchoring transaction (the record's seq, the batch's seq)."""
+    seq = honest.seqs["hotline batch"]
+    target = seq + 3
+
+    def bend_proof(body: Any, request: Request) -> Any:
+        for item in body["items"]:
+            batch = item["proof"].get("batch")
+            if item["seq"] == target and batch and batch.get("merkle_proof"):
+                batch["merkle_proof"][0] = "0x" + "00" * 32
+        return body
+
+    def other_root(body: Any, request: Request) -> Any:
+        for item in body["items"]:
+            if item["seq"] == seq:
+                item["root"] = "0x" + "ab" * 32
+        return body
+
+    report = honest.audit(wrap=lying("/api/v1/entries", bend_proof), case_sample=5)
+    assert failed(report) == {"api_records"}
+    [hit] = findings(report, "api_records")
+    assert at_anchor(honest, hit, seq, target) and "does not lead to the anchored root" in hit.message
+    report = honest.audit(wrap=lying("/api/v1/batches", other_root), case_sample=5)
+    assert failed(report) == {"api_records"}
+    [hit] = findings(report, "api_records")
+    assert at_anchor(honest, hit, seq) and hit.field == "root" and hit.actual == "0x" + "ab" * 32

@@ -41,6 +41,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     result.notes.append(h.note)
     _chain_facts(ctx, h, result)
     _entries(ctx, h, result)
+    _batches(ctx, h, result)
     _agencies(ctx, h, result)
     _commitments(ctx, h, result)
     _cases(ctx, h, result)
@@ -110,7 +111,7 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         ("exported entry", "/export/entries.jsonl", expected.entry_export),
     ):
         served: set[int] = set()  # seqs seen (items are compared as they stream by, not kept)
-        unread_batched = 0
+        unread_batched = merkle_checked = 0
         rows: Iterable[dict[str, Any]] = api.pages(path) if view == "entry" else api.lines(path)
         try:
             for item in rows:
@@ -133,6 +134,16 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                     strange_blocks.setdefault(str(block_hash).lower(), []).append((seq, item))
                     continue
                 diffs = expected.differences(builder(e, full), item)
+                if view == "entry":
+                    wrong = expected.merkle_problem(e, full, item.get("proof"))
+                    if wrong is not None:
+                        merkle_checked += 1
+                        (result.warn if wrong[1] else result.add)(Finding(
+                            NAME, f"entry seq {seq}: {wrong[0]}", **entry_pointer(e), subject=f"GET /api/v1{path}",
+                            field="proof.batch.merkle_proof",
+                        ))
+                    elif full.anchors and full.batch_of(seq) is not None:
+                        merkle_checked += 1
                 if not finality.ok(item, e.block_number):
                     diffs.append(("final", f"false (block {e.block_number} > finalized {finality.block})", True))
                 if diffs:
@@ -156,7 +167,49 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         if unread_batched:
             result.notes.append(f"{unread_batched} {view}s of batches whose files were not read were not compared "
                                 "(batches_complete says why)")
+        if view == "entry" and full.anchors:
+            result.counts["merkle_proofs_checked"] = merkle_checked
     _reorganised(ctx, strange_blocks, result)
+
+
+def _batches(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
+    """``GET /batches``: every batch anchored within the API's position, as on chain (root, count, file hash, signer,
+    the anchoring proof, the batch's record, entry and running hash), none other."""
+    model = ctx.model
+    anchors = {seq: a for seq, a in model.anchors.items() if seq < h.count}
+    if not anchors:
+        return
+    path = "/batches"
+    subject = f"GET /api/v1{path}"
+    finality = ctx.cache.setdefault("api_finality", _Finality(ctx, h))
+    served: set[int] = set()
+    try:
+        for item in ctx.api.pages(path):
+            seq = item.get("seq")
+            anchor = anchors.get(seq) if isinstance(seq, int) else None
+            if anchor is None:
+                if isinstance(seq, int) and seq >= h.count:
+                    continue  # indexed after the API's position was read
+                result.add(Finding(NAME, f"the API lists a batch at seq {seq}, which the chain does not have",
+                                   seq=seq if isinstance(seq, int) else None, subject=subject))
+                continue
+            if seq in served:
+                result.add(Finding(NAME, f"duplicated batch: the API lists batch seq {seq} twice",
+                                   **entry_pointer(anchor), subject=subject))
+                continue
+            served.add(seq)
+            diffs = expected.differences(expected.batch(anchor, model), item)
+            if not finality.ok(item, anchor.block_number):
+                diffs.append(("final", f"false (block {anchor.block_number} > finalized {finality.block})", True))
+            if diffs:
+                result.add(_finding(anchor, f"batch seq {seq}", diffs, subject))
+    except ApiError as exc:
+        result.add(Finding(NAME, f"the API does not list the chain's {len(anchors)} batches: {exc}", subject=subject))
+        return
+    for seq in sorted(set(anchors) - served):
+        result.add(Finding(NAME, f"missing from the API: batch seq {seq}, anchored on chain",
+                           **entry_pointer(anchors[seq]), subject=subject))
+    result.counts["batches_compared"] = len(served)
 
 
 def _reorganised(ctx: AuditContext, blocks: dict[str, list[tuple[int, dict[str, Any]]]], result: CheckResult) -> None:
