@@ -16,11 +16,13 @@ from ledger import batches
 from ledger.batches import BatchStore, build_batch
 from ledger.chain import Chain
 from ledger.indexer import BATCH_HALT_PREFIX, BatchUnavailable, Indexer
+from ledger.metrics import MetricsFilter, compute_metrics
 from ledger.node import AnvilNode
 from ledger.records import CaseAction, CaseEvent, Correction, EntryKind, entry_hash, keccak, text_hash
 from ledger.store.db import Store, open_store
 from tests.conftest import World, build_world, case_id
 
+DAY = 86_400
 T0 = 1_790_000_000  # claimed times: fixed, so that two ledgers given the same events fold the same cases
 
 
@@ -154,6 +156,13 @@ def test_batched_events_give_the_rows_single_events_give(
     assert state_row["entry_count"] == state.entry_count()
     assert bytes(state_row["running_hash"]) == state.running_hash()
     assert dumps["single"]["batches"] == []
+    # and the metrics count them alike (the recording latencies aside: the two ledgers' blocks have other times)
+    flt = MetricsFilter(start=T0 - DAY, end=T0 + 30 * DAY, as_of=T0 + 3 * DAY)
+    figures = {k: compute_metrics(store.engine, flt).to_dict() for k, store in stores_.items()}
+    for values in figures.values():
+        for name in [n for n in values if "latency" in n or "late_recordings" in n]:
+            values.pop(name)
+    assert figures["single"] == figures["batched"] and figures["single"]["cases_opened"] == 12
 
 
 def test_batches_among_single_entries_and_a_correction_of_a_batched_event(
