@@ -38,6 +38,7 @@ Case ids (:class:`CaseIds`)
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import hmac
 import json
@@ -49,7 +50,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ledger.errors import InvalidRecord
-from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Channel, short_code, text_hash
+from ledger.logs import keccak
+from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Channel, short_code
 
 ACTIONS = {a.name.lower(): a for a in CaseAction}
 CHANNELS = {c.name.lower(): int(c) for c in Channel}
@@ -124,15 +126,23 @@ class CaseIds:
 
 
 def references(path: Path) -> list[str]:
-    """The case references of a .csv or .jsonl/.ndjson file's later events (rows other than opened), for
-    :meth:`CaseIds.prefetch`; rows that cannot be read are skipped (:func:`read_rows` reports them)."""
+    """The case references of a .csv or .jsonl/.ndjson file's later events (rows other than opened) whose case is
+    not opened earlier in the file, for :meth:`CaseIds.prefetch`: an import opening and closing the day's cases asks
+    the memory about none of them. Rows that cannot be read are skipped (:func:`read_rows` reports them; a reference
+    whose opened row is refused is asked about alone, when its later row is read)."""
     found: dict[str, None] = {}
+    opened: set[str] = set()
 
     def take(raw: Any) -> None:
-        if isinstance(raw, dict) and str(raw.get("action") or "").strip().lower() != "opened":
-            reference = str(raw.get("case") or "").strip()
-            if reference:
-                found[reference] = None
+        if not isinstance(raw, dict):
+            return
+        reference = str(raw.get("case") or "").strip()
+        if not reference:
+            return
+        if str(raw.get("action") or "").strip().lower() == "opened":
+            opened.add(reference)
+        elif reference not in opened:
+            found[reference] = None
 
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -230,7 +240,7 @@ def _record(raw: dict[str, Any], ids: CaseIds, receipts: bool, no_receipts: str)
     fields: dict[str, Any] = {"action": action, "occurred_at": _text(raw, "occurred_at")}
     details = raw.get("details")
     if details not in (None, ""):
-        fields["details_hash"] = text_hash(str(details))
+        fields["details_hash"] = _details_hash(str(details))
     receipt = False
     if action is CaseAction.OPENED:
         fields["commitment_id"] = short_code(_text(raw, "commitment"))
@@ -241,12 +251,17 @@ def _record(raw: dict[str, Any], ids: CaseIds, receipts: bool, no_receipts: str)
         for name in ("commitment", "district", "channel", "receipt"):
             if raw.get(name) not in (None, ""):
                 raise InvalidRecord(f"{name} belongs to the opened row only")
-    # Validate everything before the id is chosen: a refused opened row must not decide its reference's id.
-    CaseEvent(case_id=b"\x01" * 32, **fields)
-    fields["case_id"] = ids.opened(reference, receipt=receipt) if action is CaseAction.OPENED else ids.existing(
-        reference
-    )
-    return CaseEvent(**fields), receipt, reference
+    # Validate everything before the id is chosen: a refused opened row must not decide its reference's id. The
+    # id (an HMAC, 32 bytes, never zero) then replaces the placeholder without validating the event a second time.
+    checked = CaseEvent(case_id=b"\x01" * 32, **fields)
+    case_id = ids.opened(reference, receipt=receipt) if action is CaseAction.OPENED else ids.existing(reference)
+    return checked.model_copy(update={"case_id": case_id}), receipt, reference
+
+
+@functools.lru_cache(maxsize=65_536)
+def _details_hash(text: str) -> bytes:
+    """``ledger.records.text_hash`` with the C keccak, remembered: an import repeats a few texts many times."""
+    return keccak(text.encode("utf-8"))
 
 
 def _receipt(value: Any, receipts: bool, no_receipts: str) -> bool:

@@ -129,12 +129,26 @@ def test_later_events_find_the_case_however_it_was_opened():
 
 
 def test_references_of_later_events(tmp_path):
+    """Only cases not opened earlier in the file: those opened in it are found there (CaseIds asks nothing)."""
     path = tmp_path / "rows.csv"
-    path.write_text("case,action,occurred_at\nR-1,opened,x\nR-1,fulfilled,x\nR-2,accepted,x\nR-2,rejected,x\n,withdrawn,x\n")
-    assert references(path) == ["R-1", "R-2"]
+    path.write_text("case,action,occurred_at\nR-1,opened,x\nR-1,fulfilled,x\nR-2,accepted,x\nR-2,rejected,x\n,withdrawn,x\n"
+                    "R-3,accepted,x\nR-3,opened,x\n")
+    assert references(path) == ["R-2", "R-3"]
     lines = tmp_path / "rows.jsonl"
-    lines.write_text('{"case": "J-1", "action": "accepted"}\n{broken\n{"case": "J-2", "action": "OPENED"}\n')
+    lines.write_text('{"case": "J-1", "action": "accepted"}\n{broken\n{"case": "J-2", "action": "OPENED"}\n'
+                     '{"case": "J-2", "action": "fulfilled"}\n')
     assert references(lines) == ["J-1"]
+
+
+def test_a_row_is_the_event_its_fields_give(tmp_path):
+    """The id is put into the validated event without validating it again: the same event, hashed the same."""
+    from ledger.records import CaseEvent
+
+    (row,) = _rows(tmp_path, "one.csv", HEADER + "R-9,opened,2026-11-01T09:00:00Z,STREETLIGHT-48H,EAST,app,déjà vu\n")
+    fields = row.record.model_dump()
+    assert CaseEvent(**fields) == row.record and CaseEvent(**fields).struct_hash() == row.record.struct_hash()
+    assert row.record.case_id == case_id_for(SALT, "DEMO-ROADS", "R-9")
+    assert row.record.details_hash == text_hash("déjà vu")
 
 
 def test_receipt_column_and_receipt_rows(tmp_path):
