@@ -117,7 +117,7 @@ def load(anchors: list[DecodedEntry], source: BatchSource, workers: int = 8) -> 
         try:
             where, content = source.fetch(anchor)
             if content is None:
-                raise BatchFileProblem(MISSING, f"the batch file is not published: {where} has no such file")
+                raise BatchFileProblem(MISSING, f"{where} has no such file (not published there)")
             return BatchOutcome(anchor, where, read_batch(content, r["root"], r["count"], r["file_hash"]))
         except BatchFileProblem as exc:
             return BatchOutcome(anchor, where, problem=exc)

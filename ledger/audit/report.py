@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -47,17 +48,19 @@ def print_summary(report: AuditReport, console: Console, *, findings_per_check: 
     console.print(table)
     for r in report.checks:
         if r.status in (Status.SKIPPED, Status.NOT_APPLICABLE):
-            console.print(f"[{STATUS_STYLE[r.status]}]{r.name}[/]: {r.notes[-1] if r.notes else r.status.value}")
+            note = escape(r.notes[-1]) if r.notes else r.status.value
+            console.print(f"[{STATUS_STYLE[r.status]}]{r.name}[/]: {note}")
     for r in report.checks:
         if not r.findings:
             continue
         console.print(f"\n[bold red]{r.name}[/]: {r.finding_total():,} finding(s)")
         for f in r.findings[:findings_per_check]:
-            console.print(f"  • [cyan]{f.where}[/]: {f.message}", highlight=False)
+            # messages quote what was found (paths, API answers): never read as markup
+            console.print(f"  • [cyan]{escape(f.where)}[/]: {escape(f.message)}", highlight=False)
         if r.finding_total() > findings_per_check:
             console.print(f"  … and {r.finding_total() - findings_per_check:,} more (see the JSON or HTML report)")
     for error in report.errors:
-        console.print(f"[bold yellow]could not complete[/]: {error}")
+        console.print(f"[bold yellow]could not complete[/]: {escape(error)}")
     s = report.summary()
     verdict = {0: "[bold green]PASS[/]", 1: "[bold red]FAIL[/]", 2: "[bold yellow]INCOMPLETE[/]"}[report.exit_code]
     console.print(

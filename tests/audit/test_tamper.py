@@ -582,7 +582,7 @@ def test_a_published_batch_file_deleted_altered_or_truncated(honest: HonestLedge
     content = path.read_bytes()
     if fault == "deleted":
         path.unlink()
-        words = f"the batch file is not available: the batch file is not published: {path} has no such file"
+        words = f"the batch file is not available: {path} has no such file (not published there)"
     elif fault == "altered":  # one event's action changed (a fulfilment made a rejection)
         path.write_bytes(content.replace(b",6,", b",7,", 1))
         words = f"its {count} events build another Merkle root"
@@ -596,7 +596,9 @@ def test_a_published_batch_file_deleted_altered_or_truncated(honest: HonestLedge
     report = honest.audit(batches=str(directory))
     [hit] = findings(report, "batches_complete")
     assert at_anchor(honest, hit, seq), hit
-    assert f"batch seq {seq} ({count} entries" in hit.message and words in hit.message, hit.message
+    assert f"batch of {count} entries, seq {seq}-{seq + count - 1}: " in hit.message
+    assert words in hit.message, hit.message
+    assert "its entries are left out of the other checks" in hit.message
     if fault != "deleted":
         assert "the published file is not the anchored one" in hit.message and hit.field == "file_hash"
     # The running hash and count still reproduce (the anchor is on chain); the batch's events are missing from the

@@ -64,20 +64,20 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
             verified += 1
             entries += r["count"]
             continue
-        span = f"entries {anchor.seq}-{anchor.seq + r['count'] - 1}"
+        n = r["count"]
+        span = f"{n} entries, seq {anchor.seq}-{anchor.seq + n - 1}" if n > 1 else f"1 entry, seq {anchor.seq}"
         expected, actual, field = None, None, "file"
         if problem.kind == "hash":
             expected, field = hex0x(r["file_hash"]), "file_hash"
         elif problem.kind == "count":
-            expected, field = r["count"], "count"
+            expected, field = n, "count"
         elif problem.kind == "root":
             expected, field = hex0x(r["root"]), "root"
         elif problem.kind == "malformed" and problem.line is not None:
             field = f"line {problem.line}"
+        detail = problem.message if problem.kind == "missing" else f"{problem.message} (read from {outcome.where})"
         result.add(Finding(
-            NAME,
-            f"batch seq {anchor.seq} ({r['count']} entries, {span}): {_WHAT[problem.kind]}: {problem.message} "
-            f"[{outcome.where}]; its entries are left out of the other checks",
+            NAME, f"batch of {span}: {_WHAT[problem.kind]}: {detail}; its entries are left out of the other checks",
             **entry_pointer(anchor), subject=f"batch seq {anchor.seq} (file 0x{r['file_hash'].hex()})",
             field=field, expected=expected, actual=actual,
         ))
