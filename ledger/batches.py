@@ -267,6 +267,13 @@ def anchor(ledger: Ledger, signer: LocalAccount, batch: Batch, store: BatchStore
     found = find_anchored(ledger, agency_id, batch.file_hash, from_block)
     if found is not None:
         return found
+    # A mined anchoring is found above; one still waiting in the node's pool is not, so refuse to send a second.
+    pending = ledger.w3.eth.get_transaction_count(signer.address, "pending")
+    if pending > ledger.w3.eth.get_transaction_count(signer.address, "latest"):
+        raise LedgerError(
+            f"{signer.address} has a transaction waiting in the node's pool (perhaps this batch's anchoring): "
+            "wait until it is mined, then run again"
+        )
     receipt = ledger.anchor_batch(signer, batch.root, batch.count, batch.file_hash)
     (log,) = ledger.contract.events.BatchAnchored().process_receipt(receipt)
     return Anchored(int(log["args"]["seq"]), bytes(receipt["transactionHash"]), int(receipt["blockNumber"]))

@@ -152,3 +152,24 @@ def test_tree_matches_openzeppelin_merkle_tree(world: World, tmp_path: Path) -> 
     theirs = json.loads(out.stdout)
     assert theirs["root"] == "0x" + batch.root.hex()
     assert theirs["proofs"] == [["0x" + p.hex() for p in batch.proof(i)] for i in range(11)]
+
+
+def test_an_anchoring_still_in_the_pool_is_not_sent_twice(world: World, tmp_path: Path) -> None:
+    if world.chain.embedded:
+        pytest.skip("eth-tester mines every transaction at once: nothing waits in a pool")
+    w3 = world.chain.w3
+    batch = build_batch(events(world, 4))
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        w3.eth.send_raw_transaction(world.signer.sign_transaction({
+                "to": world.relayer.address, "value": 1, "gas": 21_000, "maxFeePerGas": 10**10,
+                "maxPriorityFeePerGas": 1, "chainId": world.chain.chain_id,
+                "nonce": w3.eth.get_transaction_count(world.signer.address, "pending"),
+            }).raw_transaction)
+        with pytest.raises(LedgerError, match="waiting in the node's pool"):
+            batches.anchor(world.ledger, world.signer, batch, BatchStore(tmp_path))
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+        w3.provider.make_request("evm_mine", [])
+    anchored = batches.anchor(world.ledger, world.signer, batch, BatchStore(tmp_path))
+    assert world.ledger.contract.functions.batchRoot(anchored.seq).call() == batch.root
