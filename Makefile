@@ -22,6 +22,7 @@ test: deps $(SLITHER_VENV)/.installed $(CHROMIUM) $(CJK_FONT)
 
 bench: deps
 	$(VENV)/bin/python bench/gas.py
+	$(VENV)/bin/python bench/batches.py
 
 deps: $(VENV)/.installed node_modules/.installed
 
