@@ -750,17 +750,7 @@ def case_import(
         issued.report()
     problems = sorted(refused + [(line, e or "failed") for line, e in failed])
     if problems:
-        table = Table(title="rows not recorded")
-        table.add_column("line", justify="right")
-        table.add_column("why")
-        for line, why in problems[:200]:
-            table.add_row(str(line), why or "")
-        out.print(table)
-        if len(problems) > 200:
-            out.print(f"… and {len(problems) - 200} more")
-        reasons = Counter((why or "").split(":")[0] for _, why in problems)
-        out.print("by reason: " + ", ".join(f"{k} ({v})" for k, v in reasons.most_common(5)))
-    if problems:
+        _problems_table(problems)
         raise typer.Exit(1)
 
 
