@@ -42,6 +42,13 @@ Receipts, ratings and disputes (:class:`Feedback`)
     DisputeRejected event (valid or not): that event is the dispute's answer (:func:`dispute_answers`). These do
     not change the status: the contract enforces when a rating or dispute may be made, the auditor re-checks it.
 
+Batched events of receipt cases (:func:`batched_event_applies`)
+    A case event inside a Merkle-anchored batch never applies to a case whose id carries ``RECEIPT_CASE_FLAG``: the
+    contract tracks such a case's state (its ratings and disputes depend on it) and never sees inside a batch, so a
+    fulfilment hidden in a batch would show the case closed while the citizen could not rate or dispute it. Such an
+    event stays an entry (it is on the ledger) but is left out of the case's events, like a voided one; the API
+    says why and the auditor reports it against the agency.
+
 Reopening
     A reopened case is open again: ``closed_at`` is cleared, and the next closing event closes it anew. The outcome
     (``fulfil_seconds``, ``on_time``) is that of the **final** fulfilment: the time the case spent wrongly marked
@@ -85,7 +92,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from ledger.records import CaseAction, DeadlineUnit, EntryKind
+from ledger.records import RECEIPT_CASE_FLAG, CaseAction, DeadlineUnit, EntryKind
 from ledger.workdays import YearCalendar, working_days_due
 
 DAY = 86_400
@@ -456,6 +463,19 @@ def dispute_answers(disputes: Iterable[int], answers: Iterable[Answer]) -> dict[
     for dispute in disputes:
         out[dispute] = next((a for a in ordered if a.seq > dispute), None)
     return out
+
+
+def batched_event_applies(case_id: bytes) -> bool:
+    """Whether a case event anchored in a Merkle batch applies to its case: only when the case has no receipt
+    (its id lacks ``RECEIPT_CASE_FLAG``). See the module docstring."""
+    return not case_id[0] & RECEIPT_CASE_FLAG
+
+
+#: why a batched event of a receipt case is not applied (shown by the API, reported by the auditor)
+BATCHED_RECEIPT_CASE_EVENT = (
+    "a case with a receipt is tracked by the contract, which never sees inside a batch: its events must be "
+    "recorded one by one, so this batched event is not applied to the case"
+)
 
 
 def voided_entries(entries: Iterable[tuple[int, Any, int | None, int]]) -> dict[int, int]:
