@@ -44,6 +44,7 @@ class ApiError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         detail: Sequence[Mapping[str, Any]] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -51,10 +52,25 @@ class ApiError(Exception):
         self.message = message
         self.headers = dict(headers or {})
         self.detail = list(detail) if detail is not None else None
+        #: further facts beside code and message (e.g. which budget), JSON values
+        self.extra = dict(extra or {})
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status_code, self.code, self.message, headers=self.headers, detail=self.detail,
+                              extra=self.extra)
 
 
 def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
+
+
+def budget_exceeded(budget: str, message: str, *, limit: int, used: int, resets_at: int, retry_after: int) -> ApiError:
+    """429 for a relayed write that would take its signer past one of its budgets (``ledger.relay_budgets``): names
+    the budget and when enough of it is free again (unix seconds, and ``Retry-After`` in seconds)."""
+    return ApiError(
+        429, "budget_exceeded", message, headers={"Retry-After": str(max(1, retry_after))},
+        extra={"budget": budget, "limit": limit, "used": used, "resets_at": resets_at},
+    )
 
 
 def invalid(message: str, *, param: str | None = None, location: str = "query") -> ApiError:
@@ -65,8 +81,14 @@ def invalid(message: str, *, param: str | None = None, location: str = "query") 
     return ApiError(422, "invalid_request", message, detail=detail)
 
 
-def error_body(code: str, message: str, detail: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+def error_body(
+    code: str,
+    message: str,
+    detail: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
+    error.update({k: v for k, v in (extra or {}).items() if v is not None and k not in error})
     if detail is not None:
         error["detail"] = list(detail)
     return {"error": error}
@@ -79,8 +101,9 @@ def error_response(
     *,
     headers: Mapping[str, str] | None = None,
     detail: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message, detail), status_code=status_code, headers=dict(headers or {}))
+    return JSONResponse(error_body(code, message, detail, extra), status_code=status_code, headers=dict(headers or {}))
 
 
 def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -105,7 +128,7 @@ def _validation_message(detail: Sequence[Mapping[str, Any]]) -> str:
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers, detail=exc.detail)
+    return exc.response()
 
 
 async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger.devnet import DEFAULT_DATA_DIR
+from ledger.relay_budgets import RelayBudgets
 from ledger.store.db import default_url
 
 
@@ -35,6 +36,9 @@ class ApiSettings:
     write_rate_per_minute: int = 600
     #: origins allowed to read cross-origin ("*": everyone, for a public audit API)
     cors_origins: tuple[str, ...] = ("*",)
+    #: what one agency key may make the relayer pay for, per rolling hour and day (0: no limit); shared by every
+    #: worker (kept in the relay store). CIVIC_RELAY_TX_PER_HOUR, _TX_PER_DAY, _GAS_PER_HOUR, _GAS_PER_DAY
+    relay_budgets: RelayBudgets = field(default_factory=RelayBudgets)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -65,4 +69,24 @@ class ApiSettings:
             cors_origins=tuple(
                 o.strip() for o in os.environ.get("CIVIC_CORS_ORIGINS", "*").split(",") if o.strip()
             ),
+            relay_budgets=RelayBudgets(
+                transactions_per_hour=_count("CIVIC_RELAY_TX_PER_HOUR", RelayBudgets.transactions_per_hour),
+                transactions_per_day=_count("CIVIC_RELAY_TX_PER_DAY", RelayBudgets.transactions_per_day),
+                gas_per_hour=_count("CIVIC_RELAY_GAS_PER_HOUR", RelayBudgets.gas_per_hour),
+                gas_per_day=_count("CIVIC_RELAY_GAS_PER_DAY", RelayBudgets.gas_per_day),
+            ),
         )
+
+
+def _count(name: str, default: int) -> int:
+    """A whole number ≥ 0 from the environment (``_`` as a thousands separator allowed: 50_000_000)."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number (0 for no limit), not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be 0 (no limit) or more, not {value}")
+    return value

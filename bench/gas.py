@@ -1,5 +1,5 @@
-"""Gas per ledger entry on a local anvil: single, batched and relayed writes, and citizens' receipts, ratings and
-disputes (a benchmark, not a test).
+"""Gas per ledger entry on a local anvil: single, batched and relayed writes, a Merkle batch's anchor, and citizens'
+receipts, ratings and disputes (a benchmark, not a test).
 
 Run: python bench/gas.py  — prints a table, then one JSON line of the figures.
 """
@@ -116,6 +116,11 @@ def main() -> None:
             now(),
         )
         rows["holiday calendar (5 holidays, 2 workdays)"] = ledger.write(signer, calendar)["gasUsed"]
+        # One anchoring transaction whatever the batch's size (target: at most 60,000); the root and file hash are
+        # those of some batch of 1,000 events, which the contract never reads.
+        rows["batch anchored (root, 1,000 entries, file hash)"] = ledger.anchor_batch(
+            signer, keccak(b"root"), 1_000, keccak(b"file")
+        )["gasUsed"]
 
         # Receipts: a case opened with one has the top bit of its id set; the receipt is its own entry.
         def receipt_case() -> tuple[CaseEvent, str]:
@@ -175,6 +180,7 @@ def main() -> None:
         "batched_case_life_gas": rows[f"batch of {BATCH}: case lives (1 open : 2 later), per entry"],
         "relayed_entry_gas": rows["relayed: case opened"],
         "relayed_batched_entry_gas": rows[f"relayed batch of {BATCH}: opened, per entry"],
+        "anchor_gas": rows["batch anchored (root, 1,000 entries, file hash)"],
         "receipt_gas": rows["single: receipt issued"],
         "receipt_batched_gas": rows[f"batch of {BATCH}: receipts issued, per entry"],
         "rating_gas": rows["rating (relayed, receipt-signed)"],

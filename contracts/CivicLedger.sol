@@ -5,6 +5,7 @@ import {AccessControlDefaultAdminRules} from
     "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
 import {ICivicLedger} from "./interfaces/ICivicLedger.sol";
@@ -22,6 +23,8 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     uint256 public constant DISPUTE_WINDOW = 30 days;
     /// @inheritdoc ICivicLedger
     uint256 public constant DISPUTE_RESPONSE_WINDOW = 10 days;
+    /// @inheritdoc ICivicLedger
+    uint64 public constant MAX_BATCH_ENTRIES = 1 << 20;
 
     // EIP-712 §Definition of encodeType: each record's type string, then the relayed wrappers.
     bytes32 private constant AGENCY_REGISTRATION_TYPEHASH =
@@ -49,33 +52,33 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         keccak256("HolidayCalendar(uint16 year,uint32[] holidays,uint32[] workdays,uint64 occurredAt)");
 
     bytes32 private constant PUBLISH_COMMITMENT_TYPEHASH = keccak256(
-        "PublishCommitment(Commitment commitment,uint256 nonce,uint256 deadline)"
+        "PublishCommitment(bytes32 agencyId,Commitment commitment,uint256 nonce,uint256 deadline)"
         "Commitment(bytes32 commitmentId,bytes32 serviceCode,string nameZh,string nameEn,uint32 deadline,"
         "uint8 deadlineUnit,uint16 targetBps,uint64 validFrom,bytes32 termsHash,uint64 occurredAt)"
     );
     bytes32 private constant RETIRE_COMMITMENT_TYPEHASH = keccak256(
-        "RetireCommitment(Retirement retirement,uint256 nonce,uint256 deadline)"
+        "RetireCommitment(bytes32 agencyId,Retirement retirement,uint256 nonce,uint256 deadline)"
         "Retirement(bytes32 commitmentId,bytes32 reasonHash,uint64 occurredAt)"
     );
     bytes32 private constant RECORD_CASE_EVENT_TYPEHASH = keccak256(
-        "RecordCaseEvent(CaseEvent caseEvent,uint256 nonce,uint256 deadline)"
+        "RecordCaseEvent(bytes32 agencyId,CaseEvent caseEvent,uint256 nonce,uint256 deadline)"
         "CaseEvent(bytes32 caseId,uint8 action,uint64 occurredAt,bytes32 commitmentId,bytes32 district,"
         "uint8 channel,bytes32 detailsHash)"
     );
     bytes32 private constant RECORD_CASE_EVENTS_TYPEHASH = keccak256(
-        "RecordCaseEvents(CaseEvent[] caseEvents,uint256 nonce,uint256 deadline)"
+        "RecordCaseEvents(bytes32 agencyId,CaseEvent[] caseEvents,uint256 nonce,uint256 deadline)"
         "CaseEvent(bytes32 caseId,uint8 action,uint64 occurredAt,bytes32 commitmentId,bytes32 district,"
         "uint8 channel,bytes32 detailsHash)"
     );
     bytes32 private constant ISSUE_RECEIPT_TYPEHASH = keccak256(
-        "IssueReceipt(Receipt receipt,uint256 nonce,uint256 deadline)Receipt(bytes32 caseId,address receipt,uint64 occurredAt)"
+        "IssueReceipt(bytes32 agencyId,Receipt receipt,uint256 nonce,uint256 deadline)Receipt(bytes32 caseId,address receipt,uint64 occurredAt)"
     );
     bytes32 private constant RECORD_CORRECTION_TYPEHASH = keccak256(
-        "RecordCorrection(Correction correction,uint256 nonce,uint256 deadline)"
+        "RecordCorrection(bytes32 agencyId,Correction correction,uint256 nonce,uint256 deadline)"
         "Correction(uint64 targetSeq,bytes32 reasonHash,uint64 occurredAt)"
     );
     bytes32 private constant PUBLISH_HOLIDAY_CALENDAR_TYPEHASH = keccak256(
-        "PublishHolidayCalendar(HolidayCalendar calendar,uint256 nonce,uint256 deadline)"
+        "PublishHolidayCalendar(bytes32 agencyId,HolidayCalendar calendar,uint256 nonce,uint256 deadline)"
         "HolidayCalendar(uint16 year,uint32[] holidays,uint32[] workdays,uint64 occurredAt)"
     );
 
@@ -227,6 +230,9 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     function anchorBatch(bytes32 root, uint64 count, bytes32 fileHash) external {
         bytes32 agencyId = _requireSigner(msg.sender);
         if (root == bytes32(0) || count == 0 || fileHash == bytes32(0)) revert InvalidBatch(root, count, fileHash);
+        // The count is the one quantity of an anchor that moves the shared log: bounded, so no agency can push the
+        // entry count near its type's limit (2^64 / 2^20 anchors would be needed) and freeze every writer.
+        if (count > MAX_BATCH_ENTRIES) revert BatchTooLarge(count, MAX_BATCH_ENTRIES);
         LogHead memory head = _head;
         uint64 seq = head.entryCount;
         bytes32 batchHash = keccak256(abi.encode(BATCH_TYPEHASH, root, count, fileHash));
@@ -509,7 +515,8 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         if (agencyId == bytes32(0)) revert UnauthorizedSigner(signer);
     }
 
-    /// @dev Checks a relayed signature over `wrapperTypehash(recordHash, nonce, deadline)` and consumes the nonce.
+    /// @dev Checks a relayed signature over `wrapperTypehash(agencyId, recordHash, nonce, deadline)`, `agencyId` the
+    /// agency the key writes for now, and consumes the nonce.
     function _useSignature(
         bytes32 wrapperTypehash,
         bytes32 recordHash,
@@ -523,14 +530,18 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         if (block.timestamp > deadline) revert SignatureExpired(deadline, block.timestamp);
         agencyId = _requireSigner(signer);
         uint256 nonce = _nonces[signer];
-        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(wrapperTypehash, recordHash, nonce, deadline)));
+        // The agency is part of what was signed: a signature made while the key wrote for one agency can never be
+        // attributed to another after governance moves the key.
+        bytes32 digest =
+            _hashTypedDataV4(keccak256(abi.encode(wrapperTypehash, agencyId, recordHash, nonce, deadline)));
         // OpenZeppelin's checker refuses malleable (high-s) ECDSA signatures and supports ERC-1271 signers.
         if (!SignatureChecker.isValidSignatureNow(signer, digest, signature)) revert InvalidSignature(signer);
         _nonces[signer] = nonce + 1;
     }
 
-    /// @dev Reverts unless `signature` is the receipt key's over the EIP-712 digest of `recordHash`. A receipt key
-    /// is derived from a code, so it has no contract code and OpenZeppelin's checker does plain ECDSA, refusing
+    /// @dev Reverts unless `signature` is the receipt key's plain ECDSA signature over the EIP-712 digest of
+    /// `recordHash`. Never ERC-1271: a receipt key belongs to the citizen, and a contract at that address (an agency's
+    /// "receipt" wallet, or code delegated to the address later) could approve anything. OpenZeppelin's ECDSA refuses
     /// malleable (high-s) signatures.
     function _requireReceiptSignature(
         address receipt,
@@ -539,15 +550,18 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         bytes32 agencyId,
         bytes32 caseId
     ) private view {
-        if (!SignatureChecker.isValidSignatureNow(receipt, _hashTypedDataV4(recordHash), signature)) {
-            revert InvalidReceiptSignature(agencyId, caseId);
-        }
+        // Slither (unused-return) accepted: the third value only details why recovery failed; any failure is refused.
+        // slither-disable-next-line unused-return
+        (address recovered, ECDSA.RecoverError error,) = ECDSA.tryRecover(_hashTypedDataV4(recordHash), signature);
+        if (error != ECDSA.RecoverError.NoError || recovered != receipt) revert InvalidReceiptSignature(agencyId, caseId);
     }
 
     /// @dev Starts tracking a case with a receipt; a case gets one receipt.
     function _issueReceipt(bytes32 agencyId, address signer, Receipt calldata r, bytes32 recordHash) private {
         _requireOccurredAt(r.occurredAt);
         if (r.caseId & RECEIPT_CASE_FLAG == 0 || r.receipt == address(0)) revert InvalidReceipt(r.caseId, r.receipt);
+        // A receipt key is the citizen's own key pair: an address with code is some contract's, not a citizen's.
+        if (r.receipt.code.length != 0) revert ReceiptKeyIsContract(r.caseId, r.receipt);
         ReceiptCase storage state = _receiptCases[agencyId][r.caseId];
         if (state.status != ReceiptCaseStatus.None) revert CaseAlreadyHasReceipt(agencyId, r.caseId);
         state.receipt = r.receipt;

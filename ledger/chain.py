@@ -261,13 +261,24 @@ class Ledger:
             "verifyingContract": self.address,
         }
 
-    def typed_data(self, record: Record | list[CaseEvent], nonce: int, deadline: int) -> dict[str, Any]:
+    def typed_data(
+        self, record: Record | list[CaseEvent], nonce: int, deadline: int, agency_id: bytes
+    ) -> dict[str, Any]:
         """The EIP-712 typed data an agency key signs (what ``eth_signTypedData_v4`` takes)."""
-        return relay_typed_data(self.domain(), record, nonce, deadline)
+        return relay_typed_data(self.domain(), record, agency_id, nonce, deadline)
 
-    def sign(self, signer: LocalAccount, record: Record | list[CaseEvent], deadline: int, nonce: int | None = None) -> bytes:
+    def sign(
+        self,
+        signer: LocalAccount,
+        record: Record | list[CaseEvent],
+        deadline: int,
+        nonce: int | None = None,
+        agency_id: bytes | None = None,
+    ) -> bytes:
+        """Sign `record` for relaying; the agency signed is `agency_id`, by default the one the key writes for now."""
         nonce = self.nonce(signer.address) if nonce is None else nonce
-        signed = Account.sign_typed_data(signer.key, full_message=self.typed_data(record, nonce, deadline))
+        agency_id = self.agency_of(signer.address) if agency_id is None else agency_id
+        signed = Account.sign_typed_data(signer.key, full_message=self.typed_data(record, nonce, deadline, agency_id))
         return bytes(signed.signature)
 
     def relay(
@@ -504,9 +515,11 @@ def citizen_typed_data(domain: dict[str, Any], record: Rating | Dispute) -> dict
 
 
 def relay_typed_data(
-    domain: dict[str, Any], record: Record | list[CaseEvent], nonce: int, deadline: int
+    domain: dict[str, Any], record: Record | list[CaseEvent], agency_id: bytes, nonce: int, deadline: int
 ) -> dict[str, Any]:
-    """EIP-712 typed data of a relayed record (or batch of case events) with its nonce and deadline."""
+    """EIP-712 typed data of a relayed record (or batch of case events) for the agency the key writes for, with its
+    nonce and deadline. The agency is signed (``ICivicLedger``: each wrapper's first field), so the signature never
+    counts for another agency the key may be moved to."""
     if isinstance(record, list):
         primary, field, inner, message = BATCH_RELAY, "caseEvents", CaseEvent, [e.eip712_message() for e in record]
         field_type = "CaseEvent[]"
@@ -518,17 +531,23 @@ def relay_typed_data(
     return {
         "types": {
             "EIP712Domain": _EIP712_DOMAIN_TYPE,
-            primary: [
-                {"name": field, "type": field_type},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
+            primary: relay_wrapper_fields(field, field_type),
             inner.TYPE_NAME: [{"name": n, "type": t} for _, n, t in inner.FIELDS],
         },
         "primaryType": primary,
         "domain": domain,
-        "message": {field: message, "nonce": nonce, "deadline": deadline},
+        "message": {"agencyId": "0x" + agency_id.hex(), field: message, "nonce": nonce, "deadline": deadline},
     }
+
+
+def relay_wrapper_fields(field: str, field_type: str) -> list[dict[str, str]]:
+    """The fields of a relayed wrapper type, in order (``ICivicLedger``: agency, record, nonce, deadline)."""
+    return [
+        {"name": "agencyId", "type": "bytes32"},
+        {"name": field, "type": field_type},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ]
 
 
 def _abi_type(item: dict[str, Any]) -> str:

@@ -658,6 +658,31 @@ class Outbox:
                 )
         return self.tx_items(tx_hash)
 
+    def record_found(
+        self, item_ids: Sequence[int], *, tx_hash: str, sender: str, nonce: int, seqs: Sequence[int]
+    ) -> list[OutboxItem]:
+        """Pending (or failed) rows whose records someone else put on chain — a copy of the same signed record, sent directly,
+        mined before ours could be: they are recorded with that transaction (stored as mined, with no raw bytes:
+        this writer never signed it, so never broadcasts it) and its seqs, in row order."""
+        if len(item_ids) != len(seqs):
+            raise OutboxError(f"transaction {tx_hash} recorded {len(seqs)} entries, not the {len(item_ids)} rows given")
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO transactions (tx_hash, sender, nonce, raw, state, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'mined', ?, ?) ON CONFLICT (tx_hash) DO NOTHING",
+                (tx_hash, sender, nonce, b"", now, now),
+            )
+            changed = db.executemany(
+                "UPDATE entries SET state = 'recorded', tx_hash = ?, tx_nonce = ?, tx_index = ?, seq = ?, error = NULL, "
+                "revert_data = NULL, updated_at = ? WHERE id = ? AND state IN ('pending', 'failed')",
+                [(tx_hash, nonce, index, seq, now, item_id)
+                 for index, (item_id, seq) in enumerate(zip(item_ids, seqs, strict=True))],
+            ).rowcount
+            if changed != len(item_ids):
+                raise OutboxError(f"outbox rows changed under the writer while recording {tx_hash} (two writers?)")
+        return self.items(ids=list(item_ids))
+
     def record_failed(self, item_ids: Sequence[int], error: str, *, revert_data: str | None = None) -> list[OutboxItem]:
         """Pending rows refused before any transaction was signed (e.g. the gas estimate reverted)."""
         now = time.time()

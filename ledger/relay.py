@@ -18,6 +18,23 @@ Three parts:
   after a crash, receipts, retries with backoff, decoding reverts — is the writer's. A relayed batch is never split:
   its one signature covers every event in it, so a revert fails the whole submission with the decoded custom error.
 
+Fair relaying:
+
+- Budgets. Each agency key's submissions are charged to it (:mod:`ledger.relay_budgets`: transactions and gas per
+  rolling hour and day, gas estimated until the receipts say what was paid); one that would pass a budget is refused
+  with :class:`~ledger.relay_budgets.BudgetExceeded` before anything is stored, inside the same lock as the nonce
+  check. Citizens' records are never charged to an agency.
+- Two lanes. Agencies' submissions and citizens' ratings and disputes have an outbox each (``outbox.sqlite``,
+  ``citizens-outbox.sqlite``) and a relay writer each, sending from a key each (:data:`LANES`), so each lane has its
+  own nonces: no backlog of agency batches, however long, sits in front of a rating — not in the outbox, not in the
+  relayer's nonce order.
+- Front-running. Anyone who sees a relayed transaction can copy its signed record and send it first. Ours then
+  reverts (the nonce is used; a case is rated once), yet the record is on chain — once. Before failing a refused
+  submission the writer looks for it (:meth:`RelayWriter.found_on_chain`): an entry of the same agency, by the same
+  signer (receipt key), with the same record hashes in order, in a block since the submission was accepted, whose
+  transaction carries the same signature (for a citizen's record, which has no nonce, the record hash is the signed
+  message itself). Found, the submission is ``recorded`` with that transaction and its seqs.
+
 A crash between storing the envelope and adding its outbox rows leaves an envelope without rows; the store notices
 and queues it before anything else (on opening, and before every submission), so submission order — and so each
 signer's nonce order — is kept.
@@ -53,9 +70,12 @@ from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from eth_utils import is_hex_address, to_checksum_address
 from pydantic import ValidationError
+from web3.exceptions import Web3RPCError
 
-from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, Ledger, citizen_typed_data, relay_typed_data
-from ledger.errors import LedgerError, OutboxError
+from ledger.chain import (
+    DOMAIN_NAME, DOMAIN_VERSION, Ledger, citizen_typed_data, relay_typed_data, relay_wrapper_fields,
+)
+from ledger.errors import ContractReverted, LedgerError, NodeUnavailable, OutboxError
 from ledger.outbox import RECORD_TYPES, Outbox, OutboxItem, OutboxState, record_from_json, record_json, struct_hash
 from ledger.records import (
     BATCH_RELAY,
@@ -69,7 +89,8 @@ from ledger.records import (
     Record,
     Retirement,
 )
-from ledger.writer import MAX_BATCH, MAX_CALLDATA, Writer
+from ledger.relay_budgets import BudgetBook, BudgetUse, RelayBudgets, estimated_gas
+from ledger.writer import MAX_BATCH, MAX_CALLDATA, FoundOnChain, Writer
 
 # The outbox rebuilds a row's record from its class name; citizens' records reach the outbox only through this
 # module, so it makes them known there (a no-op once ledger.outbox lists them itself).
@@ -129,11 +150,7 @@ def relay_types(primary_type: str) -> dict[str, list[dict[str, str]]]:
     field_type = f"{inner.TYPE_NAME}[]" if spec.batch else inner.TYPE_NAME
     return {
         "EIP712Domain": [dict(f) for f in _DOMAIN_FIELDS],
-        primary_type: [
-            {"name": spec.field, "type": field_type},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "deadline", "type": "uint256"},
-        ],
+        primary_type: relay_wrapper_fields(spec.field, field_type),
         inner.TYPE_NAME: [{"name": n, "type": t} for _, n, t in inner.FIELDS],
     }
 
@@ -164,6 +181,8 @@ class SignedRecord:
     """A relayed submission whose typed data and signature have been checked (but not yet against the chain)."""
 
     relay_type: RelayType
+    #: the agency signed for (``agencyId``): the contract accepts it only while the key writes for that agency
+    agency_id: bytes
     records: tuple[Record, ...]
     nonce: int
     deadline: int
@@ -302,8 +321,10 @@ def check_signed_record(
         )
     _check_types(spec, typed_data.get("types"))
     _check_domain(typed_data.get("domain"), domain)
-    records, nonce, deadline = _parse_message(spec, typed_data.get("message"))
-    canonical = relay_typed_data(dict(domain), list(records) if spec.batch else records[0], nonce, deadline)
+    agency_id, records, nonce, deadline = _parse_message(spec, typed_data.get("message"))
+    canonical = relay_typed_data(
+        dict(domain), list(records) if spec.batch else records[0], agency_id, nonce, deadline
+    )
     signable = encode_typed_data(full_message=canonical)
     digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
     raw = _signature_bytes(signature)
@@ -321,7 +342,7 @@ def check_signed_record(
                 f"{recovered}): the message, domain or key differ from what was signed",
                 recovered=recovered,
             )
-    return SignedRecord(spec, records, nonce, deadline, digest, raw, recovered)
+    return SignedRecord(spec, agency_id, records, nonce, deadline, digest, raw, recovered)
 
 
 def _check_types(spec: RelayType, types: Any) -> None:
@@ -386,16 +407,24 @@ def _uint(value: Any) -> int | None:
     return result if 0 <= result <= UINT256_MAX else None
 
 
-def _parse_message(spec: RelayType, message: Any) -> tuple[tuple[Record, ...], int, int]:
+def _parse_message(spec: RelayType, message: Any) -> tuple[bytes, tuple[Record, ...], int, int]:
     if not isinstance(message, dict):
         raise RelayRefused("invalid_record", "message must be an object", field="message")
-    expected_keys = {spec.field, "nonce", "deadline"}
+    expected_keys = {"agencyId", spec.field, "nonce", "deadline"}
     if set(message) != expected_keys:
         extra, missing = sorted(set(message) - expected_keys), sorted(expected_keys - set(message))
         what = "; ".join(p for p in (extra and f"unexpected {', '.join(extra)}",
                                      missing and f"missing {', '.join(missing)}") if p)
-        raise RelayRefused("invalid_record", f"message must have exactly {spec.field}, nonce and deadline: {what}",
-                           field="message")
+        raise RelayRefused(
+            "invalid_record", f"message must have exactly agencyId, {spec.field}, nonce and deadline: {what}",
+            field="message",
+        )
+    agency_id = _bytes32(message["agencyId"])
+    if agency_id is None:
+        raise RelayRefused(
+            "invalid_record", "message.agencyId must be the signing key's agency id as a bytes32 (0x + 64 hex digits)",
+            field="agencyId",
+        )
     nonce, deadline = _uint(message["nonce"]), _uint(message["deadline"])
     if nonce is None:
         raise RelayRefused("invalid_record", "message.nonce must be a uint256", field="nonce")
@@ -418,7 +447,17 @@ def _parse_message(spec: RelayType, message: Any) -> tuple[tuple[Record, ...], i
         if record.occurred_at > horizon:  # type: ignore[attr-defined]  # every relayed record has it
             where = f"{spec.field}[{index}]" if spec.batch else spec.field
             raise RelayRefused("invalid_record", f"{where}.occurredAt is in the future", field=f"{where}.occurredAt")
-    return records, nonce, deadline
+    return agency_id, records, nonce, deadline
+
+
+def _bytes32(value: Any) -> bytes | None:
+    """A bytes32 message value as eth_signTypedData_v4 writes it (0x + 64 hex digits), or None."""
+    if not isinstance(value, str) or len(value) != 66 or not value.lower().startswith("0x"):
+        return None
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        return None
 
 
 def _record(cls: type[Record], value: Any, where: str) -> Record:
@@ -511,7 +550,8 @@ CREATE TABLE IF NOT EXISTS relays (
     entries      INTEGER NOT NULL,
     queued       INTEGER NOT NULL DEFAULT 0,          -- its rows are in the outbox
     settled      TEXT,                                -- NULL until recorded or failed
-    created_at   REAL NOT NULL
+    created_at   REAL NOT NULL,
+    accepted_block INTEGER                            -- the chain's latest block when it was accepted
 );
 CREATE INDEX IF NOT EXISTS relays_by_signer ON relays (signer, settled, nonce);
 CREATE INDEX IF NOT EXISTS relays_unqueued ON relays (queued, id);
@@ -579,15 +619,41 @@ def _nonce_text(value: int) -> str:
     return f"{value:078d}"  # 2**256 has 78 digits
 
 
+#: the relay's lanes: agencies' signed records, and citizens' ratings and disputes. Each has its own outbox and relay
+#: writer, sending from its own key (the key's name in ``ledger.devnet.KeyStore``), so neither waits for the other.
+AGENCY_LANE, CITIZEN_LANE = "agencies", "citizens"
+LANES: dict[str, tuple[str, str]] = {
+    # lane: (outbox file in the relay directory, relayer key name)
+    AGENCY_LANE: ("outbox.sqlite", "relayer"),
+    CITIZEN_LANE: ("citizens-outbox.sqlite", "relayer-citizens"),
+}
+
+
+def lane_of(primary_type: str) -> str:
+    return CITIZEN_LANE if primary_type in CITIZEN_TYPES else AGENCY_LANE
+
+
 class RelayStore:
     """Accepted submissions and the outbox their entries go through. Safe to share between threads, and between
     processes on one machine (SQLite files plus a lock file)."""
 
-    def __init__(self, directory: Path | str, ledger: Ledger, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        directory: Path | str,
+        ledger: Ledger,
+        *,
+        synchronous: str = "FULL",
+        budgets: RelayBudgets | None = None,
+    ) -> None:
+        """:param budgets: what each agency key may make the relayer pay for (default :class:`RelayBudgets`)"""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.ledger = ledger
-        self.outbox = Outbox(self.directory / "outbox.sqlite", synchronous=synchronous)
+        self.budgets = BudgetBook(budgets or RelayBudgets())
+        #: the agencies' lane (and citizens' records queued before the lanes were split)
+        self.outbox = Outbox(self.directory / LANES[AGENCY_LANE][0], synchronous=synchronous)
+        #: the citizens' lane
+        self.citizen_outbox = Outbox(self.directory / LANES[CITIZEN_LANE][0], synchronous=synchronous)
         #: called (without arguments) after rows were added to the outbox, e.g. to wake a writer
         self.on_queued: list[Callable[[], None]] = []
         self._thread_lock = threading.RLock()
@@ -599,6 +665,10 @@ class RelayStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(relays)")}
+            if "accepted_block" not in columns:  # a store made before front-run lookups
+                self._db.execute("ALTER TABLE relays ADD COLUMN accepted_block INTEGER")
+            BudgetBook.create(self._db)
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"cannot open the relay store in {self.directory}: {exc}") from exc
         with self._exclusive():
@@ -608,6 +678,13 @@ class RelayStore:
         with self._thread_lock:
             self._db.close()
             self.outbox.close()
+            self.citizen_outbox.close()
+
+    def lane_outbox(self, lane: str) -> Outbox:
+        """The outbox of a lane (:data:`LANES`)."""
+        if lane not in LANES:
+            raise ValueError(f"no relay lane {lane!r}; one of {', '.join(LANES)}")
+        return self.citizen_outbox if lane == CITIZEN_LANE else self.outbox
 
     def __repr__(self) -> str:
         return f"RelayStore({str(self.directory)!r})"
@@ -628,15 +705,23 @@ class RelayStore:
     def submit(
         self, signed: SignedRecord, agency_id: bytes, onchain_nonce: Callable[[], int]
     ) -> tuple[RelayStatus, bool]:
-        """Store a checked submission and queue its entries; return ``(status, created)``. The same signed message
-        again returns the stored submission with ``created`` False. Raises :class:`StaleNonce` unless the nonce is
-        the signer's next: `onchain_nonce()` (read under the lock) plus its submissions not yet settled."""
+        """Store a checked submission, charge it to its signer's budgets and queue its entries; return ``(status,
+        created)``. The same signed message again returns the stored submission with ``created`` False. Raises
+        :class:`~ledger.relay_budgets.BudgetExceeded` when it would take the signer past a budget (checked first:
+        a flood costs no node call), then :class:`StaleNonce` unless the nonce is the signer's next:
+        `onchain_nonce()` (read under the lock) plus its submissions not yet settled."""
         key = signed.key
+        primary_type = signed.relay_type.primary_type
+        gas = estimated_gas(primary_type, len(signed.records))
         with self._exclusive():
             self._queue_orphans()
             existing = self._get(key)
             if existing is not None:
                 return self._status(existing), False
+            now = time.time()
+            with self._thread_lock:
+                self.budgets.check(self._db, signed.signer, gas, now)
+            head = self._head_block()
             expected = self._next_nonce(signed.signer, onchain_nonce())
             if signed.nonce != expected:
                 raise StaleNonce(signed.nonce, expected)
@@ -644,11 +729,13 @@ class RelayStore:
             texts = json.dumps([json.loads(record_json(r)) for r in records], separators=(",", ":"))
             with self._transaction() as db:
                 db.execute(
-                    f"INSERT INTO relays ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
-                    (key, signed.signer, "0x" + agency_id.hex(), signed.relay_type.primary_type,
+                    f"INSERT INTO relays ({_COLUMNS}, accepted_block) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
+                    (key, signed.signer, "0x" + agency_id.hex(), primary_type,
                      _nonce_text(signed.nonce), _nonce_text(signed.deadline), signed.signature,
-                     type(records[0]).__name__, texts, "0x" + signed.record_hash.hex(), len(records), time.time()),
+                     type(records[0]).__name__, texts, "0x" + signed.record_hash.hex(), len(records), now, head),
                 )
+                self.budgets.charge(db, key, signed.signer, gas, now)
             envelope = self._get(key)
             assert envelope is not None
             self._queue(envelope)
@@ -672,12 +759,15 @@ class RelayStore:
             if existing is not None:
                 return self._status(existing), False
             self._refuse_in_flight(record, agency_hex, case_hex)
+            head = self._head_block()
             texts = json.dumps([json.loads(record_json(record))], separators=(",", ":"))
             with self._transaction() as db:
                 db.execute(
-                    f"INSERT INTO relays ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+                    f"INSERT INTO relays ({_COLUMNS}, accepted_block) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
                     (key, signed.signer, agency_hex, signed.primary_type, _nonce_text(0), _nonce_text(0),
-                     signed.signature, type(record).__name__, texts, "0x" + signed.record_hash.hex(), 1, time.time()),
+                     signed.signature, type(record).__name__, texts, "0x" + signed.record_hash.hex(), 1, time.time(),
+                     head),
                 )
                 db.execute(
                     "INSERT INTO citizen_records (key, primary_type, agency_id, case_id, closure, text_hash, salt, "
@@ -706,8 +796,9 @@ class RelayStore:
             record = envelope.records()[0]
             assert isinstance(record, (Rating, Dispute))
             self._refuse_in_flight(record, "0x" + record.agency_id.hex(), "0x" + record.case_id.hex(), exclude=key)
-            items = [self.outbox.get_by_key(row) for row in envelope.row_keys()]
-            self.outbox.requeue([item.id for item in items if item is not None])
+            outbox, _ = self._first_row(envelope)
+            items = [outbox.get_by_key(row) for row in envelope.row_keys()]
+            outbox.requeue([item.id for item in items if item is not None])
             with self._transaction() as db:
                 db.execute("UPDATE relays SET settled = NULL WHERE key = ?", (key,))
             envelope = self._get(key)
@@ -745,9 +836,9 @@ class RelayStore:
         return [_envelope(row) for row in rows]
 
     def _queue(self, envelope: _Envelope) -> None:
-        """Put the submission's entries into the outbox (idempotent), then mark it queued."""
+        """Put the submission's entries into its lane's outbox (idempotent), then mark it queued."""
         records = envelope.records()
-        self.outbox.add_many(
+        self.lane_outbox(lane_of(envelope.primary_type)).add_many(
             (record, key, None) for record, key in zip(records, envelope.row_keys(), strict=True)
         )
         with self._transaction() as db:
@@ -765,6 +856,52 @@ class RelayStore:
     def _notify(self) -> None:
         for callback in list(self.on_queued):
             callback()
+
+    def _first_row(self, envelope: _Envelope) -> tuple[Outbox, OutboxItem | None]:
+        """The outbox holding the submission's rows, and its first row (None: not queued yet, or pruned). A
+        citizen's record queued before the lanes were split is in the agencies' outbox, and is sent from there."""
+        outbox = self.lane_outbox(lane_of(envelope.primary_type))
+        first = outbox.get_by_key(row_key(envelope.key, 0)) if envelope.queued else None
+        if first is None and envelope.queued and outbox is not self.outbox:
+            legacy = self.outbox.get_by_key(row_key(envelope.key, 0))
+            if legacy is not None:
+                return self.outbox, legacy
+        return outbox, first
+
+    def _head_block(self) -> int:
+        """The chain's latest block number: a submission's entries can only be recorded after it (where the relay
+        writer looks for a copy someone else sent first)."""
+        try:
+            return int(self.ledger.w3.eth.block_number)
+        except (OSError, Web3RPCError) as exc:  # requests' errors are OSErrors
+            raise NodeUnavailable(f"cannot read the latest block: {type(exc).__name__}") from exc
+
+    def accepted_block(self, key: str) -> int:
+        """The latest block when the submission was accepted (0 when it was accepted before this was kept)."""
+        with self._thread_lock:
+            row = self._db.execute("SELECT accepted_block FROM relays WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    # -- budgets
+
+    def check_budget(self, signed: SignedRecord) -> None:
+        """Raise :class:`~ledger.relay_budgets.BudgetExceeded` if the submission would take its signer past a budget
+        now: a check that costs no node call, for refusing a flood before anything else is asked of the chain
+        (:meth:`submit` checks again, under its lock, before it charges)."""
+        gas = estimated_gas(signed.relay_type.primary_type, len(signed.records))
+        with self._thread_lock:
+            self.budgets.check(self._db, signed.signer, gas, time.time())
+
+    def charge_gas(self, key: str, gas: int) -> None:
+        """The relayer paid `gas` for a transaction carrying submission `key` (0: it settled without one of the
+        relayer's); it replaces the submission's estimate in its signer's budgets."""
+        with self._transaction() as db:
+            self.budgets.settle(db, key, gas)
+
+    def budget_usage(self, signer: str, now: float | None = None) -> list[BudgetUse]:
+        """Where an agency key stands against each of its budgets."""
+        with self._thread_lock:
+            return self.budgets.usage(self._db, to_checksum_address(signer), time.time() if now is None else now)
 
     def _next_nonce(self, signer: str, onchain: int) -> int:
         """The on-chain nonce, moved past every nonce this signer has in submissions not failed (pending, sent, or
@@ -810,14 +947,14 @@ class RelayStore:
             primary_type=envelope.primary_type, nonce=envelope.nonce, deadline=envelope.deadline,
             record_hash=envelope.record_hash, entries=envelope.entries, created_at=envelope.created_at,
         )
-        first = self.outbox.get_by_key(row_key(envelope.key, 0)) if envelope.queued else None
+        outbox, first = self._first_row(envelope)
         if first is None:  # not queued yet, or its outbox rows were pruned after it settled
             return RelayStatus(state=envelope.settled or "pending", **common)
         state = first.state.value
         seqs: tuple[int, ...] = ()
         error_name = error = None
         if first.state is OutboxState.RECORDED:
-            rows = self.outbox.tx_items(first.tx_hash) if first.tx_hash and envelope.entries > 1 else [first]
+            rows = outbox.tx_items(first.tx_hash) if first.tx_hash and envelope.entries > 1 else [first]
             seqs = tuple(int(r.seq) for r in rows if r.seq is not None)
         elif first.state is OutboxState.FAILED:
             error = first.error
@@ -847,15 +984,25 @@ class RelayStore:
 
 
 class RelayWriter(Writer):
-    """Sends stored submissions from the relayer key: one ``…BySig`` transaction per submission, in submission order
-    (so each signer's nonces go out in order). One relay writer per store (the outbox's lock file enforces it)."""
+    """Sends one lane's stored submissions (:data:`LANES`) from that lane's relayer key: one ``…BySig``
+    (``rateCase`` / ``disputeCase``) transaction per submission, in submission order (so each signer's nonces go out in
+    order). One relay writer per lane of a store (the outbox's lock file enforces it), each with its own key: the
+    lanes' nonces are independent, so neither lane's backlog delays the other's transactions."""
 
     def __init__(
-        self, ledger: Ledger, relayer: LocalAccount, store: RelayStore, *, poll_interval: float = 0.5, **options: Any
+        self,
+        ledger: Ledger,
+        relayer: LocalAccount,
+        store: RelayStore,
+        *,
+        lane: str = AGENCY_LANE,
+        poll_interval: float = 0.5,
+        **options: Any,
     ) -> None:
         options.setdefault("batch_size", MAX_BATCH)  # only sets how many rows a flush reads at once
         options.setdefault("flush_interval", 0.05)
-        super().__init__(ledger, relayer, store.outbox, **options)
+        super().__init__(ledger, relayer, store.lane_outbox(lane), **options)
+        self.lane = lane
         self.store = store
         self.poll_interval = poll_interval
         self._envelopes: dict[str, _Envelope] = {}
@@ -864,7 +1011,8 @@ class RelayWriter(Writer):
         store.on_queued.append(self._wake)
 
     def __repr__(self) -> str:
-        return f"RelayWriter(ledger={self.ledger.address}, relayer={self.address}, store={str(self.store.directory)!r})"
+        return (f"RelayWriter(ledger={self.ledger.address}, relayer={self.address}, lane={self.lane!r}, "
+                f"store={str(self.store.directory)!r})")
 
     def _wake(self) -> None:
         self.notice_pending()
@@ -920,6 +1068,56 @@ class RelayWriter(Writer):
 
     def unit_splittable(self, items: list[OutboxItem]) -> bool:
         return False  # one signature covers every entry of a submission
+
+    def gas_spent(self, items: list[OutboxItem], gas: int) -> None:
+        """Charge what the relayer paid to the submission's signer, in place of its estimate (citizens' records are
+        charged to no one: the store keeps no charge for them)."""
+        if items:
+            self.store.charge_gas(_submission_key(items[0]), gas)
+
+    def found_on_chain(self, items: list[OutboxItem], revert: ContractReverted) -> FoundOnChain | None:
+        """The transaction that put exactly this submission on chain, if someone sent a copy of it first.
+
+        An agency's submission can only have been copied once its nonce is used, so the signer's on-chain nonce is
+        read first (no nonce used, no look-up). Then the ledger's entries of the submission's agency since it was
+        accepted (one ``eth_getLogs``, filtered by agency, and by case for a citizen's record) are searched for a
+        transaction whose entries — by this signer (receipt key), in log order — have exactly the submission's
+        record hashes. For an agency's record that transaction must also carry the signature: the same record
+        written directly by the agency key, with the nonce used by another signed record, is not this submission.
+        A citizen's record has no nonce: its record hash is all the receipt key signed."""
+        envelope = self._envelope_of(items[0])
+        citizen = envelope.primary_type in CITIZEN_TYPES
+        if not citizen:
+            onchain = self._rpc("read a signer's nonce", lambda: self.ledger.nonce(envelope.signer))
+            if onchain <= envelope.nonce:
+                return None
+        records = envelope.records()
+        wanted = [struct_hash(r) for r in records]
+        agency_topic = "0x" + envelope.agency_id.hex()
+        topics: list[Any] = [["0x" + t.hex() for t in self.ledger.entry_event_topics], None, agency_topic]
+        if citizen:
+            topics.append("0x" + records[0].case_id.hex())  # type: ignore[attr-defined]  # ratings, disputes
+        query: Any = {"address": self.ledger.address, "fromBlock": self.store.accepted_block(envelope.key),
+                      "toBlock": "latest", "topics": topics}
+        logs = self._rpc("look for a copy of a relayed record", lambda: self._w3.eth.get_logs(query))
+        by_tx: dict[bytes, list[Any]] = {}
+        for log_ in logs:
+            entry = self.ledger.decode_log(log_)
+            if entry is not None and entry.actor == envelope.signer:
+                by_tx.setdefault(entry.transaction_hash, []).append(entry)
+        for tx_hash, entries in by_tx.items():
+            entries.sort(key=lambda e: e.log_index)
+            hashes = [e.record_hash for e in entries]
+            for start in range(len(hashes) - len(wanted) + 1):
+                if hashes[start : start + len(wanted)] != wanted:
+                    continue
+                tx: Any = self._rpc("read the copy's transaction", lambda h=tx_hash: self._w3.eth.get_transaction(h))
+                if not citizen and envelope.signature not in bytes(tx["input"]):
+                    break  # the same records, but not sent with this signature
+                seqs = tuple(e.seq for e in entries[start : start + len(wanted)])
+                return FoundOnChain("0x" + bytes(tx_hash).hex(), to_checksum_address(tx["from"]), int(tx["nonce"]),
+                                    seqs)
+        return None
 
     # -- picking up submissions other processes stored
 
@@ -977,7 +1175,7 @@ class CitizenFiles:
 
     @contextmanager
     def _open(self) -> Iterator[sqlite3.Connection | None]:
-        relays, outbox = self.directory / "relays.sqlite", self.directory / "outbox.sqlite"
+        relays = self.directory / "relays.sqlite"
         if not relays.exists():
             yield None
             return
@@ -989,8 +1187,12 @@ class CitizenFiles:
             if not has_table:
                 yield None
                 return
-            if outbox.exists():
-                db.execute("ATTACH DATABASE ? AS ob", (str(outbox),))
+            # the citizens' lane, and the agencies' outbox, where citizens' records queued before the lanes were split
+            # still are
+            for alias, lane in (("cb", CITIZEN_LANE), ("ob", AGENCY_LANE)):
+                outbox = self.directory / LANES[lane][0]
+                if outbox.exists():
+                    db.execute("ATTACH DATABASE ? AS " + alias, (str(outbox),))
             yield db
         finally:
             db.close()
@@ -1000,9 +1202,15 @@ class CitizenFiles:
         with self._open() as db:
             if db is None:
                 return []
-            attached = any(row[1] == "ob" for row in db.execute("PRAGMA database_list"))
-            outbox_columns = "o.state, o.tx_hash, o.seq" if attached else "NULL, NULL, NULL"
-            outbox_join = "LEFT JOIN ob.entries o ON o.idempotency_key = r.key || '/0'" if attached else ""
+            attached = {row[1] for row in db.execute("PRAGMA database_list")}
+            joins = [f"LEFT JOIN {alias}.entries {alias}e ON {alias}e.idempotency_key = r.key || '/0'"
+                     for alias in ("cb", "ob") if alias in attached]
+            outbox_columns = ", ".join(
+                "COALESCE(" + ", ".join([f"{alias}e.{column}" for alias in ("cb", "ob") if alias in attached]
+                                        + ["NULL", "NULL"]) + ")"
+                for column in ("state", "tx_hash", "seq")
+            )
+            outbox_join = " ".join(joins)
             rows = db.execute(
                 f"SELECT r.key, c.primary_type, r.settled, c.closure, c.text_hash, r.created_at, {outbox_columns} "
                 f"FROM citizen_records c JOIN relays r ON r.key = c.key {outbox_join} "
@@ -1030,7 +1238,10 @@ class CitizenFiles:
 
 
 __all__ = [
+    "AGENCY_LANE",
+    "CITIZEN_LANE",
     "CITIZEN_TYPES",
+    "LANES",
     "CitizenFiles",
     "CitizenSubmission",
     "OffChainText",

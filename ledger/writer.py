@@ -35,6 +35,10 @@ newer block (see ``Writer._ready_prefix``). Transient RPC failures (connection e
 honouring Retry-After) are retried with exponential backoff; when retries run out the flush raises
 :class:`~ledger.errors.NodeUnavailable` and everything waits in the outbox.
 
+Writers that send records someone else signed (``ledger.relay.RelayWriter``) may find a refused record on chain
+already, put there by a copy of the same signature: ``found_on_chain`` names that transaction and the rows are
+recorded with it instead of failing. ``gas_spent`` tells them what each settled transaction cost.
+
 The private key never leaves the signer object: nothing here logs or formats it, and ``repr(writer)`` shows only the
 signer's address.
 """
@@ -102,6 +106,8 @@ class _Receipt:
     block_number: int
     #: seq of every entry the transaction recorded on this ledger, in log order
     seqs: tuple[int, ...]
+    #: gas the transaction used (what its sender paid for, whether it succeeded or reverted)
+    gas_used: int = 0
 
 
 @dataclass
@@ -112,6 +118,17 @@ class _InFlight:
     sender: str
     nonce: int
     raw: bytes
+
+
+@dataclass(frozen=True)
+class FoundOnChain:
+    """A transaction someone else sent that recorded the records of some outbox rows: its hash, sender and nonce
+    (the sender's), and the seq of each row's entry, in row order."""
+
+    tx_hash: str
+    sender: str
+    nonce: int
+    seqs: tuple[int, ...]
 
 
 class _NonceTaken(Exception):
@@ -505,6 +522,9 @@ class Writer:
                 self._send_unit(items[half:], records[half:], window, results)
                 return
             # One entry, or a unit that cannot be split (a relayed batch: one signature for all its entries).
+            self.gas_spent(items, 0)
+            if self._recorded_elsewhere(items, revert, results):
+                return
             ids = [item.id for item in items]
             log.warning("outbox entries %s refused by the contract: %s", ",".join(map(str, ids)), revert)
             for item in self.outbox.record_failed(ids, str(revert), revert_data=revert.raw or None):
@@ -643,6 +663,17 @@ class Writer:
         When not, every row of the unit fails with the decoded error."""
         return True
 
+    def found_on_chain(self, items: list[OutboxItem], revert: ContractReverted) -> FoundOnChain | None:
+        """Rows the contract refused (`revert`) may already be on chain, sent by someone else: a relayed signature
+        copied and submitted directly consumes its nonce, so ours then reverts. Return the transaction that recorded
+        exactly these rows' records, or None to fail them (default: None — the agency's own direct calls carry no
+        signature anyone could copy)."""
+        return None
+
+    def gas_spent(self, items: list[OutboxItem], gas: int) -> None:
+        """Told once per settled transaction: the gas this writer's key paid for one carrying `items` (mined, whether
+        it succeeded or reverted), or 0 when they were settled without a transaction of ours. Default: nothing."""
+
     def notice_pending(self) -> int:
         """Count the outbox's pending rows and wake the background thread when there are any: for rows this
         writer did not submit itself (another process sharing the outbox). Returns the count."""
@@ -718,7 +749,8 @@ class Writer:
                 if entry["topics"] and entry["address"].lower() == address
                 and bytes.fromhex(entry["topics"][0][2:]) in topics
             )
-            return _Receipt(int(result["status"], 16), int(result["blockNumber"], 16), seqs)
+            return _Receipt(int(result["status"], 16), int(result["blockNumber"], 16), seqs,
+                            int(result.get("gasUsed") or "0x0", 16))
 
         def fetch() -> Any:
             try:
@@ -735,7 +767,7 @@ class Writer:
             for entry in receipt["logs"]
             if entry["topics"] and entry["address"] == self.ledger.address and bytes(entry["topics"][0]) in topics
         )
-        return _Receipt(int(receipt["status"]), int(receipt["blockNumber"]), seqs)
+        return _Receipt(int(receipt["status"]), int(receipt["blockNumber"]), seqs, int(receipt.get("gasUsed", 0)))
 
     def _settle(self, flight: _InFlight, results: dict[int, OutboxItem]) -> None:
         """Wait for one transaction's receipt and record the outcome of its rows."""
@@ -778,6 +810,7 @@ class Writer:
         if receipt.status == 1:
             items = self.outbox.record_mined(flight.tx_hash, receipt.seqs)
             self.stats.recorded += len(items)
+            self.gas_spent(items, receipt.gas_used)
         else:
             # Mined but reverted: the state changed between estimate and inclusion. Its nonce is spent, so the rows
             # can safely go into a new transaction; the next estimate isolates and fails any entry still refused.
@@ -787,8 +820,26 @@ class Writer:
                 flight.tx_hash, TxState.REVERTED, f"transaction {flight.tx_hash} reverted on chain: {revert}",
                 revert_data=revert.raw or None, requeue=True, max_attempts=self.max_attempts,
             )
+            self.gas_spent(items, receipt.gas_used)
+            if self._recorded_elsewhere(items, revert, results):
+                return
             self.stats.failed += sum(1 for item in items if item.state is OutboxState.FAILED)
         results.update((item.id, item) for item in items)
+
+    def _recorded_elsewhere(
+        self, items: list[OutboxItem], revert: ContractReverted, results: dict[int, OutboxItem]
+    ) -> bool:
+        """Whether the refused rows' records are on chain already, put there by someone else's transaction
+        (:meth:`found_on_chain`); if so they are recorded with it."""
+        found = self.found_on_chain(items, revert)
+        if found is None:
+            return False
+        log.info("outbox entries %d… were recorded by %s, sent by %s", items[0].id, found.tx_hash, found.sender)
+        recorded = self.outbox.record_found([item.id for item in items], tx_hash=found.tx_hash, sender=found.sender,
+                                            nonce=found.nonce, seqs=found.seqs)
+        self.stats.recorded += len(recorded)
+        results.update((item.id, item) for item in recorded)
+        return True
 
     def _replay(self, flight: _InFlight, block_number: int) -> ContractReverted:
         """Why a mined transaction reverted: call it again on the state before its block."""
@@ -1084,4 +1135,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-__all__ = ["MAX_BATCH", "WRITABLE", "Writer", "WriterStats", "encode_receipts"]
+__all__ = ["MAX_BATCH", "WRITABLE", "FoundOnChain", "Writer", "WriterStats", "encode_receipts"]

@@ -5,9 +5,10 @@ optionally ``"signer"``). Every check runs before anything is stored, each refus
 "message"}}``: body shape (422 ``invalid_body``; 400 ``invalid_json``), primary type, types, domain (``wrong_chain``,
 ``wrong_contract``), the record, the signature (``bad_signature``, ``signer_mismatch``), a message already submitted
 (409 ``duplicate``, with that submission), the deadline (``expired``), the key (403 ``unauthorized_signer``) and its
-nonce (409 ``stale_nonce``). An accepted record is stored durably (``ledger.relay.RelayStore``) and sent by the
-relayer key (``ledger.relay.RelayWriter``); the answer (202) waits a few seconds for it to be recorded, and
-``GET /api/v1/agency/records/{id}`` follows it afterwards.
+nonce (409 ``stale_nonce``); a key past one of its relay budgets is refused first of all those that ask the chain (429
+``budget_exceeded`` naming the budget, ``Retry-After``: ``ledger.relay_budgets``). An accepted record is stored
+durably (``ledger.relay.RelayStore``) and sent by the agencies' relayer key (``ledger.relay.RelayWriter``); the answer
+(202) waits a few seconds for it to be recorded, and ``GET /api/v1/agency/records/{id}`` follows it afterwards.
 
 Logs carry submission ids, signer addresses and error codes only — never bodies.
 """
@@ -32,6 +33,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from api.errors import ApiError, budget_exceeded
 from api.ratelimit import TokenBuckets
 from api.settings import ApiSettings
 from api.write_models import (
@@ -44,9 +46,13 @@ from api.write_models import (
 )
 from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, Chain, Ledger
 from ledger.devnet import KeyStore
-from ledger.errors import ChainMismatch, LedgerError, OutboxError
+from ledger.errors import ChainMismatch, LedgerError, NodeUnavailable, OutboxError
 from ledger.records import code_text
+from ledger.relay_budgets import BudgetExceeded
 from ledger.relay import (
+    AGENCY_LANE,
+    CITIZEN_LANE,
+    LANES,
     MAX_RELAY_BATCH,
     RELAY_TYPES,
     RelayRefused,
@@ -80,6 +86,7 @@ STATUS_OF_CODE = {
     "expired": 400,
     "invalid_address": 400,
     "unauthorized_signer": 403,
+    "agency_mismatch": 403,
     "not_found": 404,
     "duplicate": 409,
     "stale_nonce": 409,
@@ -106,16 +113,20 @@ class _Unavailable(Exception):
 
 
 class RelayService:
-    """The chain connection, relay store and relay writer of one app, built on first use and closed at shutdown."""
+    """The chain connection, relay store and relay writers of one app, built on first use and closed at shutdown.
+
+    One writer per lane (``ledger.relay.LANES``): agencies' records from the key ``relayer``, citizens' ratings and
+    disputes from the key ``relayer-citizens`` (both in ``<data_dir>/keys``; fund both), so no agency backlog ever
+    stands in front of a citizen's record."""
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
         self._ledger: Ledger | None = None
         self._store: RelayStore | None = None
-        self._writer: RelayWriter | None = None
-        self._relayer: LocalAccount | None = None
-        self._retry_writer_at = 0.0
+        self._writers: dict[str, RelayWriter] = {}
+        self._relayers: dict[str, LocalAccount] = {}
+        self._retry_writer_at: dict[str, float] = {}
         self._closed = False
 
     def _ensure(self) -> tuple[Ledger, RelayStore]:
@@ -123,8 +134,7 @@ class RelayService:
             if self._closed:
                 raise _Unavailable("write_unavailable", "the service is shutting down")
             if self._ledger is not None and self._store is not None:
-                if self._writer is None and time.monotonic() >= self._retry_writer_at:
-                    self._start_writer(self._ledger, self._store)  # the relaying process may have gone
+                self._start_writers(self._ledger, self._store)  # the relaying process may have gone
                 return self._ledger, self._store
             s = self.settings
             if not s.rpc_url or not s.contract_address:
@@ -139,28 +149,31 @@ class RelayService:
                 log.error("write API cannot reach its ledger: %s", type(exc).__name__)
                 raise _Unavailable("node_unavailable", "the ledger's node cannot be reached; try again later") from exc
             try:
-                store = RelayStore(s.data_dir / "relay", ledger)
-                self._relayer = KeyStore(s.data_dir / "keys").get_or_create("relayer")
+                store = RelayStore(s.data_dir / "relay", ledger, budgets=s.relay_budgets)
+                keys = KeyStore(s.data_dir / "keys")
+                self._relayers = {lane: keys.get_or_create(key_name) for lane, (_, key_name) in LANES.items()}
             except (LedgerError, OSError, ValueError) as exc:
                 log.error("write API cannot open its relay store or key: %s", type(exc).__name__)
                 raise _Unavailable("write_unavailable", "the relay is not available; try again later") from exc
             self._ledger, self._store = ledger, store
-            self._start_writer(ledger, store)
+            self._start_writers(ledger, store)
             return ledger, store
 
-    def _start_writer(self, ledger: Ledger, store: RelayStore) -> None:
-        assert self._relayer is not None
-        try:
-            writer = RelayWriter(ledger, self._relayer, store)
-        except OutboxError:
-            # Another process (another worker) holds the relay outbox: it sends what this one stores. Try again
-            # later, in case that process has stopped.
-            log.info("relay outbox held by another process; this one stores submissions for it")
-            self._retry_writer_at = time.monotonic() + 10.0
-            return
-        writer.start()
-        self._writer = writer
-        log.info("relaying agency records from %s", self._relayer.address)
+    def _start_writers(self, ledger: Ledger, store: RelayStore) -> None:
+        for lane, relayer in self._relayers.items():
+            if lane in self._writers or time.monotonic() < self._retry_writer_at.get(lane, 0.0):
+                continue
+            try:
+                writer = RelayWriter(ledger, relayer, store, lane=lane)
+            except OutboxError:
+                # Another process (another worker) holds the lane's outbox: it sends what this one stores. Try
+                # again later, in case that process has stopped.
+                log.info("relay outbox of the %s held by another process; this one stores submissions for it", lane)
+                self._retry_writer_at[lane] = time.monotonic() + 10.0
+                continue
+            writer.start()
+            self._writers[lane] = writer
+            log.info("relaying the %s' records from %s", lane, relayer.address)
 
     def warm_up(self) -> None:
         """Start relaying at once (submissions left pending by the last run go out without waiting for a request)."""
@@ -175,8 +188,15 @@ class RelayService:
 
     @property
     def relayer_address(self) -> str | None:
-        """The relayer key's address (None until the relay started)."""
-        return None if self._relayer is None else self._relayer.address
+        """The agencies' relayer key's address (None until the relay started)."""
+        relayer = self._relayers.get(AGENCY_LANE)
+        return None if relayer is None else relayer.address
+
+    @property
+    def citizen_relayer_address(self) -> str | None:
+        """The address of the key that sends citizens' ratings and disputes (None until the relay started)."""
+        relayer = self._relayers.get(CITIZEN_LANE)
+        return None if relayer is None else relayer.address
 
     @property
     def store(self) -> RelayStore:
@@ -186,16 +206,17 @@ class RelayService:
         """Accept work again (the app's lifespan starts it; an app may be started again after a shutdown)."""
         with self._lock:
             self._closed = False
-            self._retry_writer_at = 0.0
+            self._retry_writer_at.clear()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._writer is not None:
-                self._writer.close()  # stops the thread; what is pending stays in the outbox for the next start
+            for writer in self._writers.values():
+                writer.close()  # stops the thread; what is pending stays in the outbox for the next start
             if self._store is not None:
                 self._store.close()
-            self._ledger = self._store = self._writer = None
+            self._ledger = self._store = None
+            self._writers = {}
 
 
 # ---------------------------------------------------------------------- responses
@@ -291,11 +312,13 @@ class _WriteRoute(APIRoute):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "refused: the code says why"},
-    403: {"model": ErrorOut, "description": "unauthorized_signer: the key is unknown or revoked"},
+    403: {"model": ErrorOut, "description": "unauthorized_signer: the key is unknown or revoked; agency_mismatch: "
+                "signed for another agency than the key writes for"},
     409: {"model": ConflictOut, "description": "duplicate (with the earlier submission) or stale_nonce"},
     413: {"model": ErrorOut, "description": "body_too_large"},
     422: {"model": ErrorOut, "description": "invalid_body: the body does not have the documented shape"},
-    429: {"model": ErrorOut, "description": "rate_limited (see Retry-After)"},
+    429: {"model": ErrorOut, "description": "rate_limited, or budget_exceeded: the signer's relay budget `budget` "
+                "(transactions or gas per hour or day) is used up until `resets_at` (see Retry-After)"},
     503: {"model": ErrorOut, "description": "the chain is not configured or not reachable"},
 }
 
@@ -336,14 +359,29 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         if existing is not None:
             raise _Duplicate(existing)
         signed.check_deadline()
-        agency_id = _chain(lambda: ledger.agency_of(signed.signer))
-        if agency_id == b"\0" * 32:
-            raise RelayRefused(
-                "unauthorized_signer",
-                f"{signed.signer} is not authorised for any agency (unknown, or revoked)",
-                signer=signed.signer,
-            )
-        status, created = store.submit(signed, agency_id, lambda: _chain(lambda: ledger.nonce(signed.signer)))
+        try:
+            store.check_budget(signed)  # a flood is refused before it costs a node call
+            agency_id = _chain(lambda: ledger.agency_of(signed.signer))
+            if agency_id == b"\0" * 32:
+                raise RelayRefused(
+                    "unauthorized_signer",
+                    f"{signed.signer} is not authorised for any agency (unknown, or revoked)",
+                    signer=signed.signer,
+                )
+            if agency_id != signed.agency_id:
+                raise RelayRefused(
+                    "agency_mismatch",
+                    f"the record is signed for agency {code_text(signed.agency_id)} but {signed.signer} now writes "
+                    f"for {code_text(agency_id)}: the contract would refuse it; sign again for the key's agency",
+                    signer=signed.signer,
+                )
+            status, created = store.submit(signed, agency_id, lambda: _chain(lambda: ledger.nonce(signed.signer)))
+        except BudgetExceeded as exc:
+            log.info("write refused: %s of %s", exc.budget, signed.signer)
+            raise budget_exceeded(exc.budget, exc.message, limit=exc.limit, used=exc.used, resets_at=exc.resets_at,
+                                  retry_after=exc.retry_after) from None
+        except NodeUnavailable as exc:
+            raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
         if not created:
             raise _Duplicate(status)
         log.info("accepted %s: %s by %s (%s), nonce %d", status.key, status.primary_type, status.signer,
@@ -377,6 +415,8 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             )
         except _Unavailable as exc:
             return error_response(exc.code, exc.message)
+        except ApiError as exc:  # over a budget: 429 from the API's error table
+            return exc.response()
         # Wait a little for the relay, so that on a quick chain the answer is already "recorded".
         key = payload["id"]
         deadline = time.monotonic() + wait_seconds
@@ -453,7 +493,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             "primaryType": primary_type,
             "types": relay_types(primary_type),
             "domain": found,
-            "message_fields": [spec.field, "nonce", "deadline"],
+            "message_fields": ["agencyId", spec.field, "nonce", "deadline"],
             "max_batch": MAX_RELAY_BATCH if spec.batch else None,
         })
 

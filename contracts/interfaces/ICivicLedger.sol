@@ -394,6 +394,10 @@ interface ICivicLedger {
     error AlreadyRated(bytes32 agencyId, bytes32 caseId);
     /// @notice A batch needs a non-zero root, at least one entry, and the hash of its file.
     error InvalidBatch(bytes32 root, uint64 count, bytes32 fileHash);
+    /// @notice A batch holds at most {MAX_BATCH_ENTRIES} entries.
+    error BatchTooLarge(uint64 count, uint64 maximum);
+    /// @notice A receipt key must be a plain key pair (the citizen's); `receipt` has contract code.
+    error ReceiptKeyIsContract(bytes32 caseId, address receipt);
     /// @notice The dispute names another closure than the case's latest.
     error StaleClosure(uint16 closure, uint16 latest);
     /// @notice The dispute window after the fulfilment has passed.
@@ -456,7 +460,7 @@ interface ICivicLedger {
     /// bytes32 recordHash))))`, `index` the entry's position in the batch (its seq minus the batch's first seq),
     /// `recordHash` the case event's EIP-712 hashStruct — OpenZeppelin's standard Merkle tree over (uint256,bytes32).
     /// @param root the Merkle root
-    /// @param count the number of entries in the batch
+    /// @param count the number of entries in the batch (1 to {MAX_BATCH_ENTRIES})
     /// @param fileHash keccak256 of the batch file's bytes
     function anchorBatch(bytes32 root, uint64 count, bytes32 fileHash) external;
 
@@ -473,6 +477,10 @@ interface ICivicLedger {
     function cancelSignatures(uint256 newNonce) external;
 
     // ---------------------------------------------- agency: relayed signatures
+    // Each wrapper type signs the agency the key writes for, first: `RecordCaseEvent(bytes32 agencyId,CaseEvent
+    // caseEvent,uint256 nonce,uint256 deadline)` and likewise for every other. A signature made while the key wrote for
+    // one agency therefore never counts for another, whatever governance does with the key afterwards.
+
 
     /// @notice {publishCommitment} on behalf of `signer`, who signed the EIP-712 `PublishCommitment`.
     /// @param commitment the commitment
@@ -595,6 +603,11 @@ interface ICivicLedger {
     /// @notice How long after a fulfilment the receipt holder may dispute it, in seconds.
     /// @return the window
     function DISPUTE_WINDOW() external view returns (uint256);
+
+    /// @notice The most entries one anchored batch may hold (the service's batch limit, `ledger.batches.MAX_ENTRIES`).
+    /// @dev Bounds what an anchor adds to the shared entry count, so no agency can bring it near 2^64.
+    /// @return the maximum
+    function MAX_BATCH_ENTRIES() external view returns (uint64);
 
     /// @notice How long after a dispute the agency has to answer it (reopen, or reject with a reason), in seconds.
     /// @dev Not enforced on chain (the agency cannot be forced to write); the auditor flags late answers.

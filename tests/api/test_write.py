@@ -36,6 +36,7 @@ from ledger.records import (
     text_hash,
 )
 from ledger.relay import SECP256K1_N, RelayWriter, relay_types
+from ledger.relay_budgets import RelayBudgets
 from tests.api.conftest import IndexedCity
 
 URL = "/api/v1/agency/records"
@@ -68,7 +69,7 @@ class Writes:
     def typed(self, key: LocalAccount, record: Record | list[CaseEvent], *, nonce: int | None = None,
               deadline: int | None = None, **domain: Any) -> dict[str, Any]:
         nonce = self.next_nonce(key.address) if nonce is None else nonce
-        typed = self.ledger.typed_data(record, nonce, deadline or int(time.time()) + 3600)
+        typed = self.ledger.typed_data(record, nonce, deadline or int(time.time()) + 3600, self.ledger.agency_of(key.address))
         typed["domain"].update(domain)
         return typed
 
@@ -160,7 +161,7 @@ def test_typed_data_endpoint_gives_what_a_wallet_needs(writes: Writes):
     body = answer.json()
     assert body["types"] == relay_types("RecordCaseEvents")
     assert body["domain"] == writes.ledger.domain()
-    assert body["message_fields"] == ["caseEvents", "nonce", "deadline"] and body["max_batch"] == 500
+    assert body["message_fields"] == ["agencyId", "caseEvents", "nonce", "deadline"] and body["max_batch"] == 500
     assert writes.client.get("/api/v1/agency/typed-data/AgencyRegistration").json()["error"]["code"] == "not_found"
 
 
@@ -306,6 +307,27 @@ def test_a_revoked_key_is_refused(writes: Writes):
     city.ledger.revoke_signer(city.governance, key.address)
     answer = refused(writes, writes.body(key, writes.opened("after-revoke")), 403, "unauthorized_signer")
     assert "revoked" in answer["error"]["message"]
+
+
+def test_a_record_signed_before_the_key_moved_to_another_agency_is_refused(writes: Writes):
+    """The signature names the agency: after governance moves the key, what it signed for the first agency is refused
+    (the contract would refuse it too), never attributed to the second."""
+    city = writes.city
+    key = city.chain.new_account()
+    city.ledger.authorize_signer(city.governance, short_code(ROADS), key.address)
+    for_roads = writes.body(key, writes.opened("signed-for-roads"))
+    city.ledger.revoke_signer(city.governance, key.address)
+    city.ledger.authorize_signer(city.governance, short_code(WATER), key.address)
+    answer = refused(writes, for_roads, 403, "agency_mismatch")
+    assert ROADS in answer["error"]["message"] and WATER in answer["error"]["message"]
+    city.ledger.revoke_signer(city.governance, key.address)
+
+
+def test_an_agency_id_that_is_no_bytes32_is_refused(writes: Writes):
+    body = writes.body(writes.key(ROADS), writes.opened("bad-agency-field"))
+    body["typed_data"]["message"]["agencyId"] = ROADS
+    answer = refused(writes, body, 400, "invalid_record")
+    assert answer["error"]["field"] == "agencyId"
 
 
 def test_wrong_chain_and_wrong_contract_are_refused(writes: Writes):
@@ -471,3 +493,57 @@ class _Answer:
 
     def json(self) -> dict[str, Any]:
         return self.body
+
+
+# ---------------------------------------------------------------------- fair relaying
+
+
+def test_agency_flooding_the_relayer_is_refused_with_429_naming_the_budget(
+    writes: Writes, api_settings: ApiSettings, tmp_path
+):
+    """An agency key posting more than its budget allows is refused up front — 429, the budget named, when it
+    resets, Retry-After — and nothing is stored or sent; another agency's key is not held back by it."""
+    relayer = KeyStore(tmp_path / "keys").get_or_create("relayer")
+    writes.city.chain.fund(relayer.address)
+    settings = replace(api_settings, data_dir=tmp_path, extra={"write_wait_seconds": "0"},
+                       relay_budgets=RelayBudgets(transactions_per_hour=2))
+    city = writes.city
+    key = city.chain.new_account()  # a key of this test's own: no other test's submission shares its nonces
+    city.ledger.authorize_signer(city.governance, short_code(ROADS), key.address)
+    with TestClient(create_app(settings)) as client:
+        nonce = writes.ledger.nonce(key.address)
+        for i in range(2):
+            answer = client.post(URL, json=writes.body(key, writes.opened(f"flood-{i}"), nonce=nonce + i))
+            assert answer.status_code == 202, answer.text
+        store = client.app.state.agency_writes.store  # type: ignore[attr-defined]
+        rows, entries = sum(store.outbox.counts().values()), writes.ledger.entry_count()
+        started = time.time()
+        flood = client.post(URL, json=writes.body(key, writes.opened("flood-2"), nonce=nonce + 2))
+        assert flood.status_code == 429, flood.text
+        error = flood.json()["error"]
+        assert error["code"] == "budget_exceeded" and error["budget"] == "signer_transactions_per_hour"
+        assert error["limit"] == 2 and error["used"] == 2
+        assert started + 3500 < error["resets_at"] <= started + 3601
+        assert 3500 < int(flood.headers["Retry-After"]) <= 3600
+        assert "signer_transactions_per_hour" in error["message"]
+        assert sum(store.outbox.counts().values()) == rows and writes.ledger.entry_count() == entries
+        # another agency's key has budgets of its own
+        other = city.chain.new_account()
+        city.ledger.authorize_signer(city.governance, short_code(WATER), other.address)
+        answer = client.post(URL, json=writes.body(other, writes.opened("neighbour", WATER, "WATER-OUTAGE-24H"),
+                                                   nonce=0))
+        assert answer.status_code == 202, answer.text
+        spec = client.get("/openapi.json").json()
+        assert "budget_exceeded" in spec["paths"][URL]["post"]["responses"]["429"]["description"]
+
+
+def test_relay_budgets_are_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.setenv("CIVIC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CIVIC_RELAY_TX_PER_HOUR", "10")
+    monkeypatch.setenv("CIVIC_RELAY_GAS_PER_DAY", "1_000_000")
+    budgets = ApiSettings.from_env().relay_budgets
+    assert budgets == RelayBudgets(transactions_per_hour=10, gas_per_day=1_000_000)
+    assert ApiSettings(store_url="sqlite://").relay_budgets == RelayBudgets()  # the documented defaults
+    monkeypatch.setenv("CIVIC_RELAY_GAS_PER_HOUR", "lots")
+    with pytest.raises(ValueError, match="CIVIC_RELAY_GAS_PER_HOUR"):
+        ApiSettings.from_env()

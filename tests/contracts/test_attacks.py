@@ -198,7 +198,8 @@ def test_signature_replayed_on_another_chain_id_is_refused(anvil_node: AnvilNode
         times = [int(c.w3.eth.get_block("latest")["timestamp"]) for c in (home, foreign)]
         record = CaseEvent(case_id=case_id("cross-chain"), action=CaseAction.ACCEPTED, occurred_at=min(times))
         deadline = max(times) + 3600
-        home_data, foreign_data = on_home.typed_data(record, 0, deadline), on_foreign.typed_data(record, 0, deadline)
+        home_data, foreign_data = (on_home.typed_data(record, 0, deadline, agency_id),
+                                   on_foreign.typed_data(record, 0, deadline, agency_id))
         assert home_data["domain"] == {**foreign_data["domain"], "chainId": 31337}
         assert {**home_data, "domain": None} == {**foreign_data, "domain": None}
 
@@ -242,7 +243,7 @@ def test_high_s_twin_is_refused_and_original_accepted(world: World) -> None:
     twin = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])  # v: 27 <-> 28
 
     # the twin is a genuine second signature by the same key over the same digest ...
-    digest = _hash_eip191_message(encode_typed_data(full_message=ledger.typed_data(record, 0, deadline)))
+    digest = _hash_eip191_message(encode_typed_data(full_message=ledger.typed_data(record, 0, deadline, world.agency_id)))
     twin_key = keys.Signature(vrs=(twin[64] - 27, int.from_bytes(r, "big"), SECP256K1_N - s))
     assert same_address(twin_key.recover_public_key_from_msg_hash(digest).to_checksum_address(), signer.address)
 
@@ -514,7 +515,8 @@ def test_dirty_high_bits_in_narrow_fields_are_refused(world: World) -> None:
     types = [t for _, _, t in CaseEvent.FIELDS]
     clean = abi_encode(types, list(event.abi_values()))
     wrapper_typehash = keccak(
-        b"RecordCaseEvent(CaseEvent caseEvent,uint256 nonce,uint256 deadline)" + CaseEvent.encode_type().encode()
+        b"RecordCaseEvent(bytes32 agencyId,CaseEvent caseEvent,uint256 nonce,uint256 deadline)"
+        + CaseEvent.encode_type().encode()
     )
     domain_separator = f.DOMAIN_SEPARATOR().call()
     private_key = keys.PrivateKey(bytes(signer.key))
@@ -523,7 +525,8 @@ def test_dirty_high_bits_in_narrow_fields_are_refused(world: World) -> None:
         """The signer's EIP-712 signature over a RecordCaseEvent whose case event is encoded as `words`."""
         record_hash = keccak(CaseEvent.typehash() + words)
         struct_hash = keccak(
-            abi_encode(["bytes32", "bytes32", "uint256", "uint256"], [wrapper_typehash, record_hash, 0, deadline])
+            abi_encode(["bytes32", "bytes32", "bytes32", "uint256", "uint256"],
+                       [wrapper_typehash, world.agency_id, record_hash, 0, deadline])
         )
         signed = private_key.sign_msg_hash(keccak(b"\x19\x01" + domain_separator + struct_hash))
         return signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v + 27])

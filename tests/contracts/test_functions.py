@@ -919,7 +919,7 @@ def test_relayed_signature_errors(world: World) -> None:
     # Bound to this chain and this contract: a signature over another domain is refused.
     for change in ({"chainId": world.chain.chain_id + 1}, {"verifyingContract": world.relayer.address},
                    {"version": "2"}):
-        typed = ledger.typed_data(record, 0, until)
+        typed = ledger.typed_data(record, 0, until, ledger.agency_of(signer.address))
         typed["domain"] = {**typed["domain"], **change}
         elsewhere = bytes(Account.sign_typed_data(signer.key, full_message=typed).signature)
         reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, elsewhere), "InvalidSignature",

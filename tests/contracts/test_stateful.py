@@ -2,9 +2,12 @@
 
 Hypothesis drives case events (single, batched, relayed), commitments (publish, amend, retire), corrections,
 holiday calendars, agency registrations, key authorisations and revocations, nonce cancellations and calls that
-must revert. After every step the ledger must agree with the model: the entry count only grows and equals the
-model's, every entry recorded so far is unchanged, the running hash is the model's, and a call the model predicts
-to revert reverts with the predicted error and changes nothing.
+must revert — and a hostile agency's moves: Merkle batch anchors with garbage roots and counts up to the type's
+limit, and signatures made before governance moved the key to another agency. After every step the ledger must
+agree with the model: the entry count only grows and equals the model's, every entry recorded so far is unchanged,
+the running hash is the model's, and a call the model predicts to revert reverts with the predicted error and
+changes nothing. And nothing froze: governance can still revoke every authorised key, and every authorised key can
+still write (both asked with eth_call, which changes nothing).
 
 Runs on anvil only (a fresh deployment on the session node); each example starts from a snapshot and is rolled
 back afterwards.
@@ -24,6 +27,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from ledger.batches import MAX_ENTRIES, batch_hash
 from ledger.chain import Chain
 from ledger.errors import ContractReverted
 from ledger.node import AnvilNode
@@ -73,7 +77,12 @@ Expected = str | frozenset[str] | None
 class Model:
     """What the ledger should hold, kept in plain Python."""
 
+    #: entry hashes in log order, as folded into the running hash (a batch anchor is one, for all its entries)
     entries: list[bytes]
+    #: the seq of each of them
+    seqs: list[int]
+    #: the entry count: a batch anchor advances it by the batch's count
+    count: int
     agency_of: dict[str, bytes | None]
     jurisdictions: dict[bytes, bytes]
     commitments: dict[tuple[bytes, bytes], list[Any]] = field(default_factory=dict)  # -> [version, retired]
@@ -99,6 +108,8 @@ def env(anvil_node: AnvilNode) -> Iterator[Env]:
     assert len(keys) == KEY_COUNT
     initial = Model(
         entries=[e.entry_hash for e in world.ledger.entries()],
+        seqs=[e.seq for e in world.ledger.entries()],
+        count=world.ledger.entry_count(),
         agency_of={k.address: None for k in keys} | {
             world.signer.address: world.agency_id,
             world.other_signer.address: world.other_agency_id,
@@ -124,7 +135,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.keys = self.env.keys
         self.model = copy.deepcopy(self.env.initial)
         self.snapshot = self.world.chain.snapshot()
-        self.highest_count = len(self.model.entries)
+        self.highest_count = self.model.count
+        #: signatures made at some step, relayed at a later one: (key index, agency signed for, nonce, event, sig)
+        self.presigned: list[tuple[int, bytes, int, CaseEvent, bytes]] = []
         self.seen: list[bytes] = []  # entry hashes of the log as last read
         self.agencies = [self.world.agency_id, self.world.other_agency_id, EXTRA_AGENCY]
         #: a step is under way and its invariants have not passed yet (teardown then skips its own checks)
@@ -159,8 +172,12 @@ class LedgerMachine(RuleBasedStateMachine):
         return False
 
     def append(self, kind: EntryKind, agency_id: bytes, actor: str, record: Record) -> None:
-        seq = len(self.model.entries)
-        self.model.entries.append(entry_hash(seq, kind, agency_id, actor, record.struct_hash()))
+        self.fold(entry_hash(self.model.count, kind, agency_id, actor, record.struct_hash()))
+
+    def fold(self, entry: bytes, count: int = 1) -> None:
+        self.model.entries.append(entry)
+        self.model.seqs.append(self.model.count)
+        self.model.count += count
 
     def submit(self, key_index: int, record: Record | list[CaseEvent], relayed: bool, expected: Expected) -> bool:
         """Write `record` as key `key_index`, directly or through the relayer with a signature at the model's nonce."""
@@ -351,7 +368,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(key=KEY_INDEX, back=st.integers(-2, 12), relayed=st.booleans())
     def record_correction(self, key: int, back: int, relayed: bool) -> None:
-        count = len(self.model.entries)
+        count = self.model.count
         target = max(count - 1 - back, 0)  # back < 0 aims at entries that do not exist yet
         record = Correction(target_seq=target, reason_hash=text_hash(f"void {target}"), occurred_at=self.now())
         agency_id = self.model.agency_of[self.keys[key].address]
@@ -505,6 +522,67 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model.nonces[signer.address] += 1
             self.append(EntryKind.CASE_EVENT, self.model.agency_of[signer.address], signer.address, event)
 
+    # ------------------------------------------------------------------------------------ a hostile agency
+
+    @rule(
+        key=KEY_INDEX,
+        count=st.sampled_from(["one", "maximum", "over", "to_limit", "limit", "zero"]),
+        garbage_root=st.booleans(),
+    )
+    def anchor_batch(self, key: int, count: str, garbage_root: bool) -> None:
+        """Anchor a batch no file may ever match, of any count up to what would overflow the entry count."""
+        n = {
+            "one": 1, "maximum": MAX_ENTRIES, "over": MAX_ENTRIES + 1, "to_limit": 2**64 - 1 - self.model.count,
+            "limit": 2**64 - 1, "zero": 0,
+        }[count]
+        root = text_hash(f"garbage {self.model.count}") if garbage_root else ZERO32
+        file_hash = text_hash(f"no file {self.model.count}")
+        signer = self.keys[key]
+        agency_id = self.model.agency_of[signer.address]
+        if agency_id is None:
+            expected: Expected = "UnauthorizedSigner"
+        elif root == ZERO32 or n == 0:
+            expected = "InvalidBatch"
+        elif n > MAX_ENTRIES:
+            expected = "BatchTooLarge"
+        else:
+            expected = None
+        if self.run(lambda: self.ledger.anchor_batch(signer, root, n, file_hash), expected):
+            record_hash = batch_hash(root, n, file_hash)
+            self.fold(entry_hash(self.model.count, EntryKind.BATCH_ANCHORED, agency_id, signer.address, record_hash), n)
+
+    @rule(key=KEY_INDEX)
+    def presign(self, key: int) -> None:
+        """The key signs a case event now, for the agency it writes for now, to be relayed at some later step."""
+        signer = self.keys[key]
+        agency_id = self.model.agency_of[signer.address] or ZERO32
+        nonce = self.model.nonces[signer.address]
+        event = CaseEvent(case_id=case_id("presigned"), action=CaseAction.ACCEPTED, occurred_at=self.now())
+        signature = self.ledger.sign(signer, event, 2**64, nonce=nonce, agency_id=agency_id)
+        self.presigned.append((key, agency_id, nonce, event, signature))
+
+    @rule(data=st.data())
+    def relay_presigned(self, data: st.DataObject) -> None:
+        """Relay a signature made earlier: void once governance moved the key to another agency (or revoked it)."""
+        if not self.presigned:
+            return
+        key, signed_for, nonce, event, signature = data.draw(st.sampled_from(self.presigned))
+        signer = self.keys[key]
+        agency_id = self.model.agency_of[signer.address]
+        if agency_id is None:
+            expected: Expected = "UnauthorizedSigner"
+        elif agency_id != signed_for or nonce != self.model.nonces[signer.address]:
+            expected = "InvalidSignature"
+        else:
+            expected = None
+        if self.run(
+            lambda: self.ledger.relay(self.world.relayer, event, signer.address, 2**64, signature),
+            expected,
+            signer.address,
+        ):
+            self.model.nonces[signer.address] += 1
+            self.append(EntryKind.CASE_EVENT, agency_id, signer.address, event)
+
     # ------------------------------------------------------------------------------------------- invariants
 
     @invariant()
@@ -516,9 +594,9 @@ class LedgerMachine(RuleBasedStateMachine):
             count, head = batch.execute()
         assert count >= self.highest_count
         self.highest_count = count
-        assert count == len(self.model.entries)
+        assert count == self.model.count
         entries = self.ledger.entries(from_block=self.env.first_block)
-        assert [e.seq for e in entries] == list(range(count))
+        assert [e.seq for e in entries] == self.model.seqs
         hashes = [e.entry_hash for e in entries]
         # every entry seen at the previous step is still there, unchanged, at the same place ...
         assert hashes[: len(self.seen)] == self.seen
@@ -526,7 +604,18 @@ class LedgerMachine(RuleBasedStateMachine):
         # ... and every entry is the one the model recorded at that place
         assert hashes == self.model.entries
         assert bytes(head) == running_hash(self.model.entries)
+        self.nothing_froze()
         self.unsettled = False
+
+    def nothing_froze(self) -> None:
+        """Governance can revoke every authorised key and every authorised key can write, whatever came before."""
+        f = self.ledger.contract.functions
+        probe = CaseEvent(case_id=case_id("probe"), action=CaseAction.ACCEPTED, occurred_at=self.now())
+        for key in self.keys:
+            if self.model.agency_of[key.address] is None:
+                continue
+            f.revokeSigner(key.address).call({"from": self.world.governance.address})
+            f.recordCaseEvent(probe.abi_values()).call({"from": key.address})
 
     def check_state(self) -> None:
         """Keys, nonces, agencies, commitments and calendars as the model has them.

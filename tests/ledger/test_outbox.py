@@ -352,3 +352,23 @@ with box._transaction() as db:
     with Outbox(path) as box:
         assert box.transaction("0xdead") is None
         assert [item.state for item in box.items(ids=ids)] == [OutboxState.PENDING] * 4
+
+
+def test_rows_found_on_chain_are_recorded_with_the_transaction_that_put_them_there(outbox: Outbox):
+    """A copy of a relayed record was mined before ours: its rows are recorded with that transaction (stored as
+    mined, never ours to broadcast), in row order; rows already settled are not touched."""
+    first, _ = add(outbox, opened("copied-1"))
+    second, _ = add(outbox, opened("copied-2"))
+    copier = Account.create().address
+    tx_hash = "0x" + "ab" * 32
+    done = outbox.record_found([first.id, second.id], tx_hash=tx_hash, sender=copier, nonce=7, seqs=[40, 41])
+    assert [(i.state, i.tx_hash, i.seq) for i in done] == [(OutboxState.RECORDED, tx_hash, 40),
+                                                            (OutboxState.RECORDED, tx_hash, 41)]
+    assert [i.id for i in outbox.tx_items(tx_hash)] == [first.id, second.id]
+    [tx] = outbox.transactions(sender=copier)
+    assert tx.state is TxState.MINED and tx.nonce == 7 and tx.raw == b""
+    assert outbox.transactions(state=TxState.SENT) == []  # nothing for recovery to broadcast
+    with pytest.raises(OutboxError):  # recorded already: changed under the writer
+        outbox.record_found([first.id], tx_hash="0x" + "cd" * 32, sender=copier, nonce=8, seqs=[50])
+    with pytest.raises(OutboxError):
+        outbox.record_found([first.id, second.id], tx_hash=tx_hash, sender=copier, nonce=7, seqs=[40])

@@ -50,7 +50,7 @@ def relay_writer(world: World, store: RelayStore):
 
 def signed(world: World, signer: LocalAccount, record, *, nonce: int | None = None, deadline: int | None = None):
     nonce = world.ledger.nonce(signer.address) if nonce is None else nonce
-    typed = world.ledger.typed_data(record, nonce, deadline or int(time.time()) + 3600)
+    typed = world.ledger.typed_data(record, nonce, deadline or int(time.time()) + 3600, world.ledger.agency_of(signer.address))
     signature = Account.sign_typed_data(signer.key, full_message=typed).signature
     return check_signed_record(typed, signature, world.ledger.domain())
 
@@ -72,13 +72,13 @@ def test_relay_types_are_those_of_the_typed_data_the_ledger_builds(world: World)
     }
     assert set(records) == set(RELAY_TYPES)
     for primary, record in records.items():
-        assert relay_types(primary) == relay_typed_data(world.ledger.domain(), record, 0, 0)["types"]
+        assert relay_types(primary) == relay_typed_data(world.ledger.domain(), record, b"\1" * 32, 0, 0)["types"]
 
 
 def test_a_signature_is_checked_as_the_contract_checks_it(world: World):
     item = signed(world, world.signer, world.opened("sig"))
     assert item.signer == world.signer.address
-    typed = world.ledger.typed_data(world.opened("sig"), item.nonce, item.deadline)
+    typed = world.ledger.typed_data(world.opened("sig"), item.nonce, item.deadline, item.agency_id)
     r, s, v = item.signature[:32], int.from_bytes(item.signature[32:64], "big"), item.signature[64]
     # v given as 0/1 (some wallets) is the same signature
     same = check_signed_record(typed, r + s.to_bytes(32, "big") + bytes([v - 27]), world.ledger.domain())
