@@ -8,9 +8,18 @@ contract knows nothing of corrections): a closing moves an open case to fulfille
 closure at its block time; Reopened opens a closed case again and clears a pending dispute; DisputeRejected clears a
 pending dispute; a rating sets ``rated``, a dispute ``disputed`` and ``disputed_closure`` (each closure can be
 disputed once: a dispute the agency answered by standing by the fulfilment leaves that closure disputed). Events the
-contract would have refused were never recorded, so every recorded event applies. The write API checks the same
-state on the chain itself before relaying (``Ledger.receipt_case``), so an index that lags cannot let a refused
-rating through; this module makes the page's answer right as soon as the index has the entries.
+contract would have refused were never recorded, so every recorded event applies.
+
+When the index lacks or lags (:func:`receipt_view` with a ``chain``)
+    Citizens never depend on the index being whole. The contract's own state of the case (``receiptCase``, read by
+    ``Ledger.receipt_case``; :meth:`Tracked.of_chain` is its one translation) decides what its holder may do: when
+    the index has no receipt with this key, the key's ReceiptIssued entry is searched in the blocks the index has
+    not read (``ledger.receiptstate.ChainReceipts``, bounded); when the index has it but its state of the case
+    differs from the chain's (the index is behind the case's latest change), the chain's state is shown. Either
+    way ``feedback.source`` is ``"chain"`` and ``feedback.source_reason`` says why; the case's events, rating and
+    disputes are only what the index has (nothing is made up for what it lacks). A node behind the index, or one
+    that does not answer, leaves the index's answer standing. The write API checks ratings and disputes on the
+    chain's state alone (:func:`decide` on :meth:`Tracked.of_chain`): one definition, and no index needed.
 
 The off-chain texts (comments, dispute reasons) are not in the index: they are read from the relay store
 (``ledger.relay.CitizenFiles``) and shown only when the citizen agreed and the hash they match is recorded.
@@ -18,9 +27,10 @@ The off-chain texts (comments, dispute reasons) are not in the index: they are r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, select
 from sqlalchemy.engine import RowMapping
@@ -29,6 +39,10 @@ from api import models
 from api.batches import BatchProofs
 from api.queries import CASE_STATE_FIELDS, IndexState, case_view, proof_columns, proof_of, to_hex
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
+from ledger.chain import ReceiptCaseState
+from ledger.errors import InvalidRecord, NodeUnavailable
+from ledger.logs import code_text
+from ledger.receiptstate import ChainReceipts, IssuedReceipt
 from ledger.records import CaseAction, ReceiptCaseStatus, short_code
 from ledger.relay import CitizenFiles, CitizenSubmission
 from ledger.store.schema import case_events, disputes, entries, ratings, receipts
@@ -44,6 +58,8 @@ STATUS_NAMES = {
     ReceiptCaseStatus.CLOSED_UNFULFILLED: "closed_unfulfilled",
 }
 ZERO32 = b"\0" * 32
+
+log = logging.getLogger("api.feedback")
 
 
 def code_bytes(code: str) -> bytes:
@@ -71,6 +87,15 @@ class Tracked:
     disputed: bool
     #: the last closure disputed (0: none); a closure can be disputed once (``ReceiptCase.disputedClosure``)
     disputed_closure: int = 0
+
+    @classmethod
+    def of_chain(cls, state: ReceiptCaseState) -> Tracked:
+        """The contract's own ``receiptCase`` of a case it tracks (not status NONE: the caller refuses a case
+        without a receipt first); ``closedAt`` 0 is never closed."""
+        if state.status is ReceiptCaseStatus.NONE:
+            raise ValueError("the contract tracks no receipt for this case")
+        return cls(state.status, state.closures, state.closed_at or None, state.rated, state.disputed,
+                   state.disputed_closure)
 
 
 def track(receipt_seq: int, events: Sequence[tuple[int, int, int]], rated_seqs: Sequence[int],
@@ -155,18 +180,6 @@ def receipt_by_address(conn: Connection, address: str) -> RowMapping | None:
     return conn.execute(query).mappings().first()
 
 
-def receipt_of_case(conn: Connection, agency_id: str, case_id: bytes) -> RowMapping | None:
-    """The case's receipt (the first: the contract allows one per case)."""
-    query = (
-        select(receipts, entries.c.block_number, *proof_columns())
-        .join(entries, entries.c.seq == receipts.c.seq)
-        .where(receipts.c.agency_id == agency_id, receipts.c.case_id == case_id)
-        .order_by(receipts.c.seq)
-        .limit(1)
-    )
-    return conn.execute(query).mappings().first()
-
-
 @dataclass(frozen=True)
 class CaseFeedback:
     """A case's receipt and the index's entries that decide what its holder may do."""
@@ -211,6 +224,44 @@ def _live(submissions: Sequence[CitizenSubmission], kind: str, indexed: set[str]
     return [s for s in submissions if s.primary_type == kind and s.state != "failed" and s.key not in indexed]
 
 
+@dataclass(frozen=True)
+class ChainAnswer:
+    """The chain's state of a receipt's case, when it is to be shown instead of the index's: `issued` is the receipt
+    found on chain when the index lacks it (None: the index has the receipt but is behind the case)."""
+
+    state: ReceiptCaseState
+    reason: Literal["index_lacks_receipt", "index_behind"]
+    issued: IssuedReceipt | None = None
+
+
+def chain_answer(
+    chain: ChainReceipts, state: IndexState, address: str, receipt: RowMapping | None, indexed: Tracked | None
+) -> ChainAnswer | None:
+    """What the chain says of the receipt with this address when the index's answer is not the whole truth: the
+    index has no such receipt (it is searched in the blocks the index has not read), or its state of the case
+    (`indexed`) is not the contract's. None when the index's answer stands (or the chain has no such receipt)."""
+    if receipt is None:
+        found = chain.find(address, state.last_block).found
+        if found is None:
+            return None
+        on_chain = chain.case_state(found.agency_id, found.case_id)
+        if on_chain.status is ReceiptCaseStatus.NONE or on_chain.receipt != address:
+            return None  # not this case's receipt (any more: its block was reorganised away)
+        return ChainAnswer(on_chain, "index_lacks_receipt", found)
+    try:
+        agency_bytes = code_bytes(receipt["agency_id"])
+    except InvalidRecord:  # a code the index could not have written: nothing to ask the chain
+        return None
+    if chain.head() < state.last_block:
+        return None  # the node is behind the index: the index knows more
+    on_chain = chain.case_state(agency_bytes, bytes(receipt["case_id"]))
+    if on_chain.status is ReceiptCaseStatus.NONE or on_chain.receipt != address:
+        return None
+    if indexed is not None and Tracked.of_chain(on_chain) == indexed:
+        return None
+    return ChainAnswer(on_chain, "index_behind")
+
+
 def receipt_view(
     conn: Connection,
     state: IndexState,
@@ -218,15 +269,30 @@ def receipt_view(
     now: int,
     files: CitizenFiles | None,
     proofs: BatchProofs | None = None,
+    chain: ChainReceipts | None = None,
 ) -> models.ReceiptView | None:
     """The case of the receipt with this (checksummed) address, with its receipt and feedback; None if no receipt
-    with this key is recorded. Batched events carry their Merkle proofs (from ``proofs``)."""
+    with this key is recorded (in the index, nor on the chain when `chain` is given). Batched events carry their
+    Merkle proofs (from ``proofs``). With `chain`, the contract's state of the case stands in for the index's when
+    the index lacks the receipt or lags behind the case (see the module docstring)."""
     receipt = receipt_by_address(conn, address)
-    if receipt is None:
+    found = case_feedback(conn, receipt) if receipt is not None else None
+    answer = None
+    if chain is not None:
+        try:
+            answer = chain_answer(chain, state, address, receipt, found.tracked if found else None)
+        except NodeUnavailable as exc:  # the chain cannot be asked now: the index's answer is all there is
+            log.warning("receipt look-up: the node did not answer, the index's answer stands (%s)", exc)
+    if answer is not None and answer.issued is not None:
+        agency_id, case_id = code_text(answer.issued.agency_id), answer.issued.case_id
+    elif receipt is not None:
+        agency_id, case_id = receipt["agency_id"], bytes(receipt["case_id"])
+    else:
         return None
-    agency_id, case_id = receipt["agency_id"], bytes(receipt["case_id"])
-    found = case_feedback(conn, receipt)
-    tracked = found.tracked
+    tracked = Tracked.of_chain(answer.state) if answer is not None else found.tracked if found else None
+    assert tracked is not None
+    rating_rows = found.ratings if found else []
+    dispute_rows = found.disputes if found else []
     view = case_view(conn, state, agency_id, case_id, now, proofs)
     if view is None:  # a receipt for a case whose events are not recorded (yet)
         view = models.CaseView(agency_id=agency_id, case_id=to_hex(case_id), events=[],
@@ -242,7 +308,7 @@ def receipt_view(
         texts = files.published_texts(agency_bytes, case_id)
         submissions = files.submissions(agency_bytes, case_id)
     # a submission the index shows already: its entry's transaction is in the index
-    indexed_tx = {to_hex(r["p_tx_hash"]) for r in (*found.ratings, *found.disputes)}
+    indexed_tx = {to_hex(r["p_tx_hash"]) for r in (*rating_rows, *dispute_rows)}
     indexed = {s.key for s in submissions if s.tx_hash is not None and s.tx_hash in indexed_tx}
     live_ratings = _live(submissions, "Rating", indexed)
     live_disputes = [s for s in _live(submissions, "Dispute", indexed) if s.closure == tracked.closures]
@@ -252,26 +318,26 @@ def receipt_view(
         return None if bytes(hash_value) == ZERO32 else texts.get(to_hex(hash_value))
 
     rating = None
-    if found.ratings:
-        r = found.ratings[0]
+    if rating_rows:
+        r = rating_rows[0]
         rating = models.RatingItem(
             score=r["score"], comment_hash=to_hex(r["comment_hash"]), comment=text(r["comment_hash"]),
             rated_at=r["block_time"], final=state.is_final(r["block_number"]), proof=proof_of(r),
         )
     dispute_items = []
-    for d in found.disputes:
+    for d in dispute_rows:
         due = d["block_time"] + DISPUTE_RESPONSE_WINDOW
-        answer = None
+        answered = None
         if d["answer_seq"] is not None:
-            answer = models.DisputeAnswer(
+            answered = models.DisputeAnswer(
                 action="reopened" if d["answer_action"] == CaseAction.REOPENED else "dispute_rejected",
                 seq=d["answer_seq"], answered_at=d["answered_at"],
             )
         dispute_items.append(
             models.DisputeItem(
                 closure=d["closure"], reason_hash=to_hex(d["reason_hash"]), reason=text(d["reason_hash"]),
-                disputed_at=d["block_time"], answer_due=due, answer=answer,
-                answer_overdue=answer is None and now > due, final=state.is_final(d["block_number"]),
+                disputed_at=d["block_time"], answer_due=due, answer=answered,
+                answer_overdue=answered is None and now > due, final=state.is_final(d["block_number"]),
                 proof=proof_of(d),
             )
         )
@@ -296,10 +362,32 @@ def receipt_view(
                                       status=s.state, closure=s.closure)
             for s in (*live_ratings, *_live(submissions, "Dispute", indexed))
         ],
+        source="chain" if answer is not None else "index",
+        source_reason=answer.reason if answer is not None else None,
     )
-    info = models.ReceiptInfo(
-        address=receipt["receipt"], issued_at=receipt["occurred_at"], final=state.is_final(receipt["block_number"]),
-        proof=proof_of(receipt),
-    )
+    if answer is not None and answer.issued is not None:
+        info = _receipt_on_chain(state, answer.issued)
+    else:
+        assert receipt is not None
+        info = models.ReceiptInfo(
+            address=receipt["receipt"], issued_at=receipt["occurred_at"],
+            final=state.is_final(receipt["block_number"]), proof=proof_of(receipt),
+        )
     fields: dict[str, Any] = view.model_dump()
     return models.ReceiptView(**fields, receipt=info, feedback=feedback)
+
+
+def _receipt_on_chain(state: IndexState, issued: IssuedReceipt) -> models.ReceiptInfo:
+    """The receipt as its ReceiptIssued log shows it, with the proof anyone can check against a node."""
+    entry = issued.entry
+    assert issued.block_time is not None
+    return models.ReceiptInfo(
+        address=issued.address,
+        issued_at=issued.record.occurred_at,
+        final=state.is_final(entry.block_number),
+        proof=models.Proof(
+            seq=entry.seq, tx_hash=to_hex(entry.transaction_hash), block_number=entry.block_number,
+            block_hash=to_hex(issued.block_hash), block_time=issued.block_time, log_index=entry.log_index,
+            entry_hash=to_hex(entry.entry_hash),
+        ),
+    )

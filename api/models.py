@@ -186,6 +186,14 @@ class Proof(Model):
 
 
 _FINAL = "whether the entry's block is at or below the finalized block (see /api/v1/chain); only final data is final"
+_NOT_APPLIED = (
+    "null: applied as any entry. Set on a case event written in a Merkle-anchored batch for a case that has a "
+    "receipt: it is on the ledger, but never applied to its case, and this says why"
+)
+_BATCHES_WITHHELD = (
+    "the agency's Merkle-anchored batches whose entries are withheld: their file is missing or cannot match the anchor"
+)
+_ENTRIES_WITHHELD = "entries those withheld batches stand for: on the ledger, counted, but not indexed"
 
 
 # --- chain ------------------------------------------------------------------------------------------------------------
@@ -221,7 +229,20 @@ class ChainFacts(Model):
         ge=-1, description="highest block considered final: entries at or below it will not change"
     )
     halted_reason: str | None = Field(
-        description="set when indexing stopped on purpose (e.g. a reorganisation deeper than the confirmation depth)"
+        description="set when indexing stopped on purpose (a reorganisation deeper than the confirmation depth)"
+    )
+    batches_withheld: int = Field(
+        default=0, ge=0, description="Merkle-anchored batches whose entries are not indexed because their file is "
+        "missing or cannot match the anchor (listed at withheld_batches_url); indexing goes on past them",
+        examples=[1],
+    )
+    entries_withheld: int = Field(
+        default=0, ge=0, description="entries those batches stand for: counted in entry_count, but not shown",
+        examples=[500],
+    )
+    withheld_batches_url: str = Field(
+        default="/api/v1/batches?withheld=true", description="the list of the withheld batches, with why each is",
+        examples=["/api/v1/batches?withheld=true"],
     )
     node: NodeStatus = Field(description="what the chain's node says right now (best effort, never an error)")
 
@@ -248,6 +269,9 @@ class Entry(Model):
     occurred_at: int | None = Field(
         description="time the agency says it happened (null for governance entries)", examples=[1793487600]
     )
+    not_applied_reason: str | None = Field(
+        default=None, description=_NOT_APPLIED, examples=[None]
+    )
     final: bool = Field(description=_FINAL, examples=[True])
     proof: Proof
 
@@ -266,7 +290,10 @@ class EntryPage(Model):
 
 class BatchInfo(Model):
     """A Merkle-anchored batch of case events: one ``BatchAnchored`` log on chain (root, count, file hash), the file
-    published here, and its events as entries ``seq`` to ``last_seq`` (each with its Merkle proof)."""
+    published here, and its events as entries ``seq`` to ``last_seq`` (each with its Merkle proof) — unless the batch
+    is ``withheld``: its file is missing or cannot match the anchor, so its entries are counted (the contract counts
+    them) but not indexed, and have no proofs. A ``missing`` file may still be published (the entries then appear at
+    their seqs); an ``impossible`` batch (the file with the anchored hash does not match the anchor) never can be."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -285,6 +312,8 @@ class BatchInfo(Model):
                     "final": True,
                     "file_url": "/api/v1/batches/1200/file",
                     "file_available": True,
+                    "withheld": None,
+                    "withheld_reason": None,
                     "proof": {
                         "seq": 1200,
                         "tx_hash": _TX,
@@ -320,6 +349,17 @@ class BatchInfo(Model):
     final: bool = Field(description=_FINAL)
     file_url: str = Field(description="where this service serves the file", examples=["/api/v1/batches/1200/file"])
     file_available: bool = Field(description="whether this service has the file now")
+    withheld: Literal["missing", "impossible"] | None = Field(
+        default=None,
+        description="null: its entries are indexed. missing: no file with the anchored hash is published yet (its "
+        "entries appear once it is); impossible: the file with the anchored hash does not match the anchor, so the "
+        "batch can never be indexed",
+        examples=[None],
+    )
+    withheld_reason: str | None = Field(
+        default=None, description="what is wrong with the file, in the indexer's words (null when not withheld)",
+        examples=[None],
+    )
     proof: Proof = Field(description="the anchoring: transaction, block and log index of the BatchAnchored log")
 
 
@@ -346,6 +386,11 @@ class Agency(Model):
     name_zh: str = Field(description="name in Chinese", examples=["示范市道路管理所"])
     name_en: str = Field(description="name in English", examples=["Demo City Roads Office"])
     signers: list[Address] = Field(description="keys authorised to write for the agency now, in address order")
+    batches_withheld: int = Field(
+        default=0, ge=0, description=_BATCHES_WITHHELD + " (GET /api/v1/batches?agency_id=…&withheld=true)",
+        examples=[0],
+    )
+    entries_withheld: int = Field(default=0, ge=0, description=_ENTRIES_WITHHELD, examples=[0])
     final: bool = Field(description=_FINAL + " (of the registration)")
     registration: Proof = Field(description="proof of the registration entry")
 
@@ -505,6 +550,14 @@ class Scorecard(Model):
         default=None, description="the commitment's target on-time rate (by=commitment)", examples=["0.9500"]
     )
     retired: bool | None = Field(default=None, description="whether the commitment is retired (by=commitment)")
+    batches_withheld: int | None = Field(
+        default=None, ge=0, description=_BATCHES_WITHHELD + ", whatever the filter (by=agency; null by commitment: "
+        "a withheld batch's events are not known)",
+        examples=[0],
+    )
+    entries_withheld: int | None = Field(
+        default=None, ge=0, description=_ENTRIES_WITHHELD + " (by=agency; null by commitment)", examples=[0]
+    )
     metrics: MetricsValues
 
 
@@ -550,6 +603,7 @@ class CaseEventItem(Model):
     district: Code | None = Field(description="on opened events: the district", examples=["EAST"])
     channel: int | None = Field(description="on opened events: the intake channel code", examples=[2])
     voided_by: int | None = Field(description="seq of the correction that voided this event, if any", examples=[None])
+    not_applied_reason: str | None = Field(default=None, description=_NOT_APPLIED, examples=[None])
     final: bool = Field(description=_FINAL)
     proof: Proof
 
@@ -593,7 +647,10 @@ class CaseView(Model):
     disputes: int | None = Field(description="disputes of the case's fulfilment by the receipt holder", examples=[0])
     reopened: int | None = Field(description="times the agency reopened the case", examples=[0])
     dispute_open: bool | None = Field(description="a dispute awaits the agency's answer", examples=[False])
-    events: list[CaseEventItem] = Field(description="every event of the case, voided ones included, in ledger order")
+    events: list[CaseEventItem] = Field(
+        description="every event of the case, in ledger order: voided ones included (voided_by), and batched events "
+        "not applied to it (not_applied_reason)"
+    )
 
 
 # --- receipts: a case seen through its receipt, and the citizen's feedback ---------------------------------------------
@@ -727,6 +784,19 @@ class Feedback(Model):
     disputes: list[DisputeItem] = Field(description="every dispute of the case, oldest first")
     submissions: list[FeedbackSubmission] = Field(
         description="ratings and disputes accepted by this service that the index does not show yet"
+    )
+    source: Literal["index", "chain"] = Field(
+        default="index",
+        description="where the state above (status, closures, closed_at, rated, can_* and why not, the dispute "
+        "deadline) was read: the index, or the contract's own receiptCase on the chain when the index lacks this "
+        "receipt or is behind the case's latest change (then `rating`, `disputes` and the case's events are only "
+        "what the index has)",
+        examples=["index"],
+    )
+    source_reason: Literal["index_lacks_receipt", "index_behind"] | None = Field(
+        default=None,
+        description="why the chain was read: the index has no receipt with this key yet (index_lacks_receipt), or "
+        "its state of the case is not the chain's (index_behind); null when read from the index",
     )
 
 

@@ -14,6 +14,10 @@ model give (``tests/api/test_cache.py`` compares them). Computed figures (metric
 A record written in a Merkle-anchored batch is an entry row like any other (``entries.batch_seq`` and
 ``batch_index`` say where it is in its batch); its Merkle proof is not in the index but rebuilt from the batch file
 (``api.batches``): every function that shows such a record's proof takes a :class:`api.batches.BatchProofs` for it.
+A batch whose file is missing or cannot match its anchor is withheld (``batches.withheld``): its row is there, its
+entries are not; where the index stands counts the withheld batches too (:attr:`IndexState.withheld`), since a file
+published later changes what the index holds without moving the entry count. A batched case event of a receipt case
+is shown with why it does not apply to its case (:func:`not_applied_reason`).
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from sqlalchemy.engine import Dialect, Engine, RowMapping
 
 from api import models
 from api.batches import BatchKey, BatchProofs, file_url
-from ledger.cases import ON_HOLD
+from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, ON_HOLD, batched_event_applies
 from ledger.metrics import CaseRow, MetricsFilter, compute_metrics_from_rows, rate_from_bps
 from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.batches import batch_hash
+from ledger.batchread import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
 from ledger.store.schema import (
     agencies,
     batches,
@@ -100,6 +105,9 @@ class IndexState:
     running_hash: bytes
     finalized_block: int
     halted_reason: str | None
+    #: batches withheld as missing and as impossible: a batch released (its file published) or found impossible
+    #: changes the index without moving the rest
+    withheld: tuple[int, int] = (0, 0)
 
     def is_final(self, block_number: int) -> bool:
         return block_number <= self.finalized_block
@@ -107,7 +115,19 @@ class IndexState:
     @property
     def position(self) -> tuple[Any, ...]:
         """What changes whenever anything the API shows may change (an ETag part)."""
-        return (self.chain_id, self.contract_address, self.entry_count, self.last_block, self.finalized_block)
+        return (self.chain_id, self.contract_address, self.entry_count, self.last_block, self.finalized_block,
+                *self.withheld)
+
+
+#: the withheld batches as :attr:`IndexState.withheld` counts them (two columns, for the one-statement reads)
+WITHHELD_SQL = (
+    f"(SELECT count(*) FROM batches w WHERE w.withheld = '{WITHHELD_MISSING}'), "
+    f"(SELECT count(*) FROM batches w WHERE w.withheld = '{WITHHELD_IMPOSSIBLE}')"
+)
+
+
+def _withheld_of(missing: Any, impossible: Any) -> tuple[int, int]:
+    return int(missing or 0), int(impossible or 0)
 
 
 def index_state(conn: Connection, contract_address: str | None, chain_id: int | None) -> IndexState:
@@ -126,6 +146,7 @@ def index_state(conn: Connection, contract_address: str | None, chain_id: int | 
         running_hash=bytes(row["running_hash"]),
         finalized_block=int(row["finalized_block"]),
         halted_reason=row["halted_reason"],
+        withheld=_withheld_of(*conn.execute(text(f"SELECT {WITHHELD_SQL}")).one()),
     )
 
 
@@ -180,10 +201,13 @@ def single_read(engine: Engine, sql: str, params: dict[str, Any]) -> list[tuple[
         pooled.close()
 
 
-#: where the index stands (every sync_state row), and the block hash of the last entry (:class:`IndexContent`)
-STATE_SQL = """
+#: where the index stands (every sync_state row), the block hash of the last entry (:class:`IndexContent`; of its
+#: batch when that is withheld) and the withheld batches
+STATE_SQL = f"""
 SELECT contract_address, chain_id, deploy_block, last_block, entry_count, running_hash, finalized_block, halted_reason,
-       (SELECT e.block_hash FROM entries e WHERE e.seq = s.entry_count - 1)
+       COALESCE((SELECT e.block_hash FROM entries e WHERE e.seq = s.entry_count - 1),
+                (SELECT b.block_hash FROM batches b WHERE b.seq < s.entry_count ORDER BY b.seq DESC LIMIT 1)),
+       {WITHHELD_SQL}
 FROM sync_state s ORDER BY contract_address
 """
 
@@ -201,7 +225,8 @@ def _pick_state(rows: Sequence[Sequence[Any]], contract_address: str | None) -> 
     return rows[0]
 
 
-def _state_of(row: Sequence[Any]) -> IndexState:
+def _state_of(row: Sequence[Any], withheld: tuple[int, int]) -> IndexState:
+    """The state in the first columns of a row of :data:`STATE_SQL` or :data:`CASE_SQL`."""
     return IndexState(
         contract_address=row[0],
         chain_id=int(row[1]),
@@ -211,6 +236,7 @@ def _state_of(row: Sequence[Any]) -> IndexState:
         running_hash=bytes(row[5]),
         finalized_block=int(row[6]),
         halted_reason=row[7],
+        withheld=withheld,
     )
 
 
@@ -227,10 +253,11 @@ class IndexContent:
         """Equal exactly when the index holds the same rows: every row is derived from the entries (and their blocks'
         times), the running hash commits to every entry in order, and the block hash of the last one to every block
         up to it, so to every entry's block and time — even after a reorganisation that re-included the same entries
-        elsewhere. ``last_block`` is left out on purpose: it moves with blocks that carry no entry, which change
-        nothing."""
+        elsewhere — and the withheld batches say which of the entries are in the index (a batch released or found
+        impossible changes them). ``last_block`` is left out on purpose: it moves with blocks that carry no entry,
+        which change nothing."""
         s = self.state
-        return (s.chain_id, s.contract_address, s.entry_count, s.running_hash, self.last_entry_block)
+        return (s.chain_id, s.contract_address, s.entry_count, s.running_hash, self.last_entry_block, s.withheld)
 
 
 def index_content_of(rows: Sequence[Sequence[Any]], contract_address: str | None, chain_id: int | None) -> IndexContent:
@@ -238,7 +265,7 @@ def index_content_of(rows: Sequence[Sequence[Any]], contract_address: str | None
     row = _pick_state(rows, contract_address)
     if row is None:
         return IndexContent(IndexState(contract_address, chain_id, None, -1, 0, ZERO_HEAD, -1, None), None)
-    return IndexContent(_state_of(row), None if row[8] is None else bytes(row[8]))
+    return IndexContent(_state_of(row, _withheld_of(row[9], row[10])), None if row[8] is None else bytes(row[8]))
 
 
 def index_content_in(conn: Connection, contract_address: str | None, chain_id: int | None) -> IndexContent:
@@ -313,13 +340,18 @@ def proof_of(row: RowMapping, proofs: BatchProofs | None = None) -> models.Proof
 
 
 def _entry_query() -> Any:
-    """Every entry column, and the batch of a batched one."""
+    """Every entry column, the batch of a batched one and the case id of a batched case event (``c_case_id``)."""
     return select(
         entries,
         batches.c.root.label("b_root"),
         batches.c.count.label("b_count"),
         batches.c.file_hash.label("b_file_hash"),
-    ).select_from(with_batches(entries))
+        case_events.c.case_id.label("c_case_id"),
+    ).select_from(
+        with_batches(entries).outerjoin(
+            case_events, and_(entries.c.batch_seq.is_not(None), case_events.c.seq == entries.c.seq)
+        )
+    )
 
 
 def _entry_batch_key(row: RowMapping) -> BatchKey | None:
@@ -328,6 +360,14 @@ def _entry_batch_key(row: RowMapping) -> BatchKey | None:
 
 def entry_batch_keys(rows: Iterable[RowMapping]) -> list[BatchKey]:
     return list(dict.fromkeys(key for key in map(_entry_batch_key, rows) if key is not None))
+
+
+def not_applied_reason(batch_seq: int | None, case_id: bytes | None) -> str | None:
+    """Why a case event does not apply to its case, or None when it does: an event written in a batch (``batch_seq``
+    set) for a case that has a receipt (``ledger.cases.batched_event_applies``)."""
+    if batch_seq is None or case_id is None or batched_event_applies(bytes(case_id)):
+        return None
+    return BATCHED_RECEIPT_CASE_EVENT
 
 
 def _entry(row: RowMapping, state: IndexState, proofs: BatchProofs | None = None) -> models.Entry:
@@ -345,6 +385,7 @@ def _entry(row: RowMapping, state: IndexState, proofs: BatchProofs | None = None
         entry_hash=to_hex(row["entry_hash"]),
         running_hash=to_hex(row["running_hash"]),
         occurred_at=row["occurred_at"],
+        not_applied_reason=not_applied_reason(row["batch_seq"], row["c_case_id"]),
         final=state.is_final(row["block_number"]),
         proof=models.Proof(
             seq=row["seq"],
@@ -380,8 +421,7 @@ def entry(conn: Connection, state: IndexState, seq: int, proofs: BatchProofs | N
 
 
 def _batch_query() -> Any:
-    """Each batch with the block hash and running hash of its entries (the first one's row: all share them)."""
-    return select(batches, entries.c.block_hash, entries.c.running_hash).join(entries, entries.c.seq == batches.c.seq)
+    return select(batches)
 
 
 def batch_info(row: RowMapping, state: IndexState, available: bool) -> models.BatchInfo:
@@ -401,6 +441,8 @@ def batch_info(row: RowMapping, state: IndexState, available: bool) -> models.Ba
         final=state.is_final(row["block_number"]),
         file_url=file_url(seq),
         file_available=available,
+        withheld=row["withheld"],
+        withheld_reason=row["withheld_reason"],
         proof=models.Proof(
             seq=seq,
             tx_hash=to_hex(row["tx_hash"]),
@@ -414,14 +456,17 @@ def batch_info(row: RowMapping, state: IndexState, available: bool) -> models.Ba
 
 
 def batch_rows(
-    conn: Connection, after: int | None, limit: int, agency_id: str | None = None
+    conn: Connection, after: int | None, limit: int, agency_id: str | None = None, withheld: bool | None = None
 ) -> tuple[list[RowMapping], bool]:
-    """Up to ``limit`` batches with seq above ``after`` (of one agency, if given), and whether more follow."""
+    """Up to ``limit`` batches with seq above ``after`` (of one agency, if given; only the withheld ones, or only
+    the others, if ``withheld`` says so), and whether more follow."""
     query = _batch_query().order_by(batches.c.seq).limit(limit + 1)
     if after is not None:
         query = query.where(batches.c.seq > after)
     if agency_id is not None:
         query = query.where(batches.c.agency_id == agency_id)
+    if withheld is not None:
+        query = query.where(batches.c.withheld.is_not(None) if withheld else batches.c.withheld.is_(None))
     rows = conn.execute(query).mappings().all()
     return list(rows[:limit]), len(rows) > limit
 
@@ -438,10 +483,24 @@ def batch_files(conn: Connection, agency_id: str | None = None) -> list[tuple[in
     return [(int(row.seq), bytes(row.file_hash)) for row in conn.execute(query)]
 
 
-def batch_containing(conn: Connection, seq: int) -> int | None:
-    """The batch holding entry ``seq``, if it is a batched record."""
-    found = conn.execute(select(entries.c.batch_seq).where(entries.c.seq == seq)).first()
-    return None if found is None else found[0]
+def batch_containing(conn: Connection, seq: int) -> RowMapping | None:
+    """The batch holding entry ``seq``, if it is a batched record (indexed or withheld)."""
+    row = conn.execute(
+        select(batches.c.seq, batches.c.count, batches.c.withheld, batches.c.withheld_reason)
+        .where(batches.c.seq <= seq).order_by(batches.c.seq.desc()).limit(1)
+    ).mappings().first()
+    return row if row is not None and seq < row["seq"] + row["count"] else None
+
+
+def withheld_counts(conn: Connection, agency_id: str | None = None) -> dict[str, tuple[int, int]]:
+    """(batches, entries) withheld, by agency (of one agency, if given); agencies with none are left out."""
+    b = batches.c
+    query = (
+        select(b.agency_id, func.count(), func.sum(b.count)).where(b.withheld.is_not(None)).group_by(b.agency_id)
+    )
+    if agency_id is not None:
+        query = query.where(b.agency_id == agency_id)
+    return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}
 
 
 # --- agencies ---------------------------------------------------------------------------------------------------------
@@ -474,13 +533,17 @@ def _agency_query(conn: Connection) -> Any:
     return select(agencies, entries.c.block_number, *proof_columns()).join(entries, entries.c.seq == agencies.c.seq)
 
 
-def _agency(row: RowMapping, history: list[RowMapping], state: IndexState) -> dict[str, Any]:
+def _agency(
+    row: RowMapping, history: list[RowMapping], state: IndexState, withheld: tuple[int, int] = (0, 0)
+) -> dict[str, Any]:
     return {
         "agency_id": row["agency_id"],
         "jurisdiction": row["jurisdiction"],
         "name_zh": row["name_zh"],
         "name_en": row["name_en"],
         "signers": _current_signers(history),
+        "batches_withheld": withheld[0],
+        "entries_withheld": withheld[1],
         "final": state.is_final(row["block_number"]),
         "registration": proof_of(row),
     }
@@ -496,7 +559,11 @@ def agencies_page(
     rows = conn.execute(query).mappings().all()
     page = rows[:limit]
     history = _signer_history(conn, [row["agency_id"] for row in page])
-    return [models.Agency(**_agency(row, history.get(row["agency_id"], []), state)) for row in page], len(rows) > limit
+    withheld = withheld_counts(conn) if any(state.withheld) else {}
+    return [
+        models.Agency(**_agency(row, history.get(row["agency_id"], []), state, withheld.get(row["agency_id"], (0, 0))))
+        for row in page
+    ], len(rows) > limit
 
 
 def agency(conn: Connection, state: IndexState, agency_id: str) -> models.AgencyDetail | None:
@@ -513,7 +580,8 @@ def agency(conn: Connection, state: IndexState, agency_id: str) -> models.Agency
         )
         for change in history
     ]
-    return models.AgencyDetail(**_agency(row, history, state), key_history=changes)
+    withheld = withheld_counts(conn, agency_id).get(agency_id, (0, 0))
+    return models.AgencyDetail(**_agency(row, history, state, withheld), key_history=changes)
 
 
 def agency_exists(conn: Connection, agency_id: str) -> bool:
@@ -778,6 +846,7 @@ def case_view(
             district=ev["district"],
             channel=ev["channel"],
             voided_by=ev["voided_by"],
+            not_applied_reason=not_applied_reason(ev["p_batch_seq"], case_id),
             final=state.is_final(ev["p_block_number"]),
             proof=proof_of(ev, proofs),
         )
@@ -834,8 +903,9 @@ def _feedback_fields(case: Any) -> dict[str, Any]:
 
 
 #: the case lookup in one statement: where the index stands, the case's row, its commitment's names and every event
-#: with its entry (for the proof and voided_by) and its batch, if batched; one row per event (the case's columns
-#: repeated), or one row of nulls but the state when there is no event; one set of rows per sync_state row
+#: with its entry (for the proof and voided_by) and its batch, if batched, and the withheld batches (the last two
+#: columns); one row per event (the case's columns repeated), or one row of nulls but the state when there is no
+#: event; one set of rows per sync_state row
 CASE_SQL = """
 SELECT s.contract_address, s.chain_id, s.deploy_block, s.last_block, s.entry_count, s.running_hash,
        s.finalized_block, s.halted_reason,
@@ -843,7 +913,8 @@ SELECT s.contract_address, s.chain_id, s.deploy_block, s.last_block, s.entry_cou
        n.seq, n.voided_by, n.tx_hash, n.block_number, n.block_hash, n.block_time, n.log_index, n.entry_hash,
        m.name_zh, m.name_en,
        n.batch_seq, n.batch_index, n.record_hash, b.root, b.count, b.file_hash,
-       {case_columns}
+       {case_columns},
+       {withheld}
 FROM sync_state s
 LEFT JOIN case_events e ON e.agency_id = :agency_id AND e.case_id = :case_id
 LEFT JOIN entries n ON n.seq = e.seq
@@ -858,7 +929,9 @@ _CASE_AT = 32
 #: where the batch columns of a row of CASE_SQL start (batch_seq, batch_index, record_hash, root, count, file_hash)
 _BATCH_AT = 26
 _CASE_NAMES = tuple(CaseRow.__dataclass_fields__)
-CASE_SQL = CASE_SQL.replace("{case_columns}", ", ".join(f"c.{name}" for name in _CASE_NAMES))
+CASE_SQL = CASE_SQL.replace("{case_columns}", ", ".join(f"c.{name}" for name in _CASE_NAMES)).replace(
+    "{withheld}", WITHHELD_SQL
+)
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -900,7 +973,7 @@ def case_of(
     if first is None:
         return None
     mine = [row for row in rows if row[0] == first[0]]
-    state = _state_of(first)
+    state = _state_of(first, _withheld_of(first[-2], first[-1]))
     events = []
     for r in mine:
         if r[8] is None or r[16] is None:  # no event; or (impossible by the foreign key) no entry, which joins nothing
@@ -922,6 +995,7 @@ def case_of(
             "district": r[14],
             "channel": r[15],
             "voided_by": r[17],
+            "not_applied_reason": not_applied_reason(r[_BATCH_AT], case_id),
             "final": state.is_final(r[19]),
             "proof": {
                 "seq": r[16],
@@ -946,7 +1020,7 @@ def case_of(
                                    "overdue", "escalated", "invalid_transitions", *CASE_STATE_FIELDS[16:])))  # fmt: skip
         overdue = None
     else:
-        case = dict(zip(_CASE_NAMES, row[_CASE_AT:], strict=True))
+        case = dict(zip(_CASE_NAMES, row[_CASE_AT : _CASE_AT + len(_CASE_NAMES)], strict=True))
         case["on_time"], case["escalated"] = _flag(case["on_time"]), _flag(case["escalated"])
         overdue = _is_overdue(case, now)
         view.update(
@@ -1069,6 +1143,7 @@ ENTRY_EXPORT_COLUMNS = (
     "running_hash",
     "occurred_at",
     "voided_by",
+    "not_applied_reason",
     "block_number",
     "block_hash",
     "block_time",
@@ -1146,6 +1221,7 @@ def export_entries(
             "running_hash": to_hex(row["running_hash"]),
             "occurred_at": row["occurred_at"],
             "voided_by": row["voided_by"],
+            "not_applied_reason": not_applied_reason(row["batch_seq"], row["c_case_id"]),
             "block_number": row["block_number"],
             "block_hash": to_hex(row["block_hash"]),
             "block_time": row["block_time"],

@@ -39,6 +39,23 @@ _LINE = re.compile(",".join((_NUMBER, _HEX, _NUMBER, _NUMBER, _HEX, _HEX, _NUMBE
 EventTuple = tuple[bytes, int, int, bytes, bytes, int, bytes]
 
 MISSING, HASH, MALFORMED, COUNT, ROOT = "missing", "hash", "malformed", "count", "root"
+#: problems another file may still cure: no file hashing to the anchored hash is there (yet). The others are problems
+#: of the file with the anchored hash itself, which no other file can replace: such a batch can never be read.
+CURABLE = frozenset({MISSING, HASH})
+
+#: a withheld batch (its events not indexed, not applied) whose file is not published (yet): it may still be read
+WITHHELD_MISSING = "missing"
+#: a withheld batch that can never be read: the file with the anchored hash does not match the anchor (malformed,
+#: another count or root), or no file can hold the anchored count; the anchor fixes the file by its hash
+WITHHELD_IMPOSSIBLE = "impossible"
+
+
+def withheld_kind(count: int, problem: str | None) -> str:
+    """The one rule for what kind of withheld batch an anchor of `count` entries is, given the `problem` kind its
+    file had (None: no file could be looked for, e.g. no batch directory): the indexer and the auditor both use it."""
+    if count > MAX_ENTRIES or (problem is not None and problem not in CURABLE):
+        return WITHHELD_IMPOSSIBLE
+    return WITHHELD_MISSING
 
 
 class BatchFileProblem(LedgerError):

@@ -1132,7 +1132,8 @@ def sync(
     ] = None,
 ) -> None:
     """Index the chain's entries into the SQL store (resumes where it stopped). A Merkle batch whose file is not in
-    the batch directory stops indexing there until it is published."""
+    the batch directory, or does not match its anchor, is withheld (its events left out, shown against its agency)
+    and indexing goes on; a withheld batch's events slot in once the right file is published."""
     import threading
 
     from ledger.indexer import Indexer
@@ -1151,6 +1152,9 @@ def sync(
             report = indexer.sync()
         out.print(f"indexed {report.entries} entries up to block {indexer.last_block()} "
                   f"(final up to block {indexer.finalized_block()}) at {report.entries_per_s:,.0f} entries/s")
+        if report.withheld_batches or report.released_batches:
+            out.print(f"batches withheld this sync: {report.withheld_batches}; withheld earlier and now indexed: "
+                      f"{report.released_batches}")
         if follow:
             stop = threading.Event()
             try:

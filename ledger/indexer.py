@@ -35,11 +35,23 @@ Merkle-anchored batches (``ledger.batches``)
     hash ``entry_hash(seq, CASE_EVENT, agency, signer, record_hash)`` — shown, not folded), whose proof columns are
     the anchoring transaction's, whose ``running_hash`` is the head after the batch, and whose ``batch_seq`` and
     ``batch_index`` say where it sits; plus its ``case_events`` row and the case fold, so metrics and the API treat
-    it as any other case event. A file that is missing or does not match is never skipped: the blocks before the
-    batch's block are indexed, then indexing stops there (:class:`BatchUnavailable`, the sync state's
-    ``halted_reason`` starting with :data:`BATCH_HALT_PREFIX` and naming the batch seq and what is wrong, a CRITICAL
-    log line and one ``alert``); each later sync tries again, and indexing goes on by itself once the right file is
-    published (:meth:`Indexer.run` keeps polling meanwhile). Ranges are sized by entries, batched ones included.
+    it as any other case event — except that a batched event of a case whose id carries ``RECEIPT_CASE_FLAG`` is
+    never folded into its case (``ledger.cases.batched_event_applies``): its entry and ``case_events`` row are written,
+    the fold leaves it out (and it answers no dispute). Ranges are sized by entries, batched ones included.
+
+Withheld batches (a missing or impossible file never stops indexing)
+    A batch whose file cannot be read is withheld, not waited for: the range check still folds its anchor once and
+    advances the count by ``count`` (the contract vouches for that), its ``batches`` row is written with ``withheld``
+    and ``withheld_reason`` saying why, no ``entries`` row exists for its seqs, and indexing goes on with everything
+    after it; one CRITICAL log line and one ``alert`` per batch, when its range is written. ``withheld`` is
+    ``missing`` when no file with the anchored hash is in the batch directory (or none is configured): every sync
+    (so every poll of :meth:`Indexer.run`) looks again — a file-exists check, and a read only when the file is new or
+    changed since it was last looked at — and when the right file appears, its entries, case events and the
+    corrections aimed at them are written at their seqs and the cases they touch re-folded (their earlier-seq events
+    arrive after later ones), all in one transaction, and the row is no longer withheld: the store then holds exactly
+    what a sync with the file there from the start gives. It is ``impossible`` when the file with the anchored hash is
+    malformed or holds another count or root: the anchor fixes the file by its hash, so no file can ever match, and the
+    batch stays withheld for ever. ``sync_state.halted_reason`` is for deep reorganisations only.
 
 Derived rows (a pure function of the entries; dropping the store and re-syncing gives the same rows)
     * Corrections (the rule is ``ledger.cases.voided_entries``): a correction is ``applied`` when its target
@@ -101,11 +113,20 @@ from ledger.cases import (
     CommitmentVersion,
     Event,
     Feedback,
+    batched_event_applies,
     dispute_answers,
     due_time,
+    voided_entries,
 )
 from ledger.batches import BatchStore
-from ledger.batchread import BatchContent, BatchFileProblem, read_batch_file
+from ledger.batchread import (
+    WITHHELD_IMPOSSIBLE,
+    WITHHELD_MISSING,
+    BatchContent,
+    BatchFileProblem,
+    read_batch_file,
+    withheld_kind,
+)
 from ledger.chain import Chain, Ledger
 from ledger.errors import ChainMismatch, IndexIntegrityError, LedgerError, NodeUnavailable, ReorgTooDeep
 from ledger.logs import _keccak_256, DecodedEntry, LogDecoder, code_text, display_text, fold, keccak
@@ -319,6 +340,11 @@ class SyncReport:
     #: entries indexed, batched ones included (each counts), and how many of them came in Merkle-anchored batches
     entries: int = 0
     batched_entries: int = 0
+    #: batches withheld by the ranges of this sync (their file missing or impossible) and the entries they stand for
+    withheld_batches: int = 0
+    withheld_entries: int = 0
+    #: withheld batches whose file was published since: their entries written at their seqs (not in ``entries``)
+    released_batches: int = 0
     ranges: int = 0
     #: blocks rolled back because of reorganisations, and how many reorganisations
     rolled_back_blocks: int = 0
@@ -346,30 +372,17 @@ class _ReorgDetected(Exception):
     """A block the current range depends on changed while it was read: check for a reorganisation and retry."""
 
 
-#: how the sync state's ``halted_reason`` starts while indexing waits at a batch whose file is missing or wrong: such
-#: a halt lifts itself (each sync tries the batch again), unlike a deep reorganisation's, which an operator clears
-BATCH_HALT_PREFIX = "waiting for batch "
-
 _WHAT = {"missing": "file missing", "hash": "file hash differs", "count": "count differs", "root": "root differs",
          "malformed": "malformed file"}
 
 
-class BatchUnavailable(LedgerError):
-    """Indexing stopped at a Merkle-anchored batch whose file is missing, or does not match its anchor (hash, count,
-    root, a malformed line). Everything before the batch's block is indexed; the next sync tries again, and goes
-    on once the file is published. ``seq`` is the batch's first seq, ``kind`` what is wrong
-    (``ledger.batchread.BatchFileProblem``), ``line`` the malformed line if any."""
+@dataclass(frozen=True)
+class Withheld:
+    """Why a batch's entries are not indexed: ``kind`` is ``WITHHELD_MISSING`` or ``WITHHELD_IMPOSSIBLE``
+    (``ledger.batchread.withheld_kind``), ``reason`` the words stored and shown."""
 
-    def __init__(self, seq: int, kind: str, message: str, line: int | None = None) -> None:
-        self.seq, self.kind, self.line = seq, kind, line
-        super().__init__(message)
-
-
-class _BatchBlocked(Exception):
-    """A batch of the range cannot be indexed (yet): index up to the block before it, then stop there."""
-
-    def __init__(self, block: int, problem: BatchUnavailable) -> None:
-        self.block, self.problem = block, problem
+    kind: str
+    reason: str
 
 
 @dataclass
@@ -487,7 +500,7 @@ class Indexer:
         self.keep_blocks = max(keep_blocks or confirmations + 64, confirmations + 2)
         self.alert = alert
         #: where published batch files are read (``ledger.batches.BatchStore``, files named by their hash): the
-        #: service keeps them in ``<data dir>/batches``. None: a batch anchor halts indexing until one is given.
+        #: service keeps them in ``<data dir>/batches``. None: every batch is withheld (missing) until one is given.
         self.batch_dir: Path | None = (
             batch_store.directory if batch_store is not None else Path(batch_dir) if batch_dir is not None else None
         )
@@ -508,8 +521,11 @@ class Indexer:
         self.case_cache_size = case_cache_size
         self._call_by_hash = True  # EIP-1898 block-hash calls; dropped for nodes that refuse them
         self._unverified = False  # ranges committed without the contract's check (no state on the node there)
-        #: (last_block, entry_count, running_hash) as this indexer last wrote them; None when unknown
-        self._written: tuple[int, int, bytes] | None = None
+        #: (last_block, entry_count, running_hash, withheld batches) as this indexer last wrote them; None when unknown
+        self._written: tuple[Any, ...] | None = None
+        #: withheld (missing) batch → the identity of its file when it was last read (None: there was none), so a
+        #: sync reads a file again only when it changed
+        self._looked: dict[int, tuple[int, int, int] | None] = {}
 
     # -- public
 
@@ -542,7 +558,7 @@ class Indexer:
         """Index up to `to_block` (default: the head). Blocks above head - confirmations are indexed but not final."""
         started = time.perf_counter()
         state = self._ensure_state()
-        if state["halted_reason"] and not state["halted_reason"].startswith(BATCH_HALT_PREFIX):
+        if state["halted_reason"]:
             raise ReorgTooDeep(f"indexing is halted: {state['halted_reason']} (an operator must clear the halt)")
         head = int(self.rpc.call("eth_blockNumber", []), 16)
         target = head if to_block is None else min(to_block, head)
@@ -554,11 +570,9 @@ class Indexer:
         prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-logs")
         try:
             self._sync_ranges(target, report, prefetcher)
-        except BatchUnavailable:
-            self._advance_finality(head)  # what was indexed before the batch becomes final as usual
-            raise
         finally:
             prefetcher.shutdown(wait=False, cancel_futures=True)
+        self._release_withheld(report)
         finalized = self._advance_finality(head)
         state = self._read_state()
         assert state is not None
@@ -567,18 +581,18 @@ class Indexer:
         report.running_hash = bytes(state["running_hash"])
         report.to_block = int(state["last_block"])
         report.seconds = time.perf_counter() - started
-        if report.entries or report.reorgs:
+        if report.entries or report.reorgs or report.withheld_batches or report.released_batches:
             log.info(
-                "indexed %d entries in blocks %d-%d (%d ranges, %.0f entries/s); final up to block %d",
-                report.entries, report.from_block, report.to_block, report.ranges, report.entries_per_s, finalized,
+                "indexed %d entries in blocks %d-%d (%d ranges, %.0f entries/s; %d batches withheld, %d released); "
+                "final up to block %d",
+                report.entries, report.from_block, report.to_block, report.ranges, report.entries_per_s,
+                report.withheld_batches, report.released_batches, finalized,
             )
         return report
 
     def _sync_ranges(self, target: int, report: SyncReport, prefetcher: ThreadPoolExecutor) -> None:
         races = 0
         ahead: tuple[int, int, Future[list[dict[str, Any]]]] | None = None
-        #: set when a batch that cannot be indexed was met at this block: index up to the block before it
-        blocked_at: int | None = None
         while True:
             # Python's cyclic collector, left on, keeps walking the many objects a range holds (a third of
             # the CPU time); nothing here makes reference cycles, so it is paused while a range is processed.
@@ -590,16 +604,12 @@ class Indexer:
                 start = int(state["last_block"]) + 1
                 if start > target:
                     return
-                if blocked_at is not None and start >= blocked_at:
-                    blocked_at = None  # reached the batch: this range begins with it
                 if ahead is not None and ahead[0] == start:
                     end, fetching = ahead[1], ahead[2]
                 else:
                     if ahead is not None:
                         ahead[2].cancel()
                     end, fetching = min(target, start + min(self._range, self._range_ceiling) - 1), None
-                    if blocked_at is not None and start < blocked_at:
-                        end = min(end, blocked_at - 1)
                 ahead = None
                 try:
                     logs = fetching.result() if fetching is not None else self._get_logs(start, end)
@@ -617,25 +627,13 @@ class Indexer:
                 weight = len(logs) + self._batched_in(logs)
                 wanted = span * 2 if not weight else max(1, span * self.target_logs // weight)
                 self._range = max(1, min(wanted, span * 2, self.max_block_range))
-                if blocked_at is not None and end >= blocked_at - 1:
-                    pass  # up to the blocked batch: nothing to fetch ahead
-                elif end < target:
+                if end < target:
                     following = (end + 1, min(target, end + min(self._range, self._range_ceiling)))
                     ahead = (*following, prefetcher.submit(self._get_logs, *following, self._prefetch_rpc))
                 try:
-                    count, batched = self._index_range(state, start, end, target, logs)
-                except _BatchBlocked as blocked:
-                    if ahead is not None:
-                        ahead[2].cancel()
-                        ahead = None
-                    if blocked.block > start:
-                        blocked_at = blocked.block  # index what comes before the batch's block first
-                        continue
-                    self._halt_at_batch(blocked.problem)
-                    raise blocked.problem from None
+                    count, batched, withheld = self._index_range(state, start, end, target, logs)
                 except _StateMoved:
                     log.info("another indexer advanced this store; continuing from where it stopped")
-                    blocked_at = None
                     if ahead is not None:
                         ahead[2].cancel()
                         ahead = None
@@ -645,7 +643,6 @@ class Indexer:
                     if races > 20:
                         raise NodeUnavailable(f"the chain kept changing under the indexer: {exc}") from exc
                     log.info("a block changed while reading %d-%d (%s); checking for a reorganisation", start, end, exc)
-                    blocked_at = None
                     if ahead is not None:
                         ahead[2].cancel()
                         ahead = None
@@ -653,6 +650,8 @@ class Indexer:
                     continue
                 report.entries += count
                 report.batched_entries += batched
+                report.withheld_batches += len(withheld)
+                report.withheld_entries += sum(n for n, _ in withheld)
                 report.ranges += 1
 
     def run(self, poll_interval: float = 2.0, stop_event: threading.Event | None = None) -> None:
@@ -664,8 +663,6 @@ class Indexer:
                 self.sync()
             except (ReorgTooDeep, IndexIntegrityError, ChainMismatch):
                 raise
-            except BatchUnavailable:
-                pass  # logged and alerted when it began (_halt_at_batch); tried again every poll
             except (NodeUnavailable, RpcError, OperationalError) as exc:
                 log.warning("sync failed, retrying in %.1f s: %s", poll_interval, exc)
             stop.wait(poll_interval)
@@ -673,13 +670,23 @@ class Indexer:
     # -- state
 
     def _read_state(self, conn: Connection | None = None) -> dict[str, Any] | None:
-        query = select(sync_state).where(sync_state.c.contract_address == self.address)
-        if conn is not None:
-            row = conn.execute(query).mappings().first()
-        else:
+        """The sync state row, with ``withheld``: how many batches are withheld as missing and as impossible (a
+        withheld batch released by another indexer changes the store without moving the rest of the state)."""
+        if conn is None:
             with self.store.connect() as own:
-                row = own.execute(query).mappings().first()
-        return None if row is None else dict(row)
+                return self._read_state(own)
+        row = conn.execute(select(sync_state).where(sync_state.c.contract_address == self.address)).mappings().first()
+        if row is None:
+            return None
+        state = dict(row)
+        counts = dict(
+            conn.execute(
+                select(batches.c.withheld, func.count()).where(batches.c.withheld.is_not(None))
+                .group_by(batches.c.withheld)
+            ).all()
+        )
+        state["withheld"] = (int(counts.get(WITHHELD_MISSING, 0)), int(counts.get(WITHHELD_IMPOSSIBLE, 0)))
+        return state
 
     def _ensure_state(self) -> dict[str, Any]:
         state = self._read_state()
@@ -805,8 +812,9 @@ class Indexer:
 
     def _index_range(
         self, state: dict[str, Any], start: int, end: int, target: int, logs: list[Any]
-    ) -> tuple[int, int]:
-        """Check and write one range; returns (entries, of which batched)."""
+    ) -> tuple[int, int, list[tuple[int, Withheld]]]:
+        """Check and write one range; returns (entries indexed, of which batched, and the batches withheld with the
+        entries each stands for)."""
         if any(entry.get("removed") for entry in logs):
             raise _ReorgDetected("the node marked logs as removed")
         decoded = self._decoder.decode(logs)
@@ -879,7 +887,8 @@ class Indexer:
                 "or altered; indexing stops here"
             )
 
-        # The chain vouches for the anchors; their files must match them (read once the range is known good).
+        # The chain vouches for the anchors; their files must match them (read once the range is known good). A
+        # batch whose file cannot be read is withheld: the range is written all the same.
         contents = {e.seq: self._batch_content(e) for e in anchors}
         try:
             self._commit_range(decoded, running, headers, sorted({*window, end}), _position(state), end,
@@ -888,46 +897,56 @@ class Indexer:
             # The caches may hold this range's commitments, calendars and case rows, which were not committed.
             self._forget()
             raise
-        batched = sum(c.count for c in contents.values())
-        return len(decoded) - len(anchors) + batched, batched
+        withheld: list[tuple[int, Withheld]] = []
+        for e in anchors:
+            found = contents[e.seq]
+            if isinstance(found, Withheld):
+                withheld.append((e.record["count"], found))
+                self._announce(found.reason)
+        batched = sum(c.count for c in contents.values() if isinstance(c, BatchContent))
+        return len(decoded) - len(anchors) + batched, batched, withheld
 
-    def _batch_content(self, e: DecodedEntry) -> BatchContent:
-        """The anchored batch's file, checked against the anchor (ledger.batchread), or _BatchBlocked."""
-        r = e.record
-        where = (f"seq {e.seq} ({r['count']} entries, anchored in tx 0x{e.tx_hash.hex()} log {e.log_index}, "
-                 f"block {e.block_number}; file hash 0x{r['file_hash'].hex()})")
-        if self.batch_dir is None:
-            problem = BatchUnavailable(
-                e.seq, "missing", f"{BATCH_HALT_PREFIX}{where}: file missing: no batch directory is configured "
-                "(Indexer batch_dir); indexing resumes once one is given",
-            )
-            raise _BatchBlocked(e.block_number, problem)
-        try:
-            return read_batch_file(self.batch_dir, r["root"], r["count"], r["file_hash"])
-        except BatchFileProblem as exc:
-            then = ("indexing resumes once the file is published there" if exc.kind == "missing" else
-                    "the anchored batch cannot be indexed from this file; indexing resumes once the right file "
-                    "replaces it")
-            problem = BatchUnavailable(
-                e.seq, exc.kind, f"{BATCH_HALT_PREFIX}{where}: {_WHAT[exc.kind]}: {exc.message}; {then}", exc.line
-            )
-            raise _BatchBlocked(e.block_number, problem) from None
-
-    def _halt_at_batch(self, problem: BatchUnavailable) -> None:
-        """Record why indexing waits at a batch (the API shows it as the halted reason) and alert once."""
-        reason = str(problem)
-        with self.store.begin() as conn:
-            state = self._lock_state(conn, None)
-            if state["halted_reason"] == reason:
-                return  # said already: the sync loop tries again every poll
-            if state["halted_reason"] and not state["halted_reason"].startswith(BATCH_HALT_PREFIX):
-                return  # a deeper halt (a reorganisation) stands
-            conn.execute(
-                update(sync_state).where(sync_state.c.contract_address == self.address).values(halted_reason=reason)
-            )
-        log.critical("INDEXING WAITS for %s: %s", self.address, reason)
+    def _announce(self, reason: str) -> None:
+        """Say once, when its range is written, that a batch is withheld: a CRITICAL log line and the alert."""
+        log.critical("BATCH WITHHELD on %s: %s", self.address, reason)
         if self.alert is not None:
             self.alert(reason)
+
+    def _batch_content(self, e: DecodedEntry) -> BatchContent | Withheld:
+        """The anchored batch's file, checked against the anchor (``ledger.batchread``), or why it is withheld."""
+        r = e.record
+        return self._read_batch(e.seq, r["count"], r["root"], r["file_hash"], e.tx_hash, e.log_index, e.block_number)
+
+    def _read_batch(
+        self, seq: int, count: int, root: bytes, file_hash: bytes, tx_hash: bytes, log_index: int, block: int
+    ) -> BatchContent | Withheld:
+        where = (f"seq {seq} ({count} entries, anchored in tx 0x{tx_hash.hex()} log {log_index}, block {block}; "
+                 f"file hash 0x{file_hash.hex()})")
+        if self.batch_dir is None:
+            return Withheld(WITHHELD_MISSING, f"batch {where}: file missing: no batch directory is configured "
+                            "(Indexer batch_dir); its entries are withheld until one is given and the file is there")
+        self._looked[seq] = self._file_identity(file_hash)
+        try:
+            return read_batch_file(self.batch_dir, root, count, file_hash)
+        except BatchFileProblem as exc:
+            # the reason is public (the API shows it): the file's name, not where this server keeps it
+            path = BatchStore(self.batch_dir).path(file_hash)
+            problem = exc.message.replace(str(path), path.name)
+            if withheld_kind(count, exc.kind) == WITHHELD_MISSING:
+                return Withheld(WITHHELD_MISSING, f"batch {where}: {_WHAT[exc.kind]}: {problem}; its entries are "
+                                "withheld until the file with the anchored hash is published")
+            return Withheld(WITHHELD_IMPOSSIBLE, f"batch {where}: {_WHAT[exc.kind]}: {problem}; the file with the "
+                            "anchored hash does not match the anchor, so no file ever can: its entries are withheld "
+                            "for ever")
+
+    def _file_identity(self, file_hash: bytes) -> tuple[int, int, int] | None:
+        """The batch file's identity on disk (inode, size, modification time), or None when there is none."""
+        assert self.batch_dir is not None
+        try:
+            stat = BatchStore(self.batch_dir).path(file_hash).stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
     def _commit_range(
         self,
@@ -935,15 +954,15 @@ class Indexer:
         running: list[bytes],
         headers: dict[int, dict[str, Any] | None],
         keep: list[int],
-        read_at: tuple[int, int, bytes],
+        read_at: tuple[Any, ...],
         end: int,
         count: int,
         head: bytes,
-        contents: dict[int, BatchContent],
+        contents: dict[int, BatchContent | Withheld],
     ) -> None:
         """Write one range: everything or nothing."""
         with self.store.begin() as conn:
-            state = self._lock_state(conn, read_at)
+            self._lock_state(conn, read_at)
             caches = self._load_caches(conn)
             self._write_entries(conn, decoded, running, caches, contents)
             conn.execute(
@@ -956,15 +975,11 @@ class Indexer:
                 .where(sync_state.c.contract_address == self.address)
                 .values(last_block=end, entry_count=count, running_hash=head)
             )
-            reason = state["halted_reason"]
-            if reason and reason.startswith(BATCH_HALT_PREFIX):  # past the batch it waited for
-                conn.execute(
-                    update(sync_state).where(sync_state.c.contract_address == self.address).values(halted_reason=None)
-                )
-                log.warning("indexing goes on for %s: the batch it waited for is indexed", self.address)
-        self._written = (end, count, head)
+            written = self._read_state(conn)
+        assert written is not None
+        self._written = _position(written)
 
-    def _lock_state(self, conn: Connection, read_at: tuple[int, int, bytes] | None) -> dict[str, Any]:
+    def _lock_state(self, conn: Connection, read_at: tuple[Any, ...] | None) -> dict[str, Any]:
         """Take the write lock on this ledger's sync state (a no-op UPDATE locks the row on PostgreSQL and the
         database on SQLite) and check nobody moved it since `read_at`: two indexers on one store never interleave
         their writes, the second waits, then notices and carries on from the new state."""
@@ -988,7 +1003,7 @@ class Indexer:
 
     def _write_entries(
         self, conn: Connection, decoded: list[DecodedEntry], running: list[bytes], caches: _Caches,
-        contents: dict[int, BatchContent] | None = None,
+        contents: dict[int, BatchContent | Withheld] | None = None,
     ) -> None:
         entry_rows: list[tuple[Any, ...]] = []
         batch_rows: list[dict[str, Any]] = []
@@ -1009,13 +1024,21 @@ class Indexer:
             kind = e.kind
             if kind == EntryKind.BATCH_ANCHORED:
                 assert contents is not None
+                content = contents[e.seq]
+                withheld = content if isinstance(content, Withheld) else None
                 batch_rows.append(
                     {"seq": e.seq, "agency_id": agency, "signer": e.actor, "root": r["root"], "count": r["count"],
                      "file_hash": r["file_hash"], "entry_hash": e.entry_hash, "block_number": e.block_number,
-                     "block_time": e.block_time, "tx_hash": e.tx_hash, "log_index": e.log_index}
+                     "block_time": e.block_time, "tx_hash": e.tx_hash, "log_index": e.log_index,
+                     "block_hash": e.block_hash, "running_hash": running_hash,
+                     "withheld": None if withheld is None else withheld.kind,
+                     "withheld_reason": None if withheld is None else withheld.reason}
                 )
-                self._batched_rows(e, agency, running_hash, contents[e.seq], entry_rows, event_rows, new_events,
-                                   answers)
+                if withheld is None:
+                    assert isinstance(content, BatchContent)
+                    proof = (e.block_number, e.block_hash, e.block_time, e.tx_hash, e.log_index)
+                    _batched_rows(e.seq, agency, e.agency_id, e.actor, running_hash, proof, content, entry_rows,
+                                  event_rows, new_events, answers)
                 continue
             entry_rows.append(
                 (
@@ -1145,50 +1168,6 @@ class Indexer:
         for jurisdiction, year in sorted(changed_years):
             self._recompute_due(conn, jurisdiction, year, caches)
 
-    @staticmethod
-    def _batched_rows(
-        e: DecodedEntry,
-        agency: str,
-        running_hash: bytes,
-        content: BatchContent,
-        entry_rows: list[tuple[Any, ...]],
-        event_rows: list[tuple[Any, ...]],
-        new_events: dict[tuple[str, bytes], list[Event]],
-        answers: list[tuple[int, str, bytes, int, int]],
-    ) -> None:
-        """The rows of a batch's events: each an entry of kind CASE_EVENT like one written alone (agency and actor of
-        the anchor, its own record hash and entry hash), with the anchoring transaction as its proof, the running
-        hash after the batch, and its place in the batch; plus its case_events row and what the case fold needs."""
-        first, actor, block_time = e.seq, e.actor, e.block_time
-        # entry_hash(seq, CASE_EVENT, agency, signer, record_hash), from the words (ledger.records.entry_hash)
-        prefix = ENTRY_TYPEHASH
-        middle = _CASE_KIND_WORD + e.agency_id + bytes.fromhex(actor[2:]).rjust(32, b"\0")
-        keccak_256, opened, answering = _keccak_256, CaseAction.OPENED, ANSWERS
-        proof = (e.block_number, e.block_hash, block_time, e.tx_hash, e.log_index)
-        case_kind = int(EntryKind.CASE_EVENT)
-        for index, ((case_id, action, at, commitment, district, channel, details), record_hash) in enumerate(
-            zip(content.events, content.record_hashes, strict=True)
-        ):
-            seq = first + index
-            entry_hash = keccak_256(prefix + seq.to_bytes(32, "big") + middle + record_hash).digest()
-            entry_rows.append(
-                (seq, case_kind, agency, actor, record_hash, entry_hash, running_hash, *proof, at, None, first, index)
-            )
-            if action == opened:
-                event = Event(seq, action, at, code_text(commitment), code_text(district), channel)
-                event_rows.append((seq, agency, case_id, action, at, block_time, details, event.commitment_id,
-                                   event.district, channel))
-            else:
-                event = Event(seq, action, at)
-                event_rows.append((seq, agency, case_id, action, at, block_time, details, None, None, None))
-                if action in answering:
-                    answers.append((seq, agency, case_id, action, block_time))
-            found = new_events.get((agency, case_id))
-            if found is None:
-                new_events[(agency, case_id)] = [event]
-            else:
-                found.append(event)
-
     def _apply_corrections(self, conn: Connection, found: list[DecodedEntry]) -> set[tuple[str, bytes]]:
         """Void the targets (in seq order, each seeing the voids before it); returns the cases to re-fold."""
         refold: set[tuple[str, bytes]] = set()
@@ -1314,8 +1293,9 @@ class Indexer:
         return out
 
     def _refold(self, conn: Connection, keys: Iterable[tuple[str, bytes]], caches: _Caches) -> None:
-        """Re-fold cases from all their non-voided events and their receipts, ratings and disputes in the store;
-        rows appear, change or disappear. Their disputes' answers are worked out again too."""
+        """Re-fold cases from all their non-voided events (but batched events that do not apply to their case) and
+        their receipts, ratings and disputes in the store; rows appear, change or disappear. Their disputes' answers are
+        worked out again too."""
         keys = sorted(set(keys))
         events: dict[tuple[str, bytes], list[Event]] = {key: [] for key in keys}
         answers: dict[tuple[str, bytes], list[Answer]] = {}
@@ -1323,7 +1303,7 @@ class Indexer:
         for where in _case_filters(c.agency_id, c.case_id, keys):
             rows = conn.execute(
                 select(c.seq, c.agency_id, c.case_id, c.action, c.occurred_at, c.commitment_id, c.district, c.channel,
-                       c.block_time)
+                       c.block_time, entries.c.batch_seq)
                 .join(entries, entries.c.seq == c.seq)
                 .where(where)
                 .where(entries.c.voided_by.is_(None))
@@ -1331,6 +1311,8 @@ class Indexer:
             )
             for row in rows:
                 key = (row.agency_id, bytes(row.case_id))
+                if row.batch_seq is not None and not batched_event_applies(key[1]):
+                    continue
                 events[key].append(
                     Event(row.seq, row.action, row.occurred_at, row.commitment_id or "", row.district or "",
                           row.channel or 0)
@@ -1501,6 +1483,96 @@ class Indexer:
         self._caches = caches
         return caches
 
+    # -- withheld batches
+
+    def _release_withheld(self, report: SyncReport) -> None:
+        """Look again for the files of the batches withheld as missing: write the entries of each whose file is there
+        and matches now, and mark one whose file turns out impossible. A file is read only when it is new or changed
+        since this indexer last looked at it."""
+        if self.batch_dir is None:
+            return
+        with self.store.connect() as conn:
+            rows = conn.execute(
+                select(batches).where(batches.c.withheld == WITHHELD_MISSING).order_by(batches.c.seq)
+            ).mappings().all()
+        for row in rows:
+            seq, file_hash = int(row["seq"]), bytes(row["file_hash"])
+            identity = self._file_identity(file_hash)
+            if identity is None or (seq in self._looked and self._looked[seq] == identity):
+                continue  # still no file, or the one already found wanting
+            found = self._read_batch(seq, int(row["count"]), bytes(row["root"]), file_hash, bytes(row["tx_hash"]),
+                                     int(row["log_index"]), int(row["block_number"]))
+            if isinstance(found, Withheld):
+                if (found.kind, found.reason) != (row["withheld"], row["withheld_reason"]):
+                    self._still_withheld(seq, found)
+                continue
+            if self._release(row, found):
+                report.released_batches += 1
+
+    def _still_withheld(self, seq: int, withheld: Withheld) -> None:
+        """A withheld batch's file changed but still cannot be indexed: say what is wrong now."""
+        with self.store.begin() as conn:
+            self._lock_state(conn, None)
+            conn.execute(
+                update(batches)
+                .where(batches.c.seq == seq, batches.c.withheld == WITHHELD_MISSING)
+                .values(withheld=withheld.kind, withheld_reason=withheld.reason)
+            )
+        if withheld.kind == WITHHELD_IMPOSSIBLE:
+            log.warning("withheld batch seq %d of %s can never be indexed now: %s", seq, self.address, withheld.reason)
+
+    def _release(self, row: Any, content: BatchContent) -> bool:
+        """Write a withheld batch's entries at their seqs, in one transaction: entries and case events, the corrections
+        aimed at them applied as they would have been, the cases they touch re-folded (their events come in out of
+        seq order), the batch no longer withheld. False when another indexer released it (or a reorganisation
+        removed it) meanwhile."""
+        seq, count, agency = int(row["seq"]), int(row["count"]), row["agency_id"]
+        self._forget()
+        try:
+            with self.store.begin() as conn:
+                self._lock_state(conn, None)
+                still = conn.execute(select(batches.c.withheld).where(batches.c.seq == seq)).scalar()
+                if still != WITHHELD_MISSING:
+                    return False
+                caches = self._load_caches(conn)
+                entry_rows: list[tuple[Any, ...]] = []
+                event_rows: list[tuple[Any, ...]] = []
+                new_events: dict[tuple[str, bytes], list[Event]] = {}
+                proof = (int(row["block_number"]), bytes(row["block_hash"]), int(row["block_time"]),
+                         bytes(row["tx_hash"]), int(row["log_index"]))
+                _batched_rows(seq, agency, _code_word(agency), row["signer"], bytes(row["running_hash"]), proof,
+                              content, entry_rows, event_rows, new_events, [])
+                conn.exec_driver_sql(self._sql.insert_entries, entry_rows)
+                conn.exec_driver_sql(self._sql.insert_case_events, event_rows)
+                self._void_released(conn, seq, count, agency)
+                conn.execute(update(batches).where(batches.c.seq == seq).values(withheld=None, withheld_reason=None))
+                # dispute answers included: an earlier-seq Reopened may now answer a dispute a later one answered
+                self._refold(conn, new_events, caches)
+        finally:
+            self._forget()
+        log.warning("withheld batch seq %d of %s released: its file is published, its %d entries are indexed", seq,
+                    self.address, count)
+        return True
+
+    def _void_released(self, conn: Connection, first: int, count: int, agency: str) -> None:
+        """Apply the corrections aimed at the entries of a batch released now (they were refused while it was
+        withheld), by the one rule (``ledger.cases.voided_entries``): every such correction comes after the batch."""
+        c = corrections.c
+        found = conn.execute(
+            select(c.seq, c.agency_id, c.target_seq)
+            .where(c.target_seq >= first, c.target_seq < first + count)
+            .order_by(c.seq)
+        ).all()
+        if not found:
+            return
+        log_order: list[tuple[int, Any, int | None, int]] = [
+            (seq, agency, None, int(EntryKind.CASE_EVENT)) for seq in range(first, first + count)
+        ]
+        log_order += [(int(r.seq), r.agency_id, int(r.target_seq), int(EntryKind.CORRECTION)) for r in found]
+        for target, by in voided_entries(log_order).items():
+            conn.execute(update(entries).where(entries.c.seq == target).values(voided_by=by))
+            conn.execute(update(corrections).where(c.seq == by).values(applied=True))
+
     # -- reorganisations
 
     def _check_reorg(self, report: SyncReport) -> None:
@@ -1556,6 +1628,7 @@ class Indexer:
     def _rollback(self, keep_to: int) -> None:
         """Remove everything indexed above block `keep_to`, in one transaction, and re-derive what it touched."""
         self._forget()
+        self._looked.clear()
         try:
             self._rollback_in_transaction(keep_to)
         finally:
@@ -1566,8 +1639,13 @@ class Indexer:
             state = self._lock_state(conn, None)
             if int(state["last_block"]) <= keep_to:
                 return  # another indexer rolled back already
-            first = conn.execute(select(func.min(entries.c.seq)).where(entries.c.block_number > keep_to)).scalar()
-            count = int(state["entry_count"]) if first is None else int(first)
+            # the first seq above the fork: of an entry, or of a batch (a withheld one has no entries)
+            firsts = [
+                conn.execute(select(func.min(table.c.seq)).where(table.c.block_number > keep_to)).scalar()
+                for table in (entries, batches)
+            ]
+            first = min((int(f) for f in firsts if f is not None), default=None)
+            count = int(state["entry_count"]) if first is None else first
             affected: set[tuple[str, bytes]] = set()
             for table in (case_events, *_FEEDBACK_TABLES):
                 for row in conn.execute(
@@ -1601,6 +1679,10 @@ class Indexer:
                          .values(answer_seq=None, answer_action=None, answered_at=None))
             conn.execute(delete(entries).where(entries.c.seq >= count))
             running = conn.execute(select(entries.c.running_hash).where(entries.c.seq == count - 1)).scalar()
+            if running is None and count > 0:  # the last entry kept is in a withheld batch: the head after it
+                running = conn.execute(
+                    select(batches.c.running_hash).where(batches.c.seq < count).order_by(batches.c.seq.desc()).limit(1)
+                ).scalar()
             conn.execute(delete(blocks).where(blocks.c.number > keep_to))
             conn.execute(
                 update(sync_state)
@@ -1615,6 +1697,56 @@ class Indexer:
         log.info("rolled back to block %d (%d entries kept)", keep_to, count)
 
 
+def _batched_rows(
+    first: int,
+    agency: str,
+    agency_word: bytes,
+    actor: str,
+    running_hash: bytes,
+    proof: tuple[int, bytes, int, bytes, int],
+    content: BatchContent,
+    entry_rows: list[tuple[Any, ...]],
+    event_rows: list[tuple[Any, ...]],
+    new_events: dict[tuple[str, bytes], list[Event]],
+    answers: list[tuple[int, str, bytes, int, int]],
+) -> None:
+    """The rows of a batch's events (entries ``first`` on): each an entry of kind CASE_EVENT like one written alone
+    (agency and actor of the anchor, its own record hash and entry hash), with the anchoring transaction as its proof
+    (``proof``: block number, block hash, block time, tx hash, log index), the running hash after the batch, and its
+    place in the batch; plus its case_events row and, when it applies to its case (``batched_event_applies``), what the
+    case fold needs."""
+    block_time = proof[2]
+    # entry_hash(seq, CASE_EVENT, agency, signer, record_hash), from the words (ledger.records.entry_hash)
+    prefix = ENTRY_TYPEHASH
+    middle = _CASE_KIND_WORD + agency_word + bytes.fromhex(actor[2:]).rjust(32, b"\0")
+    keccak_256, opened, answering = _keccak_256, CaseAction.OPENED, ANSWERS
+    case_kind = int(EntryKind.CASE_EVENT)
+    for index, ((case_id, action, at, commitment, district, channel, details), record_hash) in enumerate(
+        zip(content.events, content.record_hashes, strict=True)
+    ):
+        seq = first + index
+        entry_hash = keccak_256(prefix + seq.to_bytes(32, "big") + middle + record_hash).digest()
+        entry_rows.append(
+            (seq, case_kind, agency, actor, record_hash, entry_hash, running_hash, *proof, at, None, first, index)
+        )
+        if action == opened:
+            event = Event(seq, action, at, code_text(commitment), code_text(district), channel)
+            event_rows.append((seq, agency, case_id, action, at, block_time, details, event.commitment_id,
+                               event.district, channel))
+        else:
+            event = Event(seq, action, at)
+            event_rows.append((seq, agency, case_id, action, at, block_time, details, None, None, None))
+        if not batched_event_applies(case_id):
+            continue  # on the ledger, never folded into its case (a receipt case: ledger.cases)
+        if action in answering:
+            answers.append((seq, agency, case_id, action, block_time))
+        found = new_events.get((agency, case_id))
+        if found is None:
+            new_events[(agency, case_id)] = [event]
+        else:
+            found.append(event)
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause automatic garbage collection (reference counting still frees everything without cycles)."""
@@ -1627,8 +1759,9 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _position(state: dict[str, Any]) -> tuple[int, int, bytes]:
-    return int(state["last_block"]), int(state["entry_count"]), bytes(state["running_hash"])
+def _position(state: dict[str, Any]) -> tuple[Any, ...]:
+    """What another indexer's writes change: where indexing stands, and the withheld batches."""
+    return int(state["last_block"]), int(state["entry_count"]), bytes(state["running_hash"]), state["withheld"]
 
 
 def _hash(header: dict[str, Any] | None) -> bytes:
@@ -1643,6 +1776,13 @@ def _timestamp(header: dict[str, Any] | None) -> int:
 
 def _hash_or_none(header: dict[str, Any] | None) -> bytes | None:
     return None if header is None else bytes.fromhex(header["hash"][2:])
+
+
+def _code_word(code: str) -> bytes:
+    """A code's bytes32 from its text in the index (the inverse of ``ledger.logs.code_text``)."""
+    if len(code) == 66 and code.startswith("0x"):
+        return bytes.fromhex(code[2:])
+    return code.encode("ascii").ljust(32, b"\0")
 
 
 def _days_json(days: Iterable[int]) -> str:

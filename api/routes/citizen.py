@@ -5,7 +5,10 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     The case of the receipt whose key has this address — the case lookup's answer, with every event and its proof —,
     the receipt entry, and the feedback state (``api.feedback``): the rating, if any (its comment when the citizen
     agreed to publish it), whether a rating or a dispute would be accepted now and if not why, the closure a dispute
-    must name and its deadline, and every dispute with the agency's answer.
+    must name and its deadline, and every dispute with the agency's answer. When the index has no receipt with this
+    key, or its state of the case is not the chain's (it is halted or behind), the answer comes from the chain
+    (``api.feedback``, ``ledger.receiptstate``): ``feedback.source`` is ``"chain"``, ``feedback.source_reason`` says
+    why, and the case's events, rating and disputes are only what the index has.
 
 ``POST /api/v1/ratings`` and ``POST /api/v1/disputes``
     The record's fields, the signature (EIP-712 over the Rating or Dispute, domain CivicLedger / 1 / chain id /
@@ -35,12 +38,15 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     503     ``node_unavailable``       the chain cannot be reached, or writes are not configured
     ======  =========================  ====================================================================
 
-    The state checks run on the index, then on the chain itself (``Ledger.receipt_case``, and the call run once on
-    the latest block), which has the last word: an index that lags neither lets a refused record through nor refuses
-    one the chain would take (the index's refusal stands only when the chain agrees). An accepted record is
-    stored durably with its off-chain text (``ledger.relay.RelayStore.submit_citizen``) and sent by the relayer key as
-    ``rateCase`` / ``disputeCase``; the answer (202) waits a few seconds for it to be recorded, and
-    ``GET /api/v1/ratings/{id}`` (``/disputes/{id}``) follows it afterwards.
+    The receipt and state checks run on the chain itself — the contract's ``receiptCase`` (``Ledger.receipt_case``)
+    through ``api.feedback.decide``, then the call run once on the latest block —, never on the index: a case the
+    index lacks or lags behind is accepted exactly when the contract would accept it, and refused with the
+    contract's reason. An accepted record is
+    stored durably with its off-chain text (``ledger.relay.RelayStore.submit_citizen``) and sent as ``rateCase`` /
+    ``disputeCase`` by the relay's citizens' lane — an outbox and a relayer key of its own, so no backlog of agency
+    records ever delays it; nor is it charged to any agency's relay budget. The answer (202) waits a few seconds for it
+    to be recorded, and ``GET /api/v1/ratings/{id}`` (``/disputes/{id}``) follows it afterwards; a rating someone
+    else put on chain first (a copy of the same signed record) ends ``recorded`` with that transaction.
 
 The comment and reason texts are never logged, never put on chain or in the index, and shown only when the citizen
 agreed. Logs carry submission ids, receipt addresses (public, on chain) and error codes.
@@ -82,8 +88,9 @@ from api.write_models import (
     RatingIn,
 )
 from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, REVERT_ERRORS, Ledger
-from ledger.errors import InvalidRecord
+from ledger.errors import InvalidRecord, NodeUnavailable
 from ledger.logs import code_text
+from ledger.receiptstate import DEFAULT_MAX_RANGES, DEFAULT_STEP, ChainReceipts
 from ledger.records import Dispute, Rating, ReceiptCaseStatus
 from ledger.relay import (
     CitizenFiles,
@@ -235,6 +242,22 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
 
     # -- reading: a case by its receipt
 
+    search_step = int(settings.extra.get("receipt_search_step", DEFAULT_STEP))
+    search_ranges = int(settings.extra.get("receipt_search_ranges", DEFAULT_MAX_RANGES))
+    chain_receipts: list[ChainReceipts] = []  # one, over the relay's chain connection, built on first use
+
+    def receipts_on_chain() -> ChainReceipts | None:
+        """The chain's side of receipts (``ledger.receiptstate``); None when no chain is configured or reachable
+        now — the index then answers alone, as it can."""
+        try:
+            ledger = service.ledger
+        except _Unavailable as exc:
+            log.info("receipt look-up without the chain: %s", exc.code)
+            return None
+        if not chain_receipts or chain_receipts[0].ledger is not ledger:  # first use, or the relay was restarted
+            chain_receipts[:] = [ChainReceipts(ledger, step=search_step, max_ranges=search_ranges)]
+        return chain_receipts[0]
+
     reader = APIRouter(prefix=PREFIX, tags=["receipts"])
 
     @reader.get(
@@ -268,16 +291,17 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         checksummed, now = to_checksum_address(address), int(time.time())
 
         def read() -> tuple[bytes | None, str]:
+            chain = receipts_on_chain()
             with queries.read_snapshot(request.app.state.store) as conn:
                 state = queries.index_state(conn, settings.contract_address, settings.chain_id)
-                view = feedback.receipt_view(conn, state, checksummed, now, files, batch_proofs(request.app))
+                view = feedback.receipt_view(conn, state, checksummed, now, files, batch_proofs(request.app), chain)
             body = None if view is None else view.model_dump_json().encode()
             return body, etag_of("receipt", hashlib.sha256(body or b"").hexdigest())
 
         body, etag = await run_in_threadpool(read)
         if body is None:
             raise not_found("no receipt with this key is recorded (check the code, or wait a minute: a receipt "
-                            "issued just now may not be indexed yet)")
+                            "issued just now may not be on the ledger yet)")
         headers = {"ETag": etag, "Cache-Control": REVALIDATE}
         if not_modified(request, etag):
             return Response(status_code=304, headers=headers)
@@ -327,7 +351,8 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             raise _Refused(mapped, STATE_MESSAGES[code])
 
     def check_against(signed: SignedCitizenRecord, tracked: feedback.Tracked, now: int) -> None:
-        """The contract's checks, in its order, on the case's tracked state (from the index or the chain)."""
+        """The contract's checks, in its order, on the case's state as the contract tracks it (``feedback.decide``,
+        the one definition the receipt view also uses)."""
         record = signed.record
         decision = feedback.decide(tracked, now)
         if isinstance(record, Rating):
@@ -353,46 +378,24 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         except RelayRefused as exc:
             raise _Refused(exc.code, exc.message, field="signature") from None
         agency_code, case_hex = code_text(record.agency_id), "0x" + record.case_id.hex()
-        # the index: the case's receipt, and the state the contract tracks for it
-        with queries.read_snapshot(app.state.store) as conn:
-            receipt = feedback.receipt_of_case(conn, agency_code, record.case_id)
-            if receipt is None:
-                raise _Refused("unknown_receipt",
-                               f"no receipt is recorded for case {case_hex} of agency {agency_code!r}")
-            if receipt["receipt"] != signed.signer:
-                raise _Refused(
-                    "forged_signature",
-                    "the signature is not by this case's receipt key: only the key derived from the case's receipt "
-                    "code can rate or dispute it",
-                )
-            existing = store.status(signed.key)
-            if existing is not None and existing.state != "failed":
-                raise _Duplicate(existing, record)
-            tracked = feedback.case_feedback(conn, receipt).tracked
-        try:
-            check_against(signed, tracked, int(time.time()))
-        except _Refused as refusal:
-            index_refusal: _Refused | None = refusal
-        else:
-            index_refusal = None
-        # the chain itself, before anything is stored: it has the last word, refusing what a lagging index would
-        # let through, and taking what the index refused before it saw the agency's latest entries
+        # the chain's own state of the case (``receiptCase``), not the index's: a case the index lacks or lags
+        # behind is taken exactly when the contract would take it, and refused with the contract's reason
         chain = _chain(lambda: ledger.receipt_case(record.agency_id, record.case_id))
         if chain.status is ReceiptCaseStatus.NONE:
             raise _Refused("unknown_receipt", f"the ledger has no receipt for case {case_hex} of agency "
                                               f"{agency_code!r}")
         if chain.receipt != signed.signer:
-            raise _Refused("forged_signature", "the signature is not by this case's receipt key")
+            raise _Refused(
+                "forged_signature",
+                "the signature is not by this case's receipt key: only the key derived from the case's receipt "
+                "code can rate or dispute it",
+            )
+        existing = store.status(signed.key)
+        if existing is not None and existing.state != "failed":
+            raise _Duplicate(existing, record)
         block_time = _chain(lambda: int(ledger.w3.eth.get_block("latest")["timestamp"]))
-        check_against(
-            signed,
-            feedback.Tracked(chain.status, chain.closures, chain.closed_at or None, chain.rated, chain.disputed,
-                             chain.disputed_closure),
-            block_time,
-        )
+        check_against(signed, feedback.Tracked.of_chain(chain), block_time)
         simulate(ledger, signed)
-        if index_refusal is not None:
-            log.info("index behind the chain: %s refused there, accepted here", index_refusal.code)
         try:
             if existing is not None:  # it failed, and the chain takes it now: the same submission, sent again
                 status, created = store.retry_citizen(signed.key), True
@@ -400,6 +403,8 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
                 status, created = store.submit_citizen(signed, text)
         except RelayRefused as exc:  # another rating (dispute) of the case is in flight
             raise _Refused(exc.code, exc.message, submission=exc.details.get("submission")) from None
+        except NodeUnavailable as exc:
+            raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
         if not created:
             raise _Duplicate(status, record)
         log.info("accepted %s: %s of %s by receipt %s", status.key, signed.primary_type, agency_code, signed.signer)
@@ -408,7 +413,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
     def simulate(ledger: Ledger, signed: SignedCitizenRecord) -> None:
         """Run the call once on the latest block, as the relayer would send it: any refusal is answered now."""
         call = ledger.encode_citizen_call(signed.record, signed.signature)  # type: ignore[arg-type]
-        relayer = service.relayer_address
+        relayer = service.citizen_relayer_address
 
         def run() -> None:
             try:

@@ -384,9 +384,13 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
     )
     def chain_facts(request: Request, response: Response, conn: Snapshot) -> Any:
         """The chain id, contract address, indexed entry count and running hash (compare them with the contract's
-        `entryCount()` and `runningHash()` at `last_indexed_block`), and the finalized block. When the service has a
-        node, also that node's head (best effort: a node that is down is reported in `node`, never an error)."""
+        `entryCount()` and `runningHash()` at `last_indexed_block`), and the finalized block. The Merkle-anchored
+        batches whose file is missing or cannot match the anchor are withheld: their entries count in `entry_count`
+        but are not served; `batches_withheld` and `entries_withheld` say how many, `withheld_batches_url` lists them
+        with why. When the service has a node, also that node's head (best effort: a node that is down is reported in
+        `node`, never an error)."""
         state = _state(conn, settings)
+        withheld = queries.withheld_counts(conn).values() if any(state.withheld) else ()
         node = probe.status()
         if node.get("head_block") is not None and state.last_block >= 0:
             node["behind_blocks"] = max(0, node["head_block"] - state.last_block)
@@ -399,6 +403,8 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             last_indexed_block=state.last_block,
             finalized_block=state.finalized_block,
             halted_reason=state.halted_reason,
+            batches_withheld=sum(b for b, _ in withheld),
+            entries_withheld=sum(n for _, n in withheld),
             node=models.NodeStatus(**node),
         )
         etag = etag_of("chain", facts.model_dump_json())
@@ -443,7 +449,8 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         responses={**_ok("The agency"), **NOT_MODIFIED, **NOT_FOUND},
     )
     def get_agency(request: Request, response: Response, conn: Snapshot, agency_id: AgencyPath) -> Any:
-        """The agency, its current keys, and every authorisation and revocation of a key, each with its proof."""
+        """The agency, its current keys, every authorisation and revocation of a key, each with its proof, and how
+        many of its batches and entries are withheld (their batch file missing or not matching the anchor)."""
         state = _state(conn, settings)
         if (cached := _cached(request, response, _list_etag(request, state), SHORT)) is not None:
             return cached
@@ -717,7 +724,9 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         as_of: AsOfQuery = None,
     ) -> Any:
         """`ledger.metrics.agency_scorecards` or `commitment_scorecards`: for each agency (commitment) that has a
-        case matching the filter at any time, the metrics of the filter narrowed to it, with names and targets."""
+        case matching the filter at any time, the metrics of the filter narrowed to it, with names and targets; an
+        agency's scorecard also says how many of its batches and entries are withheld (not in the metrics: their batch
+        file is missing or does not match the anchor)."""
         flt = _metrics_filter(
             agency_id=agency_id, commitment_id=commitment_id, from_=from_, to=to, district=district,
             channel=channel, as_of=as_of, now=_now(),
@@ -727,10 +736,14 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             names = queries.agency_names(conn)
             items: list[models.Scorecard] = []
             if by == "agency":
+                withheld = queries.withheld_counts(conn, agency_id)
                 for aid, metrics in agency_scorecards(conn, flt).items():
                     zh, en = names.get(aid, (None, None))
+                    batches_withheld, entries_withheld = withheld.get(aid, (0, 0))
                     items.append(
-                        models.Scorecard(agency_id=aid, agency_name_zh=zh, agency_name_en=en, metrics=_values(metrics))
+                        models.Scorecard(agency_id=aid, agency_name_zh=zh, agency_name_en=en,
+                                         batches_withheld=batches_withheld, entries_withheld=entries_withheld,
+                                         metrics=_values(metrics))
                     )
             else:
                 info = queries.commitment_info(conn, agency_id)
@@ -829,7 +842,9 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         """Every entry in order, each with its hashes and proof: walk the pages with `next` (or the `Link` header)
         to rebuild the running hash and compare it with `/chain`. A record written in a Merkle-anchored batch is an
         entry of its own here (kind case_event) whose `proof.batch` gives its batch and Merkle proof; the running
-        hash folds the batch's entry hash once (`GET /api/v1/batches/{seq}`), after the batch's last record. A full
+        hash folds the batch's entry hash once (`GET /api/v1/batches/{seq}`), after the batch's last record. A
+        withheld batch (`GET /api/v1/batches?withheld=true`: its file missing or not matching the anchor) leaves its
+        seqs out of the log: fold its entry hash once in their place. A full
         page of final entries never changes and is served as immutable (unless a batch file it needs for a proof is
         not here yet)."""
         state = _state(conn, settings)
@@ -872,6 +887,10 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         proofs = batch_proofs(request.app)
         found = queries.entry(conn, state, seq, proofs)
         if found is None:
+            inside = queries.batch_containing(conn, seq) if seq < state.entry_count else None
+            if inside is not None and inside["withheld"] is not None:
+                raise not_found(f"entry {seq} is in batch #{inside['seq']} ({PREFIX}/batches/{inside['seq']}), whose "
+                                f"entries are withheld: {inside['withheld_reason']}")
             raise not_found(f"no entry {seq}: the ledger has {state.entry_count} entries indexed (seq 0 to "
                             f"{state.entry_count - 1})")
         if found.final and not proofs.unavailable:
@@ -908,8 +927,9 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
     def batch_or_404(conn: Connection, seq: int) -> Any:
         row = queries.batch_row(conn, seq)
         if row is None:
-            inside = queries.batch_containing(conn, seq)
-            if inside is not None:
+            found = queries.batch_containing(conn, seq)
+            if found is not None:
+                inside = found["seq"]
                 raise not_found(f"no batch starts at seq {seq}: entry {seq} is in batch #{inside} "
                                 f"({PREFIX}/batches/{inside})")
             raise not_found(f"no batch anchored at seq {seq}")
@@ -933,14 +953,20 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             Query(ge=0, le=INT64_MAX, description="cursor: batches whose first seq is above this (the `next` of the "
                   "previous page)"),
         ] = None,
+        withheld: Annotated[
+            bool | None,
+            Query(description="true: only the withheld batches (file missing or not matching the anchor); false: "
+                  "only the indexed ones; default: all"),
+        ] = None,
         limit: Limit = default_page,
     ) -> Any:
         """Every batch an agency anchored: its root, entry count and file hash as on chain, the anchoring
-        transaction, block and log index, the batch's entry hash, and whether this service has its file."""
+        transaction, block and log index, the batch's entry hash, whether this service has its file, and whether its
+        entries are withheld (`withheld`: missing, or impossible for ever) and why."""
         state = _state(conn, settings)
         if agency_id is not None:
             _require_agency(conn, agency_id)
-        rows, more = queries.batch_rows(conn, after, limit, agency_id)
+        rows, more = queries.batch_rows(conn, after, limit, agency_id, withheld)
         files = verified_files(request.app)
         present = [files.present(bytes(row["file_hash"])) for row in rows]
         if (cached := _cached(request, response, _list_etag(request, state, present), SHORT)) is not None:
@@ -949,7 +975,8 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         nxt = items[-1].seq if more and items else None
         if nxt is not None:
             response.headers["Link"] = _link_next(request, after=nxt, limit=limit, **(
-                {"agency_id": agency_id} if agency_id is not None else {}))
+                {"agency_id": agency_id} if agency_id is not None else {}), **(
+                {"withheld": str(withheld).lower()} if withheld is not None else {}))
         return models.BatchPage(items=items, next=nxt)
 
     @read(
@@ -963,13 +990,14 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
     def get_batch(request: Request, response: Response, conn: Snapshot, seq: BatchSeq) -> Any:
         """The batch whose first entry is `seq`: its root, count and file hash (check them against the contract's
         `batchRoot(seq)` and the `BatchAnchored` log at `proof`), the batch's record and entry hash (the running
-        hash folds the entry hash once for the whole batch), and where its file is served. Once final and its file
-        is here, served as immutable."""
+        hash folds the entry hash once for the whole batch), and where its file is served. A withheld batch (its file
+        missing or not matching the anchor) says so and why; its entries are not served and have no proofs. Once
+        final, indexed and its file here, served as immutable."""
         state = _state(conn, settings)
         row = batch_or_404(conn, seq)
         available = verified_files(request.app).present(bytes(row["file_hash"]))
         found = queries.batch_info(row, state, available)
-        if found.final and available:
+        if found.final and available and found.withheld is None:
             etag = etag_of("batch", state.chain_id, state.contract_address, seq, found.entry_hash,
                            found.proof.block_hash)
             return _cached(request, response, etag, IMMUTABLE) or found

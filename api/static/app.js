@@ -327,10 +327,11 @@ function filterForm(params) {
 }
 
 async function agencyView({ args: [agencyId], params }) {
-  const [agency, commitments, scorecards] = await Promise.all([
+  const [agency, commitments, scorecards, withheld] = await Promise.all([
     cached(`agencies/${enc(agencyId)}`, {}),
     cached("commitments", { agency_id: agencyId, limit: MAX_LIST }),
     cached("scorecards", { by: "commitment", ...filterParams(params) }),
+    cached("batches", { agency_id: agencyId, withheld: true, limit: MAX_LIST }),
   ]);
   const cards = new Map(scorecards.items.filter((card) => card.agency_id === agencyId).map((card) => [card.commitment_id, card]));
   const name = localName(agency, agencyId);
@@ -367,7 +368,9 @@ async function agencyView({ args: [agencyId], params }) {
         [t("agency_id"), code(agencyId)],
         [t("jurisdiction"), code(agency.jurisdiction)],
         [t("registered_proof"), proofLink(agency.registration.seq)],
+        [t("batches_withheld"), withheldCount(agency)],
       ]),
+      withheldSection(agency, withheld.items),
       h("h2", {}, t("commitments")),
       commitmentRows.length
         ? table({
@@ -399,6 +402,42 @@ async function agencyView({ args: [agencyId], params }) {
       }),
     ],
   };
+}
+
+/** "N batches (M entries)", marked, when an agency withholds batches; "none" otherwise. */
+function withheldCount(counts) {
+  if (!counts.batches_withheld) return t("withheld_none");
+  return h("span", { class: "badge warn" }, t("withheld_count", { n: formatInt(counts.batches_withheld), entries: formatInt(counts.entries_withheld) }));
+}
+
+/** A withheld batch's state: missing (the file may still be published) or impossible (it never can be). */
+function withheldLabel(batch) {
+  if (!batch.withheld) return h("span", { class: "badge" }, t("batch_indexed"));
+  return h("span", { class: "badge warn" }, t(`withheld_${batch.withheld}`));
+}
+
+/** The agency's withheld batches: why their entries are not in its figures. */
+function withheldSection(agency, batches) {
+  if (!batches.length) return null;
+  return h(
+    "section",
+    { class: "withheld", "aria-labelledby": "withheld-heading" },
+    h("h2", { id: "withheld-heading" }, t("withheld_title")),
+    message(t("withheld_intro", { n: formatInt(agency.batches_withheld), entries: formatInt(agency.entries_withheld) }), "error"),
+    table({
+      caption: t("withheld_caption"),
+      columns: [{ label: t("col_batch") }, { label: t("col_entries"), num: true }, { label: t("col_recorded_short") }, { label: t("col_withheld") }, { label: t("col_reason") }],
+      rows: batches.map((batch) =>
+        row(h("a", { href: `#/batch/${batch.seq}` }, `#${batch.seq}`), [
+          [formatInt(batch.count), true],
+          [timeEl(batch.proof.block_time), false],
+          [withheldLabel(batch), false],
+          [h("span", { class: "reason", lang: "en" }, batch.withheld_reason), false],
+        ]),
+      ),
+      className: "withheld-batches",
+    }),
+  );
 }
 
 /** "in batch #S (Merkle proof) file" for a record written in a Merkle-anchored batch; null for any other. */
@@ -717,6 +756,8 @@ function caseResult(kase, agency) {
             {},
             voided ? h("s", {}, actionLabel(event.action)) : actionLabel(event.action),
             voided ? h("span", { class: "badge warn" }, t("voided", { seq: event.voided_by })) : null,
+            event.not_applied_reason ? h("span", { class: "badge warn not-applied", title: t("not_applied_why") }, t("not_applied")) : null,
+            event.not_applied_reason ? h("span", { class: "not-applied-why" }, t("not_applied_why")) : null,
           ),
           [
             [timeEl(event.occurred_at), false],
@@ -829,6 +870,8 @@ function feedbackSection(lib, receiptCode, view) {
   const fb = view.feedback;
   const headingId = newId("feedback");
   const parts = [h("h2", { id: headingId }, t("feedback_title"))];
+  // the index lacks or lags behind this case: what follows is the chain's own state of it
+  if (fb.source === "chain") parts.push(message(t(`feedback_source.${fb.source_reason}`)));
 
   parts.push(h("h3", {}, t("rating_title")));
   if (fb.rating) {
@@ -1193,6 +1236,7 @@ async function batchesView() {
           { label: t("col_recorded_short") },
           { label: t("col_root") },
           { label: t("col_file") },
+          { label: t("col_withheld") },
         ],
         rows: page.items.map((batch) =>
           row(h("a", { href: `#/batch/${batch.seq}` }, `#${batch.seq}`), [
@@ -1201,6 +1245,7 @@ async function batchesView() {
             [timeEl(batch.proof.block_time), false],
             [code(batch.root, { short: true }), false],
             [batchFileLink(batch), false],
+            [withheldLabel(batch), false],
           ]),
         ),
         className: "batches",
@@ -1220,8 +1265,11 @@ async function batchView({ args: [seqText] }) {
       h("p", { class: "back" }, h("a", { href: "#/batches" }, `← ${t("batches_title")}`)),
       pageHeading(heading),
       h("p", { class: "lead" }, t("batch_view_intro", { seq: batch.seq, last: batch.last_seq })),
+      batch.withheld ? message(t(`withheld_${batch.withheld}_intro`), "error") : null,
       facts([
         [t("batch_entries"), t("batch_range", { seq: batch.seq, last: batch.last_seq, n: formatInt(batch.count) })],
+        [t("col_withheld"), withheldLabel(batch)],
+        [t("col_reason"), batch.withheld_reason ? h("span", { class: "reason", lang: "en" }, batch.withheld_reason) : null],
         [t("col_agency"), h("a", { href: `#/agency/${enc(batch.agency_id)}` }, batch.agency_id)],
         [t("batch_signer"), code(batch.signer)],
         [t("batch_root"), code(batch.root)],
@@ -1449,6 +1497,12 @@ function chainFacts(chain) {
     [t("running_hash"), code(chain.running_hash)],
     [t("last_block"), formatInt(chain.last_indexed_block)],
     [t("finalized_block"), formatInt(chain.finalized_block)],
+    [
+      t("batches_withheld"),
+      chain.batches_withheld
+        ? h("a", { href: "#/batches" }, withheldCount(chain))
+        : t("withheld_none"),
+    ],
   ]);
 }
 

@@ -164,6 +164,12 @@ const STRINGS = {
       "knows only its public key.",
     receipt_other: "Look up another receipt",
     feedback_title: "Rate or dispute",
+    "feedback_source.index_lacks_receipt":
+      "Read from the ledger's chain itself: the public index has not caught up with this case yet, so its events " +
+      "are not listed here. What you may do now is what the chain says; the rest appears once the index catches up.",
+    "feedback_source.index_behind":
+      "Read from the ledger's chain itself: the public index is behind this case's latest change, so the events " +
+      "listed may be incomplete. What you may do now is what the chain says.",
     rating_title: "Rate the service",
     dispute_title: "Dispute the fulfilment",
     "rate_refusal.not_closed": "You can rate the service once the agency has closed your case.",
@@ -342,6 +348,30 @@ const STRINGS = {
     batch_file_missing: "Not available from this service yet",
     batch_anchor_row: "Batch #{seq} anchored: {n} entries, root {root}",
     batch_badge: "batch #{seq}",
+    batches_withheld: "Withheld batches",
+    withheld_none: "none",
+    withheld_count: "{n} batches ({entries} entries)",
+    batch_indexed: "indexed",
+    withheld_missing: "withheld: file missing",
+    withheld_impossible: "withheld for ever: file does not match",
+    withheld_title: "Withheld batches",
+    withheld_intro:
+      "This agency anchored {n} batches on chain whose published file is missing or does not match what was " +
+      "anchored. Their {entries} entries are counted on the ledger but cannot be shown or checked, so they are not " +
+      "in the figures. Everything else is indexed as usual.",
+    withheld_caption: "Batches whose entries are withheld",
+    col_withheld: "State",
+    col_reason: "Why",
+    withheld_missing_intro:
+      "The file of this batch has not been published: its entries are withheld. They appear at their place once " +
+      "the agency publishes the file it anchored.",
+    withheld_impossible_intro:
+      "The file published under this batch's hash does not match what the agency anchored, and no other file can: " +
+      "its entries are withheld for ever.",
+    not_applied: "not applied",
+    not_applied_why:
+      "Written in a batch for a case with a receipt: the ledger tracks such a case event by event, so a batched " +
+      "event does not change it.",
 
     log_title: "The raw ledger log",
     log_intro:
@@ -547,6 +577,10 @@ const STRINGS = {
     receipt_privacy: "请妥善保管回执码：持有回执码即可评价您的办件。回执码不会离开本浏览器，账本上只记录其公钥。",
     receipt_other: "查询其他回执",
     feedback_title: "评价与异议",
+    "feedback_source.index_lacks_receipt":
+      "以下状态直接读自账本所在的区块链：公开索引尚未收录此办件，故此处未列出其事件记录。您现在可以进行的操作以链上记录为准；索引跟上后将显示其余内容。",
+    "feedback_source.index_behind":
+      "以下状态直接读自账本所在的区块链：公开索引尚未跟上此办件的最新变化，下列事件记录可能不完整。您现在可以进行的操作以链上记录为准。",
     rating_title: "评价服务",
     dispute_title: "对办结提出异议",
     "rate_refusal.not_closed": "办件办结后即可评价服务。",
@@ -702,6 +736,21 @@ const STRINGS = {
     batch_file_missing: "本服务暂未提供",
     batch_anchor_row: "批次 #{seq} 已锚定：{n} 条，根 {root}",
     batch_badge: "批次 #{seq}",
+    batches_withheld: "被扣留的批次",
+    withheld_none: "无",
+    withheld_count: "{n} 个批次（{entries} 条）",
+    batch_indexed: "已索引",
+    withheld_missing: "已扣留：文件缺失",
+    withheld_impossible: "永久扣留：文件不符",
+    withheld_title: "被扣留的批次",
+    withheld_intro: "该部门在链上锚定了 {n} 个批次，但其公布的文件缺失或与锚定内容不符。这些批次的 {entries} 条记录计入账本，却无法展示和核验，因此不计入统计数字。其余记录照常索引。",
+    withheld_caption: "记录被扣留的批次",
+    col_withheld: "状态",
+    col_reason: "原因",
+    withheld_missing_intro: "该批次的文件尚未公布，其记录暂被扣留。部门公布所锚定的文件后，这些记录将出现在各自的位置。",
+    withheld_impossible_intro: "以该批次哈希公布的文件与部门锚定的内容不符，且任何其他文件都不可能相符：其记录被永久扣留。",
+    not_applied: "未生效",
+    not_applied_why: "此事件以批次方式写入，而该办件有回执：账本逐条跟踪此类办件，批次中的事件不会改变它。",
 
     log_title: "原始账本日志",
     log_intro: "按记录顺序列出的全部条目及其凭证。条目从不修改或删除：更正是一条指向原条目的新条目，原条目仍然可见。",

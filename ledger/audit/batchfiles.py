@@ -4,6 +4,17 @@ directory (a ``BatchStore``: files named ``<file hash hex>.csv``) or from a publ
 
 Fetching happens before the state is rebuilt, since the batches' events are part of it; what happened to each batch
 (its checked content, or the problem) is kept for the batch check (``ledger.audit.checks.batches``).
+
+A batch whose file cannot be read is *withheld* (:attr:`BatchOutcome.withheld`), of one of the two kinds the index
+quarantines it as (``ledger.store.schema``):
+
+``missing``
+    no file hashing to the anchored file hash is available (none is published at the source, or the one published
+    under that name is another file: ``ledger.batchread.CURABLE``): it may still be published, and the batch read;
+``impossible``
+    the file with the anchored hash is published but is malformed, holds another count of events or builds another
+    root — since no other file can have that hash, the batch can never be read — or the anchor's count is beyond what
+    any batch file can hold (``ledger.batches.MAX_ENTRIES``), published or not.
 """
 
 from __future__ import annotations
@@ -16,9 +27,26 @@ from pathlib import Path
 import httpx
 
 from ledger.audit.apiread import PREFIX, PublicApi
-from ledger.batchread import MISSING, BatchContent, BatchFileProblem, read_batch
+from ledger.batches import MAX_ENTRIES
+from ledger.batchread import (
+    COUNT,
+    MISSING,
+    WITHHELD_IMPOSSIBLE,
+    WITHHELD_MISSING,
+    BatchContent,
+    BatchFileProblem,
+    read_batch,
+    withheld_kind,
+)
 from ledger.logs import DecodedEntry
 from ledger.records import EntryKind
+
+
+#: what each kind of withheld batch means, for a person
+WITHHELD_MEANING = {
+    WITHHELD_MISSING: "file not published (yet): the batch can be read once it is",
+    WITHHELD_IMPOSSIBLE: "can never match: no file with the anchored hash can match the anchor",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,15 @@ class BatchOutcome:
     content: BatchContent | None = None
     problem: BatchFileProblem | None = None
 
+    @property
+    def withheld(self) -> str | None:
+        """None when the batch was read; else the kind of withheld batch it is: ``missing`` (no file hashing to the
+        anchored hash is available: it may still be published) or ``impossible`` (the one that is does not match, or
+        none can hold the anchored count: it never can)."""
+        if self.content is not None:
+            return None
+        return withheld_kind(self.anchor.record["count"], None if self.problem is None else self.problem.kind)
+
 
 class BatchSource:
     """Where published batch files are read from."""
@@ -43,6 +80,10 @@ class BatchSource:
         """(where it was looked for, the file's bytes or None when it is not there); BatchFileProblem (missing) when
         it cannot be read at all."""
         raise NotImplementedError
+
+    def serves(self, api: PublicApi) -> bool:
+        """Whether the files come from `api` itself (its GET /batches/{seq}/file)."""
+        return False
 
     def close(self) -> None:
         pass
@@ -84,6 +125,9 @@ class ApiSource(BatchSource):
             raise BatchFileProblem(MISSING, f"GET {where} answered HTTP {response.status_code}")
         return where, response.content
 
+    def serves(self, api: PublicApi) -> bool:
+        return self.api is api or self.api.where.rstrip("/") == api.where.rstrip("/")
+
     def close(self) -> None:
         if self.owned:
             self.api.close()
@@ -115,6 +159,9 @@ def load(anchors: list[DecodedEntry], source: BatchSource, workers: int = 8) -> 
         r = anchor.record
         where = source.description
         try:
+            if r["count"] > MAX_ENTRIES:  # not fetched: no file can match it (and it would be huge)
+                raise BatchFileProblem(COUNT, f"the anchor claims {r['count']:,} entries; a batch file holds at most "
+                                       f"{MAX_ENTRIES:,} (ledger.batches.MAX_ENTRIES), so none can match it")
             where, content = source.fetch(anchor)
             if content is None:
                 raise BatchFileProblem(MISSING, f"{where} has no such file (not published there)")

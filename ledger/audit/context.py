@@ -85,6 +85,8 @@ class AuditContext:
     batch_files: dict[int, Any] | None = None
     #: where batch files were read from (None: nowhere)
     batch_source: str | None = None
+    #: whether they were read from the audited public API itself (GET /api/v1/batches/{seq}/file)
+    batches_from_api: bool = False
 
     @property
     def thresholds(self) -> Thresholds:

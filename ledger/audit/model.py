@@ -20,7 +20,9 @@ class Status(str, enum.Enum):
 class Finding:
     """One thing wrong, pointing at the entry it concerns (``seq``, transaction hash and log index) when it concerns
     one. ``subject`` names what else it is about (a case, a metric filter, an API path); ``expected`` is what the
-    chain says and ``actual`` what was found instead (in the log, the API, the code)."""
+    chain says and ``actual`` what was found instead (in the log, the API, the code). ``agency`` names the agency the
+    finding is against when it is that agency's own doing on the chain (a batch it anchored and withheld, an event it
+    hid in a batch), so findings can be counted per agency."""
 
     check: str
     message: str
@@ -32,6 +34,7 @@ class Finding:
     field: str | None = None
     expected: Any = None
     actual: Any = None
+    agency: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -6,8 +6,16 @@ Merkle-anchored batches: a ``BatchAnchored`` entry of the log stands for ``count
 ``seq + count - 1``) whose records are in its published batch file. :func:`rebuild` takes the files' checked
 contents (``ledger.batchread``) and puts each batched event in the model as the case event it is — the anchor's
 agency and signer, its own record and entry hash, the anchoring transaction as its proof, the running hash after the
-batch — so every check treats it like an event written alone. The log's running hash folds the anchor once. A batch
-whose file is not given leaves its entries out of the model (``LedgerModel.unread``): the batch check reports why.
+batch — so every check treats it like an event written alone. The log's running hash folds the anchor once.
+
+A batch whose file is not given — not published (yet), or one that can never match its anchor — is *withheld*: its
+``count`` entries are in the log (the running hash and the count) but none of its events is in the model
+(``LedgerModel.unread``), exactly as the index quarantines it; the batch check reports it against the agency that
+anchored it. A batched event of a receipt case is never applied to its case (``ledger.cases.batched_event_applies``,
+the rule the index applies too): it stays an entry and one of its case's recorded events (as the index keeps its
+``case_events`` row, which the case view lists and the recording metrics count), but the case's fold leaves it out —
+it changes no status and answers no dispute (``LedgerModel.not_applied``) — and the batch check reports it against
+the agency.
 
 The rows built here (:class:`~ledger.metrics.CaseRow`, :class:`~ledger.metrics.EventRow`,
 :class:`~ledger.metrics.CommitmentRow`, :class:`~ledger.metrics.RatingRow`, :class:`~ledger.metrics.DisputeRow`) are
@@ -35,6 +43,7 @@ from ledger.cases import (
     CommitmentVersion,
     Event,
     Feedback,
+    batched_event_applies,
     dispute_answers,
     merged,
     voided_entries,
@@ -103,7 +112,8 @@ class FeedbackContext:
 
 @dataclass
 class CaseRecord:
-    """A case: every event (voided ones included) and its state folded from the others (and its feedback)."""
+    """A case: every event (voided ones, and batched events of a receipt case, included) and its state folded from the
+    others (and its feedback)."""
 
     agency_id: str
     case_id: bytes
@@ -146,8 +156,11 @@ class LedgerModel:
     #: batch anchors by seq (their first entry's seq), and the contents given for them
     anchors: dict[int, DecodedEntry] = field(default_factory=dict)
     contents: Mapping[int, BatchContent] = field(default_factory=dict)
-    #: anchors whose file was not given: their entries are not in `entries`
+    #: anchors whose file was not given (withheld batches): their entries are not in `entries`
     unread: dict[int, DecodedEntry] = field(default_factory=dict)
+    #: batched events of receipt cases, by seq: entries, and events of their case, that its fold leaves out
+    #: (``ledger.cases.batched_event_applies``)
+    not_applied: dict[int, DecodedEntry] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -182,7 +195,8 @@ class LedgerModel:
 
     @cached_property
     def event_rows(self) -> list[EventRow]:
-        """A ``case_events`` row per case event (voided ones too, with ``voided_by``), in seq order."""
+        """A ``case_events`` row per case event (voided ones too, with ``voided_by``; batched events of receipt cases
+        too: recorded, though not applied), in seq order."""
         voided = self.voided
         rows = []
         for e in self.entries:
@@ -234,7 +248,8 @@ class LedgerModel:
 
 def rebuild(entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent] | None = None) -> LedgerModel:
     """The model of `entries` (in seq order; a duplicated seq is taken once, the first time), with the events of each
-    batch anchor whose checked file content `batches` gives (by the anchor's seq)."""
+    batch anchor whose checked file content `batches` gives (by the anchor's seq); the other anchors' batches are
+    withheld (`unread`)."""
     logged: list[DecodedEntry] = []
     seen: set[int] = set()
     for e in entries:
@@ -248,6 +263,7 @@ def rebuild(entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent]
     by_seq: dict[int, DecodedEntry] = {}
     anchors: dict[int, DecodedEntry] = {}
     unread: dict[int, DecodedEntry] = {}
+    not_applied: dict[int, DecodedEntry] = {}
     for e in logged:
         head = fold(head, e.entry_hash)
         if e.kind != EntryKind.BATCH_ANCHORED:
@@ -267,6 +283,8 @@ def rebuild(entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent]
             if item.seq not in by_seq:  # a later log claiming a batched seq is the log check's business
                 by_seq[item.seq] = item
                 unique.append(item)
+                if not batched_event_applies(item.record["case_id"]):
+                    not_applied[item.seq] = item
     if anchors:
         unique.sort(key=lambda e: e.seq)
 
@@ -371,7 +389,7 @@ def rebuild(entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent]
         items = {e.seq: e for e in record.feedback}
         folded: list[Event] = []
         for e in record.events:
-            if e.seq in voided:
+            if e.seq in voided or e.seq in not_applied:
                 continue
             r = e.record
             action = int(r["action"])
@@ -429,7 +447,7 @@ def rebuild(entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent]
     return LedgerModel(
         entries=unique, by_seq=by_seq, running=running, head=head, voided=voided, refused_corrections=refused,
         agencies=agencies, commitments=commitments, calendars=calendars, cases=cases, feedback=contexts,
-        answers=answers, logged=logged, anchors=anchors, contents=contents, unread=unread,
+        answers=answers, logged=logged, anchors=anchors, contents=contents, unread=unread, not_applied=not_applied,
     )
 
 

@@ -31,6 +31,19 @@ def _counts(result: CheckResult, limit: int = 4) -> str:
     return ", ".join(shown)
 
 
+#: the columns of the per-agency batch findings (``stats["withheld_by_agency"]``, filled by ``batches_complete``)
+WITHHELD_COLUMNS = (
+    ("batches", "batches withheld"), ("entries", "entries withheld"), ("not_published", "file not published (yet)"),
+    ("never_match", "can never match"), ("hidden_receipt_events", "receipt case events hidden in batches"),
+)
+
+
+def withheld_by_agency(report: AuditReport) -> dict[str, dict[str, int]]:
+    """Per agency, the batch findings against it: batches withheld (of which not published yet, and never matching),
+    their entries, and receipt case events hidden in batches."""
+    return report.stats.get("withheld_by_agency") or {}
+
+
 def print_summary(report: AuditReport, console: Console, *, findings_per_check: int = 10) -> None:
     t = report.target
     console.print(
@@ -50,6 +63,12 @@ def print_summary(report: AuditReport, console: Console, *, findings_per_check: 
         if r.status in (Status.SKIPPED, Status.NOT_APPLICABLE):
             note = escape(r.notes[-1]) if r.notes else r.status.value
             console.print(f"[{STATUS_STYLE[r.status]}]{r.name}[/]: {note}")
+    withheld = withheld_by_agency(report)
+    if withheld:
+        console.print("\n[bold red]Against the agencies[/] that anchored the batches (batches_complete):")
+        for agency, v in withheld.items():
+            shown = ", ".join(f"{label} {v.get(key, 0):,}" for key, label in WITHHELD_COLUMNS if v.get(key))
+            console.print(f"  • [cyan]{escape(agency)}[/]: {escape(shown)}", highlight=False)
     for r in report.checks:
         if not r.findings:
             continue
@@ -163,9 +182,10 @@ def _findings_table(items: Sequence[Finding]) -> str:
         if f.expected is not None or f.actual is not None:
             extra = (f'<div class="muted mono">expected {_e(json.dumps(f.expected, default=str))} · found '
                      f"{_e(json.dumps(f.actual, default=str))}</div>")
+        against = f'<div class="muted">against agency {_e(f.agency)}</div>' if f.agency else ""
         rows.append(
             f'<tr><td class="num">{_e(f.seq)}</td><td class="mono">{_e(f.tx_hash)}</td><td class="num">'
-            f"{_e(f.log_index)}</td><td>{_e(f.subject)}</td><td>{_e(f.message)}{extra}</td></tr>"
+            f"{_e(f.log_index)}</td><td>{_e(f.subject)}{against}</td><td>{_e(f.message)}{extra}</td></tr>"
         )
     return ("<table><tr><th>seq</th><th>transaction</th><th>log</th><th>about</th><th>what is wrong</th></tr>"
             + "".join(rows) + "</table>")
@@ -208,11 +228,27 @@ def render_html(report: AuditReport) -> str:
             f"<td>{counts}</td></tr>"
         )
     out.append("</table></div>")
+    withheld = withheld_by_agency(report)
+    if withheld:
+        out.append(
+            '<div class="card"><h3>Batch findings against the agencies that anchored them</h3>'
+            '<p class="muted">A withheld batch is counted in the log but none of its events is applied; one whose file '
+            "is not published may still be read once it is, one that can never match never will.</p><table><tr>"
+            "<th>agency</th>" + "".join(f"<th>{_e(label)}</th>" for _, label in WITHHELD_COLUMNS) + "</tr>"
+            + "".join(
+                f"<tr><td>{_e(agency)}</td>"
+                + "".join(f'<td class="num">{v.get(key, 0):,}</td>' for key, _ in WITHHELD_COLUMNS) + "</tr>"
+                for agency, v in withheld.items()
+            ) + "</table></div>"
+        )
     if report.errors:
         out.append('<div class="card"><h3>Checks that could not complete</h3><ul>'
                    + "".join(f"<li>{_e(x)}</li>" for x in report.errors) + "</ul></div>")
 
     charts = [hbar_chart("Findings per check", [(r.name, r.finding_total()) for r in report.checks], colour="#cf222e")]
+    if withheld:
+        charts.append(hbar_chart("Entries in withheld batches, per agency",
+                                 [(a, v.get("entries", 0)) for a, v in withheld.items()], colour="#cf222e"))
     per_day = stats.get("entries_per_day") or {}
     if per_day:
         charts.append(bar_chart("Entries recorded per day (block time, UTC)", [(d[5:], n) for d, n in per_day.items()]))

@@ -102,7 +102,8 @@ def run_audit(
             model = rebuild(chain.entries, contents)
             report_progress("rebuild", 1, 1)
         ctx = AuditContext(config=config, chain=chain, model=model, reader=reader, api=api, compiled=build,
-                           batch_files=outcomes, batch_source=None if source is None else source.description)
+                           batch_files=outcomes, batch_source=None if source is None else source.description,
+                           batches_from_api=api is not None and source is not None and source.serves(api))
         if facts is not None:
             ctx.cache["api_chain_facts"] = facts
         results: dict[str, CheckResult] = {}

@@ -8,6 +8,10 @@ case's events are valid transitions. With ``--api`` it also compares the public 
 written in a Merkle-anchored batch is read from its batch file (``--batches``, a directory or API URL; by default the
 API): its proof is the anchoring transaction's log, checked the same way, plus the event's inclusion proof in the
 batch's Merkle tree, rebuilt from the file and checked off chain and by the contract's own ``verifyBatchEntry``.
+A batch of the case's agency whose file cannot be read (withheld: not published yet, or never matching) leaves the
+case unverified — its events might be there — and is named, with its agency; another agency's batch cannot hold the
+case's events and does not matter. A batched event of a receipt case is never applied to it
+(``ledger.cases.batched_event_applies``): such an event of the case is named as a problem.
 Exit code 0: everything verifies; 1: something does not (or no such case); 2: could not run.
 """
 
@@ -23,11 +27,12 @@ from urllib.parse import quote
 
 from eth_abi import encode as abi_encode
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ledger.audit import expected
 from ledger.audit.apiread import ApiError, PublicApi
-from ledger.audit.batchfiles import anchors_of, load, source_for
+from ledger.audit.batchfiles import WITHHELD_MEANING, anchors_of, load, source_for
 from ledger.audit.chainread import ChainReader, ChainSnapshot
 from ledger.audit.checks import run_check
 from ledger.audit.context import AuditConfig, AuditContext
@@ -35,7 +40,7 @@ from ledger.audit.errors import CannotAudit
 from ledger.audit.rebuild import CaseRecord, LedgerModel, feedback_item, hex0x, rebuild
 from ledger.audit.rpc import Rpc, RpcError
 from ledger.batches import MerkleTree, leaf_hash, verify_proof
-from ledger.cases import CaseProgress, Event
+from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, CaseProgress, Event
 from ledger.logs import DecodedEntry, LogDecoder, code_text, keccak
 from ledger.metrics import CaseRow, is_overdue_at
 from ledger.records import CaseAction
@@ -142,6 +147,9 @@ def _transitions(record: CaseRecord, model: LedgerModel) -> dict[int, str]:
         if e.seq in model.voided:
             out[e.seq] = f"voided by seq {model.voided[e.seq]}"
             continue
+        if e.seq in model.not_applied:
+            out[e.seq] = "NOT APPLIED: a receipt case's event hidden in a batch"
+            continue
         r = e.record
         action = int(r["action"])
         event = (
@@ -179,15 +187,22 @@ def verify(
         records = [r for (a, c), r in sorted(model.cases.items()) if c == case_id and (agency is None or a == agency)]
         cases = []
         ok = bool(records) and log.status.value == "pass"
-        unread = [a for a in anchors if a.seq not in model.contents]
-        batch_notes = [
-            f"batch seq {a.seq} ({a.record['count']} entries): "
-            + (outcomes[a.seq].problem.message if a.seq in outcomes and outcomes[a.seq].problem else
-               "its file was not read (--batches, or --api)")
-            for a in unread
-        ]
+        # A batch holds case events of its anchor's agency only: another agency's withheld batch cannot hide this case.
+        agencies = {agency} if agency is not None else {r.agency_id for r in records}
+        unread = [a for a in anchors if a.seq not in model.contents
+                  and (not agencies or code_text(a.agency_id) in agencies)]
+        batch_notes = [_withheld_note(a, outcomes.get(a.seq)) for a in unread]
         if unread:
             ok = False  # the case may have events in a batch that could not be read
+        hidden = [
+            f"seq {e.seq}: {CaseAction(e.record['action']).name.lower()} of this receipt case hidden in batch seq "
+            f"{a.seq} by {code_text(e.agency_id)}: {BATCHED_RECEIPT_CASE_EVENT}"
+            for e in model.not_applied.values()
+            if e.record["case_id"] == case_id and (agency is None or code_text(e.agency_id) == agency)
+            and (a := model.batch_of(e.seq)) is not None
+        ]
+        if hidden:
+            ok = False
         for record in records:
             proofs = receipt_proofs(rpc, record.events, model)
             merkle = merkle_proofs(rpc, chain.address, record.events, model)
@@ -241,10 +256,20 @@ def verify(
             "entry_count": chain.contract_count, "running_hash": hex0x(chain.contract_head),
             "log_complete": log.status.value == "pass",
             "log_findings": [f.message for f in log.findings[:10]], "cases": cases,
-            "unread_batches": batch_notes,
+            "unread_batches": batch_notes, "hidden_events": hidden,
         }
     finally:
         rpc.close()
+
+
+def _withheld_note(anchor: DecodedEntry, outcome: Any) -> str:
+    """Why a batch that may hold the case's events was not read (`outcome`: its BatchOutcome, None if not fetched)."""
+    head = f"batch seq {anchor.seq} ({anchor.record['count']} entries) of {code_text(anchor.agency_id)}"
+    if outcome is None:
+        return f"{head}: its file was not read (--batches, or --api)"
+    kind = outcome.withheld
+    why = outcome.problem.message if outcome.problem is not None else "its file was not read"
+    return f"{head} withheld — {WITHHELD_MEANING[kind]}: {why}" if kind else head
 
 
 def _print(result: dict[str, Any], console: Console) -> None:
@@ -260,7 +285,9 @@ def _print(result: dict[str, Any], console: Console) -> None:
     for message in result["log_findings"]:
         console.print(f"  [red]{message}[/]")
     for message in result.get("unread_batches", []):
-        console.print(f"[red]✗ {message}: the case may have events there[/]", highlight=False)
+        console.print(f"[red]✗ {escape(message)}: the case may have events there[/]", highlight=False)
+    for message in result.get("hidden_events", []):
+        console.print(f"[red]✗ {escape(message)}[/]", highlight=False)
     if not result["cases"]:
         console.print(f"[red]no case {result['case_id']} on this ledger[/]"
                       + (f" for agency {result['agency_id']}" if result["agency_id"] else ""))

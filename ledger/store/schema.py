@@ -34,6 +34,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# ``batches.withheld`` holds ``ledger.batchread.WITHHELD_MISSING`` (the indexer tries again at every sync) or
+# ``WITHHELD_IMPOSSIBLE`` (never indexed), or NULL for a batch whose events are indexed.
+
 #: width of a code column: 32 ASCII characters, or 0x + 64 hex digits for a bytes32 that is not a printable code
 CODE = 66
 
@@ -302,6 +305,8 @@ disputes = Table(
 
 #: Merkle-anchored batches (revision 0004): one row per anchoring; the batch's entries are rows of ``entries``
 #: (seq to seq + count - 1) rebuilt from the published batch file, checked against root, count and file hash.
+#: A batch whose file cannot be read is withheld (revision 0005): its row is written all the same, with ``withheld``
+#: saying why, and no ``entries`` rows for its seqs.
 batches = Table(
     "batches",
     metadata,
@@ -317,5 +322,16 @@ batches = Table(
     Column("block_time", BigInteger, nullable=False),
     Column("tx_hash", LargeBinary(32), nullable=False),
     Column("log_index", Integer, nullable=False),
+    #: the anchoring block's hash and the running hash after the batch (revision 0005: a withheld batch has no
+    #: entries to take them from)
+    Column("block_hash", LargeBinary(32), nullable=False),
+    Column("running_hash", LargeBinary(24), nullable=False),
+    #: null: the batch's entries are indexed. Else why they are not: ``missing`` (no file with the anchored hash is
+    #: published yet; tried again at every sync) or ``impossible`` (the file with the anchored hash does not match the
+    #: anchor's count or root, or is malformed: since a file is fixed by its hash, withheld for ever)
+    Column("withheld", String(16), nullable=True),
+    #: the indexer's words for what is wrong (null when not withheld)
+    Column("withheld_reason", Text, nullable=True),
     Index("ix_batches_block", "block_number"),
+    Index("ix_batches_withheld", "withheld", "agency_id"),
 )

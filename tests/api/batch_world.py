@@ -21,7 +21,7 @@ from ledger.node import AnvilNode
 from ledger.records import CaseAction, CaseEvent, Receipt, text_hash
 from ledger.store.db import open_store
 from tests.api.citizen_world import receipt_case_id
-from tests.conftest import World, build_world
+from tests.conftest import World, build_world, case_id
 
 
 @dataclass
@@ -54,14 +54,23 @@ class BatchWorld:
         return ApiSettings(**fields)
 
 
+def batch_case_id(name: str) -> bytes:
+    """The id of a case without a receipt (``RECEIPT_CASE_FLAG`` clear), so that its batched events apply to it
+    (``ledger.cases.batched_event_applies``)."""
+    raw = case_id(name)
+    return bytes([raw[0] & 0x7F]) + raw[1:]
+
+
 def case_events(world: World, prefix: str, cases: int) -> list[CaseEvent]:
     """Each case opened, accepted and fulfilled (in that order, so the fold is clean)."""
     out: list[CaseEvent] = []
     for i in range(cases):
-        out.append(world.opened(f"{prefix}{i}"))
+        out.append(world.opened(f"{prefix}{i}", case_id=batch_case_id(f"{prefix}{i}")))
     for i in range(cases):
-        out.append(world.update(f"{prefix}{i}", CaseAction.ACCEPTED))
-        out.append(world.update(f"{prefix}{i}", CaseAction.FULFILLED, details_hash=text_hash(f"{prefix}{i} done")))
+        key = batch_case_id(f"{prefix}{i}")
+        out.append(world.update(f"{prefix}{i}", CaseAction.ACCEPTED, case_id=key))
+        out.append(world.update(f"{prefix}{i}", CaseAction.FULFILLED, case_id=key,
+                                details_hash=text_hash(f"{prefix}{i} done")))
     return out
 
 
@@ -83,14 +92,14 @@ def batch_world(tmp: Path) -> Iterator[BatchWorld]:
         store = BatchStore(data_dir / "batches")  # the service's default batch directory
         ledger, signer = world.ledger, world.signer
         # a case opened on its own, then moved along in a batch; single entries between the batches
-        ledger.write(signer, world.opened("mixed"))
+        ledger.write(signer, world.opened("mixed", case_id=batch_case_id("mixed")))
         # a case opened with a receipt, its later events batched
         code = receipts.new_code()
         receipted = receipt_case_id("receipted")
         ledger.write(signer, world.opened("receipted", case_id=receipted))
         ledger.write(signer, Receipt(case_id=receipted, receipt=receipts.address(code), occurred_at=world.now()))
         first = build_batch(case_events(world, "a", 12) + [
-            world.update("mixed", CaseAction.ACCEPTED),
+            world.update("mixed", CaseAction.ACCEPTED, case_id=batch_case_id("mixed")),
             world.update("receipted", CaseAction.ACCEPTED, case_id=receipted),
             world.update("receipted", CaseAction.FULFILLED, case_id=receipted),
         ])

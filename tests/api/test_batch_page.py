@@ -1,7 +1,8 @@
 """The citizen page with Merkle-anchored batches, in real headless Chromium against the real app (``test_page``'s
 harness) over the batch world: a batched event says which batch it is in and links to its Merkle proof, the batch
 and the file; the proof view shows the batch and checks the proof in the browser; the batch views and the raw log's
-batch anchors; Chinese and English. Screenshots go to pytest's tmp dir and to build/screenshots/."""
+batch anchors; Chinese and English; an agency's withheld batches on its page, the batch views and the chain facts.
+Screenshots go to pytest's tmp dir and to build/screenshots/."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
 from api.app import create_app
-from tests.api.batch_world import BatchWorld, batch_world
+from tests.api.batch_world import BatchWorld, batch_case_id, batch_world
+from tests.api.withheld_world import WithheldWorld, withheld_world
 from tests.api.test_page import (  # noqa: F401 - fixtures
     DESKTOP,
     PHONE,
@@ -28,7 +32,6 @@ from tests.api.test_page import (  # noqa: F401 - fixtures
     screenshot,
     visit,
 )
-from tests.conftest import case_id
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +42,18 @@ def bw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchWorld]:
 
 @pytest.fixture(scope="module")
 def base_url(bw: BatchWorld) -> Iterator[str]:
+    with serve(bw.settings()) as url:
+        yield url
+
+
+@contextmanager
+def serve(settings: Any) -> Iterator[str]:
+    """The app on these settings, served by uvicorn on a free local port: its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(bw.settings()), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -73,7 +83,7 @@ def test_a_batched_event_links_its_batch_its_proof_and_its_file(
     page: Page, base_url: str, bw: BatchWorld, tmp_path: Path
 ) -> None:
     first = bw.anchored[0][1].seq
-    visit(page, f"{base_url}/#/case/{bw.agency}/0x{case_id('a0').hex()}")
+    visit(page, f"{base_url}/#/case/{bw.agency}/0x{batch_case_id('a0').hex()}")
     rows = page.locator("table.events tbody tr")
     expect(rows).to_have_count(3)
     note = rows.nth(0).locator(".batch-note")
@@ -83,7 +93,7 @@ def test_a_batched_event_links_its_batch_its_proof_and_its_file(
     expect(note.get_by_role("link", name="file")).to_have_attribute("href", f"/api/v1/batches/{first}/file")
     screenshot(page, "page-en-batched-case.png", tmp_path)
     # an event written on its own has no batch note
-    visit(page, f"{base_url}/#/case/{bw.agency}/0x{case_id(bw.mixed).hex()}")
+    visit(page, f"{base_url}/#/case/{bw.agency}/0x{batch_case_id(bw.mixed).hex()}")
     mixed = page.locator("table.events tbody tr")
     expect(mixed.nth(0).locator(".batch-note")).to_have_count(0)
     expect(mixed.nth(1).locator(".batch-note")).to_have_count(1)
@@ -139,7 +149,7 @@ def test_the_batch_views_and_the_raw_log_show_the_anchors(
 
 def test_in_chinese_on_a_phone(phone: Page, base_url: str, bw: BatchWorld, tmp_path: Path) -> None:
     first = bw.anchored[0][1].seq
-    visit(phone, f"{base_url}/#/case/{bw.agency}/0x{case_id('a1').hex()}")
+    visit(phone, f"{base_url}/#/case/{bw.agency}/0x{batch_case_id('a1').hex()}")
     expect(phone.locator(".batch-note").first).to_contain_text(f"属于批次 #{first}")
     expect(phone.locator(".batch-note").first.get_by_role("link", name="默克尔证明")).to_be_visible()
     visit(phone, f"{base_url}/#/proof/{first}")
@@ -149,3 +159,42 @@ def test_in_chinese_on_a_phone(phone: Page, base_url: str, bw: BatchWorld, tmp_p
     # nothing wider than the screen
     assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(phone, "page-zh-mobile-batch-proof.png", tmp_path)
+
+
+# --- withheld batches -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def withheld_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, WithheldWorld]]:
+    with withheld_world(tmp_path_factory.mktemp("withheld-page")) as ww:
+        store = f"sqlite:///{tmp_path_factory.mktemp('withheld-page-index') / 'index.sqlite3'}"
+        ww.index(store)
+        with serve(ww.settings(store)) as url:
+            yield url, ww
+
+
+def test_an_agency_s_withheld_batches_show_on_its_page(
+    page: Page, withheld_url: tuple[str, WithheldWorld], tmp_path: Path
+) -> None:
+    base, ww = withheld_url
+    visit(page, f"{base}/#/agency/{ww.roads}")
+    section = page.locator("section.withheld")
+    expect(section.get_by_role("heading", name="Withheld batches")).to_be_visible()
+    expect(section.get_by_role("alert")).to_contain_text("anchored 2 batches")
+    rows = section.locator("table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text(f"#{ww.missing_seq}")
+    expect(rows.nth(0)).to_contain_text("withheld: file missing")
+    expect(rows.nth(1)).to_contain_text("withheld for ever: file does not match")
+    expect(rows.nth(1)).to_contain_text("root differs")
+    link = section.get_by_role("link", name=f"#{ww.missing_seq}")
+    expect(link).to_have_attribute("href", f"#/batch/{ww.missing_seq}")
+    screenshot(page, "page-en-withheld-batches.png", tmp_path)
+    # the other agency withholds nothing
+    visit(page, f"{base}/#/agency/{ww.water}")
+    expect(page.locator("section.withheld")).to_have_count(0)
+    # the batch itself says it is withheld, and a batched event of a receipt case that it was not applied
+    visit(page, f"{base}/#/batch/{ww.impossible_seq}")
+    expect(page.locator("main")).to_contain_text("withheld for ever")
+    visit(page, f"{base}/#/case/{ww.roads}/0x{ww.receipted.hex()}")
+    expect(page.locator("table.events .not-applied")).to_have_text("not applied")

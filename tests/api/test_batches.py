@@ -20,11 +20,11 @@ from api.app import create_app
 from api.settings import ApiSettings
 from ledger import batches, receipts
 from ledger.batches import BatchStore, build_batch, verify_proof
+from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
 from ledger.logs import code_text
 from ledger.records import CaseAction, CaseEvent, EntryKind, entry_hash, keccak, running_hash, short_code
-from tests.api.batch_world import BatchWorld, batch_world, index
+from tests.api.batch_world import BatchWorld, batch_case_id, batch_world, index
 from tests.api.everything import assert_proof_on_chain, store_url
-from tests.conftest import case_id
 
 V1 = "/api/v1"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -178,7 +178,7 @@ def test_a_case_with_batched_events(client: TestClient, bw: BatchWorld) -> None:
     from api.batches import batch_proofs
 
     for name in ("a0", "b2", bw.mixed):
-        key = case_id(name)
+        key = batch_case_id(name)
         answer = client.get(f"{V1}/cases/{bw.agency}/0x{key.hex()}")
         assert answer.status_code == 200, answer.text
         view = answer.json()
@@ -205,21 +205,26 @@ def test_a_case_with_batched_events(client: TestClient, bw: BatchWorld) -> None:
         assert fast is not None and fast.body == slow.model_dump_json(by_alias=True).encode()
 
 
-def test_a_receipt_s_case_shows_its_batched_events_with_proofs(client: TestClient, bw: BatchWorld) -> None:
+def test_a_receipt_s_case_shows_its_batched_events_with_proofs_but_does_not_apply_them(
+    client: TestClient, bw: BatchWorld
+) -> None:
     answer = client.get(f"{V1}/receipts/{receipts.address(bw.receipt_code)}")
     assert answer.status_code == 200, answer.text
     view = answer.json()
     assert [e["action"] for e in view["events"]] == ["opened", "accepted", "fulfilled"]
-    assert view["events"][0]["proof"]["batch"] is None
+    assert view["events"][0]["proof"]["batch"] is None and view["events"][0]["not_applied_reason"] is None
+    # the contract tracks a receipt case and never sees inside a batch: its batched events are not applied
+    assert view["status"] == "open" and view["feedback"]["can_rate"] is False
     entries = {e["seq"]: e for e in client.get(f"{V1}/entries", params={"limit": 1000}).json()["items"]}
     for event in view["events"][1:]:
         check_batched(bw, event["proof"], entries[event["seq"]]["record_hash"])
+        assert event["not_applied_reason"] == entries[event["seq"]]["not_applied_reason"] == BATCHED_RECEIPT_CASE_EVENT
 
 
 def test_a_second_lookup_rebuilds_nothing(client: TestClient, bw: BatchWorld) -> None:
     trees = client.app.state.batch_trees  # type: ignore[attr-defined]
     trees.clear()
-    url = f"{V1}/cases/{bw.agency}/0x{case_id('a1').hex()}"
+    url = f"{V1}/cases/{bw.agency}/0x{batch_case_id('a1').hex()}"
     builds = trees.builds
     first = client.get(url)
     assert trees.builds == builds + 1
@@ -289,7 +294,7 @@ def test_a_missing_file_is_a_clear_404_and_records_say_why_they_have_no_proof(
     found = entry.json()["proof"]["batch"]
     assert found["merkle_proof"] is None and found["root"] == "0x" + batch.root.hex()
     assert "not available" in found["proof_unavailable"] and f"#{anchored.seq}" in found["proof_unavailable"]
-    view = client.get(f"{V1}/cases/{bw.agency}/0x{case_id('b0').hex()}")
+    view = client.get(f"{V1}/cases/{bw.agency}/0x{batch_case_id('b0').hex()}")
     assert view.status_code == 200
     assert all(e["proof"]["batch"]["proof_unavailable"] for e in view.json()["events"])
     # the other batch's records still have theirs
@@ -303,7 +308,8 @@ def test_a_missing_file_is_a_clear_404_and_records_say_why_they_have_no_proof(
     # published now: the same requests give the proofs, under another ETag
     old_etag = view.headers["etag"]
     shutil.copy(BatchStore(bw.data_dir / "batches").path(batch.file_hash), directory)
-    again = client.get(f"{V1}/cases/{bw.agency}/0x{case_id('b0').hex()}", headers={"If-None-Match": old_etag})
+    again = client.get(f"{V1}/cases/{bw.agency}/0x{batch_case_id('b0').hex()}",
+                       headers={"If-None-Match": old_etag})
     assert again.status_code == 200 and again.headers["etag"] != old_etag
     for event in again.json()["events"]:
         assert event["proof"]["batch"]["merkle_proof"] is not None
@@ -341,8 +347,8 @@ def test_postgresql_answers_as_sqlite(bw: BatchWorld, client: TestClient, tmp_pa
         index(bw.chain, bw.world.ledger.address, url, bw.data_dir / "batches")
         with TestClient(create_app(bw.settings(store_url=url))) as pg:
             for path in (f"{V1}/batches", f"{V1}/batches/{bw.anchored[0][1].seq}", f"{V1}/entries?limit=1000",
-                         f"{V1}/cases/{bw.agency}/0x{case_id('a3').hex()}",
-                         f"{V1}/cases/{bw.agency}/0x{case_id(bw.mixed).hex()}"):
+                         f"{V1}/cases/{bw.agency}/0x{batch_case_id('a3').hex()}",
+                         f"{V1}/cases/{bw.agency}/0x{batch_case_id(bw.mixed).hex()}"):
                 assert pg.get(path).json() == client.get(path).json(), path
             assert pg.get(f"{V1}/export/entries.csv").text == client.get(f"{V1}/export/entries.csv").text
 

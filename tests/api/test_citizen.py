@@ -21,7 +21,8 @@ from api.app import create_app
 from ledger import receipts
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.records import CaseAction, EntryKind, Rating
-from ledger.relay import SECP256K1_N
+from ledger.devnet import KeyStore
+from ledger.relay import CITIZEN_LANE, LANES, SECP256K1_N
 from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id
 
 RATINGS, DISPUTES = "/api/v1/ratings", "/api/v1/disputes"
@@ -30,6 +31,8 @@ RATINGS, DISPUTES = "/api/v1/ratings", "/api/v1/disputes"
 @pytest.fixture(scope="module")
 def cw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CitizenWorld]:
     with citizen_world(tmp_path_factory.mktemp("citizen")) as world:
+        # ratings and disputes are sent by the relay's citizens' lane, from a key of its own
+        world.chain.fund(KeyStore(world.data_dir / "keys").get_or_create(LANES[CITIZEN_LANE][1]).address)
         world.sync()
         yield world
 
@@ -41,8 +44,9 @@ def client(cw: CitizenWorld) -> Iterator[TestClient]:
 
 
 def relay_rows(client: TestClient) -> int:
-    service = client.app.state.agency_writes  # type: ignore[attr-defined]
-    return sum(service.store.outbox.counts().values())
+    """Rows in both lanes' outboxes."""
+    store = client.app.state.agency_writes.store  # type: ignore[attr-defined]
+    return sum(sum(store.lane_outbox(lane).counts().values()) for lane in LANES)
 
 
 def lookup(client: TestClient, cw: CitizenWorld, name: str) -> dict[str, Any]:
@@ -146,9 +150,10 @@ def test_a_closed_case_is_rated_once_with_its_comment_published(
     first = recorded(client, cw, client.post(RATINGS, json=body), "rated", EntryKind.CASE_RATED)
     assert first["kind"] == "rating" and first["agency_id"] == cw.agency and first["case_id"] == cw.case_hex("rated")
 
-    # before the index has it, the view already knows a rating is on its way
+    # before the index has it, the view already knows: the chain says rated, and the submission is listed
     pending = lookup(client, cw, "rated")["feedback"]
-    assert not pending["can_rate"] and pending["rate_refusal"] == "rating_pending"
+    assert not pending["can_rate"] and pending["rate_refusal"] == "already_rated"
+    assert pending["source"] == "chain" and pending["source_reason"] == "index_behind"
     assert [s["id"] for s in pending["submissions"]] == [first["id"]]
     cw.sync()
     feedback = lookup(client, cw, "rated")["feedback"]
@@ -263,7 +268,10 @@ def test_the_chain_has_the_last_word_when_the_index_lags(client: TestClient, cw:
     cw.sync()
     cw.act("closed-unseen", CaseAction.FULFILLED)  # not indexed yet: the index still has the case open
     view = lookup(client, cw, "closed-unseen")
-    assert view["feedback"]["rate_refusal"] == "not_closed"
+    assert view["status"] == "open" and [e["action"] for e in view["events"]] == ["opened"]  # the index's case
+    feedback = view["feedback"]  # the chain's state: closed, so it can be rated
+    assert feedback["source"] == "chain" and feedback["source_reason"] == "index_behind"
+    assert feedback["status"] == "fulfilled" and feedback["can_rate"] and feedback["rate_refusal"] is None
     recorded(client, cw, client.post(RATINGS, json=cw.rating_body("closed-unseen", 3)), "closed-unseen",
              EntryKind.CASE_RATED)
 
@@ -364,11 +372,13 @@ def test_the_chain_refuses_a_second_dispute_of_a_closure_the_index_has_not_seen_
              EntryKind.CASE_DISPUTED)
     cw.sync()
     cw.act("answered-unseen", CaseAction.DISPUTE_REJECTED)  # not indexed yet
-    assert lookup(client, cw, "answered-unseen")["feedback"]["dispute_refusal"] == "already_disputed"
+    seen = lookup(client, cw, "answered-unseen")["feedback"]
+    assert seen["dispute_refusal"] == "closure_disputed" and seen["source"] == "chain"  # the chain has the answer
     refused(client, cw, DISPUTES, cw.dispute_body("answered-unseen", 1, "again"), 409, "closure_disputed")
     cw.sync()
     feedback = lookup(client, cw, "answered-unseen")["feedback"]
     assert not feedback["can_dispute"] and feedback["dispute_refusal"] == "closure_disputed"
+    assert feedback["source"] == "index"  # caught up: the index's state is the chain's
 
 
 def test_only_a_fulfilled_case_can_be_disputed(client: TestClient, cw: CitizenWorld):
@@ -448,3 +458,19 @@ def test_the_openapi_document_describes_the_citizen_api(client: TestClient):
     rating_in = spec["components"]["schemas"]["RatingIn"]
     assert rating_in["examples"] and set(rating_in["required"]) == {"agency_id", "case_id", "score", "signature"}
     assert {"403", "404", "409", "422", "429"} <= set(spec["paths"]["/api/v1/ratings"]["post"]["responses"])
+
+
+def test_ratings_go_by_the_citizens_lane_and_cost_no_agency_budget(client: TestClient, cw: CitizenWorld):
+    cw.open("own-lane")
+    cw.act("own-lane", CaseAction.FULFILLED)
+    cw.sync()
+    body = recorded(client, cw, client.post(RATINGS, json=cw.rating_body("own-lane", 5)), "own-lane",
+                    EntryKind.CASE_RATED)
+    service = client.app.state.agency_writes  # type: ignore[attr-defined]
+    store = service.store
+    assert store.citizen_outbox.get_by_key(f"{body['id']}/0") is not None  # the citizens' outbox, not the agencies'
+    assert store.outbox.get_by_key(f"{body['id']}/0") is None
+    sender = cw.chain.w3.eth.get_transaction(body["tx_hash"])["from"]
+    assert sender == service.citizen_relayer_address != service.relayer_address
+    assert all(use.used == 0 for use in store.budget_usage(body["receipt"]))
+    assert all(use.used == 0 for use in store.budget_usage(cw.world.signer.address))

@@ -93,7 +93,7 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Town]:
         ledger, _ = devnet.ensure_ledger(chain, data, keys)
         signer = keys.get_or_create("roads")
         chain.fund(signer.address)
-        chain.fund(keys.get_or_create("relayer").address)  # the API's relayer pays for the citizens' entries
+        chain.fund(keys.get_or_create("relayer-citizens").address)  # the API's citizens' lane pays for their entries
         town = Town(node, chain, ledger, data, signer, f"sqlite:///{data / 'index.sqlite'}")
         town.cli("agency", "register", AGENCY, "--jurisdiction", "CN-SH", "--name-zh", "路政局", "--name-en",
                  "Roads Office")

@@ -131,10 +131,12 @@ class HonestLedger:
                                   batches.BatchStore(directory or self.batch_dir))
         return batch, anchored.seq
 
-    def sync(self, index: Path) -> None:
+    def sync(self, index: Path, batch_dir: Path | None = None) -> None:
+        """Index the chain into `index`, reading batch files from `batch_dir` (default: the honest ones)."""
         store = open_store(f"sqlite:///{index}")
         try:
-            Indexer(self.chain, self.ledger.address, store, confirmations=0, batch_dir=self.batch_dir).sync()
+            Indexer(self.chain, self.ledger.address, store, confirmations=0,
+                    batch_dir=batch_dir or self.batch_dir).sync()
         finally:
             store.close()
 
@@ -209,7 +211,11 @@ class HonestLedger:
 
 
 def case_id(name: str) -> bytes:
-    return keccak(b"audit-case:" + name.encode())
+    """A case id that cannot have a receipt (top bit clear, ``ledger.records.RECEIPT_CASE_FLAG``): its events may be
+    written in a batch (``ledger.cases.batched_event_applies``)."""
+    raw = bytearray(keccak(b"audit-case:" + name.encode()))
+    raw[0] &= 0x7F
+    return bytes(raw)
 
 
 def receipt_case_id(name: str) -> bytes:

@@ -18,10 +18,11 @@ from ledger.audit import AuditContext, CannotAudit, Status, run_audit
 from ledger.audit import expected
 from ledger.audit.chainread import GOVERNOR_ROLE, ChainReader, RoleChange
 from ledger.audit.checks import CHECKS, Check, run_check
-from ledger.audit.batchfiles import DirectorySource, anchors_of, load
+from ledger.audit.batchfiles import WITHHELD_IMPOSSIBLE, BatchOutcome, DirectorySource, anchors_of, load
 from ledger.audit.checks.api_records import sample_cases
 from ledger.audit.report import render_html, write_json
 from ledger.audit.rpc import Rpc
+from ledger.batches import MAX_ENTRIES, batch_hash
 from ledger.logs import DecodedEntry, code_text
 from ledger.records import CaseAction, EntryKind
 from ledger import receipts
@@ -461,3 +462,28 @@ def test_a_live_index_moving_during_the_audit_is_no_finding(honest: HonestLedger
     warned = [w for w in report.check("api_records").warnings if "the index moved on" in w.message]
     assert warned and all(f"0x{case_id('relayed').hex()}" in (w.subject or "") for w in warned)
     assert "the index advanced from" in report.check("metrics_reproduced").notes[0]
+
+
+def test_an_anchor_no_file_can_match_is_withheld_for_ever_without_fetching(
+    entries: list[DecodedEntry], tmp_path: Path
+) -> None:
+    """An anchor claiming more entries than any batch file holds (the contract refuses it: only a lying node or an
+    older contract shows one) is withheld as impossible, its file never fetched, and is a finding against its agency."""
+    anchor = next(e for e in entries if e.kind == EntryKind.BATCH_ANCHORED)
+    r = anchor.record
+    huge = dataclasses.replace(anchor, seq=last_seq(entries) + 1, record={**r, "count": MAX_ENTRIES + 1},
+                               record_hash=batch_hash(r["root"], MAX_ENTRIES + 1, r["file_hash"]))
+    [outcome] = load([huge], DirectorySource(tmp_path)).values()  # an empty directory: never looked in
+    assert outcome.withheld == WITHHELD_IMPOSSIBLE and outcome.problem is not None
+    assert f"at most {MAX_ENTRIES:,}" in outcome.problem.message and outcome.where == f"directory {tmp_path}"
+    ctx = context([*entries, huge])
+    ctx.batch_files = {seq: BatchOutcome(ctx.model.anchors[seq], "(test)", content=content)
+                       for seq, content in BATCHES.items()}
+    ctx.batch_files[huge.seq] = outcome
+    ctx.batch_source = f"directory {tmp_path}"
+    result = run_check("batches_complete", ctx)
+    [hit] = result.findings
+    assert hit.seq == huge.seq and hit.agency == code_text(anchor.agency_id) and hit.field == "count"
+    assert "can never match" in hit.message and result.counts["batches_never_matching"] == 1
+    # its entries are counted in the log, and none of its events is in the state
+    assert ctx.model.count == huge.seq + MAX_ENTRIES + 1 and huge.seq in ctx.model.unread

@@ -13,6 +13,7 @@ rules; each is a finding at the anchoring transaction and log, saying what is wr
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sqlite3
@@ -22,10 +23,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request, Response
+from rich.console import Console
 
 from ledger import batches, demo, receipts
 from ledger.audit import CannotAudit, Status, run_audit
 from ledger.audit.model import AuditReport, Finding
+from ledger.audit.report import print_summary, render_html
+from ledger.audit.verify_case import verify
 from ledger.errors import ContractReverted
 from ledger.logs import keccak
 from ledger.records import CaseAction, Correction, Rating, Receipt, short_code, text_hash
@@ -33,6 +37,7 @@ from tests.audit.conftest import (
     DAY,
     HOUR,
     HonestLedger,
+    case_id,
     chain_state,
     failed,
     findings,
@@ -596,9 +601,11 @@ def test_a_published_batch_file_deleted_altered_or_truncated(honest: HonestLedge
     report = honest.audit(batches=str(directory))
     [hit] = findings(report, "batches_complete")
     assert at_anchor(honest, hit, seq), hit
-    assert f"batch of {count} entries, seq {seq}-{seq + count - 1}: " in hit.message
+    # another file under the anchored name is no file with the anchored hash: the right one may still be published
+    assert f"batch of {count} entries, seq {seq}-{seq + count - 1} withheld by DEMO-ROADS — file not published (yet)" \
+        in hit.message
     assert words in hit.message, hit.message
-    assert "its entries are left out of the other checks" in hit.message
+    assert "none of its events is applied" in hit.message and hit.agency == "DEMO-ROADS"
     if fault != "deleted":
         assert "the published file is not the anchored one" in hit.message and hit.field == "file_hash"
     # The running hash and count still reproduce (the anchor is on chain); the batch's events are missing from the
@@ -607,20 +614,26 @@ def test_a_published_batch_file_deleted_altered_or_truncated(honest: HonestLedge
     assert "batches_complete" in failed(report)
     [orphan] = findings(report, "case_transitions")
     assert orphan.seq == honest.seqs["closed alone"] and "before the case was opened" in orphan.message
+    assert f"may be in batch seq {seq}, which DEMO-ROADS withheld" in orphan.message
 
 
 def test_a_batch_file_withheld_by_the_service(honest: HonestLedger, tmp_path: Path) -> None:
-    """The API does not serve the files (its batch directory is empty): the audit, reading them from the API by
-    default, finds both batches unavailable, at their anchors."""
+    """The API does not serve the files (its batch directory is empty) but serves the batches' entries from its
+    index: the audit, reading the files from the API by default, finds both batches unavailable, at their anchors —
+    and the API serving entries nobody can check from their files is a finding against the operator."""
     empty = tmp_path / "none"
     empty.mkdir()
-    report = honest.audit(batch_dir=empty)
+    report = honest.audit(batch_dir=empty, case_sample=5)
     hits = findings(report, "batches_complete")
-    assert [h.seq for h in hits] == [honest.seqs["hotline batch"], honest.seqs["water batch"]]
-    for hit, seq in zip(hits, (honest.seqs["hotline batch"], honest.seqs["water batch"]), strict=True):
+    batch_seqs = [honest.seqs["hotline batch"], honest.seqs["water batch"]]
+    assert [h.seq for h in hits] == batch_seqs
+    for hit, seq in zip(hits, batch_seqs, strict=True):
         assert at_anchor(honest, hit, seq)
         assert "the batch file is not available" in hit.message and f"/api/v1/batches/{seq}/file" in hit.message
     assert report.check("log_complete").status is Status.PASS
+    served = [f for f in findings(report, "api_records") if "whose file cannot be read" in f.message]
+    assert sorted(f.seq for f in served) == sorted(batch_seqs * 2)  # the entry pages and the export
+    assert all("the API does not serve the batch's file itself" in f.message and f.agency is None for f in served)
 
 
 @pytest.mark.parametrize("fault", ["lacks an entry", "another root", "malformed line"])
@@ -649,6 +662,7 @@ def test_an_anchored_root_over_a_file_that_does_not_match(honest: HonestLedger, 
         [hit] = findings(report, "batches_complete")
         assert at_anchor(honest, hit, seq)
     assert words in hit.message and hit.field == field, hit.message
+    assert "withheld by DEMO-ROADS — can never match" in hit.message and hit.agency == "DEMO-ROADS"
     assert report.check("log_complete").status is Status.PASS
 
 
@@ -702,3 +716,166 @@ def test_api_serving_a_wrong_merkle_proof_or_batch(honest: HonestLedger) -> None
     assert failed(report) == {"api_records"}
     [hit] = findings(report, "api_records")
     assert at_anchor(honest, hit, seq) and hit.field == "root" and hit.actual == "0x" + "ab" * 32
+
+
+# --- withheld batches and hidden receipt case events: findings against the agency (issue 10) ----------------------
+
+
+def withholding(h: HonestLedger, agency: str, name: str, directory: Path, at: int) -> tuple[int, int]:
+    """`agency` anchors a batch of three new cases (two closed in it), its file published only in `directory` (the
+    service never sees it); returns the batch's first seq and count."""
+    events = [opened(f"{name}-{i}", at - HOUR, "WATER-OUTAGE-24H" if agency == "DEMO-WATER" else "STREETLIGHT-48H")
+              for i in range(3)]
+    events += [later(f"{name}-0", CaseAction.FULFILLED, at - 60), later(f"{name}-1", CaseAction.REJECTED, at - 30)]
+    batch, seq = h.anchor(events, agency, at=at, directory=directory)
+    return seq, batch.count
+
+
+def test_agency_withholding_a_batch_file_is_a_finding_against_that_agency_alone(
+    honest: HonestLedger, tmp_path: Path
+) -> None:
+    """The water office anchors a batch and never publishes its file; the roads office goes on writing (an entry and
+    a batch, published). The audit names the water office — and only it — for the withheld batch, the seqs and
+    entries it stands for and the anchoring transaction and log; everything else audits clean: the chain's checks,
+    a roads case (the water office's batch cannot hold it) and, with the API over an index that quarantined the
+    batch, no entry of it "missing from the API" and no metric differing. (The API half needs the index's quarantine
+    of withheld batches and /batches listing them: ledger/indexer.py, api/.)"""
+    index = honest.index_copy(tmp_path)
+    with chain_state(honest):
+        t = honest.now() + 60
+        seq, count = withholding(honest, "DEMO-WATER", "withheld", tmp_path / "private", t)
+        after = honest.write(opened("after-withheld", t + 60), at=t + 120)
+        _, published = honest.anchor([opened("published-later", t + 100), later("published-later",
+                                                                                CaseAction.ACCEPTED, t + 150)],
+                                     at=t + 180)
+        assert published > after > seq
+        report = honest.audit(batches=str(honest.batch_dir))  # the chain and the published files
+        assert failed(report) == {"batches_complete"}, {c.name: c.findings[:3] for c in report.failed}
+        [hit] = findings(report, "batches_complete")
+        assert at_anchor(honest, hit, seq) and hit.agency == "DEMO-WATER"
+        assert f"batch of {count} entries, seq {seq}-{seq + count - 1} withheld by DEMO-WATER" in hit.message
+        assert "file not published (yet)" in hit.message and "none of its events is applied" in hit.message
+        assert hit.subject.startswith("agency DEMO-WATER, batch seq")
+        check = report.check("batches_complete")
+        assert check.counts["batches_withheld"] == 1 and check.counts["entries_withheld"] == count
+        assert check.counts["batches_not_published"] == 1 and check.counts["batches_never_matching"] == 0
+        assert check.counts["batches_verified"] == 3  # the honest two and the roads office's new one
+        assert report.stats["withheld_by_agency"] == {"DEMO-WATER": {
+            "batches": 1, "entries": count, "not_published": 1, "never_match": 0, "hidden_receipt_events": 0,
+        }}
+        assert any("DEMO-WATER: 1 batch withheld (5 entries; 1 not published (yet))" in n for n in check.notes)
+        assert report.check("log_complete").status is Status.PASS
+        # the reports put the agency first
+        html = render_html(report)
+        assert "DEMO-WATER" in html.split("Batch findings against the agencies")[1][:2000]
+        console = Console(file=io.StringIO(), width=200)
+        print_summary(report, console)
+        summary = console.file.getvalue()  # type: ignore[attr-defined]
+        assert "Against the agencies that anchored the batches" in summary
+        assert f"DEMO-WATER: batches withheld 1, entries withheld {count}, file not published (yet) 1" in summary
+        # a roads case verifies: the water office's batch cannot hold it
+        result = verify(honest.url, honest.ledger.address, case_id("after-withheld"), agency="DEMO-ROADS",
+                        batches=str(honest.batch_dir))
+        assert result["ok"] and not result["unread_batches"]
+        # one of the water office's cases does not: its events may be in the batch it withholds
+        result = verify(honest.url, honest.ledger.address, case_id("water-batch-1"), agency="DEMO-WATER",
+                        batches=str(honest.batch_dir))
+        assert not result["ok"]
+        [note] = result["unread_batches"]
+        assert f"batch seq {seq} ({count} entries) of DEMO-WATER withheld — file not published (yet)" in note
+
+        # The service: its index quarantines the batch and goes on; its API agrees with the audit.
+        honest.sync(index)
+        report = honest.audit(index, case_sample=20)
+        assert failed(report) == {"batches_complete"}, {c.name: c.findings[:3] for c in report.failed}
+        assert [f.agency for f in findings(report, "batches_complete")] == ["DEMO-WATER"]
+        api = report.check("api_records")
+        assert api.counts["entries_compared"] == honest.ledger.entry_count() - count
+        assert any(f"of 1 withheld batch(es) (seq {seq})" in note for note in api.notes)
+
+
+def test_agency_anchoring_a_random_root_can_never_match(honest: HonestLedger, tmp_path: Path) -> None:
+    """The roads office publishes a well-formed file and anchors its hash and count under a random root: no file can
+    ever match that anchor. The audit names the roads office and says the batch can never match; the rest audits
+    clean, with the API over an index that quarantined the batch for ever too. (The API half needs the index's
+    quarantine, and the API serving a withheld batch's file: ledger/indexer.py, api/.)"""
+    index = honest.index_copy(tmp_path)
+    directory = copy_batches(honest, tmp_path / "batches")
+    t = honest.now() + 60
+    batch = batches.build_batch([opened(f"random-root-{i}", t - HOUR) for i in range(3)])
+    (directory / f"{batch.file_hash.hex()}.csv").write_bytes(batch.content)
+    with chain_state(honest):
+        seq = honest.ledger.entry_count()
+        demo.set_next_block_time(honest.chain, t)
+        honest.ledger.anchor_batch(honest.signers["DEMO-ROADS"], keccak(b"a random root"), batch.count,
+                                   batch.file_hash)
+        honest.write(opened("after-random-root", t + 60), at=t + 120)
+        for report in (honest.audit(batches=str(directory)), None):
+            if report is None:  # the service: quarantined for ever, and the API agrees with the audit
+                honest.sync(index, directory)
+                report = honest.audit(index, batch_dir=directory, case_sample=20)
+            assert failed(report) == {"batches_complete"}, {c.name: c.findings[:3] for c in report.failed}
+            [hit] = findings(report, "batches_complete")
+            assert at_anchor(honest, hit, seq) and hit.agency == "DEMO-ROADS" and hit.field == "root"
+            assert "withheld by DEMO-ROADS — can never match" in hit.message
+            assert f"build Merkle root 0x{batch.root.hex()}" in hit.message
+            assert report.stats["withheld_by_agency"]["DEMO-ROADS"]["never_match"] == 1
+
+
+def test_api_withholding_a_batch_whose_file_matches(honest: HonestLedger, tmp_path: Path) -> None:
+    """The operator's index drops the hotline batch's entries and calls the batch withheld, though its file is
+    published and matches: the audit, which read that file, reports the API — not the agency."""
+    seq, count = honest.seqs["hotline batch"], honest.seqs["hotline batch count"]
+    index = tampered(
+        honest, tmp_path,
+        ("DELETE FROM entries WHERE seq >= ? AND seq < ?", (seq, seq + count)),
+        ("UPDATE batches SET withheld = 'missing', withheld_reason = 'file missing' WHERE seq = ?", (seq,)),
+    )
+    report = honest.audit(index, batches=str(honest.batch_dir), case_sample=5)
+    assert report.check("batches_complete").status is Status.PASS
+    api = findings(report, "api_records")
+    missing = [f for f in api if "the API withholds entries of a batch that can be indexed" in f.message]
+    assert len(missing) == 2 and all(at_anchor(honest, f, seq) for f in missing)  # entry pages and export
+    assert all(f"seqs {seq}-{seq + count - 1} ({count} entries)" in f.message for f in missing)
+    assert all(f.agency is None for f in api)
+    claims = [f for f in api if f.field == "withheld"]
+    if claims:  # once /batches lists withheld batches with their `withheld` kind (api/)
+        [claim] = claims
+        assert at_anchor(honest, claim, seq) and "matches the anchor" in claim.message and claim.actual == "missing"
+
+
+def test_receipt_case_fulfilment_hidden_in_a_batch(honest: HonestLedger, tmp_path: Path) -> None:
+    """The roads office "fulfils" its open receipt case inside a batch, where the contract never sees it — the
+    citizen could then neither rate nor dispute. The event stays an entry but is never applied: the rebuilt case
+    stays open, and the audit names the roads office, the seq, the case and the batch. The rest audits clean (the
+    index applies the same rule: ledger.cases.batched_event_applies)."""
+    index = honest.index_copy(tmp_path)
+    with chain_state(honest):
+        t = honest.now() + 60
+        events = [opened("hidden-neighbour", t - HOUR), later_receipt("fb-open", CaseAction.FULFILLED, t - 60),
+                  later("hidden-neighbour", CaseAction.FULFILLED, t - 30)]
+        _, seq = honest.anchor(events, at=t)
+        honest.sync(index)
+        report = honest.audit(index)  # every case view
+        assert failed(report) == {"batches_complete"}, {c.name: c.findings[:3] for c in report.failed}
+        [hit] = findings(report, "batches_complete")
+        case = "0x" + receipt_case_id("fb-open").hex()
+        assert at_anchor(honest, hit, seq, seq + 1) and hit.agency == "DEMO-ROADS"
+        assert hit.message.startswith(f"receipt case event hidden in a batch: fulfilled of receipt case {case}")
+        assert f"entry 1 of batch seq {seq} anchored by DEMO-ROADS" in hit.message
+        assert hit.field == "action" and hit.actual == "fulfilled" and case in hit.subject
+        check = report.check("batches_complete")
+        assert check.counts["receipt_events_hidden"] == 1 and check.counts["batches_verified"] == 3
+        assert report.stats["withheld_by_agency"]["DEMO-ROADS"]["hidden_receipt_events"] == 1
+        # the rebuilt case stays open; the batch's other case is fulfilled as usual
+        result = verify(honest.url, honest.ledger.address, receipt_case_id("fb-open"), agency="DEMO-ROADS",
+                        batches=str(honest.batch_dir))
+        [state] = result["cases"]
+        assert state["state"]["status"] == "open" and not result["ok"]
+        assert [e["status_after"] for e in state["events"] if e["seq"] == seq + 1] == [
+            "NOT APPLIED: a receipt case's event hidden in a batch"]
+        [hidden] = result["hidden_events"]
+        assert hidden.startswith(f"seq {seq + 1}: fulfilled of this receipt case hidden in batch seq {seq}")
+        neighbour = verify(honest.url, honest.ledger.address, case_id("hidden-neighbour"), agency="DEMO-ROADS",
+                           batches=str(honest.batch_dir))
+        assert neighbour["ok"] and neighbour["cases"][0]["state"]["status"] == "fulfilled"

@@ -7,8 +7,10 @@ the ``@openzeppelin/merkle-tree`` JavaScript library itself.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,17 @@ import pytest
 from ledger import batches
 from ledger.batches import BatchStore, MerkleTree, build_batch, parse_batch_file, rebuild, verify_proof
 from ledger.errors import ContractReverted, InvalidRecord, LedgerError
-from ledger.records import BatchAnchor, CaseAction, EntryKind, keccak, running_hash, text_hash
-from tests.conftest import World
+from ledger.records import (
+    BatchAnchor,
+    CaseAction,
+    CaseEvent,
+    EntryKind,
+    keccak,
+    running_hash,
+    short_code,
+    text_hash,
+)
+from tests.conftest import World, case_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,3 +184,112 @@ def test_an_anchoring_still_in_the_pool_is_not_sent_twice(world: World, tmp_path
         w3.provider.make_request("evm_mine", [])
     anchored = batches.anchor(world.ledger, world.signer, batch, BatchStore(tmp_path))
     assert world.ledger.contract.functions.batchRoot(anchored.seq).call() == batch.root
+
+
+# ---------------------------------------------------------------------- the store: durable, self-healing files
+
+
+def small_batch(name: str = "store", n: int = 5) -> batches.Batch:
+    """A batch built without a chain (the store's tests need bytes and a hash, not an anchoring)."""
+    opened = [CaseEvent(case_id=case_id(f"{name}{i}"), action=CaseAction.OPENED, occurred_at=1_790_000_000 + i,
+                        commitment_id=short_code("STREETLIGHT-48H"), district=short_code("PUDONG"), channel=2)
+              for i in range(n)]
+    return build_batch(opened)
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Files in the store that are not a batch file under its final name."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.endswith(".csv"))
+
+
+def test_a_corrupt_file_already_in_the_store_is_replaced_on_put(tmp_path: Path) -> None:
+    batch, store = small_batch(), BatchStore(tmp_path)
+    path = store.path(batch.file_hash)
+    for corrupt in (batch.content[: len(batch.content) // 2], batch.content[:-2] + b"0\n", b""):
+        path.write_bytes(corrupt)  # torn by a crash, altered on disk, or empty
+        assert store.put(batch) == path
+        assert path.read_bytes() == batch.content and store.get(batch.file_hash) == batch.content
+    assert leftovers(tmp_path) == []
+
+
+def test_two_concurrent_puts_of_one_batch_both_succeed_with_one_intact_file(tmp_path: Path) -> None:
+    batch, store = small_batch("concurrent", 200), BatchStore(tmp_path)
+    barrier = threading.Barrier(2)
+    paths: list[Path] = []
+    errors: list[BaseException] = []
+
+    def put() -> None:
+        barrier.wait()
+        try:
+            for _ in range(20):  # again and again: the second put of a round finds the file, or writes its own
+                paths.append(store.put(batch))
+                store.path(batch.file_hash).unlink(missing_ok=True)
+            paths.append(store.put(batch))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert set(paths) == {store.path(batch.file_hash)} and len(paths) == 42
+    assert store.get(batch.file_hash) == batch.content
+    assert [p.name for p in tmp_path.iterdir()] == [f"{batch.file_hash.hex()}.csv"]  # no temporaries left
+
+
+def test_put_fsyncs_the_file_and_its_directory_before_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut cannot be caused here; what the store asks the kernel for can be recorded."""
+    synced: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append("directory" if Path(target).is_dir() else f"file:{Path(target).name}")
+        real_fsync(fd)
+
+    def replace(source: str, destination: str) -> None:
+        synced.append("rename")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    batch, store = small_batch(), BatchStore(tmp_path)
+    store.put(batch)
+    assert len(synced) == 3, synced
+    assert synced[0].startswith("file:.") and synced[0].endswith(".partial")  # the temporary, before the rename
+    assert synced[1:] == ["rename", "directory"]
+    # a file already there and intact is synced too (a concurrent put may not have synced it yet)
+    synced.clear()
+    store.put(batch)
+    assert synced == [f"file:{batch.file_hash.hex()}.csv", "directory"]
+
+
+def test_a_crash_between_write_and_rename_leaves_nothing_the_next_put_trips_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch, store = small_batch(), BatchStore(tmp_path)
+    path = store.path(batch.file_hash)
+
+    def crash(source: str, destination: str) -> None:
+        raise OSError(5, "simulated crash between write and rename")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            store.put(batch)
+    assert not path.exists() and store.get(batch.file_hash) is None
+    assert leftovers(tmp_path) == []
+    # the same over a corrupt file: it stays what it was (get refuses it), and the next put replaces it
+    path.write_bytes(b"torn")
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", crash)
+        with pytest.raises(OSError):
+            store.put(batch)
+    with pytest.raises(LedgerError, match="altered"):
+        store.get(batch.file_hash)
+    assert store.put(batch) == path and store.get(batch.file_hash) == batch.content
+    assert leftovers(tmp_path) == []

@@ -1,11 +1,9 @@
 """The indexer and Merkle-anchored batches: batched events become rows exactly like events written one by one, the
-running hash is checked with the batch folded once, a missing or mismatching batch file halts indexing at that batch
-(with an alert naming it and what is wrong) until the right file appears, and reorganisations and rebuilds give the
-same rows, batches included."""
+running hash is checked with the batch folded once, and reorganisations and rebuilds give the same rows, batches
+included. A batch whose file is missing or cannot match its anchor is withheld (``test_indexer_quarantine.py``)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +13,10 @@ import pytest
 from ledger import batches
 from ledger.batches import BatchStore, build_batch
 from ledger.chain import Chain
-from ledger.indexer import BATCH_HALT_PREFIX, BatchUnavailable, Indexer
+from ledger.indexer import Indexer
 from ledger.metrics import MetricsFilter, compute_metrics
 from ledger.node import AnvilNode
-from ledger.records import CaseAction, CaseEvent, Correction, EntryKind, entry_hash, keccak, text_hash
+from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Correction, EntryKind, entry_hash, text_hash
 from ledger.store.db import Store, open_store
 from tests.conftest import World, build_world, case_id
 
@@ -63,25 +61,33 @@ def mine(world: World, blocks: int) -> None:
     world.chain.w3.provider.make_request("anvil_mine", [hex(blocks)])
 
 
+def plain_case_id(name: str) -> bytes:
+    """A case id without ``RECEIPT_CASE_FLAG``, so that its batched events apply to it
+    (``ledger.cases.batched_event_applies``)."""
+    raw = case_id(name)
+    return bytes([raw[0] & ~RECEIPT_CASE_FLAG & 0xFF]) + raw[1:]
+
+
 def life(world: World, tag: str, n: int) -> list[CaseEvent]:
     """n cases: opened; then accepted, put on hold and resumed, or fulfilled, rejected... (every path once)."""
     out: list[CaseEvent] = []
     for i in range(n):
         name = f"{tag}{i}"
-        out.append(world.opened(name, occurred_at=T0 + i, channel=1 + i % 6))
+        out.append(world.opened(name, case_id=plain_case_id(name), occurred_at=T0 + i, channel=1 + i % 6))
     for i in range(n):
         name, at = f"{tag}{i}", T0 + 3600 + i
         step = i % 4
         if step == 0:
-            out.append(world.update(name, CaseAction.ACCEPTED, occurred_at=at))
-            out.append(world.update(name, CaseAction.FULFILLED, occurred_at=at + 60, details_hash=text_hash(name)))
+            out.append(world.update(name, CaseAction.ACCEPTED, occurred_at=at, case_id=plain_case_id(name)))
+            out.append(world.update(name, CaseAction.FULFILLED, occurred_at=at + 60, details_hash=text_hash(name),
+                                    case_id=plain_case_id(name)))
         elif step == 1:
-            out.append(world.update(name, CaseAction.ON_HOLD, occurred_at=at))
-            out.append(world.update(name, CaseAction.RESUMED, occurred_at=at + 7200))
+            out.append(world.update(name, CaseAction.ON_HOLD, occurred_at=at, case_id=plain_case_id(name)))
+            out.append(world.update(name, CaseAction.RESUMED, occurred_at=at + 7200, case_id=plain_case_id(name)))
         elif step == 2:
-            out.append(world.update(name, CaseAction.REJECTED, occurred_at=at))
+            out.append(world.update(name, CaseAction.REJECTED, occurred_at=at, case_id=plain_case_id(name)))
         else:
-            out.append(world.update(name, CaseAction.ESCALATED, occurred_at=at))
+            out.append(world.update(name, CaseAction.ESCALATED, occurred_at=at, case_id=plain_case_id(name)))
     return out
 
 
@@ -150,7 +156,8 @@ def test_batched_events_give_the_rows_single_events_give(
         "seq": anchored.seq, "agency_id": "SH-ROADS", "signer": signer, "root": batch.root,
         "count": batch.count, "file_hash": batch.file_hash, "entry_hash": anchor_entry.entry_hash,
         "block_number": anchored.block_number, "block_time": batch_row["block_time"], "tx_hash": anchored.tx_hash,
-        "log_index": anchor_entry.log_index,
+        "log_index": anchor_entry.log_index, "block_hash": other[anchored.seq]["block_hash"],
+        "running_hash": state.running_hash(), "withheld": None, "withheld_reason": None,
     }
     state_row = table(dumps["batched"], "sync_state", stores_["batched"])[0]
     assert state_row["entry_count"] == state.entry_count()
@@ -172,7 +179,8 @@ def test_batches_among_single_entries_and_a_correction_of_a_batched_event(
     indexer = index(world, store, tmp_path)
     world.ledger.write(world.signer, world.opened("before"))
     _, first = anchor(world, life(world, "a", 5), tmp_path)
-    world.ledger.write(world.signer, world.update("a0", CaseAction.WITHDRAWN))  # after the batch: a closed case
+    # after the batch: a closed case
+    world.ledger.write(world.signer, world.update("a0", CaseAction.WITHDRAWN, case_id=plain_case_id("a0")))
     _, second = anchor(world, life(world, "b", 3), tmp_path)
     indexer.sync()
     dump = store.dump()
@@ -180,9 +188,9 @@ def test_batches_among_single_entries_and_a_correction_of_a_batched_event(
     assert len(rows) == world.ledger.entry_count()
     assert [r["seq"] for r in table(dump, "batches", store)] == [first.seq, second.seq]
     cases = {bytes(r["case_id"]): r for r in table(dump, "cases", store)}
-    assert cases[case_id("a0")]["status"] == "fulfilled"
-    assert cases[case_id("a0")]["invalid_transitions"] == 1  # the withdrawal after the fulfilment
-    assert cases[case_id("a1")]["status"] == "open" and cases[case_id("a1")]["hold_seconds"] == 7200
+    assert cases[plain_case_id("a0")]["status"] == "fulfilled"
+    assert cases[plain_case_id("a0")]["invalid_transitions"] == 1  # the withdrawal after the fulfilment
+    assert cases[plain_case_id("a1")]["status"] == "open" and cases[plain_case_id("a1")]["hold_seconds"] == 7200
     # A correction voids a batched event like any other: the case is folded again without it.
     fulfilled = next(r["seq"] for r in rows if r["batch_seq"] == first.seq and r["batch_index"] == 6)
     assert fulfilled == first.seq + 6
@@ -190,7 +198,7 @@ def test_batches_among_single_entries_and_a_correction_of_a_batched_event(
     indexer.sync()
     dump = store.dump()
     cases = {bytes(r["case_id"]): r for r in table(dump, "cases", store)}
-    assert cases[case_id("a0")]["status"] == "withdrawn"
+    assert cases[plain_case_id("a0")]["status"] == "withdrawn"
     voided = {r["seq"]: r["voided_by"] for r in table(dump, "entries", store)}
     assert voided[fulfilled] == world.ledger.entry_count() - 1
     fresh = stores()
@@ -209,129 +217,6 @@ def test_ranges_are_sized_by_entries_not_logs(world: World, stores: Callable[...
     assert fresh.dump() == store.dump()
 
 
-# -------------------------------------------------------------------------------- missing or mismatching files
-
-
-def test_a_missing_file_halts_at_its_batch_with_an_alert_and_indexing_resumes_when_it_appears(
-    world: World, stores: Callable[..., Store], tmp_path: Path
-) -> None:
-    published, elsewhere = tmp_path / "published", tmp_path / "elsewhere"
-    alerts: list[str] = []
-    store = stores()
-    indexer = index(world, store, published, alert=alerts.append)
-    world.ledger.write(world.signer, world.opened("first"))
-    batch, anchored = anchor(world, life(world, "m", 4), elsewhere)  # published where the indexer does not look
-    world.ledger.write(world.signer, world.opened("after"))
-    with pytest.raises(BatchUnavailable) as info:
-        indexer.sync()
-    assert info.value.seq == anchored.seq and info.value.kind == "missing"
-    message = str(info.value)
-    assert f"batch seq {anchored.seq}" in message and "file missing" in message
-    assert f"0x{anchored.tx_hash.hex()}" in message and batch.file_hash.hex() in message
-    assert alerts == [message]
-    # everything before the batch's block is indexed; nothing of the batch or after it
-    assert indexer.last_block() == anchored.block_number - 1
-    dump = store.dump()
-    assert max(r[0] for r in dump["entries"]) == anchored.seq - 1 and dump["batches"] == []
-    assert indexer.halted_reason() == message and message.startswith(BATCH_HALT_PREFIX)
-    # tried again: the same halt, no second alert
-    with pytest.raises(BatchUnavailable):
-        indexer.sync()
-    assert len(alerts) == 1
-    # the file appears: indexing goes on, the halt lifts
-    BatchStore(published).put(batch)
-    report = indexer.sync()
-    assert report.batched_entries == batch.count
-    assert indexer.halted_reason() is None
-    assert report.entry_count == world.ledger.entry_count()
-    fresh = stores()
-    index(world, fresh, published).sync(to_block=indexer.last_block())
-    assert fresh.dump() == store.dump()
-
-
-def test_without_a_batch_directory_a_batch_halts_indexing(
-    world: World, stores: Callable[..., Store], tmp_path: Path
-) -> None:
-    _, anchored = anchor(world, life(world, "n", 2), tmp_path)
-    indexer = index(world, stores(), None)
-    with pytest.raises(BatchUnavailable, match="no batch directory is configured"):
-        indexer.sync()
-    assert indexer.last_block() == anchored.block_number - 1
-
-
-def _anchor_raw(world: World, root: bytes, count: int, content: bytes, directory: Path) -> int:
-    """Anchor (root, count, keccak(content)) and publish `content` under its hash, whatever it holds."""
-    directory.mkdir(parents=True, exist_ok=True)
-    file_hash = keccak(content)
-    (directory / f"{file_hash.hex()}.csv").write_bytes(content)
-    seq = world.ledger.entry_count()
-    world.ledger.anchor_batch(world.signer, root, count, file_hash)
-    return seq
-
-
-@pytest.mark.parametrize("fault", ["lacks an entry", "another root", "malformed line", "altered file"])
-def test_a_file_that_does_not_match_its_anchor_halts_indexing_saying_what_is_wrong(
-    world: World, stores: Callable[..., Store], tmp_path: Path, fault: str
-) -> None:
-    good = build_batch(life(world, "f", 4))  # 10 events
-    short = build_batch(list(good.events[:-1]))
-    if fault == "lacks an entry":  # the agency anchored the full batch's root and count over a file lacking one
-        seq = _anchor_raw(world, good.root, good.count, short.content, tmp_path)
-        kind, words = "count", "the file holds 9 events, the anchor says 10: 1 missing"
-    elif fault == "another root":
-        seq = _anchor_raw(world, short.root, good.count, good.content, tmp_path)  # the root of other events
-        kind, words = "root", f"the file's 10 events build Merkle root 0x{good.root.hex()}, the anchor says"
-    elif fault == "malformed line":
-        content = good.content.replace(b"\n3,", b"\n03,", 1)
-        seq = _anchor_raw(world, good.root, good.count, content, tmp_path)
-        kind, words = "malformed", "line 5: index must be 3"
-    else:
-        seq = batches.anchor(world.ledger, world.signer, good, BatchStore(tmp_path)).seq
-        path = BatchStore(tmp_path).path(good.file_hash)
-        path.write_bytes(good.content.replace(b",6,", b",7,", 1))  # a fulfilment made a rejection
-        kind, words = "hash", "its 10 events build another Merkle root"
-    alerts: list[str] = []
-    indexer = index(world, stores(), tmp_path, alert=alerts.append)
-    with pytest.raises(BatchUnavailable) as info:
-        indexer.sync()
-    assert info.value.seq == seq and info.value.kind == kind
-    assert words in str(info.value), str(info.value)
-    assert alerts == [str(info.value)]
-    if fault == "malformed line":
-        assert info.value.line == 5
-
-
-def test_run_keeps_waiting_at_a_missing_batch_and_goes_on_when_it_is_published(
-    world: World, stores: Callable[..., Store], tmp_path: Path
-) -> None:
-    published = tmp_path / "published"
-    batch, _ = anchor(world, life(world, "w", 3), tmp_path / "private")
-    world.ledger.write(world.signer, world.opened("later"))
-    store = stores()
-    indexer = index(world, store, published, confirmations=0)
-    stop = threading.Event()
-    thread = threading.Thread(target=indexer.run, kwargs={"poll_interval": 0.05, "stop_event": stop})
-    thread.start()
-    try:
-        for _ in range(100):
-            if indexer.halted_reason():
-                break
-            stop.wait(0.05)
-        assert "file missing" in (indexer.halted_reason() or "")
-        BatchStore(published).put(batch)
-        for _ in range(200):
-            if indexer.halted_reason() is None and indexer.last_block() == head(world):
-                break
-            stop.wait(0.05)
-    finally:
-        stop.set()
-        thread.join(10)
-    assert indexer.halted_reason() is None
-    with store.connect() as conn:
-        count = conn.exec_driver_sql("SELECT count(*) FROM entries").scalar()
-    assert count == world.ledger.entry_count()
-
-
 # ------------------------------------------------------------------------------------ reorgs and rebuilds
 
 
@@ -348,7 +233,8 @@ def test_a_reorg_rolls_back_batches_and_a_rebuild_gives_identical_rows(
     first_orphan = head(world) + 1
     anchor(world, life(world, "o", 3), tmp_path)  # orphaned to be: a batch, and a correction of a batched event
     world.ledger.write(world.signer, Correction(target_seq=kept.seq + 3, reason_hash=text_hash("x"), occurred_at=T0))
-    anchor(world, [world.update("k1", CaseAction.FULFILLED, occurred_at=T0 + 9999)], tmp_path)
+    anchor(world, [world.update("k1", CaseAction.FULFILLED, occurred_at=T0 + 9999, case_id=plain_case_id("k1"))],
+           tmp_path)
     indexer.sync()
     orphaned = store.dump()
     assert len(orphaned["batches"]) == 3 and orphaned != settled
@@ -375,6 +261,11 @@ def test_drop_and_resync_gives_identical_rows_on_sqlite_and_postgresql(
     for step in range(3):
         world.ledger.write(world.signer, world.opened(f"single{step}"))
         anchor(world, life(world, f"s{step}-", 4), tmp_path)
+        if step == 1:  # a batch withheld (its file published elsewhere), and one whose file cannot match its anchor
+            anchor(world, life(world, "withheld", 2), tmp_path / "elsewhere")
+            impossible = build_batch(life(world, "impossible", 2))
+            BatchStore(tmp_path).put(impossible)
+            world.ledger.anchor_batch(world.signer, b"\1" * 32, impossible.count, impossible.file_hash)
         for url in urls.values():
             with open_store(url) as store:
                 index(world, store, tmp_path, max_block_range=2).sync()
@@ -389,6 +280,9 @@ def test_drop_and_resync_gives_identical_rows_on_sqlite_and_postgresql(
             index(world, store, tmp_path, max_block_range=2000).sync(to_block=top)
             again = store.dump()
         assert again == first, name
-        assert len(first["entries"]) == world.ledger.entry_count() and len(first["batches"]) == 3
+        assert len(first["batches"]) == 5
+        withheld = {row[-2]: row[0] for row in first["batches"] if row[-2] is not None}
+        assert sorted(withheld) == ["impossible", "missing"]
+        assert len(first["entries"]) == world.ledger.entry_count() - 12  # two withheld batches of 6
         dumps[name] = again
     assert dumps["sqlite"] == dumps["postgresql"]

@@ -1,19 +1,31 @@
 """API records equal on-chain data: every entry, agency, key change, commitment version and case the public API
-serves (pages, single resources and bulk exports) is what the chain says, field by field, proofs included."""
+serves (pages, single resources and bulk exports) is what the chain says, field by field, proofs included.
+
+Withheld batches (``ledger.audit.batchfiles``): the entries of a batch whose file the audit could not read either are
+not served by an honest API (its index quarantines the batch), and their absence is no finding — the batch is the
+anchoring agency's finding (``batches_complete``). Against the operator: an API that does not serve the entries of a
+batch whose file the audit read and checked against its anchor (it withholds a batch that can be indexed), and one
+that serves entries of a batch whose file cannot be read (from the API itself, or at all: one that can never match).
+When the audit read files from elsewhere (``--batches``) and that source lacks a file the API may have, the entries
+the API serves are not compared, and a warning says so.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
 from ledger.audit import expected
 from ledger.audit.apiread import ApiError
+from ledger.audit.batchfiles import WITHHELD_MEANING, WITHHELD_MISSING
 from ledger.audit.checks import Check
 from ledger.audit.checks._api import Horizon, horizon, moved
+from ledger.audit.checks.batches import span as batch_span
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import FEEDBACK_KINDS, CaseRecord, LedgerModel, entry_pointer, hex0x
@@ -111,7 +123,8 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         ("exported entry", "/export/entries.jsonl", expected.entry_export),
     ):
         served: set[int] = set()  # seqs seen (items are compared as they stream by, not kept)
-        unread_batched = merkle_checked = 0
+        unread_batched: Counter[int] = Counter()  # served entries of batches the audit could not read, by batch
+        merkle_checked = 0
         rows: Iterable[dict[str, Any]] = api.pages(path) if view == "entry" else api.lines(path)
         try:
             for item in rows:
@@ -126,8 +139,9 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                     continue
                 served.add(seq)
                 e = full.by_seq.get(seq)
-                if e is None and seq in full.running and full.batch_of(seq) is not None:
-                    unread_batched += 1  # an entry of a batch whose file the audit could not read: not compared
+                anchor = full.batch_of(seq) if e is None and seq in full.running else None
+                if anchor is not None:
+                    unread_batched[anchor.seq] += 1  # an entry of a batch whose file the audit could not read
                     continue
                 if e is None or seq >= ctx.chain.contract_count:
                     block_hash = (item.get("proof") or item).get("block_hash")
@@ -156,25 +170,85 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             result.add(Finding(NAME, f"the API failed while listing entries: {exc}", subject=f"GET /api/v1{path}"))
             continue
         missing = [seq for seq in range(h.count) if seq not in served]
-        for first, last in _runs(missing):
+        withheld_alike = Counter[int]()
+        for first, last, anchor in _batch_runs(full, missing):
+            if anchor is not None and anchor.seq in full.unread:
+                withheld_alike[anchor.seq] += last - first + 1  # withheld by its agency: not served, rightly
+                continue
             e = full.by_seq.get(first)
             span = f"seq {first}" if first == last else f"seqs {first}-{last} ({last - first + 1} entries)"
-            result.add(Finding(NAME, f"missing from the API ({view} list): {span}, on chain",
+            why = ""
+            if anchor is not None and ctx.batch_files is not None:
+                outcome = ctx.batch_files.get(anchor.seq)
+                why = (f", in batch seq {anchor.seq} of {code_text(anchor.agency_id)}, whose file the audit read from "
+                       f"{outcome.where if outcome is not None else ctx.batch_source} and found matching its anchor: "
+                       "the API withholds entries of a batch that can be indexed")
+            result.add(Finding(NAME, f"missing from the API ({view} list): {span}, on chain{why}",
                                **(entry_pointer(e) if e else {"seq": first}), subject=f"GET /api/v1{path}"))
         result.counts["entries_compared" if view == "entry" else "exported_entries_compared"] = (
-            len(served) - unread_batched
+            len(served) - sum(unread_batched.values())
         )
-        if unread_batched:
-            result.notes.append(f"{unread_batched} {view}s of batches whose files were not read were not compared "
-                                "(batches_complete says why)")
+        if withheld_alike:
+            result.notes.append(
+                f"{sum(withheld_alike.values())} {view}s of {len(withheld_alike)} withheld batch(es) (seq "
+                f"{', '.join(str(s) for s in sorted(withheld_alike))}) are not served by the API, nor could the audit "
+                "read them (batches_complete reports them against their agencies)"
+            )
+        _served_unread(ctx, result, view, path, unread_batched)
         if view == "entry" and full.anchors:
             result.counts["merkle_proofs_checked"] = merkle_checked
     _reorganised(ctx, strange_blocks, result)
 
 
+def _batch_runs(model: LedgerModel, seqs: list[int]) -> list[tuple[int, int, DecodedEntry | None]]:
+    """Runs of consecutive `seqs` (ascending), split where a batch starts or ends: (first, last, the batch's anchor or
+    None)."""
+    out: list[tuple[int, int, DecodedEntry | None]] = []
+    for seq in seqs:
+        anchor = model.batch_of(seq) if model.anchors else None
+        if out and out[-1][1] == seq - 1 and out[-1][2] is anchor:
+            out[-1] = (out[-1][0], seq, anchor)
+        else:
+            out.append((seq, seq, anchor))
+    return out
+
+
+def _served_unread(ctx: AuditContext, result: CheckResult, view: str, path: str, served: Counter[int]) -> None:
+    """Entries the API serves of batches whose files the audit could not read (`served`: how many, by batch)."""
+    if not served:
+        return
+    model, outcomes = ctx.model, ctx.batch_files
+    if outcomes is None:
+        result.notes.append(f"{sum(served.values())} {view}s of batches whose files were not read were not compared "
+                            "(no batch files were given: batches_complete is skipped)")
+        return
+    subject = f"GET /api/v1{path}"
+    for seq, n in sorted(served.items()):
+        anchor = model.anchors[seq]
+        outcome = outcomes.get(seq)
+        kind = outcome.withheld if outcome is not None else WITHHELD_MISSING
+        where = outcome.where if outcome is not None else ctx.batch_source
+        agency = code_text(anchor.agency_id)
+        if kind == WITHHELD_MISSING and not ctx.batches_from_api:
+            result.warn(Finding(
+                NAME, f"the API serves {n} {view}(s) of batch seq {seq} of {agency}, whose file the audit could not "
+                f"read from {where}: they were not compared (give --batches the API, or a copy of its files)",
+                **entry_pointer(anchor), subject=subject,
+            ))
+            continue
+        why = ("the API does not serve the batch's file itself" if kind == WITHHELD_MISSING
+               else f"the batch {WITHHELD_MEANING[kind]}")
+        result.add(Finding(
+            NAME, f"the API serves {n} {view}(s) of batch seq {seq} of {agency} ({batch_span(anchor)}), whose file "
+            f"cannot be read ({where}): {why}; the index should have quarantined the batch, not served entries nobody "
+            "can check", **entry_pointer(anchor), subject=subject, field="batch", actual=n,
+        ))
+
+
 def _batches(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     """``GET /batches``: every batch anchored within the API's position, as on chain (root, count, file hash, signer,
-    the anchoring proof, the batch's record, entry and running hash), none other."""
+    the anchoring proof, the batch's record, entry and running hash), none other; none said withheld whose file the
+    audit read and found matching."""
     model = ctx.model
     anchors = {seq: a for seq, a in model.anchors.items() if seq < h.count}
     if not anchors:
@@ -198,6 +272,16 @@ def _batches(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                                    **entry_pointer(anchor), subject=subject))
                 continue
             served.add(seq)
+            claim = item.get("withheld")
+            if claim and seq in model.contents:
+                outcome = (ctx.batch_files or {}).get(seq)
+                result.add(Finding(
+                    NAME, f"the API says batch seq {seq} of {code_text(anchor.agency_id)} is withheld ({claim}: "
+                    f"{item.get('withheld_reason') or 'no reason given'}), but its file, read from "
+                    f"{outcome.where if outcome is not None else ctx.batch_source}, matches the anchor: the batch can "
+                    "be indexed", **entry_pointer(anchor), subject=subject, field="withheld", expected=None,
+                    actual=claim,
+                ))
             diffs = expected.differences(expected.batch(anchor, model), item)
             if not finality.ok(item, anchor.block_number):
                 diffs.append(("final", f"false (block {anchor.block_number} > finalized {finality.block})", True))
@@ -261,16 +345,6 @@ def _fetch(ctx: AuditContext, result: CheckResult, path: str, about: DecodedEntr
         result.add(Finding(NAME, f"the API failed to answer: {exc.status} {exc.message}",
                            **(entry_pointer(about) if about is not None else {}), subject=f"GET /api/v1{path}"))
         return _FAILED
-
-
-def _runs(numbers: list[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for n in numbers:
-        if out and out[-1][1] == n - 1:
-            out[-1] = (out[-1][0], n)
-        else:
-            out.append((n, n))
-    return out
 
 
 def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
@@ -507,7 +581,9 @@ CHECK = Check(
     "block time, log index, entry hash), every agency with its keys and key history, every commitment version and "
     "retirement, every case state (bulk export) and a sample of case views with all their events equals what the "
     "chain says; /chain's entry count and running hash are the chain's; no entry is missing, duplicated or from a "
-    "block that is not on the chain.",
+    "block that is not on the chain. A withheld batch's entries are rightly not served when the audit cannot read its "
+    "file either; not serving those of a batch whose file matches, or serving those of one whose file cannot be read, "
+    "is the operator's finding.",
     run,
     needs_api=True,
 )

@@ -1,13 +1,16 @@
 """Case state transitions: every case's events (those not voided by a correction) follow the life cycle of
-``ledger.cases`` — the definition the index and the metrics use."""
+``ledger.cases`` — the definition the index and the metrics use. A withheld batch's events are applied to no case (as
+in the index): an event of a case that comes before its opening, while the same agency withheld an earlier batch,
+says which batch may hold what is missing."""
 
 from __future__ import annotations
 
 from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.audit.rebuild import entry_pointer
+from ledger.audit.rebuild import LedgerModel, entry_pointer
 from ledger.cases import CLOSED, ON_HOLD, OPEN
+from ledger.logs import DecodedEntry, code_text
 from ledger.records import CaseAction
 
 NAME = "case_transitions"
@@ -28,6 +31,15 @@ def _why(action: int, before: str, ever_opened: bool) -> str:
     return f"{name} while {before}"
 
 
+def _withheld_before(model: LedgerModel, e: DecodedEntry) -> str:
+    """For an event before its case's opening: the batches its agency withheld earlier, which may hold the rest."""
+    earlier = [a.seq for a in model.unread.values() if a.agency_id == e.agency_id and a.seq < e.seq]
+    if not earlier:
+        return ""
+    return (f"; the case's earlier events may be in batch seq {', '.join(str(s) for s in sorted(earlier))}, which "
+            f"{code_text(e.agency_id)} withheld (batches_complete)")
+
+
 def run(ctx: AuditContext, result: CheckResult) -> None:
     model = ctx.model
     invalid = orphans = events = voided = 0
@@ -40,7 +52,8 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
             invalid += 1
             result.add(Finding(
                 NAME,
-                f"invalid transition: {_why(e.record['action'], before, record.state is not None)}",
+                f"invalid transition: {_why(e.record['action'], before, record.state is not None)}"
+                + (_withheld_before(model, e) if before == "" and model.unread else ""),
                 **entry_pointer(e), subject=f"case {record.agency_id}/0x{record.case_id.hex()}",
                 field="action", actual=CaseAction(e.record["action"]).name.lower(), expected=None,
             ))
