@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import ApiSettings
 from ledger.devnet import KeyStore
+from ledger.outbox import OutboxState
 from ledger.records import (
     CaseAction,
     CaseEvent,
@@ -511,14 +512,15 @@ def test_agency_flooding_the_relayer_is_refused_with_429_naming_the_budget(
     key = city.chain.new_account()  # a key of this test's own: no other test's submission shares its nonces
     city.ledger.authorize_signer(city.governance, short_code(ROADS), key.address)
     with TestClient(create_app(settings)) as client:
-        nonce = writes.ledger.nonce(key.address)
+        nonce, first_block = writes.ledger.nonce(key.address), writes.ledger.chain.w3.eth.block_number
         for i in range(2):
             answer = client.post(URL, json=writes.body(key, writes.opened(f"flood-{i}"), nonce=nonce + i))
             assert answer.status_code == 202, answer.text
         store = client.app.state.agency_writes.store  # type: ignore[attr-defined]
-        rows, entries = sum(store.outbox.counts().values()), writes.ledger.entry_count()
+        rows = sum(store.outbox.counts().values())
         started = time.time()
-        flood = client.post(URL, json=writes.body(key, writes.opened("flood-2"), nonce=nonce + 2))
+        flooding = writes.opened("flood-2")
+        flood = client.post(URL, json=writes.body(key, flooding, nonce=nonce + 2))
         assert flood.status_code == 429, flood.text
         error = flood.json()["error"]
         assert error["code"] == "budget_exceeded" and error["budget"] == "signer_transactions_per_hour"
@@ -526,7 +528,17 @@ def test_agency_flooding_the_relayer_is_refused_with_429_naming_the_budget(
         assert started + 3500 < error["resets_at"] <= started + 3601
         assert 3500 < int(flood.headers["Retry-After"]) <= 3600
         assert "signer_transactions_per_hour" in error["message"]
-        assert sum(store.outbox.counts().values()) == rows and writes.ledger.entry_count() == entries
+        # nothing stored, and once the two accepted ones are mined, nothing of the refused one on chain
+        assert sum(store.outbox.counts().values()) == rows
+        deadline = time.time() + 30
+        while store.outbox.counts()[OutboxState.RECORDED] < 2:
+            assert time.time() < deadline, store.outbox.counts()
+            time.sleep(0.05)
+        written = writes.ledger.entries(from_block=first_block)
+        assert [e.record.case_id for e in written if e.actor == key.address] == [
+            writes.opened(f"flood-{i}").case_id for i in range(2)
+        ]
+        assert flooding.case_id not in {getattr(e.record, "case_id", None) for e in written}
         # another agency's key has budgets of its own
         other = city.chain.new_account()
         city.ledger.authorize_signer(city.governance, short_code(WATER), other.address)
