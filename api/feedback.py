@@ -13,8 +13,8 @@ contract would have refused were never recorded, so every recorded event applies
 When the index lacks or lags (:func:`receipt_view` with a ``chain``)
     Citizens never depend on the index being whole. The contract's own state of the case (``receiptCase``, read by
     ``Ledger.receipt_case``; :meth:`Tracked.of_chain` is its one translation) decides what its holder may do: when
-    the index has no receipt with this key, the key's ReceiptIssued entry is searched in the blocks the index has
-    not read (``ledger.receiptstate.ChainReceipts``, bounded); when the index has it but its state of the case
+    the index has no receipt with this key, the key's ReceiptIssued entry is found through the contract's
+    ``receiptIssuance`` (``ledger.receiptstate.ChainReceipts``: one call, one log read); when the index has it but its state of the case
     differs from the chain's (the index is behind the case's latest change), the chain's state is shown. Either
     way ``feedback.source`` is ``"chain"`` and ``feedback.source_reason`` says why; the case's events, rating and
     disputes are only what the index has (nothing is made up for what it lacks). A node behind the index, or one
@@ -238,10 +238,10 @@ def chain_answer(
     chain: ChainReceipts, state: IndexState, address: str, receipt: RowMapping | None, indexed: Tracked | None
 ) -> ChainAnswer | None:
     """What the chain says of the receipt with this address when the index's answer is not the whole truth: the
-    index has no such receipt (it is searched in the blocks the index has not read), or its state of the case
+    index has no such receipt (it is looked up on the chain), or its state of the case
     (`indexed`) is not the contract's. None when the index's answer stands (or the chain has no such receipt)."""
     if receipt is None:
-        found = chain.find(address, state.last_block).found
+        found = chain.find(address)
         if found is None:
             return None
         on_chain = chain.case_state(found.agency_id, found.case_id)

@@ -114,6 +114,9 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     /// @dev Written only for cases opened with a receipt: what a rating or dispute must be checked against.
     mapping(bytes32 agencyId => mapping(bytes32 caseId => ReceiptCase state)) private _receiptCases;
     mapping(uint256 firstSeq => bytes32 root) private _batchRoots;
+    /// @dev Where each receipt key was issued. A key serves one case: otherwise an agency could issue another
+    /// agency's citizen's key (copied from the pool) to a case of its own, and a look-up by key would be ambiguous.
+    mapping(address receipt => ReceiptIssuance issuance) private _receiptIssuances;
 
     /// @param adminDelay seconds a governance handover must wait between its two steps
     /// @param admin the initial governance admin; it is also granted {GOVERNOR_ROLE}
@@ -438,6 +441,11 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     }
 
     /// @inheritdoc ICivicLedger
+    function receiptIssuance(address receipt) external view returns (ReceiptIssuance memory) {
+        return _receiptIssuances[receipt];
+    }
+
+    /// @inheritdoc ICivicLedger
     function runningHash() external view returns (bytes24) {
         return _head.runningHash;
     }
@@ -564,9 +572,14 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         if (r.receipt.code.length != 0) revert ReceiptKeyIsContract(r.caseId, r.receipt);
         ReceiptCase storage state = _receiptCases[agencyId][r.caseId];
         if (state.status != ReceiptCaseStatus.None) revert CaseAlreadyHasReceipt(agencyId, r.caseId);
+        ReceiptIssuance storage issuance = _receiptIssuances[r.receipt];
+        if (issuance.blockNumber != 0) revert ReceiptKeyAlreadyUsed(r.receipt, issuance.seq);
         state.receipt = r.receipt;
         state.status = ReceiptCaseStatus.Open;
         uint256 seq = _appendOne(EntryKind.ReceiptIssued, agencyId, signer, recordHash);
+        // Both fit 64 bits for ever: the entry count is a uint64, and block numbers grow by one a block.
+        issuance.seq = uint64(seq);
+        issuance.blockNumber = uint64(block.number);
         emit ReceiptIssued({
             seq: seq,
             agencyId: agencyId,

@@ -245,6 +245,11 @@ class Ledger:
             bool(disputed), int(disputed_closure),
         )
 
+    def receipt_issuance(self, receipt: str, block: int | str = "latest") -> tuple[int, int] | None:
+        """Where the receipt key was issued: (seq of its ReceiptIssued entry, block number), or None when never."""
+        seq, block_number = self.contract.functions.receiptIssuance(receipt).call(block_identifier=block)
+        return None if block_number == 0 else (int(seq), int(block_number))
+
     def dispute_windows(self) -> tuple[int, int]:
         """(seconds to dispute after a fulfilment, seconds the agency has to answer a dispute)."""
         functions = self.contract.functions

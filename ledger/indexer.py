@@ -44,9 +44,12 @@ Withheld batches (a missing or impossible file never stops indexing)
     advances the count by ``count`` (the contract vouches for that), its ``batches`` row is written with ``withheld``
     and ``withheld_reason`` saying why, no ``entries`` row exists for its seqs, and indexing goes on with everything
     after it; one CRITICAL log line and one ``alert`` per batch, when its range is written. ``withheld`` is
-    ``missing`` when no file with the anchored hash is in the batch directory (or none is configured): every sync
-    (so every poll of :meth:`Indexer.run`) looks again — a file-exists check, and a read only when the file is new or
-    changed since it was last looked at — and when the right file appears, its entries, case events and the
+    ``missing`` when no file with the anchored hash is in the batch directory (or none is configured): a sync looks
+    again when the directory changed since it last looked (a file added, removed or renamed there), and every
+    :data:`WITHHELD_FULL_LOOK_SECONDS` anyway — one listing of the directory, then a read only of a file that is new
+    or changed since it was last looked at; in between, only the files found wanting (present under the anchored
+    hash's name, but not that file) are looked at again. Thousands of batches withheld on purpose thus cost an idle
+    sync nothing — and when the right file appears, its entries, case events and the
     corrections aimed at them are written at their seqs and the cases they touch re-folded (their earlier-seq events
     arrive after later ones), all in one transaction, and the row is no longer withheld: the store then holds exactly
     what a sync with the file there from the start gives. It is ``impossible`` when the file with the anchored hash is
@@ -86,6 +89,7 @@ import gc
 import itertools
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -372,6 +376,10 @@ class _ReorgDetected(Exception):
     """A block the current range depends on changed while it was read: check for a reorganisation and retry."""
 
 
+#: how often the withheld batches are looked for even when nothing was added to the batch directory (a file
+#: overwritten in place, not renamed there, does not change the directory)
+WITHHELD_FULL_LOOK_SECONDS = 600.0
+
 _WHAT = {"missing": "file missing", "hash": "file hash differs", "count": "count differs", "root": "root differs",
          "malformed": "malformed file"}
 
@@ -526,6 +534,11 @@ class Indexer:
         #: withheld (missing) batch → the identity of its file when it was last read (None: there was none), so a
         #: sync reads a file again only when it changed
         self._looked: dict[int, tuple[int, int, int] | None] = {}
+        #: the batch directory's modification time when the withheld batches were last looked for, and when the last
+        #: full look was: a sync looks again only when a file was added, removed or renamed there since, or every
+        #: ``WITHHELD_FULL_LOOK_SECONDS`` — so thousands of batches withheld on purpose cost an idle sync nothing
+        self._looked_dir: int | None = None
+        self._full_look_at = 0.0
 
     # -- public
 
@@ -1491,12 +1504,34 @@ class Indexer:
         since this indexer last looked at it."""
         if self.batch_dir is None:
             return
+        try:
+            stamp = self.batch_dir.stat().st_mtime_ns  # before the listing: a file added during it moves the stamp
+        except OSError:
+            return  # no directory: nothing is published
+        now = time.monotonic()
+        full = now - self._full_look_at >= WITHHELD_FULL_LOOK_SECONDS
+        query = select(batches).where(batches.c.withheld == WITHHELD_MISSING).order_by(batches.c.seq)
+        present: set[str] | None = None
+        if stamp != self._looked_dir or full:
+            with os.scandir(self.batch_dir) as listing:
+                present = {entry.name for entry in listing}
+            self._looked_dir = stamp
+            if full:
+                self._full_look_at = now
+        else:
+            # nothing added or renamed: only files found wanting before can have changed (rewritten in place);
+            # there are only as many as the operator put there, whatever an agency anchors
+            wanting = [seq for seq, identity in self._looked.items() if identity is not None]
+            if not wanting:
+                return
+            query = query.where(batches.c.seq.in_(wanting))
         with self.store.connect() as conn:
-            rows = conn.execute(
-                select(batches).where(batches.c.withheld == WITHHELD_MISSING).order_by(batches.c.seq)
-            ).mappings().all()
+            rows = conn.execute(query).mappings().all()
+        store = BatchStore(self.batch_dir)
         for row in rows:
             seq, file_hash = int(row["seq"]), bytes(row["file_hash"])
+            if present is not None and store.path(file_hash).name not in present:
+                continue  # still no file
             identity = self._file_identity(file_hash)
             if identity is None or (seq in self._looked and self._looked[seq] == identity):
                 continue  # still no file, or the one already found wanting
@@ -1629,6 +1664,7 @@ class Indexer:
         """Remove everything indexed above block `keep_to`, in one transaction, and re-derive what it touched."""
         self._forget()
         self._looked.clear()
+        self._looked_dir = None
         try:
             self._rollback_in_transaction(keep_to)
         finally:

@@ -571,6 +571,12 @@ CREATE TABLE IF NOT EXISTS citizen_records (
 CREATE INDEX IF NOT EXISTS citizen_records_by_case ON citizen_records (agency_id, case_id, primary_type);
 """
 
+#: ratings and disputes of one agency's cases that may wait in the citizens' lane at a time (see
+#: ``RelayStore._refuse_full_queue``): a real citizen waits behind at most this many per agency
+CITIZEN_QUEUE_PER_AGENCY = 20
+#: what a citizen refused ``citizen_queue_full`` is told to wait (a few blocks drain a queue that size)
+CITIZEN_QUEUE_RETRY_SECONDS = 60
+
 _COLUMNS = (
     "key, signer, agency_id, primary_type, nonce, deadline, signature, record_type, records_json, record_hash, "
     "entries, queued, settled, created_at"
@@ -644,8 +650,14 @@ class RelayStore:
         *,
         synchronous: str = "FULL",
         budgets: RelayBudgets | None = None,
+        citizen_queue_per_agency: int = CITIZEN_QUEUE_PER_AGENCY,
     ) -> None:
-        """:param budgets: what each agency key may make the relayer pay for (default :class:`RelayBudgets`)"""
+        """:param budgets: what each agency key may make the relayer pay for (default :class:`RelayBudgets`)
+        :param citizen_queue_per_agency: ratings and disputes of one agency's cases that may wait in the citizens'
+            lane at a time (:data:`CITIZEN_QUEUE_PER_AGENCY`)"""
+        if citizen_queue_per_agency < 1:
+            raise ValueError("citizen_queue_per_agency must be >= 1")
+        self.citizen_queue_per_agency = citizen_queue_per_agency
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.ledger = ledger
@@ -759,6 +771,7 @@ class RelayStore:
             if existing is not None:
                 return self._status(existing), False
             self._refuse_in_flight(record, agency_hex, case_hex)
+            self._refuse_full_queue(agency_hex)
             head = self._head_block()
             texts = json.dumps([json.loads(record_json(record))], separators=(",", ":"))
             with self._transaction() as db:
@@ -818,6 +831,26 @@ class RelayStore:
                 code = "already_rated" if isinstance(record, Rating) else "already_disputed"
                 what = "a rating of this case" if isinstance(record, Rating) else "a dispute of this closure"
                 raise RelayRefused(code, f"{what} was submitted already ({status.state})", submission=status.key)
+
+    def _refuse_full_queue(self, agency_hex: str) -> None:
+        """RelayRefused ``citizen_queue_full`` while ``citizen_queue_per_agency`` ratings and disputes of this agency's
+        cases are waiting (pending or sent). An agency that issues receipts to keys it holds could otherwise queue any
+        number of ratings of its own cases ahead of other agencies' citizens; bounded per agency, its flood delays a
+        real citizen by at most that many transactions per agency, and only its own citizens are told to retry."""
+        columns = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
+        rows = self._db.execute(
+            f"SELECT {columns} FROM relays r JOIN citizen_records c ON c.key = r.key "
+            "WHERE r.agency_id = ? AND r.settled IS NULL ORDER BY r.id",
+            (agency_hex,),
+        ).fetchall()
+        waiting = sum(1 for row in rows if self._status(_envelope(row)).state not in ("recorded", "failed"))
+        if waiting >= self.citizen_queue_per_agency:
+            raise RelayRefused(
+                "citizen_queue_full",
+                f"{waiting} ratings and disputes of this agency's cases are waiting to be recorded; try again in a "
+                f"minute (each agency has at most {self.citizen_queue_per_agency} waiting at a time)",
+                retry_after=CITIZEN_QUEUE_RETRY_SECONDS,
+            )
 
     def _citizen_envelopes(
         self, agency_hex: str, case_hex: str, primary_type: str, closure: int | None

@@ -18,6 +18,7 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
 
     ======  =========================  ====================================================================
     429     ``rate_limited``           more than ``write_rate_per_minute`` posts from this client
+    429     ``citizen_queue_full``     this agency's cases have ``CITIZEN_QUEUE_PER_AGENCY`` ratings/disputes waiting
     413     ``body_too_large``         over 64 KiB
     422     ``invalid_json``           the body is not JSON
     422     ``invalid_body``           not the documented shape (``field`` names where)
@@ -90,7 +91,7 @@ from api.write_models import (
 from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, REVERT_ERRORS, Ledger
 from ledger.errors import InvalidRecord, NodeUnavailable
 from ledger.logs import code_text
-from ledger.receiptstate import DEFAULT_MAX_RANGES, DEFAULT_STEP, ChainReceipts
+from ledger.receiptstate import ChainReceipts
 from ledger.records import Dispute, Rating, ReceiptCaseStatus
 from ledger.relay import (
     CitizenFiles,
@@ -127,6 +128,7 @@ STATUS_OF_CODE = {
     "dispute_window_closed": 409,
     "refused_by_ledger": 409,
     "rate_limited": 429,
+    "citizen_queue_full": 429,
     "write_unavailable": 503,
     "node_unavailable": 503,
 }
@@ -229,7 +231,8 @@ _CITIZEN_ERRORS: dict[int | str, dict[str, Any]] = {
     },
     413: {"model": ErrorOut, "description": "body_too_large"},
     422: {"model": ErrorOut, "description": "invalid_json, invalid_body, text_mismatch or bad_signature"},
-    429: {"model": ErrorOut, "description": "rate_limited (see Retry-After)"},
+    429: {"model": ErrorOut, "description": "rate_limited, or citizen_queue_full: this agency's cases have as many "
+                "ratings and disputes waiting as it may (see Retry-After)"},
     503: {"model": ErrorOut, "description": "the chain is not configured or not reachable"},
 }
 
@@ -242,8 +245,6 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
 
     # -- reading: a case by its receipt
 
-    search_step = int(settings.extra.get("receipt_search_step", DEFAULT_STEP))
-    search_ranges = int(settings.extra.get("receipt_search_ranges", DEFAULT_MAX_RANGES))
     chain_receipts: list[ChainReceipts] = []  # one, over the relay's chain connection, built on first use
 
     def receipts_on_chain() -> ChainReceipts | None:
@@ -255,7 +256,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             log.info("receipt look-up without the chain: %s", exc.code)
             return None
         if not chain_receipts or chain_receipts[0].ledger is not ledger:  # first use, or the relay was restarted
-            chain_receipts[:] = [ChainReceipts(ledger, step=search_step, max_ranges=search_ranges)]
+            chain_receipts[:] = [ChainReceipts(ledger)]
         return chain_receipts[0]
 
     reader = APIRouter(prefix=PREFIX, tags=["receipts"])
@@ -401,8 +402,10 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
                 status, created = store.retry_citizen(signed.key), True
             else:
                 status, created = store.submit_citizen(signed, text)
-        except RelayRefused as exc:  # another rating (dispute) of the case is in flight
-            raise _Refused(exc.code, exc.message, submission=exc.details.get("submission")) from None
+        except RelayRefused as exc:  # another rating (dispute) of the case is in flight, or the agency's queue is full
+            retry_after = exc.details.get("retry_after")
+            raise _Refused(exc.code, exc.message, submission=exc.details.get("submission"),
+                           headers=None if retry_after is None else {"Retry-After": str(retry_after)}) from None
         except NodeUnavailable as exc:
             raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
         if not created:

@@ -127,6 +127,13 @@ interface ICivicLedger {
         // dispute cannot be replayed from its calldata
     }
 
+    /// @notice Where a receipt key was issued (all zero when it never was): its ReceiptIssued entry and block, so a
+    /// citizen's key finds its case with one call and one log read, whatever the index knows.
+    struct ReceiptIssuance {
+        uint64 seq; // sequence number of the ReceiptIssued entry
+        uint64 blockNumber; // the block it was recorded in (never zero once issued)
+    }
+
     /// @notice A correction: voids an earlier entry of the same agency. The original stays visible.
     struct Correction {
         uint64 targetSeq; // sequence number of the entry being voided
@@ -398,6 +405,8 @@ interface ICivicLedger {
     error BatchTooLarge(uint64 count, uint64 maximum);
     /// @notice A receipt key must be a plain key pair (the citizen's); `receipt` has contract code.
     error ReceiptKeyIsContract(bytes32 caseId, address receipt);
+    /// @notice The receipt key was issued already (entry `seq`): a key serves one case only.
+    error ReceiptKeyAlreadyUsed(address receipt, uint256 seq);
     /// @notice The dispute names another closure than the case's latest.
     error StaleClosure(uint16 closure, uint16 latest);
     /// @notice The dispute window after the fulfilment has passed.
@@ -444,7 +453,8 @@ interface ICivicLedger {
     /// @param caseEvents the events (at least one)
     function recordCaseEvents(CaseEvent[] calldata caseEvents) external;
 
-    /// @notice Record the receipt key of a case of the caller's agency, issued when the case opened.
+    /// @notice Record the receipt key of a case of the caller's agency, issued when the case opened. A key serves
+    /// one case only ({ReceiptKeyAlreadyUsed}) and must have no contract code ({ReceiptKeyIsContract}).
     /// @param receipt the receipt's public side
     function issueReceipt(Receipt calldata receipt) external;
 
@@ -619,6 +629,11 @@ interface ICivicLedger {
     /// @param caseId the agency-scoped case id
     /// @return the tracked state
     function receiptCase(bytes32 agencyId, bytes32 caseId) external view returns (ReceiptCase memory);
+
+    /// @notice Where the receipt key `receipt` was issued: its ReceiptIssued entry's seq and block (zero when never).
+    /// @param receipt a receipt key's address
+    /// @return the issuance
+    function receiptIssuance(address receipt) external view returns (ReceiptIssuance memory);
 
     /// @notice Running hash over all entries: `h(0) = 0`, `h(n+1) = bytes24(keccak256(abi.encode(h(n), entryHash(n))))`.
     /// @dev 192 bits so that it shares one storage slot with the count (see CivicLedger's `LogHead`).

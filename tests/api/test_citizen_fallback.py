@@ -227,65 +227,64 @@ def test_citizen_is_refused_what_the_chain_refuses_when_the_index_lacks_the_case
 # ---------------------------------------------------------------------- the search itself
 
 
-class CountingLogs:
-    """Records the block ranges eth_getLogs is asked for."""
+class CountingReads:
+    """Records what the look-up asks the node: eth_getLogs block ranges and contract calls."""
 
     def __init__(self, cw: CitizenWorld, monkeypatch: pytest.MonkeyPatch) -> None:
         self.ranges: list[tuple[int, int]] = []
+        self.calls = 0
         eth = cw.chain.w3.eth
-        real = eth.get_logs
+        real_logs, real_call = eth.get_logs, eth.call
 
         def get_logs(params: dict[str, Any]) -> Any:
             self.ranges.append((int(params["fromBlock"]), int(params["toBlock"])))
-            return real(params)
+            return real_logs(params)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return real_call(*args, **kwargs)
 
         monkeypatch.setattr(eth, "get_logs", get_logs)
+        monkeypatch.setattr(eth, "call", call)
 
 
-def test_the_chain_search_is_bounded_and_reads_each_block_once(
+def test_a_look_up_costs_the_same_however_far_behind_the_index_is(
     cw: CitizenWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One call and one log read of one block for an issued key; the call alone for a key never issued — whatever
+    the index's lag, the number of receipts, or how many strangers look up random keys."""
     cw.sync()
-    after = index_last_block(cw)
     unseen(cw, "search-a")
     for i in range(6):
         cw.open(f"search-filler-{i}", receipt=False)
     unseen(cw, "search-b")
-    head = cw.chain.w3.eth.block_number
-    logs = CountingLogs(cw, monkeypatch)
-    search = ChainReceipts(cw.ledger, step=2, max_ranges=3)
-
-    first = search.find(cw.address("search-b"), after)  # too far for one look-up
-    assert len(logs.ranges) == 3 and all(hi - lo + 1 <= 2 for lo, hi in logs.ranges)
-    assert logs.ranges[0][0] == after + 1 and not first.complete and first.found is None
-    assert search.find(cw.address("search-a"), after).found is not None  # seen on the way: no new blocks read
-    assert len(logs.ranges) == 3
-    found = None
-    while found is None:
-        result = search.find(cw.address("search-b"), after)
-        found = result.found
-    assert result.complete and found.case_id == receipt_case_id("search-b") and found.agency_id == cw.world.agency_id
-    covered = sorted(b for lo, hi in logs.ranges for b in range(lo, hi + 1))
-    assert covered == list(range(after + 1, head + 1))  # every block after the index once, none twice
-
-    # nothing new on chain: a miss costs no log reads at all
-    read = len(logs.ranges)
-    assert search.find(Account.create().address, after).found is None and len(logs.ranges) == read
-    # the index caught up: what it has read is forgotten (the index answers for it)
-    assert search.find(cw.address("search-a"), head).found is None and len(logs.ranges) == read
+    reads = CountingReads(cw, monkeypatch)
+    search = ChainReceipts(cw.ledger)
+    found = search.find(cw.address("search-b"))
+    assert found is not None and found.case_id == receipt_case_id("search-b")
+    assert found.agency_id == cw.world.agency_id and found.address == cw.address("search-b")
+    ((low, high),) = reads.ranges
+    assert low == high == found.entry.block_number
+    assert found.block_time == cw.chain.w3.eth.get_block(low)["timestamp"]
+    calls = reads.calls
+    for _ in range(20):
+        assert search.find(Account.create().address) is None
+    assert len(reads.ranges) == 1 and reads.calls == calls + 20
 
 
 def test_a_receipt_reorganised_away_is_not_found(cw: CitizenWorld) -> None:
     cw.sync()
-    after = index_last_block(cw)
     search = ChainReceipts(cw.ledger)
     snapshot = cw.chain.snapshot()
     unseen(cw, "reorged")
-    assert search.find(cw.address("reorged"), after).found is not None
+    assert search.find(cw.address("reorged")) is not None
     cw.chain.revert(snapshot)  # the blocks that held it are gone; others take their numbers
     for i in range(3):
         cw.open(f"reorg-filler-{i}", receipt=False)
-    assert search.find(cw.address("reorged"), after).found is None
+    assert search.find(cw.address("reorged")) is None
+    unseen(cw, "reorged")  # issued again, on the new chain
+    found = search.find(cw.address("reorged"))
+    assert found is not None and found.entry.block_number == cw.chain.w3.eth.block_number
 
 
 def test_the_chain_search_says_when_the_node_is_unreachable(cw: CitizenWorld, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,21 +296,4 @@ def test_the_chain_search_says_when_the_node_is_unreachable(cw: CitizenWorld, mo
     monkeypatch.setattr(cw.chain.w3.eth, "get_logs", refuse)
     unseen(cw, "node-gone")
     with pytest.raises(NodeUnavailable, match="did not answer"):
-        search.find(cw.address("node-gone"), index_last_block(cw))
-
-
-def test_a_receipt_on_blocks_the_chain_dropped_is_searched_again(cw: CitizenWorld) -> None:
-    """The chain reorganised to fewer blocks than were searched: the search starts over, without an error."""
-    cw.sync()
-    after = index_last_block(cw)
-    search = ChainReceipts(cw.ledger)
-    snapshot = cw.chain.snapshot()
-    unseen(cw, "dropped")
-    for i in range(3):
-        cw.open(f"dropped-filler-{i}", receipt=False)
-    assert search.find(cw.address("dropped"), after).found is not None
-    cw.chain.revert(snapshot)  # the head is now below the last block searched
-    assert search.find(cw.address("dropped"), after).found is None
-    unseen(cw, "dropped")  # issued again, on the new chain
-    found = search.find(cw.address("dropped"), after).found
-    assert found is not None and found.entry.block_number == after + 2
+        search.find(cw.address("node-gone"))

@@ -101,3 +101,39 @@ def test_receipt_address_given_code_later_still_needs_the_receipt_keys_own_signa
     refused("InvalidReceiptSignature", rate, world, case_id, 5, Account.create().key)
     rate(world, case_id)  # the citizen's own key still works
     assert state(world, case_id).rated
+
+
+def test_agency_issuing_a_receipt_to_another_agencys_receipt_key_is_refused(world: World) -> None:
+    """The water agency issues its citizen a receipt; the roads agency (hostile) issues a receipt for a case of its
+    own to the very same receipt address (public in the log, or seen in the pool). A key names one case: the second
+    issue reverts, and the contract says where the key was issued."""
+    citizen = receipts.address(CODE)
+    world.ledger.write(world.other_signer, world.commitment())
+    water_case = receipt_case_id("water-case")
+    world.ledger.write(world.other_signer, world.opened("water-case", case_id=water_case))
+    world.ledger.write(world.other_signer, Receipt(case_id=water_case, receipt=citizen, occurred_at=world.now()))
+    roads_case = receipt_case_id("roads-hijack")
+    world.ledger.write(world.signer, world.opened("roads-hijack", case_id=roads_case))
+    hijack = Receipt(case_id=roads_case, receipt=citizen, occurred_at=world.now())
+    err = refused("ReceiptKeyAlreadyUsed", world.ledger.write, world.signer, hijack)
+    issued = world.ledger.receipt_issuance(citizen)
+    assert issued is not None and err.error_args["seq"] == issued[0]
+    assert world.ledger.receipt_case(world.agency_id, roads_case).status == 0
+
+
+def test_agency_cannot_move_another_agencys_receipt_case_by_reusing_its_case_id(world: World) -> None:
+    """Receipt cases are keyed by (agency, case id): the hostile agency opening, closing and reopening a case with
+    the same id as another agency's receipt case, and issuing it a receipt, leaves the other agency's tracked state
+    alone (no way to make a citizen's case look fulfilled, nor to eat its dispute)."""
+    citizen = receipts.address(CODE)
+    world.ledger.write(world.other_signer, world.commitment())
+    case = receipt_case_id("shared-id")
+    world.ledger.write(world.other_signer, world.opened("shared-id", case_id=case))
+    world.ledger.write(world.other_signer, Receipt(case_id=case, receipt=citizen, occurred_at=world.now()))
+    before = world.ledger.receipt_case(world.other_agency_id, case)
+    world.ledger.write(world.signer, world.opened("shared-id", case_id=case))
+    world.ledger.write(world.signer, Receipt(case_id=case, receipt=receipts.address(receipts.new_code()),
+                                             occurred_at=world.now()))
+    world.ledger.write(world.signer, world.update("shared-id", CaseAction.FULFILLED, case_id=case))
+    assert world.ledger.receipt_case(world.other_agency_id, case) == before
+    assert world.ledger.receipt_case(world.agency_id, case).receipt != citizen
