@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from ledger.chain import Chain
 from ledger.node import AnvilNode
 from ledger.records import (
     AgencyRegistration,
@@ -33,7 +34,7 @@ from ledger.records import (
     text_hash,
 )
 from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
-from tests.conftest import World, case_id
+from tests.conftest import World, build_world, case_id
 
 PG_SERVER = os.environ.get("CIVIC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -91,6 +92,20 @@ def own_anvil() -> Iterator[AnvilNode]:
     node = AnvilNode().start()
     yield node
     node.stop()
+
+
+@pytest.fixture(scope="module")
+def node_chain(own_anvil: AnvilNode) -> Chain:
+    return Chain.connect(own_anvil.url)
+
+
+@pytest.fixture
+def two_agency_world(node_chain: Chain) -> World:
+    """A fresh ledger on the module's own anvil whose other agency (SH-WATER) has a commitment too: one agency to
+    misbehave, the other to show it is unharmed."""
+    built = build_world(node_chain)
+    built.ledger.write(built.other_signer, built.commitment())
+    return built
 
 
 # ------------------------------------------------------------------------------------------- a chain to index

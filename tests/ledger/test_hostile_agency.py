@@ -16,13 +16,11 @@ import pytest
 from ledger import receipts
 from ledger.batches import BatchStore
 from ledger.batchread import WITHHELD_MISSING
-from ledger.chain import Chain
 from ledger.indexer import Indexer
-from ledger.node import AnvilNode
 from ledger.records import CaseAction, Correction, Rating, Receipt, keccak, text_hash
 from ledger.relay import CITIZEN_LANE, RelayRefused, RelayStore, RelayWriter, check_citizen_signature
 from ledger.store.db import Store
-from tests.conftest import World, build_world
+from tests.conftest import World
 from tests.ledger.feedback_scenario import code_of, receipt_case_id
 from tests.ledger.test_indexer_batches import (
     T0,
@@ -43,16 +41,9 @@ from tests.ledger.test_relay_fairness import (  # noqa: F401 - fixtures
 )
 
 
-@pytest.fixture(scope="module")
-def node_chain(own_anvil: AnvilNode) -> Chain:
-    return Chain.connect(own_anvil.url)
-
-
 @pytest.fixture
-def world(node_chain: Chain) -> World:
-    built = build_world(node_chain)
-    built.ledger.write(built.other_signer, built.commitment())
-    return built
+def world(two_agency_world: World) -> World:
+    return two_agency_world
 
 
 # ------------------------------------------------------------------------------ batches withheld on purpose

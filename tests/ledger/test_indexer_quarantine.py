@@ -15,14 +15,12 @@ import pytest
 from ledger import receipts
 from ledger.batches import Batch, BatchStore, build_batch
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, batched_event_applies
-from ledger.chain import Chain
 from ledger.indexer import Indexer
 from ledger.metrics import MetricsFilter, compute_metrics
-from ledger.node import AnvilNode
 from ledger.records import CaseAction, Correction, Receipt, keccak, text_hash
 from ledger.store.db import Store
 from ledger.batchread import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
-from tests.conftest import World, build_world
+from tests.conftest import World
 from tests.ledger.test_indexer_batches import (
     DAY,
     T0,
@@ -37,17 +35,9 @@ from tests.ledger.test_indexer_batches import (
 )
 
 
-@pytest.fixture(scope="module")
-def node_chain(own_anvil: AnvilNode) -> Chain:
-    return Chain.connect(own_anvil.url)
-
-
 @pytest.fixture
-def world(node_chain: Chain) -> World:
-    """A fresh ledger whose other agency (SH-WATER) has a commitment too."""
-    built = build_world(node_chain)
-    built.ledger.write(built.other_signer, built.commitment())
-    return built
+def world(two_agency_world: World) -> World:
+    return two_agency_world
 
 
 def other_agency_writes(world: World, name: str) -> None:
