@@ -5,7 +5,8 @@ clients read these documents unchanged. Everything here is pure: no database, no
 
 XML documents carry the declaration with ``encoding="UTF-8"`` (GeoReport v2 §Encoding); a missing value is an empty
 element (the specification's own examples do the same), a JSON ``null``. Times are written in the jurisdiction's
-local time with its offset (``2026-11-20T14:03:00+08:00``), see :data:`ledger.workdays.LOCAL_UTC_OFFSET_SECONDS`.
+local time with its offset (``2026-11-20T14:03:00+08:00``) by :func:`ledger.open311.format_time`; queries' times are
+read here.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from xml.etree import ElementTree
 
 from fastapi import Response
 
-from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
+from ledger.open311 import LOCAL_ZONE, xml_text
 
 Format = Literal["json", "xml"]
 FORMATS: tuple[Format, ...] = ("json", "xml")
 
-SPECIFICATION_URL = "http://wiki.open311.org/GeoReport_v2"
 JSON_MEDIA_TYPE = "application/json"
 XML_MEDIA_TYPE = "application/xml"
 MEDIA_TYPES: dict[Format, str] = {"json": JSON_MEDIA_TYPE, "xml": XML_MEDIA_TYPE}
@@ -65,15 +65,6 @@ _ITEM_ELEMENTS = {
 }
 
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-LOCAL_ZONE = timezone(timedelta(seconds=LOCAL_UTC_OFFSET_SECONDS))
-
-# Characters XML 1.0 forbids (§2.2 Char): C0 controls other than tab, newline and carriage return, surrogates, and
-# U+FFFE/U+FFFF. Names on chain are free text, so one could hold any of them; they become U+FFFD.
-_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def xml_text(value: str) -> str:
-    return _NOT_XML_CHAR.sub("\ufffd", value)
 
 
 def _append(parent: ElementTree.Element, name: str, value: Any) -> None:
@@ -142,17 +133,6 @@ _W3C = re.compile(
 
 class InvalidDateTime(ValueError):
     """A query's date-time is not in the W3C profile of ISO 8601."""
-
-
-def format_time(unix_time: int | None) -> str | None:
-    """Unix seconds as a W3C date-time in the jurisdiction's local time, e.g. ``2026-11-20T14:03:00+08:00``. None
-    for None, and for a time no four-digit year can hold (an agency may claim any 64-bit time)."""
-    if unix_time is None:
-        return None
-    try:
-        return datetime.fromtimestamp(unix_time, LOCAL_ZONE).isoformat()
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def parse_time(text: str, *, end: bool = False) -> int:

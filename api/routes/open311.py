@@ -13,7 +13,8 @@ Endpoints (each in ``.json`` and ``.xml``), under ``/open311/v2``:
 ``requests/{service_request_id}``  one service request (a list of one, as the specification has it)
 =================================  ========================================================================
 
-Mapping (reversible; see :func:`service_code_of` and :func:`service_request_id_of`)
+Mapping (reversible; see :func:`ledger.open311.service_code_of` and :func:`ledger.open311.service_request_id_of`,
+which define it, its escaping and its words)
     * A **service** is a commitment: ``service_code`` is ``<agency id>.<commitment id>``
       (``DEMO-ROADS.STREETLIGHT-48H``); its current (latest) version gives the name, deadline and target; ``group``
       is the agency's name; ``keywords`` hold the commitment's on-chain service code (a category, e.g.
@@ -57,7 +58,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
@@ -72,74 +72,36 @@ from api.open311_format import (
     FORMATS,
     W3C_PATTERN,
     MEDIA_TYPES,
-    SPECIFICATION_URL,
     Format,
     InvalidDateTime,
     error,
-    format_time,
     parse_time,
     render,
 )
 from api.settings import ApiSettings
-from ledger.cases import CLOSED, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
-from ledger.records import DeadlineUnit, EntryKind
+from ledger.cases import CLOSED, ON_HOLD
+from ledger.open311 import (
+    CASE_STATUSES,
+    SPECIFICATION_URL,
+    Lang,
+    deadline_text,
+    definition_attributes,
+    format_time,
+    parse_service_code,
+    parse_service_request_id,
+    request_status,
+    service_code_of,
+    service_description,
+    service_request_id_of,
+    status_notes,
+)
+from ledger.records import EntryKind
 from ledger.store.schema import agencies, case_events, cases, commitments, entries
 
 PREFIX = "/open311/v2"
 #: GeoReport v2 §GET Service Requests: "Default query limit is a span of 90 days or first 1000 requests returned"
 MAX_SPAN_SECONDS = 90 * 86_400
 SPEC_PAGE_SIZE = 1000
-
-Lang = Literal["en", "zh"]
-
-# --- the mapping: codes and ids -------------------------------------------------------------------------------------
-
-_ESCAPES = {"%": "%25", ".": "%2E", ",": "%2C", ":": "%3A", "/": "%2F"}
-_ESCAPE_SEQUENCE = re.compile("%(25|2E|2C|3A|2F)", re.IGNORECASE)
-_CASE_HEX = re.compile("(?:0x)?([0-9a-f]{64})", re.IGNORECASE)
-
-
-def _escape(code: str) -> str:
-    return "".join(_ESCAPES.get(ch, ch) for ch in code)
-
-
-def _unescape(text: str) -> str | None:
-    """Inverse of :func:`_escape`; None when `text` is not an escaped code (a bare separator or a stray ``%``)."""
-    if not text or any(ch in _ESCAPES for ch in _ESCAPE_SEQUENCE.sub("", text)):
-        return None
-    return _ESCAPE_SEQUENCE.sub(lambda m: chr(int(m.group(1), 16)), text)
-
-
-def service_code_of(agency_id: str, commitment_id: str) -> str:
-    """The Open311 ``service_code`` of a commitment: ``<agency id>.<commitment id>``, each part escaped."""
-    return f"{_escape(agency_id)}.{_escape(commitment_id)}"
-
-
-def parse_service_code(service_code: str) -> tuple[str, str] | None:
-    """(agency id, commitment id) of a ``service_code``, or None when it is not one."""
-    parts = service_code.split(".")
-    if len(parts) != 2:
-        return None
-    agency_id, commitment_id = _unescape(parts[0]), _unescape(parts[1])
-    if agency_id is None or commitment_id is None:
-        return None
-    return agency_id, commitment_id
-
-
-def service_request_id_of(agency_id: str, case_id: bytes) -> str:
-    """The Open311 ``service_request_id`` of a case: ``<agency id>:0x<case id in hex>``."""
-    return f"{_escape(agency_id)}:0x{bytes(case_id).hex()}"
-
-
-def parse_service_request_id(service_request_id: str) -> tuple[str, bytes] | None:
-    """(agency id, case id) of a ``service_request_id`` (hex digits in either case, ``0x`` optional), or None."""
-    agency_part, separator, case_part = service_request_id.strip().rpartition(":")
-    match = _CASE_HEX.fullmatch(case_part)
-    agency_id = _unescape(agency_part) if separator else None
-    if agency_id is None or match is None:
-        return None
-    return agency_id, bytes.fromhex(match.group(1))
-
 
 # --- the catalogue: agencies and commitments (small tables, read whole per request) ----------------------------------
 
@@ -215,42 +177,6 @@ class _Catalogue:
 # --- words ------------------------------------------------------------------------------------------------------------
 
 
-def _percent(bps: int) -> str:
-    return f"{(Decimal(bps) / 100).normalize():f}%"
-
-
-def _deadline_text(version: _Version, lang: Lang) -> str:
-    if version.deadline_unit == DeadlineUnit.CALENDAR_HOURS:
-        if lang == "zh":
-            return f"受理后{version.deadline}小时内办结（挂起等待时间不计入）"
-        return f"Due within {version.deadline} calendar hours of opening (time on hold is not counted)"
-    if lang == "zh":
-        return f"受理次日起{version.deadline}个工作日内办结（挂起等待时间不计入）"
-    return (f"Due by the end of the {_ordinal(version.deadline)} working day after the day of opening (time on hold "
-            "is not counted)")
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-def _service_description(version: _Version, lang: Lang) -> str:
-    if lang == "zh":
-        text = f"{version.name_zh}。{_deadline_text(version, lang)}；目标按时办结率{_percent(version.target_bps)}。"
-        return text + ("该承诺已停止。" if version.retired else "")
-    text = (f"{version.name_en}. {_deadline_text(version, lang)}; target: {_percent(version.target_bps)} of cases "
-            f"fulfilled on time.")
-    return text + (" This commitment is retired." if version.retired else "")
-
-
-_STATUS_WORDS: dict[Lang, dict[str, str]] = {
-    "en": {OPEN: "open", ON_HOLD: "on hold (the deadline is paused)", REJECTED: "rejected", WITHDRAWN: "withdrawn",
-           FULFILLED: "fulfilled"},
-    "zh": {OPEN: "办理中", ON_HOLD: "挂起中（时限暂停）", REJECTED: "不予办理", WITHDRAWN: "已撤回", FULFILLED: "已办结"},
-}
-
-
 def _is_overdue(row: Any, now: int) -> bool:
     """Open and past due at `now`; a running hold extends the due time (the rule of ledger.metrics' overdue count)."""
     if row.status in CLOSED or row.due_at is None:
@@ -262,16 +188,8 @@ def _is_overdue(row: Any, now: int) -> bool:
 
 
 def _status_notes(row: Any, lang: Lang, now: int) -> str:
-    zh = lang == "zh"
-    notes = [_STATUS_WORDS[lang][row.status] if row.status in _STATUS_WORDS[lang] else row.status]
-    if row.status == FULFILLED and row.on_time is not None:
-        notes = [("已按时办结" if row.on_time else "已办结（超期）") if zh else
-                 ("fulfilled on time" if row.on_time else "fulfilled late")]
-    if _is_overdue(row, now):
-        notes.append("已超期" if zh else "overdue")
-    if row.escalated:
-        notes.append("已督办" if zh else "escalated")
-    return ("，" if zh else ", ").join(notes)
+    return status_notes(row.status, on_time=row.on_time, overdue=_is_overdue(row, now), escalated=row.escalated,
+                        lang=lang)
 
 
 # --- documents --------------------------------------------------------------------------------------------------------
@@ -282,7 +200,8 @@ def _service(catalogue: _Catalogue, version: _Version, lang: Lang) -> dict[str, 
     return {
         "service_code": service_code_of(version.agency_id, version.commitment_id),
         "service_name": version.name(lang),
-        "description": _service_description(version, lang),
+        "description": service_description(version.name(lang), version.deadline, version.deadline_unit,
+                                           version.target_bps, version.retired, lang),
         # Nothing to fill in: no service definition call is needed (the definition only informs).
         "metadata": False,
         # A case has its id from the moment it opens.
@@ -292,28 +211,9 @@ def _service(catalogue: _Catalogue, version: _Version, lang: Lang) -> dict[str, 
     }
 
 
-def _attribute(order: int, code: str, description: str, datatype: str = "string") -> dict[str, Any]:
-    # variable=false: "the attribute is only used to present information to the user within the description field"
-    return {"variable": False, "code": code, "datatype": datatype, "required": False, "datatype_description": None,
-            "order": order, "description": description}
-
-
 def _service_definition(version: _Version, lang: Lang) -> dict[str, Any]:
-    zh = lang == "zh"
-    valid_from = format_time(version.valid_from) or str(version.valid_from)
-    attributes = [
-        _attribute(1, "DEADLINE", _deadline_text(version, lang)),
-        _attribute(2, "ON_TIME_TARGET", (f"目标按时办结率：{_percent(version.target_bps)}" if zh else
-                                         f"Target: {_percent(version.target_bps)} of cases fulfilled on time")),
-        _attribute(3, "TERMS", (
-            f"第{version.version}版，自{valid_from}起生效；完整条款的keccak-256哈希为0x{version.terms_hash.hex()}（记录于账本）"
-            if zh else
-            f"Version {version.version}, in force from {valid_from}; the full terms hash (keccak-256) to "
-            f"0x{version.terms_hash.hex()}, as recorded on the ledger")),
-    ]
-    if version.retired:
-        attributes.append(_attribute(4, "RETIRED", "该承诺已停止，不再受理新的事项" if zh else
-                                     "This commitment is retired: no new cases are opened under it"))
+    attributes = definition_attributes(version.deadline, version.deadline_unit, version.target_bps, version.version,
+                                       version.valid_from, version.terms_hash, version.retired, lang)
     return {"service_code": service_code_of(version.agency_id, version.commitment_id), "attributes": attributes}
 
 
@@ -326,13 +226,13 @@ def _request(catalogue: _Catalogue, row: Any, lang: Lang, now: int) -> dict[str,
     updated = max(t for t in (row.opened_at, row.closed_at, row.last_event_at) if t is not None)
     return {
         "service_request_id": service_request_id_of(row.agency_id, row.case_id),
-        "status": "closed" if row.status in CLOSED else "open",
+        "status": request_status(row.status),
         "status_notes": _status_notes(row, lang, now),
         "service_name": current.name(lang) if current else None,
         "service_code": service_code_of(row.agency_id, row.commitment_id),
         "description": None,
         "agency_responsible": agency.name(lang) if agency else row.agency_id,
-        "service_notice": _deadline_text(own, lang) if own else None,
+        "service_notice": deadline_text(own.deadline, own.deadline_unit, lang) if own else None,
         "requested_datetime": format_time(row.opened_at),
         "updated_datetime": format_time(updated),
         "expected_datetime": format_time(row.due_at),
@@ -690,7 +590,7 @@ def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int
             for word in _list_param(request, "status"):
                 if word.lower() not in ("open", "closed"):
                     raise _BadRequest(400, f"status must be open or closed (or both, comma separated), not {word!r}")
-                statuses |= CLOSED if word.lower() == "closed" else {OPEN, ON_HOLD}
+                statuses |= CASE_STATUSES[word.lower()]
             members = catalogue.agencies_in(jurisdiction)
             query = query.where(cases.c.opened_at >= start, cases.c.opened_at <= end)
             codes = _list_param(request, "service_code")

@@ -24,19 +24,19 @@ from api.open311_format import (
     REQUEST_FIELDS,
     SERVICE_FIELDS,
     InvalidDateTime,
-    format_time,
     parse_time,
     to_xml,
 )
-from api.routes.open311 import (
+from api.settings import ApiSettings
+from ledger import demo
+from ledger.cases import CLOSED
+from ledger.open311 import (
+    format_time,
     parse_service_code,
     parse_service_request_id,
     service_code_of,
     service_request_id_of,
 )
-from api.settings import ApiSettings
-from ledger import demo
-from ledger.cases import CLOSED
 from ledger.store.db import open_store
 from ledger.store.schema import agencies, cases, commitments
 
