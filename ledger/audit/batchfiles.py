@@ -24,9 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from ledger.audit.apiread import PREFIX, PublicApi
+from ledger.audit.apiread import PREFIX, ApiError, PublicApi
+from ledger.audit.errors import CannotAudit
 from ledger.batches import MAX_ENTRIES
 from ledger.batchread import (
     COUNT,
@@ -115,15 +114,11 @@ class ApiSource(BatchSource):
         path = f"/batches/{anchor.seq}/file"
         where = f"{self.api.where}{PREFIX}{path}"
         try:
-            response = self.api.client.get(PREFIX + path)
-        except httpx.TransportError as exc:
+            return where, self.api.file(path)  # bounded, no redirect followed; None for 404
+        except ApiError as exc:
+            raise BatchFileProblem(MISSING, f"GET {where}: {exc.message}") from exc
+        except CannotAudit as exc:
             raise BatchFileProblem(MISSING, f"GET {where} failed: {exc}") from exc
-        self.api.requests += 1
-        if response.status_code == 404:
-            return where, None
-        if response.status_code >= 400:
-            raise BatchFileProblem(MISSING, f"GET {where} answered HTTP {response.status_code}")
-        return where, response.content
 
     def serves(self, api: PublicApi) -> bool:
         return self.api is api or self.api.where.rstrip("/") == api.where.rstrip("/")

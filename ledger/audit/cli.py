@@ -37,13 +37,69 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--to-block", type=int, default=None, help="audit the ledger as of this block (default: latest)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the JSON report here")
     p.add_argument("--html", type=Path, default=None, metavar="PATH", help="write the self-contained HTML report here")
-    p.add_argument("--case-sample", type=int, default=1000, metavar="N",
-                   help="fetch at most N cases one by one from the API (all when there are no more; default 1000)")
+    sample = p.add_mutually_exclusive_group()
+    sample.add_argument("--case-sample", type=_count, default=1000, metavar="N",
+                        help="fetch at most N cases one by one from the API, drawn at random (all when there are no "
+                        "more; default 1000)")
+    sample.add_argument("--confidence", type=_probability, default=None, metavar="P",
+                        help="fetch as many cases as it takes to catch, with probability P (e.g. 0.99), a lie in at "
+                        "least one of K case views (--assume-lies); docs/audit-guide.md has the formula")
+    p.add_argument("--assume-lies", type=_positive, default=1, metavar="K",
+                   help="the number of lied-about case views --confidence assumes (default 1: the hardest to catch)")
+    p.add_argument("--seed", type=_seed, default=None, metavar="N",
+                   help="draw every sample of the API from this seed (default: a secret random one, printed in the "
+                   "report at the end): replays an earlier run's samples")
+    p.add_argument("--max-lag-blocks", type=_count, default=50, metavar="N",
+                   help="an API more than N blocks behind the audited block is a finding (default 50)")
+    p.add_argument("--max-lag-seconds", type=_count, default=600, metavar="S",
+                   help="an API whose first unindexed block is more than S seconds of block time older than the "
+                   "audited block is a finding (default 600)")
     p.add_argument("--no-compile", action="store_true",
                    help="do not compile the sources (the contract-code check is then reported skipped)")
+    p.add_argument("--build-cache", default=None, metavar="DIR",
+                   help="where verified contract builds are kept (default $XDG_CACHE_HOME/civic-ledger/builds)")
+    p.add_argument("--no-build-cache", action="store_true", help="compile afresh every run; keep no build")
+    p.add_argument("--max-response-bytes", type=_positive, default=64 << 20, metavar="N",
+                   help="the largest API answer read whole (default 64 MiB)")
+    p.add_argument("--max-export-bytes", type=_positive, default=4 << 30, metavar="N",
+                   help="the largest bulk export or batch file read (default 4 GiB)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (default 60)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _count(text)
+    if value >= 2**64:
+        raise argparse.ArgumentTypeError(f"a seed is below 2**64, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a confidence is strictly between 0 and 1 (e.g. 0.99), got {value}")
+    return value
 
 
 def _preflight(args: argparse.Namespace) -> str | None:
@@ -74,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compile:
         from ledger.audit.build import BackgroundBuild
 
-        build = BackgroundBuild()
+        build = BackgroundBuild(Path(args.build_cache) if args.build_cache else None,
+                                use_cache=not args.no_build_cache)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -86,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     config = AuditConfig(
         rpc_url=args.rpc_url, contract=args.contract, api_url=args.api, batches=args.batches,
         from_block=args.from_block, to_block=args.to_block, chain_id=args.chain_id, case_sample=args.case_sample,
-        compile=not args.no_compile, timeout=args.timeout,
+        compile=not args.no_compile, timeout=args.timeout, confidence=args.confidence, assume_lies=args.assume_lies,
+        max_lag_blocks=args.max_lag_blocks, max_lag_seconds=args.max_lag_seconds, build_cache=args.build_cache,
+        use_build_cache=not args.no_build_cache, max_response_bytes=args.max_response_bytes,
+        max_export_bytes=args.max_export_bytes,
+        **({} if args.seed is None else {"seed": args.seed}),
     )
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import random
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +59,29 @@ class AuditConfig:
     chain_id: int | None = None
     #: at most this many cases are fetched from the API one by one (all of them when there are no more)
     case_sample: int = 1000
+    #: what every sample of the API is drawn from (:meth:`AuditContext.rng`): secret until the report prints it, so
+    #: an operator cannot know which views will be looked at; give one (``--seed``) to replay a run exactly
+    seed: int = field(default_factory=lambda: secrets.randbits(64))
+    #: when given, the case-view sample size is the least n that catches a lie in at least one of `assume_lies` case
+    #: views with this probability (``ledger.audit.sampling.sample_size``), in place of `case_sample`
+    confidence: float | None = None
+    assume_lies: int = 1
+    #: metric selections drawn at random (beyond the fixed ones), and scorecard selections likewise
+    metric_sample: int = 24
+    scorecard_sample: int = 4
+    #: an API whose position is more than this many blocks, or whose first unindexed block is more than this many
+    #: seconds (block time), behind the audited block is a finding
+    max_lag_blocks: int = 50
+    max_lag_seconds: int = 600
     #: whether to compile the published sources afresh (off: the code check is skipped, and says so)
     compile: bool = True
+    #: where verified builds are cached (``ledger.audit.build``; None: ``$XDG_CACHE_HOME/civic-ledger/builds``), and
+    #: whether to use the cache at all (off: compiled afresh every run, nothing kept)
+    build_cache: str | None = None
+    use_build_cache: bool = True
+    #: the largest API answer read whole, and the largest bulk export or published file (``ledger.audit.apiread``)
+    max_response_bytes: int = 64 << 20
+    max_export_bytes: int = 4 << 30
     thresholds: Thresholds = field(default_factory=Thresholds)
     #: findings (and warnings) listed per check; the rest are counted
     max_findings: int = 1000
@@ -91,6 +114,12 @@ class AuditContext:
     @property
     def thresholds(self) -> Thresholds:
         return self.config.thresholds
+
+    def rng(self, purpose: str) -> random.Random:
+        """A random source for one sample of the API (`purpose` names it, e.g. ``"case views"``), drawn from the
+        audit's secret seed: each purpose gets its own stream, so adding a sample elsewhere never changes this one,
+        and ``--seed`` replays every sample exactly."""
+        return random.Random(f"{self.config.seed}:{purpose}")
 
     @property
     def as_of(self) -> int:

@@ -3,8 +3,48 @@
 from __future__ import annotations
 
 import enum
+import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+#: the longest value quoted into a finding (``expected``, ``actual``: what the API, the node or the log said), in
+#: characters; an API could otherwise fill the report with megabytes of its own text
+QUOTE_LIMIT = 200
+#: the longest message (or subject) of a finding: messages quote values too, several at a time
+MESSAGE_LIMIT = 1000
+
+# C0 and C1 control characters and DEL: in a terminal they move the cursor, clear lines or set colours (ESC)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def cut(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` made safe to quote: control characters written as escapes (``\\x1b``), and when it is longer than
+    `limit` characters, its first `limit` followed by ``… (N characters)``, N its original length. Escaping for a
+    rendering (HTML, terminal markup) is the report's job (``ledger.audit.report``)."""
+    if len(text) <= limit:
+        return _CONTROL.sub(_escaped, text)
+    return f"{_CONTROL.sub(_escaped, text[:limit])}… ({len(text):,} characters)"
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def quoted(value: Any, limit: int = QUOTE_LIMIT) -> Any:
+    """A value quoted from what was audited, bounded for the report: text as :func:`cut` makes it; a list or object
+    whose JSON text is longer than `limit` becomes that text, cut; numbers, booleans and None as they are (an integer
+    too long to show is cut as text)."""
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 4 * limit else cut(hex(value), limit)
+    if isinstance(value, str):
+        return cut(value, limit)
+    if isinstance(value, (list, tuple, dict)):
+        text = json.dumps(value, default=str, ensure_ascii=False)
+        return value if len(text) <= limit and not _CONTROL.search(text) else cut(text, limit)
+    return cut(str(value), limit)
 
 
 class Status(str, enum.Enum):
@@ -35,6 +75,12 @@ class Finding:
     expected: Any = None
     actual: Any = None
     agency: str | None = None
+
+    def __post_init__(self) -> None:
+        # What was quoted from the audited services is bounded here, once, for every report (JSON, HTML, terminal).
+        for name, limit in (("expected", QUOTE_LIMIT), ("actual", QUOTE_LIMIT), ("field", QUOTE_LIMIT),
+                            ("agency", QUOTE_LIMIT), ("message", MESSAGE_LIMIT), ("subject", MESSAGE_LIMIT)):
+            object.__setattr__(self, name, quoted(getattr(self, name), limit))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -59,6 +59,8 @@ def print_summary(report: AuditReport, console: Console, *, findings_per_check: 
             f"{r.finding_total():,}", f"{len(r.warnings) + r.warnings_omitted:,}", _counts(r), f"{r.seconds:.2f}",
         )
     console.print(table)
+    if t.get("seed") is not None:
+        console.print(f"samples drawn from seed {t['seed']} (replay them with --seed {t['seed']})", highlight=False)
     for r in report.checks:
         if r.status in (Status.SKIPPED, Status.NOT_APPLICABLE):
             note = escape(r.notes[-1]) if r.notes else r.status.value
@@ -74,8 +76,13 @@ def print_summary(report: AuditReport, console: Console, *, findings_per_check: 
             continue
         console.print(f"\n[bold red]{r.name}[/]: {r.finding_total():,} finding(s)")
         for f in r.findings[:findings_per_check]:
-            # messages quote what was found (paths, API answers): never read as markup
-            console.print(f"  • [cyan]{escape(f.where)}[/]: {escape(f.message)}", highlight=False)
+            # messages and values quote what was found (paths, API answers), already cut (ledger.audit.model.quoted):
+            # plain Text, never read as markup, so "[bold red]" shows as written
+            line = Text.assemble("  • ", (f.where, "cyan"), ": ", f.message)
+            if f.expected is not None or f.actual is not None:
+                line.append(f" (expected {json.dumps(f.expected, default=str, ensure_ascii=False)}, found "
+                            f"{json.dumps(f.actual, default=str, ensure_ascii=False)})", style="dim")
+            console.print(line, highlight=False)
         if r.finding_total() > findings_per_check:
             console.print(f"  … and {r.finding_total() - findings_per_check:,} more (see the JSON or HTML report)")
     for error in report.errors:
@@ -204,6 +211,7 @@ def render_html(report: AuditReport) -> str:
         ("entries (contract's count)", f"{t['entry_count']:,}"), ("running hash (contract)", t["running_hash"]),
         ("public API", t.get("api") or "not given"), ("batch files", t.get("batches") or "not given"),
         ("audit started", when), ("duration", f"{report.seconds:.2f} s"), ("tool", report.tool),
+        ("samples drawn from seed", t.get("seed") if t.get("seed") is not None else "not recorded"),
     ]
     out = [
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",

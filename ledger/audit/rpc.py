@@ -91,7 +91,8 @@ class Rpc:
             attempt += 1
             self.requests += 1
             try:
-                response = self.session.post(self.url, data=body, timeout=self.timeout)
+                # Never redirected: the node answers itself (a redirect could send the audit to another chain's node).
+                response = self.session.post(self.url, data=body, timeout=self.timeout, allow_redirects=False)
             except requests.Timeout:
                 problem = f"no answer within {self.timeout:g} s"
             except requests.ConnectionError as exc:
@@ -99,6 +100,11 @@ class Rpc:
             except requests.RequestException as exc:
                 raise CannotAudit(f"cannot reach the JSON-RPC node at {self.where}: {exc}") from exc
             else:
+                if response.is_redirect:
+                    location = response.headers.get("Location")
+                    raise CannotAudit(f"{what}: the node at {self.where} redirects to "
+                                      f"{safe_url(location) if location else 'nowhere'}: the auditor does not follow "
+                                      "redirects")
                 if response.status_code == 429 or response.status_code >= 500:
                     problem = f"HTTP {response.status_code}"
                 else:

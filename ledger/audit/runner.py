@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -65,14 +66,17 @@ def run_audit(
         raise
     api = None
     if config.api_url or api_client is not None:
-        api = PublicApi(config.api_url, client=api_client, timeout=config.timeout)
+        api = PublicApi(config.api_url, client=api_client, timeout=config.timeout,
+                        max_response_bytes=config.max_response_bytes, max_export_bytes=config.max_export_bytes)
     build: Callable[[], dict[str, Any]] | None
     if isinstance(compiled, dict):
         build = lambda: compiled  # noqa: E731
     elif compiled is not None:
         build = compiled
     elif config.compile:
-        build = BackgroundBuild()  # overlaps with reading the chain
+        # overlaps with reading the chain
+        build = BackgroundBuild(Path(config.build_cache) if config.build_cache else None,
+                                use_cache=config.use_build_cache)
     else:
         build = None
     try:
@@ -154,6 +158,14 @@ def run_audit(
             "api": api.where if api is not None else None,
             "batches": ctx.batch_source,
             "case_sample": config.case_sample,
+            "case_views": ctx.stats.get("case_views"),
+            "confidence": config.confidence,
+            "assume_lies": config.assume_lies,
+            "max_lag_blocks": config.max_lag_blocks,
+            "max_lag_seconds": config.max_lag_seconds,
+            # the seed every sample was drawn from: published only now, with the report, so that the operator could
+            # not know the samples while they were taken, and anyone can replay them (--seed)
+            "seed": config.seed,
             "thresholds": config.thresholds.to_dict(),
         }
         return AuditReport(TOOL, target, ordered, started, time.perf_counter() - clock, stats, errors)

@@ -12,6 +12,7 @@ chain run inside :func:`chain_state` (an anvil snapshot, reverted afterwards), s
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -403,6 +404,18 @@ def honest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HonestLedger]:
         yield h
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _build_cache_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Audits run by the tests keep their verified builds in a directory of the session's, never the user's cache."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,7 @@ def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any,
         "contract_code": Status.PASS, "log_complete": Status.PASS, "authorised": Status.PASS,
         "case_transitions": Status.PASS, "timeliness": Status.PASS, "api_records": Status.PASS,
         "metrics_reproduced": Status.PASS, "feedback_authentic": Status.PASS, "batches_complete": Status.PASS,
+        "open311": Status.PASS, "receipt_views": Status.PASS,
     }
     assert honest_report.summary()["findings"] == 0 and honest_report.exit_code == 0 and not honest_report.errors
     count = honest.ledger.entry_count()
@@ -100,6 +102,24 @@ def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any,
     assert honest_report.check("timeliness").warnings
 
 
+def test_contract_code_from_the_verified_build_cache_says_so(
+    honest: HonestLedger, compiled: dict[str, Any], tmp_path: Path
+) -> None:
+    """A build this auditor cached earlier, of exactly this compiler input, stands for the fresh one; the report
+    says where it came from (ledger.audit.build; its rules in tests/audit/test_build_cache.py)."""
+    from ledger.audit.build import BackgroundBuild, BuildCache, compiler_input
+
+    BuildCache(tmp_path).store(compiler_input(), compiled)
+    build = BackgroundBuild(tmp_path)
+    report = run_audit(honest.config(compile=True), compiled=build)
+    code = report.check("contract_code")
+    assert code.status is Status.PASS and not code.findings
+    assert build.origin is not None and build.origin.input_sha256 is not None
+    assert report.stats["contract_build"]["from_cache"] is True
+    assert report.stats["contract_build"]["input_sha256"] == build.origin.input_sha256
+    assert any("verified build cache" in n and build.origin.input_sha256 in n for n in code.notes)
+
+
 def test_reports_are_self_contained(honest_report: Any, tmp_path: Path) -> None:
     page = render_html(honest_report)
     assert page.count("<svg") >= 4 and "PASS" in page
@@ -117,12 +137,12 @@ def test_reports_are_self_contained(honest_report: Any, tmp_path: Path) -> None:
 
 def test_every_check_is_registered_once_with_its_rule() -> None:
     names = [c.name for c in CHECKS]
-    assert len(names) == len(set(names)) == 9
+    assert len(names) == len(set(names)) == 11
     assert all(isinstance(c, Check) and c.title and len(c.description) > 80 for c in CHECKS)
 
 
 def test_api_checks_are_skipped_without_an_api(entries: list[DecodedEntry]) -> None:
-    for name in ("api_records", "metrics_reproduced"):
+    for name in ("api_records", "metrics_reproduced", "open311", "receipt_views"):
         result = run_check(name, context(entries))
         assert result.status is Status.SKIPPED and "no public API" in result.notes[0]
 
@@ -375,12 +395,14 @@ def test_log_gaps_duplicates_and_extras(entries: list[DecodedEntry]) -> None:
 # --- pieces ---------------------------------------------------------------------------------------------------------
 
 
-def test_case_sample_is_deterministic(entries: list[DecodedEntry]) -> None:
+def test_case_sample_is_the_seeds(entries: list[DecodedEntry]) -> None:
+    """The sample is drawn from the audit's secret seed: the same seed replays it, another draws another."""
     model = context(entries).model
-    everything, sampled = sample_cases(model, 10_000)
+    everything, sampled = sample_cases(model, 10_000, random.Random(1))
     assert not sampled and len(everything) == len(model.cases)
-    some, sampled = sample_cases(model, 25)
-    assert sampled and len(some) == 25 and some == sample_cases(model, 25)[0]
+    some, sampled = sample_cases(model, 25, random.Random(1))
+    assert sampled and len(some) == 25 and some == sample_cases(model, 25, random.Random(1))[0]
+    assert some != sample_cases(model, 25, random.Random(2))[0]
 
 
 def test_differences_compare_values_not_representations() -> None:

@@ -19,6 +19,7 @@ import uvicorn
 
 from api.app import create_app
 from ledger.audit import cli, verify_case
+from ledger.audit.checks import CHECKS
 from ledger.node import free_port
 from ledger.records import CaseAction
 from tests.audit.conftest import DAY, HonestLedger, case_id, chain_state, later, opened
@@ -59,7 +60,10 @@ def test_full_audit_from_the_script_passes(honest: HonestLedger, api_url: str, t
     )
     assert done.returncode == 0, done.stdout + done.stderr
     # every check passes, batches included (their files read from the API, the default without --batches)
-    assert "PASS: 9 passed, 0 failed, 0 skipped, 0 not applicable; 0 finding(s)" in " ".join(done.stdout.split())
+    summary = f"PASS: {len(CHECKS)} passed, 0 failed, 0 skipped, 0 not applicable; 0 finding(s)"
+    assert summary in " ".join(done.stdout.split())
+    data_seed = json.loads(report.read_text())["target"]["seed"]
+    assert f"samples drawn from seed {data_seed}" in " ".join(done.stdout.split())
     data = json.loads(report.read_text())
     assert data["exit_code"] == 0 and {c["status"] for c in data["checks"]} == {"pass"}
     assert data["target"]["api"] == api_url
@@ -197,3 +201,23 @@ def test_later_writes_are_seen(honest: HonestLedger, capsys: pytest.CaptureFixtu
         assert cli.main(args(honest, "--no-compile")) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "accepted after the case was closed (fulfilled)" in out
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--confidence", "1.5"], "strictly between 0 and 1"),
+    (["--confidence", "0.99", "--case-sample", "10"], "not allowed with argument"),
+    (["--assume-lies", "0"], "at least 1"),
+    (["--seed", "-3"], "must not be negative"),
+    (["--max-lag-blocks", "many"], "not a whole number"),
+])
+def test_sampling_and_lag_flags_refuse_bad_values_saying_why(flags: list[str], says: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.parser().parse_args(["--rpc-url", "http://x", "--contract", "0x" + "00" * 20, *flags])
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_seed_and_confidence_reach_the_audit_config() -> None:
+    got = cli.parser().parse_args(["--rpc-url", "http://x", "--contract", "0x0", "--seed", "42", "--confidence",
+                                   "0.99", "--assume-lies", "10", "--max-lag-blocks", "5", "--max-lag-seconds", "60"])
+    assert (got.seed, got.confidence, got.assume_lies, got.max_lag_blocks, got.max_lag_seconds) == (42, 0.99, 10, 5, 60)

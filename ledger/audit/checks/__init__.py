@@ -32,6 +32,8 @@ def _registry() -> list[Check]:
         feedback,
         log,
         metrics,
+        open311,
+        receipt_views,
         timeliness,
         transitions,
     )
@@ -44,6 +46,8 @@ def _registry() -> list[Check]:
         timeliness.CHECK,
         api_records.CHECK,
         metrics.CHECK,
+        open311.CHECK,
+        receipt_views.CHECK,
         feedback.CHECK,
         batches.CHECK,
     ]

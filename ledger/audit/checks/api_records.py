@@ -13,7 +13,7 @@ the API serves are not compared, and a warning says so.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import random
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -24,11 +24,12 @@ from ledger.audit import expected
 from ledger.audit.apiread import ApiError
 from ledger.audit.batchfiles import WITHHELD_MEANING, WITHHELD_MISSING
 from ledger.audit.checks import Check
-from ledger.audit.checks._api import Horizon, horizon, moved
+from ledger.audit.checks._api import Horizon, horizon, lag, moved, node_head
 from ledger.audit.checks.batches import span as batch_span
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import FEEDBACK_KINDS, CaseRecord, LedgerModel, entry_pointer, hex0x
+from ledger.audit.sampling import catch_chance, sample_size
 from ledger.logs import DecodedEntry, code_text
 from ledger.metrics import CaseRow, is_overdue_at
 from ledger.records import EntryKind
@@ -72,7 +73,10 @@ def _chain_facts(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                            actual=facts.get("contract_address")))
     count = int(facts.get("entry_count") or 0)
     chain_count = ctx.model.count
-    if count > chain_count:
+    last = facts.get("last_indexed_block")
+    if h.beyond:
+        result.notes.append(h.note)
+    elif count > chain_count:
         result.add(Finding(
             NAME, f"the API says {count} entries are indexed, but the chain has {chain_count}: it serves entries "
             "that are not on the chain", subject=subject, field="entry_count", expected=chain_count, actual=count,
@@ -84,16 +88,71 @@ def _chain_facts(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             f"running hash after {count} entries is {want}", subject=subject, field="running_hash", expected=want,
             actual=facts.get("running_hash"),
         ))
-    last = facts.get("last_indexed_block")
-    if ctx.cache.get("api_chain_facts") is not None and isinstance(last, int) and last > chain.block_number:
-        result.add(Finding(
-            NAME, f"the API says it indexed up to block {last}, but the chain's head was block {chain.block_number} "
-            "after it answered: it indexed blocks that are no longer on the chain", subject=subject,
-            field="last_indexed_block", expected=chain.block_number, actual=last,
-        ))
+    head = node_head(ctx) if isinstance(last, int) and last > chain.block_number else chain.block_number
+    if isinstance(last, int) and head is not None and last > head:
+        if count > chain_count and not h.beyond:
+            result.add(Finding(
+                NAME, f"the API says it indexed up to block {last}, but the chain's head was block {head} after it "
+                "answered: it indexed blocks that are no longer on the chain", subject=subject,
+                field="last_indexed_block", expected=head, actual=last,
+            ))
+        else:
+            result.notes.append(f"the node is behind the API (its head is block {head}, the API's position block "
+                                f"{last}): the API's position past block {head} could not be checked")
+    elif isinstance(last, int) and last >= 0 and (h.beyond or (count <= chain_count and h.consistent)):
+        _position(ctx, result, facts, count, last)
+    _lag(ctx, result, facts)
     if facts.get("halted_reason"):
         result.warn(Finding(NAME, f"the service's indexing is halted: {facts['halted_reason']}", subject=subject))
     result.counts["api_entry_count"] = count
+
+
+def _position(ctx: AuditContext, result: CheckResult, facts: dict[str, Any], count: int, last: int) -> None:
+    """The API's entry count and running hash are the contract's at the block it says it has indexed up to: an index
+    frozen before some entries cannot claim a later block to hide how far behind it is."""
+    if ctx.reader is None:
+        return
+    at = ctx.reader.contract_head_at(last)
+    if at is None:
+        result.notes.append(f"the node keeps no state at block {last}: the API's position there was not checked")
+        return
+    served = str(facts.get("running_hash", "")).lower()
+    if (at[0], "0x" + at[1].hex()) != (count, served):
+        result.add(Finding(
+            NAME, f"the API says it indexed up to block {last} with {count} entries (running hash {served}); at "
+            f"block {last} the contract had {at[0]} entries (running hash 0x{at[1].hex()}): its position is not the "
+            "chain's", subject="GET /api/v1/chain", field="last_indexed_block", expected=at[0], actual=count,
+        ))
+
+
+def _lag(ctx: AuditContext, result: CheckResult, facts: dict[str, Any]) -> None:
+    """The API's position more than ``max_lag_blocks`` blocks, or its first unindexed block more than
+    ``max_lag_seconds`` of block time, behind the audited block is a finding: the API serves an old ledger."""
+    behind = lag(ctx, facts)
+    if behind is None:
+        result.counts["api_lag_blocks"] = 0
+        return
+    blocks, seconds = behind
+    result.counts["api_lag_blocks"] = blocks
+    config = ctx.config
+    text = (f"the API serves the ledger as of block {facts.get('last_indexed_block')}, {blocks} blocks / "
+            f"{_duration(seconds)} behind the chain (audited block {ctx.chain.block_number})")
+    if blocks > config.max_lag_blocks or seconds > config.max_lag_seconds:
+        result.add(Finding(
+            NAME, f"{text}: more than the {config.max_lag_blocks} blocks or {_duration(config.max_lag_seconds)} "
+            "allowed (--max-lag-blocks, --max-lag-seconds)", subject="GET /api/v1/chain", field="last_indexed_block",
+            expected=ctx.chain.block_number, actual=facts.get("last_indexed_block"),
+        ))
+    else:
+        result.notes.append(text)
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class _Finality:
@@ -125,12 +184,16 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         served: set[int] = set()  # seqs seen (items are compared as they stream by, not kept)
         unread_batched: Counter[int] = Counter()  # served entries of batches the audit could not read, by batch
         merkle_checked = 0
+        later = 0  # entries past the audited block (the API is ahead of it): not compared
         rows: Iterable[dict[str, Any]] = api.pages(path) if view == "entry" else api.lines(path)
         try:
             for item in rows:
                 seq = item.get("seq")
                 if not isinstance(seq, int):
                     result.add(Finding(NAME, f"the API serves an {view} without a seq", subject=f"GET /api/v1{path}"))
+                    continue
+                if h.beyond and seq >= ctx.chain.contract_count:
+                    later += 1
                     continue
                 if seq in served:
                     e = full.by_seq.get(seq)
@@ -188,6 +251,8 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         result.counts["entries_compared" if view == "entry" else "exported_entries_compared"] = (
             len(served) - sum(unread_batched.values())
         )
+        if later:
+            result.notes.append(f"{later} {view}s past the audited block were not compared")
         if withheld_alike:
             result.notes.append(
                 f"{sum(withheld_alike.values())} {view}s of {len(withheld_alike)} withheld batch(es) (seq "
@@ -354,7 +419,12 @@ def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     except ApiError as exc:
         result.add(Finding(NAME, f"the API failed to list agencies: {exc}", subject="GET /api/v1/agencies"))
         return
+    later = {a for a in listed if not h.untouched(a)}  # changed past the audited block: an audit there compares them
+    for agency_id in later:
+        listed.pop(agency_id)
     for agency_id, state in sorted(model.agencies.items()):
+        if agency_id in later:
+            continue
         item = listed.pop(agency_id, None)
         subject = f"GET /api/v1/agencies/{agency_id}"
         if item is None:
@@ -378,7 +448,9 @@ def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     for agency_id in listed:
         result.add(Finding(NAME, f"the API lists agency {agency_id}, which the chain has not registered",
                            subject="GET /api/v1/agencies", actual=agency_id))
-    result.counts["agencies_compared"] = len(model.agencies)
+    result.counts["agencies_compared"] = len(set(model.agencies) - later)
+    if later:
+        result.notes.append(f"agencies with entries past the audited block, not compared: {', '.join(sorted(later))}")
 
 
 def _history_entry(state: Any, field: str) -> DecodedEntry:
@@ -397,8 +469,9 @@ def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         result.add(Finding(NAME, f"the API failed to list commitments: {exc}", subject="GET /api/v1/commitments"))
         return
     versions = 0
+    listed = {key: item for key, item in listed.items() if h.untouched(key[0])}
     for key, c in sorted(model.commitments.items()):
-        if not c.versions:
+        if not c.versions or not h.untouched(key[0]):
             continue
         agency_id, commitment_id = key
         base = f"/commitments/{quote(agency_id, safe='')}/{quote(commitment_id, safe='')}"
@@ -448,16 +521,22 @@ def _version_entry(c: Any, field: str) -> DecodedEntry:
     return c.current[1]  # type: ignore[no-any-return]
 
 
-def sample_cases(model: LedgerModel, limit: int) -> tuple[list[CaseRecord], bool]:
-    """Every case when there are at most `limit`, else `limit` of them chosen by hash of (agency, case id): the same
-    cases on every run over the same ledger, and no way for the operator to know in advance which without the ids."""
-    records = list(model.cases.values())
+def sample_cases(model: LedgerModel, limit: int, rng: random.Random) -> tuple[list[CaseRecord], bool]:
+    """Every case when there are at most `limit`, else `limit` of them drawn at random by `rng` (from the audit's
+    secret seed: the operator cannot know which until the report names the seed), in (agency, case id) order."""
+    records = sorted(model.cases.values(), key=lambda r: (r.agency_id, r.case_id))
     if len(records) <= limit:
-        return sorted(records, key=lambda r: (r.agency_id, r.case_id)), False
+        return records, False
+    return sorted(rng.sample(records, limit), key=lambda r: (r.agency_id, r.case_id)), True
 
-    def rank(r: CaseRecord) -> bytes:
-        return hashlib.sha256(r.agency_id.encode() + r.case_id).digest()
-    return sorted(records, key=rank)[:limit], True
+
+def case_sample_size(ctx: AuditContext, population: int) -> int:
+    """How many case views to fetch: the least n catching a lie in one of ``assume_lies`` views with probability
+    ``confidence`` (``ledger.audit.sampling``), when a confidence was asked for; else ``case_sample``."""
+    config = ctx.config
+    if config.confidence is None:
+        return config.case_sample
+    return sample_size(population, config.assume_lies, config.confidence)
 
 
 def _case_pointer(record: CaseRecord, field: str) -> DecodedEntry:
@@ -479,9 +558,13 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
 
     # Every case row, from the bulk export.
     rows: dict[tuple[str, str], dict[str, Any]] = {}
+    later: set[tuple[Any, str]] = set()  # cases the API has changed past the audited block (it is ahead): not compared
     try:
         for row in api.lines("/export/cases.jsonl"):
             key = (row.get("agency_id"), str(row.get("case_id", "")).lower())
+            if not h.case_untouched(str(key[0]), row.get("last_seq")):
+                later.add(key)
+                continue
             if key in rows:
                 add(None, Finding(NAME, f"the API exports case {key[0]}/{key[1]} twice",
                                   subject="GET /api/v1/export/cases.jsonl"))
@@ -492,6 +575,8 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     for record in model.cases.values():
         want = expected.case_row(record)
         key = (record.agency_id, hex0x(record.case_id))
+        if key in later or not h.case_untouched(record.agency_id, -1):
+            continue
         got = rows.pop(key, None)
         subject = f"case {record.agency_id}/{key[1]} (GET /api/v1/export/cases.jsonl)"
         if want is None:
@@ -516,13 +601,24 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                            + (" at its position" if found else ""), subject="GET /api/v1/export/cases.jsonl"))
     result.counts["case_rows_compared"] = compared
 
-    # A sample (or all) of the cases, one by one, with every event and its proof.
-    sample, sampled = sample_cases(model, ctx.config.case_sample)
+    if later:
+        result.notes.append(f"{len(later)} cases changed past the audited block were not compared")
+    # A sample (or all) of the cases, one by one, with every event and its proof: drawn from the secret seed.
+    population = len(model.cases)
+    size = case_sample_size(ctx, population)
+    sample, sampled = sample_cases(model, size, ctx.rng("case views"))
+    k = min(ctx.config.assume_lies, population)
+    chance = catch_chance(population, k, len(sample)) if population else 1.0
     result.notes.append(
-        f"case views: {len(sample)} of {len(model.cases)} cases fetched one by one"
-        + (" (a deterministic sample by hash of agency and case id)" if sampled else " (all of them)")
-        + "; every case's state was compared through the bulk export"
+        f"case views: {len(sample)} of {population} cases fetched one by one"
+        + (" (drawn at random from the audit's seed)" if sampled else " (all of them)")
+        + (f", for a confidence of {ctx.config.confidence}" if ctx.config.confidence is not None else "")
+        + f": a lie in {k} case view(s) is caught with probability {chance:.4f}; every case's state was compared "
+        "through the bulk export"
     )
+    ctx.stats["case_views"] = {"population": population, "sample": len(sample), "assume_lies": k,
+                               "catch_chance": round(chance, 6)}
+    skipped_views = 0
     for record in sample:
         path = f"/cases/{quote(record.agency_id, safe='')}/0x{record.case_id.hex()}"
         before = int(time.time())
@@ -533,6 +629,10 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         if view is None:
             add(record, Finding(NAME, "the API has no such case (404), but the chain has its events",
                                 **entry_pointer(record.events[0]), subject=f"GET /api/v1{path}"))
+            continue
+        seqs = [item.get("seq") for item in view.get("events") or [] if isinstance(item, dict)]
+        if not h.case_untouched(record.agency_id, max((q for q in seqs if isinstance(q, int)), default=-1)):
+            skipped_views += 1
             continue
         diffs = expected.differences(expected.case_view(record, model), view)
         finality = ctx.cache.setdefault("api_finality", _Finality(ctx, h))
@@ -547,7 +647,9 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                 diffs.append(("overdue", then, view.get("overdue")))
         if diffs:
             add(record, _finding(_case_pointer(record, diffs[0][0]), "case", diffs, f"GET /api/v1{path}"))
-    result.counts["case_views_compared"] = len(sample)
+    result.counts["case_views_compared"] = len(sample) - skipped_views
+    if skipped_views:
+        result.notes.append(f"{skipped_views} sampled case views changed past the audited block were not compared")
 
     touched = _touched_cases(ctx, h) if pending else set()
     for key, finding in pending:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ledger.audit.build import BuildOrigin
 from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
@@ -39,6 +40,17 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         f"fresh build with {built['compiler']} of {len(built.get('sources', {}))} source files "
         f"(contracts/compiler.json settings); immutables (the EIP-712 domain) masked before comparing"
     )
+    origin: BuildOrigin | None = getattr(ctx.compiled, "origin", None)  # a BackgroundBuild says where it came from
+    if origin is not None:
+        ctx.stats["contract_build"] = origin.to_dict()
+        if origin.from_cache:
+            result.notes.append(
+                f"the build was read from the verified build cache ({origin.cache_file}): compiled earlier by this "
+                f"auditor from exactly this compiler input (SHA-256 {origin.input_sha256} of the compiler version, "
+                "settings and every source file's text)"
+            )
+        elif origin.note:
+            result.notes.append(origin.note)
     where = f"contract {ctx.chain.address}"
     if not runtime_code_matches(code, built):
         actual_masked, expected_masked = _masked(code, built), _masked(expected, built)
@@ -67,6 +79,7 @@ CHECK = Check(
     NAME,
     "Contract code matches the published source",
     "eth_getCode at the audited block equals the runtime bytecode of a fresh compilation of contracts/ with the "
-    "pinned compiler and settings (immutables masked); the ABI used to decode logs equals the fresh build's.",
+    "pinned compiler and settings (immutables masked), or of a build this auditor made earlier of exactly the same "
+    "compiler input (ledger.audit.build); the ABI used to decode logs equals the fresh build's.",
     run,
 )

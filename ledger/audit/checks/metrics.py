@@ -1,10 +1,19 @@
 """Every published metric reproduced: the API's metrics, scorecards and trends for a set of selections equal the
 figures ``ledger.metrics`` computes from rows the auditor rebuilt from the chain — the same definitions, the same
-selection (explicit ``from``, ``to`` and ``as_of`` on both sides), exactly."""
+selection (explicit ``from``, ``to`` and ``as_of`` on both sides), exactly.
+
+The selections are a few fixed ones (cheap, whole-city and busiest groups) and more drawn at random from the audit's
+secret seed (``ctx.rng("metric selections")``), so an operator cannot know which to answer honestly: every pair of
+the dimensions (agency, commitment, district, channel, a date range, ``as_of``) appears together in at least one
+drawn selection, values taken from a random case so that the selection is never empty, other dimensions added at
+random. When the API is past the audited block, a selection whose figures later entries may change (of an agency
+with later entries, or of the whole city while any has them) is left to an audit at a later block, and counted."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import random
 import time
 from collections import Counter
 from decimal import Decimal, InvalidOperation
@@ -59,6 +68,41 @@ def filters(h: Horizon, start: int, end: int) -> list[MetricsFilter]:
             MetricsFilter(channel=channel, start=start, end=end, as_of=end),
             MetricsFilter(agency_id=agency, district=district, start=start, end=end, as_of=end),
         ]
+    return out
+
+
+#: what a selection can name (a commitment names its agency too)
+DIMENSIONS = ("agency", "commitment", "district", "channel", "range", "as_of")
+
+
+def drawn(h: Horizon, start: int, end: int, rng: random.Random, count: int) -> list[MetricsFilter]:
+    """`count` selections drawn by `rng` (at least one per pair of :data:`DIMENSIONS`, in a random order, when
+    `count` allows): each names the dimensions of its pair, each other one with probability 1/3; agency, commitment,
+    district and channel are those of one case drawn at random (never an empty selection), the range is two random
+    instants of the period, ``as_of`` a random instant after the range's start."""
+    rows = h.model.case_rows
+    if not rows or count <= 0:
+        return []
+    pairs = [set(p) for p in itertools.combinations(DIMENSIONS, 2)]
+    rng.shuffle(pairs)
+    out: list[MetricsFilter] = []
+    for i in range(count):
+        named = pairs[i] if i < len(pairs) else set()
+        named |= {d for d in DIMENSIONS if rng.random() < 1 / 3}
+        if len(named) < 2:
+            named |= set(rng.sample(DIMENSIONS, 2))
+        row = rng.choice(rows)
+        lo, hi = start, end
+        if "range" in named:
+            lo, hi = sorted(rng.sample(range(start, end + 1), 2))
+        at = rng.randint(lo + 1, end) if "as_of" in named else hi
+        out.append(MetricsFilter(
+            agency_id=row.agency_id if named & {"agency", "commitment"} else None,
+            commitment_id=row.commitment_id if "commitment" in named else None,
+            district=row.district if "district" in named else None,
+            channel=row.channel if "channel" in named else None,
+            start=lo, end=hi, as_of=at,
+        ))
     return out
 
 
@@ -143,8 +187,13 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     start, end = period(h, ctx.as_of)
     cases, events, commitments = model.case_rows, model.event_rows, model.commitment_rows
     feedback = {"rating_rows": model.rating_rows, "dispute_rows": model.dispute_rows}
-    compared = 0
-    for flt in filters(h, start, end):
+    compared = later = 0
+    rng = ctx.rng("metric selections")
+    selections = filters(h, start, end) + drawn(h, start, end, rng, ctx.config.metric_sample)
+    for flt in selections:
+        if not h.untouched(flt.agency_id):
+            later += 1
+            continue
         query = params(flt)
         path = api.path_of("/metrics", query)
         try:
@@ -159,12 +208,18 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                  answer.get("metrics"), "metrics")
         compared += 1
 
-    # Scorecards: every agency and every commitment, over the whole period (and one district's).
+    # Scorecards: every agency and every commitment, over the whole period (and one district's), and drawn ones.
     whole = MetricsFilter(start=start, end=end, as_of=end)
     district = Counter(r.district for r in cases).most_common(1)[0][0] if cases else None
     targets = _targets(model)
-    for by, flt in (("agency", whole), ("commitment", whole),
-                    ("commitment", dataclasses.replace(whole, district=district) if district else None)):
+    cards: list[tuple[str, MetricsFilter | None]] = [
+        ("agency", whole), ("commitment", whole),
+        ("commitment", dataclasses.replace(whole, district=district) if district else None),
+    ]
+    card_rng = ctx.rng("scorecard selections")
+    cards += [(card_rng.choice(("agency", "commitment")), flt)
+              for flt in drawn(h, start, end, card_rng, ctx.config.scorecard_sample)]
+    for by, flt in cards:
         if flt is None:
             continue
         query = {"by": by, **params(flt)}
@@ -181,6 +236,9 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             served[key] = item
         for key, metrics in mine.items():
             item = served.pop(key, None)
+            if not h.untouched(key if by == "agency" else key[0]):
+                later += 1
+                continue
             label = f"scorecard {key if by == 'agency' else '/'.join(key)}"
             if item is None:
                 result.add(Finding(NAME, f"{label} is missing from the API's scorecards", subject=path))
@@ -199,11 +257,17 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                                        "chain",
                                        subject=path, field="retired", expected=retired, actual=item.get("retired")))
         for key in served:
-            result.add(Finding(NAME, f"the API has a scorecard for {key}, which has no case on chain", subject=path))
+            if h.untouched(key if by == "agency" else key[0]):
+                result.add(Finding(NAME, f"the API has a scorecard for {key}, which has no case on chain",
+                                   subject=path))
 
     # A trend: the busiest commitment, week by week over the period.
     compared += _trend(ctx, h, result, start, end)
     result.counts["figures_compared"] = compared
+    result.counts["selections_drawn"] = ctx.config.metric_sample + ctx.config.scorecard_sample
+    if later:
+        result.notes.append(f"{later} selections or scorecards whose figures entries past the audited block may change "
+                            "were not compared (the API is past the audited block)")
     result.notes.append(
         f"selection period from={start} to={end} as_of={end} (unix seconds), the audited block's time; "
         f"{h.note}"
@@ -224,6 +288,8 @@ def _trend(ctx: AuditContext, h: Horizon, result: CheckResult, start: int, end: 
     if not rows:
         return 0
     agency, commitment = Counter((r.agency_id, r.commitment_id) for r in rows).most_common(1)[0][0]
+    if not h.untouched(agency):
+        return 0
     query = {"from": start, "to": end, "bucket": "week"}
     path_of = f"/commitments/{agency}/{commitment}/trend"
     path = ctx.api.path_of(path_of, query)
@@ -265,8 +331,9 @@ CHECK = Check(
     NAME,
     "Every published metric reproduced",
     "The API's /metrics (whole period, last week, busiest agency, commitment, district, channel, agency and "
-    "district), /scorecards (every agency, every commitment, and per commitment within one district) and one "
-    "commitment's weekly trend equal the figures ledger/metrics.py computes from case, event and commitment rows "
+    "district, and selections drawn at random from the audit's secret seed covering every pair of agency, "
+    "commitment, district, channel, date range and as_of), /scorecards (every agency, every commitment, per "
+    "commitment within one district, and drawn selections) and one commitment's weekly trend equal the figures ledger/metrics.py computes from case, event and commitment rows "
     "rebuilt from the chain, field by field, with the same from/to/as_of.",
     run,
     needs_api=True,
