@@ -79,7 +79,8 @@ from api.open311_format import (
     render,
 )
 from api.settings import ApiSettings
-from ledger.cases import CLOSED, ON_HOLD
+from ledger.cases import CLOSED
+from ledger.metrics import is_overdue_at
 from ledger.open311 import (
     CASE_STATUSES,
     SPECIFICATION_URL,
@@ -178,13 +179,8 @@ class _Catalogue:
 
 
 def _is_overdue(row: Any, now: int) -> bool:
-    """Open and past due at `now`; a running hold extends the due time (the rule of ledger.metrics' overdue count)."""
-    if row.status in CLOSED or row.due_at is None:
-        return False
-    due = row.due_at
-    if row.status == ON_HOLD and row.on_hold_since is not None:
-        due += max(0, now - row.on_hold_since)
-    return bool(due < now)
+    """Open and past due at `now` (``ledger.metrics.is_overdue_at``, the rule of the overdue count)."""
+    return row.status not in CLOSED and is_overdue_at(row, now)
 
 
 def _status_notes(row: Any, lang: Lang, now: int) -> str:
