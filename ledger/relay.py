@@ -581,6 +581,8 @@ _COLUMNS = (
     "key, signer, agency_id, primary_type, nonce, deadline, signature, record_type, records_json, record_hash, "
     "entries, queued, settled, created_at"
 )
+#: the same columns of ``relays`` aliased ``r``, for queries that join it
+_RELAY_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
 
 
 @dataclass(frozen=True)
@@ -837,9 +839,8 @@ class RelayStore:
         cases are waiting (pending or sent). An agency that issues receipts to keys it holds could otherwise queue any
         number of ratings of its own cases ahead of other agencies' citizens; bounded per agency, its flood delays a
         real citizen by at most that many transactions per agency, and only its own citizens are told to retry."""
-        columns = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
         rows = self._db.execute(
-            f"SELECT {columns} FROM relays r JOIN citizen_records c ON c.key = r.key "
+            f"SELECT {_RELAY_COLUMNS} FROM relays r JOIN citizen_records c ON c.key = r.key "
             "WHERE r.agency_id = ? AND r.settled IS NULL ORDER BY r.id",
             (agency_hex,),
         ).fetchall()
@@ -855,9 +856,8 @@ class RelayStore:
     def _citizen_envelopes(
         self, agency_hex: str, case_hex: str, primary_type: str, closure: int | None
     ) -> list[_Envelope]:
-        columns = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
         query = (
-            f"SELECT {columns} FROM citizen_records c JOIN relays r ON r.key = c.key "
+            f"SELECT {_RELAY_COLUMNS} FROM citizen_records c JOIN relays r ON r.key = c.key "
             "WHERE c.agency_id = ? AND c.case_id = ? AND c.primary_type = ?"
         )
         params: list[Any] = [agency_hex, case_hex, primary_type]
