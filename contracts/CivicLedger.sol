@@ -82,6 +82,12 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         "HolidayCalendar(uint16 year,uint32[] holidays,uint32[] workdays,uint64 occurredAt)"
     );
 
+    bytes32 private constant AUDITOR_CHANGE_TYPEHASH = keccak256("AuditorChange(address auditor)");
+    bytes32 private constant ATTESTATION_TYPEHASH = keccak256(
+        "Attestation(uint64 blockNumber,bytes32 blockHash,uint64 entryCount,bytes24 runningHash,bytes32 reportHash,"
+        "uint8 verdict,uint32 findings)"
+    );
+
     /// @dev Domain tag of entry hashes, so an entry hash can never equal any EIP-712 struct hash.
     bytes32 private constant ENTRY_TYPEHASH =
         keccak256("Entry(uint256 seq,uint8 kind,bytes32 agencyId,address actor,bytes32 recordHash)");
@@ -90,6 +96,13 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         bool registered;
         uint32 signerCount;
         bytes32 jurisdiction;
+    }
+
+    /// @dev One slot per auditor: whether registered, and the block of its latest attestation (attestations only move
+    /// forward, so a signed one can be recorded once and never backdated).
+    struct AuditorRecord {
+        bool authorized;
+        uint64 lastBlock;
     }
 
     struct CommitmentRecord {
@@ -117,6 +130,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     /// @dev Where each receipt key was issued. A key serves one case: otherwise an agency could issue another
     /// agency's citizen's key (copied from the pool) to a case of its own, and a look-up by key would be ambiguous.
     mapping(address receipt => ReceiptIssuance issuance) private _receiptIssuances;
+    mapping(address auditor => AuditorRecord record) private _auditors;
 
     /// @param adminDelay seconds a governance handover must wait between its two steps
     /// @param admin the initial governance admin; it is also granted {GOVERNOR_ROLE}
@@ -167,6 +181,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         if (!record.registered) revert UnknownAgency(agencyId);
         bytes32 current = _agencyOfSigner[signer];
         if (current != bytes32(0)) revert SignerAlreadyAuthorized(signer, current);
+        if (_auditors[signer].authorized) revert KeyRoleConflict(signer);
         _agencyOfSigner[signer] = agencyId;
         ++record.signerCount;
         bytes32 recordHash = keccak256(abi.encode(SIGNER_CHANGE_TYPEHASH, agencyId, signer));
@@ -183,6 +198,59 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         bytes32 recordHash = keccak256(abi.encode(SIGNER_CHANGE_TYPEHASH, agencyId, signer));
         uint256 seq = _appendOne(EntryKind.SignerRevoked, agencyId, msg.sender, recordHash);
         emit SignerRevoked({seq: seq, agencyId: agencyId, signer: signer, actor: msg.sender});
+    }
+
+    /// @inheritdoc ICivicLedger
+    function authorizeAuditor(address auditor) external onlyRole(GOVERNOR_ROLE) {
+        if (auditor == address(0)) revert InvalidSigner();
+        if (_agencyOfSigner[auditor] != bytes32(0)) revert KeyRoleConflict(auditor);
+        AuditorRecord storage record = _auditors[auditor];
+        if (record.authorized) revert UnknownAuditor(auditor);
+        record.authorized = true;
+        _appendAuditorChange(EntryKind.AuditorAuthorized, auditor);
+        emit AuditorAuthorized({seq: _head.entryCount - 1, auditor: auditor, actor: msg.sender});
+    }
+
+    /// @inheritdoc ICivicLedger
+    function revokeAuditor(address auditor) external onlyRole(GOVERNOR_ROLE) {
+        AuditorRecord storage record = _auditors[auditor];
+        if (!record.authorized) revert UnknownAuditor(auditor);
+        record.authorized = false;
+        _appendAuditorChange(EntryKind.AuditorRevoked, auditor);
+        emit AuditorRevoked({seq: _head.entryCount - 1, auditor: auditor, actor: msg.sender});
+    }
+
+    /// @inheritdoc ICivicLedger
+    function recordAttestation(Attestation calldata a, address auditor, bytes calldata signature) external {
+        AuditorRecord storage record = _auditors[auditor];
+        if (!record.authorized) revert UnknownAuditor(auditor);
+        bytes32 recordHash = keccak256(abi.encode(ATTESTATION_TYPEHASH, a));
+        if (!SignatureChecker.isValidSignatureNow(auditor, _hashTypedDataV4(recordHash), signature)) {
+            revert InvalidSignature(auditor);
+        }
+        if (a.verdict == 0 || a.verdict > uint8(AuditVerdict.Failed)) revert InvalidAttestation(auditor, "verdict");
+        bool passed = a.verdict == uint8(AuditVerdict.Passed);
+        if (passed != (a.findings == 0)) revert InvalidAttestation(auditor, "findings");
+        if (a.blockNumber <= record.lastBlock) revert InvalidAttestation(auditor, "blockNumber");
+        // blockhash is zero for the current block, future blocks and blocks more than 256 back: a checkpoint is
+        // recorded only while the chain can still vouch for the block it names.
+        if (a.blockHash == bytes32(0) || blockhash(a.blockNumber) != a.blockHash) {
+            revert InvalidAttestation(auditor, "blockHash");
+        }
+        if (a.entryCount > _head.entryCount) revert InvalidAttestation(auditor, "entryCount");
+        record.lastBlock = a.blockNumber;
+        uint256 seq = _appendOne(EntryKind.AuditAttested, bytes32(0), auditor, recordHash);
+        emit AuditAttested({
+            seq: seq,
+            auditor: auditor,
+            blockNumber: a.blockNumber,
+            blockHash: a.blockHash,
+            entryCount: a.entryCount,
+            runningHash: a.runningHash,
+            reportHash: a.reportHash,
+            verdict: a.verdict,
+            findings: a.findings
+        });
     }
 
     // ----------------------------------------------------- agency: direct calls
@@ -446,6 +514,12 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     }
 
     /// @inheritdoc ICivicLedger
+    function auditorState(address key) external view returns (bool authorized, uint64 lastBlock) {
+        AuditorRecord memory record = _auditors[key];
+        return (record.authorized, record.lastBlock);
+    }
+
+    /// @inheritdoc ICivicLedger
     function runningHash() external view returns (bytes24) {
         return _head.runningHash;
     }
@@ -624,6 +698,10 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
             runningHash: _fold(head.runningHash, entryHashOf(seq, kind, agencyId, actor, recordHash)),
             entryCount: head.entryCount + 1
         });
+    }
+
+    function _appendAuditorChange(EntryKind kind, address auditor) private {
+        _appendOne(kind, bytes32(0), msg.sender, keccak256(abi.encode(AUDITOR_CHANGE_TYPEHASH, auditor)));
     }
 
     function _requireOccurredAt(uint64 occurredAt) private view {

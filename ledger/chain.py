@@ -30,7 +30,11 @@ from ledger.build import runtime_code_matches
 from ledger.errors import ChainMismatch, ContractReverted, NodeUnavailable
 from ledger.records import (
     BATCH_RELAY,
+    ZERO32,
     AgencyRegistration,
+    Attestation,
+    AuditorChange,
+    AuditVerdict,
     BatchAnchor,
     CaseAction,
     CaseEvent,
@@ -191,6 +195,31 @@ class Ledger:
 
     def revoke_signer(self, governance: LocalAccount, signer: str) -> TxReceipt:
         return self._transact(governance, self.contract.functions.revokeSigner(signer))
+
+    def authorize_auditor(self, governance: LocalAccount, auditor: str) -> TxReceipt:
+        return self._transact(governance, self.contract.functions.authorizeAuditor(auditor))
+
+    def revoke_auditor(self, governance: LocalAccount, auditor: str) -> TxReceipt:
+        return self._transact(governance, self.contract.functions.revokeAuditor(auditor))
+
+    # -- auditors: signed checkpoints, submitted by anyone
+
+    def sign_attestation(self, auditor_key: bytes, attestation: Attestation) -> bytes:
+        """The auditor's EIP-712 signature of `attestation`, bound to this chain and contract by the domain."""
+        signed = Account.sign_typed_data(auditor_key, full_message=citizen_typed_data(self.domain(), attestation))
+        return bytes(signed.signature)
+
+    def record_attestation(
+        self, sender: LocalAccount, attestation: Attestation, auditor: str, signature: bytes
+    ) -> TxReceipt:
+        """Record `auditor`'s signed attestation; `sender` (the auditor itself, or any relayer) pays the gas."""
+        call = self.contract.functions.recordAttestation(attestation.abi_values(), auditor, signature)
+        return self._transact(sender, call)
+
+    def auditor_state(self, auditor: str, block: int | str = "latest") -> tuple[bool, int]:
+        """(registered now, block number of its latest recorded attestation or 0)."""
+        authorized, last = self.contract.functions.auditorState(auditor).call(block_identifier=block)
+        return bool(authorized), int(last)
 
     # -- agency, direct
 
@@ -474,6 +503,17 @@ class Ledger:
                 agency_id=a["agencyId"], case_id=a["caseId"], closure=a["closure"], reason_hash=a["reasonHash"]
             )
             return LoggedEntry(a["seq"], EntryKind.CASE_DISPUTED, a["agencyId"], a["receipt"], record, **common)
+        if name in ("AuditorAuthorized", "AuditorRevoked"):
+            kind = EntryKind.AUDITOR_AUTHORIZED if name == "AuditorAuthorized" else EntryKind.AUDITOR_REVOKED
+            record = AuditorChange.model_construct(auditor=a["auditor"])
+            return LoggedEntry(a["seq"], kind, ZERO32, a["actor"], record, **common)
+        if name == "AuditAttested":
+            record = Attestation.model_construct(
+                block_number=a["blockNumber"], block_hash=a["blockHash"], entry_count=a["entryCount"],
+                running_hash=a["runningHash"], report_hash=a["reportHash"], verdict=AuditVerdict(a["verdict"]),
+                findings=a["findings"],
+            )
+            return LoggedEntry(a["seq"], EntryKind.AUDIT_ATTESTED, ZERO32, a["auditor"], record, **common)
         return None
 
 
@@ -509,8 +549,9 @@ _EIP712_DOMAIN_TYPE = [
 ]
 
 
-def citizen_typed_data(domain: dict[str, Any], record: Rating | Dispute) -> dict[str, Any]:
-    """EIP-712 typed data of a receipt holder's rating or dispute (what the citizen page signs)."""
+def citizen_typed_data(domain: dict[str, Any], record: Rating | Dispute | Attestation) -> dict[str, Any]:
+    """EIP-712 typed data of a record signed as itself, without a relay wrapper or nonce: a receipt holder's rating
+    or dispute (what the citizen page signs), or an auditor's attestation."""
     return {
         "types": {"EIP712Domain": _EIP712_DOMAIN_TYPE, record.TYPE_NAME: record.eip712_fields()},
         "primaryType": record.TYPE_NAME,

@@ -24,6 +24,8 @@ from ledger.chain import artifact
 from ledger.records import (
     ENTRY_TYPEHASH,
     AgencyRegistration,
+    Attestation,
+    AuditorChange,
     BatchAnchor,
     CaseAction,
     CaseEvent,
@@ -108,7 +110,7 @@ class DecodedEntry:
     version: int | None = None
     #: for AgencyRegistered and HolidayCalendarPublished
     jurisdiction: bytes | None = None
-    #: SignerAuthorized / SignerRevoked: the key concerned
+    #: SignerAuthorized / SignerRevoked / AuditorAuthorized / AuditorRevoked: the key concerned
     signer: str | None = None
 
     @property
@@ -136,6 +138,9 @@ class LogDecoder:
             "CaseRated": self._case_rated,
             "BatchAnchored": self._batch_anchored,
             "CaseDisputed": self._case_disputed,
+            "AuditorAuthorized": self._auditor_change,
+            "AuditorRevoked": self._auditor_change,
+            "AuditAttested": self._audit_attested,
         }
         #: topic0 (hex, lower case, as nodes send it) → (event name, builder, non-indexed ABI types)
         self.table: dict[str, tuple[str, Callable[..., DecodedEntry] | None, list[str]]] = {}
@@ -329,6 +334,41 @@ class LogDecoder:
         }
         return self._entry(EntryKind.CASE_DISPUTED, topics, data[64:96], Dispute, record, where)
 
+    def _auditor_change(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # topics: seq, auditor; data: actor (governance). Not an agency's entry: its agency is zero.
+        authorized = self.table[topics[0]][0] == "AuditorAuthorized"
+        kind = EntryKind.AUDITOR_AUTHORIZED if authorized else EntryKind.AUDITOR_REVOKED
+        auditor = self._address(bytes.fromhex(topics[2][2:]))
+        return self._unscoped(kind, topics, data[0:32], AuditorChange, {"auditor": auditor}, where, signer=auditor)
+
+    def _audit_attested(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+        # topics: seq, auditor, blockNumber; data: blockHash, entryCount, runningHash, reportHash, verdict, findings.
+        # The auditor key is the entry's actor.
+        record = {
+            "block_number": int(topics[3], 16),
+            "block_hash": data[0:32],
+            "entry_count": int.from_bytes(data[32:64], "big"),
+            "running_hash": data[64:88],
+            "report_hash": data[96:128],
+            "verdict": int.from_bytes(data[128:160], "big"),
+            "findings": int.from_bytes(data[160:192], "big"),
+        }
+        return self._unscoped(EntryKind.AUDIT_ATTESTED, topics, bytes.fromhex(topics[2][2:]), Attestation, record,
+                              where)
+
+    def _unscoped(
+        self, kind: EntryKind, topics: list[str], actor_word: bytes, record_type: type, record: dict[str, Any],
+        where: tuple[Any, ...], **extra: Any,
+    ) -> DecodedEntry:
+        """An entry of no agency (the auditors'): its agency id is zero."""
+        seq_word = bytes.fromhex(topics[1][2:])
+        record_hash = struct_hash(record_type, record)
+        entry = keccak(ENTRY_TYPEHASH + seq_word + _KIND_WORDS[kind] + ZERO32 + actor_word + record_hash)
+        return DecodedEntry(
+            int.from_bytes(seq_word, "big"), kind, ZERO32, self._address(actor_word), record_hash, entry,
+            *where, record, **extra,
+        )
+
 
 def struct_hash(record_type: type, record: dict[str, Any]) -> bytes:
     """EIP-712 ``hashStruct`` of a record given as raw field values (strings as bytes): the same definition as
@@ -344,6 +384,8 @@ def struct_hash(record_type: type, record: dict[str, Any]) -> bytes:
             words.append(bytes.fromhex(value[2:]).rjust(32, b"\0"))
         elif sol_type == "bytes32":
             words.append(value)
+        elif sol_type.startswith("bytes"):  # bytesN, N < 32: left-aligned in its word
+            words.append(value.ljust(32, b"\0"))
         else:  # uintN
             words.append(int(value).to_bytes(32, "big"))
     return keccak(b"".join(words))

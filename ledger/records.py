@@ -38,6 +38,9 @@ class EntryKind(enum.IntEnum):
     CASE_RATED = 9
     CASE_DISPUTED = 10
     BATCH_ANCHORED = 11
+    AUDITOR_AUTHORIZED = 12
+    AUDITOR_REVOKED = 13
+    AUDIT_ATTESTED = 14
 
 
 class CaseAction(enum.IntEnum):
@@ -62,6 +65,13 @@ class ReceiptCaseStatus(enum.IntEnum):
     OPEN = 1
     FULFILLED = 2
     CLOSED_UNFULFILLED = 3
+
+
+class AuditVerdict(enum.IntEnum):
+    """An audit's verdict (``ICivicLedger.AuditVerdict``): passed exactly when it made no finding."""
+
+    PASSED = 1
+    FAILED = 2
 
 
 class DeadlineUnit(enum.IntEnum):
@@ -473,6 +483,59 @@ class HolidayCalendar(Record):
                 if ((day + 4) % 7 in (0, 6)) != weekend:
                     kind = "a Saturday or Sunday" if weekend else "a weekday"
                     raise ValueError(f"{name}: {EPOCH.fromordinal(EPOCH.toordinal() + day)} is not {kind}")
+        return self
+
+
+class AuditorChange(Record):
+    """Governance registers or revokes an auditor key; the entry kind tells which (the entry's agency is zero)."""
+
+    TYPE_NAME = "AuditorChange"
+    FIELDS = (("auditor", "auditor", "address"),)
+    KIND = EntryKind.AUDITOR_AUTHORIZED
+
+    auditor: Address
+
+
+def _to_bytes24(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value[2:] if value.startswith(("0x", "0X")) else value
+        try:
+            value = bytes.fromhex(text)
+        except ValueError as exc:
+            raise ValueError(f"not a hex string: {value!r}") from exc
+    if isinstance(value, (bytes, bytearray)) and len(value) == 24:
+        return bytes(value)
+    raise ValueError("must be 24 bytes (a running hash) or its 0x-hex string")
+
+
+class Attestation(Record):
+    """An auditor's signed checkpoint of the whole ledger up to a block (``ICivicLedger.Attestation``): the chain id
+    and contract are in the EIP-712 domain it is signed under."""
+
+    TYPE_NAME = "Attestation"
+    FIELDS = (
+        ("block_number", "blockNumber", "uint64"),
+        ("block_hash", "blockHash", "bytes32"),
+        ("entry_count", "entryCount", "uint64"),
+        ("running_hash", "runningHash", "bytes24"),
+        ("report_hash", "reportHash", "bytes32"),
+        ("verdict", "verdict", "uint8"),
+        ("findings", "findings", "uint32"),
+    )
+    KIND = EntryKind.AUDIT_ATTESTED
+
+    block_number: int = Field(gt=0, le=UINT64_MAX)
+    block_hash: Bytes32
+    entry_count: int = Field(ge=0, le=UINT64_MAX)
+    running_hash: Annotated[bytes, BeforeValidator(_to_bytes24)]
+    report_hash: Bytes32
+    verdict: AuditVerdict
+    findings: int = Field(ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _verdict(self) -> Attestation:
+        if (self.verdict == AuditVerdict.PASSED) != (self.findings == 0):
+            raise ValueError("an audit passed exactly when it made no finding (verdict and findings disagree)")
         return self
 
 

@@ -24,7 +24,17 @@ interface ICivicLedger {
         ReceiptIssued, // an agency recorded the public key of the receipt it gave the citizen who opened a case
         CaseRated, // a receipt holder rated their closed case (relayed; the actor is the receipt key)
         CaseDisputed, // a receipt holder disputed the fulfilment of their case (relayed; the actor is the receipt key)
-        BatchAnchored // an agency anchored a Merkle batch of case events: `count` entries, one running-hash step
+        BatchAnchored, // an agency anchored a Merkle batch of case events: `count` entries, one running-hash step
+        AuditorAuthorized, // governance registered an auditor key (never an agency key)
+        AuditorRevoked, // governance revoked an auditor key
+        AuditAttested // a registered auditor attested its audit of the ledger up to a block (relayed or direct)
+    }
+
+    /// @notice An audit's verdict. `None` (0) is never valid.
+    enum AuditVerdict {
+        None,
+        Passed, // every check passed: zero findings
+        Failed // the audit found `findings` findings
     }
 
     /// @notice Case life cycle actions. `None` (0) is never valid.
@@ -132,6 +142,18 @@ interface ICivicLedger {
     struct ReceiptIssuance {
         uint64 seq; // sequence number of the ReceiptIssued entry
         uint64 blockNumber; // the block it was recorded in (never zero once issued)
+    }
+
+    /// @notice An auditor's checkpoint: what it re-derived from the chain up to block `blockNumber` (its hash binds the
+    /// checkpoint to one chain history; the EIP-712 domain binds it to this chain id and contract), and its verdict.
+    struct Attestation {
+        uint64 blockNumber; // the block audited up to (included): one of the last 256 blocks when recorded
+        bytes32 blockHash; // that block's hash
+        uint64 entryCount; // the ledger's entry count at that block, as the auditor re-derived it
+        bytes24 runningHash; // the ledger's running hash at that block, as the auditor re-derived it
+        bytes32 reportHash; // keccak256 of the audit's JSON report (served by the public API by this hash)
+        uint8 verdict; // an {AuditVerdict}: Passed exactly when `findings` is zero
+        uint32 findings; // how many findings the audit made
     }
 
     /// @notice A correction: voids an earlier entry of the same agency. The original stays visible.
@@ -342,6 +364,40 @@ interface ICivicLedger {
         uint256 indexed seq, bytes32 indexed agencyId, bytes32 root, uint64 count, bytes32 fileHash, address signer
     );
 
+    /// @notice Governance registered `auditor`, whose attestations the ledger now records.
+    /// @param seq sequence number of this entry
+    /// @param auditor the auditor key
+    /// @param actor the governance account that registered it
+    event AuditorAuthorized(uint256 indexed seq, address indexed auditor, address actor);
+
+    /// @notice Governance revoked `auditor`: its earlier attestations stay; it can record no more.
+    /// @param seq sequence number of this entry
+    /// @param auditor the auditor key
+    /// @param actor the governance account that revoked it
+    event AuditorRevoked(uint256 indexed seq, address indexed auditor, address actor);
+
+    /// @notice A registered auditor attested its audit of the ledger up to block `blockNumber`.
+    /// @param seq sequence number of this entry
+    /// @param auditor the auditor key that signed the attestation (the entry's actor)
+    /// @param blockNumber the block audited up to
+    /// @param blockHash that block's hash
+    /// @param entryCount the entry count at that block the auditor re-derived
+    /// @param runningHash the running hash at that block the auditor re-derived
+    /// @param reportHash keccak256 of the audit's JSON report
+    /// @param verdict an {AuditVerdict}
+    /// @param findings how many findings the audit made
+    event AuditAttested(
+        uint256 indexed seq,
+        address indexed auditor,
+        uint64 indexed blockNumber,
+        bytes32 blockHash,
+        uint64 entryCount,
+        bytes24 runningHash,
+        bytes32 reportHash,
+        uint8 verdict,
+        uint32 findings
+    );
+
     /// @notice `signer` invalidated every relayed signature with a nonce below `newNonce`.
     /// @param signer the key whose outstanding signatures are cancelled
     /// @param newNonce the next nonce a relayed signature of `signer` must carry
@@ -415,6 +471,12 @@ interface ICivicLedger {
     error AlreadyDisputed(bytes32 agencyId, bytes32 caseId);
     /// @notice `DisputeRejected` answers a dispute; the case has none awaiting an answer.
     error CaseNotDisputed(bytes32 agencyId, bytes32 caseId);
+    /// @notice The key is an auditor key, which can never also be an agency key (or the other way round).
+    error KeyRoleConflict(address key);
+    /// @notice `auditor` is not a registered auditor (or already is one, when registering).
+    error UnknownAuditor(address auditor);
+    /// @notice `auditor`'s attestation is malformed or not recordable; `field` names what is wrong.
+    error InvalidAttestation(address auditor, string field);
 
     // ------------------------------------------------------------- governance
 
@@ -434,6 +496,24 @@ interface ICivicLedger {
     /// @notice Revoke `signer`. Governance only. Entries it wrote stay; it can write no more.
     /// @param signer a currently authorised key
     function revokeSigner(address signer) external;
+
+    /// @notice Register `auditor`, whose attestations the ledger will record. Governance only. An agency key cannot be
+    /// an auditor key ({KeyRoleConflict}).
+    /// @param auditor a key that is neither an auditor nor an agency signer now
+    function authorizeAuditor(address auditor) external;
+
+    /// @notice Revoke `auditor`. Governance only. Its attestations stay; it can record no more.
+    /// @param auditor a registered auditor
+    function revokeAuditor(address auditor) external;
+
+    /// @notice Record `auditor`'s signed attestation (EIP-712, ERC-1271 for contract auditors): anyone may relay it.
+    /// Refused unless the auditor is registered, the block is one of the last 256 with that hash, later than the
+    /// auditor's previous attestation, the entry count no more than the ledger's, and the verdict agrees with the
+    /// findings count.
+    /// @param attestation the checkpoint
+    /// @param auditor the registered auditor that signed it
+    /// @param signature its EIP-712 signature over `attestation`
+    function recordAttestation(Attestation calldata attestation, address auditor, bytes calldata signature) external;
 
     // ----------------------------------------------------- agency: direct calls
 
@@ -592,6 +672,12 @@ interface ICivicLedger {
     /// @param seq the batch's first sequence number
     /// @return the Merkle root
     function batchRoot(uint256 seq) external view returns (bytes32);
+
+    /// @notice Whether `key` is a registered auditor now, and the block of its latest recorded attestation (0: none).
+    /// @param key any address
+    /// @return authorized whether it may record attestations
+    /// @return lastBlock the `blockNumber` of its latest attestation
+    function auditorState(address key) external view returns (bool authorized, uint64 lastBlock);
 
     /// @notice Whether the case event with EIP-712 hash `recordHash` is entry number `index` of the batch anchored at
     /// `seq`, given its Merkle proof (OpenZeppelin's MerkleProof over the standard tree's leaves).

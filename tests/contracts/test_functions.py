@@ -46,6 +46,7 @@ from ledger import receipts
 from ledger.batches import build_batch
 from ledger.records import Dispute, Rating, Receipt
 from tests.conftest import World, case_id
+from tests.contracts.test_attestations import checkpoint
 
 ZERO_ADDRESS = "0x" + "00" * 20
 JURISDICTION = short_code("CN-SH")
@@ -1020,6 +1021,13 @@ def test_running_hash_over_every_kind(world: World) -> None:
     for record in (Rating(agency_id=world.agency_id, case_id=flagged, score=2),
                    Dispute(agency_id=world.agency_id, case_id=flagged, closure=1)):
         ledger.submit_citizen(world.relayer, record, ledger.sign_citizen(receipts.private_key(code), record))
+    # an auditor registered, its checkpoint recorded, the auditor revoked
+    auditor = Account.create()
+    ledger.authorize_auditor(gov, auditor.address)
+    attestation = checkpoint(world)
+    ledger.record_attestation(world.relayer, attestation, auditor.address,
+                              ledger.sign_attestation(auditor.key, attestation))
+    ledger.revoke_auditor(gov, auditor.address)
     anchored = build_batch([world.opened("mix-b"), world.update("mix-b", CaseAction.ACCEPTED),
                             world.update("mix-b", CaseAction.FULFILLED)])
     ledger.anchor_batch(signer, anchored.root, anchored.count, anchored.file_hash)
@@ -1027,7 +1035,7 @@ def test_running_hash_over_every_kind(world: World) -> None:
     entries = ledger.entries()
     # one logged entry stands for the batch's three: seqs run on, skipping the batch's other two
     assert [e.seq for e in entries] == list(range(len(entries)))
-    assert len(entries) == 5 + 14 + 5 + 1
+    assert len(entries) == 5 + 14 + 5 + 3 + 1
     assert ledger.entry_count() == len(entries) + 2
     assert running_hash(e.entry_hash for e in entries) == ledger.running_hash()
     assert {e.kind for e in entries} == set(EntryKind)
