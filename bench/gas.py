@@ -19,6 +19,8 @@ from ledger.node import AnvilNode  # noqa: E402
 from ledger.records import (  # noqa: E402
     RECEIPT_CASE_FLAG,
     AgencyRegistration,
+    Attestation,
+    AuditVerdict,
     CaseAction,
     CaseEvent,
     Commitment,
@@ -168,6 +170,19 @@ def main() -> None:
             signer, later(disputed, CaseAction.DISPUTE_REJECTED)
         )["gasUsed"]
 
+        # An auditor's signed checkpoint of the block before the latest, sent by the auditor itself.
+        auditor = chain.new_account()
+        ledger.authorize_auditor(governance, auditor.address)
+        block = chain.w3.eth.get_block(chain.w3.eth.block_number - 1)
+        attestation = Attestation(
+            block_number=block["number"], block_hash=bytes(block["hash"]),
+            entry_count=ledger.entry_count(block["number"]), running_hash=ledger.running_hash(block["number"]),
+            report_hash=text_hash("report"), verdict=AuditVerdict.PASSED, findings=0,
+        )
+        rows["audit attestation (auditor-signed)"] = ledger.record_attestation(
+            auditor, attestation, auditor.address, ledger.sign_attestation(auditor.key, attestation)
+        )["gasUsed"]
+
     width = max(len(k) for k in rows)
     print(f"{'entry':<{width}}  gas")
     for name, gas in rows.items():
@@ -186,6 +201,7 @@ def main() -> None:
         "rating_gas": rows["rating (relayed, receipt-signed)"],
         "dispute_gas": rows["dispute (relayed, receipt-signed)"],
         "dispute_answer_gas": rows["single: dispute answered (rejected, with reason)"],
+        "attestation_gas": rows["audit attestation (auditor-signed)"],
         # what closing a case costs more when it has a receipt (the ledger tracks its state for ratings, disputes)
         "receipt_close_extra_gas": rows["single: receipt case fulfilled"] - rows["single: case fulfilled"],
         "receipt_close_extra_batched_gas": (

@@ -83,6 +83,8 @@ commitment_app = typer.Typer(help="An agency's service commitments.", no_args_is
 case_app = typer.Typer(help="An agency's cases.", no_args_is_help=True)
 calendar_app = typer.Typer(help="Holiday calendars for working-day deadlines.", no_args_is_help=True)
 outbox_app = typer.Typer(help="What an agency key has waiting, sent or failed.", no_args_is_help=True)
+auditor_app = typer.Typer(help="Governance: the auditors whose signed attestations the ledger records.",
+                          no_args_is_help=True)
 batch_app = typer.Typer(
     help="Merkle-anchored batches: many case events in one transaction (a few gas each), each provable on its own.",
     no_args_is_help=True,
@@ -93,6 +95,7 @@ app.add_typer(case_app, name="case")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(batch_app, name="batch")
+app.add_typer(auditor_app, name="auditor")
 
 out = Console()
 err = Console(stderr=True)
@@ -289,6 +292,34 @@ def agency_revoke(
     s = settings(ctx)
     receipt = s.ledger().revoke_signer(s.key(key, key_env, password_file), signer)
     out.print(f"revoked {signer} in block {receipt['blockNumber']}")
+
+
+@command(auditor_app, "authorize")
+def auditor_authorize(
+    ctx: typer.Context,
+    auditor: Annotated[str, typer.Argument(help="address of the auditor's key (never an agency key)")],
+    key: KeyOpt = "governance",
+    key_env: KeyEnvOpt = None,
+    password_file: PasswordOpt = None,
+) -> None:
+    """Register an auditor key (governance key): the ledger then records its signed attestations."""
+    s = settings(ctx)
+    receipt = s.ledger().authorize_auditor(s.key(key, key_env, password_file), auditor)
+    out.print(f"registered auditor {auditor} in block {receipt['blockNumber']}")
+
+
+@command(auditor_app, "revoke")
+def auditor_revoke(
+    ctx: typer.Context,
+    auditor: Annotated[str, typer.Argument(help="address of the auditor key to revoke")],
+    key: KeyOpt = "governance",
+    key_env: KeyEnvOpt = None,
+    password_file: PasswordOpt = None,
+) -> None:
+    """Revoke an auditor key (governance key). Its attestations stay; it can record no more."""
+    s = settings(ctx)
+    receipt = s.ledger().revoke_auditor(s.key(key, key_env, password_file), auditor)
+    out.print(f"revoked auditor {auditor} in block {receipt['blockNumber']}")
 
 
 # ---------------------------------------------------------------------------------------------- commitments
