@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from typer.testing import CliRunner
 
 from ledger import devnet, receipts
@@ -310,3 +311,13 @@ def test_bad_input_is_a_clear_error(env, agency):
 def test_wrong_chain_is_refused(env):
     out = cli(env, "--chain-id", "1", "agency", "revoke", env["signer"].address, code=2)
     assert "expected 1" in out
+
+
+def test_governance_registers_and_revokes_an_auditor_but_never_an_agency_key(env, agency):
+    auditor = Account.create().address
+    assert f"registered auditor {auditor}" in flat(cli(env, "auditor", "authorize", auditor))
+    assert env["ledger"].auditor_state(auditor) == (True, 0)
+    out = cli(env, "auditor", "authorize", env["signer"].address, code=1)
+    assert "KeyRoleConflict" in flat(out)
+    assert f"revoked auditor {auditor}" in flat(cli(env, "auditor", "revoke", auditor))
+    assert "UnknownAuditor" in flat(cli(env, "auditor", "revoke", auditor, code=1))
