@@ -14,6 +14,7 @@ import hashlib
 import re
 from datetime import date, datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request, Response
 
@@ -62,6 +63,25 @@ def not_modified_response(etag: str, cache_control: str) -> Response:
 
 def apply_cache(response: Response, etag: str, cache_control: str) -> None:
     response.headers.update(cache_headers(etag, cache_control))
+
+
+def conditional(request: Request, response: Response, etag: str, cache_control: str) -> Response | None:
+    """Set the caching headers; the 304 to return instead if the client already has this version."""
+    if not_modified(request, etag):
+        return not_modified_response(etag, cache_control)
+    apply_cache(response, etag, cache_control)
+    return None
+
+
+def view_etag(request: Request, position: tuple[Any, ...], *extra: Any) -> str:
+    """The ETag of a view that moves with the index: its position (``api.queries.IndexState.position``), the request
+    and whatever else the answer depends on."""
+    return etag_of("view", *position, *request_key(request), *extra)
+
+
+def next_link(request: Request, **params: Any) -> str:
+    """An RFC 8288 ``Link`` header value to the next page: this path with ``params`` as its query."""
+    return f'<{request.url.path}?{urlencode(params)}>; rel="next"'
 
 
 # --- times ------------------------------------------------------------------------------------------------------------

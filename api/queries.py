@@ -45,6 +45,7 @@ from ledger.store.db import Store
 from ledger.batches import batch_hash
 from ledger.batchread import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
 from ledger.store.schema import (
+    NO_AGENCY,
     agencies,
     batches,
     case_events,
@@ -370,6 +371,11 @@ def not_applied_reason(batch_seq: int | None, case_id: bytes | None) -> str | No
     return BATCHED_RECEIPT_CASE_EVENT
 
 
+def agency_of_entry(stored: str) -> str | None:
+    """An entry's agency as the API shows it: its code, or None for an entry of no agency (the auditors')."""
+    return None if stored == NO_AGENCY else stored
+
+
 def _entry(row: RowMapping, state: IndexState, proofs: BatchProofs | None = None) -> models.Entry:
     key = _entry_batch_key(row)
     batch = None
@@ -379,7 +385,7 @@ def _entry(row: RowMapping, state: IndexState, proofs: BatchProofs | None = None
         seq=row["seq"],
         kind=KIND_NAMES[row["kind"]],  # type: ignore[arg-type]
         kind_code=row["kind"],
-        agency_id=row["agency_id"],
+        agency_id=agency_of_entry(row["agency_id"]),
         actor=row["actor"],
         record_hash=to_hex(row["record_hash"]),
         entry_hash=to_hex(row["entry_hash"]),
@@ -1214,7 +1220,7 @@ def export_entries(
             "seq": row["seq"],
             "kind": KIND_NAMES.get(row["kind"], str(row["kind"])),
             "kind_code": row["kind"],
-            "agency_id": row["agency_id"],
+            "agency_id": agency_of_entry(row["agency_id"]),
             "actor": row["actor"],
             "record_hash": to_hex(row["record_hash"]),
             "entry_hash": to_hex(row["entry_hash"]),

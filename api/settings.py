@@ -31,7 +31,8 @@ class ApiSettings:
     #: largest page a list endpoint returns
     max_page_size: int = 1000
     default_page_size: int = 100
-    #: requests per client address per minute, for reads and for writes (0: no limit); per uvicorn worker
+    #: requests per client address per minute, for reads and for writes (agency and citizen records, audit reports;
+    #: 0: no limit); per uvicorn worker
     read_rate_per_minute: int = 6000
     write_rate_per_minute: int = 600
     #: origins allowed to read cross-origin ("*": everyone, for a public audit API)
@@ -45,6 +46,11 @@ class ApiSettings:
     def batch_directory(self) -> Path:
         """Where the batch files are: ``batch_dir``, or ``<data_dir>/batches``."""
         return Path(self.batch_dir) if self.batch_dir is not None else Path(self.data_dir) / "batches"
+
+    @property
+    def audit_report_directory(self) -> Path:
+        """Where the audit reports published by their hash are kept: ``<data_dir>/audit-reports``."""
+        return Path(self.data_dir) / "audit-reports"
 
     @classmethod
     def from_env(cls) -> ApiSettings:

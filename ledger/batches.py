@@ -30,9 +30,6 @@ directly, so building a batch runs well above 50,000 entries a second (``bench/b
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +39,7 @@ from eth_account.signers.local import LocalAccount
 
 from ledger.chain import Ledger
 from ledger.errors import InvalidRecord, LedgerError
+from ledger.files import HashedFiles
 from ledger.logs import _keccak_256, keccak
 from ledger.records import CaseAction, CaseEvent, EntryKind, entry_hash
 
@@ -210,76 +208,25 @@ def rebuild(content: bytes) -> Batch:
 
 
 class BatchStore:
-    """Batch files on disk, named by their hash; what the API serves and the indexer reads."""
+    """Batch files on disk, named by their hash (``ledger.files.HashedFiles``); what the API serves and the indexer
+    reads."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        self._files = HashedFiles(self.directory, ".csv")
 
     def path(self, file_hash: bytes) -> Path:
-        return self.directory / f"{file_hash.hex()}.csv"
+        return self._files.path(file_hash)
 
     def put(self, batch: Batch) -> Path:
         """Publish the batch's file, durably, before returning: the caller anchors it next, and an anchored file that
-        a crash loses is a batch nobody can check.
-
-        The bytes go to a unique temporary name in the store's directory (so concurrent puts of one batch never
-        write into each other's file), are flushed and fsynced, then renamed over the final name (``os.replace``:
-        atomic, a reader sees the whole file or none), and the directory is fsynced so the rename itself survives a
-        crash. A file already under the name is kept only when its bytes hash to it; a corrupt one (torn by a crash
-        of an older version, a disk fault, an edit) is replaced, never kept for ever. If anything fails before the
-        rename, the temporary file is removed and the final name is untouched."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.path(batch.file_hash)
-        if self._intact(path, batch.file_hash, len(batch.content)):
-            _fsync_directory(self.directory)  # a concurrent put may have renamed it and not synced the directory yet
-            return path
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), 0o644)  # a published file: mkstemp makes it owner-only
-                out.write(batch.content)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        _fsync_directory(self.directory)
-        return path
-
-    @staticmethod
-    def _intact(path: Path, file_hash: bytes, size: int) -> bool:
-        """Whether the file under `path` is there with bytes that hash to its name (then it is fsynced too: it may
-        have been written by a put that has not synced it yet)."""
-        try:
-            with path.open("rb") as existing:
-                if os.fstat(existing.fileno()).st_size != size or keccak(existing.read()) != file_hash:
-                    return False
-                os.fsync(existing.fileno())
-                return True
-        except FileNotFoundError:
-            return False
+        a crash loses is a batch nobody can check (``HashedFiles.put``: a temporary file fsynced, renamed over the
+        name, the directory fsynced; a corrupt file already under the name is replaced)."""
+        return self._files.put(batch.content, batch.file_hash)
 
     def get(self, file_hash: bytes) -> bytes | None:
         """The file's bytes, or None when it is not here; a file whose bytes do not match its name is refused."""
-        path = self.path(file_hash)
-        if not path.exists():
-            return None
-        content = path.read_bytes()
-        if keccak(content) != file_hash:
-            raise LedgerError(f"{path} does not hash to its name: the file was altered")
-        return content
-
-
-def _fsync_directory(directory: Path) -> None:
-    """fsync a directory, so that a file created or renamed in it survives a crash (POSIX fsync(2) of the file alone
-    does not cover its directory entry)."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return self._files.get(file_hash)
 
 
 @dataclass(frozen=True)

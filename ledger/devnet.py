@@ -172,6 +172,53 @@ def _follow(indexer: Indexer, stop: threading.Event) -> None:
             stop.wait(5)
 
 
+def demo_auditor(chain: Chain, ledger: Ledger, keys: KeyStore) -> LocalAccount:
+    """The demo's independent auditor: a key of its own (never an agency's), registered by governance, funded to
+    send its attestations itself."""
+    auditor = _funded(chain, keys.get_or_create("auditor"))
+    if not ledger.auditor_state(auditor.address)[0]:
+        ledger.authorize_auditor(keys.get_or_create("governance"), auditor.address)
+    return auditor
+
+
+def attest_when_served(auditor: LocalAccount, node_url: str, contract: str, api_url: str,
+                       stop: threading.Event, wait_seconds: float = 120.0) -> None:
+    """Once the API answers, audit the ledger and the API as an outside auditor would (contract code included),
+    and publish the attestation and its report: the page then shows the ledger independently audited. A failure is
+    reported on stderr, never fatal to the service."""
+    import httpx
+
+    from ledger.audit import AuditConfig, run_audit
+    from ledger.audit.attest import attestable_block, publish
+    from ledger.keys import AgencyKey
+
+    deadline = time.monotonic() + wait_seconds
+    while not stop.is_set():
+        try:
+            if httpx.get(f"{api_url}/api/v1/chain", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            print("demo audit: the API did not come up; no attestation this run", file=sys.stderr)
+            return
+        stop.wait(1)
+    if stop.is_set():
+        return
+    try:
+        config = AuditConfig(rpc_url=node_url, contract=contract, api_url=api_url,
+                             to_block=attestable_block(node_url))
+        report = run_audit(config)
+        published = publish(report, AgencyKey.wrap(auditor), rpc_url=node_url, contract=contract, api_url=api_url)
+    except LedgerError as exc:
+        print(f"demo audit: no attestation this run: {exc}", file=sys.stderr)
+        return
+    a = published.attestation
+    print(f"  demo audit        block {a.block_number}: {a.verdict.name.lower()}, {a.findings} findings; attested "
+          f"by {auditor.address} (report {published.report_hash[:18]}…: {published.report_upload})")
+    sys.stdout.flush()
+
+
 def _serve(args: argparse.Namespace, node: AnvilNode, ledger: Ledger, chain: Chain, data_dir: Path) -> int:
     """Serve the API and the page on loopback until Ctrl-C (uvicorn handles the signal)."""
     import uvicorn
@@ -204,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-cases", type=int, default=20_000, help="cases in the demo city (0: no demo data)")
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("CIVIC_API_PORT", "8000")))
     parser.add_argument("--once", action="store_true", help="set up, print, stop the chain and exit")
+    parser.add_argument("--no-audit", action="store_true",
+                        help="do not run the demo auditor's attested audit once the API is up")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -265,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
             target=_follow, args=(indexer, stop_indexing), name="indexer", daemon=True
         )
         follower.start()
+        if not args.no_audit:
+            threading.Thread(
+                target=attest_when_served, name="demo-audit", daemon=True,
+                args=(demo_auditor(chain, ledger, keys), node.url, ledger.address,
+                      f"http://127.0.0.1:{args.api_port}", stop_indexing),
+            ).start()
         try:
             return _serve(args, node, ledger, chain, data_dir)
         finally:

@@ -76,6 +76,13 @@ Derived rows (a pure function of the entries; dropping the store and re-syncing 
       is indexed and worked out again whenever the case is re-folded.
     * A new holiday calendar version recomputes ``due_at`` and ``on_time`` of the working-day cases of that
       jurisdiction that the year can affect.
+    * Auditors and attestations (entries of no agency: ``entries.agency_id`` is ``NO_AGENCY``): an AuditorAuthorized
+      entry opens an ``auditors`` row, an AuditorRevoked one closes it (``revoked_seq``); an AuditAttested entry is an
+      ``attestations`` row whose ``matches_ledger`` says whether its checkpoint is the ledger the index holds
+      (:func:`checkpoint_matches`: the running hash after that many entries, and that many entries at that block),
+      decided when the range is written (:func:`settle_attestations`; the contract never records a count beyond the
+      ledger's, so the index always has the entries by then). No correction voids them: a correction applies only to
+      its own agency's entries, and no agency is the zero id.
 
 Node access
     Reads are JSON-RPC over HTTP (requests, keep-alive, batches), with timeouts; timeouts, connection errors, HTTP
@@ -138,6 +145,8 @@ from ledger.records import ENTRY_TYPEHASH, RECEIPT_CASE_FLAG, ZERO_HEAD, CaseAct
 from ledger.store.db import Store
 from ledger.store.schema import (
     agencies,
+    attestations,
+    auditors,
     batches,
     blocks,
     case_events,
@@ -978,6 +987,7 @@ class Indexer:
             self._lock_state(conn, read_at)
             caches = self._load_caches(conn)
             self._write_entries(conn, decoded, running, caches, contents)
+            settle_attestations(conn, count)
             conn.execute(
                 insert(blocks),
                 [{"number": n, "hash": _hash(headers[n]), "timestamp": _timestamp(headers[n])} for n in keep],
@@ -1029,6 +1039,8 @@ class Indexer:
         #: Reopened and DisputeRejected events, which answer disputes: (seq, agency, case id, action, block time)
         answers: list[tuple[int, str, bytes, int, int]] = []
         retirements: list[tuple[int, str, str]] = []
+        #: (seq, auditor) of each AuditorRevoked entry: ends the auditor's open registration
+        auditor_revocations: list[tuple[int, str | None]] = []
         correction_entries: list[DecodedEntry] = []
         changed_years: set[tuple[str, int]] = set()
         for e, running_hash in zip(decoded, running, strict=True):
@@ -1113,6 +1125,19 @@ class Indexer:
                     {"seq": e.seq, "agency_id": agency, "signer": e.signer,
                      "authorized": kind == EntryKind.SIGNER_AUTHORIZED}
                 )
+            elif kind == EntryKind.AUDIT_ATTESTED:
+                # the entry's actor is the auditor key that signed it (the contract checked the signature)
+                per_kind.setdefault(attestations, []).append(
+                    {"seq": e.seq, "auditor": e.actor, "block_number": r["block_number"],
+                     "block_hash": r["block_hash"], "entry_count": r["entry_count"],
+                     "running_hash": r["running_hash"], "report_hash": r["report_hash"], "verdict": r["verdict"],
+                     "findings": r["findings"], "recorded_block": e.block_number, "recorded_at": e.block_time,
+                     "tx_hash": e.tx_hash, "matches_ledger": None}
+                )
+            elif kind == EntryKind.AUDITOR_AUTHORIZED:
+                per_kind.setdefault(auditors, []).append({"seq": e.seq, "auditor": e.signer, "revoked_seq": None})
+            elif kind == EntryKind.AUDITOR_REVOKED:
+                auditor_revocations.append((e.seq, e.signer))
             elif kind == EntryKind.COMMITMENT_PUBLISHED:
                 commitment = code_text(r["commitment_id"])
                 assert e.version is not None
@@ -1172,6 +1197,13 @@ class Indexer:
                 update(commitments)
                 .where(commitments.c.agency_id == agency, commitments.c.commitment_id == commitment)
                 .values(retired_seq=seq)
+            )
+        for seq, auditor in auditor_revocations:
+            # the contract revokes only a registered auditor: its one registration without a revocation
+            conn.execute(
+                update(auditors)
+                .where(auditors.c.auditor == auditor, auditors.c.revoked_seq.is_(None), auditors.c.seq < seq)
+                .values(revoked_seq=seq)
             )
         refold: set[tuple[str, bytes]] = set()
         if correction_entries:
@@ -1707,8 +1739,9 @@ class Indexer:
                 )
             }
             conn.execute(update(commitments).where(commitments.c.retired_seq >= count).values(retired_seq=None))
+            conn.execute(update(auditors).where(auditors.c.revoked_seq >= count).values(revoked_seq=None))
             for table in (agencies, signer_changes, commitments, commitment_retirements, case_events,
-                          corrections, holiday_calendars, *_FEEDBACK_TABLES, batches):
+                          corrections, holiday_calendars, *_FEEDBACK_TABLES, batches, auditors, attestations):
                 conn.execute(delete(table).where(table.c.seq >= count))
             # answers rolled back (the re-fold below works out the answers of the affected cases again)
             conn.execute(update(disputes).where(disputes.c.answer_seq >= count)
@@ -1731,6 +1764,47 @@ class Indexer:
             for jurisdiction, year in sorted(years):
                 self._recompute_due(conn, jurisdiction, year, caches)
         log.info("rolled back to block %d (%d entries kept)", keep_to, count)
+
+
+def settle_attestations(conn: Connection, indexed: int) -> None:
+    """Decide ``matches_ledger`` of every attestation still undecided whose checkpoint the index has reached
+    (``entry_count`` at most `indexed`, the entries the store holds): :func:`checkpoint_matches`."""
+    a = attestations.c
+    pending = conn.execute(
+        select(a.seq, a.entry_count, a.block_number, a.running_hash)
+        .where(a.matches_ledger.is_(None), a.entry_count <= indexed)
+        .order_by(a.seq)
+    ).all()
+    for row in pending:
+        matches = checkpoint_matches(conn, int(row.entry_count), int(row.block_number), bytes(row.running_hash))
+        conn.execute(update(attestations).where(a.seq == row.seq).values(matches_ledger=matches))
+
+
+def checkpoint_matches(conn: Connection, count: int, block_number: int, running_hash: bytes) -> bool:
+    """Whether a checkpoint (``count`` entries, ``running_hash`` after them, at ``block_number``) is the ledger's as
+    the index holds it: the running hash the index folded after exactly ``count`` entries is ``running_hash`` — a
+    count inside a Merkle-anchored batch has none, since the contract adds a batch's entries at once —, and
+    ``count`` is the ledger's entry count after block ``block_number`` (its entry ``count - 1`` in that block or an
+    earlier one, its entry ``count`` in a later one). The index must hold at least ``count`` entries, and every
+    block up to ``block_number``."""
+    e, b = entries.c, batches.c
+    if count == 0:
+        head = ZERO_HEAD
+        last_block = -1
+    else:
+        # after a batch (withheld or not: its row has the head after it), or after an entry written on its own
+        found = conn.execute(
+            select(b.running_hash, b.block_number).where(b.seq + b.count == count)
+        ).first() or conn.execute(
+            select(e.running_hash, e.block_number).where(e.seq == count - 1, e.batch_seq.is_(None))
+        ).first()
+        if found is None:
+            return False  # inside a batch: the ledger never had that count
+        head, last_block = bytes(found[0]), int(found[1])
+    following = conn.execute(select(e.block_number).where(e.seq == count)).scalar()
+    if following is None:  # the next entry may be in a withheld batch, which has no entry rows
+        following = conn.execute(select(b.block_number).where(b.seq == count)).scalar()
+    return head == running_hash and last_block <= block_number and (following is None or following > block_number)
 
 
 def _batched_rows(

@@ -8,9 +8,10 @@ from api.settings import ApiSettings
 
 
 def register_all(app: FastAPI, settings: ApiSettings) -> None:
-    from api.routes import citizen, open311, page, public, write
+    from api.routes import audit, citizen, open311, page, public, write
 
     public.register(app, settings)  # first: its error handlers, rate limiter and CORS apply app-wide
+    audit.register(app, settings)
     open311.register(app, settings)
     page.register(app, settings)
     write.register(app, settings)

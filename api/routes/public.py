@@ -26,7 +26,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 
 import requests
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
@@ -35,7 +34,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from api import errors, models, queries
+from api import attestations, errors, models, queries
 from api.batches import Unavailable, batch_proofs, verified_files
 from api.deps import close_index_reader, get_snapshot, index_reader
 from api.errors import ApiError, invalid, not_found
@@ -45,13 +44,14 @@ from api.http import (
     TIME_DESCRIPTION,
     TIME_EXAMPLES,
     TIME_PATTERN,
-    apply_cache,
     cache_headers,
+    conditional,
     etag_of,
+    next_link,
     not_modified,
     not_modified_response,
     optional_time,
-    request_key,
+    view_etag,
 )
 from api.ratelimit import RateLimitMiddleware
 from api.settings import ApiSettings
@@ -207,9 +207,6 @@ def _state(conn: Connection, settings: ApiSettings) -> queries.IndexState:
     return queries.index_state(conn, settings.contract_address, settings.chain_id)
 
 
-def _link_next(request: Request, **params: Any) -> str:
-    return f'<{request.url.path}?{urlencode(params)}>; rel="next"'
-
 
 def _channel(value: str | None) -> int | None:
     if value is None:
@@ -287,16 +284,6 @@ def _serialise(model: models.Model) -> bytes:
     return model.model_dump_json(by_alias=True).encode()
 
 
-def _cached(request: Request, response: Response, etag: str, cache_control: str) -> Response | None:
-    """Set the caching headers; the 304 to return instead if the client already has this version."""
-    if not_modified(request, etag):
-        return not_modified_response(etag, cache_control)
-    apply_cache(response, etag, cache_control)
-    return None
-
-
-def _list_etag(request: Request, state: queries.IndexState, *extra: Any) -> str:
-    return etag_of("view", *state.position, *request_key(request), *extra)
 
 
 # --- export writers ---------------------------------------------------------------------------------------------------
@@ -340,6 +327,18 @@ MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 # --- the router -------------------------------------------------------------------------------------------------------
 
 
+def read_route(router: APIRouter, path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator adding GET (documented) and HEAD (the same answer without its body) for ``path`` to ``router``."""
+
+    def decorate(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        router.add_api_route(path, endpoint, methods=["GET"], **kwargs)
+        head_kwargs = {k: v for k, v in kwargs.items() if k in ("response_model", "response_class")}
+        router.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False, **head_kwargs)
+        return endpoint
+
+    return decorate
+
+
 def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | None = None) -> APIRouter:
     """The read API's routes; ``figures_cache`` keeps computed metrics and scorecards (a new one if not given)."""
 
@@ -362,15 +361,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
     Snapshot = Annotated[Connection, Depends(get_snapshot)]
 
     def read(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """GET (documented) and HEAD (the same answer without its body) for ``path``."""
-
-        def decorate(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-            router.add_api_route(path, endpoint, methods=["GET"], **kwargs)
-            head_kwargs = {k: v for k, v in kwargs.items() if k in ("response_model", "response_class")}
-            router.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False, **head_kwargs)
-            return endpoint
-
-        return decorate
+        return read_route(router, path, **kwargs)
 
     # -- chain
 
@@ -388,7 +379,8 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         batches whose file is missing or cannot match the anchor are withheld: their entries count in `entry_count`
         but are not served; `batches_withheld` and `entries_withheld` say how many, `withheld_batches_url` lists them
         with why. When the service has a node, also that node's head (best effort: a node that is down is reported in
-        `node`, never an error)."""
+        `node`, never an error). `audit` says who audits the ledger and how far: each registered auditor's latest
+        attestation, and "audited up to block `audited_to_block` by `auditors` auditors" (see `AuditSummary`)."""
         state = _state(conn, settings)
         withheld = queries.withheld_counts(conn).values() if any(state.withheld) else ()
         node = probe.status()
@@ -406,9 +398,10 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             batches_withheld=sum(b for b, _ in withheld),
             entries_withheld=sum(n for _, n in withheld),
             node=models.NodeStatus(**node),
+            audit=attestations.audit_summary(conn, state, attestations.audit_reports(request.app)),
         )
         etag = etag_of("chain", facts.model_dump_json())
-        return _cached(request, response, etag, SHORT) or facts
+        return conditional(request, response, etag, SHORT) or facts
 
     # -- agencies
 
@@ -432,12 +425,12 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
     ) -> Any:
         """Every registered agency, with the keys authorised to write for it now and the proof of its registration."""
         state = _state(conn, settings)
-        if (cached := _cached(request, response, _list_etag(request, state), SHORT)) is not None:
+        if (cached := conditional(request, response, view_etag(request, state.position), SHORT)) is not None:
             return cached
         items, more = queries.agencies_page(conn, state, after, limit)
         nxt = items[-1].agency_id if more and items else None
         if nxt is not None:
-            response.headers["Link"] = _link_next(request, after=nxt, limit=limit)
+            response.headers["Link"] = next_link(request, after=nxt, limit=limit)
         return models.AgencyPage(items=items, next=nxt)
 
     @read(
@@ -452,7 +445,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         """The agency, its current keys, every authorisation and revocation of a key, each with its proof, and how
         many of its batches and entries are withheld (their batch file missing or not matching the anchor)."""
         state = _state(conn, settings)
-        if (cached := _cached(request, response, _list_etag(request, state), SHORT)) is not None:
+        if (cached := conditional(request, response, view_etag(request, state.position), SHORT)) is not None:
             return cached
         found = queries.agency(conn, state, agency_id)
         if found is None:
@@ -483,7 +476,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         """Every commitment (of one agency, if given): its current version (the latest not voided), whether it is
         retired, and how many versions it has had. `GET /commitments/{agency_id}/{commitment_id}` has them all."""
         state = _state(conn, settings)
-        if (cached := _cached(request, response, _list_etag(request, state), SHORT)) is not None:
+        if (cached := conditional(request, response, view_etag(request, state.position), SHORT)) is not None:
             return cached
         _require_agency(conn, agency_id)
         key = None
@@ -497,7 +490,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             params: dict[str, Any] = {"after": nxt, "limit": limit}
             if agency_id is not None:
                 params = {"agency_id": agency_id, **params}
-            response.headers["Link"] = _link_next(request, **params)
+            response.headers["Link"] = next_link(request, **params)
         return models.CommitmentPage(items=items, next=nxt)
 
     @read(
@@ -514,7 +507,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         """Every version of the commitment, oldest first, each with its proof and whether a correction voided it;
         the version in force; the retirement, if any."""
         state = _state(conn, settings)
-        if (cached := _cached(request, response, _list_etag(request, state), SHORT)) is not None:
+        if (cached := conditional(request, response, view_etag(request, state.position), SHORT)) is not None:
             return cached
         found = queries.commitment_history(conn, state, agency_id, commitment_id)
         if found is None:
@@ -545,8 +538,8 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         if found.final:
             etag = etag_of("commitment-version", state.chain_id, state.contract_address, found.proof.seq,
                            found.proof.entry_hash, found.proof.block_hash)
-            return _cached(request, response, etag, IMMUTABLE) or found
-        return _cached(request, response, _list_etag(request, state), SHORT) or found
+            return conditional(request, response, etag, IMMUTABLE) or found
+        return conditional(request, response, view_etag(request, state.position), SHORT) or found
 
     @read(
         "/commitments/{agency_id}/{commitment_id}/trend",
@@ -604,8 +597,8 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
                 param="from",
             )
         state = _state(conn, settings)
-        etag = _list_etag(request, state, start, end, min(end, now))
-        if (cached := _cached(request, response, etag, SHORT)) is not None:
+        etag = view_etag(request, state.position, start, end, min(end, now))
+        if (cached := conditional(request, response, etag, SHORT)) is not None:
             return cached
         _require_agency(conn, agency_id, commitment_id)
         buckets = []
@@ -640,7 +633,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         The ETag and the 304 are as they always were: of the request and of the index position."""
         rows = await index_reader(request.app).rows(queries.STATE_SQL, {})
         content = queries.index_content_of(rows, settings.contract_address, settings.chain_id)
-        etag = _list_etag(request, content.state, flt.now)
+        etag = view_etag(request, content.state.position, flt.now)
         if not_modified(request, etag):
             return not_modified_response(etag, SHORT)
         body = figures_cache.get(asked, content.key)
@@ -661,7 +654,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         (the index may have moved since the state was read); no answer when the ETag matches If-None-Match."""
         with queries.read_snapshot(request.app.state.store) as conn:
             content = queries.index_content_in(conn, settings.contract_address, settings.chain_id)
-            etag = _list_etag(request, content.state, flt.now)
+            etag = view_etag(request, content.state.position, flt.now)
             if not_modified(request, etag):
                 return etag, None
 
@@ -805,7 +798,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         if found.body is None:
             raise not_found(f"no case {case_id.lower()} of agency {agency_id!r}")
         # a batch file published later changes the answer (its records gain their Merkle proofs)
-        etag = _list_etag(request, found.state, found.overdue, proofs.unavailable)
+        etag = view_etag(request, found.state.position, found.overdue, proofs.unavailable)
         if not_modified(request, etag):
             return not_modified_response(etag, SHORT)
         return Response(found.body, media_type="application/json", headers=cache_headers(etag, SHORT))
@@ -855,11 +848,11 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             etag = etag_of("entries", state.chain_id, state.contract_address, after, limit, items[-1].entry_hash)
             cache = IMMUTABLE
         else:
-            etag, cache = _list_etag(request, state, proofs.unavailable), SHORT
-        if (cached := _cached(request, response, etag, cache)) is not None:
+            etag, cache = view_etag(request, state.position, proofs.unavailable), SHORT
+        if (cached := conditional(request, response, etag, cache)) is not None:
             return cached
         if nxt is not None:
-            response.headers["Link"] = _link_next(request, after=nxt, limit=limit)
+            response.headers["Link"] = next_link(request, after=nxt, limit=limit)
         return models.EntryPage(items=items, next=nxt)
 
     @read(
@@ -879,7 +872,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         """The entry at `seq`. Once its block is final it never changes and is served as immutable (a batched
         record once its Merkle proof can be given, too)."""
         found, etag, cache = one_entry(request, conn, seq)
-        return _cached(request, response, etag, cache) or found
+        return conditional(request, response, etag, cache) or found
 
     def one_entry(request: Request, conn: Connection, seq: int) -> tuple[models.Entry, str, str]:
         """The entry, its ETag and how long it may be kept."""
@@ -897,7 +890,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             proof = found.proof
             etag = etag_of("entry", state.chain_id, state.contract_address, seq, proof.entry_hash, proof.block_hash)
             return found, etag, IMMUTABLE
-        return found, _list_etag(request, state, proofs.unavailable), SHORT
+        return found, view_etag(request, state.position, proofs.unavailable), SHORT
 
     @read(
         "/entries/{seq}/proof",
@@ -916,7 +909,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         """`proof` of `GET /api/v1/entries/{seq}`: where the entry is on chain and, for a record written in a
         batch, `batch` with its Merkle proof. Cached as the entry is."""
         found, etag, cache = one_entry(request, conn, seq)
-        return _cached(request, response, etag_of("proof", etag), cache) or found.proof
+        return conditional(request, response, etag_of("proof", etag), cache) or found.proof
 
     # -- Merkle-anchored batches
 
@@ -969,12 +962,12 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         rows, more = queries.batch_rows(conn, after, limit, agency_id, withheld)
         files = verified_files(request.app)
         present = [files.present(bytes(row["file_hash"])) for row in rows]
-        if (cached := _cached(request, response, _list_etag(request, state, present), SHORT)) is not None:
+        if (cached := conditional(request, response, view_etag(request, state.position, present), SHORT)) is not None:
             return cached
         items = [queries.batch_info(row, state, available) for row, available in zip(rows, present, strict=True)]
         nxt = items[-1].seq if more and items else None
         if nxt is not None:
-            response.headers["Link"] = _link_next(request, after=nxt, limit=limit, **(
+            response.headers["Link"] = next_link(request, after=nxt, limit=limit, **(
                 {"agency_id": agency_id} if agency_id is not None else {}), **(
                 {"withheld": str(withheld).lower()} if withheld is not None else {}))
         return models.BatchPage(items=items, next=nxt)
@@ -1000,8 +993,8 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
         if found.final and available and found.withheld is None:
             etag = etag_of("batch", state.chain_id, state.contract_address, seq, found.entry_hash,
                            found.proof.block_hash)
-            return _cached(request, response, etag, IMMUTABLE) or found
-        return _cached(request, response, _list_etag(request, state, available), SHORT) or found
+            return conditional(request, response, etag, IMMUTABLE) or found
+        return conditional(request, response, view_etag(request, state.position, available), SHORT) or found
 
     @read(
         "/batches/{seq}/file",
@@ -1080,7 +1073,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             missing = tuple(
                 seq for seq, file_hash in queries.batch_files(conn, agency_id) if not files.present(file_hash)
             )
-        etag = _list_etag(request, state, missing)
+        etag = view_etag(request, state.position, missing)
         headers = {
             "ETag": etag,
             "Cache-Control": SHORT,

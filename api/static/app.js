@@ -8,6 +8,7 @@
 //   #/proof/{seq}                   one entry's proof, checkable against any node
 //   #/log                           the raw entry log, a page at a time (batch anchors marked)
 //   #/batches, #/batch/{seq}        Merkle-anchored batches, and one batch with its file
+//   #/audits                        independent audits: registered auditors, their attestations and reports
 
 import * as api from "./api.js";
 import { drawTrend } from "./chart.js";
@@ -182,7 +183,7 @@ function filterQuery(params) {
 // --- views ----------------------------------------------------------------------------------------------------
 
 async function scorecardsView({ params }) {
-  const answer = await cached("scorecards", { by: "agency", ...filterParams(params) });
+  const [answer, chain] = await Promise.all([cached("scorecards", { by: "agency", ...filterParams(params) }), chainOrNull()]);
   const rows = answer.items.map((card) =>
     row(
       h("a", { href: `#/agency/${enc(card.agency_id)}${filterQuery(params)}` }, localName(card, card.agency_id, "agency_name_")),
@@ -195,6 +196,7 @@ async function scorecardsView({ params }) {
     node: [
       pageHeading(heading),
       h("p", { class: "lead" }, t("sc_intro")),
+      auditLine(chain?.audit),
       filterForm(params),
       rows.length
         ? table({
@@ -327,11 +329,12 @@ function filterForm(params) {
 }
 
 async function agencyView({ args: [agencyId], params }) {
-  const [agency, commitments, scorecards, withheld] = await Promise.all([
+  const [agency, commitments, scorecards, withheld, chain] = await Promise.all([
     cached(`agencies/${enc(agencyId)}`, {}),
     cached("commitments", { agency_id: agencyId, limit: MAX_LIST }),
     cached("scorecards", { by: "commitment", ...filterParams(params) }),
     cached("batches", { agency_id: agencyId, withheld: true, limit: MAX_LIST }),
+    chainOrNull(),
   ]);
   const cards = new Map(scorecards.items.filter((card) => card.agency_id === agencyId).map((card) => [card.commitment_id, card]));
   const name = localName(agency, agencyId);
@@ -364,6 +367,7 @@ async function agencyView({ args: [agencyId], params }) {
       breadcrumbs([[t("nav_scorecards"), `#/${query}`]], name),
       pageHeading(name),
       h("p", { class: "lead", lang: other }, agency[`name_${other}`]),
+      auditLine(chain?.audit),
       facts([
         [t("agency_id"), code(agencyId)],
         [t("jurisdiction"), code(agency.jurisdiction)],
@@ -402,6 +406,91 @@ async function agencyView({ args: [agencyId], params }) {
       }),
     ],
   };
+}
+
+/** The chain facts, or null when they cannot be had: the audit line they give is not worth failing a view for. */
+function chainOrNull() {
+  return cached("chain", {}).catch(() => null);
+}
+
+/** One line on how far independent auditors vouch for the whole ledger (`/api/v1/chain`'s `audit`): "Independently
+ * audited up to block N by K auditors — passed", a warning when they found problems or when a registered auditor's
+ * latest attestation does not match the ledger, "Not yet independently audited" before any; with a link to the
+ * attestations and their reports. */
+function auditLine(audit) {
+  if (!audit) return null;
+  const { text, failed, audited } = auditSummary(audit);
+  const parts = [h("span", { class: "audit-summary" }, text)];
+  if (audit.not_matching) {
+    const key = audit.not_matching === 1 ? "audit_not_matching_one" : "audit_not_matching_many";
+    parts.push(" ", h("strong", { class: "audit-mismatch badge warn" }, t(key, { n: formatInt(audit.not_matching) })));
+  }
+  parts.push(" ", h("a", { href: "#/audits" }, t("audit_details")));
+  const kind = failed || audit.not_matching ? "error" : audited ? "success" : "note";
+  return h("p", { class: `message audit-line ${kind}` }, parts);
+}
+
+/** The audit line's words, and whether the ledger is audited at all and whether the audit found problems. */
+function auditSummary(audit) {
+  if (audit.audited_to_block === null || audit.audited_to_block === undefined) return { text: t("audit_none"), failed: false, audited: false };
+  const failed = audit.verdict !== "passed";
+  const auditors = audit.auditors === 1 ? t("audit_auditors_one") : t("audit_auditors_many", { n: formatInt(audit.auditors) });
+  const verdict = !failed
+    ? t("audit_passed")
+    : audit.findings === 1
+      ? t("audit_findings_one")
+      : t("audit_findings_many", { n: formatInt(audit.findings) });
+  return { text: t("audit_line", { block: formatInt(audit.audited_to_block), auditors }) + verdict, failed, audited: true };
+}
+
+/** The cells of an attestation in the audits tables: block, verdict, findings, whether it matches, its report. */
+function attestationCells(attestation) {
+  const matches = attestation.matches_ledger;
+  const verdict = attestation.verdict === "passed" ? h("span", { class: "badge" }, t("verdict_passed")) : h("span", { class: "badge warn" }, t("verdict_failed"));
+  return [
+    [formatInt(attestation.block_number), true],
+    [verdict, false],
+    [formatInt(attestation.findings), true],
+    [matches === null ? t("matches_unknown") : matches ? t("matches_yes") : h("span", { class: "badge warn" }, t("matches_no")), false],
+    [attestation.report_available ? h("a", { href: attestation.report_url, type: "application/json" }, t("report_link")) : h("span", { class: "subtle" }, t("report_missing")), false],
+  ];
+}
+
+async function auditsView() {
+  const [chain, page] = await Promise.all([cached("chain", {}), cached("attestations", { limit: MAX_LIST })]);
+  const audit = chain.audit;
+  const heading = t("audits_title");
+  const attestationColumns = [
+    { label: t("col_audited_block"), num: true },
+    { label: t("col_verdict") },
+    { label: t("col_findings"), num: true },
+    { label: t("col_matches") },
+    { label: t("col_report") },
+  ];
+  const current = audit.latest.length
+    ? table({
+        caption: t("audits_current_caption"),
+        columns: [{ label: t("col_auditor") }, ...attestationColumns, { label: t("col_proof") }],
+        rows: audit.latest.map(({ auditor, attestation }) =>
+          row(
+            code(auditor),
+            attestation
+              ? [...attestationCells(attestation), [proofLink(attestation.seq), false]]
+              : [[t("no_attestation"), false], ["", false], ["", false], ["", false], ["", false], ["", false]],
+          ),
+        ),
+        className: "auditors",
+      })
+    : message(t("audits_no_auditor"));
+  const all = page.items.length
+    ? table({
+        caption: t("audits_all_caption"),
+        columns: [{ label: t("col_seq") }, { label: t("col_auditor") }, ...attestationColumns],
+        rows: page.items.map((attestation) => row(proofLink(attestation.seq), [[code(attestation.auditor, { short: true }), false], ...attestationCells(attestation)])),
+        className: "attestations",
+      })
+    : message(t("audits_empty"));
+  return { title: heading, node: [pageHeading(heading), h("p", { class: "lead" }, t("audits_intro")), auditLine(audit), current, all] };
 }
 
 /** "N batches (M entries)", marked, when an agency withholds batches; "none" otherwise. */
@@ -1134,7 +1223,7 @@ async function proofView({ args: [seqText] }) {
       facts([
         [t("seq"), formatInt(seq)],
         [t("kind"), kindLabel(entry.kind)],
-        [t("col_agency"), h("a", { href: `#/agency/${enc(entry.agency_id)}` }, entry.agency_id)],
+        [t("col_agency"), entry.agency_id === null ? t("none") : h("a", { href: `#/agency/${enc(entry.agency_id)}` }, entry.agency_id)],
         [t("tx_hash"), code(proof.tx_hash)],
         [t("block_number"), formatInt(proof.block_number)],
         [t("block_hash"), code(proof.block_hash)],
@@ -1389,6 +1478,7 @@ const ROUTES = [
   [/^\/log$/, logView],
   [/^\/batches$/, batchesView],
   [/^\/batch\/(\d+)$/, batchView],
+  [/^\/audits$/, auditsView],
 ];
 
 function currentRoute() {
@@ -1469,7 +1559,7 @@ function updateNav(path) {
       ? "/receipt"
       : path.startsWith("/log") || path.startsWith("/batch")
         ? "/log"
-        : path.startsWith("/proof")
+        : path.startsWith("/proof") || path.startsWith("/audits")
           ? null
           : "/";
   for (const link of document.querySelectorAll("[data-nav]")) {
@@ -1503,6 +1593,7 @@ function chainFacts(chain) {
         ? h("a", { href: "#/batches" }, withheldCount(chain))
         : t("withheld_none"),
     ],
+    [t("audits_link"), chain.audit ? h("a", { href: "#/audits" }, auditSummary(chain.audit).text) : null],
   ]);
 }
 

@@ -11,6 +11,10 @@ printable ASCII characters right-padded with zero bytes (what ``ledger.records.s
 ``CODE`` is 66 characters wide. Free text (names) is stored as UTF-8 with invalid bytes and NULs replaced by
 U+FFFD; its exact bytes are on chain and in the record hash.
 
+An entry that belongs to no agency (the auditors' kinds: an auditor registered or revoked, an attestation) has the
+zero bytes32 as its agency on chain; ``entries.agency_id`` holds it as any code is held, :data:`NO_AGENCY`, which no
+agency can have (the contract refuses to register the zero id). The API shows it as null.
+
 Migrations (``ledger/store/migrations``, Alembic) build exactly this schema; a test compares them.
 """
 
@@ -39,6 +43,8 @@ metadata = MetaData()
 
 #: width of a code column: 32 ASCII characters, or 0x + 64 hex digits for a bytes32 that is not a printable code
 CODE = 66
+#: ``entries.agency_id`` of an entry of no agency: the zero bytes32 written as a code (``ledger.logs.code_text``)
+NO_AGENCY = "0x" + "00" * 32
 
 #: One row per indexed contract: where indexing stands, so it resumes after a restart.
 sync_state = Table(
@@ -334,4 +340,55 @@ batches = Table(
     Column("withheld_reason", Text, nullable=True),
     Index("ix_batches_block", "block_number"),
     Index("ix_batches_withheld", "withheld", "agency_id"),
+)
+
+
+#: Auditor keys (revision 0006): one row per registration — governance's AuditorAuthorized entry (``seq``) — with the
+#: AuditorRevoked entry that ended it (``revoked_seq``), if any. An auditor is registered now when it has a row without
+#: a revocation (at most one: the contract refuses to register a registered key). A key revoked and registered again
+#: has a row per registration, so a reorganisation can take back either without losing the other.
+auditors = Table(
+    "auditors",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("auditor", String(42), nullable=False),
+    Column("revoked_seq", BigInteger, nullable=True),
+    Index("ix_auditors_auditor", "auditor", "seq"),
+)
+
+#: Attestations (revision 0006): an auditor's signed checkpoint of the whole ledger, one row per AuditAttested entry,
+#: the checkpoint's fields as recorded. ``recorded_block``, ``recorded_at`` and ``tx_hash`` are where the attestation
+#: entry itself is (its block, that block's time, its transaction). ``matches_ledger`` is the index's verdict on the
+#: checkpoint (``ledger.indexer``): true when the index's own running hash after ``entry_count`` entries is
+#: ``running_hash`` and ``entry_count`` is the ledger's count at ``block_number``; false otherwise — the contract
+#: checks the signature, the block hash and that the count is not beyond the ledger's, not the running hash, so an
+#: auditor can sign any; null while the index has not got that many entries (never, in practice: the contract refuses
+#: a count beyond the ledger's at recording).
+attestations = Table(
+    "attestations",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("auditor", String(42), nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", LargeBinary(32), nullable=False),
+    Column("entry_count", BigInteger, nullable=False),
+    Column("running_hash", LargeBinary(24), nullable=False),
+    Column("report_hash", LargeBinary(32), nullable=False),
+    #: ledger.records.AuditVerdict: 1 passed, 2 failed
+    Column("verdict", SmallInteger, nullable=False),
+    #: a uint32 on chain
+    Column("findings", BigInteger, nullable=False),
+    Column("recorded_block", BigInteger, nullable=False),
+    Column("recorded_at", BigInteger, nullable=False),
+    Column("tx_hash", LargeBinary(32), nullable=False),
+    Column("matches_ledger", Boolean, nullable=True),
+    Index("ix_attestations_auditor", "auditor", "seq"),
+    Index("ix_attestations_report", "report_hash"),
+    # the undecided ones (none, in practice), looked for at every range written
+    Index(
+        "ix_attestations_undecided",
+        "seq",
+        postgresql_where=text("matches_ledger IS NULL"),
+        sqlite_where=text("matches_ledger IS NULL"),
+    ),
 )

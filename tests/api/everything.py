@@ -21,7 +21,7 @@ from api.settings import ApiSettings
 from ledger.chain import Chain
 from ledger.indexer import Indexer
 from ledger.node import AnvilNode
-from ledger.records import EntryKind, entry_hash, short_code
+from ledger.records import ZERO32, EntryKind, entry_hash, short_code
 from ledger.store.db import open_store
 from tests.conftest import World, build_world
 from tests.ledger.conftest import PG_SERVER, Scenario, write_everything
@@ -89,8 +89,11 @@ def settings_for(everything: EverythingChain, url: str, data_dir: Path, **change
 # --- proofs -----------------------------------------------------------------------------------------------------------
 
 
-def code_bytes(code: str) -> bytes:
-    """A code as the API shows it back to its bytes32 (``0x`` + 64 hex digits for one that is not ASCII)."""
+def code_bytes(code: str | None) -> bytes:
+    """A code as the API shows it back to its bytes32 (``0x`` + 64 hex digits for one that is not ASCII; null, the
+    agency of an entry of no agency, is the zero bytes32)."""
+    if code is None:
+        return ZERO32
     if code.startswith("0x") and len(code) == 66:
         return bytes.fromhex(code[2:])
     return short_code(code)

@@ -35,6 +35,7 @@ from ledger.records import (
 )
 from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
 from tests.conftest import World, build_world, case_id
+from tests.contracts.test_attestations import checkpoint as honest_checkpoint
 
 PG_SERVER = os.environ.get("CIVIC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -137,7 +138,8 @@ def last_seq(world: World) -> int:
 
 def write_everything(world: World, checkpoint: Callable[[str], None] = lambda stage: None) -> Scenario:
     """Every entry kind and every derived-state rule the index implements, written to `world`'s ledger:
-    governance entries (registration with odd names and a non-ASCII id, authorisation, revocation), commitment
+    governance entries (registration with odd names and a non-ASCII id, authorisation, revocation), auditors (one
+    registered with an honest attestation recorded, one registered and revoked), commitment
     versions and a retirement, calendar-hour and working-day cases (holds, escalation, invalid transitions, batches,
     relayed single and batch events), corrections (applied, refused: other agency, already voided; one voiding a
     correction; one voiding an Opened), and a holiday calendar whose second version changes due dates.
@@ -233,6 +235,21 @@ def write_everything(world: World, checkpoint: Callable[[str], None] = lambda st
                                     occurred_at=t0 + 3 * hour))
     s.seqs["c voids correction"] = last_seq(world)
     checkpoint("after the corrections")
+
+    # Auditors (entries of no agency): one registered, whose honest checkpoint is recorded by a relayer; another
+    # registered and revoked.
+    auditor = world.chain.new_account()
+    ledger.authorize_auditor(gov, auditor.address)
+    s.seqs["auditor"] = last_seq(world)
+    attestation = honest_checkpoint(world)
+    ledger.record_attestation(world.relayer, attestation, auditor.address,
+                              ledger.sign_attestation(auditor.key, attestation))
+    s.seqs["attested"] = last_seq(world)
+    gone = world.chain.new_account()
+    ledger.authorize_auditor(gov, gone.address)
+    s.seqs["auditor gone"] = last_seq(world)
+    ledger.revoke_auditor(gov, gone.address)
+    s.seqs["auditor revoked"] = last_seq(world)
 
     # A retired commitment, relayed writes (the actor is the signer, not the relayer), the other agency's case.
     old = short_code("OLD-SERVICE")

@@ -112,6 +112,8 @@ def test_fast_decoder_matches_decode_log(world: World) -> None:
         assert got == expected, b.kind
         if b.kind in (EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED):
             assert a.signer == b.record.signer
+        if b.kind in (EntryKind.AUDITOR_AUTHORIZED, EntryKind.AUDITOR_REVOKED):
+            assert a.signer == b.record.auditor and a.agency_id == records.ZERO32
     # every kind but batch anchors, which the batch tests cover (they come with batch files of their own)
     assert kinds == {kind for kind in EntryKind if kind.name != "BATCH_ANCHORED"}
     head_ = records.ZERO_HEAD

@@ -1,0 +1,292 @@
+"""Audit routes of the API, under ``/api/v1``: the auditors governance registered, their attestations (each with the
+index's verdict on its checkpoint, ``matches_ledger``), and audit reports served by their hash (``api.attestations``).
+
+``PUT /api/v1/audit-reports/{hash}`` lets anyone publish a report an indexed attestation names: it counts as a write
+(``write_rate_per_minute`` per client address, its own token buckets), and is refused, each a ``{"error": {"code",
+"message"}}`` (``api.errors``), when:
+
+======  ======================  ==========================================================================
+429     ``rate_limited``        too many writes from this client address (``Retry-After``)
+404     ``report_not_attested`` no indexed attestation names this hash (checked before the body is read)
+413     ``too_large``           the body is over ``MAX_REPORT_BYTES`` (8 MiB): by its Content-Length, or while
+                                it is read (a chunked body has none)
+422     ``hash_mismatch``       keccak256 of the body is not the hash in the path
+422     ``invalid_json``        the body is not JSON (UTF-8; NaN and Infinity are not JSON)
+======  ======================  ==========================================================================
+
+An accepted report is written durably (``ledger.files.HashedFiles``) before the answer: 201 when it was not here,
+200 when it already was. ``GET`` gives its exact bytes (``application/json``; immutable: the name is the hash).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations.
+
+import json
+import math
+from typing import Annotated, Any
+
+from eth_utils import to_checksum_address
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+
+from api import attestations, models, queries
+from api.deps import get_snapshot
+from api.errors import ApiError, not_found
+from api.http import IMMUTABLE, SHORT, conditional, next_link, not_modified, not_modified_response, view_etag
+from api.ratelimit import TokenBuckets
+from api.routes.public import (
+    CACHE_HEADERS,
+    ERROR_RESPONSES,
+    INT64_MAX,
+    LINK_HEADER,
+    NOT_FOUND,
+    NOT_MODIFIED,
+    PREFIX,
+    read_route,
+)
+from api.settings import ApiSettings
+from ledger.errors import LedgerError
+from ledger.logs import keccak
+
+REPORT_HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+ReportHash = Annotated[
+    str,
+    Path(pattern=REPORT_HASH_PATTERN, description="keccak256 of the report's bytes (0x + 64 hex digits), as an "
+         "attestation names it", examples=["0x1c8aff950685c2ed4bc3174f3472287b56d9517b9c948127319a09a7a36deac8"]),
+]
+AuditorQuery = Annotated[
+    str | None,
+    Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="only this auditor key's attestations",
+          examples=["0x448742A18a57Bd81d51bB4b9B4ff47aBA6daaB65"]),
+]
+
+
+def _ok(description: str, **extra: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "headers": {**CACHE_HEADERS, **extra}}}
+
+
+def _stored(report_hash: bytes, size: int) -> dict[str, Any]:
+    return {"report_hash": queries.to_hex(report_hash), "report_url": attestations.report_url(report_hash),
+            "bytes": size}
+
+
+def _not_json(_: str) -> Any:
+    raise ValueError("not JSON")
+
+
+def build_router(settings: ApiSettings) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, responses=ERROR_RESPONSES, tags=["audits"])
+    max_page = settings.max_page_size
+    default_page = min(settings.default_page_size, max_page)
+    Limit = Annotated[
+        int, Query(ge=1, le=max_page, description=f"page size, at most {max_page}", examples=[default_page])
+    ]
+    After = Annotated[
+        int | None,
+        Query(ge=0, le=INT64_MAX, description="cursor: items with seq above this (the `next` of the previous page)"),
+    ]
+    Snapshot = Annotated[Connection, Depends(get_snapshot)]
+    writes = TokenBuckets(settings.write_rate_per_minute) if settings.write_rate_per_minute > 0 else None
+
+    def state_of(conn: Connection) -> queries.IndexState:
+        return queries.index_state(conn, settings.contract_address, settings.chain_id)
+
+    def read(path: str, **kwargs: Any) -> Any:
+        return read_route(router, path, **kwargs)
+
+    @read(
+        "/auditors",
+        operation_id="listAuditors",
+        response_model=models.AuditorPage,
+        summary="Auditor keys registered by governance, each registration with its proof",
+        responses={**_ok("A page of registrations", **LINK_HEADER), **NOT_MODIFIED},
+    )
+    def list_auditors(request: Request, response: Response, conn: Snapshot, after: After = None,
+                      limit: Limit = default_page) -> Any:
+        """Every registration of an auditor key (an `auditor_authorized` entry), whether it stands or was revoked (an
+        `auditor_revoked` entry), how many attestations the key has recorded and its latest one. Only a registered
+        key's attestations are recorded by the contract; an auditor key is never an agency key."""
+        state = state_of(conn)
+        reports = attestations.audit_reports(request.app)
+        items, more = attestations.auditors_page(conn, state, reports, after, limit)
+        if (cached := conditional(request, response, view_etag(request, state.position, _availability(items)),
+                                  SHORT)) is not None:
+            return cached
+        nxt = items[-1].registration.seq if more and items else None
+        if nxt is not None:
+            response.headers["Link"] = next_link(request, after=nxt, limit=limit)
+        return models.AuditorPage(items=items, next=nxt)
+
+    @read(
+        "/attestations",
+        operation_id="listAttestations",
+        response_model=models.AttestationPage,
+        summary="Audit attestations recorded on the ledger, in seq order, a page at a time",
+        responses={**_ok("A page of attestations", **LINK_HEADER), **NOT_MODIFIED},
+    )
+    def list_attestations(request: Request, response: Response, conn: Snapshot, auditor: AuditorQuery = None,
+                          after: After = None, limit: Limit = default_page) -> Any:
+        """Every attestation (an `audit_attested` entry): the auditor's checkpoint (block, entry count, running hash),
+        its report hash, verdict and findings, whether the checkpoint is the ledger's (`matches_ledger`: the contract
+        cannot check the running hash, the index does), whether the report is published here, and the proof."""
+        key = None if auditor is None else to_checksum_address(auditor)
+        state = state_of(conn)
+        reports = attestations.audit_reports(request.app)
+        items, more = attestations.attestations_page(conn, state, reports, after, limit, key)
+        if (cached := conditional(request, response, view_etag(request, state.position, _availability(items)),
+                                  SHORT)) is not None:
+            return cached
+        nxt = items[-1].seq if more and items else None
+        if nxt is not None:
+            params: dict[str, Any] = {"after": nxt, "limit": limit}
+            if key is not None:
+                params["auditor"] = key
+            response.headers["Link"] = next_link(request, **params)
+        return models.AttestationPage(items=items, next=nxt)
+
+    @read(
+        "/attestations/{seq}",
+        operation_id="getAttestation",
+        response_model=models.Attestation,
+        summary="One audit attestation",
+        responses={**_ok("The attestation"), **NOT_MODIFIED, **NOT_FOUND},
+    )
+    def get_attestation(
+        request: Request,
+        response: Response,
+        conn: Snapshot,
+        seq: Annotated[int, Path(ge=0, le=INT64_MAX, description="the attestation's entry seq", examples=[1205])],
+    ) -> Any:
+        """The attestation recorded as entry `seq`, with its proof and the index's verdict on its checkpoint."""
+        state = state_of(conn)
+        found = attestations.attestation(conn, state, attestations.audit_reports(request.app), seq)
+        if found is None:
+            raise not_found(f"no attestation at seq {seq} ({PREFIX}/attestations lists them)")
+        etag = view_etag(request, state.position, found.report_available)
+        return conditional(request, response, etag, SHORT) or found
+
+    @read(
+        "/audit-reports/{report_hash}",
+        operation_id="getAuditReport",
+        summary="An audit report, byte for byte, by its keccak256",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The report's exact bytes: their keccak256 is the hash in the path",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+                "headers": CACHE_HEADERS,
+            },
+            **NOT_MODIFIED,
+            404: {"model": models.ErrorResponse, "description": "No report with this hash is published here "
+                  "(report_unavailable)"},
+        },
+    )
+    async def get_report(request: Request, report_hash: ReportHash) -> Response:
+        """The JSON report an auditor's attestation names by its hash, exactly as published (check: keccak256 of the
+        bytes is the hash). Served as immutable: its name is its content."""
+        digest = bytes.fromhex(report_hash[2:])
+        etag = f'"{queries.to_hex(digest)}"'
+        if not_modified(request, etag):
+            return not_modified_response(etag, IMMUTABLE)
+        reports = attestations.audit_reports(request.app)
+        try:
+            content = await run_in_threadpool(reports.get, digest)
+        except LedgerError:
+            content = None  # altered on disk: never served as the named report
+        if content is None:
+            raise ApiError(404, "report_unavailable", f"no report {queries.to_hex(digest)} is published here (an "
+                           f"auditor or anyone holding it may publish it: PUT {request.url.path})")
+        return Response(content, media_type="application/json", headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+
+    @router.put(
+        "/audit-reports/{report_hash}",
+        operation_id="putAuditReport",
+        summary="Publish an audit report an attestation names (a write: rate limited)",
+        status_code=201,
+        responses={
+            200: {"description": "Already published: nothing changed"},
+            201: {"description": "Published (written durably)"},
+            404: {"model": models.ErrorResponse, "description": "report_not_attested: no indexed attestation names "
+                  "this hash"},
+            413: {"model": models.ErrorResponse, "description": "too_large: over 8 MiB"},
+            422: {"model": models.ErrorResponse, "description": "hash_mismatch (keccak256 of the body is another "
+                  "hash) or invalid_json"},
+        },
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "description": "the report, byte for byte as hashed"}}}}},
+    )
+    async def put_report(request: Request, report_hash: ReportHash) -> Response:
+        """Store the body as the report with this hash, when an indexed attestation names the hash, the body hashes
+        to it (keccak256), is at most 8 MiB and is JSON. Anyone may publish it (the hash makes it the auditor's)."""
+        if writes is not None:
+            client = request.client.host if request.client else "unknown"
+            wait = writes.take(client)
+            if wait:
+                raise ApiError(429, "rate_limited", "too many writes from this address; retry later",
+                               headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        digest = bytes.fromhex(report_hash[2:])
+        named = await run_in_threadpool(_attested, request.app, digest)
+        if not named:
+            raise ApiError(404, "report_not_attested", f"no attestation on the ledger names report "
+                           f"{queries.to_hex(digest)}: only a report an indexed attestation commits to is kept")
+        body = await _read_bounded(request, attestations.MAX_REPORT_BYTES)
+        if keccak(body) != digest:
+            raise ApiError(422, "hash_mismatch", f"the body's keccak256 is {queries.to_hex(keccak(body))}, not "
+                           f"{queries.to_hex(digest)}")
+        try:
+            json.loads(body, parse_constant=_not_json)
+        except ValueError:
+            raise ApiError(422, "invalid_json", "the report is not JSON (UTF-8)") from None
+        reports = attestations.audit_reports(request.app)
+        existed = await run_in_threadpool(reports.present, digest)
+        await run_in_threadpool(reports.put, body, digest)
+        return JSONResponse(_stored(digest, len(body)), status_code=200 if existed else 201)
+
+    def other_method(request: Request) -> Response:
+        # The GET (with HEAD) and PUT of a report are separate routes, and a 405 would list only one's methods.
+        raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here",
+                       headers={"Allow": "GET, HEAD, PUT"})
+
+    router.add_api_route("/audit-reports/{report_hash}", other_method, methods=["DELETE", "OPTIONS", "PATCH", "POST"],
+                         include_in_schema=False)
+    return router
+
+
+def _availability(items: list[Any]) -> tuple[bool, ...]:
+    """Which reports of a page's attestations are published (the answer changes when one is)."""
+    out = []
+    for item in items:
+        found = item.latest_attestation if isinstance(item, models.Auditor) else item
+        out.append(found is not None and found.report_available)
+    return tuple(out)
+
+
+def _attested(app: FastAPI, digest: bytes) -> bool:
+    with queries.read_snapshot(app.state.store) as conn:
+        return attestations.report_attested(conn, digest)
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) once it is over `limit` bytes: by its Content-Length before anything is read,
+    or while it is read (a chunked body declares none), never buffering more than `limit` + one chunk."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"the report exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"the report exceeds {limit} bytes")
+    return bytes(body)
+
+
+def register(app: FastAPI, settings: ApiSettings) -> None:
+    """Include the audit routes (after ``api.routes.public``: its error handlers, read rate limit and CORS apply)."""
+    app.include_router(build_router(settings))
+    app.openapi_tags = (app.openapi_tags or []) + [
+        {"name": "audits", "description": "Registered auditors, their attestations, and audit reports by hash"},
+    ]
+
+
+__all__ = ["register"]

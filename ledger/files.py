@@ -1,0 +1,95 @@
+"""Files named by the keccak256 of their bytes, in one directory: published durably, read back checked.
+
+What the service keeps beside the index and serves by hash (an audit report). Like the index, such a file is public
+and checkable by anyone: its name is its hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from ledger.errors import LedgerError
+from ledger.logs import keccak
+
+
+class HashedFiles:
+    """Files ``<keccak256 hex><suffix>`` in ``directory``."""
+
+    def __init__(self, directory: Path, suffix: str) -> None:
+        self.directory = Path(directory)
+        self.suffix = suffix
+
+    def path(self, digest: bytes) -> Path:
+        return self.directory / f"{digest.hex()}{self.suffix}"
+
+    def present(self, digest: bytes) -> bool:
+        return self.path(digest).is_file()
+
+    def put(self, content: bytes, digest: bytes | None = None) -> Path:
+        """Publish `content` durably before returning (`digest`, when given, must be its keccak256).
+
+        The bytes go to a unique temporary name in the directory (so concurrent puts of one file never write into
+        each other's), are flushed and fsynced, then renamed over the final name (``os.replace``: atomic, a reader
+        sees the whole file or none), and the directory is fsynced so the rename itself survives a crash. A file
+        already under the name is kept only when its bytes hash to it; a corrupt one (torn by a crash, a disk fault,
+        an edit) is replaced. If anything fails before the rename, the temporary file is removed and the final name
+        is untouched."""
+        found = keccak(content)
+        if digest is not None and digest != found:
+            raise LedgerError(f"the content hashes to 0x{found.hex()}, not 0x{digest.hex()}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(found)
+        if self._intact(path, found, len(content)):
+            fsync_directory(self.directory)  # a concurrent put may have renamed it and not synced the directory yet
+            return path
+        fd, temporary = tempfile.mkstemp(prefix=f".{found.hex()}.", suffix=".partial", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), 0o644)  # a published file: mkstemp makes it owner-only
+                out.write(content)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        fsync_directory(self.directory)
+        return path
+
+    def get(self, digest: bytes) -> bytes | None:
+        """The file's bytes, or None when it is not here; a file whose bytes do not match its name is refused
+        (:class:`~ledger.errors.LedgerError`): it was altered, and is never served as the named one."""
+        try:
+            content = self.path(digest).read_bytes()
+        except FileNotFoundError:
+            return None
+        if keccak(content) != digest:
+            raise LedgerError(f"{self.path(digest).name} does not hash to its name: the file was altered")
+        return content
+
+    @staticmethod
+    def _intact(path: Path, digest: bytes, size: int) -> bool:
+        """Whether the file under `path` is there with bytes that hash to its name (then it is fsynced too: it may
+        have been written by a put that has not synced it yet)."""
+        try:
+            with path.open("rb") as existing:
+                if os.fstat(existing.fileno()).st_size != size or keccak(existing.read()) != digest:
+                    return False
+                os.fsync(existing.fileno())
+                return True
+        except FileNotFoundError:
+            return False
+
+
+def fsync_directory(directory: Path) -> None:
+    """fsync a directory, so that a file created or renamed in it survives a crash (POSIX fsync(2) of the file alone
+    does not cover its directory entry)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
