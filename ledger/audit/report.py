@@ -22,8 +22,14 @@ STATUS_STYLE = {Status.PASS: "bold green", Status.FAIL: "bold red", Status.SKIPP
 STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "skipped": "#9a6700", "not_applicable": "#6e7781"}
 
 
+def report_bytes(report: AuditReport) -> bytes:
+    """The JSON report's exact bytes: what ``--json`` writes, and what an attestation's report hash is the keccak256
+    of (``ledger.audit.attest``)."""
+    return (json.dumps(report.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+
+
 def write_json(report: AuditReport, path: Path) -> None:
-    path.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    path.write_bytes(report_bytes(report))
 
 
 def _counts(result: CheckResult, limit: int = 4) -> str:
