@@ -1,18 +1,22 @@
 """What the public API should answer, built from the chain alone: each function gives the JSON the API must serve
-for an entry, agency, commitment or case, in the API's representation (``api/models.py``: bytes as ``0x`` + lowercase
-hex, codes as text, times as unix seconds, rates as 4-place decimal strings). The auditor compares the API's answers
-with these value for value. ``final`` is left out: it depends on the service's confirmation depth, and is checked
-separately."""
+for an entry, batch, agency, commitment or case (and :func:`withheld`, which batches it must call withheld), in the
+API's representation (``api/models.py``: bytes as ``0x`` + lowercase hex, codes as text, times as unix seconds, rates
+as 4-place decimal strings). The auditor compares the API's answers with these value for value. ``final`` is left
+out: it depends on the service's confirmation depth, and is checked separately."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.audit.rebuild import CaseRecord, CommitmentState, LedgerModel, hex0x
 from ledger.batches import verify_proof
+from ledger.batchread import WITHHELD_IMPOSSIBLE
+from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
 from ledger.logs import DecodedEntry, code_text
 from ledger.metrics import rate_from_bps
-from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
+from ledger.records import ZERO32, CaseAction, Channel, DeadlineUnit, EntryKind
 
 KIND_NAMES = {kind.value: kind.name.lower() for kind in EntryKind}
 ACTION_NAMES = {action.value: action.name.lower() for action in CaseAction}
@@ -85,20 +89,68 @@ def batch(anchor: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Withheld:
+    """The batches the API must call withheld (``GET /batches?withheld=true``; counted as ``batches_withheld`` and
+    ``entries_withheld`` on ``/chain``, agency pages and agency scorecards): those whose file the audit could not read
+    either, by agency. An agency in `unknown` has a batch whose file the audit looked for elsewhere than the API
+    (``--batches``) and did not find there, while the API may have it: what it serves of that agency's withheld
+    batches is not compared."""
+
+    by_agency: dict[str, list[DecodedEntry]] = field(default_factory=dict)
+    unknown: set[str] = field(default_factory=set)
+
+    def seqs(self, agency_id: str) -> set[int] | None:
+        """The seqs of the agency's withheld batches, or None when that cannot be told."""
+        return None if agency_id in self.unknown else {a.seq for a in self.by_agency.get(agency_id, [])}
+
+    def counts(self, agency_id: str | None = None) -> dict[str, int] | None:
+        """``batches_withheld`` and ``entries_withheld`` of one agency (None: of the whole ledger), or None when they
+        cannot be told."""
+        if (self.unknown if agency_id is None else agency_id in self.unknown):
+            return None
+        anchors = ([a for found in self.by_agency.values() for a in found] if agency_id is None
+                   else self.by_agency.get(agency_id, []))
+        return {"batches_withheld": len(anchors), "entries_withheld": sum(a.record["count"] for a in anchors)}
+
+
+def withheld(model: LedgerModel, count: int, outcomes: Mapping[int, Any] | None, from_api: bool) -> Withheld:
+    """The batches anchored before seq `count` that the API must call withheld: those whose file the audit could not
+    read (``ledger.audit.batchfiles``; `outcomes` by anchor seq, None when no batch files were read) — from the API
+    itself (`from_api`), or of a kind no source can cure (a file with the anchored hash that cannot match)."""
+    out = Withheld()
+    for seq, anchor in sorted(model.anchors.items()):
+        if seq >= count or seq in model.contents:
+            continue
+        agency = code_text(anchor.agency_id)
+        outcome = outcomes.get(seq) if outcomes is not None else None
+        if outcomes is not None and (from_api or (outcome is not None and outcome.withheld == WITHHELD_IMPOSSIBLE)):
+            out.by_agency.setdefault(agency, []).append(anchor)
+        else:
+            out.unknown.add(agency)
+    return out
+
+
 def entry(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
     """``GET /entries`` item."""
     return {
         "seq": e.seq,
         "kind": KIND_NAMES[int(e.kind)],
         "kind_code": int(e.kind),
-        "agency_id": code_text(e.agency_id),
+        "agency_id": None if e.agency_id == ZERO32 else code_text(e.agency_id),  # an auditor's entry: no agency
         "actor": e.actor,
         "record_hash": hex0x(e.record_hash),
         "entry_hash": hex0x(e.entry_hash),
         "running_hash": hex0x(model.running[e.seq]),
         "occurred_at": e.record.get("occurred_at"),  # none for governance entries, ratings and disputes
+        "not_applied_reason": not_applied_reason(e, model),
         "proof": proof(e, model),
     }
+
+
+def not_applied_reason(e: DecodedEntry, model: LedgerModel) -> str | None:
+    """Why a case event does not apply to its case (a receipt case's event written in a batch), or None."""
+    return BATCHED_RECEIPT_CASE_EVENT if e.seq in model.not_applied else None
 
 
 def entry_export(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
@@ -226,6 +278,7 @@ def case_event(e: DecodedEntry, model: LedgerModel) -> dict[str, Any]:
         "district": code_text(r["district"]) if opened else None,
         "channel": r["channel"] if opened else None,
         "voided_by": model.voided.get(e.seq),
+        "not_applied_reason": not_applied_reason(e, model),
         "proof": proof(e, model),
     }
 

@@ -22,13 +22,16 @@ The rows built here (:class:`~ledger.metrics.CaseRow`, :class:`~ledger.metrics.E
 what the index's tables would hold if it were honest, in the index's
 representation (codes as text, names as display text), so the public API's answers and metrics can be compared
 with them value for value.
+
+The model is made by :class:`Builder`, a piece of the log at a time (``civic-audit monitor`` extends it with each
+round's new entries, at the cost of those entries and the cases they touch); :func:`rebuild` is its one-go use.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -54,7 +57,10 @@ from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, RatingR
 from ledger.records import ENTRY_TYPEHASH, ZERO_HEAD, CaseAction, EntryKind
 from ledger.workdays import YearCalendar
 
-GOVERNANCE_KINDS = frozenset({EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED})
+GOVERNANCE_KINDS = frozenset({EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED,
+                              EntryKind.AUDITOR_AUTHORIZED, EntryKind.AUDITOR_REVOKED})
+#: entries signed by a registered auditor's key, of no agency (the attestations check's business)
+AUDITOR_KINDS = frozenset({EntryKind.AUDIT_ATTESTED})
 #: entries signed by a citizen's receipt key (relayed), not by an agency key; they claim no time
 CITIZEN_KINDS = frozenset({EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED})
 #: the entries of a case other than its events: its receipt, and its holder's ratings and disputes
@@ -249,146 +255,362 @@ class LedgerModel:
 def rebuild(entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent] | None = None) -> LedgerModel:
     """The model of `entries` (in seq order; a duplicated seq is taken once, the first time), with the events of each
     batch anchor whose checked file content `batches` gives (by the anchor's seq); the other anchors' batches are
-    withheld (`unread`)."""
-    logged: list[DecodedEntry] = []
-    seen: set[int] = set()
-    for e in entries:
-        if e.seq not in seen:
+    withheld (`unread`). The one-go use of :class:`Builder`."""
+    return Builder().extend(entries, batches).model()
+
+
+@dataclass(slots=True)
+class _Fold:
+    """Where a case's fold stands: its accumulator and the bookkeeping of its receipts, ratings and disputes, after
+    its first `events` events and `feedback` feedback entries."""
+
+    progress: CaseProgress
+    #: folded with the feedback bookkeeping (the case had feedback entries); a case without any is folded without it,
+    #: and folded again from its first event once it gets one
+    tracked: bool
+    events: int = 0
+    feedback: int = 0
+    closures: int = 0
+    last_closing: DecodedEntry | None = None
+    receipts: int = 0
+    ratings: int = 0
+    #: non-voided Reopened and DisputeRejected events, in seq order (tracked folds only)
+    answering: list[DecodedEntry] = field(default_factory=list)
+
+
+class Builder:
+    """The model of a log read a piece at a time: :meth:`extend` with each piece of entries (the log's continuation, in
+    seq order) and the checked contents of the batches anchored in it, then :meth:`model`. Any split of a log into
+    pieces gives the model :func:`rebuild` gives of the whole (``tests/audit/test_rebuild_incremental.py``), and each
+    piece costs its own entries and the cases they touch, not the whole log:
+
+    - the running hash, entries, anchors and their batches' events carry on from the last piece;
+    - corrections are applied (``ledger.cases.voided_entries``) to the new entries, with the earlier targets they
+      name that are not voided yet; a case with an event voided by a new correction is folded again from its first
+      event (and a commitment version voided gets its ``voided_by``);
+    - a case with new events or feedback resumes its fold (``ledger.cases.CaseProgress``) where it stood: its events
+      and feedback are applied in seq order, and a new piece's entries all come after the stored ones; a case that
+      gets its first receipt, rating or dispute is folded again from its first event with the feedback bookkeeping;
+    - a case's state (``CaseProgress.state``) is recomputed when its fold moved, when a new calendar version of its
+      agency's jurisdiction replaces one, and when its agency is registered after it was opened (its jurisdiction).
+      A new commitment version never changes a stored case: the version in force is the latest whose seq is below
+      the case's Opened, and a new version's seq is above every stored entry's.
+
+    What the incremental rules assume — a log in strictly increasing seq order, batch contents given with their
+    anchor — holds for a log read from a node in block order. When it does not (entries out of order, the content
+    of a batch withheld so far given later) the whole model is rebuilt from the entries taken so far, exactly as
+    :func:`rebuild` would. The model :meth:`model` returns shares this builder's containers: take it after the last
+    :meth:`extend` it should reflect."""
+
+    def __init__(self) -> None:
+        self.logged: list[DecodedEntry] = []
+        self.contents: dict[int, BatchContent] = {}
+        self._restart()
+
+    def _restart(self) -> None:
+        """Forget everything made from `logged` (kept, with `contents`)."""
+        self._seen: set[int] = set()
+        self.running: dict[int, bytes] = {}
+        self.head = ZERO_HEAD
+        self.unique: list[DecodedEntry] = []
+        self.by_seq: dict[int, DecodedEntry] = {}
+        self.anchors: dict[int, DecodedEntry] = {}
+        self.unread: dict[int, DecodedEntry] = {}
+        self.not_applied: dict[int, DecodedEntry] = {}
+        #: whether `unique` is in strictly increasing seq order (what the incremental rules need)
+        self._ordered = True
+        self._derived_from = 0
+        self._clear_derived()
+
+    def _clear_derived(self) -> None:
+        """Forget everything made from `unique` (corrections, agencies, commitments, calendars, cases)."""
+        self.voided: dict[int, int] = {}
+        self.refused: list[tuple[DecodedEntry, str]] = []
+        self.agencies: dict[str, AgencyState] = {}
+        self.commitments: dict[tuple[str, str], CommitmentState] = {}
+        self.calendars: dict[str, dict[int, tuple[int, YearCalendar, DecodedEntry]]] = {}
+        self.cases: dict[tuple[str, bytes], CaseRecord] = {}
+        #: receipt, rating and dispute entries by case, in seq order (cases without events included)
+        self.feedback: dict[tuple[str, bytes], list[DecodedEntry]] = {}
+        #: the records of cases with feedback but no event (yet)
+        self._orphans: dict[tuple[str, bytes], CaseRecord] = {}
+        self._folds: dict[tuple[str, bytes], _Fold] = {}
+        self._contexts: dict[tuple[str, bytes], list[FeedbackContext]] = {}
+        self._answers: dict[tuple[str, bytes], dict[int, DecodedEntry | None]] = {}
+        self._versions: dict[tuple[str, str], list[CommitmentVersion]] = {}
+        #: a commitment version's row by its entry's seq: (commitment, index in its versions)
+        self._version_at: dict[int, tuple[tuple[str, str], int]] = {}
+        self._year_calendars: dict[str, dict[int, YearCalendar]] = {}
+        self._cases_of: dict[str, list[tuple[str, bytes]]] = {}
+        self._derived_from = 0
+
+    # -- taking entries
+
+    def extend(
+        self, entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent] | None = None
+    ) -> Builder:
+        """Take the next entries of the log (in seq order; a seq taken before is ignored, as :func:`rebuild` takes a
+        duplicated seq once) and the checked contents of batches anchored among them, by the anchor's seq."""
+        given = batches or {}
+        late = any(seq in self.unread for seq in given)  # a batch withheld so far can be read now
+        self.contents.update(given)
+        if late:
+            taken = [*self.logged, *entries]
+            self.logged = []
+            self._restart()
+            self._take(taken)
+        else:
+            self._take(entries)
+        if not self._ordered or self._derived_from == 0 and self.unique:
+            self._derive_all()
+        else:
+            self._derive(self.unique[self._derived_from:], resumed=True)
+        return self
+
+    def _take(self, entries: Iterable[DecodedEntry]) -> None:
+        """Log order: the running hash, each seq once, and each anchor's batch expanded into its events (or withheld
+        when its content is not given)."""
+        seen, logged, contents = self._seen, self.logged, self.contents
+        running, by_seq, unique = self.running, self.by_seq, self.unique
+        head = self.head
+        last = unique[-1].seq if unique else -1
+        ordered = self._ordered
+        for e in entries:
+            if e.seq in seen:
+                continue
             seen.add(e.seq)
             logged.append(e)
-    contents = batches or {}
-    running: dict[int, bytes] = {}
-    head = ZERO_HEAD
-    unique: list[DecodedEntry] = []
-    by_seq: dict[int, DecodedEntry] = {}
-    anchors: dict[int, DecodedEntry] = {}
-    unread: dict[int, DecodedEntry] = {}
-    not_applied: dict[int, DecodedEntry] = {}
-    for e in logged:
-        head = fold(head, e.entry_hash)
-        if e.kind != EntryKind.BATCH_ANCHORED:
-            running[e.seq] = head
-            if e.seq not in by_seq:
-                by_seq[e.seq] = e
-                unique.append(e)
-            continue
-        anchors[e.seq] = e
-        for seq in range(e.seq, e.seq + e.record["count"]):
-            running[seq] = head
-        content = contents.get(e.seq)
-        if content is None:
-            unread[e.seq] = e
-            continue
-        for item in batched_entries(e, content):
-            if item.seq not in by_seq:  # a later log claiming a batched seq is the log check's business
-                by_seq[item.seq] = item
-                unique.append(item)
-                if not batched_event_applies(item.record["case_id"]):
-                    not_applied[item.seq] = item
-    if anchors:
-        unique.sort(key=lambda e: e.seq)
+            head = fold(head, e.entry_hash)
+            if e.kind != EntryKind.BATCH_ANCHORED:
+                running[e.seq] = head
+                if e.seq not in by_seq:
+                    by_seq[e.seq] = e
+                    unique.append(e)
+                    ordered = ordered and e.seq > last
+                    last = max(last, e.seq)
+                continue
+            self.anchors[e.seq] = e
+            for seq in range(e.seq, e.seq + e.record["count"]):
+                running[seq] = head
+            content = contents.get(e.seq)
+            if content is None:
+                self.unread[e.seq] = e
+                continue
+            for item in batched_entries(e, content):
+                if item.seq not in by_seq:  # a later log claiming a batched seq is the log check's business
+                    by_seq[item.seq] = item
+                    unique.append(item)
+                    ordered = ordered and item.seq > last
+                    last = max(last, item.seq)
+                    if not batched_event_applies(item.record["case_id"]):
+                        self.not_applied[item.seq] = item
+        self.head = head
+        self._ordered = ordered
 
-    targets = [
-        (e.seq, e.agency_id, e.record["target_seq"] if e.kind == EntryKind.CORRECTION else None, int(e.kind))
-        for e in unique
-    ]
-    voided = voided_entries(targets)
-    applied = set(voided.values())
-    refused: list[tuple[DecodedEntry, str]] = []
-    for e in unique:
-        if e.kind == EntryKind.CORRECTION and e.seq not in applied:
-            target = by_seq.get(e.record["target_seq"])
-            if target is None or target.seq >= e.seq:
-                why = f"its target seq {e.record['target_seq']} is not an earlier entry"
-            elif target.agency_id != e.agency_id:
-                why = f"its target seq {target.seq} belongs to another agency ({code_text(target.agency_id)})"
-            elif int(target.kind) in UNVOIDABLE_KINDS:
-                why = (f"its target seq {target.seq} is a {target.kind.name.lower()} entry, which no correction can "
-                       "void (a citizen's receipt, rating or dispute)")
-            else:
-                why = f"its target seq {target.seq} was already voided by seq {voided.get(target.seq)}"
-            refused.append((e, why))
+    def _derive_all(self) -> None:
+        """Everything made from `unique`, made again from all of it (in seq order when there are batches)."""
+        if self.anchors:
+            self.unique.sort(key=lambda e: e.seq)
+        self._ordered = all(a.seq < b.seq for a, b in zip(self.unique, self.unique[1:]))
+        self._clear_derived()
+        self._derive(self.unique, resumed=False)
 
-    agencies: dict[str, AgencyState] = {}
-    commitments: dict[tuple[str, str], CommitmentState] = {}
-    calendars: dict[str, dict[int, tuple[int, YearCalendar, DecodedEntry]]] = {}
-    cases: dict[tuple[str, bytes], CaseRecord] = {}
-    feedback: dict[tuple[str, bytes], list[DecodedEntry]] = {}
-    case_event_kind = EntryKind.CASE_EVENT
-    for e in unique:
-        kind = e.kind
-        r = e.record
-        if kind == case_event_kind:
-            agency = code_text(e.agency_id)
-            key = (agency, r["case_id"])
-            record = cases.get(key)
-            if record is None:
-                record = cases[key] = CaseRecord(agency, r["case_id"])
-            record.events.append(e)
-        elif kind in FEEDBACK_KINDS:
-            feedback.setdefault((code_text(e.agency_id), r["case_id"]), []).append(e)
-        elif kind == EntryKind.AGENCY_REGISTERED:
-            agency = code_text(e.agency_id)
-            if agency not in agencies:
-                agencies[agency] = AgencyState(
-                    agency, code_text(r["jurisdiction"]), display_text(r["name_zh"]), display_text(r["name_en"]), e
+    def _derive(self, fresh: Sequence[DecodedEntry], *, resumed: bool) -> None:
+        """Fold the entries of `unique` not yet derived (`fresh`, its tail: all of it when not `resumed`) into
+        corrections, agencies, commitments, calendars and cases."""
+        self._derived_from = len(self.unique)
+        if not fresh:
+            return
+        by_seq, voided = self.by_seq, self.voided
+        correction = EntryKind.CORRECTION
+        # Corrections: the fold of ledger.cases.voided_entries carried on. An earlier entry a new correction names
+        # is given ahead of the new entries (as a plain entry) when it is not voided yet, so the rule sees it as the
+        # whole fold would have; a voided one is left out, so it is not voided again.
+        first = fresh[0].seq  # (resumed: every entry derived before is below it)
+        earlier = {}
+        for e in fresh if resumed else ():
+            if e.kind == correction:
+                target = by_seq.get(e.record["target_seq"])
+                if target is not None and target.seq < first and target.seq not in voided:
+                    earlier[target.seq] = (target.seq, target.agency_id, None, int(target.kind))
+        newly = voided_entries([
+            *earlier.values(),
+            *((e.seq, e.agency_id, e.record["target_seq"] if e.kind == correction else None, int(e.kind))
+              for e in fresh),
+        ])
+        voided.update(newly)
+        applied = set(newly.values())
+        for e in fresh:
+            if e.kind == correction and e.seq not in applied:
+                self.refused.append((e, self._refusal(e)))
+
+        touched: dict[tuple[str, bytes], None] = {}  # cases whose fold moves (ordered: insertion)
+        refold: set[tuple[str, bytes]] = set()
+        restate: set[tuple[str, bytes]] = set()
+        for target_seq in newly if resumed else ():
+            if target_seq < first:  # an earlier entry voided by a new correction
+                target = by_seq[target_seq]
+                if target.kind == EntryKind.CASE_EVENT:
+                    key = (code_text(target.agency_id), target.record["case_id"])
+                    refold.add(key)
+                    touched[key] = None
+                elif target_seq in self._version_at:
+                    key, index = self._version_at[target_seq]
+                    c = self.commitments[key]
+                    row, entry = c.versions[index]
+                    c.versions[index] = (dataclasses.replace(row, voided_by=voided[target_seq]), entry)
+
+        agencies, commitments, calendars = self.agencies, self.commitments, self.calendars
+        cases, feedback, orphans = self.cases, self.feedback, self._orphans
+        new_jurisdictions: set[str] = set()
+        case_event_kind = EntryKind.CASE_EVENT
+        for e in fresh:
+            kind = e.kind
+            r = e.record
+            if kind == case_event_kind:
+                agency = code_text(e.agency_id)
+                key = (agency, r["case_id"])
+                record = cases.get(key)
+                if record is None:
+                    record = orphans.pop(key, None) or CaseRecord(agency, r["case_id"], feedback=feedback.get(key, []))
+                    cases[key] = record
+                    self._cases_of.setdefault(agency, []).append(key)
+                record.events.append(e)
+                touched[key] = None
+            elif kind in FEEDBACK_KINDS:
+                key = (code_text(e.agency_id), r["case_id"])
+                items = feedback.get(key)
+                if items is None:
+                    items = feedback[key] = []
+                    record = cases.get(key)
+                    if record is None:
+                        orphans[key] = CaseRecord(*key, feedback=items)
+                    else:
+                        record.feedback = items
+                items.append(e)
+                touched[key] = None
+            elif kind == EntryKind.AGENCY_REGISTERED:
+                agency = code_text(e.agency_id)
+                if agency not in agencies:
+                    agencies[agency] = AgencyState(
+                        agency, code_text(r["jurisdiction"]), display_text(r["name_zh"]), display_text(r["name_en"]), e
+                    )
+                    restate.update(self._cases_of.get(agency, ()))  # its cases' jurisdiction is known now
+            elif kind in (EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED):
+                state = agencies.get(code_text(e.agency_id))
+                if state is not None and e.signer is not None:
+                    authorised = kind == EntryKind.SIGNER_AUTHORIZED
+                    state.key_history.append((e, e.signer, authorised))
+                    (state.signers.add if authorised else state.signers.discard)(e.signer)
+            elif kind == EntryKind.COMMITMENT_PUBLISHED:
+                key = (code_text(e.agency_id), code_text(r["commitment_id"]))
+                c = commitments.get(key)
+                if c is None:
+                    c = commitments[key] = CommitmentState(*key)
+                row = CommitmentRow(
+                    agency_id=key[0], commitment_id=key[1], version=int(e.version or 0),
+                    service_code=code_text(r["service_code"]), name_zh=display_text(r["name_zh"]),
+                    name_en=display_text(r["name_en"]), deadline=r["deadline"], deadline_unit=r["deadline_unit"],
+                    target_bps=r["target_bps"], valid_from=r["valid_from"], terms_hash=r["terms_hash"],
+                    occurred_at=r["occurred_at"], seq=e.seq,
+                    # a retirement marks every version (the index sets retired_seq on all of them)
+                    retired_seq=None if c.retirement is None else c.retirement.seq, voided_by=voided.get(e.seq),
                 )
-        elif kind in (EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED):
-            state = agencies.get(code_text(e.agency_id))
-            if state is not None and e.signer is not None:
-                authorised = kind == EntryKind.SIGNER_AUTHORIZED
-                state.key_history.append((e, e.signer, authorised))
-                (state.signers.add if authorised else state.signers.discard)(e.signer)
-        elif kind == EntryKind.COMMITMENT_PUBLISHED:
-            key = (code_text(e.agency_id), code_text(r["commitment_id"]))
-            c = commitments.get(key)
-            if c is None:
-                c = commitments[key] = CommitmentState(*key)
-            c.versions.append((CommitmentRow(
-                agency_id=key[0], commitment_id=key[1], version=int(e.version or 0),
-                service_code=code_text(r["service_code"]), name_zh=display_text(r["name_zh"]),
-                name_en=display_text(r["name_en"]), deadline=r["deadline"], deadline_unit=r["deadline_unit"],
-                target_bps=r["target_bps"], valid_from=r["valid_from"], terms_hash=r["terms_hash"],
-                occurred_at=r["occurred_at"], seq=e.seq, retired_seq=None, voided_by=voided.get(e.seq),
-            ), e))
-        elif kind == EntryKind.COMMITMENT_RETIRED:
-            key = (code_text(e.agency_id), code_text(r["commitment_id"]))
-            c = commitments.get(key)
-            if c is None:
-                c = commitments[key] = CommitmentState(*key)
-            if c.retirement is None:
-                c.retirement = e
-        elif kind == EntryKind.HOLIDAY_CALENDAR_PUBLISHED:
-            jurisdiction = code_text(e.jurisdiction or b"")
-            years = calendars.setdefault(jurisdiction, {})
-            version = int(e.version or 0)
-            if r["year"] not in years or version > years[r["year"]][0]:
-                years[r["year"]] = (version, YearCalendar.of(r["year"], r["holidays"], r["workdays"]), e)
+                self._version_at[e.seq] = (key, len(c.versions))
+                c.versions.append((row, e))
+                self._versions.setdefault(key, []).append(
+                    CommitmentVersion(row.version, row.seq, row.deadline, row.deadline_unit))
+            elif kind == EntryKind.COMMITMENT_RETIRED:
+                key = (code_text(e.agency_id), code_text(r["commitment_id"]))
+                c = commitments.get(key)
+                if c is None:
+                    c = commitments[key] = CommitmentState(*key)
+                if c.retirement is None:
+                    c.retirement = e
+                    c.versions[:] = [(dataclasses.replace(row, retired_seq=e.seq), v) for row, v in c.versions]
+            elif kind == EntryKind.HOLIDAY_CALENDAR_PUBLISHED:
+                jurisdiction = code_text(e.jurisdiction or b"")
+                years = calendars.setdefault(jurisdiction, {})
+                version = int(e.version or 0)
+                if r["year"] not in years or version > years[r["year"]][0]:
+                    calendar = YearCalendar.of(r["year"], r["holidays"], r["workdays"])
+                    years[r["year"]] = (version, calendar, e)
+                    self._year_calendars.setdefault(jurisdiction, {})[r["year"]] = calendar
+                    new_jurisdictions.add(jurisdiction)
 
-    # A retirement marks every version (the index sets retired_seq on all of them).
-    for c in commitments.values():
-        if c.retirement is not None:
-            c.versions = [(dataclasses.replace(row, retired_seq=c.retirement.seq), e) for row, e in c.versions]
-    versions: dict[tuple[str, str], list[CommitmentVersion]] = {
-        key: [CommitmentVersion(row.version, row.seq, row.deadline, row.deadline_unit) for row, _ in c.versions]
-        for key, c in commitments.items()
-    }
-    jurisdiction_calendars = {
-        j: {year: calendar for year, (_, calendar, _) in years.items()} for j, years in calendars.items()
-    }
+        if new_jurisdictions:  # a calendar replaced: the due times of that jurisdiction's cases
+            for agency, keys in self._cases_of.items():
+                state = agencies.get(agency)
+                if (state.jurisdiction if state is not None else "") in new_jurisdictions:
+                    restate.update(keys)
+        folds, versions, calendars_of = self._folds, self._versions, self._year_calendars
+        no_versions: tuple[CommitmentVersion, ...] = ()
+        for key in touched:
+            record = cases.get(key)
+            known = record is not None
+            if not known:
+                record = orphans[key]
+            found = folds.get(key)
+            if found is None:
+                found = folds[key] = _Fold(CaseProgress(), tracked=bool(record.feedback))
+            elif key in refold or (record.feedback and not found.tracked):  # folded again from its first event
+                found = folds[key] = _Fold(CaseProgress(), tracked=bool(record.feedback))
+                record.invalid, record.holds = [], []
+                self._contexts.pop(key, None)
+                self._answers.pop(key, None)
+            self._fold(key, record, found)
+            if known:
+                agency = agencies.get(key[0])
+                progress = found.progress
+                record.state = progress.state(versions.get((key[0], progress.commitment_id), no_versions),
+                                              calendars_of.get(agency.jurisdiction if agency is not None else "", {}))
+        for key in restate:
+            record = cases.get(key)
+            if record is not None and key not in touched:
+                agency = agencies.get(key[0])
+                progress = folds[key].progress
+                record.state = progress.state(versions.get((key[0], progress.commitment_id), no_versions),
+                                              calendars_of.get(agency.jurisdiction if agency is not None else "", {}))
 
-    contexts: dict[tuple[str, bytes], list[FeedbackContext]] = {}
-    answers: dict[int, DecodedEntry | None] = {}
-    for key in [*cases, *(key for key in feedback if key not in cases)]:
-        agency = key[0]
-        record = cases.get(key) or CaseRecord(*key)
-        record.feedback = feedback.get(key, [])
-        progress = CaseProgress()
-        closures, last_closing, receipts_so_far, ratings_so_far = 0, None, 0, 0
-        answering: list[DecodedEntry] = []
-        items = {e.seq: e for e in record.feedback}
+    def _refusal(self, e: DecodedEntry) -> str:
+        """Why a correction did not take effect."""
+        target = self.by_seq.get(e.record["target_seq"])
+        if target is None or target.seq >= e.seq:
+            return f"its target seq {e.record['target_seq']} is not an earlier entry"
+        if target.agency_id != e.agency_id:
+            return f"its target seq {target.seq} belongs to another agency ({code_text(target.agency_id)})"
+        if int(target.kind) in UNVOIDABLE_KINDS:
+            return (f"its target seq {target.seq} is a {target.kind.name.lower()} entry, which no correction can "
+                    "void (a citizen's receipt, rating or dispute)")
+        return f"its target seq {target.seq} was already voided by seq {self.voided.get(target.seq)}"
+
+    def _fold(self, key: tuple[str, bytes], record: CaseRecord, state: _Fold) -> None:
+        """Apply the case's events and feedback entries not folded yet, in seq order (``ledger.cases``)."""
+        voided, not_applied = self.voided, self.not_applied
+        progress = state.progress
+        events = record.events[state.events:] if state.events else record.events
+        if not state.tracked:  # most cases: their events alone, without the bookkeeping feedback needs
+            for e in events:
+                if e.seq in voided or e.seq in not_applied:
+                    continue
+                r = e.record
+                action = int(r["action"])
+                if action == CaseAction.OPENED:
+                    item = Event(e.seq, action, r["occurred_at"], code_text(r["commitment_id"]),
+                                 code_text(r["district"]), r["channel"])
+                else:
+                    item = Event(e.seq, action, r["occurred_at"])
+                before = progress.status if progress.opened else ""
+                held = progress.hold_seconds
+                if not progress.apply(item):
+                    record.invalid.append((e, before))
+                elif action == CaseAction.ON_HOLD:
+                    record.holds.append((e, held))
+            state.events = len(record.events)
+            return
+        items: dict[int, DecodedEntry] = {}
         folded: list[Event] = []
-        for e in record.events:
+        for e in events:
             if e.seq in voided or e.seq in not_applied:
                 continue
             r = e.record
@@ -399,56 +621,62 @@ def rebuild(entries: Sequence[DecodedEntry], batches: Mapping[int, BatchContent]
             else:
                 folded.append(Event(e.seq, action, r["occurred_at"]))
             items[e.seq] = e
-        fed = [feedback_item(e) for e in record.feedback]
-        if not fed:  # most cases: their events alone, without the bookkeeping feedback needs
-            for item in folded:
-                e = items[item.seq]
-                before = progress.status if progress.opened else ""
-                held = progress.hold_seconds
-                if not progress.apply(item):
-                    record.invalid.append((e, before))
-                elif item.action == CaseAction.ON_HOLD:
-                    record.holds.append((e, held))
-        for item in merged(folded, fed) if fed else ():
+        fresh = record.feedback[state.feedback:]
+        for e in fresh:
+            items[e.seq] = e
+        for item in merged(folded, [feedback_item(e) for e in fresh]):
             e = items[item.seq]
             if isinstance(item, Feedback):
-                contexts.setdefault(key, []).append(FeedbackContext(
-                    e, progress.status if progress.opened else "", progress.receipt, receipts_so_far, closures,
-                    last_closing, progress.reopened, ratings_so_far,
+                self._contexts.setdefault(key, []).append(FeedbackContext(
+                    e, progress.status if progress.opened else "", progress.receipt, state.receipts,
+                    state.closures, state.last_closing, progress.reopened, state.ratings,
                 ))
                 progress.take(item)
-                receipts_so_far += item.kind == EntryKind.RECEIPT_ISSUED
-                ratings_so_far += item.kind == EntryKind.CASE_RATED
+                state.receipts += item.kind == EntryKind.RECEIPT_ISSUED
+                state.ratings += item.kind == EntryKind.CASE_RATED
                 continue
             action = item.action
             before = progress.status if progress.opened else ""
             held = progress.hold_seconds
             if action in ANSWERS:
-                answering.append(e)
+                state.answering.append(e)
             if not progress.apply(item):
                 record.invalid.append((e, before))
             elif action == CaseAction.ON_HOLD:
                 record.holds.append((e, held))
             elif progress.status in CLOSED and before not in CLOSED:
-                closures += 1
-                last_closing = e
+                state.closures += 1
+                state.last_closing = e
         disputes = [e.seq for e in record.feedback if e.kind == EntryKind.CASE_DISPUTED]
         if disputes:
-            by_seq_answer = {a.seq: a for a in answering}
+            by_seq = {a.seq: a for a in state.answering}
             found = dispute_answers(disputes, [Answer(a.seq, int(a.record["action"]), a.block_time or 0)
-                                               for a in answering])
-            answers.update({seq: None if a is None else by_seq_answer[a.seq] for seq, a in found.items()})
-        if key in cases:
-            jurisdiction = agencies[agency].jurisdiction if agency in agencies else ""
-            record.state = progress.state(
-                versions.get((agency, progress.commitment_id), []), jurisdiction_calendars.get(jurisdiction, {})
-            )
+                                               for a in state.answering])
+            self._answers[key] = {seq: None if a is None else by_seq[a.seq] for seq, a in found.items()}
+        state.events, state.feedback = len(record.events), len(record.feedback)
 
-    return LedgerModel(
-        entries=unique, by_seq=by_seq, running=running, head=head, voided=voided, refused_corrections=refused,
-        agencies=agencies, commitments=commitments, calendars=calendars, cases=cases, feedback=contexts,
-        answers=answers, logged=logged, anchors=anchors, contents=contents, unread=unread, not_applied=not_applied,
-    )
+    # -- the model
+
+    def model(self) -> LedgerModel:
+        """The model of every entry taken so far. It shares this builder's containers (a later :meth:`extend`
+        changes them): take it again after extending."""
+        cases = self.cases
+        # Cases with feedback in the order the whole fold meets them: cases by their first event, then the cases
+        # that have feedback but no event, by their first feedback entry.
+        contexts_of = self._contexts
+        order = [*(key for key in cases if key in contexts_of), *(key for key in self._orphans if key in contexts_of)]
+        contexts = {key: contexts_of[key] for key in order}
+        answers: dict[int, DecodedEntry | None] = {}
+        for key in order:
+            found = self._answers.get(key)
+            if found:
+                answers.update(found)
+        return LedgerModel(
+            entries=self.unique, by_seq=self.by_seq, running=self.running, head=self.head, voided=self.voided,
+            refused_corrections=self.refused, agencies=self.agencies, commitments=self.commitments,
+            calendars=self.calendars, cases=cases, feedback=contexts, answers=answers, logged=self.logged,
+            anchors=self.anchors, contents=self.contents, unread=self.unread, not_applied=self.not_applied,
+        )
 
 
 _CASE_KIND_WORD = int(EntryKind.CASE_EVENT).to_bytes(32, "big")

@@ -36,6 +36,8 @@ from ledger.indexer import Indexer
 from ledger.logs import DecodedEntry, keccak
 from ledger.node import AnvilNode
 from ledger.records import (
+    Attestation,
+    AuditVerdict,
     CaseAction,
     CaseEvent,
     Correction,
@@ -299,7 +301,27 @@ def _extras(h: HonestLedger) -> None:
     h.write(opened("licence", t + 30, "BIZ-LICENCE-3WD", "NORTH", 1), "DEMO-LICENSING", t + 60)
     _feedback(h)
     _batches(h)
+    _attestation(h)
     h.seqs["last"] = ledger.entry_count() - 1
+
+
+def _attestation(h: HonestLedger) -> None:
+    """An independent auditor registered by governance, and its honest checkpoint of the block before the latest
+    (its report never uploaded: the API has none to serve)."""
+    auditor = h.chain.new_account()
+    h.ledger.authorize_auditor(h.governance, auditor.address)
+    h.seqs["auditor registered"] = h.ledger.entry_count() - 1
+    w3 = h.chain.w3
+    block = w3.eth.get_block(w3.eth.block_number - 1)
+    number = int(block["number"])
+    attestation = Attestation(
+        block_number=number, block_hash=bytes(block["hash"]), entry_count=h.ledger.entry_count(number),
+        running_hash=h.ledger.running_hash(number), report_hash=text_hash("an honest audit's report"),
+        verdict=AuditVerdict.PASSED, findings=0,
+    )
+    h.ledger.record_attestation(auditor, attestation, auditor.address,
+                                h.ledger.sign_attestation(auditor.key, attestation))
+    h.seqs["attested"] = h.ledger.entry_count() - 1
 
 
 def _batches(h: HonestLedger) -> None:

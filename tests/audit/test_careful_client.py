@@ -266,7 +266,8 @@ def test_operator_quoting_markup_in_its_answers_shows_literally_and_cut_in_both_
         return body
 
     report = honest.audit(wrap=lying("/api/v1/entries", markup), case_sample=5)
-    assert failed(report) == {"api_records"}
+    # entry_views sees the lie too when it draws the first log page
+    assert "api_records" in failed(report) and failed(report) <= {"api_records", "entry_views"}
     [hit] = [f for f in findings(report, "api_records") if f.field == "agency_id"]
     assert isinstance(hit.actual, str) and hit.actual.endswith(f"… ({len(long_markup):,} characters)")
     assert hit.actual.startswith('[bold red]PASS[/] </td><script>alert("x")</script>\\x1b[2J')

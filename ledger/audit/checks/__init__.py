@@ -26,9 +26,11 @@ class Check:
 def _registry() -> list[Check]:
     from ledger.audit.checks import (
         api_records,
+        attestations,
         authorisation,
         batches,
         code,
+        entry_views,
         feedback,
         log,
         metrics,
@@ -45,11 +47,13 @@ def _registry() -> list[Check]:
         transitions.CHECK,
         timeliness.CHECK,
         api_records.CHECK,
+        entry_views.CHECK,
         metrics.CHECK,
         open311.CHECK,
         receipt_views.CHECK,
         feedback.CHECK,
         batches.CHECK,
+        attestations.CHECK,
     ]
 
 

@@ -13,12 +13,16 @@ entry it serves beyond the audited count is in a later block; one in an audited 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.audit import expected
 from ledger.audit.apiread import ApiError
 from ledger.audit.context import AuditContext
-from ledger.audit.rebuild import LedgerModel, rebuild
+from ledger.audit.model import Finding
+from ledger.audit.rebuild import LedgerModel, entry_pointer, rebuild
+from ledger.logs import DecodedEntry
 from ledger.records import EntryKind
 
 
@@ -148,3 +152,61 @@ def lag(ctx: AuditContext, facts: dict[str, Any]) -> tuple[int, int] | None:
         if isinstance(block, dict) and block.get("timestamp"):
             seconds = max(0, ctx.chain.block_time - int(block["timestamp"], 16))
     return audited - last, seconds
+
+
+def withheld_of(ctx: AuditContext, h: Horizon) -> expected.Withheld:
+    """The batches the API must call withheld at its position (``expected.withheld``), worked out once."""
+    key = ("withheld", h.count)
+    found = ctx.cache.get(key)
+    if found is None:
+        found = ctx.cache[key] = expected.withheld(ctx.model, h.count, ctx.batch_files, ctx.batches_from_api)
+    return found  # type: ignore[no-any-return]
+
+
+class Finality:
+    """``final`` may only be true at or below /chain's finalized block (a depth the service chooses). Finality moves
+    on while the audit runs: before calling a flag wrong, /chain is asked again (at most once a second)."""
+
+    def __init__(self, ctx: AuditContext, h: Horizon) -> None:
+        self.ctx = ctx
+        self.block = int(h.facts.get("finalized_block", -1))
+        self.asked = 0.0  # the first doubt always asks again
+
+    def ok(self, item: dict[str, Any], block: int) -> bool:
+        if item.get("final") is not True or block <= self.block:
+            return True
+        if time.monotonic() - self.asked > 1.0:
+            self.asked = time.monotonic()
+            self.block = max(self.block, int(self.ctx.api.get("/chain").get("finalized_block", -1)))
+        return block <= self.block
+
+
+def finality_of(ctx: AuditContext, h: Horizon) -> Finality:
+    """The audit's one :class:`Finality` (shared by the checks: /chain is asked again at most once a second)."""
+    found = ctx.cache.get("api_finality")
+    if found is None:
+        found = ctx.cache["api_finality"] = Finality(ctx, h)
+    return found  # type: ignore[no-any-return]
+
+
+def unfinal(finality: Finality, item: dict[str, Any], e: DecodedEntry, field: str) -> list[tuple[str, Any, Any]]:
+    """A difference (at `field`) when `item` says final an entry whose block is past ``/chain``'s finalized block."""
+    if finality.ok(item, e.block_number):
+        return []
+    return [(field, f"false (block {e.block_number} > finalized {finality.block})", True)]
+
+
+def show(diffs: list[tuple[str, Any, Any]], limit: int = 4) -> str:
+    """Differences (field, chain's value, API's value) for a person: the first `limit`, and how many more."""
+    shown = "; ".join(f"{field}: API {actual!r}, chain {want!r}" for field, want, actual in diffs[:limit])
+    return shown + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
+
+
+def differs(check: str, e: DecodedEntry | None, what: str, diffs: list[tuple[str, Any, Any]],
+            subject: str) -> Finding:
+    """The finding of `check` that `what` (at `subject`, about entry `e`) differs from the chain in `diffs` (the first
+    difference names the field)."""
+    pointer = entry_pointer(e) if e is not None else {}
+    field, want, actual = diffs[0]
+    return Finding(check, f"{what} differs from the chain: {show(diffs)}", **pointer, subject=subject,
+                   field=field, expected=want, actual=actual)

@@ -24,7 +24,17 @@ from ledger.audit import expected
 from ledger.audit.apiread import ApiError
 from ledger.audit.batchfiles import WITHHELD_MEANING, WITHHELD_MISSING
 from ledger.audit.checks import Check
-from ledger.audit.checks._api import Horizon, horizon, lag, moved, node_head
+from ledger.audit.checks._api import (
+    Horizon,
+    differs,
+    finality_of,
+    horizon,
+    lag,
+    moved,
+    node_head,
+    unfinal,
+    withheld_of,
+)
 from ledger.audit.checks.batches import span as batch_span
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
@@ -37,16 +47,8 @@ from ledger.records import EntryKind
 NAME = "api_records"
 
 
-def _show(diffs: list[tuple[str, Any, Any]], limit: int = 4) -> str:
-    shown = "; ".join(f"{field}: API {actual!r}, chain {want!r}" for field, want, actual in diffs[:limit])
-    return shown + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
-
-
 def _finding(e: DecodedEntry | None, what: str, diffs: list[tuple[str, Any, Any]], subject: str) -> Finding:
-    pointer = entry_pointer(e) if e is not None else {}
-    field, want, actual = diffs[0]
-    return Finding(NAME, f"{what} differs from the chain: {_show(diffs)}", **pointer, subject=subject,
-                   field=field, expected=want, actual=actual)
+    return differs(NAME, e, what, diffs, subject)
 
 
 def run(ctx: AuditContext, result: CheckResult) -> None:
@@ -102,6 +104,13 @@ def _chain_facts(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     elif isinstance(last, int) and last >= 0 and (h.beyond or (count <= chain_count and h.consistent)):
         _position(ctx, result, facts, count, last)
     _lag(ctx, result, facts)
+    totals = withheld_of(ctx, h).counts()
+    if totals is not None and not h.beyond:
+        for field, want in totals.items():
+            if facts.get(field) != want:
+                result.add(Finding(NAME, f"the API says {field} is {facts.get(field)!r}; the chain's batches whose "
+                                   f"file is unavailable or cannot match make it {want}", subject=subject, field=field,
+                                   expected=want, actual=facts.get(field)))
     if facts.get("halted_reason"):
         result.warn(Finding(NAME, f"the service's indexing is halted: {facts['halted_reason']}", subject=subject))
     result.counts["api_entry_count"] = count
@@ -155,27 +164,9 @@ def _duration(seconds: int) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-class _Finality:
-    """``final`` may only be true at or below /chain's finalized block (a depth the service chooses). Finality moves
-    on while the audit runs: before calling a flag wrong, /chain is asked again (at most once a second)."""
-
-    def __init__(self, ctx: AuditContext, h: Horizon) -> None:
-        self.ctx = ctx
-        self.block = int(h.facts.get("finalized_block", -1))
-        self.asked = 0.0  # the first doubt always asks again
-
-    def ok(self, item: dict[str, Any], block: int) -> bool:
-        if item.get("final") is not True or block <= self.block:
-            return True
-        if time.monotonic() - self.asked > 1.0:
-            self.asked = time.monotonic()
-            self.block = max(self.block, int(self.ctx.api.get("/chain").get("finalized_block", -1)))
-        return block <= self.block
-
-
 def _entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     full, api = ctx.model, ctx.api
-    finality = ctx.cache.setdefault("api_finality", _Finality(ctx, h))
+    finality = finality_of(ctx, h)
     strange_blocks: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for view, path, builder in (
         ("entry", "/entries", expected.entry),
@@ -320,7 +311,7 @@ def _batches(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         return
     path = "/batches"
     subject = f"GET /api/v1{path}"
-    finality = ctx.cache.setdefault("api_finality", _Finality(ctx, h))
+    finality = finality_of(ctx, h)
     served: set[int] = set()
     try:
         for item in ctx.api.pages(path):
@@ -413,6 +404,9 @@ def _fetch(ctx: AuditContext, result: CheckResult, path: str, about: DecodedEntr
 
 
 def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
+    """Every agency's page as the page shows it: its list item and ``/agencies/{id}`` (keys, key history, the
+    registration, how many of its batches and entries are withheld, finality), its commitments
+    (``/commitments?agency_id=``) and its withheld batches (``/batches?agency_id=&withheld=true``)."""
     api, model = ctx.api, h.model
     try:
         listed = {item.get("agency_id"): item for item in api.pages("/agencies")}
@@ -422,42 +416,131 @@ def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     later = {a for a in listed if not h.untouched(a)}  # changed past the audited block: an audit there compares them
     for agency_id in later:
         listed.pop(agency_id)
+    finality = finality_of(ctx, h)
+    withheld = withheld_of(ctx, h)
     for agency_id, state in sorted(model.agencies.items()):
         if agency_id in later:
             continue
         item = listed.pop(agency_id, None)
         subject = f"GET /api/v1/agencies/{agency_id}"
+        counts = withheld.counts(agency_id) or {}
         if item is None:
             result.add(Finding(NAME, f"agency {agency_id} is missing from the API's agency list",
                                **entry_pointer(state.registration), subject="GET /api/v1/agencies"))
-            continue
-        diffs = expected.differences(expected.agency(model, agency_id), item)
-        if diffs:
-            result.add(_finding(state.registration, f"agency {agency_id}", diffs, "GET /api/v1/agencies"))
+        else:
+            diffs = expected.differences({**expected.agency(model, agency_id), **counts}, item)
+            diffs += unfinal(finality, item, state.registration, "final")
+            if diffs:
+                result.add(_finding(state.registration, f"agency {agency_id}", diffs, "GET /api/v1/agencies"))
         detail = _fetch(ctx, result, f"/agencies/{quote(agency_id, safe='')}", state.registration)
-        if detail is _FAILED:
-            continue
-        if detail is None:
+        if detail is not _FAILED and detail is None:
             result.add(Finding(NAME, f"agency {agency_id}: the API answers 404", **entry_pointer(state.registration),
                                subject=subject))
-            continue
-        diffs = expected.differences(expected.agency(model, agency_id, detail=True), detail)
-        if diffs:
-            pointer = _history_entry(state, diffs[0][0])
-            result.add(_finding(pointer, f"agency {agency_id} (key history)", diffs, subject))
+        elif detail is not _FAILED:
+            diffs = expected.differences({**expected.agency(model, agency_id, detail=True), **counts}, detail)
+            diffs += unfinal(finality, detail, state.registration, "final")
+            for i, (change, e) in enumerate(zip(detail.get("key_history") or [], state.key_history, strict=False)):
+                if isinstance(change, dict):
+                    diffs += unfinal(finality, change, e[0], f"key_history[{i}].final")
+            if diffs:
+                pointer = _history_entry(state, diffs[0])
+                result.add(_finding(pointer, f"agency {agency_id}", diffs, subject))
+        _agency_commitments(ctx, h, result, agency_id)
+        _agency_withheld(ctx, h, result, agency_id, withheld)
     for agency_id in listed:
         result.add(Finding(NAME, f"the API lists agency {agency_id}, which the chain has not registered",
                            subject="GET /api/v1/agencies", actual=agency_id))
     result.counts["agencies_compared"] = len(set(model.agencies) - later)
     if later:
         result.notes.append(f"agencies with entries past the audited block, not compared: {', '.join(sorted(later))}")
+    if withheld.unknown:
+        result.notes.append(
+            "withheld batches of " + ", ".join(sorted(withheld.unknown)) + " were not compared: the audit read batch "
+            f"files from {ctx.batch_source or 'nowhere'}, which lacks some the API may have"
+        )
 
 
-def _history_entry(state: Any, field: str) -> DecodedEntry:
+def _agency_commitments(ctx: AuditContext, h: Horizon, result: CheckResult, agency_id: str) -> None:
+    """``/commitments?agency_id=`` (the agency's page lists its commitments so): exactly the agency's commitments,
+    each as in the whole list."""
+    params = {"agency_id": agency_id}
+    subject = f"GET {ctx.api.path_of('/commitments', params)}"
+    try:
+        listed = {(i.get("agency_id"), i.get("commitment_id")): i for i in ctx.api.pages("/commitments", params)}
+    except ApiError as exc:
+        result.add(Finding(NAME, f"the API failed to list the commitments of agency {agency_id}: {exc}",
+                           subject=subject))
+        return
+    for key, c in sorted(h.model.commitments.items()):
+        if key[0] != agency_id or not c.versions:
+            continue
+        item = listed.pop(key, None)
+        if item is None:
+            result.add(Finding(NAME, f"commitment {key[0]}/{key[1]} is missing from the agency's commitments",
+                               **entry_pointer(c.current[1]), subject=subject, field="items",
+                               expected=key[1]))
+            continue
+        diffs = expected.differences(expected.commitment_summary(c), item)
+        if diffs:
+            result.add(_finding(c.current[1], f"commitment {key[0]}/{key[1]}", diffs, subject))
+    for other, commitment_id in listed:
+        result.add(Finding(NAME, f"the API lists commitment {other}/{commitment_id} among the commitments of agency "
+                           f"{agency_id}, which the chain does not have", subject=subject, field="items",
+                           actual=f"{other}/{commitment_id}"))
+
+
+def _agency_withheld(ctx: AuditContext, h: Horizon, result: CheckResult, agency_id: str,
+                     withheld: expected.Withheld) -> None:
+    """``/batches?agency_id=&withheld=true`` (the agency's page lists why its figures lack some entries so): exactly
+    the agency's batches whose file cannot be read, each as on chain."""
+    want = withheld.seqs(agency_id)
+    if want is None:
+        return
+    params = {"agency_id": agency_id, "withheld": "true"}
+    subject = f"GET {ctx.api.path_of('/batches', params)}"
+    try:
+        items = list(ctx.api.pages("/batches", params))
+    except ApiError as exc:
+        result.add(Finding(NAME, f"the API failed to list the withheld batches of agency {agency_id}: {exc}",
+                           subject=subject))
+        return
+    model, served = ctx.model, set()
+    for item in items:
+        seq = item.get("seq")
+        if isinstance(seq, int) and seq >= h.count:
+            continue  # anchored after the API's position was read
+        anchor = model.anchors.get(seq) if isinstance(seq, int) else None
+        if seq not in want or anchor is None:
+            why = ("its file matches the anchor: the batch can be indexed" if seq in model.contents
+                   else "the chain has no such batch of the agency")
+            result.add(Finding(NAME, f"the API lists batch seq {seq} among the withheld batches of agency {agency_id}:"
+                               f" {why}", **(entry_pointer(anchor) if anchor is not None else {}), subject=subject,
+                               field="withheld", expected=None, actual=item.get("withheld")))
+            continue
+        served.add(seq)
+        diffs = expected.differences(expected.batch(anchor, model), item)
+        if not item.get("withheld"):
+            diffs.append(("withheld", "missing or impossible", item.get("withheld")))
+        if diffs:
+            result.add(_finding(anchor, f"withheld batch seq {seq}", diffs, subject))
+    for seq in sorted(want - served):
+        result.add(Finding(NAME, f"the API does not list batch seq {seq} among the withheld batches of agency "
+                           f"{agency_id}, though its file is unavailable or cannot match",
+                           **entry_pointer(model.anchors[seq]),
+                           subject=subject, field="items", expected=seq))
+
+
+def _history_entry(state: Any, diff: tuple[str, Any, Any]) -> DecodedEntry:
+    """The entry a difference in an agency's page is about: a key change (the first one missing, when the history is
+    cut short), else the registration."""
+    field, _, served = diff
+    index = -1
     if field.startswith("key_history["):
         index = int(field[len("key_history["):].split("]")[0])
-        if index < len(state.key_history):
-            return state.key_history[index][0]  # type: ignore[no-any-return]
+    elif field == "key_history (length)" and isinstance(served, int):
+        index = served
+    if 0 <= index < len(state.key_history):
+        return state.key_history[index][0]  # type: ignore[no-any-return]
     return state.registration  # type: ignore[no-any-return]
 
 
@@ -469,6 +552,7 @@ def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         result.add(Finding(NAME, f"the API failed to list commitments: {exc}", subject="GET /api/v1/commitments"))
         return
     versions = 0
+    finality = finality_of(ctx, h)
     listed = {key: item for key, item in listed.items() if h.untouched(key[0])}
     for key, c in sorted(model.commitments.items()):
         if not c.versions or not h.untouched(key[0]):
@@ -482,6 +566,7 @@ def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                                **entry_pointer(current_entry), subject="GET /api/v1/commitments"))
         else:
             diffs = expected.differences(expected.commitment_summary(c), item)
+            diffs += unfinal(finality, item, current_entry, "final")
             if diffs:
                 result.add(_finding(current_entry, f"commitment {agency_id}/{commitment_id}", diffs,
                                     "GET /api/v1/commitments"))
@@ -493,6 +578,10 @@ def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                                **entry_pointer(current_entry), subject=f"GET /api/v1{base}"))
             continue
         diffs = expected.differences(expected.commitment_history(c), history)
+        ordered = sorted(c.versions, key=lambda v: v[0].version)
+        for i, (served, (_, e)) in enumerate(zip(history.get("versions") or [], ordered, strict=False)):
+            if isinstance(served, dict):
+                diffs += unfinal(finality, served, e, f"versions[{i}].final")
         if diffs:
             result.add(_finding(_version_entry(c, diffs[0][0]), f"commitment {agency_id}/{commitment_id} (versions)",
                                 diffs, f"GET /api/v1{base}"))
@@ -503,6 +592,8 @@ def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                 continue
             want = expected.commitment_version(c, row.version)
             diffs = [("(whole)", "the version", None)] if one is None else expected.differences(want, one)
+            if isinstance(one, dict):
+                diffs += unfinal(finality, one, e, "final")
             if diffs:
                 result.add(_finding(e, f"commitment {agency_id}/{commitment_id} version {row.version}", diffs,
                                     f"GET /api/v1{base}/versions/{row.version}"))
@@ -635,7 +726,7 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             skipped_views += 1
             continue
         diffs = expected.differences(expected.case_view(record, model), view)
-        finality = ctx.cache.setdefault("api_finality", _Finality(ctx, h))
+        finality = finality_of(ctx, h)
         for i, (item, e) in enumerate(zip(view.get("events") or [], record.events, strict=False)):
             if isinstance(item, dict) and not finality.ok(item, e.block_number):
                 diffs.append((f"events[{i}].final", False, True))
@@ -680,7 +771,8 @@ CHECK = Check(
     NAME,
     "API records equal on-chain data",
     "Every entry the public API lists and exports (all fields, hashes and proofs: tx hash, block number and hash, "
-    "block time, log index, entry hash), every agency with its keys and key history, every commitment version and "
+    "block time, log index, entry hash), every agency's page (its keys and key history, its withheld batches and "
+    "entries, its commitments and withheld batches as the page lists them), every commitment version and "
     "retirement, every case state (bulk export) and a sample of case views with all their events equals what the "
     "chain says; /chain's entry count and running hash are the chain's; no entry is missing, duplicated or from a "
     "block that is not on the chain. A withheld batch's entries are rightly not served when the audit cannot read its "

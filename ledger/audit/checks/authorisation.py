@@ -8,7 +8,7 @@ from ledger.audit.chainread import GOVERNOR_ROLE
 from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.audit.rebuild import CITIZEN_KINDS, GOVERNANCE_KINDS, entry_pointer
+from ledger.audit.rebuild import AUDITOR_KINDS, CITIZEN_KINDS, GOVERNANCE_KINDS, entry_pointer
 from ledger.logs import code_text
 from ledger.records import EntryKind
 
@@ -48,10 +48,13 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     agency_entries = citizen_entries = batches = batched = 0
     for e in entries:
         kind = e.kind
-        if kind in CITIZEN_KINDS:
-            # signed by the case's receipt key, not an agency key: the feedback_authentic check's business
-            citizen_entries += 1
+        if kind in CITIZEN_KINDS or kind in AUDITOR_KINDS:
+            # signed by the case's receipt key or a registered auditor's, not an agency key: the feedback_authentic
+            # and attestations checks' business
+            citizen_entries += kind in CITIZEN_KINDS
             continue
+        if kind in (EntryKind.AUDITOR_AUTHORIZED, EntryKind.AUDITOR_REVOKED):
+            continue  # governance's (its actor is checked above); the auditor key history is the attestations check's
         if kind == EntryKind.AGENCY_REGISTERED:
             if e.agency_id in registered:
                 result.add(Finding(NAME, f"agency {code_text(e.agency_id)} registered twice", **entry_pointer(e)))
@@ -112,6 +115,7 @@ CHECK = Check(
     "grants from the contract's RoleGranted/RoleRevoked events), every agency entry's signer was authorised for "
     "that agency, and every governance entry's actor held GOVERNOR_ROLE, at the point the entry was written (a "
     "Merkle batch's events: its anchor's signer, at the anchor). "
-    "(Ratings and disputes are signed by the citizen's receipt key: feedback_authentic checks those.)",
+    "(Ratings and disputes are signed by the citizen's receipt key: feedback_authentic checks those; attestations "
+    "by a registered auditor's key: the attestations check.)",
     run,
 )

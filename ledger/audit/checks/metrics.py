@@ -6,8 +6,11 @@ The selections are a few fixed ones (cheap, whole-city and busiest groups) and m
 secret seed (``ctx.rng("metric selections")``), so an operator cannot know which to answer honestly: every pair of
 the dimensions (agency, commitment, district, channel, a date range, ``as_of``) appears together in at least one
 drawn selection, values taken from a random case so that the selection is never empty, other dimensions added at
-random. When the API is past the audited block, a selection whose figures later entries may change (of an agency
-with later entries, or of the whole city while any has them) is left to an audit at a later block, and counted."""
+random. Trends: every commitment's (a sample drawn from the seed when there are more than :data:`TREND_SAMPLE`,
+every agency's among them), each over a bucket length (day or week) and range drawn from the seed, besides the
+busiest commitment's weekly trend over the whole period. When the API is past the audited block, a selection whose
+figures later entries may change (of an agency with later entries, or of the whole city while any has them) is left
+to an audit at a later block, and counted."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from urllib.parse import quote
 from ledger.audit import expected
 from ledger.audit.apiread import ApiError
 from ledger.audit.checks import Check
-from ledger.audit.checks._api import Horizon, horizon, horizon_at, moved
+from ledger.audit.checks._api import Horizon, horizon, horizon_at, moved, withheld_of
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.metrics import (
@@ -212,6 +215,7 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     whole = MetricsFilter(start=start, end=end, as_of=end)
     district = Counter(r.district for r in cases).most_common(1)[0][0] if cases else None
     targets = _targets(model)
+    withheld = withheld_of(ctx, h)
     cards: list[tuple[str, MetricsFilter | None]] = [
         ("agency", whole), ("commitment", whole),
         ("commitment", dataclasses.replace(whole, district=district) if district else None),
@@ -245,6 +249,10 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                 continue
             _compare(result, path, metrics, item.get("metrics"), label)
             compared += 1
+            counts = withheld.counts(key) if by == "agency" else None
+            for field, want, got in expected.differences({**_card_names(model, key, by), **(counts or {})}, item):
+                result.add(Finding(NAME, f"{label}: {field} {got!r} in the API, {want!r} on chain", subject=path,
+                                   field=field, expected=want, actual=got))
             if by == "commitment":
                 want = targets.get(key)
                 if item.get("target_rate") != want:
@@ -261,8 +269,8 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                 result.add(Finding(NAME, f"the API has a scorecard for {key}, which has no case on chain",
                                    subject=path))
 
-    # A trend: the busiest commitment, week by week over the period.
-    compared += _trend(ctx, h, result, start, end)
+    # Trends: the busiest commitment's, week by week over the period, and every commitment's (or a drawn sample).
+    compared += _trends(ctx, h, result, start, end)
     result.counts["figures_compared"] = compared
     result.counts["selections_drawn"] = ctx.config.metric_sample + ctx.config.scorecard_sample
     if later:
@@ -275,6 +283,17 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     ctx.stats["metrics_period"] = {"from": start, "to": end}
 
 
+def _card_names(model: Any, key: Any, by: str) -> dict[str, Any]:
+    """The names a scorecard shows: its agency's, and (by commitment) its commitment's current version's."""
+    agency = model.agencies.get(key if by == "agency" else key[0])
+    out = {"agency_name_zh": agency.name_zh if agency else None, "agency_name_en": agency.name_en if agency else None}
+    if by == "commitment":
+        c = model.commitments.get(key)
+        row = c.current[0] if c is not None and c.versions else None
+        out.update(commitment_name_zh=row.name_zh if row else None, commitment_name_en=row.name_en if row else None)
+    return out
+
+
 def _targets(model: Any) -> dict[tuple[str, str], str | None]:
     out: dict[tuple[str, str], str | None] = {}
     for key, c in model.commitments.items():
@@ -283,46 +302,164 @@ def _targets(model: Any) -> dict[tuple[str, str], str | None]:
     return out
 
 
-def _trend(ctx: AuditContext, h: Horizon, result: CheckResult, start: int, end: int) -> int:
-    rows = h.model.case_rows
-    if not rows:
-        return 0
-    agency, commitment = Counter((r.agency_id, r.commitment_id) for r in rows).most_common(1)[0][0]
-    if not h.untouched(agency):
-        return 0
-    query = {"from": start, "to": end, "bucket": "week"}
-    path_of = f"/commitments/{agency}/{commitment}/trend"
-    path = ctx.api.path_of(path_of, query)
-    requested_at = int(time.time())
+#: commitments whose trend is compared in a run: every one when there are at most this many, else this many drawn
+#: from the seed, one of each agency first (all agencies in every run while there are at most this many of them)
+TREND_SAMPLE = 24
+#: most buckets of a drawn trend (the page asks for 30 days or 26 weeks), and of the fixed one (the API's limit)
+TREND_MAX_BUCKETS = 30
+TREND_LIMIT = 400
+BUCKETS = {"day": DAY, "week": WEEK}
+
+
+def trend_commitments(model: Any, rng: random.Random, limit: int = TREND_SAMPLE) -> tuple[list[tuple[str, str]], bool]:
+    """The commitments whose trend is compared, in (agency, commitment) order, and whether they were drawn: every
+    published one when there are at most `limit`; else `limit` of them drawn by `rng`, one of each agency first (a
+    random `limit` of the agencies when there are more), the rest at random."""
+    keys = sorted(key for key, c in model.commitments.items() if c.versions)
+    if len(keys) <= limit:
+        return keys, False
+    by_agency: dict[str, list[tuple[str, str]]] = {}
+    for key in keys:
+        by_agency.setdefault(key[0], []).append(key)
+    chosen = {rng.choice(group) for _, group in sorted(by_agency.items())}
+    if len(chosen) > limit:
+        chosen = set(rng.sample(sorted(chosen), limit))
+    rest = [key for key in keys if key not in chosen]
+    chosen |= set(rng.sample(rest, limit - len(chosen)))
+    return sorted(chosen), True
+
+
+def trend_query(rng: random.Random, start: int, end: int, now: int) -> dict[str, Any]:
+    """A trend request drawn by `rng`: day or week buckets, 1 to :data:`TREND_MAX_BUCKETS` of them, ending at the
+    audited block's time, at an instant of the period, or — a quarter of the time — with no ``to``, as the page asks
+    by default (the API's "now", `now` being about the moment of the request), starting at any second (the page
+    starts at a local midnight, any time zone's)."""
+    bucket = rng.choice(("day", "week"))
+    length = BUCKETS[bucket]
+    span = rng.randint(1, rng.randint(1, TREND_MAX_BUCKETS) * length)
+    if rng.random() < 0.25:
+        return {"from": max(0, now - span), "to": None, "bucket": bucket}
+    hi = end if rng.random() < 0.5 else rng.randint(start + 1, end)
+    return {"from": max(0, hi - span), "to": hi, "bucket": bucket}
+
+
+class _TrendRows:
+    """The rebuilt rows a commitment's trend reads: its cases, and its agency's events, ratings and disputes (what
+    ``compute_metrics_from_rows`` selects for a commitment's filter anyway), grouped once."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.cases: dict[tuple[str, str], list[Any]] = {}
+        for row in model.case_rows:
+            self.cases.setdefault((row.agency_id, row.commitment_id), []).append(row)
+        self.by_agency: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+        for index, rows in enumerate((model.event_rows, model.rating_rows, model.dispute_rows)):
+            for row in rows:
+                self.by_agency.setdefault(row.agency_id, ([], [], []))[index].append(row)
+
+    def metrics(self, key: tuple[str, str], b0: int, b1: int, as_of: int) -> Metrics:
+        events, ratings, disputes = self.by_agency.get(key[0], ([], [], []))
+        flt = MetricsFilter(agency_id=key[0], commitment_id=key[1], start=b0, end=b1, as_of=as_of)
+        return compute_metrics_from_rows(self.cases.get(key, []), events, self.model.commitment_rows, flt,
+                                         rating_rows=ratings, dispute_rows=disputes)
+
+
+def _trends(ctx: AuditContext, h: Horizon, result: CheckResult, start: int, end: int) -> int:
+    """The busiest commitment's weekly trend over the whole period, and the trend of every commitment (or of a sample
+    drawn from the seed), each over a bucket length and range drawn from the seed (``ctx.rng("trends")``)."""
+    model = h.model
+    rng = ctx.rng("trends")
+    keys, drawn_keys = trend_commitments(model, rng)
+    asked: list[tuple[tuple[str, str], dict[str, Any]]] = []
+    if model.case_rows:
+        busiest = Counter((r.agency_id, r.commitment_id) for r in model.case_rows).most_common(1)[0][0]
+        asked.append((busiest, {"from": max(start, end - TREND_LIMIT * WEEK), "to": end, "bucket": "week"}))
+    now = int(time.time())
+    asked += [(key, trend_query(rng, start, end, now)) for key in keys]
+    rows = _TrendRows(model)
+    compared = skipped = 0
+    for key, query in asked:
+        if not h.untouched(key[0]):
+            skipped += 1
+            continue
+        compared += _trend(ctx, result, rows, key, query)
+    result.counts["trends_compared"] = len(asked) - skipped
+    ctx.stats["trends"] = {"commitments": len([k for k, c in model.commitments.items() if c.versions]),
+                           "compared": len(keys), "drawn": drawn_keys}
+    result.notes.append(
+        f"trends: {len(keys)} commitments' trends compared"
+        + (f", drawn at random from the audit's seed (every agency's among them) out of "
+           f"{ctx.stats['trends']['commitments']}" if drawn_keys else " (all of them)")
+        + ", each over a bucket length and range drawn from the seed; and the busiest commitment's weekly trend over "
+        "the whole period"
+    )
+    return compared
+
+
+def _trend(ctx: AuditContext, result: CheckResult, rows: _TrendRows, key: tuple[str, str],
+           query: dict[str, Any]) -> int:
+    agency, commitment = key
+    route = f"/commitments/{quote(agency, safe='')}/{quote(commitment, safe='')}/trend"
+    path = ctx.api.path_of(f"/commitments/{agency}/{commitment}/trend", query)
+    before = int(time.time())
     try:
-        answer = ctx.api.get(f"/commitments/{quote(agency, safe='')}/{quote(commitment, safe='')}/trend", query)
+        answer = ctx.api.get(route, query)
     except ApiError as exc:
-        if exc.status == 404:
-            result.notes.append("the API has no trend endpoint: trends not compared")
-            return 0
         result.add(Finding(NAME, f"the API refused the trend: {exc.message}", subject=path))
         return 0
-    model = h.model
-    compared = 0
-    buckets = answer.get("buckets", [])
-    length = WEEK
+    after = int(time.time()) + 1
+    if not isinstance(answer, dict):
+        result.add(Finding(NAME, "trend: the answer is not a JSON object", subject=path, field="(whole)"))
+        return 0
+    start, end, length = query["from"], query["to"], BUCKETS[query["bucket"]]
+    if end is None:  # the API's "now", taken while it answered
+        end = answer.get("to")
+        if not isinstance(end, int) or not before <= end <= after:
+            result.add(Finding(NAME, f"trend asked without `to`: the API says it ends at {end!r}, not the moment it "
+                               f"answered (between {before} and {after})", subject=path, field="to",
+                               expected=f"{before}-{after}", actual=end))
+            return 0
     count = -(-(end - start) // length)
+    last = rows.metrics(key, max(start, end - length), end, end)
+    echo = {"agency_id": agency, "commitment_id": commitment, "bucket": query["bucket"], "from": start, "to": end,
+            "target_rate": last.to_dict()["target_rate"]}
+    for field, want, served in expected.differences(echo, answer):
+        result.add(Finding(NAME, f"trend: {field} is {served!r} in the API, {want!r} on chain", subject=path,
+                           field=field, expected=want, actual=served))
+    buckets = answer.get("buckets")
+    if not isinstance(buckets, list):
+        result.add(Finding(NAME, "trend: no list of buckets", subject=path, field="buckets", actual=buckets))
+        return 0
     if len(buckets) != count:
-        result.add(Finding(NAME, f"trend: {len(buckets)} buckets in the API, {count} expected", subject=path))
+        result.add(Finding(NAME, f"trend: {len(buckets)} buckets in the API, {count} expected", subject=path,
+                           field="buckets (length)", expected=count, actual=len(buckets)))
+    compared = 0
     for i, bucket in enumerate(buckets[:count]):
         b0, b1 = start + i * length, min(start + (i + 1) * length, end)
-        if (bucket.get("start"), bucket.get("end")) != (b0, b1):
-            result.add(Finding(NAME, f"trend bucket {i}: [{bucket.get('start')}, {bucket.get('end')}) in the API, "
-                               f"[{b0}, {b1}) expected", subject=path))
+        label = f"buckets[{i}]"
+        if not isinstance(bucket, dict) or (bucket.get("start"), bucket.get("end")) != (b0, b1):
+            got = (bucket.get("start"), bucket.get("end")) if isinstance(bucket, dict) else bucket
+            result.add(Finding(NAME, f"trend bucket {i}: {got} in the API, [{b0}, {b1}) expected", subject=path,
+                               field=f"{label}.start", expected=b0, actual=got))
             continue
-        if b1 > requested_at:
-            # the API takes a bucket's open and overdue counts at min(end, its now): not knowable to the second
-            result.notes.append(f"trend bucket [{b0}, {b1}) ends after the request: not compared")
-            continue
-        flt = MetricsFilter(agency_id=agency, commitment_id=commitment, start=b0, end=b1, as_of=b1)
-        want = compute_metrics_from_rows(model.case_rows, model.event_rows, model.commitment_rows, flt,
-                                         rating_rows=model.rating_rows, dispute_rows=model.dispute_rows)
-        _compare(result, path, want, bucket.get("metrics"), f"trend bucket [{b0}, {b1})")
+        # the API takes a bucket's open and overdue counts at min(its end, the moment it answered): a bucket ending
+        # after the request is compared in what is the same whenever during the request that moment was (asked
+        # without `to`, no bucket ends after that moment: the last ends at it)
+        want = rows.metrics(key, b0, b1, b1).to_dict()
+        if b1 > before and query["to"] is not None:
+            early, late = rows.metrics(key, b0, b1, before).to_dict(), rows.metrics(key, b0, b1, min(b1, after))
+            want = {k: v for k, v in early.items() if late.to_dict()[k] == v}
+        diffs = [(f"{label}.metrics.{field}", value, got)
+                 for field, value, got in expected.differences(want, bucket.get("metrics"))
+                 if not _same_number(value, got)]
+        if "on_time_rate" in want:  # repeated for the chart: what the page draws
+            diffs += [(f"{label}.{field}", value, got)
+                      for field, value, got in expected.differences({"on_time_rate": want["on_time_rate"]}, bucket)
+                      if not _same_number(value, got)]
+        for field, value, got in diffs:
+            result.add(Finding(NAME, f"trend bucket [{b0}, {b1}): {field.rsplit('.', 1)[-1]} is {got!r} in the API, "
+                               f"{value!r} recomputed from the chain", subject=path, field=field, expected=value,
+                               actual=got))
         compared += 1
     return compared
 
@@ -333,8 +470,12 @@ CHECK = Check(
     "The API's /metrics (whole period, last week, busiest agency, commitment, district, channel, agency and "
     "district, and selections drawn at random from the audit's secret seed covering every pair of agency, "
     "commitment, district, channel, date range and as_of), /scorecards (every agency, every commitment, per "
-    "commitment within one district, and drawn selections) and one commitment's weekly trend equal the figures ledger/metrics.py computes from case, event and commitment rows "
-    "rebuilt from the chain, field by field, with the same from/to/as_of.",
+    "commitment within one district, and drawn selections; their names, and an agency's withheld batches and "
+    "entries) and trends "
+    "(the busiest commitment's weekly over the whole period, and every commitment's — a sample drawn from the seed, "
+    "every agency's among them, when there are more than 24 — over a bucket length and range drawn from the seed, "
+    "the chart's rate and target included) equal the figures ledger/metrics.py computes from case, event and "
+    "commitment rows rebuilt from the chain, field by field, with the same from/to/as_of.",
     run,
     needs_api=True,
 )

@@ -36,6 +36,7 @@ from ledger.open311 import (
     CASE_STATUSES,
     SPECIFICATION_URL,
     format_time,
+    parse_service_code,
     request_status,
     service_code_of,
     service_request_id_of,
@@ -46,8 +47,12 @@ ROOT = "/open311/v2"
 FORMATS = ("json", "xml")
 #: request lists (filter combinations) drawn per audit, each asked in both formats
 QUERIES = 8
-#: pages followed at most per list (a list that never ends is a finding)
+#: pages followed at most per list (a list that never ends is a finding), beyond what the chain's cases need
 MAX_PAGES = 500
+#: pages a drawn list should take at most: a drawn page size too small for the cases in its window is raised to fit
+#: (the audit's cost, not its reach: every case of the window is still compared); the API's page is 1,000 at most
+PAGE_BUDGET = 50
+OPEN311_MAX_PAGE = 1000
 HOUR = 3600
 DAY = 86_400
 SPAN = 90 * DAY  # GeoReport v2's longest window (the API refuses a longer one)
@@ -207,20 +212,27 @@ def _services(ctx: AuditContext, reader: _Reader, model: LedgerModel, pos: Posit
         for code, (c, expected) in listed.items():
             item = served.pop(code, None)
             subject = f"GET {path} ({code})"
+            if c.agency_id in pos.later_agencies:
+                continue  # its agency published or retired something after the audited block: the API may be newer
             if expected is None:
                 if item is not None:
-                    result.add(Finding(NAME, f"the service list offers {code}, which is retired on chain",
-                                       **entry_pointer(c.retirement or c.versions[-1][1]), subject=subject))
+                    _report(result, pos, Finding(NAME, f"the service list offers {code}, which is retired on chain",
+                                                 **entry_pointer(c.retirement or c.versions[-1][1]), subject=subject))
                 continue
             if item is None:
-                result.add(Finding(NAME, f"the service list lacks {code}, a commitment in force on chain",
-                                   **entry_pointer(c.versions[-1][1]), subject=subject))
+                _report(result, pos, Finding(NAME, f"the service list lacks {code}, a commitment in force on chain",
+                                             **entry_pointer(c.versions[-1][1]), subject=subject))
                 continue
             _compare(result, pos, f"service {code}", fmt, expected, item, subject)
         for code in served:
+            parsed = parse_service_code(str(code))
+            if parsed is not None and parsed[0] in pos.later_agencies:
+                continue  # published after the audited block
             _report(result, pos, Finding(NAME, f"the service list offers {code!r}, which the chain does not have",
                                          subject=f"GET {path}", actual=code))
     for c in commitments:
+        if c.agency_id in pos.later_agencies:
+            continue
         code = service_code_of(c.agency_id, c.commitment_id)
         expected = want.service_definition(c)
         for fmt in FORMATS:
@@ -333,11 +345,24 @@ def _matches(record: CaseRecord, start: int, end: int, codes: set[tuple[str, str
     return statuses is None or state.status in statuses
 
 
-def _pages(reader: _Reader, result: CheckResult, path: str, params: dict[str, Any]) -> Iterator[Any] | None:
-    """Every item of a request list, page by page; None (a finding) when a page fails."""
+def sized(params: dict[str, Any], count: int) -> dict[str, Any]:
+    """`params` with a drawn page size raised, when needed, so that the `count` cases of its window (and a quarter
+    more, for cases indexed since) take at most :data:`PAGE_BUDGET` pages."""
+    size = params.get("page_size")
+    need = -(-count * 5 // (4 * PAGE_BUDGET))
+    if size is None or size >= need:
+        return params
+    return {**params, "page_size": min(OPEN311_MAX_PAGE, need)}
+
+
+def _pages(reader: _Reader, result: CheckResult, path: str, params: dict[str, Any],
+           count: int = 0) -> Iterator[Any] | None:
+    """Every item of a request list of about `count` cases, page by page; None (a finding) when a page fails, or
+    when the list goes on for :data:`MAX_PAGES` pages more than those cases need."""
     items: list[Any] = []
     size = params.get("page_size")
-    for page in range(1, MAX_PAGES + 1):
+    most = MAX_PAGES + -(-count // (size or OPEN311_MAX_PAGE))
+    for page in range(1, most + 1):
         query = {**params, "page": page}
         got = _fetch(reader, result, path, query)
         if got is None:
@@ -350,7 +375,7 @@ def _pages(reader: _Reader, result: CheckResult, path: str, params: dict[str, An
         items.extend(doc)
         if not doc or (size is not None and len(doc) < size):
             return iter(items)
-    result.add(Finding(NAME, f"the request list does not end after {MAX_PAGES} pages",
+    result.add(Finding(NAME, f"the request list does not end after {most} pages",
                        subject=f"GET {_path_of(path, params)}"))
     return None
 
@@ -371,11 +396,12 @@ def _request_lists(ctx: AuditContext, reader: _Reader, pos: Position, result: Ch
             for word in params["status"].split(","):
                 statuses |= CASE_STATUSES[word]
         expected = {sid for sid, r in by_id.items() if _matches(r, start, end, codes, statuses)}
+        params = sized(params, len(expected))
         for fmt in FORMATS:
             path = f"{ROOT}/requests.{fmt}"
             subject = f"GET {_path_of(path, params)}"
             before = int(time.time())
-            items = _pages(reader, result, path, params)
+            items = _pages(reader, result, path, params, len(expected))
             after = int(time.time())
             if items is None:
                 continue
