@@ -593,13 +593,8 @@ class Builder:
             for e in events:
                 if e.seq in voided or e.seq in not_applied:
                     continue
-                r = e.record
-                action = int(r["action"])
-                if action == CaseAction.OPENED:
-                    item = Event(e.seq, action, r["occurred_at"], code_text(r["commitment_id"]),
-                                 code_text(r["district"]), r["channel"])
-                else:
-                    item = Event(e.seq, action, r["occurred_at"])
+                item = case_event(e)
+                action = item.action
                 before = progress.status if progress.opened else ""
                 held = progress.hold_seconds
                 if not progress.apply(item):
@@ -613,13 +608,7 @@ class Builder:
         for e in events:
             if e.seq in voided or e.seq in not_applied:
                 continue
-            r = e.record
-            action = int(r["action"])
-            if action == CaseAction.OPENED:
-                folded.append(Event(e.seq, action, r["occurred_at"], code_text(r["commitment_id"]),
-                                    code_text(r["district"]), r["channel"]))
-            else:
-                folded.append(Event(e.seq, action, r["occurred_at"]))
+            folded.append(case_event(e))
             items[e.seq] = e
         fresh = record.feedback[state.feedback:]
         for e in fresh:
@@ -680,6 +669,16 @@ class Builder:
 
 
 _CASE_KIND_WORD = int(EntryKind.CASE_EVENT).to_bytes(32, "big")
+
+
+def case_event(e: DecodedEntry) -> Event:
+    """A case event entry as ``ledger.cases`` folds it (an Opened with its intake fields as the index holds them)."""
+    r = e.record
+    action = int(r["action"])
+    if action == CaseAction.OPENED:
+        return Event(e.seq, action, r["occurred_at"], code_text(r["commitment_id"]), code_text(r["district"]),
+                     r["channel"])
+    return Event(e.seq, action, r["occurred_at"])
 
 
 def batched_entries(anchor: DecodedEntry, content: BatchContent) -> list[DecodedEntry]:

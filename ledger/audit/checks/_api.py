@@ -20,7 +20,7 @@ from typing import Any
 from ledger.audit import expected
 from ledger.audit.apiread import ApiError
 from ledger.audit.context import AuditContext
-from ledger.audit.model import Finding
+from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import LedgerModel, entry_pointer, rebuild
 from ledger.logs import DecodedEntry
 from ledger.records import EntryKind
@@ -210,3 +210,18 @@ def differs(check: str, e: DecodedEntry | None, what: str, diffs: list[tuple[str
     field, want, actual = diffs[0]
     return Finding(check, f"{what} differs from the chain: {show(diffs)}", **pointer, subject=subject,
                    field=field, expected=want, actual=actual)
+
+
+#: what :func:`fetch` answers when the API failed (the failure is recorded as a finding)
+FAILED = object()
+
+
+def fetch(ctx: AuditContext, result: CheckResult, name: str, path: str, about: DecodedEntry | None) -> Any:
+    """``GET path``: the answer, None for 404, or :data:`FAILED` when the API fails — recorded as a finding of check
+    `name`, pointing at the entry `about` when given."""
+    try:
+        return ctx.api.get_or_none(path)
+    except ApiError as exc:
+        result.add(Finding(name, f"the API failed to answer: {exc.status} {exc.message}",
+                           **(entry_pointer(about) if about is not None else {}), subject=f"GET /api/v1{path}"))
+        return FAILED

@@ -25,8 +25,10 @@ from ledger.audit.apiread import ApiError
 from ledger.audit.batchfiles import WITHHELD_MEANING, WITHHELD_MISSING
 from ledger.audit.checks import Check
 from ledger.audit.checks._api import (
+    FAILED,
     Horizon,
     differs,
+    fetch,
     finality_of,
     horizon,
     lag,
@@ -390,17 +392,6 @@ def _reorganised(ctx: AuditContext, blocks: dict[str, list[tuple[int, dict[str, 
                                    expected=hex0x(e.block_hash), actual=block_hash))
 
 
-_FAILED = object()
-
-
-def _fetch(ctx: AuditContext, result: CheckResult, path: str, about: DecodedEntry | None) -> Any:
-    """``GET path``: the answer, None for 404, or ``_FAILED`` (recorded as a finding) when the API fails."""
-    try:
-        return ctx.api.get_or_none(path)
-    except ApiError as exc:
-        result.add(Finding(NAME, f"the API failed to answer: {exc.status} {exc.message}",
-                           **(entry_pointer(about) if about is not None else {}), subject=f"GET /api/v1{path}"))
-        return _FAILED
 
 
 def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
@@ -432,11 +423,11 @@ def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             diffs += unfinal(finality, item, state.registration, "final")
             if diffs:
                 result.add(_finding(state.registration, f"agency {agency_id}", diffs, "GET /api/v1/agencies"))
-        detail = _fetch(ctx, result, f"/agencies/{quote(agency_id, safe='')}", state.registration)
-        if detail is not _FAILED and detail is None:
+        detail = fetch(ctx, result, NAME, f"/agencies/{quote(agency_id, safe='')}", state.registration)
+        if detail is not FAILED and detail is None:
             result.add(Finding(NAME, f"agency {agency_id}: the API answers 404", **entry_pointer(state.registration),
                                subject=subject))
-        elif detail is not _FAILED:
+        elif detail is not FAILED:
             diffs = expected.differences({**expected.agency(model, agency_id, detail=True), **counts}, detail)
             diffs += unfinal(finality, detail, state.registration, "final")
             for i, (change, e) in enumerate(zip(detail.get("key_history") or [], state.key_history, strict=False)):
@@ -570,8 +561,8 @@ def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             if diffs:
                 result.add(_finding(current_entry, f"commitment {agency_id}/{commitment_id}", diffs,
                                     "GET /api/v1/commitments"))
-        history = _fetch(ctx, result, base, current_entry)
-        if history is _FAILED:
+        history = fetch(ctx, result, NAME, base, current_entry)
+        if history is FAILED:
             continue
         if history is None:
             result.add(Finding(NAME, f"commitment {agency_id}/{commitment_id}: the API answers 404",
@@ -587,8 +578,8 @@ def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
                                 diffs, f"GET /api/v1{base}"))
         for row, e in c.versions:
             versions += 1
-            one = _fetch(ctx, result, f"{base}/versions/{row.version}", e)
-            if one is _FAILED:
+            one = fetch(ctx, result, NAME, f"{base}/versions/{row.version}", e)
+            if one is FAILED:
                 continue
             want = expected.commitment_version(c, row.version)
             diffs = [("(whole)", "the version", None)] if one is None else expected.differences(want, one)
@@ -713,8 +704,8 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     for record in sample:
         path = f"/cases/{quote(record.agency_id, safe='')}/0x{record.case_id.hex()}"
         before = int(time.time())
-        view = _fetch(ctx, result, path, record.events[-1])
-        if view is _FAILED:
+        view = fetch(ctx, result, NAME, path, record.events[-1])
+        if view is FAILED:
             continue
         after = int(time.time())
         if view is None:

@@ -26,7 +26,17 @@ from typing import Any
 from ledger.audit import expected
 from ledger.audit.apiread import ApiError
 from ledger.audit.checks import Check
-from ledger.audit.checks._api import Finality, Horizon, differs, finality_of, horizon, unfinal, withheld_of
+from ledger.audit.checks._api import (
+    FAILED,
+    Finality,
+    Horizon,
+    differs,
+    fetch,
+    finality_of,
+    horizon,
+    unfinal,
+    withheld_of,
+)
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import LedgerModel, entry_pointer
@@ -106,14 +116,6 @@ def _compare(ctx: AuditContext, result: CheckResult, e: DecodedEntry, item: Any,
         ))
 
 
-def _fetch(ctx: AuditContext, result: CheckResult, path: str, e: DecodedEntry | None) -> Any:
-    """``GET path``: the answer, None for 404, or False (recorded as a finding) when the API fails."""
-    try:
-        return ctx.api.get_or_none(path)
-    except ApiError as exc:
-        result.add(Finding(NAME, f"the API failed to answer: {exc.status} {exc.message}",
-                           **(entry_pointer(e) if e is not None else {}), subject=f"GET /api/v1{path}"))
-        return False
 
 
 def _entries(ctx: AuditContext, h: Horizon, result: CheckResult, finality: Finality) -> None:
@@ -129,11 +131,11 @@ def _entries(ctx: AuditContext, h: Horizon, result: CheckResult, finality: Final
         if model.anchors and model.batch_of(seq) is not None:
             merkle += 1
         for path, proof_only in ((f"/entries/{seq}", False), (f"/entries/{seq}/proof", True)):
-            item = _fetch(ctx, result, path, e)
+            item = fetch(ctx, result, NAME, path, e)
             if item is None:
                 result.add(Finding(NAME, f"entry seq {seq}: the API answers 404, but the chain has it",
                                    **entry_pointer(e), subject=f"GET /api/v1{path}", field="(whole)"))
-            elif item is not False:
+            elif item is not FAILED:
                 _compare(ctx, result, e, item, f"GET /api/v1{path}", finality, proof_only=proof_only)
     result.counts["entries_fetched"] = len(sample)
     result.counts["merkle_proofs_checked"] = merkle
@@ -154,8 +156,8 @@ def _withheld_entries(ctx: AuditContext, h: Horizon, result: CheckResult) -> Non
     for agency_id, anchors in sorted(withheld.by_agency.items()):
         for anchor in anchors:
             path = f"/entries/{anchor.seq}"
-            item = _fetch(ctx, result, path, anchor)
-            if item is not None and item is not False:
+            item = fetch(ctx, result, NAME, path, anchor)
+            if item is not None and item is not FAILED:
                 result.add(Finding(
                     NAME, f"the API serves entry seq {anchor.seq}, the first of a batch of {agency_id} whose file "
                     "cannot be read: nobody can check what it says", **entry_pointer(anchor),
@@ -174,12 +176,12 @@ def _batches(ctx: AuditContext, h: Horizon, result: CheckResult, finality: Final
         agency = code_text(anchor.agency_id)
         path = f"/batches/{seq}"
         subject = f"GET /api/v1{path}"
-        item = _fetch(ctx, result, path, anchor)
+        item = fetch(ctx, result, NAME, path, anchor)
         if item is None:
             result.add(Finding(NAME, f"batch seq {seq}: the API answers 404, but it is anchored on chain",
                                **entry_pointer(anchor), subject=subject, field="(whole)"))
             continue
-        if item is False:
+        if item is FAILED:
             continue
         if not isinstance(item, dict):
             result.add(Finding(NAME, f"batch seq {seq}: the answer is not a JSON object", **entry_pointer(anchor),
