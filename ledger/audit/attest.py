@@ -15,6 +15,7 @@ before the latest (:func:`attestable_block`) and is recorded at once.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,22 +104,35 @@ def publish(
                      report_hash, upload)
 
 
+#: how long the upload waits for the API's index to hold the new attestation (the API keeps only attested reports)
+INDEX_WAIT_SECONDS = 60.0
+
+
 def upload_report(api_url: str, report_hash: str, body: bytes, *, timeout: float = 60.0,
-                  client: httpx.Client | None = None) -> str:
-    """PUT the report to ``/api/v1/audit-reports/{hash}``: "stored", or why not (redirects are not followed)."""
+                  client: httpx.Client | None = None, index_wait: float = INDEX_WAIT_SECONDS) -> str:
+    """PUT the report to ``/api/v1/audit-reports/{hash}``: "stored", or why not (redirects are not followed). While
+    the API answers ``report_not_attested`` (its index has not reached the attestation yet), it is asked again, for
+    at most `index_wait` seconds."""
     own = client is None
     http = client or httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout, follow_redirects=False)
+    deadline = time.monotonic() + index_wait
+    pause = 0.5
     try:
-        answer = http.put(f"{PREFIX}/audit-reports/{report_hash}", content=body,
-                          headers={"content-type": "application/json", "user-agent": USER_AGENT})
-    except httpx.HTTPError as exc:
-        return f"not stored: {type(exc).__name__}: {cut(str(exc), 200)}"
+        while True:
+            try:
+                answer = http.put(f"{PREFIX}/audit-reports/{report_hash}", content=body,
+                                  headers={"content-type": "application/json", "user-agent": USER_AGENT})
+            except httpx.HTTPError as exc:
+                return f"not stored: {type(exc).__name__}: {cut(str(exc), 200)}"
+            if answer.status_code in (200, 201, 204):
+                return "stored"
+            if answer.status_code != 404 or "report_not_attested" not in answer.text or time.monotonic() > deadline:
+                return f"not stored: HTTP {answer.status_code}: {cut(answer.text, 300)}"
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
     finally:
         if own:
             http.close()
-    if answer.status_code in (200, 201, 204):
-        return "stored"
-    return f"not stored: HTTP {answer.status_code}: {cut(answer.text, 300)}"
 
 
 def summary(published: Published) -> dict[str, Any]:

@@ -5,6 +5,7 @@ finding; an unregistered key, an incomplete audit and a stale block are refused 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,3 +129,28 @@ def test_an_operator_vouching_for_a_lying_auditor_or_forging_a_report_is_caught(
     hits = findings(report, "attestations")
     assert any(f.seq == seq and f.field == "matches_ledger" and f.expected is True for f in hits)
     assert any(f.field == "body" and "not the report the auditor attested" in f.message for f in hits)
+
+
+def test_the_report_is_uploaded_once_the_api_has_indexed_the_attestation(honest: HonestLedger, tmp_path: Path) -> None:
+    """The API keeps only attested reports: the upload asks again while its index has not reached the attestation."""
+    import threading
+
+    from ledger.audit.attest import upload_report
+
+    with chain_state(honest):
+        auditor = funded_auditor(honest)
+        index = honest.index_copy(tmp_path)
+        report = run_audit(honest.config(to_block=attestable_block(honest.url)))
+        published = publish(report, auditor, rpc_url=honest.url, contract=honest.ledger.address)
+        body = report_bytes(report)
+        with honest.api(index) as client:
+            path = f"/api/v1/audit-reports/{published.report_hash}"
+            assert client.put(path, content=body).status_code == 404  # not indexed yet
+            outcome: list[str] = []
+            uploader = threading.Thread(target=lambda: outcome.append(
+                upload_report("", published.report_hash, body, client=client, index_wait=30)))
+            uploader.start()
+            honest.sync(index)
+            uploader.join(60)
+            assert outcome == ["stored"]
+            assert client.get(path).content == body
