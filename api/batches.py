@@ -31,7 +31,7 @@ from typing import Any
 
 from api import models
 from ledger import batchread
-from ledger.batches import BatchStore, MerkleTree, leaf_hash
+from ledger.batches import BatchStore, MerkleTree
 from ledger.batchread import BatchFileProblem
 from ledger.errors import LedgerError
 from ledger.logs import _keccak_256
@@ -119,7 +119,7 @@ def build_tree(store: BatchStore, key: BatchKey) -> Tree | Unavailable:
         reason = exc.message.removeprefix("malformed batch file: ")
         return Unavailable("file_invalid", f"the file of batch #{key.seq} is not a valid batch file: {reason}")
     del content
-    tree = MerkleTree([leaf_hash(index, record) for index, record in enumerate(records)])
+    tree = MerkleTree.of_records(records)
     if len(records) != key.count or tree.root != key.root:
         return Unavailable(
             "root_mismatch",

@@ -89,6 +89,11 @@ class MerkleTree:
             tree[i] = _keccak_256(a + b if a < b else b + a).digest()
         self.tree, self.position = tree, position
 
+    @classmethod
+    def of_records(cls, record_hashes: Sequence[bytes]) -> MerkleTree:
+        """The tree of a batch whose entry ``i`` has record hash ``record_hashes[i]`` (leaves :func:`leaf_hash`)."""
+        return cls([leaf_hash(index, record) for index, record in enumerate(record_hashes)])
+
     @property
     def root(self) -> bytes:
         return self.tree[0]
@@ -150,7 +155,6 @@ def build_batch(events: Sequence[CaseEvent]) -> Batch:
         raise InvalidRecord(f"a batch holds at most {MAX_ENTRIES:,} entries; split it")
     lines = [HEADER]
     hashes = []
-    leaves = []
     keccak_256, typehash, words = _keccak_256, _CASE_TYPEHASH, _SMALL_WORDS
     for index, e in enumerate(events):
         action, channel = int(e.action), e.channel
@@ -159,13 +163,12 @@ def build_batch(events: Sequence[CaseEvent]) -> Batch:
                 + words[channel] + e.details_hash)
         r = keccak_256(typehash + body).digest()
         hashes.append(r)
-        leaves.append(keccak_256(keccak_256(index.to_bytes(32, "big") + r).digest()).digest())
         h = body.hex()
         lines.append(
             f"{index},0x{h[0:64]},{action},{e.occurred_at},0x{h[192:256]},0x{h[256:320]},{channel},0x{h[384:448]}"
         )
     content = ("\n".join(lines) + "\n").encode("ascii")
-    return Batch(tuple(events), tuple(hashes), content, keccak(content), MerkleTree(leaves))
+    return Batch(tuple(events), tuple(hashes), content, keccak(content), MerkleTree.of_records(hashes))
 
 
 def parse_batch_file(content: bytes) -> list[CaseEvent]:

@@ -102,10 +102,7 @@ def check_content(content: bytes, root: bytes, count: int, file_hash: bytes) -> 
             COUNT, f"the file holds {parsed.count} events, the anchor says {count}"
             + ("" if parsed.count > count else f": {count - parsed.count} missing")
         )
-    built = MerkleTree(
-        [_keccak_256(_keccak_256(i.to_bytes(32, "big") + r).digest()).digest()
-         for i, r in enumerate(parsed.record_hashes)]
-    ).root
+    built = MerkleTree.of_records(parsed.record_hashes).root
     if built != root:
         raise BatchFileProblem(
             ROOT, f"the file's {parsed.count} events build Merkle root 0x{built.hex()}, the anchor says 0x{root.hex()}"
@@ -190,10 +187,7 @@ def _also(content: bytes, root: bytes, count: int) -> str:
         return f"; it is also malformed ({exc.message.removeprefix('malformed batch file: ')})"
     if parsed.count != count:
         return f"; it holds {parsed.count} events, the anchor says {count}"
-    built = MerkleTree(
-        [_keccak_256(_keccak_256(i.to_bytes(32, "big") + r).digest()).digest()
-         for i, r in enumerate(parsed.record_hashes)]
-    ).root
+    built = MerkleTree.of_records(parsed.record_hashes).root
     if built != root:
         return f"; its {count} events build another Merkle root (0x{built.hex()}): an event was altered"
     return "; its events still build the anchored root (only the file's bytes differ)"

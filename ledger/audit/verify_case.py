@@ -39,7 +39,7 @@ from ledger.audit.context import AuditConfig, AuditContext
 from ledger.audit.errors import CannotAudit
 from ledger.audit.rebuild import CaseRecord, LedgerModel, feedback_item, hex0x, rebuild
 from ledger.audit.rpc import Rpc, RpcError
-from ledger.batches import MerkleTree, leaf_hash, verify_proof
+from ledger.batches import MerkleTree, verify_proof
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, CaseProgress, Event
 from ledger.logs import DecodedEntry, LogDecoder, code_text, keccak
 from ledger.metrics import CaseRow, is_overdue_at
@@ -80,9 +80,7 @@ def merkle_proofs(rpc: Rpc, contract: str, events: list[DecodedEntry], model: Le
         content = model.contents[anchor.seq]
         tree = trees.get(anchor.seq)
         if tree is None:
-            tree = trees[anchor.seq] = MerkleTree(
-                [leaf_hash(i, r) for i, r in enumerate(content.record_hashes)]
-            )
+            tree = trees[anchor.seq] = MerkleTree.of_records(content.record_hashes)
         index = e.seq - anchor.seq
         branch = tree.proof(index)
         out[e.seq] = {
