@@ -115,7 +115,8 @@ def day_number(day: date) -> int:
     return (day - EPOCH).days
 
 
-def _to_bytes32(value: Any) -> Any:
+def _to_fixed_bytes(value: Any, size: int) -> Any:
+    """`size` bytes, given as bytes or a 0x-hex string (what a bytesN field takes)."""
     if isinstance(value, str):
         text = value[2:] if value.startswith(("0x", "0X")) else value
         try:
@@ -123,10 +124,14 @@ def _to_bytes32(value: Any) -> Any:
         except ValueError as exc:
             raise ValueError(f"not a hex string: {value!r}") from exc
     if isinstance(value, (bytes, bytearray)):
-        if len(value) != 32:
-            raise ValueError(f"must be 32 bytes, got {len(value)}")
+        if len(value) != size:
+            raise ValueError(f"must be {size} bytes, got {len(value)}")
         return bytes(value)
-    raise ValueError(f"must be 32 bytes or a 0x-hex string, got {type(value).__name__}")
+    raise ValueError(f"must be {size} bytes or a 0x-hex string, got {type(value).__name__}")
+
+
+def _to_bytes32(value: Any) -> Any:
+    return _to_fixed_bytes(value, 32)
 
 
 def _to_unix_time(value: Any) -> Any:
@@ -497,15 +502,7 @@ class AuditorChange(Record):
 
 
 def _to_bytes24(value: Any) -> Any:
-    if isinstance(value, str):
-        text = value[2:] if value.startswith(("0x", "0X")) else value
-        try:
-            value = bytes.fromhex(text)
-        except ValueError as exc:
-            raise ValueError(f"not a hex string: {value!r}") from exc
-    if isinstance(value, (bytes, bytearray)) and len(value) == 24:
-        return bytes(value)
-    raise ValueError("must be 24 bytes (a running hash) or its 0x-hex string")
+    return _to_fixed_bytes(value, 24)  # a running hash
 
 
 class Attestation(Record):

@@ -18,7 +18,7 @@ from ledger.audit.checks._api import horizon
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import entry_pointer, hex0x
-from ledger.logs import DecodedEntry, fold, keccak
+from ledger.logs import DecodedEntry, keccak
 from ledger.records import ZERO_HEAD, AuditVerdict, EntryKind
 
 NAME = "attestations"
@@ -27,20 +27,18 @@ AUDITOR_CHANGES = frozenset({EntryKind.AUDITOR_AUTHORIZED, EntryKind.AUDITOR_REV
 REPORTS_PER_RUN = 20
 
 
-def heads_by_block(logged: list[DecodedEntry]) -> tuple[list[int], list[tuple[int, bytes]]]:
-    """(block numbers, (entry count, running hash) after each of those blocks), from the log alone: what the contract
-    held at the end of every block that holds an entry."""
+def heads_by_block(logged: list[DecodedEntry], running: dict[int, bytes]) -> tuple[list[int], list[tuple[int, bytes]]]:
+    """(block numbers, (entry count, running hash) after each of those blocks), from the log alone (`running`: the
+    model's head after each logged entry): what the contract held at the end of every block that holds an entry."""
     blocks: list[int] = []
     states: list[tuple[int, bytes]] = []
-    head = ZERO_HEAD
     for e in logged:
-        head = fold(head, e.entry_hash)
-        count = e.seq + (e.record["count"] if e.kind == EntryKind.BATCH_ANCHORED else 1)
+        state = (e.seq + (e.record["count"] if e.kind == EntryKind.BATCH_ANCHORED else 1), running[e.seq])
         if blocks and blocks[-1] == e.block_number:
-            states[-1] = (count, head)
+            states[-1] = state
         else:
             blocks.append(e.block_number)
-            states.append((count, head))
+            states.append(state)
     return blocks, states
 
 
@@ -66,7 +64,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     attested = [e for e in logged if e.kind == EntryKind.AUDIT_ATTESTED]
     agency_keys = {e.signer for e in logged if e.kind == EntryKind.SIGNER_AUTHORIZED}
     auditors: dict[str, bool] = {}  # key -> registered now (replayed in seq order)
-    blocks, states = heads_by_block(logged)
+    blocks, states = heads_by_block(logged, ctx.model.running)
     last_block: dict[str, int] = {}
     for e in logged:
         if e.kind in AUDITOR_CHANGES:
