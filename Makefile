@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: run test deps bench clean
 
 run: deps
-	$(VENV)/bin/python -m ledger.devnet
+	$(VENV)/bin/python -m ledger.dev.devnet
 
 test: deps $(SLITHER_VENV)/.installed $(CHROMIUM) $(CJK_FONT)
 	$(VENV)/bin/python -m pytest

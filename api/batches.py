@@ -4,7 +4,7 @@ A batch (``ledger.batches``) puts many case events in one published file and anc
 them on chain. The index has each batched event as an entry row (``entries.batch_seq``, ``batch_index``) and each batch
 as a row of ``batches`` (root, count, file hash, the anchoring transaction); the tree itself is not in the index. A
 record's proof is rebuilt here from the batch file (read as :func:`ledger.batches.rebuild` reads it, every line
-validated — through ``ledger.batchread``'s parser, which accepts exactly the same files four times faster — and the
+validated — through ``ledger.batches.read``'s parser, which accepts exactly the same files four times faster — and the
 tree built over the records): a 100,000-entry batch takes a second or so, so the rebuilt trees are kept (:class:`BatchTrees`, least recently used
 first out, bounded by memory — about 100 bytes an entry, in flat byte strings, not the tree's Python objects) and a
 request looks each batch up at most once (:class:`BatchProofs`).
@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from api import models
-from ledger import batchread
+from ledger.batches import read as batchread
 from ledger.batches import BatchStore, MerkleTree
-from ledger.batchread import BatchFileProblem
+from ledger.batches.read import BatchFileProblem
 from ledger.errors import LedgerError
-from ledger.logs import _keccak_256
+from ledger.chain.logs import _keccak_256
 
 PREFIX = "/api/v1"
 #: how long a batch file found damaged is not looked at again (a missing file is looked for on every request: that

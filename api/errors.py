@@ -65,7 +65,7 @@ def not_found(message: str) -> ApiError:
 
 
 def budget_exceeded(budget: str, message: str, *, limit: int, used: int, resets_at: int, retry_after: int) -> ApiError:
-    """429 for a relayed write that would take its signer past one of its budgets (``ledger.relay_budgets``): names
+    """429 for a relayed write that would take its signer past one of its budgets (``ledger.relay.budgets``): names
     the budget and when enough of it is free again (unix seconds, and ``Retry-After`` in seconds)."""
     return ApiError(
         429, "budget_exceeded", message, headers={"Retry-After": str(max(1, retry_after))},

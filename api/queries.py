@@ -43,7 +43,7 @@ from ledger.metrics import CaseRow, MetricsFilter, compute_metrics_from_rows, ra
 from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.batches import batch_hash
-from ledger.batchread import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
+from ledger.batches.read import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
 from ledger.store.schema import (
     NO_AGENCY,
     agencies,

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.devnet import DEFAULT_DATA_DIR
-from ledger.relay_budgets import RelayBudgets
+from ledger.dev.devnet import DEFAULT_DATA_DIR
+from ledger.relay.budgets import RelayBudgets
 from ledger.store.db import default_url
 
 

@@ -12,7 +12,7 @@ chain is also indexed (bench/indexer.py's indexer, not measured) and served by t
 run cross-checks it. Prints a table, then one JSON line.
 
 Target: the whole audit of 100,000 entries in under 10 s (the warm run: ``seconds`` in the JSON line; the cold one
-is ``seconds_cold``); no per-entry cost near a millisecond (logs are decoded from raw JSON-RPC by ledger.logs, not
+is ``seconds_cold``); no per-entry cost near a millisecond (logs are decoded from raw JSON-RPC by ledger.chain.logs, not
 web3).
 
 Then the monitor (``civic-audit monitor``, in this process: ``ledger.audit.monitor.Monitor``, no compiling, no API):
@@ -41,8 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledger.chain import Chain  # noqa: E402
-from ledger.node import AnvilNode, free_port  # noqa: E402
+from ledger.chain.contract import Chain  # noqa: E402
+from ledger.dev.node import AnvilNode, free_port  # noqa: E402
 
 TARGET_SECONDS = 10.0
 MONITOR_TARGET = 1_000
@@ -196,7 +196,7 @@ def main() -> None:
         chain_only = run_audit_process([*base, "--no-compile"], Path(tmp) / "chain.json")
         with_api = None
         if args.api:
-            from ledger.indexer import Indexer
+            from ledger.index.sync import Indexer
             from ledger.store.db import open_store
 
             store_url = f"sqlite:///{Path(tmp) / 'index.sqlite3'}"

@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger import batches  # noqa: E402
-from ledger.chain import Chain, Ledger  # noqa: E402
-from ledger.node import AnvilNode  # noqa: E402
+from ledger.chain.contract import Chain, Ledger  # noqa: E402
+from ledger.dev.node import AnvilNode  # noqa: E402
 from ledger.records import (  # noqa: E402
     AgencyRegistration,
     CaseAction,

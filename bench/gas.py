@@ -14,8 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger import receipts  # noqa: E402
-from ledger.chain import Chain, Ledger  # noqa: E402
-from ledger.node import AnvilNode  # noqa: E402
+from ledger.chain.contract import Chain, Ledger  # noqa: E402
+from ledger.dev.node import AnvilNode  # noqa: E402
 from ledger.records import (  # noqa: E402
     RECEIPT_CASE_FLAG,
     AgencyRegistration,
@@ -96,12 +96,12 @@ def main() -> None:
 
         deadline = now() + 3600
         relayed = opened()
-        rows["relayed: case opened"] = ledger.relay(
+        rows["relayed: case opened"] = ledger.relay.service(
             relayer, relayed, signer.address, deadline, ledger.sign(signer, relayed, deadline)
         )["gasUsed"]
         relayed_batch = [opened() for _ in range(BATCH)]
         rows[f"relayed batch of {BATCH}: opened, per entry"] = (
-            ledger.relay(relayer, relayed_batch, signer.address, deadline, ledger.sign(signer, relayed_batch, deadline))[
+            ledger.relay.service(relayer, relayed_batch, signer.address, deadline, ledger.sign(signer, relayed_batch, deadline))[
                 "gasUsed"
             ]
             // BATCH

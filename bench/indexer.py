@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from eth_abi import encode as abi_encode  # noqa: E402
 from eth_account.signers.local import LocalAccount  # noqa: E402
 
-from ledger.chain import Chain, Ledger  # noqa: E402
-from ledger.indexer import Indexer  # noqa: E402
-from ledger.node import AnvilNode  # noqa: E402
+from ledger.chain.contract import Chain, Ledger  # noqa: E402
+from ledger.index.sync import Indexer  # noqa: E402
+from ledger.dev.node import AnvilNode  # noqa: E402
 from ledger.records import (  # noqa: E402
     AgencyRegistration,
     CaseAction,

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger.chain import Chain, Ledger  # noqa: E402
-from ledger.keys import AgencyKey  # noqa: E402
-from ledger.node import AnvilNode, anvil_binary  # noqa: E402
-from ledger.outbox import Outbox, OutboxState  # noqa: E402
+from ledger.chain.contract import Chain, Ledger  # noqa: E402
+from ledger.chain.keys import AgencyKey  # noqa: E402
+from ledger.dev.node import AnvilNode, anvil_binary  # noqa: E402
+from ledger.writer.outbox import Outbox, OutboxState  # noqa: E402
 from ledger.records import (  # noqa: E402
     AgencyRegistration,
     CaseAction,
@@ -37,7 +37,7 @@ from ledger.records import (  # noqa: E402
     short_code,
     text_hash,
 )
-from ledger.writer import Writer  # noqa: E402
+from ledger.writer.sender import Writer  # noqa: E402
 
 COMMITMENT_ID = short_code("STREETLIGHT-48H")
 

@@ -2,7 +2,7 @@
 from CSV / JSON Lines, or as Merkle-anchored batches), sync the index and show metrics. ``civic-ledger --help`` lists
 everything.
 
-Agencies write through the :class:`~ledger.writer.Writer` and its durable outbox (``DATA_DIR/outbox/``), so a
+Agencies write through the :class:`~ledger.writer.sender.Writer` and its durable outbox (``DATA_DIR/outbox/``), so a
 command interrupted halfway can simply be run again: nothing is recorded twice. ``batch submit`` writes through
 :mod:`ledger.batches` instead: a batch is recognised on chain by its file's hash, so running it again anchors nothing
 twice either.
@@ -35,11 +35,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ledger import batches
-from ledger.chain import Chain, Ledger
+from ledger.chain.contract import Chain, Ledger
 from ledger.errors import ContractReverted, InvalidRecord, LedgerError
 from ledger.importer import CaseIds, Row, read_rows, references
-from ledger.keys import AgencyKey, load_key
-from ledger.outbox import Outbox, OutboxItem, OutboxState
+from ledger.chain.keys import AgencyKey, load_key
+from ledger.writer.outbox import Outbox, OutboxItem, OutboxState
 from ledger.receipts import (
     DEFAULT_PAGE_URL,
     ReceiptFiles,
@@ -68,7 +68,7 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from ledger.writer import Writer
+from ledger.writer.sender import Writer
 
 DEFAULT_DATA_DIR = Path(os.environ.get("CIVIC_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
 
@@ -1167,7 +1167,7 @@ def sync(
     and indexing goes on; a withheld batch's events slot in once the right file is published."""
     import threading
 
-    from ledger.indexer import Indexer
+    from ledger.index.sync import Indexer
     from ledger.store.db import open_store
 
     s = settings(ctx)
@@ -1176,7 +1176,7 @@ def sync(
     deploy_block = json.loads(deployment.read_text())["block"] if deployment.exists() and not s.contract else None
     opened = open_store(_store_url(s, store))
     try:
-        indexer = Indexer(ledger.chain, ledger.address, opened, confirmations=confirmations,
+        indexer = Indexer(ledger.chain.contract, ledger.address, opened, confirmations=confirmations,
                           deploy_block=deploy_block, batch_dir=batch_dir or s.data_dir / "batches",
                           alert=lambda message: err.print(f"[bold red]alert:[/] {message}"))
         with err.status("indexing…"):

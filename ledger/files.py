@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ledger.errors import LedgerError
-from ledger.logs import keccak
+from ledger.chain.logs import keccak
 
 
 class HashedFiles:

@@ -50,7 +50,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ledger.errors import InvalidRecord
-from ledger.logs import keccak
+from ledger.chain.logs import keccak
 from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Channel, short_code
 
 ACTIONS = {a.name.lower(): a for a in CaseAction}

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from ledger.chain import Chain, Ledger
-from ledger.node import AnvilNode
+from ledger.chain.contract import Chain, Ledger
+from ledger.dev.node import AnvilNode
 from ledger.records import (
     AgencyRegistration,
     CaseAction,

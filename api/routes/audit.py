@@ -47,7 +47,7 @@ from api.routes.public import (
 )
 from api.settings import ApiSettings
 from ledger.errors import LedgerError
-from ledger.logs import keccak
+from ledger.chain.logs import keccak
 
 REPORT_HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 ReportHash = Annotated[

@@ -7,7 +7,7 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     agreed to publish it), whether a rating or a dispute would be accepted now and if not why, the closure a dispute
     must name and its deadline, and every dispute with the agency's answer. When the index has no receipt with this
     key, or its state of the case is not the chain's (it is halted or behind), the answer comes from the chain
-    (``api.feedback``, ``ledger.receiptstate``): ``feedback.source`` is ``"chain"``, ``feedback.source_reason`` says
+    (``api.feedback``, ``ledger.chain.receipt_case``): ``feedback.source`` is ``"chain"``, ``feedback.source_reason`` says
     why, and the case's events, rating and disputes are only what the index has.
 
 ``POST /api/v1/ratings`` and ``POST /api/v1/disputes``
@@ -43,7 +43,7 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     through ``api.feedback.decide``, then the call run once on the latest block —, never on the index: a case the
     index lacks or lags behind is accepted exactly when the contract would accept it, and refused with the
     contract's reason. An accepted record is
-    stored durably with its off-chain text (``ledger.relay.RelayStore.submit_citizen``) and sent as ``rateCase`` /
+    stored durably with its off-chain text (``ledger.relay.service.RelayStore.submit_citizen``) and sent as ``rateCase`` /
     ``disputeCase`` by the relay's citizens' lane — an outbox and a relayer key of its own, so no backlog of agency
     records ever delays it; nor is it charged to any agency's relay budget. The answer (202) waits a few seconds for it
     to be recorded, and ``GET /api/v1/ratings/{id}`` (``/disputes/{id}``) follows it afterwards; a rating someone
@@ -88,12 +88,12 @@ from api.write_models import (
     OffChainTextIn,
     RatingIn,
 )
-from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, REVERT_ERRORS, Ledger
+from ledger.chain.contract import DOMAIN_NAME, DOMAIN_VERSION, REVERT_ERRORS, Ledger
 from ledger.errors import InvalidRecord, NodeUnavailable
-from ledger.logs import code_text
-from ledger.receiptstate import ChainReceipts
+from ledger.chain.logs import code_text
+from ledger.chain.receipt_case import ChainReceipts
 from ledger.records import Dispute, Rating, ReceiptCaseStatus
-from ledger.relay import (
+from ledger.relay.service import (
     CitizenFiles,
     OffChainText,
     RelayRefused,
@@ -248,7 +248,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
     chain_receipts: list[ChainReceipts] = []  # one, over the relay's chain connection, built on first use
 
     def receipts_on_chain() -> ChainReceipts | None:
-        """The chain's side of receipts (``ledger.receiptstate``); None when no chain is configured or reachable
+        """The chain's side of receipts (``ledger.chain.receipt_case``); None when no chain is configured or reachable
         now — the index then answers alone, as it can."""
         try:
             ledger = service.ledger

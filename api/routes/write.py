@@ -6,8 +6,8 @@ optionally ``"signer"``). Every check runs before anything is stored, each refus
 ``wrong_contract``), the record, the signature (``bad_signature``, ``signer_mismatch``), a message already submitted
 (409 ``duplicate``, with that submission), the deadline (``expired``), the key (403 ``unauthorized_signer``) and its
 nonce (409 ``stale_nonce``); a key past one of its relay budgets is refused first of all those that ask the chain (429
-``budget_exceeded`` naming the budget, ``Retry-After``: ``ledger.relay_budgets``). An accepted record is stored
-durably (``ledger.relay.RelayStore``) and sent by the agencies' relayer key (``ledger.relay.RelayWriter``); the answer
+``budget_exceeded`` naming the budget, ``Retry-After``: ``ledger.relay.budgets``). An accepted record is stored
+durably (``ledger.relay.service.RelayStore``) and sent by the agencies' relayer key (``ledger.relay.service.RelayWriter``); the answer
 (202) waits a few seconds for it to be recorded, and ``GET /api/v1/agency/records/{id}`` follows it afterwards.
 
 Logs carry submission ids, signer addresses and error codes only — never bodies.
@@ -44,12 +44,12 @@ from api.write_models import (
     SubmissionOut,
     TypedDataTemplate,
 )
-from ledger.chain import DOMAIN_NAME, DOMAIN_VERSION, Chain, Ledger
-from ledger.devnet import KeyStore
+from ledger.chain.contract import DOMAIN_NAME, DOMAIN_VERSION, Chain, Ledger
+from ledger.dev.devnet import KeyStore
 from ledger.errors import ChainMismatch, LedgerError, NodeUnavailable, OutboxError
 from ledger.records import code_text
-from ledger.relay_budgets import BudgetExceeded
-from ledger.relay import (
+from ledger.relay.budgets import BudgetExceeded
+from ledger.relay.service import (
     AGENCY_LANE,
     CITIZEN_LANE,
     LANES,
@@ -115,7 +115,7 @@ class _Unavailable(Exception):
 class RelayService:
     """The chain connection, relay store and relay writers of one app, built on first use and closed at shutdown.
 
-    One writer per lane (``ledger.relay.LANES``): agencies' records from the key ``relayer``, citizens' ratings and
+    One writer per lane (``ledger.relay.service.LANES``): agencies' records from the key ``relayer``, citizens' ratings and
     disputes from the key ``relayer-citizens`` (both in ``<data_dir>/keys``; fund both), so no agency backlog ever
     stands in front of a citizen's record."""
 

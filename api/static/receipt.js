@@ -4,7 +4,7 @@
 //   code  = the 20 characters, upper case, I and L read as 1, O as 0, spaces and dashes dropped
 //   seed  = PBKDF2-HMAC-SHA256(password = code (ASCII), salt = "civic-ledger/receipt/v1", 2048 iterations, 32 bytes)
 //   key   = int(seed) mod (n - 1) + 1        (n: the secp256k1 group order)
-// and the EIP-712 typed data a receipt key signs (ledger.chain.citizen_typed_data): a Rating or a Dispute under the
+// and the EIP-712 typed data a receipt key signs (ledger.chain.contract.citizen_typed_data): a Rating or a Dispute under the
 // domain CivicLedger / 1 / chainId / verifyingContract, signed deterministically (RFC 6979), low s, v 27 or 28 — the
 // bytes eth-account gives for the same key and record.
 //

@@ -25,10 +25,10 @@ from ledger.audit.apiread import PREFIX, USER_AGENT
 from ledger.audit.errors import CannotAudit
 from ledger.audit.model import AuditReport, cut
 from ledger.audit.report import report_bytes
-from ledger.chain import Chain, Ledger
+from ledger.chain.contract import Chain, Ledger
 from ledger.errors import ContractReverted, LedgerError
-from ledger.keys import AgencyKey
-from ledger.logs import keccak
+from ledger.chain.keys import AgencyKey
+from ledger.chain.logs import keccak
 from ledger.records import Attestation, AuditVerdict
 
 #: how far back the EVM's BLOCKHASH sees: an attestation names one of these blocks
@@ -170,7 +170,7 @@ def load_auditor_key(args: Any) -> AgencyKey:
     """The auditor key the options name (errors name where it was looked for, never the key)."""
     import os
 
-    from ledger.keys import load_key
+    from ledger.chain.keys import load_key
 
     if args.attest_key_env:
         return load_key(env_var=args.attest_key_env)

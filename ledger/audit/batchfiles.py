@@ -1,4 +1,4 @@
-"""Fetch every anchored batch's published file and check it against its anchor (``ledger.batchread``): from a
+"""Fetch every anchored batch's published file and check it against its anchor (``ledger.batches.read``): from a
 directory (a ``BatchStore``: files named ``<file hash hex>.csv``) or from a public API (``GET
 /api/v1/batches/{seq}/file``), whichever ``--batches`` names — by default the API given with ``--api``.
 
@@ -10,7 +10,7 @@ quarantines it as (``ledger.store.schema``):
 
 ``missing``
     no file hashing to the anchored file hash is available (none is published at the source, or the one published
-    under that name is another file: ``ledger.batchread.CURABLE``): it may still be published, and the batch read;
+    under that name is another file: ``ledger.batches.read.CURABLE``): it may still be published, and the batch read;
 ``impossible``
     the file with the anchored hash is published but is malformed, holds another count of events or builds another
     root — since no other file can have that hash, the batch can never be read — or the anchor's count is beyond what
@@ -27,7 +27,7 @@ from pathlib import Path
 from ledger.audit.apiread import PREFIX, ApiError, PublicApi
 from ledger.audit.errors import CannotAudit
 from ledger.batches import MAX_ENTRIES
-from ledger.batchread import (
+from ledger.batches.read import (
     COUNT,
     MISSING,
     WITHHELD_IMPOSSIBLE,
@@ -37,7 +37,7 @@ from ledger.batchread import (
     read_batch,
     withheld_kind,
 )
-from ledger.logs import DecodedEntry
+from ledger.chain.logs import DecodedEntry
 from ledger.records import EntryKind
 
 

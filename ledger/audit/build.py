@@ -7,7 +7,7 @@ Why a cached build is as trustworthy as a fresh one:
 
 - its key is the SHA-256 of the *complete* compiler input: the compiler's full version string (asked of the compiler
   itself, every run), the version contracts/compiler.json pins, and the standard JSON input
-  ``ledger.build.standard_input`` makes — the settings and the exact text of every source file, OpenZeppelin's
+  ``ledger.chain.build.standard_input`` makes — the settings and the exact text of every source file, OpenZeppelin's
   included. Change one byte of any of them and the key changes;
 - an entry is only ever written by this auditor, right after compiling exactly that input itself, and only when the
   compiler's output names the same compiler and the same source hashes as the input the key was made of (a source
@@ -58,7 +58,7 @@ class CompilerInput:
 
     compiler: str
     #: the version contracts/compiler.json pins: in the key, so a build made under another pin is never used (a
-    #: compiler the pin refuses never builds anything: ``ledger.build.compile_contracts``)
+    #: compiler the pin refuses never builds anything: ``ledger.chain.build.compile_contracts``)
     pinned: str
     standard_input: dict[str, Any]
 
@@ -75,12 +75,12 @@ class CompilerInput:
 
 
 def compiler_input() -> CompilerInput:
-    """The compiler input of a fresh build now (``ledger.build``: the pinned compiler and settings, the sources from
+    """The compiler input of a fresh build now (``ledger.chain.build``: the pinned compiler and settings, the sources from
     disk); raises ``ledger.errors.BuildError`` when the compiler cannot be run."""
     import solcx
     from solcx.exceptions import SolcError
 
-    from ledger.build import compiler_config, solc_binary, standard_input
+    from ledger.chain.build import compiler_config, solc_binary, standard_input
     from ledger.errors import BuildError
 
     binary = solc_binary()
@@ -158,8 +158,8 @@ class BuildOrigin:
 
 
 def fresh_build() -> dict[str, Any]:
-    """Compile contracts/ afresh with the pinned compiler and settings (``ledger.build``); the ledger's artifact."""
-    from ledger.build import compile_contracts
+    """Compile contracts/ afresh with the pinned compiler and settings (``ledger.chain.build``); the ledger's artifact."""
+    from ledger.chain.build import compile_contracts
 
     return compile_contracts()["CivicLedger"]
 

@@ -4,7 +4,7 @@ blocks holding them.
 
 Logs come from raw ``eth_getLogs`` in block ranges sized to the node (halved when it refuses a range as too large,
 grown while ranges are sparse), the next range fetched in the background while one is decoded by
-:class:`ledger.logs.LogDecoder` (no per-log web3 processing). Headers come in batched ``eth_getBlockByNumber``
+:class:`ledger.chain.logs.LogDecoder` (no per-log web3 processing). Headers come in batched ``eth_getBlockByNumber``
 requests. Anything odd about a log itself — another address, marked removed, a block hash that is not the canonical
 block's, a timestamp that is not the block's — is kept as a problem for the log-completeness check to report.
 """
@@ -21,7 +21,7 @@ from eth_utils import to_checksum_address
 
 from ledger.audit.errors import CannotAudit
 from ledger.audit.rpc import Rpc, RpcError
-from ledger.logs import DecodedEntry, LogDecoder, keccak
+from ledger.chain.logs import DecodedEntry, LogDecoder, keccak
 
 SELECTOR_ENTRY_COUNT = "0x" + keccak(b"entryCount()")[:4].hex()
 SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()

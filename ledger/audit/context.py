@@ -11,8 +11,8 @@ from typing import Any
 
 from ledger.audit.chainread import ChainReader, ChainSnapshot, RoleChange
 from ledger.audit.rebuild import LedgerModel, rebuild
-from ledger.batchread import BatchContent
-from ledger.logs import DecodedEntry
+from ledger.batches.read import BatchContent
+from ledger.chain.logs import DecodedEntry
 from ledger.metrics import LATE_RECORDING_SECONDS
 
 DAY = 86_400

@@ -12,9 +12,9 @@ from typing import Any
 
 from ledger.audit.rebuild import CaseRecord, CommitmentState, LedgerModel, hex0x
 from ledger.batches import verify_proof
-from ledger.batchread import WITHHELD_IMPOSSIBLE
+from ledger.batches.read import WITHHELD_IMPOSSIBLE
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
-from ledger.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry, code_text
 from ledger.metrics import rate_from_bps
 from ledger.records import ZERO32, CaseAction, Channel, DeadlineUnit, EntryKind
 

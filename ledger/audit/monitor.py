@@ -62,7 +62,7 @@ from ledger.audit.runner import (
 )
 from ledger.audit.state import BatchFile, Checkpoint, DamagedState, StateDir, Stored
 from ledger.errors import LedgerError
-from ledger.logs import DecodedEntry
+from ledger.chain.logs import DecodedEntry
 from ledger.records import ZERO_HEAD, EntryKind
 
 log = logging.getLogger("civic-audit.monitor")

@@ -1,10 +1,10 @@
 """Rebuild the ledger's state from its entries alone — agencies and key history, commitment versions, holiday
 calendars, corrections, case states, receipts, ratings, disputes and their answers — with the project's own
-definitions (``ledger.cases``, ``ledger.metrics``, ``ledger.logs``), never from the service's database.
+definitions (``ledger.cases``, ``ledger.metrics``, ``ledger.chain.logs``), never from the service's database.
 
 Merkle-anchored batches: a ``BatchAnchored`` entry of the log stands for ``count`` case events (entries ``seq`` to
 ``seq + count - 1``) whose records are in its published batch file. :func:`rebuild` takes the files' checked
-contents (``ledger.batchread``) and puts each batched event in the model as the case event it is — the anchor's
+contents (``ledger.batches.read``) and puts each batched event in the model as the case event it is — the anchor's
 agency and signer, its own record and entry hash, the anchoring transaction as its proof, the running hash after the
 batch — so every check treats it like an event written alone. The log's running hash folds the anchor once.
 
@@ -51,8 +51,8 @@ from ledger.cases import (
     merged,
     voided_entries,
 )
-from ledger.batchread import BatchContent
-from ledger.logs import _keccak_256, DecodedEntry, code_text, display_text, fold
+from ledger.batches.read import BatchContent
+from ledger.chain.logs import _keccak_256, DecodedEntry, code_text, display_text, fold
 from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, RatingRow
 from ledger.records import ENTRY_TYPEHASH, ZERO_HEAD, CaseAction, EntryKind
 from ledger.workdays import YearCalendar

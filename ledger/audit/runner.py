@@ -25,8 +25,8 @@ from ledger.audit.errors import CannotAudit
 from ledger.audit.model import AuditReport, CheckResult
 from ledger.audit.rebuild import rebuild
 from ledger.audit.rpc import Rpc
-from ledger.batchread import BatchContent
-from ledger.logs import DecodedEntry
+from ledger.batches.read import BatchContent
+from ledger.chain.logs import DecodedEntry
 
 TOOL = "civic-audit 0.1.0"
 

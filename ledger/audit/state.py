@@ -15,7 +15,7 @@ The directory holds
     manifest was never written (a kill between the two) are ignored, and cut off by the next round. After a
     reorganisation the kept part is rewritten (temporary file, fsync, rename) before the manifest.
 ``batches/<file hash>.csv``
-    the exact bytes of every batch file read, checked again against its anchor (``ledger.batchread``) when the state
+    the exact bytes of every batch file read, checked again against its anchor (``ledger.batches.read``) when the state
     is loaded.
 ``reports/``
     the JSON report of the latest round (``latest.json``) and of a round with findings (``finding-round-N.json``).
@@ -40,8 +40,8 @@ from eth_utils import to_checksum_address
 
 from ledger.audit.chainread import RoleChange
 from ledger.audit.errors import CannotAudit
-from ledger.batchread import BatchContent, BatchFileProblem, read_batch
-from ledger.logs import DecodedEntry
+from ledger.batches.read import BatchContent, BatchFileProblem, read_batch
+from ledger.chain.logs import DecodedEntry
 from ledger.records import EntryKind
 
 #: the manifest's ``format``: a state of another format is refused, never read as this one

@@ -38,12 +38,12 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-# ``batches.withheld`` holds ``ledger.batchread.WITHHELD_MISSING`` (the indexer tries again at every sync) or
+# ``batches.withheld`` holds ``ledger.batches.read.WITHHELD_MISSING`` (the indexer tries again at every sync) or
 # ``WITHHELD_IMPOSSIBLE`` (never indexed), or NULL for a batch whose events are indexed.
 
 #: width of a code column: 32 ASCII characters, or 0x + 64 hex digits for a bytes32 that is not a printable code
 CODE = 66
-#: ``entries.agency_id`` of an entry of no agency: the zero bytes32 written as a code (``ledger.logs.code_text``)
+#: ``entries.agency_id`` of an entry of no agency: the zero bytes32 written as a code (``ledger.chain.logs.code_text``)
 NO_AGENCY = "0x" + "00" * 32
 
 #: One row per indexed contract: where indexing stands, so it resumes after a restart.
@@ -359,7 +359,7 @@ auditors = Table(
 #: Attestations (revision 0006): an auditor's signed checkpoint of the whole ledger, one row per AuditAttested entry,
 #: the checkpoint's fields as recorded. ``recorded_block``, ``recorded_at`` and ``tx_hash`` are where the attestation
 #: entry itself is (its block, that block's time, its transaction). ``matches_ledger`` is the index's verdict on the
-#: checkpoint (``ledger.indexer``): true when the index's own running hash after ``entry_count`` entries is
+#: checkpoint (``ledger.index.sync``): true when the index's own running hash after ``entry_count`` entries is
 #: ``running_hash`` and ``entry_count`` is the ledger's count at ``block_number``; false otherwise — the contract
 #: checks the signature, the block hash and that the count is not beyond the ledger's, not the running hash, so an
 #: auditor can sign any; null while the index has not got that many entries (never, in practice: the contract refuses

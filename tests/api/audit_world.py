@@ -16,9 +16,9 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from api.settings import ApiSettings
-from ledger.chain import Chain
-from ledger.indexer import Indexer
-from ledger.node import AnvilNode
+from ledger.chain.contract import Chain
+from ledger.index.sync import Indexer
+from ledger.dev.node import AnvilNode
 from ledger.records import Attestation, AuditVerdict, keccak
 from ledger.store.db import open_store
 from tests.conftest import World, build_world

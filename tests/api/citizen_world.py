@@ -15,13 +15,13 @@ from eth_account.signers.local import LocalAccount
 
 from api.settings import ApiSettings
 from ledger import receipts
-from ledger.chain import Chain
-from ledger.devnet import KeyStore
-from ledger.indexer import Indexer
-from ledger.logs import code_text
-from ledger.node import AnvilNode
+from ledger.chain.contract import Chain
+from ledger.dev.devnet import KeyStore
+from ledger.index.sync import Indexer
+from ledger.chain.logs import code_text
+from ledger.dev.node import AnvilNode
 from ledger.records import CaseAction, Dispute, Rating, Receipt, ZERO32, keccak, text_hash
-from ledger.relay import salted_text_hash
+from ledger.relay.service import salted_text_hash
 from ledger.store.db import open_store
 from tests.conftest import World, build_world
 
@@ -54,7 +54,7 @@ class CitizenWorld:
         return self.world.chain
 
     @property
-    def ledger(self):  # noqa: ANN201 - ledger.chain.Ledger
+    def ledger(self):  # noqa: ANN201 - ledger.chain.contract.Ledger
         return self.world.ledger
 
     @property

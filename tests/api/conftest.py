@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from ledger import demo
-from ledger.chain import Chain, Ledger
-from ledger.devnet import KeyStore
-from ledger.indexer import Indexer
-from ledger.node import AnvilNode
+from ledger.dev import demo
+from ledger.chain.contract import Chain, Ledger
+from ledger.dev.devnet import KeyStore
+from ledger.index.sync import Indexer
+from ledger.dev.node import AnvilNode
 from ledger.store.db import open_store
 
 

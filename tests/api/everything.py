@@ -18,9 +18,9 @@ import psycopg
 from psycopg import sql
 
 from api.settings import ApiSettings
-from ledger.chain import Chain
-from ledger.indexer import Indexer
-from ledger.node import AnvilNode
+from ledger.chain.contract import Chain
+from ledger.index.sync import Indexer
+from ledger.dev.node import AnvilNode
 from ledger.records import ZERO32, EntryKind, entry_hash, short_code
 from ledger.store.db import open_store
 from tests.conftest import World, build_world

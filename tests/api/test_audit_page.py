@@ -14,7 +14,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
-from ledger.logs import code_text
+from ledger.chain.logs import code_text
 from ledger.records import AuditVerdict, keccak
 from tests.api.audit_world import AuditWorld, audit_world, report
 from tests.api.test_batch_page import serve

@@ -21,8 +21,8 @@ from api.app import create_app
 from ledger import receipts
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.records import CaseAction, EntryKind, Rating
-from ledger.devnet import KeyStore
-from ledger.relay import CITIZEN_LANE, LANES, SECP256K1_N
+from ledger.dev.devnet import KeyStore
+from ledger.relay.service import CITIZEN_LANE, LANES, SECP256K1_N
 from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id
 
 RATINGS, DISPUTES = "/api/v1/ratings", "/api/v1/disputes"
@@ -279,8 +279,8 @@ def test_the_chain_has_the_last_word_when_the_index_lags(client: TestClient, cw:
 def test_a_failed_rating_is_sent_again_when_the_chain_takes_it(client: TestClient, cw: CitizenWorld):
     """A rating that failed on chain cannot be signed anew (no nonce: the same record, the same signature), so the
     same signed record posted again is retried, once the chain would take it — not refused as a duplicate."""
-    from ledger.chain import Ledger
-    from ledger.relay import check_citizen_signature
+    from ledger.chain.contract import Ledger
+    from ledger.relay.service import check_citizen_signature
 
     cw.open("retried")
     cw.sync()

@@ -28,7 +28,7 @@ from api.open311_format import (
     to_xml,
 )
 from api.settings import ApiSettings
-from ledger import demo
+from ledger.dev import demo
 from ledger.cases import CLOSED
 from ledger.open311 import (
     format_time,

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, select
 from api.app import create_app
 from api.routes.page import STATIC_DIR
 from api.settings import ApiSettings
-from ledger import demo
+from ledger.dev import demo
 from ledger.records import Channel
 from ledger.store.schema import case_events, cases, entries
 from tests.api.conftest import IndexedCity

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from api.app import create_app
 from api.ratelimit import TokenBuckets
 from api.settings import ApiSettings
-from ledger import demo
+from ledger.dev import demo
 from ledger.metrics import MetricsFilter, agency_scorecards, commitment_scorecards, compute_metrics
 from ledger.records import CaseAction, CaseEvent, fold, keccak, short_code
 from ledger.store.db import open_store

@@ -26,7 +26,7 @@ from api.app import create_app
 from api.routes.page import STATIC_DIR
 from api.settings import ApiSettings
 from ledger import receipts
-from ledger.chain import Chain, Ledger, citizen_typed_data
+from ledger.chain.contract import Chain, Ledger, citizen_typed_data
 from ledger.errors import InvalidRecord
 from ledger.records import ZERO32, Dispute, Rating, short_code
 from tests.api.test_page import CHROMIUM, CHROMIUM_ARGS

@@ -1,6 +1,6 @@
 """A hostile agency against another agency's citizens' receipt keys: issuing a citizen's key (copied from the log
 or the pool) to a case of its own must never make the citizen's look-up show that case — from the index, or from
-the chain when the index has not read the receipts yet (``ledger.receiptstate``).
+the chain when the index has not read the receipts yet (``ledger.chain.receipt_case``).
 
 On an anvil of its own (``tests.api.citizen_world``), with the index in SQLite.
 """
@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ledger import receipts
-from ledger.devnet import KeyStore
+from ledger.dev.devnet import KeyStore
 from ledger.errors import ContractReverted
 from ledger.records import CaseAction, Receipt, text_hash
 from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id

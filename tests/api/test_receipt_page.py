@@ -25,11 +25,12 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.settings import ApiSettings
-from ledger import devnet, receipts
-from ledger.chain import Chain, Ledger
+from ledger import receipts
+from ledger.dev import devnet
+from ledger.chain.contract import Chain, Ledger
 from ledger.cli import app as cli_app
-from ledger.indexer import Indexer
-from ledger.node import AnvilNode
+from ledger.index.sync import Indexer
+from ledger.dev.node import AnvilNode
 from ledger.records import Rating, short_code
 from ledger.store.db import open_store
 from tests.api.test_page import AUDIT, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, Console, screenshot, wait_drawn

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from ledger.devnet import KeyStore
-from ledger.outbox import OutboxState
+from ledger.dev.devnet import KeyStore
+from ledger.writer.outbox import OutboxState
 from ledger.records import (
     CaseAction,
     CaseEvent,
@@ -36,8 +36,8 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from ledger.relay import SECP256K1_N, RelayWriter, relay_types
-from ledger.relay_budgets import RelayBudgets
+from ledger.relay.service import SECP256K1_N, RelayWriter, relay_types
+from ledger.relay.budgets import RelayBudgets
 from tests.api.conftest import IndexedCity
 
 URL = "/api/v1/agency/records"

@@ -28,13 +28,14 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from ledger import batches, demo, receipts
+from ledger import batches, receipts
+from ledger.dev import demo
 from ledger.audit import AuditConfig, AuditReport, run_audit
 from ledger.audit.build import fresh_build
-from ledger.chain import Chain, Ledger
-from ledger.indexer import Indexer
-from ledger.logs import DecodedEntry, keccak
-from ledger.node import AnvilNode
+from ledger.chain.contract import Chain, Ledger
+from ledger.index.sync import Indexer
+from ledger.chain.logs import DecodedEntry, keccak
+from ledger.dev.node import AnvilNode
 from ledger.records import (
     Attestation,
     AuditVerdict,
@@ -294,7 +295,7 @@ def _extras(h: HonestLedger) -> None:
     relayer = chain.new_account()
     record = opened("relayed", t - 300, district="WEST", channel=3)
     deadline = t + 3600
-    ledger.relay(relayer, record, h.signers["DEMO-ROADS"].address, deadline,
+    ledger.relay.service(relayer, record, h.signers["DEMO-ROADS"].address, deadline,
                  ledger.sign(h.signers["DEMO-ROADS"], record, deadline))
     h.seqs["relayed"] = ledger.entry_count() - 1
     # A working-day case of the licensing bureau.
@@ -383,7 +384,7 @@ def demo_commitment(code: str, at: int, *, deadline: int, target_bps: int,
 def in_case_order(city: demo.DemoCity) -> demo.DemoCity:
     """The demo city with each case's events recorded in the order they happened.
 
-    ``ledger.demo`` delays a few events' recording by days, which can put an event in the ledger after a later event
+    ``ledger.dev.demo`` delays a few events' recording by days, which can put an event in the ledger after a later event
     of the same case (an acceptance recorded after the fulfilment): by ``ledger.cases`` (ledger order) that is an
     invalid transition, and the auditor rightly reports it. An honest ledger records a late event late, but not after
     what followed it: here such following events wait for it (moved to its batch, so recorded later, never earlier).
@@ -476,7 +477,7 @@ def copy_entry(e: DecodedEntry, **changes: Any) -> DecodedEntry:
     from such a log."""
     import dataclasses
 
-    from ledger.logs import struct_hash
+    from ledger.chain.logs import struct_hash
     from ledger.records import (
         AgencyRegistration,
         CaseEvent as CaseEventRecord,

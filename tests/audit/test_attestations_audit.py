@@ -14,8 +14,8 @@ from ledger.audit import run_audit
 from ledger.audit.attest import attestable_block, checkpoint, publish
 from ledger.audit.errors import CannotAudit
 from ledger.audit.report import report_bytes
-from ledger.keys import AgencyKey
-from ledger.logs import keccak
+from ledger.chain.keys import AgencyKey
+from ledger.chain.logs import keccak
 from ledger.records import AuditVerdict
 from tests.audit.conftest import HonestLedger, chain_state, findings
 

@@ -12,7 +12,7 @@ import pytest
 
 from ledger.audit import build
 from ledger.audit.build import BackgroundBuild, BuildCache, CompilerInput, cached_build, compiler_input
-from ledger.build import compiler_config
+from ledger.chain.build import compiler_config
 
 
 @pytest.fixture(scope="module")

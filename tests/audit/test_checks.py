@@ -24,7 +24,7 @@ from ledger.audit.checks.api_records import sample_cases
 from ledger.audit.report import render_html, write_json
 from ledger.audit.rpc import Rpc
 from ledger.batches import MAX_ENTRIES, batch_hash
-from ledger.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry, code_text
 from ledger.records import CaseAction, EntryKind
 from ledger import receipts
 from tests.audit.conftest import DAY, HonestLedger, case_id, copy_entry, receipt_case_id, receipt_code
@@ -425,7 +425,7 @@ def test_differences_compare_values_not_representations() -> None:
 
 
 def test_unreachable_node_cannot_be_audited(honest: HonestLedger) -> None:
-    from ledger.node import free_port
+    from ledger.dev.node import free_port
 
     with pytest.raises(CannotAudit, match="cannot reach the JSON-RPC node"):
         run_audit(honest.config(rpc_url=f"http://127.0.0.1:{free_port()}", timeout=2))
@@ -448,7 +448,7 @@ def test_the_auditor_reads_no_database() -> None:
     a database)."""
     code = (
         "import sys, ledger.audit.cli, ledger.audit.verify_case, ledger.audit.runner;"
-        "bad = [m for m in ('ledger.indexer', 'ledger.store.db', 'api', 'sqlite3') if m in sys.modules];"
+        "bad = [m for m in ('ledger.index.sync', 'ledger.store.db', 'api', 'sqlite3') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -20,7 +20,7 @@ import uvicorn
 from api.app import create_app
 from ledger.audit import cli, verify_case
 from ledger.audit.checks import CHECKS
-from ledger.node import free_port
+from ledger.dev.node import free_port
 from ledger.records import CaseAction
 from tests.audit.conftest import DAY, HonestLedger, case_id, chain_state, later, opened
 from tests.ledger.index_faults import FaultProxy, rewrite

@@ -28,7 +28,7 @@ from ledger.audit.monitor import FULL_ONLY, Monitor, MonitorOptions, Pacer
 from ledger.audit.rebuild import rebuild
 from ledger.audit.rpc import Rpc
 from ledger.audit.state import LOG, MANIFEST, StateDir
-from ledger.node import free_port
+from ledger.dev.node import free_port
 from ledger.records import CaseAction
 from tests.audit.conftest import HOUR, HonestLedger, case_id, chain_state, later, opened
 from tests.ledger.index_faults import FaultProxy, rewrite

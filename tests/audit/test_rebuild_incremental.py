@@ -16,8 +16,8 @@ from ledger.audit.batchfiles import DirectorySource, anchors_of, load
 from ledger.audit.chainread import ChainReader
 from ledger.audit.rebuild import Builder, LedgerModel, rebuild
 from ledger.audit.rpc import Rpc
-from ledger.batchread import BatchContent
-from ledger.logs import DecodedEntry
+from ledger.batches.read import BatchContent
+from ledger.chain.logs import DecodedEntry
 from ledger.records import CaseAction, EntryKind, short_code
 from ledger.workdays import local_day, year_of
 from tests.audit.conftest import HonestLedger, case_id, copy_entry, receipt_case_id

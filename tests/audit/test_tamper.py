@@ -25,13 +25,15 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from rich.console import Console
 
-from ledger import batches, demo, receipts
+from ledger import batches, receipts
+
+from ledger.dev import demo
 from ledger.audit import CannotAudit, Status, run_audit
 from ledger.audit.model import AuditReport, Finding
 from ledger.audit.report import print_summary, render_html
 from ledger.audit.verify_case import verify
 from ledger.errors import ContractReverted
-from ledger.logs import keccak
+from ledger.chain.logs import keccak
 from ledger.records import CaseAction, Correction, Rating, Receipt, short_code, text_hash
 from tests.audit.conftest import (
     DAY,
@@ -746,7 +748,7 @@ def test_agency_withholding_a_batch_file_is_a_finding_against_that_agency_alone(
     entries it stands for and the anchoring transaction and log; everything else audits clean: the chain's checks,
     a roads case (the water office's batch cannot hold it) and, with the API over an index that quarantined the
     batch, no entry of it "missing from the API" and no metric differing. (The API half needs the index's quarantine
-    of withheld batches and /batches listing them: ledger/indexer.py, api/.)"""
+    of withheld batches and /batches listing them: ledger/index/sync.py, api/.)"""
     index = honest.index_copy(tmp_path)
     with chain_state(honest):
         t = honest.now() + 60
@@ -805,7 +807,7 @@ def test_agency_anchoring_a_random_root_can_never_match(honest: HonestLedger, tm
     """The roads office publishes a well-formed file and anchors its hash and count under a random root: no file can
     ever match that anchor. The audit names the roads office and says the batch can never match; the rest audits
     clean, with the API over an index that quarantined the batch for ever too. (The API half needs the index's
-    quarantine, and the API serving a withheld batch's file: ledger/indexer.py, api/.)"""
+    quarantine, and the API serving a withheld batch's file: ledger/index/sync.py, api/.)"""
     index = honest.index_copy(tmp_path)
     directory = copy_batches(honest, tmp_path / "batches")
     t = honest.now() + 60

@@ -14,7 +14,7 @@ import pytest
 from eth_keys import keys
 
 from ledger import receipts
-from ledger.chain import Ledger
+from ledger.chain.contract import Ledger
 from ledger.errors import ContractReverted
 from ledger.records import (
     CaseAction,

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from ledger.batches import MAX_ENTRIES, batch_hash
-from ledger.chain import Chain
+from ledger.chain.contract import Chain
 from ledger.errors import ContractReverted
-from ledger.node import AnvilNode
+from ledger.dev.node import AnvilNode
 from ledger.records import (
     ZERO32,
     AgencyRegistration,

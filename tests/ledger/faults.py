@@ -235,10 +235,10 @@ class RecordingSigner(LocalAccount):
 
 WRITER_SCRIPT = r"""
 import json, sys, time
-from ledger.chain import Chain, Ledger
-from ledger.keys import load_key
-from ledger.outbox import Outbox, record_from_json
-from ledger.writer import Writer
+from ledger.chain.contract import Chain, Ledger
+from ledger.chain.keys import load_key
+from ledger.writer.outbox import Outbox, record_from_json
+from ledger.writer.sender import Writer
 
 cfg = json.loads(sys.argv[1])
 calls = {"n": 0}

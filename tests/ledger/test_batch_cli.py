@@ -15,11 +15,13 @@ from typer.testing import CliRunner
 from web3.eth import Eth
 from web3.exceptions import TimeExhausted
 
-from ledger import batches, devnet
-from ledger.chain import Chain, Ledger
+from ledger import batches
+
+from ledger.dev import devnet
+from ledger.chain.contract import Chain, Ledger
 from ledger.cli import app
 from ledger.importer import case_id_for
-from ledger.node import AnvilNode
+from ledger.dev.node import AnvilNode
 from ledger.records import CaseAction, short_code
 from ledger.store import schema
 from ledger.store.db import default_url, open_store

@@ -1,4 +1,4 @@
-"""``ledger.batchread``: the fast check of a batch file against its anchor accepts exactly what
+"""``ledger.batches.read``: the fast check of a batch file against its anchor accepts exactly what
 ``ledger.batches.rebuild`` accepts, gives the same events and record hashes, and says what is wrong in the order
 hash, malformed (with the line), count, root."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ledger.batches import build_batch, rebuild
-from ledger.batchread import BatchFileProblem, parse, read_batch, read_batch_file
+from ledger.batches.read import BatchFileProblem, parse, read_batch, read_batch_file
 from ledger.errors import InvalidRecord
 from ledger.records import CaseAction, CaseEvent, keccak, short_code, text_hash
 

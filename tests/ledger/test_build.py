@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger import build
-from ledger.chain import artifact
+from ledger.chain import build
+from ledger.chain.contract import artifact
 from ledger.errors import BuildError
 
 ROOT = Path(__file__).resolve().parents[2]

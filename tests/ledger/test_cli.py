@@ -18,11 +18,13 @@ import pytest
 from eth_account import Account
 from typer.testing import CliRunner
 
-from ledger import devnet, receipts
-from ledger.chain import Chain, Ledger
+from ledger import receipts
+
+from ledger.dev import devnet
+from ledger.chain.contract import Chain, Ledger
 from ledger.cli import app
 from ledger.importer import case_id_for
-from ledger.node import AnvilNode
+from ledger.dev.node import AnvilNode
 from ledger.records import CaseAction, Dispute, Rating, ReceiptCaseStatus, short_code
 
 runner = CliRunner()

@@ -7,10 +7,12 @@ from collections import Counter
 
 import pytest
 
-from ledger import batches, demo, receipts
-from ledger.chain import Chain, Ledger
+from ledger import batches, receipts
+
+from ledger.dev import demo
+from ledger.chain.contract import Chain, Ledger
 from ledger.errors import LedgerError
-from ledger.node import AnvilNode
+from ledger.dev.node import AnvilNode
 from ledger.records import (
     CaseAction,
     CaseEvent,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ledger import devnet
-from ledger.node import free_port
+from ledger.dev import devnet
+from ledger.dev.node import free_port
 
 
 def _run(data_dir, capsys) -> tuple[int, str]:

@@ -15,10 +15,10 @@ import pytest
 
 from ledger import receipts
 from ledger.batches import BatchStore
-from ledger.batchread import WITHHELD_MISSING
-from ledger.indexer import Indexer
+from ledger.batches.read import WITHHELD_MISSING
+from ledger.index.sync import Indexer
 from ledger.records import CaseAction, Correction, Rating, Receipt, keccak, text_hash
-from ledger.relay import CITIZEN_LANE, RelayRefused, RelayStore, RelayWriter, check_citizen_signature
+from ledger.relay.service import CITIZEN_LANE, RelayRefused, RelayStore, RelayWriter, check_citizen_signature
 from ledger.store.db import Store
 from tests.conftest import World
 from tests.ledger.feedback_scenario import code_of, receipt_case_id

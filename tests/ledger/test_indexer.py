@@ -27,11 +27,11 @@ from ledger.cases import (
     fold_case,
     voided_entries,
 )
-from ledger.chain import Chain
+from ledger.chain.contract import Chain
 from ledger.errors import ChainMismatch, NodeUnavailable
-from ledger.indexer import Indexer
-from ledger.logs import LogDecoder, code_text, display_text, fold, struct_hash
-from ledger.node import AnvilNode
+from ledger.index.sync import Indexer
+from ledger.chain.logs import LogDecoder, code_text, display_text, fold, struct_hash
+from ledger.dev.node import AnvilNode
 from ledger.records import CaseAction, EntryKind, HolidayCalendar, keccak, short_code
 from ledger.store.db import Store, open_store
 from ledger.store.schema import sync_state

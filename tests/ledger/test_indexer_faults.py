@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from ledger.chain import Chain
+from ledger.chain.contract import Chain
 from ledger.errors import IndexIntegrityError, NodeUnavailable, ReorgTooDeep
-from ledger.indexer import Indexer, JsonRpc, RangeTooLarge
-from ledger.node import AnvilNode
+from ledger.index.sync import Indexer, JsonRpc, RangeTooLarge
+from ledger.dev.node import AnvilNode
 from ledger import receipts
 from ledger.records import CaseAction, Correction, HolidayCalendar, Receipt, Retirement, text_hash
 from ledger.store.db import Store, open_store

@@ -15,11 +15,11 @@ import pytest
 from ledger import receipts
 from ledger.batches import Batch, BatchStore, build_batch
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, batched_event_applies
-from ledger.indexer import Indexer
+from ledger.index.sync import Indexer
 from ledger.metrics import MetricsFilter, compute_metrics
 from ledger.records import CaseAction, Correction, Receipt, keccak, text_hash
 from ledger.store.db import Store
-from ledger.batchread import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
+from ledger.batches.read import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
 from tests.conftest import World
 from tests.ledger.test_indexer_batches import (
     DAY,

@@ -13,9 +13,9 @@ import pytest
 from eth_account import Account
 
 from ledger.errors import KeyUnavailable
-from ledger.keys import AgencyKey, load_key
-from ledger.outbox import Outbox
-from ledger.writer import Writer
+from ledger.chain.keys import AgencyKey, load_key
+from ledger.writer.outbox import Outbox
+from ledger.writer.sender import Writer
 from tests.conftest import World
 
 PASSWORD = "correct horse battery staple"
@@ -165,7 +165,7 @@ def test_files_readable_by_others_are_warned_about_without_showing_them(tmp_path
     password_file.write_text(PASSWORD)
     for target in (path, password_file):
         target.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="ledger.keys"):
+    with caplog.at_level(logging.WARNING, logger="ledger.chain.keys"):
         load_key(path, password_file=password_file)
     assert "keystore file" in caplog.text and "password file" in caplog.text and "chmod 600" in caplog.text
     assert PASSWORD not in caplog.text

@@ -13,7 +13,7 @@ import pytest
 from eth_account import Account
 
 from ledger.errors import OutboxError
-from ledger.outbox import (
+from ledger.writer.outbox import (
     SCHEMA_VERSION,
     Outbox,
     OutboxState,
@@ -88,10 +88,10 @@ def test_records_round_trip_through_json_exactly():
 
 
 def test_citizens_records_are_known_to_the_outbox_itself():
-    """Ratings and disputes (relayed by ledger.relay) round-trip without ledger.relay having been imported."""
+    """Ratings and disputes (relayed by ledger.relay.service) round-trip without ledger.relay.service having been imported."""
 
-    code = ("import ledger.outbox as o, sys; sys.exit(0 if {'Rating', 'Dispute'} <= set(o.RECORD_TYPES) "
-            "and 'ledger.relay' not in sys.modules else 1)")
+    code = ("import ledger.writer.outbox as o, sys; sys.exit(0 if {'Rating', 'Dispute'} <= set(o.RECORD_TYPES) "
+            "and 'ledger.relay.service' not in sys.modules else 1)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
     case = b"\x80" + b"\x02" * 31
     for record in (Rating(agency_id=short_code("ROADS"), case_id=case, score=4, comment_hash=text_hash("quick")),
@@ -339,7 +339,7 @@ def test_a_process_killed_inside_a_state_change_leaves_it_undone(tmp_path):
         ids = [add(box, opened(f"c{i}"))[0].id for i in range(4)]
     script = f"""
 import os, signal
-from ledger.outbox import Outbox
+from ledger.writer.outbox import Outbox
 box = Outbox({str(path)!r})
 with box._transaction() as db:
     db.execute("INSERT INTO transactions (tx_hash, sender, nonce, raw, state, created_at, updated_at) "

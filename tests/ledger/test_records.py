@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ledger.chain import Chain, relay_typed_data
+from ledger.chain.contract import Chain, relay_typed_data
 from ledger.errors import InvalidRecord
 from ledger.records import (
     CaseAction,

@@ -12,11 +12,11 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.chain import relay_typed_data
+from ledger.chain.contract import relay_typed_data
 from ledger.errors import OutboxError
-from ledger.outbox import TxState
+from ledger.writer.outbox import TxState
 from ledger.records import CaseAction, Correction, HolidayCalendar, Retirement, short_code, text_hash
-from ledger.relay import (
+from ledger.relay.service import (
     RELAY_TYPES,
     SECP256K1_N,
     RelayRefused,

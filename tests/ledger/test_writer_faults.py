@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ledger.chain import Chain, Ledger
+from ledger.chain.contract import Chain, Ledger
 from ledger.errors import ContractReverted, NodeUnavailable, WriterError
-from ledger.node import AnvilNode
-from ledger.outbox import Outbox, OutboxState, TxState, record_json
+from ledger.dev.node import AnvilNode
+from ledger.writer.outbox import Outbox, OutboxState, TxState, record_json
 from ledger.records import CaseAction, CaseEvent, Record, short_code
-from ledger.writer import Writer, _retry_after
+from ledger.writer.sender import Writer, _retry_after
 from tests.conftest import World, build_world, case_id
 from tests.ledger.faults import FaultProxy, RecordingSigner, start_writer_process, wait_for_line
 
@@ -326,7 +326,7 @@ def test_the_outbox_survives_a_killed_node(tmp_path: Path, outbox: Outbox):
     world = build_world(Chain.connect(anvil.url))
     anvil.stop()  # SIGTERM: the deployment is saved
     # The writer keeps one URL (this proxy) while the node behind it is killed and started again from its state
-    # file. (Not on the same port: ledger.node's busy-port probe refuses a port still in TIME_WAIT.)
+    # file. (Not on the same port: ledger.dev.node's busy-port probe refuses a port still in TIME_WAIT.)
     anvil = AnvilNode(state_path=state).start()
     try:
         _write_through_a_killed_node(anvil, state, world, outbox)

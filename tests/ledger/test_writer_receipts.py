@@ -9,9 +9,9 @@ import pytest
 
 from ledger import receipts
 from ledger.importer import with_receipt_flag
-from ledger.outbox import Outbox, OutboxState
+from ledger.writer.outbox import Outbox, OutboxState
 from ledger.records import CaseAction, Receipt, ReceiptCaseStatus, short_code
-from ledger.writer import Writer, encode_receipts
+from ledger.writer.sender import Writer, encode_receipts
 from tests.conftest import World, case_id
 
 

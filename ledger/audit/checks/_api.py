@@ -22,7 +22,7 @@ from ledger.audit.apiread import ApiError
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import LedgerModel, entry_pointer, rebuild
-from ledger.logs import DecodedEntry
+from ledger.chain.logs import DecodedEntry
 from ledger.records import EntryKind
 
 

@@ -42,7 +42,7 @@ from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import FEEDBACK_KINDS, CaseRecord, LedgerModel, entry_pointer, hex0x
 from ledger.audit.sampling import catch_chance, sample_size
-from ledger.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry, code_text
 from ledger.metrics import CaseRow, is_overdue_at
 from ledger.records import EntryKind
 

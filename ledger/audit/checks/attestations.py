@@ -18,7 +18,7 @@ from ledger.audit.checks._api import horizon
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import entry_pointer, hex0x
-from ledger.logs import DecodedEntry, keccak
+from ledger.chain.logs import DecodedEntry, keccak
 from ledger.records import ZERO_HEAD, AuditVerdict, EntryKind
 
 NAME = "attestations"

@@ -32,7 +32,7 @@ from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import entry_pointer, hex0x
 from ledger.batches import batch_hash
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
-from ledger.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry, code_text
 from ledger.records import CaseAction, EntryKind
 
 NAME = "batches_complete"

@@ -6,10 +6,10 @@ from ledger.audit.build import BuildOrigin
 from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.build import runtime_code_matches
-from ledger.chain import artifact
+from ledger.chain.build import runtime_code_matches
+from ledger.chain.contract import artifact
 from ledger.errors import BuildError
-from ledger.logs import keccak
+from ledger.chain.logs import keccak
 
 NAME = "contract_code"
 
@@ -70,7 +70,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         result.add(Finding(
             NAME,
             "the ABI the auditor decodes logs with (ledger/artifacts) differs from a fresh build of the sources: "
-            "rebuild the artifacts (python -m ledger.build) before trusting this audit",
+            "rebuild the artifacts (python -m ledger.chain.build) before trusting this audit",
             subject="ledger/artifacts/CivicLedger.json", field="abi",
         ))
 

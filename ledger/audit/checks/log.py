@@ -8,7 +8,7 @@ from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import entry_pointer, hex0x
-from ledger.logs import DecodedEntry
+from ledger.chain.logs import DecodedEntry
 from ledger.records import EntryKind
 
 NAME = "log_complete"

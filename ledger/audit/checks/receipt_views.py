@@ -37,8 +37,8 @@ from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import CaseRecord, LedgerModel, entry_pointer, hex0x
 from ledger.audit.rpc import RpcError
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
-from ledger.chain import ReceiptCaseState
-from ledger.logs import DecodedEntry, keccak
+from ledger.chain.contract import ReceiptCaseState
+from ledger.chain.logs import DecodedEntry, keccak
 from ledger.records import CaseAction, EntryKind, ReceiptCaseStatus
 
 NAME = "receipt_views"

@@ -19,7 +19,7 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: how the old indexer's sync_state.halted_reason began while it waited at a batch (ledger.indexer before 0005)
+#: how the old indexer's sync_state.halted_reason began while it waited at a batch (ledger.index.sync before 0005)
 OLD_BATCH_HALT_PREFIX = "waiting for batch "
 
 

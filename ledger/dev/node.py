@@ -14,7 +14,7 @@ import requests
 
 from ledger.errors import NodeUnavailable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: anvil's well-known development mnemonic ("test test … junk") account 0; funded on every fresh anvil chain.
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"

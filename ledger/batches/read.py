@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ledger.batches import HEADER, MAX_ENTRIES, MerkleTree, rebuild
 from ledger.errors import InvalidRecord, LedgerError
-from ledger.logs import _keccak_256, keccak
+from ledger.chain.logs import _keccak_256, keccak
 from ledger.records import CaseAction, CaseEvent
 
 _CASE_TYPEHASH = CaseEvent.typehash()

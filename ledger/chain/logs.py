@@ -1,6 +1,6 @@
 """Fast decoding of the ledger's raw ``eth_getLogs`` results into entries, with their record and entry hashes.
 
-``ledger.chain.Ledger.decode_log`` goes through web3's ``process_log`` and pydantic models: clear, but tens of
+``ledger.chain.contract.Ledger.decode_log`` goes through web3's ``process_log`` and pydantic models: clear, but tens of
 microseconds per log. The indexer needs ten thousand entries a second, so this module decodes the JSON-RPC log
 objects directly: a table from ``topic0`` to a decoder, built once from the contract's ABI; fixed-size events by
 slicing 32-byte words, events with strings or arrays by ``eth_abi``. The record hash (EIP-712 ``hashStruct``) of a
@@ -20,7 +20,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
 
-from ledger.chain import artifact
+from ledger.chain.contract import artifact
 from ledger.records import (
     ENTRY_TYPEHASH,
     AgencyRegistration,

@@ -8,21 +8,21 @@ Three parts:
   :class:`RelayRefused` with a stable ``code`` saying what is wrong. It checks only what needs no chain; whether the
   signer is authorised and the nonce current is the caller's to ask the chain.
 - :class:`RelayStore` keeps every accepted submission (the signed envelope: signer, nonce, deadline, signature,
-  records) in a small SQLite file next to the writer's :class:`~ledger.outbox.Outbox`, and puts its records into that
+  records) in a small SQLite file next to the writer's :class:`~ledger.writer.outbox.Outbox`, and puts its records into that
   outbox, one row per entry. The idempotency key is ``keccak("civic-ledger relay" ‖ signer ‖ EIP-712 digest)``: the
   same signed message submitted twice (a client retrying after a timeout) is the same submission, whatever the
   signature bytes. Submissions are serialised (a lock across threads and processes), so the nonce check — the
   signer's on-chain nonce plus its submissions not yet settled — and the insert cannot interleave.
-- :class:`RelayWriter` is a :class:`~ledger.writer.Writer` whose transactions are the stored submissions, one per
+- :class:`RelayWriter` is a :class:`~ledger.writer.sender.Writer` whose transactions are the stored submissions, one per
   transaction, sent from the relayer key. Everything else — signing before broadcast, re-broadcasting the same bytes
   after a crash, receipts, retries with backoff, decoding reverts — is the writer's. A relayed batch is never split:
   its one signature covers every event in it, so a revert fails the whole submission with the decoded custom error.
 
 Fair relaying:
 
-- Budgets. Each agency key's submissions are charged to it (:mod:`ledger.relay_budgets`: transactions and gas per
+- Budgets. Each agency key's submissions are charged to it (:mod:`ledger.relay.budgets`: transactions and gas per
   rolling hour and day, gas estimated until the receipts say what was paid); one that would pass a budget is refused
-  with :class:`~ledger.relay_budgets.BudgetExceeded` before anything is stored, inside the same lock as the nonce
+  with :class:`~ledger.relay.budgets.BudgetExceeded` before anything is stored, inside the same lock as the nonce
   check. Citizens' records are never charged to an agency.
 - Two lanes. Agencies' submissions and citizens' ratings and disputes have an outbox each (``outbox.sqlite``,
   ``citizens-outbox.sqlite``) and a relay writer each, sending from a key each (:data:`LANES`), so each lane has its
@@ -72,11 +72,11 @@ from eth_utils import is_hex_address, to_checksum_address
 from pydantic import ValidationError
 from web3.exceptions import Web3RPCError
 
-from ledger.chain import (
+from ledger.chain.contract import (
     DOMAIN_NAME, DOMAIN_VERSION, Ledger, citizen_typed_data, relay_typed_data, relay_wrapper_fields,
 )
 from ledger.errors import ContractReverted, LedgerError, NodeUnavailable, OutboxError
-from ledger.outbox import RECORD_TYPES, Outbox, OutboxItem, OutboxState, record_from_json, record_json, struct_hash
+from ledger.writer.outbox import RECORD_TYPES, Outbox, OutboxItem, OutboxState, record_from_json, record_json, struct_hash
 from ledger.records import (
     BATCH_RELAY,
     CITIZEN_RECORDS,
@@ -89,11 +89,11 @@ from ledger.records import (
     Record,
     Retirement,
 )
-from ledger.relay_budgets import BudgetBook, BudgetUse, RelayBudgets, estimated_gas
-from ledger.writer import MAX_BATCH, MAX_CALLDATA, FoundOnChain, Writer
+from ledger.relay.budgets import BudgetBook, BudgetUse, RelayBudgets, estimated_gas
+from ledger.writer.sender import MAX_BATCH, MAX_CALLDATA, FoundOnChain, Writer
 
 # The outbox rebuilds a row's record from its class name; citizens' records reach the outbox only through this
-# module, so it makes them known there (a no-op once ledger.outbox lists them itself).
+# module, so it makes them known there (a no-op once ledger.writer.outbox lists them itself).
 for _citizen in CITIZEN_RECORDS:
     RECORD_TYPES.setdefault(_citizen.__name__, _citizen)
 
@@ -144,7 +144,7 @@ _DOMAIN_FIELDS = [
 
 
 def relay_types(primary_type: str) -> dict[str, list[dict[str, str]]]:
-    """The EIP-712 ``types`` of a relayed record, exactly as :func:`ledger.chain.relay_typed_data` writes them."""
+    """The EIP-712 ``types`` of a relayed record, exactly as :func:`ledger.chain.contract.relay_typed_data` writes them."""
     spec = RELAY_TYPES[primary_type]
     inner = spec.record_type
     field_type = f"{inner.TYPE_NAME}[]" if spec.batch else inner.TYPE_NAME
@@ -545,7 +545,7 @@ CREATE TABLE IF NOT EXISTS relays (
     deadline     TEXT NOT NULL,
     signature    BLOB NOT NULL,
     record_type  TEXT NOT NULL,
-    records_json TEXT NOT NULL,                       -- JSON list of the records (ledger.outbox.record_json)
+    records_json TEXT NOT NULL,                       -- JSON list of the records (ledger.writer.outbox.record_json)
     record_hash  TEXT NOT NULL,
     entries      INTEGER NOT NULL,
     queued       INTEGER NOT NULL DEFAULT 0,          -- its rows are in the outbox
@@ -628,7 +628,7 @@ def _nonce_text(value: int) -> str:
 
 
 #: the relay's lanes: agencies' signed records, and citizens' ratings and disputes. Each has its own outbox and relay
-#: writer, sending from its own key (the key's name in ``ledger.devnet.KeyStore``), so neither waits for the other.
+#: writer, sending from its own key (the key's name in ``ledger.dev.devnet.KeyStore``), so neither waits for the other.
 AGENCY_LANE, CITIZEN_LANE = "agencies", "citizens"
 LANES: dict[str, tuple[str, str]] = {
     # lane: (outbox file in the relay directory, relayer key name)
@@ -721,7 +721,7 @@ class RelayStore:
     ) -> tuple[RelayStatus, bool]:
         """Store a checked submission, charge it to its signer's budgets and queue its entries; return ``(status,
         created)``. The same signed message again returns the stored submission with ``created`` False. Raises
-        :class:`~ledger.relay_budgets.BudgetExceeded` when it would take the signer past a budget (checked first:
+        :class:`~ledger.relay.budgets.BudgetExceeded` when it would take the signer past a budget (checked first:
         a flood costs no node call), then :class:`StaleNonce` unless the nonce is the signer's next:
         `onchain_nonce()` (read under the lock) plus its submissions not yet settled."""
         key = signed.key
@@ -918,7 +918,7 @@ class RelayStore:
     # -- budgets
 
     def check_budget(self, signed: SignedRecord) -> None:
-        """Raise :class:`~ledger.relay_budgets.BudgetExceeded` if the submission would take its signer past a budget
+        """Raise :class:`~ledger.relay.budgets.BudgetExceeded` if the submission would take its signer past a budget
         now: a check that costs no node call, for refusing a flood before anything else is asked of the chain
         (:meth:`submit` checks again, under its lock, before it charges)."""
         gas = estimated_gas(signed.relay_type.primary_type, len(signed.records))

@@ -1,6 +1,6 @@
 """The agency writer: records go into a durable outbox, then onto the chain in batches, exactly once.
 
-``submit`` stores a record in the :class:`~ledger.outbox.Outbox` and returns once it is on disk. ``flush`` (or the
+``submit`` stores a record in the :class:`~ledger.writer.outbox.Outbox` and returns once it is on disk. ``flush`` (or the
 background thread ``start`` runs, flushing by size or time) sends everything pending, in submission order: runs of
 case events as ``recordCaseEvents`` batches of up to ``batch_size``, every other record in a transaction of its own.
 
@@ -35,7 +35,7 @@ newer block (see ``Writer._ready_prefix``). Transient RPC failures (connection e
 honouring Retry-After) are retried with exponential backoff; when retries run out the flush raises
 :class:`~ledger.errors.NodeUnavailable` and everything waits in the outbox.
 
-Writers that send records someone else signed (``ledger.relay.RelayWriter``) may find a refused record on chain
+Writers that send records someone else signed (``ledger.relay.service.RelayWriter``) may find a refused record on chain
 already, put there by a copy of the same signature: ``found_on_chain`` names that transaction and the rows are
 recorded with it instead of failing. ``gas_spent`` tells them what each settled transaction cost.
 
@@ -67,9 +67,9 @@ from web3.providers.rpc import HTTPProvider
 
 from eth_hash.auto import keccak
 
-from ledger.chain import REVERT_ERRORS, Ledger
+from ledger.chain.contract import REVERT_ERRORS, Ledger
 from ledger.errors import ContractReverted, InvalidRecord, NodeUnavailable, OutboxError, WriterError
-from ledger.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key, struct_hash
+from ledger.writer.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key, struct_hash
 from ledger.records import CaseAction, CaseEvent, Commitment, Correction, HolidayCalendar, Receipt, Record, Retirement
 
 log = logging.getLogger(__name__)
@@ -639,7 +639,7 @@ class Writer:
 
     # ------------------------------------------------------------------ hooks for writers that send other calls
 
-    # A writer sending something other than the agency key's own direct calls (ledger.relay.RelayWriter sends
+    # A writer sending something other than the agency key's own direct calls (ledger.relay.service.RelayWriter sends
     # relayed signatures) overrides these; the defaults are this writer's behaviour. Everything else — the outbox,
     # nonces, signing before broadcast, receipts, retries, recovery — is shared.
 

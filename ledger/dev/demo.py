@@ -35,7 +35,7 @@ import requests
 from eth_account.signers.local import LocalAccount
 
 from ledger import batches, receipts
-from ledger.chain import Chain, Ledger
+from ledger.chain.contract import Chain, Ledger
 from ledger.errors import LedgerError
 from ledger.records import (
     RECEIPT_CASE_FLAG,
@@ -54,7 +54,7 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from ledger.writer import encode_receipts
+from ledger.writer.sender import encode_receipts
 
 JURISDICTION = "DEMO-CITY"
 DISTRICTS = ("EAST", "WEST", "NORTH", "SOUTH", "RIVERSIDE", "OLDTOWN", "HARBOUR", "HILLS")

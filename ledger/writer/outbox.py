@@ -17,7 +17,7 @@ A third table, ``receipt_cases``, remembers every case this outbox opened with a
 with a receipt), with the outbox rows of its Opened event and of its receipt. It answers two questions: which id a
 later event of the agency's reference must use (``ledger.importer.CaseIds``: the same reference always finds the
 same case), and whether a receipt may go out (only after its case's Opened event is recorded; if that was refused,
-the receipt is refused too — see ``ledger.writer``). It holds case ids only: no reference, and never a receipt code.
+the receipt is refused too — see ``ledger.writer.sender``). It holds case ids only: no reference, and never a receipt code.
 
 Every state change is one SQLite transaction (``BEGIN IMMEDIATE … COMMIT``), so a crash leaves each row either
 before or after a change, never half way. ``synchronous=FULL`` (the default) makes a commit survive power loss;
@@ -61,7 +61,7 @@ from ledger.records import (
 
 SCHEMA_VERSION = 2  # 2: receipt_cases
 
-#: Record types an outbox row may hold, by name; ratings and disputes are relayed citizens' records (``ledger.relay``).
+#: Record types an outbox row may hold, by name; ratings and disputes are relayed citizens' records (``ledger.relay.service``).
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls
     for cls in (

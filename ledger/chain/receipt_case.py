@@ -24,7 +24,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 from web3.exceptions import Web3Exception
 
-from ledger.chain import Ledger, LoggedEntry, ReceiptCaseState
+from ledger.chain.contract import Ledger, LoggedEntry, ReceiptCaseState
 from ledger.errors import NodeUnavailable
 from ledger.records import EntryKind, Receipt
 

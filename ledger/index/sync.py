@@ -4,7 +4,7 @@ How a sync goes
     From the block after ``sync_state.last_block`` up to the head, in block ranges sized to about
     ``target_logs`` logs (never more than ``max_block_range`` blocks; halved and retried when the node says a range
     or response is too large), each range is: raw ``eth_getLogs`` (no web3 formatters), decoded by
-    :mod:`ledger.logs`; block headers where needed; then the contract's own ``entryCount()`` and ``runningHash()``
+    :mod:`ledger.chain.logs`; block headers where needed; then the contract's own ``entryCount()`` and ``runningHash()``
     at the range's last block, **by block hash**, must equal the count and running hash folded over the store's
     entries plus the new ones, or the range is refused (:class:`~ledger.errors.IndexIntegrityError`). (A node that
     keeps no state that old — a pruned node — cannot answer; those ranges are checked at the first later block that
@@ -28,7 +28,7 @@ Merkle-anchored batches (``ledger.batches``)
     are in the published batch file. The range check folds the anchor's entry hash once and advances the count by
     ``count``, as the contract does. Once the contract vouches for the range, each anchor's file is read from the
     batch directory (``batch_dir``: a ``BatchStore`` directory, files named by their hash; the service's is
-    ``<data dir>/batches``) and checked against the anchor by :func:`ledger.batchread.read_batch` — the bytes hash to
+    ``<data dir>/batches``) and checked against the anchor by :func:`ledger.batches.read.read_batch` — the bytes hash to
     the file hash, every line is a canonical, well-formed case event, the count and the Merkle root are the
     anchored ones. The batch then gives one ``batches`` row and, per event, an ``entries`` row exactly like a case
     event written alone (kind CASE_EVENT, the anchor's agency and signer as actor, its record hash, and its own entry
@@ -130,7 +130,7 @@ from ledger.cases import (
     voided_entries,
 )
 from ledger.batches import BatchStore
-from ledger.batchread import (
+from ledger.batches.read import (
     WITHHELD_IMPOSSIBLE,
     WITHHELD_MISSING,
     BatchContent,
@@ -138,9 +138,9 @@ from ledger.batchread import (
     read_batch_file,
     withheld_kind,
 )
-from ledger.chain import Chain, Ledger
+from ledger.chain.contract import Chain, Ledger
 from ledger.errors import ChainMismatch, IndexIntegrityError, LedgerError, NodeUnavailable, ReorgTooDeep
-from ledger.logs import _keccak_256, DecodedEntry, LogDecoder, code_text, display_text, fold, keccak
+from ledger.chain.logs import _keccak_256, DecodedEntry, LogDecoder, code_text, display_text, fold, keccak
 from ledger.records import ENTRY_TYPEHASH, RECEIPT_CASE_FLAG, ZERO_HEAD, CaseAction, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.store.schema import (
@@ -396,7 +396,7 @@ _WHAT = {"missing": "file missing", "hash": "file hash differs", "count": "count
 @dataclass(frozen=True)
 class Withheld:
     """Why a batch's entries are not indexed: ``kind`` is ``WITHHELD_MISSING`` or ``WITHHELD_IMPOSSIBLE``
-    (``ledger.batchread.withheld_kind``), ``reason`` the words stored and shown."""
+    (``ledger.batches.read.withheld_kind``), ``reason`` the words stored and shown."""
 
     kind: str
     reason: str
@@ -935,7 +935,7 @@ class Indexer:
             self.alert(reason)
 
     def _batch_content(self, e: DecodedEntry) -> BatchContent | Withheld:
-        """The anchored batch's file, checked against the anchor (``ledger.batchread``), or why it is withheld."""
+        """The anchored batch's file, checked against the anchor (``ledger.batches.read``), or why it is withheld."""
         r = e.record
         return self._read_batch(e.seq, r["count"], r["root"], r["file_hash"], e.tx_hash, e.log_index, e.block_number)
 
@@ -1889,7 +1889,7 @@ def _hash_or_none(header: dict[str, Any] | None) -> bytes | None:
 
 
 def _code_word(code: str) -> bytes:
-    """A code's bytes32 from its text in the index (the inverse of ``ledger.logs.code_text``)."""
+    """A code's bytes32 from its text in the index (the inverse of ``ledger.chain.logs.code_text``)."""
     if len(code) == 66 and code.startswith("0x"):
         return bytes.fromhex(code[2:])
     return code.encode("ascii").ljust(32, b"\0")

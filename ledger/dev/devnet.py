@@ -19,15 +19,15 @@ from eth_account.signers.local import LocalAccount
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ledger import demo
+from ledger.dev import demo
 from ledger.batches import BatchStore
-from ledger.chain import Chain, Ledger
+from ledger.chain.contract import Chain, Ledger
 from ledger.errors import ChainMismatch, LedgerError
-from ledger.indexer import Indexer
-from ledger.node import AnvilNode
+from ledger.index.sync import Indexer
+from ledger.dev.node import AnvilNode
 from ledger.store.db import default_url, open_store
 
-DEFAULT_DATA_DIR = Path(os.environ.get("CIVIC_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+DEFAULT_DATA_DIR = Path(os.environ.get("CIVIC_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
 CHAIN_ID = 31337
 
 #: blocks before an entry counts as final in the local index (a local anvil does not reorganise on its own)
@@ -190,7 +190,7 @@ def attest_when_served(auditor: LocalAccount, node_url: str, contract: str, api_
 
     from ledger.audit import AuditConfig, run_audit
     from ledger.audit.attest import attestable_block, publish
-    from ledger.keys import AgencyKey
+    from ledger.chain.keys import AgencyKey
 
     deadline = time.monotonic() + wait_seconds
     while not stop.is_set():
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         # The write API relays agencies' signed records and citizens' ratings from this key (the demo's citizens'
         # too); on the local chain it is funded here.
         _funded(chain, keys.get_or_create("relayer"))
-        _funded(chain, keys.get_or_create("relayer-citizens"))  # the relay's citizens' lane (ledger.relay.LANES)
+        _funded(chain, keys.get_or_create("relayer-citizens"))  # the relay's citizens' lane (ledger.relay.service.LANES)
         store = open_store(default_url(data_dir))
         indexer = Indexer(chain, ledger.address, store, confirmations=CONFIRMATIONS, deploy_block=deployment.block,
                           batch_dir=batch_store(data_dir).directory)

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - only without the [embedded] extra
         """Stands in for eth-tester's error when eth-tester is not installed."""
 from web3.types import TxReceipt
 
-from ledger.build import runtime_code_matches
+from ledger.chain.build import runtime_code_matches
 from ledger.errors import ChainMismatch, ContractReverted, NodeUnavailable
 from ledger.records import (
     BATCH_RELAY,
@@ -357,7 +357,7 @@ class Ledger:
         except (ContractCustomError, ContractLogicError, TransactionFailed) as exc:
             raise _decode_revert(exc, self._error_selectors) from exc
 
-    # -- calldata, reverts and receipts, for callers that sign and send transactions themselves (ledger.writer)
+    # -- calldata, reverts and receipts, for callers that sign and send transactions themselves (ledger.writer.sender)
 
     def encode_write(self, record: Record) -> bytes:
         """Calldata of the direct call that appends `record` (what :meth:`write` sends)."""

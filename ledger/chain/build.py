@@ -14,9 +14,9 @@ from typing import Any
 
 from ledger.errors import BuildError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPILER_CONFIG = ROOT / "contracts" / "compiler.json"
-ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS_DIR = Path(__file__).resolve().parents[1] / "artifacts"  # ledger/artifacts, shipped in the package
 ARTIFACT_CONTRACTS = ("CivicLedger",)
 
 _IMPORT = re.compile(r"""^\s*import\s+(?:[^;]*?\s+from\s+)?["']([^"']+)["']\s*;""", re.MULTILINE)
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             or json.loads((ARTIFACTS_DIR / f"{name}.json").read_text()) != artifact
         ]
         if stale:
-            print(f"shipped artifacts differ from a fresh build: {stale}; run python -m ledger.build", file=sys.stderr)
+            print(f"shipped artifacts differ from a fresh build: {stale}; run python -m ledger.chain.build", file=sys.stderr)
             return 1
         print("shipped artifacts equal a fresh build")
         return 0
