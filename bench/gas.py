@@ -96,12 +96,12 @@ def main() -> None:
 
         deadline = now() + 3600
         relayed = opened()
-        rows["relayed: case opened"] = ledger.relay.service(
+        rows["relayed: case opened"] = ledger.relay(
             relayer, relayed, signer.address, deadline, ledger.sign(signer, relayed, deadline)
         )["gasUsed"]
         relayed_batch = [opened() for _ in range(BATCH)]
         rows[f"relayed batch of {BATCH}: opened, per entry"] = (
-            ledger.relay.service(relayer, relayed_batch, signer.address, deadline, ledger.sign(signer, relayed_batch, deadline))[
+            ledger.relay(relayer, relayed_batch, signer.address, deadline, ledger.sign(signer, relayed_batch, deadline))[
                 "gasUsed"
             ]
             // BATCH

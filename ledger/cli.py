@@ -1176,7 +1176,7 @@ def sync(
     deploy_block = json.loads(deployment.read_text())["block"] if deployment.exists() and not s.contract else None
     opened = open_store(_store_url(s, store))
     try:
-        indexer = Indexer(ledger.chain.contract, ledger.address, opened, confirmations=confirmations,
+        indexer = Indexer(ledger.chain, ledger.address, opened, confirmations=confirmations,
                           deploy_block=deploy_block, batch_dir=batch_dir or s.data_dir / "batches",
                           alert=lambda message: err.print(f"[bold red]alert:[/] {message}"))
         with err.status("indexing…"):

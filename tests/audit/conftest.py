@@ -295,7 +295,7 @@ def _extras(h: HonestLedger) -> None:
     relayer = chain.new_account()
     record = opened("relayed", t - 300, district="WEST", channel=3)
     deadline = t + 3600
-    ledger.relay.service(relayer, record, h.signers["DEMO-ROADS"].address, deadline,
+    ledger.relay(relayer, record, h.signers["DEMO-ROADS"].address, deadline,
                  ledger.sign(h.signers["DEMO-ROADS"], record, deadline))
     h.seqs["relayed"] = ledger.entry_count() - 1
     # A working-day case of the licensing bureau.

@@ -126,13 +126,13 @@ def test_signature_replayed_on_same_contract_is_refused(world: World) -> None:
     signature = ledger.sign(signer, record, deadline)
     assert ledger.nonce(signer.address) == 0
 
-    ledger.relay.service(world.relayer, record, signer.address, deadline, signature)
+    ledger.relay(world.relayer, record, signer.address, deadline, signature)
     assert ledger.nonce(signer.address) == 1
     after_first = head(world)
 
     # the same relayer, or anyone else: the nonce moved on, the digest no longer matches
     for relayer in (world.relayer, world.other_signer):
-        err = refused("InvalidSignature", ledger.relay.service, relayer, record, signer.address, deadline, signature)
+        err = refused("InvalidSignature", ledger.relay, relayer, record, signer.address, deadline, signature)
         assert same_address(err.error_args["signer"], signer.address)
     assert head(world) == after_first
     assert ledger.nonce(signer.address) == 1
@@ -224,9 +224,9 @@ def test_single_and_batch_signatures_are_not_interchangeable(world: World) -> No
     deadline = world.now() + 3600
     single = ledger.sign(signer, event, deadline)
     batch = ledger.sign(signer, [event], deadline)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, [event], signer.address, deadline, single)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, event, signer.address, deadline, batch)
-    ledger.relay.service(world.relayer, [event], signer.address, deadline, batch)
+    refused("InvalidSignature", ledger.relay, world.relayer, [event], signer.address, deadline, single)
+    refused("InvalidSignature", ledger.relay, world.relayer, event, signer.address, deadline, batch)
+    ledger.relay(world.relayer, [event], signer.address, deadline, batch)
     assert ledger.entry_count() == 6
 
 
@@ -248,14 +248,14 @@ def test_high_s_twin_is_refused_and_original_accepted(world: World) -> None:
     assert same_address(twin_key.recover_public_key_from_msg_hash(digest).to_checksum_address(), signer.address)
 
     # ... which the ledger refuses, as it refuses the 64-byte compact (EIP-2098) form of the original
-    err = refused("InvalidSignature", ledger.relay.service, world.relayer, record, signer.address, deadline, twin)
+    err = refused("InvalidSignature", ledger.relay, world.relayer, record, signer.address, deadline, twin)
     assert same_address(err.error_args["signer"], signer.address)
     compact = r + ((v - 27) << 255 | s).to_bytes(32, "big")
-    refused("InvalidSignature", ledger.relay.service, world.relayer, record, signer.address, deadline, compact)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, record, signer.address, deadline, signature + b"\0")
+    refused("InvalidSignature", ledger.relay, world.relayer, record, signer.address, deadline, compact)
+    refused("InvalidSignature", ledger.relay, world.relayer, record, signer.address, deadline, signature + b"\0")
     assert ledger.nonce(signer.address) == 0
 
-    ledger.relay.service(world.relayer, record, signer.address, deadline, signature)
+    ledger.relay(world.relayer, record, signer.address, deadline, signature)
     assert ledger.nonce(signer.address) == 1
     assert ledger.entries()[-1].record == record
 
@@ -295,25 +295,25 @@ def test_every_signed_field_of_a_case_event_is_bound(world: World) -> None:
         CaseEvent.model_validate(changed.model_dump())  # still a well-formed record
         assert_accepted_when_signed(world, changed, deadline)
         signature = ledger.sign(signer, original, deadline)
-        err = refused("InvalidSignature", ledger.relay.service, world.relayer, changed, signer.address, deadline, signature)
+        err = refused("InvalidSignature", ledger.relay, world.relayer, changed, signer.address, deadline, signature)
         assert same_address(err.error_args["signer"], signer.address)
 
     signature = ledger.sign(signer, opened, deadline)
     # the deadline, the signer and the nonce are signed too
-    refused("InvalidSignature", ledger.relay.service, world.relayer, opened, signer.address, deadline + 1, signature)
+    refused("InvalidSignature", ledger.relay, world.relayer, opened, signer.address, deadline + 1, signature)
     err = refused(
-        "InvalidSignature", ledger.relay.service, world.relayer, opened, world.other_signer.address, deadline, signature
+        "InvalidSignature", ledger.relay, world.relayer, opened, world.other_signer.address, deadline, signature
     )
     assert same_address(err.error_args["signer"], world.other_signer.address)
     for wrong_nonce in (1, 2**256 - 1):
         wrong = ledger.sign(signer, opened, deadline, nonce=wrong_nonce)
-        refused("InvalidSignature", ledger.relay.service, world.relayer, opened, signer.address, deadline, wrong)
+        refused("InvalidSignature", ledger.relay, world.relayer, opened, signer.address, deadline, wrong)
     # a key signing another key's record
     forged = ledger.sign(world.other_signer, opened, deadline, nonce=0)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, opened, signer.address, deadline, forged)
+    refused("InvalidSignature", ledger.relay, world.relayer, opened, signer.address, deadline, forged)
     assert head(world) == before and ledger.nonce(signer.address) == 0
 
-    ledger.relay.service(world.relayer, opened, signer.address, deadline, signature)
+    ledger.relay(world.relayer, opened, signer.address, deadline, signature)
     assert ledger.entry_count() == before[0] + 1
 
 
@@ -334,20 +334,20 @@ def test_every_change_to_a_signed_batch_is_refused(world: World) -> None:
     before = head(world)
     for label, events in attacks.items():
         assert_accepted_when_signed(world, events, deadline)
-        err = refused("InvalidSignature", ledger.relay.service, world.relayer, events, signer.address, deadline, signature)
+        err = refused("InvalidSignature", ledger.relay, world.relayer, events, signer.address, deadline, signature)
         assert same_address(err.error_args["signer"], signer.address), label
     for event in batch:  # a batch signature does not authorise its events one by one
-        refused("InvalidSignature", ledger.relay.service, world.relayer, event, signer.address, deadline, signature)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, batch, signer.address, deadline + 1, signature)
+        refused("InvalidSignature", ledger.relay, world.relayer, event, signer.address, deadline, signature)
+    refused("InvalidSignature", ledger.relay, world.relayer, batch, signer.address, deadline + 1, signature)
     refused(
-        "InvalidSignature", ledger.relay.service, world.relayer, batch, world.other_signer.address, deadline, signature
+        "InvalidSignature", ledger.relay, world.relayer, batch, world.other_signer.address, deadline, signature
     )
     wrong_nonce = ledger.sign(signer, batch, deadline, nonce=1)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, batch, signer.address, deadline, wrong_nonce)
-    refused("EmptyBatch", ledger.relay.service, world.relayer, [], signer.address, deadline, signature)
+    refused("InvalidSignature", ledger.relay, world.relayer, batch, signer.address, deadline, wrong_nonce)
+    refused("EmptyBatch", ledger.relay, world.relayer, [], signer.address, deadline, signature)
     assert head(world) == before
 
-    ledger.relay.service(world.relayer, batch, signer.address, deadline, signature)
+    ledger.relay(world.relayer, batch, signer.address, deadline, signature)
     assert [e.record for e in ledger.entries()[-3:]] == batch
 
 
@@ -406,16 +406,16 @@ def test_every_signed_field_of_other_relayed_records_is_bound(world: World, kind
         type(changed).model_validate(changed.model_dump())
         assert_accepted_when_signed(world, changed, deadline)
         signature = ledger.sign(signer, original, deadline)
-        refused("InvalidSignature", ledger.relay.service, world.relayer, changed, signer.address, deadline, signature)
+        refused("InvalidSignature", ledger.relay, world.relayer, changed, signer.address, deadline, signature)
     original = pairs[0][0]
     signature = ledger.sign(signer, original, deadline)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, original, signer.address, deadline + 1, signature)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, original, world.other_signer.address, deadline, signature)
+    refused("InvalidSignature", ledger.relay, world.relayer, original, signer.address, deadline + 1, signature)
+    refused("InvalidSignature", ledger.relay, world.relayer, original, world.other_signer.address, deadline, signature)
     wrong_nonce = ledger.sign(signer, original, deadline, nonce=1)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, original, signer.address, deadline, wrong_nonce)
+    refused("InvalidSignature", ledger.relay, world.relayer, original, signer.address, deadline, wrong_nonce)
     assert head(world) == before
 
-    ledger.relay.service(world.relayer, original, signer.address, deadline, signature)
+    ledger.relay(world.relayer, original, signer.address, deadline, signature)
     assert ledger.entries()[-1].record.struct_hash() == original.struct_hash()
 
 
@@ -427,10 +427,10 @@ def test_expired_signature_is_refused(world: World) -> None:
     record = world.update("late", CaseAction.ACCEPTED)
     deadline = world.now() - 1
     signature = ledger.sign(signer, record, deadline)
-    err = refused("SignatureExpired", ledger.relay.service, world.relayer, record, signer.address, deadline, signature)
+    err = refused("SignatureExpired", ledger.relay, world.relayer, record, signer.address, deadline, signature)
     assert err.error_args["deadline"] == deadline
     assert err.error_args["blockTime"] > deadline
-    refused("SignatureExpired", ledger.relay.service, world.relayer, [record], signer.address, 0, signature)
+    refused("SignatureExpired", ledger.relay, world.relayer, [record], signer.address, 0, signature)
     assert ledger.nonce(signer.address) == 0
 
 
@@ -447,7 +447,7 @@ def test_cancelled_signatures_are_refused(world: World) -> None:
     ledger.cancel_signatures(signer, 2)
     assert ledger.nonce(signer.address) == 2
     for record, signature in zip((first, second), queued, strict=True):
-        err = refused("InvalidSignature", ledger.relay.service, world.relayer, record, signer.address, deadline, signature)
+        err = refused("InvalidSignature", ledger.relay, world.relayer, record, signer.address, deadline, signature)
         assert same_address(err.error_args["signer"], signer.address)
 
     err = refused("NonceNotIncreasing", ledger.cancel_signatures, signer, 2)
@@ -455,7 +455,7 @@ def test_cancelled_signatures_are_refused(world: World) -> None:
     refused("NonceNotIncreasing", ledger.cancel_signatures, signer, 1)
 
     fresh = ledger.sign(signer, first, deadline)
-    ledger.relay.service(world.relayer, first, signer.address, deadline, fresh)
+    ledger.relay(world.relayer, first, signer.address, deadline, fresh)
     assert ledger.nonce(signer.address) == 3
 
 
@@ -465,7 +465,7 @@ def test_signature_of_a_revoked_key_is_refused(world: World) -> None:
     deadline = world.now() + 3600
     signature = ledger.sign(signer, record, deadline)
     ledger.revoke_signer(world.governance, signer.address)
-    err = refused("UnauthorizedSigner", ledger.relay.service, world.relayer, record, signer.address, deadline, signature)
+    err = refused("UnauthorizedSigner", ledger.relay, world.relayer, record, signer.address, deadline, signature)
     assert same_address(err.error_args["signer"], signer.address)
     refused("UnauthorizedSigner", ledger.write, signer, record)
 
@@ -480,7 +480,7 @@ def test_an_agency_cannot_write_under_another_agencys_commitment(world: World) -
     err = refused("UnknownCommitment", ledger.write, intruder, opened)
     assert err.error_args == {"agencyId": world.other_agency_id, "commitmentId": world.commitment_id}
     signature = ledger.sign(intruder, opened, deadline)
-    refused("UnknownCommitment", ledger.relay.service, world.relayer, opened, intruder.address, deadline, signature)
+    refused("UnknownCommitment", ledger.relay, world.relayer, opened, intruder.address, deadline, signature)
     retirement = Retirement(
         commitment_id=world.commitment_id, reason_hash=text_hash("hostile"), occurred_at=world.now()
     )

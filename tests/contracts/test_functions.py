@@ -293,10 +293,10 @@ def test_revoke_signer_stops_direct_and_relayed_writes(world: World) -> None:
     before = head(world)
     reverted(lambda: ledger.write(signer, event_record), "UnauthorizedSigner", signer=signer.address)
     reverted(lambda: ledger.write_batch(signer, [event_record]), "UnauthorizedSigner", signer=signer.address)
-    reverted(lambda: ledger.relay.service(world.relayer, event_record, signer.address, until, signature),
+    reverted(lambda: ledger.relay(world.relayer, event_record, signer.address, until, signature),
              "UnauthorizedSigner", signer=signer.address)
     fresh_signature = ledger.sign(signer, event_record, until)
-    reverted(lambda: ledger.relay.service(world.relayer, event_record, signer.address, until, fresh_signature),
+    reverted(lambda: ledger.relay(world.relayer, event_record, signer.address, until, fresh_signature),
              "UnauthorizedSigner", signer=signer.address)
     assert head(world) == before
     assert ledger.nonce(signer.address) == 0
@@ -766,7 +766,7 @@ def test_empty_batch_direct_and_relayed(world: World) -> None:
     reverted(lambda: ledger.write_batch(world.signer, []), "EmptyBatch")
     until = deadline(world)
     signature = ledger.sign(world.signer, [], until)
-    reverted(lambda: ledger.relay.service(world.relayer, [], world.signer.address, until, signature), "EmptyBatch")
+    reverted(lambda: ledger.relay(world.relayer, [], world.signer.address, until, signature), "EmptyBatch")
     assert head(world) == before
     assert ledger.nonce(world.signer.address) == 0
 
@@ -786,7 +786,7 @@ def test_batch_with_one_bad_entry_writes_nothing(world: World) -> None:
     reverted(lambda: ledger.write_batch(world.signer, batch), "InvalidCaseEvent", caseId=case_id("b1"), field="action")
     until = deadline(world)
     signature = ledger.sign(world.signer, batch, until)
-    reverted(lambda: ledger.relay.service(world.relayer, batch, world.signer.address, until, signature), "InvalidCaseEvent",
+    reverted(lambda: ledger.relay(world.relayer, batch, world.signer.address, until, signature), "InvalidCaseEvent",
              caseId=case_id("b1"), field="action")
     assert head(world) == (count, running)
     assert ledger.entries() == entries
@@ -864,7 +864,7 @@ def test_relayed_entry_is_attributed_to_the_signer(
     until = deadline(world)
     signature = ledger.sign(signer, record, until)
 
-    receipt = ledger.relay.service(world.relayer, record, signer.address, until, signature)
+    receipt = ledger.relay(world.relayer, record, signer.address, until, signature)
     assert same_address(receipt["from"], world.relayer.address)
     assert ledger.nonce(signer.address) == nonce + 1
     assert ledger.nonce(world.relayer.address) == relayer_nonce
@@ -880,7 +880,7 @@ def test_relayed_entry_is_attributed_to_the_signer(
 
     # The signature is spent: replaying it fails, and writes nothing.
     before = head(world)
-    reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until, signature), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, signature), "InvalidSignature",
              signer=signer.address)
     assert head(world) == before
 
@@ -893,29 +893,29 @@ def test_relayed_signature_errors(world: World) -> None:
 
     past = world.now() - 1
     expired = ledger.sign(signer, record, past)
-    error = reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, past, expired), "SignatureExpired",
+    error = reverted(lambda: ledger.relay(world.relayer, record, signer.address, past, expired), "SignatureExpired",
                      deadline=past)
     assert error.error_args["blockTime"] > past
 
     by_other_key = ledger.sign(world.other_signer, record, until, nonce=0)
-    reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until, by_other_key), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, by_other_key), "InvalidSignature",
              signer=signer.address)
     signature = ledger.sign(signer, record, until)
     tampered = world.opened("sig", channel=6)
-    reverted(lambda: ledger.relay.service(world.relayer, tampered, signer.address, until, signature), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, tampered, signer.address, until, signature), "InvalidSignature",
              signer=signer.address)
-    reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until + 1, signature), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, record, signer.address, until + 1, signature), "InvalidSignature",
              signer=signer.address)
     future_nonce = ledger.sign(signer, record, until, nonce=1)
-    reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until, future_nonce), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, future_nonce), "InvalidSignature",
              signer=signer.address)
     # A single-event signature does not authorise the same event as a batch, nor the reverse.
-    reverted(lambda: ledger.relay.service(world.relayer, [record], signer.address, until, signature), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, [record], signer.address, until, signature), "InvalidSignature",
              signer=signer.address)
     batch_signature = ledger.sign(signer, [record], until)
-    reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until, batch_signature), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, batch_signature), "InvalidSignature",
              signer=signer.address)
-    reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until, b"\x00" * 65), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, b"\x00" * 65), "InvalidSignature",
              signer=signer.address)
     # Bound to this chain and this contract: a signature over another domain is refused.
     for change in ({"chainId": world.chain.chain_id + 1}, {"verifyingContract": world.relayer.address},
@@ -923,21 +923,21 @@ def test_relayed_signature_errors(world: World) -> None:
         typed = ledger.typed_data(record, 0, until, ledger.agency_of(signer.address))
         typed["domain"] = {**typed["domain"], **change}
         elsewhere = bytes(Account.sign_typed_data(signer.key, full_message=typed).signature)
-        reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until, elsewhere), "InvalidSignature",
+        reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, elsewhere), "InvalidSignature",
                  signer=signer.address)
     # The malleable twin of a valid signature (s -> n - s, v flipped) recovers the same key but is refused.
     r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
     twin = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
-    reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until, twin), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, twin), "InvalidSignature",
              signer=signer.address)
     stranger = Account.create()
     by_stranger = ledger.sign(stranger, record, until)
-    reverted(lambda: ledger.relay.service(world.relayer, record, stranger.address, until, by_stranger), "UnauthorizedSigner",
+    reverted(lambda: ledger.relay(world.relayer, record, stranger.address, until, by_stranger), "UnauthorizedSigner",
              signer=stranger.address)
     assert head(world) == before
     assert ledger.nonce(signer.address) == 0
 
-    ledger.relay.service(world.relayer, record, signer.address, until, signature)
+    ledger.relay(world.relayer, record, signer.address, until, signature)
     assert ledger.nonce(signer.address) == 1
 
 
@@ -953,7 +953,7 @@ def test_cancel_signatures(world: World) -> None:
     assert same_address(event["signer"], signer.address) and event["newNonce"] == 5
     assert ledger.nonce(signer.address) == 5
     before = head(world)
-    reverted(lambda: ledger.relay.service(world.relayer, record, signer.address, until, outstanding), "InvalidSignature",
+    reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, outstanding), "InvalidSignature",
              signer=signer.address)
     reverted(lambda: ledger.cancel_signatures(signer, 5), "NonceNotIncreasing", current=5, requested=5)
     reverted(lambda: ledger.cancel_signatures(signer, 4), "NonceNotIncreasing", current=5, requested=4)
@@ -962,7 +962,7 @@ def test_cancel_signatures(world: World) -> None:
     assert ledger.nonce(signer.address) == 5
 
     # A signature at the new nonce goes through; cancelling is only per key.
-    ledger.relay.service(world.relayer, record, signer.address, until, ledger.sign(signer, record, until))
+    ledger.relay(world.relayer, record, signer.address, until, ledger.sign(signer, record, until))
     assert ledger.nonce(signer.address) == 6
     assert ledger.nonce(world.other_signer.address) == 0
     reverted(lambda: ledger.cancel_signatures(world.other_signer, 0), "NonceNotIncreasing", current=0, requested=0)
@@ -1005,12 +1005,12 @@ def test_running_hash_over_every_kind(world: World) -> None:
     ledger.write_batch(signer, [world.update("mix-1", CaseAction.ACCEPTED), world.opened("mix-2"),
                                 world.update("mix-2", CaseAction.ESCALATED)])
     batch = [world.update("mix-1", CaseAction.FULFILLED), world.update("mix-2", CaseAction.WITHDRAWN)]
-    ledger.relay.service(world.relayer, batch, signer.address, until, ledger.sign(signer, batch, until))
+    ledger.relay(world.relayer, batch, signer.address, until, ledger.sign(signer, batch, until))
     ledger.write(signer, Correction(target_seq=ledger.entry_count() - 1, reason_hash=ZERO32, occurred_at=world.now()))
     ledger.write(key, calendar_2026(world))
     ledger.write(signer, Retirement(commitment_id=short_code("MIX"), reason_hash=ZERO32, occurred_at=world.now()))
     opened = world.opened("mix-3")
-    ledger.relay.service(world.relayer, opened, signer.address, until, ledger.sign(signer, opened, until))
+    ledger.relay(world.relayer, opened, signer.address, until, ledger.sign(signer, opened, until))
     ledger.revoke_signer(gov, key.address)
     # a citizen's receipt, rating and dispute, then a Merkle-anchored batch of three events
     code = receipts.new_code()

@@ -63,10 +63,10 @@ def test_signature_made_for_one_agency_is_void_after_the_key_moves_to_another(wo
     for_a = ledger.sign(key, record, deadline)
     ledger.revoke_signer(world.governance, key.address)
     ledger.authorize_signer(world.governance, world.other_agency_id, key.address)
-    refused("InvalidSignature", ledger.relay.service, world.relayer, record, key.address, deadline, for_a)
+    refused("InvalidSignature", ledger.relay, world.relayer, record, key.address, deadline, for_a)
     # signed for B now, it is B's
     for_b = ledger.sign(key, record, deadline)
-    receipt = ledger.relay.service(world.relayer, record, key.address, deadline, for_b)
+    receipt = ledger.relay(world.relayer, record, key.address, deadline, for_b)
     (event,) = ledger.contract.events.CaseUpdated().process_receipt(receipt)
     assert bytes(event["args"]["agencyId"]) == world.other_agency_id
 

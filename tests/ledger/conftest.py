@@ -258,9 +258,9 @@ def write_everything(world: World, checkpoint: Callable[[str], None] = lambda st
     s.seqs["retired"] = last_seq(world)
     until = world.now() + 3600
     single = opened("relayed", t0 + hour)
-    ledger.relay.service(world.relayer, single, signer.address, until, ledger.sign(signer, single, until))
+    ledger.relay(world.relayer, single, signer.address, until, ledger.sign(signer, single, until))
     batch = [later("relayed", CaseAction.ACCEPTED, t0 + 2 * hour), opened("relayed-2", t0 + hour)]
-    ledger.relay.service(world.relayer, batch, signer.address, until, ledger.sign(signer, batch, until))
+    ledger.relay(world.relayer, batch, signer.address, until, ledger.sign(signer, batch, until))
     water = short_code("WATER-24H")
     ledger.write(other, world.commitment(water, deadline=24))
     ledger.write(other, opened("held", t0, water))  # same case id, other agency: another case
