@@ -1,6 +1,6 @@
 # Civic Ledger — two commands on a fresh machine:
 #   make run    local chain (kept under data/), contracts deployed once, demo agency; prints URL and address
-#   make test   every test, on the in-process chain and on anvil
+#   make test   the guardrails (lint, import rules, types), then every test, on the in-process chain and on anvil
 # Each installs what it needs first (Python venv, pinned pip packages, pinned npm packages).
 
 PYTHON ?= python3
@@ -12,13 +12,19 @@ CHROMIUM := /usr/bin/chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps bench clean
+.PHONY: run test check deps bench clean
 
 run: deps
 	$(VENV)/bin/python -m ledger.dev.devnet
 
-test: deps $(SLITHER_VENV)/.installed $(CHROMIUM) $(CJK_FONT)
+test: check $(SLITHER_VENV)/.installed $(CHROMIUM) $(CJK_FONT)
 	$(VENV)/bin/python -m pytest
+
+# The guardrails (pyproject.toml says why each rule): lint, the import rules between layers, types.
+check: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: deps
 	$(VENV)/bin/python bench/gas.py

@@ -1,4 +1,4 @@
-"""Serve the API with uvicorn: ``python -m api [--host 127.0.0.1] [--port 8000] [--workers N]``."""
+"""Serve the API with uvicorn: ``python -m api [--host 127.0.0.1] [--port 8000] [--workers N] [--log-level info]``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     args = parser.parse_args(argv)
-    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level=args.log_level)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from sqlalchemy.engine import RowMapping
 
 from api import models
 from api.queries import IndexState, proof_columns, proof_of, to_hex
-from ledger.records import AuditVerdict
 from ledger.files import HashedFiles
+from ledger.records import AuditVerdict
 from ledger.store.schema import attestations, auditors, entries
 
 REPORT_PATH = "/api/v1/audit-reports/"

@@ -5,9 +5,9 @@ them on chain. The index has each batched event as an entry row (``entries.batch
 as a row of ``batches`` (root, count, file hash, the anchoring transaction); the tree itself is not in the index. A
 record's proof is rebuilt here from the batch file (read as :func:`ledger.batches.rebuild` reads it, every line
 validated — through ``ledger.batches.read``'s parser, which accepts exactly the same files four times faster — and the
-tree built over the records): a 100,000-entry batch takes a second or so, so the rebuilt trees are kept (:class:`BatchTrees`, least recently used
-first out, bounded by memory — about 100 bytes an entry, in flat byte strings, not the tree's Python objects) and a
-request looks each batch up at most once (:class:`BatchProofs`).
+tree built over the records): a 100,000-entry batch takes a second or so, so the rebuilt trees are kept
+(:class:`BatchTrees`, least recently used first out, bounded by memory — about 100 bytes an entry, in flat byte
+strings, not the tree's Python objects) and a request looks each batch up at most once (:class:`BatchProofs`).
 
 A record whose proof cannot be given (the file is not here yet, or does not rebuild to the anchored root) keeps its
 place in every answer, with ``merkle_proof`` null and ``proof_unavailable`` saying why: never an error, since the
@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from api import models
-from ledger.batches import read as batchread
 from ledger.batches import BatchStore, MerkleTree
+from ledger.batches import read as batchread
 from ledger.batches.read import BatchFileProblem
+from ledger.encoding import keccak_256
 from ledger.errors import LedgerError
-from ledger.chain.logs import _keccak_256
 
 PREFIX = "/api/v1"
 #: how long a batch file found damaged is not looked at again (a missing file is looked for on every request: that
@@ -73,7 +73,7 @@ class Tree:
 
     key: BatchKey
     nodes: bytes
-    positions: array  # type: ignore[type-arg]
+    positions: array[int]
     records: bytes
 
     @property
@@ -298,7 +298,7 @@ def batch_proofs(app: Any, keep: int | None = None) -> BatchProofs:
 
 def hash_file(path: Path) -> bytes:
     """keccak256 of a file's bytes, read a chunk at a time."""
-    hasher = _keccak_256(b"")
+    hasher = keccak_256(b"")
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             hasher.update(chunk)

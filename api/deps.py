@@ -16,11 +16,11 @@ from ledger.store.db import Store
 
 
 def get_settings(request: Request) -> ApiSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def get_store(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 def get_conn(request: Request) -> Iterator[Connection]:

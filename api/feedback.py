@@ -12,13 +12,13 @@ contract would have refused were never recorded, so every recorded event applies
 
 When the index lacks or lags (:func:`receipt_view` with a ``chain``)
     Citizens never depend on the index being whole. The contract's own state of the case (``receiptCase``, read by
-    ``Ledger.receipt_case``; :meth:`Tracked.of_chain` is its one translation) decides what its holder may do: when
-    the index has no receipt with this key, the key's ReceiptIssued entry is found through the contract's
-    ``receiptIssuance`` (``ledger.chain.receipt_case.ChainReceipts``: one call, one log read); when the index has it but its state of the case
-    differs from the chain's (the index is behind the case's latest change), the chain's state is shown. Either
-    way ``feedback.source`` is ``"chain"`` and ``feedback.source_reason`` says why; the case's events, rating and
-    disputes are only what the index has (nothing is made up for what it lacks). A node behind the index, or one
-    that does not answer, leaves the index's answer standing. The write API checks ratings and disputes on the
+    ``Ledger.receipt_case``; :meth:`Tracked.of_chain` is its one translation) decides what its holder may do: when the
+    index has no receipt with this key, the key's ReceiptIssued entry is found through the contract's
+    ``receiptIssuance`` (``ledger.chain.receipt_case.ChainReceipts``: one call, one log read); when the index has it but
+    its state of the case differs from the chain's (the index is behind the case's latest change), the chain's state is
+    shown. Either way ``feedback.source`` is ``"chain"`` and ``feedback.source_reason`` says why; the case's events,
+    rating and disputes are only what the index has (nothing is made up for what it lacks). A node behind the index, or
+    one that does not answer, leaves the index's answer standing. The write API checks ratings and disputes on the
     chain's state alone (:func:`decide` on :meth:`Tracked.of_chain`): one definition, and no index needed.
 
 The off-chain texts (comments, dispute reasons) are not in the index: they are read from the relay store
@@ -40,9 +40,9 @@ from api.batches import BatchProofs
 from api.queries import CASE_STATE_FIELDS, IndexState, case_view, proof_columns, proof_of, to_hex
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.chain.contract import ReceiptCaseState
-from ledger.errors import InvalidRecord, NodeUnavailable
-from ledger.chain.logs import code_text
 from ledger.chain.receipt_case import ChainReceipts, IssuedReceipt
+from ledger.encoding import ZERO32, code_text
+from ledger.errors import InvalidRecord, NodeUnavailable
 from ledger.records import CaseAction, ReceiptCaseStatus, short_code
 from ledger.relay.service import CitizenFiles, CitizenSubmission
 from ledger.store.schema import case_events, disputes, entries, ratings, receipts
@@ -57,7 +57,6 @@ STATUS_NAMES = {
     ReceiptCaseStatus.FULFILLED: "fulfilled",
     ReceiptCaseStatus.CLOSED_UNFULFILLED: "closed_unfulfilled",
 }
-ZERO32 = b"\0" * 32
 
 log = logging.getLogger("api.feedback")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -108,7 +108,7 @@ def parse_time(value: str, name: str) -> int:
     try:
         if _DATE.fullmatch(value):
             day = date.fromisoformat(value)
-            return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+            return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise invalid(f"{name}: {value!r} is not a time; give {TIME_DESCRIPTION}", param=name) from None
@@ -118,7 +118,7 @@ def parse_time(value: str, name: str) -> int:
             param=name,
         )
     try:
-        return int(moment.astimezone(timezone.utc).timestamp() // 1)
+        return int(moment.astimezone(UTC).timestamp() // 1)
     except (OverflowError, ValueError):
         raise invalid(f"{name}: {value!r} is out of range", param=name) from None
 

@@ -133,11 +133,15 @@ class BatchProof(Model):
         }
     )
     seq: int = Field(ge=0, description="the batch: seq of its first entry (GET /api/v1/batches/{seq})", examples=[1200])
-    index: int = Field(ge=0, description="the record's position in the batch (its seq − the batch's seq)", examples=[57])
+    index: int = Field(
+        ge=0, description="the record's position in the batch (its seq − the batch's seq)", examples=[57]
+    )
     root: Hex32 = Field(description="Merkle root anchored on chain for the batch", examples=[_ROOT])
     count: int = Field(ge=1, description="entries in the batch", examples=[10000])
     file_hash: Hex32 = Field(description="keccak256 of the batch file's bytes, anchored on chain", examples=[_FILE])
-    file_url: str = Field(description="where this service serves the batch file", examples=["/api/v1/batches/1200/file"])
+    file_url: str = Field(
+        description="where this service serves the batch file", examples=["/api/v1/batches/1200/file"]
+    )
     merkle_proof: list[Hex32] | None = Field(
         description="sibling hashes from the record's leaf up to the root (null: not available, see "
         "proof_unavailable)",
@@ -606,7 +610,9 @@ class MetricsValues(Model):
     latency_max_seconds: int | None = Field(description="largest recording latency")
     late_recordings: int = Field(ge=0, description="events recorded more than 24 h after their claimed time")
     rejection_rate: Rate | None = Field(description="rejected / (fulfilled + rejected) over cases closed in the range")
-    ratings: int = Field(ge=0, description="ratings by receipt holders recorded (block time) in the range", examples=[40])
+    ratings: int = Field(
+        ge=0, description="ratings by receipt holders recorded (block time) in the range", examples=[40]
+    )
     rating_average: str | None = Field(
         pattern=r"^[1-5]\.\d{4}$",
         description="mean score of those ratings, 1 to 5, as a 4-place decimal (null: no rating)",
@@ -617,7 +623,8 @@ class MetricsValues(Model):
         examples=[[1, 2, 5, 12, 20]],
     )
     rating_response_rate: Rate | None = Field(
-        description="of the cases closed in the range that have a receipt, the share rated by as_of", examples=["0.3600"]
+        description="of the cases closed in the range that have a receipt, the share rated by as_of",
+        examples=["0.3600"],
     )
     disputes: int = Field(ge=0, description="disputes of a fulfilment recorded in the range", examples=[3])
     disputes_unanswered: int = Field(
@@ -758,7 +765,7 @@ class CaseView(Model):
     )
 
 
-# --- receipts: a case seen through its receipt, and the citizen's feedback ---------------------------------------------
+# --- receipts: a case seen through its receipt, and the citizen's feedback -------------------------------------------
 
 _RECEIPT = "0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF"
 

@@ -38,12 +38,13 @@ from sqlalchemy.engine import Dialect, Engine, RowMapping
 
 from api import models
 from api.batches import BatchKey, BatchProofs, file_url
+from ledger.batches import batch_hash
+from ledger.batches.read import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, ON_HOLD, batched_event_applies
+from ledger.encoding import ZERO_HEAD
 from ledger.metrics import CaseRow, MetricsFilter, compute_metrics_from_rows, rate_from_bps
 from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
 from ledger.store.db import Store
-from ledger.batches import batch_hash
-from ledger.batches.read import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
 from ledger.store.schema import (
     NO_AGENCY,
     agencies,
@@ -62,7 +63,6 @@ ACTION_NAMES = {action.value: action.name.lower() for action in CaseAction}
 CHANNEL_NAMES = {channel.value: channel.name.lower() for channel in Channel}
 CHANNEL_CODES = {name: code for code, name in CHANNEL_NAMES.items()}
 UNIT_NAMES = {unit.value: unit.name.lower() for unit in DeadlineUnit}
-ZERO_HEAD = b"\0" * 24
 _CODE = re.compile(models.CODE_PATTERN)
 
 
@@ -179,6 +179,7 @@ def single_read(engine: Engine, sql: str, params: dict[str, Any]) -> list[tuple[
     args: Any = params if names is None else tuple(params[name] for name in names)
     pooled = engine.raw_connection()
     dbapi = pooled.driver_connection
+    assert dbapi is not None  # a pooled connection that is not closed has its driver's connection
     # psycopg outside autocommit would send a BEGIN first (pysqlite opens no transaction for a SELECT)
     switch = engine.dialect.name == "postgresql" and not dbapi.autocommit
     try:
@@ -188,7 +189,7 @@ def single_read(engine: Engine, sql: str, params: dict[str, Any]) -> list[tuple[
             cursor = dbapi.cursor()
             try:
                 cursor.execute(statement, args)
-                return cursor.fetchall()  # type: ignore[no-any-return]
+                return cursor.fetchall()
             finally:
                 cursor.close()
         finally:
@@ -863,7 +864,8 @@ def case_view(
     fields: dict[str, Any] = {"agency_id": agency_id, "case_id": to_hex(case_id), "events": events}
     if row is None:
         # no opening that stands (voided, or never recorded): the events, and no state
-        return models.CaseView(**fields, **dict.fromkeys(CASE_STATE_FIELDS))
+        no_state: dict[str, Any] = dict.fromkeys(CASE_STATE_FIELDS)
+        return models.CaseView(**fields, **no_state)
     names = conn.execute(
         select(commitments.c.name_zh, commitments.c.name_en).where(
             commitments.c.agency_id == agency_id,
@@ -1023,7 +1025,8 @@ def case_of(
         view.update(dict.fromkeys(("status", "commitment_id", "commitment_version", "commitment_name_zh",
                                    "commitment_name_en", "district", "channel", "channel_name", "opened_at",
                                    "closed_at", "due_at", "hold_seconds", "on_hold_since", "fulfil_seconds", "on_time",
-                                   "overdue", "escalated", "invalid_transitions", *CASE_STATE_FIELDS[16:])))  # fmt: skip
+                                   "overdue", "escalated", "invalid_transitions",
+                                   *CASE_STATE_FIELDS[16:])))  # fmt: skip
         overdue = None
     else:
         case = dict(zip(_CASE_NAMES, row[_CASE_AT : _CASE_AT + len(_CASE_NAMES)], strict=True))

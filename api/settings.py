@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.dev.devnet import DEFAULT_DATA_DIR
+from ledger.config import DEFAULT_DATA_DIR, Deployment
 from ledger.relay.budgets import RelayBudgets
 from ledger.store.db import default_url
 
@@ -56,10 +55,9 @@ class ApiSettings:
     def from_env(cls) -> ApiSettings:
         data_dir = Path(os.environ.get("CIVIC_DATA_DIR", DEFAULT_DATA_DIR))
         address, chain_id = os.environ.get("CIVIC_CONTRACT"), os.environ.get("CIVIC_CHAIN_ID")
-        deployment = data_dir / "deployment.json"
-        if address is None and deployment.exists():
-            recorded = json.loads(deployment.read_text())
-            address, chain_id = recorded["address"], chain_id or recorded["chain_id"]
+        deployment = Deployment.of(data_dir) if address is None else None
+        if deployment is not None:
+            address, chain_id = deployment.address, chain_id or str(deployment.chain_id)
         return cls(
             store_url=os.environ.get("CIVIC_STORE_URL", default_url(data_dir)),
             rpc_url=os.environ.get("CIVIC_RPC_URL", "http://127.0.0.1:8545"),

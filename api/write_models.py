@@ -21,7 +21,7 @@ class TypedData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     types: dict[str, list[TypedDataField]]
-    primaryType: str  # noqa: N815 - the EIP-712 JSON name
+    primaryType: str
     domain: dict[str, Any]
     message: dict[str, Any]
 
@@ -116,7 +116,7 @@ class NonceOut(BaseModel):
 
 
 class TypedDataTemplate(BaseModel):
-    primaryType: str  # noqa: N815 - the EIP-712 JSON name
+    primaryType: str
     types: dict[str, list[TypedDataField]]
     domain: dict[str, Any]
     message_fields: list[str] = Field(description="keys of `message`: the record field, nonce, deadline")

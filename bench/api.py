@@ -52,8 +52,8 @@ import platform
 import random
 import shutil
 import signal
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,15 +67,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-from alembic import command  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import URL, make_url  # noqa: E402
-from sqlalchemy.schema import CreateTable  # noqa: E402
+import httpx
+from alembic import command
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.schema import CreateTable
 
-from ledger.records import EntryKind  # noqa: E402
-from ledger.store.db import alembic_config  # noqa: E402
-from ledger.store.schema import metadata  # noqa: E402
+from ledger.records import EntryKind
+from ledger.store.db import alembic_config
+from ledger.store.schema import metadata
 
 TARGET_RPS = 1_500
 TARGET_P99_MS = 50.0
@@ -243,7 +243,8 @@ class Server:
 
 @contextmanager
 def serve(app: str, workers: int | None, env: dict[str, str], work_dir: Path, probe: str) -> Iterator[Server]:
-    """``uvicorn <app> --factory`` on a free loopback port (``workers`` None: uvicorn's default setup), stopped after."""
+    """``uvicorn <app> --factory`` on a free loopback port (``workers`` None: uvicorn's default setup), stopped
+    after."""
     port = free_port()
     log = work_dir / f"uvicorn-{app.split(':')[0]}-{workers or 'default'}.log"
     command_line = [

@@ -41,8 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledger.chain.contract import Chain  # noqa: E402
-from ledger.dev.node import AnvilNode, free_port  # noqa: E402
+from ledger.chain.contract import Chain
+from ledger.dev.node import AnvilNode, free_port
 
 TARGET_SECONDS = 10.0
 MONITOR_TARGET = 1_000
@@ -137,7 +137,8 @@ class Appender:
         self.cases = 0
 
     def __call__(self, n: int) -> None:
-        from ledger.records import CaseAction, CaseEvent, keccak, short_code, text_hash
+        from ledger.encoding import keccak
+        from ledger.records import CaseAction, CaseEvent, short_code, text_hash
 
         now = int(self.chain.w3.eth.get_block("latest")["timestamp"])
         events: list[CaseEvent] = []

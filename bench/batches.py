@@ -28,14 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger import batches  # noqa: E402
-from ledger.chain.contract import Chain, Ledger  # noqa: E402
-from ledger.dev.node import AnvilNode  # noqa: E402
-from ledger.records import (  # noqa: E402
+from ledger import batches
+from ledger.chain.contract import Chain, Ledger
+from ledger.dev.node import AnvilNode
+from ledger.encoding import keccak
+from ledger.records import (
     AgencyRegistration,
     CaseAction,
     CaseEvent,
-    keccak,
     short_code,
     text_hash,
 )

@@ -13,10 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger import receipts  # noqa: E402
-from ledger.chain.contract import Chain, Ledger  # noqa: E402
-from ledger.dev.node import AnvilNode  # noqa: E402
-from ledger.records import (  # noqa: E402
+from ledger import receipts
+from ledger.chain.contract import Chain, Ledger
+from ledger.dev.node import AnvilNode
+from ledger.encoding import keccak
+from ledger.records import (
     RECEIPT_CASE_FLAG,
     AgencyRegistration,
     Attestation,
@@ -30,7 +31,6 @@ from ledger.records import (  # noqa: E402
     HolidayCalendar,
     Rating,
     Receipt,
-    keccak,
     short_code,
     text_hash,
 )
@@ -45,7 +45,8 @@ def main() -> None:
         ledger = Ledger.deploy(chain, governance)
         agency = short_code("BENCH-AGENCY")
         ledger.register_agency(
-            governance, AgencyRegistration(agency_id=agency, jurisdiction=short_code("CN-SH"), name_zh="测", name_en="B")
+            governance,
+            AgencyRegistration(agency_id=agency, jurisdiction=short_code("CN-SH"), name_zh="测", name_en="B"),
         )
         ledger.authorize_signer(governance, agency, signer.address)
 
@@ -101,9 +102,9 @@ def main() -> None:
         )["gasUsed"]
         relayed_batch = [opened() for _ in range(BATCH)]
         rows[f"relayed batch of {BATCH}: opened, per entry"] = (
-            ledger.relay(relayer, relayed_batch, signer.address, deadline, ledger.sign(signer, relayed_batch, deadline))[
-                "gasUsed"
-            ]
+            ledger.relay(
+                relayer, relayed_batch, signer.address, deadline, ledger.sign(signer, relayed_batch, deadline)
+            )["gasUsed"]
             // BATCH
         )
         rows["correction"] = ledger.write(

@@ -18,23 +18,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eth_abi import encode as abi_encode  # noqa: E402
-from eth_account.signers.local import LocalAccount  # noqa: E402
+from eth_abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
 
-from ledger.chain.contract import Chain, Ledger  # noqa: E402
-from ledger.index.sync import Indexer  # noqa: E402
-from ledger.dev.node import AnvilNode  # noqa: E402
-from ledger.records import (  # noqa: E402
+from ledger.chain.contract import Chain, Ledger
+from ledger.dev.node import AnvilNode
+from ledger.encoding import keccak
+from ledger.index.sync import Indexer
+from ledger.records import (
     AgencyRegistration,
     CaseAction,
     CaseEvent,
     Commitment,
     DeadlineUnit,
-    keccak,
     short_code,
     text_hash,
 )
-from ledger.store.db import open_store  # noqa: E402
+from ledger.store.db import open_store
 
 TARGET = 10_000
 _CASE_EVENTS_TYPE = "(bytes32,uint8,uint64,bytes32,bytes32,uint8,bytes32)[]"

@@ -23,19 +23,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-from sqlalchemy import Engine, Index, create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.schema import CreateTable  # noqa: E402
+import psycopg
+from sqlalchemy import Engine, Index, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateTable
 
-from ledger.metrics import (  # noqa: E402
+from ledger.metrics import (
     MetricsFilter,
     agency_scorecards,
     commitment_scorecards,
     compute_metrics,
 )
-from ledger.records import CaseAction, EntryKind  # noqa: E402
-from ledger.store.schema import entries, metadata  # noqa: E402
+from ledger.records import CaseAction, EntryKind
+from ledger.store.schema import entries, metadata
 
 DAY = 86_400
 HOUR = 3_600

@@ -23,21 +23,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger.chain.contract import Chain, Ledger  # noqa: E402
-from ledger.chain.keys import AgencyKey  # noqa: E402
-from ledger.dev.node import AnvilNode, anvil_binary  # noqa: E402
-from ledger.writer.outbox import Outbox, OutboxState  # noqa: E402
-from ledger.records import (  # noqa: E402
+from ledger.chain.contract import Chain, Ledger
+from ledger.chain.keys import AgencyKey
+from ledger.dev.node import AnvilNode, anvil_binary
+from ledger.encoding import keccak
+from ledger.records import (
     AgencyRegistration,
     CaseAction,
     CaseEvent,
     Commitment,
     DeadlineUnit,
-    keccak,
     short_code,
     text_hash,
 )
-from ledger.writer.sender import Writer  # noqa: E402
+from ledger.writer.outbox import Outbox, OutboxState
+from ledger.writer.sender import Writer
 
 COMMITMENT_ID = short_code("STREETLIGHT-48H")
 
@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
 
     entries_per_s = len(events) / sustained_s
     rows = [
-        ("sustained: submit (chunks of %d) + background flush" % args.chunk, len(events), sustained_s),
+        (f"sustained: submit (chunks of {args.chunk}) + background flush", len(events), sustained_s),
         ("  of which submitting", len(events), t_submitted),
-        ("one durable submit() per entry (%s sync)" % args.synchronous, len(single), single_submit_s),
+        (f"one durable submit() per entry ({args.synchronous} sync)", len(single), single_submit_s),
         ("flush of a backlog already in the outbox", len(backlog), flush_s),
     ]
     print(f"writer benchmark — anvil {anvil_version()}, {platform.machine()} {platform.system()}, "

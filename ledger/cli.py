@@ -22,24 +22,26 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 from eth_hash.auto import keccak
-from web3.exceptions import TimeExhausted
+from eth_typing import HexStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from web3.exceptions import TimeExhausted
 
 from ledger import batches
 from ledger.chain.contract import Chain, Ledger
+from ledger.chain.keys import AgencyKey, load_key
+from ledger.config import DEFAULT_DATA_DIR, DEPLOYMENT_FILE, Deployment
+from ledger.encoding import code_text
 from ledger.errors import ContractReverted, InvalidRecord, LedgerError
 from ledger.importer import CaseIds, Row, read_rows, references
-from ledger.chain.keys import AgencyKey, load_key
-from ledger.writer.outbox import Outbox, OutboxItem, OutboxState
 from ledger.receipts import (
     DEFAULT_PAGE_URL,
     ReceiptFiles,
@@ -63,18 +65,17 @@ from ledger.records import (
     ReceiptCaseStatus,
     Record,
     Retirement,
-    code_text,
     is_receipt_case,
     short_code,
     text_hash,
 )
+from ledger.writer.outbox import Outbox, OutboxItem, OutboxState
 from ledger.writer.sender import Writer
-
-DEFAULT_DATA_DIR = Path(os.environ.get("CIVIC_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
 
 app = typer.Typer(
     help="Civic Ledger operator commands: agencies and keys, commitments, cases (one by one, imported, or in "
-    "Merkle-anchored batches), the index and its metrics. Agency writes go through a durable outbox: an interrupted command can be run again.",
+    "Merkle-anchored batches), the index and its metrics. Agency writes go through a durable outbox: an interrupted "
+    "command can be run again.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -112,23 +113,20 @@ class Settings:
     def ledger(self) -> Ledger:
         if self._ledger is None:
             address, chain_id = self.contract, self.chain_id
-            deployment = self.data_dir / "deployment.json"
-            if address is None and deployment.exists():
-                recorded = json.loads(deployment.read_text())
-                address, chain_id = recorded["address"], chain_id or recorded["chain_id"]
+            deployment = Deployment.of(self.data_dir) if address is None else None
+            if deployment is not None:
+                address, chain_id = deployment.address, chain_id or deployment.chain_id
             if address is None:
                 fail(f"no contract address: pass --contract (or CIVIC_CONTRACT), or run `make run` to create "
-                     f"{deployment}")
+                     f"{self.data_dir / DEPLOYMENT_FILE}")
             chain = Chain.connect(self.rpc_url, expected_chain_id=chain_id)
             self._ledger = Ledger(chain, address)
         return self._ledger
 
     def deploy_block(self) -> int:
         """The block the contract was deployed in, when DATA_DIR's deployment is the one in use (else 0)."""
-        deployment = self.data_dir / "deployment.json"
-        if self.contract is None and deployment.exists():
-            return int(json.loads(deployment.read_text()).get("block", 0))
-        return 0
+        deployment = Deployment.of(self.data_dir) if self.contract is None else None
+        return deployment.block if deployment is not None else 0
 
     def key(self, key: str | None, key_env: str | None, password_file: Path | None) -> AgencyKey:
         """A keystore path, or the name of one under DATA_DIR/keys (whose .password file then applies)."""
@@ -172,7 +170,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def settings(ctx: typer.Context) -> Settings:
-    return ctx.obj  # type: ignore[no-any-return]
+    return ctx.obj
 
 
 KeyOpt = Annotated[str | None, typer.Option("--key", help="keystore file, or a key name under DATA_DIR/keys")]
@@ -202,6 +200,12 @@ def main(
 
 def _now_or(at: str | None) -> int | str:
     return int(time.time()) if at is None else at
+
+
+def _record_time(at: str | None) -> int:
+    """:func:`_now_or` for a record's time field: ISO 8601 text is passed on as it is, and the field's validator
+    (``ledger.records.UnixTime``) turns it into Unix seconds; mypy, without pydantic's plugin, sees only the int."""
+    return cast(int, _now_or(at))
 
 
 def _write(ctx: typer.Context, signer: AgencyKey, record: Record) -> OutboxItem:
@@ -354,8 +358,8 @@ def commitment_publish(
         commitment_id=short_code(commitment_id), service_code=short_code(service_code), name_zh=name_zh,
         name_en=name_en, deadline=deadline,
         deadline_unit=DeadlineUnit.CALENDAR_HOURS if unit is Unit.hours else DeadlineUnit.WORKING_DAYS,
-        target_bps=round(target * 100), valid_from=_now_or(valid_from), terms_hash=text_hash(terms),
-        occurred_at=_now_or(at),
+        target_bps=round(target * 100), valid_from=_record_time(valid_from), terms_hash=text_hash(terms),
+        occurred_at=_record_time(at),
     )
     _write(ctx, settings(ctx).key(key, key_env, password_file), record)
 
@@ -372,7 +376,7 @@ def commitment_retire(
 ) -> None:
     """Retire a commitment: no case can be opened under it afterwards."""
     record = Retirement(
-        commitment_id=short_code(commitment_id), reason_hash=text_hash(reason), occurred_at=_now_or(at)
+        commitment_id=short_code(commitment_id), reason_hash=text_hash(reason), occurred_at=_record_time(at)
     )
     _write(ctx, settings(ctx).key(key, key_env, password_file), record)
 
@@ -396,7 +400,7 @@ def calendar_publish(
         except ValueError as exc:
             raise InvalidRecord(f"dates must look like 2026-10-01: {exc}") from exc
 
-    record = HolidayCalendar.from_dates(year, dates(holidays), dates(workdays), occurred_at=_now_or(at))
+    record = HolidayCalendar.from_dates(year, dates(holidays), dates(workdays), occurred_at=_record_time(at))
     _write(ctx, settings(ctx).key(key, key_env, password_file), record)
 
 
@@ -704,7 +708,7 @@ def _sheet(s: Settings, agency: str, opened: CaseEvent, code: str, link: str, re
 
 
 def _iso(value: int | str) -> str:
-    return datetime.fromtimestamp(value, timezone.utc).isoformat() if isinstance(value, int) else value
+    return datetime.fromtimestamp(value, UTC).isoformat() if isinstance(value, int) else value
 
 
 @command(case_app, "import")
@@ -956,7 +960,7 @@ def _batchable(s: Settings, agency: str, rows: list[Row]) -> tuple[list[CaseEven
             why = "dispute_rejected answers a citizen's dispute, which only a case with a receipt can have"
         elif event.occurred_at > now:
             why = (f"occurred_at is after the chain's latest block time "
-                   f"({datetime.fromtimestamp(now, timezone.utc).isoformat()}): the ledger refuses claimed times in "
+                   f"({datetime.fromtimestamp(now, UTC).isoformat()}): the ledger refuses claimed times in "
                    "the future")
         elif event.action is CaseAction.OPENED:
             if event.commitment_id not in commitments:
@@ -1013,7 +1017,7 @@ def batch_submit(
         raise InvalidRecord(f"--max-entries must be from 1 to {batches.MAX_ENTRIES:,}")
     signer = s.key(key, key_env, password_file)
     agency = _agency_of(s, signer)
-    ledger = s.ledger()
+    s.ledger()  # the chain and the contract are checked before the input is read
     store = _batch_store(s, batch_dir)
     with _open_writer(s, signer) as writer:
         ids = _case_ids(s, agency, writer.outbox)
@@ -1075,7 +1079,7 @@ def _anchor_all(s: Settings, signer: AgencyKey, events: list[CaseEvent], store: 
                 if isinstance(exc, TimeExhausted):
                     fail(f"the anchoring transaction was not mined in time ({exc})", code=1)
                 raise
-        gas = int(w3.eth.get_transaction_receipt("0x" + anchored.tx_hash.hex())["gasUsed"])
+        gas = int(w3.eth.get_transaction_receipt(HexStr("0x" + anchored.tx_hash.hex()))["gasUsed"])
         out.print(f"batch at seq {anchored.seq}: entries {anchored.seq}-{anchored.seq + batch.count - 1} "
                   f"({batch.count:,}), {'anchored earlier' if found else 'anchored now'} in block "
                   f"{anchored.block_number}, gas {gas:,} ({gas / batch.count:.2f} per entry)")
@@ -1115,7 +1119,7 @@ def batch_verify(
     out.print(f"entry {seq + index}: index {index} of the batch at seq {seq} ({count:,} entries, agency "
               f"{code_text(bytes(found['agencyId']))}, signer {found['signer']})")
     out.print(f"  case 0x{event.case_id.hex()} {event.action.name.lower()} at "
-              f"{datetime.fromtimestamp(event.occurred_at, timezone.utc).isoformat()}"
+              f"{datetime.fromtimestamp(event.occurred_at, UTC).isoformat()}"
               + (f", commitment {code_text(event.commitment_id)}, district {code_text(event.district)}, channel "
                  f"{event.channel}" if event.action is CaseAction.OPENED else ""))
     out.print(f"  record hash 0x{record_hash.hex()}", soft_wrap=True)
@@ -1172,8 +1176,7 @@ def sync(
 
     s = settings(ctx)
     ledger = s.ledger()
-    deployment = s.data_dir / "deployment.json"
-    deploy_block = json.loads(deployment.read_text())["block"] if deployment.exists() and not s.contract else None
+    deploy_block = s.deploy_block() or None
     opened = open_store(_store_url(s, store))
     try:
         indexer = Indexer(ledger.chain, ledger.address, opened, confirmations=confirmations,
@@ -1206,7 +1209,7 @@ def _day(text: str | None, name: str) -> int | None:
     if parsed.tzinfo is None:
         if len(text) > 10:
             raise InvalidRecord(f"--{name} {text} has no zone")
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
 
 

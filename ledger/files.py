@@ -11,8 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ledger.encoding import keccak
 from ledger.errors import LedgerError
-from ledger.chain.logs import keccak
 
 
 class HashedFiles:

@@ -49,8 +49,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ledger.encoding import keccak
 from ledger.errors import InvalidRecord
-from ledger.chain.logs import keccak
 from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Channel, short_code
 
 ACTIONS = {a.name.lower(): a for a in CaseAction}
@@ -187,7 +187,9 @@ def read_rows(
                 return
             unknown = set(reader.fieldnames) - KNOWN_COLUMNS
             if unknown:
-                raise InvalidRecord(f"{path.name}: unknown column(s) {sorted(unknown)}; expected {sorted(KNOWN_COLUMNS)}")
+                raise InvalidRecord(
+                    f"{path.name}: unknown column(s) {sorted(unknown)}; expected {sorted(KNOWN_COLUMNS)}"
+                )
             for number, raw in enumerate(reader, start=2):
                 yield parse_row(number, raw, agency_id=agency_id, salt=salt, case_ids=ids, receipts=receipts,
                                 no_receipts=no_receipts)

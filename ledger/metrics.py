@@ -693,7 +693,10 @@ def _case_conditions(flt: MetricsFilter) -> list[ColumnElement[bool]]:
 
 def _case_groups(by: _By) -> list[ColumnElement[Any]]:
     c = cases.c
-    return {None: [], "agency": [c.agency_id], "commitment": [c.agency_id, c.commitment_id]}[by]
+    groups: dict[_By, list[ColumnElement[Any]]] = {
+        None: [], "agency": [c.agency_id], "commitment": [c.agency_id, c.commitment_id]
+    }
+    return groups[by]
 
 
 def _open_at(as_of: int) -> ColumnElement[bool]:
@@ -734,14 +737,14 @@ def _distributions_sql(
     counted = values.with_only_columns(*keys, value.label("v"), func.count().label("c"), also_count.label("a"))
     counted_q = counted.group_by(*groups, value).subquery()
     gk = [counted_q.c[f"g{i}"] for i in range(len(groups))]
-    partition = {"partition_by": gk} if gk else {}
+    partition_by = gk or None  # None: no PARTITION BY, as when it is not given
     ranked = select(
         *gk,
         counted_q.c.v,
         counted_q.c.c,
         counted_q.c.a,
-        func.sum(counted_q.c.c).over(order_by=counted_q.c.v, rows=(None, 0), **partition).label("cum"),
-        func.sum(counted_q.c.c).over(**partition).label("n"),
+        func.sum(counted_q.c.c).over(order_by=counted_q.c.v, rows=(None, 0), partition_by=partition_by).label("cum"),
+        func.sum(counted_q.c.c).over(partition_by=partition_by).label("n"),
     ).subquery()
     rk = [ranked.c[f"g{i}"] for i in range(len(groups))]
     v, cum, n = ranked.c.v, ranked.c.cum, ranked.c.n
@@ -898,7 +901,7 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
     latency = _distributions_sql(conn, latency_values, latency_groups, LATE_RECORDING_SECONDS,
                                  also=case_events.c.action == _REOPENED)
     targets = _latest_targets_sql(conn, flt) if by == "commitment" or flt.commitment_key is not None else {}
-    feedback = _feedback_sql(conn, flt, by, receipts_closed, latency)  # type: ignore[arg-type]
+    feedback = _feedback_sql(conn, flt, by, receipts_closed, latency)
 
     out: dict[_GroupKey, Metrics] = {}
     for key in keys:

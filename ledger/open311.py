@@ -113,7 +113,8 @@ CASE_STATUSES: dict[str, frozenset[str]] = {"open": frozenset({OPEN, ON_HOLD}), 
 _STATUS_WORDS: dict[Lang, dict[str, str]] = {
     "en": {OPEN: "open", ON_HOLD: "on hold (the deadline is paused)", REJECTED: "rejected", WITHDRAWN: "withdrawn",
            FULFILLED: "fulfilled"},
-    "zh": {OPEN: "办理中", ON_HOLD: "挂起中（时限暂停）", REJECTED: "不予办理", WITHDRAWN: "已撤回", FULFILLED: "已办结"},
+    "zh": {OPEN: "办理中", ON_HOLD: "挂起中（时限暂停）", REJECTED: "不予办理", WITHDRAWN: "已撤回",
+           FULFILLED: "已办结"},
 }
 
 

@@ -181,7 +181,8 @@ dd { margin: 0; }
         line-height: 1.3; }
 .qr-row { display: flex; gap: 4mm; align-items: center; }
 .qr { width: 32mm; height: 32mm; flex: none; }
-.link { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 7.5pt; word-break: break-all; margin: 1mm 0 0; }
+.link { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 7.5pt; \
+word-break: break-all; margin: 1mm 0 0; }
 .notice { border-left: 1.2mm solid #000; padding: 0.5mm 0 0.5mm 3mm; margin: 2.5mm 0; }
 .notice p, .how p { margin: 0 0 1.2mm; }
 .how { font-size: 9pt; }
@@ -219,7 +220,8 @@ def receipt_html(sheet: ReceiptSheet) -> str:
   <dt>办理机关 <span class="en">Agency</span></dt>
   <dd>{e(sheet.agency_name_zh)}<br><span class="en">{e(sheet.agency_name_en)} ({e(sheet.agency_id)})</span></dd>
   <dt>服务承诺 <span class="en">Service</span></dt>
-  <dd>{e(sheet.commitment_name_zh)}<br><span class="en">{e(sheet.commitment_name_en)} ({e(sheet.commitment_id)})</span></dd>
+  <dd>{e(sheet.commitment_name_zh)}<br>\
+<span class="en">{e(sheet.commitment_name_en)} ({e(sheet.commitment_id)})</span></dd>
   <dt>办理时限 <span class="en">Deadline</span></dt>
   <dd>{e(deadline_zh)} <span class="en">{e(deadline_en)}</span></dd>
   <dt>受理时间 <span class="en">Opened</span></dt>
@@ -249,7 +251,8 @@ def receipt_html(sheet: ReceiptSheet) -> str:
 </div>
 <button class="print" type="button" onclick="window.print()">打印 Print</button>
 <footer>账本只记录由回执码推导出的公钥，不记录回执码、姓名或联系方式。
-<span class="en">The ledger records only a key derived from the code — never the code, your name or how to reach you.</span></footer>
+<span class="en">The ledger records only a key derived from the code — never the code, your name or how to reach \
+you.</span></footer>
 </body>
 </html>
 """

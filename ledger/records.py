@@ -13,10 +13,10 @@ from datetime import date, datetime
 from typing import Annotated, Any, ClassVar
 
 from eth_abi import encode as abi_encode
-from eth_hash.auto import keccak
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from ledger.encoding import ZERO32, keccak
 from ledger.errors import InvalidRecord
 
 UINT64_MAX = 2**64 - 1
@@ -100,11 +100,6 @@ def short_code(text: str) -> bytes:
     return raw.ljust(32, b"\0")
 
 
-def code_text(value: bytes) -> str:
-    """Inverse of :func:`short_code`."""
-    return value.rstrip(b"\0").decode("ascii", errors="replace")
-
-
 def text_hash(text: str) -> bytes:
     """keccak256 of UTF-8 text: how free text and documents appear on chain."""
     return keccak(text.encode("utf-8"))
@@ -164,7 +159,6 @@ def _to_address(value: Any) -> Any:
 Bytes32 = Annotated[bytes, BeforeValidator(_to_bytes32)]
 Address = Annotated[str, BeforeValidator(_to_address)]
 ZERO_ADDRESS = "0x" + "0" * 40
-ZERO32 = b"\0" * 32
 UnixTime = Annotated[int, BeforeValidator(_to_unix_time), Field(gt=0, le=UINT64_MAX)]
 
 
@@ -368,7 +362,9 @@ class Receipt(Record):
     @model_validator(mode="after")
     def _receipt_case(self) -> Receipt:
         if not is_receipt_case(self.case_id):
-            raise ValueError("only a case id with its top bit set can have a receipt (ledger.records.RECEIPT_CASE_FLAG)")
+            raise ValueError(
+                "only a case id with its top bit set can have a receipt (ledger.records.RECEIPT_CASE_FLAG)"
+            )
         if self.receipt == ZERO_ADDRESS:
             raise ValueError("the receipt address must not be zero")
         return self
@@ -538,30 +534,3 @@ class Attestation(Record):
 
 #: EIP-712 wrappers a relayer submits: the batch of case events has its own, signed once for all.
 BATCH_RELAY = "RecordCaseEvents"
-
-ENTRY_TYPEHASH = keccak(b"Entry(uint256 seq,uint8 kind,bytes32 agencyId,address actor,bytes32 recordHash)")
-
-
-def entry_hash(seq: int, kind: EntryKind, agency_id: bytes, actor: str, record_hash: bytes) -> bytes:
-    """The entry hash the contract folds into its running hash (``ICivicLedger.entryHashOf``)."""
-    return keccak(
-        abi_encode(
-            ["bytes32", "uint256", "uint8", "bytes32", "address", "bytes32"],
-            [ENTRY_TYPEHASH, seq, int(kind), agency_id, actor, record_hash],
-        )
-    )
-
-
-ZERO_HEAD = b"\0" * 24
-
-
-def fold(head: bytes, entry: bytes) -> bytes:
-    """One step of the running hash: bytes24(keccak256(abi.encode(bytes24 head, bytes32 entryHash)))."""
-    return keccak(head + b"\0" * 8 + entry)[:24]
-
-
-def running_hash(entry_hashes: Iterable[bytes], start: bytes = ZERO_HEAD) -> bytes:
-    head = start
-    for entry in entry_hashes:
-        head = fold(head, entry)
-    return head

@@ -10,13 +10,13 @@ from eth_account.signers.local import LocalAccount
 
 from ledger.chain.contract import Chain, Ledger
 from ledger.dev.node import AnvilNode
+from ledger.encoding import keccak
 from ledger.records import (
     AgencyRegistration,
     CaseAction,
     CaseEvent,
     Commitment,
     DeadlineUnit,
-    keccak,
     short_code,
     text_hash,
 )

@@ -1,5 +1,5 @@
-"""The docs cite tests by name (``tests/…/test_x.py::test_name``, or ``::test_name`` for the test file cited last before it):
-every one cited must exist, so the threat model never points at a test that was renamed or removed."""
+"""The docs cite tests by name (``tests/…/test_x.py::test_name``, or ``::test_name`` for the test file cited last
+before it): every one cited must exist, so the threat model never points at a test that was renamed or removed."""
 
 from __future__ import annotations
 

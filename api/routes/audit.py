@@ -46,8 +46,8 @@ from api.routes.public import (
     read_route,
 )
 from api.settings import ApiSettings
+from ledger.encoding import keccak
 from ledger.errors import LedgerError
-from ledger.chain.logs import keccak
 
 REPORT_HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 ReportHash = Annotated[

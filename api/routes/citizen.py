@@ -7,8 +7,8 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     agreed to publish it), whether a rating or a dispute would be accepted now and if not why, the closure a dispute
     must name and its deadline, and every dispute with the agency's answer. When the index has no receipt with this
     key, or its state of the case is not the chain's (it is halted or behind), the answer comes from the chain
-    (``api.feedback``, ``ledger.chain.receipt_case``): ``feedback.source`` is ``"chain"``, ``feedback.source_reason`` says
-    why, and the case's events, rating and disputes are only what the index has.
+    (``api.feedback``, ``ledger.chain.receipt_case``): ``feedback.source`` is ``"chain"``,
+    ``feedback.source_reason`` says why, and the case's events, rating and disputes are only what the index has.
 
 ``POST /api/v1/ratings`` and ``POST /api/v1/disputes``
     The record's fields, the signature (EIP-712 over the Rating or Dispute, domain CivicLedger / 1 / chain id /
@@ -40,14 +40,14 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     ======  =========================  ====================================================================
 
     The receipt and state checks run on the chain itself — the contract's ``receiptCase`` (``Ledger.receipt_case``)
-    through ``api.feedback.decide``, then the call run once on the latest block —, never on the index: a case the
-    index lacks or lags behind is accepted exactly when the contract would accept it, and refused with the
-    contract's reason. An accepted record is
-    stored durably with its off-chain text (``ledger.relay.service.RelayStore.submit_citizen``) and sent as ``rateCase`` /
-    ``disputeCase`` by the relay's citizens' lane — an outbox and a relayer key of its own, so no backlog of agency
-    records ever delays it; nor is it charged to any agency's relay budget. The answer (202) waits a few seconds for it
-    to be recorded, and ``GET /api/v1/ratings/{id}`` (``/disputes/{id}``) follows it afterwards; a rating someone
-    else put on chain first (a copy of the same signed record) ends ``recorded`` with that transaction.
+    through ``api.feedback.decide``, then the call run once on the latest block —, never on the index: a case the index
+    lacks or lags behind is accepted exactly when the contract would accept it, and refused with the contract's reason.
+    An accepted record is stored durably with its off-chain text (``ledger.relay.service.RelayStore.submit_citizen``)
+    and sent as ``rateCase`` / ``disputeCase`` by the relay's citizens' lane — an outbox and a relayer key of its own,
+    so no backlog of agency records ever delays it; nor is it charged to any agency's relay budget. The answer (202)
+    waits a few seconds for it to be recorded, and ``GET /api/v1/ratings/{id}`` (``/disputes/{id}``) follows it
+    afterwards; a rating someone else put on chain first (a copy of the same signed record) ends ``recorded`` with that
+    transaction.
 
 The comment and reason texts are never logged, never put on chain or in the index, and shown only when the citizen
 agreed. Logs carry submission ids, receipt addresses (public, on chain) and error codes.
@@ -89,9 +89,9 @@ from api.write_models import (
     RatingIn,
 )
 from ledger.chain.contract import DOMAIN_NAME, DOMAIN_VERSION, REVERT_ERRORS, Ledger
-from ledger.errors import InvalidRecord, NodeUnavailable
-from ledger.chain.logs import code_text
 from ledger.chain.receipt_case import ChainReceipts
+from ledger.encoding import code_text
+from ledger.errors import InvalidRecord, NodeUnavailable
 from ledger.records import Dispute, Rating, ReceiptCaseStatus
 from ledger.relay.service import (
     CitizenFiles,
@@ -329,10 +329,12 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         given: OffChainTextIn | None
         record: Rating | Dispute
         if isinstance(body, RatingIn):
-            record = Rating(agency_id=agency, case_id=case, score=body.score, comment_hash=body.comment_hash)
+            record = Rating(agency_id=agency, case_id=case, score=body.score,
+                            comment_hash=bytes.fromhex(body.comment_hash[2:]))
             given, hashed, name = body.comment, record.comment_hash, "comment"
         else:
-            record = Dispute(agency_id=agency, case_id=case, closure=body.closure, reason_hash=body.reason_hash)
+            record = Dispute(agency_id=agency, case_id=case, closure=body.closure,
+                             reason_hash=bytes.fromhex(body.reason_hash[2:]))
             given, hashed, name = body.reason, record.reason_hash, "reason"
         text = None
         if given is not None:
@@ -415,7 +417,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
 
     def simulate(ledger: Ledger, signed: SignedCitizenRecord) -> None:
         """Run the call once on the latest block, as the relayer would send it: any refusal is answered now."""
-        call = ledger.encode_citizen_call(signed.record, signed.signature)  # type: ignore[arg-type]
+        call = ledger.encode_citizen_call(signed.record, signed.signature)
         relayer = service.citizen_relayer_address
 
         def run() -> None:
@@ -424,7 +426,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             except REVERT_ERRORS as exc:
                 reverted = ledger.decode_revert(exc)
                 if reverted.error_name == "InvalidReceiptCaseStatus":
-                    closed = int(reverted.args.get("status", 0)) != int(ReceiptCaseStatus.OPEN)
+                    closed = int(reverted.error_args.get("status", 0)) != int(ReceiptCaseStatus.OPEN)
                     code = "not_fulfilled" if closed else "not_closed"
                 else:
                     code = REVERT_CODES.get(reverted.error_name, "refused_by_ledger")

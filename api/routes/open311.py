@@ -70,8 +70,8 @@ from sqlalchemy.engine import Connection
 from api.deps import get_conn
 from api.open311_format import (
     FORMATS,
-    W3C_PATTERN,
     MEDIA_TYPES,
+    W3C_PATTERN,
     Format,
     InvalidDateTime,
     error,
@@ -449,7 +449,7 @@ class _Open311Route(APIRoute):
 
         async def route_handler(request: Request) -> Response:
             try:
-                return await handler(request)  # type: ignore[no-any-return]
+                return await handler(request)
             except RequestValidationError as exc:
                 problems = [f"{'.'.join(str(part) for part in e['loc'][1:]) or e['loc'][0]}: {e['msg']}"
                             for e in exc.errors()]
@@ -667,7 +667,9 @@ def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int
 def register(app: FastAPI, settings: ApiSettings) -> None:
     router = build_router(settings)
     app.include_router(router)
-    get_paths = [route.path_regex for route in router.routes if "GET" in getattr(route, "methods", ())]
+    # every route of the router is an APIRoute (add_api_route), which has a path_regex
+    get_paths = [route.path_regex for route in router.routes
+                 if isinstance(route, APIRoute) and "GET" in getattr(route, "methods", ())]
 
     async def not_found(request: Request, rest: str) -> Response:
         fmt: Format = "xml" if request.url.path.endswith(".xml") else "json"

@@ -7,8 +7,9 @@ optionally ``"signer"``). Every check runs before anything is stored, each refus
 (409 ``duplicate``, with that submission), the deadline (``expired``), the key (403 ``unauthorized_signer``) and its
 nonce (409 ``stale_nonce``); a key past one of its relay budgets is refused first of all those that ask the chain (429
 ``budget_exceeded`` naming the budget, ``Retry-After``: ``ledger.relay.budgets``). An accepted record is stored
-durably (``ledger.relay.service.RelayStore``) and sent by the agencies' relayer key (``ledger.relay.service.RelayWriter``); the answer
-(202) waits a few seconds for it to be recorded, and ``GET /api/v1/agency/records/{id}`` follows it afterwards.
+durably (``ledger.relay.service.RelayStore``) and sent by the agencies' relayer key
+(``ledger.relay.service.RelayWriter``); the answer (202) waits a few seconds for it to be recorded, and
+``GET /api/v1/agency/records/{id}`` follows it afterwards.
 
 Logs carry submission ids, signer addresses and error codes only — never bodies.
 """
@@ -44,10 +45,10 @@ from api.write_models import (
     SubmissionOut,
     TypedDataTemplate,
 )
-from ledger.chain.contract import DOMAIN_NAME, DOMAIN_VERSION, Chain, Ledger
-from ledger.dev.devnet import KeyStore
+from ledger.chain.contract import DOMAIN_NAME, DOMAIN_VERSION, NODE_ERRORS, Chain, Ledger
+from ledger.chain.keys import KeyStore
+from ledger.encoding import code_text
 from ledger.errors import ChainMismatch, LedgerError, NodeUnavailable, OutboxError
-from ledger.records import code_text
 from ledger.relay.budgets import BudgetExceeded
 from ledger.relay.service import (
     AGENCY_LANE,
@@ -115,9 +116,9 @@ class _Unavailable(Exception):
 class RelayService:
     """The chain connection, relay store and relay writers of one app, built on first use and closed at shutdown.
 
-    One writer per lane (``ledger.relay.service.LANES``): agencies' records from the key ``relayer``, citizens' ratings and
-    disputes from the key ``relayer-citizens`` (both in ``<data_dir>/keys``; fund both), so no agency backlog ever
-    stands in front of a citizen's record."""
+    One writer per lane (``ledger.relay.service.LANES``): agencies' records from the key ``relayer``, citizens'
+    ratings and disputes from the key ``relayer-citizens`` (both in ``<data_dir>/keys``; fund both), so no agency
+    backlog ever stands in front of a citizen's record."""
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
@@ -506,13 +507,19 @@ class _Duplicate(Exception):
         self.status = status
 
 
+#: what a read from the node raises when the node, not the code, failed (a revert decoded by the ledger included)
+_NODE_FAILURES: tuple[type[Exception], ...] = (LedgerError, *NODE_ERRORS)
+
+
 def _chain(call: Callable[[], Any]) -> Any:
-    """A read from the node; its failure is a 503, not a 500."""
+    """A read from the node; the node's failure (``NODE_ERRORS``, or a LedgerError such as a revert) is a 503. A
+    refusal raised by the call passes through, and so does any other exception: a programming error is a 500, never
+    reported as the node being unavailable."""
     try:
         return call()
     except (RelayRefused, _Unavailable):
         raise
-    except Exception as exc:  # requests, web3 and node errors alike: the node did not answer as it should
+    except _NODE_FAILURES as exc:
         log.warning("write API: node read failed (%s)", type(exc).__name__)
         raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
 

@@ -26,9 +26,9 @@ from ledger.audit.errors import CannotAudit
 from ledger.audit.model import AuditReport, cut
 from ledger.audit.report import report_bytes
 from ledger.chain.contract import Chain, Ledger
-from ledger.errors import ContractReverted, LedgerError
 from ledger.chain.keys import AgencyKey
-from ledger.chain.logs import keccak
+from ledger.encoding import keccak
+from ledger.errors import ContractReverted, LedgerError
 from ledger.records import Attestation, AuditVerdict
 
 #: how far back the EVM's BLOCKHASH sees: an attestation names one of these blocks

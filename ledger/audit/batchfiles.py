@@ -40,7 +40,6 @@ from ledger.batches.read import (
 from ledger.chain.logs import DecodedEntry
 from ledger.records import EntryKind
 
-
 #: what each kind of withheld batch means, for a person
 WITHHELD_MEANING = {
     WITHHELD_MISSING: "file not published (yet): the batch can be read once it is",

@@ -75,8 +75,8 @@ class CompilerInput:
 
 
 def compiler_input() -> CompilerInput:
-    """The compiler input of a fresh build now (``ledger.chain.build``: the pinned compiler and settings, the sources from
-    disk); raises ``ledger.errors.BuildError`` when the compiler cannot be run."""
+    """The compiler input of a fresh build now (``ledger.chain.build``: the pinned compiler and settings, the sources
+    from disk); raises ``ledger.errors.BuildError`` when the compiler cannot be run."""
     import solcx
     from solcx.exceptions import SolcError
 
@@ -158,7 +158,8 @@ class BuildOrigin:
 
 
 def fresh_build() -> dict[str, Any]:
-    """Compile contracts/ afresh with the pinned compiler and settings (``ledger.chain.build``); the ledger's artifact."""
+    """Compile contracts/ afresh with the pinned compiler and settings (``ledger.chain.build``); the ledger's
+    artifact."""
     from ledger.chain.build import compile_contracts
 
     return compile_contracts()["CivicLedger"]
@@ -174,8 +175,8 @@ def cached_build(cache: BuildCache | None) -> tuple[dict[str, Any], BuildOrigin]
     source = compiler_input()
     found = cache.load(source)
     if found is not None:
-        artifact, path = found
-        return artifact, BuildOrigin(True, source.key, str(path), time.perf_counter() - begun)
+        artifact, cached_file = found
+        return artifact, BuildOrigin(True, source.key, str(cached_file), time.perf_counter() - begun)
     artifact = fresh_build()
     if not source.made(artifact):
         # the sources (or the compiler) changed between hashing the input and compiling it: nothing is cached
@@ -207,7 +208,7 @@ class BackgroundBuild:
     def _run(self) -> None:
         try:
             self._artifact, self.origin = cached_build(self.cache)
-        except BaseException as exc:  # handed to whoever waits for the build
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the build (re-raised by __call__)
             self._error = exc
         finally:
             self._done.set()

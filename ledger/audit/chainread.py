@@ -21,7 +21,8 @@ from eth_utils import to_checksum_address
 
 from ledger.audit.errors import CannotAudit
 from ledger.audit.rpc import Rpc, RpcError
-from ledger.chain.logs import DecodedEntry, LogDecoder, keccak
+from ledger.chain.logs import DecodedEntry, LogDecoder
+from ledger.encoding import keccak
 
 SELECTOR_ENTRY_COUNT = "0x" + keccak(b"entryCount()")[:4].hex()
 SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()

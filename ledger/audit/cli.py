@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         build = BackgroundBuild(Path(args.build_cache) if args.build_cache else None,
                                 use_cache=not args.no_build_cache)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from ledger.audit.report import print_summary, write_html, write_json
     from ledger.audit.runner import run_audit
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err, transient=True, disable=args.quiet,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def report_progress(stage: str, done: int, total: int) -> None:
         key = "checks" if stage.startswith("check") or stage == "done" else stage

@@ -102,7 +102,7 @@ class AuditContext:
     #: filled by checks for the report's charts
     stats: dict[str, Any] = field(default_factory=dict)
     #: shared between checks (e.g. the API's view of the chain, read once)
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str | tuple[str, int], Any] = field(default_factory=dict)
     #: each anchored batch's file as fetched and checked (ledger.audit.batchfiles.BatchOutcome), by the anchor's seq;
     #: None when no source of batch files was given
     batch_files: dict[int, Any] | None = None

@@ -14,9 +14,10 @@ from ledger.audit.rebuild import CaseRecord, CommitmentState, LedgerModel, hex0x
 from ledger.batches import verify_proof
 from ledger.batches.read import WITHHELD_IMPOSSIBLE
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
-from ledger.chain.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import ZERO32, code_text
 from ledger.metrics import rate_from_bps
-from ledger.records import ZERO32, CaseAction, Channel, DeadlineUnit, EntryKind
+from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
 
 KIND_NAMES = {kind.value: kind.name.lower() for kind in EntryKind}
 ACTION_NAMES = {action.value: action.name.lower() for action in CaseAction}
@@ -298,7 +299,7 @@ def case_view(record: CaseRecord, model: LedgerModel) -> dict[str, Any]:
             "invalid_transitions", *FEEDBACK_VIEW_FIELDS,
         )})
         return out
-    names = (None, None)
+    names: tuple[str | None, str | None] = (None, None)
     commitment = model.commitments.get((record.agency_id, state.commitment_id))
     if commitment is not None:
         for row, _ in commitment.versions:

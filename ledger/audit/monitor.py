@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -61,9 +61,10 @@ from ledger.audit.runner import (
     run_checks,
 )
 from ledger.audit.state import BatchFile, Checkpoint, DamagedState, StateDir, Stored
-from ledger.errors import LedgerError
 from ledger.chain.logs import DecodedEntry
-from ledger.records import ZERO_HEAD, EntryKind
+from ledger.encoding import ZERO_HEAD
+from ledger.errors import LedgerError
+from ledger.records import EntryKind
 
 log = logging.getLogger("civic-audit.monitor")
 
@@ -158,6 +159,16 @@ class Pacer:
             return
         remaining = max(1, self.expected - self.sent + 1)
         self.stop.wait(min(left, self._random.expovariate(remaining / left)))
+
+
+class _Where(TypedDict):
+    """The fields of a :class:`~ledger.audit.state.Stored` a clean round moves to the block it read."""
+
+    block_number: int
+    block_hash: bytes
+    block_time: int
+    entry_count: int
+    running_hash: bytes
 
 
 class Monitor:
@@ -478,8 +489,8 @@ class Monitor:
               outcomes: dict[int, BatchOutcome]) -> None:
         """The round was clean: what it read becomes the state, in memory and on disk."""
         new_roles = chain.role_changes[len(self.role_changes):]
-        where = dict(block_number=chain.block_number, block_hash=chain.block_hash, block_time=chain.block_time,
-                     entry_count=chain.contract_count, running_hash=chain.contract_head)
+        where = _Where(block_number=chain.block_number, block_hash=chain.block_hash, block_time=chain.block_time,
+                       entry_count=chain.contract_count, running_hash=chain.contract_head)
         if self.stored is None:
             stored = Stored(self.chain_id or 0, self.address, chain.from_block, rounds=1, **where)
         else:  # a copy: the state in memory moves only once the one on disk has

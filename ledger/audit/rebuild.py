@@ -34,8 +34,9 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, overload
 
+from ledger.batches.read import BatchContent
 from ledger.cases import (
     ANSWERS,
     CLOSED,
@@ -51,10 +52,10 @@ from ledger.cases import (
     merged,
     voided_entries,
 )
-from ledger.batches.read import BatchContent
-from ledger.chain.logs import _keccak_256, DecodedEntry, code_text, display_text, fold
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold
 from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, RatingRow
-from ledger.records import ENTRY_TYPEHASH, ZERO_HEAD, CaseAction, EntryKind
+from ledger.records import CaseAction, EntryKind
 from ledger.workdays import YearCalendar
 
 GOVERNANCE_KINDS = frozenset({EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED,
@@ -456,9 +457,9 @@ class Builder:
                     touched[key] = None
                 elif target_seq in self._version_at:
                     key, index = self._version_at[target_seq]
-                    c = self.commitments[key]
-                    row, entry = c.versions[index]
-                    c.versions[index] = (dataclasses.replace(row, voided_by=voided[target_seq]), entry)
+                    changed = self.commitments[key]
+                    row, entry = changed.versions[index]
+                    changed.versions[index] = (dataclasses.replace(row, voided_by=voided[target_seq]), entry)
 
         agencies, commitments, calendars = self.agencies, self.commitments, self.calendars
         cases, feedback, orphans = self.cases, self.feedback, self._orphans
@@ -548,7 +549,7 @@ class Builder:
         for key in touched:
             record = cases.get(key)
             known = record is not None
-            if not known:
+            if record is None:
                 record = orphans[key]
             found = folds.get(key)
             if found is None:
@@ -560,17 +561,17 @@ class Builder:
                 self._answers.pop(key, None)
             self._fold(key, record, found)
             if known:
-                agency = agencies.get(key[0])
+                owner = agencies.get(key[0])
                 progress = found.progress
                 record.state = progress.state(versions.get((key[0], progress.commitment_id), no_versions),
-                                              calendars_of.get(agency.jurisdiction if agency is not None else "", {}))
+                                              calendars_of.get(owner.jurisdiction if owner is not None else "", {}))
         for key in restate:
             record = cases.get(key)
             if record is not None and key not in touched:
-                agency = agencies.get(key[0])
+                owner = agencies.get(key[0])
                 progress = folds[key].progress
                 record.state = progress.state(versions.get((key[0], progress.commitment_id), no_versions),
-                                              calendars_of.get(agency.jurisdiction if agency is not None else "", {}))
+                                              calendars_of.get(owner.jurisdiction if owner is not None else "", {}))
 
     def _refusal(self, e: DecodedEntry) -> str:
         """Why a correction did not take effect."""
@@ -593,11 +594,11 @@ class Builder:
             for e in events:
                 if e.seq in voided or e.seq in not_applied:
                     continue
-                item = case_event(e)
-                action = item.action
+                event = case_event(e)
+                action = event.action
                 before = progress.status if progress.opened else ""
                 held = progress.hold_seconds
-                if not progress.apply(item):
+                if not progress.apply(event):
                     record.invalid.append((e, before))
                 elif action == CaseAction.ON_HOLD:
                     record.holds.append((e, held))
@@ -668,7 +669,6 @@ class Builder:
         )
 
 
-_CASE_KIND_WORD = int(EntryKind.CASE_EVENT).to_bytes(32, "big")
 
 
 def case_event(e: DecodedEntry) -> Event:
@@ -686,14 +686,13 @@ def batched_entries(anchor: DecodedEntry, content: BatchContent) -> list[Decoded
     and entry hash (``entry_hash(seq, CASE_EVENT, agency, signer, record_hash)``), the anchoring log as their
     proof. Entry ``anchor.seq + i`` is the file's event ``i``."""
     out = []
-    middle = _CASE_KIND_WORD + anchor.agency_id + bytes.fromhex(anchor.actor[2:]).rjust(32, b"\0")
     where = (anchor.block_number, anchor.block_hash, anchor.block_time, anchor.tx_hash, anchor.log_index)
-    kind, keccak_256 = EntryKind.CASE_EVENT, _keccak_256
-    for i, ((case_id, action, at, commitment, district, channel, details), record_hash) in enumerate(
-        zip(content.events, content.record_hashes, strict=True)
+    kind = EntryKind.CASE_EVENT
+    entries = entry_hashes_in_order(anchor.seq, kind, anchor.agency_id, anchor.actor, content.record_hashes)
+    for i, ((case_id, action, at, commitment, district, channel, details), record_hash, entry) in enumerate(
+        zip(content.events, content.record_hashes, entries, strict=True)
     ):
         seq = anchor.seq + i
-        entry = keccak_256(ENTRY_TYPEHASH + seq.to_bytes(32, "big") + middle + record_hash).digest()
         record = {"case_id": case_id, "action": action, "occurred_at": at, "commitment_id": commitment,
                   "district": district, "channel": channel, "details_hash": details}
         out.append(DecodedEntry(seq, kind, anchor.agency_id, anchor.actor, record_hash, entry, *where, record))
@@ -707,6 +706,12 @@ def feedback_item(e: DecodedEntry) -> Feedback:
     return Feedback(e.seq, int(e.kind), receipt, e.block_time or 0, r.get("score", 0))
 
 
+@overload
+def hex0x(value: bytes) -> str: ...
+@overload
+def hex0x(value: None) -> None: ...
+@overload
+def hex0x(value: bytes | None) -> str | None: ...
 def hex0x(value: bytes | None) -> str | None:
     return None if value is None else "0x" + value.hex()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +209,8 @@ def render_html(report: AuditReport) -> str:
     s = report.summary()
     stats = report.stats
     verdict = {0: ("PASS", "pass"), 1: ("FAIL", "fail"), 2: ("INCOMPLETE", "skipped")}[report.exit_code]
-    when = datetime.fromtimestamp(report.started_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    block_time = datetime.fromtimestamp(t["block_time"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = datetime.fromtimestamp(report.started_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    block_time = datetime.fromtimestamp(t["block_time"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     facts = [
         ("chain id", t["chain_id"]), ("contract", t["contract"]), ("node", t["rpc"]),
         ("audited block", f"{t['block_number']} ({t['block_hash']}) at {block_time}"),

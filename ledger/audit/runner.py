@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ def api_position(api: PublicApi | None) -> dict[str, Any] | None:
     if api is None:
         return None
     try:
-        return api.get("/chain")  # type: ignore[no-any-return]
+        return api.get("/chain")
     except ApiError as exc:
         raise CannotAudit(f"the public API at {api.where} cannot be audited: {exc}") from exc
 
@@ -209,7 +209,7 @@ def run_checks(
                 check.run(ctx, result)
             except CannotAudit:
                 raise
-            except Exception as exc:  # a check that breaks must never look like one that passed
+            except Exception as exc:  # noqa: BLE001 - a check that breaks must never look like one that passed
                 result.skip(f"the check could not complete: {type(exc).__name__}: {exc}")
                 errors.append(f"{check.name}: {type(exc).__name__}: {exc}")
             else:
@@ -226,7 +226,7 @@ def make_report(ctx: AuditContext, ordered: list[CheckResult], errors: list[str]
     audited."""
     config, chain, model, api = ctx.config, ctx.chain, ctx.model, ctx.api
     days = Counter((e.block_time or 0) // 86_400 for e in model.entries)
-    per_day = {datetime.fromtimestamp(day * 86_400, timezone.utc).date().isoformat(): n for day, n in days.items()}
+    per_day = {datetime.fromtimestamp(day * 86_400, UTC).date().isoformat(): n for day, n in days.items()}
     stats = dict(ctx.stats)
     stats["entries_per_day"] = dict(sorted(per_day.items()))
     stats["findings_per_check"] = {r.name: r.finding_total() for r in ordered}

@@ -41,7 +41,8 @@ from ledger.audit.rebuild import CaseRecord, LedgerModel, feedback_item, hex0x, 
 from ledger.audit.rpc import Rpc, RpcError
 from ledger.batches import MerkleTree, verify_proof
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, CaseProgress, Event
-from ledger.chain.logs import DecodedEntry, LogDecoder, code_text, keccak
+from ledger.chain.logs import DecodedEntry, LogDecoder
+from ledger.encoding import code_text, keccak
 from ledger.metrics import CaseRow, is_overdue_at
 from ledger.records import CaseAction
 from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS

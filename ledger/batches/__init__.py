@@ -24,12 +24,20 @@ a number or 0x-hex)::
     index,caseId,action,occurredAt,commitmentId,district,channel,detailsHash
     0,0x…,1,1790000000,0x…,0x…,2,0x…
 
-Speed: hashing goes through the C keccak of ``ledger.chain.logs`` and the record hash is computed from the event's words
+Speed: hashing goes through the C keccak of ``ledger.encoding`` and the record hash is computed from the event's words
 directly, so building a batch runs well above 50,000 entries a second (``bench/batches.py``).
 """
 
 from ledger.batches.format import (
-    BATCH_TYPEHASH, HEADER, MAX_ENTRIES, Batch, batch_entry_hash, batch_hash, build_batch, parse_batch_file, rebuild,
+    BATCH_TYPEHASH,
+    HEADER,
+    MAX_ENTRIES,
+    Batch,
+    batch_entry_hash,
+    batch_hash,
+    build_batch,
+    parse_batch_file,
+    rebuild,
     record_hash,
 )
 from ledger.batches.merkle import MerkleTree, leaf_hash, verify_proof

@@ -10,21 +10,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.batches.merkle import MerkleTree
-from ledger.chain.logs import _keccak_256, keccak
+from ledger.encoding import entry_hash, keccak, keccak_256
 from ledger.errors import InvalidRecord
-from ledger.records import CaseAction, CaseEvent, EntryKind, entry_hash
+from ledger.records import CaseAction, CaseEvent, EntryKind
 
 HEADER = "index,caseId,action,occurredAt,commitmentId,district,channel,detailsHash"
 BATCH_TYPEHASH = keccak(b"Batch(bytes32 root,uint64 count,bytes32 fileHash)")
 _CASE_TYPEHASH = CaseEvent.typehash()
 #: the most entries one batch may hold: the contract's MAX_BATCH_ENTRIES, which refuses larger anchors (BatchTooLarge)
-MAX_ENTRIES = 2**20
-_SMALL_WORDS = [i.to_bytes(32, "big") for i in range(256)]  # a file of about 300 MB; larger batches are split by the caller
+MAX_ENTRIES = 2**20  # a file of about 300 MB; larger batches are split by the caller
+_SMALL_WORDS = [i.to_bytes(32, "big") for i in range(256)]
 
 
 def record_hash(event: CaseEvent) -> bytes:
     """EIP-712 hashStruct of a case event, from its words (equal to ``CaseEvent.struct_hash``; tested)."""
-    return _keccak_256(
+    return keccak_256(
         _CASE_TYPEHASH + event.case_id + int(event.action).to_bytes(32, "big") + event.occurred_at.to_bytes(32, "big")
         + event.commitment_id + event.district + event.channel.to_bytes(32, "big") + event.details_hash
     ).digest()
@@ -70,13 +70,13 @@ def build_batch(events: Sequence[CaseEvent]) -> Batch:
         raise InvalidRecord(f"a batch holds at most {MAX_ENTRIES:,} entries; split it")
     lines = [HEADER]
     hashes = []
-    keccak_256, typehash, words = _keccak_256, _CASE_TYPEHASH, _SMALL_WORDS
+    hasher, typehash, words = keccak_256, _CASE_TYPEHASH, _SMALL_WORDS
     for index, e in enumerate(events):
         action, channel = int(e.action), e.channel
         # the event's seven ABI words: hashed for the record hash, hex-encoded once for the file's line
         body = (e.case_id + words[action] + e.occurred_at.to_bytes(32, "big") + e.commitment_id + e.district
                 + words[channel] + e.details_hash)
-        r = keccak_256(typehash + body).digest()
+        r = hasher(typehash + body).digest()
         hashes.append(r)
         h = body.hex()
         lines.append(
@@ -106,10 +106,11 @@ def parse_batch_file(content: bytes) -> list[CaseEvent]:
             raise InvalidRecord(f"line {number}: index must be {number - 2}, got {fields[0]!r}")
         try:
             action, occurred_at, channel = int(fields[2]), int(fields[3]), int(fields[6])
-            events.append(CaseEvent(
+            # model_validate: the bytes32 fields are given as 0x-hex text, which the model's validators decode
+            events.append(CaseEvent.model_validate(dict(
                 case_id=fields[1], action=CaseAction(action), occurred_at=occurred_at, commitment_id=fields[4],
                 district=fields[5], channel=channel, details_hash=fields[7],
-            ))
+            )))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise InvalidRecord(f"line {number}: not a well-formed case event: {exc}") from exc
     if not events:

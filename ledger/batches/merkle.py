@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ledger.chain.logs import _keccak_256
+from ledger.encoding import keccak_256
 from ledger.errors import InvalidRecord
 
 
 def leaf_hash(index: int, record: bytes) -> bytes:
     """OpenZeppelin standard leaf of ``(uint256 index, bytes32 recordHash)``."""
-    return _keccak_256(_keccak_256(index.to_bytes(32, "big") + record).digest()).digest()
+    return keccak_256(keccak_256(index.to_bytes(32, "big") + record).digest()).digest()
 
 
 def _pair(a: bytes, b: bytes) -> bytes:
-    return _keccak_256(a + b if a < b else b + a).digest()
+    return keccak_256(a + b if a < b else b + a).digest()
 
 
 class MerkleTree:
@@ -36,7 +36,7 @@ class MerkleTree:
             position[value_index] = size - 1 - rank
         for i in range(size - 1 - n, -1, -1):
             a, b = tree[2 * i + 1], tree[2 * i + 2]
-            tree[i] = _keccak_256(a + b if a < b else b + a).digest()
+            tree[i] = keccak_256(a + b if a < b else b + a).digest()
         self.tree, self.position = tree, position
 
     @classmethod

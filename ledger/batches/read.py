@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.batches import HEADER, MAX_ENTRIES, MerkleTree, rebuild
+from ledger.encoding import keccak, keccak_256
 from ledger.errors import InvalidRecord, LedgerError
-from ledger.chain.logs import _keccak_256, keccak
 from ledger.records import CaseAction, CaseEvent
 
 _CASE_TYPEHASH = CaseEvent.typehash()
@@ -155,7 +155,7 @@ def _fast_parse(content: bytes) -> _Parsed:
     del lines[0], lines[-1]
     events: list[EventTuple] = []
     hashes: list[bytes] = []
-    match, keccak_256, typehash, small, zero = _LINE.fullmatch, _keccak_256, _CASE_TYPEHASH, _SMALL_HEX, _ZERO_HEX
+    match, hasher, typehash, small, zero = _LINE.fullmatch, keccak_256, _CASE_TYPEHASH, _SMALL_HEX, _ZERO_HEX
     actions, opened = _ACTIONS, _OPENED
     for index, line in enumerate(lines):
         m = match(line)
@@ -174,7 +174,7 @@ def _fast_parse(content: bytes) -> _Parsed:
         elif commitment != zero or district != zero or channel != 0:
             raise _NotFast
         body = bytes.fromhex(case + small[action] + f"{at:064x}" + commitment + district + small[channel] + details)
-        hashes.append(keccak_256(typehash + body).digest())
+        hashes.append(hasher(typehash + body).digest())
         events.append((body[0:32], action, at, body[96:128], body[128:160], channel, body[192:224]))
     return _Parsed(events, hashes)
 

@@ -170,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             or json.loads((ARTIFACTS_DIR / f"{name}.json").read_text()) != artifact
         ]
         if stale:
-            print(f"shipped artifacts differ from a fresh build: {stale}; run python -m ledger.chain.build", file=sys.stderr)
+            print(
+                f"shipped artifacts differ from a fresh build: {stale}; run python -m ledger.chain.build",
+                file=sys.stderr,
+            )
             return 1
         print("shipped artifacts equal a fresh build")
         return 0

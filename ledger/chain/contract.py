@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 from importlib import resources
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
@@ -16,7 +16,7 @@ from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
 
 try:  # the embedded chain is an optional extra
     from eth_tester.exceptions import TransactionFailed
@@ -24,13 +24,13 @@ except ImportError:  # pragma: no cover - only without the [embedded] extra
 
     class TransactionFailed(Exception):  # type: ignore[no-redef]
         """Stands in for eth-tester's error when eth-tester is not installed."""
-from web3.types import TxReceipt
+from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from ledger.chain.build import runtime_code_matches
+from ledger.encoding import ZERO32, entry_hash
 from ledger.errors import ChainMismatch, ContractReverted, NodeUnavailable
 from ledger.records import (
     BATCH_RELAY,
-    ZERO32,
     AgencyRegistration,
     Attestation,
     AuditorChange,
@@ -45,12 +45,11 @@ from ledger.records import (
     EntryKind,
     HolidayCalendar,
     Rating,
+    Receipt,
     ReceiptCaseStatus,
     Record,
     Retirement,
-    Receipt,
     SignerChange,
-    entry_hash,
 )
 
 DOMAIN_NAME = "CivicLedger"
@@ -58,7 +57,7 @@ DOMAIN_VERSION = "1"
 CONTRACT_NAME = "CivicLedger"
 
 
-@lru_cache(maxsize=None)
+@cache
 def artifact(name: str = CONTRACT_NAME) -> dict[str, Any]:
     """The compiled contract shipped inside the package (ABI, bytecode, compiler and settings)."""
     text = resources.files("ledger").joinpath("artifacts").joinpath(f"{name}.json").read_text()
@@ -67,6 +66,9 @@ def artifact(name: str = CONTRACT_NAME) -> dict[str, Any]:
 
 class Chain:
     """A web3 connection plus the few node-specific things tests and the demo need (snapshots, dev funds)."""
+
+    #: the EthereumTester behind an embedded chain (set by :meth:`embedded_chain`; eth-tester ships no types)
+    _tester: Any
 
     def __init__(self, w3: Web3, *, embedded: bool = False) -> None:
         self.w3 = w3
@@ -107,24 +109,32 @@ class Chain:
     def snapshot(self) -> Any:
         if self.embedded:
             return self._tester.take_snapshot()
-        return self.w3.provider.make_request("evm_snapshot", [])["result"]
+        return self.w3.provider.make_request(RPCEndpoint("evm_snapshot"), [])["result"]
 
     def revert(self, snapshot_id: Any) -> None:
         if self.embedded:
             self._tester.revert_to_snapshot(snapshot_id)
             return
-        if not self.w3.provider.make_request("evm_revert", [snapshot_id]).get("result"):
+        if not self.w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot_id]).get("result"):
             raise RuntimeError(f"node refused to revert to snapshot {snapshot_id}")
 
     def fund(self, address: str, wei: int = 10**20) -> None:
         """Send ether from the node's first unlocked development account (eth-tester and anvil have them)."""
-        tx = self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0], "to": address, "value": wei})
+        tx = self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0], "to": address, "value": Wei(wei)})
         self.w3.eth.wait_for_transaction_receipt(tx)
 
     def new_account(self, wei: int = 10**20) -> LocalAccount:
         account: LocalAccount = Account.create()
         self.fund(account.address, wei)
         return account
+
+
+class _LogPosition(TypedDict):
+    """Where a log is on chain: the LoggedEntry fields every kind of entry shares."""
+
+    block_number: int
+    transaction_hash: bytes
+    log_index: int
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,9 @@ class Ledger:
         spec = artifact()
         factory = chain.w3.eth.contract(abi=spec["abi"], bytecode=spec["bytecode"])
         receipt = _send(chain, governance, factory.constructor(admin_delay, governance.address), _errors(spec["abi"]))
-        return cls(chain, receipt["contractAddress"])
+        address = receipt["contractAddress"]
+        assert address is not None  # a mined deployment's receipt names the new contract
+        return cls(chain, address)
 
     @cached_property
     def _error_selectors(self) -> dict[bytes, tuple[str, list[str], list[str]]]:
@@ -216,7 +228,7 @@ class Ledger:
         call = self.contract.functions.recordAttestation(attestation.abi_values(), auditor, signature)
         return self._transact(sender, call)
 
-    def auditor_state(self, auditor: str, block: int | str = "latest") -> tuple[bool, int]:
+    def auditor_state(self, auditor: str, block: BlockIdentifier = "latest") -> tuple[bool, int]:
         """(registered now, block number of its latest recorded attestation or 0)."""
         authorized, last = self.contract.functions.auditorState(auditor).call(block_identifier=block)
         return bool(authorized), int(last)
@@ -266,7 +278,7 @@ class Ledger:
         name = "rateCase" if isinstance(record, Rating) else "disputeCase"
         return getattr(self.contract.functions, name)(record.abi_values(), signature)
 
-    def receipt_case(self, agency_id: bytes, case_id: bytes, block: int | str = "latest") -> ReceiptCaseState:
+    def receipt_case(self, agency_id: bytes, case_id: bytes, block: BlockIdentifier = "latest") -> ReceiptCaseState:
         raw = self.contract.functions.receiptCase(agency_id, case_id).call(block_identifier=block)
         receipt, status, closures, closed_at, rated, disputed, disputed_closure = raw
         return ReceiptCaseState(
@@ -274,7 +286,7 @@ class Ledger:
             bool(disputed), int(disputed_closure),
         )
 
-    def receipt_issuance(self, receipt: str, block: int | str = "latest") -> tuple[int, int] | None:
+    def receipt_issuance(self, receipt: str, block: BlockIdentifier = "latest") -> tuple[int, int] | None:
         """Where the receipt key was issued: (seq of its ReceiptIssued entry, block number), or None when never."""
         seq, block_number = self.contract.functions.receiptIssuance(receipt).call(block_identifier=block)
         return None if block_number == 0 else (int(seq), int(block_number))
@@ -335,10 +347,10 @@ class Ledger:
 
     # -- views
 
-    def running_hash(self, block: int | str = "latest") -> bytes:
+    def running_hash(self, block: BlockIdentifier = "latest") -> bytes:
         return bytes(self.contract.functions.runningHash().call(block_identifier=block))
 
-    def entry_count(self, block: int | str = "latest") -> int:
+    def entry_count(self, block: BlockIdentifier = "latest") -> int:
         return int(self.contract.functions.entryCount().call(block_identifier=block))
 
     def nonce(self, signer: str) -> int:
@@ -404,7 +416,7 @@ class Ledger:
 
     # -- the log
 
-    def entries(self, from_block: int = 0, to_block: int | str = "latest") -> list[LoggedEntry]:
+    def entries(self, from_block: int = 0, to_block: BlockIdentifier = "latest") -> list[LoggedEntry]:
         """Every entry in the block range, rebuilt from its event, in sequence order."""
         logs = self.w3.eth.get_logs({"address": self.address, "fromBlock": from_block, "toBlock": to_block})
         out = [entry for entry in (self.decode_log(log) for log in logs) if entry is not None]
@@ -430,7 +442,7 @@ class Ledger:
         decoded = event.process_log(log)
         a = decoded["args"]
         name = decoded["event"]
-        common = {
+        common: _LogPosition = {
             "block_number": int(log["blockNumber"]),
             "transaction_hash": bytes(log["transactionHash"]),
             "log_index": int(log["logIndex"]),
@@ -566,6 +578,8 @@ def relay_typed_data(
     """EIP-712 typed data of a relayed record (or batch of case events) for the agency the key writes for, with its
     nonce and deadline. The agency is signed (``ICivicLedger``: each wrapper's first field), so the signature never
     counts for another agency the key may be moved to."""
+    inner: type[Record]
+    message: list[dict[str, Any]] | dict[str, Any]
     if isinstance(record, list):
         primary, field, inner, message = BATCH_RELAY, "caseEvents", CaseEvent, [e.eip712_message() for e in record]
         field_type = "CaseEvent[]"
@@ -596,13 +610,13 @@ def relay_wrapper_fields(field: str, field_type: str) -> list[dict[str, str]]:
     ]
 
 
-def _abi_type(item: dict[str, Any]) -> str:
+def _abi_type(item: Mapping[str, Any]) -> str:
     if item["type"].startswith("tuple"):
         return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
     return item["type"]
 
 
-def _errors(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str], list[str]]]:
+def _errors(abi: Sequence[Mapping[str, Any]]) -> dict[bytes, tuple[str, list[str], list[str]]]:
     table = {}
     for item in abi:
         if item["type"] == "error":
@@ -665,7 +679,8 @@ def _send(chain: Chain, sender: LocalAccount, call: Any, selectors: dict[bytes, 
     if receipt["status"] != 1:
         # Mined but reverted (state changed between estimate and inclusion): replay it to learn why.
         try:
-            w3.eth.call({k: tx[k] for k in ("from", "to", "data", "value") if k in tx}, receipt["blockNumber"] - 1)
+            replay = cast(TxParams, {k: tx[k] for k in ("from", "to", "data", "value") if k in tx})  # TxParams' keys
+            w3.eth.call(replay, receipt["blockNumber"] - 1)
         except (ContractCustomError, ContractLogicError, TransactionFailed) as exc:
             raise _decode_revert(exc, selectors) from exc
         raise ContractReverted("UnknownRevert", {"transaction": tx_hash.hex()})
@@ -674,6 +689,11 @@ def _send(chain: Chain, sender: LocalAccount, call: Any, selectors: dict[bytes, 
 
 #: exceptions web3 (JSON-RPC nodes) and eth-tester raise when a call, estimate or transaction reverts
 REVERT_ERRORS: tuple[type[Exception], ...] = (ContractCustomError, ContractLogicError, TransactionFailed)
+
+#: exceptions that mean the node did not answer as it should: unreachable or timed out (requests, OSError), an
+#: error answer (web3's, the ledger's NodeUnavailable), a reverted read. What a caller may report as "node
+#: unavailable"; anything else is a programming error and must surface as one, never as an outage.
+NODE_ERRORS: tuple[type[Exception], ...] = (NodeUnavailable, OSError, Web3Exception, *REVERT_ERRORS)
 
 _BATCH_SELECTOR = keccak(
     b"recordCaseEvents((bytes32,uint8,uint64,bytes32,bytes32,uint8,bytes32)[])"

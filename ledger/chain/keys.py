@@ -13,11 +13,13 @@ import json
 import logging
 import os
 import re
+import secrets
 import stat
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from eth_account import Account
+from eth_account.account_local_actions import AccountLocalActions
 from eth_account.signers.local import LocalAccount
 
 from ledger.errors import KeyUnavailable
@@ -43,7 +45,8 @@ class AgencyKey(LocalAccount):
         """The same key as an AgencyKey (e.g. for an account created by ``Account.create()``)."""
         if isinstance(account, AgencyKey):
             return account
-        return cls(account._key_obj, Account)
+        # the class itself, as eth-account passes it (its methods are combomethods): no instance is needed
+        return cls(account._key_obj, cast(AccountLocalActions, Account))
 
 
 def load_key(
@@ -130,7 +133,7 @@ def _from_env(name: str) -> AgencyKey:
 def _account(raw: bytes, source: str) -> AgencyKey:
     try:
         return AgencyKey.wrap(Account.from_key(raw))
-    except Exception:  # eth-keys' message may quote the value: never chain it
+    except Exception:  # noqa: BLE001 - a bad key raises various errors, whose message may quote it: never chain it
         raise KeyUnavailable(f"{source} does not hold a valid secp256k1 private key") from None
 
 
@@ -141,3 +144,51 @@ def _warn_if_readable_by_others(path: Path, what: str) -> None:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("%s %s is accessible to other users (mode %o); chmod 600 it", what, path, stat.S_IMODE(mode))
+
+
+class KeyStore:
+    """Named keys kept as encrypted keystore files in one directory (``DATA_DIR/keys/NAME.json``), all under the
+    directory's password file (``.password``, readable by its owner only): the service's own keys (relayers,
+    the local network's governance and demo agencies). Each key is loaded through :func:`load_key`, so it is an
+    :class:`AgencyKey` (shown by its address only, never pickled) and a loose file mode is warned about.
+
+    ``load`` refuses a key that is not there; ``get_or_create`` makes it on first use, and says so in the log with
+    its address (a new key holds nothing until someone funds or authorises it)."""
+
+    #: scrypt n = 2^15 (geth's "light" setting is 2^12, its default 2^18): seconds matter at every start of the local
+    #: network, which decrypts seven keys; an operator's own keystores (``load_key``) take whatever they were made with
+    SCRYPT_N = 2**15
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._password_file = self.directory / ".password"
+        if not self._password_file.exists():
+            tmp = self._password_file.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(32))
+            tmp.chmod(0o600)
+            tmp.replace(self._password_file)
+        self._loaded: dict[str, AgencyKey] = {}
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{name}.json"
+
+    def load(self, name: str) -> AgencyKey:
+        """The key NAME; :class:`KeyUnavailable` when there is none (or it cannot be decrypted)."""
+        if name not in self._loaded:  # scrypt makes each decryption cost about a second
+            self._loaded[name] = load_key(self.path(name), password_file=self._password_file)
+        return self._loaded[name]
+
+    def get_or_create(self, name: str) -> AgencyKey:
+        """The key NAME, made (and written durably, mode 600) when there is none yet."""
+        if name in self._loaded or self.path(name).exists():
+            return self.load(name)
+        key = AgencyKey.wrap(Account.create())
+        password = _password(self.path(name), None, self._password_file)
+        tmp = self.path(name).with_suffix(".tmp")
+        tmp.write_text(json.dumps(Account.encrypt(key.key, password, iterations=self.SCRYPT_N)))
+        tmp.chmod(0o600)
+        tmp.replace(self.path(name))
+        log.warning("created the key %r (%s) in %s", name, key.address, self.directory)
+        self._loaded[name] = key
+        return key

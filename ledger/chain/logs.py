@@ -21,8 +21,8 @@ from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
 
 from ledger.chain.contract import artifact
+from ledger.encoding import ZERO32, entry_hash_of_words, keccak, keccak_256
 from ledger.records import (
-    ENTRY_TYPEHASH,
     AgencyRegistration,
     Attestation,
     AuditorChange,
@@ -36,56 +36,19 @@ from ledger.records import (
     HolidayCalendar,
     Rating,
     Receipt,
+    Record,
     Retirement,
     SignerChange,
 )
 
-try:  # safe-pysha3 (installed with eth-hash[pysha3]) is about four times faster than eth-hash's automatic choice
-    from sha3 import keccak_256 as _keccak_256
-except ImportError:  # pragma: no cover - same values, slower
-    from Crypto.Hash import keccak as _pycryptodome
-
-    def _keccak_256(data: bytes) -> Any:  # type: ignore[misc]
-        return _pycryptodome.new(data=data, digest_bits=256)
-
-
-def keccak(data: bytes) -> bytes:
-    return _keccak_256(data).digest()
-
-ZERO32 = b"\0" * 32
 _KIND_WORDS = {kind: int(kind).to_bytes(32, "big") for kind in EntryKind}
 _CASE_TYPEHASH = CaseEvent.typehash()
 _OPENED_WORD = int(CaseAction.OPENED).to_bytes(32, "big")
 _CASE_KIND_WORD = _KIND_WORDS[EntryKind.CASE_EVENT]
 _ZERO96 = b"\0" * 96
-
-
-def fold(head: bytes, entry: bytes) -> bytes:
-    """``ledger.records.fold`` with the faster keccak (the tests check they agree)."""
-    return keccak(head + b"\0" * 8 + entry)[:24]
-
-
-_CODES: dict[bytes, str] = {}
-_PRINTABLE = bytes(range(0x21, 0x7F))
-
-
-def code_text(value: bytes) -> str:
-    """A bytes32 code as stored in the index: its text when it is 1 to 32 printable ASCII characters right-padded
-    with zero bytes (what ``ledger.records.short_code`` makes), else ``0x`` + hex. One-to-one either way."""
-    found = _CODES.get(value)
-    if found is not None:
-        return found
-    text = value.rstrip(b"\0")
-    found = text.decode("ascii") if text and not text.translate(None, _PRINTABLE) else "0x" + value.hex()
-    if len(_CODES) > 100_000:  # codes repeat (agencies, districts, commitments); bound the memory anyway
-        _CODES.clear()
-    _CODES[value] = found
-    return found
-
-
-def display_text(raw: bytes) -> str:
-    """Free text for display and the index: UTF-8, with invalid bytes and NUL (which PostgreSQL refuses) as U+FFFD."""
-    return raw.decode("utf-8", errors="replace").replace("\0", "\ufffd")
+#: where an entry's log is: block number, block hash, block time (None when the node did not say), transaction hash,
+#: log index
+_Where = tuple[int, bytes, int | None, bytes, int]
 
 
 @dataclass(slots=True)
@@ -124,7 +87,7 @@ class LogDecoder:
     def __init__(self, abi: list[dict[str, Any]] | None = None) -> None:
         abi = artifact()["abi"] if abi is None else abi
         self._addresses: dict[bytes, str] = {}
-        builders: dict[str, Callable[[list[str], bytes, dict[str, Any]], DecodedEntry]] = {
+        builders: dict[str, Callable[[list[str], bytes, _Where], DecodedEntry]] = {
             "AgencyRegistered": self._agency_registered,
             "SignerAuthorized": self._signer_change,
             "SignerRevoked": self._signer_change,
@@ -165,6 +128,7 @@ class LogDecoder:
         table = self.table
         # Logs come grouped by block and transaction: convert those fields once per group.
         block_hex = tx_hex = ""
+        block_time: int | None
         block_number = block_time = 0
         block_hash = tx_hash = b""
         for log in logs:
@@ -191,17 +155,17 @@ class LogDecoder:
             found = self._addresses[word] = to_checksum_address(word[12:])
         return found
 
-    def _case_opened(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _case_opened(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # data: commitmentId, occurredAt, district, channel, detailsHash, signer (one 32-byte word each)
         seq_word = bytes.fromhex(topics[1][2:])
         agency, case_id = bytes.fromhex(topics[2][2:]), bytes.fromhex(topics[3][2:])
         commitment, occurred, district, channel = data[0:32], data[32:64], data[64:96], data[96:128]
         details, signer = data[128:160], data[160:192]
         # CaseEvent(caseId, action, occurredAt, commitmentId, district, channel, detailsHash), word for word
-        record_hash = _keccak_256(
+        record_hash = keccak_256(
             _CASE_TYPEHASH + case_id + _OPENED_WORD + occurred + commitment + district + channel + details
         ).digest()
-        entry = _keccak_256(ENTRY_TYPEHASH + seq_word + _CASE_KIND_WORD + agency + signer + record_hash).digest()
+        entry = entry_hash_of_words(seq_word, _CASE_KIND_WORD, agency, signer, record_hash)
         record = {
             "case_id": case_id,
             "action": CaseAction.OPENED,
@@ -216,13 +180,13 @@ class LogDecoder:
             *where, record,
         )
 
-    def _case_updated(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _case_updated(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # data: action, occurredAt, detailsHash, signer; the intake fields of a later event are zero
         seq_word = bytes.fromhex(topics[1][2:])
         agency, case_id = bytes.fromhex(topics[2][2:]), bytes.fromhex(topics[3][2:])
         action, occurred, details, signer = data[0:32], data[32:64], data[64:96], data[96:128]
-        record_hash = _keccak_256(_CASE_TYPEHASH + case_id + action + occurred + _ZERO96 + details).digest()
-        entry = _keccak_256(ENTRY_TYPEHASH + seq_word + _CASE_KIND_WORD + agency + signer + record_hash).digest()
+        record_hash = keccak_256(_CASE_TYPEHASH + case_id + action + occurred + _ZERO96 + details).digest()
+        entry = entry_hash_of_words(seq_word, _CASE_KIND_WORD, agency, signer, record_hash)
         record = {
             "case_id": case_id,
             "action": int.from_bytes(action, "big"),
@@ -240,26 +204,26 @@ class LogDecoder:
     # -- the rarer kinds: clarity over speed
 
     def _entry(
-        self, kind: EntryKind, topics: list[str], actor_word: bytes, record_type: type, record: dict[str, Any],
-        where: tuple[Any, ...], **extra: Any,
+        self, kind: EntryKind, topics: list[str], actor_word: bytes, record_type: type[Record], record: dict[str, Any],
+        where: _Where, **extra: Any,
     ) -> DecodedEntry:
         seq_word = bytes.fromhex(topics[1][2:])
         agency = bytes.fromhex(topics[2][2:])
         record_hash = struct_hash(record_type, record)
-        entry = keccak(ENTRY_TYPEHASH + seq_word + _KIND_WORDS[kind] + agency + actor_word + record_hash)
+        entry = entry_hash_of_words(seq_word, _KIND_WORDS[kind], agency, actor_word, record_hash)
         return DecodedEntry(
             int.from_bytes(seq_word, "big"), kind, agency, self._address(actor_word), record_hash, entry,
             *where, record, **extra,
         )
 
-    def _agency_registered(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _agency_registered(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         jurisdiction, name_zh, name_en, actor = abi_decode(self._types["AgencyRegistered"], data)
         agency = bytes.fromhex(topics[2][2:])
         record = {"agency_id": agency, "jurisdiction": jurisdiction, "name_zh": name_zh, "name_en": name_en}
         return self._entry(EntryKind.AGENCY_REGISTERED, topics, _word(actor), AgencyRegistration, record, where,
                            jurisdiction=jurisdiction)
 
-    def _signer_change(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _signer_change(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # SignerAuthorized and SignerRevoked share a layout; topic0 tells which
         authorized = self.table[topics[0]][0] == "SignerAuthorized"
         kind = EntryKind.SIGNER_AUTHORIZED if authorized else EntryKind.SIGNER_REVOKED
@@ -268,13 +232,13 @@ class LogDecoder:
         record = {"agency_id": bytes.fromhex(topics[2][2:]), "signer": signer}
         return self._entry(kind, topics, data[0:32], SignerChange, record, where, signer=signer)
 
-    def _commitment_published(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _commitment_published(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         version, c, signer = abi_decode(self._types["CommitmentPublished"], data)
         record = dict(zip((attr for attr, _, _ in Commitment.FIELDS), c, strict=True))
         return self._entry(EntryKind.COMMITMENT_PUBLISHED, topics, _word(signer), Commitment, record, where,
                            version=version)
 
-    def _commitment_retired(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _commitment_retired(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         record = {
             "commitment_id": bytes.fromhex(topics[3][2:]),
             "reason_hash": data[0:32],
@@ -282,7 +246,7 @@ class LogDecoder:
         }
         return self._entry(EntryKind.COMMITMENT_RETIRED, topics, data[64:96], Retirement, record, where)
 
-    def _correction(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _correction(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         record = {
             "target_seq": int(topics[3], 16),
             "reason_hash": data[0:32],
@@ -290,7 +254,7 @@ class LogDecoder:
         }
         return self._entry(EntryKind.CORRECTION, topics, data[64:96], Correction, record, where)
 
-    def _calendar(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _calendar(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         version, (year, holidays, workdays, occurred_at), signer = abi_decode(
             self._types["HolidayCalendarPublished"], data
         )
@@ -299,7 +263,7 @@ class LogDecoder:
                            version=version, jurisdiction=bytes.fromhex(topics[3][2:]))
 
 
-    def _receipt_issued(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _receipt_issued(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # data: receipt, occurredAt, signer
         record = {
             "case_id": bytes.fromhex(topics[3][2:]),
@@ -308,13 +272,13 @@ class LogDecoder:
         }
         return self._entry(EntryKind.RECEIPT_ISSUED, topics, data[64:96], Receipt, record, where)
 
-    def _batch_anchored(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _batch_anchored(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # data: root, count, fileHash, signer. One entry here stands for the batch's `count` entries (seq to
         # seq + count - 1), whose records are in the batch file (ledger.batches); the running hash folds this one.
         record = {"root": data[0:32], "count": int.from_bytes(data[32:64], "big"), "file_hash": data[64:96]}
         return self._entry(EntryKind.BATCH_ANCHORED, topics, data[96:128], BatchAnchor, record, where)
 
-    def _case_rated(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _case_rated(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # data: score, commentHash, receipt; the receipt key is the entry's actor
         record = {
             "agency_id": bytes.fromhex(topics[2][2:]),
@@ -324,7 +288,7 @@ class LogDecoder:
         }
         return self._entry(EntryKind.CASE_RATED, topics, data[64:96], Rating, record, where)
 
-    def _case_disputed(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _case_disputed(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # data: closure, reasonHash, receipt; the receipt key is the entry's actor
         record = {
             "agency_id": bytes.fromhex(topics[2][2:]),
@@ -334,14 +298,14 @@ class LogDecoder:
         }
         return self._entry(EntryKind.CASE_DISPUTED, topics, data[64:96], Dispute, record, where)
 
-    def _auditor_change(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _auditor_change(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # topics: seq, auditor; data: actor (governance). Not an agency's entry: its agency is zero.
         authorized = self.table[topics[0]][0] == "AuditorAuthorized"
         kind = EntryKind.AUDITOR_AUTHORIZED if authorized else EntryKind.AUDITOR_REVOKED
         auditor = self._address(bytes.fromhex(topics[2][2:]))
         return self._unscoped(kind, topics, data[0:32], AuditorChange, {"auditor": auditor}, where, signer=auditor)
 
-    def _audit_attested(self, topics: list[str], data: bytes, where: tuple[Any, ...]) -> DecodedEntry:
+    def _audit_attested(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
         # topics: seq, auditor, blockNumber; data: blockHash, entryCount, runningHash, reportHash, verdict, findings.
         # The auditor key is the entry's actor.
         record = {
@@ -357,20 +321,20 @@ class LogDecoder:
                               where)
 
     def _unscoped(
-        self, kind: EntryKind, topics: list[str], actor_word: bytes, record_type: type, record: dict[str, Any],
-        where: tuple[Any, ...], **extra: Any,
+        self, kind: EntryKind, topics: list[str], actor_word: bytes, record_type: type[Record], record: dict[str, Any],
+        where: _Where, **extra: Any,
     ) -> DecodedEntry:
         """An entry of no agency (the auditors'): its agency id is zero."""
         seq_word = bytes.fromhex(topics[1][2:])
         record_hash = struct_hash(record_type, record)
-        entry = keccak(ENTRY_TYPEHASH + seq_word + _KIND_WORDS[kind] + ZERO32 + actor_word + record_hash)
+        entry = entry_hash_of_words(seq_word, _KIND_WORDS[kind], ZERO32, actor_word, record_hash)
         return DecodedEntry(
             int.from_bytes(seq_word, "big"), kind, ZERO32, self._address(actor_word), record_hash, entry,
             *where, record, **extra,
         )
 
 
-def struct_hash(record_type: type, record: dict[str, Any]) -> bytes:
+def struct_hash(record_type: type[Record], record: dict[str, Any]) -> bytes:
     """EIP-712 ``hashStruct`` of a record given as raw field values (strings as bytes): the same definition as
     ``ledger.records.Record.struct_hash``, without needing the bytes to be valid UTF-8."""
     words = [record_type.typehash()]

@@ -18,8 +18,9 @@ Node failures are raised as ``ledger.errors.NodeUnavailable``; the caller decide
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from eth_utils import to_checksum_address
 from web3.exceptions import Web3Exception
@@ -27,6 +28,9 @@ from web3.exceptions import Web3Exception
 from ledger.chain.contract import Ledger, LoggedEntry, ReceiptCaseState
 from ledger.errors import NodeUnavailable
 from ledger.records import EntryKind, Receipt
+
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True)
 class IssuedReceipt:
@@ -68,7 +72,7 @@ class ChainReceipts:
 
     def case_state(self, agency_id: bytes, case_id: bytes) -> ReceiptCaseState:
         """The contract's ``receiptCase`` of the case now (status NONE: no receipt was issued for it)."""
-        return self._node(lambda: self.ledger.receipt_case(agency_id, case_id))  # type: ignore[no-any-return]
+        return self._node(lambda: self.ledger.receipt_case(agency_id, case_id))
 
     def find(self, address: str) -> IssuedReceipt | None:
         """The ReceiptIssued entry of this receipt key, with its block's hash and time; None when it was never
@@ -91,7 +95,7 @@ class ChainReceipts:
         return None
 
     @staticmethod
-    def _node(call: Any) -> Any:
+    def _node(call: Callable[[], _T]) -> _T:
         try:
             return call()
         except (OSError, Web3Exception) as exc:  # requests' errors are OSErrors; web3's own, RPC errors included

@@ -27,15 +27,17 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
 import requests
 from eth_account.signers.local import LocalAccount
+from web3.types import RPCEndpoint
 
 from ledger import batches, receipts
 from ledger.chain.contract import Chain, Ledger
+from ledger.encoding import code_text
 from ledger.errors import LedgerError
 from ledger.records import (
     RECEIPT_CASE_FLAG,
@@ -50,7 +52,6 @@ from ledger.records import (
     Rating,
     Receipt,
     Record,
-    code_text,
     short_code,
     text_hash,
 )
@@ -151,8 +152,8 @@ AGENCIES: tuple[AgencySpec, ...] = (
     AgencySpec("DEMO-LICENSING", "示范市行政审批局", "Demo City Licensing Bureau", 0.003, (
         ServiceSpec("BIZ-LICENCE-3WD", "营业执照3个工作日内办结", "Business licence issued within 3 working days", 3, W,
                     9500, 0.5, 0.45, 0.18, 0.06, 0.02, 0.01, 0.08, (C.COUNTER, C.WEB, C.APP)),
-        ServiceSpec("FOOD-PERMIT-10WD", "食品经营许可10个工作日内办结", "Food business permit within 10 working days", 10,
-                    W, 9000, 0.6, 0.5, 0.22, 0.08, 0.02, 0.02, 0.04, (C.COUNTER, C.WEB)),
+        ServiceSpec("FOOD-PERMIT-10WD", "食品经营许可10个工作日内办结", "Food business permit within 10 working days",
+                    10, W, 9000, 0.6, 0.5, 0.22, 0.08, 0.02, 0.02, 0.04, (C.COUNTER, C.WEB)),
         ServiceSpec("RESIDENCE-7WD", "居住证7个工作日内办结", "Residence permit issued within 7 working days", 7, W,
                     9500, 0.5, 0.4, 0.12, 0.04, 0.01, 0.0, 0.06, (C.COUNTER, C.APP)),
     )),
@@ -229,7 +230,7 @@ class Batch:
 
     recorded_at: int
     agency_id: str
-    records: list[Record] = field(default_factory=list)
+    records: list[CaseEvent] = field(default_factory=list)
     receipts: list[DemoReceipt] = field(default_factory=list)
     anchored: bool = False
 
@@ -287,7 +288,7 @@ class _Closed:
 
 
 def _calendars(start: int, end: int, recorded_at: int) -> list[HolidayCalendar]:
-    years = range(datetime.fromtimestamp(start, timezone.utc).year, datetime.fromtimestamp(end, timezone.utc).year + 2)
+    years = range(datetime.fromtimestamp(start, UTC).year, datetime.fromtimestamp(end, UTC).year + 2)
     return [HolidayCalendar.from_dates(y, *HOLIDAYS[y], occurred_at=recorded_at) for y in years if y in HOLIDAYS]
 
 
@@ -319,9 +320,9 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
                 name_zh=spec.name_zh, name_en=spec.name_en,
             )
         )
-        records: list[Record] = []
+        setup_records: list[Record] = []
         for service in spec.services:
-            records.append(
+            setup_records.append(
                 Commitment(
                     commitment_id=short_code(service.code), service_code=short_code(service.code.rsplit("-", 1)[0]),
                     name_zh=service.name_zh, name_en=service.name_en, deadline=service.deadline,
@@ -330,7 +331,7 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
                 )
             )
             services.append((spec, service))
-        setup[spec.agency_id] = records
+        setup[spec.agency_id] = setup_records
     # Working-day calendars are the city's; the licensing bureau publishes them.
     setup["DEMO-LICENSING"] = _calendars(start, end, setup_time) + setup["DEMO-LICENSING"]
 
@@ -358,7 +359,9 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
         agency, service = rng.choices(services, weights)[0]
         # Cases arrive in office hours mostly, more on weekdays, uniformly over the period.
         day = rng.randrange(days)
-        hour = rng.choices(range(24), [1, 1, 1, 1, 1, 2, 4, 8, 12, 14, 14, 12, 10, 12, 14, 14, 12, 10, 8, 6, 4, 3, 2, 1])[0]
+        hour = rng.choices(
+            range(24), [1, 1, 1, 1, 1, 2, 4, 8, 12, 14, 14, 12, 10, 12, 14, 14, 12, 10, 8, 6, 4, 3, 2, 1]
+        )[0]
         opened = start + day * DAY + hour * HOUR + rng.randrange(HOUR)
         if opened >= end:
             continue
@@ -431,8 +434,8 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
         # Closings of cases whose receipt goes out in this batch wait for the receipts: the ledger tracks a receipt
         # case's state from its receipt on, and a closing before it would leave the case open there.
         waiting = {r.case_id for r in given}
-        first = [e for e in records if e.case_id not in waiting or e.action not in _RECEIPT_STATE]  # type: ignore[attr-defined]
-        later = [e for e in records if e.case_id in waiting and e.action in _RECEIPT_STATE]  # type: ignore[attr-defined]
+        first = [e for e in records if e.case_id not in waiting or e.action not in _RECEIPT_STATE]
+        later = [e for e in records if e.case_id in waiting and e.action in _RECEIPT_STATE]
         batches.append(Batch(recorded_at=recorded, agency_id=agency_id, records=first, receipts=given))
         if later:
             batches.append(Batch(recorded_at=recorded, agency_id=agency_id, records=later))
@@ -450,8 +453,8 @@ _RECEIPT_STATE = frozenset({CaseAction.FULFILLED, CaseAction.REJECTED, CaseActio
                             CaseAction.DISPUTE_REJECTED})
 
 
-def _event_order(event: Record) -> tuple[int, int]:
-    return (event.occurred_at, int(event.action))  # type: ignore[attr-defined]
+def _event_order(event: CaseEvent) -> tuple[int, int]:
+    return (event.occurred_at, int(event.action))
 
 
 def _citizens(
@@ -516,7 +519,7 @@ def set_next_block_time(chain: Chain, timestamp: int) -> None:
     # A time already past is mined one second after the latest block, not at the node's wall-clock offset,
     # which on a slow machine could drift further from the history.
     timestamp = max(timestamp, latest + 1)
-    answer = chain.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+    answer = chain.w3.provider.make_request(RPCEndpoint("evm_setNextBlockTimestamp"), [timestamp])
     if "error" in answer:
         raise LedgerError(f"the node refused to move its clock: {answer['error']}")
 
@@ -591,7 +594,7 @@ class _BatchSender:
         """One batch: case events (recordCaseEvents) or receipts (issueReceipts)."""
         if events and isinstance(events[0], Receipt):
             # bench/gas.py: about 54,000 a receipt in a batch (its case's state and its key's issuance, two new slots)
-            self._send(signer, encode_receipts(events), 60_000 + 70_000 * len(events))  # type: ignore[arg-type]
+            self._send(signer, encode_receipts(events), 60_000 + 70_000 * len(events))
         else:
             self._send(signer, self.ledger.encode_batch(events), 100_000 + 20_000 * len(events))  # type: ignore[arg-type]
 
@@ -611,7 +614,7 @@ class _BatchSender:
         nonce = self.nonces.get(signer.address)
         if nonce is None:
             nonce = int(self._rpc("eth_getTransactionCount", [signer.address, "pending"]), 16)
-        tx = {
+        tx: dict[str, Any] = {
             "to": self.ledger.address, "data": data, "nonce": nonce, "chainId": self.chain.chain_id,
             "gas": gas, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 1,
         }

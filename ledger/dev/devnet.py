@@ -6,86 +6,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import signal
+import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ledger.dev import demo
 from ledger.batches import BatchStore
 from ledger.chain.contract import Chain, Ledger
+from ledger.chain.keys import KeyStore
+from ledger.config import DEFAULT_DATA_DIR, Deployment
+from ledger.dev import demo
+from ledger.dev.node import AnvilNode
 from ledger.errors import ChainMismatch, LedgerError
 from ledger.index.sync import Indexer
-from ledger.dev.node import AnvilNode
 from ledger.store.db import default_url, open_store
 
-DEFAULT_DATA_DIR = Path(os.environ.get("CIVIC_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
 CHAIN_ID = 31337
 
 #: blocks before an entry counts as final in the local index (a local anvil does not reorganise on its own)
 CONFIRMATIONS = 2
 DEMO_DAYS = 90
 DEMO_SEED = 20261121
-
-
-@dataclass(frozen=True)
-class Deployment:
-    chain_id: int
-    address: str
-    block: int
-    governance: str
-
-    @classmethod
-    def load(cls, path: Path) -> Deployment | None:
-        if not path.exists():
-            return None
-        return cls(**json.loads(path.read_text()))
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=2) + "\n")
-        tmp.replace(path)  # atomic: a crash never leaves half a file
-
-
-class KeyStore:
-    """Encrypted keystore files (eth-account, scrypt) under data/keys; the password file is readable by the owner only.
-    Keys are never printed or logged: only addresses are."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        password_file = directory / ".password"
-        if not password_file.exists():
-            password_file.write_text(secrets.token_urlsafe(32))
-            password_file.chmod(0o600)
-        self._password = password_file.read_text()
-        self._loaded: dict[str, LocalAccount] = {}
-
-    def get_or_create(self, name: str) -> LocalAccount:
-        if name in self._loaded:  # scrypt makes each decryption cost about a second
-            return self._loaded[name]
-        path = self.directory / f"{name}.json"
-        if path.exists():
-            account: LocalAccount = Account.from_key(Account.decrypt(json.loads(path.read_text()), self._password))
-            self._loaded[name] = account
-            return account
-        account = Account.create()
-        self._loaded[name] = account
-        tmp = path.with_suffix(".tmp")
-        # scrypt n = 2^15 (geth's "light" setting is 2^12, its default 2^18): seconds matter at every start of the
-        # demo, which decrypts seven keys, and these keys guard nothing of value.
-        tmp.write_text(json.dumps(Account.encrypt(account.key, self._password, iterations=2**15)))
-        tmp.chmod(0o600)
-        tmp.replace(path)
-        return account
 
 
 def ensure_ledger(chain: Chain, data_dir: Path, keys: KeyStore) -> tuple[Ledger, Deployment]:
@@ -220,28 +166,43 @@ def attest_when_served(auditor: LocalAccount, node_url: str, contract: str, api_
 
 
 def _serve(args: argparse.Namespace, node: AnvilNode, ledger: Ledger, chain: Chain, data_dir: Path) -> int:
-    """Serve the API and the page on loopback until Ctrl-C (uvicorn handles the signal)."""
-    import uvicorn
-
-    from api.app import create_app
-    from api.settings import ApiSettings
-
-    settings = ApiSettings(
-        store_url=default_url(data_dir), rpc_url=node.url, contract_address=ledger.address,
-        chain_id=chain.chain_id, data_dir=data_dir,
+    """Serve the API and the page on loopback, as an operator would (``python -m api``, configured by CIVIC_*
+    variables), until Ctrl-C or SIGTERM; stop it too when the local chain dies."""
+    env = {
+        **os.environ, "CIVIC_STORE_URL": default_url(data_dir), "CIVIC_RPC_URL": node.url,
+        "CIVIC_CONTRACT": ledger.address, "CIVIC_CHAIN_ID": str(chain.chain_id), "CIVIC_DATA_DIR": str(data_dir),
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(args.api_port), "--log-level", "warning"],
+        env=env,
     )
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=args.api_port, log_level="warning")
-    server = uvicorn.Server(config)
     print(f"  web page          http://127.0.0.1:{args.api_port}/")
     print(f"  public API        http://127.0.0.1:{args.api_port}/api/v1/chain (docs: /docs)")
     print(f"  Open311           http://127.0.0.1:{args.api_port}/open311/v2/services.json")
     print("Press Ctrl-C to stop; the chain is saved and resumes on the next run.")
     sys.stdout.flush()
-    server.run()
-    if not node.running:
-        print(f"error: the local chain stopped unexpectedly; see {data_dir / 'anvil.log'}", file=sys.stderr)
-        return 1
-    return 0
+    try:
+        while True:
+            try:
+                code = api.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                if not node.running:
+                    print(f"error: the local chain stopped unexpectedly; see {data_dir / 'anvil.log'}", file=sys.stderr)
+                    return 1
+                continue
+            if code != 0:
+                print(f"error: the API stopped (exit status {code}; is port {args.api_port} in use? set "
+                      "CIVIC_API_PORT)", file=sys.stderr)
+                return 1
+            return 0
+    finally:
+        if api.poll() is None:
+            api.terminate()  # uvicorn stops gracefully on SIGTERM
+            try:
+                api.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                api.kill()
+                api.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         # The write API relays agencies' signed records and citizens' ratings from this key (the demo's citizens'
         # too); on the local chain it is funded here.
         _funded(chain, keys.get_or_create("relayer"))
-        _funded(chain, keys.get_or_create("relayer-citizens"))  # the relay's citizens' lane (ledger.relay.service.LANES)
+        # the relay's citizens' lane (ledger.relay.service.LANES)
+        _funded(chain, keys.get_or_create("relayer-citizens"))
         store = open_store(default_url(data_dir))
         indexer = Indexer(chain, ledger.address, store, confirmations=CONFIRMATIONS, deploy_block=deployment.block,
                           batch_dir=batch_store(data_dir).directory)

@@ -28,7 +28,9 @@ def anvil_binary() -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
-    raise NodeUnavailable("anvil not found: run `npm ci` (it ships in @foundry-rs/anvil-linux-amd64) or set CIVIC_ANVIL")
+    raise NodeUnavailable(
+        "anvil not found: run `npm ci` (it ships in @foundry-rs/anvil-linux-amd64) or set CIVIC_ANVIL"
+    )
 
 
 def free_port() -> int:
@@ -76,7 +78,7 @@ class AnvilNode:
             # so a crash loses at most a few seconds.
             args += ["--state", str(self.state_path), "--state-interval", "2"]
         args += self.extra_args
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

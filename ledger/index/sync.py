@@ -113,6 +113,15 @@ from eth_utils import to_checksum_address
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
+from ledger.batches import BatchStore
+from ledger.batches.read import (
+    WITHHELD_IMPOSSIBLE,
+    WITHHELD_MISSING,
+    BatchContent,
+    BatchFileProblem,
+    read_batch_file,
+    withheld_kind,
+)
 from ledger.cases import (
     ANSWERS,
     CASE_STATE_FIELDS,
@@ -129,19 +138,11 @@ from ledger.cases import (
     due_time,
     voided_entries,
 )
-from ledger.batches import BatchStore
-from ledger.batches.read import (
-    WITHHELD_IMPOSSIBLE,
-    WITHHELD_MISSING,
-    BatchContent,
-    BatchFileProblem,
-    read_batch_file,
-    withheld_kind,
-)
 from ledger.chain.contract import Chain, Ledger
+from ledger.chain.logs import DecodedEntry, LogDecoder
+from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold, keccak
 from ledger.errors import ChainMismatch, IndexIntegrityError, LedgerError, NodeUnavailable, ReorgTooDeep
-from ledger.chain.logs import _keccak_256, DecodedEntry, LogDecoder, code_text, display_text, fold, keccak
-from ledger.records import ENTRY_TYPEHASH, RECEIPT_CASE_FLAG, ZERO_HEAD, CaseAction, DeadlineUnit, EntryKind
+from ledger.records import RECEIPT_CASE_FLAG, CaseAction, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.store.schema import (
     agencies,
@@ -172,7 +173,6 @@ _SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()
 _CHUNK = 400
 #: per-case tables other than case_events: receipts, ratings and disputes (each row one entry, keyed by seq)
 _FEEDBACK_TABLES = (receipts, ratings, disputes)
-_CASE_KIND_WORD = int(EntryKind.CASE_EVENT).to_bytes(32, "big")
 
 # ---------------------------------------------------------------------------------------------------- JSON-RPC
 
@@ -326,7 +326,7 @@ def _error_fields(answer: Any) -> tuple[int | None, str, Any]:
 
 def _single_error(answer: Any) -> dict[str, Any] | None:
     if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
-        return answer["error"]  # type: ignore[no-any-return]
+        return answer["error"]
     return None
 
 
@@ -596,12 +596,12 @@ class Indexer:
             prefetcher.shutdown(wait=False, cancel_futures=True)
         self._release_withheld(report)
         finalized = self._advance_finality(head)
-        state = self._read_state()
-        assert state is not None
+        after = self._read_state()
+        assert after is not None
         report.finalized_block = finalized
-        report.entry_count = int(state["entry_count"])
-        report.running_hash = bytes(state["running_hash"])
-        report.to_block = int(state["last_block"])
+        report.entry_count = int(after["entry_count"])
+        report.running_hash = bytes(after["running_hash"])
+        report.to_block = int(after["last_block"])
         report.seconds = time.perf_counter() - started
         if report.entries or report.reorgs or report.withheld_batches or report.released_batches:
             log.info(
@@ -701,7 +701,7 @@ class Indexer:
         if row is None:
             return None
         state = dict(row)
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 select(batches.c.withheld, func.count()).where(batches.c.withheld.is_not(None))
                 .group_by(batches.c.withheld)
@@ -1044,6 +1044,7 @@ class Indexer:
         correction_entries: list[DecodedEntry] = []
         changed_years: set[tuple[str, int]] = set()
         for e, running_hash in zip(decoded, running, strict=True):
+            assert e.block_time is not None  # _index_range fills it in from the block's header when the log lacks it
             agency = code_text(e.agency_id)
             r = e.record
             kind = e.kind
@@ -1075,6 +1076,7 @@ class Indexer:
             )
             if kind == EntryKind.CASE_EVENT:
                 case_id, action, at = r["case_id"], r["action"], r["occurred_at"]
+                intake: tuple[Any, Any, int | None]
                 if action == CaseAction.OPENED:
                     event = Event(e.seq, action, at, code_text(r["commitment_id"]), code_text(r["district"]),
                                   r["channel"])
@@ -1186,8 +1188,8 @@ class Indexer:
             conn.execute(insert(table), rows)
         if event_rows:
             conn.exec_driver_sql(self._sql.insert_case_events, event_rows)
-        for statement, rows in feedback_rows.items():
-            conn.exec_driver_sql(statement, rows)
+        for statement, statement_rows in feedback_rows.items():
+            conn.exec_driver_sql(statement, statement_rows)
         # Each answer takes the case's disputes before it that have none yet; a case re-folded below (its answer
         # voided by a correction, say) has its answers worked out again there.
         for seq, agency, case_id, action, block_time in answers:
@@ -1265,7 +1267,7 @@ class Indexer:
             elif found is _ORPHAN:
                 refold.add(key)  # entries but no row: re-fold with the new ones
             else:
-                known[key] = found  # type: ignore[assignment]
+                known[key] = found
         # Not in the cache: a case with no earlier entry is new; one with earlier entries has a row to continue
         # from, or (entries before its Opened, or a voided Opened) none, and is re-folded from everything.
         seen_before = self._keys_with_entries_before(conn, unknown, first_new_seq)
@@ -1375,9 +1377,9 @@ class Indexer:
             changes.append((key, stored.get(key), new))
         self._write_cases(conn, changes, has_events={key for key in keys if events[key] or key in feedback})
         updates = []
-        for key, rows in dispute_rows.items():
-            found = dispute_answers([seq for seq, _ in rows], answers.get(key, ()))
-            for seq, current in rows:
+        for key, case_disputes in dispute_rows.items():
+            found = dispute_answers([seq for seq, _ in case_disputes], answers.get(key, ()))
+            for seq, current in case_disputes:
                 answer = found[seq]
                 wanted = (None, None, None) if answer is None else tuple(answer)
                 if wanted != current:
@@ -1508,8 +1510,8 @@ class Indexer:
         if self._caches is not None:
             return self._caches
         caches = _Caches()
-        for row in conn.execute(select(agencies.c.agency_id, agencies.c.jurisdiction)):
-            caches.jurisdiction[row.agency_id] = row.jurisdiction
+        for agency_row in conn.execute(select(agencies.c.agency_id, agencies.c.jurisdiction)):
+            caches.jurisdiction[agency_row.agency_id] = agency_row.jurisdiction
         for row in conn.execute(
             select(commitments.c.agency_id, commitments.c.commitment_id, commitments.c.version, commitments.c.seq,
                    commitments.c.deadline, commitments.c.deadline_unit).order_by(commitments.c.seq)
@@ -1826,16 +1828,13 @@ def _batched_rows(
     place in the batch; plus its case_events row and, when it applies to its case (``batched_event_applies``), what the
     case fold needs."""
     block_time = proof[2]
-    # entry_hash(seq, CASE_EVENT, agency, signer, record_hash), from the words (ledger.records.entry_hash)
-    prefix = ENTRY_TYPEHASH
-    middle = _CASE_KIND_WORD + agency_word + bytes.fromhex(actor[2:]).rjust(32, b"\0")
-    keccak_256, opened, answering = _keccak_256, CaseAction.OPENED, ANSWERS
+    opened, answering = CaseAction.OPENED, ANSWERS
     case_kind = int(EntryKind.CASE_EVENT)
-    for index, ((case_id, action, at, commitment, district, channel, details), record_hash) in enumerate(
-        zip(content.events, content.record_hashes, strict=True)
+    entry_hashes = entry_hashes_in_order(first, case_kind, agency_word, actor, content.record_hashes)
+    for index, ((case_id, action, at, commitment, district, channel, details), record_hash, entry_hash) in enumerate(
+        zip(content.events, content.record_hashes, entry_hashes, strict=True)
     ):
         seq = first + index
-        entry_hash = keccak_256(prefix + seq.to_bytes(32, "big") + middle + record_hash).digest()
         entry_rows.append(
             (seq, case_kind, agency, actor, record_hash, entry_hash, running_hash, *proof, at, None, first, index)
         )
@@ -1889,7 +1888,7 @@ def _hash_or_none(header: dict[str, Any] | None) -> bytes | None:
 
 
 def _code_word(code: str) -> bytes:
-    """A code's bytes32 from its text in the index (the inverse of ``ledger.chain.logs.code_text``)."""
+    """A code's bytes32 from its text in the index (the inverse of ``ledger.encoding.code_text``)."""
     if len(code) == 66 and code.startswith("0x"):
         return bytes.fromhex(code[2:])
     return code.encode("ascii").ljust(32, b"\0")

@@ -8,8 +8,8 @@ Three parts:
   :class:`RelayRefused` with a stable ``code`` saying what is wrong. It checks only what needs no chain; whether the
   signer is authorised and the nonce current is the caller's to ask the chain.
 - :class:`RelayStore` keeps every accepted submission (the signed envelope: signer, nonce, deadline, signature,
-  records) in a small SQLite file next to the writer's :class:`~ledger.writer.outbox.Outbox`, and puts its records into that
-  outbox, one row per entry. The idempotency key is ``keccak("civic-ledger relay" ‖ signer ‖ EIP-712 digest)``: the
+  records) in a small SQLite file next to the writer's :class:`~ledger.writer.outbox.Outbox`, and puts its records into
+  that outbox, one row per entry. The idempotency key is ``keccak("civic-ledger relay" ‖ signer ‖ EIP-712 digest)``: the
   same signed message submitted twice (a client retrying after a timeout) is the same submission, whatever the
   signature bytes. Submissions are serialised (a lock across threads and processes), so the nonce check — the
   signer's on-chain nonce plus its submissions not yet settled — and the insert cannot interleave.
@@ -61,22 +61,28 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
+from eth_typing import Hash32
 from eth_utils import is_hex_address, to_checksum_address
 from pydantic import ValidationError
 from web3.exceptions import Web3RPCError
 
 from ledger.chain.contract import (
-    DOMAIN_NAME, DOMAIN_VERSION, Ledger, citizen_typed_data, relay_typed_data, relay_wrapper_fields,
+    DOMAIN_NAME,
+    DOMAIN_VERSION,
+    Ledger,
+    citizen_typed_data,
+    relay_typed_data,
+    relay_wrapper_fields,
 )
 from ledger.errors import ContractReverted, LedgerError, NodeUnavailable, OutboxError
-from ledger.writer.outbox import RECORD_TYPES, Outbox, OutboxItem, OutboxState, record_from_json, record_json, struct_hash
 from ledger.records import (
     BATCH_RELAY,
     CITIZEN_RECORDS,
@@ -90,6 +96,15 @@ from ledger.records import (
     Retirement,
 )
 from ledger.relay.budgets import BudgetBook, BudgetUse, RelayBudgets, estimated_gas
+from ledger.writer.outbox import (
+    RECORD_TYPES,
+    Outbox,
+    OutboxItem,
+    OutboxState,
+    record_from_json,
+    record_json,
+    struct_hash,
+)
 from ledger.writer.sender import MAX_BATCH, MAX_CALLDATA, FoundOnChain, Writer
 
 # The outbox rebuilds a row's record from its class name; citizens' records reach the outbox only through this
@@ -144,7 +159,8 @@ _DOMAIN_FIELDS = [
 
 
 def relay_types(primary_type: str) -> dict[str, list[dict[str, str]]]:
-    """The EIP-712 ``types`` of a relayed record, exactly as :func:`ledger.chain.contract.relay_typed_data` writes them."""
+    """The EIP-712 ``types`` of a relayed record, exactly as :func:`ledger.chain.contract.relay_typed_data` writes
+    them."""
     spec = RELAY_TYPES[primary_type]
     inner = spec.record_type
     field_type = f"{inner.TYPE_NAME}[]" if spec.batch else inner.TYPE_NAME
@@ -323,7 +339,8 @@ def check_signed_record(
     _check_domain(typed_data.get("domain"), domain)
     agency_id, records, nonce, deadline = _parse_message(spec, typed_data.get("message"))
     canonical = relay_typed_data(
-        dict(domain), list(records) if spec.batch else records[0], agency_id, nonce, deadline
+        # a batch's message holds case events only (its spec's record type)
+        dict(domain), cast(list[CaseEvent], list(records)) if spec.batch else records[0], agency_id, nonce, deadline
     )
     signable = encode_typed_data(full_message=canonical)
     digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
@@ -628,7 +645,8 @@ def _nonce_text(value: int) -> str:
 
 
 #: the relay's lanes: agencies' signed records, and citizens' ratings and disputes. Each has its own outbox and relay
-#: writer, sending from its own key (the key's name in ``ledger.dev.devnet.KeyStore``), so neither waits for the other.
+#: writer, sending from its own key (the key's name in the service's ``ledger.chain.keys.KeyStore``,
+#: ``DATA_DIR/keys``), so neither waits for the other.
 AGENCY_LANE, CITIZEN_LANE = "agencies", "citizens"
 LANES: dict[str, tuple[str, str]] = {
     # lane: (outbox file in the relay directory, relayer key name)
@@ -707,7 +725,7 @@ class RelayStore:
     def _exclusive(self) -> Iterator[None]:
         """Serialise submissions across threads (RLock) and processes (flock on a lock file)."""
         with self._thread_lock:
-            handle: IO[str] = open(self._lock_path, "a+")  # noqa: SIM115 - closed below
+            handle: IO[str] = open(self._lock_path, "a+")
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
                 yield
@@ -943,7 +961,8 @@ class RelayStore:
         with self._thread_lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM relays WHERE signer = ? AND nonce >= ? AND "
-                "(settled IS NULL OR settled = 'recorded') AND primary_type NOT IN ('Rating', 'Dispute') ORDER BY nonce",
+                "(settled IS NULL OR settled = 'recorded') AND primary_type NOT IN ('Rating', 'Dispute') "
+                "ORDER BY nonce",
                 (signer, _nonce_text(onchain)),
             ).fetchall()
         for row in rows:
@@ -1144,7 +1163,9 @@ class RelayWriter(Writer):
             for start in range(len(hashes) - len(wanted) + 1):
                 if hashes[start : start + len(wanted)] != wanted:
                     continue
-                tx: Any = self._rpc("read the copy's transaction", lambda h=tx_hash: self._w3.eth.get_transaction(h))
+                tx: Any = self._rpc(
+                    "read the copy's transaction", partial(self._w3.eth.get_transaction, Hash32(tx_hash))
+                )
                 if not citizen and envelope.signature not in bytes(tx["input"]):
                     break  # the same records, but not sent with this signature
                 seqs = tuple(e.seq for e in entries[start : start + len(wanted)])

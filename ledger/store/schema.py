@@ -43,7 +43,7 @@ metadata = MetaData()
 
 #: width of a code column: 32 ASCII characters, or 0x + 64 hex digits for a bytes32 that is not a printable code
 CODE = 66
-#: ``entries.agency_id`` of an entry of no agency: the zero bytes32 written as a code (``ledger.chain.logs.code_text``)
+#: ``entries.agency_id`` of an entry of no agency: the zero bytes32 written as a code (``ledger.encoding.code_text``)
 NO_AGENCY = "0x" + "00" * 32
 
 #: One row per indexed contract: where indexing stands, so it resumes after a restart.

@@ -17,7 +17,8 @@ A third table, ``receipt_cases``, remembers every case this outbox opened with a
 with a receipt), with the outbox rows of its Opened event and of its receipt. It answers two questions: which id a
 later event of the agency's reference must use (``ledger.importer.CaseIds``: the same reference always finds the
 same case), and whether a receipt may go out (only after its case's Opened event is recorded; if that was refused,
-the receipt is refused too — see ``ledger.writer.sender``). It holds case ids only: no reference, and never a receipt code.
+the receipt is refused too — see ``ledger.writer.sender``). It holds case ids only: no reference, and never a receipt
+code.
 
 Every state change is one SQLite transaction (``BEGIN IMMEDIATE … COMMIT``), so a crash leaves each row either
 before or after a change, never half way. ``synchronous=FULL`` (the default) makes a commit survive power loss;
@@ -44,12 +45,12 @@ from eth_hash.auto import keccak
 from ledger.errors import OutboxError
 from ledger.records import (
     AgencyRegistration,
+    CaseAction,
     CaseEvent,
     Commitment,
     Correction,
     Dispute,
     EntryKind,
-    CaseAction,
     HolidayCalendar,
     Rating,
     Receipt,
@@ -61,7 +62,8 @@ from ledger.records import (
 
 SCHEMA_VERSION = 2  # 2: receipt_cases
 
-#: Record types an outbox row may hold, by name; ratings and disputes are relayed citizens' records (``ledger.relay.service``).
+#: Record types an outbox row may hold, by name; ratings and disputes are relayed citizens' records
+#: (``ledger.relay.service``).
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls
     for cls in (
@@ -492,6 +494,7 @@ class Outbox:
         ids: Sequence[int] | None = None,
     ) -> list[OutboxItem]:
         """Rows in submission order, optionally filtered."""
+        params: list[int | str]
         where, params = ["id > ?"], [after_id]
         if state is not None:
             where.append("state = ?")
@@ -552,6 +555,7 @@ class Outbox:
         tx_hash: str | None = None,
     ) -> list[OutboxTx]:
         """Stored transactions, in nonce order (then signing order)."""
+        params: list[int | str]
         where, params = ["1 = 1"], []
         if state is not None:
             where.append("t.state = ?")
@@ -661,9 +665,9 @@ class Outbox:
     def record_found(
         self, item_ids: Sequence[int], *, tx_hash: str, sender: str, nonce: int, seqs: Sequence[int]
     ) -> list[OutboxItem]:
-        """Pending (or failed) rows whose records someone else put on chain — a copy of the same signed record, sent directly,
-        mined before ours could be: they are recorded with that transaction (stored as mined, with no raw bytes:
-        this writer never signed it, so never broadcasts it) and its seqs, in row order."""
+        """Pending (or failed) rows whose records someone else put on chain — a copy of the same signed record, sent
+        directly, mined before ours could be: they are recorded with that transaction (stored as mined, with no raw
+        bytes: this writer never signed it, so never broadcasts it) and its seqs, in row order."""
         if len(item_ids) != len(seqs):
             raise OutboxError(f"transaction {tx_hash} recorded {len(seqs)} entries, not the {len(item_ids)} rows given")
         now = time.time()
@@ -674,8 +678,8 @@ class Outbox:
                 (tx_hash, sender, nonce, b"", now, now),
             )
             changed = db.executemany(
-                "UPDATE entries SET state = 'recorded', tx_hash = ?, tx_nonce = ?, tx_index = ?, seq = ?, error = NULL, "
-                "revert_data = NULL, updated_at = ? WHERE id = ? AND state IN ('pending', 'failed')",
+                "UPDATE entries SET state = 'recorded', tx_hash = ?, tx_nonce = ?, tx_index = ?, seq = ?, "
+                "error = NULL, revert_data = NULL, updated_at = ? WHERE id = ? AND state IN ('pending', 'failed')",
                 [(tx_hash, nonce, index, seq, now, item_id)
                  for index, (item_id, seq) in enumerate(zip(item_ids, seqs, strict=True))],
             ).rowcount

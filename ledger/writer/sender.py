@@ -1,7 +1,7 @@
 """The agency writer: records go into a durable outbox, then onto the chain in batches, exactly once.
 
-``submit`` stores a record in the :class:`~ledger.writer.outbox.Outbox` and returns once it is on disk. ``flush`` (or the
-background thread ``start`` runs, flushing by size or time) sends everything pending, in submission order: runs of
+``submit`` stores a record in the :class:`~ledger.writer.outbox.Outbox` and returns once it is on disk. ``flush`` (or
+the background thread ``start`` runs, flushing by size or time) sends everything pending, in submission order: runs of
 case events as ``recordCaseEvents`` batches of up to ``batch_size``, every other record in a transaction of its own.
 
 How "exactly once" holds, whatever fails:
@@ -56,21 +56,22 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import requests
 from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 from web3.providers.rpc import HTTPProvider
-
-from eth_hash.auto import keccak
+from web3.types import BlockIdentifier
 
 from ledger.chain.contract import REVERT_ERRORS, Ledger
 from ledger.errors import ContractReverted, InvalidRecord, NodeUnavailable, OutboxError, WriterError
-from ledger.writer.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key, struct_hash
 from ledger.records import CaseAction, CaseEvent, Commitment, Correction, HolidayCalendar, Receipt, Record, Retirement
+from ledger.writer.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key, struct_hash
 
 log = logging.getLogger(__name__)
 
@@ -379,9 +380,9 @@ class Writer:
                 break
             self._holding = len(ready) < len(chunk)
             if self._holding:
-                held = chunk[len(ready)]
+                first_held = chunk[len(ready)]
                 log.debug("holding outbox entries from %d on: occurred_at %d is after the latest block (%d)",
-                          held.id, getattr(records[held.id], "occurred_at", 0), self._block_time)
+                          first_held.id, getattr(records[first_held.id], "occurred_at", 0), self._block_time)
                 break
             cursor = chunk[-1].id
         self._drain(window, results)
@@ -413,7 +414,7 @@ class Writer:
             if self.ledger.chain.embedded:
                 self._automine_cached = True
             else:
-                answers = (self._rpc("ask the mining mode", lambda m=m: _ask_dev_node(self._w3, m))
+                answers = (self._rpc("ask the mining mode", partial(_ask_dev_node, self._w3, m))
                            for m in ("anvil_getAutomine", "hardhat_getAutomine"))
                 self._automine_cached = next((a for a in answers if a is not None), False)
         return self._automine_cached
@@ -906,7 +907,7 @@ class Writer:
 
     # ------------------------------------------------------------------ retries
 
-    def _count(self, address: str, block: str) -> int:
+    def _count(self, address: str, block: BlockIdentifier) -> int:
         """The account's transaction count (next nonce) as of `block`."""
         account: Any = address
         count = self._rpc(f"read the nonce of {address}", lambda: self._w3.eth.get_transaction_count(account, block))
@@ -986,7 +987,7 @@ class Writer:
                     self.recover()
                 if self._due():
                     self.flush()
-            except Exception as exc:  # keep going: entries wait in the outbox; the error is visible in last_error
+            except Exception as exc:  # noqa: BLE001 - keep going: entries wait in the outbox; the error is visible in last_error
                 self._ready = False
                 self.last_error = exc
                 log.warning("background flush failed (%s); retrying in %.1f s", _describe(exc), backoff)
@@ -1063,7 +1064,7 @@ def _lock_outbox(path: Path) -> IO[str] | None:
     """Hold an exclusive lock next to the outbox for the writer's life: two writers on one outbox would sign
     different transactions with the same nonces. The OS releases it when the process dies, however it dies."""
     lock_path = path.with_name(path.name + ".lock")
-    handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the writer's lifetime
+    handle = open(lock_path, "a+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -17,9 +17,10 @@ from eth_account.signers.local import LocalAccount
 
 from api.settings import ApiSettings
 from ledger.chain.contract import Chain
-from ledger.index.sync import Indexer
 from ledger.dev.node import AnvilNode
-from ledger.records import Attestation, AuditVerdict, keccak
+from ledger.encoding import keccak
+from ledger.index.sync import Indexer
+from ledger.records import Attestation, AuditVerdict
 from ledger.store.db import open_store
 from tests.conftest import World, build_world
 from tests.contracts.test_attestations import checkpoint

@@ -15,9 +15,9 @@ from api.settings import ApiSettings
 from ledger import batches, receipts
 from ledger.batches import Anchored, Batch, BatchStore, build_batch
 from ledger.chain.contract import Chain
-from ledger.index.sync import Indexer
-from ledger.chain.logs import code_text
 from ledger.dev.node import AnvilNode
+from ledger.encoding import code_text
+from ledger.index.sync import Indexer
 from ledger.records import CaseAction, CaseEvent, Receipt, text_hash
 from ledger.store.db import open_store
 from tests.api.citizen_world import receipt_case_id

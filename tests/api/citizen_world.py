@@ -16,11 +16,11 @@ from eth_account.signers.local import LocalAccount
 from api.settings import ApiSettings
 from ledger import receipts
 from ledger.chain.contract import Chain
-from ledger.dev.devnet import KeyStore
-from ledger.index.sync import Indexer
-from ledger.chain.logs import code_text
+from ledger.chain.keys import KeyStore
 from ledger.dev.node import AnvilNode
-from ledger.records import CaseAction, Dispute, Rating, Receipt, ZERO32, keccak, text_hash
+from ledger.encoding import ZERO32, code_text, keccak
+from ledger.index.sync import Indexer
+from ledger.records import CaseAction, Dispute, Rating, Receipt, text_hash
 from ledger.relay.service import salted_text_hash
 from ledger.store.db import open_store
 from tests.conftest import World, build_world
@@ -54,7 +54,7 @@ class CitizenWorld:
         return self.world.chain
 
     @property
-    def ledger(self):  # noqa: ANN201 - ledger.chain.contract.Ledger
+    def ledger(self):
         return self.world.ledger
 
     @property

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from ledger.dev import demo
 from ledger.chain.contract import Chain, Ledger
-from ledger.dev.devnet import KeyStore
-from ledger.index.sync import Indexer
+from ledger.chain.keys import KeyStore
+from ledger.dev import demo
 from ledger.dev.node import AnvilNode
+from ledger.index.sync import Indexer
 from ledger.store.db import open_store
 
 

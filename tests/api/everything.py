@@ -19,9 +19,10 @@ from psycopg import sql
 
 from api.settings import ApiSettings
 from ledger.chain.contract import Chain
-from ledger.index.sync import Indexer
 from ledger.dev.node import AnvilNode
-from ledger.records import ZERO32, EntryKind, entry_hash, short_code
+from ledger.encoding import ZERO32, entry_hash
+from ledger.index.sync import Indexer
+from ledger.records import EntryKind, short_code
 from ledger.store.db import open_store
 from tests.conftest import World, build_world
 from tests.ledger.conftest import PG_SERVER, Scenario, write_everything

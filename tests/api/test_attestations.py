@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.attestations import MAX_REPORT_BYTES
-from ledger.records import ZERO32, EntryKind, entry_hash, keccak
+from ledger.encoding import ZERO32, entry_hash, keccak
+from ledger.records import EntryKind
 from tests.api import everything as ev
 from tests.api.audit_world import AuditWorld, audit_world
 from tests.api.test_public import Everything, everything, world_chain  # noqa: F401 - fixtures

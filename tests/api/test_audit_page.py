@@ -14,8 +14,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
-from ledger.chain.logs import code_text
-from ledger.records import AuditVerdict, keccak
+from ledger.encoding import code_text, keccak
+from ledger.records import AuditVerdict
 from tests.api.audit_world import AuditWorld, audit_world, report
 from tests.api.test_batch_page import serve
 from tests.api.test_page import (  # noqa: F401 - fixtures

@@ -20,7 +20,6 @@ from playwright.sync_api import Browser, Page, expect
 
 from api.app import create_app
 from tests.api.batch_world import BatchWorld, batch_case_id, batch_world
-from tests.api.withheld_world import WithheldWorld, withheld_world
 from tests.api.test_page import (  # noqa: F401 - fixtures
     DESKTOP,
     PHONE,
@@ -32,6 +31,7 @@ from tests.api.test_page import (  # noqa: F401 - fixtures
     screenshot,
     visit,
 )
+from tests.api.withheld_world import WithheldWorld, withheld_world
 
 
 @pytest.fixture(scope="module")

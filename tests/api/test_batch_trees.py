@@ -14,7 +14,8 @@ import pytest
 from api import batches as api_batches
 from api.batches import BatchKey, BatchProofs, BatchTrees, Tree, Unavailable, VerifiedFiles
 from ledger.batches import Batch, BatchStore, build_batch, verify_proof
-from ledger.records import CaseAction, CaseEvent, keccak, short_code, text_hash
+from ledger.encoding import keccak
+from ledger.records import CaseAction, CaseEvent, short_code, text_hash
 
 
 def events(n: int, prefix: str = "t") -> list[CaseEvent]:

@@ -21,8 +21,8 @@ from api.settings import ApiSettings
 from ledger import batches, receipts
 from ledger.batches import BatchStore, build_batch, verify_proof
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
-from ledger.chain.logs import code_text
-from ledger.records import CaseAction, CaseEvent, EntryKind, entry_hash, keccak, running_hash, short_code
+from ledger.encoding import code_text, entry_hash, keccak, running_hash
+from ledger.records import CaseAction, CaseEvent, EntryKind, short_code
 from tests.api.batch_world import BatchWorld, batch_case_id, batch_world, index
 from tests.api.everything import assert_proof_on_chain, store_url
 

@@ -87,8 +87,8 @@ class SmallIndex:
         conn.execute(insert(entries).values(
             seq=seq, kind=int(kind), agency_id=agency, actor=CONTRACT, record_hash=bytes([seq]) * 32,
             entry_hash=bytes([seq + 100]) * 32, running_hash=bytes([seq]) * 24, block_number=self._block(seq),
-            block_hash=bytes([seq + 200]) * 32, block_time=block_time, tx_hash=bytes([seq + 50]) * 32, log_index=seq % 3,
-            occurred_at=occurred, voided_by=None,
+            block_hash=bytes([seq + 200]) * 32, block_time=block_time, tx_hash=bytes([seq + 50]) * 32,
+            log_index=seq % 3, occurred_at=occurred, voided_by=None,
         ))  # fmt: skip
         return seq
 

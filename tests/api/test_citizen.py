@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from ledger import receipts
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
+from ledger.chain.keys import KeyStore
 from ledger.records import CaseAction, EntryKind, Rating
-from ledger.dev.devnet import KeyStore
 from ledger.relay.service import CITIZEN_LANE, LANES, SECP256K1_N
 from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id
 
@@ -109,7 +109,8 @@ def test_a_case_is_found_by_its_receipt_key_with_every_event_and_proof(client: T
     # any case of hex digits finds it; the answer revalidates by its ETag
     again = client.get(f"/api/v1/receipts/{address.lower()}")
     assert again.json() == view and again.headers["cache-control"] == "no-cache"
-    assert client.get(f"/api/v1/receipts/{address}", headers={"If-None-Match": again.headers["etag"]}).status_code == 304
+    revalidated = client.get(f"/api/v1/receipts/{address}", headers={"If-None-Match": again.headers["etag"]})
+    assert revalidated.status_code == 304
 
 
 def test_an_unknown_or_malformed_receipt_key(client: TestClient):

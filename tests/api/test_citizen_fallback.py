@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from ledger import receipts
 from ledger.cases import DISPUTE_WINDOW
-from ledger.dev.devnet import KeyStore
-from ledger.errors import NodeUnavailable
+from ledger.chain.keys import KeyStore
 from ledger.chain.receipt_case import ChainReceipts
+from ledger.errors import NodeUnavailable
 from ledger.records import CaseAction, EntryKind
 from ledger.store.db import open_store
 from ledger.store.schema import sync_state

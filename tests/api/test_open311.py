@@ -28,8 +28,8 @@ from api.open311_format import (
     to_xml,
 )
 from api.settings import ApiSettings
-from ledger.dev import demo
 from ledger.cases import CLOSED
+from ledger.dev import demo
 from ledger.open311 import (
     format_time,
     parse_service_code,

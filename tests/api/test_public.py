@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ from api.app import create_app
 from api.ratelimit import TokenBuckets
 from api.settings import ApiSettings
 from ledger.dev import demo
+from ledger.encoding import fold, keccak
 from ledger.metrics import MetricsFilter, agency_scorecards, commitment_scorecards, compute_metrics
-from ledger.records import CaseAction, CaseEvent, fold, keccak, short_code
+from ledger.records import CaseAction, CaseEvent, short_code
 from ledger.store.db import open_store
 from ledger.store.schema import case_events, cases, commitments, entries
 from tests.api import everything as ev
@@ -356,8 +357,8 @@ def test_metrics_equal_compute_metrics_on_the_same_store(
 
 def test_metrics_take_dates_times_with_zones_and_unix_seconds(client: TestClient, indexed_city: IndexedCity) -> None:
     start, end = city_range(indexed_city)
-    day = datetime.fromtimestamp(start, timezone.utc).date().isoformat()
-    shanghai = datetime.fromtimestamp(start, timezone.utc).astimezone(timezone(timedelta(hours=8)))
+    day = datetime.fromtimestamp(start, UTC).date().isoformat()
+    shanghai = datetime.fromtimestamp(start, UTC).astimezone(timezone(timedelta(hours=8)))
     forms = [day, f"{day}T00:00:00Z", shanghai.isoformat(), f"{day}T00:00:00.750+00:00", str(start)]
     answers = [client.get(f"{V1}/metrics", params={"from": form, "to": end, "as_of": end}).json() for form in forms]
     assert all(a["filter"]["from"] == start for a in answers), [a.get("filter") for a in answers]
@@ -464,7 +465,7 @@ def test_trend_defaults_to_calendar_days_and_iso_weeks(client: TestClient) -> No
     assert days[-1]["start"] == to // DAY * DAY and days[-1]["end"] == to
     weeks = client.get(url, params={"to": to, "bucket": "week"}).json()["buckets"]
     assert len(weeks) == 26
-    assert all(datetime.fromtimestamp(b["start"], timezone.utc).isoweekday() == 1 for b in weeks)
+    assert all(datetime.fromtimestamp(b["start"], UTC).isoweekday() == 1 for b in weeks)
     assert all(b["start"] % DAY == 0 for b in weeks) and weeks[-1]["end"] == to
     now = client.get(url).json()
     assert abs(now["to"] - time.time()) < 60 and len(now["buckets"]) == 30

@@ -27,8 +27,9 @@ from api.routes.page import STATIC_DIR
 from api.settings import ApiSettings
 from ledger import receipts
 from ledger.chain.contract import Chain, Ledger, citizen_typed_data
+from ledger.encoding import ZERO32
 from ledger.errors import InvalidRecord
-from ledger.records import ZERO32, Dispute, Rating, short_code
+from ledger.records import Dispute, Rating, short_code
 from tests.api.test_page import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,11 +16,12 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ledger import receipts
-from ledger.dev.devnet import KeyStore
+from ledger.chain.keys import KeyStore
 from ledger.errors import ContractReverted
 from ledger.records import CaseAction, Receipt, text_hash
 from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id
 from tests.api.test_citizen_fallback import index_last_block
+
 
 @pytest.fixture(scope="module")
 def cw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CitizenWorld]:

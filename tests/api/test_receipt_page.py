@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,11 +26,12 @@ from typer.testing import CliRunner
 from api.app import create_app
 from api.settings import ApiSettings
 from ledger import receipts
-from ledger.dev import devnet
 from ledger.chain.contract import Chain, Ledger
+from ledger.chain.keys import KeyStore
 from ledger.cli import app as cli_app
-from ledger.index.sync import Indexer
+from ledger.dev import devnet
 from ledger.dev.node import AnvilNode
+from ledger.index.sync import Indexer
 from ledger.records import Rating, short_code
 from ledger.store.db import open_store
 from tests.api.test_page import AUDIT, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, Console, screenshot, wait_drawn
@@ -56,7 +57,7 @@ class Town:
 
     def at(self, offset: int = 0) -> str:
         now = self.chain.w3.eth.get_block("latest")["timestamp"]
-        return datetime.fromtimestamp(now + offset, timezone.utc).isoformat()
+        return datetime.fromtimestamp(now + offset, UTC).isoformat()
 
     def sync(self) -> None:
         store = open_store(self.store_url)
@@ -90,7 +91,7 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Town]:
     data = tmp_path_factory.mktemp("receipt-page")
     with AnvilNode() as node:
         chain = Chain.connect(node.url)
-        keys = devnet.KeyStore(data / "keys")
+        keys = KeyStore(data / "keys")
         ledger, _ = devnet.ensure_ledger(chain, data, keys)
         signer = keys.get_or_create("roads")
         chain.fund(signer.address)
@@ -250,7 +251,9 @@ def test_open_look_up_rate_and_dispute_from_the_page(town: Town, browser: Browse
     rating_form.get_by_label("Show my text publicly on this page").check()
     rating_form.get_by_role("button", name="Send rating").click()
     status = page.locator(".rating-form .form-outcome[role=status]")
-    expect(status).to_have_text(re.compile(r"^Thank you\. Your rating is recorded on the public ledger as entry #\d+\.$"))
+    expect(status).to_have_text(
+        re.compile(r"^Thank you\. Your rating is recorded on the public ledger as entry #\d+\.$")
+    )
     expect(status).to_be_focused()
 
     # -- the second tab still shows the form; its rating is refused: a case is rated once

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from ledger.dev.devnet import KeyStore
-from ledger.writer.outbox import OutboxState
+from ledger.chain.keys import KeyStore
+from ledger.encoding import keccak
 from ledger.records import (
     CaseAction,
     CaseEvent,
@@ -32,12 +32,12 @@ from ledger.records import (
     EntryKind,
     HolidayCalendar,
     Record,
-    keccak,
     short_code,
     text_hash,
 )
-from ledger.relay.service import SECP256K1_N, RelayWriter, relay_types
 from ledger.relay.budgets import RelayBudgets
+from ledger.relay.service import SECP256K1_N, RelayWriter, relay_types
+from ledger.writer.outbox import OutboxState
 from tests.api.conftest import IndexedCity
 
 URL = "/api/v1/agency/records"
@@ -70,7 +70,9 @@ class Writes:
     def typed(self, key: LocalAccount, record: Record | list[CaseEvent], *, nonce: int | None = None,
               deadline: int | None = None, **domain: Any) -> dict[str, Any]:
         nonce = self.next_nonce(key.address) if nonce is None else nonce
-        typed = self.ledger.typed_data(record, nonce, deadline or int(time.time()) + 3600, self.ledger.agency_of(key.address))
+        typed = self.ledger.typed_data(
+            record, nonce, deadline or int(time.time()) + 3600, self.ledger.agency_of(key.address)
+        )
         typed["domain"].update(domain)
         return typed
 
@@ -559,3 +561,28 @@ def test_relay_budgets_are_configured_from_the_environment(monkeypatch: pytest.M
     monkeypatch.setenv("CIVIC_RELAY_GAS_PER_HOUR", "lots")
     with pytest.raises(ValueError, match="CIVIC_RELAY_GAS_PER_HOUR"):
         ApiSettings.from_env()
+
+
+def test_a_node_failure_is_a_503_and_a_programming_error_is_not(writes: Writes, monkeypatch: pytest.MonkeyPatch):
+    """A read from the node that fails because of the node (unreachable, timed out) is 503 node_unavailable; an error
+    of the code itself surfaces as what it is (a 500), never dressed up as the node being unavailable."""
+    import requests
+
+    from ledger.chain.contract import Ledger
+
+    signer = writes.key(ROADS).address
+
+    def unreachable(self: Ledger, address: str) -> int:
+        raise requests.ConnectionError("connection refused")
+
+    monkeypatch.setattr(Ledger, "nonce", unreachable)
+    answer = writes.client.get(f"/api/v1/agency/nonce/{signer}")
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "node_unavailable"
+
+    def bug(self: Ledger, address: str) -> int:
+        raise KeyError("a programming error")
+
+    monkeypatch.setattr(Ledger, "nonce", bug)
+    with pytest.raises(KeyError, match="a programming error"):  # the test client re-raises what the server raised
+        writes.client.get(f"/api/v1/agency/nonce/{signer}")

@@ -15,10 +15,10 @@ from api.settings import ApiSettings
 from ledger import batches, receipts
 from ledger.batches import Batch, BatchStore, build_batch
 from ledger.chain.contract import Chain
-from ledger.index.sync import Indexer
-from ledger.chain.logs import code_text
 from ledger.dev.node import AnvilNode
-from ledger.records import CaseAction, Receipt, keccak
+from ledger.encoding import code_text, keccak
+from ledger.index.sync import Indexer
+from ledger.records import CaseAction, Receipt
 from ledger.store.db import open_store
 from tests.api.batch_world import batch_case_id, case_events
 from tests.api.citizen_world import receipt_case_id

@@ -29,13 +29,14 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import ApiSettings
 from ledger import batches, receipts
-from ledger.dev import demo
 from ledger.audit import AuditConfig, AuditReport, run_audit
 from ledger.audit.build import fresh_build
 from ledger.chain.contract import Chain, Ledger
-from ledger.index.sync import Indexer
-from ledger.chain.logs import DecodedEntry, keccak
+from ledger.chain.logs import DecodedEntry
+from ledger.dev import demo
 from ledger.dev.node import AnvilNode
+from ledger.encoding import entry_hash, keccak
+from ledger.index.sync import Indexer
 from ledger.records import (
     Attestation,
     AuditVerdict,
@@ -49,7 +50,6 @@ from ledger.records import (
     Receipt,
     Record,
     Retirement,
-    entry_hash,
     short_code,
     text_hash,
 )
@@ -480,11 +480,11 @@ def copy_entry(e: DecodedEntry, **changes: Any) -> DecodedEntry:
     from ledger.chain.logs import struct_hash
     from ledger.records import (
         AgencyRegistration,
-        CaseEvent as CaseEventRecord,
         Commitment,
         HolidayCalendar,
         SignerChange,
     )
+    from ledger.records import CaseEvent as CaseEventRecord
     from ledger.records import Dispute as DisputeRecord
     from ledger.records import Rating as RatingRecord
     from ledger.records import Receipt as ReceiptRecord

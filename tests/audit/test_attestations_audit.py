@@ -15,7 +15,7 @@ from ledger.audit.attest import attestable_block, checkpoint, publish
 from ledger.audit.errors import CannotAudit
 from ledger.audit.report import report_bytes
 from ledger.chain.keys import AgencyKey
-from ledger.chain.logs import keccak
+from ledger.encoding import keccak
 from ledger.records import AuditVerdict
 from tests.audit.conftest import HonestLedger, chain_state, findings
 

@@ -49,7 +49,7 @@ class Hostile:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 outer.seen.append(dict(self.headers.items()))
                 route = outer.routes.get(self.path.split("?")[0])
                 if route is None:
@@ -60,7 +60,7 @@ class Hostile:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the auditor hung up, as it should
 
-            do_POST = do_GET  # noqa: N815 (the node's JSON-RPC)
+            do_POST = do_GET
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -15,18 +15,18 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from ledger.audit import AuditContext, CannotAudit, Status, run_audit
-from ledger.audit import expected
+from ledger import receipts
+from ledger.audit import AuditContext, CannotAudit, Status, expected, run_audit
+from ledger.audit.batchfiles import WITHHELD_IMPOSSIBLE, BatchOutcome, DirectorySource, anchors_of, load
 from ledger.audit.chainread import GOVERNOR_ROLE, ChainReader, RoleChange
 from ledger.audit.checks import CHECKS, Check, run_check
-from ledger.audit.batchfiles import WITHHELD_IMPOSSIBLE, BatchOutcome, DirectorySource, anchors_of, load
 from ledger.audit.checks.api_records import sample_cases
 from ledger.audit.report import render_html, write_json
 from ledger.audit.rpc import Rpc
 from ledger.batches import MAX_ENTRIES, batch_hash
-from ledger.chain.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import code_text
 from ledger.records import CaseAction, EntryKind
-from ledger import receipts
 from tests.audit.conftest import DAY, HonestLedger, case_id, copy_entry, receipt_case_id, receipt_code
 
 ROOT = Path(__file__).resolve().parents[2]

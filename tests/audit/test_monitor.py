@@ -274,7 +274,7 @@ class Webhook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 hook.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(204)
                 self.end_headers()
@@ -294,8 +294,9 @@ class Webhook:
 def test_an_api_lie_between_rounds_raises_the_alert(honest: HonestLedger, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """Round 1 (full) and round 2 are clean; then one case's on-time flag is flipped in the index the API serves:
-    round 3 (not a full round: the metrics are among the checks of every round) finds it, and the monitor stops with
-    exit code 1 after a CRITICAL log line, the webhook and the round's report."""
+    a later round (not a full one: the metrics are among the checks of every round) finds it — round 3 usually, a
+    round after it when round 3's random selections all missed the case or were answered from the API's cache — and
+    the monitor stops with exit code 1 after a CRITICAL log line, the webhook and the round's report."""
     index = honest.index_copy(tmp_path)
     db = sqlite3.connect(index)
     agency, lied = db.execute("SELECT agency_id, case_id FROM cases WHERE on_time = 1 ORDER BY opened_seq").fetchone()
@@ -327,20 +328,22 @@ def test_an_api_lie_between_rounds_raises_the_alert(honest: HonestLedger, tmp_pa
     line = critical[0].getMessage()
     assert "round 1 clean (full)" in caplog.text and "round 2 clean" in caplog.text
     [body] = hook.bodies
-    assert body["event"] == "civic-audit.finding" and body["round"] == 3 and body["findings"] >= 1
+    found_in = body["round"]
+    assert body["event"] == "civic-audit.finding" and found_in in (3, 4, 5) and body["findings"] >= 1
+    assert all(f"round {n} clean" in caplog.text for n in range(3, found_in))
     # the case's on-time flag shows in the metrics (whole-period figures) and in its Open311 request's notes
     assert body["check"] in {"metrics_reproduced", "open311"}
     finding = body["finding"]
     assert str(finding.get("field")).endswith("on_time") or f"0x{lied.hex()}" in finding["message"]
-    assert line.startswith("FINDING in round 3 at block ")
+    assert line.startswith(f"FINDING in round {found_in} at block ")
     assert f"check {body['check']}: {finding['message'][:40]}" in line
     report = json.loads(Path(body["report"]).read_text())
-    assert Path(body["report"]) == state / "reports" / "finding-round-3.json" and str(state) in line
+    assert Path(body["report"]) == state / "reports" / f"finding-round-{found_in}.json" and str(state) in line
     assert report["exit_code"] == 1 and report["target"]["seed"] == body["seed"]
     assert report["target"]["monitor"]["full"] is False
     assert {c["name"] for c in report["checks"] if c["status"] == "fail"} <= {"metrics_reproduced", "open311"}
     # the round with the finding was not kept: a restart looks at the same blocks again
-    assert json.loads((state / MANIFEST).read_text())["rounds"] == 2
+    assert json.loads((state / MANIFEST).read_text())["rounds"] == found_in - 1
 
 
 def test_a_failing_webhook_is_logged_never_fatal(honest: HonestLedger, tmp_path: Path,

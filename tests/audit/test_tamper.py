@@ -26,14 +26,13 @@ from fastapi import FastAPI, Request, Response
 from rich.console import Console
 
 from ledger import batches, receipts
-
-from ledger.dev import demo
 from ledger.audit import CannotAudit, Status, run_audit
 from ledger.audit.model import AuditReport, Finding
 from ledger.audit.report import print_summary, render_html
 from ledger.audit.verify_case import verify
+from ledger.dev import demo
+from ledger.encoding import keccak
 from ledger.errors import ContractReverted
-from ledger.chain.logs import keccak
 from ledger.records import CaseAction, Correction, Rating, Receipt, short_code, text_hash
 from tests.audit.conftest import (
     DAY,

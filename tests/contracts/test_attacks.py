@@ -22,8 +22,9 @@ from eth_keys import keys
 from pydantic import ValidationError
 
 from ledger.chain.contract import Chain, Ledger
-from ledger.errors import ContractReverted
 from ledger.dev.node import AnvilNode
+from ledger.encoding import entry_hash, keccak, running_hash
+from ledger.errors import ContractReverted
 from ledger.records import (
     AgencyRegistration,
     CaseAction,
@@ -36,9 +37,6 @@ from ledger.records import (
     Record,
     Retirement,
     day_number,
-    entry_hash,
-    keccak,
-    running_hash,
     short_code,
     text_hash,
 )
@@ -243,7 +241,9 @@ def test_high_s_twin_is_refused_and_original_accepted(world: World) -> None:
     twin = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])  # v: 27 <-> 28
 
     # the twin is a genuine second signature by the same key over the same digest ...
-    digest = _hash_eip191_message(encode_typed_data(full_message=ledger.typed_data(record, 0, deadline, world.agency_id)))
+    digest = _hash_eip191_message(
+        encode_typed_data(full_message=ledger.typed_data(record, 0, deadline, world.agency_id))
+    )
     twin_key = keys.Signature(vrs=(twin[64] - 27, int.from_bytes(r, "big"), SECP256K1_N - s))
     assert same_address(twin_key.recover_public_key_from_msg_hash(digest).to_checksum_address(), signer.address)
 

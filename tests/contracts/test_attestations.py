@@ -9,7 +9,9 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.records import ZERO32, Attestation, AuditVerdict, EntryKind, fold, keccak
+from ledger.encoding import ZERO32, fold, keccak
+from ledger.errors import ContractReverted
+from ledger.records import Attestation, AuditVerdict, EntryKind
 from tests.conftest import World
 from tests.contracts.test_receipts import refused
 
@@ -69,7 +71,7 @@ def test_a_failed_audit_is_recorded_too(world: World, auditor: LocalAccount) -> 
 
 def test_only_governance_registers_auditors_and_revocation_stops_them(world: World, auditor: LocalAccount) -> None:
     ledger, stranger = world.ledger, Account.create()
-    with pytest.raises(Exception):
+    with pytest.raises(ContractReverted):
         ledger.authorize_auditor(world.signer, stranger.address)  # an agency key is not governance
     refused("UnknownAuditor", ledger.authorize_auditor, world.governance, auditor.address)  # already registered
     before = ledger.entry_count()

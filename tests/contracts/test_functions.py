@@ -21,30 +21,29 @@ from eth_utils import to_checksum_address
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 
+from ledger import receipts
+from ledger.batches import build_batch
 from ledger.chain.contract import Ledger, LoggedEntry, TransactionFailed
+from ledger.encoding import ZERO32, entry_hash, keccak, running_hash
 from ledger.errors import ContractReverted
 from ledger.records import (
     UINT64_MAX,
-    ZERO32,
     AgencyRegistration,
     CaseAction,
     CaseEvent,
     Correction,
     DeadlineUnit,
+    Dispute,
     EntryKind,
     HolidayCalendar,
+    Rating,
+    Receipt,
     Record,
     Retirement,
     day_number,
-    entry_hash,
-    keccak,
-    running_hash,
     short_code,
     text_hash,
 )
-from ledger import receipts
-from ledger.batches import build_batch
-from ledger.records import Dispute, Rating, Receipt
 from tests.conftest import World, case_id
 from tests.contracts.test_attestations import checkpoint
 
@@ -198,11 +197,11 @@ def test_governance_functions_refuse_non_governors(world: World) -> None:
     assert role == keccak(b"GOVERNOR_ROLE")
     registration = parks()
     for outsider in (world.signer, world.relayer):
-        reverted(lambda: ledger.register_agency(outsider, registration), "AccessControlUnauthorizedAccount",
-                 account=outsider.address, neededRole=role)
-        reverted(lambda: ledger.authorize_signer(outsider, world.agency_id, outsider.address),
+        reverted(lambda outsider=outsider: ledger.register_agency(outsider, registration),
                  "AccessControlUnauthorizedAccount", account=outsider.address, neededRole=role)
-        reverted(lambda: ledger.revoke_signer(outsider, world.other_signer.address),
+        reverted(lambda outsider=outsider: ledger.authorize_signer(outsider, world.agency_id, outsider.address),
+                 "AccessControlUnauthorizedAccount", account=outsider.address, neededRole=role)
+        reverted(lambda outsider=outsider: ledger.revoke_signer(outsider, world.other_signer.address),
                  "AccessControlUnauthorizedAccount", account=outsider.address, neededRole=role)
     assert agency_view(world, short_code("SH-PARKS"))[0] is False
     assert ledger.agency_of(world.other_signer.address) == world.other_agency_id
@@ -712,7 +711,7 @@ def test_holiday_calendar_year_edges(world: World, year: int, holidays: tuple[da
     # A weekday just outside the year is refused.
     for day in outside:
         record = broken(calendar, holidays=tuple(sorted(calendar.holidays + (day_number(day),))))
-        reverted(lambda: world.ledger.write(world.signer, record), "InvalidHolidayCalendar", year=year,
+        reverted(lambda record=record: world.ledger.write(world.signer, record), "InvalidHolidayCalendar", year=year,
                  field="holidays")
 
 
@@ -923,8 +922,8 @@ def test_relayed_signature_errors(world: World) -> None:
         typed = ledger.typed_data(record, 0, until, ledger.agency_of(signer.address))
         typed["domain"] = {**typed["domain"], **change}
         elsewhere = bytes(Account.sign_typed_data(signer.key, full_message=typed).signature)
-        reverted(lambda: ledger.relay(world.relayer, record, signer.address, until, elsewhere), "InvalidSignature",
-                 signer=signer.address)
+        reverted(lambda elsewhere=elsewhere: ledger.relay(world.relayer, record, signer.address, until, elsewhere),
+                 "InvalidSignature", signer=signer.address)
     # The malleable twin of a valid signature (s -> n - s, v flipped) recovers the same key but is refused.
     r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
     twin = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])

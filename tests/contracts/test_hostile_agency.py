@@ -13,7 +13,8 @@ from eth_account import Account
 
 from ledger import receipts
 from ledger.batches import MAX_ENTRIES
-from ledger.records import CaseAction, Receipt, keccak
+from ledger.encoding import keccak
+from ledger.records import CaseAction, Receipt
 from tests.conftest import World
 from tests.contracts.test_receipts import CODE, close, open_with_receipt, rate, receipt_case_id, refused, state
 

@@ -15,6 +15,7 @@ from eth_keys import keys
 
 from ledger import receipts
 from ledger.chain.contract import Ledger
+from ledger.encoding import keccak, running_hash
 from ledger.errors import ContractReverted
 from ledger.records import (
     CaseAction,
@@ -23,8 +24,6 @@ from ledger.records import (
     Rating,
     Receipt,
     ReceiptCaseStatus,
-    keccak,
-    running_hash,
     short_code,
     text_hash,
 )
@@ -87,7 +86,9 @@ def test_a_receipt_is_recorded_once_and_only_for_a_flagged_case(world: World) ->
     assert tracked.receipt == receipts.address(CODE) and tracked.status is ReceiptCaseStatus.OPEN
     entry = world.ledger.entries()[-1]
     assert entry.kind is EntryKind.RECEIPT_ISSUED and entry.actor == world.signer.address
-    assert entry.record == Receipt(case_id=case_id, receipt=receipts.address(CODE), occurred_at=entry.record.occurred_at)
+    assert entry.record == Receipt(
+        case_id=case_id, receipt=receipts.address(CODE), occurred_at=entry.record.occurred_at
+    )
 
     again = Receipt(case_id=case_id, receipt=receipts.address(receipts.new_code()), occurred_at=world.now())
     refused("CaseAlreadyHasReceipt", world.ledger.write, world.signer, again)
@@ -105,7 +106,8 @@ def test_receipts_are_agency_scoped_and_batched(world: World) -> None:
     case_id = open_with_receipt(world, "scoped")
     # the other agency's receipt for the same id is its own case, not this one
     world.ledger.write(
-        world.other_signer, Receipt(case_id=case_id, receipt=receipts.address(receipts.new_code()), occurred_at=world.now())
+        world.other_signer,
+        Receipt(case_id=case_id, receipt=receipts.address(receipts.new_code()), occurred_at=world.now()),
     )
     assert state(world, case_id).receipt == receipts.address(CODE)
     codes = [receipts.new_code() for _ in range(3)]

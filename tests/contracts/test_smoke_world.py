@@ -1,4 +1,5 @@
-from ledger.records import CaseAction, running_hash
+from ledger.encoding import running_hash
+from ledger.records import CaseAction
 
 
 def test_world_builds_and_running_hash_matches(world):

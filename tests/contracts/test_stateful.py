@@ -29,10 +29,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from ledger.batches import MAX_ENTRIES, batch_hash
 from ledger.chain.contract import Chain
-from ledger.errors import ContractReverted
 from ledger.dev.node import AnvilNode
+from ledger.encoding import ZERO32, entry_hash, running_hash
+from ledger.errors import ContractReverted
 from ledger.records import (
-    ZERO32,
     AgencyRegistration,
     CaseAction,
     CaseEvent,
@@ -45,8 +45,6 @@ from ledger.records import (
     Retirement,
     SignerChange,
     day_number,
-    entry_hash,
-    running_hash,
     short_code,
     text_hash,
 )

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from ledger.chain.contract import Chain
 from ledger.dev.node import AnvilNode
+from ledger.encoding import keccak
 from ledger.records import (
     AgencyRegistration,
     CaseAction,
@@ -29,7 +30,6 @@ from ledger.records import (
     DeadlineUnit,
     HolidayCalendar,
     Retirement,
-    keccak,
     short_code,
     text_hash,
 )

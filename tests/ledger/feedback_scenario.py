@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ledger import receipts
+from ledger.encoding import keccak
 from ledger.records import (
     CaseAction,
     CaseEvent,
@@ -19,7 +20,6 @@ from ledger.records import (
     Dispute,
     Rating,
     Receipt,
-    keccak,
     text_hash,
 )
 from tests.conftest import World

@@ -96,11 +96,11 @@ class FaultProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 try:
                     code, headers, payload = proxy._handle(json.loads(body))
-                except Exception as exc:  # a broken test rule must not hang the client
+                except Exception as exc:  # noqa: BLE001  a broken test rule must not hang the client
                     code, headers, payload = 500, {}, json.dumps({"proxy error": repr(exc)}).encode()
                 try:
                     self.send_response(code)

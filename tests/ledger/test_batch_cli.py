@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -16,12 +16,12 @@ from web3.eth import Eth
 from web3.exceptions import TimeExhausted
 
 from ledger import batches
-
-from ledger.dev import devnet
 from ledger.chain.contract import Chain, Ledger
+from ledger.chain.keys import KeyStore
 from ledger.cli import app
-from ledger.importer import case_id_for
+from ledger.dev import devnet
 from ledger.dev.node import AnvilNode
+from ledger.importer import case_id_for
 from ledger.records import CaseAction, short_code
 from ledger.store import schema
 from ledger.store.db import default_url, open_store
@@ -36,7 +36,7 @@ def env(tmp_path_factory):
     data = tmp_path_factory.mktemp("batch-cli")
     with AnvilNode() as node:
         chain = Chain.connect(node.url)
-        keys = devnet.KeyStore(data / "keys")
+        keys = KeyStore(data / "keys")
         ledger, _ = devnet.ensure_ledger(chain, data, keys)
         signer = keys.get_or_create("hotline")
         chain.fund(signer.address)
@@ -59,7 +59,7 @@ def cli(env, *args: str, code: int = 0) -> str:
 
 def iso(env, offset: int = 0) -> str:
     now = env["chain"].w3.eth.get_block("latest")["timestamp"]
-    return datetime.fromtimestamp(now + offset, timezone.utc).isoformat()
+    return datetime.fromtimestamp(now + offset, UTC).isoformat()
 
 
 def rows_csv(env, path, prefix: str, cases: int) -> None:

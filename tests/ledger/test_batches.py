@@ -17,14 +17,13 @@ import pytest
 
 from ledger import batches
 from ledger.batches import BatchStore, MerkleTree, build_batch, parse_batch_file, rebuild, verify_proof
+from ledger.encoding import keccak, running_hash
 from ledger.errors import ContractReverted, InvalidRecord, LedgerError
 from ledger.records import (
     BatchAnchor,
     CaseAction,
     CaseEvent,
     EntryKind,
-    keccak,
-    running_hash,
     short_code,
     text_hash,
 )

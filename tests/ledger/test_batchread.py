@@ -11,8 +11,9 @@ import pytest
 
 from ledger.batches import build_batch, rebuild
 from ledger.batches.read import BatchFileProblem, parse, read_batch, read_batch_file
+from ledger.encoding import keccak
 from ledger.errors import InvalidRecord
-from ledger.records import CaseAction, CaseEvent, keccak, short_code, text_hash
+from ledger.records import CaseAction, CaseEvent, short_code, text_hash
 
 T0 = 1_790_000_000
 

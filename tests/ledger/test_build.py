@@ -57,7 +57,11 @@ def test_missing_import_is_a_clear_error():
 
 def test_wrong_compiler_version_is_refused(tmp_path, monkeypatch):
     fake = tmp_path / "solc"
-    fake.write_text("#!/bin/sh\necho 'solc, the solidity compiler commandline interface'\necho 'Version: 0.8.19+commit.7dd6d404.Linux.g++'\n")
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo 'solc, the solidity compiler commandline interface'\n"
+        "echo 'Version: 0.8.19+commit.7dd6d404.Linux.g++'\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("CIVIC_SOLC", str(fake))
     with pytest.raises(BuildError, match="pins 0.8.30"):

@@ -11,20 +11,19 @@ from __future__ import annotations
 import csv
 import json
 import re
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 from eth_account import Account
 from typer.testing import CliRunner
 
 from ledger import receipts
-
-from ledger.dev import devnet
 from ledger.chain.contract import Chain, Ledger
+from ledger.chain.keys import KeyStore
 from ledger.cli import app
-from ledger.importer import case_id_for
+from ledger.dev import devnet
 from ledger.dev.node import AnvilNode
+from ledger.importer import case_id_for
 from ledger.records import CaseAction, Dispute, Rating, ReceiptCaseStatus, short_code
 
 runner = CliRunner()
@@ -36,7 +35,7 @@ def env(tmp_path_factory):
     data = tmp_path_factory.mktemp("cli-data")
     with AnvilNode() as node:
         chain = Chain.connect(node.url)
-        keys = devnet.KeyStore(data / "keys")
+        keys = KeyStore(data / "keys")
         ledger, _ = devnet.ensure_ledger(chain, data, keys)
         signer = keys.get_or_create("roads")
         desk2 = keys.get_or_create("roads-desk-2")
@@ -60,7 +59,7 @@ def flat(output: str) -> str:
 
 def iso(env, offset: int = 0) -> str:
     now = env["chain"].w3.eth.get_block("latest")["timestamp"]
-    return datetime.fromtimestamp(now + offset, timezone.utc).isoformat()
+    return datetime.fromtimestamp(now + offset, UTC).isoformat()
 
 
 def salt(env) -> bytes:
@@ -78,7 +77,8 @@ KEY = ("--key", "roads")
 
 @pytest.fixture(scope="module")
 def agency(env):
-    cli(env, "agency", "register", AGENCY, "--jurisdiction", "CN-SH", "--name-zh", "路政局", "--name-en", "Roads Office")
+    cli(env, "agency", "register", AGENCY, "--jurisdiction", "CN-SH",
+        "--name-zh", "路政局", "--name-en", "Roads Office")
     cli(env, "agency", "authorize", AGENCY, env["signer"].address)
     cli(env, "agency", "authorize", AGENCY, env["desk2"].address)
     out = cli(env, "commitment", "publish", "LIGHT-48H", "--service-code", "STREETLIGHT", "--name-zh", "路灯维修",

@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 
 from ledger import batches, receipts
-
-from ledger.dev import demo
 from ledger.chain.contract import Chain, Ledger
-from ledger.errors import LedgerError
+from ledger.dev import demo
 from ledger.dev.node import AnvilNode
+from ledger.encoding import running_hash
+from ledger.errors import LedgerError
 from ledger.records import (
     CaseAction,
     CaseEvent,
@@ -23,7 +23,6 @@ from ledger.records import (
     Rating,
     ReceiptCaseStatus,
     is_receipt_case,
-    running_hash,
     short_code,
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ledger.chain.keys import KeyStore
 from ledger.dev import devnet
 from ledger.dev.node import free_port
 
@@ -67,7 +68,7 @@ def test_keys_are_encrypted_and_never_printed(tmp_path, capsys):
         stored = json.loads((keys / f"{name}.json").read_text())
         assert stored["crypto"]["kdf"] == "scrypt"
         assert (keys / f"{name}.json").stat().st_mode & 0o077 == 0
-        account = devnet.KeyStore(keys).get_or_create(name)
+        account = KeyStore(keys).get_or_create(name)
         assert account.key.hex().removeprefix("0x") not in out
     assert (keys / ".password").stat().st_mode & 0o077 == 0
 
@@ -85,3 +86,45 @@ def test_busy_port_is_a_clear_error(tmp_path, capsys, anvil_node):
     code = devnet.main(["--data-dir", str(tmp_path), "--port", str(anvil_node.port), "--once", "--quiet"])
     assert code == 2
     assert "could not start the local chain" in capsys.readouterr().err
+
+
+def test_serves_the_api_as_an_operator_would_and_stops_it_with_the_chain(tmp_path):
+    """The run command starts the API as its own process (``python -m api``, configured by CIVIC_* variables, as in
+    production: nothing of ``api`` is imported into the ledger's process) and stops it on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    api_port = free_port()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "ledger.dev.devnet", "--data-dir", str(tmp_path), "--port", str(free_port()),
+         "--api-port", str(api_port), "--demo-cases", "0", "--no-audit", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline, answer = time.monotonic() + 120, None
+        while time.monotonic() < deadline and run.poll() is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/chain", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert answer is not None and answer.status_code == 200, run.stdout.read() if run.poll() is not None else ""
+        deployment = json.loads((tmp_path / "deployment.json").read_text())
+        assert answer.json()["contract_address"].lower() == deployment["address"].lower()
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=60)
+        assert run.returncode == 0, output
+        assert "stopping; the chain is saved" in output
+        try:
+            httpx.get(f"http://127.0.0.1:{api_port}/api/v1/chain", timeout=2)
+            raise AssertionError("the API still answers after the run command stopped")
+        except httpx.HTTPError:
+            pass
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()

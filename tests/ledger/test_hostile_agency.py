@@ -16,8 +16,9 @@ import pytest
 from ledger import receipts
 from ledger.batches import BatchStore
 from ledger.batches.read import WITHHELD_MISSING
+from ledger.encoding import keccak
 from ledger.index.sync import Indexer
-from ledger.records import CaseAction, Correction, Rating, Receipt, keccak, text_hash
+from ledger.records import CaseAction, Correction, Rating, Receipt, text_hash
 from ledger.relay.service import CITIZEN_LANE, RelayRefused, RelayStore, RelayWriter, check_citizen_signature
 from ledger.store.db import Store
 from tests.conftest import World
@@ -60,7 +61,7 @@ def anchor_without_files(world: World, n: int) -> list[int]:
 
 
 def test_agency_anchoring_many_batches_without_files_does_not_make_every_sync_recheck_them_all(
-    world: World, stores: Callable[..., Store], tmp_path: Path
+    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     published = tmp_path / "published"
     published.mkdir()
@@ -96,7 +97,7 @@ def test_agency_anchoring_many_batches_without_files_does_not_make_every_sync_re
 
 
 def test_corrections_aimed_into_a_withheld_batch_by_another_agency_or_voided_since_slot_in_as_from_the_start(
-    world: World, stores: Callable[..., Store], tmp_path: Path
+    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     """While the batch is withheld: the other agency aims a correction at one of its entries (never the other
     agency's to void), the batch's agency voids a batched fulfilment, then voids that correction. Publishing the file
@@ -155,9 +156,9 @@ def test_signer_cancelling_its_nonce_and_writing_the_same_record_itself_does_not
 # ------------------------------------------------------------------------------ the citizens' lane
 
 
-def other_agency_rating(pool: Pool, name: str) -> tuple[Rating, bytes]:
+def other_agency_rating(anvil_pool: Pool, name: str) -> tuple[Rating, bytes]:
     """A real citizen of the other agency (SH-WATER): a fulfilled case with a receipt, and its signed rating."""
-    w = pool.world
+    w = anvil_pool.world
     case, code = receipt_case_id(name), code_of(name)
     w.ledger.write(w.other_signer, w.opened(name, case_id=case))
     w.ledger.write(w.other_signer, Receipt(case_id=case, receipt=receipts.address(code), occurred_at=w.now()))
@@ -168,7 +169,7 @@ def other_agency_rating(pool: Pool, name: str) -> tuple[Rating, bytes]:
 
 
 def test_agency_rating_its_own_receipt_cases_cannot_crowd_out_another_agencys_citizen(
-    pool: Pool, tmp_path: Path
+    pool: Pool, tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     """An agency that issues receipts to keys it holds and closes those cases can sign ratings of its own cases. At
     most ``citizen_queue_per_agency`` of them wait at a time (the rest are refused ``citizen_queue_full``, with when

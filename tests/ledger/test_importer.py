@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from ledger.encoding import code_text
 from ledger.errors import InvalidRecord
 from ledger.importer import CaseIds, case_id_for, read_rows, references, with_receipt_flag, without_receipt_flag
-from ledger.records import CaseAction, Channel, code_text, text_hash
+from ledger.records import CaseAction, Channel, text_hash
 
 SALT = b"agency-secret-salt-0001"
 HEADER = "case,action,occurred_at,commitment,district,channel,details\n"

@@ -17,9 +17,10 @@ from eth_account.signers.local import LocalAccount
 from ledger.batches import BatchStore, anchor, build_batch
 from ledger.cases import voided_entries
 from ledger.chain.contract import Chain
-from ledger.index.sync import Indexer
 from ledger.dev.node import AnvilNode
-from ledger.records import ZERO32, Attestation, AuditVerdict, Correction, EntryKind, keccak, text_hash
+from ledger.encoding import ZERO32, keccak
+from ledger.index.sync import Indexer
+from ledger.records import Attestation, AuditVerdict, Correction, EntryKind, text_hash
 from ledger.store.db import Store, alembic_config, head_revision, open_store
 from ledger.store.schema import NO_AGENCY
 from tests.conftest import World, build_world

@@ -13,10 +13,11 @@ import pytest
 from ledger import batches
 from ledger.batches import BatchStore, build_batch
 from ledger.chain.contract import Chain
+from ledger.dev.node import AnvilNode
+from ledger.encoding import entry_hash
 from ledger.index.sync import Indexer
 from ledger.metrics import MetricsFilter, compute_metrics
-from ledger.dev.node import AnvilNode
-from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Correction, EntryKind, entry_hash, text_hash
+from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Correction, EntryKind, text_hash
 from ledger.store.db import Store, open_store
 from tests.conftest import World, build_world, case_id
 

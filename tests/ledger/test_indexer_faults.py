@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from ledger import receipts
 from ledger.chain.contract import Chain
+from ledger.dev.node import AnvilNode
 from ledger.errors import IndexIntegrityError, NodeUnavailable, ReorgTooDeep
 from ledger.index.sync import Indexer, JsonRpc, RangeTooLarge
-from ledger.dev.node import AnvilNode
-from ledger import receipts
 from ledger.records import CaseAction, Correction, HolidayCalendar, Receipt, Retirement, text_hash
 from ledger.store.db import Store, open_store
 from tests.conftest import World, build_world

@@ -14,12 +14,12 @@ import pytest
 
 from ledger import receipts
 from ledger.batches import Batch, BatchStore, build_batch
-from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, batched_event_applies
-from ledger.index.sync import Indexer
-from ledger.metrics import MetricsFilter, compute_metrics
-from ledger.records import CaseAction, Correction, Receipt, keccak, text_hash
-from ledger.store.db import Store
 from ledger.batches.read import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
+from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, batched_event_applies
+from ledger.encoding import keccak
+from ledger.metrics import MetricsFilter, compute_metrics
+from ledger.records import CaseAction, Correction, Receipt, text_hash
+from ledger.store.db import Store
 from tests.conftest import World
 from tests.ledger.test_indexer_batches import (
     DAY,
@@ -69,7 +69,7 @@ def receipt_case(name: str) -> bytes:
 
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_an_agency_withholding_its_batch_file_does_not_stop_other_agencies(
-    world: World, stores: Callable[..., Store], sqlite_url: Callable[[], str], pg_database: Callable[[], str],
+    world: World, stores: Callable[..., Store], sqlite_url: Callable[[], str], pg_database: Callable[[], str],  # noqa: F811 - the fixture imported above
     tmp_path: Path, db: str,
 ) -> None:
     published, private = tmp_path / "published", tmp_path / "private"
@@ -120,7 +120,7 @@ def test_an_agency_withholding_its_batch_file_does_not_stop_other_agencies(
 
 
 def test_corrections_and_later_events_of_a_withheld_batch_apply_once_it_is_published(
-    world: World, stores: Callable[..., Store], tmp_path: Path
+    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     """Events after the batch, of its cases, arrive before the batch's own; a correction of a batched event was
     refused while the event was not there: once the file is published, both count as if it had always been."""
@@ -154,7 +154,7 @@ def test_corrections_and_later_events_of_a_withheld_batch_apply_once_it_is_publi
 
 
 def test_a_file_replaced_under_its_name_is_withheld_until_the_right_one_is_published(
-    world: World, stores: Callable[..., Store], tmp_path: Path
+    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     batch, anchored = anchor(world, life(world, "h", 2), tmp_path)
     path = BatchStore(tmp_path).path(batch.file_hash)
@@ -172,7 +172,7 @@ def test_a_file_replaced_under_its_name_is_withheld_until_the_right_one_is_publi
 
 
 def test_without_a_batch_directory_a_batch_is_withheld_and_indexing_goes_on(
-    world: World, stores: Callable[..., Store], tmp_path: Path
+    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     batch, anchored = anchor(world, life(world, "n", 2), tmp_path)
     other_agency_writes(world, "water")
@@ -184,7 +184,7 @@ def test_without_a_batch_directory_a_batch_is_withheld_and_indexing_goes_on(
 
 
 def test_run_indexes_past_a_missing_batch_and_slots_it_in_when_published(
-    world: World, stores: Callable[..., Store], tmp_path: Path
+    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     published = tmp_path / "published"
     batch, anchored = anchor(world, life(world, "w", 3), tmp_path / "private")
@@ -253,7 +253,7 @@ def _impossible(world: World, fault: str, directory: Path) -> tuple[int, Batch, 
 @pytest.mark.parametrize("fault", ["a random root", "a file of other events", "a file lacking an entry",
                                    "a malformed line"])
 def test_an_agency_anchoring_a_batch_no_file_can_match_is_withheld_for_ever(
-    world: World, stores: Callable[..., Store], tmp_path: Path, fault: str
+    world: World, stores: Callable[..., Store], tmp_path: Path, fault: str  # noqa: F811 - the fixture imported above
 ) -> None:
     seq, good, words = _impossible(world, fault, tmp_path)
     other_agency_writes(world, "water")
@@ -280,7 +280,7 @@ def test_an_agency_anchoring_a_batch_no_file_can_match_is_withheld_for_ever(
 
 
 def test_a_batched_fulfilment_of_a_receipt_case_is_on_the_ledger_but_not_applied(
-    world: World, stores: Callable[..., Store], tmp_path: Path
+    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     receipted = receipt_case("r")
     assert not batched_event_applies(receipted) and BATCHED_RECEIPT_CASE_EVENT
@@ -315,7 +315,7 @@ def test_a_batched_fulfilment_of_a_receipt_case_is_on_the_ledger_but_not_applied
 
 
 def test_a_reorg_rolls_back_withheld_batches_and_keeps_the_head_after_one(
-    world: World, stores: Callable[..., Store], tmp_path: Path
+    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
 ) -> None:
     published = tmp_path / "published"
     store = stores()

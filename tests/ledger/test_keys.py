@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from ledger.errors import KeyUnavailable
 from ledger.chain.keys import AgencyKey, load_key
+from ledger.errors import KeyUnavailable
 from ledger.writer.outbox import Outbox
 from ledger.writer.sender import Writer
 from tests.conftest import World
@@ -193,3 +193,29 @@ def test_a_whole_write_never_logs_or_shows_the_key(world: World, tmp_path, monke
     assert_hidden("\n".join(texts), *secrets)
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert bytes(signer.key) not in raw and bytes(signer.key).hex().encode() not in raw
+
+
+def test_key_store_keys_are_agency_keys_made_once_and_loaded_strictly(tmp_path, caplog):
+    """The service's named keys (relayers, the local network's): shown by address only, never pickled, made only
+    by get_or_create (which logs the new address), and `load` refuses a key that is not there."""
+    import pickle
+
+    from ledger.chain.keys import AgencyKey, KeyStore
+
+    store = KeyStore(tmp_path / "keys")
+    with pytest.raises(KeyUnavailable, match="relayer.json not found"):
+        store.load("relayer")
+    with caplog.at_level("WARNING"):
+        made = store.get_or_create("relayer")
+    assert isinstance(made, AgencyKey) and made.address in caplog.text
+    assert made.key.hex().removeprefix("0x") not in caplog.text + repr(made) + str(made)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(made)
+    assert (tmp_path / "keys" / "relayer.json").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "keys" / ".password").stat().st_mode & 0o077 == 0
+    again = KeyStore(tmp_path / "keys")  # a new process: decrypted from the file, not made again
+    assert again.load("relayer").address == made.address
+    assert again.get_or_create("relayer").address == made.address
+    (tmp_path / "keys" / ".password").write_text("not the password")
+    with pytest.raises(KeyUnavailable, match="wrong password"):
+        KeyStore(tmp_path / "keys").load("relayer")

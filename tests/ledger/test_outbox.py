@@ -12,17 +12,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from ledger.encoding import keccak
 from ledger.errors import OutboxError
-from ledger.writer.outbox import (
-    SCHEMA_VERSION,
-    Outbox,
-    OutboxState,
-    TxState,
-    default_idempotency_key,
-    record_from_json,
-    record_json,
-    struct_hash,
-)
 from ledger.records import (
     CaseAction,
     CaseEvent,
@@ -35,9 +26,18 @@ from ledger.records import (
     Receipt,
     Record,
     Retirement,
-    keccak,
     short_code,
     text_hash,
+)
+from ledger.writer.outbox import (
+    SCHEMA_VERSION,
+    Outbox,
+    OutboxState,
+    TxState,
+    default_idempotency_key,
+    record_from_json,
+    record_json,
+    struct_hash,
 )
 
 SIGNER = Account.create().address
@@ -88,14 +88,16 @@ def test_records_round_trip_through_json_exactly():
 
 
 def test_citizens_records_are_known_to_the_outbox_itself():
-    """Ratings and disputes (relayed by ledger.relay.service) round-trip without ledger.relay.service having been imported."""
+    """Ratings and disputes (relayed by ledger.relay.service) round-trip without ledger.relay.service having been
+    imported."""
 
     code = ("import ledger.writer.outbox as o, sys; sys.exit(0 if {'Rating', 'Dispute'} <= set(o.RECORD_TYPES) "
             "and 'ledger.relay.service' not in sys.modules else 1)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
     case = b"\x80" + b"\x02" * 31
-    for record in (Rating(agency_id=short_code("ROADS"), case_id=case, score=4, comment_hash=text_hash("quick")),
-                   Dispute(agency_id=short_code("ROADS"), case_id=case, closure=1, reason_hash=text_hash("still dark"))):
+    roads = short_code("ROADS")
+    for record in (Rating(agency_id=roads, case_id=case, score=4, comment_hash=text_hash("quick")),
+                   Dispute(agency_id=roads, case_id=case, closure=1, reason_hash=text_hash("still dark"))):
         rebuilt = record_from_json(type(record).__name__, record_json(record))
         assert rebuilt == record and rebuilt.struct_hash() == record.struct_hash()
 

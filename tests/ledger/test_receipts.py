@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 import segno
@@ -78,7 +77,9 @@ def test_the_printed_receipt_is_one_page(tmp_path, size):
     long_names = sheet(agency_name_en="Demo City Housing and Urban-Rural Development Office, Eastern Branch",
                        commitment_name_en="Housing subsidy application decided within fifteen working days of filing",
                        reference="HOUSING/2026/EAST/0000123456")
-    page = receipts.receipt_html(long_names).replace("@page { margin: 9mm; }", f"@page {{ size: {size}; margin: 9mm; }}")
+    page = receipts.receipt_html(long_names).replace(
+        "@page { margin: 9mm; }", f"@page {{ size: {size}; margin: 9mm; }}"
+    )
     source = tmp_path / "receipt.html"
     source.write_text(page, encoding="utf-8")
     pdf = tmp_path / "receipt.pdf"

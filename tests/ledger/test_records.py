@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from eth_account.messages import encode_typed_data
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ledger.chain.contract import Chain, relay_typed_data
+from ledger.encoding import code_text, running_hash
 from ledger.errors import InvalidRecord
 from ledger.records import (
     CaseAction,
@@ -20,9 +21,7 @@ from ledger.records import (
     DeadlineUnit,
     HolidayCalendar,
     Retirement,
-    code_text,
     day_number,
-    running_hash,
     short_code,
 )
 from tests.conftest import build_world
@@ -145,7 +144,7 @@ def test_contract_and_python_hash_random_records_identically(anvil_world, data):
 
 def test_times_need_a_zone():
     event = CaseEvent(case_id=b"\1" * 32, action=CaseAction.ACCEPTED, occurred_at="2026-11-21T08:00:00+08:00")
-    assert event.occurred_at == int(datetime(2026, 11, 21, tzinfo=timezone.utc).timestamp())
+    assert event.occurred_at == int(datetime(2026, 11, 21, tzinfo=UTC).timestamp())
     aware = datetime(2026, 11, 21, 8, tzinfo=timezone(timedelta(hours=8)))
     assert CaseEvent(case_id=b"\1" * 32, action=2, occurred_at=aware).occurred_at == event.occurred_at
     with pytest.raises(ValidationError, match="has no zone"):

@@ -14,7 +14,6 @@ from eth_account.signers.local import LocalAccount
 
 from ledger.chain.contract import relay_typed_data
 from ledger.errors import OutboxError
-from ledger.writer.outbox import TxState
 from ledger.records import CaseAction, Correction, HolidayCalendar, Retirement, short_code, text_hash
 from ledger.relay.service import (
     RELAY_TYPES,
@@ -27,6 +26,7 @@ from ledger.relay.service import (
     check_signed_record,
     relay_types,
 )
+from ledger.writer.outbox import TxState
 from tests.conftest import World
 
 
@@ -50,7 +50,9 @@ def relay_writer(world: World, store: RelayStore):
 
 def signed(world: World, signer: LocalAccount, record, *, nonce: int | None = None, deadline: int | None = None):
     nonce = world.ledger.nonce(signer.address) if nonce is None else nonce
-    typed = world.ledger.typed_data(record, nonce, deadline or int(time.time()) + 3600, world.ledger.agency_of(signer.address))
+    typed = world.ledger.typed_data(
+        record, nonce, deadline or int(time.time()) + 3600, world.ledger.agency_of(signer.address)
+    )
     signature = Account.sign_typed_data(signer.key, full_message=typed).signature
     return check_signed_record(typed, signature, world.ledger.domain())
 

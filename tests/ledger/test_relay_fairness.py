@@ -22,10 +22,10 @@ from eth_account.signers.local import LocalAccount
 from ledger import receipts
 from ledger.chain.contract import Chain
 from ledger.dev.node import AnvilNode
-from ledger.writer.outbox import OutboxState
 from ledger.records import CaseAction, Rating, Receipt, text_hash
-from ledger.relay.service import CITIZEN_LANE, RelayStatus, RelayStore, RelayWriter, check_citizen_signature
 from ledger.relay.budgets import BudgetExceeded, RelayBudgets, estimated_gas
+from ledger.relay.service import CITIZEN_LANE, RelayStatus, RelayStore, RelayWriter, check_citizen_signature
+from ledger.writer.outbox import OutboxState
 from tests.conftest import World, build_world
 from tests.ledger.feedback_scenario import code_of, receipt_case_id
 from tests.ledger.test_relay import signed, submit

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -69,7 +69,7 @@ def test_national_day_week_deadlines() -> None:
 
 def test_local_day_is_utc_plus_8() -> None:
     # 2025-09-30 17:00 UTC is already 1 October in Beijing.
-    utc = int(datetime(2025, 9, 30, 17, 0, tzinfo=timezone.utc).timestamp())
+    utc = int(datetime(2025, 9, 30, 17, 0, tzinfo=UTC).timestamp())
     assert date_of(local_day(utc)) == date(2025, 10, 1)
     assert local_day_end(local_day(utc)) == local(2025, 10, 2)
 

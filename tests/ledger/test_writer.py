@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import ContractReverted, InvalidRecord, OutboxError
-from ledger.writer.outbox import Outbox, OutboxState, TxState
 from ledger.records import (
     AgencyRegistration,
     CaseAction,
@@ -21,6 +20,7 @@ from ledger.records import (
     short_code,
     text_hash,
 )
+from ledger.writer.outbox import Outbox, OutboxState, TxState
 from ledger.writer.sender import MAX_BATCH, Writer
 from tests.conftest import World
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from ledger.chain.contract import Chain, Ledger
-from ledger.errors import ContractReverted, NodeUnavailable, WriterError
 from ledger.dev.node import AnvilNode
-from ledger.writer.outbox import Outbox, OutboxState, TxState, record_json
+from ledger.errors import ContractReverted, NodeUnavailable, WriterError
 from ledger.records import CaseAction, CaseEvent, Record, short_code
+from ledger.writer.outbox import Outbox, OutboxState, TxState, record_json
 from ledger.writer.sender import Writer, _retry_after
 from tests.conftest import World, build_world, case_id
 from tests.ledger.faults import FaultProxy, RecordingSigner, start_writer_process, wait_for_line

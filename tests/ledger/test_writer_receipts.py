@@ -9,8 +9,8 @@ import pytest
 
 from ledger import receipts
 from ledger.importer import with_receipt_flag
-from ledger.writer.outbox import Outbox, OutboxState
 from ledger.records import CaseAction, Receipt, ReceiptCaseStatus, short_code
+from ledger.writer.outbox import Outbox, OutboxState
 from ledger.writer.sender import Writer, encode_receipts
 from tests.conftest import World, case_id
 
@@ -121,7 +121,8 @@ def test_the_same_receipt_is_recorded_once_and_a_second_one_is_refused(world: Wo
     second = writer.submit(receipt_for(world, "once"))
     writer.flush()
     refused = writer.outbox.get(second.id)
-    assert refused is not None and refused.state is OutboxState.FAILED and "CaseAlreadyHasReceipt" in (refused.error or "")
+    assert refused is not None and refused.state is OutboxState.FAILED
+    assert "CaseAlreadyHasReceipt" in (refused.error or "")
     local = writer.outbox.receipt_case(flagged("once"))
     assert local is not None and local.receipt_id == first.id  # the live receipt stays linked
 

@@ -63,7 +63,7 @@ def horizon(ctx: AuditContext) -> Horizon:
     found = ctx.cache.get("api_horizon")
     if found is None:
         found = ctx.cache["api_horizon"] = horizon_at(ctx, ctx.cache.get("api_chain_facts") or ctx.api.get("/chain"))
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def moved(ctx: AuditContext, h: Horizon) -> dict[str, Any] | None:
@@ -160,7 +160,7 @@ def withheld_of(ctx: AuditContext, h: Horizon) -> expected.Withheld:
     found = ctx.cache.get(key)
     if found is None:
         found = ctx.cache[key] = expected.withheld(ctx.model, h.count, ctx.batch_files, ctx.batches_from_api)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 class Finality:
@@ -186,7 +186,7 @@ def finality_of(ctx: AuditContext, h: Horizon) -> Finality:
     found = ctx.cache.get("api_finality")
     if found is None:
         found = ctx.cache["api_finality"] = Finality(ctx, h)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def unfinal(finality: Finality, item: dict[str, Any], e: DecodedEntry, field: str) -> list[tuple[str, Any, Any]]:

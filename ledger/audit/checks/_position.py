@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ledger.audit.checks._api import Horizon
 from ledger.audit.context import AuditContext
 from ledger.audit.rebuild import FEEDBACK_KINDS, CaseRecord
-from ledger.chain.logs import code_text
+from ledger.encoding import code_text
 from ledger.records import EntryKind
 
 CaseKey = tuple[str, bytes]

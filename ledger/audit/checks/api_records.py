@@ -40,9 +40,18 @@ from ledger.audit.checks._api import (
 from ledger.audit.checks.batches import span as batch_span
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.audit.rebuild import FEEDBACK_KINDS, CaseRecord, LedgerModel, entry_pointer, hex0x
+from ledger.audit.rebuild import (
+    FEEDBACK_KINDS,
+    AgencyState,
+    CaseRecord,
+    CommitmentState,
+    LedgerModel,
+    entry_pointer,
+    hex0x,
+)
 from ledger.audit.sampling import catch_chance, sample_size
-from ledger.chain.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import code_text
 from ledger.metrics import CaseRow, is_overdue_at
 from ledger.records import EntryKind
 
@@ -108,11 +117,11 @@ def _chain_facts(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     _lag(ctx, result, facts)
     totals = withheld_of(ctx, h).counts()
     if totals is not None and not h.beyond:
-        for field, want in totals.items():
-            if facts.get(field) != want:
+        for field, total in totals.items():
+            if facts.get(field) != total:
                 result.add(Finding(NAME, f"the API says {field} is {facts.get(field)!r}; the chain's batches whose "
-                                   f"file is unavailable or cannot match make it {want}", subject=subject, field=field,
-                                   expected=want, actual=facts.get(field)))
+                                   f"file is unavailable or cannot match make it {total}", subject=subject, field=field,
+                                   expected=total, actual=facts.get(field)))
     if facts.get("halted_reason"):
         result.warn(Finding(NAME, f"the service's indexing is halted: {facts['halted_reason']}", subject=subject))
     result.counts["api_entry_count"] = count
@@ -424,7 +433,7 @@ def _agencies(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             if diffs:
                 result.add(_finding(state.registration, f"agency {agency_id}", diffs, "GET /api/v1/agencies"))
         detail = fetch(ctx, result, NAME, f"/agencies/{quote(agency_id, safe='')}", state.registration)
-        if detail is not FAILED and detail is None:
+        if detail is None:  # (FAILED is not None)
             result.add(Finding(NAME, f"agency {agency_id}: the API answers 404", **entry_pointer(state.registration),
                                subject=subject))
         elif detail is not FAILED:
@@ -521,7 +530,7 @@ def _agency_withheld(ctx: AuditContext, h: Horizon, result: CheckResult, agency_
                            subject=subject, field="items", expected=seq))
 
 
-def _history_entry(state: Any, diff: tuple[str, Any, Any]) -> DecodedEntry:
+def _history_entry(state: AgencyState, diff: tuple[str, Any, Any]) -> DecodedEntry:
     """The entry a difference in an agency's page is about: a key change (the first one missing, when the history is
     cut short), else the registration."""
     field, _, served = diff
@@ -531,8 +540,8 @@ def _history_entry(state: Any, diff: tuple[str, Any, Any]) -> DecodedEntry:
     elif field == "key_history (length)" and isinstance(served, int):
         index = served
     if 0 <= index < len(state.key_history):
-        return state.key_history[index][0]  # type: ignore[no-any-return]
-    return state.registration  # type: ignore[no-any-return]
+        return state.key_history[index][0]
+    return state.registration
 
 
 def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
@@ -594,13 +603,13 @@ def _commitments(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     result.counts["commitment_versions_compared"] = versions
 
 
-def _version_entry(c: Any, field: str) -> DecodedEntry:
+def _version_entry(c: CommitmentState, field: str) -> DecodedEntry:
     ordered = sorted(c.versions, key=lambda v: v[0].version)
     if field.startswith("versions["):
         index = int(field[len("versions["):].split("]")[0])
         if index < len(ordered):
-            return ordered[index][1]  # type: ignore[no-any-return]
-    return c.current[1]  # type: ignore[no-any-return]
+            return ordered[index][1]
+    return c.current[1]
 
 
 def sample_cases(model: LedgerModel, limit: int, rng: random.Random) -> tuple[list[CaseRecord], bool]:
@@ -734,8 +743,8 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         result.notes.append(f"{skipped_views} sampled case views changed past the audited block were not compared")
 
     touched = _touched_cases(ctx, h) if pending else set()
-    for key, finding in pending:
-        if touched is None or (key is not None and key in touched):
+    for case_key, finding in pending:
+        if touched is None or (case_key is not None and case_key in touched):
             result.warn(dataclasses.replace(finding, message=finding.message + " (the index moved on during the "
                                             "audit and this case has newer events: may follow from that)"))
         else:

@@ -18,8 +18,9 @@ from ledger.audit.checks._api import horizon
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import entry_pointer, hex0x
-from ledger.chain.logs import DecodedEntry, keccak
-from ledger.records import ZERO_HEAD, AuditVerdict, EntryKind
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import ZERO_HEAD, keccak
+from ledger.records import AuditVerdict, EntryKind
 
 NAME = "attestations"
 AUDITOR_CHANGES = frozenset({EntryKind.AUDITOR_AUTHORIZED, EntryKind.AUDITOR_REVOKED})
@@ -54,6 +55,7 @@ def truth(ctx: AuditContext, blocks: list[int], states: list[tuple[int, bytes]],
     not the auditor's)."""
     cache: dict[int, tuple[int, bytes]] = ctx.cache.setdefault("contract_heads", {})
     if block not in cache:
+        assert ctx.reader is not None  # the audit reads the chain through a reader
         found = ctx.reader.contract_head_at(block)
         cache[block] = found if found is not None else state_at(blocks, states, block)
     return cache[block]
@@ -105,6 +107,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     # recorded them; a node serving another history is caught here).
     named = sorted({e.record["block_number"] for e in attested})
     if named:
+        assert ctx.reader is not None  # (truth() has read through it already)
         answers = ctx.reader.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in named])
         chain_hash = {n: (a or {}).get("hash") for n, a in zip(named, answers, strict=True)}
         for e in attested:

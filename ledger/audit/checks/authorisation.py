@@ -9,7 +9,7 @@ from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import AUDITOR_KINDS, CITIZEN_KINDS, GOVERNANCE_KINDS, entry_pointer
-from ledger.chain.logs import code_text
+from ledger.encoding import code_text
 from ledger.records import EntryKind
 
 NAME = "authorised"

@@ -32,7 +32,8 @@ from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import entry_pointer, hex0x
 from ledger.batches import batch_hash
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
-from ledger.chain.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import code_text
 from ledger.records import CaseAction, EntryKind
 
 NAME = "batches_complete"
@@ -95,8 +96,8 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     hidden = 0
     for seq in sorted(model.not_applied):
         e = model.not_applied[seq]
-        anchor = model.batch_of(seq)
-        if anchor is None:  # not possible: only batched events are kept there
+        batch = model.batch_of(seq)
+        if batch is None:  # not possible: only batched events are kept there
             continue
         hidden += 1
         agency = code_text(e.agency_id)
@@ -104,9 +105,9 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         action = CaseAction(e.record["action"]).name.lower()
         case = f"0x{e.record['case_id'].hex()}"
         result.add(Finding(
-            NAME, f"receipt case event hidden in a batch: {action} of receipt case {case}, entry {seq - anchor.seq} "
-            f"of batch seq {anchor.seq} anchored by {agency}: {BATCHED_RECEIPT_CASE_EVENT}",
-            **entry_pointer(e), subject=f"case {agency}/{case} (batch seq {anchor.seq})", field="action",
+            NAME, f"receipt case event hidden in a batch: {action} of receipt case {case}, entry {seq - batch.seq} "
+            f"of batch seq {batch.seq} anchored by {agency}: {BATCHED_RECEIPT_CASE_EVENT}",
+            **entry_pointer(e), subject=f"case {agency}/{case} (batch seq {batch.seq})", field="action",
             actual=action, agency=agency,
         ))
     withheld = [c for c in tally.values() if c["batches"]]

@@ -8,8 +8,8 @@ from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.chain.build import runtime_code_matches
 from ledger.chain.contract import artifact
+from ledger.encoding import keccak
 from ledger.errors import BuildError
-from ledger.chain.logs import keccak
 
 NAME = "contract_code"
 

@@ -41,7 +41,8 @@ from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import LedgerModel, entry_pointer
 from ledger.audit.sampling import catch_chance, sample_size
-from ledger.chain.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import code_text
 
 NAME = "entry_views"
 #: single entries fetched (with their proofs) in a run, unless ``--confidence`` sizes the sample

@@ -19,7 +19,7 @@ from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import FeedbackContext, entry_pointer
 from ledger.audit.rpc import RpcError
 from ledger.cases import CLOSED, DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW, FULFILLED, UNVOIDABLE_KINDS
-from ledger.chain.logs import keccak
+from ledger.encoding import keccak
 from ledger.records import CaseAction, EntryKind, is_receipt_case
 
 NAME = "feedback_authentic"

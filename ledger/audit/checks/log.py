@@ -108,8 +108,8 @@ def _gap(
         around.append(f"before seq {after.seq} (tx 0x{after.tx_hash.hex()})")
     # No transaction to point at: the finding names the missing seq and the block of the entry before it.
     neighbour = before or after
-    pointer = {"seq": first, "block_number": neighbour.block_number if neighbour else None}
-    result.add(Finding(NAME, f"missing from the log: {span} {' and '.join(around)}".rstrip(), **pointer))
+    result.add(Finding(NAME, f"missing from the log: {span} {' and '.join(around)}".rstrip(), seq=first,
+                       block_number=neighbour.block_number if neighbour else None))
 
 
 def _locate_divergence(ctx: AuditContext, result: CheckResult) -> None:

@@ -20,7 +20,7 @@ import random
 import time
 from collections import Counter
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, TypedDict
 from urllib.parse import quote
 
 from ledger.audit import expected
@@ -30,8 +30,10 @@ from ledger.audit.checks._api import Horizon, horizon, horizon_at, moved, withhe
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.metrics import (
+    DisputeRow,
     Metrics,
     MetricsFilter,
+    RatingRow,
     compute_metrics_from_rows,
     rate_from_bps,
     scorecards_from_rows,
@@ -40,6 +42,13 @@ from ledger.metrics import (
 NAME = "metrics_reproduced"
 DAY = 86_400
 WEEK = 7 * DAY
+
+
+class _FeedbackRows(TypedDict):
+    """The feedback rows the metrics are computed from, as keyword arguments."""
+
+    rating_rows: list[RatingRow]
+    dispute_rows: list[DisputeRow]
 
 
 def period(h: Horizon, as_of: int) -> tuple[int, int]:
@@ -189,7 +198,7 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         )
     start, end = period(h, ctx.as_of)
     cases, events, commitments = model.case_rows, model.event_rows, model.commitment_rows
-    feedback = {"rating_rows": model.rating_rows, "dispute_rows": model.dispute_rows}
+    feedback: _FeedbackRows = {"rating_rows": model.rating_rows, "dispute_rows": model.dispute_rows}
     compared = later = 0
     rng = ctx.rng("metric selections")
     selections = filters(h, start, end) + drawn(h, start, end, rng, ctx.config.metric_sample)
@@ -216,25 +225,25 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     district = Counter(r.district for r in cases).most_common(1)[0][0] if cases else None
     targets = _targets(model)
     withheld = withheld_of(ctx, h)
-    cards: list[tuple[str, MetricsFilter | None]] = [
+    cards: list[tuple[Literal["agency", "commitment"], MetricsFilter | None]] = [
         ("agency", whole), ("commitment", whole),
         ("commitment", dataclasses.replace(whole, district=district) if district else None),
     ]
     card_rng = ctx.rng("scorecard selections")
     cards += [(card_rng.choice(("agency", "commitment")), flt)
               for flt in drawn(h, start, end, card_rng, ctx.config.scorecard_sample)]
-    for by, flt in cards:
-        if flt is None:
+    for by, card_flt in cards:
+        if card_flt is None:
             continue
-        query = {"by": by, **params(flt)}
+        query = {"by": by, **params(card_flt)}
         path = api.path_of("/scorecards", query)
         try:
             answer = api.get("/scorecards", query)
         except ApiError as exc:
             result.add(Finding(NAME, f"the API refused the scorecards: {exc.message}", subject=path))
             continue
-        mine = scorecards_from_rows(cases, events, commitments, flt, by=by, **feedback)  # type: ignore[arg-type]
-        served = {}
+        mine = scorecards_from_rows(cases, events, commitments, card_flt, by=by, **feedback)
+        served: dict[Any, Any] = {}
         for item in answer.get("items", []):
             key = item.get("agency_id") if by == "agency" else (item.get("agency_id"), item.get("commitment_id"))
             served[key] = item

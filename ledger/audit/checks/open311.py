@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 from xml.etree import ElementTree
@@ -302,7 +302,7 @@ def _single_requests(ctx: AuditContext, reader: _Reader, pos: Position, settled:
 
 def _w3c(t: int, utc: bool) -> str:
     if utc:
-        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return format_time(t) or str(t)
 
 
@@ -390,7 +390,7 @@ def _request_lists(ctx: AuditContext, reader: _Reader, pos: Position, result: Ch
         if "service_code" in params:
             codes = {(c.agency_id, c.commitment_id) for c in model.commitments.values()
                      if service_code_of(c.agency_id, c.commitment_id) in params["service_code"].split(",")}
-        statuses = None
+        statuses: set[str] | None = None
         if "status" in params:
             statuses = set()
             for word in params["status"].split(","):

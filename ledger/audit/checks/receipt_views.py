@@ -38,7 +38,8 @@ from ledger.audit.rebuild import CaseRecord, LedgerModel, entry_pointer, hex0x
 from ledger.audit.rpc import RpcError
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.chain.contract import ReceiptCaseState
-from ledger.chain.logs import DecodedEntry, keccak
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import keccak
 from ledger.records import CaseAction, EntryKind, ReceiptCaseStatus
 
 NAME = "receipt_views"
@@ -198,14 +199,15 @@ def _view(ctx: AuditContext, pos: Position, result: CheckResult, address: str, r
         "feedback": feedback,
     }
     diffs = expected.differences(want, view)
-    got = view.get("feedback") if isinstance(view.get("feedback"), dict) else {}
+    shown_feedback = view.get("feedback")
+    got = shown_feedback if isinstance(shown_feedback, dict) else {}
     if state is not None:
         rate, dispute = allowed(state, (before, after))
         for verb, refusals in (("rate", rate), ("dispute", dispute)):
             can, why = got.get(f"can_{verb}"), got.get(f"{verb}_refusal")
             if why not in refusals or can is not (why is None):
-                shown = sorted("allowed" if r is None else r for r in refusals)
-                diffs.append((f"feedback.can_{verb}", " or ".join(shown),
+                choices = sorted("allowed" if r is None else r for r in refusals)
+                diffs.append((f"feedback.can_{verb}", " or ".join(choices),
                               "allowed" if can is True and why is None else f"can_{verb} {can}, {why}"))
     if diffs:
         field, want_value, actual = diffs[0]

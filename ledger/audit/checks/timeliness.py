@@ -10,7 +10,7 @@ from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import entry_pointer
 from ledger.cases import FULFILLED, ON_HOLD, OPEN
-from ledger.chain.logs import code_text
+from ledger.encoding import code_text
 from ledger.metrics import CaseRow, is_overdue_at
 from ledger.records import EntryKind
 

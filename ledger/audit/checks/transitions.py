@@ -10,7 +10,8 @@ from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import LedgerModel, entry_pointer
 from ledger.cases import CLOSED, ON_HOLD, OPEN
-from ledger.chain.logs import DecodedEntry, code_text
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import code_text
 from ledger.records import CaseAction
 
 NAME = "case_transitions"
