@@ -1,7 +1,14 @@
-"""One JSON shape for every error the API returns: ``{"error": {"code": "...", "message": "..."}}``.
+"""One JSON shape for every error the API returns: ``{"error": {"code": "...", "message": "..."}}``, and one table
+of the codes (:data:`ERRORS`): each code has one HTTP status, whichever route answers with it.
 
-Routers raise :class:`ApiError` (or FastAPI's ``HTTPException``); :func:`install` registers the handlers that turn
-those, request validation failures (FastAPI's detail kept under ``error.detail``) and unexpected failures into it.
+Routers raise :class:`ApiError` (or FastAPI's ``HTTPException``) or return :func:`refusal`; :func:`install`
+registers the handlers that turn exceptions, request validation failures (FastAPI's detail kept under
+``error.detail``) and unexpected failures into it.
+
+The statuses follow HTTP's meaning: 400 a request that cannot be taken as it is written (not JSON, a signature that
+does not decode or recover, a record or domain that is wrong), 422 a well-formed body or query that fails the
+documented shape or means nothing, 403 a valid signature by a key without the right, 404 nothing there, 409 a
+conflict with the ledger's state, 413 too large, 429 a limit (with ``Retry-After``), 503 the node or the relay.
 """
 
 from __future__ import annotations
@@ -17,14 +24,73 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
-#: error code of each status the API answers with when the raiser named none
+#: every error code the API answers with, and its one HTTP status
+ERRORS: dict[str, int] = {
+    # 400: not a request that can be taken as written
+    "bad_request": 400,
+    "invalid_json": 400,
+    "unsupported_primary_type": 400,
+    "wrong_types": 400,
+    "wrong_domain": 400,
+    "wrong_chain": 400,
+    "wrong_contract": 400,
+    "invalid_record": 400,
+    "bad_signature": 400,
+    "signer_mismatch": 400,
+    "expired": 400,
+    "invalid_address": 400,
+    # 403: a valid signature by a key that may not do this
+    "unauthorized_signer": 403,
+    "agency_mismatch": 403,
+    "forged_signature": 403,
+    # 404
+    "not_found": 404,
+    "unknown_receipt": 404,
+    "report_unavailable": 404,
+    "report_not_attested": 404,
+    "batch_file_unavailable": 404,
+    # 405, 406
+    "method_not_allowed": 405,
+    "not_acceptable": 406,
+    # 409: the ledger's state refuses it
+    "conflict": 409,
+    "duplicate": 409,
+    "stale_nonce": 409,
+    "not_closed": 409,
+    "already_rated": 409,
+    "not_fulfilled": 409,
+    "already_disputed": 409,
+    "closure_disputed": 409,
+    "stale_closure": 409,
+    "dispute_window_closed": 409,
+    "refused_by_ledger": 409,
+    # 413, 415
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    # 422: well formed, but not the documented shape, or meaningless
+    "invalid_request": 422,
+    "invalid_body": 422,
+    "text_mismatch": 422,
+    "hash_mismatch": 422,
+    # 429: a limit
+    "rate_limited": 429,
+    "budget_exceeded": 429,
+    "citizen_queue_full": 429,
+    # 500, 503
+    "internal_error": 500,
+    "unavailable": 503,
+    "write_unavailable": 503,
+    "node_unavailable": 503,
+}
+
+#: the code of each status the API answers with when the raiser named none (an HTTPException, a framework answer)
 STATUS_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
-    413: "too_large",
+    413: "body_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "rate_limited",
@@ -34,11 +100,11 @@ STATUS_CODES = {
 
 
 class ApiError(Exception):
-    """An error answered as ``{"error": {"code", "message"}}`` with an HTTP status (and optional headers)."""
+    """An error answered as ``{"error": {"code", "message"}}`` with its code's status (:data:`ERRORS`) and optional
+    headers."""
 
     def __init__(
         self,
-        status_code: int,
         code: str,
         message: str,
         *,
@@ -47,7 +113,7 @@ class ApiError(Exception):
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        self.status_code = ERRORS[code]
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
@@ -60,15 +126,21 @@ class ApiError(Exception):
                               extra=self.extra)
 
 
+def refusal(code: str, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """The answer refusing a request with ``code`` (its status from :data:`ERRORS`); ``extra`` adds facts beside code
+    and message (None values left out)."""
+    return error_response(ERRORS[code], code, message, headers=headers, extra=extra)
+
+
 def not_found(message: str) -> ApiError:
-    return ApiError(404, "not_found", message)
+    return ApiError("not_found", message)
 
 
 def budget_exceeded(budget: str, message: str, *, limit: int, used: int, resets_at: int, retry_after: int) -> ApiError:
     """429 for a relayed write that would take its signer past one of its budgets (``ledger.relay.budgets``): names
     the budget and when enough of it is free again (unix seconds, and ``Retry-After`` in seconds)."""
     return ApiError(
-        429, "budget_exceeded", message, headers={"Retry-After": str(max(1, retry_after))},
+        "budget_exceeded", message, headers={"Retry-After": str(max(1, retry_after))},
         extra={"budget": budget, "limit": limit, "used": used, "resets_at": resets_at},
     )
 
@@ -78,7 +150,7 @@ def invalid(message: str, *, param: str | None = None, location: str = "query") 
     detail = None
     if param is not None:
         detail = [{"loc": [location, param], "msg": message, "type": "value_error"}]
-    return ApiError(422, "invalid_request", message, detail=detail)
+    return ApiError("invalid_request", message, detail=detail)
 
 
 def error_body(

@@ -478,22 +478,31 @@ BATCHED_RECEIPT_CASE_EVENT = (
 )
 
 
+def correction_applies(agency: Any, target: tuple[Any, int] | None, target_voided: bool) -> bool:
+    """Does a correction by ``agency`` void its target? ``target`` is the target entry's ``(agency_id, kind)``, None
+    when the ledger has no such entry before the correction; ``target_voided``: a correction voided it already.
+    Applied when the target is the same agency's, not voided already, and not of :data:`UNVOIDABLE_KINDS` (an
+    agency cannot void the rating or dispute a citizen signed, which carries the rated agency's id, nor the receipt
+    they hold). The one rule: :func:`voided_entries` folds it over a log, the indexer applies it entry by entry."""
+    if target is None or target_voided:
+        return False
+    target_agency, kind = target
+    return kind not in UNVOIDABLE_KINDS and target_agency == agency
+
+
 def voided_entries(entries: Iterable[tuple[int, Any, int | None, int]]) -> dict[int, int]:
     """Which entries corrections void: target seq → seq of the correction that voided it.
 
     `entries` are ``(seq, agency_id, target_seq, kind)`` for every entry in seq order, with ``target_seq`` None for
     entries that are not corrections (the agency ids only need to compare equal, in any representation; ``kind``
-    is the ``EntryKind``). A correction is applied when its target is an earlier entry of the same agency, not
-    voided already, and not of :data:`UNVOIDABLE_KINDS`: an agency cannot void the rating or dispute a citizen
-    signed (such an entry carries the rated agency's id), nor the receipt they hold. A correction whose seq is
-    among the values was applied; the others were not."""
-    agency_of: dict[int, Any] = {}
+    is the ``EntryKind``); each correction is judged by :func:`correction_applies`, seeing the voids before it. A
+    correction whose seq is among the values was applied; the others were not."""
+    seen: dict[int, tuple[Any, int]] = {}
     voided: dict[int, int] = {}
     for seq, agency, target, kind in entries:
-        agency_of[seq] = _NOBODY if kind in UNVOIDABLE_KINDS else agency
-        if target is not None and agency_of.get(target, _NOBODY) == agency and target not in voided:
+        seen[seq] = (agency, kind)
+        if target is not None and correction_applies(agency, seen.get(target), target in voided):
             voided[target] = seq
     return voided
 
 
-_NOBODY = object()

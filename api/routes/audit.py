@@ -8,10 +8,10 @@ index's verdict on its checkpoint, ``matches_ledger``), and audit reports served
 ======  ======================  ==========================================================================
 429     ``rate_limited``        too many writes from this client address (``Retry-After``)
 404     ``report_not_attested`` no indexed attestation names this hash (checked before the body is read)
-413     ``too_large``           the body is over ``MAX_REPORT_BYTES`` (8 MiB): by its Content-Length, or while
+413     ``body_too_large``      the body is over ``MAX_REPORT_BYTES`` (8 MiB): by its Content-Length, or while
                                 it is read (a chunked body has none)
 422     ``hash_mismatch``       keccak256 of the body is not the hash in the path
-422     ``invalid_json``        the body is not JSON (UTF-8; NaN and Infinity are not JSON)
+400     ``invalid_json``        the body is not JSON (UTF-8; NaN and Infinity are not JSON)
 ======  ======================  ==========================================================================
 
 An accepted report is written durably (``ledger.files.HashedFiles``) before the answer: 201 when it was not here,
@@ -195,7 +195,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         except LedgerError:
             content = None  # altered on disk: never served as the named report
         if content is None:
-            raise ApiError(404, "report_unavailable", f"no report {queries.to_hex(digest)} is published here (an "
+            raise ApiError("report_unavailable", f"no report {queries.to_hex(digest)} is published here (an "
                            f"auditor or anyone holding it may publish it: PUT {request.url.path})")
         return Response(content, media_type="application/json", headers={"ETag": etag, "Cache-Control": IMMUTABLE})
 
@@ -209,9 +209,10 @@ def build_router(settings: ApiSettings) -> APIRouter:
             201: {"description": "Published (written durably)"},
             404: {"model": models.ErrorResponse, "description": "report_not_attested: no indexed attestation names "
                   "this hash"},
-            413: {"model": models.ErrorResponse, "description": "too_large: over 8 MiB"},
-            422: {"model": models.ErrorResponse, "description": "hash_mismatch (keccak256 of the body is another "
-                  "hash) or invalid_json"},
+            400: {"model": models.ErrorResponse, "description": "invalid_json: the body is not JSON"},
+            413: {"model": models.ErrorResponse, "description": "body_too_large: over 8 MiB"},
+            422: {"model": models.ErrorResponse, "description": "hash_mismatch: keccak256 of the body is another "
+                  "hash"},
         },
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "description": "the report, byte for byte as hashed"}}}}},
@@ -223,21 +224,21 @@ def build_router(settings: ApiSettings) -> APIRouter:
             client = request.client.host if request.client else "unknown"
             wait = writes.take(client)
             if wait:
-                raise ApiError(429, "rate_limited", "too many writes from this address; retry later",
+                raise ApiError("rate_limited", "too many writes from this address; retry later",
                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
         digest = bytes.fromhex(report_hash[2:])
         named = await run_in_threadpool(_attested, request.app, digest)
         if not named:
-            raise ApiError(404, "report_not_attested", f"no attestation on the ledger names report "
+            raise ApiError("report_not_attested", f"no attestation on the ledger names report "
                            f"{queries.to_hex(digest)}: only a report an indexed attestation commits to is kept")
         body = await _read_bounded(request, attestations.MAX_REPORT_BYTES)
         if keccak(body) != digest:
-            raise ApiError(422, "hash_mismatch", f"the body's keccak256 is {queries.to_hex(keccak(body))}, not "
+            raise ApiError("hash_mismatch", f"the body's keccak256 is {queries.to_hex(keccak(body))}, not "
                            f"{queries.to_hex(digest)}")
         try:
             json.loads(body, parse_constant=_not_json)
         except ValueError:
-            raise ApiError(422, "invalid_json", "the report is not JSON (UTF-8)") from None
+            raise ApiError("invalid_json", "the report is not JSON (UTF-8)") from None
         reports = attestations.audit_reports(request.app)
         existed = await run_in_threadpool(reports.present, digest)
         await run_in_threadpool(reports.put, body, digest)
@@ -245,7 +246,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
 
     def other_method(request: Request) -> Response:
         # The GET (with HEAD) and PUT of a report are separate routes, and a 405 would list only one's methods.
-        raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here",
+        raise ApiError("method_not_allowed", f"{request.method} is not allowed here",
                        headers={"Allow": "GET, HEAD, PUT"})
 
     router.add_api_route("/audit-reports/{report_hash}", other_method, methods=["DELETE", "OPTIONS", "PATCH", "POST"],
@@ -272,12 +273,12 @@ async def _read_bounded(request: Request, limit: int) -> bytes:
     or while it is read (a chunked body declares none), never buffering more than `limit` + one chunk."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"the report exceeds {limit} bytes")
+        raise ApiError("body_too_large", f"the report exceeds {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, "too_large", f"the report exceeds {limit} bytes")
+            raise ApiError("body_too_large", f"the report exceeds {limit} bytes")
     return bytes(body)
 
 

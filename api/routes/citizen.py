@@ -20,10 +20,10 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     429     ``rate_limited``           more than ``write_rate_per_minute`` posts from this client
     429     ``citizen_queue_full``     this agency's cases have ``CITIZEN_QUEUE_PER_AGENCY`` ratings/disputes waiting
     413     ``body_too_large``         over 64 KiB
-    422     ``invalid_json``           the body is not JSON
+    400     ``invalid_json``           the body is not JSON
     422     ``invalid_body``           not the documented shape (``field`` names where)
     422     ``text_mismatch``          the comment (reason) and its salt do not hash to the record's hash
-    422     ``bad_signature``          not 65 bytes, malformed, high s, or not recoverable
+    400     ``bad_signature``          not 65 bytes, malformed, high s, or not recoverable
     404     ``unknown_receipt``        no receipt is recorded for this case (or no such case)
     403     ``forged_signature``       the signature is valid but not by the case's receipt key
     409     ``duplicate``              this signed record was submitted before (the body carries that submission);
@@ -69,7 +69,7 @@ from fastapi.responses import JSONResponse
 
 from api import feedback, models, queries
 from api.batches import batch_proofs
-from api.errors import not_found
+from api.errors import not_found, refusal
 from api.http import etag_of, not_modified
 from api.ratelimit import TokenBuckets
 from api.routes.write import (
@@ -109,29 +109,6 @@ PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024
 REVALIDATE = "no-cache"
 
-STATUS_OF_CODE = {
-    "invalid_json": 422,
-    "invalid_body": 422,
-    "text_mismatch": 422,
-    "bad_signature": 422,
-    "body_too_large": 413,
-    "forged_signature": 403,
-    "unknown_receipt": 404,
-    "not_found": 404,
-    "duplicate": 409,
-    "not_closed": 409,
-    "already_rated": 409,
-    "not_fulfilled": 409,
-    "already_disputed": 409,
-    "closure_disputed": 409,
-    "stale_closure": 409,
-    "dispute_window_closed": 409,
-    "refused_by_ledger": 409,
-    "rate_limited": 429,
-    "citizen_queue_full": 429,
-    "write_unavailable": 503,
-    "node_unavailable": 503,
-}
 
 #: what each refusal of the case's state means, for people (the page words them in its own languages)
 STATE_MESSAGES = {
@@ -165,10 +142,6 @@ class _Refused(Exception):
         self.extra = extra
 
 
-def error_response(code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse({"error": body}, status_code=STATUS_OF_CODE[code], headers=headers)
 
 
 class _CitizenRoute(_WriteRoute):
@@ -179,17 +152,17 @@ class _CitizenRoute(_WriteRoute):
 
     @staticmethod
     def refuse(code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
-        return error_response(code, message, headers=headers)
+        return refusal(code, message, headers=headers)
 
     @staticmethod
     def invalid(exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
-            return error_response("invalid_json", "the body is not valid JSON")
+            return refusal("invalid_json", "the body is not valid JSON")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")  # never the input: it may be text
-        return error_response("invalid_body", f"{where}: {message}", field=where)
+        return refusal("invalid_body", f"{where}: {message}", field=where)
 
 
 # ---------------------------------------------------------------------- answers
@@ -229,8 +202,9 @@ _CITIZEN_ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "the case's state refuses it (not_closed, already_rated, not_fulfilled, already_disputed, "
         "closure_disputed, stale_closure, dispute_window_closed), or duplicate (with the earlier submission)",
     },
+    400: {"model": ErrorOut, "description": "invalid_json or bad_signature"},
     413: {"model": ErrorOut, "description": "body_too_large"},
-    422: {"model": ErrorOut, "description": "invalid_json, invalid_body, text_mismatch or bad_signature"},
+    422: {"model": ErrorOut, "description": "invalid_body or text_mismatch"},
     429: {"model": ErrorOut, "description": "rate_limited, or citizen_queue_full: this agency's cases have as many "
                 "ratings and disputes waiting as it may (see Retry-After)"},
     503: {"model": ErrorOut, "description": "the chain is not configured or not reachable"},
@@ -440,7 +414,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             status_code, payload = await run_in_threadpool(accept, body)
         except _Refused as exc:
             log.info("citizen write refused: %s", exc.code)
-            return error_response(exc.code, exc.message, **exc.extra)
+            return refusal(exc.code, exc.message, **exc.extra)
         except _Duplicate as dup:
             log.info("citizen write refused: duplicate")
             message = "this signed record was submitted before; the body is that submission"
@@ -449,7 +423,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
                 status_code=409,
             )
         except _Unavailable as exc:
-            return error_response(exc.code, exc.message)
+            return refusal(exc.code, exc.message)
         # Wait a little for the relay, so that on a quick chain the answer is already "recorded".
         key = payload["id"]
         record, _ = parse(body)
@@ -501,7 +475,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         ) -> Response:
             text = submission_id.lower()
             if len(text) != 66 or not text.startswith("0x") or any(c not in "0123456789abcdef" for c in text[2:]):
-                return error_response("not_found", f"no such {name} (ids are 0x and 64 hex digits)")
+                return refusal("not_found", f"no such {name} (ids are 0x and 64 hex digits)")
 
             def read() -> dict[str, Any] | None:
                 store = service.store
@@ -516,9 +490,9 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             try:
                 found = await run_in_threadpool(read)
             except _Unavailable as exc:
-                return error_response(exc.code, exc.message)
+                return refusal(exc.code, exc.message)
             if found is None:
-                return error_response("not_found", f"no such {name}")
+                return refusal("not_found", f"no such {name}")
             return JSONResponse(found)
 
         router.add_api_route(

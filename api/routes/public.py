@@ -1043,7 +1043,7 @@ def build_router(settings: ApiSettings, figures_cache: queries.FiguresCache | No
             else:
                 message = (f"the file of batch #{seq} ({queries.to_hex(file_hash)}) is not available from this "
                            "service (yet): the agency publishes it with the batch; try again later")
-            raise ApiError(404, "batch_file_unavailable", message)
+            raise ApiError("batch_file_unavailable", message)
         path, stat = checked
         return FileResponse(
             path,

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from api.errors import ApiError, budget_exceeded
+from api.errors import ApiError, budget_exceeded, refusal
 from api.ratelimit import TokenBuckets
 from api.settings import ApiSettings
 from api.write_models import (
@@ -72,35 +72,8 @@ MAX_BODY_BYTES = 1024 * 1024
 #: how long POST waits for the relay before answering "pending" (ApiSettings.extra["write_wait_seconds"])
 DEFAULT_WAIT_SECONDS = 5.0
 
-STATUS_OF_CODE = {
-    "invalid_json": 400,
-    "invalid_body": 422,
-    "body_too_large": 413,
-    "unsupported_primary_type": 400,
-    "wrong_types": 400,
-    "wrong_domain": 400,
-    "wrong_chain": 400,
-    "wrong_contract": 400,
-    "invalid_record": 400,
-    "bad_signature": 400,
-    "signer_mismatch": 400,
-    "expired": 400,
-    "invalid_address": 400,
-    "unauthorized_signer": 403,
-    "agency_mismatch": 403,
-    "not_found": 404,
-    "duplicate": 409,
-    "stale_nonce": 409,
-    "rate_limited": 429,
-    "write_unavailable": 503,
-    "node_unavailable": 503,
-}
 
 
-def error_response(code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse({"error": body}, status_code=STATUS_OF_CODE[code], headers=headers)
 
 
 class _Unavailable(Exception):
@@ -249,11 +222,11 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
-        return error_response("invalid_json", "the body is not valid JSON")
+        return refusal("invalid_json", "the body is not valid JSON")
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     where = ".".join(loc) or "body"
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return error_response("invalid_body", f"{where}: {message}", field=where)
+    return refusal("invalid_body", f"{where}: {message}", field=where)
 
 
 def _client(request: Request) -> str:
@@ -270,7 +243,7 @@ class _WriteRoute(APIRoute):
 
     @staticmethod
     def refuse(code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
-        return error_response(code, message, headers=headers)
+        return refusal(code, message, headers=headers)
 
     @staticmethod
     def invalid(exc: RequestValidationError) -> JSONResponse:
@@ -405,7 +378,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             status_code, payload = await run_in_threadpool(accept, body)
         except RelayRefused as exc:
             log.info("write refused: %s", exc.code)
-            return error_response(exc.code, exc.message, **{k: v for k, v in exc.details.items() if k != "recovered"})
+            return refusal(exc.code, exc.message, **{k: v for k, v in exc.details.items() if k != "recovered"})
         except _Duplicate as dup:
             log.info("write refused: duplicate of %s", dup.status.key)
             message = "this signed record was already submitted; here is that submission"
@@ -415,7 +388,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
                 {"error": {"code": "duplicate", "message": message}, **submission_body(dup.status)}, status_code=409
             )
         except _Unavailable as exc:
-            return error_response(exc.code, exc.message)
+            return refusal(exc.code, exc.message)
         except ApiError as exc:  # over a budget: 429 from the API's error table
             return exc.response()
         # Wait a little for the relay, so that on a quick chain the answer is already "recorded".
@@ -440,13 +413,13 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         contract's decoded custom error when it failed."""
         text = submission_id.lower()
         if len(text) != 66 or not text.startswith("0x") or any(c not in "0123456789abcdef" for c in text[2:]):
-            return error_response("not_found", "no such submission (ids are 0x and 64 hex digits)")
+            return refusal("not_found", "no such submission (ids are 0x and 64 hex digits)")
         try:
             status = await run_in_threadpool(lambda: service.store.status(text))
         except _Unavailable as exc:
-            return error_response(exc.code, exc.message)
+            return refusal(exc.code, exc.message)
         if status is None:
-            return error_response("not_found", "no such submission")
+            return refusal("not_found", "no such submission")
         return JSONResponse(submission_body(status))
 
     @router.get(
@@ -460,7 +433,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         """The signer's on-chain nonce and its submissions still being relayed: the next signed record carries
         `next_nonce`."""
         if not is_hex_address(address):
-            return error_response("invalid_address", "not an Ethereum address")
+            return refusal("invalid_address", "not an Ethereum address")
         signer = to_checksum_address(address)
 
         def read() -> dict[str, Any]:
@@ -471,7 +444,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         try:
             return JSONResponse(await run_in_threadpool(read))
         except _Unavailable as exc:
-            return error_response(exc.code, exc.message)
+            return refusal(exc.code, exc.message)
 
     @router.get(
         "/typed-data/{primary_type}",
@@ -485,11 +458,11 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         `domain`; the message holds the record (field names as in docs/ledger-format.md), `nonce` and `deadline`."""
         spec = RELAY_TYPES.get(primary_type)
         if spec is None:
-            return error_response("not_found", f"unknown primary type; one of {', '.join(RELAY_TYPES)}")
+            return refusal("not_found", f"unknown primary type; one of {', '.join(RELAY_TYPES)}")
         try:
             found = await run_in_threadpool(domain)
         except _Unavailable as exc:
-            return error_response(exc.code, exc.message)
+            return refusal(exc.code, exc.message)
         return JSONResponse({
             "primaryType": primary_type,
             "types": relay_types(primary_type),

@@ -126,7 +126,6 @@ from ledger.cases import (
     ANSWERS,
     CASE_STATE_FIELDS,
     FULFILLED,
-    UNVOIDABLE_KINDS,
     Answer,
     CaseProgress,
     CaseState,
@@ -134,6 +133,7 @@ from ledger.cases import (
     Event,
     Feedback,
     batched_event_applies,
+    correction_applies,
     dispute_answers,
     due_time,
     voided_entries,
@@ -1224,15 +1224,11 @@ class Indexer:
             row = conn.execute(
                 select(entries.c.agency_id, entries.c.kind, entries.c.voided_by).where(entries.c.seq == target)
             ).first()
-            # a citizen's rating or dispute (which carries the rated agency's id) and a receipt are not the
-            # agency's to void (ledger.cases.voided_entries)
-            applied = (
-                row is not None and row.agency_id == agency and row.voided_by is None
-                and row.kind not in UNVOIDABLE_KINDS
-            )
-            if applied:
+            target_entry = None if row is None else (row.agency_id, row.kind)
+            applied = correction_applies(agency, target_entry, row is not None and row.voided_by is not None)
+            if row is not None and applied:
                 conn.execute(update(entries).where(entries.c.seq == target).values(voided_by=e.seq))
-                if row.kind == EntryKind.CASE_EVENT:  # type: ignore[union-attr]
+                if row.kind == EntryKind.CASE_EVENT:
                     case = conn.execute(
                         select(case_events.c.agency_id, case_events.c.case_id).where(case_events.c.seq == target)
                     ).one()

@@ -198,16 +198,16 @@ def test_every_refusal_of_a_report(client: TestClient, aw: AuditWorld) -> None:
     assert error_of(client.put(named, content=aw.reports["honest"]), 422)["code"] == "hash_mismatch"
     # too big, by its Content-Length
     big = b" " * (MAX_REPORT_BYTES + 1)
-    assert error_of(client.put(named, content=big), 413)["code"] == "too_large"
+    assert error_of(client.put(named, content=big), 413)["code"] == "body_too_large"
     # too big, chunked (no Content-Length): refused while it is read
     chunk = b" " * 2**20
     chunked = client.put(named, content=iter([chunk] * 9))
-    assert error_of(chunked, 413)["code"] == "too_large"
+    assert error_of(chunked, 413)["code"] == "body_too_large"
     # exactly the limit is not too big: it is refused for what it is (its hash)
     assert error_of(client.put(named, content=b" " * MAX_REPORT_BYTES), 422)["code"] == "hash_mismatch"
     # not JSON (the liar's attestation names bytes that are not)
     not_json = aw.reports["liar"]
-    error = error_of(client.put(report_path(not_json), content=not_json), 422)
+    error = error_of(client.put(report_path(not_json), content=not_json), 400)
     assert error["code"] == "invalid_json"
     # not a hash
     assert error_of(client.put(f"{V1}/audit-reports/0x1234", content=b"{}"), 422)["code"] == "invalid_request"

@@ -210,11 +210,11 @@ def test_forged_ratings_are_refused(client: TestClient, cw: CitizenWorld):
     refused(client, cw, RATINGS, {**genuine, "score": 5}, 403, "forged_signature")
     # malformed signatures, and the high-s twin of a genuine one
     for bad in ("0x1234", "0x" + "00" * 65, "not hex"):
-        refused(client, cw, RATINGS, {**genuine, "signature": bad}, 422, "bad_signature")
+        refused(client, cw, RATINGS, {**genuine, "signature": bad}, 400, "bad_signature")
     raw = bytes.fromhex(genuine["signature"][2:])
     s, v = int.from_bytes(raw[32:64], "big"), raw[64]
     twin = raw[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
-    answer = refused(client, cw, RATINGS, {**genuine, "signature": "0x" + twin.hex()}, 422, "bad_signature")
+    answer = refused(client, cw, RATINGS, {**genuine, "signature": "0x" + twin.hex()}, 400, "bad_signature")
     assert "high s" in answer["error"]["message"]
     # the genuine one still goes through
     recorded(client, cw, client.post(RATINGS, json=genuine), "forged", EntryKind.CASE_RATED)
@@ -237,7 +237,7 @@ def test_malformed_bodies_and_mismatched_comments_are_refused(client: TestClient
     cw.act("malformed", CaseAction.WITHDRAWN)
     cw.sync()
     body = cw.rating_body("malformed", 3, "a comment", publish=True)
-    refused(client, cw, RATINGS, b'{"score": ', 422, "invalid_json")
+    refused(client, cw, RATINGS, b'{"score": ', 400, "invalid_json")
     refused(client, cw, RATINGS, b"[]", 422, "invalid_body")
     for change, field in [({"score": 6}, "score"), ({"score": 0}, "score"), ({"case_id": "0x12"}, "case_id"),
                           ({"agency_id": "has space"}, "agency_id"), ({"extra": 1}, "extra")]:
@@ -442,7 +442,7 @@ def test_a_rating_is_not_found_as_a_dispute(client: TestClient, cw: CitizenWorld
 def test_citizen_writes_are_rate_limited(cw: CitizenWorld, tmp_path: Path):
     with TestClient(create_app(cw.settings(data_dir=tmp_path, write_rate_per_minute=2))) as client:
         codes = [client.post(RATINGS, content=b"{", headers={"content-type": "application/json"}) for _ in range(3)]
-        assert [c.status_code for c in codes] == [422, 422, 429]
+        assert [c.status_code for c in codes] == [400, 400, 429]
         assert codes[-1].json()["error"]["code"] == "rate_limited"
         assert 1 <= int(codes[-1].headers["Retry-After"]) <= 60
         # reads are not write-limited

@@ -60,7 +60,7 @@ def test_every_citizen_operation_is_documented_with_examples() -> None:
         assert document["components"]["schemas"][name].get("examples"), name
     for method_path in (("post", "/api/v1/ratings"), ("post", "/api/v1/disputes")):
         responses = document["paths"][method_path[1]][method_path[0]]["responses"]
-        assert {"202", "403", "404", "409", "413", "422", "429", "503"} <= set(responses), method_path
+        assert {"202", "400", "403", "404", "409", "413", "422", "429", "503"} <= set(responses), method_path
 
 
 @pytest.mark.slow
@@ -70,6 +70,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     case: Any, fuzzed_app: FastAPI, cw: CitizenWorld
 ) -> None:
     entries = cw.ledger.entry_count()
-    # generated bodies are well formed but signed by no receipt key: refused (422, 403, 404, 409), never a 5xx
+    # generated bodies are well formed but signed by no receipt key: refused (400, 422, 403, 404, 409), never a 5xx
     case.call_and_validate(app=fuzzed_app, excluded_checks=[positive_data_acceptance])
     assert cw.ledger.entry_count() == entries
