@@ -22,6 +22,7 @@ from eth_utils import to_checksum_address
 from ledger.audit.errors import CannotAudit
 from ledger.audit.rpc import Rpc, RpcError
 from ledger.chain.logs import DecodedEntry, LogDecoder
+from ledger.chain.rpc import JsonRpc
 from ledger.encoding import keccak
 
 SELECTOR_ENTRY_COUNT = "0x" + keccak(b"entryCount()")[:4].hex()
@@ -208,7 +209,7 @@ class ChainReader:
 
     # -- logs
 
-    def _fetch(self, rpc: Rpc, start: int, end: int) -> list[dict[str, Any]]:
+    def _fetch(self, rpc: JsonRpc, start: int, end: int) -> list[dict[str, Any]]:
         logs = rpc.call("eth_getLogs", [{"address": self.address, "fromBlock": hex(start), "toBlock": hex(end)}])
         if not isinstance(logs, list):
             raise CannotAudit(f"eth_getLogs: the node at {rpc.where} answered {str(logs)[:100]!r}")
@@ -220,7 +221,7 @@ class ChainReader:
         span = min(self.max_block_range, 10)
         start = first
         total = max(1, last - first + 1)
-        background = Rpc(self.rpc.url, timeout=self.rpc.timeout, retries=self.rpc.retries)
+        background = self.rpc.clone()  # a session of its own for the prefetching thread
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-logs")
         ahead: tuple[int, int, Future[list[dict[str, Any]]]] | None = None
         try:

@@ -85,8 +85,9 @@ Derived rows (a pure function of the entries; dropping the store and re-syncing 
       its own agency's entries, and no agency is the zero id.
 
 Node access
-    Reads are JSON-RPC over HTTP (requests, keep-alive, batches), with timeouts; timeouts, connection errors, HTTP
-    5xx and 429 (``Retry-After`` honoured) and rate-limit errors are retried with exponential backoff and jitter.
+    Reads are JSON-RPC over HTTP through the one client (``ledger.chain.rpc.JsonRpc``: keep-alive, batches, timeouts,
+    no redirects); timeouts, connection errors, HTTP 5xx and 429 (``Retry-After`` honoured) and rate-limit errors
+    are retried by its policy, with exponential backoff and jitter.
     The embedded eth-tester chain has no raw JSON-RPC, so it is not supported: index an anvil (or any node).
 """
 
@@ -97,8 +98,6 @@ import itertools
 import json
 import logging
 import os
-import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -108,7 +107,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 from eth_utils import to_checksum_address
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
@@ -140,8 +138,9 @@ from ledger.cases import (
 )
 from ledger.chain.contract import Chain, Ledger
 from ledger.chain.logs import DecodedEntry, LogDecoder
+from ledger.chain.rpc import JsonRpc, RangeTooLarge, RetryPolicy, RpcError
 from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold, keccak
-from ledger.errors import ChainMismatch, IndexIntegrityError, LedgerError, NodeUnavailable, ReorgTooDeep
+from ledger.errors import ChainMismatch, IndexIntegrityError, NodeUnavailable, ReorgTooDeep
 from ledger.records import RECEIPT_CASE_FLAG, CaseAction, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.store.schema import (
@@ -175,168 +174,6 @@ _CHUNK = 400
 _FEEDBACK_TABLES = (receipts, ratings, disputes)
 
 # ---------------------------------------------------------------------------------------------------- JSON-RPC
-
-
-class RpcError(LedgerError):
-    """A JSON-RPC error answer (not a transport failure)."""
-
-    def __init__(self, method: str, code: int | None, message: str, data: Any = None) -> None:
-        self.method, self.code, self.message, self.data = method, code, message, data
-        super().__init__(f"{method}: JSON-RPC error {code}: {message}")
-
-
-class RangeTooLarge(RpcError):
-    """The node refused a log query as too large (too many blocks, results or bytes)."""
-
-
-# Providers word this differently: "query returned more than 10000 results" (Infura, Alchemy, geth), "block range
-# is too large", "exceed maximum block range", "response size exceeded", "log response size exceeded", …
-_TOO_LARGE = re.compile(
-    r"more than \d+ results|too many (logs|results|blocks)|(block )?range (is )?too (large|wide|big)|"
-    r"exceed\w* (the )?(max\w* )?(block )?range|response (size|is too)|too large|size (limit )?exceeded|"
-    r"limit exceeded.*(logs|results)",
-    re.IGNORECASE,
-)
-_RATE_LIMITED = re.compile(r"rate.?limit|too many requests|capacity|try again|request limit", re.IGNORECASE)
-
-
-class JsonRpc:
-    """Minimal JSON-RPC client for reads: batches, timeouts, and retries with backoff on transient failures."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float = 30.0,
-        max_retries: int = 8,
-        backoff: float = 0.25,
-        max_backoff: float = 20.0,
-        headers: dict[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.sleep = sleep
-        self.session = requests.Session()
-        self.session.headers.update({"Content-Type": "application/json", **(headers or {})})
-        self.retries = 0  # transient failures seen (for reports and tests)
-        self._ids = iter(range(1, 2**62))
-
-    @classmethod
-    def for_chain(cls, chain: Chain, **kwargs: Any) -> JsonRpc:
-        provider = chain.w3.provider
-        url = getattr(provider, "endpoint_uri", None)
-        if not url or not str(url).startswith(("http://", "https://")):
-            raise NodeUnavailable(
-                "the indexer reads raw JSON-RPC over HTTP; this chain has none (the embedded eth-tester chain is not "
-                "supported: run anvil)"
-            )
-        headers = {}
-        get_kwargs = getattr(provider, "get_request_kwargs", None)
-        if callable(get_kwargs):
-            headers = dict(get_kwargs().get("headers") or {})
-        headers.pop("Content-Type", None)
-        return cls(str(url), headers=headers, **kwargs)
-
-    def clone(self) -> JsonRpc:
-        """Another client to the same node with the same settings and a session of its own (for another thread)."""
-        other = JsonRpc(self.url, timeout=self.timeout, max_retries=self.max_retries, backoff=self.backoff,
-                        max_backoff=self.max_backoff, sleep=self.sleep)
-        other.session.headers.update(self.session.headers)
-        return other
-
-    @property
-    def where(self) -> str:
-        """The endpoint without path, query or credentials (API keys often sit in the path): safe to log."""
-        match = re.match(r"^(https?://)(?:[^@/]*@)?([^/?#]+)", self.url)
-        return match.group(1) + match.group(2) if match else "the node"
-
-    def call(self, method: str, params: list[Any]) -> Any:
-        answer = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}, method)
-        return _result(method, answer)
-
-    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-        """Results in order; a call answered with an error raises it (the whole batch is one read)."""
-        if not calls:
-            return []
-        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-        answers = self._post(payload, calls[0][0] + ("" if len(calls) == 1 else f" (+{len(calls) - 1})"))
-        if not isinstance(answers, list):  # some nodes answer a failed batch with one error object
-            raise RpcError(calls[0][0], *_error_fields(answers))
-        by_id = {a.get("id"): a for a in answers}
-        return [_result(m, by_id.get(i, {})) for i, (m, _) in enumerate(calls)]
-
-    def _post(self, payload: Any, what: str) -> Any:
-        attempt = 0
-        while True:
-            delay: float | None = None
-            try:
-                response = self.session.post(self.url, data=json.dumps(payload), timeout=self.timeout)
-                code = response.status_code
-                if code == 429 or code >= 500:
-                    retry_after = response.headers.get("Retry-After", "")
-                    # Honour the node's Retry-After, within reason.
-                    delay = min(float(retry_after), 60.0) if retry_after.replace(".", "", 1).isdigit() else None
-                    problem = f"HTTP {code}"
-                else:
-                    try:
-                        answer = response.json()
-                    except ValueError:
-                        answer = None
-                    if code == 413 and what.startswith("eth_getLogs"):
-                        raise RangeTooLarge(what, 413, "HTTP 413: request or response too large")
-                    if code >= 400 and _single_error(answer) is None:
-                        # Some nodes send JSON-RPC errors with a 4xx status: those are answered below; the rest
-                        # (wrong URL, no access) retrying will not fix.
-                        raise NodeUnavailable(f"{what}: {self.where} answered HTTP {code}")
-                    if answer is None:
-                        problem = "an answer that is not JSON"
-                    else:
-                        error = _single_error(answer)
-                        if error is None or not _RATE_LIMITED.search(str(error.get("message", ""))):
-                            return answer
-                        problem = f"rate limited ({error.get('code')})"
-            except requests.Timeout:
-                problem = f"no answer within {self.timeout:g} s"
-            except requests.ConnectionError:
-                problem = "connection failed"
-            attempt += 1
-            self.retries += 1
-            if attempt > self.max_retries:
-                raise NodeUnavailable(f"{what}: {self.where} failed {attempt} times, last with {problem}")
-            if delay is None:
-                # Exponential backoff with full jitter: many clients retrying never synchronise into bursts.
-                delay = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
-            log.warning("%s: %s; retry %d of %d in %.2f s", what, problem, attempt, self.max_retries, delay)
-            self.sleep(delay)
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def _error_fields(answer: Any) -> tuple[int | None, str, Any]:
-    error = answer.get("error") if isinstance(answer, dict) else None
-    if not isinstance(error, dict):
-        return None, f"malformed answer {str(answer)[:200]!r}", None
-    return error.get("code"), str(error.get("message", "")), error.get("data")
-
-
-def _single_error(answer: Any) -> dict[str, Any] | None:
-    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
-        return answer["error"]
-    return None
-
-
-def _result(method: str, answer: Any) -> Any:
-    if isinstance(answer, dict) and "result" in answer and "error" not in answer:
-        return answer["result"]
-    code, message, data = _error_fields(answer)
-    if method == "eth_getLogs" and _TOO_LARGE.search(message):
-        raise RangeTooLarge(method, code, message, data)
-    raise RpcError(method, code, message, data)
 
 
 # -------------------------------------------------------------------------------------------------- reports
@@ -521,7 +358,9 @@ class Indexer:
         self.batch_dir: Path | None = (
             batch_store.directory if batch_store is not None else Path(batch_dir) if batch_dir is not None else None
         )
-        self.rpc = rpc or JsonRpc.for_chain(chain, timeout=request_timeout, max_retries=max_retries, backoff=backoff)
+        self.rpc = rpc or JsonRpc.for_chain(
+            chain, timeout=request_timeout, policy=RetryPolicy(max_retries=max_retries, backoff=backoff)
+        )
         # The log prefetching thread has a session of its own (requests sessions are not thread-safe).
         self._prefetch_rpc = self.rpc.clone()
         if check_code:

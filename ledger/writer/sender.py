@@ -45,12 +45,10 @@ signer's address.
 
 from __future__ import annotations
 
-import email.utils
 import fcntl
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections import deque
@@ -69,6 +67,7 @@ from web3.providers.rpc import HTTPProvider
 from web3.types import BlockIdentifier
 
 from ledger.chain.contract import REVERT_ERRORS, Ledger
+from ledger.chain.rpc import RATE_LIMITED, RetryPolicy, retry_after_seconds
 from ledger.errors import ContractReverted, InvalidRecord, NodeUnavailable, OutboxError, WriterError
 from ledger.records import CaseAction, CaseEvent, Commitment, Correction, HolidayCalendar, Receipt, Record, Retirement
 from ledger.writer.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key, struct_hash
@@ -209,6 +208,8 @@ class Writer:
         self.retry_backoff = retry_backoff
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
+        self._retry = RetryPolicy(max_retries=max_retries, backoff=retry_backoff, max_backoff=max_backoff,
+                                  max_retry_after=max_retry_after)
         self.receipt_timeout = receipt_timeout
         self.rebroadcast_after = rebroadcast_after
         self.max_in_flight = max_in_flight
@@ -914,29 +915,21 @@ class Writer:
         return int(count)
 
     def _rpc(self, what: str, call: Callable[[], T]) -> T:
-        """Run one RPC call, retrying transient failures with exponential backoff (and Retry-After when given)."""
-        delay = self.retry_backoff
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except Exception as exc:
-                hint = _transient(exc)
-                if hint is None:
-                    if isinstance(exc, requests.HTTPError):  # 401, 403, 404…: a wrong URL or credentials
-                        raise NodeUnavailable(f"{what}: the node's endpoint refused the request ({exc})") from exc
-                    raise
-                if attempt >= self.max_retries:
-                    raise NodeUnavailable(
-                        f"{what}: the node did not answer after {attempt + 1} attempts ({_describe(exc)}); "
-                        "entries wait in the outbox"
-                    ) from exc
-                wait = max(min(hint, self.max_retry_after), delay * random.uniform(0.8, 1.2))
-                self.stats.retries += 1
-                log.info("%s: %s; retrying in %.2f s", what, _describe(exc), wait)
-                time.sleep(wait)
-                delay = min(delay * 2, self.max_backoff)
-                attempt += 1
+        """Run one RPC call, retrying transient failures by the writer's retry policy (``ledger.chain.rpc``)."""
+
+        def give_up(exc: Exception, attempts: int) -> Exception:
+            return NodeUnavailable(
+                f"{what}: the node did not answer after {attempts} attempts ({_describe(exc)}); "
+                "entries wait in the outbox"
+            )
+
+        def retried() -> None:
+            self.stats.retries += 1
+
+        try:
+            return self._retry.run(what, call, _transient, give_up, on_retry=retried, describe=_describe)
+        except requests.HTTPError as exc:  # not transient: 401, 403, 404…: a wrong URL or credentials
+            raise NodeUnavailable(f"{what}: the node's endpoint refused the request ({exc})") from exc
 
     # ------------------------------------------------------------------ background thread
 
@@ -1091,34 +1084,19 @@ def _transient(exc: BaseException) -> float | None:
             response = current.response
             status = response.status_code if response is not None else 0
             if status in (408, 425, 429) or status >= 500:
-                return _retry_after(response.headers.get("Retry-After") if response is not None else None)
+                return retry_after_seconds(response.headers.get("Retry-After") if response is not None else None)
             return None
         if isinstance(current, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                                 ConnectionError, TimeoutError)):
             return 0.0
         if isinstance(current, Web3RPCError):
-            text = _rpc_message(current).lower()
-            if any(s in text for s in ("rate limit", "too many requests", "limit exceeded", "try again later")):
+            if RATE_LIMITED.search(_rpc_message(current)):
                 return 0.0
             return None
         if isinstance(current, json.JSONDecodeError):  # a truncated or non-JSON answer from a proxy in the way
             return 0.0
         current = current.__cause__ or current.__context__
     return None
-
-
-def _retry_after(value: str | None) -> float:
-    """Retry-After as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return 0.0
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _rpc_message(exc: Web3RPCError) -> str:

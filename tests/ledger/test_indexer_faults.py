@@ -14,9 +14,10 @@ import pytest
 
 from ledger import receipts
 from ledger.chain.contract import Chain
+from ledger.chain.rpc import JsonRpc, RangeTooLarge, RetryPolicy
 from ledger.dev.node import AnvilNode
 from ledger.errors import IndexIntegrityError, NodeUnavailable, ReorgTooDeep
-from ledger.index.sync import Indexer, JsonRpc, RangeTooLarge
+from ledger.index.sync import Indexer
 from ledger.records import CaseAction, Correction, HolidayCalendar, Receipt, Retirement, text_hash
 from ledger.store.db import Store, open_store
 from tests.conftest import World, build_world
@@ -65,8 +66,8 @@ class Sleeps:
 
 
 def through(proxy: FaultProxy, world: World, store: Store, sleeps: Sleeps | None = None, **kwargs: Any) -> Indexer:
-    rpc = JsonRpc(proxy.url, timeout=kwargs.pop("request_timeout", 5.0), max_retries=kwargs.pop("max_retries", 8),
-                  backoff=0.05, sleep=sleeps or Sleeps())
+    rpc = JsonRpc(proxy.url, timeout=kwargs.pop("request_timeout", 5.0),
+                  policy=RetryPolicy(max_retries=kwargs.pop("max_retries", 8), backoff=0.05), sleep=sleeps or Sleeps())
     kwargs.setdefault("confirmations", 3)
     return Indexer(Chain.connect(proxy.url), world.ledger.address, store, rpc=rpc, **kwargs)
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from ledger.chain.contract import Chain, Ledger
+from ledger.chain.rpc import retry_after_seconds
 from ledger.dev.node import AnvilNode
 from ledger.errors import ContractReverted, NodeUnavailable, WriterError
 from ledger.records import CaseAction, CaseEvent, Record, short_code
 from ledger.writer.outbox import Outbox, OutboxState, TxState, record_json
-from ledger.writer.sender import Writer, _retry_after
+from ledger.writer.sender import Writer
 from tests.conftest import World, build_world, case_id
 from tests.ledger.faults import FaultProxy, RecordingSigner, start_writer_process, wait_for_line
 
@@ -116,8 +117,9 @@ def test_429_retry_after_is_honoured(world: World, proxy: FaultProxy, outbox: Ou
 
 def test_retry_after_may_be_an_http_date():
     in_two_seconds = email.utils.formatdate(time.time() + 2, usegmt=True)
-    assert 0.5 < _retry_after(in_two_seconds) <= 2.01
-    assert _retry_after("7") == 7.0 and _retry_after(None) == 0.0 and _retry_after("soon") == 0.0
+    assert 0.5 < retry_after_seconds(in_two_seconds) <= 2.01
+    assert retry_after_seconds("7") == 7.0 and retry_after_seconds(None) == 0.0
+    assert retry_after_seconds("soon") == 0.0 and retry_after_seconds("1.5") == 1.5
 
 
 def test_a_read_that_times_out_is_retried(world: World, proxy: FaultProxy, outbox: Outbox):
