@@ -1,12 +1,12 @@
-"""Configuration of the API, from the environment (CIVIC_*) or given directly (tests)."""
+"""Configuration of the API, from the environment (CIVIC_*, read by ``ledger.config.Settings``) or given directly
+(tests)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.config import DEFAULT_DATA_DIR, Deployment
+from ledger.config import DEFAULT_DATA_DIR, Settings
 from ledger.relay.budgets import RelayBudgets
 from ledger.store.db import default_url
 
@@ -53,44 +53,29 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls) -> ApiSettings:
-        data_dir = Path(os.environ.get("CIVIC_DATA_DIR", DEFAULT_DATA_DIR))
-        address, chain_id = os.environ.get("CIVIC_CONTRACT"), os.environ.get("CIVIC_CHAIN_ID")
-        deployment = Deployment.of(data_dir) if address is None else None
-        if deployment is not None:
-            address, chain_id = deployment.address, chain_id or str(deployment.chain_id)
+        """The API's settings from the CIVIC_* variables (``ledger.config.Settings``, the one definition of them)."""
+        env = Settings.from_env()
+        address, chain_id = env.ledger_address()
+        defaults = RelayBudgets()
         return cls(
-            store_url=os.environ.get("CIVIC_STORE_URL", default_url(data_dir)),
-            rpc_url=os.environ.get("CIVIC_RPC_URL", "http://127.0.0.1:8545"),
+            store_url=env.store_url or default_url(env.data_dir),
+            rpc_url=env.rpc_url,
             contract_address=address,
-            chain_id=int(chain_id) if chain_id else None,
-            data_dir=data_dir,
-            batch_dir=Path(os.environ["CIVIC_BATCH_DIR"]) if os.environ.get("CIVIC_BATCH_DIR") else None,
-            batch_tree_cache_bytes=int(
-                os.environ.get("CIVIC_BATCH_TREE_CACHE_BYTES", cls.batch_tree_cache_bytes)
-            ),
-            read_rate_per_minute=int(os.environ.get("CIVIC_READ_RATE_PER_MINUTE", cls.read_rate_per_minute)),
-            write_rate_per_minute=int(os.environ.get("CIVIC_WRITE_RATE_PER_MINUTE", cls.write_rate_per_minute)),
-            cors_origins=tuple(
-                o.strip() for o in os.environ.get("CIVIC_CORS_ORIGINS", "*").split(",") if o.strip()
-            ),
+            chain_id=chain_id,
+            data_dir=env.data_dir,
+            batch_dir=env.batch_dir,
+            batch_tree_cache_bytes=env.batch_tree_cache_bytes,
+            read_rate_per_minute=env.read_rate_per_minute,
+            write_rate_per_minute=env.write_rate_per_minute,
+            cors_origins=env.cors_origins,
             relay_budgets=RelayBudgets(
-                transactions_per_hour=_count("CIVIC_RELAY_TX_PER_HOUR", RelayBudgets.transactions_per_hour),
-                transactions_per_day=_count("CIVIC_RELAY_TX_PER_DAY", RelayBudgets.transactions_per_day),
-                gas_per_hour=_count("CIVIC_RELAY_GAS_PER_HOUR", RelayBudgets.gas_per_hour),
-                gas_per_day=_count("CIVIC_RELAY_GAS_PER_DAY", RelayBudgets.gas_per_day),
+                transactions_per_hour=_or(env.relay_tx_per_hour, defaults.transactions_per_hour),
+                transactions_per_day=_or(env.relay_tx_per_day, defaults.transactions_per_day),
+                gas_per_hour=_or(env.relay_gas_per_hour, defaults.gas_per_hour),
+                gas_per_day=_or(env.relay_gas_per_day, defaults.gas_per_day),
             ),
         )
 
 
-def _count(name: str, default: int) -> int:
-    """A whole number ≥ 0 from the environment (``_`` as a thousands separator allowed: 50_000_000)."""
-    text = os.environ.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number (0 for no limit), not {text!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must be 0 (no limit) or more, not {value}")
-    return value
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value

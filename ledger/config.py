@@ -1,8 +1,11 @@
-"""Where the service keeps its things, and the record of which ledger it serves: one definition for the operator's
-command line, the API and the local network.
+"""The service's settings and the record of which ledger it serves: one definition for the operator's command
+line, the API and the local network.
 
-- ``DEFAULT_DATA_DIR``: ``CIVIC_DATA_DIR``, else ``data/`` beside the code (keys, outboxes, relay store, batch files,
-  audit reports, the SQLite index, ``deployment.json``).
+- :class:`Settings`: every ``CIVIC_*`` variable the service reads, typed and checked in one place (pydantic-settings);
+  a bad value is refused at start with the variable's name.
+- ``DEFAULT_DATA_DIR``: ``data/`` beside the code, where the service keeps what the chain does not hold (keys,
+  outboxes, relay store, batch files, audit reports, the SQLite index, ``deployment.json``); ``CIVIC_DATA_DIR``
+  moves it.
 - :class:`Deployment`: ``DATA_DIR/deployment.json``, written when the ledger is deployed, read by every part that
   is not told the contract's address (``CIVIC_CONTRACT``) explicitly.
 """
@@ -10,14 +13,84 @@ command line, the API and the local network.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ledger.errors import LedgerError
 
-DEFAULT_DATA_DIR = Path(os.environ.get("CIVIC_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 DEPLOYMENT_FILE = "deployment.json"
+ENV_PREFIX = "CIVIC_"
+
+
+class Settings(BaseSettings):
+    """Every ``CIVIC_*`` setting (the field's name in upper case after the prefix: ``data_dir`` is
+    ``CIVIC_DATA_DIR``). Read with :meth:`from_env`; an empty variable counts as unset."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True)
+
+    #: where the service keeps what the chain does not hold
+    data_dir: Path = DEFAULT_DATA_DIR
+    #: JSON-RPC URL of the chain's node
+    rpc_url: str = DEFAULT_RPC_URL
+    #: the ledger's address, and the chain id to insist on (default: the data directory's deployment record)
+    contract: str | None = None
+    chain_id: int | None = Field(default=None, gt=0)
+    #: SQLAlchemy URL of the index (default: SQLite in the data directory)
+    store_url: str | None = None
+    #: where published batch files are (default: ``DATA_DIR/batches``)
+    batch_dir: Path | None = None
+    #: API: memory for rebuilt Merkle trees of batches
+    batch_tree_cache_bytes: int = Field(default=256 * 2**20, ge=0)
+    #: API: requests per client address per minute (0: no limit)
+    read_rate_per_minute: int = Field(default=6000, ge=0)
+    write_rate_per_minute: int = Field(default=600, ge=0)
+    #: API: origins allowed to read cross-origin, comma-separated ("*": everyone)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
+    #: API: what one agency key may make the relayer pay for (0: no limit; unset: the relay's defaults)
+    relay_tx_per_hour: int | None = Field(default=None, ge=0)
+    relay_tx_per_day: int | None = Field(default=None, ge=0)
+    relay_gas_per_hour: int | None = Field(default=None, ge=0)
+    relay_gas_per_day: int | None = Field(default=None, ge=0)
+    #: the local network (``make run``): the chain's and the API's ports on loopback
+    chain_port: int = Field(default=8545, gt=0, lt=65536)
+    api_port: int = Field(default=8000, gt=0, lt=65536)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, **given: Any) -> Settings:
+        """The settings from the environment (``given`` values first); ValueError names each bad variable."""
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise ValueError(f"bad setting: {problems}") from None
+
+    def deployment(self) -> Deployment | None:
+        """The data directory's deployment record, unless the contract's address is given explicitly."""
+        return Deployment.of(self.data_dir) if self.contract is None else None
+
+    def ledger_address(self) -> tuple[str | None, int | None]:
+        """The ledger's address and chain id: as given, else as the data directory's deployment record says (the
+        chain id given, if any, still wins)."""
+        deployment = self.deployment()
+        if deployment is not None:
+            return deployment.address, self.chain_id or deployment.chain_id
+        return self.contract, self.chain_id
 
 
 @dataclass(frozen=True)

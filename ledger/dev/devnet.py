@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ledger.batches import BatchStore
 from ledger.chain.contract import Chain, Ledger
 from ledger.chain.keys import KeyStore
-from ledger.config import DEFAULT_DATA_DIR, Deployment
+from ledger.config import Deployment, Settings
 from ledger.dev import demo
 from ledger.dev.node import AnvilNode
 from ledger.errors import ChainMismatch, LedgerError
@@ -207,10 +207,11 @@ def _serve(args: argparse.Namespace, node: AnvilNode, ledger: Ledger, chain: Cha
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("CIVIC_CHAIN_PORT", "8545")))
+    env = Settings.from_env()
+    parser.add_argument("--data-dir", type=Path, default=env.data_dir)
+    parser.add_argument("--port", type=int, default=env.chain_port)
     parser.add_argument("--demo-cases", type=int, default=20_000, help="cases in the demo city (0: no demo data)")
-    parser.add_argument("--api-port", type=int, default=int(os.environ.get("CIVIC_API_PORT", "8000")))
+    parser.add_argument("--api-port", type=int, default=env.api_port)
     parser.add_argument("--once", action="store_true", help="set up, print, stop the chain and exit")
     parser.add_argument("--no-audit", action="store_true",
                         help="do not run the demo auditor's attested audit once the API is up")
