@@ -6,7 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from api import errors
+from api.deps import close_index_reader
+from api.ratelimit import RateLimitMiddleware
 from api.settings import ApiSettings
 from ledger.store.db import open_store
 
@@ -29,6 +33,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            close_index_reader(app)  # before the store it reads
             store.close()
 
     app = FastAPI(
@@ -38,8 +43,25 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    _install_middleware(app, settings)
     _include_routers(app, settings)
     return app
+
+
+def _install_middleware(app: FastAPI, settings: ApiSettings) -> None:
+    """What applies to every request: the error shape (``api.errors``), per-address rate limiting of reads
+    (``api.ratelimit``) and CORS for GET/HEAD/OPTIONS."""
+    errors.install(app)
+    # Added before CORS so that CORS is the outer layer: a 429 then carries CORS headers a browser can read.
+    app.add_middleware(RateLimitMiddleware, rate_per_minute=settings.read_rate_per_minute)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["ETag", "Link", "Retry-After", "Content-Disposition"],
+        max_age=86_400,
+    )
 
 
 def _include_routers(app: FastAPI, settings: ApiSettings) -> None:

@@ -1,21 +1,25 @@
-"""Dependencies shared by the routers: settings, a read connection to the index, the hot paths' reader."""
+"""Dependencies shared by the routers: settings, a read connection to the index, the figures cache, the hot paths'
+reader. Each is one of the app's (``request.app.state``); declare it as a parameter of the annotated type, e.g.
+``settings: Settings``, ``conn: Snapshot``, ``cache: Figures``."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
+from api.queries import FiguresCache
 from api.settings import ApiSettings
 from ledger.store.db import Store
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
+    # asynchronous: a lookup, not worth a thread (FastAPI runs a plain function dependency in its thread pool)
     return request.app.state.settings
 
 
@@ -37,6 +41,19 @@ def get_snapshot(request: Request) -> Iterator[Connection]:
 
     with read_snapshot(request.app.state.store) as conn:
         yield conn
+
+
+async def get_figures_cache(request: Request) -> FiguresCache:
+    """The app's computed metrics and scorecards (``api.routes.public.register`` makes it)."""
+    return request.app.state.figures_cache
+
+
+#: the app's settings
+Settings = Annotated[ApiSettings, Depends(get_settings)]
+#: a read connection in one snapshot of the index, for the request (:func:`get_snapshot`)
+Snapshot = Annotated[Connection, Depends(get_snapshot)]
+#: the app's cache of computed figures (:func:`get_figures_cache`)
+Figures = Annotated[FiguresCache, Depends(get_figures_cache)]
 
 
 #: connections of each process's reader on PostgreSQL. One process runs Python one request at a time, so a few

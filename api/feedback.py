@@ -2,13 +2,10 @@
 may do now.
 
 What the holder may do is the contract's decision (``CivicLedger.rateCase`` / ``disputeCase``), made on the state
-it tracks for a case with a receipt (``ICivicLedger.ReceiptCase``). :func:`track` rebuilds that state from the
-index the way the contract builds it — from every case event recorded after the receipt, voided or not (the
-contract knows nothing of corrections): a closing moves an open case to fulfilled or closed-unfulfilled and counts a
-closure at its block time; Reopened opens a closed case again and clears a pending dispute; DisputeRejected clears a
-pending dispute; a rating sets ``rated``, a dispute ``disputed`` and ``disputed_closure`` (each closure can be
-disputed once: a dispute the agency answered by standing by the fulfilment leaves that closure disputed). Events the
-contract would have refused were never recorded, so every recorded event applies.
+it tracks for a case with a receipt (``ICivicLedger.ReceiptCase``). Both — the state machine and the decision — are
+``ledger.receipt_state``'s one definition: :func:`case_feedback` rebuilds the state from the index's entries with
+:func:`track` (every case event recorded after the receipt, voided or not: the contract knows nothing of
+corrections), and :func:`decide` says what the holder may do.
 
 When the index lacks or lags (:func:`receipt_view` with a ``chain``)
     Citizens never depend on the index being whole. The contract's own state of the case (``receiptCase``, read by
@@ -43,20 +40,18 @@ from ledger.chain.contract import ReceiptCaseState
 from ledger.chain.receipt_case import ChainReceipts, IssuedReceipt
 from ledger.encoding import ZERO32, code_text
 from ledger.errors import InvalidRecord, NodeUnavailable
+from ledger.receipt_state import (
+    STATUS_NAMES,
+    answer_due,
+    answer_overdue,
+    decide,
+    dispute_closure,
+    track,
+)
+from ledger.receipt_state import ReceiptCase as Tracked  # also api.routes.citizen's, with decide
 from ledger.records import CaseAction, ReceiptCaseStatus, short_code
 from ledger.relay.service import CitizenFiles, CitizenSubmission
 from ledger.store.schema import case_events, disputes, entries, ratings, receipts
-
-_CLOSING = {
-    int(CaseAction.FULFILLED): ReceiptCaseStatus.FULFILLED,
-    int(CaseAction.REJECTED): ReceiptCaseStatus.CLOSED_UNFULFILLED,
-    int(CaseAction.WITHDRAWN): ReceiptCaseStatus.CLOSED_UNFULFILLED,
-}
-STATUS_NAMES = {
-    ReceiptCaseStatus.OPEN: "open",
-    ReceiptCaseStatus.FULFILLED: "fulfilled",
-    ReceiptCaseStatus.CLOSED_UNFULFILLED: "closed_unfulfilled",
-}
 
 log = logging.getLogger("api.feedback")
 
@@ -70,98 +65,6 @@ def code_bytes(code: str) -> bytes:
         except ValueError:
             pass
     return short_code(code)
-
-
-# --- the state the contract tracks ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tracked:
-    """``ICivicLedger.ReceiptCase`` rebuilt from the index (block times, not claimed times)."""
-
-    status: ReceiptCaseStatus
-    closures: int
-    closed_at: int | None
-    rated: bool
-    disputed: bool
-    #: the last closure disputed (0: none); a closure can be disputed once (``ReceiptCase.disputedClosure``)
-    disputed_closure: int = 0
-
-    @classmethod
-    def of_chain(cls, state: ReceiptCaseState) -> Tracked:
-        """The contract's own ``receiptCase`` of a case it tracks (not status NONE: the caller refuses a case
-        without a receipt first); ``closedAt`` 0 is never closed."""
-        if state.status is ReceiptCaseStatus.NONE:
-            raise ValueError("the contract tracks no receipt for this case")
-        return cls(state.status, state.closures, state.closed_at or None, state.rated, state.disputed,
-                   state.disputed_closure)
-
-
-def track(receipt_seq: int, events: Sequence[tuple[int, int, int]], rated_seqs: Sequence[int],
-          dispute_seqs: Sequence[int]) -> Tracked:
-    """The contract's state of a case after the entries in the index: `events` are the case's events as
-    ``(seq, action, block_time)`` (voided ones included), `rated_seqs` and `dispute_seqs` the seqs of its ratings and
-    disputes. Only what was recorded after the receipt counts: before it the contract did not track the case."""
-    status, closures, closed_at, rated, disputed = ReceiptCaseStatus.OPEN, 0, None, False, False
-    disputed_closure = 0
-    merged: list[tuple[int, str, int, int]] = [(seq, "event", action, at) for seq, action, at in events]
-    merged += [(seq, "rating", 0, 0) for seq in rated_seqs] + [(seq, "dispute", 0, 0) for seq in dispute_seqs]
-    for seq, what, action, at in sorted(merged):
-        if seq <= receipt_seq:
-            continue
-        if what == "rating":
-            rated = True
-        elif what == "dispute":
-            disputed, disputed_closure = True, closures
-        elif action == CaseAction.DISPUTE_REJECTED:
-            disputed = False
-        elif action == CaseAction.REOPENED:
-            status, disputed = ReceiptCaseStatus.OPEN, False
-        elif action in _CLOSING and status is ReceiptCaseStatus.OPEN:
-            status, closures, closed_at = _CLOSING[action], closures + 1, at
-    return Tracked(status, closures, closed_at, rated, disputed, disputed_closure)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Whether a rating and a dispute would be accepted now, and if not why (a refusal code of the write API)."""
-
-    rate_refusal: str | None
-    dispute_refusal: str | None
-    dispute_deadline: int | None
-
-
-def decide(tracked: Tracked, now: int, *, rating_pending: bool = False, dispute_pending: bool = False) -> Decision:
-    """What the contract would say to a rating or a dispute of the latest closure now (`now`: the time a block would
-    have), given `tracked`; ``*_pending``: one is being relayed already."""
-    if tracked.status is ReceiptCaseStatus.OPEN:
-        rate = "not_closed"
-    elif tracked.rated:
-        rate = "already_rated"
-    elif rating_pending:
-        rate = "rating_pending"
-    else:
-        rate = None
-    deadline = None
-    if tracked.status is ReceiptCaseStatus.OPEN:
-        dispute: str | None = "not_closed"
-    elif tracked.status is not ReceiptCaseStatus.FULFILLED:
-        dispute = "not_fulfilled"
-    else:
-        assert tracked.closed_at is not None
-        deadline = tracked.closed_at + DISPUTE_WINDOW
-        if tracked.disputed:
-            dispute = "already_disputed"
-        elif tracked.disputed_closure == tracked.closures:
-            # answered (the agency stood by the fulfilment): the contract takes one dispute per closure
-            dispute = "closure_disputed"
-        elif now > deadline:
-            dispute = "dispute_window_closed"
-        elif dispute_pending:
-            dispute = "dispute_pending"
-        else:
-            dispute = None
-    return Decision(rate, dispute, deadline)
 
 
 # --- reading the index ------------------------------------------------------------------------------------------------
@@ -195,7 +98,12 @@ def case_feedback(conn: Connection, receipt: RowMapping) -> CaseFeedback:
     events = [
         (row.seq, row.action, row.block_time)
         for row in conn.execute(
-            select(e.seq, e.action, e.block_time).where(e.agency_id == agency_id, e.case_id == case_id).order_by(e.seq)
+            # a batched event of a receipt case is never applied by the contract (ledger.cases.batched_event_applies),
+            # so it moves nothing in the receipt case's state
+            select(e.seq, e.action, e.block_time)
+            .join(entries, entries.c.seq == e.seq)
+            .where(e.agency_id == agency_id, e.case_id == case_id, entries.c.batch_seq.is_(None))
+            .order_by(e.seq)
         )
     ]
     rating_rows = list(
@@ -325,7 +233,7 @@ def receipt_view(
         )
     dispute_items = []
     for d in dispute_rows:
-        due = d["block_time"] + DISPUTE_RESPONSE_WINDOW
+        due = answer_due(d["block_time"])
         answered = None
         if d["answer_seq"] is not None:
             answered = models.DisputeAnswer(
@@ -336,22 +244,23 @@ def receipt_view(
             models.DisputeItem(
                 closure=d["closure"], reason_hash=to_hex(d["reason_hash"]), reason=text(d["reason_hash"]),
                 disputed_at=d["block_time"], answer_due=due, answer=answered,
-                answer_overdue=answered is None and now > due, final=state.is_final(d["block_number"]),
+                answer_overdue=answer_overdue(d["block_time"], now, answered=answered is not None),
+                final=state.is_final(d["block_number"]),
                 proof=proof_of(d),
             )
         )
-    fulfilled = tracked.status is ReceiptCaseStatus.FULFILLED
     feedback = models.Feedback(
-        status=STATUS_NAMES[tracked.status],  # type: ignore[arg-type]
+        status=STATUS_NAMES[tracked.status],
         closures=tracked.closures,
         closed_at=tracked.closed_at if tracked.status is not ReceiptCaseStatus.OPEN else None,
         rated=tracked.rated,
         rating=rating,
         can_rate=decision.rate_refusal is None,
-        rate_refusal=decision.rate_refusal,  # type: ignore[arg-type]
+        rate_refusal=decision.rate_refusal,
         can_dispute=decision.dispute_refusal is None,
+        # decide names no closure, so never stale_closure, which the view's type leaves out
         dispute_refusal=decision.dispute_refusal,  # type: ignore[arg-type]
-        dispute_closure=tracked.closures if fulfilled else None,
+        dispute_closure=dispute_closure(tracked),
         dispute_deadline=decision.dispute_deadline,
         dispute_window_seconds=DISPUTE_WINDOW,
         response_window_seconds=DISPUTE_RESPONSE_WINDOW,

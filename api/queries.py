@@ -40,9 +40,9 @@ from api import models
 from api.batches import BatchKey, BatchProofs, file_url
 from ledger.batches import batch_hash
 from ledger.batches.read import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
-from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, ON_HOLD, batched_event_applies
+from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, batched_event_applies
 from ledger.encoding import ZERO_HEAD
-from ledger.metrics import CaseRow, MetricsFilter, compute_metrics_from_rows, rate_from_bps
+from ledger.metrics import CaseRow, is_case_overdue_at, rate_from_bps
 from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.store.schema import (
@@ -784,16 +784,12 @@ def commitment_info(conn: Connection, agency_id: str | None = None) -> dict[tupl
 # --- cases ------------------------------------------------------------------------------------------------------------
 
 
-def _is_overdue(row: Any, now: int) -> bool | None:
-    """Whether the case is overdue at ``now``, by the metrics module's definition (its one implementation, applied
-    to this one case)."""
-    if row["status"] not in ("open", ON_HOLD):
-        return False
+def _is_overdue(row: Any, now: int) -> bool:
+    """Whether the case (a ``cases`` row) is overdue at ``now``: ``ledger.metrics.is_case_overdue_at``, the rule of
+    the overdue count applied to this one case."""
     fields = {name: row[name] for name in CaseRow.__dataclass_fields__}
     fields["case_id"] = bytes(fields["case_id"])
-    case = CaseRow(**fields)
-    metrics = compute_metrics_from_rows([case], [], [], MetricsFilter(as_of=now))
-    return metrics.overdue_cases == 1
+    return is_case_overdue_at(CaseRow(**fields), now)
 
 
 #: the fields of a case view that come from its state (all null for a case without one)

@@ -40,7 +40,8 @@ Receipts, ratings and disputes (:class:`Feedback`)
     score of its first rating and ``rated_at`` that entry's block time (the contract allows one rating per case);
     ``disputes`` counts its disputes. ``dispute_open`` is set by a dispute and cleared by the next Reopened or
     DisputeRejected event (valid or not): that event is the dispute's answer (:func:`dispute_answers`). These do
-    not change the status: the contract enforces when a rating or dispute may be made, the auditor re-checks it.
+    not change the status: the contract enforces when a rating or dispute may be made, by the state it tracks of a
+    case with a receipt (``ledger.receipt_state``, another machine than this fold), and the auditor re-checks it.
 
 Batched events of receipt cases (:func:`batched_event_applies`)
     A case event inside a Merkle-anchored batch never applies to a case whose id carries ``RECEIPT_CASE_FLAG``: the
@@ -110,7 +111,8 @@ WITHDRAWN = "withdrawn"
 STATUSES = (OPEN, ON_HOLD, FULFILLED, REJECTED, WITHDRAWN)
 CLOSED = frozenset({FULFILLED, REJECTED, WITHDRAWN})
 
-_CLOSING: dict[int, str] = {
+#: the case events that close an open case, and the status each leads to
+CLOSING_ACTIONS: dict[int, str] = {
     CaseAction.FULFILLED: FULFILLED,
     CaseAction.REJECTED: REJECTED,
     CaseAction.WITHDRAWN: WITHDRAWN,
@@ -291,7 +293,7 @@ class CaseProgress:
             if action == CaseAction.ON_HOLD:
                 self.status, self.on_hold_since = ON_HOLD, at
                 return True
-            closing = _CLOSING.get(action)
+            closing = CLOSING_ACTIONS.get(action)
             if closing is not None:
                 self.status, self.closed_at = closing, at
                 return True

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ledger.errors import LedgerError
+from ledger.errors import InvalidSetting, LedgerError
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     relay_tx_per_day: int | None = Field(default=None, ge=0)
     relay_gas_per_hour: int | None = Field(default=None, ge=0)
     relay_gas_per_day: int | None = Field(default=None, ge=0)
+    #: command line: the password of a keystore named with --key (else --password-file), and the agencies' secret
+    #: salt for case ids, hex (else DATA_DIR/keys/case-salt-AGENCY)
+    key_password: SecretStr | None = None
+    case_salt: SecretStr | None = None
     #: the local network (``make run``): the chain's and the API's ports on loopback
     chain_port: int = Field(default=8545, gt=0, lt=65536)
     api_port: int = Field(default=8000, gt=0, lt=65536)
@@ -70,7 +74,8 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, **given: Any) -> Settings:
-        """The settings from the environment (``given`` values first); ValueError names each bad variable."""
+        """The settings from the environment (``given`` values first); :class:`InvalidSetting` names each bad
+        variable."""
         try:
             return cls(**given)
         except ValidationError as exc:
@@ -78,7 +83,7 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
                 for error in exc.errors()
             )
-            raise ValueError(f"bad setting: {problems}") from None
+            raise InvalidSetting(f"bad setting: {problems}") from None
 
     def deployment(self) -> Deployment | None:
         """The data directory's deployment record, unless the contract's address is given explicitly."""

@@ -65,3 +65,7 @@ class ReorgTooDeep(LedgerError):
 class IndexIntegrityError(LedgerError):
     """The entries read from the node's logs do not add up to the contract's own entry count and running hash at
     that block: logs are missing or altered. Indexing stops rather than store a log the chain does not vouch for."""
+
+
+class InvalidSetting(LedgerError, ValueError):
+    """A CIVIC_* setting has a value the service cannot use; the message names the variable."""

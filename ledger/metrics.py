@@ -78,9 +78,10 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
         disputes (``disputes`` rows) whose ``block_time`` is in range.
     disputes_unanswered
         disputes whose answer was due before ``as_of`` and had not come by then: ``block_time +
-        DISPUTE_RESPONSE_WINDOW < as_of`` (``ledger.cases.DISPUTE_RESPONSE_WINDOW``, ten days, the contract's) and
-        ``answered_at`` null or ``>= as_of``. A snapshot, like ``overdue_cases``: the date range does not apply. An
-        answer after the deadline ends the count (the auditor lists such late answers).
+        DISPUTE_RESPONSE_WINDOW < as_of`` (``ledger.receipt_state.answer_due``; the window is
+        ``ledger.cases.DISPUTE_RESPONSE_WINDOW``, ten days, the contract's) and ``answered_at`` null or ``>= as_of``.
+        A snapshot, like ``overdue_cases``: the date range does not apply. An answer after the deadline ends the
+        count (the auditor lists such late answers).
     reopened
         Reopened case events that are not voided, whose ``block_time`` is in range (each reopening of a case counts;
         one that was not a valid transition — of a case not closed — counts too, and the auditor reports it).
@@ -122,8 +123,9 @@ from sqlalchemy import (
     select,
 )
 
-from ledger.cases import DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, REJECTED, WITHDRAWN
+from ledger.cases import DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
 from ledger.errors import LedgerError
+from ledger.receipt_state import answer_due
 from ledger.records import CaseAction
 from ledger.store.schema import CODE, case_events, cases, commitments, disputes, entries, ratings
 
@@ -140,6 +142,7 @@ __all__ = [
     "commitment_scorecards",
     "compute_metrics",
     "compute_metrics_from_rows",
+    "is_case_overdue_at",
     "is_open_at",
     "is_overdue_at",
     "is_unanswered_at",
@@ -526,12 +529,22 @@ def is_open_at(case: CaseRow, as_of: int) -> bool:
 
 
 def is_overdue_at(case: CaseRow, as_of: int) -> bool:
+    """Whether the case's effective due time is before ``as_of`` (see ``overdue_cases``; :func:`_overdue_at` is its
+    SQL twin). It counts in ``overdue_cases`` when it is also open then (:func:`is_open_at`); for one case's own
+    ``overdue`` flag, see :func:`is_case_overdue_at`."""
     if case.due_at is None:
         return False
     due = case.due_at
     if case.status == ON_HOLD and case.on_hold_since is not None:
         due += max(0, as_of - case.on_hold_since)  # the running hold extends the due time
     return due < as_of
+
+
+def is_case_overdue_at(case: CaseRow, as_of: int) -> bool:
+    """One case's ``overdue`` at ``as_of``, as the API's case view shows it: its status is open or on hold, and it
+    counts in ``overdue_cases`` at ``as_of`` — open then (:func:`is_open_at`) and past its effective due time
+    (:func:`is_overdue_at`)."""
+    return case.status in (OPEN, ON_HOLD) and is_open_at(case, as_of) and is_overdue_at(case, as_of)
 
 
 def _latest_targets(versions: Iterable[tuple[str, str, int, int]]) -> dict[tuple[str, ...], int]:
@@ -558,7 +571,7 @@ def _latest_target_bps(commitment_rows: Iterable[CommitmentRow], key: tuple[str,
 
 def is_unanswered_at(dispute: DisputeRow, as_of: int) -> bool:
     """Whether the dispute's answer was due before ``as_of`` and had not come by then."""
-    return dispute.block_time + DISPUTE_RESPONSE_WINDOW < as_of and (
+    return answer_due(dispute.block_time) < as_of and (
         dispute.answered_at is None or dispute.answered_at >= as_of
     )
 

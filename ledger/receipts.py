@@ -39,6 +39,7 @@ from pathlib import Path
 import segno
 from eth_account import Account
 
+from ledger.cases import DAY, DISPUTE_WINDOW
 from ledger.errors import InvalidRecord
 from ledger.records import DeadlineUnit
 
@@ -90,7 +91,7 @@ DEFAULT_PAGE_URL = "http://127.0.0.1:8000"
 #: Receipts show times in the ledger's local time (the zone working-day deadlines are counted in).
 LOCAL_ZONE = timezone(timedelta(hours=8), "UTC+8")
 #: How long after a fulfilment its receipt holder may dispute it (the contract's DISPUTE_WINDOW), in days.
-DISPUTE_DAYS = 30
+DISPUTE_DAYS = DISPUTE_WINDOW // DAY
 
 
 def receipt_link(page_url: str, code: str) -> str:

@@ -1,4 +1,4 @@
-"""The API's routers. ``register_all`` includes every one of them (and its middleware) in the app."""
+"""The API's routers. ``register_all`` includes every one of them in the app (its middleware is ``api.app``'s)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from api.settings import ApiSettings
 def register_all(app: FastAPI, settings: ApiSettings) -> None:
     from api.routes import audit, citizen, open311, page, public, write
 
-    public.register(app, settings)  # first: its error handlers, rate limiter and CORS apply app-wide
+    public.register(app, settings)  # first: the read API's paths lead the OpenAPI document
     audit.register(app, settings)
     open311.register(app, settings)
     page.register(app, settings)

@@ -79,8 +79,7 @@ from api.open311_format import (
     render,
 )
 from api.settings import ApiSettings
-from ledger.cases import CLOSED
-from ledger.metrics import is_overdue_at
+from ledger.metrics import is_case_overdue_at
 from ledger.open311 import (
     CASE_STATUSES,
     SPECIFICATION_URL,
@@ -179,8 +178,8 @@ class _Catalogue:
 
 
 def _is_overdue(row: Any, now: int) -> bool:
-    """Open and past due at `now` (``ledger.metrics.is_overdue_at``, the rule of the overdue count)."""
-    return row.status not in CLOSED and is_overdue_at(row, now)
+    """Open and past due at `now` (``ledger.metrics.is_case_overdue_at``, the rule of the overdue count)."""
+    return is_case_overdue_at(row, now)
 
 
 def _status_notes(row: Any, lang: Lang, now: int) -> str:

@@ -43,7 +43,7 @@ from ledger.batches import MerkleTree, verify_proof
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, CaseProgress, Event
 from ledger.chain.logs import DecodedEntry, LogDecoder
 from ledger.encoding import code_text, keccak
-from ledger.metrics import CaseRow, is_overdue_at
+from ledger.metrics import CaseRow, is_case_overdue_at
 from ledger.records import CaseAction
 from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
 
@@ -210,7 +210,7 @@ def verify(
             overdue = None
             if state is not None:
                 row = CaseRow(agency_id=record.agency_id, case_id=record.case_id, **state.row())
-                overdue = is_overdue_at(row, chain.block_time) if state.status in ("open", "on_hold") else False
+                overdue = is_case_overdue_at(row, chain.block_time)
             api_diffs: list[tuple[str, Any, Any]] | None = None
             if api is not None:
                 path = f"/cases/{quote(record.agency_id, safe='')}/{hex0x(record.case_id)}"

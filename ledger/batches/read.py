@@ -6,11 +6,10 @@ the format); the file holds ``count`` events; they build the Merkle ``root`` —
 with their record hashes. A failure raises :class:`BatchFileProblem`, whose ``kind`` says what is wrong (``missing``,
 ``hash``, ``malformed`` with the line, ``count``, ``root``).
 
-It accepts exactly the files :func:`ledger.batches.rebuild` accepts, without building a pydantic ``CaseEvent`` per
-line (about four times faster): each line is matched against the canonical form, its values range-checked as
-``CaseEvent`` checks them, and its record hash computed from the ABI words. Whenever this fast path finds something
-wrong, the file goes through ``rebuild`` itself, whose message (naming the line) is the one reported — and whose
-verdict wins, should the two ever disagree (``tests/ledger/test_batchread.py`` checks they do not).
+The file is read by the batch file's one parser (``ledger.batches.format.read_events``): it accepts exactly the files
+:func:`ledger.batches.rebuild` accepts, with its message (naming the line) for the others, without building a
+pydantic ``CaseEvent`` per line (about four times faster; ``tests/ledger/test_batchread.py`` checks the verdicts
+agree).
 """
 
 from __future__ import annotations
@@ -19,24 +18,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.batches import HEADER, MAX_ENTRIES, MerkleTree, rebuild
-from ledger.encoding import keccak, keccak_256
+from ledger.batches import MAX_ENTRIES, MerkleTree
+from ledger.batches.format import EventTuple, read_events
+from ledger.encoding import keccak
 from ledger.errors import InvalidRecord, LedgerError
-from ledger.records import CaseAction, CaseEvent
-
-_CASE_TYPEHASH = CaseEvent.typehash()
-_ACTIONS = frozenset(int(a) for a in CaseAction)
-_OPENED = int(CaseAction.OPENED)
-_UINT64_MAX = 2**64 - 1
-_ZERO_HEX = "0" * 64
-_SMALL_HEX = [f"{i:064x}" for i in range(256)]
-_NUMBER = r"(0|[1-9][0-9]*)"
-_HEX = r"0x([0-9a-f]{64})"
-_LINE = re.compile(",".join((_NUMBER, _HEX, _NUMBER, _NUMBER, _HEX, _HEX, _NUMBER, _HEX)))
-
-#: one batched case event: (case_id, action, occurred_at, commitment_id, district, channel, details_hash), the
-#: intake fields zero except on Opened — the fields of ``CaseEvent`` as the indexer and the auditor use them
-EventTuple = tuple[bytes, int, int, bytes, bytes, int, bytes]
 
 MISSING, HASH, MALFORMED, COUNT, ROOT = "missing", "hash", "malformed", "count", "root"
 #: problems another file may still cure: no file hashing to the anchored hash is there (yet). The others are problems
@@ -123,59 +108,12 @@ class _Parsed:
 def parse(content: bytes) -> _Parsed:
     """The events and record hashes of a batch file (no anchor to compare with); malformed: BatchFileProblem."""
     try:
-        return _fast_parse(content)
-    except _NotFast:
-        pass
-    try:
-        batch = rebuild(content)
+        events, hashes = read_events(content)
     except InvalidRecord as exc:
         text = str(exc)
         match = re.match(r"line (\d+)", text)
         raise BatchFileProblem(MALFORMED, f"malformed batch file: {text}",
                                int(match.group(1)) if match else None) from exc
-    events = [
-        (e.case_id, int(e.action), e.occurred_at, e.commitment_id, e.district, e.channel, e.details_hash)
-        for e in batch.events
-    ]
-    return _Parsed(events, list(batch.record_hashes))
-
-
-class _NotFast(Exception):
-    """The fast path found something it does not accept: ``rebuild`` decides, and words the problem."""
-
-
-def _fast_parse(content: bytes) -> _Parsed:
-    try:
-        text = content.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise _NotFast from exc
-    lines = text.split("\n")
-    if lines[0] != HEADER or lines[-1] != "" or not 2 < len(lines) <= MAX_ENTRIES + 2:
-        raise _NotFast
-    del lines[0], lines[-1]
-    events: list[EventTuple] = []
-    hashes: list[bytes] = []
-    match, hasher, typehash, small, zero = _LINE.fullmatch, keccak_256, _CASE_TYPEHASH, _SMALL_HEX, _ZERO_HEX
-    actions, opened = _ACTIONS, _OPENED
-    for index, line in enumerate(lines):
-        m = match(line)
-        if m is None:
-            raise _NotFast
-        position, case, action_text, at_text, commitment, district, channel_text, details = m.groups()
-        action, at, channel = int(action_text), int(at_text), int(channel_text)
-        if (
-            int(position) != index or action not in actions or not 0 < at <= _UINT64_MAX or channel > 255
-            or case == zero
-        ):
-            raise _NotFast
-        if action == opened:
-            if commitment == zero or district == zero or channel == 0:
-                raise _NotFast
-        elif commitment != zero or district != zero or channel != 0:
-            raise _NotFast
-        body = bytes.fromhex(case + small[action] + f"{at:064x}" + commitment + district + small[channel] + details)
-        hashes.append(hasher(typehash + body).digest())
-        events.append((body[0:32], action, at, body[96:128], body[128:160], channel, body[192:224]))
     return _Parsed(events, hashes)
 
 

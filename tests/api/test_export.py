@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
 from api import queries
-from api.routes import public
+from api.routes import exports
 from ledger.store.db import open_store
 from ledger.store.schema import cases, entries
 from tests.api.conftest import IndexedCity
@@ -109,7 +109,7 @@ def test_exports_stream_in_chunks_as_the_client_reads(
 ) -> None:
     """The response is sent a chunk at a time while the rows are read: after the first chunk reaches the client,
     only a few chunks' worth of rows have been read from the database, not the whole table."""
-    monkeypatch.setattr(public, "EXPORT_CHUNK_ROWS", 100)
+    monkeypatch.setattr(exports, "EXPORT_CHUNK_ROWS", 100)
     read: list[int] = []
     original = queries.export_entries
 

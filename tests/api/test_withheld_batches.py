@@ -130,6 +130,12 @@ def test_a_batched_fulfilment_of_a_receipt_case_is_shown_but_not_applied(
     assert held.status_code == 200, held.text
     assert held.json()["status"] == "open"
     assert held.json()["events"][-1]["not_applied_reason"] == BATCHED_RECEIPT_CASE_EVENT
+    # the receipt's holder sees the case as the contract tracks it: still open, so not yet to be rated or disputed
+    # (the batched "fulfilment" moved nothing), from the index itself, which agrees with the chain
+    feedback = held.json()["feedback"]
+    assert feedback["source"] == "index", feedback
+    assert feedback["can_rate"] is False and feedback["rate_refusal"] == "not_closed", feedback
+    assert feedback["can_dispute"] is False, feedback
     exported = [line for line in client.get(f"{V1}/export/entries.jsonl").text.splitlines()
                 if f'"seq":{ww.batched_fulfilment},' in line.replace(" ", "")]
     assert len(exported) == 1 and "not applied" in exported[0]

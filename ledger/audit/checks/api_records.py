@@ -52,7 +52,7 @@ from ledger.audit.rebuild import (
 from ledger.audit.sampling import catch_chance, sample_size
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import code_text
-from ledger.metrics import CaseRow, is_overdue_at
+from ledger.metrics import CaseRow, is_case_overdue_at
 from ledger.records import EntryKind
 
 NAME = "api_records"
@@ -733,7 +733,7 @@ def _cases(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         state = record.state
         if state is not None and state.status in ("open", "on_hold"):
             row = CaseRow(agency_id=record.agency_id, case_id=record.case_id, **state.row())
-            then, now = is_overdue_at(row, before), is_overdue_at(row, after + 1)
+            then, now = is_case_overdue_at(row, before), is_case_overdue_at(row, after + 1)
             if then == now and view.get("overdue") is not then:
                 diffs.append(("overdue", then, view.get("overdue")))
         if diffs:

@@ -20,6 +20,7 @@ from ledger.audit.rebuild import FeedbackContext, entry_pointer
 from ledger.audit.rpc import RpcError
 from ledger.cases import CLOSED, DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW, FULFILLED, UNVOIDABLE_KINDS
 from ledger.encoding import keccak
+from ledger.receipt_state import answer_due, answer_overdue, dispute_deadline, in_dispute_window
 from ledger.records import CaseAction, EntryKind, is_receipt_case
 
 NAME = "feedback_authentic"
@@ -183,16 +184,16 @@ def _dispute(ctx: AuditContext, result: CheckResult, c: FeedbackContext, subject
                            **entry_pointer(e), subject=subject, field="closure", expected=c.closures, actual=closure))
     if c.last_closing is not None and c.status == FULFILLED:
         closed = c.last_closing.block_time or 0
-        if recorded > closed + DISPUTE_WINDOW:
+        if not in_dispute_window(closed, recorded):
             result.add(Finding(
                 NAME, f"dispute recorded {_days(recorded - closed)} after the fulfilment it disputes (seq "
                 f"{c.last_closing.seq}): the window is {_days(DISPUTE_WINDOW)}", **entry_pointer(e), subject=subject,
-                field="block_time", expected=f"<= {closed + DISPUTE_WINDOW}", actual=recorded,
+                field="block_time", expected=f"<= {dispute_deadline(closed)}", actual=recorded,
             ))
-    deadline = recorded + DISPUTE_RESPONSE_WINDOW
+    deadline = answer_due(recorded)
     answer = ctx.model.answers.get(e.seq)
     if answer is None:
-        if deadline < as_of:
+        if answer_overdue(recorded, as_of, answered=False):
             result.add(Finding(
                 NAME, f"dispute left unanswered {_days(as_of - deadline)} past its deadline (an answer — Reopened "
                 f"or DisputeRejected — was due within {_days(DISPUTE_RESPONSE_WINDOW)})", **entry_pointer(e),

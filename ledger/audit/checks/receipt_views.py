@@ -11,7 +11,8 @@ the case-view sample, all when there are no more) the view must show:
   ``DISPUTE_RESPONSE_WINDOW`` after it, and the agency's answer: the first Reopened or DisputeRejected after it);
 * the case as the contract tracks it for its receipt holder — status, closures, last closing time, rated — read from
   the contract itself (``receiptCase``) at the audited block; the dispute window's end (``DISPUTE_WINDOW`` after the
-  last fulfilment); and what the holder may do, by the contract's rules: no rating of an open or rated case, no
+  last fulfilment); and what the holder may do, by the contract's rules (``ledger.receipt_state``): no rating of an
+  open or rated case, no
   dispute but of a fulfilment not disputed already, within its window. The service may decline what the contract
   would accept only while a submission of the holder's is waiting to be relayed (``rating_pending``,
   ``dispute_pending``).
@@ -40,6 +41,7 @@ from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.chain.contract import ReceiptCaseState
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import keccak
+from ledger.receipt_state import answer_due, decide, dispute_closure, latest_dispute_deadline
 from ledger.records import CaseAction, EntryKind, ReceiptCaseStatus
 
 NAME = "receipt_views"
@@ -122,7 +124,7 @@ def _feedback_entries(model: LedgerModel, record: CaseRecord) -> dict[str, Any]:
         answer = model.answers.get(e.seq)
         disputes.append({
             "closure": e.record["closure"], "reason_hash": hex0x(e.record["reason_hash"]), "disputed_at": at,
-            "answer_due": at + DISPUTE_RESPONSE_WINDOW,
+            "answer_due": answer_due(at),
             "answer": None if answer is None else {
                 "action": "reopened" if answer.record["action"] == CaseAction.REOPENED else "dispute_rejected",
                 "seq": answer.seq, "answered_at": answer.block_time or 0,
@@ -140,34 +142,28 @@ def _feedback_entries(model: LedgerModel, record: CaseRecord) -> dict[str, Any]:
 
 def _tracked(state: ReceiptCaseState) -> dict[str, Any]:
     """The feedback fields that are the contract's state of the case."""
-    fulfilled = state.status is ReceiptCaseStatus.FULFILLED
     closed = state.status is not ReceiptCaseStatus.OPEN
     return {
         "status": state.status.name.lower(),
         "closures": state.closures,
         "closed_at": (state.closed_at or None) if closed else None,
         "rated": state.rated,
-        "dispute_closure": state.closures if fulfilled else None,
-        "dispute_deadline": state.closed_at + DISPUTE_WINDOW if fulfilled else None,
+        "dispute_closure": dispute_closure(state),
+        "dispute_deadline": latest_dispute_deadline(state),
     }
 
 
 def allowed(state: ReceiptCaseState, when: tuple[int, int]) -> tuple[set[str | None], set[str | None]]:
     """What the contract lets the receipt holder do (`when`: the moments the view was asked between): the refusals a
-    view may give for a rating and for a dispute (None: it may be done), as the contract decides."""
-    if state.status is ReceiptCaseStatus.OPEN:
-        return {"not_closed"}, {"not_closed"}
-    rate: set[str | None] = {"already_rated"} if state.rated else {None, "rating_pending"}
-    if state.status is not ReceiptCaseStatus.FULFILLED:
-        return rate, {"not_fulfilled"}
-    if state.disputed:
-        return rate, {"already_disputed"}
-    if state.disputed_closure == state.closures:
-        return rate, {"closure_disputed"}
-    deadline = state.closed_at + DISPUTE_WINDOW
+    view may give for a rating and for a dispute (None: it may be done), as the contract decides
+    (``ledger.receipt_state.decide``) at either moment, with or without a submission of the holder's being relayed."""
+    rate: set[str | None] = set()
     dispute: set[str | None] = set()
     for now in when:
-        dispute |= {"dispute_window_closed"} if now > deadline else {None, "dispute_pending"}
+        for pending in (False, True):
+            decision = decide(state, now, rating_pending=pending, dispute_pending=pending)
+            rate.add(decision.rate_refusal)
+            dispute.add(decision.dispute_refusal)
     return rate, dispute
 
 

@@ -1,0 +1,307 @@
+"""Published figures, under ``/api/v1``: metrics for any selection, and scorecards per agency or per commitment.
+
+Both are served from the app's figures cache (``api.queries.FiguresCache``, keyed by the normalised selection and
+the index's content, so exact) after one statement awaited on the event loop (``api.deps.IndexReader``) says where
+the index stands, and computed in a snapshot in the thread pool only when the cache has not seen them. Either way the
+answer is byte for byte what the response model serialises to (``response_model`` still documents it).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations.
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Query, Request, Response
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+
+from api import models, queries
+from api.deps import Figures, Settings, index_reader
+from api.errors import invalid
+from api.http import (
+    SHORT,
+    TIME_DESCRIPTION,
+    TIME_EXAMPLES,
+    TIME_PATTERN,
+    cache_headers,
+    not_modified,
+    not_modified_response,
+    optional_time,
+    view_etag,
+)
+from api.routes._common import (
+    NOT_FOUND,
+    NOT_MODIFIED,
+    AgencyQuery,
+    metric_values,
+    ok,
+    read_route,
+    read_router,
+    require_agency,
+    serialise,
+    unix_now,
+)
+from api.settings import ApiSettings
+from ledger.metrics import (
+    InvalidFilter,
+    MetricsFilter,
+    agency_scorecards,
+    commitment_scorecards,
+    compute_metrics,
+)
+
+TAG = {"name": "metrics", "description": "Published figures, as ledger/metrics.py defines them"}
+
+# --- the selection ----------------------------------------------------------------------------------------------------
+
+CommitmentQuery = Annotated[
+    str | None,
+    Query(
+        pattern=models.CODE_PATTERN,
+        description="only this commitment of the agency (needs agency_id: commitment ids are per agency)",
+        examples=["STREETLIGHT-48H"],
+    ),
+]
+DistrictQuery = Annotated[
+    str | None, Query(pattern=models.CODE_PATTERN, description="only cases of this district", examples=["EAST"])
+]
+CHANNEL_PATTERN = r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]\d?|counter|hotline|web|app|mail|proactive)$"
+ChannelQuery = Annotated[
+    str | None,
+    Query(
+        description="only cases that came in by this channel: a code 1–255 or a name (counter 1, hotline 2, web 3, "
+        "app 4, mail 5, proactive 6)",
+        examples=["hotline"],
+        json_schema_extra={"pattern": CHANNEL_PATTERN},
+    ),
+]
+
+
+def _time_query(what: str, alias: str | None = None) -> Any:
+    return Query(
+        alias=alias,
+        description=f"{what}: {TIME_DESCRIPTION}",
+        examples=TIME_EXAMPLES,
+        json_schema_extra={"pattern": TIME_PATTERN},
+    )
+
+
+FromQuery = Annotated[str | None, _time_query("start of the range, inclusive (default: open)", alias="from")]
+ToQuery = Annotated[str | None, _time_query("end of the range, exclusive (default: open)")]
+AsOfQuery = Annotated[
+    str | None,
+    _time_query("instant of the open and overdue counts (default: the end of the range, or now if it has none or "
+                "it is later)"),
+]
+
+
+def _channel(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value in queries.CHANNEL_CODES:
+        return queries.CHANNEL_CODES[value]
+    if re.fullmatch(CHANNEL_PATTERN, value):
+        return int(value)
+    names = ", ".join(queries.CHANNEL_CODES)
+    raise invalid(f"channel: {value!r} is not a channel; give a code from 1 to 255 or one of {names}", param="channel")
+
+
+def _metrics_filter(
+    *,
+    agency_id: str | None,
+    commitment_id: str | None,
+    from_: str | None,
+    to: str | None,
+    district: str | None,
+    channel: str | None,
+    as_of: str | None,
+    now: int,
+) -> MetricsFilter:
+    start, end, at = optional_time(from_, "from"), optional_time(to, "to"), optional_time(as_of, "as_of")
+    if at is None:
+        # the snapshot figures are taken at the end of the range, but never in the future (nothing is known there)
+        at = now if end is None else min(end, now)
+    try:
+        return MetricsFilter(
+            agency_id=agency_id,
+            commitment_id=commitment_id,
+            start=start,
+            end=end,
+            district=district,
+            channel=_channel(channel),
+            as_of=at,
+        )
+    except InvalidFilter as exc:
+        # the filter names the range start and end; the API calls them from and to
+        message = re.sub(r"\bend\b", "to", re.sub(r"\bstart\b", "from", str(exc)))
+        raise invalid(message) from None
+
+
+def _echo(flt: MetricsFilter) -> models.MetricsFilterEcho:
+    return models.MetricsFilterEcho(
+        agency_id=flt.agency_id,
+        commitment_id=flt.commitment_id,
+        **{"from": flt.start},  # by its alias: mypy (without pydantic's plugin) knows only that name
+        to=flt.end,
+        district=flt.district,
+        channel=flt.channel,
+        as_of=flt.now,
+    )
+
+
+# --- the endpoints ----------------------------------------------------------------------------------------------------
+
+router = read_router("metrics")
+
+
+async def figures(
+    request: Request,
+    settings: ApiSettings,
+    cache: queries.FiguresCache,
+    flt: MetricsFilter,
+    asked: tuple[Any, ...],
+    compute: Callable[[Connection], Any],
+    require: tuple[str | None, str | None],
+) -> Response:
+    """An answer of the figures endpoints: from the cache when the index holds what it held when the answer was
+    computed (one statement to find out, no thread), else computed in one snapshot in the thread pool, and kept.
+    The ETag and the 304 are as they always were: of the request and of the index position."""
+    rows = await index_reader(request.app).rows(queries.STATE_SQL, {})
+    content = queries.index_content_of(rows, settings.contract_address, settings.chain_id)
+    etag = view_etag(request, content.state.position, flt.now)
+    if not_modified(request, etag):
+        return not_modified_response(etag, SHORT)
+    body = cache.get(asked, content.key)
+    if body is None:
+        etag, body = await run_in_threadpool(compute_figures, request, settings, cache, flt, asked, compute, require)
+        if body is None:
+            return not_modified_response(etag, SHORT)
+    return Response(body, media_type="application/json", headers=cache_headers(etag, SHORT))
+
+
+def compute_figures(
+    request: Request,
+    settings: ApiSettings,
+    cache: queries.FiguresCache,
+    flt: MetricsFilter,
+    asked: tuple[Any, ...],
+    compute: Callable[[Connection], Any],
+    require: tuple[str | None, str | None],
+) -> tuple[str, bytes | None]:
+    """(ETag, answer) read in one snapshot, whose state the figures, their cache key and the ETag are all of
+    (the index may have moved since the state was read); no answer when the ETag matches If-None-Match."""
+    with queries.read_snapshot(request.app.state.store) as conn:
+        content = queries.index_content_in(conn, settings.contract_address, settings.chain_id)
+        etag = view_etag(request, content.state.position, flt.now)
+        if not_modified(request, etag):
+            return etag, None
+
+        def computed() -> bytes:
+            require_agency(conn, *require)
+            return serialise(compute(conn))
+
+        return etag, cache.get_or_compute(asked, content.key, computed)
+
+
+@read_route(
+    router,
+    "/metrics",
+    operation_id="getMetrics",
+    response_model=models.MetricsResponse,
+    summary="Published metrics for any selection",
+    responses={**ok("The metrics"), **NOT_MODIFIED, **NOT_FOUND},
+)
+async def get_metrics(
+    request: Request,
+    settings: Settings,
+    cache: Figures,
+    agency_id: AgencyQuery = None,
+    commitment_id: CommitmentQuery = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    district: DistrictQuery = None,
+    channel: ChannelQuery = None,
+    as_of: AsOfQuery = None,
+) -> Any:
+    """`ledger.metrics.compute_metrics` of the selection: cases opened and closed, on-time rate against the
+    target, median and p90 time to fulfil (hold time excluded), open and overdue cases, recording latency,
+    rejection rate. The range is `[from, to)`; `filter` in the answer is the selection as applied, to repeat."""
+    flt = _metrics_filter(
+        agency_id=agency_id, commitment_id=commitment_id, from_=from_, to=to, district=district,
+        channel=channel, as_of=as_of, now=unix_now(),
+    )
+
+    def compute(conn: Connection) -> models.MetricsResponse:
+        return models.MetricsResponse(filter=_echo(flt), metrics=metric_values(compute_metrics(conn, flt)))
+
+    return await figures(request, settings, cache, flt, ("metrics", flt), compute, (agency_id, commitment_id))
+
+
+@read_route(
+    router,
+    "/scorecards",
+    operation_id="getScorecards",
+    response_model=models.ScorecardsResponse,
+    summary="Metrics per agency or per commitment",
+    responses={**ok("The scorecards"), **NOT_MODIFIED, **NOT_FOUND},
+)
+async def get_scorecards(
+    request: Request,
+    settings: Settings,
+    cache: Figures,
+    by: Annotated[Literal["agency", "commitment"], Query(description="one scorecard per agency or commitment")] = (
+        "agency"
+    ),
+    agency_id: AgencyQuery = None,
+    commitment_id: CommitmentQuery = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    district: DistrictQuery = None,
+    channel: ChannelQuery = None,
+    as_of: AsOfQuery = None,
+) -> Any:
+    """`ledger.metrics.agency_scorecards` or `commitment_scorecards`: for each agency (commitment) that has a
+    case matching the filter at any time, the metrics of the filter narrowed to it, with names and targets; an
+    agency's scorecard also says how many of its batches and entries are withheld (not in the metrics: their batch
+    file is missing or does not match the anchor)."""
+    flt = _metrics_filter(
+        agency_id=agency_id, commitment_id=commitment_id, from_=from_, to=to, district=district,
+        channel=channel, as_of=as_of, now=unix_now(),
+    )
+
+    def compute(conn: Connection) -> models.ScorecardsResponse:
+        names = queries.agency_names(conn)
+        items: list[models.Scorecard] = []
+        if by == "agency":
+            withheld = queries.withheld_counts(conn, agency_id)
+            for aid, metrics in agency_scorecards(conn, flt).items():
+                zh, en = names.get(aid, (None, None))
+                batches_withheld, entries_withheld = withheld.get(aid, (0, 0))
+                items.append(
+                    models.Scorecard(agency_id=aid, agency_name_zh=zh, agency_name_en=en,
+                                     batches_withheld=batches_withheld, entries_withheld=entries_withheld,
+                                     metrics=metric_values(metrics))
+                )
+        else:
+            info = queries.commitment_info(conn, agency_id)
+            for (aid, cid), metrics in commitment_scorecards(conn, flt).items():
+                zh, en = names.get(aid, (None, None))
+                about = info.get((aid, cid))
+                items.append(
+                    models.Scorecard(
+                        agency_id=aid,
+                        agency_name_zh=zh,
+                        agency_name_en=en,
+                        commitment_id=cid,
+                        commitment_name_zh=about.name_zh if about else None,
+                        commitment_name_en=about.name_en if about else None,
+                        target_rate=str(metrics.target_rate) if metrics.target_rate is not None else None,
+                        retired=about.retired if about else None,
+                        metrics=metric_values(metrics),
+                    )
+                )
+        return models.ScorecardsResponse(by=by, filter=_echo(flt), items=items)
+
+    return await figures(request, settings, cache, flt, ("scorecards", by, flt), compute, (agency_id, commitment_id))
+
