@@ -7,13 +7,14 @@ import threading
 import time
 from typing import Annotated, Any
 
-import requests
 from fastapi import Depends, Request, Response
 
 from api import attestations, models, queries
 from api.deps import Settings, Snapshot
 from api.http import SHORT, conditional, etag_of
 from api.routes._common import NOT_MODIFIED, ok, read_route, read_router, state_of
+from ledger.chain.rpc import JsonRpc, RetryPolicy, RpcError
+from ledger.errors import NodeUnavailable
 
 TAG = {"name": "chain", "description": "Where the ledger lives, and how far the index has read it"}
 #: how long a node's answer about its head is reused, and how long the node is given to answer
@@ -31,38 +32,29 @@ class NodeProbe:
         self.rpc_url = rpc_url
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, Any]] | None = None
-        self._session = requests.Session()
+        # the one JSON-RPC client, asked once (no retries: the next request asks again a second later)
+        self._rpc = JsonRpc(rpc_url, timeout=NODE_TIMEOUT, policy=RetryPolicy(max_retries=0)) if rpc_url else None
 
     def status(self) -> dict[str, Any]:
-        if self.rpc_url is None:
+        if self._rpc is None:
             return {"configured": False, "reachable": None}
         with self._lock:
             now = time.monotonic()
             if self._cached is not None and now - self._cached[0] < NODE_CACHE_SECONDS:
                 return dict(self._cached[1])
-            answer = self._ask()
+            answer = self._ask(self._rpc)
             self._cached = (time.monotonic(), answer)
             return dict(answer)
 
-    def _ask(self) -> dict[str, Any]:
-        batch = [
-            {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
-            {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []},
-        ]
+    @staticmethod
+    def _ask(rpc: JsonRpc) -> dict[str, Any]:
         try:
-            reply = self._session.post(self.rpc_url, json=batch, timeout=NODE_TIMEOUT)  # type: ignore[arg-type]
-            reply.raise_for_status()
-            results = {item["id"]: item for item in reply.json()}
-            return {
-                "configured": True,
-                "reachable": True,
-                "chain_id": int(results[1]["result"], 16),
-                "head_block": int(results[2]["result"], 16),
-            }
-        except requests.RequestException as exc:
+            chain_id, head = rpc.batch([("eth_chainId", []), ("eth_blockNumber", [])])
+            return {"configured": True, "reachable": True, "chain_id": int(chain_id, 16), "head_block": int(head, 16)}
+        except NodeUnavailable:
             # the message names the failure, never the URL (it may carry an API key)
-            return {"configured": True, "reachable": False, "error": f"node unreachable: {type(exc).__name__}"}
-        except (ValueError, KeyError, TypeError) as exc:
+            return {"configured": True, "reachable": False, "error": "node unreachable"}
+        except (RpcError, ValueError, TypeError) as exc:
             error = f"node answered unexpectedly: {type(exc).__name__}"
             return {"configured": True, "reachable": False, "error": error}
 

@@ -149,13 +149,14 @@ class _Transient(Exception):
 
 
 class JsonRpc:
-    """JSON-RPC over HTTP to one node: raw answers (no web3 formatters), batches, timeouts, retries by a policy."""
+    """JSON-RPC over HTTP to one node: raw answers (no web3 formatters), batches, timeouts, retries by a policy.
+    ``timeout``: seconds per request, or (seconds to connect, seconds to read) as requests takes it."""
 
     def __init__(
         self,
         url: str,
         *,
-        timeout: float = 30.0,
+        timeout: float | tuple[float, float] = 30.0,
         policy: RetryPolicy | None = None,
         headers: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -249,7 +250,8 @@ class JsonRpc:
         try:
             response = self.session.post(self.url, data=body, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout:
-            raise _Transient(f"no answer within {self.timeout:g} s") from None
+            seconds = max(self.timeout) if isinstance(self.timeout, tuple) else self.timeout
+            raise _Transient(f"no answer within {seconds:g} s") from None
         except requests.ConnectionError as exc:
             raise _Transient(f"connection failed ({type(exc).__name__})") from None
         except requests.RequestException as exc:

@@ -31,12 +31,12 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
-import requests
 from eth_account.signers.local import LocalAccount
 from web3.types import RPCEndpoint
 
 from ledger import batches, receipts
 from ledger.chain.contract import Chain, Ledger
+from ledger.chain.rpc import JsonRpc, RetryPolicy, RpcError
 from ledger.encoding import code_text
 from ledger.errors import LedgerError
 from ledger.records import (
@@ -540,20 +540,17 @@ class _BatchSender:
         self.chain, self.ledger = chain, ledger
         self.nonces: dict[str, int] = {}
         self.url = str(getattr(chain.w3.provider, "endpoint_uri", ""))
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy lookups: the node is local
+        self.rpc = JsonRpc(self.url, timeout=120, policy=RetryPolicy(max_retries=0))
+        self.rpc.session.trust_env = False  # no proxy lookups: the node is local
         self.clock = int(chain.w3.eth.get_block("latest")["timestamp"])
         self.block_time: int | None = None  # the time of the block being filled
         self.pending = 0  # transactions sent into it
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
-        answer = self.session.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
-                                   timeout=120)
-        answer.raise_for_status()
-        body = answer.json()
-        if "error" in body:
-            raise LedgerError(f"the node refused {method}: {body['error']}")
-        return body["result"]
+        try:
+            return self.rpc.call(method, params)
+        except RpcError as exc:
+            raise LedgerError(f"the node refused {method}: {exc.code}: {exc.message}") from exc
 
     def begin(self) -> None:
         self._rpc("evm_setAutomine", [False])

@@ -10,9 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import requests
-
-from ledger.errors import NodeUnavailable
+from ledger.chain.rpc import JsonRpc, RetryPolicy
+from ledger.errors import LedgerError, NodeUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,16 +80,15 @@ class AnvilNode:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
+        node = JsonRpc(self.url, timeout=1, policy=RetryPolicy(max_retries=0))
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise NodeUnavailable(f"anvil exited with code {self._process.returncode} at start ({' '.join(args)})")
             try:
-                answer = requests.post(
-                    self.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1
-                )
-                if answer.ok:
-                    return self
-            except requests.RequestException:
+                node.call("eth_chainId", [])
+                node.close()
+                return self
+            except LedgerError:  # not answering yet (NodeUnavailable), or not as a node should (RpcError)
                 pass
             time.sleep(0.05)
         self.stop()
