@@ -1,15 +1,16 @@
-"""A small demo city on a real anvil, indexed into SQLite, shared by the API tests (session-scoped: built once)."""
+"""Fixtures of the API tests: a small demo city on a real anvil, indexed into SQLite, shared by the API tests
+(session-scoped: built once); the ledger with every entry kind indexed into SQLite and PostgreSQL; the page tests'
+browser and pages (``tests/support/browser.py``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
-from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from api.app import create_app
 from api.settings import ApiSettings
@@ -17,29 +18,11 @@ from ledger.chain.contract import Chain, Ledger
 from ledger.chain.keys import KeyStore
 from ledger.dev import demo
 from ledger.dev.node import AnvilNode
-from ledger.index.sync import Indexer
 from ledger.store.db import open_store
-
-
-@dataclass
-class IndexedCity:
-    node: AnvilNode
-    chain: Chain
-    ledger: Ledger
-    governance: LocalAccount
-    #: agency code -> its signer key
-    signers: dict[str, LocalAccount]
-    city: demo.DemoCity
-    store_url: str
-    data_dir: Path
-
-    def sync(self) -> None:
-        """Index whatever was written since (tests that write call this before reading)."""
-        store = open_store(self.store_url)
-        try:
-            Indexer(self.chain, self.ledger.address, store, confirmations=0).sync()
-        finally:
-            store.close()
+from tests.support import everything as ev
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, Console, open_page
+from tests.support.city import IndexedCity
+from tests.support.everything import Everything
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +64,69 @@ def api_settings(indexed_city: IndexedCity) -> ApiSettings:
 def client(api_settings: ApiSettings) -> Iterator[TestClient]:
     with TestClient(create_app(api_settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def city_store(indexed_city: IndexedCity) -> Iterator[Any]:
+    store = open_store(indexed_city.store_url)
+    yield store
+    store.close()
+
+
+# --- the ledger with every entry kind (tests/support/everything.py) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world_chain() -> Iterator[ev.EverythingChain]:
+    with ev.everything_chain() as built:
+        yield built
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def everything(
+    request: pytest.FixtureRequest, world_chain: ev.EverythingChain, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Everything]:
+    """The ledger with every entry kind, indexed into a fresh SQLite file or PostgreSQL schema, and a client."""
+    tmp = tmp_path_factory.mktemp(f"world-{request.param}")
+    with ev.store_url(request.param, tmp) as url:
+        ev.sync(world_chain.chain, world_chain.world.ledger.address, url)
+        settings = ev.settings_for(world_chain, url, tmp)
+        with TestClient(create_app(settings)) as client:
+            yield Everything(world_chain, client, url, settings)
+
+
+# --- the page in Chromium (each page test module serves its app at its own `base_url`) --------------------------------
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make test does)")
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str, console: Console) -> Iterator[Page]:
+    """A desktop page whose browser prefers English."""
+    yield from open_page(browser, console, viewport=DESKTOP, locale="en-US")
+
+
+@pytest.fixture
+def phone(browser: Browser, base_url: str, console: Console) -> Iterator[Page]:
+    """A phone-width page whose browser prefers Chinese."""
+    yield from open_page(browser, console, viewport=PHONE, locale="zh-CN")

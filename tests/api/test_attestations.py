@@ -1,8 +1,8 @@
-"""The audit API on a ledger with auditors (``tests/api/audit_world.py``): the auditors and attestations lists with
+"""The audit API on a ledger with auditors (``tests/support/audits.py``): the auditors and attestations lists with
 their proofs and the index's verdict on each checkpoint, the summary in ``/api/v1/chain`` ("audited up to block N by
 K auditors"), entries of no agency shown with a null agency, and audit reports served by their hash — published with
 ``PUT`` only when an attestation names them, and every refusal. The lists and the summary also on PostgreSQL, over the
-ledger with every entry kind (``tests/api/everything.py``)."""
+ledger with every entry kind (``tests/support/everything.py``)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from api.app import create_app
 from api.attestations import MAX_REPORT_BYTES
 from ledger.encoding import ZERO32, entry_hash, keccak
 from ledger.records import EntryKind
-from tests.api import everything as ev
-from tests.api.audit_world import AuditWorld, audit_world
-from tests.api.test_public import Everything, everything, world_chain  # noqa: F401 - fixtures
+from tests.support import everything as ev
+from tests.support.audits import AuditWorld, audit_world
+from tests.support.everything import Everything
 
 V1 = "/api/v1"
 
@@ -233,7 +233,7 @@ def test_publishing_a_report_counts_as_a_write(aw: AuditWorld) -> None:
 # --- on both databases ------------------------------------------------------------------------------------------------
 
 
-def test_the_audit_lists_on_sqlite_and_postgresql(everything: Everything, tmp_path: Path) -> None:  # noqa: F811
+def test_the_audit_lists_on_sqlite_and_postgresql(everything: Everything, tmp_path: Path) -> None:
     client, seqs = everything.client, everything.chain.scenario.seqs
     [attested] = client.get(f"{V1}/attestations").json()["items"]
     assert attested["seq"] == seqs["attested"] and attested["matches_ledger"] is True

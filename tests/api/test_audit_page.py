@@ -1,9 +1,9 @@
-"""Independent audits on the citizen page, in real headless Chromium against the real app (``test_page``'s harness)
-over a ledger of its own (``tests/api/audit_world.py``) that gains auditors as the test goes: the city view and each
-agency's view say how far the ledger is independently audited — none yet, passed, findings (a warning), an
-attestation that does not match the ledger (a warning) — and link to the attestations and their reports; the raw log
-and the proof view show the auditors' entries, which belong to no agency; Chinese on a phone. Screenshots go to
-pytest's tmp dir and to build/screenshots/."""
+"""Independent audits on the citizen page, in real headless Chromium against the real app (the page tests' harness,
+``tests/support/browser.py``) over a ledger of its own (``tests/support/audits.py``) that gains auditors as the test
+goes: the city view and each agency's view say how far the ledger is independently audited — none yet, passed, findings
+(a warning), an attestation that does not match the ledger (a warning) — and link to the attestations and their reports;
+the raw log and the proof view show the auditors' entries, which belong to no agency; Chinese on a phone. Screenshots go
+to pytest's tmp dir and to build/screenshots/."""
 
 from __future__ import annotations
 
@@ -12,24 +12,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from ledger.encoding import code_text, keccak
 from ledger.records import AuditVerdict
-from tests.api.audit_world import AuditWorld, audit_world, report
-from tests.api.test_batch_page import serve
-from tests.api.test_page import (  # noqa: F401 - fixtures
-    AUDIT,
-    DESKTOP,
-    PHONE,
-    Console,
-    _open_page,
-    browser,
-    console,
-    playwright,
-    screenshot,
-    visit,
-)
+from tests.support.audits import AuditWorld, audit_world, report
+from tests.support.browser import AUDIT, PHONE, screenshot, serve, visit
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +30,6 @@ def aw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditWorld]:
 def base_url(aw: AuditWorld) -> Iterator[str]:
     with serve(aw.settings()) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser: Browser, base_url: str, console: Console) -> Iterator[Page]:  # noqa: F811
-    yield from _open_page(browser, console, viewport=DESKTOP, locale="en-US")
-
-
-@pytest.fixture
-def phone(browser: Browser, base_url: str, console: Console) -> Iterator[Page]:  # noqa: F811
-    yield from _open_page(browser, console, viewport=PHONE, locale="zh-CN")
 
 
 def fresh(page: Page, url: str) -> None:

@@ -1,37 +1,20 @@
-"""The citizen page with Merkle-anchored batches, in real headless Chromium against the real app (``test_page``'s
-harness) over the batch world: a batched event says which batch it is in and links to its Merkle proof, the batch
-and the file; the proof view shows the batch and checks the proof in the browser; the batch views and the raw log's
-batch anchors; Chinese and English; an agency's withheld batches on its page, the batch views and the chain facts.
-Screenshots go to pytest's tmp dir and to build/screenshots/."""
+"""The citizen page with Merkle-anchored batches, in real headless Chromium against the real app (the page tests'
+harness, ``tests/support/browser.py``) over the batch world (``tests/support/batches.py``): a batched event says which
+batch it is in and links to its Merkle proof, the batch and the file; the proof view shows the batch and checks the
+proof in the browser; the batch views and the raw log's batch anchors; Chinese and English; an agency's withheld batches
+on its page, the batch views and the chain facts. Screenshots go to pytest's tmp dir and to build/screenshots/."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from api.app import create_app
-from tests.api.batch_world import BatchWorld, batch_case_id, batch_world
-from tests.api.test_page import (  # noqa: F401 - fixtures
-    DESKTOP,
-    PHONE,
-    Console,
-    _open_page,
-    browser,
-    console,
-    playwright,
-    screenshot,
-    visit,
-)
-from tests.api.withheld_world import WithheldWorld, withheld_world
+from tests.support.batches import BatchWorld, batch_case_id, batch_world
+from tests.support.browser import PHONE, screenshot, serve, visit
+from tests.support.withheld import WithheldWorld, withheld_world
 
 
 @pytest.fixture(scope="module")
@@ -44,39 +27,6 @@ def bw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchWorld]:
 def base_url(bw: BatchWorld) -> Iterator[str]:
     with serve(bw.settings()) as url:
         yield url
-
-
-@contextmanager
-def serve(settings: Any) -> Iterator[str]:
-    """The app on these settings, served by uvicorn on a free local port: its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the app did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@pytest.fixture
-def page(browser: Browser, base_url: str, console: Console) -> Iterator[Page]:  # noqa: F811
-    yield from _open_page(browser, console, viewport=DESKTOP, locale="en-US")
-
-
-@pytest.fixture
-def phone(browser: Browser, base_url: str, console: Console) -> Iterator[Page]:  # noqa: F811
-    yield from _open_page(browser, console, viewport=PHONE, locale="zh-CN")
 
 
 def test_a_batched_event_links_its_batch_its_proof_and_its_file(

@@ -23,8 +23,8 @@ from ledger.batches import BatchStore, build_batch, verify_proof
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
 from ledger.encoding import code_text, entry_hash, keccak, running_hash
 from ledger.records import CaseAction, CaseEvent, EntryKind, short_code
-from tests.api.batch_world import BatchWorld, batch_case_id, batch_world, index
-from tests.api.everything import assert_proof_on_chain, store_url
+from tests.support.batches import BatchWorld, batch_case_id, batch_world, index
+from tests.support.everything import assert_proof_on_chain, store_url
 
 V1 = "/api/v1"
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -27,7 +27,7 @@ from ledger.metrics import CaseRow, EventRow, MetricsFilter, agency_scorecards, 
 from ledger.records import CaseAction, EntryKind
 from ledger.store.db import Store, open_store
 from ledger.store.schema import agencies, case_events, cases, commitments, entries, sync_state
-from tests.api import everything as ev
+from tests.support import everything as ev
 
 V1 = "/api/v1"
 DAY = 86_400

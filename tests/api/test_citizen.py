@@ -11,7 +11,6 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from eth_account import Account
@@ -23,9 +22,16 @@ from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.chain.keys import KeyStore
 from ledger.records import CaseAction, EntryKind, Rating
 from ledger.relay.service import CITIZEN_LANE, LANES, SECP256K1_N
-from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id
-
-RATINGS, DISPUTES = "/api/v1/ratings", "/api/v1/disputes"
+from tests.support.citizens import (
+    DISPUTES,
+    RATINGS,
+    CitizenWorld,
+    citizen_world,
+    lookup,
+    receipt_case_id,
+    recorded,
+    refused,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,50 +47,6 @@ def cw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CitizenWorld]:
 def client(cw: CitizenWorld) -> Iterator[TestClient]:
     with TestClient(create_app(cw.settings())) as test_client:
         yield test_client
-
-
-def relay_rows(client: TestClient) -> int:
-    """Rows in both lanes' outboxes."""
-    store = client.app.state.agency_writes.store  # type: ignore[attr-defined]
-    return sum(sum(store.lane_outbox(lane).counts().values()) for lane in LANES)
-
-
-def lookup(client: TestClient, cw: CitizenWorld, name: str) -> dict[str, Any]:
-    answer = client.get(f"/api/v1/receipts/{cw.address(name)}")
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-def refused(client: TestClient, cw: CitizenWorld, url: str, body: Any, status: int, code: str) -> dict[str, Any]:
-    """Refused with this status and code, and nothing written: no entry on chain, nothing stored for relaying."""
-    entries, rows = cw.ledger.entry_count(), relay_rows(client)
-    if isinstance(body, (bytes, str)):
-        answer = client.post(url, content=body, headers={"content-type": "application/json"})
-    else:
-        answer = client.post(url, json=body)
-    assert answer.status_code == status, answer.text
-    error = answer.json()["error"]
-    assert error["code"] == code and error["message"], error
-    assert cw.ledger.entry_count() == entries
-    assert relay_rows(client) == rows
-    return answer.json()
-
-
-def recorded(client: TestClient, cw: CitizenWorld, answer: Any, name: str, kind: EntryKind) -> dict[str, Any]:
-    """Accepted and recorded once, on chain, with the receipt key as the entry's actor."""
-    assert answer.status_code == 202, answer.text
-    body = answer.json()
-    assert body["status"] == "recorded", body
-    assert body["receipt"] == cw.address(name)
-    block = cw.chain.w3.eth.get_transaction_receipt(body["tx_hash"])["blockNumber"]
-    [entry] = [e for e in cw.ledger.entries(from_block=block, to_block=block) if e.seq == body["seq"]]
-    assert entry.kind is kind and entry.actor == cw.address(name)  # the receipt key: not the relayer, not the agency
-    assert "0x" + entry.record_hash.hex() == body["record_hash"]
-    path = RATINGS if kind is EntryKind.CASE_RATED else DISPUTES
-    assert answer.headers["location"] == f"{path}/{body['id']}"
-    followed = client.get(f"{path}/{body['id']}")
-    assert followed.status_code == 200 and followed.json() == body
-    return body
 
 
 # ---------------------------------------------------------------------- looking a case up by its receipt

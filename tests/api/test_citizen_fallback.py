@@ -22,8 +22,17 @@ from ledger.errors import NodeUnavailable
 from ledger.records import CaseAction, EntryKind
 from ledger.store.db import open_store
 from ledger.store.schema import sync_state
-from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id
-from tests.api.test_citizen import DISPUTES, RATINGS, lookup, recorded, refused
+from tests.support.citizens import (
+    DISPUTES,
+    RATINGS,
+    CitizenWorld,
+    citizen_world,
+    index_last_block,
+    lookup,
+    receipt_case_id,
+    recorded,
+    refused,
+)
 
 #: small ranges, so that a few blocks behind the index already take several eth_getLogs
 SEARCH = {"receipt_search_step": "3", "receipt_search_ranges": "1000"}
@@ -44,15 +53,6 @@ def client(cw: CitizenWorld) -> Iterator[TestClient]:
         for path in (cw.data_dir / "keys").glob("*.json"):  # every relay key the app made (one per lane)
             cw.chain.fund(keys.get_or_create(path.stem).address)
         yield test_client
-
-
-def index_last_block(cw: CitizenWorld) -> int:
-    store = open_store(cw.store_url)
-    try:
-        with store.engine.connect() as conn:
-            return int(conn.execute(sync_state.select()).mappings().one()["last_block"])
-    finally:
-        store.close()
 
 
 def unseen(cw: CitizenWorld, name: str, *actions: CaseAction) -> None:

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from api.app import create_app
 from api.settings import ApiSettings
 from ledger.records import CaseAction
-from tests.api.citizen_world import CitizenWorld, citizen_world
+from tests.support.citizens import CitizenWorld, citizen_world
 
 CITIZEN_OPERATIONS = {
     "getReceipt": ("get", "/api/v1/receipts/{address}"),

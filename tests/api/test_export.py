@@ -11,27 +11,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import event
 
 from api import queries
 from api.routes import exports
-from ledger.store.db import open_store
 from ledger.store.schema import cases, entries
-from tests.api.conftest import IndexedCity
+from tests.support.city import count
 
 V1 = "/api/v1"
-
-
-@pytest.fixture(scope="module")
-def city_store(indexed_city: IndexedCity) -> Iterator[Any]:
-    store = open_store(indexed_city.store_url)
-    yield store
-    store.close()
-
-
-def count(store: Any, table: Any, *where: Any) -> int:
-    with store.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
 
 def as_csv_text(value: Any) -> str:

@@ -2,7 +2,7 @@
 to ledger.metrics on the same store, pagination, caching, rate limiting and CORS.
 
 Most tests read the demo city (``indexed_city``); those about commitment versions, retirements, revoked keys,
-corrections and data not yet final read a second ledger with every entry kind (``tests/api/everything.py``), indexed
+corrections and data not yet final read a second ledger with every entry kind (``tests/support/everything.py``), indexed
 into SQLite and PostgreSQL alike.
 """
 
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api.app import create_app
 from api.ratelimit import TokenBuckets
@@ -26,28 +25,16 @@ from ledger.dev import demo
 from ledger.encoding import fold, keccak
 from ledger.metrics import MetricsFilter, agency_scorecards, commitment_scorecards, compute_metrics
 from ledger.records import CaseAction, CaseEvent, short_code
-from ledger.store.db import open_store
 from ledger.store.schema import case_events, cases, commitments, entries
-from tests.api import everything as ev
-from tests.api.conftest import IndexedCity
+from tests.support import everything as ev
+from tests.support.city import IndexedCity, count
+from tests.support.everything import Everything
 
 V1 = "/api/v1"
 DAY = 86_400
 
 
-# --- fixtures and helpers ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def city_store(indexed_city: IndexedCity) -> Iterator[Any]:
-    store = open_store(indexed_city.store_url)
-    yield store
-    store.close()
-
-
-def count(store: Any, table: Any, *where: Any) -> int:
-    with store.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+# --- helpers ----------------------------------------------------------------------------------------------------------
 
 
 def error_of(response: Any, status: int) -> dict[str, Any]:
@@ -67,36 +54,6 @@ def a_case(store: Any, status: str) -> tuple[str, bytes]:
         ).first()
     assert row is not None
     return row.agency_id, bytes(row.case_id)
-
-
-@pytest.fixture(scope="module")
-def world_chain() -> Iterator[ev.EverythingChain]:
-    with ev.everything_chain() as built:
-        yield built
-
-
-@dataclasses.dataclass
-class Everything:
-    chain: ev.EverythingChain
-    client: TestClient
-    store_url: str
-    settings: ApiSettings
-
-    def sync(self) -> None:
-        ev.sync(self.chain.chain, self.chain.world.ledger.address, self.store_url)
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def everything(
-    request: pytest.FixtureRequest, world_chain: ev.EverythingChain, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Everything]:
-    """The ledger with every entry kind, indexed into a fresh SQLite file or PostgreSQL schema, and a client."""
-    tmp = tmp_path_factory.mktemp(f"world-{request.param}")
-    with ev.store_url(request.param, tmp) as url:
-        ev.sync(world_chain.chain, world_chain.world.ledger.address, url)
-        settings = ev.settings_for(world_chain, url, tmp)
-        with TestClient(create_app(settings)) as client:
-            yield Everything(world_chain, client, url, settings)
 
 
 def agency_code(everything: Everything) -> str:

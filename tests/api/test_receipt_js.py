@@ -30,7 +30,7 @@ from ledger.chain.contract import Chain, Ledger, citizen_typed_data
 from ledger.encoding import ZERO32
 from ledger.errors import InvalidRecord
 from ledger.records import Dispute, Rating, short_code
-from tests.api.test_page import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 #: vendored file -> its origin in node_modules (the packages package.json pins)

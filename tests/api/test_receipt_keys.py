@@ -2,7 +2,7 @@
 or the pool) to a case of its own must never make the citizen's look-up show that case — from the index, or from
 the chain when the index has not read the receipts yet (``ledger.chain.receipt_case``).
 
-On an anvil of its own (``tests.api.citizen_world``), with the index in SQLite.
+On an anvil of its own (``tests.support.citizens``), with the index in SQLite.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from ledger import receipts
 from ledger.chain.keys import KeyStore
 from ledger.errors import ContractReverted
 from ledger.records import CaseAction, Receipt, text_hash
-from tests.api.citizen_world import CitizenWorld, citizen_world, receipt_case_id
-from tests.api.test_citizen_fallback import index_last_block
+from tests.support.citizens import CitizenWorld, citizen_world, index_last_block, receipt_case_id
 
 
 @pytest.fixture(scope="module")

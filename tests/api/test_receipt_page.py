@@ -34,7 +34,8 @@ from ledger.dev.node import AnvilNode
 from ledger.index.sync import Indexer
 from ledger.records import Rating, short_code
 from ledger.store.db import open_store
-from tests.api.test_page import AUDIT, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, Console, screenshot, wait_drawn
+from tests.support.browser import AUDIT, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, Console, screenshot, wait_drawn
+from tests.support.cli import code_in
 
 AGENCY = "SH-ROADS"
 runner = CliRunner()
@@ -140,12 +141,6 @@ def open_receipt(page: Page, url: str) -> None:
 def reload(page: Page) -> None:
     page.reload()
     wait_drawn(page)
-
-
-def code_in(output: str) -> str:
-    found = re.search(r"receipt code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){4})", output)
-    assert found, output
-    return found.group(1)
 
 
 @pytest.mark.slow

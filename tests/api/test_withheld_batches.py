@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from ledger import receipts
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
-from tests.api.batch_world import batch_case_id
-from tests.api.everything import store_url
-from tests.api.withheld_world import WithheldWorld, withheld_world
+from tests.support.batches import batch_case_id
+from tests.support.everything import store_url
+from tests.support.withheld import WithheldWorld, withheld_world
 
 V1 = "/api/v1"
 

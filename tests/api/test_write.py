@@ -38,7 +38,7 @@ from ledger.records import (
 from ledger.relay.budgets import RelayBudgets
 from ledger.relay.service import SECP256K1_N, RelayWriter, relay_types
 from ledger.writer.outbox import OutboxState
-from tests.api.conftest import IndexedCity
+from tests.support.city import IndexedCity
 
 URL = "/api/v1/agency/records"
 ROADS, HOTLINE, WATER, SANITATION, LICENSING = (

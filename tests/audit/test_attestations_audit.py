@@ -17,7 +17,7 @@ from ledger.audit.report import report_bytes
 from ledger.chain.keys import AgencyKey
 from ledger.encoding import keccak
 from ledger.records import AuditVerdict
-from tests.audit.conftest import HonestLedger, chain_state, findings
+from tests.support.honest import HonestLedger, chain_state, findings
 
 
 def funded_auditor(h: HonestLedger) -> AgencyKey:
@@ -106,7 +106,7 @@ def test_an_operator_vouching_for_a_lying_auditor_or_forging_a_report_is_caught(
     other bytes under its report hash."""
     from fastapi import FastAPI, Request, Response
 
-    from tests.audit.test_tamper import lying
+    from tests.support.lying import lying
 
     seq = honest.seqs["attested"]
 

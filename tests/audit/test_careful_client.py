@@ -31,8 +31,8 @@ from ledger.audit.apiread import (
 from ledger.audit.model import QUOTE_LIMIT, Finding
 from ledger.audit.report import print_summary, render_html
 from ledger.audit.rpc import Rpc
-from tests.audit.conftest import HonestLedger, failed, findings
-from tests.audit.test_tamper import lying
+from tests.support.honest import HonestLedger, failed, findings
+from tests.support.lying import lying
 
 MARKUP = '[bold red]PASS[/] </td><script>alert("x")</script>\x1b[2J'
 

@@ -27,7 +27,7 @@ from ledger.batches import MAX_ENTRIES, batch_hash
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import code_text
 from ledger.records import CaseAction, EntryKind
-from tests.audit.conftest import DAY, HonestLedger, case_id, copy_entry, receipt_case_id, receipt_code
+from tests.support.honest import DAY, HonestLedger, case_id, copy_entry, receipt_case_id, receipt_code
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -473,7 +473,7 @@ def test_a_live_index_moving_during_the_audit_is_no_finding(honest: HonestLedger
     from fastapi import FastAPI, Request
 
     from ledger.records import CaseAction
-    from tests.audit.conftest import chain_state, later
+    from tests.support.honest import chain_state, later
 
     index = honest.index_copy(tmp_path)
     synced: list[bool] = []

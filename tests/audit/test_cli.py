@@ -22,8 +22,8 @@ from ledger.audit import cli, verify_case
 from ledger.audit.checks import CHECKS
 from ledger.dev.node import free_port
 from ledger.records import CaseAction
-from tests.audit.conftest import DAY, HonestLedger, case_id, chain_state, later, opened
-from tests.ledger.index_faults import FaultProxy, rewrite
+from tests.support.honest import DAY, HonestLedger, case_id, chain_state, later, opened
+from tests.support.index_faults import FaultProxy, rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -46,10 +46,10 @@ from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import rebuild
 from ledger.audit.rpc import Rpc
 from ledger.records import CaseAction
-from tests.audit.conftest import HonestLedger, chain_state, later, opened
-from tests.audit.test_open311_audit import all_closed_json, all_closed_xml, lying_open311
-from tests.audit.test_sampling import reseeded
-from tests.audit.test_tamper import lying, tampered
+from tests.support.honest import HonestLedger, chain_state, later, opened
+from tests.support.lying import all_closed_json, all_closed_xml, lying, lying_open311
+from tests.support.sampling import reseeded
+from tests.support.tamper import tampered
 
 pytestmark = pytest.mark.slow
 

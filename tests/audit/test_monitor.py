@@ -30,8 +30,8 @@ from ledger.audit.rpc import Rpc
 from ledger.audit.state import LOG, MANIFEST, StateDir
 from ledger.dev.node import free_port
 from ledger.records import CaseAction
-from tests.audit.conftest import HOUR, HonestLedger, case_id, chain_state, later, opened
-from tests.ledger.index_faults import FaultProxy, rewrite
+from tests.support.honest import HOUR, HonestLedger, case_id, chain_state, later, opened
+from tests.support.index_faults import FaultProxy, rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
 

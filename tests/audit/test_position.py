@@ -10,8 +10,8 @@ import pytest
 
 from ledger.audit.model import AuditReport
 from ledger.records import CaseAction
-from tests.audit.conftest import HonestLedger, chain_state, failed, findings, later, opened
-from tests.audit.test_tamper import mine_at, tampered
+from tests.support.honest import HonestLedger, chain_state, failed, findings, later, opened
+from tests.support.tamper import mine_at, tampered
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from ledger.batches.read import BatchContent
 from ledger.chain.logs import DecodedEntry
 from ledger.records import CaseAction, EntryKind, short_code
 from ledger.workdays import local_day, year_of
-from tests.audit.conftest import HonestLedger, case_id, copy_entry, receipt_case_id
+from tests.support.honest import HonestLedger, case_id, copy_entry, receipt_case_id
 
 Ledger = tuple[list[DecodedEntry], dict[int, BatchContent]]
 

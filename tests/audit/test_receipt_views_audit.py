@@ -13,8 +13,8 @@ from eth_utils import to_checksum_address
 from fastapi import FastAPI, Request, Response
 
 from ledger import receipts
-from tests.audit.conftest import HonestLedger, failed, findings, receipt_code
-from tests.audit.test_tamper import lying
+from tests.support.honest import HonestLedger, failed, findings, receipt_code
+from tests.support.lying import lying
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,10 @@ from ledger.audit.context import AuditContext
 from ledger.audit.rebuild import rebuild
 from ledger.audit.rpc import Rpc
 from ledger.audit.sampling import InvalidSampling, catch_chance, miss_chance, sample_size
-from tests.audit.conftest import HonestLedger
-from tests.audit.test_tamper import lying, query
+from tests.support.honest import HonestLedger
+from tests.support.lying import lying
+from tests.support.sampling import reseeded
+from tests.support.tamper import query
 
 SEEDS = range(20)
 
@@ -83,12 +85,6 @@ def audit_context(h: HonestLedger, wrap: Callable[[FastAPI], Any] | None = None,
             yield ctx
         finally:
             rpc.close()
-
-
-def reseeded(ctx: AuditContext, seed: int) -> AuditContext:
-    ctx.config.seed = seed
-    ctx.cache.clear()
-    return ctx
 
 
 def one_case_view_lie(h: HonestLedger) -> tuple[str, Callable[[FastAPI], None]]:

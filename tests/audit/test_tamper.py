@@ -14,15 +14,13 @@ rules; each is a finding at the anchoring transaction and log, saying what is wr
 from __future__ import annotations
 
 import io
-import json
 import shutil
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request, Response
+from fastapi import Request
 from rich.console import Console
 
 from ledger import batches, receipts
@@ -34,7 +32,7 @@ from ledger.dev import demo
 from ledger.encoding import keccak
 from ledger.errors import ContractReverted
 from ledger.records import CaseAction, Correction, Rating, Receipt, short_code, text_hash
-from tests.audit.conftest import (
+from tests.support.honest import (
     DAY,
     HOUR,
     HonestLedger,
@@ -48,8 +46,10 @@ from tests.audit.conftest import (
     receipt_code,
     receipt_opened,
 )
-from tests.audit.conftest import receipt_later as later_receipt
-from tests.ledger.index_faults import FaultProxy, rewrite
+from tests.support.honest import receipt_later as later_receipt
+from tests.support.index_faults import FaultProxy, rewrite
+from tests.support.lying import lying
+from tests.support.tamper import mine_at, query, tampered
 
 pytestmark = pytest.mark.slow
 
@@ -73,44 +73,6 @@ def points_at(h: HonestLedger, finding: Finding, seq: int) -> bool:
 
 def at_seq(report: AuditReport, check: str, seq: int) -> list[Finding]:
     return [f for f in findings(report, check) if f.seq == seq]
-
-
-def tampered(h: HonestLedger, tmp_path: Path, *statements: tuple[str, tuple[Any, ...]]) -> Path:
-    """A copy of the honest index with SQL applied (as an operator with database access could)."""
-    index = h.index_copy(tmp_path, "tampered.sqlite")
-    db = sqlite3.connect(index)
-    try:
-        for sql, params in statements:
-            assert db.execute(sql, params).rowcount >= 1, sql
-        db.commit()
-    finally:
-        db.close()
-    return index
-
-
-def query(index: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(index)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
-
-
-def lying(path: str, change: Callable[[Any, Request], Any]) -> Callable[[FastAPI], None]:
-    """Wrap the real API so that answers to `path` are changed by `change(body, request)`: an API that lies."""
-
-    def wrap(app: FastAPI) -> None:
-        @app.middleware("http")
-        async def lie(request: Request, call_next: Any) -> Response:
-            response = await call_next(request)
-            if request.url.path != path or response.status_code != 200:
-                return response
-            body = b"".join([chunk async for chunk in response.body_iterator])
-            changed = change(json.loads(body), request)
-            headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag")}
-            return Response(json.dumps(changed), status_code=200, headers=headers, media_type="application/json")
-
-    return wrap
 
 
 # --- 1. the index the API serves -------------------------------------------------------------------------------------
@@ -419,12 +381,6 @@ def test_no_contract_at_the_address(honest: HonestLedger) -> None:
 
 
 # --- 5. citizens' feedback: what an agency can really do on the chain, and what it cannot ---------------------------
-
-
-def mine_at(h: HonestLedger, at: int) -> None:
-    """Move the chain's clock: mine an empty block at time `at` (the audit's "now" is the latest block's time)."""
-    demo.set_next_block_time(h.chain, at)
-    h.chain.w3.provider.make_request("anvil_mine", [hex(1)])
 
 
 def test_dispute_left_unanswered_past_its_deadline(honest: HonestLedger, tmp_path: Path) -> None:

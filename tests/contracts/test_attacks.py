@@ -9,7 +9,6 @@ A refused call reverts when web3 estimates its gas, so it is never sent: these t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -24,7 +23,6 @@ from pydantic import ValidationError
 from ledger.chain.contract import Chain, Ledger
 from ledger.dev.node import AnvilNode
 from ledger.encoding import entry_hash, keccak, running_hash
-from ledger.errors import ContractReverted
 from ledger.records import (
     AgencyRegistration,
     CaseAction,
@@ -40,7 +38,8 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from tests.conftest import World, case_id
+from tests.support.reverts import refused
+from tests.support.world import World, case_id, head
 
 #: order of the secp256k1 group
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -55,14 +54,6 @@ _BY_SIG = {
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-
-
-def refused(error_name: str, action: Callable[..., Any], *args: Any) -> ContractReverted:
-    """Run `action`, which must revert with the custom error `error_name`; return the decoded error."""
-    with pytest.raises(ContractReverted) as info:
-        action(*args)
-    assert info.value.error_name == error_name, str(info.value)
-    return info.value
 
 
 def same_address(a: str, b: str) -> bool:
@@ -85,10 +76,6 @@ def assert_accepted_when_signed(world: World, record: Record | list[CaseEvent], 
     signature = world.ledger.sign(world.signer, record, deadline)
     name, first = relay_call_args(record)
     world.ledger.call_view(name, first, world.signer.address, deadline, signature)
-
-
-def head(world: World) -> tuple[int, bytes]:
-    return world.ledger.entry_count(), world.ledger.running_hash()
 
 
 def publish_second_commitment(world: World) -> bytes:

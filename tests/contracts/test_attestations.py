@@ -12,8 +12,9 @@ from eth_account.signers.local import LocalAccount
 from ledger.encoding import ZERO32, fold, keccak
 from ledger.errors import ContractReverted
 from ledger.records import Attestation, AuditVerdict, EntryKind
-from tests.conftest import World
-from tests.contracts.test_receipts import refused
+from tests.support.attestations import checkpoint
+from tests.support.reverts import refused
+from tests.support.world import World
 
 
 def mine(world: World, blocks: int) -> None:
@@ -22,19 +23,6 @@ def mine(world: World, blocks: int) -> None:
         w3.provider.make_request("anvil_mine", [hex(blocks)])
     else:
         w3.testing.mine(blocks)
-
-
-def checkpoint(world: World, **changes: object) -> Attestation:
-    """An honest checkpoint of the ledger at the block before the latest: a node runs a call (and estimates gas) in
-    the latest block's context, where that block's own hash is not yet known to `blockhash`."""
-    block = world.chain.w3.eth.get_block(world.chain.w3.eth.block_number - 1)
-    fields: dict[str, object] = dict(
-        block_number=block["number"], block_hash=bytes(block["hash"]),
-        entry_count=world.ledger.entry_count(block["number"]), running_hash=world.ledger.running_hash(block["number"]),
-        report_hash=keccak(b"report"), verdict=AuditVerdict.PASSED, findings=0,
-    )
-    fields.update(changes)
-    return Attestation(**fields)
 
 
 @pytest.fixture

@@ -44,8 +44,8 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from tests.conftest import World, case_id
-from tests.contracts.test_attestations import checkpoint
+from tests.support.attestations import checkpoint
+from tests.support.world import World, case_id, head
 
 ZERO_ADDRESS = "0x" + "00" * 20
 JURISDICTION = short_code("CN-SH")
@@ -114,10 +114,6 @@ def governor_role(world: World) -> bytes:
 
 def deadline(world: World) -> int:
     return world.now() + 3600
-
-
-def head(world: World) -> tuple[int, bytes]:
-    return world.ledger.entry_count(), world.ledger.running_hash()
 
 
 def days_of(*days: date) -> tuple[int, ...]:

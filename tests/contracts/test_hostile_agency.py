@@ -15,8 +15,9 @@ from ledger import receipts
 from ledger.batches import MAX_ENTRIES
 from ledger.encoding import keccak
 from ledger.records import CaseAction, Receipt
-from tests.conftest import World
-from tests.contracts.test_receipts import CODE, close, open_with_receipt, rate, receipt_case_id, refused, state
+from tests.support.receipts import CODE, close, open_with_receipt, rate, receipt_case_id, state
+from tests.support.reverts import refused
+from tests.support.world import World
 
 UINT64_MAX = 2**64 - 1
 #: runtime code of a contract that answers every call with ERC-1271's magic value 0x1626ba7e ("valid signature"):

@@ -7,9 +7,6 @@ page derives it (``ledger.receipts``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from eth_keys import keys
 
@@ -27,54 +24,11 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from tests.conftest import World
+from tests.support.receipts import CODE, close, dispute, open_with_receipt, rate, receipt_case_id, state
+from tests.support.reverts import refused
+from tests.support.world import World
 
 SECP256K1_N = receipts.SECP256K1_N
-CODE = "7KQ2-M9XD-4TPA-0WZC-88RN"
-
-
-def receipt_case_id(name: str) -> bytes:
-    raw = bytearray(keccak(b"receipt-case:" + name.encode()))
-    raw[0] |= 0x80
-    return bytes(raw)
-
-
-def refused(error_name: str, call: Callable[..., Any], *args: Any) -> ContractReverted:
-    with pytest.raises(ContractReverted) as info:
-        call(*args)
-    assert info.value.error_name == error_name, f"expected {error_name}, got {info.value}"
-    return info.value
-
-
-def open_with_receipt(world: World, name: str, code: str = CODE) -> bytes:
-    case_id = receipt_case_id(name)
-    world.ledger.write(world.signer, world.opened(name, case_id=case_id))
-    world.ledger.write(
-        world.signer, Receipt(case_id=case_id, receipt=receipts.address(code), occurred_at=world.now())
-    )
-    return case_id
-
-
-def close(world: World, case_id: bytes, action: CaseAction = CaseAction.FULFILLED) -> None:
-    world.ledger.write(world.signer, world.update("x", action, case_id=case_id))
-
-
-def rate(world: World, case_id: bytes, score: int = 4, key: bytes | None = None) -> Any:
-    # built without validation, so that the contract's own checks are what refuse a bad score
-    record = Rating.model_construct(agency_id=world.agency_id, case_id=case_id, score=score,
-                                    comment_hash=text_hash("salt:ok"))
-    signature = world.ledger.sign_citizen(key or receipts.private_key(CODE), record)
-    return world.ledger.submit_citizen(world.relayer, record, signature)
-
-
-def dispute(world: World, case_id: bytes, closure: int = 1, key: bytes | None = None) -> Any:
-    record = Dispute(agency_id=world.agency_id, case_id=case_id, closure=closure, reason_hash=text_hash("dark"))
-    signature = world.ledger.sign_citizen(key or receipts.private_key(CODE), record)
-    return world.ledger.submit_citizen(world.relayer, record, signature)
-
-
-def state(world: World, case_id: bytes) -> Any:
-    return world.ledger.receipt_case(world.agency_id, case_id)
 
 
 # ------------------------------------------------------------------ receipts

@@ -48,7 +48,7 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from tests.conftest import World, build_world, case_id
+from tests.support.world import World, build_world, case_id
 
 pytestmark = pytest.mark.slow
 

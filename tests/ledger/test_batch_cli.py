@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +24,7 @@ from ledger.importer import case_id_for
 from ledger.records import CaseAction, short_code
 from ledger.store import schema
 from ledger.store.db import default_url, open_store
+from tests.support.cli import iso
 
 runner = CliRunner()
 AGENCY = "SH-HOTLINE"
@@ -55,11 +55,6 @@ def cli(env, *args: str, code: int = 0) -> str:
     result = runner.invoke(app, ["--rpc-url", env["url"], "--data-dir", str(env["data"]), *args])
     assert result.exit_code == code, result.output
     return " ".join(result.output.split())  # Rich's wrapping undone
-
-
-def iso(env, offset: int = 0) -> str:
-    now = env["chain"].w3.eth.get_block("latest")["timestamp"]
-    return datetime.fromtimestamp(now + offset, UTC).isoformat()
 
 
 def rows_csv(env, path, prefix: str, cases: int) -> None:

@@ -27,7 +27,7 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from tests.conftest import World, case_id
+from tests.support.world import World, case_id
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-from datetime import UTC, datetime
 
 import pytest
 from eth_account import Account
@@ -25,6 +24,7 @@ from ledger.dev import devnet
 from ledger.dev.node import AnvilNode
 from ledger.importer import case_id_for
 from ledger.records import CaseAction, Dispute, Rating, ReceiptCaseStatus, short_code
+from tests.support.cli import code_in, iso
 
 runner = CliRunner()
 AGENCY = "SH-ROADS"
@@ -57,19 +57,8 @@ def flat(output: str) -> str:
     return " ".join(output.split())
 
 
-def iso(env, offset: int = 0) -> str:
-    now = env["chain"].w3.eth.get_block("latest")["timestamp"]
-    return datetime.fromtimestamp(now + offset, UTC).isoformat()
-
-
 def salt(env) -> bytes:
     return bytes.fromhex((env["data"] / "keys" / f"case-salt-{AGENCY}").read_text().strip())
-
-
-def code_in(output: str) -> str:
-    found = re.search(r"receipt code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){4})", output)
-    assert found, output
-    return found.group(1)
 
 
 KEY = ("--key", "roads")

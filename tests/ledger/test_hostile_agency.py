@@ -2,7 +2,7 @@
 fairness. Each test is named after what the agency attempts.
 
 The indexer tests run on an anvil of this module's own (``own_anvil``); the citizens' lane test on the pool anvil of
-``tests.ledger.test_relay_fairness`` (automatic mining off while it runs).
+the relay's fairness tests (``tests/support/pool.py``, automatic mining off while it runs).
 """
 
 from __future__ import annotations
@@ -21,25 +21,11 @@ from ledger.index.sync import Indexer
 from ledger.records import CaseAction, Correction, Rating, Receipt, text_hash
 from ledger.relay.service import CITIZEN_LANE, RelayRefused, RelayStore, RelayWriter, check_citizen_signature
 from ledger.store.db import Store
-from tests.conftest import World
-from tests.ledger.feedback_scenario import code_of, receipt_case_id
-from tests.ledger.test_indexer_batches import (
-    T0,
-    anchor,
-    index,
-    life,
-    stores,  # noqa: F401 - fixture
-    table,
-)
-from tests.ledger.test_relay import signed, submit
-from tests.ledger.test_relay_fairness import (  # noqa: F401 - fixtures
-    Pool,
-    _pool_world,
-    pool,
-    rating_of,
-    settled,
-    wait_for,
-)
+from tests.support.batched import T0, anchor, index, life, table
+from tests.support.feedback import code_of, receipt_case_id
+from tests.support.pool import Pool, rating_of, settled, wait_for
+from tests.support.relay import signed, submit
+from tests.support.world import World
 
 
 @pytest.fixture
@@ -61,7 +47,7 @@ def anchor_without_files(world: World, n: int) -> list[int]:
 
 
 def test_agency_anchoring_many_batches_without_files_does_not_make_every_sync_recheck_them_all(
-    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path
 ) -> None:
     published = tmp_path / "published"
     published.mkdir()
@@ -97,7 +83,7 @@ def test_agency_anchoring_many_batches_without_files_does_not_make_every_sync_re
 
 
 def test_corrections_aimed_into_a_withheld_batch_by_another_agency_or_voided_since_slot_in_as_from_the_start(
-    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path
 ) -> None:
     """While the batch is withheld: the other agency aims a correction at one of its entries (never the other
     agency's to void), the batch's agency voids a batched fulfilment, then voids that correction. Publishing the file
@@ -169,7 +155,7 @@ def other_agency_rating(anvil_pool: Pool, name: str) -> tuple[Rating, bytes]:
 
 
 def test_agency_rating_its_own_receipt_cases_cannot_crowd_out_another_agencys_citizen(
-    pool: Pool, tmp_path: Path  # noqa: F811 - the fixture imported above
+    pool: Pool, tmp_path: Path
 ) -> None:
     """An agency that issues receipts to keys it holds and closes those cases can sign ratings of its own cases. At
     most ``citizen_queue_per_agency`` of them wait at a time (the rest are refused ``citizen_queue_full``, with when

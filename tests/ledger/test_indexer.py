@@ -4,7 +4,7 @@ PostgreSQL alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,7 +31,6 @@ from ledger.cases import (
 )
 from ledger.chain.contract import Chain
 from ledger.chain.logs import LogDecoder, struct_hash
-from ledger.dev.node import AnvilNode
 from ledger.encoding import ZERO32, ZERO_HEAD, code_text, display_text, fold, keccak
 from ledger.errors import ChainMismatch, NodeUnavailable
 from ledger.index.sync import Indexer
@@ -39,45 +38,18 @@ from ledger.records import CaseAction, EntryKind, HolidayCalendar, short_code
 from ledger.store.db import Store, open_store
 from ledger.store.schema import sync_state
 from ledger.workdays import YearCalendar
-from tests.conftest import World, build_world, case_id
-from tests.ledger.conftest import WORKING_DAYS_COMMITMENT, Scenario, cst, write_everything
-from tests.ledger.feedback_scenario import write_feedback
+from tests.support.feedback import write_feedback
+from tests.support.indexing import head, index
+from tests.support.scenario import WORKING_DAYS_COMMITMENT, Scenario, cst, write_everything
+from tests.support.world import World, build_world, case_id
 
 HOUR = 3600
-
-
-@pytest.fixture(scope="module")
-def node_chain(own_anvil: AnvilNode) -> Chain:
-    return Chain.connect(own_anvil.url)
 
 
 @pytest.fixture
 def world(node_chain: Chain) -> World:
     """A freshly deployed ledger (two agencies, their keys, one commitment) on this module's anvil."""
     return build_world(node_chain)
-
-
-@pytest.fixture
-def stores(sqlite_url: Callable[[], str]) -> Iterator[Callable[..., Store]]:
-    opened: list[Store] = []
-
-    def make(url: str | None = None) -> Store:
-        store = open_store(url or sqlite_url())
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-def index(world: World, store: Store, **kwargs: Any) -> Indexer:
-    kwargs.setdefault("confirmations", 3)
-    return Indexer(world.chain, world.ledger.address, store, **kwargs)
-
-
-def head(world: World) -> int:
-    return int(world.chain.w3.eth.block_number)
 
 
 def rows(store: Store, table: str) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ tables to a store indexed before them. On an anvil of this module's own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,14 @@ from eth_account.signers.local import LocalAccount
 from ledger.batches import BatchStore, anchor, build_batch
 from ledger.cases import voided_entries
 from ledger.chain.contract import Chain
-from ledger.dev.node import AnvilNode
 from ledger.encoding import ZERO32, keccak
-from ledger.index.sync import Indexer
 from ledger.records import Attestation, AuditVerdict, Correction, EntryKind, text_hash
 from ledger.store.db import Store, alembic_config, head_revision, open_store
 from ledger.store.schema import NO_AGENCY
-from tests.conftest import World, build_world
-from tests.contracts.test_attestations import checkpoint
-from tests.ledger.conftest import Scenario, write_everything
-
-
-@pytest.fixture(scope="module")
-def node_chain(own_anvil: AnvilNode) -> Chain:
-    return Chain.connect(own_anvil.url)
+from tests.support.attestations import checkpoint
+from tests.support.indexing import head, index, mine
+from tests.support.scenario import Scenario, write_everything
+from tests.support.world import World, build_world
 
 
 @pytest.fixture
@@ -38,35 +32,9 @@ def world(node_chain: Chain) -> World:
     return build_world(node_chain)
 
 
-@pytest.fixture
-def stores(sqlite_url: Callable[[], str]) -> Iterator[Callable[..., Store]]:
-    opened: list[Store] = []
-
-    def make(url: str | None = None) -> Store:
-        opened.append(open_store(url or sqlite_url()))
-        return opened[-1]
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-def index(world: World, store: Store, **kwargs: Any) -> Indexer:
-    kwargs.setdefault("confirmations", 3)
-    return Indexer(world.chain, world.ledger.address, store, **kwargs)
-
-
 def rows(store: Store, table: str, order: str = "seq") -> list[dict[str, Any]]:
     with store.connect() as conn:
         return [dict(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order}").mappings()]
-
-
-def head(world: World) -> int:
-    return int(world.chain.w3.eth.block_number)
-
-
-def mine(world: World, blocks: int) -> None:
-    world.chain.w3.provider.make_request("anvil_mine", [hex(blocks)])
 
 
 def register(world: World) -> LocalAccount:

@@ -4,104 +4,25 @@ included. A batch whose file is missing or cannot match its anchor is withheld (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ledger import batches
 from ledger.batches import BatchStore, build_batch
 from ledger.chain.contract import Chain
-from ledger.dev.node import AnvilNode
 from ledger.encoding import entry_hash
-from ledger.index.sync import Indexer
 from ledger.metrics import MetricsFilter, compute_metrics
-from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Correction, EntryKind, text_hash
+from ledger.records import CaseAction, Correction, EntryKind, text_hash
 from ledger.store.db import Store, open_store
-from tests.conftest import World, build_world, case_id
-
-DAY = 86_400
-T0 = 1_790_000_000  # claimed times: fixed, so that two ledgers given the same events fold the same cases
-
-
-@pytest.fixture(scope="module")
-def node_chain(own_anvil: AnvilNode) -> Chain:
-    return Chain.connect(own_anvil.url)
+from tests.support.batched import DAY, T0, anchor, index, life, plain_case_id, table
+from tests.support.indexing import head, mine
+from tests.support.world import World, build_world
 
 
 @pytest.fixture
 def world(node_chain: Chain) -> World:
     return build_world(node_chain)
-
-
-@pytest.fixture
-def stores(sqlite_url: Callable[[], str]) -> Iterator[Callable[..., Store]]:
-    opened: list[Store] = []
-
-    def make(url: str | None = None) -> Store:
-        store = open_store(url or sqlite_url())
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-def index(world: World, store: Store, batch_dir: Path | None, **kwargs: Any) -> Indexer:
-    kwargs.setdefault("confirmations", 3)
-    return Indexer(world.chain, world.ledger.address, store, batch_dir=batch_dir, **kwargs)
-
-
-def head(world: World) -> int:
-    return int(world.chain.w3.eth.block_number)
-
-
-def mine(world: World, blocks: int) -> None:
-    world.chain.w3.provider.make_request("anvil_mine", [hex(blocks)])
-
-
-def plain_case_id(name: str) -> bytes:
-    """A case id without ``RECEIPT_CASE_FLAG``, so that its batched events apply to it
-    (``ledger.cases.batched_event_applies``)."""
-    raw = case_id(name)
-    return bytes([raw[0] & ~RECEIPT_CASE_FLAG & 0xFF]) + raw[1:]
-
-
-def life(world: World, tag: str, n: int) -> list[CaseEvent]:
-    """n cases: opened; then accepted, put on hold and resumed, or fulfilled, rejected... (every path once)."""
-    out: list[CaseEvent] = []
-    for i in range(n):
-        name = f"{tag}{i}"
-        out.append(world.opened(name, case_id=plain_case_id(name), occurred_at=T0 + i, channel=1 + i % 6))
-    for i in range(n):
-        name, at = f"{tag}{i}", T0 + 3600 + i
-        step = i % 4
-        if step == 0:
-            out.append(world.update(name, CaseAction.ACCEPTED, occurred_at=at, case_id=plain_case_id(name)))
-            out.append(world.update(name, CaseAction.FULFILLED, occurred_at=at + 60, details_hash=text_hash(name),
-                                    case_id=plain_case_id(name)))
-        elif step == 1:
-            out.append(world.update(name, CaseAction.ON_HOLD, occurred_at=at, case_id=plain_case_id(name)))
-            out.append(world.update(name, CaseAction.RESUMED, occurred_at=at + 7200, case_id=plain_case_id(name)))
-        elif step == 2:
-            out.append(world.update(name, CaseAction.REJECTED, occurred_at=at, case_id=plain_case_id(name)))
-        else:
-            out.append(world.update(name, CaseAction.ESCALATED, occurred_at=at, case_id=plain_case_id(name)))
-    return out
-
-
-def anchor(world: World, events: list[CaseEvent], directory: Path) -> tuple[batches.Batch, batches.Anchored]:
-    batch = build_batch(events)
-    return batch, batches.anchor(world.ledger, world.signer, batch, BatchStore(directory))
-
-
-def table(dump: dict[str, list[tuple[Any, ...]]], name: str, store: Store) -> list[dict[str, Any]]:
-    from ledger.store.schema import metadata
-
-    columns = metadata.tables[name].columns.keys()
-    return [dict(zip(columns, row, strict=True)) for row in dump[name]]
 
 
 # ------------------------------------------------------------------------------------------ like single entries

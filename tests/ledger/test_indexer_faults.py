@@ -19,16 +19,13 @@ from ledger.dev.node import AnvilNode
 from ledger.errors import IndexIntegrityError, NodeUnavailable, ReorgTooDeep
 from ledger.index.sync import Indexer
 from ledger.records import CaseAction, Correction, HolidayCalendar, Receipt, Retirement, text_hash
-from ledger.store.db import Store, open_store
-from tests.conftest import World, build_world
-from tests.ledger.conftest import cst, write_everything
-from tests.ledger.feedback_scenario import code_of, rate, receipt_case_id, write_feedback
-from tests.ledger.index_faults import Fault, FaultProxy, rewrite, rpc_error, span, status, timeout
-
-
-@pytest.fixture(scope="module")
-def node_chain(own_anvil: AnvilNode) -> Chain:
-    return Chain.connect(own_anvil.url)
+from ledger.store.db import Store
+from tests.support.feedback import code_of, rate, receipt_case_id, write_feedback
+from tests.support.index_faults import Fault, FaultProxy, rewrite, rpc_error, span, status, timeout
+from tests.support.indexing import head, mine
+from tests.support.indexing import index as direct
+from tests.support.scenario import cst, write_everything
+from tests.support.world import World, build_world
 
 
 @pytest.fixture
@@ -40,19 +37,6 @@ def world(node_chain: Chain) -> World:
 def proxy(own_anvil: AnvilNode) -> Iterator[FaultProxy]:
     with FaultProxy(own_anvil.url) as running:
         yield running
-
-
-@pytest.fixture
-def stores(sqlite_url: Callable[[], str]) -> Iterator[Callable[[], Store]]:
-    opened: list[Store] = []
-
-    def make() -> Store:
-        opened.append(open_store(sqlite_url()))
-        return opened[-1]
-
-    yield make
-    for store in opened:
-        store.close()
 
 
 class Sleeps:
@@ -72,24 +56,11 @@ def through(proxy: FaultProxy, world: World, store: Store, sleeps: Sleeps | None
     return Indexer(Chain.connect(proxy.url), world.ledger.address, store, rpc=rpc, **kwargs)
 
 
-def direct(world: World, store: Store, **kwargs: Any) -> Indexer:
-    kwargs.setdefault("confirmations", 3)
-    return Indexer(world.chain, world.ledger.address, store, **kwargs)
-
-
 def fresh_dump(world: World, stores: Callable[[], Store], to_block: int, **kwargs: Any) -> dict[str, Any]:
     """What indexing the chain as it is now, from scratch, gives."""
     store = stores()
     direct(world, store, **kwargs).sync(to_block=to_block)
     return store.dump()
-
-
-def head(world: World) -> int:
-    return int(world.chain.w3.eth.block_number)
-
-
-def mine(world: World, blocks: int) -> None:
-    world.chain.w3.provider.make_request("anvil_mine", [hex(blocks)])
 
 
 # ------------------------------------------------------------------------------------------ node faults

@@ -20,19 +20,9 @@ from ledger.encoding import keccak
 from ledger.metrics import MetricsFilter, compute_metrics
 from ledger.records import CaseAction, Correction, Receipt, text_hash
 from ledger.store.db import Store
-from tests.conftest import World
-from tests.ledger.test_indexer_batches import (
-    DAY,
-    T0,
-    anchor,
-    head,
-    index,
-    life,
-    mine,
-    plain_case_id,
-    stores,  # noqa: F401 - fixture
-    table,
-)
+from tests.support.batched import DAY, T0, anchor, index, life, plain_case_id, table
+from tests.support.indexing import head, mine
+from tests.support.world import World
 
 
 @pytest.fixture
@@ -69,7 +59,7 @@ def receipt_case(name: str) -> bytes:
 
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_an_agency_withholding_its_batch_file_does_not_stop_other_agencies(
-    world: World, stores: Callable[..., Store], sqlite_url: Callable[[], str], pg_database: Callable[[], str],  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], sqlite_url: Callable[[], str], pg_database: Callable[[], str],
     tmp_path: Path, db: str,
 ) -> None:
     published, private = tmp_path / "published", tmp_path / "private"
@@ -120,7 +110,7 @@ def test_an_agency_withholding_its_batch_file_does_not_stop_other_agencies(
 
 
 def test_corrections_and_later_events_of_a_withheld_batch_apply_once_it_is_published(
-    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path
 ) -> None:
     """Events after the batch, of its cases, arrive before the batch's own; a correction of a batched event was
     refused while the event was not there: once the file is published, both count as if it had always been."""
@@ -154,7 +144,7 @@ def test_corrections_and_later_events_of_a_withheld_batch_apply_once_it_is_publi
 
 
 def test_a_file_replaced_under_its_name_is_withheld_until_the_right_one_is_published(
-    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path
 ) -> None:
     batch, anchored = anchor(world, life(world, "h", 2), tmp_path)
     path = BatchStore(tmp_path).path(batch.file_hash)
@@ -172,7 +162,7 @@ def test_a_file_replaced_under_its_name_is_withheld_until_the_right_one_is_publi
 
 
 def test_without_a_batch_directory_a_batch_is_withheld_and_indexing_goes_on(
-    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path
 ) -> None:
     batch, anchored = anchor(world, life(world, "n", 2), tmp_path)
     other_agency_writes(world, "water")
@@ -184,7 +174,7 @@ def test_without_a_batch_directory_a_batch_is_withheld_and_indexing_goes_on(
 
 
 def test_run_indexes_past_a_missing_batch_and_slots_it_in_when_published(
-    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path
 ) -> None:
     published = tmp_path / "published"
     batch, anchored = anchor(world, life(world, "w", 3), tmp_path / "private")
@@ -253,7 +243,7 @@ def _impossible(world: World, fault: str, directory: Path) -> tuple[int, Batch, 
 @pytest.mark.parametrize("fault", ["a random root", "a file of other events", "a file lacking an entry",
                                    "a malformed line"])
 def test_an_agency_anchoring_a_batch_no_file_can_match_is_withheld_for_ever(
-    world: World, stores: Callable[..., Store], tmp_path: Path, fault: str  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path, fault: str
 ) -> None:
     seq, good, words = _impossible(world, fault, tmp_path)
     other_agency_writes(world, "water")
@@ -280,7 +270,7 @@ def test_an_agency_anchoring_a_batch_no_file_can_match_is_withheld_for_ever(
 
 
 def test_a_batched_fulfilment_of_a_receipt_case_is_on_the_ledger_but_not_applied(
-    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path
 ) -> None:
     receipted = receipt_case("r")
     assert not batched_event_applies(receipted) and BATCHED_RECEIPT_CASE_EVENT
@@ -315,7 +305,7 @@ def test_a_batched_fulfilment_of_a_receipt_case_is_on_the_ledger_but_not_applied
 
 
 def test_a_reorg_rolls_back_withheld_batches_and_keeps_the_head_after_one(
-    world: World, stores: Callable[..., Store], tmp_path: Path  # noqa: F811 - the fixture imported above
+    world: World, stores: Callable[..., Store], tmp_path: Path
 ) -> None:
     published = tmp_path / "published"
     store = stores()

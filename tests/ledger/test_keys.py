@@ -16,7 +16,7 @@ from ledger.chain.keys import AgencyKey, load_key
 from ledger.errors import KeyUnavailable
 from ledger.writer.outbox import Outbox
 from ledger.writer.sender import Writer
-from tests.conftest import World
+from tests.support.world import World
 
 PASSWORD = "correct horse battery staple"
 ENV = "CIVIC_TEST_KEY_FOR_KEYS"

@@ -24,7 +24,7 @@ from ledger.records import (
     day_number,
     short_code,
 )
-from tests.conftest import build_world
+from tests.support.world import build_world
 
 BASE_TIME = 1_700_000_000
 bytes32 = st.binary(min_size=32, max_size=32)

@@ -9,8 +9,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from ledger.chain.contract import relay_typed_data
 from ledger.errors import OutboxError
@@ -21,18 +19,13 @@ from ledger.relay.service import (
     RelayRefused,
     RelayStore,
     RelayWriter,
-    SignedRecord,
     StaleNonce,
     check_signed_record,
     relay_types,
 )
 from ledger.writer.outbox import TxState
-from tests.conftest import World
-
-
-@pytest.fixture
-def relay_dir(tmp_path: Path) -> Path:
-    return tmp_path / "relay"
+from tests.support.relay import signed, submit
+from tests.support.world import World
 
 
 @pytest.fixture
@@ -46,21 +39,6 @@ def store(world: World, relay_dir: Path):
 def relay_writer(world: World, store: RelayStore):
     with RelayWriter(world.ledger, world.relayer, store, retry_backoff=0.01) as w:
         yield w
-
-
-def signed(world: World, signer: LocalAccount, record, *, nonce: int | None = None, deadline: int | None = None):
-    nonce = world.ledger.nonce(signer.address) if nonce is None else nonce
-    typed = world.ledger.typed_data(
-        record, nonce, deadline or int(time.time()) + 3600, world.ledger.agency_of(signer.address)
-    )
-    signature = Account.sign_typed_data(signer.key, full_message=typed).signature
-    return check_signed_record(typed, signature, world.ledger.domain())
-
-
-def submit(world: World, store: RelayStore, item: SignedRecord):
-    status, created = store.submit(item, world.ledger.agency_of(item.signer), lambda: world.ledger.nonce(item.signer))
-    assert created
-    return status
 
 
 def test_relay_types_are_those_of_the_typed_data_the_ledger_builds(world: World):

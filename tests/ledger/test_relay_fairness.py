@@ -11,42 +11,21 @@ and an agency backlog stand in front of a rating.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from eth_account.signers.local import LocalAccount
 
-from ledger import receipts
-from ledger.chain.contract import Chain
-from ledger.dev.node import AnvilNode
-from ledger.records import CaseAction, Rating, Receipt, text_hash
 from ledger.relay.budgets import BudgetExceeded, RelayBudgets, estimated_gas
-from ledger.relay.service import CITIZEN_LANE, RelayStatus, RelayStore, RelayWriter, check_citizen_signature
+from ledger.relay.service import CITIZEN_LANE, RelayStore, RelayWriter, check_citizen_signature
 from ledger.writer.outbox import OutboxState
-from tests.conftest import World, build_world
-from tests.ledger.feedback_scenario import code_of, receipt_case_id
-from tests.ledger.test_relay import signed, submit
-
-
-@pytest.fixture
-def relay_dir(tmp_path: Path) -> Path:
-    return tmp_path / "relay"
+from tests.support.pool import Pool, rating_of, settled, wait_for
+from tests.support.relay import signed, submit
+from tests.support.world import World
 
 
 def usage(store: RelayStore, signer: str) -> dict[str, int]:
     return {use.budget: use.used for use in store.budget_usage(signer)}
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll `condition` until it is truthy (the writers run in their own threads); fail saying `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 # ---------------------------------------------------------------------- budgets
@@ -159,73 +138,6 @@ def test_other_signers_are_unaffected_by_one_signers_exhausted_budget(world: Wor
 # ---------------------------------------------------------------------- a pool the test controls
 
 
-@dataclass
-class Pool:
-    """A world on an anvil of its own, with automatic mining off while a test runs, and a funded key for the
-    citizens' lane."""
-
-    world: World
-    citizen_relayer: LocalAccount
-
-    @property
-    def chain(self) -> Chain:
-        return self.world.chain
-
-    def mine(self) -> None:
-        self.chain.w3.provider.make_request("evm_mine", [])
-
-    def in_pool(self, tx_hash: str | None) -> bool:
-        if tx_hash is None:
-            return False
-        found = self.chain.w3.provider.make_request("eth_getTransactionByHash", [tx_hash]).get("result")
-        return found is not None
-
-    def send_copy(self, sender: LocalAccount, call: Any, tip: int) -> str:
-        """Send `call` from `sender` with a higher tip than the relayer's, without waiting for it to be mined."""
-        w3 = self.chain.w3
-        base = int(w3.eth.get_block("latest")["baseFeePerGas"])
-        tx = call.build_transaction({
-            "from": sender.address, "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-            "chainId": self.chain.chain_id, "gas": 1_000_000, "maxPriorityFeePerGas": tip,
-            "maxFeePerGas": 2 * base + tip,
-        })
-        return "0x" + bytes(w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)).hex()
-
-    def receipt_case(self, name: str) -> tuple[bytes, bytes]:
-        """A case opened with a receipt and fulfilled (so its receipt holder may rate it): (case id, receipt key)."""
-        w = self.world
-        case = receipt_case_id(name)
-        code = code_of(name)
-        w.ledger.write(w.signer, w.opened(name, case_id=case))
-        w.ledger.write(w.signer, Receipt(case_id=case, receipt=receipts.address(code), occurred_at=w.now()))
-        w.ledger.write(w.signer, w.update(name, CaseAction.FULFILLED, case_id=case,
-                                          details_hash=text_hash(f"{name}:done")))
-        return case, receipts.private_key(code)
-
-
-@pytest.fixture(scope="module")
-def _pool_world() -> Iterator[Pool]:
-    node = AnvilNode().start()
-    try:
-        chain = Chain.connect(node.url)
-        world = build_world(chain)
-        yield Pool(world, chain.new_account())
-    finally:
-        node.stop()
-
-
-@pytest.fixture
-def pool(_pool_world: Pool) -> Iterator[Pool]:
-    snapshot = _pool_world.chain.snapshot()
-    try:
-        yield _pool_world
-    finally:
-        w3 = _pool_world.chain.w3
-        w3.provider.make_request("evm_setAutomine", [True])
-        w3.provider.make_request("evm_setBlockGasLimit", [hex(30_000_000)])
-        _pool_world.chain.revert(snapshot)
-
-
 @pytest.fixture
 def lanes(pool: Pool, tmp_path: Path) -> Iterator[tuple[RelayStore, RelayWriter, RelayWriter]]:
     """A relay store with both lanes' writers running in the background, as the API runs them."""
@@ -240,17 +152,6 @@ def lanes(pool: Pool, tmp_path: Path) -> Iterator[tuple[RelayStore, RelayWriter,
         for writer in (agencies, citizens):
             writer.close()
         store.close()
-
-
-def settled(store: RelayStore, key: str) -> RelayStatus | None:
-    status = store.status(key)
-    return status if status is not None and status.state in ("recorded", "failed") else None
-
-
-def rating_of(pool: Pool, name: str, score: int) -> tuple[Rating, bytes]:
-    case, key = pool.receipt_case(name)
-    rating = Rating(agency_id=pool.world.agency_id, case_id=case, score=score, comment_hash=text_hash(name))
-    return rating, pool.world.ledger.sign_citizen(key, rating)
 
 
 def test_citizen_rating_is_not_delayed_by_agency_bulk(pool: Pool, lanes: tuple[RelayStore, RelayWriter, RelayWriter]):

@@ -22,19 +22,7 @@ from ledger.records import (
 )
 from ledger.writer.outbox import Outbox, OutboxState, TxState
 from ledger.writer.sender import MAX_BATCH, Writer
-from tests.conftest import World
-
-
-@pytest.fixture
-def outbox(tmp_path: Path):
-    with Outbox(tmp_path / "outbox.db", synchronous="NORMAL") as box:
-        yield box
-
-
-@pytest.fixture
-def writer(world: World, outbox: Outbox):
-    with Writer(world.ledger, world.signer, outbox, batch_size=5, retry_backoff=0.01) as w:
-        yield w
+from tests.support.world import World
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:

@@ -18,8 +18,8 @@ from ledger.errors import ContractReverted, NodeUnavailable, WriterError
 from ledger.records import CaseAction, CaseEvent, Record, short_code
 from ledger.writer.outbox import Outbox, OutboxState, TxState, record_json
 from ledger.writer.sender import Writer
-from tests.conftest import World, build_world, case_id
-from tests.ledger.faults import FaultProxy, RecordingSigner, start_writer_process, wait_for_line
+from tests.support.faults import FaultProxy, RecordingSigner, start_writer_process, wait_for_line
+from tests.support.world import World, build_world, case_id
 
 FAST = {"retry_backoff": 0.01, "max_backoff": 0.05, "rpc_timeout": 0.5, "rebroadcast_after": 0.5}
 
@@ -51,12 +51,6 @@ def world(_world: World):
 def proxy(node: AnvilNode):
     with FaultProxy(node.url) as p:
         yield p
-
-
-@pytest.fixture
-def outbox(tmp_path: Path):
-    with Outbox(tmp_path / "outbox.db", synchronous="NORMAL") as box:
-        yield box
 
 
 def writer_via(url: str, world: World, outbox: Outbox, **settings) -> Writer:

@@ -3,28 +3,12 @@ after a later event of its case, never for a case whose Opened event the ledger 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from ledger import receipts
 from ledger.importer import with_receipt_flag
 from ledger.records import CaseAction, Receipt, ReceiptCaseStatus, short_code
-from ledger.writer.outbox import Outbox, OutboxState
+from ledger.writer.outbox import OutboxState
 from ledger.writer.sender import Writer, encode_receipts
-from tests.conftest import World, case_id
-
-
-@pytest.fixture
-def outbox(tmp_path: Path):
-    with Outbox(tmp_path / "outbox.db", synchronous="NORMAL") as box:
-        yield box
-
-
-@pytest.fixture
-def writer(world: World, outbox: Outbox):
-    with Writer(world.ledger, world.signer, outbox, batch_size=5, retry_backoff=0.01) as w:
-        yield w
+from tests.support.world import World, case_id
 
 
 def flagged(name: str) -> bytes:

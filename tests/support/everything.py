@@ -1,5 +1,5 @@
 """A second ledger for the read API tests, beside the demo city: every entry kind and every derived-state rule
-(``tests.ledger.conftest.write_everything``: commitment versions, a retirement, a revoked key, corrections — one
+(``tests.support.scenario.write_everything``: commitment versions, a retirement, a revoked key, corrections — one
 voiding a case's opening —, an agency id that is not ASCII), on an anvil of its own, indexed with a confirmation
 depth so that its newest entries are not final yet. Indexed into SQLite and into PostgreSQL, so the read API is
 proven on both; and helpers to check a proof against the chain.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from fastapi.testclient import TestClient
 from psycopg import sql
 
 from api.settings import ApiSettings
@@ -24,8 +24,9 @@ from ledger.encoding import ZERO32, entry_hash
 from ledger.index.sync import Indexer
 from ledger.records import EntryKind, short_code
 from ledger.store.db import open_store
-from tests.conftest import World, build_world
-from tests.ledger.conftest import PG_SERVER, Scenario, write_everything
+from tests.support.postgres import admin, schema_url
+from tests.support.scenario import Scenario, write_everything
+from tests.support.world import World, build_world
 
 #: blocks below the head before an entry is final: the newest entries of the world stay unconfirmed
 CONFIRMATIONS = 3
@@ -58,12 +59,12 @@ def store_url(kind: str, tmp_dir: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_dir / 'index.sqlite3'}"
         return
     name = f"civic_api_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+    with admin() as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     try:
-        yield f"{PG_SERVER.replace('postgresql://', 'postgresql+psycopg://', 1)}?options=-csearch_path%3D{name}"
+        yield schema_url(name)
     finally:
-        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        with admin() as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
@@ -73,6 +74,20 @@ def sync(chain: Chain, address: str, url: str, confirmations: int = CONFIRMATION
         Indexer(chain, address, store, confirmations=confirmations).sync()
     finally:
         store.close()
+
+
+@dataclass
+class Everything:
+    """The ledger with every entry kind indexed into one store (the ``everything`` fixture of
+    ``tests/api/conftest.py``), with a client of the API on it."""
+
+    chain: EverythingChain
+    client: TestClient
+    store_url: str
+    settings: ApiSettings
+
+    def sync(self) -> None:
+        sync(self.chain.chain, self.chain.world.ledger.address, self.store_url)
 
 
 def settings_for(everything: EverythingChain, url: str, data_dir: Path, **changes: Any) -> ApiSettings:

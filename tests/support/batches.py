@@ -1,5 +1,5 @@
 """A ledger of its own for the batch tests (API and page): an anvil, one agency with a commitment
-(``tests.conftest.build_world``), two Merkle-anchored batches of case events with single entries around them — one
+(``tests.support.world.build_world``), two Merkle-anchored batches of case events with single entries around them — one
 case opened on its own and moved along in a batch —, the files in the service's default batch directory
 (``<data dir>/batches``), indexed into SQLite with the indexer's batch expansion."""
 
@@ -20,8 +20,8 @@ from ledger.encoding import code_text
 from ledger.index.sync import Indexer
 from ledger.records import CaseAction, CaseEvent, Receipt, text_hash
 from ledger.store.db import open_store
-from tests.api.citizen_world import receipt_case_id
-from tests.conftest import World, build_world, case_id
+from tests.support.citizens import receipt_case_id
+from tests.support.world import World, build_world, case_id
 
 
 @dataclass

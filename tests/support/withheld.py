@@ -1,5 +1,5 @@
 """A ledger whose roads agency withholds batches, for the API and page tests of withheld batches: an anvil, the two
-agencies of ``tests.conftest.build_world`` (each with a commitment), and from SH-ROADS a batch whose file is never
+agencies of ``tests.support.world.build_world`` (each with a commitment), and from SH-ROADS a batch whose file is never
 published where the service looks (withheld: missing), a batch whose anchor no file can match (impossible), and a
 published batch holding a fulfilment of a receipt case (on the ledger, not applied); then SH-WATER's later cases."""
 
@@ -20,9 +20,9 @@ from ledger.encoding import code_text, keccak
 from ledger.index.sync import Indexer
 from ledger.records import CaseAction, Receipt
 from ledger.store.db import open_store
-from tests.api.batch_world import batch_case_id, case_events
-from tests.api.citizen_world import receipt_case_id
-from tests.conftest import World, build_world
+from tests.support.batches import batch_case_id, case_events
+from tests.support.citizens import receipt_case_id
+from tests.support.world import World, build_world
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """A chain scenario with every receipt, rating and dispute rule the index implements (:func:`write_feedback`), for
-the indexer's tests; it complements ``tests.ledger.conftest.write_everything`` and runs after it or alone.
+the indexer's tests; it complements ``tests.support.scenario.write_everything`` and runs after it or alone.
 
 Receipt cases have ids with the top bit set (``ledger.records.RECEIPT_CASE_FLAG``); their receipt keys derive from
 codes made here from the case's name, as the citizen's page derives them (``ledger.receipts``). Ratings and
@@ -22,7 +22,7 @@ from ledger.records import (
     Receipt,
     text_hash,
 )
-from tests.conftest import World
+from tests.support.world import World
 
 
 def receipt_case_id(name: str) -> bytes:

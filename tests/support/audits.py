@@ -1,5 +1,5 @@
 """A ledger of its own for the audit tests (API and page): an anvil, one agency with a commitment and a case
-(``tests.conftest.build_world``), and auditors registered by governance — two whose checkpoints of the same block
+(``tests.support.world.build_world``), and auditors registered by governance — two whose checkpoints of the same block
 match the ledger (one passed, one failed with findings), one that signed a running hash the ledger never had, one
 that attested and was then revoked, one that has not attested yet — indexed into SQLite, with the service's data
 directory for the published reports."""
@@ -22,8 +22,8 @@ from ledger.encoding import keccak
 from ledger.index.sync import Indexer
 from ledger.records import Attestation, AuditVerdict
 from ledger.store.db import open_store
-from tests.conftest import World, build_world
-from tests.contracts.test_attestations import checkpoint
+from tests.support.attestations import checkpoint
+from tests.support.world import World, build_world
 
 
 def report(name: str, findings: int = 0) -> bytes:

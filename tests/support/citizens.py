@@ -1,6 +1,7 @@
 """A ledger of its own for the citizen API and page tests: an anvil, one agency with a commitment
-(``tests.conftest.build_world``), an index in SQLite, a data directory with a funded relayer key, and helpers to
-open cases with receipts, move them along, and sign what the citizen's page signs."""
+(``tests.support.world.build_world``), an index in SQLite, a data directory with a funded relayer key, and helpers to
+open cases with receipts, move them along, and sign what the citizen's page signs; and the citizen API's answers
+checked (found, refused leaving nothing behind, recorded once)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
 
 from api.settings import ApiSettings
 from ledger import receipts
@@ -20,10 +22,13 @@ from ledger.chain.keys import KeyStore
 from ledger.dev.node import AnvilNode
 from ledger.encoding import ZERO32, code_text, keccak
 from ledger.index.sync import Indexer
-from ledger.records import CaseAction, Dispute, Rating, Receipt, text_hash
-from ledger.relay.service import salted_text_hash
+from ledger.records import CaseAction, Dispute, EntryKind, Rating, Receipt, text_hash
+from ledger.relay.service import LANES, salted_text_hash
 from ledger.store.db import open_store
-from tests.conftest import World, build_world
+from ledger.store.schema import sync_state
+from tests.support.world import World, build_world
+
+RATINGS, DISPUTES = "/api/v1/ratings", "/api/v1/disputes"
 
 
 def receipt_case_id(name: str) -> bytes:
@@ -149,3 +154,59 @@ def citizen_world(tmp: Path) -> Iterator[CitizenWorld]:
         yield CitizenWorld(node, world, f"sqlite:///{tmp / 'index.sqlite'}", data_dir, relayer)
     finally:
         node.stop()
+
+
+def index_last_block(cw: CitizenWorld) -> int:
+    store = open_store(cw.store_url)
+    try:
+        with store.engine.connect() as conn:
+            return int(conn.execute(sync_state.select()).mappings().one()["last_block"])
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------- the citizen API's answers
+
+
+def relay_rows(client: TestClient) -> int:
+    """Rows in both lanes' outboxes."""
+    store = client.app.state.agency_writes.store  # type: ignore[attr-defined]
+    return sum(sum(store.lane_outbox(lane).counts().values()) for lane in LANES)
+
+
+def lookup(client: TestClient, cw: CitizenWorld, name: str) -> dict[str, Any]:
+    answer = client.get(f"/api/v1/receipts/{cw.address(name)}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def refused(client: TestClient, cw: CitizenWorld, url: str, body: Any, status: int, code: str) -> dict[str, Any]:
+    """Refused with this status and code, and nothing written: no entry on chain, nothing stored for relaying."""
+    entries, rows = cw.ledger.entry_count(), relay_rows(client)
+    if isinstance(body, (bytes, str)):
+        answer = client.post(url, content=body, headers={"content-type": "application/json"})
+    else:
+        answer = client.post(url, json=body)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == code and error["message"], error
+    assert cw.ledger.entry_count() == entries
+    assert relay_rows(client) == rows
+    return answer.json()
+
+
+def recorded(client: TestClient, cw: CitizenWorld, answer: Any, name: str, kind: EntryKind) -> dict[str, Any]:
+    """Accepted and recorded once, on chain, with the receipt key as the entry's actor."""
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["status"] == "recorded", body
+    assert body["receipt"] == cw.address(name)
+    block = cw.chain.w3.eth.get_transaction_receipt(body["tx_hash"])["blockNumber"]
+    [entry] = [e for e in cw.ledger.entries(from_block=block, to_block=block) if e.seq == body["seq"]]
+    assert entry.kind is kind and entry.actor == cw.address(name)  # the receipt key: not the relayer, not the agency
+    assert "0x" + entry.record_hash.hex() == body["record_hash"]
+    path = RATINGS if kind is EntryKind.CASE_RATED else DISPUTES
+    assert answer.headers["location"] == f"{path}/{body['id']}"
+    followed = client.get(f"{path}/{body['id']}")
+    assert followed.status_code == 200 and followed.json() == body
+    return body
