@@ -1,12 +1,12 @@
 """The one JSON-RPC client and retry policy (ledger.chain.rpc), against a real HTTP server on loopback that answers
-as a misbehaving node would. The indexer's, writer's and auditor's fault tests cover them through their callers."""
+as a misbehaving node would (tests.support.hostile). The indexer's, writer's and auditor's fault tests cover them
+through their callers."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -15,47 +15,34 @@ from ledger.audit.errors import CannotAudit
 from ledger.audit.rpc import Rpc
 from ledger.chain.rpc import JsonRpc, RangeTooLarge, RetryPolicy, RpcError, retry_after_seconds, safe_url
 from ledger.errors import NodeUnavailable
+from tests.support.hostile import Hostile, Route, answer
 
 
 class Node:
-    """Answers each POST with the next scripted (status, headers, body); then with a result."""
+    """A hostile node (``tests.support.hostile``): answers each POST with the next scripted answer, then with a
+    result (for a batch, each call's method name)."""
+
+    PATH = "/v3/key"  # a path that, like an API key in it, must never be shown
 
     def __init__(self) -> None:
-        self.script: list[tuple[int, dict[str, str], bytes]] = []
+        self.script: list[Route] = []
         self.posts = 0
-        node = self
+        self.server = Hostile({self.PATH: self._route})
+        self.url = self.server.url.replace("http://", "http://user:secret@") + self.PATH
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                payload = json.loads(self.rfile.read(length))
-                node.posts += 1
-                if node.script:
-                    status, headers, body = node.script.pop(0)
-                elif isinstance(payload, list):
-                    status, headers = 200, {}
-                    answers = [{"jsonrpc": "2.0", "id": p["id"], "result": p["method"]} for p in payload]
-                    body = json.dumps(answers).encode()
-                else:
-                    status, headers = 200, {}
-                    body = json.dumps({"jsonrpc": "2.0", "id": payload["id"], "result": "0x1"}).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://user:secret@127.0.0.1:{self.server.server_port}/v3/key"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _route(self, h: BaseHTTPRequestHandler) -> None:
+        payload = json.loads(h.rfile.read(int(h.headers.get("Content-Length", 0))))
+        self.posts += 1
+        if self.script:
+            self.script.pop(0)(h)
+        elif isinstance(payload, list):
+            answer(200, json.dumps([{"jsonrpc": "2.0", "id": p["id"], "result": p["method"]} for p in payload])
+                   .encode())(h)
+        else:
+            answer(200, json.dumps({"jsonrpc": "2.0", "id": payload["id"], "result": "0x1"}).encode())(h)
 
     def then(self, status: int, body: Any = b"", **headers: str) -> Node:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.script.append((status, {k.replace("_", "-"): v for k, v in headers.items()}, raw))
+        self.script.append(answer(status, body if isinstance(body, bytes) else json.dumps(body).encode(), **headers))
         return self
 
 
@@ -63,7 +50,7 @@ class Node:
 def node() -> Iterator[Node]:
     n = Node()
     yield n
-    n.server.shutdown()
+    n.server.close()
 
 
 def error(code: int, message: str) -> dict[str, Any]:
@@ -113,9 +100,9 @@ def test_what_a_retry_cannot_fix_is_not_retried(node: Node) -> None:
 
 def test_a_log_query_refused_as_too_large_is_said_so_whatever_the_wording(node: Node) -> None:
     rpc = client(node, [])
-    for answer in (error(-32005, "query returned more than 10000 results"),
-                   error(-32000, "block range is too large"), error(-32602, "exceed maximum block range: 5000")):
-        node.then(200, answer)
+    for refusal in (error(-32005, "query returned more than 10000 results"),
+                    error(-32000, "block range is too large"), error(-32602, "exceed maximum block range: 5000")):
+        node.then(200, refusal)
         with pytest.raises(RangeTooLarge) as refused:
             rpc.call("eth_getLogs", [{}])
         assert refused.value.too_large
