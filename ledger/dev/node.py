@@ -81,16 +81,20 @@ class AnvilNode:
         self._process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         node = JsonRpc(self.url, timeout=1, policy=RetryPolicy(max_retries=0))
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise NodeUnavailable(f"anvil exited with code {self._process.returncode} at start ({' '.join(args)})")
-            try:
-                node.call("eth_chainId", [])
-                node.close()
-                return self
-            except LedgerError:  # not answering yet (NodeUnavailable), or not as a node should (RpcError)
-                pass
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise NodeUnavailable(
+                        f"anvil exited with code {self._process.returncode} at start ({' '.join(args)})"
+                    )
+                try:
+                    node.call("eth_chainId", [])
+                    return self
+                except LedgerError:  # not answering yet (NodeUnavailable), or not as a node should (RpcError)
+                    pass
+                time.sleep(0.05)
+        finally:
+            node.close()
         self.stop()
         raise NodeUnavailable(f"anvil did not answer on {self.url} within {timeout} s")
 
