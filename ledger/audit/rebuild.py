@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, overload
 
+from ledger import receipt_state
 from ledger.batches.read import BatchContent
 from ledger.cases import (
     ANSWERS,
-    CLOSED,
     UNVOIDABLE_KINDS,
     Answer,
     CaseProgress,
@@ -55,6 +55,7 @@ from ledger.cases import (
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold
 from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, RatingRow
+from ledger.receipt_state import ReceiptCase
 from ledger.records import CaseAction, EntryKind
 from ledger.workdays import YearCalendar
 
@@ -108,9 +109,10 @@ class FeedbackContext:
     receipt: str | None
     #: receipts issued for the case so far
     receipts: int
-    #: valid closing events (fulfilled, rejected, withdrawn) so far, and the latest of them
-    closures: int
-    last_closing: DecodedEntry | None
+    #: the contract's state of the case (``ledger.receipt_state``: every case event it recorded since the receipt,
+    #: voided ones included, never a batched one), None before its receipt: what a rating or dispute is judged by —
+    #: an agency voiding its own fulfilment later cannot make a citizen's dispute of it look refused
+    tracked: ReceiptCase | None
     #: times the case was reopened so far
     reopened: int
     #: ratings recorded so far
@@ -271,8 +273,8 @@ class _Fold:
     tracked: bool
     events: int = 0
     feedback: int = 0
-    closures: int = 0
-    last_closing: DecodedEntry | None = None
+    #: the contract's state of the case (None: no receipt yet)
+    contract: ReceiptCase | None = None
     receipts: int = 0
     ratings: int = 0
     #: non-voided Reopened and DisputeRejected events, in seq order (tracked folds only)
@@ -605,27 +607,39 @@ class Builder:
             state.events = len(record.events)
             return
         items: dict[int, DecodedEntry] = {}
-        folded: list[Event] = []
+        recorded: list[Event] = []  # what the contract saw: voided events too, never a batched one of the case
         for e in events:
-            if e.seq in voided or e.seq in not_applied:
+            if e.seq in not_applied:
                 continue
-            folded.append(case_event(e))
+            recorded.append(case_event(e))
             items[e.seq] = e
         fresh = record.feedback[state.feedback:]
         for e in fresh:
             items[e.seq] = e
-        for item in merged(folded, [feedback_item(e) for e in fresh]):
+        for item in merged(recorded, [feedback_item(e) for e in fresh]):
             e = items[item.seq]
+            tracked = state.contract
             if isinstance(item, Feedback):
                 self._contexts.setdefault(key, []).append(FeedbackContext(
-                    e, progress.status if progress.opened else "", progress.receipt, state.receipts,
-                    state.closures, state.last_closing, progress.reopened, state.ratings,
+                    e, progress.status if progress.opened else "", progress.receipt, state.receipts, tracked,
+                    progress.reopened, state.ratings,
                 ))
                 progress.take(item)
-                state.receipts += item.kind == EntryKind.RECEIPT_ISSUED
-                state.ratings += item.kind == EntryKind.CASE_RATED
+                kind = item.kind
+                if kind == EntryKind.RECEIPT_ISSUED:
+                    state.receipts += 1
+                    state.contract = receipt_state.issued() if tracked is None else tracked  # the first one counts
+                elif kind == EntryKind.CASE_RATED:
+                    state.ratings += 1
+                    state.contract = None if tracked is None else receipt_state.after_rating(tracked)
+                elif tracked is not None:
+                    state.contract = receipt_state.after_dispute(tracked)
                 continue
             action = item.action
+            if tracked is not None:
+                state.contract = receipt_state.after_event(tracked, action, e.block_time or 0)
+            if e.seq in voided:
+                continue
             before = progress.status if progress.opened else ""
             held = progress.hold_seconds
             if action in ANSWERS:
@@ -634,9 +648,6 @@ class Builder:
                 record.invalid.append((e, before))
             elif action == CaseAction.ON_HOLD:
                 record.holds.append((e, held))
-            elif progress.status in CLOSED and before not in CLOSED:
-                state.closures += 1
-                state.last_closing = e
         disputes = [e.seq for e in record.feedback if e.kind == EntryKind.CASE_DISPUTED]
         if disputes:
             by_seq = {a.seq: a for a in state.answering}

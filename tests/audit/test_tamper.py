@@ -26,6 +26,7 @@ from rich.console import Console
 from ledger import batches, receipts
 from ledger.audit import CannotAudit, Status, run_audit
 from ledger.audit.model import AuditReport, Finding
+from ledger.audit.monitor import Monitor, MonitorOptions
 from ledger.audit.report import print_summary, render_html
 from ledger.audit.verify_case import verify
 from ledger.dev import demo
@@ -448,6 +449,35 @@ def test_correction_aimed_at_a_rating_a_dispute_and_a_receipt(honest: HonestLedg
         assert query(index, "SELECT applied FROM corrections WHERE seq >= ?", (corrections[0],)) == [(0,)] * 3
         assert query(index, "SELECT voided_by FROM entries WHERE seq = ?", (targets[0],)) == [(None,)]
         assert query(index, "SELECT rating FROM cases WHERE case_id = ?", (receipt_case_id("fb-reopened"),)) == [(2,)]
+
+
+def test_an_agency_voiding_its_fulfilment_cannot_make_the_citizens_dispute_look_refused(
+    honest: HonestLedger, tmp_path: Path
+) -> None:
+    """The roads office fulfils the open receipt case, the citizen disputes that fulfilment and rates it — both taken
+    by the contract, which tracks every closing it recorded — and then the office 'corrects' its fulfilment away. By
+    the case's own fold the case never closed, but the citizen's dispute and rating were what the contract allowed
+    when they were written: no finding against either, in the one-shot audit and in the monitor's incremental model
+    alike; the correction itself is a valid one and the dispute awaits the office's answer."""
+    monitor = Monitor(honest.config(), MonitorOptions(state=tmp_path / "state", interval=0, spread=0))
+    with chain_state(honest):
+        assert monitor.round().findings == 0
+        t = honest.now() + 60
+        fulfilled = honest.write(later_receipt("fb-open", CaseAction.FULFILLED, t), at=t)
+        dispute = honest.dispute("fb-open", 1, t + HOUR)
+        rating = honest.rate("fb-open", 1, t + 2 * HOUR)
+        correction = honest.write(Correction(target_seq=fulfilled, reason_hash=text_hash("never fixed"),
+                                             occurred_at=t + 3 * HOUR), at=t + 3 * HOUR)
+        for report in (run_audit(honest.config()), monitor.round().report):
+            assert report is not None and not failed(report), [f.message for c in report.failed for f in c.findings]
+            feedback = report.check("feedback_authentic")
+            assert feedback.counts["disputes"] >= 3 and feedback.counts["awaiting_answer"] == 1
+            assert not [w for w in report.check("case_transitions").warnings if w.seq == correction]
+        model = monitor.builder.model()
+        [*_, disputed, rated] = model.feedback[("DEMO-ROADS", receipt_case_id("fb-open"))]
+        assert (disputed.entry.seq, rated.entry.seq) == (dispute, rating)
+        assert disputed.status == "open" and disputed.tracked is not None and disputed.tracked.closures == 1
+        assert model.voided[fulfilled] == correction
 
 
 def test_receipts_issued_too_late_or_too_early(honest: HonestLedger) -> None:

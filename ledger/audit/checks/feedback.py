@@ -3,10 +3,12 @@ receipt key, and every dispute is answered in time.
 
 The contract enforces most of these rules when an entry is written (a rating needs a closed case and the receipt
 key's signature, a dispute names the latest fulfilment within ``DISPUTE_WINDOW``, ...); the auditor checks them
-again from the log alone, against the case as ``ledger.cases`` folds it — a node or a contract that let one through
-is caught here. What the contract cannot enforce is checked only here: that a receipt is issued right after its
-case opens, that the agency answers each dispute within ``DISPUTE_RESPONSE_WINDOW`` (as of the audited block), and
-that no correction was aimed at what a citizen wrote.
+again from the log alone, against the case as the contract tracks it (``ledger.receipt_state``: every case event
+recorded since the receipt, voided ones included — a correction the agency records later cannot make a citizen's
+rating or dispute look refused) — a node or a contract that let one through is caught here. A receipt is judged
+against the case as ``ledger.cases`` folds it. What the contract cannot enforce is checked only here: that a receipt
+is issued right after its case opens, that the agency answers each dispute within ``DISPUTE_RESPONSE_WINDOW`` (as of
+the audited block), and that no correction was aimed at what a citizen wrote.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from ledger.audit.rebuild import FeedbackContext, entry_pointer
 from ledger.audit.rpc import RpcError
 from ledger.cases import CLOSED, DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW, FULFILLED, UNVOIDABLE_KINDS
 from ledger.encoding import keccak
-from ledger.receipt_state import answer_due, answer_overdue, dispute_deadline, in_dispute_window
+from ledger.receipt_state import FULFILLED as TRACKED_FULFILLED
+from ledger.receipt_state import OPEN, STATUS_NAMES, answer_due, answer_overdue, dispute_deadline, in_dispute_window
 from ledger.records import CaseAction, EntryKind, is_receipt_case
 
 NAME = "feedback_authentic"
@@ -158,15 +161,18 @@ def _rating(result: CheckResult, c: FeedbackContext, subject: str) -> None:
     if not 1 <= e.record["score"] <= 5:
         result.add(Finding(NAME, f"score {e.record['score']} is not 1 to 5", **entry_pointer(e), subject=subject,
                            field="score", actual=e.record["score"]))
-    if c.status not in CLOSED:
-        if c.status == "":
-            why = "before the case was opened"
-        elif c.reopened:
-            why = f"while the case was reopened ({c.status})"
-        else:
-            why = f"before the case was closed ({c.status})"
+    tracked = c.tracked
+    if tracked is None:  # no receipt (reported): judged by the case's own status
+        if c.status not in CLOSED:
+            why = "before the case was opened" if c.status == "" else f"before the case was closed ({c.status})"
+            result.add(Finding(NAME, f"rating {why}: a case is rated after it closes", **entry_pointer(e),
+                               subject=subject, field="status", actual=c.status or None))
+    elif tracked.status is OPEN:
+        status = STATUS_NAMES[tracked.status]
+        why = (f"while the case was reopened ({status})" if tracked.closures
+               else f"before the case was closed ({status})")
         result.add(Finding(NAME, f"rating {why}: a case is rated after it closes", **entry_pointer(e),
-                           subject=subject, field="status", actual=c.status or None))
+                           subject=subject, field="status", actual=status))
 
 
 def _dispute(ctx: AuditContext, result: CheckResult, c: FeedbackContext, subject: str, as_of: int) -> str:
@@ -175,19 +181,26 @@ def _dispute(ctx: AuditContext, result: CheckResult, c: FeedbackContext, subject
     e = c.entry
     closure = e.record["closure"]
     recorded = e.block_time or 0
-    if c.status != FULFILLED:
-        result.add(Finding(NAME, f"dispute of a case that is not fulfilled ({c.status or 'not opened'}): only a "
+    tracked = c.tracked
+    if tracked is None:  # no receipt (reported): nothing the contract tracked to dispute
+        status: str | None = c.status or "not opened"
+        latest = 0
+    else:
+        status = None if tracked.status is TRACKED_FULFILLED else STATUS_NAMES[tracked.status]
+        latest = tracked.closures
+    if status is not None:
+        result.add(Finding(NAME, f"dispute of a case that is not fulfilled ({status.replace('_', ' ')}): only a "
                            "fulfilment can be disputed", **entry_pointer(e), subject=subject, field="status",
-                           expected=FULFILLED, actual=c.status or None))
-    if closure != c.closures:
-        result.add(Finding(NAME, f"dispute names closure {closure}, but the case's latest is closure {c.closures}",
-                           **entry_pointer(e), subject=subject, field="closure", expected=c.closures, actual=closure))
-    if c.last_closing is not None and c.status == FULFILLED:
-        closed = c.last_closing.block_time or 0
+                           expected=FULFILLED, actual=status))
+    if closure != latest:
+        result.add(Finding(NAME, f"dispute names closure {closure}, but the case's latest is closure {latest}",
+                           **entry_pointer(e), subject=subject, field="closure", expected=latest, actual=closure))
+    if tracked is not None and status is None:
+        closed = tracked.closed_at or 0
         if not in_dispute_window(closed, recorded):
             result.add(Finding(
-                NAME, f"dispute recorded {_days(recorded - closed)} after the fulfilment it disputes (seq "
-                f"{c.last_closing.seq}): the window is {_days(DISPUTE_WINDOW)}", **entry_pointer(e), subject=subject,
+                NAME, f"dispute recorded {_days(recorded - closed)} after the fulfilment it disputes (closure "
+                f"{latest}): the window is {_days(DISPUTE_WINDOW)}", **entry_pointer(e), subject=subject,
                 field="block_time", expected=f"<= {dispute_deadline(closed)}", actual=recorded,
             ))
     deadline = answer_due(recorded)
