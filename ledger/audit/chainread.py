@@ -2,8 +2,9 @@
 entry count and running hash, every log it emitted (entries and governance role changes) and the headers of the
 blocks holding them.
 
-Logs come from raw ``eth_getLogs`` in block ranges sized to the node (halved when it refuses a range as too large,
-grown while ranges are sparse), the next range fetched in the background while one is decoded by
+The node reads are ``ledger.chain.reader.LedgerReader``'s, the ones the indexer makes. Logs come from raw
+``eth_getLogs`` in block ranges sized to the node (``ledger.chain.reader.RangeSizer``: halved when it refuses a range
+as too large, grown while ranges are sparse), the next range fetched in the background while one is decoded by
 :class:`ledger.chain.logs.LogDecoder` (no per-log web3 processing). Headers come in batched ``eth_getBlockByNumber``
 requests. Anything odd about a log itself — another address, marked removed, a block hash that is not the canonical
 block's, a timestamp that is not the block's — is kept as a problem for the log-completeness check to report.
@@ -22,11 +23,10 @@ from eth_utils import to_checksum_address
 from ledger.audit.errors import CannotAudit
 from ledger.audit.rpc import Rpc, RpcError
 from ledger.chain.logs import DecodedEntry, LogDecoder
+from ledger.chain.reader import LedgerReader, RangeSizer
 from ledger.chain.rpc import JsonRpc
 from ledger.encoding import keccak
 
-SELECTOR_ENTRY_COUNT = "0x" + keccak(b"entryCount()")[:4].hex()
-SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()
 #: OpenZeppelin AccessControl: the role whose holders may register agencies and change their keys
 GOVERNOR_ROLE = keccak(b"GOVERNOR_ROLE")
 
@@ -107,6 +107,7 @@ class ChainReader:
         self.max_block_range = max_block_range
         self.target_logs = target_logs
         self.progress = progress or (lambda stage, done, total: None)
+        self.chain = LedgerReader(rpc, self.address)
         self.decoder = LogDecoder()
         names = {topic: name for topic, (name, _, _) in self.decoder.table.items()}
         self._role_topics = {t: n == "RoleGranted" for t, n in names.items() if n in ("RoleGranted", "RoleRevoked")}
@@ -129,7 +130,7 @@ class ChainReader:
         started = time.perf_counter()
         rpc = self.rpc
         chain_id = self.preflight()
-        head = int(rpc.call("eth_blockNumber", []), 16)
+        head = self.chain.head()
         number = head if self.to_block is None else min(self.to_block, head)
         block = rpc.call("eth_getBlockByNumber", [hex(number), False])
         if block is None:
@@ -160,65 +161,50 @@ class ChainReader:
         last: Exception | None = None
         for where in ({"blockHash": block_hash}, hex(number)):
             try:
-                count_hex, hash_hex = self.rpc.batch([
-                    ("eth_call", [{"to": self.address, "data": SELECTOR_ENTRY_COUNT}, where]),
-                    ("eth_call", [{"to": self.address, "data": SELECTOR_RUNNING_HASH}, where]),
-                ])
+                found = self.chain.counted_head(where)
             except RpcError as exc:
                 last = exc
                 continue
-            if count_hex in (None, "0x") or hash_hex in (None, "0x"):
+            if found is None:
                 raise CannotAudit(f"the contract at {self.address} does not answer entryCount()/runningHash()")
-            return int(count_hex, 16), bytes.fromhex(hash_hex[2:])[:24]
+            return found
         raise CannotAudit(f"cannot call entryCount()/runningHash() on {self.address}: {last}")
 
     def contract_head_at(self, number: int) -> tuple[int, bytes] | None:
         """The contract's count and running hash at an earlier block, or None when the node keeps no state there."""
         try:
-            count_hex, hash_hex = self.rpc.batch([
-                ("eth_call", [{"to": self.address, "data": SELECTOR_ENTRY_COUNT}, hex(number)]),
-                ("eth_call", [{"to": self.address, "data": SELECTOR_RUNNING_HASH}, hex(number)]),
-            ])
+            return self.chain.head_or_zero(hex(number))
         except RpcError:
             return None
-        if count_hex in (None, "0x"):
-            return 0, b"\0" * 24
-        return int(count_hex, 16), bytes.fromhex(hash_hex[2:])[:24]
 
     def entries_between(self, first: int, last: int) -> list[DecodedEntry]:
         """Entries logged in blocks first … last (e.g. what a live index added after the snapshot)."""
         out: list[DecodedEntry] = []
         step = 2000
         for start in range(first, last + 1, step):
-            out += self.decoder.decode(self._fetch(self.rpc, start, min(last, start + step - 1)))
+            try:
+                logs = self._fetch(start, min(last, start + step - 1))
+            except RpcError as exc:
+                raise CannotAudit(f"cannot read the contract's logs: {exc}") from exc
+            out += self.decoder.decode(logs)
         return out
 
     def _deploy_block(self, head: int) -> int:
         """The contract's creation block, by bisection on eth_getCode (0 when the node keeps no old state)."""
-        low, high = 0, head
         try:
-            while low < high:
-                mid = (low + high) // 2
-                if self.rpc.call("eth_getCode", [self.address, hex(mid)]) in ("0x", "", None):
-                    low = mid + 1
-                else:
-                    high = mid
+            return self.chain.deploy_block(head)
         except RpcError:
             return 0
-        return low
 
     # -- logs
 
-    def _fetch(self, rpc: JsonRpc, start: int, end: int) -> list[dict[str, Any]]:
-        logs = rpc.call("eth_getLogs", [{"address": self.address, "fromBlock": hex(start), "toBlock": hex(end)}])
-        if not isinstance(logs, list):
-            raise CannotAudit(f"eth_getLogs: the node at {rpc.where} answered {str(logs)[:100]!r}")
-        return logs
+    def _fetch(self, start: int, end: int, rpc: JsonRpc | None = None) -> list[dict[str, Any]]:
+        return self.chain.logs(start, end, rpc)
 
     def _read_logs(self, snapshot: ChainSnapshot, first: int, last: int) -> None:
-        # Start small and grow (at most twofold a range) towards `target_logs` logs a range: dense chains get several
-        # ranges, so the node serves one while the last one is decoded.
-        span = min(self.max_block_range, 10)
+        # Start small and grow towards `target_logs` logs a range: dense chains get several ranges, so the node serves
+        # one while the last one is decoded.
+        ranges = RangeSizer(self.max_block_range, self.target_logs)
         start = first
         total = max(1, last - first + 1)
         background = self.rpc.clone()  # a session of its own for the prefetching thread
@@ -229,22 +215,20 @@ class ChainReader:
                 if ahead is not None and ahead[0] == start:
                     end, pending = ahead[1], ahead[2]
                 else:
-                    end, pending = min(last, start + span - 1), None
+                    end, pending = ranges.end(start, last), None
                 ahead = None
                 try:
-                    logs = pending.result() if pending is not None else self._fetch(self.rpc, start, end)
+                    logs = pending.result() if pending is not None else self._fetch(start, end)
                     snapshot.log_requests += 1
                 except RpcError as exc:
                     if not exc.too_large or end == start:
                         raise CannotAudit(f"cannot read the contract's logs: {exc}") from exc
-                    span = max(1, (end - start + 1) // 2)
+                    ranges.refused(start, end)
                     continue
-                done = end - start + 1
-                wanted = done * 2 if not logs else max(1, done * self.target_logs // len(logs))
-                span = max(1, min(wanted, done * 2, self.max_block_range))
+                ranges.served(start, end, len(logs))
                 if end < last:
-                    following = (end + 1, min(last, end + span))
-                    ahead = (*following, pool.submit(self._fetch, background, *following))
+                    following = (end + 1, ranges.end(end + 1, last))
+                    ahead = (*following, pool.submit(self._fetch, *following, background))
                 self._take(snapshot, logs)
                 del logs
                 start = end + 1
@@ -284,9 +268,7 @@ class ChainReader:
         headers: dict[int, tuple[bytes, int]] = {}
         chunk = 500
         for i in range(0, len(numbers), chunk):
-            part = numbers[i : i + chunk]
-            results = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in part], chunk=chunk)
-            for n, header in zip(part, results, strict=True):
+            for n, header in self.chain.headers(numbers[i : i + chunk], chunk).items():
                 if header is not None:
                     headers[n] = (bytes.fromhex(header["hash"][2:]), int(header["timestamp"], 16))
             self.progress("headers", min(i + chunk, len(numbers)), len(numbers))

@@ -3,7 +3,8 @@
 How a sync goes
     From the block after ``sync_state.last_block`` up to the head, in block ranges sized to about
     ``target_logs`` logs (never more than ``max_block_range`` blocks; halved and retried when the node says a range
-    or response is too large), each range is: raw ``eth_getLogs`` (no web3 formatters), decoded by
+    or response is too large: ``ledger.chain.reader.RangeSizer``, as the auditor sizes them), each range is: raw
+    ``eth_getLogs`` (no web3 formatters; the node reads are ``ledger.chain.reader.LedgerReader``'s), decoded by
     :mod:`ledger.chain.logs`; block headers where needed; then the contract's own ``entryCount()`` and ``runningHash()``
     at the range's last block, **by block hash**, must equal the count and running hash folded over the store's
     entries plus the new ones, or the range is refused (:class:`~ledger.errors.IndexIntegrityError`). (A node that
@@ -138,8 +139,9 @@ from ledger.cases import (
 )
 from ledger.chain.contract import Chain, Ledger
 from ledger.chain.logs import DecodedEntry, LogDecoder
+from ledger.chain.reader import LedgerReader, RangeSizer
 from ledger.chain.rpc import JsonRpc, RangeTooLarge, RetryPolicy, RpcError
-from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold, keccak
+from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold
 from ledger.errors import ChainMismatch, IndexIntegrityError, NodeUnavailable, ReorgTooDeep
 from ledger.records import RECEIPT_CASE_FLAG, CaseAction, DeadlineUnit, EntryKind
 from ledger.store.db import Store
@@ -166,8 +168,6 @@ from ledger.workdays import YearCalendar, local_day_start, year_days
 
 log = logging.getLogger(__name__)
 
-_SELECTOR_ENTRY_COUNT = "0x" + keccak(b"entryCount()")[:4].hex()
-_SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()
 #: rows per statement when selecting by a list of keys (well under SQLite's and PostgreSQL's parameter limits)
 _CHUNK = 400
 #: per-case tables other than case_events: receipts, ratings and disputes (each row one entry, keyed by seq)
@@ -369,8 +369,8 @@ class Indexer:
         self._decoder = LogDecoder()
         self._batch_topic = next(t for t, (name, _, _) in self._decoder.table.items() if name == "BatchAnchored")
         self._sql = _Statements(store.engine.dialect)
-        self._range = min(max_block_range, 10)  # grows with sparse logs (at most twofold a range), shrinks with dense
-        self._range_ceiling = max_block_range  # lowered when the node refuses a range as too large
+        self.reader = LedgerReader(self.rpc, self.address)
+        self._ranges = RangeSizer(max_block_range, target_logs)
         self._caches: _Caches | None = None
         #: case rows as stored (or _ORPHAN), most recently written last: new events of a recent case need no read
         self._case_cache: dict[tuple[str, bytes], Any] = {}
@@ -421,7 +421,7 @@ class Indexer:
         state = self._ensure_state()
         if state["halted_reason"]:
             raise ReorgTooDeep(f"indexing is halted: {state['halted_reason']} (an operator must clear the halt)")
-        head = int(self.rpc.call("eth_blockNumber", []), 16)
+        head = self.reader.head()
         target = head if to_block is None else min(to_block, head)
         report = SyncReport(from_block=int(state["last_block"]) + 1, to_block=target, head=head,
                             finalized_block=int(state["finalized_block"]))
@@ -453,6 +453,7 @@ class Indexer:
 
     def _sync_ranges(self, target: int, report: SyncReport, prefetcher: ThreadPoolExecutor) -> None:
         races = 0
+        ranges = self._ranges
         ahead: tuple[int, int, Future[list[dict[str, Any]]]] | None = None
         while True:
             # Python's cyclic collector, left on, keeps walking the many objects a range holds (a third of
@@ -470,27 +471,23 @@ class Indexer:
                 else:
                     if ahead is not None:
                         ahead[2].cancel()
-                    end, fetching = min(target, start + min(self._range, self._range_ceiling) - 1), None
+                    end, fetching = ranges.end(start, target), None
                 ahead = None
                 try:
-                    logs = fetching.result() if fetching is not None else self._get_logs(start, end)
+                    logs = fetching.result() if fetching is not None else self.reader.logs(start, end)
                 except RangeTooLarge:
                     report.splits += 1
                     if end == start:
                         raise
-                    self._range = max(1, (end - start + 1) // 2)
-                    self._range_ceiling = self._range
-                    log.info("the node refused blocks %d-%d as too large; trying %d blocks", start, end, self._range)
+                    span = ranges.refused(start, end)
+                    log.info("the node refused blocks %d-%d as too large; trying %d blocks", start, end, span)
                     continue
-                # Aim the next range at about target_logs entries (growing at most twofold), and start fetching it.
-                # A batch anchor is one log but `count` entries.
-                span = end - start + 1
-                weight = len(logs) + self._batched_in(logs)
-                wanted = span * 2 if not weight else max(1, span * self.target_logs // weight)
-                self._range = max(1, min(wanted, span * 2, self.max_block_range))
+                # Aim the next range at about target_logs entries, and start fetching it. A batch anchor is one log
+                # but `count` entries.
+                ranges.served(start, end, len(logs) + self._batched_in(logs))
                 if end < target:
-                    following = (end + 1, min(target, end + min(self._range, self._range_ceiling)))
-                    ahead = (*following, prefetcher.submit(self._get_logs, *following, self._prefetch_rpc))
+                    following = (end + 1, ranges.end(end + 1, target))
+                    ahead = (*following, prefetcher.submit(self.reader.logs, *following, self._prefetch_rpc))
                 try:
                     count, batched, withheld = self._index_range(state, start, end, target, logs)
                 except _StateMoved:
@@ -579,18 +576,12 @@ class Indexer:
 
     def _find_deploy_block(self) -> int:
         """The contract's creation block, by bisection on eth_getCode (0 when the node keeps no old state)."""
-        head = int(self.rpc.call("eth_blockNumber", []), 16)
+        reader = self.reader
+        head = reader.head()
         try:
-            if self.rpc.call("eth_getCode", [self.address, hex(head)]) in ("0x", "", None):
+            if not reader.has_code(head):
                 raise ChainMismatch(f"no contract at {self.address} on this chain")
-            low, high = 0, head
-            while low < high:
-                mid = (low + high) // 2
-                if self.rpc.call("eth_getCode", [self.address, hex(mid)]) in ("0x", "", None):
-                    low = mid + 1
-                else:
-                    high = mid
-            return low
+            return reader.deploy_block(head)
         except RpcError:
             log.warning("the node cannot tell when the contract was deployed (no archive state); starting at block 0")
             return 0
@@ -610,28 +601,19 @@ class Indexer:
 
     # -- node reads
 
-    def _headers(self, numbers: Iterable[int]) -> dict[int, dict[str, Any] | None]:
-        wanted = sorted(set(numbers))
-        out: dict[int, dict[str, Any] | None] = {}
-        for i in range(0, len(wanted), 100):
-            chunk = wanted[i : i + 100]
-            results = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
-            out.update(zip(chunk, results, strict=True))
-        return out
-
     def _contract_head(self, block: int, block_hash: str) -> tuple[int, bytes] | None:
         """The contract's entryCount() and runningHash() at exactly that block (by hash when the node can), or
         None when the node keeps no state that old (a pruned node: the check then happens at a later block)."""
         try:
-            return self._call_head({"blockHash": block_hash} if self._call_by_hash else hex(block))
+            return self.reader.head_or_zero({"blockHash": block_hash} if self._call_by_hash else hex(block))
         except RpcError as exc:
             # The block is gone (a reorg), the node does not take block hashes (EIP-1898), or it has no state there.
-            header = self._headers([block])[block]
+            header = self.reader.headers([block])[block]
             if header is None or "0x" + _hash(header).hex() != block_hash:
                 raise _ReorgDetected(f"block {block} changed during the read") from exc
             if self._call_by_hash:
                 try:
-                    found = self._call_head(hex(block))
+                    found = self.reader.head_or_zero(hex(block))
                 except RpcError:
                     pass
                 else:
@@ -640,16 +622,6 @@ class Indexer:
                     return found
             log.debug("no contract state at block %d on the node (%s)", block, exc.message)
             return None
-
-    def _call_head(self, where: Any) -> tuple[int, bytes]:
-        calls = [
-            ("eth_call", [{"to": self.address, "data": _SELECTOR_ENTRY_COUNT}, where]),
-            ("eth_call", [{"to": self.address, "data": _SELECTOR_RUNNING_HASH}, where]),
-        ]
-        count_hex, hash_hex = self.rpc.batch(calls)
-        if count_hex in ("0x", None):  # no code yet at that block
-            return 0, ZERO_HEAD
-        return int(count_hex, 16), bytes.fromhex(hash_hex[2:])[:24]
 
     def _batched_in(self, logs: list[dict[str, Any]]) -> int:
         """Entries beyond one per log that these logs' batch anchors stand for (for sizing ranges)."""
@@ -660,14 +632,6 @@ class Indexer:
             if topics and topics[0] == topic:
                 extra += max(0, int(entry["data"][66:130], 16) - 1)  # the second data word: count
         return extra
-
-    def _get_logs(self, start: int, end: int, rpc: JsonRpc | None = None) -> list[dict[str, Any]]:
-        logs = (rpc or self.rpc).call(
-            "eth_getLogs", [{"address": self.address, "fromBlock": hex(start), "toBlock": hex(end)}]
-        )
-        if not isinstance(logs, list):
-            raise RpcError("eth_getLogs", None, f"unexpected answer {str(logs)[:200]!r}")
-        return logs
 
     # -- one range
 
@@ -686,7 +650,7 @@ class Indexer:
         previous = self._stored_hash(start - 1)
         if previous is not None:
             numbers.add(start - 1)
-        headers = self._headers(numbers)
+        headers = self.reader.headers(numbers)
         for number, header in headers.items():
             if header is None:
                 raise _ReorgDetected(f"block {number} is no longer on the chain")
@@ -733,7 +697,7 @@ class Indexer:
         chain_count, chain_head = vouched
         if not complete or chain_count != expected_seq or chain_head != head:
             # A reorganisation between the reads looks the same: rule it out before calling it an integrity failure.
-            again = self._headers({end, *(e.block_number for e in decoded)})
+            again = self.reader.headers({end, *(e.block_number for e in decoded)})
             if (
                 any(header is None for header in again.values())
                 or _hash(again[end]) != _hash(headers[end])
@@ -1486,9 +1450,9 @@ class Indexer:
         if not stored:
             return
         top = max(stored)
-        if _hash_or_none(self._headers([top])[top]) == stored[top]:
+        if _hash_or_none(self.reader.headers([top])[top]) == stored[top]:
             return
-        node = self._headers(stored)
+        node = self.reader.headers(stored)
         common = [n for n in sorted(stored, reverse=True) if _hash_or_none(node[n]) == stored[n]]
         state = self._read_state()
         assert state is not None
