@@ -192,3 +192,68 @@ class KeyStore:
         log.warning("created the key %r (%s) in %s", name, key.address, self.directory)
         self._loaded[name] = key
         return key
+
+
+def named_key(
+    data_dir: Path,
+    key: str | None,
+    *,
+    key_env: str | None = None,
+    password_file: Path | None = None,
+    password: str | None = None,
+) -> AgencyKey:
+    """The agency key an operator names: the environment variable `key_env` (a hex private key); else `key`, a
+    keystore file or the name of one under ``DATA_DIR/keys`` (whose ``.password`` file then applies unless
+    `password_file` is given), decrypted with `password_file`, else `password` (``CIVIC_KEY_PASSWORD``).
+    :class:`KeyUnavailable` says what is missing."""
+    if key_env:
+        return load_key(env_var=key_env)
+    if not key:
+        raise KeyUnavailable(
+            "no key given: pass --key (a keystore file, or a key name under DATA_DIR/keys) or --key-env"
+        )
+    path = Path(key)
+    named = Path(data_dir) / "keys" / f"{key}.json"
+    if not path.exists() and named.exists():
+        path = named
+        password_file = password_file or named.parent / ".password"
+    if password_file is None:
+        if password is None:
+            raise KeyUnavailable(f"keystore {path} needs --password-file or CIVIC_KEY_PASSWORD")
+        return load_key(path, password=password)
+    return load_key(path, password_file=password_file)
+
+
+def case_salt(data_dir: Path, agency: str, configured: str = "") -> bytes:
+    """The agency's secret salt for case ids (``ledger.importer.CaseIds``): `configured` (``CIVIC_CASE_SALT``, hex),
+    else the file ``DATA_DIR/keys/case-salt-AGENCY``, made on first use (mode 600, written whole or not at all, and
+    logged with where it is: back it up — losing it means case references can no longer be matched to case ids)."""
+    if configured:
+        try:
+            return bytes.fromhex(configured.removeprefix("0x"))
+        except ValueError:
+            raise KeyUnavailable("CIVIC_CASE_SALT is not hex") from None
+    path = Path(data_dir) / "keys" / f"case-salt-{agency}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)  # never replaces a salt another process made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.warning("created a new case-id salt for %s in %s: back it up", agency, path)
+    text = path.read_text().strip()
+    try:
+        salt = bytes.fromhex(text)
+    except ValueError:
+        raise KeyUnavailable(f"the case-id salt in {path} is not hex: restore it from its backup") from None
+    if len(salt) < 16:
+        raise KeyUnavailable(f"the case-id salt in {path} is {len(salt)} bytes: restore it from its backup")
+    return salt

@@ -4,7 +4,7 @@ receipt key and the state the contract tracks for its case.
 Citizens never depend on the index being whole: an index halted or behind must not cost a citizen their rating or
 their dispute window while the chain would take them. The contract's ``receiptCase(agencyId, caseId)`` is the state
 that decides (read by ``Ledger.receipt_case``, the one reader); this module finds the case of a receipt key the
-index has not seen.
+index has not seen, and (:func:`cases_with_receipts`) which of many cases the contract tracks as issued a receipt.
 
 The look-up (:class:`ChainReceipts`)
     The contract keeps, per receipt key, the seq and block of the entry that issued it (``receiptIssuance``; a key
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 from web3.exceptions import Web3Exception
 
 from ledger.chain.contract import Ledger, LoggedEntry, ReceiptCaseState
-from ledger.errors import NodeUnavailable
+from ledger.errors import LedgerError, NodeUnavailable
 from ledger.records import EntryKind, Receipt
 
 _T = TypeVar("_T")
@@ -102,4 +103,28 @@ class ChainReceipts:
             raise NodeUnavailable(f"the node did not answer a read of the ledger: {type(exc).__name__}") from exc
 
 
-__all__ = ["ChainReceipts", "IssuedReceipt"]
+_RECEIPT_CASE_SELECTOR = keccak(b"receiptCase(bytes32,bytes32)")[:4]
+
+
+def cases_with_receipts(ledger: Ledger, agency_id: bytes, case_ids: list[bytes]) -> set[bytes]:
+    """Of these case ids of the agency, the ones the contract tracks as issued a receipt: ``receiptCase`` read in
+    JSON-RPC batches of 500 calls (an import may ask about thousands of references)."""
+    found: set[bytes] = set()
+    provider: Any = ledger.w3.provider
+    for start in range(0, len(case_ids), 500):
+        chunk = case_ids[start : start + 500]
+        calls = [("eth_call", [{"to": ledger.address, "data": "0x" + (_RECEIPT_CASE_SELECTOR + agency_id + c).hex()},
+                               "latest"]) for c in chunk]
+        answers = provider.make_batch_request(calls) if len(calls) > 1 else [provider.make_request(*calls[0])]
+        if not isinstance(answers, list) or len(answers) != len(chunk):
+            raise LedgerError(f"the node answered a batch of {len(chunk)} calls with {answers!r:.200}")
+        for case_id, answer in zip(chunk, answers, strict=True):
+            if "error" in answer:
+                raise LedgerError(f"could not read a case's receipt state from the ledger: {answer['error']}")
+            result = bytes.fromhex(str(answer["result"])[2:])
+            if int.from_bytes(result[32:64], "big") != 0:  # ReceiptCase.status (the second word) is not None
+                found.add(case_id)
+    return found
+
+
+__all__ = ["ChainReceipts", "IssuedReceipt", "cases_with_receipts"]

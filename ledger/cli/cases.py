@@ -35,6 +35,7 @@ from ledger.cli.common import (
 from ledger.encoding import code_text
 from ledger.errors import InvalidRecord
 from ledger.importer import CaseIds, read_rows, references
+from ledger.receipt_state import event_refusal
 from ledger.receipts import (
     DEFAULT_PAGE_URL,
     ReceiptFiles,
@@ -48,6 +49,7 @@ from ledger.receipts import (
 )
 from ledger.receipts import address as receipt_address
 from ledger.records import (
+    CaseAction,
     CaseEvent,
     DeadlineUnit,
     Receipt,
@@ -237,11 +239,12 @@ def case_respond(
         ids = case_ids_of(s, agency, writer.outbox)
         case_id = ids.existing(reference)
         state = s.ledger().receipt_case(short_code(agency), case_id)
-        if reject_dispute and state.status is ReceiptCaseStatus.NONE:
-            fail(f"case {reference} has no receipt, so nobody can have disputed it", code=1)
-        if reject_dispute and not state.disputed:
-            fail(f"case {reference} has no dispute awaiting an answer", code=1)
-        if reopen and state.status is ReceiptCaseStatus.OPEN:
+        refusal = event_refusal(state, CaseAction.REOPENED if reopen else CaseAction.DISPUTE_REJECTED)
+        if refusal == "CaseNotDisputed":
+            fail(f"case {reference} has no receipt, so nobody can have disputed it"
+                 if state.status is ReceiptCaseStatus.NONE else f"case {reference} has no dispute awaiting an answer",
+                 code=1)
+        if refusal is not None:
             fail(f"case {reference} is open; only a closed case can be reopened", code=1)
         action = "reopened" if reopen else "dispute_rejected"
         event = _case_event(ids, reference, action, at, reason)

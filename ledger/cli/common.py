@@ -5,7 +5,6 @@ agency's case references turned into case ids, the table of refused rows."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,12 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from eth_hash.auto import keccak
 from rich.console import Console
 from rich.table import Table
 
 from ledger.chain.contract import Chain, Ledger
-from ledger.chain.keys import AgencyKey, load_key
+from ledger.chain.keys import AgencyKey, case_salt, named_key
+from ledger.chain.receipt_case import cases_with_receipts
 from ledger.config import DEPLOYMENT_FILE, Deployment
 from ledger.config import Settings as Env
 from ledger.encoding import code_text
@@ -61,41 +60,19 @@ class Settings:
         return deployment.block if deployment is not None else 0
 
     def key(self, key: str | None, key_env: str | None, password_file: Path | None) -> AgencyKey:
-        """A keystore path, or the name of one under DATA_DIR/keys (whose .password file then applies)."""
-        if key_env:
-            return load_key(env_var=key_env)
-        if not key:
-            fail("no key given: pass --key (a keystore file, or a key name under DATA_DIR/keys) or --key-env")
-        path = Path(key)
-        if not path.exists() and (self.data_dir / "keys" / f"{key}.json").exists():
-            path = self.data_dir / "keys" / f"{key}.json"
-            password_file = password_file or self.data_dir / "keys" / ".password"
-        if password_file is None:
-            secret = Env.from_env().key_password
-            password = secret.get_secret_value() if secret is not None else None
-            if password is None:
-                fail(f"keystore {path} needs --password-file or CIVIC_KEY_PASSWORD")
-            return load_key(path, password=password)
-        return load_key(path, password_file=password_file)
+        """A keystore path, or the name of one under DATA_DIR/keys (``ledger.chain.keys.named_key``)."""
+        secret = Env.from_env().key_password
+        return named_key(self.data_dir, key, key_env=key_env, password_file=password_file,
+                         password=secret.get_secret_value() if secret is not None else None)
 
     def writer(self, signer: AgencyKey) -> Writer:
         outbox = Outbox(self.data_dir / "outbox" / f"{signer.address}.sqlite")
         return Writer(self.ledger(), signer, outbox)
 
     def salt(self, agency_id: str) -> bytes:
-        """The agency's secret salt for case ids: CIVIC_CASE_SALT (hex), else DATA_DIR/keys/case-salt-AGENCY,
-        created on first use. Losing it means case references can no longer be matched to case ids."""
+        """The agency's secret salt for case ids (``ledger.chain.keys.case_salt``)."""
         secret = Env.from_env().case_salt
-        configured = secret.get_secret_value() if secret is not None else ""
-        if configured:
-            return bytes.fromhex(configured.removeprefix("0x"))
-        path = self.data_dir / "keys" / f"case-salt-{agency_id}"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path.write_text(secrets.token_hex(32))
-            path.chmod(0o600)
-            err.print(f"created a new case-id salt for {agency_id} in {path}: back it up")
-        return bytes.fromhex(path.read_text().strip())
+        return case_salt(self.data_dir, agency_id, secret.get_secret_value() if secret is not None else "")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -160,33 +137,9 @@ def case_ids_of(s: Settings, agency: str, outbox: Outbox) -> CaseIds:
 
     def opened_flagged(flagged: list[bytes]) -> set[bytes]:
         known = outbox.opened_flagged(flagged)
-        return known | _receipt_cases_on_chain(ledger, agency_id, [c for c in flagged if c not in known])
+        return known | cases_with_receipts(ledger, agency_id, [c for c in flagged if c not in known])
 
     return CaseIds(s.salt(agency), agency, opened_flagged)
-
-
-_RECEIPT_CASE_SELECTOR = keccak(b"receiptCase(bytes32,bytes32)")[:4]
-
-
-def _receipt_cases_on_chain(ledger: Ledger, agency_id: bytes, case_ids: list[bytes]) -> set[bytes]:
-    """Of these case ids, the ones the ledger tracks as issued a receipt: ``receiptCase`` read in JSON-RPC batches
-    of 500 calls (an import may ask about thousands of references)."""
-    found: set[bytes] = set()
-    provider: Any = ledger.w3.provider
-    for start in range(0, len(case_ids), 500):
-        chunk = case_ids[start : start + 500]
-        calls = [("eth_call", [{"to": ledger.address, "data": "0x" + (_RECEIPT_CASE_SELECTOR + agency_id + c).hex()},
-                               "latest"]) for c in chunk]
-        answers = provider.make_batch_request(calls) if len(calls) > 1 else [provider.make_request(*calls[0])]
-        if not isinstance(answers, list) or len(answers) != len(chunk):
-            raise LedgerError(f"the node answered a batch of {len(chunk)} calls with {answers!r:.200}")
-        for case_id, answer in zip(chunk, answers, strict=True):
-            if "error" in answer:
-                raise LedgerError(f"could not read a case's receipt state from the ledger: {answer['error']}")
-            result = bytes.fromhex(str(answer["result"])[2:])
-            if int.from_bytes(result[32:64], "big") != 0:  # ReceiptCase.status (the second word) is not None
-                found.add(case_id)
-    return found
 
 
 @contextmanager

@@ -219,3 +219,45 @@ def test_key_store_keys_are_agency_keys_made_once_and_loaded_strictly(tmp_path, 
     (tmp_path / "keys" / ".password").write_text("not the password")
     with pytest.raises(KeyUnavailable, match="wrong password"):
         KeyStore(tmp_path / "keys").load("relayer")
+
+
+def test_a_key_named_by_the_operator(tmp_path, monkeypatch):
+    """`named_key`: an environment variable, a keystore path (with a password or a password file), or a key's name
+    under DATA_DIR/keys with that directory's password file; each missing piece is named."""
+    from ledger.chain.keys import KeyStore, named_key
+
+    account = Account.create()
+    path = keystore(tmp_path, account)
+    monkeypatch.setenv(ENV, account.key.hex())
+    assert named_key(tmp_path, None, key_env=ENV).address == account.address
+    assert named_key(tmp_path, str(path), password=PASSWORD).address == account.address
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    assert named_key(tmp_path, str(path), password_file=password_file).address == account.address
+    made = KeyStore(tmp_path / "keys").get_or_create("desk-1")
+    assert named_key(tmp_path, "desk-1").address == made.address  # its directory's .password applies
+    with pytest.raises(KeyUnavailable, match="no key given"):
+        named_key(tmp_path, None)
+    with pytest.raises(KeyUnavailable, match="needs --password-file or CIVIC_KEY_PASSWORD"):
+        named_key(tmp_path, str(path))
+    with pytest.raises(KeyUnavailable, match="not found"):
+        named_key(tmp_path, "no-such-desk", password=PASSWORD)
+
+
+def test_the_case_id_salt_is_made_once_whole_and_private(tmp_path, caplog):
+    from ledger.chain.keys import case_salt
+
+    with caplog.at_level("WARNING"):
+        salt = case_salt(tmp_path, "SH-ROADS")
+    path = tmp_path / "keys" / "case-salt-SH-ROADS"
+    assert len(salt) == 32 and str(path) in caplog.text and salt.hex() not in caplog.text
+    assert path.stat().st_mode & 0o077 == 0 and [p.name for p in path.parent.iterdir()] == [path.name]
+    assert case_salt(tmp_path, "SH-ROADS") == salt  # kept, not made again
+    assert case_salt(tmp_path, "SH-WATER") != salt  # one per agency
+    assert case_salt(tmp_path, "SH-ROADS", "0x" + "ab" * 32) == b"\xab" * 32  # CIVIC_CASE_SALT wins
+    with pytest.raises(KeyUnavailable, match="CIVIC_CASE_SALT is not hex"):
+        case_salt(tmp_path, "SH-ROADS", "not hex")
+    path.write_text("")  # a salt file emptied (a full disk, a bad restore): refused, never an empty salt
+    with pytest.raises(KeyUnavailable, match="0 bytes: restore it from its backup"):
+        case_salt(tmp_path, "SH-ROADS")
