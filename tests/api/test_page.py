@@ -24,7 +24,7 @@ from ledger.store.schema import case_events, cases, entries
 from tests.support.browser import AUDIT, PHONE, Console, screenshot, serve, visit, wait_drawn
 from tests.support.city import IndexedCity
 
-LOG_PAGE = 50  # app.js LOG_PAGE
+LOG_PAGE = 50  # views/log.js LOG_PAGE
 
 ROADS = next(a for a in demo.AGENCIES if a.agency_id == "DEMO-ROADS")
 STREETLIGHT = ROADS.services[0]
@@ -42,6 +42,11 @@ def bare_client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
 
 def _asset_urls(html: str) -> list[str]:
     return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+def _page_modules() -> list[Path]:
+    """The page's own modules: app.js, its siblings and its views (views/), not the vendored code."""
+    return sorted(p for p in STATIC_DIR.rglob("*.js") if p.relative_to(STATIC_DIR).parts[0] != "vendor")
 
 
 def test_index_and_assets_are_served_with_their_types_and_caching(bare_client: TestClient) -> None:
@@ -64,13 +69,20 @@ def test_index_and_assets_are_served_with_their_types_and_caching(bare_client: T
         assert bare_client.get(url, headers={"If-None-Match": asset.headers["etag"]}).status_code == 304
 
     # every module the page imports is in the package, and served (also unversioned, revalidated by ETag)
-    for module in STATIC_DIR.glob("*.js"):
-        served = bare_client.get(f"/static/{module.name}")
-        assert served.status_code == 200
+    modules = _page_modules()
+    assert {"app.js", "views/scorecards.js"} <= {m.relative_to(STATIC_DIR).as_posix() for m in modules}
+    for module in modules:
+        name = module.relative_to(STATIC_DIR).as_posix()
+        served = bare_client.get(f"/static/{name}")
+        assert served.status_code == 200, name
         assert served.headers["content-type"] == "text/javascript; charset=utf-8"
         assert served.headers["cache-control"] == "no-cache"
-        for specifier in re.findall(r'^import .* from "([^"]+)";$', module.read_text(), re.M):
-            assert specifier.startswith("./") and (STATIC_DIR / specifier).is_file(), (module.name, specifier)
+        # static imports (one line, or the last line of a long one) and dynamic ones: relative, to a file of the page
+        specifiers = re.findall(r'^(?:import .*|\}) from "([^"]+)";$|\bimport\("([^"]+)"\)', module.read_text(), re.M)
+        for specifier in (static or dynamic for static, dynamic in specifiers):
+            target = (module.parent / specifier).resolve()
+            assert specifier.startswith(("./", "../")) and target.is_file(), (name, specifier)
+            assert target.is_relative_to(STATIC_DIR), (name, specifier)
     assert bare_client.get("/static/no-such-file.js").status_code == 404
 
 
@@ -82,7 +94,7 @@ def test_the_page_loads_nothing_from_elsewhere(bare_client: TestClient) -> None:
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, re.I)
     css = (STATIC_DIR / "style.css").read_text()
     assert "@import" not in css and not re.search(r"url\(", css)
-    for module in STATIC_DIR.glob("*.js"):
+    for module in _page_modules():
         # the only absolute URL in the scripts is the SVG namespace, an identifier that is never fetched
         urls = set(re.findall(r"https?://[^\s\"'`]+", module.read_text()))
         assert urls <= {"http://www.w3.org/2000/svg"}, (module.name, urls)
