@@ -21,8 +21,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.engine import RowMapping
 
-from api import models
-from api.queries import IndexState, proof_columns, proof_of, to_hex
+from api.read._common import proof_columns, proof_of, to_hex
+from api.read.state import IndexState
+from api.schemas.audit import Attestation, Auditor, AuditorLatest, AuditSummary, AuditVerdictName
+from api.schemas.proofs import Proof
 from ledger.files import HashedFiles
 from ledger.records import AuditVerdict
 from ledger.store.schema import attestations, auditors, entries
@@ -30,7 +32,7 @@ from ledger.store.schema import attestations, auditors, entries
 REPORT_PATH = "/api/v1/audit-reports/"
 #: the largest report the service keeps (a report of 100,000 audited entries with every finding is well under it)
 MAX_REPORT_BYTES = 8 * 2**20
-VERDICT_NAMES: dict[int, models.AuditVerdictName] = {AuditVerdict.PASSED: "passed", AuditVerdict.FAILED: "failed"}
+VERDICT_NAMES: dict[int, AuditVerdictName] = {AuditVerdict.PASSED: "passed", AuditVerdict.FAILED: "failed"}
 
 
 def audit_reports(app: Any) -> HashedFiles:
@@ -52,10 +54,10 @@ def _attestation_query() -> Any:
     return select(attestations, *proof_columns()).join(entries, entries.c.seq == attestations.c.seq)
 
 
-def attestation_of(row: RowMapping, state: IndexState, reports: HashedFiles) -> models.Attestation:
+def attestation_of(row: RowMapping, state: IndexState, reports: HashedFiles) -> Attestation:
     report_hash = bytes(row["report_hash"])
     matches = row["matches_ledger"]
-    return models.Attestation(
+    return Attestation(
         seq=row["seq"],
         auditor=row["auditor"],
         block_number=row["block_number"],
@@ -76,7 +78,7 @@ def attestation_of(row: RowMapping, state: IndexState, reports: HashedFiles) -> 
 def attestations_page(
     conn: Connection, state: IndexState, reports: HashedFiles, after: int | None, limit: int,
     auditor: str | None = None,
-) -> tuple[list[models.Attestation], bool]:
+) -> tuple[list[Attestation], bool]:
     """Up to ``limit`` attestations with seq above ``after`` (of one auditor key, if given), and whether more follow."""
     query = _attestation_query().order_by(attestations.c.seq).limit(limit + 1)
     if after is not None:
@@ -87,7 +89,7 @@ def attestations_page(
     return [attestation_of(row, state, reports) for row in rows[:limit]], len(rows) > limit
 
 
-def attestation(conn: Connection, state: IndexState, reports: HashedFiles, seq: int) -> models.Attestation | None:
+def attestation(conn: Connection, state: IndexState, reports: HashedFiles, seq: int) -> Attestation | None:
     row = conn.execute(_attestation_query().where(attestations.c.seq == seq)).mappings().first()
     return None if row is None else attestation_of(row, state, reports)
 
@@ -112,7 +114,7 @@ def report_attested(conn: Connection, report_hash: bytes) -> bool:
 # --- auditors ---------------------------------------------------------------------------------------------------------
 
 
-def _proofs(conn: Connection, seqs: Sequence[int]) -> dict[int, models.Proof]:
+def _proofs(conn: Connection, seqs: Sequence[int]) -> dict[int, Proof]:
     if not seqs:
         return {}
     rows = conn.execute(select(*proof_columns()).where(entries.c.seq.in_(list(seqs)))).mappings()
@@ -121,7 +123,7 @@ def _proofs(conn: Connection, seqs: Sequence[int]) -> dict[int, models.Proof]:
 
 def auditors_page(
     conn: Connection, state: IndexState, reports: HashedFiles, after: int | None, limit: int
-) -> tuple[list[models.Auditor], bool]:
+) -> tuple[list[Auditor], bool]:
     """Up to ``limit`` registrations with seq above ``after``, and whether more follow."""
     query = (
         select(auditors, *proof_columns()).join(entries, entries.c.seq == auditors.c.seq)
@@ -143,7 +145,7 @@ def auditors_page(
     items = []
     for row in page:
         newest = latest.get(row["auditor"])
-        items.append(models.Auditor(
+        items.append(Auditor(
             auditor=row["auditor"],
             registered=row["revoked_seq"] is None,
             registration=proof_of(row),
@@ -164,7 +166,7 @@ def registered_auditors(conn: Connection) -> list[str]:
 # --- the summary ------------------------------------------------------------------------------------------------------
 
 
-def audit_summary(conn: Connection, state: IndexState, reports: HashedFiles) -> models.AuditSummary:
+def audit_summary(conn: Connection, state: IndexState, reports: HashedFiles) -> AuditSummary:
     """Who audits the ledger now and how far (the module's docstring defines N, K and the verdict)."""
     keys = registered_auditors(conn)
     latest = latest_attestations(conn, keys)
@@ -174,12 +176,12 @@ def audit_summary(conn: Connection, state: IndexState, reports: HashedFiles) -> 
     top = max((found.block_number for found in matching), default=None)
     at_top = [found for found in matching if found.block_number == top]
     failed = [found for found in at_top if found.verdict == "failed"]
-    return models.AuditSummary(
+    return AuditSummary(
         registered_auditors=len(keys),
         audited_to_block=top,
         auditors=len(at_top),
         verdict=None if top is None else "failed" if failed else "passed",
         findings=None if top is None else max(found.findings for found in at_top),
         not_matching=not_matching,
-        latest=[models.AuditorLatest(auditor=key, attestation=shown.get(key)) for key in keys],
+        latest=[AuditorLatest(auditor=key, attestation=shown.get(key)) for key in keys],
     )

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api import models
+from api.schemas.proofs import BatchProof
 from ledger.batches import BatchStore, MerkleTree
 from ledger.batches import read as batchread
 from ledger.batches.read import BatchFileProblem
@@ -249,7 +249,7 @@ class BatchProofs:
         file is published)."""
         return tuple(sorted(key.seq for key, found in self._held.items() if isinstance(found, Unavailable)))
 
-    def proof(self, key: BatchKey, index: int | None, record_hash: bytes) -> models.BatchProof:
+    def proof(self, key: BatchKey, index: int | None, record_hash: bytes) -> BatchProof:
         """The ``batch`` object of a batched record's proof: where it is in the batch, and its Merkle proof (or why
         there is none)."""
         found = self._lookup(key)
@@ -265,7 +265,7 @@ class BatchProofs:
                       f"(line {index + 2}): the index and the file disagree")
         else:
             merkle = [hex32(node) for node in found.proof(index)]
-        return models.BatchProof(
+        return BatchProof(
             seq=key.seq,
             index=index if index is not None else 0,
             root=hex32(key.root),

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
-from api.queries import FiguresCache
+from api.read.figures import FiguresCache
 from api.settings import ApiSettings
 from ledger.store.db import Store
 
@@ -36,8 +36,8 @@ def get_conn(request: Request) -> Iterator[Connection]:
 
 def get_snapshot(request: Request) -> Iterator[Connection]:
     """A read connection inside one transaction, so all of a request's queries see one state of the index while the
-    indexer writes (``api.queries.read_snapshot``)."""
-    from api.queries import read_snapshot
+    indexer writes (``api.read._common.read_snapshot``)."""
+    from api.read._common import read_snapshot
 
     with read_snapshot(request.app.state.store) as conn:
         yield conn
@@ -64,7 +64,7 @@ READ_CONNECTIONS = 4
 
 
 class IndexReader:
-    """One-statement reads of the index for the hot paths (``api.queries.single_read``'s statements), awaited.
+    """One-statement reads of the index for the hot paths (``api.read._common.single_read``'s statements), awaited.
 
     On PostgreSQL a few connections of its own, asynchronous (psycopg's ``AsyncConnection``) and in autocommit, so a
     read is one round trip during which the event loop serves other requests, with no thread hand-off; on SQLite the
@@ -82,7 +82,7 @@ class IndexReader:
 
     async def rows(self, sql: str, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
         """The rows of ``sql`` (``:name`` parameters)."""
-        from api.queries import compiled, single_read
+        from api.read._common import compiled, single_read
 
         if not self._postgresql:
             return await run_in_threadpool(single_read, self.store.engine, sql, params)

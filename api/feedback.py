@@ -32,9 +32,21 @@ from typing import Any, Literal
 from sqlalchemy import Connection, select
 from sqlalchemy.engine import RowMapping
 
-from api import models
 from api.batches import BatchProofs
-from api.queries import CASE_STATE_FIELDS, IndexState, case_view, proof_columns, proof_of, to_hex
+from api.read._common import proof_columns, proof_of, to_hex
+from api.read.cases import CASE_STATE_FIELDS, case_view
+from api.read.state import IndexState
+from api.schemas.cases import CaseView
+from api.schemas.citizen import (
+    DisputeAnswer,
+    DisputeItem,
+    Feedback,
+    FeedbackSubmission,
+    RatingItem,
+    ReceiptInfo,
+    ReceiptView,
+)
+from api.schemas.proofs import Proof
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.chain.contract import ReceiptCaseState
 from ledger.chain.receipt_case import ChainReceipts, IssuedReceipt
@@ -48,9 +60,9 @@ from ledger.receipt_state import (
     dispute_closure,
     track,
 )
-from ledger.receipt_state import ReceiptCase as Tracked  # also api.routes.citizen's, with decide
+from ledger.receipt_state import ReceiptCase as Tracked
 from ledger.records import CaseAction, ReceiptCaseStatus, short_code
-from ledger.relay.service import CitizenFiles, CitizenSubmission
+from ledger.relay.store import CitizenFiles, CitizenSubmission
 from ledger.store.schema import case_events, disputes, entries, ratings, receipts
 
 log = logging.getLogger("api.feedback")
@@ -177,7 +189,7 @@ def receipt_view(
     files: CitizenFiles | None,
     proofs: BatchProofs | None = None,
     chain: ChainReceipts | None = None,
-) -> models.ReceiptView | None:
+) -> ReceiptView | None:
     """The case of the receipt with this (checksummed) address, with its receipt and feedback; None if no receipt
     with this key is recorded (in the index, nor on the chain when `chain` is given). Batched events carry their
     Merkle proofs (from ``proofs``). With `chain`, the contract's state of the case stands in for the index's when
@@ -202,7 +214,7 @@ def receipt_view(
     dispute_rows = found.disputes if found else []
     view = case_view(conn, state, agency_id, case_id, now, proofs)
     if view is None:  # a receipt for a case whose events are not recorded (yet)
-        view = models.CaseView(agency_id=agency_id, case_id=to_hex(case_id), events=[],
+        view = CaseView(agency_id=agency_id, case_id=to_hex(case_id), events=[],
                                **dict.fromkeys(CASE_STATE_FIELDS))
 
     try:
@@ -227,7 +239,7 @@ def receipt_view(
     rating = None
     if rating_rows:
         r = rating_rows[0]
-        rating = models.RatingItem(
+        rating = RatingItem(
             score=r["score"], comment_hash=to_hex(r["comment_hash"]), comment=text(r["comment_hash"]),
             rated_at=r["block_time"], final=state.is_final(r["block_number"]), proof=proof_of(r),
         )
@@ -236,12 +248,12 @@ def receipt_view(
         due = answer_due(d["block_time"])
         answered = None
         if d["answer_seq"] is not None:
-            answered = models.DisputeAnswer(
+            answered = DisputeAnswer(
                 action="reopened" if d["answer_action"] == CaseAction.REOPENED else "dispute_rejected",
                 seq=d["answer_seq"], answered_at=d["answered_at"],
             )
         dispute_items.append(
-            models.DisputeItem(
+            DisputeItem(
                 closure=d["closure"], reason_hash=to_hex(d["reason_hash"]), reason=text(d["reason_hash"]),
                 disputed_at=d["block_time"], answer_due=due, answer=answered,
                 answer_overdue=answer_overdue(d["block_time"], now, answered=answered is not None),
@@ -249,7 +261,7 @@ def receipt_view(
                 proof=proof_of(d),
             )
         )
-    feedback = models.Feedback(
+    feedback = Feedback(
         status=STATUS_NAMES[tracked.status],
         closures=tracked.closures,
         closed_at=tracked.closed_at if tracked.status is not ReceiptCaseStatus.OPEN else None,
@@ -266,7 +278,7 @@ def receipt_view(
         response_window_seconds=DISPUTE_RESPONSE_WINDOW,
         disputes=dispute_items,
         submissions=[
-            models.FeedbackSubmission(id=s.key, kind="rating" if s.primary_type == "Rating" else "dispute",
+            FeedbackSubmission(id=s.key, kind="rating" if s.primary_type == "Rating" else "dispute",
                                       status=s.state, closure=s.closure)
             for s in (*live_ratings, *_live(submissions, "Dispute", indexed))
         ],
@@ -277,23 +289,23 @@ def receipt_view(
         info = _receipt_on_chain(state, answer.issued)
     else:
         assert receipt is not None
-        info = models.ReceiptInfo(
+        info = ReceiptInfo(
             address=receipt["receipt"], issued_at=receipt["occurred_at"],
             final=state.is_final(receipt["block_number"]), proof=proof_of(receipt),
         )
     fields: dict[str, Any] = view.model_dump()
-    return models.ReceiptView(**fields, receipt=info, feedback=feedback)
+    return ReceiptView(**fields, receipt=info, feedback=feedback)
 
 
-def _receipt_on_chain(state: IndexState, issued: IssuedReceipt) -> models.ReceiptInfo:
+def _receipt_on_chain(state: IndexState, issued: IssuedReceipt) -> ReceiptInfo:
     """The receipt as its ReceiptIssued log shows it, with the proof anyone can check against a node."""
     entry = issued.entry
     assert issued.block_time is not None
-    return models.ReceiptInfo(
+    return ReceiptInfo(
         address=issued.address,
         issued_at=issued.record.occurred_at,
         final=state.is_final(entry.block_number),
-        proof=models.Proof(
+        proof=Proof(
             seq=entry.seq, tx_hash=to_hex(entry.transaction_hash), block_number=entry.block_number,
             block_hash=to_hex(issued.block_hash), block_time=issued.block_time, log_index=entry.log_index,
             entry_hash=to_hex(entry.entry_hash),

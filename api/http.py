@@ -74,7 +74,7 @@ def conditional(request: Request, response: Response, etag: str, cache_control: 
 
 
 def view_etag(request: Request, position: tuple[Any, ...], *extra: Any) -> str:
-    """The ETag of a view that moves with the index: its position (``api.queries.IndexState.position``), the request
+    """The ETag of a view that moves with the index: its position (``api.read.state.IndexState.position``), the request
     and whatever else the answer depends on."""
     return etag_of("view", *position, *request_key(request), *extra)
 

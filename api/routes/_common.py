@@ -21,8 +21,13 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Connection
 from starlette.routing import BaseRoute
 
-from api import models, queries
 from api.errors import not_found
+from api.read.agencies import agency_exists
+from api.read.commitments import commitment_exists
+from api.read.state import IndexState, index_state
+from api.schemas._common import CODE_PATTERN, Model
+from api.schemas.errors import ErrorResponse
+from api.schemas.figures import MetricsValues
 from api.settings import ApiSettings
 from ledger.metrics import Metrics
 
@@ -33,26 +38,26 @@ INT64_MAX = 2**63 - 1
 
 CODE_DOC = "printable ASCII without spaces, 1 to 66 characters (as written on chain)"
 AgencyPath = Annotated[
-    str, Path(pattern=models.CODE_PATTERN, description=f"agency code, {CODE_DOC}", examples=["DEMO-ROADS"])
+    str, Path(pattern=CODE_PATTERN, description=f"agency code, {CODE_DOC}", examples=["DEMO-ROADS"])
 ]
 CommitmentPath = Annotated[
     str,
-    Path(pattern=models.CODE_PATTERN, description=f"commitment code, {CODE_DOC}", examples=["STREETLIGHT-48H"]),
+    Path(pattern=CODE_PATTERN, description=f"commitment code, {CODE_DOC}", examples=["STREETLIGHT-48H"]),
 ]
 AgencyQuery = Annotated[
     str | None,
-    Query(pattern=models.CODE_PATTERN, description=f"only this agency ({CODE_DOC})", examples=["DEMO-ROADS"]),
+    Query(pattern=CODE_PATTERN, description=f"only this agency ({CODE_DOC})", examples=["DEMO-ROADS"]),
 ]
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    422: {"model": models.ErrorResponse, "description": "Invalid request (the problems are in error.detail)"},
+    422: {"model": ErrorResponse, "description": "Invalid request (the problems are in error.detail)"},
     429: {
-        "model": models.ErrorResponse,
+        "model": ErrorResponse,
         "description": "Too many requests from this address",
         "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
     },
 }
-NOT_FOUND = {404: {"model": models.ErrorResponse, "description": "No such resource"}}
+NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such resource"}}
 CACHE_HEADERS = {
     "ETag": {"description": "entity tag, for If-None-Match", "schema": {"type": "string"}},
     "Cache-Control": {"description": "how long the answer may be reused", "schema": {"type": "string"}},
@@ -134,27 +139,27 @@ def _with_page_size(route: BaseRoute, limit: Any, default: int) -> BaseRoute:
 # --- helpers ----------------------------------------------------------------------------------------------------------
 
 
-def state_of(conn: Connection, settings: ApiSettings) -> queries.IndexState:
-    return queries.index_state(conn, settings.contract_address, settings.chain_id)
+def state_of(conn: Connection, settings: ApiSettings) -> IndexState:
+    return index_state(conn, settings.contract_address, settings.chain_id)
 
 
 def require_agency(conn: Connection, agency_id: str | None, commitment_id: str | None = None) -> None:
-    if agency_id is not None and not queries.agency_exists(conn, agency_id):
+    if agency_id is not None and not agency_exists(conn, agency_id):
         raise not_found(f"no agency {agency_id!r}")
-    if agency_id is not None and commitment_id is not None and not queries.commitment_exists(
+    if agency_id is not None and commitment_id is not None and not commitment_exists(
         conn, agency_id, commitment_id
     ):
         raise not_found(f"no commitment {commitment_id!r} of agency {agency_id!r}")
 
 
-def metric_values(metrics: Metrics) -> models.MetricsValues:
-    return models.MetricsValues(**metrics.to_dict())
+def metric_values(metrics: Metrics) -> MetricsValues:
+    return MetricsValues(**metrics.to_dict())
 
 
 def unix_now() -> int:
     return int(time.time())
 
 
-def serialise(model: models.Model) -> bytes:
+def serialise(model: Model) -> bytes:
     """The JSON FastAPI makes of a response model (by alias, compact), for answers returned as a ready Response."""
     return model.model_dump_json(by_alias=True).encode()

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
 
-from api import models, queries
 from api.deps import Settings, Snapshot
 from api.errors import not_found
 from api.http import SHORT, conditional, next_link, view_etag
+from api.read.agencies import agencies_page, agency
 from api.routes._common import (
     DEFAULT_LIMIT,
     LINK_HEADER,
@@ -22,6 +22,8 @@ from api.routes._common import (
     read_router,
     state_of,
 )
+from api.schemas._common import CODE_PATTERN
+from api.schemas.agencies import AgencyDetail, AgencyPage
 
 TAG = {"name": "agencies", "description": "Registered agencies and their signing keys"}
 
@@ -32,7 +34,7 @@ router = read_router("agencies")
     router,
     "/agencies",
     operation_id="listAgencies",
-    response_model=models.AgencyPage,
+    response_model=AgencyPage,
     summary="Agencies, with their current keys",
     responses={**ok("A page of agencies", headers=LINK_HEADER), **NOT_MODIFIED},
 )
@@ -43,7 +45,7 @@ def list_agencies(
     settings: Settings,
     after: Annotated[
         str | None,
-        Query(pattern=models.CODE_PATTERN, description="cursor: the `next` of the previous page"),
+        Query(pattern=CODE_PATTERN, description="cursor: the `next` of the previous page"),
     ] = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Any:
@@ -51,18 +53,18 @@ def list_agencies(
     state = state_of(conn, settings)
     if (cached := conditional(request, response, view_etag(request, state.position), SHORT)) is not None:
         return cached
-    items, more = queries.agencies_page(conn, state, after, limit)
+    items, more = agencies_page(conn, state, after, limit)
     nxt = items[-1].agency_id if more and items else None
     if nxt is not None:
         response.headers["Link"] = next_link(request, after=nxt, limit=limit)
-    return models.AgencyPage(items=items, next=nxt)
+    return AgencyPage(items=items, next=nxt)
 
 
 @read_route(
     router,
     "/agencies/{agency_id}",
     operation_id="getAgency",
-    response_model=models.AgencyDetail,
+    response_model=AgencyDetail,
     summary="One agency, with its key history",
     responses={**ok("The agency"), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -74,7 +76,7 @@ def get_agency(
     state = state_of(conn, settings)
     if (cached := conditional(request, response, view_etag(request, state.position), SHORT)) is not None:
         return cached
-    found = queries.agency(conn, state, agency_id)
+    found = agency(conn, state, agency_id)
     if found is None:
         raise not_found(f"no agency {agency_id!r}")
     return found

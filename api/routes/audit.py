@@ -30,11 +30,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from api import attestations, models, queries
+from api import attestations
 from api.deps import get_snapshot
 from api.errors import ApiError, not_found
 from api.http import IMMUTABLE, SHORT, conditional, next_link, not_modified, not_modified_response, view_etag
 from api.ratelimit import TokenBuckets
+from api.read._common import read_snapshot, to_hex
+from api.read.state import IndexState, index_state
 from api.routes.public import (
     CACHE_HEADERS,
     ERROR_RESPONSES,
@@ -45,6 +47,8 @@ from api.routes.public import (
     PREFIX,
     read_route,
 )
+from api.schemas.audit import Attestation, AttestationPage, Auditor, AuditorPage
+from api.schemas.errors import ErrorResponse
 from api.settings import ApiSettings
 from ledger.encoding import keccak
 from ledger.errors import LedgerError
@@ -67,7 +71,7 @@ def _ok(description: str, **extra: Any) -> dict[int | str, dict[str, Any]]:
 
 
 def _stored(report_hash: bytes, size: int) -> dict[str, Any]:
-    return {"report_hash": queries.to_hex(report_hash), "report_url": attestations.report_url(report_hash),
+    return {"report_hash": to_hex(report_hash), "report_url": attestations.report_url(report_hash),
             "bytes": size}
 
 
@@ -89,8 +93,8 @@ def build_router(settings: ApiSettings) -> APIRouter:
     Snapshot = Annotated[Connection, Depends(get_snapshot)]
     writes = TokenBuckets(settings.write_rate_per_minute) if settings.write_rate_per_minute > 0 else None
 
-    def state_of(conn: Connection) -> queries.IndexState:
-        return queries.index_state(conn, settings.contract_address, settings.chain_id)
+    def state_of(conn: Connection) -> IndexState:
+        return index_state(conn, settings.contract_address, settings.chain_id)
 
     def read(path: str, **kwargs: Any) -> Any:
         return read_route(router, path, **kwargs)
@@ -98,7 +102,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
     @read(
         "/auditors",
         operation_id="listAuditors",
-        response_model=models.AuditorPage,
+        response_model=AuditorPage,
         summary="Auditor keys registered by governance, each registration with its proof",
         responses={**_ok("A page of registrations", **LINK_HEADER), **NOT_MODIFIED},
     )
@@ -116,12 +120,12 @@ def build_router(settings: ApiSettings) -> APIRouter:
         nxt = items[-1].registration.seq if more and items else None
         if nxt is not None:
             response.headers["Link"] = next_link(request, after=nxt, limit=limit)
-        return models.AuditorPage(items=items, next=nxt)
+        return AuditorPage(items=items, next=nxt)
 
     @read(
         "/attestations",
         operation_id="listAttestations",
-        response_model=models.AttestationPage,
+        response_model=AttestationPage,
         summary="Audit attestations recorded on the ledger, in seq order, a page at a time",
         responses={**_ok("A page of attestations", **LINK_HEADER), **NOT_MODIFIED},
     )
@@ -143,12 +147,12 @@ def build_router(settings: ApiSettings) -> APIRouter:
             if key is not None:
                 params["auditor"] = key
             response.headers["Link"] = next_link(request, **params)
-        return models.AttestationPage(items=items, next=nxt)
+        return AttestationPage(items=items, next=nxt)
 
     @read(
         "/attestations/{seq}",
         operation_id="getAttestation",
-        response_model=models.Attestation,
+        response_model=Attestation,
         summary="One audit attestation",
         responses={**_ok("The attestation"), **NOT_MODIFIED, **NOT_FOUND},
     )
@@ -178,7 +182,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
                 "headers": CACHE_HEADERS,
             },
             **NOT_MODIFIED,
-            404: {"model": models.ErrorResponse, "description": "No report with this hash is published here "
+            404: {"model": ErrorResponse, "description": "No report with this hash is published here "
                   "(report_unavailable)"},
         },
     )
@@ -186,7 +190,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         """The JSON report an auditor's attestation names by its hash, exactly as published (check: keccak256 of the
         bytes is the hash). Served as immutable: its name is its content."""
         digest = bytes.fromhex(report_hash[2:])
-        etag = f'"{queries.to_hex(digest)}"'
+        etag = f'"{to_hex(digest)}"'
         if not_modified(request, etag):
             return not_modified_response(etag, IMMUTABLE)
         reports = attestations.audit_reports(request.app)
@@ -195,7 +199,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         except LedgerError:
             content = None  # altered on disk: never served as the named report
         if content is None:
-            raise ApiError("report_unavailable", f"no report {queries.to_hex(digest)} is published here (an "
+            raise ApiError("report_unavailable", f"no report {to_hex(digest)} is published here (an "
                            f"auditor or anyone holding it may publish it: PUT {request.url.path})")
         return Response(content, media_type="application/json", headers={"ETag": etag, "Cache-Control": IMMUTABLE})
 
@@ -207,11 +211,11 @@ def build_router(settings: ApiSettings) -> APIRouter:
         responses={
             200: {"description": "Already published: nothing changed"},
             201: {"description": "Published (written durably)"},
-            404: {"model": models.ErrorResponse, "description": "report_not_attested: no indexed attestation names "
+            404: {"model": ErrorResponse, "description": "report_not_attested: no indexed attestation names "
                   "this hash"},
-            400: {"model": models.ErrorResponse, "description": "invalid_json: the body is not JSON"},
-            413: {"model": models.ErrorResponse, "description": "body_too_large: over 8 MiB"},
-            422: {"model": models.ErrorResponse, "description": "hash_mismatch: keccak256 of the body is another "
+            400: {"model": ErrorResponse, "description": "invalid_json: the body is not JSON"},
+            413: {"model": ErrorResponse, "description": "body_too_large: over 8 MiB"},
+            422: {"model": ErrorResponse, "description": "hash_mismatch: keccak256 of the body is another "
                   "hash"},
         },
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -230,11 +234,11 @@ def build_router(settings: ApiSettings) -> APIRouter:
         named = await run_in_threadpool(_attested, request.app, digest)
         if not named:
             raise ApiError("report_not_attested", f"no attestation on the ledger names report "
-                           f"{queries.to_hex(digest)}: only a report an indexed attestation commits to is kept")
+                           f"{to_hex(digest)}: only a report an indexed attestation commits to is kept")
         body = await _read_bounded(request, attestations.MAX_REPORT_BYTES)
         if keccak(body) != digest:
-            raise ApiError("hash_mismatch", f"the body's keccak256 is {queries.to_hex(keccak(body))}, not "
-                           f"{queries.to_hex(digest)}")
+            raise ApiError("hash_mismatch", f"the body's keccak256 is {to_hex(keccak(body))}, not "
+                           f"{to_hex(digest)}")
         try:
             json.loads(body, parse_constant=_not_json)
         except ValueError:
@@ -258,13 +262,13 @@ def _availability(items: list[Any]) -> tuple[bool, ...]:
     """Which reports of a page's attestations are published (the answer changes when one is)."""
     out = []
     for item in items:
-        found = item.latest_attestation if isinstance(item, models.Auditor) else item
+        found = item.latest_attestation if isinstance(item, Auditor) else item
         out.append(found is not None and found.report_available)
     return tuple(out)
 
 
 def _attested(app: FastAPI, digest: bytes) -> bool:
-    with queries.read_snapshot(app.state.store) as conn:
+    with read_snapshot(app.state.store) as conn:
         return attestations.report_attested(conn, digest)
 
 

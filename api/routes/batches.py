@@ -10,7 +10,6 @@ from fastapi.responses import FileResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from api import models, queries
 from api.batches import Unavailable, verified_files
 from api.deps import Settings, Snapshot
 from api.errors import ApiError, not_found
@@ -25,6 +24,9 @@ from api.http import (
     not_modified_response,
     view_etag,
 )
+from api.read._common import read_snapshot, to_hex
+from api.read.batches import batch_containing, batch_info, batch_row, batch_rows
+from api.read.state import IndexState
 from api.routes._common import (
     CACHE_HEADERS,
     DEFAULT_LIMIT,
@@ -41,6 +43,8 @@ from api.routes._common import (
     require_agency,
     state_of,
 )
+from api.schemas.batches import BatchInfo, BatchPage
+from api.schemas.errors import ErrorResponse
 from ledger.batches import HEADER as BATCH_HEADER
 
 TAG = {"name": "batches", "description": "Merkle-anchored batches of case events, and their files"}
@@ -53,9 +57,9 @@ BatchSeq = Annotated[
 
 
 def batch_or_404(conn: Connection, seq: int) -> Any:
-    row = queries.batch_row(conn, seq)
+    row = batch_row(conn, seq)
     if row is None:
-        found = queries.batch_containing(conn, seq)
+        found = batch_containing(conn, seq)
         if found is not None:
             inside = found["seq"]
             raise not_found(f"no batch starts at seq {seq}: entry {seq} is in batch #{inside} "
@@ -68,7 +72,7 @@ def batch_or_404(conn: Connection, seq: int) -> Any:
     router,
     "/batches",
     operation_id="listBatches",
-    response_model=models.BatchPage,
+    response_model=BatchPage,
     summary="Merkle-anchored batches, in seq order, a page at a time",
     responses={**ok("A page of batches", headers=LINK_HEADER), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -96,25 +100,25 @@ def list_batches(
     state = state_of(conn, settings)
     if agency_id is not None:
         require_agency(conn, agency_id)
-    rows, more = queries.batch_rows(conn, after, limit, agency_id, withheld)
+    rows, more = batch_rows(conn, after, limit, agency_id, withheld)
     files = verified_files(request.app)
     present = [files.present(bytes(row["file_hash"])) for row in rows]
     if (cached := conditional(request, response, view_etag(request, state.position, present), SHORT)) is not None:
         return cached
-    items = [queries.batch_info(row, state, available) for row, available in zip(rows, present, strict=True)]
+    items = [batch_info(row, state, available) for row, available in zip(rows, present, strict=True)]
     nxt = items[-1].seq if more and items else None
     if nxt is not None:
         response.headers["Link"] = next_link(request, after=nxt, limit=limit, **(
             {"agency_id": agency_id} if agency_id is not None else {}), **(
             {"withheld": str(withheld).lower()} if withheld is not None else {}))
-    return models.BatchPage(items=items, next=nxt)
+    return BatchPage(items=items, next=nxt)
 
 
 @read_route(
     router,
     "/batches/{seq}",
     operation_id="getBatch",
-    response_model=models.BatchInfo,
+    response_model=BatchInfo,
     summary="One Merkle-anchored batch: root, count, file hash and the anchoring proof",
     responses={**ok("The batch"), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -127,7 +131,7 @@ def get_batch(request: Request, response: Response, conn: Snapshot, settings: Se
     state = state_of(conn, settings)
     row = batch_or_404(conn, seq)
     available = verified_files(request.app).present(bytes(row["file_hash"]))
-    found = queries.batch_info(row, state, available)
+    found = batch_info(row, state, available)
     if found.final and available and found.withheld is None:
         etag = etag_of("batch", state.chain_id, state.contract_address, seq, found.entry_hash,
                        found.proof.block_hash)
@@ -152,7 +156,7 @@ def get_batch(request: Request, response: Response, conn: Snapshot, settings: Se
         },
         **NOT_MODIFIED,
         404: {
-            "model": models.ErrorResponse,
+            "model": ErrorResponse,
             "description": "No such batch (not_found), or its file is not available from this service (yet) "
             "(batch_file_unavailable)",
         },
@@ -164,23 +168,23 @@ async def get_batch_file(request: Request, settings: Settings, seq: BatchSeq) ->
     `batchRoot(seq)`. The ETag is the file hash; served as immutable once the anchoring is final. A file is
     checked against its hash before it is first served, never passed on altered."""
 
-    def look() -> tuple[queries.IndexState, Any]:
-        with queries.read_snapshot(request.app.state.store) as conn:
+    def look() -> tuple[IndexState, Any]:
+        with read_snapshot(request.app.state.store) as conn:
             return state_of(conn, settings), batch_or_404(conn, seq)
 
     state, row = await run_in_threadpool(look)
     file_hash = bytes(row["file_hash"])
-    etag = f'"{queries.to_hex(file_hash)}"'
+    etag = f'"{to_hex(file_hash)}"'
     cache = IMMUTABLE if state.is_final(row["block_number"]) else SHORT
     if not_modified(request, etag):
         return not_modified_response(etag, cache)
     checked = await run_in_threadpool(verified_files(request.app).check, file_hash)
     if isinstance(checked, Unavailable):
         if checked.code == "file_altered":
-            message = (f"the file of batch #{seq} ({queries.to_hex(file_hash)}) is not available: the copy "
+            message = (f"the file of batch #{seq} ({to_hex(file_hash)}) is not available: the copy "
                        "stored here does not hash to it (it was altered), so it is not served")
         else:
-            message = (f"the file of batch #{seq} ({queries.to_hex(file_hash)}) is not available from this "
+            message = (f"the file of batch #{seq} ({to_hex(file_hash)}) is not available from this "
                        "service (yet): the agency publishes it with the batch; try again later")
         raise ApiError("batch_file_unavailable", message)
     path, stat = checked

@@ -11,11 +11,12 @@ from typing import Annotated, Any
 from fastapi import Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api import models, queries
 from api.batches import batch_proofs
 from api.deps import Settings, index_reader
 from api.errors import not_found
 from api.http import SHORT, cache_headers, not_modified, not_modified_response, view_etag
+from api.read._common import read_snapshot
+from api.read.cases import CASE_SQL, CaseLookup, case_batch_keys, case_of, case_view
 from api.routes._common import (
     NOT_FOUND,
     NOT_MODIFIED,
@@ -27,6 +28,7 @@ from api.routes._common import (
     state_of,
     unix_now,
 )
+from api.schemas.cases import CaseView
 from api.settings import ApiSettings
 
 TAG = {"name": "cases", "description": "A case and its events"}
@@ -38,7 +40,7 @@ router = read_router("cases")
     router,
     "/cases/{agency_id}/{case_id}",
     operation_id="getCase",
-    response_model=models.CaseView,
+    response_model=CaseView,
     summary="One case and all its events, with proofs",
     responses={**ok("The case"), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -60,12 +62,12 @@ async def get_case(
     time and the gap between them, and its proof."""
     key, now = bytes.fromhex(case_id[2:]), unix_now()
     # one statement, awaited on the event loop (no thread): the state, the case, its names, its events and proofs
-    rows = await index_reader(request.app).rows(queries.CASE_SQL, {"agency_id": agency_id, "case_id": key})
+    rows = await index_reader(request.app).rows(CASE_SQL, {"agency_id": agency_id, "case_id": key})
     proofs = batch_proofs(request.app)
-    batched = queries.case_batch_keys(rows)
+    batched = case_batch_keys(rows)
     if batched and proofs.missing(batched):  # a batch tree not kept: rebuilt from its file in a worker thread
         await run_in_threadpool(proofs.load, batched)
-    found = queries.case_of(rows, settings.contract_address, agency_id, key, now, proofs)
+    found = case_of(rows, settings.contract_address, agency_id, key, now, proofs)
     if found is None:  # an index without its state row yet: the general path
         found = await run_in_threadpool(case_in_snapshot, request, settings, agency_id, key, now, proofs)
     if found.body is None:
@@ -79,10 +81,10 @@ async def get_case(
 
 def case_in_snapshot(
     request: Request, settings: ApiSettings, agency_id: str, case_id: bytes, now: int, proofs: Any
-) -> queries.CaseLookup:
-    with queries.read_snapshot(request.app.state.store) as conn:
+) -> CaseLookup:
+    with read_snapshot(request.app.state.store) as conn:
         state = state_of(conn, settings)
-        view = queries.case_view(conn, state, agency_id, case_id, now, proofs)
+        view = case_view(conn, state, agency_id, case_id, now, proofs)
     body = None if view is None else serialise(view)
-    return queries.CaseLookup(state, body, None if view is None else view.overdue)
+    return CaseLookup(state, body, None if view is None else view.overdue)
 

@@ -9,10 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 
-from api import attestations, models, queries
+from api import attestations
 from api.deps import Settings, Snapshot
 from api.http import SHORT, conditional, etag_of
+from api.read._common import to_hex
+from api.read.batches import withheld_counts
 from api.routes._common import NOT_MODIFIED, ok, read_route, read_router, state_of
+from api.schemas.chain import ChainFacts, NodeStatus
 from ledger.chain.rpc import JsonRpc, RetryPolicy, RpcError
 from ledger.errors import NodeUnavailable
 
@@ -73,7 +76,7 @@ router = read_router("chain")
     router,
     "/chain",
     operation_id="getChain",
-    response_model=models.ChainFacts,
+    response_model=ChainFacts,
     summary="Chain facts: where the ledger is and how far the index has read it",
     responses={**ok("Chain facts"), **NOT_MODIFIED},
 )
@@ -86,22 +89,22 @@ def chain_facts(request: Request, response: Response, conn: Snapshot, settings: 
     `node`, never an error). `audit` says who audits the ledger and how far: each registered auditor's latest
     attestation, and "audited up to block `audited_to_block` by `auditors` auditors" (see `AuditSummary`)."""
     state = state_of(conn, settings)
-    withheld = queries.withheld_counts(conn).values() if any(state.withheld) else ()
+    withheld = withheld_counts(conn).values() if any(state.withheld) else ()
     node = probe.status()
     if node.get("head_block") is not None and state.last_block >= 0:
         node["behind_blocks"] = max(0, node["head_block"] - state.last_block)
-    facts = models.ChainFacts(
+    facts = ChainFacts(
         chain_id=state.chain_id,
         contract_address=state.contract_address,
         deploy_block=state.deploy_block,
         entry_count=state.entry_count,
-        running_hash=queries.to_hex(state.running_hash),
+        running_hash=to_hex(state.running_hash),
         last_indexed_block=state.last_block,
         finalized_block=state.finalized_block,
         halted_reason=state.halted_reason,
         batches_withheld=sum(b for b, _ in withheld),
         entries_withheld=sum(n for _, n in withheld),
-        node=models.NodeStatus(**node),
+        node=NodeStatus(**node),
         audit=attestations.audit_summary(conn, state, attestations.audit_reports(request.app)),
     )
     etag = etag_of("chain", facts.model_dump_json())

@@ -40,8 +40,9 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     ======  =========================  ====================================================================
 
     The receipt and state checks run on the chain itself — the contract's ``receiptCase`` (``Ledger.receipt_case``)
-    through ``api.feedback.decide``, then the call run once on the latest block —, never on the index: a case the index
-    lacks or lags behind is accepted exactly when the contract would accept it, and refused with the contract's reason.
+    through ``ledger.receipt_state``'s refusals, then the call run once on the latest block —, never on the index: a
+    case the index lacks or lags behind is accepted exactly when the contract would accept it, and refused with the
+    contract's reason.
     An accepted record is stored durably with its off-chain text (``ledger.relay.service.RelayStore.submit_citizen``)
     and sent as ``rateCase`` / ``disputeCase`` by the relay's citizens' lane — an outbox and a relayer key of its own,
     so no backlog of agency records ever delays it; nor is it charged to any agency's relay budget. The answer (202)
@@ -67,11 +68,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import feedback, models, queries
+from api import feedback
 from api.batches import batch_proofs
 from api.errors import not_found, refusal
 from api.http import etag_of, not_modified
 from api.ratelimit import TokenBuckets
+from api.read._common import read_snapshot
+from api.read.state import index_state
 from api.routes.write import (
     DEFAULT_WAIT_SECONDS,
     RelayService,
@@ -79,28 +82,25 @@ from api.routes.write import (
     _Unavailable,
     _WriteRoute,
 )
-from api.settings import ApiSettings
-from api.write_models import (
+from api.schemas.citizen import (
     CitizenConflictOut,
     CitizenSubmissionOut,
     DisputeIn,
-    ErrorOut,
     OffChainTextIn,
     RatingIn,
+    ReceiptView,
 )
+from api.schemas.errors import ErrorResponse
+from api.schemas.write import ErrorOut
+from api.settings import ApiSettings
 from ledger.chain.contract import DOMAIN_NAME, DOMAIN_VERSION, REVERT_ERRORS, Ledger
 from ledger.chain.receipt_case import ChainReceipts
 from ledger.encoding import code_text
 from ledger.errors import InvalidRecord, NodeUnavailable
+from ledger.receipt_state import ReceiptCase, dispute_refusal, rate_refusal
 from ledger.records import Dispute, Rating, ReceiptCaseStatus
-from ledger.relay.service import (
-    CitizenFiles,
-    OffChainText,
-    RelayRefused,
-    RelayStatus,
-    SignedCitizenRecord,
-    check_citizen_signature,
-)
+from ledger.relay.store import CitizenFiles, RelayStatus
+from ledger.relay.verify import OffChainText, RelayRefused, SignedCitizenRecord, check_citizen_signature
 
 log = logging.getLogger("api.citizen")
 
@@ -238,12 +238,12 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
     @reader.get(
         "/receipts/{address}",
         operation_id="getReceipt",
-        response_model=models.ReceiptView,
+        response_model=ReceiptView,
         summary="A case by its receipt key's address, with what its holder may do now",
         responses={
             200: {"description": "The case, its receipt and the feedback state"},
             304: {"description": "Not modified: If-None-Match matched the current ETag"},
-            404: {"model": models.ErrorResponse, "description": "No receipt with this key is recorded"},
+            404: {"model": ErrorResponse, "description": "No receipt with this key is recorded"},
         },
     )
     async def get_receipt(
@@ -267,8 +267,8 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
 
         def read() -> tuple[bytes | None, str]:
             chain = receipts_on_chain()
-            with queries.read_snapshot(request.app.state.store) as conn:
-                state = queries.index_state(conn, settings.contract_address, settings.chain_id)
+            with read_snapshot(request.app.state.store) as conn:
+                state = index_state(conn, settings.contract_address, settings.chain_id)
                 view = feedback.receipt_view(conn, state, checksummed, now, files, batch_proofs(request.app), chain)
             body = None if view is None else view.model_dump_json().encode()
             return body, etag_of("receipt", hashlib.sha256(body or b"").hexdigest())
@@ -327,24 +327,24 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             mapped = {"rating_pending": "already_rated", "dispute_pending": "already_disputed"}.get(code, code)
             raise _Refused(mapped, STATE_MESSAGES[code])
 
-    def check_against(signed: SignedCitizenRecord, tracked: feedback.Tracked, now: int) -> None:
-        """The contract's checks, in its order, on the case's state as the contract tracks it (``feedback.decide``,
-        the one definition the receipt view also uses)."""
+    def check_against(signed: SignedCitizenRecord, tracked: ReceiptCase, now: int) -> None:
+        """The contract's checks, in its order, on the case's state as the contract tracks it: ``rate_refusal`` and
+        ``dispute_refusal`` (of the closure the dispute names) of ``ledger.receipt_state``, the one definition the
+        receipt view also uses. Only the words are this API's (:data:`STATE_MESSAGES`, and stale_closure's, which
+        name the closures)."""
         record = signed.record
-        decision = feedback.decide(tracked, now)
         if isinstance(record, Rating):
-            refuse_state(decision.rate_refusal)
+            refuse_state(rate_refusal(tracked))
             return
-        if decision.dispute_refusal in ("not_closed", "not_fulfilled", "already_disputed", "closure_disputed"):
-            refuse_state(decision.dispute_refusal)
-        if record.closure != tracked.closures:
+        refused = dispute_refusal(tracked, now, closure=record.closure)
+        if refused == "stale_closure":
             raise _Refused(
                 "stale_closure",
                 f"the dispute names closure {record.closure}, but the case's latest is {tracked.closures}: "
                 "look the case up again and sign anew",
                 expected_closure=tracked.closures,
             )
-        refuse_state(decision.dispute_refusal)
+        refuse_state(refused)
 
     def accept(body: RatingIn | DisputeIn) -> tuple[int, dict[str, Any]]:
         """Every check, then the durable store; (HTTP status, body). Runs in a worker thread."""
@@ -371,7 +371,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         if existing is not None and existing.state != "failed":
             raise _Duplicate(existing, record)
         block_time = _chain(lambda: int(ledger.w3.eth.get_block("latest")["timestamp"]))
-        check_against(signed, feedback.Tracked.of_chain(chain), block_time)
+        check_against(signed, ReceiptCase.of_chain(chain), block_time)
         simulate(ledger, signed)
         try:
             if existing is not None:  # it failed, and the chain takes it now: the same submission, sent again

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Request, Response
 
-from api import models, queries
 from api.deps import Settings, Snapshot
 from api.errors import invalid, not_found
 from api.http import (
@@ -21,6 +20,13 @@ from api.http import (
     next_link,
     optional_time,
     view_etag,
+)
+from api.read.commitments import (
+    commitment_history,
+    commitment_version,
+    commitments_page,
+    decode_commitment_cursor,
+    encode_commitment_cursor,
 )
 from api.routes._common import (
     DEFAULT_LIMIT,
@@ -40,6 +46,8 @@ from api.routes._common import (
     state_of,
     unix_now,
 )
+from api.schemas.commitments import CommitmentHistory, CommitmentPage, CommitmentVersion
+from api.schemas.figures import TrendBucket, TrendResponse
 from ledger.metrics import MetricsFilter, compute_metrics
 
 TAG = {"name": "commitments", "description": "Service commitments, every version"}
@@ -54,7 +62,7 @@ router = read_router("commitments")
     router,
     "/commitments",
     operation_id="listCommitments",
-    response_model=models.CommitmentPage,
+    response_model=CommitmentPage,
     summary="Commitments: the current version of each",
     responses={**ok("A page of commitments", headers=LINK_HEADER), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -78,24 +86,24 @@ def list_commitments(
     require_agency(conn, agency_id)
     key = None
     if after is not None:
-        key = queries.decode_commitment_cursor(after)
+        key = decode_commitment_cursor(after)
         if key is None:
             raise invalid("after: not a cursor this API gave out; pass the `next` of a page", param="after")
-    items, more = queries.commitments_page(conn, state, agency_id, key, limit)
-    nxt = queries.encode_commitment_cursor(items[-1].agency_id, items[-1].commitment_id) if more and items else None
+    items, more = commitments_page(conn, state, agency_id, key, limit)
+    nxt = encode_commitment_cursor(items[-1].agency_id, items[-1].commitment_id) if more and items else None
     if nxt is not None:
         params: dict[str, Any] = {"after": nxt, "limit": limit}
         if agency_id is not None:
             params = {"agency_id": agency_id, **params}
         response.headers["Link"] = next_link(request, **params)
-    return models.CommitmentPage(items=items, next=nxt)
+    return CommitmentPage(items=items, next=nxt)
 
 
 @read_route(
     router,
     "/commitments/{agency_id}/{commitment_id}",
     operation_id="getCommitment",
-    response_model=models.CommitmentHistory,
+    response_model=CommitmentHistory,
     summary="One commitment: every version, with proofs",
     responses={**ok("The commitment"), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -112,7 +120,7 @@ def get_commitment(
     state = state_of(conn, settings)
     if (cached := conditional(request, response, view_etag(request, state.position), SHORT)) is not None:
         return cached
-    found = queries.commitment_history(conn, state, agency_id, commitment_id)
+    found = commitment_history(conn, state, agency_id, commitment_id)
     if found is None:
         raise not_found(f"no commitment {commitment_id!r} of agency {agency_id!r}")
     return found
@@ -122,7 +130,7 @@ def get_commitment(
     router,
     "/commitments/{agency_id}/{commitment_id}/versions/{version}",
     operation_id="getCommitmentVersion",
-    response_model=models.CommitmentVersion,
+    response_model=CommitmentVersion,
     summary="One version of a commitment (immutable once final)",
     responses={**ok("The version"), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -137,7 +145,7 @@ def get_commitment_version(
 ) -> Any:
     """The version as published. Once its block is final it never changes, and is served as immutable."""
     state = state_of(conn, settings)
-    found = queries.commitment_version(conn, state, agency_id, commitment_id, version)
+    found = commitment_version(conn, state, agency_id, commitment_id, version)
     if found is None:
         raise not_found(f"no version {version} of commitment {commitment_id!r} of agency {agency_id!r}")
     if found.final:
@@ -151,7 +159,7 @@ def get_commitment_version(
     router,
     "/commitments/{agency_id}/{commitment_id}/trend",
     operation_id="getCommitmentTrend",
-    response_model=models.TrendResponse,
+    response_model=TrendResponse,
     tags=["metrics"],  # besides the router's "commitments"
     summary="On-time rate of a commitment per day or week",
     responses={**ok("The trend"), **NOT_MODIFIED, **NOT_FOUND},
@@ -216,8 +224,8 @@ def commitment_trend(
         flt = MetricsFilter(agency_id=agency_id, commitment_id=commitment_id, start=b0, end=b1, as_of=min(b1, now))
         values = metric_values(compute_metrics(conn, flt))
         target = values.target_rate
-        buckets.append(models.TrendBucket(start=b0, end=b1, on_time_rate=values.on_time_rate, metrics=values))
-    return models.TrendResponse(
+        buckets.append(TrendBucket(start=b0, end=b1, on_time_rate=values.on_time_rate, metrics=values))
+    return TrendResponse(
         agency_id=agency_id,
         commitment_id=commitment_id,
         bucket=bucket,

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request, Response
 from sqlalchemy import Connection
 
-from api import models, queries
 from api.batches import batch_proofs
 from api.deps import Settings, Snapshot
 from api.errors import not_found
 from api.http import IMMUTABLE, SHORT, conditional, etag_of, next_link, view_etag
+from api.read.batches import batch_containing
+from api.read.entries import entries_page, entry
 from api.routes._common import (
     DEFAULT_LIMIT,
     INT64_MAX,
@@ -26,6 +27,8 @@ from api.routes._common import (
     read_router,
     state_of,
 )
+from api.schemas.entries import Entry, EntryPage
+from api.schemas.proofs import Proof
 from api.settings import ApiSettings
 
 TAG = {"name": "entries", "description": "The raw ledger, entry by entry"}
@@ -37,7 +40,7 @@ router = read_router("entries")
     router,
     "/entries",
     operation_id="listEntries",
-    response_model=models.EntryPage,
+    response_model=EntryPage,
     summary="The raw ledger, in seq order, a page at a time",
     responses={**ok("A page of entries", headers=LINK_HEADER), **NOT_MODIFIED},
 )
@@ -62,7 +65,7 @@ def list_entries(
     not here yet)."""
     state = state_of(conn, settings)
     proofs = batch_proofs(request.app)
-    items, more = queries.entries_page(conn, state, after, limit, proofs)
+    items, more = entries_page(conn, state, after, limit, proofs)
     nxt = items[-1].seq if more and items else None
     if more and items and all(item.final for item in items) and not proofs.unavailable:
         etag = etag_of("entries", state.chain_id, state.contract_address, after, limit, items[-1].entry_hash)
@@ -73,14 +76,14 @@ def list_entries(
         return cached
     if nxt is not None:
         response.headers["Link"] = next_link(request, after=nxt, limit=limit)
-    return models.EntryPage(items=items, next=nxt)
+    return EntryPage(items=items, next=nxt)
 
 
 @read_route(
     router,
     "/entries/{seq}",
     operation_id="getEntry",
-    response_model=models.Entry,
+    response_model=Entry,
     summary="One entry (immutable once final)",
     responses={**ok("The entry"), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -99,13 +102,13 @@ def get_entry(
 
 def one_entry(
     request: Request, conn: Connection, settings: ApiSettings, seq: int
-) -> tuple[models.Entry, str, str]:
+) -> tuple[Entry, str, str]:
     """The entry, its ETag and how long it may be kept."""
     state = state_of(conn, settings)
     proofs = batch_proofs(request.app)
-    found = queries.entry(conn, state, seq, proofs)
+    found = entry(conn, state, seq, proofs)
     if found is None:
-        inside = queries.batch_containing(conn, seq) if seq < state.entry_count else None
+        inside = batch_containing(conn, seq) if seq < state.entry_count else None
         if inside is not None and inside["withheld"] is not None:
             raise not_found(f"entry {seq} is in batch #{inside['seq']} ({PREFIX}/batches/{inside['seq']}), whose "
                             f"entries are withheld: {inside['withheld_reason']}")
@@ -122,7 +125,7 @@ def one_entry(
     router,
     "/entries/{seq}/proof",
     operation_id="getEntryProof",
-    response_model=models.Proof,
+    response_model=Proof,
     summary="One entry's proof alone (a batched record's with its Merkle proof)",
     responses={**ok("The proof"), **NOT_MODIFIED, **NOT_FOUND},
 )

@@ -13,10 +13,12 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection
 
-from api import queries
 from api.batches import batch_proofs, verified_files
 from api.deps import Settings, Snapshot
 from api.http import SHORT, not_modified, not_modified_response, view_etag
+from api.read._common import read_snapshot
+from api.read.batches import batch_files
+from api.read.exports import CASE_EXPORT_COLUMNS, ENTRY_EXPORT_COLUMNS, export_cases, export_entries
 from api.routes._common import (
     CACHE_HEADERS,
     NOT_FOUND,
@@ -91,7 +93,7 @@ def export(
     if what == "entries":  # a batch file published later gives its records their Merkle proofs
         files = verified_files(request.app)
         missing = tuple(
-            seq for seq, file_hash in queries.batch_files(conn, agency_id) if not files.present(file_hash)
+            seq for seq, file_hash in batch_files(conn, agency_id) if not files.present(file_hash)
         )
     etag = view_etag(request, state.position, missing)
     headers = {
@@ -107,25 +109,25 @@ def export(
 
     def generate() -> Iterator[str]:
         # its own connection, open for as long as the stream: the request's one closes when the handler returns
-        with queries.read_snapshot(store) as stream_conn:
+        with read_snapshot(store) as stream_conn:
             if what == "entries":
                 # the entries counted when the headers were made: an export is one position of the log
                 # each batch's tree looked up once, only the current one held (its records are consecutive)
                 proofs = batch_proofs(request.app, keep=1)
                 rows = (
                     row
-                    for row in queries.export_entries(stream_conn, state, agency_id, proofs=proofs)
+                    for row in export_entries(stream_conn, state, agency_id, proofs=proofs)
                     if row["seq"] < state.entry_count
                 )
-                yield from _chunks(rows, queries.ENTRY_EXPORT_COLUMNS, fmt)
+                yield from _chunks(rows, ENTRY_EXPORT_COLUMNS, fmt)
             else:
-                yield from _chunks(queries.export_cases(stream_conn, agency_id), queries.CASE_EXPORT_COLUMNS, fmt)
+                yield from _chunks(export_cases(stream_conn, agency_id), CASE_EXPORT_COLUMNS, fmt)
 
     return StreamingResponse(generate(), media_type=MEDIA[fmt], headers=headers)
 
 
 def _export_route(what: Literal["entries", "cases"], fmt: Literal["csv", "jsonl"]) -> None:
-    columns = queries.ENTRY_EXPORT_COLUMNS if what == "entries" else queries.CASE_EXPORT_COLUMNS
+    columns = ENTRY_EXPORT_COLUMNS if what == "entries" else CASE_EXPORT_COLUMNS
     example = ",".join(columns) + "\n" if fmt == "csv" else '{"' + columns[0] + '":…}\n'
     media = MEDIA[fmt].split(";")[0]
     order = "seq order" if what == "entries" else "(agency id, case id) order"

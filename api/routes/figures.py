@@ -1,6 +1,6 @@
 """Published figures, under ``/api/v1``: metrics for any selection, and scorecards per agency or per commitment.
 
-Both are served from the app's figures cache (``api.queries.FiguresCache``, keyed by the normalised selection and
+Both are served from the app's figures cache (``api.read.figures.FiguresCache``, keyed by the normalised selection and
 the index's content, so exact) after one statement awaited on the event loop (``api.deps.IndexReader``) says where
 the index stands, and computed in a snapshot in the thread pool only when the cache has not seen them. Either way the
 answer is byte for byte what the response model serialises to (``response_model`` still documents it).
@@ -16,7 +16,6 @@ from fastapi import Query, Request, Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from api import models, queries
 from api.deps import Figures, Settings, index_reader
 from api.errors import invalid
 from api.http import (
@@ -30,6 +29,12 @@ from api.http import (
     optional_time,
     view_etag,
 )
+from api.read._common import CHANNEL_CODES, read_snapshot
+from api.read.agencies import agency_names
+from api.read.batches import withheld_counts
+from api.read.commitments import commitment_info
+from api.read.figures import FiguresCache
+from api.read.state import STATE_SQL, index_content_in, index_content_of
 from api.routes._common import (
     NOT_FOUND,
     NOT_MODIFIED,
@@ -42,6 +47,8 @@ from api.routes._common import (
     serialise,
     unix_now,
 )
+from api.schemas._common import CODE_PATTERN
+from api.schemas.figures import MetricsFilterEcho, MetricsResponse, Scorecard, ScorecardsResponse
 from api.settings import ApiSettings
 from ledger.metrics import (
     InvalidFilter,
@@ -58,13 +65,13 @@ TAG = {"name": "metrics", "description": "Published figures, as ledger/metrics.p
 CommitmentQuery = Annotated[
     str | None,
     Query(
-        pattern=models.CODE_PATTERN,
+        pattern=CODE_PATTERN,
         description="only this commitment of the agency (needs agency_id: commitment ids are per agency)",
         examples=["STREETLIGHT-48H"],
     ),
 ]
 DistrictQuery = Annotated[
-    str | None, Query(pattern=models.CODE_PATTERN, description="only cases of this district", examples=["EAST"])
+    str | None, Query(pattern=CODE_PATTERN, description="only cases of this district", examples=["EAST"])
 ]
 CHANNEL_PATTERN = r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]\d?|counter|hotline|web|app|mail|proactive)$"
 ChannelQuery = Annotated[
@@ -99,11 +106,11 @@ AsOfQuery = Annotated[
 def _channel(value: str | None) -> int | None:
     if value is None:
         return None
-    if value in queries.CHANNEL_CODES:
-        return queries.CHANNEL_CODES[value]
+    if value in CHANNEL_CODES:
+        return CHANNEL_CODES[value]
     if re.fullmatch(CHANNEL_PATTERN, value):
         return int(value)
-    names = ", ".join(queries.CHANNEL_CODES)
+    names = ", ".join(CHANNEL_CODES)
     raise invalid(f"channel: {value!r} is not a channel; give a code from 1 to 255 or one of {names}", param="channel")
 
 
@@ -138,8 +145,8 @@ def _metrics_filter(
         raise invalid(message) from None
 
 
-def _echo(flt: MetricsFilter) -> models.MetricsFilterEcho:
-    return models.MetricsFilterEcho(
+def _echo(flt: MetricsFilter) -> MetricsFilterEcho:
+    return MetricsFilterEcho(
         agency_id=flt.agency_id,
         commitment_id=flt.commitment_id,
         **{"from": flt.start},  # by its alias: mypy (without pydantic's plugin) knows only that name
@@ -158,7 +165,7 @@ router = read_router("metrics")
 async def figures(
     request: Request,
     settings: ApiSettings,
-    cache: queries.FiguresCache,
+    cache: FiguresCache,
     flt: MetricsFilter,
     asked: tuple[Any, ...],
     compute: Callable[[Connection], Any],
@@ -167,8 +174,8 @@ async def figures(
     """An answer of the figures endpoints: from the cache when the index holds what it held when the answer was
     computed (one statement to find out, no thread), else computed in one snapshot in the thread pool, and kept.
     The ETag and the 304 are as they always were: of the request and of the index position."""
-    rows = await index_reader(request.app).rows(queries.STATE_SQL, {})
-    content = queries.index_content_of(rows, settings.contract_address, settings.chain_id)
+    rows = await index_reader(request.app).rows(STATE_SQL, {})
+    content = index_content_of(rows, settings.contract_address, settings.chain_id)
     etag = view_etag(request, content.state.position, flt.now)
     if not_modified(request, etag):
         return not_modified_response(etag, SHORT)
@@ -183,7 +190,7 @@ async def figures(
 def compute_figures(
     request: Request,
     settings: ApiSettings,
-    cache: queries.FiguresCache,
+    cache: FiguresCache,
     flt: MetricsFilter,
     asked: tuple[Any, ...],
     compute: Callable[[Connection], Any],
@@ -191,8 +198,8 @@ def compute_figures(
 ) -> tuple[str, bytes | None]:
     """(ETag, answer) read in one snapshot, whose state the figures, their cache key and the ETag are all of
     (the index may have moved since the state was read); no answer when the ETag matches If-None-Match."""
-    with queries.read_snapshot(request.app.state.store) as conn:
-        content = queries.index_content_in(conn, settings.contract_address, settings.chain_id)
+    with read_snapshot(request.app.state.store) as conn:
+        content = index_content_in(conn, settings.contract_address, settings.chain_id)
         etag = view_etag(request, content.state.position, flt.now)
         if not_modified(request, etag):
             return etag, None
@@ -208,7 +215,7 @@ def compute_figures(
     router,
     "/metrics",
     operation_id="getMetrics",
-    response_model=models.MetricsResponse,
+    response_model=MetricsResponse,
     summary="Published metrics for any selection",
     responses={**ok("The metrics"), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -232,8 +239,8 @@ async def get_metrics(
         channel=channel, as_of=as_of, now=unix_now(),
     )
 
-    def compute(conn: Connection) -> models.MetricsResponse:
-        return models.MetricsResponse(filter=_echo(flt), metrics=metric_values(compute_metrics(conn, flt)))
+    def compute(conn: Connection) -> MetricsResponse:
+        return MetricsResponse(filter=_echo(flt), metrics=metric_values(compute_metrics(conn, flt)))
 
     return await figures(request, settings, cache, flt, ("metrics", flt), compute, (agency_id, commitment_id))
 
@@ -242,7 +249,7 @@ async def get_metrics(
     router,
     "/scorecards",
     operation_id="getScorecards",
-    response_model=models.ScorecardsResponse,
+    response_model=ScorecardsResponse,
     summary="Metrics per agency or per commitment",
     responses={**ok("The scorecards"), **NOT_MODIFIED, **NOT_FOUND},
 )
@@ -270,26 +277,26 @@ async def get_scorecards(
         channel=channel, as_of=as_of, now=unix_now(),
     )
 
-    def compute(conn: Connection) -> models.ScorecardsResponse:
-        names = queries.agency_names(conn)
-        items: list[models.Scorecard] = []
+    def compute(conn: Connection) -> ScorecardsResponse:
+        names = agency_names(conn)
+        items: list[Scorecard] = []
         if by == "agency":
-            withheld = queries.withheld_counts(conn, agency_id)
+            withheld = withheld_counts(conn, agency_id)
             for aid, metrics in agency_scorecards(conn, flt).items():
                 zh, en = names.get(aid, (None, None))
                 batches_withheld, entries_withheld = withheld.get(aid, (0, 0))
                 items.append(
-                    models.Scorecard(agency_id=aid, agency_name_zh=zh, agency_name_en=en,
+                    Scorecard(agency_id=aid, agency_name_zh=zh, agency_name_en=en,
                                      batches_withheld=batches_withheld, entries_withheld=entries_withheld,
                                      metrics=metric_values(metrics))
                 )
         else:
-            info = queries.commitment_info(conn, agency_id)
+            info = commitment_info(conn, agency_id)
             for (aid, cid), metrics in commitment_scorecards(conn, flt).items():
                 zh, en = names.get(aid, (None, None))
                 about = info.get((aid, cid))
                 items.append(
-                    models.Scorecard(
+                    Scorecard(
                         agency_id=aid,
                         agency_name_zh=zh,
                         agency_name_en=en,
@@ -301,7 +308,7 @@ async def get_scorecards(
                         metrics=metric_values(metrics),
                     )
                 )
-        return models.ScorecardsResponse(by=by, filter=_echo(flt), items=items)
+        return ScorecardsResponse(by=by, filter=_echo(flt), items=items)
 
     return await figures(request, settings, cache, flt, ("scorecards", by, flt), compute, (agency_id, commitment_id))
 

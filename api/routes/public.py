@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import queries
+from api.read.figures import FiguresCache
 from api.routes import agencies, batches, cases, chain, commitments, entries, exports, figures
 from api.routes._common import (
     CACHE_HEADERS,
@@ -38,7 +38,7 @@ READ_API = (chain, agencies, commitments, figures, cases, entries, batches, expo
 
 def register(app: FastAPI, settings: ApiSettings) -> None:
     """Include the read API in ``app``, with what its endpoints depend on: the figures cache and the node probe."""
-    app.state.figures_cache = queries.FiguresCache()
+    app.state.figures_cache = FiguresCache()
     app.state.node_probe = chain.NodeProbe(settings.rpc_url)
     for resource in READ_API:
         include(app, resource.router, settings)

@@ -36,8 +36,7 @@ from starlette.exceptions import HTTPException
 
 from api.errors import ApiError, budget_exceeded, refusal
 from api.ratelimit import TokenBuckets
-from api.settings import ApiSettings
-from api.write_models import (
+from api.schemas.write import (
     ConflictOut,
     ErrorOut,
     NonceOut,
@@ -45,24 +44,15 @@ from api.write_models import (
     SubmissionOut,
     TypedDataTemplate,
 )
+from api.settings import ApiSettings
 from ledger.chain.contract import DOMAIN_NAME, DOMAIN_VERSION, NODE_ERRORS, Chain, Ledger
 from ledger.chain.keys import KeyStore
 from ledger.encoding import code_text
 from ledger.errors import ChainMismatch, LedgerError, NodeUnavailable, OutboxError
 from ledger.relay.budgets import BudgetExceeded
-from ledger.relay.service import (
-    AGENCY_LANE,
-    CITIZEN_LANE,
-    LANES,
-    MAX_RELAY_BATCH,
-    RELAY_TYPES,
-    RelayRefused,
-    RelayStatus,
-    RelayStore,
-    RelayWriter,
-    check_signed_record,
-    relay_types,
-)
+from ledger.relay.store import AGENCY_LANE, CITIZEN_LANE, LANES, RelayStatus, RelayStore
+from ledger.relay.verify import MAX_RELAY_BATCH, RELAY_TYPES, RelayRefused, check_signed_record, relay_types
+from ledger.relay.writer import RelayWriter
 
 log = logging.getLogger("api.write")
 

@@ -55,7 +55,7 @@ from ledger.records import (
     short_code,
     text_hash,
 )
-from ledger.writer.sender import encode_receipts
+from ledger.writer.planner import encode_receipts
 
 JURISDICTION = "DEMO-CITY"
 DISTRICTS = ("EAST", "WEST", "NORTH", "SOUTH", "RIVERSIDE", "OLDTOWN", "HARBOUR", "HILLS")

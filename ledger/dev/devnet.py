@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         # The write API relays agencies' signed records and citizens' ratings from this key (the demo's citizens'
         # too); on the local chain it is funded here.
         _funded(chain, keys.get_or_create("relayer"))
-        # the relay's citizens' lane (ledger.relay.service.LANES)
+        # the relay's citizens' lane (ledger.relay.store.LANES)
         _funded(chain, keys.get_or_create("relayer-citizens"))
         store = open_store(default_url(data_dir))
         indexer = Indexer(chain, ledger.address, store, confirmations=CONFIRMATIONS, deploy_block=deployment.block,

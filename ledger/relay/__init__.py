@@ -1,2 +1,2 @@
-"""Relayed writes: records signed by agency or receipt keys, checked, stored durably and sent by a relayer key
-(``service``), within what each key may make the relayer pay for (``budgets``)."""
+"""Relayed writes: records signed by agency or receipt keys, checked (``verify``), stored durably (``store``) and sent
+by a relayer key (``writer``), within what each key may make the relayer pay for (``budgets``)."""

@@ -5,9 +5,9 @@ Every relayed submission of an agency key is charged to that key when it is acce
 paid for on its behalf, reverted ones included; nothing when it was refused before anything was sent, or when
 someone else's transaction put it on chain). A submission that would take a key past any of its budgets is refused
 before anything is stored, with :class:`BudgetExceeded` naming the budget and when enough of it is free again. The
-charges live in the relay store's SQLite file (:class:`ledger.relay.service.RelayStore`), written in the same
+charges live in the relay store's SQLite file (:class:`ledger.relay.store.RelayStore`), written in the same
 transaction as the submission they pay for, so a restart forgets nothing. Citizens' ratings and disputes are never
-charged to an agency: the relayer pays for them on its own account (``ledger.relay.service``, the citizens' lane).
+charged to an agency: the relayer pays for them on its own account (``ledger.relay.store``, the citizens' lane).
 
 Windows roll: a charge counts for 3600 s (86400 s) after it was made, so "resets" means "enough earlier charges have
 aged out for this submission to fit".

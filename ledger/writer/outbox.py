@@ -63,7 +63,7 @@ from ledger.records import (
 SCHEMA_VERSION = 2  # 2: receipt_cases
 
 #: Record types an outbox row may hold, by name; ratings and disputes are relayed citizens' records
-#: (``ledger.relay.service``).
+#: (``ledger.relay.store``).
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls
     for cls in (

@@ -19,11 +19,12 @@ How "exactly once" holds, whatever fails:
   broadcasts them again.
 
 Receipts (:class:`~ledger.records.Receipt`, the public key of a citizen's receipt) go out right after their case's
-Opened event: the planner moves them past the case events submitted with them, into one ``issueReceipts``
-transaction per run (up to ``batch_size``), and never past a later event of their own case. The ledger would accept
-a receipt before its case's Opened event, but the auditor reports a receipt for an unopened case, so a receipt is
-sent only once the outbox has seen that case's Opened event recorded (``Outbox.receipt_case``): while it is in flight
-the writer waits for it, and if the ledger refused it the receipt fails too, with a message saying so.
+Opened event: the planner (``ledger.writer.planner``) moves them past the case events submitted with them, into one
+``issueReceipts`` transaction per run (up to ``batch_size``), and never past a later event of their own case. The
+ledger would accept a receipt before its case's Opened event, but the auditor reports a receipt for an unopened
+case, so a receipt is sent only once the outbox has seen that case's Opened event recorded (``Outbox.receipt_case``):
+while it is in flight the writer waits for it, and if the ledger refused it the receipt fails too, with a message
+saying so.
 
 A contract revert is permanent: every transaction is run once on the latest state before it is signed (to measure
 its gas, so a revert spends no nonce), the revert is decoded into :class:`~ledger.errors.ContractReverted` naming the
@@ -35,7 +36,7 @@ newer block (see ``Writer._ready_prefix``). Transient RPC failures (connection e
 honouring Retry-After) are retried with exponential backoff; when retries run out the flush raises
 :class:`~ledger.errors.NodeUnavailable` and everything waits in the outbox.
 
-Writers that send records someone else signed (``ledger.relay.service.RelayWriter``) may find a refused record on chain
+Writers that send records someone else signed (``ledger.relay.writer.RelayWriter``) may find a refused record on chain
 already, put there by a copy of the same signature: ``found_on_chain`` names that transaction and the rows are
 recorded with it instead of failing. ``gas_spent`` tells them what each settled transaction cost.
 
@@ -60,7 +61,6 @@ from typing import IO, Any, TypeVar
 
 import requests
 from eth_account.signers.local import LocalAccount
-from eth_hash.auto import keccak
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 from web3.providers.rpc import HTTPProvider
@@ -69,8 +69,10 @@ from web3.types import BlockIdentifier
 from ledger.chain.contract import REVERT_ERRORS, Ledger
 from ledger.chain.rpc import RATE_LIMITED, RetryPolicy, retry_after_seconds
 from ledger.errors import ContractReverted, InvalidRecord, NodeUnavailable, OutboxError, WriterError
-from ledger.records import CaseAction, CaseEvent, Commitment, Correction, HolidayCalendar, Receipt, Record, Retirement
+from ledger.records import CaseEvent, Commitment, Correction, HolidayCalendar, Receipt, Record, Retirement
+from ledger.writer import planner
 from ledger.writer.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key, struct_hash
+from ledger.writer.planner import MAX_BATCH, MAX_CALLDATA
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +80,6 @@ T = TypeVar("T")
 
 #: records an agency key writes directly (governance records go through Ledger.register_agency and friends)
 WRITABLE: tuple[type[Record], ...] = (Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt)
-
-#: geth's and Besu's transaction pools refuse transactions over 128 KiB; stay clear of it
-MAX_CALLDATA = 120_000
-#: each case event is seven 32-byte words of calldata (a receipt three)
-MAX_BATCH = (MAX_CALLDATA - 4 - 64) // (7 * 32)
-
-_ISSUE_RECEIPTS_SELECTOR = keccak(b"issueReceipts((bytes32,address,uint64)[])")[:4]
-
-
-def encode_receipts(receipts: Sequence[Receipt]) -> bytes:
-    """Calldata of ``issueReceipts(receipts)``, encoded directly: every field is static, so it is the selector, the
-    array's offset and length, then three 32-byte words per receipt (the tests check it against the ABI encoder)."""
-    words = [_ISSUE_RECEIPTS_SELECTOR, (32).to_bytes(32, "big"), len(receipts).to_bytes(32, "big")]
-    for r in receipts:
-        words += (r.case_id, bytes.fromhex(r.receipt[2:]).rjust(32, b"\0"), r.occurred_at.to_bytes(32, "big"))
-    return b"".join(words)
 
 
 class _Hold(Exception):
@@ -390,24 +376,10 @@ class Writer:
         return [results[k] for k in sorted(results)]
 
     def _ready_prefix(self, chunk: list[OutboxItem], records: dict[int, Record]) -> list[OutboxItem]:
-        """The rows that can go now, in order: up to the first whose time is after the latest block's.
-
-        The contract refuses ``occurredAt`` after the block's time, and the gas estimate runs on the latest block,
-        which trails the wall clock by up to a block interval. An entry stamped in that gap is not wrong, only
-        early: it waits (and everything after it, to keep submission order) until a block is as recent — normally
-        the next one. One stamped beyond ``max_clock_skew`` in the future, or held longer than ``max_hold``, is sent
-        anyway, for the contract to refuse it with a clear InvalidOccurredAt.
-        """
-        now = time.time()
-        for index, item in enumerate(chunk):
-            occurred_at = int(getattr(records[item.id], "occurred_at", 0))
-            if (
-                occurred_at > self._block_time
-                and occurred_at <= now + self.max_clock_skew
-                and now - item.created_at < self.max_hold
-            ):
-                return chunk[:index]
-        return chunk
+        """The rows that can go now, in order: up to the first stamped after the latest block's time, as of the
+        writer's clock (:func:`ledger.writer.planner.ready_prefix` says why and when one goes anyway)."""
+        return planner.ready_prefix(chunk, records, block_time=self._block_time, now=time.time(),
+                                    max_clock_skew=self.max_clock_skew, max_hold=self.max_hold)
 
     def _automine(self) -> bool:
         """Whether the node mines a block for each transaction and none otherwise (anvil's and Hardhat's default)."""
@@ -421,50 +393,9 @@ class Writer:
         return self._automine_cached
 
     def _plan(self, chunk: list[OutboxItem]) -> list[list[OutboxItem]]:
-        """Group rows into transactions, keeping submission order: consecutive case events share a batch, and the
-        receipts among them share an ``issueReceipts`` batch sent right after the case events before them. A receipt
-        never moves past a later event of its own case (closing a case before its receipt is on chain would leave
-        the receipt on a case the ledger thinks is still open)."""
-        units: list[list[OutboxItem]] = []
-        events: list[OutboxItem] = []
-        receipts: list[OutboxItem] = []
-        waiting: set[bytes] = set()  # case ids of the receipts in `receipts`
-
-        def close_run() -> None:
-            nonlocal events, receipts
-            if events:
-                units.append(events)
-            if receipts:
-                units.append(receipts)
-            events, receipts = [], []
-            waiting.clear()
-
-        for item in chunk:
-            if item.record_type == CaseEvent.__name__:
-                if waiting:
-                    event = self._records.get(item.id) or item.record
-                    if getattr(event, "case_id", None) in waiting and event.action is not CaseAction.OPENED:  # type: ignore[attr-defined]
-                        close_run()
-                events.append(item)
-                if len(events) == self.batch_size:
-                    units.append(events)
-                    events = []
-                    if receipts:  # they follow the Opened events just batched
-                        units.append(receipts)
-                        receipts = []
-                        waiting.clear()
-                continue
-            if item.record_type == Receipt.__name__:
-                receipt = self._records.get(item.id) or item.record
-                receipts.append(item)
-                waiting.add(receipt.case_id)  # type: ignore[attr-defined]
-                if len(receipts) == self.batch_size:
-                    close_run()
-                continue
-            close_run()
-            units.append([item])
-        close_run()
-        return units
+        """Group rows into transactions of up to ``batch_size`` (:func:`ledger.writer.planner.plan_units`), reading
+        records submitted in this process from memory rather than rebuilding them from JSON."""
+        return planner.plan_units(chunk, lambda item: self._records.get(item.id) or item.record, self.batch_size)
 
     def _opened_first(
         self, unit: list[OutboxItem], window: deque[_InFlight], results: dict[int, OutboxItem]
@@ -519,9 +450,8 @@ class Writer:
             gas, revert = self._try_estimate(records, calldata)
         if revert is not None:
             if len(items) > 1 and self.unit_splittable(items):
-                half = len(items) // 2
-                self._send_unit(items[:half], records[:half], window, results)
-                self._send_unit(items[half:], records[half:], window, results)
+                for part, part_records in planner.split_unit(items, records):
+                    self._send_unit(part, part_records, window, results)
                 return
             # One entry, or a unit that cannot be split (a relayed batch: one signature for all its entries).
             self.gas_spent(items, 0)
@@ -561,11 +491,7 @@ class Writer:
             raise self._nonce_taken_error(flight) from None
 
     def _encode(self, records: Sequence[Record]) -> bytes:
-        if len(records) > 1:
-            if isinstance(records[0], Receipt):
-                return encode_receipts(records)  # type: ignore[arg-type]  # a unit holds one kind of record
-            return self.ledger.encode_batch(records)  # type: ignore[arg-type]  # only case events are batched
-        return self.ledger.encode_write(records[0])
+        return planner.encode_records(records, self.ledger)
 
     def _try_estimate(self, records: Sequence[Record], calldata: bytes) -> tuple[int | None, ContractReverted | None]:
         """The gas limit for this calldata (gas used × margin), or the decoded revert that makes it impossible.
@@ -641,7 +567,7 @@ class Writer:
 
     # ------------------------------------------------------------------ hooks for writers that send other calls
 
-    # A writer sending something other than the agency key's own direct calls (ledger.relay.service.RelayWriter sends
+    # A writer sending something other than the agency key's own direct calls (ledger.relay.writer.RelayWriter sends
     # relayed signatures) overrides these; the defaults are this writer's behaviour. Everything else — the outbox,
     # nonces, signing before broadcast, receipts, retries, recovery — is shared.
 
@@ -1114,4 +1040,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-__all__ = ["MAX_BATCH", "WRITABLE", "FoundOnChain", "Writer", "WriterStats", "encode_receipts"]
+__all__ = ["WRITABLE", "FoundOnChain", "Writer", "WriterStats"]

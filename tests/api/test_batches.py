@@ -174,8 +174,10 @@ def test_batched_entries_in_the_log_carry_merkle_proofs(client: TestClient, bw: 
 
 
 def test_a_case_with_batched_events(client: TestClient, bw: BatchWorld) -> None:
-    from api import queries
     from api.batches import batch_proofs
+    from api.read._common import read_snapshot, single_read
+    from api.read.cases import CASE_SQL, case_of, case_view
+    from api.read.state import index_state
 
     for name in ("a0", "b2", bw.mixed):
         key = batch_case_id(name)
@@ -196,12 +198,12 @@ def test_a_case_with_batched_events(client: TestClient, bw: BatchWorld) -> None:
             assert event["proof"] == entries[event["seq"]]["proof"]
         # the fast path (one statement, JSON from the rows) answers byte for byte what the response model gives
         app = client.app
-        rows = queries.single_read(app.state.store.engine, queries.CASE_SQL,  # type: ignore[attr-defined]
-                                   {"agency_id": bw.agency, "case_id": key})
-        fast = queries.case_of(rows, bw.world.ledger.address, bw.agency, key, 2**40, batch_proofs(app))
-        with queries.read_snapshot(app.state.store) as conn:  # type: ignore[attr-defined]
-            state = queries.index_state(conn, bw.world.ledger.address, bw.chain.chain_id)
-            slow = queries.case_view(conn, state, bw.agency, key, 2**40, batch_proofs(app))
+        rows = single_read(app.state.store.engine, CASE_SQL,  # type: ignore[attr-defined]
+                           {"agency_id": bw.agency, "case_id": key})
+        fast = case_of(rows, bw.world.ledger.address, bw.agency, key, 2**40, batch_proofs(app))
+        with read_snapshot(app.state.store) as conn:  # type: ignore[attr-defined]
+            state = index_state(conn, bw.world.ledger.address, bw.chain.chain_id)
+            slow = case_view(conn, state, bw.agency, key, 2**40, batch_proofs(app))
         assert fast is not None and fast.body == slow.model_dump_json(by_alias=True).encode()
 
 
@@ -365,10 +367,11 @@ def test_the_openapi_document_describes_batches(client: TestClient) -> None:
     schemas = spec["components"]["schemas"]
     for name in ("BatchProof", "BatchInfo"):
         assert schemas[name].get("examples"), name
-    from api import models
+    from api.schemas.batches import BatchInfo
+    from api.schemas.proofs import BatchProof
 
-    models.BatchProof.model_validate(schemas["BatchProof"]["examples"][0])
-    models.BatchInfo.model_validate(schemas["BatchInfo"]["examples"][0])
+    BatchProof.model_validate(schemas["BatchProof"]["examples"][0])
+    BatchInfo.model_validate(schemas["BatchInfo"]["examples"][0])
     assert schemas["Proof"]["properties"]["batch"]
 
 

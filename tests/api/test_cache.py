@@ -1,4 +1,4 @@
-"""The figures cache of the read API (``api.queries.FiguresCache``) and the one-statement case lookup.
+"""The figures cache of the read API (``api.read.figures.FiguresCache``) and the one-statement case lookup.
 
 Metrics and scorecards are kept per (normalised request, index content) and must never outlive the content they were
 computed on: checked on a small index written row by row (no chain: these tests are about what the API does when
@@ -20,8 +20,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, update
 
-from api import queries
 from api.app import create_app
+from api.read._common import read_snapshot, single_read
+from api.read.cases import CASE_SQL, case_of, case_view
+from api.read.figures import FiguresCache
+from api.read.state import index_state
 from api.settings import ApiSettings
 from ledger.metrics import CaseRow, EventRow, MetricsFilter, agency_scorecards, compute_metrics, table_values
 from ledger.records import CaseAction, EntryKind
@@ -160,7 +163,7 @@ def small(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Smal
 
 
 def counters(client: TestClient) -> tuple[int, int]:
-    cache: queries.FiguresCache = client.app.state.figures_cache  # type: ignore[attr-defined]
+    cache: FiguresCache = client.app.state.figures_cache  # type: ignore[attr-defined]
     return cache.hits, cache.misses
 
 
@@ -252,7 +255,7 @@ def test_an_answer_as_of_now_is_never_an_older_one(small: tuple[SmallIndex, Test
 
 
 def test_one_computation_per_key_however_many_ask_at_once() -> None:
-    cache = queries.FiguresCache()
+    cache = FiguresCache()
     started, release = threading.Event(), threading.Event()
     calls: list[int] = []
 
@@ -277,7 +280,7 @@ def test_one_computation_per_key_however_many_ask_at_once() -> None:
 
 
 def test_errors_are_not_kept_and_waiters_compute_again() -> None:
-    cache = queries.FiguresCache()
+    cache = FiguresCache()
 
     def fail() -> bytes:
         raise RuntimeError("database gone")
@@ -289,7 +292,7 @@ def test_errors_are_not_kept_and_waiters_compute_again() -> None:
 
 
 def test_another_content_drops_the_answers_and_the_size_is_bounded() -> None:
-    cache = queries.FiguresCache(max_entries=3)
+    cache = FiguresCache(max_entries=3)
     for i in range(5):
         cache.get_or_compute(f"q{i}", "c1", lambda i=i: f"a{i}".encode())
     assert len(cache) == 3 and cache.get("q0", "c1") is None and cache.get("q4", "c1") == b"a4"
@@ -306,12 +309,12 @@ def test_the_case_lookup_is_the_models_json_byte_for_byte(small: tuple[SmallInde
     now = T0 + 40 * DAY
     unknown = ("A-ROADS", b"\xab" * 32)
     for agency, case_id in [*index.case_ids, unknown]:
-        rows = queries.single_read(index.store.engine, queries.CASE_SQL, {"agency_id": agency, "case_id": case_id})
-        fast = queries.case_of(rows, CONTRACT, agency, case_id, now)
+        rows = single_read(index.store.engine, CASE_SQL, {"agency_id": agency, "case_id": case_id})
+        fast = case_of(rows, CONTRACT, agency, case_id, now)
         assert fast is not None
-        with queries.read_snapshot(index.store) as conn:
-            state = queries.index_state(conn, CONTRACT, CHAIN_ID)
-            view = queries.case_view(conn, state, agency, case_id, now)
+        with read_snapshot(index.store) as conn:
+            state = index_state(conn, CONTRACT, CHAIN_ID)
+            view = case_view(conn, state, agency, case_id, now)
         assert fast.state == state
         if view is None:
             assert (agency, case_id) == unknown and fast.body is None

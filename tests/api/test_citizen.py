@@ -21,7 +21,8 @@ from ledger import receipts
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.chain.keys import KeyStore
 from ledger.records import CaseAction, EntryKind, Rating
-from ledger.relay.service import CITIZEN_LANE, LANES, SECP256K1_N
+from ledger.relay.store import CITIZEN_LANE, LANES
+from ledger.relay.verify import SECP256K1_N
 from tests.support.citizens import (
     DISPUTES,
     RATINGS,
@@ -243,7 +244,7 @@ def test_a_failed_rating_is_sent_again_when_the_chain_takes_it(client: TestClien
     """A rating that failed on chain cannot be signed anew (no nonce: the same record, the same signature), so the
     same signed record posted again is retried, once the chain would take it — not refused as a duplicate."""
     from ledger.chain.contract import Ledger
-    from ledger.relay.service import check_citizen_signature
+    from ledger.relay.verify import check_citizen_signature
 
     cw.open("retried")
     cw.sync()

@@ -13,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from api import queries
+from api.read._common import read_snapshot
+from api.read.exports import ENTRY_EXPORT_COLUMNS, EXPORT_BATCH, export_cases, export_entries
+from api.read.state import index_state
 from api.routes import exports
 from ledger.store.schema import cases, entries
 from tests.support.city import count
@@ -45,7 +47,7 @@ def test_entries_csv_has_every_entry_with_its_proof(client: TestClient, city_sto
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.headers["content-disposition"] == 'attachment; filename="entries.csv"'
     rows = csv_rows(response.text)
-    assert list(rows[0]) == list(queries.ENTRY_EXPORT_COLUMNS)
+    assert list(rows[0]) == list(ENTRY_EXPORT_COLUMNS)
     assert len(rows) == count(city_store, entries)
     assert [int(r["seq"]) for r in rows] == list(range(len(rows)))
     for seq in (0, 7, len(rows) - 1):
@@ -65,7 +67,7 @@ def test_entries_jsonl_equals_the_csv(client: TestClient, city_store: Any) -> No
     assert len(rows) == count(city_store, entries)
     as_csv = csv_rows(client.get(f"{V1}/export/entries.csv").text)
     for from_json, from_csv in zip(rows, as_csv, strict=True):
-        assert list(from_json) == list(queries.ENTRY_EXPORT_COLUMNS)
+        assert list(from_json) == list(ENTRY_EXPORT_COLUMNS)
         assert {k: as_csv_text(v) for k, v in from_json.items()} == from_csv
 
 
@@ -98,16 +100,16 @@ def test_exports_stream_in_chunks_as_the_client_reads(
     only a few chunks' worth of rows have been read from the database, not the whole table."""
     monkeypatch.setattr(exports, "EXPORT_CHUNK_ROWS", 100)
     read: list[int] = []
-    original = queries.export_entries
+    original = export_entries
 
     def counting(
-        conn: Any, state: Any, agency_id: Any, batch: int = queries.EXPORT_BATCH, proofs: Any = None
+        conn: Any, state: Any, agency_id: Any, batch: int = EXPORT_BATCH, proofs: Any = None
     ) -> Iterator[dict[str, Any]]:
         for row in original(conn, state, agency_id, batch=50, proofs=proofs):
             read.append(row["seq"])
             yield row
 
-    monkeypatch.setattr(queries, "export_entries", counting)
+    monkeypatch.setattr(exports, "export_entries", counting)  # where the route looks it up
     total = count(city_store, entries)
     with client.stream("GET", f"{V1}/export/entries.jsonl") as response:
         chunks = response.iter_raw()
@@ -133,9 +135,9 @@ def test_export_queries_stream_their_results(city_store: Any, export: str) -> No
 
     event.listen(city_store.engine, "before_cursor_execute", spy)
     try:
-        with queries.read_snapshot(city_store) as conn:
-            state = queries.index_state(conn, None, None)
-            rows = queries.export_entries(conn, state, None, 10) if export == "entries" else queries.export_cases(
+        with read_snapshot(city_store) as conn:
+            state = index_state(conn, None, None)
+            rows = export_entries(conn, state, None, 10) if export == "entries" else export_cases(
                 conn, None, 10
             )
             firsts = [next(rows) for _ in range(3)]

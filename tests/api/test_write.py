@@ -36,7 +36,8 @@ from ledger.records import (
     text_hash,
 )
 from ledger.relay.budgets import RelayBudgets
-from ledger.relay.service import SECP256K1_N, RelayWriter, relay_types
+from ledger.relay.verify import SECP256K1_N, relay_types
+from ledger.relay.writer import RelayWriter
 from ledger.writer.outbox import OutboxState
 from tests.support.city import IndexedCity
 

@@ -17,9 +17,11 @@ from ledger import receipts
 from ledger.batches import BatchStore
 from ledger.batches.read import WITHHELD_MISSING
 from ledger.encoding import keccak
-from ledger.index.sync import Indexer
+from ledger.index.withheld import WithheldBatches
 from ledger.records import CaseAction, Correction, Rating, Receipt, text_hash
-from ledger.relay.service import CITIZEN_LANE, RelayRefused, RelayStore, RelayWriter, check_citizen_signature
+from ledger.relay.store import CITIZEN_LANE, RelayStore
+from ledger.relay.verify import RelayRefused, check_citizen_signature
+from ledger.relay.writer import RelayWriter
 from ledger.store.db import Store
 from tests.support.batched import T0, anchor, index, life, table
 from tests.support.feedback import code_of, receipt_case_id
@@ -57,28 +59,28 @@ def test_agency_anchoring_many_batches_without_files_does_not_make_every_sync_re
     report = indexer.sync()
     assert report.withheld_batches == len(seqs) and indexer.halted_reason() is None
     looked: list[bytes] = []
-    original = Indexer._file_identity
+    original = WithheldBatches._file_identity
 
-    def counting(self: Indexer, file_hash: bytes) -> Any:
+    def counting(self: WithheldBatches, file_hash: bytes) -> Any:
         looked.append(file_hash)
         return original(self, file_hash)
 
-    Indexer._file_identity = counting  # type: ignore[method-assign]
+    WithheldBatches._file_identity = counting  # type: ignore[method-assign]
     try:
         for _ in range(3):  # three polls with nothing new on chain
             indexer.sync()
     finally:
-        Indexer._file_identity = original  # type: ignore[method-assign]
+        WithheldBatches._file_identity = original  # type: ignore[method-assign]
     assert looked == [], f"{len(looked)} file checks in 3 idle syncs for {len(seqs)} withheld batches"
     # a file published now is found at the next sync, without looking at the others
     content = tmp_path / "elsewhere.csv"
     content.write_text("not the anchored file")
     content.rename(published / (keccak(b"file:7").hex() + ".csv"))
-    Indexer._file_identity = counting  # type: ignore[method-assign]
+    WithheldBatches._file_identity = counting  # type: ignore[method-assign]
     try:
         indexer.sync()
     finally:
-        Indexer._file_identity = original  # type: ignore[method-assign]
+        WithheldBatches._file_identity = original  # type: ignore[method-assign]
     assert set(looked) == {keccak(b"file:7")}  # only the one published
 
 

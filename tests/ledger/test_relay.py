@@ -13,16 +13,16 @@ import pytest
 from ledger.chain.contract import relay_typed_data
 from ledger.errors import OutboxError
 from ledger.records import CaseAction, Correction, HolidayCalendar, Retirement, short_code, text_hash
-from ledger.relay.service import (
+from ledger.relay.store import RelayStore
+from ledger.relay.verify import (
     RELAY_TYPES,
     SECP256K1_N,
     RelayRefused,
-    RelayStore,
-    RelayWriter,
     StaleNonce,
     check_signed_record,
     relay_types,
 )
+from ledger.relay.writer import RelayWriter
 from ledger.writer.outbox import TxState
 from tests.support.relay import signed, submit
 from tests.support.world import World

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from ledger.relay.budgets import BudgetExceeded, RelayBudgets, estimated_gas
-from ledger.relay.service import CITIZEN_LANE, RelayStore, RelayWriter, check_citizen_signature
+from ledger.relay.store import CITIZEN_LANE, RelayStore
+from ledger.relay.verify import check_citizen_signature
+from ledger.relay.writer import RelayWriter
 from ledger.writer.outbox import OutboxState
 from tests.support.pool import Pool, rating_of, settled, wait_for
 from tests.support.relay import signed, submit

@@ -21,7 +21,8 @@ from ledger.records import (
     text_hash,
 )
 from ledger.writer.outbox import Outbox, OutboxState, TxState
-from ledger.writer.sender import MAX_BATCH, Writer
+from ledger.writer.planner import MAX_BATCH
+from ledger.writer.sender import Writer
 from tests.support.world import World
 
 

@@ -7,7 +7,8 @@ from ledger import receipts
 from ledger.importer import with_receipt_flag
 from ledger.records import CaseAction, Receipt, ReceiptCaseStatus, short_code
 from ledger.writer.outbox import OutboxState
-from ledger.writer.sender import Writer, encode_receipts
+from ledger.writer.planner import encode_receipts
+from ledger.writer.sender import Writer
 from tests.support.world import World, case_id
 
 

@@ -23,7 +23,8 @@ from ledger.dev.node import AnvilNode
 from ledger.encoding import ZERO32, code_text, keccak
 from ledger.index.sync import Indexer
 from ledger.records import CaseAction, Dispute, EntryKind, Rating, Receipt, text_hash
-from ledger.relay.service import LANES, salted_text_hash
+from ledger.relay.store import LANES
+from ledger.relay.verify import salted_text_hash
 from ledger.store.db import open_store
 from ledger.store.schema import sync_state
 from tests.support.world import World, build_world

@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 from ledger import receipts
 from ledger.chain.contract import Chain
 from ledger.records import CaseAction, Rating, Receipt, text_hash
-from ledger.relay.service import RelayStatus, RelayStore
+from ledger.relay.store import RelayStatus, RelayStore
 from tests.support.feedback import code_of, receipt_case_id
 from tests.support.world import World
 

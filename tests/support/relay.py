@@ -1,5 +1,5 @@
 """Relayed writes as an agency's client makes them: a record signed with the agency key (EIP-712, the ledger's typed
-data), and submitted to a relay store (``ledger.relay.service``)."""
+data), and submitted to a relay store (``ledger.relay.store``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.relay.service import RelayStore, SignedRecord, check_signed_record
+from ledger.relay.store import RelayStore
+from ledger.relay.verify import SignedRecord, check_signed_record
 from tests.support.world import World
 
 

@@ -1,0 +1,130 @@
+"""Published figures (``api.routes.figures``: metrics and scorecards; ``api.routes.commitments``: a commitment's
+trend): the values ``ledger.metrics`` defines, and the selection they are for."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from api.schemas._common import _BATCHES_WITHHELD, _ENTRIES_WITHHELD, Code, Model, Rate
+
+
+class MetricsValues(Model):
+    """The published figures (ledger/metrics.py defines each one exactly; an auditor's script recomputes them)."""
+
+    cases_opened: int = Field(ge=0, description="cases whose opening is in the range", examples=[120])
+    cases_closed: int = Field(ge=0, description="fulfilled + rejected + withdrawn", examples=[110])
+    fulfilled: int = Field(ge=0, description="cases fulfilled in the range", examples=[100])
+    rejected: int = Field(ge=0, description="cases rejected in the range", examples=[6])
+    withdrawn: int = Field(ge=0, description="cases withdrawn in the range", examples=[4])
+    on_time: int = Field(ge=0, description="of those fulfilled with a due time, fulfilled by it", examples=[95])
+    on_time_eligible: int = Field(ge=0, description="fulfilled in the range with a due time", examples=[100])
+    on_time_rate: Rate | None = Field(
+        description="on_time / on_time_eligible (null: none eligible)", examples=["0.9500"]
+    )
+    target_rate: Rate | None = Field(
+        description="the commitment's target (its latest version not voided); null unless one commitment is selected",
+        examples=["0.9500"],
+    )
+    median_fulfil_seconds: int | None = Field(
+        description="median time to fulfil, hold time excluded (nearest rank)", examples=[86400]
+    )
+    p90_fulfil_seconds: int | None = Field(description="90th percentile of the same (nearest rank)", examples=[160000])
+    open_cases: int = Field(ge=0, description="cases open at as_of (the range does not apply)", examples=[12])
+    overdue_cases: int = Field(
+        ge=0, description="of those, past their due time at as_of (holds excluded)", examples=[2]
+    )
+    events_recorded: int = Field(
+        ge=0, description="case events recorded (block time) in the range, voided ones left out"
+    )
+    latency_median_seconds: int | None = Field(description="median recording latency: block time − claimed time")
+    latency_max_seconds: int | None = Field(description="largest recording latency")
+    late_recordings: int = Field(ge=0, description="events recorded more than 24 h after their claimed time")
+    rejection_rate: Rate | None = Field(description="rejected / (fulfilled + rejected) over cases closed in the range")
+    ratings: int = Field(
+        ge=0, description="ratings by receipt holders recorded (block time) in the range", examples=[40]
+    )
+    rating_average: str | None = Field(
+        pattern=r"^[1-5]\.\d{4}$",
+        description="mean score of those ratings, 1 to 5, as a 4-place decimal (null: no rating)",
+        examples=["4.2500"],
+    )
+    rating_distribution: list[int] = Field(
+        min_length=5, max_length=5, description="how many of those ratings scored 1, 2, 3, 4 and 5",
+        examples=[[1, 2, 5, 12, 20]],
+    )
+    rating_response_rate: Rate | None = Field(
+        description="of the cases closed in the range that have a receipt, the share rated by as_of",
+        examples=["0.3600"],
+    )
+    disputes: int = Field(ge=0, description="disputes of a fulfilment recorded in the range", examples=[3])
+    disputes_unanswered: int = Field(
+        ge=0, description="disputes whose 10-day answer deadline passed before as_of without an answer (a snapshot)",
+        examples=[1],
+    )
+    reopened: int = Field(ge=0, description="Reopened case events recorded in the range", examples=[2])
+
+
+class MetricsFilterEcho(Model):
+    """The selection the figures are for, as applied (times as unix seconds): repeat it to reproduce them."""
+
+    agency_id: Code | None = Field(default=None, examples=["DEMO-ROADS"])
+    commitment_id: Code | None = Field(default=None, examples=["STREETLIGHT-48H"])
+    from_: int | None = Field(default=None, alias="from", description="start of the range (inclusive)")
+    to: int | None = Field(default=None, description="end of the range (exclusive)")
+    district: Code | None = Field(default=None, examples=["EAST"])
+    channel: int | None = Field(default=None, description="intake channel code", examples=[2])
+    as_of: int = Field(description="instant of the open and overdue counts", examples=[1793491200])
+
+
+class MetricsResponse(Model):
+    filter: MetricsFilterEcho
+    metrics: MetricsValues
+
+
+class Scorecard(Model):
+    agency_id: Code = Field(examples=["DEMO-ROADS"])
+    agency_name_zh: str | None = Field(examples=["示范市道路管理所"])
+    agency_name_en: str | None = Field(examples=["Demo City Roads Office"])
+    commitment_id: Code | None = Field(default=None, description="set when by=commitment", examples=["STREETLIGHT-48H"])
+    commitment_name_zh: str | None = Field(default=None, examples=["路灯故障48小时内修复"])
+    commitment_name_en: str | None = Field(default=None, examples=["Dark streetlight repaired within 48 hours"])
+    target_rate: Rate | None = Field(
+        default=None, description="the commitment's target on-time rate (by=commitment)", examples=["0.9500"]
+    )
+    retired: bool | None = Field(default=None, description="whether the commitment is retired (by=commitment)")
+    batches_withheld: int | None = Field(
+        default=None, ge=0, description=_BATCHES_WITHHELD + ", whatever the filter (by=agency; null by commitment: "
+        "a withheld batch's events are not known)",
+        examples=[0],
+    )
+    entries_withheld: int | None = Field(
+        default=None, ge=0, description=_ENTRIES_WITHHELD + " (by=agency; null by commitment)", examples=[0]
+    )
+    metrics: MetricsValues
+
+
+class ScorecardsResponse(Model):
+    by: Literal["agency", "commitment"] = Field(description="one scorecard per agency or per commitment")
+    filter: MetricsFilterEcho
+    items: list[Scorecard] = Field(
+        description="one per agency (commitment) having a case matching the filter, at any time, in id order"
+    )
+
+
+class TrendBucket(Model):
+    start: int = Field(description="start of the bucket (inclusive)", examples=[1793404800])
+    end: int = Field(description="end of the bucket (exclusive)", examples=[1793491200])
+    on_time_rate: Rate | None = Field(description="metrics.on_time_rate, repeated for charts", examples=["0.9500"])
+    metrics: MetricsValues = Field(description="every figure of the bucket (open and overdue at min(end, now))")
+
+
+class TrendResponse(Model):
+    agency_id: Code = Field(examples=["DEMO-ROADS"])
+    commitment_id: Code = Field(examples=["STREETLIGHT-48H"])
+    bucket: Literal["day", "week"] = Field(description="bucket length: a day or a week")
+    from_: int = Field(alias="from", description="start of the first bucket")
+    to: int = Field(description="end of the last bucket")
+    target_rate: Rate | None = Field(description="the commitment's target on-time rate", examples=["0.9500"])
+    buckets: list[TrendBucket]
