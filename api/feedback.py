@@ -16,10 +16,11 @@ When the index lacks or lags (:func:`receipt_view` with a ``chain``)
     shown. Either way ``feedback.source`` is ``"chain"`` and ``feedback.source_reason`` says why; the case's events,
     rating and disputes are only what the index has (nothing is made up for what it lacks). A node behind the index, or
     one that does not answer, leaves the index's answer standing. The write API checks ratings and disputes on the
-    chain's state alone (:func:`decide` on :meth:`Tracked.of_chain`): one definition, and no index needed.
+    chain's state alone (``ledger.receipt_state``'s ``rate_refusal`` and ``dispute_refusal`` on
+    :meth:`Tracked.of_chain`): one definition, and no index needed.
 
 The off-chain texts (comments, dispute reasons) are not in the index: they are read from the relay store
-(``ledger.relay.service.CitizenFiles``) and shown only when the citizen agreed and the hash they match is recorded.
+(``ledger.relay.store.CitizenFiles``) and shown only when the citizen agreed and the hash they match is recorded.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ browser, checked, then relayed exactly once by the service (the citizen needs no
     through ``ledger.receipt_state``'s refusals, then the call run once on the latest block —, never on the index: a
     case the index lacks or lags behind is accepted exactly when the contract would accept it, and refused with the
     contract's reason.
-    An accepted record is stored durably with its off-chain text (``ledger.relay.service.RelayStore.submit_citizen``)
+    An accepted record is stored durably with its off-chain text (``ledger.relay.store.RelayStore.submit_citizen``)
     and sent as ``rateCase`` / ``disputeCase`` by the relay's citizens' lane — an outbox and a relayer key of its own,
     so no backlog of agency records ever delays it; nor is it charged to any agency's relay budget. The answer (202)
     waits a few seconds for it to be recorded, and ``GET /api/v1/ratings/{id}`` (``/disputes/{id}``) follows it

@@ -7,8 +7,8 @@ optionally ``"signer"``). Every check runs before anything is stored, each refus
 (409 ``duplicate``, with that submission), the deadline (``expired``), the key (403 ``unauthorized_signer``) and its
 nonce (409 ``stale_nonce``); a key past one of its relay budgets is refused first of all those that ask the chain (429
 ``budget_exceeded`` naming the budget, ``Retry-After``: ``ledger.relay.budgets``). An accepted record is stored
-durably (``ledger.relay.service.RelayStore``) and sent by the agencies' relayer key
-(``ledger.relay.service.RelayWriter``); the answer (202) waits a few seconds for it to be recorded, and
+durably (``ledger.relay.store.RelayStore``) and sent by the agencies' relayer key
+(``ledger.relay.writer.RelayWriter``); the answer (202) waits a few seconds for it to be recorded, and
 ``GET /api/v1/agency/records/{id}`` follows it afterwards.
 
 Logs carry submission ids, signer addresses and error codes only — never bodies.
@@ -79,7 +79,7 @@ class _Unavailable(Exception):
 class RelayService:
     """The chain connection, relay store and relay writers of one app, built on first use and closed at shutdown.
 
-    One writer per lane (``ledger.relay.service.LANES``): agencies' records from the key ``relayer``, citizens'
+    One writer per lane (``ledger.relay.store.LANES``): agencies' records from the key ``relayer``, citizens'
     ratings and disputes from the key ``relayer-citizens`` (both in ``<data_dir>/keys``; fund both), so no agency
     backlog ever stands in front of a citizen's record."""
 

@@ -1,5 +1,5 @@
 // The public JSON API (/api/v1), as the page reads it (and the two writes a receipt holder makes). Response shapes:
-// api/models.py and api/write_models.py.
+// api/schemas/.
 
 export class ApiError extends Error {
   constructor(status, message, code = null, body = null) {

@@ -1,6 +1,6 @@
 """What the public API should answer, built from the chain alone: each function gives the JSON the API must serve
 for an entry, batch, agency, commitment or case (and :func:`withheld`, which batches it must call withheld), in the
-API's representation (``api/models.py``: bytes as ``0x`` + lowercase hex, codes as text, times as unix seconds, rates
+API's representation (``api/schemas/``: bytes as ``0x`` + lowercase hex, codes as text, times as unix seconds, rates
 as 4-place decimal strings). The auditor compares the API's answers with these value for value. ``final`` is left
 out: it depends on the service's confirmation depth, and is checked separately."""
 
