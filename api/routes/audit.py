@@ -25,27 +25,29 @@ import math
 from typing import Annotated, Any
 
 from eth_utils import to_checksum_address
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from api import attestations
-from api.deps import get_snapshot
+from api.deps import Settings, Snapshot
 from api.errors import ApiError, not_found
 from api.http import IMMUTABLE, SHORT, conditional, next_link, not_modified, not_modified_response, view_etag
 from api.ratelimit import TokenBuckets
 from api.read._common import read_snapshot, to_hex
-from api.read.state import IndexState, index_state
-from api.routes.public import (
+from api.routes._common import (
     CACHE_HEADERS,
-    ERROR_RESPONSES,
+    DEFAULT_LIMIT,
     INT64_MAX,
     LINK_HEADER,
     NOT_FOUND,
     NOT_MODIFIED,
     PREFIX,
+    Limit,
+    include,
     read_route,
+    read_router,
+    state_of,
 )
 from api.schemas.audit import Attestation, AttestationPage, Auditor, AuditorPage
 from api.schemas.errors import ErrorResponse
@@ -79,183 +81,177 @@ def _not_json(_: str) -> Any:
     raise ValueError("not JSON")
 
 
-def build_router(settings: ApiSettings) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, responses=ERROR_RESPONSES, tags=["audits"])
-    max_page = settings.max_page_size
-    default_page = min(settings.default_page_size, max_page)
-    Limit = Annotated[
-        int, Query(ge=1, le=max_page, description=f"page size, at most {max_page}", examples=[default_page])
-    ]
-    After = Annotated[
-        int | None,
-        Query(ge=0, le=INT64_MAX, description="cursor: items with seq above this (the `next` of the previous page)"),
-    ]
-    Snapshot = Annotated[Connection, Depends(get_snapshot)]
-    writes = TokenBuckets(settings.write_rate_per_minute) if settings.write_rate_per_minute > 0 else None
+TAG = {"name": "audits", "description": "Registered auditors, their attestations, and audit reports by hash"}
+After = Annotated[
+    int | None,
+    Query(ge=0, le=INT64_MAX, description="cursor: items with seq above this (the `next` of the previous page)"),
+]
 
-    def state_of(conn: Connection) -> IndexState:
-        return index_state(conn, settings.contract_address, settings.chain_id)
+router = read_router("audits")
 
-    def read(path: str, **kwargs: Any) -> Any:
-        return read_route(router, path, **kwargs)
 
-    @read(
-        "/auditors",
-        operation_id="listAuditors",
-        response_model=AuditorPage,
-        summary="Auditor keys registered by governance, each registration with its proof",
-        responses={**_ok("A page of registrations", **LINK_HEADER), **NOT_MODIFIED},
-    )
-    def list_auditors(request: Request, response: Response, conn: Snapshot, after: After = None,
-                      limit: Limit = default_page) -> Any:
-        """Every registration of an auditor key (an `auditor_authorized` entry), whether it stands or was revoked (an
-        `auditor_revoked` entry), how many attestations the key has recorded and its latest one. Only a registered
-        key's attestations are recorded by the contract; an auditor key is never an agency key."""
-        state = state_of(conn)
-        reports = attestations.audit_reports(request.app)
-        items, more = attestations.auditors_page(conn, state, reports, after, limit)
-        if (cached := conditional(request, response, view_etag(request, state.position, _availability(items)),
-                                  SHORT)) is not None:
-            return cached
-        nxt = items[-1].registration.seq if more and items else None
-        if nxt is not None:
-            response.headers["Link"] = next_link(request, after=nxt, limit=limit)
-        return AuditorPage(items=items, next=nxt)
+def read(path: str, **kwargs: Any) -> Any:
+    return read_route(router, path, **kwargs)
 
-    @read(
-        "/attestations",
-        operation_id="listAttestations",
-        response_model=AttestationPage,
-        summary="Audit attestations recorded on the ledger, in seq order, a page at a time",
-        responses={**_ok("A page of attestations", **LINK_HEADER), **NOT_MODIFIED},
-    )
-    def list_attestations(request: Request, response: Response, conn: Snapshot, auditor: AuditorQuery = None,
-                          after: After = None, limit: Limit = default_page) -> Any:
-        """Every attestation (an `audit_attested` entry): the auditor's checkpoint (block, entry count, running hash),
-        its report hash, verdict and findings, whether the checkpoint is the ledger's (`matches_ledger`: the contract
-        cannot check the running hash, the index does), whether the report is published here, and the proof."""
-        key = None if auditor is None else to_checksum_address(auditor)
-        state = state_of(conn)
-        reports = attestations.audit_reports(request.app)
-        items, more = attestations.attestations_page(conn, state, reports, after, limit, key)
-        if (cached := conditional(request, response, view_etag(request, state.position, _availability(items)),
-                                  SHORT)) is not None:
-            return cached
-        nxt = items[-1].seq if more and items else None
-        if nxt is not None:
-            params: dict[str, Any] = {"after": nxt, "limit": limit}
-            if key is not None:
-                params["auditor"] = key
-            response.headers["Link"] = next_link(request, **params)
-        return AttestationPage(items=items, next=nxt)
 
-    @read(
-        "/attestations/{seq}",
-        operation_id="getAttestation",
-        response_model=Attestation,
-        summary="One audit attestation",
-        responses={**_ok("The attestation"), **NOT_MODIFIED, **NOT_FOUND},
-    )
-    def get_attestation(
-        request: Request,
-        response: Response,
-        conn: Snapshot,
-        seq: Annotated[int, Path(ge=0, le=INT64_MAX, description="the attestation's entry seq", examples=[1205])],
-    ) -> Any:
-        """The attestation recorded as entry `seq`, with its proof and the index's verdict on its checkpoint."""
-        state = state_of(conn)
-        found = attestations.attestation(conn, state, attestations.audit_reports(request.app), seq)
-        if found is None:
-            raise not_found(f"no attestation at seq {seq} ({PREFIX}/attestations lists them)")
-        etag = view_etag(request, state.position, found.report_available)
-        return conditional(request, response, etag, SHORT) or found
+@read(
+    "/auditors",
+    operation_id="listAuditors",
+    response_model=AuditorPage,
+    summary="Auditor keys registered by governance, each registration with its proof",
+    responses={**_ok("A page of registrations", **LINK_HEADER), **NOT_MODIFIED},
+)
+def list_auditors(request: Request, response: Response, conn: Snapshot, settings: Settings, after: After = None,
+                  limit: Limit = DEFAULT_LIMIT) -> Any:
+    """Every registration of an auditor key (an `auditor_authorized` entry), whether it stands or was revoked (an
+    `auditor_revoked` entry), how many attestations the key has recorded and its latest one. Only a registered
+    key's attestations are recorded by the contract; an auditor key is never an agency key."""
+    state = state_of(conn, settings)
+    reports = attestations.audit_reports(request.app)
+    items, more = attestations.auditors_page(conn, state, reports, after, limit)
+    if (cached := conditional(request, response, view_etag(request, state.position, _availability(items)),
+                              SHORT)) is not None:
+        return cached
+    nxt = items[-1].registration.seq if more and items else None
+    if nxt is not None:
+        response.headers["Link"] = next_link(request, after=nxt, limit=limit)
+    return AuditorPage(items=items, next=nxt)
 
-    @read(
-        "/audit-reports/{report_hash}",
-        operation_id="getAuditReport",
-        summary="An audit report, byte for byte, by its keccak256",
-        response_class=Response,
-        responses={
-            200: {
-                "description": "The report's exact bytes: their keccak256 is the hash in the path",
-                "content": {"application/json": {"schema": {"type": "object"}}},
-                "headers": CACHE_HEADERS,
-            },
-            **NOT_MODIFIED,
-            404: {"model": ErrorResponse, "description": "No report with this hash is published here "
-                  "(report_unavailable)"},
+@read(
+    "/attestations",
+    operation_id="listAttestations",
+    response_model=AttestationPage,
+    summary="Audit attestations recorded on the ledger, in seq order, a page at a time",
+    responses={**_ok("A page of attestations", **LINK_HEADER), **NOT_MODIFIED},
+)
+def list_attestations(request: Request, response: Response, conn: Snapshot, settings: Settings,
+                      auditor: AuditorQuery = None, after: After = None, limit: Limit = DEFAULT_LIMIT) -> Any:
+    """Every attestation (an `audit_attested` entry): the auditor's checkpoint (block, entry count, running hash),
+    its report hash, verdict and findings, whether the checkpoint is the ledger's (`matches_ledger`: the contract
+    cannot check the running hash, the index does), whether the report is published here, and the proof."""
+    key = None if auditor is None else to_checksum_address(auditor)
+    state = state_of(conn, settings)
+    reports = attestations.audit_reports(request.app)
+    items, more = attestations.attestations_page(conn, state, reports, after, limit, key)
+    if (cached := conditional(request, response, view_etag(request, state.position, _availability(items)),
+                              SHORT)) is not None:
+        return cached
+    nxt = items[-1].seq if more and items else None
+    if nxt is not None:
+        params: dict[str, Any] = {"after": nxt, "limit": limit}
+        if key is not None:
+            params["auditor"] = key
+        response.headers["Link"] = next_link(request, **params)
+    return AttestationPage(items=items, next=nxt)
+
+@read(
+    "/attestations/{seq}",
+    operation_id="getAttestation",
+    response_model=Attestation,
+    summary="One audit attestation",
+    responses={**_ok("The attestation"), **NOT_MODIFIED, **NOT_FOUND},
+)
+def get_attestation(
+    request: Request,
+    response: Response,
+    conn: Snapshot,
+    settings: Settings,
+    seq: Annotated[int, Path(ge=0, le=INT64_MAX, description="the attestation's entry seq", examples=[1205])],
+) -> Any:
+    """The attestation recorded as entry `seq`, with its proof and the index's verdict on its checkpoint."""
+    state = state_of(conn, settings)
+    found = attestations.attestation(conn, state, attestations.audit_reports(request.app), seq)
+    if found is None:
+        raise not_found(f"no attestation at seq {seq} ({PREFIX}/attestations lists them)")
+    etag = view_etag(request, state.position, found.report_available)
+    return conditional(request, response, etag, SHORT) or found
+
+@read(
+    "/audit-reports/{report_hash}",
+    operation_id="getAuditReport",
+    summary="An audit report, byte for byte, by its keccak256",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The report's exact bytes: their keccak256 is the hash in the path",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "headers": CACHE_HEADERS,
         },
-    )
-    async def get_report(request: Request, report_hash: ReportHash) -> Response:
-        """The JSON report an auditor's attestation names by its hash, exactly as published (check: keccak256 of the
-        bytes is the hash). Served as immutable: its name is its content."""
-        digest = bytes.fromhex(report_hash[2:])
-        etag = f'"{to_hex(digest)}"'
-        if not_modified(request, etag):
-            return not_modified_response(etag, IMMUTABLE)
-        reports = attestations.audit_reports(request.app)
-        try:
-            content = await run_in_threadpool(reports.get, digest)
-        except LedgerError:
-            content = None  # altered on disk: never served as the named report
-        if content is None:
-            raise ApiError("report_unavailable", f"no report {to_hex(digest)} is published here (an "
-                           f"auditor or anyone holding it may publish it: PUT {request.url.path})")
-        return Response(content, media_type="application/json", headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+        **NOT_MODIFIED,
+        404: {"model": ErrorResponse, "description": "No report with this hash is published here "
+              "(report_unavailable)"},
+    },
+)
+async def get_report(request: Request, report_hash: ReportHash) -> Response:
+    """The JSON report an auditor's attestation names by its hash, exactly as published (check: keccak256 of the
+    bytes is the hash). Served as immutable: its name is its content."""
+    digest = bytes.fromhex(report_hash[2:])
+    etag = f'"{to_hex(digest)}"'
+    if not_modified(request, etag):
+        return not_modified_response(etag, IMMUTABLE)
+    reports = attestations.audit_reports(request.app)
+    try:
+        content = await run_in_threadpool(reports.get, digest)
+    except LedgerError:
+        content = None  # altered on disk: never served as the named report
+    if content is None:
+        raise ApiError("report_unavailable", f"no report {to_hex(digest)} is published here (an "
+                       f"auditor or anyone holding it may publish it: PUT {request.url.path})")
+    return Response(content, media_type="application/json", headers={"ETag": etag, "Cache-Control": IMMUTABLE})
 
-    @router.put(
-        "/audit-reports/{report_hash}",
-        operation_id="putAuditReport",
-        summary="Publish an audit report an attestation names (a write: rate limited)",
-        status_code=201,
-        responses={
-            200: {"description": "Already published: nothing changed"},
-            201: {"description": "Published (written durably)"},
-            404: {"model": ErrorResponse, "description": "report_not_attested: no indexed attestation names "
-                  "this hash"},
-            400: {"model": ErrorResponse, "description": "invalid_json: the body is not JSON"},
-            413: {"model": ErrorResponse, "description": "body_too_large: over 8 MiB"},
-            422: {"model": ErrorResponse, "description": "hash_mismatch: keccak256 of the body is another "
-                  "hash"},
-        },
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "description": "the report, byte for byte as hashed"}}}}},
-    )
-    async def put_report(request: Request, report_hash: ReportHash) -> Response:
-        """Store the body as the report with this hash, when an indexed attestation names the hash, the body hashes
-        to it (keccak256), is at most 8 MiB and is JSON. Anyone may publish it (the hash makes it the auditor's)."""
-        if writes is not None:
-            client = request.client.host if request.client else "unknown"
-            wait = writes.take(client)
-            if wait:
-                raise ApiError("rate_limited", "too many writes from this address; retry later",
-                               headers={"Retry-After": str(max(1, math.ceil(wait)))})
-        digest = bytes.fromhex(report_hash[2:])
-        named = await run_in_threadpool(_attested, request.app, digest)
-        if not named:
-            raise ApiError("report_not_attested", f"no attestation on the ledger names report "
-                           f"{to_hex(digest)}: only a report an indexed attestation commits to is kept")
-        body = await _read_bounded(request, attestations.MAX_REPORT_BYTES)
-        if keccak(body) != digest:
-            raise ApiError("hash_mismatch", f"the body's keccak256 is {to_hex(keccak(body))}, not "
-                           f"{to_hex(digest)}")
-        try:
-            json.loads(body, parse_constant=_not_json)
-        except ValueError:
-            raise ApiError("invalid_json", "the report is not JSON (UTF-8)") from None
-        reports = attestations.audit_reports(request.app)
-        existed = await run_in_threadpool(reports.present, digest)
-        await run_in_threadpool(reports.put, body, digest)
-        return JSONResponse(_stored(digest, len(body)), status_code=200 if existed else 201)
+@router.put(
+    "/audit-reports/{report_hash}",
+    operation_id="putAuditReport",
+    summary="Publish an audit report an attestation names (a write: rate limited)",
+    status_code=201,
+    responses={
+        200: {"description": "Already published: nothing changed"},
+        201: {"description": "Published (written durably)"},
+        404: {"model": ErrorResponse, "description": "report_not_attested: no indexed attestation names "
+              "this hash"},
+        400: {"model": ErrorResponse, "description": "invalid_json: the body is not JSON"},
+        413: {"model": ErrorResponse, "description": "body_too_large: over 8 MiB"},
+        422: {"model": ErrorResponse, "description": "hash_mismatch: keccak256 of the body is another "
+              "hash"},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "description": "the report, byte for byte as hashed"}}}}},
+)
+async def put_report(request: Request, report_hash: ReportHash) -> Response:
+    """Store the body as the report with this hash, when an indexed attestation names the hash, the body hashes
+    to it (keccak256), is at most 8 MiB and is JSON. Anyone may publish it (the hash makes it the auditor's)."""
+    writes: TokenBuckets | None = request.app.state.report_writes
+    if writes is not None:
+        client = request.client.host if request.client else "unknown"
+        wait = writes.take(client)
+        if wait:
+            raise ApiError("rate_limited", "too many writes from this address; retry later",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+    digest = bytes.fromhex(report_hash[2:])
+    named = await run_in_threadpool(_attested, request.app, digest)
+    if not named:
+        raise ApiError("report_not_attested", f"no attestation on the ledger names report "
+                       f"{to_hex(digest)}: only a report an indexed attestation commits to is kept")
+    body = await _read_bounded(request, attestations.MAX_REPORT_BYTES)
+    if keccak(body) != digest:
+        raise ApiError("hash_mismatch", f"the body's keccak256 is {to_hex(keccak(body))}, not "
+                       f"{to_hex(digest)}")
+    try:
+        json.loads(body, parse_constant=_not_json)
+    except ValueError:
+        raise ApiError("invalid_json", "the report is not JSON (UTF-8)") from None
+    reports = attestations.audit_reports(request.app)
+    existed = await run_in_threadpool(reports.present, digest)
+    await run_in_threadpool(reports.put, body, digest)
+    return JSONResponse(_stored(digest, len(body)), status_code=200 if existed else 201)
 
-    def other_method(request: Request) -> Response:
-        # The GET (with HEAD) and PUT of a report are separate routes, and a 405 would list only one's methods.
-        raise ApiError("method_not_allowed", f"{request.method} is not allowed here",
-                       headers={"Allow": "GET, HEAD, PUT"})
+def other_method(request: Request) -> Response:
+    # The GET (with HEAD) and PUT of a report are separate routes, and a 405 would list only one's methods.
+    raise ApiError("method_not_allowed", f"{request.method} is not allowed here",
+                   headers={"Allow": "GET, HEAD, PUT"})
 
-    router.add_api_route("/audit-reports/{report_hash}", other_method, methods=["DELETE", "OPTIONS", "PATCH", "POST"],
-                         include_in_schema=False)
-    return router
+router.add_api_route("/audit-reports/{report_hash}", other_method, methods=["DELETE", "OPTIONS", "PATCH", "POST"],
+                     include_in_schema=False)
 
 
 def _availability(items: list[Any]) -> tuple[bool, ...]:
@@ -287,11 +283,12 @@ async def _read_bounded(request: Request, limit: int) -> bytes:
 
 
 def register(app: FastAPI, settings: ApiSettings) -> None:
-    """Include the audit routes (after ``api.routes.public``: its error handlers, read rate limit and CORS apply)."""
-    app.include_router(build_router(settings))
-    app.openapi_tags = (app.openapi_tags or []) + [
-        {"name": "audits", "description": "Registered auditors, their attestations, and audit reports by hash"},
-    ]
+    """Include the audit routes (after ``api.routes.public``: its error handlers, read rate limit and CORS apply), with
+    the token buckets of report writes (``write_rate_per_minute`` per client address; none when 0)."""
+    rate = settings.write_rate_per_minute
+    app.state.report_writes = TokenBuckets(rate) if rate > 0 else None
+    include(app, router, settings)
+    app.openapi_tags = (app.openapi_tags or []) + [TAG]
 
 
-__all__ = ["register"]
+__all__ = ["register", "router"]

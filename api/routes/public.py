@@ -19,17 +19,7 @@ from fastapi import FastAPI
 
 from api.read.figures import FiguresCache
 from api.routes import agencies, batches, cases, chain, commitments, entries, exports, figures
-from api.routes._common import (
-    CACHE_HEADERS,
-    ERROR_RESPONSES,
-    INT64_MAX,
-    LINK_HEADER,
-    NOT_FOUND,
-    NOT_MODIFIED,
-    PREFIX,
-    include,
-    read_route,
-)
+from api.routes._common import include
 from api.settings import ApiSettings
 
 #: the read API's resources, in the order of their paths (and tags) in the OpenAPI document
@@ -45,16 +35,4 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
     app.openapi_tags = (app.openapi_tags or []) + [resource.TAG for resource in READ_API]
 
 
-__all__ = [
-    # shared with the other routers (api.routes.audit), from api.routes._common
-    "CACHE_HEADERS",
-    "ERROR_RESPONSES",
-    "INT64_MAX",
-    "LINK_HEADER",
-    "NOT_FOUND",
-    "NOT_MODIFIED",
-    "PREFIX",
-    "READ_API",
-    "read_route",
-    "register",
-]
+__all__ = ["READ_API", "register"]
