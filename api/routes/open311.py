@@ -163,7 +163,7 @@ class _Catalogue:
 
     def current(self, key: tuple[str, str]) -> _Version | None:
         """The latest version: the one new cases run under (the contract's view; a correction does not undo a
-        published version, see ledger.index.sync)."""
+        published version, see ledger.index.project)."""
         versions = self.versions.get(key)
         return versions[max(versions)] if versions else None
 

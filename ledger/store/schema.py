@@ -359,7 +359,7 @@ auditors = Table(
 #: Attestations (revision 0006): an auditor's signed checkpoint of the whole ledger, one row per AuditAttested entry,
 #: the checkpoint's fields as recorded. ``recorded_block``, ``recorded_at`` and ``tx_hash`` are where the attestation
 #: entry itself is (its block, that block's time, its transaction). ``matches_ledger`` is the index's verdict on the
-#: checkpoint (``ledger.index.sync``): true when the index's own running hash after ``entry_count`` entries is
+#: checkpoint (``ledger.index.project``): true when the index's own running hash after ``entry_count`` entries is
 #: ``running_hash`` and ``entry_count`` is the ledger's count at ``block_number``; false otherwise — the contract
 #: checks the signature, the block hash and that the count is not beyond the ledger's, not the running hash, so an
 #: auditor can sign any; null while the index has not got that many entries (never, in practice: the contract refuses

@@ -733,7 +733,7 @@ def test_agency_withholding_a_batch_file_is_a_finding_against_that_agency_alone(
     entries it stands for and the anchoring transaction and log; everything else audits clean: the chain's checks,
     a roads case (the water office's batch cannot hold it) and, with the API over an index that quarantined the
     batch, no entry of it "missing from the API" and no metric differing. (The API half needs the index's quarantine
-    of withheld batches and /batches listing them: ledger/index/sync.py, api/.)"""
+    of withheld batches and /batches listing them: ledger/index/withheld.py, api/.)"""
     index = honest.index_copy(tmp_path)
     with chain_state(honest):
         t = honest.now() + 60
@@ -792,7 +792,7 @@ def test_agency_anchoring_a_random_root_can_never_match(honest: HonestLedger, tm
     """The roads office publishes a well-formed file and anchors its hash and count under a random root: no file can
     ever match that anchor. The audit names the roads office and says the batch can never match; the rest audits
     clean, with the API over an index that quarantined the batch for ever too. (The API half needs the index's
-    quarantine, and the API serving a withheld batch's file: ledger/index/sync.py, api/.)"""
+    quarantine, and the API serving a withheld batch's file: ledger/index/withheld.py, api/.)"""
     index = honest.index_copy(tmp_path)
     directory = copy_batches(honest, tmp_path / "batches")
     t = honest.now() + 60

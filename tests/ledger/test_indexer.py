@@ -33,6 +33,7 @@ from ledger.chain.contract import Chain
 from ledger.chain.logs import LogDecoder, struct_hash
 from ledger.encoding import ZERO32, ZERO_HEAD, code_text, display_text, fold, keccak
 from ledger.errors import ChainMismatch, NodeUnavailable
+from ledger.index.cases import CaseFolder
 from ledger.index.sync import Indexer
 from ledger.records import CaseAction, EntryKind, HolidayCalendar, short_code
 from ledger.store.db import Store, open_store
@@ -382,7 +383,7 @@ def test_a_crash_mid_range_writes_nothing_and_the_next_sync_resumes(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(Indexer, "_update_cases", crash)
+    monkeypatch.setattr(CaseFolder, "update", crash)
     with pytest.raises(RuntimeError, match="power cut"):
         index(world, store).sync()
     assert store.dump() == before  # entries, events, calendars: none half-written
