@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page
+from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize
 
 from api.app import create_app
 
@@ -30,8 +30,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
-PHONE = {"width": 360, "height": 740}
-DESKTOP = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 360, "height": 740}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 
 
 class Console:
@@ -58,7 +58,7 @@ class Console:
             self.seen.append(f"console {message.type}: {message.text}")
 
 
-def open_page(browser: Browser, console: Console, *, viewport: dict[str, int], locale: str) -> Iterator[Page]:
+def open_page(browser: Browser, console: Console, *, viewport: ViewportSize, locale: str) -> Iterator[Page]:
     """A new browser context's page (`viewport`, `locale`, reduced motion), its console watched; when the test is
     done, nothing unexpected may have been logged."""
     context = browser.new_context(viewport=viewport, locale=locale, reduced_motion="reduce")

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.settings import ApiSettings
 from ledger import receipts
-from ledger.chain.contract import Chain
+from ledger.chain.contract import Chain, Ledger
 from ledger.chain.keys import KeyStore
 from ledger.dev.node import AnvilNode
 from ledger.encoding import ZERO32, code_text, keccak
@@ -60,7 +60,7 @@ class CitizenWorld:
         return self.world.chain
 
     @property
-    def ledger(self):
+    def ledger(self) -> Ledger:
         return self.world.ledger
 
     @property

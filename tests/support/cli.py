@@ -5,10 +5,12 @@ prints."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 
-def iso(env, offset: int = 0) -> str:
+def iso(env: Mapping[str, Any], offset: int = 0) -> str:
     now = env["chain"].w3.eth.get_block("latest")["timestamp"]
     return datetime.fromtimestamp(now + offset, UTC).isoformat()
 

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import requests
 from eth_account import Account
+from eth_account.account_local_actions import AccountLocalActions
 from eth_account.signers.local import LocalAccount
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,7 @@ class FaultProxy:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # a bound AF_INET socket's name; typeshed also allows the bytes one may bind
         return f"http://{host}:{port}"
 
     def start(self) -> FaultProxy:
@@ -211,7 +213,8 @@ class RecordingSigner(LocalAccount):
 
     @classmethod
     def of(cls, account: LocalAccount) -> RecordingSigner:
-        signer = cls(account._key_obj, Account)
+        # the class itself, as eth-account passes it (its methods are combomethods): no instance is needed
+        signer = cls(account._key_obj, cast(AccountLocalActions, Account))
         signer.signed = []
         return signer
 

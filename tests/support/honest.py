@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_account.types import TransactionDictType
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -156,7 +157,7 @@ class HonestLedger:
         if at is not None:
             demo.set_next_block_time(self.chain, at)
         w3 = self.chain.w3
-        tx = {
+        tx: TransactionDictType = {
             "to": self.ledger.address, "data": data, "chainId": self.chain.chain_id, "gas": 3_000_000,
             "nonce": w3.eth.get_transaction_count(signer.address, "pending"),
             "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 1,
@@ -387,22 +388,22 @@ def in_case_order(city: demo.DemoCity) -> demo.DemoCity:
     what followed it: here such following events wait for it (moved to its batch, so recorded later, never earlier).
     """
     placed: dict[bytes, int] = {}  # case -> latest batch index one of its events is recorded in
-    moves: list[tuple[int, int, Record]] = []
+    moves: list[tuple[int, int, CaseEvent]] = []
     natural = sorted(
         ((record.occurred_at, int(record.action), index, record)
          for index, batch in enumerate(city.batches) for record in batch.records),
         key=lambda item: (item[0], item[1], item[2]),
     )
     for _, _, index, record in natural:
-        target = max(index, placed.get(record.case_id, -1))  # type: ignore[attr-defined]
-        placed[record.case_id] = target  # type: ignore[attr-defined]
+        target = max(index, placed.get(record.case_id, -1))
+        placed[record.case_id] = target
         if target != index:
             moves.append((index, target, record))
     for index, target, record in moves:
         city.batches[index].records.remove(record)
         city.batches[target].records.append(record)
     for batch in city.batches:
-        batch.records.sort(key=lambda r: (r.occurred_at, int(r.action)))  # type: ignore[attr-defined]
+        batch.records.sort(key=lambda r: (r.occurred_at, int(r.action)))
     city.batches = [batch for batch in city.batches if batch.records]
     return city
 
@@ -444,7 +445,7 @@ def copy_entry(e: DecodedEntry, **changes: Any) -> DecodedEntry:
 
     record = {**e.record, **changes.pop("record", {})}
     out = dataclasses.replace(e, record=record, **changes)
-    types = {
+    types: dict[EntryKind, type[Record]] = {
         EntryKind.AGENCY_REGISTERED: AgencyRegistration, EntryKind.SIGNER_AUTHORIZED: SignerChange,
         EntryKind.SIGNER_REVOKED: SignerChange, EntryKind.COMMITMENT_PUBLISHED: Commitment,
         EntryKind.COMMITMENT_RETIRED: Retirement, EntryKind.CASE_EVENT: CaseEventRecord,

@@ -122,6 +122,7 @@ class FaultProxy:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # a bound AF_INET socket's name; typeshed also allows the bytes one may bind
         return f"http://{host}:{port}"
 
     def add(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from web3.types import RPCEndpoint
+
 from ledger.index.sync import Indexer
 from ledger.store.db import Store
 from tests.support.world import World
@@ -20,4 +22,4 @@ def head(world: World) -> int:
 
 
 def mine(world: World, blocks: int) -> None:
-    world.chain.w3.provider.make_request("anvil_mine", [hex(blocks)])
+    world.chain.w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(blocks)])

@@ -47,10 +47,10 @@ def lying_open311(prefix: str, *, json_change: JsonChange | None = None,
                 return response
             body = b"".join([chunk async for chunk in response.body_iterator])
             if path.endswith(".json"):
-                body = json.dumps(change(json.loads(body))).encode()  # type: ignore[misc]
+                body = json.dumps(change(json.loads(body))).encode()
             else:
                 root = ElementTree.fromstring(body)
-                change(root)  # type: ignore[arg-type]
+                change(root)
                 body = ElementTree.tostring(root, encoding="utf-8")
             headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag")}
             return Response(body, status_code=200, headers=headers)

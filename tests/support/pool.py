@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from web3.types import RPCEndpoint
 
 from ledger import receipts
 from ledger.chain.contract import Chain
@@ -41,12 +42,12 @@ class Pool:
         return self.world.chain
 
     def mine(self) -> None:
-        self.chain.w3.provider.make_request("evm_mine", [])
+        self.chain.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
 
     def in_pool(self, tx_hash: str | None) -> bool:
         if tx_hash is None:
             return False
-        found = self.chain.w3.provider.make_request("eth_getTransactionByHash", [tx_hash]).get("result")
+        found = self.chain.w3.provider.make_request(RPCEndpoint("eth_getTransactionByHash"), [tx_hash]).get("result")
         return found is not None
 
     def send_copy(self, sender: LocalAccount, call: Any, tip: int) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from ledger.encoding import keccak
 from ledger.records import (
@@ -32,9 +33,9 @@ NATIONAL_DAY_2025 = dict(
 )
 
 
-def cst(*args: int) -> int:
+def cst(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
     """Unix time of a local (UTC+8) wall-clock time."""
-    return int(datetime(*args, tzinfo=CST).timestamp())  # type: ignore[misc]
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=CST).timestamp())
 
 
 @dataclass
@@ -66,9 +67,9 @@ def write_everything(world: World, checkpoint: Callable[[str], None] = lambda st
         return s.cases[name]
 
     def opened(name: str, at: int, commitment: bytes | None = None, **extra: object) -> CaseEvent:
-        fields: dict[str, object] = dict(case_id=case(name), action=CaseAction.OPENED, occurred_at=at,
-                                         commitment_id=commitment or world.commitment_id,
-                                         district=short_code("PUDONG"), channel=2)
+        fields: dict[str, Any] = dict(case_id=case(name), action=CaseAction.OPENED, occurred_at=at,
+                                      commitment_id=commitment or world.commitment_id,
+                                      district=short_code("PUDONG"), channel=2)
         fields.update(extra)
         return CaseEvent(**fields)
 

@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from web3.types import RPCEndpoint
+
 from ledger.dev import demo
 from tests.support.honest import HonestLedger
 
@@ -35,4 +37,4 @@ def query(index: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any
 def mine_at(h: HonestLedger, at: int) -> None:
     """Move the chain's clock: mine an empty block at time `at` (the audit's "now" is the latest block's time)."""
     demo.set_next_block_time(h.chain, at)
-    h.chain.w3.provider.make_request("anvil_mine", [hex(1)])
+    h.chain.w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(1)])

@@ -5,6 +5,7 @@ after each test."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
@@ -41,7 +42,7 @@ class World:
         return int(self.chain.w3.eth.get_block("latest")["timestamp"])
 
     def opened(self, name: str, **changes: object) -> CaseEvent:
-        fields: dict[str, object] = dict(
+        fields: dict[str, Any] = dict(
             case_id=case_id(name),
             action=CaseAction.OPENED,
             occurred_at=self.now(),
@@ -53,12 +54,12 @@ class World:
         return CaseEvent(**fields)
 
     def update(self, name: str, action: CaseAction, **changes: object) -> CaseEvent:
-        fields: dict[str, object] = dict(case_id=case_id(name), action=action, occurred_at=self.now())
+        fields: dict[str, Any] = dict(case_id=case_id(name), action=action, occurred_at=self.now())
         fields.update(changes)
         return CaseEvent(**fields)
 
     def commitment(self, commitment_id: bytes | None = None, **changes: object) -> Commitment:
-        fields: dict[str, object] = dict(
+        fields: dict[str, Any] = dict(
             commitment_id=commitment_id or self.commitment_id,
             service_code=short_code("STREETLIGHT"),
             name_zh="路灯维修",
