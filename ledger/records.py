@@ -8,11 +8,11 @@ and the tests cross-check both.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar
 
-from eth_abi import encode as abi_encode
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -188,20 +188,8 @@ class Record(BaseModel):
         return tuple(_abi_value(getattr(self, attr)) for attr, _, _ in self.FIELDS)
 
     def struct_hash(self) -> bytes:
-        """EIP-712 §Definition of hashStruct: keccak256(typeHash ‖ encodeData(record))."""
-        types = ["bytes32"]
-        values: list[Any] = [self.typehash()]
-        for (_, _, sol_type), value in zip(self.FIELDS, self.abi_values(), strict=True):
-            if sol_type == "string":
-                types.append("bytes32")
-                values.append(keccak(value.encode("utf-8")))
-            elif sol_type.endswith("[]"):
-                types.append("bytes32")
-                values.append(keccak(abi_encode([sol_type[:-2]] * len(value), list(value))))
-            else:
-                types.append(sol_type)
-                values.append(value)
-        return keccak(abi_encode(types, values))
+        """EIP-712 §Definition of hashStruct: keccak256(typeHash ‖ encodeData(record)) (:func:`struct_hash_of`)."""
+        return struct_hash_of(type(self), {attr: getattr(self, attr) for attr, _, _ in self.FIELDS})
 
     def eip712_fields(self) -> list[dict[str, str]]:
         return [{"name": n, "type": t} for _, n, t in self.FIELDS]
@@ -212,6 +200,29 @@ class Record(BaseModel):
         for (_, name, _), value in zip(self.FIELDS, self.abi_values(), strict=True):
             out[name] = "0x" + value.hex() if isinstance(value, bytes) else value
         return out
+
+
+def struct_hash_of(record_type: type[Record], values: Mapping[str, Any]) -> bytes:
+    """EIP-712 ``hashStruct`` of a record of `record_type` given as its field values by attribute name: THE definition
+    (the records, the writer, the relay, the log decoder and the auditor all hash with it). Strings may be given as
+    their raw bytes, which need not be valid UTF-8 (a log may hold any). Every field's ``encodeData`` is one 32-byte
+    word: a string or an array is hashed, an address and a ``uintN`` are right-aligned, a ``bytesN`` left-aligned."""
+    words = [record_type.typehash()]
+    for attr, _, sol_type in record_type.FIELDS:
+        value = values[attr]
+        if sol_type == "string":
+            words.append(keccak(value if isinstance(value, bytes) else value.encode("utf-8")))
+        elif sol_type.endswith("[]"):
+            words.append(keccak(b"".join(int(v).to_bytes(32, "big") for v in value)))
+        elif sol_type == "address":
+            words.append(bytes.fromhex(value[2:]).rjust(32, b"\0"))
+        elif sol_type == "bytes32":
+            words.append(value)
+        elif sol_type.startswith("bytes"):  # bytesN, N < 32: left-aligned in its word
+            words.append(value.ljust(32, b"\0"))
+        else:  # uintN
+            words.append(int(value).to_bytes(32, "big"))
+    return keccak(b"".join(words))
 
 
 def _abi_value(value: Any) -> Any:
@@ -323,6 +334,15 @@ class CaseEvent(Record):
     channel: int = Field(default=0, ge=0, le=255)
     details_hash: Bytes32 = ZERO32
 
+    def struct_hash(self) -> bytes:
+        """:func:`struct_hash_of`, on a direct path: case events are nearly every entry at volume, all their fields are
+        static words, and hashing the seven words directly is several times faster (the tests check both agree)."""
+        return keccak(b"".join((
+            _case_event_typehash(), self.case_id, int(self.action).to_bytes(32, "big"),
+            self.occurred_at.to_bytes(32, "big"), self.commitment_id, self.district, self.channel.to_bytes(32, "big"),
+            self.details_hash,
+        )))
+
     @model_validator(mode="after")
     def _intake_fields(self) -> CaseEvent:
         if self.case_id == ZERO32:
@@ -333,6 +353,11 @@ class CaseEvent(Record):
         if self.action is not CaseAction.OPENED and any(intake):
             raise ValueError("commitment_id, district and channel belong to the Opened event only")
         return self
+
+
+@functools.cache
+def _case_event_typehash() -> bytes:
+    return CaseEvent.typehash()
 
 
 #: The top bit of a case id marks a case that can have a receipt (``ICivicLedger.RECEIPT_CASE_FLAG``).

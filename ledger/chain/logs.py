@@ -39,6 +39,7 @@ from ledger.records import (
     Record,
     Retirement,
     SignerChange,
+    struct_hash_of,
 )
 
 _KIND_WORDS = {kind: int(kind).to_bytes(32, "big") for kind in EntryKind}
@@ -209,7 +210,7 @@ class LogDecoder:
     ) -> DecodedEntry:
         seq_word = bytes.fromhex(topics[1][2:])
         agency = bytes.fromhex(topics[2][2:])
-        record_hash = struct_hash(record_type, record)
+        record_hash = struct_hash_of(record_type, record)
         entry = entry_hash_of_words(seq_word, _KIND_WORDS[kind], agency, actor_word, record_hash)
         return DecodedEntry(
             int.from_bytes(seq_word, "big"), kind, agency, self._address(actor_word), record_hash, entry,
@@ -326,33 +327,12 @@ class LogDecoder:
     ) -> DecodedEntry:
         """An entry of no agency (the auditors'): its agency id is zero."""
         seq_word = bytes.fromhex(topics[1][2:])
-        record_hash = struct_hash(record_type, record)
+        record_hash = struct_hash_of(record_type, record)
         entry = entry_hash_of_words(seq_word, _KIND_WORDS[kind], ZERO32, actor_word, record_hash)
         return DecodedEntry(
             int.from_bytes(seq_word, "big"), kind, ZERO32, self._address(actor_word), record_hash, entry,
             *where, record, **extra,
         )
-
-
-def struct_hash(record_type: type[Record], record: dict[str, Any]) -> bytes:
-    """EIP-712 ``hashStruct`` of a record given as raw field values (strings as bytes): the same definition as
-    ``ledger.records.Record.struct_hash``, without needing the bytes to be valid UTF-8."""
-    words = [record_type.typehash()]
-    for attr, _, sol_type in record_type.FIELDS:
-        value = record[attr]
-        if sol_type == "string":
-            words.append(keccak(value if isinstance(value, bytes) else value.encode("utf-8")))
-        elif sol_type.endswith("[]"):
-            words.append(keccak(b"".join(int(v).to_bytes(32, "big") for v in value)))
-        elif sol_type == "address":
-            words.append(bytes.fromhex(value[2:]).rjust(32, b"\0"))
-        elif sol_type == "bytes32":
-            words.append(value)
-        elif sol_type.startswith("bytes"):  # bytesN, N < 32: left-aligned in its word
-            words.append(value.ljust(32, b"\0"))
-        else:  # uintN
-            words.append(int(value).to_bytes(32, "big"))
-    return keccak(b"".join(words))
 
 
 def _word(address: str) -> bytes:

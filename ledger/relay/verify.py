@@ -51,7 +51,6 @@ from ledger.records import (
     Record,
     Retirement,
 )
-from ledger.writer.outbox import struct_hash
 
 #: case events in one relayed batch; ``recordCaseEventsBySig`` calldata then stays under the writer's MAX_CALLDATA
 #: (asserted in :mod:`ledger.relay.writer`)
@@ -165,8 +164,8 @@ class SignedRecord:
         """What the signature covers besides nonce and deadline: the record's struct hash, or for a batch the
         keccak256 of its events' struct hashes (EIP-712 encoding of an array of structs)."""
         if self.relay_type.batch:
-            return keccak(b"".join(struct_hash(r) for r in self.records))
-        return struct_hash(self.records[0])
+            return keccak(b"".join(r.struct_hash() for r in self.records))
+        return self.records[0].struct_hash()
 
 
 def relay_key(signer: str, digest: bytes) -> str:

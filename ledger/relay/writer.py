@@ -31,7 +31,7 @@ from ledger.errors import ContractReverted, OutboxError
 from ledger.records import Record
 from ledger.relay.store import AGENCY_LANE, RelayStore, _Envelope
 from ledger.relay.verify import CITIZEN_TYPES, MAX_RELAY_BATCH, RELAY_TYPES
-from ledger.writer.outbox import OutboxItem, struct_hash
+from ledger.writer.outbox import OutboxItem
 from ledger.writer.planner import MAX_BATCH, MAX_CALLDATA
 from ledger.writer.sender import FoundOnChain, Writer
 
@@ -152,7 +152,7 @@ class RelayWriter(Writer):
             if onchain <= envelope.nonce:
                 return None
         records = envelope.records()
-        wanted = [struct_hash(r) for r in records]
+        wanted = [r.struct_hash() for r in records]
         agency_topic = "0x" + envelope.agency_id.hex()
         topics: list[Any] = [["0x" + t.hex() for t in self.ledger.entry_event_topics], None, agency_topic]
         if citizen:

@@ -167,30 +167,9 @@ def record_from_json(record_type: str, text: str) -> Record:
     return cls.model_validate(json.loads(text))
 
 
-_CASE_EVENT_TYPEHASH = CaseEvent.typehash()
-
-
-def struct_hash(record: Record) -> bytes:
-    """The record's EIP-712 struct hash, as ``record.struct_hash()`` computes it.
-
-    Case events — nearly every entry at volume — take a direct path: all their fields are static, so encodeData is
-    just seven 32-byte words, and hashing them directly is several times faster than the generic ABI encoder. The
-    tests check both agree.
-    """
-    if type(record) is CaseEvent:
-        e = record
-        return keccak(
-            b"".join((
-                _CASE_EVENT_TYPEHASH, e.case_id, int(e.action).to_bytes(32, "big"), e.occurred_at.to_bytes(32, "big"),
-                e.commitment_id, e.district, e.channel.to_bytes(32, "big"), e.details_hash,
-            ))
-        )
-    return record.struct_hash()
-
-
 def default_idempotency_key(signer: str, record: Record, record_hash: bytes | None = None) -> str:
     """``0x``-hex of keccak(signer address ‖ entry kind ‖ record struct hash): identical records are one entry."""
-    struct_hash_ = struct_hash(record) if record_hash is None else record_hash
+    struct_hash_ = record.struct_hash() if record_hash is None else record_hash
     return "0x" + keccak(bytes.fromhex(signer.removeprefix("0x")) + bytes([int(record.KIND)]) + struct_hash_).hex()
 
 
@@ -379,7 +358,7 @@ class Outbox:
         """Store many records in one SQLite transaction (one disk sync for all of them)."""
         prepared = []
         for record, key, record_hash in entries:
-            hashed = struct_hash(record) if record_hash is None else record_hash
+            hashed = record.struct_hash() if record_hash is None else record_hash
             prepared.append((record, key, "0x" + hashed.hex(), record_json(record)))
         out: list[tuple[OutboxItem, bool]] = []
         now = time.time()

@@ -71,7 +71,7 @@ from ledger.chain.rpc import RATE_LIMITED, RetryPolicy, retry_after_seconds
 from ledger.errors import ContractReverted, InvalidRecord, NodeUnavailable, OutboxError, WriterError
 from ledger.records import CaseEvent, Commitment, Correction, HolidayCalendar, Receipt, Record, Retirement
 from ledger.writer import planner
-from ledger.writer.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key, struct_hash
+from ledger.writer.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key
 from ledger.writer.planner import MAX_BATCH, MAX_CALLDATA
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ class Writer:
                     f"{type(record).__name__} is not written by an agency key"
                     + (" (governance writes it through Ledger)" if isinstance(record, Record) else "")
                 )
-            hashed = struct_hash(record)
+            hashed = record.struct_hash()
             prepared.append((record, key or default_idempotency_key(self.address, record, hashed), hashed))
         added = self.outbox.add_many(prepared)
         new = 0

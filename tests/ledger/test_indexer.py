@@ -30,12 +30,12 @@ from ledger.cases import (
     voided_entries,
 )
 from ledger.chain.contract import Chain
-from ledger.chain.logs import LogDecoder, struct_hash
+from ledger.chain.logs import LogDecoder
 from ledger.encoding import ZERO32, ZERO_HEAD, code_text, display_text, fold, keccak
 from ledger.errors import ChainMismatch, NodeUnavailable
 from ledger.index.cases import CaseFolder
 from ledger.index.sync import Indexer
-from ledger.records import CaseAction, EntryKind, HolidayCalendar, short_code
+from ledger.records import CaseAction, EntryKind, HolidayCalendar, short_code, struct_hash_of
 from ledger.store.db import Store, open_store
 from ledger.store.schema import sync_state
 from ledger.workdays import YearCalendar
@@ -119,7 +119,7 @@ def test_names_need_not_be_utf8() -> None:
     assert entry.record_hash == keccak(
         records.AgencyRegistration.typehash() + short_code("AG") + short_code("J") + keccak(raw_name) + keccak(b"ok")
     )
-    assert struct_hash(records.AgencyRegistration, {**entry.record, "name_zh": "x"}) != entry.record_hash
+    assert struct_hash_of(records.AgencyRegistration, {**entry.record, "name_zh": "x"}) != entry.record_hash
     assert display_text(raw_name) == "\ufffd\ufffdbad\ufffd"
     assert code_text(short_code("PUDONG")) == "PUDONG"
     assert code_text(b"a b".ljust(32, b"\0")) == "0x" + b"a b".ljust(32, b"\0").hex()  # a space: not a code

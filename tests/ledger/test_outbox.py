@@ -37,7 +37,6 @@ from ledger.writer.outbox import (
     default_idempotency_key,
     record_from_json,
     record_json,
-    struct_hash,
 )
 
 SIGNER = Account.create().address
@@ -100,17 +99,6 @@ def test_citizens_records_are_known_to_the_outbox_itself():
                    Dispute(agency_id=roads, case_id=case, closure=1, reason_hash=text_hash("still dark"))):
         rebuilt = record_from_json(type(record).__name__, record_json(record))
         assert rebuilt == record and rebuilt.struct_hash() == record.struct_hash()
-
-
-def test_fast_case_event_hash_matches_the_generic_one():
-    events = [opened(f"c{i}", T + i) for i in range(20)]
-    events += [
-        CaseEvent(case_id=keccak(b"x%d" % i), action=CaseAction(a), occurred_at=T) for i, a in enumerate(range(2, 9))
-    ]
-    for event in events:
-        assert struct_hash(event) == event.struct_hash()
-    for record in every_kind():
-        assert struct_hash(record) == record.struct_hash()
 
 
 def test_default_key_is_the_signer_kind_and_record():

@@ -11,18 +11,29 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ledger.chain.contract import Chain, relay_typed_data
-from ledger.encoding import code_text, running_hash
+from ledger.encoding import code_text, keccak, running_hash
 from ledger.errors import InvalidRecord
 from ledger.records import (
+    AgencyRegistration,
+    Attestation,
+    AuditorChange,
+    AuditVerdict,
+    BatchAnchor,
     CaseAction,
     CaseEvent,
     Commitment,
     Correction,
     DeadlineUnit,
+    Dispute,
     HolidayCalendar,
+    Rating,
+    Receipt,
+    Record,
     Retirement,
+    SignerChange,
     day_number,
     short_code,
+    struct_hash_of,
 )
 from tests.support.world import build_world
 
@@ -89,6 +100,51 @@ def test_struct_hash_equals_eth_accounts_eip712(record, nonce, deadline):
              "message": record.eip712_message()}
     inner["types"] = {k: v for k, v in inner["types"].items() if k in ("EIP712Domain", record.TYPE_NAME)}
     assert encode_typed_data(full_message=inner).body == record.struct_hash()
+
+
+def _eip712_struct_hash(record: Record) -> bytes:
+    """eth-account's EIP-712 encoder's struct hash of the record (what wallets implement)."""
+    message = {"types": {"EIP712Domain": [{"name": "name", "type": "string"}],
+                         record.TYPE_NAME: record.eip712_fields()},
+               "primaryType": record.TYPE_NAME, "domain": {"name": "CivicLedger"},
+               "message": record.eip712_message()}
+    return encode_typed_data(full_message=message).body
+
+
+def test_every_kinds_struct_hash_is_the_one_definition_and_eip712s():
+    """Each kind's struct hash — case events on their direct path, the others by ``struct_hash_of`` — equals
+    ``struct_hash_of`` over its field values (strings as text or as raw bytes, as a log gives them) and eth-account's
+    EIP-712 encoder: strings, arrays, addresses, a bytes24 and enums included."""
+    t = 1_700_000_000
+    address = "0x" + "5a" * 20
+    kinds: list[Record] = [
+        AgencyRegistration(agency_id=short_code("SH-ROADS"), jurisdiction=short_code("SH"), name_zh="道路局",
+                           name_en="Roads"),
+        SignerChange(agency_id=short_code("SH-ROADS"), signer=address),
+        Commitment(commitment_id=short_code("LICENCE-3WD"), service_code=short_code("LICENCE"), name_zh="营业执照",
+                   name_en="Licence", deadline=3, deadline_unit=DeadlineUnit.WORKING_DAYS, target_bps=9000,
+                   valid_from=t, terms_hash=b"\3" * 32, occurred_at=t),
+        Retirement(commitment_id=short_code("LICENCE-3WD"), reason_hash=b"\4" * 32, occurred_at=t),
+        CaseEvent(case_id=b"\5" * 32, action=CaseAction.OPENED, occurred_at=t, commitment_id=short_code("C"),
+                  district=short_code("EAST"), channel=2, details_hash=b"\6" * 32),
+        CaseEvent(case_id=b"\5" * 32, action=CaseAction.FULFILLED, occurred_at=t + 60),
+        Receipt(case_id=b"\x80" + b"\1" * 31, receipt=address, occurred_at=t),
+        Rating(agency_id=short_code("SH-ROADS"), case_id=b"\x80" + b"\1" * 31, score=4, comment_hash=b"\7" * 32),
+        Dispute(agency_id=short_code("SH-ROADS"), case_id=b"\x80" + b"\1" * 31, closure=2, reason_hash=b"\x08" * 32),
+        BatchAnchor(root=b"\x09" * 32, count=500, file_hash=b"\x0a" * 32),
+        Correction(target_seq=7, reason_hash=b"\x0b" * 32, occurred_at=t),
+        HolidayCalendar.from_dates(2026, [date(2026, 1, 1), date(2026, 10, 1)], [date(2026, 10, 10)], t),
+        AuditorChange(auditor=address),
+        Attestation(block_number=9, block_hash=b"\x0c" * 32, entry_count=12, running_hash=b"\x0d" * 24,
+                    report_hash=b"\x0e" * 32, verdict=AuditVerdict.PASSED, findings=0),
+    ]
+    kinds += [CaseEvent(case_id=keccak(b"x%d" % a), action=CaseAction(a), occurred_at=t + a) for a in range(2, 9)]
+    for record in kinds:
+        fields = {attr: getattr(record, attr) for attr, _, _ in record.FIELDS}
+        raw = {k: v.encode() if isinstance(v, str) and not v.startswith("0x") else v for k, v in fields.items()}
+        expected = _eip712_struct_hash(record)
+        assert record.struct_hash() == struct_hash_of(type(record), fields) == expected, record.TYPE_NAME
+        assert struct_hash_of(type(record), raw) == expected, record.TYPE_NAME
 
 
 @given(st.lists(case_events(), min_size=1, max_size=5))

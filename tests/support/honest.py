@@ -431,12 +431,12 @@ def copy_entry(e: DecodedEntry, **changes: Any) -> DecodedEntry:
     from such a log."""
     import dataclasses
 
-    from ledger.chain.logs import struct_hash
     from ledger.records import (
         AgencyRegistration,
         Commitment,
         HolidayCalendar,
         SignerChange,
+        struct_hash_of,
     )
     from ledger.records import CaseEvent as CaseEventRecord
     from ledger.records import Dispute as DisputeRecord
@@ -453,7 +453,7 @@ def copy_entry(e: DecodedEntry, **changes: Any) -> DecodedEntry:
         EntryKind.RECEIPT_ISSUED: ReceiptRecord, EntryKind.CASE_RATED: RatingRecord,
         EntryKind.CASE_DISPUTED: DisputeRecord,
     }
-    record_hash = struct_hash(types[out.kind], record)
+    record_hash = struct_hash_of(types[out.kind], record)
     out.record_hash = record_hash
     out.entry_hash = entry_hash(out.seq, out.kind, out.agency_id, out.actor, record_hash)
     return out
