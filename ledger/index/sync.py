@@ -143,6 +143,10 @@ class _ReorgDetected(Exception):
 # -------------------------------------------------------------------------------------------------- indexer
 
 
+#: how long to wait before reading a range's logs again when they do not add up (a node's log index behind its head)
+_LOG_INDEX_GRACE = 0.2
+
+
 class Indexer:
     """Indexes one deployed ledger into one store (one ledger per store). Two indexers on the same store (say the
     service's and an operator's ``sync``) are safe: their writes take turns and each notices the other's."""
@@ -540,6 +544,13 @@ class Indexer:
                 or any(_hash(again[e.block_number]) != e.block_hash for e in decoded)
             ):
                 raise _ReorgDetected(f"blocks {start}-{end} changed while they were read")
+            # A node whose log index lags its head (anvil, geth: a block is there before its logs are) serves the
+            # range short once: read it again before calling it an integrity failure. A node that keeps serving it
+            # short or altered is refused below; one that keeps changing its answer is given up on after 20 tries.
+            time.sleep(_LOG_INDEX_GRACE)
+            if len(self.reader.logs(start, end)) != len(logs):
+                raise _ReorgDetected(f"blocks {start}-{end}: a second read gave other logs (the node's log index was "
+                                     "behind its head)")
             raise IndexIntegrityError(
                 f"blocks {start}-{end}: the logs give {len(decoded)} entries from seq {count}"
                 f"{'' if complete else f' with a gap at seq {expected_seq}'}, "

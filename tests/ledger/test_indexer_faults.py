@@ -146,6 +146,19 @@ def test_logs_that_do_not_add_up_are_refused(
     assert store.dump()["entries"] == []
 
 
+def test_a_range_served_short_once_is_read_again_not_refused(
+    world: World, proxy: FaultProxy, stores: Callable[[], Store]
+) -> None:
+    """A node whose log index lags its head serves the newest block's logs a moment after the block itself (seen on
+    anvil and geth): the range adds up on a second read, so it is indexed, not refused as an integrity failure (a node
+    that keeps serving it short is refused: test_logs_that_do_not_add_up_are_refused)."""
+    world.ledger.write_batch(world.signer, [world.opened(f"late{i}") for i in range(5)])
+    proxy.add("eth_getLogs", rewrite(lambda logs: logs[:-1] if len(logs) >= 3 else logs), times=1)
+    store = stores()
+    report = through(proxy, world, store).sync()
+    assert report.entries == world.ledger.entry_count() and len(store.dump()["cases"]) == 5
+
+
 def test_a_block_changing_mid_read_is_retried(world: World, proxy: FaultProxy, stores: Callable[[], Store]) -> None:
     """A header whose hash differs from the logs' (as when a reorg happens between two reads) makes the range be
     read again, not stored."""
