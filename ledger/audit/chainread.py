@@ -24,7 +24,6 @@ from ledger.audit.errors import CannotAudit
 from ledger.audit.rpc import Rpc, RpcError
 from ledger.chain.logs import DecodedEntry, LogDecoder
 from ledger.chain.reader import LedgerReader, RangeSizer
-from ledger.chain.rpc import JsonRpc
 from ledger.encoding import keccak
 
 #: OpenZeppelin AccessControl: the role whose holders may register agencies and change their keys
@@ -107,7 +106,7 @@ class ChainReader:
         self.max_block_range = max_block_range
         self.target_logs = target_logs
         self.progress = progress or (lambda stage, done, total: None)
-        self.chain = LedgerReader(rpc, self.address)
+        self.node = LedgerReader(rpc, self.address)
         self.decoder = LogDecoder()
         names = {topic: name for topic, (name, _, _) in self.decoder.table.items()}
         self._role_topics = {t: n == "RoleGranted" for t, n in names.items() if n in ("RoleGranted", "RoleRevoked")}
@@ -130,7 +129,7 @@ class ChainReader:
         started = time.perf_counter()
         rpc = self.rpc
         chain_id = self.preflight()
-        head = self.chain.head()
+        head = self.node.head()
         number = head if self.to_block is None else min(self.to_block, head)
         block = rpc.call("eth_getBlockByNumber", [hex(number), False])
         if block is None:
@@ -161,7 +160,7 @@ class ChainReader:
         last: Exception | None = None
         for where in ({"blockHash": block_hash}, hex(number)):
             try:
-                found = self.chain.counted_head(where)
+                found = self.node.counted_head(where)
             except RpcError as exc:
                 last = exc
                 continue
@@ -173,7 +172,7 @@ class ChainReader:
     def contract_head_at(self, number: int) -> tuple[int, bytes] | None:
         """The contract's count and running hash at an earlier block, or None when the node keeps no state there."""
         try:
-            return self.chain.head_or_zero(hex(number))
+            return self.node.head_or_zero(hex(number))
         except RpcError:
             return None
 
@@ -182,20 +181,18 @@ class ChainReader:
         out: list[DecodedEntry] = []
         step = 2000
         for start in range(first, last + 1, step):  # a node's refusal is raised as it is: the caller decides
-            out += self.decoder.decode(self._fetch(start, min(last, start + step - 1)))
+            out += self.decoder.decode(self.node.logs(start, min(last, start + step - 1)))
         return out
 
     def _deploy_block(self, head: int) -> int:
         """The contract's creation block, by bisection on eth_getCode (0 when the node keeps no old state)."""
         try:
-            return self.chain.deploy_block(head)
+            return self.node.deploy_block(head)
         except RpcError:
             return 0
 
     # -- logs
 
-    def _fetch(self, start: int, end: int, rpc: JsonRpc | None = None) -> list[dict[str, Any]]:
-        return self.chain.logs(start, end, rpc)
 
     def _read_logs(self, snapshot: ChainSnapshot, first: int, last: int) -> None:
         # Start small and grow towards `target_logs` logs a range: dense chains get several ranges, so the node serves
@@ -214,7 +211,7 @@ class ChainReader:
                     end, pending = ranges.end(start, last), None
                 ahead = None
                 try:
-                    logs = pending.result() if pending is not None else self._fetch(start, end)
+                    logs = pending.result() if pending is not None else self.node.logs(start, end)
                     snapshot.log_requests += 1
                 except RpcError as exc:
                     if not exc.too_large or end == start:
@@ -224,7 +221,7 @@ class ChainReader:
                 ranges.served(start, end, len(logs))
                 if end < last:
                     following = (end + 1, ranges.end(end + 1, last))
-                    ahead = (*following, pool.submit(self._fetch, *following, background))
+                    ahead = (*following, pool.submit(self.node.logs, *following, background))
                 self._take(snapshot, logs)
                 del logs
                 start = end + 1
@@ -264,7 +261,7 @@ class ChainReader:
         headers: dict[int, tuple[bytes, int]] = {}
         chunk = 500
         for i in range(0, len(numbers), chunk):
-            for n, header in self.chain.headers(numbers[i : i + chunk], chunk).items():
+            for n, header in self.node.headers(numbers[i : i + chunk], chunk).items():
                 if header is not None:
                     headers[n] = (bytes.fromhex(header["hash"][2:]), int(header["timestamp"], 16))
             self.progress("headers", min(i + chunk, len(numbers)), len(numbers))

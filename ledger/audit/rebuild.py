@@ -113,8 +113,6 @@ class FeedbackContext:
     #: voided ones included, never a batched one), None before its receipt: what a rating or dispute is judged by —
     #: an agency voiding its own fulfilment later cannot make a citizen's dispute of it look refused
     tracked: ReceiptCase | None
-    #: times the case was reopened so far
-    reopened: int
     #: ratings recorded so far
     ratings: int
 
@@ -622,7 +620,7 @@ class Builder:
             if isinstance(item, Feedback):
                 self._contexts.setdefault(key, []).append(FeedbackContext(
                     e, progress.status if progress.opened else "", progress.receipt, state.receipts, tracked,
-                    progress.reopened, state.ratings,
+                    state.ratings,
                 ))
                 progress.take(item)
                 kind = item.kind
@@ -631,7 +629,8 @@ class Builder:
                     state.contract = receipt_state.issued() if tracked is None else tracked  # the first one counts
                 elif kind == EntryKind.CASE_RATED:
                     state.ratings += 1
-                    state.contract = None if tracked is None else receipt_state.after_rating(tracked)
+                    if tracked is not None:
+                        state.contract = receipt_state.after_rating(tracked)
                 elif tracked is not None:
                     state.contract = receipt_state.after_dispute(tracked)
                 continue
