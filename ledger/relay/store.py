@@ -39,7 +39,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -64,6 +64,7 @@ from ledger.writer.outbox import (
     Outbox,
     OutboxItem,
     OutboxState,
+    immediate_transaction,
     record_from_json,
     record_json,
 )
@@ -558,16 +559,8 @@ class RelayStore:
         return RelayStatus(state=state, tx_hash=first.tx_hash, seqs=seqs, error_name=error_name, error=error,
                            **common)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._thread_lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db, self._thread_lock)
 
 
 # ---------------------------------------------------------------------- reading citizens' submissions back

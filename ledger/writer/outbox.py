@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -167,6 +167,21 @@ def record_from_json(record_type: str, text: str) -> Record:
     return cls.model_validate(json.loads(text))
 
 
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection, lock: threading.RLock) -> Iterator[sqlite3.Connection]:
+    """One write transaction on `db` (opened in autocommit mode), taken with ``BEGIN IMMEDIATE`` under `lock` (the
+    connection's users in this process): committed when the block ends, rolled back when it raises. The outbox's and
+    the relay store's."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
 def default_idempotency_key(signer: str, record: Record, record_hash: bytes | None = None) -> str:
     """``0x``-hex of keccak(signer address ‖ entry kind ‖ record struct hash): identical records are one entry."""
     struct_hash_ = record.struct_hash() if record_hash is None else record_hash
@@ -280,16 +295,8 @@ class Outbox:
 
     # -- plumbing
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db, self._lock)
 
     def _migrate(self) -> None:
         with self._lock:
