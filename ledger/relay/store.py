@@ -49,7 +49,7 @@ from web3.exceptions import Web3RPCError
 
 from ledger.chain.contract import Ledger
 from ledger.errors import NodeUnavailable, OutboxError
-from ledger.records import CITIZEN_RECORDS, Dispute, Rating, Record
+from ledger.records import Dispute, Rating, Record
 from ledger.relay.budgets import BudgetBook, BudgetUse, RelayBudgets, estimated_gas
 from ledger.relay.verify import (
     CITIZEN_TYPES,
@@ -60,7 +60,6 @@ from ledger.relay.verify import (
     StaleNonce,
 )
 from ledger.writer.outbox import (
-    RECORD_TYPES,
     Outbox,
     OutboxItem,
     OutboxState,
@@ -68,11 +67,6 @@ from ledger.writer.outbox import (
     record_from_json,
     record_json,
 )
-
-# The outbox rebuilds a row's record from its class name; citizens' records reach the outbox only through this
-# module, so it makes them known there (a no-op once ledger.writer.outbox lists them itself).
-for _citizen in CITIZEN_RECORDS:
-    RECORD_TYPES.setdefault(_citizen.__name__, _citizen)
 
 
 @dataclass(frozen=True)
