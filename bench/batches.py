@@ -118,10 +118,10 @@ def main() -> None:
             ok = batches.verify_proof(batch.root, BIG // 3, batch.record_hashes[BIG // 3], big_proof)
         check_us = (time.perf_counter() - t) / rounds * 1e6
         assert ok and ledger.verify_batch_entry(anchored.seq, BIG // 3, batch.record_hashes[BIG // 3], big_proof)
-        call = ledger.contract.functions.verifyBatchEntry(anchored.seq, BIG // 3, batch.record_hashes[BIG // 3],
+        call = ledger.filings.functions.verifyBatchEntry(anchored.seq, BIG // 3, batch.record_hashes[BIG // 3],
                                                          big_proof)
         verify_gas = call.estimate_gas()
-        calldata = bytes.fromhex(ledger.contract.encode_abi(
+        calldata = bytes.fromhex(ledger.filings.encode_abi(
             "verifyBatchEntry", [anchored.seq, BIG // 3, batch.record_hashes[BIG // 3], big_proof])[2:])
         verify_exec_gas = verify_gas - 21_000 - sum(16 if byte else 4 for byte in calldata)
         sizes = {n: proof_lengths(b) for n, b in ((10_000, small), (BIG, batch))}

@@ -1,5 +1,6 @@
-"""Gas per ledger entry on a local anvil: single, batched and relayed writes, a Merkle batch's anchor, and citizens'
-receipts, ratings and disputes (a benchmark, not a test).
+"""Gas per ledger entry on a local anvil: single, batched and relayed writes, a Merkle batch's anchor, citizens'
+receipts, ratings and disputes, and citizens' filings with the agency's answers and receipt claims (the filings
+module) (a benchmark, not a test).
 
 Run: python bench/gas.py  — prints a table, then one JSON line of the figures.
 """
@@ -28,9 +29,13 @@ from ledger.records import (
     Correction,
     DeadlineUnit,
     Dispute,
+    Filing,
+    FilingAnswer,
+    FilingDecision,
     HolidayCalendar,
     Rating,
     Receipt,
+    ReceiptClaim,
     short_code,
     text_hash,
 )
@@ -171,6 +176,40 @@ def main() -> None:
             signer, later(disputed, CaseAction.DISPUTE_REJECTED)
         )["gasUsed"]
 
+        # Citizens' filings (the filings module): a request signed with a key made on the citizen's own device,
+        # relayed; the agency accepts it (its case opens, bound to the filer's key) or rejects it with a reason. The
+        # holder of a printed receipt claims it: moves it to a key of their own, signed with the printed key.
+        def filing(code: str) -> Filing:
+            return Filing(agency_id=agency, commitment_id=commitment_id, district=short_code("PUDONG"), channel=4,
+                          content_hash=text_hash("salt:the lamp at gate 3 is dark"), receipt=receipts.address(code))
+
+        def file() -> tuple[int, int]:
+            """A filing with a fresh key: (its seq, its gas)."""
+            code = receipts.new_code()
+            record = filing(code)
+            seq = ledger.entry_count()
+            tx = ledger.submit_filing(relayer, record, ledger.sign_filing(receipts.private_key(code), record))
+            return seq, tx["gasUsed"]
+
+        accepted, rows["filing (relayed, filer-signed)"] = file()
+        rows["filing accepted (the agency's answer; its case opens)"] = ledger.answer_filing(
+            signer, FilingAnswer(filing_seq=accepted, decision=FilingDecision.ACCEPTED)
+        )["gasUsed"]
+        rejected, _ = file()
+        rows["filing rejected (out of scope, reason hashed)"] = ledger.answer_filing(
+            signer,
+            FilingAnswer(filing_seq=rejected, decision=FilingDecision.OUT_OF_SCOPE, reason_hash=text_hash("not ours")),
+        )["gasUsed"]
+        printed_case, printed_code = cases[1]
+        claimant_code = receipts.new_code()
+        receipt_claim = ReceiptClaim(
+            agency_id=agency, case_id=printed_case.case_id, receipt=receipts.address(claimant_code)
+        )
+        rows["receipt claimed (relayed, signed with the printed key and the new one)"] = ledger.submit_claim(
+            relayer, receipt_claim, ledger.sign_filing(receipts.private_key(printed_code), receipt_claim),
+            ledger.sign_filing(receipts.private_key(claimant_code), receipt_claim),
+        )["gasUsed"]
+
         # An auditor's signed checkpoint of the block before the latest, sent by the auditor itself.
         auditor = chain.new_account()
         ledger.authorize_auditor(governance, auditor.address)
@@ -203,6 +242,10 @@ def main() -> None:
         "dispute_gas": rows["dispute (relayed, receipt-signed)"],
         "dispute_answer_gas": rows["single: dispute answered (rejected, with reason)"],
         "attestation_gas": rows["audit attestation (auditor-signed)"],
+        "filing_gas": rows["filing (relayed, filer-signed)"],
+        "filing_accept_gas": rows["filing accepted (the agency's answer; its case opens)"],
+        "filing_reject_gas": rows["filing rejected (out of scope, reason hashed)"],
+        "receipt_claim_gas": rows["receipt claimed (relayed, signed with the printed key and the new one)"],
         # what closing a case costs more when it has a receipt (the ledger tracks its state for ratings, disputes)
         "receipt_close_extra_gas": rows["single: receipt case fulfilled"] - rows["single: case fulfilled"],
         "receipt_close_extra_batched_gas": (

@@ -4,27 +4,28 @@ pragma solidity 0.8.30;
 import {AccessControlDefaultAdminRules} from
     "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
 import {ICivicLedger} from "./interfaces/ICivicLedger.sol";
+import {LedgerLib} from "./libraries/LedgerLib.sol";
+import {CivicFilings} from "./CivicFilings.sol";
 
 /// @title Civic Ledger
 /// @notice Append-only, tamper-evident ledger of public-service commitments and cases. Immutable: no proxy,
 /// no owner-only edit or delete. Governance (a two-step, time-delayed admin) registers agencies and their keys;
-/// agencies append entries directly, in batches, or through a relayer with an EIP-712 signature.
+/// agencies append entries directly, in batches, or through a relayer with an EIP-712 signature. Citizens' filings,
+/// the agencies' answers and receipt claims are appended by {CivicFilings}, a module the constructor creates: it is
+/// the only contract that may call {appendFromModule}, and nothing can ever add another.
 contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     /// @notice Role allowed to register agencies and authorise or revoke their keys.
     bytes32 public constant GOVERNOR_ROLE = keccak256("GOVERNOR_ROLE");
     /// @inheritdoc ICivicLedger
-    bytes32 public constant RECEIPT_CASE_FLAG = bytes32(uint256(1) << 255);
-    /// @inheritdoc ICivicLedger
-    uint256 public constant DISPUTE_WINDOW = 30 days;
-    /// @inheritdoc ICivicLedger
-    uint256 public constant DISPUTE_RESPONSE_WINDOW = 10 days;
-    /// @inheritdoc ICivicLedger
-    uint64 public constant MAX_BATCH_ENTRIES = 1 << 20;
+    address public immutable FILINGS;
+    // The rules' constants are LedgerLib's; {CivicFilings} publishes them (this contract has no room for getters).
+    bytes32 private constant RECEIPT_CASE_FLAG = LedgerLib.RECEIPT_CASE_FLAG;
+    uint256 private constant DISPUTE_WINDOW = LedgerLib.DISPUTE_WINDOW;
+    uint64 private constant MAX_BATCH_ENTRIES = LedgerLib.MAX_BATCH_ENTRIES;
 
     // EIP-712 §Definition of encodeType: each record's type string, then the relayed wrappers.
     bytes32 private constant AGENCY_REGISTRATION_TYPEHASH =
@@ -88,10 +89,6 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         "uint8 verdict,uint32 findings)"
     );
 
-    /// @dev Domain tag of entry hashes, so an entry hash can never equal any EIP-712 struct hash.
-    bytes32 private constant ENTRY_TYPEHASH =
-        keccak256("Entry(uint256 seq,uint8 kind,bytes32 agencyId,address actor,bytes32 recordHash)");
-
     struct AgencyRecord {
         bool registered;
         uint32 signerCount;
@@ -139,6 +136,31 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         EIP712("CivicLedger", "1")
     {
         _grantRole(GOVERNOR_ROLE, admin);
+        FILINGS = address(new CivicFilings());
+    }
+
+    // ------------------------------------------------------------- the module
+
+    /// @inheritdoc ICivicLedger
+    function appendFromModule(
+        EntryKind kind,
+        bytes32 agencyId,
+        address actor,
+        bytes32 recordHash,
+        bytes32 caseId,
+        address receipt
+    ) external returns (uint256 seq) {
+        if (msg.sender != FILINGS) revert UnauthorizedSigner(msg.sender);
+        seq = _appendOne(kind, agencyId, actor, recordHash);
+        if (receipt != address(0)) {
+            // Both fit 64 bits for ever, as in {_issueReceipt}.
+            _receiptIssuances[receipt] = ReceiptIssuance({seq: uint64(seq), blockNumber: uint64(block.number)});
+            if (caseId != bytes32(0)) {
+                ReceiptCase storage state = _receiptCases[agencyId][caseId];
+                state.receipt = receipt;
+                if (state.status == ReceiptCaseStatus.None) state.status = ReceiptCaseStatus.Open;
+            }
+        }
     }
 
     // ------------------------------------------------------------- governance
@@ -308,7 +330,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         uint64 seq = head.entryCount;
         bytes32 batchHash = keccak256(abi.encode(BATCH_TYPEHASH, root, count, fileHash));
         _head = LogHead({
-            runningHash: _fold(head.runningHash, entryHashOf(seq, EntryKind.BatchAnchored, agencyId, msg.sender, batchHash)),
+            runningHash: _fold(head.runningHash, LedgerLib.entryHash(seq, EntryKind.BatchAnchored, agencyId, msg.sender, batchHash)),
             entryCount: seq + count
         });
         _batchRoots[seq] = root;
@@ -492,18 +514,6 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     }
 
     /// @inheritdoc ICivicLedger
-    function verifyBatchEntry(uint256 seq, uint256 index, bytes32 recordHash, bytes32[] calldata proof)
-        external
-        view
-        returns (bool)
-    {
-        bytes32 root = _batchRoots[seq];
-        if (root == bytes32(0)) return false;
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(index, recordHash))));
-        return MerkleProof.verifyCalldata(proof, root, leaf);
-    }
-
-    /// @inheritdoc ICivicLedger
     function receiptCase(bytes32 agencyId, bytes32 caseId) external view returns (ReceiptCase memory) {
         return _receiptCases[agencyId][caseId];
     }
@@ -527,28 +537,6 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     /// @inheritdoc ICivicLedger
     function entryCount() external view returns (uint256) {
         return _head.entryCount;
-    }
-
-    /// @inheritdoc ICivicLedger
-    function entryHashOf(uint256 seq, EntryKind kind, bytes32 agencyId, address actor, bytes32 recordHash)
-        public
-        pure
-        returns (bytes32 hash)
-    {
-        // Same bytes as keccak256(abi.encode(ENTRY_TYPEHASH, seq, kind, agencyId, actor, recordHash)), hashed in
-        // memory past the free memory pointer without claiming it: abi.encode would allocate afresh for every entry
-        // of a batch, and memory expansion grows quadratically.
-        bytes32 typehash = ENTRY_TYPEHASH;
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            mstore(m, typehash)
-            mstore(add(m, 0x20), seq)
-            mstore(add(m, 0x40), kind)
-            mstore(add(m, 0x60), agencyId)
-            mstore(add(m, 0x80), actor)
-            mstore(add(m, 0xa0), recordHash)
-            hash := keccak256(m, 0xc0)
-        }
     }
 
     /// @inheritdoc ICivicLedger
@@ -580,13 +568,6 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
     /// @inheritdoc ICivicLedger
     function nonces(address signer) external view returns (uint256) {
         return _nonces[signer];
-    }
-
-    /// @notice The EIP-712 domain separator of this deployment (chain id and address bound).
-    /// @return the domain separator
-    // solhint-disable-next-line func-name-mixedcase
-    function DOMAIN_SEPARATOR() external view returns (bytes32) {
-        return _domainSeparatorV4();
     }
 
     // -------------------------------------------------------------- internals
@@ -695,7 +676,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         LogHead memory head = _head;
         seq = head.entryCount;
         _head = LogHead({
-            runningHash: _fold(head.runningHash, entryHashOf(seq, kind, agencyId, actor, recordHash)),
+            runningHash: _fold(head.runningHash, LedgerLib.entryHash(seq, kind, agencyId, actor, recordHash)),
             entryCount: head.entryCount + 1
         });
     }
@@ -838,7 +819,7 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
                 signer: signer
             });
         }
-        return _fold(head, entryHashOf(seq, EntryKind.CaseEvent, agencyId, signer, recordHash));
+        return _fold(head, LedgerLib.entryHash(seq, EntryKind.CaseEvent, agencyId, signer, recordHash));
     }
 
     function _recordCorrection(bytes32 agencyId, address signer, Correction calldata c, bytes32 recordHash) private {

@@ -123,7 +123,13 @@ _DISPUTE_REJECTED = int(CaseAction.DISPUTE_REJECTED)
 #: the case events that answer a dispute
 ANSWERS = frozenset({_REOPENED, _DISPUTE_REJECTED})
 #: entries a correction cannot void: a citizen's rating or dispute, and the receipt that lets them make one
-UNVOIDABLE_KINDS = frozenset({int(EntryKind.RECEIPT_ISSUED), int(EntryKind.CASE_RATED), int(EntryKind.CASE_DISPUTED)})
+#: entries no correction voids: what a citizen signed or holds (a receipt, a rating, a dispute, a filing, a claim of a
+#: receipt), and an agency's answer to a filing, whose acceptance is the opening of the case bound to it — voiding it
+#: would take a late case out of the figures while the citizen's filing stands
+UNVOIDABLE_KINDS = frozenset({
+    int(EntryKind.RECEIPT_ISSUED), int(EntryKind.CASE_RATED), int(EntryKind.CASE_DISPUTED),
+    int(EntryKind.FILING_RECORDED), int(EntryKind.FILING_ANSWERED), int(EntryKind.RECEIPT_CLAIMED),
+})
 _RECEIPT_ISSUED = int(EntryKind.RECEIPT_ISSUED)
 _CASE_RATED = int(EntryKind.CASE_RATED)
 _CASE_DISPUTED = int(EntryKind.CASE_DISPUTED)
@@ -160,7 +166,8 @@ class Event(NamedTuple):
 
 
 class Feedback(NamedTuple):
-    """A ReceiptIssued, CaseRated or CaseDisputed entry of a case: what the fold reads of it."""
+    """A ReceiptIssued, CaseRated or CaseDisputed entry of a case: what the fold reads of it. An accepted filing and a
+    receipt claim bind a key as a ReceiptIssued does, and come as RECEIPT_ISSUED items (at their own seq)."""
 
     seq: int
     #: ``ledger.records.EntryKind`` (RECEIPT_ISSUED, CASE_RATED or CASE_DISPUTED)
@@ -325,11 +332,13 @@ class CaseProgress:
         return False
 
     def take(self, item: Feedback) -> None:
-        """Advance by one receipt, rating or dispute entry of the case (in seq order among its events)."""
+        """Advance by one receipt, rating or dispute entry of the case (in seq order among its events). A receipt
+        item binds the case to a key: the agency's ReceiptIssued, an accepted filing's (the filer's key), or a
+        ReceiptClaimed entry's (the holder's own key) — the contract binds one key to a case, and only a claim moves
+        it to another, so a later receipt item replaces the key."""
         kind = item.kind
         if kind == _RECEIPT_ISSUED:
-            if self.receipt is None:
-                self.receipt = item.receipt
+            self.receipt = item.receipt
         elif kind == _CASE_RATED:
             if self.rating is None:
                 self.rating, self.rated_at = item.score, item.block_time
@@ -484,8 +493,9 @@ def correction_applies(agency: Any, target: tuple[Any, int] | None, target_voide
     """Does a correction by ``agency`` void its target? ``target`` is the target entry's ``(agency_id, kind)``, None
     when the ledger has no such entry before the correction; ``target_voided``: a correction voided it already.
     Applied when the target is the same agency's, not voided already, and not of :data:`UNVOIDABLE_KINDS` (an
-    agency cannot void the rating or dispute a citizen signed, which carries the rated agency's id, nor the receipt
-    they hold). The one rule: :func:`voided_entries` folds it over a log, the indexer applies it entry by entry."""
+    agency cannot void the rating, dispute or filing a citizen signed, which carry the agency's id, nor the receipt
+    they hold, nor its own answer to a filing). The one rule: :func:`voided_entries` folds it over a log, the indexer
+    applies it entry by entry."""
     if target is None or target_voided:
         return False
     target_agency, kind = target

@@ -3,7 +3,7 @@ hash's fold, and how a bytes32 code and on-chain text are shown. Used by the rec
 reader, the indexer, the API and the auditor alike.
 
 - ``entry_hash`` = keccak256(abi.encode(ENTRY_TYPEHASH, seq, kind, agencyId, actor, recordHash))
-  (``ICivicLedger.entryHashOf``); every argument is one 32-byte word, so the encoding is their concatenation.
+  (``ICivicFilings.entryHashOf``); every argument is one 32-byte word, so the encoding is their concatenation.
 - ``fold`` = bytes24(keccak256(abi.encode(bytes24 head, bytes32 entryHash))): one step of the running hash.
 - ``code_text``: a bytes32 code's text when it is 1 to 32 printable ASCII characters right-padded with zero bytes
   (what ``ledger.records.short_code`` makes), else ``0x`` + hex: one-to-one, so the index can key on it.
@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+import rlp  # type: ignore[import-untyped]
+from eth_typing import ChecksumAddress
+from eth_utils import to_checksum_address
 
 try:  # the C implementation; the same values as eth-hash's, about four times faster
     from sha3 import keccak_256  # type: ignore[import-untyped]  # safe-pysha3 ships no types
@@ -39,6 +43,14 @@ ZERO_HEAD = b"\0" * 24
 ENTRY_TYPEHASH = keccak(b"Entry(uint256 seq,uint8 kind,bytes32 agencyId,address actor,bytes32 recordHash)")
 
 
+def module_address(ledger_address: str) -> ChecksumAddress:
+    """The address of the filings module a ledger at `ledger_address` created in its constructor: the first
+    contract a contract creates has CREATE address ``keccak256(rlp([creator, 1]))[12:]`` (EIP-161: a contract's
+    nonce starts at 1). Derived, not asked of the ledger, so nobody has to trust an answer about it."""
+    creator = bytes.fromhex(ledger_address[2:])
+    return to_checksum_address(keccak(rlp.encode([creator, 1]))[12:])
+
+
 def word(value: int) -> bytes:
     """A uint256 ABI word."""
     return value.to_bytes(32, "big")
@@ -56,7 +68,7 @@ def entry_hash_of_words(seq_word: bytes, kind_word: bytes, agency_id: bytes, act
 
 
 def entry_hash(seq: int, kind: int, agency_id: bytes, actor: str, record_hash: bytes) -> bytes:
-    """The entry hash the contract folds into its running hash (``ICivicLedger.entryHashOf``)."""
+    """The entry hash the contract folds into its running hash (``ICivicFilings.entryHashOf``)."""
     return entry_hash_of_words(word(seq), word(int(kind)), agency_id, address_word(actor), record_hash)
 
 

@@ -41,6 +41,9 @@ class EntryKind(enum.IntEnum):
     AUDITOR_AUTHORIZED = 12
     AUDITOR_REVOKED = 13
     AUDIT_ATTESTED = 14
+    FILING_RECORDED = 15
+    FILING_ANSWERED = 16
+    RECEIPT_CLAIMED = 17
 
 
 class CaseAction(enum.IntEnum):
@@ -56,6 +59,24 @@ class CaseAction(enum.IntEnum):
     WITHDRAWN = 8
     REOPENED = 9
     DISPUTE_REJECTED = 10
+
+
+class FilingDecision(enum.IntEnum):
+    """An agency's answer to a filing (``ICivicFilings.FilingDecision``): accept it, or reject it with a reason."""
+
+    ACCEPTED = 1
+    DUPLICATE = 2
+    OUT_OF_SCOPE = 3
+    SPAM = 4
+
+
+class FilingStatus(enum.IntEnum):
+    """Where a filing stands (``ICivicFilings.FilingStatus``)."""
+
+    NONE = 0
+    FILED = 1
+    ACCEPTED = 2
+    REJECTED = 3
 
 
 class ReceiptCaseStatus(enum.IntEnum):
@@ -559,3 +580,101 @@ class Attestation(Record):
 
 #: EIP-712 wrappers a relayer submits: the batch of case events has its own, signed once for all.
 BATCH_RELAY = "RecordCaseEvents"
+
+
+class Filing(Record):
+    """A citizen's request (``ICivicFilings.Filing``), signed with the receipt key made on their own device and
+    relayed by anyone. Only hashes and public codes: the content stays in the service's private store."""
+
+    TYPE_NAME = "Filing"
+    FIELDS = (
+        ("agency_id", "agencyId", "bytes32"),
+        ("commitment_id", "commitmentId", "bytes32"),
+        ("district", "district", "bytes32"),
+        ("channel", "channel", "uint8"),
+        ("content_hash", "contentHash", "bytes32"),
+        ("receipt", "receipt", "address"),
+    )
+    KIND = EntryKind.FILING_RECORDED
+
+    agency_id: Bytes32
+    commitment_id: Bytes32
+    district: Bytes32
+    channel: int = Field(ge=1, le=255)
+    content_hash: Bytes32
+    receipt: Address
+
+    @model_validator(mode="after")
+    def _filled(self) -> Filing:
+        if self.district == ZERO32:
+            raise ValueError("a filing names its district")
+        if self.content_hash == ZERO32:
+            raise ValueError("a filing commits to its content: the content hash must not be zero")
+        if self.receipt == ZERO_ADDRESS:
+            raise ValueError("the receipt address must not be zero")
+        return self
+
+
+class FilingAnswer(Record):
+    """An agency's answer to a filing (``ICivicFilings.FilingAnswer``): accepted, its case opens bound to it (id
+    :func:`filed_case_id`, the filer's key); or rejected with a reason."""
+
+    TYPE_NAME = "FilingAnswer"
+    FIELDS = (
+        ("filing_seq", "filingSeq", "uint64"),
+        ("decision", "decision", "uint8"),
+        ("duplicate_of", "duplicateOf", "bytes32"),
+        ("reason_hash", "reasonHash", "bytes32"),
+    )
+    KIND = EntryKind.FILING_ANSWERED
+
+    filing_seq: int = Field(ge=0, le=UINT64_MAX)
+    decision: FilingDecision
+    duplicate_of: Bytes32 = ZERO32
+    reason_hash: Bytes32 = ZERO32
+
+    @model_validator(mode="after")
+    def _reasoned(self) -> FilingAnswer:
+        if (self.decision == FilingDecision.DUPLICATE) != (self.duplicate_of != ZERO32):
+            raise ValueError("a duplicate names the case it duplicates (duplicate_of), and only a duplicate does")
+        if self.decision != FilingDecision.ACCEPTED and self.reason_hash == ZERO32:
+            raise ValueError("a rejection gives the hash of its published reason")
+        return self
+
+
+class ReceiptClaim(Record):
+    """The holder of an agency-issued receipt moves it to a key of their own (``ICivicFilings.ReceiptClaim``),
+    signed with the issued key."""
+
+    TYPE_NAME = "ReceiptClaim"
+    FIELDS = (
+        ("agency_id", "agencyId", "bytes32"),
+        ("case_id", "caseId", "bytes32"),
+        ("receipt", "receipt", "address"),
+    )
+    KIND = EntryKind.RECEIPT_CLAIMED
+
+    agency_id: Bytes32
+    case_id: Bytes32
+    receipt: Address
+
+
+class FiledCase(Record):
+    """Not an entry: the EIP-712 type whose hash, with the top bit set, is the id of the case a filing opens."""
+
+    TYPE_NAME = "FiledCase"
+    FIELDS = (("filing_seq", "filingSeq", "uint64"),)
+    KIND = EntryKind.FILING_ANSWERED
+
+    filing_seq: int = Field(ge=0, le=UINT64_MAX)
+
+
+def filed_case_id(filing_seq: int) -> bytes:
+    """The id of the case an accepted filing opens (``ICivicFilings.caseIdOfFiling``): ``hashStruct(FiledCase)``
+    with the receipt-case bit set, so neither the agency nor anyone else chooses it."""
+    digest = struct_hash_of(FiledCase, {"filing_seq": filing_seq})
+    return bytes([digest[0] | RECEIPT_CASE_FLAG]) + digest[1:]
+
+
+#: Records signed by a citizen's key in the filings module's EIP-712 domain; the entry's actor is that key.
+FILING_MODULE_SIGNED: tuple[type[Record], ...] = (Filing, ReceiptClaim)

@@ -17,6 +17,7 @@ from api.read.batches import withheld_counts
 from api.routes._common import NOT_MODIFIED, ok, read_route, read_router, state_of
 from api.schemas.chain import ChainFacts, NodeStatus
 from ledger.chain.rpc import JsonRpc, RetryPolicy, RpcError
+from ledger.encoding import module_address
 from ledger.errors import NodeUnavailable
 
 TAG = {"name": "chain", "description": "Where the ledger lives, and how far the index has read it"}
@@ -96,6 +97,7 @@ def chain_facts(request: Request, response: Response, conn: Snapshot, settings: 
     facts = ChainFacts(
         chain_id=state.chain_id,
         contract_address=state.contract_address,
+        filings_address=None if state.contract_address is None else module_address(state.contract_address),
         deploy_block=state.deploy_block,
         entry_count=state.entry_count,
         running_hash=to_hex(state.running_hash),

@@ -38,6 +38,9 @@ EntryKindName = Literal[
     "auditor_authorized",
     "auditor_revoked",
     "audit_attested",
+    "filing_recorded",
+    "filing_answered",
+    "receipt_claimed",
 ]
 CaseActionName = Literal[
     "opened",

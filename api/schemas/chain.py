@@ -27,6 +27,13 @@ class ChainFacts(Model):
 
     chain_id: int | None = Field(description="EIP-155 chain id of the ledger's chain", examples=[31337])
     contract_address: Address | None = Field(description="address of the CivicLedger contract", examples=[_ADDRESS])
+    filings_address: Address | None = Field(
+        default=None,
+        description="address of the ledger's filings module (created by the ledger's constructor, its address "
+        "derived from the ledger's): citizens sign filings and receipt claims in its EIP-712 domain, and its view "
+        "verifyBatchEntry checks a batched entry's Merkle proof on chain",
+        examples=["0xa16E02E87b7454126E5E10d957A927A7F5B5d2be"],
+    )
     deploy_block: int | None = Field(description="block the contract was deployed in", examples=[8])
     entry_count: int = Field(ge=0, description="entries indexed (the contract's entryCount() at that block)")
     running_hash: str = Field(

@@ -320,7 +320,7 @@ const STRINGS = {
       "The receipt must be in block {block}, and its log with index {log_index} must be the contract {contract}'s " +
       "BatchAnchored log of batch {batch} with root {root}.",
     batch_check_4:
-      "Call the contract's view verifyBatchEntry({batch}, {index}, record hash, Merkle proof): it must return true. " +
+      "Call the view verifyBatchEntry({batch}, {index}, record hash, Merkle proof) of the ledger's filings module {module}: it must return true. " +
       "Or download the batch file, check that its keccak256 is the file hash, and rebuild its tree (OpenZeppelin's " +
       "standard Merkle tree): its root must be the anchored one.",
     batches_title: "Merkle-anchored batches",
@@ -753,7 +753,7 @@ const STRINGS = {
     verify_ok: "证明从此记录的哈希导出已锚定的根：此记录在该批次中。",
     verify_bad: "证明未能导出已锚定的根。",
     batch_check_3: "回执应位于第 {block} 号区块，其中序号为 {log_index} 的日志应是合约 {contract} 的批次 {batch} 的 BatchAnchored 日志，根为 {root}。",
-    batch_check_4: "调用合约的只读函数 verifyBatchEntry({batch}, {index}, 记录哈希, 默克尔证明)，应返回 true。也可以下载批次文件，核对其 keccak256 等于文件哈希，并重建其默克尔树（OpenZeppelin 标准默克尔树）：树根应与锚定的根一致。",
+    batch_check_4: "调用账本的申报模块合约 {module} 的只读函数 verifyBatchEntry({batch}, {index}, 记录哈希, 默克尔证明)，应返回 true。也可以下载批次文件，核对其 keccak256 等于文件哈希，并重建其默克尔树（OpenZeppelin 标准默克尔树）：树根应与锚定的根一致。",
     batches_title: "默克尔锚定批次",
     batches_intro: "办件量大的部门以批次写入：一笔交易锚定一个批次的默克尔根、条目数和文件哈希，批次中的每条记录都可以单独证明。",
     batches_caption: "批次（由旧到新）",

@@ -7,7 +7,7 @@ pragma solidity ^0.8.24;
 /// needed to rebuild state, plus the address that authorised it. No personal data is ever recorded:
 /// case ids are opaque, and free text appears only as a hash.
 /// @dev The encoding of each record is its EIP-712 `hashStruct`; the entry hash and running hash are
-/// documented on {entryHashOf} and {runningHash}. The Python package mirrors them byte for byte.
+/// documented on {ICivicFilings-entryHashOf} and {runningHash}. The Python package mirrors them byte for byte.
 interface ICivicLedger {
     // ------------------------------------------------------------------ enums
 
@@ -27,7 +27,10 @@ interface ICivicLedger {
         BatchAnchored, // an agency anchored a Merkle batch of case events: `count` entries, one running-hash step
         AuditorAuthorized, // governance registered an auditor key (never an agency key)
         AuditorRevoked, // governance revoked an auditor key
-        AuditAttested // a registered auditor attested its audit of the ledger up to a block (relayed or direct)
+        AuditAttested, // a registered auditor attested its audit of the ledger up to a block (relayed or direct)
+        FilingRecorded, // a citizen filed a request, signed with their own receipt key (relayed; appended by CivicFilings)
+        FilingAnswered, // the agency accepted a filing (its case opens, bound to it) or rejected it (by CivicFilings)
+        ReceiptClaimed // the holder of an agency-issued receipt moved it to a key of their own (by CivicFilings)
     }
 
     /// @notice An audit's verdict. `None` (0) is never valid.
@@ -104,7 +107,7 @@ interface ICivicLedger {
     /// @notice The public side of the receipt a citizen got when their case opened: the address of the key
     /// derived from the receipt's secret. Only cases whose id has its top bit set can have a receipt.
     struct Receipt {
-        bytes32 caseId; // agency-scoped case id, top bit set (see {RECEIPT_CASE_FLAG})
+        bytes32 caseId; // agency-scoped case id, top bit set (see {ICivicFilings-RECEIPT_CASE_FLAG})
         address receipt; // address of the receipt key
         uint64 occurredAt; // agency-claimed unix time the receipt was issued
     }
@@ -137,10 +140,11 @@ interface ICivicLedger {
         // dispute cannot be replayed from its calldata
     }
 
-    /// @notice Where a receipt key was issued (all zero when it never was): its ReceiptIssued entry and block, so a
-    /// citizen's key finds its case with one call and one log read, whatever the index knows.
+    /// @notice Where a receipt key was last used to start or bind a case (all zero when never): its ReceiptIssued
+    /// entry, or the module's FilingRecorded, FilingAnswered (acceptance) or ReceiptClaimed entry, and its block, so
+    /// a citizen's key finds its case with one call and one log read, whatever the index knows.
     struct ReceiptIssuance {
-        uint64 seq; // sequence number of the ReceiptIssued entry
+        uint64 seq; // sequence number of the entry
         uint64 blockNumber; // the block it was recorded in (never zero once issued)
     }
 
@@ -335,7 +339,7 @@ interface ICivicLedger {
     );
 
     /// @notice The holder of a case's receipt disputed its fulfilment; the agency must answer with a
-    /// `Reopened` or `DisputeRejected` case event within {DISPUTE_RESPONSE_WINDOW}.
+    /// `Reopened` or `DisputeRejected` case event within {ICivicFilings-DISPUTE_RESPONSE_WINDOW}.
     /// @param seq sequence number of this entry
     /// @param agencyId the agency
     /// @param caseId the agency-scoped case id
@@ -356,7 +360,7 @@ interface ICivicLedger {
     /// the batch's entry hash (see {anchorBatch}); the count advances by `count`.
     /// @param seq sequence number of the batch's first entry
     /// @param agencyId the agency
-    /// @param root Merkle root over the batch's leaves (OpenZeppelin standard tree; see {verifyBatchEntry})
+    /// @param root Merkle root over the batch's leaves (OpenZeppelin standard tree; see {ICivicFilings-verifyBatchEntry})
     /// @param count number of entries in the batch
     /// @param fileHash keccak256 of the published batch file
     /// @param signer the agency key that anchored it
@@ -443,7 +447,7 @@ interface ICivicLedger {
     error EmptyBatch();
     /// @notice The case already has a receipt; a case gets one receipt.
     error CaseAlreadyHasReceipt(bytes32 agencyId, bytes32 caseId);
-    /// @notice Only a case whose id has its top bit set ({RECEIPT_CASE_FLAG}) can have a receipt; zero is no key.
+    /// @notice Only a case whose id has its top bit set ({ICivicFilings-RECEIPT_CASE_FLAG}) can have a receipt; zero is no key.
     error InvalidReceipt(bytes32 caseId, address receipt);
     /// @notice The case was opened without a receipt, so nobody can rate or dispute it.
     error CaseHasNoReceipt(bytes32 agencyId, bytes32 caseId);
@@ -457,7 +461,7 @@ interface ICivicLedger {
     error AlreadyRated(bytes32 agencyId, bytes32 caseId);
     /// @notice A batch needs a non-zero root, at least one entry, and the hash of its file.
     error InvalidBatch(bytes32 root, uint64 count, bytes32 fileHash);
-    /// @notice A batch holds at most {MAX_BATCH_ENTRIES} entries.
+    /// @notice A batch holds at most {ICivicFilings-MAX_BATCH_ENTRIES} entries.
     error BatchTooLarge(uint64 count, uint64 maximum);
     /// @notice A receipt key must be a plain key pair (the citizen's); `receipt` has contract code.
     error ReceiptKeyIsContract(bytes32 caseId, address receipt);
@@ -544,13 +548,13 @@ interface ICivicLedger {
 
     /// @notice Anchor a batch of the caller's agency's case events, kept off chain: the batch's Merkle root, its
     /// entry count and the hash of the published batch file, in one transaction whatever the batch's size.
-    /// @dev The entry hash folded into the running hash is `entryHashOf(seq, BatchAnchored, agencyId, signer,
+    /// @dev The entry hash folded into the running hash is `entryHash(seq, BatchAnchored, agencyId, signer,
     /// keccak256(abi.encode(BATCH_TYPEHASH, root, count, fileHash)))` with `seq` the batch's first entry; the
     /// count then grows by `count`. Leaves: `keccak256(bytes.concat(keccak256(abi.encode(uint256 index,
     /// bytes32 recordHash))))`, `index` the entry's position in the batch (its seq minus the batch's first seq),
     /// `recordHash` the case event's EIP-712 hashStruct — OpenZeppelin's standard Merkle tree over (uint256,bytes32).
     /// @param root the Merkle root
-    /// @param count the number of entries in the batch (1 to {MAX_BATCH_ENTRIES})
+    /// @param count the number of entries in the batch (1 to {ICivicFilings-MAX_BATCH_ENTRIES})
     /// @param fileHash keccak256 of the batch file's bytes
     function anchorBatch(bytes32 root, uint64 count, bytes32 fileHash) external;
 
@@ -565,6 +569,28 @@ interface ICivicLedger {
     /// @notice Invalidate every outstanding relayed signature of the caller with a nonce below `newNonce`.
     /// @param newNonce the next nonce; must be greater than the current one
     function cancelSignatures(uint256 newNonce) external;
+
+    // ------------------------------------------------------------- the module
+
+    /// @notice Append one entry for {FILINGS}, which alone may call this (anyone else: {UnauthorizedSigner}). The
+    /// module checks its records before it calls; the ledger folds the entry into the one running hash and count.
+    /// @dev When `receipt` is not zero, the key is marked as used by this entry ({receiptIssuance}); when `caseId` is
+    /// not zero too, the receipt case `(agencyId, caseId)` is bound to that key and opened if it was not tracked yet.
+    /// @param kind the entry kind (a filing, an answer or a receipt claim)
+    /// @param agencyId the agency the entry is attributed to
+    /// @param actor the key that authorised the entry
+    /// @param recordHash EIP-712 hashStruct of the module's record
+    /// @param caseId the receipt case the entry binds `receipt` to, or zero
+    /// @param receipt the receipt key the entry uses, or zero
+    /// @return seq the entry's sequence number
+    function appendFromModule(
+        EntryKind kind,
+        bytes32 agencyId,
+        address actor,
+        bytes32 recordHash,
+        bytes32 caseId,
+        address receipt
+    ) external returns (uint256 seq);
 
     // ---------------------------------------------- agency: relayed signatures
     // Each wrapper type signs the agency the key writes for, first: `RecordCaseEvent(bytes32 agencyId,CaseEvent
@@ -660,13 +686,17 @@ interface ICivicLedger {
     /// @param signature the receipt key's 65-byte EIP-712 signature over `Rating`
     function rateCase(Rating calldata rating, bytes calldata signature) external;
 
-    /// @notice Record the receipt holder's dispute of their fulfilled case, within {DISPUTE_WINDOW} of the
+    /// @notice Record the receipt holder's dispute of their fulfilled case, within {ICivicFilings-DISPUTE_WINDOW} of the
     /// fulfilment. Anyone may submit it; only the case's receipt key can sign it.
     /// @param dispute the dispute
     /// @param signature the receipt key's 65-byte EIP-712 signature over `Dispute`
     function disputeCase(Dispute calldata dispute, bytes calldata signature) external;
 
     // ------------------------------------------------------------------ views
+
+    /// @notice The filings module this ledger created in its constructor: the only caller of {appendFromModule}.
+    /// @return the module's address
+    function FILINGS() external view returns (address);
 
     /// @notice Root of the batch whose first entry is `seq` (zero when no batch starts there).
     /// @param seq the batch's first sequence number
@@ -678,37 +708,6 @@ interface ICivicLedger {
     /// @return authorized whether it may record attestations
     /// @return lastBlock the `blockNumber` of its latest attestation
     function auditorState(address key) external view returns (bool authorized, uint64 lastBlock);
-
-    /// @notice Whether the case event with EIP-712 hash `recordHash` is entry number `index` of the batch anchored at
-    /// `seq`, given its Merkle proof (OpenZeppelin's MerkleProof over the standard tree's leaves).
-    /// @param seq the batch's first sequence number
-    /// @param index the entry's position in the batch
-    /// @param recordHash the case event's EIP-712 hashStruct
-    /// @param proof sibling hashes from the leaf up
-    /// @return whether the proof holds
-    function verifyBatchEntry(uint256 seq, uint256 index, bytes32 recordHash, bytes32[] calldata proof)
-        external
-        view
-        returns (bool);
-
-    /// @notice The bit of a case id that marks a case with a receipt: only such a case can be issued one, and only
-    /// such a case's closing events cost a storage read, so cases without receipts pay nothing for the feature.
-    /// @return the flag (the top bit of the 32-byte id)
-    function RECEIPT_CASE_FLAG() external view returns (bytes32);
-
-    /// @notice How long after a fulfilment the receipt holder may dispute it, in seconds.
-    /// @return the window
-    function DISPUTE_WINDOW() external view returns (uint256);
-
-    /// @notice The most entries one anchored batch may hold (the service's batch limit, `ledger.batches.MAX_ENTRIES`).
-    /// @dev Bounds what an anchor adds to the shared entry count, so no agency can bring it near 2^64.
-    /// @return the maximum
-    function MAX_BATCH_ENTRIES() external view returns (uint64);
-
-    /// @notice How long after a dispute the agency has to answer it (reopen, or reject with a reason), in seconds.
-    /// @dev Not enforced on chain (the agency cannot be forced to write); the auditor flags late answers.
-    /// @return the window
-    function DISPUTE_RESPONSE_WINDOW() external view returns (uint256);
 
     /// @notice What the ledger tracks of a case opened with a receipt (all zero when it has none).
     /// @param agencyId the agency
@@ -729,20 +728,6 @@ interface ICivicLedger {
     /// @notice Number of entries recorded; the next entry's sequence number.
     /// @return the count
     function entryCount() external view returns (uint256);
-
-    /// @notice The entry hash the ledger folds into the running hash.
-    /// @dev `keccak256(abi.encode(ENTRY_TYPEHASH, seq, kind, agencyId, actor, recordHash))`, where
-    /// `recordHash` is the EIP-712 `hashStruct` of the record.
-    /// @param seq sequence number
-    /// @param kind the {EntryKind}
-    /// @param agencyId the agency the entry is attributed to
-    /// @param actor the signer (agency entries) or governance account (governance entries)
-    /// @param recordHash EIP-712 hashStruct of the record
-    /// @return the entry hash
-    function entryHashOf(uint256 seq, EntryKind kind, bytes32 agencyId, address actor, bytes32 recordHash)
-        external
-        pure
-        returns (bytes32);
 
     /// @notice The agency `signer` is currently authorised for, or zero.
     /// @param signer a key

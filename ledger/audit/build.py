@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 #: what a cache entry holds besides the artifact, and how it is laid out (a change makes old entries unreadable)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the ledger's artifact carries its filings module's (``module``)
 
 
 def default_cache_dir() -> Path:
@@ -159,10 +159,11 @@ class BuildOrigin:
 
 def fresh_build() -> dict[str, Any]:
     """Compile contracts/ afresh with the pinned compiler and settings (``ledger.chain.build``); the ledger's
-    artifact."""
+    artifact, with its filings module's (which its constructor creates) under ``module``."""
     from ledger.chain.build import compile_contracts
 
-    return compile_contracts()["CivicLedger"]
+    built = compile_contracts()
+    return {**built["CivicLedger"], "module": built["CivicFilings"]}
 
 
 def cached_build(cache: BuildCache | None) -> tuple[dict[str, Any], BuildOrigin]:

@@ -78,6 +78,12 @@ class ChainSnapshot:
     problems: list[LogProblem] = field(default_factory=list)
     log_requests: int = 0
     seconds: float = 0.0
+    #: the filings module's runtime code at its derived address (``ledger.encoding.module_address``), the ledger's
+    #: ``FILINGS()`` and the module's ``LEDGER()`` at the snapshot block (None: not asked, or not answered): what
+    #: the code check needs to know the module is the one the published sources create, bound to this ledger
+    module_code: bytes | None = None
+    filings_pointer: str | None = None
+    module_ledger: str | None = None
 
 
 class ChainReader:
@@ -147,6 +153,7 @@ class ChainReader:
             block_hash=block_hash, block_time=int(block["timestamp"], 16), code=code, contract_count=count,
             contract_head=head_hash, from_block=from_block, entries=[], role_changes=[], headers={},
         )
+        self._read_module(snapshot)
         self._read_logs(snapshot, from_block, number)
         self._read_headers(snapshot)
         snapshot.entries.sort(key=lambda e: e.seq)  # stable: duplicates stay in the order served
@@ -154,6 +161,23 @@ class ChainReader:
         return snapshot
 
     # -- contract state
+
+    def _read_module(self, snapshot: ChainSnapshot) -> None:
+        """The module's code, ``FILINGS()`` and ``LEDGER()`` at the snapshot block, in one batched request (a node
+        that does not answer leaves them None: the code check says it could not compare)."""
+        module = self.node.addresses[1]
+        block = hex(snapshot.block_number)
+        try:
+            code, pointer, ledger = self.rpc.batch([
+                ("eth_getCode", [module, block]),
+                ("eth_call", [{"to": self.address, "data": _SELECTOR_FILINGS}, block]),
+                ("eth_call", [{"to": module, "data": _SELECTOR_LEDGER}, block]),
+            ])
+        except RpcError:
+            return
+        snapshot.module_code = bytes.fromhex((code or "0x")[2:])
+        snapshot.filings_pointer = _address_word(pointer)
+        snapshot.module_ledger = _address_word(ledger)
 
     def _contract_head(self, number: int, block_hash: str) -> tuple[int, bytes]:
         """entryCount() and runningHash() at exactly the snapshot block: by hash (EIP-1898) when the node takes it."""
@@ -233,10 +257,15 @@ class ChainReader:
             background.close()
 
     def _take(self, snapshot: ChainSnapshot, logs: list[dict[str, Any]]) -> None:
-        address = self.address.lower()
+        # The ledger's events from the ledger, its filings module's from the module: a log of either from elsewhere,
+        # or of one from the other's address, is not an entry
+        address, module = (a.lower() for a in self.node.addresses)
+        module_topics = self.decoder.module_topics
         wanted: list[dict[str, Any]] = []
         for log in logs:
-            if str(log.get("address", "")).lower() != address or log.get("removed"):
+            topics = log.get("topics") or [""]
+            expected = module if topics[0] in module_topics else address
+            if str(log.get("address", "")).lower() != expected or log.get("removed"):
                 why = "was marked removed (reorganised)" if log.get("removed") else f"is from {log.get('address')}"
                 snapshot.problems.append(LogProblem(
                     f"the node served a log that {why}", _int(log.get("blockNumber")),
@@ -288,6 +317,17 @@ class ChainReader:
                     e.block_number, e.tx_hash, e.log_index, e.seq,
                 ))
                 e.block_time = timestamp
+
+
+def _address_word(answer: Any) -> str | None:
+    """An address returned by an ``eth_call`` (one 32-byte word), checksummed; None when there is none."""
+    if not isinstance(answer, str) or len(answer) != 66:
+        return None
+    return to_checksum_address("0x" + answer[-40:])
+
+
+_SELECTOR_FILINGS = "0x" + keccak(b"FILINGS()")[:4].hex()
+_SELECTOR_LEDGER = "0x" + keccak(b"LEDGER()")[:4].hex()
 
 
 def _int(value: Any) -> int | None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, overload
@@ -56,7 +56,7 @@ from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold
 from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, RatingRow
 from ledger.receipt_state import ReceiptCase
-from ledger.records import CaseAction, EntryKind
+from ledger.records import CaseAction, EntryKind, FilingDecision
 from ledger.workdays import YearCalendar
 
 GOVERNANCE_KINDS = frozenset({EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED,
@@ -67,6 +67,12 @@ AUDITOR_KINDS = frozenset({EntryKind.AUDIT_ATTESTED})
 CITIZEN_KINDS = frozenset({EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED})
 #: the entries of a case other than its events: its receipt, and its holder's ratings and disputes
 FEEDBACK_KINDS = frozenset({EntryKind.RECEIPT_ISSUED, *CITIZEN_KINDS})
+#: entries signed by a citizen's own key in the filings module (a filing, signed by the filer's new key; a receipt
+#: claim, signed by the agency-issued key it moves away from), not by an agency key; the filings check's business
+FILING_CITIZEN_KINDS = frozenset({EntryKind.FILING_RECORDED, EntryKind.RECEIPT_CLAIMED})
+#: entries that bind a key to a case: an agency's receipt, an accepted filing (the filer's key), a claim (the
+#: holder's own key). In a case's feedback list an accepted filing stands as :func:`filed_receipt` gives it.
+BINDING_KINDS = frozenset({EntryKind.RECEIPT_ISSUED, EntryKind.FILING_ANSWERED, EntryKind.RECEIPT_CLAIMED})
 
 
 @dataclass
@@ -126,7 +132,8 @@ class CaseRecord:
     case_id: bytes
     events: list[DecodedEntry] = field(default_factory=list)
     state: CaseState | None = None
-    #: its ReceiptIssued, CaseRated and CaseDisputed entries, in seq order
+    #: its ReceiptIssued, CaseRated and CaseDisputed entries (and the key bindings of an accepted filing and of a
+    #: receipt claim: :data:`BINDING_KINDS`), in seq order
     feedback: list[DecodedEntry] = field(default_factory=list)
     #: non-voided events that were not valid transitions, each with the status the case had then ("" before Opened)
     invalid: list[tuple[DecodedEntry, str]] = field(default_factory=list)
@@ -168,6 +175,11 @@ class LedgerModel:
     #: batched events of receipt cases, by seq: entries, and events of their case, that its fold leaves out
     #: (``ledger.cases.batched_event_applies``)
     not_applied: dict[int, DecodedEntry] = field(default_factory=dict)
+    #: FilingRecorded entries by seq, and each filing's first answer (FilingAnswered) by the filing's seq
+    filings: dict[int, DecodedEntry] = field(default_factory=dict)
+    filing_answers: dict[int, DecodedEntry] = field(default_factory=dict)
+    #: the Opened case event each accepted filing stands for, by the answer's seq (:func:`filed_opening`)
+    openings: dict[int, DecodedEntry] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -204,10 +216,12 @@ class LedgerModel:
     def event_rows(self) -> list[EventRow]:
         """A ``case_events`` row per case event (voided ones too, with ``voided_by``; batched events of receipt cases
         too: recorded, though not applied), in seq order."""
-        voided = self.voided
+        voided, openings = self.voided, self.openings
         rows = []
         for e in self.entries:
-            if e.kind != EntryKind.CASE_EVENT:
+            if e.kind == EntryKind.FILING_ANSWERED and e.seq in openings:
+                e = openings[e.seq]  # an accepted filing: its case's Opened event
+            elif e.kind != EntryKind.CASE_EVENT:
                 continue
             r = e.record
             opened = r["action"] == CaseAction.OPENED
@@ -343,6 +357,9 @@ class Builder:
         self._version_at: dict[int, tuple[tuple[str, str], int]] = {}
         self._year_calendars: dict[str, dict[int, YearCalendar]] = {}
         self._cases_of: dict[str, list[tuple[str, bytes]]] = {}
+        self.filings: dict[int, DecodedEntry] = {}
+        self.filing_answers: dict[int, DecodedEntry] = {}
+        self.openings: dict[int, DecodedEntry] = {}
         self._derived_from = 0
 
     # -- taking entries
@@ -465,7 +482,7 @@ class Builder:
         cases, feedback, orphans = self.cases, self.feedback, self._orphans
         new_jurisdictions: set[str] = set()
         case_event_kind = EntryKind.CASE_EVENT
-        for e in fresh:
+        for e in self._case_items(fresh):
             kind = e.kind
             r = e.record
             if kind == case_event_kind:
@@ -478,7 +495,7 @@ class Builder:
                     self._cases_of.setdefault(agency, []).append(key)
                 record.events.append(e)
                 touched[key] = None
-            elif kind in FEEDBACK_KINDS:
+            elif kind in FEEDBACK_KINDS or kind in BINDING_KINDS:
                 key = (code_text(e.agency_id), r["case_id"])
                 items = feedback.get(key)
                 if items is None:
@@ -573,6 +590,29 @@ class Builder:
                 record.state = progress.state(versions.get((key[0], progress.commitment_id), no_versions),
                                               calendars_of.get(owner.jurisdiction if owner is not None else "", {}))
 
+    def _case_items(self, fresh: Sequence[DecodedEntry]) -> Iterator[DecodedEntry]:
+        """`fresh` as the case fold takes it: each accepted filing as the Opened event and the key binding it stands
+        for (:func:`filed_opening`, :func:`filed_receipt`, both at the answer's seq, as the index has them); filings
+        and rejections noted, and left out. Filings are answered by the module only after they are recorded, so a
+        filing is always known by its answer's turn."""
+        filings, answers, openings = self.filings, self.filing_answers, self.openings
+        for e in fresh:
+            kind = e.kind
+            if kind == EntryKind.FILING_RECORDED:
+                filings[e.seq] = e
+            elif kind == EntryKind.FILING_ANSWERED:
+                r = e.record
+                answers.setdefault(r["filing_seq"], e)
+                filing = filings.get(r["filing_seq"])
+                # an answer the module could not have taken (no such filing, another agency's) opens nothing: the
+                # filings check reports it
+                if r["decision"] == FilingDecision.ACCEPTED and filing is not None and filing.agency_id == e.agency_id:
+                    openings[e.seq] = filed_opening(e, filing)
+                    yield openings[e.seq]
+                    yield filed_receipt(e, filing)
+            else:
+                yield e
+
     def _refusal(self, e: DecodedEntry) -> str:
         """Why a correction did not take effect."""
         target = self.by_seq.get(e.record["target_seq"])
@@ -604,7 +644,9 @@ class Builder:
                     record.holds.append((e, held))
             state.events = len(record.events)
             return
+        # by seq, events and feedback apart: an accepted filing is both an event and a key binding at one seq
         items: dict[int, DecodedEntry] = {}
+        feedback_items: dict[int, DecodedEntry] = {}
         recorded: list[Event] = []  # what the contract saw: voided events too, never a batched one of the case
         for e in events:
             if e.seq in not_applied:
@@ -613,11 +655,11 @@ class Builder:
             items[e.seq] = e
         fresh = record.feedback[state.feedback:]
         for e in fresh:
-            items[e.seq] = e
+            feedback_items[e.seq] = e
         for item in merged(recorded, [feedback_item(e) for e in fresh]):
-            e = items[item.seq]
             tracked = state.contract
             if isinstance(item, Feedback):
+                e = feedback_items[item.seq]
                 self._contexts.setdefault(key, []).append(FeedbackContext(
                     e, progress.status if progress.opened else "", progress.receipt, state.receipts, tracked,
                     state.ratings,
@@ -625,7 +667,8 @@ class Builder:
                 progress.take(item)
                 kind = item.kind
                 if kind == EntryKind.RECEIPT_ISSUED:
-                    state.receipts += 1
+                    if e.kind != EntryKind.RECEIPT_CLAIMED:  # a claim moves the key of the receipt the case has
+                        state.receipts += 1
                     state.contract = receipt_state.issued() if tracked is None else tracked  # the first one counts
                 elif kind == EntryKind.CASE_RATED:
                     state.ratings += 1
@@ -634,6 +677,7 @@ class Builder:
                 elif tracked is not None:
                     state.contract = receipt_state.after_dispute(tracked)
                 continue
+            e = items[item.seq]
             action = item.action
             if tracked is not None:
                 state.contract = receipt_state.after_event(tracked, action, e.block_time or 0)
@@ -676,6 +720,7 @@ class Builder:
             refused_corrections=self.refused, agencies=self.agencies, commitments=self.commitments,
             calendars=self.calendars, cases=cases, feedback=contexts, answers=answers, logged=self.logged,
             anchors=self.anchors, contents=self.contents, unread=self.unread, not_applied=self.not_applied,
+            filings=self.filings, filing_answers=self.filing_answers, openings=self.openings,
         )
 
 
@@ -710,10 +755,31 @@ def batched_entries(anchor: DecodedEntry, content: BatchContent) -> list[Decoded
 
 
 def feedback_item(e: DecodedEntry) -> Feedback:
-    """What the case fold reads of a receipt, rating or dispute entry."""
+    """What the case fold reads of a receipt, rating or dispute entry, or of a key binding (an accepted filing's, a
+    claim's: read as a receipt of the key they bind, ``ledger.cases.Feedback``)."""
     r = e.record
-    receipt = r["receipt"] if e.kind == EntryKind.RECEIPT_ISSUED else e.actor
-    return Feedback(e.seq, int(e.kind), receipt, e.block_time or 0, r.get("score", 0))
+    if e.kind in BINDING_KINDS:
+        return Feedback(e.seq, int(EntryKind.RECEIPT_ISSUED), r["receipt"], e.block_time or 0)
+    return Feedback(e.seq, int(e.kind), e.actor, e.block_time or 0, r.get("score", 0))
+
+
+def filed_opening(answer: DecodedEntry, filing: DecodedEntry) -> DecodedEntry:
+    """The Opened case event an accepted filing stands for: at the answer's seq and place, the case the answer names,
+    occurred at the *filing's* block time (the clock starts at filing, whatever the agency claims), with the filing's
+    commitment, district and channel and the answer's reason hash as details. Its record and entry hashes are the
+    answer's (what the ledger folded)."""
+    f, r = filing.record, answer.record
+    record = {"case_id": r["case_id"], "action": CaseAction.OPENED, "occurred_at": filing.block_time or 0,
+              "commitment_id": f["commitment_id"], "district": f["district"], "channel": f["channel"],
+              "details_hash": r["reason_hash"]}
+    return dataclasses.replace(answer, kind=EntryKind.CASE_EVENT, record=record)
+
+
+def filed_receipt(answer: DecodedEntry, filing: DecodedEntry) -> DecodedEntry:
+    """The key binding of an accepted filing, in its case's feedback: the answer, with the filer's key as its
+    ``receipt`` and the filing's block time as its ``occurred_at``."""
+    record = {**answer.record, "receipt": filing.record["receipt"], "occurred_at": filing.block_time or 0}
+    return dataclasses.replace(answer, record=record)
 
 
 @overload

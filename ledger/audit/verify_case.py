@@ -42,7 +42,7 @@ from ledger.audit.rpc import Rpc, RpcError
 from ledger.batches import MerkleTree, verify_proof
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, CaseProgress, Event
 from ledger.chain.logs import DecodedEntry, LogDecoder
-from ledger.encoding import code_text, keccak
+from ledger.encoding import code_text, keccak, module_address
 from ledger.metrics import CaseRow, is_case_overdue_at
 from ledger.records import CaseAction
 from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
@@ -70,7 +70,9 @@ _VERIFY_BATCH_ENTRY = keccak(b"verifyBatchEntry(uint256,uint256,bytes32,bytes32[
 
 def merkle_proofs(rpc: Rpc, contract: str, events: list[DecodedEntry], model: LedgerModel) -> dict[int, Any]:
     """For each batched event: its batch, index and Merkle proof (rebuilt from the batch file), checked off chain
-    (``verified``) and by the contract's ``verifyBatchEntry`` at the latest block (``contract_verified``)."""
+    (``verified``) and by the chain's ``verifyBatchEntry`` (the ledger's filings module, against the root the ledger
+    stored) at the latest block (``contract_verified``)."""
+    module = module_address(contract)
     out: dict[int, Any] = {}
     trees: dict[int, MerkleTree] = {}
     calls = []
@@ -91,7 +93,7 @@ def merkle_proofs(rpc: Rpc, contract: str, events: list[DecodedEntry], model: Le
         }
         data = _VERIFY_BATCH_ENTRY + abi_encode(["uint256", "uint256", "bytes32", "bytes32[]"],
                                                 [anchor.seq, index, e.record_hash, branch])
-        calls.append((e.seq, ("eth_call", [{"to": contract, "data": hex0x(data)}, "latest"])))
+        calls.append((e.seq, ("eth_call", [{"to": module, "data": hex0x(data)}, "latest"])))
     if calls:
         try:
             answers = rpc.batch([call for _, call in calls])

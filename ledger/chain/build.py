@@ -17,7 +17,7 @@ from ledger.errors import BuildError
 ROOT = Path(__file__).resolve().parents[2]
 COMPILER_CONFIG = ROOT / "contracts" / "compiler.json"
 ARTIFACTS_DIR = Path(__file__).resolve().parents[1] / "artifacts"  # ledger/artifacts, shipped in the package
-ARTIFACT_CONTRACTS = ("CivicLedger",)
+ARTIFACT_CONTRACTS = ("CivicLedger", "CivicFilings")
 
 _IMPORT = re.compile(r"""^\s*import\s+(?:[^;]*?\s+from\s+)?["']([^"']+)["']\s*;""", re.MULTILINE)
 

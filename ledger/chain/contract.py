@@ -14,6 +14,7 @@ from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
+from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
@@ -27,7 +28,7 @@ except ImportError:  # pragma: no cover - only without the [embedded] extra
 from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from ledger.chain.build import runtime_code_matches
-from ledger.encoding import ZERO32, entry_hash
+from ledger.encoding import ZERO32, entry_hash, module_address
 from ledger.errors import ChainMismatch, ContractReverted, NodeUnavailable
 from ledger.records import (
     BATCH_RELAY,
@@ -43,10 +44,15 @@ from ledger.records import (
     DeadlineUnit,
     Dispute,
     EntryKind,
+    Filing,
+    FilingAnswer,
+    FilingDecision,
+    FilingStatus,
     HolidayCalendar,
     Rating,
     Receipt,
     ReceiptCaseStatus,
+    ReceiptClaim,
     Record,
     Retirement,
     SignerChange,
@@ -55,6 +61,8 @@ from ledger.records import (
 DOMAIN_NAME = "CivicLedger"
 DOMAIN_VERSION = "1"
 CONTRACT_NAME = "CivicLedger"
+#: the filings module the ledger's constructor creates (``contracts/CivicFilings.sol``), and its EIP-712 domain name
+MODULE_NAME = "CivicFilings"
 
 
 @cache
@@ -164,19 +172,35 @@ class LoggedEntry:
 
 
 class Ledger:
-    """A deployed CivicLedger contract. Every write takes the account that sends it and returns the receipt."""
+    """A deployed CivicLedger contract and the filings module it created (``filings``). Every write takes the account
+    that sends it and returns the receipt."""
 
     def __init__(self, chain: Chain, address: str, *, check_code: bool = True) -> None:
         self.chain = chain
         self.w3 = chain.w3
         self.address = to_checksum_address(address)
         self.contract = self.w3.eth.contract(address=self.address, abi=artifact()["abi"])
+        #: the module's address follows from the ledger's (ledger.encoding.module_address): nothing to look up
+        self.filings_address = module_address(self.address)
+        self.filings = self.w3.eth.contract(address=self.filings_address, abi=artifact(MODULE_NAME)["abi"])
         if check_code:
-            code = bytes(self.w3.eth.get_code(self.address))
-            if not code:
-                raise ChainMismatch(f"no contract at {self.address} on chain {chain.chain_id}")
-            if not runtime_code_matches(code, artifact()):
-                raise ChainMismatch(f"the code at {self.address} is not this package's {CONTRACT_NAME}")
+            for where, name in ((self.address, CONTRACT_NAME), (self.filings_address, MODULE_NAME)):
+                code = bytes(self.w3.eth.get_code(where))
+                if not code:
+                    raise ChainMismatch(f"no contract at {where} on chain {chain.chain_id}")
+                if not runtime_code_matches(code, artifact(name)):
+                    raise ChainMismatch(f"the code at {where} is not this package's {name}")
+            # the runtime code alone does not show which module the (off-chain) constructor made: ask both ways
+            pointer = self.contract.functions.FILINGS().call()
+            back = self.filings.functions.LEDGER().call()
+            if pointer != self.filings_address or back != self.address:
+                raise ChainMismatch(f"the ledger at {self.address} and the filings module at {self.filings_address} "
+                                    f"do not name each other (FILINGS() is {pointer}, LEDGER() is {back})")
+
+    @property
+    def addresses(self) -> list[ChecksumAddress]:
+        """The addresses whose logs make up the ledger's entries: the ledger's and its module's."""
+        return [self.address, self.filings_address]
 
     @classmethod
     def deploy(cls, chain: Chain, governance: LocalAccount, *, admin_delay: int = 0) -> Ledger:
@@ -189,7 +213,7 @@ class Ledger:
 
     @cached_property
     def _error_selectors(self) -> dict[bytes, tuple[str, list[str], list[str]]]:
-        return _errors(self.contract.abi)
+        return _errors([*self.contract.abi, *self.filings.abi])
 
     def _transact(self, sender: LocalAccount, call: Any) -> TxReceipt:
         return _send(self.chain, sender, call, self._error_selectors)
@@ -249,8 +273,9 @@ class Ledger:
         return self._transact(signer, self.contract.functions.anchorBatch(root, count, file_hash))
 
     def verify_batch_entry(self, seq: int, index: int, record_hash: bytes, proof: Sequence[bytes]) -> bool:
-        """The contract's own check of a batched entry's inclusion proof (a view call, no gas)."""
-        return bool(self.contract.functions.verifyBatchEntry(seq, index, record_hash, list(proof)).call())
+        """The chain's own check of a batched entry's inclusion proof against the root the ledger stored (the
+        module's view ``verifyBatchEntry``; a view call, no gas)."""
+        return bool(self.filings.functions.verifyBatchEntry(seq, index, record_hash, list(proof)).call())
 
     def issue_receipts(self, signer: LocalAccount, receipts: Sequence[Receipt]) -> TxReceipt:
         """Record many receipt keys in one transaction."""
@@ -293,8 +318,52 @@ class Ledger:
 
     def dispute_windows(self) -> tuple[int, int]:
         """(seconds to dispute after a fulfilment, seconds the agency has to answer a dispute)."""
-        functions = self.contract.functions
+        functions = self.filings.functions  # the ledger's constants, published by its module
         return int(functions.DISPUTE_WINDOW().call()), int(functions.DISPUTE_RESPONSE_WINDOW().call())
+
+    # -- citizens' filings and receipt claims, answered by agencies (the filings module)
+
+    def filings_domain(self) -> dict[str, Any]:
+        """The module's EIP-712 domain: what a citizen's key signs a filing or a receipt claim under."""
+        return {
+            "name": MODULE_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": self.chain.chain_id,
+            "verifyingContract": self.filings_address,
+        }
+
+    def sign_filing(self, key: bytes, record: Filing | ReceiptClaim) -> bytes:
+        """A citizen key's signature of a filing (the filer's new key) or a receipt claim (the issued key)."""
+        signed = Account.sign_typed_data(key, full_message=citizen_typed_data(self.filings_domain(), record))
+        return bytes(signed.signature)
+
+    def encode_filing_call(self, filing: Filing, signature: bytes) -> Any:
+        return self.filings.functions.file(filing.abi_values(), signature)
+
+    def submit_filing(self, relayer: LocalAccount, filing: Filing, signature: bytes) -> TxReceipt:
+        """Submit a filing signed by its own key; the relayer pays the gas."""
+        return self._transact(relayer, self.encode_filing_call(filing, signature))
+
+    def encode_claim_call(self, claim: ReceiptClaim, signature: bytes, new_key_signature: bytes) -> Any:
+        return self.filings.functions.claimReceipt(claim.abi_values(), signature, new_key_signature)
+
+    def submit_claim(
+        self, relayer: LocalAccount, claim: ReceiptClaim, signature: bytes, new_key_signature: bytes
+    ) -> TxReceipt:
+        """Submit a receipt claim signed by the issued key (`signature`) and by the new one; the relayer pays."""
+        return self._transact(relayer, self.encode_claim_call(claim, signature, new_key_signature))
+
+    def answer_filing(self, signer: LocalAccount, answer: FilingAnswer) -> TxReceipt:
+        """The agency accepts or rejects one of its filings, sent by its key."""
+        return self._transact(signer, self.filings.functions.answerFiling(answer.abi_values()))
+
+    def filing_state(self, filing_seq: int, block: BlockIdentifier = "latest") -> FilingState:
+        agency_id, receipt, filed_at, status = self.filings.functions.filing(filing_seq).call(block_identifier=block)
+        return FilingState(bytes(agency_id), to_checksum_address(receipt), int(filed_at), FilingStatus(status))
+
+    def citizen_held(self, agency_id: bytes, case_id: bytes, block: BlockIdentifier = "latest") -> bool:
+        """Whether the case's receipt key is the citizen's own (from a filing or a claim), not agency-issued."""
+        return bool(self.filings.functions.citizenHeld(agency_id, case_id).call(block_identifier=block))
 
     # -- agency, relayed
 
@@ -364,8 +433,10 @@ class Ledger:
         return int(version), bool(retired)
 
     def call_view(self, name: str, *args: Any) -> Any:
+        """Call a view of the ledger, or of its module when the ledger has none of that name."""
+        functions = self.contract.functions if _has_function(self.contract.abi, name) else self.filings.functions
         try:
-            return getattr(self.contract.functions, name)(*args).call()
+            return getattr(functions, name)(*args).call()
         except (ContractCustomError, ContractLogicError, TransactionFailed) as exc:
             raise _decode_revert(exc, self._error_selectors) from exc
 
@@ -418,7 +489,7 @@ class Ledger:
 
     def entries(self, from_block: int = 0, to_block: BlockIdentifier = "latest") -> list[LoggedEntry]:
         """Every entry in the block range, rebuilt from its event, in sequence order."""
-        logs = self.w3.eth.get_logs({"address": self.address, "fromBlock": from_block, "toBlock": to_block})
+        logs = self.w3.eth.get_logs({"address": self.addresses, "fromBlock": from_block, "toBlock": to_block})
         out = [entry for entry in (self.decode_log(log) for log in logs) if entry is not None]
         out.sort(key=lambda e: e.seq)
         return out
@@ -426,11 +497,12 @@ class Ledger:
     @cached_property
     def _events_by_topic(self) -> dict[bytes, Any]:
         table = {}
-        for item in self.contract.abi:
-            if item["type"] != "event":
-                continue
-            signature = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
-            table[keccak(signature.encode())] = getattr(self.contract.events, item["name"])()
+        for contract in (self.contract, self.filings):
+            for item in cast(list[dict[str, Any]], contract.abi):
+                if item["type"] != "event":
+                    continue
+                signature = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+                table[keccak(signature.encode())] = getattr(contract.events, item["name"])()
         return table
 
     def decode_log(self, log: Any) -> LoggedEntry | None:
@@ -526,6 +598,21 @@ class Ledger:
                 findings=a["findings"],
             )
             return LoggedEntry(a["seq"], EntryKind.AUDIT_ATTESTED, ZERO32, a["auditor"], record, **common)
+        if name == "FilingRecorded":
+            record = Filing.model_construct(
+                agency_id=a["agencyId"], commitment_id=a["commitmentId"], district=a["district"],
+                channel=a["channel"], content_hash=a["contentHash"], receipt=a["receipt"],
+            )
+            return LoggedEntry(a["seq"], EntryKind.FILING_RECORDED, a["agencyId"], a["receipt"], record, **common)
+        if name == "FilingAnswered":
+            record = FilingAnswer.model_construct(
+                filing_seq=a["filingSeq"], decision=FilingDecision(a["decision"]), duplicate_of=a["duplicateOf"],
+                reason_hash=a["reasonHash"],
+            )
+            return LoggedEntry(a["seq"], EntryKind.FILING_ANSWERED, a["agencyId"], a["signer"], record, **common)
+        if name == "ReceiptClaimed":
+            record = ReceiptClaim.model_construct(agency_id=a["agencyId"], case_id=a["caseId"], receipt=a["receipt"])
+            return LoggedEntry(a["seq"], EntryKind.RECEIPT_CLAIMED, a["agencyId"], a["previous"], record, **common)
         return None
 
 
@@ -537,6 +624,17 @@ _DIRECT: dict[type[Record], str] = {
     HolidayCalendar: "publishHolidayCalendar",
     Receipt: "issueReceipt",
 }
+
+
+@dataclass(frozen=True)
+class FilingState:
+    """What the filings module keeps of a filing (``ICivicFilings.FilingState``)."""
+
+    agency_id: bytes
+    receipt: str
+    #: block time of the filing: the case's clock starts here
+    filed_at: int
+    status: FilingStatus
 
 
 @dataclass(frozen=True)
@@ -561,9 +659,12 @@ _EIP712_DOMAIN_TYPE = [
 ]
 
 
-def citizen_typed_data(domain: dict[str, Any], record: Rating | Dispute | Attestation) -> dict[str, Any]:
+def citizen_typed_data(
+    domain: dict[str, Any], record: Rating | Dispute | Attestation | Filing | ReceiptClaim
+) -> dict[str, Any]:
     """EIP-712 typed data of a record signed as itself, without a relay wrapper or nonce: a receipt holder's rating
-    or dispute (what the citizen page signs), or an auditor's attestation."""
+    or dispute (what the citizen page signs), an auditor's attestation, or (in the module's domain) a citizen's
+    filing or receipt claim."""
     return {
         "types": {"EIP712Domain": _EIP712_DOMAIN_TYPE, record.TYPE_NAME: record.eip712_fields()},
         "primaryType": record.TYPE_NAME,
@@ -614,6 +715,10 @@ def _abi_type(item: Mapping[str, Any]) -> str:
     if item["type"].startswith("tuple"):
         return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
     return item["type"]
+
+
+def _has_function(abi: Sequence[Mapping[str, Any]], name: str) -> bool:
+    return any(item["type"] == "function" and item["name"] == name for item in abi)
 
 
 def _errors(abi: Sequence[Mapping[str, Any]]) -> dict[bytes, tuple[str, list[str], list[str]]]:

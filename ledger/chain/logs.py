@@ -20,7 +20,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
 
-from ledger.chain.contract import artifact
+from ledger.chain.contract import MODULE_NAME, artifact
 from ledger.encoding import ZERO32, entry_hash_of_words, keccak, keccak_256
 from ledger.records import (
     AgencyRegistration,
@@ -33,9 +33,12 @@ from ledger.records import (
     Correction,
     Dispute,
     EntryKind,
+    Filing,
+    FilingAnswer,
     HolidayCalendar,
     Rating,
     Receipt,
+    ReceiptClaim,
     Record,
     Retirement,
     SignerChange,
@@ -83,10 +86,17 @@ class DecodedEntry:
 
 
 class LogDecoder:
-    """Decodes raw JSON-RPC logs of one contract. Build once; :meth:`decode` is the hot path."""
+    """Decodes raw JSON-RPC logs of the ledger and its filings module (their events are distinct). Build once;
+    :meth:`decode` is the hot path."""
 
     def __init__(self, abi: list[dict[str, Any]] | None = None) -> None:
-        abi = artifact()["abi"] if abi is None else abi
+        module_abi = artifact(MODULE_NAME)["abi"]
+        abi = [*artifact()["abi"], *module_abi] if abi is None else abi
+        #: topic0 (hex) of the events the filings module emits: logs a reader must find at the module's address
+        self.module_topics = frozenset(
+            "0x" + keccak(f"{i['name']}({','.join(_abi_type(x) for x in i['inputs'])})".encode()).hex()
+            for i in module_abi if i["type"] == "event"
+        )
         self._addresses: dict[bytes, str] = {}
         builders: dict[str, Callable[[list[str], bytes, _Where], DecodedEntry]] = {
             "AgencyRegistered": self._agency_registered,
@@ -105,6 +115,9 @@ class LogDecoder:
             "AuditorAuthorized": self._auditor_change,
             "AuditorRevoked": self._auditor_change,
             "AuditAttested": self._audit_attested,
+            "FilingRecorded": self._filing_recorded,
+            "FilingAnswered": self._filing_answered,
+            "ReceiptClaimed": self._receipt_claimed,
         }
         #: topic0 (hex, lower case, as nodes send it) → (event name, builder, non-indexed ABI types)
         self.table: dict[str, tuple[str, Callable[..., DecodedEntry] | None, list[str]]] = {}
@@ -320,6 +333,43 @@ class LogDecoder:
         }
         return self._unscoped(EntryKind.AUDIT_ATTESTED, topics, bytes.fromhex(topics[2][2:]), Attestation, record,
                               where)
+
+    def _filing_recorded(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
+        # topics: seq, agencyId, receipt; data: commitmentId, district, channel, contentHash, relayer. The receipt
+        # key is the entry's actor; the relayer is not signed (it shows who submitted the filing).
+        receipt_word = bytes.fromhex(topics[3][2:])
+        record = {
+            "agency_id": bytes.fromhex(topics[2][2:]),
+            "commitment_id": data[0:32],
+            "district": data[32:64],
+            "channel": int.from_bytes(data[64:96], "big"),
+            "content_hash": data[96:128],
+            "receipt": self._address(receipt_word),
+            "relayer": self._address(data[128:160]),
+        }
+        return self._entry(EntryKind.FILING_RECORDED, topics, receipt_word, Filing, record, where)
+
+    def _filing_answered(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
+        # topics: seq, agencyId, filingSeq; data: decision, caseId, duplicateOf, reasonHash, signer. The case id
+        # (of an acceptance) is derived from the filing, so it is not part of the record.
+        record = {
+            "filing_seq": int(topics[3], 16),
+            "decision": int.from_bytes(data[0:32], "big"),
+            "case_id": data[32:64],
+            "duplicate_of": data[64:96],
+            "reason_hash": data[96:128],
+        }
+        return self._entry(EntryKind.FILING_ANSWERED, topics, data[128:160], FilingAnswer, record, where)
+
+    def _receipt_claimed(self, topics: list[str], data: bytes, where: _Where) -> DecodedEntry:
+        # topics: seq, agencyId, caseId; data: previous (the issued key, which signed: the actor), receipt
+        record = {
+            "agency_id": bytes.fromhex(topics[2][2:]),
+            "case_id": bytes.fromhex(topics[3][2:]),
+            "receipt": self._address(data[32:64]),
+            "previous": self._address(data[0:32]),
+        }
+        return self._entry(EntryKind.RECEIPT_CLAIMED, topics, data[0:32], ReceiptClaim, record, where)
 
     def _unscoped(
         self, kind: EntryKind, topics: list[str], actor_word: bytes, record_type: type[Record], record: dict[str, Any],

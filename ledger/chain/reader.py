@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ledger.chain.rpc import JsonRpc, RpcError
-from ledger.encoding import ZERO_HEAD, keccak
+from ledger.encoding import ZERO_HEAD, keccak, module_address
 
 SELECTOR_ENTRY_COUNT = "0x" + keccak(b"entryCount()")[:4].hex()
 SELECTOR_RUNNING_HASH = "0x" + keccak(b"runningHash()")[:4].hex()
@@ -29,11 +29,14 @@ FIRST_RANGE = 10
 
 
 class LedgerReader:
-    """Reads the ledger contract at `address` (checksummed by the caller) through `rpc`."""
+    """Reads the ledger contract at `address` (checksummed by the caller) and the filings module it created, through
+    `rpc`."""
 
     def __init__(self, rpc: JsonRpc, address: str) -> None:
         self.rpc = rpc
         self.address = address
+        #: whose logs are the ledger's entries: the ledger's own and its module's (which appends through the ledger)
+        self.addresses = [address, module_address(address)]
 
     def head(self) -> int:
         """The node's latest block number."""
@@ -74,10 +77,10 @@ class LedgerReader:
         return (0, ZERO_HEAD) if found is None else found
 
     def logs(self, start: int, end: int, rpc: JsonRpc | None = None) -> list[dict[str, Any]]:
-        """The contract's raw logs in blocks `start` … `end`, through `rpc` (default: the reader's; a prefetching
-        thread passes a session of its own)."""
+        """The raw logs of the ledger and its module in blocks `start` … `end`, through `rpc` (default: the reader's; a
+        prefetching thread passes a session of its own)."""
         logs = (rpc or self.rpc).call(
-            "eth_getLogs", [{"address": self.address, "fromBlock": hex(start), "toBlock": hex(end)}]
+            "eth_getLogs", [{"address": self.addresses, "fromBlock": hex(start), "toBlock": hex(end)}]
         )
         if not isinstance(logs, list):
             raise RpcError("eth_getLogs", None, f"unexpected answer {str(logs)[:200]!r}")

@@ -34,6 +34,15 @@ Auditors and attestations (entries of no agency: ``entries.agency_id`` is ``NO_A
     beyond the ledger's, so the index always has the entries by then). No correction voids them: a correction applies
     only to its own agency's entries, and no agency is the zero id.
 
+Filings (``ledger.records.Filing``; the filings module's entries)
+    A FilingRecorded entry is a ``filings`` row. A FilingAnswered entry records its answer on that row; an acceptance
+    also opens the case bound to the filing, exactly as an Opened case event and a ReceiptIssued entry would, both at
+    the answer's seq: a ``case_events`` row (action Opened, ``occurred_at`` the *filing's* block time — the clock
+    starts at filing, whatever the agency claims —, the filing's commitment, district and channel, the answer's reason
+    hash as details) and a ``receipts`` row (the filer's key). A ReceiptClaimed entry is a ``receipts`` row of the new
+    key at its seq: the case's key moves to it (``ledger.cases.CaseProgress.take``). None of them can be voided
+    (``ledger.cases.UNVOIDABLE_KINDS``).
+
 What it touches: the tables above, through the caller's connection; it never opens a connection or a transaction of
 its own, and never imports the sync loop.
 """
@@ -62,7 +71,7 @@ from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_
 from ledger.index.cases import Caches, CaseFolder
 from ledger.index.sql import Statements
 from ledger.index.withheld import Withheld
-from ledger.records import CaseAction, EntryKind
+from ledger.records import CaseAction, EntryKind, FilingDecision
 from ledger.store.schema import (
     agencies,
     attestations,
@@ -73,6 +82,7 @@ from ledger.store.schema import (
     commitments,
     corrections,
     entries,
+    filings,
     holiday_calendars,
     signer_changes,
 )
@@ -97,6 +107,8 @@ class _RangeRows:
     #: (seq, auditor) of each AuditorRevoked entry: ends the auditor's open registration
     auditor_revocations: list[tuple[int, str | None]] = field(default_factory=list)
     corrections: list[DecodedEntry] = field(default_factory=list)
+    #: FilingAnswered entries, applied once the range's filings are written
+    filing_answers: list[DecodedEntry] = field(default_factory=list)
     changed_years: set[tuple[str, int]] = field(default_factory=set)
 
 
@@ -116,6 +128,8 @@ class Projection:
         why it is withheld) and everything derived from them."""
         rows = self._rows(decoded, running, caches, contents)
         self._insert(conn, rows)
+        if rows.filing_answers:
+            self._answer_filings(conn, rows)
         refold: set[tuple[str, bytes]] = set()
         if rows.corrections:
             refold |= _apply_corrections(conn, rows.corrections)
@@ -212,9 +226,64 @@ class Projection:
                 new_feedback.setdefault((agency, case_id), []).append(Feedback(e.seq, kind, e.actor, e.block_time))
             elif kind == EntryKind.CORRECTION:
                 correction_entries.append(e)
+            elif kind == EntryKind.FILING_RECORDED:
+                rows.per_kind.setdefault(filings, []).append({
+                    "seq": e.seq, "agency_id": agency, "commitment_id": code_text(r["commitment_id"]),
+                    "district": code_text(r["district"]), "channel": r["channel"], "content_hash": r["content_hash"],
+                    "receipt": r["receipt"], "relayer": r["relayer"], "block_time": e.block_time,
+                })
+            elif kind == EntryKind.FILING_ANSWERED:
+                rows.filing_answers.append(e)
+            elif kind == EntryKind.RECEIPT_CLAIMED:
+                # the case's key moves to the claimant's own (a receipt row at the claim's seq)
+                case_id = r["case_id"]
+                feedback_rows.setdefault(insert_receipts, []).append(
+                    (e.seq, agency, case_id, r["receipt"], e.block_time, e.block_time)
+                )
+                new_feedback.setdefault((agency, case_id), []).append(
+                    Feedback(e.seq, EntryKind.RECEIPT_ISSUED, r["receipt"], e.block_time)
+                )
             else:
                 _governance_rows(e, agency, rows, caches)
         return rows
+
+    def _answer_filings(self, conn: Connection, rows: _RangeRows) -> None:
+        """Record each answer on its filing's row (written by now, in this range or an earlier one); an acceptance
+        opens the case bound to the filing (module docstring), handed to the fold with the range's other events."""
+        event_rows: list[tuple[Any, ...]] = []
+        receipt_rows: list[tuple[Any, ...]] = []
+        touched: set[tuple[str, bytes]] = set()
+        for e in rows.filing_answers:
+            r = e.record
+            assert e.block_time is not None  # filled in by the sync loop, as in _rows
+            filing = conn.execute(select(filings).where(filings.c.seq == r["filing_seq"])).mappings().one_or_none()
+            # the module answers only filings it recorded, of the answering agency
+            assert filing is not None and filing["agency_id"] == code_text(e.agency_id), e.seq
+            accepted = r["decision"] == FilingDecision.ACCEPTED
+            conn.execute(update(filings).where(filings.c.seq == r["filing_seq"]).values(
+                answer_seq=e.seq, decision=r["decision"], case_id=r["case_id"] if accepted else None,
+                duplicate_of=r["duplicate_of"], reason_hash=r["reason_hash"], answered_at=e.block_time,
+            ))
+            if not accepted:
+                continue
+            agency, case_id, filed_at = filing["agency_id"], r["case_id"], int(filing["block_time"])
+            event = Event(e.seq, int(CaseAction.OPENED), filed_at, filing["commitment_id"], filing["district"],
+                          int(filing["channel"]))
+            event_rows.append((e.seq, agency, case_id, int(CaseAction.OPENED), filed_at, e.block_time,
+                               r["reason_hash"], event.commitment_id, event.district, event.channel))
+            receipt_rows.append((e.seq, agency, case_id, filing["receipt"], filed_at, e.block_time))
+            key = (agency, case_id)
+            rows.new_events.setdefault(key, []).append(event)
+            rows.new_feedback.setdefault(key, []).append(
+                Feedback(e.seq, EntryKind.RECEIPT_ISSUED, filing["receipt"], e.block_time)
+            )
+            touched.add(key)
+        if event_rows:
+            conn.exec_driver_sql(self._sql.insert_case_events, event_rows)
+            conn.exec_driver_sql(self._sql.insert_receipts, receipt_rows)
+        for key in touched:  # the opening joins the range's later events of the case: keep each list in seq order
+            rows.new_events[key].sort()
+            rows.new_feedback[key].sort()
 
     def _insert(self, conn: Connection, rows: _RangeRows) -> None:
         """Write the rows of a range, and the updates its entries make to earlier rows (disputes answered,

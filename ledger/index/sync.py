@@ -91,6 +91,7 @@ from ledger.store.schema import (
     corrections,
     disputes,
     entries,
+    filings,
     holiday_calendars,
     signer_changes,
     sync_state,
@@ -785,8 +786,10 @@ class Indexer:
             }
             conn.execute(update(commitments).where(commitments.c.retired_seq >= count).values(retired_seq=None))
             conn.execute(update(auditors).where(auditors.c.revoked_seq >= count).values(revoked_seq=None))
+            conn.execute(update(filings).where(filings.c.answer_seq >= count).values(
+                answer_seq=None, decision=None, case_id=None, duplicate_of=None, reason_hash=None, answered_at=None))
             for table in (agencies, signer_changes, commitments, commitment_retirements, case_events,
-                          corrections, holiday_calendars, *FEEDBACK_TABLES, batches, auditors, attestations):
+                          corrections, holiday_calendars, *FEEDBACK_TABLES, batches, auditors, attestations, filings):
                 conn.execute(delete(table).where(table.c.seq >= count))
             # answers rolled back (the re-fold below works out the answers of the affected cases again)
             conn.execute(update(disputes).where(disputes.c.answer_seq >= count)

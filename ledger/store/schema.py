@@ -343,6 +343,36 @@ batches = Table(
 )
 
 
+#: Citizens' filings (revision 0007): one row per FilingRecorded entry, with the agency's answer once it is recorded
+#: (``answer_seq``: its FilingAnswered entry; ``decision``: ``ledger.records.FilingDecision``; ``case_id``: the case an
+#: acceptance opened, ``ledger.records.filed_case_id``). ``block_time`` is the filing's block time: the clock of the
+#: case it opens starts there. Hashes and public codes only, as on chain: the filing's content stays in the service's
+#: private store. ``relayer`` is who submitted the transaction (not signed by the citizen).
+filings = Table(
+    "filings",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("commitment_id", String(CODE), nullable=False),
+    Column("district", String(CODE), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("content_hash", LargeBinary(32), nullable=False),
+    Column("receipt", String(42), nullable=False),
+    Column("relayer", String(42), nullable=False),
+    Column("block_time", BigInteger, nullable=False),
+    Column("answer_seq", BigInteger, nullable=True),
+    Column("decision", SmallInteger, nullable=True),
+    Column("case_id", LargeBinary(32), nullable=True),
+    Column("duplicate_of", LargeBinary(32), nullable=True),
+    Column("reason_hash", LargeBinary(32), nullable=True),
+    Column("answered_at", BigInteger, nullable=True),
+    # an agency's filings, unanswered first (answer_seq NULL sorts first in SQLite, last in PostgreSQL: either way
+    # the lookup "its unanswered filings" is a range of this index)
+    Index("ix_filings_agency", "agency_id", "answer_seq", "seq"),
+    Index("ix_filings_receipt", "receipt"),
+)
+
+
 #: Auditor keys (revision 0006): one row per registration — governance's AuditorAuthorized entry (``seq``) — with the
 #: AuditorRevoked entry that ended it (``revoked_seq``), if any. An auditor is registered now when it has a row without
 #: a revocation (at most one: the contract refuses to register a registered key). A key revoked and registered again

@@ -76,7 +76,7 @@ def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any,
         "case_transitions": Status.PASS, "timeliness": Status.PASS, "api_records": Status.PASS,
         "entry_views": Status.PASS, "metrics_reproduced": Status.PASS, "feedback_authentic": Status.PASS,
         "batches_complete": Status.PASS, "open311": Status.PASS, "receipt_views": Status.PASS,
-        "attestations": Status.PASS,
+        "attestations": Status.PASS, "filings_answered": Status.PASS,
     }
     assert honest_report.summary()["findings"] == 0 and honest_report.exit_code == 0 and not honest_report.errors
     count = honest.ledger.entry_count()
@@ -105,7 +105,14 @@ def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any,
     feedback = honest_report.check("feedback_authentic").counts
     assert feedback["receipts"] >= 4 and feedback["ratings"] >= 2 and feedback["disputes"] >= 2
     assert feedback["answered_in_time"] == feedback["disputes"] - feedback["awaiting_answer"]
-    assert honest_report.check("authorised").counts["citizen_entries"] == feedback["ratings"] + feedback["disputes"]
+    filings = honest_report.check("filings_answered").counts
+    assert filings == {"filings": 3, "accepted": 1, "rejected": 2, "awaiting": 0, "unanswered_overdue": 0,
+                       "answered_late": 0}
+    # signed by citizens' own keys: ratings, disputes, filings and the one receipt claim
+    assert honest_report.check("authorised").counts["citizen_entries"] == (
+        feedback["ratings"] + feedback["disputes"] + filings["filings"] + 1)
+    assert honest_report.stats["feedback_by_key_origin"]["filed"]["ratings"] == 1
+    assert honest_report.stats["filings_by_agency"]["DEMO-ROADS"]["duplicate"] == 1
     # late recordings are listed, but the demo city's few are no finding
     assert honest_report.check("timeliness").warnings
 
@@ -145,7 +152,7 @@ def test_reports_are_self_contained(honest_report: Any, tmp_path: Path) -> None:
 
 def test_every_check_is_registered_once_with_its_rule() -> None:
     names = [c.name for c in CHECKS]
-    assert len(names) == len(set(names)) == 13
+    assert len(names) == len(set(names)) == 14
     assert all(isinstance(c, Check) and c.title and len(c.description) > 80 for c in CHECKS)
 
 

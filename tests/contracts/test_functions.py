@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from eth_abi import encode as abi_encode
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
@@ -45,6 +46,7 @@ from ledger.records import (
     text_hash,
 )
 from tests.support.attestations import checkpoint
+from tests.support.filings import accept, claim, domain_separator, file
 from tests.support.world import World, case_id, head
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -973,7 +975,10 @@ def test_views_and_domain_separator(world: World) -> None:
         ["bytes32", "bytes32", "bytes32", "uint256", "address"],
         [domain_typehash, keccak(b"CivicLedger"), keccak(b"1"), world.chain.chain_id, ledger.address],
     ))
-    assert bytes(ledger.call_view("DOMAIN_SEPARATOR")) == expected
+    # the domain the contract publishes (ERC-5267; it has no DOMAIN_SEPARATOR view) is the one Python signs under
+    assert domain_separator(ledger.contract) == expected
+    probe = Rating(agency_id=world.agency_id, case_id=case_id("probe"), score=3)
+    assert encode_typed_data(full_message=ledger.citizen_typed_data(probe)).header == expected
     assert ledger.agency_of(world.relayer.address) == ZERO32
     assert agency_view(world, short_code("NOPE")) == (False, ZERO32, 0)
     assert agency_view(world, world.other_agency_id) == (True, JURISDICTION, 1)
@@ -1016,6 +1021,11 @@ def test_running_hash_over_every_kind(world: World) -> None:
     for record in (Rating(agency_id=world.agency_id, case_id=flagged, score=2),
                    Dispute(agency_id=world.agency_id, case_id=flagged, closure=1)):
         ledger.submit_citizen(world.relayer, record, ledger.sign_citizen(receipts.private_key(code), record))
+    # a citizen's filing and the agency's acceptance, then the printed receipt above claimed (the filings module)
+    accept(world, file(world, receipts.new_code()))
+    claimant = receipts.new_code()
+    claim(world, flagged, receipts.address(claimant), receipts.private_key(code),
+          receipt_key=receipts.private_key(claimant))
     # an auditor registered, its checkpoint recorded, the auditor revoked
     auditor = Account.create()
     ledger.authorize_auditor(gov, auditor.address)
@@ -1030,7 +1040,7 @@ def test_running_hash_over_every_kind(world: World) -> None:
     entries = ledger.entries()
     # one logged entry stands for the batch's three: seqs run on, skipping the batch's other two
     assert [e.seq for e in entries] == list(range(len(entries)))
-    assert len(entries) == 5 + 14 + 5 + 3 + 1
+    assert len(entries) == 5 + 14 + 5 + 3 + 3 + 1
     assert ledger.entry_count() == len(entries) + 2
     assert running_hash(e.entry_hash for e in entries) == ledger.running_hash()
     assert {e.kind for e in entries} == set(EntryKind)

@@ -21,10 +21,21 @@ def fresh() -> dict:
     return build.compile_contracts()
 
 
-def test_shipped_artifacts_equal_a_fresh_compile(fresh):
-    shipped = json.loads((build.ARTIFACTS_DIR / "CivicLedger.json").read_text())
-    assert fresh["CivicLedger"] == shipped
+@pytest.mark.parametrize("name", build.ARTIFACT_CONTRACTS)
+def test_shipped_artifacts_equal_a_fresh_compile(fresh, name):
+    shipped = json.loads((build.ARTIFACTS_DIR / f"{name}.json").read_text())
+    assert fresh[name] == shipped
     assert shipped["compiler"].startswith(build.compiler_config()["solcVersion"] + "+")
+
+
+def test_the_ledger_fits_eip170_and_its_module_fits_the_initcode_limit(fresh):
+    """EIP-170 caps runtime code at 24,576 bytes, EIP-3860 creation code at 49,152: the ledger's constructor creates
+    its filings module, so the module's creation code is part of the ledger's, never of its runtime."""
+    ledger, module = fresh["CivicLedger"], fresh["CivicFilings"]
+    assert (len(ledger["deployedBytecode"]) - 2) // 2 <= 24_576
+    assert (len(module["deployedBytecode"]) - 2) // 2 <= 24_576
+    assert (len(ledger["bytecode"]) - 2) // 2 <= 49_152
+    assert module["bytecode"][2:] in ledger["bytecode"] and module["bytecode"][2:] not in ledger["deployedBytecode"]
 
 
 def test_build_check_command_agrees(capsys):
@@ -36,11 +47,12 @@ def test_hardhat_build_gives_the_same_bytecode_and_abi(fresh, tmp_path):
     """Both builds read contracts/compiler.json; the same sources must give the same bytes."""
     env = dict(os.environ, CIVIC_HARDHAT_BUILD=str(tmp_path))
     subprocess.run(["npx", "hardhat", "compile", "--quiet"], cwd=ROOT, env=env, check=True, capture_output=True)
-    hardhat = json.loads((tmp_path / "artifacts/contracts/CivicLedger.sol/CivicLedger.json").read_text())
-    ours = fresh["CivicLedger"]
-    assert hardhat["bytecode"] == ours["bytecode"]
-    assert hardhat["deployedBytecode"] == ours["deployedBytecode"]
-    assert hardhat["abi"] == ours["abi"]
+    for name in build.ARTIFACT_CONTRACTS:
+        hardhat = json.loads((tmp_path / f"artifacts/contracts/{name}.sol/{name}.json").read_text())
+        ours = fresh[name]
+        assert hardhat["bytecode"] == ours["bytecode"], name
+        assert hardhat["deployedBytecode"] == ours["deployedBytecode"], name
+        assert hardhat["abi"] == ours["abi"], name
 
 
 def test_sources_are_collected_under_hardhat_unit_names():

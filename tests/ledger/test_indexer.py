@@ -35,11 +35,20 @@ from ledger.encoding import ZERO32, ZERO_HEAD, code_text, display_text, fold, ke
 from ledger.errors import ChainMismatch, NodeUnavailable
 from ledger.index.cases import CaseFolder
 from ledger.index.sync import Indexer
-from ledger.records import CaseAction, EntryKind, HolidayCalendar, short_code, struct_hash_of
+from ledger.records import (
+    CaseAction,
+    EntryKind,
+    FilingDecision,
+    HolidayCalendar,
+    filed_case_id,
+    short_code,
+    struct_hash_of,
+)
 from ledger.store.db import Store, open_store
 from ledger.store.schema import sync_state
 from ledger.workdays import YearCalendar
 from tests.support.feedback import write_feedback
+from tests.support.filed import write_filings
 from tests.support.indexing import head, index
 from tests.support.scenario import WORKING_DAYS_COMMITMENT, Scenario, cst, write_everything
 from tests.support.world import World, build_world, case_id
@@ -66,11 +75,17 @@ def case_row(store: Store, agency: str, case_id: bytes) -> dict[str, Any] | None
 # ---------------------------------------------------------------------------------------------- decoding
 
 
+#: fields the fast decoder gives of a module event beyond its record (``ledger.chain.logs``)
+DECODED_EXTRAS = {EntryKind.FILING_RECORDED: ("relayer",), EntryKind.FILING_ANSWERED: ("case_id",),
+                  EntryKind.RECEIPT_CLAIMED: ("previous",)}
+
+
 def test_fast_decoder_matches_decode_log(world: World) -> None:
     write_everything(world)
     write_feedback(world)
+    write_filings(world)
     raw = world.chain.w3.provider.make_request(
-        "eth_getLogs", [{"address": world.ledger.address, "fromBlock": "0x0", "toBlock": "latest"}]
+        "eth_getLogs", [{"address": world.ledger.addresses, "fromBlock": "0x0", "toBlock": "latest"}]
     )["result"]
     mine = LogDecoder().decode(raw)
     theirs = world.ledger.entries()
@@ -85,7 +100,18 @@ def test_fast_decoder_matches_decode_log(world: World) -> None:
         expected = b.record.model_dump()
         got = {k: v.decode() if isinstance(v, bytes) and k.startswith("name") else v for k, v in a.record.items()}
         got = {k: tuple(v) if isinstance(v, list) else v for k, v in got.items()}
+        # what a module event carries beyond its record: the relayer of a filing, the case an acceptance opens,
+        # the key a claim moves away from
+        extra = {k: got.pop(k) for k in set(got) - set(expected)}
+        assert set(extra) == set(DECODED_EXTRAS.get(b.kind, ())), b.kind
         assert got == expected, b.kind
+        if b.kind == EntryKind.FILING_RECORDED:
+            assert extra["relayer"] == world.relayer.address
+        if b.kind == EntryKind.FILING_ANSWERED:
+            accepted = b.record.decision == FilingDecision.ACCEPTED
+            assert extra["case_id"] == (filed_case_id(b.record.filing_seq) if accepted else ZERO32)
+        if b.kind == EntryKind.RECEIPT_CLAIMED:
+            assert extra["previous"] == b.actor
         if b.kind in (EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED):
             assert a.signer == b.record.signer
         if b.kind in (EntryKind.AUDITOR_AUTHORIZED, EntryKind.AUDITOR_REVOKED):

@@ -22,6 +22,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_account.types import TransactionDictType
+from eth_typing import HexStr
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -33,21 +34,27 @@ from ledger.chain.contract import Chain, Ledger
 from ledger.chain.logs import DecodedEntry
 from ledger.dev import demo
 from ledger.dev.node import AnvilNode
-from ledger.encoding import entry_hash, keccak
+from ledger.encoding import ZERO32, entry_hash, keccak
 from ledger.index.sync import Indexer
 from ledger.records import (
     Attestation,
     AuditVerdict,
     CaseAction,
     CaseEvent,
+    Channel,
     Correction,
     DeadlineUnit,
     Dispute,
     EntryKind,
+    Filing,
+    FilingAnswer,
+    FilingDecision,
     Rating,
     Receipt,
+    ReceiptClaim,
     Record,
     Retirement,
+    filed_case_id,
     short_code,
     text_hash,
 )
@@ -151,14 +158,15 @@ class HonestLedger:
         with self.api(index, wrap=wrap, batch_dir=batch_dir) as client:
             return run_audit(self.config(**config), api_client=client)
 
-    def send(self, signer: LocalAccount, data: bytes, at: int | None = None) -> None:
-        """Send calldata to the ledger from `signer`, mined in a block at time `at` (if given). Gas is given, not
-        estimated: an estimate runs at the latest block's time, before the one the next block is set to."""
+    def send(self, signer: LocalAccount, data: bytes, at: int | None = None, *, to: str | None = None) -> None:
+        """Send calldata to the ledger (or to `to`: its filings module) from `signer`, mined in a block at time `at`
+        (if given). Gas is given, not estimated: an estimate runs at the latest block's time, before the one the next
+        block is set to."""
         if at is not None:
             demo.set_next_block_time(self.chain, at)
         w3 = self.chain.w3
         tx: TransactionDictType = {
-            "to": self.ledger.address, "data": data, "chainId": self.chain.chain_id, "gas": 3_000_000,
+            "to": HexStr(to or self.ledger.address), "data": data, "chainId": self.chain.chain_id, "gas": 3_000_000,
             "nonce": w3.eth.get_transaction_count(signer.address, "pending"),
             "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 1,
         }
@@ -299,6 +307,7 @@ def write_extras(h: HonestLedger) -> None:
     # A working-day case of the licensing bureau.
     h.write(opened("licence", t + 30, "BIZ-LICENCE-3WD", "NORTH", 1), "DEMO-LICENSING", t + 60)
     _feedback(h)
+    _filings(h)
     _batches(h)
     _attestation(h)
     h.seqs["last"] = ledger.entry_count() - 1
@@ -366,6 +375,62 @@ def _feedback(h: HonestLedger) -> None:
                                            at=t + 21 * HOUR + 60)
     h.write(receipt_later("fb-reopened", CaseAction.FULFILLED, t + 30 * HOUR), at=t + 30 * HOUR + 60)
     h.seqs["fb-reopened rating"] = h.rate("fb-reopened", 2, t + 31 * HOUR)
+
+
+def to_module(h: HonestLedger, signer: LocalAccount, call: Any, at: int | None = None) -> int:
+    """Send a call of the filings module from `signer` (in a block at time `at`); returns the entry's seq."""
+    h.send(signer, bytes.fromhex(call._encode_transaction_data()[2:]), at, to=h.ledger.filings_address)
+    return h.ledger.entry_count() - 1
+
+
+def file_request(h: HonestLedger, name: str, at: int | None = None, agency: str = "DEMO-ROADS") -> int:
+    """A citizen files request `name` with their own key (:func:`receipt_code` of `name`), relayed; its seq."""
+    record = Filing(agency_id=short_code(agency), commitment_id=short_code("STREETLIGHT-48H"),
+                    district=short_code("EAST"), channel=Channel.WEB, content_hash=text_hash(f"salt:{name}:lamp out"),
+                    receipt=receipts.address(receipt_code(name)))
+    signature = h.ledger.sign_filing(receipts.private_key(receipt_code(name)), record)
+    h.seqs[f"{name} filing"] = to_module(h, h.relayer, h.ledger.encode_filing_call(record, signature), at)
+    return h.seqs[f"{name} filing"]
+
+
+def answer_filing(h: HonestLedger, name: str, decision: FilingDecision, at: int | None = None,
+                  duplicate_of: bytes = ZERO32, agency: str = "DEMO-ROADS") -> int:
+    """The agency answers the filing of request `name`; the answer's seq."""
+    reason = ZERO32 if decision == FilingDecision.ACCEPTED else text_hash(f"{name}:{decision.name}")
+    record = FilingAnswer(filing_seq=h.seqs[f"{name} filing"], decision=decision, duplicate_of=duplicate_of,
+                          reason_hash=reason)
+    call = h.ledger.filings.functions.answerFiling(record.abi_values())
+    h.seqs[f"{name} answer"] = to_module(h, h.signers[agency], call, at)
+    return h.seqs[f"{name} answer"]
+
+
+def _filings(h: HonestLedger) -> None:
+    """Citizens' filings at the roads office, each answered within the hour: one accepted, fulfilled and rated by its
+    filer; one rejected as a duplicate of a receipt case, one as spam. And a receipt the office printed, claimed by
+    its holder, who then rates the case with their own key."""
+    ledger, roads = h.ledger, short_code("DEMO-ROADS")
+    t = h.now() + 60
+    for i, name in enumerate(("filed-accepted", "filed-duplicate", "filed-spam")):
+        file_request(h, name, t + i)
+    answer_filing(h, "filed-accepted", FilingDecision.ACCEPTED, t + 600)
+    answer_filing(h, "filed-duplicate", FilingDecision.DUPLICATE, t + 660, duplicate_of=receipt_case_id("fb-rated"))
+    answer_filing(h, "filed-spam", FilingDecision.SPAM, t + 720)
+    case_id = filed_case_id(h.seqs["filed-accepted filing"])
+    h.write(CaseEvent(case_id=case_id, action=CaseAction.FULFILLED, occurred_at=t + 2 * HOUR,
+                      details_hash=text_hash("lamp replaced")), at=t + 2 * HOUR + 60)
+    rating = Rating(agency_id=roads, case_id=case_id, score=5, comment_hash=text_hash("salt:filed:5"))
+    h.seqs["filed-accepted rating"] = h.citizen(rating, "filed-accepted", t + 3 * HOUR)
+    # a printed receipt, claimed
+    h.write(receipt_opened("fb-claimed", t + 4 * HOUR), at=t + 4 * HOUR)
+    h.seqs["fb-claimed receipt"] = h.issue_receipt("fb-claimed", t + 4 * HOUR + 10)
+    claim = ReceiptClaim(agency_id=roads, case_id=receipt_case_id("fb-claimed"),
+                         receipt=receipts.address(receipt_code("fb-claimed-own")))
+    call = ledger.encode_claim_call(claim, ledger.sign_filing(receipts.private_key(receipt_code("fb-claimed")), claim),
+                                    ledger.sign_filing(receipts.private_key(receipt_code("fb-claimed-own")), claim))
+    h.seqs["fb-claimed claim"] = to_module(h, h.relayer, call, t + 5 * HOUR)
+    h.write(receipt_later("fb-claimed", CaseAction.FULFILLED, t + 6 * HOUR), at=t + 6 * HOUR + 60)
+    h.seqs["fb-claimed rating"] = h.rate("fb-claimed", 3, t + 7 * HOUR,
+                                         key=receipts.private_key(receipt_code("fb-claimed-own")))
 
 
 def demo_commitment(code: str, at: int, *, deadline: int, target_bps: int,

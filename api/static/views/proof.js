@@ -82,7 +82,7 @@ export async function proofView({ args: [seqText] }) {
         batch
           ? h("li", {}, t("batch_check_3", { block: proof.block_number, log_index: proof.log_index, contract: chain.contract_address ?? t("none"), batch: batch.seq, root: batch.root }))
           : h("li", {}, t("check_3", { block: proof.block_number, log_index: proof.log_index, contract: chain.contract_address ?? t("none"), entry_hash: proof.entry_hash })),
-        batch ? h("li", {}, t("batch_check_4", { batch: batch.seq, index: batch.index })) : null,
+        batch ? h("li", {}, t("batch_check_4", { batch: batch.seq, index: batch.index, module: chain.filings_address ?? t("none") })) : null,
         h("li", {}, t("check_4")),
       ),
       h("h3", {}, t("rpc_request")),

@@ -32,6 +32,7 @@ def _registry() -> list[Check]:
         code,
         entry_views,
         feedback,
+        filings,
         log,
         metrics,
         open311,
@@ -52,6 +53,7 @@ def _registry() -> list[Check]:
         open311.CHECK,
         receipt_views.CHECK,
         feedback.CHECK,
+        filings.CHECK,
         batches.CHECK,
         attestations.CHECK,
     ]

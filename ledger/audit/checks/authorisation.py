@@ -8,7 +8,7 @@ from ledger.audit.chainread import GOVERNOR_ROLE
 from ledger.audit.checks import Check
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.audit.rebuild import AUDITOR_KINDS, CITIZEN_KINDS, GOVERNANCE_KINDS, entry_pointer
+from ledger.audit.rebuild import AUDITOR_KINDS, CITIZEN_KINDS, FILING_CITIZEN_KINDS, GOVERNANCE_KINDS, entry_pointer
 from ledger.encoding import code_text
 from ledger.records import EntryKind
 
@@ -48,10 +48,11 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     agency_entries = citizen_entries = batches = batched = 0
     for e in entries:
         kind = e.kind
-        if kind in CITIZEN_KINDS or kind in AUDITOR_KINDS:
-            # signed by the case's receipt key or a registered auditor's, not an agency key: the feedback_authentic
-            # and attestations checks' business
-            citizen_entries += kind in CITIZEN_KINDS
+        if kind in CITIZEN_KINDS or kind in AUDITOR_KINDS or kind in FILING_CITIZEN_KINDS:
+            # signed by the case's receipt key, a filer's own key or a registered auditor's, not an agency key: the
+            # feedback_authentic, filings_answered and attestations checks' business (an agency's answer to a
+            # filing is an agency entry like any other, checked here)
+            citizen_entries += kind not in AUDITOR_KINDS
             continue
         if kind in (EntryKind.AUDITOR_AUTHORIZED, EntryKind.AUDITOR_REVOKED):
             continue  # governance's (its actor is checked above); the auditor key history is the attestations check's

@@ -8,7 +8,7 @@ from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.chain.build import runtime_code_matches
 from ledger.chain.contract import artifact
-from ledger.encoding import keccak
+from ledger.encoding import keccak, module_address
 from ledger.errors import BuildError
 
 NAME = "contract_code"
@@ -65,6 +65,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
             subject=where, field="runtime_code",
             expected="0x" + keccak(expected_masked).hex(), actual="0x" + keccak(actual_masked).hex(),
         ))
+    _module(ctx, result, built)
     shipped = artifact()
     if shipped["abi"] != built["abi"]:
         result.add(Finding(
@@ -75,11 +76,45 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         ))
 
 
+def _module(ctx: AuditContext, result: CheckResult, built: dict) -> None:
+    """The filings module: at the ledger's first CREATE address, the runtime code of a fresh build of
+    ``CivicFilings``, pointing back at this ledger, and the ledger's ``FILINGS()`` pointing at it. The ledger's
+    constructor is not on chain, so its runtime code alone does not show which module it made: a ledger built from
+    other sources with the same runtime could have made another one, or named any account its module."""
+    chain = ctx.chain
+    module = module_address(chain.address)
+    where = f"filings module {module}"
+    if chain.module_code is None:
+        result.warn(Finding(NAME, "the node did not give the filings module's code: it was not compared",
+                            subject=where, field="module_code"))
+        return
+    expected = built.get("module")
+    if expected is None:
+        result.warn(Finding(NAME, "the build has no filings module to compare with", subject=where))
+        return
+    if not runtime_code_matches(chain.module_code, expected):
+        result.add(Finding(
+            NAME, f"the code at the filings module's address {module} ({len(chain.module_code)} bytes) is not a fresh "
+            f"build of CivicFilings ({(len(expected['deployedBytecode']) - 2) // 2} bytes): whatever appends there "
+            "is not the published module", subject=where, field="module_code",
+        ))
+    if chain.filings_pointer != module:
+        result.add(Finding(NAME, f"the ledger's FILINGS() is {chain.filings_pointer}, not the module it created at "
+                           f"{module}: another account could append entries", subject=f"contract {chain.address}",
+                           field="FILINGS", expected=module, actual=chain.filings_pointer))
+    if chain.module_ledger != chain.address:
+        result.add(Finding(NAME, f"the filings module's LEDGER() is {chain.module_ledger}, not this ledger",
+                           subject=where, field="LEDGER", expected=chain.address, actual=chain.module_ledger))
+    result.counts["module_bytes"] = len(chain.module_code)
+
+
 CHECK = Check(
     NAME,
     "Contract code matches the published source",
     "eth_getCode at the audited block equals the runtime bytecode of a fresh compilation of contracts/ with the "
     "pinned compiler and settings (immutables masked), or of a build this auditor made earlier of exactly the same "
-    "compiler input (ledger.audit.build); the ABI used to decode logs equals the fresh build's.",
+    "compiler input (ledger.audit.build); so does the filings module's, at the ledger's first CREATE address, which "
+    "the ledger's FILINGS() names and whose LEDGER() names the ledger; the ABI used to decode logs equals the fresh "
+    "build's.",
     run,
 )

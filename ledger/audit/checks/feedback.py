@@ -21,7 +21,8 @@ from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import FeedbackContext, entry_pointer
 from ledger.audit.rpc import RpcError
 from ledger.cases import CLOSED, DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW, FULFILLED, UNVOIDABLE_KINDS
-from ledger.encoding import keccak
+from ledger.encoding import keccak, module_address
+from ledger.filings import AGENCY_ISSUED, KEY_ORIGINS, key_origin
 from ledger.receipt_state import FULFILLED as TRACKED_FULFILLED
 from ledger.receipt_state import OPEN, STATUS_NAMES, answer_due, answer_overdue, dispute_deadline, in_dispute_window
 from ledger.records import CaseAction, EntryKind, is_receipt_case
@@ -42,12 +43,14 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     receipt_cases: dict[str, list[FeedbackContext]] = {}
     counts = Counter[str]()
     scores = Counter[int]()
+    by_origin = {origin: Counter[str]() for origin in KEY_ORIGINS}
     by_agency: dict[str, Counter[str]] = {}
     for (agency, case_id), contexts in model.feedback.items():
         subject = f"case {agency}/0x{case_id.hex()}"
         never_opened = model.cases.get((agency, case_id)) is None or model.cases[(agency, case_id)].state is None
         tally = by_agency.setdefault(agency, Counter())
         disputed: dict[int, int] = {}  # closure -> seq of its dispute
+        origin: str | None = None  # where the case's key came from (ledger.filings.key_origin), once bound
         for c in contexts:
             e = c.entry
             kind = e.kind
@@ -55,6 +58,22 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
                 counts["receipts"] += 1
                 receipt_cases.setdefault(e.record["receipt"], []).append(c)
                 _receipt(result, c, subject, agency_keys, never_opened)
+                origin = key_origin(kind)
+                continue
+            if kind == EntryKind.FILING_ANSWERED:  # an accepted filing: the case opens bound to the filer's key
+                counts["filed_receipts"] += 1
+                receipt_cases.setdefault(e.record["receipt"], []).append(c)
+                if c.receipts:
+                    result.add(Finding(NAME, f"the filed case had a receipt already ({c.receipt}): a case gets one "
+                                       "receipt, and a filed one the filer's", **entry_pointer(e), subject=subject,
+                                       field="receipt", expected=e.record["receipt"], actual=c.receipt))
+                origin = key_origin(kind)
+                continue
+            if kind == EntryKind.RECEIPT_CLAIMED:
+                counts["claims"] += 1
+                receipt_cases.setdefault(e.record["receipt"], []).append(c)
+                _claim(result, c, subject, origin)
+                origin = key_origin(kind)
                 continue
             if c.receipt is None:
                 result.add(Finding(NAME, f"{_what(kind)} of a case that has no receipt", **entry_pointer(e),
@@ -69,10 +88,12 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
                 counts["ratings"] += 1
                 tally["ratings"] += 1
                 scores[e.record["score"]] += 1
+                by_origin[origin or AGENCY_ISSUED]["ratings"] += 1
                 _rating(result, c, subject)
             else:
                 counts["disputes"] += 1
                 tally["disputes"] += 1
+                by_origin[origin or AGENCY_ISSUED]["disputes"] += 1
                 closure = e.record["closure"]
                 if closure in disputed:
                     result.add(Finding(
@@ -116,6 +137,12 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         f"time {as_of})"
     )
     ctx.stats["rating_distribution"] = {str(score): scores[score] for score in range(1, 6)}
+    # a rating signed with a key the agency issued (a printed code) may be the agency's own, and a claimed key shows
+    # only that its claimant held that code: each counted apart from the filers' own keys
+    ctx.stats["feedback_by_key_origin"] = {
+        origin: {"ratings": t["ratings"], "disputes": t["disputes"]} for origin, t in by_origin.items()
+    }
+    ctx.stats["receipt_bindings"] = {"filed": counts["filed_receipts"], "claimed": counts["claims"]}
     ctx.stats["disputes_by_agency"] = {
         a: {k: t[k] for k in ("ratings", "disputes", "answered", "late", "overdue", "awaiting")}
         for a, t in sorted(by_agency.items())
@@ -151,6 +178,21 @@ def _receipt(result: CheckResult, c: FeedbackContext, subject: str, agency_keys:
         result.add(Finding(NAME, f"the receipt key {address} is an agency signing key: the agency holds the receipt "
                            "it issued, and could rate its own case", **entry_pointer(e), subject=subject,
                            field="receipt", actual=address))
+
+
+def _claim(result: CheckResult, c: FeedbackContext, subject: str, origin: str | None) -> None:
+    """A claim moves an agency-issued receipt to the holder's own key: signed by the key it moves away from, once."""
+    e = c.entry
+    if c.receipt is None:
+        result.add(Finding(NAME, "receipt claim of a case that has no receipt", **entry_pointer(e), subject=subject,
+                           field="actor", actual=e.actor))
+    elif e.actor != c.receipt:
+        result.add(Finding(NAME, f"receipt claim not signed by the case's receipt key ({c.receipt})",
+                           **entry_pointer(e), subject=subject, field="actor", expected=c.receipt, actual=e.actor))
+    if origin is not None and origin != AGENCY_ISSUED:
+        result.add(Finding(NAME, f"receipt claim of a case whose key is {origin.replace('_', ' ')} already (from a "
+                           "filing or an earlier claim): only an agency-issued receipt is claimed, once",
+                           **entry_pointer(e), subject=subject))
 
 
 def _rating(result: CheckResult, c: FeedbackContext, subject: str) -> None:
@@ -227,14 +269,16 @@ def _dispute(ctx: AuditContext, result: CheckResult, c: FeedbackContext, subject
 
 
 def _windows(ctx: AuditContext, result: CheckResult) -> None:
-    """The windows the auditor applies are the audited contract's own."""
+    """The windows the auditor applies are the audited contract's own (published by its filings module, which the
+    ledger has no room to publish them itself)."""
     if ctx.reader is None:
         return
     block = hex(ctx.chain.block_number)
+    module = module_address(ctx.chain.address)
     for name, mine in (("DISPUTE_WINDOW", DISPUTE_WINDOW), ("DISPUTE_RESPONSE_WINDOW", DISPUTE_RESPONSE_WINDOW)):
         selector = "0x" + keccak(f"{name}()".encode())[:4].hex()
         try:
-            answer = ctx.reader.rpc.call("eth_call", [{"to": ctx.chain.address, "data": selector}, block])
+            answer = ctx.reader.rpc.call("eth_call", [{"to": module, "data": selector}, block])
         except RpcError as exc:
             result.notes.append(f"could not read the contract's {name}() ({exc}): the auditor's {mine} s applied")
             continue
@@ -251,8 +295,9 @@ CHECK = Check(
     "Every rating and dispute is signed by the receipt key issued for its case; a case is rated at most once, only "
     "once closed and not while reopened; a dispute concerns a fulfilment, names the case's latest closure, and comes "
     "within 30 days of that closing entry's block time, once per closure; a receipt is issued once per case, only "
-    "for a flagged case id, after the case's Opened and before it closes, and never to an agency key; no correction "
-    "aims at a receipt, "
+    "for a flagged case id, after the case's Opened and before it closes, and never to an agency key; a filed case "
+    "is bound to its filer's key as it opens; a receipt claim is signed by the agency-issued key it replaces, once "
+    "per case, never of a citizen-held key; no correction aims at a receipt, "
     "rating or dispute; every dispute is answered (Reopened or DisputeRejected) within 10 days of it — one still "
     "unanswered past that, as of the audited block, or answered late, is a finding.",
     run,

@@ -1,0 +1,181 @@
+"""Filings answered: every citizen's filing is answered by its agency within the published window, every acceptance
+opens the case bound to the filing, and every rejection gives its reason.
+
+The filings module enforces most of it when an entry is written (a filing signed by its own fresh key, an answer by
+the filing's agency, once, with a reason to reject; the case id of an acceptance derived from the filing); the auditor
+checks it again from the log alone. What no contract can enforce is checked only here (``ledger.filings``): that each
+filing is answered within ``ANSWER_WINDOW_WORKING_DAYS`` working days of its block time (as of the audited block),
+that the agency did not also open the filed case itself — with a time of its own choosing — and that a duplicate
+names a case the agency had opened. Figures per agency (accepted, rejected by reason, awaiting, overdue, late) and per
+relayer (who submitted the filings: an agency filing for itself through its own account shows there) go to the
+report's statistics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from ledger.audit.checks import Check
+from ledger.audit.context import AuditContext
+from ledger.audit.model import CheckResult, Finding
+from ledger.audit.rebuild import LedgerModel, entry_pointer
+from ledger.chain.logs import DecodedEntry
+from ledger.encoding import ZERO32, code_text
+from ledger.filings import ANSWER_WINDOW_WORKING_DAYS, answer_due, answer_overdue, answered_late
+from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
+from ledger.workdays import YearCalendar
+
+NAME = "filings_answered"
+_DECISIONS = {int(d): d.name.lower() for d in FilingDecision}
+
+
+def _calendars(model: LedgerModel, agency: str) -> Mapping[int, YearCalendar]:
+    state = model.agencies.get(agency)
+    years = model.calendars.get(state.jurisdiction if state is not None else "", {})
+    return {year: calendar for year, (_, calendar, _) in years.items()}
+
+
+def run(ctx: AuditContext, result: CheckResult) -> None:
+    model = ctx.model
+    as_of = ctx.as_of
+    filings, first_answers = model.filings, model.filing_answers
+    tallies: dict[str, Counter[str]] = {}
+    relayers = Counter[str]()
+    for e in model.entries:
+        if e.kind == EntryKind.FILING_RECORDED:
+            _filing(result, e)
+            relayers[e.record["relayer"]] += 1
+            tallies.setdefault(code_text(e.agency_id), Counter())["filed"] += 1
+            continue
+        if e.kind != EntryKind.FILING_ANSWERED:
+            continue
+        r = e.record
+        agency = code_text(e.agency_id)
+        subject = f"filing {r['filing_seq']}"
+        filing = filings.get(r["filing_seq"])
+        if filing is None or filing.seq >= e.seq:
+            result.add(Finding(NAME, f"answer to seq {r['filing_seq']}, which is not a filing recorded before it",
+                               **entry_pointer(e), subject=subject, field="filing_seq", actual=r["filing_seq"]))
+            continue
+        if filing.agency_id != e.agency_id:
+            result.add(Finding(NAME, f"answered by {agency}, but the filing asked {code_text(filing.agency_id)}",
+                               **entry_pointer(e), subject=subject, field="agency_id",
+                               expected=code_text(filing.agency_id), actual=agency))
+            continue
+        first = first_answers[r["filing_seq"]]
+        if first is not e:
+            result.add(Finding(NAME, f"a second answer to the filing (the first: seq {first.seq}): a filing is "
+                               "answered once", **entry_pointer(e), subject=subject))
+            continue
+        tally = tallies.setdefault(agency, Counter())
+        decision = int(r["decision"])
+        tally[_DECISIONS.get(decision, "invalid")] += 1
+        _answer(model, result, e, filing.seq, decision, subject)
+        due = answer_due(filing.block_time or 0, _calendars(model, agency))
+        if answered_late(filing.block_time or 0, e.block_time or 0, _calendars(model, agency)):
+            tally["late"] += 1
+            result.add(Finding(
+                NAME, f"filing answered late: {_DECISIONS.get(decision, 'answer')} at block time {e.block_time}, "
+                f"due by {due} ({ANSWER_WINDOW_WORKING_DAYS} working day of its filing at {filing.block_time})",
+                **entry_pointer(e), subject=subject, field="answered_at", expected=f"<= {due}", actual=e.block_time,
+            ))
+    for seq, filing in filings.items():
+        if seq in first_answers:
+            continue
+        agency = code_text(filing.agency_id)
+        calendars = _calendars(model, agency)
+        tally = tallies.setdefault(agency, Counter())
+        if answer_overdue(filing.block_time or 0, as_of, calendars, answered=False):
+            tally["overdue"] += 1
+            result.add(Finding(
+                NAME, f"filing left unanswered past its window: due by {answer_due(filing.block_time or 0, calendars)}"
+                f" ({ANSWER_WINDOW_WORKING_DAYS} working day of its filing), still unanswered at block time {as_of}",
+                **entry_pointer(filing), subject=f"filing {seq}", field="answer", actual=None,
+            ))
+        else:
+            tally["awaiting"] += 1
+    total = sum(tallies.values(), Counter[str]())
+    result.counts.update(
+        filings=total["filed"], accepted=total["accepted"],
+        rejected=total["duplicate"] + total["out_of_scope"] + total["spam"], awaiting=total["awaiting"],
+        unanswered_overdue=total["overdue"], answered_late=total["late"],
+    )
+    keys = ("filed", "accepted", "duplicate", "out_of_scope", "spam", "awaiting", "overdue", "late")
+    ctx.stats["filings_by_agency"] = {a: {k: t[k] for k in keys} for a, t in sorted(tallies.items())}
+    ctx.stats["filings_by_relayer"] = dict(sorted(relayers.items()))
+    if not filings:
+        result.notes.append("no filings on this ledger yet: nothing to check")
+    result.notes.append(f"window: an agency answers a filing within {ANSWER_WINDOW_WORKING_DAYS} working day of its "
+                        f"block time, by its jurisdiction's published calendars (audit time as_of = block time "
+                        f"{as_of})")
+
+
+def _filing(result: CheckResult, e: DecodedEntry) -> None:
+    """A filing is complete and signed by its own key (the module refuses anything else)."""
+    r = e.record
+    subject = f"filing {e.seq}"
+    for name in ("district", "content_hash"):
+        if r[name] == ZERO32:
+            result.add(Finding(NAME, f"filing without its {name.replace('_', ' ')}", **entry_pointer(e),
+                               subject=subject, field=name))
+    if not r["channel"]:
+        result.add(Finding(NAME, "filing without its channel", **entry_pointer(e), subject=subject, field="channel"))
+    if e.actor != r["receipt"]:
+        result.add(Finding(NAME, f"filing signed by {e.actor}, not by its own receipt key {r['receipt']}",
+                           **entry_pointer(e), subject=subject, field="actor", expected=r["receipt"], actual=e.actor))
+
+
+def _answer(
+    model: LedgerModel, result: CheckResult, e: DecodedEntry, filing_seq: int, decision: int, subject: str
+) -> None:
+    """An answer is well formed; a duplicate names a case the agency had opened; an acceptance opens the filing's
+    case, which the agency did not open itself."""
+    r = e.record
+    agency = code_text(e.agency_id)
+    if decision not in _DECISIONS:
+        result.add(Finding(NAME, f"answer with decision {decision}, which is none of {sorted(_DECISIONS)}",
+                           **entry_pointer(e), subject=subject, field="decision", actual=decision))
+        return
+    if (decision == FilingDecision.DUPLICATE) != (r["duplicate_of"] != ZERO32):
+        result.add(Finding(NAME, "a duplicate names the case it duplicates, and only a duplicate does",
+                           **entry_pointer(e), subject=subject, field="duplicate_of"))
+    if decision != FilingDecision.ACCEPTED and r["reason_hash"] == ZERO32:
+        result.add(Finding(NAME, "rejection without the hash of its reason", **entry_pointer(e), subject=subject,
+                           field="reason_hash"))
+    if decision == FilingDecision.DUPLICATE and r["duplicate_of"] != ZERO32:
+        named = model.cases.get((agency, r["duplicate_of"]))
+        if named is None or named.state is None or named.state.opened_seq > e.seq:
+            result.add(Finding(
+                NAME, f"rejected as a duplicate of case 0x{r['duplicate_of'].hex()}, which the agency had not opened",
+                **entry_pointer(e), subject=subject, field="duplicate_of", actual="0x" + r["duplicate_of"].hex(),
+            ))
+    if decision != FilingDecision.ACCEPTED:
+        return
+    expected = filed_case_id(filing_seq)
+    if r["case_id"] != expected:
+        result.add(Finding(NAME, "acceptance opens a case whose id is not the filing's", **entry_pointer(e),
+                           subject=subject, field="case_id", expected="0x" + expected.hex(),
+                           actual="0x" + r["case_id"].hex()))
+        return
+    record = model.cases.get((agency, expected))
+    for other in record.events if record is not None else ():
+        if other.seq != e.seq and other.kind == EntryKind.CASE_EVENT and other.record["action"] == CaseAction.OPENED:
+            result.add(Finding(
+                NAME, f"the case filing {filing_seq} opens was also opened by the agency itself (seq {other.seq}, "
+                f"claiming time {other.record['occurred_at']}): a filed case's clock starts at its filing",
+                **entry_pointer(other), subject=f"case {agency}/0x{expected.hex()}", field="action",
+            ))
+
+
+CHECK = Check(
+    NAME,
+    "Filings answered in time, accepted cases bound to their filing",
+    "Every filing is complete and signed by its own key; every answer is its agency's, once per filing, and a "
+    "rejection gives a reason (a duplicate names a case the agency had opened); an acceptance opens the case whose "
+    "id derives from the filing, with the filer's key, and the clock started at the filing's block time — a case the "
+    "agency also opened itself is a finding; every filing is answered within "
+    f"{ANSWER_WINDOW_WORKING_DAYS} working day of its block time — one still unanswered past that, as of the audited "
+    "block, or answered late, is a finding.",
+    run,
+)
