@@ -299,12 +299,13 @@ def receipt_view(
 
 
 def _receipt_on_chain(state: IndexState, issued: IssuedReceipt) -> ReceiptInfo:
-    """The receipt as its ReceiptIssued log shows it, with the proof anyone can check against a node."""
+    """The receipt as the log that bound its key shows it (a ReceiptIssued, an accepted filing's answer, a claim),
+    with the proof anyone can check against a node."""
     entry = issued.entry
     assert issued.block_time is not None
     return ReceiptInfo(
         address=issued.address,
-        issued_at=issued.record.occurred_at,
+        issued_at=issued.issued_at,
         final=state.is_final(entry.block_number),
         proof=Proof(
             seq=entry.seq, tx_hash=to_hex(entry.transaction_hash), block_number=entry.block_number,

@@ -1,5 +1,6 @@
-"""A receipt case read from the chain itself, for when the index lacks it or lags: the ReceiptIssued entry of a
-receipt key and the state the contract tracks for its case.
+"""A receipt case read from the chain itself, for when the index lacks it or lags: the entry that bound a receipt
+key to its case — an agency's ReceiptIssued, the acceptance of the key's filing, or a receipt claim — and the state
+the contract tracks for its case.
 
 Citizens never depend on the index being whole: an index halted or behind must not cost a citizen their rating or
 their dispute window while the chain would take them. The contract's ``receiptCase(agencyId, caseId)`` is the state
@@ -7,10 +8,11 @@ that decides (read by ``Ledger.receipt_case``, the one reader); this module find
 index has not seen, and (:func:`cases_with_receipts`) which of many cases the contract tracks as issued a receipt.
 
 The look-up (:class:`ChainReceipts`)
-    The contract keeps, per receipt key, the seq and block of the entry that issued it (``receiptIssuance``; a key
-    serves one case only). A look-up is one call and, for a key that was issued, one ``eth_getLogs`` of that one
-    block filtered by the entry's seq topic: its cost does not grow with the chain, the index's lag or the number of
-    receipts, and a key never issued costs the call alone. Reads are at the latest block; an entry the node no
+    The contract keeps, per receipt key, the seq and block of the entry that last used it (``receiptIssuance``; a
+    key serves one case only). A look-up is one call and, for a key that was used, one ``eth_getLogs`` of that one
+    block, of the ledger and its filings module, filtered by the entry's seq topic: its cost does not grow with the
+    chain, the index's lag or the number of receipts, and a key never used costs the call alone. A key whose filing
+    is not answered yet has no case: it is not found here. Reads are at the latest block; an entry the node no
     longer has at that block (a reorganisation between the two reads) is not found, and the next look-up asks again.
 
 Node failures are raised as ``ledger.errors.NodeUnavailable``; the caller decides what an unreachable node means.
@@ -28,36 +30,41 @@ from web3.exceptions import Web3Exception
 
 from ledger.chain.contract import Ledger, LoggedEntry, ReceiptCaseState
 from ledger.errors import LedgerError, NodeUnavailable
-from ledger.records import EntryKind, Receipt
+from ledger.records import FilingAnswer, FilingDecision, Receipt, ReceiptClaim, filed_case_id
 
 _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class IssuedReceipt:
-    """A ReceiptIssued entry as read from the chain, with what a proof of it needs."""
+    """The entry that bound a receipt key to its case, as read from the chain, with what a proof of it needs: a
+    ReceiptIssued entry, an accepted filing's FilingAnswered, or a ReceiptClaimed."""
 
     entry: LoggedEntry
     block_hash: bytes
     #: the block's timestamp
     block_time: int
-
-    @property
-    def record(self) -> Receipt:
-        assert isinstance(self.entry.record, Receipt)
-        return self.entry.record
-
-    @property
-    def address(self) -> str:
-        return to_checksum_address(self.record.receipt)
+    #: the key's checksummed address
+    address: str
+    case_id: bytes
+    #: when the key was bound: the time a ReceiptIssued claims, else the entry's block time
+    issued_at: int
 
     @property
     def agency_id(self) -> bytes:
         return bytes(self.entry.agency_id)
 
-    @property
-    def case_id(self) -> bytes:
-        return bytes(self.record.case_id)
+    @classmethod
+    def of(cls, entry: LoggedEntry, address: str, block_hash: bytes, block_time: int) -> IssuedReceipt | None:
+        """The binding `entry` makes of the key at `address`, or None when it binds no case to it."""
+        record = entry.record
+        if isinstance(record, Receipt) and to_checksum_address(record.receipt) == address:
+            return cls(entry, block_hash, block_time, address, bytes(record.case_id), record.occurred_at)
+        if isinstance(record, FilingAnswer) and record.decision == FilingDecision.ACCEPTED:
+            return cls(entry, block_hash, block_time, address, filed_case_id(record.filing_seq), block_time)
+        if isinstance(record, ReceiptClaim) and to_checksum_address(record.receipt) == address:
+            return cls(entry, block_hash, block_time, address, bytes(record.case_id), block_time)
+        return None
 
 
 class ChainReceipts:
@@ -66,7 +73,8 @@ class ChainReceipts:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._topic = ledger.contract.events.ReceiptIssued.topic
+        self._topics = [ledger.contract.events.ReceiptIssued.topic, ledger.filings.events.FilingAnswered.topic,
+                        ledger.filings.events.ReceiptClaimed.topic]
 
     def head(self) -> int:
         return int(self._node(lambda: self.ledger.w3.eth.block_number))
@@ -76,23 +84,25 @@ class ChainReceipts:
         return self._node(lambda: self.ledger.receipt_case(agency_id, case_id))
 
     def find(self, address: str) -> IssuedReceipt | None:
-        """The ReceiptIssued entry of this receipt key, with its block's hash and time; None when it was never
-        issued (or its block was just reorganised away)."""
+        """The entry that bound this receipt key to its case, with its block's hash and time; None when it was never
+        bound (never used, or used by a filing not answered yet, or its block was just reorganised away)."""
+        address = to_checksum_address(address)
         issuance = self._node(lambda: self.ledger.receipt_issuance(address))
         if issuance is None:
             return None
         seq, number = issuance
         logs = self._node(lambda: self.ledger.w3.eth.get_logs({
-            "address": self.ledger.address, "fromBlock": number, "toBlock": number,
-            "topics": [self._topic, "0x" + seq.to_bytes(32, "big").hex()],
+            "address": self.ledger.addresses, "fromBlock": number, "toBlock": number,
+            "topics": [self._topics, "0x" + seq.to_bytes(32, "big").hex()],
         }))
         for log in logs:
             entry = self.ledger.decode_log(log)
-            if entry is not None and entry.kind is EntryKind.RECEIPT_ISSUED and entry.seq == seq:
-                block = self._node(lambda: self.ledger.w3.eth.get_block(number))
-                if bytes(block["hash"]) != bytes(log["blockHash"]):
-                    return None  # reorganised between the reads
-                return IssuedReceipt(entry, bytes(log["blockHash"]), int(block["timestamp"]))
+            if entry is None or entry.seq != seq:
+                continue
+            block = self._node(lambda: self.ledger.w3.eth.get_block(number))
+            if bytes(block["hash"]) != bytes(log["blockHash"]):
+                return None  # reorganised between the reads
+            return IssuedReceipt.of(entry, address, bytes(log["blockHash"]), int(block["timestamp"]))
         return None
 
     @staticmethod

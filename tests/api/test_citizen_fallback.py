@@ -22,6 +22,7 @@ from ledger.errors import NodeUnavailable
 from ledger.records import CaseAction, EntryKind
 from ledger.store.db import open_store
 from ledger.store.schema import sync_state
+from tests.support import filings
 from tests.support.citizens import (
     DISPUTES,
     RATINGS,
@@ -120,6 +121,34 @@ def test_citizen_looks_up_a_case_whose_latest_change_the_index_has_not_seen(
     assert feedback["status"] == "closed_unfulfilled" and feedback["can_rate"]
     assert not feedback["can_dispute"] and feedback["dispute_refusal"] == "not_fulfilled"
     assert view["receipt"]["proof"]["seq"] == view["events"][0]["seq"] + 1  # the index's receipt, as before
+
+
+def test_a_filer_and_a_claimant_look_up_keys_the_index_has_not_seen(client: TestClient, cw: CitizenWorld) -> None:
+    """A filer's key is bound to its case by the acceptance of the filing, a claimant's by the claim: both are found
+    on the chain, with the proof of the entry that bound them; a filing not answered yet has no case to show."""
+    before = index_last_block(cw)
+    filer, pending, own = (receipts.new_code() for _ in range(3))
+    accepted = filings.accept(cw.world, filings.file(cw.world, filer))
+    filings.file(cw.world, pending)
+    printed = cw.open("printed-unseen")
+    assert printed is not None
+    case_id = receipt_case_id("printed-unseen")
+    filings.claim(cw.world, case_id, receipts.address(own), receipts.private_key(printed),
+                  receipt_key=receipts.private_key(own))
+    assert index_last_block(cw) == before
+    for code, case, kind in ((filer, accepted, EntryKind.FILING_ANSWERED), (own, case_id, EntryKind.RECEIPT_CLAIMED)):
+        answer = client.get(f"/api/v1/receipts/{receipts.address(code)}")
+        assert answer.status_code == 200, answer.text
+        view = answer.json()
+        assert view["feedback"]["source_reason"] == "index_lacks_receipt" and view["case_id"] == "0x" + case.hex()
+        assert view["feedback"]["status"] == "open" and view["feedback"]["can_rate"] is False
+        proof = view["receipt"]["proof"]
+        [entry] = [e for e in cw.ledger.entries(proof["block_number"], proof["block_number"])
+                   if e.seq == proof["seq"]]
+        assert entry.kind is kind and "0x" + entry.entry_hash.hex() == proof["entry_hash"]
+    assert client.get(f"/api/v1/receipts/{receipts.address(pending)}").status_code == 404
+    # the printed key, moved away from, no longer finds the case on the chain
+    assert client.get(f"/api/v1/receipts/{cw.address('printed-unseen')}").status_code == 404
 
 
 def test_an_unknown_receipt_key_is_not_found_after_the_chain_is_searched(client: TestClient, cw: CitizenWorld) -> None:

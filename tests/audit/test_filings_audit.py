@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
 
 from ledger.audit import run_audit
 from ledger.encoding import keccak
@@ -132,7 +133,7 @@ def test_a_ledger_naming_another_account_its_module_is_caught(
     a constructor argument would be). A ledger built to name an account of the deployer's as its module — which could
     then append anything — has runtime code that compares equal; the pointer itself is checked."""
     address, module = honest.ledger.address, honest.ledger.filings_address
-    intruder = honest.chain.new_account().address
+    intruder = Account.create().address  # no transaction: the shared chain's head must not move
     with chain_state(honest):
         code = bytes(honest.chain.w3.eth.get_code(address))
         word = bytes.fromhex(module[2:]).rjust(32, b"\0")
