@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from ledger.records import EntryKind
+from ledger.records import EntryKind, FilingStatus
 from ledger.workdays import YearCalendar, working_days_due
 
 #: working days an agency has to answer a filing (``ICivicFilings.ANSWER_WINDOW_WORKING_DAYS``)
@@ -73,6 +73,19 @@ def answer_overdue(filed_at: int, as_of: int, calendars: Mapping[int, YearCalend
 def answered_late(filed_at: int, answered_at: int, calendars: Mapping[int, YearCalendar]) -> bool:
     """Whether an answer recorded at block time `answered_at` came after its window."""
     return answered_at > answer_due(filed_at, calendars)
+
+
+def answer_refusal(status: int, filing_agency: bytes, agency: bytes) -> str | None:
+    """Why the filings module would refuse `agency`'s answer to a filing that stands at `status`
+    (``ledger.records.FilingStatus``) for `filing_agency`, in words; None when it would take one."""
+    if status == FilingStatus.NONE:
+        return "no such filing (UnknownFiling)"
+    if filing_agency != agency:
+        return "another agency's filing: only the agency asked answers it (UnauthorizedSigner)"
+    if status != FilingStatus.FILED:
+        answered = FilingStatus(status).name.lower()
+        return f"answered already ({answered}): a filing is answered once (FilingAlreadyAnswered)"
+    return None
 
 
 def key_origin(binding_kind: int) -> str:

@@ -51,7 +51,7 @@ from pydantic import ValidationError
 
 from ledger.encoding import keccak
 from ledger.errors import InvalidRecord
-from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Channel, short_code
+from ledger.records import RECEIPT_CASE_FLAG, CaseAction, CaseEvent, Channel, filed_case_id, short_code
 
 ACTIONS = {a.name.lower(): a for a in CaseAction}
 CHANNELS = {c.name.lower(): int(c) for c in Channel}
@@ -70,6 +70,20 @@ def case_id_for(salt: bytes, agency_id: str, reference: str, *, receipt: bool = 
         raise InvalidRecord("the case-id salt must be at least 16 bytes")
     digest = hmac.new(salt, f"{agency_id}\0{reference}".encode(), hashlib.sha256).digest()
     return with_receipt_flag(digest) if receipt else without_receipt_flag(digest)
+
+
+#: how a case reference names the case an accepted filing opened: ``filing:`` and the filing's seq
+FILED_REFERENCE_PREFIX = "filing:"
+
+
+def filed_reference(reference: str) -> bytes | None:
+    """The case id a ``filing:SEQ`` reference names, or None for any other reference (an agency's own)."""
+    if not reference.startswith(FILED_REFERENCE_PREFIX):
+        return None
+    number = reference[len(FILED_REFERENCE_PREFIX):]
+    if not number.isdigit():
+        raise InvalidRecord(f"case reference {reference!r}: a filed case is named filing:SEQ, SEQ the filing's seq")
+    return filed_case_id(int(number))
 
 
 def with_receipt_flag(case_id: bytes) -> bytes:
@@ -104,12 +118,20 @@ class CaseIds:
 
     def opened(self, reference: str, *, receipt: bool) -> bytes:
         """The id a case opened now gets; later events of the reference in this run find it."""
+        if filed_reference(reference) is not None:
+            raise InvalidRecord(f"case {reference} is a filed case: it opens when its filing is accepted "
+                                "(`intake accept`), not with an Opened event")
         case_id = case_id_for(self.salt, self.agency_id, reference, receipt=receipt)
         self._opened[reference] = case_id
         return case_id
 
     def existing(self, reference: str) -> bytes:
-        """The id of a case opened before (in this run, or earlier through the caller's memory)."""
+        """The id of a case opened before (in this run, or earlier through the caller's memory). A reference
+        ``filing:SEQ`` names the case an accepted filing opened (:func:`ledger.records.filed_case_id`): its id comes
+        from the filing, not from a reference of the agency's."""
+        filed = filed_reference(reference)
+        if filed is not None:
+            return filed
         if reference in self._opened:
             return self._opened[reference]
         if reference not in self._known:
@@ -119,7 +141,8 @@ class CaseIds:
     def prefetch(self, references: Iterable[str]) -> None:
         """Ask the memory about many references at once (an import's, before its rows are read)."""
         todo = {r: case_id_for(self.salt, self.agency_id, r, receipt=True)
-                for r in references if r not in self._opened and r not in self._known}
+                for r in references
+                if r not in self._opened and r not in self._known and not r.startswith(FILED_REFERENCE_PREFIX)}
         flagged = self._ask(list(todo.values())) if self._ask is not None and todo else set()
         for reference, case_id in todo.items():
             self._known[reference] = case_id if case_id in flagged else without_receipt_flag(case_id)

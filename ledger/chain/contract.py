@@ -443,9 +443,17 @@ class Ledger:
     # -- calldata, reverts and receipts, for callers that sign and send transactions themselves (ledger.writer.sender)
 
     def encode_write(self, record: Record) -> bytes:
-        """Calldata of the direct call that appends `record` (what :meth:`write` sends)."""
+        """Calldata of the direct call that appends `record` (what :meth:`write` sends; an answer to a filing is
+        the filings module's ``answerFiling``: send it to :meth:`target_of`)."""
+        if isinstance(record, FilingAnswer):
+            return bytes.fromhex(self.filings.encode_abi("answerFiling", [record.abi_values()])[2:])
         name = _DIRECT[type(record)]
         return bytes.fromhex(self.contract.encode_abi(name, [record.abi_values()])[2:])
+
+    def target_of(self, record: Record) -> ChecksumAddress:
+        """The contract a direct write of `record` goes to: the filings module for the records it appends, else the
+        ledger."""
+        return self.filings_address if isinstance(record, _MODULE_RECORDS) else self.address
 
     def encode_batch(self, events: Sequence[CaseEvent]) -> bytes:
         """Calldata of ``recordCaseEvents(events)`` (what :meth:`write_batch` sends), encoded directly.
@@ -615,6 +623,9 @@ class Ledger:
             return LoggedEntry(a["seq"], EntryKind.RECEIPT_CLAIMED, a["agencyId"], a["previous"], record, **common)
         return None
 
+
+#: the records the filings module appends (the module's calls, not the ledger's)
+_MODULE_RECORDS = (Filing, FilingAnswer, ReceiptClaim)
 
 _DIRECT: dict[type[Record], str] = {
     Commitment: "publishCommitment",

@@ -9,7 +9,8 @@ twice either.
 
 One module per group of commands, each a thin layer over the ledger's packages: :mod:`~ledger.cli.governance`
 (agency, auditor), :mod:`~ledger.cli.commitments` (commitment, calendar), :mod:`~ledger.cli.cases` (case),
-:mod:`~ledger.cli.outbox`, :mod:`~ledger.cli.batches` (batch) and :mod:`~ledger.cli.index` (sync, metrics); what they
+:mod:`~ledger.cli.intake` (citizens' filings), :mod:`~ledger.cli.outbox`, :mod:`~ledger.cli.batches` (batch) and
+:mod:`~ledger.cli.index` (sync, metrics); what they
 share (settings, keys, errors turned into exit codes) is in :mod:`~ledger.cli.common`.
 """
 
@@ -20,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from ledger.cli import batches, cases, commitments, governance, index, outbox
+from ledger.cli import batches, cases, commitments, governance, index, intake, outbox
 from ledger.cli.common import Settings
 from ledger.config import DEFAULT_DATA_DIR
 
@@ -39,6 +40,7 @@ app.add_typer(commitments.calendar_app, name="calendar")
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(batches.batch_app, name="batch")
 app.add_typer(governance.auditor_app, name="auditor")
+app.add_typer(intake.intake_app, name="intake")
 
 
 @app.callback()

@@ -34,7 +34,7 @@ from ledger.cli.common import (
 )
 from ledger.encoding import code_text
 from ledger.errors import InvalidRecord
-from ledger.importer import CaseIds, read_rows, references
+from ledger.importer import FILED_REFERENCE_PREFIX, CaseIds, read_rows, references
 from ledger.receipt_state import event_refusal
 from ledger.receipts import (
     DEFAULT_PAGE_URL,
@@ -52,6 +52,7 @@ from ledger.records import (
     CaseAction,
     CaseEvent,
     DeadlineUnit,
+    FilingStatus,
     Receipt,
     ReceiptCaseStatus,
     Record,
@@ -235,6 +236,7 @@ def case_respond(
     s = settings(ctx)
     signer = s.key(key, key_env, password_file)
     agency = agency_of(s, signer)
+    _filed_case_open(s, reference)
     with open_writer(s, signer) as writer:
         ids = case_ids_of(s, agency, writer.outbox)
         case_id = ids.existing(reference)
@@ -258,9 +260,23 @@ def _case(ctx: typer.Context, reference: str, action: str, at: str | None, detai
     s = settings(ctx)
     signer = s.key(key, key_env, password_file)
     agency = agency_of(s, signer)
+    _filed_case_open(s, reference)
     with open_writer(s, signer) as writer:
         event = _case_event(case_ids_of(s, agency, writer.outbox), reference, action, at, details)
         _report(writer.write(event))
+
+
+def _filed_case_open(s: Settings, reference: str) -> None:
+    """A ``filing:SEQ`` reference names a case only once its filing is accepted: refuse events of it before (the
+    ledger would record them, and the auditor would report them as events of a case never opened)."""
+    if not reference.startswith(FILED_REFERENCE_PREFIX):
+        return
+    seq = int(reference[len(FILED_REFERENCE_PREFIX):]) if reference[len(FILED_REFERENCE_PREFIX):].isdigit() else -1
+    status = s.ledger().filing_state(seq).status if seq >= 0 else FilingStatus.NONE
+    if status != FilingStatus.ACCEPTED:
+        what = {FilingStatus.NONE: "no such filing", FilingStatus.FILED: "the filing is not answered yet",
+                FilingStatus.REJECTED: "the filing was rejected"}[status]
+        fail(f"case {reference}: {what}, so its case is not open (`intake accept` opens it)", code=1)
 
 
 def _case_event(ids: CaseIds, reference: str, action: str, at: str | None, details: str | None, *,

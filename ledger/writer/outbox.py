@@ -51,6 +51,7 @@ from ledger.records import (
     Correction,
     Dispute,
     EntryKind,
+    FilingAnswer,
     HolidayCalendar,
     Rating,
     Receipt,
@@ -68,7 +69,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls
     for cls in (
         AgencyRegistration, SignerChange, Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt,
-        Rating, Dispute,
+        Rating, Dispute, FilingAnswer,
     )
 }
 

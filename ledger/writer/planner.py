@@ -43,11 +43,13 @@ class Row(Protocol):
 
 
 class CallEncoder(Protocol):
-    """The ABI encoding of the direct calls (``ledger.chain.contract.Ledger``)."""
+    """The ABI encoding of the direct calls, and the contract each goes to (``ledger.chain.contract.Ledger``)."""
 
     def encode_write(self, record: Record) -> bytes: ...
 
     def encode_batch(self, events: Sequence[CaseEvent]) -> bytes: ...
+
+    def target_of(self, record: Record) -> str: ...
 
 
 R = TypeVar("R", bound=Row)
@@ -150,6 +152,12 @@ def encode_records(records: Sequence[Record], encoder: CallEncoder) -> bytes:
     return encoder.encode_write(records[0])
 
 
+def unit_target(records: Sequence[Record], encoder: CallEncoder) -> str:
+    """The contract a unit's transaction goes to: the ledger, or its filings module for an answer to a filing (a
+    unit holds records of one kind; only case events and receipts are batched, and both go to the ledger)."""
+    return encoder.target_of(records[0])
+
+
 def split_unit(items: list[T], records: list[U]) -> tuple[tuple[list[T], list[U]], tuple[list[T], list[U]]]:
     """The two halves of a unit whose gas estimate reverted, rows with their records, in order: each is sent (and
     halved again if refused) on its own, until the bad entries are isolated and one bad entry never blocks the
@@ -168,4 +176,5 @@ __all__ = [
     "plan_units",
     "ready_prefix",
     "split_unit",
+    "unit_target",
 ]

@@ -69,7 +69,16 @@ from web3.types import BlockIdentifier
 from ledger.chain.contract import REVERT_ERRORS, Ledger
 from ledger.chain.rpc import RATE_LIMITED, RetryPolicy, retry_after_seconds
 from ledger.errors import ContractReverted, InvalidRecord, NodeUnavailable, OutboxError, WriterError
-from ledger.records import CaseEvent, Commitment, Correction, HolidayCalendar, Receipt, Record, Retirement
+from ledger.records import (
+    CaseEvent,
+    Commitment,
+    Correction,
+    FilingAnswer,
+    HolidayCalendar,
+    Receipt,
+    Record,
+    Retirement,
+)
 from ledger.writer import planner
 from ledger.writer.outbox import Outbox, OutboxItem, OutboxState, TxState, default_idempotency_key
 from ledger.writer.planner import MAX_BATCH, MAX_CALLDATA
@@ -78,8 +87,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: records an agency key writes directly (governance records go through Ledger.register_agency and friends)
-WRITABLE: tuple[type[Record], ...] = (Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt)
+#: records an agency key writes directly — to the ledger, and its answers to filings to the filings module
+#: (governance records go through Ledger.register_agency and friends)
+WRITABLE: tuple[type[Record], ...] = (
+    Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt, FilingAnswer,
+)
 
 
 class _Hold(Exception):
@@ -442,12 +454,13 @@ class Writer:
     ) -> None:
         """Estimate, sign, store and broadcast one transaction; isolate bad entries of a batch by halving it."""
         calldata = self.encode_unit(items, records)
-        gas, revert = self._try_estimate(records, calldata)
+        to = self.unit_target(items, records)
+        gas, revert = self._try_estimate(records, calldata, to)
         if revert is not None and window:
             # The estimate ran on the latest state, which may lack our own in-flight transactions (a commitment
             # published just before the cases opened under it): settle them, then judge again.
             self._drain(window, results)
-            gas, revert = self._try_estimate(records, calldata)
+            gas, revert = self._try_estimate(records, calldata, to)
         if revert is not None:
             if len(items) > 1 and self.unit_splittable(items):
                 for part, part_records in planner.split_unit(items, records):
@@ -468,7 +481,7 @@ class Writer:
         tx: dict[str, Any] = {
             "chainId": self._chain_id,
             "nonce": nonce,
-            "to": self.ledger.address,
+            "to": to,
             "value": 0,
             "data": calldata,
             "gas": gas,
@@ -493,7 +506,9 @@ class Writer:
     def _encode(self, records: Sequence[Record]) -> bytes:
         return planner.encode_records(records, self.ledger)
 
-    def _try_estimate(self, records: Sequence[Record], calldata: bytes) -> tuple[int | None, ContractReverted | None]:
+    def _try_estimate(
+        self, records: Sequence[Record], calldata: bytes, to: str
+    ) -> tuple[int | None, ContractReverted | None]:
         """The gas limit for this calldata (gas used × margin), or the decoded revert that makes it impossible.
 
         ``eth_createAccessList`` runs the call once and reports the gas it used; ``eth_estimateGas`` searches for the
@@ -501,7 +516,7 @@ class Writer:
         largest cost of a flush. So the access-list answer is used where the node has it (geth, Besu, Nethermind,
         anvil, Hardhat), the estimate elsewhere. Either way nothing is signed, so a revert spends no nonce.
         """
-        params: Any = {"from": self.address, "to": self.ledger.address, "data": "0x" + calldata.hex()}
+        params: Any = {"from": self.address, "to": to, "data": "0x" + calldata.hex()}
         self.stats.estimates += 1
         if self._raw_http and self._access_lists is not False:
             try:
@@ -585,6 +600,11 @@ class Writer:
         """Calldata of the transaction carrying these rows (whose records are `records`). Default: the direct
         call (``recordCaseEvents`` for several case events)."""
         return self._encode(records)
+
+    def unit_target(self, items: list[OutboxItem], records: Sequence[Record]) -> str:
+        """The contract the transaction carrying these rows goes to. Default: the direct call's (the ledger, or its
+        filings module for an answer to a filing: ``ledger.writer.planner.unit_target``)."""
+        return planner.unit_target(records, self.ledger)
 
     def unit_splittable(self, items: list[OutboxItem]) -> bool:
         """Whether a unit whose gas estimate reverts may be halved to isolate the bad entries (default: yes).
@@ -670,11 +690,11 @@ class Writer:
             if result is None:
                 return None
             topics = self.ledger.entry_event_topics
-            address = self.ledger.address.lower()
+            addresses = {a.lower() for a in self.ledger.addresses}  # the ledger's entries, and its module's
             seqs = tuple(
                 int(entry["topics"][1], 16)
                 for entry in result["logs"]
-                if entry["topics"] and entry["address"].lower() == address
+                if entry["topics"] and entry["address"].lower() in addresses
                 and bytes.fromhex(entry["topics"][0][2:]) in topics
             )
             return _Receipt(int(result["status"], 16), int(result["blockNumber"], 16), seqs,
@@ -690,10 +710,11 @@ class Writer:
         if receipt is None:
             return None
         topics = self.ledger.entry_event_topics
+        ledger_addresses = set(self.ledger.addresses)
         seqs = tuple(
             int.from_bytes(bytes(entry["topics"][1]), "big")
             for entry in receipt["logs"]
-            if entry["topics"] and entry["address"] == self.ledger.address and bytes(entry["topics"][0]) in topics
+            if entry["topics"] and entry["address"] in ledger_addresses and bytes(entry["topics"][0]) in topics
         )
         return _Receipt(int(receipt["status"]), int(receipt["blockNumber"]), seqs, int(receipt.get("gasUsed", 0)))
 

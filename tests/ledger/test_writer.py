@@ -195,8 +195,8 @@ def test_a_transaction_reverting_on_chain_is_planned_again_then_fails_with_the_d
     estimate = writer._try_estimate
     revoked = []
 
-    def estimate_then_revoke(records, calldata):
-        result = estimate(records, calldata)
+    def estimate_then_revoke(records, calldata, to):
+        result = estimate(records, calldata, to)
         if not revoked:
             world.ledger.revoke_signer(world.governance, world.signer.address)
             revoked.append(True)

@@ -1,0 +1,250 @@
+"""Citizens' filings for the agency that must answer them: ``intake list``, ``intake show``, ``intake accept`` and
+``intake reject`` (``docs/ledger-format.md``, "The filings module").
+
+Reading needs no key: the filings and their answers are read from the index (``sync`` first), with each filing's
+answer window (``ledger.filings``: one working day of its block time). Answering needs one of the agency's keys and
+goes through the writer's durable outbox like every other agency write, so an interrupted command can be run again
+and nothing is answered twice; the module's own state is asked first, so that a filing of another agency, one
+answered already or no filing at all is refused with a clear message before anything is sent. Only hashes go on
+chain: a rejection's reason text is hashed here, and must be published where the citizen can read it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ledger.cli.common import (
+    KeyEnvOpt,
+    KeyOpt,
+    PasswordOpt,
+    Settings,
+    agency_of,
+    case_ids_of,
+    command,
+    fail,
+    open_writer,
+    out,
+    settings,
+)
+from ledger.cli.index import StoreOpt, _store_url
+from ledger.encoding import ZERO32
+from ledger.errors import InvalidRecord
+from ledger.filings import answer_due, answer_refusal
+from ledger.records import FilingAnswer, FilingDecision, filed_case_id, short_code, text_hash
+
+intake_app = typer.Typer(help="Citizens' filings for your agency: list, show, accept, reject.", no_args_is_help=True)
+
+_CHANNELS = {1: "counter", 2: "hotline", 3: "web", 4: "app", 5: "mail", 6: "proactive"}
+
+
+class Reason(str, Enum):
+    duplicate = "duplicate"
+    out_of_scope = "out-of-scope"
+    spam = "spam"
+
+
+_DECISION = {Reason.duplicate: FilingDecision.DUPLICATE, Reason.out_of_scope: FilingDecision.OUT_OF_SCOPE,
+             Reason.spam: FilingDecision.SPAM}
+_DECISION_NAMES = {int(d): d.name.lower().replace("_", " ") for d in FilingDecision}
+AgencyOpt = Annotated[str, typer.Option("--agency", help="the agency's code")]
+
+
+def _rows(s: Settings, store: str | None, agency: str, *, seq: int | None = None,
+          unanswered: bool = False) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError
+
+    from ledger.store.db import open_store
+    from ledger.store.schema import filings
+
+    url = _store_url(s, store)
+    opened = open_store(url, migrate=False)
+    try:
+        query = select(filings).where(filings.c.agency_id == agency).order_by(filings.c.seq)
+        if seq is not None:
+            query = query.where(filings.c.seq == seq)
+        if unanswered:
+            query = query.where(filings.c.answer_seq.is_(None))
+        with opened.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+    except DBAPIError:
+        fail(f"the index ({url}) has no filings to read: run `civic-ledger sync` first")
+    finally:
+        opened.close()
+
+
+def _calendars(s: Settings, store: str | None, agency: str) -> dict[int, Any]:
+    """The agency's jurisdiction's latest published calendars, year → calendar (the window's working days)."""
+    from sqlalchemy import select
+
+    from ledger.store.db import open_store
+    from ledger.store.schema import agencies, holiday_calendars
+    from ledger.workdays import YearCalendar
+
+    opened = open_store(_store_url(s, store), migrate=False)
+    try:
+        with opened.connect() as conn:
+            jurisdiction = conn.execute(
+                select(agencies.c.jurisdiction).where(agencies.c.agency_id == agency)
+            ).scalar()
+            found: dict[int, tuple[int, Any]] = {}
+            for row in conn.execute(select(holiday_calendars).where(holiday_calendars.c.jurisdiction == jurisdiction)):
+                if row.year not in found or row.version > found[row.year][0]:
+                    found[row.year] = (row.version, YearCalendar.of(row.year, json.loads(row.holidays),
+                                                                    json.loads(row.workdays)))
+            return {year: calendar for year, (_, calendar) in found.items()}
+    finally:
+        opened.close()
+
+
+def _time(unix: int | None) -> str:
+    return "–" if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _standing(row: dict[str, Any], due: int, now: int) -> str:
+    if row["answer_seq"] is None:
+        return "OVERDUE" if now > due else "awaiting"
+    late = " (late)" if row["answered_at"] > due else ""
+    return f"{_DECISION_NAMES.get(row['decision'], '?')} at seq {row['answer_seq']}{late}"
+
+
+@command(intake_app, "list")
+def intake_list(
+    ctx: typer.Context,
+    agency: AgencyOpt,
+    store: StoreOpt = None,
+    all_filings: Annotated[bool, typer.Option("--all", help="answered ones too")] = False,
+) -> None:
+    """The agency's filings awaiting an answer (all of them with --all), oldest first, with when each answer is due
+    (one working day of the filing). From the index: run `sync` first."""
+    s = settings(ctx)
+    rows = _rows(s, store, agency, unanswered=not all_filings)
+    calendars = _calendars(s, store, agency)
+    now = int(time.time())
+    table = Table(title=f"filings of {agency}" + ("" if all_filings else " awaiting an answer"))
+    for column in ("seq", "filed", "commitment", "district", "channel", "answer due", "standing"):
+        table.add_column(column)
+    for row in rows:
+        due = answer_due(row["block_time"], calendars)
+        table.add_row(str(row["seq"]), _time(row["block_time"]), row["commitment_id"], row["district"],
+                      _CHANNELS.get(row["channel"], str(row["channel"])), _time(due), _standing(row, due, now))
+    out.print(table)
+    if not rows:
+        out.print("none" + ("" if all_filings else " awaiting an answer (--all shows the answered ones)"))
+
+
+@command(intake_app, "show")
+def intake_show(
+    ctx: typer.Context,
+    seq: Annotated[int, typer.Argument(help="the filing's seq (its id on the ledger)")],
+    agency: AgencyOpt,
+    store: StoreOpt = None,
+) -> None:
+    """One filing: what the ledger holds of it (public codes and hashes), its answer window and its answer."""
+    s = settings(ctx)
+    rows = _rows(s, store, agency, seq=seq)
+    if not rows:
+        fail(f"no filing {seq} of {agency} in the index (run `sync`; or it is another agency's)", code=1)
+    row = rows[0]
+    due = answer_due(row["block_time"], _calendars(s, store, agency))
+    lines = [
+        ("filing", f"seq {row['seq']}, filed {_time(row['block_time'])} (the case's clock starts here)"),
+        ("commitment", row["commitment_id"]),
+        ("district", row["district"]),
+        ("channel", _CHANNELS.get(row["channel"], str(row["channel"]))),
+        ("filer's key", row["receipt"]),
+        ("relayed by", row["relayer"]),
+        ("content hash", "0x" + bytes(row["content_hash"]).hex()),
+        ("answer due", _time(due)),
+        ("standing", _standing(row, due, int(time.time()))),
+    ]
+    if row["answer_seq"] is not None and row["case_id"] is not None:
+        lines.append(("case", "0x" + bytes(row["case_id"]).hex()))
+    if row["duplicate_of"] is not None and bytes(row["duplicate_of"]) != ZERO32:
+        lines.append(("duplicate of", "0x" + bytes(row["duplicate_of"]).hex()))
+    if row["reason_hash"] is not None and bytes(row["reason_hash"]) != ZERO32:
+        lines.append(("reason hash", "0x" + bytes(row["reason_hash"]).hex()))
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        out.print(f"{name:<{width}}  {value}")
+    out.print("The request's text, photos and contact details are not on the ledger: only their hash is.")
+
+
+def _answer(s: Settings, seq: int, decision: FilingDecision, key: str | None, key_env: str | None,
+            password_file: Any, *, reason: str | None = None, duplicate_of: bytes = ZERO32) -> None:
+    signer = s.key(key, key_env, password_file)
+    agency = agency_of(s, signer)
+    state = s.ledger().filing_state(seq)
+    refusal = answer_refusal(state.status, state.agency_id, short_code(agency))
+    if refusal is not None:
+        fail(f"filing {seq}: {refusal}", code=1)
+    answer = FilingAnswer(filing_seq=seq, decision=decision, duplicate_of=duplicate_of,
+                          reason_hash=text_hash(reason) if reason else ZERO32)
+    with open_writer(s, signer) as writer:
+        item = writer.write(answer)
+    out.print(f"recorded as entry {item.seq} (transaction {item.tx_hash})")
+    if decision == FilingDecision.ACCEPTED:
+        out.print(f"case 0x{filed_case_id(seq).hex()} is open, its clock started at the filing; record its later "
+                  f"events as case filing:{seq} (`case update filing:{seq} …`, `case close filing:{seq} …`)")
+    if reason:
+        out.print(f"reason hash 0x{text_hash(reason).hex()}: publish the reason's text, so the citizen can read it")
+
+
+@command(intake_app, "accept")
+def intake_accept(
+    ctx: typer.Context,
+    seq: Annotated[int, typer.Argument(help="the filing's seq")],
+    note: Annotated[str | None, typer.Option(help="a note; only its hash is recorded")] = None,
+    key: KeyOpt = None,
+    key_env: KeyEnvOpt = None,
+    password_file: PasswordOpt = None,
+) -> None:
+    """Accept a filing: its case opens, bound to it (its id derived from the filing, the filer's key its receipt,
+    its clock started at the filing's block time)."""
+    _answer(settings(ctx), seq, FilingDecision.ACCEPTED, key, key_env, password_file, reason=note)
+
+
+@command(intake_app, "reject")
+def intake_reject(
+    ctx: typer.Context,
+    seq: Annotated[int, typer.Argument(help="the filing's seq")],
+    reason: Annotated[Reason, typer.Option("--reason", help="why: duplicate, out-of-scope or spam")],
+    text: Annotated[str, typer.Option("--text", help="the reason in words; only its hash is recorded")],
+    duplicate_of: Annotated[
+        str | None, typer.Option(help="with --reason duplicate: the case it duplicates (your reference, or 0x id)")
+    ] = None,
+    key: KeyOpt = None,
+    key_env: KeyEnvOpt = None,
+    password_file: PasswordOpt = None,
+) -> None:
+    """Reject a filing with a reason code and the reason's text (only its hash is recorded; publish the text)."""
+    if not text.strip():
+        raise InvalidRecord("--text must say why (only its hash is recorded)")
+    if (reason is Reason.duplicate) != (duplicate_of is not None):
+        raise InvalidRecord("--duplicate-of names the case a duplicate duplicates, and only a duplicate does")
+    s = settings(ctx)
+    duplicate = ZERO32
+    if duplicate_of is not None:
+        if duplicate_of.startswith("0x"):
+            try:
+                duplicate = bytes.fromhex(duplicate_of[2:])
+            except ValueError:
+                duplicate = b""
+            if len(duplicate) != 32:
+                raise InvalidRecord(f"--duplicate-of {duplicate_of}: a case id is 32 bytes of hex (0x + 64 digits)")
+        else:
+            signer = s.key(key, key_env, password_file)
+            agency = agency_of(s, signer)
+            with open_writer(s, signer) as writer:
+                duplicate = case_ids_of(s, agency, writer.outbox).existing(duplicate_of)
+    _answer(s, seq, _DECISION[reason], key, key_env, password_file, reason=text, duplicate_of=duplicate)
+
+
+__all__ = ["intake_app"]
