@@ -48,10 +48,16 @@ from ledger.records import (
     Commitment,
     DeadlineUnit,
     Dispute,
+    Filing,
+    FilingAnswer,
+    FilingDecision,
+    FilingStatus,
     HolidayCalendar,
     Rating,
     Receipt,
+    ReceiptCaseStatus,
     Record,
+    filed_case_id,
     short_code,
     text_hash,
 )
@@ -511,6 +517,64 @@ def _citizens(
             rate(case, case.recorded, case.outcome)
     actions.sort(key=lambda a: a.at)
     return actions
+
+
+#: the demo's citizens' filings at the roads office, each answered at once (so the demo's audit stays clean however
+#: long the local chain runs): (name, the office's answer)
+FILINGS = (("lamp", FilingDecision.ACCEPTED), ("again", FilingDecision.DUPLICATE), ("advert", FilingDecision.SPAM))
+
+
+def filer_code(seed: int, name: str) -> str:
+    """The key code of the demo filing `name`: made from the city's seed, as a citizen's device makes one."""
+    return receipt_code(seed, b"demo filing:" + name.encode())
+
+
+def file_requests(ledger: Ledger, relayer: LocalAccount, roads: LocalAccount, seed: int) -> dict[str, int]:
+    """Citizens file requests at the roads office with keys of their own (:data:`FILINGS`), relayed; the office
+    accepts the first — its case opens bound to the filing, is fulfilled, and its filer rates it —, rejects the second
+    as a duplicate of it and the third as spam. Resumes where an interrupted run stopped (each step is asked of the
+    chain first); returns each filing's seq by name."""
+    agency, seqs = short_code("DEMO-ROADS"), {}
+    for name, decision in FILINGS:
+        code = filer_code(seed, name)
+        key, address = receipts.private_key(code), receipts.address(code)
+        used = ledger.receipt_issuance(address)
+        if used is None:
+            filing = Filing(agency_id=agency, commitment_id=short_code("STREETLIGHT-48H"), district=short_code("EAST"),
+                            channel=Channel.WEB, content_hash=text_hash(f"demo filing {seed} {name}"), receipt=address)
+            ledger.submit_filing(relayer, filing, ledger.sign_filing(key, filing))
+            used = ledger.receipt_issuance(address)
+            assert used is not None
+        # the key's latest use is its filing, or (accepted) the answer that bound it: the filing is the one before
+        seq = used[0] if ledger.filing_state(used[0]).status != FilingStatus.NONE else _filing_of(ledger, *used)
+        seqs[name] = seq
+        if ledger.filing_state(seq).status == FilingStatus.FILED:
+            duplicate = filed_case_id(seqs["lamp"]) if decision == FilingDecision.DUPLICATE else bytes(32)
+            reason = bytes(32) if decision == FilingDecision.ACCEPTED else text_hash(f"demo {name}: {decision.name}")
+            ledger.answer_filing(roads, FilingAnswer(filing_seq=seq, decision=decision, duplicate_of=duplicate,
+                                                     reason_hash=reason))
+        if decision != FilingDecision.ACCEPTED:
+            continue
+        case_id = filed_case_id(seq)
+        state = ledger.receipt_case(agency, case_id)
+        now = int(ledger.w3.eth.get_block("latest")["timestamp"])
+        if state.status == ReceiptCaseStatus.OPEN:
+            ledger.write(roads, CaseEvent(case_id=case_id, action=CaseAction.FULFILLED, occurred_at=now,
+                                          details_hash=text_hash("demo: lamp replaced")))
+            state = ledger.receipt_case(agency, case_id)
+        if not state.rated:
+            rating = Rating(agency_id=agency, case_id=case_id, score=5, comment_hash=text_hash(f"demo {seed} thanks"))
+            ledger.submit_citizen(relayer, rating, ledger.sign_citizen(key, rating))
+    return seqs
+
+
+def _filing_of(ledger: Ledger, answer_seq: int, block: int) -> int:
+    """The filing the accepted answer at `answer_seq` (in `block`) answered: the key's latest use is then the
+    answer."""
+    for entry in ledger.entries(block, block):
+        if entry.seq == answer_seq and isinstance(entry.record, FilingAnswer):
+            return entry.record.filing_seq
+    raise LedgerError(f"entry {answer_seq} is not an answer to a filing")
 
 
 def set_next_block_time(chain: Chain, timestamp: int) -> None:

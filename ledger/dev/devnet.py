@@ -102,6 +102,18 @@ def load_demo_city(chain: Chain, ledger: Ledger, data_dir: Path, keys: KeyStore,
         )
 
 
+def demo_filings(chain: Chain, ledger: Ledger, data_dir: Path, keys: KeyStore) -> str | None:
+    """The demo's citizens' filings (``ledger.dev.demo.file_requests``), once the demo city is loaded; the key code of
+    the accepted one, for the page (None when there is no demo city of this version)."""
+    spec = json.loads((data_dir / "demo.json").read_text())
+    if spec.get("version", 1) != demo.VERSION:
+        return None
+    relayer = _funded(chain, keys.get_or_create("relayer"))
+    roads = _funded(chain, keys.get_or_create("agency-DEMO-ROADS"))
+    demo.file_requests(ledger, relayer, roads, spec["seed"])
+    return demo.filer_code(spec["seed"], demo.FILINGS[0][0])
+
+
 def _funded(chain: Chain, account: LocalAccount) -> LocalAccount:
     if chain.w3.eth.get_balance(account.address) < 10**18:
         chain.fund(account.address)
@@ -248,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         chain = Chain.connect(node.url, expected_chain_id=CHAIN_ID)
         keys = KeyStore(data_dir / "keys")
         ledger, deployment = ensure_ledger(chain, data_dir, keys)
+        filer_code = None
         if (data_dir / "demo.json").exists():
             load_demo_city(chain, ledger, data_dir, keys, quiet=args.quiet)
+            filer_code = demo_filings(chain, ledger, data_dir, keys)
         # The write API relays agencies' signed records and citizens' ratings from this key (the demo's citizens'
         # too); on the local chain it is funded here.
         _funded(chain, keys.get_or_create("relayer"))
@@ -268,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  index             {store.url} ({report.entries} entries indexed now)")
         print(f"  batch files       {batch_store(data_dir).directory} (Merkle-anchored batches, served by the API)")
         print(f"  data directory    {data_dir}")
+        if filer_code is not None:
+            print(f"  a filed request   key code {filer_code} (a demo citizen's own: see its case on the page, "
+                  f"/#/receipt/{filer_code})")
         sys.stdout.flush()
         if args.once:
             store.close()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from ledger.chain.keys import KeyStore
-from ledger.dev import devnet
+from ledger.dev import demo, devnet
 from ledger.dev.node import free_port
+from ledger.records import FilingDecision
 
 
 def _run(data_dir, capsys) -> tuple[int, str]:
@@ -35,12 +36,36 @@ def test_state_survives_a_restart_and_nothing_is_deployed_twice(tmp_path, capsys
     assert _indexed(tmp_path) == (_entries(first), sum(len(f.read_text().splitlines()) - 1 for f in files))
     files[0].unlink()  # a lost file is published again at the next start (the city is deterministic)
 
+    # the demo citizens' filings: filed, answered (one accepted, fulfilled and rated), the accepted one's code shown
+    filed = _filings(tmp_path)
+    assert [r[1] for r in filed] == [FilingDecision.ACCEPTED, FilingDecision.DUPLICATE, FilingDecision.SPAM]
+    code_line = next(line for line in first.splitlines() if "a filed request" in line)
+    spec = json.loads((tmp_path / "demo.json").read_text())
+    assert demo.filer_code(spec["seed"], "lamp") in code_line
+
     code, second = _run(tmp_path, capsys)
     assert code == 0
+    assert _filings(tmp_path) == filed  # nothing filed or answered twice
     assert json.loads((tmp_path / "deployment.json").read_text()) == deployment
     assert _entries(second) == _entries(first)
     assert first.splitlines()[3] == second.splitlines()[3]  # same contract address line
     assert sorted((tmp_path / "batches").glob("*.csv")) == files
+
+
+def _filings(data_dir) -> list[tuple[int, int]]:
+    """(seq, decision) of each filing in the index."""
+    from sqlalchemy import select
+
+    from ledger.store import schema
+    from ledger.store.db import default_url, open_store
+
+    store = open_store(default_url(data_dir), migrate=False)
+    try:
+        with store.engine.connect() as conn:
+            return [(r.seq, r.decision) for r in conn.execute(
+                select(schema.filings.c.seq, schema.filings.c.decision).order_by(schema.filings.c.seq))]
+    finally:
+        store.close()
 
 
 def _indexed(data_dir) -> tuple[int, int]:
