@@ -1,5 +1,5 @@
 """Public read API, under ``/api/v1``: chain facts, agencies, commitments, metrics and scorecards, cases, the raw
-entry log, Merkle-anchored batches and bulk exports. No login; every record carries its proof.
+citizens' filings, entry log, Merkle-anchored batches and bulk exports. No login; every record carries its proof.
 
 One module per resource, each with its router and the description of its tag (:data:`READ_API`, in the order their
 paths are documented); what they share is in ``api.routes._common``, their dependencies (settings, a snapshot of the
@@ -18,12 +18,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.read.figures import FiguresCache
-from api.routes import agencies, batches, cases, chain, commitments, entries, exports, figures
+from api.routes import agencies, batches, cases, chain, commitments, entries, exports, figures, filings
 from api.routes._common import include
 from api.settings import ApiSettings
 
 #: the read API's resources, in the order of their paths (and tags) in the OpenAPI document
-READ_API = (chain, agencies, commitments, figures, cases, entries, batches, exports)
+READ_API = (chain, agencies, commitments, figures, cases, filings, entries, batches, exports)
 
 
 def register(app: FastAPI, settings: ApiSettings) -> None:

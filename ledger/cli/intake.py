@@ -1,17 +1,17 @@
 """Citizens' filings for the agency that must answer them: ``intake list``, ``intake show``, ``intake accept`` and
 ``intake reject`` (``docs/ledger-format.md``, "The filings module").
 
-Reading needs no key: the filings and their answers are read from the index (``sync`` first), with each filing's
-answer window (``ledger.filings``: one working day of its block time). Answering needs one of the agency's keys and
-goes through the writer's durable outbox like every other agency write, so an interrupted command can be run again
-and nothing is answered twice; the module's own state is asked first, so that a filing of another agency, one
-answered already or no filing at all is refused with a clear message before anything is sent. Only hashes go on
-chain: a rejection's reason text is hashed here, and must be published where the citizen can read it.
+Reading needs no key: the filings and their answers are read from the index (``sync`` first), with when each answer
+is due (``ledger.filings.answer_due``: one working day of the filing's block time, as the index computed it).
+Answering needs one of the agency's keys and goes through the writer's durable outbox like every other agency write,
+so an interrupted command can be run again and nothing is answered twice; the module's own state is asked first, so
+that a filing of another agency, one answered already or no filing at all is refused with a clear message before
+anything is sent. Only hashes go on chain: a rejection's reason text is hashed here, and must be published where the
+citizen can read it.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from enum import Enum
@@ -36,7 +36,7 @@ from ledger.cli.common import (
 from ledger.cli.index import StoreOpt, _store_url
 from ledger.encoding import ZERO32
 from ledger.errors import InvalidRecord
-from ledger.filings import answer_due, answer_refusal
+from ledger.filings import answer_refusal
 from ledger.records import FilingAnswer, FilingDecision, filed_case_id, short_code, text_hash
 
 intake_app = typer.Typer(help="Citizens' filings for your agency: list, show, accept, reject.", no_args_is_help=True)
@@ -80,30 +80,6 @@ def _rows(s: Settings, store: str | None, agency: str, *, seq: int | None = None
         opened.close()
 
 
-def _calendars(s: Settings, store: str | None, agency: str) -> dict[int, Any]:
-    """The agency's jurisdiction's latest published calendars, year → calendar (the window's working days)."""
-    from sqlalchemy import select
-
-    from ledger.store.db import open_store
-    from ledger.store.schema import agencies, holiday_calendars
-    from ledger.workdays import YearCalendar
-
-    opened = open_store(_store_url(s, store), migrate=False)
-    try:
-        with opened.connect() as conn:
-            jurisdiction = conn.execute(
-                select(agencies.c.jurisdiction).where(agencies.c.agency_id == agency)
-            ).scalar()
-            found: dict[int, tuple[int, Any]] = {}
-            for row in conn.execute(select(holiday_calendars).where(holiday_calendars.c.jurisdiction == jurisdiction)):
-                if row.year not in found or row.version > found[row.year][0]:
-                    found[row.year] = (row.version, YearCalendar.of(row.year, json.loads(row.holidays),
-                                                                    json.loads(row.workdays)))
-            return {year: calendar for year, (_, calendar) in found.items()}
-    finally:
-        opened.close()
-
-
 def _time(unix: int | None) -> str:
     return "–" if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -126,13 +102,12 @@ def intake_list(
     (one working day of the filing). From the index: run `sync` first."""
     s = settings(ctx)
     rows = _rows(s, store, agency, unanswered=not all_filings)
-    calendars = _calendars(s, store, agency)
     now = int(time.time())
     table = Table(title=f"filings of {agency}" + ("" if all_filings else " awaiting an answer"))
     for column in ("seq", "filed", "commitment", "district", "channel", "answer due", "standing"):
         table.add_column(column)
     for row in rows:
-        due = answer_due(row["block_time"], calendars)
+        due = row["answer_due"]
         table.add_row(str(row["seq"]), _time(row["block_time"]), row["commitment_id"], row["district"],
                       _CHANNELS.get(row["channel"], str(row["channel"])), _time(due), _standing(row, due, now))
     out.print(table)
@@ -153,7 +128,7 @@ def intake_show(
     if not rows:
         fail(f"no filing {seq} of {agency} in the index (run `sync`; or it is another agency's)", code=1)
     row = rows[0]
-    due = answer_due(row["block_time"], _calendars(s, store, agency))
+    due = row["answer_due"]
     lines = [
         ("filing", f"seq {row['seq']}, filed {_time(row['block_time'])} (the case's clock starts here)"),
         ("commitment", row["commitment_id"]),

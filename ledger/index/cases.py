@@ -49,6 +49,7 @@ from ledger.cases import (
     dispute_answers,
     due_time,
 )
+from ledger.filings import answer_due
 from ledger.index.sql import Statements, case_filters, chunks
 from ledger.records import RECEIPT_CASE_FLAG, DeadlineUnit, EntryKind
 from ledger.store.schema import (
@@ -58,6 +59,7 @@ from ledger.store.schema import (
     commitments,
     disputes,
     entries,
+    filings,
     holiday_calendars,
     ratings,
     receipts,
@@ -345,13 +347,25 @@ class CaseFolder:
 
     def recompute_due(self, conn: Connection, jurisdiction: str, year: int, caches: Caches) -> None:
         """A calendar of `year` changed: recompute due times of the jurisdiction's working-day cases it can affect
-        (opened before the year ends, due — or without a due time — after it starts)."""
+        (opened before the year ends, due — or without a due time — after it starts), and the answer due times of
+        its agencies' filings it can affect (``ledger.filings.answer_due``)."""
         members = [a for a, j in caches.jurisdiction.items() if j == jurisdiction]
         if not members:
             return
         first, end = year_days(year)
         year_start, year_end = local_day_start(first), local_day_start(end)
         calendars = caches.calendars.get(jurisdiction, {})
+        filing_updates = [
+            {"_seq": row.seq, "answer_due": due}
+            for row in conn.execute(
+                select(filings.c.seq, filings.c.block_time, filings.c.answer_due)
+                .where(filings.c.agency_id.in_(members), filings.c.block_time < year_end,
+                       filings.c.answer_due >= year_start)
+            )
+            if (due := answer_due(row.block_time, calendars)) != row.answer_due
+        ]
+        if filing_updates:
+            conn.execute(update(filings).where(filings.c.seq == bindparam("_seq")), filing_updates)
         updates = []
         rows = conn.execute(
             select(cases.c.agency_id, cases.c.case_id, cases.c.commitment_id, cases.c.commitment_version,

@@ -68,6 +68,7 @@ from ledger.cases import (
 )
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order
+from ledger.filings import answer_due
 from ledger.index.cases import Caches, CaseFolder
 from ledger.index.sql import Statements
 from ledger.index.withheld import Withheld
@@ -227,10 +228,12 @@ class Projection:
             elif kind == EntryKind.CORRECTION:
                 correction_entries.append(e)
             elif kind == EntryKind.FILING_RECORDED:
+                calendars = caches.calendars.get(caches.jurisdiction.get(agency, ""), {})
                 rows.per_kind.setdefault(filings, []).append({
                     "seq": e.seq, "agency_id": agency, "commitment_id": code_text(r["commitment_id"]),
                     "district": code_text(r["district"]), "channel": r["channel"], "content_hash": r["content_hash"],
                     "receipt": r["receipt"], "relayer": r["relayer"], "block_time": e.block_time,
+                    "answer_due": answer_due(e.block_time, calendars),
                 })
             elif kind == EntryKind.FILING_ANSWERED:
                 rows.filing_answers.append(e)

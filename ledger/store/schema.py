@@ -360,6 +360,9 @@ filings = Table(
     Column("receipt", String(42), nullable=False),
     Column("relayer", String(42), nullable=False),
     Column("block_time", BigInteger, nullable=False),
+    #: when the answer is due (``ledger.filings.answer_due``, by the jurisdiction's latest calendars: recomputed when
+    #: one is published)
+    Column("answer_due", BigInteger, nullable=False),
     Column("answer_seq", BigInteger, nullable=True),
     Column("decision", SmallInteger, nullable=True),
     Column("case_id", LargeBinary(32), nullable=True),

@@ -107,7 +107,7 @@ def test_honest_ledger_passes_every_check_with_zero_findings(honest_report: Any,
     assert feedback["answered_in_time"] == feedback["disputes"] - feedback["awaiting_answer"]
     filings = honest_report.check("filings_answered").counts
     assert filings == {"filings": 3, "accepted": 1, "rejected": 2, "awaiting": 0, "unanswered_overdue": 0,
-                       "answered_late": 0}
+                       "answered_late": 0, "filings_compared": 3}
     # signed by citizens' own keys: ratings, disputes, filings and the one receipt claim
     assert honest_report.check("authorised").counts["citizen_entries"] == (
         feedback["ratings"] + feedback["disputes"] + filings["filings"] + 1)

@@ -145,3 +145,22 @@ def test_a_ledger_naming_another_account_its_module_is_caught(
     assert "contract_code" in failed(report)
     hits = findings(report, "contract_code")
     assert [h.field for h in hits] == ["FILINGS"] and hits[0].actual == intruder and hits[0].expected == module
+
+
+def test_an_operator_hiding_an_answer_or_a_filing_is_caught(honest: HonestLedger, tmp_path: Path) -> None:
+    """The API lists the filings from the index: an operator who makes a rejected filing look unanswered (the agency's
+    bad answer hidden), drops another filing (the agency's backlog made shorter) or moves a due time is caught where
+    the listing is compared with the chain."""
+    spam, duplicate = honest.seqs["filed-spam filing"], honest.seqs["filed-duplicate filing"]
+    accepted = honest.seqs["filed-accepted filing"]
+    index = tampered(
+        honest, tmp_path,
+        ("UPDATE filings SET answer_seq = NULL, decision = NULL, case_id = NULL, duplicate_of = NULL, "
+         "reason_hash = NULL, answered_at = NULL WHERE seq = ?", (spam,)),
+        ("DELETE FROM filings WHERE seq = ?", (duplicate,)),
+        ("UPDATE filings SET answer_due = answer_due + 86400 WHERE seq = ?", (accepted,)),
+    )
+    report = honest.audit(index)
+    assert failed(report) == {"filings_answered"}
+    found = {(f.seq, f.field) for f in findings(report, "filings_answered")}
+    assert (spam, "answer") in found and (duplicate, "seq") in found and (accepted, "answer_due") in found

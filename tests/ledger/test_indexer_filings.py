@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from ledger.chain.contract import Chain
-from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
+from ledger.filings import answer_due
+from ledger.records import CaseAction, EntryKind, FilingDecision, HolidayCalendar, filed_case_id
 from ledger.store.db import Store, open_store
+from ledger.workdays import YearCalendar, local_day, year_of
 from tests.support.filed import Filed, answer, file, write_filings
 from tests.support.indexing import index, mine
 from tests.support.world import World, build_world
@@ -156,3 +158,25 @@ def test_a_reorganisation_takes_back_answers_and_claims(world: World, stores: Ca
     fresh = stores()
     index(world, fresh, confirmations=20).sync(to_block=report.to_block)
     assert store.dump() == fresh.dump()
+
+
+def test_a_calendar_published_later_moves_the_answer_due(world: World, stores: Callable[..., Store]) -> None:
+    """The answer window counts working days of the agency's jurisdiction: a holiday calendar published after the
+    filing, naming the day the answer was due a holiday, moves the due time to the next working day's end."""
+    seq = file(world, "calendar")
+    store = stores()
+    indexer = index(world, store, confirmations=0)
+    indexer.sync()
+    filed_at = block_time(world, seq)
+    due = next(r["answer_due"] for r in rows(store, "filings") if r["seq"] == seq)
+    assert due == answer_due(filed_at, {})
+    due_day = local_day(due - 1)
+    year = year_of(due_day)
+    world.ledger.write(world.signer, HolidayCalendar(year=year, holidays=(due_day,), workdays=(),
+                                                     occurred_at=world.now()))
+    indexer.sync()
+    moved = next(r["answer_due"] for r in rows(store, "filings") if r["seq"] == seq)
+    assert moved > due and moved == answer_due(filed_at, {year: YearCalendar.of(year, [due_day])})
+    fresh = stores()
+    index(world, fresh, confirmations=0).sync(to_block=indexer.last_block())
+    assert fresh.dump()["filings"] == store.dump()["filings"]

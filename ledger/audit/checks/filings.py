@@ -15,15 +15,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
+from ledger.audit.apiread import ApiError
 from ledger.audit.checks import Check
+from ledger.audit.checks._api import horizon
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import LedgerModel, entry_pointer
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO32, code_text
 from ledger.filings import ANSWER_WINDOW_WORKING_DAYS, answer_due, answer_overdue, answered_late
-from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
+from ledger.records import CaseAction, Channel, EntryKind, FilingDecision, filed_case_id
 from ledger.workdays import YearCalendar
 
 NAME = "filings_answered"
@@ -104,6 +107,8 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     keys = ("filed", "accepted", "duplicate", "out_of_scope", "spam", "awaiting", "overdue", "late")
     ctx.stats["filings_by_agency"] = {a: {k: t[k] for k in keys} for a, t in sorted(tallies.items())}
     ctx.stats["filings_by_relayer"] = dict(sorted(relayers.items()))
+    if ctx.api is not None:
+        _served(ctx, result)
     if not filings:
         result.notes.append("no filings on this ledger yet: nothing to check")
     result.notes.append(f"window: an agency answers a filing within {ANSWER_WINDOW_WORKING_DAYS} working day of its "
@@ -168,6 +173,111 @@ def _answer(
             ))
 
 
+def _expected_view(model: LedgerModel, filing: DecodedEntry, count: int) -> dict[str, Any]:
+    """What ``GET /api/v1/filings`` must show of `filing` at an API position of `count` entries (``overdue`` apart:
+    it moves with the clock)."""
+    r = filing.record
+    agency = code_text(filing.agency_id)
+    due = answer_due(filing.block_time or 0, _calendars(model, agency))
+    answer = model.filing_answers.get(filing.seq)
+    shown_answer = None
+    if answer is not None and answer.seq < count and answer.agency_id == filing.agency_id:
+        a = answer.record
+        accepted = int(a["decision"]) == FilingDecision.ACCEPTED
+        shown_answer = {
+            "seq": answer.seq, "decision": _DECISIONS.get(int(a["decision"])),
+            "case_id": "0x" + a["case_id"].hex() if accepted else None,
+            "duplicate_of": None if a["duplicate_of"] == ZERO32 else "0x" + a["duplicate_of"].hex(),
+            "reason_hash": None if a["reason_hash"] == ZERO32 else "0x" + a["reason_hash"].hex(),
+            "answered_at": answer.block_time, "late": (answer.block_time or 0) > due,
+        }
+    channel = r["channel"]
+    return {
+        "seq": filing.seq, "agency_id": agency, "commitment_id": code_text(r["commitment_id"]),
+        "district": code_text(r["district"]),
+        "channel": Channel(channel).name.lower() if channel in Channel._value2member_map_ else None,
+        "content_hash": "0x" + r["content_hash"].hex(), "receipt": r["receipt"], "relayer": r["relayer"],
+        "filed_at": filing.block_time, "answer_due": due, "answer": shown_answer,
+        "proof": {"seq": filing.seq, "tx_hash": "0x" + filing.tx_hash.hex(), "block_number": filing.block_number,
+                  "block_hash": "0x" + filing.block_hash.hex(), "log_index": filing.log_index,
+                  "entry_hash": "0x" + filing.entry_hash.hex()},
+    }
+
+
+def _served(ctx: AuditContext, result: CheckResult) -> None:
+    """``GET /api/v1/filings`` (every page) shows exactly the chain's filings within the API's position, each as the
+    chain has it, with its answer window and answer; a filing's own view, and the look-up by its filer's key, show the
+    same."""
+    h = horizon(ctx)
+    model = h.model
+    try:
+        served: dict[int, dict[str, Any]] = {}
+        for item in ctx.api.pages("/filings", {"state": "all"}):
+            seq = item.get("seq")
+            if seq in served:
+                result.add(Finding(NAME, f"GET /api/v1/filings lists filing {seq} twice", subject=f"filing {seq}"))
+            served[seq] = item
+    except ApiError as exc:
+        result.add(Finding(NAME, f"the API could not list the filings: {exc}", subject="GET /api/v1/filings"))
+        return
+    expected = {seq: e for seq, e in model.filings.items() if seq < h.count}
+    for seq, filing in expected.items():
+        item = served.get(seq)
+        if item is None:
+            result.add(Finding(NAME, f"the API does not list filing {seq}, which the chain has",
+                               **entry_pointer(filing), subject=f"filing {seq}", field="seq", expected=seq,
+                               actual=None))
+            continue
+        _compare(result, filing, _expected_view(model, filing, h.count), item, ctx.as_of)
+    for seq in sorted(set(served) - set(expected)):
+        if not (isinstance(seq, int) and seq >= h.count and h.beyond):
+            result.add(Finding(NAME, f"the API lists a filing at seq {seq}, which the chain does not have",
+                               subject=f"filing {seq}", field="seq", expected=None, actual=seq))
+    # one at a time, and by the filer's key, as a citizen asks: the same view
+    for seq in list(expected)[:5]:
+        for path, params in ((f"/filings/{seq}", None), ("/filings", {"receipt": expected[seq].record["receipt"]})):
+            try:
+                answer = ctx.api.get(path, params)
+            except ApiError as exc:
+                result.add(Finding(NAME, f"{path} failed: {exc}", subject=f"filing {seq}"))
+                continue
+            one = answer if params is None else next(iter(answer.get("items") or [None]), None)
+            if one != served.get(seq) and not _moves(one, served.get(seq)):
+                result.add(Finding(NAME, f"{ctx.api.path_of(path, params)} shows filing {seq} otherwise than the list",
+                                   **entry_pointer(expected[seq]), subject=f"filing {seq}"))
+    result.counts["filings_compared"] = len(expected)
+
+
+def _moves(one: Any, listed: Any) -> bool:
+    """Whether two answers about one filing differ only in what may move between two requests (`overdue`)."""
+    if not isinstance(one, dict) or not isinstance(listed, dict):
+        return False
+    return {k: v for k, v in one.items() if k != "overdue"} == {k: v for k, v in listed.items() if k != "overdue"}
+
+
+def _compare(result: CheckResult, filing: DecodedEntry, want: dict[str, Any], item: dict[str, Any],
+             as_of: int) -> None:
+    subject = f"filing {filing.seq}"
+    for name, value in want.items():
+        got = item.get(name)
+        if name == "proof" and isinstance(got, dict):
+            got = {k: got.get(k) for k in value}
+        if got != value:
+            result.add(Finding(NAME, f"GET /api/v1/filings shows filing {filing.seq}'s {name} as {got!r}, the chain "
+                               f"{value!r}", **entry_pointer(filing), subject=subject, field=name, expected=value,
+                               actual=got))
+    # overdue moves with the clock: compared only where it cannot have changed around the audit
+    due, answered = want["answer_due"], want["answer"] is not None
+    if answered or abs(as_of - due) > 3600:
+        overdue = not answered and as_of > due
+        if item.get("overdue") != overdue:
+            result.add(Finding(NAME, f"GET /api/v1/filings shows filing {filing.seq} as "
+                               f"{'overdue' if item.get('overdue') else 'not overdue'}; it is "
+                               f"{'overdue' if overdue else 'not overdue'} (due {due}, audit time {as_of})",
+                               **entry_pointer(filing), subject=subject, field="overdue", expected=overdue,
+                               actual=item.get("overdue")))
+
+
 CHECK = Check(
     NAME,
     "Filings answered in time, accepted cases bound to their filing",
@@ -176,6 +286,8 @@ CHECK = Check(
     "id derives from the filing, with the filer's key, and the clock started at the filing's block time — a case the "
     "agency also opened itself is a finding; every filing is answered within "
     f"{ANSWER_WINDOW_WORKING_DAYS} working day of its block time — one still unanswered past that, as of the audited "
-    "block, or answered late, is a finding.",
+    "block, or answered late, is a finding. With --api: GET /api/v1/filings lists exactly the chain's filings, each "
+    "as on chain with its answer window and answer, and a filing's own view and its look-up by the filer's key show "
+    "the same.",
     run,
 )

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("receipt", sa.String(42), nullable=False),
         sa.Column("relayer", sa.String(42), nullable=False),
         sa.Column("block_time", sa.BigInteger(), nullable=False),
+        sa.Column("answer_due", sa.BigInteger(), nullable=False),
         sa.Column("answer_seq", sa.BigInteger(), nullable=True),
         sa.Column("decision", sa.SmallInteger(), nullable=True),
         sa.Column("case_id", sa.LargeBinary(32), nullable=True),
