@@ -97,12 +97,19 @@ def receipt_by_address(conn: Connection, address: str) -> RowMapping | None:
 
 @dataclass(frozen=True)
 class CaseFeedback:
-    """A case's receipt and the index's entries that decide what its holder may do."""
+    """A case's receipt and the index's entries that decide what its holder may do; `holder`, the case's latest key
+    binding (the receipt itself, or a later claim that moved the case to another key)."""
 
     receipt: RowMapping
     tracked: Tracked
     ratings: list[RowMapping]
     disputes: list[RowMapping]
+    holder: RowMapping
+
+    @property
+    def claimed_away(self) -> bool:
+        """Whether this receipt's key no longer holds the case (a claim moved it to another)."""
+        return self.holder["receipt"] != self.receipt["receipt"]
 
 
 def case_feedback(conn: Connection, receipt: RowMapping) -> CaseFeedback:
@@ -135,8 +142,14 @@ def case_feedback(conn: Connection, receipt: RowMapping) -> CaseFeedback:
             .order_by(disputes.c.seq)
         ).mappings()
     )
-    tracked = track(receipt["seq"], events, [r["seq"] for r in rating_rows], [d["seq"] for d in dispute_rows])
-    return CaseFeedback(receipt, tracked, rating_rows, dispute_rows)
+    # every key binding of the case: the first starts what the contract tracks, the latest holds the case now
+    bindings = list(conn.execute(
+        select(receipts).where(receipts.c.agency_id == agency_id, receipts.c.case_id == case_id)
+        .order_by(receipts.c.seq)
+    ).mappings())
+    first = bindings[0] if bindings else receipt
+    tracked = track(first["seq"], events, [r["seq"] for r in rating_rows], [d["seq"] for d in dispute_rows])
+    return CaseFeedback(receipt, tracked, rating_rows, dispute_rows, bindings[-1] if bindings else receipt)
 
 
 def _live(submissions: Sequence[CitizenSubmission], kind: str, indexed: set[str]) -> list[CitizenSubmission]:
@@ -232,7 +245,9 @@ def receipt_view(
     indexed = {s.key for s in submissions if s.tx_hash is not None and s.tx_hash in indexed_tx}
     live_ratings = _live(submissions, "Rating", indexed)
     live_disputes = [s for s in _live(submissions, "Dispute", indexed) if s.closure == tracked.closures]
-    decision = decide(tracked, now, rating_pending=bool(live_ratings), dispute_pending=bool(live_disputes))
+    claimed = found is not None and found.claimed_away and answer is None
+    decision = decide(tracked, now, rating_pending=bool(live_ratings), dispute_pending=bool(live_disputes),
+                      claimed=claimed)
 
     def text(hash_value: bytes) -> str | None:
         return None if bytes(hash_value) == ZERO32 else texts.get(to_hex(hash_value))
@@ -277,6 +292,8 @@ def receipt_view(
         dispute_deadline=decision.dispute_deadline,
         dispute_window_seconds=DISPUTE_WINDOW,
         response_window_seconds=DISPUTE_RESPONSE_WINDOW,
+        claimed_by=found.holder["receipt"] if claimed and found is not None else None,
+        claimed_seq=found.holder["seq"] if claimed and found is not None else None,
         disputes=dispute_items,
         submissions=[
             FeedbackSubmission(id=s.key, kind="rating" if s.primary_type == "Rating" else "dispute",

@@ -85,10 +85,10 @@ STATUS_NAMES: dict[ReceiptCaseStatus, StatusName] = {
     CLOSED_UNFULFILLED: "closed_unfulfilled",
 }
 
-RateRefusal = Literal["not_closed", "already_rated", "rating_pending"]
+RateRefusal = Literal["claimed", "not_closed", "already_rated", "rating_pending"]
 DisputeRefusal = Literal[
-    "not_closed", "not_fulfilled", "already_disputed", "closure_disputed", "stale_closure", "dispute_window_closed",
-    "dispute_pending",
+    "claimed", "not_closed", "not_fulfilled", "already_disputed", "closure_disputed", "stale_closure",
+    "dispute_window_closed", "dispute_pending",
 ]
 #: the contract's custom errors for a case event of a receipt case it refuses (:func:`event_refusal`)
 EventRefusal = Literal["InvalidReceiptCaseStatus", "CaseNotDisputed"]
@@ -263,9 +263,13 @@ class Decision:
 
 
 def decide(state: ReceiptCaseLike, now: int, *, rating_pending: bool = False,
-           dispute_pending: bool = False) -> Decision:
+           dispute_pending: bool = False, claimed: bool = False) -> Decision:
     """What the contract would say to a rating or a dispute of the latest closure now (`now`: the time a block would
-    have), given `state`; ``*_pending``: one is being relayed already."""
+    have), given `state`; ``*_pending``: one is being relayed already. `claimed`: the key asking is no longer the
+    case's (its holder's receipt was claimed to another key, ``ledger.records.ReceiptClaim``): the contract takes
+    nothing signed with it (``InvalidReceiptSignature``)."""
+    if claimed:
+        return Decision("claimed", "claimed", latest_dispute_deadline(state))
     return Decision(
         rate_refusal(state, pending=rating_pending),
         dispute_refusal(state, now, pending=dispute_pending),

@@ -116,20 +116,21 @@ class Feedback(Model):
     rated: bool = Field(description="whether the case has been rated (once ever)")
     rating: RatingItem | None = Field(description="the rating, if any")
     can_rate: bool = Field(description="whether a rating would be accepted now")
-    rate_refusal: Literal["not_closed", "already_rated", "rating_pending"] | None = Field(
-        description="why not, when it would not be"
+    rate_refusal: Literal["claimed", "not_closed", "already_rated", "rating_pending"] | None = Field(
+        description="why not, when it would not be (claimed: this key was moved away from, see `claimed_by`)"
     )
     can_dispute: bool = Field(description="whether a dispute of the latest fulfilment would be accepted now")
     dispute_refusal: (
         Literal[
-            "not_closed", "not_fulfilled", "already_disputed", "closure_disputed", "dispute_window_closed",
+            "claimed", "not_closed", "not_fulfilled", "already_disputed", "closure_disputed", "dispute_window_closed",
             "dispute_pending",
         ]
         | None
     ) = Field(
-        description="why not, when it would not be: not_closed, not_fulfilled (closed otherwise), already_disputed "
-        "(a dispute awaits the agency's answer), closure_disputed (this closure was disputed and the agency stood by "
-        "it: one dispute per closure), dispute_window_closed, dispute_pending (being recorded)"
+        description="why not, when it would not be: claimed (this key was moved away from), not_closed, not_fulfilled "
+        "(closed otherwise), already_disputed (a dispute awaits the agency's answer), closure_disputed (this closure "
+        "was disputed and the agency stood by it: one dispute per closure), dispute_window_closed, dispute_pending "
+        "(being recorded)"
     )
     dispute_closure: int | None = Field(
         description="the closure number a dispute must name (the latest closure of a fulfilled case)", examples=[1]
@@ -139,6 +140,14 @@ class Feedback(Model):
     )
     dispute_window_seconds: int = Field(description="how long after a fulfilment it may be disputed")
     response_window_seconds: int = Field(description="how long the agency has to answer a dispute")
+    claimed_by: str | None = Field(
+        default=None,
+        description="when the case's receipt was claimed away from this key (a printed code moved to its holder's own "
+        "key): the key that holds the case now; this key can no longer rate or dispute it. A rating or dispute made "
+        "with this key before the claim stays, and is shown",
+        examples=[None],
+    )
+    claimed_seq: int | None = Field(default=None, description="the claim's entry, when claimed away", examples=[None])
     disputes: list[DisputeItem] = Field(description="every dispute of the case, oldest first")
     submissions: list[FeedbackSubmission] = Field(
         description="ratings and disputes accepted by this service that the index does not show yet"

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from ledger import receipts
 from ledger.filings import answer_due
-from ledger.records import FilingDecision, filed_case_id
+from ledger.records import CaseAction, FilingDecision, filed_case_id
 from tests.support import filings
-from tests.support.citizens import CitizenWorld, citizen_world
+from tests.support.citizens import CitizenWorld, citizen_world, receipt_case_id
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,24 @@ def test_no_such_filing_and_a_bad_key_are_clear_errors(client: TestClient, filed
     assert not_a_filing.status_code == 404
     bad = client.get("/api/v1/filings", params={"receipt": "0x1234"})
     assert bad.status_code == 422
+
+
+def test_a_claimed_receipt_is_shown_to_both_keys_as_it_stands(client: TestClient, cw: CitizenWorld) -> None:
+    """A printed receipt, fulfilled, then claimed to the holder's own key: the new key may rate the fulfilment made
+    before the claim (the contract tracks the case from its first receipt), and the printed key is shown that the
+    case was claimed away from it — nothing it signs counts any more."""
+    printed = cw.open("claimed-after-fulfilment")
+    assert printed is not None
+    cw.act("claimed-after-fulfilment", CaseAction.FULFILLED)
+    own = receipts.new_code()
+    filings.claim(cw.world, receipt_case_id("claimed-after-fulfilment"), receipts.address(own),
+                  receipts.private_key(printed), receipt_key=receipts.private_key(own))
+    claim_seq = cw.ledger.entry_count() - 1
+    cw.sync()
+    mine = client.get(f"/api/v1/receipts/{receipts.address(own)}").json()["feedback"]
+    assert mine["status"] == "fulfilled" and mine["closures"] == 1 and mine["can_rate"] and mine["can_dispute"]
+    assert mine["claimed_by"] is None
+    old = client.get(f"/api/v1/receipts/{receipts.address(printed)}").json()["feedback"]
+    assert old["claimed_by"] == receipts.address(own) and old["claimed_seq"] == claim_seq
+    assert (old["can_rate"], old["rate_refusal"], old["can_dispute"], old["dispute_refusal"]) == (
+        False, "claimed", False, "claimed")

@@ -164,3 +164,16 @@ def test_an_operator_hiding_an_answer_or_a_filing_is_caught(honest: HonestLedger
     assert failed(report) == {"filings_answered"}
     found = {(f.seq, f.field) for f in findings(report, "filings_answered")}
     assert (spam, "answer") in found and (duplicate, "seq") in found and (accepted, "answer_due") in found
+
+
+def test_an_operator_hiding_a_claim_is_caught(honest: HonestLedger, tmp_path: Path) -> None:
+    """An operator who drops a receipt claim from the index shows the printed key as still holding the case (so that
+    whoever kept the printed code seems to be the citizen), and the claimant's own key only as the chain has it
+    (found there, but without the case's rating): both receipt views differ from the chain."""
+    claim = honest.seqs["fb-claimed claim"]
+    index = tampered(honest, tmp_path, ("DELETE FROM receipts WHERE seq = ?", (claim,)))
+    report = honest.audit(index, case_sample=1000)
+    assert "receipt_views" in failed(report)
+    found = findings(report, "receipt_views")
+    assert any(f.field == "feedback.claimed_by" for f in found)
+    assert any(f.seq == claim and f.field == "feedback.rating" for f in found)

@@ -35,7 +35,7 @@ from ledger.audit.checks._api import horizon
 from ledger.audit.checks._position import Position, position
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
-from ledger.audit.rebuild import CaseRecord, LedgerModel, entry_pointer, hex0x
+from ledger.audit.rebuild import BINDING_KINDS, CaseRecord, LedgerModel, entry_pointer, hex0x
 from ledger.audit.rpc import RpcError
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
 from ledger.chain.contract import ReceiptCaseState
@@ -59,7 +59,8 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
     for key, contexts in model.feedback.items():
         record = model.cases.get(key)
         for c in contexts:
-            if c.entry.kind == EntryKind.RECEIPT_ISSUED and record is not None:
+            # every key bound to a case: an agency's receipt, a filer's (an accepted filing), a claimant's
+            if c.entry.kind in BINDING_KINDS and record is not None:
                 issued.setdefault(c.entry.record["receipt"], (c.entry, record))
     settled = sorted((a for a, (_, record) in issued.items() if pos.settled(record)), key=str.lower)
     n = min(ctx.config.case_sample, len(settled))
@@ -153,15 +154,18 @@ def _tracked(state: ReceiptCaseState) -> dict[str, Any]:
     }
 
 
-def allowed(state: ReceiptCaseState, when: tuple[int, int]) -> tuple[set[str | None], set[str | None]]:
+def allowed(
+    state: ReceiptCaseState, when: tuple[int, int], *, claimed: bool = False
+) -> tuple[set[str | None], set[str | None]]:
     """What the contract lets the receipt holder do (`when`: the moments the view was asked between): the refusals a
     view may give for a rating and for a dispute (None: it may be done), as the contract decides
-    (``ledger.receipt_state.decide``) at either moment, with or without a submission of the holder's being relayed."""
+    (``ledger.receipt_state.decide``) at either moment, with or without a submission of the holder's being relayed;
+    `claimed`: the key was moved away from (nothing signed with it counts)."""
     rate: set[str | None] = set()
     dispute: set[str | None] = set()
     for now in when:
         for pending in (False, True):
-            decision = decide(state, now, rating_pending=pending, dispute_pending=pending)
+            decision = decide(state, now, rating_pending=pending, dispute_pending=pending, claimed=claimed)
             rate.add(decision.rate_refusal)
             dispute.add(decision.dispute_refusal)
     return rate, dispute
@@ -187,18 +191,24 @@ def _view(ctx: AuditContext, pos: Position, result: CheckResult, address: str, r
         return
     state = contract_state(ctx, receipt)
     feedback = _feedback_entries(ctx.model, record)
+    # the case's latest key binding: when it is another key's, this one was claimed away
+    holder = [e for e in record.feedback if e.kind in BINDING_KINDS][-1]
+    claimed = holder.record["receipt"] != address
+    feedback.update(claimed_by=holder.record["receipt"] if claimed else None,
+                    claimed_seq=holder.seq if claimed else None)
     if state is not None:
         feedback.update(_tracked(state))
+    issued_at = receipt.record.get("occurred_at", receipt.block_time)  # a claim claims no time: its block's
     want = {
         **expected.case_view(record, ctx.model),
-        "receipt": {"address": address, "issued_at": receipt.record["occurred_at"], "proof": expected.proof(receipt)},
+        "receipt": {"address": address, "issued_at": issued_at, "proof": expected.proof(receipt)},
         "feedback": feedback,
     }
     diffs = expected.differences(want, view)
     shown_feedback = view.get("feedback")
     got = shown_feedback if isinstance(shown_feedback, dict) else {}
     if state is not None:
-        rate, dispute = allowed(state, (before, after))
+        rate, dispute = allowed(state, (before, after), claimed=state.receipt != address)
         for verb, refusals in (("rate", rate), ("dispute", dispute)):
             can, why = got.get(f"can_{verb}"), got.get(f"{verb}_refusal")
             if why not in refusals or can is not (why is None):
