@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from ledger.records import EntryKind, FilingStatus
+from ledger.records import EntryKind, FilingDecision, FilingStatus
 from ledger.workdays import YearCalendar, working_days_due
 
 #: working days an agency has to answer a filing (``ICivicFilings.ANSWER_WINDOW_WORKING_DAYS``)
@@ -65,14 +65,19 @@ def answer_due(filed_at: int, calendars: Mapping[int, YearCalendar]) -> int:
     return due
 
 
-def answer_overdue(filed_at: int, as_of: int, calendars: Mapping[int, YearCalendar], *, answered: bool) -> bool:
-    """Whether a filing still unanswered as of `as_of` is past its window (False once answered)."""
-    return not answered and as_of > answer_due(filed_at, calendars)
+def overdue(due: int, as_of: int, *, answered: bool) -> bool:
+    """Whether a filing whose answer is due at `due` (:func:`answer_due`) is unanswered past it as of `as_of` (False
+    once answered)."""
+    return not answered and as_of > due
 
 
-def answered_late(filed_at: int, answered_at: int, calendars: Mapping[int, YearCalendar]) -> bool:
-    """Whether an answer recorded at block time `answered_at` came after its window."""
-    return answered_at > answer_due(filed_at, calendars)
+def late(due: int, answered_at: int) -> bool:
+    """Whether an answer recorded at block time `answered_at` came after its due time `due`."""
+    return answered_at > due
+
+
+#: an answer's decision as the API, the command line and the audit name it (``ledger.records.FilingDecision``)
+DECISION_NAMES = {int(d): d.name.lower() for d in FilingDecision}
 
 
 def answer_refusal(status: int, filing_agency: bytes, agency: bytes) -> str | None:

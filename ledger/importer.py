@@ -76,14 +76,20 @@ def case_id_for(salt: bytes, agency_id: str, reference: str, *, receipt: bool = 
 FILED_REFERENCE_PREFIX = "filing:"
 
 
-def filed_reference(reference: str) -> bytes | None:
-    """The case id a ``filing:SEQ`` reference names, or None for any other reference (an agency's own)."""
+def filed_seq(reference: str) -> int | None:
+    """The filing seq a ``filing:SEQ`` reference names, or None for any other reference (an agency's own)."""
     if not reference.startswith(FILED_REFERENCE_PREFIX):
         return None
     number = reference[len(FILED_REFERENCE_PREFIX):]
     if not number.isdigit():
         raise InvalidRecord(f"case reference {reference!r}: a filed case is named filing:SEQ, SEQ the filing's seq")
-    return filed_case_id(int(number))
+    return int(number)
+
+
+def filed_reference(reference: str) -> bytes | None:
+    """The case id a ``filing:SEQ`` reference names, or None for any other reference (an agency's own)."""
+    seq = filed_seq(reference)
+    return None if seq is None else filed_case_id(seq)
 
 
 def with_receipt_flag(case_id: bytes) -> bytes:

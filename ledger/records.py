@@ -113,6 +113,10 @@ class Channel(enum.IntEnum):
     PROACTIVE = 6
 
 
+#: a channel code's name as the API, the command line and the audit show it (codes without one are shown as numbers)
+CHANNEL_NAMES = {channel.value: channel.name.lower() for channel in Channel}
+
+
 def short_code(text: str) -> bytes:
     """An ASCII code (agency id, district, service code) as a right-padded bytes32."""
     raw = text.encode("ascii", errors="strict") if text.isascii() else b""

@@ -16,14 +16,13 @@ from sqlalchemy.engine import Dialect, Engine, RowMapping
 from api.batches import BatchKey, BatchProofs
 from api.schemas.proofs import BatchProof, Proof
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, batched_event_applies
-from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
+from ledger.records import CHANNEL_NAMES, CaseAction, DeadlineUnit, EntryKind
 from ledger.store.db import Store
 from ledger.store.schema import NO_AGENCY, batches, entries
 
 #: the ledger's enums as the API names them (code -> lowercase name; CHANNEL_CODES the other way)
 KIND_NAMES = {kind.value: kind.name.lower() for kind in EntryKind}
 ACTION_NAMES = {action.value: action.name.lower() for action in CaseAction}
-CHANNEL_NAMES = {channel.value: channel.name.lower() for channel in Channel}
 CHANNEL_CODES = {name: code for code, name in CHANNEL_NAMES.items()}
 UNIT_NAMES = {unit.value: unit.name.lower() for unit in DeadlineUnit}
 

@@ -13,10 +13,8 @@ from api.read.state import IndexState
 from api.schemas.filings import FilingAnswerView, FilingView
 from api.schemas.proofs import Proof
 from ledger.encoding import ZERO32
-from ledger.records import FilingDecision
+from ledger.filings import DECISION_NAMES, late, overdue
 from ledger.store.schema import entries, filings
-
-_DECISIONS = {int(d): d.name.lower() for d in FilingDecision}
 
 
 def _query() -> Any:
@@ -34,17 +32,17 @@ def _view(row: RowMapping, state: IndexState, now: int) -> FilingView:
     answer = None
     if row["answer_seq"] is not None:
         answer = FilingAnswerView(
-            seq=row["answer_seq"], decision=_DECISIONS[row["decision"]],  # type: ignore[arg-type]
+            seq=row["answer_seq"], decision=DECISION_NAMES[row["decision"]],  # type: ignore[arg-type]
             case_id=_hash_or_none(row["case_id"]), duplicate_of=_hash_or_none(row["duplicate_of"]),
             reason_hash=_hash_or_none(row["reason_hash"]), answered_at=row["answered_at"],
-            late=row["answered_at"] > row["answer_due"],
+            late=late(row["answer_due"], row["answered_at"]),
         )
     return FilingView(
         seq=row["seq"], agency_id=row["agency_id"], commitment_id=row["commitment_id"], district=row["district"],
         channel=CHANNEL_NAMES.get(row["channel"]),  # type: ignore[arg-type]
         content_hash=to_hex(row["content_hash"]), receipt=row["receipt"], relayer=row["relayer"],
         filed_at=row["block_time"], answer_due=row["answer_due"],
-        overdue=answer is None and now > row["answer_due"], answer=answer,
+        overdue=overdue(row["answer_due"], now, answered=answer is not None), answer=answer,
         final=state.is_final(row["block_number"]),
         proof=Proof(seq=row["seq"], tx_hash=to_hex(row["tx_hash"]), block_number=row["block_number"],
                     block_hash=to_hex(row["block_hash"]), block_time=row["block_time"], log_index=row["log_index"],

@@ -17,11 +17,10 @@ from ledger.cases import BATCHED_RECEIPT_CASE_EVENT
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO32, code_text
 from ledger.metrics import rate_from_bps
-from ledger.records import CaseAction, Channel, DeadlineUnit, EntryKind
+from ledger.records import CHANNEL_NAMES, CaseAction, DeadlineUnit, EntryKind
 
 KIND_NAMES = {kind.value: kind.name.lower() for kind in EntryKind}
 ACTION_NAMES = {action.value: action.name.lower() for action in CaseAction}
-CHANNEL_NAMES = {channel.value: channel.name.lower() for channel in Channel}
 UNIT_NAMES = {unit.value: unit.name.lower() for unit in DeadlineUnit}
 GOVERNANCE = (EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED)
 

@@ -34,7 +34,7 @@ from ledger.cli.common import (
 )
 from ledger.encoding import code_text
 from ledger.errors import InvalidRecord
-from ledger.importer import FILED_REFERENCE_PREFIX, CaseIds, read_rows, references
+from ledger.importer import CaseIds, filed_seq, read_rows, references
 from ledger.receipt_state import event_refusal
 from ledger.receipts import (
     DEFAULT_PAGE_URL,
@@ -269,10 +269,10 @@ def _case(ctx: typer.Context, reference: str, action: str, at: str | None, detai
 def _filed_case_open(s: Settings, reference: str) -> None:
     """A ``filing:SEQ`` reference names a case only once its filing is accepted: refuse events of it before (the
     ledger would record them, and the auditor would report them as events of a case never opened)."""
-    if not reference.startswith(FILED_REFERENCE_PREFIX):
+    seq = filed_seq(reference)
+    if seq is None:
         return
-    seq = int(reference[len(FILED_REFERENCE_PREFIX):]) if reference[len(FILED_REFERENCE_PREFIX):].isdigit() else -1
-    status = s.ledger().filing_state(seq).status if seq >= 0 else FilingStatus.NONE
+    status = s.ledger().filing_state(seq).status
     if status != FilingStatus.ACCEPTED:
         what = {FilingStatus.NONE: "no such filing", FilingStatus.FILED: "the filing is not answered yet",
                 FilingStatus.REJECTED: "the filing was rejected"}[status]

@@ -36,12 +36,11 @@ from ledger.cli.common import (
 from ledger.cli.index import StoreOpt, _store_url
 from ledger.encoding import ZERO32
 from ledger.errors import InvalidRecord
-from ledger.filings import answer_refusal
-from ledger.records import FilingAnswer, FilingDecision, filed_case_id, short_code, text_hash
+from ledger.filings import DECISION_NAMES, answer_refusal, late, overdue
+from ledger.records import CHANNEL_NAMES, FilingAnswer, FilingDecision, filed_case_id, short_code, text_hash
 
 intake_app = typer.Typer(help="Citizens' filings for your agency: list, show, accept, reject.", no_args_is_help=True)
 
-_CHANNELS = {1: "counter", 2: "hotline", 3: "web", 4: "app", 5: "mail", 6: "proactive"}
 
 
 class Reason(str, Enum):
@@ -52,7 +51,6 @@ class Reason(str, Enum):
 
 _DECISION = {Reason.duplicate: FilingDecision.DUPLICATE, Reason.out_of_scope: FilingDecision.OUT_OF_SCOPE,
              Reason.spam: FilingDecision.SPAM}
-_DECISION_NAMES = {int(d): d.name.lower().replace("_", " ") for d in FilingDecision}
 AgencyOpt = Annotated[str, typer.Option("--agency", help="the agency's code")]
 
 
@@ -84,11 +82,16 @@ def _time(unix: int | None) -> str:
     return "–" if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _standing(row: dict[str, Any], due: int, now: int) -> str:
+def _standing(row: dict[str, Any], now: int) -> str:
+    due = row["answer_due"]
     if row["answer_seq"] is None:
-        return "OVERDUE" if now > due else "awaiting"
-    late = " (late)" if row["answered_at"] > due else ""
-    return f"{_DECISION_NAMES.get(row['decision'], '?')} at seq {row['answer_seq']}{late}"
+        return "OVERDUE" if overdue(due, now, answered=False) else "awaiting"
+    decision = DECISION_NAMES.get(row["decision"], "?").replace("_", " ")
+    return f"{decision} at seq {row['answer_seq']}{' (late)' if late(due, row['answered_at']) else ''}"
+
+
+def _channel(code: int) -> str:
+    return CHANNEL_NAMES.get(code, str(code))
 
 
 @command(intake_app, "list")
@@ -109,7 +112,7 @@ def intake_list(
     for row in rows:
         due = row["answer_due"]
         table.add_row(str(row["seq"]), _time(row["block_time"]), row["commitment_id"], row["district"],
-                      _CHANNELS.get(row["channel"], str(row["channel"])), _time(due), _standing(row, due, now))
+                      _channel(row["channel"]), _time(due), _standing(row, now))
     out.print(table)
     if not rows:
         out.print("none" + ("" if all_filings else " awaiting an answer (--all shows the answered ones)"))
@@ -133,12 +136,12 @@ def intake_show(
         ("filing", f"seq {row['seq']}, filed {_time(row['block_time'])} (the case's clock starts here)"),
         ("commitment", row["commitment_id"]),
         ("district", row["district"]),
-        ("channel", _CHANNELS.get(row["channel"], str(row["channel"]))),
+        ("channel", _channel(row["channel"])),
         ("filer's key", row["receipt"]),
         ("relayed by", row["relayer"]),
         ("content hash", "0x" + bytes(row["content_hash"]).hex()),
         ("answer due", _time(due)),
-        ("standing", _standing(row, due, int(time.time()))),
+        ("standing", _standing(row, int(time.time()))),
     ]
     if row["answer_seq"] is not None and row["case_id"] is not None:
         lines.append(("case", "0x" + bytes(row["case_id"]).hex()))

@@ -25,24 +25,34 @@ from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import LedgerModel, entry_pointer
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO32, code_text
-from ledger.filings import ANSWER_WINDOW_WORKING_DAYS, answer_due, answer_overdue, answered_late
-from ledger.records import CaseAction, Channel, EntryKind, FilingDecision, filed_case_id
+from ledger.filings import ANSWER_WINDOW_WORKING_DAYS, DECISION_NAMES, answer_due, late, overdue
+from ledger.records import CHANNEL_NAMES, CaseAction, EntryKind, FilingDecision, filed_case_id
 from ledger.workdays import YearCalendar
 
 NAME = "filings_answered"
-_DECISIONS = {int(d): d.name.lower() for d in FilingDecision}
-
-
 def _calendars(model: LedgerModel, agency: str) -> Mapping[int, YearCalendar]:
     state = model.agencies.get(agency)
     years = model.calendars.get(state.jurisdiction if state is not None else "", {})
     return {year: calendar for year, (_, calendar, _) in years.items()}
 
 
+def _dues(model: LedgerModel) -> dict[int, int]:
+    """When each filing's answer is due (by its seq), by its agency's jurisdiction's latest calendars in `model`."""
+    calendars: dict[str, Mapping[int, YearCalendar]] = {}
+    dues = {}
+    for seq, filing in model.filings.items():
+        agency = code_text(filing.agency_id)
+        if agency not in calendars:
+            calendars[agency] = _calendars(model, agency)
+        dues[seq] = answer_due(filing.block_time or 0, calendars[agency])
+    return dues
+
+
 def run(ctx: AuditContext, result: CheckResult) -> None:
     model = ctx.model
     as_of = ctx.as_of
     filings, first_answers = model.filings, model.filing_answers
+    dues = _dues(model)
     tallies: dict[str, Counter[str]] = {}
     relayers = Counter[str]()
     for e in model.entries:
@@ -73,26 +83,24 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
             continue
         tally = tallies.setdefault(agency, Counter())
         decision = int(r["decision"])
-        tally[_DECISIONS.get(decision, "invalid")] += 1
+        tally[DECISION_NAMES.get(decision, "invalid")] += 1
         _answer(model, result, e, filing.seq, decision, subject)
-        due = answer_due(filing.block_time or 0, _calendars(model, agency))
-        if answered_late(filing.block_time or 0, e.block_time or 0, _calendars(model, agency)):
+        due = dues[filing.seq]
+        if late(due, e.block_time or 0):
             tally["late"] += 1
             result.add(Finding(
-                NAME, f"filing answered late: {_DECISIONS.get(decision, 'answer')} at block time {e.block_time}, "
+                NAME, f"filing answered late: {DECISION_NAMES.get(decision, 'answer')} at block time {e.block_time}, "
                 f"due by {due} ({ANSWER_WINDOW_WORKING_DAYS} working day of its filing at {filing.block_time})",
                 **entry_pointer(e), subject=subject, field="answered_at", expected=f"<= {due}", actual=e.block_time,
             ))
     for seq, filing in filings.items():
         if seq in first_answers:
             continue
-        agency = code_text(filing.agency_id)
-        calendars = _calendars(model, agency)
-        tally = tallies.setdefault(agency, Counter())
-        if answer_overdue(filing.block_time or 0, as_of, calendars, answered=False):
+        tally = tallies.setdefault(code_text(filing.agency_id), Counter())
+        if overdue(dues[seq], as_of, answered=False):
             tally["overdue"] += 1
             result.add(Finding(
-                NAME, f"filing left unanswered past its window: due by {answer_due(filing.block_time or 0, calendars)}"
+                NAME, f"filing left unanswered past its window: due by {dues[seq]}"
                 f" ({ANSWER_WINDOW_WORKING_DAYS} working day of its filing), still unanswered at block time {as_of}",
                 **entry_pointer(filing), subject=f"filing {seq}", field="answer", actual=None,
             ))
@@ -138,8 +146,8 @@ def _answer(
     case, which the agency did not open itself."""
     r = e.record
     agency = code_text(e.agency_id)
-    if decision not in _DECISIONS:
-        result.add(Finding(NAME, f"answer with decision {decision}, which is none of {sorted(_DECISIONS)}",
+    if decision not in DECISION_NAMES:
+        result.add(Finding(NAME, f"answer with decision {decision}, which is none of {sorted(DECISION_NAMES)}",
                            **entry_pointer(e), subject=subject, field="decision", actual=decision))
         return
     if (decision == FilingDecision.DUPLICATE) != (r["duplicate_of"] != ZERO32):
@@ -173,29 +181,28 @@ def _answer(
             ))
 
 
-def _expected_view(model: LedgerModel, filing: DecodedEntry, count: int) -> dict[str, Any]:
-    """What ``GET /api/v1/filings`` must show of `filing` at an API position of `count` entries (``overdue`` apart:
-    it moves with the clock)."""
+def _expected_view(model: LedgerModel, filing: DecodedEntry, due: int, count: int) -> dict[str, Any]:
+    """What ``GET /api/v1/filings`` must show of `filing`, due at `due`, at an API position of `count` entries
+    (``overdue`` apart: it moves with the clock)."""
     r = filing.record
     agency = code_text(filing.agency_id)
-    due = answer_due(filing.block_time or 0, _calendars(model, agency))
     answer = model.filing_answers.get(filing.seq)
     shown_answer = None
     if answer is not None and answer.seq < count and answer.agency_id == filing.agency_id:
         a = answer.record
         accepted = int(a["decision"]) == FilingDecision.ACCEPTED
         shown_answer = {
-            "seq": answer.seq, "decision": _DECISIONS.get(int(a["decision"])),
+            "seq": answer.seq, "decision": DECISION_NAMES.get(int(a["decision"])),
             "case_id": "0x" + a["case_id"].hex() if accepted else None,
             "duplicate_of": None if a["duplicate_of"] == ZERO32 else "0x" + a["duplicate_of"].hex(),
             "reason_hash": None if a["reason_hash"] == ZERO32 else "0x" + a["reason_hash"].hex(),
-            "answered_at": answer.block_time, "late": (answer.block_time or 0) > due,
+            "answered_at": answer.block_time, "late": late(due, answer.block_time or 0),
         }
     channel = r["channel"]
     return {
         "seq": filing.seq, "agency_id": agency, "commitment_id": code_text(r["commitment_id"]),
         "district": code_text(r["district"]),
-        "channel": Channel(channel).name.lower() if channel in Channel._value2member_map_ else None,
+        "channel": CHANNEL_NAMES.get(channel),
         "content_hash": "0x" + r["content_hash"].hex(), "receipt": r["receipt"], "relayer": r["relayer"],
         "filed_at": filing.block_time, "answer_due": due, "answer": shown_answer,
         "proof": {"seq": filing.seq, "tx_hash": "0x" + filing.tx_hash.hex(), "block_number": filing.block_number,
@@ -221,6 +228,7 @@ def _served(ctx: AuditContext, result: CheckResult) -> None:
         result.add(Finding(NAME, f"the API could not list the filings: {exc}", subject="GET /api/v1/filings"))
         return
     expected = {seq: e for seq, e in model.filings.items() if seq < h.count}
+    dues = _dues(model)
     for seq, filing in expected.items():
         item = served.get(seq)
         if item is None:
@@ -228,7 +236,7 @@ def _served(ctx: AuditContext, result: CheckResult) -> None:
                                **entry_pointer(filing), subject=f"filing {seq}", field="seq", expected=seq,
                                actual=None))
             continue
-        _compare(result, filing, _expected_view(model, filing, h.count), item, ctx.as_of)
+        _compare(result, filing, _expected_view(model, filing, dues[seq], h.count), item, ctx.as_of)
     for seq in sorted(set(served) - set(expected)):
         if not (isinstance(seq, int) and seq >= h.count and h.beyond):
             result.add(Finding(NAME, f"the API lists a filing at seq {seq}, which the chain does not have",
@@ -269,12 +277,12 @@ def _compare(result: CheckResult, filing: DecodedEntry, want: dict[str, Any], it
     # overdue moves with the clock: compared only where it cannot have changed around the audit
     due, answered = want["answer_due"], want["answer"] is not None
     if answered or abs(as_of - due) > 3600:
-        overdue = not answered and as_of > due
-        if item.get("overdue") != overdue:
+        behind = overdue(due, as_of, answered=answered)
+        if item.get("overdue") != behind:
             result.add(Finding(NAME, f"GET /api/v1/filings shows filing {filing.seq} as "
                                f"{'overdue' if item.get('overdue') else 'not overdue'}; it is "
-                               f"{'overdue' if overdue else 'not overdue'} (due {due}, audit time {as_of})",
-                               **entry_pointer(filing), subject=subject, field="overdue", expected=overdue,
+                               f"{'overdue' if behind else 'not overdue'} (due {due}, audit time {as_of})",
+                               **entry_pointer(filing), subject=subject, field="overdue", expected=behind,
                                actual=item.get("overdue")))
 
 
