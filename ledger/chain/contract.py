@@ -183,6 +183,8 @@ class Ledger:
         #: the module's address follows from the ledger's (ledger.encoding.module_address): nothing to look up
         self.filings_address = module_address(self.address)
         self.filings = self.w3.eth.contract(address=self.filings_address, abi=artifact(MODULE_NAME)["abi"])
+        #: the addresses whose logs make up the ledger's entries: the ledger's and its module's
+        self.addresses: list[ChecksumAddress] = [self.address, self.filings_address]
         if check_code:
             for where, name in ((self.address, CONTRACT_NAME), (self.filings_address, MODULE_NAME)):
                 code = bytes(self.w3.eth.get_code(where))
@@ -196,11 +198,6 @@ class Ledger:
             if pointer != self.filings_address or back != self.address:
                 raise ChainMismatch(f"the ledger at {self.address} and the filings module at {self.filings_address} "
                                     f"do not name each other (FILINGS() is {pointer}, LEDGER() is {back})")
-
-    @property
-    def addresses(self) -> list[ChecksumAddress]:
-        """The addresses whose logs make up the ledger's entries: the ledger's and its module's."""
-        return [self.address, self.filings_address]
 
     @classmethod
     def deploy(cls, chain: Chain, governance: LocalAccount, *, admin_delay: int = 0) -> Ledger:

@@ -156,16 +156,21 @@ def intake_show(
 
 
 def _answer(s: Settings, seq: int, decision: FilingDecision, key: str | None, key_env: str | None,
-            password_file: Any, *, reason: str | None = None, duplicate_of: bytes = ZERO32) -> None:
+            password_file: Any, *, reason: str | None = None, duplicate_of: str | None = None) -> None:
+    """Answer filing `seq` with the key given (loaded once), after the module's state says it would take the answer;
+    `duplicate_of`: the case a duplicate duplicates, the agency's own reference or a 0x case id."""
     signer = s.key(key, key_env, password_file)
     agency = agency_of(s, signer)
     state = s.ledger().filing_state(seq)
     refusal = answer_refusal(state.status, state.agency_id, short_code(agency))
     if refusal is not None:
         fail(f"filing {seq}: {refusal}", code=1)
-    answer = FilingAnswer(filing_seq=seq, decision=decision, duplicate_of=duplicate_of,
-                          reason_hash=text_hash(reason) if reason else ZERO32)
     with open_writer(s, signer) as writer:
+        duplicate = ZERO32
+        if duplicate_of is not None:
+            duplicate = _case_id(duplicate_of) or case_ids_of(s, agency, writer.outbox).existing(duplicate_of)
+        answer = FilingAnswer(filing_seq=seq, decision=decision, duplicate_of=duplicate,
+                              reason_hash=text_hash(reason) if reason else ZERO32)
         item = writer.write(answer)
     out.print(f"recorded as entry {item.seq} (transaction {item.tx_hash})")
     if decision == FilingDecision.ACCEPTED:
@@ -173,6 +178,19 @@ def _answer(s: Settings, seq: int, decision: FilingDecision, key: str | None, ke
                   f"events as case filing:{seq} (`case update filing:{seq} …`, `case close filing:{seq} …`)")
     if reason:
         out.print(f"reason hash 0x{text_hash(reason).hex()}: publish the reason's text, so the citizen can read it")
+
+
+def _case_id(given: str) -> bytes | None:
+    """A case given as its 0x id (None: given as the agency's own reference)."""
+    if not given.startswith("0x"):
+        return None
+    try:
+        case_id = bytes.fromhex(given[2:])
+    except ValueError:
+        case_id = b""
+    if len(case_id) != 32:
+        raise InvalidRecord(f"--duplicate-of {given}: a case id is 32 bytes of hex (0x + 64 digits)")
+    return case_id
 
 
 @command(intake_app, "accept")
@@ -207,22 +225,10 @@ def intake_reject(
         raise InvalidRecord("--text must say why (only its hash is recorded)")
     if (reason is Reason.duplicate) != (duplicate_of is not None):
         raise InvalidRecord("--duplicate-of names the case a duplicate duplicates, and only a duplicate does")
-    s = settings(ctx)
-    duplicate = ZERO32
     if duplicate_of is not None:
-        if duplicate_of.startswith("0x"):
-            try:
-                duplicate = bytes.fromhex(duplicate_of[2:])
-            except ValueError:
-                duplicate = b""
-            if len(duplicate) != 32:
-                raise InvalidRecord(f"--duplicate-of {duplicate_of}: a case id is 32 bytes of hex (0x + 64 digits)")
-        else:
-            signer = s.key(key, key_env, password_file)
-            agency = agency_of(s, signer)
-            with open_writer(s, signer) as writer:
-                duplicate = case_ids_of(s, agency, writer.outbox).existing(duplicate_of)
-    _answer(s, seq, _DECISION[reason], key, key_env, password_file, reason=text, duplicate_of=duplicate)
+        _case_id(duplicate_of)  # a malformed 0x id is refused before the key is unlocked
+    _answer(settings(ctx), seq, _DECISION[reason], key, key_env, password_file, reason=text,
+            duplicate_of=duplicate_of)
 
 
 __all__ = ["intake_app"]

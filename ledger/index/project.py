@@ -54,7 +54,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ledger.batches.read import BatchContent
 from ledger.cases import (
@@ -70,7 +70,7 @@ from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order
 from ledger.filings import answer_due
 from ledger.index.cases import Caches, CaseFolder
-from ledger.index.sql import Statements
+from ledger.index.sql import Statements, chunks
 from ledger.index.withheld import Withheld
 from ledger.records import CaseAction, EntryKind, FilingDecision
 from ledger.store.schema import (
@@ -255,18 +255,26 @@ class Projection:
         opens the case bound to the filing (module docstring), handed to the fold with the range's other events."""
         event_rows: list[tuple[Any, ...]] = []
         receipt_rows: list[tuple[Any, ...]] = []
+        updates: list[dict[str, Any]] = []
         touched: set[tuple[str, bytes]] = set()
+        # the filings of the range's answers, read at once (and updated at once, below)
+        found = {
+            row["seq"]: row
+            for chunk in chunks(e.record["filing_seq"] for e in rows.filing_answers)
+            for row in conn.execute(select(filings).where(filings.c.seq.in_(chunk))).mappings()
+        }
         for e in rows.filing_answers:
             r = e.record
             assert e.block_time is not None  # filled in by the sync loop, as in _rows
-            filing = conn.execute(select(filings).where(filings.c.seq == r["filing_seq"])).mappings().one_or_none()
+            filing = found.get(r["filing_seq"])
             # the module answers only filings it recorded, of the answering agency
             assert filing is not None and filing["agency_id"] == code_text(e.agency_id), e.seq
             accepted = r["decision"] == FilingDecision.ACCEPTED
-            conn.execute(update(filings).where(filings.c.seq == r["filing_seq"]).values(
-                answer_seq=e.seq, decision=r["decision"], case_id=r["case_id"] if accepted else None,
-                duplicate_of=r["duplicate_of"], reason_hash=r["reason_hash"], answered_at=e.block_time,
-            ))
+            updates.append({
+                "_seq": r["filing_seq"], "answer_seq": e.seq, "decision": r["decision"],
+                "case_id": r["case_id"] if accepted else None, "duplicate_of": r["duplicate_of"],
+                "reason_hash": r["reason_hash"], "answered_at": e.block_time,
+            })
             if not accepted:
                 continue
             agency, case_id, filed_at = filing["agency_id"], r["case_id"], int(filing["block_time"])
@@ -281,6 +289,7 @@ class Projection:
                 Feedback(e.seq, EntryKind.RECEIPT_ISSUED, filing["receipt"], e.block_time)
             )
             touched.add(key)
+        conn.execute(update(filings).where(filings.c.seq == bindparam("_seq")), updates)
         if event_rows:
             conn.exec_driver_sql(self._sql.insert_case_events, event_rows)
             conn.exec_driver_sql(self._sql.insert_receipts, receipt_rows)

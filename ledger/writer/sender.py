@@ -710,11 +710,10 @@ class Writer:
         if receipt is None:
             return None
         topics = self.ledger.entry_event_topics
-        ledger_addresses = set(self.ledger.addresses)
         seqs = tuple(
             int.from_bytes(bytes(entry["topics"][1]), "big")
             for entry in receipt["logs"]
-            if entry["topics"] and entry["address"] in ledger_addresses and bytes(entry["topics"][0]) in topics
+            if entry["topics"] and entry["address"] in self.ledger.addresses and bytes(entry["topics"][0]) in topics
         )
         return _Receipt(int(receipt["status"]), int(receipt["blockNumber"]), seqs, int(receipt.get("gasUsed", 0)))
 
