@@ -679,6 +679,3 @@ def filed_case_id(filing_seq: int) -> bytes:
     digest = struct_hash_of(FiledCase, {"filing_seq": filing_seq})
     return bytes([digest[0] | RECEIPT_CASE_FLAG]) + digest[1:]
 
-
-#: Records signed by a citizen's key in the filings module's EIP-712 domain; the entry's actor is that key.
-FILING_MODULE_SIGNED: tuple[type[Record], ...] = (Filing, ReceiptClaim)
