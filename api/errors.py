@@ -39,6 +39,7 @@ ERRORS: dict[str, int] = {
     "signer_mismatch": 400,
     "expired": 400,
     "invalid_address": 400,
+    "work_missing": 400,
     # 403: a valid signature by a key that may not do this
     "unauthorized_signer": 403,
     "agency_mismatch": 403,
@@ -46,6 +47,8 @@ ERRORS: dict[str, int] = {
     # 404
     "not_found": 404,
     "unknown_receipt": 404,
+    "unknown_agency": 404,
+    "unknown_commitment": 404,
     "report_unavailable": 404,
     "report_not_attested": 404,
     "batch_file_unavailable": 404,
@@ -64,6 +67,9 @@ ERRORS: dict[str, int] = {
     "stale_closure": 409,
     "dispute_window_closed": 409,
     "refused_by_ledger": 409,
+    "commitment_retired": 409,
+    "receipt_in_use": 409,
+    "already_claimed": 409,
     # 413, 415
     "body_too_large": 413,
     "unsupported_media_type": 415,
@@ -72,10 +78,13 @@ ERRORS: dict[str, int] = {
     "invalid_body": 422,
     "text_mismatch": 422,
     "hash_mismatch": 422,
+    "content_mismatch": 422,
     # 429: a limit
     "rate_limited": 429,
     "budget_exceeded": 429,
     "citizen_queue_full": 429,
+    "filing_queue_full": 429,
+    "filing_budget_exhausted": 429,
     # 500, 503
     "internal_error": 500,
     "unavailable": 503,

@@ -39,6 +39,12 @@ class ApiSettings:
     #: what one agency key may make the relayer pay for, per rolling hour and day (0: no limit); shared by every
     #: worker (kept in the relay store). CIVIC_RELAY_TX_PER_HOUR, _TX_PER_DAY, _GAS_PER_HOUR, _GAS_PER_DAY
     relay_budgets: RelayBudgets = field(default_factory=RelayBudgets)
+    #: citizens' filings: per client per minute (0: no limit), the proof of work's bits (0: none), per agency per
+    #: rolling day, and the Open311 apps' API keys (app name -> key) that may ``POST requests``
+    filing_rate_per_minute: int = 2
+    filing_work_bits: int = 18
+    filings_per_agency_per_day: int = 2000
+    open311_api_keys: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -68,6 +74,10 @@ class ApiSettings:
             read_rate_per_minute=env.read_rate_per_minute,
             write_rate_per_minute=env.write_rate_per_minute,
             cors_origins=env.cors_origins,
+            filing_rate_per_minute=env.filing_rate_per_minute,
+            filing_work_bits=env.filing_work_bits,
+            filings_per_agency_per_day=env.filings_per_agency_per_day,
+            open311_api_keys=_api_keys(env.open311_api_keys),
             relay_budgets=RelayBudgets(
                 transactions_per_hour=_or(env.relay_tx_per_hour, defaults.transactions_per_hour),
                 transactions_per_day=_or(env.relay_tx_per_day, defaults.transactions_per_day),
@@ -79,3 +89,14 @@ class ApiSettings:
 
 def _or(value: int | None, default: int) -> int:
     return default if value is None else value
+
+
+def _api_keys(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``name=key`` pairs as app name -> key; a pair without a name or a key of fewer than 16 characters is refused."""
+    keys: dict[str, str] = {}
+    for pair in pairs:
+        name, _, key = pair.partition("=")
+        if not name.strip() or len(key.strip()) < 16:
+            raise ValueError("CIVIC_OPEN311_API_KEYS: each entry is name=key, the key at least 16 characters")
+        keys[name.strip()] = key.strip()
+    return keys

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     #: API: requests per client address per minute (0: no limit)
     read_rate_per_minute: int = Field(default=6000, ge=0)
     write_rate_per_minute: int = Field(default=600, ge=0)
+    #: API: citizens' filings — filings per client address per minute (0: no limit), the proof of work's leading zero
+    #: bits (0: none; ``ledger.filings``), filings relayed per agency per rolling day, and the API keys of Open311 apps
+    #: that may file through ``POST requests``, comma-separated ``name=key`` pairs
+    filing_rate_per_minute: int = Field(default=2, ge=0)
+    filing_work_bits: int = Field(default=18, ge=0, le=24)
+    filings_per_agency_per_day: int = Field(default=2000, ge=1)
+    open311_api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     #: API: origins allowed to read cross-origin, comma-separated ("*": everyone)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
     #: API: what one agency key may make the relayer pay for (0: no limit; unset: the relay's defaults)
@@ -65,7 +72,7 @@ class Settings(BaseSettings):
     chain_port: int = Field(default=8545, gt=0, lt=65536)
     api_port: int = Field(default=8000, gt=0, lt=65536)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "open311_api_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

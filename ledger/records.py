@@ -130,6 +130,13 @@ def text_hash(text: str) -> bytes:
     return keccak(text.encode("utf-8"))
 
 
+def salted_text_hash(salt: bytes, text: str) -> bytes:
+    """``keccak256(salt ‖ utf8(text))``: the on-chain hash of a citizen's private text — a comment, a dispute's
+    reason, a filing's content (``ledger.filings.FilingContent``). The salt is 32 random bytes the citizen's side
+    chose, so a short text ("ok") cannot be found by hashing guesses."""
+    return keccak(bytes(salt) + text.encode("utf-8"))
+
+
 def day_number(day: date) -> int:
     """Days since 1970-01-01, the calendar unit on chain."""
     return (day - EPOCH).days

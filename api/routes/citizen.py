@@ -56,7 +56,6 @@ agreed. Logs carry submission ids, receipt addresses (public, on chain) and erro
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -81,6 +80,7 @@ from api.routes.write import (
     _chain,
     _Unavailable,
     _WriteRoute,
+    settled,
 )
 from api.schemas.citizen import (
     CitizenConflictOut,
@@ -336,6 +336,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         if isinstance(record, Rating):
             refuse_state(rate_refusal(tracked))
             return
+        assert isinstance(record, Dispute)
         refused = dispute_refusal(tracked, now, closure=record.closure)
         if refused == "stale_closure":
             raise _Refused(
@@ -424,15 +425,10 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             )
         except _Unavailable as exc:
             return refusal(exc.code, exc.message)
-        # Wait a little for the relay, so that on a quick chain the answer is already "recorded".
         key = payload["id"]
-        record, _ = parse(body)
-        deadline = time.monotonic() + wait_seconds
-        while payload["status"] in ("pending", "sent") and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            current = await run_in_threadpool(service.store.status, key)
-            if current is not None:
-                payload = submission_body(current, record)
+        current = await settled(service, key, wait_seconds)
+        if current is not None:
+            payload = submission_body(current, parse(body)[0])
         return JSONResponse(payload, status_code=status_code, headers={"Location": f"{PREFIX}/{follow}/{key}"})
 
     @router.post(

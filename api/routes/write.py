@@ -113,7 +113,8 @@ class RelayService:
                 log.error("write API cannot reach its ledger: %s", type(exc).__name__)
                 raise _Unavailable("node_unavailable", "the ledger's node cannot be reached; try again later") from exc
             try:
-                store = RelayStore(s.data_dir / "relay", ledger, budgets=s.relay_budgets)
+                store = RelayStore(s.data_dir / "relay", ledger, budgets=s.relay_budgets,
+                                   filings_per_agency_per_day=s.filings_per_agency_per_day)
                 keys = KeyStore(s.data_dir / "keys")
                 self._relayers = {lane: keys.get_or_create(key_name) for lane, (_, key_name) in LANES.items()}
             except (LedgerError, OSError, ValueError) as exc:
@@ -381,14 +382,9 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             return refusal(exc.code, exc.message)
         except ApiError as exc:  # over a budget: 429 from the API's error table
             return exc.response()
-        # Wait a little for the relay, so that on a quick chain the answer is already "recorded".
-        key = payload["id"]
-        deadline = time.monotonic() + wait_seconds
-        while payload["status"] in ("pending", "sent") and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            current = await run_in_threadpool(service.store.status, key)
-            if current is not None:
-                payload = submission_body(current)
+        current = await settled(service, payload["id"], wait_seconds)
+        if current is not None:
+            payload = submission_body(current)
         return JSONResponse(payload, status_code=status_code)
 
     @router.get(
@@ -472,6 +468,17 @@ class _Duplicate(Exception):
 
 #: what a read from the node raises when the node, not the code, failed (a revert decoded by the ledger included)
 _NODE_FAILURES: tuple[type[Exception], ...] = (LedgerError, *NODE_ERRORS)
+
+
+async def settled(service: RelayService, key: str, wait_seconds: float) -> RelayStatus | None:
+    """The submission's status once it is recorded or failed, or as it stands after `wait_seconds` (a POST waits a
+    little for the relay, so that on a quick chain its answer is already "recorded"); None when the store has none."""
+    deadline = time.monotonic() + wait_seconds
+    current = await run_in_threadpool(service.store.status, key)
+    while current is not None and current.state in ("pending", "sent") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        current = await run_in_threadpool(service.store.status, key)
+    return current
 
 
 def _chain(call: Callable[[], Any]) -> Any:

@@ -296,9 +296,24 @@ class Ledger:
         """Submit a receipt holder's rating or dispute; the relayer pays the gas."""
         return self._transact(relayer, self.encode_citizen_call(record, signature))
 
-    def encode_citizen_call(self, record: Rating | Dispute, signature: bytes) -> Any:
+    def encode_citizen_call(self, record: Rating | Dispute | Filing | ReceiptClaim, signature: bytes) -> Any:
+        """The call that records a citizen key's signed record: ``rateCase`` / ``disputeCase`` on the ledger, ``file``
+        / ``claimReceipt`` on its filings module (a claim's `signature` is the issued key's 65 bytes then the new
+        key's)."""
+        if isinstance(record, Filing):
+            return self.encode_filing_call(record, signature)
+        if isinstance(record, ReceiptClaim):
+            if len(signature) != 130:
+                raise ValueError("a receipt claim carries two signatures: the issued key's, then the new key's")
+            return self.encode_claim_call(record, signature[:65], signature[65:])
         name = "rateCase" if isinstance(record, Rating) else "disputeCase"
         return getattr(self.contract.functions, name)(record.abi_values(), signature)
+
+    def citizen_calldata(self, record: Rating | Dispute | Filing | ReceiptClaim, signature: bytes) -> bytes:
+        """Calldata of :meth:`encode_citizen_call`, sent to :meth:`target_of` the record."""
+        call = self.encode_citizen_call(record, signature)
+        contract = self.filings if isinstance(record, _MODULE_RECORDS) else self.contract
+        return bytes.fromhex(contract.encode_abi(call.fn_name, list(call.args))[2:])
 
     def receipt_case(self, agency_id: bytes, case_id: bytes, block: BlockIdentifier = "latest") -> ReceiptCaseState:
         raw = self.contract.functions.receiptCase(agency_id, case_id).call(block_identifier=block)

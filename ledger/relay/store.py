@@ -49,7 +49,8 @@ from web3.exceptions import Web3RPCError
 
 from ledger.chain.contract import Ledger
 from ledger.errors import NodeUnavailable, OutboxError
-from ledger.records import Dispute, Rating, Record
+from ledger.filings import FilingContent, attachment_of
+from ledger.records import Dispute, Filing, Rating, ReceiptClaim, Record
 from ledger.relay.budgets import BudgetBook, BudgetUse, RelayBudgets, estimated_gas
 from ledger.relay.verify import (
     CITIZEN_TYPES,
@@ -124,6 +125,27 @@ CREATE TABLE IF NOT EXISTS citizen_records (
     publish      INTEGER NOT NULL DEFAULT 0           -- whether the citizen agreed to its publication
 );
 CREATE INDEX IF NOT EXISTS citizen_records_by_case ON citizen_records (agency_id, case_id, primary_type);
+-- Citizens' filings (their envelope is in relays, signer = the filer's receipt key): what the request says, private
+-- to the agency asked. ``content`` is the canonical JSON the filing's contentHash commits to (with ``salt``:
+-- ledger.filings.FilingContent), ``photos`` each photo's bytes. Never on chain, in the index or in a log.
+CREATE TABLE IF NOT EXISTS filing_contents (
+    key          TEXT PRIMARY KEY REFERENCES relays (key),
+    agency_id    TEXT NOT NULL,                       -- 0x-hex bytes32
+    receipt      TEXT NOT NULL,                       -- the filer's key (checksummed), as on chain
+    content_hash TEXT NOT NULL,                       -- 0x-hex, as on chain
+    salt         BLOB NOT NULL,
+    content      TEXT NOT NULL,
+    created_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS filing_contents_by_filing ON filing_contents (receipt, content_hash);
+CREATE INDEX IF NOT EXISTS filing_contents_by_agency ON filing_contents (agency_id, created_at);
+CREATE TABLE IF NOT EXISTS filing_photos (
+    key          TEXT NOT NULL REFERENCES filing_contents (key),
+    position     INTEGER NOT NULL,
+    media_type   TEXT NOT NULL,
+    data         BLOB NOT NULL,
+    PRIMARY KEY (key, position)
+);
 """
 
 #: ratings and disputes of one agency's cases that may wait in the citizens' lane at a time (see
@@ -131,6 +153,14 @@ CREATE INDEX IF NOT EXISTS citizen_records_by_case ON citizen_records (agency_id
 CITIZEN_QUEUE_PER_AGENCY = 20
 #: what a citizen refused ``citizen_queue_full`` is told to wait (a few blocks drain a queue that size)
 CITIZEN_QUEUE_RETRY_SECONDS = 60
+#: filings to one agency that may wait in the citizens' lane at a time, and that the relay takes per rolling day
+#: (``RelayStore._refuse_filing_flood``): a flood of filings at one agency never costs the relayer more than that, nor
+#: delays another agency's filers behind more than that many
+FILING_QUEUE_PER_AGENCY = 50
+FILINGS_PER_AGENCY_PER_DAY = 2000
+
+#: the citizens' primary types as an SQL list (their submissions have no nonce)
+_CITIZEN_TYPE_LIST = ", ".join(f"'{name}'" for name in CITIZEN_TYPES)
 
 _COLUMNS = (
     "key, signer, agency_id, primary_type, nonce, deadline, signature, record_type, records_json, record_hash, "
@@ -169,6 +199,18 @@ def _envelope(row: Sequence[Any]) -> _Envelope:
                      row[7], row[8], row[9], row[10], bool(row[11]), row[12], row[13])
 
 
+def _records_json(records: Sequence[Record]) -> str:
+    """The records as stored in ``relays.records_json``, checked to read back as they are: a record the outbox could
+    not rebuild would otherwise be stored, then fail to queue, and stand in front of every later submission."""
+    text = json.dumps([json.loads(record_json(r)) for r in records], separators=(",", ":"))
+    try:
+        for r in json.loads(text):
+            record_from_json(type(records[0]).__name__, json.dumps(r))
+    except (OutboxError, ValueError) as exc:
+        raise OutboxError(f"a {type(records[0]).__name__} cannot be stored for relaying: {exc}") from exc
+    return text
+
+
 def row_key(key: str, index: int) -> str:
     """Outbox idempotency key of entry `index` of a submission."""
     return f"{key}/{index}"
@@ -204,13 +246,20 @@ class RelayStore:
         synchronous: str = "FULL",
         budgets: RelayBudgets | None = None,
         citizen_queue_per_agency: int = CITIZEN_QUEUE_PER_AGENCY,
+        filing_queue_per_agency: int = FILING_QUEUE_PER_AGENCY,
+        filings_per_agency_per_day: int = FILINGS_PER_AGENCY_PER_DAY,
     ) -> None:
         """:param budgets: what each agency key may make the relayer pay for (default :class:`RelayBudgets`)
-        :param citizen_queue_per_agency: ratings and disputes of one agency's cases that may wait in the citizens'
-            lane at a time (:data:`CITIZEN_QUEUE_PER_AGENCY`)"""
-        if citizen_queue_per_agency < 1:
-            raise ValueError("citizen_queue_per_agency must be >= 1")
+        :param citizen_queue_per_agency: ratings, disputes and claims of one agency's cases that may wait in the
+            citizens' lane at a time (:data:`CITIZEN_QUEUE_PER_AGENCY`)
+        :param filing_queue_per_agency: filings to one agency that may wait at a time (:data:`FILING_QUEUE_PER_AGENCY`)
+        :param filings_per_agency_per_day: filings to one agency taken per rolling 24 hours
+            (:data:`FILINGS_PER_AGENCY_PER_DAY`)"""
+        if min(citizen_queue_per_agency, filing_queue_per_agency, filings_per_agency_per_day) < 1:
+            raise ValueError("queue bounds and the daily filing budget must be >= 1")
         self.citizen_queue_per_agency = citizen_queue_per_agency
+        self.filing_queue_per_agency = filing_queue_per_agency
+        self.filings_per_agency_per_day = filings_per_agency_per_day
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.ledger = ledger
@@ -291,7 +340,7 @@ class RelayStore:
             if signed.nonce != expected:
                 raise StaleNonce(signed.nonce, expected)
             records = list(signed.records)
-            texts = json.dumps([json.loads(record_json(r)) for r in records], separators=(",", ":"))
+            texts = _records_json(records)
             with self._transaction() as db:
                 db.execute(
                     f"INSERT INTO relays ({_COLUMNS}, accepted_block) "
@@ -308,11 +357,14 @@ class RelayStore:
         return self._status(envelope), True
 
     def submit_citizen(self, signed: SignedCitizenRecord, text: OffChainText | None = None) -> tuple[RelayStatus, bool]:
-        """Store a checked rating or dispute (and its off-chain text) and queue it; return ``(status, created)``. The
-        same signed message again returns the stored submission with ``created`` False. While another rating of the
-        case (another dispute of the same closure) is pending, sent or recorded, raises :class:`RelayRefused`
-        ``already_rated`` (``already_disputed``) naming it: the contract would refuse the second anyway."""
+        """Store a checked rating, dispute or receipt claim (and a rating's or dispute's off-chain text) and queue it;
+        return ``(status, created)``. The same signed message again returns the stored submission with ``created``
+        False. While another rating of the case (another dispute of the same closure, another claim of the case) is
+        pending, sent or recorded, raises :class:`RelayRefused` ``already_rated`` (``already_disputed``,
+        ``already_claimed``) naming it: the contract would refuse the second anyway."""
         record = signed.record
+        if isinstance(record, Filing):
+            raise TypeError("a filing is stored with its content: submit_filing")
         if text is not None and text.hash != signed.text_hash:
             raise RelayRefused("text_mismatch", "the text and salt do not hash to the record's hash")
         key = signed.key
@@ -326,7 +378,7 @@ class RelayStore:
             self._refuse_in_flight(record, agency_hex, case_hex)
             self._refuse_full_queue(agency_hex)
             head = self._head_block()
-            texts = json.dumps([json.loads(record_json(record))], separators=(",", ":"))
+            texts = _records_json([record])
             with self._transaction() as db:
                 db.execute(
                     f"INSERT INTO relays ({_COLUMNS}, accepted_block) "
@@ -354,13 +406,14 @@ class RelayStore:
         it now. Anything but a failed citizen submission is returned as it is."""
         with self._exclusive():
             envelope = self._get(key)
-            if envelope is None or envelope.primary_type not in CITIZEN_TYPES:
-                raise RelayRefused("not_found", "no such rating or dispute")
+            if envelope is None or envelope.primary_type not in CITIZEN_TYPES or envelope.primary_type == "Filing":
+                raise RelayRefused("not_found", "no such rating, dispute or claim (a failed filing is filed anew, "
+                                   "with a new key)")
             status = self._status(envelope)
             if status.state != "failed":
                 return status
             record = envelope.records()[0]
-            assert isinstance(record, (Rating, Dispute))
+            assert isinstance(record, (Rating, Dispute, ReceiptClaim))
             self._refuse_in_flight(record, "0x" + record.agency_id.hex(), "0x" + record.case_id.hex(), exclude=key)
             outbox, _ = self._first_row(envelope)
             items = [outbox.get_by_key(row) for row in envelope.row_keys()]
@@ -372,17 +425,115 @@ class RelayStore:
         self._notify()
         return self._status(envelope)
 
-    def _refuse_in_flight(self, record: Rating | Dispute, agency_hex: str, case_hex: str,
+    def submit_filing(
+        self, signed: SignedCitizenRecord, content: FilingContent, salt: bytes, photos: Sequence[bytes] = ()
+    ) -> tuple[RelayStatus, bool]:
+        """Store a checked filing with its private content (the canonical content, its salt and the photos' bytes,
+        in that order of ``content.attachments``) and queue it; return ``(status, created)``. The same signed filing
+        again returns the stored submission with ``created`` False. Refused (:class:`RelayRefused`, nothing stored):
+        ``content_mismatch`` when the content, salt or photos are not what the filing's hash commits to;
+        ``receipt_in_use`` while another filing with the same key is pending, sent or recorded (a key files once);
+        ``filing_queue_full`` / ``filing_budget_exhausted`` at the agency's bounds (:meth:`_refuse_filing_flood`)."""
+        filing = signed.record
+        if not isinstance(filing, Filing):
+            raise TypeError("submit_filing takes a filing")
+        if content.content_hash(salt) != filing.content_hash:
+            raise RelayRefused("content_mismatch", "the content and salt do not hash to the filing's contentHash")
+        if len(photos) != len(content.attachments) or any(
+            attachment_of(a.media_type, data) != a for a, data in zip(content.attachments, photos, strict=False)
+        ):
+            raise RelayRefused("content_mismatch", "the photos are not those the content names")
+        key, agency_hex = signed.key, "0x" + filing.agency_id.hex()
+        with self._exclusive():
+            self._queue_orphans()
+            existing = self._get(key)
+            if existing is not None:
+                return self._status(existing), False
+            with self._thread_lock:
+                others = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM relays WHERE signer = ? AND primary_type = 'Filing' ORDER BY id",
+                    (signed.signer,),
+                ).fetchall()
+            for other in others:
+                status = self._status(_envelope(other))
+                if status.state != "failed":
+                    raise RelayRefused("receipt_in_use", f"a filing with this receipt key was submitted already "
+                                       f"({status.state}): each filing is made with a new key", submission=status.key)
+            now = time.time()
+            self._refuse_filing_flood(agency_hex, now)
+            head = self._head_block()
+            texts = _records_json([filing])
+            with self._transaction() as db:
+                db.execute(
+                    f"INSERT INTO relays ({_COLUMNS}, accepted_block) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
+                    (key, signed.signer, agency_hex, signed.primary_type, _nonce_text(0), _nonce_text(0),
+                     signed.signature, type(filing).__name__, texts, "0x" + signed.record_hash.hex(), 1, now, head),
+                )
+                db.execute(
+                    "INSERT INTO filing_contents (key, agency_id, receipt, content_hash, salt, content, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, agency_hex, signed.signer, "0x" + filing.content_hash.hex(), bytes(salt),
+                     content.canonical(), now),
+                )
+                db.executemany(
+                    "INSERT INTO filing_photos (key, position, media_type, data) VALUES (?, ?, ?, ?)",
+                    [(key, i, a.media_type, bytes(data))
+                     for i, (a, data) in enumerate(zip(content.attachments, photos, strict=True))],
+                )
+            envelope = self._get(key)
+            assert envelope is not None
+            self._queue(envelope)
+        self._notify()
+        return self._status(envelope), True
+
+    def _refuse_filing_flood(self, agency_hex: str, now: float) -> None:
+        """RelayRefused ``filing_queue_full`` while ``filing_queue_per_agency`` filings to this agency wait to be
+        recorded, and ``filing_budget_exhausted`` once it was filed ``filings_per_agency_per_day`` times in the last
+        24 hours (each with the seconds to wait, ``retry_after``). Filing is open to anyone; these bound what a flood
+        at one agency costs the relayer and how long it holds up anyone else."""
+        with self._thread_lock:
+            day = self._db.execute(
+                "SELECT created_at FROM filing_contents WHERE agency_id = ? AND created_at > ? ORDER BY created_at",
+                (agency_hex, now - 86_400),
+            ).fetchall()
+            waiting_rows = self._db.execute(
+                f"SELECT {_RELAY_COLUMNS} FROM relays r WHERE r.agency_id = ? AND r.primary_type = 'Filing' "
+                "AND r.settled IS NULL ORDER BY r.id",
+                (agency_hex,),
+            ).fetchall()
+        if len(day) >= self.filings_per_agency_per_day:
+            retry = max(1, int(day[len(day) - self.filings_per_agency_per_day][0] + 86_400 - now) + 1)
+            raise RelayRefused(
+                "filing_budget_exhausted",
+                f"this agency has been sent {len(day)} filings in the last 24 hours, as many as the service relays "
+                f"for one agency a day ({self.filings_per_agency_per_day}); try again later",
+                retry_after=retry,
+            )
+        waiting = sum(1 for row in waiting_rows if self._status(_envelope(row)).state not in ("recorded", "failed"))
+        if waiting >= self.filing_queue_per_agency:
+            raise RelayRefused(
+                "filing_queue_full",
+                f"{waiting} filings to this agency are waiting to be recorded; try again in a minute (each agency has "
+                f"at most {self.filing_queue_per_agency} waiting at a time)",
+                retry_after=CITIZEN_QUEUE_RETRY_SECONDS,
+            )
+
+    def _refuse_in_flight(self, record: Rating | Dispute | ReceiptClaim, agency_hex: str, case_hex: str,
                           exclude: str | None = None) -> None:
-        """RelayRefused while another rating of the case (dispute of the closure) is pending, sent or recorded."""
+        """RelayRefused while another rating of the case (dispute of the closure, claim of the case) is pending,
+        sent or recorded."""
         closure = record.closure if isinstance(record, Dispute) else None
         for other in self._citizen_envelopes(agency_hex, case_hex, record.TYPE_NAME, closure):
             if other.key == exclude:
                 continue
             status = self._status(other)
             if status.state != "failed":
-                code = "already_rated" if isinstance(record, Rating) else "already_disputed"
-                what = "a rating of this case" if isinstance(record, Rating) else "a dispute of this closure"
+                code, what = {
+                    Rating: ("already_rated", "a rating of this case"),
+                    Dispute: ("already_disputed", "a dispute of this closure"),
+                    ReceiptClaim: ("already_claimed", "a claim of this receipt"),
+                }[type(record)]
                 raise RelayRefused(code, f"{what} was submitted already ({status.state})", submission=status.key)
 
     def _refuse_full_queue(self, agency_hex: str) -> None:
@@ -494,7 +645,7 @@ class RelayStore:
         with self._thread_lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM relays WHERE signer = ? AND nonce >= ? AND "
-                "(settled IS NULL OR settled = 'recorded') AND primary_type NOT IN ('Rating', 'Dispute') "
+                "(settled IS NULL OR settled = 'recorded') AND primary_type NOT IN (" + _CITIZEN_TYPE_LIST + ") "
                 "ORDER BY nonce",
                 (signer, _nonce_text(onchain)),
             ).fetchall()
@@ -558,6 +709,23 @@ class RelayStore:
 
 
 # ---------------------------------------------------------------------- reading citizens' submissions back
+
+
+@dataclass(frozen=True)
+class StoredFiling:
+    """A filing's private content as the relay keeps it (:meth:`RelayStore.submit_filing`)."""
+
+    key: str
+    agency_id: bytes
+    receipt: str
+    content: FilingContent
+    salt: bytes
+    #: each photo's media type and bytes, in the order of ``content.attachments``
+    photos: tuple[tuple[str, bytes], ...]
+    created_at: float
+
+    def __repr__(self) -> str:  # never the content itself
+        return f"StoredFiling({self.key}, {self.content!r})"
 
 
 @dataclass(frozen=True)
@@ -632,6 +800,31 @@ class CitizenFiles:
             for row in rows
         ]
 
+    def filing(self, receipt: str, content_hash: bytes) -> StoredFiling | None:
+        """The private content of the filing made with this receipt key and content hash (both on chain: the index's
+        filings row names them), checked against that hash; None when this service holds none (filed through another
+        relay, or lost). Shown only to the agency asked: the caller checks who asks."""
+        with self._open() as db:
+            if db is None:
+                return None
+            row = db.execute(
+                "SELECT key, agency_id, receipt, salt, content, created_at FROM filing_contents "
+                "WHERE receipt = ? AND content_hash = ? ORDER BY created_at LIMIT 1",
+                (to_checksum_address(receipt), "0x" + content_hash.hex()),
+            ).fetchone()
+            if row is None:
+                return None
+            photos = tuple(
+                (media_type, bytes(data)) for media_type, data in db.execute(
+                    "SELECT media_type, data FROM filing_photos WHERE key = ? ORDER BY position", (row[0],)
+                )
+            )
+        content = FilingContent.from_canonical(row[4])
+        if content.content_hash(bytes(row[3])) != content_hash:  # a damaged store shows nothing rather than a lie
+            return None
+        return StoredFiling(key=row[0], agency_id=bytes.fromhex(row[1][2:]), receipt=row[2], content=content,
+                            salt=bytes(row[3]), photos=photos, created_at=row[5])
+
     def published_texts(self, agency_id: bytes, case_id: bytes) -> dict[str, str]:
         """The texts of the case's ratings and disputes whose authors agreed to publish them, by their hash
         (0x-hex). Whether a hash was recorded on chain is the caller's to check (against the index)."""
@@ -654,5 +847,6 @@ __all__ = [
     "CitizenSubmission",
     "RelayStatus",
     "RelayStore",
+    "StoredFiling",
     "row_key",
 ]

@@ -39,6 +39,7 @@ from ledger.chain.contract import (
     relay_typed_data,
     relay_wrapper_fields,
 )
+from ledger.encoding import ZERO32
 from ledger.errors import LedgerError
 from ledger.records import (
     BATCH_RELAY,
@@ -46,10 +47,13 @@ from ledger.records import (
     Commitment,
     Correction,
     Dispute,
+    Filing,
     HolidayCalendar,
     Rating,
+    ReceiptClaim,
     Record,
     Retirement,
+    salted_text_hash,
 )
 
 #: case events in one relayed batch; ``recordCaseEventsBySig`` calldata then stays under the writer's MAX_CALLDATA
@@ -175,19 +179,18 @@ def relay_key(signer: str, digest: bytes) -> str:
 
 # ---------------------------------------------------------------------- citizens' records
 
-#: primary type -> (record class, contract function) of the records a receipt key signs
-CITIZEN_TYPES: dict[str, tuple[type[Rating] | type[Dispute], str]] = {
+#: what a citizen's key signs as itself: a rating or dispute (by the case's receipt key, in the ledger's domain), a
+#: filing (by the filer's new key) or a receipt claim (by the issued key and the new one), in the filings module's
+CitizenRecord = Rating | Dispute | Filing | ReceiptClaim
+#: primary type -> (record class, contract function) of the records a citizen's key signs
+CITIZEN_TYPES: dict[str, tuple[type[CitizenRecord], str]] = {
     "Rating": (Rating, "rateCase"),
     "Dispute": (Dispute, "disputeCase"),
+    "Filing": (Filing, "file"),
+    "ReceiptClaim": (ReceiptClaim, "claimReceipt"),
 }
 #: the longest comment or dispute reason kept off chain, in characters
 MAX_TEXT_LENGTH = 2000
-
-
-def salted_text_hash(salt: bytes, text: str) -> bytes:
-    """``keccak256(salt ‖ utf8(text))``: the on-chain hash of a comment or a dispute's reason. The salt is 32 random
-    bytes the citizen's page chose, so a short text ("ok") cannot be found by hashing guesses."""
-    return keccak(bytes(salt) + text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -208,12 +211,12 @@ class OffChainText:
 
 @dataclass(frozen=True)
 class SignedCitizenRecord:
-    """A rating or dispute whose signature has been checked (not yet against the case's receipt or the chain)."""
+    """A citizen's record whose signature has been checked (not yet against the case's receipt or the chain)."""
 
-    record: Rating | Dispute
+    record: CitizenRecord
     #: EIP-712 digest the receipt key signed
     digest: bytes
-    #: 65 bytes r ‖ s ‖ v with v 27 or 28
+    #: 65 bytes r ‖ s ‖ v with v 27 or 28; a receipt claim's is the issued key's then the new key's (130 bytes)
     signature: bytes
     #: the address the signature recovers to: the receipt's, if it is genuine
     signer: str
@@ -232,15 +235,24 @@ class SignedCitizenRecord:
 
     @property
     def text_hash(self) -> bytes:
-        return self.record.comment_hash if isinstance(self.record, Rating) else self.record.reason_hash
+        """The hash of the record's private text: a comment, a reason, a filing's content (a claim has none)."""
+        record = self.record
+        if isinstance(record, Rating):
+            return record.comment_hash
+        if isinstance(record, Dispute):
+            return record.reason_hash
+        if isinstance(record, Filing):
+            return record.content_hash
+        return ZERO32
 
 
 def check_citizen_signature(
-    record: Rating | Dispute, signature: str | bytes, domain: Mapping[str, Any]
+    record: CitizenRecord, signature: str | bytes, domain: Mapping[str, Any]
 ) -> SignedCitizenRecord:
-    """Check a receipt holder's signature over `record` under this deployment's `domain` (65 bytes, low s,
-    recoverable) and recover the key that made it. Whether that key is the case's receipt is the caller's to check,
-    against the index and the chain. Raises RelayRefused ``bad_signature``."""
+    """Check a citizen key's signature over `record` under `domain` (the ledger's for a rating or dispute, the
+    filings module's for a filing or claim; 65 bytes, low s, recoverable) and recover the key that made it. Whether
+    that key is the right one (the case's receipt, the filing's own) is the caller's to check, against the chain.
+    Raises RelayRefused ``bad_signature``."""
     raw = _signature_bytes(signature)
     signable = encode_typed_data(full_message=citizen_typed_data(dict(domain), record))
     digest = keccak(b"\x19" + signable.version + signable.header + signable.body)

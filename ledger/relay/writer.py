@@ -119,8 +119,7 @@ class RelayWriter(Writer):
         if len(items) != envelope.entries or any(_submission_key(i) != envelope.key for i in items):
             raise OutboxError(f"outbox entries {items[0].id}… do not match relay submission {envelope.key}")
         if envelope.primary_type in CITIZEN_TYPES:
-            call = self.ledger.encode_citizen_call(records[0], envelope.signature)  # type: ignore[arg-type]
-            return bytes.fromhex(self.ledger.contract.encode_abi(call.fn_name, list(call.args))[2:])
+            return self.ledger.citizen_calldata(records[0], envelope.signature)  # type: ignore[arg-type]
         spec = RELAY_TYPES[envelope.primary_type]
         record = [r.abi_values() for r in records] if spec.batch else records[0].abi_values()
         args = [record, envelope.signer, envelope.deadline, envelope.signature]
@@ -155,9 +154,10 @@ class RelayWriter(Writer):
         wanted = [r.struct_hash() for r in records]
         agency_topic = "0x" + envelope.agency_id.hex()
         topics: list[Any] = [["0x" + t.hex() for t in self.ledger.entry_event_topics], None, agency_topic]
-        if citizen:
-            topics.append("0x" + records[0].case_id.hex())  # type: ignore[attr-defined]  # ratings, disputes
-        query: Any = {"address": self.ledger.address, "fromBlock": self.store.accepted_block(envelope.key),
+        case_id = getattr(records[0], "case_id", None)  # ratings, disputes, claims (a filing has no case yet)
+        if citizen and case_id is not None:
+            topics.append("0x" + case_id.hex())
+        query: Any = {"address": self.ledger.addresses, "fromBlock": self.store.accepted_block(envelope.key),
                       "toBlock": "latest", "topics": topics}
         logs = self._rpc("look for a copy of a relayed record", lambda: self._w3.eth.get_logs(query))
         by_tx: dict[bytes, list[Any]] = {}

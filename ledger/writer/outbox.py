@@ -51,10 +51,12 @@ from ledger.records import (
     Correction,
     Dispute,
     EntryKind,
+    Filing,
     FilingAnswer,
     HolidayCalendar,
     Rating,
     Receipt,
+    ReceiptClaim,
     Record,
     Retirement,
     SignerChange,
@@ -69,7 +71,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls
     for cls in (
         AgencyRegistration, SignerChange, Commitment, Retirement, CaseEvent, Correction, HolidayCalendar, Receipt,
-        Rating, Dispute, FilingAnswer,
+        Rating, Dispute, Filing, FilingAnswer, ReceiptClaim,
     )
 }
 
