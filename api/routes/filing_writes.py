@@ -29,6 +29,10 @@ bodies and answers.
     503     ``node_unavailable``          the chain cannot be reached, or writes are not configured
     ======  ============================  ====================================================================
 
+``GET /api/v1/filing-policy``
+    What a filing must carry here: the filings module's EIP-712 domain, the proof of work's bits, the content's format
+    and limits, the channels.
+
 ``GET /api/v1/filings/submissions/{id}``
     A filing's submission as POST answered it, with ``seq``, ``case_id`` (the case an acceptance opens: its id follows
     from the seq) and ``service_request_id`` once recorded.
@@ -61,10 +65,22 @@ from api.routes.write import DEFAULT_WAIT_SECONDS, RelayService, _Unavailable, s
 from api.schemas.filing_writes import FilingIn, FilingSubmissionOut, ReceiptClaimIn
 from api.schemas.write import ErrorOut
 from api.settings import ApiSettings
-from ledger.encoding import code_text
+from ledger.chain.contract import DOMAIN_VERSION, MODULE_NAME
+from ledger.encoding import code_text, module_address
 from ledger.errors import InvalidRecord
+from ledger.filings import (
+    ANSWER_WINDOW_WORKING_DAYS,
+    ATTACHMENT_TYPES,
+    CONTACT_FIELDS,
+    CONTENT_FORMAT,
+    MAX_ATTACHMENT_BYTES,
+    MAX_ATTACHMENTS,
+    MAX_DESCRIPTION,
+    MAX_FIELD,
+    WORK_DOMAIN,
+)
 from ledger.open311 import service_request_id_of
-from ledger.records import Filing, ReceiptClaim, filed_case_id, short_code
+from ledger.records import CHANNEL_NAMES, Filing, ReceiptClaim, filed_case_id, short_code
 from ledger.relay.store import RelayStatus
 
 log = logging.getLogger("api.filings")
@@ -256,6 +272,35 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             response_model=FilingSubmissionOut, responses={404: {"model": ErrorOut}, 503: {"model": ErrorOut}},
             summary=f"A {name}'s submission: pending, sent, recorded (with its seq) or failed",
         )
+
+    policy_router = APIRouter(prefix=PREFIX, tags=["filings"])
+
+    @policy_router.get(
+        "/filing-policy",
+        operation_id="getFilingPolicy",
+        summary="What a filing must carry here: the module's EIP-712 domain, the proof of work, the limits",
+    )
+    def filing_policy() -> JSONResponse:
+        """What a client needs to make a filing this service takes: the filings module's EIP-712 domain (what the new
+        key signs under), the proof of work's bits and domain (``ledger.filings.work_digest``), the canonical content's
+        format and its limits, the channels, and the per-client rate."""
+        domain = None
+        if settings.chain_id is not None and settings.contract_address:
+            domain = {"name": MODULE_NAME, "version": DOMAIN_VERSION, "chainId": settings.chain_id,
+                      "verifyingContract": module_address(to_checksum_address(settings.contract_address))}
+        body = {
+            "domain": domain,
+            "work": {"bits": settings.filing_work_bits, "domain": WORK_DOMAIN.decode()},
+            "content": {"format": CONTENT_FORMAT, "max_description": MAX_DESCRIPTION, "max_field": MAX_FIELD,
+                        "max_photos": MAX_ATTACHMENTS, "max_photo_bytes": MAX_ATTACHMENT_BYTES,
+                        "photo_types": list(ATTACHMENT_TYPES), "contact_fields": list(CONTACT_FIELDS)},
+            "channels": {name: code for code, name in CHANNEL_NAMES.items()},
+            "rate_per_minute": settings.filing_rate_per_minute,
+            "answer_window_working_days": ANSWER_WINDOW_WORKING_DAYS,
+        }
+        return JSONResponse(body, headers={"Cache-Control": "public, max-age=60"})
+
+    app.include_router(policy_router)
 
     status_route("filings/submissions", Filing, "getFilingSubmission")
     status_route("receipt-claims", ReceiptClaim, "getReceiptClaim")

@@ -253,3 +253,10 @@ def test_the_openapi_document_describes_filing(client: TestClient):
     paths = client.get("/openapi.json").json()["paths"]
     assert "post" in paths[FILINGS] and "post" in paths[CLAIMS]
     assert code_text(short_code("X")) == "X"
+
+
+def test_the_filing_policy_names_the_domain_and_the_work(client: TestClient, cw: CitizenWorld):
+    policy = client.get("/api/v1/filing-policy").json()
+    assert policy["domain"] == cw.ledger.filings_domain()
+    assert policy["work"] == {"bits": WORK_BITS, "domain": "civic-ledger/filing-work/v1"}
+    assert policy["content"]["format"] == "civic-filing/1" and policy["channels"]["web"] == 3
