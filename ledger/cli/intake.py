@@ -12,9 +12,11 @@ citizen can read it.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -149,10 +151,66 @@ def intake_show(
         lines.append(("duplicate of", "0x" + bytes(row["duplicate_of"]).hex()))
     if row["reason_hash"] is not None and bytes(row["reason_hash"]) != ZERO32:
         lines.append(("reason hash", "0x" + bytes(row["reason_hash"]).hex()))
+    lines += _private_lines(s, row)
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
-        out.print(f"{name:<{width}}  {value}")
-    out.print("The request's text, photos and contact details are not on the ledger: only their hash is.")
+        out.print(f"{name:<{width}}  {value}", markup=False, highlight=False)
+    out.print("The request's text, photos and contact details are not on the ledger: only their hash is. They are "
+              "yours to read, not to publish.")
+
+
+def _private_lines(s: Settings, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the filer wrote, from this service's private store (``ledger.relay.store.CitizenFiles``), checked
+    against the filing's content hash; a line saying so when the store holds none (filed through another service)."""
+    from ledger.relay.store import CitizenFiles
+
+    stored = CitizenFiles(s.data_dir / "relay").filing(row["receipt"], bytes(row["content_hash"]))
+    if stored is None:
+        return [("request", "(not held by this service: filed through another relay, or its copy is damaged)")]
+    content = stored.content
+    lines = [("request", content.description)]
+    if content.address:
+        lines.append(("address", content.address))
+    if content.lat:
+        lines.append(("point", f"{content.lat}, {content.long}"))
+    for code, values in content.attributes.items():
+        lines.append((f"answer: {code}", "; ".join(values)))
+    if content.media_url:
+        lines.append(("link", content.media_url))
+    for name, value in content.contact.items():
+        lines.append((f"contact: {name}", value))
+    for index, attachment in enumerate(content.attachments):
+        lines.append((f"photo {index + 1}", f"{attachment.media_type}, {attachment.size} bytes, sha256 "
+                                            f"{attachment.sha256} (`intake photo {row['seq']} {index + 1}`)"))
+    return lines
+
+
+@command(intake_app, "photo")
+def intake_photo(
+    ctx: typer.Context,
+    seq: Annotated[int, typer.Argument(help="the filing's seq")],
+    number: Annotated[int, typer.Argument(help="which photo, from 1")],
+    agency: AgencyOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write it")],
+    store: StoreOpt = None,
+) -> None:
+    """Write one of a filing's photos (from this service's private store) to a file only you can read."""
+    s = settings(ctx)
+    rows = _rows(s, store, agency, seq=seq)
+    if not rows:
+        fail(f"no filing {seq} of {agency} in the index (run `sync`; or it is another agency's)", code=1)
+    from ledger.relay.store import CitizenFiles
+
+    stored = CitizenFiles(s.data_dir / "relay").filing(rows[0]["receipt"], bytes(rows[0]["content_hash"]))
+    if stored is None or not 1 <= number <= len(stored.photos):
+        count = 0 if stored is None else len(stored.photos)
+        fail(f"filing {seq} has {count} photo{'s' if count != 1 else ''} held by this service", code=1)
+    _, data = stored.photos[number - 1]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    out.print(f"wrote {len(data)} bytes to {output}")
 
 
 def _answer(s: Settings, seq: int, decision: FilingDecision, key: str | None, key_env: str | None,

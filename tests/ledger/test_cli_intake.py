@@ -17,8 +17,12 @@ from ledger.chain.keys import KeyStore
 from ledger.cli import app
 from ledger.dev import devnet
 from ledger.dev.node import AnvilNode
+from ledger.filings import FilingContent, attachment_of
 from ledger.records import Channel, Filing, FilingStatus, ReceiptCaseStatus, filed_case_id, short_code, text_hash
+from ledger.relay.store import RelayStore
+from ledger.relay.verify import check_citizen_signature
 from tests.support.cli import iso
+from tests.support.filing_bodies import png
 
 runner = CliRunner()
 KEY = ("--key", "roads")
@@ -129,3 +133,41 @@ def test_another_agencys_filing_is_not_answered(env: Any) -> None:
     assert "no such filing" in nothing
     cli(env, "sync", "--confirmations", "0")
     assert "no filing" in flat(cli(env, "intake", "show", str(seq), "--agency", "SH-ROADS", code=1))
+
+
+def test_the_agency_reads_what_the_citizen_wrote_and_its_photo(env: Any, tmp_path: Any) -> None:
+    """What the filer wrote is in this service's private store (as ``POST /api/v1/filings`` stores it), shown by
+    ``intake show`` only when it hashes to the filing's content hash; the photo is written to a file only its owner
+    reads."""
+    ledger: Ledger = env["ledger"]
+    code, salt, photo = receipts.new_code(), bytes(range(32)), png(7)
+    content = FilingContent(description="井盖丢了 — the manhole cover at gate 3 is gone",
+                            address="Gate 3, Century Park", lat="31.2183", long="121.5440",
+                            contact={"phone": "138 0000 1111"},
+                            attributes={"danger": ["yes"]}, attachments=[attachment_of("image/png", photo)])
+    record = Filing(agency_id=short_code("SH-ROADS"), commitment_id=short_code("LIGHT-48H"),
+                    district=short_code("PUDONG"), channel=Channel.WEB, content_hash=content.content_hash(salt),
+                    receipt=receipts.address(code))
+    signature = ledger.sign_filing(receipts.private_key(code), record)
+    signed = check_citizen_signature(record, signature, ledger.filings_domain())
+    relay = RelayStore(env["data"] / "relay", ledger)
+    try:
+        relay.submit_filing(signed, content, salt, [photo])
+    finally:
+        relay.close()
+    seq = ledger.entry_count()
+    ledger.submit_filing(env["relayer"], record, signature)  # sent by someone; the content is found by its hash
+    cli(env, "sync", "--confirmations", "0")
+    shown = cli(env, "intake", "show", str(seq), "--agency", "SH-ROADS")
+    assert "井盖丢了 — the manhole cover at gate 3 is gone" in shown and "Gate 3, Century Park" in shown
+    assert "31.2183, 121.5440" in shown and "138 0000 1111" in shown and "yes" in flat(shown)
+    assert "photo 1" in shown and "image/png" in shown
+    target = tmp_path / "photo.png"
+    cli(env, "intake", "photo", str(seq), "1", "--agency", "SH-ROADS", "-o", str(target))
+    assert target.read_bytes() == photo and target.stat().st_mode & 0o777 == 0o600
+    assert "has 1 photo" in flat(cli(env, "intake", "photo", str(seq), "2", "--agency", "SH-ROADS", "-o",
+                                     str(target), code=1))
+    # a filing whose content this service does not hold (filed elsewhere) says so
+    other, _ = file(env)
+    cli(env, "sync", "--confirmations", "0")
+    assert "not held by this service" in cli(env, "intake", "show", str(other), "--agency", "SH-ROADS")
