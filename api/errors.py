@@ -7,8 +7,9 @@ registers the handlers that turn exceptions, request validation failures (FastAP
 
 The statuses follow HTTP's meaning: 400 a request that cannot be taken as it is written (not JSON, a signature that
 does not decode or recover, a record or domain that is wrong), 422 a well-formed body or query that fails the
-documented shape or means nothing, 403 a valid signature by a key without the right, 404 nothing there, 409 a
-conflict with the ledger's state, 413 too large, 429 a limit (with ``Retry-After``), 503 the node or the relay.
+documented shape or means nothing, 401 no valid access token, 403 a valid signature by a key without the right, 404
+nothing there, 409 a conflict with the ledger's state, 413 too large, 429 a limit (with ``Retry-After``), 503 the node
+or the relay.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ ERRORS: dict[str, int] = {
     "invalid_address": 400,
     "work_missing": 400,
     # 403: a valid signature by a key that may not do this
+    "unauthenticated": 401,
+    "token_expired": 401,
     "unauthorized_signer": 403,
     "agency_mismatch": 403,
     "forged_signature": 403,

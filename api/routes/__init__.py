@@ -8,7 +8,7 @@ from api.settings import ApiSettings
 
 
 def register_all(app: FastAPI, settings: ApiSettings) -> None:
-    from api.routes import audit, citizen, filing_writes, open311, page, public, write
+    from api.routes import audit, citizen, filing_writes, intake, open311, page, public, write
 
     public.register(app, settings)  # first: the read API's paths lead the OpenAPI document
     audit.register(app, settings)
@@ -17,3 +17,4 @@ def register_all(app: FastAPI, settings: ApiSettings) -> None:
     write.register(app, settings)
     citizen.register(app, settings)  # after write: it shares the write API's relay
     filing_writes.register(app, settings)  # so do citizens' filings and claims (Open311's POST uses its desk)
+    intake.register(app, settings)  # agencies read their filings (it asks the chain through the same relay)

@@ -290,3 +290,27 @@ def intake_reject(
 
 
 __all__ = ["intake_app"]
+
+
+@command(intake_app, "token")
+def intake_token(
+    ctx: typer.Context,
+    hours: Annotated[float, typer.Option(help="how long it lives (at most 24)")] = 1.0,
+    key: KeyOpt = None,
+    key_env: KeyEnvOpt = None,
+    password_file: PasswordOpt = None,
+) -> None:
+    """An access token for your agency's intake API (``/api/v1/intake``), signed by your key: give it to your case
+    system as ``Authorization: Bearer <token>``. It reads your citizens' filings, contact details included, until it
+    expires (or your key is revoked): keep it as a password."""
+    from ledger.chain.access import MAX_LIFETIME, make_token
+
+    lifetime = int(hours * 3600)
+    if not 0 < lifetime <= MAX_LIFETIME:
+        fail(f"--hours: a token lives more than 0 and at most {MAX_LIFETIME // 3600} hours")
+    s = settings(ctx)
+    signer = s.key(key, key_env, password_file)
+    agency = agency_of(s, signer)
+    ledger = s.ledger()
+    token = make_token(signer, ledger.chain.chain_id, ledger.address, agency, lifetime=lifetime)
+    print(token)  # alone on stdout, for scripts: `TOKEN=$(civic-ledger intake token --key roads)`

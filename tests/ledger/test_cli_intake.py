@@ -171,3 +171,14 @@ def test_the_agency_reads_what_the_citizen_wrote_and_its_photo(env: Any, tmp_pat
     other, _ = file(env)
     cli(env, "sync", "--confirmations", "0")
     assert "not held by this service" in cli(env, "intake", "show", str(other), "--agency", "SH-ROADS")
+
+
+def test_an_intake_token_is_made_with_the_agency_s_key(env: Any) -> None:
+    from ledger.chain.access import read_token
+
+    made = cli(env, "intake", "token", "--hours", "2", *KEY).strip()
+    ledger: Ledger = env["ledger"]
+    access = read_token(made, ledger.chain.chain_id, ledger.address)
+    assert access.agency_id == "SH-ROADS" and access.expires_at - access.issued_at == 7200
+    assert access.signer == KeyStore(env["data"] / "keys").get_or_create("roads").address
+    assert "at most 24 hours" in flat(cli(env, "intake", "token", "--hours", "25", *KEY, code=2))
