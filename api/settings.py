@@ -45,6 +45,8 @@ class ApiSettings:
     filing_work_bits: int = 18
     filings_per_agency_per_day: int = 2000
     open311_api_keys: dict[str, str] = field(default_factory=dict)
+    #: whether an agency's webhook may be http and point at loopback or private addresses (a local case system)
+    webhook_allow_private: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -78,6 +80,7 @@ class ApiSettings:
             filing_work_bits=env.filing_work_bits,
             filings_per_agency_per_day=env.filings_per_agency_per_day,
             open311_api_keys=_api_keys(env.open311_api_keys),
+            webhook_allow_private=env.webhook_allow_private,
             relay_budgets=RelayBudgets(
                 transactions_per_hour=_or(env.relay_tx_per_hour, defaults.transactions_per_hour),
                 transactions_per_day=_or(env.relay_tx_per_day, defaults.transactions_per_day),

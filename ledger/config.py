@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     filing_work_bits: int = Field(default=18, ge=0, le=24)
     filings_per_agency_per_day: int = Field(default=2000, ge=1)
     open311_api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    #: API: whether agencies' webhooks may be http and point at loopback or private addresses (a local case system)
+    webhook_allow_private: bool = False
     #: API: origins allowed to read cross-origin, comma-separated ("*": everyone)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
     #: API: what one agency key may make the relayer pay for (0: no limit; unset: the relay's defaults)

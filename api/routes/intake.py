@@ -13,6 +13,9 @@ only: another agency's filing is "not found", exactly as one that does not exist
     through another relay) and its photos' links.
 ``GET /api/v1/intake/filings/{seq}`` and ``…/{seq}/photos/{n}``
     One filing; one photo's bytes (from 1).
+``PUT``, ``GET`` and ``DELETE /api/v1/intake/webhook``
+    Have each new filing POSTed to the agency's case system, signed (``api.webhooks``: HMAC, retries with backoff,
+    one delivery id per filing); see how deliveries stand; stop them.
 
 Refusals: 401 ``unauthenticated`` (no token, malformed, not signed) or ``token_expired``; 403 ``unauthorized_signer``
 (the key is not authorised for the agency the token names); 404 ``not_found``; 503 ``node_unavailable`` when the chain
@@ -25,12 +28,16 @@ and seqs, never the content.
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from eth_utils import to_checksum_address
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
 
 from api.errors import refusal
 from api.read._common import read_snapshot
@@ -40,9 +47,11 @@ from api.routes._common import INT64_MAX
 from api.routes.write import RelayService, _chain, _Unavailable
 from api.schemas.write import ErrorOut
 from api.settings import ApiSettings
+from api.webhooks import Deliverer, WebhookBook, WebhookRefused, check_url
 from ledger.chain.access import AccessRefused, read_token
 from ledger.records import short_code
 from ledger.relay.store import CitizenFiles
+from ledger.store.schema import filings
 
 log = logging.getLogger("api.intake")
 
@@ -50,6 +59,25 @@ PREFIX = "/api/v1/intake"
 #: how long the chain's answer "this key is authorised for that agency" is remembered
 AUTH_CACHE_SECONDS = 30.0
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, description="where to POST each new filing (https)",
+                     examples=["https://cases.roads.example.gov/civic-ledger"])
+
+
+def intake_item(view: Any, files: CitizenFiles) -> dict[str, Any]:
+    """A filing as the intake shows it, and its webhook sends it: the filing as the ledger holds it (``view``, a
+    ``FilingView``), the content from the private store (null when this service holds none), its photos' paths."""
+    stored = files.filing(view.receipt, bytes.fromhex(view.content_hash[2:]))
+    photos = []
+    if stored is not None:
+        for index, attachment in enumerate(stored.content.attachments, start=1):
+            photos.append({**attachment.model_dump(), "url": f"{PREFIX}/filings/{view.seq}/photos/{index}"})
+    return {"filing": view.model_dump(mode="json"),
+            "content": None if stored is None else stored.content.model_dump(mode="json"), "photos": photos}
 
 
 class _Denied(Exception):
@@ -107,16 +135,31 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             return refusal(exc.code, exc.message)
 
     def with_content(request: Request, view: Any) -> dict[str, Any]:
-        stored = files.filing(view.receipt, bytes.fromhex(view.content_hash[2:]))
-        photos = []
-        if stored is not None:
-            for index, attachment in enumerate(stored.content.attachments, start=1):
-                photos.append({**attachment.model_dump(),
-                               "url": str(request.url_for("intakePhoto", seq=str(view.seq), number=str(index)))})
-        return {"filing": view.model_dump(mode="json"),
-                "content": None if stored is None else stored.content.model_dump(mode="json"), "photos": photos}
+        return intake_item(view, files)
 
-    router = APIRouter(prefix=PREFIX, tags=["intake"])
+    def next_filing(agency: str, cursor: int) -> tuple[int, dict[str, Any]] | None:
+        """The agency's first filing after seq `cursor`, as the intake shows it (what its webhook is sent)."""
+        with read_snapshot(app.state.store) as conn:
+            index = index_state(conn, settings.contract_address, settings.chain_id)
+            items, _ = filings_page(conn, index, int(time.time()), agency_id=agency, answered=None, receipt=None,
+                                    after=cursor, limit=1)
+        return None if not items else (items[0].seq, intake_item(items[0], files))
+
+    book = WebhookBook(settings.data_dir / "intake")
+    deliverer = Deliverer(book, next_filing, allow_private=settings.webhook_allow_private,
+                          poll_interval=float(settings.extra.get("webhook_poll_seconds", "2")))
+    app.state.webhook_deliverer = deliverer
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        deliverer.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(deliverer.stop)
+            book.close()
+
+    router = APIRouter(prefix=PREFIX, tags=["intake"], lifespan=lifespan)
     responses: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorOut, "description": "unauthenticated or token_expired"},
         403: {"model": ErrorOut, "description": "unauthorized_signer"},
@@ -179,6 +222,47 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             return Response(data, media_type=media_type,
                             headers={**NO_STORE, "X-Content-Type-Options": "nosniff",
                                      "Content-Disposition": f'attachment; filename="filing-{seq}-{number}"'})
+
+        return await guarded(request, work)
+
+    @router.put("/webhook", operation_id="setIntakeWebhook", responses=responses,
+                summary="Have your agency's new filings POSTed to your case system, signed (authenticated)")
+    async def set_webhook(request: Request, body: WebhookIn) -> Response:
+        """Each new filing is POSTed to `url` in seq order, signed with a secret shown in this answer only (see
+        `api.webhooks`: headers X-Civic-Delivery and X-Civic-Signature). Setting it again replaces the URL and the
+        secret; deliveries start after the filings indexed now."""
+        def work(agency: str) -> Response:
+            try:
+                check_url(body.url, allow_private=settings.webhook_allow_private)
+            except WebhookRefused as exc:
+                return refusal("invalid_body", f"url: {exc}", field="url", headers=NO_STORE)
+            with read_snapshot(request.app.state.store) as conn:
+                latest = conn.execute(select(func.max(filings.c.seq)).where(filings.c.agency_id == agency)).scalar()
+            hook = book.set(agency, body.url, -1 if latest is None else int(latest))
+            log.info("webhook of %s set", agency)
+            return JSONResponse({**hook.public(), "secret": hook.secret}, headers=NO_STORE)
+
+        return await guarded(request, work)
+
+    @router.get("/webhook", operation_id="getIntakeWebhook", responses=responses,
+                summary="Your agency's webhook and how its deliveries stand (authenticated)")
+    async def get_webhook(request: Request) -> Response:
+        def work(agency: str) -> Response:
+            hook = book.get(agency)
+            if hook is None:
+                return refusal("not_found", "your agency has no webhook", headers=NO_STORE)
+            return JSONResponse(hook.public(), headers=NO_STORE)
+
+        return await guarded(request, work)
+
+    @router.delete("/webhook", operation_id="deleteIntakeWebhook", responses=responses,
+                   summary="Stop the deliveries (authenticated)")
+    async def delete_webhook(request: Request) -> Response:
+        def work(agency: str) -> Response:
+            if not book.delete(agency):
+                return refusal("not_found", "your agency has no webhook", headers=NO_STORE)
+            log.info("webhook of %s deleted", agency)
+            return Response(status_code=204, headers=NO_STORE)
 
         return await guarded(request, work)
 
