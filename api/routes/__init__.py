@@ -8,10 +8,11 @@ from api.settings import ApiSettings
 
 
 def register_all(app: FastAPI, settings: ApiSettings) -> None:
-    from api.routes import audit, citizen, filing_writes, intake, open311, page, public, write
+    from api.routes import audit, citizen, feeds, filing_writes, intake, open311, page, public, write
 
     public.register(app, settings)  # first: the read API's paths lead the OpenAPI document
     audit.register(app, settings)
+    feeds.register(app, settings)
     open311.register(app, settings)
     page.register(app, settings)
     write.register(app, settings)
