@@ -8,6 +8,12 @@ Mapping (GeoReport v2, http://wiki.open311.org/GeoReport_v2)
     * A **service request** is a case: ``service_request_id`` is ``<agency id>:0x<case id, 64 lowercase hex digits>``
       (agency id escaped as above); ``status`` is ``closed`` for a closed case (``ledger.cases.CLOSED``: fulfilled,
       rejected, withdrawn) and ``open`` otherwise (open, on hold); ``status_notes`` says which, in words.
+    * A request filed here (``POST requests``) is a citizen's filing (``ledger.records.Filing``): its
+      ``service_request_id`` is that of the case its acceptance opens (``ledger.records.filed_case_id`` of the
+      filing's seq), so the id a client gets once stays the request's id. Until the agency answers, the id stands for
+      the filing (``open``, awaiting the answer); a rejected filing is ``closed`` with the reason
+      (:func:`filing_status_notes`); an accepted one is its case. A service's definition asks for one thing,
+      :data:`DISTRICT_ATTRIBUTE`, the district code recorded on chain with the filing.
     * Times are W3C date-times in the jurisdiction's local time with its offset (``2026-11-20T14:03:00+08:00``, see
       :data:`ledger.workdays.LOCAL_UTC_OFFSET_SECONDS`).
 
@@ -24,7 +30,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from ledger.cases import CLOSED, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
-from ledger.records import DeadlineUnit
+from ledger.filings import ANSWER_WINDOW_WORKING_DAYS
+from ledger.records import DeadlineUnit, FilingDecision
 from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
 
 SPECIFICATION_URL = "http://wiki.open311.org/GeoReport_v2"
@@ -175,16 +182,40 @@ def service_description(name: str, deadline: int, deadline_unit: int, target_bps
     return text + (" This commitment is retired." if retired else "")
 
 
+#: GeoReport v2 §GET Service List ``metadata``: every service has a definition a client reads before it files (it asks
+#: for :data:`DISTRICT_ATTRIBUTE`)
+SERVICE_METADATA = True
+#: the one attribute a filer gives (``attribute[district]=…``): the district code the filing records on chain — the
+#: finest location the ledger holds, what a request's ``address`` shows
+DISTRICT_ATTRIBUTE = "district"
+
+
 def _attribute(order: int, code: str, description: str) -> dict[str, Any]:
     # variable=false: "the attribute is only used to present information to the user within the description field"
     return {"variable": False, "code": code, "datatype": "string", "required": False, "datatype_description": None,
             "order": order, "description": description}
 
 
+def district_attribute(order: int, lang: Lang = "en") -> dict[str, Any]:
+    """The definition's :data:`DISTRICT_ATTRIBUTE`: a string the filer must give (variable, required)."""
+    if lang == "zh":
+        description = ("问题所在区域的代码，即本机关事项在“address”中显示的代码（例如 EAST）。该代码随诉求记录于账本，"
+                       "是账本所载最细的位置；具体地点（经纬度、地址）只提供给承办机关。")
+        datatype_description = "1至32个可打印ASCII字符，不含空格"
+    else:
+        description = ("The district where the issue is, as a code: the codes this agency's requests show as their "
+                       "address (e.g. EAST). It is recorded on the ledger with the request, the finest location the "
+                       "ledger holds; the exact place (lat/long, address_string) goes to the agency only.")
+        datatype_description = "1 to 32 printable ASCII characters, no spaces"
+    return {"variable": True, "code": DISTRICT_ATTRIBUTE, "datatype": "string", "required": True,
+            "datatype_description": datatype_description, "order": order, "description": description}
+
+
 def definition_attributes(deadline: int, deadline_unit: int, target_bps: int, version: int, valid_from: int,
                           terms_hash: bytes, retired: bool, lang: Lang = "en") -> list[dict[str, Any]]:
-    """A service definition's ``attributes``: its deadline, on-time target and terms, and whether it is retired
-    (information only: nothing for a client to fill in)."""
+    """A service definition's ``attributes``: as information only, the deadline, on-time target and terms, and
+    whether the commitment is retired; then the one a filer gives (:func:`district_attribute`). (Clients show the
+    variable ones as the form and the others as text, each by ``order``.)"""
     zh = lang == "zh"
     since = format_time(valid_from) or str(valid_from)
     attributes = [
@@ -200,4 +231,52 @@ def definition_attributes(deadline: int, deadline_unit: int, target_bps: int, ve
     if retired:
         attributes.append(_attribute(4, "RETIRED", "该承诺已停止，不再受理新的事项" if zh else
                                      "This commitment is retired: no new cases are opened under it"))
+    attributes.append(district_attribute(len(attributes) + 1, lang))
     return attributes
+
+
+# --- requests filed here, until the agency answers -------------------------------------------------------------------
+
+
+def filing_notice(deadline: str | None, lang: Lang = "en") -> str:
+    """The ``service_notice`` of a request filed here: the agency accepts or rejects it within
+    ``ledger.filings.ANSWER_WINDOW_WORKING_DAYS`` working days; once accepted, `deadline` (:func:`deadline_text` of
+    the commitment's version in force) runs from the filing."""
+    n = ANSWER_WINDOW_WORKING_DAYS
+    if lang == "zh":
+        text = f"承办机关于提交次日起{n}个工作日内决定受理或不予受理"
+        return text + (f"；受理后自提交时起计时：{deadline}" if deadline else "。")
+    text = (f"The agency accepts or rejects this request by the end of the {ordinal(n)} working day after the day it "
+            "was filed")
+    return text + (f"; once accepted, its clock runs from the filing: {deadline}" if deadline else ".")
+
+
+_REJECTIONS: dict[Lang, dict[int, str]] = {
+    "en": {FilingDecision.DUPLICATE: "rejected as a duplicate", FilingDecision.OUT_OF_SCOPE:
+           "rejected: not within the agency's responsibilities", FilingDecision.SPAM: "rejected as spam"},
+    "zh": {FilingDecision.DUPLICATE: "不予受理：重复诉求", FilingDecision.OUT_OF_SCOPE: "不予受理：不属于本机关职责",
+           FilingDecision.SPAM: "不予受理：无效信息"},
+}
+
+
+def filing_status_notes(decision: int | None, *, due: int, overdue: bool, late: bool,
+                        duplicate_of: str | None = None, lang: Lang = "en") -> str:
+    """``status_notes`` of a filed request the agency has not accepted: awaiting its answer, due at `due` (and
+    "overdue" when `overdue`), or rejected (`decision`, ``ledger.records.FilingDecision``) with the reason — a
+    duplicate names the request it duplicates (`duplicate_of`, a ``service_request_id``) — and "late" when the
+    answer came after its due time."""
+    zh = lang == "zh"
+    if decision is None:
+        due_text = format_time(due) or str(due)
+        notes = [f"已提交，等待机关答复，答复期限{due_text}" if zh else
+                 f"filed, awaiting the agency's answer, due {due_text}"]
+        if overdue:
+            notes.append("已超期" if zh else "overdue")
+    else:
+        words = _REJECTIONS[lang].get(decision, "已答复" if zh else "answered")
+        if decision == FilingDecision.DUPLICATE and duplicate_of:
+            words += f"（与{duplicate_of}重复）" if zh else f" of {duplicate_of}"
+        notes = [words]
+        if late:
+            notes.append("超期答复" if zh else "answered late")
+    return ("，" if zh else ", ").join(notes)

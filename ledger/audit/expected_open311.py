@@ -16,6 +16,7 @@ from typing import Any
 from ledger.audit.rebuild import CaseRecord, CommitmentState, LedgerModel
 from ledger.metrics import CommitmentRow
 from ledger.open311 import (
+    SERVICE_METADATA,
     deadline_text,
     definition_attributes,
     format_time,
@@ -56,7 +57,7 @@ def service(model: LedgerModel, c: CommitmentState) -> dict[str, Any] | None:
         "service_name": row.name_en,
         "description": service_description(row.name_en, row.deadline, row.deadline_unit, row.target_bps,
                                            retired=False),
-        "metadata": False,
+        "metadata": SERVICE_METADATA,
         "type": "realtime",
         "keywords": ", ".join(dict.fromkeys((row.service_code, c.agency_id, c.commitment_id))),
         "group": agency.name_en if agency else c.agency_id,

@@ -35,13 +35,14 @@ Auditors and attestations (entries of no agency: ``entries.agency_id`` is ``NO_A
     only to its own agency's entries, and no agency is the zero id.
 
 Filings (``ledger.records.Filing``; the filings module's entries)
-    A FilingRecorded entry is a ``filings`` row. A FilingAnswered entry records its answer on that row; an acceptance
-    also opens the case bound to the filing, exactly as an Opened case event and a ReceiptIssued entry would, both at
-    the answer's seq: a ``case_events`` row (action Opened, ``occurred_at`` the *filing's* block time — the clock
-    starts at filing, whatever the agency claims —, the filing's commitment, district and channel, the answer's reason
-    hash as details) and a ``receipts`` row (the filer's key). A ReceiptClaimed entry is a ``receipts`` row of the new
-    key at its seq: the case's key moves to it (``ledger.cases.CaseProgress.take``). None of them can be voided
-    (``ledger.cases.UNVOIDABLE_KINDS``).
+    A FilingRecorded entry is a ``filings`` row, with the id of the case its acceptance would open
+    (``ledger.records.filed_case_id``: Open311 finds a filed request by it before any answer). A FilingAnswered
+    entry records its answer on that row; an acceptance also opens the case bound to the filing, exactly as an
+    Opened case event and a ReceiptIssued entry would, both at the answer's seq: a ``case_events`` row (action Opened,
+    ``occurred_at`` the *filing's* block time — the clock starts at filing, whatever the agency claims —, the
+    filing's commitment, district and channel, the answer's reason hash as details) and a ``receipts`` row (the
+    filer's key). A ReceiptClaimed entry is a ``receipts`` row of the new key at its seq: the case's key moves to it
+    (``ledger.cases.CaseProgress.take``). None of them can be voided (``ledger.cases.UNVOIDABLE_KINDS``).
 
 What it touches: the tables above, through the caller's connection; it never opens a connection or a transaction of
 its own, and never imports the sync loop.
@@ -72,7 +73,7 @@ from ledger.filings import answer_due
 from ledger.index.cases import Caches, CaseFolder
 from ledger.index.sql import Statements, chunks
 from ledger.index.withheld import Withheld
-from ledger.records import CaseAction, EntryKind, FilingDecision
+from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
 from ledger.store.schema import (
     agencies,
     attestations,
@@ -233,7 +234,7 @@ class Projection:
                     "seq": e.seq, "agency_id": agency, "commitment_id": code_text(r["commitment_id"]),
                     "district": code_text(r["district"]), "channel": r["channel"], "content_hash": r["content_hash"],
                     "receipt": r["receipt"], "relayer": r["relayer"], "block_time": e.block_time,
-                    "answer_due": answer_due(e.block_time, calendars),
+                    "answer_due": answer_due(e.block_time, calendars), "filed_case_id": filed_case_id(e.seq),
                 })
             elif kind == EntryKind.FILING_ANSWERED:
                 rows.filing_answers.append(e)

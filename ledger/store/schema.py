@@ -347,7 +347,9 @@ batches = Table(
 #: (``answer_seq``: its FilingAnswered entry; ``decision``: ``ledger.records.FilingDecision``; ``case_id``: the case an
 #: acceptance opened, ``ledger.records.filed_case_id``). ``block_time`` is the filing's block time: the clock of the
 #: case it opens starts there. Hashes and public codes only, as on chain: the filing's content stays in the service's
-#: private store. ``relayer`` is who submitted the transaction (not signed by the citizen).
+#: private store. ``relayer`` is who submitted the transaction (not signed by the citizen). ``filed_case_id``
+#: (revision 0008) is ``filed_case_id(seq)`` for every filing, answered or not: the id of the case an acceptance would
+#: open, which Open311 gives a request filed here from the start, so that id finds the filing before any answer.
 filings = Table(
     "filings",
     metadata,
@@ -369,10 +371,12 @@ filings = Table(
     Column("duplicate_of", LargeBinary(32), nullable=True),
     Column("reason_hash", LargeBinary(32), nullable=True),
     Column("answered_at", BigInteger, nullable=True),
+    Column("filed_case_id", LargeBinary(32), nullable=False),
     # an agency's filings, unanswered first (answer_seq NULL sorts first in SQLite, last in PostgreSQL: either way
     # the lookup "its unanswered filings" is a range of this index)
     Index("ix_filings_agency", "agency_id", "answer_seq", "seq"),
     Index("ix_filings_receipt", "receipt"),
+    Index("ix_filings_filed_case_id", "filed_case_id", unique=True),
 )
 
 

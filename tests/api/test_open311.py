@@ -164,7 +164,8 @@ def test_service_list_is_every_commitment_in_force(api: TestClient, store_catalo
         row = in_force[key]
         assert service["service_name"] == row.name_en
         assert service["group"] == agency_rows[key[0]].name_en
-        assert service["metadata"] is False and service["type"] == "realtime"
+        # a definition to read before filing: it asks for the district
+        assert service["metadata"] is True and service["type"] == "realtime"
         assert row.service_code in service["keywords"].split(", ")
         assert row.name_en in service["description"]
     assert "DEMO-ROADS.STREETLIGHT-48H" in {s["service_code"] for s in body}
@@ -178,7 +179,7 @@ def test_service_list_xml_has_the_same_services(api: TestClient) -> None:
         assert tuple(child.tag for child in element) == SERVICE_FIELDS
         assert element.findtext("service_code") == service["service_code"]
         assert element.findtext("service_name") == service["service_name"]
-        assert element.findtext("metadata") == "false"
+        assert element.findtext("metadata") == "true"
 
 
 def test_languages_by_parameter_and_header(api: TestClient, store_catalogue: Any) -> None:
@@ -206,9 +207,15 @@ def test_service_definition_json_and_xml(api: TestClient) -> None:
         for attribute in body["attributes"]:
             assert set(attribute) == {"variable", "code", "datatype", "required", "datatype_description", "order",
                                       "description"}
-            # nothing for a citizen to fill in: the definition only informs
-            assert attribute["variable"] is False and attribute["required"] is False
-        assert {a["code"] for a in body["attributes"]} >= {"DEADLINE", "ON_TIME_TARGET", "TERMS"}
+        # one thing for a filer to give, the district recorded on chain (last); the rest only informs
+        *informative, district = body["attributes"]
+        assert (district["code"], district["variable"], district["required"], district["datatype"]) == (
+            "district", True, True, "string")
+        assert "district" in district["description"] and district["datatype_description"]
+        assert all(a["variable"] is False and a["required"] is False for a in informative)
+        assert {a["code"] for a in informative} >= {"DEADLINE", "ON_TIME_TARGET", "TERMS"}
+        zh = _json(api.get(f"{BASE}/services/{code}.json", params={"lang": "zh"}))
+        assert zh["attributes"][-1]["code"] == "district" and "区域" in zh["attributes"][-1]["description"]
 
     code = "DEMO-ROADS.STREETLIGHT-48H"
     root = _xml(api.get(f"{BASE}/services/{code}.xml"), "service_definition")
@@ -218,7 +225,7 @@ def test_service_definition_json_and_xml(api: TestClient) -> None:
         assert attribute.tag == "attribute"
         assert [c.tag for c in attribute] == ["variable", "code", "datatype", "required", "datatype_description",
                                               "order", "description"]
-        assert attribute.findtext("variable") == "false"
+        assert attribute.findtext("variable") == ("true" if attribute.findtext("code") == "district" else "false")
     deadline = root.find("attributes/attribute[code='DEADLINE']")
     assert deadline is not None and "48 calendar hours" in (deadline.findtext("description") or "")
 
@@ -493,16 +500,20 @@ def test_unknown_parameters_such_as_api_key_are_ignored(api: TestClient, all_req
     assert _json(api.get(f"{BASE}/requests.json", params={"api_key": "x", "extensions": "true"})) == all_requests
 
 
-# --- what is not offered ----------------------------------------------------------------------------------------------
+# --- methods ----------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
-def test_creating_requests_is_refused(api: TestClient, fmt: str) -> None:
+def test_creating_requests_needs_an_api_key_and_other_methods_are_405(api: TestClient, fmt: str) -> None:
+    # filing itself is tests/api/test_open311_post.py's; this deployment gave no app a key
     response = api.post(f"{BASE}/requests.{fmt}", data={"service_code": "DEMO-ROADS.STREETLIGHT-48H"})
-    assert "agency" in _assert_error(response, 403, fmt)
+    assert "API key" in _assert_error(response, 403, fmt)
     response = api.put(f"{BASE}/services.{fmt}")
     _assert_error(response, 405, fmt)
     assert response.headers["allow"] == "GET"
+    response = api.delete(f"{BASE}/requests.{fmt}")
+    _assert_error(response, 405, fmt)
+    assert response.headers["allow"] == "GET, POST"
 
 
 @pytest.mark.parametrize("path", ["/open311/v2/services.csv", "/open311/v2/", "/open311/v3/services.json",
@@ -548,7 +559,7 @@ def test_open311_json_conforms_to_its_schema(api: TestClient) -> None:
     strategies are driven here directly."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.app).include(path_regex=r"^/open311/.*\.json$")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 5
+    assert len(operations) == 7  # discovery, services, a definition, requests, a request, POST requests, tokens
 
     for operation in operations:
 

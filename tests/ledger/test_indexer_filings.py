@@ -1,7 +1,8 @@
 """Citizens' filings in the index: the ``filings`` rows and their answers; the case an accepted filing opens (its
 clock from the filing's block time, its intake fields from the filing, the filer's key as its receipt); receipt
 claims moving a case's key; an agency's correction aimed at its own acceptance (never applied); the same rows synced
-in stages, in one go, on PostgreSQL, and after a reorganisation. On an anvil of this module's own."""
+in stages, in one go, on PostgreSQL, and after a reorganisation; revision 0008's ``filed_case_id``, written by the
+projection and computed for rows indexed before it. On an anvil of this module's own."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from alembic import command
 
 from ledger.chain.contract import Chain
 from ledger.filings import answer_due
 from ledger.records import CaseAction, EntryKind, FilingDecision, HolidayCalendar, filed_case_id
-from ledger.store.db import Store, open_store
+from ledger.store.db import Store, alembic_config, head_revision, open_store
 from ledger.workdays import YearCalendar, local_day, year_of
 from tests.support.filed import Filed, answer, file, write_filings
 from tests.support.indexing import index, mine
@@ -58,6 +60,8 @@ def test_filings_and_their_answers(world: World, store_url: str) -> None:
         assert filings[f.filings["out-of-scope"]]["decision"] == FilingDecision.OUT_OF_SCOPE
         unanswered = filings[f.filings["unanswered"]]
         assert unanswered["answer_seq"] is None and unanswered["decision"] is None
+        # every filing, answered or not, carries the id of the case its acceptance opens (Open311 finds it by that)
+        assert all(bytes(row["filed_case_id"]) == filed_case_id(seq) for seq, row in filings.items())
         kinds = {r["seq"]: r["kind"] for r in rows(store, "entries")}
         assert kinds[f.filings["accepted"]] == EntryKind.FILING_RECORDED
         assert kinds[f.seqs["accepted answer"]] == EntryKind.FILING_ANSWERED
@@ -180,3 +184,29 @@ def test_a_calendar_published_later_moves_the_answer_due(world: World, stores: C
     fresh = stores()
     index(world, fresh, confirmations=0).sync(to_block=indexer.last_block())
     assert fresh.dump()["filings"] == store.dump()["filings"]
+
+
+def test_revision_0008_computes_filed_case_ids_of_filings_indexed_before_it(world: World, store_url: str) -> None:
+    """A store indexed before revision 0008 has filings without ``filed_case_id``: the migration computes each from
+    its seq, and the store is then what a sync after it gives."""
+    write_filings(world)
+    store = open_store(store_url)
+    try:
+        index(world, store).sync()
+        synced = store.dump()
+        config = alembic_config()
+        with store.engine.begin() as conn:  # as the version before 0008 left it: no column, no index
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0007")
+        with store.connect() as conn:
+            assert "filed_case_id" not in conn.exec_driver_sql("SELECT * FROM filings").keys()
+    finally:
+        store.close()
+    migrated = open_store(store_url)
+    try:
+        assert migrated.revision() == head_revision()
+        assert migrated.dump() == synced
+        filings = rows(migrated, "filings")
+        assert len(filings) > 1 and all(bytes(r["filed_case_id"]) == filed_case_id(r["seq"]) for r in filings)
+    finally:
+        migrated.close()
