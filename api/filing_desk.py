@@ -42,7 +42,7 @@ from typing import Any
 
 from api.routes.write import RelayService, _chain, _Unavailable
 from ledger.chain.contract import REVERT_ERRORS, Ledger
-from ledger.errors import NodeUnavailable
+from ledger.errors import NodeUnavailable, OutboxError
 from ledger.filings import FilingContent, attachment_of, work_done
 from ledger.receipts import address as receipt_address
 from ledger.receipts import format_code, new_code, private_key
@@ -134,14 +134,19 @@ class FilingDesk:
             raise DeskRefused("forged_signature", "a filing is signed by its own receipt key: the signature is by "
                                                   "another key", field="signature")
         self._refuse_duplicate(signed)
+        seen = self._head(ledger)
         self._simulate(ledger, filing, signed.signature)
         try:
-            status, created = self.service.store.submit_filing(signed, content, salt, [data for _, data in photos])
+            status, created = self.service.store.submit_filing(signed, content, salt, [data for _, data in photos],
+                                                               seen_block=seen)
         except RelayRefused as exc:
             raise DeskRefused(exc.code, exc.message, retry_after=exc.details.get("retry_after"),
                               submission=exc.details.get("submission")) from None
         except NodeUnavailable as exc:
             raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
+        except OutboxError as exc:
+            log.error("filing not stored: %s", type(exc).__name__)
+            raise _Unavailable("write_unavailable", "the relay cannot store the filing now; try again later") from exc
         if not created:
             raise DeskDuplicate(status)
         log.info("filing accepted %s for agency %s", status.key, filing.agency_id.rstrip(b"\0").decode("ascii",
@@ -207,14 +212,18 @@ class FilingDesk:
                                                   "holder of its code can claim it", field="signature")
         both = SignedCitizenRecord(claim, issued.digest, issued.signature + new.signature, issued.signer)
         self._refuse_duplicate(both)
+        seen = self._head(ledger)
         self._simulate(ledger, claim, both.signature)
         try:
-            status, created = self.service.store.submit_citizen(both)
+            status, created = self.service.store.submit_citizen(both, seen_block=seen)
         except RelayRefused as exc:
             raise DeskRefused(exc.code, exc.message, retry_after=exc.details.get("retry_after"),
                               submission=exc.details.get("submission")) from None
         except NodeUnavailable as exc:
             raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
+        except OutboxError as exc:
+            log.error("claim not stored: %s", type(exc).__name__)
+            raise _Unavailable("write_unavailable", "the relay cannot store the claim now; try again later") from exc
         if not created:
             raise DeskDuplicate(status)
         log.info("receipt claim accepted %s", status.key)
@@ -229,6 +238,12 @@ class FilingDesk:
             return check_citizen_signature(record, signature, ledger.filings_domain())
         except RelayRefused as exc:
             raise DeskRefused(exc.code, f"{field}: {exc.message}", field=field) from None
+
+    @staticmethod
+    def _head(ledger: Ledger) -> int:
+        """The latest block before the record is checked against the chain: a copy of it mined from then on is the
+        same record (the relay looks for it there before it fails the submission)."""
+        return int(_chain(lambda: ledger.w3.eth.block_number))
 
     def _refuse_duplicate(self, signed: SignedCitizenRecord) -> None:
         existing = self.service.store.status(signed.key)

@@ -133,13 +133,19 @@ MAX_DESCRIPTION = 4000
 MAX_FIELD = 300
 #: questions answered, answers per question
 MAX_ATTRIBUTES, MAX_ATTRIBUTE_VALUES = 20, 10
-#: photos per filing, and the largest
-MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES = 3, 2 * 2**20
-#: the media types a photo may have, each with the bytes its file starts with
+#: photos per filing, and the largest (the page scales a phone's photo down to fit)
+MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES = 3, 2**20
+
+
+def _webp(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+#: the media types a photo may have, each with the test of the bytes its file starts with
 ATTACHMENT_TYPES = {
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/webp": (b"RIFF",),
+    "image/jpeg": lambda data: data.startswith(b"\xff\xd8\xff"),
+    "image/png": lambda data: data.startswith(b"\x89PNG\r\n\x1a\n"),
+    "image/webp": _webp,
 }
 #: what contact details a filing may carry (Open311's names)
 CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "device_id", "account_id")
@@ -182,7 +188,7 @@ def attachment_of(media_type: str, data: bytes) -> Attachment:
         raise ValueError(f"a photo is one of {', '.join(ATTACHMENT_TYPES)}, not {media_type[:40]!r}")
     if not data or len(data) > MAX_ATTACHMENT_BYTES:
         raise ValueError(f"a photo has 1 to {MAX_ATTACHMENT_BYTES} bytes")
-    if not any(data.startswith(magic) for magic in ATTACHMENT_TYPES[media_type]):
+    if not ATTACHMENT_TYPES[media_type](data):
         raise ValueError(f"the photo's bytes are not {media_type}")
     return Attachment(media_type=media_type, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 

@@ -371,14 +371,16 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         existing = store.status(signed.key)
         if existing is not None and existing.state != "failed":
             raise _Duplicate(existing, record)
-        block_time = _chain(lambda: int(ledger.w3.eth.get_block("latest")["timestamp"]))
+        latest = _chain(lambda: ledger.w3.eth.get_block("latest"))
+        # the block the record is checked at: a copy mined from then on is the same record (the relay looks there)
+        block_time, seen = int(latest["timestamp"]), int(latest["number"])
         check_against(signed, ReceiptCase.of_chain(chain), block_time)
         simulate(ledger, signed)
         try:
             if existing is not None:  # it failed, and the chain takes it now: the same submission, sent again
                 status, created = store.retry_citizen(signed.key), True
             else:
-                status, created = store.submit_citizen(signed, text)
+                status, created = store.submit_citizen(signed, text, seen_block=seen)
         except RelayRefused as exc:  # another rating (dispute) of the case is in flight, or the agency's queue is full
             retry_after = exc.details.get("retry_after")
             raise _Refused(exc.code, exc.message, submission=exc.details.get("submission"),

@@ -12,7 +12,7 @@ bodies and answers.
 
     ======  ============================  ====================================================================
     429     ``rate_limited``              more than ``filing_rate_per_minute`` filings from this client
-    413     ``body_too_large``            over 4.5 MiB (three photos of 1 MiB, in base64)
+    413     ``body_too_large``            over the photos at their largest, in base64, and 256 KiB (``max_body_bytes``)
     400     ``invalid_json``              the body is not JSON
     422     ``invalid_body``              not the documented shape (``field`` names where), or refused by the module
     400     ``work_missing``              no proof of work, or not enough (``work_bits`` says how much)
@@ -56,6 +56,7 @@ from eth_utils import to_checksum_address
 from fastapi import APIRouter, FastAPI, Path
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from api.errors import refusal
 from api.filing_desk import DeskDuplicate, DeskRefused, FilingDesk, Taken
@@ -86,8 +87,8 @@ from ledger.relay.store import RelayStatus
 log = logging.getLogger("api.filings")
 
 PREFIX = "/api/v1"
-#: three photos of 1 MiB in base64, and the rest
-MAX_BODY_BYTES = 4 * 2**20 + 2**19
+#: the photos at their largest, in base64, and room for the rest (the content's text is a few KiB at most)
+MAX_BODY_BYTES = MAX_ATTACHMENTS * ((MAX_ATTACHMENT_BYTES + 2) // 3 * 4) + 2**18
 
 
 class _FilingRoute(_CitizenRoute):
@@ -218,8 +219,9 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             )
         except (DeskRefused, DeskDuplicate, _Unavailable) as exc:
             return answer_refused(exc)
-        except ValueError as exc:  # the record's own rules (ledger.records.Filing)
-            message = str(exc).splitlines()[-1] if str(exc) else "invalid"
+        except ValidationError as exc:  # the record's own rules (ledger.records.Filing)
+            errors = exc.errors()
+            message = str(errors[0]["msg"]).removeprefix("Value error, ") if errors else "invalid"
             return refusal("invalid_body", f"filing: {message}", field="filing")
         return await answer(taken, filing, "filings/submissions")
 
@@ -296,6 +298,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
                         "photo_types": list(ATTACHMENT_TYPES), "contact_fields": list(CONTACT_FIELDS)},
             "channels": {name: code for code, name in CHANNEL_NAMES.items()},
             "rate_per_minute": settings.filing_rate_per_minute,
+            "max_body_bytes": MAX_BODY_BYTES,
             "answer_window_working_days": ANSWER_WINDOW_WORKING_DAYS,
         }
         return JSONResponse(body, headers={"Cache-Control": "public, max-age=60"})

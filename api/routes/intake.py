@@ -44,7 +44,7 @@ from api.read._common import read_snapshot
 from api.read.filings import filing, filings_page
 from api.read.state import index_state
 from api.routes._common import INT64_MAX
-from api.routes.write import RelayService, _chain, _Unavailable
+from api.routes.write import RelayService, _chain, _GuardedRoute, _Unavailable
 from api.schemas.write import ErrorOut
 from api.settings import ApiSettings
 from api.webhooks import Deliverer, WebhookBook, WebhookRefused, check_url
@@ -159,7 +159,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             await run_in_threadpool(deliverer.stop)
             book.close()
 
-    router = APIRouter(prefix=PREFIX, tags=["intake"], lifespan=lifespan)
+    router = APIRouter(prefix=PREFIX, tags=["intake"], lifespan=lifespan, route_class=_GuardedRoute)
     responses: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorOut, "description": "unauthenticated or token_expired"},
         403: {"model": ErrorOut, "description": "unauthorized_signer"},

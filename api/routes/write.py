@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pydantic_core
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_hex_address, to_checksum_address
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -224,6 +225,58 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+#: how deep a JSON body may nest (pydantic-core's parser refuses deeper): no body this API takes nests past a few levels
+MAX_JSON_DEPTH = 200
+
+
+async def guard_body(request: Request, limit: int) -> tuple[str, str] | None:
+    """Read the body as it arrives, stopping once it passes `limit` bytes (with a Content-Length or without: a chunked
+    upload is never held whole); refuse a JSON body nested deeper than :data:`MAX_JSON_DEPTH` before anything parses
+    it. The body read is kept on the request for the route. ``(code, message)`` of a refusal, or None."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return "body_too_large", f"the body exceeds {limit} bytes"
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return "body_too_large", f"the body exceeds {limit} bytes"
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # what request.body() answers from now on (Starlette keeps the body read there)
+    content_type = request.headers.get("content-type", "")
+    if body and (not content_type or "json" in content_type):
+        try:
+            pydantic_core.from_json(body)
+        except ValueError as exc:
+            # json.loads (FastAPI's parser) recurses in C: with the recursion limit py_ecc sets on import (100000), a
+            # deeply nested body would overflow the stack and kill the process. Anything else malformed is left to
+            # FastAPI, which answers invalid_json.
+            if "recursion limit" in str(exc):
+                return "invalid_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels: no body here does"
+    return None
+
+
+class _GuardedRoute(APIRoute):
+    """A route whose request body is read with :func:`guard_body` (size bound while it arrives, JSON depth) before
+    FastAPI parses it, refused in the API's error shape."""
+
+    max_body_bytes = 64 * 1024
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+        limit = self.max_body_bytes
+
+        async def handler(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH"):
+                refused = await guard_body(request, limit)
+                if refused is not None:
+                    return refusal(*refused)
+            return await original(request)
+
+        return handler
+
+
 class _WriteRoute(APIRoute):
     """Routes of this router answer in the write API's error shape: the rate limit and body size are checked before
     the body is parsed, and a body that does not parse or fit the model is a 400/422 ``{"error": …}``. Subclasses
@@ -254,11 +307,10 @@ class _WriteRoute(APIRoute):
                         "rate_limited", "too many writes from this client; retry later",
                         headers={"Retry-After": str(max(1, math.ceil(wait)))},
                     )
-                declared = request.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > limit:
-                    return self.refuse("body_too_large", f"the body exceeds {limit} bytes")
-                if len(await request.body()) > limit:
-                    return self.refuse("body_too_large", f"the body exceeds {limit} bytes")
+            if request.method in ("POST", "PUT", "PATCH"):
+                refused = await guard_body(request, limit)
+                if refused is not None:
+                    return self.refuse(*refused)
             try:
                 return await original(request)
             except RequestValidationError as exc:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -68,6 +69,8 @@ from ledger.writer.outbox import (
     record_from_json,
     record_json,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -352,16 +355,19 @@ class RelayStore:
                 self.budgets.charge(db, key, signed.signer, gas, now)
             envelope = self._get(key)
             assert envelope is not None
-            self._queue(envelope)
+            self._queue_or_leave(envelope)
         self._notify()
         return self._status(envelope), True
 
-    def submit_citizen(self, signed: SignedCitizenRecord, text: OffChainText | None = None) -> tuple[RelayStatus, bool]:
+    def submit_citizen(
+        self, signed: SignedCitizenRecord, text: OffChainText | None = None, *, seen_block: int | None = None
+    ) -> tuple[RelayStatus, bool]:
         """Store a checked rating, dispute or receipt claim (and a rating's or dispute's off-chain text) and queue it;
         return ``(status, created)``. The same signed message again returns the stored submission with ``created``
         False. While another rating of the case (another dispute of the same closure, another claim of the case) is
         pending, sent or recorded, raises :class:`RelayRefused` ``already_rated`` (``already_disputed``,
-        ``already_claimed``) naming it: the contract would refuse the second anyway."""
+        ``already_claimed``) naming it: the contract would refuse the second anyway. `seen_block`: the latest block
+        when the caller checked the record against the chain (a copy mined since then is looked for from there)."""
         record = signed.record
         if isinstance(record, Filing):
             raise TypeError("a filing is stored with its content: submit_filing")
@@ -377,7 +383,7 @@ class RelayStore:
                 return self._status(existing), False
             self._refuse_in_flight(record, agency_hex, case_hex)
             self._refuse_full_queue(agency_hex)
-            head = self._head_block()
+            head = self._accepted_block(seen_block)
             texts = _records_json([record])
             with self._transaction() as db:
                 db.execute(
@@ -396,7 +402,7 @@ class RelayStore:
                 )
             envelope = self._get(key)
             assert envelope is not None
-            self._queue(envelope)
+            self._queue_or_leave(envelope)
         self._notify()
         return self._status(envelope), True
 
@@ -426,14 +432,16 @@ class RelayStore:
         return self._status(envelope)
 
     def submit_filing(
-        self, signed: SignedCitizenRecord, content: FilingContent, salt: bytes, photos: Sequence[bytes] = ()
+        self, signed: SignedCitizenRecord, content: FilingContent, salt: bytes, photos: Sequence[bytes] = (),
+        *, seen_block: int | None = None,
     ) -> tuple[RelayStatus, bool]:
         """Store a checked filing with its private content (the canonical content, its salt and the photos' bytes,
         in that order of ``content.attachments``) and queue it; return ``(status, created)``. The same signed filing
         again returns the stored submission with ``created`` False. Refused (:class:`RelayRefused`, nothing stored):
         ``content_mismatch`` when the content, salt or photos are not what the filing's hash commits to;
         ``receipt_in_use`` while another filing with the same key is pending, sent or recorded (a key files once);
-        ``filing_queue_full`` / ``filing_budget_exhausted`` at the agency's bounds (:meth:`_refuse_filing_flood`)."""
+        ``filing_queue_full`` / ``filing_budget_exhausted`` at the agency's bounds (:meth:`_refuse_filing_flood`).
+        `seen_block` as for :meth:`submit_citizen`."""
         filing = signed.record
         if not isinstance(filing, Filing):
             raise TypeError("submit_filing takes a filing")
@@ -461,7 +469,7 @@ class RelayStore:
                                        f"({status.state}): each filing is made with a new key", submission=status.key)
             now = time.time()
             self._refuse_filing_flood(agency_hex, now)
-            head = self._head_block()
+            head = self._accepted_block(seen_block)
             texts = _records_json([filing])
             with self._transaction() as db:
                 db.execute(
@@ -483,7 +491,7 @@ class RelayStore:
                 )
             envelope = self._get(key)
             assert envelope is not None
-            self._queue(envelope)
+            self._queue_or_leave(envelope)
         self._notify()
         return self._status(envelope), True
 
@@ -570,6 +578,20 @@ class RelayStore:
             rows = self._db.execute(query + " ORDER BY r.id", params).fetchall()
         return [_envelope(row) for row in rows]
 
+    def _queue_or_leave(self, envelope: _Envelope) -> None:
+        """Queue a stored submission; if the outbox fails now (a full disk, a lock held too long), leave it stored and
+        unqueued: :meth:`queue_orphans` (the relay writer calls it as it polls, and every submission first) queues it
+        later, in order. The submission is durable either way; its status stays ``pending`` until then."""
+        try:
+            self._queue(envelope)
+        except (OutboxError, sqlite3.Error) as exc:
+            log.warning("relay submission %s stored but not queued yet: %s", envelope.key, type(exc).__name__)
+
+    def queue_orphans(self) -> None:
+        """Queue what was stored but not queued (a crash, or an outbox failure, between the two), in order."""
+        with self._exclusive():
+            self._queue_orphans()
+
     def _queue(self, envelope: _Envelope) -> None:
         """Put the submission's entries into its lane's outbox (idempotent), then mark it queued."""
         records = envelope.records()
@@ -584,7 +606,11 @@ class RelayStore:
         with self._thread_lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM relays WHERE queued = 0 ORDER BY id").fetchall()
         for row in rows:
-            self._queue(_envelope(row))
+            try:
+                self._queue(_envelope(row))
+            except (OutboxError, sqlite3.Error) as exc:  # later ones wait behind it: submission order is kept
+                log.warning("relay submission %s still not queued: %s", row[0], type(exc).__name__)
+                break
         if rows:
             self._notify()
 
@@ -610,6 +636,12 @@ class RelayStore:
             return int(self.ledger.w3.eth.block_number)
         except (OSError, Web3RPCError) as exc:  # requests' errors are OSErrors
             raise NodeUnavailable(f"cannot read the latest block: {type(exc).__name__}") from exc
+
+    def _accepted_block(self, seen_block: int | None) -> int:
+        """Where a copy of a submission may first be found: the chain's latest block now, or the block the caller
+        checked it at if earlier (a copy mined between that check and now must not be missed)."""
+        head = self._head_block()
+        return head if seen_block is None else min(head, seen_block)
 
     def accepted_block(self, key: str) -> int:
         """The latest block when the submission was accepted (0 when it was accepted before this was kept)."""
@@ -819,11 +851,23 @@ class CitizenFiles:
                     "SELECT media_type, data FROM filing_photos WHERE key = ? ORDER BY position", (row[0],)
                 )
             )
-        content = FilingContent.from_canonical(row[4])
-        if content.content_hash(bytes(row[3])) != content_hash:  # a damaged store shows nothing rather than a lie
+        try:  # a damaged store shows nothing rather than a lie, and never raises with the content in the message
+            content = FilingContent.from_canonical(row[4])
+            salt = bytes(row[3])
+            if len(salt) != 32 or content.content_hash(salt) != content_hash:
+                return None
+        except ValueError:
             return None
+        if len(photos) != len(content.attachments):
+            return None
+        for attachment, (media_type, data) in zip(content.attachments, photos, strict=True):
+            try:
+                if media_type != attachment.media_type or attachment_of(attachment.media_type, data) != attachment:
+                    return None
+            except ValueError:
+                return None
         return StoredFiling(key=row[0], agency_id=bytes.fromhex(row[1][2:]), receipt=row[2], content=content,
-                            salt=bytes(row[3]), photos=photos, created_at=row[5])
+                            salt=salt, photos=photos, created_at=row[5])
 
     def published_texts(self, agency_id: bytes, case_id: bytes) -> dict[str, str]:
         """The texts of the case's ratings and disputes whose authors agreed to publish them, by their hash

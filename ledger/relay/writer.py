@@ -205,6 +205,7 @@ class RelayWriter(Writer):
     def _poll(self) -> None:
         while not self._poll_stop.wait(self.poll_interval):
             try:
+                self.store.queue_orphans()  # what a crash or an outbox failure left stored but not queued
                 self.notice_pending()
             except Exception:  # noqa: BLE001 - the outbox may be closing; the next poll tries again
                 continue
