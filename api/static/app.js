@@ -4,7 +4,9 @@
 //   #/commitment/{agency}/{id}      a commitment, its versions, figures and on-time trend
 //   #/case, #/case/{agency}/{id}    case lookup and a case's events with their proofs
 //   #/receipt, #/receipt/{CODE}     a citizen's receipt: their case, and their rating or dispute (the code stays in
-//                                   the URL fragment, which browsers never send; only the key's address is asked for)
+//                                   the URL fragment, which browsers never send; only the key's address is asked for);
+//                                   a printed receipt made the holder's own (a claim)
+//   #/file, #/file/{agency}         file a request with an agency: a key made in the browser, only hashes on the ledger
 //   #/proof/{seq}                   one entry's proof, checkable against any node
 //   #/log                           the raw entry log, a page at a time (batch anchors marked)
 //   #/batches, #/batch/{seq}        Merkle-anchored batches, and one batch with its file
@@ -24,6 +26,7 @@ import { auditsView } from "./views/audits.js";
 import { batchesView, batchView } from "./views/batches.js";
 import { caseView } from "./views/case.js";
 import { commitmentView } from "./views/commitment.js";
+import { fileView } from "./views/file.js";
 import { logView } from "./views/log.js";
 import { proofView } from "./views/proof.js";
 import { receiptView } from "./views/receipt.js";
@@ -44,6 +47,7 @@ const ROUTES = [
   [/^\/commitment\/([^/]+)\/([^/]+)$/, commitmentView],
   [/^\/case(?:\/([^/]+)\/([^/]+))?$/, caseView],
   [/^\/receipt(?:\/([^/]+))?$/, receiptView],
+  [/^\/file(?:\/([^/]+))?$/, fileView],
   [/^\/proof\/(\d+)$/, proofView],
   [/^\/log$/, logView],
   [/^\/batches$/, batchesView],
@@ -115,11 +119,13 @@ function updateNav(path) {
     ? "/case"
     : path.startsWith("/receipt")
       ? "/receipt"
-      : path.startsWith("/log") || path.startsWith("/batch")
-        ? "/log"
-        : path.startsWith("/proof") || path.startsWith("/audits")
-          ? null
-          : "/";
+      : path.startsWith("/file")
+        ? "/file"
+        : path.startsWith("/log") || path.startsWith("/batch")
+          ? "/log"
+          : path.startsWith("/proof") || path.startsWith("/audits")
+            ? null
+            : "/";
   for (const link of document.querySelectorAll("[data-nav]")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");

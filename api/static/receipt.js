@@ -5,8 +5,10 @@
 //   seed  = PBKDF2-HMAC-SHA256(password = code (ASCII), salt = "civic-ledger/receipt/v1", 2048 iterations, 32 bytes)
 //   key   = int(seed) mod (n - 1) + 1        (n: the secp256k1 group order)
 // and the EIP-712 typed data a receipt key signs (ledger.chain.contract.citizen_typed_data): a Rating or a Dispute under the
-// domain CivicLedger / 1 / chainId / verifyingContract, signed deterministically (RFC 6979), low s, v 27 or 28 — the
-// bytes eth-account gives for the same key and record.
+// domain CivicLedger / 1 / chainId / verifyingContract, or a Filing or a ReceiptClaim under the filings module's domain
+// (CivicFilings / 1 / chainId / the module's address: GET /api/v1/filing-policy), signed deterministically (RFC 6979),
+// low s, v 27 or 28 — the bytes eth-account gives for the same key and record. New codes are made here too
+// (ledger.receipts.new_code): a citizen filing a request, or claiming a printed receipt, gets a key nobody else saw.
 //
 // The cryptography is noble-secp256k1 1.7.1 and noble-hashes 1.2.0, vendored unchanged under ./vendor/ (the npm
 // packages pinned in package.json); the page's import map resolves their bare imports to local files.
@@ -50,6 +52,13 @@ export function normalize(code) {
   if (wrong.length) throw new CodeError("characters", wrong.join(""));
   if (cleaned.length !== CODE_LENGTH) throw new CodeError("length", cleaned.length);
   return cleaned;
+}
+
+/** A fresh receipt code, grouped (ledger.receipts.new_code): 20 characters of the alphabet, each from 5 random bits
+ * of the browser's generator (a byte's low 5 bits: 256 is a multiple of 32, so every character is equally likely). */
+export function newCode() {
+  const random = crypto.getRandomValues(new Uint8Array(CODE_LENGTH));
+  return formatCode([...random].map((byte) => ALPHABET[byte & 31]).join(""));
 }
 
 /** The code in groups of four, as printed: XXXX-XXXX-XXXX-XXXX-XXXX. */
@@ -122,7 +131,8 @@ export function address(code) {
 // --- EIP-712 ----------------------------------------------------------------------------------------------------------
 
 const DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)";
-/** The records a receipt key signs, their fields in struct order (ledger.records.Rating and Dispute). */
+/** The records a receipt key signs, their fields in struct order (ledger.records.Rating, Dispute, Filing and
+ * ReceiptClaim). */
 export const TYPES = {
   Rating: [
     ["agencyId", "bytes32"],
@@ -135,6 +145,19 @@ export const TYPES = {
     ["caseId", "bytes32"],
     ["closure", "uint16"],
     ["reasonHash", "bytes32"],
+  ],
+  Filing: [
+    ["agencyId", "bytes32"],
+    ["commitmentId", "bytes32"],
+    ["district", "bytes32"],
+    ["channel", "uint8"],
+    ["contentHash", "bytes32"],
+    ["receipt", "address"],
+  ],
+  ReceiptClaim: [
+    ["agencyId", "bytes32"],
+    ["caseId", "bytes32"],
+    ["receipt", "address"],
   ],
 };
 
@@ -154,14 +177,20 @@ export function domainSeparator(domain) {
   );
 }
 
-/** EIP-712 hashStruct of a Rating or Dispute given as its message ({agencyId, caseId, score, commentHash}…). */
+/** An address as an EIP-712 word: its 20 bytes, left-padded with zeros. */
+function addressWord(value) {
+  return concat(new Uint8Array(12), fromHex(value, 20));
+}
+
+/** EIP-712 hashStruct of a citizen's record given as its message ({agencyId, caseId, score, commentHash}…). */
 export function structHash(primaryType, record) {
   const fields = TYPES[primaryType];
   if (!fields) throw new Error(`not a citizen record: ${primaryType}`);
   const words = fields.map(([field, type]) => {
     const value = record[field];
     if (value === undefined || value === null) throw new Error(`${primaryType}.${field} is missing`);
-    return type === "bytes32" ? fromHex(value, 32) : uint256(value);
+    if (type === "bytes32") return fromHex(value, 32);
+    return type === "address" ? addressWord(value) : uint256(value);
   });
   return keccak(textKeccak(encodeType(primaryType)), ...words);
 }
@@ -177,7 +206,7 @@ export function signDigest(key, hash) {
   return toHex(concat(compact, new Uint8Array([27 + recovery])));
 }
 
-/** Sign a Rating or Dispute with the key derived from `code`: {digest, signature, receipt}. */
+/** Sign a record (TYPES) with the key derived from `code`, under `domain`: {digest, signature, receipt}. */
 export function signRecord(code, domain, primaryType, record) {
   const key = privateKey(code);
   const hash = digest(domain, primaryType, record);

@@ -124,6 +124,17 @@ export async function commitmentView({ args: [agencyId, commitmentId], params })
       ],
       "facts figures",
     ),
+    h("h2", {}, t("filing_figures"), " ", h("span", { class: "subtle" }, `(${rangeText(params)})`)),
+    facts(
+      [
+        [t("col_filings"), formatInt(metrics.filings)],
+        [t("col_filings_accepted"), formatInt(metrics.filings_accepted)],
+        [t("col_filings_rejected"), formatInt(metrics.filings_rejected)],
+        [t("col_filings_late"), unansweredCell(metrics.filings_answered_late)],
+        [t("col_filings_overdue"), unansweredCell(metrics.filings_overdue)],
+      ],
+      "facts figures",
+    ),
     ratingDistribution(metrics),
     h("h2", {}, t("trend_title")),
     bucketSwitch(bucket, params, agencyId, commitmentId),

@@ -62,6 +62,9 @@ function scorecardColumns() {
     { label: t("col_disputes"), num: true },
     { label: t("col_unanswered"), num: true },
     { label: t("col_reopened"), num: true },
+    { label: t("col_filings"), num: true },
+    { label: t("col_filings_overdue"), num: true },
+    { label: t("col_filings_late"), num: true },
   ];
 }
 
@@ -80,6 +83,9 @@ function scorecardCells(metrics) {
     [formatInt(metrics.disputes), true],
     [unansweredCell(metrics.disputes_unanswered), true],
     [formatInt(metrics.reopened), true],
+    [formatInt(metrics.filings), true],
+    [unansweredCell(metrics.filings_overdue), true],
+    [unansweredCell(metrics.filings_answered_late), true],
   ];
 }
 
