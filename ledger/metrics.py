@@ -86,6 +86,19 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
         Reopened case events that are not voided, whose ``block_time`` is in range (each reopening of a case counts;
         one that was not a valid transition — of a case not closed — counts too, and the auditor reports it).
 
+    Citizens' filings (``filings`` rows; ``ledger.filings``). A filing is selected by its own agency, commitment,
+    district and channel (it has no case until it is accepted, and a rejected one never has).
+    filings
+        filings whose ``block_time`` (when it was filed: nobody chooses it) is in range.
+    filings_accepted, filings_rejected
+        filings whose answer's ``answered_at`` is in range, accepted; or rejected (duplicate, out of scope, spam).
+    filings_answered_late
+        of those answered in range, the ones answered after their ``answer_due`` (``ledger.filings.late``).
+    filings_overdue
+        filings made before ``as_of`` that had no answer by then, whose ``answer_due`` is before ``as_of``
+        (``ledger.filings.overdue``). A snapshot, like ``overdue_cases``: the date range does not apply. The due time
+        is the one the index holds, by the jurisdiction's calendars as published now.
+
 Scorecards
     per agency (per commitment): for each agency (commitment) that has a case matching the filter — at any time, so a
     group idle in the range still shows its open cases — the metrics of the filter narrowed to that group. Keys are
@@ -125,15 +138,17 @@ from sqlalchemy import (
 
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
 from ledger.errors import LedgerError
+from ledger.filings import late, overdue
 from ledger.receipt_state import answer_due
-from ledger.records import CaseAction
-from ledger.store.schema import CODE, case_events, cases, commitments, disputes, entries, ratings
+from ledger.records import CaseAction, FilingDecision
+from ledger.store.schema import CODE, case_events, cases, commitments, disputes, entries, filings, ratings
 
 __all__ = [
     "CaseRow",
     "CommitmentRow",
     "DisputeRow",
     "EventRow",
+    "FilingRow",
     "InvalidFilter",
     "Metrics",
     "MetricsFilter",
@@ -143,6 +158,7 @@ __all__ = [
     "compute_metrics",
     "compute_metrics_from_rows",
     "is_case_overdue_at",
+    "is_filing_overdue_at",
     "is_open_at",
     "is_overdue_at",
     "is_unanswered_at",
@@ -220,6 +236,17 @@ class _Distribution:
     above: int = 0
     #: (SQL only) how many of the rows also met a further condition, counted in the same pass
     also: int = 0
+
+
+@dataclass(frozen=True)
+class _Filings:
+    """The counts the filings figures are made of."""
+
+    filed: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    late: int = 0
+    overdue: int = 0
 
 
 @dataclass(frozen=True)
@@ -339,6 +366,11 @@ class Metrics:
     disputes: int = 0
     disputes_unanswered: int = 0
     reopened: int = 0
+    filings: int = 0
+    filings_accepted: int = 0
+    filings_rejected: int = 0
+    filings_answered_late: int = 0
+    filings_overdue: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: counts and seconds as integers, rates (and the rating average) as exact decimal strings
@@ -368,6 +400,7 @@ def _assemble(
     overdue: int,
     latency: _Distribution,
     feedback: _Feedback,
+    filed: _Filings,
 ) -> Metrics:
     """The published figures from the counted ones: the derived ones (totals, rates) are computed here only."""
     return Metrics(
@@ -397,6 +430,11 @@ def _assemble(
         disputes=feedback.disputes,
         disputes_unanswered=feedback.unanswered,
         reopened=feedback.reopened,
+        filings=filed.filed,
+        filings_accepted=filed.accepted,
+        filings_rejected=filed.rejected,
+        filings_answered_late=filed.late,
+        filings_overdue=filed.overdue,
     )
 
 
@@ -501,7 +539,31 @@ class CommitmentRow:
     voided_by: int | None = None
 
 
-def table_values(row: CaseRow | EventRow | CommitmentRow | RatingRow | DisputeRow) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class FilingRow:
+    """A row of the ``filings`` table."""
+
+    seq: int
+    agency_id: str
+    commitment_id: str
+    district: str
+    channel: int
+    content_hash: bytes
+    receipt: str
+    relayer: str
+    block_time: int
+    answer_due: int
+    answer_seq: int | None = None
+    decision: int | None = None
+    case_id: bytes | None = None
+    duplicate_of: bytes | None = None
+    reason_hash: bytes | None = None
+    answered_at: int | None = None
+    #: the id of the case an acceptance opens (``ledger.records.filed_case_id`` of ``seq``)
+    filed_case_id: bytes
+
+
+def table_values(row: CaseRow | EventRow | CommitmentRow | RatingRow | DisputeRow | FilingRow) -> dict[str, Any]:
     """The row's values for an insert into its own table (``voided_by`` belongs to ``entries``)."""
     values = dataclasses.asdict(row)
     values.pop("voided_by", None)
@@ -569,6 +631,31 @@ def _latest_target_bps(commitment_rows: Iterable[CommitmentRow], key: tuple[str,
     return targets.get(key)
 
 
+def _filing_selected(filing: FilingRow, flt: MetricsFilter) -> bool:
+    return ((flt.agency_id is None or filing.agency_id == flt.agency_id)
+            and (flt.commitment_id is None or filing.commitment_id == flt.commitment_id)
+            and (flt.district is None or filing.district == flt.district)
+            and (flt.channel is None or filing.channel == flt.channel))
+
+
+def is_filing_overdue_at(filing: FilingRow, as_of: int) -> bool:
+    """Whether a filing made before ``as_of`` was unanswered then, past its answer's due time."""
+    answered = filing.answered_at is not None and filing.answered_at < as_of
+    return filing.block_time < as_of and overdue(filing.answer_due, as_of, answered=answered)
+
+
+def _filings_from_rows(filing_rows: Iterable[FilingRow], flt: MetricsFilter) -> _Filings:
+    chosen = [filing for filing in filing_rows if _filing_selected(filing, flt)]
+    answered = [f for f in chosen if _in_range(f.answered_at, flt)]
+    return _Filings(
+        filed=sum(1 for f in chosen if _in_range(f.block_time, flt)),
+        accepted=sum(1 for f in answered if f.decision == FilingDecision.ACCEPTED),
+        rejected=sum(1 for f in answered if f.decision != FilingDecision.ACCEPTED),
+        late=sum(1 for f in answered if f.answered_at is not None and late(f.answer_due, f.answered_at)),
+        overdue=sum(1 for f in chosen if is_filing_overdue_at(f, flt.now)),
+    )
+
+
 def is_unanswered_at(dispute: DisputeRow, as_of: int) -> bool:
     """Whether the dispute's answer was due before ``as_of`` and had not come by then."""
     return answer_due(dispute.block_time) < as_of and (
@@ -584,6 +671,7 @@ def compute_metrics_from_rows(
     *,
     rating_rows: Iterable[RatingRow] = (),
     dispute_rows: Iterable[DisputeRow] = (),
+    filing_rows: Iterable[FilingRow] = (),
 ) -> Metrics:
     """The metrics of ``flt`` from rows in memory (e.g. rebuilt from the chain by an auditor), by the same
     definitions as :func:`compute_metrics`."""
@@ -631,6 +719,7 @@ def compute_metrics_from_rows(
         overdue=sum(1 for case in open_now if is_overdue_at(case, as_of)),
         latency=_distribution(latencies, LATE_RECORDING_SECONDS),
         feedback=feedback,
+        filed=_filings_from_rows(filing_rows, flt),
     )
 
 
@@ -643,11 +732,12 @@ def scorecards_from_rows(
     by: Literal["agency", "commitment"],
     rating_rows: Iterable[RatingRow] = (),
     dispute_rows: Iterable[DisputeRow] = (),
+    filing_rows: Iterable[FilingRow] = (),
 ) -> dict[Any, Metrics]:
     """:func:`agency_scorecards` (``by="agency"``) or :func:`commitment_scorecards` (``by="commitment"``) from rows
     in memory, for the auditor."""
     all_cases, all_events, all_commitments = list(case_rows), list(event_rows), list(commitment_rows)
-    all_ratings, all_disputes = list(rating_rows), list(dispute_rows)
+    all_ratings, all_disputes, all_filings = list(rating_rows), list(dispute_rows), list(filing_rows)
     selected = [case for case in all_cases if _case_selected(case, flt)]
     narrowed: list[MetricsFilter]
     if by == "agency":
@@ -659,7 +749,8 @@ def scorecards_from_rows(
         raise ValueError(f"by must be 'agency' or 'commitment', got {by!r}")
     return {
         _scorecard_key(one, by): compute_metrics_from_rows(
-            all_cases, all_events, all_commitments, one, rating_rows=all_ratings, dispute_rows=all_disputes
+            all_cases, all_events, all_commitments, one, rating_rows=all_ratings, dispute_rows=all_disputes,
+            filing_rows=all_filings,
         )
         for one in narrowed
     }
@@ -855,6 +946,32 @@ def _feedback_sql(
     return out
 
 
+def _filings_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKey, _Filings]:
+    """:func:`_filings_from_rows` per group, in one pass over the selected filings."""
+    f = filings.c
+    as_of = flt.now
+    groups: Sequence[ColumnElement[Any]] = {None: [], "agency": [f.agency_id],
+                                            "commitment": [f.agency_id, f.commitment_id]}[by]
+    selection: list[ColumnElement[bool]] = []
+    for name, value in (("agency_id", flt.agency_id), ("commitment_id", flt.commitment_id),
+                        ("district", flt.district), ("channel", flt.channel)):
+        if value is not None:
+            selection.append(f[name] == value)
+    answered_in = _range(f.answered_at, flt)
+    unanswered_then = or_(f.answered_at.is_(None), f.answered_at >= as_of)
+    rows = conn.execute(
+        select(
+            *groups,
+            _count(_range(f.block_time, flt)),
+            _count(and_(answered_in, f.decision == int(FilingDecision.ACCEPTED))),
+            _count(and_(answered_in, f.decision != int(FilingDecision.ACCEPTED))),
+            _count(and_(answered_in, f.answered_at > f.answer_due)),
+            _count(and_(f.block_time < as_of, unanswered_then, f.answer_due < as_of)),
+        ).where(*selection).group_by(*groups)
+    ).all()
+    return {tuple(row[: len(groups)]): _Filings(*row[len(groups):]) for row in rows}
+
+
 def _latest_targets_sql(conn: Connection, flt: MetricsFilter) -> dict[_GroupKey, int]:
     m = commitments.c
     voided = exists().where(entries.c.seq == m.seq, entries.c.voided_by.is_not(None))
@@ -915,6 +1032,7 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
                                  also=case_events.c.action == _REOPENED)
     targets = _latest_targets_sql(conn, flt) if by == "commitment" or flt.commitment_key is not None else {}
     feedback = _feedback_sql(conn, flt, by, receipts_closed, latency)
+    filed = _filings_sql(conn, flt, by)
 
     out: dict[_GroupKey, Metrics] = {}
     for key in keys:
@@ -934,6 +1052,7 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
             overdue=overdue,
             latency=latency.get(key, _Distribution()),
             feedback=feedback.get(key, _Feedback()),
+            filed=filed.get(key, _Filings()),
         )
     return out
 

@@ -64,6 +64,18 @@ class MetricsValues(Model):
         examples=[1],
     )
     reopened: int = Field(ge=0, description="Reopened case events recorded in the range", examples=[2])
+    filings: int = Field(ge=0, description="citizens' filings made in the range (by block time)", examples=[40])
+    filings_accepted: int = Field(ge=0, description="filings accepted in the range (their cases opened)",
+                                  examples=[31])
+    filings_rejected: int = Field(ge=0, description="filings rejected in the range (duplicate, out of scope, spam)",
+                                  examples=[6])
+    filings_answered_late: int = Field(
+        ge=0, description="of the filings answered in the range, those answered after their window (one working day)",
+        examples=[2],
+    )
+    filings_overdue: int = Field(
+        ge=0, description="filings unanswered at as_of past their answer's due time (a snapshot)", examples=[1]
+    )
 
 
 class MetricsFilterEcho(Model):

@@ -54,9 +54,10 @@ from ledger.cases import (
 )
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold
-from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, RatingRow
+from ledger.filings import answer_due
+from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, FilingRow, RatingRow
 from ledger.receipt_state import ReceiptCase
-from ledger.records import CaseAction, EntryKind, FilingDecision
+from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
 from ledger.workdays import YearCalendar
 
 GOVERNANCE_KINDS = frozenset({EntryKind.AGENCY_REGISTERED, EntryKind.SIGNER_AUTHORIZED, EntryKind.SIGNER_REVOKED,
@@ -263,6 +264,43 @@ class LedgerModel:
                 block_time=e.block_time or 0, answer_seq=None if answer is None else answer.seq,
                 answer_action=None if answer is None else int(answer.record["action"]),
                 answered_at=None if answer is None else answer.block_time or 0,
+            ))
+        return rows
+
+
+    @cached_property
+    def filing_dues(self) -> dict[int, int]:
+        """When each filing's answer is due (by its seq): ``ledger.filings.answer_due`` of its block time, by its
+        agency's jurisdiction's latest calendars here (Monday to Friday for a year without one)."""
+        by_jurisdiction: dict[str, dict[int, YearCalendar]] = {}
+        dues = {}
+        for seq, filing in self.filings.items():
+            state = self.agencies.get(code_text(filing.agency_id))
+            jurisdiction = state.jurisdiction if state is not None else ""
+            if jurisdiction not in by_jurisdiction:
+                years = self.calendars.get(jurisdiction, {})
+                by_jurisdiction[jurisdiction] = {year: calendar for year, (_, calendar, _) in years.items()}
+            dues[seq] = answer_due(filing.block_time or 0, by_jurisdiction[jurisdiction])
+        return dues
+
+    @cached_property
+    def filing_rows(self) -> list[FilingRow]:
+        """A ``filings`` row per filing, with its first answer, in seq order."""
+        rows = []
+        for seq, e in sorted(self.filings.items()):
+            r = e.record
+            answer = self.filing_answers.get(seq)
+            decision = None if answer is None else int(answer.record["decision"])
+            rows.append(FilingRow(
+                seq=seq, agency_id=code_text(e.agency_id), commitment_id=code_text(r["commitment_id"]),
+                district=code_text(r["district"]), channel=int(r["channel"]), content_hash=r["content_hash"],
+                receipt=r["receipt"], relayer=r["relayer"], block_time=e.block_time or 0,
+                answer_due=self.filing_dues[seq], answer_seq=None if answer is None else answer.seq,
+                decision=decision,
+                case_id=filed_case_id(seq) if decision == FilingDecision.ACCEPTED else None,
+                duplicate_of=None if answer is None else answer.record["duplicate_of"],
+                reason_hash=None if answer is None else answer.record["reason_hash"],
+                answered_at=None if answer is None else answer.block_time or 0, filed_case_id=filed_case_id(seq),
             ))
         return rows
 

@@ -150,7 +150,7 @@ def test_a_ledger_naming_another_account_its_module_is_caught(
 def test_an_operator_hiding_an_answer_or_a_filing_is_caught(honest: HonestLedger, tmp_path: Path) -> None:
     """The API lists the filings from the index: an operator who makes a rejected filing look unanswered (the agency's
     bad answer hidden), drops another filing (the agency's backlog made shorter) or moves a due time is caught where
-    the listing is compared with the chain."""
+    the listing is compared with the chain — and in the figures, whose filings counts no longer match the chain's."""
     spam, duplicate = honest.seqs["filed-spam filing"], honest.seqs["filed-duplicate filing"]
     accepted = honest.seqs["filed-accepted filing"]
     index = tampered(
@@ -161,7 +161,8 @@ def test_an_operator_hiding_an_answer_or_a_filing_is_caught(honest: HonestLedger
         ("UPDATE filings SET answer_due = answer_due + 86400 WHERE seq = ?", (accepted,)),
     )
     report = honest.audit(index)
-    assert failed(report) == {"filings_answered"}
+    assert failed(report) == {"filings_answered", "metrics_reproduced"}
+    assert any("filings" in f.field for f in findings(report, "metrics_reproduced") if f.field)
     found = {(f.seq, f.field) for f in findings(report, "filings_answered")}
     assert (spam, "answer") in found and (duplicate, "seq") in found and (accepted, "answer_due") in found
 

@@ -32,6 +32,7 @@ from ledger.metrics import (
     CommitmentRow,
     DisputeRow,
     EventRow,
+    FilingRow,
     InvalidFilter,
     Metrics,
     MetricsFilter,
@@ -46,8 +47,8 @@ from ledger.metrics import (
     scorecards_from_rows,
     table_values,
 )
-from ledger.records import CaseAction, EntryKind
-from ledger.store.schema import case_events, cases, commitments, disputes, entries, metadata, ratings
+from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
+from ledger.store.schema import case_events, cases, commitments, disputes, entries, filings, metadata, ratings
 
 #: the server's URL, as the other index tests take it (their conftest reads the same variable)
 POSTGRES_URL = os.environ.get("CIVIC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test").replace(
@@ -96,15 +97,16 @@ class World:
     commitments: list[CommitmentRow] = field(default_factory=list)
     ratings: list[RatingRow] = field(default_factory=list)
     disputes: list[DisputeRow] = field(default_factory=list)
+    filings: list[FilingRow] = field(default_factory=list)
 
     def metrics(self, flt: MetricsFilter) -> Metrics:
         """The pure-Python figures."""
         return compute_metrics_from_rows(self.cases, self.events, self.commitments, flt, rating_rows=self.ratings,
-                                         dispute_rows=self.disputes)
+                                         dispute_rows=self.disputes, filing_rows=self.filings)
 
     def scorecards(self, flt: MetricsFilter, by: Literal["agency", "commitment"]) -> dict[Any, Metrics]:
         return scorecards_from_rows(self.cases, self.events, self.commitments, flt, by=by, rating_rows=self.ratings,
-                                    dispute_rows=self.disputes)
+                                    dispute_rows=self.disputes, filing_rows=self.filings)
 
 
 def _entry(
@@ -129,6 +131,8 @@ def insert_world(conn: Connection, world: World) -> None:
         _entry(r.seq, EntryKind.CASE_RATED, r.agency_id, None, r.block_time, None) for r in world.ratings
     ] + [
         _entry(d.seq, EntryKind.CASE_DISPUTED, d.agency_id, None, d.block_time, None) for d in world.disputes
+    ] + [
+        _entry(f.seq, EntryKind.FILING_RECORDED, f.agency_id, None, f.block_time, None) for f in world.filings
     ]
     for table, rows in (
         (entries, entry_rows),
@@ -137,6 +141,7 @@ def insert_world(conn: Connection, world: World) -> None:
         (cases, [table_values(c) for c in world.cases]),
         (ratings, [table_values(r) for r in world.ratings]),
         (disputes, [table_values(d) for d in world.disputes]),
+        (filings, [table_values(f) for f in world.filings]),
     ):
         if rows:
             conn.execute(insert(table), rows)
@@ -291,6 +296,9 @@ NO_FEEDBACK = {
     "ratings": 0, "rating_average": None, "rating_distribution": [0, 0, 0, 0, 0], "rating_response_rate": None,
     "disputes": 0, "disputes_unanswered": 0, "reopened": 0,
 }  # fmt: skip
+NO_FILINGS = {
+    "filings": 0, "filings_accepted": 0, "filings_rejected": 0, "filings_answered_late": 0, "filings_overdue": 0,
+}  # fmt: skip
 
 
 def test_every_figure_of_one_commitment_in_one_district(all_three):
@@ -315,7 +323,7 @@ def test_every_figure_of_one_commitment_in_one_district(all_three):
         "latency_max_seconds": 86_401,
         "late_recordings": 1,
         "rejection_rate": "0.1429",  # 1 / (6 + 1); withdrawn left out
-        **NO_FEEDBACK,
+        **NO_FEEDBACK, **NO_FILINGS,
     }
 
 
@@ -379,7 +387,7 @@ def test_an_empty_range_still_counts_what_is_open_at_as_of(all_three):
         "open_cases": 5,  # c7, c8, c9, c10, c14; c11 and c15 have closed by now
         "overdue_cases": 4,  # c7, c8, c10, c14; c9's hold began before it was due
         "events_recorded": 0, "latency_median_seconds": None, "latency_max_seconds": None, "late_recordings": 0,
-        "rejection_rate": None, **NO_FEEDBACK,
+        "rejection_rate": None, **NO_FEEDBACK, **NO_FILINGS,
     }  # fmt: skip
     assert all_three(World(), flt) == Metrics(
         cases_opened=0, cases_closed=0, fulfilled=0, rejected=0, withdrawn=0, on_time=0, on_time_eligible=0,
@@ -610,7 +618,7 @@ def test_row_types_match_the_tables():
     """CaseRow, EventRow, CommitmentRow, RatingRow and DisputeRow are rows of their tables (plus the entry's
     voided_by): no column missed."""
     for row_type, table in ((CaseRow, cases), (EventRow, case_events), (CommitmentRow, commitments),
-                            (RatingRow, ratings), (DisputeRow, disputes)):
+                            (RatingRow, ratings), (DisputeRow, disputes), (FilingRow, filings)):
         names = [f.name for f in fields(row_type) if f.name != "voided_by"]
         assert names == [column.name for column in table.columns], row_type.__name__
 
@@ -742,6 +750,18 @@ def worlds(draw: st.DrawFn) -> World:
             block_time=block_time, answer_seq=None if answered_at is None else seq + 1,
             answer_action=None if answered_at is None else int(CaseAction.REOPENED), answered_at=answered_at,
         ))  # fmt: skip
+    filing_list = []
+    for seq in range(40_000, 40_000 + draw(st.integers(0, 15))):
+        filed_at = draw(small_time)
+        answered_at = draw(st.none() | st.integers(filed_at, B + 130))
+        filing_list.append(FilingRow(
+            seq=seq, agency_id=draw(st.sampled_from(["A", "B"])), commitment_id=draw(st.sampled_from(["C1", "C2"])),
+            district=draw(st.sampled_from(["D1", "D2", "D3"])), channel=draw(st.integers(1, 3)),
+            content_hash=b"\1" * 32, receipt=RECEIPT, relayer=RECEIPT, block_time=filed_at,
+            answer_due=filed_at + draw(st.integers(0, 60)), answer_seq=None if answered_at is None else seq + 100,
+            decision=None if answered_at is None else draw(st.integers(1, 4)), answered_at=answered_at,
+            filed_case_id=filed_case_id(seq),
+        ))  # fmt: skip
     commitment_list = []
     seq = 5_000
     for agency_id in ("A", "B"):
@@ -756,7 +776,7 @@ def worlds(draw: st.DrawFn) -> World:
                     )
                 )
     return World(cases=case_list, events=event_list, commitments=commitment_list, ratings=rating_list,
-                 disputes=dispute_list)
+                 disputes=dispute_list, filings=filing_list)
 
 
 @st.composite
@@ -813,3 +833,31 @@ def test_open_cases_move_by_opened_minus_closed(world, t1, t2):
     assert at(MetricsFilter(as_of=t2)).open_cases == (
         at(MetricsFilter(as_of=t1)).open_cases + span.cases_opened - span.cases_closed
     )
+
+
+def test_filings_figures(all_three):
+    """Filed in range, answered in range (accepted, rejected, late), and unanswered past the window at as_of."""
+    def filing(filed_at: int, due: int, answered_at: int | None = None, decision: int | None = None,
+               **changes: Any) -> FilingRow:
+        seq = next(_seq)
+        row = FilingRow(seq=seq, agency_id="ROADS", commitment_id="LIGHT", district="PUDONG", channel=3,
+                        content_hash=b"\1" * 32, receipt=RECEIPT, relayer=RECEIPT, block_time=filed_at,
+                        answer_due=due, answer_seq=None if answered_at is None else seq + 10_000,
+                        decision=decision, answered_at=answered_at, filed_case_id=filed_case_id(seq))
+        return replace(row, **changes)
+
+    world = World(filings=[
+        filing(T0 + D, T0 + 2 * D, T0 + D + 3600, int(FilingDecision.ACCEPTED)),  # on time
+        filing(T0 + D, T0 + 2 * D, T0 + 3 * D, int(FilingDecision.SPAM)),  # late
+        filing(T0 + D, T0 + 2 * D),  # never answered: overdue
+        filing(T0 + 6 * D, T0 + 7 * D + 5),  # not due yet at as_of
+        filing(T0 - D, T0, T0 + D, int(FilingDecision.DUPLICATE)),  # filed before the range, answered (late) in it
+        filing(T0 + D, T0 + 2 * D, agency_id="WATER"),  # another agency's
+    ])
+    flt = MetricsFilter(agency_id="ROADS", start=T0, end=T0 + 7 * D)
+    m = all_three(world, flt)
+    assert (m.filings, m.filings_accepted, m.filings_rejected, m.filings_answered_late, m.filings_overdue) == (
+        4, 1, 2, 2, 1)
+    assert all_three(world, MetricsFilter(start=T0, end=T0 + 7 * D)).filings_overdue == 2
+    district = all_three(world, MetricsFilter(district="ELSEWHERE", start=T0, end=T0 + 7 * D))
+    assert district.filings == district.filings_overdue == 0

@@ -14,7 +14,6 @@ report's statistics.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
 from ledger.audit.apiread import ApiError
@@ -25,34 +24,15 @@ from ledger.audit.model import CheckResult, Finding
 from ledger.audit.rebuild import LedgerModel, entry_pointer
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO32, code_text
-from ledger.filings import ANSWER_WINDOW_WORKING_DAYS, DECISION_NAMES, answer_due, late, overdue
+from ledger.filings import ANSWER_WINDOW_WORKING_DAYS, DECISION_NAMES, late, overdue
 from ledger.records import CHANNEL_NAMES, CaseAction, EntryKind, FilingDecision, filed_case_id
-from ledger.workdays import YearCalendar
 
 NAME = "filings_answered"
-def _calendars(model: LedgerModel, agency: str) -> Mapping[int, YearCalendar]:
-    state = model.agencies.get(agency)
-    years = model.calendars.get(state.jurisdiction if state is not None else "", {})
-    return {year: calendar for year, (_, calendar, _) in years.items()}
-
-
-def _dues(model: LedgerModel) -> dict[int, int]:
-    """When each filing's answer is due (by its seq), by its agency's jurisdiction's latest calendars in `model`."""
-    calendars: dict[str, Mapping[int, YearCalendar]] = {}
-    dues = {}
-    for seq, filing in model.filings.items():
-        agency = code_text(filing.agency_id)
-        if agency not in calendars:
-            calendars[agency] = _calendars(model, agency)
-        dues[seq] = answer_due(filing.block_time or 0, calendars[agency])
-    return dues
-
-
 def run(ctx: AuditContext, result: CheckResult) -> None:
     model = ctx.model
     as_of = ctx.as_of
     filings, first_answers = model.filings, model.filing_answers
-    dues = _dues(model)
+    dues = model.filing_dues
     tallies: dict[str, Counter[str]] = {}
     relayers = Counter[str]()
     for e in model.entries:
@@ -228,7 +208,7 @@ def _served(ctx: AuditContext, result: CheckResult) -> None:
         result.add(Finding(NAME, f"the API could not list the filings: {exc}", subject="GET /api/v1/filings"))
         return
     expected = {seq: e for seq, e in model.filings.items() if seq < h.count}
-    dues = _dues(model)
+    dues = model.filing_dues
     for seq, filing in expected.items():
         item = served.get(seq)
         if item is None:

@@ -31,6 +31,7 @@ from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.metrics import (
     DisputeRow,
+    FilingRow,
     Metrics,
     MetricsFilter,
     RatingRow,
@@ -49,6 +50,7 @@ class _FeedbackRows(TypedDict):
 
     rating_rows: list[RatingRow]
     dispute_rows: list[DisputeRow]
+    filing_rows: list[FilingRow]
 
 
 def period(h: Horizon, as_of: int) -> tuple[int, int]:
@@ -198,7 +200,8 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         )
     start, end = period(h, ctx.as_of)
     cases, events, commitments = model.case_rows, model.event_rows, model.commitment_rows
-    feedback: _FeedbackRows = {"rating_rows": model.rating_rows, "dispute_rows": model.dispute_rows}
+    feedback: _FeedbackRows = {"rating_rows": model.rating_rows, "dispute_rows": model.dispute_rows,
+                               "filing_rows": model.filing_rows}
     compared = later = 0
     rng = ctx.rng("metric selections")
     selections = filters(h, start, end) + drawn(h, start, end, rng, ctx.config.metric_sample)
@@ -361,16 +364,16 @@ class _TrendRows:
         self.cases: dict[tuple[str, str], list[Any]] = {}
         for row in model.case_rows:
             self.cases.setdefault((row.agency_id, row.commitment_id), []).append(row)
-        self.by_agency: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
-        for index, rows in enumerate((model.event_rows, model.rating_rows, model.dispute_rows)):
+        self.by_agency: dict[str, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
+        for index, rows in enumerate((model.event_rows, model.rating_rows, model.dispute_rows, model.filing_rows)):
             for row in rows:
-                self.by_agency.setdefault(row.agency_id, ([], [], []))[index].append(row)
+                self.by_agency.setdefault(row.agency_id, ([], [], [], []))[index].append(row)
 
     def metrics(self, key: tuple[str, str], b0: int, b1: int, as_of: int) -> Metrics:
-        events, ratings, disputes = self.by_agency.get(key[0], ([], [], []))
+        events, ratings, disputes, filed = self.by_agency.get(key[0], ([], [], [], []))
         flt = MetricsFilter(agency_id=key[0], commitment_id=key[1], start=b0, end=b1, as_of=as_of)
         return compute_metrics_from_rows(self.cases.get(key, []), events, self.model.commitment_rows, flt,
-                                         rating_rows=ratings, dispute_rows=disputes)
+                                         rating_rows=ratings, dispute_rows=disputes, filing_rows=filed)
 
 
 def _trends(ctx: AuditContext, h: Horizon, result: CheckResult, start: int, end: int) -> int:
