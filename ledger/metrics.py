@@ -82,6 +82,13 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
         ``ledger.cases.DISPUTE_RESPONSE_WINDOW``, ten days, the contract's) and ``answered_at`` null or ``>= as_of``.
         A snapshot, like ``overdue_cases``: the date range does not apply. An answer after the deadline ends the
         count (the auditor lists such late answers).
+    ratings_by_key_origin, rating_average_by_key_origin, disputes_by_key_origin
+        those ratings (disputes) counted apart by the origin of the key that signed them (``ledger.filings``): a key
+        *filed* with the citizen's own request, one *claimed* by the holder of a printed code, one *agency-issued*
+        (the agency recorded it, and may have kept it) — each a list in that order (:data:`ORIGINS`), the averages as
+        ``rating_average`` is. The origin is the kind of the entry that bound the signing key to the case (the
+        ``receipts`` row of that key, before the rating or dispute): FilingAnswered, ReceiptClaimed, else
+        ReceiptIssued. Nobody has to take a printed code's rating on trust: it is shown apart.
     reopened
         Reopened case events that are not voided, whose ``block_time`` is in range (each reopening of a case counts;
         one that was not a valid transition — of a case not closed — counts too, and the auditor reports it).
@@ -138,10 +145,13 @@ from sqlalchemy import (
 
 from ledger.cases import DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
 from ledger.errors import LedgerError
-from ledger.filings import late, overdue
+from ledger.filings import AGENCY_ISSUED, CLAIMED, FILED, late, overdue
 from ledger.receipt_state import answer_due
-from ledger.records import CaseAction, FilingDecision
-from ledger.store.schema import CODE, case_events, cases, commitments, disputes, entries, filings, ratings
+from ledger.records import CaseAction, EntryKind, FilingDecision
+from ledger.store.schema import CODE, case_events, cases, commitments, disputes, entries, filings, ratings, receipts
+
+#: the origins of a signing key, in the order the ``…_by_key_origin`` figures list them
+ORIGINS = (FILED, CLAIMED, AGENCY_ISSUED)
 
 __all__ = [
     "CaseRow",
@@ -260,6 +270,10 @@ class _Feedback:
     disputes: int = 0
     unanswered: int = 0
     reopened: int = 0
+    #: by key origin (:data:`ORIGINS`): ratings, the sum of their scores, disputes
+    origin_ratings: tuple[int, int, int] = (0, 0, 0)
+    origin_scores: tuple[int, int, int] = (0, 0, 0)
+    origin_disputes: tuple[int, int, int] = (0, 0, 0)
 
 
 def _distribution(values: Iterable[int], threshold: int | None = None) -> _Distribution:
@@ -366,6 +380,11 @@ class Metrics:
     disputes: int = 0
     disputes_unanswered: int = 0
     reopened: int = 0
+    #: ratings, their average, and disputes, by the origin of the signing key (:data:`ORIGINS`: filed, claimed,
+    #: agency-issued)
+    ratings_by_key_origin: tuple[int, int, int] = (0, 0, 0)
+    rating_average_by_key_origin: tuple[Decimal | None, Decimal | None, Decimal | None] = (None, None, None)
+    disputes_by_key_origin: tuple[int, int, int] = (0, 0, 0)
     filings: int = 0
     filings_accepted: int = 0
     filings_rejected: int = 0
@@ -381,7 +400,7 @@ class Metrics:
             if isinstance(value, Decimal):
                 value = str(value)
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [str(v) if isinstance(v, Decimal) else v for v in value]
             out[f.name] = value
         return out
 
@@ -430,6 +449,11 @@ def _assemble(
         disputes=feedback.disputes,
         disputes_unanswered=feedback.unanswered,
         reopened=feedback.reopened,
+        ratings_by_key_origin=feedback.origin_ratings,
+        rating_average_by_key_origin=tuple(  # type: ignore[arg-type]
+            rate(total, n) for total, n in zip(feedback.origin_scores, feedback.origin_ratings, strict=True)
+        ),
+        disputes_by_key_origin=feedback.origin_disputes,
         filings=filed.filed,
         filings_accepted=filed.accepted,
         filings_rejected=filed.rejected,
@@ -473,7 +497,8 @@ class CaseRow:
 
 @dataclass(frozen=True, kw_only=True)
 class RatingRow:
-    """A row of the ``ratings`` table."""
+    """A row of the ``ratings`` table, with the origin of the key that signed it (``key_origin``, one of
+    :data:`ORIGINS`: from the ``receipts`` row that bound that key, not a column)."""
 
     seq: int
     agency_id: str
@@ -482,6 +507,7 @@ class RatingRow:
     comment_hash: bytes
     receipt: str
     block_time: int
+    key_origin: str = AGENCY_ISSUED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -498,6 +524,8 @@ class DisputeRow:
     answer_seq: int | None = None
     answer_action: int | None = None
     answered_at: int | None = None
+    #: the origin of the key that signed it, as for :class:`RatingRow` (not a column)
+    key_origin: str = AGENCY_ISSUED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -564,9 +592,11 @@ class FilingRow:
 
 
 def table_values(row: CaseRow | EventRow | CommitmentRow | RatingRow | DisputeRow | FilingRow) -> dict[str, Any]:
-    """The row's values for an insert into its own table (``voided_by`` belongs to ``entries``)."""
+    """The row's values for an insert into its own table (``voided_by`` belongs to ``entries``; ``key_origin`` is
+    derived from ``receipts``)."""
     values = dataclasses.asdict(row)
     values.pop("voided_by", None)
+    values.pop("key_origin", None)
     return values
 
 
@@ -693,10 +723,16 @@ def compute_metrics_from_rows(
               and chosen(event)]
     latencies = [event.block_time - event.occurred_at for event in events]
     scores = [0] * len(SCORES)
+    origin_ratings, origin_scores, origin_disputes = [0, 0, 0], [0, 0, 0], [0, 0, 0]
     for rating in rating_rows:
         if _in_range(rating.block_time, flt) and chosen(rating):
             scores[rating.score - 1] += 1
+            origin_ratings[ORIGINS.index(rating.key_origin)] += 1
+            origin_scores[ORIGINS.index(rating.key_origin)] += rating.score
     chosen_disputes = [dispute for dispute in dispute_rows if chosen(dispute)]
+    for dispute in chosen_disputes:
+        if _in_range(dispute.block_time, flt):
+            origin_disputes[ORIGINS.index(dispute.key_origin)] += 1
     with_receipt = [case for case in closed if case.receipt is not None]
     feedback = _Feedback(
         scores=tuple(scores),  # type: ignore[arg-type]
@@ -705,6 +741,9 @@ def compute_metrics_from_rows(
         disputes=sum(1 for dispute in chosen_disputes if _in_range(dispute.block_time, flt)),
         unanswered=sum(1 for dispute in chosen_disputes if is_unanswered_at(dispute, as_of)),
         reopened=sum(1 for event in events if event.action == _REOPENED),
+        origin_ratings=tuple(origin_ratings),  # type: ignore[arg-type]
+        origin_scores=tuple(origin_scores),  # type: ignore[arg-type]
+        origin_disputes=tuple(origin_disputes),  # type: ignore[arg-type]
     )
     return _assemble(
         opened=sum(1 for case in selected if _in_range(case.opened_at, flt)),
@@ -916,6 +955,30 @@ def _like_events(
     return out
 
 
+def _origin_kind(table: Any) -> ColumnElement[int]:
+    """The kind of the entry that bound the key of a ``ratings`` (``disputes``) row to its case: its ``receipts`` row
+    (the same agency, case and key, before it), ReceiptIssued when none (:data:`ORIGINS`)."""
+    t, k = table.c, receipts.c
+    bound = (
+        select(entries.c.kind)
+        .select_from(receipts.join(entries, entries.c.seq == k.seq))
+        .where(k.agency_id == t.agency_id, k.case_id == t.case_id, k.receipt == t.receipt, k.seq < t.seq)
+        .order_by(k.seq.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(bound, int(EntryKind.RECEIPT_ISSUED))
+
+
+def _is_origin(kind: ColumnElement[int], origin: str) -> ColumnElement[bool]:
+    filed, claimed = int(EntryKind.FILING_ANSWERED), int(EntryKind.RECEIPT_CLAIMED)
+    if origin == FILED:
+        return kind == filed
+    if origin == CLAIMED:
+        return kind == claimed
+    return and_(kind != filed, kind != claimed)
+
+
 def _feedback_sql(
     conn: Connection,
     flt: MetricsFilter,
@@ -927,16 +990,30 @@ def _feedback_sql(
     with the other case figures, and the reopenings were counted with the latencies (the same case events)."""
     as_of = flt.now
     r, d = ratings.c, disputes.c
-    scores = _like_events(conn, ratings, flt, by, [_count(r.score == k) for k in SCORES], _range(r.block_time, flt))
+    rating_origin, dispute_origin = _origin_kind(ratings), _origin_kind(disputes)
+    scores = _like_events(
+        conn, ratings, flt, by,
+        [_count(r.score == k) for k in SCORES]
+        + [_count(_is_origin(rating_origin, o)) for o in ORIGINS]
+        + [func.coalesce(func.sum(r.score).filter(_is_origin(rating_origin, o)), 0) for o in ORIGINS],
+        _range(r.block_time, flt),
+    )
     unanswered = and_(d.block_time < as_of - DISPUTE_RESPONSE_WINDOW,
                       or_(d.answered_at.is_(None), d.answered_at >= as_of))
-    disputed = _like_events(conn, disputes, flt, by, [_count(_range(d.block_time, flt)), _count(unanswered)])
+    disputed_in = _range(d.block_time, flt)
+    disputed = _like_events(conn, disputes, flt, by, [_count(disputed_in), _count(unanswered)]
+                            + [_count(and_(disputed_in, _is_origin(dispute_origin, o))) for o in ORIGINS])
     out: dict[_GroupKey, _Feedback] = {}
     for key in {*scores, *disputed, *receipts_closed, *latency}:
         closed_with_receipt, rated = receipts_closed.get(key, (0, 0))
-        n_disputes, n_unanswered = disputed.get(key, (0, 0))
+        n_disputes, n_unanswered, *by_origin = disputed.get(key, (0, 0, 0, 0, 0))
+        counted = scores.get(key, (0,) * (len(SCORES) + 2 * len(ORIGINS)))
+        n = len(SCORES)
         out[key] = _Feedback(
-            scores=scores.get(key, (0,) * len(SCORES)),  # type: ignore[arg-type]
+            scores=counted[:n],  # type: ignore[arg-type]
+            origin_ratings=counted[n : n + 3],  # type: ignore[arg-type]
+            origin_scores=counted[n + 3 : n + 6],  # type: ignore[arg-type]
+            origin_disputes=tuple(by_origin),  # type: ignore[arg-type]
             closed_with_receipt=closed_with_receipt,
             rated=rated,
             disputes=n_disputes,

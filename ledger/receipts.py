@@ -35,6 +35,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import segno
 from eth_account import Account
@@ -94,14 +95,34 @@ LOCAL_ZONE = timezone(timedelta(hours=8), "UTC+8")
 DISPUTE_DAYS = DISPUTE_WINDOW // DAY
 
 
-def receipt_link(page_url: str, code: str) -> str:
-    """The link a receipt's QR code opens: the case page, with the code in the URL fragment only."""
+def _page_base(page_url: str) -> str:
     base = page_url.strip()
     if not re.match(r"^https?://[^\s/#?]+", base):
         raise InvalidRecord(f"the page URL must start with http:// or https:// and a host, got {page_url!r}")
     if "#" in base or "?" in base:
         raise InvalidRecord(f"the page URL must not have a query or fragment, got {page_url!r}")
-    return f"{base.rstrip('/')}/#/receipt/{format_code(code)}"
+    return base.rstrip("/")
+
+
+def receipt_link(page_url: str, code: str) -> str:
+    """The link a receipt's QR code opens: the case page, with the code in the URL fragment only."""
+    return f"{_page_base(page_url)}/#/receipt/{format_code(code)}"
+
+
+def pairing_link(page_url: str, agency: str, commitment: str, district: str) -> str:
+    """The link a desk's pairing QR code opens on the citizen's phone: the page's filing form for `agency`, with the
+    service and district filled in and the counter as the channel. The phone makes the key and files the request
+    itself, so the receipt is the citizen's own (a filed key), never one the desk saw; the desk then accepts the
+    filing (``civic-ledger intake accept``)."""
+    query = urlencode({"commitment": commitment, "district": district, "channel": "counter"})
+    return f"{_page_base(page_url)}/#/file/{quote(agency, safe='')}?{query}"
+
+
+def qr_text(link: str) -> str:
+    """The QR code of `link` in text (Unicode half blocks), for a terminal on the desk's screen."""
+    out = io.StringIO()
+    _qr(link).terminal(out=out, compact=True, border=2)
+    return out.getvalue()
 
 
 def _qr(link: str) -> segno.QRCode:

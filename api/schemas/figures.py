@@ -3,7 +3,7 @@ trend): the values ``ledger.metrics`` defines, and the selection they are for.""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -64,6 +64,20 @@ class MetricsValues(Model):
         examples=[1],
     )
     reopened: int = Field(ge=0, description="Reopened case events recorded in the range", examples=[2])
+    ratings_by_key_origin: list[int] = Field(
+        min_length=3, max_length=3,
+        description="those ratings by the origin of the key that signed them: filed (the citizen's own, with the "
+        "request), claimed (a printed code moved to the holder's key), agency-issued (a code the agency printed)",
+        examples=[[12, 3, 20]],
+    )
+    rating_average_by_key_origin: list[Annotated[str, Field(pattern=r"^[1-5]\.\d{4}$")] | None] = Field(
+        min_length=3, max_length=3, description="the mean score of each of those, in the same order",
+        examples=[["4.2500", "3.0000", "4.9000"]],
+    )
+    disputes_by_key_origin: list[int] = Field(
+        min_length=3, max_length=3, description="disputes in the range by the origin of their key, in the same order",
+        examples=[[2, 0, 1]],
+    )
     filings: int = Field(ge=0, description="citizens' filings made in the range (by block time)", examples=[40])
     filings_accepted: int = Field(ge=0, description="filings accepted in the range (their cases opened)",
                                   examples=[31])

@@ -141,6 +141,13 @@ export function ratingCell(metrics) {
   return h("span", {}, formatScore(metrics.rating_average), " ", h("span", { class: "subtle" }, t("rating_count", { n: formatInt(metrics.ratings) })));
 }
 
+/** A link to an Atom feed of the API (`/api/v1/feeds/…`, api/feeds.py), in the page's language, for any feed
+ * reader. */
+export function feedLink(path, label) {
+  const href = `/api/v1/feeds/${path}.atom?lang=${lang}`;
+  return h("p", { class: "feed" }, h("a", { href, type: "application/atom+xml", rel: "alternate" }, label));
+}
+
 export function unansweredCell(count) {
   if (!count) return formatInt(count);
   return h("span", { class: "late" }, formatInt(count));

@@ -54,7 +54,7 @@ from ledger.cases import (
 )
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order, fold
-from ledger.filings import answer_due
+from ledger.filings import AGENCY_ISSUED, answer_due, key_origin
 from ledger.metrics import CaseRow, CommitmentRow, DisputeRow, EventRow, FilingRow, RatingRow
 from ledger.receipt_state import ReceiptCase
 from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
@@ -241,12 +241,27 @@ class LedgerModel:
         return [row for c in self.commitments.values() for row, _ in c.versions]
 
     @cached_property
+    def key_origins(self) -> dict[int, str]:
+        """The origin of the key that signed each rating and dispute (by its seq; ``ledger.filings.key_origin``):
+        the kind of the entry that bound that key to the case, before it — agency-issued when none did."""
+        origins: dict[int, str] = {}
+        for contexts in self.feedback.values():
+            bound: dict[str, str] = {}  # key -> its origin, as the case's bindings come
+            for c in contexts:
+                e = c.entry
+                if e.kind in BINDING_KINDS:
+                    bound[e.record["receipt"]] = key_origin(e.kind)
+                elif e.kind in (EntryKind.CASE_RATED, EntryKind.CASE_DISPUTED):
+                    origins[e.seq] = bound.get(e.actor, AGENCY_ISSUED)
+        return origins
+
+    @cached_property
     def rating_rows(self) -> list[RatingRow]:
-        """A ``ratings`` row per rating, in seq order."""
+        """A ``ratings`` row per rating, in seq order, with the origin of its key."""
         return [
             RatingRow(seq=e.seq, agency_id=code_text(e.agency_id), case_id=e.record["case_id"],
                       score=e.record["score"], comment_hash=e.record["comment_hash"], receipt=e.actor,
-                      block_time=e.block_time or 0)
+                      block_time=e.block_time or 0, key_origin=self.key_origins.get(e.seq, AGENCY_ISSUED))
             for e in self.entries if e.kind == EntryKind.CASE_RATED
         ]
 
@@ -264,6 +279,7 @@ class LedgerModel:
                 block_time=e.block_time or 0, answer_seq=None if answer is None else answer.seq,
                 answer_action=None if answer is None else int(answer.record["action"]),
                 answered_at=None if answer is None else answer.block_time or 0,
+                key_origin=self.key_origins.get(e.seq, AGENCY_ISSUED),
             ))
         return rows
 

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ledger import receipts
 from ledger.cli.common import (
     KeyEnvOpt,
     KeyOpt,
@@ -314,3 +315,29 @@ def intake_token(
     ledger = s.ledger()
     token = make_token(signer, ledger.chain.chain_id, ledger.address, agency, lifetime=lifetime)
     print(token)  # alone on stdout, for scripts: `TOKEN=$(civic-ledger intake token --key roads)`
+
+
+@command(intake_app, "pair")
+def intake_pair(
+    agency: AgencyOpt,
+    commitment: Annotated[str, typer.Option(help="the commitment (service) the request falls under")],
+    district: Annotated[str, typer.Option(help="the district code")],
+    page_url: Annotated[
+        str, typer.Option("--page-url", envvar="CIVIC_PAGE_URL", help="the public web page the QR code opens")
+    ] = receipts.DEFAULT_PAGE_URL,
+    svg: Annotated[Path | None, typer.Option(help="also write the QR code as an SVG file, for a screen")] = None,
+) -> None:
+    """A pairing QR code for the desk's screen: the citizen's phone scans it, opens the page's filing form with the
+    service and district filled in, makes the receipt key itself and files the request (channel counter); the desk
+    then accepts it with `intake accept`. The receipt is the citizen's own key from the start: the desk never sees a
+    code, and prints none."""
+    for value in (agency, commitment, district):
+        short_code(value)  # a code the ledger can hold, or a clear error before anything is shown
+    link = receipts.pairing_link(page_url, agency, commitment, district)
+    out.print(receipts.qr_text(link), markup=False, highlight=False)
+    out.print(link, markup=False, highlight=False, soft_wrap=True)
+    out.print("The citizen scans this, writes the request and files it; then `civic-ledger intake list` shows it.")
+    if svg is not None:
+        svg.parent.mkdir(parents=True, exist_ok=True)
+        svg.write_text(receipts.qr_svg(link))
+        out.print(f"QR code written to {svg}")

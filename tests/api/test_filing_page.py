@@ -419,3 +419,31 @@ def test_claim_a_printed_receipt_the_agency_used_first(town: Town, browser: Brow
     phone.context.close()
     page.context.close()
     assert console.unexpected() == []
+
+
+@pytest.mark.slow
+def test_a_desk_s_pairing_code_opens_the_form_filled_in_on_the_citizen_s_phone(
+    town: Town, browser: Browser, tmp_path: Path
+) -> None:
+    """At the counter: the desk shows `intake pair`'s QR code, the citizen's phone opens it — the service and district
+    are filled in — and files with a key made on the phone, as the counter's channel."""
+    shown = town.cli("intake", "pair", "--agency", AGENCY, "--commitment", "PAVE-5D", "--district", "NORTH",
+                     "--page-url", town.base_url)
+    [link] = [line.strip() for line in shown.splitlines() if line.strip().startswith("http")]
+    console = Console()
+    phone = new_page(browser, console, viewport=PHONE, locale="en-GB")
+    sent = Sent(phone)
+    visit(phone, link)
+    expect(phone.get_by_role("heading", level=1)).to_have_text("File a request")
+    expect(phone.get_by_label("District code")).to_have_value("NORTH")
+    phone.get_by_label("What is wrong?").fill("The kerb by the post office is broken.")
+    phone.get_by_role("button", name="Sign and send").click()
+    expect(phone.locator(".code-once")).to_be_visible()
+    code = shown_code(phone)
+    sent.assert_never_sent(code)
+    screenshot(phone, "page-en-mobile-file-paired.png", tmp_path)
+    town.sync()
+    [filing] = api(town, "filings?receipt=" + receipts.address(code))["items"]
+    assert filing["commitment_id"] == "PAVE-5D" and filing["district"] == "NORTH" and filing["channel"] == "counter"
+    phone.context.close()
+    assert console.unexpected() == []

@@ -182,3 +182,17 @@ def test_an_intake_token_is_made_with_the_agency_s_key(env: Any) -> None:
     assert access.agency_id == "SH-ROADS" and access.expires_at - access.issued_at == 7200
     assert access.signer == KeyStore(env["data"] / "keys").get_or_create("roads").address
     assert "at most 24 hours" in flat(cli(env, "intake", "token", "--hours", "25", *KEY, code=2))
+
+
+def test_a_pairing_code_lets_the_citizen_s_phone_file_at_the_desk(env: Any, tmp_path: Any) -> None:
+    shown = cli(env, "intake", "pair", "--agency", "SH-ROADS", "--commitment", "LIGHT-48H", "--district", "PUDONG",
+                "--page-url", "https://ledger.example.gov", "--svg", str(tmp_path / "pair.svg"))
+    link = "https://ledger.example.gov/#/file/SH-ROADS?commitment=LIGHT-48H&district=PUDONG&channel=counter"
+    assert link in flat(shown) and "▄" in shown  # the QR code, drawn in the terminal
+    assert (tmp_path / "pair.svg").read_text().startswith("<?xml")
+    assert "receipt" not in link  # no code: the phone makes the key and files
+    bad = flat(cli(env, "intake", "pair", "--agency", "SH ROADS", "--commitment", "X", "--district", "Y", code=2))
+    assert "printable ASCII" in bad
+    bad_url = flat(cli(env, "intake", "pair", "--agency", "SH-ROADS", "--commitment", "X", "--district", "Y",
+                       "--page-url", "ftp://x", code=2))
+    assert "http://" in bad_url

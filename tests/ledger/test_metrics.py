@@ -27,6 +27,7 @@ from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.engine import make_url
 
 from ledger.cases import DISPUTE_RESPONSE_WINDOW
+from ledger.filings import AGENCY_ISSUED, CLAIMED, FILED
 from ledger.metrics import (
     CaseRow,
     CommitmentRow,
@@ -48,7 +49,17 @@ from ledger.metrics import (
     table_values,
 )
 from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
-from ledger.store.schema import case_events, cases, commitments, disputes, entries, filings, metadata, ratings
+from ledger.store.schema import (
+    case_events,
+    cases,
+    commitments,
+    disputes,
+    entries,
+    filings,
+    metadata,
+    ratings,
+    receipts,
+)
 
 #: the server's URL, as the other index tests take it (their conftest reads the same variable)
 POSTGRES_URL = os.environ.get("CIVIC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test").replace(
@@ -98,6 +109,8 @@ class World:
     ratings: list[RatingRow] = field(default_factory=list)
     disputes: list[DisputeRow] = field(default_factory=list)
     filings: list[FilingRow] = field(default_factory=list)
+    #: the keys bound to cases (receipts rows): (seq, agency, case id, key, the binding entry's kind)
+    bindings: list[tuple[int, str, bytes, str, int]] = field(default_factory=list)
 
     def metrics(self, flt: MetricsFilter) -> Metrics:
         """The pure-Python figures."""
@@ -133,6 +146,8 @@ def insert_world(conn: Connection, world: World) -> None:
         _entry(d.seq, EntryKind.CASE_DISPUTED, d.agency_id, None, d.block_time, None) for d in world.disputes
     ] + [
         _entry(f.seq, EntryKind.FILING_RECORDED, f.agency_id, None, f.block_time, None) for f in world.filings
+    ] + [
+        _entry(seq, kind, agency_id, None, B, None) for seq, agency_id, _, _, kind in world.bindings
     ]
     for table, rows in (
         (entries, entry_rows),
@@ -142,6 +157,8 @@ def insert_world(conn: Connection, world: World) -> None:
         (ratings, [table_values(r) for r in world.ratings]),
         (disputes, [table_values(d) for d in world.disputes]),
         (filings, [table_values(f) for f in world.filings]),
+        (receipts, [dict(seq=seq, agency_id=agency_id, case_id=cid, receipt=key, occurred_at=B, block_time=B)
+                    for seq, agency_id, cid, key, _ in world.bindings]),
     ):
         if rows:
             conn.execute(insert(table), rows)
@@ -296,6 +313,10 @@ NO_FEEDBACK = {
     "ratings": 0, "rating_average": None, "rating_distribution": [0, 0, 0, 0, 0], "rating_response_rate": None,
     "disputes": 0, "disputes_unanswered": 0, "reopened": 0,
 }  # fmt: skip
+NO_ORIGINS = {
+    "ratings_by_key_origin": [0, 0, 0], "rating_average_by_key_origin": [None, None, None],
+    "disputes_by_key_origin": [0, 0, 0],
+}  # fmt: skip
 NO_FILINGS = {
     "filings": 0, "filings_accepted": 0, "filings_rejected": 0, "filings_answered_late": 0, "filings_overdue": 0,
 }  # fmt: skip
@@ -323,7 +344,7 @@ def test_every_figure_of_one_commitment_in_one_district(all_three):
         "latency_max_seconds": 86_401,
         "late_recordings": 1,
         "rejection_rate": "0.1429",  # 1 / (6 + 1); withdrawn left out
-        **NO_FEEDBACK, **NO_FILINGS,
+        **NO_FEEDBACK, **NO_ORIGINS, **NO_FILINGS,
     }
 
 
@@ -387,7 +408,7 @@ def test_an_empty_range_still_counts_what_is_open_at_as_of(all_three):
         "open_cases": 5,  # c7, c8, c9, c10, c14; c11 and c15 have closed by now
         "overdue_cases": 4,  # c7, c8, c10, c14; c9's hold began before it was due
         "events_recorded": 0, "latency_median_seconds": None, "latency_max_seconds": None, "late_recordings": 0,
-        "rejection_rate": None, **NO_FEEDBACK, **NO_FILINGS,
+        "rejection_rate": None, **NO_FEEDBACK, **NO_ORIGINS, **NO_FILINGS,
     }  # fmt: skip
     assert all_three(World(), flt) == Metrics(
         cases_opened=0, cases_closed=0, fulfilled=0, rejected=0, withdrawn=0, on_time=0, on_time_eligible=0,
@@ -619,7 +640,7 @@ def test_row_types_match_the_tables():
     voided_by): no column missed."""
     for row_type, table in ((CaseRow, cases), (EventRow, case_events), (CommitmentRow, commitments),
                             (RatingRow, ratings), (DisputeRow, disputes), (FilingRow, filings)):
-        names = [f.name for f in fields(row_type) if f.name != "voided_by"]
+        names = [f.name for f in fields(row_type) if f.name not in ("voided_by", "key_origin")]
         assert names == [column.name for column in table.columns], row_type.__name__
 
 
@@ -733,22 +754,46 @@ def worlds(draw: st.DrawFn) -> World:
             return owner.agency_id, owner.case_id
         return draw(st.sampled_from(["A", "B"])), b"%031d" % draw(st.integers(2000, 2005)) + b"c"
 
+    # keys bound to cases (a receipt issued, a filing accepted, a claim), seqs between the ratings' and disputes': a
+    # rating or dispute is signed by the key bound last before it (its origin), or by one never bound (agency-issued)
+    binding_kinds = {EntryKind.RECEIPT_ISSUED: AGENCY_ISSUED, EntryKind.FILING_ANSWERED: FILED,
+                     EntryKind.RECEIPT_CLAIMED: CLAIMED}
+    bindings: list[tuple[int, str, bytes, str, int]] = []
+    bound: dict[tuple[str, bytes], list[tuple[int, str, str]]] = {}
+
+    def bind_until(agency_id: str, cid: bytes, seq: int) -> tuple[str, str]:
+        """Maybe bind a new key to the case just before `seq`; the key that signs at `seq`, and its origin."""
+        if draw(st.booleans()):
+            kind = draw(st.sampled_from(list(binding_kinds)))
+            key = "0x" + f"{len(bindings) + 1:040x}"
+            bindings.append((seq - 1, agency_id, cid, key, int(kind)))
+            bound.setdefault((agency_id, cid), []).append((seq - 1, key, binding_kinds[kind]))
+        earlier = [b for b in bound.get((agency_id, cid), []) if b[0] < seq]
+        if earlier and draw(st.integers(0, 4)):
+            _, key, origin = earlier[-1]
+            return key, origin
+        return RECEIPT, AGENCY_ISSUED  # a key no receipts row names
+
     rating_list = []
-    for seq in range(20_000, 20_000 + draw(st.integers(0, 15))):
+    for seq in range(20_000, 20_000 + 2 * draw(st.integers(0, 15)), 2):
         agency_id, cid = some_case()
+        key, origin = bind_until(agency_id, cid, seq)
         rating_list.append(RatingRow(seq=seq, agency_id=agency_id, case_id=cid, score=draw(st.integers(1, 5)),
-                                     comment_hash=b"\0" * 32, receipt=RECEIPT, block_time=draw(small_time)))
+                                     comment_hash=b"\0" * 32, receipt=key, block_time=draw(small_time),
+                                     key_origin=origin))
     dispute_list = []
-    for seq in range(30_000, 30_000 + draw(st.integers(0, 15))):
+    for seq in range(30_000, 30_000 + 2 * draw(st.integers(0, 15)), 2):
         agency_id, cid = some_case()
+        key, origin = bind_until(agency_id, cid, seq)
         # around as_of - DISPUTE_RESPONSE_WINDOW, so that answers fall due on either side of as_of
         due = B - DISPUTE_RESPONSE_WINDOW
         block_time = draw(st.integers(due - 10, due + 130) | small_time)
         answered_at = draw(st.none() | st.integers(B - 5, B + 130))
         dispute_list.append(DisputeRow(
-            seq=seq, agency_id=agency_id, case_id=cid, closure=1, reason_hash=b"\0" * 32, receipt=RECEIPT,
+            seq=seq, agency_id=agency_id, case_id=cid, closure=1, reason_hash=b"\0" * 32, receipt=key,
             block_time=block_time, answer_seq=None if answered_at is None else seq + 1,
             answer_action=None if answered_at is None else int(CaseAction.REOPENED), answered_at=answered_at,
+            key_origin=origin,
         ))  # fmt: skip
     filing_list = []
     for seq in range(40_000, 40_000 + draw(st.integers(0, 15))):
@@ -776,7 +821,7 @@ def worlds(draw: st.DrawFn) -> World:
                     )
                 )
     return World(cases=case_list, events=event_list, commitments=commitment_list, ratings=rating_list,
-                 disputes=dispute_list, filings=filing_list)
+                 disputes=dispute_list, filings=filing_list, bindings=bindings)
 
 
 @st.composite
@@ -861,3 +906,26 @@ def test_filings_figures(all_three):
     assert all_three(world, MetricsFilter(start=T0, end=T0 + 7 * D)).filings_overdue == 2
     district = all_three(world, MetricsFilter(district="ELSEWHERE", start=T0, end=T0 + 7 * D))
     assert district.filings == district.filings_overdue == 0
+
+
+def test_ratings_and_disputes_are_counted_by_the_origin_of_their_key(all_three):
+    """A key filed with the citizen's own request, one claimed from a printed code, one the agency issued (and one no
+    receipt row names, counted as agency-issued): counted apart, each with its own average."""
+    world = hand_world()
+    keys = {"filed": "0x" + "f1" * 20, "claimed": "0x" + "c1" * 20, "issued": "0x" + "a1" * 20}
+    kinds = {"filed": EntryKind.FILING_ANSWERED, "claimed": EntryKind.RECEIPT_CLAIMED,
+             "issued": EntryKind.RECEIPT_ISSUED}
+    origins = {"filed": FILED, "claimed": CLAIMED, "issued": AGENCY_ISSUED}
+    for name, score in (("c1", 5), ("c2", 4), ("c3", 1)):
+        origin = {"c1": "filed", "c2": "claimed", "c3": "issued"}[name]
+        bind = next(_seq)
+        world.bindings.append((bind, "ROADS", case_id(name), keys[origin], int(kinds[origin])))
+        world.ratings.append(replace(rating_row(name, score, T0 + 2 * D), receipt=keys[origin],
+                                     key_origin=origins[origin]))
+    world.ratings.append(rating_row("c4", 2, T0 + 2 * D))  # a key no receipt row names
+    world.disputes.append(replace(dispute_row("c1", T0 + 3 * D), receipt=keys["filed"], key_origin=FILED))
+    m = all_three(world, MetricsFilter(agency_id="ROADS", **RANGE))
+    assert m.ratings_by_key_origin == (1, 1, 2)
+    assert m.rating_average_by_key_origin == (Decimal("5.0000"), Decimal("4.0000"), Decimal("1.5000"))
+    assert m.disputes_by_key_origin == (1, 0, 0)
+    assert m.to_dict()["rating_average_by_key_origin"] == ["5.0000", "4.0000", "1.5000"]

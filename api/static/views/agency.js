@@ -14,6 +14,7 @@ import {
   filterQuery,
   message,
   otherLang,
+  feedLink,
   pageHeading,
   proofLink,
   rangeText,
@@ -64,6 +65,7 @@ export async function agencyView({ args: [agencyId], params }) {
       breadcrumbs([[t("nav_scorecards"), `#/${query}`]], name),
       pageHeading(name),
       h("p", { class: "lead", lang: other }, agency[`name_${other}`]),
+      feedLink(`agencies/${enc(agencyId)}`, t("feed_agency")),
       auditLine(chain?.audit),
       facts([
         [t("agency_id"), code(agencyId)],

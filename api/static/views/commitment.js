@@ -24,6 +24,7 @@ import {
   filterQuery,
   message,
   otherLang,
+  feedLink,
   pageHeading,
   proofLink,
   rangeParams,
@@ -87,6 +88,7 @@ export async function commitmentView({ args: [agencyId, commitmentId], params })
     breadcrumbs([[t("nav_scorecards"), `#/${query}`], [agencyName, `#/agency/${enc(agencyId)}${query}`]], name),
     pageHeading(name),
     h("p", { class: "lead", lang: other }, commitment[`name_${other}`]),
+    feedLink(`commitments/${enc(agencyId)}/${enc(commitmentId)}`, t("feed_commitment")),
     facts([
       [t("col_agency"), h("a", { href: `#/agency/${enc(agencyId)}${query}` }, agencyName)],
       [t("commitment_id"), code(commitmentId)],
@@ -121,6 +123,7 @@ export async function commitmentView({ args: [agencyId, commitmentId], params })
         [t("col_disputes"), formatInt(metrics.disputes)],
         [t("col_unanswered"), unansweredCell(metrics.disputes_unanswered)],
         [t("col_reopened"), formatInt(metrics.reopened)],
+        [t("col_ratings_by_origin"), originCell(metrics)],
       ],
       "facts figures",
     ),
@@ -259,4 +262,15 @@ function bucketSwitch(bucket, params, agencyId, commitmentId) {
     );
   });
   return h("fieldset", { class: "bucket-switch" }, h("legend", {}, t("bucket")), choices);
+}
+
+/** Ratings by the origin of the key that signed them (ledger.metrics: filed, claimed, agency-issued), each with its
+ * mean: a printed code's ratings are never mixed with those of keys only citizens held. */
+function originCell(metrics) {
+  const names = [t("origin_filed"), t("origin_claimed"), t("origin_agency_issued")];
+  const counts = metrics.ratings_by_key_origin || [0, 0, 0];
+  const means = metrics.rating_average_by_key_origin || [null, null, null];
+  return names
+    .map((name, i) => `${name} ${formatInt(counts[i])}` + (means[i] ? ` (${Number(means[i]).toFixed(2)})` : ""))
+    .join(" · ");
 }

@@ -41,7 +41,7 @@ window.addEventListener("beforeunload", (event) => {
 /** The length of text in characters (code points), as the API counts it. */
 const length = (text) => [...text].length;
 
-export async function fileView({ args: [agencyArg] }) {
+export async function fileView({ args: [agencyArg], params }) {
   const heading = t("file_title");
   const [policy, agencyPage] = await Promise.all([cached("filing-policy", {}), cached("agencies", { limit: MAX_LIST })]);
   const agencies = agencyPage.items;
@@ -56,6 +56,14 @@ export async function fileView({ args: [agencyArg] }) {
   if (!policy.domain) return { title: heading, node: [...intro, message(t("file_no_chain"), "error")] };
   if (agencyArg !== undefined && agencyArg !== session.draft.agency) {
     session.draft = { ...session.draft, agency: agencyArg, commitment: "" };
+  }
+  // a desk's pairing link (`civic-ledger intake pair`): the service and district filled in, filed as at the counter —
+  // still with a key made here, on the citizen's own phone
+  if (params && agencyArg !== undefined) {
+    for (const name of ["commitment", "district"]) {
+      if (params.get(name) && !session.draft[name]) session.draft[name] = params.get(name);
+    }
+    if (params.get("channel") === "counter") session.draft.channel = "counter";
   }
   const agencyId = session.draft.agency || "";
   const known = agencies.find((a) => a.agency_id === agencyId);
@@ -402,7 +410,7 @@ async function send(lib, policy, checked, { out, progress, progressBox, commitme
         agencyId: checked.agencyId,
         commitmentId: checked.commitmentId,
         district: checked.district,
-        channel: policy.channels.web,
+        channel: session.draft.channel === "counter" ? policy.channels.counter : policy.channels.web,
         content: checked.content,
         photos: checked.photos,
         onProgress: ({ done, expected }) => {

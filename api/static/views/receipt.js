@@ -10,7 +10,7 @@ import * as api from "../api.js";
 import { h, newId } from "../dom.js";
 import { formatInt, formatTime, localName, t } from "../i18n.js";
 import { cached, MAX_LIST, navigate, state } from "../state.js";
-import { code, facts, message, pageHeading, proofLink, row, table, timeEl } from "../ui.js";
+import { code, facts, feedLink, message, pageHeading, proofLink, row, table, timeEl } from "../ui.js";
 import { caseResult } from "./case.js";
 import { codeOnce, filingFacts, filingLib, filingRefusalText, retryable } from "./file.js";
 
@@ -65,6 +65,7 @@ export async function receiptView({ args: [codeText] }) {
         [t(binding === "receipt_claimed" ? "receipt_claimed_at" : "receipt_issued"), h("span", {}, timeEl(view.receipt.issued_at), " ", proofLink(view.receipt.proof.seq))],
       ]),
       h("p", { class: "hint" }, t("receipt_privacy")),
+      feedLink(`receipts/${view.receipt.address}`, t("feed_case")),
       result,
       claimSection(lib, receiptCode, view, binding),
       feedbackSection(lib, receiptCode, view, binding === "receipt_claimed" ? view.receipt.proof.seq : null),
