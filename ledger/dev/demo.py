@@ -39,6 +39,7 @@ from ledger.chain.contract import Chain, Ledger
 from ledger.chain.rpc import JsonRpc, RetryPolicy, RpcError
 from ledger.encoding import code_text
 from ledger.errors import LedgerError
+from ledger.filings import FilingContent
 from ledger.records import (
     RECEIPT_CASE_FLAG,
     AgencyRegistration,
@@ -522,6 +523,22 @@ def _citizens(
 #: the demo's citizens' filings at the roads office, each answered at once (so the demo's audit stays clean however
 #: long the local chain runs): (name, the office's answer)
 FILINGS = (("lamp", FilingDecision.ACCEPTED), ("again", FilingDecision.DUPLICATE), ("advert", FilingDecision.SPAM))
+#: what each demo filer wrote (kept off chain, in the service's private store; the filing holds its hash)
+FILING_TEXTS = {
+    "lamp": ("东门外的路灯已经三个晚上不亮了。The street light outside the East Gate has been dark for three nights.",
+             "East Gate, Harbour Road"),
+    "again": ("东门路灯还是不亮。The East Gate light is still out.", "East Gate"),
+    "advert": ("低价装修，请致电！Cheap renovations, call now!", ""),
+}
+#: sends a demo filing: (filing, the filer's signature, its content, the content's salt)
+SendFiling = Callable[[Filing, bytes, FilingContent, bytes], None]
+
+
+def filing_content(seed: int, name: str) -> tuple[FilingContent, bytes]:
+    """The content of the demo filing `name` and the salt of its hash (made from the seed: a re-run files the same)."""
+    text, address = FILING_TEXTS[name]
+    salt = hashlib.sha256(b"demo filing salt:%d:" % seed + name.encode()).digest()
+    return FilingContent(description=text, address=address), salt
 
 
 def filer_code(seed: int, name: str) -> str:
@@ -529,7 +546,9 @@ def filer_code(seed: int, name: str) -> str:
     return receipt_code(seed, b"demo filing:" + name.encode())
 
 
-def file_requests(ledger: Ledger, relayer: LocalAccount, roads: LocalAccount, seed: int) -> dict[str, int]:
+def file_requests(
+    ledger: Ledger, relayer: LocalAccount, roads: LocalAccount, seed: int, send_filing: SendFiling | None = None
+) -> dict[str, int]:
     """Citizens file requests at the roads office with keys of their own (:data:`FILINGS`), relayed; the office
     accepts the first — its case opens bound to the filing, is fulfilled, and its filer rates it —, rejects the second
     as a duplicate of it and the third as spam. Resumes where an interrupted run stopped (each step is asked of the
@@ -540,9 +559,14 @@ def file_requests(ledger: Ledger, relayer: LocalAccount, roads: LocalAccount, se
         key, address = receipts.private_key(code), receipts.address(code)
         used = ledger.receipt_issuance(address)
         if used is None:
+            content, salt = filing_content(seed, name)
             filing = Filing(agency_id=agency, commitment_id=short_code("STREETLIGHT-48H"), district=short_code("EAST"),
-                            channel=Channel.WEB, content_hash=text_hash(f"demo filing {seed} {name}"), receipt=address)
-            ledger.submit_filing(relayer, filing, ledger.sign_filing(key, filing))
+                            channel=Channel.WEB, content_hash=content.content_hash(salt), receipt=address)
+            signature = ledger.sign_filing(key, filing)
+            if send_filing is None:
+                ledger.submit_filing(relayer, filing, signature)
+            else:
+                send_filing(filing, signature, content, salt)
             used = ledger.receipt_issuance(address)
             assert used is not None
         # the key's latest use is its filing, or (accepted) the answer that bound it: the filing is the one before

@@ -23,7 +23,12 @@ from ledger.config import Deployment, Settings
 from ledger.dev import demo
 from ledger.dev.node import AnvilNode
 from ledger.errors import ChainMismatch, LedgerError
+from ledger.filings import FilingContent
 from ledger.index.sync import Indexer
+from ledger.records import Filing
+from ledger.relay.store import CITIZEN_LANE, LANES, RelayStore
+from ledger.relay.verify import check_citizen_signature
+from ledger.relay.writer import RelayWriter
 from ledger.store.db import default_url, open_store
 
 CHAIN_ID = 31337
@@ -110,7 +115,24 @@ def demo_filings(chain: Chain, ledger: Ledger, data_dir: Path, keys: KeyStore) -
         return None
     relayer = _funded(chain, keys.get_or_create("relayer"))
     roads = _funded(chain, keys.get_or_create("agency-DEMO-ROADS"))
-    demo.file_requests(ledger, relayer, roads, spec["seed"])
+    citizens = _funded(chain, keys.get_or_create(LANES[CITIZEN_LANE][1]))
+    store = RelayStore(data_dir / "relay", ledger)
+
+    def send(filing: Filing, signature: bytes, content: FilingContent, salt: bytes) -> None:
+        """As the API takes a filing: stored with its content in the private store, sent by the citizens' lane (so
+        that `intake show` and the intake API show what the demo filers wrote)."""
+        signed = check_citizen_signature(filing, signature, ledger.filings_domain())
+        store.submit_filing(signed, content, salt)
+        writer = RelayWriter(ledger, citizens, store, lane=CITIZEN_LANE)
+        try:
+            writer.flush()
+        finally:
+            writer.close()
+
+    try:
+        demo.file_requests(ledger, relayer, roads, spec["seed"], send)
+    finally:
+        store.close()
     return demo.filer_code(spec["seed"], demo.FILINGS[0][0])
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from ledger import receipts
 from ledger.chain.keys import KeyStore
 from ledger.dev import demo, devnet
 from ledger.dev.node import free_port
 from ledger.records import FilingDecision
+from ledger.relay.store import CitizenFiles
 
 
 def _run(data_dir, capsys) -> tuple[int, str]:
@@ -42,6 +44,11 @@ def test_state_survives_a_restart_and_nothing_is_deployed_twice(tmp_path, capsys
     code_line = next(line for line in first.splitlines() if "a filed request" in line)
     spec = json.loads((tmp_path / "demo.json").read_text())
     assert demo.filer_code(spec["seed"], "lamp") in code_line
+    # filed as the API files: what each demo citizen wrote is in the private store, for the agency's intake
+    lamp = receipts.address(demo.filer_code(spec["seed"], "lamp"))
+    content, salt = demo.filing_content(spec["seed"], "lamp")
+    stored = CitizenFiles(tmp_path / "relay").filing(lamp, content.content_hash(salt))
+    assert stored is not None and stored.content == content
 
     code, second = _run(tmp_path, capsys)
     assert code == 0
