@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,22 +137,11 @@ class FilingDesk:
         self._refuse_duplicate(signed)
         seen = self._head(ledger)
         self._simulate(ledger, filing, signed.signature)
-        try:
-            status, created = self.service.store.submit_filing(signed, content, salt, [data for _, data in photos],
-                                                               seen_block=seen)
-        except RelayRefused as exc:
-            raise DeskRefused(exc.code, exc.message, retry_after=exc.details.get("retry_after"),
-                              submission=exc.details.get("submission")) from None
-        except NodeUnavailable as exc:
-            raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
-        except OutboxError as exc:
-            log.error("filing not stored: %s", type(exc).__name__)
-            raise _Unavailable("write_unavailable", "the relay cannot store the filing now; try again later") from exc
-        if not created:
-            raise DeskDuplicate(status)
-        log.info("filing accepted %s for agency %s", status.key, filing.agency_id.rstrip(b"\0").decode("ascii",
-                                                                                                        "replace"))
-        return Taken(status, created)
+        taken = self._store("filing", lambda: self.service.store.submit_filing(
+            signed, content, salt, [data for _, data in photos], seen_block=seen))
+        log.info("filing accepted %s for agency %s", taken.status.key,
+                 filing.agency_id.rstrip(b"\0").decode("ascii", "replace"))
+        return taken
 
     def file_with_new_key(
         self,
@@ -214,22 +204,28 @@ class FilingDesk:
         self._refuse_duplicate(both)
         seen = self._head(ledger)
         self._simulate(ledger, claim, both.signature)
+        taken = self._store("claim", lambda: self.service.store.submit_citizen(both, seen_block=seen))
+        log.info("receipt claim accepted %s", taken.status.key)
+        return taken
+
+    # -- shared steps
+
+    @staticmethod
+    def _store(what: str, submit: Callable[[], tuple[RelayStatus, bool]]) -> Taken:
+        """Store a checked filing or claim (`submit`: the relay store's call), its refusals as this desk's."""
         try:
-            status, created = self.service.store.submit_citizen(both, seen_block=seen)
+            status, created = submit()
         except RelayRefused as exc:
             raise DeskRefused(exc.code, exc.message, retry_after=exc.details.get("retry_after"),
                               submission=exc.details.get("submission")) from None
         except NodeUnavailable as exc:
             raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
         except OutboxError as exc:
-            log.error("claim not stored: %s", type(exc).__name__)
-            raise _Unavailable("write_unavailable", "the relay cannot store the claim now; try again later") from exc
+            log.error("%s not stored: %s", what, type(exc).__name__)
+            raise _Unavailable("write_unavailable", f"the relay cannot store the {what} now; try again later") from exc
         if not created:
             raise DeskDuplicate(status)
-        log.info("receipt claim accepted %s", status.key)
         return Taken(status, created)
-
-    # -- shared steps
 
     @staticmethod
     def _signed(record: Filing | ReceiptClaim, signature: str | bytes, ledger: Ledger,

@@ -214,6 +214,17 @@ def _records_json(records: Sequence[Record]) -> str:
     return text
 
 
+def _insert_citizen_envelope(db: sqlite3.Connection, signed: SignedCitizenRecord, agency_hex: str, texts: str,
+                             now: float, head: int) -> None:
+    """The ``relays`` row of a citizen's signed record (a rating, dispute, claim or filing): one entry, no nonce and
+    no deadline, the key that signed it as signer."""
+    db.execute(
+        f"INSERT INTO relays ({_COLUMNS}, accepted_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
+        (signed.key, signed.signer, agency_hex, signed.primary_type, _nonce_text(0), _nonce_text(0), signed.signature,
+         type(signed.record).__name__, texts, "0x" + signed.record_hash.hex(), 1, now, head),
+    )
+
+
 def row_key(key: str, index: int) -> str:
     """Outbox idempotency key of entry `index` of a submission."""
     return f"{key}/{index}"
@@ -386,13 +397,7 @@ class RelayStore:
             head = self._accepted_block(seen_block)
             texts = _records_json([record])
             with self._transaction() as db:
-                db.execute(
-                    f"INSERT INTO relays ({_COLUMNS}, accepted_block) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
-                    (key, signed.signer, agency_hex, signed.primary_type, _nonce_text(0), _nonce_text(0),
-                     signed.signature, type(record).__name__, texts, "0x" + signed.record_hash.hex(), 1, time.time(),
-                     head),
-                )
+                _insert_citizen_envelope(db, signed, agency_hex, texts, time.time(), head)
                 db.execute(
                     "INSERT INTO citizen_records (key, primary_type, agency_id, case_id, closure, text_hash, salt, "
                     "text, publish) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -472,12 +477,7 @@ class RelayStore:
             head = self._accepted_block(seen_block)
             texts = _records_json([filing])
             with self._transaction() as db:
-                db.execute(
-                    f"INSERT INTO relays ({_COLUMNS}, accepted_block) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
-                    (key, signed.signer, agency_hex, signed.primary_type, _nonce_text(0), _nonce_text(0),
-                     signed.signature, type(filing).__name__, texts, "0x" + signed.record_hash.hex(), 1, now, head),
-                )
+                _insert_citizen_envelope(db, signed, agency_hex, texts, now, head)
                 db.execute(
                     "INSERT INTO filing_contents (key, agency_id, receipt, content_hash, salt, content, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
