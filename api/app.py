@@ -9,8 +9,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
+from api.bodies import BodyLimitMiddleware
+from api.clients import Clients
 from api.deps import close_index_reader
-from api.ratelimit import RateLimitMiddleware
+from api.ratelimit import Budget, RateLimitMiddleware
 from api.settings import ApiSettings
 from ledger.store.db import open_store
 
@@ -28,7 +30,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings.store_url)
+        store = open_store(settings.store_url, statement_timeout_ms=settings.statement_timeout_ms, pool_timeout=5)
         app.state.store = store
         try:
             yield
@@ -43,17 +45,25 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    #: who a request comes from (``api.clients``), and the budgets every route shares (``api.ratelimit``)
+    app.state.clients = Clients(settings.trusted_proxies)
+    app.state.read_budget = Budget("reads", settings.read_rate_per_minute, "reads")
+    app.state.expensive_budget = Budget(
+        "expensive", settings.expensive_rate_per_minute, "expensive reads (figures not yet computed, exports)"
+    )
     _install_middleware(app, settings)
     _include_routers(app, settings)
     return app
 
 
 def _install_middleware(app: FastAPI, settings: ApiSettings) -> None:
-    """What applies to every request: the error shape (``api.errors``), per-address rate limiting of reads
-    (``api.ratelimit``) and CORS for GET/HEAD/OPTIONS."""
+    """What applies to every request: the error shape (``api.errors``), bodies bounded while they arrive
+    (``api.bodies``), the cheap reads' budget per client (``api.ratelimit``) and CORS for GET/HEAD/OPTIONS."""
     errors.install(app)
+    # every body bounded in size and time, whatever route takes it (``api.bodies``)
+    app.add_middleware(BodyLimitMiddleware)
     # Added before CORS so that CORS is the outer layer: a 429 then carries CORS headers a browser can read.
-    app.add_middleware(RateLimitMiddleware, rate_per_minute=settings.read_rate_per_minute)
+    app.add_middleware(RateLimitMiddleware, budget=app.state.read_budget, clients=app.state.clients)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),

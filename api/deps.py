@@ -28,7 +28,8 @@ def get_store(request: Request) -> Store:
 
 
 def get_conn(request: Request) -> Iterator[Connection]:
-    """One connection (and so one consistent snapshot on PostgreSQL) per request."""
+    """One connection (and so one consistent snapshot on PostgreSQL) per request; declare it with
+    ``Depends(get_conn, scope="function")``, so that it is closed before the answer is sent (see :data:`Snapshot`)."""
     store: Store = request.app.state.store
     with store.engine.connect() as conn:
         yield conn
@@ -50,8 +51,10 @@ async def get_figures_cache(request: Request) -> FiguresCache:
 
 #: the app's settings
 Settings = Annotated[ApiSettings, Depends(get_settings)]
-#: a read connection in one snapshot of the index, for the request (:func:`get_snapshot`)
-Snapshot = Annotated[Connection, Depends(get_snapshot)]
+#: a read connection in one snapshot of the index, for the request (:func:`get_snapshot`). Closed when the endpoint
+#: returns, before the answer is sent ("function" scope): a client reading slowly never holds a snapshot (on SQLite a
+#: snapshot held stops the WAL from being checkpointed; on PostgreSQL it holds a pooled connection)
+Snapshot = Annotated[Connection, Depends(get_snapshot, scope="function")]
 #: the app's cache of computed figures (:func:`get_figures_cache`)
 Figures = Annotated[FiguresCache, Depends(get_figures_cache)]
 

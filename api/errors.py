@@ -8,20 +8,26 @@ registers the handlers that turn exceptions, request validation failures (FastAP
 The statuses follow HTTP's meaning: 400 a request that cannot be taken as it is written (not JSON, a signature that
 does not decode or recover, a record or domain that is wrong), 422 a well-formed body or query that fails the
 documented shape or means nothing, 401 no valid access token, 403 a valid signature by a key without the right, 404
-nothing there, 409 a conflict with the ledger's state, 413 too large, 429 a limit (with ``Retry-After``), 503 the node
-or the relay.
+nothing there, 408 a body that did not arrive in time, 409 a conflict with the ledger's state, 413 too large, 429 a
+limit (with ``Retry-After``, naming the budget), 503 the node, the relay, or the server shedding expensive work under
+load (with ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger.store.db import is_statement_timeout
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ ERRORS: dict[str, int] = {
     "expired": 400,
     "invalid_address": 400,
     "work_missing": 400,
+    "page_too_deep": 400,
     # 403: a valid signature by a key that may not do this
     "unauthenticated": 401,
     "token_expired": 401,
@@ -58,6 +65,8 @@ ERRORS: dict[str, int] = {
     # 405, 406
     "method_not_allowed": 405,
     "not_acceptable": 406,
+    # 408: the body did not arrive in time
+    "body_timeout": 408,
     # 409: the ledger's state refuses it
     "conflict": 409,
     "duplicate": 409,
@@ -93,6 +102,9 @@ ERRORS: dict[str, int] = {
     "unavailable": 503,
     "write_unavailable": 503,
     "node_unavailable": 503,
+    "overloaded": 503,
+    "query_timeout": 503,
+    "exports_busy": 503,
 }
 
 #: the code of each status the API answers with when the raiser named none (an HTTPException, a framework answer)
@@ -228,6 +240,36 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", _validation_message(detail), detail=detail)
 
 
+#: seconds a client is asked to wait before trying again after a read ran out of time, and after the server had no
+#: free database connection for it
+QUERY_TIMEOUT_RETRY_AFTER = 10
+OVERLOADED_RETRY_AFTER = 2
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A statement stopped by the store's statement timeout (``ledger.store.db.open_store``): 503 ``query_timeout``.
+    Any other database error goes on to :func:`_unexpected`."""
+    if not is_statement_timeout(exc):
+        raise exc
+    log.warning("a statement answering %s %s ran past the statement timeout and was stopped", request.method,
+                request.url.path)
+    return error_response(
+        503, "query_timeout",
+        "the database took too long to answer this request, so it was stopped; try again later, or ask for less "
+        "(a narrower selection or range)",
+        headers={"Retry-After": str(QUERY_TIMEOUT_RETRY_AFTER)},
+    )
+
+
+async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    """No database connection came free in time (every one busy with other requests): 503 ``overloaded``."""
+    log.warning("no database connection came free in time to answer %s %s", request.method, request.url.path)
+    return error_response(
+        503, "overloaded", "the server is answering too many requests at once to take this one; try again shortly",
+        headers={"Retry-After": str(OVERLOADED_RETRY_AFTER)},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "the server failed to answer; the error was logged")
@@ -238,4 +280,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # a statement past the statement timeout, as SQLAlchemy wraps it or as the drivers raise it (the hot paths
+    # read through the drivers: ``api.deps.IndexReader``)
+    for database_error in (sqlalchemy.exc.OperationalError, sqlite3.OperationalError, psycopg.errors.QueryCanceled):
+        app.add_exception_handler(database_error, _database_error)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _pool_exhausted)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,9 +1,14 @@
-"""Rate limiting of reads: an in-process token bucket per client address, as ASGI middleware.
+"""Rate limiting: named budgets of requests per client per minute, each an in-process token bucket per client.
 
-Each client address has a bucket holding up to ``rate_per_minute`` tokens (a minute's allowance, so a client may
+A client is an IPv4 address or an IPv6 /64, behind trusted proxies the address they forwarded (``api.clients``).
+Each kind of work has a budget of its own, so spending one does not starve another: cheap reads (every GET and
+HEAD, charged by :class:`RateLimitMiddleware`), expensive reads (figures computed afresh, exports: charged by their
+routes when they do that work), agency writes, citizens' writes, filings, audit reports. A refusal is a 429
+``rate_limited`` whose message and ``budget`` field name the budget spent, with ``Retry-After``.
+
+Each client has a bucket holding up to ``rate_per_minute`` tokens (a minute's allowance, so a client may
 spend it in a burst) that refills continuously at ``rate_per_minute / 60`` tokens a second. A request takes one
-token; with none left it is answered 429 with ``Retry-After`` (seconds until a token is back). The client address
-is the ASGI ``client`` (behind a proxy, run uvicorn with ``--proxy-headers`` so that it is the real one).
+token; with none left it is answered 429 with ``Retry-After`` (seconds until a token is back).
 
 The state is per process: with several workers each keeps its own buckets, so the effective limit is the setting
 times the number of workers. Buckets of clients idle for a minute are dropped (they are full again, so they carry no
@@ -18,9 +23,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import error_response
+from api.clients import Clients, client_of
+from api.errors import ApiError
 
 
 class TokenBuckets:
@@ -69,37 +76,65 @@ class TokenBuckets:
         return len(self._buckets)
 
 
+class Budget:
+    """A named budget: ``rate_per_minute`` requests of one kind per client (:class:`TokenBuckets`); 0 is no limit."""
+
+    def __init__(self, name: str, rate_per_minute: int, what: str = "requests", *, max_clients: int = 65_536) -> None:
+        self.name = name
+        self.rate_per_minute = rate_per_minute
+        #: what is counted, in the refusal's words ("uncached figures or exports")
+        self.what = what
+        self.buckets = TokenBuckets(rate_per_minute, max_clients=max_clients) if rate_per_minute > 0 else None
+
+    def wait(self, client: str) -> float:
+        """Take one for ``client``: 0.0 if it may go ahead, else the seconds until it may."""
+        return 0.0 if self.buckets is None else self.buckets.take(client)
+
+    def refusal(self, wait: float) -> ApiError:
+        """The 429 of a client that has spent this budget, ``wait`` seconds before it may go on."""
+        retry_after = max(1, math.ceil(wait))
+        return ApiError(
+            "rate_limited",
+            f"this client has spent its {self.name} budget ({self.rate_per_minute} {self.what} a minute); "
+            f"retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+            extra={"budget": self.name, "limit": self.rate_per_minute},
+        )
+
+    def charge(self, client: str) -> None:
+        """Take one for ``client``, or raise the 429 (:meth:`refusal`)."""
+        wait = self.wait(client)
+        if wait > 0:
+            raise self.refusal(wait)
+
+    def charge_request(self, request: Request) -> None:
+        """:meth:`charge` the client of ``request`` (``api.clients.client_of``)."""
+        self.charge(client_of(request))
+
+
 class RateLimitMiddleware:
-    """Limits requests of the given methods per client address; everything else passes untouched."""
+    """Charges every request of the given methods (GET and HEAD) to the cheap reads' ``budget``; a client that has
+    spent it is answered 429 before any route runs. Everything else passes untouched."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        rate_per_minute: int,
+        budget: Budget,
+        clients: Clients,
         methods: Collection[str] = ("GET", "HEAD"),
-        max_clients: int = 65_536,
     ) -> None:
         self.app = app
-        self.rate_per_minute = rate_per_minute
+        self.budget = budget
+        self.clients = clients
         self.methods = frozenset(m.upper() for m in methods)
-        self.buckets = TokenBuckets(rate_per_minute, max_clients=max_clients) if rate_per_minute > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.buckets is None or scope["type"] != "http" or scope["method"] not in self.methods:
+        if self.budget.buckets is None or scope["type"] != "http" or scope["method"] not in self.methods:
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        wait = self.buckets.take(address)
+        wait = self.budget.wait(self.clients.key_of(scope))
         if wait <= 0:
             await self.app(scope, receive, send)
             return
-        retry_after = max(1, math.ceil(wait))
-        response = error_response(
-            429,
-            "rate_limited",
-            f"more than {self.rate_per_minute} requests a minute from this address; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
-        await response(scope, receive, send)
+        await self.budget.refusal(wait).response()(scope, receive, send)

@@ -34,6 +34,20 @@ class ApiSettings:
     #: 0: no limit); per uvicorn worker
     read_rate_per_minute: int = 6000
     write_rate_per_minute: int = 600
+    #: expensive reads per client per minute: figures computed afresh (not served from the cache) and exports
+    expensive_rate_per_minute: int = 60
+    #: reverse proxies whose X-Forwarded-For names the client (addresses or CIDR networks; ``api.clients``)
+    trusted_proxies: tuple[str, ...] = ()
+    #: exports streaming at once (per process) and per client
+    max_exports: int = 4
+    max_exports_per_client: int = 1
+    #: figures computed at once per process, requests that may wait for one, and the share of the process's time
+    #: computations may take over 10 s (beyond any: 503 overloaded; ``api.overload``)
+    max_computations: int = 2
+    max_computations_waiting: int = 8
+    computation_share: float = 0.5
+    #: the longest one statement of a read may run, in milliseconds (0: no limit); past it the request is a 503
+    statement_timeout_ms: int = 15_000
     #: origins allowed to read cross-origin ("*": everyone, for a public audit API)
     cors_origins: tuple[str, ...] = ("*",)
     #: what one agency key may make the relayer pay for, per rolling hour and day (0: no limit); shared by every
@@ -75,6 +89,14 @@ class ApiSettings:
             batch_tree_cache_bytes=env.batch_tree_cache_bytes,
             read_rate_per_minute=env.read_rate_per_minute,
             write_rate_per_minute=env.write_rate_per_minute,
+            expensive_rate_per_minute=env.expensive_rate_per_minute,
+            trusted_proxies=env.trusted_proxies,
+            max_exports=env.max_exports,
+            max_exports_per_client=env.max_exports_per_client,
+            max_computations=env.max_computations,
+            max_computations_waiting=env.max_computations_waiting,
+            computation_share=env.computation_share,
+            statement_timeout_ms=env.statement_timeout_ms,
             cors_origins=env.cors_origins,
             filing_rate_per_minute=env.filing_rate_per_minute,
             filing_work_bits=env.filing_work_bits,

@@ -47,9 +47,23 @@ class Settings(BaseSettings):
     batch_dir: Path | None = None
     #: API: memory for rebuilt Merkle trees of batches
     batch_tree_cache_bytes: int = Field(default=256 * 2**20, ge=0)
-    #: API: requests per client address per minute (0: no limit)
+    #: API: requests per client per minute (0: no limit) — cheap reads, expensive reads (figures computed afresh,
+    #: exports) and writes each have their own budget; a client is an IPv4 address or an IPv6 /64
     read_rate_per_minute: int = Field(default=6000, ge=0)
+    expensive_rate_per_minute: int = Field(default=60, ge=0)
     write_rate_per_minute: int = Field(default=600, ge=0)
+    #: API: reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For names the client;
+    #: from any other peer the header is ignored
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    #: API: exports streaming at once, per process and per client; figures computed at once per process, requests
+    #: waiting for one, and the share of a process's time they may take (computation-seconds per second, over 10 s),
+    #: beyond which expensive work is shed (503); the longest a read statement may run (ms)
+    max_exports: int = Field(default=4, ge=1)
+    max_exports_per_client: int = Field(default=1, ge=1)
+    max_computations: int = Field(default=2, ge=1)
+    max_computations_waiting: int = Field(default=8, ge=0)
+    computation_share: float = Field(default=0.5, gt=0, le=1)
+    statement_timeout_ms: int = Field(default=15_000, ge=0)
     #: API: citizens' filings — filings per client address per minute (0: no limit), the proof of work's leading zero
     #: bits (0: none; ``ledger.filings``), filings relayed per agency per rolling day, and the API keys of Open311 apps
     #: that may file through ``POST requests``, comma-separated ``name=key`` pairs
@@ -74,7 +88,7 @@ class Settings(BaseSettings):
     chain_port: int = Field(default=8545, gt=0, lt=65536)
     api_port: int = Field(default=8000, gt=0, lt=65536)
 
-    @field_validator("cors_origins", "open311_api_keys", mode="before")
+    @field_validator("cors_origins", "open311_api_keys", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

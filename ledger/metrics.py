@@ -189,6 +189,16 @@ RATE_PLACES = 4
 _RATE_SCALE = 10**RATE_PLACES
 
 _INT64_MAX = 2**63 - 1  # times are BIGINT columns
+
+#: the step of the times a published selection names (its range and ``as_of``): a whole minute. The API takes every
+#: time parameter to it, so the same question asked in any second of a minute is one answer (computed once, cached);
+#: the auditor draws its selections on it, so it asks exactly what the API answers.
+TIME_STEP = 60
+
+
+def whole_step(moment: int) -> int:
+    """``moment`` taken to its whole :data:`TIME_STEP` (the seconds dropped)."""
+    return moment - moment % TIME_STEP
 #: scores a rating can have
 SCORES = (1, 2, 3, 4, 5)
 _REOPENED = int(CaseAction.REOPENED)

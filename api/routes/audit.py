@@ -21,7 +21,6 @@ An accepted report is written durably (``ledger.files.HashedFiles``) before the 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 
 import json
-import math
 from typing import Annotated, Any
 
 from eth_utils import to_checksum_address
@@ -30,10 +29,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import attestations
+from api.bodies import read_body
 from api.deps import Settings, Snapshot
 from api.errors import ApiError, not_found
 from api.http import IMMUTABLE, SHORT, conditional, next_link, not_modified, not_modified_response, view_etag
-from api.ratelimit import TokenBuckets
+from api.ratelimit import Budget
 from api.read._common import read_snapshot, to_hex
 from api.routes._common import (
     CACHE_HEADERS,
@@ -220,19 +220,14 @@ async def get_report(request: Request, report_hash: ReportHash) -> Response:
 async def put_report(request: Request, report_hash: ReportHash) -> Response:
     """Store the body as the report with this hash, when an indexed attestation names the hash, the body hashes
     to it (keccak256), is at most 8 MiB and is JSON. Anyone may publish it (the hash makes it the auditor's)."""
-    writes: TokenBuckets | None = request.app.state.report_writes
-    if writes is not None:
-        client = request.client.host if request.client else "unknown"
-        wait = writes.take(client)
-        if wait:
-            raise ApiError("rate_limited", "too many writes from this address; retry later",
-                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+    writes: Budget = request.app.state.report_writes
+    writes.charge_request(request)
     digest = bytes.fromhex(report_hash[2:])
     named = await run_in_threadpool(_attested, request.app, digest)
     if not named:
         raise ApiError("report_not_attested", f"no attestation on the ledger names report "
                        f"{to_hex(digest)}: only a report an indexed attestation commits to is kept")
-    body = await _read_bounded(request, attestations.MAX_REPORT_BYTES)
+    body = await read_body(request, attestations.MAX_REPORT_BYTES)
     if keccak(body) != digest:
         raise ApiError("hash_mismatch", f"the body's keccak256 is {to_hex(keccak(body))}, not "
                        f"{to_hex(digest)}")
@@ -268,25 +263,10 @@ def _attested(app: FastAPI, digest: bytes) -> bool:
         return attestations.report_attested(conn, digest)
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes:
-    """The request's body, refused (413) once it is over `limit` bytes: by its Content-Length before anything is read,
-    or while it is read (a chunked body declares none), never buffering more than `limit` + one chunk."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise ApiError("body_too_large", f"the report exceeds {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError("body_too_large", f"the report exceeds {limit} bytes")
-    return bytes(body)
-
-
 def register(app: FastAPI, settings: ApiSettings) -> None:
     """Include the audit routes (after ``api.routes.public``: its error handlers, read rate limit and CORS apply), with
-    the token buckets of report writes (``write_rate_per_minute`` per client address; none when 0)."""
-    rate = settings.write_rate_per_minute
-    app.state.report_writes = TokenBuckets(rate) if rate > 0 else None
+    the budget of report writes (``write_rate_per_minute`` per client; none when 0)."""
+    app.state.report_writes = Budget("reports", settings.write_rate_per_minute, "audit reports")
     include(app, router, settings)
     app.openapi_tags = (app.openapi_tags or []) + [TAG]
 

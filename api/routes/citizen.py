@@ -71,7 +71,7 @@ from api import feedback
 from api.batches import batch_proofs
 from api.errors import not_found, refusal
 from api.http import etag_of, not_modified
-from api.ratelimit import TokenBuckets
+from api.ratelimit import Budget
 from api.read._common import read_snapshot
 from api.read.state import index_state
 from api.routes.write import (
@@ -151,10 +151,6 @@ class _CitizenRoute(_WriteRoute):
     max_body_bytes = MAX_BODY_BYTES
 
     @staticmethod
-    def refuse(code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
-        return refusal(code, message, headers=headers)
-
-    @staticmethod
     def invalid(exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
@@ -213,7 +209,7 @@ _CITIZEN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def register(app: FastAPI, settings: ApiSettings) -> None:
     service: RelayService = app.state.agency_writes  # one relay (key, store, writer) for agencies and citizens
-    app.state.citizen_write_limiter = TokenBuckets(max(1, settings.write_rate_per_minute))
+    app.state.citizen_write_limiter = Budget("citizen_writes", settings.write_rate_per_minute, "ratings and disputes")
     wait_seconds = float(settings.extra.get("write_wait_seconds", DEFAULT_WAIT_SECONDS))
     files = CitizenFiles(settings.data_dir / "relay")
 

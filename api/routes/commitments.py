@@ -6,8 +6,9 @@ commitment's on-time rate per day or week."""
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Request, Response
+from sqlalchemy import Connection
 
-from api.deps import Settings, Snapshot
+from api.deps import Figures, Settings, Snapshot
 from api.errors import invalid, not_found
 from api.http import (
     IMMUTABLE,
@@ -46,9 +47,10 @@ from api.routes._common import (
     state_of,
     unix_now,
 )
+from api.routes.figures import figures
 from api.schemas.commitments import CommitmentHistory, CommitmentPage, CommitmentVersion
 from api.schemas.figures import TrendBucket, TrendResponse
-from ledger.metrics import MetricsFilter, compute_metrics
+from ledger.metrics import MetricsFilter, compute_metrics, whole_step
 
 TAG = {"name": "commitments", "description": "Service commitments, every version"}
 #: most buckets one trend request may ask for (each is one compute_metrics)
@@ -164,11 +166,10 @@ def get_commitment_version(
     summary="On-time rate of a commitment per day or week",
     responses={**ok("The trend"), **NOT_MODIFIED, **NOT_FOUND},
 )
-def commitment_trend(
+async def commitment_trend(
     request: Request,
-    response: Response,
-    conn: Snapshot,
     settings: Settings,
+    cache: Figures,
     agency_id: AgencyPath,
     commitment_id: CommitmentPath,
     from_: Annotated[
@@ -193,10 +194,11 @@ def commitment_trend(
 ) -> Any:
     """The commitment's metrics per bucket, each computed by `ledger.metrics.compute_metrics` over
     `[start, end)` (so a bucket's on-time rate is exactly `/metrics` for that range). Buckets start at `from` and
-    are 1 or 7 days long; the last one ends at `to`. At most 400 buckets."""
-    now = unix_now()
+    are 1 or 7 days long; the last one ends at `to`. At most 400 buckets. Times are taken to the whole minute, as
+    the figures' are (`/metrics`)."""
+    now = whole_step(unix_now())
     end = optional_time(to, "to")
-    end = now if end is None else end
+    end = now if end is None else whole_step(end)
     length = DAY if bucket == "day" else 7 * DAY
     start = optional_time(from_, "from")
     if start is None:
@@ -204,34 +206,36 @@ def commitment_trend(
         origin = 0 if bucket == "day" else 4 * DAY
         current = end - 1 - (end - 1 - origin) % length
         start = current - ((30 if bucket == "day" else 26) - 1) * length
+    start = whole_step(start)
     if not 0 <= start < end <= INT64_MAX:
-        raise invalid(f"from ({start}) must be before to ({end}), both from 1970 on", param="from")
+        raise invalid(f"from ({start}) must be before to ({end}), both from 1970 on (times are taken to the whole "
+                      "minute)", param="from")
     count = -(-(end - start) // length)
     if count > MAX_TREND_BUCKETS:
         raise invalid(
             f"{count} buckets asked for; at most {MAX_TREND_BUCKETS}: narrow the range or use bucket=week",
             param="from",
         )
-    state = state_of(conn, settings)
-    etag = view_etag(request, state.position, start, end, min(end, now))
-    if (cached := conditional(request, response, etag, SHORT)) is not None:
-        return cached
-    require_agency(conn, agency_id, commitment_id)
-    buckets = []
-    target = None
-    for i in range(count):
-        b0, b1 = start + i * length, min(start + (i + 1) * length, end)
-        flt = MetricsFilter(agency_id=agency_id, commitment_id=commitment_id, start=b0, end=b1, as_of=min(b1, now))
-        values = metric_values(compute_metrics(conn, flt))
-        target = values.target_rate
-        buckets.append(TrendBucket(start=b0, end=b1, on_time_rate=values.on_time_rate, metrics=values))
-    return TrendResponse(
-        agency_id=agency_id,
-        commitment_id=commitment_id,
-        bucket=bucket,
-        **{"from": start},  # by its alias: mypy (without pydantic's plugin) knows only that name
-        to=end,
-        target_rate=target,
-        buckets=buckets,
-    )
 
+    def compute(conn: Connection) -> TrendResponse:
+        buckets = []
+        target = None
+        for i in range(count):
+            b0, b1 = start + i * length, min(start + (i + 1) * length, end)
+            flt = MetricsFilter(agency_id=agency_id, commitment_id=commitment_id, start=b0, end=b1,
+                                as_of=min(b1, now))
+            values = metric_values(compute_metrics(conn, flt))
+            target = values.target_rate
+            buckets.append(TrendBucket(start=b0, end=b1, on_time_rate=values.on_time_rate, metrics=values))
+        return TrendResponse(
+            agency_id=agency_id,
+            commitment_id=commitment_id,
+            bucket=bucket,
+            **{"from": start},  # by its alias: mypy (without pydantic's plugin) knows only that name
+            to=end,
+            target_rate=target,
+            buckets=buckets,
+        )
+
+    asked = ("trend", agency_id, commitment_id, bucket, start, end, min(end, now))
+    return await figures(request, settings, cache, asked, compute, (agency_id, commitment_id))

@@ -24,11 +24,13 @@ from api.http import (
     TIME_EXAMPLES,
     TIME_PATTERN,
     cache_headers,
+    etag_of,
     not_modified,
     not_modified_response,
     optional_time,
-    view_etag,
 )
+from api.overload import ExpensiveWork
+from api.ratelimit import Budget
 from api.read._common import CHANNEL_CODES, read_snapshot
 from api.read.agencies import agency_names
 from api.read.batches import withheld_counts
@@ -56,6 +58,7 @@ from ledger.metrics import (
     agency_scorecards,
     commitment_scorecards,
     compute_metrics,
+    whole_step,
 )
 
 TAG = {"name": "metrics", "description": "Published figures, as ledger/metrics.py defines them"}
@@ -114,6 +117,11 @@ def _channel(value: str | None) -> int | None:
     raise invalid(f"channel: {value!r} is not a channel; give a code from 1 to 255 or one of {names}", param="channel")
 
 
+def _stepped(value: int | None) -> int | None:
+    """A time parameter taken to the whole minute (``ledger.metrics.TIME_STEP``)."""
+    return None if value is None else whole_step(value)
+
+
 def _metrics_filter(
     *,
     agency_id: str | None,
@@ -125,10 +133,16 @@ def _metrics_filter(
     as_of: str | None,
     now: int,
 ) -> MetricsFilter:
-    start, end, at = optional_time(from_, "from"), optional_time(to, "to"), optional_time(as_of, "as_of")
+    # to the whole minute: one answer per minute for the same question, computed once and cached, whoever asks it
+    # and however many seconds they give; `filter` in the answer says the times applied, which the figures are of
+    start, end = _stepped(optional_time(from_, "from")), _stepped(optional_time(to, "to"))
+    at = _stepped(optional_time(as_of, "as_of"))
+    if start is not None and end is not None and start == end:
+        raise invalid("from and to fall in the same minute: times are taken to the whole minute, so the range would "
+                      "be empty; give a range of a minute or more")
     if at is None:
         # the snapshot figures are taken at the end of the range, but never in the future (nothing is known there)
-        at = now if end is None else min(end, now)
+        at = whole_step(now) if end is None else min(end, whole_step(now))
     try:
         return MetricsFilter(
             agency_id=agency_id,
@@ -162,53 +176,61 @@ def _echo(flt: MetricsFilter) -> MetricsFilterEcho:
 router = read_router("metrics")
 
 
+def _etag(position: tuple[Any, ...], asked: tuple[Any, ...]) -> str:
+    """The ETag of a figures answer: of the index position and of the selection as applied (not of the query's
+    spelling: the same question asked in other words, or other seconds of the minute, is the same answer)."""
+    return etag_of("figures", *position, *asked)
+
+
 async def figures(
     request: Request,
     settings: ApiSettings,
     cache: FiguresCache,
-    flt: MetricsFilter,
     asked: tuple[Any, ...],
     compute: Callable[[Connection], Any],
     require: tuple[str | None, str | None],
 ) -> Response:
     """An answer of the figures endpoints: from the cache when the index holds what it held when the answer was
     computed (one statement to find out, no thread), else computed in one snapshot in the thread pool, and kept.
-    The ETag and the 304 are as they always were: of the request and of the index position."""
+    A computation is expensive: charged to the client's expensive budget, run once however many ask for it at once,
+    and shed first under load (``api.overload``)."""
     rows = await index_reader(request.app).rows(STATE_SQL, {})
     content = index_content_of(rows, settings.contract_address, settings.chain_id)
-    etag = view_etag(request, content.state.position, flt.now)
+    etag = _etag(content.state.position, asked)
     if not_modified(request, etag):
         return not_modified_response(etag, SHORT)
     body = cache.get(asked, content.key)
     if body is None:
-        etag, body = await run_in_threadpool(compute_figures, request, settings, cache, flt, asked, compute, require)
-        if body is None:
+        work: ExpensiveWork = request.app.state.figure_work
+        budget: Budget = request.app.state.expensive_budget
+
+        async def computed() -> tuple[tuple[Any, ...], bytes]:
+            return await run_in_threadpool(compute_figures, request.app, settings, cache, asked, compute, require)
+
+        position, body = await work.run((asked, content.key), computed, admit=lambda: budget.charge_request(request))
+        etag = _etag(position, asked)  # the index may have moved on since its state was read above
+        if not_modified(request, etag):
             return not_modified_response(etag, SHORT)
     return Response(body, media_type="application/json", headers=cache_headers(etag, SHORT))
 
 
 def compute_figures(
-    request: Request,
+    app: Any,
     settings: ApiSettings,
     cache: FiguresCache,
-    flt: MetricsFilter,
     asked: tuple[Any, ...],
     compute: Callable[[Connection], Any],
     require: tuple[str | None, str | None],
-) -> tuple[str, bytes | None]:
-    """(ETag, answer) read in one snapshot, whose state the figures, their cache key and the ETag are all of
-    (the index may have moved since the state was read); no answer when the ETag matches If-None-Match."""
-    with read_snapshot(request.app.state.store) as conn:
+) -> tuple[tuple[Any, ...], bytes]:
+    """(the index position, the answer) read in one snapshot, whose state the figures and their cache key are of."""
+    with read_snapshot(app.state.store) as conn:
         content = index_content_in(conn, settings.contract_address, settings.chain_id)
-        etag = view_etag(request, content.state.position, flt.now)
-        if not_modified(request, etag):
-            return etag, None
 
         def computed() -> bytes:
             require_agency(conn, *require)
             return serialise(compute(conn))
 
-        return etag, cache.get_or_compute(asked, content.key, computed)
+        return content.state.position, cache.get_or_compute(asked, content.key, computed)
 
 
 @read_route(
@@ -242,7 +264,7 @@ async def get_metrics(
     def compute(conn: Connection) -> MetricsResponse:
         return MetricsResponse(filter=_echo(flt), metrics=metric_values(compute_metrics(conn, flt)))
 
-    return await figures(request, settings, cache, flt, ("metrics", flt), compute, (agency_id, commitment_id))
+    return await figures(request, settings, cache, ("metrics", flt), compute, (agency_id, commitment_id))
 
 
 @read_route(
@@ -310,5 +332,5 @@ async def get_scorecards(
                 )
         return ScorecardsResponse(by=by, filter=_echo(flt), items=items)
 
-    return await figures(request, settings, cache, flt, ("scorecards", by, flt), compute, (agency_id, commitment_id))
+    return await figures(request, settings, cache, ("scorecards", by, flt), compute, (agency_id, commitment_id))
 

@@ -60,7 +60,7 @@ from pydantic import ValidationError
 
 from api.errors import refusal
 from api.filing_desk import DeskDuplicate, DeskRefused, FilingDesk, Taken
-from api.ratelimit import TokenBuckets
+from api.ratelimit import Budget
 from api.routes.citizen import _CitizenRoute
 from api.routes.write import DEFAULT_WAIT_SECONDS, RelayService, _Unavailable, settled
 from api.schemas.filing_writes import FilingIn, FilingSubmissionOut, ReceiptClaimIn
@@ -181,7 +181,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
     service: RelayService = app.state.agency_writes  # the one relay: the citizens' lane sends filings and claims
     desk = FilingDesk(service, work_bits=settings.filing_work_bits)
     app.state.filing_desk = desk
-    app.state.filing_limiter = TokenBuckets(max(1, settings.filing_rate_per_minute or 1_000_000))
+    app.state.filing_limiter = Budget("filings", settings.filing_rate_per_minute, "filings")
     wait_seconds = float(settings.extra.get("write_wait_seconds", DEFAULT_WAIT_SECONDS))
 
     router = APIRouter(prefix=PREFIX, tags=["filings"], route_class=_FilingRoute)

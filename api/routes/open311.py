@@ -55,7 +55,8 @@ says), ``service_code`` and ``status`` (``open``/``closed``; each a comma list o
 ``end_date`` (on ``requested_datetime``, inclusive; a date alone means the whole local day). Without dates the last
 90 days are searched; a start (end) date alone gives the 90 days after (before) it; a range over 90 days is refused
 (400). Results are newest first, 1000 a page (GeoReport v2's limit; ``page_size`` may ask for fewer, or more up to
-``ApiSettings.max_page_size``), paged with the common ``page`` and ``page_size`` extension. Every endpoint but
+``ApiSettings.max_page_size``), paged with the common ``page`` and ``page_size`` extension as far as the first
+:data:`MAX_PAGED_RESULTS` results (a deeper page is a 400: narrow the dates instead). Every endpoint but
 discovery takes ``jurisdiction_id`` (optional: an unknown one is a 404) and ``lang`` = ``en`` or ``zh`` for names
 and notes (else the ``Accept-Language`` header decides; English by default). Unknown parameters, ``api_key``
 included, are ignored by the reads; a malformed known one is a 400.
@@ -98,7 +99,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -113,6 +113,7 @@ from pydantic import BaseModel, Field, RootModel
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
+from api.bodies import BodyRefused, read_body
 from api.deps import get_conn
 from api.errors import ERRORS
 from api.filing_desk import REVERT_CODES, DeskDuplicate, DeskRefused, FilingDesk
@@ -134,7 +135,7 @@ from api.open311_format import (
     parse_time,
     render,
 )
-from api.ratelimit import TokenBuckets
+from api.ratelimit import Budget
 from api.routes.write import DEFAULT_WAIT_SECONDS, _Unavailable, settled
 from api.settings import ApiSettings
 from ledger.encoding import ZERO32, code_text
@@ -175,6 +176,9 @@ _TOKEN = re.compile(r"0x[0-9a-f]{64}")
 #: GeoReport v2 §GET Service Requests: "Default query limit is a span of 90 days or first 1000 requests returned"
 MAX_SPAN_SECONDS = 90 * 86_400
 SPEC_PAGE_SIZE = 1000
+#: the deepest result paging reaches (page × page_size): a deeper page would make the database count past every row
+#: before it (OFFSET); a selection with more results is narrowed by its dates instead
+MAX_PAGED_RESULTS = 10_000
 
 # --- the catalogue: agencies and commitments (small tables, read whole per request) ----------------------------------
 
@@ -680,18 +684,12 @@ def _open311_status(code: str | None) -> int:
 
 
 async def _body(request: Request) -> bytes:
-    """The body, refused (413) as soon as it is longer than :data:`api.open311_format.MAX_FORM_BYTES`."""
-    too_large = f"the body exceeds {MAX_FORM_BYTES} bytes"
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        raise _BadRequest(413, too_large)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            raise _BadRequest(413, too_large)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The body, read as it arrives (``api.bodies.read_body``): refused (413) as soon as it is longer than
+    :data:`api.open311_format.MAX_FORM_BYTES`, or (408) when it does not all arrive in time."""
+    try:
+        return await read_body(request, MAX_FORM_BYTES)
+    except BodyRefused as refused:
+        raise _BadRequest(refused.status_code, refused.message) from None
 
 
 def _not_recorded(status: RelayStatus) -> str:
@@ -711,7 +709,7 @@ class _Intake:
         self._keys = [(name, key.encode("utf-8")) for name, key in sorted(settings.open311_api_keys.items())]
         #: filings per minute per app (0: no limit, as ``filing_rate_per_minute`` 0 means)
         self.rate = max(0, settings.filing_rate_per_minute) * APP_RATE_FACTOR
-        self.limiter = TokenBuckets(max(1, self.rate)) if self.rate > 0 else None
+        self.budget = Budget("open311_app", self.rate, "requests filed by one app")
         self.wait_seconds = float(settings.extra.get("write_wait_seconds", DEFAULT_WAIT_SECONDS))
 
     def app_of(self, api_key: str | None) -> str | None:
@@ -740,13 +738,11 @@ class _Intake:
             log.info("open311 request refused: no valid api_key")
             raise _BadRequest(403, "an API key from the city is needed to file a request (api_key): the operator of "
                                    "this service gives one to each app")
-        if self.limiter is not None:
-            wait = self.limiter.take(app_name)
-            if wait > 0:
-                retry = max(1, math.ceil(wait))
-                log.info("open311 request refused for app %s: rate_limited", app_name)
-                raise _BadRequest(429, f"more than {self.rate} requests a minute from this app; retry in {retry} s",
-                                  headers={"Retry-After": str(retry)})
+        wait = self.budget.wait(app_name)
+        if wait > 0:
+            spent = self.budget.refusal(wait)
+            log.info("open311 request refused for app %s: rate_limited", app_name)
+            raise _BadRequest(429, spent.message, headers=spent.headers)
         language = _language(request)
         catalogue = await run_in_threadpool(_load_catalogue, request.app.state.store)
         version = self._service(request, form.get("service_code"), form.get("jurisdiction_id"), catalogue)
@@ -856,7 +852,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
 
 def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int, settings: ApiSettings,
                 intake: _Intake) -> None:
-    def discovery(request: Request, conn: Connection = Depends(get_conn)) -> Response:
+    def discovery(request: Request, conn: Connection = Depends(get_conn, scope="function")) -> Response:
         changed = conn.execute(
             select(func.max(entries.c.block_time)).where(entries.c.kind.in_(
                 [EntryKind.AGENCY_REGISTERED, EntryKind.COMMITMENT_PUBLISHED, EntryKind.COMMITMENT_RETIRED]))
@@ -881,7 +877,7 @@ def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int
 
     def services(
         request: Request,
-        conn: Connection = Depends(get_conn),
+        conn: Connection = Depends(get_conn, scope="function"),
         jurisdiction_id: str | None = Query(None, description=_DOC_PARAMS["jurisdiction_id"]),
         lang: str | None = Query(None, description=_DOC_PARAMS["lang"], json_schema_extra=_LANG_PATTERN),
     ) -> Response:
@@ -899,7 +895,7 @@ def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int
         request: Request,
         service_code: str = Path(description="<agency id>.<commitment id>, as the service list gives it",
                                  examples=["DEMO-ROADS.STREETLIGHT-48H"]),
-        conn: Connection = Depends(get_conn),
+        conn: Connection = Depends(get_conn, scope="function"),
         jurisdiction_id: str | None = Query(None, description=_DOC_PARAMS["jurisdiction_id"]),
         lang: str | None = Query(None, description=_DOC_PARAMS["lang"], json_schema_extra=_LANG_PATTERN),
     ) -> Response:
@@ -919,7 +915,7 @@ def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int
 
     def list_requests(
         request: Request,
-        conn: Connection = Depends(get_conn),
+        conn: Connection = Depends(get_conn, scope="function"),
         service_request_id: str | None = Query(
             None, description="comma list of service_request_id (<agency id>:0x<case id>); overrides every other "
                               "filter"),
@@ -933,7 +929,8 @@ def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int
         status: str | None = Query(None, description="open, closed, or both (comma list)"),
         jurisdiction_id: str | None = Query(None, description=_DOC_PARAMS["jurisdiction_id"]),
         lang: str | None = Query(None, description=_DOC_PARAMS["lang"], json_schema_extra=_LANG_PATTERN),
-        page: int = Query(1, ge=1, le=10**9, description="page number, from 1 (extension)"),
+        page: int = Query(1, ge=1, le=10**9, description="page number, from 1 (extension); page × page_size at "
+                                                            f"most {MAX_PAGED_RESULTS}: narrow the dates for more"),
         page_size: int = Query(default_page, ge=1, le=max_page,
                                description=f"requests per page (extension); at most {max_page}"),
     ) -> Response:
@@ -964,6 +961,10 @@ def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int
                         for key in parsed if key in rows or key in filed]
                 return render(fmt, "service_requests", body, headers=_headers(language))
 
+            if page > 1 and page * page_size > MAX_PAGED_RESULTS:
+                raise _BadRequest(400, f"page {page} of {page_size} goes deeper than the first {MAX_PAGED_RESULTS} "
+                                       "results, which is as far as paging reaches; narrow the search with start_date "
+                                       "and end_date (e.g. a shorter period) and page through that")
             start, end = _window(request, now)
             statuses: set[str] = set()
             for word in _list_param(request, "status"):
@@ -994,7 +995,7 @@ def _add_routes(router: APIRouter, fmt: Format, max_page: int, default_page: int
         request: Request,
         service_request_id: str = Path(description="<agency id>:0x<case id, 64 hex digits>",
                                        examples=[f"DEMO-ROADS:0x{'5e' * 32}"]),
-        conn: Connection = Depends(get_conn),
+        conn: Connection = Depends(get_conn, scope="function"),
         jurisdiction_id: str | None = Query(None, description=_DOC_PARAMS["jurisdiction_id"]),
         lang: str | None = Query(None, description=_DOC_PARAMS["lang"], json_schema_extra=_LANG_PATTERN),
     ) -> Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api.overload import ExpensiveWork
 from api.read.figures import FiguresCache
 from api.routes import agencies, batches, cases, chain, commitments, entries, exports, figures, filings
 from api.routes._common import include
@@ -27,8 +28,11 @@ READ_API = (chain, agencies, commitments, figures, cases, filings, entries, batc
 
 
 def register(app: FastAPI, settings: ApiSettings) -> None:
-    """Include the read API in ``app``, with what its endpoints depend on: the figures cache and the node probe."""
+    """Include the read API in ``app``, with what its endpoints depend on: the figures cache, the bound on figures
+    computed at once (``api.overload``) and the node probe."""
     app.state.figures_cache = FiguresCache()
+    app.state.figure_work = ExpensiveWork("figures", settings.max_computations, settings.max_computations_waiting,
+                                          share=settings.computation_share)
     app.state.node_probe = chain.NodeProbe(settings.rpc_url)
     for resource in READ_API:
         include(app, resource.router, settings)

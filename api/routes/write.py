@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -35,8 +34,10 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from api.bodies import BodyRefused, read_body
+from api.clients import client_of
 from api.errors import ApiError, budget_exceeded, refusal
-from api.ratelimit import TokenBuckets
+from api.ratelimit import Budget
 from api.schemas.write import (
     ConflictOut,
     ErrorOut,
@@ -221,29 +222,18 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return refusal("invalid_body", f"{where}: {message}", field=where)
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 #: how deep a JSON body may nest (pydantic-core's parser refuses deeper): no body this API takes nests past a few levels
 MAX_JSON_DEPTH = 200
 
 
 async def guard_body(request: Request, limit: int) -> tuple[str, str] | None:
-    """Read the body as it arrives, stopping once it passes `limit` bytes (with a Content-Length or without: a chunked
-    upload is never held whole); refuse a JSON body nested deeper than :data:`MAX_JSON_DEPTH` before anything parses
-    it. The body read is kept on the request for the route. ``(code, message)`` of a refusal, or None."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return "body_too_large", f"the body exceeds {limit} bytes"
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return "body_too_large", f"the body exceeds {limit} bytes"
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    request._body = body  # what request.body() answers from now on (Starlette keeps the body read there)
+    """Read the body as it arrives (``api.bodies.read_body``: at most `limit` bytes, within its time); refuse a JSON
+    body nested deeper than :data:`MAX_JSON_DEPTH` before anything parses it. The body read is kept on the request
+    for the route. ``(code, message)`` of a refusal, or None."""
+    try:
+        body = await read_body(request, limit)
+    except BodyRefused as refused:
+        return refused.code, refused.message
     content_type = request.headers.get("content-type", "")
     if body and (not content_type or "json" in content_type):
         try:
@@ -286,8 +276,8 @@ class _WriteRoute(APIRoute):
     max_body_bytes = MAX_BODY_BYTES
 
     @staticmethod
-    def refuse(code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
-        return refusal(code, message, headers=headers)
+    def refuse(code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+        return refusal(code, message, headers=headers, **extra)
 
     @staticmethod
     def invalid(exc: RequestValidationError) -> JSONResponse:
@@ -299,14 +289,12 @@ class _WriteRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             if request.method == "POST":
-                limiter: TokenBuckets = getattr(request.app.state, self.limiter_state)
-                wait = limiter.take(_client(request))
+                budget: Budget = getattr(request.app.state, self.limiter_state)
+                wait = budget.wait(client_of(request))
                 if wait:
                     log.info("write refused: rate_limited")
-                    return self.refuse(
-                        "rate_limited", "too many writes from this client; retry later",
-                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
-                    )
+                    spent = budget.refusal(wait)
+                    return self.refuse(spent.code, spent.message, headers=spent.headers, **spent.extra)
             if request.method in ("POST", "PUT", "PATCH"):
                 refused = await guard_body(request, limit)
                 if refused is not None:
@@ -343,7 +331,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def register(app: FastAPI, settings: ApiSettings) -> None:
     service = RelayService(settings)
     app.state.agency_writes = service
-    app.state.agency_write_limiter = TokenBuckets(max(1, settings.write_rate_per_minute))
+    app.state.agency_write_limiter = Budget("writes", settings.write_rate_per_minute, "agency writes")
     wait_seconds = float(settings.extra.get("write_wait_seconds", DEFAULT_WAIT_SECONDS))
 
     @asynccontextmanager

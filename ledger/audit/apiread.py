@@ -154,24 +154,33 @@ class PublicApi:
         """The rows of a JSON Lines export, streamed: the export bounded by ``max_export_bytes``, each line by
         ``max_response_bytes``."""
         shown = self.path_of(path, params)
-        with self._stream(path, params, self.max_export_bytes) as (response, chunks):
-            if response.status_code >= 400:
-                raise ApiError(shown, response.status_code, _message(b"".join(chunks)))
-            pending = bytearray()  # the line being read, so far
-            number = 0
-            for chunk in chunks:
-                *ends, rest = chunk.split(b"\n")
-                for piece in ends:
-                    pending += piece
-                    number += 1
-                    if pending.strip():
-                        yield _row(bytes(pending), shown, number)
-                    pending = bytearray()
-                pending += rest
-                if len(pending) > self.max_response_bytes:
-                    raise ResponseTooLarge(shown, response.status_code, self.max_response_bytes, what="a line")
-            if pending.strip():
-                yield _row(bytes(pending), shown, number + 1)
+        for attempt in range(self.max_waits + 1):
+            with self._stream(path, params, self.max_export_bytes) as (response, chunks):
+                wait = _come_back_after(response)
+                if wait is None or attempt == self.max_waits:
+                    if response.status_code >= 400:
+                        raise ApiError(shown, response.status_code, _message(b"".join(chunks)))
+                    yield from self._rows(chunks, shown, response.status_code)
+                    return
+            time.sleep(wait)
+
+    def _rows(self, chunks: Iterator[bytes], shown: str, status: int) -> Iterator[dict[str, Any]]:
+        """The JSON Lines rows of an export's chunks, each line bounded by ``max_response_bytes``."""
+        pending = bytearray()  # the line being read, so far
+        number = 0
+        for chunk in chunks:
+            *ends, rest = chunk.split(b"\n")
+            for piece in ends:
+                pending += piece
+                number += 1
+                if pending.strip():
+                    yield _row(bytes(pending), shown, number)
+                pending = bytearray()
+            pending += rest
+            if len(pending) > self.max_response_bytes:
+                raise ResponseTooLarge(shown, status, self.max_response_bytes, what="a line")
+        if pending.strip():
+            yield _row(bytes(pending), shown, number + 1)
 
     def path_of(self, path: str, params: dict[str, Any] | None = None, prefix: str = PREFIX) -> str:
         query = "&".join(f"{k}={v}" for k, v in (params or {}).items() if v is not None)
@@ -180,15 +189,16 @@ class PublicApi:
     def fetch(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None,
               prefix: str = PREFIX) -> tuple[int, bytes]:
         """The status and whole body of ``GET {prefix}{path}`` (at most `limit` bytes: by default
-        ``max_response_bytes``), after waiting out ``429`` answers; for documents that are not JSON, or outside
-        ``/api/v1`` (``prefix=""``: Open311). A redirect raises :class:`ApiRedirected`, a larger answer
-        :class:`ResponseTooLarge`."""
+        ``max_response_bytes``), after waiting out ``429`` answers and ``503`` answers that say when to come back
+        (``Retry-After``: a budget spent, work shed under load), as any client is asked to; for documents that are
+        not JSON, or outside ``/api/v1`` (``prefix=""``: Open311). A redirect raises :class:`ApiRedirected`, a
+        larger answer :class:`ResponseTooLarge`."""
         for attempt in range(self.max_waits + 1):
             with self._stream(path, params, limit or self.max_response_bytes, prefix) as (response, chunks):
-                if response.status_code != 429 or attempt == self.max_waits:
+                wait = _come_back_after(response)
+                if wait is None or attempt == self.max_waits:
                     return response.status_code, b"".join(chunks)
-                retry_after = response.headers.get("Retry-After", "1")
-            time.sleep(min(30.0, float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 1.0))
+            time.sleep(wait)
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -240,6 +250,16 @@ def _row(line: bytes, shown: str, number: int) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise ApiError(shown, 200, f"line {number} of the export is not a JSON object: {cut(repr(row))}")
     return row
+
+
+def _come_back_after(response: httpx.Response) -> float | None:
+    """The seconds to wait before asking again, when the answer says to come back later: a ``429`` (a budget spent),
+    or a ``503`` naming when (``Retry-After``: work shed under load, all exports busy); None for any other answer."""
+    retry_after = response.headers.get("Retry-After")
+    if response.status_code != 429 and (response.status_code != 503 or retry_after is None):
+        return None
+    retry_after = retry_after or "1"
+    return min(30.0, float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 1.0)
 
 
 def _message(body: bytes) -> str:

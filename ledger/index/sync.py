@@ -616,6 +616,8 @@ class Indexer:
             written = self._read_state(conn)
         assert written is not None
         self._written = _position(written)
+        # SQLite: the API's readers, overlapping, would keep the WAL from ever being reset; checkpoint it when large
+        self.store.bound_wal()
 
     def _lock_state(self, conn: Connection, read_at: tuple[Any, ...] | None) -> dict[str, Any]:
         """Take the write lock on this ledger's sync state (a no-op UPDATE locks the row on PostgreSQL and the

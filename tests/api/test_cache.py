@@ -25,6 +25,7 @@ from api.read._common import read_snapshot, single_read
 from api.read.cases import CASE_SQL, case_of, case_view
 from api.read.figures import FiguresCache
 from api.read.state import index_state
+from api.routes import figures as figures_route
 from api.settings import ApiSettings
 from ledger.metrics import CaseRow, EventRow, MetricsFilter, agency_scorecards, compute_metrics, table_values
 from ledger.records import CaseAction, EntryKind
@@ -241,14 +242,19 @@ def test_empty_blocks_keep_the_figures_and_a_reorganisation_does_not(small: tupl
     assert cards != {c["agency_id"]: c["metrics"] for c in first.json()["items"]}  # its latency changed
 
 
-def test_an_answer_as_of_now_is_never_an_older_one(small: tuple[SmallIndex, TestClient]) -> None:
-    """Without as_of or a past `to`, the figures are of "now" (open and overdue move with it): each second is another
-    key."""
+def test_an_answer_as_of_now_is_never_an_older_one(
+    small: tuple[SmallIndex, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without as_of or a past `to`, the figures are of "now" (open and overdue move with it), taken to the whole
+    minute: every request of one minute is one answer, computed once; the next minute is another."""
     _, client = small
-    first = client.get(f"{V1}/scorecards", params={"from": RANGE["from"]}).json()["filter"]["as_of"]
-    time.sleep(max(0.0, first + 1 - time.time()) + 0.01)
-    second = client.get(f"{V1}/scorecards", params={"from": RANGE["from"]}).json()["filter"]["as_of"]
-    assert second > first and counters(client) == (0, 2)
+    minute = int(time.time()) // 60 * 60
+    answers = []
+    for now in (minute + 5, minute + 59, minute + 60):
+        monkeypatch.setattr(figures_route, "unix_now", lambda now=now: now)
+        answers.append(client.get(f"{V1}/scorecards", params={"from": RANGE["from"]}).json()["filter"]["as_of"])
+    assert answers == [minute, minute, minute + 60]
+    assert counters(client) == (1, 2)
 
 
 # --- the cache alone --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from api.read._common import read_snapshot
-from api.read.exports import ENTRY_EXPORT_COLUMNS, EXPORT_BATCH, export_cases, export_entries
+from api.read.exports import ENTRY_EXPORT_COLUMNS, EXPORT_BATCH, LogPrefix, export_cases, export_entries
 from api.read.state import index_state
 from api.routes import exports
 from ledger.store.schema import cases, entries
@@ -124,29 +124,30 @@ def test_exports_stream_in_chunks_as_the_client_reads(
 
 
 @pytest.mark.parametrize("export", ["entries", "cases"])
-def test_export_queries_stream_their_results(city_store: Any, export: str) -> None:
-    """The export query runs with ``stream_results`` and ``yield_per`` (a server-side cursor on PostgreSQL), so the
-    database driver hands rows over a batch at a time instead of the whole table at once."""
-    seen: list[dict[str, Any]] = []
+def test_exports_read_in_short_chunks_holding_no_connection(city_store: Any, export: str) -> None:
+    """The export reads ``batch`` rows at a time, each chunk one bounded statement in a snapshot of its own, and holds
+    no connection of the pool between chunks: a client reading slowly holds nothing of the database."""
+    seen: list[str] = []
 
     def spy(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         if "FROM entries" in statement or "FROM cases" in statement:
-            seen.append(dict(context.execution_options))
+            seen.append(statement)
 
     event.listen(city_store.engine, "before_cursor_execute", spy)
     try:
         with read_snapshot(city_store) as conn:
-            state = index_state(conn, None, None)
-            rows = export_entries(conn, state, None, 10) if export == "entries" else export_cases(
-                conn, None, 10
-            )
-            firsts = [next(rows) for _ in range(3)]
-            rows.close()
+            prefix = LogPrefix.read(conn, index_state(conn, None, None))
+        rows = export_entries(city_store, prefix, None, 10) if export == "entries" else export_cases(
+            city_store, None, 10
+        )
+        firsts = [next(rows) for _ in range(25)]
+        assert city_store.engine.pool.checkedout() == 0
+        rows.close()
     finally:
         event.remove(city_store.engine, "before_cursor_execute", spy)
-    assert len(firsts) == 3
-    [options] = [o for o in seen if "yield_per" in o]
-    assert options["stream_results"] is True and options["yield_per"] == 10
+    assert len(firsts) == 25
+    chunks = [s for s in seen if "ORDER BY entries.seq" in s or "ORDER BY cases.case_id" in s]
+    assert len(chunks) == 3 and all("LIMIT" in s for s in chunks), chunks
 
 
 def test_export_caching_and_head(client: TestClient) -> None:

@@ -27,6 +27,7 @@ from api.open311_format import (
     parse_time,
     to_xml,
 )
+from api.routes.open311 import MAX_PAGED_RESULTS
 from api.settings import ApiSettings
 from ledger.cases import CLOSED
 from ledger.dev import demo
@@ -574,3 +575,30 @@ def test_open311_json_conforms_to_its_schema(api: TestClient) -> None:
                 assert response.json()[0]["code"] == response.status_code
 
         check()
+
+
+# --- deep pages -------------------------------------------------------------------------------------------------------
+
+
+def test_a_page_past_the_paging_depth_is_a_400_that_says_to_narrow_the_dates(
+    api: TestClient, all_requests: list[dict[str, Any]]
+) -> None:
+    """OFFSET makes the database step over every row before a page: paging stops at the first 10,000 results
+    (page × page_size), and a deeper page is refused before the requests are queried, in the route's own error
+    format."""
+    assert MAX_PAGED_RESULTS == 10_000
+    for fmt in ("json", "xml"):
+        for page, size in ((11, 1000), (401, 25), (10_001, 1), (10**9, 1000)):
+            description = _assert_error(
+                api.get(f"{BASE}/requests.{fmt}", params={"page": page, "page_size": size}), 400, fmt)
+            assert "start_date" in description and "end_date" in description and "10000" in description
+    # as deep as it reaches: empty pages past the city's requests, not errors
+    assert _json(api.get(f"{BASE}/requests.json", params={"page": 10, "page_size": 1000})) == []
+    assert _json(api.get(f"{BASE}/requests.json", params={"page": 400, "page_size": 25})) == []
+    deepest = api.get(f"{BASE}/requests.xml", params={"page": 10_000, "page_size": 1})
+    assert list(_xml(deepest, "service_requests")) == []
+    # page 1 is always served; ids override every other parameter, the page included
+    assert _json(api.get(f"{BASE}/requests.json", params={"page_size": 1000})) == all_requests
+    first = all_requests[0]["service_request_id"]
+    assert _json(api.get(f"{BASE}/requests.json", params={"service_request_id": first, "page": 10**9})) == [
+        all_requests[0]]

@@ -309,10 +309,10 @@ def test_each_app_has_its_own_rate_and_the_agency_its_daily_bound(cw: CitizenWor
         while (answer := post(limited, example(description=None))).status_code == 400 and posted < 40:
             posted += 1
         assert 30 <= posted < 40
-        assert "more than 30 requests a minute from this app" in open311_error(answer, 429)
+        assert "its open311_app budget (30 requests filed by one app a minute)" in open311_error(answer, 429)
         assert int(answer.headers["retry-after"]) >= 1
         limited_answer = post(limited, example())
-        assert "more than 30 requests a minute from this app" in open311_error(limited_answer, 429)
+        assert "its open311_app budget (30 requests filed by one app a minute)" in open311_error(limited_answer, 429)
         assert relay_rows(limited) == rows
         # another app's key has its own allowance
         assert "description is required" in open311_error(post(limited, example(api_key=OTHER_KEY,

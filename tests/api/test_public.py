@@ -327,8 +327,10 @@ def test_metrics_default_as_of(client: TestClient, indexed_city: IndexedCity) ->
     assert client.get(f"{V1}/metrics", params={"from": start, "to": end}).json()["filter"]["as_of"] == end
     before = int(time.time())
     future = client.get(f"{V1}/metrics", params={"from": start, "to": before + 30 * DAY}).json()
-    assert before <= future["filter"]["as_of"] <= int(time.time())  # never in the future: nothing is known there
-    assert before <= client.get(f"{V1}/metrics").json()["filter"]["as_of"] <= int(time.time())
+    # never in the future (nothing is known there), and to the whole minute, as every time parameter is taken
+    assert before - before % 60 <= future["filter"]["as_of"] <= int(time.time())
+    assert future["filter"]["as_of"] % 60 == 0
+    assert before - before % 60 <= client.get(f"{V1}/metrics").json()["filter"]["as_of"] <= int(time.time())
 
 
 @pytest.mark.parametrize(
@@ -416,11 +418,12 @@ def test_trend_buckets_are_metrics_of_their_ranges(
 
 def test_trend_defaults_to_calendar_days_and_iso_weeks(client: TestClient) -> None:
     url = f"{V1}/commitments/DEMO-ROADS/POTHOLE-72H/trend"
-    to = 1793500000  # 2026-11-01 02:26:40 UTC
-    days = client.get(url, params={"to": to}).json()["buckets"]
+    asked = 1793500000  # 2026-11-01 02:26:40 UTC
+    to = asked - asked % 60  # times are taken to the whole minute: 02:26
+    days = client.get(url, params={"to": asked}).json()["buckets"]
     assert len(days) == 30 and all(b["start"] % DAY == 0 for b in days)
     assert days[-1]["start"] == to // DAY * DAY and days[-1]["end"] == to
-    weeks = client.get(url, params={"to": to, "bucket": "week"}).json()["buckets"]
+    weeks = client.get(url, params={"to": asked, "bucket": "week"}).json()["buckets"]
     assert len(weeks) == 26
     assert all(datetime.fromtimestamp(b["start"], UTC).isoweekday() == 1 for b in weeks)
     assert all(b["start"] % DAY == 0 for b in weeks) and weeks[-1]["end"] == to
@@ -678,7 +681,8 @@ def test_reads_beyond_the_rate_are_refused_with_429(api_settings: ApiSettings) -
         assert [client.get(f"{V1}/agencies").status_code for _ in range(3)] == [200, 200, 200]
         refused = client.get(f"{V1}/entries/0", headers={"Origin": "https://news.example"})
         error = error_of(refused, 429)
-        assert error["code"] == "rate_limited" and "3 requests a minute" in error["message"]
+        assert error["code"] == "rate_limited" and "3 reads a minute" in error["message"]
+        assert error["budget"] == "reads" and error["limit"] == 3
         assert 1 <= int(refused.headers["retry-after"]) <= 20
         assert refused.headers["access-control-allow-origin"] == "*"  # a browser can read why
         assert client.head(f"{V1}/agencies").status_code == 429

@@ -148,6 +148,35 @@ def test_a_slow_or_dripping_answer_times_out(hostile: Callable[..., Hostile]) ->
     assert time.perf_counter() - begun < 3
 
 
+def first_then(*answers: Route) -> Route:
+    """Each request answered by the next of ``answers``, the last one for ever after."""
+    queue = list(answers)
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        (queue.pop(0) if len(queue) > 1 else queue[0])(h)
+
+    return route
+
+
+def test_a_spent_budget_or_shed_work_is_waited_out_as_any_client_would(hostile: Callable[..., Hostile]) -> None:
+    """The API's 429 (a budget spent) and 503 with Retry-After (expensive work shed under load, exports busy) say
+    when to come back: the auditor comes back then, for documents and exports alike; a 503 that says nothing is an
+    answer."""
+    busy = b'{"error": {"code": "overloaded"}}'
+    server = hostile({
+        "/api/v1/metrics": first_then(answer(429, busy, Retry_After="1"), answer(503, busy, Retry_After="1"),
+                                      answer(200, b'{"metrics": {}}')),
+        "/api/v1/export/cases.jsonl": first_then(answer(503, busy, Retry_After="1"), answer(200, b'{"case_id": 1}\n')),
+        "/api/v1/chain": answer(503, busy),
+    })
+    api = PublicApi(server.url)
+    begun = time.perf_counter()
+    assert api.get("/metrics") == {"metrics": {}}
+    assert list(api.lines("/export/cases.jsonl")) == [{"case_id": 1}]
+    assert 2.5 < time.perf_counter() - begun < 6
+    assert api.fetch("/chain")[0] == 503 and len(server.seen) == 6
+
+
 def test_the_client_looks_like_a_browser_not_an_auditor(hostile: Callable[..., Hostile]) -> None:
     server = hostile({"/api/v1/chain": answer(200, b'{"entry_count": 0}')})
     api = PublicApi(server.url)

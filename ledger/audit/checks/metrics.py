@@ -30,6 +30,7 @@ from ledger.audit.checks._api import Horizon, horizon, horizon_at, moved, withhe
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.metrics import (
+    TIME_STEP,
     DisputeRow,
     FilingRow,
     Metrics,
@@ -38,6 +39,7 @@ from ledger.metrics import (
     compute_metrics_from_rows,
     rate_from_bps,
     scorecards_from_rows,
+    whole_step,
 )
 
 NAME = "metrics_reproduced"
@@ -54,13 +56,15 @@ class _FeedbackRows(TypedDict):
 
 
 def period(h: Horizon, as_of: int) -> tuple[int, int]:
-    """[from, to): from midnight UTC of the day of the first case event to just after the audited block."""
+    """[from, to): from midnight UTC of the day of the first case event to the whole minute after the audited block
+    (selections name whole minutes, as the API takes them: ``ledger.metrics.TIME_STEP``)."""
     model = h.model
     first = min(
         [row.opened_at for row in model.case_rows] + [row.block_time for row in model.event_rows], default=as_of
     )
     start = max(0, first - first % DAY)
-    return start, max(as_of + 1, start + 1)
+    end = max(as_of + 1, start + 1)
+    return start, whole_step(end + TIME_STEP - 1)
 
 
 def filters(h: Horizon, start: int, end: int) -> list[MetricsFilter]:
@@ -93,7 +97,7 @@ def drawn(h: Horizon, start: int, end: int, rng: random.Random, count: int) -> l
     """`count` selections drawn by `rng` (at least one per pair of :data:`DIMENSIONS`, in a random order, when
     `count` allows): each names the dimensions of its pair, each other one with probability 1/3; agency, commitment,
     district and channel are those of one case drawn at random (never an empty selection), the range is two random
-    instants of the period, ``as_of`` a random instant after the range's start."""
+    whole minutes of the period, ``as_of`` a random whole minute after the range's start."""
     rows = h.model.case_rows
     if not rows or count <= 0:
         return []
@@ -108,8 +112,8 @@ def drawn(h: Horizon, start: int, end: int, rng: random.Random, count: int) -> l
         row = rng.choice(rows)
         lo, hi = start, end
         if "range" in named:
-            lo, hi = sorted(rng.sample(range(start, end + 1), 2))
-        at = rng.randint(lo + 1, end) if "as_of" in named else hi
+            lo, hi = sorted(rng.sample(range(start, end + 1, TIME_STEP), 2))
+        at = rng.randrange(lo + TIME_STEP, end + 1, TIME_STEP) if "as_of" in named else hi
         out.append(MetricsFilter(
             agency_id=row.agency_id if named & {"agency", "commitment"} else None,
             commitment_id=row.commitment_id if "commitment" in named else None,
@@ -289,7 +293,8 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         result.notes.append(f"{later} selections or scorecards whose figures entries past the audited block may change "
                             "were not compared (the API is past the audited block)")
     result.notes.append(
-        f"selection period from={start} to={end} as_of={end} (unix seconds), the audited block's time; "
+        f"selection period from={start} to={end} as_of={end} (unix seconds), the whole minute after the audited "
+        "block's time; "
         f"{h.note}"
     )
     ctx.stats["metrics_period"] = {"from": start, "to": end}
@@ -343,15 +348,15 @@ def trend_commitments(model: Any, rng: random.Random, limit: int = TREND_SAMPLE)
 
 def trend_query(rng: random.Random, start: int, end: int, now: int) -> dict[str, Any]:
     """A trend request drawn by `rng`: day or week buckets, 1 to :data:`TREND_MAX_BUCKETS` of them, ending at the
-    audited block's time, at an instant of the period, or — a quarter of the time — with no ``to``, as the page asks
-    by default (the API's "now", `now` being about the moment of the request), starting at any second (the page
-    starts at a local midnight, any time zone's)."""
+    audited block's time, at a minute of the period, or — a quarter of the time — with no ``to``, as the page asks
+    by default (the API's "now", `now` being about the moment of the request), starting at any whole minute (the
+    page starts at a local midnight, a whole minute in any time zone's; the API takes times to the whole minute)."""
     bucket = rng.choice(("day", "week"))
     length = BUCKETS[bucket]
-    span = rng.randint(1, rng.randint(1, TREND_MAX_BUCKETS) * length)
+    span = TIME_STEP * rng.randint(1, rng.randint(1, TREND_MAX_BUCKETS) * length // TIME_STEP)
     if rng.random() < 0.25:
-        return {"from": max(0, now - span), "to": None, "bucket": bucket}
-    hi = end if rng.random() < 0.5 else rng.randint(start + 1, end)
+        return {"from": max(0, whole_step(now) - span), "to": None, "bucket": bucket}
+    hi = end if rng.random() < 0.5 else rng.randrange(start + TIME_STEP, end + 1, TIME_STEP)
     return {"from": max(0, hi - span), "to": hi, "bucket": bucket}
 
 
@@ -424,12 +429,12 @@ def _trend(ctx: AuditContext, result: CheckResult, rows: _TrendRows, key: tuple[
         result.add(Finding(NAME, "trend: the answer is not a JSON object", subject=path, field="(whole)"))
         return 0
     start, end, length = query["from"], query["to"], BUCKETS[query["bucket"]]
-    if end is None:  # the API's "now", taken while it answered
+    if end is None:  # the API's "now", taken (to the whole minute) while it answered
         end = answer.get("to")
-        if not isinstance(end, int) or not before <= end <= after:
+        if not isinstance(end, int) or not whole_step(before) <= end <= after:
             result.add(Finding(NAME, f"trend asked without `to`: the API says it ends at {end!r}, not the moment it "
-                               f"answered (between {before} and {after})", subject=path, field="to",
-                               expected=f"{before}-{after}", actual=end))
+                               f"answered (between {whole_step(before)} and {after})", subject=path, field="to",
+                               expected=f"{whole_step(before)}-{after}", actual=end))
             return 0
     count = -(-(end - start) // length)
     last = rows.metrics(key, max(start, end - length), end, end)
