@@ -1,23 +1,58 @@
-"""Serve the API with uvicorn: ``python -m api [--host 127.0.0.1] [--port 8000] [--workers N] [--log-level info]``."""
+"""Serve the API with uvicorn: ``python -m api [--host 127.0.0.1] [--port 8000] [--workers N] [--log-level info]
+[--limit-concurrency 1000]``.
+
+No personal data in the logs: uvicorn's access log is off (its line is the request line, path and query whole, with
+the client's address: a receipt address, an Open311 token or an ``email=`` beside who asked, up to ~64 KB a line) and
+``api.accesslog`` logs each request instead, as method, route template, status and milliseconds; every handler
+writes exceptions without their messages (uvicorn's "Exception in ASGI application" traceback would otherwise carry
+e.g. SQLAlchemy's parameters).
+
+What uvicorn bounds here: ``--limit-concurrency``, the connections and requests a worker holds at once; past it a
+new request is answered 503 at once (and uvicorn logs a short "Exceeded concurrency limit." warning for each). The
+keep-alive timeout is uvicorn's default (5 s). The HTTP parser stays httptools (faster than h11): the size of a
+request's headers and the time they take to arrive are left to the reverse proxy in front (nginx:
+``large_client_header_buffers``, ``client_header_timeout``; and ``client_body_timeout``, though ``api.bodies``
+bounds bodies itself).
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+#: requests (and connections) one worker holds at once before answering 503 at once
+LIMIT_CONCURRENCY = 1000
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, plus the API's own loggers (``api.*``: the access log among them) on stderr at ``level``;
+    exceptions written without their messages (``api.accesslog.WithoutExceptionMessages``), uvicorn's too."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"without_exception_messages": {"()": "api.accesslog.WithoutExceptionMessages"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["without_exception_messages"]
+    config["loggers"]["api"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--limit-concurrency", type=int, default=LIMIT_CONCURRENCY,
+                        help=f"requests one worker holds at once; past it, 503 at once (default {LIMIT_CONCURRENCY})")
     args = parser.parse_args(argv)
     # uvicorn's own proxy handling off: which proxies to believe is CIVIC_TRUSTED_PROXIES' (``api.clients``), and
     # uvicorn's default would take X-Forwarded-For from any local peer as the client
     uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, proxy_headers=False)
+                log_level=args.log_level, log_config=log_config(args.log_level), access_log=False,
+                proxy_headers=False, limit_concurrency=args.limit_concurrency)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
+from api.accesslog import AccessLogWithoutPersonalData
 from api.bodies import BodyLimitMiddleware
 from api.clients import Clients
 from api.deps import close_index_reader
@@ -58,7 +59,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
 def _install_middleware(app: FastAPI, settings: ApiSettings) -> None:
     """What applies to every request: the error shape (``api.errors``), bodies bounded while they arrive
-    (``api.bodies``), the cheap reads' budget per client (``api.ratelimit``) and CORS for GET/HEAD/OPTIONS."""
+    (``api.bodies``), the cheap reads' budget per client (``api.ratelimit``), CORS for GET/HEAD/OPTIONS, and the
+    access log without personal data (``api.accesslog``)."""
     errors.install(app)
     # every body bounded in size and time, whatever route takes it (``api.bodies``)
     app.add_middleware(BodyLimitMiddleware)
@@ -72,6 +74,9 @@ def _install_middleware(app: FastAPI, settings: ApiSettings) -> None:
         expose_headers=["ETag", "Link", "Retry-After", "Content-Disposition"],
         max_age=86_400,
     )
+    # outermost but the error middleware: one line per request, 429s and 413s included, with the route's template
+    # and never the client, the path's values or the query (``api.accesslog``)
+    app.add_middleware(AccessLogWithoutPersonalData)
 
 
 def _include_routers(app: FastAPI, settings: ApiSettings) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import Any
 
+import pydantic_core
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,10 +25,30 @@ from api.errors import ApiError
 MAX_REQUEST_BYTES = 8 * 2**20 + 64 * 1024
 #: the longest a request's body may take to arrive, from the first byte asked for to the last
 BODY_SECONDS = 30.0
+#: the bytes of bodies all requests of a process may hold at once (each up to its route's limit): past it a body is
+#: refused (503 ``overloaded``) rather than the process growing with every concurrent upload
+BODY_BYTES_IN_FLIGHT = 64 * 2**20
+#: what a body refused for want of room is told to wait, in seconds
+BODY_RETRY_AFTER = 2
+#: how deep JSON a client sends may nest (pydantic-core's parser stops there): nothing this API takes nests past a
+#: few levels
+MAX_JSON_DEPTH = 200
+
+
+def nests_too_deep(data: str | bytes) -> bool:
+    """Whether the JSON ``data`` nests deeper than :data:`MAX_JSON_DEPTH`. Ask before ``json.loads`` (FastAPI's parser
+    too) reads anything a client sent: it recurses in C, and with the recursion limit py_ecc sets on import (100,000)
+    deep nesting overflows the stack and kills the process. Whether it is JSON at all is left to the parser."""
+    try:
+        pydantic_core.from_json(data)
+    except ValueError as exc:
+        return "recursion limit" in str(exc)
+    return False
 
 
 class BodyRefused(ApiError):
-    """A body refused while it arrived: ``code`` is ``body_too_large`` (413) or ``body_timeout`` (408). An
+    """A body refused while it arrived: ``code`` is ``body_too_large`` (413), ``body_timeout`` (408) or, with no room
+    left for bodies in the process, ``overloaded`` (503). An
     :class:`~api.errors.ApiError`, so raised anywhere in a request it is answered in the API's error shape."""
 
 
@@ -68,12 +89,24 @@ async def read_body(request: Request, limit: int, *, seconds: float = BODY_SECON
 class BodyLimitMiddleware:
     """Bounds every request's body: a declared Content-Length over ``limit`` is answered 413 before anything is read;
     a body that grows past ``limit`` while it is read, or is not all there after ``seconds``, ends the read with
-    :class:`BodyRefused`, which the error handlers answer (413 or 408)."""
+    :class:`BodyRefused`, which the error handlers answer (413 or 408). And all of them together: the bodies of the
+    requests in flight hold at most ``in_flight`` bytes; a chunk that would take them past it is refused (503
+    ``overloaded``), and a request's bytes count until its answer is sent."""
 
-    def __init__(self, app: ASGIApp, *, limit: int = MAX_REQUEST_BYTES, seconds: float = BODY_SECONDS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int = MAX_REQUEST_BYTES,
+        seconds: float = BODY_SECONDS,
+        in_flight: int = BODY_BYTES_IN_FLIGHT,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.seconds = seconds
+        self.in_flight = in_flight
+        #: bytes of bodies received by requests not yet answered (one event loop: no lock needed)
+        self.held = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,10 +133,20 @@ class BodyLimitMiddleware:
             except TimeoutError:
                 raise too_slow(self.seconds) from None
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
+                size = len(message.get("body", b""))
+                if received + size > self.limit:
                     raise too_large(self.limit)
+                if self.held + size > self.in_flight:
+                    raise BodyRefused(
+                        "overloaded", "the server is receiving too many request bodies at once to take this one; "
+                        f"retry in {BODY_RETRY_AFTER} s", headers={"Retry-After": str(BODY_RETRY_AFTER)},
+                    )
+                received += size
+                self.held += size
                 done = not message.get("more_body", False)
             return message
 
-        await self.app(scope, bounded, send)
+        try:
+            await self.app(scope, bounded, send)
+        finally:
+            self.held -= received

@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.accesslog import failure_of, method_of, route_of
 from ledger.store.db import is_statement_timeout
 
 log = logging.getLogger(__name__)
@@ -251,8 +252,8 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     Any other database error goes on to :func:`_unexpected`."""
     if not is_statement_timeout(exc):
         raise exc
-    log.warning("a statement answering %s %s ran past the statement timeout and was stopped", request.method,
-                request.url.path)
+    log.warning("a statement answering %s %s ran past the statement timeout and was stopped", method_of(request),
+                route_of(request))
     return error_response(
         503, "query_timeout",
         "the database took too long to answer this request, so it was stopped; try again later, or ask for less "
@@ -263,7 +264,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
     """No database connection came free in time (every one busy with other requests): 503 ``overloaded``."""
-    log.warning("no database connection came free in time to answer %s %s", request.method, request.url.path)
+    log.warning("no database connection came free in time to answer %s %s", method_of(request), route_of(request))
     return error_response(
         503, "overloaded", "the server is answering too many requests at once to take this one; try again shortly",
         headers={"Retry-After": str(OVERLOADED_RETRY_AFTER)},
@@ -271,7 +272,8 @@ async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+    # the exception without its messages: they may quote what the client sent, or the SQL's parameters
+    log.error("unexpected error answering %s %s:\n%s", method_of(request), route_of(request), failure_of(exc))
     return error_response(500, "internal_error", "the server failed to answer; the error was logged")
 
 

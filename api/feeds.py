@@ -18,12 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 from xml.etree import ElementTree as ET
 
+from ledger.open311 import Lang
 from ledger.records import CaseAction, EntryKind
 
-Lang = Literal["en", "zh"]
 FEED_SIZE = 50
 ATOM = "http://www.w3.org/2005/Atom"
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"

@@ -139,8 +139,8 @@ class FilingDesk:
         self._simulate(ledger, filing, signed.signature)
         taken = self._store("filing", lambda: self.service.store.submit_filing(
             signed, content, salt, [data for _, data in photos], seen_block=seen))
-        log.info("filing accepted %s for agency %s", taken.status.key,
-                 filing.agency_id.rstrip(b"\0").decode("ascii", "replace"))
+        # never its receipt address nor its submission key (Open311's token): either finds the filer's case
+        log.info("filing accepted for agency %s", filing.agency_id.rstrip(b"\0").decode("ascii", "replace"))
         return taken
 
     def file_with_new_key(
@@ -205,7 +205,7 @@ class FilingDesk:
         seen = self._head(ledger)
         self._simulate(ledger, claim, both.signature)
         taken = self._store("claim", lambda: self.service.store.submit_citizen(both, seen_block=seen))
-        log.info("receipt claim accepted %s", taken.status.key)
+        log.info("receipt claim accepted for agency %s", claim.agency_id.rstrip(b"\0").decode("ascii", "replace"))
         return taken
 
     # -- shared steps

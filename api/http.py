@@ -1,4 +1,5 @@
-"""HTTP helpers of the read API: entity tags and caching headers, conditional requests, and time parameters.
+"""HTTP helpers of the read API: entity tags and caching headers, conditional requests, time parameters, and the
+language of an answer.
 
 Caching rules
     Data that can no longer change — an entry, or a commitment version, in a block at or below the finalized block —
@@ -19,6 +20,7 @@ from urllib.parse import urlencode
 from fastapi import Request, Response
 
 from api.errors import invalid
+from ledger.open311 import Lang
 
 #: bumped whenever the JSON representation of a resource changes, so cached copies of the old one are not reused
 REPRESENTATION = "2"  # 2: proofs gained `batch` (Merkle-anchored batches)
@@ -125,3 +127,70 @@ def parse_time(value: str, name: str) -> int:
 
 def optional_time(value: str | None, name: str) -> int | None:
     return None if value is None else parse_time(value, name)
+
+
+# --- language ---------------------------------------------------------------------------------------------------------
+
+#: the languages the API answers in, in the order of preference when nothing says otherwise (the first is the default)
+LANGUAGES: tuple[Lang, ...] = ("en", "zh")
+#: how much of an Accept-Language header is read: the header has no size limit of its own (a server's limit on all
+#: headers is far larger), and a real one names a few languages; a range cut by this limit is not read
+ACCEPT_LANGUAGE_LIMIT = 512
+#: how much of a client's ``lang`` value an error message repeats
+_ECHO = 20
+
+
+def _primary(tag: str) -> str:
+    """A language tag's primary subtag, lowercased: ``zh`` of ``zh-CN``, of ``zh_Hant_TW`` and of `` ZH ``."""
+    return tag.strip().split("-", 1)[0].split("_", 1)[0].lower()
+
+
+def _weight(params: str) -> float | None:
+    """The q of a language range's parameters (``;q=0.8``): 1 if none is given, None if it is not a number in [0, 1]."""
+    q = 1.0
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                return None
+            if not 0.0 <= q <= 1.0:  # also refuses nan
+                return None
+    return q
+
+
+def negotiate_language(given: str | None, accept_language: str | None) -> Lang:
+    """The one rule choosing the language of an answer: the ``lang`` parameter if `given`, else Accept-Language.
+
+    ``lang`` is a language tag whose primary subtag (before ``-`` or ``_``, any case) is ``en`` or ``zh``
+    (``zh-CN`` and ``zh_TW`` are ``zh``); anything else is a ValueError whose message the caller returns in its own
+    error format (it repeats at most the first 20 characters of the value).
+
+    Accept-Language (RFC 9110 §12.5.4) is read in one pass without regular expressions, and only its first
+    :data:`ACCEPT_LANGUAGE_LIMIT` characters: comma-separated ranges ``tag;q=x``, whitespace around each piece ignored.
+    A range whose q is not a number in [0, 1] is skipped; ``q=0`` means "not acceptable", so it is never chosen. Of
+    the ranges naming ``en`` or ``zh`` (by primary subtag), the one with the highest q wins, the earlier on a tie.
+    ``*`` and every other language are ignored (RFC 9110 allows that: the answer is then in the default). With no
+    header, or nothing acceptable in it, the answer is in ``en``.
+    """
+    if given is not None:
+        primary = _primary(given)
+        if primary not in LANGUAGES:
+            raise ValueError(f"lang must be en or zh, not {given[:_ECHO]!r}")
+        return "zh" if primary == "zh" else "en"
+    if not accept_language:
+        return LANGUAGES[0]
+    ranges = accept_language[:ACCEPT_LANGUAGE_LIMIT].split(",")
+    if len(accept_language) > ACCEPT_LANGUAGE_LIMIT and accept_language[ACCEPT_LANGUAGE_LIMIT] != ",":
+        ranges.pop()  # cut by the limit: not read
+    best_q, best = 0.0, LANGUAGES[0]
+    for language_range in ranges:
+        tag, _, params = language_range.partition(";")
+        primary = _primary(tag)
+        if primary not in LANGUAGES:
+            continue
+        q = _weight(params)
+        if q is not None and q > best_q:
+            best_q, best = q, ("zh" if primary == "zh" else "en")
+    return best

@@ -61,9 +61,10 @@ class ExpensiveWork:
         self.patience = patience
         self.share = share
         self._clock = clock
-        #: (start, end) of the computations that ended in the last WINDOW seconds, and the starts of those running
-        self._done: deque[tuple[float, float]] = deque()
-        self._started: dict[int, float] = {}
+        #: (client, start, end) of the computations that ended in the last WINDOW seconds, and (client, start) of
+        #: those running
+        self._done: deque[tuple[str, float, float]] = deque()
+        self._started: dict[int, tuple[str, float]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(capacity)
         self._queued = 0
@@ -78,21 +79,25 @@ class ExpensiveWork:
         if self._loop is not loop:
             self._loop, self._slots, self._queued, self._running = loop, asyncio.Semaphore(self.capacity), 0, {}
 
-    def busy(self) -> float:
+    def busy(self, client: str | None = None) -> float:
         """The share of the last :data:`WINDOW` seconds spent computing (computation-seconds per second, so up to
-        ``capacity``), the computations running counted up to now."""
+        ``capacity``), the computations running counted up to now: for everyone, or for one client."""
         now = self._clock()
         since = now - WINDOW
-        while self._done and self._done[0][1] <= since:
+        while self._done and self._done[0][2] <= since:
             self._done.popleft()
-        spent = sum(end - max(start, since) for start, end in self._done)
-        spent += sum(now - max(start, since) for start in self._started.values())
+        spent = sum(end - max(start, since) for who, start, end in self._done if client in (None, who))
+        spent += sum(now - max(start, since) for who, start in self._started.values() if client in (None, who))
         return spent / WINDOW
 
-    async def run(self, key: Hashable, compute: Callable[[], Awaitable[T]], *, admit: Callable[[], None]) -> T:
+    async def run(
+        self, key: Hashable, compute: Callable[[], Awaitable[T]], *, admit: Callable[[], None], client: str = ""
+    ) -> T:
         """The result of ``compute()`` for ``key``: of a computation of it already running (joined), else computed
         here in a turn. ``admit`` is called before a new computation waits for its turn (it may raise: a client's
-        budget spent); a request that would wait beyond the bounds raises 503 ``overloaded``."""
+        budget spent). A ``client`` whose own computations took half the share already is refused (429, budget
+        ``expensive``), so that one client cannot take the share from everyone; a request that would wait beyond
+        the bounds raises 503 ``overloaded``."""
         self._bind()
         running = self._running.get(key)
         while running is not None:
@@ -104,6 +109,14 @@ class ExpensiveWork:
                     raise  # this request was cancelled, not the computation it joined
             running = self._running.get(key)  # the computation was given up: start or join another
         admit()
+        if self.busy(client) > self.share / 2:
+            self.shed += 1
+            raise ApiError(
+                "rate_limited",
+                f"this client's {self.what} took more than {self.share / 2:.0%} of this server's time over the last "
+                f"{WINDOW:g} s; retry in {RETRY_AFTER} s",
+                headers={"Retry-After": str(RETRY_AFTER)}, extra={"budget": "expensive"},
+            )
         if (self._slots.locked() and self._queued >= self.waiting) or self.busy() >= self.share:
             self.shed += 1
             raise overloaded(self.what)
@@ -120,13 +133,13 @@ class ExpensiveWork:
             finally:
                 self._queued -= 1
             began = self._clock()
-            self._started[id(future)] = began
+            self._started[id(future)] = (client, began)
             try:
                 result = await compute()
                 self.computed += 1
             finally:
                 del self._started[id(future)]
-                self._done.append((began, self._clock()))
+                self._done.append((client, began, self._clock()))
                 self._slots.release()
         except Exception as exc:
             future.set_exception(exc)

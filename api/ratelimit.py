@@ -112,9 +112,17 @@ class Budget:
         self.charge(client_of(request))
 
 
+#: requests one client may have in flight at once, per process (a browser opens at most six connections to a host)
+MAX_IN_FLIGHT = 32
+#: what a client with too many requests in flight is told to wait, in seconds
+IN_FLIGHT_RETRY_AFTER = 1
+
+
 class RateLimitMiddleware:
-    """Charges every request of the given methods (GET and HEAD) to the cheap reads' ``budget``; a client that has
-    spent it is answered 429 before any route runs. Everything else passes untouched."""
+    """Charges every request of the given methods (GET and HEAD) to the cheap reads' ``budget``, and lets a client have
+    at most ``in_flight`` requests of any method in flight at once (so that one client on many connections cannot take
+    every thread and database connection even within its budget); past either, the answer is a 429 before any route
+    runs. A budget of 0 charges nothing; the requests in flight are bounded still."""
 
     def __init__(
         self,
@@ -123,18 +131,42 @@ class RateLimitMiddleware:
         budget: Budget,
         clients: Clients,
         methods: Collection[str] = ("GET", "HEAD"),
+        in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.app = app
         self.budget = budget
         self.clients = clients
         self.methods = frozenset(m.upper() for m in methods)
+        self.in_flight = in_flight
+        #: client -> requests in flight (one event loop: no lock needed); a client with none has no entry
+        self.flying: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.budget.buckets is None or scope["type"] != "http" or scope["method"] not in self.methods:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        wait = self.budget.wait(self.clients.key_of(scope))
-        if wait <= 0:
-            await self.app(scope, receive, send)
+        client = self.clients.key_of(scope)
+        if self.flying.get(client, 0) >= self.in_flight:
+            refused = ApiError(
+                "rate_limited",
+                f"this client has {self.in_flight} requests in flight already; wait for their answers "
+                f"(retry in {IN_FLIGHT_RETRY_AFTER} s)",
+                headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER)},
+                extra={"budget": "in_flight", "limit": self.in_flight},
+            )
+            await refused.response()(scope, receive, send)
             return
-        await self.budget.refusal(wait).response()(scope, receive, send)
+        if self.budget.buckets is not None and scope["method"] in self.methods:
+            wait = self.budget.wait(client)
+            if wait > 0:
+                await self.budget.refusal(wait).response()(scope, receive, send)
+                return
+        self.flying[client] = self.flying.get(client, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            left = self.flying[client] - 1
+            if left:
+                self.flying[client] = left
+            else:
+                del self.flying[client]

@@ -43,9 +43,9 @@ class ApiSettings:
     max_exports_per_client: int = 1
     #: figures computed at once per process, requests that may wait for one, and the share of the process's time
     #: computations may take over 10 s (beyond any: 503 overloaded; ``api.overload``)
-    max_computations: int = 2
+    max_computations: int = 1
     max_computations_waiting: int = 8
-    computation_share: float = 0.5
+    computation_share: float = 0.25
     #: the longest one statement of a read may run, in milliseconds (0: no limit); past it the request is a 503
     statement_timeout_ms: int = 15_000
     #: origins allowed to read cross-origin ("*": everyone, for a public audit API)

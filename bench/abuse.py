@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -84,18 +83,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from siblings import sibling
 
-def _bench_api() -> Any:
-    """bench/api.py: the database, the server, the load generators (it puts the repository on sys.path)."""
-    spec = importlib.util.spec_from_file_location("bench_api", Path(__file__).with_name("api.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-ba = _bench_api()
+ba = sibling("api")
 bm = ba.bm
 
 from sqlalchemy.engine import make_url

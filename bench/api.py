@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -69,6 +68,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx
 from alembic import command
+from siblings import sibling
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateTable
@@ -101,17 +101,7 @@ AGENCY_NAMES = {
 }
 
 
-def _bench_metrics() -> Any:
-    """bench/metrics.py: the case generator and COPY loader (the same million cases both benchmarks read)."""
-    spec = importlib.util.spec_from_file_location("bench_metrics", Path(__file__).with_name("metrics.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bm = _bench_metrics()
+bm = sibling("metrics")
 
 
 # --- the database -----------------------------------------------------------------------------------------------------

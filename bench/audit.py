@@ -26,7 +26,6 @@ kept on disk, the model extended — over those rounds; ``monitor_round_entries_
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -41,20 +40,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from siblings import sibling
+
 from ledger.chain.contract import Chain
 from ledger.dev.node import AnvilNode, free_port
 
 TARGET_SECONDS = 10.0
 MONITOR_TARGET = 1_000
-
-
-def _fill_module() -> Any:
-    """bench/indexer.py: its ledger setup and traffic generator (the same load both benchmarks measure)."""
-    spec = importlib.util.spec_from_file_location("bench_indexer", Path(__file__).with_name("indexer.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_audit_process(arguments: list[str], report: Path, cache: Path | None = None) -> dict[str, Any]:
@@ -180,7 +172,7 @@ def main() -> None:
     parser.add_argument("--monitor-step", type=int, default=10_000,
                         help="case events appended before each of them (default 10,000)")
     args = parser.parse_args()
-    bench_indexer = _fill_module()
+    bench_indexer = sibling("indexer")
     fill = bench_indexer.fill
 
     with AnvilNode(extra_args=["--gas-limit", "100000000"]) as node, tempfile.TemporaryDirectory() as tmp:

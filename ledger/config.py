@@ -60,9 +60,9 @@ class Settings(BaseSettings):
     #: beyond which expensive work is shed (503); the longest a read statement may run (ms)
     max_exports: int = Field(default=4, ge=1)
     max_exports_per_client: int = Field(default=1, ge=1)
-    max_computations: int = Field(default=2, ge=1)
+    max_computations: int = Field(default=1, ge=1)
     max_computations_waiting: int = Field(default=8, ge=0)
-    computation_share: float = Field(default=0.5, gt=0, le=1)
+    computation_share: float = Field(default=0.25, gt=0, le=1)
     statement_timeout_ms: int = Field(default=15_000, ge=0)
     #: API: citizens' filings — filings per client address per minute (0: no limit), the proof of work's leading zero
     #: bits (0: none; ``ledger.filings``), filings relayed per agency per rolling day, and the API keys of Open311 apps

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import attestations
-from api.bodies import read_body
+from api.bodies import nests_too_deep, read_body
 from api.deps import Settings, Snapshot
 from api.errors import ApiError, not_found
 from api.http import IMMUTABLE, SHORT, conditional, next_link, not_modified, not_modified_response, view_etag
@@ -232,6 +232,8 @@ async def put_report(request: Request, report_hash: ReportHash) -> Response:
         raise ApiError("hash_mismatch", f"the body's keccak256 is {to_hex(keccak(body))}, not "
                        f"{to_hex(digest)}")
     try:
+        if nests_too_deep(body):
+            raise ValueError("too deep")
         json.loads(body, parse_constant=_not_json)
     except ValueError:
         raise ApiError("invalid_json", "the report is not JSON (UTF-8)") from None

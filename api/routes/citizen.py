@@ -385,7 +385,7 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             raise _Unavailable("node_unavailable", "the ledger's node did not answer; try again later") from exc
         if not created:
             raise _Duplicate(status, record)
-        log.info("accepted %s: %s of %s by receipt %s", status.key, signed.primary_type, agency_code, signed.signer)
+        log.info("accepted a %s of %s", signed.primary_type, agency_code)  # never its receipt or submission key
         return 202, submission_body(status, record)
 
     def simulate(ledger: Ledger, signed: SignedCitizenRecord) -> None:

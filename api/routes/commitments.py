@@ -3,13 +3,14 @@ commitment's on-time rate per day or week."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Request, Response
 from sqlalchemy import Connection
 
 from api.deps import Figures, Settings, Snapshot
-from api.errors import invalid, not_found
+from api.errors import QUERY_TIMEOUT_RETRY_AFTER, ApiError, invalid, not_found
 from api.http import (
     IMMUTABLE,
     SHORT,
@@ -217,10 +218,22 @@ async def commitment_trend(
             param="from",
         )
 
+    # the buckets are computed in one snapshot, each a statement or a few: together they may run no longer than one
+    # statement may, or the snapshot would be held (and a thread taken) for as long as a client's range makes it
+    limit_ms = settings.statement_timeout_ms
+
     def compute(conn: Connection) -> TrendResponse:
         buckets = []
         target = None
+        began = time.monotonic()
         for i in range(count):
+            if limit_ms and (time.monotonic() - began) * 1000 > limit_ms:
+                raise ApiError(
+                    "query_timeout",
+                    f"the trend took longer than {limit_ms / 1000:g} s to compute ({i} of {count} buckets), so it was "
+                    "stopped; ask for fewer buckets (a shorter range, or bucket=week)",
+                    headers={"Retry-After": str(QUERY_TIMEOUT_RETRY_AFTER)},
+                )
             b0, b1 = start + i * length, min(start + (i + 1) * length, end)
             flt = MetricsFilter(agency_id=agency_id, commitment_id=commitment_id, start=b0, end=b1,
                                 as_of=min(b1, now))

@@ -20,10 +20,12 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, select
 
 from api.errors import ApiError, not_found
-from api.feeds import FEED_SIZE, MEDIA_TYPE, FeedItem, Lang, kind_title, render
+from api.feeds import FEED_SIZE, MEDIA_TYPE, FeedItem, kind_title, render
+from api.http import negotiate_language
 from api.read._common import read_snapshot
 from api.read.state import index_state
 from api.settings import ApiSettings
+from ledger.open311 import Lang
 from ledger.store.schema import (
     case_events,
     cases,
@@ -41,16 +43,11 @@ CODE_PATTERN = r"^[!-~]{1,32}$"
 
 
 def _lang(request: Request, given: str | None) -> Lang:
-    if given is not None:
-        primary = given.strip().lower().split("-")[0]
-        if primary not in ("en", "zh"):
-            raise ApiError("invalid_request", f"lang must be en or zh, not {given[:20]!r}")
-        return "zh" if primary == "zh" else "en"
-    for part in request.headers.get("accept-language", "").split(","):
-        primary = part.strip().split(";")[0].lower().split("-")[0]
-        if primary in ("en", "zh"):
-            return "zh" if primary == "zh" else "en"
-    return "en"
+    """The feed's language by the API's one rule (``api.http.negotiate_language``); a bad ``lang`` is a 422."""
+    try:
+        return negotiate_language(given, request.headers.get("accept-language"))
+    except ValueError as exc:
+        raise ApiError("invalid_request", str(exc)) from None
 
 
 def _items(conn: Connection, seqs: set[int], lang: Lang, page: str) -> list[FeedItem]:
@@ -103,7 +100,9 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
             item_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{deployment}:entry:").urn + ":{seq}",
             empty_at=int(newest or 0),
         )
-        return Response(body, media_type=MEDIA_TYPE, headers={"Cache-Control": "public, max-age=60"})
+        # the language may come from Accept-Language: a shared cache keeps one copy per language asked
+        return Response(body, media_type=MEDIA_TYPE,
+                        headers={"Cache-Control": "public, max-age=60", "Vary": "Accept-Language"})
 
     @router.get("/receipts/{address}.atom", operation_id="receiptFeed", response_class=Response,
                 summary="A case followed by its receipt key's address (Atom)")

@@ -16,6 +16,7 @@ from fastapi import Query, Request, Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from api.clients import client_of
 from api.deps import Figures, Settings, index_reader
 from api.errors import invalid
 from api.http import (
@@ -207,7 +208,9 @@ async def figures(
         async def computed() -> tuple[tuple[Any, ...], bytes]:
             return await run_in_threadpool(compute_figures, request.app, settings, cache, asked, compute, require)
 
-        position, body = await work.run((asked, content.key), computed, admit=lambda: budget.charge_request(request))
+        client = client_of(request)
+        position, body = await work.run((asked, content.key), computed, admit=lambda: budget.charge(client),
+                                        client=client)
         etag = _etag(position, asked)  # the index may have moved on since its state was read above
         if not_modified(request, etag):
             return not_modified_response(etag, SHORT)
@@ -224,6 +227,10 @@ def compute_figures(
 ) -> tuple[tuple[Any, ...], bytes]:
     """(the index position, the answer) read in one snapshot, whose state the figures and their cache key are of."""
     with read_snapshot(app.state.store) as conn:
+        if conn.dialect.name == "postgresql":
+            # one core per computation: its share of time (``api.overload``) is then its share of the machine, and
+            # parallel workers do not take the cores the cheap reads need
+            conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
         content = index_content_in(conn, settings.contract_address, settings.chain_id)
 
         def computed() -> bytes:

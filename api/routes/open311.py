@@ -117,6 +117,7 @@ from api.bodies import BodyRefused, read_body
 from api.deps import get_conn
 from api.errors import ERRORS
 from api.filing_desk import REVERT_CODES, DeskDuplicate, DeskRefused, FilingDesk
+from api.http import negotiate_language
 from api.open311_format import (
     FORM_FIELDS,
     FORM_MEDIA_TYPE,
@@ -410,30 +411,12 @@ def _list_param(request: Request, name: str) -> list[str]:
     return [item.strip() for value in request.query_params.getlist(name) for item in value.split(",") if item.strip()]
 
 
-_LANG_TAG = re.compile(r"\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*")
-
-
 def _language(request: Request) -> Lang:
-    """``lang`` (en or zh, a region allowed: zh-CN) if given, else the best of zh and en in Accept-Language."""
-    lang = request.query_params.get("lang")
-    if lang is not None:
-        primary = lang.strip().lower().split("-")[0].split("_")[0]
-        if primary not in ("en", "zh"):
-            raise _BadRequest(400, f"lang must be en or zh, not {lang!r}")
-        return "zh" if primary == "zh" else "en"
-    best: tuple[float, Lang] = (0.0, "en")
-    for part in request.headers.get("accept-language", "").split(","):
-        match = _LANG_TAG.fullmatch(part)
-        if match is None:
-            continue
-        primary = match.group(1).lower()
-        try:
-            q = float(match.group(2)) if match.group(2) else 1.0
-        except ValueError:
-            continue
-        if primary in ("en", "zh") and q > best[0]:
-            best = (q, "zh" if primary == "zh" else "en")
-    return best[1]
+    """The answer's language by the API's one rule (``api.http.negotiate_language``); a bad ``lang`` is a 400."""
+    try:
+        return negotiate_language(request.query_params.get("lang"), request.headers.get("accept-language"))
+    except ValueError as exc:
+        raise _BadRequest(400, str(exc)) from None
 
 
 def _jurisdiction(request: Request, catalogue: _Catalogue, given: str | None = None) -> str | None:
@@ -771,7 +754,7 @@ class _Intake:
             raise _BadRequest(503, exc.message) from None
         current = await settled(desk.service, taken.status.key, self.wait_seconds) or taken.status
         if current.state == "failed":
-            log.info("open311 request %s by app %s not recorded: %s", current.key, app_name, current.error_name)
+            log.info("open311 request by app %s not recorded: %s", app_name, current.error_name)
             code = REVERT_CODES.get(current.error_name or "", (None, ""))[0]
             raise _BadRequest(_open311_status(code), _not_recorded(current))
         item: dict[str, Any] = {}
@@ -783,7 +766,7 @@ class _Intake:
                                                language)
         item["account_id"] = None
         item["receipt_code"] = taken.receipt_code
-        log.info("open311 request filed: submission %s by app %s, %s", current.key, app_name, current.state)
+        log.info("open311 request filed by app %s: %s", app_name, current.state)  # never its token
         # the receipt code is shown once: no cache may keep it
         return render(fmt, "service_requests", [item], headers={**_headers(language), "Cache-Control": "no-store"})
 

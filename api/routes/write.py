@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pydantic_core
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_hex_address, to_checksum_address
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -34,7 +33,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from api.bodies import BodyRefused, read_body
+from api.bodies import MAX_JSON_DEPTH, BodyRefused, nests_too_deep, read_body
 from api.clients import client_of
 from api.errors import ApiError, budget_exceeded, refusal
 from api.ratelimit import Budget
@@ -222,10 +221,6 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return refusal("invalid_body", f"{where}: {message}", field=where)
 
 
-#: how deep a JSON body may nest (pydantic-core's parser refuses deeper): no body this API takes nests past a few levels
-MAX_JSON_DEPTH = 200
-
-
 async def guard_body(request: Request, limit: int) -> tuple[str, str] | None:
     """Read the body as it arrives (``api.bodies.read_body``: at most `limit` bytes, within its time); refuse a JSON
     body nested deeper than :data:`MAX_JSON_DEPTH` before anything parses it. The body read is kept on the request
@@ -235,15 +230,8 @@ async def guard_body(request: Request, limit: int) -> tuple[str, str] | None:
     except BodyRefused as refused:
         return refused.code, refused.message
     content_type = request.headers.get("content-type", "")
-    if body and (not content_type or "json" in content_type):
-        try:
-            pydantic_core.from_json(body)
-        except ValueError as exc:
-            # json.loads (FastAPI's parser) recurses in C: with the recursion limit py_ecc sets on import (100000), a
-            # deeply nested body would overflow the stack and kill the process. Anything else malformed is left to
-            # FastAPI, which answers invalid_json.
-            if "recursion limit" in str(exc):
-                return "invalid_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels: no body here does"
+    if body and (not content_type or "json" in content_type) and nests_too_deep(body):
+        return "invalid_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels: no body here does"
     return None
 
 

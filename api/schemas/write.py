@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.bodies import MAX_JSON_DEPTH, nests_too_deep
+
 
 class TypedDataField(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -57,6 +59,8 @@ class SignedRecordIn(BaseModel):
     def _typed_data_as_text(cls, data: Any) -> Any:
         """``eth_signTypedData_v4`` takes the typed data as a JSON string; accept it in that form too."""
         if isinstance(data, dict) and isinstance(data.get("typed_data"), str):
+            if nests_too_deep(data["typed_data"]):
+                raise ValueError(f"typed_data nests deeper than {MAX_JSON_DEPTH} levels: no typed data does")
             try:
                 return {**data, "typed_data": json.loads(data["typed_data"])}
             except ValueError:

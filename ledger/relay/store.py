@@ -585,7 +585,7 @@ class RelayStore:
         try:
             self._queue(envelope)
         except (OutboxError, sqlite3.Error) as exc:
-            log.warning("relay submission %s stored but not queued yet: %s", envelope.key, type(exc).__name__)
+            log.warning("a relay submission was stored but not queued yet: %s", type(exc).__name__)  # no key: a token
 
     def queue_orphans(self) -> None:
         """Queue what was stored but not queued (a crash, or an outbox failure, between the two), in order."""
@@ -609,7 +609,7 @@ class RelayStore:
             try:
                 self._queue(_envelope(row))
             except (OutboxError, sqlite3.Error) as exc:  # later ones wait behind it: submission order is kept
-                log.warning("relay submission %s still not queued: %s", row[0], type(exc).__name__)
+                log.warning("a relay submission is still not queued: %s", type(exc).__name__)  # no key: a token
                 break
         if rows:
             self._notify()

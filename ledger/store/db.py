@@ -351,7 +351,8 @@ def open_store(
             sa_url = _with_pg_options(sa_url, f"-c statement_timeout={int(statement_timeout_ms)}")
     if connect_args:
         kwargs["connect_args"] = connect_args
-    engine = create_engine(sa_url, **kwargs)
+    # hide_parameters: a statement's values (a receipt address, a case id) never reach an exception's text, nor a log
+    engine = create_engine(sa_url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         if statement_timeout_ms:

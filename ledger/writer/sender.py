@@ -471,7 +471,8 @@ class Writer:
             if self._recorded_elsewhere(items, revert, results):
                 return
             ids = [item.id for item in items]
-            log.warning("outbox entries %s refused by the contract: %s", ",".join(map(str, ids)), revert)
+            # the error's name only: its arguments may name a citizen's receipt key (kept with the entries instead)
+            log.warning("outbox entries %s refused by the contract: %s", ",".join(map(str, ids)), revert.error_name)
             for item in self.outbox.record_failed(ids, str(revert), revert_data=revert.raw or None):
                 results[item.id] = item
             self.stats.failed += len(ids)
@@ -763,7 +764,8 @@ class Writer:
             # Mined but reverted: the state changed between estimate and inclusion. Its nonce is spent, so the rows
             # can safely go into a new transaction; the next estimate isolates and fails any entry still refused.
             revert = self._replay(flight, receipt.block_number)
-            log.warning("transaction %s reverted on chain (%s); its entries are planned again", flight.tx_hash, revert)
+            log.warning("transaction %s reverted on chain (%s); its entries are planned again", flight.tx_hash,
+                        revert.error_name)
             items = self.outbox.record_tx_failed(
                 flight.tx_hash, TxState.REVERTED, f"transaction {flight.tx_hash} reverted on chain: {revert}",
                 revert_data=revert.raw or None, requeue=True, max_attempts=self.max_attempts,

@@ -24,8 +24,10 @@ from starlette.routing import Route
 
 from api import errors
 from api.app import create_app
-from api.bodies import BodyLimitMiddleware, read_body
+from api.bodies import BodyLimitMiddleware, nests_too_deep, read_body
+from api.clients import Clients
 from api.overload import ExpensiveWork
+from api.ratelimit import Budget, RateLimitMiddleware
 from api.read.figures import FiguresCache
 from api.routes import figures as figures_route
 from api.settings import ApiSettings
@@ -158,6 +160,9 @@ def test_expensive_work_is_joined_bounded_and_shed() -> None:
 
 
 def test_expensive_work_takes_no_more_than_its_share_of_time() -> None:
+    """Computations take at most their share of the process's time over 10 s (then 503), and one client at most half
+    of it (then 429, budget expensive): a client monopolising the figures leaves room for others."""
+
     async def scenario() -> None:
         now = [100.0]
         work = ExpensiveWork("figures", capacity=2, waiting=4, share=0.5, clock=lambda: now[0])
@@ -166,17 +171,25 @@ def test_expensive_work_takes_no_more_than_its_share_of_time() -> None:
             now[0] += seconds  # the computation takes this long
             return seconds
 
-        assert await work.run("a", lambda: compute(3), admit=lambda: None) == 3
-        assert work.busy() == pytest.approx(0.3)
-        assert await work.run("b", lambda: compute(2.5), admit=lambda: None) == 2.5  # admitted at 30 %
-        with pytest.raises(errors.ApiError) as shed:  # 55 % of the last 10 s: shed until the window moves on
-            await work.run("c", lambda: compute(1), admit=lambda: None)
+        def run(key: str, seconds: float, client: str) -> Any:
+            return work.run(key, lambda: compute(seconds), admit=lambda: None, client=client)
+
+        assert await run("a", 2, "monopolist") == 2
+        assert await run("b", 1, "monopolist") == 1  # admitted at 20 % of its own
+        with pytest.raises(errors.ApiError) as refused:  # 30 %: past half the share, its turn is over
+            await run("c", 1, "monopolist")
+        assert refused.value.code == "rate_limited" and refused.value.extra["budget"] == "expensive"
+        assert work.busy("monopolist") == pytest.approx(0.3) and work.busy("citizen") == 0
+        assert await run("d", 1.5, "citizen") == 1.5  # another client still has room
+        assert await run("e", 0.6, "another") == 0.6  # 45 % of the server's time: admitted
+        with pytest.raises(errors.ApiError) as shed:  # 51 %: shed for everyone until the window moves on
+            await run("f", 1, "newcomer")
         assert shed.value.code == "overloaded"
-        now[0] += 6  # the last 10 s hold 1.5 s of the first and the whole second
-        assert work.busy() == pytest.approx(0.4)
-        assert await work.run("c", lambda: compute(1), admit=lambda: None) == 1
+        now[0] += 7  # the last 10 s hold 0.9 s of the second, 1.5 s and 0.6 s
+        assert work.busy() == pytest.approx(0.3)
+        assert await run("f", 1, "newcomer") == 1
         now[0] += 20
-        assert work.busy() == 0
+        assert work.busy() == 0 and await run("c", 1, "monopolist") == 1
 
     asyncio.run(scenario())
 
@@ -307,3 +320,89 @@ def test_the_app_refuses_a_huge_declared_body_on_any_route(client: TestClient) -
     huge = {"Content-Length": str(64 * 2**20), "Content-Type": "application/json"}
     for path in (f"{V1}/filings", f"{V1}/agencies", "/open311/v2/requests.json"):
         assert error_of(client.post(path, headers=huge, content=b"{}"), 413)["code"] == "body_too_large"
+
+
+def test_json_nested_deep_inside_a_string_is_refused_not_parsed(client: TestClient) -> None:
+    """typed_data may come as a JSON string (eth_signTypedData_v4's form), parsed after the body's own depth check:
+    200,000 brackets inside it would overflow the C stack in json.loads and kill the process."""
+    deep = "[" * 200_000 + "]" * 200_000
+    answer = client.post(f"{V1}/agency/records", json={"typed_data": deep, "signature": "0x" + "00" * 65})
+    assert answer.status_code in (400, 422) and "nests deeper than 200 levels" in answer.text
+    assert nests_too_deep(deep) and nests_too_deep(deep.encode()) and not nests_too_deep("[" * 150 + "]" * 150)
+    assert not nests_too_deep("not json")  # what is not JSON is the parser's to say
+
+
+def test_the_bodies_held_at_once_are_bounded_for_the_whole_process() -> None:
+    """Many clients each sending a body within its route's limit cannot make the process hold more than its room for
+    bodies: past it a body is a 503 with Retry-After, and the room comes back when the requests are answered."""
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def hold(request: Request) -> Response:
+            body = await read_body(request, 5000)
+            await release.wait()
+            return Response(str(len(body)))
+
+        app = Starlette(routes=[Route("/hold", hold, methods=["POST"])])
+        app.add_middleware(BodyLimitMiddleware, limit=5000, in_flight=5000)
+        errors.install(app)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            held = [asyncio.create_task(client.post("/hold", content=b"x" * 2000)) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            refused = await client.post("/hold", content=b"x" * 2000)
+            assert error_of(refused, 503)["code"] == "overloaded" and refused.headers["retry-after"] == "2"
+            release.set()
+            assert [(await task).text for task in held] == ["2000", "2000"]
+            assert (await client.post("/hold", content=b"x" * 2000)).text == "2000"  # the room came back
+
+    asyncio.run(scenario())
+
+
+def test_a_client_has_few_requests_in_flight_at_once() -> None:
+    """Within its budget, one client on many connections still cannot hold every thread and connection: past its
+    requests in flight it is a 429 (budget in_flight) at once, while another client is served."""
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def slow(request: Request) -> Response:
+            await release.wait()
+            return Response("done")
+
+        app = Starlette(routes=[Route("/slow", slow)])
+        app.state.clients = Clients()
+        app.add_middleware(RateLimitMiddleware, budget=Budget("reads", 0), clients=app.state.clients, in_flight=2)
+        errors.install(app)  # type: ignore[arg-type]
+
+        def client(host: str) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(host, 1000))
+            return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+        async with client("2001:db8::1") as one, client("2001:db8::2") as same_64, client("192.0.2.1") as other:
+            held = [asyncio.create_task(one.get("/slow")) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            refused = await same_64.get("/slow")
+            error = error_of(refused, 429)
+            assert error["budget"] == "in_flight" and error["limit"] == 2 and refused.headers["retry-after"] == "1"
+            waiting = asyncio.create_task(other.get("/slow"))
+            await asyncio.sleep(0.1)
+            release.set()
+            assert [(await task).text for task in [*held, waiting]] == ["done"] * 3
+            assert (await same_64.get("/slow")).text == "done"  # answered: room again
+
+    asyncio.run(scenario())
+
+
+def test_a_trend_is_bounded_in_time_as_a_statement_is(api_settings: ApiSettings) -> None:
+    """400 buckets are 400 computations in one snapshot: together they may take no longer than one statement may."""
+    url = f"{V1}/commitments/DEMO-ROADS/POTHOLE-72H/trend"
+    asked = {"from": "2019-01-01", "to": "2026-01-01", "bucket": "week"}
+    with TestClient(create_app(dataclasses.replace(api_settings, statement_timeout_ms=1))) as client:
+        answer = client.get(url, params=asked)
+        error = error_of(answer, 503)
+        assert error["code"] == "query_timeout" and "of 366 buckets" in error["message"]
+        assert answer.headers["retry-after"] == "10"
+    with TestClient(create_app(api_settings)) as client:
+        assert len(client.get(url, params=asked).json()["buckets"]) == 366

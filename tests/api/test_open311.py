@@ -602,3 +602,31 @@ def test_a_page_past_the_paging_depth_is_a_400_that_says_to_narrow_the_dates(
     first = all_requests[0]["service_request_id"]
     assert _json(api.get(f"{BASE}/requests.json", params={"service_request_id": first, "page": 10**9})) == [
         all_requests[0]]
+
+
+# --- language negotiation under attack --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [" " * 200_000, "en" + " " * 200_000 + "!", "a-" * 100_000, "," * 200_000],
+                         ids=["spaces", "tag-spaces-junk", "a-", "commas"])
+def test_a_200_kb_accept_language_is_answered_at_once(api: TestClient, header: str) -> None:
+    """Accept-Language is read in linear time and only its first 512 characters (``api.http.negotiate_language``):
+    a header that made a backtracking pattern hold the interpreter for seconds ("en", spaces, then anything that is
+    not a weight: about a minute at this size) is answered like any other."""
+    started = time.monotonic()
+    response = api.get(f"{BASE}/services.json", headers={"Accept-Language": header})
+    assert time.monotonic() - started < 1
+    assert response.status_code == 200 and response.headers["content-language"] == "en"
+
+
+def test_the_header_still_negotiates_by_weight(api: TestClient) -> None:
+    for header, language in (("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), ("en-US,zh;q=0.5", "en"),
+                             ("en;q=0.5, zh", "zh-CN"), ("zh;q=0, en;q=0.1", "en"), ("en;q=0, zh;q=0.2", "zh-CN"),
+                             ("zh;q=0", "en")):
+        response = api.get(f"{BASE}/services.json", headers={"Accept-Language": header})
+        assert response.status_code == 200 and response.headers["content-language"] == language, header
+
+
+def test_a_long_lang_is_refused_without_repeating_it(api: TestClient) -> None:
+    description = _assert_error(api.get(f"{BASE}/services.json", params={"lang": "x" * 5000}), 400)
+    assert description == f"lang must be en or zh, not {'x' * 20!r}"
