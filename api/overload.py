@@ -3,7 +3,8 @@
 :class:`ExpensiveWork` runs the API's expensive computations (figures the cache has not seen) in one process: at most
 ``capacity`` at once, at most ``waiting`` more waiting for a turn, none waiting longer than ``patience`` seconds,
 and no more than ``share`` of the process's time over the last :data:`WINDOW` seconds (computation-seconds per
-second), so that whatever is asked, the rest of the time is left to everything else.
+second; one client's at most half of it), so that whatever is asked, the rest of the time is left to everything else.
+A share equal to the capacity is no time cap.
 A request asking for what is already being computed joins that computation instead of starting another. Beyond
 the bounds the request is answered 503 ``overloaded`` with ``Retry-After`` at once, while cheap reads and answers
 the cache already holds go on being served: the server sheds the expensive work first, and says so, rather than
@@ -109,7 +110,8 @@ class ExpensiveWork:
                     raise  # this request was cancelled, not the computation it joined
             running = self._running.get(key)  # the computation was given up: start or join another
         admit()
-        if self.busy(client) > self.share / 2:
+        capped = self.share < self.capacity  # a share of the whole capacity is no time cap at all
+        if capped and self.busy(client) > self.share / 2:
             self.shed += 1
             raise ApiError(
                 "rate_limited",
@@ -117,7 +119,7 @@ class ExpensiveWork:
                 f"{WINDOW:g} s; retry in {RETRY_AFTER} s",
                 headers={"Retry-After": str(RETRY_AFTER)}, extra={"budget": "expensive"},
             )
-        if (self._slots.locked() and self._queued >= self.waiting) or self.busy() >= self.share:
+        if (self._slots.locked() and self._queued >= self.waiting) or (capped and self.busy() >= self.share):
             self.shed += 1
             raise overloaded(self.what)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -631,6 +631,8 @@ def main(argv: list[str] | None = None) -> None:
             data = ba.build_database(bench_url, args.cases)
             env = ba.api_env(bench_url.render_as_string(hide_password=False), work_dir)
             env["CIVIC_READ_RATE_PER_MINUTE"] = str(POLITE_READ_RATE_PER_MINUTE)
+            for name in ("CIVIC_EXPENSIVE_RATE_PER_MINUTE", "CIVIC_MAX_COMPUTATIONS", "CIVIC_COMPUTATION_SHARE"):
+                env.pop(name, None)  # bench/api.py lifts these to measure costs; here the defaults defend
             ba.progress(f"uvicorn --workers {args.workers}")
             with (
                 ba.serve("api.app:create_app", args.workers, env, work_dir, data.case_paths[0]) as api,

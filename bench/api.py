@@ -19,8 +19,9 @@ HTTP load on loopback at:
   request is computed afresh — what a request the cache has not seen costs; fewer connections (one per worker): each
   takes seconds;
 * the page's front view, ``GET /api/v1/scorecards?by=agency`` (all time, ``as_of`` = now): three requests one after
-  the other. ``as_of`` defaults to the request's second and the open and overdue counts move with it, so each second
-  is another answer, which the cache cannot keep for longer; this is what such a request costs;
+  the other. ``as_of`` defaults to the current whole minute (times are taken to the minute) and the open and overdue
+  counts move with it, so each minute is another answer: the first request of a minute costs this, the next ones of
+  the minute are the cache's;
 * the ceiling: a bare FastAPI app (one ``async def`` route returning a constant, no middleware, no database), served
   the same ways.
 
@@ -28,9 +29,10 @@ Load comes from ``wrk`` (Debian: ``apt-get install wrk``) with a Lua script pick
 wrk thread and ``--connections`` keep-alive connections (closed loop: each connection sends its next request when the
 last is answered); if wrk is missing, from a Python load generator in separate processes (same protocol, slower, so
 it takes a larger share of the 2 cores). Each run: a warm-up (not counted), then ``--duration`` seconds measured.
-Servers run with ``--no-access-log --log-level warning`` and ``CIVIC_READ_RATE_PER_MINUTE=0`` (no rate limit: every
-request here comes from one address). No node is needed: ``CIVIC_RPC_URL`` points at an unused loopback port (none of
-these endpoints asks the node).
+Servers run with ``--no-access-log --log-level warning``, ``CIVIC_READ_RATE_PER_MINUTE=0`` (no rate limit: every
+request here comes from one address) and no figures budget or time share (``CIVIC_EXPENSIVE_RATE_PER_MINUTE=0``,
+``CIVIC_COMPUTATION_SHARE=1``; ``bench/abuse.py`` measures the defences). No node is needed: ``CIVIC_RPC_URL``
+points at an unused loopback port (none of these endpoints asks the node).
 
 Prints a table, then one JSON line: the ``--workers`` (default: cores) figures under ``case_lookup_rps``,
 ``case_lookup_p50_ms``, ``case_lookup_p99_ms``, ``scorecard_*``, ``scorecard_uncached_*``, ``scorecard_as_of_now_*``
@@ -497,6 +499,10 @@ def api_env(store_url: str, work_dir: Path) -> dict[str, str]:
         CIVIC_RPC_URL=f"http://127.0.0.1:{free_port()}",  # nothing listens there: none of these routes asks the node
         CIVIC_DATA_DIR=str(work_dir / "data"),
         CIVIC_READ_RATE_PER_MINUTE="0",
+        # nor a figures budget or time share: what a computation costs is measured, not the defences (bench/abuse.py)
+        CIVIC_EXPENSIVE_RATE_PER_MINUTE="0",
+        CIVIC_MAX_COMPUTATIONS="1",
+        CIVIC_COMPUTATION_SHARE="1",
         PYTHONPATH=str(ROOT),
     )
     return env

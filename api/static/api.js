@@ -11,12 +11,29 @@ export class ApiError extends Error {
   }
 }
 
-async function send(url, init) {
+// a read answered 429 (a budget spent) or 503 with Retry-After (work shed under load) is asked again after the wait
+// it names, as the API asks every client to: at most this many times, each wait at most MAX_WAIT_S seconds
+const READ_RETRIES = 3;
+const MAX_WAIT_S = 10;
+
+function comeBackAfter(response) {
+  const header = response.headers.get("Retry-After");
+  if (response.status !== 429 && !(response.status === 503 && header !== null)) return null;
+  const seconds = Number(header);
+  return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds, MAX_WAIT_S) : 1;
+}
+
+async function send(url, init, retries = 0) {
   let response;
   try {
     response = await fetch(url, init);
   } catch (error) {
     throw new ApiError(0, error.message || String(error));
+  }
+  const wait = retries > 0 ? comeBackAfter(response) : null;
+  if (wait !== null) {
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+    return send(url, init, retries - 1);
   }
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
@@ -41,7 +58,7 @@ export async function get(path, params = {}) {
   for (const [name, value] of Object.entries(params)) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(name, String(value));
   }
-  return send(url, { headers: { Accept: "application/json" } });
+  return send(url, { headers: { Accept: "application/json" } }, READ_RETRIES);
 }
 
 /** POST /api/v1/{path} with a JSON body; the parsed JSON answer, or an ApiError carrying the API's error code. */

@@ -5,9 +5,11 @@ log, switch language, keyboard only, phone width. Screenshots go to pytest's tmp
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -391,3 +393,26 @@ def test_phone_width_in_chinese(phone: Page, base_url: str, known_case: KnownCas
         if name in ("page-zh-mobile.png", "page-zh-mobile-case.png"):
             screenshot(phone, name, tmp_path)
     expect(phone.get_by_role("heading", level=1)).to_have_text("原始账本日志")
+
+
+@pytest.mark.slow
+def test_the_page_waits_out_a_shed_answer_as_it_is_asked_to(page: Page, base_url: str, console: Console) -> None:
+    """Under load the API sheds new figures (503 with Retry-After) and refuses a spent budget (429): the page asks again
+    after the wait named, rather than showing an error. The server's overload is played by the browser's network
+    layer: the first answer to the scorecards is a 503, then the real API answers."""
+    asked: list[str] = []
+
+    def shed_once(route: Any) -> None:
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            route.fulfill(status=503, headers={"Retry-After": "1", "Content-Type": "application/json"},
+                          body='{"error": {"code": "overloaded", "message": "busy"}}')
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/scorecards*", shed_once)
+    console.expect("status of 503")  # the browser reports the shed answer's load; nothing else may fail
+    began = time.monotonic()
+    visit(page, base_url + "/")
+    expect(page.locator("table.scorecards tbody tr")).to_have_count(len(demo.AGENCIES))
+    assert len(asked) == 2 and time.monotonic() - began >= 1

@@ -351,8 +351,10 @@ def test_an_expired_deadline_is_refused(writes: Writes):
 
 def test_a_stale_or_future_nonce_is_refused(writes: Writes):
     key = writes.key(ROADS)
+    if writes.next_nonce(key.address) == 0:  # run alone, or before the tests that write: one write takes nonce 0
+        assert writes.client.post(URL, json=writes.body(key, writes.opened("first"))).status_code == 202
     nonce = writes.next_nonce(key.address)
-    assert nonce > 0  # earlier tests used some
+    assert nonce > 0
     answer = refused(writes, writes.body(key, writes.opened("stale"), nonce=nonce - 1), 409, "stale_nonce")
     assert answer["error"]["expected_nonce"] == nonce
     refused(writes, writes.body(key, writes.opened("future"), nonce=nonce + 3), 409, "stale_nonce")

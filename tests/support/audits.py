@@ -55,7 +55,7 @@ class AuditWorld:
         )
         # the auditor asks for many figures at once, and these tests are of what it finds: no figures budget or time
         # share (tests/audit/test_careful_client.py shows the auditor waits them out)
-        fields.update(expensive_rate_per_minute=0, computation_share=2.0)
+        fields.update(expensive_rate_per_minute=0, computation_share=1.0)
         fields.update(changes)
         return ApiSettings(**fields)
 

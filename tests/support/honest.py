@@ -112,7 +112,7 @@ class HonestLedger:
             chain_id=self.chain.chain_id, data_dir=self.data_dir,
             # the auditor asks for many figures at once, and these tests are of what it finds: no figures budget or
             # time share (tests/audit/test_careful_client.py shows the auditor waits them out)
-            expensive_rate_per_minute=0, computation_share=2.0,
+            expensive_rate_per_minute=0, computation_share=1.0,
         )
         return settings if batch_dir is None else dataclasses.replace(settings, batch_dir=batch_dir)
 
