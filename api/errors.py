@@ -247,6 +247,16 @@ QUERY_TIMEOUT_RETRY_AFTER = 10
 OVERLOADED_RETRY_AFTER = 2
 
 
+def overloaded(message: str, retry_after: int) -> ApiError:
+    """503 ``overloaded``: the server sheds this request's work for now (says what), come back in `retry_after` s."""
+    return ApiError("overloaded", message, headers={"Retry-After": str(retry_after)})
+
+
+def query_timeout(message: str) -> ApiError:
+    """503 ``query_timeout``: reading the answer took longer than a read may (says what), come back later."""
+    return ApiError("query_timeout", message, headers={"Retry-After": str(QUERY_TIMEOUT_RETRY_AFTER)})
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     """A statement stopped by the store's statement timeout (``ledger.store.db.open_store``): 503 ``query_timeout``.
     Any other database error goes on to :func:`_unexpected`."""
@@ -254,21 +264,18 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         raise exc
     log.warning("a statement answering %s %s ran past the statement timeout and was stopped", method_of(request),
                 route_of(request))
-    return error_response(
-        503, "query_timeout",
+    return query_timeout(
         "the database took too long to answer this request, so it was stopped; try again later, or ask for less "
-        "(a narrower selection or range)",
-        headers={"Retry-After": str(QUERY_TIMEOUT_RETRY_AFTER)},
-    )
+        "(a narrower selection or range)"
+    ).response()
 
 
 async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
     """No database connection came free in time (every one busy with other requests): 503 ``overloaded``."""
     log.warning("no database connection came free in time to answer %s %s", method_of(request), route_of(request))
-    return error_response(
-        503, "overloaded", "the server is answering too many requests at once to take this one; try again shortly",
-        headers={"Retry-After": str(OVERLOADED_RETRY_AFTER)},
-    )
+    return overloaded(
+        "the server is answering too many requests at once to take this one; try again shortly", OVERLOADED_RETRY_AFTER
+    ).response()
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

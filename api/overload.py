@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from api.errors import ApiError
+from api.errors import ApiError, overloaded
 
 T = TypeVar("T")
 
@@ -31,12 +31,12 @@ RETRY_AFTER = 5
 WINDOW = 10.0
 
 
-def overloaded(what: str) -> ApiError:
-    return ApiError(
-        "overloaded",
+def shed(what: str) -> ApiError:
+    """The 503 of a computation shed: ``api.errors.overloaded``, saying what is being computed."""
+    return overloaded(
         f"the server is busy computing other {what}; retry in {RETRY_AFTER} s (answers already computed are still "
         "served)",
-        headers={"Retry-After": str(RETRY_AFTER)},
+        RETRY_AFTER,
     )
 
 
@@ -121,7 +121,7 @@ class ExpensiveWork:
             )
         if (self._slots.locked() and self._queued >= self.waiting) or (capped and self.busy() >= self.share):
             self.shed += 1
-            raise overloaded(self.what)
+            raise shed(self.what)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         try:
@@ -131,7 +131,7 @@ class ExpensiveWork:
                     await self._slots.acquire()
             except TimeoutError:
                 self.shed += 1
-                raise overloaded(self.what) from None
+                raise shed(self.what) from None
             finally:
                 self._queued -= 1
             began = self._clock()

@@ -199,6 +199,8 @@ TIME_STEP = 60
 def whole_step(moment: int) -> int:
     """``moment`` taken to its whole :data:`TIME_STEP` (the seconds dropped)."""
     return moment - moment % TIME_STEP
+
+
 #: scores a rating can have
 SCORES = (1, 2, 3, 4, 5)
 _REOPENED = int(CaseAction.REOPENED)

@@ -244,10 +244,3 @@ def _case_row(row: RowMapping) -> dict[str, Any]:
     for flag in ("on_time", "escalated", "dispute_open"):
         out[flag] = None if out[flag] is None else bool(out[flag])
     return out
-
-
-def count_rows(conn: Connection, table: Any, agency_id: str | None = None) -> int:
-    query = select(func.count()).select_from(table)
-    if agency_id is not None:
-        query = query.where(table.c.agency_id == agency_id)
-    return int(conn.execute(query).scalar_one())

@@ -10,7 +10,7 @@ from fastapi import Path, Query, Request, Response
 from sqlalchemy import Connection
 
 from api.deps import Figures, Settings, Snapshot
-from api.errors import QUERY_TIMEOUT_RETRY_AFTER, ApiError, invalid, not_found
+from api.errors import invalid, not_found, query_timeout
 from api.http import (
     IMMUTABLE,
     SHORT,
@@ -20,7 +20,6 @@ from api.http import (
     conditional,
     etag_of,
     next_link,
-    optional_time,
     view_etag,
 )
 from api.read.commitments import (
@@ -48,7 +47,7 @@ from api.routes._common import (
     state_of,
     unix_now,
 )
-from api.routes.figures import figures
+from api.routes.figures import figures, minute_time
 from api.schemas.commitments import CommitmentHistory, CommitmentPage, CommitmentVersion
 from api.schemas.figures import TrendBucket, TrendResponse
 from ledger.metrics import MetricsFilter, compute_metrics, whole_step
@@ -198,16 +197,15 @@ async def commitment_trend(
     are 1 or 7 days long; the last one ends at `to`. At most 400 buckets. Times are taken to the whole minute, as
     the figures' are (`/metrics`)."""
     now = whole_step(unix_now())
-    end = optional_time(to, "to")
-    end = now if end is None else whole_step(end)
+    end = minute_time(to, "to")
+    end = now if end is None else end
     length = DAY if bucket == "day" else 7 * DAY
-    start = optional_time(from_, "from")
+    start = minute_time(from_, "from")
     if start is None:
         # calendar days or ISO weeks (UTC), the current one included: 1970-01-05 was a Monday
         origin = 0 if bucket == "day" else 4 * DAY
         current = end - 1 - (end - 1 - origin) % length
         start = current - ((30 if bucket == "day" else 26) - 1) * length
-    start = whole_step(start)
     if not 0 <= start < end <= INT64_MAX:
         raise invalid(f"from ({start}) must be before to ({end}), both from 1970 on (times are taken to the whole "
                       "minute)", param="from")
@@ -228,11 +226,9 @@ async def commitment_trend(
         began = time.monotonic()
         for i in range(count):
             if limit_ms and (time.monotonic() - began) * 1000 > limit_ms:
-                raise ApiError(
-                    "query_timeout",
+                raise query_timeout(
                     f"the trend took longer than {limit_ms / 1000:g} s to compute ({i} of {count} buckets), so it was "
-                    "stopped; ask for fewer buckets (a shorter range, or bucket=week)",
-                    headers={"Retry-After": str(QUERY_TIMEOUT_RETRY_AFTER)},
+                    "stopped; ask for fewer buckets (a shorter range, or bucket=week)"
                 )
             b0, b1 = start + i * length, min(start + (i + 1) * length, end)
             flt = MetricsFilter(agency_id=agency_id, commitment_id=commitment_id, start=b0, end=b1,

@@ -118,9 +118,11 @@ def _channel(value: str | None) -> int | None:
     raise invalid(f"channel: {value!r} is not a channel; give a code from 1 to 255 or one of {names}", param="channel")
 
 
-def _stepped(value: int | None) -> int | None:
-    """A time parameter taken to the whole minute (``ledger.metrics.TIME_STEP``)."""
-    return None if value is None else whole_step(value)
+def minute_time(value: str | None, name: str) -> int | None:
+    """A time parameter (``api.http.parse_time``) taken to the whole minute (``ledger.metrics.TIME_STEP``): the rule
+    of every figures endpoint's times."""
+    moment = optional_time(value, name)
+    return None if moment is None else whole_step(moment)
 
 
 def _metrics_filter(
@@ -136,8 +138,7 @@ def _metrics_filter(
 ) -> MetricsFilter:
     # to the whole minute: one answer per minute for the same question, computed once and cached, whoever asks it
     # and however many seconds they give; `filter` in the answer says the times applied, which the figures are of
-    start, end = _stepped(optional_time(from_, "from")), _stepped(optional_time(to, "to"))
-    at = _stepped(optional_time(as_of, "as_of"))
+    start, end, at = minute_time(from_, "from"), minute_time(to, "to"), minute_time(as_of, "as_of")
     if start is not None and end is not None and start == end:
         raise invalid("from and to fall in the same minute: times are taken to the whole minute, so the range would "
                       "be empty; give a range of a minute or more")

@@ -26,6 +26,7 @@ import httpx
 
 from ledger.audit.errors import CannotAudit
 from ledger.audit.model import cut
+from ledger.chain.rpc import retry_after_seconds
 from ledger.errors import LedgerError
 
 PREFIX = "/api/v1"
@@ -258,8 +259,8 @@ def _come_back_after(response: httpx.Response) -> float | None:
     retry_after = response.headers.get("Retry-After")
     if response.status_code != 429 and (response.status_code != 503 or retry_after is None):
         return None
-    retry_after = retry_after or "1"
-    return min(30.0, float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 1.0)
+    # at least a second between two asks, at most 30 s (an HTTP date is read too: ``ledger.chain.rpc``'s one parser)
+    return min(30.0, max(1.0, retry_after_seconds(retry_after)))
 
 
 def _message(body: bytes) -> str:
