@@ -79,22 +79,26 @@ def test_the_time_bounds_one_call_not_a_transaction_or_a_stream(stores: Callable
     each fetch is short, though the statement's work adds up to millions of SQLite instructions, past the deadline
     an execute alone would have set)."""
     stores(store_url)
-    timed = open_store(store_url, statement_timeout_ms=300)
+    # the timeout is far longer than any one call here (a fetch of 1,000 rows takes about a millisecond), so a loaded
+    # machine cannot make one call overrun it; the idle time and the stream each last longer than it
+    timed = open_store(store_url, statement_timeout_ms=1000)
     try:
         with timed.begin() as conn:
             conn.execute(insert(blocks), [{"number": n, "hash": n.to_bytes(32, "big"), "timestamp": n}
                                           for n in range(500)])
         with timed.connect() as conn, conn.begin():
             assert conn.execute(text("SELECT count(*) FROM blocks")).scalar() == 500
-            time.sleep(0.5)
+            time.sleep(1.2)
             assert conn.execute(text("SELECT max(number) FROM blocks")).scalar() == 499
-            result = conn.execution_options(stream_results=True, yield_per=10_000).execute(text(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT i FROM n"))
+            result = conn.execution_options(stream_results=True, yield_per=1_000).execute(text(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) SELECT i FROM n"))
             read = 0
-            while batch := result.fetchmany(10_000):
+            started = time.monotonic()
+            while batch := result.fetchmany(1_000):
                 read += len(batch)
-                time.sleep(0.04)  # 30 batches: 1.2 s in all, four times the timeout
-            assert read == 300_000
+                time.sleep(0.07)  # 30 batches: 2.1 s in all, twice the timeout
+            assert read == 30_000
+            assert time.monotonic() - started > 2 * timed.statement_timeout_ms / 1000
     finally:
         timed.close()
 
