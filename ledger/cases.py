@@ -26,6 +26,7 @@ Status machine
     on_hold       resumed → open, rejected / withdrawn → that status (closed)
     closed        reopened → open (``closed_at`` cleared, ``reopened`` counts it)
     any           dispute_rejected → unchanged, valid only while a dispute awaits an answer
+    any           rectified → unchanged, valid once, after a bad rating (see "Rectification" below)
     ============  =====================================================================
 
     Opened is valid only as the first event: a later Opened is invalid (its intake fields are ignored). Every
@@ -33,6 +34,22 @@ Status machine
     ``invalid_transitions`` and is otherwise ignored. A case whose events contain no Opened has no state (it is not a
     case of any commitment): :func:`fold_case` returns None. ``last_seq`` is the seq of the case's last event,
     valid or not.
+
+Response (``responded_at``, ``response_due``)
+    ``responded_at`` is the claimed time of the case's first valid Accepted, OnHold, Fulfilled or Rejected event: the
+    agency took the case up, asked the citizen for something, or answered it outright (an Escalated passes it on and
+    a Withdrawn is the citizen's, so neither is a response). ``response_due`` is when that response is due: the
+    same time limit as a filing's answer, :data:`ledger.filings.ANSWER_WINDOW_WORKING_DAYS` working days after the
+    opening (``ledger.filings.answer_due``; Monday to Friday in a year without a published calendar, so a missing
+    calendar never removes the limit).
+
+Rectification of a bad rating (差评整改; ``rectified_at``, ``rectification_due``)
+    A rating of :data:`BAD_RATING_MAX` or less is a bad rating, and the agency answers it with a Rectified event (its
+    ``details_hash`` is the rectification report). A Rectified event is valid once, after a bad rating of the case
+    (in seq order); any other Rectified is an invalid transition. It changes no status. ``rectified_at`` is its
+    claimed time; ``rectification_due`` is the end of the :data:`RECTIFICATION_WORKING_DAYS`-th working day after the
+    rating's block time (Monday to Friday in a year without a published calendar), set for a bad rating only.
+    ``disputed_at`` is the block time of the case's first dispute.
 
 Receipts, ratings and disputes (:class:`Feedback`)
     A case's ReceiptIssued, CaseRated and CaseDisputed entries fold in seq order with its events (none of them can
@@ -93,8 +110,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from ledger.filings import answer_due
 from ledger.records import RECEIPT_CASE_FLAG, CaseAction, DeadlineUnit, EntryKind
-from ledger.workdays import YearCalendar, working_days_due
+from ledger.workdays import YearCalendar, working_days_due, working_days_due_always
 
 DAY = 86_400
 #: ``ICivicLedger.DISPUTE_WINDOW``: how long after a fulfilment (its entry's block time) it may be disputed
@@ -102,6 +120,11 @@ DISPUTE_WINDOW = 30 * DAY
 #: ``ICivicLedger.DISPUTE_RESPONSE_WINDOW``: how long after a dispute (its entry's block time) the agency has to
 #: answer it with a Reopened or DisputeRejected event
 DISPUTE_RESPONSE_WINDOW = 10 * DAY
+#: a rating of this score or less is a bad rating (差评: dissatisfied or very dissatisfied), which the agency must
+#: rectify
+BAD_RATING_MAX = 2
+#: working days after a bad rating within which its rectification is due (政务服务"好差评": 15 working days)
+RECTIFICATION_WORKING_DAYS = 15
 
 OPEN = "open"
 ON_HOLD = "on_hold"
@@ -120,6 +143,10 @@ CLOSING_ACTIONS: dict[int, str] = {
 _CLOSING_FROM_HOLD: dict[int, str] = {CaseAction.REJECTED: REJECTED, CaseAction.WITHDRAWN: WITHDRAWN}
 _REOPENED = int(CaseAction.REOPENED)
 _DISPUTE_REJECTED = int(CaseAction.DISPUTE_REJECTED)
+_RECTIFIED = int(CaseAction.RECTIFIED)
+#: the case events that are the agency's response to a case (see "Response" above)
+RESPONSES = frozenset({int(CaseAction.ACCEPTED), int(CaseAction.ON_HOLD), int(CaseAction.FULFILLED),
+                       int(CaseAction.REJECTED)})
 #: the case events that answer a dispute
 ANSWERS = frozenset({_REOPENED, _DISPUTE_REJECTED})
 #: entries a correction cannot void: a citizen's rating or dispute, and the receipt that lets them make one
@@ -214,6 +241,11 @@ class CaseState(NamedTuple):
     disputes: int = 0
     reopened: int = 0
     dispute_open: bool = False
+    responded_at: int | None = None
+    response_due: int | None = None
+    disputed_at: int | None = None
+    rectified_at: int | None = None
+    rectification_due: int | None = None
 
     def row(self) -> dict[str, Any]:
         """The state as a ``cases`` row (without the key columns)."""
@@ -251,6 +283,9 @@ class CaseProgress:
     disputes: int = 0
     reopened: int = 0
     dispute_open: bool = False
+    responded_at: int | None = None
+    disputed_at: int | None = None
+    rectified_at: int | None = None
 
     @classmethod
     def from_state(cls, state: CaseState) -> CaseProgress:
@@ -274,6 +309,9 @@ class CaseProgress:
             disputes=state.disputes,
             reopened=state.reopened,
             dispute_open=state.dispute_open,
+            responded_at=state.responded_at,
+            disputed_at=state.disputed_at,
+            rectified_at=state.rectified_at,
         )
 
     def apply(self, event: CaseEventLike) -> bool:
@@ -290,6 +328,10 @@ class CaseProgress:
                 return True
             self.invalid_transitions += 1
             return False
+        if action == _RECTIFIED:
+            return self._rectify(at)
+        if action in RESPONSES and self.responded_at is None and self._valid_from_status(action):
+            self.responded_at = at
         status = self.status
         if status == OPEN:
             if action == CaseAction.ACCEPTED:
@@ -314,6 +356,20 @@ class CaseProgress:
                 self._end_hold(at)
                 self.status, self.closed_at = closing, at
                 return True
+        self.invalid_transitions += 1
+        return False
+
+    def _valid_from_status(self, action: int) -> bool:
+        """Whether `action` (not Opened, Reopened, DisputeRejected or Rectified) is a valid transition now."""
+        if self.status == OPEN:
+            return True  # every other action is valid from open but Resumed, which is not a response
+        return self.status == ON_HOLD and action in _CLOSING_FROM_HOLD
+
+    def _rectify(self, at: int) -> bool:
+        """Rectified: valid once, after a bad rating."""
+        if self.rating is not None and self.rating <= BAD_RATING_MAX and self.rectified_at is None:
+            self.rectified_at = at
+            return True
         self.invalid_transitions += 1
         return False
 
@@ -345,6 +401,8 @@ class CaseProgress:
         elif kind == _CASE_DISPUTED:
             self.disputes += 1
             self.dispute_open = True
+            if self.disputed_at is None:
+                self.disputed_at = item.block_time
         else:
             raise ValueError(f"entry kind {kind} is not a receipt, rating or dispute")
 
@@ -373,12 +431,14 @@ class CaseProgress:
         if not self.opened:
             return None
         version = commitment_in_force(commitment_versions, self.opened_seq)
-        due_at = None if version is None else due_time(self.opened_at, self.hold_seconds, version, calendars)
-        fulfil_seconds = on_time = None
+        due_at, on_time, response_due, rectification_due = deadlines(
+            version, calendars, opened_at=self.opened_at, hold_seconds=self.hold_seconds, status=self.status,
+            closed_at=self.closed_at, rating=self.rating, rated_at=self.rated_at,
+        )
+        fulfil_seconds = None
         if self.status == FULFILLED:
             assert self.closed_at is not None
             fulfil_seconds = self.closed_at - self.opened_at - self.hold_seconds
-            on_time = None if due_at is None else self.closed_at <= due_at
         return CaseState(
             commitment_id=self.commitment_id,
             commitment_version=0 if version is None else version.version,
@@ -402,7 +462,45 @@ class CaseProgress:
             disputes=self.disputes,
             reopened=self.reopened,
             dispute_open=self.dispute_open,
+            responded_at=self.responded_at,
+            response_due=response_due,
+            disputed_at=self.disputed_at,
+            rectified_at=self.rectified_at,
+            rectification_due=rectification_due,
         )
+
+
+class Deadlines(NamedTuple):
+    """What a case's commitment version and its jurisdiction's calendars decide of it (the rest is its events')."""
+
+    due_at: int | None
+    on_time: bool | None
+    response_due: int | None
+    rectification_due: int | None
+
+
+def deadlines(
+    version: CommitmentVersion | None,
+    calendars: Mapping[int, YearCalendar],
+    *,
+    opened_at: int,
+    hold_seconds: int,
+    status: str,
+    closed_at: int | None,
+    rating: int | None,
+    rated_at: int | None,
+) -> Deadlines:
+    """The due time, the outcome against it (fulfilled cases), the response's and a bad rating's rectification's due
+    times (see the module docstring): the one place these are worked out, for a fold and for a calendar that changed."""
+    due_at = None if version is None else due_time(opened_at, hold_seconds, version, calendars)
+    on_time = None
+    if status == FULFILLED and due_at is not None:
+        assert closed_at is not None
+        on_time = closed_at <= due_at
+    rectification_due = None
+    if rating is not None and rating <= BAD_RATING_MAX and rated_at is not None:
+        rectification_due = working_days_due_always(rated_at, RECTIFICATION_WORKING_DAYS, calendars)
+    return Deadlines(due_at, on_time, answer_due(opened_at, calendars), rectification_due)
 
 
 def merged(events: Sequence[CaseEventLike], feedback: Sequence[Feedback]) -> Iterator[CaseEventLike | Feedback]:

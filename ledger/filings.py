@@ -42,13 +42,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from ledger.records import EntryKind, FilingDecision, FilingStatus, salted_text_hash
-from ledger.workdays import YearCalendar, working_days_due
+from ledger.workdays import YearCalendar, working_days_due_always
 
 #: working days an agency has to answer a filing (``ICivicFilings.ANSWER_WINDOW_WORKING_DAYS``)
 ANSWER_WINDOW_WORKING_DAYS = 1
@@ -59,29 +59,10 @@ AGENCY_ISSUED = "agency_issued"
 KEY_ORIGINS = (FILED, CLAIMED, AGENCY_ISSUED)
 
 
-class _WeekdaysWhereUnpublished(Mapping[int, YearCalendar]):
-    """The jurisdiction's published calendars, and a plain Monday-to-Friday one for any other year."""
-
-    def __init__(self, published: Mapping[int, YearCalendar]) -> None:
-        self._published = published
-
-    def __getitem__(self, year: int) -> YearCalendar:
-        found = self._published.get(year)
-        return YearCalendar.of(year) if found is None else found
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._published)
-
-    def __len__(self) -> int:
-        return len(self._published)
-
-
 def answer_due(filed_at: int, calendars: Mapping[int, YearCalendar]) -> int:
     """When the answer to a filing made at block time `filed_at` is due, by the jurisdiction's published calendars
     (year → calendar; Monday to Friday for a year without one)."""
-    due = working_days_due(filed_at, ANSWER_WINDOW_WORKING_DAYS, _WeekdaysWhereUnpublished(calendars))
-    assert due is not None  # every year has a calendar here
-    return due
+    return working_days_due_always(filed_at, ANSWER_WINDOW_WORKING_DAYS, calendars)
 
 
 def overdue(due: int, as_of: int, *, answered: bool) -> bool:

@@ -61,6 +61,53 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
         withdrawal is the citizen's decision, not the agency's answer, so counting it either way would misstate how
         often the agency refuses.
 
+    The figures a city publishes (its hotline's and the 政务服务"好差评" scheme's). Each is a :func:`rate` of two
+    counts, both published, so that a reader can see how many cases a rate rests on.
+    late_rejections
+        the rejected cases (closed in range) that had a due time and were rejected after it (``closed_at >
+        due_at``): refusing a late case must not take it out of the on-time figures.
+    deadline_cases, deadline_rate
+        the on-time rate as a city publishes it: ``deadline_rate = rate(on_time, deadline_cases)`` with
+        ``deadline_cases = on_time_eligible + late_rejections + overdue_cases``. Its denominator holds every case
+        whose deadline has been decided against the agency in the period as well as the ones it met: fulfilled in
+        range (on time or late), rejected late in range, and still open past the due time at ``as_of``. An agency
+        that leaves its late cases open, or rejects them, lowers it; ``on_time_rate`` (fulfilled cases only) stays
+        as it was, under its name.
+    responses_due, responded_on_time, response_rate
+        over the selected cases opened in range (``ledger.cases``, "Response": the first Accepted, OnHold, Fulfilled
+        or Rejected, due within a filing's answer time): ``responded_on_time`` counts those responded to before
+        ``as_of`` and by ``response_due``; ``responses_due`` those responded to before ``as_of`` or whose response
+        was due before it (a case still within its response time, unanswered, is not judged yet);
+        ``response_rate = rate(responded_on_time, responses_due)``.
+    resolved, resolution_rate
+        ``resolved`` counts the fulfilled cases (closed in range) that no dispute contested before ``as_of``
+        (``disputed_at`` null or ``>= as_of``): the citizen accepted the answer. ``resolution_rate = rate(resolved,
+        fulfilled + rejected)``, over the agency's answers (a withdrawal is not one, as for ``rejection_rate``). A
+        case disputed and then fulfilled again is not resolved: its first answer did not resolve it.
+    satisfaction_rate
+        ``rate(ratings with score 4 or 5, ratings)``: satisfied or very satisfied, among the ratings in range.
+    rating_coverage
+        ``rate(rated, cases_closed)``: the share of the cases closed in range that their citizen rated before
+        ``as_of``, whether or not they were given a receipt (an agency that gives no receipts is not rated, and this
+        shows it; ``rating_response_rate`` is the share among the cases that could be rated).
+    bad_ratings, rectifications_due, rectified_on_time, rectification_rate
+        ``bad_ratings`` counts the selected cases whose rating (``cases.rating``, one per case) is at most
+        ``ledger.cases.BAD_RATING_MAX`` and was made in range. Among those made before ``as_of``:
+        ``rectified_on_time`` counts the ones the agency rectified before ``as_of`` and by ``rectification_due``
+        (15 working days, ``ledger.cases``, "Rectification"); ``rectifications_due`` the ones rectified before
+        ``as_of`` or whose rectification was due before it; ``rectification_rate = rate(rectified_on_time,
+        rectifications_due)``. A bad rating of a case without a ``cases`` row (its opening voided) is in ``ratings``
+        but not here: the rectification belongs to the case's fold.
+    Like ``overdue_cases``, these read the ``cases`` row, the case's state now; every time they compare with
+    ``as_of`` is stored in the row, so they are exact for any ``as_of``, except that a response, a first dispute or
+    a rectification that was voided is not seen at an ``as_of`` before its voiding.
+
+    Rankings (:func:`ranks`)
+        A scorecard's agency (commitment) is ranked by one of :data:`RANKED_FIGURES`, highest first, with equal
+        rates sharing a rank and the next rank counting them (1, 2, 2, 4). One whose rate rests on fewer than
+        :data:`MIN_RANKED_SAMPLE` cases (the rate's denominator), or has none, is shown but not ranked: a rate of 3
+        cases is not compared with one of 30,000.
+
     Citizens' feedback. Ratings, disputes and Reopened events are selected like case events (above): of the filter's
     agency, and — when it names a commitment, district or channel — of a selected case; one of a case without a
     ``cases`` row counts in city and agency figures only (an agency cannot drop a rating from its figures by voiding
@@ -123,6 +170,7 @@ Arithmetic (exact, so every database and Python agree)
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -143,7 +191,7 @@ from sqlalchemy import (
     select,
 )
 
-from ledger.cases import DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
+from ledger.cases import BAD_RATING_MAX, DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
 from ledger.errors import LedgerError
 from ledger.filings import AGENCY_ISSUED, CLAIMED, FILED, late, overdue
 from ledger.receipt_state import answer_due
@@ -174,6 +222,7 @@ __all__ = [
     "is_unanswered_at",
     "nearest_rank",
     "percentile",
+    "ranks",
     "rate",
     "rate_from_bps",
     "scorecards_from_rows",
@@ -203,6 +252,10 @@ def whole_step(moment: int) -> int:
 
 #: scores a rating can have
 SCORES = (1, 2, 3, 4, 5)
+#: scores of a satisfied rating (satisfied, very satisfied)
+SATISFIED_MIN = 4
+#: the fewest cases a rate may rest on to be ranked (see "Rankings")
+MIN_RANKED_SAMPLE = 30
 _REOPENED = int(CaseAction.REOPENED)
 
 
@@ -269,6 +322,19 @@ class _Filings:
     rejected: int = 0
     late: int = 0
     overdue: int = 0
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """The counts the figures a city publishes are made of, besides those counted already."""
+
+    late_rejections: int = 0
+    responses_due: int = 0
+    responded_on_time: int = 0
+    resolved: int = 0
+    bad_ratings: int = 0
+    rectifications_due: int = 0
+    rectified_on_time: int = 0
 
 
 @dataclass(frozen=True)
@@ -402,6 +468,20 @@ class Metrics:
     filings_rejected: int = 0
     filings_answered_late: int = 0
     filings_overdue: int = 0
+    late_rejections: int = 0
+    deadline_cases: int = 0
+    deadline_rate: Decimal | None = None
+    responses_due: int = 0
+    responded_on_time: int = 0
+    response_rate: Decimal | None = None
+    resolved: int = 0
+    resolution_rate: Decimal | None = None
+    satisfaction_rate: Decimal | None = None
+    rating_coverage: Decimal | None = None
+    bad_ratings: int = 0
+    rectifications_due: int = 0
+    rectified_on_time: int = 0
+    rectification_rate: Decimal | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: counts and seconds as integers, rates (and the rating average) as exact decimal strings
@@ -432,6 +512,7 @@ def _assemble(
     latency: _Distribution,
     feedback: _Feedback,
     filed: _Filings,
+    judged: _Judged,
 ) -> Metrics:
     """The published figures from the counted ones: the derived ones (totals, rates) are computed here only."""
     return Metrics(
@@ -471,7 +552,53 @@ def _assemble(
         filings_rejected=filed.rejected,
         filings_answered_late=filed.late,
         filings_overdue=filed.overdue,
+        late_rejections=judged.late_rejections,
+        deadline_cases=on_time_eligible + judged.late_rejections + overdue,
+        deadline_rate=rate(on_time, on_time_eligible + judged.late_rejections + overdue),
+        responses_due=judged.responses_due,
+        responded_on_time=judged.responded_on_time,
+        response_rate=rate(judged.responded_on_time, judged.responses_due),
+        resolved=judged.resolved,
+        resolution_rate=rate(judged.resolved, fulfilled + rejected),
+        satisfaction_rate=rate(sum(feedback.scores[SATISFIED_MIN - 1:]), sum(feedback.scores)),
+        rating_coverage=rate(feedback.rated, fulfilled + rejected + withdrawn),
+        bad_ratings=judged.bad_ratings,
+        rectifications_due=judged.rectifications_due,
+        rectified_on_time=judged.rectified_on_time,
+        rectification_rate=rate(judged.rectified_on_time, judged.rectifications_due),
     )
+
+
+#: the figures a scorecard may be ranked by, each with the count it is a rate of (its sample: see "Rankings")
+RANKED_FIGURES: dict[str, Callable[[Metrics], tuple[Decimal | None, int]]] = {
+    "deadline_rate": lambda m: (m.deadline_rate, m.deadline_cases),
+    "response_rate": lambda m: (m.response_rate, m.responses_due),
+    "resolution_rate": lambda m: (m.resolution_rate, m.fulfilled + m.rejected),
+    "satisfaction_rate": lambda m: (m.satisfaction_rate, m.ratings),
+    "rating_coverage": lambda m: (m.rating_coverage, m.cases_closed),
+    "rectification_rate": lambda m: (m.rectification_rate, m.rectifications_due),
+    "on_time_rate": lambda m: (m.on_time_rate, m.on_time_eligible),
+}
+
+_K = TypeVar("_K")
+
+
+def ranks(scorecards: dict[_K, Metrics], figure: str, min_sample: int = MIN_RANKED_SAMPLE) -> dict[_K, int | None]:
+    """Each scorecard's rank by `figure` (one of :data:`RANKED_FIGURES`): 1 for the highest rate, equal rates sharing a
+    rank and the next counting them (1, 2, 2, 4); None for one whose rate rests on fewer than `min_sample` cases or
+    has no rate (see "Rankings")."""
+    if figure not in RANKED_FIGURES:
+        raise InvalidFilter(f"figure must be one of {', '.join(RANKED_FIGURES)}, got {figure!r}")
+    of = RANKED_FIGURES[figure]
+    ranked: dict[_K, Decimal] = {}
+    for key, metrics in scorecards.items():
+        value, sample = of(metrics)
+        if value is not None and sample >= min_sample:
+            ranked[key] = value
+    ascending = sorted(ranked.values())
+    # a rank is 1 + how many rates are higher
+    return {key: None if key not in ranked else 1 + len(ascending) - bisect.bisect_right(ascending, ranked[key])
+            for key in scorecards}
 
 
 # --- rows, for the pure-Python implementation -------------------------------------------------------------------------
@@ -505,6 +632,11 @@ class CaseRow:
     disputes: int = 0
     reopened: int = 0
     dispute_open: bool = False
+    responded_at: int | None = None
+    response_due: int | None = None
+    disputed_at: int | None = None
+    rectified_at: int | None = None
+    rectification_due: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -698,6 +830,35 @@ def _filings_from_rows(filing_rows: Iterable[FilingRow], flt: MetricsFilter) -> 
     )
 
 
+def _before(t: int | None, as_of: int) -> bool:
+    return t is not None and t < as_of
+
+
+def _judged_from_rows(
+    selected: list[CaseRow], closed: list[CaseRow], fulfilled: list[CaseRow], flt: MetricsFilter
+) -> _Judged:
+    """The counts of the figures a city publishes (see the module docstring), from the selected cases."""
+    as_of = flt.now
+    opened = [case for case in selected if _in_range(case.opened_at, flt)]
+    bad = [case for case in selected
+           if case.rating is not None and case.rating <= BAD_RATING_MAX and _in_range(case.rated_at, flt)]
+    bad_then = [case for case in bad if _before(case.rated_at, as_of)]
+    return _Judged(
+        late_rejections=sum(1 for case in closed if case.status == REJECTED and case.due_at is not None
+                            and case.closed_at is not None and case.closed_at > case.due_at),
+        responses_due=sum(1 for case in opened if case.response_due is not None
+                          and (_before(case.responded_at, as_of) or case.response_due < as_of)),
+        responded_on_time=sum(1 for case in opened if case.responded_at is not None and case.responded_at < as_of
+                              and case.response_due is not None and case.responded_at <= case.response_due),
+        resolved=sum(1 for case in fulfilled if case.disputed_at is None or case.disputed_at >= as_of),
+        bad_ratings=len(bad),
+        rectifications_due=sum(1 for case in bad_then if case.rectification_due is not None
+                               and (_before(case.rectified_at, as_of) or case.rectification_due < as_of)),
+        rectified_on_time=sum(1 for case in bad_then if case.rectified_at is not None and case.rectified_at < as_of
+                              and case.rectification_due is not None and case.rectified_at <= case.rectification_due),
+    )
+
+
 def is_unanswered_at(dispute: DisputeRow, as_of: int) -> bool:
     """Whether the dispute's answer was due before ``as_of`` and had not come by then."""
     return answer_due(dispute.block_time) < as_of and (
@@ -759,6 +920,7 @@ def compute_metrics_from_rows(
     )
     return _assemble(
         opened=sum(1 for case in selected if _in_range(case.opened_at, flt)),
+        judged=_judged_from_rows(selected, closed, fulfilled, flt),
         fulfilled=len(fulfilled),
         rejected=sum(1 for case in closed if case.status == REJECTED),
         withdrawn=sum(1 for case in closed if case.status == WITHDRAWN),
@@ -1092,8 +1254,21 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
     fulfilled_in = and_(closed_in, c.status == FULFILLED)
     open_now = _open_at(as_of)
     closed_with_receipt = and_(closed_in, c.receipt.is_not(None))
+    bad_in = and_(c.rating <= BAD_RATING_MAX, _range(c.rated_at, flt))
+    bad_then = and_(bad_in, c.rated_at < as_of)
+    judged = [
+        _count(and_(closed_in, c.status == REJECTED, c.closed_at > c.due_at)),
+        _count(and_(opened_in, c.response_due.is_not(None), or_(c.responded_at < as_of, c.response_due < as_of))),
+        _count(and_(opened_in, c.responded_at < as_of, c.responded_at <= c.response_due)),
+        _count(and_(fulfilled_in, or_(c.disputed_at.is_(None), c.disputed_at >= as_of))),
+        _count(bad_in),
+        _count(and_(bad_then, c.rectification_due.is_not(None),
+                    or_(c.rectified_at < as_of, c.rectification_due < as_of))),
+        _count(and_(bad_then, c.rectified_at < as_of, c.rectified_at <= c.rectification_due)),
+    ]
 
-    # One pass over the union of the three sets of cases the counts need, each an index range (opened_at, closed_at).
+    # One pass over the union of the sets of cases the counts need, each an index range (opened_at, closed_at,
+    # rated_at).
     counted = conn.execute(
         select(
             *groups,
@@ -1107,12 +1282,15 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
             _count(and_(open_now, _overdue_at(as_of))),
             _count(closed_with_receipt),
             _count(and_(closed_with_receipt, c.rated_at < as_of)),
+            *judged,
         )
-        .where(*selection, or_(opened_in, closed_in, open_now))
+        .where(*selection, or_(opened_in, closed_in, open_now, bad_in))
         .group_by(*groups)
     ).all()
-    counts = {tuple(row[: len(groups)]): tuple(row[len(groups) : len(groups) + 8]) for row in counted}
-    receipts_closed = {tuple(row[: len(groups)]): tuple(row[len(groups) + 8 :]) for row in counted}
+    n = len(groups)
+    counts = {tuple(row[:n]): tuple(row[n : n + 8]) for row in counted}
+    receipts_closed = {tuple(row[:n]): tuple(row[n + 8 : n + 10]) for row in counted}
+    judged_counts = {tuple(row[:n]): _Judged(*row[n + 10 :]) for row in counted}
     fulfil = _distributions_sql(
         conn, select(c.fulfil_seconds).where(*selection, fulfilled_in, c.fulfil_seconds.is_not(None)), groups
     )
@@ -1142,6 +1320,7 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
             latency=latency.get(key, _Distribution()),
             feedback=feedback.get(key, _Feedback()),
             filed=filed.get(key, _Filings()),
+            judged=judged_counts.get(key, _Judged()),
         )
     return out
 

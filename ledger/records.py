@@ -59,6 +59,8 @@ class CaseAction(enum.IntEnum):
     WITHDRAWN = 8
     REOPENED = 9
     DISPUTE_REJECTED = 10
+    #: the agency's rectification of a bad rating (差评整改), answering the case's rating of 1 or 2
+    RECTIFIED = 11
 
 
 class FilingDecision(enum.IntEnum):

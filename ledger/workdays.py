@@ -11,7 +11,7 @@ Days are those of the jurisdiction's local time, which the contract does not rec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -144,3 +144,29 @@ def working_days_due(opened_at: int, n: int, calendars: Mapping[int, YearCalenda
     year on the way has no published calendar. Hold time is not included (see :mod:`ledger.cases`)."""
     day = nth_working_day_after(local_day(opened_at), n, calendars)
     return None if day is None else local_day_end(day)
+
+
+class _WeekdaysWhereUnpublished(Mapping[int, YearCalendar]):
+    """The jurisdiction's published calendars, and a plain Monday-to-Friday one for any other year."""
+
+    def __init__(self, published: Mapping[int, YearCalendar]) -> None:
+        self._published = published
+
+    def __getitem__(self, year: int) -> YearCalendar:
+        found = self._published.get(year)
+        return YearCalendar.of(year) if found is None else found
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._published)
+
+    def __len__(self) -> int:
+        return len(self._published)
+
+
+def working_days_due_always(at: int, n: int, calendars: Mapping[int, YearCalendar]) -> int:
+    """:func:`working_days_due`, counting Monday to Friday in a year whose calendar is not published: a time limit
+    that always has an end, so an agency cannot escape it by not publishing a calendar (a filing's answer, a case's
+    response, a bad rating's rectification)."""
+    due = working_days_due(at, n, _WeekdaysWhereUnpublished(calendars))
+    assert due is not None  # every year has a calendar here
+    return due

@@ -17,8 +17,8 @@ Disputes
     (:mod:`ledger.index.project`) and worked out again here whenever the case is re-folded.
 
 Calendars
-    A new holiday calendar version recomputes ``due_at`` and ``on_time`` of the working-day cases of that
-    jurisdiction that the year can affect.
+    A new holiday calendar version recomputes what calendars decide of the jurisdiction's cases that the year can
+    affect (``ledger.cases.deadlines``: ``due_at``, ``on_time``, ``response_due``, ``rectification_due``).
 
 What it touches: it writes ``cases`` rows and the answers of ``disputes`` rows, and reads the case events, entries,
 receipts, ratings and disputes of the cases it folds, and the agencies, commitments and calendars it mirrors
@@ -38,7 +38,6 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from ledger.cases import (
     ANSWERS,
     CASE_STATE_FIELDS,
-    FULFILLED,
     Answer,
     CaseProgress,
     CaseState,
@@ -46,12 +45,12 @@ from ledger.cases import (
     Event,
     Feedback,
     batched_event_applies,
+    deadlines,
     dispute_answers,
-    due_time,
 )
 from ledger.filings import answer_due
 from ledger.index.sql import Statements, case_filters, chunks
-from ledger.records import RECEIPT_CASE_FLAG, DeadlineUnit, EntryKind
+from ledger.records import RECEIPT_CASE_FLAG, EntryKind
 from ledger.store.schema import (
     agencies,
     case_events,
@@ -367,13 +366,18 @@ class CaseFolder:
         if filing_updates:
             conn.execute(update(filings).where(filings.c.seq == bindparam("_seq")), filing_updates)
         updates = []
+        c = cases.c
+        # the cases whose counts of working days the year can reach: from the opening to the due time or the
+        # response's, or from a bad rating to its rectification's (a null due time may now be computable)
+        reached = (
+            ((c.due_at.is_(None)) | (c.due_at >= year_start) | (c.response_due >= year_start))
+            | ((c.rated_at < year_end) & (c.rectification_due >= year_start))
+        )
         rows = conn.execute(
-            select(cases.c.agency_id, cases.c.case_id, cases.c.commitment_id, cases.c.commitment_version,
-                   cases.c.opened_at, cases.c.hold_seconds, cases.c.status, cases.c.closed_at, cases.c.due_at,
-                   cases.c.on_time)
-            .where(cases.c.agency_id.in_(members))
-            .where(cases.c.opened_at < year_end)
-            .where((cases.c.due_at.is_(None)) | (cases.c.due_at >= year_start))
+            select(c.agency_id, c.case_id, c.commitment_id, c.commitment_version, c.opened_at, c.hold_seconds,
+                   c.status, c.closed_at, c.rating, c.rated_at, c.due_at, c.on_time, c.response_due,
+                   c.rectification_due)
+            .where(c.agency_id.in_(members), c.opened_at < year_end, reached)
         )
         for row in rows:
             version = next(
@@ -381,15 +385,10 @@ class CaseFolder:
                  if v.version == row.commitment_version),
                 None,
             )
-            if version is None or version.deadline_unit != DeadlineUnit.WORKING_DAYS:
-                continue
-            due_at = due_time(row.opened_at, row.hold_seconds, version, calendars)
-            on_time = None
-            if row.status == FULFILLED and due_at is not None:
-                on_time = row.closed_at <= due_at
-            if due_at != row.due_at or on_time != row.on_time:
-                updates.append({"_agency": row.agency_id, "_case": bytes(row.case_id), "due_at": due_at,
-                                "on_time": on_time})
+            wanted = deadlines(version, calendars, opened_at=row.opened_at, hold_seconds=row.hold_seconds,
+                               status=row.status, closed_at=row.closed_at, rating=row.rating, rated_at=row.rated_at)
+            if wanted != (row.due_at, row.on_time, row.response_due, row.rectification_due):
+                updates.append({"_agency": row.agency_id, "_case": bytes(row.case_id), **wanted._asdict()})
         if updates:
             conn.execute(
                 update(cases).where(cases.c.agency_id == bindparam("_agency"), cases.c.case_id == bindparam("_case")),

@@ -224,6 +224,15 @@ cases = Table(
     Column("disputes", Integer, nullable=False, server_default="0"),
     Column("reopened", Integer, nullable=False, server_default="0"),
     Column("dispute_open", Boolean, nullable=False, server_default=text("false")),
+    #: the claimed time of the agency's first response (Accepted, OnHold, Fulfilled or Rejected), and when it was due
+    #: (revision 0009; ``ledger.cases``, "Response")
+    Column("responded_at", BigInteger, nullable=True),
+    Column("response_due", BigInteger, nullable=True),
+    #: the block time of the case's first dispute (revision 0009)
+    Column("disputed_at", BigInteger, nullable=True),
+    #: a bad rating's rectification: its claimed time, and when it is due (bad ratings only; revision 0009)
+    Column("rectified_at", BigInteger, nullable=True),
+    Column("rectification_due", BigInteger, nullable=True),
     Index("ix_cases_commitment_opened", "agency_id", "commitment_id", "opened_at"),
     Index("ix_cases_opened", "opened_at"),
     Index("ix_cases_closed", "closed_at"),

@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 
 from ledger.cases import (
     ANSWERS,
+    BAD_RATING_MAX,
     CLOSED,
     DISPUTE_RESPONSE_WINDOW,
     DISPUTE_WINDOW,
     FULFILLED,
     ON_HOLD,
     OPEN,
+    RECTIFICATION_WORKING_DAYS,
     REJECTED,
     STATUSES,
     WITHDRAWN,
@@ -30,9 +32,17 @@ from ledger.cases import (
     fold_case,
     voided_entries,
 )
+from ledger.filings import answer_due
 from ledger.records import CaseAction as A
 from ledger.records import DeadlineUnit, EntryKind
-from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS, YearCalendar, day_of
+from ledger.workdays import (
+    LOCAL_UTC_OFFSET_SECONDS,
+    YearCalendar,
+    day_of,
+    local_day,
+    local_day_end,
+    working_days_due_always,
+)
 
 HOURS_48 = [CommitmentVersion(version=1, seq=3, deadline=48, deadline_unit=DeadlineUnit.CALENDAR_HOURS)]
 T0 = 1_750_000_000
@@ -326,3 +336,44 @@ def test_resuming_with_feedback_equals_folding_everything(steps: list[tuple[int,
     assert full.disputes == len(disputes)
     assert (full.closed_at is not None) == (full.status in CLOSED)
     assert (full.fulfil_seconds is not None) == (full.status == FULFILLED)
+
+
+def test_the_response_is_the_first_valid_answer_and_its_due_time_a_filings() -> None:
+    # Escalated and an invalid Resumed are not responses; the first Accepted is, and a later Fulfilled is not the first
+    case = Case().then(A.ESCALATED, T0 + H).then(A.RESUMED, T0 + 2 * H).then(A.ACCEPTED, T0 + 3 * H)
+    s = case.then(A.FULFILLED, T0 + 4 * H).fold()
+    assert s is not None and (s.responded_at, s.invalid_transitions) == (T0 + 3 * H, 1)
+    assert s.response_due == answer_due(T0, {})  # the same time limit as a filing's answer, weekdays without calendar
+    # an outright answer is a response; a withdrawal (the citizen's) is not
+    for action, responded in ((A.REJECTED, T0 + H), (A.ON_HOLD, T0 + H), (A.WITHDRAWN, None)):
+        s = Case().then(action, T0 + H).fold()
+        assert s is not None and s.responded_at == responded
+    # a case never answered has a due time and no response
+    s = Case().fold()
+    assert s is not None and s.responded_at is None and s.response_due is not None
+
+
+def test_a_bad_rating_is_rectified_once_after_it_within_fifteen_working_days() -> None:
+    events = [Event(10, A.OPENED, T0, "C1", "D", 1), Event(12, A.FULFILLED, T0 + H)]
+    # a Rectified before any rating, or after a good one, is an invalid transition
+    good = [fb(11, EntryKind.RECEIPT_ISSUED), fb(13, EntryKind.CASE_RATED, BAD_RATING_MAX + 1)]
+    s = fold_case([*events, Event(14, A.RECTIFIED, T0 + 2 * H)], HOURS_48, {}, good)
+    assert s is not None and (s.rectified_at, s.rectification_due, s.invalid_transitions) == (None, None, 1)
+    s = fold_case([events[0], Event(11, A.RECTIFIED, T0 + H), events[1]], HOURS_48, {}, [])
+    assert s is not None and (s.rectified_at, s.invalid_transitions) == (None, 1)
+    # after a bad rating: once, and it changes no status; a second is invalid
+    bad = [fb(11, EntryKind.RECEIPT_ISSUED), fb(13, EntryKind.CASE_RATED, BAD_RATING_MAX)]
+    rectified = [*events, Event(14, A.RECTIFIED, T0 + 5 * H), Event(15, A.RECTIFIED, T0 + 6 * H)]
+    s = fold_case(rectified, HOURS_48, {}, bad)
+    assert s is not None and (s.status, s.rectified_at, s.invalid_transitions) == (FULFILLED, T0 + 5 * H, 1)
+    assert s.rectification_due == working_days_due_always(T0 + 13, RECTIFICATION_WORKING_DAYS, {})
+    # fifteen working days after the rating's local day, Sunday 2025-06-15: three weeks of weekdays, to Friday 07-04
+    day = day_of(date(2025, 6, 15))
+    assert local_day(T0 + 13) == day and s.rectification_due == local_day_end(day + 19)
+    # a published holiday on the Monday moves it to the Monday after
+    calendars = {2025: YearCalendar.of(2025, [day + 1], [])}
+    later = fold_case(rectified, HOURS_48, calendars, bad)
+    assert later is not None and later.rectification_due == local_day_end(day + 22)
+    # the first dispute's block time
+    s = fold_case(events, HOURS_48, {}, [*bad, fb(16, EntryKind.CASE_DISPUTED), fb(17, EntryKind.CASE_DISPUTED)])
+    assert s is not None and s.disputed_at == T0 + 16

@@ -44,6 +44,7 @@ from ledger.metrics import (
     compute_metrics_from_rows,
     nearest_rank,
     percentile,
+    ranks,
     rate,
     scorecards_from_rows,
     table_values,
@@ -215,13 +216,15 @@ def case(
     commitment_id: str = "LIGHT",
     district: str = "PUDONG",
     channel: int = 2,
+    **changes: Any,
 ) -> CaseRow:
-    return CaseRow(
+    row = CaseRow(
         agency_id=agency_id, case_id=case_id(name), commitment_id=commitment_id, commitment_version=1,
         district=district, channel=channel, opened_seq=next(_seq), opened_at=opened_at, status=status,
         closed_at=closed_at, hold_seconds=hold_seconds, on_hold_since=on_hold_since, due_at=due_at,
         fulfil_seconds=fulfil_seconds, on_time=on_time, escalated=False, invalid_transitions=0, last_seq=0,
     )  # fmt: skip
+    return replace(row, **changes)
 
 
 def event_row(
@@ -345,7 +348,15 @@ def test_every_figure_of_one_commitment_in_one_district(all_three):
         "late_recordings": 1,
         "rejection_rate": "0.1429",  # 1 / (6 + 1); withdrawn left out
         **NO_FEEDBACK, **NO_ORIGINS, **NO_FILINGS,
-    }
+        "late_rejections": 0,  # c4 was rejected before its due time
+        "deadline_cases": 9,  # 5 eligible + 0 late rejections + 4 overdue
+        "deadline_rate": "0.3333",
+        "responses_due": 0, "responded_on_time": 0, "response_rate": None,  # no response times in these rows
+        "resolved": 6, "resolution_rate": "0.8571",  # no disputes: 6 / (6 + 1)
+        "satisfaction_rate": None,
+        "rating_coverage": "0.0000",  # 8 closed, none rated
+        "bad_ratings": 0, "rectifications_due": 0, "rectified_on_time": 0, "rectification_rate": None,
+    }  # fmt: skip
 
 
 def test_district_and_channel_filters(all_three):
@@ -409,6 +420,11 @@ def test_an_empty_range_still_counts_what_is_open_at_as_of(all_three):
         "overdue_cases": 4,  # c7, c8, c10, c14; c9's hold began before it was due
         "events_recorded": 0, "latency_median_seconds": None, "latency_max_seconds": None, "late_recordings": 0,
         "rejection_rate": None, **NO_FEEDBACK, **NO_ORIGINS, **NO_FILINGS,
+        # nothing met its deadline in the range, and four cases are past theirs: the rate a city publishes is 0
+        "late_rejections": 0, "deadline_cases": 4, "deadline_rate": "0.0000",
+        "responses_due": 0, "responded_on_time": 0, "response_rate": None, "resolved": 0, "resolution_rate": None,
+        "satisfaction_rate": None, "rating_coverage": None,
+        "bad_ratings": 0, "rectifications_due": 0, "rectified_on_time": 0, "rectification_rate": None,
     }  # fmt: skip
     assert all_three(World(), flt) == Metrics(
         cases_opened=0, cases_closed=0, fulfilled=0, rejected=0, withdrawn=0, on_time=0, on_time_eligible=0,
@@ -710,6 +726,8 @@ def case_rows(draw: st.DrawFn, index: int) -> CaseRow:
     fulfilled = status == "fulfilled"
     receipt = draw(st.sampled_from([None, RECEIPT]))
     rated_at = draw(st.none() | small_time) if receipt else None
+    rating = None if rated_at is None else draw(st.integers(1, 5))
+    bad = rating is not None and rating <= 2
     return CaseRow(
         agency_id=draw(st.sampled_from(["A", "B"])), case_id=b"%031d" % index + b"c",
         commitment_id=draw(st.sampled_from(["C1", "C2"])), commitment_version=1,
@@ -719,7 +737,12 @@ def case_rows(draw: st.DrawFn, index: int) -> CaseRow:
         fulfil_seconds=draw(st.none() | st.integers(0, 60)) if fulfilled else None,
         on_time=draw(st.booleans()) if fulfilled and due is not None else None,
         escalated=False, invalid_transitions=0, last_seq=index, receipt=receipt,
-        rating=None if rated_at is None else draw(st.integers(1, 5)), rated_at=rated_at,
+        rating=rating, rated_at=rated_at,
+        responded_at=draw(st.none() | st.integers(opened - 3, opened + 60)),
+        response_due=draw(st.none() | st.integers(opened, opened + 40)),
+        disputed_at=draw(st.none() | small_time) if receipt else None,
+        rectified_at=draw(st.none() | small_time) if bad else None,
+        rectification_due=draw(st.none() | st.integers(B, B + 150)) if bad else None,
     )  # fmt: skip
 
 
@@ -929,3 +952,83 @@ def test_ratings_and_disputes_are_counted_by_the_origin_of_their_key(all_three):
     assert m.rating_average_by_key_origin == (Decimal("5.0000"), Decimal("4.0000"), Decimal("1.5000"))
     assert m.disputes_by_key_origin == (1, 0, 0)
     assert m.to_dict()["rating_average_by_key_origin"] == ["5.0000", "4.0000", "1.5000"]
+
+
+# --- the figures a city publishes ------------------------------------------------------------------------------------
+
+
+def city_world() -> World:
+    """Range [T0, END), as_of END: each case is one edge of the figures a city publishes."""
+
+    def fulfilled(name: str, on_time: bool, **changes: Any) -> CaseRow:
+        row = case(name, T0 + 1 * H, "fulfilled", closed_at=T0 + 2 * D, due_at=T0 + (3 if on_time else 1) * D,
+                   fulfil_seconds=2 * D, on_time=on_time)
+        return replace(row, **changes)
+
+    def rated(name: str, score: int, rated_at: int, **changes: Any) -> CaseRow:
+        return fulfilled(name, True, receipt=RECEIPT, rating=score, rated_at=rated_at, **changes)
+
+    return World(
+        cases=[
+            case("late-rejection", T0 + 1 * H, "rejected", closed_at=T0 + 5 * D, due_at=T0 + 3 * D),
+            case("rejected-in-time", T0 + 1 * H, "rejected", closed_at=T0 + 1 * D, due_at=T0 + 3 * D),
+            case("rejected-no-due", T0 + 1 * H, "rejected", closed_at=T0 + 5 * D),
+            case("overdue", T0 + 1 * D, due_at=T0 + 2 * D),
+            fulfilled("on-time", True),
+            fulfilled("late-disputed", False, disputed_at=T0 + 3 * D),
+            fulfilled("disputed-after-as-of", True, disputed_at=END),
+            # responses: in time; late; none and due; none and not yet due; after as_of (not judged)
+            case("answered", T0 + 1 * H, responded_at=T0 + 2 * H, response_due=T0 + 1 * D, due_at=END + D),
+            case("answered-late", T0 + 1 * H, responded_at=T0 + 2 * D, response_due=T0 + 1 * D, due_at=END + D),
+            case("unanswered", T0 + 1 * H, response_due=T0 + 1 * D, due_at=END + D),
+            case("not-yet-due", END - H, response_due=END + D),
+            case("answered-after-as-of", END - H, responded_at=END, response_due=END + D),
+            # bad ratings: rectified in time; late; not at all and due; not yet due; before the range; a good one
+            rated("rectified", 2, T0 + 3 * D, rectified_at=T0 + 5 * D, rectification_due=T0 + 8 * D),
+            rated("rectified-late", 1, T0 + 3 * D, rectified_at=END - H, rectification_due=T0 + 8 * D),
+            rated("unrectified", 1, T0 + 3 * D, rectification_due=T0 + 8 * D),
+            rated("not-yet-rectified", 2, END - H, rectification_due=END + 20 * D),
+            rated("rated-before", 1, T0 - D, rectification_due=T0 + 14 * D),
+            rated("satisfied", 5, T0 + 3 * D),
+        ],
+        ratings=[rating_row(name, score, T0 + 3 * D) for name, score in
+                 (("rectified", 2), ("rectified-late", 1), ("unrectified", 1), ("satisfied", 5))]
+                + [rating_row("other", 4, T0 + 4 * D)],
+    )  # fmt: skip
+
+
+def test_the_figures_a_city_publishes(all_three):
+    m = all_three(city_world(), MetricsFilter(agency_id="ROADS", **RANGE))
+    # fulfilled in range with a due time: on-time, late-disputed, disputed-after-as-of and the six rated (5 on time)
+    assert (m.fulfilled, m.on_time, m.on_time_eligible, m.on_time_rate) == (9, 8, 9, Decimal("0.8889"))
+    assert (m.late_rejections, m.overdue_cases) == (1, 1)
+    assert (m.deadline_cases, m.deadline_rate) == (11, Decimal("0.7273"))  # 8 / (9 + 1 + 1)
+    # answered, answered-late, unanswered are judged; not-yet-due and answered-after-as-of are not
+    assert (m.responses_due, m.responded_on_time, m.response_rate) == (3, 1, Decimal("0.3333"))
+    # late-disputed was contested before as_of; disputed-after-as-of was not, then
+    assert (m.resolved, m.resolution_rate) == (8, Decimal("0.6667"))  # 8 / (9 + 3 rejected)
+    assert (m.ratings, m.satisfaction_rate) == (5, Decimal("0.4000"))  # 5 and 4 of 2, 1, 1, 5, 4
+    # the six rated cases, of the 12 closed in range (rated-before's rating was before the range, but it was rated)
+    assert m.rating_coverage == Decimal("0.5000")
+    # rated-before was rated before the range; not-yet-rectified is not due yet
+    assert (m.bad_ratings, m.rectifications_due, m.rectified_on_time) == (4, 3, 1)
+    assert m.rectification_rate == Decimal("0.3333")
+    later = all_three(city_world(), MetricsFilter(agency_id="ROADS", start=T0, end=END, as_of=END + 30 * D))
+    assert (later.rectifications_due, later.rectified_on_time) == (4, 1)  # not-yet-rectified is due by then
+    assert (later.responses_due, later.responded_on_time) == (5, 2)  # answered-after-as-of counts, in time
+
+
+def test_rankings_leave_small_samples_unranked_and_share_ties():
+    cards = {"A": fulfilled_only(30, 0), "B": fulfilled_only(27, 3), "C": fulfilled_only(54, 6),
+             "D": fulfilled_only(2, 0), "E": fulfilled_only(0, 0)}
+    assert ranks(cards, "deadline_rate") == {"A": 1, "B": 2, "C": 2, "D": None, "E": None}
+    assert ranks(cards, "deadline_rate", min_sample=1) == {"A": 1, "B": 3, "C": 3, "D": 1, "E": None}
+    with pytest.raises(InvalidFilter, match="figure must be one of"):
+        ranks(cards, "median_fulfil_seconds")
+
+
+def fulfilled_only(on_time: int, late: int) -> Metrics:
+    """The metrics of an agency with `on_time` cases fulfilled in time and `late` after, from rows (no database)."""
+    rows = [case(f"r{i}", T0 + H, "fulfilled", closed_at=T0 + 2 * D, due_at=T0 + (3 if i < on_time else 1) * D,
+                 fulfil_seconds=2 * D, on_time=i < on_time) for i in range(on_time + late)]  # fmt: skip
+    return compute_metrics_from_rows(rows, [], [], MetricsFilter(**RANGE))

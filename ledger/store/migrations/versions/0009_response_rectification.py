@@ -1,0 +1,57 @@
+"""The figures cities publish (issue 15): ``cases`` columns for the agency's response (``responded_at``,
+``response_due``), the first dispute (``disputed_at``) and a bad rating's rectification (``rectified_at``,
+``rectification_due``), all defined by ``ledger.cases``.
+
+They are worked out from each case's events, ratings and disputes and its jurisdiction's calendars, so the rows
+indexed before are re-folded here, a chunk of cases at a time, by the indexer's own fold (``ledger.index.cases``):
+the same values a re-sync from the chain would give.
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from ledger.index.cases import CaseFolder
+from ledger.index.sql import Statements
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+COLUMNS = ("responded_at", "response_due", "disputed_at", "rectified_at", "rectification_due")
+#: cases re-folded per chunk
+CHUNK = 1000
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("cases") as batch:
+        for name in COLUMNS:
+            batch.add_column(sa.Column(name, sa.BigInteger(), nullable=True))
+    conn = op.get_bind()
+    folder = CaseFolder(Statements(conn.dialect), cache_size=0)
+    caches = folder.load_caches(conn)
+    cases = sa.table("cases", sa.column("agency_id", sa.String()), sa.column("case_id", sa.LargeBinary()))
+    after: tuple[str, bytes] | None = None
+    while True:  # keyset over the key: each chunk read and re-folded before the next is read
+        query = sa.select(cases.c.agency_id, cases.c.case_id).order_by(cases.c.agency_id, cases.c.case_id)
+        if after is not None:
+            query = query.where(sa.tuple_(cases.c.agency_id, cases.c.case_id) > sa.tuple_(*after))
+        keys = [(agency, bytes(case)) for agency, case in conn.execute(query.limit(CHUNK))]
+        if not keys:
+            break
+        folder.refold(conn, keys, caches)
+        after = keys[-1]
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("cases") as batch:
+        for name in COLUMNS:
+            batch.drop_column(name)
