@@ -54,11 +54,15 @@ from api.schemas._common import CODE_PATTERN
 from api.schemas.figures import MetricsFilterEcho, MetricsResponse, Scorecard, ScorecardsResponse
 from api.settings import ApiSettings
 from ledger.metrics import (
+    MIN_RANKED_SAMPLE,
+    RANKED_FIGURES,
     InvalidFilter,
+    Metrics,
     MetricsFilter,
     agency_scorecards,
     commitment_scorecards,
     compute_metrics,
+    ranks,
     whole_step,
 )
 
@@ -310,19 +314,27 @@ async def get_scorecards(
     def compute(conn: Connection) -> ScorecardsResponse:
         names = agency_names(conn)
         items: list[Scorecard] = []
+        scored: dict[Any, Metrics] = (
+            agency_scorecards(conn, flt) if by == "agency" else commitment_scorecards(conn, flt)
+        )
+        by_figure = {figure: ranks(scored, figure) for figure in RANKED_FIGURES}
+
+        def ranks_of(key: Any) -> dict[str, int | None]:
+            return {figure: by_figure[figure][key] for figure in RANKED_FIGURES}
+
         if by == "agency":
             withheld = withheld_counts(conn, agency_id)
-            for aid, metrics in agency_scorecards(conn, flt).items():
+            for aid, metrics in scored.items():
                 zh, en = names.get(aid, (None, None))
                 batches_withheld, entries_withheld = withheld.get(aid, (0, 0))
                 items.append(
                     Scorecard(agency_id=aid, agency_name_zh=zh, agency_name_en=en,
-                                     batches_withheld=batches_withheld, entries_withheld=entries_withheld,
-                                     metrics=metric_values(metrics))
+                              batches_withheld=batches_withheld, entries_withheld=entries_withheld,
+                              metrics=metric_values(metrics), ranks=ranks_of(aid))
                 )
         else:
             info = commitment_info(conn, agency_id)
-            for (aid, cid), metrics in commitment_scorecards(conn, flt).items():
+            for (aid, cid), metrics in scored.items():
                 zh, en = names.get(aid, (None, None))
                 about = info.get((aid, cid))
                 items.append(
@@ -336,9 +348,10 @@ async def get_scorecards(
                         target_rate=str(metrics.target_rate) if metrics.target_rate is not None else None,
                         retired=about.retired if about else None,
                         metrics=metric_values(metrics),
+                        ranks=ranks_of((aid, cid)),
                     )
                 )
-        return ScorecardsResponse(by=by, filter=_echo(flt), items=items)
+        return ScorecardsResponse(by=by, filter=_echo(flt), items=items, min_ranked_sample=MIN_RANKED_SAMPLE)
 
     return await figures(request, settings, cache, ("scorecards", by, flt), compute, (agency_id, commitment_id))
 

@@ -90,6 +90,49 @@ class MetricsValues(Model):
     filings_overdue: int = Field(
         ge=0, description="filings unanswered at as_of past their answer's due time (a snapshot)", examples=[1]
     )
+    late_rejections: int = Field(
+        ge=0, description="cases rejected in the range after their due time", examples=[1]
+    )
+    deadline_cases: int = Field(
+        ge=0, description="on_time_eligible + late_rejections + overdue_cases: every case whose deadline was met or "
+        "missed in the range, the overdue open ones included", examples=[110],
+    )
+    deadline_rate: Rate | None = Field(
+        description="the on-time rate a city publishes: on_time / deadline_cases (late cases left open or rejected "
+        "count against it)", examples=["0.8636"],
+    )
+    responses_due: int = Field(
+        ge=0, description="cases opened in the range whose response was made by as_of or was due before it",
+        examples=[118],
+    )
+    responded_on_time: int = Field(
+        ge=0, description="of those, responded to (accepted, put on hold or answered) by the response's due time, one "
+        "working day", examples=[112],
+    )
+    response_rate: Rate | None = Field(description="responded_on_time / responses_due", examples=["0.9492"])
+    resolved: int = Field(
+        ge=0, description="cases fulfilled in the range that no dispute contested before as_of", examples=[97]
+    )
+    resolution_rate: Rate | None = Field(description="resolved / (fulfilled + rejected)", examples=["0.9151"])
+    satisfaction_rate: Rate | None = Field(
+        description="ratings in the range that scored 4 or 5, over all ratings in it", examples=["0.8000"]
+    )
+    rating_coverage: Rate | None = Field(
+        description="of the cases closed in the range, the share rated by as_of (with or without a receipt)",
+        examples=["0.3300"],
+    )
+    bad_ratings: int = Field(
+        ge=0, description="cases whose rating of 1 or 2 was made in the range (差评)", examples=[4]
+    )
+    rectifications_due: int = Field(
+        ge=0, description="of those made before as_of, the ones rectified by as_of or whose rectification was due "
+        "before it (15 working days)", examples=[3],
+    )
+    rectified_on_time: int = Field(
+        ge=0, description="of those, rectified by the due time (差评整改)", examples=[3]
+    )
+    rectification_rate: Rate | None = Field(description="rectified_on_time / rectifications_due",
+                                            examples=["1.0000"])
 
 
 class MetricsFilterEcho(Model):
@@ -129,6 +172,11 @@ class Scorecard(Model):
         default=None, ge=0, description=_ENTRIES_WITHHELD + " (by=agency; null by commitment)", examples=[0]
     )
     metrics: MetricsValues
+    ranks: dict[str, int | None] = Field(
+        description="its rank among the scorecards by each ranked figure (1: the highest rate; equal rates share a "
+        "rank); null when that rate rests on fewer cases than min_ranked_sample, or there is none",
+        examples=[{"deadline_rate": 1, "response_rate": 3, "resolution_rate": None}],
+    )
 
 
 class ScorecardsResponse(Model):
@@ -136,6 +184,9 @@ class ScorecardsResponse(Model):
     filter: MetricsFilterEcho
     items: list[Scorecard] = Field(
         description="one per agency (commitment) having a case matching the filter, at any time, in id order"
+    )
+    min_ranked_sample: int = Field(
+        description="the fewest cases a rate may rest on to be ranked (its denominator)", examples=[30]
     )
 
 

@@ -100,7 +100,8 @@ def metrics(
     by: Annotated[str, typer.Option(help="one row per: agency, commitment, or all")] = "agency",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Scorecards from the index: opened, closed, on-time rate vs target, time to fulfil, overdue, latency."""
+    """Scorecards from the index: opened, closed, on-time rate (overdue open cases and late rejections counted) vs
+    target, response, resolution, satisfaction and rectification rates, time to fulfil, overdue, latency."""
     from ledger import metrics as m
     from ledger.store.db import open_store
 
@@ -123,16 +124,19 @@ def metrics(
         out.print_json(json.dumps({_label(k): v.to_dict() for k, v in rows.items()}, default=str))
         return
     table = Table(title="Civic Ledger metrics")
-    columns = ("opened", "closed", "on time", "target", "median h", "p90 h", "open", "overdue", "late rec.",
-               "rejected", "rating", "rated", "disputes")
+    # "on time" is the rate a city publishes (deadline_rate: overdue open cases and late rejections count)
+    columns = ("opened", "closed", "on time", "target", "response", "resolved", "satisfied", "rectified", "median h",
+               "p90 h", "open", "overdue", "late rec.", "rejected", "rating", "rated", "disputes")
     table.add_column(by)
     for column in columns:
         table.add_column(column, justify="right")
     for key, value in sorted(rows.items(), key=lambda kv: _label(kv[0])):
         d = value.to_dict()
         table.add_row(
-            _label(key), str(d["cases_opened"]), str(d["cases_closed"]), _pct(d["on_time_rate"]),
-            _pct(d["target_rate"]), _hours(d["median_fulfil_seconds"]), _hours(d["p90_fulfil_seconds"]),
+            _label(key), str(d["cases_opened"]), str(d["cases_closed"]), _pct(d["deadline_rate"]),
+            _pct(d["target_rate"]), _pct(d["response_rate"]), _pct(d["resolution_rate"]),
+            _pct(d["satisfaction_rate"]), _pct(d["rectification_rate"]),
+            _hours(d["median_fulfil_seconds"]), _hours(d["p90_fulfil_seconds"]),
             str(d["open_cases"]), str(d["overdue_cases"]), str(d["late_recordings"]), _pct(d["rejection_rate"]),
             _rating(d.get("rating_average"), d.get("ratings")), _pct(d.get("rating_response_rate")),
             _disputes(d.get("disputes"), d.get("disputes_unanswered")),

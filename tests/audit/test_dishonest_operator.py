@@ -3,8 +3,9 @@ look. For each kind of lie, the audit fails with the check whose job it is, over
 finding naming the path and the field; no other finding appears (so the honest surfaces stay clean on every seed).
 
 - Broad lies — every open Open311 request reported closed, every receipt view showing its case otherwise, one
-  commitment's trend (the page's chart), an agency's page (its key history, its commitments), a batch endpoint, the
-  page's 50-entry log pages, an index frozen before an embarrassing block (behind, or claiming the latest block) —
+  commitment's trend (the page's chart), an agency moved in or out of a ranking, an agency's page (its key history,
+  its commitments), a batch endpoint, the page's 50-entry log pages, an index frozen before an embarrassing block
+  (behind, or claiming the latest block) —
   are caught on every seed.
 - A lie in one single entry (``/entries/{seq}``) or one batched entry's proof (``/entries/{seq}/proof``) is a
   single-view lie: those views are sampled, so it is caught with the chance the hypergeometric formula gives
@@ -179,6 +180,26 @@ def test_a_lie_in_one_commitments_trend_is_caught_on_every_seed(honest: HonestLe
                  and (f.field or "").endswith("on_time_rate") and f.actual == "0.9999")
             fields = {f.field.split(".", 1)[1] for f in result.findings}
             caught += fields == {"on_time_rate", "metrics.on_time_rate"}
+    assert caught == len(SEEDS)
+
+
+def test_a_lie_in_the_rankings_is_caught_on_every_seed(honest: HonestLedger) -> None:
+    """The scorecards' figures stay honest, but the operator moves the first agency in or out of the on-time ranking
+    (ranked first when it rests on too few cases, or left out when it is ranked) and says rankings need 5 cases."""
+
+    def reranked(body: Any, request: Request) -> Any:
+        if body["items"] and request.query_params.get("by") == "agency":
+            ranks = body["items"][0]["ranks"]
+            ranks["deadline_rate"] = 1 if ranks["deadline_rate"] is None else None
+            body["min_ranked_sample"] = 5
+        return body
+
+    caught = 0
+    with operator(honest, wraps=(lying("/api/v1/scorecards", reranked),), metric_sample=0) as ctx:
+        for _, result in each_seed(ctx, "metrics_reproduced"):
+            only(result, lambda f: (f.subject or "").startswith("/api/v1/scorecards?by=agency")
+                 and f.field in ("ranks.deadline_rate", "min_ranked_sample"))
+            caught += {f.field for f in result.findings} == {"ranks.deadline_rate", "min_ranked_sample"}
     assert caught == len(SEEDS)
 
 

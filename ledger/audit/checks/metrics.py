@@ -30,6 +30,8 @@ from ledger.audit.checks._api import Horizon, horizon, horizon_at, moved, withhe
 from ledger.audit.context import AuditContext
 from ledger.audit.model import CheckResult, Finding
 from ledger.metrics import (
+    MIN_RANKED_SAMPLE,
+    RANKED_FIGURES,
     TIME_STEP,
     DisputeRow,
     FilingRow,
@@ -37,6 +39,7 @@ from ledger.metrics import (
     MetricsFilter,
     RatingRow,
     compute_metrics_from_rows,
+    ranks,
     rate_from_bps,
     scorecards_from_rows,
     whole_step,
@@ -284,6 +287,7 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             if h.untouched(key if by == "agency" else key[0]):
                 result.add(Finding(NAME, f"the API has a scorecard for {key}, which has no case on chain",
                                    subject=path))
+        _compare_ranks(result, path, h, by, mine, answer)
 
     # Trends: the busiest commitment's, week by week over the period, and every commitment's (or a drawn sample).
     compared += _trends(ctx, h, result, start, end)
@@ -298,6 +302,30 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
         f"{h.note}"
     )
     ctx.stats["metrics_period"] = {"from": start, "to": end}
+
+
+def _compare_ranks(result: CheckResult, path: str, h: Horizon, by: str, mine: dict[Any, Metrics],
+                   answer: dict[str, Any]) -> None:
+    """The scorecards' ranks are those ``ledger.metrics.ranks`` gives the recomputed scorecards, with the minimum
+    sample it defines: an operator cannot leave an agency out of a ranking, or rank one whose rate rests on too few
+    cases. Ranks depend on every scorecard, so they are compared only when none may have moved past the audited
+    block."""
+    if not all(h.untouched(key if by == "agency" else key[0]) for key in mine):
+        return
+    if answer.get("min_ranked_sample") != MIN_RANKED_SAMPLE:
+        result.add(Finding(NAME, f"min_ranked_sample {answer.get('min_ranked_sample')!r} in the API, "
+                           f"{MIN_RANKED_SAMPLE} by the published definition", subject=path,
+                           field="min_ranked_sample", expected=MIN_RANKED_SAMPLE,
+                           actual=answer.get("min_ranked_sample")))
+    served = {(item.get("agency_id") if by == "agency" else (item.get("agency_id"), item.get("commitment_id"))):
+              item.get("ranks") or {} for item in answer.get("items", [])}
+    for figure in RANKED_FIGURES:
+        for key, want in ranks(mine, figure).items():
+            got = served.get(key, {}).get(figure)
+            if key in served and got != want:
+                label = key if by == "agency" else "/".join(key)
+                result.add(Finding(NAME, f"scorecard {label}: rank by {figure} {got!r} in the API, {want!r} on chain",
+                                   subject=path, field=f"ranks.{figure}", expected=want, actual=got))
 
 
 def _card_names(model: Any, key: Any, by: str) -> dict[str, Any]:
