@@ -58,12 +58,13 @@ _ACTION_WORDS: dict[Lang, dict[int, str]] = {
         CaseAction.FULFILLED: "Case fulfilled", CaseAction.REJECTED: "Case rejected",
         CaseAction.WITHDRAWN: "Case withdrawn", CaseAction.REOPENED: "Case reopened",
         CaseAction.DISPUTE_REJECTED: "Dispute rejected: the agency stands by its fulfilment",
+        CaseAction.RECTIFIED: "Bad rating rectified: the agency reports what it changed",
     },
     "zh": {
         CaseAction.OPENED: "受理登记", CaseAction.ACCEPTED: "已受理", CaseAction.ON_HOLD: "挂起",
         CaseAction.RESUMED: "恢复办理", CaseAction.ESCALATED: "督办", CaseAction.FULFILLED: "办结",
         CaseAction.REJECTED: "不予办理", CaseAction.WITHDRAWN: "撤回", CaseAction.REOPENED: "重新办理",
-        CaseAction.DISPUTE_REJECTED: "驳回异议：维持办结",
+        CaseAction.DISPUTE_REJECTED: "驳回异议：维持办结", CaseAction.RECTIFIED: "差评整改：机构报告整改情况",
     },
 }
 

@@ -645,12 +645,16 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
         });
     }
 
-    /// @dev Moves a receipt case's tracked state on a closing, `Reopened` or `DisputeRejected` event of a case
-    /// whose id carries {RECEIPT_CASE_FLAG}. Other cases never come here; their transitions are the auditor's.
-    function _moveReceiptCase(bytes32 agencyId, bytes32 caseId, uint8 action) private {
+    /// @dev Checks a closing, `Reopened`, `DisputeRejected` or `Rectified` event against its receipt case's tracked
+    /// state, and moves that state on all but `Rectified`. Closings and `Reopened` come here only for a case whose id
+    /// carries {RECEIPT_CASE_FLAG}; other cases' transitions are the auditor's.
+    function _applyToReceiptCase(bytes32 agencyId, bytes32 caseId, uint8 action) private {
         ReceiptCase storage state = _receiptCases[agencyId][caseId];
         ReceiptCaseStatus status = state.status;
-        if (action == uint8(CaseAction.DisputeRejected)) {
+        if (action == uint8(CaseAction.Rectified)) {
+            // It answers the holder's rating and moves nothing: a dispute or a closing is taken after it as before.
+            if (!state.rated) revert CaseNotRated(agencyId, caseId);
+        } else if (action == uint8(CaseAction.DisputeRejected)) {
             if (!state.disputed) revert CaseNotDisputed(agencyId, caseId);
             state.disputed = false;
         } else if (status == ReceiptCaseStatus.None) {
@@ -795,19 +799,22 @@ contract CivicLedger is ICivicLedger, AccessControlDefaultAdminRules, EIP712 {
             });
         } else {
             uint8 action = e.action;
-            if (action == uint8(CaseAction.None) || action > uint8(CaseAction.DisputeRejected)) {
+            if (action == uint8(CaseAction.None) || action > uint8(CaseAction.Rectified)) {
                 revert InvalidCaseEvent(e.caseId, "action");
             }
             // Intake fields belong to Opened only: one meaning per field, nothing to misread later.
             if (e.commitmentId != bytes32(0) || e.district != bytes32(0) || e.channel != 0) {
                 revert InvalidCaseEvent(e.caseId, "intake fields on a later event");
             }
-            // Only closing, reopening and answering a dispute move a receipt case's tracked state.
+            // Closings and Reopened go to a receipt case's tracked state, the answers (DisputeRejected to a dispute,
+            // Rectified to a rating) whatever the id: an unflagged case has no state, so nothing to answer, and is
+            // refused there. One call site, so the checks are compiled once (the runtime code is at EIP-170's limit).
             bytes32 caseId = e.caseId;
-            if (action >= uint8(CaseAction.Fulfilled) && caseId & RECEIPT_CASE_FLAG != 0) {
-                _moveReceiptCase(agencyId, caseId, action);
-            } else if (action == uint8(CaseAction.DisputeRejected)) {
-                revert CaseNotDisputed(agencyId, caseId);
+            if (
+                action >= uint8(CaseAction.Fulfilled)
+                    && (caseId & RECEIPT_CASE_FLAG != 0 || action >= uint8(CaseAction.DisputeRejected))
+            ) {
+                _applyToReceiptCase(agencyId, caseId, action);
             }
             emit CaseUpdated({
                 seq: seq,

@@ -6,7 +6,7 @@ the write API's checks, through ``api.feedback``) and the auditor judge a receip
 Why not in ``ledger.cases``
     ``ledger.cases`` folds a case's non-voided events by their claimed times into the case's full status (open, on
     hold, fulfilled, rejected, withdrawn) — what the ledger *means*. The contract tracks something coarser and
-    different (``CivicLedger._issueReceipt``, ``_moveReceiptCase``, ``rateCase``, ``disputeCase``): from the receipt
+    different (``CivicLedger._issueReceipt``, ``_applyToReceiptCase``, ``rateCase``, ``disputeCase``): from the receipt
     on, every case event it recorded moves the state (it knows nothing of corrections), at its block time, and a
     batched event never does (it never sees inside a batch). Two machines, kept apart so neither is used for the
     other; this one takes its windows (:data:`ledger.cases.DISPUTE_WINDOW`,
@@ -28,16 +28,19 @@ Transitions (:func:`issued`, :func:`after_event`, :func:`after_rating`, :func:`a
     Rejected, Withdrawn     OPEN → CLOSED_UNFULFILLED; ``closures + 1``, ``closed_at`` = its block time
     Reopened                → OPEN, the dispute cleared (``closures``, ``closed_at`` kept)
     DisputeRejected         the dispute cleared (the fulfilment stands, and that closure stays disputed)
+    Rectified               no move (it answers the rating: the case is disputed or closed after it as before)
     other case events       no move
     CaseRated               ``rated``
     CaseDisputed            ``disputed``, ``disputed_closure = closures``
     ======================  ===========================================================================
 
-    The contract refuses a case event that is not a move (:func:`event_refusal`): a closing of a case not open or a
-    Reopened of an open one (``InvalidReceiptCaseStatus``), a DisputeRejected with no dispute awaiting an answer
-    (``CaseNotDisputed``). A refused event is never recorded, so a fold of what was recorded applies every event;
-    :func:`after_event` given one anyway makes the move above all the same, except that a closing of a case not open
-    is ignored.
+    The contract refuses a case event its state does not allow (:func:`event_refusal`): a closing of a case not open
+    or a Reopened of an open one (``InvalidReceiptCaseStatus``), a DisputeRejected with no dispute awaiting an answer
+    (``CaseNotDisputed``), a Rectified of a case not rated (``CaseNotRated``). The two answers are refused of a case
+    without a receipt too (status NONE: nothing to answer), whatever its id; its other events are taken. The contract
+    keeps no score, so it takes a Rectified after any rating: that it answers a bad one is ``ledger.cases``' rule. A
+    refused event is never recorded, so a fold of what was recorded applies every event; :func:`after_event` given
+    one anyway makes the move above all the same, except that a closing of a case not open is ignored.
 
 What the holder may do now (:func:`rate_refusal`, :func:`dispute_refusal`, :func:`decide`), in the contract's order
     A rating: ``not_closed`` (the case is open), ``already_rated`` (once ever). A dispute, of the latest closure
@@ -76,6 +79,7 @@ CLOSING: dict[int, ReceiptCaseStatus] = {
 }
 _REOPENED = int(CaseAction.REOPENED)
 _DISPUTE_REJECTED = int(CaseAction.DISPUTE_REJECTED)
+_RECTIFIED = int(CaseAction.RECTIFIED)
 
 StatusName = Literal["open", "fulfilled", "closed_unfulfilled"]
 #: a tracked status as the API names it
@@ -91,7 +95,7 @@ DisputeRefusal = Literal[
     "dispute_window_closed", "dispute_pending",
 ]
 #: the contract's custom errors for a case event of a receipt case it refuses (:func:`event_refusal`)
-EventRefusal = Literal["InvalidReceiptCaseStatus", "CaseNotDisputed"]
+EventRefusal = Literal["InvalidReceiptCaseStatus", "CaseNotDisputed", "CaseNotRated"]
 
 
 class ReceiptCaseLike(Protocol):
@@ -182,8 +186,11 @@ def track(receipt_seq: int, events: Sequence[tuple[int, int, int]], rated_seqs: 
 
 
 def event_refusal(state: ReceiptCaseLike, action: int) -> EventRefusal | None:
-    """The contract's refusal of a case event of a case whose id carries ``RECEIPT_CASE_FLAG`` (``state`` NONE: no
-    receipt was issued for it), or None when it takes it."""
+    """The contract's refusal of a case event, or None when it takes it, given the case's tracked state (NONE: no
+    receipt was issued for it). It checks the events of a case whose id carries ``RECEIPT_CASE_FLAG``, and the
+    answers (DisputeRejected, Rectified) of any case: one without the flag has state NONE."""
+    if action == _RECTIFIED:
+        return None if state.rated else "CaseNotRated"
     if action == _DISPUTE_REJECTED:
         return None if state.disputed else "CaseNotDisputed"
     if state.status is ReceiptCaseStatus.NONE:

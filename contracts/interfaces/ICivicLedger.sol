@@ -52,7 +52,9 @@ interface ICivicLedger {
         Rejected,
         Withdrawn,
         Reopened, // the agency reopened a closed case (its answer to a dispute, or on its own)
-        DisputeRejected // the agency answered a dispute by standing by the fulfilment; `detailsHash` is its reason
+        DisputeRejected, // the agency answered a dispute by standing by the fulfilment; `detailsHash` is its reason
+        Rectified // the agency rectified what a bad rating (1 or 2) pointed at (差评整改); `detailsHash` is its report;
+        // valid on a rated receipt case only (the score is the auditor's and the metrics' to judge, not stored here)
     }
 
     /// @notice What the ledger tracks of a case that has a receipt. `None` (0): the case has no receipt.
@@ -322,7 +324,8 @@ interface ICivicLedger {
         address signer
     );
 
-    /// @notice The holder of a case's receipt rated the closed case.
+    /// @notice The holder of a case's receipt rated the closed case. The agency answers a bad rating (1 or 2) with a
+    /// `Rectified` case event (差评整改), which the ledger takes only for a rated case ({CaseNotRated}).
     /// @param seq sequence number of this entry
     /// @param agencyId the agency
     /// @param caseId the agency-scoped case id
@@ -475,6 +478,8 @@ interface ICivicLedger {
     error AlreadyDisputed(bytes32 agencyId, bytes32 caseId);
     /// @notice `DisputeRejected` answers a dispute; the case has none awaiting an answer.
     error CaseNotDisputed(bytes32 agencyId, bytes32 caseId);
+    /// @notice `Rectified` answers the receipt holder's rating; the case has none (no receipt, or not rated yet).
+    error CaseNotRated(bytes32 agencyId, bytes32 caseId);
     /// @notice The key is an auditor key, which can never also be an agency key (or the other way round).
     error KeyRoleConflict(address key);
     /// @notice `auditor` is not a registered auditor (or already is one, when registering).

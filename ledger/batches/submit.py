@@ -81,7 +81,8 @@ def batchable(ledger: Ledger, agency: str, rows: Sequence[Row]) -> tuple[list[Ca
       :data:`NO_BATCH_RECEIPTS`, when ``read_rows`` is given it as ``no_receipts``);
     - its case was opened with a receipt (:func:`ledger.records.is_receipt_case`): the ledger tracks such a case's
       state one event at a time, so none of its events goes in a batch (:data:`BATCH_RECEIPT_CASE`);
-    - it is a ``dispute_rejected``: it answers a citizen's dispute, which only a case with a receipt can have;
+    - it is a ``dispute_rejected`` or a ``rectified``: it answers a citizen's dispute or rating, which only a case
+      with a receipt can have;
     - its claimed time is after the chain's latest block time: the ledger refuses claimed times in the future;
     - it opens a case under a commitment the agency (`agency`, its code) has not published, or has retired (each
       commitment's state read from `ledger` once)."""
@@ -99,6 +100,8 @@ def batchable(ledger: Ledger, agency: str, rows: Sequence[Row]) -> tuple[list[Ca
             why = BATCH_RECEIPT_CASE
         elif event.action is CaseAction.DISPUTE_REJECTED:
             why = "dispute_rejected answers a citizen's dispute, which only a case with a receipt can have"
+        elif event.action is CaseAction.RECTIFIED:
+            why = "rectified answers a citizen's rating, which only a case with a receipt can have"
         elif event.occurred_at > now:
             why = (f"occurred_at is after the chain's latest block time "
                    f"({datetime.fromtimestamp(now, UTC).isoformat()}): the ledger refuses claimed times in "

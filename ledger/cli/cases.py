@@ -1,5 +1,6 @@
 """An agency's cases, one by one or imported from a file, through the agency key's outbox: open (with the citizen's
-receipt), update, close, respond to a dispute, import; and the receipt sheets handed to citizens."""
+receipt), update, close, respond to a dispute, rectify after a bad rating, import; and the receipt sheets handed to
+citizens."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from web3.exceptions import Web3Exception
 
+from ledger.cases import BAD_RATING_MAX
 from ledger.cli.common import (
     AtOpt,
     KeyEnvOpt,
@@ -253,6 +256,58 @@ def case_respond(
         _report(writer.write(event))
     if reason:
         out.print(f"reason hash {'0x' + text_hash(reason).hex()}: publish the reason's text, so anyone can check it")
+
+
+@command(case_app, "rectify")
+def case_rectify(
+    ctx: typer.Context,
+    reference: Annotated[str, typer.Argument(help="the agency's own case reference")],
+    report: Annotated[
+        str, typer.Option(help="the rectification report: what the agency changed; only its hash is recorded "
+                          "(publish the text where citizens can see it)")
+    ],
+    at: AtOpt = None,
+    key: KeyOpt = None,
+    key_env: KeyEnvOpt = None,
+    password_file: PasswordOpt = None,
+) -> None:
+    """Answer a citizen's bad rating (1 or 2) with the agency's rectification (差评整改), due within 15 working days
+    of the rating: --report TEXT."""
+    if not report.strip():
+        raise InvalidRecord("--report needs the rectification report's text (only its hash is recorded)")
+    s = settings(ctx)
+    signer = s.key(key, key_env, password_file)
+    agency = agency_of(s, signer)
+    _filed_case_open(s, reference)
+    with open_writer(s, signer) as writer:
+        ids = case_ids_of(s, agency, writer.outbox)
+        case_id = ids.existing(reference)
+        state = s.ledger().receipt_case(short_code(agency), case_id)
+        if event_refusal(state, CaseAction.RECTIFIED) == "CaseNotRated":
+            fail(f"case {reference} has no rating to rectify ("
+                 + ("it has no receipt, so nobody can rate it)" if state.status is ReceiptCaseStatus.NONE
+                    else "its citizen has not rated it)"), code=1)
+        score = _score(s, short_code(agency), case_id)
+        if score is not None and score > BAD_RATING_MAX:
+            # The contract keeps no score and would take it; the ledger's fold would call it an invalid transition.
+            fail(f"case {reference} was rated {score}: only a bad rating (1 to {BAD_RATING_MAX}) is rectified", code=1)
+        event = _case_event(ids, reference, "rectified", at, report)
+        _report(writer.write(event))
+    out.print(f"report hash {'0x' + text_hash(report).hex()}: publish the report's text, so anyone can check it")
+
+
+def _score(s: Settings, agency_id: bytes, case_id: bytes) -> int | None:
+    """The score of the case's rating (its CaseRated entry; a case is rated once), or None when it cannot be read."""
+    ledger = s.ledger()
+    try:
+        logs = ledger.contract.events.CaseRated.get_logs(
+            argument_filters={"agencyId": agency_id, "caseId": case_id}, from_block=s.deploy_block()
+        )
+    except (Web3Exception, OSError) as exc:  # a node that limits log queries, or is gone: the score goes unchecked
+        err.print(f"could not read the case's rating from the ledger ({type(exc).__name__}); not checked that it is "
+                  "a bad one")
+        return None
+    return int(logs[0]["args"]["score"]) if logs else None
 
 
 def _case(ctx: typer.Context, reference: str, action: str, at: str | None, details: str | None, key: str | None,

@@ -257,6 +257,18 @@ def test_a_record_the_contract_refuses_is_accepted_then_fails_with_the_decoded_e
     assert again.status_code == 409 and again.json()["status"] == "failed" and again.json()["id"] == body["id"]
 
 
+def test_a_rectification_of_a_case_nobody_rated_fails_with_the_contract_s_error(writes: Writes):
+    """Rectified (差评整改) is a case action the write API takes; the contract takes it only for a rated receipt case,
+    and the submission fails with its error decoded."""
+    key = writes.key(ROADS)
+    opened = writes.opened("rectify")
+    recorded(writes, writes.client.post(URL, json=writes.body(key, opened)), key, EntryKind.CASE_EVENT, [opened])
+    answer = writes.client.post(URL, json=writes.body(key, writes.update("rectify", CaseAction.RECTIFIED)))
+    assert answer.status_code == 202
+    body = answer.json()
+    assert body["status"] == "failed" and body["error"]["name"] == "CaseNotRated", body
+
+
 # ---------------------------------------------------------------------- refused
 
 
@@ -397,7 +409,7 @@ def test_an_invalid_record_is_refused_naming_the_field(writes: Writes):
     cases = [
         ({"district": "0x" + "00" * 32}, "caseEvent"),  # Opened without its district
         ({"caseId": "0x1234"}, "caseEvent.caseId"),
-        ({"action": 11}, "caseEvent.action"),  # 1 to 10 are actions (9 Reopened, 10 DisputeRejected)
+        ({"action": 12}, "caseEvent.action"),  # 1 to 11 are actions (10 DisputeRejected, 11 Rectified)
         ({"occurredAt": int(time.time()) + 86400}, "caseEvent.occurredAt"),
         ({"colour": "red"}, "caseEvent.colour"),
     ]

@@ -490,8 +490,10 @@ def test_case_life_cycle_every_action_recorded(world: World) -> None:
 
     recorded = [e for e in ledger.entries() if e.seq >= count]
     assert [e.kind for e in recorded] == [EntryKind.CASE_EVENT] * 9
-    # every action but DisputeRejected, which answers a pending dispute (tests/contracts/test_receipts.py)
-    assert [e.record.action for e in recorded] == [a for a in CaseAction if a is not CaseAction.DISPUTE_REJECTED]
+    # every action but the answers, DisputeRejected to a pending dispute and Rectified to a rating
+    # (tests/contracts/test_receipts.py)
+    answers = (CaseAction.DISPUTE_REJECTED, CaseAction.RECTIFIED)
+    assert [e.record.action for e in recorded] == [a for a in CaseAction if a not in answers]
     assert [e.record_hash for e in recorded] == [r.struct_hash() for r in [opened, *updates]]
     assert ledger.entry_count() == count + 9
 
@@ -500,7 +502,7 @@ CASE_EVENT_ERRORS: list[tuple[str, Callable[[World], CaseEvent], str]] = [
     ("caseId-zero", lambda w: broken(w.opened("x"), case_id=ZERO32), "caseId"),
     ("caseId-zero-update", lambda w: broken(w.update("x", CaseAction.ACCEPTED), case_id=ZERO32), "caseId"),
     ("action-0", lambda w: broken(w.update("x", CaseAction.ACCEPTED), action=0), "action"),
-    ("action-11", lambda w: broken(w.update("x", CaseAction.ACCEPTED), action=11), "action"),
+    ("action-12", lambda w: broken(w.update("x", CaseAction.ACCEPTED), action=12), "action"),
     ("action-255", lambda w: broken(w.update("x", CaseAction.ACCEPTED), action=255), "action"),
     ("no-district", lambda w: broken(w.opened("x"), district=ZERO32), "district"),
     ("no-channel", lambda w: broken(w.opened("x"), channel=0), "channel"),
@@ -779,7 +781,7 @@ def test_batch_with_one_bad_entry_writes_nothing(world: World) -> None:
     count, running = head(world)
     entries = ledger.entries()
     reverted(lambda: ledger.write_batch(world.signer, batch), "InvalidOccurredAt", occurredAt=batch[2].occurred_at)
-    batch[2] = broken(batch[2], occurred_at=world.now(), action=11)
+    batch[2] = broken(batch[2], occurred_at=world.now(), action=12)
     reverted(lambda: ledger.write_batch(world.signer, batch), "InvalidCaseEvent", caseId=case_id("b1"), field="action")
     until = deadline(world)
     signature = ledger.sign(world.signer, batch, until)

@@ -7,12 +7,14 @@ page derives it (``ledger.receipts``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from eth_keys import keys
 
 from ledger import receipts
 from ledger.chain.contract import Ledger
-from ledger.encoding import keccak, running_hash
+from ledger.encoding import ZERO32, keccak, running_hash
 from ledger.errors import ContractReverted
 from ledger.records import (
     CaseAction,
@@ -189,6 +191,74 @@ def test_only_a_fulfilment_can_be_disputed_and_only_a_receipt_case_answered(worl
     world.ledger.write(world.signer, world.opened("plain"))
     refused("CaseNotDisputed", world.ledger.write, world.signer,
             world.update("plain", CaseAction.DISPUTE_REJECTED))
+
+
+# ------------------------------------------------------------ rectifications
+
+
+def rectify(world: World, case_id: bytes, report: str = "") -> Any:
+    event = world.update("x", CaseAction.RECTIFIED, case_id=case_id,
+                         details_hash=text_hash(report) if report else ZERO32)
+    return world.ledger.write(world.signer, event)
+
+
+def test_a_rectification_answers_a_rating_and_moves_nothing(world: World) -> None:
+    """差评整改: the agency answers the holder's (bad) rating with a Rectified event, its report hashed. The receipt
+    case's tracked state stays as it was: the fulfilment can still be disputed, and the dispute answered."""
+    case_id = open_with_receipt(world, "rectified")
+    close(world, case_id)
+    rate(world, case_id, 1)
+    before, count = state(world, case_id), world.ledger.entry_count()
+    report = "the lamp was replaced with an LED one; the street's lamps are now checked weekly"
+    receipt = rectify(world, case_id, report)
+    entry = world.ledger.entries()[-1]
+    assert entry.seq == count and entry.kind is EntryKind.CASE_EVENT and entry.actor == world.signer.address
+    assert entry.record.action is CaseAction.RECTIFIED and entry.record.details_hash == text_hash(report)
+    assert running_hash(e.entry_hash for e in world.ledger.entries()) == world.ledger.running_hash()
+    assert state(world, case_id) == before
+    assert receipt["gasUsed"] < 40_000  # a case event and one storage read
+
+    dispute(world, case_id)
+    assert state(world, case_id).disputed
+    world.ledger.write(world.signer, world.update("x", CaseAction.DISPUTE_REJECTED, case_id=case_id))
+    assert not state(world, case_id).disputed and state(world, case_id).status is ReceiptCaseStatus.FULFILLED
+
+
+def test_a_rectification_of_a_case_nobody_rated_is_refused(world: World) -> None:
+    case_id = open_with_receipt(world, "unrated")
+    err = refused("CaseNotRated", rectify, world, case_id)  # open, so not rated
+    assert (err.error_args["agencyId"], err.error_args["caseId"]) == (world.agency_id, case_id)
+    close(world, case_id)
+    refused("CaseNotRated", rectify, world, case_id)  # closed, but its holder has not rated it
+    assert state(world, case_id).status is ReceiptCaseStatus.FULFILLED and not state(world, case_id).rated
+    # a case without a receipt can never be rated: an id without the flag, or one with it but no receipt issued
+    plain = keccak(b"rectify plain")
+    plain = bytes([plain[0] & 0x7F]) + plain[1:]
+    world.ledger.write(world.signer, world.opened("plain", case_id=plain))
+    refused("CaseNotRated", rectify, world, plain)
+    flagged = receipt_case_id("rectify no receipt")
+    world.ledger.write(world.signer, world.opened("flagged", case_id=flagged))
+    refused("CaseNotRated", rectify, world, flagged)
+
+
+def test_rectifications_in_a_batch_of_events_are_checked_alike(world: World) -> None:
+    """A batch of events (``recordCaseEvents``, direct or relayed) checks each as a single event is checked."""
+    rated = open_with_receipt(world, "batch rated")
+    unrated = open_with_receipt(world, "batch unrated", receipts.new_code())  # a key serves one case
+    close(world, rated)
+    close(world, unrated)
+    rate(world, rated, 2)
+    count = world.ledger.entry_count()
+    answer = world.update("x", CaseAction.RECTIFIED, case_id=rated, details_hash=text_hash("report"))
+    refused("CaseNotRated", world.ledger.write_batch, world.signer,
+            [answer, world.update("x", CaseAction.RECTIFIED, case_id=unrated)])
+    until = world.now() + 3600
+    batch = [answer, world.update("x", CaseAction.RECTIFIED, case_id=unrated)]
+    signature = world.ledger.sign(world.signer, batch, until)
+    refused("CaseNotRated", world.ledger.relay, world.relayer, batch, world.signer.address, until, signature)
+    assert world.ledger.entry_count() == count
+    world.ledger.write_batch(world.signer, [answer, answer])  # the contract takes it again: the fold judges that
+    assert world.ledger.entry_count() == count + 2 and state(world, rated).status is ReceiptCaseStatus.FULFILLED
 
 
 def test_the_dispute_window_closes(world: World) -> None:

@@ -223,7 +223,7 @@ class LedgerMachine(RuleBasedStateMachine):
         elif flaw == "intake_on_update":
             fields.update(intake, action=action)
         elif flaw == "action_out_of_range":
-            fields["action"] = 0 if case_index % 2 else 11
+            fields["action"] = 0 if case_index % 2 else 12
         else:
             fields["action"] = action
         if flaw is None:
@@ -248,6 +248,8 @@ class LedgerMachine(RuleBasedStateMachine):
             return "InvalidCaseEvent"
         if event.action == CaseAction.DISPUTE_REJECTED:
             return "CaseNotDisputed"  # no receipt case here, so never a dispute to answer
+        if event.action == CaseAction.RECTIFIED:
+            return "CaseNotRated"  # nor a rating
         return None
 
     event_specs = st.tuples(

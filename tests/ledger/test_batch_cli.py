@@ -142,12 +142,14 @@ def test_refused_rows_are_listed_and_nothing_is_anchored(env, tmp_path):
         "G-6,opened,2026-11-01T09:00:00,COMPLAINT-2WD,EAST,app,\n"               # 8 no zone
         f"R-1,fulfilled,{iso(env, -6000)},,,,\n"                                 # 9 a receipt case
         f"G-1,dispute_rejected,{iso(env, -6000)},,,,\n"                          # 10 no receipt, no dispute
+        f"G-1,rectified,{iso(env, -6000)},,,,\n"                                 # 11 no receipt, no rating
     )
     before, anchored = ledger.entry_count(), len(anchors(env))
     out = cli(env, "batch", "submit", str(path), *KEY, code=1)
     assert "nothing was anchored" in out
     for line, why in ((4, "receipt requested"), (5, "UnknownCommitment"), (6, "CommitmentIsRetired"),
-                      (7, "occurred_at is after"), (9, "the case was opened"), (10, "dispute_rejected answers")):
+                      (7, "occurred_at is after"), (9, "the case was opened"), (10, "dispute_rejected answers"),
+                      (11, "rectified answers")):
         assert re.search(f"│ {line} │ {why}", out), why  # the table's cells wrap: their first words
     assert "has no zone" in out
     assert ledger.entry_count() == before and len(anchors(env)) == anchored

@@ -230,6 +230,45 @@ def test_answering_disputes(env, agency, tmp_path):
     assert ledger.receipt_case(agency_id, ids["D-2"]).closures == 2
 
 
+def test_rectifying_a_bad_rating(env, agency, tmp_path):
+    ledger: Ledger = env["ledger"]
+    agency_id = short_code(AGENCY)
+    codes, ids = {}, {}
+    for reference in ("B-1", "B-2"):
+        out = cli(env, "case", "open", reference, "--commitment", "LIGHT-48H", "--district", "WEST", "--channel",
+                  "app", "--at", iso(env, -1200), "--receipt-dir", str(tmp_path), *KEY)
+        codes[reference] = code_in(out)
+        ids[reference] = case_id_for(salt(env), AGENCY, reference, receipt=True)
+        cli(env, "case", "close", reference, "fulfilled", "--at", iso(env, -1100), *KEY)
+
+    out = cli(env, "case", "rectify", "B-1", "--report", "new lamp", *KEY, code=1)
+    assert "case B-1 has no rating to rectify (its citizen has not rated it)" in flat(out)
+    out = cli(env, "case", "rectify", "B-1", "--report", " ", *KEY, code=2)
+    assert "--report needs" in flat(out)
+    for reference, score in (("B-1", 1), ("B-2", 4)):
+        rating = Rating(agency_id=agency_id, case_id=ids[reference], score=score)
+        ledger.submit_citizen(env["relayer"], rating,
+                              ledger.sign_citizen(receipts.private_key(codes[reference]), rating))
+    # the contract keeps no score and would take it, but only a bad rating is rectified (ledger.cases)
+    out = cli(env, "case", "rectify", "B-2", "--report", "new lamp", *KEY, code=1)
+    assert "case B-2 was rated 4: only a bad rating (1 to 2) is rectified" in flat(out)
+
+    before = ledger.receipt_case(agency_id, ids["B-1"])
+    report = "The lamp was replaced with an LED one, and the street's lamps are now checked every week."
+    out = cli(env, "case", "rectify", "B-1", "--report", report, *KEY)
+    assert "recorded as entry" in out and "0x" + receipts_text_hash(report) in out
+    answer = [e for e in ledger.entries() if getattr(e.record, "case_id", None) == ids["B-1"]][-1]
+    assert answer.record.action is CaseAction.RECTIFIED
+    assert answer.record.details_hash.hex() == receipts_text_hash(report)
+    assert ledger.receipt_case(agency_id, ids["B-1"]) == before  # the tracked state did not move
+
+    cli(env, "case", "open", "B-3", "--commitment", "LIGHT-48H", "--district", "WEST", "--channel", "app",
+        "--no-receipt", "--at", iso(env, -1200), *KEY)
+    cli(env, "case", "close", "B-3", "fulfilled", "--at", iso(env, -1100), *KEY)
+    out = cli(env, "case", "rectify", "B-3", "--report", "new lamp", *KEY, code=1)
+    assert "case B-3 has no rating to rectify (it has no receipt, so nobody can rate it)" in flat(out)
+
+
 def receipts_text_hash(text: str) -> str:
     from ledger.records import text_hash
 

@@ -1,6 +1,6 @@
 """The receipt-case state machine (ledger.receipt_state): every move of the state the contract tracks for a case with
 a receipt, every refusal of a case event, a rating and a dispute, the windows; and, on random histories, the rules
-against a transliteration of the contract's own functions (``CivicLedger._moveReceiptCase``, ``rateCase``,
+against a transliteration of the contract's own functions (``CivicLedger._applyToReceiptCase``, ``rateCase``,
 ``disputeCase``)."""
 
 from __future__ import annotations
@@ -94,6 +94,24 @@ def test_dispute_rejected_clears_the_dispute_and_the_closure_stays_disputed() ->
     assert dispute_refusal(after, T0 + 10) == "closure_disputed"
 
 
+@pytest.mark.parametrize("before", [
+    state(FULFILLED, 1, T0, rated=True),
+    state(FULFILLED, 1, T0, rated=True, disputed=True, disputed_closure=1),
+    state(CLOSED_UNFULFILLED, 1, T0, rated=True),
+    state(OPEN, 1, T0, rated=True),  # rated, then reopened
+])
+def test_rectified_answers_a_rating_and_does_not_move_it(before: ReceiptCase) -> None:
+    assert event_refusal(before, A.RECTIFIED) is None
+    assert after_event(before, A.RECTIFIED, T0 + 9) is before
+    # so what the holder may do next is what it was before
+    assert decide(before, T0 + 10) == decide(after_event(before, A.RECTIFIED, T0 + 9), T0 + 10)
+
+
+@pytest.mark.parametrize("before", [state(OPEN), FULFILLED_ONCE, state(CLOSED_UNFULFILLED, 1, T0, disputed_closure=1)])
+def test_rectified_of_a_case_not_rated_is_refused(before: ReceiptCase) -> None:
+    assert event_refusal(before, A.RECTIFIED) == "CaseNotRated"
+
+
 @pytest.mark.parametrize("action", NOT_MOVING)
 @pytest.mark.parametrize("before", [state(OPEN), FULFILLED_ONCE, state(CLOSED_UNFULFILLED, 1, T0, rated=True)])
 def test_other_case_events_do_not_move_it(action: A, before: ReceiptCase) -> None:
@@ -117,11 +135,12 @@ def test_the_contract_refuses_events_that_do_not_move_a_receipt_case() -> None:
         assert event_refusal(state(OPEN), action) is None
 
 
-def test_a_case_without_a_receipt_moves_nothing_but_dispute_rejected_is_refused() -> None:
+def test_a_case_without_a_receipt_moves_nothing_but_the_answers_are_refused() -> None:
     none = ReceiptCaseState("0x" + "0" * 40, ReceiptCaseStatus.NONE, 0, 0, False, False, 0)
     for action in (*CLOSINGS, A.REOPENED, *NOT_MOVING):
         assert event_refusal(none, action) is None
     assert event_refusal(none, A.DISPUTE_REJECTED) == "CaseNotDisputed"
+    assert event_refusal(none, A.RECTIFIED) == "CaseNotRated"
 
 
 # --- what the holder may do -------------------------------------------------------------------------------------------
@@ -224,9 +243,11 @@ class Contract:
     disputed_closure: int = 0
 
     def move(self, action: int, now: int) -> str | None:
-        """``recordCaseEvent``'s part for a receipt case: ``_moveReceiptCase`` for actions from Fulfilled on."""
+        """``recordCaseEvent``'s part for a receipt case: ``_applyToReceiptCase`` for actions from Fulfilled on."""
         if action < A.FULFILLED:
             return None
+        if action == A.RECTIFIED:
+            return None if self.rated else "CaseNotRated"
         if action == A.DISPUTE_REJECTED:
             if not self.disputed:
                 return "CaseNotDisputed"

@@ -172,9 +172,10 @@ def test_contract_and_python_hash_random_records_identically(anvil_world, data):
         # clock did around the snapshot reverts between examples
         now = world.now() - 60
         opened = data.draw(case_events(world.commitment_id).filter(lambda e: e.action is CaseAction.OPENED))
-        # DisputeRejected answers a pending dispute: on its own the contract always refuses it (CaseNotDisputed)
+        # DisputeRejected answers a pending dispute, Rectified a rating: on their own the contract always refuses them
+        # (CaseNotDisputed, CaseNotRated)
         later = data.draw(case_events().filter(
-            lambda e: e.action not in (CaseAction.OPENED, CaseAction.DISPUTE_REJECTED)
+            lambda e: e.action not in (CaseAction.OPENED, CaseAction.DISPUTE_REJECTED, CaseAction.RECTIFIED)
         ))
         amended = data.draw(commitments(world.commitment_id))
         calendar = data.draw(calendars())
@@ -221,7 +222,7 @@ def test_ids_and_enums_are_checked():
     with pytest.raises(ValidationError, match="case_id must not be zero"):
         CaseEvent(case_id=b"\0" * 32, action=2, occurred_at=1)
     with pytest.raises(ValidationError, match="action"):
-        CaseEvent(case_id=b"\1" * 32, action=11, occurred_at=1)
+        CaseEvent(case_id=b"\1" * 32, action=12, occurred_at=1)
     with pytest.raises(ValidationError, match="Opened event needs"):
         CaseEvent(case_id=b"\1" * 32, action=CaseAction.OPENED, occurred_at=1)
     with pytest.raises(ValidationError, match="belong to the Opened event only"):
