@@ -1,5 +1,6 @@
 // The citizen page: a hash router over the public JSON API.
-//   #/                              agency scorecards (filters in the query: from, to, district, channel)
+//   #/                              agency scorecards (filters in the query: from, to, district, channel, as_of)
+//   #/rankings                      agencies or commitments ranked by a figure (?by, figure and the same filters)
 //   #/agency/{agency}               an agency, its keys and its commitments
 //   #/commitment/{agency}/{id}      a commitment, its versions, figures and on-time trend
 //   #/case, #/case/{agency}/{id}    case lookup and a case's events with their proofs
@@ -29,6 +30,7 @@ import { commitmentView } from "./views/commitment.js";
 import { fileView } from "./views/file.js";
 import { logView } from "./views/log.js";
 import { proofView } from "./views/proof.js";
+import { rankingsView } from "./views/rankings.js";
 import { receiptView } from "./views/receipt.js";
 import { scorecardsView } from "./views/scorecards.js";
 
@@ -43,6 +45,7 @@ function notFound() {
 
 const ROUTES = [
   [/^\/$/, scorecardsView],
+  [/^\/rankings$/, rankingsView],
   [/^\/agency\/([^/]+)$/, agencyView],
   [/^\/commitment\/([^/]+)\/([^/]+)$/, commitmentView],
   [/^\/case(?:\/([^/]+)\/([^/]+))?$/, caseView],
@@ -114,18 +117,21 @@ async function render({ focus = null } = {}) {
   }
 }
 
+// the navigation's section of each view (by the path's start; the first that matches); the rest are the scorecards'
+const NAV_SECTIONS = [
+  ["/case", "/case"],
+  ["/rankings", "/rankings"],
+  ["/receipt", "/receipt"],
+  ["/file", "/file"],
+  ["/log", "/log"],
+  ["/batch", "/log"],
+  ["/proof", null],
+  ["/audits", null],
+];
+
 function updateNav(path) {
-  const section = path.startsWith("/case")
-    ? "/case"
-    : path.startsWith("/receipt")
-      ? "/receipt"
-      : path.startsWith("/file")
-        ? "/file"
-        : path.startsWith("/log") || path.startsWith("/batch")
-          ? "/log"
-          : path.startsWith("/proof") || path.startsWith("/audits")
-            ? null
-            : "/";
+  const match = NAV_SECTIONS.find(([prefix]) => path.startsWith(prefix));
+  const section = match ? match[1] : "/";
   for (const link of document.querySelectorAll("[data-nav]")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");

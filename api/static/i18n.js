@@ -62,7 +62,6 @@ const STRINGS = {
     col_commitment: "Commitment",
     col_opened: "Cases opened",
     col_closed: "Closed",
-    col_on_time_rate: "On time",
     col_target: "Target",
     col_median: "Median time to fulfil",
     col_p90: "90% fulfilled within",
@@ -98,6 +97,82 @@ const STRINGS = {
     no_cases: "No cases in this selection.",
     below_target: "below target",
     meets_target: "meets target",
+    // the figures a city publishes (figures.js), their samples, their explanations and the rankings
+    "fig.deadline_rate": "On-time rate",
+    "fig.response_rate": "Response rate",
+    "fig.resolution_rate": "Resolution rate",
+    "fig.satisfaction_rate": "Satisfaction rate",
+    "fig.rating_coverage": "Rating coverage",
+    "fig.rectification_rate": "Bad-rating rectification rate",
+    "fig.on_time_rate": "On-time rate of fulfilled cases",
+    "about.deadline_rate":
+      "Of the cases whose deadline was met or missed, the share fulfilled by their due time. Counted against the " +
+      "agency: cases fulfilled late, cases rejected after their due time, and cases still open past their due time " +
+      "at the counting time (time on hold, waiting for the citizen, does not count against the deadline). Based on: " +
+      "the cases fulfilled in the period that had a due time, the cases rejected late in the period, and the overdue " +
+      "open cases.",
+    "about.on_time_rate":
+      "The older figure, shown under the on-time rate: of the cases fulfilled in the period that had a due time, the " +
+      "share fulfilled by it. Late rejections and overdue open cases are not in it, so an agency that leaves its late " +
+      "cases open or rejects them looks better by it.",
+    "about.response_rate":
+      "Of the cases opened in the period, the share the agency responded to within one working day (by the end of " +
+      "the first working day after the day the case was opened). A response is the first acceptance, hold (asking " +
+      "the citizen for something), fulfilment or rejection; an escalation or the citizen's withdrawal is not. Based " +
+      "on: the cases responded to by the counting time or whose response was due before it; a case still within " +
+      "its response time is not counted yet.",
+    "about.resolution_rate":
+      "Of the cases the agency answered in the period (fulfilled or rejected; a withdrawal is the citizen's decision " +
+      "and is left out), the share fulfilled and not disputed by the citizen before the counting time. A case " +
+      "disputed and then fulfilled again is not resolved. Based on: the cases fulfilled or rejected in the period.",
+    "about.satisfaction_rate":
+      "Of the ratings citizens gave in the period, the share scoring 4 (satisfied) or 5 (very satisfied). Based on: " +
+      "those ratings.",
+    "about.rating_coverage":
+      "Of the cases closed in the period (fulfilled, rejected or withdrawn), the share their citizen rated before " +
+      "the counting time. Cases given no receipt cannot be rated and still count, so an agency that gives no " +
+      "receipts shows it here. Based on: the cases closed in the period.",
+    "about.rectification_rate":
+      "A rating of 1 or 2 is a bad rating, and the agency must rectify it within 15 working days (by the end of the " +
+      "15th working day after the day of the rating), recorded on the ledger as “Bad rating rectified”. Of the bad " +
+      "ratings given in the period that were rectified before the counting time or whose rectification was due " +
+      "before it, the share rectified in time. Based on: those bad ratings.",
+    about_as_of:
+      "The counting time is when open and overdue cases are counted and the answers still awaited are judged: the " +
+      "end of the date range, or now if that is later or no end is chosen, unless you choose another day.",
+    about_ranking:
+      "Rankings put the highest rate first; equal rates share a rank (1, 2, 2, 4). A rate based on fewer than {n} " +
+      "cases is not ranked: it is listed after the ranked ones.",
+    figure_notes: "What these figures mean",
+    counting_time: "Counting time",
+    published_figures: "The figures the city publishes",
+    other_figures: "More figures",
+    col_late_rejections: "Rejected after the due time",
+    col_bad_ratings: "Bad ratings (1 or 2)",
+    of_sample: "of {n}",
+    fulfilled_only: "fulfilled cases only:",
+    sc_caption_more: "Agency scorecards: more figures, {range}",
+    as_of: "Counted at the end of",
+    sel_district: "district {district}",
+    list_sep: ", ",
+    label_sep: ": ",
+    sel_as_of: "counted at the end of {date}",
+    nav_rankings: "Rankings",
+    rankings_link: "Rank agencies and commitments by each figure",
+    rk_title: "Rankings",
+    rk_intro:
+      "Agencies or commitments in order of one published figure, for the selection below. The address keeps the " +
+      "selection, so a ranking can be shared.",
+    rk_by: "Rank",
+    rk_by_agency: "Agencies",
+    rk_by_commitment: "Commitments",
+    rk_figure: "Rank by",
+    rk_caption_agency: "Agencies ranked by {figure}, {selection}",
+    rk_caption_commitment: "Commitments ranked by {figure}, {selection}",
+    rk_empty: "Nothing to rank in this selection.",
+    col_rank: "Rank",
+    not_ranked: "not ranked: fewer than {n} cases",
+    rank_of: "rank {rank} of {n}",
 
     jurisdiction: "Jurisdiction",
     agency_id: "Agency code",
@@ -126,8 +201,7 @@ const STRINGS = {
     versions_caption: "Every version of this commitment, oldest first; a new version never changes an old one",
     version: "Version",
     published: "Published",
-    figures: "Figures",
-    trend_title: "On-time trend",
+    trend_title: "On-time trend of fulfilled cases",
     bucket: "Period",
     bucket_day: "Day",
     bucket_week: "Week",
@@ -140,9 +214,9 @@ const STRINGS = {
     chart_no_data: "no fulfilled case",
     chart_target: "target {target}",
     data_table: "The chart's figures as a table",
-    trend_caption: "On-time rate per {bucket}",
+    trend_caption: "On-time rate of fulfilled cases per {bucket}",
     period_start: "Period starting",
-    on_time_rate: "On-time rate",
+    on_time_rate: "On-time rate of fulfilled cases",
     on_time: "Fulfilled on time",
     legend_meets: "at or above the target",
     legend_below: "below the target",
@@ -264,6 +338,15 @@ const STRINGS = {
     on_time_q: "On time",
     on_time_yes: "Yes, fulfilled by the due time",
     on_time_no: "No, fulfilled after the due time",
+    responded_at: "First response by the agency",
+    response_due: "Response due by (1 working day)",
+    rectification_due: "Rectification of the bad rating due by (15 working days)",
+    rectified_at: "Bad rating rectified on",
+    in_time: "in time",
+    late_word: "late",
+    not_responded: "not yet",
+    not_rectified: "not yet",
+    past_due: "past its due time",
     escalated: "Escalated",
     invalid_transitions: "Events out of order (flagged for the auditor)",
     events: "Events",
@@ -456,6 +539,7 @@ const STRINGS = {
     "action.8": "Withdrawn",
     "action.9": "Reopened",
     "action.10": "Dispute rejected",
+    "action.11": "Bad rating rectified",
     "kind.0": "Agency registered",
     "kind.1": "Key authorised",
     "kind.2": "Key revoked",
@@ -712,7 +796,6 @@ const STRINGS = {
     col_commitment: "承诺",
     col_opened: "受理件数",
     col_closed: "办结件数",
-    col_on_time_rate: "按时办结率",
     col_target: "目标",
     col_median: "办理时长中位数",
     col_p90: "90% 办件办结用时",
@@ -748,6 +831,67 @@ const STRINGS = {
     no_cases: "所选范围内没有办件。",
     below_target: "低于目标",
     meets_target: "达到目标",
+    // 各地公开发布的指标（figures.js）、其基数、说明与排名
+    "fig.deadline_rate": "按时办结率",
+    "fig.response_rate": "响应率",
+    "fig.resolution_rate": "解决率",
+    "fig.satisfaction_rate": "满意率",
+    "fig.rating_coverage": "评价覆盖率",
+    "fig.rectification_rate": "差评整改率",
+    "fig.on_time_rate": "办结件按时率",
+    "about.deadline_rate":
+      "办理时限已到（按时办结或已经超时）的办件中，在时限内办结的比例。逾期办结的、超过时限后驳回的，以及到统计时点" +
+      "仍未办结且已超过时限的办件，都计为未按时（挂起等待群众补充材料的时间不计入时限）。基数：本期办结且有办理时限的" +
+      "办件、本期超时驳回的办件，以及超期未结的办件。",
+    "about.on_time_rate":
+      "原口径，列在按时办结率之下：本期办结且有办理时限的办件中，在时限内办结的比例。超时驳回和超期未结的办件不计入，" +
+      "因此把超期办件搁置不办或予以驳回的部门，按此口径会显得更好。",
+    "about.response_rate":
+      "本期新增的办件中，部门在 1 个工作日内（立案当日之后第 1 个工作日结束前）作出响应的比例。响应指首次承办、暂停" +
+      "（请群众补充材料）、办结或驳回；升级督办和群众撤回不算响应。基数：统计时点前已响应或响应期限已过的办件；仍在" +
+      "响应期限内的办件暂不计入。",
+    "about.resolution_rate":
+      "本期部门作出答复的办件（办结或驳回；撤回是群众自己的决定，不计入）中，已办结且在统计时点前群众没有提出异议的" +
+      "比例。提出异议后再次办结的办件不算解决。基数：本期办结和驳回的办件。",
+    "about.satisfaction_rate": "本期群众所作评价中，评为 4 分（满意）或 5 分（非常满意）的比例。基数：这些评价。",
+    "about.rating_coverage":
+      "本期结案的办件（办结、驳回或撤回）中，统计时点前已由群众评价的比例。没有开具回执的办件无法评价，但仍计入基数，" +
+      "因此不开回执的部门会在这里显示出来。基数：本期结案的办件。",
+    "about.rectification_rate":
+      "评为 1 分或 2 分的是差评，部门须在 15 个工作日内（评价当日之后第 15 个工作日结束前）整改，并在账本上记为" +
+      "“差评整改”。本期差评中，统计时点前已整改或整改期限已过的，按期整改的比例。基数：这些差评。",
+    about_as_of:
+      "统计时点是清点在办件、超期件以及判断仍在等待的答复的时刻：默认为所选日期范围的结束；若其晚于现在或未选截止" +
+      "日期，则为现在。也可以另选一天。",
+    about_ranking: "排名按比率从高到低；比率相同者名次相同（1、2、2、4）。基数不足 {n} 件的不参与排名，列在已排名者之后。",
+    figure_notes: "各项指标的含义",
+    counting_time: "统计时点",
+    published_figures: "公开发布的指标",
+    other_figures: "其他统计数字",
+    col_late_rejections: "超时驳回件数",
+    col_bad_ratings: "差评数（1 或 2 分）",
+    of_sample: "（基数 {n}）",
+    fulfilled_only: "仅计办结件：",
+    sc_caption_more: "各部门其他统计数字（{range}）",
+    as_of: "统计时点（当日结束）",
+    sel_district: "区域 {district}",
+    list_sep: "，",
+    label_sep: "：",
+    sel_as_of: "统计至 {date} 结束",
+    nav_rankings: "排名",
+    rankings_link: "按各项指标给部门和承诺排名",
+    rk_title: "排名",
+    rk_intro: "按一项公开指标为部门或承诺排序，统计范围见下方筛选。页面地址保存所选条件，可直接分享该排名。",
+    rk_by: "排名对象",
+    rk_by_agency: "部门",
+    rk_by_commitment: "承诺",
+    rk_figure: "排名依据",
+    rk_caption_agency: "各部门{figure}排名（{selection}）",
+    rk_caption_commitment: "各项承诺{figure}排名（{selection}）",
+    rk_empty: "所选范围内没有可排名的对象。",
+    col_rank: "名次",
+    not_ranked: "样本不足{n}件，不参与排名",
+    rank_of: "第 {rank} 名（共 {n} 个）",
 
     jurisdiction: "辖区",
     agency_id: "部门代码",
@@ -776,8 +920,7 @@ const STRINGS = {
     versions_caption: "该承诺的全部版本（由旧到新）；新版本不会改动旧版本",
     version: "版本",
     published: "发布时间",
-    figures: "统计数字",
-    trend_title: "按时办结趋势",
+    trend_title: "办结件按时率趋势",
     bucket: "统计周期",
     bucket_day: "按日",
     bucket_week: "按周",
@@ -788,9 +931,9 @@ const STRINGS = {
     chart_no_data: "无办结办件",
     chart_target: "目标 {target}",
     data_table: "以表格查看图中数字",
-    trend_caption: "每{bucket}按时办结率",
+    trend_caption: "每{bucket}办结件按时率",
     period_start: "周期起始",
-    on_time_rate: "按时办结率",
+    on_time_rate: "办结件按时率",
     on_time: "按时办结件数",
     legend_meets: "达到目标",
     legend_below: "低于目标",
@@ -899,6 +1042,15 @@ const STRINGS = {
     on_time_q: "是否按时",
     on_time_yes: "是，在应办结时间前办结",
     on_time_no: "否，超过应办结时间才办结",
+    responded_at: "部门首次响应时间",
+    response_due: "响应期限（1 个工作日）",
+    rectification_due: "差评整改期限（15 个工作日）",
+    rectified_at: "差评整改时间",
+    in_time: "按时",
+    late_word: "超时",
+    not_responded: "尚未响应",
+    not_rectified: "尚未整改",
+    past_due: "已过期限",
     escalated: "是否升级督办",
     invalid_transitions: "顺序异常的事件（已提示审计）",
     events: "办理过程",
@@ -1060,6 +1212,7 @@ const STRINGS = {
     "action.8": "撤回",
     "action.9": "重新办理",
     "action.10": "驳回异议",
+    "action.11": "差评整改",
     "kind.0": "部门登记",
     "kind.1": "授权密钥",
     "kind.2": "撤销密钥",
@@ -1237,7 +1390,7 @@ const STRINGS = {
 // Names of enum members as the API may spell them, mapped to the numbers the strings are keyed by.
 const ACTION_NAMES = {
   OPENED: 1, ACCEPTED: 2, ON_HOLD: 3, RESUMED: 4, ESCALATED: 5, FULFILLED: 6, REJECTED: 7, WITHDRAWN: 8, REOPENED: 9,
-  DISPUTE_REJECTED: 10,
+  DISPUTE_REJECTED: 10, RECTIFIED: 11,
 };
 const KIND_NAMES = {
   AGENCY_REGISTERED: 0, SIGNER_AUTHORIZED: 1, SIGNER_REVOKED: 2, COMMITMENT_PUBLISHED: 3, COMMITMENT_RETIRED: 4,

@@ -1,10 +1,12 @@
 // The views' small building blocks: times, hashes, fact lists, tables, headings and messages; the filters carried from
-// view to view; the figures' cells; the audit line; withheld batches' badges; proof links and breadcrumbs; and the
-// chain facts (in the proof view and the page's footer). Built with dom.js's h(), so text from the API is only ever
-// set as text.
+// view to view, and their form; the figures' cells; the audit line; withheld batches' badges; proof links and
+// breadcrumbs; and the chain facts (in the proof view and the page's footer). Built with dom.js's h(), so text from
+// the API is only ever set as text.
 
 import { h, newId } from "./dom.js";
 import {
+  channelLabel,
+  CHANNELS,
   formatDate,
   formatInt,
   formatRate,
@@ -15,7 +17,7 @@ import {
   localDayStart,
   t,
 } from "./i18n.js";
-import { state } from "./state.js";
+import { navigate, state } from "./state.js";
 
 export const enc = encodeURIComponent;
 
@@ -63,12 +65,14 @@ export function row(header, cells, attrs = {}) {
   return h("tr", attrs, h("th", { scope: "row" }, header), cells.map(([content, num]) => h("td", { class: num ? "num" : null }, content)));
 }
 
-export function rateWithTarget(rate, target) {
+/** A rate, marked against a target when there is one; `sample` (a node: what the rate rests on) after the rate. */
+export function rateWithTarget(rate, target, sample = null) {
   if (rate === null || rate === undefined) return t("none");
   const text = formatRate(rate);
-  if (target === null || target === undefined) return text;
+  const after = sample ? [" ", sample] : [];
+  if (target === null || target === undefined) return after.length ? h("span", { class: "rate" }, text, after) : text;
   const below = Number(rate) < Number(target);
-  return h("span", { class: below ? "rate below" : "rate meets" }, text, " ", h("span", { class: "badge" }, below ? t("below_target") : t("meets_target")));
+  return h("span", { class: below ? "rate below" : "rate meets" }, text, after, " ", h("span", { class: "badge" }, below ? t("below_target") : t("meets_target")));
 }
 
 export function pageHeading(text) {
@@ -101,7 +105,10 @@ export function breadcrumbs(trail, current) {
   );
 }
 
-// --- the filters (scorecards → agency → commitment) -----------------------------------------------------------
+// --- the filters (scorecards → agency → commitment, and the rankings) -------------------------------------------
+
+/** The selection's query parameters, carried from view to view (the API's from, to, district, channel and as_of). */
+const FILTERS = ["from", "to", "district", "channel", "as_of"];
 
 /** The API's time range (unix seconds, `to` exclusive) from the page's date filters (local days, `to` inclusive). */
 export function rangeParams(params) {
@@ -110,9 +117,15 @@ export function rangeParams(params) {
   return { from: from ?? undefined, to: to === null ? undefined : to + 86400 };
 }
 
-/** The scorecards query from the page's filters. */
+/** The scorecards query from the page's filters; `as_of` (a local day) is the end of that day, as `to` is. */
 export function filterParams(params) {
-  return { ...rangeParams(params), district: params.get("district") || undefined, channel: params.get("channel") || undefined };
+  const asOf = localDayStart(params.get("as_of"));
+  return {
+    ...rangeParams(params),
+    district: params.get("district") || undefined,
+    channel: params.get("channel") || undefined,
+    as_of: asOf === null ? undefined : asOf + 86400,
+  };
 }
 
 export function rangeText(params) {
@@ -125,12 +138,79 @@ export function rangeText(params) {
   return t("range_all");
 }
 
-/** Filter query parameters carried from page to page (scorecards → agency → commitment). */
+/** The whole selection in words, for a caption a shared address must explain: range, district, channel, as_of. */
+export function selectionText(params) {
+  const parts = [rangeText(params)];
+  if (params.get("district")) parts.push(t("sel_district", { district: params.get("district") }));
+  if (params.get("channel")) parts.push(channelLabel(params.get("channel")));
+  const asOf = localDayStart(params.get("as_of"));
+  if (asOf !== null) parts.push(t("sel_as_of", { date: formatDate(asOf) }));
+  return parts.join(t("list_sep"));
+}
+
+/** Filter query parameters carried from page to page (scorecards → agency → commitment, rankings). */
 export function filterQuery(params) {
   const kept = new URLSearchParams();
-  for (const name of ["from", "to", "district", "channel"]) if (params.get(name)) kept.set(name, params.get(name));
+  for (const name of FILTERS) if (params.get(name)) kept.set(name, params.get(name));
   const text = kept.toString();
   return text ? `?${text}` : "";
+}
+
+/** The filter form of a view at `path` (a hash, "#/…"): applying it goes to `path` with the filters chosen and the
+ * view's own parameters named in `keep` (e.g. the ranking's figure), so the address always holds the selection. */
+export function filterForm(params, { path = "#/", keep = [] } = {}) {
+  const ids = Object.fromEntries(FILTERS.map((name) => [name, newId(name)]));
+  const field = (name, label, control) => h("div", { class: "field" }, h("label", { for: ids[name] }, label), control);
+  const date = (name) => h("input", { id: ids[name], name, type: "date", value: params.get(name) || "" });
+  const form = h(
+    "form",
+    { class: "filters-form" },
+    h(
+      "fieldset",
+      {},
+      h("legend", { class: "visually-hidden" }, t("filter")),
+      field("from", t("from"), date("from")),
+      field("to", t("to"), date("to")),
+      field(
+        "district",
+        t("district"),
+        h("input", {
+          id: ids.district, name: "district", type: "text", value: params.get("district") || "", autocomplete: "off",
+          spellcheck: "false", maxlength: "32", size: "12",
+        }),
+      ),
+      field(
+        "channel",
+        t("channel"),
+        h(
+          "select",
+          { id: ids.channel, name: "channel" },
+          h("option", { value: "" }, t("any")),
+          CHANNELS.map((channel) => h("option", { value: channel, selected: String(channel) === params.get("channel") }, channelLabel(channel))),
+        ),
+      ),
+      field("as_of", t("as_of"), date("as_of")),
+      h("div", { class: "buttons" }, h("button", { type: "submit" }, t("apply")), h("button", { type: "reset", class: "secondary" }, t("reset"))),
+    ),
+  );
+  const go = (query) => {
+    for (const name of keep) if (params.get(name)) query.set(name, params.get(name));
+    const text = query.toString();
+    navigate(`${path}${text ? `?${text}` : ""}`);
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const [name, value] of new FormData(form)) if (String(value).trim()) query.set(name, String(value).trim());
+    go(query);
+  });
+  form.addEventListener("reset", (event) => {
+    event.preventDefault();
+    go(new URLSearchParams());
+  });
+  // folded away on a phone unless a filter is in use, where it would push the figures below the fold
+  const open = Boolean(filterQuery(params)) || window.matchMedia("(min-width: 40rem)").matches;
+  return h("details", { class: "filters", open }, h("summary", {}, t("filter")), form);
 }
 
 // --- figures --------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-// #/agency/{agency} — an agency: its figures per commitment, its withheld batches and its signing keys.
+// #/agency/{agency} — an agency: its figures per commitment (the city's published figures first, each with what it
+// rests on) over the filters' selection, its withheld batches and its signing keys.
 
 import { h } from "../dom.js";
 import { formatDuration, formatInt, formatRate, localName, t } from "../i18n.js";
+import { figureLabel, figureNotes, PUBLISHED, publishedCell } from "../figures.js";
 import { cached, chainOrNull, MAX_LIST } from "../state.js";
 import {
   auditLine,
@@ -10,6 +12,7 @@ import {
   deadlineText,
   enc,
   facts,
+  filterForm,
   filterParams,
   filterQuery,
   message,
@@ -17,9 +20,8 @@ import {
   feedLink,
   pageHeading,
   proofLink,
-  rangeText,
-  rateWithTarget,
   row,
+  selectionText,
   table,
   timeEl,
   withheldCount,
@@ -49,7 +51,7 @@ export async function agencyView({ args: [agencyId], params }) {
         commitment.retired ? h("span", { class: "badge muted" }, t("retired")) : null,
       ),
       [
-        [rateWithTarget(metrics.on_time_rate, commitment.target_rate), true],
+        ...PUBLISHED.map((figure) => [publishedCell(metrics, figure, figure === PUBLISHED[0] ? commitment.target_rate : null), true]),
         [formatRate(commitment.target_rate), true],
         [deadlineText(commitment), false],
         [formatInt(metrics.cases_opened), true],
@@ -75,12 +77,13 @@ export async function agencyView({ args: [agencyId], params }) {
       ]),
       withheldSection(agency, withheld.items),
       h("h2", {}, t("commitments")),
+      filterForm(params, { path: `#/agency/${enc(agencyId)}` }),
       commitmentRows.length
         ? table({
-            caption: t("sc_caption_commitment", { agency: name, range: rangeText(params) }),
+            caption: t("sc_caption_commitment", { agency: name, range: selectionText(params) }),
             columns: [
               { label: t("col_commitment") },
-              { label: t("col_on_time_rate"), num: true },
+              ...PUBLISHED.map((figure) => ({ label: figureLabel(figure), num: true })),
               { label: t("col_target"), num: true },
               { label: t("deadline") },
               { label: t("col_opened"), num: true },
@@ -91,6 +94,7 @@ export async function agencyView({ args: [agencyId], params }) {
             rows: commitmentRows,
           })
         : message(t("no_commitments")),
+      commitmentRows.length ? figureNotes({ minSample: scorecards.min_ranked_sample }) : null,
       h("h2", {}, t("signers")),
       table({
         caption: t("signers_caption"),

@@ -88,11 +88,16 @@ export function caseResult(kase, agency) {
       [t("district"), kase.district ? code(kase.district) : null],
       [t("channel"), kase.channel ? channelLabel(kase.channel) : null],
       [t("opened_at"), kase.opened_at ? timeEl(kase.opened_at) : null],
+      [t("response_due"), given(kase.response_due) ? timeEl(kase.response_due) : null],
+      [t("responded_at"), given(kase.response_due) || given(kase.responded_at) ? doneBy(kase.responded_at, kase.response_due, "not_responded") : null],
       [t("due_at"), kase.due_at ? timeEl(kase.due_at) : null],
       [t("closed_at"), kase.closed_at ? timeEl(kase.closed_at) : null],
       [t("hold_time"), kase.hold_seconds ? formatDuration(kase.hold_seconds) : null],
       [t("fulfil_time"), kase.fulfil_seconds !== null ? formatDuration(kase.fulfil_seconds) : null],
       [t("on_time_q"), onTime],
+      // set for a case rated 1 or 2 only (a bad rating, which the agency must rectify: ledger.cases, "Rectification")
+      [t("rectification_due"), given(kase.rectification_due) ? timeEl(kase.rectification_due) : null],
+      [t("rectified_at"), given(kase.rectification_due) ? doneBy(kase.rectified_at, kase.rectification_due, "not_rectified") : null],
       [t("escalated"), kase.escalated ? t("yes") : null],
       [t("invalid_transitions"), kase.invalid_transitions ? formatInt(kase.invalid_transitions) : null],
     ]),
@@ -130,6 +135,22 @@ export function caseResult(kase, agency) {
       }),
     }),
   );
+}
+
+function given(value) {
+  return value !== null && value !== undefined;
+}
+
+/** When something due at `due` was done (`at`) and whether in time — by the due time, as ledger.metrics counts it —
+ * or that it is not done yet (`notYet`, its words), and whether past its due time now. */
+function doneBy(at, due, notYet) {
+  if (given(at)) {
+    if (!given(due)) return timeEl(at);
+    const inTime = at <= due;
+    return h("span", {}, timeEl(at), " ", h("span", { class: inTime ? "badge good" : "badge warn" }, t(inTime ? "in_time" : "late_word")));
+  }
+  const past = given(due) && due < Date.now() / 1000;
+  return h("span", {}, t(notYet), past ? [" ", h("span", { class: "badge warn" }, t("past_due"))] : null);
 }
 
 /** "in batch #S (Merkle proof) file" for a record written in a Merkle-anchored batch; null for any other. */

@@ -1,5 +1,6 @@
-// #/commitment/{agency}/{id} — a commitment: its terms, its figures and ratings, its on-time trend (chart and table)
-// and its versions.
+// #/commitment/{agency}/{id} — a commitment: its terms, the filter form, the figures the city publishes (each with what
+// it rests on and the commitment's rank among all commitments), its other figures and ratings, its on-time trend
+// (chart and table) and its versions.
 
 import { drawTrend } from "../chart.js";
 import { h, newId } from "../dom.js";
@@ -13,13 +14,16 @@ import {
   t,
   UTC_OFFSET_SECONDS,
 } from "../i18n.js";
+import { figureLabel, figureNotes, PUBLISHED, publishedCell, rankOf } from "../figures.js";
 import { cached, MAX_LIST, navigate } from "../state.js";
+import { rankingsHash } from "./rankings.js";
 import {
   breadcrumbs,
   code,
   deadlineText,
   enc,
   facts,
+  filterForm,
   filterParams,
   filterQuery,
   message,
@@ -29,9 +33,9 @@ import {
   proofLink,
   rangeParams,
   rangeText,
-  rateWithTarget,
   ratingCell,
   row,
+  selectionText,
   table,
   timeEl,
   unansweredCell,
@@ -99,27 +103,43 @@ export async function commitmentView({ args: [agencyId, commitmentId], params })
       [t("status"), history.retired ? t("retired") : t("in_force")],
       [t("terms_hash"), code(commitment.terms_hash)],
     ]),
-    h("h2", {}, t("figures"), " ", h("span", { class: "subtle" }, `(${rangeText(params)})`)),
+    filterForm(params, { path: `#/commitment/${enc(agencyId)}/${enc(commitmentId)}`, keep: ["bucket"] }),
+    h("h2", {}, t("published_figures"), " ", h("span", { class: "subtle" }, `(${selectionText(params)})`)),
+    facts(
+      PUBLISHED.map((figure) => [
+        figureLabel(figure),
+        h(
+          "span",
+          {},
+          publishedCell(metrics, figure, figure === PUBLISHED[0] ? target : null),
+          card ? rankNote(card, figure, scorecards, params) : null,
+        ),
+      ]),
+      "facts figures",
+    ),
+    figureNotes({ minSample: scorecards.min_ranked_sample }),
+    h("h2", {}, t("other_figures"), " ", h("span", { class: "subtle" }, `(${selectionText(params)})`)),
     facts(
       [
         [t("col_opened"), formatInt(metrics.cases_opened)],
         [t("col_closed"), formatInt(metrics.cases_closed)],
-        [t("col_on_time_rate"), rateWithTarget(metrics.on_time_rate, target)],
         [t("col_median"), formatDuration(metrics.median_fulfil_seconds)],
         [t("col_p90"), formatDuration(metrics.p90_fulfil_seconds)],
         [t("col_open"), formatInt(metrics.open_cases)],
         [t("col_overdue"), formatInt(metrics.overdue_cases)],
         [t("col_rejection"), formatRate(metrics.rejection_rate)],
+        [t("col_late_rejections"), unansweredCell(metrics.late_rejections)],
         [t("col_latency"), formatDuration(metrics.latency_median_seconds)],
         [t("col_late"), formatInt(metrics.late_recordings)],
       ],
       "facts figures",
     ),
-    h("h2", {}, t("feedback_figures"), " ", h("span", { class: "subtle" }, `(${rangeText(params)})`)),
+    h("h2", {}, t("feedback_figures"), " ", h("span", { class: "subtle" }, `(${selectionText(params)})`)),
     facts(
       [
         [t("col_rating"), ratingCell(metrics)],
         [t("col_rating_response"), formatRate(metrics.rating_response_rate)],
+        [t("col_bad_ratings"), formatInt(metrics.bad_ratings)],
         [t("col_disputes"), formatInt(metrics.disputes)],
         [t("col_unanswered"), unansweredCell(metrics.disputes_unanswered)],
         [t("col_reopened"), formatInt(metrics.reopened)],
@@ -127,7 +147,7 @@ export async function commitmentView({ args: [agencyId, commitmentId], params })
       ],
       "facts figures",
     ),
-    h("h2", {}, t("filing_figures"), " ", h("span", { class: "subtle" }, `(${rangeText(params)})`)),
+    h("h2", {}, t("filing_figures"), " ", h("span", { class: "subtle" }, `(${selectionText(params)})`)),
     facts(
       [
         [t("col_filings"), formatInt(metrics.filings)],
@@ -206,6 +226,19 @@ export async function commitmentView({ args: [agencyId, commitmentId], params })
       if (rates.length) drawTrend(chartBox, points, { target: trend.target_rate === null ? null : Number(trend.target_rate), title: chartTitle, desc: chartDesc });
     },
   };
+}
+
+/** The commitment's rank by `figure` among all commitments of the selection, linked to that ranking; or why it is not
+ * ranked. */
+function rankNote(card, figure, scorecards, params) {
+  const rank = rankOf(card, figure);
+  if (rank === null) return h("span", { class: "rank-note" }, t("not_ranked", { n: formatInt(scorecards.min_ranked_sample) }));
+  const ranked = scorecards.items.filter((c) => rankOf(c, figure) !== null).length;
+  return h(
+    "span",
+    { class: "rank-note" },
+    h("a", { href: rankingsHash(params, "commitment", figure.key) }, t("rank_of", { rank: formatInt(rank), n: formatInt(ranked) })),
+  );
 }
 
 /** How the ratings of a selection are spread over the scores: a table (with bars) a screen reader reads as one. */
