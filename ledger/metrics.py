@@ -63,27 +63,30 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
 
     The figures a city publishes (its hotline's and the 政务服务"好差评" scheme's). Each is a :func:`rate` of two
     counts, both published, so that a reader can see how many cases a rate rests on.
-    late_rejections
-        the rejected cases (closed in range) that had a due time and were rejected after it (``closed_at >
-        due_at``): refusing a late case must not take it out of the on-time figures.
+    late_rejections, late_withdrawals
+        the rejected (withdrawn) cases closed in range that had a due time and were closed after it (``closed_at >
+        due_at``): refusing a late case, or recording it withdrawn, must not take it out of the on-time figures (a
+        withdrawal is recorded by the agency, so it could be used to the same end).
     deadline_cases, deadline_rate
         the on-time rate as a city publishes it: ``deadline_rate = rate(on_time, deadline_cases)`` with
-        ``deadline_cases = on_time_eligible + late_rejections + overdue_cases``. Its denominator holds every case
-        whose deadline has been decided against the agency in the period as well as the ones it met: fulfilled in
-        range (on time or late), rejected late in range, and still open past the due time at ``as_of``. An agency
-        that leaves its late cases open, or rejects them, lowers it; ``on_time_rate`` (fulfilled cases only) stays
-        as it was, under its name.
+        ``deadline_cases = on_time_eligible + late_rejections + late_withdrawals + overdue_cases``. Its denominator
+        holds every case whose deadline has been decided against the agency in the period as well as the ones it met:
+        fulfilled in range (on time or late), rejected or withdrawn late in range, and still open past the due time at
+        ``as_of``. An agency that leaves its late cases open, or closes them unfulfilled, lowers it; ``on_time_rate``
+        (fulfilled cases only) stays as it was, under its name.
     responses_due, responded_on_time, response_rate
         over the selected cases opened in range (``ledger.cases``, "Response": the first Accepted, OnHold, Fulfilled
         or Rejected, due within a filing's answer time): ``responded_on_time`` counts those responded to before
         ``as_of`` and by ``response_due``; ``responses_due`` those responded to before ``as_of`` or whose response
         was due before it (a case still within its response time, unanswered, is not judged yet);
         ``response_rate = rate(responded_on_time, responses_due)``.
-    resolved, resolution_rate
-        ``resolved`` counts the fulfilled cases (closed in range) that no dispute contested before ``as_of``
-        (``disputed_at`` null or ``>= as_of``): the citizen accepted the answer. ``resolution_rate = rate(resolved,
-        fulfilled + rejected)``, over the agency's answers (a withdrawal is not one, as for ``rejection_rate``). A
-        case disputed and then fulfilled again is not resolved: its first answer did not resolve it.
+    answers_with_receipt, resolved, resolution_rate
+        judged by the citizen, so only where the citizen could contest it: ``answers_with_receipt`` counts the
+        fulfilled and rejected cases closed in range that have a receipt (a withdrawal is not the agency's answer, as
+        for ``rejection_rate``); ``resolved`` those of them fulfilled that no dispute contested before ``as_of``
+        (``disputed_at`` null or ``>= as_of``); ``resolution_rate = rate(resolved, answers_with_receipt)``. A case
+        disputed and then fulfilled again is not resolved: its first answer did not resolve it. An agency that gives
+        no receipts has no resolution rate (and a low ``rating_coverage``), rather than a perfect one.
     satisfaction_rate
         ``rate(ratings with score 4 or 5, ratings)``: satisfied or very satisfied, among the ratings in range.
     rating_coverage
@@ -329,6 +332,8 @@ class _Judged:
     """The counts the figures a city publishes are made of, besides those counted already."""
 
     late_rejections: int = 0
+    late_withdrawals: int = 0
+    answers_with_receipt: int = 0
     responses_due: int = 0
     responded_on_time: int = 0
     resolved: int = 0
@@ -469,11 +474,13 @@ class Metrics:
     filings_answered_late: int = 0
     filings_overdue: int = 0
     late_rejections: int = 0
+    late_withdrawals: int = 0
     deadline_cases: int = 0
     deadline_rate: Decimal | None = None
     responses_due: int = 0
     responded_on_time: int = 0
     response_rate: Decimal | None = None
+    answers_with_receipt: int = 0
     resolved: int = 0
     resolution_rate: Decimal | None = None
     satisfaction_rate: Decimal | None = None
@@ -515,6 +522,7 @@ def _assemble(
     judged: _Judged,
 ) -> Metrics:
     """The published figures from the counted ones: the derived ones (totals, rates) are computed here only."""
+    deadline_cases = on_time_eligible + judged.late_rejections + judged.late_withdrawals + overdue
     return Metrics(
         cases_opened=opened,
         cases_closed=fulfilled + rejected + withdrawn,
@@ -553,13 +561,15 @@ def _assemble(
         filings_answered_late=filed.late,
         filings_overdue=filed.overdue,
         late_rejections=judged.late_rejections,
-        deadline_cases=on_time_eligible + judged.late_rejections + overdue,
-        deadline_rate=rate(on_time, on_time_eligible + judged.late_rejections + overdue),
+        late_withdrawals=judged.late_withdrawals,
+        deadline_cases=deadline_cases,
+        deadline_rate=rate(on_time, deadline_cases),
         responses_due=judged.responses_due,
         responded_on_time=judged.responded_on_time,
         response_rate=rate(judged.responded_on_time, judged.responses_due),
+        answers_with_receipt=judged.answers_with_receipt,
         resolved=judged.resolved,
-        resolution_rate=rate(judged.resolved, fulfilled + rejected),
+        resolution_rate=rate(judged.resolved, judged.answers_with_receipt),
         satisfaction_rate=rate(sum(feedback.scores[SATISFIED_MIN - 1:]), sum(feedback.scores)),
         rating_coverage=rate(feedback.rated, fulfilled + rejected + withdrawn),
         bad_ratings=judged.bad_ratings,
@@ -573,7 +583,7 @@ def _assemble(
 RANKED_FIGURES: dict[str, Callable[[Metrics], tuple[Decimal | None, int]]] = {
     "deadline_rate": lambda m: (m.deadline_rate, m.deadline_cases),
     "response_rate": lambda m: (m.response_rate, m.responses_due),
-    "resolution_rate": lambda m: (m.resolution_rate, m.fulfilled + m.rejected),
+    "resolution_rate": lambda m: (m.resolution_rate, m.answers_with_receipt),
     "satisfaction_rate": lambda m: (m.satisfaction_rate, m.ratings),
     "rating_coverage": lambda m: (m.rating_coverage, m.cases_closed),
     "rectification_rate": lambda m: (m.rectification_rate, m.rectifications_due),
@@ -834,6 +844,10 @@ def _before(t: int | None, as_of: int) -> bool:
     return t is not None and t < as_of
 
 
+def _closed_late(case: CaseRow) -> bool:
+    return case.due_at is not None and case.closed_at is not None and case.closed_at > case.due_at
+
+
 def _judged_from_rows(
     selected: list[CaseRow], closed: list[CaseRow], fulfilled: list[CaseRow], flt: MetricsFilter
 ) -> _Judged:
@@ -844,13 +858,15 @@ def _judged_from_rows(
            if case.rating is not None and case.rating <= BAD_RATING_MAX and _in_range(case.rated_at, flt)]
     bad_then = [case for case in bad if _before(case.rated_at, as_of)]
     return _Judged(
-        late_rejections=sum(1 for case in closed if case.status == REJECTED and case.due_at is not None
-                            and case.closed_at is not None and case.closed_at > case.due_at),
+        late_rejections=sum(1 for case in closed if case.status == REJECTED and _closed_late(case)),
+        late_withdrawals=sum(1 for case in closed if case.status == WITHDRAWN and _closed_late(case)),
+        answers_with_receipt=sum(1 for case in closed if case.receipt is not None and case.status != WITHDRAWN),
         responses_due=sum(1 for case in opened if case.response_due is not None
                           and (_before(case.responded_at, as_of) or case.response_due < as_of)),
         responded_on_time=sum(1 for case in opened if case.responded_at is not None and case.responded_at < as_of
                               and case.response_due is not None and case.responded_at <= case.response_due),
-        resolved=sum(1 for case in fulfilled if case.disputed_at is None or case.disputed_at >= as_of),
+        resolved=sum(1 for case in fulfilled if case.receipt is not None
+                     and (case.disputed_at is None or case.disputed_at >= as_of)),
         bad_ratings=len(bad),
         rectifications_due=sum(1 for case in bad_then if case.rectification_due is not None
                                and (_before(case.rectified_at, as_of) or case.rectification_due < as_of)),
@@ -1258,9 +1274,11 @@ def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKe
     bad_then = and_(bad_in, c.rated_at < as_of)
     judged = [
         _count(and_(closed_in, c.status == REJECTED, c.closed_at > c.due_at)),
+        _count(and_(closed_in, c.status == WITHDRAWN, c.closed_at > c.due_at)),
+        _count(and_(closed_in, c.receipt.is_not(None), c.status != WITHDRAWN)),
         _count(and_(opened_in, c.response_due.is_not(None), or_(c.responded_at < as_of, c.response_due < as_of))),
         _count(and_(opened_in, c.responded_at < as_of, c.responded_at <= c.response_due)),
-        _count(and_(fulfilled_in, or_(c.disputed_at.is_(None), c.disputed_at >= as_of))),
+        _count(and_(fulfilled_in, c.receipt.is_not(None), or_(c.disputed_at.is_(None), c.disputed_at >= as_of))),
         _count(bad_in),
         _count(and_(bad_then, c.rectification_due.is_not(None),
                     or_(c.rectified_at < as_of, c.rectification_due < as_of))),

@@ -93,13 +93,16 @@ class MetricsValues(Model):
     late_rejections: int = Field(
         ge=0, description="cases rejected in the range after their due time", examples=[1]
     )
+    late_withdrawals: int = Field(
+        ge=0, description="cases recorded withdrawn in the range after their due time", examples=[0]
+    )
     deadline_cases: int = Field(
-        ge=0, description="on_time_eligible + late_rejections + overdue_cases: every case whose deadline was met or "
-        "missed in the range, the overdue open ones included", examples=[110],
+        ge=0, description="on_time_eligible + late_rejections + late_withdrawals + overdue_cases: every case whose "
+        "deadline was met or missed in the range, the overdue open ones included", examples=[110],
     )
     deadline_rate: Rate | None = Field(
-        description="the on-time rate a city publishes: on_time / deadline_cases (late cases left open or rejected "
-        "count against it)", examples=["0.8636"],
+        description="the on-time rate a city publishes: on_time / deadline_cases (late cases left open, rejected or "
+        "withdrawn count against it)", examples=["0.8636"],
     )
     responses_due: int = Field(
         ge=0, description="cases opened in the range whose response was made by as_of or was due before it",
@@ -110,10 +113,14 @@ class MetricsValues(Model):
         "working day", examples=[112],
     )
     response_rate: Rate | None = Field(description="responded_on_time / responses_due", examples=["0.9492"])
-    resolved: int = Field(
-        ge=0, description="cases fulfilled in the range that no dispute contested before as_of", examples=[97]
+    answers_with_receipt: int = Field(
+        ge=0, description="cases fulfilled or rejected in the range that have a receipt (their citizen could contest "
+        "the answer)", examples=[80],
     )
-    resolution_rate: Rate | None = Field(description="resolved / (fulfilled + rejected)", examples=["0.9151"])
+    resolved: int = Field(
+        ge=0, description="of those, the fulfilled ones that no dispute contested before as_of", examples=[73]
+    )
+    resolution_rate: Rate | None = Field(description="resolved / answers_with_receipt", examples=["0.9125"])
     satisfaction_rate: Rate | None = Field(
         description="ratings in the range that scored 4 or 5, over all ratings in it", examples=["0.8000"]
     )

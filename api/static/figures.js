@@ -11,7 +11,7 @@ import { rateWithTarget } from "./ui.js";
 export const PUBLISHED = [
   { key: "deadline_rate", sample: (m) => m.deadline_cases },
   { key: "response_rate", sample: (m) => m.responses_due },
-  { key: "resolution_rate", sample: (m) => m.fulfilled + m.rejected },
+  { key: "resolution_rate", sample: (m) => m.answers_with_receipt },
   { key: "satisfaction_rate", sample: (m) => m.ratings },
   { key: "rating_coverage", sample: (m) => m.cases_closed },
   { key: "rectification_rate", sample: (m) => m.rectifications_due },

@@ -107,14 +107,14 @@ const STRINGS = {
     "fig.on_time_rate": "On-time rate of fulfilled cases",
     "about.deadline_rate":
       "Of the cases whose deadline was met or missed, the share fulfilled by their due time. Counted against the " +
-      "agency: cases fulfilled late, cases rejected after their due time, and cases still open past their due time " +
-      "at the counting time (time on hold, waiting for the citizen, does not count against the deadline). Based on: " +
-      "the cases fulfilled in the period that had a due time, the cases rejected late in the period, and the overdue " +
-      "open cases.",
+      "agency: cases fulfilled late, cases rejected or recorded withdrawn after their due time, and cases still open " +
+      "past their due time at the counting time (time on hold, waiting for the citizen, does not count against the " +
+      "deadline). Based on: the cases fulfilled in the period that had a due time, the cases rejected or withdrawn " +
+      "late in the period, and the overdue open cases.",
     "about.on_time_rate":
       "The older figure, shown under the on-time rate: of the cases fulfilled in the period that had a due time, the " +
-      "share fulfilled by it. Late rejections and overdue open cases are not in it, so an agency that leaves its late " +
-      "cases open or rejects them looks better by it.",
+      "share fulfilled by it. Late rejections, withdrawals and overdue open cases are not in it, so an agency that " +
+      "leaves its late cases open or closes them unfulfilled looks better by it.",
     "about.response_rate":
       "Of the cases opened in the period, the share the agency responded to within one working day (by the end of " +
       "the first working day after the day the case was opened). A response is the first acceptance, hold (asking " +
@@ -123,8 +123,10 @@ const STRINGS = {
       "its response time is not counted yet.",
     "about.resolution_rate":
       "Of the cases the agency answered in the period (fulfilled or rejected; a withdrawal is the citizen's decision " +
-      "and is left out), the share fulfilled and not disputed by the citizen before the counting time. A case " +
-      "disputed and then fulfilled again is not resolved. Based on: the cases fulfilled or rejected in the period.",
+      "and is left out) that have a receipt, so that their citizen could dispute the answer, the share fulfilled and " +
+      "not disputed before the counting time. A case disputed and then fulfilled again is not resolved; an agency " +
+      "that gives no receipts has no resolution rate. Based on: the cases with a receipt fulfilled or rejected in " +
+      "the period.",
     "about.satisfaction_rate":
       "Of the ratings citizens gave in the period, the share scoring 4 (satisfied) or 5 (very satisfied). Based on: " +
       "those ratings.",
@@ -147,7 +149,7 @@ const STRINGS = {
     counting_time: "Counting time",
     published_figures: "The figures the city publishes",
     other_figures: "More figures",
-    col_late_rejections: "Rejected after the due time",
+    col_late_rejections: "Rejected or withdrawn after the due time",
     col_bad_ratings: "Bad ratings (1 or 2)",
     of_sample: "of {n}",
     fulfilled_only: "fulfilled cases only:",
@@ -840,19 +842,20 @@ const STRINGS = {
     "fig.rectification_rate": "差评整改率",
     "fig.on_time_rate": "办结件按时率",
     "about.deadline_rate":
-      "办理时限已到（按时办结或已经超时）的办件中，在时限内办结的比例。逾期办结的、超过时限后驳回的，以及到统计时点" +
-      "仍未办结且已超过时限的办件，都计为未按时（挂起等待群众补充材料的时间不计入时限）。基数：本期办结且有办理时限的" +
-      "办件、本期超时驳回的办件，以及超期未结的办件。",
+      "办理时限已到（按时办结或已经超时）的办件中，在时限内办结的比例。逾期办结的、超过时限后驳回或记为撤回的，以及" +
+      "到统计时点仍未办结且已超过时限的办件，都计为未按时（挂起等待群众补充材料的时间不计入时限）。基数：本期办结且有" +
+      "办理时限的办件、本期超时驳回或撤回的办件，以及超期未结的办件。",
     "about.on_time_rate":
-      "原口径，列在按时办结率之下：本期办结且有办理时限的办件中，在时限内办结的比例。超时驳回和超期未结的办件不计入，" +
-      "因此把超期办件搁置不办或予以驳回的部门，按此口径会显得更好。",
+      "原口径，列在按时办结率之下：本期办结且有办理时限的办件中，在时限内办结的比例。超时驳回、撤回和超期未结的办件" +
+      "不计入，因此把超期办件搁置不办或不予办结的部门，按此口径会显得更好。",
     "about.response_rate":
       "本期新增的办件中，部门在 1 个工作日内（立案当日之后第 1 个工作日结束前）作出响应的比例。响应指首次承办、暂停" +
       "（请群众补充材料）、办结或驳回；升级督办和群众撤回不算响应。基数：统计时点前已响应或响应期限已过的办件；仍在" +
       "响应期限内的办件暂不计入。",
     "about.resolution_rate":
-      "本期部门作出答复的办件（办结或驳回；撤回是群众自己的决定，不计入）中，已办结且在统计时点前群众没有提出异议的" +
-      "比例。提出异议后再次办结的办件不算解决。基数：本期办结和驳回的办件。",
+      "本期部门作出答复（办结或驳回；撤回是群众自己的决定，不计入）且开具了回执、群众可以提出异议的办件中，已办结且" +
+      "在统计时点前群众没有提出异议的比例。提出异议后再次办结的办件不算解决；不开回执的部门没有解决率。基数：本期办结" +
+      "和驳回的有回执办件。",
     "about.satisfaction_rate": "本期群众所作评价中，评为 4 分（满意）或 5 分（非常满意）的比例。基数：这些评价。",
     "about.rating_coverage":
       "本期结案的办件（办结、驳回或撤回）中，统计时点前已由群众评价的比例。没有开具回执的办件无法评价，但仍计入基数，" +
@@ -868,7 +871,7 @@ const STRINGS = {
     counting_time: "统计时点",
     published_figures: "公开发布的指标",
     other_figures: "其他统计数字",
-    col_late_rejections: "超时驳回件数",
+    col_late_rejections: "超时驳回或撤回件数",
     col_bad_ratings: "差评数（1 或 2 分）",
     of_sample: "（基数 {n}）",
     fulfilled_only: "仅计办结件：",

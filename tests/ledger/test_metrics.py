@@ -348,11 +348,12 @@ def test_every_figure_of_one_commitment_in_one_district(all_three):
         "late_recordings": 1,
         "rejection_rate": "0.1429",  # 1 / (6 + 1); withdrawn left out
         **NO_FEEDBACK, **NO_ORIGINS, **NO_FILINGS,
-        "late_rejections": 0,  # c4 was rejected before its due time
-        "deadline_cases": 9,  # 5 eligible + 0 late rejections + 4 overdue
+        "late_rejections": 0, "late_withdrawals": 0,  # c4 and c5 were closed before their due times
+        "deadline_cases": 9,  # 5 eligible + 0 late rejections or withdrawals + 4 overdue
         "deadline_rate": "0.3333",
         "responses_due": 0, "responded_on_time": 0, "response_rate": None,  # no response times in these rows
-        "resolved": 6, "resolution_rate": "0.8571",  # no disputes: 6 / (6 + 1)
+        # no receipts: nobody could contest an answer, so no resolution rate
+        "answers_with_receipt": 0, "resolved": 0, "resolution_rate": None,
         "satisfaction_rate": None,
         "rating_coverage": "0.0000",  # 8 closed, none rated
         "bad_ratings": 0, "rectifications_due": 0, "rectified_on_time": 0, "rectification_rate": None,
@@ -421,8 +422,9 @@ def test_an_empty_range_still_counts_what_is_open_at_as_of(all_three):
         "events_recorded": 0, "latency_median_seconds": None, "latency_max_seconds": None, "late_recordings": 0,
         "rejection_rate": None, **NO_FEEDBACK, **NO_ORIGINS, **NO_FILINGS,
         # nothing met its deadline in the range, and four cases are past theirs: the rate a city publishes is 0
-        "late_rejections": 0, "deadline_cases": 4, "deadline_rate": "0.0000",
-        "responses_due": 0, "responded_on_time": 0, "response_rate": None, "resolved": 0, "resolution_rate": None,
+        "late_rejections": 0, "late_withdrawals": 0, "deadline_cases": 4, "deadline_rate": "0.0000",
+        "responses_due": 0, "responded_on_time": 0, "response_rate": None, "answers_with_receipt": 0, "resolved": 0,
+        "resolution_rate": None,
         "satisfaction_rate": None, "rating_coverage": None,
         "bad_ratings": 0, "rectifications_due": 0, "rectified_on_time": 0, "rectification_rate": None,
     }  # fmt: skip
@@ -973,10 +975,14 @@ def city_world() -> World:
             case("late-rejection", T0 + 1 * H, "rejected", closed_at=T0 + 5 * D, due_at=T0 + 3 * D),
             case("rejected-in-time", T0 + 1 * H, "rejected", closed_at=T0 + 1 * D, due_at=T0 + 3 * D),
             case("rejected-no-due", T0 + 1 * H, "rejected", closed_at=T0 + 5 * D),
+            case("late-withdrawal", T0 + 1 * H, "withdrawn", closed_at=T0 + 5 * D, due_at=T0 + 3 * D),
+            case("withdrawn-in-time", T0 + 1 * H, "withdrawn", closed_at=T0 + 1 * D, due_at=T0 + 3 * D),
             case("overdue", T0 + 1 * D, due_at=T0 + 2 * D),
-            fulfilled("on-time", True),
-            fulfilled("late-disputed", False, disputed_at=T0 + 3 * D),
-            fulfilled("disputed-after-as-of", True, disputed_at=END),
+            fulfilled("on-time", True, receipt=RECEIPT),
+            fulfilled("late-disputed", False, receipt=RECEIPT, disputed_at=T0 + 3 * D),
+            fulfilled("disputed-after-as-of", True, receipt=RECEIPT, disputed_at=END),
+            fulfilled("no-receipt", True),  # nobody could contest it: not in the resolution rate
+            case("rejected-with-receipt", T0 + 1 * H, "rejected", closed_at=T0 + 1 * D, receipt=RECEIPT),
             # responses: in time; late; none and due; none and not yet due; after as_of (not judged)
             case("answered", T0 + 1 * H, responded_at=T0 + 2 * H, response_due=T0 + 1 * D, due_at=END + D),
             case("answered-late", T0 + 1 * H, responded_at=T0 + 2 * D, response_due=T0 + 1 * D, due_at=END + D),
@@ -999,17 +1005,18 @@ def city_world() -> World:
 
 def test_the_figures_a_city_publishes(all_three):
     m = all_three(city_world(), MetricsFilter(agency_id="ROADS", **RANGE))
-    # fulfilled in range with a due time: on-time, late-disputed, disputed-after-as-of and the six rated (5 on time)
-    assert (m.fulfilled, m.on_time, m.on_time_eligible, m.on_time_rate) == (9, 8, 9, Decimal("0.8889"))
-    assert (m.late_rejections, m.overdue_cases) == (1, 1)
-    assert (m.deadline_cases, m.deadline_rate) == (11, Decimal("0.7273"))  # 8 / (9 + 1 + 1)
+    # fulfilled in range with a due time: on-time, late-disputed, disputed-after-as-of, no-receipt and the six rated
+    assert (m.fulfilled, m.on_time, m.on_time_eligible, m.on_time_rate) == (10, 9, 10, Decimal("0.9000"))
+    assert (m.late_rejections, m.late_withdrawals, m.overdue_cases) == (1, 1, 1)
+    assert (m.deadline_cases, m.deadline_rate) == (13, Decimal("0.6923"))  # 9 / (10 + 1 + 1 + 1)
     # answered, answered-late, unanswered are judged; not-yet-due and answered-after-as-of are not
     assert (m.responses_due, m.responded_on_time, m.response_rate) == (3, 1, Decimal("0.3333"))
-    # late-disputed was contested before as_of; disputed-after-as-of was not, then
-    assert (m.resolved, m.resolution_rate) == (8, Decimal("0.6667"))  # 8 / (9 + 3 rejected)
+    # of the answers with a receipt (nine fulfilled, one rejected), late-disputed was contested before as_of and
+    # disputed-after-as-of was not, then
+    assert (m.answers_with_receipt, m.resolved, m.resolution_rate) == (10, 8, Decimal("0.8000"))
     assert (m.ratings, m.satisfaction_rate) == (5, Decimal("0.4000"))  # 5 and 4 of 2, 1, 1, 5, 4
-    # the six rated cases, of the 12 closed in range (rated-before's rating was before the range, but it was rated)
-    assert m.rating_coverage == Decimal("0.5000")
+    # the six rated cases, of the 16 closed in range (rated-before's rating was before the range, but it was rated)
+    assert m.rating_coverage == Decimal("0.3750")
     # rated-before was rated before the range; not-yet-rectified is not due yet
     assert (m.bad_ratings, m.rectifications_due, m.rectified_on_time) == (4, 3, 1)
     assert m.rectification_rate == Decimal("0.3333")

@@ -128,7 +128,7 @@ export async function commitmentView({ args: [agencyId, commitmentId], params })
         [t("col_open"), formatInt(metrics.open_cases)],
         [t("col_overdue"), formatInt(metrics.overdue_cases)],
         [t("col_rejection"), formatRate(metrics.rejection_rate)],
-        [t("col_late_rejections"), unansweredCell(metrics.late_rejections)],
+        [t("col_late_rejections"), unansweredCell(metrics.late_rejections + metrics.late_withdrawals)],
         [t("col_latency"), formatDuration(metrics.latency_median_seconds)],
         [t("col_late"), formatInt(metrics.late_recordings)],
       ],

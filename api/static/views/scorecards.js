@@ -96,7 +96,7 @@ function moreCells(metrics) {
     [formatInt(metrics.open_cases), true],
     [formatInt(metrics.overdue_cases), true],
     [formatRate(metrics.rejection_rate), true],
-    [unansweredCell(metrics.late_rejections), true],
+    [unansweredCell(metrics.late_rejections + metrics.late_withdrawals), true],
     [formatInt(metrics.late_recordings), true],
     [formatRate(metrics.rating_response_rate), true],
     [formatInt(metrics.bad_ratings), true],
