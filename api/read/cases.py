@@ -42,6 +42,9 @@ def _is_overdue(row: Any, now: int) -> bool:
     return is_case_overdue_at(CaseRow(**fields), now)
 
 
+#: the agency's response to the case and its rectification of a bad rating, with their due times: the ``cases``
+#: columns of the same names (``ledger.cases``, "Response" and "Rectification of a bad rating"), shown as they are
+RESPONSE_FIELDS = ("responded_at", "response_due", "rectified_at", "rectification_due")
 #: the fields of a case view that come from its state (all null for a case without one)
 CASE_STATE_FIELDS = (
     "status",
@@ -66,7 +69,11 @@ CASE_STATE_FIELDS = (
     "disputes",
     "reopened",
     "dispute_open",
+    *RESPONSE_FIELDS,
 )
+#: the fields of a case view without state (its opening voided, or never recorded), all null: every field but the
+#: case's key and its events, in the view's order (the commitment's names are null too)
+_NO_STATE = tuple(name for name in CaseView.model_fields if name not in ("agency_id", "case_id", "events"))
 
 
 def case_view(
@@ -140,6 +147,7 @@ def case_view(
         escalated=row["escalated"],
         invalid_transitions=row["invalid_transitions"],
         **_feedback_fields(row),
+        **{name: row[name] for name in RESPONSE_FIELDS},
     )
 
 
@@ -283,11 +291,7 @@ def case_of(
     view: dict[str, Any] = {"agency_id": agency_id, "case_id": to_hex(case_id)}
     if row is None:
         # no opening that stands (voided, or never recorded): the events, and no state
-        view.update(dict.fromkeys(("status", "commitment_id", "commitment_version", "commitment_name_zh",
-                                   "commitment_name_en", "district", "channel", "channel_name", "opened_at",
-                                   "closed_at", "due_at", "hold_seconds", "on_hold_since", "fulfil_seconds", "on_time",
-                                   "overdue", "escalated", "invalid_transitions",
-                                   *CASE_STATE_FIELDS[16:])))  # fmt: skip
+        view.update(dict.fromkeys(_NO_STATE))
         overdue = None
     else:
         case = {name: row[f"c_{name}"] for name in _CASE_NAMES}
@@ -313,6 +317,7 @@ def case_of(
             escalated=case["escalated"],
             invalid_transitions=case["invalid_transitions"],
             **_feedback_fields(case),
+            **{name: case[name] for name in RESPONSE_FIELDS},
         )
     view["events"] = events
     return CaseLookup(state, _JSON.encode(view).encode(), overdue)

@@ -53,6 +53,7 @@ CaseActionName = Literal[
     "withdrawn",
     "reopened",
     "dispute_rejected",
+    "rectified",
 ]
 ChannelName = Literal["counter", "hotline", "web", "app", "mail", "proactive"]
 CaseStatus = Literal["open", "on_hold", "fulfilled", "rejected", "withdrawn"]

@@ -17,6 +17,12 @@ from api.schemas._common import (
     Model,
 )
 from api.schemas.proofs import Proof
+from ledger.cases import BAD_RATING_MAX, RECTIFICATION_WORKING_DAYS
+from ledger.filings import ANSWER_WINDOW_WORKING_DAYS
+from ledger.workdays import LOCAL_UTC_OFFSET_SECONDS
+
+_LOCAL = f"24:00 at UTC+{LOCAL_UTC_OFFSET_SECONDS // 3600}"
+_WORKING_DAYS = "by the jurisdiction's published holiday calendar; Monday to Friday in a year without one"
 
 
 class CaseEventItem(Model):
@@ -77,6 +83,29 @@ class CaseView(Model):
     disputes: int | None = Field(description="disputes of the case's fulfilment by the receipt holder", examples=[0])
     reopened: int | None = Field(description="times the agency reopened the case", examples=[0])
     dispute_open: bool | None = Field(description="a dispute awaits the agency's answer", examples=[False])
+    responded_at: int | None = Field(
+        description="the agency's response: the claimed time (occurred_at) of the case's first valid accepted, "
+        "on_hold, fulfilled or rejected event (escalated and withdrawn are no response); null: no response yet",
+        examples=[1793491200],
+    )
+    response_due: int | None = Field(
+        description=f"when the response is due, as a filing's answer: the end ({_LOCAL}) of working day "
+        f"{ANSWER_WINDOW_WORKING_DAYS} after the day the case opened ({_WORKING_DAYS}). The response is late when "
+        "responded_at is after it, overdue while there is none past it",
+        examples=[1793635200],
+    )
+    rectified_at: int | None = Field(
+        description=f"the rectification of a bad rating (1 to {BAD_RATING_MAX}, 差评整改): the claimed time "
+        "(occurred_at) of the agency's rectified event, valid once and only after such a rating (its details_hash "
+        "is the rectification report); null: not rectified",
+        examples=[1793750400],
+    )
+    rectification_due: int | None = Field(
+        description=f"when the rectification of a bad rating is due: the end ({_LOCAL}) of working day "
+        f"{RECTIFICATION_WORKING_DAYS} after the day of the rating's block time (rated_at; {_WORKING_DAYS}); null: "
+        "the case has no bad rating",
+        examples=[1795449600],
+    )
     events: list[CaseEventItem] = Field(
         description="every event of the case, in ledger order: voided ones included (voided_by), and batched events "
         "not applied to it (not_applied_reason)"

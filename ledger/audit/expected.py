@@ -253,6 +253,8 @@ CASE_FIELDS = (
 )
 #: a case view's receipt, rating and dispute fields (the receipt's address itself is left to ``GET /receipts``)
 FEEDBACK_VIEW_FIELDS = ("has_receipt", "rating", "rated_at", "disputes", "reopened", "dispute_open")
+#: a case view's response and rectification fields: the case state's, as the fold gives them (``ledger.cases``)
+RESPONSE_VIEW_FIELDS = ("responded_at", "response_due", "rectified_at", "rectification_due")
 
 
 def case_row(record: CaseRecord) -> dict[str, Any] | None:
@@ -295,7 +297,7 @@ def case_view(record: CaseRecord, model: LedgerModel) -> dict[str, Any]:
         out.update({name: None for name in (
             "status", "commitment_id", "commitment_version", "district", "channel", "opened_at", "closed_at",
             "due_at", "hold_seconds", "on_hold_since", "fulfil_seconds", "on_time", "escalated",
-            "invalid_transitions", *FEEDBACK_VIEW_FIELDS,
+            "invalid_transitions", *FEEDBACK_VIEW_FIELDS, *RESPONSE_VIEW_FIELDS,
         )})
         return out
     names: tuple[str | None, str | None] = (None, None)
@@ -312,6 +314,7 @@ def case_view(record: CaseRecord, model: LedgerModel) -> dict[str, Any]:
         fulfil_seconds=state.fulfil_seconds, on_time=state.on_time, escalated=state.escalated,
         invalid_transitions=state.invalid_transitions, has_receipt=state.receipt is not None, rating=state.rating,
         rated_at=state.rated_at, disputes=state.disputes, reopened=state.reopened, dispute_open=state.dispute_open,
+        **{name: getattr(state, name) for name in RESPONSE_VIEW_FIELDS},
     )
     return out
 

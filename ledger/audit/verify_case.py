@@ -329,6 +329,12 @@ def _print(result: dict[str, Any], console: Console) -> None:
                 f"{state['on_time']} · overdue {state['overdue_at_audited_block']} · invalid transitions "
                 f"{state['invalid_transitions']}", highlight=False,
             )
+            rectification = "" if state["rectification_due"] is None else (
+                f" · rating {state['rating']} rectified {_time(state['rectified_at'])} (due "
+                f"{_time(state['rectification_due'])})"
+            )
+            console.print(f"  responded {_time(state['responded_at'])} (due {_time(state['response_due'])})"
+                          + rectification, highlight=False)
         for problem in case["problems"]:
             console.print(f"  [red]✗ {problem}[/]", highlight=False)
     console.print("[bold green]VERIFIED[/]" if result["ok"] else "[bold red]NOT VERIFIED[/]")

@@ -8,6 +8,11 @@ after it closes (1 to 5, mostly 4-5 when it was fulfilled on time, lower when la
 fulfilment; the agency answers each within days, by reopening the case and fulfilling it again, or by rejecting the
 dispute with a reason (only its hash is recorded). Ratings and disputes are relayed, one transaction each.
 
+Responses and rectifications (``ledger.cases``, "Response" and "Rectification of a bad rating"): agencies take a case
+up (Accepted) within hours mostly, and some cases only after the working day the response is due (the housing office
+most often). Most bad ratings (1 or 2) are answered with a Rectified event after the rating (its details hash stands
+for the rectification report), most within the 15 working days, some later, some never.
+
 Merkle-anchored batches: the 12345 hotline, the city's high-volume agency, writes the events of its cases without a
 receipt as one batch a day (``ledger.batches``): the day's file published in the batch directory, its root, count and
 file hash anchored in one transaction. Its receipt cases' events stay transactions, as every other agency's do (the
@@ -35,11 +40,12 @@ from eth_account.signers.local import LocalAccount
 from web3.types import RPCEndpoint
 
 from ledger import batches, receipts
+from ledger.cases import BAD_RATING_MAX, RECTIFICATION_WORKING_DAYS
 from ledger.chain.contract import Chain, Ledger
 from ledger.chain.rpc import JsonRpc, RetryPolicy, RpcError
 from ledger.encoding import code_text
 from ledger.errors import LedgerError
-from ledger.filings import FilingContent
+from ledger.filings import ANSWER_WINDOW_WORKING_DAYS, FilingContent
 from ledger.records import (
     RECEIPT_CASE_FLAG,
     AgencyRegistration,
@@ -82,6 +88,8 @@ HOLIDAYS = {
     ),
     2027: ([date(2027, 1, 1)], []),
 }
+_ALL_HOLIDAYS = frozenset(d for hs, _ in HOLIDAYS.values() for d in hs)
+_ALL_WORKDAYS = frozenset(d for _, ws in HOLIDAYS.values() for d in ws)
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,9 @@ class AgencySpec:
     #: (``ledger.batches``) instead of transactions; its receipt cases' events stay transactions, because the ledger
     #: tracks those cases' state one event at a time
     batched: bool = False
+    #: share of cases taken up (Accepted) only after the response was due, the end of the working day after the
+    #: opening's; the others are taken up within hours
+    late_response_rate: float = 0.03
 
 
 #: Which citizens get a receipt, by intake channel: handed over at the counter, shown on the web and in the app, sent
@@ -128,6 +139,11 @@ RECEIPT_SHARE = {
 RATING_SHARE = 0.05
 #: Share of fulfilled receipt cases disputed (at least two in any city with candidates: one reopened, one rejected).
 DISPUTE_SHARE = 0.002
+#: How agencies answer a bad rating (1 or 2): the share rectified within the 15 working days, and the share rectified
+#: later (the rest never are).
+RECTIFIED_ON_TIME, RECTIFIED_LATE = 0.7, 0.15
+#: The rectification report a demo Rectified event's details hash stands for (kept off chain, as any details).
+RECTIFICATION_REPORT = "Rectified after the citizen's rating: the cause was found and put right (see the case file)."
 #: Score weights (1..5) by how the case ended.
 SCORES = {
     "on_time": (2, 3, 8, 32, 55),
@@ -138,8 +154,8 @@ SCORES = {
     "reopened": (10, 25, 35, 22, 8),
 }
 #: Bumped when the city's recipe changes: a chain loaded with another version is not resumed with this one.
-#: 3: the hotline's daily Merkle-anchored batches.
-VERSION = 3
+#: 3: the hotline's daily Merkle-anchored batches. 4: late responses, and rectifications of bad ratings.
+VERSION = 4
 
 W, H = DeadlineUnit.WORKING_DAYS, DeadlineUnit.CALENDAR_HOURS
 C = Channel
@@ -149,13 +165,13 @@ AGENCIES: tuple[AgencySpec, ...] = (
                     9500, 0.45, 0.55, 0.02, 0.02, 0.01, 0.03, 0.10, (C.HOTLINE, C.APP, C.WEB, C.PROACTIVE)),
         ServiceSpec("POTHOLE-72H", "道路坑洞72小时内修补", "Pothole filled within 72 hours", 72, H,
                     9000, 0.55, 0.6, 0.03, 0.04, 0.01, 0.05, 0.07, (C.HOTLINE, C.APP, C.PROACTIVE)),
-    )),
+    ), late_response_rate=0.04),
     AgencySpec("DEMO-WATER", "示范市供水公司", "Demo City Water Company", 0.006, (
         ServiceSpec("WATER-OUTAGE-24H", "停水24小时内恢复", "Water supply restored within 24 hours", 24, H,
                     9800, 0.35, 0.5, 0.0, 0.01, 0.005, 0.04, 0.06, (C.HOTLINE, C.APP)),
         ServiceSpec("METER-5WD", "水表更换5个工作日内完成", "Water meter replaced within 5 working days", 5, W,
                     9000, 0.6, 0.5, 0.08, 0.03, 0.02, 0.01, 0.05, (C.COUNTER, C.WEB, C.HOTLINE)),
-    )),
+    ), late_response_rate=0.02),
     AgencySpec("DEMO-LICENSING", "示范市行政审批局", "Demo City Licensing Bureau", 0.003, (
         ServiceSpec("BIZ-LICENCE-3WD", "营业执照3个工作日内办结", "Business licence issued within 3 working days", 3, W,
                     9500, 0.5, 0.45, 0.18, 0.06, 0.02, 0.01, 0.08, (C.COUNTER, C.WEB, C.APP)),
@@ -163,13 +179,13 @@ AGENCIES: tuple[AgencySpec, ...] = (
                     10, W, 9000, 0.6, 0.5, 0.22, 0.08, 0.02, 0.02, 0.04, (C.COUNTER, C.WEB)),
         ServiceSpec("RESIDENCE-7WD", "居住证7个工作日内办结", "Residence permit issued within 7 working days", 7, W,
                     9500, 0.5, 0.4, 0.12, 0.04, 0.01, 0.0, 0.06, (C.COUNTER, C.APP)),
-    )),
+    ), late_response_rate=0.03),
     AgencySpec("DEMO-HOTLINE", "示范市12345热线", "Demo City 12345 Hotline", 0.002, (
         ServiceSpec("COMPLAINT-2WD", "投诉2个工作日内答复", "Complaint answered within 2 working days", 2, W,
                     9000, 0.55, 0.6, 0.05, 0.03, 0.03, 0.06, 0.12, (C.HOTLINE, C.WEB, C.APP)),
         ServiceSpec("INQUIRY-1WD", "咨询1个工作日内答复", "Inquiry answered within 1 working day", 1, W,
                     9500, 0.4, 0.5, 0.02, 0.01, 0.02, 0.01, 0.10, (C.HOTLINE, C.WEB)),
-    ), batched=True),
+    ), batched=True, late_response_rate=0.05),
     AgencySpec("DEMO-HOUSING", "示范市住房保障局", "Demo City Housing Office", 0.025, (
         ServiceSpec("SUBSIDY-15WD", "住房补贴15个工作日内审核", "Housing subsidy decided within 15 working days", 15, W,
                     8500, 0.75, 0.45, 0.25, 0.10, 0.03, 0.04, 0.04, (C.COUNTER, C.WEB, C.MAIL)),
@@ -177,7 +193,7 @@ AGENCIES: tuple[AgencySpec, ...] = (
                     9000, 0.55, 0.5, 0.10, 0.04, 0.02, 0.01, 0.05, (C.COUNTER, C.WEB)),
         ServiceSpec("REPAIR-FUND-20WD", "维修资金20个工作日内拨付", "Repair fund paid within 20 working days", 20, W,
                     8500, 0.8, 0.5, 0.20, 0.07, 0.02, 0.05, 0.02, (C.COUNTER, C.MAIL)),
-    )),
+    ), late_response_rate=0.15),
     AgencySpec("DEMO-SANITATION", "示范市环境卫生管理处", "Demo City Sanitation Service", 0.005, (
         ServiceSpec("DUMPING-24H", "违规倾倒24小时内清理", "Illegal dumping cleared within 24 hours", 24, H,
                     9500, 0.5, 0.6, 0.0, 0.02, 0.01, 0.03, 0.06, (C.HOTLINE, C.APP, C.PROACTIVE)),
@@ -185,7 +201,7 @@ AGENCIES: tuple[AgencySpec, ...] = (
                     9500, 0.45, 0.5, 0.0, 0.01, 0.01, 0.02, 0.05, (C.HOTLINE, C.APP, C.PROACTIVE)),
         ServiceSpec("GRAFFITI-72H", "违规小广告72小时内清除", "Illegal posters removed within 72 hours", 72, H,
                     9000, 0.5, 0.7, 0.0, 0.03, 0.01, 0.02, 0.03, (C.HOTLINE, C.APP, C.PROACTIVE)),
-    )),
+    ), late_response_rate=0.06),
 )
 
 
@@ -299,14 +315,15 @@ def _calendars(start: int, end: int, recorded_at: int) -> list[HolidayCalendar]:
     return [HolidayCalendar.from_dates(y, *HOLIDAYS[y], occurred_at=recorded_at) for y in years if y in HOLIDAYS]
 
 
-def _working_day_end(opened: int, days: int, holidays: set[date], workdays: set[date]) -> int:
-    """End of the Nth working day after the opening day (local UTC+8), for generating plausible durations."""
+def _working_day_end(opened: int, days: int) -> int:
+    """End of the Nth working day after the opening day (local UTC+8) by the demo's calendars, for generating
+    plausible durations and answers on time or late."""
     local = timezone(timedelta(hours=8))
     day = datetime.fromtimestamp(opened, local).date()
     counted = 0
     while counted < days:
         day += timedelta(days=1)
-        if (day.weekday() < 5 and day not in holidays) or day in workdays:
+        if (day.weekday() < 5 and day not in _ALL_HOLIDAYS) or day in _ALL_WORKDAYS:
             counted += 1
     return int(datetime.combine(day + timedelta(days=1), datetime.min.time(), local).timestamp())
 
@@ -314,10 +331,10 @@ def _working_day_end(opened: int, days: int, holidays: set[date], workdays: set[
 def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 12345) -> DemoCity:
     """The demo city's records over `days` days ending at `end` (unix seconds)."""
     rng = random.Random(seed)
+    # How late agencies answer (responses, rectifications) is drawn from a stream of its own.
+    timing = random.Random(f"{seed}:timing")
     start = end - days * DAY
     setup_time = start - DAY
-    all_holidays = {d for hs, _ in HOLIDAYS.values() for d in hs}
-    all_workdays = {d for _, ws in HOLIDAYS.values() for d in ws}
     registrations, setup = [], {}
     services: list[tuple[AgencySpec, ServiceSpec]] = []
     for spec in AGENCIES:
@@ -385,9 +402,12 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
         if service.unit is DeadlineUnit.CALENDAR_HOURS:
             deadline_span = service.deadline * HOUR
         else:
-            deadline_span = _working_day_end(opened, service.deadline, all_holidays, all_workdays) - opened
+            deadline_span = _working_day_end(opened, service.deadline) - opened
         events: list[tuple[int, CaseAction]] = [(opened, CaseAction.OPENED)]
         t = opened + rng.randrange(5 * 60, 4 * HOUR)
+        if timing.random() < agency.late_response_rate:
+            # taken up after the response was due (the end of the working day after the opening's)
+            t = _working_day_end(opened, ANSWER_WINDOW_WORKING_DAYS) + timing.randrange(HOUR, 3 * DAY)
         events.append((t, CaseAction.ACCEPTED))
         hold = 0
         if rng.random() < service.hold_rate:
@@ -432,7 +452,7 @@ def generate_city(*, end: int, days: int = 90, cases: int = 20_000, seed: int = 
             if receipt is not None and occurred == closed:
                 closed_cases.append(_Closed(agency.agency_id, receipt, outcome, recorded))
 
-    actions = _citizens(rng, closed_cases, pending, end, recording_time)
+    actions = _citizens(rng, timing, closed_cases, pending, end, recording_time)
 
     batches: list[Batch] = []
     for (agency_id, recorded), records in sorted(pending.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -466,12 +486,14 @@ def _event_order(event: CaseEvent) -> tuple[int, int]:
 
 def _citizens(
     rng: random.Random,
+    timing: random.Random,
     closed: list[_Closed],
     pending: dict[tuple[str, int], list[CaseEvent]],
     end: int,
     recording_time: Callable[[AgencySpec, int, int, int], int],
 ) -> list[CitizenAction]:
-    """Ratings and disputes of receipt holders, and the agencies' answers to the disputes (added to `pending`)."""
+    """Ratings and disputes of receipt holders, and the agencies' answers to the disputes and to bad ratings (added
+    to `pending`; how late the latter come is drawn from `timing`)."""
     specs = {spec.agency_id: spec for spec in AGENCIES}
     actions: list[CitizenAction] = []
 
@@ -481,6 +503,25 @@ def _citizens(
             score = rng.choices(range(1, 6), SCORES[outcome])[0]
             rating = Rating(agency_id=short_code(case.agency_id), case_id=case.receipt.case_id, score=score)
             actions.append(CitizenAction(at, case.agency_id, rating, case.receipt))
+            if score <= BAD_RATING_MAX:
+                rectify(case, at)
+
+    def rectify(case: _Closed, rated: int) -> None:
+        # The agency's answer to a bad rating relayed at `rated`: recorded after it (the contract takes a Rectified
+        # event of a rated case only), within its working days mostly, some later, some never.
+        roll = timing.random()
+        if roll >= RECTIFIED_ON_TIME + RECTIFIED_LATE:
+            return
+        due = _working_day_end(rated, RECTIFICATION_WORKING_DAYS)
+        if roll < RECTIFIED_ON_TIME:
+            occurred = min(rated + HOUR + int(timing.lognormvariate(math.log(4 * DAY), 0.7)), due - HOUR)
+        else:
+            occurred = due + timing.randrange(HOUR, 10 * DAY)
+        if occurred >= end:
+            return  # still being rectified at the end of the period
+        event = CaseEvent(case_id=case.receipt.case_id, action=CaseAction.RECTIFIED, occurred_at=occurred,
+                          details_hash=text_hash(RECTIFICATION_REPORT))
+        pending.setdefault((case.agency_id, recording_time(specs[case.agency_id], occurred, 0, 0)), []).append(event)
 
     # A dispute, its answer (within days: the response window is 10) and a refulfilment must all fit before the end.
     room = 12 * DAY

@@ -18,11 +18,13 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ledger import receipts
-from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW
+from ledger.cases import DISPUTE_RESPONSE_WINDOW, DISPUTE_WINDOW, RECTIFICATION_WORKING_DAYS
 from ledger.chain.keys import KeyStore
+from ledger.filings import answer_due
 from ledger.records import CaseAction, EntryKind, Rating
 from ledger.relay.store import CITIZEN_LANE, LANES
 from ledger.relay.verify import SECP256K1_N
+from ledger.workdays import working_days_due_always
 from tests.support.citizens import (
     DISPUTES,
     RATINGS,
@@ -265,6 +267,34 @@ def test_a_failed_rating_is_sent_again_when_the_chain_takes_it(client: TestClien
     answer = recorded(client, cw, client.post(RATINGS, json=body), "retried", EntryKind.CASE_RATED)
     assert answer["id"] == status.key  # the same submission, sent again
     refused(client, cw, RATINGS, body, 409, "duplicate")
+
+
+def test_a_bad_rating_shows_when_its_rectification_is_due_and_when_it_came(client: TestClient, cw: CitizenWorld):
+    """The citizen who rated a case 2 sees, in the receipt view as in the case view, when the agency responded and
+    when it must rectify (15 working days after the rating: this chain publishes no calendar, so Monday to Friday),
+    then when it did (its Rectified event)."""
+    cw.open("rectified")
+    cw.act("rectified", CaseAction.ACCEPTED)
+    cw.act("rectified", CaseAction.FULFILLED)
+    cw.sync()
+    assert lookup(client, cw, "rectified")["rectification_due"] is None  # not rated (badly) yet
+    recorded(client, cw, client.post(RATINGS, json=cw.rating_body("rectified", 2)), "rectified", EntryKind.CASE_RATED)
+    cw.sync()
+    rated = lookup(client, cw, "rectified")
+    assert rated["rating"] == 2 and rated["rectified_at"] is None
+    assert rated["rectification_due"] == working_days_due_always(rated["rated_at"], RECTIFICATION_WORKING_DAYS, {})
+
+    cw.act("rectified", CaseAction.RECTIFIED)
+    cw.sync()
+    view = lookup(client, cw, "rectified")
+    case = client.get(f"/api/v1/cases/{cw.agency}/{cw.case_hex('rectified')}").json()
+    assert {k: v for k, v in view.items() if k not in ("receipt", "feedback")} == case
+    events = {e["action"]: e for e in case["events"]}
+    assert list(events) == ["opened", "accepted", "fulfilled", "rectified"] and case["invalid_transitions"] == 0
+    assert case["responded_at"] == events["accepted"]["occurred_at"] <= case["response_due"]
+    assert case["response_due"] == answer_due(case["opened_at"], {})
+    assert case["rectified_at"] == events["rectified"]["occurred_at"] <= case["rectification_due"]
+    assert case["rectification_due"] == rated["rectification_due"] and case["rated_at"] == rated["rated_at"]
 
 
 # ---------------------------------------------------------------------- disputes

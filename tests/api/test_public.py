@@ -20,6 +20,8 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.ratelimit import TokenBuckets
+from api.read.cases import CASE_STATE_FIELDS, RESPONSE_FIELDS
+from api.schemas.cases import CaseView
 from api.settings import ApiSettings
 from ledger.dev import demo
 from ledger.encoding import fold, keccak
@@ -462,8 +464,11 @@ def test_a_case_with_all_its_events_and_their_proofs(
     assert case["case_id"] == "0x" + case_id.hex()
     for name in ("status", "commitment_id", "commitment_version", "district", "channel", "opened_at", "closed_at",
                  "due_at", "hold_seconds", "on_hold_since", "fulfil_seconds", "on_time", "escalated",
-                 "invalid_transitions"):
+                 "invalid_transitions", *RESPONSE_FIELDS):
         assert case[name] == row[name], name
+    # its response is its first acceptance (or the fulfilment itself), due by the end of the next working day
+    first = next(e for e in case["events"] if e["action"] in ("accepted", "on_hold", "fulfilled", "rejected"))
+    assert case["responded_at"] == first["occurred_at"] and case["response_due"] > case["opened_at"]
     assert case["overdue"] is False and case["commitment_name_en"]
     assert [e["seq"] for e in case["events"]] == [e["seq"] for e in events]
     assert case["events"][0]["action"] == "opened" and case["events"][-1]["action"] == "fulfilled"
@@ -481,6 +486,17 @@ def test_an_open_case_says_whether_it_is_overdue(client: TestClient, city_store:
     case = client.get(f"{V1}/cases/{agency_id}/0x{case_id.hex()}").json()
     assert case["status"] == "open" and case["closed_at"] is None
     assert case["overdue"] == (case["due_at"] is not None and case["due_at"] < time.time())
+
+
+def test_every_field_of_a_case_view_but_its_key_and_events_is_of_its_state() -> None:
+    """CASE_STATE_FIELDS names what a case without state shows as null (the receipt view too): every field of the
+    view but the case's key, its events and its commitment's names (null then as well)."""
+    assert set(CaseView.model_fields) == {"agency_id", "case_id", "events", "commitment_name_zh", "commitment_name_en",
+                                          *CASE_STATE_FIELDS}
+    assert set(RESPONSE_FIELDS) <= set(CASE_STATE_FIELDS)
+    for name in RESPONSE_FIELDS:
+        description = CaseView.model_fields[name].description
+        assert description and ("working day" in description or "claimed time" in description), name
 
 
 def test_unknown_and_malformed_cases(client: TestClient, city_store: Any) -> None:
@@ -503,6 +519,7 @@ def test_voided_events_stay_visible_and_a_voided_opening_leaves_no_state(everyth
     mistake_id = everything.chain.scenario.cases["mistake"].hex()
     mistake = everything.client.get(f"{V1}/cases/{agency_id}/0x{mistake_id}").json()
     assert mistake["status"] is None and mistake["opened_at"] is None and mistake["overdue"] is None
+    assert all(mistake[name] is None for name in (*CASE_STATE_FIELDS, "commitment_name_zh", "commitment_name_en"))
     [opened] = mistake["events"]
     assert opened["voided_by"] == seqs["c voids opened"]
 

@@ -5,6 +5,7 @@ served over HTTP (uvicorn), with its exit codes, summary, JSON and HTML reports;
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -113,6 +114,10 @@ def test_verify_case_prints_each_event_with_its_proof(
     assert [e["action"] for e in case["events"]] == ["opened", "accepted", "fulfilled", "fulfilled"]
     assert all(e["proof_verified"] for e in case["events"]) and case["state"]["status"] == "fulfilled"
     assert case["events"][2]["status_after"] == f"voided by seq {honest.seqs['correction']}"
+    # its response is the acceptance; no bad rating, so no rectification is due
+    state = case["state"]
+    assert state["responded_at"] == case["events"][1]["occurred_at"] and state["rectification_due"] is None
+    assert re.search(r"responded \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+0800 \(due \d{4}-\d\d-\d\d 00:00:00\+0800\)", out)
     for event in case["events"]:
         assert f"seq {event['seq']}: tx {event['proof']['tx_hash']}" in out
         assert event["proof"]["entry_hash"] in out

@@ -136,6 +136,35 @@ def test_case_served_with_a_wrong_status(honest: HonestLedger, tmp_path: Path) -
     assert report.check("api_records").counts["case_views_compared"] == len(query(index, "SELECT 1 FROM cases"))
 
 
+def test_case_served_with_a_false_rectification_and_a_false_response(honest: HonestLedger, tmp_path: Path) -> None:
+    """The operator's index says the roads office rectified the case its citizen rated 2 the day after the rating
+    (it never did), and that a case taken up late was taken up within ten minutes: each case view differs from the
+    fold's state, at that field, pointing at the case's last event."""
+    bad = receipt_case_id("fb-reopened")  # rated 2 (tests/support/honest.py), never rectified
+    [(rated_at, due, bad_last)] = query(
+        honest.index_path, "SELECT rated_at, rectification_due, last_seq FROM cases WHERE case_id = ?", (bad,))
+    agency, late, opened_at, responded_at, late_last = query(
+        honest.index_path, "SELECT agency_id, case_id, opened_at, responded_at, last_seq FROM cases "
+        "WHERE responded_at > response_due ORDER BY opened_seq",
+    )[0]
+    index = tampered(
+        honest, tmp_path,
+        ("UPDATE cases SET rectified_at = ? WHERE case_id = ?", (rated_at + DAY, bad)),
+        ("UPDATE cases SET responded_at = ? WHERE agency_id = ? AND case_id = ?", (opened_at + 600, agency, late)),
+    )
+    report = honest.audit(index)  # every case view fetched (there are fewer than 1000)
+    views = {f.subject: f for f in findings(report, "api_records") if f.subject and f.subject.startswith("GET ")}
+    rectified = views[f"GET /api/v1/cases/DEMO-ROADS/0x{bad.hex()}"]
+    assert (rectified.field, rectified.expected, rectified.actual) == ("rectified_at", None, rated_at + DAY)
+    assert due is not None and points_at(honest, rectified, bad_last)
+    responded = views[f"GET /api/v1/cases/{agency}/0x{late.hex()}"]
+    assert (responded.field, responded.expected, responded.actual) == ("responded_at", responded_at, opened_at + 600)
+    assert points_at(honest, responded, late_last) and "differs from the chain" in responded.message
+    assert set(views) == {rectified.subject, responded.subject}
+    # the receipt views show the case as the case view does, and the figures count the rows: the lie shows there too
+    assert failed(report) <= {"api_records", "receipt_views", "metrics_reproduced"}
+
+
 def test_commitment_version_served_altered(honest: HonestLedger, tmp_path: Path) -> None:
     seq = query(honest.index_path, "SELECT seq FROM commitments WHERE agency_id = 'DEMO-ROADS' AND commitment_id = "
                        "'POTHOLE-72H' AND version = 1")[0][0]
