@@ -75,6 +75,11 @@ CASE_EXPORT_COLUMNS = (
     "disputes",
     "reopened",
     "dispute_open",
+    "responded_at",
+    "response_due",
+    "disputed_at",
+    "rectified_at",
+    "rectification_due",
 )
 
 

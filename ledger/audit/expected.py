@@ -249,7 +249,8 @@ def commitment_history(c: CommitmentState) -> dict[str, Any]:
 CASE_FIELDS = (
     "commitment_id", "commitment_version", "district", "channel", "status", "opened_seq", "opened_at", "closed_at",
     "hold_seconds", "on_hold_since", "due_at", "fulfil_seconds", "on_time", "escalated", "invalid_transitions",
-    "last_seq", "rating", "rated_at", "disputes", "reopened", "dispute_open",
+    "last_seq", "rating", "rated_at", "disputes", "reopened", "dispute_open", "responded_at", "response_due",
+    "disputed_at", "rectified_at", "rectification_due",
 )
 #: a case view's receipt, rating and dispute fields (the receipt's address itself is left to ``GET /receipts``)
 FEEDBACK_VIEW_FIELDS = ("has_receipt", "rating", "rated_at", "disputes", "reopened", "dispute_open")
