@@ -1,364 +1,473 @@
-"""Metrics query time over a million cases in PostgreSQL (a benchmark, not a test).
+"""Metrics query time at province scale in PostgreSQL (a benchmark, not a test).
 
-Run: python bench/metrics.py [--cases N] [--repeat R] [--url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
-— creates a database of its own on that server, loads N realistic cases (about 3 case events each, with their
-entries) by COPY, ANALYZEs, times ``ledger.metrics.compute_metrics`` for a few typical selections, drops the
-database, prints a table and then one JSON line of the figures.
+Run: .venv/bin/python bench/metrics.py [--cases N] [--selections S] [--repeat R] [--seed SEED]
+         [--url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--keep | --reuse NAME]
+
+What it does
+    1. Creates a database of its own on that server (``civic_bench_metrics_<pid>``) with the tables of
+       ``ledger.store.schema`` (so a column added there is there), and loads N cases over two years
+       (``bench/_metrics_data.py`` says what they are: entries, case events, receipts, ratings, disputes, filings,
+       corrections, each case's row folded by ``ledger.cases``) by COPY ... FREEZE, one connection per table, generated
+       as they are sent (the rows of ``cases`` folded in a second process): ``load_s``. Keys and indexes are dropped
+       for the load and built afterwards. Memory stays bounded.
+    2. ``build_index``: the primary keys, unique constraints and indexes of the schema, then VACUUM ANALYZE:
+       ``index_build_s`` (``maintenance_work_mem`` of :data:`MAINTENANCE_WORK_MEM`). This is the hook for any
+       structure a technique builds over the rows (aggregates, summaries): build it there and it is counted.
+       Then the foreign keys, validated (``foreign_keys_s``, apart).
+    3. ``citywide_ms``: ``compute_metrics`` of the whole city over the last 90 days, ``as_of`` the end of the data;
+       the median of ``--repeat`` runs after one untimed run.
+    4. ``--selections`` random selections (seeded: the same ones every run), each timed once and never repeated, no
+       result reused: 80 % ``compute_metrics``, 10 % ``agency_scorecards``, 10 % ``commitment_scorecards``; each
+       dimension drawn independently — an agency (40 %; with one of its commitments half the time), a district
+       (30 %), a channel (25 %) — over a range of whole minutes (``ledger.metrics.whole_step``) from 1 day to the
+       whole two years (log-uniform length; half of them ending at the end of the data), ``as_of`` the range's end or
+       (30 %) a whole minute inside it. Reported: p50, p90, p99 (nearest rank), max and the slowest selection, over all
+       of them (``*_ms_any_filter``) and apart for metrics and scorecards.
+    5. Drops the database (also on Ctrl-C, SIGTERM or an error), unless ``--keep``: then ``--reuse NAME`` times
+       selections on it again without loading (running ``build_index`` again, which builds only what is missing
+       and analyzes: what a changed ``build_index`` adds is timed alone).
+
+Output: a readable report on stderr, then one JSON line on stdout (cases, events, ratings, filings, load_s,
+index_build_s, citywide_ms, p50/p90/p99/max_ms_any_filter, the database's size, the machine, ...).
+
+``load`` is also ``bench/api.py``'s loader (through ``bench/siblings.py``): called on tables created with their keys,
+it builds the keys again (primary, unique, foreign) before it returns; that caller builds the indexes. Its fold
+process is spawned, so it imports the caller's main script: that script's work must be under
+``if __name__ == "__main__"``.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
+import math
 import os
 import platform
 import random
+import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
-from sqlalchemy import Engine, Index, create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.schema import CreateTable
+from _metrics_data import (
+    AGENCIES,
+    CHANNELS,
+    COLUMNS,
+    DAY,
+    DISTRICTS,
+    NOW,
+    SEED,
+    START,
+    Counts,
+    generate,
+)
+from psycopg.copy import QueuedLibpqWriter
+from sqlalchemy import Connection, Engine, UniqueConstraint, create_engine, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.schema import AddConstraint, CreateTable
 
 from ledger.metrics import (
+    TIME_STEP,
     MetricsFilter,
     agency_scorecards,
     commitment_scorecards,
     compute_metrics,
+    percentile,
+    whole_step,
 )
-from ledger.records import CaseAction, EntryKind
-from ledger.store.schema import entries, metadata
+from ledger.store.schema import metadata
 
-DAY = 86_400
-HOUR = 3_600
-#: the data covers one year ending at NOW (2026-01-01T00:00:00Z); "now" for open and overdue is its end
-START = 1_735_689_600
-NOW = START + 365 * DAY
-SEED = 20261121
+__all__ = ["DAY", "NOW", "START", "Loaded", "build_index", "load"]
 
-#: Shanghai's districts -> share of cases (roughly their populations, in ten-thousands)
-DISTRICTS = {
-    "PUDONG": 578, "MINHANG": 268, "BAOSHAN": 224, "SONGJIANG": 194, "JIADING": 184, "JINGAN": 98, "QINGPU": 127,
-    "FENGXIAN": 115, "YANGPU": 123, "XUHUI": 111, "PUTUO": 124, "HUANGPU": 66, "HONGKOU": 76, "CHANGNING": 69,
-    "JINSHAN": 82, "CHONGMING": 63,
-}  # fmt: skip
-#: channel code -> share of cases (a hotline city: 12345 takes most)
-CHANNELS = {1: 10, 2: 45, 3: 15, 4: 20, 5: 3, 6: 7}
-#: agency -> (share of cases, [(commitment, deadline seconds, target bps, working days?)])
-AGENCIES: dict[str, tuple[int, list[tuple[str, int, int]]]] = {
-    "SH-ROADS": (18, [("STREETLIGHT-48H", 48 * HOUR, 9500), ("POTHOLE-72H", 72 * HOUR, 9000),
-                      ("SIGNAGE-5WD", 7 * DAY, 9000)]),
-    "SH-WATER": (14, [("LEAK-24H", 24 * HOUR, 9500), ("METER-3WD", 5 * DAY, 9000),
-                      ("PRESSURE-48H", 48 * HOUR, 9000)]),
-    "SH-SANITATION": (16, [("WASTE-24H", 24 * HOUR, 9800), ("BULKY-72H", 72 * HOUR, 9500),
-                           ("TOILET-48H", 48 * HOUR, 9000)]),
-    "SH-HOUSING": (10, [("REPAIR-10WD", 14 * DAY, 8500), ("PERMIT-15WD", 21 * DAY, 9000)]),
-    "SH-MARKET": (9, [("LICENCE-3WD", 5 * DAY, 9500), ("COMPLAINT-7WD", 9 * DAY, 9000),
-                      ("FOOD-48H", 48 * HOUR, 9500)]),
-    "SH-TRANSPORT": (8, [("BUS-72H", 72 * HOUR, 9000), ("PARKING-5WD", 7 * DAY, 8500)]),
-    "SH-GREENING": (5, [("TREE-72H", 72 * HOUR, 9000), ("PARK-5WD", 7 * DAY, 9000)]),
-    "SH-ECOENV": (6, [("NOISE-48H", 48 * HOUR, 8500), ("AIR-5WD", 7 * DAY, 9000)]),
-    "SH-CIVIL": (4, [("MARRIAGE-1WD", 1 * DAY, 9900), ("ASSIST-10WD", 14 * DAY, 9500)]),
-    "SH-HEALTH": (5, [("CLINIC-5WD", 7 * DAY, 9000), ("VACCINE-48H", 48 * HOUR, 9500)]),
-    "SH-EDUCATION": (3, [("ENROL-10WD", 14 * DAY, 9500)]),
-    "SH-PLANNING": (2, [("ZONING-20WD", 28 * DAY, 8000)]),
-}  # fmt: skip
-
-_ZERO_HASH = "\\\\x" + "ab" * 32  # a 32-byte value in COPY text format: real width, no generation cost
-_HEAD = "\\\\x" + "cd" * 24
-_ACTOR = "0x" + "12" * 20
+#: ``maintenance_work_mem`` while keys and indexes are built (an operator building them sets it so)
+MAINTENANCE_WORK_MEM = "1GB"
+P50, P90, P99 = Fraction(1, 2), Fraction(9, 10), Fraction(99, 100)
 
 
 @dataclass
 class Loaded:
-    cases: int = 0
-    events: int = 0
+    counts: Counts = field(default_factory=Counts)
     seconds: float = 0.0
 
+    @property
+    def cases(self) -> int:
+        return self.counts.cases
 
-def _hex(value: bytes) -> str:
-    return "\\\\x" + value.hex()
-
-
-def _opt(value: int | None) -> str:
-    return "\\N" if value is None else str(value)
-
-
-def generate(n_cases: int, rng: random.Random) -> Iterator[tuple[list[str], list[tuple[int, int, int, int]]]]:
-    """Cases as the fields of ``cases`` COPY lines (opened_seq and last_seq left for the loader to fill in), each with
-    its events as (action, occurred_at, block_time, voided)."""
-    agency_ids = list(AGENCIES)
-    agency_weights = [AGENCIES[a][0] for a in agency_ids]
-    channels, channel_weights = list(CHANNELS), list(CHANNELS.values())
-    districts, district_weights = list(DISTRICTS), list(DISTRICTS.values())
-    span = NOW - START
-    closing = {"fulfilled": CaseAction.FULFILLED, "rejected": CaseAction.REJECTED, "withdrawn": CaseAction.WITHDRAWN}
-    for i in range(n_cases):
-        agency = rng.choices(agency_ids, agency_weights)[0]
-        commitment, deadline, _target = rng.choice(AGENCIES[agency][1])
-        district = rng.choices(districts, district_weights)[0]
-        channel = rng.choices(channels, channel_weights)[0]
-        opened_at = START + i * span // n_cases + rng.randrange(600)  # loaded roughly in time order, as indexed
-        case_id = (i + 1).to_bytes(4, "big") + rng.randbytes(28)
-        roll = rng.random()
-        if roll < 0.005:
-            outcome, work = "stuck", 10**9  # forgotten cases: the overdue backlog
-        elif roll < 0.065:
-            outcome, work = "rejected", rng.randrange(HOUR, 2 * DAY)
-        elif roll < 0.095:
-            outcome, work = "withdrawn", rng.randrange(HOUR, 3 * DAY)
-        else:
-            outcome, work = "fulfilled", max(600, int(deadline * rng.lognormvariate(-0.5, 0.55)))
-        events: list[tuple[int, int]] = [(CaseAction.OPENED, opened_at)]
-        if rng.random() < 0.8:
-            events.append((CaseAction.ACCEPTED, opened_at + rng.randrange(60, 4 * HOUR)))
-        status, on_hold_since, hold_seconds, completed_holds = "open", None, 0, 0
-        hold = 0
-        if rng.random() < 0.12:  # waiting for the citizen (missing documents, no one home)
-            hold_start = opened_at + rng.randrange(min(work, 2 * deadline))
-            hold = rng.randrange(HOUR, 4 * DAY)
-            if hold_start < NOW:
-                events.append((CaseAction.ON_HOLD, hold_start))
-                if hold_start + hold < NOW:
-                    events.append((CaseAction.RESUMED, hold_start + hold))
-                    hold_seconds = completed_holds = hold
-                else:
-                    status, on_hold_since, hold_seconds = "on_hold", hold_start, NOW - hold_start
-        # working-day commitments whose holiday calendar is missing have no due time
-        due_at = None if (deadline >= 5 * DAY and rng.random() < 0.01) else opened_at + deadline + completed_holds
-        end_at = opened_at + work + hold
-        closed_at = fulfil = on_time = None
-        if end_at < NOW and outcome != "stuck" and status != "on_hold":
-            status, closed_at = outcome, end_at
-            events.append((closing[outcome], end_at))
-            if outcome == "fulfilled":
-                fulfil = end_at - opened_at - hold_seconds
-                on_time = None if due_at is None else end_at <= due_at
-        fields = [
-            agency, _hex(case_id), commitment, "1", district, str(channel), "<opened_seq>", str(opened_at), status,
-            _opt(closed_at), str(hold_seconds), _opt(on_hold_since), _opt(due_at), _opt(fulfil),
-            "\\N" if on_time is None else ("t" if on_time else "f"), "t" if rng.random() < 0.03 else "f",
-            "0", "<last_seq>",
-        ]  # fmt: skip
-        timed: list[tuple[int, int, int, int]] = []
-        for action, occurred in events:
-            r = rng.random()
-            # most entries are batched within minutes; some a working day later; a few (backdated?) days later
-            latency = rng.randrange(5, 300) if r < 0.9 else rng.randrange(300, 20 * HOUR) if r < 0.99 else (
-                rng.randrange(DAY, 5 * DAY))
-            voided = 1 if rng.random() < 0.001 else 0
-            timed.append((action, occurred, occurred + latency, voided))
-        yield fields, timed
+    @property
+    def events(self) -> int:
+        return self.counts.events
 
 
-def load(conninfo: str, n_cases: int) -> Loaded:
-    """COPY the generated rows in (indexes are built afterwards: faster than maintaining them row by row)."""
-    rng = random.Random(SEED)
-    loaded = Loaded()
+# --- the database -----------------------------------------------------------------------------------------------------
+
+
+def load(conninfo: str, n_cases: int, *, seed: int = SEED, keys: bool = True) -> Loaded:
+    """Load ``n_cases`` generated cases into the schema's tables, which must exist (they are emptied): their keys are
+    dropped, every table is written by COPY ... FREEZE on a connection of its own (truncated in the same transaction,
+    so the rows are written frozen and need no vacuum), while the rows are generated. With ``keys``, the primary,
+    unique and foreign keys are built again before returning; without, that is left to :func:`build_index` and
+    :func:`add_foreign_keys`. Indexes are never built here."""
     began = time.perf_counter()
-    with psycopg.connect(conninfo, autocommit=False) as conn:
-        seq = 0
-        commitment_lines: list[str] = []
-        entry_lines: list[str] = []
-        for agency, (_share, offered) in AGENCIES.items():
-            for commitment, deadline, target in offered:
-                entry_lines.append(_entry_line(seq, EntryKind.COMMITMENT_PUBLISHED, agency, START - DAY, START - DAY,
-                                               None))  # fmt: skip
-                unit, amount = (1, deadline // HOUR) if deadline <= 72 * HOUR else (2, deadline // DAY * 5 // 7)
-                commitment_lines.append("\t".join((
-                    agency, commitment, "1", commitment.split("-")[0], "服务", "Service", str(amount), str(unit),
-                    str(target), str(START - DAY), _ZERO_HASH, str(START - DAY), str(seq), "\\N",
-                )))  # fmt: skip
-                seq += 1
-        _copy(conn, "entries", entry_lines)
-        _copy(conn, "commitments", commitment_lines)
-        case_buf: list[str] = []
-        event_buf: list[str] = []
-        entry_buf: list[str] = []
-        for i, (fields, events) in enumerate(generate(n_cases, rng)):
-            agency, case_hex = fields[0], fields[1]
-            fields[6], fields[17] = str(seq), str(seq + len(events) - 1)  # opened_seq, last_seq
-            case_buf.append("\t".join(fields))
-            for action, occurred, block_time, voided in events:
-                intake = (fields[2], fields[4], fields[5]) if action == CaseAction.OPENED else ("\\N",) * 3
-                event_buf.append("\t".join(
-                    (str(seq), agency, case_hex, str(int(action)), str(occurred), str(block_time), _ZERO_HASH, *intake)
-                ))  # fmt: skip
-                entry_buf.append(_entry_line(seq, EntryKind.CASE_EVENT, agency, occurred, block_time,
-                                             seq + 10_000_000 if voided else None))  # fmt: skip
-                seq += 1
-                loaded.events += 1
-            loaded.cases += 1
-            if len(case_buf) >= 100_000 or i == n_cases - 1:
-                _copy(conn, "entries", entry_buf)
-                _copy(conn, "case_events", event_buf)
-                _copy(conn, "cases", case_buf)
-                case_buf, event_buf, entry_buf = [], [], []
-        conn.commit()
-    loaded.seconds = time.perf_counter() - began
-    return loaded
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _drop_keys(conn)
+    interval = sys.getswitchinterval()
+    # the COPY writers are threads waiting on their sockets: let them have the GIL soon when the server is ready
+    sys.setswitchinterval(0.001)
+    try:
+        with ExitStack() as stack:
+            copies = {}
+            for table, columns in COLUMNS.items():
+                conn = stack.enter_context(psycopg.connect(conninfo))  # commits when the load ends without error
+                cur = stack.enter_context(conn.cursor())
+                cur.execute(f"TRUNCATE {table}")
+                statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FREEZE)"
+                copies[table] = stack.enter_context(cur.copy(statement, writer=QueuedLibpqWriter(cur)))
+            # the cases' rows are folded in a process of their own: the other core, shared with the server
+            counts = generate(n_cases, seed, lambda table, lines: copies[table].write(lines), fold_apart=True)
+    finally:
+        sys.setswitchinterval(interval)
+    if keys:
+        engine = create_engine(make_url(conninfo).set(drivername="postgresql+psycopg"))
+        try:
+            with engine.begin() as sa_conn:
+                _build_keys(sa_conn)
+                _add_foreign_keys(sa_conn)
+        finally:
+            engine.dispose()
+    return Loaded(counts, time.perf_counter() - began)
 
 
-def _entry_line(seq: int, kind: int, agency: str, occurred: int, block_time: int, voided_by: int | None) -> str:
-    block = (block_time - START) // 2
-    return "\t".join((
-        str(seq), str(int(kind)), agency, _ACTOR, _ZERO_HASH, _ZERO_HASH, _HEAD, str(block), _ZERO_HASH,
-        str(block_time), _ZERO_HASH, str(seq % 100), str(occurred), _opt(voided_by),
-    ))  # fmt: skip
+def _drop_keys(conn: psycopg.Connection[Any]) -> None:
+    """Drop every foreign key of the schema, and the primary and unique keys of the tables loaded."""
+    rows = conn.execute(
+        "SELECT c.conrelid::regclass::text, c.conname, c.contype FROM pg_constraint c"
+        " JOIN pg_namespace n ON n.oid = c.connamespace"
+        " WHERE n.nspname = current_schema() AND c.contype IN ('f', 'p', 'u') AND c.conrelid::regclass::text = ANY(%s)"
+        " ORDER BY c.contype = 'f' DESC",
+        ([table.name for table in metadata.sorted_tables],),
+    ).fetchall()
+    for table, name, kind in rows:
+        if kind == "f" or table in COLUMNS:
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
 
 
-#: the columns each COPY line gives, in order (named, so a column added to the schema later is simply left NULL)
-COLUMNS = {
-    "entries": ("seq", "kind", "agency_id", "actor", "record_hash", "entry_hash", "running_hash", "block_number",
-                "block_hash", "block_time", "tx_hash", "log_index", "occurred_at", "voided_by"),
-    "commitments": ("agency_id", "commitment_id", "version", "service_code", "name_zh", "name_en", "deadline",
-                    "deadline_unit", "target_bps", "valid_from", "terms_hash", "occurred_at", "seq", "retired_seq"),
-    "case_events": ("seq", "agency_id", "case_id", "action", "occurred_at", "block_time", "details_hash",
-                    "commitment_id", "district", "channel"),
-    "cases": ("agency_id", "case_id", "commitment_id", "commitment_version", "district", "channel", "opened_seq",
-              "opened_at", "status", "closed_at", "hold_seconds", "on_hold_since", "due_at", "fulfil_seconds",
-              "on_time", "escalated", "invalid_transitions", "last_seq"),
-}  # fmt: skip
+def _build_keys(conn: Connection) -> None:
+    """The schema's primary keys and unique constraints that the database lacks."""
+    found = inspect(conn)
+    for table in metadata.sorted_tables:
+        if table.primary_key.columns and not found.get_pk_constraint(table.name)["constrained_columns"]:
+            conn.execute(AddConstraint(table.primary_key))
+        unique = {tuple(u["column_names"]) for u in found.get_unique_constraints(table.name)}
+        for constraint in table.constraints:
+            if isinstance(constraint, UniqueConstraint) and tuple(constraint.columns.keys()) not in unique:
+                conn.execute(AddConstraint(constraint))
 
 
-def _copy(conn: psycopg.Connection, table: str, lines: list[str]) -> None:
-    columns = ", ".join(COLUMNS[table])
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        buf = io.StringIO()
-        for line in lines:
-            buf.write(line)
-            buf.write("\n")
-        copy.write(buf.getvalue())
+def _add_foreign_keys(conn: Connection) -> None:
+    """The schema's foreign keys that the database lacks, validated."""
+    found = inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {(tuple(fk["constrained_columns"]), fk["referred_table"])
+                   for fk in found.get_foreign_keys(table.name)}  # fmt: skip
+        for constraint in table.foreign_key_constraints:
+            if (tuple(constraint.column_keys), constraint.referred_table.name) not in present:
+                conn.execute(AddConstraint(constraint))
 
 
-def timed(repeat: int, work: Callable[[], object]) -> float:
-    """Median wall time of ``work`` in milliseconds, after one untimed warm-up run (caches as in a running service)."""
-    work()
-    samples = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        work()
-        samples.append((time.perf_counter() - began) * 1000)
-    return round(statistics.median(samples), 1)
+def build_index(engine: Engine) -> None:
+    """Everything built over the loaded rows before a selection is timed (``index_build_s``): today the schema's
+    primary and unique keys and its indexes, then VACUUM ANALYZE. Builds only what is missing, so it can run again on a
+    kept database. A technique that precomputes (aggregates per day, per group...) builds its structures here."""
+    with engine.begin() as conn:
+        conn.execute(text(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'"))
+        _build_keys(conn)
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+        if "key_origin" in metadata.tables["ratings"].c:
+            # the index stores each rating's and dispute's key origin as it writes them; the loaded rows have none
+            from ledger.index.project import fill_key_origins
+
+            fill_key_origins(conn, 0)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM (ANALYZE)"))
 
 
-def proposed_indexes() -> list[Index]:
-    """Indexes the metrics queries want that ``ledger/store/schema.py`` does not have (yet): the bench times both.
-
-    ``ix_entries_voided``: the few voided entries, so leaving them out is a small hash anti-join rather than a scan of
-    every entry (or a probe per case event when the planner underestimates a join).
-    """
-    have = {index.name for table in metadata.sorted_tables for index in table.indexes}
-    if "ix_entries_voided" in have:  # schema.py has it now: nothing left to propose
-        return []
-    voided = entries.c.voided_by.is_not(None)
-    return [Index("ix_entries_voided", entries.c.seq, postgresql_where=voided, sqlite_where=voided)]
+def add_foreign_keys(engine: Engine) -> None:
+    with engine.begin() as conn:
+        _add_foreign_keys(conn)
 
 
-def scenarios(engine: Engine) -> list[tuple[str, str, Callable[[], object], Callable[[object], str]]]:
-    """(key, label, work, what it selected) for each typical request."""
-    window = dict(start=NOW - 90 * DAY, end=NOW)
-    filters: list[tuple[str, str, MetricsFilter]] = [
-        ("city", "whole city, 90 days", MetricsFilter(**window)),
-        ("agency", "one agency (SH-ROADS), 90 days", MetricsFilter(agency_id="SH-ROADS", **window)),
-        ("commitment", "one commitment (SH-ROADS STREETLIGHT-48H), 90 days",
-         MetricsFilter(agency_id="SH-ROADS", commitment_id="STREETLIGHT-48H", **window)),
-        ("district", "one district (PUDONG), 90 days", MetricsFilter(district="PUDONG", **window)),
-        ("channel", "one channel (hotline), 90 days", MetricsFilter(channel=2, **window)),
-        ("city_year", "whole city, 365 days", MetricsFilter(start=START, end=NOW)),
-    ]  # fmt: skip
-    out: list[tuple[str, str, Callable[[], object], Callable[[object], str]]] = [
-        (f"metrics_{key}", label, lambda flt=flt: compute_metrics(engine, flt),
-         lambda m: f"{m.cases_opened:,} opened, {m.events_recorded:,} events")  # type: ignore[attr-defined]
-        for key, label, flt in filters
-    ]  # fmt: skip
-    flt = MetricsFilter(**window)
-    out.append(("agency_scorecards", "agency scorecards, 90 days", lambda: agency_scorecards(engine, flt),
-                lambda cards: f"{len(cards):,} agencies"))  # type: ignore[arg-type]  # fmt: skip
-    out.append(("commitment_scorecards", "commitment scorecards, 90 days", lambda: commitment_scorecards(engine, flt),
-                lambda cards: f"{len(cards):,} commitments"))  # type: ignore[arg-type]  # fmt: skip
-    return out
+def _check_schema(engine: Engine, name: str) -> None:
+    """A kept database is reused only if its tables have the schema's columns."""
+    found = inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {column["name"] for column in found.get_columns(table.name)}
+        if have != set(table.c.keys()):
+            sys.exit(f"database {name} was loaded with another schema ({table.name}'s columns differ): load it again")
+
+
+# --- selections -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    #: compute_metrics, agency_scorecards or commitment_scorecards
+    function: Callable[[Engine, MetricsFilter], object]
+    flt: MetricsFilter
+
+    @property
+    def is_scorecard(self) -> bool:
+        return self.function is not compute_metrics
+
+    def describe(self) -> str:
+        f = self.flt
+        names = [self.function.__name__]
+        names += [
+            f"{name}={value}"
+            for name, value in (
+                ("agency", f.agency_id),
+                ("commitment", f.commitment_id),
+                ("district", f.district),
+                ("channel", f.channel),
+            )
+            if value
+        ]
+        assert f.start is not None and f.end is not None
+        names.append(f"[{_minute(f.start)}, {_minute(f.end)}) ({(f.end - f.start) / DAY:.1f} days)")
+        if f.as_of != f.end:
+            names.append(f"as_of {_minute(f.now)}")
+        return " ".join(names)
+
+
+def _minute(moment: int) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def draw_selections(count: int, seed: int) -> list[Selection]:
+    """``count`` random selections (see the module docstring), the same for the same seed."""
+    rng = random.Random(seed)
+    minutes = (NOW - START) // TIME_STEP
+    drawn = []
+    for _ in range(count):
+        r = rng.random()
+        function: Callable[[Engine, MetricsFilter], object] = (
+            compute_metrics if r < 0.8 else agency_scorecards if r < 0.9 else commitment_scorecards
+        )
+        agency = commitment = district = None
+        channel = None
+        if rng.random() < 0.4:
+            agency = rng.choice(list(AGENCIES))
+            if rng.random() < 0.5:
+                commitment = rng.choice(AGENCIES[agency][1])[0]
+        if rng.random() < 0.3:
+            district = rng.choice(list(DISTRICTS))
+        if rng.random() < 0.25:
+            channel = int(rng.choice(list(CHANNELS)))
+        length = TIME_STEP * round(math.exp(rng.uniform(math.log(DAY // TIME_STEP), math.log(minutes))))
+        end = NOW if rng.random() < 0.5 else whole_step(rng.randrange(START + length, NOW + 1))
+        start = end - length
+        as_of = end if rng.random() < 0.7 else whole_step(rng.randrange(start + TIME_STEP, end))
+        flt = MetricsFilter(agency_id=agency, commitment_id=commitment, district=district, channel=channel,
+                            start=start, end=end, as_of=as_of)  # fmt: skip
+        drawn.append(Selection(function, flt))
+    return drawn
+
+
+def _ms(began: float) -> float:
+    return (time.perf_counter() - began) * 1000
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Nearest-rank percentiles of timings (ms)."""
+
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    maximum: float | None
+
+    @classmethod
+    def of(cls, timings: list[float]) -> Spread:
+        micros = sorted(round(ms * 1000) for ms in timings)  # integers: ledger.metrics.percentile's nearest rank
+
+        def at(p: Fraction) -> float | None:
+            value = percentile(micros, p)
+            return None if value is None else round(value / 1000, 1)
+
+        return cls(len(micros), at(P50), at(P90), at(P99), at(Fraction(1)))
+
+
+# --- the run ----------------------------------------------------------------------------------------------------------
+
+
+def _stopped(signum: int, _frame: FrameType | None) -> None:
+    sys.exit(128 + signum)  # SystemExit: the database is dropped on the way out
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cases", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--selections", type=int, default=200, help="random selections timed (at least 200 for p99)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of the city-wide selection (median)")
+    parser.add_argument("--seed", type=int, default=SEED, help="of the data and of the selections")
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    kept = parser.add_mutually_exclusive_group()
+    kept.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    kept.add_argument("--reuse", metavar="NAME", help="time selections on a kept database, without loading")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stopped)
 
     admin_url = make_url(args.url)
-    db_name = f"civic_bench_metrics_{os.getpid()}"
-    bench_url = admin_url.set(database=db_name)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db_name}"'))
+    name = args.reuse or f"civic_bench_metrics_{os.getpid()}"
+    created = False
     engine: Engine | None = None
     try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if args.reuse and not exists:
+                sys.exit(f"no database {name} to reuse")
+            if not args.reuse:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+                created = True
+        bench_url = admin_url.set(database=name)
         engine = create_engine(bench_url)
-        with engine.begin() as conn:
-            for table in metadata.sorted_tables:
-                conn.execute(CreateTable(table))  # without its indexes: they are built after the load
-        conninfo = bench_url.set(drivername="postgresql").render_as_string(hide_password=False)
-        loaded = load(conninfo, args.cases)
-        began = time.perf_counter()
-        with engine.begin() as conn:
-            for table in metadata.sorted_tables:
-                for index in table.indexes:
-                    index.create(conn)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
-        index_seconds = time.perf_counter() - began
-
-        # Each request is timed with schema.py's indexes and then with the proposed ones, back to back, so that the
-        # machine's load (other work on it) weighs on both alike.
-        extra = proposed_indexes()
-        figures: dict[str, object] = {"cases": loaded.cases, "case_events": loaded.events}
-        rows: list[tuple[str, float, float | None, str]] = []
-        load_before = os.getloadavg()[0]
-        for key, label, work, selected in scenarios(engine):
-            ms = timed(args.repeat, work)
-            ms_proposed = None
-            if extra:
-                with engine.begin() as conn:
-                    for index in extra:
-                        index.create(conn)
-                ms_proposed = timed(args.repeat, work)
-                with engine.begin() as conn:
-                    for index in extra:
-                        index.drop(conn)
-                figures[f"{key}_ms_proposed_index"] = ms_proposed
-            figures[f"{key}_ms"] = ms
-            rows.append((label, ms, ms_proposed, selected(work())))
-        figures = {k: figures[k] for k in sorted(figures, key=lambda k: k.endswith("_proposed_index"))}  # stable
-
-        print(
-            f"metrics over {loaded.cases:,} cases and {loaded.events:,} case events in PostgreSQL "
-            f"(load {loaded.seconds:.0f} s, indexes + VACUUM ANALYZE {index_seconds:.0f} s); median ms of "
-            f"{args.repeat} runs after a warm-up; {platform.machine()}, {os.cpu_count()} cores, load average "
-            f"{load_before:.1f} to {os.getloadavg()[0]:.1f}"
-        )
-        proposed = ", ".join(str(index.name) for index in extra) or "none (schema.py has them)"
-        print(f"{'request':52} {'ms':>9} {'+ proposed':>11}  selected   (proposed index: {proposed})")
-        for label, ms, ms_proposed, note in rows:
-            shown = "" if ms_proposed is None else f"{ms_proposed:11.1f}"
-            print(f"{label:52} {ms:9.1f} {shown:>11}  {note}")
+        figures = _reuse(admin, engine, name) if args.reuse else _load(admin, engine, bench_url, name, args)
+        _time(engine, figures, args)
+        if args.keep:
+            _say(f'database kept: {name} (again: --reuse {name}; drop it with DROP DATABASE "{name}")')
         print(json.dumps(figures))
     finally:
         if engine is not None:
             engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        if created and not args.keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _load(admin: Engine, engine: Engine, bench_url: URL, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            conn.execute(CreateTable(table))  # its keys are dropped for the load, its indexes built after
+    conninfo = bench_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    _say(f"loading {args.cases:,} cases into {name} ...")
+    loaded = load(conninfo, args.cases, seed=args.seed, keys=False)
+    counts = loaded.counts
+    _say(f"loaded in {loaded.seconds:.0f} s ({args.cases / loaded.seconds:,.0f} cases/s): {counts}")
+    began = time.perf_counter()
+    build_index(engine)
+    index_seconds = time.perf_counter() - began
+    _say(f"build_index: {index_seconds:.1f} s")
+    began = time.perf_counter()
+    add_foreign_keys(engine)
+    fk_seconds = time.perf_counter() - began
+    _say(f"foreign keys: {fk_seconds:.1f} s")
+    figures: dict[str, Any] = {
+        "cases": counts.cases, "events": counts.events, "entries": counts.entries, "receipts": counts.receipts,
+        "ratings": counts.ratings, "disputes": counts.disputes, "filings": counts.filings, "seed": args.seed,
+        "load_s": round(loaded.seconds, 1), "index_build_s": round(index_seconds, 1),
+        "foreign_keys_s": round(fk_seconds, 1),
+    }  # fmt: skip
+    if args.keep:  # what a --reuse run reports of the load
+        remembered = json.dumps(figures).replace("'", "''")
+        with admin.connect() as conn:
+            conn.execute(text(f"COMMENT ON DATABASE \"{name}\" IS '{remembered}'"))
+    return figures
+
+
+def _reuse(admin: Engine, engine: Engine, name: str) -> dict[str, Any]:
+    _check_schema(engine, name)
+    with admin.connect() as conn:
+        remembered = conn.execute(
+            text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"), {"n": name}
+        ).scalar()
+    figures: dict[str, Any] = json.loads(remembered) if remembered else {}
+    figures["reused"] = name
+    began = time.perf_counter()
+    build_index(engine)
+    figures["index_build_s"] = round(time.perf_counter() - began, 1)
+    _say(f"reusing {name}: build_index (what is missing, and VACUUM ANALYZE) {figures['index_build_s']} s")
+    return figures
+
+
+def _time(engine: Engine, figures: dict[str, Any], args: argparse.Namespace) -> None:
+    """Time the city-wide selection and the random ones; add the figures."""
+    load_average = os.getloadavg()[0]
+    city = MetricsFilter(start=whole_step(NOW - 90 * DAY), end=NOW)
+    compute_metrics(engine, city)  # untimed: the server's caches as in a running service
+    runs = []
+    for _ in range(args.repeat):
+        began = time.perf_counter()
+        compute_metrics(engine, city)
+        runs.append(_ms(began))
+    figures["citywide_ms"] = round(statistics.median(runs), 1)
+    _say(f"city-wide, last 90 days: {figures['citywide_ms']} ms (median of {args.repeat}; "
+         f"{min(runs):.0f}-{max(runs):.0f})")  # fmt: skip
+
+    selections = draw_selections(args.selections, args.seed)
+    timings: list[tuple[float, Selection]] = []
+    for i, selection in enumerate(selections, 1):
+        began = time.perf_counter()
+        selection.function(engine, selection.flt)
+        timings.append((_ms(began), selection))
+        if i % 20 == 0 or i == len(selections):
+            _say(f"  {i}/{len(selections)} selections, slowest so far {max(t for t, _ in timings):,.0f} ms")
+    every = Spread.of([t for t, _ in timings])
+    metrics_only = Spread.of([t for t, s in timings if not s.is_scorecard])
+    scorecards = Spread.of([t for t, s in timings if s.is_scorecard])
+    slowest_ms, slowest = max(timings, key=lambda pair: pair[0])
+    with engine.connect() as conn:
+        size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+        server = conn.execute(text("SHOW server_version")).scalar_one()
+    figures.update({
+        "p50_ms_any_filter": every.p50, "p90_ms_any_filter": every.p90, "p99_ms_any_filter": every.p99,
+        "max_ms_any_filter": every.maximum, "selections": every.count, "slowest_selection": slowest.describe(),
+        "metrics_p99_ms": metrics_only.p99, "scorecards_p99_ms": scorecards.p99, "db_mb": round(size / 2**20),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "postgresql": server,
+                    "load_average": [round(load_average, 1), round(os.getloadavg()[0], 1)]},
+    })  # fmt: skip
+
+    _say("")
+    _say(
+        f"{figures['cases']:,} cases, {figures['events']:,} case events, {figures['ratings']:,} ratings, "
+        f"{figures['filings']:,} filings; database {figures['db_mb']:,} MB; PostgreSQL {server}, "
+        f"{platform.machine()}, {os.cpu_count()} cores, load average {load_average:.1f} to {os.getloadavg()[0]:.1f}"
+    )
+    if "load_s" in figures:
+        _say(f"{'load':40} {figures['load_s']:>10,.1f} s")
+    _say(f"{'build_index (keys, indexes, analyze)':40} {figures['index_build_s']:>10,.1f} s")
+    _say(f"{'city-wide, last 90 days (median)':40} {figures['citywide_ms']:>10,.1f} ms")
+    _say(f"{'selections':24} {'n':>5} {'p50 ms':>10} {'p90 ms':>10} {'p99 ms':>10} {'max ms':>10}")
+    for label, spread in (("any", every), ("compute_metrics", metrics_only), ("scorecards", scorecards)):
+        _say(f"{label:24} {spread.count:>5} {_shown(spread.p50)} {_shown(spread.p90)} {_shown(spread.p99)} "
+             f"{_shown(spread.maximum)}")  # fmt: skip
+    _say(f"slowest ({slowest_ms:,.0f} ms): {slowest.describe()}")
+
+
+def _shown(ms: float | None) -> str:
+    return f"{'-':>10}" if ms is None else f"{ms:>10,.1f}"
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the database is dropped by then
+        sys.exit(130)
