@@ -187,6 +187,7 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
+    case,
     exists,
     func,
     literal,
@@ -651,8 +652,8 @@ class CaseRow:
 
 @dataclass(frozen=True, kw_only=True)
 class RatingRow:
-    """A row of the ``ratings`` table, with the origin of the key that signed it (``key_origin``, one of
-    :data:`ORIGINS`: from the ``receipts`` row that bound that key, not a column)."""
+    """A row of the ``ratings`` table. ``key_origin``, one of :data:`ORIGINS`, is the origin of the key that signed it:
+    the kind of the ``receipts`` row that bound that key before it (:func:`key_origin_sql`, which the index stores)."""
 
     seq: int
     agency_id: str
@@ -678,7 +679,7 @@ class DisputeRow:
     answer_seq: int | None = None
     answer_action: int | None = None
     answered_at: int | None = None
-    #: the origin of the key that signed it, as for :class:`RatingRow` (not a column)
+    #: the origin of the key that signed it, as for :class:`RatingRow`
     key_origin: str = AGENCY_ISSUED
 
 
@@ -746,8 +747,8 @@ class FilingRow:
 
 
 def table_values(row: CaseRow | EventRow | CommitmentRow | RatingRow | DisputeRow | FilingRow) -> dict[str, Any]:
-    """The row's values for an insert into its own table (``voided_by`` belongs to ``entries``; ``key_origin`` is
-    derived from ``receipts``)."""
+    """The row's values for an insert into its own table (``voided_by`` belongs to ``entries``; ``key_origin`` is left
+    for the store to derive from ``receipts``, as the index does: ``ledger.index.project.fill_key_origins``)."""
     values = dataclasses.asdict(row)
     values.pop("voided_by", None)
     values.pop("key_origin", None)
@@ -1160,13 +1161,16 @@ def _origin_kind(table: Any) -> ColumnElement[int]:
     return func.coalesce(bound, int(EntryKind.RECEIPT_ISSUED))
 
 
-def _is_origin(kind: ColumnElement[int], origin: str) -> ColumnElement[bool]:
-    filed, claimed = int(EntryKind.FILING_ANSWERED), int(EntryKind.RECEIPT_CLAIMED)
-    if origin == FILED:
-        return kind == filed
-    if origin == CLAIMED:
-        return kind == claimed
-    return and_(kind != filed, kind != claimed)
+def key_origin_sql(table: Any) -> ColumnElement[str]:
+    """The origin (:data:`ORIGINS`) of the key that signed a ``ratings`` (``disputes``) row, from the kind of the
+    entry that bound it (:func:`_origin_kind`): what the index stores in the row's ``key_origin`` once the range's
+    bindings are written (``ledger.index.sql.fill_key_origins``), and the metrics read."""
+    kind = _origin_kind(table)
+    return case(
+        (kind == int(EntryKind.FILING_ANSWERED), literal(FILED)),
+        (kind == int(EntryKind.RECEIPT_CLAIMED), literal(CLAIMED)),
+        else_=literal(AGENCY_ISSUED),
+    )
 
 
 def _feedback_sql(
@@ -1180,19 +1184,18 @@ def _feedback_sql(
     with the other case figures, and the reopenings were counted with the latencies (the same case events)."""
     as_of = flt.now
     r, d = ratings.c, disputes.c
-    rating_origin, dispute_origin = _origin_kind(ratings), _origin_kind(disputes)
     scores = _like_events(
         conn, ratings, flt, by,
         [_count(r.score == k) for k in SCORES]
-        + [_count(_is_origin(rating_origin, o)) for o in ORIGINS]
-        + [func.coalesce(func.sum(r.score).filter(_is_origin(rating_origin, o)), 0) for o in ORIGINS],
+        + [_count(r.key_origin == o) for o in ORIGINS]
+        + [func.coalesce(func.sum(r.score).filter(r.key_origin == o), 0) for o in ORIGINS],
         _range(r.block_time, flt),
     )
     unanswered = and_(d.block_time < as_of - DISPUTE_RESPONSE_WINDOW,
                       or_(d.answered_at.is_(None), d.answered_at >= as_of))
     disputed_in = _range(d.block_time, flt)
     disputed = _like_events(conn, disputes, flt, by, [_count(disputed_in), _count(unanswered)]
-                            + [_count(and_(disputed_in, _is_origin(dispute_origin, o))) for o in ORIGINS])
+                            + [_count(and_(disputed_in, d.key_origin == o)) for o in ORIGINS])
     out: dict[_GroupKey, _Feedback] = {}
     for key in {*scores, *disputed, *receipts_closed, *latency}:
         closed_with_receipt, rated = receipts_closed.get(key, (0, 0))

@@ -73,6 +73,7 @@ from ledger.filings import answer_due
 from ledger.index.cases import Caches, CaseFolder
 from ledger.index.sql import Statements, chunks
 from ledger.index.withheld import Withheld
+from ledger.metrics import key_origin_sql
 from ledger.records import CaseAction, EntryKind, FilingDecision, filed_case_id
 from ledger.store.schema import (
     agencies,
@@ -83,9 +84,11 @@ from ledger.store.schema import (
     commitment_retirements,
     commitments,
     corrections,
+    disputes,
     entries,
     filings,
     holiday_calendars,
+    ratings,
     signer_changes,
 )
 from ledger.workdays import YearCalendar
@@ -132,6 +135,8 @@ class Projection:
         self._insert(conn, rows)
         if rows.filing_answers:
             self._answer_filings(conn, rows)
+        if decoded and (self._sql.insert_ratings in rows.feedback or self._sql.insert_disputes in rows.feedback):
+            fill_key_origins(conn, decoded[0].seq)  # every binding before them is written by now
         refold: set[tuple[str, bytes]] = set()
         if rows.corrections:
             refold |= _apply_corrections(conn, rows.corrections)
@@ -215,7 +220,7 @@ class Projection:
                 # the entry's actor is the receipt key that signed it (the contract checked the signature)
                 case_id = r["case_id"]
                 feedback_rows.setdefault(insert_ratings, []).append(
-                    (e.seq, agency, case_id, r["score"], r["comment_hash"], e.actor, e.block_time)
+                    (e.seq, agency, case_id, r["score"], r["comment_hash"], e.actor, e.block_time, None)
                 )
                 new_feedback.setdefault((agency, case_id), []).append(
                     Feedback(e.seq, kind, e.actor, e.block_time, r["score"])
@@ -223,7 +228,8 @@ class Projection:
             elif kind == EntryKind.CASE_DISPUTED:
                 case_id = r["case_id"]
                 feedback_rows.setdefault(insert_disputes, []).append(
-                    (e.seq, agency, case_id, r["closure"], r["reason_hash"], e.actor, e.block_time, None, None, None)
+                    (e.seq, agency, case_id, r["closure"], r["reason_hash"], e.actor, e.block_time, None, None, None,
+                     None)
                 )
                 new_feedback.setdefault((agency, case_id), []).append(Feedback(e.seq, kind, e.actor, e.block_time))
             elif kind == EntryKind.CORRECTION:
@@ -566,4 +572,16 @@ def _code_word(code: str) -> bytes:
 
 def _days_json(days: Iterable[int]) -> str:
     return json.dumps([int(d) for d in days], separators=(",", ":"))
+
+def fill_key_origins(conn: Connection, first_seq: int) -> None:
+    """Store the key origin of the ratings and disputes from `first_seq` on that have none yet
+    (``ledger.metrics.key_origin_sql``: from the receipts rows before each, so those must be written first). A key's
+    binding before a rating never changes (no receipt, claim or filing answer can be voided), so it is worked out
+    once."""
+    for table in (ratings, disputes):
+        conn.execute(
+            update(table)
+            .where(table.c.seq >= first_seq, table.c.key_origin.is_(None))
+            .values(key_origin=key_origin_sql(table))
+        )
 

@@ -26,10 +26,11 @@ EVENT_COLUMNS = (
 )
 CASE_COLUMNS = ("agency_id", "case_id", *CASE_STATE_FIELDS)
 RECEIPT_COLUMNS = ("seq", "agency_id", "case_id", "receipt", "occurred_at", "block_time")
-RATING_COLUMNS = ("seq", "agency_id", "case_id", "score", "comment_hash", "receipt", "block_time")
+#: the key's origin (last column) is written as null and filled once the range's bindings are in (fill_key_origins)
+RATING_COLUMNS = ("seq", "agency_id", "case_id", "score", "comment_hash", "receipt", "block_time", "key_origin")
 DISPUTE_COLUMNS = (
     "seq", "agency_id", "case_id", "closure", "reason_hash", "receipt", "block_time", "answer_seq", "answer_action",
-    "answered_at",
+    "answered_at", "key_origin",
 )
 
 
@@ -92,3 +93,4 @@ def chunks(items: Sequence[Any] | Iterable[Any], size: int = _CHUNK) -> Iterator
     items = list(items)
     for i in range(0, len(items), size):
         yield items[i : i + size]
+

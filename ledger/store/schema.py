@@ -293,6 +293,9 @@ ratings = Table(
     Column("comment_hash", LargeBinary(32), nullable=False),
     Column("receipt", String(42), nullable=False),
     Column("block_time", BigInteger, nullable=False),
+    #: the origin of the key that signed it (``ledger.metrics``, "ratings_by_key_origin": filed, claimed,
+    #: agency_issued), worked out once from the receipts rows before it when its range is written (revision 0009)
+    Column("key_origin", String(16), nullable=True),
     Index("ix_ratings_case", "agency_id", "case_id"),
     Index("ix_ratings_block_time", "block_time"),
 )
@@ -313,6 +316,8 @@ disputes = Table(
     Column("answer_seq", BigInteger, nullable=True),
     Column("answer_action", SmallInteger, nullable=True),
     Column("answered_at", BigInteger, nullable=True),
+    #: the origin of the key that signed it, as for ``ratings.key_origin`` (revision 0009)
+    Column("key_origin", String(16), nullable=True),
     Index("ix_disputes_case", "agency_id", "case_id"),
     Index("ix_disputes_block_time", "block_time"),
 )

@@ -1,6 +1,8 @@
 """The figures cities publish (issue 15): ``cases`` columns for the agency's response (``responded_at``,
 ``response_due``), the first dispute (``disputed_at``) and a bad rating's rectification (``rectified_at``,
-``rectification_due``), all defined by ``ledger.cases``.
+``rectification_due``), all defined by ``ledger.cases``; and the origin of the key that signed each rating and
+dispute (``ratings.key_origin``, ``disputes.key_origin``), worked out once (``ledger.index.project.fill_key_origins``)
+instead of by a subquery per row in every computation of the figures.
 
 They are worked out from each case's events, ratings and disputes and its jurisdiction's calendars, so the rows
 indexed before are re-folded here, a chunk of cases at a time, by the indexer's own fold (``ledger.index.cases``):
@@ -19,6 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from ledger.index.cases import CaseFolder
+from ledger.index.project import fill_key_origins
 from ledger.index.sql import Statements
 
 revision: str = "0009"
@@ -35,7 +38,11 @@ def upgrade() -> None:
     with op.batch_alter_table("cases") as batch:
         for name in COLUMNS:
             batch.add_column(sa.Column(name, sa.BigInteger(), nullable=True))
+    for table in ("ratings", "disputes"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("key_origin", sa.String(16), nullable=True))
     conn = op.get_bind()
+    fill_key_origins(conn, 0)
     folder = CaseFolder(Statements(conn.dialect), cache_size=0)
     caches = folder.load_caches(conn)
     cases = sa.table("cases", sa.column("agency_id", sa.String()), sa.column("case_id", sa.LargeBinary()))
@@ -52,6 +59,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table in ("ratings", "disputes"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("key_origin")
     with op.batch_alter_table("cases") as batch:
         for name in COLUMNS:
             batch.drop_column(name)
