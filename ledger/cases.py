@@ -74,7 +74,15 @@ Reopening
     up across the reopening. ``reopened`` counts valid Reopened events (an invalid one, of a case not closed, is an
     invalid transition like any other).
 
-Hold time (by the agency-claimed ``occurred_at``)
+Times
+    Every time the fold takes from an event is the agency's claimed ``occurred_at``, except that no event of an
+    opened case is taken to happen before the case's previous one (in seq order, valid or not): a claim earlier than
+    that is taken as that time, and ``last_at`` holds it. So a hold cannot be claimed to begin before the opening or
+    before the previous hold ended (stacked holds would add up to more hold time than the case ever had), and a
+    fulfilment claimed before the opening takes no negative time. (A claim may still be earlier than when it is
+    recorded: the recording latency shows it, and the auditor reports one more than a day late.)
+
+Hold time (by the times above)
     ``hold_seconds`` is the sum of the on_hold → resumed intervals; a hold still running when the case closes
     (rejected or withdrawn while on hold) counts up to the close. While a case is on hold, ``on_hold_since`` is when
     the hold began and the running hold is *not* in ``hold_seconds``. An interval whose end is claimed before its
@@ -246,6 +254,7 @@ class CaseState(NamedTuple):
     disputed_at: int | None = None
     rectified_at: int | None = None
     rectification_due: int | None = None
+    last_at: int = 0
 
     def row(self) -> dict[str, Any]:
         """The state as a ``cases`` row (without the key columns)."""
@@ -286,6 +295,7 @@ class CaseProgress:
     responded_at: int | None = None
     disputed_at: int | None = None
     rectified_at: int | None = None
+    last_at: int = 0
 
     @classmethod
     def from_state(cls, state: CaseState) -> CaseProgress:
@@ -312,12 +322,16 @@ class CaseProgress:
             responded_at=state.responded_at,
             disputed_at=state.disputed_at,
             rectified_at=state.rectified_at,
+            last_at=state.last_at,
         )
 
     def apply(self, event: CaseEventLike) -> bool:
         """Advance by one event (the case's next non-voided event in seq order). Returns whether it was valid."""
         self.last_seq = event.seq
         action, at = event.action, event.occurred_at
+        if self.opened:
+            # no event is taken to happen before the case's previous one (see "Times")
+            at = self.last_at = max(at, self.last_at)
         if action == _REOPENED or action == _DISPUTE_REJECTED:
             return self._answer(action)
         if not self.opened:
@@ -325,6 +339,7 @@ class CaseProgress:
                 self.opened = True
                 self.commitment_id, self.district, self.channel = event.commitment_id, event.district, event.channel
                 self.opened_seq, self.opened_at, self.status = event.seq, at, OPEN
+                self.last_at = at
                 return True
             self.invalid_transitions += 1
             return False
@@ -467,6 +482,7 @@ class CaseProgress:
             disputed_at=self.disputed_at,
             rectified_at=self.rectified_at,
             rectification_due=rectification_due,
+            last_at=self.last_at,
         )
 
 

@@ -648,6 +648,7 @@ class CaseRow:
     disputed_at: int | None = None
     rectified_at: int | None = None
     rectification_due: int | None = None
+    last_at: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -233,6 +233,9 @@ cases = Table(
     #: a bad rating's rectification: its claimed time, and when it is due (bad ratings only; revision 0009)
     Column("rectified_at", BigInteger, nullable=True),
     Column("rectification_due", BigInteger, nullable=True),
+    #: the time the fold took for the case's last event: none is taken before its previous one (``ledger.cases``,
+    #: "Times"; revision 0009)
+    Column("last_at", BigInteger, nullable=False, server_default="0"),
     Index("ix_cases_commitment_opened", "agency_id", "commitment_id", "opened_at"),
     Index("ix_cases_opened", "opened_at"),
     Index("ix_cases_closed", "closed_at"),

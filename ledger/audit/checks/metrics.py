@@ -254,9 +254,14 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
             continue
         mine = scorecards_from_rows(cases, events, commitments, card_flt, by=by, **feedback)
         served: dict[Any, Any] = {}
+        order: list[Any] = []
         for item in answer.get("items", []):
             key = item.get("agency_id") if by == "agency" else (item.get("agency_id"), item.get("commitment_id"))
+            if key in served:  # a second scorecard of one agency (commitment): one of them is never compared
+                result.add(Finding(NAME, f"the API serves two scorecards for {key}", subject=path))
             served[key] = item
+            order.append(key)
+        _compare_order(result, path, h, by, mine, order)
         for key, metrics in mine.items():
             item = served.pop(key, None)
             if not h.untouched(key if by == "agency" else key[0]):
@@ -304,6 +309,17 @@ def _compare_all(ctx: AuditContext, h: Horizon, result: CheckResult) -> None:
     ctx.stats["metrics_period"] = {"from": start, "to": end}
 
 
+def _compare_order(result: CheckResult, path: str, h: Horizon, by: str, mine: dict[Any, Metrics],
+                   order: list[Any]) -> None:
+    """Scorecards come in id order (code points), as the recomputed ones do: the page lists equal ranks, and the
+    unranked, in the order served, so an operator must not choose it."""
+    wanted = [key for key in mine if key in set(order)]
+    if all(h.untouched(key if by == "agency" else key[0]) for key in mine) and \
+            [key for key in order if key in mine] != wanted:
+        result.add(Finding(NAME, "the API's scorecards are not in id order", subject=path, field="items",
+                           expected=[str(k) for k in wanted], actual=[str(k) for k in order]))
+
+
 def _compare_ranks(result: CheckResult, path: str, h: Horizon, by: str, mine: dict[Any, Metrics],
                    answer: dict[str, Any]) -> None:
     """The scorecards' ranks are those ``ledger.metrics.ranks`` gives the recomputed scorecards, with the minimum
@@ -322,7 +338,8 @@ def _compare_ranks(result: CheckResult, path: str, h: Horizon, by: str, mine: di
     for figure in RANKED_FIGURES:
         for key, want in ranks(mine, figure).items():
             got = served.get(key, {}).get(figure)
-            if key in served and got != want:
+            # type and value: a rank served as JSON true is not rank 1
+            if key in served and expected.differences({figure: want}, {figure: got}):
                 label = key if by == "agency" else "/".join(key)
                 result.add(Finding(NAME, f"scorecard {label}: rank by {figure} {got!r} in the API, {want!r} on chain",
                                    subject=path, field=f"ranks.{figure}", expected=want, actual=got))

@@ -1,6 +1,7 @@
 """The figures cities publish (issue 15): ``cases`` columns for the agency's response (``responded_at``,
 ``response_due``), the first dispute (``disputed_at``) and a bad rating's rectification (``rectified_at``,
-``rectification_due``), all defined by ``ledger.cases``; and the origin of the key that signed each rating and
+``rectification_due``), and the time taken for its last event (``last_at``: no event is taken before its previous
+one), all defined by ``ledger.cases``; and the origin of the key that signed each rating and
 dispute (``ratings.key_origin``, ``disputes.key_origin``), worked out once (``ledger.index.project.fill_key_origins``)
 instead of by a subquery per row in every computation of the figures.
 
@@ -38,6 +39,7 @@ def upgrade() -> None:
     with op.batch_alter_table("cases") as batch:
         for name in COLUMNS:
             batch.add_column(sa.Column(name, sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("last_at", sa.BigInteger(), nullable=False, server_default="0"))
     for table in ("ratings", "disputes"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("key_origin", sa.String(16), nullable=True))
@@ -63,5 +65,5 @@ def downgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.drop_column("key_origin")
     with op.batch_alter_table("cases") as batch:
-        for name in COLUMNS:
+        for name in (*COLUMNS, "last_at"):
             batch.drop_column(name)
