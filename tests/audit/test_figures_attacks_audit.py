@@ -197,7 +197,8 @@ def cases_row(index: Path, case: bytes) -> dict[str, Any]:
 def test_holds_stacked_by_backdating_gain_no_time(honest: HonestLedger) -> None:
     """Six holds, each claimed 23 h before it is recorded (no late recording), stacked over one another: the fold
     takes no event before the previous one (``ledger.cases``, "Times"), so the first counts as claimed and the others
-    minutes each, not 138 h in all, and the fulfilment at 150 h on a 48 h deadline is late — in the auditor's rebuilt state as in the index."""
+    minutes each, not 138 h in all, and the fulfilment at 150 h on a 48 h deadline is late — in the auditor's rebuilt
+    state as in the index."""
     name = "stacked-holds"
     with chain_state(honest):
         t = honest.now() + 60

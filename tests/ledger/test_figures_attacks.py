@@ -214,7 +214,9 @@ def stacked_holds(before_opening: bool) -> Story:
 
 
 @pytest.mark.parametrize("before_opening", [False, True], ids=["stacked", "before-the-opening"])
-def test_agency_stacking_backdated_holds_gains_no_hold_time_it_never_had(all_three: Compute, before_opening: bool) -> None:
+def test_agency_stacking_backdated_holds_gains_no_hold_time_it_never_had(
+    all_three: Compute, before_opening: bool
+) -> None:
     s = stacked_holds(before_opening)
     state = s.state()
     assert state is not None
