@@ -143,7 +143,8 @@ def test_scorecards_show_each_published_figure_with_what_it_rests_on_in_english_
     terms = notes.locator("dt").all_inner_texts()
     assert [en for en, _ in PUBLISHED.values()] == terms[:6], terms
     on_time = notes.locator("dd").first
-    for words in ("rejected after their due time", "still open past their due time", "time on hold"):
+    for words in ("rejected or recorded withdrawn after their due time", "still open past their due time",
+                  "time on hold"):
         expect(on_time).to_contain_text(words)
     expect(notes).to_contain_text("within 15 working days")
     expect(notes).to_contain_text(f"fewer than {answer['min_ranked_sample']} cases is not ranked")
@@ -166,7 +167,7 @@ def test_scorecards_show_each_published_figure_with_what_it_rests_on_in_english_
     expect(notes.locator("summary")).to_have_text("各项指标的含义")
     notes.locator("summary").click()
     expect(notes.locator("dt").first).to_have_text("按时办结率")
-    expect(notes).to_contain_text("超过时限后驳回")
+    expect(notes).to_contain_text("超过时限后驳回或记为撤回")
     expect(notes).to_contain_text("15 个工作日")
     expect(notes).to_contain_text(f"基数不足 {answer['min_ranked_sample']} 件的不参与排名")
     assert page.evaluate(AUDIT) == []

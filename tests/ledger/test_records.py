@@ -159,7 +159,9 @@ def anvil_world(anvil_node):
     return build_world(Chain.connect(anvil_node.url))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Opened is one action of eleven: drawing it by filtering is meant
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_contract_and_python_hash_random_records_identically(anvil_world, data):
     """Random records written to a real node: the running hash Python recomputes from the events equals the
