@@ -345,8 +345,16 @@ class CaseProgress:
             return False
         if action == _RECTIFIED:
             return self._rectify(at)
-        if action in RESPONSES and self.responded_at is None and self._valid_from_status(action):
+        if not self._move(action, at):
+            self.invalid_transitions += 1
+            return False
+        if action in RESPONSES and self.responded_at is None:
             self.responded_at = at
+        return True
+
+    def _move(self, action: int, at: int) -> bool:
+        """A status transition of an opened case (any action but Opened, Reopened, DisputeRejected and Rectified):
+        made, and True, when it is valid from the status the case is in."""
         status = self.status
         if status == OPEN:
             if action == CaseAction.ACCEPTED:
@@ -371,14 +379,7 @@ class CaseProgress:
                 self._end_hold(at)
                 self.status, self.closed_at = closing, at
                 return True
-        self.invalid_transitions += 1
         return False
-
-    def _valid_from_status(self, action: int) -> bool:
-        """Whether `action` (not Opened, Reopened, DisputeRejected or Rectified) is a valid transition now."""
-        if self.status == OPEN:
-            return True  # every other action is valid from open but Resumed, which is not a response
-        return self.status == ON_HOLD and action in _CLOSING_FROM_HOLD
 
     def _rectify(self, at: int) -> bool:
         """Rectified: valid once, after a bad rating."""
