@@ -73,10 +73,12 @@ from _metrics_data import (
     generate,
 )
 from psycopg.copy import QueuedLibpqWriter
-from sqlalchemy import Connection, Engine, UniqueConstraint, create_engine, inspect, text
+from sqlalchemy import Connection, Engine, UniqueConstraint, create_engine, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import AddConstraint, CreateTable
 
+from ledger.index.cells import rebuild as rebuild_cells
+from ledger.index.project import fill_key_origins
 from ledger.metrics import (
     TIME_STEP,
     MetricsFilter,
@@ -86,12 +88,14 @@ from ledger.metrics import (
     percentile,
     whole_step,
 )
-from ledger.store.schema import metadata
+from ledger.store.schema import figure_cells, metadata, ratings
 
 __all__ = ["DAY", "NOW", "START", "Loaded", "build_index", "load"]
 
 #: ``maintenance_work_mem`` while keys and indexes are built (an operator building them sets it so)
 MAINTENANCE_WORK_MEM = "1GB"
+#: memory for each sort and hash of the build (the figure cells are sums grouped by day and key)
+WORK_MEM = "256MB"
 P50, P90, P99 = Fraction(1, 2), Fraction(9, 10), Fraction(99, 100)
 
 
@@ -191,15 +195,18 @@ def build_index(engine: Engine) -> None:
     kept database. A technique that precomputes (aggregates per day, per group...) builds its structures here."""
     with engine.begin() as conn:
         conn.execute(text(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'"))
+        conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+        metadata.create_all(conn, tables=[figure_cells], checkfirst=True)  # derived: not loaded
         _build_keys(conn)
         for table in metadata.sorted_tables:
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
-        if "key_origin" in metadata.tables["ratings"].c:
-            # the index stores each rating's and dispute's key origin as it writes them; the loaded rows have none
-            from ledger.index.project import fill_key_origins
-
+        # the index stores each rating's and dispute's key origin as it writes them; the loaded rows have none
+        if conn.execute(select(ratings.c.seq).where(ratings.c.key_origin.is_(None)).limit(1)).first() is not None:
             fill_key_origins(conn, 0)
+        # the figure cells, which the index keeps as it writes (ledger.index.cells): built whole from the rows
+        if conn.execute(select(figure_cells.c.cuboid).limit(1)).first() is None:
+            rebuild_cells(conn)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE)"))
 
@@ -213,6 +220,8 @@ def _check_schema(engine: Engine, name: str) -> None:
     """A kept database is reused only if its tables have the schema's columns."""
     found = inspect(engine)
     for table in metadata.sorted_tables:
+        if table is figure_cells and not found.has_table(table.name):
+            continue  # derived from the rows: build_index builds it
         have = {column["name"] for column in found.get_columns(table.name)}
         if have != set(table.c.keys()):
             sys.exit(f"database {name} was loaded with another schema ({table.name}'s columns differ): load it again")

@@ -1,8 +1,10 @@
 """Published metrics per commitment and per agency: the one definition of each figure, in SQL and in pure Python.
 
-The service computes metrics from its SQL index (:func:`compute_metrics`, SQLite or PostgreSQL); an auditor who
-rebuilt the rows from the chain computes them with :func:`compute_metrics_from_rows`. Both implement the
-definitions below, share the arithmetic (:func:`nearest_rank`, :func:`percentile`, :func:`rate`, the percentile
+The service computes metrics from its SQL index (:func:`compute_metrics`, SQLite or PostgreSQL), reading the figure
+cells the index keeps beside the rows (``ledger.cells``: per day and key, the counts every figure is made of and the
+buckets of the values its percentiles are of), so that any selection reads a few hundred rows whatever the number of
+cases; an auditor who rebuilt the rows from the chain computes them with :func:`compute_metrics_from_rows`. Both
+implement the definitions below, share the arithmetic (:func:`nearest_rank`, :func:`percentile`, :func:`rate`, the percentile
 fractions) and give equal :class:`Metrics` — ``to_dict()`` byte for byte — on the same rows;
 ``tests/ledger/test_metrics.py`` checks this on random rows, on both databases. Per-case values (status,
 opened_at, closed_at, due_at, fulfil_seconds, on_time, the hold columns, receipt, rated_at) come from ``ledger.cases``
@@ -185,22 +187,21 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    Select,
-    and_,
     case,
     exists,
     func,
     literal,
-    or_,
     select,
 )
 
-from ledger.cases import BAD_RATING_MAX, DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
+from ledger import cells
+from ledger.cases import BAD_RATING_MAX, FULFILLED, ON_HOLD, OPEN, REJECTED, WITHDRAWN
+from ledger.cells import LATE_RECORDING_SECONDS
 from ledger.errors import LedgerError
 from ledger.filings import AGENCY_ISSUED, CLAIMED, FILED, late, overdue
 from ledger.receipt_state import answer_due
 from ledger.records import CaseAction, EntryKind, FilingDecision
-from ledger.store.schema import CODE, case_events, cases, commitments, disputes, entries, filings, ratings, receipts
+from ledger.store.schema import CODE, commitments, entries, receipts
 
 #: the origins of a signing key, in the order the ``…_by_key_origin`` figures list them
 ORIGINS = (FILED, CLAIMED, AGENCY_ISSUED)
@@ -235,8 +236,6 @@ __all__ = [
 
 MEDIAN = Fraction(1, 2)
 P90 = Fraction(9, 10)
-#: a case event recorded more than this many seconds after its claimed time is a late recording
-LATE_RECORDING_SECONDS = 86_400
 #: rates are published to this many decimal places (4 places = basis points, the unit of a commitment's target)
 RATE_PLACES = 4
 _RATE_SCALE = 10**RATE_PLACES
@@ -993,158 +992,13 @@ def _scorecard_key(flt: MetricsFilter, by: str) -> Any:
 
 # --- SQL (SQLite and PostgreSQL) --------------------------------------------------------------------------------------
 #
-# Every query can be grouped by agency or by commitment, so a page of scorecards costs the same few passes over the
-# tables as one figure; ungrouped (compute_metrics) is the case of no group columns. A group's figures are those of
-# the filter narrowed to that group (the definition scorecards_from_rows applies literally), because each condition
-# below is a conjunction that the group key only adds to.
+# The figures are read from the figure cells the index keeps (``ledger.cells``: counts per day and key, and buckets of
+# the values percentiles are of), grouped by agency or by commitment for a page of scorecards at the cost of one
+# figure. A group's figures are those of the filter narrowed to that group (the definition scorecards_from_rows
+# applies literally): the cells of a group are the cells of that narrower selection.
 
 _By = Literal["agency", "commitment"] | None
 _GroupKey = tuple[str, ...]
-
-
-def _range(column: ColumnElement[Any], flt: MetricsFilter) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = []
-    if flt.start is not None:
-        conditions.append(column >= flt.start)
-    if flt.end is not None:
-        conditions.append(column < flt.end)
-    # a comparison already leaves out NULL (the closed_at of an open case); with no bound, say so explicitly
-    return and_(*conditions) if conditions else column.is_not(None)
-
-
-def _case_conditions(flt: MetricsFilter) -> list[ColumnElement[bool]]:
-    c = cases.c
-    conditions: list[ColumnElement[bool]] = []
-    if flt.agency_id is not None:
-        conditions.append(c.agency_id == flt.agency_id)
-    if flt.commitment_id is not None:
-        conditions.append(c.commitment_id == flt.commitment_id)
-    if flt.district is not None:
-        conditions.append(c.district == flt.district)
-    if flt.channel is not None:
-        conditions.append(c.channel == flt.channel)
-    return conditions
-
-
-def _case_groups(by: _By) -> list[ColumnElement[Any]]:
-    c = cases.c
-    groups: dict[_By, list[ColumnElement[Any]]] = {
-        None: [], "agency": [c.agency_id], "commitment": [c.agency_id, c.commitment_id]
-    }
-    return groups[by]
-
-
-def _open_at(as_of: int) -> ColumnElement[bool]:
-    c = cases.c
-    return and_(c.opened_at < as_of, or_(c.closed_at.is_(None), c.closed_at >= as_of))
-
-
-def _overdue_at(as_of: int) -> ColumnElement[bool]:
-    """:func:`is_overdue_at` without arithmetic: ``due + max(0, as_of - since) < as_of`` holds exactly when
-    ``due < as_of`` and, for a case on hold, ``due < since`` (when ``since >= as_of`` that follows from the first)."""
-    c = cases.c
-    on_hold = and_(c.status == ON_HOLD, c.on_hold_since.is_not(None))
-    return and_(c.due_at.is_not(None), c.due_at < as_of, or_(~on_hold, c.due_at < c.on_hold_since))
-
-
-def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    # COUNT(*) FILTER (WHERE …) runs on SQLite (>= 3.30) and PostgreSQL alike, and gives an integer on both
-    return func.count().filter(condition)
-
-
-def _distributions_sql(
-    conn: Connection,
-    values: Select[Any],
-    groups: Sequence[ColumnElement[Any]],
-    threshold: int | None = None,
-    also: ColumnElement[bool] | None = None,
-) -> dict[_GroupKey, _Distribution]:
-    """:func:`_distribution` of the single column ``values`` selects, per group, computed in the database; and,
-    when ``also`` is given, how many of the selected rows meet it (in the same pass over them).
-
-    Equal values are counted together first (latencies repeat a lot), then a running count per group finds each
-    percentile as the least value whose cumulative count reaches ``p * n``, compared in integers as
-    ``cum * den >= num * n``: the nearest rank ``ceil(p * n)`` without division or floating point.
-    """
-    value = values.selected_columns[0]
-    keys = [g.label(f"g{i}") for i, g in enumerate(groups)]
-    also_count = func.count().filter(also) if also is not None else literal(0)
-    counted = values.with_only_columns(*keys, value.label("v"), func.count().label("c"), also_count.label("a"))
-    counted_q = counted.group_by(*groups, value).subquery()
-    gk = [counted_q.c[f"g{i}"] for i in range(len(groups))]
-    partition_by = gk or None  # None: no PARTITION BY, as when it is not given
-    ranked = select(
-        *gk,
-        counted_q.c.v,
-        counted_q.c.c,
-        counted_q.c.a,
-        func.sum(counted_q.c.c).over(order_by=counted_q.c.v, rows=(None, 0), partition_by=partition_by).label("cum"),
-        func.sum(counted_q.c.c).over(partition_by=partition_by).label("n"),
-    ).subquery()
-    rk = [ranked.c[f"g{i}"] for i in range(len(groups))]
-    v, cum, n = ranked.c.v, ranked.c.cum, ranked.c.n
-
-    def at(p: Fraction) -> ColumnElement[Any]:
-        return func.min(v).filter(cum * p.denominator >= n * p.numerator)
-
-    above = func.sum(ranked.c.c).filter(v > threshold) if threshold is not None else literal(0)
-    out: dict[_GroupKey, _Distribution] = {}
-    total_also = func.sum(ranked.c.a)
-    query = select(*rk, func.max(n), at(MEDIAN), at(P90), func.max(v), above, total_also).group_by(*rk)
-    for row in conn.execute(query):
-        key, (count, median, p90, maximum, n_above, n_also) = tuple(row[: len(rk)]), row[len(rk) :]
-        if count is None:  # no group columns and no values: the one aggregate row is all NULL
-            continue
-        # PostgreSQL sums BIGINTs as NUMERIC: every figure goes back to int
-        out[key] = _Distribution(int(count), int(median), int(p90), int(maximum), int(n_above or 0),
-                                 int(n_also or 0))
-    return out
-
-
-def _latency_values(flt: MetricsFilter, by: _By) -> tuple[Select[Any], list[ColumnElement[Any]]]:
-    """The latencies ``flt`` selects, and the columns that group them ``by`` agency or commitment."""
-    e = case_events.c
-    # NOT EXISTS, not NOT IN: an anti-join stays cheap however many entries are voided
-    voided = exists().where(entries.c.seq == e.seq, entries.c.voided_by.is_not(None))
-    query = select((e.block_time - e.occurred_at).label("latency")).where(_range(e.block_time, flt), ~voided)
-    if flt.agency_id is not None:
-        query = query.where(e.agency_id == flt.agency_id)
-    if not flt.narrows_cases and by != "commitment":
-        # matched to no case: the join is most of the cost, and events of cases without a row belong in city and
-        # agency figures (see the module docstring)
-        return query, [e.agency_id] if by == "agency" else []
-    c = cases.c
-    # (agency_id, case_id) is the key of cases: the join finds at most one case per event
-    joined = case_events.join(cases, and_(c.agency_id == e.agency_id, c.case_id == e.case_id))
-    return query.select_from(joined).where(*_case_conditions(flt)), _case_groups(by)
-
-
-def _like_events(
-    conn: Connection,
-    table: Any,
-    flt: MetricsFilter,
-    by: _By,
-    aggregates: Sequence[ColumnElement[Any]],
-    *where: ColumnElement[bool],
-) -> dict[_GroupKey, tuple[int, ...]]:
-    """``aggregates`` per group over the rows of ``table`` (``case_events``, ``ratings`` or ``disputes``: each row of
-    one case) that ``where`` keeps and that are selected like case events (see ``events_recorded``): of the filter's
-    agency, and of a selected case when the filter narrows to a commitment, district or channel."""
-    t = table.c
-    if not flt.narrows_cases and by != "commitment":
-        groups: list[ColumnElement[Any]] = [t.agency_id] if by == "agency" else []
-        query = select(*groups, *aggregates).select_from(table)
-    else:
-        c = cases.c
-        groups = _case_groups(by)
-        joined = table.join(cases, and_(c.agency_id == t.agency_id, c.case_id == t.case_id))
-        query = select(*groups, *aggregates).select_from(joined).where(*_case_conditions(flt))
-    if flt.agency_id is not None:
-        query = query.where(t.agency_id == flt.agency_id)
-    out: dict[_GroupKey, tuple[int, ...]] = {}
-    for row in conn.execute(query.where(*where).group_by(*groups)):
-        out[tuple(row[: len(groups)])] = tuple(int(v or 0) for v in row[len(groups) :])
-    return out
 
 
 def _origin_kind(table: Any) -> ColumnElement[int]:
@@ -1174,75 +1028,6 @@ def key_origin_sql(table: Any) -> ColumnElement[str]:
     )
 
 
-def _feedback_sql(
-    conn: Connection,
-    flt: MetricsFilter,
-    by: _By,
-    receipts_closed: dict[_GroupKey, tuple[int, int]],
-    latency: dict[_GroupKey, _Distribution],
-) -> dict[_GroupKey, _Feedback]:
-    """The feedback counts per group; `receipts_closed` are (closed with a receipt, of those rated by as_of), counted
-    with the other case figures, and the reopenings were counted with the latencies (the same case events)."""
-    as_of = flt.now
-    r, d = ratings.c, disputes.c
-    scores = _like_events(
-        conn, ratings, flt, by,
-        [_count(r.score == k) for k in SCORES]
-        + [_count(r.key_origin == o) for o in ORIGINS]
-        + [func.coalesce(func.sum(r.score).filter(r.key_origin == o), 0) for o in ORIGINS],
-        _range(r.block_time, flt),
-    )
-    unanswered = and_(d.block_time < as_of - DISPUTE_RESPONSE_WINDOW,
-                      or_(d.answered_at.is_(None), d.answered_at >= as_of))
-    disputed_in = _range(d.block_time, flt)
-    disputed = _like_events(conn, disputes, flt, by, [_count(disputed_in), _count(unanswered)]
-                            + [_count(and_(disputed_in, d.key_origin == o)) for o in ORIGINS])
-    out: dict[_GroupKey, _Feedback] = {}
-    for key in {*scores, *disputed, *receipts_closed, *latency}:
-        closed_with_receipt, rated = receipts_closed.get(key, (0, 0))
-        n_disputes, n_unanswered, *by_origin = disputed.get(key, (0, 0, 0, 0, 0))
-        counted = scores.get(key, (0,) * (len(SCORES) + 2 * len(ORIGINS)))
-        n = len(SCORES)
-        out[key] = _Feedback(
-            scores=counted[:n],  # type: ignore[arg-type]
-            origin_ratings=counted[n : n + 3],  # type: ignore[arg-type]
-            origin_scores=counted[n + 3 : n + 6],  # type: ignore[arg-type]
-            origin_disputes=tuple(by_origin),  # type: ignore[arg-type]
-            closed_with_receipt=closed_with_receipt,
-            rated=rated,
-            disputes=n_disputes,
-            unanswered=n_unanswered,
-            reopened=latency[key].also if key in latency else 0,
-        )
-    return out
-
-
-def _filings_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKey, _Filings]:
-    """:func:`_filings_from_rows` per group, in one pass over the selected filings."""
-    f = filings.c
-    as_of = flt.now
-    groups: Sequence[ColumnElement[Any]] = {None: [], "agency": [f.agency_id],
-                                            "commitment": [f.agency_id, f.commitment_id]}[by]
-    selection: list[ColumnElement[bool]] = []
-    for name, value in (("agency_id", flt.agency_id), ("commitment_id", flt.commitment_id),
-                        ("district", flt.district), ("channel", flt.channel)):
-        if value is not None:
-            selection.append(f[name] == value)
-    answered_in = _range(f.answered_at, flt)
-    unanswered_then = or_(f.answered_at.is_(None), f.answered_at >= as_of)
-    rows = conn.execute(
-        select(
-            *groups,
-            _count(_range(f.block_time, flt)),
-            _count(and_(answered_in, f.decision == int(FilingDecision.ACCEPTED))),
-            _count(and_(answered_in, f.decision != int(FilingDecision.ACCEPTED))),
-            _count(and_(answered_in, f.answered_at > f.answer_due)),
-            _count(and_(f.block_time < as_of, unanswered_then, f.answer_due < as_of)),
-        ).where(*selection).group_by(*groups)
-    ).all()
-    return {tuple(row[: len(groups)]): _Filings(*row[len(groups):]) for row in rows}
-
-
 def _latest_targets_sql(conn: Connection, flt: MetricsFilter) -> dict[_GroupKey, int]:
     m = commitments.c
     voided = exists().where(entries.c.seq == m.seq, entries.c.voided_by.is_not(None))
@@ -1257,92 +1042,104 @@ def _latest_targets_sql(conn: Connection, flt: MetricsFilter) -> dict[_GroupKey,
     )
 
 
+#: the figures with two times (the range on the first, as_of on the second), read as ``count in range - (M(end,
+#: as_of) - M(start, as_of))`` (``ledger.cells``), except ``resolved``, which is ``M(end, as_of) - M(start, as_of)``
+_TWO_TIMES = ("rated", "resolved", "responses", "responded", "rectifications", "rectified")
+
+
+def _selection(flt: MetricsFilter, by: _By) -> cells.Selection:
+    fixed = {name: value for name, value in (("agency_id", flt.agency_id), ("commitment_id", flt.commitment_id),
+                                             ("district", flt.district), ("channel", flt.channel))
+             if value is not None}  # fmt: skip
+    groups = {None: (), "agency": ("agency_id",), "commitment": ("agency_id", "commitment_id")}[by]
+    return cells.Selection(fixed, groups)
+
+
 def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKey, Metrics]:
-    """Metrics of ``flt`` per group (one group, keyed ``()``, when ``by`` is None)."""
-    c = cases.c
-    as_of = flt.now
-    groups = _case_groups(by)
-    selection = _case_conditions(flt)
+    """Metrics of ``flt`` per group (one group, keyed ``()``, when ``by`` is None): the counts from the figure cells
+    (``ledger.cells``), the percentiles from their buckets and one bucket's rows."""
+    as_of, start, end = flt.now, flt.start, flt.end
+    selection = _selection(flt, by)
+    reading = cells.read(conn, selection, [start, end, as_of, None] if by is not None else [start, end, as_of])
+    bounds = ([] if start is None else [start]) + [end]
+    asked = [(name, x, as_of) for name in _TWO_TIMES for x in bounds]
+    spans = cells.read_spans(conn, selection, asked)
     if by is None:
         keys: list[_GroupKey] = [()]
     else:
         # the groups that have a case under the filter, whatever its dates (a group idle in the range shows zeros)
         # sorted here, not by ORDER BY: database collations differ, code-point order does not
-        keys = sorted(tuple(row) for row in conn.execute(select(*groups).where(*selection).distinct()))
-    opened_in = _range(c.opened_at, flt)
-    closed_in = _range(c.closed_at, flt)
-    fulfilled_in = and_(closed_in, c.status == FULFILLED)
-    open_now = _open_at(as_of)
-    closed_with_receipt = and_(closed_in, c.receipt.is_not(None))
-    bad_in = and_(c.rating <= BAD_RATING_MAX, _range(c.rated_at, flt))
-    bad_then = and_(bad_in, c.rated_at < as_of)
-    judged = [
-        _count(and_(closed_in, c.status == REJECTED, c.closed_at > c.due_at)),
-        _count(and_(closed_in, c.status == WITHDRAWN, c.closed_at > c.due_at)),
-        _count(and_(closed_in, c.receipt.is_not(None), c.status != WITHDRAWN)),
-        _count(and_(opened_in, c.response_due.is_not(None), or_(c.responded_at < as_of, c.response_due < as_of))),
-        _count(and_(opened_in, c.responded_at < as_of, c.responded_at <= c.response_due)),
-        _count(and_(fulfilled_in, c.receipt.is_not(None), or_(c.disputed_at.is_(None), c.disputed_at >= as_of))),
-        _count(bad_in),
-        _count(and_(bad_then, c.rectification_due.is_not(None),
-                    or_(c.rectified_at < as_of, c.rectification_due < as_of))),
-        _count(and_(bad_then, c.rectified_at < as_of, c.rectified_at <= c.rectification_due)),
-    ]
-
-    # One pass over the union of the sets of cases the counts need, each an index range (opened_at, closed_at,
-    # rated_at).
-    counted = conn.execute(
-        select(
-            *groups,
-            _count(opened_in),
-            _count(fulfilled_in),
-            _count(and_(closed_in, c.status == REJECTED)),
-            _count(and_(closed_in, c.status == WITHDRAWN)),
-            _count(and_(fulfilled_in, c.on_time.is_(True))),
-            _count(and_(fulfilled_in, c.on_time.is_not(None))),
-            _count(open_now),
-            _count(and_(open_now, _overdue_at(as_of))),
-            _count(closed_with_receipt),
-            _count(and_(closed_with_receipt, c.rated_at < as_of)),
-            *judged,
-        )
-        .where(*selection, or_(opened_in, closed_in, open_now, bad_in))
-        .group_by(*groups)
-    ).all()
-    n = len(groups)
-    counts = {tuple(row[:n]): tuple(row[n : n + 8]) for row in counted}
-    receipts_closed = {tuple(row[:n]): tuple(row[n + 8 : n + 10]) for row in counted}
-    judged_counts = {tuple(row[:n]): _Judged(*row[n + 10 :]) for row in counted}
-    fulfil = _distributions_sql(
-        conn, select(c.fulfil_seconds).where(*selection, fulfilled_in, c.fulfil_seconds.is_not(None)), groups
-    )
-    latency_values, latency_groups = _latency_values(flt, by)
-    latency = _distributions_sql(conn, latency_values, latency_groups, LATE_RECORDING_SECONDS,
-                                 also=case_events.c.action == _REOPENED)
+        keys = sorted(key for key, counts in reading.below[None].items() if counts.get("open_all", 0) > 0)
+    fulfil = cells.read_distribution(conn, selection, "fulfil", start, end,
+                                     lambda n: (nearest_rank(n, MEDIAN), nearest_rank(n, P90)))
+    latency = cells.read_distribution(conn, selection, "latency", start, end, lambda n: (nearest_rank(n, MEDIAN), n))
     targets = _latest_targets_sql(conn, flt) if by == "commitment" or flt.commitment_key is not None else {}
-    feedback = _feedback_sql(conn, flt, by, receipts_closed, latency)
-    filed = _filings_sql(conn, flt, by)
 
     out: dict[_GroupKey, Metrics] = {}
     for key in keys:
-        opened, fulfilled, rejected, withdrawn, on_time, eligible, open_cases, overdue = counts.get(key, (0,) * 8)
+        def count(name: str, key: _GroupKey = key) -> int:
+            return reading.in_range(start, end, key, name)
+
+        def m(tally: str, x: int | None, key: _GroupKey = key) -> int:
+            return reading.m(tally, x, as_of, spans, key)
+
+        def by_as_of(tally: str) -> int:
+            """``#{t1 in range, t2 >= as_of}`` (``t2`` null: never)."""
+            return m(tally, end) - (0 if start is None else m(tally, start))
+
+        spread = fulfil.get(key)
+        fulfilled_spread = _Distribution() if spread is None else _Distribution(
+            count=spread.count, median=spread.at_rank[nearest_rank(spread.count, MEDIAN)],
+            p90=spread.at_rank[nearest_rank(spread.count, P90)])
+        spread = latency.get(key)
+        distribution = _Distribution(above=count("late_recordings"), also=count("reopened")) if spread is None else (
+            _Distribution(count=spread.count, median=spread.at_rank[nearest_rank(spread.count, MEDIAN)],
+                          maximum=spread.at_rank[spread.count], above=count("late_recordings"),
+                          also=count("reopened")))
+        scores = tuple(count(f"score_{k}") for k in SCORES)
         # the group's own commitment, or the one the filter names (an agency group keeps the filter's commitment)
         commitment_key = key if by == "commitment" else flt.commitment_key
         out[key] = _assemble(
-            opened=opened,
-            fulfilled=fulfilled,
-            rejected=rejected,
-            withdrawn=withdrawn,
-            on_time=on_time,
-            on_time_eligible=eligible,
+            opened=count("open_all"),
+            fulfilled=count("fulfilled"),
+            rejected=count("rejected"),
+            withdrawn=count("withdrawn"),
+            on_time=count("on_time"),
+            on_time_eligible=count("on_time_eligible"),
             target_bps=None if commitment_key is None else targets.get(commitment_key),
-            fulfil=fulfil.get(key, _Distribution()),
-            open_cases=open_cases,
-            overdue=overdue,
-            latency=latency.get(key, _Distribution()),
-            feedback=feedback.get(key, _Feedback()),
-            filed=filed.get(key, _Filings()),
-            judged=judged_counts.get(key, _Judged()),
+            fulfil=fulfilled_spread,
+            open_cases=m("open", as_of),
+            overdue=m("overdue", as_of),
+            latency=distribution,
+            feedback=_Feedback(
+                scores=scores,  # type: ignore[arg-type]
+                closed_with_receipt=count("rated_all"),
+                rated=count("rated_all") - by_as_of("rated"),
+                disputes=count("disputes"),
+                unanswered=m("unanswered", as_of),
+                reopened=distribution.also,
+                origin_ratings=tuple(count(f"ratings_{o}") for o in ORIGINS),  # type: ignore[arg-type]
+                origin_scores=tuple(count(f"scores_{o}") for o in ORIGINS),  # type: ignore[arg-type]
+                origin_disputes=tuple(count(f"disputes_{o}") for o in ORIGINS),  # type: ignore[arg-type]
+            ),
+            filed=_Filings(
+                filed=count("filed"),
+                accepted=count("filings_accepted"),
+                rejected=count("filings_rejected"),
+                late=count("filings_late"),
+                overdue=m("filings_overdue", as_of),
+            ),
+            judged=_Judged(
+                late_rejections=count("late_rejections"),
+                late_withdrawals=count("late_withdrawals"),
+                answers_with_receipt=count("answers_with_receipt"),
+                responses_due=count("responses_all") - by_as_of("responses"),
+                responded_on_time=count("responded_all") - by_as_of("responded"),
+                resolved=by_as_of("resolved"),
+                bad_ratings=count("bad_ratings"),
+                rectifications_due=count("rectifications_all") - by_as_of("rectifications"),
+                rectified_on_time=count("rectified_all") - by_as_of("rectified"),
+            ),
         )
     return out
 

@@ -49,6 +49,7 @@ from ledger.cases import (
     dispute_answers,
 )
 from ledger.filings import answer_due
+from ledger.index import cells
 from ledger.index.sql import Statements, case_filters, chunks
 from ledger.records import RECEIPT_CASE_FLAG, EntryKind
 from ledger.store.schema import (
@@ -315,6 +316,7 @@ class CaseFolder:
     ) -> None:
         """Store (key, old row, new row) changes, and mirror them in the case cache. A key without a new row is
         remembered as an orphan when it has events (always, unless `has_events` says otherwise)."""
+        cells.before(conn, cases=[key for key, old, new in changes if new != old])
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         deletes: list[tuple[str, bytes]] = []
@@ -364,6 +366,7 @@ class CaseFolder:
             if (due := answer_due(row.block_time, calendars)) != row.answer_due
         ]
         if filing_updates:
+            cells.before(conn, filing_seqs=[u["_seq"] for u in filing_updates])
             conn.execute(update(filings).where(filings.c.seq == bindparam("_seq")), filing_updates)
         updates = []
         c = cases.c
@@ -390,6 +393,7 @@ class CaseFolder:
             if wanted != (row.due_at, row.on_time, row.response_due, row.rectification_due):
                 updates.append({"_agency": row.agency_id, "_case": bytes(row.case_id), **wanted._asdict()})
         if updates:
+            cells.before(conn, cases=[(u["_agency"], u["_case"]) for u in updates])
             conn.execute(
                 update(cases).where(cases.c.agency_id == bindparam("_agency"), cases.c.case_id == bindparam("_case")),
                 updates,

@@ -70,6 +70,7 @@ from ledger.cases import (
 from ledger.chain.logs import DecodedEntry
 from ledger.encoding import ZERO_HEAD, code_text, display_text, entry_hashes_in_order
 from ledger.filings import answer_due
+from ledger.index import cells
 from ledger.index.cases import Caches, CaseFolder
 from ledger.index.sql import Statements, chunks
 from ledger.index.withheld import Withheld
@@ -132,6 +133,7 @@ class Projection:
         """Write a range's entries (`running`: the running hash after each; `contents`: each batch anchor's file or
         why it is withheld) and everything derived from them."""
         rows = self._rows(decoded, running, caches, contents)
+        cells.before(conn, cases=_cases_written(conn, rows), filing_seqs=_filings_written(rows))
         self._insert(conn, rows)
         if rows.filing_answers:
             self._answer_filings(conn, rows)
@@ -157,6 +159,7 @@ class Projection:
                  bytes(row["tx_hash"]), int(row["log_index"]))
         _batched_rows(seq, agency, _code_word(agency), row["signer"], bytes(row["running_hash"]), proof,
                       content, entry_rows, event_rows, new_events, [])
+        cells.before(conn, cases=new_events)
         conn.exec_driver_sql(self._sql.insert_entries, entry_rows)
         conn.exec_driver_sql(self._sql.insert_case_events, event_rows)
         _void_released(conn, seq, count, agency)
@@ -427,6 +430,25 @@ def _governance_rows(e: DecodedEntry, agency: str, rows: _RangeRows, caches: Cac
                 r["year"], r["holidays"], r["workdays"]
             )
             rows.changed_years.add((jurisdiction, r["year"]))
+
+
+def _cases_written(conn: Connection, rows: _RangeRows) -> set[tuple[str, bytes]]:
+    """The cases whose rows a range's entries change: those of its case events, receipts, ratings and disputes, of
+    the case events its corrections aim at, and those its filings' acceptances open."""
+    keys = {*rows.new_events, *rows.new_feedback}
+    targets = [int(e.record["target_seq"]) for e in rows.corrections]
+    for chunk in chunks(targets):
+        keys.update((row.agency_id, bytes(row.case_id)) for row in conn.execute(
+            select(case_events.c.agency_id, case_events.c.case_id).where(case_events.c.seq.in_(chunk))))
+    keys.update((code_text(e.agency_id), e.record["case_id"]) for e in rows.filing_answers
+                if e.record["decision"] == FilingDecision.ACCEPTED)
+    return keys
+
+
+def _filings_written(rows: _RangeRows) -> set[int]:
+    """The filings a range records or answers."""
+    recorded = {int(row["seq"]) for row in rows.per_kind.get(filings, ())}
+    return recorded | {int(e.record["filing_seq"]) for e in rows.filing_answers}
 
 
 def _apply_corrections(conn: Connection, found: list[DecodedEntry]) -> set[tuple[str, bytes]]:

@@ -73,6 +73,7 @@ from ledger.chain.reader import LedgerReader, RangeSizer
 from ledger.chain.rpc import JsonRpc, RangeTooLarge, RetryPolicy, RpcError
 from ledger.encoding import ZERO_HEAD, fold
 from ledger.errors import ChainMismatch, IndexIntegrityError, NodeUnavailable, ReorgTooDeep
+from ledger.index import cells
 from ledger.index.cases import FEEDBACK_TABLES, CaseFolder
 from ledger.index.project import Projection, settle_attestations
 from ledger.index.sql import Statements, chunks
@@ -598,7 +599,7 @@ class Indexer:
         contents: dict[int, BatchContent | Withheld],
     ) -> None:
         """Write one range: everything or nothing."""
-        with self.store.begin() as conn:
+        with self.store.begin() as conn, cells.tracked(conn):
             self._lock_state(conn, read_at)
             caches = self._cases.load_caches(conn)
             self._projection.write(conn, decoded, running, caches, contents)
@@ -676,7 +677,7 @@ class Indexer:
         seq, count = int(row["seq"]), int(row["count"])
         self._forget()
         try:
-            with self.store.begin() as conn:
+            with self.store.begin() as conn, cells.tracked(conn):
                 self._lock_state(conn, None)
                 still = conn.execute(select(batches.c.withheld).where(batches.c.seq == seq)).scalar()
                 if still != WITHHELD_MISSING:
@@ -751,7 +752,7 @@ class Indexer:
             self._forget()  # reloaded from the store as needed
 
     def _rollback_in_transaction(self, keep_to: int) -> None:
-        with self.store.begin() as conn:
+        with self.store.begin() as conn, cells.tracked(conn):
             state = self._lock_state(conn, None)
             if int(state["last_block"]) <= keep_to:
                 return  # another indexer rolled back already
@@ -774,11 +775,15 @@ class Indexer:
                 ).scalars()
             ]
             for chunk in chunks(unvoid):
-                conn.execute(update(entries).where(entries.c.seq.in_(chunk)).values(voided_by=None))
                 for row in conn.execute(
                     select(case_events.c.agency_id, case_events.c.case_id).where(case_events.c.seq.in_(chunk))
                 ):
                     affected.add((row.agency_id, bytes(row.case_id)))
+            f = filings.c
+            cells.before(conn, cases=affected, filing_seqs=conn.execute(
+                select(f.seq).where((f.seq >= count) | (f.answer_seq >= count))).scalars())
+            for chunk in chunks(unvoid):
+                conn.execute(update(entries).where(entries.c.seq.in_(chunk)).values(voided_by=None))
             years = {
                 (row.jurisdiction, int(row.year))
                 for row in conn.execute(

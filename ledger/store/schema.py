@@ -20,6 +20,8 @@ Migrations (``ledger/store/migrations``, Alembic) build exactly this schema; a t
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -33,8 +35,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    case,
+    literal_column,
     text,
 )
+from sqlalchemy.sql.elements import Grouping
 
 metadata = MetaData()
 
@@ -445,4 +451,108 @@ attestations = Table(
         postgresql_where=text("matches_ledger IS NULL"),
         sqlite_where=text("matches_ledger IS NULL"),
     ),
+)
+
+
+# --- the times the figures count by (``ledger.cells``), each indexed: the part of a day before a boundary of a
+# selection is read from the rows as an index range
+
+
+def _greatest(a: Any, b: Any) -> Any:
+    """The greater of two times (null when either is: portable, SQLite has no GREATEST)."""
+    return case((a > b, a), else_=b)
+
+
+def _least(a: Any, b: Any) -> Any:
+    """The lesser of two times, `b` when `a` is null (SQLite has no LEAST)."""
+    return case((and_(a.is_not(None), a < b), a), else_=b)
+
+
+_cc, _dc, _fc = cases.c, disputes.c, filings.c
+#: name -> a time that is not a column: when an open case became overdue (due time and opening passed); when its
+#: response was judged (given, or its time passed); when a bad rating's rectification was judged; when a rectified
+#: bad rating was both rated and rectified; when a dispute's answer fell due (``ledger.cases.DISPUTE_RESPONSE_WINDOW``,
+#: written out so that the index's expression and the query's are the same text); when a filing's answer was overdue
+FIGURE_TIMES: dict[str, Any] = {
+    "overdue_from": _greatest(_cc.opened_at, _cc.due_at),
+    "response_judged": _least(_cc.responded_at, _cc.response_due),
+    "rectification_judged": _greatest(_cc.rated_at, _least(_cc.rectified_at, _cc.rectification_due)),
+    "rectified_rated": _greatest(_cc.rated_at, _cc.rectified_at),
+    "dispute_answer_due": _dc.block_time + literal_column("864000"),
+    "filing_overdue_from": _greatest(_fc.block_time, _fc.answer_due),
+}
+FIGURE_INDEXES = (
+    *(Index(f"ix_{table.name}_{column}", table.c[column]) for table, column in (
+        (cases, "rated_at"), (cases, "responded_at"), (cases, "disputed_at"), (disputes, "answered_at"),
+        (filings, "block_time"), (filings, "answered_at"),
+    )),
+    # an expression is indexed in parentheses of its own (PostgreSQL requires them)
+    *(Index(f"ix_figure_time_{name}", Grouping(expression)) for name, expression in FIGURE_TIMES.items()),
+)  # fmt: skip
+
+
+#: the counters of ``figure_cells``, defined by ``ledger.cells`` (which checks this list names them, in order)
+_TALLY_PARTS = ("all", "inf", "fin", "end")
+CELL_COUNTERS: tuple[str, ...] = (
+    "fulfilled", "rejected", "withdrawn", "on_time", "on_time_eligible", "late_rejections", "late_withdrawals",
+    "answers_with_receipt", "bad_ratings", "score_1", "score_2", "score_3", "score_4", "score_5", "ratings_filed",
+    "ratings_claimed", "ratings_agency_issued", "scores_filed", "scores_claimed", "scores_agency_issued", "disputes",
+    "disputes_filed", "disputes_claimed", "disputes_agency_issued", "events", "late_recordings", "reopened", "filed",
+    "filings_accepted", "filings_rejected", "filings_late",
+    *(f"{tally}_{part}" for tally in ("open", "overdue", "rated", "resolved", "responses", "responded",
+                                      "rectifications", "rectified", "unanswered", "filings_overdue")
+      for part in _TALLY_PARTS),
+)  # fmt: skip
+#: the dimensions each cuboid of ``figure_cells`` is keyed by (a commitment only with its agency)
+CUBOIDS: tuple[frozenset[str], ...] = tuple(
+    frozenset(keyed)
+    for keyed in (
+        (), ("agency_id",), ("agency_id", "commitment_id"), ("district",), ("channel",), ("agency_id", "district"),
+        ("agency_id", "channel"), ("district", "channel"), ("agency_id", "commitment_id", "district"),
+        ("agency_id", "commitment_id", "channel"), ("agency_id", "district", "channel"),
+        ("agency_id", "commitment_id", "district", "channel"),
+    )
+)
+#: the counts the figures are made of, per cuboid, key and day (level 0) or 32 days (level 1): ``ledger.cells``
+#: defines them and ``ledger.index.cells`` keeps them (revision 0010). A cuboid's dimensions it is not keyed by hold
+#: '' (the channel 0).
+figure_cells = Table(
+    "figure_cells",
+    metadata,
+    Column("cuboid", SmallInteger, primary_key=True),
+    Column("agency_id", String(CODE), primary_key=True),
+    Column("commitment_id", String(CODE), primary_key=True),
+    Column("district", String(CODE), primary_key=True),
+    Column("channel", SmallInteger, primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("period", BigInteger, primary_key=True),
+    *(Column(name, BigInteger, nullable=False, server_default="0") for name in CELL_COUNTERS),
+    # scorecards fix the district and channel and read every agency (commitment): by these, not by the key's order
+    Index("ix_figure_cells_place", "cuboid", "district", "channel", "level", "period"),
+)
+
+#: the values the published percentiles are of (``ledger.cells.DISTRIBUTIONS``) that are not columns: a case event's
+#: recording latency. Indexed with the columns that are (a case's time to fulfil): the percentile's exact value is
+#: found among the rows of one bucket of values
+FIGURE_VALUES: dict[str, Any] = {"latency": case_events.c.block_time - case_events.c.occurred_at}
+VALUE_INDEXES = (
+    Index("ix_cases_fulfil_seconds", cases.c.fulfil_seconds),
+    Index("ix_figure_value_latency", Grouping(FIGURE_VALUES["latency"])),
+)
+#: how many values of each distribution fall in each bucket (``ledger.cells.bucket``), per cuboid, key and day
+#: (level 0) or 32 days (level 1), as ``figure_cells`` counts marks
+figure_values = Table(
+    "figure_values",
+    metadata,
+    Column("distribution", SmallInteger, primary_key=True),
+    Column("cuboid", SmallInteger, primary_key=True),
+    Column("agency_id", String(CODE), primary_key=True),
+    Column("commitment_id", String(CODE), primary_key=True),
+    Column("district", String(CODE), primary_key=True),
+    Column("channel", SmallInteger, primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("period", BigInteger, primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    Index("ix_figure_values_place", "distribution", "cuboid", "district", "channel", "level", "period"),
 )

@@ -27,6 +27,7 @@ from api.read.figures import FiguresCache
 from api.read.state import index_state
 from api.routes import figures as figures_route
 from api.settings import ApiSettings
+from ledger.index.cells import rebuild as rebuild_cells
 from ledger.metrics import CaseRow, EventRow, MetricsFilter, agency_scorecards, compute_metrics, table_values
 from ledger.records import CaseAction, EntryKind
 from ledger.store.db import Store, open_store
@@ -76,6 +77,7 @@ class SmallIndex:
                 entry_count=self.seq, running_hash=self.seq.to_bytes(24, "big"), halted_reason=None,
                 finalized_block=self._block(self.seq - 3),
             ))  # fmt: skip
+            rebuild_cells(conn)  # the rows are written here, not by the index: their figure cells with them
 
     @staticmethod
     def _block(seq: int) -> int:
@@ -128,6 +130,7 @@ class SmallIndex:
         """Index one more case (opened in RANGE) and move the state on, as the indexer would."""
         with self.store.begin() as conn:
             self._case(conn, "A-ROADS", "LIGHT-48H", [CaseAction.OPENED], status="open")
+            rebuild_cells(conn)
             conn.execute(update(sync_state).values(
                 last_block=self._block(self.seq - 1), entry_count=self.seq, running_hash=self.seq.to_bytes(24, "big")
             ))  # fmt: skip
@@ -147,6 +150,7 @@ class SmallIndex:
                 block_hash=b"\xee" * 32, block_time=entries.c.block_time + later))  # fmt: skip
             conn.execute(update(case_events).where(case_events.c.seq == last).values(
                 block_time=case_events.c.block_time + later))  # fmt: skip
+            rebuild_cells(conn)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from ledger.cases import DISPUTE_RESPONSE_WINDOW
 from ledger.filings import AGENCY_ISSUED, CLAIMED, FILED
+from ledger.index.cells import rebuild as rebuild_cells
 from ledger.index.project import fill_key_origins
 from ledger.metrics import (
     CaseRow,
@@ -165,6 +166,7 @@ def insert_world(conn: Connection, world: World) -> None:
         if rows:
             conn.execute(insert(table), rows)
     fill_key_origins(conn, 0)  # as the index does once a range's bindings are written
+    rebuild_cells(conn)  # as a migration does: the index keeps them as it writes
 
 
 def in_database(engine: Engine, world: World, work: Callable[[Connection], Any]) -> Any:

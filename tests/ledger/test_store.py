@@ -12,15 +12,33 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, text
 
 from ledger.store.db import head_revision, normalize_url, open_store
-from ledger.store.schema import blocks, metadata, sync_state
+from ledger.store.schema import FIGURE_INDEXES, VALUE_INDEXES, blocks, metadata, sync_state
+
+
+def _expression_index(name: str | None, kind: str) -> bool:
+    return kind == "index" and name is not None and name.startswith(("ix_figure_time_", "ix_figure_value_"))
 
 
 def _diffs(url: str) -> list[object]:
+    """What Alembic finds differs between the database and ``schema.py``. It cannot compare indexes on expressions
+    (it reads them back as text): those are compared by name and expression below."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
-            return list(compare_metadata(context, metadata))
+            context = MigrationContext.configure(conn, opts={
+                "compare_type": True, "compare_server_default": True,
+                "include_name": lambda name, kind, _parents: not _expression_index(name, kind),
+                "include_object": lambda _object, name, kind, _reflected, _to: not _expression_index(name, kind),
+            })  # fmt: skip
+            diffs = list(compare_metadata(context, metadata))
+        wanted = {index.name for index in (*FIGURE_INDEXES, *VALUE_INDEXES)
+                  if index.name and _expression_index(index.name, "index")}
+        listing = ("SELECT name FROM sqlite_master WHERE type = 'index'" if engine.dialect.name == "sqlite"
+                   else "SELECT indexname FROM pg_indexes")  # the inspector leaves expressions out on SQLite
+        with engine.connect() as conn:
+            found = set(conn.execute(text(listing)).scalars())
+        diffs += [("missing expression index", name) for name in sorted(wanted - found)]
+        return diffs
     finally:
         engine.dispose()
 

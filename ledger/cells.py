@@ -1,0 +1,768 @@
+"""Figure cells: the counts the published figures are made of, kept by the index per day, so that a figure of any
+selection reads a few hundred rows instead of the selection's cases.
+
+Marks
+    Every count figure of ``ledger.metrics`` counts *marks*: rows of one table (``cases``, ``ratings``, ``disputes``,
+    ``filings``) meeting a condition, each with one time tested against the date range or ``as_of`` (a
+    one-time :class:`Counter`), or with two (a :class:`Tally`: ``t1`` tested against the range, ``t2`` against
+    ``as_of``; ``t2`` null stands for "never"). A mark's dimensions are its case's agency, commitment, district and
+    channel (a filing's own; a rating or dispute of a case without a ``cases`` row has only its agency).
+
+Cells
+    ``figure_cells`` holds, per *cuboid* (which of the four dimensions it is keyed by, :data:`CUBOIDS`; a
+    selection reads the one keyed by exactly the dimensions it names or groups by), per key and per day (level 0) and
+    per 32 days (level 1), every counter: how many marks have that counter's time in that day. A tally has four
+    counters: its marks by ``t1`` (``_all``), those with no ``t2`` (``_inf``), those with ``t1 <= t2`` (``_fin``),
+    and those again by ``t2`` (``_end``). Cells count whole UTC days; the part of a day before a boundary of the
+    selection is counted from the rows (an index range of at most one day).
+
+From cells to figures (:class:`Reading`)
+    ``below(x)``: for every counter, how many marks have its time ``< x``: the level-1 cells before ``x``'s block, the
+    level-0 cells of its block before its day, and the rows of its day before it. A count in ``[s, e)`` is
+    ``below(e) - below(s)``. For a tally, ``M(x, y) = #{t1 < x, t2 >= y}``:
+
+    * marks without ``t2``: ``below(x)._inf``;
+    * marks with ``t1 <= t2``: when ``x >= y``, every one with ``t2 < y`` has ``t1 < x``, so ``below(x)._fin -
+      below(y)._end``; when ``x < y``, the marks spanning ``[x, y)``, counted from the rows;
+    * marks with ``t2 < t1``: none when ``x <= y``; otherwise counted from the rows (few: the condition is unusual).
+
+    A snapshot (open cases at ``as_of``) is ``M(as_of, as_of)``; "``t1`` in range and ``t2 < as_of``" is
+    ``count in range - (M(e, as_of) - M(s, as_of))``. Every figure so read equals the one the rows give, exactly;
+    ``tests/ledger/test_metrics.py`` compares them with the pure-Python definitions on random rows.
+
+Keeping them
+    The index changes cells by difference: before a transaction first writes a case's rows (or a filing's), the
+    case's contributions are counted from the rows and subtracted; at its end they are counted again and added
+    (``ledger.index.cells``). A store built otherwise (a migration, a test's rows) rebuilds them whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    and_,
+    case,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+
+from ledger.cases import BAD_RATING_MAX, DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, REJECTED, WITHDRAWN
+from ledger.filings import AGENCY_ISSUED, CLAIMED, FILED
+from ledger.records import CaseAction, FilingDecision
+from ledger.store.schema import (
+    CELL_COUNTERS,
+    CUBOIDS,
+    FIGURE_TIMES,
+    FIGURE_VALUES,
+    case_events,
+    cases,
+    disputes,
+    entries,
+    figure_cells,
+    figure_values,
+    filings,
+    ratings,
+)
+
+DAY = 86_400
+#: days per level-1 cell
+BLOCK_DAYS = 32
+#: the dimensions of a mark, in key order; a cell of a cuboid that is not keyed by one holds '' (0 for the channel)
+DIMENSIONS = ("agency_id", "commitment_id", "district", "channel")
+ANY: dict[str, Any] = {"agency_id": "", "commitment_id": "", "district": "", "channel": 0}
+
+__all__ = ["BLOCK_DAYS", "DAY", "DIMENSIONS", "SOURCES", "TALLIES", "Reading", "Selection", "cuboid_of"]
+
+
+# --- sources: the tables marks come from ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """A table marks come from, with the columns that give a mark its dimensions and its case."""
+
+    name: str
+    table: Any
+    #: the mark's dimensions (its case's, through an outer join, for case events, ratings and disputes)
+    dims: tuple[ColumnElement[Any], ...]
+    #: whether the dimensions other than the agency come from the case (absent when the case has no row)
+    through_case: bool
+    #: the rows that are marks at all (case events: those whose entry is not voided)
+    base: ColumnElement[bool] | None = None
+
+    def from_clause(self, with_case: bool = True) -> FromClause:
+        """The source's rows, joined to their entry (case events) and, `with_case`, to their case."""
+        rows: FromClause = self.table
+        if self.table is case_events:
+            rows = rows.join(entries, entries.c.seq == case_events.c.seq)
+        if self.through_case and with_case:
+            t, c = self.table.c, cases.c
+            rows = rows.outerjoin(cases, and_(c.agency_id == t.agency_id, c.case_id == t.case_id))
+        return rows
+
+    def own_agency(self) -> ColumnElement[Any]:
+        return self.table.c.agency_id
+
+    def marks(self) -> list[ColumnElement[bool]]:
+        return [] if self.base is None else [self.base]
+
+
+#: a case event recorded more than this many seconds after its claimed time is a late recording
+LATE_RECORDING_SECONDS = 86_400
+
+_c, _r, _d, _f, _e = cases.c, ratings.c, disputes.c, filings.c, case_events.c
+SOURCES = {
+    "cases": Source("cases", cases, (_c.agency_id, _c.commitment_id, _c.district, _c.channel), False),
+    "events": Source("events", case_events, (_e.agency_id, _c.commitment_id, _c.district, _c.channel), True,
+                     entries.c.voided_by.is_(None)),
+    "ratings": Source("ratings", ratings, (_r.agency_id, _c.commitment_id, _c.district, _c.channel), True),
+    "disputes": Source("disputes", disputes, (_d.agency_id, _c.commitment_id, _c.district, _c.channel), True),
+    "filings": Source("filings", filings, (_f.agency_id, _f.commitment_id, _f.district, _f.channel), False),
+}
+
+
+def _one(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((condition, 1), else_=0)
+
+
+# --- counters and tallies ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A one-time count: the sum of `value` (1 for a plain count) over the source's rows meeting `condition`, by the
+    time `time`."""
+
+    name: str
+    source: str
+    time: ColumnElement[Any]
+    condition: ColumnElement[bool]
+    value: ColumnElement[Any] | None = None
+
+    def summand(self) -> ColumnElement[Any]:
+        return case((self.condition, literal(1) if self.value is None else self.value), else_=0)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A two-time count: marks of `source` meeting `condition`, with `t1` (not null) and `t2` (null: never)."""
+
+    name: str
+    source: str
+    t1: ColumnElement[Any]
+    t2: ColumnElement[Any]
+    condition: ColumnElement[bool]
+
+    def counters(self) -> list[Counter]:
+        base = and_(self.condition, self.t1.is_not(None))
+        return [
+            Counter(f"{self.name}_all", self.source, self.t1, base),
+            Counter(f"{self.name}_inf", self.source, self.t1, and_(base, self.t2.is_(None))),
+            Counter(f"{self.name}_fin", self.source, self.t1, and_(base, self.t2 >= self.t1)),
+            Counter(f"{self.name}_end", self.source, self.t2, and_(base, self.t2 >= self.t1)),
+        ]
+
+
+_T = FIGURE_TIMES
+if str(_T["dispute_answer_due"].compile(compile_kwargs={"literal_binds": True})) != (
+        f"disputes.block_time + {DISPUTE_RESPONSE_WINDOW}"):
+    raise RuntimeError("ledger.store.schema.FIGURE_TIMES must add ledger.cases.DISPUTE_RESPONSE_WINDOW")
+_ORIGINS = (FILED, CLAIMED, AGENCY_ISSUED)
+
+TALLIES: dict[str, Tally] = {
+    t.name: t
+    for t in (
+        # open at as_of: opened before it, not closed before it
+        Tally("open", "cases", _c.opened_at, _c.closed_at, true()),
+        # overdue at as_of: open, and past the due time (a case on hold only if it was late when the hold began)
+        Tally("overdue", "cases", _T["overdue_from"], _c.closed_at,
+              and_(_c.due_at.is_not(None),
+                   or_(_c.status != ON_HOLD, _c.on_hold_since.is_(None), _c.due_at < _c.on_hold_since))),
+        # closed with a receipt, rated (before as_of)
+        Tally("rated", "cases", _c.closed_at, _c.rated_at, _c.receipt.is_not(None)),
+        # fulfilled with a receipt, disputed (before as_of)
+        Tally("resolved", "cases", _c.closed_at, _c.disputed_at,
+              and_(_c.status == FULFILLED, _c.receipt.is_not(None))),
+        # opened, judged on its response: answered, or the answer's time passed
+        Tally("responses", "cases", _c.opened_at, _T["response_judged"],
+              _c.response_due.is_not(None)),
+        # opened, answered by the response's due time
+        Tally("responded", "cases", _c.opened_at, _c.responded_at, _c.responded_at <= _c.response_due),
+        # rated badly, judged on its rectification: rectified, or its time passed (and rated, before as_of)
+        Tally("rectifications", "cases", _c.rated_at, _T["rectification_judged"],
+              and_(_c.rating <= BAD_RATING_MAX, _c.rectification_due.is_not(None))),
+        # rated badly, rectified by its due time
+        Tally("rectified", "cases", _c.rated_at, _T["rectified_rated"],
+              and_(_c.rating <= BAD_RATING_MAX, _c.rectified_at <= _c.rectification_due)),
+        # a dispute whose answer was due (before as_of), unanswered by then
+        Tally("unanswered", "disputes", _T["dispute_answer_due"], _d.answered_at, true()),
+        # a filing made and due (before as_of), unanswered by then
+        Tally("filings_overdue", "filings", _T["filing_overdue_from"], _f.answered_at, true()),
+    )
+}
+
+_closed = _c.closed_at
+_late = _c.closed_at > _c.due_at
+_accepted = int(FilingDecision.ACCEPTED)
+COUNTERS: list[Counter] = [
+    Counter("fulfilled", "cases", _closed, _c.status == FULFILLED),
+    Counter("rejected", "cases", _closed, _c.status == REJECTED),
+    Counter("withdrawn", "cases", _closed, _c.status == WITHDRAWN),
+    Counter("on_time", "cases", _closed, and_(_c.status == FULFILLED, _c.on_time.is_(True))),
+    Counter("on_time_eligible", "cases", _closed, and_(_c.status == FULFILLED, _c.on_time.is_not(None))),
+    Counter("late_rejections", "cases", _closed, and_(_c.status == REJECTED, _late)),
+    Counter("late_withdrawals", "cases", _closed, and_(_c.status == WITHDRAWN, _late)),
+    Counter("answers_with_receipt", "cases", _closed, and_(_c.receipt.is_not(None), _c.status != WITHDRAWN)),
+    Counter("bad_ratings", "cases", _c.rated_at, _c.rating <= BAD_RATING_MAX),
+    *(Counter(f"score_{k}", "ratings", _r.block_time, _r.score == k) for k in range(1, 6)),
+    *(Counter(f"ratings_{o}", "ratings", _r.block_time, _r.key_origin == o) for o in _ORIGINS),
+    *(Counter(f"scores_{o}", "ratings", _r.block_time, _r.key_origin == o, _r.score) for o in _ORIGINS),
+    Counter("disputes", "disputes", _d.block_time, true()),
+    *(Counter(f"disputes_{o}", "disputes", _d.block_time, _d.key_origin == o) for o in _ORIGINS),
+    Counter("events", "events", _e.block_time, true()),
+    Counter("late_recordings", "events", _e.block_time, _e.block_time - _e.occurred_at > LATE_RECORDING_SECONDS),
+    Counter("reopened", "events", _e.block_time, _e.action == int(CaseAction.REOPENED)),
+    Counter("filed", "filings", _f.block_time, true()),
+    Counter("filings_accepted", "filings", _f.answered_at, _f.decision == _accepted),
+    Counter("filings_rejected", "filings", _f.answered_at, _f.decision != _accepted),
+    Counter("filings_late", "filings", _f.answered_at, _f.answered_at > _f.answer_due),
+    *(counter for tally in TALLIES.values() for counter in tally.counters()),
+]
+if tuple(counter.name for counter in COUNTERS) != CELL_COUNTERS:
+    raise RuntimeError("ledger.store.schema.CELL_COUNTERS must name ledger.cells.COUNTERS, in order")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """The counters of one source that share one time: one pass over the rows (or the index range) counts them."""
+
+    source: Source
+    time: ColumnElement[Any]
+    counters: tuple[Counter, ...]
+
+
+def _axes() -> list[Axis]:
+    grouped: dict[tuple[str, str], list[Counter]] = {}
+    times: dict[tuple[str, str], ColumnElement[Any]] = {}
+    for counter in COUNTERS:
+        # the same expression compiles to the same text: that is what makes two counters share an axis
+        key = (counter.source, str(counter.time.compile(compile_kwargs={"literal_binds": True})))
+        grouped.setdefault(key, []).append(counter)
+        times.setdefault(key, counter.time)
+    return [Axis(SOURCES[source], times[(source, text)], tuple(found)) for (source, text), found in grouped.items()]
+
+
+AXES = _axes()
+
+
+# --- cuboids ----------------------------------------------------------------------------------------------------------
+
+
+def cuboid_of(dimensions: Iterable[str]) -> int:
+    """The number of the cuboid keyed by exactly these dimensions (:data:`CUBOIDS`)."""
+    wanted = frozenset(dimensions)
+    for number, keyed in enumerate(CUBOIDS):
+        if keyed == wanted:
+            return number
+    raise ValueError(f"no cuboid is keyed by {sorted(wanted)}")
+
+
+FINEST = len(CUBOIDS) - 1
+if CUBOIDS[FINEST] != frozenset(DIMENSIONS):
+    raise RuntimeError("the last cuboid must be keyed by every dimension")
+
+
+def cell_keys(dims: Sequence[Any]) -> list[tuple[int, tuple[Any, ...]]]:
+    """The (cuboid, key) of every cell a mark with these dimensions counts in. A mark whose case has no row (no
+    commitment, district or channel) counts in the cuboids keyed by its agency at most, and in the finest one with
+    those dimensions '' (0), which no selection reads (one reading it fixes a district and a channel)."""
+    known = dims[1] is not None
+    out = []
+    for number, keyed in enumerate(CUBOIDS):
+        if not known and number != FINEST and keyed - {"agency_id"}:
+            continue
+        key = tuple(
+            (v if v is not None else ANY[d]) if d in keyed else ANY[d] for d, v in zip(DIMENSIONS, dims, strict=True)
+        )
+        out.append((number, key))
+    return out
+
+
+# --- contributions: what rows count, per finest key and day -----------------------------------------------------------
+
+
+def contributions(
+    conn: Connection, where: Mapping[str, ColumnElement[bool] | None]
+) -> dict[tuple[tuple[Any, ...], int], list[int]]:
+    """What the rows of each source that `where` selects (by source name; a source not named contributes nothing,
+    one named with None contributes all its rows) count: (dimensions, day) -> a value per counter (the order of
+    :data:`COUNTERS`)."""
+    index = {counter.name: i for i, counter in enumerate(COUNTERS)}
+    out: dict[tuple[tuple[Any, ...], int], list[int]] = {}
+    for axis in AXES:
+        if axis.source.name not in where:
+            continue
+        condition = where[axis.source.name]
+        day = (axis.time // DAY).label("day")
+        query = (
+            select(*axis.source.dims, day, *(func.sum(counter.summand()) for counter in axis.counters))
+            .select_from(axis.source.from_clause())
+            .where(axis.time.is_not(None), *axis.source.marks())
+            .group_by(*axis.source.dims, day)
+        )
+        if condition is not None:
+            query = query.where(condition)
+        slots = [index[counter.name] for counter in axis.counters]
+        for row in conn.execute(query):
+            values = row[5:]
+            if not any(values):
+                continue
+            cell = out.setdefault((tuple(row[:4]), int(row[4])), [0] * len(COUNTERS))
+            for slot, value in zip(slots, values, strict=True):
+                cell[slot] += int(value)
+    return out
+
+
+def roll_up(
+    finest: Mapping[tuple[tuple[Any, ...], int], Sequence[int]], sign: int = 1
+) -> dict[tuple[int, tuple[Any, ...], int, int], list[int]]:
+    """The cells `finest` contributions add to (times `sign`): (cuboid, key, level, period) -> counters."""
+    out: dict[tuple[int, tuple[Any, ...], int, int], list[int]] = {}
+    for (dims, day), values in finest.items():
+        for cuboid, key in cell_keys(dims):
+            for level, period in ((0, day), (1, day // BLOCK_DAYS)):
+                cell = out.setdefault((cuboid, key, level, period), [0] * len(COUNTERS))
+                for i, value in enumerate(values):
+                    cell[i] += sign * value
+    return out
+
+
+# --- reading ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a figure is read for: fixed dimensions (name -> value) and the dimensions it is grouped by."""
+
+    fixed: Mapping[str, Any]
+    groups: tuple[str, ...] = ()
+
+    @property
+    def cuboid(self) -> int:
+        return cuboid_of({*self.fixed, *self.groups})
+
+    @property
+    def narrows(self) -> bool:
+        """Whether marks must have a case row: a commitment, district or channel is fixed or grouped by."""
+        return bool({*self.fixed, *self.groups} - {"agency_id"})
+
+
+_GroupKey = tuple[Any, ...]
+
+
+@dataclass
+class Reading:
+    """The counters of a selection, below each boundary asked for (see the module docstring)."""
+
+    selection: Selection
+    #: boundary (None for +infinity) -> group -> counter name -> count of marks with its time below the boundary
+    below: dict[int | None, dict[_GroupKey, dict[str, int]]] = field(default_factory=dict)
+    conn: Connection | None = None
+
+    def at(self, x: int | None, group: _GroupKey, name: str) -> int:
+        """Marks of counter `name` with time < x (x None: all), in `group`."""
+        return self.below[x].get(group, {}).get(name, 0)
+
+    def in_range(self, start: int | None, end: int | None, group: _GroupKey, name: str) -> int:
+        low = 0 if start is None else self.at(start, group, name)
+        return self.at(end, group, name) - low
+
+    def m(self, tally: str, x: int | None, y: int, spans: Mapping[tuple[str, int | None, int], dict[_GroupKey, int]],
+          group: _GroupKey) -> int:
+        """``#{t1 < x, t2 >= y}`` of `tally` in `group` (x None: +infinity; see the module docstring); `spans` holds
+        the counts read from the rows (:func:`read_spans`)."""
+        infinite = self.at(x, group, f"{tally}_inf")
+        if x is not None and x < y:
+            ordered = spans[(tally, x, y)].get(group, 0)
+        else:
+            ordered = self.at(x, group, f"{tally}_fin") - self.at(y, group, f"{tally}_end")
+        disordered = 0 if x is not None and x <= y else spans[(tally, x, y)].get(group, 0)
+        return infinite + ordered + disordered
+
+
+def _group_columns(source: Source, selection: Selection) -> list[ColumnElement[Any]]:
+    by_name = dict(zip(DIMENSIONS, source.dims, strict=True))
+    if not selection.narrows:
+        by_name["agency_id"] = source.own_agency()
+    return [by_name[name] for name in selection.groups]
+
+
+def _source_conditions(source: Source, selection: Selection) -> list[ColumnElement[bool]]:
+    """The rows of `source` the selection takes: its fixed dimensions, and a case row when it narrows."""
+    by_name = dict(zip(DIMENSIONS, source.dims, strict=True))
+    conditions: list[ColumnElement[bool]] = source.marks()
+    if not selection.narrows:
+        by_name["agency_id"] = source.own_agency()
+    elif source.through_case:
+        conditions.append(cases.c.agency_id.is_not(None))
+    conditions += [by_name[name] == value for name, value in selection.fixed.items()]
+    return conditions
+
+
+def read(conn: Connection, selection: Selection, boundaries: Iterable[int | None]) -> Reading:
+    """The selection's counters below each boundary: cells for whole days, rows for the part of a day."""
+    reading = Reading(selection, conn=conn)
+    g = figure_cells.c
+    fixed = [g.cuboid == selection.cuboid]
+    for name in DIMENSIONS:
+        if name in selection.fixed:
+            fixed.append(g[name] == selection.fixed[name])
+        elif name not in selection.groups:
+            fixed.append(g[name] == ANY[name])
+    group_columns = [g[name] for name in selection.groups]
+    partial: list[int] = []
+    for x in dict.fromkeys(boundaries):
+        if x is None:
+            periods = g.level == 1
+        else:
+            day = x // DAY
+            block = day // BLOCK_DAYS
+            periods = or_(and_(g.level == 1, g.period < block),
+                          and_(g.level == 0, g.period >= block * BLOCK_DAYS, g.period < day))
+            if x % DAY:
+                partial.append(x)
+        query = (
+            select(*group_columns, *(func.sum(g[c.name]) for c in COUNTERS))
+            .where(*fixed, periods)
+            .group_by(*group_columns)
+        )
+        found: dict[_GroupKey, dict[str, int]] = {}
+        n = len(group_columns)
+        for row in conn.execute(query):
+            if row[n] is None:  # no group columns and no cells: the one aggregate row is all NULL
+                continue
+            found[tuple(row[:n])] = {c.name: int(v or 0) for c, v in zip(COUNTERS, row[n:], strict=True)}
+        reading.below[x] = found
+    if partial:
+        _add_partial_days(conn, reading, partial)
+    return reading
+
+
+def _add_partial_days(conn: Connection, reading: Reading, boundaries: list[int]) -> None:
+    """Add to ``reading.below[x]`` the marks of the part of x's day before x, counted from the rows."""
+    selection = reading.selection
+    for axis in AXES:
+        source = axis.source
+        groups = _group_columns(source, selection)
+        windows = [(x - x % DAY, x) for x in boundaries]
+        sums = [
+            func.sum(case((and_(axis.time >= low, axis.time < high), counter.summand()), else_=0))
+            for low, high in windows
+            for counter in axis.counters
+        ]
+        query = (
+            select(*groups, *sums)
+            .select_from(source.from_clause(selection.narrows))
+            .where(or_(*(and_(axis.time >= low, axis.time < high) for low, high in windows)),
+                   *_source_conditions(source, selection))
+            .group_by(*groups)
+        )
+        n = len(groups)
+        k = len(axis.counters)
+        for row in conn.execute(query):
+            group = tuple(row[:n])
+            for w, x in enumerate(boundaries):
+                counts = reading.below[x].setdefault(group, {})
+                for i, counter in enumerate(axis.counters):
+                    counts[counter.name] = counts.get(counter.name, 0) + int(row[n + w * k + i] or 0)
+
+
+def read_spans(
+    conn: Connection, selection: Selection, asked: Iterable[tuple[str, int | None, int]]
+) -> dict[tuple[str, int | None, int], dict[_GroupKey, int]]:
+    """For each (tally, x, y) asked, the part of ``M(x, y)`` cells cannot give, counted from the rows: the marks with
+    ``t1 <= t2`` spanning ``[x, y)`` when ``x < y``; those with ``t2 < t1`` when ``x > y`` (x None: +infinity);
+    nothing when ``x == y``."""
+    out: dict[tuple[str, int | None, int], dict[_GroupKey, int]] = {}
+    for name, x, y in asked:
+        if x is not None and x == y:
+            continue
+        tally = TALLIES[name]
+        source = SOURCES[tally.source]
+        groups = _group_columns(source, selection)
+        if x is not None and x < y:
+            marks = and_(tally.t2 >= tally.t1, tally.t1 < x, tally.t2 >= y)
+        else:
+            marks = and_(tally.t2 < tally.t1, tally.t2 >= y) if x is None else and_(
+                tally.t2 < tally.t1, tally.t1 < x, tally.t2 >= y)
+        query = (
+            select(*groups, func.count())
+            .select_from(source.from_clause(selection.narrows))
+            .where(tally.condition, tally.t1.is_not(None), marks, *_source_conditions(source, selection))
+            .group_by(*groups)
+        )
+        n = len(groups)
+        out[(name, x, y)] = {tuple(row[:n]): int(row[n]) for row in conn.execute(query) if row[n]}
+    return out
+
+
+
+
+# --- distributions: exact percentiles from buckets of values ----------------------------------------------------------
+#
+# A value v >= 0 below 2 * SUB is its own bucket; above, the bucket holds the values with v's highest SUB_BITS + 1 bits
+# (64 buckets to each doubling, none wider than 1/64 of its values); a negative value's bucket mirrors -v's below -1.
+# The nearest-rank percentile is found by counting buckets, then among the rows of its one bucket.
+
+SUB_BITS = 6
+_SUB = 1 << SUB_BITS
+_EXACT = 2 * _SUB
+#: the widest shift a 63-bit value needs
+_MAX_SHIFT = 63 - SUB_BITS - 1
+
+
+def bucket(value: int) -> int:
+    """The bucket of a value (see above)."""
+    if value < 0:
+        return -1 - bucket(-value)
+    if value < _EXACT:
+        return value
+    shift = value.bit_length() - SUB_BITS - 1
+    return _EXACT + (shift - 1) * _SUB + (value >> shift) - _SUB
+
+
+def bucket_bounds(number: int) -> tuple[int, int]:
+    """The least and greatest value of a bucket."""
+    if number < 0:
+        low, high = bucket_bounds(-1 - number)
+        return -high, -low
+    if number < _EXACT:
+        return number, number
+    shift, mantissa = divmod(number - _EXACT, _SUB)
+    shift += 1
+    return (mantissa + _SUB) << shift, ((mantissa + _SUB + 1) << shift) - 1
+
+
+def bucket_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """:func:`bucket` in SQL, for both databases (shifts and comparisons only)."""
+
+    def positive(v: ColumnElement[Any]) -> ColumnElement[Any]:
+        # constants written out (PostgreSQL shifts a bigint by an integer, not by a bigint parameter)
+        def shifted(shift: int) -> ColumnElement[Any]:
+            return v.op(">>")(literal_column(str(shift))) + literal_column(str(_EXACT + (shift - 2) * _SUB))
+
+        whens = [(v < literal_column(str(_EXACT)), v)]
+        whens += [(v < literal_column(str(_EXACT << shift)), shifted(shift)) for shift in range(1, _MAX_SHIFT)]
+        return case(*whens, else_=shifted(_MAX_SHIFT))  # the top bit of a 63-bit value: no bound to compare with
+
+    return case((value >= literal_column("0"), positive(value)), else_=literal_column("-1") - positive(-value))
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """The values a percentile is of: `value` of the source's rows meeting `condition`, in time by `time`."""
+
+    number: int
+    source: str
+    time: ColumnElement[Any]
+    value: ColumnElement[Any]
+    condition: ColumnElement[bool]
+
+
+DISTRIBUTIONS = {
+    # time to fulfil, of the cases fulfilled (by closing time)
+    "fulfil": Distribution(0, "cases", _c.closed_at, _c.fulfil_seconds,
+                           and_(_c.status == FULFILLED, _c.fulfil_seconds.is_not(None))),
+    # recording latency, of the case events (by block time)
+    "latency": Distribution(1, "events", _e.block_time, FIGURE_VALUES["latency"], true()),
+}
+
+
+def value_contributions(
+    conn: Connection, where: Mapping[str, ColumnElement[bool] | None]
+) -> dict[tuple[int, tuple[Any, ...], int, int], int]:
+    """As :func:`contributions`, for the distributions: (distribution, dimensions, day, bucket) -> values."""
+    out: dict[tuple[int, tuple[Any, ...], int, int], int] = {}
+    for distribution in DISTRIBUTIONS.values():
+        source = SOURCES[distribution.source]
+        if source.name not in where:
+            continue
+        condition = where[source.name]
+        day = (distribution.time // DAY).label("day")
+        number = bucket_sql(distribution.value).label("bucket")
+        query = (
+            select(*source.dims, day, number, func.count())
+            .select_from(source.from_clause())
+            .where(distribution.time.is_not(None), distribution.condition, *source.marks())
+            .group_by(*source.dims, day, number)
+        )
+        if condition is not None:
+            query = query.where(condition)
+        for row in conn.execute(query):
+            key = (distribution.number, tuple(row[:4]), int(row[4]), int(row[5]))
+            out[key] = out.get(key, 0) + int(row[6])
+    return out
+
+
+def roll_up_values(
+    finest: Mapping[tuple[int, tuple[Any, ...], int, int], int], sign: int = 1
+) -> dict[tuple[int, int, tuple[Any, ...], int, int, int], int]:
+    """The bucket cells `finest` adds to: (distribution, cuboid, key, level, period, bucket) -> values."""
+    out: dict[tuple[int, int, tuple[Any, ...], int, int, int], int] = {}
+    for (number, dims, day, bucket_number), n in finest.items():
+        for cuboid, key in cell_keys(dims):
+            for level, period in ((0, day), (1, day // BLOCK_DAYS)):
+                cell = (number, cuboid, key, level, period, bucket_number)
+                out[cell] = out.get(cell, 0) + sign * n
+    return out
+
+
+@dataclass(frozen=True)
+class Spread:
+    """What the figures need of a distribution in one group: how many values, and the value at each rank asked."""
+
+    count: int
+    at_rank: dict[int, int]
+
+
+_Windows = list[tuple[int | None, int | None]]
+
+
+def _cell_periods(g: Any, start: int | None, end: int | None) -> tuple[ColumnElement[bool] | None, _Windows]:
+    """The cells wholly inside ``[start, end)`` (a condition on `g`'s level and period, None when none are) and the
+    parts of days left to the rows (windows)."""
+    first_day = None if start is None else -(-start // DAY)
+    last_day = None if end is None else end // DAY  # exclusive
+    if first_day is not None and last_day is not None and first_day >= last_day:
+        return None, [(start, end)]
+    windows: _Windows = []
+    if start is not None and start % DAY:
+        windows.append((start, first_day * DAY))  # type: ignore[operator]
+    if end is not None and end % DAY:
+        windows.append((last_day * DAY, end))  # type: ignore[operator]
+    first_block = None if first_day is None else -(-first_day // BLOCK_DAYS)
+    last_block = None if last_day is None else last_day // BLOCK_DAYS
+    parts: list[ColumnElement[bool]] = []
+    if first_block is None or last_block is None or first_block < last_block:
+        blocks = [g.level == 1]
+        if first_block is not None:
+            blocks.append(g.period >= first_block)
+        if last_block is not None:
+            blocks.append(g.period < last_block)
+        parts.append(and_(*blocks))
+        if first_day is not None and first_block is not None and first_day < first_block * BLOCK_DAYS:
+            parts.append(and_(g.level == 0, g.period >= first_day, g.period < first_block * BLOCK_DAYS))
+        if last_day is not None and last_block is not None and last_block * BLOCK_DAYS < last_day:
+            parts.append(and_(g.level == 0, g.period >= last_block * BLOCK_DAYS, g.period < last_day))
+    else:
+        parts.append(and_(g.level == 0, g.period >= first_day, g.period < last_day))
+    return or_(*parts), windows
+
+
+def _window(time: ColumnElement[Any], low: int | None, high: int | None) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = [time.is_not(None)]
+    if low is not None:
+        conditions.append(time >= low)
+    if high is not None:
+        conditions.append(time < high)
+    return and_(*conditions)
+
+
+def read_distribution(
+    conn: Connection, selection: Selection, name: str, start: int | None, end: int | None,
+    ranks: Callable[[int], Iterable[int]],
+) -> dict[_GroupKey, Spread]:
+    """Per group, how many values of distribution `name` have their time in ``[start, end)``, and the value at each
+    1-based rank ``ranks(count)`` names (ascending): bucket counts from the cells and the rows of the parts of days,
+    then the values of the one bucket holding each rank, from the rows."""
+    distribution = DISTRIBUTIONS[name]
+    source = SOURCES[distribution.source]
+    v = figure_values.c
+    periods, windows = _cell_periods(v, start, end)
+    histograms: dict[_GroupKey, dict[int, int]] = {}
+    groups_v = [v[name_] for name_ in selection.groups]
+    n_groups = len(groups_v)
+    if periods is not None:
+        fixed = [v.distribution == distribution.number, v.cuboid == selection.cuboid, periods]
+        for dim in DIMENSIONS:
+            if dim in selection.fixed:
+                fixed.append(v[dim] == selection.fixed[dim])
+            elif dim not in selection.groups:
+                fixed.append(v[dim] == ANY[dim])
+        query = select(*groups_v, v.bucket, func.sum(v.n)).where(*fixed).group_by(*groups_v, v.bucket)
+        for row in conn.execute(query):
+            counts = histograms.setdefault(tuple(row[:n_groups]), {})
+            counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])
+    groups = _group_columns(source, selection)
+    rows_of = [distribution.condition, *_source_conditions(source, selection)]
+    if windows:
+        number = bucket_sql(distribution.value)
+        query = (
+            select(*groups, number, func.count())
+            .select_from(source.from_clause(selection.narrows))
+            .where(*rows_of, or_(*(_window(distribution.time, low, high) for low, high in windows)))
+            .group_by(*groups, number)
+        )
+        for row in conn.execute(query):
+            counts = histograms.setdefault(tuple(row[:n_groups]), {})
+            counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])
+    # the bucket and the rank within it of every rank asked
+    wanted: dict[_GroupKey, dict[int, tuple[int, int]]] = {}
+    out: dict[_GroupKey, Spread] = {}
+    for group, counts in histograms.items():
+        total = sum(counts.values())
+        if total <= 0:
+            continue
+        out[group] = Spread(total, {})
+        ordered = sorted(b for b, n in counts.items() if n)
+        cumulative, i = 0, 0
+        for rank in sorted(set(ranks(total))):
+            while cumulative + counts[ordered[i]] < rank:
+                cumulative += counts[ordered[i]]
+                i += 1
+            low, high = bucket_bounds(ordered[i])
+            if low == high:
+                out[group].at_rank[rank] = low
+            else:
+                wanted.setdefault(group, {})[rank] = (ordered[i], rank - cumulative)
+    if wanted:
+        in_range = _window(distribution.time, start, end)
+        ranges = []
+        for group, asked in wanted.items():
+            match = [column == value for column, value in zip(groups, group, strict=True)]
+            for number_, _ in set(asked.values()):
+                low, high = bucket_bounds(number_)
+                ranges.append(and_(*match, distribution.value >= low, distribution.value <= high))
+        query = (
+            select(*groups, distribution.value, func.count())
+            .select_from(source.from_clause(selection.narrows))
+            .where(*rows_of, in_range, or_(*ranges))
+            .group_by(*groups, distribution.value)
+        )
+        found: dict[_GroupKey, list[tuple[int, int]]] = {}
+        for row in conn.execute(query):
+            found.setdefault(tuple(row[:n_groups]), []).append((int(row[n_groups]), int(row[n_groups + 1])))
+        for group, asked in wanted.items():
+            values = sorted(found.get(group, []))
+            for rank, (number_, within) in asked.items():
+                low, high = bucket_bounds(number_)
+                seen = 0
+                for value, n in values:
+                    if low <= value <= high:
+                        seen += n
+                        if seen >= within:
+                            out[group].at_rank[rank] = value
+                            break
+                else:
+                    raise RuntimeError(f"figure cells disagree with the rows: bucket {number_} of {name} is short")
+    return out
