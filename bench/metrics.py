@@ -88,12 +88,14 @@ from ledger.metrics import (
     percentile,
     whole_step,
 )
-from ledger.store.schema import figure_cells, metadata, ratings
+from ledger.store.schema import figure_cells, figure_values, metadata, ratings
 
 __all__ = ["DAY", "NOW", "START", "Loaded", "build_index", "load"]
 
 #: ``maintenance_work_mem`` while keys and indexes are built (an operator building them sets it so)
 MAINTENANCE_WORK_MEM = "1GB"
+#: the tables built from the loaded ones by build_index (the index keeps them as it writes: ledger.index.cells)
+DERIVED = [figure_cells, figure_values]
 #: memory for each sort and hash of the build (the figure cells are sums grouped by day and key)
 WORK_MEM = "256MB"
 P50, P90, P99 = Fraction(1, 2), Fraction(9, 10), Fraction(99, 100)
@@ -196,7 +198,7 @@ def build_index(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'"))
         conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-        metadata.create_all(conn, tables=[figure_cells], checkfirst=True)  # derived: not loaded
+        metadata.create_all(conn, tables=DERIVED, checkfirst=True)  # not loaded: built from what is
         _build_keys(conn)
         for table in metadata.sorted_tables:
             for index in table.indexes:
@@ -205,7 +207,7 @@ def build_index(engine: Engine) -> None:
         if conn.execute(select(ratings.c.seq).where(ratings.c.key_origin.is_(None)).limit(1)).first() is not None:
             fill_key_origins(conn, 0)
         # the figure cells, which the index keeps as it writes (ledger.index.cells): built whole from the rows
-        if conn.execute(select(figure_cells.c.cuboid).limit(1)).first() is None:
+        if any(conn.execute(select(table).limit(1)).first() is None for table in DERIVED):
             rebuild_cells(conn)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE)"))
@@ -220,7 +222,7 @@ def _check_schema(engine: Engine, name: str) -> None:
     """A kept database is reused only if its tables have the schema's columns."""
     found = inspect(engine)
     for table in metadata.sorted_tables:
-        if table is figure_cells and not found.has_table(table.name):
+        if table in DERIVED and not found.has_table(table.name):
             continue  # derived from the rows: build_index builds it
         have = {column["name"] for column in found.get_columns(table.name)}
         if have != set(table.c.keys()):

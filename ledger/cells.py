@@ -38,6 +38,7 @@ Keeping them
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,7 @@ from ledger.store.schema import (
     CUBOIDS,
     FIGURE_TIMES,
     FIGURE_VALUES,
+    SPANS,
     case_events,
     cases,
     disputes,
@@ -72,6 +74,7 @@ from ledger.store.schema import (
     figure_values,
     filings,
     ratings,
+    span_range,
 )
 
 DAY = 86_400
@@ -189,20 +192,20 @@ TALLIES: dict[str, Tally] = {
               and_(_c.due_at.is_not(None),
                    or_(_c.status != ON_HOLD, _c.on_hold_since.is_(None), _c.due_at < _c.on_hold_since))),
         # closed with a receipt, rated (before as_of)
-        Tally("rated", "cases", _c.closed_at, _c.rated_at, _c.receipt.is_not(None)),
+        Tally("rated", "cases", *SPANS["rated"], _c.receipt.is_not(None)),
         # fulfilled with a receipt, disputed (before as_of)
-        Tally("resolved", "cases", _c.closed_at, _c.disputed_at,
+        Tally("resolved", "cases", *SPANS["resolved"],
               and_(_c.status == FULFILLED, _c.receipt.is_not(None))),
         # opened, judged on its response: answered, or the answer's time passed
-        Tally("responses", "cases", _c.opened_at, _T["response_judged"],
+        Tally("responses", "cases", *SPANS["responses"],
               _c.response_due.is_not(None)),
         # opened, answered by the response's due time
-        Tally("responded", "cases", _c.opened_at, _c.responded_at, _c.responded_at <= _c.response_due),
+        Tally("responded", "cases", *SPANS["responded"], _c.responded_at <= _c.response_due),
         # rated badly, judged on its rectification: rectified, or its time passed (and rated, before as_of)
-        Tally("rectifications", "cases", _c.rated_at, _T["rectification_judged"],
+        Tally("rectifications", "cases", *SPANS["rectifications"],
               and_(_c.rating <= BAD_RATING_MAX, _c.rectification_due.is_not(None))),
         # rated badly, rectified by its due time
-        Tally("rectified", "cases", _c.rated_at, _T["rectified_rated"],
+        Tally("rectified", "cases", *SPANS["rectified"],
               and_(_c.rating <= BAD_RATING_MAX, _c.rectified_at <= _c.rectification_due)),
         # a dispute whose answer was due (before as_of), unanswered by then
         Tally("unanswered", "disputes", _T["dispute_answer_due"], _d.answered_at, true()),
@@ -500,7 +503,10 @@ def read_spans(
         tally = TALLIES[name]
         source = SOURCES[tally.source]
         groups = _group_columns(source, selection)
-        if x is not None and x < y:
+        if x is not None and x < y and name in SPANS and conn.dialect.name == "postgresql":
+            # t1 <= x - 1 and y <= t2: [x - 1, y) within [t1, t2), found by its GiST index
+            marks = span_range(name).op("@>")(func.int8range(x - 1, y, literal_column("'[)'")))
+        elif x is not None and x < y:
             marks = and_(tally.t2 >= tally.t1, tally.t1 < x, tally.t2 >= y)
         else:
             marks = and_(tally.t2 < tally.t1, tally.t2 >= y) if x is None else and_(
@@ -542,7 +548,9 @@ def bucket(value: int) -> int:
 
 
 def bucket_bounds(number: int) -> tuple[int, int]:
-    """The least and greatest value of a bucket."""
+    """The least and greatest value of a bucket (-1 holds none: it would be -0's)."""
+    if number == -1:
+        raise ValueError("bucket -1 holds no value")
     if number < 0:
         low, high = bucket_bounds(-1 - number)
         return -high, -low
@@ -578,6 +586,11 @@ class Distribution:
     value: ColumnElement[Any]
     condition: ColumnElement[bool]
 
+    @functools.cached_property
+    def bucket(self) -> ColumnElement[Any]:
+        """:func:`bucket_sql` of the value (built once: it is a long expression)."""
+        return bucket_sql(self.value)
+
 
 DISTRIBUTIONS = {
     # time to fulfil, of the cases fulfilled (by closing time)
@@ -599,7 +612,7 @@ def value_contributions(
             continue
         condition = where[source.name]
         day = (distribution.time // DAY).label("day")
-        number = bucket_sql(distribution.value).label("bucket")
+        number = distribution.bucket.label("bucket")
         query = (
             select(*source.dims, day, number, func.count())
             .select_from(source.from_clause())
@@ -706,7 +719,7 @@ def read_distribution(
     groups = _group_columns(source, selection)
     rows_of = [distribution.condition, *_source_conditions(source, selection)]
     if windows:
-        number = bucket_sql(distribution.value)
+        number = distribution.bucket
         query = (
             select(*groups, number, func.count())
             .select_from(source.from_clause(selection.narrows))

@@ -4,8 +4,8 @@ The service computes metrics from its SQL index (:func:`compute_metrics`, SQLite
 cells the index keeps beside the rows (``ledger.cells``: per day and key, the counts every figure is made of and the
 buckets of the values its percentiles are of), so that any selection reads a few hundred rows whatever the number of
 cases; an auditor who rebuilt the rows from the chain computes them with :func:`compute_metrics_from_rows`. Both
-implement the definitions below, share the arithmetic (:func:`nearest_rank`, :func:`percentile`, :func:`rate`, the percentile
-fractions) and give equal :class:`Metrics` — ``to_dict()`` byte for byte — on the same rows;
+implement the definitions below, share the arithmetic (:func:`nearest_rank`, :func:`percentile`, :func:`rate`, the
+percentile fractions) and give equal :class:`Metrics` — ``to_dict()`` byte for byte — on the same rows;
 ``tests/ledger/test_metrics.py`` checks this on random rows, on both databases. Per-case values (status,
 opened_at, closed_at, due_at, fulfil_seconds, on_time, the hold columns, receipt, rated_at) come from ``ledger.cases``
 through the ``cases`` table: hold time is excluded, working days are honoured and a reopened case is judged by its

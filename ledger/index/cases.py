@@ -316,7 +316,7 @@ class CaseFolder:
     ) -> None:
         """Store (key, old row, new row) changes, and mirror them in the case cache. A key without a new row is
         remembered as an orphan when it has events (always, unless `has_events` says otherwise)."""
-        cells.before(conn, cases=[key for key, old, new in changes if new != old])
+        cells.before(conn, cases=[key for key, _, _ in changes])  # a no-op for a case its range announced already
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         deletes: list[tuple[str, bytes]] = []

@@ -30,7 +30,6 @@ from ledger.cells import (
     DISTRIBUTIONS,
     FINEST,
     SOURCES,
-    bucket_sql,
     contributions,
     roll_up,
     roll_up_values,
@@ -238,7 +237,7 @@ def _rebuild_values(conn: Connection) -> None:
         columns = zip(DIMENSIONS, source.dims, strict=True)
         dims: list[Any] = [func.coalesce(column, literal(ANY[name])) for name, column in columns]
         day = distribution.time // DAY
-        number = bucket_sql(distribution.value)
+        number = distribution.bucket
         query = (
             select(literal(distribution.number), literal(FINEST), *dims, literal(0), day, number, func.count())
             .select_from(source.from_clause())

@@ -159,7 +159,7 @@ class Projection:
                  bytes(row["tx_hash"]), int(row["log_index"]))
         _batched_rows(seq, agency, _code_word(agency), row["signer"], bytes(row["running_hash"]), proof,
                       content, entry_rows, event_rows, new_events, [])
-        cells.before(conn, cases=new_events)
+        cells.before(conn, cases={(row[1], bytes(row[2])) for row in event_rows})
         conn.exec_driver_sql(self._sql.insert_entries, entry_rows)
         conn.exec_driver_sql(self._sql.insert_case_events, event_rows)
         _void_released(conn, seq, count, agency)
@@ -435,7 +435,8 @@ def _governance_rows(e: DecodedEntry, agency: str, rows: _RangeRows, caches: Cac
 def _cases_written(conn: Connection, rows: _RangeRows) -> set[tuple[str, bytes]]:
     """The cases whose rows a range's entries change: those of its case events, receipts, ratings and disputes, of
     the case events its corrections aim at, and those its filings' acceptances open."""
-    keys = {*rows.new_events, *rows.new_feedback}
+    # every case event written counts in the figures, a batched one its case's fold leaves out included
+    keys = {*rows.new_events, *rows.new_feedback, *((row[1], bytes(row[2])) for row in rows.events)}
     targets = [int(e.record["target_seq"]) for e in rows.corrections]
     for chunk in chunks(targets):
         keys.update((row.agency_id, bytes(row.case_id)) for row in conn.execute(

@@ -37,6 +37,7 @@ from sqlalchemy import (
     Text,
     and_,
     case,
+    func,
     literal_column,
     text,
 )
@@ -481,7 +482,29 @@ FIGURE_TIMES: dict[str, Any] = {
     "dispute_answer_due": _dc.block_time + literal_column("864000"),
     "filing_overdue_from": _greatest(_fc.block_time, _fc.answer_due),
 }
+#: the figures with two times, a case's (``ledger.cells``, "tallies"): name -> (the time the range is on, the time
+#: as_of is compared with)
+SPANS: dict[str, tuple[Any, Any]] = {
+    "rated": (_cc.closed_at, _cc.rated_at),
+    "resolved": (_cc.closed_at, _cc.disputed_at),
+    "responses": (_cc.opened_at, FIGURE_TIMES["response_judged"]),
+    "responded": (_cc.opened_at, _cc.responded_at),
+    "rectifications": (_cc.rated_at, FIGURE_TIMES["rectification_judged"]),
+    "rectified": (_cc.rated_at, FIGURE_TIMES["rectified_rated"]),
+}
+
+
+def span_range(name: str) -> Any:
+    """PostgreSQL: the range ``[t1, t2)`` of a case's two times for `name` when ``t1 <= t2`` (else null), which a GiST
+    index finds by containment: the marks spanning an interval, however long ago (``ledger.cells``). Half-open, so no
+    bound is ever moved by one (a time may be the largest BIGINT)."""
+    t1, t2 = SPANS[name]
+    return case((t1 <= t2, func.int8range(t1, t2, literal_column("'[)'"))), else_=None)
+
+
 FIGURE_INDEXES = (
+    *(Index(f"ix_figure_time_span_{name}", Grouping(span_range(name)), postgresql_using="gist").ddl_if(
+        dialect="postgresql") for name in SPANS),
     *(Index(f"ix_{table.name}_{column}", table.c[column]) for table, column in (
         (cases, "rated_at"), (cases, "responded_at"), (cases, "disputed_at"), (disputes, "answered_at"),
         (filings, "block_time"), (filings, "answered_at"),

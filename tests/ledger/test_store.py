@@ -31,8 +31,10 @@ def _diffs(url: str) -> list[object]:
                 "include_object": lambda _object, name, kind, _reflected, _to: not _expression_index(name, kind),
             })  # fmt: skip
             diffs = list(compare_metadata(context, metadata))
+        postgresql_only = {index.name for index in FIGURE_INDEXES if index.dialect_options["postgresql"]["using"]}
         wanted = {index.name for index in (*FIGURE_INDEXES, *VALUE_INDEXES)
-                  if index.name and _expression_index(index.name, "index")}
+                  if index.name and _expression_index(index.name, "index")
+                  and (engine.dialect.name == "postgresql" or index.name not in postgresql_only)}
         listing = ("SELECT name FROM sqlite_master WHERE type = 'index'" if engine.dialect.name == "sqlite"
                    else "SELECT indexname FROM pg_indexes")  # the inspector leaves expressions out on SQLite
         with engine.connect() as conn:

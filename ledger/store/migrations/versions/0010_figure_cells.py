@@ -59,8 +59,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    conn = op.get_bind()
     for index in (*FIGURE_INDEXES, *VALUE_INDEXES):
-        op.drop_index(index.name, table_name=index.table.name)  # type: ignore[union-attr]
+        index.drop(conn)  # as created: the GiST ones on PostgreSQL only
     op.drop_index("ix_figure_values_place", table_name="figure_values")
     op.drop_table("figure_values")
     op.drop_index("ix_figure_cells_place", table_name="figure_cells")
