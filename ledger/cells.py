@@ -106,8 +106,8 @@ class Source:
     def from_clause(self, with_case: bool = True) -> FromClause:
         """The source's rows, joined to their entry (case events) and, `with_case`, to their case."""
         rows: FromClause = self.table
-        if self.table is case_events:
-            rows = rows.join(entries, entries.c.seq == case_events.c.seq)
+        if self.table is case_events:  # an event is counted unless its entry says it is voided
+            rows = rows.outerjoin(entries, entries.c.seq == case_events.c.seq)
         if self.through_case and with_case:
             t, c = self.table.c, cases.c
             rows = rows.outerjoin(cases, and_(c.agency_id == t.agency_id, c.case_id == t.case_id))

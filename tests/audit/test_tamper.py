@@ -120,6 +120,19 @@ def test_metric_off_by_one_case(honest: HonestLedger, tmp_path: Path) -> None:
     assert failed(report) <= {"metrics_reproduced", "api_records", "open311"}  # Open311 shows the case too
 
 
+def test_figures_served_from_altered_cells_over_honest_rows(honest: HonestLedger, tmp_path: Path) -> None:
+    """The operator leaves every row honest and adds a fulfilled case to the city's figure cells (``figure_cells``,
+    which the figures are read from): the city's figures the auditor recomputes from the chain differ, and only they
+    (no row, case view or export differs)."""
+    index = tampered(honest, tmp_path, ("UPDATE figure_cells SET fulfilled = fulfilled + 1 WHERE cuboid = 0", ()),
+                     cells=False)
+    report = honest.audit(index, case_sample=20)
+    assert failed(report) == {"metrics_reproduced"}
+    city = [f for f in findings(report, "metrics_reproduced")
+            if f.field == "fulfilled" and f.subject and "agency_id" not in f.subject and "by=" not in f.subject]
+    assert city and all(f.actual - f.expected >= 1 for f in city)
+
+
 def test_case_served_with_a_wrong_status(honest: HonestLedger, tmp_path: Path) -> None:
     agency, case_id, last_seq = query(
         honest.index_path,

@@ -7,14 +7,20 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine
 from web3.types import RPCEndpoint
 
 from ledger.dev import demo
+from ledger.index.cells import rebuild
 from tests.support.honest import HonestLedger
 
 
-def tampered(h: HonestLedger, tmp_path: Path, *statements: tuple[str, tuple[Any, ...]]) -> Path:
-    """A copy of the honest index with SQL applied (as an operator with database access could)."""
+def tampered(
+    h: HonestLedger, tmp_path: Path, *statements: tuple[str, tuple[Any, ...]], cells: bool = True
+) -> Path:
+    """A copy of the honest index with SQL applied (as an operator with database access could), and its figure cells
+    made again from the altered rows (as that operator would, to keep them in step: ``ledger.index.cells.rebuild``)
+    unless `cells` is False."""
     index = h.index_copy(tmp_path, "tampered.sqlite")
     db = sqlite3.connect(index)
     try:
@@ -23,6 +29,13 @@ def tampered(h: HonestLedger, tmp_path: Path, *statements: tuple[str, tuple[Any,
         db.commit()
     finally:
         db.close()
+    if cells:
+        engine = create_engine(f"sqlite:///{index}")
+        try:
+            with engine.begin() as conn:
+                rebuild(conn)
+        finally:
+            engine.dispose()
     return index
 
 
