@@ -48,6 +48,7 @@ from sqlalchemy import (
     Connection,
     FromClause,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -304,29 +305,42 @@ def cell_keys(dims: Sequence[Any]) -> list[tuple[int, tuple[Any, ...]]]:
 # --- contributions: what rows count, per finest key and day -----------------------------------------------------------
 
 
+#: which rows a contribution is counted of: a case's (its row, events, ratings, disputes: ``agency`` and the case ids
+#: ``ids``), or filings' (their ``seqs``); each a condition with bound parameters, so that every statement below is
+#: built once and its compiled form reused
+_OWNERS = {
+    "cases": lambda source: and_(source.table.c.agency_id == bindparam("agency"),
+                                 source.table.c.case_id.in_(bindparam("ids", expanding=True))),
+    "filings": lambda source: source.table.c.seq.in_(bindparam("seqs", expanding=True)),
+}
+_OWNED = {"cases": ("cases", "events", "ratings", "disputes"), "filings": ("filings",)}
+
+
+@functools.cache
+def _contribution_query(axis_number: int, owner: str) -> Any:
+    axis = AXES[axis_number]
+    day = (axis.time // DAY).label("day")
+    return (
+        select(*axis.source.dims, day, *(func.sum(counter.summand()) for counter in axis.counters))
+        .select_from(axis.source.from_clause())
+        .where(axis.time.is_not(None), *axis.source.marks(), _OWNERS[owner](axis.source))
+        .group_by(*axis.source.dims, day)
+    )
+
+
 def contributions(
-    conn: Connection, where: Mapping[str, ColumnElement[bool] | None]
+    conn: Connection, owner: str, params: Mapping[str, Any]
 ) -> dict[tuple[tuple[Any, ...], int], list[int]]:
-    """What the rows of each source that `where` selects (by source name; a source not named contributes nothing,
-    one named with None contributes all its rows) count: (dimensions, day) -> a value per counter (the order of
-    :data:`COUNTERS`)."""
+    """What the rows of one case (`owner` "cases", `params` its ``agency`` and ``ids``, a chunk of case ids) or of
+    some filings (`owner` "filings", `params` their ``seqs``) count: (dimensions, day) -> a value per counter (the
+    order of :data:`COUNTERS`)."""
     index = {counter.name: i for i, counter in enumerate(COUNTERS)}
     out: dict[tuple[tuple[Any, ...], int], list[int]] = {}
-    for axis in AXES:
-        if axis.source.name not in where:
+    for number, axis in enumerate(AXES):
+        if axis.source.name not in _OWNED[owner]:
             continue
-        condition = where[axis.source.name]
-        day = (axis.time // DAY).label("day")
-        query = (
-            select(*axis.source.dims, day, *(func.sum(counter.summand()) for counter in axis.counters))
-            .select_from(axis.source.from_clause())
-            .where(axis.time.is_not(None), *axis.source.marks())
-            .group_by(*axis.source.dims, day)
-        )
-        if condition is not None:
-            query = query.where(condition)
         slots = [index[counter.name] for counter in axis.counters]
-        for row in conn.execute(query):
+        for row in conn.execute(_contribution_query(number, owner), dict(params)):
             values = row[5:]
             if not any(values):
                 continue
@@ -601,27 +615,29 @@ DISTRIBUTIONS = {
 }
 
 
+@functools.cache
+def _value_query(name: str, owner: str) -> Any:
+    distribution = DISTRIBUTIONS[name]
+    source = SOURCES[distribution.source]
+    day = (distribution.time // DAY).label("day")
+    number = distribution.bucket.label("bucket")
+    return (
+        select(*source.dims, day, number, func.count())
+        .select_from(source.from_clause())
+        .where(distribution.time.is_not(None), distribution.condition, *source.marks(), _OWNERS[owner](source))
+        .group_by(*source.dims, day, number)
+    )
+
+
 def value_contributions(
-    conn: Connection, where: Mapping[str, ColumnElement[bool] | None]
+    conn: Connection, owner: str, params: Mapping[str, Any]
 ) -> dict[tuple[int, tuple[Any, ...], int, int], int]:
     """As :func:`contributions`, for the distributions: (distribution, dimensions, day, bucket) -> values."""
     out: dict[tuple[int, tuple[Any, ...], int, int], int] = {}
-    for distribution in DISTRIBUTIONS.values():
-        source = SOURCES[distribution.source]
-        if source.name not in where:
+    for name, distribution in DISTRIBUTIONS.items():
+        if distribution.source not in _OWNED[owner]:
             continue
-        condition = where[source.name]
-        day = (distribution.time // DAY).label("day")
-        number = distribution.bucket.label("bucket")
-        query = (
-            select(*source.dims, day, number, func.count())
-            .select_from(source.from_clause())
-            .where(distribution.time.is_not(None), distribution.condition, *source.marks())
-            .group_by(*source.dims, day, number)
-        )
-        if condition is not None:
-            query = query.where(condition)
-        for row in conn.execute(query):
+        for row in conn.execute(_value_query(name, owner), dict(params)):
             key = (distribution.number, tuple(row[:4]), int(row[4]), int(row[5]))
             out[key] = out.get(key, 0) + int(row[6])
     return out

@@ -35,8 +35,8 @@ from ledger.cells import (
     roll_up_values,
     value_contributions,
 )
-from ledger.index.sql import case_filters, chunks
-from ledger.store.schema import figure_cells, figure_values, filings
+from ledger.index.sql import chunks
+from ledger.store.schema import figure_cells, figure_values
 
 __all__ = ["CellChanges", "before", "rebuild", "tracked"]
 
@@ -76,23 +76,18 @@ class CellChanges:
         _add_values(conn, {key: n for key, n in buckets.items() if n})
 
     def _count(self, conn: Connection, cases: set[tuple[str, bytes]], filing_seqs: set[int], sign: int) -> None:
-        wheres: list[dict[str, Any]] = []
-        for source in ("cases", "events", "ratings", "disputes"):
-            table = SOURCES[source].table
-            for i, condition in enumerate(case_filters(table.c.agency_id, table.c.case_id, sorted(cases))):
-                while len(wheres) <= i:
-                    wheres.append({})
-                wheres[i][source] = condition
-        for i, chunk in enumerate(chunks(sorted(filing_seqs))):
-            while len(wheres) <= i:
-                wheres.append({})
-            wheres[i]["filings"] = filings.c.seq.in_(chunk)
-        for where in wheres:
-            for key, values in contributions(conn, where).items():
+        by_agency: dict[str, list[bytes]] = {}
+        for agency, case_id in sorted(cases):
+            by_agency.setdefault(agency, []).append(case_id)
+        asked = [("cases", {"agency": agency, "ids": chunk}) for agency, ids in by_agency.items()
+                 for chunk in chunks(ids)]
+        asked += [("filings", {"seqs": chunk}) for chunk in chunks(sorted(filing_seqs))]
+        for owner, params in asked:
+            for key, values in contributions(conn, owner, params).items():
                 cell = self._delta.setdefault(key, [0] * len(COUNTERS))
                 for j, value in enumerate(values):
                     cell[j] += sign * value
-            for value_key, n in value_contributions(conn, where).items():
+            for value_key, n in value_contributions(conn, owner, params).items():
                 self._values[value_key] = self._values.get(value_key, 0) + sign * n
 
 
