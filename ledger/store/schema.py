@@ -536,19 +536,27 @@ CUBOIDS: tuple[frozenset[str], ...] = tuple(
         ("agency_id", "commitment_id", "district", "channel"),
     )
 )
+def _cell_key() -> list[Column[Any]]:
+    """The key of a cell: its cuboid, its dimensions ('' or 0 where the cuboid is not keyed by one), day (level 0) or
+    32 days (level 1), and which of them."""
+    return [
+        Column("cuboid", SmallInteger, primary_key=True),
+        Column("agency_id", String(CODE), primary_key=True),
+        Column("commitment_id", String(CODE), primary_key=True),
+        Column("district", String(CODE), primary_key=True),
+        Column("channel", SmallInteger, primary_key=True),
+        Column("level", SmallInteger, primary_key=True),
+        Column("period", BigInteger, primary_key=True),
+    ]
+
+
 #: the counts the figures are made of, per cuboid, key and day (level 0) or 32 days (level 1): ``ledger.cells``
 #: defines them and ``ledger.index.cells`` keeps them (revision 0010). A cuboid's dimensions it is not keyed by hold
 #: '' (the channel 0).
 figure_cells = Table(
     "figure_cells",
     metadata,
-    Column("cuboid", SmallInteger, primary_key=True),
-    Column("agency_id", String(CODE), primary_key=True),
-    Column("commitment_id", String(CODE), primary_key=True),
-    Column("district", String(CODE), primary_key=True),
-    Column("channel", SmallInteger, primary_key=True),
-    Column("level", SmallInteger, primary_key=True),
-    Column("period", BigInteger, primary_key=True),
+    *_cell_key(),
     *(Column(name, BigInteger, nullable=False, server_default="0") for name in CELL_COUNTERS),
     # scorecards fix the district and channel and read every agency (commitment): by these, not by the key's order
     Index("ix_figure_cells_place", "cuboid", "district", "channel", "level", "period"),
@@ -568,13 +576,7 @@ figure_values = Table(
     "figure_values",
     metadata,
     Column("distribution", SmallInteger, primary_key=True),
-    Column("cuboid", SmallInteger, primary_key=True),
-    Column("agency_id", String(CODE), primary_key=True),
-    Column("commitment_id", String(CODE), primary_key=True),
-    Column("district", String(CODE), primary_key=True),
-    Column("channel", SmallInteger, primary_key=True),
-    Column("level", SmallInteger, primary_key=True),
-    Column("period", BigInteger, primary_key=True),
+    *_cell_key(),
     Column("bucket", Integer, primary_key=True),
     Column("n", BigInteger, nullable=False),
     Index("ix_figure_values_place", "distribution", "cuboid", "district", "channel", "level", "period"),
