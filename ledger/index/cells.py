@@ -12,7 +12,7 @@ Whole (:func:`rebuild`): from every row, in SQL, for a migration, the benchmark'
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,7 +41,6 @@ from ledger.store.schema import figure_cells, figure_values
 __all__ = ["CellChanges", "before", "rebuild", "tracked"]
 
 _KEY = ("cuboid", *DIMENSIONS, "level", "period")
-_NAMES = [counter.name for counter in COUNTERS]
 
 
 class CellChanges:
@@ -72,8 +71,11 @@ class CellChanges:
         self._values.clear()
         self._cases.clear()
         self._filings.clear()
-        _add(conn, {key: values for key, values in cells.items() if any(values)})
-        _add_values(conn, {key: n for key, n in buckets.items() if n})
+        _add_rows(conn, figure_cells, _KEY, [((cuboid, *key, level, period), values)
+                                              for (cuboid, key, level, period), values in cells.items() if any(values)])
+        _add_rows(conn, figure_values, _VALUE_KEY, [((number, cuboid, *key, level, period, at), [n])
+                                                    for (number, cuboid, key, level, period, at), n in buckets.items()
+                                                    if n])
 
     def _count(self, conn: Connection, cases: set[tuple[str, bytes]], filing_seqs: set[int], sign: int) -> None:
         by_agency: dict[str, list[bytes]] = {}
@@ -91,73 +93,71 @@ class CellChanges:
                 self._values[value_key] = self._values.get(value_key, 0) + sign * n
 
 
-def _insert_for(conn: Connection) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(figure_cells)
-
-
-def _add(conn: Connection, cells: dict[tuple[int, tuple[Any, ...], int, int], list[int]]) -> None:
-    """Add each cell's values to the stored ones (a cell not stored yet starts at 0)."""
-    if not cells:
-        return
-    statement = _insert_for(conn)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(_KEY),
-        set_={name: figure_cells.c[name] + statement.excluded[name] for name in _NAMES},
-    )
-    rows = [
-        {"cuboid": cuboid, **dict(zip(DIMENSIONS, key, strict=True)), "level": level, "period": period,
-         **dict(zip(_NAMES, values, strict=True))}
-        for (cuboid, key, level, period), values in sorted(cells.items())
-    ]
-    for chunk in chunks(rows, 500):
-        conn.execute(statement, chunk)
-    # a cell all of whose counts are 0 is not kept, however it came to be (a rebuild makes none)
-    emptied = [{f"_{name}": value for name, value in zip(_KEY, (cuboid, *key, level, period), strict=True)}
-               for (cuboid, key, level, period), values in cells.items() if any(v < 0 for v in values)]
-    if emptied:
-        g = figure_cells.c
-        conn.execute(
-            figure_cells.delete().where(*(g[name] == bindparam(f"_{name}") for name in _KEY), _all_zero()), emptied
-        )
+def _insert_for(conn: Connection, table: Any) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 _VALUE_KEY = ("distribution", *_KEY, "bucket")
 
 
-def _add_values(conn: Connection, buckets: dict[tuple[int, int, tuple[Any, ...], int, int, int], int]) -> None:
-    """Add to each bucket cell's count (one not stored yet starts at 0); a count brought to 0 is not kept."""
-    if not buckets:
+def _add_rows(
+    conn: Connection, table: Any, key: Sequence[str], rows: list[tuple[tuple[Any, ...], list[int]]]
+) -> None:
+    """Add each row's counts (the columns of `table` after its `key`) to the stored ones (a row not stored yet starts
+    at 0); a row whose counts are all brought to 0 is not kept, however it came to be (a rebuild makes none)."""
+    if not rows:
         return
-    v = figure_values.c
-    statement = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(figure_values)
-    statement = statement.on_conflict_do_update(index_elements=list(_VALUE_KEY), set_={"n": v.n + statement.excluded.n})
-    rows = [
-        {"distribution": number, "cuboid": cuboid, **dict(zip(DIMENSIONS, key, strict=True)), "level": level,
-         "period": period, "bucket": bucket_number, "n": n}
-        for (number, cuboid, key, level, period, bucket_number), n in sorted(buckets.items())
-    ]
-    for chunk in chunks(rows, 500):
+    t = table.c
+    counts = [column.name for column in table.columns if column.name not in key]
+    statement = _insert_for(conn, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key), set_={name: t[name] + statement.excluded[name] for name in counts}
+    )
+    values = [dict(zip((*key, *counts), (*at, *n), strict=True)) for at, n in sorted(rows)]
+    for chunk in chunks(values, 500):
         conn.execute(statement, chunk)
-    emptied = [
-        {f"_{name}": value for name, value in zip(_VALUE_KEY, (number, cuboid, *key, level, period, at), strict=True)}
-        for (number, cuboid, key, level, period, at), n in buckets.items() if n < 0
-    ]
+    emptied = [{f"_{name}": v for name, v in zip(key, at, strict=True)} for at, n in rows if any(x < 0 for x in n)]
     if emptied:
-        conn.execute(figure_values.delete().where(*(v[name] == bindparam(f"_{name}") for name in _VALUE_KEY),
-                                                  v.n == 0), emptied)
+        conn.execute(table.delete().where(*(t[name] == bindparam(f"_{name}") for name in key), _all_zero(table)),
+                     emptied)
 
 
-def _all_zero() -> ColumnElement[bool]:
-    g = figure_cells.c
-    return and_(*(g[name] == 0 for name in _NAMES))
+def _all_zero(table: Any) -> ColumnElement[bool]:
+    key = {*_VALUE_KEY}
+    return and_(*(column == 0 for column in table.columns if column.name not in key))
+
+
+def _roll_up_rows(conn: Connection, table: Any, grouped: Sequence[str]) -> None:
+    """In SQL: the other cuboids' days from the finest cuboid's, then every cuboid's 32 days from its days. `grouped`
+    names the columns besides the key that rows are grouped by (a distribution and a bucket); the rest are summed."""
+    t = table.c
+    extra = [t[name] for name in grouped]
+    sums = [column.name for column in table.columns if column.name not in {*_KEY, *grouped}]
+    columns = [*grouped, *_KEY, *sums]
+    finest = and_(t.cuboid == FINEST, t.level == 0)
+    for number, keyed in enumerate(CUBOIDS):
+        if number == FINEST:
+            continue
+        dims = [t[name] if name in keyed else literal(ANY[name]) for name in DIMENSIONS]
+        query = select(*extra, literal(number), *dims, literal(0), t.period, *(func.sum(t[name]) for name in sums))
+        query = query.where(finest)
+        if keyed - {"agency_id"}:  # marks of a case without a row count only where the agency alone is the key
+            query = query.where(t.commitment_id != ANY["commitment_id"])
+        keys = [t[name] for name in DIMENSIONS if name in keyed]
+        conn.execute(insert(table).from_select(columns, query.group_by(*extra, *keys, t.period)))
+    block = t.period // BLOCK_DAYS
+    days = [t[name] for name in DIMENSIONS]
+    query = select(*extra, t.cuboid, *days, literal(1), block, *(func.sum(t[name]) for name in sums))
+    conn.execute(insert(table).from_select(
+        columns, query.where(t.level == 0).group_by(*extra, t.cuboid, *days, block)))
 
 
 def rebuild(conn: Connection) -> None:
     """Every cell again, from every row: the finest cuboid's days from the rows, one pass per time (axis); the other
-    cuboids' days from those; every 32 days from the days."""
+    cuboids' days from those; every 32 days from the days. The same for the buckets of values."""
     g = figure_cells.c
     conn.execute(figure_cells.delete())
-    statement = _insert_for(conn)
+    statement = _insert_for(conn, figure_cells)
     for axis in AXES:
         names = [counter.name for counter in axis.counters]
         columns = zip(DIMENSIONS, axis.source.dims, strict=True)
@@ -173,30 +173,9 @@ def rebuild(conn: Connection) -> None:
             index_elements=list(_KEY), set_={name: g[name] + statement.excluded[name] for name in names}
         )
         conn.execute(upsert)
-    finest = and_(g.cuboid == FINEST, g.level == 0)
-    for number, keyed in enumerate(CUBOIDS):
-        if number == FINEST:
-            continue
-        dims = [g[name] if name in keyed else literal(ANY[name]) for name in DIMENSIONS]
-        query = select(literal(number), *dims, literal(0), g.period, *(func.sum(g[name]) for name in _NAMES)).where(
-            finest
-        )
-        if keyed - {"agency_id"}:  # marks of a case without a row count only where the agency alone is the key
-            query = query.where(g.commitment_id != ANY["commitment_id"])
-        keys = [g[name] for name in DIMENSIONS if name in keyed]
-        conn.execute(insert(figure_cells).from_select([*_KEY, *_NAMES], query.group_by(*keys, g.period)))
-    conn.execute(figure_cells.delete().where(_all_zero()))  # a group of rows may count nothing
+    conn.execute(figure_cells.delete().where(_all_zero(figure_cells)))  # a group of rows may count nothing
+    _roll_up_rows(conn, figure_cells, ())
     _rebuild_values(conn)
-    block = g.period // BLOCK_DAYS
-    days = [g[name] for name in DIMENSIONS]
-    conn.execute(
-        insert(figure_cells).from_select(
-            [*_KEY, *_NAMES],
-            select(g.cuboid, *days, literal(1), block, *(func.sum(g[name]) for name in _NAMES))
-            .where(g.level == 0)
-            .group_by(g.cuboid, *days, block),
-        )
-    )
 
 
 _TRACKED = "civic_ledger.cell_changes"
@@ -225,7 +204,6 @@ def before(conn: Connection, cases: Iterable[tuple[str, bytes]] = (), filing_seq
 
 def _rebuild_values(conn: Connection) -> None:
     """Every bucket cell again: the finest cuboid's days from the rows, then the other cuboids and 32 days."""
-    v = figure_values.c
     conn.execute(figure_values.delete())
     for distribution in DISTRIBUTIONS.values():
         source = SOURCES[distribution.source]
@@ -239,25 +217,5 @@ def _rebuild_values(conn: Connection) -> None:
             .where(distribution.time.is_not(None), distribution.condition, *source.marks())
             .group_by(*dims, day, number)
         )
-        conn.execute(insert(figure_values).from_select(list(_VALUE_KEY) + ["n"], query))
-    finest = and_(v.cuboid == FINEST, v.level == 0)
-    for cuboid, keyed in enumerate(CUBOIDS):
-        if cuboid == FINEST:
-            continue
-        dims = [v[name] if name in keyed else literal(ANY[name]) for name in DIMENSIONS]
-        query = select(v.distribution, literal(cuboid), *dims, literal(0), v.period, v.bucket, func.sum(v.n)).where(
-            finest
-        )
-        if keyed - {"agency_id"}:
-            query = query.where(v.commitment_id != ANY["commitment_id"])
-        keys = [v[name] for name in DIMENSIONS if name in keyed]
-        conn.execute(insert(figure_values).from_select(
-            list(_VALUE_KEY) + ["n"], query.group_by(v.distribution, *keys, v.period, v.bucket)))
-    block = v.period // BLOCK_DAYS
-    days = [v[name] for name in DIMENSIONS]
-    conn.execute(insert(figure_values).from_select(
-        list(_VALUE_KEY) + ["n"],
-        select(v.distribution, v.cuboid, *days, literal(1), block, v.bucket, func.sum(v.n))
-        .where(v.level == 0)
-        .group_by(v.distribution, v.cuboid, *days, block, v.bucket),
-    ))
+        conn.execute(insert(figure_values).from_select([*_VALUE_KEY, "n"], query))
+    _roll_up_rows(conn, figure_values, ("distribution", "bucket"))
