@@ -39,7 +39,7 @@ Keeping them
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -302,68 +302,6 @@ def cell_keys(dims: Sequence[Any]) -> list[tuple[int, tuple[Any, ...]]]:
     return out
 
 
-# --- contributions: what rows count, per finest key and day -----------------------------------------------------------
-
-
-#: which rows a contribution is counted of: a case's (its row, events, ratings, disputes: ``agency`` and the case ids
-#: ``ids``), or filings' (their ``seqs``); each a condition with bound parameters, so that every statement below is
-#: built once and its compiled form reused
-_OWNERS = {
-    "cases": lambda source: and_(source.table.c.agency_id == bindparam("agency"),
-                                 source.table.c.case_id.in_(bindparam("ids", expanding=True))),
-    "filings": lambda source: source.table.c.seq.in_(bindparam("seqs", expanding=True)),
-}
-_OWNED = {"cases": ("cases", "events", "ratings", "disputes"), "filings": ("filings",)}
-
-
-@functools.cache
-def _contribution_query(axis_number: int, owner: str) -> Any:
-    axis = AXES[axis_number]
-    day = (axis.time // DAY).label("day")
-    return (
-        select(*axis.source.dims, day, *(func.sum(counter.summand()) for counter in axis.counters))
-        .select_from(axis.source.from_clause())
-        .where(axis.time.is_not(None), *axis.source.marks(), _OWNERS[owner](axis.source))
-        .group_by(*axis.source.dims, day)
-    )
-
-
-def contributions(
-    conn: Connection, owner: str, params: Mapping[str, Any]
-) -> dict[tuple[tuple[Any, ...], int], list[int]]:
-    """What the rows of one case (`owner` "cases", `params` its ``agency`` and ``ids``, a chunk of case ids) or of
-    some filings (`owner` "filings", `params` their ``seqs``) count: (dimensions, day) -> a value per counter (the
-    order of :data:`COUNTERS`)."""
-    index = {counter.name: i for i, counter in enumerate(COUNTERS)}
-    out: dict[tuple[tuple[Any, ...], int], list[int]] = {}
-    for number, axis in enumerate(AXES):
-        if axis.source.name not in _OWNED[owner]:
-            continue
-        slots = [index[counter.name] for counter in axis.counters]
-        for row in conn.execute(_contribution_query(number, owner), dict(params)):
-            values = row[5:]
-            if not any(values):
-                continue
-            cell = out.setdefault((tuple(row[:4]), int(row[4])), [0] * len(COUNTERS))
-            for slot, value in zip(slots, values, strict=True):
-                cell[slot] += int(value)
-    return out
-
-
-def roll_up(
-    finest: Mapping[tuple[tuple[Any, ...], int], Sequence[int]], sign: int = 1
-) -> dict[tuple[int, tuple[Any, ...], int, int], list[int]]:
-    """The cells `finest` contributions add to (times `sign`): (cuboid, key, level, period) -> counters."""
-    out: dict[tuple[int, tuple[Any, ...], int, int], list[int]] = {}
-    for (dims, day), values in finest.items():
-        for cuboid, key in cell_keys(dims):
-            for level, period in ((0, day), (1, day // BLOCK_DAYS)):
-                cell = out.setdefault((cuboid, key, level, period), [0] * len(COUNTERS))
-                for i, value in enumerate(values):
-                    cell[i] += sign * value
-    return out
-
-
 # --- reading ----------------------------------------------------------------------------------------------------------
 
 
@@ -615,44 +553,111 @@ DISTRIBUTIONS = {
 }
 
 
+# --- contributions: what rows count, per finest key and day -----------------------------------------------------------
+
+
+#: which rows a contribution is counted of: a case's (its row, events, ratings, disputes: ``agency`` and the case ids
+#: ``ids``), or filings' (their ``seqs``); each a condition with bound parameters, so that every statement below is
+#: built once and its compiled form reused
+_OWNERS = {
+    "cases": lambda source: and_(source.table.c.agency_id == bindparam("agency"),
+                                 source.table.c.case_id.in_(bindparam("ids", expanding=True))),
+    "filings": lambda source: source.table.c.seq.in_(bindparam("seqs", expanding=True)),
+}
+_OWNED = {"cases": ("cases", "events", "ratings", "disputes"), "filings": ("filings",)}
+
+#: what a finest cell's counters add up to: (dimensions, day) -> a value per counter (the order of COUNTERS)
+Counts = dict[tuple[tuple[Any, ...], int], list[int]]
+#: what the finest bucket cells add up to: (distribution, dimensions, day, bucket) -> how many values
+Values = dict[tuple[int, tuple[Any, ...], int, int], int]
+
+
+@dataclass(frozen=True)
+class _RowPlan:
+    """One statement over a source's rows (those of some cases or filings) that reads each row once, with what it
+    counts: per axis of the source its day and every counter's summand, per distribution its day (null when the row
+    is not one of its values) and value."""
+
+    query: Any
+    #: per axis: the slots (in COUNTERS) of its counters
+    axes: tuple[tuple[int, ...], ...]
+    #: the numbers of the source's distributions
+    distributions: tuple[int, ...]
+
+
 @functools.cache
-def _value_query(name: str, owner: str) -> Any:
-    distribution = DISTRIBUTIONS[name]
-    source = SOURCES[distribution.source]
-    day = (distribution.time // DAY).label("day")
-    number = distribution.bucket.label("bucket")
-    return (
-        select(*source.dims, day, number, func.count())
-        .select_from(source.from_clause())
-        .where(distribution.time.is_not(None), distribution.condition, *source.marks(), _OWNERS[owner](source))
-        .group_by(*source.dims, day, number)
-    )
+def _row_plan(source_name: str, owner: str) -> _RowPlan:
+    source = SOURCES[source_name]
+    slot = {counter.name: i for i, counter in enumerate(COUNTERS)}
+    columns: list[ColumnElement[Any]] = [*source.dims]
+    axes = []
+    for axis in AXES:
+        if axis.source is source:
+            columns += [axis.time // DAY, *(counter.summand() for counter in axis.counters)]
+            axes.append(tuple(slot[counter.name] for counter in axis.counters))
+    numbers = []
+    for distribution in DISTRIBUTIONS.values():
+        if distribution.source == source_name:
+            counted = and_(distribution.time.is_not(None), distribution.condition)
+            columns += [case((counted, distribution.time // DAY)), distribution.value]
+            numbers.append(distribution.number)
+    query = select(*columns).select_from(source.from_clause()).where(*source.marks(), _OWNERS[owner](source))
+    return _RowPlan(query, tuple(axes), tuple(numbers))
 
 
-def value_contributions(
-    conn: Connection, owner: str, params: Mapping[str, Any]
-) -> dict[tuple[int, tuple[Any, ...], int, int], int]:
-    """As :func:`contributions`, for the distributions: (distribution, dimensions, day, bucket) -> values."""
-    out: dict[tuple[int, tuple[Any, ...], int, int], int] = {}
-    for name, distribution in DISTRIBUTIONS.items():
-        if distribution.source not in _OWNED[owner]:
-            continue
-        for row in conn.execute(_value_query(name, owner), dict(params)):
-            key = (distribution.number, tuple(row[:4]), int(row[4]), int(row[5]))
-            out[key] = out.get(key, 0) + int(row[6])
+def contributions(conn: Connection, owner: str, params: Mapping[str, Any]) -> tuple[Counts, Values]:
+    """What the rows of some cases of one agency (`owner` "cases", `params` its ``agency`` and ``ids``) or of some
+    filings (`owner` "filings", `params` their ``seqs``) count in the finest cells and bucket cells: one statement per
+    source, each row read once (the counts are those a ``GROUP BY`` of dimensions and day would give)."""
+    counts: Counts = {}
+    values: Values = {}
+    for source_name in _OWNED[owner]:
+        plan = _row_plan(source_name, owner)
+        for row in conn.execute(plan.query, dict(params)):
+            dims = tuple(row[:4])
+            at = 4
+            for slots in plan.axes:
+                day, summands = row[at], row[at + 1:at + 1 + len(slots)]
+                at += 1 + len(slots)
+                if day is None or not any(summands):
+                    continue
+                cell = counts.setdefault((dims, int(day)), [0] * len(COUNTERS))
+                for i, summand in zip(slots, summands, strict=True):
+                    cell[i] += int(summand or 0)
+            for number in plan.distributions:
+                day, value = row[at], row[at + 1]
+                at += 2
+                if day is not None:
+                    key = (number, dims, int(day), bucket(int(value)))
+                    values[key] = values.get(key, 0) + 1
+    return counts, values
+
+
+def _periods(dims: Sequence[Any], day: int) -> Iterator[tuple[int, tuple[Any, ...], int, int]]:
+    """Every (cuboid, key, level, period) a finest cell of these dimensions and day adds to."""
+    for cuboid, key in cell_keys(dims):
+        yield cuboid, key, 0, day
+        yield cuboid, key, 1, day // BLOCK_DAYS
+
+
+def roll_up(finest: Counts) -> dict[tuple[int, tuple[Any, ...], int, int], list[int]]:
+    """The cells `finest` contributions add to: (cuboid, key, level, period) -> counters."""
+    out: dict[tuple[int, tuple[Any, ...], int, int], list[int]] = {}
+    for (dims, day), counted in finest.items():
+        for at in _periods(dims, day):
+            cell = out.setdefault(at, [0] * len(COUNTERS))
+            for i, value in enumerate(counted):
+                cell[i] += value
     return out
 
 
-def roll_up_values(
-    finest: Mapping[tuple[int, tuple[Any, ...], int, int], int], sign: int = 1
-) -> dict[tuple[int, int, tuple[Any, ...], int, int, int], int]:
+def roll_up_values(finest: Values) -> dict[tuple[int, int, tuple[Any, ...], int, int, int], int]:
     """The bucket cells `finest` adds to: (distribution, cuboid, key, level, period, bucket) -> values."""
     out: dict[tuple[int, int, tuple[Any, ...], int, int, int], int] = {}
     for (number, dims, day, bucket_number), n in finest.items():
-        for cuboid, key in cell_keys(dims):
-            for level, period in ((0, day), (1, day // BLOCK_DAYS)):
-                cell = (number, cuboid, key, level, period, bucket_number)
-                out[cell] = out.get(cell, 0) + sign * n
+        for cuboid, key, level, period in _periods(dims, day):
+            cell = (number, cuboid, key, level, period, bucket_number)
+            out[cell] = out.get(cell, 0) + n
     return out
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, literal, select
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, literal, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.cells import (
@@ -33,7 +33,6 @@ from ledger.cells import (
     contributions,
     roll_up,
     roll_up_values,
-    value_contributions,
 )
 from ledger.index.sql import chunks
 from ledger.store.schema import figure_cells, figure_values
@@ -85,11 +84,12 @@ class CellChanges:
                  for chunk in chunks(ids)]
         asked += [("filings", {"seqs": chunk}) for chunk in chunks(sorted(filing_seqs))]
         for owner, params in asked:
-            for key, values in contributions(conn, owner, params).items():
+            counts, values = contributions(conn, owner, params)
+            for key, counted in counts.items():
                 cell = self._delta.setdefault(key, [0] * len(COUNTERS))
-                for j, value in enumerate(values):
+                for j, value in enumerate(counted):
                     cell[j] += sign * value
-            for value_key, n in value_contributions(conn, owner, params).items():
+            for value_key, n in values.items():
                 self._values[value_key] = self._values.get(value_key, 0) + sign * n
 
 
@@ -127,53 +127,68 @@ def _all_zero(table: Any) -> ColumnElement[bool]:
     return and_(*(column == 0 for column in table.columns if column.name not in key))
 
 
+def _includes_unknown(cuboid: int) -> bool:
+    """Whether a cuboid counts the marks of a case without a ``cases`` row (``ledger.cells.cell_keys``)."""
+    return cuboid == FINEST or not CUBOIDS[cuboid] - {"agency_id"}
+
+
 def _roll_up_rows(conn: Connection, table: Any, grouped: Sequence[str]) -> None:
-    """In SQL: the other cuboids' days from the finest cuboid's, then every cuboid's 32 days from its days. `grouped`
-    names the columns besides the key that rows are grouped by (a distribution and a bucket); the rest are summed."""
+    """In SQL, from the finest cuboid's days (already in `table`): its 32 days, then every other cuboid (days and 32
+    days in one statement) from the smallest cuboid already built that is keyed by more dimensions, so that each pass
+    reads as few rows as can be (the finest cuboid is the largest by far). `grouped` names the columns besides the
+    key that rows are grouped by (a distribution and a bucket); the rest are summed."""
     t = table.c
     extra = [t[name] for name in grouped]
     sums = [column.name for column in table.columns if column.name not in {*_KEY, *grouped}]
     columns = [*grouped, *_KEY, *sums]
-    finest = and_(t.cuboid == FINEST, t.level == 0)
-    for number, keyed in enumerate(CUBOIDS):
+    totals = [func.sum(t[name]) for name in sums]
+    dims = [t[name] for name in DIMENSIONS]
+    block = t.period // BLOCK_DAYS
+    query = select(*extra, literal(FINEST), *dims, literal(1), block, *totals)
+    query = query.where(t.cuboid == FINEST, t.level == 0).group_by(*extra, *dims, block)
+    rows = {FINEST: conn.execute(insert(table).from_select(columns, query)).rowcount}
+    for number in sorted(range(len(CUBOIDS)), key=lambda n: -len(CUBOIDS[n])):
         if number == FINEST:
             continue
-        dims = [t[name] if name in keyed else literal(ANY[name]) for name in DIMENSIONS]
-        query = select(*extra, literal(number), *dims, literal(0), t.period, *(func.sum(t[name]) for name in sums))
-        query = query.where(finest)
-        if keyed - {"agency_id"}:  # marks of a case without a row count only where the agency alone is the key
-            query = query.where(t.commitment_id != ANY["commitment_id"])
+        keyed = CUBOIDS[number]
+        parents = [p for p in rows if CUBOIDS[p] > keyed and (_includes_unknown(p) or not _includes_unknown(number))]
+        parent = min(parents, key=lambda p: (rows[p] if rows[p] >= 0 else 1 << 62, len(CUBOIDS[p])))
         keys = [t[name] for name in DIMENSIONS if name in keyed]
-        conn.execute(insert(table).from_select(columns, query.group_by(*extra, *keys, t.period)))
-    block = t.period // BLOCK_DAYS
-    days = [t[name] for name in DIMENSIONS]
-    query = select(*extra, t.cuboid, *days, literal(1), block, *(func.sum(t[name]) for name in sums))
-    conn.execute(insert(table).from_select(
-        columns, query.where(t.level == 0).group_by(*extra, t.cuboid, *days, block)))
+        values = [t[name] if name in keyed else literal(ANY[name]) for name in DIMENSIONS]
+        query = select(*extra, literal(number), *values, t.level, t.period, *totals).where(t.cuboid == parent)
+        if _includes_unknown(parent) and not _includes_unknown(number):  # the finest: leave out the unknown marks
+            query = query.where(t.commitment_id != ANY["commitment_id"])
+        query = query.group_by(*extra, *keys, t.level, t.period)
+        rows[number] = conn.execute(insert(table).from_select(columns, query)).rowcount
 
 
 def rebuild(conn: Connection) -> None:
-    """Every cell again, from every row: the finest cuboid's days from the rows, one pass per time (axis); the other
-    cuboids' days from those; every 32 days from the days. The same for the buckets of values."""
-    g = figure_cells.c
+    """Every cell again, from every row: the finest cuboid's days from the rows (one pass per time (axis), their
+    counts summed per cell in one statement); then the rest from those (:func:`_roll_up_rows`). The same for the
+    buckets of values."""
     conn.execute(figure_cells.delete())
-    statement = _insert_for(conn, figure_cells)
+    names = [counter.name for counter in COUNTERS]
+    parts = []
     for axis in AXES:
-        names = [counter.name for counter in axis.counters]
         columns = zip(DIMENSIONS, axis.source.dims, strict=True)
-        dims: list[Any] = [func.coalesce(column, literal(ANY[name])) for name, column in columns]
-        day = axis.time // DAY
-        query = (
-            select(literal(FINEST), *dims, literal(0), day, *(func.sum(c.summand()) for c in axis.counters))
+        dims: list[Any] = [func.coalesce(column, literal(ANY[name])).label(name) for name, column in columns]
+        day = (axis.time // DAY).label("period")
+        mine = {counter.name: func.sum(counter.summand()) for counter in axis.counters}
+        parts.append(
+            select(*dims, day, *(mine.get(name, literal(0)).label(name) for name in names))
             .select_from(axis.source.from_clause())
             .where(axis.time.is_not(None), *axis.source.marks())
             .group_by(*dims, day)
         )
-        upsert = statement.from_select([*_KEY, *names], query).on_conflict_do_update(
-            index_elements=list(_KEY), set_={name: g[name] + statement.excluded[name] for name in names}
-        )
-        conn.execute(upsert)
-    conn.execute(figure_cells.delete().where(_all_zero(figure_cells)))  # a group of rows may count nothing
+    every = union_all(*parts).subquery()
+    u = every.c
+    query = (
+        select(literal(FINEST), *(u[name] for name in DIMENSIONS), literal(0), u.period,
+               *(func.sum(u[name]) for name in names))
+        .group_by(*(u[name] for name in DIMENSIONS), u.period)
+        .having(or_(*(func.sum(u[name]) != 0 for name in names)))  # a group of rows may count nothing
+    )
+    conn.execute(insert(figure_cells).from_select([*_KEY, *names], query))
     _roll_up_rows(conn, figure_cells, ())
     _rebuild_values(conn)
 
