@@ -154,8 +154,9 @@ SCORES = {
     "reopened": (10, 25, 35, 22, 8),
 }
 #: Bumped when the city's recipe changes: a chain loaded with another version is not resumed with this one.
-#: 3: the hotline's daily Merkle-anchored batches. 4: late responses, and rectifications of bad ratings.
-VERSION = 4
+#: 3: the hotline's daily Merkle-anchored batches. 4: late responses, and rectifications of bad ratings. 5: at least
+#: one bad rating rectified in time.
+VERSION = 5
 
 W, H = DeadlineUnit.WORKING_DAYS, DeadlineUnit.CALENDAR_HOURS
 C = Channel
@@ -497,31 +498,42 @@ def _citizens(
     specs = {spec.agency_id: spec for spec in AGENCIES}
     actions: list[CitizenAction] = []
 
+    rated: set[bytes] = set()
+    rectified_in_time: list[bytes] = []
+
     def rate(case: _Closed, after: int, outcome: str) -> None:
         at = after + 600 + int(rng.lognormvariate(math.log(DAY), 1.0))
         if at < end - 60:
             score = rng.choices(range(1, 6), SCORES[outcome])[0]
-            rating = Rating(agency_id=short_code(case.agency_id), case_id=case.receipt.case_id, score=score)
-            actions.append(CitizenAction(at, case.agency_id, rating, case.receipt))
+            give(case, at, score)
             if score <= BAD_RATING_MAX:
                 rectify(case, at)
 
-    def rectify(case: _Closed, rated: int) -> None:
-        # The agency's answer to a bad rating relayed at `rated`: recorded after it (the contract takes a Rectified
-        # event of a rated case only), within its working days mostly, some later, some never.
+    def give(case: _Closed, at: int, score: int) -> None:
+        rating = Rating(agency_id=short_code(case.agency_id), case_id=case.receipt.case_id, score=score)
+        actions.append(CitizenAction(at, case.agency_id, rating, case.receipt))
+        rated.add(case.receipt.case_id)
+
+    def rectify(case: _Closed, rated_at: int) -> None:
+        # The agency's answer to a bad rating relayed at `rated_at`: recorded after it (the contract takes a
+        # Rectified event of a rated case only), within its working days mostly, some later, some never.
         roll = timing.random()
         if roll >= RECTIFIED_ON_TIME + RECTIFIED_LATE:
             return
-        due = _working_day_end(rated, RECTIFICATION_WORKING_DAYS)
+        due = _working_day_end(rated_at, RECTIFICATION_WORKING_DAYS)
         if roll < RECTIFIED_ON_TIME:
-            occurred = min(rated + HOUR + int(timing.lognormvariate(math.log(4 * DAY), 0.7)), due - HOUR)
+            occurred = min(rated_at + HOUR + int(timing.lognormvariate(math.log(4 * DAY), 0.7)), due - HOUR)
         else:
             occurred = due + timing.randrange(HOUR, 10 * DAY)
-        if occurred >= end:
-            return  # still being rectified at the end of the period
+        if occurred < end:  # else still being rectified at the end of the period
+            rectified(case, occurred, due)
+
+    def rectified(case: _Closed, occurred: int, due: int) -> None:
         event = CaseEvent(case_id=case.receipt.case_id, action=CaseAction.RECTIFIED, occurred_at=occurred,
                           details_hash=text_hash(RECTIFICATION_REPORT))
         pending.setdefault((case.agency_id, recording_time(specs[case.agency_id], occurred, 0, 0)), []).append(event)
+        if occurred <= due:
+            rectified_in_time.append(case.receipt.case_id)
 
     # A dispute, its answer (within days: the response window is 10) and a refulfilment must all fit before the end.
     room = 12 * DAY
@@ -557,6 +569,15 @@ def _citizens(
     for case in closed:
         if case.receipt.case_id not in disputed_ids and rng.random() < RATING_SHARE:
             rate(case, case.recorded, case.outcome)
+    # at least one bad rating rectified in time in any city with a late case that has room for it (a small city drawn
+    # around now may have none by chance): its citizens and the page then show the whole of 差评整改
+    room = 3 * DAY
+    late = [c for c in closed if c.outcome == "late" and c.receipt.case_id not in disputed_ids | rated
+            and c.recorded + room < end]
+    if not rectified_in_time and late:
+        case = late[0]
+        give(case, case.recorded + HOUR, 1)
+        rectified(case, case.recorded + 3 * HOUR, _working_day_end(case.recorded + HOUR, RECTIFICATION_WORKING_DAYS))
     actions.sort(key=lambda a: a.at)
     return actions
 
