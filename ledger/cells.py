@@ -374,16 +374,23 @@ def _source_conditions(source: Source, selection: Selection) -> list[ColumnEleme
     return conditions
 
 
+def _cell_conditions(cells: Any, selection: Selection) -> list[ColumnElement[bool]]:
+    """The cells (of ``figure_cells`` or ``figure_values``: their columns `cells`) of the selection's cuboid, with its
+    fixed dimensions; the dimensions it does not name are '' (0) in that cuboid."""
+    conditions = [cells.cuboid == selection.cuboid]
+    for name in DIMENSIONS:
+        if name in selection.fixed:
+            conditions.append(cells[name] == selection.fixed[name])
+        elif name not in selection.groups:
+            conditions.append(cells[name] == ANY[name])
+    return conditions
+
+
 def read(conn: Connection, selection: Selection, boundaries: Iterable[int | None]) -> Reading:
     """The selection's counters below each boundary: cells for whole days, rows for the part of a day."""
     reading = Reading(selection, conn=conn)
     g = figure_cells.c
-    fixed = [g.cuboid == selection.cuboid]
-    for name in DIMENSIONS:
-        if name in selection.fixed:
-            fixed.append(g[name] == selection.fixed[name])
-        elif name not in selection.groups:
-            fixed.append(g[name] == ANY[name])
+    fixed = _cell_conditions(g, selection)
     group_columns = [g[name] for name in selection.groups]
     partial: list[int] = []
     for x in dict.fromkeys(boundaries):
@@ -727,12 +734,7 @@ def read_distribution(
     groups_v = [v[name_] for name_ in selection.groups]
     n_groups = len(groups_v)
     if periods is not None:
-        fixed = [v.distribution == distribution.number, v.cuboid == selection.cuboid, periods]
-        for dim in DIMENSIONS:
-            if dim in selection.fixed:
-                fixed.append(v[dim] == selection.fixed[dim])
-            elif dim not in selection.groups:
-                fixed.append(v[dim] == ANY[dim])
+        fixed = [v.distribution == distribution.number, periods, *_cell_conditions(v, selection)]
         query = select(*groups_v, v.bucket, func.sum(v.n)).where(*fixed).group_by(*groups_v, v.bucket)
         for row in conn.execute(query):
             counts = histograms.setdefault(tuple(row[:n_groups]), {})
