@@ -13,6 +13,22 @@ keep-alive timeout is uvicorn's default (5 s). The HTTP parser stays httptools (
 request's headers and the time they take to arrive are left to the reverse proxy in front (nginx:
 ``large_client_header_buffers``, ``client_header_timeout``; and ``client_body_timeout``, though ``api.bodies``
 bounds bodies itself).
+
+Several replicas behind a proxy
+    The API only reads the index; one indexer process writes it. Run any number of API processes (``--workers N`` on
+    a machine, and machines side by side), all given the same ``CIVIC_STORE_URL`` — PostgreSQL when they are on more
+    than one machine (a SQLite file serves the processes of one machine) — and beside them one indexer:
+    ``civic-ledger sync --follow`` (or several, on different machines: the store's leader lease lets one write at a
+    time, the others stand by and take over within ``CIVIC_INDEX_LEASE_SECONDS`` (30) of its last heartbeat when it
+    dies; a one-off ``civic-ledger sync`` while one leads exits saying which). ``CIVIC_CONFIRMATIONS`` sets the
+    confirmation depth of the network (default by chain id: ``ledger.config.CONFIRMATIONS_BY_CHAIN``, else 12).
+    The proxy spreads requests over the replicas (no session affinity is needed, except for the writes below) and
+    appends the client's address to ``X-Forwarded-For``; set ``CIVIC_TRUSTED_PROXIES`` on every replica to the
+    proxy's addresses or networks (comma-separated), or every client counts as the proxy (``api.clients``).
+    Each process keeps its own budgets (``docs/limits.md``): with P processes in all, a client may use P times each
+    per-minute rate, so divide the settings by P. The write endpoints (agency records, citizens' filings, ratings,
+    disputes) keep their relay store and the relayer's keys in ``CIVIC_DATA_DIR``, shared by the processes of one
+    machine only: send writes to the replicas of one machine.
 """
 
 from __future__ import annotations

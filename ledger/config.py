@@ -13,7 +13,7 @@ line, the API and the local network.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +26,31 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 DEPLOYMENT_FILE = "deployment.json"
 ENV_PREFIX = "CIVIC_"
+
+#: blocks on top of an entry's before the indexer reports it final, on a network not in :data:`CONFIRMATIONS_BY_CHAIN`
+DEFAULT_CONFIRMATIONS = 12
+#: the confirmation depth by chain id, for networks that need another than :data:`DEFAULT_CONFIRMATIONS`
+#: (``CIVIC_CONFIRMATIONS``, or ``civic-ledger sync --confirmations``, overrides it): :func:`confirmations_for`
+CONFIRMATIONS_BY_CHAIN: dict[int, int] = {
+    # anvil's and Hardhat's node's default chain id: the local network of ``make run`` (``ledger.dev.devnet``), one
+    # node that does not reorganise on its own; two blocks, as it has always been indexed
+    31337: 2,
+    # eth-tester's embedded chain (``Chain.embedded_chain``): one process, no reorganisation
+    131277322940537: 0,
+}
+#: how long an indexer's leader lease lasts without a heartbeat before another indexer may take over the store
+#: (``ledger.index.leader``)
+DEFAULT_LEASE_SECONDS = 30
+
+
+def confirmations_for(chain_id: int, given: int | None = None) -> int:
+    """The confirmation depth to index chain `chain_id` with: `given` (a setting or an option) when there is one,
+    else the chain's default (:data:`CONFIRMATIONS_BY_CHAIN`, :data:`DEFAULT_CONFIRMATIONS`)."""
+    if given is not None:
+        if given < 0:
+            raise InvalidSetting(f"the confirmation depth must be 0 or more, not {given}")
+        return given
+    return CONFIRMATIONS_BY_CHAIN.get(chain_id, DEFAULT_CONFIRMATIONS)
 
 
 class Settings(BaseSettings):
@@ -84,6 +109,10 @@ class Settings(BaseSettings):
     #: salt for case ids, hex (else DATA_DIR/keys/case-salt-AGENCY)
     key_password: SecretStr | None = None
     case_salt: SecretStr | None = None
+    #: the indexer: blocks before an entry is final (unset: the chain's default, :func:`confirmations_for`), and how
+    #: long its leader lease lasts without a heartbeat before another indexer may take over (seconds)
+    confirmations: int | None = Field(default=None, ge=0)
+    index_lease_seconds: int = Field(default=DEFAULT_LEASE_SECONDS, ge=1)
     #: the local network (``make run``): the chain's and the API's ports on loopback
     chain_port: int = Field(default=8545, gt=0, lt=65536)
     api_port: int = Field(default=8000, gt=0, lt=65536)
@@ -123,12 +152,27 @@ class Settings(BaseSettings):
 
 @dataclass(frozen=True)
 class Deployment:
-    """Where the ledger this data directory serves was deployed."""
+    """Where the ledger this data directory serves was deployed, and from what: enough for anyone to find the contract
+    and check its code against the published sources (``civic-ledger deploy`` writes every field, the local network
+    the first four; a record without the others still loads)."""
 
     chain_id: int
     address: str
     block: int
     governance: str
+    #: the deployment transaction and the account that sent and paid for it (not the governance, which may be a
+    #: multisig with no key on the deploying machine)
+    tx_hash: str = ""
+    deployer: str = ""
+    #: seconds a handover of the governance role waits (AccessControlDefaultAdminRules), as given to the constructor
+    admin_delay: int = 0
+    #: confirmations waited for before the record was written
+    confirmations: int = 0
+    #: the compiler's long version and settings (contracts/compiler.json) the shipped bytecode was built with
+    compiler: str = ""
+    compiler_settings: dict[str, Any] = field(default_factory=dict)
+    #: sha256 of the sources' own sha256 hashes by source unit name (``ledger.chain.deploy.source_hash``)
+    source_hash: str = ""
 
     @classmethod
     def load(cls, path: Path) -> Deployment | None:
@@ -137,9 +181,17 @@ class Deployment:
             return None
         try:
             recorded = json.loads(path.read_text())
+            settings = recorded.get("compiler_settings", {})
+            if not isinstance(settings, dict):
+                raise TypeError("compiler_settings is not an object")
             return cls(chain_id=int(recorded["chain_id"]), address=str(recorded["address"]),
-                       block=int(recorded.get("block", 0)), governance=str(recorded.get("governance", "")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+                       block=int(recorded.get("block", 0)), governance=str(recorded.get("governance", "")),
+                       tx_hash=str(recorded.get("tx_hash", "")), deployer=str(recorded.get("deployer", "")),
+                       admin_delay=int(recorded.get("admin_delay", 0)),
+                       confirmations=int(recorded.get("confirmations", 0)),
+                       compiler=str(recorded.get("compiler", "")), compiler_settings=settings,
+                       source_hash=str(recorded.get("source_hash", "")))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LedgerError(f"{path} is not a deployment record ({type(exc).__name__}: {exc})") from None
 
     @classmethod

@@ -34,35 +34,58 @@ StoreOpt = Annotated[
 def sync(
     ctx: typer.Context,
     store: StoreOpt = None,
-    confirmations: Annotated[int, typer.Option(help="blocks before an entry is final")] = 12,
-    follow: Annotated[bool, typer.Option(help="keep following new blocks until Ctrl-C")] = False,
+    confirmations: Annotated[
+        int | None,
+        typer.Option(min=0, help="blocks before an entry is final (default: CIVIC_CONFIRMATIONS, else the chain's: "
+                                 "2 on a local anvil or Hardhat node, 12 elsewhere)"),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(help="keep following new blocks until Ctrl-C; while another indexer leads the store, stand by "
+                          "and take over when its lease ends"),
+    ] = False,
     batch_dir: Annotated[
         Path | None, typer.Option("--batches", help="where the batches' files are read (default DATA_DIR/batches)")
     ] = None,
 ) -> None:
     """Index the chain's entries into the SQL store (resumes where it stopped). A Merkle batch whose file is not in
     the batch directory, or does not match its anchor, is withheld (its events left out, shown against its agency)
-    and indexing goes on; a withheld batch's events slot in once the right file is published."""
+    and indexing goes on; a withheld batch's events slot in once the right file is published.
+
+    One indexer writes a store at a time (a leader lease in the store, CIVIC_INDEX_LEASE_SECONDS): while another
+    leads, a single sync exits at once saying which, and --follow stands by until that one's lease ends."""
     import threading
 
+    from ledger.config import confirmations_for
+    from ledger.index.leader import NotLeader
     from ledger.index.sync import Indexer
     from ledger.store.db import open_store
 
     s = settings(ctx)
+    env = Env.from_env()
     ledger = s.ledger()
     deploy_block = s.deploy_block() or None
+    depth = confirmations_for(ledger.chain.chain_id, confirmations if confirmations is not None else env.confirmations)
     opened = open_store(_store_url(s, store))
     try:
-        indexer = Indexer(ledger.chain, ledger.address, opened, confirmations=confirmations,
-                          deploy_block=deploy_block, batch_dir=batch_dir or s.data_dir / "batches",
+        indexer = Indexer(ledger.chain, ledger.address, opened, confirmations=depth,
+                          lease_seconds=env.index_lease_seconds, deploy_block=deploy_block,
+                          batch_dir=batch_dir or s.data_dir / "batches",
                           alert=lambda message: err.print(f"[bold red]alert:[/] {message}"))
-        with err.status("indexing…"):
-            report = indexer.sync()
-        out.print(f"indexed {report.entries} entries up to block {indexer.last_block()} "
-                  f"(final up to block {indexer.finalized_block()}) at {report.entries_per_s:,.0f} entries/s")
-        if report.withheld_batches or report.released_batches:
-            out.print(f"batches withheld this sync: {report.withheld_batches}; withheld earlier and now indexed: "
-                      f"{report.released_batches}")
+        try:
+            with err.status("indexing…"):
+                report = indexer.sync(wait=0)
+        except NotLeader as exc:
+            if not follow:
+                raise
+            err.print(f"standing by: {exc}")
+        else:
+            out.print(f"indexed {report.entries} entries up to block {indexer.last_block()} "
+                      f"(final up to block {indexer.finalized_block()}, {depth} confirmations) at "
+                      f"{report.entries_per_s:,.0f} entries/s")
+            if report.withheld_batches or report.released_batches:
+                out.print(f"batches withheld this sync: {report.withheld_batches}; withheld earlier and now indexed: "
+                          f"{report.released_batches}")
         if follow:
             stop = threading.Event()
             try:

@@ -32,9 +32,6 @@ from ledger.relay.writer import RelayWriter
 from ledger.store.db import default_url, open_store
 
 CHAIN_ID = 31337
-
-#: blocks before an entry counts as final in the local index (a local anvil does not reorganise on its own)
-CONFIRMATIONS = 2
 DEMO_DAYS = 90
 DEMO_SEED = 20261121
 
@@ -278,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: through the finally below, which saves the chain
 
     signal.signal(signal.SIGTERM, _terminate)
+    interrupted = False
     try:
         chain = Chain.connect(node.url, expected_chain_id=CHAIN_ID)
         keys = KeyStore(data_dir / "keys")
@@ -292,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         # the relay's citizens' lane (ledger.relay.store.LANES)
         _funded(chain, keys.get_or_create("relayer-citizens"))
         store = open_store(default_url(data_dir))
-        indexer = Indexer(chain, ledger.address, store, confirmations=CONFIRMATIONS, deploy_block=deployment.block,
-                          batch_dir=batch_store(data_dir).directory)
+        # the confirmation depth: CIVIC_CONFIRMATIONS, else the local chain's (ledger.config.CONFIRMATIONS_BY_CHAIN)
+        indexer = Indexer(chain, ledger.address, store, confirmations=env.confirmations, deploy_block=deployment.block,
+                          batch_dir=batch_store(data_dir).directory, lease_seconds=env.index_lease_seconds)
         report = indexer.sync()
         print("Civic Ledger is up")
         print(f"  chain URL         {node.url}")
@@ -332,10 +331,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("stopping; the chain is saved", file=sys.stderr)
+        interrupted = True
         return 0
     finally:
+        stop_and_save(node, state_path, interrupted=interrupted)
+
+
+def stop_and_save(node: AnvilNode, state_path: Path, *, interrupted: bool) -> None:
+    """Stop the chain, saving its state first (``AnvilNode.stop``); say so when stopping on Ctrl-C or SIGTERM, and
+    say what is kept when the save fails or is itself interrupted (the file then holds the last save whole)."""
+    try:
         node.stop()
+    except (LedgerError, OSError) as exc:
+        print(f"error: the chain's latest state could not be saved ({exc}); {state_path} keeps the last save",
+              file=sys.stderr)
+        return
+    except KeyboardInterrupt:
+        print(f"stopped before the chain was saved; {state_path} keeps the last save", file=sys.stderr)
+        return
+    if interrupted:
+        print("stopping; the chain is saved", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,41 @@
-"""Run a local anvil node (Foundry's JSON-RPC chain) as a child process, with state kept on disk if asked."""
+"""Run a local anvil node (Foundry's JSON-RPC chain) as a child process, with state kept on disk if asked.
+
+The state file is written by this process, never by anvil (it is started with ``--load-state`` only, so nothing else
+writes the file and no two writers race on it): a :class:`StateSaver` asks anvil for its state (``anvil_dumpState``)
+when the chain's head has changed — polled with one cheap call every few seconds, and at most once every
+``save_interval`` seconds so that a busy chain is not dumped continuously — and once more when the node is stopped.
+An idle chain costs one small request every few seconds and no disk write at all. Each save replaces the file whole
+or not at all (temporary file, fsync, rename, fsync of the directory), so a crash mid-save leaves the previous state.
+"""
 
 from __future__ import annotations
 
+import gzip
+import io
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+import zlib
 from pathlib import Path
 
 from ledger.chain.rpc import JsonRpc, RetryPolicy
 from ledger.errors import LedgerError, NodeUnavailable
+from ledger.files import fsync_directory
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
+
+#: seconds between two looks at the chain's head (one small request: ``eth_getBlockByNumber``)
+STATE_POLL_SECONDS = 2.0
+#: the least seconds between two saves of a changing chain: a save serialises the whole state (about 144 MB for the
+#: demo city), so a busy chain is saved this often, an idle one never; what a crash (not a stop) may lose
+STATE_SAVE_SECONDS = 10.0
 
 #: anvil's well-known development mnemonic ("test test … junk") account 0; funded on every fresh anvil chain.
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -38,8 +60,126 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class StateSaver:
+    """Keeps `path` holding the state of the anvil at `url`: saved when the chain's head changed since the last save
+    (looked at every `poll_interval` seconds, saved at most every `save_interval`), and by :meth:`save` (which
+    :meth:`stop` calls). The head is the latest block's number and hash, so a chain reverted to a snapshot and grown
+    back to the same height counts as changed too."""
+
+    def __init__(self, url: str, path: Path, *, poll_interval: float = STATE_POLL_SECONDS,
+                 save_interval: float = STATE_SAVE_SECONDS) -> None:
+        self.path = path
+        self.poll_interval = poll_interval
+        self.save_interval = save_interval
+        # No retries: the next poll is the retry. A dump of a large state takes seconds, hence the long read timeout.
+        self._rpc = JsonRpc(url, timeout=(2.0, 300.0), policy=RetryPolicy(max_retries=0))
+        self._lock = threading.Lock()  # one look-and-save at a time (the thread's, or a caller's)
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._saved_head: tuple[int, str] | None = None
+        self._saved_at = float("-inf")
+        self._failing = False
+        #: saves done (for tests and the idle benchmark)
+        self.saves = 0
+
+    @property
+    def temporary(self) -> Path:
+        """Where a save is written before it replaces the file (one name: a save killed midway leaves at most this)."""
+        return self.path.with_name(f".{self.path.name}.saving")
+
+    def start(self) -> StateSaver:
+        """Take the node's head as saved (it was just loaded from the file, or the chain is new) and start looking."""
+        self.temporary.unlink(missing_ok=True)  # what a save killed midway left
+        try:
+            self._saved_head = self._head()
+        except LedgerError:
+            self._rpc.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name="anvil-state-saver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, *, save: bool = True) -> None:
+        """Stop looking; with `save`, save the state once more (whether or not the head moved: a clean stop keeps
+        everything the node holds). Without it (a crash), the file keeps the last save."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        try:
+            if save:
+                self.save()
+        finally:
+            self._rpc.close()
+
+    def save(self) -> None:
+        """Save the node's state now: :class:`~ledger.errors.NodeUnavailable` when the node does not answer,
+        :class:`~ledger.errors.LedgerError` when its dump is damaged, ``OSError`` when the file cannot be written (the
+        file then keeps the last save, whole)."""
+        with self._lock:
+            self._save(self._head())
+
+    def save_if_changed(self) -> bool:
+        """One look: save when the head moved since the last save and `save_interval` has passed since it."""
+        with self._lock:
+            head = self._head()
+            if head == self._saved_head or time.monotonic() - self._saved_at < self.save_interval:
+                return False
+            self._save(head)
+            return True
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.poll_interval):
+            try:
+                self.save_if_changed()
+            except (LedgerError, OSError) as exc:
+                # Said once per failing streak (a stopped node or a full disk would repeat it every poll); the file
+                # keeps the last good save meanwhile, and the next look tries again.
+                if not self._failing:
+                    log.warning("the chain state could not be saved to %s: %s; trying again", self.path, exc)
+                self._failing = True
+            else:
+                self._failing = False
+
+    def _head(self) -> tuple[int, str]:
+        block = self._rpc.call("eth_getBlockByNumber", ["latest", False])
+        return int(block["number"], 16), str(block["hash"])
+
+    def _save(self, head: tuple[int, str]) -> None:
+        """Dump the state (anvil answers it gzip-compressed, hex-encoded) and write it as the JSON anvil loads,
+        replacing the file whole. `head`, read before the dump, is what counts as saved: a block that lands during
+        the dump makes the next look save again."""
+        dumped = self._rpc.call("anvil_dumpState", [])
+        try:
+            compressed = bytes.fromhex(str(dumped).removeprefix("0x"))
+        except ValueError:
+            raise LedgerError("anvil_dumpState answered something that is not hex-encoded") from None
+        self._write(compressed)
+        self._saved_head, self._saved_at = head, time.monotonic()
+        self.saves += 1
+
+    def _write(self, compressed: bytes) -> None:
+        temporary = self.temporary
+        try:
+            with open(temporary, "wb") as out, gzip.GzipFile(fileobj=io.BytesIO(compressed)) as state:
+                # Decompressed as it is written (never the whole state in memory); a truncated or damaged dump
+                # raises here, before the file is replaced.
+                try:
+                    shutil.copyfileobj(state, out, 1 << 20)
+                except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+                    raise LedgerError(f"anvil_dumpState answered a damaged state ({exc})") from None
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        fsync_directory(self.path.parent)
+
+
 class AnvilNode:
-    """A loopback anvil. With `state_path`, the chain is loaded from and saved to that file (survives restarts)."""
+    """A loopback anvil. With `state_path`, the chain is loaded from that file at start and saved to it by a
+    :class:`StateSaver` while it runs (when it changed) and at :meth:`stop` (survives restarts)."""
 
     def __init__(
         self,
@@ -48,13 +188,19 @@ class AnvilNode:
         chain_id: int = 31337,
         extra_args: list[str] | None = None,
         log_path: Path | None = None,
+        save_interval: float = STATE_SAVE_SECONDS,
+        poll_interval: float = STATE_POLL_SECONDS,
     ) -> None:
         self.port = port or free_port()
         self.state_path = state_path
         self.chain_id = chain_id
         self.extra_args = extra_args or []
         self.log_path = log_path
+        self.save_interval = save_interval
+        self.poll_interval = poll_interval
         self._process: subprocess.Popen[bytes] | None = None
+        #: what keeps `state_path` up to date while the node runs (None without a state file, or when stopped)
+        self.saver: StateSaver | None = None
 
     @property
     def url(self) -> str:
@@ -73,9 +219,11 @@ class AnvilNode:
         args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id)]
         if self.state_path is not None:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            # --state loads the file at start and writes it at exit; the interval also saves it while running,
-            # so a crash loses at most a few seconds.
-            args += ["--state", str(self.state_path), "--state-interval", "2"]
+            # Load only: the StateSaver writes the file (not --state/--dump-state, which would also write it at
+            # exit, racing the saver; nor --state-interval, which rewrites the whole state every interval however
+            # idle the chain). --load-state refuses a missing file: a new chain starts empty.
+            if self.state_path.exists():
+                args += ["--load-state", str(self.state_path)]
         args += self.extra_args
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -89,33 +237,63 @@ class AnvilNode:
                     )
                 try:
                     node.call("eth_chainId", [])
-                    return self
                 except LedgerError:  # not answering yet (NodeUnavailable), or not as a node should (RpcError)
-                    pass
-                time.sleep(0.05)
+                    time.sleep(0.05)
+                    continue
+                if self.state_path is not None:
+                    self._start_saver(self.state_path)
+                return self
         finally:
             node.close()
         self.stop()
         raise NodeUnavailable(f"anvil did not answer on {self.url} within {timeout} s")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        # SIGTERM lets anvil write its --state file before it exits.
-        process.send_signal(signal.SIGTERM)
+    def _start_saver(self, state_path: Path) -> None:
         try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self.saver = StateSaver(self.url, state_path, poll_interval=self.poll_interval,
+                                    save_interval=self.save_interval).start()
+        except BaseException:
+            self.kill()  # a node whose state would not be saved is not left running
+            raise
+
+    def save_state(self) -> None:
+        """Save the chain's state to `state_path` now, whether or not it changed."""
+        if self.saver is None:
+            raise NodeUnavailable("this anvil keeps no state file, or it is not running")
+        self.saver.save()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Save the state (with `state_path`), then stop the node (SIGTERM)."""
+        saver, self.saver = self.saver, None
+        process, self._process = self._process, None
+        try:
+            if saver is not None:
+                # The last save: everything the node holds now. If it fails (the node died, the disk is full), the
+                # file keeps the previous save and the error is raised once the node is stopped.
+                saver.stop(save=process is not None and process.poll() is None)
+        finally:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
     def kill(self) -> None:
-        """Stop abruptly (SIGKILL), as a crash would."""
+        """Stop abruptly (SIGKILL), as a crash would: the state file keeps the last save."""
+        saver, self.saver = self.saver, None
+        if saver is not None:
+            saver.stop(save=False)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        """The anvil process's id while it runs."""
+        return self._process.pid if self.running and self._process is not None else None
 
     @property
     def running(self) -> bool:

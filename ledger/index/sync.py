@@ -41,6 +41,14 @@ Finality and reorganisations
     final has changed: indexing halts (``sync_state.halted_reason``, a CRITICAL log line, the optional ``alert``
     callback) and raises :class:`~ledger.errors.ReorgTooDeep` until an operator calls :meth:`Indexer.clear_halt`.
 
+One writer
+    One indexer process writes a store at a time: every sync runs under the store's leader lease
+    (:mod:`ledger.index.leader`), waiting for it when another indexer holds it, and every write transaction starts by
+    checking, in that transaction, that this indexer still holds it (fencing), so one paused past its lease and
+    overtaken writes nothing when it wakes. :meth:`Indexer.run` keeps the lease between its polls, and stands by
+    while another indexer leads, taking over when that one's lease ends unrenewed. The confirmation depth is the
+    chain's default unless given (``ledger.config.confirmations_for``: ``CIVIC_CONFIRMATIONS``).
+
 Node access
     Reads are JSON-RPC over HTTP through the one client (``ledger.chain.rpc.JsonRpc``: keep-alive, batches, timeouts,
     no redirects); timeouts, connection errors, HTTP 5xx and 429 (``Retry-After`` honoured) and rate-limit errors
@@ -71,10 +79,12 @@ from ledger.chain.contract import Chain, Ledger
 from ledger.chain.logs import DecodedEntry, LogDecoder
 from ledger.chain.reader import LedgerReader, RangeSizer
 from ledger.chain.rpc import JsonRpc, RangeTooLarge, RetryPolicy, RpcError
+from ledger.config import DEFAULT_LEASE_SECONDS, confirmations_for
 from ledger.encoding import ZERO_HEAD, fold
 from ledger.errors import ChainMismatch, IndexIntegrityError, NodeUnavailable, ReorgTooDeep
 from ledger.index import cells
 from ledger.index.cases import FEEDBACK_TABLES, CaseFolder
+from ledger.index.leader import LeaderLease, NotLeader
 from ledger.index.project import Projection, settle_attestations
 from ledger.index.sql import Statements, chunks
 from ledger.index.withheld import Withheld, WithheldBatches
@@ -151,7 +161,11 @@ _LOG_INDEX_GRACE = 0.2
 
 class Indexer:
     """Indexes one deployed ledger into one store (one ledger per store). Two indexers on the same store (say the
-    service's and an operator's ``sync``) are safe: their writes take turns and each notices the other's."""
+    service's and an operator's ``sync``) are safe: one leads at a time (the leader lease,
+    :mod:`ledger.index.leader`), and each notices the other's writes.
+
+    `confirmations` None: the chain's default (``ledger.config.confirmations_for``). `lease_seconds`: how long the
+    lease outlives this indexer's last heartbeat (or pass a :class:`LeaderLease` of its own)."""
 
     def __init__(
         self,
@@ -159,7 +173,7 @@ class Indexer:
         contract_address: str,
         store: Store,
         *,
-        confirmations: int = 12,
+        confirmations: int | None = None,
         max_block_range: int = 2000,
         deploy_block: int | None = None,
         target_logs: int = 10_000,
@@ -173,7 +187,11 @@ class Indexer:
         case_cache_size: int = 200_000,
         batch_dir: str | Path | None = None,
         batch_store: BatchStore | None = None,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        lease: LeaderLease | None = None,
     ) -> None:
+        if confirmations is None:
+            confirmations = confirmations_for(chain.chain_id)
         if confirmations < 0 or max_block_range < 1 or target_logs < 1:
             raise ValueError("confirmations must be >= 0, max_block_range and target_logs >= 1")
         self.chain = chain
@@ -210,6 +228,9 @@ class Indexer:
         self._unverified = False  # ranges committed without the contract's check (no state on the node there)
         #: (last_block, entry_count, running_hash, withheld batches) as this indexer last wrote them; None when unknown
         self._written: tuple[Any, ...] | None = None
+        #: the store's leader lease, and how many blocks (:meth:`leading`, :meth:`run`) keep it now
+        self.lease = lease if lease is not None else LeaderLease(store, lease_seconds=lease_seconds)
+        self._keeping = 0
 
     # -- public
 
@@ -246,10 +267,12 @@ class Indexer:
         state = self._read_state()
         return None if state is None else state["halted_reason"]
 
-    def clear_halt(self) -> None:
+    def clear_halt(self, *, wait: float | None = None) -> None:
         """Operator action after :class:`ReorgTooDeep`: accept the new chain. The next sync rolls back to the fork
-        (from the deployment block when the fork is older than the kept block hashes) and indexes the new chain."""
-        with self.store.begin() as conn:
+        (from the deployment block when the fork is older than the kept block hashes) and indexes the new chain.
+        Under the leader lease, as a sync (`wait`: :meth:`leading`)."""
+        with self.leading(wait), self.store.begin() as conn:
+            self.lease.fence(conn)
             conn.execute(
                 update(sync_state)
                 .where(sync_state.c.contract_address == self.address)
@@ -257,8 +280,33 @@ class Indexer:
             )
         log.warning("halt cleared by the operator for %s: the next sync accepts the reorganised chain", self.address)
 
-    def sync(self, to_block: int | None = None) -> SyncReport:
-        """Index up to `to_block` (default: the head). Blocks above head - confirmations are indexed but not final."""
+    @contextmanager
+    def leading(self, wait: float | None = None, *, stop: threading.Event | None = None) -> Iterator[None]:
+        """Hold the store's leader lease for the block: taken or renewed, waiting up to `wait` seconds (None: as long
+        as it takes) for another indexer to give it up or let it end (:class:`~ledger.index.leader.NotLeader` then);
+        given up when the outermost block ends. Every sync runs in one; one around several syncs keeps the store
+        between them."""
+        self.lease.take(wait, stop=stop)
+        with self._keeping_lease():
+            yield
+
+    @contextmanager
+    def _keeping_lease(self) -> Iterator[None]:
+        self._keeping += 1
+        try:
+            yield
+        finally:
+            self._keeping -= 1
+            if self._keeping == 0:
+                self.lease.release()
+
+    def sync(self, to_block: int | None = None, *, wait: float | None = None) -> SyncReport:
+        """Index up to `to_block` (default: the head). Blocks above head - confirmations are indexed but not final.
+        Under the store's leader lease, waiting up to `wait` seconds for it (None: as long as it takes)."""
+        with self.leading(wait):
+            return self._sync(to_block)
+
+    def _sync(self, to_block: int | None) -> SyncReport:
         started = time.perf_counter()
         state = self._ensure_state()
         if state["halted_reason"]:
@@ -355,17 +403,26 @@ class Indexer:
                 report.ranges += 1
 
     def run(self, poll_interval: float = 2.0, stop_event: threading.Event | None = None) -> None:
-        """Sync, then keep following the head every `poll_interval` seconds until `stop_event` is set. Transient
-        failures (node or database unreachable) are logged and retried; a halt or an integrity failure stops it."""
+        """Sync, then keep following the head every `poll_interval` seconds until `stop_event` is set, keeping the
+        store's leader lease (renewed at each poll) and giving it up at the end. While another indexer leads, stand
+        by, looking at its lease every poll, and take over once it ends. Transient failures (node or database
+        unreachable, the lease lost) are logged and retried; a halt or an integrity failure stops it."""
         stop = stop_event or threading.Event()
-        while not stop.is_set():
-            try:
-                self.sync()
-            except (ReorgTooDeep, IndexIntegrityError, ChainMismatch):
-                raise
-            except (NodeUnavailable, RpcError, OperationalError) as exc:
-                log.warning("sync failed, retrying in %.1f s: %s", poll_interval, exc)
-            stop.wait(poll_interval)
+        leader: str | None = None
+        with self._keeping_lease():
+            while not stop.is_set():
+                try:
+                    self.sync(wait=0)
+                    leader = None
+                except (ReorgTooDeep, IndexIntegrityError, ChainMismatch):
+                    raise
+                except NotLeader as exc:
+                    if exc.holder is None or exc.holder.holder != leader:
+                        log.warning("standing by: %s", exc)
+                        leader = None if exc.holder is None else exc.holder.holder
+                except (NodeUnavailable, RpcError, OperationalError) as exc:
+                    log.warning("sync failed, retrying in %.1f s: %s", poll_interval, exc)
+                stop.wait(poll_interval)
 
     # -- state
 
@@ -404,6 +461,7 @@ class Indexer:
             raise ChainMismatch(f"this store already indexes the ledger at {other}: use another one for {self.address}")
         deploy_block = self._deploy_block if self._deploy_block is not None else self._find_deploy_block()
         with self.store.begin() as conn:
+            self.lease.fence(conn)
             conn.execute(
                 insert(sync_state).values(
                     contract_address=self.address, chain_id=chain_id, deploy_block=deploy_block,
@@ -430,6 +488,7 @@ class Indexer:
 
     def _advance_finality(self, head: int) -> int:
         with self.store.begin() as conn:
+            self.lease.fence(conn)
             state = self._read_state(conn)
             assert state is not None
             finalized = max(int(state["finalized_block"]), min(int(state["last_block"]), head - self.confirmations))
@@ -623,7 +682,9 @@ class Indexer:
     def _lock_state(self, conn: Connection, read_at: tuple[Any, ...] | None) -> dict[str, Any]:
         """Take the write lock on this ledger's sync state (a no-op UPDATE locks the row on PostgreSQL and the
         database on SQLite) and check nobody moved it since `read_at`: two indexers on one store never interleave
-        their writes, the second waits, then notices and carries on from the new state."""
+        their writes, the second waits, then notices and carries on from the new state. First of all, the write is
+        fenced: refused unless this indexer still holds the leader lease (:meth:`LeaderLease.fence`)."""
+        self.lease.fence(conn)
         conn.execute(
             update(sync_state)
             .where(sync_state.c.contract_address == self.address)
@@ -725,6 +786,7 @@ class Indexer:
                 "longer matches the node"
             )
             with self.store.begin() as conn:
+                self.lease.fence(conn)
                 conn.execute(
                     update(sync_state)
                     .where(sync_state.c.contract_address == self.address)

@@ -15,6 +15,8 @@ An entry that belongs to no agency (the auditors' kinds: an auditor registered o
 zero bytes32 as its agency on chain; ``entries.agency_id`` holds it as any code is held, :data:`NO_AGENCY`, which no
 agency can have (the contract refuses to register the zero id). The API shows it as null.
 
+The one exception is ``index_leader``, the indexer's leader lease: which process may write the store now.
+
 Migrations (``ledger/store/migrations``, Alembic) build exactly this schema; a test compares them.
 """
 
@@ -70,6 +72,22 @@ sync_state = Table(
     #: highest block the indexer has reported final (head minus the confirmation depth when it was seen, never more
     #: than last_block, never decreasing): entries at or below it are final; a reorg reaching it halts indexing
     Column("finalized_block", BigInteger, nullable=False),
+)
+
+#: The indexer's leader lease (``ledger.index.leader``): at most one row, the indexer process allowed to write this
+#: store now. The one table not derived from the chain: a re-sync does not give it back, nor needs to.
+index_leader = Table(
+    "index_leader",
+    metadata,
+    #: always 1 (``ledger.index.leader.LEASE_ID``): one leader per store
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    #: a random id of the holding indexer, new for each process; and where it runs (host name and process id)
+    Column("holder", String(32), nullable=False),
+    Column("label", String(128), nullable=False),
+    #: when it took the lease, its last heartbeat, and when the lease ends without another (the holder's clock)
+    Column("acquired_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
 )
 
 #: Hashes of recently indexed blocks, to notice a reorganisation and find the fork point.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+
+import pytest
 
 from ledger import receipts
 from ledger.chain.keys import KeyStore
@@ -160,3 +163,62 @@ def test_serves_the_api_as_an_operator_would_and_stops_it_with_the_chain(tmp_pat
         if run.poll() is None:
             run.kill()
             run.communicate()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_last_transaction_before_a_stop_is_in_the_saved_chain(tmp_path, stop):
+    """Ctrl-C or SIGTERM right after a transaction: the run command saves the chain as it stops (the node's periodic
+    save looks only every few seconds), and the next start has the transaction."""
+    import subprocess
+    import sys
+
+    from ledger.chain.contract import Chain
+    from ledger.dev.node import AnvilNode
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "ledger.dev.devnet", "--data-dir", str(tmp_path), "--port", str(free_port()),
+         "--api-port", str(free_port()), "--demo-cases", "0", "--no-audit", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert run.stdout is not None
+        seen = []
+        for line in run.stdout:
+            seen.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        url = next((line.split()[-1] for line in seen if line.strip().startswith("chain URL")), None)
+        assert url is not None, "".join(seen)
+        chain = Chain.connect(url)
+        paid = chain.w3.eth.account.create().address
+        chain.fund(paid, 4242)
+        run.send_signal(stop)
+        output, _ = run.communicate(timeout=60)
+        assert run.returncode == 0, output
+        assert "stopping; the chain is saved" in output
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    with AnvilNode(state_path=tmp_path / "chain" / "anvil-state.json") as node:
+        assert Chain.connect(node.url).w3.eth.get_balance(paid) == 4242
+
+
+def test_a_failed_last_save_is_said_and_the_chain_stopped_all_the_same(tmp_path, capsys, monkeypatch):
+    from ledger.dev import node as node_module
+    from ledger.dev.node import AnvilNode
+
+    state = tmp_path / "chain" / "anvil-state.json"
+    node = AnvilNode(state_path=state).start()
+
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node_module.os, "fsync", no_space)
+    devnet.stop_and_save(node, state, interrupted=True)
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "could not be saved" in err and "No space left" in err and "keeps the last save" in err
+    assert "the chain is saved" not in err
+    assert not node.running and not state.exists()
