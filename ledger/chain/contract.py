@@ -200,13 +200,26 @@ class Ledger:
                                     f"do not name each other (FILINGS() is {pointer}, LEDGER() is {back})")
 
     @classmethod
-    def deploy(cls, chain: Chain, governance: LocalAccount, *, admin_delay: int = 0) -> Ledger:
-        spec = artifact()
-        factory = chain.w3.eth.contract(abi=spec["abi"], bytecode=spec["bytecode"])
-        receipt = _send(chain, governance, factory.constructor(admin_delay, governance.address), _errors(spec["abi"]))
+    def deploy(
+        cls, chain: Chain, deployer: LocalAccount, *, admin_delay: int = 0, governance: str | None = None
+    ) -> Ledger:
+        """Deploy the shipped bytecode from `deployer`'s key, naming `governance` (default: the deployer itself) as
+        the ledger's admin and governor."""
+        receipt = cls.send_deployment(chain, deployer, admin_delay=admin_delay, governance=governance)
         address = receipt["contractAddress"]
         assert address is not None  # a mined deployment's receipt names the new contract
         return cls(chain, address)
+
+    @staticmethod
+    def send_deployment(
+        chain: Chain, deployer: LocalAccount, *, admin_delay: int = 0, governance: str | None = None
+    ) -> TxReceipt:
+        """Send the deployment of the shipped bytecode and wait for its receipt: `deployer` signs and pays, and the
+        constructor names `governance` (an account or a contract such as a multisig; no key of it is needed here)."""
+        spec = artifact()
+        factory = chain.w3.eth.contract(abi=spec["abi"], bytecode=spec["bytecode"])
+        admin = to_checksum_address(governance if governance is not None else deployer.address)
+        return _send(chain, deployer, factory.constructor(admin_delay, admin), _errors(spec["abi"]))
 
     @cached_property
     def _error_selectors(self) -> dict[bytes, tuple[str, list[str], list[str]]]:

@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from ledger.cli import batches, cases, commitments, governance, index, intake, outbox
+from ledger.cli import batches, cases, commitments, deploy, governance, index, intake, outbox
 from ledger.cli.common import Settings
 from ledger.config import DEFAULT_DATA_DIR
 
@@ -33,6 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(index.index_app)  # sync, metrics: top-level commands
+app.add_typer(deploy.deploy_app)  # deploy, verify-deployment: top-level commands
 app.add_typer(governance.agency_app, name="agency")
 app.add_typer(commitments.commitment_app, name="commitment")
 app.add_typer(cases.case_app, name="case")

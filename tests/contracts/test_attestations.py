@@ -12,17 +12,14 @@ from eth_account.signers.local import LocalAccount
 from ledger.encoding import ZERO32, fold, keccak
 from ledger.errors import ContractReverted
 from ledger.records import Attestation, AuditVerdict, EntryKind
+from tests.support import nodes
 from tests.support.attestations import checkpoint
 from tests.support.reverts import refused
 from tests.support.world import World
 
 
 def mine(world: World, blocks: int) -> None:
-    w3 = world.chain.w3
-    if "anvil" in str(w3.client_version).lower():
-        w3.provider.make_request("anvil_mine", [hex(blocks)])
-    else:
-        w3.testing.mine(blocks)
+    nodes.mine(world.chain, blocks)
 
 
 @pytest.fixture

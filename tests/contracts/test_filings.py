@@ -58,6 +58,7 @@ from tests.support.filings import (
     filing,
     submit,
 )
+from tests.support.nodes import set_code
 from tests.support.receipts import CODE, close, dispute, open_with_receipt, rate, receipt_case_id, state
 from tests.support.reverts import refused
 from tests.support.world import World, head
@@ -675,11 +676,10 @@ def test_a_ledger_whose_module_is_not_this_packages_is_refused(world: World) -> 
         pytest.skip("eth-tester cannot put code at an address")
     address = world.ledger.address
     Ledger(world.chain, address)  # the genuine pair is accepted
-    node = world.chain.w3.provider
     ledger_code = world.chain.w3.eth.get_code(address)
-    node.make_request("anvil_setCode", [world.ledger.filings_address, "0x" + bytes(ledger_code).hex()])
+    set_code(world.chain, world.ledger.filings_address, bytes(ledger_code))
     with pytest.raises(ChainMismatch, match="not this package's CivicFilings"):
         Ledger(world.chain, address)
-    node.make_request("anvil_setCode", [world.ledger.filings_address, "0x"])
+    set_code(world.chain, world.ledger.filings_address, b"")
     with pytest.raises(ChainMismatch, match="no contract at"):
         Ledger(world.chain, address)

@@ -15,6 +15,7 @@ from ledger import receipts
 from ledger.batches import MAX_ENTRIES
 from ledger.encoding import keccak
 from ledger.records import CaseAction, Receipt
+from tests.support.nodes import set_code
 from tests.support.receipts import CODE, close, open_with_receipt, rate, receipt_case_id, state
 from tests.support.reverts import refused
 from tests.support.world import World
@@ -98,9 +99,7 @@ def test_receipt_address_given_code_later_still_needs_the_receipt_keys_own_signa
         pytest.skip("eth-tester cannot put code at an address")
     case_id = open_with_receipt(world, "code-later")
     close(world, case_id)
-    world.chain.w3.provider.make_request(
-        "anvil_setCode", [receipts.address(CODE), "0x" + APPROVE_EVERYTHING.hex()]
-    )
+    set_code(world.chain, receipts.address(CODE), APPROVE_EVERYTHING)
     refused("InvalidReceiptSignature", rate, world, case_id, 5, Account.create().key)
     rate(world, case_id)  # the citizen's own key still works
     assert state(world, case_id).rated
