@@ -3,9 +3,10 @@
 ``POST /api/v1/agency/records`` takes ``{"typed_data": <eth_signTypedData_v4 object>, "signature": "0x…"}`` (and
 optionally ``"signer"``). Every check runs before anything is stored, each refusal a 4xx ``{"error": {"code",
 "message"}}``: body shape (422 ``invalid_body``; 400 ``invalid_json``), primary type, types, domain (``wrong_chain``,
-``wrong_contract``), the record, the signature (``bad_signature``, ``signer_mismatch``), a message already submitted
-(409 ``duplicate``, with that submission), the deadline (``expired``), the key (403 ``unauthorized_signer``) and its
-nonce (409 ``stale_nonce``); a key past one of its relay budgets is refused first of all those that ask the chain (429
+``wrong_contract``), the record, the signature (``bad_signature``, ``signer_mismatch``; a contract wallet's, named by
+``signer``, is put to the wallet on chain: ERC-1271 ``isValidSignature``), a message already submitted (409
+``duplicate``, with that submission), the deadline (``expired``), the key (403 ``unauthorized_signer``) and its nonce
+(409 ``stale_nonce``); a key past one of its relay budgets is refused first of all those that ask the chain (429
 ``budget_exceeded`` naming the budget, ``Retry-After``: ``ledger.relay.budgets``). An accepted record is stored
 durably (``ledger.relay.store.RelayStore``) and sent by the agencies' relayer key
 (``ledger.relay.writer.RelayWriter``); the answer (202) waits a few seconds for it to be recorded, and
@@ -47,6 +48,8 @@ from api.schemas.write import (
 )
 from api.settings import ApiSettings
 from ledger.chain.contract import DOMAIN_NAME, DOMAIN_VERSION, NODE_ERRORS, Chain, Ledger
+from ledger.chain.erc1271 import DEFAULT_TIMEOUT as WALLET_CHECK_TIMEOUT
+from ledger.chain.erc1271 import ContractSigners
 from ledger.chain.keys import KeyStore
 from ledger.encoding import code_text
 from ledger.errors import ChainMismatch, LedgerError, NodeUnavailable, OutboxError
@@ -89,6 +92,7 @@ class RelayService:
         self._lock = threading.Lock()
         self._ledger: Ledger | None = None
         self._store: RelayStore | None = None
+        self._contract_signers: ContractSigners | None = None
         self._writers: dict[str, RelayWriter] = {}
         self._relayers: dict[str, LocalAccount] = {}
         self._retry_writer_at: dict[str, float] = {}
@@ -168,6 +172,17 @@ class RelayService:
     def store(self) -> RelayStore:
         return self._ensure()[1]
 
+    @property
+    def contract_signers(self) -> ContractSigners:
+        """Asks the node whether a contract-wallet signer (ERC-1271) accepts a signature; each request times out
+        after ``ApiSettings.extra["wallet_check_timeout"]`` seconds (5 by default)."""
+        ledger = self._ensure()[0]
+        with self._lock:
+            if self._contract_signers is None:
+                timeout = float(self.settings.extra.get("wallet_check_timeout", WALLET_CHECK_TIMEOUT))
+                self._contract_signers = ContractSigners(ledger.chain, timeout=timeout)
+            return self._contract_signers
+
     def open(self) -> None:
         """Accept work again (the app's lifespan starts it; an app may be started again after a shutdown)."""
         with self._lock:
@@ -182,6 +197,9 @@ class RelayService:
             if self._store is not None:
                 self._store.close()
             self._ledger = self._store = None
+            if self._contract_signers is not None:
+                self._contract_signers.close()
+                self._contract_signers = None
             self._writers = {}
 
 
@@ -347,7 +365,9 @@ def register(app: FastAPI, settings: ApiSettings) -> None:
         ledger = service.ledger
         store = service.store
         typed = body.typed_data.model_dump()
-        signed = check_signed_record(typed, body.signature, ledger.domain(), signer=body.signer)
+        # A contract wallet's signature (ERC-1271) is checked by asking it on chain: the node failing is a 503.
+        signed = _chain(lambda: check_signed_record(typed, body.signature, ledger.domain(), signer=body.signer,
+                                                    contract_signers=service.contract_signers))
         existing = store.status(signed.key)
         if existing is not None:
             raise _Duplicate(existing)

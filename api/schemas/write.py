@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.bodies import MAX_JSON_DEPTH, nests_too_deep
+from ledger.relay.verify import MAX_CONTRACT_SIGNATURE
 
 
 class TypedDataField(BaseModel):
@@ -49,9 +50,10 @@ class SignedRecordIn(BaseModel):
     )
 
     typed_data: TypedData
-    #: 0x-hex, 65 bytes (r, s, v)
-    signature: str = Field(min_length=1, max_length=200)
-    #: optional: the address the client expects the signature to recover to
+    #: 0x-hex, 65 bytes (r, s, v); a contract wallet's (ERC-1271) as the wallet takes it, at most 4096 bytes
+    signature: str = Field(min_length=1, max_length=2 + 2 * MAX_CONTRACT_SIGNATURE)
+    #: optional: the address the client expects the signature to recover to; required for a contract wallet (its
+    #: address: the signature is put to it on chain)
     signer: str | None = Field(default=None, max_length=64)
 
     @model_validator(mode="before")

@@ -1,7 +1,8 @@
 """What a relayed submission is and how it is checked: records an agency key signed with EIP-712
 (``eth_signTypedData_v4``), and ratings and disputes a receipt key signed, checked before anything is stored.
 
-Pure: no database, no chain connection, nothing sent. It reads the contract's typed-data definitions
+Pure: no database, no chain connection, nothing sent (a contract wallet's signature is checked through the
+:class:`ContractSignerCheck` the caller passes, which asks the chain). It reads the contract's typed-data definitions
 (:mod:`ledger.chain.contract`) and the records' models; what passes is kept by the relay's store
 (:mod:`ledger.relay.store`) and sent by its writer (:mod:`ledger.relay.writer`).
 
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, cast
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -63,6 +64,8 @@ MAX_RELAY_BATCH = 500
 UINT256_MAX = 2**256 - 1
 #: secp256k1 group order; a signature's s above half of it is the malleable twin (EIP-2), refused by OpenZeppelin
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+#: the longest contract wallet's signature relayed (a multisig wallet's: 65 bytes an owner; 4 KiB is 63 owners)
+MAX_CONTRACT_SIGNATURE = 4096
 #: an entry stamped this far ahead of the clock is refused at once rather than held for a block that late
 MAX_CLOCK_SKEW = 60
 
@@ -172,6 +175,15 @@ class SignedRecord:
         return self.records[0].struct_hash()
 
 
+class ContractSignerCheck(Protocol):
+    """What :func:`check_signed_record` asks the chain about a contract-wallet signer
+    (:class:`ledger.chain.erc1271.ContractSigners`)."""
+
+    def is_contract(self, address: str) -> bool: ...
+
+    def accepts(self, wallet: str, digest: bytes, signature: bytes) -> bool: ...
+
+
 def relay_key(signer: str, digest: bytes) -> str:
     """Idempotency key of a submission: one per signer and signed message, whatever the signature's bytes."""
     return "0x" + keccak(_KEY_DOMAIN + bytes.fromhex(signer[2:]) + digest).hex()
@@ -272,11 +284,17 @@ def check_signed_record(
     domain: Mapping[str, Any],
     *,
     signer: str | None = None,
+    contract_signers: ContractSignerCheck | None = None,
 ) -> SignedRecord:
     """Check typed data as ``eth_signTypedData_v4`` takes it and its signature, against this deployment's `domain`
     (:meth:`Ledger.domain`). Checks, in order: primary type, types (exactly the canonical ones; ``EIP712Domain`` may
     be left out), domain (name and version, chain id, contract), the record (the ``ledger.records`` models), the
     signature (65 bytes, low s, recoverable; equal to `signer` when given). Raises RelayRefused.
+
+    A contract wallet (ERC-1271) signs too: when `signer` is given, the signature is not that key's ECDSA signature,
+    and `contract_signers` says `signer` holds code, the wallet is asked whether it accepts the signature (of any
+    length) over the digest, as the ledger will ask it; the submission's signer is then the wallet. That asks the
+    node: its failure raises :class:`~ledger.errors.NodeUnavailable`. An address without code keeps the ECDSA path.
 
     The deadline is checked separately (:meth:`SignedRecord.check_deadline`), so that a caller can first recognise a
     message it already accepted (its key) and answer with that submission even after the deadline passed."""
@@ -296,22 +314,47 @@ def check_signed_record(
     )
     signable = encode_typed_data(full_message=canonical)
     digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
-    raw = _signature_bytes(signature)
+    if signer is not None and not is_hex_address(signer):
+        raise RelayRefused("invalid_body", "signer is not an address", field="signer")
+    claimed = to_checksum_address(signer) if signer is not None else None
     try:
-        recovered = Account.recover_message(signable, signature=raw)
-    except Exception as exc:  # eth-keys raises BadSignature, ValueError… for bytes that are no signature
-        raise RelayRefused("bad_signature", "the signature does not recover to any key") from exc
-    if signer is not None:
-        if not is_hex_address(signer):
-            raise RelayRefused("invalid_body", "signer is not an address", field="signer")
-        if to_checksum_address(signer) != recovered:
-            raise RelayRefused(
-                "signer_mismatch",
-                f"the signature over this typed data is not by {to_checksum_address(signer)} (it recovers to "
-                f"{recovered}): the message, domain or key differ from what was signed",
-                recovered=recovered,
-            )
+        raw = _signature_bytes(signature)
+        try:
+            recovered = Account.recover_message(signable, signature=raw)
+        except Exception as exc:  # eth-keys raises BadSignature, ValueError… for bytes that are no signature
+            raise RelayRefused("bad_signature", "the signature does not recover to any key") from exc
+    except RelayRefused:
+        # Not an ECDSA signature; a contract wallet's may be anything (ERC-1271): ask it, when it is named.
+        if claimed is not None and contract_signers is not None and contract_signers.is_contract(claimed):
+            return _contract_signed(contract_signers, claimed, digest, signature,
+                                    SignedRecord(spec, agency_id, records, nonce, deadline, digest, b"", claimed))
+        raise
+    if claimed is not None and claimed != recovered:
+        if contract_signers is not None and contract_signers.is_contract(claimed):
+            return _contract_signed(contract_signers, claimed, digest, signature,
+                                    SignedRecord(spec, agency_id, records, nonce, deadline, digest, raw, claimed))
+        raise RelayRefused(
+            "signer_mismatch",
+            f"the signature over this typed data is not by {claimed} (it recovers to "
+            f"{recovered}): the message, domain or key differ from what was signed",
+            recovered=recovered,
+        )
     return SignedRecord(spec, agency_id, records, nonce, deadline, digest, raw, recovered)
+
+
+def _contract_signed(
+    contract_signers: ContractSignerCheck, wallet: str, digest: bytes, signature: str | bytes, signed: SignedRecord
+) -> SignedRecord:
+    """`signed` with the signature's bytes as given, once the contract wallet `wallet` accepted them over `digest`
+    (ERC-1271 ``isValidSignature``, as the ledger's SignatureChecker asks it); else RelayRefused ``bad_signature``."""
+    raw = _any_signature_bytes(signature)
+    if not contract_signers.accepts(wallet, digest, raw):
+        raise RelayRefused(
+            "bad_signature",
+            f"{wallet} is a contract wallet and does not accept this signature over the typed data "
+            "(ERC-1271 isValidSignature): the message, domain or owners' signatures differ from what it approves",
+        )
+    return replace(signed, signature=raw)
 
 
 def _check_types(spec: RelayType, types: Any) -> None:
@@ -452,6 +495,23 @@ def _record(cls: type[Record], value: Any, where: str) -> Record:
         raise RelayRefused("invalid_record", f"{where}: {exc}", field=where) from None
 
 
+def _any_signature_bytes(signature: str | bytes) -> bytes:
+    """A contract wallet's signature as given (ERC-1271 leaves its form to the wallet): 0x-hex or bytes, not empty,
+    at most MAX_CONTRACT_SIGNATURE bytes."""
+    if isinstance(signature, str):
+        try:
+            raw = bytes.fromhex(signature[2:]) if signature.startswith(("0x", "0X")) else b""
+        except ValueError:
+            raw = b""
+    else:
+        raw = bytes(signature)
+    if not raw:
+        raise RelayRefused("bad_signature", "signature must be 0x-hex")
+    if len(raw) > MAX_CONTRACT_SIGNATURE:
+        raise RelayRefused("bad_signature", f"a contract wallet's signature is at most {MAX_CONTRACT_SIGNATURE} bytes")
+    return raw
+
+
 def _signature_bytes(signature: str | bytes) -> bytes:
     """65 bytes r ‖ s ‖ v, v normalised to 27/28 (some wallets give 0/1); a high-s twin is refused, as the
     contract refuses it (OpenZeppelin ECDSA, EIP-2)."""
@@ -482,6 +542,8 @@ def _signature_bytes(signature: str | bytes) -> bytes:
 
 __all__ = [
     "CITIZEN_TYPES",
+    "ContractSignerCheck",
+    "MAX_CONTRACT_SIGNATURE",
     "OffChainText",
     "SignedCitizenRecord",
     "check_citizen_signature",
