@@ -40,6 +40,8 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from api.accesslog import json_lines
+
 #: requests (and connections) one worker holds at once before answering 503 at once
 LIMIT_CONCURRENCY = 1000
 
@@ -52,7 +54,7 @@ def log_config(level: str) -> dict[str, Any]:
     for handler in config["handlers"].values():
         handler["filters"] = ["without_exception_messages"]
     config["loggers"]["api"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    return config
+    return json_lines(config)  # one JSON object a line, each with its request's id (``api.accesslog``)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -61,6 +61,10 @@ class ApiSettings:
     open311_api_keys: dict[str, str] = field(default_factory=dict)
     #: whether an agency's webhook may be http and point at loopback or private addresses (a local case system)
     webhook_allow_private: bool = False
+    #: readiness (``GET /readyz``, ``api.readiness``): how many blocks the index may be behind the node's head, and how
+    #: many of the newest indexed batches must have their file in the batch directory (a stat each)
+    ready_max_lag_blocks: int = 20
+    ready_batch_files: int = 16
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -103,6 +107,8 @@ class ApiSettings:
             filings_per_agency_per_day=env.filings_per_agency_per_day,
             open311_api_keys=_api_keys(env.open311_api_keys),
             webhook_allow_private=env.webhook_allow_private,
+            ready_max_lag_blocks=env.ready_max_lag_blocks,
+            ready_batch_files=env.ready_batch_files,
             relay_budgets=RelayBudgets(
                 transactions_per_hour=_or(env.relay_tx_per_hour, defaults.transactions_per_hour),
                 transactions_per_day=_or(env.relay_tx_per_day, defaults.transactions_per_day),

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     #: long its leader lease lasts without a heartbeat before another indexer may take over (seconds)
     confirmations: int | None = Field(default=None, ge=0)
     index_lease_seconds: int = Field(default=DEFAULT_LEASE_SECONDS, ge=1)
+    #: /readyz: how many blocks the index may lag the node's head, and how many of the newest batches' files it
+    #: checks are present (``api.readiness``)
+    ready_max_lag_blocks: int = Field(default=20, ge=0)
+    ready_batch_files: int = Field(default=16, ge=0)
     #: the local network (``make run``): the chain's and the API's ports on loopback
     chain_port: int = Field(default=8545, gt=0, lt=65536)
     api_port: int = Field(default=8000, gt=0, lt=65536)

@@ -6,6 +6,8 @@ access log off, and its log lines carry no exception's message."""
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import logging
 import os
 import re
@@ -26,7 +28,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api import __main__ as cli
-from api.accesslog import AccessLogWithoutPersonalData
+from api.accesslog import (
+    AccessLogWithoutPersonalData,
+    JsonLines,
+    WithoutExceptionMessages,
+    WithRequestId,
+    json_lines,
+)
 from api.app import create_app
 from api.settings import ApiSettings
 from ledger.dev.node import free_port
@@ -201,7 +209,7 @@ def test_served_by_uvicorn_the_log_has_no_request_line_and_no_client(tmp_path: P
     log = output.read_text()
     assert f"GET {V1}/receipts/{{address}} 404 " in log and "GET (unmatched) 404 " in log
     assert address not in log and EMAIL not in log and "127.0.0.1:" not in log.replace(f"127.0.0.1:{port}", "")
-    assert max(len(line) for line in log.splitlines()) < 200
+    assert max(len(line) for line in log.splitlines()) < 600  # a JSON line of the access fields
 
 
 def _answers(url: str) -> bool:
@@ -209,3 +217,96 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# --- request ids and JSON lines ---------------------------------------------------------------------------------------
+
+HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def a_bare_app(tmp_path: Path, **changes: Any) -> FastAPI:
+    """The API on an empty index (no chain): enough for routes that answer 404 and for the probes."""
+    return create_app(ApiSettings(store_url=f"sqlite:///{tmp_path / 'index.sqlite'}", data_dir=tmp_path, **changes))
+
+
+def test_each_request_gets_an_id_echoed_in_the_answer_and_on_its_access_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="api.access")
+    with TestClient(a_bare_app(tmp_path, read_rate_per_minute=2)) as client:
+        answers = [client.get(f"{V1}/receipts/{Account.create().address}") for _ in range(3)]
+    ids = [answer.headers["x-request-id"] for answer in answers]
+    assert [answer.status_code for answer in answers] == [404, 404, 429]  # a refusal has its id too
+    assert all(HEX_ID.fullmatch(i) for i in ids) and len(set(ids)) == 3
+    records = [r for r in caplog.records if r.name == "api.access"]
+    assert [getattr(r, "request_id", None) for r in records] == ids
+    assert [getattr(r, "fields", None) for r in records][0] == {
+        "method": "GET", "route": f"{V1}/receipts/{{address}}", "status": 404,
+        "duration_ms": records[0].fields["duration_ms"],  # type: ignore[attr-defined]
+    }
+
+
+def test_a_request_id_is_taken_only_from_a_trusted_proxy_and_only_when_it_is_one_short_token(tmp_path: Path) -> None:
+    proxy, stranger = ("10.0.0.5", 40000), ("192.0.2.7", 40000)
+    given = "0b5e6f6c-2f1d-4c8e-9b35-8d0c1e2a7f10"
+
+    def echoed(client: tuple[str, int], headers: list[tuple[str, str | bytes]]) -> str:
+        with TestClient(a_bare_app(tmp_path, trusted_proxies=("10.0.0.0/24",)), client=client) as test_client:
+            return test_client.get("/healthz", headers=headers).headers["x-request-id"]
+
+    assert echoed(proxy, [("X-Request-ID", given)]) == given
+    assert echoed(proxy, [("X-Request-ID", "trace:Root=1-5759e988-bd862e3fe1be46a994272793")]).startswith("trace:")
+    for refused in ([("X-Request-ID", given)], [("X-Request-ID", "")]):
+        assert HEX_ID.fullmatch(echoed(stranger, refused))  # a client cannot name its own request
+    for bad in ("has spaces in it", "x" * 129, '"quoted"', "-leading-dash", "naïve".encode("latin-1")):
+        assert HEX_ID.fullmatch(echoed(proxy, [("X-Request-ID", bad)])), bad
+    assert HEX_ID.fullmatch(echoed(proxy, [("X-Request-ID", given), ("X-Request-ID", "another")]))
+
+
+def test_json_lines_carry_the_request_id_and_never_the_client_query_or_path_values(tmp_path: Path) -> None:
+    """Every line the API's loggers write while answering, formatted as ``python -m api`` formats them
+    (``api.accesslog.json_lines``): one JSON object each, with the request's id, and none of what identifies the
+    client or what it asked for."""
+    config = json_lines(cli.log_config("info"))
+    assert {spec["()"] for spec in config["formatters"].values()} == {"api.accesslog.JsonLines"}
+    assert all("request_id" in handler["filters"] for handler in config["handlers"].values())
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLines())
+    handler.addFilter(WithRequestId())
+    handler.addFilter(WithoutExceptionMessages())
+    api_logger = logging.getLogger("api")
+    api_logger.addHandler(handler)
+    level = api_logger.level
+    api_logger.setLevel(logging.INFO)
+    address = Account.create().address
+    try:
+        with TestClient(a_bare_app(tmp_path), client=("203.0.113.9", 51515)) as client:
+            answers = [
+                client.get(f"{V1}/receipts/{address}", params={"email": EMAIL}),
+                client.get(f"/{'a' * 5000}?email={EMAIL}"),
+                client.get("/readyz"),
+            ]
+    finally:
+        api_logger.removeHandler(handler)
+        api_logger.setLevel(level)
+    text = stream.getvalue()
+    lines = [json.loads(line) for line in text.splitlines()]
+    access = [line for line in lines if line["logger"] == "api.access"]
+    assert [line["request_id"] for line in access] == [a.headers["x-request-id"] for a in answers]
+    assert [(line["method"], line["route"], line["status"]) for line in access] == [
+        ("GET", f"{V1}/receipts/{{address}}", 404), ("GET", "(unmatched)", 404), ("GET", "/readyz", 200)]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    for personal in (address, address.lower(), EMAIL, "email", "203.0.113.9", "aaaa"):
+        assert personal not in text
+
+
+def test_a_json_line_writes_an_exception_without_its_message() -> None:
+    try:
+        raise ValueError(f"a receipt address {Account.create().address} and {EMAIL}")
+    except ValueError:
+        record = logging.getLogger("api.test").makeRecord("api.test", logging.ERROR, __file__, 1, "failed", (),
+                                                           sys.exc_info())
+    line = json.loads(JsonLines().format(record))
+    assert line["message"] == "failed" and "request_id" not in line
+    assert line["exception"].endswith("builtins.ValueError") and EMAIL not in line["exception"]
