@@ -88,7 +88,7 @@ from ledger.metrics import (
     percentile,
     whole_step,
 )
-from ledger.store.schema import figure_cells, figure_values, metadata, ratings
+from ledger.store.schema import create_gap_statistics, figure_cells, figure_values, metadata, ratings
 
 __all__ = ["DAY", "NOW", "START", "Loaded", "build_index", "load"]
 
@@ -203,6 +203,7 @@ def build_index(engine: Engine) -> None:
         for table in metadata.sorted_tables:
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
+        create_gap_statistics(conn)  # the VACUUM (ANALYZE) below fills them
         # the index stores each rating's and dispute's key origin as it writes them; the loaded rows have none
         if conn.execute(select(ratings.c.seq).where(ratings.c.key_origin.is_(None)).limit(1)).first() is not None:
             fill_key_origins(conn, 0)

@@ -39,10 +39,12 @@ from sqlalchemy import (
     Text,
     and_,
     case,
+    event,
     func,
     literal_column,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import Grouping
 
 metadata = MetaData()
@@ -518,6 +520,48 @@ def span_range(name: str) -> Any:
     bound is ever moved by one (a time may be the largest BIGINT)."""
     t1, t2 = SPANS[name]
     return case((t1 <= t2, func.int8range(t1, t2, literal_column("'[)'"))), else_=None)
+
+
+def span_gap(name: str) -> Any:
+    """``t2 - t1`` of a case's two times for `name`: negative for its *disordered* marks (``t2 < t1``: rated before
+    closing, answered before opening...), which ``ledger.cells`` counts from the rows. They are few, and a partial index
+    holds them alone (:data:`GAP_INDEXES`); on PostgreSQL statistics on the gap (:data:`GAP_STATISTICS`) tell the
+    planner how few, which it cannot guess from ``t2 < t1`` (it takes a third of the table and scans the whole time's
+    index instead: 0.3 s at 1,000,000 cases, against 0.03 ms). Times are never negative, so the difference never
+    overflows."""
+    t1, t2 = SPANS[name]
+    return t2 - t1
+
+
+#: the disordered marks of each two-time figure, by ``t2`` (``span_gap``)
+GAP_INDEXES = tuple(
+    Index(f"ix_figure_gap_{name}", t2 if isinstance(t2, Column) else Grouping(t2),
+          postgresql_where=span_gap(name) < 0, sqlite_where=span_gap(name) < 0)
+    for name, (_, t2) in SPANS.items()
+)
+
+
+def _gap_statistics() -> list[str]:
+    out = []
+    for name in SPANS:
+        expression = span_gap(name).compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        out.append(f"CREATE STATISTICS IF NOT EXISTS st_figure_gap_{name} ON (({expression})) FROM cases"
+                   .replace("cases.", ""))
+    return out
+
+
+#: PostgreSQL's statistics on each span's gap (on an expression: PostgreSQL 14 or newer); ANALYZE fills them
+GAP_STATISTICS = _gap_statistics()
+
+
+def create_gap_statistics(conn: Any) -> None:
+    """Create :data:`GAP_STATISTICS` (PostgreSQL; nothing elsewhere), as the ``cases`` table's creation does."""
+    if conn.dialect.name == "postgresql":
+        for statement in GAP_STATISTICS:
+            conn.execute(text(statement))
+
+
+event.listen(cases, "after_create", lambda _table, connection, **_: create_gap_statistics(connection))
 
 
 FIGURE_INDEXES = (

@@ -12,11 +12,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, text
 
 from ledger.store.db import head_revision, normalize_url, open_store
-from ledger.store.schema import FIGURE_INDEXES, VALUE_INDEXES, blocks, metadata, sync_state
+from ledger.store.schema import FIGURE_INDEXES, GAP_INDEXES, SPANS, VALUE_INDEXES, blocks, metadata, sync_state
 
 
 def _expression_index(name: str | None, kind: str) -> bool:
-    return kind == "index" and name is not None and name.startswith(("ix_figure_time_", "ix_figure_value_"))
+    return kind == "index" and name is not None and name.startswith(("ix_figure_time_", "ix_figure_value_",
+                                                                      "ix_figure_gap_"))
 
 
 def _diffs(url: str) -> list[object]:
@@ -32,7 +33,7 @@ def _diffs(url: str) -> list[object]:
             })  # fmt: skip
             diffs = list(compare_metadata(context, metadata))
         postgresql_only = {index.name for index in FIGURE_INDEXES if index.dialect_options["postgresql"]["using"]}
-        wanted = {index.name for index in (*FIGURE_INDEXES, *VALUE_INDEXES)
+        wanted = {index.name for index in (*FIGURE_INDEXES, *VALUE_INDEXES, *GAP_INDEXES)
                   if index.name and _expression_index(index.name, "index")
                   and (engine.dialect.name == "postgresql" or index.name not in postgresql_only)}
         listing = ("SELECT name FROM sqlite_master WHERE type = 'index'" if engine.dialect.name == "sqlite"
@@ -40,6 +41,11 @@ def _diffs(url: str) -> list[object]:
         with engine.connect() as conn:
             found = set(conn.execute(text(listing)).scalars())
         diffs += [("missing expression index", name) for name in sorted(wanted - found)]
+        if engine.dialect.name == "postgresql":  # the gaps' statistics (ledger.store.schema.span_gap)
+            with engine.connect() as conn:
+                statistics = set(conn.execute(text("SELECT stxname FROM pg_statistic_ext")).scalars())
+            diffs += [("missing statistics", f"st_figure_gap_{name}") for name in SPANS
+                      if f"st_figure_gap_{name}" not in statistics]
         return diffs
     finally:
         engine.dispose()
