@@ -30,6 +30,20 @@ READYZ = "/readyz"
 METRICS = "/metrics"
 #: the operator's paths, exempt from the cheap reads' budget
 PROBE_PATHS = frozenset({HEALTHZ, READYZ, METRICS})
+#: the largest block number or block time a node may answer to the probes (int64, as every client keeps them), and
+#: the largest balance (uint256); past them, or below 0, the node answered garbage
+MAX_BLOCK_QUANTITY = 2**63 - 1
+MAX_QUANTITY = 2**256 - 1
+
+
+def node_quantity(value: object, limit: int = MAX_QUANTITY) -> int:
+    """A number a node answered (0x-hex, or an int already read) when it is within 0..`limit`; ValueError when it is
+    not one (a node answering garbage: a negative head would make a frozen index look current, one past a float's
+    range would stop ``/metrics`` from rendering at all)."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else int(str(value), 16)
+    if not 0 <= number <= limit:
+        raise ValueError("the node answered a number out of range")
+    return number
 
 
 class Reused(Generic[T]):

@@ -40,6 +40,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from api import attestations
+from api.ops import MAX_BLOCK_QUANTITY, node_quantity
 from api.read._common import read_snapshot
 from api.read.ops import IndexProbe, index_probe, newest_attestation_time
 from api.settings import ApiSettings
@@ -190,8 +191,9 @@ class ServiceCollector(Collector):
         calls += [("eth_getBalance", [address, "latest"]) for address in relayers.values()]
         try:
             head, *balances = self._rpc.batch(calls)
-            node = _Node(int(head["number"], 16), int(head["timestamp"], 16),
-                         {name: (address, int(balance, 16))
+            node = _Node(node_quantity(head["number"], MAX_BLOCK_QUANTITY),
+                         node_quantity(head["timestamp"], MAX_BLOCK_QUANTITY),
+                         {name: (address, node_quantity(balance))
                           for (name, address), balance in zip(relayers.items(), balances, strict=True)})
         except (LedgerError, ValueError, TypeError, KeyError) as exc:
             # the type only: a message may carry the node's URL (and an API key in it)

@@ -29,8 +29,10 @@ DEFAULT_TIMEOUT = 5.0
 #: gas the check's ``eth_call`` may burn: ample for an M-of-N wallet checking a few ECDSA signatures (a few thousand gas
 #: each), and a bound on what a wallet contract can make the node (and the relayer, once sent) spend on one signature
 CHECK_GAS = 1_000_000
-#: what a node says when the call itself failed (a revert, no gas left, a bad opcode): the wallet did not accept it
-_CALL_FAILED = re.compile(r"revert|out of gas|invalid opcode|stack (underflow|overflow)|invalid jump", re.IGNORECASE)
+#: what a node says when the call itself failed (a revert, no gas left, a bad opcode): the wallet did not accept it.
+#: Nodes word it differently: geth "out of gas", anvil "EVM error OutOfGas" (every halt of its EVM is an "EVM error")
+_CALL_FAILED = re.compile(r"revert|out ?of ?gas|invalid ?opcode|stack ?(underflow|overflow)|invalid ?jump|evm error",
+                          re.IGNORECASE)
 
 
 class ContractSigners:

@@ -21,10 +21,11 @@ from ledger.chain.contract import Chain
 from ledger.chain.erc1271 import ContractSigners
 from ledger.chain.keys import KeyStore
 from ledger.errors import NodeUnavailable
-from ledger.records import CaseEvent, EntryKind
+from ledger.records import CaseEvent, EntryKind, short_code
 from tests.support.citizens import CitizenWorld, citizen_world, relay_rows
 from tests.support.faults import FaultProxy
-from tests.support.solidity import compile_fixture, deploy
+from tests.support.pool import wait_for
+from tests.support.solidity import compile_fixture, deploy, transact
 
 URL = "/api/v1/agency/records"
 
@@ -142,3 +143,105 @@ def test_contract_signers_report_an_unreachable_node_as_unavailable(ww: WalletWo
         assert not signers.accepts(ww.cw.ledger.address, b"\0" * 32, b"\1" * 65)
         assert not signers.accepts(ww.wallet, b"\0" * 32, b"\1" * 10)
         signers.close()
+
+
+# --- a hostile agency's wallet (tests/contracts/fixtures/HostileWallet.sol; issue 16's attack pass) -----------------
+
+#: HostileWallet.Mode
+APPROVE_ALL, REVERT, BURN_GAS, TWO_FACED, REFUSE_ALL = range(5)
+
+
+@dataclass
+class Hostile:
+    ww: WalletWorld
+    #: a contract wallet governance authorised as SH-ROADS's key; its answers are set with `mode`
+    wallet: str
+    contract: Any
+
+    def mode(self, mode: int) -> None:
+        transact(self.ww.cw.chain, self.ww.cw.world.governance, self.contract.functions.setMode(mode))
+
+    def body(self, record: Any, agency_id: bytes, nonce: int | None = None) -> dict[str, Any]:
+        """`record` for `agency_id`, "signed" by the wallet: a signature by a key nobody authorised, which only the
+        wallet's own say-so can make count."""
+        ledger = self.ww.cw.ledger
+        typed = ledger.typed_data(record, ledger.nonce(self.wallet) if nonce is None else nonce,
+                                  int(time.time()) + 3600, agency_id)
+        signature = bytes(Account.sign_typed_data(Account.create().key, full_message=typed).signature)
+        return {"typed_data": typed, "signature": "0x" + signature.hex(), "signer": self.wallet}
+
+
+@pytest.fixture(scope="module")
+def hostile(ww: WalletWorld) -> Hostile:
+    world = ww.cw.world
+    spec = compile_fixture("HostileWallet")
+    wallet = deploy(ww.cw.chain, world.governance, spec)
+    world.ledger.authorize_signer(world.governance, world.agency_id, wallet)
+    return Hostile(ww, wallet, ww.cw.chain.w3.eth.contract(address=wallet, abi=spec["abi"]))
+
+
+def test_a_wallet_approving_every_signature_cannot_write_for_another_agency(hostile: Hostile):
+    """The wallet says yes to anything, so the API's ERC-1271 check passes; but the chain says the wallet writes for
+    SH-ROADS, so a record it "signs" for SH-WATER is refused (403 ``agency_mismatch``) before anything is stored, as
+    the contract would refuse it. What it approves for its own agency is that agency's record: its own doing."""
+    ww, world = hostile.ww, hostile.ww.cw.world
+    hostile.mode(APPROVE_ALL)
+    count, rows = ww.cw.ledger.entry_count(), relay_rows(ww.client)
+    answer = ww.client.post(URL, json=hostile.body(world.opened("hostile-other"), world.other_agency_id))
+    assert answer.status_code == 403, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "agency_mismatch" and "SH-ROADS" in error["message"]
+    assert ww.cw.ledger.entry_count() == count and relay_rows(ww.client) == rows
+    answer = ww.client.post(URL, json=hostile.body(world.opened("hostile-own"), world.agency_id))
+    assert answer.status_code == 202 and answer.json()["status"] == "recorded", answer.text
+    (entry,) = [e for e in ww.cw.ledger.entries(from_block=0) if e.seq == answer.json()["seq"]]
+    assert entry.actor == hostile.wallet and entry.agency_id == world.agency_id
+
+
+def test_a_wallet_that_reverts_or_burns_all_gas_is_a_bad_signature_at_once(hostile: Hostile):
+    """A wallet that reverts, or loops until the check's gas bound (``CHECK_GAS``) runs out, is a refusal (400
+    ``bad_signature``) within a moment — never a 503 blaming the node (anvil words running out of gas "EVM error
+    OutOfGas": before this test, that was taken for an unavailable node) — and nothing is stored."""
+    ww, world = hostile.ww, hostile.ww.cw.world
+    for mode in (REVERT, BURN_GAS):
+        hostile.mode(mode)
+        count, rows = ww.cw.ledger.entry_count(), relay_rows(ww.client)
+        started = time.monotonic()
+        answer = ww.client.post(URL, json=hostile.body(world.opened(f"hostile-{mode}"), world.agency_id))
+        assert time.monotonic() - started < 5, mode
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "bad_signature" and "ERC-1271" in error["message"], mode
+        assert ww.cw.ledger.entry_count() == count and relay_rows(ww.client) == rows
+
+
+def test_a_wallet_changing_its_answer_between_the_check_and_the_relay_fails_alone(hostile: Hostile):
+    """The wallet approves when the API asks (an eth_call from no contract) and refuses when the ledger asks: the
+    submission is accepted (202), then fails with the contract's decoded error, at its gas estimate (the relayer pays
+    nothing, the wallet's nonce is not used); another agency's record submitted right after it is recorded."""
+    ww, world = hostile.ww, hostile.ww.cw.world
+    ledger = ww.cw.ledger
+    hostile.mode(TWO_FACED)
+    relayer = ww.client.app.state.agency_writes.relayer_address  # type: ignore[attr-defined]
+    wallet_nonce = ledger.nonce(hostile.wallet)
+    count = ledger.entry_count()
+    two_faced = ww.client.post(URL, json=hostile.body(world.opened("hostile-two-faced"), world.agency_id))
+    assert two_faced.status_code == 202, two_faced.text
+    relayer_nonce = ww.cw.chain.w3.eth.get_transaction_count(relayer)
+    other = world.commitment(short_code("WATER-MAIN-24H"))
+    typed = ledger.typed_data(other, ledger.nonce(world.other_signer.address), int(time.time()) + 3600,
+                              world.other_agency_id)
+    signature = bytes(Account.sign_typed_data(world.other_signer.key, full_message=typed).signature)
+    honest = ww.client.post(URL, json={"typed_data": typed, "signature": "0x" + signature.hex()})
+    assert honest.status_code == 202 and honest.json()["status"] == "recorded", honest.text
+
+    def failed() -> dict[str, Any] | None:
+        body = ww.client.get(f"{URL}/{two_faced.json()['id']}").json()
+        return body if body["status"] == "failed" else None
+
+    body = wait_for(failed, "the two-faced wallet's submission to fail", timeout=20)
+    assert body["error"]["code"] == "relay_failed" and body["error"]["name"] != "NotRelayed"
+    assert "tx_hash" not in body  # refused at the estimate: never sent
+    assert ledger.nonce(hostile.wallet) == wallet_nonce
+    assert ledger.entry_count() == count + 1  # the honest record only
+    assert ww.cw.chain.w3.eth.get_transaction_count(relayer) == relayer_nonce + 1  # the honest record's transaction

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import json
+import logging
+import re
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -24,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
 from api import prometheus, readiness
+from api.accesslog import JsonLines, WithRequestId
 from api.app import create_app
 from api.settings import ApiSettings
 from ledger.batches import BatchStore, build_batch
@@ -357,3 +363,216 @@ def test_a_dead_database_is_reported_by_the_probes_not_raised(tmp_path: Path) ->
         assert client.get("/healthz").status_code == 200
     assert value(found, "civic_metrics_source_up", source="index") == 0
     assert "civic_index_entries" not in found
+
+
+# --- attacks (issue 16's attack pass) -----------------------------------------------------------------------------
+
+
+class GarbageNode:
+    """A JSON-RPC "node" on loopback answering every call with what `answers` says for its method (a result, or
+    ``body`` for the whole HTTP answer as raw bytes): a node software's bug, a proxy's error page, a lying node."""
+
+    def __init__(self, answers: dict[str, Any], body: bytes | None = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        node = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                calls = request if isinstance(request, list) else [request]
+                answer = node.body if node.body is not None else json.dumps([
+                    {"jsonrpc": "2.0", "id": call["id"], "result": node.answers.get(call["method"])} for call in calls
+                ] if isinstance(request, list) else {"jsonrpc": "2.0", "id": request["id"],
+                                                     "result": node.answers.get(request["method"])}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.answers, self.body = answers, body
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> GarbageNode:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_node_answering_garbage_makes_readyz_unready_and_leaves_the_nodes_figures_out(ops: OpsWorld) -> None:
+    """A node whose head is negative (which made a frozen index look 0 blocks behind, so ready) or past any block
+    number (whose lag, past a float's range, made every ``/metrics`` scrape fail with a 500), or that answers null,
+    the wrong types or an HTML page: ``/readyz`` is 503 naming the node, and ``/metrics`` renders with the node's
+    source down and no lag, the index's figures still there."""
+    chain_id = hex(ops.world.chain.chain_id)
+    huge = "0x" + "f" * 300
+    garbage: list[tuple[dict[str, Any], bytes | None]] = [
+        ({"eth_chainId": chain_id, "eth_blockNumber": "-0x5",
+          "eth_getBlockByNumber": {"number": "-0x5", "timestamp": "0x1"}}, None),
+        ({"eth_chainId": chain_id, "eth_blockNumber": huge,
+          "eth_getBlockByNumber": {"number": huge, "timestamp": huge}}, None),
+        ({"eth_chainId": chain_id, "eth_blockNumber": None, "eth_getBlockByNumber": None}, None),
+        ({"eth_chainId": 31337, "eth_blockNumber": ["0x1"], "eth_getBlockByNumber": {"number": 7}}, None),
+        ({}, b"<html><body>502 Bad Gateway</body></html>"),
+    ]
+    for answers, body in garbage:
+        with GarbageNode(answers, body) as node, TestClient(
+            create_app(dataclasses.replace(ops.settings, rpc_url=node.url))
+        ) as client:
+            answer = client.get("/readyz")
+            assert answer.status_code == 503, (answers, answer.text)
+            ok, detail = checks(answer)["index"]
+            assert not ok and "node" in detail, detail
+            found = families(client)
+        assert value(found, "civic_metrics_source_up", source="node") == 0, answers
+        assert value(found, "civic_metrics_source_up", source="index") == 1
+        assert value(found, "civic_index_entries") == ops.world.ledger.entry_count()
+        for left_out in ("civic_index_lag_blocks", "civic_index_lag_seconds", "civic_node_head_block"):
+            assert left_out not in found, (answers, left_out)
+
+
+def test_a_halted_index_is_unready_even_at_the_head_and_metrics_say_halted(ops: OpsWorld, client: TestClient) -> None:
+    """An operator cannot have the API report ready while indexing is halted (a reorganisation deeper than the
+    confirmation depth): not even when the index is at the node's head. ``civic_index_halted`` says 1."""
+    assert ready(client)
+    index_file = ops.settings.store_url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(index_file, isolation_level=None)) as db:
+        db.execute("UPDATE sync_state SET halted_reason = 'chain reorganisation at block 3'")
+        try:
+            answer = wait_for(lambda: unready(client), "readyz to notice the halt", timeout=20)
+            assert checks(answer)["index"] == (False, "indexing is halted: chain reorganisation at block 3")
+            time.sleep(prometheus.FRESH_FOR)
+            assert value(families(client), "civic_index_halted") == 1
+        finally:
+            db.execute("UPDATE sync_state SET halted_reason = NULL")
+    wait_for(lambda: ready(client), "readyz to notice the halt cleared", timeout=20)
+
+
+def test_index_lag_is_the_nodes_head_minus_the_index_never_the_indexs_own_idea(ops: OpsWorld,
+                                                                               client: TestClient) -> None:
+    """A frozen index (no sync while the chain moves) shows in ``civic_index_lag_blocks`` exactly: the head is the
+    node's, asked at each scrape, not anything the index stores; and ``/readyz`` turns unready past the bound."""
+    time.sleep(prometheus.FRESH_FOR)
+    before = families(client)
+    last = value(before, "civic_index_last_block")
+    assert value(before, "civic_index_lag_blocks") == ops.head() - last
+    mine(ops.world, MAX_LAG + 4)
+    time.sleep(prometheus.FRESH_FOR)
+    after = families(client)
+    assert value(after, "civic_index_last_block") == last  # frozen
+    assert value(after, "civic_node_head_block") == ops.head()
+    assert value(after, "civic_index_lag_blocks") == ops.head() - last >= MAX_LAG + 4
+    assert value(after, "civic_index_lag_seconds") >= 0
+    assert unready(client)
+    ops.sync()
+    wait_for(lambda: ready(client), "readyz to notice the index caught up", timeout=20)
+
+
+def test_forged_request_ids_cannot_break_or_forge_a_log_line(tmp_path: Path) -> None:
+    """``X-Request-ID`` values built to inject log lines — a megabyte, a newline followed by a forged JSON line, a
+    carriage return, NUL and other control characters, quotes that would close the JSON string, several at once —
+    sent by a stranger and by a trusted proxy alike: each request gets a fresh id (32 hex digits), echoed, and the
+    log stays one parseable JSON line per request, with none of what was sent in it."""
+    forged_line = '{"level": "CRITICAL", "message": "ledger tampered"}'
+    values: list[bytes] = [
+        b"a" * 1_000_000,
+        ("ok\n" + forged_line).encode(),
+        b"ok\r\nX-Injected: 1",
+        b"ok\x00\x07\x1b[31m",
+        b'ok","level":"CRITICAL',
+        "ok\u2028next".encode(),
+    ]
+    app = create_app(ApiSettings(store_url=f"sqlite:///{tmp_path / 'index.sqlite'}", data_dir=tmp_path,
+                                 trusted_proxies=("10.0.0.0/24",)))
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLines())
+    handler.addFilter(WithRequestId())
+    access = logging.getLogger("api.access")
+    level = access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+
+    async def ask(peer: tuple[str, int]) -> list[str]:
+        transport = httpx.ASGITransport(app=app, client=peer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ops") as asking:
+            ids = []
+            for raw in values:
+                answer = await asking.get("/healthz", headers=[(b"X-Request-ID", raw)])
+                assert answer.status_code == 200
+                ids.append(answer.headers["x-request-id"])
+            twice = await asking.get("/healthz", headers=[(b"X-Request-ID", b"one"), (b"X-Request-ID", b"two")])
+            ids.append(twice.headers["x-request-id"])
+            return ids
+
+    try:
+        with TestClient(app):
+            ids = [i for peer in (("10.0.0.5", 40000), ("192.0.2.7", 40000)) for i in asyncio.run(ask(peer))]
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == len(ids)
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["request_id"] for line in lines] == ids  # one line each, each JSON
+    assert all(json.loads(line)["level"] == "INFO" for line in lines)
+    text = stream.getvalue()
+    for sent in ("ledger tampered", "CRITICAL", "X-Injected", "aaaaaaaa", "\x1b", "\u2028"):
+        assert sent not in text
+
+
+def test_cache_busting_probes_and_many_clients_get_one_answer_and_bounded_series(
+    ops: OpsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probes asked with a new query string each time, by many clients (a trusted proxy's forwarded addresses), with
+    made-up methods and paths: still one computation a moment, never charged to a read budget, and ``/metrics``
+    gains no series per query, path, method or client — so it can say nothing about who asked for what."""
+    computed = {"readiness": 0, "metrics": 0}
+    check, render = readiness.check, prometheus.ServiceMetrics.render
+
+    def counted_check(*args: Any) -> readiness.Readiness:
+        computed["readiness"] += 1
+        return check(*args)
+
+    def counted_render(self: prometheus.ServiceMetrics) -> bytes:
+        computed["metrics"] += 1
+        return render(self)
+
+    monkeypatch.setattr(readiness, "check", counted_check)
+    monkeypatch.setattr(prometheus.ServiceMetrics, "render", counted_render)
+    receipt = Account.create().address
+    settings = dataclasses.replace(ops.settings, read_rate_per_minute=1, trusted_proxies=("127.0.0.0/8",))
+    with TestClient(create_app(settings), client=("127.0.0.1", 5000)) as client:
+        started = time.monotonic()
+        for i in range(100):
+            forwarded = {"X-Forwarded-For": f"198.51.100.{i}"}
+            for path in ("/readyz", "/metrics"):
+                answer = client.get(path, params={"bust": f"{i}-{time.time_ns()}"}, headers=forwarded)
+                assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+            client.get(f"/api/v1/receipts/{receipt}", params={"email": "alice@example.org"}, headers=forwarded)
+            client.request("PROPFIND" if i % 2 else f"X{i}", f"/nowhere-{i}", headers=forwarded)
+            client.get(f"/nowhere-{i}?secret={i}", headers=forwarded)
+        elapsed = time.monotonic() - started
+        time.sleep(prometheus.FRESH_FOR)
+        text = client.get("/metrics").text
+    assert computed["readiness"] <= elapsed / readiness.FRESH_FOR + 1
+    assert computed["metrics"] <= elapsed / prometheus.FRESH_FOR + 2
+    series = [s for f in text_string_to_metric_families(text) if f.name == "civic_http_requests" for s in f.samples]
+    assert {s.labels["method"] for s in series} == {"GET", "OTHER"}  # PROPFIND and X1 are no methods of HTTP's
+    routes = {s.labels["route"] for s in series}
+    assert routes <= {"/readyz", "/metrics", "/api/v1/receipts/{address}", "(unmatched)", "(unrouted)"}, routes
+    assert len(series) < 20
+    for personal in (receipt, receipt.lower(), "alice", "198.51.100", "bust", "nowhere", "secret", "X1"):
+        assert personal not in text

@@ -353,3 +353,105 @@ def test_the_indexer_takes_its_chain_s_depth_unless_given(world: World, stores: 
     indexer = Indexer(world.chain, world.ledger.address, stores(), confirmations=5)
     report = indexer.sync()
     assert indexer.confirmations == 5 and report.finalized_block == report.head - 5
+
+
+# ----------------------------------------------------------------------------------------------- attacks (issue 16)
+
+
+def test_a_standby_whose_clock_runs_ahead_takes_over_early_yet_the_index_stays_whole(
+    world: World, store_url: str, stores: Callable[..., Store], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two indexers on hosts whose clocks differ by 100 s (more than the 30 s lease). The one whose clock runs ahead
+    sees a live leader's lease as ended and takes it over; the live leader's next write is then refused (fencing)
+    and rolled back, and only the new leader writes. The one whose clock runs behind never takes a live lease, and
+    takes an ended one only once its own clock says so. Either way no entry is written twice or lost."""
+    leader_clock = Clock()
+    ahead, behind = Clock(leader_clock.now + 100), Clock(leader_clock.now - 100)
+    leader = leased(world, stores(store_url), "on-time", leader_clock, max_block_range=2)
+    fast = leased(world, stores(store_url), "fast-clock", ahead)
+    slow = leased(world, stores(store_url), "slow-clock", behind)
+    top = head(world)
+    with leader.leading(wait=0):
+        leader.sync(to_block=top - 8)
+        with pytest.raises(NotLeader, match="indexer on-time"):
+            slow.sync(wait=0)  # its clock says the leader's lease has 130 s to run
+        before = index_rows(stores(store_url))
+        with caplog.at_level(logging.INFO, logger="ledger.index.leader"):
+            assert fast.lease.try_take() is None  # its clock says the lease ended 70 s ago
+        assert "indexer fast-clock took over the store" in caplog.text
+        # the live leader's next write transaction (say, one it began before the takeover) is refused...
+        with pytest.raises(LeaseLost, match="indexer on-time lost the leader lease .*fast-clock"), \
+                stores(store_url).begin() as conn:
+            leader.lease.fence(conn)
+        # ...and its next sync writes nothing either
+        with pytest.raises(NotLeader, match="fast-clock"):
+            leader.sync(to_block=top - 4, wait=0)
+        assert index_rows(stores(store_url)) == before
+        report = fast.sync()
+    assert report.to_block == top
+    # the leader is gone: the slow clock's standby waits until its own clock passes the lease's end
+    fast.lease.take(0)
+    behind.advance(31)
+    with pytest.raises(NotLeader, match="fast-clock"):
+        slow.sync(wait=0)
+    behind.advance(200)
+    assert slow.sync(wait=0).entries == 0
+    rows = index_rows(stores(store_url))
+    assert [row[0] for row in rows["entries"]] == list(range(world.ledger.entry_count()))
+    assert rows == fresh_rows(world, stores, top)
+
+
+#: a leader in a process of its own killed in the middle of a write transaction: it syncs part way (committed), then
+#: starts the next range's transaction, writes its rows, says so and stays there until it is killed
+_KILLED_MID_WRITE = textwrap.dedent("""
+    import sys, time
+    import ledger.index.sync as sync
+    from ledger.chain.contract import Chain
+    from ledger.index.leader import LeaderLease
+    from ledger.index.sync import Indexer
+    from ledger.store.db import open_store
+
+    rpc_url, address, store_url, to_block = sys.argv[1:5]
+    store = open_store(store_url)
+    indexer = Indexer(Chain.connect(rpc_url), address, store, confirmations=3,
+                      lease=LeaderLease(store, lease_seconds=2, label="doomed"))
+    with indexer.leading(wait=0):
+        indexer.sync(to_block=int(to_block))
+        settle = sync.settle_attestations
+
+        def stuck(conn, count):
+            settle(conn, count)
+            print("mid-transaction", flush=True)
+            time.sleep(600)
+
+        sync.settle_attestations = stuck
+        indexer.sync()
+""")
+
+
+def test_a_leader_killed_in_the_middle_of_a_write_leaves_nothing_of_it_and_is_replaced(
+    world: World, own_anvil: AnvilNode, store_url: str, stores: Callable[..., Store]
+) -> None:
+    top = head(world)
+    stores(store_url)  # migrated before the other process opens it
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_MID_WRITE, own_anvil.url, world.ledger.address, store_url, str(top - 6)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert doomed.stdout is not None and doomed.stdout.readline().strip() == "mid-transaction"
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(30)
+    store = stores(store_url)
+    partial = store.dump()
+    assert partial["sync_state"][0][3] == top - 6  # the killed transaction's rows are not there
+    assert index_rows(store) == fresh_rows(world, stores, top - 6)
+    successor = leased(world, store, "successor")
+    started = time.monotonic()
+    report = successor.sync(wait=30)  # the dead leader's lease (2 s, not renewed by the lost write) ends
+    assert time.monotonic() - started < 15
+    assert report.from_block == top - 5 and report.to_block == top
+    rows = index_rows(store)
+    assert [row[0] for row in rows["entries"]] == list(range(world.ledger.entry_count()))
+    assert rows == fresh_rows(world, stores, top)
