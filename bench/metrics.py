@@ -88,7 +88,7 @@ from ledger.metrics import (
     percentile,
     whole_step,
 )
-from ledger.store.schema import create_gap_statistics, figure_cells, figure_values, metadata, ratings
+from ledger.store.schema import create_statistics, figure_cells, figure_values, metadata, ratings
 
 __all__ = ["DAY", "NOW", "START", "Loaded", "build_index", "load"]
 
@@ -198,12 +198,12 @@ def build_index(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'"))
         conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-        metadata.create_all(conn, tables=DERIVED, checkfirst=True)  # not loaded: built from what is
+        metadata.create_all(conn, checkfirst=True)  # the tables not loaded (DERIVED: built from what is), if missing
         _build_keys(conn)
         for table in metadata.sorted_tables:
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
-        create_gap_statistics(conn)  # the VACUUM (ANALYZE) below fills them
+        create_statistics(conn)  # the VACUUM (ANALYZE) below fills them
         # the index stores each rating's and dispute's key origin as it writes them; the loaded rows have none
         if conn.execute(select(ratings.c.seq).where(ratings.c.key_origin.is_(None)).limit(1)).first() is not None:
             fill_key_origins(conn, 0)
@@ -223,8 +223,8 @@ def _check_schema(engine: Engine, name: str) -> None:
     """A kept database is reused only if its tables have the schema's columns."""
     found = inspect(engine)
     for table in metadata.sorted_tables:
-        if table in DERIVED and not found.has_table(table.name):
-            continue  # derived from the rows: build_index builds it
+        if table.name not in COLUMNS and not found.has_table(table.name):
+            continue  # not loaded (derived from the rows, or the indexer's lease): build_index creates it
         have = {column["name"] for column in found.get_columns(table.name)}
         if have != set(table.c.keys()):
             sys.exit(f"database {name} was loaded with another schema ({table.name}'s columns differ): load it again")

@@ -12,7 +12,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, text
 
 from ledger.store.db import head_revision, normalize_url, open_store
-from ledger.store.schema import FIGURE_INDEXES, GAP_INDEXES, SPANS, VALUE_INDEXES, blocks, metadata, sync_state
+from ledger.store.schema import (
+    FIGURE_INDEXES,
+    GAP_INDEXES,
+    STATISTICS,
+    VALUE_INDEXES,
+    blocks,
+    metadata,
+    sync_state,
+)
 
 
 def _expression_index(name: str | None, kind: str) -> bool:
@@ -41,11 +49,11 @@ def _diffs(url: str) -> list[object]:
         with engine.connect() as conn:
             found = set(conn.execute(text(listing)).scalars())
         diffs += [("missing expression index", name) for name in sorted(wanted - found)]
-        if engine.dialect.name == "postgresql":  # the gaps' statistics (ledger.store.schema.span_gap)
+        if engine.dialect.name == "postgresql":  # the extended statistics (ledger.store.schema.STATISTICS)
             with engine.connect() as conn:
                 statistics = set(conn.execute(text("SELECT stxname FROM pg_statistic_ext")).scalars())
-            diffs += [("missing statistics", f"st_figure_gap_{name}") for name in SPANS
-                      if f"st_figure_gap_{name}" not in statistics]
+            named = [statement.split(" EXISTS ")[1].split()[0] for statement in STATISTICS]
+            diffs += [("missing statistics", name) for name in named if name not in statistics]
         return diffs
     finally:
         engine.dispose()
