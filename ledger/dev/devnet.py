@@ -322,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"http://127.0.0.1:{args.api_port}", stop_indexing),
             ).start()
         try:
-            return _serve(args, node, ledger, chain, data_dir)
+            served = _serve(args, node, ledger, chain, data_dir)
+            # the API ends on its own only when Ctrl-C reached it too (the terminal signals the whole group), and
+            # may do so before this process's own KeyboardInterrupt: stopping on a signal all the same
+            interrupted = served == 0
+            return served
         finally:
             stop_indexing.set()
             follower.join(timeout=10)
