@@ -22,6 +22,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import Self
 
 from ledger.chain.rpc import JsonRpc, RetryPolicy
 from ledger.errors import LedgerError, NodeUnavailable
@@ -177,9 +178,112 @@ class StateSaver:
         fsync_directory(self.path.parent)
 
 
-class AnvilNode:
+class LocalNode:
+    """What a node run here as a child process shares, whichever implementation (:class:`AnvilNode`,
+    ``ledger.dev.hardhat_node.HardhatNode``): a loopback port (refused when busy), the process started in a session
+    of its own with its output appended to `log_path`, readiness by its JSON-RPC answer, stop (SIGTERM, then SIGKILL)
+    and kill."""
+
+    #: the node's name in messages
+    name = "the node"
+
+    def __init__(self, port: int | None, chain_id: int, extra_args: list[str] | None, log_path: Path | None) -> None:
+        self.port = port or free_port()
+        self.chain_id = chain_id
+        self.extra_args = extra_args or []
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _launch(self, args: list[str], timeout: float, *, cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> int:
+        """Start `args` and wait until it answers ``eth_chainId`` (returned); on a timeout it is stopped."""
+        # Refuse a busy port up front: otherwise whatever already answers there would look like our node.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # SO_REUSEADDR: a port whose last connections linger in TIME_WAIT is free to listen on again; a live
+            # listener still makes the bind fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                raise NodeUnavailable(f"port {self.port} on 127.0.0.1 is already in use") from exc
+        log = open(self.log_path, "ab") if self.log_path else None
+        try:
+            self._process = subprocess.Popen(args, cwd=cwd, env=env, stdout=log or subprocess.DEVNULL,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own copy
+        hint = f"; see {self.log_path}" if self.log_path else ""
+        deadline = time.monotonic() + timeout
+        node = JsonRpc(self.url, timeout=1, policy=RetryPolicy(max_retries=0))
+        try:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise NodeUnavailable(f"{self.name} exited with code {self._process.returncode} at start "
+                                          f"({' '.join(args)}){hint}")
+                try:
+                    return int(node.call("eth_chainId", []), 16)
+                except LedgerError:  # not answering yet (NodeUnavailable), or not as a node should (RpcError)
+                    time.sleep(0.05)
+        finally:
+            node.close()
+        self._terminate(timeout=10.0)
+        raise NodeUnavailable(f"{self.name} did not answer on {self.url} within {timeout} s{hint}")
+
+    def _terminate(self, timeout: float) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the node (SIGTERM; SIGKILL after `timeout`)."""
+        self._terminate(timeout)
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        """The node process's id while it runs."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def wait(self) -> int:
+        assert self._process is not None
+        return self._process.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 20.0) -> Self:
+        raise NotImplementedError
+
+
+class AnvilNode(LocalNode):
     """A loopback anvil. With `state_path`, the chain is loaded from that file at start and saved to it by a
     :class:`StateSaver` while it runs (when it changed) and at :meth:`stop` (survives restarts)."""
+
+    name = "anvil"
 
     def __init__(
         self,
@@ -191,31 +295,14 @@ class AnvilNode:
         save_interval: float = STATE_SAVE_SECONDS,
         poll_interval: float = STATE_POLL_SECONDS,
     ) -> None:
-        self.port = port or free_port()
+        super().__init__(port, chain_id, extra_args, log_path)
         self.state_path = state_path
-        self.chain_id = chain_id
-        self.extra_args = extra_args or []
-        self.log_path = log_path
         self.save_interval = save_interval
         self.poll_interval = poll_interval
-        self._process: subprocess.Popen[bytes] | None = None
         #: what keeps `state_path` up to date while the node runs (None without a state file, or when stopped)
         self.saver: StateSaver | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> AnvilNode:
-        # Refuse a busy port up front: otherwise whatever already answers there would look like our node.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # SO_REUSEADDR: a port whose last connections linger in TIME_WAIT is free to listen on again; a live
-            # listener still makes the bind fail.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", self.port))
-            except OSError as exc:
-                raise NodeUnavailable(f"port {self.port} on 127.0.0.1 is already in use") from exc
+    def start(self, timeout: float = 20.0) -> Self:
         args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id)]
         if self.state_path is not None:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,29 +311,10 @@ class AnvilNode:
             # idle the chain). --load-state refuses a missing file: a new chain starts empty.
             if self.state_path.exists():
                 args += ["--load-state", str(self.state_path)]
-        args += self.extra_args
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        node = JsonRpc(self.url, timeout=1, policy=RetryPolicy(max_retries=0))
-        try:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise NodeUnavailable(
-                        f"anvil exited with code {self._process.returncode} at start ({' '.join(args)})"
-                    )
-                try:
-                    node.call("eth_chainId", [])
-                except LedgerError:  # not answering yet (NodeUnavailable), or not as a node should (RpcError)
-                    time.sleep(0.05)
-                    continue
-                if self.state_path is not None:
-                    self._start_saver(self.state_path)
-                return self
-        finally:
-            node.close()
-        self.stop()
-        raise NodeUnavailable(f"anvil did not answer on {self.url} within {timeout} s")
+        self._launch([*args, *self.extra_args], timeout)
+        if self.state_path is not None:
+            self._start_saver(self.state_path)
+        return self
 
     def _start_saver(self, state_path: Path) -> None:
         try:
@@ -265,46 +333,17 @@ class AnvilNode:
     def stop(self, timeout: float = 10.0) -> None:
         """Save the state (with `state_path`), then stop the node (SIGTERM)."""
         saver, self.saver = self.saver, None
-        process, self._process = self._process, None
         try:
             if saver is not None:
                 # The last save: everything the node holds now. If it fails (the node died, the disk is full), the
                 # file keeps the previous save and the error is raised once the node is stopped.
-                saver.stop(save=process is not None and process.poll() is None)
+                saver.stop(save=self.running)
         finally:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            self._terminate(timeout)
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL), as a crash would: the state file keeps the last save."""
         saver, self.saver = self.saver, None
         if saver is not None:
             saver.stop(save=False)
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-
-    @property
-    def pid(self) -> int | None:
-        """The anvil process's id while it runs."""
-        return self._process.pid if self.running and self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def wait(self) -> int:
-        assert self._process is not None
-        return self._process.wait()
-
-    def __enter__(self) -> AnvilNode:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().kill()
