@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import ipaddress
 import json
 import logging
 import re
@@ -136,25 +135,13 @@ def _scope(where: Scope | HTTPConnection) -> Mapping[str, Any]:
 def request_id_of(scope: Scope, clients: Clients | None) -> str:
     """The request's id: the ``X-Request-ID`` a trusted proxy sent when it is one (and only one) valid token
     (:data:`REQUEST_ID_PATTERN`), else a new one (128 random bits in hex)."""
-    if clients is not None and clients.trusted and _from_trusted_proxy(scope, clients):
+    if clients is not None and clients.trusted and clients.peer_is_trusted(scope):
         given = [value for name, value in scope.get("headers") or () if name.lower() == b"x-request-id"]
         if len(given) == 1:
             value = given[0].decode("latin-1")
             if REQUEST_ID_PATTERN.fullmatch(value):
                 return value
     return secrets.token_hex(16)
-
-
-def _from_trusted_proxy(scope: Scope, clients: Clients) -> bool:
-    """Whether the request's peer (not the client a proxy names) is one of the trusted proxies."""
-    peer = scope.get("client")
-    try:
-        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0]) if peer else None
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address is not None and any(address.version == net.version and address in net for net in clients.trusted)
 
 
 class AccessLogWithoutPersonalData:

@@ -76,6 +76,12 @@ class Clients:
     def _trusted(self, address: Address) -> bool:
         return any(address.version == net.version and address in net for net in self.trusted)
 
+    def peer_is_trusted(self, scope: Scope) -> bool:
+        """Whether the request's peer (not the client a proxy names) is one of the trusted proxies."""
+        peer = scope.get("client")
+        address = _address(str(peer[0])) if peer else None
+        return address is not None and self._trusted(address)
+
     def address_of(self, scope: Scope) -> Address | None:
         """The client's address: the peer, or from a trusted proxy the right-most untrusted ``X-Forwarded-For``."""
         peer = scope.get("client")
