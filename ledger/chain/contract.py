@@ -231,10 +231,8 @@ class Ledger:
     # -- governance
 
     def register_agency(self, governance: LocalAccount, registration: AgencyRegistration) -> TxReceipt:
-        r = registration
-        return self._transact(
-            governance, self.contract.functions.registerAgency(r.agency_id, r.jurisdiction, r.name_zh, r.name_en)
-        )
+        # the record's fields in ABI order: the same arguments ledger.chain.multisig prints for a multisig
+        return self._transact(governance, self.contract.functions.registerAgency(*registration.abi_values()))
 
     def authorize_signer(self, governance: LocalAccount, agency_id: bytes, signer: str) -> TxReceipt:
         return self._transact(governance, self.contract.functions.authorizeSigner(agency_id, signer))
