@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.accesslog import failure_of, method_of, route_of
+from api.accesslog import REQUEST_ID_HEADER, failure_of, method_of, route_of
 from ledger.store.db import is_statement_timeout
 
 log = logging.getLogger(__name__)
@@ -281,7 +281,10 @@ async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # the exception without its messages: they may quote what the client sent, or the SQL's parameters
     log.error("unexpected error answering %s %s:\n%s", method_of(request), route_of(request), failure_of(exc))
-    return error_response(500, "internal_error", "the server failed to answer; the error was logged")
+    # the request's id, as every other answer carries it (this one is made outside the access log's reach)
+    request_id = request.scope.get("state", {}).get("request_id")
+    return error_response(500, "internal_error", "the server failed to answer; the error was logged",
+                          headers={REQUEST_ID_HEADER: request_id} if request_id else None)
 
 
 def install(app: FastAPI) -> None:

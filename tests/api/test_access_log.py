@@ -166,6 +166,8 @@ def test_a_failure_is_logged_by_its_route_without_the_failures_message(
             db.execute("DROP TABLE receipts")
         failed = client.get(f"{V1}/receipts/{address}", params={"email": EMAIL})
     assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal_error"
+    # the 500 carries its request's id, as its access line does
+    assert [r.request_id for r in caplog.records if r.name == "api.access"][-1] == failed.headers["X-Request-ID"]
     assert [(line["route"], line["status"]) for line in access_lines(caplog)] == [
         (f"{V1}/receipts/{{address}}", "404"), (f"{V1}/receipts/{{address}}", "500")]
     [error] = [r for r in caplog.records if r.name == "api.errors"]
