@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from ledger.config import DEFAULT_DATA_DIR, Deployment, Settings
-from ledger.errors import LedgerError
+from ledger.chain.contract import Chain
+from ledger.config import (
+    CONFIRMATIONS_BY_CHAIN,
+    DEFAULT_CONFIRMATIONS,
+    DEFAULT_DATA_DIR,
+    DEFAULT_LEASE_SECONDS,
+    Deployment,
+    Settings,
+    confirmations_for,
+)
+from ledger.errors import InvalidSetting, LedgerError
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +64,30 @@ def test_a_damaged_deployment_record_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "deployment.json").write_text("{not json")
     with pytest.raises(LedgerError, match="is not a deployment record"):
         Deployment.of(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------- confirmations
+
+
+def test_confirmations_default_by_chain_id() -> None:
+    assert confirmations_for(31337) == CONFIRMATIONS_BY_CHAIN[31337] == 2  # anvil, Hardhat: make run's network
+    assert confirmations_for(Chain.embedded_chain().chain_id) == 0  # eth-tester's
+    assert confirmations_for(1) == confirmations_for(8453) == DEFAULT_CONFIRMATIONS == 12
+    assert confirmations_for(1, 64) == 64 and confirmations_for(31337, 0) == 0
+    with pytest.raises(InvalidSetting, match="0 or more"):
+        confirmations_for(1, -1)
+
+
+def test_confirmations_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.from_env().confirmations is None
+    assert Settings.from_env().index_lease_seconds == DEFAULT_LEASE_SECONDS
+    monkeypatch.setenv("CIVIC_CONFIRMATIONS", "20")
+    monkeypatch.setenv("CIVIC_INDEX_LEASE_SECONDS", "90")
+    settings = Settings.from_env()
+    assert (settings.confirmations, settings.index_lease_seconds) == (20, 90)
+    assert confirmations_for(31337, settings.confirmations) == 20
+    for name, bad in (("CIVIC_CONFIRMATIONS", "-1"), ("CIVIC_INDEX_LEASE_SECONDS", "0")):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(InvalidSetting, match=f"bad setting: {name}: "):
+            Settings.from_env()
+        monkeypatch.delenv(name)

@@ -22,14 +22,9 @@ from typer.testing import CliRunner
 from ledger.chain.contract import Chain
 from ledger.cli import app
 from ledger.config import (
-    CONFIRMATIONS_BY_CHAIN,
-    DEFAULT_CONFIRMATIONS,
     DEFAULT_LEASE_SECONDS,
-    Settings,
-    confirmations_for,
 )
 from ledger.dev.node import AnvilNode
-from ledger.errors import InvalidSetting
 from ledger.index.leader import LeaderLease, LeaseLost, NotLeader
 from ledger.index.sync import Indexer
 from ledger.store.db import Store
@@ -37,8 +32,6 @@ from tests.support.indexing import head, index
 from tests.support.world import World, build_world
 
 ROOT = Path(__file__).resolve().parents[2]
-#: eth-tester's chain id (``Chain.embedded_chain``)
-ETH_TESTER_CHAIN_ID = 131277322940537
 
 
 class Clock:
@@ -321,30 +314,6 @@ def test_a_single_cli_sync_exits_saying_which_indexer_leads(world: World, own_an
 
 
 # ----------------------------------------------------------------------------------------------- confirmations
-
-
-def test_confirmations_default_by_chain_id() -> None:
-    assert confirmations_for(31337) == CONFIRMATIONS_BY_CHAIN[31337] == 2  # anvil, Hardhat: make run's network
-    assert confirmations_for(ETH_TESTER_CHAIN_ID) == 0
-    assert confirmations_for(1) == confirmations_for(8453) == DEFAULT_CONFIRMATIONS == 12
-    assert confirmations_for(1, 64) == 64 and confirmations_for(31337, 0) == 0
-    with pytest.raises(InvalidSetting, match="0 or more"):
-        confirmations_for(1, -1)
-
-
-def test_confirmations_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings.from_env().confirmations is None
-    assert Settings.from_env().index_lease_seconds == DEFAULT_LEASE_SECONDS
-    monkeypatch.setenv("CIVIC_CONFIRMATIONS", "20")
-    monkeypatch.setenv("CIVIC_INDEX_LEASE_SECONDS", "90")
-    settings = Settings.from_env()
-    assert (settings.confirmations, settings.index_lease_seconds) == (20, 90)
-    assert confirmations_for(31337, settings.confirmations) == 20
-    for name, bad in (("CIVIC_CONFIRMATIONS", "-1"), ("CIVIC_INDEX_LEASE_SECONDS", "0")):
-        monkeypatch.setenv(name, bad)
-        with pytest.raises(InvalidSetting, match=f"bad setting: {name}: "):
-            Settings.from_env()
-        monkeypatch.delenv(name)
 
 
 def test_the_indexer_takes_its_chain_s_depth_unless_given(world: World, stores: Callable[..., Store]) -> None:
