@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from ledger.encoding import keccak
 from ledger.errors import LedgerError
@@ -31,12 +34,9 @@ class HashedFiles:
     def put(self, content: bytes, digest: bytes | None = None) -> Path:
         """Publish `content` durably before returning (`digest`, when given, must be its keccak256).
 
-        The bytes go to a unique temporary name in the directory (so concurrent puts of one file never write into
-        each other's), are flushed and fsynced, then renamed over the final name (``os.replace``: atomic, a reader
-        sees the whole file or none), and the directory is fsynced so the rename itself survives a crash. A file
-        already under the name is kept only when its bytes hash to it; a corrupt one (torn by a crash, a disk fault,
-        an edit) is replaced. If anything fails before the rename, the temporary file is removed and the final name
-        is untouched."""
+        The bytes are written by :func:`replacing` (whole or not at all, durably; concurrent puts of one file never
+        write into each other's). A file already under the name is kept only when its bytes hash to it; a corrupt one
+        (torn by a crash, a disk fault, an edit) is replaced."""
         found = keccak(content)
         if digest is not None and digest != found:
             raise LedgerError(f"the content hashes to 0x{found.hex()}, not 0x{digest.hex()}")
@@ -45,19 +45,8 @@ class HashedFiles:
         if self._intact(path, found, len(content)):
             fsync_directory(self.directory)  # a concurrent put may have renamed it and not synced the directory yet
             return path
-        fd, temporary = tempfile.mkstemp(prefix=f".{found.hex()}.", suffix=".partial", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), 0o644)  # a published file: mkstemp makes it owner-only
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        fsync_directory(self.directory)
+        with replacing(path) as out:
+            out.write(content)
         return path
 
     def get(self, digest: bytes) -> bytes | None:
@@ -83,6 +72,32 @@ class HashedFiles:
                 return True
         except FileNotFoundError:
             return False
+
+
+@contextmanager
+def replacing(path: Path, temporary: Path | None = None) -> Iterator[BinaryIO]:
+    """Write `path` whole or not at all: the block writes a temporary file beside it (`temporary`, else a unique
+    name), which is then flushed, fsynced and renamed over `path` (``os.replace``: atomic, a reader sees the whole file
+    or none), and the directory is fsynced so that the rename survives a crash. If the block or any step before the
+    rename fails, the temporary file is removed and `path` is untouched. The file is readable by all (0644)."""
+    if temporary is None:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        temporary = Path(name)
+        out = os.fdopen(fd, "wb")
+    else:
+        out = open(temporary, "wb")
+    try:
+        with out:
+            os.fchmod(out.fileno(), 0o644)  # mkstemp makes it owner-only
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    fsync_directory(path.parent)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -42,6 +42,7 @@ from ledger.audit.chainread import RoleChange
 from ledger.audit.errors import CannotAudit
 from ledger.batches.read import BatchContent, BatchFileProblem, read_batch
 from ledger.chain.logs import DecodedEntry
+from ledger.files import replacing
 from ledger.records import EntryKind
 
 #: the manifest's ``format``: a state of another format is refused, never read as this one
@@ -259,23 +260,9 @@ class StateDir:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` by `data` whole or not at all: a temporary file beside it, fsync, rename, fsync of the
-    directory."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    """Replace `path` by `data` whole or not at all (:func:`ledger.files.replacing`)."""
+    with replacing(path) as out:
+        out.write(data)
 
 
 # -- the log's lines

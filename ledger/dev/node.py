@@ -26,7 +26,7 @@ from typing import Self
 
 from ledger.chain.rpc import JsonRpc, RetryPolicy
 from ledger.errors import LedgerError, NodeUnavailable
-from ledger.files import fsync_directory
+from ledger.files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -160,22 +160,13 @@ class StateSaver:
         self.saves += 1
 
     def _write(self, compressed: bytes) -> None:
-        temporary = self.temporary
-        try:
-            with open(temporary, "wb") as out, gzip.GzipFile(fileobj=io.BytesIO(compressed)) as state:
-                # Decompressed as it is written (never the whole state in memory); a truncated or damaged dump
-                # raises here, before the file is replaced.
-                try:
-                    shutil.copyfileobj(state, out, 1 << 20)
-                except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-                    raise LedgerError(f"anvil_dumpState answered a damaged state ({exc})") from None
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        fsync_directory(self.path.parent)
+        with replacing(self.path, self.temporary) as out, gzip.GzipFile(fileobj=io.BytesIO(compressed)) as state:
+            # Decompressed as it is written (never the whole state in memory); a truncated or damaged dump raises
+            # here, before the file is replaced.
+            try:
+                shutil.copyfileobj(state, out, 1 << 20)
+            except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+                raise LedgerError(f"anvil_dumpState answered a damaged state ({exc})") from None
 
 
 class LocalNode:
