@@ -12,6 +12,7 @@ from fastapi import Depends, Request, Response
 from api import attestations
 from api.deps import Settings, Snapshot
 from api.http import SHORT, conditional, etag_of
+from api.ops import MAX_BLOCK_QUANTITY, node_quantity
 from api.read._common import to_hex
 from api.read.batches import withheld_counts
 from api.routes._common import NOT_MODIFIED, ok, read_route, read_router, state_of
@@ -54,7 +55,9 @@ class NodeProbe:
     def _ask(rpc: JsonRpc) -> dict[str, Any]:
         try:
             chain_id, head = rpc.batch([("eth_chainId", []), ("eth_blockNumber", [])])
-            return {"configured": True, "reachable": True, "chain_id": int(chain_id, 16), "head_block": int(head, 16)}
+            # a chain id or head out of range (negative, past int64) is garbage, not a node answering for a chain
+            return {"configured": True, "reachable": True, "chain_id": node_quantity(chain_id),
+                    "head_block": node_quantity(head, MAX_BLOCK_QUANTITY)}
         except NodeUnavailable:
             # the message names the failure, never the URL (it may carry an API key)
             return {"configured": True, "reachable": False, "error": "node unreachable"}
