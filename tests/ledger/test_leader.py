@@ -185,9 +185,11 @@ def test_an_indexer_that_never_took_the_lease_cannot_write(store_url: str, store
 # ----------------------------------------------------------------------------------------------- failures
 
 
-#: an indexer in a process of its own: it leads, syncs part way, says so, and stays until it is killed
-_LEADER = textwrap.dedent("""
+#: an indexer in a process of its own: it leads and syncs part way (to the block its arguments name); what follows it
+#: (indented, :func:`_while_leading`) runs while it still leads
+_LEADING = textwrap.dedent("""
     import sys, time
+    import ledger.index.sync as sync
     from ledger.chain.contract import Chain
     from ledger.index.leader import LeaderLease
     from ledger.index.sync import Indexer
@@ -199,8 +201,17 @@ _LEADER = textwrap.dedent("""
                       lease=LeaderLease(store, lease_seconds=2, label="doomed"))
     with indexer.leading(wait=0):
         indexer.sync(to_block=int(to_block))
-        print("leading", flush=True)
-        time.sleep(600)
+""")
+
+
+def _while_leading(then: str) -> str:
+    return _LEADING + textwrap.indent(textwrap.dedent(then), "    ")
+
+
+#: ... then says so, and stays until it is killed
+_LEADER = _while_leading("""
+    print("leading", flush=True)
+    time.sleep(600)
 """)
 
 
@@ -372,29 +383,16 @@ def test_a_standby_whose_clock_runs_ahead_takes_over_early_yet_the_index_stays_w
 
 #: a leader in a process of its own killed in the middle of a write transaction: it syncs part way (committed), then
 #: starts the next range's transaction, writes its rows, says so and stays there until it is killed
-_KILLED_MID_WRITE = textwrap.dedent("""
-    import sys, time
-    import ledger.index.sync as sync
-    from ledger.chain.contract import Chain
-    from ledger.index.leader import LeaderLease
-    from ledger.index.sync import Indexer
-    from ledger.store.db import open_store
+_KILLED_MID_WRITE = _while_leading("""
+    settle = sync.settle_attestations
 
-    rpc_url, address, store_url, to_block = sys.argv[1:5]
-    store = open_store(store_url)
-    indexer = Indexer(Chain.connect(rpc_url), address, store, confirmations=3,
-                      lease=LeaderLease(store, lease_seconds=2, label="doomed"))
-    with indexer.leading(wait=0):
-        indexer.sync(to_block=int(to_block))
-        settle = sync.settle_attestations
+    def stuck(conn, count):
+        settle(conn, count)
+        print("mid-transaction", flush=True)
+        time.sleep(600)
 
-        def stuck(conn, count):
-            settle(conn, count)
-            print("mid-transaction", flush=True)
-            time.sleep(600)
-
-        sync.settle_attestations = stuck
-        indexer.sync()
+    sync.settle_attestations = stuck
+    indexer.sync()
 """)
 
 
