@@ -298,11 +298,8 @@ def test_a_relayers_burn_rate_is_how_fast_its_balance_falls_and_a_top_up_starts_
 FIGURE_TABLES = ("cases", "case_events", "figure_cells", "figure_values", "filings", "ratings", "disputes", "receipts")
 
 
-def test_a_client_flooding_the_probes_is_not_refused_and_costs_one_computation_a_moment(
-    ops: OpsWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Exempt from the reads' budget (here one a minute), readyz and metrics are worked out at most once per
-    moment however often they are asked, sequentially or all at once, with statements that read no figure table."""
+def count_computations(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many times readiness and the metrics are worked out from now on (the counts go up as they are)."""
     computed = {"readiness": 0, "metrics": 0}
     check, render = readiness.check, prometheus.ServiceMetrics.render
 
@@ -316,6 +313,15 @@ def test_a_client_flooding_the_probes_is_not_refused_and_costs_one_computation_a
 
     monkeypatch.setattr(readiness, "check", counted_check)
     monkeypatch.setattr(prometheus.ServiceMetrics, "render", counted_render)
+    return computed
+
+
+def test_a_client_flooding_the_probes_is_not_refused_and_costs_one_computation_a_moment(
+    ops: OpsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exempt from the reads' budget (here one a minute), readyz and metrics are worked out at most once per
+    moment however often they are asked, sequentially or all at once, with statements that read no figure table."""
+    computed = count_computations(monkeypatch)
     statements: list[str] = []
     app = create_app(dataclasses.replace(ops.settings, read_rate_per_minute=1))
     with TestClient(app) as client:
@@ -539,19 +545,7 @@ def test_cache_busting_probes_and_many_clients_get_one_answer_and_bounded_series
     """Probes asked with a new query string each time, by many clients (a trusted proxy's forwarded addresses), with
     made-up methods and paths: still one computation a moment, never charged to a read budget, and ``/metrics``
     gains no series per query, path, method or client — so it can say nothing about who asked for what."""
-    computed = {"readiness": 0, "metrics": 0}
-    check, render = readiness.check, prometheus.ServiceMetrics.render
-
-    def counted_check(*args: Any) -> readiness.Readiness:
-        computed["readiness"] += 1
-        return check(*args)
-
-    def counted_render(self: prometheus.ServiceMetrics) -> bytes:
-        computed["metrics"] += 1
-        return render(self)
-
-    monkeypatch.setattr(readiness, "check", counted_check)
-    monkeypatch.setattr(prometheus.ServiceMetrics, "render", counted_render)
+    computed = count_computations(monkeypatch)
     receipt = Account.create().address
     settings = dataclasses.replace(ops.settings, read_rate_per_minute=1, trusted_proxies=("127.0.0.0/8",))
     with TestClient(create_app(settings), client=("127.0.0.1", 5000)) as client:
