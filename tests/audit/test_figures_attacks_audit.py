@@ -105,12 +105,18 @@ def on(by: str, finding: Finding) -> bool:
     return (finding.subject or "").startswith(f"{SCORECARDS}?by={by}")
 
 
-def test_the_honest_scorecards_have_ranked_and_unranked_agencies_and_pass(liar: tuple[AuditContext, Liar]) -> None:
-    """What the lies below start from: an honest answer, with agencies ranked by the on-time rate and some not."""
+def test_the_honest_scorecards_have_ranked_and_unranked_items_and_pass(liar: tuple[AuditContext, Liar]) -> None:
+    """What the lies below start from: an honest answer, with agencies ranked by the on-time rate, and commitments
+    ranked and not (below the minimum sample).
+
+    Whether the smallest agency reaches the minimum sample depends on the weekday the honest city ends on (three days
+    before the run; working-day deadlines fall due across weekends): it sits at about 30 cases. The commitments have
+    both on any day (from 1 case to about 50)."""
     ctx, _ = liar
-    answer = ctx.api.get("/scorecards", {"by": "agency"})
-    ranked = [item["ranks"]["deadline_rate"] for item in answer["items"]]
-    assert any(rank is not None for rank in ranked) and None in ranked, ranked
+    agencies = [item["ranks"]["deadline_rate"] for item in ctx.api.get("/scorecards", {"by": "agency"})["items"]]
+    assert sum(rank is not None for rank in agencies) >= 2, agencies
+    commitments = [item["ranks"]["deadline_rate"] for item in ctx.api.get("/scorecards", {"by": "commitment"})["items"]]
+    assert any(rank is not None for rank in commitments) and None in commitments, commitments
     assert not audited(liar, lambda body, request: body).findings
 
 
