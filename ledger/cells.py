@@ -421,33 +421,57 @@ def read(conn: Connection, selection: Selection, boundaries: Iterable[int | None
     return reading
 
 
+def _day_segments(boundaries: Iterable[int]) -> tuple[list[tuple[int, int]], dict[int, list[int]]]:
+    """The parts of days before the boundaries (``[x - x % DAY, x)``), cut where another boundary of the same day
+    falls: disjoint segments ``[low, high)``, and for each boundary the indexes of the segments its part is made of."""
+    by_day: dict[int, set[int]] = {}
+    for x in boundaries:
+        by_day.setdefault(x - x % DAY, set()).add(x)
+    segments: list[tuple[int, int]] = []
+    made_of: dict[int, list[int]] = {}
+    for day, xs in sorted(by_day.items()):
+        first, low = len(segments), day
+        for x in sorted(xs):
+            segments.append((low, x))
+            low = x
+            made_of[x] = list(range(first, len(segments)))
+    return segments, made_of
+
+
 def _add_partial_days(conn: Connection, reading: Reading, boundaries: list[int]) -> None:
-    """Add to ``reading.below[x]`` the marks of the part of x's day before x, counted from the rows."""
+    """Add to ``reading.below[x]`` the marks of the part of x's day before x, counted from the rows: one pass per
+    axis, each row counted once in the one segment (:func:`_day_segments`) holding its time."""
     selection = reading.selection
+    segments, made_of = _day_segments(boundaries)
+    days: dict[int, int] = {}  # each day's part of a day, to the latest boundary in it
+    for x in boundaries:
+        days[x - x % DAY] = max(days.get(x - x % DAY, x), x)
     for axis in AXES:
         source = axis.source
         groups = _group_columns(source, selection)
-        windows = [(x - x % DAY, x) for x in boundaries]
-        sums = [
-            func.sum(case((and_(axis.time >= low, axis.time < high), counter.summand()), else_=0))
-            for low, high in windows
-            for counter in axis.counters
-        ]
-        query = (
-            select(*groups, *sums)
+        n, k = len(groups), len(axis.counters)
+        segment = case(*((and_(axis.time >= low, axis.time < high), i) for i, (low, high) in enumerate(segments)))
+        # counted in a subquery, grouped outside it: the segment's expression carries parameters, which PostgreSQL
+        # would not take for the same expression in GROUP BY
+        marks = (
+            select(*(column.label(f"g{i}") for i, column in enumerate(groups)), segment.label("segment"),
+                   *(counter.summand().label(f"c{i}") for i, counter in enumerate(axis.counters)))
             .select_from(source.from_clause(selection.narrows))
-            .where(or_(*(and_(axis.time >= low, axis.time < high) for low, high in windows)),
+            .where(or_(*(and_(axis.time >= low, axis.time < high) for low, high in days.items())),
                    *_source_conditions(source, selection))
-            .group_by(*groups)
+            .subquery()
         )
-        n = len(groups)
-        k = len(axis.counters)
+        keys = [marks.c[f"g{i}"] for i in range(n)] + [marks.c.segment]
+        query = select(*keys, *(func.sum(marks.c[f"c{i}"]) for i in range(k))).group_by(*keys)
+        found: dict[int, dict[_GroupKey, list[int]]] = {}
         for row in conn.execute(query):
-            group = tuple(row[:n])
-            for w, x in enumerate(boundaries):
-                counts = reading.below[x].setdefault(group, {})
-                for i, counter in enumerate(axis.counters):
-                    counts[counter.name] = counts.get(counter.name, 0) + int(row[n + w * k + i] or 0)
+            found.setdefault(int(row[n]), {})[tuple(row[:n])] = [int(v or 0) for v in row[n + 1:]]
+        for x, parts in made_of.items():
+            for part in parts:
+                for group, sums in found.get(part, {}).items():
+                    counts = reading.below[x].setdefault(group, {})
+                    for counter, value in zip(axis.counters, sums, strict=True):
+                        counts[counter.name] = counts.get(counter.name, 0) + value
 
 
 def read_spans(
