@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     FromClause,
@@ -57,6 +58,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.sql import Select
 
 from ledger.cases import BAD_RATING_MAX, DISPUTE_RESPONSE_WINDOW, FULFILLED, ON_HOLD, REJECTED, WITHDRAWN
 from ledger.filings import AGENCY_ISSUED, CLAIMED, FILED
@@ -438,6 +440,45 @@ def _day_segments(boundaries: Iterable[int]) -> tuple[list[tuple[int, int]], dic
     return segments, made_of
 
 
+def _shape(selection: Selection) -> Selection:
+    """The selection with a parameter ``fixed_<name>`` in place of each fixed value: statements built for it are
+    the same for every selection of its shape (:func:`_partial_days_statement`)."""
+    return Selection({name: bindparam(f"fixed_{name}") for name in selection.fixed}, selection.groups)
+
+
+def _shape_values(selection: Selection) -> dict[str, Any]:
+    return {f"fixed_{name}": value for name, value in selection.fixed.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _partial_days_statement(
+    axis_number: int, fixed: tuple[str, ...], groups: tuple[str, ...], segments: int, days: int
+) -> Select[Any]:
+    """Axis `axis_number`'s counters summed by group and segment over the rows with their time in one of `days`
+    ranges ``[day_<j>, day_end_<j>)``, the segment ``i`` being the one of ``[low_<i>, high_<i>)`` holding the time; the
+    selection's shape (:func:`_shape`) of `fixed` and `groups`. Built once for each shape (building one takes longer
+    than running it)."""
+    axis, shape = AXES[axis_number], _shape(Selection(dict.fromkeys(fixed), groups))
+    source = axis.source
+    columns = _group_columns(source, shape)
+
+    def within(low: str, high: str) -> ColumnElement[bool]:
+        return and_(axis.time >= bindparam(low, type_=BigInteger), axis.time < bindparam(high, type_=BigInteger))
+
+    segment = case(*((within(f"low_{i}", f"high_{i}"), i) for i in range(segments)))
+    # counted in a subquery, grouped outside it: the segment's expression carries parameters, which PostgreSQL would
+    # not take for the same expression in GROUP BY
+    marks = (
+        select(*(column.label(f"g{i}") for i, column in enumerate(columns)), segment.label("segment"),
+               *(counter.summand().label(f"c{i}") for i, counter in enumerate(axis.counters)))
+        .select_from(source.from_clause(shape.narrows))
+        .where(or_(*(within(f"day_{j}", f"day_end_{j}") for j in range(days))), *_source_conditions(source, shape))
+        .subquery()
+    )
+    keys = [marks.c[f"g{i}"] for i in range(len(columns))] + [marks.c.segment]
+    return select(*keys, *(func.sum(marks.c[f"c{i}"]) for i in range(len(axis.counters)))).group_by(*keys)
+
+
 def _add_partial_days(conn: Connection, reading: Reading, boundaries: list[int]) -> None:
     """Add to ``reading.below[x]`` the marks of the part of x's day before x, counted from the rows: one pass per
     axis, each row counted once in the one segment (:func:`_day_segments`) holding its time."""
@@ -446,25 +487,16 @@ def _add_partial_days(conn: Connection, reading: Reading, boundaries: list[int])
     days: dict[int, int] = {}  # each day's part of a day, to the latest boundary in it
     for x in boundaries:
         days[x - x % DAY] = max(days.get(x - x % DAY, x), x)
-    for axis in AXES:
-        source = axis.source
-        groups = _group_columns(source, selection)
-        n, k = len(groups), len(axis.counters)
-        segment = case(*((and_(axis.time >= low, axis.time < high), i) for i, (low, high) in enumerate(segments)))
-        # counted in a subquery, grouped outside it: the segment's expression carries parameters, which PostgreSQL
-        # would not take for the same expression in GROUP BY
-        marks = (
-            select(*(column.label(f"g{i}") for i, column in enumerate(groups)), segment.label("segment"),
-                   *(counter.summand().label(f"c{i}") for i, counter in enumerate(axis.counters)))
-            .select_from(source.from_clause(selection.narrows))
-            .where(or_(*(and_(axis.time >= low, axis.time < high) for low, high in days.items())),
-                   *_source_conditions(source, selection))
-            .subquery()
-        )
-        keys = [marks.c[f"g{i}"] for i in range(n)] + [marks.c.segment]
-        query = select(*keys, *(func.sum(marks.c[f"c{i}"]) for i in range(k))).group_by(*keys)
+    params = _shape_values(selection)
+    for i, (low, high) in enumerate(segments):
+        params |= {f"low_{i}": low, f"high_{i}": high}
+    for j, (day, day_end) in enumerate(days.items()):
+        params |= {f"day_{j}": day, f"day_end_{j}": day_end}
+    n = len(selection.groups)
+    for number, axis in enumerate(AXES):
+        query = _partial_days_statement(number, tuple(selection.fixed), selection.groups, len(segments), len(days))
         found: dict[int, dict[_GroupKey, list[int]]] = {}
-        for row in conn.execute(query):
+        for row in conn.execute(query, params):
             found.setdefault(int(row[n]), {})[tuple(row[:n])] = [int(v or 0) for v in row[n + 1:]]
         for x, parts in made_of.items():
             for part in parts:
