@@ -16,13 +16,15 @@ What it does
        Then the foreign keys, validated (``foreign_keys_s``, apart).
     3. ``citywide_ms``: ``compute_metrics`` of the whole city over the last 90 days, ``as_of`` the end of the data;
        the median of ``--repeat`` runs after one untimed run.
-    4. ``--selections`` random selections (seeded: the same ones every run), each timed once and never repeated, no
-       result reused: 80 % ``compute_metrics``, 10 % ``agency_scorecards``, 10 % ``commitment_scorecards``; each
-       dimension drawn independently — an agency (40 %; with one of its commitments half the time), a district
-       (30 %), a channel (25 %) — over a range of whole minutes (``ledger.metrics.whole_step``) from 1 day to the
-       whole two years (log-uniform length; half of them ending at the end of the data), ``as_of`` the range's end or
-       (30 %) a whole minute inside it. Reported: p50, p90, p99 (nearest rank), max and the slowest selection, over all
-       of them (``*_ms_any_filter``) and apart for metrics and scorecards.
+    4. ``--warm`` untimed random selections of the next seed, as a running service has answered selections of every
+       shape (its statements built and compiled; ``--warm 0``: a process answering its first). Then ``--selections``
+       random selections (seeded: the same ones every run), each timed once and never repeated, no result reused: 80 %
+       ``compute_metrics``, 10 % ``agency_scorecards``, 10 % ``commitment_scorecards``; each dimension drawn
+       independently — an agency (40 %; with one of its commitments half the time), a district (30 %), a channel (25 %)
+       — over a range of whole minutes (``ledger.metrics.whole_step``) from 1 day to the whole two years (log-uniform
+       length; half of them ending at the end of the data), ``as_of`` the range's end or (30 %) a whole minute inside
+       it. Reported: p50, p90, p99 (nearest rank), max and the slowest selection, over all of them (``*_ms_any_filter``)
+       and apart for metrics and scorecards.
     5. Drops the database (also on Ctrl-C, SIGTERM or an error), unless ``--keep``: then ``--reuse NAME`` times
        selections on it again without loading (running ``build_index`` again, which builds only what is missing
        and analyzes: what a changed ``build_index`` adds is timed alone).
@@ -334,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--selections", type=int, default=200, help="random selections timed (at least 200 for p99)")
     parser.add_argument("--repeat", type=int, default=5, help="runs of the city-wide selection (median)")
+    parser.add_argument("--warm", type=int, default=200,
+                        help="untimed selections of another seed first, as a running service has answered (0: none)")
     parser.add_argument("--seed", type=int, default=SEED, help="of the data and of the selections")
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     kept = parser.add_mutually_exclusive_group()
@@ -434,6 +438,11 @@ def _time(engine: Engine, figures: dict[str, Any], args: argparse.Namespace) -> 
     _say(f"city-wide, last 90 days: {figures['citywide_ms']} ms (median of {args.repeat}; "
          f"{min(runs):.0f}-{max(runs):.0f})")  # fmt: skip
 
+    # A running service has answered selections of every shape: its statements are built and compiled (no figure
+    # is cached, and the timed selections are others).
+    for selection in draw_selections(args.warm, args.seed + 1):
+        selection.function(engine, selection.flt)
+    figures["warm_selections"] = args.warm
     selections = draw_selections(args.selections, args.seed)
     timings: list[tuple[float, Selection]] = []
     for i, selection in enumerate(selections, 1):
