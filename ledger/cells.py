@@ -837,10 +837,20 @@ def read_distribution(
             for number_, _ in set(asked.values()):
                 low, high = bucket_bounds(number_)
                 ranges.append(and_(*match, distribution.value >= low, distribution.value <= high))
+        # the values of all the buckets asked, as few ranges as they make, first: what the value's index finds (the
+        # groups' conditions only filter what it found; PostgreSQL would otherwise also intersect each range with the
+        # group's own index, which finds far more)
+        spans: list[list[int]] = []
+        for low, high in sorted({bucket_bounds(number_) for asked in wanted.values() for number_, _ in asked.values()}):
+            if spans and low <= spans[-1][1] + 1:
+                spans[-1][1] = max(spans[-1][1], high)
+            else:
+                spans.append([low, high])
+        values_asked = or_(*(and_(distribution.value >= low, distribution.value <= high) for low, high in spans))
         query = (
             select(*groups, distribution.value, func.count())
             .select_from(source.from_clause(selection.narrows))
-            .where(*rows_of, in_range, or_(*ranges))
+            .where(*rows_of, in_range, values_asked, or_(*ranges))
             .group_by(*groups, distribution.value)
         )
         found: dict[_GroupKey, list[tuple[int, int]]] = {}
