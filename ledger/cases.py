@@ -97,9 +97,10 @@ Due time (``due_at``, unix seconds)
     * working days: the end (24:00 local time, see :data:`ledger.workdays.LOCAL_UTC_OFFSET_SECONDS`) of the
       ``deadline``-th working day after the local day the case opened (the opening day itself never counts), then
       ``+ hold_seconds``. A working day is Monday–Friday not among the year's holidays, or a weekend day among its
-      workdays, by the latest version of the jurisdiction's calendar for that year. ``due_at`` is None when a year
-      whose days must be counted (after the opening day, up to the due day) has no published calendar, or when the
-      case has no commitment version before it (which the contract makes impossible).
+      workdays, by the latest version of the jurisdiction's calendar for that year; Monday–Friday in a year whose
+      calendar is not published (so an agency cannot take its cases out of the deadline figures by publishing none:
+      publishing one later moves the due times of that year's cases). ``due_at`` is None only when the case has no
+      commitment version before it (which the contract makes impossible).
 
 Outcome
     For fulfilled cases: ``fulfil_seconds = closed_at - opened_at - hold_seconds`` and
@@ -120,7 +121,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ledger.filings import answer_due
 from ledger.records import RECEIPT_CASE_FLAG, CaseAction, DeadlineUnit, EntryKind
-from ledger.workdays import YearCalendar, working_days_due, working_days_due_always
+from ledger.workdays import YearCalendar, working_days_due_always
 
 DAY = 86_400
 #: ``ICivicLedger.DISPUTE_WINDOW``: how long after a fulfilment (its entry's block time) it may be disputed
@@ -550,8 +551,7 @@ def due_time(
     if version.deadline_unit == DeadlineUnit.CALENDAR_HOURS:
         return opened_at + version.deadline * 3600 + hold_seconds
     if version.deadline_unit == DeadlineUnit.WORKING_DAYS:
-        end = working_days_due(opened_at, version.deadline, calendars)
-        return None if end is None else end + hold_seconds
+        return working_days_due_always(opened_at, version.deadline, calendars) + hold_seconds
     return None
 
 

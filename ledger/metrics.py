@@ -28,8 +28,8 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
     on_time, on_time_eligible, on_time_rate
         among those fulfilled cases, ``on_time_eligible`` counts the ones with a due time (``on_time`` not null,
         which by the schema are exactly those with ``due_at``) and ``on_time`` the ones fulfilled by it;
-        ``on_time_rate = rate(on_time, on_time_eligible)``. A case whose due time cannot be computed (a working-day
-        deadline without the holiday calendar) is left out rather than guessed.
+        ``on_time_rate = rate(on_time, on_time_eligible)``. Every case has a due time (a working-day deadline counts
+        Monday to Friday in a year without a published calendar: ``ledger.cases``, "Due time").
     target_rate
         for a filter naming one commitment, ``target_bps / 10000`` of its latest non-voided version (the promise as
         it stands now), as a 4-place decimal; otherwise None (a target belongs to one commitment).

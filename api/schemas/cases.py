@@ -64,7 +64,8 @@ class CaseView(Model):
     opened_at: int | None = Field(examples=[1793487600])
     closed_at: int | None = Field(description="when fulfilled, rejected or withdrawn", examples=[1793574000])
     due_at: int | None = Field(
-        description="due time, extended by completed holds (null: cannot be computed, e.g. no holiday calendar)",
+        description=f"due time, extended by completed holds (a working-day deadline: {_WORKING_DAYS}); null only "
+        "without a commitment version",
         examples=[1793660400],
     )
     hold_seconds: int | None = Field(description="total time on hold (does not count against the deadline)")

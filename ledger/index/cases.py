@@ -371,7 +371,7 @@ class CaseFolder:
         updates = []
         c = cases.c
         # the cases whose counts of working days the year can reach: from the opening to the due time or the
-        # response's, or from a bad rating to its rectification's (a null due time may now be computable)
+        # response's, or from a bad rating to its rectification's (and any without a due time)
         reached = (
             ((c.due_at.is_(None)) | (c.due_at >= year_start) | (c.response_due >= year_start))
             | ((c.rated_at < year_end) & (c.rectification_due >= year_start))

@@ -41,7 +41,7 @@ from ledger.metrics import (
     scorecards_from_rows,
 )
 from ledger.records import CaseAction, DeadlineUnit, EntryKind
-from ledger.workdays import YearCalendar, is_weekend, year_days, year_of
+from ledger.workdays import YearCalendar, is_weekend, working_days_due_always, year_days, year_of
 
 # The figures of hand-made rows by SQLite, PostgreSQL and pure Python, checked equal, are test_metrics.py's (its
 # `all_three` fixture, on its `sqlite` and `postgres` databases, of its `World`), taken from the module as values so
@@ -498,19 +498,17 @@ def weekdays_of(year: int) -> list[int]:
     return [day for day in range(first, end) if not is_weekend(day)]
 
 
-@pytest.mark.xfail(strict=True, reason="a working-day deadline without a published calendar leaves due_at null, so "
-                   "the case is in no deadline figure (deadline_rate null: not ranked, 'fewer than 30 cases'); the "
-                   "agencies of a jurisdiction publish its calendars, so an agency escapes by publishing none. Fix: "
-                   "count Monday to Friday where no calendar is published, as the response and rectification limits "
-                   "already do (working_days_due_always in ledger.cases.due_time)")
-def test_agency_publishing_no_calendar_takes_its_working_day_cases_out_of_the_deadline_rate(
+def test_an_agency_publishing_no_calendar_keeps_its_working_day_cases_in_the_deadline_rate(
     all_three: Compute,
 ) -> None:
+    """No calendar is published for the year: a working-day deadline counts Monday to Friday, as the response and
+    rectification limits do, so the late permit is late (it used to have no due time, and count nowhere)."""
     late = served("permit-late", T0, T0 + 20 * D, PERMIT)  # 3 working days, fulfilled after 20 days
     state = late.state()
-    assert state is not None and state.response_due is not None  # the response limit has an end regardless
+    assert state is not None and state.response_due is not None and state.due_at is not None
+    assert state.due_at == working_days_due_always(T0, 3, {}) and state.on_time is False
     m = all_three(city(late), MONTH)
-    assert (m.fulfilled, m.on_time_eligible) == (1, 0)  # seen only as a fulfilled case not eligible
+    assert (m.fulfilled, m.on_time_eligible, m.on_time) == (1, 1, 0)
     assert (m.deadline_cases, m.deadline_rate) == (1, Decimal(0))
 
 
