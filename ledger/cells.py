@@ -440,10 +440,10 @@ def _day_segments(boundaries: Iterable[int]) -> tuple[list[tuple[int, int]], dic
     return segments, made_of
 
 
-def _shape(selection: Selection) -> Selection:
-    """The selection with a parameter ``fixed_<name>`` in place of each fixed value: statements built for it are
-    the same for every selection of its shape (:func:`_partial_days_statement`)."""
-    return Selection({name: bindparam(f"fixed_{name}") for name in selection.fixed}, selection.groups)
+def _shape(fixed: Iterable[str], groups: tuple[str, ...]) -> Selection:
+    """A selection with a parameter ``fixed_<name>`` in place of each fixed value (:func:`_shape_values` gives their
+    values): statements built for it are the same for every selection of its shape."""
+    return Selection({name: bindparam(f"fixed_{name}") for name in fixed}, groups)
 
 
 def _shape_values(selection: Selection) -> dict[str, Any]:
@@ -452,27 +452,27 @@ def _shape_values(selection: Selection) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=4096)
 def _partial_days_statement(
-    axis_number: int, fixed: tuple[str, ...], groups: tuple[str, ...], segments: int, days: int
+    axis_number: int, fixed: tuple[str, ...], groups: tuple[str, ...], segments: int
 ) -> Select[Any]:
-    """Axis `axis_number`'s counters summed by group and segment over the rows with their time in one of `days`
-    ranges ``[day_<j>, day_end_<j>)``, the segment ``i`` being the one of ``[low_<i>, high_<i>)`` holding the time; the
-    selection's shape (:func:`_shape`) of `fixed` and `groups`. Built once for each shape (building one takes longer
-    than running it)."""
-    axis, shape = AXES[axis_number], _shape(Selection(dict.fromkeys(fixed), groups))
+    """Axis `axis_number`'s counters summed by group and segment over the rows with their time in one of `segments`
+    disjoint ranges ``[low_<i>, high_<i>)`` (the segment ``i``), for the selection's shape (:func:`_shape`) of `fixed`
+    and `groups`. Built once for each shape (building one takes longer than running it)."""
+    axis, shape = AXES[axis_number], _shape(fixed, groups)
     source = axis.source
     columns = _group_columns(source, shape)
 
     def within(low: str, high: str) -> ColumnElement[bool]:
         return and_(axis.time >= bindparam(low, type_=BigInteger), axis.time < bindparam(high, type_=BigInteger))
 
-    segment = case(*((within(f"low_{i}", f"high_{i}"), i) for i in range(segments)))
+    parts = [within(f"low_{i}", f"high_{i}") for i in range(segments)]
+    segment = case(*((part, i) for i, part in enumerate(parts)))
     # counted in a subquery, grouped outside it: the segment's expression carries parameters, which PostgreSQL would
     # not take for the same expression in GROUP BY
     marks = (
         select(*(column.label(f"g{i}") for i, column in enumerate(columns)), segment.label("segment"),
                *(counter.summand().label(f"c{i}") for i, counter in enumerate(axis.counters)))
         .select_from(source.from_clause(shape.narrows))
-        .where(or_(*(within(f"day_{j}", f"day_end_{j}") for j in range(days))), *_source_conditions(source, shape))
+        .where(or_(*parts), *_source_conditions(source, shape))
         .subquery()
     )
     keys = [marks.c[f"g{i}"] for i in range(len(columns))] + [marks.c.segment]
@@ -484,17 +484,12 @@ def _add_partial_days(conn: Connection, reading: Reading, boundaries: list[int])
     axis, each row counted once in the one segment (:func:`_day_segments`) holding its time."""
     selection = reading.selection
     segments, made_of = _day_segments(boundaries)
-    days: dict[int, int] = {}  # each day's part of a day, to the latest boundary in it
-    for x in boundaries:
-        days[x - x % DAY] = max(days.get(x - x % DAY, x), x)
     params = _shape_values(selection)
     for i, (low, high) in enumerate(segments):
         params |= {f"low_{i}": low, f"high_{i}": high}
-    for j, (day, day_end) in enumerate(days.items()):
-        params |= {f"day_{j}": day, f"day_end_{j}": day_end}
     n = len(selection.groups)
     for number, axis in enumerate(AXES):
-        query = _partial_days_statement(number, tuple(selection.fixed), selection.groups, len(segments), len(days))
+        query = _partial_days_statement(number, tuple(selection.fixed), selection.groups, len(segments))
         found: dict[int, dict[_GroupKey, list[int]]] = {}
         for row in conn.execute(query, params):
             found.setdefault(int(row[n]), {})[tuple(row[:n])] = [int(v or 0) for v in row[n + 1:]]
