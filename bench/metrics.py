@@ -79,7 +79,7 @@ from sqlalchemy import Connection, Engine, UniqueConstraint, create_engine, insp
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import AddConstraint, CreateTable
 
-from ledger.index.cells import rebuild as rebuild_cells
+from ledger.index.cells import TABLES, rebuild_tables
 from ledger.index.project import fill_key_origins
 from ledger.metrics import (
     TIME_STEP,
@@ -90,14 +90,14 @@ from ledger.metrics import (
     percentile,
     whole_step,
 )
-from ledger.store.schema import create_statistics, figure_cells, figure_values, metadata, ratings
+from ledger.store.schema import create_statistics, metadata, ratings
 
 __all__ = ["DAY", "NOW", "START", "Loaded", "build_index", "load"]
 
 #: ``maintenance_work_mem`` while keys and indexes are built (an operator building them sets it so)
 MAINTENANCE_WORK_MEM = "1GB"
 #: the tables built from the loaded ones by build_index (the index keeps them as it writes: ledger.index.cells)
-DERIVED = [figure_cells, figure_values]
+DERIVED = TABLES
 #: memory for each sort and hash of the build (the figure cells are sums grouped by day and key)
 WORK_MEM = "256MB"
 P50, P90, P99 = Fraction(1, 2), Fraction(9, 10), Fraction(99, 100)
@@ -210,8 +210,9 @@ def build_index(engine: Engine) -> None:
         if conn.execute(select(ratings.c.seq).where(ratings.c.key_origin.is_(None)).limit(1)).first() is not None:
             fill_key_origins(conn, 0)
         # the figure cells, which the index keeps as it writes (ledger.index.cells): built whole from the rows
-        if any(conn.execute(select(table).limit(1)).first() is None for table in DERIVED):
-            rebuild_cells(conn)
+        empty = [table for table in DERIVED if conn.execute(select(table).limit(1)).first() is None]
+        if empty:
+            rebuild_tables(conn, empty)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE)"))
 

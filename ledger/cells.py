@@ -74,6 +74,7 @@ from ledger.store.schema import (
     disputes,
     entries,
     figure_cells,
+    figure_points,
     figure_values,
     filings,
     ratings,
@@ -630,12 +631,14 @@ _OWNED = {"cases": ("cases", "events", "ratings", "disputes"), "filings": ("fili
 Counts = dict[tuple[tuple[Any, ...], int], list[int]]
 #: what the finest bucket cells add up to: (distribution, dimensions, day, bucket) -> how many values
 Values = dict[tuple[int, tuple[Any, ...], int, int], int]
+#: the points (``figure_points``): (distribution, bucket, time, value, *dimensions) -> how many values
+Points = dict[tuple[Any, ...], int]
 
 
 @dataclass(frozen=True)
 class _RowPlan:
     """One statement over a source's rows (those of some cases or filings) that reads each row once, with what it
-    counts: per axis of the source its day and every counter's summand, per distribution its day (null when the row
+    counts: per axis of the source its day and every counter's summand, per distribution its time (null when the row
     is not one of its values) and value."""
 
     query: Any
@@ -659,18 +662,19 @@ def _row_plan(source_name: str, owner: str) -> _RowPlan:
     for distribution in DISTRIBUTIONS.values():
         if distribution.source == source_name:
             counted = and_(distribution.time.is_not(None), distribution.condition)
-            columns += [case((counted, distribution.time // DAY)), distribution.value]
+            columns += [case((counted, distribution.time)), distribution.value]
             numbers.append(distribution.number)
     query = select(*columns).select_from(source.from_clause()).where(*source.marks(), _OWNERS[owner](source))
     return _RowPlan(query, tuple(axes), tuple(numbers))
 
 
-def contributions(conn: Connection, owner: str, params: Mapping[str, Any]) -> tuple[Counts, Values]:
+def contributions(conn: Connection, owner: str, params: Mapping[str, Any]) -> tuple[Counts, Values, Points]:
     """What the rows of some cases of one agency (`owner` "cases", `params` its ``agency`` and ``ids``) or of some
-    filings (`owner` "filings", `params` their ``seqs``) count in the finest cells and bucket cells: one statement per
-    source, each row read once (the counts are those a ``GROUP BY`` of dimensions and day would give)."""
+    filings (`owner` "filings", `params` their ``seqs``) count in the finest cells, bucket cells and points: one
+    statement per source, each row read once (the counts are those a ``GROUP BY`` of dimensions and day would give)."""
     counts: Counts = {}
     values: Values = {}
+    points: Points = {}
     for source_name in _OWNED[owner]:
         plan = _row_plan(source_name, owner)
         for row in conn.execute(plan.query, dict(params)):
@@ -685,12 +689,20 @@ def contributions(conn: Connection, owner: str, params: Mapping[str, Any]) -> tu
                 for i, summand in zip(slots, summands, strict=True):
                     cell[i] += int(summand or 0)
             for number in plan.distributions:
-                day, value = row[at], row[at + 1]
+                time, value = row[at], row[at + 1]
                 at += 2
-                if day is not None:
-                    key = (number, dims, int(day), bucket(int(value)))
+                if time is not None:
+                    number_ = bucket(int(value))
+                    key = (number, dims, int(time) // DAY, number_)
                     values[key] = values.get(key, 0) + 1
-    return counts, values
+                    point = (number, number_, int(time), int(value), *point_dims(dims))
+                    points[point] = points.get(point, 0) + 1
+    return counts, values, points
+
+
+def point_dims(dims: Sequence[Any]) -> tuple[Any, ...]:
+    """A point's dimensions: its mark's, '' (0) where its case has no row."""
+    return tuple(ANY[name] if v is None else v for name, v in zip(DIMENSIONS, dims, strict=True))
 
 
 def _periods(dims: Sequence[Any], day: int) -> Iterator[tuple[int, tuple[Any, ...], int, int]]:
@@ -763,6 +775,15 @@ def _cell_periods(g: Any, start: int | None, end: int | None) -> tuple[ColumnEle
     return or_(*parts), windows
 
 
+def _point_conditions(selection: Selection) -> list[ColumnElement[bool]]:
+    """The points of the selection: its fixed dimensions, and a case row when it narrows (``cell_keys``)."""
+    p = figure_points.c
+    conditions = [p[name] == value for name, value in selection.fixed.items()]
+    if selection.narrows:
+        conditions.append(p.commitment_id != ANY["commitment_id"])
+    return conditions
+
+
 def _window(time: ColumnElement[Any], low: int | None, high: int | None) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = [time.is_not(None)]
     if low is not None:
@@ -825,29 +846,22 @@ def read_distribution(
             else:
                 wanted.setdefault(group, {})[rank] = (ordered[i], rank - cumulative)
     if wanted:
-        in_range = _window(distribution.time, start, end)
-        ranges = []
-        for group, asked in wanted.items():
-            match = [column == value for column, value in zip(groups, group, strict=True)]
-            for number_, _ in set(asked.values()):
-                low, high = bucket_bounds(number_)
-                ranges.append(and_(*match, distribution.value >= low, distribution.value <= high))
-        # the values of all the buckets asked, as few ranges as they make, first: what the value's index finds (the
-        # groups' conditions only filter what it found; PostgreSQL would otherwise also intersect each range with the
-        # group's own index, which finds far more)
-        spans: list[list[int]] = []
-        for low, high in sorted({bucket_bounds(number_) for asked in wanted.values() for number_, _ in asked.values()}):
-            if spans and low <= spans[-1][1] + 1:
-                spans[-1][1] = max(spans[-1][1], high)
-            else:
-                spans.append([low, high])
-        values_asked = or_(*(and_(distribution.value >= low, distribution.value <= high) for low, high in spans))
+        # the points of the buckets asked in the range: each bucket's in the selection's time range is one range of
+        # the points' key (distribution, bucket, time), read from the key alone
+        p = figure_points.c
+        point_groups = [p[name_] for name_ in selection.groups]
+        per_group = [
+            and_(*(column == value for column, value in zip(point_groups, group, strict=True)),
+                 p.bucket.in_(sorted({number_ for number_, _ in asked.values()})))
+            for group, asked in wanted.items()
+        ]  # fmt: skip
         query = (
-            select(*groups, distribution.value, func.count())
-            .select_from(source.from_clause(selection.narrows))
-            .where(*rows_of, in_range, values_asked, or_(*ranges))
-            .group_by(*groups, distribution.value)
-        )
+            select(*point_groups, p.value, func.sum(p.n))
+            .where(p.distribution == distribution.number,
+                   p.bucket.in_(sorted({number_ for asked in wanted.values() for number_, _ in asked.values()})),
+                   _window(p.time, start, end), *_point_conditions(selection), or_(*per_group))
+            .group_by(*point_groups, p.value)
+        )  # fmt: skip
         found: dict[_GroupKey, list[tuple[int, int]]] = {}
         for row in conn.execute(query):
             found.setdefault(tuple(row[:n_groups]), []).append((int(row[n_groups]), int(row[n_groups + 1])))

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, literal, or_, select, union_all
+from sqlalchemy import Connection, and_, bindparam, func, insert, literal, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.cells import (
@@ -35,7 +35,7 @@ from ledger.cells import (
     roll_up_values,
 )
 from ledger.index.sql import chunks
-from ledger.store.schema import figure_cells, figure_values
+from ledger.store.schema import figure_cells, figure_points, figure_values
 
 __all__ = ["CellChanges", "before", "rebuild", "tracked"]
 
@@ -50,6 +50,7 @@ class CellChanges:
         self._filings: set[int] = set()
         self._delta: dict[tuple[tuple[Any, ...], int], list[int]] = {}
         self._values: dict[tuple[int, tuple[Any, ...], int, int], int] = {}
+        self._points: dict[tuple[Any, ...], int] = {}
 
     def before(
         self, conn: Connection, cases: Iterable[tuple[str, bytes]] = (), filing_seqs: Iterable[int] = ()
@@ -66,8 +67,10 @@ class CellChanges:
         self._count(conn, self._cases, self._filings, 1)
         cells = roll_up(self._delta)
         buckets = roll_up_values(self._values)
+        points = [(point, [n]) for point, n in self._points.items() if n]
         self._delta.clear()
         self._values.clear()
+        self._points.clear()
         self._cases.clear()
         self._filings.clear()
         _add_rows(conn, figure_cells, _KEY, [((cuboid, *key, level, period), values)
@@ -75,6 +78,7 @@ class CellChanges:
         _add_rows(conn, figure_values, _VALUE_KEY, [((number, cuboid, *key, level, period, at), [n])
                                                     for (number, cuboid, key, level, period, at), n in buckets.items()
                                                     if n])
+        _add_rows(conn, figure_points, _POINT_KEY, points)
 
     def _count(self, conn: Connection, cases: set[tuple[str, bytes]], filing_seqs: set[int], sign: int) -> None:
         by_agency: dict[str, list[bytes]] = {}
@@ -84,13 +88,15 @@ class CellChanges:
                  for chunk in chunks(ids)]
         asked += [("filings", {"seqs": chunk}) for chunk in chunks(sorted(filing_seqs))]
         for owner, params in asked:
-            counts, values = contributions(conn, owner, params)
+            counts, values, points = contributions(conn, owner, params)
             for key, counted in counts.items():
                 cell = self._delta.setdefault(key, [0] * len(COUNTERS))
                 for j, value in enumerate(counted):
                     cell[j] += sign * value
             for value_key, n in values.items():
                 self._values[value_key] = self._values.get(value_key, 0) + sign * n
+            for point, n in points.items():
+                self._points[point] = self._points.get(point, 0) + sign * n
 
 
 def _insert_for(conn: Connection, table: Any) -> Any:
@@ -98,6 +104,7 @@ def _insert_for(conn: Connection, table: Any) -> Any:
 
 
 _VALUE_KEY = ("distribution", *_KEY, "bucket")
+_POINT_KEY = tuple(column.name for column in figure_points.primary_key.columns)
 
 
 def _add_rows(
@@ -118,13 +125,8 @@ def _add_rows(
         conn.execute(statement, chunk)
     emptied = [{f"_{name}": v for name, v in zip(key, at, strict=True)} for at, n in rows if any(x < 0 for x in n)]
     if emptied:
-        conn.execute(table.delete().where(*(t[name] == bindparam(f"_{name}") for name in key), _all_zero(table)),
-                     emptied)
-
-
-def _all_zero(table: Any) -> ColumnElement[bool]:
-    key = {*_VALUE_KEY}
-    return and_(*(column == 0 for column in table.columns if column.name not in key))
+        zero = and_(*(t[name] == 0 for name in counts))
+        conn.execute(table.delete().where(*(t[name] == bindparam(f"_{name}") for name in key), zero), emptied)
 
 
 def _includes_unknown(cuboid: int) -> bool:
@@ -162,10 +164,26 @@ def _roll_up_rows(conn: Connection, table: Any, grouped: Sequence[str]) -> None:
         rows[number] = conn.execute(insert(table).from_select(columns, query)).rowcount
 
 
+#: the tables the index keeps by difference (:class:`CellChanges`), in the order :func:`rebuild` makes them
+TABLES = (figure_cells, figure_values, figure_points)
+
+
 def rebuild(conn: Connection) -> None:
-    """Every cell again, from every row: the finest cuboid's days from the rows (one pass per time (axis), their
-    counts summed per cell in one statement); then the rest from those (:func:`_roll_up_rows`). The same for the
-    buckets of values."""
+    """Every cell, bucket cell and point again, from every row."""
+    rebuild_tables(conn, TABLES)
+
+
+def rebuild_tables(conn: Connection, tables: Sequence[Any]) -> None:
+    """These of :data:`TABLES` again, from every row (a migration that adds one builds that one)."""
+    builders = {figure_cells: _rebuild_cells, figure_values: _rebuild_values, figure_points: _rebuild_points}
+    for table in TABLES:
+        if table in tables:
+            builders[table](conn)
+
+
+def _rebuild_cells(conn: Connection) -> None:
+    """Every cell again: the finest cuboid's days from the rows (one pass per time (axis), their counts summed per
+    cell in one statement); then the rest from those (:func:`_roll_up_rows`)."""
     conn.execute(figure_cells.delete())
     names = [counter.name for counter in COUNTERS]
     parts = []
@@ -190,7 +208,6 @@ def rebuild(conn: Connection) -> None:
     )
     conn.execute(insert(figure_cells).from_select([*_KEY, *names], query))
     _roll_up_rows(conn, figure_cells, ())
-    _rebuild_values(conn)
 
 
 _TRACKED = "civic_ledger.cell_changes"
@@ -234,3 +251,20 @@ def _rebuild_values(conn: Connection) -> None:
         )
         conn.execute(insert(figure_values).from_select([*_VALUE_KEY, "n"], query))
     _roll_up_rows(conn, figure_values, ("distribution", "bucket"))
+
+
+def _rebuild_points(conn: Connection) -> None:
+    """Every point again, from the rows (:func:`ledger.cells.contributions` counts them alike)."""
+    conn.execute(figure_points.delete())
+    for distribution in DISTRIBUTIONS.values():
+        source = SOURCES[distribution.source]
+        columns = zip(DIMENSIONS, source.dims, strict=True)
+        dims: list[Any] = [func.coalesce(column, literal(ANY[name])) for name, column in columns]
+        query = (
+            select(literal(distribution.number), distribution.bucket, distribution.time, distribution.value, *dims,
+                   func.count())
+            .select_from(source.from_clause())
+            .where(distribution.time.is_not(None), distribution.condition, *source.marks())
+            .group_by(distribution.bucket, distribution.time, distribution.value, *dims)
+        )  # fmt: skip
+        conn.execute(insert(figure_points).from_select([*_POINT_KEY, "n"], query))

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -630,13 +631,8 @@ figure_cells = Table(
 )
 
 #: the values the published percentiles are of (``ledger.cells.DISTRIBUTIONS``) that are not columns: a case event's
-#: recording latency. Indexed with the columns that are (a case's time to fulfil): the percentile's exact value is
-#: found among the rows of one bucket of values
+#: recording latency
 FIGURE_VALUES: dict[str, Any] = {"latency": case_events.c.block_time - case_events.c.occurred_at}
-VALUE_INDEXES = (
-    Index("ix_cases_fulfil_seconds", cases.c.fulfil_seconds),
-    Index("ix_figure_value_latency", Grouping(FIGURE_VALUES["latency"])),
-)
 #: how many values of each distribution fall in each bucket (``ledger.cells.bucket``), per cuboid, key and day
 #: (level 0) or 32 days (level 1), as ``figure_cells`` counts marks
 figure_values = Table(
@@ -647,4 +643,24 @@ figure_values = Table(
     Column("bucket", Integer, primary_key=True),
     Column("n", BigInteger, nullable=False),
     Index("ix_figure_values_place", "distribution", "cuboid", "district", "channel", "level", "period"),
+)
+
+#: every value a percentile is of, how many times it occurs per bucket (``ledger.cells.bucket``), time and
+#: dimensions (its case's: '' (0) for a mark whose case has no row, the agency its own): the exact value at a rank is
+#: found among the points of the one bucket holding it, in the selection's time range, by the key alone (revision
+#: 0013; on PostgreSQL the key includes the count, so no row is fetched)
+figure_points = Table(
+    "figure_points",
+    metadata,
+    Column("distribution", SmallInteger, nullable=False),
+    Column("bucket", Integer, nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("agency_id", String(CODE), nullable=False),
+    Column("commitment_id", String(CODE), nullable=False),
+    Column("district", String(CODE), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("distribution", "bucket", "time", "value", "agency_id", "commitment_id", "district",
+                         "channel", postgresql_include=["n"]),
 )

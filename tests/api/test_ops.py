@@ -295,7 +295,8 @@ def test_a_relayers_burn_rate_is_how_fast_its_balance_falls_and_a_top_up_starts_
 # --- abuse ------------------------------------------------------------------------------------------------------------
 
 #: tables a probe never reads: the ones the figures are made of (a probe computes no figure, scans no case)
-FIGURE_TABLES = ("cases", "case_events", "figure_cells", "figure_values", "filings", "ratings", "disputes", "receipts")
+FIGURE_TABLES = ("cases", "case_events", "figure_cells", "figure_values", "figure_points", "filings", "ratings",
+                 "disputes", "receipts")
 
 
 def count_computations(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:

@@ -24,7 +24,7 @@ from ledger import receipts
 from ledger.batches import BatchStore
 from ledger.cells import FINEST, bucket, bucket_bounds, bucket_sql
 from ledger.chain.contract import Chain
-from ledger.index.cells import rebuild
+from ledger.index.cells import TABLES, rebuild
 from ledger.index.sync import Indexer, SyncReport
 from ledger.records import (
     CaseAction,
@@ -37,7 +37,6 @@ from ledger.records import (
     text_hash,
 )
 from ledger.store.db import Store, normalize_url, open_store
-from ledger.store.schema import figure_cells, figure_values
 from ledger.workdays import is_weekend, local_day, year_of
 from tests.support import filed
 from tests.support.batched import T0, anchor, life, plain_case_id
@@ -153,11 +152,11 @@ def two_stores(sqlite_url: Callable[[], str], pg_database: Callable[[], str]) ->
 
 
 _Cells = dict[str, dict[tuple[Any, ...], tuple[int, ...]]]
-_TABLES = (figure_cells, figure_values)
+_TABLES = TABLES
 
 
 def read_cells(conn: Connection) -> _Cells:
-    """Every row of ``figure_cells`` and ``figure_values``: table -> key -> counts."""
+    """Every row of ``figure_cells``, ``figure_values`` and ``figure_points``: table -> key -> counts."""
     out: _Cells = {}
     for table in _TABLES:
         keys = [c for c in table.columns if c.primary_key]
@@ -168,17 +167,19 @@ def read_cells(conn: Connection) -> _Cells:
 
 
 def differences(kept: _Cells, rebuilt: _Cells) -> str:
-    """How many cells differ, and the differing counts of the finest cuboid's days (each other cell sums those)."""
+    """How many cells differ, and the differing counts of the finest cuboid's days (each other cell sums those) and
+    of the points."""
     lines = []
     for table in _TABLES:
         keys = [c.name for c in table.columns if c.primary_key]
         counts = [c.name for c in table.columns if not c.primary_key]
-        cuboid, level = keys.index("cuboid"), keys.index("level")
+        # a point is its own finest cell
+        at = {"cuboid": keys.index("cuboid"), "level": keys.index("level")} if "cuboid" in keys else None
         mine, theirs = kept[table.name], rebuilt[table.name]
         wrong = sorted(key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key))
         lines.append(f"{table.name}: {len(wrong)} cells differ; of the finest cuboid's days (kept, rebuilt):")
         zero = (0,) * len(counts)
-        for key in [k for k in wrong if k[cuboid] == FINEST and k[level] == 0][:12]:
+        for key in [k for k in wrong if at is None or (k[at["cuboid"]] == FINEST and k[at["level"]] == 0)][:12]:
             pairs = zip(counts, mine.get(key, zero), theirs.get(key, zero), strict=True)
             lines.append(f"  {dict(zip(keys, key, strict=True))}: "
                          + ", ".join(f"{name} {a} {b}" for name, a, b in pairs if a != b))
@@ -287,7 +288,7 @@ def test_plain_ranges_keep_the_cells_of_cases_feedback_and_filings(world: World,
     indexed.sync("a bad rating rectified")
     assert indexed.cells != before
     filed.write_filings(world, indexed.checkpoint)
-    assert all(cells["figure_values"] for cells in indexed.cells.values())
+    assert all(cells["figure_values"] and cells["figure_points"] for cells in indexed.cells.values())
 
 
 #: the stages of ``write_everything`` between which it writes its corrections (and a calendar's second version)

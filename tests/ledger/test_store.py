@@ -16,7 +16,6 @@ from ledger.store.schema import (
     FIGURE_INDEXES,
     GAP_INDEXES,
     STATISTICS,
-    VALUE_INDEXES,
     blocks,
     metadata,
     sync_state,
@@ -41,7 +40,7 @@ def _diffs(url: str) -> list[object]:
             })  # fmt: skip
             diffs = list(compare_metadata(context, metadata))
         postgresql_only = {index.name for index in FIGURE_INDEXES if index.dialect_options["postgresql"]["using"]}
-        wanted = {index.name for index in (*FIGURE_INDEXES, *VALUE_INDEXES, *GAP_INDEXES)
+        wanted = {index.name for index in (*FIGURE_INDEXES, *GAP_INDEXES)
                   if index.name and _expression_index(index.name, "index")
                   and (engine.dialect.name == "postgresql" or index.name not in postgresql_only)}
         listing = ("SELECT name FROM sqlite_master WHERE type = 'index'" if engine.dialect.name == "sqlite"

@@ -15,13 +15,30 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from ledger.index.cells import rebuild
-from ledger.store.schema import CELL_COUNTERS, FIGURE_INDEXES, VALUE_INDEXES
+from ledger.index.cells import rebuild_tables
+from ledger.store.schema import CELL_COUNTERS, FIGURE_INDEXES, figure_cells, figure_values
 
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+#: the indexes this revision made on the values the percentiles are of, (name, table, column or expression):
+#: revision 0013 drops them (the points of ``figure_points`` took their place)
+VALUE_INDEXES = (
+    ("ix_cases_fulfil_seconds", "cases", "fulfil_seconds"),
+    ("ix_figure_value_latency", "case_events", "(block_time - occurred_at)"),
+)
+
+
+def create_value_indexes() -> None:
+    for name, table, column in VALUE_INDEXES:
+        op.create_index(name, table, [sa.text(column) if column.startswith("(") else column])
+
+
+def drop_value_indexes() -> None:
+    for name, table, _ in VALUE_INDEXES:
+        op.drop_index(name, table_name=table)
 
 
 def upgrade() -> None:
@@ -53,15 +70,17 @@ def upgrade() -> None:
     op.create_index("ix_figure_values_place", "figure_values",
                     ["distribution", "cuboid", "district", "channel", "level", "period"])
     conn = op.get_bind()
-    for index in (*FIGURE_INDEXES, *VALUE_INDEXES):  # the times the figures count by: a part of a day is an index range
+    for index in FIGURE_INDEXES:  # the times the figures count by: a part of a day is an index range
         index.create(conn)
-    rebuild(conn)
+    create_value_indexes()
+    rebuild_tables(conn, (figure_cells, figure_values))
 
 
 def downgrade() -> None:
     conn = op.get_bind()
-    for index in (*FIGURE_INDEXES, *VALUE_INDEXES):
+    for index in FIGURE_INDEXES:
         index.drop(conn)  # as created: the GiST ones on PostgreSQL only
+    drop_value_indexes()
     op.drop_index("ix_figure_values_place", table_name="figure_values")
     op.drop_table("figure_values")
     op.drop_index("ix_figure_cells_place", table_name="figure_cells")
