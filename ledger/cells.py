@@ -30,10 +30,16 @@ From cells to figures (:class:`Reading`)
     ``count in range - (M(e, as_of) - M(s, as_of))``. Every figure so read equals the one the rows give, exactly;
     ``tests/ledger/test_metrics.py`` compares them with the pure-Python definitions on random rows.
 
+Percentiles
+    ``figure_values`` counts the values of each distribution (:data:`DISTRIBUTIONS`) per cuboid, key, period and
+    bucket (:func:`bucket`: none wider than 1/64 of its values), so the bucket holding a rank is found by counting;
+    ``figure_points`` holds each value with its bucket, time and dimensions, so the exact value at that rank is read
+    from the points of that one bucket in the selection's time range (:func:`read_distribution`).
+
 Keeping them
-    The index changes cells by difference: before a transaction first writes a case's rows (or a filing's), the
-    case's contributions are counted from the rows and subtracted; at its end they are counted again and added
-    (``ledger.index.cells``). A store built otherwise (a migration, a test's rows) rebuilds them whole.
+    The index changes cells (and points) by difference: before a transaction first writes a case's rows (or a
+    filing's), the case's contributions are counted from the rows and subtracted; at its end they are counted again
+    and added (``ledger.index.cells``). A store built otherwise (a migration, a test's rows) rebuilds them whole.
 """
 
 from __future__ import annotations
@@ -541,7 +547,8 @@ def read_spans(
 #
 # A value v >= 0 below 2 * SUB is its own bucket; above, the bucket holds the values with v's highest SUB_BITS + 1 bits
 # (64 buckets to each doubling, none wider than 1/64 of its values); a negative value's bucket mirrors -v's below -1.
-# The nearest-rank percentile is found by counting buckets, then among the rows of its one bucket.
+# The nearest-rank percentile is found by counting buckets (``figure_values``), then among the points of its one bucket
+# (``figure_points``: each value with its bucket, time and dimensions) in the selection's time range.
 
 SUB_BITS = 6
 _SUB = 1 << SUB_BITS
@@ -798,11 +805,11 @@ def read_distribution(
     ranks: Callable[[int], Iterable[int]],
 ) -> dict[_GroupKey, Spread]:
     """Per group, how many values of distribution `name` have their time in ``[start, end)``, and the value at each
-    1-based rank ``ranks(count)`` names (ascending): bucket counts from the cells and the rows of the parts of days,
-    then the values of the one bucket holding each rank, from the rows."""
+    1-based rank ``ranks(count)`` names (ascending): bucket counts from the cells for whole days and from the points
+    (``figure_points``) for the parts of days, then the values of the one bucket holding each rank, from its points in
+    ``[start, end)``."""
     distribution = DISTRIBUTIONS[name]
-    source = SOURCES[distribution.source]
-    v = figure_values.c
+    v, p = figure_values.c, figure_points.c
     periods, windows = _cell_periods(v, start, end)
     histograms: dict[_GroupKey, dict[int, int]] = {}
     groups_v = [v[name_] for name_ in selection.groups]
@@ -813,16 +820,14 @@ def read_distribution(
         for row in conn.execute(query):
             counts = histograms.setdefault(tuple(row[:n_groups]), {})
             counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])
-    groups = _group_columns(source, selection)
-    rows_of = [distribution.condition, *_source_conditions(source, selection)]
+    point_groups = [p[name_] for name_ in selection.groups]
     if windows:
-        number = distribution.bucket
         query = (
-            select(*groups, number, func.count())
-            .select_from(source.from_clause(selection.narrows))
-            .where(*rows_of, or_(*(_window(distribution.time, low, high) for low, high in windows)))
-            .group_by(*groups, number)
-        )
+            select(*point_groups, p.bucket, func.sum(p.n))
+            .where(p.distribution == distribution.number, or_(*(_window(p.time, low, high) for low, high in windows)),
+                   *_point_conditions(selection))
+            .group_by(*point_groups, p.bucket)
+        )  # fmt: skip
         for row in conn.execute(query):
             counts = histograms.setdefault(tuple(row[:n_groups]), {})
             counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])
@@ -848,8 +853,6 @@ def read_distribution(
     if wanted:
         # the points of the buckets asked in the range: each bucket's in the selection's time range is one range of
         # the points' key (distribution, bucket, time), read from the key alone
-        p = figure_points.c
-        point_groups = [p[name_] for name_ in selection.groups]
         per_group = [
             and_(*(column == value for column, value in zip(point_groups, group, strict=True)),
                  p.bucket.in_(sorted({number_ for number_, _ in asked.values()})))

@@ -1057,7 +1057,7 @@ def _selection(flt: MetricsFilter, by: _By) -> cells.Selection:
 
 def _metrics_sql(conn: Connection, flt: MetricsFilter, by: _By) -> dict[_GroupKey, Metrics]:
     """Metrics of ``flt`` per group (one group, keyed ``()``, when ``by`` is None): the counts from the figure cells
-    (``ledger.cells``), the percentiles from their buckets and one bucket's rows."""
+    (``ledger.cells``), the percentiles from their buckets and one bucket's points."""
     as_of, start, end = flt.now, flt.start, flt.end
     selection = _selection(flt, by)
     reading = cells.read(conn, selection, [start, end, as_of, None] if by is not None else [start, end, as_of])

@@ -663,4 +663,7 @@ figure_points = Table(
     Column("n", BigInteger, nullable=False),
     PrimaryKeyConstraint("distribution", "bucket", "time", "value", "agency_id", "commitment_id", "district",
                          "channel", postgresql_include=["n"]),
+    # the parts of days at a selection's boundaries: every bucket's points in a time range
+    Index("ix_figure_points_time", "distribution", "time",
+          postgresql_include=["bucket", "agency_id", "commitment_id", "district", "channel", "n"]),
 )
