@@ -63,6 +63,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.sql import Select
 
@@ -751,13 +752,13 @@ class Spread:
 _Windows = list[tuple[int | None, int | None]]
 
 
-def _cell_periods(g: Any, start: int | None, end: int | None) -> tuple[ColumnElement[bool] | None, _Windows]:
-    """The cells wholly inside ``[start, end)`` (a condition on `g`'s level and period, None when none are) and the
-    parts of days left to the rows (windows)."""
+def _cell_periods(g: Any, start: int | None, end: int | None) -> tuple[list[ColumnElement[bool]], _Windows]:
+    """The cells wholly inside ``[start, end)`` (conditions on `g`'s level and period, each one range: none when no
+    cell is) and the parts of days left (windows)."""
     first_day = None if start is None else -(-start // DAY)
     last_day = None if end is None else end // DAY  # exclusive
     if first_day is not None and last_day is not None and first_day >= last_day:
-        return None, [(start, end)]
+        return [], [(start, end)]
     windows: _Windows = []
     if start is not None and start % DAY:
         windows.append((start, first_day * DAY))  # type: ignore[operator]
@@ -779,7 +780,7 @@ def _cell_periods(g: Any, start: int | None, end: int | None) -> tuple[ColumnEle
             parts.append(and_(g.level == 0, g.period >= last_block * BLOCK_DAYS, g.period < last_day))
     else:
         parts.append(and_(g.level == 0, g.period >= first_day, g.period < last_day))
-    return or_(*parts), windows
+    return parts, windows
 
 
 def _point_conditions(selection: Selection) -> list[ColumnElement[bool]]:
@@ -814,9 +815,14 @@ def read_distribution(
     histograms: dict[_GroupKey, dict[int, int]] = {}
     groups_v = [v[name_] for name_ in selection.groups]
     n_groups = len(groups_v)
-    if periods is not None:
-        fixed = [v.distribution == distribution.number, periods, *_cell_conditions(v, selection)]
-        query = select(*groups_v, v.bucket, func.sum(v.n)).where(*fixed).group_by(*groups_v, v.bucket)
+    if periods:
+        # one statement for each range of periods, so that each is a range of the key (an OR of them is a filter
+        # over every period of the place)
+        fixed = [v.distribution == distribution.number, *_cell_conditions(v, selection)]
+        each = union_all(*(select(*groups_v, v.bucket, v.n).where(*fixed, part) for part in periods)).subquery()
+        u = each.c
+        grouped = [u[name_] for name_ in selection.groups]
+        query = select(*grouped, u.bucket, func.sum(u.n)).group_by(*grouped, u.bucket)
         for row in conn.execute(query):
             counts = histograms.setdefault(tuple(row[:n_groups]), {})
             counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])

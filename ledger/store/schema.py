@@ -642,7 +642,12 @@ figure_values = Table(
     *_cell_key(),
     Column("bucket", Integer, primary_key=True),
     Column("n", BigInteger, nullable=False),
-    Index("ix_figure_values_place", "distribution", "cuboid", "district", "channel", "level", "period"),
+    # by place and period first (revision 0013): a selection reads one range of the key per range of periods, every
+    # agency's and commitment's (scorecards group by them; a selection fixing them filters them out of a few rows);
+    # on PostgreSQL the key includes the count, so a histogram is read from the key alone, not from the table's
+    # pages, which the index writes scatter
+    PrimaryKeyConstraint("distribution", "cuboid", "district", "channel", "level", "period", "agency_id",
+                         "commitment_id", "bucket", postgresql_include=["n"]),
 )
 
 #: every value a percentile is of, how many times it occurs per bucket (``ledger.cells.bucket``), time and

@@ -74,6 +74,11 @@ def _schema(url: str) -> dict[str, object]:
                 sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table)),
                 sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table)),
             )
+        if engine.dialect.name == "postgresql":  # every index as PostgreSQL writes it: expressions, INCLUDE, WHERE
+            with engine.connect() as conn:
+                out["index definitions"] = sorted(conn.execute(text(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename != 'alembic_version'"
+                )).scalars())
         return out
     finally:
         engine.dispose()

@@ -41,19 +41,8 @@ def drop_value_indexes() -> None:
         op.drop_index(name, table_name=table)
 
 
-def upgrade() -> None:
-    op.create_table(
-        "figure_cells",
-        sa.Column("cuboid", sa.SmallInteger(), primary_key=True),
-        sa.Column("agency_id", sa.String(66), primary_key=True),
-        sa.Column("commitment_id", sa.String(66), primary_key=True),
-        sa.Column("district", sa.String(66), primary_key=True),
-        sa.Column("channel", sa.SmallInteger(), primary_key=True),
-        sa.Column("level", sa.SmallInteger(), primary_key=True),
-        sa.Column("period", sa.BigInteger(), primary_key=True),
-        *(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0") for name in CELL_COUNTERS),
-    )
-    op.create_index("ix_figure_cells_place", "figure_cells", ["cuboid", "district", "channel", "level", "period"])
+def create_figure_values() -> None:
+    """``figure_values`` as this revision made it (revision 0013 makes it again)."""
     op.create_table(
         "figure_values",
         sa.Column("distribution", sa.SmallInteger(), primary_key=True),
@@ -69,6 +58,22 @@ def upgrade() -> None:
     )
     op.create_index("ix_figure_values_place", "figure_values",
                     ["distribution", "cuboid", "district", "channel", "level", "period"])
+
+
+def upgrade() -> None:
+    op.create_table(
+        "figure_cells",
+        sa.Column("cuboid", sa.SmallInteger(), primary_key=True),
+        sa.Column("agency_id", sa.String(66), primary_key=True),
+        sa.Column("commitment_id", sa.String(66), primary_key=True),
+        sa.Column("district", sa.String(66), primary_key=True),
+        sa.Column("channel", sa.SmallInteger(), primary_key=True),
+        sa.Column("level", sa.SmallInteger(), primary_key=True),
+        sa.Column("period", sa.BigInteger(), primary_key=True),
+        *(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0") for name in CELL_COUNTERS),
+    )
+    op.create_index("ix_figure_cells_place", "figure_cells", ["cuboid", "district", "channel", "level", "period"])
+    create_figure_values()
     conn = op.get_bind()
     for index in FIGURE_INDEXES:  # the times the figures count by: a part of a day is an index range
         index.create(conn)
