@@ -487,17 +487,24 @@ def _partial_days_statement(
     return select(*keys, *(func.sum(marks.c[f"c{i}"]) for i in range(len(axis.counters)))).group_by(*keys)
 
 
+#: segments a partial days' statement has at least (a selection's three boundaries make at most three): the unused
+#: ones are empty, so that a selection with fewer uses the same statement, already built and compiled
+_SEGMENTS = 3
+
+
 def _add_partial_days(conn: Connection, reading: Reading, boundaries: list[int]) -> None:
     """Add to ``reading.below[x]`` the marks of the part of x's day before x, counted from the rows: one pass per
     axis, each row counted once in the one segment (:func:`_day_segments`) holding its time."""
     selection = reading.selection
     segments, made_of = _day_segments(boundaries)
     params = _shape_values(selection)
-    for i, (low, high) in enumerate(segments):
+    count = max(len(segments), _SEGMENTS)
+    for i in range(count):
+        low, high = segments[i] if i < len(segments) else (0, 0)  # [0, 0) holds no time
         params |= {f"low_{i}": low, f"high_{i}": high}
     n = len(selection.groups)
     for number, axis in enumerate(AXES):
-        query = _partial_days_statement(number, tuple(selection.fixed), selection.groups, len(segments))
+        query = _partial_days_statement(number, tuple(selection.fixed), selection.groups, count)
         found: dict[int, dict[_GroupKey, list[int]]] = {}
         for row in conn.execute(query, params):
             found.setdefault(int(row[n]), {})[tuple(row[:n])] = [int(v or 0) for v in row[n + 1:]]
