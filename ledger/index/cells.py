@@ -12,7 +12,7 @@ Whole (:func:`rebuild`): from every row, in SQL, for a migration, the benchmark'
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +30,7 @@ from ledger.cells import (
     DISTRIBUTIONS,
     FINEST,
     SOURCES,
+    Distribution,
     contributions,
     roll_up,
     roll_up_values,
@@ -234,21 +235,30 @@ def before(conn: Connection, cases: Iterable[tuple[str, bytes]] = (), filing_seq
         changes.before(conn, cases, filing_seqs)
 
 
+def _counted_values(distribution: Distribution, columns: Callable[[list[Any]], tuple[list[Any], list[Any]]]) -> Any:
+    """How many values of `distribution` the rows hold, per group: ``columns(dims)`` (given its marks' dimensions, ''
+    (0) where the case has no row) says what to select before the count and what to group by."""
+    source = SOURCES[distribution.source]
+    named = zip(DIMENSIONS, source.dims, strict=True)
+    selected, grouped = columns([func.coalesce(column, literal(ANY[name])) for name, column in named])
+    return (
+        select(*selected, func.count())
+        .select_from(source.from_clause())
+        .where(distribution.time.is_not(None), distribution.condition, *source.marks())
+        .group_by(*grouped)
+    )
+
+
 def _rebuild_values(conn: Connection) -> None:
     """Every bucket cell again: the finest cuboid's days from the rows, then the other cuboids and 32 days."""
     conn.execute(figure_values.delete())
-    for distribution in DISTRIBUTIONS.values():
-        source = SOURCES[distribution.source]
-        columns = zip(DIMENSIONS, source.dims, strict=True)
-        dims: list[Any] = [func.coalesce(column, literal(ANY[name])) for name, column in columns]
-        day = distribution.time // DAY
-        number = distribution.bucket
-        query = (
-            select(literal(distribution.number), literal(FINEST), *dims, literal(0), day, number, func.count())
-            .select_from(source.from_clause())
-            .where(distribution.time.is_not(None), distribution.condition, *source.marks())
-            .group_by(*dims, day, number)
-        )
+    for d in DISTRIBUTIONS.values():
+        day = d.time // DAY  # one expression, selected and grouped by
+
+        def cells(dims: list[Any], d: Distribution = d, day: Any = day) -> tuple[list[Any], list[Any]]:
+            return [literal(d.number), literal(FINEST), *dims, literal(0), day, d.bucket], [*dims, day, d.bucket]
+
+        query = _counted_values(d, cells)
         conn.execute(insert(figure_values).from_select([*_VALUE_KEY, "n"], query))
     _roll_up_rows(conn, figure_values, ("distribution", "bucket"))
 
@@ -256,15 +266,10 @@ def _rebuild_values(conn: Connection) -> None:
 def _rebuild_points(conn: Connection) -> None:
     """Every point again, from the rows (:func:`ledger.cells.contributions` counts them alike)."""
     conn.execute(figure_points.delete())
-    for distribution in DISTRIBUTIONS.values():
-        source = SOURCES[distribution.source]
-        columns = zip(DIMENSIONS, source.dims, strict=True)
-        dims: list[Any] = [func.coalesce(column, literal(ANY[name])) for name, column in columns]
-        query = (
-            select(literal(distribution.number), distribution.bucket, distribution.time, distribution.value, *dims,
-                   func.count())
-            .select_from(source.from_clause())
-            .where(distribution.time.is_not(None), distribution.condition, *source.marks())
-            .group_by(distribution.bucket, distribution.time, distribution.value, *dims)
-        )  # fmt: skip
+    for d in DISTRIBUTIONS.values():
+
+        def points(dims: list[Any], d: Distribution = d) -> tuple[list[Any], list[Any]]:
+            return [literal(d.number), d.bucket, d.time, d.value, *dims], [d.bucket, d.time, d.value, *dims]
+
+        query = _counted_values(d, points)
         conn.execute(insert(figure_points).from_select([*_POINT_KEY, "n"], query))
