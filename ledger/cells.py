@@ -808,6 +808,46 @@ def _window(time: ColumnElement[Any], low: int | None, high: int | None) -> Colu
     return and_(*conditions)
 
 
+#: groups a statement of :func:`_refinements` reads at most (SQLite takes 500 terms of a UNION ALL at most)
+_GROUPS_A_STATEMENT = 100
+
+
+def _refinements(selection: Selection, number: int, start: int | None, end: int | None,
+                 wanted: Mapping[_GroupKey, Mapping[int, tuple[int, int]]]) -> list[Any]:
+    """How many points of each value the buckets `wanted` asks of each group hold in ``[start, end)``: statements
+    grouped by group and value. Read from the keys alone: grouped by commitment, one range of
+    ``ix_figure_points_group`` (distribution, agency, commitment, bucket, time) per group and bucket, each group's own
+    buckets (:data:`_GROUPS_A_STATEMENT` groups a statement); else one range of the primary key (distribution, bucket,
+    time) per bucket."""
+    p = figure_points.c
+    point_groups = [p[name] for name in selection.groups]
+    common = [p.distribution == number, _window(p.time, start, end), *_point_conditions(selection)]
+
+    def buckets(asked: Mapping[int, tuple[int, int]]) -> list[int]:
+        return sorted({bucket_number for bucket_number, _ in asked.values()})
+
+    def of(group: _GroupKey) -> list[ColumnElement[bool]]:
+        return [column == value for column, value in zip(point_groups, group, strict=True)]
+
+    if "commitment_id" in selection.groups:
+        parts = [select(*point_groups, p.value, p.n).where(*common, *of(group), p.bucket.in_(buckets(asked)))
+                 for group, asked in wanted.items()]  # fmt: skip
+        out = []
+        for at in range(0, len(parts), _GROUPS_A_STATEMENT):
+            chunk = parts[at:at + _GROUPS_A_STATEMENT]
+            each = (union_all(*chunk) if len(chunk) > 1 else chunk[0]).subquery()
+            grouped = [each.c[name] for name in selection.groups]
+            out.append(select(*grouped, each.c.value, func.sum(each.c.n)).group_by(*grouped, each.c.value))
+        return out
+    every = sorted({b for asked in wanted.values() for b in buckets(asked)})
+    per_group = [and_(*of(group), p.bucket.in_(buckets(asked))) for group, asked in wanted.items()]
+    return [
+        select(*point_groups, p.value, func.sum(p.n))
+        .where(*common, p.bucket.in_(every), or_(*per_group))
+        .group_by(*point_groups, p.value)
+    ]
+
+
 def read_distribution(
     conn: Connection, selection: Selection, name: str, start: int | None, end: int | None,
     ranks: Callable[[int], Iterable[int]],
@@ -864,22 +904,9 @@ def read_distribution(
             else:
                 wanted.setdefault(group, {})[rank] = (ordered[i], rank - cumulative)
     if wanted:
-        # the points of the buckets asked in the range: each bucket's in the selection's time range is one range of
-        # the points' key (distribution, bucket, time), read from the key alone
-        per_group = [
-            and_(*(column == value for column, value in zip(point_groups, group, strict=True)),
-                 p.bucket.in_(sorted({number_ for number_, _ in asked.values()})))
-            for group, asked in wanted.items()
-        ]  # fmt: skip
-        query = (
-            select(*point_groups, p.value, func.sum(p.n))
-            .where(p.distribution == distribution.number,
-                   p.bucket.in_(sorted({number_ for asked in wanted.values() for number_, _ in asked.values()})),
-                   _window(p.time, start, end), *_point_conditions(selection), or_(*per_group))
-            .group_by(*point_groups, p.value)
-        )  # fmt: skip
         found: dict[_GroupKey, list[tuple[int, int]]] = {}
-        for row in conn.execute(query):
+        for row in (row for query in _refinements(selection, distribution.number, start, end, wanted)
+                    for row in conn.execute(query)):
             found.setdefault(tuple(row[:n_groups]), []).append((int(row[n_groups]), int(row[n_groups + 1])))
         for group, asked in wanted.items():
             values = sorted(found.get(group, []))

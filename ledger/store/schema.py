@@ -671,4 +671,7 @@ figure_points = Table(
     # the parts of days at a selection's boundaries: every bucket's points in a time range
     Index("ix_figure_points_time", "distribution", "time",
           postgresql_include=["bucket", "agency_id", "commitment_id", "district", "channel", "n"]),
+    # a commitment's points of one bucket in a time range (scorecards by commitment)
+    Index("ix_figure_points_group", "distribution", "agency_id", "commitment_id", "bucket", "time",
+          postgresql_include=["value", "district", "channel", "n"]),
 )

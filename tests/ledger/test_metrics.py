@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, insert, text
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.engine import make_url
 
+from ledger import cells
 from ledger.cases import DISPUTE_RESPONSE_WINDOW
 from ledger.filings import AGENCY_ISSUED, CLAIMED, FILED
 from ledger.index.cells import rebuild as rebuild_cells
@@ -595,6 +596,30 @@ def test_scorecards_are_the_filter_narrowed_to_each_group(sqlite, postgres):
     late = MetricsFilter(start=T0 + 20 * D, end=T0 + 21 * D)
     idle = in_database(postgres, world, lambda conn: agency_scorecards(conn, late))
     assert list(idle) == ["ROADS", "WATER"] and idle["WATER"].open_cases == 0 and idle["ROADS"].open_cases == 5
+
+
+def test_scorecards_by_commitment_read_their_percentiles_in_several_statements_alike(
+    sqlite, postgres, monkeypatch: pytest.MonkeyPatch
+):
+    """A city with more commitments than one statement reads (``ledger.cells._GROUPS_A_STATEMENT``; SQLite takes 500
+    terms of a UNION ALL at most) gets the same scorecards: here one statement per commitment."""
+    world = hand_world()
+    flt = MetricsFilter(**RANGE)
+    expected = scorecards_from_rows(world.cases, world.events, world.commitments, flt, by="commitment")
+    assert sum(m.median_fulfil_seconds is not None for m in expected.values()) >= 2  # their exact values are read
+    statements: list[str] = []
+    monkeypatch.setattr(cells, "_GROUPS_A_STATEMENT", 1)
+
+    def seen(*args: Any) -> None:
+        statements.append(args[2])
+
+    for engine in (sqlite, postgres):
+        sqlalchemy_event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert in_database(engine, world, lambda conn: commitment_scorecards(conn, flt)) == expected
+        finally:
+            sqlalchemy_event.remove(engine, "before_cursor_execute", seen)
+    assert sum("figure_points.value" in statement for statement in statements) >= 4
 
 
 def test_compute_metrics_takes_an_engine_too(sqlite, postgres):
