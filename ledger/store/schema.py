@@ -604,15 +604,25 @@ CUBOIDS: tuple[frozenset[str], ...] = tuple(
         ("agency_id", "commitment_id", "district", "channel"),
     )
 )
+
+
+def _dimensions(primary_key: bool) -> list[Column[Any]]:
+    """A mark's dimensions, as the figure tables hold them ('' or 0 where a cell is not keyed by one, or a mark's case
+    has no row)."""
+    return [
+        Column("agency_id", String(CODE), primary_key=primary_key, nullable=False),
+        Column("commitment_id", String(CODE), primary_key=primary_key, nullable=False),
+        Column("district", String(CODE), primary_key=primary_key, nullable=False),
+        Column("channel", SmallInteger, primary_key=primary_key, nullable=False),
+    ]
+
+
 def _cell_key() -> list[Column[Any]]:
     """The key of a cell: its cuboid, its dimensions ('' or 0 where the cuboid is not keyed by one), day (level 0) or
     32 days (level 1), and which of them."""
     return [
         Column("cuboid", SmallInteger, primary_key=True),
-        Column("agency_id", String(CODE), primary_key=True),
-        Column("commitment_id", String(CODE), primary_key=True),
-        Column("district", String(CODE), primary_key=True),
-        Column("channel", SmallInteger, primary_key=True),
+        *_dimensions(primary_key=True),
         Column("level", SmallInteger, primary_key=True),
         Column("period", BigInteger, primary_key=True),
     ]
@@ -661,10 +671,7 @@ figure_points = Table(
     Column("bucket", Integer, nullable=False),
     Column("time", BigInteger, nullable=False),
     Column("value", BigInteger, nullable=False),
-    Column("agency_id", String(CODE), nullable=False),
-    Column("commitment_id", String(CODE), nullable=False),
-    Column("district", String(CODE), nullable=False),
-    Column("channel", SmallInteger, nullable=False),
+    *_dimensions(primary_key=False),
     Column("n", BigInteger, nullable=False),
     PrimaryKeyConstraint("distribution", "bucket", "time", "value", "agency_id", "commitment_id", "district",
                          "channel", postgresql_include=["n"]),
