@@ -863,8 +863,8 @@ def read_distribution(
     groups_v = [v[name_] for name_ in selection.groups]
     n_groups = len(groups_v)
     if periods:
-        # one statement for each range of periods, so that each is a range of the key (an OR of them is a filter
-        # over every period of the place)
+        # one term of a UNION ALL for each range of periods, so that each is a range of the key (an OR of them is
+        # planned as one filter over every period of the place)
         fixed = [v.distribution == distribution.number, *_cell_conditions(v, selection)]
         each = union_all(*(select(*groups_v, v.bucket, v.n).where(*fixed, part) for part in periods)).subquery()
         u = each.c
