@@ -875,12 +875,14 @@ def read_distribution(
             counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])
     point_groups = [p[name_] for name_ in selection.groups]
     if windows:
-        query = (
-            select(*point_groups, p.bucket, func.sum(p.n))
-            .where(p.distribution == distribution.number, or_(*(_window(p.time, low, high) for low, high in windows)),
-                   *_point_conditions(selection))
-            .group_by(*point_groups, p.bucket)
-        )  # fmt: skip
+        # one UNION ALL term per part of a day, each a range of ix_figure_points_time (an OR of them is planned as a
+        # filter over every point of a fixed agency's, through the index led by the agency)
+        fixed_points = [p.distribution == distribution.number, *_point_conditions(selection)]
+        parts = [select(*point_groups, p.bucket, p.n).where(*fixed_points, _window(p.time, low, high))
+                 for low, high in windows]  # fmt: skip
+        each = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+        grouped = [each.c[name_] for name_ in selection.groups]
+        query = select(*grouped, each.c.bucket, func.sum(each.c.n)).group_by(*grouped, each.c.bucket)
         for row in conn.execute(query):
             counts = histograms.setdefault(tuple(row[:n_groups]), {})
             counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])
