@@ -710,12 +710,12 @@ def contributions(conn: Connection, owner: str, params: Mapping[str, Any]) -> tu
                     number_ = bucket(int(value))
                     key = (number, dims, int(time) // DAY, number_)
                     values[key] = values.get(key, 0) + 1
-                    point = (number, number_, int(time), int(value), *point_dims(dims))
+                    point = (number, number_, int(time), int(value), *_point_dims(dims))
                     points[point] = points.get(point, 0) + 1
     return counts, values, points
 
 
-def point_dims(dims: Sequence[Any]) -> tuple[Any, ...]:
+def _point_dims(dims: Sequence[Any]) -> tuple[Any, ...]:
     """A point's dimensions: its mark's, '' (0) where its case has no row."""
     return tuple(ANY[name] if v is None else v for name, v in zip(DIMENSIONS, dims, strict=True))
 
@@ -808,6 +808,14 @@ def _window(time: ColumnElement[Any], low: int | None, high: int | None) -> Colu
     return and_(*conditions)
 
 
+def _summed(parts: Sequence[Select[Any]], groups: tuple[str, ...], by: str) -> Select[Any]:
+    """The sum of the counts ``n`` the `parts` select (each its groups' columns, `by` and ``n``), per group and `by`,
+    over all of them (one term of a UNION ALL each)."""
+    each = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+    grouped = [each.c[name] for name in groups]
+    return select(*grouped, each.c[by], func.sum(each.c.n)).group_by(*grouped, each.c[by])
+
+
 #: groups a statement of :func:`_refinements` reads at most (SQLite takes 500 terms of a UNION ALL at most)
 _GROUPS_A_STATEMENT = 100
 
@@ -832,13 +840,8 @@ def _refinements(selection: Selection, number: int, start: int | None, end: int 
     if "commitment_id" in selection.groups:
         parts = [select(*point_groups, p.value, p.n).where(*common, *of(group), p.bucket.in_(buckets(asked)))
                  for group, asked in wanted.items()]  # fmt: skip
-        out = []
-        for at in range(0, len(parts), _GROUPS_A_STATEMENT):
-            chunk = parts[at:at + _GROUPS_A_STATEMENT]
-            each = (union_all(*chunk) if len(chunk) > 1 else chunk[0]).subquery()
-            grouped = [each.c[name] for name in selection.groups]
-            out.append(select(*grouped, each.c.value, func.sum(each.c.n)).group_by(*grouped, each.c.value))
-        return out
+        return [_summed(parts[at:at + _GROUPS_A_STATEMENT], selection.groups, "value")
+                for at in range(0, len(parts), _GROUPS_A_STATEMENT)]  # fmt: skip
     every = sorted({b for asked in wanted.values() for b in buckets(asked)})
     per_group = [and_(*of(group), p.bucket.in_(buckets(asked))) for group, asked in wanted.items()]
     return [
@@ -862,27 +865,21 @@ def read_distribution(
     histograms: dict[_GroupKey, dict[int, int]] = {}
     groups_v = [v[name_] for name_ in selection.groups]
     n_groups = len(groups_v)
+    queries = []
     if periods:
-        # one term of a UNION ALL for each range of periods, so that each is a range of the key (an OR of them is
-        # planned as one filter over every period of the place)
+        # one term for each range of periods, so that each is a range of the key (an OR of them is planned as one
+        # filter over every period of the place)
         fixed = [v.distribution == distribution.number, *_cell_conditions(v, selection)]
-        each = union_all(*(select(*groups_v, v.bucket, v.n).where(*fixed, part) for part in periods)).subquery()
-        u = each.c
-        grouped = [u[name_] for name_ in selection.groups]
-        query = select(*grouped, u.bucket, func.sum(u.n)).group_by(*grouped, u.bucket)
-        for row in conn.execute(query):
-            counts = histograms.setdefault(tuple(row[:n_groups]), {})
-            counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])
-    point_groups = [p[name_] for name_ in selection.groups]
+        queries.append(_summed([select(*groups_v, v.bucket, v.n).where(*fixed, part) for part in periods],
+                               selection.groups, "bucket"))  # fmt: skip
     if windows:
-        # one UNION ALL term per part of a day, each a range of ix_figure_points_time (an OR of them is planned as a
-        # filter over every point of a fixed agency's, through the index led by the agency)
+        # one term per part of a day, each a range of ix_figure_points_time (an OR of them is planned as a filter over
+        # every point of a fixed agency's, through the index led by the agency)
+        point_groups = [p[name_] for name_ in selection.groups]
         fixed_points = [p.distribution == distribution.number, *_point_conditions(selection)]
-        parts = [select(*point_groups, p.bucket, p.n).where(*fixed_points, _window(p.time, low, high))
-                 for low, high in windows]  # fmt: skip
-        each = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
-        grouped = [each.c[name_] for name_ in selection.groups]
-        query = select(*grouped, each.c.bucket, func.sum(each.c.n)).group_by(*grouped, each.c.bucket)
+        queries.append(_summed([select(*point_groups, p.bucket, p.n).where(*fixed_points, _window(p.time, low, high))
+                                for low, high in windows], selection.groups, "bucket"))  # fmt: skip
+    for query in queries:
         for row in conn.execute(query):
             counts = histograms.setdefault(tuple(row[:n_groups]), {})
             counts[int(row[n_groups])] = counts.get(int(row[n_groups]), 0) + int(row[n_groups + 1])
