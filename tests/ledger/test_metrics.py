@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -622,6 +623,38 @@ def test_scorecards_by_commitment_read_their_percentiles_in_several_statements_a
     assert sum("figure_points.value" in statement for statement in statements) >= 4
 
 
+def test_figures_over_months_add_up_blocks_days_and_parts_of_days_exactly(sqlite, postgres):
+    """Four hundred cases fulfilled about every seven hours over four months (times to fulfil spread over many buckets,
+    latencies too), and ranges starting and ending anywhere in their 32-day blocks, on a day's edge or inside one:
+    every figure is the rows': the cells of 32-day blocks, of days, and the rows of the parts of days add up exactly
+    (the random worlds below spread over blocks too, but hold too few rows to meet every boundary)."""
+    rng = random.Random(15)
+    rows, events = [], []
+    for i in range(400):
+        closed = T0 + i * 7 * H + rng.randrange(H)
+        fulfil = rng.choice([rng.randrange(60), rng.randrange(30 * D)])
+        rows.append(case(f"m{i}", closed - fulfil, "fulfilled", closed_at=closed, due_at=closed + rng.randrange(-D, D),
+                         fulfil_seconds=fulfil, on_time=rng.random() < 0.5,
+                         district=rng.choice(["PUDONG", "XUHUI"])))  # fmt: skip
+        events.append(event_row(f"m{i}", closed - rng.randrange(3 * D), rng.randrange(3 * D)))
+    world = World(cases=rows, events=events, commitments=[commitment("ROADS", "LIGHT", 1, 9_000)])
+    span = 117 * D
+    filters = []
+    for _ in range(30):
+        start = T0 + rng.randrange(span) // (D if rng.random() < 0.5 else 1) * (D if rng.random() < 0.5 else 1)
+        end = min(start + rng.randrange(1, span), T0 + span)
+        filters.append(MetricsFilter(start=start, end=max(end, start + 1),
+                                     district=rng.choice([None, "PUDONG"])))  # fmt: skip
+    filters.append(MetricsFilter(end=T0 + 50 * D + 5 * H))
+    filters.append(MetricsFilter(start=T0 + 50 * D + 5 * H, as_of=T0 + span))
+    expected = [world.metrics(flt) for flt in filters]
+    assert sum(m.median_fulfil_seconds is not None and m.median_fulfil_seconds >= 128 for m in expected) >= 10
+    for engine in (sqlite, postgres):
+        got = in_database(engine, world, lambda conn: [compute_metrics(conn, flt) for flt in filters])
+        for flt, one, wanted in zip(filters, got, expected, strict=True):
+            assert one == wanted, flt
+
+
 def test_compute_metrics_takes_an_engine_too(sqlite, postgres):
     for engine in (sqlite, postgres):
         with engine.begin() as conn:
@@ -895,10 +928,43 @@ def filters(draw: st.DrawFn) -> MetricsFilter:
     )
 
 
+#: the moments of each kind of row of a random world
+MOMENTS = {
+    CaseRow: ("opened_at", "closed_at", "on_hold_since", "due_at", "rated_at", "responded_at", "response_due",
+              "disputed_at", "rectified_at", "rectification_due"),
+    EventRow: ("occurred_at", "block_time"),
+    RatingRow: ("block_time",),
+    DisputeRow: ("block_time", "answered_at"),
+    FilingRow: ("block_time", "answer_due", "answered_at"),
+    MetricsFilter: ("start", "end", "as_of"),
+}
+#: how far apart a world's moments are spread: as drawn (seconds apart), or about a day or half a day per second, so
+#: that its rows fall on many days and several 32-day blocks and the cells of both levels are read
+spreads = st.sampled_from([1, 1, 86_399, 40_003])
+#: the earliest moment a random world holds is at least this many seconds before B (a dispute's, less its window)
+REACH = DISPUTE_RESPONSE_WINDOW + 200_100
+
+
+def spread(world: World, flt: MetricsFilter, scale: int) -> tuple[World, MetricsFilter]:
+    """The world and filter with every moment t at ``B + (REACH + t - B) * scale`` instead (none negative): the same
+    order of moments, `scale` times as far apart (durations, windows and stored values stay as they are)."""
+    if scale == 1:
+        return world, flt
+
+    def moved(row: Any) -> Any:
+        times = {name: getattr(row, name) for name in MOMENTS[type(row)]}
+        return replace(row, **{name: None if t is None else B + (REACH + t - B) * scale for name, t in times.items()})
+
+    return replace(world, cases=[moved(r) for r in world.cases], events=[moved(r) for r in world.events],
+                   ratings=[moved(r) for r in world.ratings], disputes=[moved(r) for r in world.disputes],
+                   filings=[moved(r) for r in world.filings]), moved(flt)  # fmt: skip
+
+
 @pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(world=worlds(), flt=filters())
-def test_sqlite_postgres_and_python_give_identical_metrics(sqlite, postgres, world, flt):
+@given(world=worlds(), flt=filters(), scale=spreads)
+def test_sqlite_postgres_and_python_give_identical_metrics(sqlite, postgres, world, flt, scale):
+    world, flt = spread(world, flt, scale)
     expected = world.metrics(flt)
     assert in_database(sqlite, world, lambda conn: compute_metrics(conn, flt)) == expected
     assert in_database(postgres, world, lambda conn: compute_metrics(conn, flt)) == expected
@@ -906,8 +972,9 @@ def test_sqlite_postgres_and_python_give_identical_metrics(sqlite, postgres, wor
 
 @pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(world=worlds(), flt=filters())
-def test_sqlite_postgres_and_python_give_identical_scorecards(sqlite, postgres, world, flt):
+@given(world=worlds(), flt=filters(), scale=spreads)
+def test_sqlite_postgres_and_python_give_identical_scorecards(sqlite, postgres, world, flt, scale):
+    world, flt = spread(world, flt, scale)
     groupings: list[tuple[Literal["agency", "commitment"], Callable[..., dict]]] = [
         ("agency", agency_scorecards),
         ("commitment", commitment_scorecards),
