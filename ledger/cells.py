@@ -75,6 +75,7 @@ from ledger.store.schema import (
     CUBOIDS,
     FIGURE_TIMES,
     FIGURE_VALUES,
+    REOPENED_ACTION,
     SPANS,
     case_events,
     cases,
@@ -163,6 +164,9 @@ class Counter:
     time: ColumnElement[Any]
     condition: ColumnElement[bool]
     value: ColumnElement[Any] | None = None
+    #: the counter is also a count of a distribution's points (``figure_points``): (its name, the value a point must
+    #: exceed to count, None: every point); the parts of days count it from them, not from the rows
+    points: tuple[str, int | None] | None = None
 
     def summand(self) -> ColumnElement[Any]:
         return case((self.condition, literal(1) if self.value is None else self.value), else_=0)
@@ -244,9 +248,12 @@ COUNTERS: list[Counter] = [
     *(Counter(f"scores_{o}", "ratings", _r.block_time, _r.key_origin == o, _r.score) for o in _ORIGINS),
     Counter("disputes", "disputes", _d.block_time, true()),
     *(Counter(f"disputes_{o}", "disputes", _d.block_time, _d.key_origin == o) for o in _ORIGINS),
-    Counter("events", "events", _e.block_time, true()),
-    Counter("late_recordings", "events", _e.block_time, _e.block_time - _e.occurred_at > LATE_RECORDING_SECONDS),
-    Counter("reopened", "events", _e.block_time, _e.action == int(CaseAction.REOPENED)),
+    # an event is a point of its latency, a late recording one above LATE_RECORDING_SECONDS (checked below)
+    Counter("events", "events", _e.block_time, true(), points=("latency", None)),
+    Counter("late_recordings", "events", _e.block_time, FIGURE_VALUES["latency"] > LATE_RECORDING_SECONDS,
+            points=("latency", LATE_RECORDING_SECONDS)),
+    # the action written out, so that the statement implies the index of reopenings' condition
+    Counter("reopened", "events", _e.block_time, _e.action == literal_column(str(REOPENED_ACTION))),
     Counter("filed", "filings", _f.block_time, true()),
     Counter("filings_accepted", "filings", _f.answered_at, _f.decision == _accepted),
     Counter("filings_rejected", "filings", _f.answered_at, _f.decision != _accepted),
@@ -264,6 +271,11 @@ class Axis:
     source: Source
     time: ColumnElement[Any]
     counters: tuple[Counter, ...]
+
+    @property
+    def from_rows(self) -> tuple[Counter, ...]:
+        """The counters the parts of days count from the rows (the others from the points)."""
+        return tuple(counter for counter in self.counters if counter.points is None)
 
 
 def _axes() -> list[Axis]:
@@ -466,8 +478,11 @@ def _partial_days_statement(
     disjoint ranges ``[low_<i>, high_<i>)`` (the segment ``i``), for the selection's shape (:func:`_shape`) of `fixed`
     and `groups`. Built once for each shape (building one takes longer than running it)."""
     axis, shape = AXES[axis_number], _shape(fixed, groups)
-    source = axis.source
+    source, counters = axis.source, axis.from_rows
     columns = _group_columns(source, shape)
+    # when some of the axis's counters are read from the points, only the rows the others count (an index may hold
+    # only those: ix_case_events_reopened)
+    counted = [] if counters == axis.counters else [or_(*(counter.condition for counter in counters))]
 
     def within(low: str, high: str) -> ColumnElement[bool]:
         return and_(axis.time >= bindparam(low, type_=BigInteger), axis.time < bindparam(high, type_=BigInteger))
@@ -478,13 +493,45 @@ def _partial_days_statement(
     # not take for the same expression in GROUP BY
     marks = (
         select(*(column.label(f"g{i}") for i, column in enumerate(columns)), segment.label("segment"),
-               *(counter.summand().label(f"c{i}") for i, counter in enumerate(axis.counters)))
+               *(counter.summand().label(f"c{i}") for i, counter in enumerate(counters)))
         .select_from(source.from_clause(shape.narrows))
-        .where(or_(*parts), *_source_conditions(source, shape))
+        .where(or_(*parts), *counted, *_source_conditions(source, shape))
         .subquery()
     )
     keys = [marks.c[f"g{i}"] for i in range(len(columns))] + [marks.c.segment]
-    return select(*keys, *(func.sum(marks.c[f"c{i}"]) for i in range(len(axis.counters)))).group_by(*keys)
+    return select(*keys, *(func.sum(marks.c[f"c{i}"]) for i in range(len(counters)))).group_by(*keys)
+
+
+#: the counters the parts of days count from the points, by distribution
+_FROM_POINTS = {
+    name: tuple(counter for counter in COUNTERS if counter.points is not None and counter.points[0] == name)
+    for name in dict.fromkeys(counter.points[0] for counter in COUNTERS if counter.points is not None)
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _partial_points_statement(name: str, fixed: tuple[str, ...], groups: tuple[str, ...], segments: int) -> Select[Any]:
+    """The counters of distribution `name`'s points (:data:`_FROM_POINTS`) summed by group and segment over the points
+    with their time in ``[low_<i>, high_<i>)`` (the segment ``i``), for the selection's shape: one UNION ALL term per
+    segment, each a range of ``ix_figure_points_time`` (which holds every column read)."""
+    p, shape = figure_points.c, _shape(fixed, groups)
+    number, counters = DISTRIBUTIONS[name].number, _FROM_POINTS[name]
+    columns = [p[group].label(f"g{i}") for i, group in enumerate(groups)]
+
+    def counted(counter: Counter) -> ColumnElement[Any]:
+        least = counter.points[1]  # type: ignore[index]
+        return p.n if least is None else case((p.value > least, p.n), else_=0)
+
+    terms = [
+        select(*columns, literal_column(str(i)).label("segment"),
+               *(counted(counter).label(f"c{j}") for j, counter in enumerate(counters)))
+        .where(p.distribution == number, p.time >= bindparam(f"low_{i}", type_=BigInteger),
+               p.time < bindparam(f"high_{i}", type_=BigInteger), *_point_conditions(shape))
+        for i in range(segments)
+    ]  # fmt: skip
+    each = union_all(*terms).subquery()
+    keys = [each.c[f"g{i}"] for i in range(len(groups))] + [each.c.segment]
+    return select(*keys, *(func.sum(each.c[f"c{j}"]) for j in range(len(counters)))).group_by(*keys)
 
 
 #: segments a partial days' statement has at least (a selection's three boundaries make at most three): the unused
@@ -503,8 +550,11 @@ def _add_partial_days(conn: Connection, reading: Reading, boundaries: list[int])
         low, high = segments[i] if i < len(segments) else (0, 0)  # [0, 0) holds no time
         params |= {f"low_{i}": low, f"high_{i}": high}
     n = len(selection.groups)
-    for number, axis in enumerate(AXES):
-        query = _partial_days_statement(number, tuple(selection.fixed), selection.groups, count)
+    shape = (tuple(selection.fixed), selection.groups, count)
+    statements = [(_partial_days_statement(number, *shape), axis.from_rows)
+                  for number, axis in enumerate(AXES) if axis.from_rows]  # fmt: skip
+    statements += [(_partial_points_statement(name, *shape), counters) for name, counters in _FROM_POINTS.items()]
+    for query, counters in statements:
         found: dict[int, dict[_GroupKey, list[int]]] = {}
         for row in conn.execute(query, params):
             found.setdefault(int(row[n]), {})[tuple(row[:n])] = [int(v or 0) for v in row[n + 1:]]
@@ -512,7 +562,7 @@ def _add_partial_days(conn: Connection, reading: Reading, boundaries: list[int])
             for part in parts:
                 for group, sums in found.get(part, {}).items():
                     counts = reading.below[x].setdefault(group, {})
-                    for counter, value in zip(axis.counters, sums, strict=True):
+                    for counter, value in zip(counters, sums, strict=True):
                         counts[counter.name] = counts.get(counter.name, 0) + value
 
 
@@ -627,6 +677,29 @@ DISTRIBUTIONS = {
     # recording latency, of the case events (by block time)
     "latency": Distribution(1, "events", _e.block_time, FIGURE_VALUES["latency"], true()),
 }
+
+
+def _check_counters_of_points() -> None:
+    """A counter counted from a distribution's points counts the same marks: those of the distribution's source at its
+    time, every one (the distribution has no condition), or those whose value exceeds the least it names."""
+
+    def text_of(expression: ColumnElement[Any]) -> str:
+        return str(expression.compile(compile_kwargs={"literal_binds": True}))
+
+    for counter in COUNTERS:
+        if counter.points is None:
+            continue
+        name, least = counter.points
+        distribution = DISTRIBUTIONS[name]
+        wanted = true() if least is None else distribution.value > least
+        if (counter.source, text_of(counter.time), text_of(distribution.condition), text_of(counter.condition)) != (
+                distribution.source, text_of(distribution.time), text_of(true()), text_of(wanted)):
+            raise RuntimeError(f"counter {counter.name} is not a count of the points of {name}")
+    if REOPENED_ACTION != int(CaseAction.REOPENED):
+        raise RuntimeError("ledger.store.schema.REOPENED_ACTION must be ledger.records.CaseAction.REOPENED")
+
+
+_check_counters_of_points()
 
 
 # --- contributions: what rows count, per finest key and day -----------------------------------------------------------

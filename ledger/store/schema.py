@@ -193,6 +193,9 @@ commitment_retirements = Table(
 )
 
 #: Every case event as recorded (voided ones included: see entries.voided_by).
+#: ledger.records.CaseAction.REOPENED (``ledger.cells`` checks it), for the index of reopenings
+REOPENED_ACTION = 9
+
 case_events = Table(
     "case_events",
     metadata,
@@ -210,6 +213,14 @@ case_events = Table(
     Column("channel", SmallInteger, nullable=True),
     Index("ix_case_events_case", "agency_id", "case_id", "seq"),
     Index("ix_case_events_block_time", "block_time"),
+    # the few reopenings by time (revision 0014): the one count of the parts of days read from the events themselves
+    # (``ledger.cells``: the others are the points of their latencies)
+    Index(
+        "ix_case_events_reopened",
+        "block_time",
+        postgresql_where=text(f"action = {REOPENED_ACTION}"),
+        sqlite_where=text(f"action = {REOPENED_ACTION}"),
+    ),
 )
 
 #: One row per case: its state folded from its non-voided events by ledger.cases (the one definition).
@@ -675,9 +686,10 @@ figure_points = Table(
     Column("n", BigInteger, nullable=False),
     PrimaryKeyConstraint("distribution", "bucket", "time", "value", "agency_id", "commitment_id", "district",
                          "channel", postgresql_include=["n"]),
-    # the parts of days at a selection's boundaries: every bucket's points in a time range
+    # the parts of days at a selection's boundaries: every bucket's points in a time range (and their values: the
+    # events and late recordings of those parts are counted from the points of the latencies; revision 0014)
     Index("ix_figure_points_time", "distribution", "time",
-          postgresql_include=["bucket", "agency_id", "commitment_id", "district", "channel", "n"]),
+          postgresql_include=["bucket", "value", "agency_id", "commitment_id", "district", "channel", "n"]),
     # a commitment's points of one bucket in a time range (scorecards by commitment)
     Index("ix_figure_points_group", "distribution", "agency_id", "commitment_id", "bucket", "time",
           postgresql_include=["value", "district", "channel", "n"]),
