@@ -14,7 +14,8 @@ Cells
     per 32 days (level 1), every counter: how many marks have that counter's time in that day. A tally has four
     counters: its marks by ``t1`` (``_all``), those with no ``t2`` (``_inf``), those with ``t1 <= t2`` (``_fin``),
     and those again by ``t2`` (``_end``). Cells count whole UTC days; the part of a day before a boundary of the
-    selection is counted from the rows (an index range of at most one day).
+    selection is counted from the rows (an index range of at most one day), or from the points (below) for a counter
+    that counts a distribution's points (``Counter.points``: the events and late recordings, from the latencies').
 
 From cells to figures (:class:`Reading`)
     ``below(x)``: for every counter, how many marks have its time ``< x``: the level-1 cells before ``x``'s block, the
