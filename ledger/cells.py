@@ -193,8 +193,13 @@ class Tally:
         ]
 
 
+def _sql_text(expression: ColumnElement[Any]) -> str:
+    """An expression's SQL, its values written in: two expressions are the same if their texts are."""
+    return str(expression.compile(compile_kwargs={"literal_binds": True}))
+
+
 _T = FIGURE_TIMES
-if str(_T["dispute_answer_due"].compile(compile_kwargs={"literal_binds": True})) != (
+if _sql_text(_T["dispute_answer_due"]) != (
         f"disputes.block_time + {DISPUTE_RESPONSE_WINDOW}"):
     raise RuntimeError("ledger.store.schema.FIGURE_TIMES must add ledger.cases.DISPUTE_RESPONSE_WINDOW")
 _ORIGINS = (FILED, CLAIMED, AGENCY_ISSUED)
@@ -284,7 +289,7 @@ def _axes() -> list[Axis]:
     times: dict[tuple[str, str], ColumnElement[Any]] = {}
     for counter in COUNTERS:
         # the same expression compiles to the same text: that is what makes two counters share an axis
-        key = (counter.source, str(counter.time.compile(compile_kwargs={"literal_binds": True})))
+        key = (counter.source, _sql_text(counter.time))
         grouped.setdefault(key, []).append(counter)
         times.setdefault(key, counter.time)
     return [Axis(SOURCES[source], times[(source, text)], tuple(found)) for (source, text), found in grouped.items()]
@@ -517,22 +522,19 @@ def _partial_points_statement(name: str, fixed: tuple[str, ...], groups: tuple[s
     segment, each a range of ``ix_figure_points_time`` (which holds every column read)."""
     p, shape = figure_points.c, _shape(fixed, groups)
     number, counters = DISTRIBUTIONS[name].number, _FROM_POINTS[name]
-    columns = [p[group].label(f"g{i}") for i, group in enumerate(groups)]
 
     def counted(counter: Counter) -> ColumnElement[Any]:
         least = counter.points[1]  # type: ignore[index]
         return p.n if least is None else case((p.value > least, p.n), else_=0)
 
     terms = [
-        select(*columns, literal_column(str(i)).label("segment"),
+        select(*(p[group] for group in groups), literal_column(str(i)).label("segment"),
                *(counted(counter).label(f"c{j}") for j, counter in enumerate(counters)))
         .where(p.distribution == number, p.time >= bindparam(f"low_{i}", type_=BigInteger),
                p.time < bindparam(f"high_{i}", type_=BigInteger), *_point_conditions(shape))
         for i in range(segments)
     ]  # fmt: skip
-    each = union_all(*terms).subquery()
-    keys = [each.c[f"g{i}"] for i in range(len(groups))] + [each.c.segment]
-    return select(*keys, *(func.sum(each.c[f"c{j}"]) for j in range(len(counters)))).group_by(*keys)
+    return _summed(terms, groups, "segment", [f"c{j}" for j in range(len(counters))])
 
 
 #: segments a partial days' statement has at least (a selection's three boundaries make at most three): the unused
@@ -683,18 +685,15 @@ DISTRIBUTIONS = {
 def _check_counters_of_points() -> None:
     """A counter counted from a distribution's points counts the same marks: those of the distribution's source at its
     time, every one (the distribution has no condition), or those whose value exceeds the least it names."""
-
-    def text_of(expression: ColumnElement[Any]) -> str:
-        return str(expression.compile(compile_kwargs={"literal_binds": True}))
-
     for counter in COUNTERS:
         if counter.points is None:
             continue
         name, least = counter.points
         distribution = DISTRIBUTIONS[name]
         wanted = true() if least is None else distribution.value > least
-        if (counter.source, text_of(counter.time), text_of(distribution.condition), text_of(counter.condition)) != (
-                distribution.source, text_of(distribution.time), text_of(true()), text_of(wanted)):
+        mine = (counter.source, counter.time, counter.condition, true())
+        theirs = (distribution.source, distribution.time, wanted, distribution.condition)
+        if mine[0] != theirs[0] or [_sql_text(e) for e in mine[1:]] != [_sql_text(e) for e in theirs[1:]]:
             raise RuntimeError(f"counter {counter.name} is not a count of the points of {name}")
     if REOPENED_ACTION != int(CaseAction.REOPENED):
         raise RuntimeError("ledger.store.schema.REOPENED_ACTION must be ledger.records.CaseAction.REOPENED")
@@ -882,12 +881,13 @@ def _window(time: ColumnElement[Any], low: int | None, high: int | None) -> Colu
     return and_(*conditions)
 
 
-def _summed(parts: Sequence[Select[Any]], groups: tuple[str, ...], by: str) -> Select[Any]:
-    """The sum of the counts ``n`` the `parts` select (each its groups' columns, `by` and ``n``), per group and `by`,
-    over all of them (one term of a UNION ALL each)."""
+def _summed(parts: Sequence[Select[Any]], groups: tuple[str, ...], by: str,
+            sums: Sequence[str] = ("n",)) -> Select[Any]:
+    """The sums of the counts (columns `sums`: ``n``) the `parts` select (each its groups' columns, `by` and those),
+    per group and `by`, over all of them (one term of a UNION ALL each)."""
     each = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
     grouped = [each.c[name] for name in groups]
-    return select(*grouped, each.c[by], func.sum(each.c.n)).group_by(*grouped, each.c[by])
+    return select(*grouped, each.c[by], *(func.sum(each.c[name]) for name in sums)).group_by(*grouped, each.c[by])
 
 
 #: groups a statement of :func:`_refinements` reads at most (SQLite takes 500 terms of a UNION ALL at most)

@@ -192,10 +192,10 @@ commitment_retirements = Table(
     Column("occurred_at", BigInteger, nullable=False),
 )
 
-#: Every case event as recorded (voided ones included: see entries.voided_by).
 #: ledger.records.CaseAction.REOPENED (``ledger.cells`` checks it), for the index of reopenings
 REOPENED_ACTION = 9
 
+#: Every case event as recorded (voided ones included: see entries.voided_by).
 case_events = Table(
     "case_events",
     metadata,
