@@ -166,6 +166,11 @@ UNVOIDABLE_KINDS = frozenset({
     int(EntryKind.RECEIPT_ISSUED), int(EntryKind.CASE_RATED), int(EntryKind.CASE_DISPUTED),
     int(EntryKind.FILING_RECORDED), int(EntryKind.FILING_ANSWERED), int(EntryKind.RECEIPT_CLAIMED),
 })
+#: case events no correction voids: an agency's Opened, which starts the case's clock — voiding it would take a case
+#: left overdue out of every figure, and an Opened written again would start a fresh deadline. A case opened by mistake
+#: is closed instead (withdrawn or rejected), which counts against the deadline if it comes after it
+UNVOIDABLE_ACTIONS = frozenset({int(CaseAction.OPENED)})
+_CASE_EVENT = int(EntryKind.CASE_EVENT)
 _RECEIPT_ISSUED = int(EntryKind.RECEIPT_ISSUED)
 _CASE_RATED = int(EntryKind.CASE_RATED)
 _CASE_DISPUTED = int(EntryKind.CASE_DISPUTED)
@@ -604,30 +609,38 @@ BATCHED_RECEIPT_CASE_EVENT = (
 )
 
 
-def correction_applies(agency: Any, target: tuple[Any, int] | None, target_voided: bool) -> bool:
-    """Does a correction by ``agency`` void its target? ``target`` is the target entry's ``(agency_id, kind)``, None
-    when the ledger has no such entry before the correction; ``target_voided``: a correction voided it already.
-    Applied when the target is the same agency's, not voided already, and not of :data:`UNVOIDABLE_KINDS` (an
-    agency cannot void the rating, dispute or filing a citizen signed, which carry the agency's id, nor the receipt
-    they hold, nor its own answer to a filing). The one rule: :func:`voided_entries` folds it over a log, the indexer
-    applies it entry by entry."""
+def unvoidable(kind: int, action: int | None) -> bool:
+    """Can no correction void an entry of ``kind`` (an ``EntryKind``; ``action``: a case event's ``CaseAction``, None
+    for other entries)? What a citizen signed or holds (:data:`UNVOIDABLE_KINDS`) and a case's opening
+    (:data:`UNVOIDABLE_ACTIONS`)."""
+    return kind in UNVOIDABLE_KINDS or (kind == _CASE_EVENT and action in UNVOIDABLE_ACTIONS)
+
+
+def correction_applies(agency: Any, target: tuple[Any, int, int | None] | None, target_voided: bool) -> bool:
+    """Does a correction by ``agency`` void its target? ``target`` is the target entry's ``(agency_id, kind,
+    action)`` (``action`` a case event's, else None), None when the ledger has no such entry before the correction;
+    ``target_voided``: a correction voided it already. Applied when the target is the same agency's, not voided
+    already, and not :func:`unvoidable` (an agency cannot void the rating, dispute or filing a citizen signed, which
+    carry the agency's id, nor the receipt they hold, nor its own answer to a filing, nor a case's opening). The one
+    rule: :func:`voided_entries` folds it over a log, the indexer applies it entry by entry."""
     if target is None or target_voided:
         return False
-    target_agency, kind = target
-    return kind not in UNVOIDABLE_KINDS and target_agency == agency
+    target_agency, kind, action = target
+    return not unvoidable(kind, action) and target_agency == agency
 
 
-def voided_entries(entries: Iterable[tuple[int, Any, int | None, int]]) -> dict[int, int]:
+def voided_entries(entries: Iterable[tuple[int, Any, int | None, int, int | None]]) -> dict[int, int]:
     """Which entries corrections void: target seq → seq of the correction that voided it.
 
-    `entries` are ``(seq, agency_id, target_seq, kind)`` for every entry in seq order, with ``target_seq`` None for
-    entries that are not corrections (the agency ids only need to compare equal, in any representation; ``kind``
-    is the ``EntryKind``); each correction is judged by :func:`correction_applies`, seeing the voids before it. A
-    correction whose seq is among the values was applied; the others were not."""
-    seen: dict[int, tuple[Any, int]] = {}
+    `entries` are ``(seq, agency_id, target_seq, kind, action)`` for every entry in seq order, with ``target_seq``
+    None for entries that are not corrections (the agency ids only need to compare equal, in any representation;
+    ``kind`` is the ``EntryKind``, ``action`` a case event's ``CaseAction``, None for other entries); each correction
+    is judged by :func:`correction_applies`, seeing the voids before it. A correction whose seq is among the values
+    was applied; the others were not."""
+    seen: dict[int, tuple[Any, int, int | None]] = {}
     voided: dict[int, int] = {}
-    for seq, agency, target, kind in entries:
-        seen[seq] = (agency, kind)
+    for seq, agency, target, kind, action in entries:
+        seen[seq] = (agency, kind, action)
         if target is not None and correction_applies(agency, seen.get(target), target in voided):
             voided[target] = seq
     return voided

@@ -67,5 +67,10 @@ class IndexIntegrityError(LedgerError):
     that block: logs are missing or altered. Indexing stops rather than store a log the chain does not vouch for."""
 
 
+class StaleIndex(LedgerError):
+    """The store holds what an earlier version derived under a rule this one changed, and cannot be migrated in place:
+    rebuild the index from the chain (an empty store, then ``civic-ledger sync``). The message says which rule."""
+
+
 class InvalidSetting(LedgerError, ValueError):
     """A CIVIC_* setting has a value the service cannot use; the message names the variable."""

@@ -55,9 +55,9 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
         the events; median by ``percentile(·, 1/2)``; max; ``late_recordings`` counts latencies ``> 86400`` (recorded
         more than 24 h after the claimed time: possible backdating). Negative latencies (claimed time in the future)
         are kept as they are. The range is on block time because that is the one time nobody can choose. An event of
-        a case without a ``cases`` row (its Opened entry voided, or never recorded) has no commitment, district or
-        channel: it counts in city and agency figures — its agency did record it, late or not — and in no figure
-        narrowed by commitment, district or channel.
+        a case without a ``cases`` row (its Opened never recorded: no correction voids one) has no commitment,
+        district or channel: it counts in city and agency figures — its agency did record it, late or not — and in no
+        figure narrowed by commitment, district or channel.
     rejection_rate
         ``rate(rejected, fulfilled + rejected)`` over the cases closed in range. Withdrawn cases are left out: a
         withdrawal is the citizen's decision, not the agency's answer, so counting it either way would misstate how
@@ -101,7 +101,7 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
         ``rectified_on_time`` counts the ones the agency rectified before ``as_of`` and by ``rectification_due``
         (15 working days, ``ledger.cases``, "Rectification"); ``rectifications_due`` the ones rectified before
         ``as_of`` or whose rectification was due before it; ``rectification_rate = rate(rectified_on_time,
-        rectifications_due)``. A bad rating of a case without a ``cases`` row (its opening voided) is in ``ratings``
+        rectifications_due)``. A bad rating of a case without a ``cases`` row (never opened) is in ``ratings``
         but not here: the rectification belongs to the case's fold.
     Like ``overdue_cases``, these read the ``cases`` row, the case's state now; every time they compare with
     ``as_of`` is stored in the row, so they are exact for any ``as_of``, except that a response, a first dispute or
@@ -115,8 +115,8 @@ Definitions ("in range" means ``start <= t < end`` for the time named)
 
     Citizens' feedback. Ratings, disputes and Reopened events are selected like case events (above): of the filter's
     agency, and — when it names a commitment, district or channel — of a selected case; one of a case without a
-    ``cases`` row counts in city and agency figures only (an agency cannot drop a rating from its figures by voiding
-    the case's opening, nor void the rating itself: see ``ledger.cases.voided_entries``).
+    ``cases`` row counts in city and agency figures only (an agency cannot drop a rating from its figures by leaving
+    the case unopened, nor void the case's opening or the rating itself: see ``ledger.cases.unvoidable``).
     ratings, rating_distribution, rating_average
         over ratings (``ratings`` rows) whose ``block_time`` is in range: ``ratings`` counts them,
         ``rating_distribution`` is the list of how many have score 1, 2, 3, 4 and 5, and

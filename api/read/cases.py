@@ -71,8 +71,8 @@ CASE_STATE_FIELDS = (
     "dispute_open",
     *RESPONSE_FIELDS,
 )
-#: the fields of a case view without state (its opening voided, or never recorded), all null: every field but the
-#: case's key and its events, in the view's order (the commitment's names are null too)
+#: the fields of a case view without state (its opening never recorded: no correction voids one), all null: every
+#: field but the case's key and its events, in the view's order (the commitment's names are null too)
 _NO_STATE = tuple(name for name in CaseView.model_fields if name not in ("agency_id", "case_id", "events"))
 
 
@@ -116,7 +116,7 @@ def case_view(
         return None
     fields: dict[str, Any] = {"agency_id": agency_id, "case_id": to_hex(case_id), "events": events}
     if row is None:
-        # no opening that stands (voided, or never recorded): the events, and no state
+        # no opening recorded (events before it, or a receipt of a case never opened): the events, and no state
         no_state: dict[str, Any] = dict.fromkeys(CASE_STATE_FIELDS)
         return CaseView(**fields, **no_state)
     names = conn.execute(
@@ -290,7 +290,7 @@ def case_of(
         return CaseLookup(state, None, None)
     view: dict[str, Any] = {"agency_id": agency_id, "case_id": to_hex(case_id)}
     if row is None:
-        # no opening that stands (voided, or never recorded): the events, and no state
+        # no opening recorded (events before it, or a receipt of a case never opened): the events, and no state
         view.update(dict.fromkeys(_NO_STATE))
         overdue = None
     else:

@@ -47,7 +47,8 @@ class CaseEventItem(Model):
 class CaseView(Model):
     """A case: its state folded from its events that are not voided (ledger/cases.py), and every event with proof.
 
-    A case whose opening was voided has no state: then only ``agency_id``, ``case_id`` and ``events`` are set."""
+    A case whose opening was never recorded (no correction voids one) has no state: then only ``agency_id``,
+    ``case_id`` and ``events`` are set."""
 
     agency_id: Code = Field(examples=["DEMO-ROADS"])
     case_id: Hex32 = Field(description="opaque case id (from the citizen's receipt)", examples=[_CASE])

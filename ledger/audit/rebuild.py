@@ -50,6 +50,7 @@ from ledger.cases import (
     batched_event_applies,
     dispute_answers,
     merged,
+    unvoidable,
     voided_entries,
 )
 from ledger.chain.logs import DecodedEntry
@@ -504,10 +505,10 @@ class Builder:
             if e.kind == correction:
                 target = by_seq.get(e.record["target_seq"])
                 if target is not None and target.seq < first and target.seq not in voided:
-                    earlier[target.seq] = (target.seq, target.agency_id, None, int(target.kind))
+                    earlier[target.seq] = (target.seq, target.agency_id, None, int(target.kind), _action(target))
         newly = voided_entries([
             *earlier.values(),
-            *((e.seq, e.agency_id, e.record["target_seq"] if e.kind == correction else None, int(e.kind))
+            *((e.seq, e.agency_id, e.record["target_seq"] if e.kind == correction else None, int(e.kind), _action(e))
               for e in fresh),
         ])
         voided.update(newly)
@@ -677,6 +678,10 @@ class Builder:
         if int(target.kind) in UNVOIDABLE_KINDS:
             return (f"its target seq {target.seq} is a {target.kind.name.lower()} entry, which no correction can "
                     "void (a citizen's receipt, rating or dispute)")
+        if unvoidable(int(target.kind), _action(target)):
+            return (f"its target seq {target.seq} is the {CaseAction(target.record['action']).name.lower()} event of "
+                    f"case 0x{target.record['case_id'].hex()}, which no correction can void (a case opened by mistake "
+                    "is closed instead)")
         return f"its target seq {target.seq} was already voided by seq {self.voided.get(target.seq)}"
 
     def _fold(self, key: tuple[str, bytes], record: CaseRecord, state: _Fold) -> None:
@@ -788,6 +793,11 @@ def case_event(e: DecodedEntry) -> Event:
         return Event(e.seq, action, r["occurred_at"], code_text(r["commitment_id"]), code_text(r["district"]),
                      r["channel"])
     return Event(e.seq, action, r["occurred_at"])
+
+
+def _action(e: DecodedEntry) -> int | None:
+    """A case event's action, None for any other entry (what ``ledger.cases.unvoidable`` reads besides the kind)."""
+    return int(e.record["action"]) if e.kind == EntryKind.CASE_EVENT else None
 
 
 def batched_entries(anchor: DecodedEntry, content: BatchContent) -> list[DecodedEntry]:

@@ -20,7 +20,8 @@ Merkle-anchored batches (``ledger.batches``)
 
 Corrections (the rule is ``ledger.cases.voided_entries``)
     A correction is ``applied`` when its target belongs to the same agency, is not voided already and is not a
-    receipt, rating or dispute (those are the citizen's: an agency cannot void them); it then sets the target's
+    receipt, rating or dispute (those are the citizen's: an agency cannot void them), a filing's answer or a case's
+    Opened (``ledger.cases.unvoidable``); it then sets the target's
     ``entries.voided_by``. Voiding is final: a correction that voids another correction does not restore that one's
     target (record the entry again instead). Voiding a case event re-folds its case. Voiding a commitment version,
     retirement or holiday calendar marks the entry only: the contract still counts that version, retirement or
@@ -42,7 +43,7 @@ Filings (``ledger.records.Filing``; the filings module's entries)
     ``occurred_at`` the *filing's* block time — the clock starts at filing, whatever the agency claims —, the
     filing's commitment, district and channel, the answer's reason hash as details) and a ``receipts`` row (the
     filer's key). A ReceiptClaimed entry is a ``receipts`` row of the new key at its seq: the case's key moves to it
-    (``ledger.cases.CaseProgress.take``). None of them can be voided (``ledger.cases.UNVOIDABLE_KINDS``).
+    (``ledger.cases.CaseProgress.take``). None of them can be voided (``ledger.cases.unvoidable``).
 
 What it touches: the tables above, through the caller's connection; it never opens a connection or a transaction of
 its own, and never imports the sync loop.
@@ -459,9 +460,11 @@ def _apply_corrections(conn: Connection, found: list[DecodedEntry]) -> set[tuple
     for e in found:
         agency, target = code_text(e.agency_id), int(e.record["target_seq"])
         row = conn.execute(
-            select(entries.c.agency_id, entries.c.kind, entries.c.voided_by).where(entries.c.seq == target)
+            select(entries.c.agency_id, entries.c.kind, entries.c.voided_by, case_events.c.action)
+            .select_from(entries.outerjoin(case_events, case_events.c.seq == entries.c.seq))
+            .where(entries.c.seq == target)
         ).first()
-        target_entry = None if row is None else (row.agency_id, row.kind)
+        target_entry = None if row is None else (row.agency_id, row.kind, row.action)
         applied = correction_applies(agency, target_entry, row is not None and row.voided_by is not None)
         if row is not None and applied:
             conn.execute(update(entries).where(entries.c.seq == target).values(voided_by=e.seq))
@@ -489,10 +492,14 @@ def _void_released(conn: Connection, first: int, count: int, agency: str) -> Non
     ).all()
     if not found:
         return
-    log_order: list[tuple[int, Any, int | None, int]] = [
-        (seq, agency, None, int(EntryKind.CASE_EVENT)) for seq in range(first, first + count)
+    actions = dict(conn.execute(  # the batch's events are written by now
+        select(case_events.c.seq, case_events.c.action)
+        .where(case_events.c.seq >= first, case_events.c.seq < first + count)
+    ).tuples().all())
+    log_order: list[tuple[int, Any, int | None, int, int | None]] = [
+        (seq, agency, None, int(EntryKind.CASE_EVENT), actions.get(seq)) for seq in range(first, first + count)
     ]
-    log_order += [(int(r.seq), r.agency_id, int(r.target_seq), int(EntryKind.CORRECTION)) for r in found]
+    log_order += [(int(r.seq), r.agency_id, int(r.target_seq), int(EntryKind.CORRECTION), None) for r in found]
     for target, by in voided_entries(log_order).items():
         conn.execute(update(entries).where(entries.c.seq == target).values(voided_by=by))
         conn.execute(update(corrections).where(c.seq == by).values(applied=True))

@@ -290,7 +290,8 @@ corrections = Table(
     Column("target_seq", BigInteger, nullable=False),
     Column("reason_hash", LargeBinary(32), nullable=False),
     Column("occurred_at", BigInteger, nullable=False),
-    #: whether it took effect: the target exists, belongs to the same agency and was not voided already
+    #: whether it took effect: the target exists, belongs to the same agency, was not voided already and can be
+    #: voided (``ledger.cases.unvoidable``: never a citizen's entry, a filing's answer or a case's Opened)
     Column("applied", Boolean, nullable=False),
 )
 

@@ -252,13 +252,20 @@ def test_transitions_on_a_crafted_case(entries: list[DecodedEntry]) -> None:
     [finding] = result.findings
     assert finding.seq == accepted_entry.seq and "resumed while the case is open" in finding.message
     assert finding.subject == f"case {record.agency_id}/0x{record.case_id.hex()}"
-    # the case's opening voided by a (crafted) correction: every later event comes before an opening
+    # the agency's correction aimed at the case's opening: refused (no correction voids an Opened), and shown
     correction = dataclasses.replace(
         fulfilled_entry, seq=last_seq(entries) + 1, kind=EntryKind.CORRECTION,
         record={"target_seq": opened_entry.seq, "reason_hash": b"\0" * 32, "occurred_at": fulfilled_entry.block_time},
     )
     result = run_check("case_transitions", context([*entries, correction]))
-    assert {f.seq for f in result.findings} == {e.seq for e in record.events[1:]}
+    assert result.status is Status.PASS and result.counts["cases_never_opened"] == 0
+    [warning] = result.warnings
+    assert warning.seq == correction.seq
+    assert f"is the opened event of case 0x{record.case_id.hex()}, which no correction can void" in warning.message
+    # a case whose opening is another action: every event comes before an opening
+    crafted = replace(entries, copy_entry(opened_entry, record={"action": int(CaseAction.ACCEPTED)}))
+    result = run_check("case_transitions", context(crafted))
+    assert {f.seq for f in result.findings} == {e.seq for e in record.events}
     assert all("before the case was opened (it never is)" in f.message for f in result.findings)
     assert result.counts["cases_never_opened"] == 1
 

@@ -175,22 +175,26 @@ def test_working_days_due_with_national_day_and_hold() -> None:
 
 def test_voided_entries() -> None:
     case, correction = int(EntryKind.CASE_EVENT), int(EntryKind.CORRECTION)
+    accepted, opened = int(A.ACCEPTED), int(A.OPENED)
     entries = [
-        (0, "A", None, case),
-        (1, "A", None, case),
-        (2, "B", None, case),
-        (3, "A", 1, correction),  # applied
-        (4, "A", 1, correction),  # already voided
-        (5, "A", 2, correction),  # another agency's entry
-        (6, "A", 3, correction),  # voids the correction; entry 1 stays voided
-        (7, "B", 2, correction),  # applied
-        (8, "A", None, int(EntryKind.RECEIPT_ISSUED)),
-        (9, "A", None, int(EntryKind.CASE_RATED)),  # a citizen's rating of agency A
-        (10, "A", None, int(EntryKind.CASE_DISPUTED)),
-        (11, "A", 9, correction),  # refused: the rating is the citizen's
-        (12, "A", 10, correction),  # refused: so is the dispute
-        (13, "A", 8, correction),  # refused: and the receipt they hold
-        (14, "A", 12, correction),  # a refused correction is an entry of A like any other: voidable
+        (0, "A", None, case, opened),
+        (1, "A", None, case, accepted),
+        (2, "B", None, case, accepted),
+        (3, "A", 1, correction, None),  # applied
+        (4, "A", 1, correction, None),  # already voided
+        (5, "A", 2, correction, None),  # another agency's entry
+        (6, "A", 3, correction, None),  # voids the correction; entry 1 stays voided
+        (7, "B", 2, correction, None),  # applied
+        (8, "A", None, int(EntryKind.RECEIPT_ISSUED), None),
+        (9, "A", None, int(EntryKind.CASE_RATED), None),  # a citizen's rating of agency A
+        (10, "A", None, int(EntryKind.CASE_DISPUTED), None),
+        (11, "A", 9, correction, None),  # refused: the rating is the citizen's
+        (12, "A", 10, correction, None),  # refused: so is the dispute
+        (13, "A", 8, correction, None),  # refused: and the receipt they hold
+        (14, "A", 12, correction, None),  # a refused correction is an entry of A like any other: voidable
+        (15, "A", 0, correction, None),  # refused: a case's opening starts its clock
+        (16, "A", None, int(EntryKind.FILING_ANSWERED), None),
+        (17, "A", 16, correction, None),  # refused: a filing's answer (an acceptance opens a case)
     ]
     assert voided_entries(entries) == {1: 3, 3: 6, 2: 7, 12: 14}
 

@@ -295,13 +295,14 @@ def test_plain_ranges_keep_the_cells_of_cases_feedback_and_filings(world: World,
 CORRECTION_STAGES = ("before the calendar changes", "after the corrections")
 
 
-def test_corrections_voiding_a_case_event_and_an_opened_keep_the_cells(
+def test_corrections_voiding_a_case_event_and_aimed_at_an_opened_keep_the_cells(
     world: World, two_stores: dict[str, Store]
 ) -> None:
     """Every correction of ``write_everything`` (a fulfilment voided, one refused as voided already, one of the other
-    agency's entry, an Opened voided, a correction voided), synced right before them and after; then a rated case's
-    fulfilment voided, then its Opened (its rating and receipt left without a case), then the case opened again; a
-    plain case's Opened voided with events after it; an event and its correction in one range."""
+    agency's entry, one aimed at an Opened (refused), a correction voided), synced right before them and after; then
+    a rated case's fulfilment voided, then corrections aimed at its Opened and a plain case's (refused: no correction
+    voids one), the rated case opened again (an invalid transition), events of a case never opened (no row); an
+    event and its correction in one range."""
     indexed = Indexed(two_stores, lambda store: index(world, store))
     ledger, signer = world.ledger, world.signer
     write_everything(world, lambda stage: indexed.checkpoint(stage) if stage in CORRECTION_STAGES else None)
@@ -315,7 +316,9 @@ def test_corrections_voiding_a_case_event_and_an_opened_keep_the_cells(
     indexed.sync("a rated case's fulfilment voided")
     void(world, seq_of(world, rated, CaseAction.OPENED))
     void(world, seq_of(world, world.opened("plain").case_id, CaseAction.OPENED))
-    indexed.sync("Openeds voided: a rating and events without a case")
+    ledger.write(signer, event(world, "never opened", CaseAction.ACCEPTED, days_ago=2))
+    ledger.write(signer, event(world, "never opened", CaseAction.FULFILLED))
+    indexed.sync("Openeds' corrections refused; events of a case without a row")
     ledger.write(signer, world.opened("rated", case_id=rated))
     ledger.write(signer, world.opened("in one range", occurred_at=world.now() - 3 * DAY, channel=3))
     ledger.write(signer, event(world, "in one range", CaseAction.FULFILLED))
@@ -324,8 +327,9 @@ def test_corrections_voiding_a_case_event_and_an_opened_keep_the_cells(
 
 
 def test_a_reorganisation_rolled_back_keeps_the_cells(world: World, two_stores: dict[str, Store]) -> None:
-    """An orphaned branch voids a fulfilment, an answer and an Opened, rates, reopens, opens a receipt case, answers
-    filings, files another and publishes a calendar; the winning branch answers a filing otherwise."""
+    """An orphaned branch voids a fulfilment and an answer, aims a correction at an Opened, rates, reopens, opens a
+    receipt case, answers filings, files another and publishes a calendar; the winning branch answers a filing
+    otherwise."""
     indexed = Indexed(two_stores, lambda store: index(world, store, confirmations=20))
     ledger, signer = world.ledger, world.signer
     f = write_feedback(world)

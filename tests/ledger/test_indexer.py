@@ -194,11 +194,10 @@ def test_indexes_every_kind_and_derives_state(world: World, stores: Callable[...
     # Corrections: applied or not, and what they void.
     corrections = {c["seq"]: c["applied"] for c in rows(store, "corrections")}
     assert corrections == {s.seqs["c applied"]: True, s.seqs["c already voided"]: False,
-                           s.seqs["c other agency"]: False, s.seqs["c voids opened"]: True,
+                           s.seqs["c other agency"]: False, s.seqs["c voids opened"]: False,
                            s.seqs["c voids correction"]: True}
     voided = {seq: r["voided_by"] for seq, r in entries.items() if r["voided_by"] is not None}
     assert voided == {s.seqs["undone fulfilled"]: s.seqs["c applied"],
-                      s.seqs["mistake opened"]: s.seqs["c voids opened"],
                       s.seqs["c applied"]: s.seqs["c voids correction"]}
 
     t0 = cst(2025, 9, 1, 9, 0)
@@ -227,13 +226,14 @@ def test_indexes_every_kind_and_derives_state(world: World, stores: Callable[...
     undone = case_row(store, "SH-ROADS", s.cases["undone"])
     assert undone is not None and (undone["status"], undone["closed_at"], undone["last_seq"]) == (
         OPEN, None, s.seqs["undone fulfilled"] - 1)
-    assert case_row(store, "SH-ROADS", s.cases["mistake"]) is None  # its Opened was voided
+    mistake = case_row(store, "SH-ROADS", s.cases["mistake"])  # its Opened stands: no correction voids one
+    assert mistake is not None and (mistake["status"], mistake["opened_at"]) == (OPEN, t0 + HOUR)
     water = case_row(store, "SH-WATER", s.cases["held"])
     assert water is not None and water["commitment_id"] == "WATER-24H"
     bulk = [r for r in rows(store, "cases") if r["district"].startswith("D")]
     assert len(bulk) == 60 and sum(r["status"] == FULFILLED for r in bulk) == 30
     assert {r["channel"] for r in bulk} == set(range(1, 7))
-    assert len(rows(store, "cases")) == 11 + 60
+    assert len(rows(store, "cases")) == 12 + 60  # the mistake case too: its Opened stands
     assert all(r["status"] != ON_HOLD for r in rows(store, "cases"))
 
 
@@ -331,29 +331,81 @@ def test_indexes_receipts_ratings_disputes_and_their_answers(world: World, store
     assert {seq for seq, r in entries.items() if r["voided_by"] is not None} == {f.seqs["voided answer"]}
 
 
-def test_a_voided_opened_leaves_the_rating_without_a_case_and_a_reopen_refolds(
+def test_a_correction_aimed_at_an_opened_is_refused_and_an_opened_again_is_an_invalid_transition(
     world: World, stores: Callable[..., Store]
 ) -> None:
-    """A rated case whose Opened the agency voids: no case row, but the rating and receipt rows stay; recording the
-    Opened again brings the case back with its receipt and rating (a re-fold reads them from the store)."""
+    """A rated case whose Opened the agency tries to void: the correction is recorded and takes no effect (no
+    correction voids an Opened: it starts the case's clock), so the case keeps its row, receipt and rating; an Opened
+    recorded again starts no fresh deadline: it is an invalid transition of the open case."""
     store = stores()
     indexer = index(world, store)
     f = write_feedback(world)
     indexer.sync()
+    before = case_row(store, "SH-ROADS", f.cases["rated"])
+    assert before is not None
     opened = [e for e in world.ledger.entries() if e.kind == EntryKind.CASE_EVENT
               and e.record.case_id == f.cases["rated"] and e.record.action == CaseAction.OPENED][0]
     world.ledger.write(world.signer, records.Correction(target_seq=opened.seq, reason_hash=keccak(b"x"),
                                                         occurred_at=world.now()))
+    correction = world.ledger.entry_count() - 1
     indexer.sync()
-    assert case_row(store, "SH-ROADS", f.cases["rated"]) is None
-    assert len(rows(store, "ratings")) == 2 and len(rows(store, "receipts")) == 6
+    assert {r["seq"]: r["applied"] for r in rows(store, "corrections")}[correction] in (False, 0)
+    assert {r["seq"]: r["voided_by"] for r in rows(store, "entries")}[opened.seq] is None
+    assert case_row(store, "SH-ROADS", f.cases["rated"]) == before
     world.ledger.write(world.signer, world.opened("rated", case_id=f.cases["rated"]))
     indexer.sync()
     again = case_row(store, "SH-ROADS", f.cases["rated"])
-    assert again is not None and (again["status"], again["receipt"], again["rating"]) == (OPEN, f.receipt("rated"), 5)
+    assert again is not None and (again["status"], again["receipt"], again["rating"]) == (
+        before["status"], f.receipt("rated"), 5)
+    assert (again["opened_at"], again["invalid_transitions"]) == (
+        before["opened_at"], before["invalid_transitions"] + 1)
     fresh = stores()
     index(world, fresh).sync(to_block=head(world))
     assert store.dump() == fresh.dump()
+
+
+@pytest.mark.parametrize(("action", "applied", "refused"), [
+    (CaseAction.OPENED, True, True), (CaseAction.OPENED, False, False), (CaseAction.FULFILLED, True, False),
+])
+def test_the_migration_refuses_an_index_in_which_a_correction_voided_an_opened(
+    store_url: str, action: CaseAction, applied: bool, refused: bool
+) -> None:
+    """Revision 0015 on a store indexed by the old rule: an applied correction of an Opened makes it refuse, saying
+    to rebuild the index from the chain, and leaves the store as it was; a refused one, or an applied one of another
+    event, lets it through."""
+    from sqlalchemy import insert
+
+    from ledger.errors import StaleIndex
+    from ledger.store.db import upgrade
+    from ledger.store.schema import case_events, corrections, entries
+
+    def entry(seq: int, kind: EntryKind, voided_by: int | None = None) -> dict[str, Any]:
+        return dict(seq=seq, kind=int(kind), agency_id="A", actor="0x0", record_hash=b"\1" * 32,
+                    entry_hash=b"\1" * 32, running_hash=b"\1" * 24, block_number=seq, block_hash=b"\7" * 32,
+                    block_time=1_000 + seq, tx_hash=b"\1" * 32, log_index=0, occurred_at=1_000, voided_by=voided_by)
+
+    store = open_store(store_url, migrate=False)
+    try:
+        upgrade(store, "0014")
+        with store.begin() as conn:
+            conn.execute(insert(entries), [entry(0, EntryKind.CASE_EVENT, 1 if applied else None),
+                                           entry(1, EntryKind.CORRECTION)])
+            conn.execute(insert(case_events).values(
+                seq=0, agency_id="A", case_id=b"\2" * 32, action=int(action), occurred_at=1_000, block_time=1_000,
+                details_hash=b"\0" * 32, commitment_id="C", district="D", channel=1))
+            conn.execute(insert(corrections).values(seq=1, agency_id="A", target_seq=0, reason_hash=b"\0" * 32,
+                                                    occurred_at=1_000, applied=applied))
+        before = store.dump()
+        if refused:
+            with pytest.raises(StaleIndex, match=r"1 correction\(s\) that voided a case's Opened \(the first at seq 1\)"
+                                                 r".*Rebuild the index from the chain"):
+                upgrade(store)
+            assert store.revision() == "0014" and store.dump() == before  # nothing half-done
+        else:
+            upgrade(store)
+            assert store.revision() == "0015" and store.dump() == before
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------------------------- the rebuild
@@ -482,7 +534,8 @@ def auditor_cases(world: World) -> dict[tuple[str, bytes], CaseState]:
     no incremental folding, no caches."""
     log = world.ledger.entries()
     voided = voided_entries(
-        (e.seq, e.agency_id, e.record.target_seq if e.kind == EntryKind.CORRECTION else None, e.kind) for e in log
+        (e.seq, e.agency_id, e.record.target_seq if e.kind == EntryKind.CORRECTION else None, e.kind,
+         e.record.action if e.kind == EntryKind.CASE_EVENT else None) for e in log
     )
     jurisdiction = {e.agency_id: e.jurisdiction for e in log if e.kind == EntryKind.AGENCY_REGISTERED}
     versions: dict[tuple[bytes, bytes], list[CommitmentVersion]] = {}
@@ -534,7 +587,7 @@ def test_index_equals_the_auditors_fold(world: World, stores: Callable[..., Stor
     stored = {(r["agency_id"], bytes(r["case_id"])): CaseState(**{f: r[f] for f in CASE_STATE_FIELDS})
               for r in rows(store, "cases")}
     expected = auditor_cases(world)
-    assert len(expected) == 71 + 7
+    assert len(expected) == 72 + 7
     assert stored == expected
     # Each dispute's answer, by ledger.cases.dispute_answers over the chain's non-voided answering events.
     log = world.ledger.entries()

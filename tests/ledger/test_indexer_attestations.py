@@ -151,7 +151,8 @@ def test_an_agency_cannot_void_an_attestation(world: World, stores: Callable[...
     assert matches(store) == {attested: True}
     log = world.ledger.entries()
     assert voided_entries(
-        (e.seq, e.agency_id, e.record.target_seq if e.kind == EntryKind.CORRECTION else None, e.kind) for e in log
+        (e.seq, e.agency_id, e.record.target_seq if e.kind == EntryKind.CORRECTION else None, e.kind,
+         e.record.action if e.kind == EntryKind.CASE_EVENT else None) for e in log
     ) == {}
 
 

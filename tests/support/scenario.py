@@ -56,8 +56,8 @@ def write_everything(world: World, checkpoint: Callable[[str], None] = lambda st
     registered with an honest attestation recorded, one registered and revoked), commitment
     versions and a retirement, calendar-hour and working-day cases (holds, escalation, invalid transitions, batches,
     relayed single and batch events), corrections (applied, refused: other agency, already voided; one voiding a
-    correction; one voiding an Opened), and a holiday calendar whose second version changes due dates.
-    `checkpoint(stage)` is called between stages, e.g. to sync an index part way."""
+    correction; one aimed at an Opened, refused: no correction voids one), and a holiday calendar whose second
+    version changes due dates. `checkpoint(stage)` is called between stages, e.g. to sync an index part way."""
     s = Scenario()
     ledger, signer, other = world.ledger, world.signer, world.other_signer
     gov = world.governance
