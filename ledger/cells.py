@@ -476,6 +476,11 @@ def _shape_values(selection: Selection) -> dict[str, Any]:
     return {f"fixed_{name}": value for name, value in selection.fixed.items()}
 
 
+def _in_segment(time: ColumnElement[Any], i: int) -> ColumnElement[bool]:
+    """`time` in segment `i` of a partial days' statement: ``[low_<i>, high_<i>)``, bound by _add_partial_days."""
+    return and_(time >= bindparam(f"low_{i}", type_=BigInteger), time < bindparam(f"high_{i}", type_=BigInteger))
+
+
 @functools.lru_cache(maxsize=4096)
 def _partial_days_statement(
     axis_number: int, fixed: tuple[str, ...], groups: tuple[str, ...], segments: int
@@ -489,11 +494,7 @@ def _partial_days_statement(
     # when some of the axis's counters are read from the points, only the rows the others count (an index may hold
     # only those: ix_case_events_reopened)
     counted = [] if counters == axis.counters else [or_(*(counter.condition for counter in counters))]
-
-    def within(low: str, high: str) -> ColumnElement[bool]:
-        return and_(axis.time >= bindparam(low, type_=BigInteger), axis.time < bindparam(high, type_=BigInteger))
-
-    parts = [within(f"low_{i}", f"high_{i}") for i in range(segments)]
+    parts = [_in_segment(axis.time, i) for i in range(segments)]
     segment = case(*((part, i) for i, part in enumerate(parts)))
     # counted in a subquery, grouped outside it: the segment's expression carries parameters, which PostgreSQL would
     # not take for the same expression in GROUP BY
@@ -530,8 +531,7 @@ def _partial_points_statement(name: str, fixed: tuple[str, ...], groups: tuple[s
     terms = [
         select(*(p[group] for group in groups), literal_column(str(i)).label("segment"),
                *(counted(counter).label(f"c{j}") for j, counter in enumerate(counters)))
-        .where(p.distribution == number, p.time >= bindparam(f"low_{i}", type_=BigInteger),
-               p.time < bindparam(f"high_{i}", type_=BigInteger), *_point_conditions(shape))
+        .where(p.distribution == number, _in_segment(p.time, i), *_point_conditions(shape))
         for i in range(segments)
     ]  # fmt: skip
     return _summed(terms, groups, "segment", [f"c{j}" for j in range(len(counters))])
