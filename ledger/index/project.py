@@ -492,10 +492,10 @@ def _void_released(conn: Connection, first: int, count: int, agency: str) -> Non
     ).all()
     if not found:
         return
-    actions = dict(conn.execute(  # the batch's events are written by now
+    actions = {row.seq: row.action for row in conn.execute(  # the batch's events are written by now
         select(case_events.c.seq, case_events.c.action)
         .where(case_events.c.seq >= first, case_events.c.seq < first + count)
-    ).tuples().all())
+    )}
     log_order: list[tuple[int, Any, int | None, int, int | None]] = [
         (seq, agency, None, int(EntryKind.CASE_EVENT), actions.get(seq)) for seq in range(first, first + count)
     ]

@@ -178,3 +178,43 @@ def test_an_operator_hiding_a_claim_is_caught(honest: HonestLedger, tmp_path: Pa
     found = findings(report, "receipt_views")
     assert any(f.field == "feedback.claimed_by" for f in found)
     assert any(f.seq == claim and f.field == "feedback.rating" for f in found)
+
+
+# ------------------------------------------------------------ a hostile agency against a case's opening (ffdaa88)
+
+
+def test_attack_a_filing_rejected_as_a_duplicate_of_a_case_the_agency_opened_after_it_is_caught(
+    tmp_path: Path,
+) -> None:
+    """A citizen files; twenty hours later the agency opens a case of its own (a fresh clock, claimed at that time)
+    and rejects the filing as a duplicate of it. The filing cannot duplicate a case opened after it: the request's
+    clock has moved from the filing to the agency's later opening, with no Opened of the filed case to show it.
+    What should hold: ``filings_answered`` finds the duplicate (as it finds a duplicate of a case never opened)."""
+    from ledger.audit.checks import run_check
+    from ledger.audit.context import AuditContext
+    from ledger.chain.contract import Chain
+    from ledger.dev.node import AnvilNode
+    from tests.support import filings
+    from tests.support.agreement import chain_log
+    from tests.support.filed import code_of
+    from tests.support.world import build_world, case_id
+
+    node = AnvilNode().start()
+    try:
+        world = build_world(Chain.connect(node.url))
+        filing = filings.file(world, code_of("fd-later"))
+        filings.advance(world, 20 * HOUR)
+        world.ledger.write(world.signer, world.opened("fd-opened-later"))
+        later = world.ledger.entry_count() - 1
+        filings.answer(world, filing, FilingDecision.DUPLICATE, duplicate_of=case_id("fd-opened-later"))
+        answer = world.ledger.entry_count() - 1
+        entries, _ = chain_log(world)
+    finally:
+        node.stop()
+    ctx = AuditContext.for_entries(entries)
+    opened = ctx.model.cases[("SH-ROADS", case_id("fd-opened-later"))].state
+    filed_at = next(e.block_time for e in entries if e.seq == filing)
+    assert opened is not None and opened.opened_seq == later and opened.opened_at > (filed_at or 0) + 19 * HOUR
+    found = run_check("filings_answered", ctx).findings
+    assert [f.field for f in found if f.seq == answer and f.field == "duplicate_of"] == ["duplicate_of"], [
+        (f.seq, f.field, f.message) for f in found]

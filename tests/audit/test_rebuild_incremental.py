@@ -193,3 +193,68 @@ def test_out_of_order_pieces_and_late_batch_files_rebuild_all(honest_log: Ledger
     late = Builder().extend(entries, {s: c for s, c in contents.items() if s != anchor})
     assert anchor in late.model().unread
     same(late.extend([], {anchor: contents[anchor]}).model(), whole)
+
+
+# ------------------------------------------------------------ a hostile agency against a case's opening (ffdaa88)
+
+
+def test_attack_corrections_of_openeds_in_later_pieces_and_a_batch_file_given_late(tmp_path: Any) -> None:
+    """On a ledger of its own: a case opened on its own, one in a published batch, one in a batch whose file comes
+    late; then corrections aimed at each Opened, an Opened again of each, and a correction of a refused correction.
+    Built in two pieces at every cut (the late file with the second piece), and one entry at a time: the model of the
+    whole — every correction of an Opened refused, naming the case, and every case counted from its first opening."""
+    from ledger import batches
+    from ledger.batches import BatchStore, build_batch
+    from ledger.chain.contract import Chain
+    from ledger.dev.node import AnvilNode
+    from ledger.records import Correction, text_hash
+    from tests.support.batched import T0, plain_case_id
+    from tests.support.world import build_world
+
+    node = AnvilNode().start()
+    try:
+        world = build_world(Chain.connect(node.url))
+        ledger, signer = world.ledger, world.signer
+
+        def opened(name: str) -> Any:
+            return world.opened(name, case_id=plain_case_id(name), occurred_at=T0)
+
+        def void(target: int) -> int:
+            ledger.write(signer, Correction(target_seq=target, reason_hash=text_hash("v"), occurred_at=T0))
+            return ledger.entry_count() - 1
+
+        store = BatchStore(tmp_path)
+        ledger.write(signer, opened("i-single"))
+        single = ledger.entry_count() - 1
+        published = batches.anchor(ledger, signer, build_batch([opened("i-batched")]), store).seq
+        late_batch = build_batch([opened("i-late")])
+        late = batches.anchor(ledger, signer, late_batch, BatchStore(tmp_path / "elsewhere")).seq
+        refused = [void(single), void(published), void(late)]
+        for name in ("i-single", "i-batched", "i-late"):
+            ledger.write(signer, opened(name))
+        void(refused[0])
+        rpc = Rpc(node.url)
+        try:
+            entries = ChainReader(rpc, ledger.address).read().entries
+        finally:
+            rpc.close()
+    finally:
+        node.stop()
+    given = load(anchors_of(entries), DirectorySource(tmp_path))
+    early = {seq: o.content for seq, o in given.items() if o.content is not None}
+    assert set(early) == {published}
+    contents = {**early, late: load(anchors_of(entries), DirectorySource(tmp_path / "elsewhere"))[late].content}
+    whole = rebuild(entries, contents)
+    states = {key[1]: record.state for key, record in whole.cases.items()}
+    for name, seq in (("i-single", single), ("i-batched", published), ("i-late", late)):
+        state = states[plain_case_id(name)]
+        assert state is not None and (state.opened_seq, state.opened_at, state.invalid_transitions) == (seq, T0, 1)
+    assert [c.seq for c, _ in whole.refused_corrections] == refused
+    assert all("which no correction can void" in why for _, why in whole.refused_corrections)
+    for cut in range(1, len(entries)):
+        builder = Builder().extend(entries[:cut], {s: c for s, c in early.items() if entries[cut - 1].seq >= s})
+        same(builder.extend(entries[cut:], contents).model(), whole)
+    builder = Builder()
+    for e in entries:
+        builder.extend([e], {e.seq: early[e.seq]} if e.seq in early else None)
+    same(builder.extend([], {late: contents[late]}).model(), whole)

@@ -383,3 +383,23 @@ def test_a_bad_rating_is_rectified_once_after_it_within_fifteen_working_days() -
     # the first dispute's block time
     s = fold_case(events, HOURS_48, {}, [*bad, fb(16, EntryKind.CASE_DISPUTED), fb(17, EntryKind.CASE_DISPUTED)])
     assert s is not None and s.disputed_at == T0 + 16
+
+
+def test_attack_voided_entries_never_void_an_opened_through_a_chain_of_corrections() -> None:
+    """Corrections aimed at an Opened, at the refused correction, at the Opened again, at a second Opened and at a
+    correction that voided a fulfilment: no Opened is ever voided, and voiding a correction restores nothing."""
+    case, correction = int(EntryKind.CASE_EVENT), int(EntryKind.CORRECTION)
+    opened, fulfilled = int(A.OPENED), int(A.FULFILLED)
+    entries = [
+        (0, "A", None, case, opened),
+        (1, "A", 0, correction, None),  # refused: an Opened
+        (2, "A", 1, correction, None),  # applied: a refused correction is voidable
+        (3, "A", 0, correction, None),  # refused still: not "already voided", an Opened
+        (4, "A", None, case, opened),  # opened again
+        (5, "A", 4, correction, None),  # refused: any Opened
+        (6, "A", None, case, fulfilled),
+        (7, "A", 6, correction, None),  # applied
+        (8, "A", 7, correction, None),  # applied; the fulfilment stays voided
+        (9, "B", 0, correction, None),  # another agency's
+    ]
+    assert voided_entries(entries) == {1: 2, 6: 7, 7: 8}

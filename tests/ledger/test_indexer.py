@@ -643,3 +643,131 @@ def test_two_indexers_on_one_store_take_turns(world: World, store_url: str, stor
         t: r for t, r in fresh.dump().items() if t != "sync_state"
     }
     assert [row[:6] for row in dump["sync_state"]] == [row[:6] for row in fresh.dump()["sync_state"]]
+
+
+# ------------------------------------------------------------ a hostile agency against a case's opening (ffdaa88)
+
+
+def _void(world: World, target: int) -> int:
+    world.ledger.write(world.signer, records.Correction(target_seq=target, reason_hash=keccak(b"void"),
+                                                        occurred_at=world.now()))
+    return world.ledger.entry_count() - 1
+
+
+def _write(world: World, record: Any) -> int:
+    world.ledger.write(world.signer, record)
+    return world.ledger.entry_count() - 1
+
+
+def _roads(opened_at: int) -> Any:
+    """The roads office's figures from a day before `opened_at`, taken ten days after it (48 h long past)."""
+    from ledger.metrics import MetricsFilter
+
+    return MetricsFilter(agency_id="SH-ROADS", start=opened_at - 86_400, end=opened_at + 10 * 86_400)
+
+
+def test_attack_sync_stopped_between_the_opened_and_its_correction_gives_what_a_fresh_index_and_the_auditor_give(
+    world: World, stores: Callable[..., Store], store_url: str
+) -> None:
+    """The index syncs the Opened; then the agency aims a correction at it and writes an Opened again (a fresh
+    deadline); then voids that refused correction and writes the second Opened's Accepted. Incremental index = fresh
+    index = the auditor's rebuild (whole, and by the incremental Builder cut at every entry): the case counts from
+    its first opening, overdue at ten days, the second Opened an invalid transition."""
+    from ledger.audit.rebuild import Builder, rebuild
+    from tests.support.agreement import assert_agree, audit_model, chain_log, deadline_figures, model_cases
+
+    store = stores(store_url)  # SQLite and PostgreSQL; the fresh index below on SQLite
+    indexer = index(world, store, confirmations=0)
+    first = _write(world, world.opened("left overdue"))
+    indexer.sync()
+    before = case_row(store, "SH-ROADS", case_id("left overdue"))
+    assert before is not None
+    correction = _void(world, first)
+    _write(world, world.opened("left overdue"))
+    indexer.sync()
+    _void(world, correction)  # a refused correction is an entry like any other: voidable, and nothing comes back
+    _write(world, world.update("left overdue", CaseAction.ACCEPTED))
+    indexer.sync()
+    row = case_row(store, "SH-ROADS", case_id("left overdue"))
+    assert row is not None
+    assert (row["opened_seq"], row["opened_at"], row["due_at"], row["status"], row["invalid_transitions"]) == (
+        first, before["opened_at"], before["due_at"], OPEN, 1)
+    assert {r["seq"]: bool(r["applied"]) for r in rows(store, "corrections")} == {
+        correction: False, correction + 2: True}
+    fresh = stores()
+    index(world, fresh, confirmations=0).sync(to_block=head(world))
+    assert store.dump() == fresh.dump()
+    flt = _roads(before["opened_at"])
+    model = audit_model(world)
+    assert_agree(store, model, flt)
+    from ledger.metrics import compute_metrics
+    assert deadline_figures(compute_metrics(store.engine, flt).to_dict()) == (1, 1, 1, 0)
+    entries, _ = chain_log(world)
+    whole = rebuild(entries)
+    for cut in range(1, len(entries)):
+        builder = Builder().extend(entries[:cut]).extend(entries[cut:])
+        assert model_cases(builder.model()) == model_cases(whole), cut
+        assert builder.model().voided == whole.voided and len(builder.model().refused_corrections) == 1, cut
+
+
+@pytest.mark.parametrize("target", ["first", "second", "both"])
+def test_attack_two_openeds_and_a_correction_of_either_leave_the_first_opening_standing(
+    world: World, stores: Callable[..., Store], target: str
+) -> None:
+    """An Opened, a second Opened recorded later (its fresh deadline an invalid transition), and corrections aimed at
+    the first, the second or both (the second voided first): every one refused, the case counts from its first
+    opening; the index equals the auditor's rebuild and its figures."""
+    from tests.support.agreement import assert_agree, audit_model
+
+    store = stores()
+    first = _write(world, world.opened("twice", district=short_code("EAST")))
+    second = _write(world, world.opened("twice", district=short_code("WEST"), channel=5))
+    aims = {"first": [first], "second": [second], "both": [second, first]}[target]
+    corrections = [_void(world, seq) for seq in aims]
+    index(world, store, confirmations=0).sync()
+    row = case_row(store, "SH-ROADS", case_id("twice"))
+    assert row is not None
+    assert (row["opened_seq"], row["district"], row["channel"], row["invalid_transitions"]) == (first, "EAST", 2, 1)
+    assert {r["seq"]: bool(r["applied"]) for r in rows(store, "corrections")} == dict.fromkeys(corrections, False)
+    model = audit_model(world)
+    assert_agree(store, model, _roads(row["opened_at"]))
+    assert len(model.refused_corrections) == len(corrections)
+    assert all("is the opened event of case" in why for _, why in model.refused_corrections)
+
+
+def test_attack_a_reorganisation_dropping_and_restoring_corrections_aimed_at_an_opened(
+    world: World, stores: Callable[..., Store]
+) -> None:
+    """Settled: an Opened. An orphaned branch aims a correction at it and opens the case again; the winning branch
+    opens it again and aims corrections at both Openeds. After the rollback the index is a fresh index of the winning
+    chain and the auditor's rebuild: the first opening stands."""
+    from tests.support.agreement import assert_agree, audit_model
+    from tests.support.indexing import mine
+
+    store = stores()
+    indexer = index(world, store, confirmations=20)
+    first = _write(world, world.opened("reorged"))
+    mine(world, 20)
+    indexer.sync()
+    settled = case_row(store, "SH-ROADS", case_id("reorged"))
+    assert settled is not None
+    snapshot = world.chain.snapshot()
+    _void(world, first)
+    _write(world, world.opened("reorged"))
+    indexer.sync()
+    assert case_row(store, "SH-ROADS", case_id("reorged"))["opened_seq"] == first  # type: ignore[index]
+    world.chain.revert(snapshot)
+    second = _write(world, world.opened("reorged"))
+    _void(world, second)
+    _void(world, first)
+    mine(world, 25)
+    report = indexer.sync()
+    assert report.reorgs == 1
+    row = case_row(store, "SH-ROADS", case_id("reorged"))
+    assert row is not None and (row["opened_seq"], row["opened_at"], row["invalid_transitions"]) == (
+        first, settled["opened_at"], 1)
+    assert not any(r["applied"] for r in rows(store, "corrections"))
+    fresh = stores()
+    index(world, fresh, confirmations=20).sync(to_block=report.to_block)
+    assert store.dump() == fresh.dump()
+    assert_agree(store, audit_model(world, to_block=report.to_block), _roads(row["opened_at"]))

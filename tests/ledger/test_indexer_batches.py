@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,3 +209,112 @@ def test_drop_and_resync_gives_identical_rows_on_sqlite_and_postgresql(
         assert len(first["entries"]) == world.ledger.entry_count() - 12  # two withheld batches of 6
         dumps[name] = again
     assert dumps["sqlite"] == dumps["postgresql"]
+
+
+# ------------------------------------------------------------ a hostile agency against a case's opening (ffdaa88)
+
+
+def test_attack_corrections_aimed_at_a_batched_opened_and_at_batch_anchors_void_no_opening(
+    world: World, stores: Callable[..., Store], tmp_path: Path
+) -> None:
+    """A batch whose first event is an Opened: corrections aimed at its anchor's seq (that Opened) and at another
+    batched Opened are refused. A second batch whose first event is a fulfilment: a correction aimed at its anchor's
+    seq voids that one event, not the batch (its Opened stands). Index = fresh index = the auditor's rebuild, figures
+    included."""
+    from ledger.metrics import MetricsFilter, compute_metrics
+    from tests.support.agreement import assert_agree, audit_model
+
+    def void(target: int) -> int:
+        world.ledger.write(world.signer, Correction(target_seq=target, reason_hash=text_hash("v"), occurred_at=T0))
+        return world.ledger.entry_count() - 1
+
+    def event(name: str, action: CaseAction, at: int) -> Any:
+        if action == CaseAction.OPENED:
+            return world.opened(name, case_id=plain_case_id(name), occurred_at=at)
+        return world.update(name, action, occurred_at=at, case_id=plain_case_id(name))
+
+    store = stores()
+    _, first = anchor(world, [event("b-late", CaseAction.OPENED, T0), event("b-other", CaseAction.OPENED, T0 + 1),
+                              event("b-other", CaseAction.ACCEPTED, T0 + 2)], tmp_path)
+    refused = [void(first.seq), void(first.seq + 1)]
+    _, second = anchor(world, [event("b-other", CaseAction.FULFILLED, T0 + 3), event("b-third", CaseAction.OPENED,
+                                                                                   T0 + 4)], tmp_path)
+    applied = void(second.seq)
+    void(second.seq + 1)  # the second batch's Opened: refused
+    index(world, store, tmp_path, confirmations=0).sync()
+    cases = {bytes(r["case_id"]): r for r in table(store.dump(), "cases", store)}
+    assert set(cases) == {plain_case_id(n) for n in ("b-late", "b-other", "b-third")}
+    late = cases[plain_case_id("b-late")]
+    assert (late["opened_seq"], late["status"]) == (first.seq, "open")
+    assert cases[plain_case_id("b-other")]["status"] == "open"  # its batched fulfilment voided
+    corrections = {r["seq"]: bool(r["applied"]) for r in table(store.dump(), "corrections", store)}
+    assert [corrections[s] for s in refused] == [False, False] and corrections[applied] is True
+    voided = {r["seq"]: r["voided_by"] for r in table(store.dump(), "entries", store) if r["voided_by"] is not None}
+    assert voided == {second.seq: applied}
+    fresh = stores()
+    index(world, fresh, tmp_path, confirmations=0).sync(to_block=head(world))
+    assert fresh.dump() == store.dump()
+    flt = MetricsFilter(agency_id="SH-ROADS", start=T0 - DAY, end=T0 + 10 * DAY)
+    assert_agree(store, audit_model(world, tmp_path), flt)
+    m = compute_metrics(store.engine, flt)
+    assert (m.cases_opened, m.overdue_cases, m.deadline_cases) == (3, 3, 3)
+
+
+def test_attack_a_receipt_case_opened_only_inside_a_batch_counts_nowhere_but_the_auditor_names_it(
+    world: World, stores: Callable[..., Store], tmp_path: Path
+) -> None:
+    """The agency gives a citizen a receipt for a case whose only Opened it hides in a batch (a batched event of a
+    receipt case is never applied): the case has no state and is in no figure, and a correction aimed at that Opened
+    is refused all the same. Index and auditor agree, and the auditor's ``batches_complete`` names the hidden
+    opening against the agency."""
+    from ledger import receipts
+    from ledger.audit.batchfiles import DirectorySource, anchors_of, load
+    from ledger.audit.checks import run_check
+    from ledger.audit.context import AuditContext
+    from ledger.metrics import MetricsFilter
+    from ledger.records import RECEIPT_CASE_FLAG, Receipt
+    from tests.support.agreement import assert_agree, audit_model, chain_log
+    from tests.support.world import case_id
+
+    hidden = bytes([case_id("hidden")[0] | RECEIPT_CASE_FLAG]) + case_id("hidden")[1:]
+    world.ledger.write(world.signer, Receipt(case_id=hidden, receipt=receipts.address(receipts.new_code()),
+                                             occurred_at=world.now()))
+    _, anchored = anchor(world, [world.opened("hidden", case_id=hidden, occurred_at=T0)], tmp_path)
+    world.ledger.write(world.signer, Correction(target_seq=anchored.seq, reason_hash=text_hash("v"), occurred_at=T0))
+    store = stores()
+    index(world, store, tmp_path, confirmations=0).sync()
+    assert [bytes(r["case_id"]) for r in table(store.dump(), "cases", store)] == []
+    assert [bool(r["applied"]) for r in table(store.dump(), "corrections", store)] == [False]
+    assert_agree(store, audit_model(world, tmp_path), MetricsFilter(agency_id="SH-ROADS", start=T0 - DAY,
+                                                                    end=T0 + 10 * DAY))
+    entries, contents = chain_log(world, tmp_path)
+    ctx = AuditContext.for_entries(entries, batches=contents)
+    ctx.batch_files, ctx.batch_source = load(anchors_of(entries), DirectorySource(tmp_path)), "test"
+    (found,) = run_check("batches_complete", ctx).findings
+    assert found.seq == anchored.seq and "receipt case event hidden in a batch: opened" in found.message
+
+
+def test_attack_a_batched_opened_claiming_a_future_time_is_a_timeliness_finding(
+    world: World, stores: Callable[..., Store], tmp_path: Path
+) -> None:
+    """The contract refuses a claimed time after the block's, but never sees inside a batch: a batched Opened may
+    claim a time thirty days ahead, and its case's deadline runs from then (not overdue at ten days). Index and
+    auditor agree, and the auditor's ``timeliness`` finds the claim against the anchor's block time."""
+    from ledger.audit.checks import run_check
+    from ledger.audit.context import AuditContext
+    from ledger.metrics import MetricsFilter, compute_metrics
+    from tests.support.agreement import assert_agree, audit_model, chain_log
+
+    now = world.now()
+    _, anchored = anchor(world, [world.opened("ahead", case_id=plain_case_id("ahead"), occurred_at=now + 30 * DAY)],
+                         tmp_path)
+    store = stores()
+    index(world, store, tmp_path, confirmations=0).sync()
+    (row,) = table(store.dump(), "cases", store)
+    assert row["opened_at"] == now + 30 * DAY
+    flt = MetricsFilter(agency_id="SH-ROADS", start=now - DAY, end=now + 10 * DAY)
+    assert compute_metrics(store.engine, flt).overdue_cases == 0
+    assert_agree(store, audit_model(world, tmp_path), flt)
+    entries, contents = chain_log(world, tmp_path)
+    found = run_check("timeliness", AuditContext.for_entries(entries, batches=contents)).findings
+    assert [(f.seq, f.field) for f in found] == [(anchored.seq, "occurred_at")]

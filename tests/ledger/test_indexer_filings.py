@@ -210,3 +210,48 @@ def test_revision_0008_computes_filed_case_ids_of_filings_indexed_before_it(worl
         assert len(filings) > 1 and all(bytes(r["filed_case_id"]) == filed_case_id(r["seq"]) for r in filings)
     finally:
         migrated.close()
+
+
+# ------------------------------------------------------------ a hostile agency against a case's opening (ffdaa88)
+
+
+def test_attack_an_agency_opening_a_filed_case_itself_a_day_late_then_accepting_it_is_seen_by_the_auditor(
+    world: World, stores: Callable[..., Store]
+) -> None:
+    """A citizen files; a day later the agency records an Opened of its own for the filed case's id (the module cannot
+    refuse it), accepts the filing, and aims corrections at both openings (refused). The filed case's deadline then
+    runs from the agency's own Opened, not the filing: index and auditor agree on it, and the auditor shows it — a
+    ``filings_answered`` finding at the agency's Opened, a ``case_transitions`` finding at the acceptance (the
+    filing's opening comes second) and two refused corrections."""
+    from ledger.audit.checks import run_check
+    from ledger.audit.context import AuditContext
+    from ledger.encoding import keccak
+    from ledger.metrics import MetricsFilter
+    from ledger.records import Correction
+    from tests.support.agreement import assert_agree, audit_model, chain_log
+    from tests.support.filings import advance
+
+    filing = file(world, "preopened")
+    filed_at = block_time(world, filing)
+    advance(world, 26 * HOUR)
+    case = filed_case_id(filing)
+    world.ledger.write(world.signer, world.opened("own", case_id=case, channel=3))
+    own = world.ledger.entry_count() - 1
+    acceptance = answer(world, filing, FilingDecision.ACCEPTED)
+    for target in (own, acceptance):
+        world.ledger.write(world.signer, Correction(target_seq=target, reason_hash=keccak(b"undo"),
+                                                    occurred_at=world.now()))
+    store = stores()
+    index(world, store, confirmations=0).sync()
+    (row,) = [r for r in rows(store, "cases", "opened_seq") if bytes(r["case_id"]) == case]
+    assert (row["opened_seq"], row["invalid_transitions"]) == (own, 1)
+    assert row["opened_at"] > filed_at + 24 * HOUR  # the residual: the clock runs from the agency's Opened
+    assert not any(r["applied"] for r in rows(store, "corrections"))
+    assert_agree(store, audit_model(world), MetricsFilter(agency_id="SH-ROADS", start=filed_at - 86_400,
+                                                          end=filed_at + 10 * 86_400))
+    entries, _ = chain_log(world)
+    ctx = AuditContext.for_entries(entries)
+    filed = run_check("filings_answered", ctx).findings
+    assert any(f.seq == own and "also opened by the agency itself" in f.message for f in filed)
+    assert [f.seq for f in run_check("case_transitions", ctx).findings] == [acceptance]
+    assert len(ctx.model.refused_corrections) == 2

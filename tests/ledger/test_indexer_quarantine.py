@@ -367,3 +367,65 @@ def test_the_migration_keeps_indexed_batches_and_lifts_an_old_batch_halt(store_u
         assert store.dump()["sync_state"][0][6] is None
     finally:
         store.close()
+
+
+# ------------------------------------------------------------ a hostile agency against a case's opening (ffdaa88)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_attack_a_withheld_opened_voided_before_its_release_and_opened_again_meanwhile(
+    world: World, stores: Callable[..., Store], sqlite_url: Callable[[], str], pg_database: Callable[[], str],
+    tmp_path: Path, db: str,
+) -> None:
+    """The agency anchors a batch holding the Openeds of two cases and keeps its file back. Meanwhile it aims
+    corrections at both Openeds (refused: not on the index), opens the first case again on its own (a fresh
+    deadline), aims a correction at the second batched Opened's refused correction, and publishes the file. While it
+    is withheld, index and auditor agree (the case counts from its later Opened; the withheld batch is a finding
+    against the agency). Once released, the corrections stay refused, the batched Openeds stand (the later Opened an
+    invalid transition): incremental index = fresh index = the auditor's rebuild, figures included."""
+    from ledger.audit.batchfiles import DirectorySource, anchors_of, load
+    from ledger.audit.checks import run_check
+    from ledger.audit.context import AuditContext
+    from tests.support.agreement import assert_agree, audit_model, chain_log
+
+    def void(target: int) -> int:
+        world.ledger.write(world.signer, Correction(target_seq=target, reason_hash=text_hash("v"), occurred_at=T0))
+        return world.ledger.entry_count() - 1
+
+    published, private = tmp_path / "published", tmp_path / "private"
+    published.mkdir()
+    url = sqlite_url if db == "sqlite" else pg_database
+    store = stores(url())
+    indexer = index(world, store, published, confirmations=0)
+    batch, anchored = anchor(world, [world.opened(n, case_id=plain_case_id(n), occurred_at=T0)
+                                     for n in ("w-late", "w-other")], private)
+    opened_late, opened_other = anchored.seq, anchored.seq + 1
+    refused = [void(opened_late), void(opened_other)]
+    world.ledger.write(world.signer, world.opened("w-late", case_id=plain_case_id("w-late")))
+    again = world.ledger.entry_count() - 1
+    of_correction = void(refused[1])
+    indexer.sync()
+    flt = MetricsFilter(agency_id="SH-ROADS", start=T0 - DAY, end=T0 + 10 * DAY)
+    withheld_model = audit_model(world, published)
+    assert_agree(store, withheld_model, flt)
+    late = {bytes(r["case_id"]): r for r in table(store.dump(), "cases", store)}[plain_case_id("w-late")]
+    assert late["opened_seq"] == again  # while withheld: the later Opened is the opening, and…
+    entries, contents = chain_log(world, published)
+    ctx = AuditContext.for_entries(entries, batches=contents)
+    ctx.batch_files, ctx.batch_source = load(anchors_of(entries), DirectorySource(published)), "test"
+    found = run_check("batches_complete", ctx).findings
+    assert [f.seq for f in found] == [anchored.seq]  # …the batch kept back is a finding against the agency
+    BatchStore(published).put(batch)
+    assert indexer.sync().released_batches == 1
+    cases = {bytes(r["case_id"]): r for r in table(store.dump(), "cases", store)}
+    late, other = cases[plain_case_id("w-late")], cases[plain_case_id("w-other")]
+    assert (late["opened_seq"], late["opened_at"], late["invalid_transitions"]) == (opened_late, T0, 1)
+    assert (other["opened_seq"], other["opened_at"]) == (opened_other, T0)
+    applied = {r["seq"]: bool(r["applied"]) for r in table(store.dump(), "corrections", store)}
+    assert applied == {refused[0]: False, refused[1]: False, of_correction: True}
+    fresh = stores(url())
+    index(world, fresh, published, confirmations=0).sync(to_block=indexer.last_block())
+    assert fresh.dump() == store.dump()
+    assert_agree(store, audit_model(world, published), flt)
+    m = compute_metrics(store.engine, flt)
+    assert (m.cases_opened, m.overdue_cases, m.deadline_cases) == (2, 2, 2)

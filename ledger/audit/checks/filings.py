@@ -64,7 +64,7 @@ def run(ctx: AuditContext, result: CheckResult) -> None:
         tally = tallies.setdefault(agency, Counter())
         decision = int(r["decision"])
         tally[DECISION_NAMES.get(decision, "invalid")] += 1
-        _answer(model, result, e, filing.seq, decision, subject)
+        _answer(model, result, e, filing, decision, subject)
         due = dues[filing.seq]
         if late(due, e.block_time or 0):
             tally["late"] += 1
@@ -120,10 +120,12 @@ def _filing(result: CheckResult, e: DecodedEntry) -> None:
 
 
 def _answer(
-    model: LedgerModel, result: CheckResult, e: DecodedEntry, filing_seq: int, decision: int, subject: str
+    model: LedgerModel, result: CheckResult, e: DecodedEntry, filing: DecodedEntry, decision: int, subject: str
 ) -> None:
-    """An answer is well formed; a duplicate names a case the agency had opened; an acceptance opens the filing's
-    case, which the agency did not open itself."""
+    """An answer is well formed; a duplicate names a case the agency had opened, whose clock started no later than
+    the filing's (else the request's clock moves from the filing to a later opening, which no figure shows); an
+    acceptance opens the filing's case, which the agency did not open itself."""
+    filing_seq = filing.seq
     r = e.record
     agency = code_text(e.agency_id)
     if decision not in DECISION_NAMES:
@@ -142,6 +144,13 @@ def _answer(
             result.add(Finding(
                 NAME, f"rejected as a duplicate of case 0x{r['duplicate_of'].hex()}, which the agency had not opened",
                 **entry_pointer(e), subject=subject, field="duplicate_of", actual="0x" + r["duplicate_of"].hex(),
+            ))
+        elif named.state.opened_at > (filing.block_time or 0):
+            result.add(Finding(
+                NAME, f"rejected as a duplicate of case 0x{r['duplicate_of'].hex()}, opened at {named.state.opened_at}"
+                f", after the filing (block time {filing.block_time}): the request's clock would start at that later "
+                "opening", **entry_pointer(e), subject=subject, field="duplicate_of",
+                actual="0x" + r["duplicate_of"].hex(),
             ))
     if decision != FilingDecision.ACCEPTED:
         return
