@@ -316,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         follower.start()
         if not args.no_audit:
+            # the audit reads and names the block before the latest: on a resumed chain, one mined since it resumed
+            node.grow_past_load()
             threading.Thread(
                 target=attest_when_served, name="demo-audit", daemon=True,
                 args=(demo_auditor(chain, ledger, keys), node.url, ledger.address,

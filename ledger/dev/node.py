@@ -22,7 +22,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from ledger.chain.rpc import JsonRpc, RetryPolicy
 from ledger.errors import LedgerError, NodeUnavailable
@@ -292,28 +292,60 @@ class AnvilNode(LocalNode):
         self.poll_interval = poll_interval
         #: what keeps `state_path` up to date while the node runs (None without a state file, or when stopped)
         self.saver: StateSaver | None = None
+        #: the block the chain was loaded at from `state_path` (None for a new chain): what anvil knows of it and of
+        #: the blocks before it is less than of those mined since (:meth:`grow_past_load`)
+        self.loaded_block: int | None = None
 
     def start(self, timeout: float = 20.0) -> Self:
         args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id)]
+        loads = self.state_path is not None and self.state_path.exists()
         if self.state_path is not None:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
             # Load only: the StateSaver writes the file (not --state/--dump-state, which would also write it at
             # exit, racing the saver; nor --state-interval, which rewrites the whole state every interval however
             # idle the chain). --load-state refuses a missing file: a new chain starts empty.
-            if self.state_path.exists():
+            if loads:
                 args += ["--load-state", str(self.state_path)]
         self._launch([*args, *self.extra_args], timeout)
         if self.state_path is not None:
-            self._start_saver(self.state_path)
+            self._start_saver(self.state_path, loaded=loads)
         return self
 
-    def _start_saver(self, state_path: Path) -> None:
+    def _start_saver(self, state_path: Path, *, loaded: bool) -> None:
+        """Note the block the chain was `loaded` at, if it was, and start the saver."""
         try:
+            self.loaded_block = int(self._call("eth_blockNumber", []), 16) if loaded else None
             self.saver = StateSaver(self.url, state_path, poll_interval=self.poll_interval,
                                     save_interval=self.save_interval).start()
         except BaseException:
             self.kill()  # a node whose state would not be saved is not left running
             raise
+
+    def _call(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call to the node, not retried (a retried ``anvil_mine`` could mine twice)."""
+        rpc = JsonRpc(self.url, timeout=10, policy=RetryPolicy(max_retries=0))
+        try:
+            return rpc.call(method, params)
+        finally:
+            rpc.close()
+
+    def grow_past_load(self) -> None:
+        """Mine empty blocks, if need be, until the block before the latest is one mined since the chain was loaded
+        from the state file (nothing to do for a new chain, or one grown far enough).
+
+        What reads the chain at the block before the latest and names it — an attested audit
+        (:func:`ledger.audit.attest.attestable_block`) — needs that block's state and its hash as the EVM sees it. anvil
+        loaded from a state file holds no state of the blocks before the loaded one (foundry-rs/foundry#8518: a call
+        or ``eth_getCode`` there answers ``BlockOutOfRangeError``), and its ``BLOCKHASH`` of the loaded block or an
+        earlier one is ``keccak256`` of the number's decimal digits, not the block's hash (foundry-rs/foundry#15167,
+        fixed after the pinned anvil), so the ledger would refuse an attestation naming one. Not done by
+        :meth:`start`: a demo city's load resumed on the reloaded chain sets its own block times, and a block at the
+        current time would move the rest of its history to now."""
+        if self.loaded_block is None:
+            return
+        missing = self.loaded_block + 2 - int(self._call("eth_blockNumber", []), 16)
+        if missing > 0:
+            self._call("anvil_mine", [hex(missing)])
 
     def save_state(self) -> None:
         """Save the chain's state to `state_path` now, whether or not it changed."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ledger.chain.contract import Chain
-from ledger.chain.rpc import JsonRpc
+from ledger.chain.rpc import JsonRpc, RpcError
 from ledger.dev import node as node_module
 from ledger.dev.node import AnvilNode, StateSaver
 from ledger.errors import LedgerError, NodeUnavailable
@@ -231,6 +231,47 @@ def test_a_node_that_died_is_reported_once_and_not_saved(tmp_path: Path, nodes, 
     assert len(said) == 1
     node.stop()  # nothing to save from a dead node: the file keeps the last save (here: none)
     assert not state.exists()
+
+
+def _blockhash(rpc: JsonRpc, number: int) -> str:
+    """``BLOCKHASH(number)`` as the EVM sees it in the latest block: a call of creation code that returns it
+    (PUSH2 number, BLOCKHASH, PUSH1 0, MSTORE, PUSH1 32, PUSH1 0, RETURN)."""
+    return str(rpc.call("eth_call", [{"data": f"0x61{number:04x}4060005260206000f3"}, "latest"]))
+
+
+def _block_hash(rpc: JsonRpc, number: int) -> str:
+    return str(rpc.call("eth_getBlockByNumber", [hex(number), False])["hash"])
+
+
+def test_a_reloaded_chain_is_grown_until_the_block_before_its_latest_is_one_of_its_own(tmp_path: Path, nodes):
+    """anvil loaded from the state file has no state before the loaded block and a made-up BLOCKHASH of it and of
+    those before: the block an attested audit reads and names (the one before the latest) must be mined since the
+    load. grow_past_load mines the blocks needed, and only those."""
+    state = tmp_path / "anvil-state.json"
+    fresh = nodes(state, poll_interval=NEVER)
+    paid = _pay(fresh)
+    _pay(fresh)
+    fresh.grow_past_load()  # a new chain: nothing to do
+    loaded = int(JsonRpc(fresh.url).call("eth_blockNumber", []), 16)
+    assert fresh.loaded_block is None and loaded == 2
+    fresh.stop()
+
+    node = nodes(state, poll_interval=NEVER)
+    rpc = JsonRpc(node.url)
+    assert node.loaded_block == loaded
+    # what the resumed run's demo audit ran into, then what its attestation would have: anvil's two faults
+    with pytest.raises(RpcError, match="BlockOutOfRange"):
+        rpc.call("eth_getBalance", [paid, hex(loaded - 1)])
+    rpc.call("evm_mine", [])
+    assert _blockhash(rpc, loaded) != _block_hash(rpc, loaded)
+
+    node.grow_past_load()  # one block was mined since the load: one more
+    latest = int(rpc.call("eth_blockNumber", []), 16)
+    assert latest == loaded + 2
+    assert int(rpc.call("eth_getBalance", [paid, hex(latest - 1)]), 16) == 12345
+    assert _blockhash(rpc, latest - 1) == _block_hash(rpc, latest - 1)
+    node.grow_past_load()  # grown far enough: nothing more
+    assert int(rpc.call("eth_blockNumber", []), 16) == latest
 
 
 def test_a_node_without_a_state_file_cannot_save(nodes):
