@@ -73,8 +73,10 @@ def store_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def own_anvil() -> Iterator[AnvilNode]:
     """An anvil for one test module alone: the indexer tests rewrite its history (reorgs), which must not disturb
-    the shared node other tests snapshot and revert."""
-    node = AnvilNode().start()
+    the shared node other tests snapshot and revert. Its development accounts hold a million ether each (anvil's
+    default is 10,000): every world a test builds funds its accounts from the first one (``Chain.fund``, 100 ether
+    each), and a module of many tests ran it dry."""
+    node = AnvilNode(extra_args=["--balance", "1000000"]).start()
     yield node
     node.stop()
 
