@@ -13,8 +13,15 @@ import pytest
 from eth_account import Account
 
 from ledger.audit import run_audit
+from ledger.audit.checks import run_check
+from ledger.audit.context import AuditContext
+from ledger.chain.contract import Chain
+from ledger.dev.node import AnvilNode
 from ledger.encoding import keccak
 from ledger.records import CaseAction, CaseEvent, FilingDecision, filed_case_id, short_code
+from tests.support import filings
+from tests.support.agreement import chain_log
+from tests.support.filed import code_of
 from tests.support.honest import (
     DAY,
     HOUR,
@@ -26,6 +33,7 @@ from tests.support.honest import (
     findings,
 )
 from tests.support.tamper import mine_at, tampered
+from tests.support.world import build_world, case_id
 
 pytestmark = pytest.mark.slow
 
@@ -190,15 +198,6 @@ def test_attack_a_filing_rejected_as_a_duplicate_of_a_case_the_agency_opened_aft
     and rejects the filing as a duplicate of it. The filing cannot duplicate a case opened after it: the request's
     clock has moved from the filing to the agency's later opening, with no Opened of the filed case to show it.
     What should hold: ``filings_answered`` finds the duplicate (as it finds a duplicate of a case never opened)."""
-    from ledger.audit.checks import run_check
-    from ledger.audit.context import AuditContext
-    from ledger.chain.contract import Chain
-    from ledger.dev.node import AnvilNode
-    from tests.support import filings
-    from tests.support.agreement import chain_log
-    from tests.support.filed import code_of
-    from tests.support.world import build_world, case_id
-
     node = AnvilNode().start()
     try:
         world = build_world(Chain.connect(node.url))

@@ -12,15 +12,21 @@ from typing import Any
 
 import pytest
 
+from ledger import batches
 from ledger.audit.batchfiles import DirectorySource, anchors_of, load
 from ledger.audit.chainread import ChainReader
 from ledger.audit.rebuild import Builder, LedgerModel, rebuild
 from ledger.audit.rpc import Rpc
+from ledger.batches import BatchStore, build_batch
 from ledger.batches.read import BatchContent
+from ledger.chain.contract import Chain
 from ledger.chain.logs import DecodedEntry
-from ledger.records import CaseAction, EntryKind, short_code
+from ledger.dev.node import AnvilNode
+from ledger.records import CaseAction, Correction, EntryKind, short_code, text_hash
 from ledger.workdays import local_day, year_of
+from tests.support.batched import T0, plain_case_id
 from tests.support.honest import HonestLedger, case_id, copy_entry, receipt_case_id
+from tests.support.world import build_world
 
 Ledger = tuple[list[DecodedEntry], dict[int, BatchContent]]
 
@@ -203,14 +209,6 @@ def test_attack_corrections_of_openeds_in_later_pieces_and_a_batch_file_given_la
     late; then corrections aimed at each Opened, an Opened again of each, and a correction of a refused correction.
     Built in two pieces at every cut (the late file with the second piece), and one entry at a time: the model of the
     whole — every correction of an Opened refused, naming the case, and every case counted from its first opening."""
-    from ledger import batches
-    from ledger.batches import BatchStore, build_batch
-    from ledger.chain.contract import Chain
-    from ledger.dev.node import AnvilNode
-    from ledger.records import Correction, text_hash
-    from tests.support.batched import T0, plain_case_id
-    from tests.support.world import build_world
-
     node = AnvilNode().start()
     try:
         world = build_world(Chain.connect(node.url))

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from eth_abi import encode as abi_encode
 from eth_hash.auto import keccak as eth_keccak
+from sqlalchemy import insert
 
 from ledger import records
+from ledger.audit.rebuild import Builder, rebuild
 from ledger.cases import (
     ANSWERS,
     CASE_STATE_FIELDS,
@@ -32,9 +34,10 @@ from ledger.cases import (
 from ledger.chain.contract import Chain
 from ledger.chain.logs import LogDecoder
 from ledger.encoding import ZERO32, ZERO_HEAD, code_text, display_text, fold, keccak
-from ledger.errors import ChainMismatch, NodeUnavailable
+from ledger.errors import ChainMismatch, NodeUnavailable, StaleIndex
 from ledger.index.cases import CaseFolder
 from ledger.index.sync import Indexer
+from ledger.metrics import MetricsFilter, compute_metrics
 from ledger.records import (
     CaseAction,
     EntryKind,
@@ -44,12 +47,13 @@ from ledger.records import (
     short_code,
     struct_hash_of,
 )
-from ledger.store.db import Store, open_store
-from ledger.store.schema import sync_state
+from ledger.store.db import Store, open_store, upgrade
+from ledger.store.schema import case_events, corrections, entries, sync_state
 from ledger.workdays import YearCalendar
+from tests.support.agreement import assert_agree, audit_model, chain_log, deadline_figures, model_cases
 from tests.support.feedback import write_feedback
 from tests.support.filed import write_filings
-from tests.support.indexing import head, index
+from tests.support.indexing import head, index, mine
 from tests.support.scenario import WORKING_DAYS_COMMITMENT, Scenario, cst, write_everything
 from tests.support.world import World, build_world, case_id
 
@@ -373,12 +377,6 @@ def test_the_migration_refuses_an_index_in_which_a_correction_voided_an_opened(
     """Revision 0015 on a store indexed by the old rule: an applied correction of an Opened makes it refuse, saying
     to rebuild the index from the chain, and leaves the store as it was; a refused one, or an applied one of another
     event, lets it through."""
-    from sqlalchemy import insert
-
-    from ledger.errors import StaleIndex
-    from ledger.store.db import upgrade
-    from ledger.store.schema import case_events, corrections, entries
-
     def entry(seq: int, kind: EntryKind, voided_by: int | None = None) -> dict[str, Any]:
         return dict(seq=seq, kind=int(kind), agency_id="A", actor="0x0", record_hash=b"\1" * 32,
                     entry_hash=b"\1" * 32, running_hash=b"\1" * 24, block_number=seq, block_hash=b"\7" * 32,
@@ -661,8 +659,6 @@ def _write(world: World, record: Any) -> int:
 
 def _roads(opened_at: int) -> Any:
     """The roads office's figures from a day before `opened_at`, taken ten days after it (48 h long past)."""
-    from ledger.metrics import MetricsFilter
-
     return MetricsFilter(agency_id="SH-ROADS", start=opened_at - 86_400, end=opened_at + 10 * 86_400)
 
 
@@ -673,9 +669,6 @@ def test_attack_sync_stopped_between_the_opened_and_its_correction_gives_what_a_
     deadline); then voids that refused correction and writes the second Opened's Accepted. Incremental index = fresh
     index = the auditor's rebuild (whole, and by the incremental Builder cut at every entry): the case counts from
     its first opening, overdue at ten days, the second Opened an invalid transition."""
-    from ledger.audit.rebuild import Builder, rebuild
-    from tests.support.agreement import assert_agree, audit_model, chain_log, deadline_figures, model_cases
-
     store = stores(store_url)  # SQLite and PostgreSQL; the fresh index below on SQLite
     indexer = index(world, store, confirmations=0)
     first = _write(world, world.opened("left overdue"))
@@ -700,7 +693,6 @@ def test_attack_sync_stopped_between_the_opened_and_its_correction_gives_what_a_
     flt = _roads(before["opened_at"])
     model = audit_model(world)
     assert_agree(store, model, flt)
-    from ledger.metrics import compute_metrics
     assert deadline_figures(compute_metrics(store.engine, flt).to_dict()) == (1, 1, 1, 0)
     entries, _ = chain_log(world)
     whole = rebuild(entries)
@@ -717,8 +709,6 @@ def test_attack_two_openeds_and_a_correction_of_either_leave_the_first_opening_s
     """An Opened, a second Opened recorded later (its fresh deadline an invalid transition), and corrections aimed at
     the first, the second or both (the second voided first): every one refused, the case counts from its first
     opening; the index equals the auditor's rebuild and its figures."""
-    from tests.support.agreement import assert_agree, audit_model
-
     store = stores()
     first = _write(world, world.opened("twice", district=short_code("EAST")))
     second = _write(world, world.opened("twice", district=short_code("WEST"), channel=5))
@@ -741,9 +731,6 @@ def test_attack_a_reorganisation_dropping_and_restoring_corrections_aimed_at_an_
     """Settled: an Opened. An orphaned branch aims a correction at it and opens the case again; the winning branch
     opens it again and aims corrections at both Openeds. After the rollback the index is a fresh index of the winning
     chain and the auditor's rebuild: the first opening stands."""
-    from tests.support.agreement import assert_agree, audit_model
-    from tests.support.indexing import mine
-
     store = stores()
     indexer = index(world, store, confirmations=20)
     first = _write(world, world.opened("reorged"))

@@ -10,15 +10,20 @@ from typing import Any
 
 import pytest
 
+from ledger import receipts
+from ledger.audit.batchfiles import DirectorySource, anchors_of, load
+from ledger.audit.checks import run_check
+from ledger.audit.context import AuditContext
 from ledger.batches import BatchStore, build_batch
 from ledger.chain.contract import Chain
 from ledger.encoding import entry_hash
 from ledger.metrics import MetricsFilter, compute_metrics
-from ledger.records import CaseAction, Correction, EntryKind, text_hash
+from ledger.records import RECEIPT_CASE_FLAG, CaseAction, Correction, EntryKind, Receipt, text_hash
 from ledger.store.db import Store, open_store
+from tests.support.agreement import assert_agree, audit_model, chain_log
 from tests.support.batched import DAY, T0, anchor, index, life, plain_case_id, table
 from tests.support.indexing import head, mine
-from tests.support.world import World, build_world
+from tests.support.world import World, build_world, case_id
 
 
 @pytest.fixture
@@ -221,9 +226,6 @@ def test_attack_corrections_aimed_at_a_batched_opened_and_at_batch_anchors_void_
     batched Opened are refused. A second batch whose first event is a fulfilment: a correction aimed at its anchor's
     seq voids that one event, not the batch (its Opened stands). Index = fresh index = the auditor's rebuild, figures
     included."""
-    from ledger.metrics import MetricsFilter, compute_metrics
-    from tests.support.agreement import assert_agree, audit_model
-
     def void(target: int) -> int:
         world.ledger.write(world.signer, Correction(target_seq=target, reason_hash=text_hash("v"), occurred_at=T0))
         return world.ledger.entry_count() - 1
@@ -267,15 +269,6 @@ def test_attack_a_receipt_case_opened_only_inside_a_batch_counts_nowhere_but_the
     receipt case is never applied): the case has no state and is in no figure, and a correction aimed at that Opened
     is refused all the same. Index and auditor agree, and the auditor's ``batches_complete`` names the hidden
     opening against the agency."""
-    from ledger import receipts
-    from ledger.audit.batchfiles import DirectorySource, anchors_of, load
-    from ledger.audit.checks import run_check
-    from ledger.audit.context import AuditContext
-    from ledger.metrics import MetricsFilter
-    from ledger.records import RECEIPT_CASE_FLAG, Receipt
-    from tests.support.agreement import assert_agree, audit_model, chain_log
-    from tests.support.world import case_id
-
     hidden = bytes([case_id("hidden")[0] | RECEIPT_CASE_FLAG]) + case_id("hidden")[1:]
     world.ledger.write(world.signer, Receipt(case_id=hidden, receipt=receipts.address(receipts.new_code()),
                                              occurred_at=world.now()))
@@ -300,11 +293,6 @@ def test_attack_a_batched_opened_claiming_a_future_time_is_a_timeliness_finding(
     """The contract refuses a claimed time after the block's, but never sees inside a batch: a batched Opened may
     claim a time thirty days ahead, and its case's deadline runs from then (not overdue at ten days). Index and
     auditor agree, and the auditor's ``timeliness`` finds the claim against the anchor's block time."""
-    from ledger.audit.checks import run_check
-    from ledger.audit.context import AuditContext
-    from ledger.metrics import MetricsFilter, compute_metrics
-    from tests.support.agreement import assert_agree, audit_model, chain_log
-
     now = world.now()
     _, anchored = anchor(world, [world.opened("ahead", case_id=plain_case_id("ahead"), occurred_at=now + 30 * DAY)],
                          tmp_path)

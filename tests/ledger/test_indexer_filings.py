@@ -12,12 +12,18 @@ from typing import Any
 import pytest
 from alembic import command
 
+from ledger.audit.checks import run_check
+from ledger.audit.context import AuditContext
 from ledger.chain.contract import Chain
+from ledger.encoding import keccak
 from ledger.filings import answer_due
-from ledger.records import CaseAction, EntryKind, FilingDecision, HolidayCalendar, filed_case_id
+from ledger.metrics import MetricsFilter
+from ledger.records import CaseAction, Correction, EntryKind, FilingDecision, HolidayCalendar, filed_case_id
 from ledger.store.db import Store, alembic_config, head_revision, open_store
 from ledger.workdays import YearCalendar, local_day, year_of
+from tests.support.agreement import assert_agree, audit_model, chain_log
 from tests.support.filed import Filed, answer, file, write_filings
+from tests.support.filings import advance
 from tests.support.indexing import index, mine
 from tests.support.world import World, build_world
 
@@ -223,14 +229,6 @@ def test_attack_an_agency_opening_a_filed_case_itself_a_day_late_then_accepting_
     runs from the agency's own Opened, not the filing: index and auditor agree on it, and the auditor shows it — a
     ``filings_answered`` finding at the agency's Opened, a ``case_transitions`` finding at the acceptance (the
     filing's opening comes second) and two refused corrections."""
-    from ledger.audit.checks import run_check
-    from ledger.audit.context import AuditContext
-    from ledger.encoding import keccak
-    from ledger.metrics import MetricsFilter
-    from ledger.records import Correction
-    from tests.support.agreement import assert_agree, audit_model, chain_log
-    from tests.support.filings import advance
-
     filing = file(world, "preopened")
     filed_at = block_time(world, filing)
     advance(world, 26 * HOUR)

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 from ledger import receipts
+from ledger.audit.batchfiles import DirectorySource, anchors_of, load
+from ledger.audit.checks import run_check
+from ledger.audit.context import AuditContext
 from ledger.batches import Batch, BatchStore, build_batch
 from ledger.batches.read import WITHHELD_IMPOSSIBLE, WITHHELD_MISSING
 from ledger.cases import BATCHED_RECEIPT_CASE_EVENT, batched_event_applies
@@ -20,6 +23,7 @@ from ledger.encoding import keccak
 from ledger.metrics import MetricsFilter, compute_metrics
 from ledger.records import CaseAction, Correction, Receipt, text_hash
 from ledger.store.db import Store
+from tests.support.agreement import assert_agree, audit_model, chain_log
 from tests.support.batched import DAY, T0, anchor, index, life, plain_case_id, table
 from tests.support.indexing import head, mine
 from tests.support.world import World
@@ -383,11 +387,6 @@ def test_attack_a_withheld_opened_voided_before_its_release_and_opened_again_mea
     is withheld, index and auditor agree (the case counts from its later Opened; the withheld batch is a finding
     against the agency). Once released, the corrections stay refused, the batched Openeds stand (the later Opened an
     invalid transition): incremental index = fresh index = the auditor's rebuild, figures included."""
-    from ledger.audit.batchfiles import DirectorySource, anchors_of, load
-    from ledger.audit.checks import run_check
-    from ledger.audit.context import AuditContext
-    from tests.support.agreement import assert_agree, audit_model, chain_log
-
     def void(target: int) -> int:
         world.ledger.write(world.signer, Correction(target_seq=target, reason_hash=text_hash("v"), occurred_at=T0))
         return world.ledger.entry_count() - 1
